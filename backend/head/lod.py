@@ -1,0 +1,133 @@
+"""Levels of detail by midpoint subdivision, precomputed as sparse upsampling matrices.
+
+Level l+1 adds one vertex at the midpoint of every edge of level l (attribute = mean of the edge's
+two vertices, as the paper does) and splits each triangle into four. So V_{l+1} = V_l + E_l and
+F_{l+1} = 4 F_l; a closed (watertight) mesh stays closed. Posing a LOD is one sparse product:
+``lod.upsample @ base_vertices``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+@dataclass(eq=False)  # holds arrays: identity equality/hash (usable as a cache key)
+class LOD:
+    """level: subdivision count; faces (F_l, 3) int64; upsample: CSR (V_l, V_0) float32.
+
+    The first V_0 rows of ``upsample`` are the identity (base vertices keep their index)."""
+
+    level: int
+    faces: np.ndarray
+    upsample: sp.csr_matrix
+    _torch: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_verts(self) -> int:
+        return int(self.upsample.shape[0])
+
+    def apply(self, attributes: np.ndarray) -> np.ndarray:
+        """Subdivide per-vertex attributes (V_0, ...) -> (V_l, ...) (any trailing shape)."""
+        return subdivide_attributes(self.upsample, attributes)
+
+    def torch_upsample(self, device: str | torch.device = "cpu") -> torch.Tensor:
+        """``upsample`` as a torch sparse CSR tensor (V_l, V_0) float32 on ``device`` (cached)."""
+        key = str(torch.device(device))
+        if key not in self._torch:
+            u = self.upsample
+            with warnings.catch_warnings():  # torch flags sparse CSR as "beta"; CSR @ dense is stable
+                warnings.simplefilter("ignore", UserWarning)
+                self._torch[key] = torch.sparse_csr_tensor(
+                    torch.as_tensor(u.indptr, dtype=torch.int64),
+                    torch.as_tensor(u.indices, dtype=torch.int64),
+                    torch.as_tensor(u.data, dtype=torch.float32), size=u.shape, device=device,
+                    check_invariants=True)  # built from a valid scipy CSR; checked once here
+        return self._torch[key]
+
+    def pose(self, vertices: torch.Tensor) -> torch.Tensor:
+        """LOD-l vertices from posed LOD-0 vertices: (B, V_0, 3) -> (B, V_l, 3), one sparse product
+        for the whole batch (level 0 returns the input)."""
+        if self.level == 0:
+            return vertices
+        B, V, C = vertices.shape
+        flat = vertices.permute(1, 0, 2).reshape(V, B * C)  # (V_0, B*3)
+        out = self.torch_upsample(vertices.device) @ flat  # (V_l, B*3)
+        return out.reshape(-1, B, C).permute(1, 0, 2)
+
+
+def mesh_edges(faces: np.ndarray) -> np.ndarray:
+    """Unique undirected edges (E, 2) int64, each row sorted (a < b), rows lexicographically sorted."""
+    f = np.asarray(faces, np.int64)
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0)
+    e.sort(axis=1)
+    return np.unique(e, axis=0)
+
+
+def subdivide_once(faces: np.ndarray, n_verts: int) -> tuple[np.ndarray, sp.csr_matrix]:
+    """One midpoint subdivision. Returns (faces (4F, 3), step matrix CSR (V + E, V) float32)."""
+    f = np.asarray(faces, np.int64)
+    F = f.shape[0]
+    # edge id of each face corner pair (01, 12, 20) via a sorted-key lookup
+    half = np.stack([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 1)  # (F,3,2)
+    half_sorted = np.sort(half, axis=2)
+    key = half_sorted[..., 0] * n_verts + half_sorted[..., 1]  # (F,3)
+    uniq, inv = np.unique(key.reshape(-1), return_inverse=True)
+    E = uniq.shape[0]
+    edges = np.stack([uniq // n_verts, uniq % n_verts], 1)
+    mid = (n_verts + inv).reshape(F, 3)  # new vertex index of edges 01, 12, 20
+    a, b, c = f[:, 0], f[:, 1], f[:, 2]
+    m01, m12, m20 = mid[:, 0], mid[:, 1], mid[:, 2]
+    # corner triangles keep the parent's orientation; the centre one too
+    new_faces = np.concatenate([
+        np.stack([a, m01, m20], 1), np.stack([m01, b, m12], 1),
+        np.stack([m20, m12, c], 1), np.stack([m01, m12, m20], 1)], 0)
+    rows = np.concatenate([np.arange(n_verts), np.repeat(np.arange(n_verts, n_verts + E), 2)])
+    cols = np.concatenate([np.arange(n_verts), edges.reshape(-1)])
+    vals = np.concatenate([np.ones(n_verts, np.float32), np.full(2 * E, 0.5, np.float32)])
+    step = sp.csr_matrix((vals, (rows, cols)), shape=(n_verts + E, n_verts), dtype=np.float32)
+    return new_faces, step
+
+
+_CACHE: dict[tuple[str, int, tuple[int, ...]], list[LOD]] = {}
+
+
+def build_lods(faces: np.ndarray, n_verts: int, levels: tuple[int, ...] = (0, 1, 2)) -> list[LOD]:
+    """LODs for ``levels`` (each >= 0) of a triangle mesh; cached per topology (faces, n_verts).
+
+    Each LOD's ``upsample`` maps LOD-0 vertices to LOD-l vertices (composition of the steps)."""
+    faces = np.ascontiguousarray(faces, np.int64)
+    levels = tuple(int(l) for l in levels)
+    if any(l < 0 for l in levels):
+        raise ValueError(f"LOD levels must be >= 0, got {levels}")
+    key = (hashlib.sha1(faces.tobytes()).hexdigest(), int(n_verts), levels)
+    if key in _CACHE:
+        return _CACHE[key]
+    by_level: dict[int, LOD] = {}
+    cur_faces, cur_up = faces, sp.identity(n_verts, dtype=np.float32, format="csr")
+    for lev in range(max(levels, default=0) + 1):
+        if lev > 0:
+            cur_faces, step = subdivide_once(cur_faces, cur_up.shape[0])
+            cur_up = (step @ cur_up).tocsr()
+            cur_up.sort_indices()
+        if lev in levels:
+            by_level[lev] = LOD(lev, cur_faces, cur_up.astype(np.float32))
+    out = [by_level[l] for l in levels]
+    _CACHE[key] = out
+    return out
+
+
+def subdivide_attributes(upsample: sp.spmatrix, attributes: np.ndarray) -> np.ndarray:
+    """``upsample @ attributes`` for (V_0, ...) arrays of any trailing shape -> (V_l, ...).
+
+    E.g. skinning weights (V,5), expression basis (V,3,E), colours (V,3). Keeps the dtype."""
+    a = np.asarray(attributes)
+    flat = a.reshape(a.shape[0], -1)
+    out = upsample @ flat
+    return np.asarray(out, dtype=a.dtype if a.dtype.kind == "f" else np.float32).reshape(
+        (upsample.shape[0],) + a.shape[1:])

@@ -1,0 +1,73 @@
+"""Per-frame head-model parameters (identity, expression, joint pose, translation)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .model import N_JOINTS, HeadModel, HeadModelError
+
+
+@dataclass(eq=False)  # holds arrays: identity equality/hash (usable as a cache key)
+class HeadParams:
+    """Parameters of T frames (T = 1 for a photo).
+
+    shape  (S,) float32 identity coefficients (shared by all frames)
+    expr   (T, E) float32 expression coefficients
+    pose   (T, 5, 3) float32 axis-angle (radians) per joint, JOINT_NAMES order
+    transl (T, 3) float32 metres, added after posing
+    """
+
+    shape: np.ndarray
+    expr: np.ndarray
+    pose: np.ndarray
+    transl: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.shape = np.asarray(self.shape, np.float32).reshape(-1)
+        self.expr = np.asarray(self.expr, np.float32)
+        self.pose = np.asarray(self.pose, np.float32)
+        self.transl = np.asarray(self.transl, np.float32)
+        if self.expr.ndim == 1:
+            self.expr = self.expr[None]
+        if self.pose.ndim == 2:
+            self.pose = self.pose[None]
+        if self.transl.ndim == 1:
+            self.transl = self.transl[None]
+        T = self.expr.shape[0]
+        if self.pose.shape != (T, N_JOINTS, 3) or self.transl.shape != (T, 3):
+            raise ValueError(f"HeadParams: expr {self.expr.shape}, pose {self.pose.shape}, "
+                             f"transl {self.transl.shape} disagree (expected T x E, T x 5 x 3, T x 3)")
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.expr.shape[0])
+
+    def frame(self, t: int) -> "HeadParams":
+        """Frame ``t`` as a T = 1 HeadParams (arrays copied)."""
+        return HeadParams(self.shape.copy(), self.expr[t:t + 1].copy(), self.pose[t:t + 1].copy(),
+                          self.transl[t:t + 1].copy())
+
+    @staticmethod
+    def zeros(model: HeadModel, T: int = 1) -> "HeadParams":
+        """Neutral parameters (mean identity, no expression, rest pose) for ``T`` frames."""
+        return HeadParams(np.zeros(model.n_shape, np.float32), np.zeros((T, model.n_expr), np.float32),
+                          np.zeros((T, N_JOINTS, 3), np.float32), np.zeros((T, 3), np.float32))
+
+    def save(self, path: str | Path) -> None:
+        """Write an .npz (shape, expr, pose, transl)."""
+        np.savez(path, shape=self.shape, expr=self.expr, pose=self.pose, transl=self.transl,
+                 meta=np.array(json.dumps({"format": "omg-head-params", "version": 1})))
+
+    @staticmethod
+    def load(path: str | Path) -> "HeadParams":
+        """Read a file written by :meth:`save`; HeadModelError on a missing/bad file."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise HeadModelError(path, f"not a head-parameter file ({exc})") from exc

@@ -1,0 +1,33 @@
+"""HeadParams helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.head import HeadModelError, HeadParams
+
+
+def test_zeros_frame_save_load(tmp_path, tiny):
+    p = HeadParams.zeros(tiny, T=3)
+    assert (p.n_frames, p.shape.shape, p.expr.shape, p.pose.shape, p.transl.shape) == (
+        3, (tiny.n_shape,), (3, tiny.n_expr), (3, 5, 3), (3, 3))
+    p.expr[1, 2] = 0.5
+    p.pose[1, 2, 0] = 0.2
+    f = p.frame(1)
+    assert f.n_frames == 1 and f.expr[0, 2] == 0.5 and f.pose[0, 2, 0] == np.float32(0.2)
+    p.save(tmp_path / "p.npz")
+    q = HeadParams.load(tmp_path / "p.npz")
+    for k in ("shape", "expr", "pose", "transl"):
+        np.testing.assert_array_equal(getattr(q, k), getattr(p, k))
+        assert getattr(q, k).dtype == np.float32
+
+
+def test_single_frame_promotion_and_errors(tmp_path):
+    p = HeadParams(np.zeros(3), np.zeros(4), np.zeros((5, 3)), np.zeros(3))
+    assert p.expr.shape == (1, 4) and p.pose.shape == (1, 5, 3) and p.transl.shape == (1, 3)
+    with pytest.raises(ValueError):
+        HeadParams(np.zeros(3), np.zeros((2, 4)), np.zeros((1, 5, 3)), np.zeros((2, 3)))
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(HeadModelError, match="bad.npz"):
+        HeadParams.load(tmp_path / "bad.npz")
