@@ -1,0 +1,54 @@
+"""``python -m backend track video.mp4 -o track.npz [--json stats.json]``: video -> track file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+HELP = "video -> per-frame head-model parameters (track .npz)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", help="clip (mp4/mov/webm/mkv/gif) or a folder of numbered images")
+    parser.add_argument("-o", "--output", required=True, help="track file to write (.npz)")
+    parser.add_argument("--json", metavar="PATH", help="write figures (frames, fps, ...) as JSON")
+    parser.add_argument("--head-model", metavar="PATH",
+                        help="FLAME .pkl or head-model .npz (default: the bundled stand-in)")
+    parser.add_argument("--smoothing", type=float, default=2.0,
+                        help="temporal smoothing strength: 0 off, 1 light, 2 default, 4 strong")
+    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..face.track import TrackOptions, track_video
+    from ..head.loader import load_head_model
+    from ..progress import tqdm_progress
+    from ..stats import write_json
+
+    if args.smoothing < 0:
+        raise InputError(None, f"--smoothing must be >= 0, got {args.smoothing}")
+    model = load_head_model(args.head_model)
+    t0 = time.perf_counter()  # decode, landmarks, fit, smoothing and writing; not the model load
+    progress, close = tqdm_progress("track", enabled=False if args.no_progress else None)
+    try:
+        track = track_video(args.video, model,
+                            TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps), progress)
+    finally:
+        close()
+    track.save(args.output)
+    seconds = time.perf_counter() - t0
+    figures = {
+        "frames": track.n_frames,
+        "frames_without_face": track.frames_without_face,
+        "seconds": seconds,
+        "fps": track.n_frames / seconds if seconds > 0 else None,
+        "video_fps": track.fps,
+        "model": track.model,
+        "mean_confidence": float(track.confidence.mean()),
+    }
+    write_json(args.json, figures)
+    print(f"{track.n_frames} frames ({len(track.frames_without_face)} without a face) in "
+          f"{seconds:.2f} s = {figures['fps']:.1f} fps -> {args.output}")
+    return 0

@@ -1,0 +1,331 @@
+"""Video -> per-frame head-model parameters (a Track), streamed, offline-smoothed.
+
+Passes:
+1. decode + landmarks: frames are streamed one at a time through mediapipe's face mesh in tracking
+   mode (one model instance; it re-detects only when the face is lost). Only the 478 landmarks per
+   frame are kept (4 KB), never the frames;
+2. framing: one fixed square crop for the whole clip (median of the per-frame FFHQ crops), hence
+   one fixed source camera (crop.py); landmarks are mapped into that 512x512 crop;
+3. identity: shape (and each frame's pose/expression) fitted jointly on ``identity_frames`` frames
+   spread over the clip, then frozen;
+4. per frame: rotations (global, neck, jaw, eyes), translation and expression by a few
+   Levenberg-Marquardt steps. Frames are solved in batches (block-diagonal normal equations, one
+   batched Cholesky, per-frame damping) warm-started from the previous batch's last frame.
+   ``global`` is held near the identity frames' rotation so that per-frame head turns go to
+   ``neck`` (see fit.py);
+5. frames without a face are filled by interpolation between tracked neighbours, then the whole
+   track is smoothed with a zero-phase one-euro filter (smoothing.py) of user-set strength.
+Per-frame confidence = 1 / (1 + (rmse / 3 px)^2), 0 where no face was found.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..progress import Progress
+from .crop import CROP_SIZE, CropInfo, crop_from_landmarks, source_camera
+from .fit import (JOINT_GLOBAL, FitOptions, fit_joints, frame_prior_weights, landmark_weights, pnp_init,
+                  to_head_params)
+from .image import downscale
+from .landmark_model import LandmarkModel
+from .mediapipe_face import MediapipeFace
+from .smoothing import fill_gaps, smooth_track
+from .solver import (Layout, Priors, Projector, State, empty_state, pack_frame, single_thread, solve,
+                     solve_frames)
+from .video import iter_video
+
+TRACK_FORMAT = "omg-track"
+TRACK_VERSION = 1
+CONFIDENCE_PX = 3.0
+
+
+@dataclass
+class TrackOptions:
+    """Video tracking settings.
+
+    smoothing: temporal smoothing strength (0 = off, 1 light, 2 default, 4 strong); fast motion is
+               preserved at any strength (one-euro filter).
+    identity_frames: frames fitted jointly for the identity shape.
+    iterations: LM iterations every frame gets; frames still improving continue alone, up to 3x.
+    batch: frames solved together (one batched solve, warm-started from the previous batch's
+           last frame); larger batches amortise the per-call overhead.
+    n_expr: expression components tracked.
+    global_prior: pull of the global rotation towards the identity frames' rotation.
+    neck_prior: prior on the neck rotation during tracking (small: it carries head turns).
+    max_side: frames larger than this are downscaled for mediapipe (landmarks mapped back).
+    sequence_fps: frame rate for image-sequence folders.
+    fit: the photo-fit settings used for the identity frames (priors, weights, components).
+    """
+
+    smoothing: float = 2.0
+    identity_frames: int = 5
+    iterations: int = 3
+    batch: int = 64
+    n_expr: int = 50
+    global_prior: float = 1e4
+    neck_prior: float = 20.0
+    max_side: int = 1280
+    sequence_fps: float = 25.0
+    fit: FitOptions = field(default_factory=FitOptions)
+
+
+@dataclass
+class Track:
+    """Tracked parameters of a clip.
+
+    params: HeadParams with T = frames (shape shared); fps; confidence (T,) in [0, 1];
+    has_face (T,) bool (False = filled by interpolation); landmarks (T, 478, 2) px in the crop
+    (NaN where no face); camera: the fixed source Camera; crop: CropInfo in source pixels;
+    model: head-model name; expr_names: expression component names; source: clip file name;
+    smoothing: strength used; seconds: wall time of the tracking; stage_seconds: its split.
+    """
+
+    params: object
+    fps: float
+    confidence: np.ndarray
+    has_face: np.ndarray
+    landmarks: np.ndarray
+    camera: object
+    crop: CropInfo
+    model: str
+    expr_names: list[str]
+    source: str = ""
+    smoothing: float = 0.0
+    seconds: float = 0.0
+    stage_seconds: dict = field(default_factory=dict)  # "decode+landmarks", "fit" (not saved)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.params.n_frames)
+
+    @property
+    def frames_without_face(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(~self.has_face)]
+
+    def metadata(self) -> dict:
+        """JSON-able description: fps, frames, model, parameter names, gaps."""
+        from ..head.model import JOINT_NAMES
+
+        return {
+            "format": TRACK_FORMAT,
+            "version": TRACK_VERSION,
+            "fps": float(self.fps),
+            "frames": self.n_frames,
+            "model": self.model,
+            "source": self.source,
+            "smoothing": float(self.smoothing),
+            "frames_without_face": self.frames_without_face,
+            "parameter_names": {
+                "shape": [f"shape_{i:03d}" for i in range(len(self.params.shape))],
+                "expr": list(self.expr_names),
+                "pose": [f"{j}_{a}" for j in JOINT_NAMES for a in "xyz"],
+                "transl": ["x", "y", "z"],
+            },
+            "units": {"pose": "axis-angle radians", "transl": "metres", "landmarks": "pixels at 512"},
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path`` (.npz): arrays plus the JSON metadata under key 'metadata'."""
+        p = self.params
+        np.savez_compressed(
+            path, shape=p.shape, expr=p.expr, pose=p.pose, transl=p.transl,
+            confidence=self.confidence.astype(np.float32), has_face=self.has_face.astype(bool),
+            landmarks=self.landmarks.astype(np.float32), K=self.camera.K, viewmat=self.camera.viewmat,
+            image_size=np.array([self.camera.width, self.camera.height], np.int64),
+            crop=self.crop.as_array(), metadata=np.array(json.dumps(self.metadata())),
+        )
+
+    @staticmethod
+    def load(path: str | Path) -> "Track":
+        """Read a file written by :meth:`save`; InputError naming the file when it is not one."""
+        from ..head.params import HeadParams
+        from ..render.camera import Camera
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "track file not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["metadata"]))
+                if meta.get("format") != TRACK_FORMAT:
+                    raise ValueError(f"format is {meta.get('format')!r}, expected {TRACK_FORMAT!r}")
+                params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
+                w, h = (int(v) for v in z["image_size"])
+                track = Track(
+                    params=params, fps=float(meta["fps"]), confidence=z["confidence"],
+                    has_face=z["has_face"].astype(bool), landmarks=z["landmarks"],
+                    camera=Camera(z["K"], z["viewmat"], w, h), crop=CropInfo.from_array(z["crop"]),
+                    model=str(meta["model"]), expr_names=list(meta["parameter_names"]["expr"]),
+                    source=str(meta.get("source", "")), smoothing=float(meta.get("smoothing", 0.0)),
+                )
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zip/key/json/shape problems: all a bad file
+            raise InputError(path, f"not a readable track file ({exc})") from None
+        if track.n_frames != int(meta["frames"]) or len(track.confidence) != track.n_frames:
+            raise InputError(path, "track file is inconsistent (frame counts disagree)")
+        return track
+
+
+# ---- pass 1: landmarks ------------------------------------------------------------------------
+
+def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress):
+    """Decode the clip and run face mesh on each frame: (reader, list of (478, 2) source px | None)."""
+    reader = iter_video(path, opts.sequence_fps)
+    n_est = max(reader.n_frames, 1)
+    out: list[np.ndarray | None] = []
+    with MediapipeFace(static=False) as mp:
+        for i, frame in enumerate(reader):
+            small, s = downscale(frame, opts.max_side)
+            lm = mp.landmarks(small)
+            out.append(None if lm is None else lm[:, :2] / s)
+            if i % 4 == 0:
+                progress.report(0.8 * min(i / n_est, 1.0), f"landmarks {i + 1}/{n_est}")
+    if not out:
+        raise InputError(path, "the video has no frames")
+    return reader, out
+
+
+def _fixed_crop(landmarks: list[np.ndarray | None], size: tuple[int, int]) -> CropInfo:
+    crops = np.array([crop_from_landmarks(lm, size).as_array() for lm in landmarks if lm is not None])
+    med = np.median(crops[:, :3], axis=0).round().astype(int)
+    return CropInfo(int(med[0]), int(med[1]), int(med[2]), CROP_SIZE, (int(size[0]), int(size[1])))
+
+
+# ---- passes 3-4: fitting ------------------------------------------------------------------------
+
+def _fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.ndarray,
+                  fopts: FitOptions) -> State:
+    """Joint fit of K frames (obs (K, 478, 2)) with one shared shape; returns the K-frame state."""
+    K = obs.shape[0]
+    state = empty_state(lmm, K)
+    for k in range(K):
+        aa, tr = pnp_init(lmm, proj, obs[k], w)
+        state.pose[k, JOINT_GLOBAL] = torch.as_tensor(aa)
+        state.transl[k] = torch.as_tensor(tr)
+    o = torch.as_tensor(obs)
+    wt = torch.as_tensor(w)[None].expand(K, -1)
+    rigid = Layout([(JOINT_GLOBAL,)], 0, 0)
+    state, _ = solve(lmm, proj, state, o, wt, rigid,
+                     Priors(torch.zeros(rigid.per_frame, dtype=torch.float64), pack_frame(state, rigid),
+                            torch.zeros(0, dtype=torch.float64)), fopts.pose_iterations)
+    layout = Layout(fit_joints(lmm, fopts), lmm.n_expr if fopts.fit_expr else 0, lmm.n_shape)
+    mu = torch.zeros(K, layout.per_frame, dtype=torch.float64)
+    pri = Priors(frame_prior_weights(lmm, layout, fopts), mu,
+                 torch.full((layout.n_shape,), fopts.shape_prior, dtype=torch.float64))
+    state, _ = solve(lmm, proj, state, o, wt, layout, pri, fopts.iterations)
+    return state
+
+
+def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
+                    opts: TrackOptions | None = None, progress: Progress | None = None):
+    """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
+    ignored and filled). Returns (HeadParams, confidence (T,), rmse (T,))."""
+    opts = opts or TrackOptions()
+    progress = progress or Progress()
+    fopts = opts.fit
+    T = len(landmarks)
+    idx = np.flatnonzero(has_face)
+    proj = Projector(camera.K, camera.viewmat)
+    with torch.inference_mode(), single_thread():
+        # identity on frames spread over the clip
+        full = LandmarkModel.from_model(model, fopts.n_shape if fopts.fit_shape else 0, opts.n_expr)
+        w_np = landmark_weights(full, fopts.contour_weight, fopts.iris_weight)
+        pick = idx[np.linspace(0, len(idx) - 1, min(opts.identity_frames, len(idx))).round().astype(int)]
+        ident = _fit_identity(full, proj, landmarks[pick].astype(np.float64), w_np, fopts)
+        shape = ident.shape.clone()
+        ref_global = ident.pose[:, JOINT_GLOBAL].mean(0)
+
+        # per-frame tracking on the same landmark model with the shape frozen
+        layout = Layout(fit_joints(full, fopts), full.n_expr, 0)
+        frame_w = frame_prior_weights(full, layout, _tracking_fit_options(fopts, opts),
+                                      global_prior=opts.global_prior)
+        base_mu = torch.zeros(1, layout.per_frame, dtype=torch.float64)
+        base_mu[0, :3] = ref_global  # global is the first joint group in the layout
+        wt_all = torch.as_tensor(w_np)[None]
+
+        pose = np.zeros((T, 5, 3))
+        transl = np.zeros((T, 3))
+        expr = np.zeros((T, full.n_expr))
+        rmse = np.full(T, np.nan)
+        # warm start: the first chunk from the identity fit of the first face frame (pick[0]),
+        # every later chunk from the last frame of the chunk before it
+        warm = State(shape, ident.expr[:1].clone(), ident.pose[:1].clone(), ident.transl[:1].clone())
+        for c0 in range(0, len(idx), opts.batch):
+            progress.report(0.8 + 0.18 * c0 / len(idx), f"fitting {c0 + 1}/{len(idx)}")
+            ts = idx[c0: c0 + opts.batch]
+            B = len(ts)
+            obs = torch.as_tensor(landmarks[ts].astype(np.float64))
+            wt = wt_all.expand(B, -1)
+            f32 = torch.float32
+            state = State(shape.to(f32), warm.expr.expand(B, -1).to(f32), warm.pose.expand(B, -1, -1).to(f32),
+                          warm.transl.expand(B, -1).to(f32))
+            state, _ = solve_frames(full, proj, state, obs, wt, layout,
+                                    Priors(frame_w, base_mu.expand(B, -1), shape[:0]), opts.iterations)
+            state = State(shape, state.expr.double(), state.pose.double(), state.transl.double())
+            pose[ts] = state.pose.numpy()
+            transl[ts] = state.transl.numpy()
+            expr[ts] = state.expr.numpy()
+            uv, _ = proj.project(full.points(state.coeffs(), state.pose, state.transl))
+            d2 = ((uv - obs) ** 2).sum(-1).numpy()  # (B, L)
+            rmse[ts] = np.sqrt((d2[:, w_np > 0]).mean(1))
+            warm = State(shape, state.expr[-1:].clone(), state.pose[-1:].clone(), state.transl[-1:].clone())
+    pose = fill_gaps(pose, has_face)
+    transl = fill_gaps(transl, has_face)
+    expr = fill_gaps(expr, has_face)
+    if opts.smoothing > 0:
+        pose = smooth_track(pose, fps, opts.smoothing)
+        transl = smooth_track(transl, fps, opts.smoothing)
+        expr = smooth_track(expr, fps, opts.smoothing)
+    st = State(shape, torch.as_tensor(expr), torch.as_tensor(pose), torch.as_tensor(transl))
+    params = to_head_params(st, model, full)
+    conf = np.where(has_face, 1.0 / (1.0 + (np.nan_to_num(rmse, nan=1e9) / CONFIDENCE_PX) ** 2), 0.0)
+    return params, conf.astype(np.float32), rmse
+
+
+def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
+    from dataclasses import replace
+
+    return replace(fopts, neck_prior=opts.neck_prior)
+
+
+def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
+                progress: Progress | None = None) -> Track:
+    """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
+
+    progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
+    Raises InputError for unreadable clips and clips without any face.
+    """
+    from ..head.loader import load_head_model
+
+    t0 = time.perf_counter()
+    opts = options or TrackOptions()
+    progress = progress or Progress()
+    model = load_head_model(None) if model is None else model
+    path = Path(path)
+    progress.report(0.0, "reading video")
+    with progress.stage("decode+landmarks"):
+        reader, lms = _stream_landmarks(path, opts, progress)
+    has_face = np.array([lm is not None for lm in lms])
+    if not has_face.any():
+        raise InputError(path, f"no face found in any of the {len(lms)} frames")
+    crop = _fixed_crop(lms, reader.size)
+    camera = source_camera(CROP_SIZE)
+    lm_crop = np.full((len(lms), 478, 2), np.nan, np.float32)
+    for t, lm in enumerate(lms):
+        if lm is not None:
+            lm_crop[t] = crop.to_crop(lm)
+    with progress.stage("fit"):
+        params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress)
+    progress.report(1.0, "done")
+    return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
+                 camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),
+                 source=path.name, smoothing=opts.smoothing, seconds=time.perf_counter() - t0,
+                 stage_seconds=dict(progress.stage_seconds))

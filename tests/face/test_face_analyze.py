@@ -1,0 +1,130 @@
+"""Face finding, framing and the photo fit on real pictures (skimage's astronaut)."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from backend.errors import InputError
+from backend.face import MIN_INTER_OCULAR_PX, FitOptions, MultipleFacesWarning, fit_image, load_image
+
+# Bound on the astronaut fit: mean landmark reprojection error in pixels at 512x512. The stand-in's
+# template is this face, so the residual is mediapipe noise plus the 16-component identity basis
+# (measured ~1.0 px).
+ASTRONAUT_MEAN_ERROR_PX = 2.0
+# Other photos of the same face (rotated by EXIF, grayscale): the same plus the re-detection noise.
+VARIANT_MEAN_ERROR_PX = 2.5
+
+
+def test_astronaut_observation(analyzer, astronaut):
+    obs = analyzer.analyze(astronaut)
+    assert obs.landmarks.shape == (478, 2) and obs.landmarks.dtype == np.float32
+    assert obs.landmarks_z.shape == (478,)
+    assert obs.image512.shape == (512, 512, 3) and obs.mask.shape == (512, 512)
+    assert obs.n_faces_found == 1 and obs.warnings == []
+    assert obs.camera.width == 512 and obs.camera.K[0, 0] == pytest.approx(12 * 256)
+    # framing: face centred horizontally, eyes in the upper half, the face filling a sensible part
+    lm = obs.landmarks
+    assert 200 < lm[:, 0].mean() < 312 and 150 < lm[[33, 263], 1].mean() < 256
+    assert 150 < lm[:, 0].max() - lm[:, 0].min() < 300
+    # the portrait mask covers the face centre and not the top corners
+    assert obs.mask[int(lm[1, 1]), int(lm[1, 0])] > 0.9 and obs.mask[:40, :40].mean() < 0.1
+    # crop maps source landmarks onto the crop: back-and-forth is the identity
+    np.testing.assert_allclose(obs.crop.to_crop(obs.crop.to_source(lm)), lm, atol=1e-3)
+
+
+def test_astronaut_fit_error_and_time(analyzer, astronaut, head_model):
+    obs = analyzer.analyze(astronaut)
+    res = fit_image(head_model, obs)
+    assert res.mean_error_px < ASTRONAUT_MEAN_ERROR_PX, res.mean_error_px
+    assert res.rmse_px >= res.mean_error_px
+    p = res.params
+    assert p.n_frames == 1 and p.shape.shape == (head_model.n_shape,) and p.expr.shape == (1, head_model.n_expr)
+    assert np.abs(p.pose[0, 1]).max() < 0.02  # neck held near zero in a photo fit (see fit.py)
+    assert np.linalg.norm(p.pose[0, 0]) < 0.3  # a near-frontal portrait
+    assert res.residuals.shape == (478, 2)
+
+
+def test_exif_rotated_and_grayscale_photos_fit(tmp_path, analyzer, astronaut, head_model):
+    rot = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored turned clockwise: display needs a 90 deg counter-clockwise turn
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut, -1))).save(rot, exif=exif, quality=95)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(astronaut).convert("L").save(gray)
+    ref = analyzer.analyze(astronaut)
+    for path in (rot, gray):
+        obs = analyzer.analyze(load_image(path))
+        res = fit_image(head_model, obs)
+        assert res.mean_error_px < VARIANT_MEAN_ERROR_PX, (path.name, res.mean_error_px)
+        # same face, same framing as the upright colour photo (within a few pixels)
+        assert np.abs(obs.landmarks - ref.landmarks).mean() < 4.0, path.name
+
+
+def test_rgba_alpha_becomes_the_mask(analyzer, astronaut):
+    from backend.face.image import image_from_array
+
+    alpha = np.zeros((512, 512), np.uint8)
+    alpha[60:, 100:420] = 255
+    obs = analyzer.analyze(image_from_array(np.dstack([astronaut, alpha])))
+    ref = obs.crop.to_crop(np.array([[100.0, 60.0], [420.0, 511.0]], np.float32))
+    x0, y0 = (int(v) + 3 for v in ref[0])
+    x1, y1 = (int(v) - 3 for v in ref[1])
+    assert obs.mask[y0:y1, x0:x1].min() > 0.99  # inside the opaque box
+    assert obs.mask[: max(y0 - 6, 1)].max() < 0.01  # above it: transparent
+
+
+def test_blank_image_has_no_face(analyzer):
+    with pytest.raises(InputError, match="no face found"):
+        analyzer.analyze(np.full((400, 400, 3), 128, np.uint8))
+
+
+def test_tiny_face_is_rejected(tmp_path, analyzer, astronaut):
+    small = cv2.resize(astronaut, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+    canvas = np.full((480, 640, 3), 200, np.uint8)
+    canvas[100:100 + small.shape[0], 200:200 + small.shape[1]] = small
+    path = tmp_path / "tiny.png"
+    Image.fromarray(canvas).save(path)
+    with pytest.raises(InputError, match=f"too small.*at least {MIN_INTER_OCULAR_PX:.0f} px") as err:
+        analyzer.analyze(path)
+    assert "tiny.png" in str(err.value)
+
+
+def test_two_faces_use_the_largest_and_warn(analyzer, astronaut):
+    right = np.full((512, 512, 3), 255, np.uint8)
+    right[154:, 154:] = cv2.resize(astronaut, (358, 358), interpolation=cv2.INTER_AREA)
+    both = np.concatenate([astronaut, right], 1)  # full-size face left, 0.7x face right
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        obs = analyzer.analyze(both)
+    assert obs.n_faces_found == 2
+    assert any(issubclass(w.category, MultipleFacesWarning) for w in caught)
+    assert "using the largest" in obs.warnings[0]
+    single = analyzer.analyze(astronaut)
+    assert abs(obs.crop.x0 - single.crop.x0) <= 3 and abs(obs.crop.side - single.crop.side) <= 6
+
+
+def test_fit_options_freeze_parts(analyzer, astronaut, head_model):
+    obs = analyzer.analyze(astronaut)
+    res = fit_image(head_model, obs, FitOptions(fit_shape=False, fit_expr=False, fit_eyes=False))
+    assert np.all(res.params.shape == 0) and np.all(res.params.expr == 0)
+    assert np.all(res.params.pose[0, 3:] == 0)
+    assert res.mean_error_px < 4.0
+
+
+def test_huge_photo_detected_downscaled_and_cropped_at_full_resolution(tmp_path, analyzer, astronaut):
+    big = cv2.resize(astronaut, (3072, 3072), interpolation=cv2.INTER_CUBIC)  # 6x: above DETECT_MAX_SIDE
+    path = tmp_path / "big.jpg"
+    Image.fromarray(big).save(path, quality=90)
+    img = load_image(path)
+    assert img.rgb.shape == (3072, 3072, 3)  # full resolution kept for colour sampling
+    small, s = img.detection_image()
+    assert max(small.shape[:2]) <= 1920 and s == pytest.approx(small.shape[1] / 3072)
+    obs = analyzer.analyze(img)
+    ref = analyzer.analyze(astronaut)
+    assert obs.crop.side == pytest.approx(6 * ref.crop.side, rel=0.03)  # crop in source pixels
+    assert np.abs(obs.landmarks - ref.landmarks).mean() < 3.0  # same framing in the 512 crop

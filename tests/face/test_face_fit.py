@@ -1,0 +1,214 @@
+"""The landmark-only model against backend.head.lbs, its Jacobians against their plain twins, and
+the synthetic round trip: known parameters -> projected landmarks -> fit -> parameters back."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from backend.face import FitOptions, fit_image, source_camera
+from backend.face.landmark_model import LandmarkModel, redundant_expressions
+from backend.face.solver import Projector
+
+GROUPS = [(0,), (1,), (2,), (3, 4)]
+
+
+def _random_params(model, B, rng, scale=1.0):
+    shape = rng.normal(size=model.n_shape) * 0.8 * scale
+    expr = rng.normal(size=(B, model.n_expr)) * 0.5 * scale
+    pose = rng.normal(size=(B, 5, 3)) * 0.15 * scale
+    transl = rng.normal(size=(B, 3)) * 0.02
+    return shape, expr, pose, transl
+
+
+def test_points_match_head_lbs(head_model):
+    from backend.head.lbs import HeadModelTensors, lbs
+
+    rng = np.random.default_rng(0)
+    shape, expr, pose, transl = _random_params(head_model, 4, rng)
+    out = lbs(HeadModelTensors.from_model(head_model), torch.tensor(shape, dtype=torch.float32),
+              torch.tensor(expr, dtype=torch.float32), torch.tensor(pose, dtype=torch.float32),
+              torch.tensor(transl, dtype=torch.float32))
+    ref = head_model.landmarks.points(out.vertices.numpy(), head_model.faces)
+    lmm = LandmarkModel.from_model(head_model)
+    coeffs = torch.cat([torch.tensor(shape)[None].expand(4, -1), torch.tensor(expr)], 1)
+    mine = lmm.points(coeffs, torch.tensor(pose), torch.tensor(transl)).numpy()
+    assert np.abs(mine - ref).max() < 1e-6  # metres: float32 LBS vs float64 here
+
+
+def test_analytic_jacobians_match_finite_differences(head_model):
+    rng = np.random.default_rng(1)
+    shape, expr, pose, transl = _random_params(head_model, 3, rng)
+    lmm = LandmarkModel.from_model(head_model)
+    S, E = lmm.n_shape, lmm.n_expr
+    c = torch.cat([torch.tensor(shape)[None].expand(3, -1), torch.tensor(expr)], 1)
+    P, T = torch.tensor(pose), torch.tensor(transl)
+    pts, jrot, jc = lmm.jacobians(c, P, T, GROUPS, torch.arange(S + E))
+    np.testing.assert_allclose(pts.numpy(), lmm.points(c, P, T).numpy(), atol=1e-12)
+    fd = lmm.jacobian_pose_fd(c, P, T, GROUPS)
+    assert (jrot - fd).abs().max() < 1e-5 * fd.abs().max()
+    # points are linear in the coefficients at a fixed pose: unit differences are exact
+    C = S + E
+    cc = (c[:, None] + torch.cat([torch.zeros(1, C, dtype=c.dtype), torch.eye(C, dtype=c.dtype)])).reshape(-1, C)
+    rep = lambda x: x[:, None].expand(3, C + 1, *x.shape[1:]).reshape(3 * (C + 1), *x.shape[1:])  # noqa: E731
+    pv = lmm.points_virtual(cc, rep(P), rep(T)).reshape(3, C + 1, -1, 3)
+    fd_c = (pv[:, 1:] - pv[:, :1]).permute(0, 2, 3, 1)  # (B, L, 3, C)
+    assert (jc - fd_c).abs().max() < 1e-9 * fd_c.abs().max()
+    # the left-multiplied (projected) form used by the tracker equals A @ J
+    A = torch.as_tensor(rng.normal(size=(3, lmm.n_landmarks, 2, 3)))
+    cols = torch.arange(S, S + E)
+    _, jr2, jc2 = lmm.jacobians(c, P, T, GROUPS, cols, left=lambda p: A)
+    torch.testing.assert_close(jr2, A @ jrot)
+    torch.testing.assert_close(jc2, A @ jc[..., S:])
+    # float32 copy (used for tracking) agrees to float32 precision
+    l32 = lmm.to_dtype(torch.float32)
+    p32 = l32.points(c.float(), P.float(), T.float()).double()
+    assert (p32 - pts).abs().max() < 1e-6
+
+
+def test_redundant_jaw_expression_is_detected(head_model):
+    lmm = LandmarkModel.from_model(head_model)
+    dup = redundant_expressions(lmm, [(2,)])
+    names = [n for n, d in zip(head_model.expr_names, dup) if d]
+    if "jaw_open" in head_model.expr_names:  # the stand-in's linearised jaw shape key
+        assert names == ["jaw_open"]
+    assert not redundant_expressions(lmm, [(3, 4)]).any() or "jaw_open" not in names
+
+
+def _project(head_model, shape, expr, pose, transl):
+    lmm = LandmarkModel.from_model(head_model)
+    cam = source_camera()
+    c = torch.cat([torch.tensor(shape)[None], torch.tensor(expr)], 1)
+    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), torch.tensor(transl)))
+    return SimpleNamespace(landmarks=uv[0].numpy().astype(np.float32), camera=cam)
+
+
+# Round-trip tolerances (noise-free landmarks of the stand-in, default priors):
+GLOBAL_TOL_RAD = 0.02   # ~1.1 degrees per axis
+JAW_TOL_RAD = 0.03
+GAZE_TOL_RAD = 0.03
+TRANSL_XY_TOL_M = 0.002
+# Expression: mean absolute coefficient error (coefficients are in [0, 1] units; the true ones are
+# up to ~1). Shape and expression share some landmark motions and depth-only components (cheek
+# puff) are nearly invisible at a 9.5 deg field of view, so single coefficients can be off more.
+EXPR_MEAN_ABS_TOL = 0.12
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_synthetic_round_trip(head_model, seed):
+    rng = np.random.default_rng(seed)
+    E = head_model.n_expr
+    shape = rng.normal(size=head_model.n_shape) * 0.5
+    expr = np.clip(rng.normal(size=(1, E)) * 0.4, 0.0, 1.0)
+    if "jaw_open" in head_model.expr_names:  # duplicates the jaw joint: the fit freezes it
+        expr[0, head_model.expr_names.index("jaw_open")] = 0.0
+    pose = np.zeros((1, 5, 3))
+    pose[0, 0] = rng.uniform(-0.3, 0.3, 3) * [1.0, 1.5, 0.5]  # pitch, yaw up to 26 deg, roll
+    pose[0, 2] = [rng.uniform(0.05, 0.3), 0.0, 0.0]  # jaw open
+    pose[0, 3] = pose[0, 4] = [rng.uniform(-0.1, 0.1), rng.uniform(-0.2, 0.2), 0.0]  # gaze
+    transl = np.array([[rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02), rng.uniform(-0.1, 0.1)]])
+    obs = _project(head_model, shape, expr, pose, transl)
+    res = fit_image(head_model, obs, FitOptions())
+    p = res.params
+    assert res.rmse_px < 0.5
+    assert np.abs(p.pose[0, 0] - pose[0, 0]).max() < GLOBAL_TOL_RAD
+    assert abs(p.pose[0, 2, 0] - pose[0, 2, 0]) < JAW_TOL_RAD
+    assert np.abs(p.pose[0, 3, :2] - pose[0, 3, :2]).max() < GAZE_TOL_RAD
+    assert np.abs(p.transl[0, :2] - transl[0, :2]).max() < TRANSL_XY_TOL_M
+    err = np.abs(p.expr[0] - expr[0]).mean()
+    assert err < EXPR_MEAN_ABS_TOL, err
+    assert err < 0.5 * np.abs(expr[0]).mean()  # far better than guessing "neutral"
+
+
+def _flame_sized(model, seed=0):
+    """The stand-in grown to FLAME's layout sizes (300 identity, 100 expression components,
+    correctives on every joint) with no iris landmarks, like a FLAME file with a 468-point
+    mediapipe embedding. Extra components are small mixtures of the stand-in's own."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(seed)
+    S0, E0 = model.n_shape, model.n_expr
+    sd = np.concatenate([model.shapedirs, model.shapedirs @ rng.normal(0, 0.1, (S0, 300 - S0))], 2)
+    mix = rng.normal(0, 0.1, (E0, 100 - E0))
+    if "jaw_open" in model.expr_names:  # keep the jaw joint's duplicate out of the new components
+        mix[model.expr_names.index("jaw_open")] = 0.0
+    ed = np.concatenate([model.exprdirs, model.exprdirs @ mix], 2)
+    pd = model.posedirs + rng.normal(0, 2e-4, model.posedirs.shape).astype(np.float32)
+    valid = model.landmarks.valid.copy()
+    valid[468:] = False
+    emb = replace(model.landmarks, valid=valid)
+    return replace(model, name="flame-sized", shapedirs=sd.astype(np.float32), exprdirs=ed.astype(np.float32),
+                   posedirs=pd, expr_names=[f"exp_{i:03d}" for i in range(100)], landmarks=emb, cache={})
+
+
+def test_flame_sized_model_fits_and_tracks(head_model):
+    from backend.face import TrackOptions, track_landmarks
+
+    fm = _flame_sized(head_model)
+    rng = np.random.default_rng(7)
+    shape = np.zeros(300)
+    shape[:16] = rng.normal(size=16) * 0.5
+    expr = np.zeros((1, 100))
+    expr[0, :24] = np.clip(rng.normal(size=24) * 0.4, 0, 1)
+    expr[0, head_model.expr_names.index("jaw_open")] = 0.0
+    pose = np.zeros((1, 5, 3))
+    pose[0, 0] = [0.1, -0.25, 0.05]
+    pose[0, 2] = [0.2, 0, 0]
+    transl = np.array([[0.01, -0.01, 0.05]])
+    obs = _project(fm, shape, expr, pose, transl)
+    res = fit_image(fm, obs)
+    p = res.params
+    assert p.shape.shape == (300,) and p.expr.shape == (1, 100)
+    assert res.rmse_px < 0.5
+    assert np.abs(p.pose[0, 0] - pose[0, 0]).max() < GLOBAL_TOL_RAD
+    assert abs(p.pose[0, 2, 0] - pose[0, 2, 0]) < JAW_TOL_RAD
+    assert np.all(p.pose[0, 3:] == 0)  # no iris landmarks: the eyes are left alone
+    # tracking the same face through a few frames of jaw motion
+    T = 6
+    lms = []
+    for t in range(T):
+        pz = pose.copy()
+        pz[0, 2, 0] = 0.05 * t
+        lms.append(_project(fm, shape, expr, pz, transl).landmarks)
+    cam = source_camera()
+    params, conf, rmse = track_landmarks(fm, np.stack(lms), np.ones(T, bool), cam, 25.0,
+                                         TrackOptions(smoothing=0.0))
+    assert params.expr.shape == (T, 100) and np.all(np.isfinite(params.pose))
+    assert np.nanmax(rmse) < 1.0
+    np.testing.assert_allclose(params.pose[:, 2, 0], 0.05 * np.arange(T), atol=JAW_TOL_RAD)
+
+
+def test_tracking_follows_large_fast_head_turns_and_jaw(head_model):
+    """Synthetic landmarks: yaw swinging +-34 deg twice a second, pitch, jaw snapping open; the
+    batched tracker (warm start from the previous batch only) must follow every frame."""
+    from backend.face import TrackOptions, track_landmarks
+
+    rng = np.random.default_rng(11)
+    T = 50
+    t = np.arange(T)
+    shape = rng.normal(size=head_model.n_shape) * 0.5
+    expr = np.zeros((1, head_model.n_expr))
+    pose = np.zeros((T, 5, 3))
+    pose[:, 1, 1] = 0.6 * np.sin(2 * np.pi * t / 12.5)  # neck yaw, 2 Hz at 25 fps
+    pose[:, 1, 0] = 0.15 * np.sin(2 * np.pi * t / 40.0)
+    pose[:, 2, 0] = np.where((t % 20) < 4, 0.3, 0.02)  # jaw snaps open for 4 frames in 20
+    lmm = LandmarkModel.from_model(head_model)
+    cam = source_camera()
+    c = torch.cat([torch.tensor(shape)[None], torch.tensor(expr)], 1).expand(T, -1)
+    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), torch.zeros(T, 3,
+                                                                                              dtype=torch.float64)))
+    lms = uv.numpy().astype(np.float32)
+    params, conf, rmse = track_landmarks(head_model, lms, np.ones(T, bool), source_camera(), 25.0,
+                                         TrackOptions(smoothing=0.0))
+    head_yaw = params.pose[:, 0, 1] + params.pose[:, 1, 1]  # global + neck (small angles add)
+    assert np.abs(head_yaw - pose[:, 1, 1]).max() < 0.05
+    assert np.abs(params.pose[:, 2, 0] - pose[:, 2, 0]).max() < JAW_TOL_RAD
+    assert rmse.max() < 0.5 and conf.min() > 0.9
+    # with smoothing on, the 4-frame jaw snaps keep most of their amplitude (no lag blur)
+    sm, _, _ = track_landmarks(head_model, lms, np.ones(T, bool), source_camera(), 25.0,
+                               TrackOptions(smoothing=2.0))
+    open_frames = (t % 20) < 4
+    assert sm.pose[open_frames, 2, 0].mean() > 0.8 * pose[open_frames, 2, 0].mean()
