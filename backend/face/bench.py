@@ -73,12 +73,22 @@ def bench_videos(model, paths: list[Path]) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m backend.face.bench", description=__doc__.split("\n")[0])
+HELP = "photo fit error/time and tracking fps on a media folder"
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--media", type=Path, default=default_media())
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--head-model", metavar="PATH")
-    args = ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m backend.face.bench", description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
 
     from skimage import data
 

@@ -1,0 +1,353 @@
+"""Numba kernels of the CPU tile splatter: tile binning, forward and backward compositing.
+
+Conventions follow gsplat 1.5.3 (``RasterizeToPixels3DGSFwd.cu`` / ``...Bwd.cu``): pixel centres at
++0.5, sigma = 0.5 (a dx^2 + c dy^2) + b dx dy with d = mean - pixel, alpha = min(0.999,
+opacity exp(-sigma)), Gaussians with sigma < 0 or alpha < 1/255 are skipped, and a pixel stops
+(exclusively: the Gaussian that would push it there is not composited) when its transmittance
+would fall to 1e-4 or below.
+
+Layout differs from the GPU: a tile is one CPU task (``prange`` over camera x tile), and inside a
+tile the loop runs over the tile's depth-sorted Gaussians, each visiting only the pixels of its own
+footprint box (``extents``: beyond it alpha < 1/255, see projection.py), so the work is the summed
+footprint area rather than Gaussians x tile pixels. Along a row sigma is updated as a quadratic
+in dx, and pixels with sigma > ln(255 opacity) are rejected before the exp (clipping each row to
+the exact ellipse was measured slower than testing the box's pixels). Transmittance is kept in
+float64 so the backward pass can undo it by division without float32 round-off blow-up.
+
+Gradients of Gaussians that touch several tiles are written per intersection and summed
+afterwards (deterministic, no atomics).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+ALPHA_THRESHOLD = np.float32(1.0 / 255.0)
+T_EPS = 1e-4
+MAX_ALPHA = np.float32(0.999)
+
+
+def tile_order(n_jobs: int, n_threads: int) -> np.ndarray:
+    """Job permutation for numba's static prange split into n_threads contiguous blocks: block r
+    gets jobs r, r + n_threads, r + 2 n_threads, ... so every thread samples the whole image
+    (tile costs vary a lot: background vs face). numba's dynamic chunking was measured far
+    slower (hundreds of ms of scheduling overhead per call with small chunks)."""
+    n_threads = max(1, int(n_threads))
+    return np.concatenate([np.arange(r, n_jobs, n_threads) for r in range(n_threads)]).astype(np.int64)
+
+
+def sigma_max(opacities: np.ndarray) -> np.ndarray:
+    """(B, N) f32 ln(255 opacity): the largest sigma with opacity exp(-sigma) >= 1/255 (negative
+    for opacity < 1/255, which then never composites). Shared by forward and backward so both
+    skip exactly the same (Gaussian, pixel) pairs."""
+    return np.log(np.maximum(opacities, 1e-30) / ALPHA_THRESHOLD).astype(np.float32)
+
+
+@nb.njit(cache=True, inline="always")
+def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):
+    """Pixels [gx0, gx1] x [gy0, gy1] (inclusive) whose centres lie within the footprint, clipped
+    to the tile [x0, x1) x [y0, y1)."""
+    gx0 = max(x0, int(math.ceil(mx - ex - 0.5)))
+    gx1 = min(x1 - 1, int(math.floor(mx + ex - 0.5)))
+    gy0 = max(y0, int(math.ceil(my - ey - 0.5)))
+    gy1 = min(y1 - 1, int(math.floor(my + ey - 0.5)))
+    return gx0, gx1, gy0, gy1
+
+
+@nb.njit(cache=True, parallel=True)
+def bin_tiles(means2d, extents, depths, width, height, tile_size):
+    """Depth-ordered Gaussian lists per (camera, tile).
+
+    means2d (B, N, 2) f32, extents (B, N, 2) f32 (0 = culled), depths (B, N) f32.
+    Returns offsets (B * n_tiles + 1,) int64 into ids (n_isect,) int32 (Gaussian index within its
+    camera); tile t of camera b holds ids[offsets[b * n_tiles + t] : offsets[b * n_tiles + t + 1]],
+    front to back (stable: equal depths keep index order, like gsplat's radix sort).
+    """
+    B, N = means2d.shape[0], means2d.shape[1]
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    n_tiles = tiles_x * tiles_y
+    # tile rectangle per Gaussian (parallel), then count / fill per camera (serial, cheap)
+    rect = np.full((B, N, 4), -1, np.int32)
+    for job in range(B * N):
+        b = job // N
+        g = job - b * N
+        if extents[b, g, 0] <= 0:
+            continue
+        gx0, gx1, gy0, gy1 = _pixel_box(
+            means2d[b, g, 0], means2d[b, g, 1], extents[b, g, 0], extents[b, g, 1], 0, 0, width, height
+        )
+        if gx0 > gx1 or gy0 > gy1:
+            continue
+        rect[b, g, 0] = gx0 // tile_size
+        rect[b, g, 1] = gx1 // tile_size
+        rect[b, g, 2] = gy0 // tile_size
+        rect[b, g, 3] = gy1 // tile_size
+    counts = np.zeros(B * n_tiles + 1, np.int64)
+    for b in range(B):
+        for g in range(N):
+            if rect[b, g, 0] < 0:
+                continue
+            for ty in range(rect[b, g, 2], rect[b, g, 3] + 1):
+                for tx in range(rect[b, g, 0], rect[b, g, 1] + 1):
+                    counts[b * n_tiles + ty * tiles_x + tx + 1] += 1
+    offsets = np.cumsum(counts)
+    ids = np.empty(offsets[-1], np.int32)
+    cursor = offsets[:-1].copy()
+    for b in range(B):
+        for g in range(N):
+            if rect[b, g, 0] < 0:
+                continue
+            for ty in range(rect[b, g, 2], rect[b, g, 3] + 1):
+                for tx in range(rect[b, g, 0], rect[b, g, 1] + 1):
+                    t = b * n_tiles + ty * tiles_x + tx
+                    ids[cursor[t]] = g
+                    cursor[t] += 1
+    # sort each tile front to back (lists are in index order, mergesort keeps ties that way)
+    for job in nb.prange(B * n_tiles):
+        start = offsets[job]
+        end = offsets[job + 1]
+        if end - start < 2:
+            continue
+        b = job // n_tiles
+        seg = ids[start:end].copy()
+        key = np.empty(end - start, np.float32)
+        for i in range(end - start):
+            key[i] = depths[b, seg[i]]
+        order = np.argsort(key, kind="mergesort")
+        for i in range(end - start):
+            ids[start + i] = seg[order[i]]
+    return offsets, ids
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, width, height, tile_size, tile_order):
+    """Front-to-back compositing. colors (B, N, D) f32, sigma_max (B, N) f32 = ln(255 opacity)
+    (see ``sigma_max``), tile_order: a permutation of the B * n_tiles jobs (see ``tile_order``).
+
+    Returns out (B, H, W, D) f32 (no background), T_final (B, H, W) f64 (transmittance after the
+    last composited Gaussian), last (B, H, W) int64 (index into ids of that Gaussian, -1 = none).
+    """
+    B = means2d.shape[0]
+    D = colors.shape[2]
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    n_tiles = tiles_x * tiles_y
+    out = np.zeros((B, height, width, D), np.float32)
+    T_final = np.ones((B, height, width), np.float64)
+    last = np.full((B, height, width), -1, np.int64)
+    for i in nb.prange(B * n_tiles):
+        job = tile_order[i]
+        b = job // n_tiles
+        t = job - b * n_tiles
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        x0 = tx * tile_size
+        y0 = ty * tile_size
+        x1 = min(x0 + tile_size, width)
+        y1 = min(y0 + tile_size, height)
+        npix = (x1 - x0) * (y1 - y0)
+        start = offsets[job]
+        end = offsets[job + 1]
+        if start == end:
+            continue
+        T = np.ones(tile_size * tile_size, np.float64)
+        acc = np.zeros((tile_size * tile_size, D), np.float32)
+        lst = np.full(tile_size * tile_size, -1, np.int64)
+        done = np.zeros(tile_size * tile_size, np.bool_)
+        ndone = 0
+        for k in range(start, end):
+            g = ids[k]
+            mx = means2d[b, g, 0]
+            my = means2d[b, g, 1]
+            gx0, gx1, gy0, gy1 = _pixel_box(mx, my, extents[b, g, 0], extents[b, g, 1], x0, y0, x1, y1)
+            if gx0 > gx1 or gy0 > gy1:
+                continue
+            ca = conics[b, g, 0]
+            cb = conics[b, g, 1]
+            cc = conics[b, g, 2]
+            op = opacities[b, g]
+            smax = sigma_max[b, g]
+            for py in range(gy0, gy1 + 1):
+                dy = my - (np.float32(py) + np.float32(0.5))
+                row = (py - y0) * tile_size - x0
+                sx0, sx1 = gx0, gx1
+                # sigma along the row as a quadratic in dx (dx drops by 1 per pixel)
+                dx = mx - (np.float32(sx0) + np.float32(0.5))
+                hc = np.float32(0.5) * cc * dy * dy
+                bdy = cb * dy
+                ha = np.float32(0.5) * ca
+                for px in range(sx0, sx1 + 1):
+                    p = row + px
+                    sigma = (ha * dx + bdy) * dx + hc
+                    dx -= np.float32(1.0)
+                    if done[p]:
+                        continue
+                    if sigma < 0 or sigma > smax:  # sigma > smax <=> opacity exp(-sigma) < 1/255
+                        continue
+                    alpha = min(MAX_ALPHA, op * np.float32(math.exp(-sigma)))
+                    if alpha < ALPHA_THRESHOLD:
+                        continue
+                    nT = T[p] * (1.0 - alpha)
+                    if nT <= T_EPS:
+                        done[p] = True
+                        ndone += 1
+                        continue
+                    w = np.float32(alpha * T[p])
+                    for d in range(D):
+                        acc[p, d] += colors[b, g, d] * w
+                    T[p] = nT
+                    lst[p] = k
+            if ndone == npix:
+                break
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                p = (py - y0) * tile_size + (px - x0)
+                T_final[b, py, px] = T[p]
+                last[b, py, px] = lst[p]
+                for d in range(D):
+                    out[b, py, px, d] = acc[p, d]
+    return out, T_final, last
+
+
+@nb.njit(cache=True, parallel=True, fastmath=False)
+def rasterize_bwd(
+    means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, T_final, last, v_out, v_alpha,
+    width, height, tile_size, tile_order,
+):  # fmt: skip
+    """Back-to-front gradients of ``rasterize_fwd`` given dL/d out (B, H, W, D) and dL/d alpha
+    (B, H, W) (alpha = 1 - T_final).
+
+    Returns per-intersection gradients g_geo (n_isect, 6) f32 = (d mean2d x, y, d conic a, b, c,
+    d opacity) and g_col (n_isect, D) f32; ``reduce_isect`` sums them per Gaussian.
+    """
+    B = means2d.shape[0]
+    D = colors.shape[2]
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    n_tiles = tiles_x * tiles_y
+    n_isect = ids.shape[0]
+    g_geo = np.zeros((n_isect, 6), np.float32)
+    g_col = np.zeros((n_isect, D), np.float32)
+    for i in nb.prange(B * n_tiles):
+        job = tile_order[i]
+        b = job // n_tiles
+        t = job - b * n_tiles
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        x0 = tx * tile_size
+        y0 = ty * tile_size
+        x1 = min(x0 + tile_size, width)
+        y1 = min(y0 + tile_size, height)
+        start = offsets[job]
+        if start == offsets[job + 1]:
+            continue
+        T = np.ones(tile_size * tile_size, np.float64)
+        Tf = np.ones(tile_size * tile_size, np.float64)
+        lst = np.full(tile_size * tile_size, -1, np.int64)
+        buf = np.zeros((tile_size * tile_size, D), np.float64)
+        kmax = -1
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                p = (py - y0) * tile_size + (px - x0)
+                T[p] = T_final[b, py, px]
+                Tf[p] = T_final[b, py, px]
+                lst[p] = last[b, py, px]
+                kmax = max(kmax, lst[p])
+        vcol = np.zeros(D, np.float64)
+        for k in range(kmax, start - 1, -1):
+            g = ids[k]
+            mx = means2d[b, g, 0]
+            my = means2d[b, g, 1]
+            gx0, gx1, gy0, gy1 = _pixel_box(mx, my, extents[b, g, 0], extents[b, g, 1], x0, y0, x1, y1)
+            if gx0 > gx1 or gy0 > gy1:
+                continue
+            ca = conics[b, g, 0]
+            cb = conics[b, g, 1]
+            cc = conics[b, g, 2]
+            op = opacities[b, g]
+            vmx = 0.0
+            vmy = 0.0
+            va = 0.0
+            vb = 0.0
+            vc = 0.0
+            vop = 0.0
+            vcol[:] = 0.0
+            touched = False
+            smax = sigma_max[b, g]
+            for py in range(gy0, gy1 + 1):
+                dy = my - (np.float32(py) + np.float32(0.5))
+                row = (py - y0) * tile_size - x0
+                sx0, sx1 = gx0, gx1
+                dx = mx - (np.float32(sx0) + np.float32(0.5))
+                hc = np.float32(0.5) * cc * dy * dy
+                bdy = cb * dy
+                ha = np.float32(0.5) * ca
+                for px in range(sx0, sx1 + 1):
+                    p = row + px
+                    sigma = (ha * dx + bdy) * dx + hc  # bit-identical to the forward pass
+                    dxp = dx
+                    dx -= np.float32(1.0)
+                    if k > lst[p]:
+                        continue
+                    if sigma < 0 or sigma > smax:
+                        continue
+                    vis = np.float32(math.exp(-sigma))
+                    a0 = op * vis
+                    alpha = min(MAX_ALPHA, a0)
+                    if alpha < ALPHA_THRESHOLD:
+                        continue
+                    touched = True
+                    ra = 1.0 / (1.0 - alpha)
+                    T[p] *= ra  # transmittance in front of this Gaussian
+                    Tp = T[p]
+                    fac = alpha * Tp
+                    v_a = 0.0
+                    for d in range(D):
+                        vo = v_out[b, py, px, d]
+                        vcol[d] += fac * vo
+                        c = colors[b, g, d]
+                        v_a += (c * Tp - buf[p, d] * ra) * vo
+                        buf[p, d] += c * fac
+                    v_a += Tf[p] * ra * v_alpha[b, py, px]
+                    if a0 <= MAX_ALPHA:  # alpha not clamped: gradient flows to sigma and opacity
+                        v_sigma = -a0 * v_a
+                        va += 0.5 * v_sigma * dxp * dxp
+                        vb += v_sigma * dxp * dy
+                        vc += 0.5 * v_sigma * dy * dy
+                        vmx += v_sigma * (ca * dxp + cb * dy)
+                        vmy += v_sigma * (cb * dxp + cc * dy)
+                        vop += vis * v_a
+            if touched:
+                g_geo[k, 0] = vmx
+                g_geo[k, 1] = vmy
+                g_geo[k, 2] = va
+                g_geo[k, 3] = vb
+                g_geo[k, 4] = vc
+                g_geo[k, 5] = vop
+                for d in range(D):
+                    g_col[k, d] = vcol[d]
+    return g_geo, g_col
+
+
+@nb.njit(cache=True)
+def reduce_isect(ids, offsets, g_geo, g_col, B, N):
+    """Sum per-intersection gradients per Gaussian: -> (B, N, 6) f32, (B, N, D) f32.
+
+    Serial (memory-bound, about a millisecond for 200K intersections), deterministic order.
+    """
+    D = g_col.shape[1]
+    n_tiles = (offsets.shape[0] - 1) // B
+    geo = np.zeros((B, N, 6), np.float32)
+    col = np.zeros((B, N, D), np.float32)
+    for b in range(B):
+        for k in range(offsets[b * n_tiles], offsets[(b + 1) * n_tiles]):
+            g = ids[k]
+            for j in range(6):
+                geo[b, g, j] += g_geo[k, j]
+            for d in range(D):
+                col[b, g, d] += g_col[k, d]
+    return geo, col

@@ -1,0 +1,104 @@
+"""Differentiable CPU tile rasterizer: screen-space Gaussians -> images (torch.autograd.Function).
+
+The CPU twin of gsplat's ``isect_tiles`` + ``rasterize_to_pixels``; kernels in ``_kernels.py``,
+plain-torch reference in ``_reference.py`` (``rasterize_to_pixels``).
+Memory: the intersection list (one int32 per Gaussian-tile overlap) plus per-pixel state; nothing
+scales with Gaussians x pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+
+from . import _kernels
+
+TILE_SIZE = 16
+
+
+@dataclass
+class TileBins:
+    """Depth-sorted Gaussian ids per (camera, tile). offsets (B * n_tiles + 1,) int64, ids (M,) int32."""
+
+    offsets: np.ndarray
+    ids: np.ndarray
+    width: int
+    height: int
+    tile_size: int
+
+    @property
+    def n_intersections(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def bin_gaussians(
+    means2d: np.ndarray, extents: np.ndarray, depths: np.ndarray, width: int, height: int,
+    tile_size: int = TILE_SIZE,
+) -> TileBins:  # fmt: skip
+    """Bin visible Gaussians (extents > 0) into tiles, each tile's list sorted front to back.
+
+    means2d (B, N, 2) f32, extents (B, N, 2) f32, depths (B, N) f32.
+    """
+    offsets, ids = _kernels.bin_tiles(
+        np.ascontiguousarray(means2d, np.float32), np.ascontiguousarray(extents, np.float32),
+        np.ascontiguousarray(depths, np.float32), int(width), int(height), int(tile_size),
+    )  # fmt: skip
+    return TileBins(offsets, ids, int(width), int(height), int(tile_size))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float32).contiguous().numpy()
+
+
+class RasterizeToPixels(torch.autograd.Function):
+    """(means2d, conics, opacities, colors) -> (image (B, H, W, D), alpha (B, H, W)), no background."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, extents, bins: TileBins):  # type: ignore[override]
+        m2, co, op, col, ex = _np(means2d), _np(conics), _np(opacities), _np(colors), _np(extents)
+        smax = _kernels.sigma_max(op)
+        order = _kernels.tile_order(bins.offsets.shape[0] - 1, numba.get_num_threads())
+        out, T_final, last = _kernels.rasterize_fwd(
+            m2, co, op, smax, col, ex, bins.offsets, bins.ids, bins.width, bins.height, bins.tile_size, order
+        )
+        ctx.arrays = (m2, co, op, smax, col, ex, T_final, last, order)
+        ctx.bins = bins
+        alpha = (1.0 - T_final).astype(np.float32)
+        return torch.from_numpy(out), torch.from_numpy(alpha)
+
+    @staticmethod
+    def backward(ctx, v_out, v_alpha):  # type: ignore[override]
+        m2, co, op, smax, col, ex, T_final, last, order = ctx.arrays
+        bins: TileBins = ctx.bins
+        B, N = op.shape
+        v_out_np = np.zeros(col.shape[:1] + T_final.shape[1:] + col.shape[2:], np.float32) if v_out is None else _np(v_out)
+        v_alpha_np = np.zeros(T_final.shape, np.float32) if v_alpha is None else _np(v_alpha)
+        g_geo, g_col = _kernels.rasterize_bwd(
+            m2, co, op, smax, col, ex, bins.offsets, bins.ids, T_final, last, v_out_np, v_alpha_np,
+            bins.width, bins.height, bins.tile_size, order,
+        )  # fmt: skip
+        geo, colg = _kernels.reduce_isect(bins.ids, bins.offsets, g_geo, g_col, B, N)
+        geo_t = torch.from_numpy(geo)  # [B, N, 6]
+        return geo_t[..., 0:2], geo_t[..., 2:5], geo_t[..., 5], torch.from_numpy(colg), None, None
+
+
+def rasterize_to_pixels(
+    means2d: torch.Tensor,  # [B, N, 2]
+    conics: torch.Tensor,  # [B, N, 3]
+    opacities: torch.Tensor,  # [B, N]
+    colors: torch.Tensor,  # [B, N, D]
+    extents: torch.Tensor,  # [B, N, 2] (0 = culled)
+    depths: torch.Tensor,  # [B, N] sort key
+    width: int,
+    height: int,
+    tile_size: int = TILE_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor, TileBins]:
+    """Composite front to back; returns image (B, H, W, D), alpha (B, H, W) and the tile bins."""
+    bins = bin_gaussians(
+        _np(means2d), _np(extents), _np(depths), width, height, tile_size
+    )
+    image, alpha = RasterizeToPixels.apply(means2d, conics, opacities, colors, extents, bins)
+    return image, alpha, bins

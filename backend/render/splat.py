@@ -1,0 +1,215 @@
+"""``splat``: render 3D Gaussians with any number of feature channels into one or more cameras.
+
+Backends: "cuda" = gsplat's ``rasterization`` (render_mode "RGB+ED"), "cpu" = the project's numba
+tile splatter (projection.py + rasterize.py), "auto" = cuda when torch.cuda is available and
+gsplat imports, else cpu. Both are differentiable w.r.t. means, quats, scales, opacities, features
+(and background). The backend that ran is reported in ``SplatResult.backend``.
+
+Batching: per-Gaussian inputs are either shared, (N, ...), or per frame, (B, N, ...); cameras are
+one Camera or a list. B = max(number of cameras, frames); a single camera or a single Gaussian set
+is broadcast. All cameras must share width and height.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from .camera import Camera
+from .projection import project_gaussians
+from .rasterize import TILE_SIZE, rasterize_to_pixels
+
+BackendName = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass
+class SplatResult:
+    """Rendered frames. B = cameras/frames, C = feature channels.
+
+    image:  (B, C, H, W) float32 composited features (+ background * (1 - alpha)).
+    alpha:  (B, H, W) float32 accumulated opacity.
+    depth:  (B, H, W) float32 expected camera depth sum(w z) / max(alpha, 1e-10) in metres
+            (gsplat's "ED"); 0 where nothing was drawn.
+    backend: "cpu" or "cuda", the backend that ran.
+    radii:  (B, N, 2) int32 footprint half-extents in pixels, 0 = culled (not drawn in that view).
+    n_intersections: Gaussian-tile overlaps (cpu backend; -1 when unknown).
+    """
+
+    image: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+    backend: str
+    radii: torch.Tensor | None = None
+    n_intersections: int = -1
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA device and gsplat imports."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import gsplat  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def select_backend(backend: str = "auto") -> str:
+    """Resolve "auto" -> "cuda" | "cpu"; validate explicit names."""
+    if backend == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if backend == "cpu":
+        return "cpu"
+    if backend == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("backend 'cuda' requested but torch.cuda is not available")
+        if not cuda_available():
+            raise RuntimeError("backend 'cuda' requested but gsplat is not installed (pip install gsplat==1.5.3)")
+        return "cuda"
+    raise ValueError(f"backend must be 'auto', 'cpu' or 'cuda', got {backend!r}")
+
+
+def _tensor(x, name: str, device: torch.device) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        x = x.float()
+    return x.to(device=device, dtype=torch.float32)
+
+
+@dataclass
+class _Inputs:
+    means: torch.Tensor  # [B, N, 3]
+    quats: torch.Tensor  # [B, N, 4]
+    scales: torch.Tensor  # [B, N, 3]
+    opacities: torch.Tensor  # [B, N]
+    features: torch.Tensor  # [B, N, C]
+    cameras: list[Camera]  # len B
+    background: torch.Tensor | None  # [B, C]
+    batched: bool  # any per-Gaussian input had a frame axis
+
+
+def _prepare(means, quats, scales, opacities, features, camera, background, device) -> _Inputs:
+    cams = [camera] if isinstance(camera, Camera) else list(camera)
+    if not cams or not all(isinstance(c, Camera) for c in cams):
+        raise TypeError("camera must be a Camera or a non-empty list of Camera")
+    if len({(c.width, c.height) for c in cams}) != 1:
+        raise ValueError("all cameras in one splat call must share width and height")
+    t = {
+        "means": _tensor(means, "means", device),
+        "quats": _tensor(quats, "quats", device),
+        "scales": _tensor(scales, "scales", device),
+        "opacities": _tensor(opacities, "opacities", device),
+        "features": _tensor(features, "features", device),
+    }
+    tail = {"means": 1, "quats": 1, "scales": 1, "opacities": 0, "features": 1}
+    last = {"means": 3, "quats": 4, "scales": 3}
+    N = t["means"].shape[-2] if t["means"].dim() >= 2 else -1
+    frames = {1}
+    for name, x in t.items():
+        if x.dim() not in (1 + tail[name], 2 + tail[name]):
+            raise ValueError(f"{name} must be (N{', ' + str(last.get(name, 'C')) if tail[name] else ''}) or (B, N, ...), got {tuple(x.shape)}")
+        if name in last and x.shape[-1] != last[name]:
+            raise ValueError(f"{name} must have {last[name]} components in its last axis, got {tuple(x.shape)}")
+        n = x.shape[-1 - tail[name]]
+        if n != N:
+            raise ValueError(f"{name} has {n} Gaussians but means has {N}")
+        if x.dim() == 2 + tail[name]:
+            frames.add(x.shape[0])
+    frames.add(len(cams))
+    if len(frames - {1}) > 1:
+        raise ValueError(f"inconsistent frame counts (cameras/per-frame inputs): {sorted(frames)}")
+    B = max(frames)
+    batched = any(x.dim() == 2 + tail[name] for name, x in t.items())
+    if len(cams) == 1 and B > 1:
+        cams = cams * B
+    for name, x in t.items():
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or inf")
+    if (t["scales"] < 0).any():
+        raise ValueError("scales must be >= 0 (linear metres, not log-scales)")
+    if ((t["opacities"] < 0) | (t["opacities"] > 1)).any():
+        raise ValueError("opacities must be in [0, 1] (post-sigmoid)")
+    if N > 0 and (t["quats"].norm(dim=-1) < 1e-12).any():
+        raise ValueError("quats must be non-zero (wxyz, any norm)")
+    C = t["features"].shape[-1]
+    if C < 1:
+        raise ValueError("features need at least one channel")
+    bg = None
+    if background is not None:
+        bg = _tensor(background, "background", device)
+        if bg.shape not in ((C,), (B, C)):
+            raise ValueError(f"background must be ({C},) or ({B}, {C}), got {tuple(bg.shape)}")
+        bg = bg.expand(B, C)
+    ex = {name: (x if x.dim() == 2 + tail[name] else x.expand((B,) + x.shape)) for name, x in t.items()}
+    return _Inputs(ex["means"], ex["quats"], ex["scales"], ex["opacities"], ex["features"], cams, bg, batched)
+
+
+def _camera_tensors(cams: Sequence[Camera], device) -> tuple[torch.Tensor, torch.Tensor]:
+    viewmats = torch.from_numpy(np.stack([c.viewmat for c in cams])).to(device)  # [B, 4, 4]
+    Ks = torch.from_numpy(np.stack([c.K for c in cams])).to(device)  # [B, 3, 3]
+    return viewmats, Ks
+
+
+def _splat_cpu(inp: _Inputs, near_plane: float, far_plane: float, eps2d: float, tile_size: int) -> SplatResult:
+    cam = inp.cameras[0]
+    W, H = cam.width, cam.height
+    viewmats, Ks = _camera_tensors(inp.cameras, "cpu")
+    proj = project_gaussians(
+        inp.means, inp.quats, inp.scales, viewmats, Ks, W, H,
+        opacities=inp.opacities, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+    )  # fmt: skip
+    # expected depth rides along as an extra channel, as in gsplat's "RGB+ED"
+    colors = torch.cat([inp.features, proj.depths[..., None]], dim=-1)  # [B, N, C + 1]
+    out, alpha, bins = rasterize_to_pixels(
+        proj.means2d, proj.conics, inp.opacities, colors, proj.extents, proj.depths, W, H, tile_size
+    )  # [B, H, W, C + 1], [B, H, W]
+    image = out[..., :-1]
+    if inp.background is not None:
+        image = image + (1.0 - alpha)[..., None] * inp.background[:, None, None, :]
+    depth = out[..., -1] / alpha.clamp(min=1e-10)
+    return SplatResult(
+        image=image.permute(0, 3, 1, 2),
+        alpha=alpha,
+        depth=depth,
+        backend="cpu",
+        radii=proj.radii,
+        n_intersections=bins.n_intersections,
+    )
+
+
+def splat(
+    means,
+    quats,
+    scales,
+    opacities,
+    features,
+    camera: Camera | Sequence[Camera],
+    background=None,
+    backend: BackendName = "auto",
+    *,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    tile_size: int = TILE_SIZE,
+) -> SplatResult:
+    """Render Gaussians; see the module docstring for batching and backends.
+
+    means (N, 3) | (B, N, 3) world metres; quats (N, 4) wxyz (normalized here); scales (N, 3)
+    linear metres; opacities (N,) in [0, 1]; features (N, C), any C >= 1; background (C,) | (B, C).
+    Tensors (or numpy arrays) of any float dtype; computed in float32. The cpu backend returns CPU
+    tensors, the cuda backend CUDA tensors.
+    """
+    name = select_backend(backend)
+    device = torch.device("cuda" if name == "cuda" else "cpu")
+    inp = _prepare(means, quats, scales, opacities, features, camera, background, device)
+    if name == "cuda":
+        from .cuda import splat_gsplat
+
+        return splat_gsplat(inp, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, tile_size=tile_size)
+    return _splat_cpu(inp, near_plane, far_plane, eps2d, tile_size)
