@@ -1,0 +1,339 @@
+"""Photo -> GaussianAvatar: the build pipeline (analytic by default, learned when a checkpoint is given).
+
+Stages (timed in ``BuildResult.seconds``):
+  load        photo and head model
+  detect      face detection, 512 crop, landmarks, portrait mask (backend.face)
+  fit         head-model fit to the landmarks -> HeadParams + source camera (backend.face)
+  sampling    per LOD: subdivided rest mesh, Gaussian attributes from geometry, HPFS + OAFF colours
+  shoulders   shoulder Gaussians from the portrait mask
+  metrics     source-view face PSNR/SSIM per LOD (before and after refinement)
+  refine      optional photometric refinement with the differentiable splatter
+The learned path (issue 7) replaces sampling + shoulders by ``backend.model.reconstruct_avatar``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import Progress
+from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, mean_edge_length, unique_edges,
+                         vertex_normals)
+from .gaussians import GaussianAvatar, GaussianSet
+from .imageops import landmark_hull_mask, to_float
+from .metrics import psnr_masked, ssim_masked
+from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices, shoulder_transforms_for
+from .refine import RefineOptions, refine
+from .sample import SAMPLE_NAME, sample_photo
+from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
+                       vertex_regions)
+from .shoulders import ShoulderOptions, build_shoulders
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+    from ..render.camera import Camera
+
+METHODS = ("analytic", "learned")
+
+
+@dataclass
+class BuildOptions:
+    """What to build and how. ``refine=None`` = automatic: refine when the splatter is fast enough
+    for at least ``min_refine_steps`` steps within ``refine_seconds`` (estimated from one render)."""
+
+    lods: tuple[int, ...] = (0, 1, 2)
+    head_model: str | None = None          # None -> bundled stand-in
+    method: str = "analytic"               # "analytic" | "learned"
+    checkpoint: str | None = None          # learned OMG weights (method "learned")
+    dinov2: str | None = None              # DINOv2 weights (method "learned")
+    refine: bool | None = None
+    refine_seconds: float = 30.0           # total budget, split over the LODs by Gaussian count
+    refine_steps: int = 300                # per LOD
+    min_refine_steps: int = 3              # even 2-4 steps gain several dB (docs/figures/avatar.md)
+    render_backend: str = "auto"
+    metrics: bool = True
+    attributes: AttributeOptions = field(default_factory=AttributeOptions)
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    shoulders: ShoulderOptions = field(default_factory=ShoulderOptions)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lods"] = list(self.lods)
+        return d
+
+
+@dataclass
+class BuildResult:
+    """avatar; model (the HeadModel used); observation (FaceObservation); fit (FitResult);
+    seconds: per stage plus ``total``; metrics: {lod: {psnr_face, ssim_face, psnr_face_raw,
+    ssim_face_raw}} (raw = before refinement); refine_steps: {lod: steps run}; photo_name."""
+
+    avatar: GaussianAvatar
+    model: "HeadModel"
+    observation: Any
+    fit: Any
+    seconds: dict[str, float]
+    metrics: dict[int, dict[str, float]]
+    refine_steps: dict[int, int]
+    photo_name: str
+
+    def figures(self) -> dict[str, Any]:
+        """The ``--json`` figures: gaussians, seconds, psnr_face, ssim_face (per LOD)."""
+        return {
+            "photo": self.photo_name,
+            "head_model": self.avatar.head_model_name,
+            "method": self.avatar.method,
+            "gaussians": {str(l): c for l, c in self.avatar.counts().items()},
+            "seconds": self.seconds,
+            "psnr_face": {str(l): m.get("psnr_face") for l, m in self.metrics.items()},
+            "ssim_face": {str(l): m.get("ssim_face") for l, m in self.metrics.items()},
+            "psnr_face_unrefined": {str(l): m.get("psnr_face_raw") for l, m in self.metrics.items()},
+            "ssim_face_unrefined": {str(l): m.get("ssim_face_raw") for l, m in self.metrics.items()},
+            "refine_steps": {str(l): s for l, s in self.refine_steps.items()},
+            "fit_rmse_px": float(getattr(self.fit, "rmse_px", float("nan"))),
+        }
+
+
+def render_source(avatar: GaussianAvatar, model: "HeadModel", lod: int, camera: "Camera | None" = None,
+                  params=None, background=(0.0, 0.0, 0.0), backend: str = "auto"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``lod`` at ``params`` (default: the source frame) -> image (H, W, 3), alpha (H, W)."""
+    from ..render.splat import splat
+
+    gs = posed_set(avatar, model, avatar.params if params is None else params, lod)
+    cam = avatar.camera if camera is None else camera
+    res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, cam,
+                background=np.asarray(background, np.float32), backend=backend)
+    img = res.image[0].detach().cpu().numpy().transpose(1, 2, 0)
+    return np.clip(img, 0.0, 1.0), res.alpha[0].detach().cpu().numpy()
+
+
+def _resolve_photo(photo) -> tuple[Any, str]:
+    """path | LoadedImage | (H, W, 3) array | None (-> bundled sample) -> (input for analyze, name)."""
+    from ..face.image import image_from_array, load_image
+
+    if photo is None:
+        return image_from_array(sample_photo()), SAMPLE_NAME
+    if isinstance(photo, np.ndarray):
+        return image_from_array(photo), "array"
+    if isinstance(photo, (str, Path)):
+        return load_image(photo), Path(photo).stem
+    return photo, Path(getattr(photo, "path", None) or "photo").stem
+
+
+def _face_metrics(avatar, model, lods, photo, face_mask, backend) -> tuple[dict[int, dict[str, float]], dict[int, float]]:
+    out, secs = {}, {}
+    for l in lods:
+        t0 = time.perf_counter()
+        img, _ = render_source(avatar, model, l, backend=backend)
+        secs[l] = time.perf_counter() - t0
+        out[l] = {"psnr_face": psnr_masked(img, photo, face_mask), "ssim_face": ssim_masked(img, photo, face_mask)}
+    return out, secs
+
+
+def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
+                  levels: list[int], opts: BuildOptions) -> dict[int, GaussianSet]:
+    """Head Gaussians at rest for every level: geometry attributes + HPFS/OAFF colours.
+
+    Levels run coarse to fine; LOD 0 is always solved (directly) and its colours, upsampled, start
+    the iterative diffusion of the finer levels."""
+    work = sorted(set(levels) | {0})
+    lods = model_lods(model, work)
+    rest0 = shaped_vertices(model, params.shape)
+    verts_src, _, _ = lbs_numpy(model, params)
+    out: dict[int, GaussianSet] = {}
+    coarse: np.ndarray | None = None
+    for l in work:
+        U, F = lods[l].upsample, lods[l].faces
+        rest = np.asarray(U @ rest0, np.float32)
+        posed = np.asarray(U @ verts_src[0], np.float32)
+        edges = unique_edges(F)
+        spacing = mean_edge_length(rest, F, edges)
+        x0 = None if coarse is None else np.asarray(U @ coarse, np.float32)
+        stretch = jaw_stretch(model, rest, U, edges)
+        mouth = mouth_interior(model, rest, stretch)
+        sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
+                           vertex_regions(model, U), mirror_indices(rest, spacing), mouth, opts.sampling,
+                           x0=x0)
+        if l == 0:
+            coarse = sc.colors
+        if l in levels:
+            quats, scales, opac, _ = geometry_attributes(
+                rest, F, opts.attributes, spacing, capped_stretch(stretch, mouth, opts.attributes))
+            out[l] = GaussianSet(rest, quats, scales, opac, sc.colors)
+    return out
+
+
+def analytic_shoulders(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
+                       opts: BuildOptions) -> GaussianSet:
+    """Shoulder Gaussians at rest (built at the source pose, mapped back by the inverse transform)."""
+    from ..render.depth import rasterize_depth
+
+    verts, joints, _ = lbs_numpy(model, params)
+    db = rasterize_depth(verts[0], model.faces, camera)
+    head_mask = np.asarray(db.face_id) >= 0
+    world = build_shoulders(photo, mask, head_mask, camera, joints[0, 1], opts.shoulders)
+    M_inv = np.linalg.inv(shoulder_transforms_for(model, params)[0].astype(np.float64))
+    rest = world.means @ M_inv[:3, :3].T + M_inv[:3, 3]
+    return world.with_means(rest.astype(np.float32))
+
+
+def _learned_avatar(model, obs, fit, levels, opts: BuildOptions, progress: Progress) -> GaussianAvatar:
+    """Hook for the learned OMG network (issue 7): ``backend.model.reconstruct_avatar``."""
+    if not opts.checkpoint:
+        raise InputError(None, "method 'learned' needs --checkpoint (trained OMG weights)")
+    try:
+        from .. import model as learned  # noqa: F401  (the learned network's package)
+
+        fn = getattr(learned, "reconstruct_avatar")
+    except (ImportError, AttributeError) as exc:
+        raise InputError(opts.checkpoint, f"the learned method is not available in this version "
+                                          f"(backend.model.reconstruct_avatar: {exc}); "
+                                          f"build without --checkpoint for the analytic avatar") from None
+    return fn(model=model, observation=obs, fit=fit, lods=levels, checkpoint=opts.checkpoint,
+              dinov2=opts.dinov2, progress=progress,
+              head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()))
+
+
+def build_avatar(photo=None, options: BuildOptions | None = None, progress: Progress | None = None
+                 ) -> BuildResult:
+    """Build an avatar from one portrait photo (path, LoadedImage, uint8 array, None = sample).
+
+    Raises InputError for unusable photos/models (no face, face too small, bad head model...),
+    CancelledError when ``progress.should_cancel`` says so.
+    """
+    from ..face.analyze import FaceAnalyzer
+    from ..face.fit import fit_image
+    from ..head.loader import load_head_model
+
+    opts = options or BuildOptions()
+    progress = progress or Progress()
+    if opts.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {opts.method!r}")
+    levels = sorted({int(l) for l in opts.lods})
+    if not levels or levels[0] < 0 or levels[-1] > 3:
+        raise ValueError(f"LOD levels must be within 0..3, got {list(opts.lods)}")
+    if opts.method == "learned":  # fail before the slow stages
+        for what, f in (("--checkpoint", opts.checkpoint), ("--dinov2", opts.dinov2)):
+            if what == "--checkpoint" and not f:
+                raise InputError(None, "method 'learned' needs --checkpoint (trained OMG weights)")
+            if f and not Path(f).is_file():
+                raise InputError(f, f"{what} file not found")
+    t_start = time.perf_counter()
+
+    with progress.stage("load"):
+        progress.report(0.0, "loading photo and head model")
+        image, name = _resolve_photo(photo)
+        model = load_head_model(opts.head_model)
+    with progress.stage("detect"):
+        progress.report(0.03, "finding the face")
+        with FaceAnalyzer() as analyzer:
+            obs = analyzer.analyze(image)
+    with progress.stage("fit"):
+        progress.report(0.1, "fitting the head model")
+        fit = fit_image(model, obs)
+    params, camera = fit.params, fit.camera
+    photo512 = to_float(obs.image512)
+    mask = np.asarray(obs.mask, np.float32)
+
+    if opts.method == "learned":
+        with progress.stage("reconstruct"):
+            progress.report(0.2, "running the learned network")
+            avatar = _learned_avatar(model, obs, fit, levels, opts, progress)
+    else:
+        with progress.stage("sampling"):
+            progress.report(0.2, "sampling colours per LOD")
+            heads = analytic_head(model, params, camera, photo512, mask, levels, opts)
+        with progress.stage("shoulders"):
+            progress.report(0.4, "building shoulders")
+            shoulders = analytic_shoulders(model, params, camera, photo512, mask, opts)
+        avatar = GaussianAvatar(
+            head_model_name=model.name,
+            head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()),
+            params=params, camera=camera,
+            vertex_offsets=np.zeros((model.n_verts, 3), np.float32),
+            lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
+            shoulders=shoulders, options=opts.to_json(), method="analytic")
+
+    face_mask = landmark_hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
+    metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
+    render_secs: dict[int, float] = {}
+    if opts.metrics or opts.refine is not False:
+        with progress.stage("metrics"):
+            progress.report(0.45, "measuring the source view")
+            raw, render_secs = _face_metrics(avatar, model, levels, photo512, face_mask, opts.render_backend)
+        for l in levels:
+            metrics[l] = {"psnr_face_raw": raw[l]["psnr_face"], "ssim_face_raw": raw[l]["ssim_face"],
+                          **raw[l]}
+
+    steps_run = {l: 0 for l in levels}
+    do_refine = opts.refine
+    if do_refine is None and opts.method == "learned":
+        do_refine = False  # learned Gaussians carry feature vectors the colour refinement would desync
+    if do_refine is None:
+        # auto: one step ~ 3 renders (forward + backward). The first render pays for JIT compiles,
+        # so the cost per Gaussian is the best over the LODs' metric renders.
+        per_g = min((render_secs[l] / avatar.counts()[l]["total"] for l in render_secs), default=1e9)
+        per_lod = opts.refine_seconds / len(levels)
+        do_refine = all(per_lod / max(3.0 * per_g * avatar.counts()[l]["total"], 1e-9)
+                        >= opts.min_refine_steps for l in levels)
+    if do_refine and opts.refine_seconds > 0 and opts.refine_steps > 0:
+        with progress.stage("refine"):
+            steps_run = refine_avatar(avatar, model, photo512, mask, levels, opts, progress)
+        if opts.metrics:
+            with progress.stage("metrics"):
+                progress.report(0.96, "measuring the refined source view")
+                ref, _ = _face_metrics(avatar, model, levels, photo512, face_mask, opts.render_backend)
+            for l in levels:
+                metrics[l].update(ref[l])
+    avatar.options["refined"] = bool(any(steps_run.values()))
+    seconds = dict(progress.stage_seconds)
+    seconds["total"] = time.perf_counter() - t_start
+    progress.report(1.0, "done")
+    return BuildResult(avatar, model, obs, fit, seconds, metrics, steps_run, name)
+
+
+def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray, mask: np.ndarray,
+                  levels: list[int], opts: BuildOptions, progress: Progress) -> dict[int, int]:
+    """Refine every LOD in place (colours, opacities, small offsets); shoulders take the finest
+    LOD's refined appearance. Returns steps run per LOD."""
+    _, _, A = lbs_numpy(model, avatar.params)
+    steps: dict[int, int] = {}
+    # the budget is split in proportion to the Gaussian counts (a step costs about that much)
+    totals = {l: avatar.counts()[l]["total"] for l in levels}
+    n_sh = len(avatar.shoulders)
+    for i, l in enumerate(levels):
+        budget = opts.refine_seconds * totals[l] / sum(totals.values())
+        U = model_lods(model, [l])[l].upsample
+        gs = posed_set(avatar, model, avatar.params, l)
+        n_head = len(avatar.lods[l])
+        movable = np.zeros(len(gs), bool)
+        movable[:n_head] = True
+        # weight only what the avatar can represent: the portrait mask where it already renders
+        _, alpha = render_source(avatar, model, l, backend=opts.render_backend)
+        weights = mask * (alpha > 0.05)
+        base = 0.5 + 0.45 * i / len(levels)
+
+        def on_step(step: int, frac: float, base=base) -> None:
+            progress.report(base + 0.45 / len(levels) * frac, f"refining LOD {l} (step {step})")
+
+        ropts = RefineOptions(seconds=budget, max_steps=opts.refine_steps, backend=opts.render_backend)
+        res = refine(gs, movable, photo, weights, avatar.camera, ropts, on_step)
+        head = avatar.lods[l]
+        head.colors = res.colors[:n_head].astype(np.float32)
+        head.opacities = res.opacities[:n_head].astype(np.float32)
+        # world offsets at the source pose -> rest frame (inverse blended skinning rotation)
+        W = np.asarray(U @ model.weights, np.float64)
+        Rb = np.einsum("vj,jrc->vrc", W, A[0, :, :3, :3].astype(np.float64))
+        rest_off = np.linalg.solve(Rb, res.offsets[:n_head, :, None].astype(np.float64))[..., 0]
+        avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest_off).astype(np.float32)
+        if l == levels[-1] and n_sh:
+            avatar.shoulders.colors = res.colors[n_head:].astype(np.float32)
+            avatar.shoulders.opacities = res.opacities[n_head:].astype(np.float32)
+        steps[l] = res.steps
+    return steps

@@ -1,0 +1,165 @@
+"""The ``.omgavatar`` file: a safetensors file whose metadata holds a JSON header.
+
+Header (metadata key ``omgavatar``): format name, format version, creation time, method, head
+model (name, path), LOD levels, Gaussian counts per LOD, camera size and the creation options, plus
+a SHA-256 of every tensor's bytes so a damaged file is refused instead of loading garbage.
+Tensors: ``params.*`` (source HeadParams), ``camera.K/viewmat``, ``vertex_offsets``,
+``lod{l}.{means,quats,scales,opacities,colors[,features],offsets}``, ``shoulders.*``.
+The loader refuses non-avatar files, corrupt files and versions newer than it understands with an
+InputError naming the file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .gaussians import GaussianAvatar, GaussianSet
+
+FORMAT_NAME = "omgavatar"
+FORMAT_VERSION = 1
+SUFFIX = ".omgavatar"
+_META_KEY = "omgavatar"
+_SET_KEYS = ("means", "quats", "scales", "opacities", "colors")
+
+
+def _digest(tensors: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[key])
+        h.update(key.encode())
+        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _set_tensors(prefix: str, gs: GaussianSet) -> dict[str, np.ndarray]:
+    return {f"{prefix}.{k}": v for k, v in gs.arrays().items()}
+
+
+def avatar_tensors(avatar: GaussianAvatar) -> dict[str, np.ndarray]:
+    """Every array of the avatar under its file key (float32/int contiguous)."""
+    p, cam = avatar.params, avatar.camera
+    t: dict[str, np.ndarray] = {
+        "params.shape": np.asarray(p.shape, np.float32),
+        "params.expr": np.asarray(p.expr, np.float32),
+        "params.pose": np.asarray(p.pose, np.float32),
+        "params.transl": np.asarray(p.transl, np.float32),
+        "camera.K": np.asarray(cam.K, np.float32),
+        "camera.viewmat": np.asarray(cam.viewmat, np.float32),
+        "vertex_offsets": np.asarray(avatar.vertex_offsets, np.float32),
+    }
+    for lvl, gs in avatar.lods.items():
+        t.update(_set_tensors(f"lod{lvl}", gs))
+        t[f"lod{lvl}.offsets"] = np.asarray(avatar.lod_offsets[lvl], np.float32)
+    t.update(_set_tensors("shoulders", avatar.shoulders))
+    return {k: np.ascontiguousarray(v) for k, v in t.items()}
+
+
+def save_avatar(avatar: GaussianAvatar, path: str | Path) -> Path:
+    """Write ``avatar`` to ``path`` (suffix .omgavatar added when missing); atomic replace."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        path = path.with_suffix(SUFFIX)
+    tensors = avatar_tensors(avatar)
+    header = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "method": avatar.method,
+        "head_model": {"name": avatar.head_model_name, "path": avatar.head_model_path},
+        "lods": avatar.levels,
+        "counts": {str(k): v for k, v in avatar.counts().items()},
+        "camera": {"width": int(avatar.camera.width), "height": int(avatar.camera.height)},
+        "options": avatar.options,
+        "sha256": _digest(tensors),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(header, sort_keys=True, default=str)})
+    os.replace(tmp, path)
+    return path
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header alone (fast: reads only the safetensors header). Raises InputError."""
+    return _open(Path(path))[0]
+
+
+def _open(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise InputError(path, "avatar file not found")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except InputError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for a damaged header/body
+        raise InputError(path, f"not a readable .omgavatar file (corrupt or truncated: {exc})") from None
+    if _META_KEY not in meta:
+        raise InputError(path, "not an .omgavatar file (no avatar header)")
+    try:
+        header = json.loads(meta[_META_KEY])
+    except json.JSONDecodeError:
+        raise InputError(path, "corrupt .omgavatar header (invalid JSON)") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise InputError(path, "not an .omgavatar file (wrong format name)")
+    version = header.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise InputError(path, f"corrupt .omgavatar header (bad version {version!r})")
+    if version > FORMAT_VERSION:
+        raise InputError(path, f"written by a newer OMG Avatar (file format version {version}; this "
+                               f"version reads up to {FORMAT_VERSION}): update the add-on")
+    return header, tensors
+
+
+def load_avatar(path: str | Path) -> GaussianAvatar:
+    """Read an avatar written by save_avatar; refuses corrupt/foreign/future files (InputError)."""
+    from ..head.params import HeadParams
+    from ..render.camera import Camera
+
+    path = Path(path)
+    header, t = _open(path)
+    if header.get("sha256") != _digest(t):
+        raise InputError(path, "corrupt .omgavatar file (data checksum mismatch)")
+    try:
+        lods = [int(x) for x in header["lods"]]
+
+        def gset(prefix: str) -> GaussianSet:
+            feats = t.get(f"{prefix}.features")
+            return GaussianSet(*(t[f"{prefix}.{k}"] for k in _SET_KEYS), features=feats)
+
+        params = HeadParams(shape=t["params.shape"], expr=t["params.expr"], pose=t["params.pose"],
+                            transl=t["params.transl"])
+        camera = Camera(K=t["camera.K"], viewmat=t["camera.viewmat"],
+                        width=int(header["camera"]["width"]), height=int(header["camera"]["height"]))
+        avatar = GaussianAvatar(
+            head_model_name=str(header["head_model"]["name"]),
+            head_model_path=header["head_model"]["path"],
+            params=params,
+            camera=camera,
+            vertex_offsets=t["vertex_offsets"],
+            lods={lvl: gset(f"lod{lvl}") for lvl in lods},
+            lod_offsets={lvl: t[f"lod{lvl}.offsets"] for lvl in lods},
+            shoulders=gset("shoulders"),
+            options=dict(header.get("options") or {}),
+            method=str(header.get("method", "analytic")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(path, f"corrupt .omgavatar file (missing or malformed entry {exc})") from None
+    for lvl in lods:
+        if avatar.lod_offsets[lvl].shape != avatar.lods[lvl].means.shape:
+            raise InputError(path, f"corrupt .omgavatar file (LOD {lvl} offsets do not match its Gaussians)")
+    return avatar

@@ -1,0 +1,70 @@
+"""Files a build writes next to the avatar: one .ply per LOD and watermarked preview PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .expressions import edit_params, preview_expression
+from .gaussians import GaussianAvatar
+from .ply import write_ply
+from .posing import lbs_numpy, posed_set
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+
+PREVIEW_YAW_DEG = 30.0
+PREVIEW_BACKGROUND = (1.0, 1.0, 1.0)
+
+
+def export_plys(avatar: GaussianAvatar, model: "HeadModel", out_dir: str | Path, stem: str,
+                params=None, lods: list[int] | None = None) -> list[Path]:
+    """Write ``<stem>_lod<l>.ply`` (head + shoulders at ``params``, default the source frame)."""
+    out = []
+    for l in lods if lods is not None else avatar.levels:
+        gs = posed_set(avatar, model, avatar.params if params is None else params, l)
+        out.append(write_ply(Path(out_dir) / f"{stem}_lod{l}.ply", gs))
+    return out
+
+
+def head_pivot(avatar: GaussianAvatar, model: "HeadModel") -> np.ndarray:
+    """(3,) centre of the source-posed head mesh: the pivot of the preview orbits."""
+    verts, _, _ = lbs_numpy(model, avatar.params)
+    return verts[0].mean(0)
+
+
+def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend: str = "auto"
+                   ) -> dict[str, np.ndarray]:
+    """Renders {source, yaw-30, yaw+30, expression} (H, W, 3) float32 of one LOD."""
+    from ..render.splat import splat
+
+    pivot = head_pivot(avatar, model)
+    cam = avatar.camera
+    smile, jaw = preview_expression(model)
+    views = {
+        "source": (avatar.params, cam),
+        f"yaw-{PREVIEW_YAW_DEG:.0f}": (avatar.params, cam.orbit_yaw(-PREVIEW_YAW_DEG, pivot=pivot)),
+        f"yaw+{PREVIEW_YAW_DEG:.0f}": (avatar.params, cam.orbit_yaw(PREVIEW_YAW_DEG, pivot=pivot)),
+        "expression": (edit_params(model, avatar.params, smile, jaw), cam),
+    }
+    out = {}
+    for name, (params, camera) in views.items():
+        gs = posed_set(avatar, model, params, lod)
+        res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, camera,
+                    background=np.asarray(PREVIEW_BACKGROUND, np.float32), backend=backend)
+        out[name] = np.clip(res.image[0].detach().cpu().numpy().transpose(1, 2, 0), 0.0, 1.0)
+    return out
+
+
+def write_previews(avatar: GaussianAvatar, model: "HeadModel", out_dir: str | Path, stem: str, lod: int,
+                   backend: str = "auto") -> list[Path]:
+    """``<stem>_preview_<view>.png``, each stamped with the AI-generated watermark."""
+    from ..render.watermark import save_png
+
+    paths = []
+    for name, img in preview_images(avatar, model, lod, backend).items():
+        paths.append(save_png(Path(out_dir) / f"{stem}_preview_{name}.png", img,
+                              extra_text={"omg:view": name, "omg:lod": str(lod)}))
+    return paths

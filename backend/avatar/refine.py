@@ -1,0 +1,113 @@
+"""Per-photo refinement: a short photometric optimisation with the differentiable splatter.
+
+Starting from the analytic avatar at the source pose, Adam adjusts per-Gaussian colours, opacities
+(as logits) and small head position offsets (L2-penalised, clamped to ``max_offset_m``) so that the
+render at the source camera matches the photo inside the portrait mask. Stops at ``max_steps`` or
+when ``seconds`` of wall time are used, whichever comes first. Only appearance and a tiny geometry
+nudge change: scales and rotations stay those of the mesh so novel views keep their coverage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+
+from .gaussians import GaussianSet
+
+if TYPE_CHECKING:
+    from ..render.camera import Camera
+
+
+@dataclass
+class RefineOptions:
+    seconds: float = 20.0          # wall-time budget
+    max_steps: int = 300
+    lr_color: float = 0.02
+    lr_opacity: float = 0.05
+    lr_offset: float = 2e-4        # metres per step (Adam's step size)
+    max_offset_m: float = 0.003    # offsets are clamped to +/- this per axis
+    offset_weight: float = 1e3     # L2 penalty on offsets (per m^2, mean over Gaussians)
+    ssim_weight: float = 0.2       # loss = (1 - w) L1 + w (1 - SSIM) over the mask
+    backend: str = "auto"
+
+
+@dataclass
+class RefineResult:
+    colors: np.ndarray             # (N, 3)
+    opacities: np.ndarray          # (N,)
+    offsets: np.ndarray            # (N, 3) world offsets at the source pose (zero where frozen)
+    steps: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+
+
+def _ssim_map(x: torch.Tensor, y: torch.Tensor, win: int = 7) -> torch.Tensor:
+    """Mean-filter SSIM map of (1, C, H, W) images in [0, 1] -> (1, C, H, W)."""
+    pool = torch.nn.functional.avg_pool2d
+    pad = win // 2
+    mu_x, mu_y = pool(x, win, 1, pad), pool(y, win, 1, pad)
+    sxx = pool(x * x, win, 1, pad) - mu_x ** 2
+    syy = pool(y * y, win, 1, pad) - mu_y ** 2
+    sxy = pool(x * y, win, 1, pad) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+
+
+def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
+           opts: RefineOptions | None = None, on_step: Callable[[int, float], None] | None = None
+           ) -> RefineResult:
+    """Optimise ``gs`` (world frame, source pose) against ``photo``.
+
+    movable (N,) bool: Gaussians allowed to move (the head; shoulders stay on their plane).
+    photo (H, W, 3) float32 [0, 1], mask (H, W) float32 loss weights (portrait mask).
+    on_step(step, fraction_of_budget) is called after every step (progress / cancellation).
+    """
+    from ..render.splat import splat
+
+    opts = opts or RefineOptions()
+    t0 = time.perf_counter()
+    target = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]  # (1, 3, H, W)
+    w = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]           # (1, 1, H, W)
+    wsum = w.sum().clamp(min=1.0) * 3
+    means0 = torch.from_numpy(gs.means)
+    quats, scales = torch.from_numpy(gs.quats), torch.from_numpy(gs.scales)
+    colors = torch.from_numpy(gs.colors.copy()).requires_grad_(True)
+    op = np.clip(gs.opacities, 1e-4, 1 - 1e-4)
+    op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
+    offsets = torch.zeros_like(means0, requires_grad=True)
+    mov = torch.from_numpy(np.asarray(movable, np.float32))[:, None]
+    optim = torch.optim.Adam([
+        {"params": [colors], "lr": opts.lr_color},
+        {"params": [op_logit], "lr": opts.lr_opacity},
+        {"params": [offsets], "lr": opts.lr_offset},
+    ])
+    bg = torch.zeros(3)
+    losses: list[float] = []
+    step = 0
+    # at least one step once asked to refine (the first also pays for any kernel compilation)
+    while step < opts.max_steps and (step == 0 or time.perf_counter() - t0 < opts.seconds):
+        optim.zero_grad(set_to_none=True)
+        res = splat(means0 + offsets * mov, quats, scales, torch.sigmoid(op_logit), colors, camera,
+                    background=bg, backend=opts.backend)
+        img = res.image.cpu() if res.image.device.type != "cpu" else res.image
+        l1 = ((img - target).abs() * w).sum() / wsum
+        loss = (1 - opts.ssim_weight) * l1
+        if opts.ssim_weight > 0:
+            loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, target)) * w).sum() / wsum
+        loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
+        loss.backward()
+        optim.step()
+        with torch.no_grad():
+            colors.clamp_(0.0, 1.0)
+            offsets.clamp_(-opts.max_offset_m, opts.max_offset_m)
+        losses.append(loss.item())
+        step += 1
+        if on_step is not None:
+            on_step(step, min(1.0, max(step / opts.max_steps, (time.perf_counter() - t0) / opts.seconds)))
+    with torch.no_grad():
+        return RefineResult(colors.numpy().copy(), torch.sigmoid(op_logit).numpy().copy(),
+                            (offsets * mov).numpy().copy(), step, time.perf_counter() - t0, losses)

@@ -1,0 +1,268 @@
+"""Projection-based colour sampling (HPFS) with occlusion-aware fusion (OAFF), analytically.
+
+The paper samples a DINOv2 feature map at each projected vertex and fuses it with a global feature
+only where the vertex is visible in the mesh depth buffer. Without weights the "local feature" is
+the photo's colour, and the "global feature" for occluded vertices is built from the mesh itself:
+
+1. project the source-posed LOD vertices with the source camera; a vertex is *observed* when the
+   depth buffer says it is visible, it faces the camera (cos > facing_min: grazing samples are
+   background-contaminated), it lies inside the image and inside the portrait mask;
+2. observed vertices take the bilinear colour of the photo prefiltered to the LOD's projected
+   vertex spacing (no aliasing at coarse LODs);
+3. unobserved vertices whose mirror vertex (x -> -x on the rest mesh) is observed copy it;
+4. mouth-pocket vertices (inside the inner lip ring, behind the lips) are pinned to a dark mouth
+   colour, so neither skin nor the photo's teeth smear into the mouth when the jaw opens;
+5. every remaining vertex is filled by harmonic diffusion over the mesh graph (sparse Laplacian
+   solve with the known vertices as Dirichlet data). Edges between the eyeballs and the skin are
+   cut, so eyes and face never bleed into each other; a tiny screening term pulls vertices of a
+   region without any data towards that region's fallback colour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from .imageops import bilinear, blur
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+    from ..render.camera import Camera
+
+# mediapipe face-mesh indices of the inner lip contour (FACEMESH_LIPS, inner ring)
+INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+REGION_SKIN, REGION_EYES = 0, 1
+
+
+@dataclass
+class SamplingOptions:
+    facing_min: float = 0.15          # cos(normal, direction to camera) to trust a sample
+    mask_min: float = 0.5             # portrait-mask value to trust a sample
+    prefilter: float = 0.5            # blur sigma as a fraction of the projected vertex spacing
+    use_mirror: bool = True
+    mouth_color: tuple[float, float, float] = (0.30, 0.12, 0.12)
+    eye_fallback: tuple[float, float, float] = (0.80, 0.78, 0.75)
+    screening: float = 1e-4           # pull towards the region fallback (keeps the solve SPD)
+    mouth_observed_weight: float = 0.3  # soft-data weight of photo colours in the mouth band
+    mouth_weight: float = 0.3           # soft-data weight of the mouth colour where unobserved
+
+
+@dataclass
+class SampledColors:
+    """colors (V_l, 3) float32; observed/mirrored/interior/diffused: (V_l,) bool provenance."""
+
+    colors: np.ndarray
+    observed: np.ndarray
+    mirrored: np.ndarray
+    interior: np.ndarray
+    diffused: np.ndarray
+
+
+def vertex_regions(model: "HeadModel", upsample: sp.spmatrix) -> np.ndarray:
+    """(V_l,) int: REGION_EYES where the eye joints dominate the skinning weights, else skin."""
+    w = np.asarray(upsample @ model.weights)
+    return np.where(w[:, 3] + w[:, 4] > 0.5, REGION_EYES, REGION_SKIN).astype(np.int8)
+
+
+def mirror_indices(rest: np.ndarray, spacing: np.ndarray, tol: float = 0.5) -> np.ndarray:
+    """(V,) int64 index of each vertex's mirror (x -> -x) or -1 when none lies within tol*spacing."""
+    from scipy.spatial import cKDTree
+
+    reflected = rest * np.array([-1.0, 1.0, 1.0], np.float32)
+    dist, idx = cKDTree(rest).query(reflected, k=1)
+    return np.where(dist <= tol * spacing, idx, -1).astype(np.int64)
+
+
+def jaw_stretch(model: "HeadModel", rest: np.ndarray, upsample: sp.spmatrix, edges: np.ndarray,
+                jaw_deg: float = 20.0) -> np.ndarray:
+    """(V_l,) >= 1: the largest stretch of any edge at each vertex when the jaw opens ``jaw_deg``.
+
+    Posing moves Gaussians but keeps their size (as the paper does), so where the mesh stretches
+    the rows of Gaussians pull apart; this factor says where and by how much.
+    rest (V_l, 3): the LOD's rest vertices (LOD-0 vertices first); edges (E, 2) of the LOD.
+    """
+    import math
+
+    from ..head.params import HeadParams
+    from .posing import lbs_numpy
+
+    p = HeadParams.zeros(model)
+    p.pose[0, 2, 0] = math.radians(jaw_deg)
+    # the template's jaw motion applied to this identity
+    opened = rest[: model.n_verts] + (lbs_numpy(model, p)[0][0] - model.v_template)
+    opened_l = np.asarray(upsample @ opened, np.float32)
+    l0 = np.linalg.norm(rest[edges[:, 0]] - rest[edges[:, 1]], axis=1)
+    l1 = np.linalg.norm(opened_l[edges[:, 0]] - opened_l[edges[:, 1]], axis=1)
+    ratio = np.maximum(l1 / np.maximum(l0, 1e-9), 1.0)
+    out = np.ones(rest.shape[0])
+    np.maximum.at(out, edges[:, 0], ratio)
+    np.maximum.at(out, edges[:, 1], ratio)
+    return out.astype(np.float32)
+
+
+def mouth_interior(model: "HeadModel", rest: np.ndarray, stretch: np.ndarray,
+                   band_stretch: float = 3.0, grow: float = 1.15, depth_m: float = 0.0005) -> np.ndarray:
+    """(V_l,) bool: the mouth opening of the mesh, found two ways (union):
+
+    - stretch band: vertices between the mouth corners, near the lip line, whose edges stretch
+      more than ``band_stretch`` times when the jaw opens (jaw_stretch): they become the open mouth
+      (on the stand-in, the lip pocket; works for any model with a jaw joint);
+    - pocket: rest vertices inside the inner-lip landmark ring (grown by ``grow``) and at least
+      ``depth_m`` behind it.
+    At the source view these are a sliver between the lips; sampling.sample_colors gives them only
+    soft data so they stay smooth (no stripes) and dark where the photo does not see them.
+    """
+    lm = model.landmarks
+    idx = np.array(INNER_LIP)
+    if lm.face_idx.shape[0] <= idx.max() or not lm.valid[idx].all():
+        return np.zeros(rest.shape[0], bool)  # without lip landmarks the mouth cannot be placed
+    from skimage.measure import points_in_poly
+
+    ring = lm.points(rest[: model.n_verts], model.faces)[idx]  # LOD-0 vertices come first
+    c = ring.mean(0)
+    poly = c[:2] + grow * (ring[:, :2] - c[:2])
+    pocket = points_in_poly(rest[:, :2], poly) & (rest[:, 2] < ring[:, 2].min() - depth_m)
+    # the stretch band only counts between the mouth corners and near the lip line: elsewhere it is
+    # the jaw line of the skin, which must keep its photo colours
+    half_w = 0.5 * float(np.ptp(ring[:, 0]))
+    near = (np.abs(rest[:, 0] - c[0]) < half_w) & (np.abs(rest[:, 1] - c[1]) < max(half_w * 0.4, 0.004))
+    return (stretch > band_stretch) & near | pocket
+
+
+def graph_laplacian(edges: np.ndarray, n: int, keep: np.ndarray | None = None) -> sp.csr_matrix:
+    """Uniform-weight graph Laplacian (n, n) over ``edges`` (E, 2) (optionally a subset)."""
+    if keep is not None:
+        edges = edges[keep]
+    i, j = edges[:, 0], edges[:, 1]
+    ones = np.ones(len(edges))
+    A = sp.coo_matrix((np.concatenate([ones, ones]), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                      shape=(n, n)).tocsr()
+    return (sp.diags(np.asarray(A.sum(1)).ravel()) - A).tocsr()
+
+
+def diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,
+            screening: float | np.ndarray = 1e-4, x0: np.ndarray | None = None, cg_iters: int = 150
+            ) -> np.ndarray:
+    """Harmonic fill: solve (L_uu + S) x_u = -L_uk x_k + S fallback_u for unknown rows.
+
+    values (V, C), known (V,) bool, fallback (V, C) (used only through the screening term),
+    screening: scalar or (V,) per-vertex weights S (a large weight makes ``fallback`` soft data).
+    Without ``x0``: a sparse direct solve (exact; used on the coarse LOD). With ``x0`` (V, C), an
+    initial guess (the coarse solution upsampled): Jacobi-preconditioned CG for ``cg_iters``
+    iterations, which only has to carry the coarse solution's error the last few vertex rings.
+    """
+    out = values.astype(np.float64).copy()
+    u = np.flatnonzero(~known)
+    k = np.flatnonzero(known)
+    if len(u) == 0:
+        return out.astype(np.float32)
+    Lu = L[u]
+    s = np.broadcast_to(np.asarray(screening, np.float64), (len(values),))[u]
+    Luu = (Lu[:, u] + sp.diags(s)).tocsr()
+    rhs = -(Lu[:, k] @ out[k]) + s[:, None] * fallback[u]
+    if x0 is None:
+        from scipy.sparse.linalg import factorized
+
+        solve = factorized(Luu.tocsc())
+        out[u] = np.stack([solve(np.ascontiguousarray(rhs[:, c])) for c in range(rhs.shape[1])], 1)
+    else:
+        out[u] = _pcg(Luu, rhs, np.asarray(x0[u], np.float64), cg_iters)
+    return out.astype(np.float32)
+
+
+def _pcg(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray, iters: int, rtol: float = 1e-6) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients, column by column of b (n, C) (A is SPD).
+
+    Columns are solved as contiguous 1-D vectors: numpy reductions over axis 0 of an (n, 3) array
+    are several times slower than np.dot on a vector."""
+    inv_d = 1.0 / A.diagonal()
+    out = np.empty_like(x)
+    for c in range(b.shape[1]):  # C = 3 colour channels
+        bc, xc = np.ascontiguousarray(b[:, c]), np.ascontiguousarray(x[:, c])
+        r = bc - A @ xc
+        z = inv_d * r
+        p = z.copy()
+        rz = float(np.dot(r, z))
+        stop = (rtol * float(np.linalg.norm(bc))) ** 2
+        for _ in range(iters):
+            if float(np.dot(r, r)) <= stop:
+                break
+            Ap = A @ p
+            alpha = rz / max(float(np.dot(p, Ap)), 1e-300)
+            xc += alpha * p
+            r -= alpha * Ap
+            z = inv_d * r
+            rz_new = float(np.dot(r, z))
+            p = z + (rz_new / max(rz, 1e-300)) * p
+            rz = rz_new
+        out[:, c] = xc
+    return out
+
+
+def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, photo: np.ndarray,
+                  portrait_mask: np.ndarray, camera: "Camera", edges: np.ndarray, spacing: np.ndarray,
+                  regions: np.ndarray, mirror: np.ndarray, interior: np.ndarray,
+                  opts: SamplingOptions | None = None, x0: np.ndarray | None = None) -> SampledColors:
+    """Per-vertex colours of one LOD.
+
+    verts (V_l, 3) world at the source pose, faces (F_l, 3), normals (V_l, 3) at the source pose,
+    photo (H, W, 3) float32 [0, 1] and portrait_mask (H, W) at the camera's resolution, edges
+    (E, 2), spacing (V_l,) mean edge length (m), regions/mirror/interior from the helpers above,
+    x0 (V_l, 3) optional initial guess for the diffusion (a coarser LOD's colours upsampled).
+    """
+    from ..render.depth import vertex_visibility
+
+    opts = opts or SamplingOptions()
+    V = verts.shape[0]
+    uv, z = camera.project(verts)
+    H, W = photo.shape[:2]
+    inside = np.all(np.isfinite(uv), 1) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    to_cam = camera.center[None].astype(np.float64) - verts
+    to_cam /= np.maximum(np.linalg.norm(to_cam, axis=1, keepdims=True), 1e-12)
+    facing = (to_cam * normals).sum(1) > opts.facing_min
+    vis = np.asarray(vertex_visibility(verts, faces, camera), bool)
+    uvc = np.where(np.isfinite(uv), uv, 0.0).astype(np.float32)
+    in_mask = bilinear(portrait_mask.astype(np.float32), uvc) >= opts.mask_min
+    observed = vis & facing & inside & in_mask
+
+    # prefilter to the projected vertex spacing of this LOD (median over observed vertices)
+    zpos = np.where(z > 0, z, np.inf)
+    px_spacing = spacing * camera.fx / zpos
+    sigma = opts.prefilter * float(np.median(px_spacing[observed])) if observed.any() else 0.0
+    img = blur(photo, sigma)
+
+    colors = np.zeros((V, 3), np.float32)
+    colors[observed] = bilinear(img, uvc[observed])
+    known = observed.copy()
+
+    mirrored = np.zeros(V, bool)
+    if opts.use_mirror:  # unobserved vertices whose mirror was observed take its colour
+        ok = (~observed) & (mirror >= 0)
+        ok[ok] = observed[mirror[ok]]
+        colors[ok] = colors[mirror[ok]]
+        mirrored = ok
+        known |= ok
+
+    # mouth band: no hard data. Soft data instead (screened diffusion): the photo where observed,
+    # the mouth colour elsewhere, so the fold's alternating seen/unseen rows blend into a smooth
+    # field that stretches without stripes when the jaw opens
+    inner = interior & (regions == REGION_SKIN)
+    mirrored &= ~inner
+    known &= ~inner
+
+    # region fallbacks: eyes -> median observed eye colour (or a sclera tone), skin -> median skin
+    fallback = np.zeros((V, 3), np.float64)
+    for r, default in ((REGION_SKIN, (0.6, 0.45, 0.4)), (REGION_EYES, opts.eye_fallback)):
+        sel = regions == r
+        src = observed & sel
+        fallback[sel] = np.median(colors[src], 0) if src.any() else default
+    screen = np.full(V, opts.screening)
+    fallback[inner] = np.where(observed[inner, None], colors[inner], np.asarray(opts.mouth_color))
+    screen[inner] = np.where(observed[inner], opts.mouth_observed_weight, opts.mouth_weight)
+    same = regions[edges[:, 0]] == regions[edges[:, 1]]  # cut eye <-> skin edges
+    L = graph_laplacian(edges, V, same)
+    filled = diffuse(colors, known, L, fallback, screen, x0=x0)
+    return SampledColors(np.clip(filled, 0.0, 1.0), observed, mirrored, inner, ~known)
