@@ -1,25 +1,80 @@
-"""Scene-level UI settings (what the panels edit and the operators read)."""
+"""Scene-level UI settings and per-object avatar data (what the panels edit and the operators read).
+
+``Scene.omg_avatar``: the build panel's inputs.
+``Object.omg_avatar``: marks the objects of an imported avatar. The rig holds the avatar-level
+``lod`` (its update shows that LOD's Gaussian object and hides the others, see
+avatar_scene.apply_lod); the head mesh and the Gaussian objects point back to the rig. Being
+registered properties, all of it is saved in the .blend and works again after reopening.
+"""
 
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+
+LOD_ITEMS = (
+    ("0", "LOD 0", "Head-model resolution (FLAME: 5,023 head Gaussians)"),
+    ("1", "LOD 1", "One midpoint subdivision (FLAME: 20,018 head Gaussians)"),
+    ("2", "LOD 2", "Two midpoint subdivisions (FLAME: 79,936 head Gaussians)"),
+)
 
 
 class OMGAvatarSceneSettings(bpy.types.PropertyGroup):
-    photo_path: StringProperty(name="Photo", subtype="FILE_PATH", default="")
-    avatar_name: StringProperty(name="Name", default="Avatar")
-    lod0: BoolProperty(name="LOD 0", default=True)
-    lod1: BoolProperty(name="LOD 1", default=True)
-    lod2: BoolProperty(name="LOD 2", default=True)
+    photo_path: StringProperty(name="Photo", subtype="FILE_PATH", default="",
+                               description="Portrait photo to build the avatar from")
+    avatar_name: StringProperty(name="Name", default="Avatar",
+                                description="Name of the new collection (made unique when taken)")
+    lod0: BoolProperty(name="LOD 0", default=True, description="Import the LOD 0 Gaussians")
+    lod1: BoolProperty(name="LOD 1", default=True, description="Import the LOD 1 Gaussians")
+    lod2: BoolProperty(name="LOD 2", default=True, description="Import the LOD 2 Gaussians")
     refine: BoolProperty(name="Refine", description="Short photometric refinement against the photo", default=True)
+
+    def lods(self) -> list[int]:
+        return [l for l, on in enumerate((self.lod0, self.lod1, self.lod2)) if on]
+
+
+def _lod_update(self, context) -> None:
+    from .avatar_scene import ROLE_RIG, apply_lod
+
+    rig = self.id_data
+    if self.role != ROLE_RIG or not isinstance(rig, bpy.types.Object):
+        return
+    shown = apply_lod(rig, int(self.lod))
+    if shown >= 0 and str(shown) != self.lod:
+        self.lod = str(shown)  # asked for a LOD that was not imported: show the nearest one
+
+
+class OMGAvatarObjectSettings(bpy.types.PropertyGroup):
+    role: EnumProperty(
+        name="Role",
+        items=(("NONE", "None", "Not part of an OMG avatar"),
+               ("RIG", "Rig", "The avatar's armature"),
+               ("HEAD", "Head", "The head mesh with the expression shape keys (control surface)"),
+               ("GAUSSIANS", "Gaussians", "One LOD of the avatar's Gaussians")),
+        default="NONE",
+    )
+    rig: PointerProperty(name="Rig", type=bpy.types.Object, description="The avatar's armature")
+    level: IntProperty(name="Level", default=0, min=0, description="LOD level of a Gaussian object")
+    n_head: IntProperty(name="Head Gaussians", default=0, min=0)
+    n_shoulders: IntProperty(name="Shoulder Gaussians", default=0, min=0)
+    lod: EnumProperty(name="LOD", items=LOD_ITEMS, default="0", update=_lod_update,
+                      description="Level of detail shown (the other LODs are hidden)")
+    head_model_name: StringProperty(name="Head model", default="")
+    head_model_path: StringProperty(name="Head model path", default="", subtype="FILE_PATH")
+
+
+CLASSES = (OMGAvatarSceneSettings, OMGAvatarObjectSettings)
 
 
 def register() -> None:
-    bpy.utils.register_class(OMGAvatarSceneSettings)
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
     bpy.types.Scene.omg_avatar = PointerProperty(type=OMGAvatarSceneSettings)
+    bpy.types.Object.omg_avatar = PointerProperty(type=OMGAvatarObjectSettings)
 
 
 def unregister() -> None:
+    del bpy.types.Object.omg_avatar
     del bpy.types.Scene.omg_avatar
-    bpy.utils.unregister_class(OMGAvatarSceneSettings)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

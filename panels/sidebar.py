@@ -1,9 +1,8 @@
-"""Sidebar panels (View3D > Sidebar > OMG Avatar)."""
+"""Sidebar panels (View3D > Sidebar > OMG Avatar): build an avatar, switch its LOD, .ply in/out."""
 
 from __future__ import annotations
 
 import bpy
-
 
 from .common import OMGPanel as _OMGPanel
 
@@ -22,7 +21,16 @@ class OMG_AVATAR_PT_build(_OMGPanel, bpy.types.Panel):
         row.prop(settings, "lod1", toggle=True)
         row.prop(settings, "lod2", toggle=True)
         layout.prop(settings, "refine")
-        _operator_button(layout, "omg_avatar.build_from_photo", "Build Avatar from Photo", "IMPORT")
+        from ..omg_blender_addon.addon_id import addon_preferences
+
+        prefs = addon_preferences(context)
+        model = "FLAME" if prefs is not None and prefs.flame_path else "bundled stand-in"
+        layout.label(text=f"Head model: {model} (see Preferences)", icon="USER")
+        op = layout.operator("omg_avatar.build_from_photo", text="Build Avatar from Photo", icon="IMPORT")
+        op.filepath = bpy.path.abspath(settings.photo_path) if settings.photo_path else ""
+        op.name = settings.avatar_name
+        op.refine = settings.refine
+        op.lods = tuple(settings.lods() + [-1] * (3 - len(settings.lods())))
 
 
 class OMG_AVATAR_PT_lod(_OMGPanel, bpy.types.Panel):
@@ -30,37 +38,30 @@ class OMG_AVATAR_PT_lod(_OMGPanel, bpy.types.Panel):
     bl_label = "Level of Detail"
 
     def draw(self, context):
-        _operator_button(self.layout, "omg_avatar.set_lod", "Set LOD", "MOD_DECIM")
+        from ..omg_blender_addon.avatar_scene import avatar_rig, lod_objects
 
-
-class OMG_AVATAR_PT_retarget(_OMGPanel, bpy.types.Panel):
-    bl_idname = "OMG_AVATAR_PT_retarget"
-    bl_label = "Retarget Video"
-
-    def draw(self, context):
-        _operator_button(self.layout, "omg_avatar.retarget_video", "Retarget Video", "SEQUENCE")
-
-
-class OMG_AVATAR_PT_preview(_OMGPanel, bpy.types.Panel):
-    bl_idname = "OMG_AVATAR_PT_preview"
-    bl_label = "Render Preview"
-
-    def draw(self, context):
         layout = self.layout
-        _operator_button(layout, "omg_avatar.render_preview", "Render Preview", "RENDER_ANIMATION")
-        layout.operator("omg_avatar.check_backend", icon="INFO")
+        rig = avatar_rig(context.object)
+        if rig is None:
+            layout.label(text="Select an avatar (its rig, head or Gaussians)", icon="INFO")
+        else:
+            layout.label(text=rig.name, icon="ARMATURE_DATA")
+            objs = lod_objects(rig)
+            row = layout.row(align=True)
+            row.prop(rig.omg_avatar, "lod", expand=True)
+            col = layout.column(align=True)
+            for level in (0, 1, 2):
+                obj = objs.get(level)
+                if obj is None:
+                    col.label(text=f"LOD {level}: not imported")
+                    continue
+                s = obj.omg_avatar
+                icon = "HIDE_OFF" if not obj.hide_viewport else "HIDE_ON"
+                col.label(text=f"LOD {level}: {s.n_head + s.n_shoulders:,} Gaussians "
+                               f"({s.n_head:,} head + {s.n_shoulders:,} shoulders)", icon=icon)
+        row = layout.row(align=True)
+        row.operator("omg_avatar.import_ply", text="Import .ply", icon="IMPORT")
+        row.operator("omg_avatar.export_ply", text="Export .ply", icon="EXPORT")
 
 
-def _operator_button(layout, idname: str, text: str, icon: str) -> None:
-    """Draw the operator's button, or a disabled label while that feature is not in this build."""
-    module, _, name = idname.partition(".")
-    if hasattr(getattr(bpy.ops, module), name) and getattr(getattr(bpy.ops, module), name).idname_py():
-        try:
-            layout.operator(idname, text=text, icon=icon)
-            return
-        except Exception:  # noqa: BLE001 - unknown operator: fall through to the label
-            pass
-    layout.label(text=f"{text}: not available in this build", icon="ERROR")
-
-
-CLASSES = (OMG_AVATAR_PT_build, OMG_AVATAR_PT_lod, OMG_AVATAR_PT_retarget, OMG_AVATAR_PT_preview)
+CLASSES = (OMG_AVATAR_PT_build, OMG_AVATAR_PT_lod)

@@ -1,0 +1,113 @@
+"""Gaussian objects <-> standard 3DGS .ply files (through backend.avatar.ply).
+
+Files are in the head-model frame (as the backend writes them); objects are in Blender's frame, so
+positions and rotations are converted with axes.py on the way in and out.
+Export reads the *evaluated* object at the current frame (shape keys, armature, drivers applied) and
+its world matrix, i.e. the pose you see; rotations/scales/colours/opacities are the stored ones
+(posing moves Gaussian centres only, as in the paper and the backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from .axes import points_to_blender, points_to_model, quats_to_model
+from .scene_data import ATTRIBUTE_NAMES, gaussian_columns
+
+
+def read_columns(mesh: bpy.types.Mesh) -> dict[str, np.ndarray]:
+    """The 3DGS attribute columns {name: (N,) float32} of a Gaussian mesh."""
+    n = len(mesh.vertices)
+    out = {}
+    for key in ATTRIBUTE_NAMES:
+        a = np.empty(n, np.float32)
+        mesh.attributes[key].data.foreach_get("value", a)
+        out[key] = a
+    return out
+
+
+def evaluated_positions(obj: bpy.types.Object, depsgraph) -> np.ndarray:
+    """(N, 3) float32 world-space Blender positions of ``obj``'s vertices as evaluated now.
+
+    Hidden objects are not in the viewport depsgraph: they are shown for the evaluation and hidden
+    again (their data is unchanged either way)."""
+    was_hidden = obj.hide_viewport
+    if was_hidden:
+        obj.hide_viewport = False
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        depsgraph.update()
+    try:
+        ev = obj.evaluated_get(depsgraph)
+        me = ev.to_mesh()
+        try:
+            n = len(obj.data.vertices)
+            if len(me.vertices) != n:
+                raise RuntimeError(f"{obj.name}: evaluated mesh has {len(me.vertices)} vertices, expected {n}")
+            co = np.empty(n * 3, np.float32)
+            me.vertices.foreach_get("co", co)
+            mw = np.array(ev.matrix_world, np.float64)
+        finally:
+            ev.to_mesh_clear()
+    finally:
+        if was_hidden:
+            obj.hide_viewport = True
+    co = co.reshape(n, 3).astype(np.float64)
+    return (co @ mw[:3, :3].T + mw[:3, 3]).astype(np.float32)
+
+
+def object_gaussians(obj: bpy.types.Object, depsgraph):
+    """The object's Gaussians as a backend GaussianSet in the model frame, at the evaluated pose."""
+    from ..backend.avatar.gaussians import GaussianSet
+    from ..backend.avatar.ply import C0
+
+    cols = read_columns(obj.data)
+    means = points_to_model(evaluated_positions(obj, depsgraph))
+    f_dc = np.stack([cols[f"f_dc_{i}"] for i in range(3)], 1).astype(np.float64)
+    q = quats_to_model(np.stack([cols[f"rot_{i}"] for i in range(4)], 1))
+    scales = np.exp(np.stack([cols[f"scale_{i}"] for i in range(3)], 1).astype(np.float64))
+    opac = 1.0 / (1.0 + np.exp(-cols["opacity"].astype(np.float64)))
+    return GaussianSet(means, q, scales, opac, f_dc * C0 + 0.5)
+
+
+def export_ply(obj: bpy.types.Object, path: str | Path, depsgraph) -> Path:
+    """Write ``obj`` at the current frame's pose as a standard 3DGS .ply (model frame)."""
+    from ..backend.avatar.ply import write_ply
+
+    return write_ply(path, object_gaussians(obj, depsgraph))
+
+
+def load_ply(path: str | Path):
+    """Read a 3DGS .ply (backend reader: InputError on bad files) -> (positions B-frame, columns)."""
+    from ..backend.avatar.ply import read_ply
+
+    gs = read_ply(path)
+    return points_to_blender(gs.means), gaussian_columns(gs)
+
+
+def create_ply_object(context, name: str, positions: np.ndarray, columns: dict[str, np.ndarray]
+                      ) -> bpy.types.Object:
+    """A standalone Gaussian object (splat display, no rig) in the active collection."""
+    from . import gaussian_display
+    from .avatar_scene import create_gaussian_mesh
+
+    created: list = []
+    try:
+        me = create_gaussian_mesh(name, positions, columns, created)
+        obj = bpy.data.objects.new(name, me)
+        created.append(obj)
+        context.collection.objects.link(obj)
+        gaussian_display.add_display(obj, created=created)
+    except BaseException:
+        from .avatar_scene import _remove
+
+        _remove(created)
+        raise
+    for o in context.view_layer.objects:
+        if o.select_get():
+            o.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    return obj

@@ -1,0 +1,198 @@
+"""Backend avatar -> plain arrays laid out for the Blender scene (no bpy: runs in the worker thread).
+
+Everything is converted to Blender's frame here (see axes.py) so the UI-thread step that writes
+bpy data only copies arrays. What the scene gets (B = Blender frame, metres):
+
+* rig: the five FLAME joints at their rest positions for the fitted identity (neutral expression);
+* head mesh: LOD-0 surface of the fitted identity (template + identity blend shapes + the avatar's
+  vertex offsets), one expression delta per component, skinning weights;
+* per LOD: Gaussian centres at rest (head Gaussians then shoulders, the order of
+  ``backend.avatar.posing.pose``), the 3DGS attribute columns (f_dc_*, opacity logit, log scale_*,
+  rot_* as w,x,y,z in the Blender frame), expression deltas subdivided with the LOD's upsample
+  matrix (zero on the shoulders) and upsampled skinning weights. The shoulders are bound to the
+  global and neck joints with the weights (1 - NECK_FOLLOW, NECK_FOLLOW), which is exactly the
+  backend's blended shoulder transform, so they follow global/neck motion and never the jaw.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .axes import points_to_blender, quats_to_blender
+
+if TYPE_CHECKING:
+    from ..backend.avatar.gaussians import GaussianAvatar
+    from ..backend.head.model import HeadModel
+
+ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+    "rot_0", "rot_1", "rot_2", "rot_3",
+)
+
+
+@dataclass
+class GaussianLODData:
+    """One LOD object. N = n_head + n_shoulders Gaussians, E expression components, J = 5 joints.
+
+    positions (N, 3) float32 B-frame rest centres; columns {name: (N,) float32} (ATTRIBUTE_NAMES);
+    expr_deltas (E, N, 3) float32 B-frame offsets per unit coefficient; weights (N, J) float32.
+    """
+
+    level: int
+    positions: np.ndarray
+    columns: dict[str, np.ndarray]
+    expr_deltas: np.ndarray
+    weights: np.ndarray
+    n_head: int
+    n_shoulders: int
+    pose_deltas: np.ndarray | None = None  # (K, N, 3) pose correctives (see AvatarSceneData)
+
+    @property
+    def n(self) -> int:
+        return int(self.positions.shape[0])
+
+
+@dataclass
+class AvatarSceneData:
+    """Everything ``avatar_scene.create_avatar`` writes, already in the Blender frame.
+
+    joints (J, 3) float32 rest joint positions; head_verts (V, 3) float32; head_faces (F, 3) int32;
+    head_expr_deltas (E, V, 3) float32; head_weights (V, J) float32; shape (S,) float32 fitted
+    identity; camera_K (3, 3), camera_viewmat (4, 4) (backend/OpenCV convention, model frame).
+    """
+
+    name: str
+    head_model_name: str
+    head_model_path: str | None
+    joint_names: tuple[str, ...]
+    parents: tuple[int, ...]
+    joints: np.ndarray
+    head_verts: np.ndarray
+    head_faces: np.ndarray
+    expr_names: list[str]
+    head_expr_deltas: np.ndarray
+    head_weights: np.ndarray
+    lods: dict[int, GaussianLODData]
+    shape: np.ndarray
+    camera_K: np.ndarray
+    camera_viewmat: np.ndarray
+    camera_size: tuple[int, int]
+    # pose correctives: the backend's posedirs columns that are not zero, as shape keys whose value is
+    # one element of (R_j - I) of a non-root joint; (joint index 1..4, row, col) per key, K keys
+    pose_features: list[tuple[int, int, int]] = field(default_factory=list)
+    head_pose_deltas: np.ndarray | None = None  # (K, V, 3) B-frame offsets per unit feature
+    source_expr: np.ndarray | None = None    # (E,) the photo's fitted expression
+    source_pose: np.ndarray | None = None    # (5, 3) axis-angle per joint, model frame
+    source_transl: np.ndarray | None = None  # (3,) metres, model frame
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def shoulder_weights(n: int, n_joints: int) -> np.ndarray:
+    """(n, J) skinning weights reproducing posing.shoulder_transforms: global 1-a, neck a."""
+    from ..backend.avatar.posing import NECK_FOLLOW
+
+    w = np.zeros((n, n_joints), np.float32)
+    w[:, 0] = 1.0 - NECK_FOLLOW
+    w[:, 1] = NECK_FOLLOW
+    return w
+
+
+def gaussian_columns(gs) -> dict[str, np.ndarray]:
+    """The 3DGS attribute columns of a GaussianSet with the rotations turned into the Blender frame."""
+    from ..backend.avatar.ply import ply_columns
+
+    cols = ply_columns(gs)
+    out = {k: np.ascontiguousarray(cols[k], np.float32) for k in ATTRIBUTE_NAMES}
+    q = quats_to_blender(np.stack([cols[f"rot_{i}"] for i in range(4)], 1))
+    for i in range(4):
+        out[f"rot_{i}"] = np.ascontiguousarray(q[:, i])
+    return out
+
+
+def pose_feature_columns(model: "HeadModel", tol: float = 1e-7) -> list[int]:
+    """Indices (0..35) of the posedirs columns that move some vertex by more than ``tol`` metres.
+    Column k = 9 (j - 1) + 3 r + c is element (r, c) of R_j - I (backend.head.lbs)."""
+    return [int(k) for k in np.flatnonzero(np.abs(model.posedirs).max(axis=(0, 1)) > tol)]
+
+
+def pose_feature_name(joint_names, k: int) -> str:
+    """Shape-key name of posedirs column ``k``: ``pose_<joint>_<row><col>``."""
+    j, rc = divmod(int(k), 9)
+    return f"pose_{joint_names[j + 1]}_{rc // 3}{rc % 3}"
+
+
+def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> GaussianLODData:
+    """Scene arrays for one LOD of ``avatar`` (rest = the backend's pose at zero expression/pose)."""
+    from ..backend.avatar.posing import model_lods, pose
+    from ..backend.head.lod import subdivide_attributes
+    from ..backend.head.params import HeadParams
+
+    U = model_lods(model, [level])[level].upsample
+    rest = pose(avatar, model, HeadParams.zeros(model), level)[0]  # (N_l + N_sh, 3) model frame
+    n_head, n_sh = len(avatar.lods[level]), len(avatar.shoulders)
+    n = n_head + n_sh
+    deltas = np.zeros((model.n_expr, n, 3), np.float32)
+    if model.n_expr:
+        up = subdivide_attributes(U, model.exprdirs.astype(np.float32))  # (N_l, 3, E)
+        deltas[:, :n_head] = points_to_blender(np.moveaxis(up, 2, 0))
+    weights = np.concatenate([np.asarray(U @ model.weights, np.float32),
+                              shoulder_weights(n_sh, model.weights.shape[1])])
+    cols = pose_feature_columns(model)
+    pose_deltas = np.zeros((len(cols), n, 3), np.float32)
+    if cols:
+        up = subdivide_attributes(U, model.posedirs[..., cols].astype(np.float32))  # (N_l, 3, K)
+        pose_deltas[:, :n_head] = points_to_blender(np.moveaxis(up, 2, 0))
+    return GaussianLODData(level=level, positions=points_to_blender(rest),
+                           columns=gaussian_columns(avatar.rest_set(level)), expr_deltas=deltas,
+                           weights=weights, n_head=n_head, n_shoulders=n_sh, pose_deltas=pose_deltas)
+
+
+def scene_data(avatar: "GaussianAvatar", model: "HeadModel", name: str, levels=None,
+               progress=None) -> AvatarSceneData:
+    """Lay out ``avatar`` (built on ``model``) for the scene; ``levels`` default: all of its LODs."""
+    from ..backend.avatar.posing import shaped_vertices
+    from ..backend.head.model import JOINT_NAMES, PARENTS
+
+    levels = sorted(avatar.lods) if levels is None else sorted(int(l) for l in levels)
+    shaped = shaped_vertices(model, avatar.params.shape)
+    head = shaped + avatar.vertex_offsets
+    lods: dict[int, GaussianLODData] = {}
+    seconds: dict[str, float] = {}
+    for i, level in enumerate(levels):
+        if progress is not None:
+            progress.report(0.9 + 0.08 * i / max(len(levels), 1), f"preparing LOD {level} for the scene")
+        t0 = time.perf_counter()
+        lods[level] = lod_data(avatar, model, level)
+        seconds[str(level)] = round(time.perf_counter() - t0, 3)
+    cam = avatar.camera
+    cols = pose_feature_columns(model)
+    return AvatarSceneData(
+        name=name,
+        head_model_name=model.name,
+        head_model_path=avatar.head_model_path,
+        joint_names=tuple(JOINT_NAMES),
+        parents=tuple(int(p) for p in PARENTS),
+        # the backend regresses joints from the shaped mesh (vertex offsets are per-avatar detail
+        # that LBS never sees), so the rig uses the same joints as backend.avatar.posing.pose.
+        joints=points_to_blender(model.rest_joints(shaped)),
+        head_verts=points_to_blender(head),
+        head_faces=np.ascontiguousarray(model.faces, np.int32),
+        expr_names=list(model.expr_names),
+        head_expr_deltas=points_to_blender(np.moveaxis(model.exprdirs.astype(np.float32), 2, 0)),
+        head_weights=np.ascontiguousarray(model.weights, np.float32),
+        lods=lods,
+        shape=np.asarray(avatar.params.shape, np.float32),
+        camera_K=np.asarray(cam.K, np.float32),
+        camera_viewmat=np.asarray(cam.viewmat, np.float32),
+        camera_size=(int(cam.width), int(cam.height)),
+        pose_features=[(k // 9 + 1, (k % 9) // 3, k % 3) for k in cols],
+        head_pose_deltas=points_to_blender(np.moveaxis(model.posedirs[..., cols].astype(np.float32), 2, 0)),
+        source_expr=np.asarray(avatar.params.expr[0], np.float32),
+        source_pose=np.asarray(avatar.params.pose[0], np.float32),
+        source_transl=np.asarray(avatar.params.transl[0], np.float32),
+        info={"prepare_seconds": seconds},
+    )

@@ -1,0 +1,142 @@
+"""Build Avatar from Photo: backend build in a worker thread, then the avatar lands in the scene."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, IntVectorProperty, StringProperty
+
+from ..omg_blender_addon import jobs
+from ..omg_blender_addon.addon_id import addon_preferences
+
+IMAGE_FILTER = "*.png;*.jpg;*.jpeg;*.bmp;*.tif;*.tiff;*.webp"
+
+
+@dataclass
+class BuildRequest:
+    """Plain data copied out of bpy on the UI thread; the worker reads only this."""
+
+    photo: str
+    name: str
+    lods: tuple[int, ...]
+    refine: bool
+    head_model: str | None = None
+    device: str = "auto"
+    avatar_path: str | None = None  # also write the backend avatar (.omgavatar) here
+
+
+def build_work(request: BuildRequest):
+    """``work(progress) -> AvatarSceneData``: the backend build plus the scene layout (no bpy)."""
+
+    def work(progress):
+        from ..backend.avatar.build import BuildOptions, build_avatar
+        from ..backend.progress import Progress
+        from ..omg_blender_addon.scene_data import scene_data
+
+        # the build's own 0..1 goes to 0..0.9; laying out the scene arrays takes the rest
+        inner = Progress(callback=lambda f, m: progress.report(0.9 * f, m), should_cancel=progress.should_cancel)
+        opts = BuildOptions(lods=request.lods, head_model=request.head_model, refine=request.refine,
+                            render_backend="cpu" if request.device == "cpu" else "auto", metrics=False)
+        result = build_avatar(request.photo, opts, inner)
+        if request.avatar_path:
+            from ..backend.avatar.fileformat import save_avatar
+
+            progress.report(0.9, "saving the .omgavatar file")
+            save_avatar(result.avatar, request.avatar_path)
+        progress.report(0.9, "preparing the scene data")
+        data = scene_data(result.avatar, result.model, request.name, request.lods, progress)
+        data.info = {**data.info, "photo": os.path.basename(request.photo), "method": result.avatar.method,
+                     "build_seconds": round(float(result.seconds.get("total", 0.0)), 2),
+                     "build_stage_seconds": {k: round(float(v), 2) for k, v in result.seconds.items()},
+                     "refined": bool(result.avatar.options.get("refined", False))}
+        progress.report(1.0, "adding the avatar to the scene")
+        return data
+
+    return work
+
+
+class OMG_AVATAR_OT_build_from_photo(jobs.JobOperator, bpy.types.Operator):
+    """Build an animatable multi-LOD Gaussian head avatar from one portrait photo"""
+
+    bl_idname = "omg_avatar.build_from_photo"
+    bl_label = "Build Avatar from Photo"
+    # one undo step; no REGISTER: a redo panel would re-run the whole build synchronously
+    bl_options = {"UNDO"}
+    job_title = "Build avatar"
+
+    filepath: StringProperty(name="Photo", subtype="FILE_PATH", default="")
+    filter_glob: StringProperty(default=IMAGE_FILTER, options={"HIDDEN"})
+    filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    # read as self.properties.name: Operator.name (the operator's own name) shadows it on self
+    name: StringProperty(name="Name", default="", description="Avatar name (default: the panel's)")
+    lods: IntVectorProperty(name="LODs", size=3, default=(-1, -1, -1), min=-1, max=2,
+                            description="Levels to import, e.g. (0, 1, 2) or (0, -1, -1) (-1 = unused slot, repeats "
+                                        "count once); all -1: the panel's LOD toggles")
+    refine: BoolProperty(name="Refine", default=True,
+                         description="Short photometric refinement against the photo")
+    avatar_path: StringProperty(name="Save Avatar", subtype="FILE_PATH", default="",
+                                description="Optional: also write the built avatar as an .omgavatar file "
+                                            "(for the command line: render, retarget, export)")
+
+    browsed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        settings = context.scene.omg_avatar
+        if not self.filepath and settings.photo_path:
+            self.filepath = bpy.path.abspath(settings.photo_path)
+        if not self.properties.is_property_set("refine"):
+            self.refine = settings.refine
+        if not self.filepath:
+            self.browsed = True
+            context.window_manager.fileselect_add(self)  # file browser filtered to images
+            return {"RUNNING_MODAL"}
+        return jobs.JobOperator.invoke(self, context, event)
+
+    def execute(self, context):
+        if self.browsed:
+            # Back from the file browser (which calls execute): start again as a UI invocation so the
+            # build runs in the background. This call changes nothing itself (no undo step).
+            bpy.ops.omg_avatar.build_from_photo("INVOKE_DEFAULT", filepath=self.filepath, name=self.properties.name,
+                                                lods=tuple(self.lods), refine=self.refine,
+                                                avatar_path=self.avatar_path)
+            return {"CANCELLED"}
+        return jobs.JobOperator.execute(self, context)
+
+    def _request(self, context) -> BuildRequest | None:
+        settings = context.scene.omg_avatar
+        photo = bpy.path.abspath(self.filepath or settings.photo_path)
+        if not photo:
+            self.report({"ERROR"}, "choose a photo first")
+            return None
+        if not Path(photo).is_file():
+            self.report({"ERROR"}, f"{photo}: no such file")
+            return None
+        lods = tuple(sorted({l for l in self.lods if l >= 0})) or tuple(settings.lods())
+        if not lods:
+            self.report({"ERROR"}, "select at least one LOD to import")
+            return None
+        prefs = addon_preferences(context)
+        head = bpy.path.abspath(prefs.flame_path) if prefs is not None and prefs.flame_path else None
+        device = prefs.device if prefs is not None else "auto"
+        name = (self.properties.name or settings.avatar_name or Path(photo).stem).strip() or "Avatar"
+        avatar_path = bpy.path.abspath(self.avatar_path) if self.avatar_path else None
+        return BuildRequest(photo=photo, name=name, lods=lods, refine=bool(self.refine), head_model=head,
+                            device=device, avatar_path=avatar_path)
+
+    def prepare(self, context):
+        request = self._request(context)
+        return None if request is None else build_work(request)
+
+    def apply(self, context, result) -> None:
+        from ..omg_blender_addon.avatar_scene import create_avatar
+
+        rig = create_avatar(context, result)
+        counts = ", ".join(f"LOD{l} {lod.n:,}" for l, lod in sorted(result.lods.items()))
+        self.report({"INFO"}, f"{rig.name}: {counts} Gaussians ({result.info.get('build_seconds', 0):.0f} s)")
+
+
+CLASSES = (OMG_AVATAR_OT_build_from_photo,)

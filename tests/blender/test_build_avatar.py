@@ -1,0 +1,471 @@
+"""Build an avatar from the astronaut photo with the INSTALLED extension (bpy headless) and check the scene.
+
+Two child processes: (1) install, build through ``omg_avatar.build_from_photo``, check objects,
+rig, shape keys, attributes, posing against the backend's ``pose``, LOD switching, .ply export,
+cancel/failure/rollback, unique names, save; (2) a fresh Blender reopens the .blend with script
+auto-run off and checks that attributes, shape keys, drivers and LOD switching still work.
+
+Posing tolerance (stated): LOD 0 matches the backend's LBS, pose correctives (posedirs) included,
+to 1e-5 m. The subdivided LODs differ by a second-order term: Blender skins each subdivided point
+with interpolated weights, the backend subdivides skinned base vertices; the two agree wherever the
+weights are uniform and differ where they change across an edge, by at most ~2.5 mm at a 0.25 rad
+jaw opening on the stand-in while the Gaussians move ~38 mm (the difference grows with the angle).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from isolated_blender import run_isolated
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+PKG = "bl_ext.user_default.omg_avatar"
+
+SETUP = """
+import importlib, time
+t0 = time.perf_counter()
+res = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
+assert sorted(res) == ["FINISHED"], res
+RESULT["install_seconds"] = time.perf_counter() - t0
+"""
+
+# Shared helpers of both children (after PRELUDE + SETUP or an addon_enable).
+HELPERS = """
+import numpy as np
+addon = importlib.import_module(PKG)
+from importlib import import_module as _imp
+backend = _imp(PKG + ".backend")
+for _m in ("head", "avatar", "avatar.posing", "progress"):
+    _imp(PKG + ".backend." + _m)
+axes = _imp(PKG + ".omg_blender_addon.axes")
+ply_io = _imp(PKG + ".omg_blender_addon.ply_io")
+scene = _imp(PKG + ".omg_blender_addon.avatar_scene")
+JOINTS = ("global", "neck", "jaw", "eye_L", "eye_R")
+
+def counts():
+    d = bpy.data
+    return {k: len(getattr(d, k)) for k in ("objects", "meshes", "armatures", "collections", "node_groups",
+                                           "materials", "shape_keys", "actions")}
+
+def set_pose(rig, head, names, expr, pose, transl):
+    for i, n in enumerate(names):
+        head.data.shape_keys.key_blocks[n].value = float(expr[i])
+    for j, bn in enumerate(JOINTS):
+        rig.pose.bones[bn].rotation_quaternion = tuple(axes.axis_angle_to_quat(pose[j]))
+    rig.pose.bones["global"].location = tuple(float(x) for x in transl)
+
+def keyframe(rig, head, names, frame):
+    for n in names:
+        head.data.shape_keys.key_blocks[n].keyframe_insert("value", frame=frame)
+    for bn in JOINTS:
+        rig.pose.bones[bn].keyframe_insert("rotation_quaternion", frame=frame)
+    rig.pose.bones["global"].keyframe_insert("location", frame=frame)
+
+def positions(obj):
+    return ply_io.evaluated_positions(obj, bpy.context.evaluated_depsgraph_get())
+
+def test_pose(model, names):
+    E = model.n_expr
+    expr = np.zeros(E, np.float32)
+    expr[names.index("jaw_open")] = 0.8
+    expr[names.index("smile_L")] = 0.5
+    pose = np.zeros((5, 3), np.float32)
+    pose[2] = (0.25, 0.0, 0.0)
+    return expr, pose, np.zeros(3, np.float32)
+"""
+
+BUILD = """
+photo = PHOTO
+scene_ = bpy.context.scene
+before = counts()
+t0 = time.perf_counter()
+res = bpy.ops.omg_avatar.build_from_photo(filepath=photo, name="Astro", lods=(0, 1, 2), refine=False,
+                                          avatar_path=AVATAR)
+RESULT["build"] = sorted(res)
+RESULT["build_seconds"] = time.perf_counter() - t0
+rig = bpy.data.objects["Astro Rig"]
+RESULT["import_seconds"] = dict(rig["omg_import_seconds"])
+RESULT["prepare_seconds"] = dict(rig["omg_prepare_seconds"])
+coll = bpy.data.collections["Astro"]
+RESULT["collection_objects"] = sorted(o.name for o in coll.objects)
+RESULT["bones"] = [b.name for b in rig.data.bones]
+RESULT["bone_parents"] = [b.parent.name if b.parent else None for b in rig.data.bones]
+head = bpy.data.objects["Astro Head"]
+keys = head.data.shape_keys.key_blocks
+RESULT["head_keys"] = [k.name for k in keys]
+RESULT["head_groups"] = [g.name for g in head.vertex_groups]
+RESULT["head_mods"] = [m.type for m in head.modifiers]
+hd = head.data.shape_keys.animation_data.drivers
+RESULT["head_drivers"] = [[fc.data_path, fc.driver.type, fc.driver.expression, fc.driver.is_simple_expression,
+                           fc.driver.is_valid] for fc in hd]
+RESULT["head_verts"] = len(head.data.vertices)
+RESULT["head_faces"] = len(head.data.polygons)
+
+model = backend.head.load_head_model(None)
+av = backend.avatar.load_avatar(AVATAR)
+names = list(model.expr_names)
+RESULT["model_expr_names"] = names
+RESULT["model_verts"] = model.n_verts
+RESULT["pose_columns"] = [int(k) for k in np.flatnonzero(np.abs(model.posedirs).max(axis=(0, 1)) > 1e-7)]
+RESULT["avatar_counts"] = {str(l): c["total"] for l, c in av.counts().items()}
+RESULT["avatar_head"] = {str(l): c["head"] for l, c in av.counts().items()}
+# bone rest positions = the backend's joints for the fitted identity (Blender frame)
+shaped = backend.avatar.posing.shaped_vertices(model, av.params.shape)
+J = axes.points_to_blender(model.rest_joints(shaped))
+RESULT["joint_err"] = float(max(np.abs(np.array(rig.data.bones[n].head_local) - J[i]).max()
+                                for i, n in enumerate(JOINTS)))
+
+lods = {}
+for l in (0, 1, 2):
+    obj = bpy.data.objects[f"Astro LOD{l}"]
+    me = obj.data
+    info = {"verts": len(me.vertices), "edges": len(me.edges), "faces": len(me.polygons),
+            "n_head": obj.omg_avatar.n_head, "n_shoulders": obj.omg_avatar.n_shoulders,
+            "keys": [k.name for k in me.shape_keys.key_blocks],
+            "groups": [g.name for g in obj.vertex_groups],
+            "mods": [m.type for m in obj.modifiers],
+            "attrs": sorted(a.name for a in me.attributes if not a.name.startswith(".") and a.name != "position")}
+    cols = ply_io.read_columns(me)
+    rng = {k: [float(v.min()), float(v.max())] for k, v in cols.items()}
+    q = np.stack([cols[f"rot_{i}"] for i in range(4)], 1)
+    info["rng"] = rng
+    info["quat_norm_err"] = float(np.abs(np.linalg.norm(q, axis=1) - 1).max())
+    info["finite"] = bool(all(np.isfinite(v).all() for v in cols.values()))
+    # driven shape keys: every expression key's value follows the head's
+    fcs = me.shape_keys.animation_data.drivers
+    info["drivers"] = len(fcs)
+    info["driver_types"] = sorted({fc.driver.type for fc in fcs})
+    info["driver_valid"] = all(fc.driver.is_valid for fc in fcs)
+    # rest positions = backend rest set (zero expression/pose), Blender frame
+    rest = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", rest)
+    exp_rest = axes.points_to_blender(backend.avatar.pose(av, model, backend.head.HeadParams.zeros(model), l)[0])
+    info["rest_err"] = float(np.abs(rest.reshape(-1, 3) - exp_rest).max())
+    lods[str(l)] = info
+RESULT["lods"] = lods
+RESULT["visible_after_build"] = [l for l in (0, 1, 2) if not bpy.data.objects[f"Astro LOD{l}"].hide_viewport]
+RESULT["rig_lod"] = rig.omg_avatar.lod
+
+# -- posing: keyframe jaw + expression at frame 5, compare with backend pose -----------------------
+import copy
+m0 = copy.copy(model)
+m0.cache = {}
+m0.posedirs = np.zeros_like(model.posedirs)
+HP = backend.head.HeadParams
+scene_.frame_set(1)
+zero = (np.zeros(model.n_expr, np.float32), np.zeros((5, 3), np.float32), np.zeros(3, np.float32))
+set_pose(rig, head, names, *zero)
+keyframe(rig, head, names, 1)
+expr, pose_, transl = test_pose(model, names)
+set_pose(rig, head, names, expr, pose_, transl)
+keyframe(rig, head, names, 5)
+posing = {}
+scene_.frame_set(5)
+rest0 = {l: np.array([v.co for v in bpy.data.objects[f"Astro LOD{l}"].data.vertices]) for l in (0, 1, 2)}
+params = HP(av.params.shape, expr[None], pose_[None], transl[None])
+for l in (0, 1, 2):
+    obj = bpy.data.objects[f"Astro LOD{l}"]
+    got = positions(obj)
+    exp = axes.points_to_blender(backend.avatar.pose(av, model, params, l)[0])
+    exp0 = axes.points_to_blender(backend.avatar.pose(av, m0, params, l)[0])
+    head_n = obj.omg_avatar.n_head
+    posing[str(l)] = {"moved": float(np.abs(got - rest0[l]).max()),
+                      "backend_moved": float(np.abs(exp - rest0[l]).max()),
+                      "err": float(np.abs(got - exp).max()),
+                      "err_no_posedirs": float(np.abs(got - exp0).max()),
+                      "shoulder_err": float(np.abs(got[head_n:] - exp[head_n:]).max()),
+                      "shoulders_moved": float(np.abs(got[head_n:] - rest0[l][head_n:]).max())}
+RESULT["posing"] = posing
+# the driven LOD keys follow the head's keyed values
+RESULT["driven_value"] = bpy.data.objects["Astro LOD2"].data.shape_keys.key_blocks["jaw_open"].value
+# neck + global motion move the shoulders like the backend (rigid blend of global and neck)
+scene_.frame_set(1)
+pose2 = np.zeros((5, 3), np.float32)
+pose2[0] = (0.1, 0.3, 0.0)
+pose2[1] = (0.0, -0.2, 0.1)
+set_pose(rig, head, names, zero[0], pose2, np.array([0.01, 0.02, -0.005], np.float32))
+bpy.context.view_layer.update()
+got = positions(bpy.data.objects["Astro LOD0"])
+exp = axes.points_to_blender(backend.avatar.pose(av, model, HP(av.params.shape, zero[0][None], pose2[None],
+                                                               np.array([[0.01, 0.02, -0.005]], np.float32)), 0)[0])
+n0 = bpy.data.objects["Astro LOD0"].omg_avatar.n_head
+RESULT["global_neck_shoulder_err"] = float(np.abs(got[n0:] - exp[n0:]).max())
+RESULT["global_neck_shoulder_moved"] = float(np.abs(got[n0:] - rest0[0][n0:]).max())
+scene_.frame_set(5)
+
+# -- LOD switching -------------------------------------------------------------------------------------
+vis = {}
+for l in (0, 1, 2, 1):
+    t0 = time.perf_counter()
+    res = bpy.ops.omg_avatar.set_lod(lod=l, avatar=rig.name)
+    dt = time.perf_counter() - t0
+    vis[str(l)] = {"res": sorted(res), "visible": [k for k in (0, 1, 2) if not bpy.data.objects[f"Astro LOD{k}"].hide_viewport],
+                   "render": [k for k in (0, 1, 2) if not bpy.data.objects[f"Astro LOD{k}"].hide_render],
+                   "prop": rig.omg_avatar.lod, "seconds": dt}
+RESULT["lod_switch"] = vis
+rig.omg_avatar.lod = "2"  # the panel's property does the same
+RESULT["prop_switch_visible"] = [k for k in (0, 1, 2) if not bpy.data.objects[f"Astro LOD{k}"].hide_viewport]
+dg = bpy.context.evaluated_depsgraph_get()
+RESULT["instances_lod2"] = sum(1 for inst in dg.object_instances
+                               if inst.is_instance and inst.parent and inst.parent.original.name == "Astro LOD2")
+
+# -- .ply export at the keyed pose (frame 5) vs the backend's export of the same pose -----------------------
+bpy.context.view_layer.objects.active = bpy.data.objects["Astro LOD0"]
+res = bpy.ops.omg_avatar.export_ply(filepath=OUT + "/blender_lod0.ply")
+RESULT["export"] = sorted(res)
+backend.avatar.write_ply(OUT + "/backend_lod0.ply", backend.avatar.posed_set(av, m0, params, 0))
+backend.avatar.write_ply(OUT + "/backend_lod0_posedirs.ply", backend.avatar.posed_set(av, model, params, 0))
+a = backend.avatar.read_ply(OUT + "/blender_lod0.ply")
+b = backend.avatar.read_ply(OUT + "/backend_lod0.ply")
+bp = backend.avatar.read_ply(OUT + "/backend_lod0_posedirs.ply")
+from plyfile import PlyData
+RESULT["ply_props"] = [PlyData.read(OUT + "/blender_lod0.ply")["vertex"].data.dtype.names,
+                       PlyData.read(OUT + "/backend_lod0.ply")["vertex"].data.dtype.names]
+RESULT["ply_err"] = {k: float(np.abs(getattr(a, k) - getattr(b, k)).max())
+                     for k in ("means", "quats", "scales", "opacities", "colors")}
+RESULT["ply_err_posedirs"] = float(np.abs(a.means - bp.means).max())
+RESULT["ply_err_other"] = {k: float(np.abs(getattr(a, k) - getattr(bp, k)).max())
+                           for k in ("quats", "scales", "opacities", "colors")}
+RESULT["ply_n"] = [len(a), len(b)]
+# import the exported file back: same Gaussians, now a standalone object
+res = bpy.ops.omg_avatar.import_ply(filepath=OUT + "/blender_lod0.ply")
+imp = bpy.context.object
+RESULT["import"] = sorted(res)
+RESULT["import_obj"] = [imp.name, len(imp.data.vertices), [m.type for m in imp.modifiers]]
+RESULT["roundtrip_err"] = float(np.abs(axes.points_to_model(positions(imp)) - a.means).max())
+bpy.data.objects.remove(imp)
+
+# -- robustness: cancel, failure, rollback, unique names -------------------------------------------------
+build_mod = _imp(PKG + ".operators.build")
+jobs = _imp(PKG + ".omg_blender_addon.jobs")
+req = build_mod.BuildRequest(photo=photo, name="Astro", lods=(0,), refine=False)
+c0 = counts()
+job = jobs.BackgroundJob(build_mod.build_work(req))
+job.start()
+job.cancel()
+job.join()
+RESULT["cancel"] = {"cancelled": job.cancelled, "result": job.result is None, "error": job.error,
+                    "unchanged": counts() == c0}
+# a photo without a face: the operator fails cleanly and adds nothing
+img = bpy.data.images.new("gray", 256, 256)
+img.pixels.foreach_set(np.full(256 * 256 * 4, 0.5, np.float32))
+img.filepath_raw = OUT + "/gray.png"
+img.file_format = "PNG"
+img.save()
+bpy.data.images.remove(img)
+c0 = counts()
+try:
+    res = bpy.ops.omg_avatar.build_from_photo(filepath=OUT + "/gray.png", name="NoFace", lods=(0, -1, -1),
+                                              refine=False)
+except RuntimeError as exc:  # an ERROR report raises from bpy.ops in scripts
+    res = {"CANCELLED"}
+    RESULT["noface_message"] = str(exc)[:300]
+RESULT["noface"] = {"res": sorted(res), "unchanged": counts() == c0}
+try:
+    bpy.ops.omg_avatar.build_from_photo(filepath=OUT + "/missing.png", lods=(0, -1, -1), refine=False)
+    RESULT["missing"] = "no error"
+except RuntimeError as exc:
+    RESULT["missing"] = str(exc)[:300]
+# the same name again: new unique names, the first avatar untouched
+data = build_mod.build_work(req)(backend.progress.Progress())
+c0 = counts()
+rig2 = scene.create_avatar(bpy.context, data)
+RESULT["second"] = {"rig": rig2.name, "coll": rig2.users_collection[0].name,
+                    "objects": sorted(o.name for o in rig2.users_collection[0].objects),
+                    "first_intact": sorted(o.name for o in coll.objects) == RESULT["collection_objects"],
+                    "first_lod0_verts": len(bpy.data.objects["Astro LOD0"].data.vertices)}
+# a failure half-way through creating objects removes everything created so far
+c1 = counts()
+broken = copy.copy(data)
+broken.lods = {0: copy.copy(data.lods[0])}
+broken.lods[0].columns = {k: v for k, v in data.lods[0].columns.items() if k != "rot_3"}
+try:
+    scene.create_avatar(bpy.context, broken)
+    RESULT["rollback"] = "no error"
+except KeyError:
+    RESULT["rollback"] = {"unchanged": counts() == c1}
+
+# -- save -------------------------------------------------------------------------------------------------------
+scene_.frame_set(5)
+RESULT["saved_positions_lod1"] = positions(bpy.data.objects["Astro LOD1"]).tolist()[:50]
+bpy.ops.wm.save_as_mainfile(filepath=OUT + "/avatar.blend")
+import os
+RESULT["blend_mb"] = os.path.getsize(OUT + "/avatar.blend") / 1e6
+"""
+
+REOPEN = """
+import addon_utils, importlib
+addon_utils.enable(PKG, default_set=True)
+RESULT["auto_exec"] = bpy.context.preferences.filepaths.use_scripts_auto_execute
+bpy.ops.wm.open_mainfile(filepath=OUT + "/avatar.blend", load_ui=False)
+""" + HELPERS + """
+rig = bpy.data.objects["Astro Rig"]
+head = bpy.data.objects["Astro Head"]
+lod1 = bpy.data.objects["Astro LOD1"]
+RESULT["roles"] = [rig.omg_avatar.role, head.omg_avatar.role, lod1.omg_avatar.role, lod1.omg_avatar.rig.name]
+RESULT["attrs"] = sorted(a.name for a in lod1.data.attributes if not a.name.startswith(".") and a.name != "position")
+RESULT["keys"] = len(lod1.data.shape_keys.key_blocks)
+bpy.context.scene.frame_set(5)
+RESULT["positions_lod1"] = positions(lod1).tolist()[:50]
+RESULT["driven_value"] = bpy.data.objects["Astro LOD2"].data.shape_keys.key_blocks["jaw_open"].value
+RESULT["corrective_value"] = head.data.shape_keys.key_blocks["pose_jaw_21"].value  # keyed jaw 0.25 rad
+# drivers still follow the head after reopening: change the head key (frame 1 has no expression)
+bpy.context.scene.frame_set(1)
+before = positions(lod1)
+fc = head.data.shape_keys.animation_data.action
+head.data.shape_keys.animation_data.action = None  # unkeyed: set values by hand
+head.data.shape_keys.key_blocks["smile_R"].value = 1.0
+bpy.context.view_layer.update()
+RESULT["reopen_moved"] = float(np.abs(positions(lod1) - before).max())
+# the shown LOD is evaluated by the depsgraph, which writes driven values back to the original key
+RESULT["driver_follow"] = bpy.data.objects["Astro LOD2"].data.shape_keys.key_blocks["smile_R"].value
+res = bpy.ops.omg_avatar.set_lod(lod=0, avatar="Astro Rig")
+RESULT["lod_after_reopen"] = [sorted(res), [k for k in (0, 1, 2) if not bpy.data.objects[f"Astro LOD{k}"].hide_viewport]]
+"""
+
+
+def _child(body: str, zip_path: Path, out: Path, photo: Path | None, setup: bool) -> str:
+    head = f"ZIP = {str(zip_path)!r}\nPKG = {PKG!r}\nOUT = {str(out)!r}\nPHOTO = {str(photo)!r}\n"
+    head += f"AVATAR = {str(out / 'avatar.omgavatar')!r}\n"
+    if setup:
+        head += SETUP + HELPERS
+    return head + textwrap.dedent(body) + "\nemit()\n"
+
+
+@pytest.fixture(scope="module")
+def built(addon_zip: Path, astronaut_path: Path, tmp_path_factory) -> tuple[dict, Path, Path]:
+    tmp = tmp_path_factory.mktemp("build_avatar")
+    out = tmp / "out"
+    out.mkdir()
+    child = run_isolated(_child(BUILD, addon_zip, out, astronaut_path, True), tmp, timeout=600)
+    assert child.returncode == 0, child.stderr[-6000:]
+    return child.result, tmp, out
+
+
+def test_build_objects_rig_and_shape_keys(built) -> None:
+    r, _, _ = built
+    assert r["build"] == ["FINISHED"]
+    assert r["collection_objects"] == ["Astro Head", "Astro LOD0", "Astro LOD1", "Astro LOD2", "Astro Rig"]
+    assert r["bones"] == ["global", "neck", "jaw", "eye_L", "eye_R"]
+    assert r["bone_parents"] == [None, "global", "neck", "neck", "neck"]
+    assert r["joint_err"] < 1e-6
+    names = r["model_expr_names"]
+    assert len(names) == 24 and "jaw_open" in names and "smile_L" in names  # stand-in: meaningful names
+    # stand-in: one non-zero posedirs column (jaw, element (2, 1)) -> one corrective key
+    assert r["pose_columns"] == [9 + 7]
+    assert r["head_keys"] == ["Basis"] + names + ["pose_jaw_21"]
+    (path, kind, expr, simple, valid), = r["head_drivers"]
+    assert path == 'key_blocks["pose_jaw_21"].value' and kind == "SCRIPTED" and simple and valid, r["head_drivers"]
+    assert r["head_groups"] == r["bones"]
+    assert r["head_mods"] == ["ARMATURE"]
+    assert r["head_verts"] == r["model_verts"]
+    print(f"build {r['build_seconds']:.1f} s (install {r['install_seconds']:.1f} s); bpy import per LOD "
+          f"{r['import_seconds']}, arrays per LOD {r['prepare_seconds']}; .blend {r['blend_mb']:.1f} MB")
+
+
+def test_gaussian_lods_counts_attributes_and_drivers(built) -> None:
+    r, _, _ = built
+    expected_attrs = sorted(["f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+                             "rot_0", "rot_1", "rot_2", "rot_3"])
+    n_expr = len(r["model_expr_names"])
+    prev_head = 0
+    for l in ("0", "1", "2"):
+        info = r["lods"][l]
+        assert info["verts"] == r["avatar_counts"][l] == info["n_head"] + info["n_shoulders"]
+        assert info["n_head"] == r["avatar_head"][l] and info["n_head"] > 3 * prev_head  # ~4x per level
+        prev_head = info["n_head"]
+        assert info["n_shoulders"] > 1000
+        assert info["edges"] == 0 and info["faces"] == 0  # loose vertices = Gaussian centres
+        assert set(expected_attrs) <= set(info["attrs"]), info["attrs"]
+        assert info["keys"] == ["Basis"] + r["model_expr_names"] + ["pose_jaw_21"]
+        assert info["groups"] == r["bones"]
+        assert info["mods"] == ["ARMATURE", "NODES"]
+        assert info["drivers"] == n_expr + 1 and info["driver_types"] == ["AVERAGE"] and info["driver_valid"]
+        assert info["finite"] and info["quat_norm_err"] < 1e-5
+        rng = info["rng"]
+        dc_max = 0.5 / 0.28209479177387814 + 1e-4  # colours in [0, 1]
+        for i in range(3):
+            assert -dc_max <= rng[f"f_dc_{i}"][0] <= rng[f"f_dc_{i}"][1] <= dc_max
+            # log scales: Gaussians between 0.01 mm and 5 cm
+            assert -11.6 < rng[f"scale_{i}"][0] <= rng[f"scale_{i}"][1] < -3.0
+        assert -14.0 < rng["opacity"][0] <= rng["opacity"][1] < 14.0  # logit of (1e-6, 1 - 1e-6)
+        assert rng["opacity"][1] > 0.0  # some Gaussians are more opaque than not
+        assert info["rest_err"] < 1e-6
+    assert r["rig_lod"] == "2" and r["visible_after_build"] == [2]
+    assert r["instances_lod2"] >= 0.5 * r["avatar_counts"]["2"]  # one splat per Gaussian above Min Opacity
+
+
+def test_keyframed_rig_moves_gaussians_like_backend_pose(built) -> None:
+    r, _, _ = built
+    for l, p in r["posing"].items():
+        assert p["moved"] > 0.01, p  # the jaw/expression keys really move the Gaussians (> 1 cm)
+        assert p["err"] < 2.5e-3, (l, p)  # see module docstring: skinning/subdivision order
+        assert p["err"] < 0.1 * p["backend_moved"], (l, p)
+        assert p["shoulder_err"] < 1e-5 and p["shoulders_moved"] < 1e-6, (l, p)  # jaw never moves shoulders
+    assert r["posing"]["0"]["err"] < 1e-5  # LOD 0: exact, pose correctives included
+    assert r["posing"]["0"]["err_no_posedirs"] > 1e-3  # ... and they matter
+    assert r["driven_value"] == pytest.approx(0.8, abs=1e-6)
+    assert r["global_neck_shoulder_moved"] > 0.01
+    assert r["global_neck_shoulder_err"] < 1e-5
+
+
+def test_lod_switching(built) -> None:
+    r, _, _ = built
+    for l, v in r["lod_switch"].items():
+        assert v["res"] == ["FINISHED"]
+        assert v["visible"] == [int(l)] and v["render"] == [int(l)] and v["prop"] == l
+        assert v["seconds"] < 0.5
+    assert r["prop_switch_visible"] == [2]
+
+
+def test_ply_export_matches_backend_export(built) -> None:
+    r, _, _ = built
+    assert r["export"] == ["FINISHED"]
+    assert r["ply_props"][0] == r["ply_props"][1]
+    assert r["ply_n"][0] == r["ply_n"][1]
+    err = r["ply_err"]
+    assert r["ply_err_posedirs"] < 1e-5  # LOD 0 at the keyed pose, the backend's own export
+    assert err["means"] > 1e-3  # (a backend model without correctives would not match)
+    o = r["ply_err_other"]
+    assert o["quats"] < 1e-5 and o["scales"] < 1e-6 and o["colors"] < 1e-5 and o["opacities"] < 1e-4, o
+    assert r["import"] == ["FINISHED"]
+    assert r["import_obj"][1] == r["ply_n"][0] and r["import_obj"][2] == ["NODES"]
+    assert r["roundtrip_err"] < 1e-6
+
+
+def test_cancel_failure_rollback_and_unique_names(built) -> None:
+    r, _, _ = built
+    c = r["cancel"]
+    assert c["cancelled"] and c["result"] and c["error"] is None and c["unchanged"]
+    assert r["noface"]["res"] == ["CANCELLED"] and r["noface"]["unchanged"]
+    assert "missing.png" in r["missing"]
+    s = r["second"]
+    assert s["rig"] == "Astro.001 Rig" and s["coll"] == "Astro.001"
+    assert s["objects"] == ["Astro.001 Head", "Astro.001 LOD0", "Astro.001 Rig"]
+    assert s["first_intact"] and s["first_lod0_verts"] == r["lods"]["0"]["verts"]
+    assert r["rollback"] == {"unchanged": True}
+
+
+def test_save_and_reopen_keeps_the_avatar_working(built, addon_zip: Path, astronaut_path: Path) -> None:
+    r, tmp, out = built
+    child = run_isolated(_child(REOPEN, addon_zip, out, None, False), tmp, timeout=300)
+    assert child.returncode == 0, child.stderr[-6000:]
+    q = child.result
+    assert q["auto_exec"] is False  # drivers must work without Python auto-run
+    assert q["roles"] == ["RIG", "HEAD", "GAUSSIANS", "Astro Rig"]
+    assert {"f_dc_0", "opacity", "scale_2", "rot_3"} <= set(q["attrs"])
+    assert q["keys"] == len(r["model_expr_names"]) + 2  # Basis, expressions, pose_jaw_21
+    import math
+
+    assert q["corrective_value"] == pytest.approx(math.sin(0.25), abs=1e-5)  # 2(yz + wx) = sin(angle)
+    import numpy as np
+
+    assert np.abs(np.array(q["positions_lod1"]) - np.array(r["saved_positions_lod1"])).max() < 1e-6
+    assert q["driven_value"] == pytest.approx(0.8, abs=1e-6)
+    assert q["driver_follow"] == pytest.approx(1.0)
+    assert q["reopen_moved"] > 1e-3
+    assert q["lod_after_reopen"] == [["FINISHED"], [0]]

@@ -1,0 +1,164 @@
+"""The add-on's pure-numpy side (no bpy): axis conversion and the scene layout of an avatar.
+
+The scene layout is checked by re-implementing what Blender does with it (shape keys, then linear
+blend skinning by the Armature modifier with bones whose rest axes are the model axes) and
+comparing with the backend's ``pose``: identical for LOD 0 and the shoulders, up to the joints' small
+shift with expression (the backend regresses joints from the expressive mesh, a rig's are fixed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+
+from backend.avatar.gaussians import GaussianAvatar, GaussianSet
+from backend.avatar.posing import lbs_numpy, model_lods, pose, shaped_vertices
+from backend.head import HeadParams, load_head_model
+from backend.head.lbs import rodrigues
+from backend.render.camera import Camera
+
+
+@pytest.fixture(scope="module")
+def addon(tmp_path_factory):
+    """The add-on's numpy modules, imported from the staged package (they use relative imports
+    into the bundled backend, as inside Blender)."""
+    import build_addon
+
+    root = tmp_path_factory.mktemp("stage")
+    build_addon.stage(root / "omg_avatar", [], None)
+    sys.path.insert(0, str(root))
+    try:
+        yield (importlib.import_module("omg_avatar.omg_blender_addon.axes"),
+               importlib.import_module("omg_avatar.omg_blender_addon.scene_data"))
+    finally:
+        sys.path.remove(str(root))
+
+
+def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(q.shape[:-1] + (3, 3))
+
+
+def test_axes_points_and_quaternions_agree(addon) -> None:
+    axes, _ = addon
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(50, 3))
+    C = axes.MODEL_TO_BLENDER
+    assert np.allclose(axes.points_to_blender(p), p @ C.T, atol=1e-6)
+    assert np.allclose(axes.points_to_model(axes.points_to_blender(p)), p, atol=1e-6)
+    assert np.allclose(axes.points_to_blender([[0, 1, 0], [0, 0, 1]]), [[0, 0, 1], [0, -1, 0]])  # up, face -> -Y
+    q = rng.normal(size=(50, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    qb = axes.quats_to_blender(q)
+    assert np.allclose(_quat_to_matrix(qb), C @ _quat_to_matrix(q), atol=1e-5)  # covariance C S C^T
+    assert np.allclose(axes.quats_to_model(qb), q, atol=1e-6)
+    aa = rng.normal(size=(20, 3))
+    import torch
+
+    assert np.allclose(_quat_to_matrix(axes.axis_angle_to_quat(aa)), rodrigues(torch.tensor(aa)).numpy(), atol=1e-6)
+    assert np.allclose(axes.axis_angle_to_quat(np.zeros(3)), [1, 0, 0, 0])
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """A stand-in avatar with identity, offsets and shoulders, without running the photo pipeline."""
+    model = load_head_model(None)
+    rng = np.random.default_rng(1)
+    shape = rng.normal(size=model.n_shape).astype(np.float32) * 0.5
+    params = HeadParams(shape, np.zeros((1, model.n_expr)), np.zeros((1, 5, 3)), np.zeros((1, 3)))
+    rest0 = shaped_vertices(model, shape)
+    lods, offs = {}, {}
+    for l, lod in model_lods(model, [0, 1]).items():
+        n = lod.n_verts
+        lods[l] = GaussianSet(lod.upsample @ rest0, np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), 2e-3),
+                              rng.uniform(0.1, 0.9, n), rng.uniform(0, 1, (n, 3)))
+        offs[l] = rng.normal(scale=1e-3, size=(n, 3)).astype(np.float32)
+    sh = GaussianSet(rng.normal(scale=0.1, size=(300, 3)) + [0, -0.2, -0.05], np.tile([1.0, 0, 0, 0], (300, 1)),
+                     np.full((300, 3), 4e-3), np.full(300, 0.9), np.full((300, 3), 0.3))
+    cam = Camera(np.eye(3, dtype=np.float32), np.eye(4, dtype=np.float32), 512, 512)
+    av = GaussianAvatar("standin", None, params, cam, np.zeros((model.n_verts, 3), np.float32), lods, offs, sh)
+    return model, av
+
+
+def _blender_skinning(axes, data, lod, model, p: HeadParams) -> np.ndarray:
+    """What Blender evaluates: rest + shape keys (expressions, correctives), then LBS with the rig."""
+    R = rodrigues(__import__("torch").tensor(p.pose[0])).numpy()  # (5, 3, 3) = bone local rotations
+    feats = np.array([(R[j] - np.eye(3))[r, c] for j, r, c in data.pose_features])
+    pts = lod.positions + np.einsum("e,enc->nc", p.expr[0], lod.expr_deltas)
+    if len(feats):
+        pts = pts + np.einsum("k,knc->nc", feats, lod.pose_deltas)
+    C = axes.MODEL_TO_BLENDER
+    # bone rest = [C | J]; deform matrix D_j = M_j B_j^-1 built down the chain, with the root's location
+    J = data.joints.astype(np.float64)
+    M = []
+    for j, parent in enumerate(data.parents):
+        local = np.eye(4)
+        local[:3, :3] = R[j]
+        if j == 0:
+            local[:3, 3] = p.transl[0]
+            B = np.eye(4)
+            B[:3, :3], B[:3, 3] = C, J[0]
+            M.append(B @ local)
+        else:
+            rel = np.eye(4)
+            rel[:3, 3] = C.T @ (J[j] - J[parent])  # parent-bone space offset of the child's head
+            M.append(M[parent] @ rel @ local)
+    D = []
+    for j in range(len(M)):
+        B = np.eye(4)
+        B[:3, :3], B[:3, 3] = C, J[j]
+        D.append(M[j] @ np.linalg.inv(B))
+    D = np.stack(D)
+    T = np.einsum("nj,jrc->nrc", lod.weights, D)
+    return np.einsum("nrc,nc->nr", T[:, :3, :3], pts) + T[:, :3, 3]
+
+
+def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
+    axes, sd = addon
+    ATTRIBUTE_NAMES, scene_data = sd.ATTRIBUTE_NAMES, sd.scene_data
+    model, av = synthetic
+    data = scene_data(av, model, "Test")
+    assert sorted(data.lods) == [0, 1]
+    assert data.expr_names == model.expr_names and data.head_expr_deltas.shape == (model.n_expr, model.n_verts, 3)
+    for l, lod in data.lods.items():
+        assert lod.n == len(av.lods[l]) + 300 and lod.n_shoulders == 300
+        assert set(lod.columns) == set(ATTRIBUTE_NAMES)
+        assert np.allclose(lod.weights.sum(1), 1.0, atol=1e-5)
+        assert np.all(lod.expr_deltas[:, lod.n_head:] == 0)  # expressions never move the shoulders
+    rng = np.random.default_rng(2)
+    expr = (rng.normal(size=(1, model.n_expr)) * 0.5).astype(np.float32)
+    pz = np.zeros((1, 5, 3), np.float32)
+    pz[0, 0] = (0.1, 0.4, -0.05)
+    pz[0, 1] = (0.15, -0.2, 0.1)
+    pz[0, 2] = (0.25, 0.02, 0.0)
+    pz[0, 3] = pz[0, 4] = (0.0, 0.2, 0.0)
+    p = HeadParams(av.params.shape, expr, pz, np.array([[0.01, -0.02, 0.03]], np.float32))
+    p_neutral = HeadParams(p.shape, np.zeros_like(expr), pz, p.transl)
+    for l, lod in data.lods.items():
+        rest = axes.points_to_blender(pose(av, model, HeadParams.zeros(model), l)[0])
+        got = _blender_skinning(axes, data, lod, model, p)
+        exp = axes.points_to_blender(pose(av, model, p, l)[0])
+        motion = np.abs(exp - rest).max()
+        # the backend regresses joints from the expressive mesh, the rig's joints are fixed: with
+        # expression and rotation together the two differ a little (second order)
+        assert np.abs(got - exp).max() < 0.02 * motion, (l, np.abs(got - exp).max(), motion)
+        got0 = _blender_skinning(axes, data, lod, model, p_neutral)
+        exp0 = axes.points_to_blender(pose(av, model, p_neutral, l)[0])
+        err0 = np.abs(got0 - exp0).max(axis=1)
+        assert err0[lod.n_head:].max() < 1e-5  # shoulders: the backend's blended global/neck transform
+        if l == 0:
+            assert err0.max() < 1e-5  # LOD 0: identical, pose correctives included
+    # expression alone (no rotation): identical on every LOD
+    p_expr = HeadParams(p.shape, expr, np.zeros_like(pz), p.transl)
+    for l, lod in data.lods.items():
+        assert np.abs(_blender_skinning(axes, data, lod, model, p_expr)
+                      - axes.points_to_blender(pose(av, model, p_expr, l)[0])).max() < 1e-5
+    # the rest joints are the backend's, for the fitted identity
+    _, joints, _ = lbs_numpy(model, HeadParams(av.params.shape, np.zeros((1, model.n_expr)), np.zeros((1, 5, 3)),
+                                               np.zeros((1, 3))))
+    assert np.allclose(data.joints, axes.points_to_blender(joints[0]), atol=1e-6)
