@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import system
+from . import build, lod, ply, preview, retarget, system
 
-_MODULES = (system,)
+_MODULES = (system, build, lod, ply, retarget, preview)
 
 
 def _classes():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import sidebar
+from . import animation, sidebar
 
-_CLASSES = sidebar.CLASSES
+_CLASSES = sidebar.CLASSES + animation.CLASSES
 
 
 def register() -> None:

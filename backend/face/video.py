@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
+from ..ffmpeg import ensure_ffmpeg
 from .image import load_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -124,6 +125,7 @@ def _open_gif(path: Path) -> VideoReader:
 def _open_ffmpeg(path: Path) -> VideoReader:
     import imageio_ffmpeg
 
+    ensure_ffmpeg()  # restores the bundled binary's executable bit inside Blender's extension
     try:
         gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(gen)
@@ -146,6 +148,7 @@ def write_video(path: str | Path, frames, fps: float) -> None:
     """Write RGB uint8 frames (any iterable) to an H.264 mp4 (tests and demos)."""
     import imageio_ffmpeg
 
+    ensure_ffmpeg()
     frames = iter(frames)
     first = next(frames)
     h, w = first.shape[:2]

@@ -1,0 +1,88 @@
+"""``python -m backend render avatar.omgavatar track.npz -o out/``: avatar + track -> watermarked
+PNG frames (out/frame_00000.png ...) and out/preview.mp4, with the achieved frames per second."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "avatar + track -> watermarked preview frames / video"
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options shared with ``retarget``."""
+    p.add_argument("--lod", type=int, default=None, help="level of detail (default: the avatar's finest)")
+    p.add_argument("--size", type=int, default=512, help="square frame size in pixels (default 512)")
+    p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto", help="splatting backend")
+    p.add_argument("--checkpoint", default=None,
+                   help="OMG checkpoint: splat the avatar's learned features through its refiner")
+    p.add_argument("--batch", type=int, default=2, help="frames per splat call (default 2)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write figures (frames, seconds, fps)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("avatar", help=".omgavatar file (python -m backend build)")
+    p.add_argument("motion", help="track .npz (python -m backend track) or a HeadParams .npz")
+    p.add_argument("-o", "--output", default="out", help="output folder (default: out)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="output frame rate; the track is resampled to it (default: the track's)")
+    p.add_argument("--start", type=int, default=0, help="first track frame to render (default 0)")
+    p.add_argument("--end", type=int, default=None, help="last track frame to render (inclusive)")
+    p.add_argument("--no-video", action="store_true", help="PNG frames only (no preview.mp4)")
+    add_common(p)
+
+
+def preview_options(args: argparse.Namespace):
+    from ..preview import PreviewOptions
+
+    from ..preview.renderer import MIN_SIZE
+
+    if args.size < MIN_SIZE or args.size % 2:
+        raise SystemExit(f"--size must be an even number of pixels >= {MIN_SIZE}")
+    return PreviewOptions(lod=args.lod, width=args.size, height=args.size, backend=args.backend,
+                          checkpoint=args.checkpoint, batch=max(1, args.batch))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..avatar import load_avatar
+    from ..errors import InputError
+    from ..head.params import HeadParams
+    from ..preview import load_motion, render_preview, resample
+    from ..progress import tqdm_progress
+    from ..stats import write_json
+
+    from ..head.loader import load_head_model
+    from ..preview.renderer import check_model
+
+    avatar = load_avatar(args.avatar)
+    model = load_head_model(avatar.head_model_path)
+    check_model(avatar, model, args.avatar)
+    motion = load_motion(args.motion)
+    params = motion.params
+    end = params.n_frames - 1 if args.end is None else min(args.end, params.n_frames - 1)
+    if args.start < 0 or args.start > end:
+        raise InputError(args.motion, f"frame range {args.start}..{args.end} is outside the track's "
+                                      f"{params.n_frames} frames")
+    sl = slice(args.start, end + 1)
+    params = HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
+    fps = motion.fps
+    if args.fps is not None:
+        if args.fps <= 0:
+            raise SystemExit("--fps must be positive")
+        params, fps = resample(params, motion.fps, args.fps), args.fps
+    out = Path(args.output)
+    progress, close = tqdm_progress("render", args.progress)
+    try:
+        result = render_preview(avatar, params, out, preview_options(args), fps=fps,
+                                video=None if args.no_video else out / "preview.mp4", model=model,
+                                progress=progress)
+    finally:
+        close()
+    figures = {"avatar": Path(args.avatar).name, "motion": motion.source, "video_fps": fps, **result.figures()}
+    write_json(args.json, figures)
+    print(f"{result.n_frames} frames at {result.size[0]}x{result.size[1]}, LOD {result.lod} "
+          f"({result.n_gaussians} Gaussians, {result.backend}) in {result.seconds:.1f} s = "
+          f"{result.fps:.2f} fps -> {out}")
+    return 0

@@ -1,0 +1,71 @@
+"""``python -m backend retarget avatar.omgavatar video.mp4 -o out.mp4``: track the face in the video
+and render the avatar performing it (watermarked mp4; optional PNG frames and track file)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .render import add_common, preview_options
+
+HELP = "avatar + video -> tracked, rendered reenactment video"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("avatar", help=".omgavatar file (python -m backend build)")
+    p.add_argument("video", help="driving clip (mp4/mov/webm/mkv/gif) or a folder of numbered images")
+    p.add_argument("-o", "--output", default="retarget.mp4", help="output mp4 (default: retarget.mp4)")
+    p.add_argument("--frames", default=None, metavar="DIR", help="also write the PNG frames into DIR")
+    p.add_argument("--save-track", default=None, metavar="PATH", help="also write the track (.npz)")
+    p.add_argument("--smoothing", type=float, default=2.0,
+                   help="temporal smoothing strength: 0 off, 1 light, 2 default, 4 strong")
+    p.add_argument("--start", type=int, default=0, help="first video frame (0-based, default 0)")
+    p.add_argument("--end", type=int, default=None, help="last video frame (inclusive, default: the last)")
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..avatar import load_avatar
+    from ..face.track import TrackOptions
+    from ..head.loader import load_head_model
+    from ..preview import render_preview, track_clip
+    from ..preview.renderer import check_model
+    from ..progress import Progress, tqdm_progress
+    from ..stats import write_json
+
+    if args.smoothing < 0:
+        raise SystemExit("--smoothing must be >= 0")
+    opts = preview_options(args)
+    avatar = load_avatar(args.avatar)
+    model = load_head_model(avatar.head_model_path)
+    check_model(avatar, model, args.avatar)
+    bar, close = tqdm_progress("retarget", args.progress)
+    # tracking fills the first half of the bar, rendering the second
+    track_progress = Progress(callback=lambda f, m: bar.report(0.5 * f, f"track: {m}"))
+    render_progress = Progress(callback=lambda f, m: bar.report(0.5 + 0.5 * f, f"render: {m}"))
+    try:
+        t0 = time.perf_counter()
+        track = track_clip(args.video, model, TrackOptions(smoothing=args.smoothing), args.start, args.end,
+                           track_progress)
+        track_seconds = time.perf_counter() - t0
+        if args.save_track:
+            Path(args.save_track).parent.mkdir(parents=True, exist_ok=True)
+            track.save(args.save_track)
+        result = render_preview(avatar, track.params, args.frames, opts, fps=track.fps, video=args.output,
+                                model=model, progress=render_progress)
+    finally:
+        close()
+    total = time.perf_counter() - t0
+    n = track.n_frames
+    figures = {
+        "avatar": Path(args.avatar).name, "video": Path(args.video).name, "video_fps": track.fps,
+        "frames": n, "frames_without_face": track.frames_without_face,
+        "mean_confidence": float(track.confidence.mean()),
+        "track_seconds": track_seconds, "track_fps": n / track_seconds if track_seconds > 0 else None,
+        "render": result.figures(), "seconds": total, "fps": n / total if total > 0 else None,
+    }
+    write_json(args.json, figures)
+    print(f"{n} frames: tracking {figures['track_fps']:.1f} fps, rendering {result.fps:.2f} fps "
+          f"(LOD {result.lod}, {result.backend}), total {total:.1f} s -> {args.output}")
+    return 0

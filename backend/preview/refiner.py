@@ -1,0 +1,52 @@
+"""The learned refiner (UNet: splatted feature channels -> RGB) loaded from an OMG checkpoint.
+
+backend.model is optional in a build (and written separately): its import is guarded, so the
+analytic preview works without it and a checkpoint given without it is a clear InputError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+
+@dataclass
+class Refiner:
+    """net: (B, C, H, W) features -> (B, 3, H, W) RGB; channels: C, the feature width it expects."""
+
+    net: torch.nn.Module
+    channels: int
+    path: str
+
+    @torch.no_grad()
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        dev = next(self.net.parameters()).device
+        return self.net(features.to(dev)).clamp(0.0, 1.0)
+
+
+def load_refiner(checkpoint: str | Path, device: str | torch.device = "cpu") -> Refiner:
+    """The refiner weights of an OMG checkpoint (``model`` state dict, keys ``refiner.*``)."""
+    path = Path(checkpoint)
+    try:
+        from ..model.omg import OMGConfig, UNetRefiner
+        from ..model.train import load_checkpoint
+    except ImportError as exc:  # the learned model is not part of this build
+        raise InputError(path, f"the learned refiner is not available in this build ({exc})") from None
+    ck = load_checkpoint(path)  # InputError for missing / non-OMG files
+    try:
+        cfg = OMGConfig.from_dict(ck["config"])
+        state = {k[len("refiner."):]: v for k, v in ck["model"].items() if k.startswith("refiner.")}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"checkpoint has no model configuration ({exc})") from None
+    if not state:
+        raise InputError(path, "checkpoint holds no refiner weights (no 'refiner.*' entries)")
+    net = UNetRefiner(cfg.feat_channels, tuple(cfg.unet_channels))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(path, f"refiner weights do not match the configuration ({str(exc).splitlines()[0]})") from None
+    return Refiner(net.to(device).eval(), int(cfg.feat_channels), str(path))

@@ -1,0 +1,208 @@
+"""Render an avatar's animation: pose (positions only) -> splat -> [refiner] -> uint8 frames.
+
+Per frame the avatar's Gaussians move with the frame's HeadParams (backend.avatar.pose, the
+avatar's own identity), everything else is fixed. Frames are posed and splatted ``batch`` at a
+time (one splat call renders a batch). Analytic avatars splat RGB; with a refiner checkpoint the
+avatar's learned feature channels are splatted and the refiner turns them into RGB.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..head.params import HeadParams
+from ..progress import Progress
+from ..render.camera import Camera
+from .motion import conform_expr
+from .output import FrameWriter
+
+
+MIN_SIZE = 80  # the smallest frame the "AI-generated" mark fits on (74 px wide at scale 1)
+
+
+@dataclass
+class PreviewOptions:
+    """lod: level of detail (None: the avatar's finest); width/height: pixels (the camera is resized
+    to it); backend: splatter "auto" | "cpu" | "cuda"; camera: None = the avatar's source camera,
+    or one Camera, or one per frame; checkpoint: OMG checkpoint whose refiner turns splatted
+    features into RGB (None: splat RGB); background: RGB in [0, 1]; batch: frames per splat call."""
+
+    lod: int | None = None
+    width: int = 512
+    height: int = 512
+    backend: str = "auto"
+    camera: Camera | Sequence[Camera] | None = None
+    checkpoint: str | None = None
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    batch: int = 2
+
+
+def check_model(avatar, model, path=None) -> None:
+    """InputError (naming ``path``, the avatar file) when ``model`` is not the head model the
+    avatar was built on (a different vertex count cannot pose it)."""
+    n = avatar.vertex_offsets.shape[0]
+    if model.n_verts != n:
+        raise InputError(path, f"the avatar was built on a head model with {n} vertices "
+                               f"('{avatar.head_model_name}'), but the head model now loaded has "
+                               f"{model.n_verts}: rebuild the avatar with this head model")
+
+
+@dataclass
+class PreviewResult:
+    """n_frames written; pngs: their paths; video: the mp4 (or None); seconds: wall time of the
+    whole render (pose + splat + refine + write); fps: n_frames / seconds (achieved); stage_seconds:
+    per stage (pose, splat, refine, write); backend: splatter that ran; lod; n_gaussians; size
+    (width, height); refined: whether the learned refiner ran."""
+
+    n_frames: int
+    pngs: list[Path]
+    video: Path | None
+    seconds: float
+    fps: float
+    stage_seconds: dict[str, float]
+    backend: str
+    lod: int
+    n_gaussians: int
+    size: tuple[int, int]
+    refined: bool = False
+
+    def figures(self) -> dict:
+        return {"frames": self.n_frames, "seconds": self.seconds, "fps": self.fps, "backend": self.backend,
+                "lod": self.lod, "gaussians": self.n_gaussians, "width": self.size[0], "height": self.size[1],
+                "refined": self.refined, "stage_seconds": dict(self.stage_seconds),
+                "video": None if self.video is None else str(self.video)}
+
+
+@dataclass
+class PreviewRenderer:
+    """Holds one avatar at one LOD ready to render frames (attributes moved to the device once)."""
+
+    avatar: object
+    model: object = None
+    options: PreviewOptions = field(default_factory=PreviewOptions)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        from ..render.splat import select_backend
+
+        if self.model is None:
+            from ..head.loader import load_head_model
+
+            self.model = load_head_model(self.avatar.head_model_path)
+        check_model(self.avatar, self.model)
+        o = self.options
+        if o.width < MIN_SIZE or o.height < MIN_SIZE or o.width > 8192 or o.height > 8192:
+            raise InputError(None, f"preview size {o.width}x{o.height} is out of range ({MIN_SIZE}..8192 "
+                                   "pixels: the watermark must fit)")
+        self.lod = max(self.avatar.levels) if o.lod is None else int(o.lod)
+        if self.lod not in self.avatar.lods:
+            raise InputError(None, f"the avatar has no LOD {self.lod} (it has {self.avatar.levels})")
+        try:
+            self.backend = select_backend(o.backend)
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(None, str(exc)) from None
+        device = torch.device("cuda" if self.backend == "cuda" else "cpu")
+        rest = self.avatar.rest_set(self.lod)
+        self.refiner = None
+        if o.checkpoint:
+            from .refiner import load_refiner
+
+            self.refiner = load_refiner(o.checkpoint, device)
+            if rest.features is None or rest.features.shape[1] != self.refiner.channels:
+                have = "no learned features (analytic build)" if rest.features is None else \
+                    f"{rest.features.shape[1]} feature channels"
+                raise InputError(o.checkpoint, f"the avatar has {have}; this refiner needs "
+                                               f"{self.refiner.channels}: build the avatar with the same checkpoint")
+            feats = rest.features
+            background = np.zeros(feats.shape[1], np.float32)  # as in training (OMG.render)
+        else:
+            feats = rest.colors
+            background = np.asarray(o.background, np.float32).reshape(3)
+        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+        self._quats, self._scales = as_t(rest.quats), as_t(rest.scales)
+        self._opacities, self._features = as_t(rest.opacities), as_t(feats)
+        self._background = as_t(background)
+        self.n_gaussians = len(rest)
+
+    def cameras(self, n_frames: int) -> list[Camera]:
+        """One Camera per frame, resized to the preview size."""
+        o = self.options
+        cam = o.camera if o.camera is not None else self.avatar.camera
+        cams = [cam] * n_frames if isinstance(cam, Camera) else list(cam)
+        if len(cams) != n_frames:
+            raise InputError(None, f"{len(cams)} cameras for {n_frames} frames")
+        return [c if (c.width, c.height) == (o.width, o.height) else c.resized(o.width, o.height) for c in cams]
+
+    def frames(self, params: HeadParams, progress: Progress | None = None,
+               stage_seconds: dict[str, float] | None = None) -> Iterator[np.ndarray]:
+        """Yield (H, W, 3) uint8 frames (no watermark yet) for every frame of ``params``."""
+        import torch
+
+        from ..avatar.posing import pose
+        from ..render.splat import splat
+
+        progress = progress or Progress()
+        secs = stage_seconds if stage_seconds is not None else {}
+        params = conform_expr(params, self.model.n_expr)
+        T = params.n_frames
+        cams = self.cameras(T)
+        B = max(1, int(self.options.batch))
+        for t0 in range(0, T, B):
+            progress.check_cancel()
+            sl = slice(t0, min(T, t0 + B))
+            sub = HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
+            t = time.perf_counter()
+            means = pose(self.avatar, self.model, sub, self.lod)        # (b, N, 3)
+            secs["pose"] = secs.get("pose", 0.0) + time.perf_counter() - t
+            t = time.perf_counter()
+            with torch.no_grad():
+                res = splat(means, self._quats, self._scales, self._opacities, self._features, cams[sl],
+                            background=self._background, backend=self.backend)
+                if res.image.shape[0] != means.shape[0]:  # a single frame with a single camera
+                    raise RuntimeError("splat returned an unexpected number of frames")
+                secs["splat"] = secs.get("splat", 0.0) + time.perf_counter() - t
+                img = res.image
+                if self.refiner is not None:
+                    t = time.perf_counter()
+                    img = self.refiner(img)
+                    secs["refine"] = secs.get("refine", 0.0) + time.perf_counter() - t
+                rgb = (img[:, :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            for frame in rgb:
+                yield frame
+
+
+def render_preview(avatar, params: HeadParams, out_dir: str | Path | None, options: PreviewOptions | None = None,
+                   fps: float = 25.0, video: str | Path | None = None, model=None,
+                   progress: Progress | None = None, first_number: int = 0) -> PreviewResult:
+    """Render every frame of ``params`` and write the watermarked PNG sequence into ``out_dir``
+    (None: no PNGs) and the mp4 ``video`` (None: no video). Returns counts, timings, achieved fps."""
+    progress = progress or Progress()
+    t_start = time.perf_counter()
+    renderer = PreviewRenderer(avatar, model, options or PreviewOptions())
+    secs: dict[str, float] = {}
+    T = params.n_frames
+    writer = FrameWriter(None if out_dir is None else Path(out_dir), None if video is None else Path(video),
+                         fps, first_number)
+    try:
+        for i, frame in enumerate(renderer.frames(params, progress, secs)):
+            t = time.perf_counter()
+            writer.write(frame)
+            secs["write"] = secs.get("write", 0.0) + time.perf_counter() - t
+            progress.report((i + 1) / T, f"frame {i + 1}/{T}")
+    except BaseException:
+        writer.close()
+        writer.discard()  # a cancelled or failed preview leaves no partial files behind
+        raise
+    writer.close()
+    seconds = time.perf_counter() - t_start
+    return PreviewResult(writer.n_frames, writer.pngs, None if video is None else Path(video), seconds,
+                         writer.n_frames / seconds if seconds > 0 else 0.0, secs, renderer.backend,
+                         renderer.lod, renderer.n_gaussians, (renderer.options.width, renderer.options.height),
+                         renderer.refiner is not None)

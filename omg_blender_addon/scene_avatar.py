@@ -1,0 +1,315 @@
+"""Read an imported avatar back out of the scene (for retargeting and previews).
+
+The objects and properties are defined by avatar_scene.py (issue 8): a rig (``Object.omg_avatar.role
+== "RIG"``) with the bones global, neck, jaw, eye_L, eye_R whose rest orientation is the model
+frame, a head mesh with one shape key per expression component, one loose-vertex mesh per
+Gaussian LOD, and custom properties on the rig (``omg_shape``, ``omg_camera_K``,
+``omg_camera_viewmat``, ``omg_camera_size``). This module only reads them:
+
+* ``read_rig`` (UI thread): plain ``RigInfo`` (bones with their rest rotations, shape-key names,
+  source camera, head model) that the worker thread and keyframes.py use;
+* ``read_lod`` (UI thread) + ``gaussian_avatar`` (worker, no bpy): the scene's Gaussians at rest
+  turned back into a backend GaussianAvatar, so previews render exactly what was imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from ..backend.errors import OMGError
+from .axes import MODEL_TO_BLENDER, points_to_model, quats_to_model
+
+JOINTS = ("global", "neck", "jaw", "eye_L", "eye_R")  # backend JOINT_NAMES order
+ATTRS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+         "rot_0", "rot_1", "rot_2", "rot_3")
+
+
+@dataclass
+class BoneInfo:
+    """name: bone name; rest: (3, 3) float64 rest rotation in armature space (bone.matrix_local);
+    rotation_mode: the pose bone's mode ("QUATERNION", "AXIS_ANGLE" or an Euler order)."""
+
+    name: str
+    rest: np.ndarray
+    rotation_mode: str
+
+
+@dataclass
+class RigInfo:
+    """Plain data about one imported avatar (copied on the UI thread, read by workers).
+
+    bones: {joint name: BoneInfo} for the joints present; expr_names: the head's expression shape
+    keys in order (no "Basis"); slider: {name: (min, max)}; shape: (S,) identity; camera_*:
+    the source camera (backend convention, model frame) or None; lod: the LOD shown."""
+
+    rig_name: str
+    head_name: str | None
+    key_name: str | None
+    bones: dict[str, BoneInfo]
+    expr_names: list[str]
+    slider: dict[str, tuple[float, float]]
+    shape: np.ndarray
+    head_model_name: str
+    head_model_path: str | None
+    camera_K: np.ndarray | None
+    camera_viewmat: np.ndarray | None
+    camera_size: tuple[int, int] | None
+    lod: int
+    levels: list[int] = field(default_factory=list)
+
+    def source_camera(self):
+        """The avatar's source camera as a backend Camera, or None when the rig has none."""
+        from ..backend.render.camera import Camera
+
+        if self.camera_K is None or self.camera_viewmat is None or self.camera_size is None:
+            return None
+        return Camera(self.camera_K, self.camera_viewmat, *self.camera_size)
+
+
+class SceneError(OMGError):
+    """The named object is not a usable avatar (message shown to the user as-is)."""
+
+
+def find_rig(name: str | None, context) -> bpy.types.Object:
+    """The avatar's rig from an object name (rig, head or LOD) or, with no name, the active object."""
+    from .avatar_scene import all_rigs, avatar_rig
+
+    if name:
+        obj = bpy.data.objects.get(name)
+        if obj is None:
+            raise SceneError(f"no object named '{name}'")
+        rig = avatar_rig(obj)
+        if rig is None:
+            raise SceneError(f"'{name}' is not part of an OMG avatar")
+        return rig
+    rig = avatar_rig(getattr(context, "object", None))
+    if rig is None:
+        rigs = all_rigs()
+        if len(rigs) == 1:
+            return rigs[0]
+        raise SceneError("select an OMG avatar (its rig, head or Gaussians) or name it in 'avatar'")
+    return rig
+
+
+def _floats(obj, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    if key not in obj:
+        return None
+    arr = np.asarray(list(obj[key]), np.float64)
+    return arr.reshape(shape) if arr.size == int(np.prod(shape)) else None
+
+
+def read_rig(rig: bpy.types.Object) -> RigInfo:
+    """Copy what retargeting and previews need out of the avatar's objects (UI thread)."""
+    from .avatar_scene import head_object, lod_objects
+
+    bones = {}
+    for joint in JOINTS:
+        b = rig.data.bones.get(joint)
+        pb = rig.pose.bones.get(joint)
+        if b is None or pb is None:
+            continue
+        rest = np.array([list(r) for r in b.matrix_local.to_3x3()], np.float64)
+        bones[joint] = BoneInfo(joint, rest, pb.rotation_mode)
+    head = head_object(rig)
+    key = head.data.shape_keys if head is not None else None
+    names, slider = [], {}
+    if key is not None:
+        for kb in key.key_blocks[1:]:  # the first block is the basis
+            names.append(kb.name)
+            slider[kb.name] = (float(kb.slider_min), float(kb.slider_max))
+    size = rig.get("omg_camera_size")
+    s = rig.omg_avatar
+    return RigInfo(
+        rig_name=rig.name, head_name=None if head is None else head.name,
+        key_name=None if key is None else key.name, bones=bones, expr_names=names, slider=slider,
+        shape=np.asarray(list(rig.get("omg_shape", [])), np.float32),
+        head_model_name=s.head_model_name, head_model_path=bpy.path.abspath(s.head_model_path) or None,
+        camera_K=_floats(rig, "omg_camera_K", (3, 3)), camera_viewmat=_floats(rig, "omg_camera_viewmat", (4, 4)),
+        camera_size=None if size is None else (int(size[0]), int(size[1])),
+        lod=int(s.lod), levels=sorted(lod_objects(rig)),
+    )
+
+
+# -- the scene's Gaussians -> backend GaussianAvatar ----------------------------------------------
+@dataclass
+class SceneLOD:
+    """One LOD object's rest data (Blender frame, as imported): positions (N, 3) float32; columns
+    {ATTRS name: (N,) float32}; n_head, n_shoulders; head_basis: (V, 3) float32 head-mesh basis."""
+
+    level: int
+    positions: np.ndarray
+    columns: dict[str, np.ndarray]
+    n_head: int
+    n_shoulders: int
+    head_basis: np.ndarray
+
+
+def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
+    """Read a Gaussian LOD object's rest data (its shape-key basis, not the posed mesh)."""
+    from .avatar_scene import head_object, lod_objects
+
+    objs = lod_objects(rig)
+    if level not in objs:
+        raise SceneError(f"{rig.name}: LOD {level} is not in the scene (it has {sorted(objs)})")
+    obj = objs[level]
+    me = obj.data
+    n = len(me.vertices)
+    pos = np.empty(n * 3, np.float32)
+    basis = me.shape_keys.key_blocks[0] if me.shape_keys is not None else None
+    (basis.data if basis is not None else me.vertices).foreach_get("co", pos)
+    cols = {}
+    for name in ATTRS:
+        attr = me.attributes.get(name)
+        if attr is None:
+            raise SceneError(f"{obj.name}: Gaussian attribute '{name}' is missing")
+        a = np.empty(n, np.float32)
+        attr.data.foreach_get("value", a)
+        cols[name] = a
+    head = head_object(rig)
+    if head is None:
+        raise SceneError(f"{rig.name}: the avatar's head mesh is missing")
+    hb = head.data.shape_keys.key_blocks[0].data if head.data.shape_keys is not None else head.data.vertices
+    hv = np.empty(len(head.data.vertices) * 3, np.float32)
+    hb.foreach_get("co", hv)
+    s = obj.omg_avatar
+    if s.n_head + s.n_shoulders != n:
+        raise SceneError(f"{obj.name}: {n} points but {s.n_head} head + {s.n_shoulders} shoulder Gaussians recorded")
+    return SceneLOD(level, pos.reshape(n, 3), cols, int(s.n_head), int(s.n_shoulders), hv.reshape(-1, 3))
+
+
+def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
+    """A backend GaussianAvatar equivalent to the scene's LOD (worker thread: no bpy).
+
+    backend.avatar.pose only needs the identity, ``vertex_offsets`` (head basis - shaped template),
+    ``lod_offsets`` (rest Gaussians - upsampled head surface) and the shoulders at rest, so posing
+    this avatar moves the scene's Gaussians exactly as the backend moves the original.
+    """
+    from ..backend.avatar.gaussians import GaussianAvatar, GaussianSet
+    from ..backend.avatar.ply import C0
+    from ..backend.avatar.posing import model_lods, shaped_vertices
+    from ..backend.head.params import HeadParams
+
+    if lod.head_basis.shape[0] != model.n_verts:
+        raise SceneError(f"the head mesh has {lod.head_basis.shape[0]} vertices but head model "
+                         f"'{model.name}' has {model.n_verts}")
+    shape = info.shape if info.shape.size else np.zeros(model.n_shape, np.float32)
+    head_verts = points_to_model(lod.head_basis)
+    offsets = head_verts - shaped_vertices(model, shape)
+    U = model_lods(model, [lod.level])[lod.level].upsample
+    if U.shape[0] != lod.n_head:
+        raise SceneError(f"LOD {lod.level} has {lod.n_head} head Gaussians, the head model's LOD has {U.shape[0]}")
+    surface = np.asarray(U @ head_verts, np.float32)
+    pos = points_to_model(lod.positions)
+    c = lod.columns
+    colors = np.clip(np.stack([c[f"f_dc_{i}"] for i in range(3)], 1) * C0 + 0.5, 0.0, 1.0)
+    opac = 1.0 / (1.0 + np.exp(-c["opacity"].astype(np.float64)))
+    scales = np.exp(np.stack([c[f"scale_{i}"] for i in range(3)], 1).astype(np.float64))
+    quats = quats_to_model(np.stack([c[f"rot_{i}"] for i in range(4)], 1))
+    h, s = slice(0, lod.n_head), slice(lod.n_head, None)
+
+    def gset(sl, means):
+        return GaussianSet(means, quats[sl], scales[sl], opac[sl], colors[sl])
+
+    cam = info.source_camera()
+    if cam is None:  # a rig without a stored camera: the standard 512 source camera
+        from ..backend.face.crop import source_camera
+
+        cam = source_camera()
+    zeros = HeadParams.zeros(model)
+    return GaussianAvatar(
+        head_model_name=model.name, head_model_path=info.head_model_path,
+        params=HeadParams(shape, zeros.expr, zeros.pose, zeros.transl), camera=cam,
+        vertex_offsets=offsets, lods={lod.level: gset(h, surface)},
+        lod_offsets={lod.level: pos[h] - surface}, shoulders=gset(s, pos[s]),
+    )
+
+
+# -- Blender camera -> backend Camera (model frame of the avatar) ---------------------------------
+_CV_FROM_BLENDER_CAM = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera looks down -Z with +Y up
+
+
+def camera_viewmat(cam_world: np.ndarray, rig_world: np.ndarray) -> np.ndarray:
+    """(4, 4) float64 world -> camera (OpenCV axes) for the avatar's MODEL frame.
+
+    A model point x lands at Blender world ``rig_world @ C x`` (the rig's data is in the Blender
+    frame, axes.py), the camera sees world points through ``inv(cam_world)``. Uniform object scales
+    scale camera-space points uniformly, which a pinhole projection ignores, so the affine map is
+    divided by its scale and the rotation re-orthonormalized (SVD).
+    """
+    C4 = np.eye(4)
+    C4[:3, :3] = MODEL_TO_BLENDER
+    A = _CV_FROM_BLENDER_CAM @ np.linalg.inv(np.asarray(cam_world, np.float64)) @ np.asarray(rig_world, np.float64) @ C4
+    det = np.linalg.det(A[:3, :3])
+    if not det > 1e-12:
+        raise SceneError("the camera or the avatar has a zero or mirrored scale")
+    k = det ** (1.0 / 3.0)
+    u, _, vt = np.linalg.svd(A[:3, :3] / k)
+    out = np.eye(4)
+    out[:3, :3] = u @ vt
+    out[:3, 3] = A[:3, 3] / k
+    return out
+
+
+def camera_intrinsics(lens_mm: float, sensor_w: float, sensor_h: float, sensor_fit: str, shift_x: float,
+                      shift_y: float, width: int, height: int) -> np.ndarray:
+    """(3, 3) K in pixels of a Blender perspective camera rendered at ``width`` x ``height``
+    (square pixels). Sensor fit AUTO spans the larger image side with the sensor width; shifts are
+    in units of the larger side (Blender's convention)."""
+    if sensor_fit == "AUTO":
+        f = lens_mm / sensor_w * max(width, height)
+    elif sensor_fit == "HORIZONTAL":
+        f = lens_mm / sensor_w * width
+    else:
+        f = lens_mm / sensor_h * height
+    big = max(width, height)
+    return np.array([[f, 0.0, width / 2.0 - shift_x * big], [0.0, f, height / 2.0 + shift_y * big],
+                     [0.0, 0.0, 1.0]], np.float64)
+
+
+def _object_animated(obj) -> bool:
+    """True when the object's own transform may change over time (keys, parent or constraints)."""
+    from .keyframes import _curves
+
+    if obj.parent is not None or len(obj.constraints):
+        return True
+    paths = {p for p, _ in _curves(obj)}
+    return any(p.startswith(("location", "rotation", "scale", "delta_")) for p in paths)
+
+
+def scene_cameras(context, rig, frames: list[int], width: int, height: int) -> list:
+    """One backend Camera per scene frame from the scene's active camera (UI thread).
+
+    The scene is stepped through the frames only when the camera or the rig's object transform is
+    animated; the current frame is restored afterwards."""
+    from ..backend.render.camera import Camera
+
+    scene = context.scene
+    cam_obj = scene.camera
+    if cam_obj is None or cam_obj.type != "CAMERA":
+        raise SceneError("the scene has no active camera (set one, or preview from the source camera)")
+    data = cam_obj.data
+    if data.type != "PERSP":
+        raise SceneError(f"camera '{cam_obj.name}' is {data.type.lower()}: only perspective cameras are supported")
+    K = camera_intrinsics(data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, data.shift_x,
+                          data.shift_y, width, height)
+
+    def current() -> Camera:
+        cw = np.array([list(r) for r in cam_obj.matrix_world], np.float64)
+        rw = np.array([list(r) for r in rig.matrix_world], np.float64)
+        return Camera(K, camera_viewmat(cw, rw), width, height)
+
+    if not (_object_animated(cam_obj) or _object_animated(rig)) or len(frames) == 1 and frames[0] == scene.frame_current:
+        cam = current()
+        return [cam] * len(frames)
+    keep = scene.frame_current
+    cams = []
+    try:
+        for f in frames:
+            scene.frame_set(int(f))
+            cams.append(current())
+    finally:
+        scene.frame_set(keep)
+    return cams

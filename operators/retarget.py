@@ -1,0 +1,300 @@
+"""Retarget Video / Apply Track: a performance -> keyframes on an imported avatar.
+
+Both are JobOperators (omg_blender_addon/jobs.py): the UI thread copies the rig description
+(scene_avatar.read_rig), the worker tracks the video (or reads the track file) and plans the key
+values (keyframes.plan_channels, numpy), and only ``apply`` writes keys and scene settings, so a
+cancelled or failed run leaves no keyframes. One undo step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+
+from ..omg_blender_addon import jobs
+
+VIDEO_FILTER = "*.mp4;*.mov;*.m4v;*.webm;*.mkv;*.avi;*.gif"
+REPORT_KEY = "omg_avatar_retarget_report"
+
+
+@dataclass
+class RetargetRequest:
+    """Plain data for the worker (copied on the UI thread)."""
+
+    path: str
+    info: object                     # scene_avatar.RigInfo
+    frame_start: int                 # first source frame (0-based)
+    frame_end: int                   # last source frame (inclusive), -1 = the last
+    smoothing: float
+    apply: object                    # keyframes.ApplyOptions
+    match_scene_fps: bool
+    scene_fps: float
+    track_out: str | None = None     # retarget_video: also save the track here
+    is_track_file: bool = False
+
+
+@dataclass
+class RetargetResult:
+    channels: object                 # keyframes.Channels
+    fps: float                       # rate of the planned keys (video's, or the scene's when resampled)
+    source_fps: float
+    n_source_frames: int
+    source: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    frames_without_face: list[int] = field(default_factory=list)
+
+
+def _slice_params(params, start: int, end: int):
+    from ..backend.head.params import HeadParams
+
+    T = params.n_frames
+    stop = T - 1 if end < 0 else min(end, T - 1)
+    if start < 0 or start > stop:
+        from ..backend.errors import InputError
+
+        raise InputError(None, f"frame range {start}..{end} is outside the {T} frames")
+    sl = slice(start, stop + 1)
+    return HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
+
+
+def retarget_work(req: RetargetRequest):
+    """``work(progress) -> RetargetResult`` (no bpy): track or load, smooth, resample, plan keys."""
+
+    def work(progress):
+        from ..backend.face.smoothing import smooth_track
+        from ..backend.head.params import HeadParams
+        from ..backend.preview import load_motion, resample
+        from ..omg_blender_addon.keyframes import plan_channels
+
+        secs: dict[str, float] = {}
+        t0 = time.perf_counter()
+        expr_names, missing = None, []
+        if req.is_track_file:
+            motion = load_motion(req.path)
+            params = _slice_params(motion.params, req.frame_start, req.frame_end)
+            fps, source = motion.fps, motion.source
+            expr_names = _track_expr_names(req.path)
+            if req.smoothing > 0:  # extra smoothing on top of the tracker's own
+                params = HeadParams(params.shape, smooth_track(params.expr, fps, req.smoothing),
+                                    smooth_track(params.pose, fps, req.smoothing),
+                                    smooth_track(params.transl, fps, req.smoothing))
+            secs["load"] = time.perf_counter() - t0
+        else:
+            from ..backend.face.track import TrackOptions
+            from ..backend.head.loader import load_head_model
+            from ..backend.preview import track_clip
+
+            model = load_head_model(req.info.head_model_path)
+            end = None if req.frame_end < 0 else req.frame_end
+            track = track_clip(req.path, model, TrackOptions(smoothing=req.smoothing), req.frame_start, end,
+                               progress)
+            if req.track_out:
+                Path(req.track_out).parent.mkdir(parents=True, exist_ok=True)
+                track.save(req.track_out)
+            params, fps, source = track.params, track.fps, track.source
+            expr_names, missing = list(track.expr_names), track.frames_without_face
+            secs["track"] = time.perf_counter() - t0
+        progress.check_cancel()
+        t1 = time.perf_counter()
+        n_source = params.n_frames
+        key_fps = fps
+        if not req.match_scene_fps and abs(req.scene_fps - fps) > 1e-6:
+            params, key_fps = resample(params, fps, req.scene_fps), req.scene_fps
+        channels = plan_channels(params, req.info, req.apply, expr_names)
+        secs["plan"] = time.perf_counter() - t1
+        return RetargetResult(channels, key_fps, fps, n_source, source, secs, missing)
+
+    return work
+
+
+def _track_expr_names(path: str) -> list[str] | None:
+    """Expression names stored in a track file (None for a bare HeadParams file)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        if "metadata" not in z.files:
+            return None
+        meta = json.loads(str(z["metadata"]))
+    names = meta.get("parameter_names", {}).get("expr")
+    return list(names) if names else None
+
+
+class _RetargetBase(jobs.JobOperator):
+    """Properties and the apply step shared by Retarget Video and Apply Track."""
+
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(name="File", subtype="FILE_PATH", default="")
+    avatar: StringProperty(name="Avatar", default="",
+                           description="Rig (or head / LOD object) of the avatar; default: the active object's")
+    frame_start: IntProperty(name="First Frame", default=0, min=0,
+                             description="First frame of the source to use (0 = its first frame)")
+    frame_end: IntProperty(name="Last Frame", default=-1, min=-1,
+                           description="Last frame of the source to use (-1 = its last frame)")
+    scene_start: IntProperty(name="Scene Start", default=1, description="Scene frame of the first key")
+    apply_expression: BoolProperty(name="Expression", default=True, description="Key the expression shape keys")
+    apply_jaw: BoolProperty(name="Jaw", default=True, description="Key the jaw bone")
+    apply_eyes: BoolProperty(name="Eyes", default=True, description="Key the eye bones")
+    apply_neck: BoolProperty(name="Neck", default=True, description="Key the neck bone")
+    apply_global: BoolProperty(name="Head Motion", default=True,
+                               description="Key the global bone (whole-head rotation and translation)")
+    match_scene_fps: BoolProperty(
+        name="Match Scene FPS", default=True,
+        description="Set the scene's frame rate to the source's (one key per source frame); off: keep "
+                    "the scene's rate and resample the performance to it")
+
+    browsed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})
+
+    _is_track_file = False
+
+    def _apply_options(self):
+        from ..omg_blender_addon.keyframes import ApplyOptions
+
+        return ApplyOptions(expression=self.apply_expression, jaw=self.apply_jaw, eyes=self.apply_eyes,
+                            neck=self.apply_neck, global_motion=self.apply_global)
+
+    def _request(self, context) -> RetargetRequest | None:
+        from ..omg_blender_addon.keyframes import scene_fps
+        from ..omg_blender_addon.scene_avatar import SceneError, find_rig, read_rig
+
+        path = bpy.path.abspath(self.filepath)
+        if not path or not Path(path).exists():
+            self.report({"ERROR"}, f"{path or 'no file chosen'}: no such file")
+            return None
+        if self.frame_end >= 0 and self.frame_end < self.frame_start:
+            self.report({"ERROR"}, f"empty frame range {self.frame_start}..{self.frame_end}")
+            return None
+        try:
+            rig = find_rig(self.avatar, context)
+        except SceneError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+        info = read_rig(rig)
+        opts = self._apply_options()
+        if not (opts.expression or opts.jaw or opts.eyes or opts.neck or opts.global_motion):
+            self.report({"ERROR"}, "nothing to apply: enable at least one of expression, jaw, eyes, neck, head motion")
+            return None
+        self._t0 = time.perf_counter()
+        return RetargetRequest(path=path, info=info, frame_start=self.frame_start, frame_end=self.frame_end,
+                               smoothing=float(self.smoothing), apply=opts,
+                               match_scene_fps=bool(self.match_scene_fps), scene_fps=scene_fps(context.scene),
+                               track_out=self._track_out(), is_track_file=self._is_track_file)
+
+    def _track_out(self) -> str | None:
+        return None
+
+    def prepare(self, context):
+        req = self._request(context)
+        if req is None:
+            return None
+        self._rig_name = req.info.rig_name
+        self._key_name = req.info.key_name
+        return retarget_work(req)
+
+    def apply(self, context, result: RetargetResult) -> None:
+        from ..omg_blender_addon.keyframes import match_scene, write_keyframes
+
+        t = time.perf_counter()
+        rig = bpy.data.objects.get(self._rig_name)
+        key = bpy.data.shape_keys.get(self._key_name) if self._key_name else None
+        if rig is None:
+            from ..backend.errors import OMGError
+
+            raise OMGError(f"the avatar '{self._rig_name}' was removed while retargeting")
+        ch = result.channels
+        first = int(self.scene_start)
+        frames = first + np.arange(ch.n_frames, dtype=np.float64)
+        stats = write_keyframes(rig, key, ch, frames, Path(self.filepath).stem or "Performance")
+        match_scene(context.scene, result.fps if self.match_scene_fps else None, first, first + ch.n_frames - 1)
+        context.scene.frame_set(first)
+        keying = time.perf_counter() - t
+        total = time.perf_counter() - getattr(self, "_t0", t)
+        report = {
+            "frames": ch.n_frames, "source_frames": result.n_source_frames, "source": result.source,
+            "source_fps": result.source_fps, "fps": result.fps, "curves": stats.curves, "keys": stats.keys,
+            "actions": stats.actions, "clipped": ch.clipped, "frames_without_face": result.frames_without_face,
+            "seconds": {**result.seconds, "keyframes": keying, "total": total},
+            "throughput_fps": result.n_source_frames / total if total > 0 else 0.0,
+        }
+        context.window_manager[REPORT_KEY] = report
+        msg = (f"{rig.name}: {ch.n_frames} frames keyed ({stats.curves} curves) at {result.fps:.3g} fps, "
+               f"{report['throughput_fps']:.1f} frames/s")
+        if result.frames_without_face:
+            msg += f"; {len(result.frames_without_face)} frames without a face were interpolated"
+        if ch.clipped:
+            msg += f"; {ch.clipped} expression values clipped to the slider range"
+        self.report({"INFO"}, msg)
+
+
+class OMG_AVATAR_OT_retarget_video(_RetargetBase, bpy.types.Operator):
+    """Track the face in a video and key the performance onto the avatar's rig and expression keys"""
+
+    bl_idname = "omg_avatar.retarget_video"
+    bl_label = "Retarget Video"
+    job_title = "Retarget video"
+
+    filter_glob: StringProperty(default=VIDEO_FILTER, options={"HIDDEN"})
+    filter_movie: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    smoothing: FloatProperty(name="Smoothing", default=2.0, min=0.0, max=8.0,
+                             description="Temporal smoothing: 0 off, 1 light, 2 default, 4 strong "
+                                         "(fast motion is kept at any strength)")
+    track_path: StringProperty(name="Save Track", subtype="FILE_PATH", default="",
+                               description="Also save the track (.npz) for Apply Track (empty: don't)")
+
+    def _track_out(self) -> str | None:
+        return bpy.path.abspath(self.track_path) if self.track_path else None
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.browsed = True
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return jobs.JobOperator.invoke(self, context, event)
+
+    def execute(self, context):
+        if self.browsed:
+            # back from the file browser: run again as a UI invocation (background job with progress)
+            bpy.ops.omg_avatar.retarget_video("INVOKE_DEFAULT", **_props(self))
+            return {"CANCELLED"}
+        return jobs.JobOperator.execute(self, context)
+
+
+class OMG_AVATAR_OT_apply_track(_RetargetBase, bpy.types.Operator):
+    """Key a saved track file (.npz from 'python -m backend track' or Retarget Video) onto the avatar"""
+
+    bl_idname = "omg_avatar.apply_track"
+    bl_label = "Apply Track"
+    job_title = "Apply track"
+    _is_track_file = True
+
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    smoothing: FloatProperty(name="Extra Smoothing", default=0.0, min=0.0, max=8.0,
+                             description="Additional smoothing on top of the track's own (0 = none)")
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.browsed = True
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return jobs.JobOperator.invoke(self, context, event)
+
+    def execute(self, context):
+        if self.browsed:
+            bpy.ops.omg_avatar.apply_track("INVOKE_DEFAULT", **_props(self))
+            return {"CANCELLED"}
+        return jobs.JobOperator.execute(self, context)
+
+
+def _props(op) -> dict:
+    """The operator's user-facing property values (to re-invoke it after the file browser)."""
+    skip = {"rna_type", "filter_glob", "filter_movie", "filter_folder", "browsed"}
+    return {k: getattr(op, k) for k in op.properties.bl_rna.properties.keys() if k not in skip}
+
+
+CLASSES = (OMG_AVATAR_OT_retarget_video, OMG_AVATAR_OT_apply_track)
