@@ -1,0 +1,131 @@
+"""``python -m backend eval``: quality and speed evaluation report over photos and videos."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+HELP = "quality/speed evaluation report over photos and videos"
+
+
+def _lods(text: str) -> tuple[int, ...]:
+    try:
+        lods = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lods wants comma-separated integers, got {text!r}") from None
+    if not lods or min(lods) < 0 or max(lods) > 3:
+        raise argparse.ArgumentTypeError(f"LODs must be within 0..3, got {text!r}")
+    return lods
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return v
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--media", type=Path, default=None,
+                        help="folder with photos/ and videos/ (default ../shared/media beside the repository; "
+                             "skipped cleanly when absent)")
+    parser.add_argument("--out", type=Path, default=Path("docs/report"),
+                        help="report folder: README.md + PNG plots (default docs/report)")
+    parser.add_argument("--lods", type=_lods, default=(0, 1, 2), help="LODs to evaluate (default 0,1,2)")
+    parser.add_argument("--every", type=_positive, default=5,
+                        help="self-reenactment: every K-th frame after frame 0 drives (default 5)")
+    parser.add_argument("--max-frames", type=int, default=0,
+                        help="self-reenactment: at most N driving frames per clip (default 0 = all)")
+    parser.add_argument("--cross-frames", type=int, default=8,
+                        help="cross-reenactment: driving frames per photo/video pair (default 8)")
+    parser.add_argument("--render-frames", type=_positive, default=8,
+                        help="frames timed per LOD and backend for render fps (default 8)")
+    parser.add_argument("--protocols", default="reconstruction,self,cross,speed",
+                        help="comma-separated subset of reconstruction,self,cross,speed")
+    parser.add_argument("--refine-seconds", type=float, default=None,
+                        help="build: photometric refinement budget (default: the build's own)")
+    parser.add_argument("--no-refine", action="store_true", help="build without photometric refinement")
+    parser.add_argument("--head-model", default=None, help="head model file (default: bundled stand-in)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="splatting backend for the quality protocols (default auto)")
+    parser.add_argument("--no-identity", action="store_true", help="skip the dlib identity metric")
+    parser.add_argument("--avatar", type=Path, default=None,
+                        help="speed only: time rendering of this saved .omgavatar per LOD and backend "
+                             "(no media or metric models needed)")
+    parser.add_argument("--render-backends", default=None,
+                        help="speed: comma-separated splatting backends to time (default: every available one)")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="re-render the report from a figures file written by --json (measures nothing)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
+
+
+def _command_line() -> str:
+    """The command as typed, for the report (only when run as ``python -m backend``)."""
+    if Path(sys.argv[0]).name == "__main__.py" and sys.argv[1:2] == ["eval"]:
+        return ("python -m backend eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])).strip()
+    return "backend.cli.main(['eval', ...])"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eval.media import default_media_dir, find_media
+    from ..eval.report import write_report
+    from ..eval.run import EvalOptions, run_eval
+    from ..progress import tqdm_progress
+    from ..stats import write_json
+
+    backends = [b.strip() for b in args.render_backends.split(",")] if args.render_backends else None
+    command = _command_line()
+    if args.from_json is not None:
+        import json
+
+        from ..eval.results import results_from_dict
+
+        res = results_from_dict(json.loads(args.from_json.read_text()))
+        md = write_report(res, args.out, command, rerendered=True)
+        print(f"report: {md}")
+        return 0
+    if args.avatar is not None:
+        from ..eval.run import run_speed_only
+
+        res = run_speed_only(args.avatar, EvalOptions(lods=args.lods, render_frames=args.render_frames),
+                             backends, log=lambda m: print(m, file=sys.stderr))
+        res.options["command"] = command
+        write_json(args.json, res.as_dict())
+        md = write_report(res, args.out, command)
+        print(f"report: {md}")
+        return 0
+    media_dir = args.media if args.media is not None else default_media_dir()
+    media = find_media(media_dir)
+    if media.empty:
+        print(f"eval: no photos or videos under {media_dir}: nothing to evaluate (skipped)", file=sys.stderr)
+        return 0
+    protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
+    unknown = set(protocols) - {"reconstruction", "self", "cross", "speed"}
+    if unknown:
+        print(f"eval: unknown protocol(s) {sorted(unknown)}", file=sys.stderr)
+        return 2
+    build: dict = {}
+    if args.head_model:
+        build["head_model"] = args.head_model
+    if args.no_refine:
+        build["refine"] = False
+    elif args.refine_seconds is not None:
+        build["refine_seconds"] = float(args.refine_seconds)
+    build["render_backend"] = args.backend
+    opts = EvalOptions(lods=args.lods, every=args.every, max_frames=args.max_frames,
+                       cross_frames=args.cross_frames, render_frames=args.render_frames,
+                       render_backend=args.backend, speed_backends=tuple(backends) if backends else None,
+                       build=build, identity=not args.no_identity,
+                       protocols=protocols)
+    progress, close = tqdm_progress("eval")
+    try:
+        res = run_eval(media, opts, log=lambda m: print(m, file=sys.stderr), progress=progress)
+    finally:
+        close()
+    res.options["command"] = command
+    write_json(args.json, res.as_dict())  # first: the figures survive a failing plot
+    md = write_report(res, args.out, command)
+    print(f"report: {md}")
+    return 0

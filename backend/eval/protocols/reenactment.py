@@ -1,0 +1,156 @@
+"""Protocols 2 and 3: self-reenactment and cross-reenactment on videos.
+
+Self-reenactment (the paper's protocol): frame 0 of a clip is the source photo; the clip is
+tracked; every k-th later frame drives the avatar (its tracked expression, joint rotations and
+translation), and the render at the track's camera is compared with that real frame cut by the
+track's crop (PSNR/SSIM face + full, AKD, identity to the real frame).
+
+Cross-reenactment: an avatar built from photo A is driven by video B's track; the render is
+scored for identity against A's source crop and for expression and head-pose distance against
+B's frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...progress import Progress
+from ..results import CrossFrame, CrossReenactment, FrameScores, SelfReenactment, TrackTiming
+from ..speed import measure
+from .reconstruction import build_options
+from .rendering import render_frames
+from .scoring import FrameScorer, Target
+
+if TYPE_CHECKING:
+    from ...head.params import HeadParams
+
+
+@dataclass
+class ReenactmentOptions:
+    lods: tuple[int, ...] = (0, 1, 2)
+    every: int = 5                  # every k-th frame drives
+    max_frames: int = 0             # cap on driving frames per clip (0 = no cap)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    render_backend: str = "auto"
+    build: dict[str, Any] = field(default_factory=dict)   # BuildOptions overrides
+    track: dict[str, Any] = field(default_factory=dict)   # TrackOptions overrides
+
+
+@dataclass
+class TrackedClip:
+    """A tracked clip with the frames the protocols need, already cut to the track's 512 crop."""
+
+    name: str
+    track: Any                       # backend.face.track.Track
+    frames: dict[int, np.ndarray]    # frame index -> (512, 512, 3) uint8 crop
+    timing: TrackTiming
+    source_frame: np.ndarray         # frame 0, full resolution (the self-reenactment photo)
+
+
+def driving_indices(n_frames: int, every: int, max_frames: int = 0, start: int | None = None) -> list[int]:
+    """Frames that drive: every ``every``-th from ``start`` (default ``every``: frame 0 is the
+    source), at most ``max_frames`` (0 = all)."""
+    every = max(int(every), 1)
+    idx = list(range(every if start is None else start, n_frames, every))
+    return idx[:max_frames] if max_frames > 0 else idx
+
+
+def track_clip(path: str | Path, model, opts: ReenactmentOptions, indices_for=None,
+               progress: Progress | None = None) -> TrackedClip:
+    """Track a clip (timed, peak memory) and keep frame 0 plus the driving frames' crops.
+
+    ``indices_for(n_frames) -> list[int]`` picks the frames to keep (default: driving_indices)."""
+    from ...face.crop import apply_crop
+    from ...face.track import TrackOptions, track_video
+    from ...face.video import iter_video
+
+    path = Path(path)
+    with measure() as m:
+        track = track_video(path, model, TrackOptions(**opts.track), progress or Progress())
+    n = track.n_frames
+    keep = set(indices_for(n) if indices_for else driving_indices(n, opts.every, opts.max_frames))
+    frames: dict[int, np.ndarray] = {}
+    source = None
+    last = max(keep | {0})
+    for i, frame in enumerate(iter_video(path)):  # streamed: only the kept frames stay in memory
+        if i == 0:
+            source = frame
+        if i in keep:
+            frames[i] = apply_crop(frame, track.crop)
+        if i >= last:
+            break
+    timing = TrackTiming(video=path.name, frames=n, seconds=m.seconds, peak_rss_mb=m.peak_rss_mb)
+    return TrackedClip(name=path.name, track=track, frames=frames, timing=timing, source_frame=source)
+
+
+def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int],
+                 relative_translation: bool = True) -> "HeadParams":
+    """Parameters that drive an avatar with ``source`` identity by frames ``indices`` of ``driving``.
+
+    Expression and every joint rotation come from the driving frames (absolute head pose, so the
+    render's pose can be compared with the driving frame's). Translation: with
+    ``relative_translation`` the source's own translation plus the driving clip's motion relative
+    to its frame 0 (another person's absolute position would misplace a differently sized head);
+    otherwise the driving translation itself (self-reenactment: same person, same camera).
+    """
+    from ...head.params import HeadParams
+
+    idx = np.asarray(indices, dtype=np.int64)
+    e_src, e_drv = source.expr.shape[1], driving.expr.shape[1]
+    expr = np.zeros((len(idx), max(e_src, e_drv)), np.float32)  # LBS zero-fills missing components
+    expr[:, :e_drv] = driving.expr[idx]
+    transl = driving.transl[idx]
+    if relative_translation:
+        transl = source.transl[0][None] + (driving.transl[idx] - driving.transl[0][None])
+    return HeadParams(source.shape, expr, driving.pose[idx], transl)
+
+
+def self_reenactment(clip: TrackedClip, scorer: FrameScorer, opts: ReenactmentOptions,
+                     progress: Progress | None = None) -> tuple[list[SelfReenactment], Any]:
+    """Protocol 2 on a tracked clip; returns one result per LOD and the BuildResult of frame 0."""
+    from ...avatar.build import build_avatar
+
+    build = build_avatar(clip.source_frame, build_options(opts.lods, opts.build), progress or Progress())
+    avatar, model = build.avatar, build.model
+    idx = sorted(i for i in clip.frames if i > 0)
+    params = drive_params(avatar.params, clip.track.params, idx, relative_translation=False)
+    targets: list[Target] = [scorer.target(clip.frames[i]) for i in idx]
+    out = []
+    for lod in opts.lods:
+        res = SelfReenactment(video=clip.name, lod=lod, every=opts.every)
+        renders = render_frames(avatar, model, params, lod, camera=clip.track.camera,
+                                background=opts.background, backend=opts.render_backend)
+        for i, tgt, img in zip(idx, targets, renders):
+            res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt)))
+        out.append(res)
+    return out, build
+
+
+def cross_reenactment(build: Any, source_target: Target, photo_name: str, clip: TrackedClip,
+                      scorer: FrameScorer, opts: ReenactmentOptions, indices: list[int],
+                      driving_targets: dict[int, Target] | None = None) -> list[CrossReenactment]:
+    """Protocol 3: the avatar of ``build`` (photo A) driven by ``clip`` (video B) frames
+    ``indices``; identity vs A's crop, expression and pose distance vs B's frames."""
+    avatar, model = build.avatar, build.model
+    idx = [i for i in indices if i in clip.frames]
+    params = drive_params(avatar.params, clip.track.params, idx, relative_translation=True)
+    cache = driving_targets if driving_targets is not None else {}
+    for i in idx:
+        if i not in cache:
+            cache[i] = scorer.target(clip.frames[i])
+    out = []
+    for lod in opts.lods:
+        res = CrossReenactment(photo=photo_name, video=clip.name, lod=lod)
+        renders = render_frames(avatar, model, params, lod, camera=avatar.camera,
+                                background=opts.background, backend=opts.render_backend)
+        for i, img in zip(idx, renders):
+            expr_d, pose_d = scorer.motion(img, cache[i])
+            ident = scorer.identity(img, source_target, box_hint=source_target)
+            res.frames.append(CrossFrame(frame=i, identity_to_source=ident, expression_distance=expr_d,
+                                         pose_distance_deg=pose_d))
+        out.append(res)
+    return out

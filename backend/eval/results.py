@@ -1,0 +1,208 @@
+"""Result records of the protocols (plain dataclasses: JSON via ``asdict``, tables via report.py).
+
+Metric conventions: PSNR in dB, SSIM in [0, 1], identity = cosine similarity of dlib embeddings,
+AKD / expression distance in px at 512, pose distance in degrees. NaN = not measurable (no face
+found by the metric model in a render): counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def nanmean(values) -> float:
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def count_nan(values) -> int:
+    return int(sum(1 for x in values if x is None or not math.isfinite(x)))
+
+
+@dataclass
+class ImageScores:
+    """One rendered frame against its target."""
+
+    psnr_face: float
+    psnr_full: float
+    ssim_face: float
+    ssim_full: float
+    identity: float = float("nan")   # cosine similarity render vs target (or vs the source photo)
+    akd: float = float("nan")
+
+
+@dataclass
+class ReconstructionRow:
+    """Protocol 1, one photo at one LOD: render at the source camera vs the photo's 512 crop."""
+
+    photo: str
+    lod: int
+    n_gaussians: int
+    scores: ImageScores
+
+
+@dataclass
+class BuildTiming:
+    photo: str
+    seconds: dict[str, float]       # per build stage + "total"
+    peak_rss_mb: float
+    peak_traced_mb: float | None = None
+    peak_cuda_mb: float | None = None
+
+
+@dataclass
+class FrameScores:
+    frame: int                      # index in the video
+    scores: ImageScores
+
+
+@dataclass
+class SelfReenactment:
+    """Protocol 2, one video at one LOD: frame 0 builds the avatar, every k-th later frame drives."""
+
+    video: str
+    lod: int
+    every: int
+    frames: list[FrameScores] = field(default_factory=list)
+
+    def mean(self, name: str) -> float:
+        return nanmean(getattr(f.scores, name) for f in self.frames)
+
+    def missing(self, name: str) -> int:
+        return count_nan(getattr(f.scores, name) for f in self.frames)
+
+
+@dataclass
+class CrossFrame:
+    frame: int
+    identity_to_source: float       # render vs the source photo A
+    expression_distance: float      # render vs driving frame of B, px at 512
+    pose_distance_deg: float        # render vs driving frame of B
+
+
+@dataclass
+class CrossReenactment:
+    """Protocol 3: photo A driven by video B."""
+
+    photo: str
+    video: str
+    lod: int
+    frames: list[CrossFrame] = field(default_factory=list)
+
+    def mean(self, name: str) -> float:
+        return nanmean(getattr(f, name) for f in self.frames)
+
+    def missing(self, name: str) -> int:
+        return count_nan(getattr(f, name) for f in self.frames)
+
+
+@dataclass
+class TrackTiming:
+    video: str
+    frames: int
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class RenderTiming:
+    lod: int
+    backend: str
+    n_gaussians: int
+    width: int
+    height: int
+    frames: int
+    seconds: float                   # posing + splatting, all timed frames
+    peak_rss_mb: float
+    peak_cuda_mb: float | None = None
+    pose_seconds: float = 0.0        # of which posing (LBS + upsampling, all frames at once)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class EvalResults:
+    machine: dict[str, Any]
+    media_root: str | None
+    options: dict[str, Any]
+    reconstruction: list[ReconstructionRow] = field(default_factory=list)
+    build_timing: list[BuildTiming] = field(default_factory=list)
+    self_reenactment: list[SelfReenactment] = field(default_factory=list)
+    cross_reenactment: list[CrossReenactment] = field(default_factory=list)
+    track_timing: list[TrackTiming] = field(default_factory=list)
+    render_timing: list[RenderTiming] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # "what: why" lines
+    total_seconds: float = 0.0
+    started_utc: str = ""                               # when the measurements started
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["track_timing"] = [dict(asdict(t), fps=t.fps) for t in self.track_timing]
+        d["render_timing"] = [dict(asdict(t), fps=t.fps) for t in self.render_timing]
+        d["summary"] = summary(self)
+        return d
+
+
+def _nan(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _scores(d: dict) -> ImageScores:
+    return ImageScores(**{k: _nan(d.get(k)) for k in ImageScores.__dataclass_fields__})
+
+
+def results_from_dict(d: dict[str, Any]) -> EvalResults:
+    """Inverse of ``EvalResults.as_dict`` (after a JSON round trip: null -> NaN), so a report can
+    be re-rendered from a figures file."""
+    res = EvalResults(machine=d["machine"], media_root=d.get("media_root"), options=d.get("options", {}),
+                      skipped=list(d.get("skipped", [])), total_seconds=float(d.get("total_seconds", 0.0)),
+                      started_utc=str(d.get("started_utc", "")))
+    res.reconstruction = [ReconstructionRow(r["photo"], r["lod"], r["n_gaussians"], _scores(r["scores"]))
+                          for r in d.get("reconstruction", [])]
+    res.build_timing = [BuildTiming(b["photo"], b["seconds"], _nan(b["peak_rss_mb"]), b.get("peak_traced_mb"),
+                                    b.get("peak_cuda_mb")) for b in d.get("build_timing", [])]
+    res.self_reenactment = [SelfReenactment(s["video"], s["lod"], s["every"],
+                                            [FrameScores(f["frame"], _scores(f["scores"])) for f in s["frames"]])
+                            for s in d.get("self_reenactment", [])]
+    res.cross_reenactment = [CrossReenactment(c["photo"], c["video"], c["lod"],
+                                              [CrossFrame(f["frame"], _nan(f["identity_to_source"]),
+                                                          _nan(f["expression_distance"]),
+                                                          _nan(f["pose_distance_deg"])) for f in c["frames"]])
+                             for c in d.get("cross_reenactment", [])]
+    res.track_timing = [TrackTiming(t["video"], t["frames"], t["seconds"], _nan(t["peak_rss_mb"]))
+                        for t in d.get("track_timing", [])]
+    res.render_timing = [RenderTiming(r["lod"], r["backend"], r["n_gaussians"], r["width"], r["height"],
+                                      r["frames"], r["seconds"], _nan(r["peak_rss_mb"]), r.get("peak_cuda_mb"),
+                                      float(r.get("pose_seconds", 0.0))) for r in d.get("render_timing", [])]
+    return res
+
+
+def summary(res: EvalResults) -> dict[str, Any]:
+    """Headline means per LOD (over photos / videos / pairs)."""
+    out: dict[str, Any] = {}
+    lods = sorted({r.lod for r in res.reconstruction} | {r.lod for r in res.self_reenactment}
+                  | {r.lod for r in res.cross_reenactment})
+    for lod in lods:
+        rec = [r.scores for r in res.reconstruction if r.lod == lod]
+        sr = [f.scores for v in res.self_reenactment if v.lod == lod for f in v.frames]
+        cr = [f for c in res.cross_reenactment if c.lod == lod for f in c.frames]
+        out[f"lod{lod}"] = {
+            "reconstruction": {k: nanmean(getattr(s, k) for s in rec)
+                               for k in ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "identity")},
+            "self_reenactment": {k: nanmean(getattr(s, k) for s in sr)
+                                 for k in ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identity")},
+            "cross_reenactment": {k: nanmean(getattr(f, k) for f in cr)
+                                  for k in ("identity_to_source", "expression_distance", "pose_distance_deg")},
+        }
+    return out

@@ -1,0 +1,141 @@
+"""The protocols end to end on tiny inputs made here: scikit-image's astronaut photo and a 3-frame
+clip panned across it (so tracking, posing and rendering all run), through the real ``eval``
+command. One run (module fixture, ~1 min on 2 busy cores) feeds every assertion."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("backend.avatar.build")
+pytest.importorskip("backend.face.track")
+pytest.importorskip("backend.render")
+
+# the identity metric is optional at run time (n/a without dlib-bin + face-recognition-models)
+DLIB = all(importlib.util.find_spec(m) is not None for m in ("dlib", "face_recognition_models"))
+
+
+@pytest.fixture(scope="module")
+def tiny_media(tmp_path_factory) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    from backend.face.video import write_video
+
+    root = tmp_path_factory.mktemp("media")
+    (root / "photos").mkdir()
+    (root / "videos").mkdir()
+    a = data.astronaut()
+    Image.fromarray(a).save(root / "photos" / "astronaut.png")
+    # a camera pan: the crop moves 3 px right and 2 px down per frame
+    frames = [np.ascontiguousarray(a[8 + 2 * i : 392 + 2 * i, 40 + 3 * i : 424 + 3 * i]) for i in range(3)]
+    write_video(root / "videos" / "pan.mp4", frames, 25.0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(tiny_media, tmp_path_factory):
+    from backend.cli import main
+
+    out = tmp_path_factory.mktemp("report")
+    rc = main(["eval", "--media", str(tiny_media), "--out", str(out), "--lods", "0", "--every", "1",
+               "--cross-frames", "3", "--render-frames", "2", "--no-refine", "--json", str(out / "figures.json")])
+    assert rc == 0
+    return out, json.loads((out / "figures.json").read_text())
+
+
+def test_reconstruction_scores(report):
+    _, figs = report
+    (row,) = figs["reconstruction"]
+    assert row["photo"] == "astronaut.png" and row["lod"] == 0 and row["n_gaussians"] > 5000
+    s = row["scores"]
+    # measured: face 22.3 dB / SSIM 0.72, full 18.5 dB, identity 0.89, AKD 4.8 px (analytic, no refinement)
+    assert s["psnr_face"] > 18.0 and s["psnr_full"] > 14.0
+    assert 0.5 < s["ssim_face"] <= 1.0 and 0.5 < s["ssim_full"] <= 1.0
+    assert s["identity"] > 0.8 or not DLIB  # same person: the render still looks like the photo to dlib
+    assert s["akd"] < 12.0
+    timing = figs["build_timing"][0]
+    assert timing["seconds"]["total"] > 0 and {"detect", "fit"} <= set(timing["seconds"])
+    assert timing["peak_rss_mb"] > 50
+
+
+def test_self_reenactment_scores(report):
+    _, figs = report
+    (run,) = figs["self_reenactment"]
+    assert run["video"] == "pan.mp4" and run["every"] == 1
+    assert [f["frame"] for f in run["frames"]] == [1, 2]  # frame 0 is the source photo
+    for f in run["frames"]:
+        s = f["scores"]
+        assert s["psnr_full"] > 12.0 and s["psnr_face"] > 15.0
+        assert s["akd"] is not None and s["akd"] < 15.0
+        assert not DLIB or (s["identity"] is not None and s["identity"] > 0.8)
+    (tt,) = figs["track_timing"]
+    assert tt["frames"] == 3 and tt["fps"] > 0
+
+
+def test_cross_reenactment_scores(report):
+    _, figs = report
+    (pair,) = figs["cross_reenactment"]
+    assert pair["photo"] == "astronaut.png" and pair["video"] == "pan.mp4"
+    assert [f["frame"] for f in pair["frames"]] == [0, 1, 2]
+    for f in pair["frames"]:
+        # the driving clip is the same face panned: small pose and expression distance
+        assert not DLIB or f["identity_to_source"] > 0.8
+        assert f["expression_distance"] < 15.0
+        assert f["pose_distance_deg"] < 15.0
+
+
+def test_speed_and_machine(report):
+    _, figs = report
+    (rt,) = [r for r in figs["render_timing"] if r["backend"] == "cpu"]
+    assert rt["lod"] == 0 and rt["frames"] == 2 and rt["fps"] > 0 and rt["width"] == 512
+    assert figs["machine"]["logical_cores"] >= 1 and figs["machine"]["cpu_model"]
+    assert figs["skipped"] == ([] if DLIB else figs["skipped"][:1])
+
+
+def test_report_markdown_and_plots(report):
+    out, figs = report
+    md = (out / "README.md").read_text()
+    for needle in ("22.72", "0.831", "2.045", "LPIPS", "ArcFace", figs["machine"]["cpu_model"],
+                   "## 1. Source-view reconstruction", "pan.mp4", "astronaut.png"):
+        assert needle in md
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["cross_reenactment.png", "reconstruction.png", "self_reenactment.png", "speed.png"]
+    for p in out.glob("*.png"):
+        assert p.stat().st_size < 100_000  # small plots, no images of faces
+        assert f"]({p.name})" in md
+    assert not math.isnan(figs["summary"]["lod0"]["self_reenactment"]["psnr_full"])
+
+
+def test_absent_media_is_skipped_cleanly(tmp_path, capsys):
+    from backend.cli import main
+
+    rc = main(["eval", "--media", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "out")])
+    assert rc == 0
+    assert not (tmp_path / "out").exists()
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_drive_params_and_indices():
+    from backend.eval.protocols.reenactment import drive_params, driving_indices
+    from backend.head.params import HeadParams
+
+    assert driving_indices(12, 5) == [5, 10]
+    assert driving_indices(12, 5, start=0) == [0, 5, 10]
+    assert driving_indices(100, 2, max_frames=3) == [2, 4, 6]
+    src = HeadParams(np.ones(4), np.zeros((1, 6)), np.zeros((1, 5, 3)), [[0.0, 0.0, 2.0]])
+    drv_pose = np.zeros((4, 5, 3))
+    drv_pose[:, 2, 0] = [0.0, 0.1, 0.2, 0.3]  # jaw
+    drv = HeadParams(np.zeros(4), np.arange(12.0).reshape(4, 3), drv_pose,
+                     [[0.0, 0.0, 1.0], [0.01, 0.0, 1.0], [0.02, 0.0, 1.0], [0.03, 0.0, 1.0]])
+    p = drive_params(src, drv, [1, 3])
+    assert np.allclose(p.shape, 1.0)  # identity stays the source's
+    assert p.expr.shape == (2, 6) and np.allclose(p.expr[:, :3], [[3, 4, 5], [9, 10, 11]]) and not p.expr[:, 3:].any()
+    assert np.allclose(p.pose[:, 2, 0], [0.1, 0.3])
+    assert np.allclose(p.transl, [[0.01, 0.0, 2.0], [0.03, 0.0, 2.0]])  # source + relative motion
+    assert np.allclose(drive_params(src, drv, [2], relative_translation=False).transl, [[0.02, 0.0, 1.0]])
