@@ -32,6 +32,7 @@ class RefineOptions:
     max_offset_m: float = 0.003    # offsets are clamped to +/- this per axis
     offset_weight: float = 1e3     # L2 penalty on offsets (per m^2, mean over Gaussians)
     ssim_weight: float = 0.2       # loss = (1 - w) L1 + w (1 - SSIM) over the mask
+    full_trust_px: float = 4.0     # a Gaussian covering this many source pixels (sum of alpha*T) moves freely
     backend: str = "auto"
 
 
@@ -57,6 +58,21 @@ def _ssim_map(x: torch.Tensor, y: torch.Tensor, win: int = 7) -> torch.Tensor:
     return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
 
 
+def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") -> torch.Tensor:
+    """(N,) float32: each Gaussian's total compositing weight in the source view, in pixels.
+
+    The render is linear in the features, so the gradient of the summed one-channel image with
+    respect to a Gaussian's feature is the sum over pixels of its weight alpha * T.
+    """
+    from ..render.splat import splat
+
+    ones = torch.ones(len(gs.means), 1, requires_grad=True)
+    res = splat(torch.from_numpy(gs.means), torch.from_numpy(gs.quats), torch.from_numpy(gs.scales),
+                torch.from_numpy(gs.opacities), ones, camera, background=torch.zeros(1), backend=backend)
+    res.image.sum().backward()
+    return ones.grad[:, 0].detach().cpu()
+
+
 def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
            opts: RefineOptions | None = None, on_step: Callable[[int, float], None] | None = None
            ) -> RefineResult:
@@ -80,6 +96,10 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
     op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
     offsets = torch.zeros_like(means0, requires_grad=True)
     mov = torch.from_numpy(np.asarray(movable, np.float32))[:, None]
+    # Adam steps every parameter by about its learning rate however small its gradient, so Gaussians
+    # the photo barely shows (grazing angles, the closed mouth's interior) would drift to arbitrary
+    # colours; each Gaussian's step is scaled by how much of the source view it covers.
+    trust = (source_coverage(gs, camera, opts.backend) / opts.full_trust_px).clamp(0.0, 1.0)  # (N,)
     optim = torch.optim.Adam([
         {"params": [colors], "lr": opts.lr_color},
         {"params": [op_logit], "lr": opts.lr_opacity},
@@ -100,8 +120,12 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
             loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, target)) * w).sum() / wsum
         loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
         loss.backward()
+        before = [colors.detach().clone(), op_logit.detach().clone(), offsets.detach().clone()]
         optim.step()
         with torch.no_grad():
+            for param, old in zip((colors, op_logit, offsets), before):
+                t = trust if param.dim() == 1 else trust[:, None]
+                param.copy_(old + t * (param - old))
             colors.clamp_(0.0, 1.0)
             offsets.clamp_(-opts.max_offset_m, opts.max_offset_m)
         losses.append(loss.item())
