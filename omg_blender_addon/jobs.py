@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import bpy
+from bpy.props import BoolProperty
 
 from ..backend.errors import CancelledError, OMGError
 from ..backend.progress import Progress
@@ -189,3 +190,38 @@ class JobOperator:
         workspace = getattr(context, "workspace", None)
         if workspace is not None:
             workspace.status_text_set(text)
+
+
+class FileJobOperator(JobOperator):
+    """A JobOperator whose input is ``self.filepath``: invoked from the UI without one, it opens the
+    file browser first, and confirming there starts the job in the background with progress."""
+
+    browsed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.browsed = True
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return super().invoke(context, event)
+
+    def execute(self, context):
+        if self.browsed:
+            # The file browser confirms through execute: start again as a UI invocation so the job
+            # runs in the background. This call itself changes nothing (no undo step).
+            module, _, name = self.bl_idname.partition(".")
+            getattr(getattr(bpy.ops, module), name)("INVOKE_DEFAULT", **operator_properties(self))
+            return {"CANCELLED"}
+        return super().execute(context)
+
+
+def operator_properties(op) -> dict[str, Any]:
+    """The operator's user-facing property values, to call it again with the same settings."""
+    skip = {"rna_type", "browsed", "filter_glob", "filter_image", "filter_movie", "filter_folder"}
+    values: dict[str, Any] = {}
+    for key in op.properties.bl_rna.properties.keys():
+        if key in skip or key.startswith("filter_"):
+            continue
+        value = getattr(op.properties, key)
+        values[key] = tuple(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
+    return values

@@ -58,7 +58,7 @@ def build_work(request: BuildRequest):
     return work
 
 
-class OMG_AVATAR_OT_build_from_photo(jobs.JobOperator, bpy.types.Operator):
+class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
     """Build an animatable multi-LOD Gaussian head avatar from one portrait photo"""
 
     bl_idname = "omg_avatar.build_from_photo"
@@ -82,29 +82,13 @@ class OMG_AVATAR_OT_build_from_photo(jobs.JobOperator, bpy.types.Operator):
                                 description="Optional: also write the built avatar as an .omgavatar file "
                                             "(for the command line: render, retarget, export)")
 
-    browsed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})
-
     def invoke(self, context, event):
         settings = context.scene.omg_avatar
         if not self.filepath and settings.photo_path:
             self.filepath = bpy.path.abspath(settings.photo_path)
         if not self.properties.is_property_set("refine"):
             self.refine = settings.refine
-        if not self.filepath:
-            self.browsed = True
-            context.window_manager.fileselect_add(self)  # file browser filtered to images
-            return {"RUNNING_MODAL"}
-        return jobs.JobOperator.invoke(self, context, event)
-
-    def execute(self, context):
-        if self.browsed:
-            # Back from the file browser (which calls execute): start again as a UI invocation so the
-            # build runs in the background. This call changes nothing itself (no undo step).
-            bpy.ops.omg_avatar.build_from_photo("INVOKE_DEFAULT", filepath=self.filepath, name=self.properties.name,
-                                                lods=tuple(self.lods), refine=self.refine,
-                                                avatar_path=self.avatar_path)
-            return {"CANCELLED"}
-        return jobs.JobOperator.execute(self, context)
+        return super().invoke(context, event)  # no photo yet: the file browser, filtered to images
 
     def _request(self, context) -> BuildRequest | None:
         settings = context.scene.omg_avatar

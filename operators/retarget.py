@@ -124,7 +124,7 @@ def _track_expr_names(path: str) -> list[str] | None:
     return list(names) if names else None
 
 
-class _RetargetBase(jobs.JobOperator):
+class _RetargetBase(jobs.FileJobOperator):
     """Properties and the apply step shared by Retarget Video and Apply Track."""
 
     bl_options = {"REGISTER", "UNDO"}
@@ -147,8 +147,6 @@ class _RetargetBase(jobs.JobOperator):
         name="Match Scene FPS", default=True,
         description="Set the scene's frame rate to the source's (one key per source frame); off: keep "
                     "the scene's rate and resample the performance to it")
-
-    browsed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})
 
     _is_track_file = False
 
@@ -250,20 +248,6 @@ class OMG_AVATAR_OT_retarget_video(_RetargetBase, bpy.types.Operator):
     def _track_out(self) -> str | None:
         return bpy.path.abspath(self.track_path) if self.track_path else None
 
-    def invoke(self, context, event):
-        if not self.filepath:
-            self.browsed = True
-            context.window_manager.fileselect_add(self)
-            return {"RUNNING_MODAL"}
-        return jobs.JobOperator.invoke(self, context, event)
-
-    def execute(self, context):
-        if self.browsed:
-            # back from the file browser: run again as a UI invocation (background job with progress)
-            bpy.ops.omg_avatar.retarget_video("INVOKE_DEFAULT", **_props(self))
-            return {"CANCELLED"}
-        return jobs.JobOperator.execute(self, context)
-
 
 class OMG_AVATAR_OT_apply_track(_RetargetBase, bpy.types.Operator):
     """Key a saved track file (.npz from 'python -m backend track' or Retarget Video) onto the avatar"""
@@ -276,25 +260,6 @@ class OMG_AVATAR_OT_apply_track(_RetargetBase, bpy.types.Operator):
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     smoothing: FloatProperty(name="Extra Smoothing", default=0.0, min=0.0, max=8.0,
                              description="Additional smoothing on top of the track's own (0 = none)")
-
-    def invoke(self, context, event):
-        if not self.filepath:
-            self.browsed = True
-            context.window_manager.fileselect_add(self)
-            return {"RUNNING_MODAL"}
-        return jobs.JobOperator.invoke(self, context, event)
-
-    def execute(self, context):
-        if self.browsed:
-            bpy.ops.omg_avatar.apply_track("INVOKE_DEFAULT", **_props(self))
-            return {"CANCELLED"}
-        return jobs.JobOperator.execute(self, context)
-
-
-def _props(op) -> dict:
-    """The operator's user-facing property values (to re-invoke it after the file browser)."""
-    skip = {"rna_type", "filter_glob", "filter_movie", "filter_folder", "browsed"}
-    return {k: getattr(op, k) for k in op.properties.bl_rna.properties.keys() if k not in skip}
 
 
 CLASSES = (OMG_AVATAR_OT_retarget_video, OMG_AVATAR_OT_apply_track)
