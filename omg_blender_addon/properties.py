@@ -1,6 +1,7 @@
 """Scene-level UI settings and per-object avatar data (what the panels edit and the operators read).
 
-``Scene.omg_avatar``: the build panel's inputs.
+``Scene.omg_avatar``: the build panel's inputs. ``Scene.omg_avatar_animation``: the Retarget /
+Preview panels' inputs.
 ``Object.omg_avatar``: marks the objects of an imported avatar. The rig holds the avatar-level
 ``lod`` (its update shows that LOD's Gaussian object and hides the others, see
 avatar_scene.apply_lod); the head mesh and the Gaussian objects point back to the rig. Being
@@ -10,7 +11,8 @@ registered properties, all of it is saved in the .blend and works again after re
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty, PointerProperty,
+                       StringProperty)
 
 LOD_ITEMS = (
     ("0", "LOD 0", "Head-model resolution (FLAME: 5,023 head Gaussians)"),
@@ -63,7 +65,35 @@ class OMGAvatarObjectSettings(bpy.types.PropertyGroup):
     head_model_path: StringProperty(name="Head model path", default="", subtype="FILE_PATH")
 
 
-CLASSES = (OMGAvatarSceneSettings, OMGAvatarObjectSettings)
+class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
+    """The Retarget / Preview panels' inputs (stored per scene)."""
+
+    video_path: StringProperty(name="Video", subtype="FILE_PATH", default="",
+                               description="Driving video (mp4/mov/webm/mkv/gif) or a folder of numbered images")
+    track_path: StringProperty(name="Track", subtype="FILE_PATH", default="",
+                               description="Saved track (.npz) to apply without re-tracking")
+    save_track: StringProperty(name="Save Track", subtype="FILE_PATH", default="",
+                               description="Also save the video's track here (.npz; empty: don't)")
+    frame_start: IntProperty(name="First", default=0, min=0, description="First source frame (0-based)")
+    frame_end: IntProperty(name="Last", default=-1, min=-1, description="Last source frame (-1: the last)")
+    scene_start: IntProperty(name="Scene Start", default=1, description="Scene frame of the first key")
+    smoothing: FloatProperty(name="Smoothing", default=2.0, min=0.0, max=8.0,
+                             description="0 off, 1 light, 2 default, 4 strong (fast motion is kept)")
+    apply_expression: BoolProperty(name="Expression", default=True)
+    apply_jaw: BoolProperty(name="Jaw", default=True)
+    apply_eyes: BoolProperty(name="Eyes", default=True)
+    apply_neck: BoolProperty(name="Neck", default=True)
+    apply_global: BoolProperty(name="Head Motion", default=True)
+    match_scene_fps: BoolProperty(name="Match Scene FPS", default=True,
+                                  description="Use the video's frame rate (off: resample to the scene's)")
+    preview_camera: EnumProperty(name="Camera", default="SOURCE", items=(
+        ("SOURCE", "Source", "The avatar's photo camera"), ("SCENE", "Scene", "The scene's active camera")))
+    preview_resolution: IntVectorProperty(name="Resolution", size=2, default=(512, 512), min=80, max=4096)
+    preview_path: StringProperty(name="Output", subtype="DIR_PATH", default="",
+                                 description="Folder for the frames and preview.mp4 (empty: //omg_preview)")
+
+
+CLASSES = (OMGAvatarSceneSettings, OMGAvatarObjectSettings, OMGAvatarAnimationSettings)
 
 
 def register() -> None:
@@ -71,9 +101,11 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.omg_avatar = PointerProperty(type=OMGAvatarSceneSettings)
     bpy.types.Object.omg_avatar = PointerProperty(type=OMGAvatarObjectSettings)
+    bpy.types.Scene.omg_avatar_animation = PointerProperty(type=OMGAvatarAnimationSettings)
 
 
 def unregister() -> None:
+    del bpy.types.Scene.omg_avatar_animation
     del bpy.types.Object.omg_avatar
     del bpy.types.Scene.omg_avatar
     for cls in reversed(CLASSES):

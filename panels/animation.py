@@ -1,51 +1,14 @@
 """Retarget Video and Render Preview panels (View3D > Sidebar > OMG Avatar).
 
-The panels' inputs live in ``Scene.omg_avatar_animation`` (saved with the .blend); the buttons
+The panels' inputs live in ``Scene.omg_avatar_animation`` (omg_blender_addon/properties.py); the buttons
 pass them to the operators, which do the work (operators/retarget.py, operators/preview.py).
 """
 
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty, PointerProperty, StringProperty
 
 from .common import OMGPanel as _OMGPanel
-
-
-class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
-    """The Retarget / Preview panels' inputs (registered with the panels, stored per scene)."""
-
-    video_path: StringProperty(name="Video", subtype="FILE_PATH", default="",
-                               description="Driving video (mp4/mov/webm/mkv/gif) or a folder of numbered images")
-    track_path: StringProperty(name="Track", subtype="FILE_PATH", default="",
-                               description="Saved track (.npz) to apply without re-tracking")
-    save_track: StringProperty(name="Save Track", subtype="FILE_PATH", default="",
-                               description="Also save the video's track here (.npz; empty: don't)")
-    frame_start: IntProperty(name="First", default=0, min=0, description="First source frame (0-based)")
-    frame_end: IntProperty(name="Last", default=-1, min=-1, description="Last source frame (-1: the last)")
-    scene_start: IntProperty(name="Scene Start", default=1, description="Scene frame of the first key")
-    smoothing: FloatProperty(name="Smoothing", default=2.0, min=0.0, max=8.0,
-                             description="0 off, 1 light, 2 default, 4 strong (fast motion is kept)")
-    apply_expression: BoolProperty(name="Expression", default=True)
-    apply_jaw: BoolProperty(name="Jaw", default=True)
-    apply_eyes: BoolProperty(name="Eyes", default=True)
-    apply_neck: BoolProperty(name="Neck", default=True)
-    apply_global: BoolProperty(name="Head Motion", default=True)
-    match_scene_fps: BoolProperty(name="Match Scene FPS", default=True,
-                                  description="Use the video's frame rate (off: resample to the scene's)")
-    preview_camera: EnumProperty(name="Camera", default="SOURCE", items=(
-        ("SOURCE", "Source", "The avatar's photo camera"), ("SCENE", "Scene", "The scene's active camera")))
-    preview_resolution: IntVectorProperty(name="Resolution", size=2, default=(512, 512), min=80, max=4096)
-    preview_path: StringProperty(name="Output", subtype="DIR_PATH", default="",
-                                 description="Folder for the frames and preview.mp4 (empty: //omg_preview)")
-
-    @classmethod
-    def register(cls) -> None:
-        bpy.types.Scene.omg_avatar_animation = PointerProperty(type=cls)
-
-    @classmethod
-    def unregister(cls) -> None:
-        del bpy.types.Scene.omg_avatar_animation
 
 
 def _rig_label(layout, context):
@@ -140,4 +103,4 @@ class OMG_AVATAR_PT_preview(_OMGPanel, bpy.types.Panel):
         layout.operator("omg_avatar.check_backend", icon="INFO")
 
 
-CLASSES = (OMGAvatarAnimationSettings, OMG_AVATAR_PT_retarget, OMG_AVATAR_PT_preview)
+CLASSES = (OMG_AVATAR_PT_retarget, OMG_AVATAR_PT_preview)
