@@ -75,15 +75,12 @@ def rotate_blended(offsets: np.ndarray, weights: np.ndarray, A: np.ndarray) -> n
     """Rotate per-point vectors by their blended skinning rotation.
 
     offsets (N, 3), weights (N, J) rows sum to 1, A (T, J, 4, 4) -> (T, N, 3).
-    One pass per joint (J = 5), vectorized over points and frames.
+    The blended rotation of every point and frame is one (N, J) @ (T, J, 9) product.
     """
-    out = np.zeros((A.shape[0],) + offsets.shape, np.float32)
-    for j in range(A.shape[1]):
-        w = weights[:, j]
-        if not np.any(w):
-            continue
-        out += w[None, :, None] * np.einsum("nc,trc->tnr", offsets, A[:, j, :3, :3])
-    return out
+    T, J = A.shape[:2]
+    R = np.matmul(np.asarray(weights, np.float32), A[:, :, :3, :3].reshape(T, J, 9).astype(np.float32))  # (T, N, 9)
+    R = R.reshape(T, -1, 3, 3)
+    return np.matmul(R, np.asarray(offsets, np.float32)[None, :, :, None])[..., 0]
 
 
 def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: int,
