@@ -41,11 +41,6 @@ def build_work(request: BuildRequest):
         opts = BuildOptions(lods=request.lods, head_model=request.head_model, refine=request.refine,
                             render_backend="cpu" if request.device == "cpu" else "auto", metrics=False)
         result = build_avatar(request.photo, opts, inner)
-        if request.avatar_path:
-            from ..backend.avatar.fileformat import save_avatar
-
-            progress.report(0.9, "saving the .omgavatar file")
-            save_avatar(result.avatar, request.avatar_path)
         progress.report(0.9, "preparing the scene data")
         data = scene_data(result.avatar, result.model, request.name, request.lods, progress)
         data.info = {**data.info, "photo": os.path.basename(request.photo), "method": result.avatar.method,
@@ -53,6 +48,11 @@ def build_work(request: BuildRequest):
                      "build_stage_seconds": {k: round(float(v), 2) for k, v in result.seconds.items()},
                      "refined": bool(result.avatar.options.get("refined", False))}
         progress.report(1.0, "adding the avatar to the scene")
+        if request.avatar_path:
+            # written after the last cancellation point, so a cancelled build leaves no file behind
+            from ..backend.avatar.fileformat import save_avatar
+
+            save_avatar(result.avatar, request.avatar_path)
         return data
 
     return work
