@@ -14,7 +14,6 @@ import numpy as np
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0],
                              [0.0, 0.0, -1.0],
                              [0.0, 1.0, 0.0]], np.float64)
-BLENDER_TO_MODEL = MODEL_TO_BLENDER.T
 # The same rotation as a unit quaternion (w, x, y, z): +90 degrees about X.
 Q_MODEL_TO_BLENDER = np.array([np.sqrt(0.5), np.sqrt(0.5), 0.0, 0.0], np.float64)
 

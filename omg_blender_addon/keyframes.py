@@ -58,10 +58,6 @@ class Channels:
     shape_keys: dict[str, np.ndarray] = field(default_factory=dict)
     clipped: int = 0
 
-    @property
-    def n_curves(self) -> int:
-        return 4 * len(self.quats) + 3 * len(self.locations) + len(self.shape_keys)
-
 
 # -- rotations (vectorized over frames) ------------------------------------------------------------
 def rodrigues(aa: np.ndarray) -> np.ndarray:

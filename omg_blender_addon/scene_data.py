@@ -119,12 +119,6 @@ def pose_feature_columns(model: "HeadModel", tol: float = 1e-7) -> list[int]:
     return [int(k) for k in np.flatnonzero(np.abs(model.posedirs).max(axis=(0, 1)) > tol)]
 
 
-def pose_feature_name(joint_names, k: int) -> str:
-    """Shape-key name of posedirs column ``k``: ``pose_<joint>_<row><col>``."""
-    j, rc = divmod(int(k), 9)
-    return f"pose_{joint_names[j + 1]}_{rc // 3}{rc % 3}"
-
-
 def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> GaussianLODData:
     """Scene arrays for one LOD of ``avatar`` (rest = the backend's pose at zero expression/pose)."""
     from ..backend.avatar.posing import model_lods, pose

@@ -73,7 +73,7 @@ def retarget_work(req: RetargetRequest):
 
         secs: dict[str, float] = {}
         t0 = time.perf_counter()
-        expr_names, missing = None, []
+        expr_names, missing, track = None, [], None
         if req.is_track_file:
             motion = load_motion(req.path)
             params = _slice_params(motion.params, req.frame_start, req.frame_end)
@@ -85,17 +85,13 @@ def retarget_work(req: RetargetRequest):
                                     smooth_track(params.transl, fps, req.smoothing))
             secs["load"] = time.perf_counter() - t0
         else:
-            from ..backend.face.track import TrackOptions
+            from ..backend.face.track import TrackOptions, track_video
             from ..backend.head.loader import load_head_model
-            from ..backend.preview import track_clip
 
             model = load_head_model(req.info.head_model_path)
             end = None if req.frame_end < 0 else req.frame_end
-            track = track_clip(req.path, model, TrackOptions(smoothing=req.smoothing), req.frame_start, end,
-                               progress)
-            if req.track_out:
-                Path(req.track_out).parent.mkdir(parents=True, exist_ok=True)
-                track.save(req.track_out)
+            track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing), progress,
+                                req.frame_start, end)
             params, fps, source = track.params, track.fps, track.source
             expr_names, missing = list(track.expr_names), track.frames_without_face
             secs["track"] = time.perf_counter() - t0
@@ -107,6 +103,11 @@ def retarget_work(req: RetargetRequest):
             params, key_fps = resample(params, fps, req.scene_fps), req.scene_fps
         channels = plan_channels(params, req.info, req.apply, expr_names)
         secs["plan"] = time.perf_counter() - t1
+        if req.track_out and track is not None:
+            # written after the last cancellation point and the last step that can fail
+            progress.check_cancel()
+            Path(req.track_out).parent.mkdir(parents=True, exist_ok=True)
+            track.save(req.track_out)
         return RetargetResult(channels, key_fps, fps, n_source, source, secs, missing)
 
     return work

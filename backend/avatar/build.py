@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
+from ..eval.metrics.image import psnr, ssim
+from ..eval.metrics.masks import hull_mask
 from ..progress import Progress
 from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, mean_edge_length, unique_edges,
                          vertex_normals)
 from .gaussians import GaussianAvatar, GaussianSet
-from .imageops import landmark_hull_mask, to_float
-from .metrics import psnr_masked, ssim_masked
+from .imageops import to_float
 from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices, shoulder_transforms_for
 from .refine import RefineOptions, refine
 from .sample import SAMPLE_NAME, sample_photo
@@ -132,7 +133,7 @@ def _face_metrics(avatar, model, lods, photo, face_mask, backend) -> tuple[dict[
         t0 = time.perf_counter()
         img, _ = render_source(avatar, model, l, backend=backend)
         secs[l] = time.perf_counter() - t0
-        out[l] = {"psnr_face": psnr_masked(img, photo, face_mask), "ssim_face": ssim_masked(img, photo, face_mask)}
+        out[l] = {"psnr_face": float(psnr(img, photo, face_mask)), "ssim_face": float(ssim(img, photo, face_mask))}
     return out, secs
 
 
@@ -260,7 +261,7 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
             lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
             shoulders=shoulders, options=opts.to_json(), method="analytic")
 
-    face_mask = landmark_hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
+    face_mask = hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}
     if opts.metrics or opts.refine is not False:

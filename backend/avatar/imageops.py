@@ -44,17 +44,3 @@ def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
 
     sig = (sigma_px, sigma_px, 0) if image.ndim == 3 else sigma_px
     return gaussian_filter(image, sig, mode="nearest").astype(np.float32)
-
-
-def landmark_hull_mask(landmarks: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W) bool: convex hull of 2-D landmarks (px) - the face region for face metrics."""
-    from scipy.spatial import ConvexHull
-    from skimage.draw import polygon
-
-    pts = np.asarray(landmarks, np.float64)
-    pts = pts[np.all(np.isfinite(pts), axis=1)]
-    hull = pts[ConvexHull(pts).vertices]
-    rr, cc = polygon(hull[:, 1] - 0.5, hull[:, 0] - 0.5, shape=(height, width))
-    mask = np.zeros((height, width), bool)
-    mask[rr, cc] = True
-    return mask

@@ -27,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..avatar import load_avatar
-    from ..face.track import TrackOptions
+    from ..face.track import TrackOptions, track_video
     from ..head.loader import load_head_model
-    from ..preview import render_preview, track_clip
+    from ..preview import render_preview
     from ..preview.renderer import check_model
     from ..progress import Progress, tqdm_progress
     from ..stats import write_json
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     render_progress = Progress(callback=lambda f, m: bar.report(0.5 + 0.5 * f, f"render: {m}"))
     try:
         t0 = time.perf_counter()
-        track = track_clip(args.video, model, TrackOptions(smoothing=args.smoothing), args.start, args.end,
-                           track_progress)
+        track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing), track_progress,
+                            args.start, args.end)
         track_seconds = time.perf_counter() - t0
         if args.save_track:
             Path(args.save_track).parent.mkdir(parents=True, exist_ok=True)

@@ -176,20 +176,27 @@ class Track:
 
 # ---- pass 1: landmarks ------------------------------------------------------------------------
 
-def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress):
-    """Decode the clip and run face mesh on each frame: (reader, list of (478, 2) source px | None)."""
+def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress, start: int = 0, end: int | None = None):
+    """Decode frames ``start..end`` (inclusive; None = to the end) and run face mesh on each:
+    (reader, list of (478, 2) source px | None). Decoding stops after ``end``."""
     reader = iter_video(path, opts.sequence_fps)
-    n_est = max(reader.n_frames, 1)
+    stop = (reader.n_frames - 1 if reader.n_frames else start) if end is None else end
+    n_est = max(stop - start + 1, 1)
     out: list[np.ndarray | None] = []
     with MediapipeFace(static=False) as mp:
         for i, frame in enumerate(reader):
+            if i < start:
+                continue
+            if end is not None and i > end:
+                break  # closes the decoder: the rest of the clip is never read
             small, s = downscale(frame, opts.max_side)
             lm = mp.landmarks(small)
             out.append(None if lm is None else lm[:, :2] / s)
-            if i % 4 == 0:
-                progress.report(0.8 * min(i / n_est, 1.0), f"landmarks {i + 1}/{n_est}")
+            if len(out) % 4 == 1:
+                progress.report(0.8 * min(len(out) / n_est, 1.0), f"landmarks {len(out)}/{n_est}")
     if not out:
-        raise InputError(path, "the video has no frames")
+        raise InputError(path, "the video has no frames" if start == 0 and end is None
+                         else f"the clip has no frames in the range {start}..{end}")
     return reader, out
 
 
@@ -297,12 +304,15 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 
 
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
-                progress: Progress | None = None) -> Track:
+                progress: Progress | None = None, start: int = 0, end: int | None = None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
 
+    start, end: the source frame range to track (0-based, inclusive; end None = to the end).
     progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
-    Raises InputError for unreadable clips and clips without any face.
+    Raises InputError for unreadable clips, empty ranges and ranges without any face.
     """
+    if start < 0 or (end is not None and end < start):
+        raise InputError(path, f"empty frame range {start}..{end}")
     from ..head.loader import load_head_model
 
     t0 = time.perf_counter()
@@ -312,10 +322,11 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     path = Path(path)
     progress.report(0.0, "reading video")
     with progress.stage("decode+landmarks"):
-        reader, lms = _stream_landmarks(path, opts, progress)
+        reader, lms = _stream_landmarks(path, opts, progress, start, end)
     has_face = np.array([lm is not None for lm in lms])
     if not has_face.any():
-        raise InputError(path, f"no face found in any of the {len(lms)} frames")
+        raise InputError(path, f"no face found in any of the {len(lms)} frames"
+                         if start == 0 and end is None else f"no face found in frames {start}..{start + len(lms) - 1}")
     crop = _fixed_crop(lms, reader.size)
     camera = source_camera(CROP_SIZE)
     lm_crop = np.full((len(lms), 478, 2), np.nan, np.float32)
@@ -327,5 +338,6 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     progress.report(1.0, "done")
     return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),
-                 source=path.name, smoothing=opts.smoothing, seconds=time.perf_counter() - t0,
+                 source=path.name if start == 0 and end is None else f"{path.name}[{start}:{start + len(lms)}]",
+                 smoothing=opts.smoothing, seconds=time.perf_counter() - t0,
                  stage_seconds=dict(progress.stage_seconds))

@@ -17,7 +17,6 @@ from ..errors import InputError
 from ..ffmpeg import ensure_ffmpeg
 from .image import load_image
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".wmv", ".flv")
 GIF_SUFFIXES = (".gif",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 DEFAULT_SEQUENCE_FPS = 25.0

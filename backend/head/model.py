@@ -104,11 +104,6 @@ class HeadModel:
         v = self.v_template if vertices is None else vertices
         return (self.J_regressor @ v).astype(np.float32)
 
-    def validate(self, path: str | Path | None = None) -> "HeadModel":
-        """Check every shape and value range; raise HeadModelError naming ``path`` on the first problem."""
-        validate_model(self, path)
-        return self
-
 
 def _fail(path: str | Path | None, msg: str) -> None:
     raise HeadModelError(path, msg)

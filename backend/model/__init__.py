@@ -2,13 +2,13 @@
 UNet refiner), its training pipeline and the learned avatar build.
 
 Entry point for the build: ``reconstruct_avatar(model, observation, fit, lods, checkpoint, dinov2,
-progress)`` (alias ``build_avatar_learned``) -> GaussianAvatar. Submodules load lazily so importing
+progress)`` -> GaussianAvatar (the previews' refiner loader is backend.preview.refiner.load_refiner). Submodules load lazily so importing
 the package stays cheap.
 """
 
 from __future__ import annotations
 
-__all__ = ["reconstruct_avatar", "build_avatar_learned", "load_learned", "load_refiner"]
+__all__ = ["reconstruct_avatar", "load_learned"]
 
 
 def __getattr__(name: str):

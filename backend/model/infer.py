@@ -18,7 +18,7 @@ from ..head.lbs import HeadModelTensors
 from ..head.model import HeadModel
 from ..progress import Progress
 from .dinov2 import DinoV2, load_dinov2
-from .omg import OMG, HeadPose, OMGConfig, UNetRefiner
+from .omg import OMG, HeadPose, OMGConfig
 from .train import check_head_model, load_checkpoint
 
 
@@ -56,15 +56,6 @@ def load_learned(checkpoint: str | Path, dinov2: str | Path | None, model: HeadM
     net = OMG(cfg, model.faces, model.weights)
     net.load_state_dict(ck["model"])
     return LearnedModel(net.to(dev).eval(), dino, dev, str(checkpoint), str(dinov2))
-
-
-def load_refiner(checkpoint: str | Path, device: str | torch.device | None = "auto") -> UNetRefiner:
-    """The checkpoint's UNet refiner alone (32-channel splatted features -> RGB), for previews."""
-    ck = load_checkpoint(checkpoint)
-    cfg = OMGConfig.from_dict(ck["config"])
-    ref = UNetRefiner(cfg.feat_channels, cfg.unet_channels)
-    ref.load_state_dict({k[len("refiner."):]: v for k, v in ck["model"].items() if k.startswith("refiner.")})
-    return ref.to(_device(device)).eval()
 
 
 def _gaussian_set(means: torch.Tensor, attrs: dict[str, torch.Tensor] | Any) -> GaussianSet:
@@ -126,5 +117,3 @@ def reconstruct_avatar(model: HeadModel, observation, fit, lods=(0, 1, 2), check
     progress.report(1.0, "learned reconstruction done")
     return avatar
 
-
-build_avatar_learned = reconstruct_avatar

@@ -5,10 +5,9 @@ watermarked PNG frames and an mp4, with the achieved frames per second.
 Public API (the CLI and the Blender add-on call these):
     load_motion(path) -> Motion                                  (motion.py: track / params .npz)
     resample(params, src_fps, dst_fps) -> HeadParams              (motion.py)
-    track_clip(video, model, TrackOptions, start, end, progress)  (tracking.py: a frame range)
     PreviewOptions, PreviewRenderer(avatar, model, options)       (renderer.py)
     render_preview(avatar, params, out_dir, options, fps, ...) -> PreviewResult
-mediapipe (tracking) loads lazily.
+Tracking a frame range is backend.face.track_video(path, model, options, progress, start, end).
 """
 
 from __future__ import annotations
@@ -18,11 +17,5 @@ from .output import FrameWriter
 from .renderer import PreviewOptions, PreviewRenderer, PreviewResult, render_preview
 
 __all__ = ["FrameWriter", "Motion", "PreviewOptions", "PreviewRenderer", "PreviewResult", "conform_expr",
-           "load_motion", "render_preview", "resample", "track_clip"]
+           "load_motion", "render_preview", "resample"]
 
-
-def track_clip(*args, **kwargs):
-    """See backend.preview.tracking.track_clip (imported lazily: it pulls in mediapipe)."""
-    from .tracking import track_clip as _track_clip
-
-    return _track_clip(*args, **kwargs)

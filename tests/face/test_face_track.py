@@ -100,6 +100,16 @@ def test_track_has_every_frame_and_fills_the_gap(track):
         assert np.all(p.transl[t] >= lo - 2e-3) and np.all(p.transl[t] <= hi + 2e-3)
 
 
+def test_track_a_frame_range(clip, head_model):
+    part = track_video(clip, head_model, TrackOptions(smoothing=1.0), start=3, end=9)
+    assert part.n_frames == 7 and part.source == "moving.mp4[3:10]"
+    # the range has its own crop (so its own translations), but the same frames without a face
+    assert part.frames_without_face == [g - 3 for g in GAP if 3 <= g <= 9]
+    assert np.all(np.isfinite(part.params.pose)) and np.all(np.isfinite(part.params.transl))
+    with pytest.raises(InputError, match="empty frame range"):
+        track_video(clip, head_model, start=5, end=2)
+
+
 def test_track_follows_the_motion(track):
     p = track.params
     ok = track.has_face

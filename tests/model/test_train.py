@@ -14,7 +14,8 @@ from backend.avatar.posing import pose
 from backend.errors import InputError
 from backend.head.lbs import HeadModelTensors
 from backend.model.data import FrameDataset
-from backend.model.infer import load_learned, load_refiner, reconstruct_avatar
+from backend.model.infer import load_learned, reconstruct_avatar
+from backend.preview.refiner import load_refiner
 from backend.model.omg import HeadPose
 from backend.model.synthetic import make_synthetic_dataset
 from backend.model.train import (Trainer, TrainConfig, build_network, evaluate, load_checkpoint, lod_for_step,
@@ -124,7 +125,7 @@ def test_training_learns_and_beats_untrained_on_held_out(head_model, small_dino,
     np.testing.assert_array_equal(back.lods[1].features, avatar.lods[1].features)
     np.testing.assert_array_equal(back.vertex_offsets, avatar.vertex_offsets)
     ref = load_refiner(ckpt, "cpu")
-    torch.testing.assert_close(ref.out.weight, learned.net.refiner.out.weight)
+    torch.testing.assert_close(ref.net.out.weight, learned.net.refiner.out.weight)
     with pytest.raises(InputError, match="not an OMG checkpoint"):
         load_learned(dino_file, dino_file, head_model)
 
