@@ -26,6 +26,8 @@ class BuildRequest:
     head_model: str | None = None
     device: str = "auto"
     avatar_path: str | None = None  # also write the backend avatar (.omgavatar) here
+    checkpoint: str | None = None   # trained OMG weights (preferences): the learned build
+    dinov2: str | None = None       # DINOv2 weights that go with the checkpoint
 
 
 def build_work(request: BuildRequest):
@@ -39,7 +41,9 @@ def build_work(request: BuildRequest):
         # the build's own 0..1 goes to 0..0.9; laying out the scene arrays takes the rest
         inner = Progress(callback=lambda f, m: progress.report(0.9 * f, m), should_cancel=progress.should_cancel)
         opts = BuildOptions(lods=request.lods, head_model=request.head_model, refine=request.refine,
-                            render_backend="cpu" if request.device == "cpu" else "auto", metrics=False)
+                            render_backend="cpu" if request.device == "cpu" else "auto", metrics=False,
+                            method="learned" if request.checkpoint else "analytic",
+                            checkpoint=request.checkpoint, dinov2=request.dinov2)
         result = build_avatar(request.photo, opts, inner)
         progress.report(0.9, "preparing the scene data")
         data = scene_data(result.avatar, result.model, request.name, request.lods, progress)
@@ -106,10 +110,12 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
         prefs = addon_preferences(context)
         head = bpy.path.abspath(prefs.flame_path) if prefs is not None and prefs.flame_path else None
         device = prefs.device if prefs is not None else "auto"
+        checkpoint = bpy.path.abspath(prefs.checkpoint_path) if prefs is not None and prefs.checkpoint_path else None
+        dinov2 = bpy.path.abspath(prefs.dinov2_path) if prefs is not None and prefs.dinov2_path else None
         name = (self.properties.name or settings.avatar_name or Path(photo).stem).strip() or "Avatar"
         avatar_path = bpy.path.abspath(self.avatar_path) if self.avatar_path else None
         return BuildRequest(photo=photo, name=name, lods=lods, refine=bool(self.refine), head_model=head,
-                            device=device, avatar_path=avatar_path)
+                            device=device, avatar_path=avatar_path, checkpoint=checkpoint, dinov2=dinov2)
 
     def prepare(self, context):
         request = self._request(context)

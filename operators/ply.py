@@ -6,12 +6,12 @@ from pathlib import Path
 
 import bpy
 from bpy.props import StringProperty
-from bpy_extras.io_utils import ExportHelper, ImportHelper
+from bpy_extras.io_utils import ExportHelper
 
 from ..omg_blender_addon import jobs
 
 
-class OMG_AVATAR_OT_import_ply(jobs.JobOperator, bpy.types.Operator, ImportHelper):
+class OMG_AVATAR_OT_import_ply(jobs.FileJobOperator, bpy.types.Operator):
     """Import a 3D Gaussian Splatting .ply as a Gaussian object with the splat display"""
 
     bl_idname = "omg_avatar.import_ply"
@@ -19,13 +19,8 @@ class OMG_AVATAR_OT_import_ply(jobs.JobOperator, bpy.types.Operator, ImportHelpe
     bl_options = {"REGISTER", "UNDO"}
     job_title = "Import .ply"
 
-    filename_ext = ".ply"
+    filepath: StringProperty(name="File", subtype="FILE_PATH", default="")
     filter_glob: StringProperty(default="*.ply", options={"HIDDEN"})
-
-    def invoke(self, context, event):
-        if not self.filepath:
-            return ImportHelper.invoke(self, context, event)  # file browser, then execute()
-        return jobs.JobOperator.invoke(self, context, event)
 
     def prepare(self, context):
         path = bpy.path.abspath(self.filepath)

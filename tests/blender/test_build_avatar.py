@@ -242,14 +242,15 @@ bpy.data.objects.remove(imp)
 # -- robustness: cancel, failure, rollback, unique names -------------------------------------------------
 build_mod = _imp(PKG + ".operators.build")
 jobs = _imp(PKG + ".omg_blender_addon.jobs")
-req = build_mod.BuildRequest(photo=photo, name="Astro", lods=(0,), refine=False)
+req = build_mod.BuildRequest(photo=photo, name="Astro", lods=(0,), refine=False,
+                             avatar_path=OUT + "/cancelled.omgavatar")
 c0 = counts()
 job = jobs.BackgroundJob(build_mod.build_work(req))
 job.start()
 job.cancel()
 job.join()
 RESULT["cancel"] = {"cancelled": job.cancelled, "result": job.result is None, "error": job.error,
-                    "unchanged": counts() == c0}
+                    "unchanged": counts() == c0, "file": __import__("os").path.exists(OUT + "/cancelled.omgavatar")}
 # a photo without a face: the operator fails cleanly and adds nothing
 img = bpy.data.images.new("gray", 256, 256)
 img.pixels.foreach_set(np.full(256 * 256 * 4, 0.5, np.float32))
@@ -441,6 +442,7 @@ def test_cancel_failure_rollback_and_unique_names(built) -> None:
     r, _, _ = built
     c = r["cancel"]
     assert c["cancelled"] and c["result"] and c["error"] is None and c["unchanged"]
+    assert not c["file"]  # the requested .omgavatar is not written by a cancelled build
     assert r["noface"]["res"] == ["CANCELLED"] and r["noface"]["unchanged"]
     assert "missing.png" in r["missing"]
     s = r["second"]

@@ -65,7 +65,8 @@ def curves(id_data):
 # 1. cancel: the worker is stopped after it started tracking; nothing is keyed
 info = scene_avatar.read_rig(rig)
 req = retarget.RetargetRequest(path=CLIP, info=info, frame_start=0, frame_end=-1, smoothing=2.0,
-                               apply=keyframes.ApplyOptions(), match_scene_fps=True, scene_fps=24.0)
+                               apply=keyframes.ApplyOptions(), match_scene_fps=True, scene_fps=24.0,
+                               track_out=CANCELLED_TRACK)
 job = jobs.BackgroundJob(retarget.retarget_work(req))
 job.start()
 t0 = time.perf_counter()
@@ -74,7 +75,8 @@ while job.fraction <= 0.0 and not job.done and time.perf_counter() - t0 < 60:
 RESULT["cancel_fraction"] = job.fraction
 job.cancel(); job.join()
 RESULT["cancel"] = {"cancelled": job.cancelled, "error": job.error, "actions": len(bpy.data.actions),
-                    "rig_curves": len(curves(rig)), "key_curves": len(curves(key))}
+                    "rig_curves": len(curves(rig)), "key_curves": len(curves(key)),
+                    "track_file": Path(CANCELLED_TRACK).exists()}
 
 # 2. retarget the synthetic clip
 t0 = time.perf_counter()
@@ -148,7 +150,7 @@ def child(addon_zip, tmp_path_factory):
     clip = synthetic_clip(tmp)
     real = str(REAL_CLIP) if REAL_CLIP.is_file() else ""
     head = (f"ZIP = {str(addon_zip)!r}\nAVATAR = {str(avatar_path)!r}\nCLIP = {str(clip.path)!r}\n"
-            f"TRACK = {str(tmp / 'track.npz')!r}\nREAL = {real!r}\nimport numpy as np\n" + same_standin())
+            f"TRACK = {str(tmp / 'track.npz')!r}\nCANCELLED_TRACK = {str(tmp / 'cancelled_track.npz')!r}\nREAL = {real!r}\nimport numpy as np\n" + same_standin())
     t0 = time.perf_counter()
     res = run_isolated(head + SCRIPT + "\nemit()\n", tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -161,7 +163,8 @@ def test_cancel_leaves_no_keyframes(child):
     r, _ = child
     assert r["install"] == ["FINISHED"]
     assert r["cancel_fraction"] > 0.0  # it was cancelled while running
-    assert r["cancel"] == {"cancelled": True, "error": None, "actions": 0, "rig_curves": 0, "key_curves": 0}
+    assert r["cancel"] == {"cancelled": True, "error": None, "actions": 0, "rig_curves": 0, "key_curves": 0,
+                           "track_file": False}
 
 
 def test_synthetic_clip_keys_every_frame_and_recovers_the_jaw(child):
