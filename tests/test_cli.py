@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,13 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand_without_bpy() -> None:
     proc = _run("--help")
     assert proc.returncode == 0, proc.stderr
-    for name in ("build", "track", "retarget", "render", "export-ply", "train", "bench", "eval"):
-        assert name in proc.stdout
+    from backend.cli import SUBCOMMANDS
+
+    assert {"build", "track", "retarget", "render", "export-ply", "train", "prepare-data", "bench",
+            "eval"} <= set(SUBCOMMANDS)
+    for name in SUBCOMMANDS:  # each listed as its own entry, not as a word inside another's help
+        assert re.search(rf"^\s+{re.escape(name)}(\s|$)", proc.stdout, re.M), name
+    assert "not built yet" not in proc.stdout
 
 
 def test_backend_never_imports_bpy() -> None:

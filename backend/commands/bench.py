@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-HELP = "speed benchmarks (splat, lbs, ...)"
+HELP = "speed benchmarks (splat, lbs, model, build, fit)"
 
 # target -> module path relative to the backend package
 BENCHMARKS: dict[str, str] = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..render.watermark import PNG_TEXT, save_png, stamp_watermark
+from ..render.watermark import PNG_TEXT, stamp_watermark, write_stamped_png
 
 FRAME_PATTERN = "frame_{:05d}.png"
 
@@ -50,11 +50,12 @@ class FrameWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Add one (H, W, 3) uint8 frame (not yet watermarked: this stamps it)."""
+        stamped = stamp_watermark(frame)
         if self.png_dir is not None:
             path = Path(self.png_dir) / FRAME_PATTERN.format(self.first_number + self.n_frames)
-            self.pngs.append(save_png(path, frame))
+            self.pngs.append(write_stamped_png(path, stamped))
         if self.video is not None:
-            self._send(stamp_watermark(frame))
+            self._send(stamped)
         self.n_frames += 1
 
     def _send(self, frame: np.ndarray) -> None:

@@ -100,8 +100,12 @@ def save_png(path: str | Path, image, corner: Corner = "bottom-right", extra_tex
 
     image: (H, W, 3) uint8, or float in [0, 1] (numpy or torch, (3, H, W) accepted). Returns path.
     """
+    return write_stamped_png(path, stamp_watermark(to_uint8(image), corner=corner), extra_text)
+
+
+def write_stamped_png(path: str | Path, stamped: np.ndarray, extra_text: dict[str, str] | None = None) -> Path:
+    """Write an already watermarked (H, W, 3) uint8 image as a PNG with the AI-generated tEXt chunks."""
     path = Path(path)
-    stamped = stamp_watermark(to_uint8(image), corner=corner)
     info = PngInfo()
     for k, v in {**PNG_TEXT, **(extra_text or {})}.items():
         info.add_text(k, v)
