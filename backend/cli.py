@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "prepare-data": "prepare_data",
     "bench": "bench",
     "eval": "eval",
+    "figures": "figures",
 }
 
 

@@ -168,12 +168,16 @@ PAPER_NOTE = (
 )
 
 
-def _header(res: EvalResults, command: str, rerendered: bool = False) -> list[str]:
+def _header(res: EvalResults, command: str, rerendered: bool = False, record: str | None = None) -> list[str]:
     m = res.machine
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     when = f" (started {res.started_utc})" if res.started_utc else ""
     run = res.options.get("command")
-    if rerendered:
+    if record is not None:  # a page rendered from a figure record: no clock, so it re-renders byte for byte
+        head = (f"Figures measured by {'`' + run + '`' if run else 'an earlier eval run'}{when} in "
+                f"{res.total_seconds:.0f} s; this page is rendered from the record [`{Path(record).name}`]({record}) "
+                f"by `{command}`.")
+    elif rerendered:
         head = (f"Figures measured by {'`' + run + '`' if run else 'an earlier eval run'}{when} in "
                 f"{res.total_seconds:.0f} s; report re-rendered {now} by `{command}`.")
     else:
@@ -272,8 +276,10 @@ def _speed(res: EvalResults, plot: str | None, gpu_report: str | None) -> list[s
 
 
 def render_markdown(res: EvalResults, plots: dict[str, str | None], command: str,
-                    gpu_report: str | None = None, rerendered: bool = False) -> str:
-    L = _header(res, command, rerendered)
+                    gpu_report: str | None = None, rerendered: bool = False, record: str | None = None) -> str:
+    """The report's markdown. ``record``: path of the figure record it is rendered from (relative to
+    the page), which replaces the render time in the header."""
+    L = _header(res, command, rerendered, record)
     if res.media_root is not None:  # None: a speed-only run on a saved avatar
         L += _headline(res) + _quality(res, plots)
     L += _speed(res, plots.get("speed"), gpu_report)

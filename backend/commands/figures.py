@@ -1,0 +1,42 @@
+"""``python -m backend figures``: re-render docs/figures and docs/report from their JSON records.
+
+``python -m backend figures [--check]``
+    render every page ``X.md`` from its template ``X.md.in`` and ``docs/figures/records/*.json``
+    (``--check``: write nothing, exit 1 when a committed page differs).
+``python -m backend figures record NAME [--replace] [--note TEXT] -- COMMAND ... --json {json} ...``
+    run COMMAND in the repository root and keep its JSON output as ``docs/figures/records/NAME.json``
+    with the command, UTC date, git commit and machine (CPU, cores, load average at start and end, GPU).
+See docs/figures/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "re-render the figure pages from their records, or run a command and record its figures"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when a committed page differs from its records")
+    sub = parser.add_subparsers(dest="action", metavar="[record]")
+    rec = sub.add_parser("record", help="run a measuring command and write its figure record",
+                         description="run COMMAND (with {json} where its --json path goes) and write "
+                                     "docs/figures/records/NAME.json")
+    rec.add_argument("name", help="record name: lower-case letters, digits, '_'")
+    rec.add_argument("--replace", action="store_true", help="re-measure an existing record")
+    rec.add_argument("--note", default="", help="a sentence kept with the record (e.g. why it was re-run)")
+    rec.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ... {json} ...")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..figures.run import main_render, record_run
+
+    if getattr(args, "action", None) == "record":
+        cmd = list(args.cmd)
+        if cmd and cmd[0] == "--":
+            cmd = cmd[1:]
+        path = record_run(args.name, cmd, replace=args.replace, note=args.note)
+        print(f"wrote {path}; now reference it in a page template and run `python -m backend figures`")
+        return 0
+    return main_render(check=args.check)

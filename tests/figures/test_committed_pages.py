@@ -1,0 +1,29 @@
+"""The committed figure pages are exactly what `python -m backend figures` renders from the records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from backend.figures.pages import find_pages, render_all
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_committed_page_reproduces_byte_for_byte() -> None:
+    pages = render_all(ROOT)
+    assert pages, "no page templates found"
+    for rel, text in pages.items():
+        assert (ROOT / rel).read_text() == text, f"{rel} differs from its records: run `python -m backend figures`"
+
+
+def test_figures_check_command_passes_on_the_checkout() -> None:
+    proc = subprocess.run([sys.executable, "-m", "backend", "figures", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_page_with_a_template_is_tracked_beside_it() -> None:
+    for page in find_pages(ROOT):
+        assert (ROOT / page.output).is_file(), f"{page.output} not rendered"
