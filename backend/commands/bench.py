@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-HELP = "speed benchmarks (splat, lbs, model, build, fit)"
+HELP = "speed benchmarks (splat, lbs, model, build, fit, preview)"
 
 # target -> module path relative to the backend package
 BENCHMARKS: dict[str, str] = {
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "model": "model.bench",
     "fit": "face.bench",
     "build": "avatar.bench",
+    "preview": "preview.bench",
 }
 
 

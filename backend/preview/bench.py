@@ -1,0 +1,188 @@
+"""``python -m backend bench preview``: the preview render loop end to end (pose, splat, watermark,
+PNG, mp4), today's path and the new one in the same run, so their ratio is measured under the same
+load.
+
+    python -m backend bench preview --lod 2 --frames 100 --size 512 --json out.json
+
+The avatar is the bundled astronaut built without refinement at the chosen LOD; the motion is a
+deterministic head turn + nod with the jaw opening and expressions moving (every frame differs).
+
+Paths:
+  reference  the loop as it was before the batched loop (issue 19): per-frame-chunk numpy posing
+             (``posing_reference.pose``), splatting 2 frames per call, a synchronous writer that
+             stamps, encodes the PNG and feeds ffmpeg on the render thread.
+  batched    ``preview.render_preview``: batched torch posing on the splatter's device, B frames
+             per splat call, PNG/mp4 written on a background thread.
+
+Each path runs ``--repeats`` times (after one unrecorded warm-up of 4 frames that loads the JIT
+kernels and ffmpeg) and the best run is reported: the machine is shared, so the best run is the
+least disturbed one. The 1-minute load average is recorded with the figures. Prints, never gates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "preview render loop: fps and per-stage ms, reference vs batched path in one run"
+PATHS = ("reference", "batched")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lod", type=int, default=2, help="level of detail (default 2)")
+    p.add_argument("--frames", type=int, default=100, help="frames per run (default 100)")
+    p.add_argument("--size", type=int, default=512, help="square frame size in pixels (default 512)")
+    p.add_argument("--batch", type=int, default=None, help="frames per batch of the batched path "
+                                                           "(default: PreviewOptions.batch)")
+    p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto", help="splatting backend")
+    p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}")
+    p.add_argument("--repeats", type=int, default=2, help="runs per path; the best is reported (default 2)")
+    p.add_argument("--photo", default=None, help="portrait photo (default: the bundled astronaut)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the figures")
+
+
+def bench_motion(avatar, model, n_frames: int):
+    """HeadParams of ``n_frames``: yaw +/-0.35 rad, pitch +/-0.1 rad, jaw 0..0.25 rad, the first
+    expressions on slow sines, around the avatar's source pose (deterministic)."""
+    from ..head.params import HeadParams
+
+    t = np.arange(n_frames, dtype=np.float32) / 25.0
+    p0 = avatar.params.frame(0)
+    pose = np.repeat(p0.pose, n_frames, 0).copy()
+    pose[:, 0, 1] += 0.35 * np.sin(2 * math.pi * 0.4 * t)
+    pose[:, 1, 0] += 0.10 * np.sin(2 * math.pi * 0.7 * t)
+    pose[:, 2, 0] = 0.125 * (1 - np.cos(2 * math.pi * 0.9 * t))
+    expr = np.zeros((n_frames, model.n_expr), np.float32)
+    k = min(6, model.n_expr)
+    expr[:, :k] = 0.6 * np.sin(2 * math.pi * (0.3 + 0.1 * np.arange(k))[None] * t[:, None])
+    return HeadParams(avatar.params.shape, expr, pose, np.repeat(p0.transl, n_frames, 0))
+
+
+def run_reference(avatar, model, params, lod: int, size: int, backend: str, out_dir: Path) -> dict[str, Any]:
+    """The pre-issue-19 loop, composed from the reference parts kept for tests: numpy posing in
+    2-frame chunks, one splat call per 2 frames, synchronous stamping + PNG + ffmpeg."""
+    import torch
+
+    from ..render.splat import select_backend, splat
+    from .output import FrameWriter
+    from ..avatar.posing import pose as pose_reference
+
+    name = select_backend(backend)
+    device = torch.device("cuda" if name == "cuda" else "cpu")
+    rest = avatar.rest_set(lod)
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+    quats, scales, opac, cols = as_t(rest.quats), as_t(rest.scales), as_t(rest.opacities), as_t(rest.colors)
+    bg = as_t(np.ones(3, np.float32))
+    cam = avatar.camera.resized(size, size)
+    secs = {"pose": 0.0, "splat": 0.0, "write": 0.0}
+    T = params.n_frames
+    t_start = time.perf_counter()
+    writer = FrameWriter(out_dir / "png", out_dir / "preview.mp4", 25.0)
+    from ..head.params import HeadParams
+
+    for t0 in range(0, T, 2):
+        sl = slice(t0, min(T, t0 + 2))
+        sub = HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
+        t = time.perf_counter()
+        means = pose_reference(avatar, model, sub, lod)
+        secs["pose"] += time.perf_counter() - t
+        t = time.perf_counter()
+        with torch.no_grad():
+            res = splat(means, quats, scales, opac, cols, [cam] * means.shape[0], background=bg, backend=name)
+            rgb = (res.image[:, :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        secs["splat"] += time.perf_counter() - t
+        t = time.perf_counter()
+        for frame in rgb:
+            writer.write(frame)
+        secs["write"] += time.perf_counter() - t
+    t = time.perf_counter()
+    writer.close()
+    secs["write"] += time.perf_counter() - t
+    seconds = time.perf_counter() - t_start
+    return {"seconds": seconds, "stage_seconds": secs, "n_gaussians": len(rest), "backend": name}
+
+
+def run_batched(avatar, model, params, lod: int, size: int, backend: str, batch: int | None,
+                out_dir: Path) -> dict[str, Any]:
+    """``render_preview`` as the add-on and the CLIs run it."""
+    from .renderer import PreviewOptions, render_preview
+
+    opts = PreviewOptions(lod=lod, width=size, height=size, backend=backend)
+    if batch is not None:
+        opts.batch = int(batch)
+    r = render_preview(avatar, params, out_dir / "png", opts, fps=25.0, video=out_dir / "preview.mp4", model=model)
+    return {"seconds": r.seconds, "stage_seconds": dict(r.stage_seconds), "n_gaussians": r.n_gaussians,
+            "backend": r.backend, "batch": opts.batch}
+
+
+def per_frame(run: dict[str, Any], n_frames: int) -> dict[str, Any]:
+    s = run["stage_seconds"]
+    return {"fps": n_frames / run["seconds"], "seconds": run["seconds"],
+            **{f"{k}_ms": 1000.0 * v / n_frames for k, v in s.items()},
+            **{k: v for k, v in run.items() if k not in ("seconds", "stage_seconds")}}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..avatar.build import BuildOptions, build_avatar
+    from ..eval.machine import load_average, machine_info
+    from ..stats import write_json
+
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    bad = [p for p in paths if p not in PATHS]
+    if bad or not paths:
+        raise SystemExit(f"--paths: unknown {bad}; choose from {','.join(PATHS)}")
+    if args.frames < 1 or args.repeats < 1:
+        raise SystemExit("--frames and --repeats must be >= 1")
+    built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
+    avatar, model = built.avatar, built.model
+    params = bench_motion(avatar, model, args.frames)
+    warm = bench_motion(avatar, model, 4)
+    results: dict[str, Any] = {}
+    runners = {
+        "reference": lambda p, d: run_reference(avatar, model, p, args.lod, args.size, args.backend, d),
+        "batched": lambda p, d: run_batched(avatar, model, p, args.lod, args.size, args.backend, args.batch, d),
+    }
+    loads = []
+    with tempfile.TemporaryDirectory(prefix="omg-bench-preview-") as tmp:
+        for name in paths:
+            runners[name](warm, Path(tmp) / f"warm-{name}")
+        runs: dict[str, list[dict[str, Any]]] = {n: [] for n in paths}
+        for i in range(args.repeats):  # interleaved, so both paths see the same load drift
+            for name in paths:
+                loads.append(load_average()[0] if load_average() else float("nan"))
+                c0 = time.process_time()
+                r = runners[name](params, Path(tmp) / f"{name}-{i}")
+                r["cpu_seconds"] = time.process_time() - c0  # this process's threads (not ffmpeg's)
+                runs[name].append(per_frame(r, args.frames))
+        for name in paths:
+            best = max(runs[name], key=lambda r: r["fps"])
+            results[name] = {**best, "fps_all": [r["fps"] for r in runs[name]]}
+    figures: dict[str, Any] = {
+        "command": "python -m backend bench preview " + " ".join(
+            f"--{k} {v}" for k, v in (("lod", args.lod), ("frames", args.frames), ("size", args.size),
+                                      ("repeats", args.repeats), ("paths", args.paths))),
+        "lod": args.lod, "frames": args.frames, "size": args.size, "repeats": args.repeats,
+        "best_of": args.repeats, "paths": results, "load_average_1min": loads,
+        "machine": machine_info().as_dict(),
+        "utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    main = results.get("batched") or results[paths[0]]
+    for k in ("fps", "pose_ms", "splat_ms", "write_ms"):
+        figures[k] = main.get(k)
+    if "reference" in results and "batched" in results:
+        figures["ratio"] = results["batched"]["fps"] / results["reference"]["fps"]
+    write_json(args.json, figures)
+    for name, r in results.items():
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r.items() if k.endswith("_ms"))
+        print(f"{name:>9}: {r['fps']:6.2f} fps (best of {args.repeats}: "
+              f"{', '.join(f'{f:.2f}' for f in r['fps_all'])}); ms/frame: {stages}")
+    if "ratio" in figures:
+        print(f"batched / reference: {figures['ratio']:.2f}x  (LOD {args.lod}, {args.size}^2, "
+              f"{args.frames} frames, load average {', '.join(f'{l:.1f}' for l in loads)})")
+    return 0
