@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="expression coefficients by name (or index), e.g. smile_L=0.8 jaw_open=0.5")
     p.add_argument("--jaw", type=float, default=None, metavar="DEG", help="jaw opening in degrees")
     p.add_argument("--neutral", action="store_true", help="start from the neutral pose, not the photo's")
-    p.add_argument("--head-model", default=None, help="head model file (default: the one the avatar names)")
+    p.add_argument("--head-model", default=None,
+                   help="head model file the avatar was built on (default: the bundled stand-in; a "
+                        "model file named inside the avatar is never opened without this option)")
     p.add_argument("--name", default=None, help="output file stem (default: the avatar's stem)")
 
 
@@ -35,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from ..avatar.fileformat import load_avatar
     from ..avatar.outputs import export_plys
     from ..errors import InputError
-    from ..head.loader import load_head_model
+    from ..head.loader import load_model_for_avatar
 
     avatar = load_avatar(args.avatar)
-    model = load_head_model(args.head_model or avatar.head_model_path)
+    model = load_model_for_avatar(args.avatar, avatar.head_model_name, avatar.head_model_path,
+                                  args.head_model)
     if model.n_verts != avatar.vertex_offsets.shape[0]:
         raise InputError(args.head_model or avatar.head_model_path,
                          f"head model has {model.n_verts} vertices but the avatar was built on "

@@ -16,6 +16,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto", help="splatting backend")
     p.add_argument("--checkpoint", default=None,
                    help="OMG checkpoint: splat the avatar's learned features through its refiner")
+    p.add_argument("--head-model", default=None,
+                   help="head model file the avatar was built on (default: the bundled stand-in; a "
+                        "model file named inside the avatar is never opened without this option)")
     p.add_argument("--batch", type=int, default=2, help="frames per splat call (default 2)")
     p.add_argument("--json", default=None, metavar="PATH", help="write figures (frames, seconds, fps)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -53,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import tqdm_progress
     from ..stats import write_json
 
-    from ..head.loader import load_head_model
+    from ..head.loader import load_model_for_avatar
     from ..preview.renderer import check_model
 
     avatar = load_avatar(args.avatar)
-    model = load_head_model(avatar.head_model_path)
+    model = load_model_for_avatar(args.avatar, avatar.head_model_name, avatar.head_model_path,
+                                  args.head_model)
     check_model(avatar, model, args.avatar)
     motion = load_motion(args.motion)
     params = motion.params

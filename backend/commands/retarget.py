@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..avatar import load_avatar
     from ..face.track import TrackOptions, track_video
-    from ..head.loader import load_head_model
+    from ..head.loader import load_model_for_avatar
     from ..preview import render_preview
     from ..preview.renderer import check_model
     from ..progress import Progress, tqdm_progress
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--smoothing must be >= 0")
     opts = preview_options(args)
     avatar = load_avatar(args.avatar)
-    model = load_head_model(avatar.head_model_path)
+    model = load_model_for_avatar(args.avatar, avatar.head_model_name, avatar.head_model_path,
+                                  args.head_model)
     check_model(avatar, model, args.avatar)
     bar, close = tqdm_progress("retarget", args.progress)
     # tracking fills the first half of the bar, rendering the second

@@ -46,7 +46,14 @@ def load_head_model(path: str | Path | None = None, *, landmarks: str | Path | N
         if not path.is_file():
             raise HeadModelError(path, "no such head-model file" if not path.exists()
                                  else "is not a file")
-        model = _load_npz(path) if _is_zip(path) else _load_pickle(path, n_shape)
+        try:
+            model = _load_npz(path) if _is_zip(path) else _load_pickle(path, n_shape)
+        except HeadModelError:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError,
+                RecursionError, MemoryError) as exc:  # hostile data past the checks: one line
+            raise HeadModelError(path, f"not a usable head model ({type(exc).__name__}: "
+                                 f"{str(exc)[:120]})") from None
     if landmarks is not None:
         model.landmarks = load_landmark_embedding(landmarks, model.n_faces)
     validate_model(model, path)
@@ -57,7 +64,7 @@ def _is_zip(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
-def _as_array(value: Any, key: str, path: Path, dtype: Any) -> np.ndarray:
+def _as_array(value: Any, key: str, path: Path | None, dtype: Any) -> np.ndarray:
     if isinstance(value, PlainState):
         raise HeadModelError(path, f"'{key}' is a {type(value).source} object without stored "  # type: ignore[attr-defined]
                              "values (only plain chumpy arrays can be read without chumpy)")
@@ -65,8 +72,8 @@ def _as_array(value: Any, key: str, path: Path, dtype: Any) -> np.ndarray:
         value = value.toarray()
     try:
         arr = np.asarray(value)
-        if arr.dtype == object:
-            raise TypeError(f"holds {type(value).__name__}")
+        if arr.dtype.kind not in "biuf":  # object/text/complex arrays are not model numbers
+            raise TypeError(f"holds {type(value).__name__} of dtype {arr.dtype}")
         return np.ascontiguousarray(arr, dtype)
     except (TypeError, ValueError) as exc:
         raise HeadModelError(path, f"'{key}' is not a numeric array ({exc})") from exc
@@ -98,8 +105,7 @@ def _load_pickle(path: Path, n_shape: int | None) -> HeadModel:
     if kt.shape != (2, N_JOINTS):
         raise HeadModelError(path, f"'kintree_table' has shape {kt.shape}, expected (2, {N_JOINTS})")
     parents = _parents_from_kintree(kt, path)
-    names = data.get("expr_names")
-    expr_names = [str(n) for n in names] if names is not None else [f"exp_{i:03d}" for i in range(E)]
+    expr_names = _names(data.get("expr_names"), E, path)
     lm = LandmarkEmbedding.empty()
     if "lmk_face_idx" in data and "lmk_bary" in data:
         lm = _embedding_from(data["lmk_face_idx"], data["lmk_bary"], data.get("lmk_valid"), path)
@@ -107,7 +113,7 @@ def _load_pickle(path: Path, n_shape: int | None) -> HeadModel:
     name = ("flame2023" if "2023" in stem else "flame2020" if "2020" in stem or "generic" in stem
             else path.stem)
     return HeadModel(
-        name=str(data.get("name", name)), v_template=v,
+        name=data["name"] if isinstance(data.get("name"), str) else name, v_template=v,
         faces=_as_array(data["f"], "f", path, np.int64),
         shapedirs=shapedirs, exprdirs=exprdirs,
         posedirs=_as_array(data["posedirs"], "posedirs", path, np.float32),
@@ -127,15 +133,32 @@ def _parents_from_kintree(kt: np.ndarray, path: Path | None) -> np.ndarray:
     return parents
 
 
+def _names(names: Any, count: int, path: Path) -> list[str]:
+    """Expression names from a pickle: a flat list/array of short texts (default exp_000...)."""
+    if names is None:
+        return [f"exp_{i:03d}" for i in range(count)]
+    if isinstance(names, np.ndarray) and names.dtype.kind in "US" and names.ndim == 1:
+        names = names.tolist()
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (str, bytes)) and len(n) < 256
+                                                      for n in names):
+        raise HeadModelError(path, "'expr_names' is not a list of short texts")
+    return [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
+
+
 def _embedding_from(face_idx: Any, bary: Any, valid: Any, path: Path | None) -> LandmarkEmbedding:
-    fi = np.asarray(face_idx).astype(np.int64).reshape(-1)
-    b = np.asarray(bary, np.float32)
+    fi = _as_array(face_idx, "lmk_face_idx", path, np.int64).reshape(-1)
+    b = _as_array(bary, "lmk_bary", path, np.float32)
     if b.shape != (fi.shape[0], 3):
         raise HeadModelError(path, f"landmark 'bary' has shape {b.shape}, expected ({fi.shape[0]}, 3)")
     if fi.shape[0] != N_MEDIAPIPE:
         raise HeadModelError(path, f"landmark embedding has {fi.shape[0]} rows, expected "
                              f"{N_MEDIAPIPE} (mediapipe face mesh with iris)")
-    ok = fi >= 0 if valid is None else np.asarray(valid, bool).reshape(-1) & (fi >= 0)
+    ok = fi >= 0
+    if valid is not None:
+        v = _as_array(valid, "lmk_valid", path, bool).reshape(-1)
+        if v.shape != fi.shape:
+            raise HeadModelError(path, f"landmark 'valid' has {v.shape[0]} rows, expected {fi.shape[0]}")
+        ok &= v
     b = b.copy()
     b[~ok] = (1.0, 0.0, 0.0)
     return LandmarkEmbedding(np.where(ok, fi, 0), b, ok)
@@ -204,3 +227,21 @@ def save_head_model(path: str | Path, model: HeadModel) -> None:
              lmk_valid=model.landmarks.valid)
 
 
+
+
+def load_model_for_avatar(avatar_file: str | Path | None, stored_name: str, stored_path: str | None,
+                          requested: str | Path | None = None) -> HeadModel:
+    """The head model to pose an avatar with, never loaded silently from the avatar's own header.
+
+    requested: the user's choice (``--head-model`` / the add-on's preference) -> that file.
+    Otherwise an avatar built on the stand-in (stored_path None) gets the bundled stand-in, and one
+    whose header names a head-model file is refused with a message saying how to pass it: a shared
+    avatar file must not be able to make us open a file it names (FLAME pickles are code-adjacent).
+    """
+    if requested is not None and str(requested) != "":
+        return load_head_model(requested)
+    if stored_path is None or str(stored_path) == "":
+        return load_head_model(None)
+    raise HeadModelError(avatar_file, f"was built on head model '{stored_name}' ({stored_path}); "
+                         "head-model files named inside an avatar are not opened automatically: "
+                         "pass --head-model PATH with a model file you trust")

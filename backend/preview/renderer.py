@@ -93,9 +93,10 @@ class PreviewRenderer:
         from ..render.splat import select_backend
 
         if self.model is None:
-            from ..head.loader import load_head_model
+            from ..head.loader import load_model_for_avatar
 
-            self.model = load_head_model(self.avatar.head_model_path)
+            self.model = load_model_for_avatar(None, self.avatar.head_model_name,
+                                               self.avatar.head_model_path)
         check_model(self.avatar, self.model)
         o = self.options
         if o.width < MIN_SIZE or o.height < MIN_SIZE or o.width > 8192 or o.height > 8192:
