@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-render the report from a figures file written by --json (measures nothing)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="figures file (--json) of an earlier run: its summary is shown beside this run's")
+    parser.add_argument("--baseline-label", default=None,
+                        help="what the --baseline run was (e.g. 'commit 58100bd'), for the report")
 
 
 def _command_line() -> str:
@@ -66,6 +70,24 @@ def _command_line() -> str:
     if Path(sys.argv[0]).name == "__main__.py" and sys.argv[1:2] == ["eval"]:
         return ("python -m backend eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])).strip()
     return "backend.cli.main(['eval', ...])"
+
+
+def _baseline(path: Path | None, label: str | None) -> dict | None:
+    """The ``summary`` block of an earlier figures file, re-computed from its rows (so a file
+    written before a metric existed shows n/a for it), labelled for the report."""
+    if path is None:
+        return None
+    import json
+
+    from ..errors import InputError
+    from ..eval.results import results_from_dict, summary
+
+    try:
+        base = summary(results_from_dict(json.loads(path.read_text())))
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(path, f"not a readable eval figures file ({exc})") from None
+    base["_label"] = label or f"the run in {path.name}"
+    return base
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,12 +99,15 @@ def run(args: argparse.Namespace) -> int:
 
     backends = [b.strip() for b in args.render_backends.split(",")] if args.render_backends else None
     command = _command_line()
+    baseline = _baseline(args.baseline, args.baseline_label)
     if args.from_json is not None:
         import json
 
         from ..eval.results import results_from_dict
 
         res = results_from_dict(json.loads(args.from_json.read_text()))
+        if baseline is not None:
+            res.baseline = baseline
         md = write_report(res, args.out, command, rerendered=True)
         print(f"report: {md}")
         return 0
@@ -125,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         close()
     res.options["command"] = command
+    res.baseline = baseline
     write_json(args.json, res.as_dict())  # first: the figures survive a failing plot
     md = write_report(res, args.out, command)
     print(f"report: {md}")

@@ -198,6 +198,59 @@ def _header(res: EvalResults, command: str, rerendered: bool = False, record: st
     return L
 
 
+PORTRAIT_NOTE = (
+    "*Whole portrait*: alpha IoU = render alpha > 0.5 against the target's portrait mask > 0.5; "
+    "*PSNR portrait* / *SSIM portrait* = inside the union of that mask and the render's alpha, so crops of "
+    "different framing (more or less black background) compare fairly; *mouth PSNR* = inside the convex "
+    "hull of the target's inner-lip landmarks, only on frames whose inner-lip gap is at least "
+    "{thr:.2f} of the inner-lip width (the mouth clearly open); *crop coverage* = share of the photo's "
+    "head-and-hair region (portrait-mask pixels above the chin, in the face's connected piece) inside "
+    "the 512 crop. Face-hull figures stay for reference; they gate nothing."
+)
+
+# (protocol, key, label, digits): the whole-portrait headline, LOD by LOD
+HEADLINE_KEYS = (
+    ("reconstruction", "psnr_full", "source view PSNR full", 2),
+    ("reconstruction", "psnr_portrait", "source view PSNR portrait", 2),
+    ("reconstruction", "alpha_iou", "source view alpha IoU", 3),
+    ("reconstruction", "crop_coverage_min", "crop coverage (min over photos)", 3),
+    ("reconstruction", "psnr_face", "source view PSNR face", 2),
+    ("self_reenactment", "psnr_full", "self-reenactment PSNR full", 2),
+    ("self_reenactment", "psnr_portrait", "self-reenactment PSNR portrait", 2),
+    ("self_reenactment", "ssim_full", "self-reenactment SSIM full", 3),
+    ("self_reenactment", "akd", "self-reenactment AKD (px)", 3),
+    ("self_reenactment", "alpha_iou", "self-reenactment alpha IoU", 3),
+    ("self_reenactment", "mouth_psnr", "self-reenactment mouth PSNR (open-mouth frames)", 2),
+    ("self_reenactment", "psnr_face", "self-reenactment PSNR face", 2),
+)
+
+
+def _portrait_headline(res: EvalResults, baseline: dict | None) -> list[str]:
+    """Whole-portrait figures per LOD, with a baseline run's (``baseline``: a figures file's
+    ``summary``) beside them when given."""
+    from .metrics.portrait import MOUTH_OPEN_THRESHOLD
+
+    summ = summary(res)
+    if not summ:
+        return []
+    lods = list(summ)
+    header = ["metric"]
+    for lod in lods:
+        header += ([f"before, {lod.upper()}"] if baseline and lod in baseline else []) + [f"now, {lod.upper()}"]
+    rows = []
+    for proto, key, label, digits in HEADLINE_KEYS:
+        row = [label]
+        for lod in lods:
+            if baseline and lod in baseline:
+                row.append(fmt(baseline[lod].get(proto, {}).get(key), digits))
+            row.append(fmt(summ[lod][proto].get(key), digits))
+        rows.append(row)
+    L = ["## Headline: the whole portrait", ""]
+    if baseline:
+        L += [f"*before* = {baseline.get('_label', 'the baseline run')}.", ""]
+    return L + _table(header, rows) + ["", PORTRAIT_NOTE.format(thr=MOUTH_OPEN_THRESHOLD), ""]
+
+
 def _headline(res: EvalResults) -> list[str]:
     summ = summary(res)
     if not res.self_reenactment:
@@ -209,7 +262,7 @@ def _headline(res: EvalResults) -> list[str]:
                      fmt(sr["identity"], 3), fmt(sr["psnr_face"]), fmt(sr["ssim_face"], 3)])
     p = PAPER_VFHQ_LOD2
     rows.append(["paper, VFHQ, LOD 2", fmt(p["psnr"]), fmt(p["ssim"], 3), fmt(p["akd"], 3), "-", "-", "-"])
-    return (["## Headline: self-reenactment vs the paper", ""]
+    return (["## Self-reenactment vs the paper", ""]
             + _table(["", "PSNR", "SSIM", "AKD", "identity", "PSNR face", "SSIM face"], rows)
             + ["", PAPER_NOTE, ""])
 
@@ -225,21 +278,25 @@ def _section(title: str, rows: list, header: list[str], plot: str | None) -> lis
 
 
 def _quality(res: EvalResults, plots: dict[str, str | None]) -> list[str]:
-    rec = [[r.photo, r.lod, r.n_gaussians, fmt(r.scores.psnr_face), fmt(r.scores.psnr_full),
+    rec = [[r.photo, r.lod, r.n_gaussians, fmt(r.scores.psnr_full), fmt(r.scores.psnr_portrait),
+            fmt(r.scores.alpha_iou, 3), fmt(r.crop_coverage, 3), fmt(r.scores.mouth_psnr), fmt(r.scores.psnr_face),
             fmt(r.scores.ssim_face, 3), fmt(r.scores.ssim_full, 3), fmt(r.scores.identity, 3), fmt(r.scores.akd)]
            for r in res.reconstruction]
-    sr = [[s.video, s.lod, len(s.frames), fmt(s.mean("psnr_face")), fmt(s.mean("psnr_full")),
-           fmt(s.mean("ssim_face"), 3), fmt(s.mean("ssim_full"), 3), fmt(s.mean("akd"), 3),
-           fmt(s.mean("identity"), 3), s.missing("akd")] for s in res.self_reenactment]
+    sr = [[s.video, s.lod, len(s.frames), fmt(s.mean("psnr_full")), fmt(s.mean("psnr_portrait")),
+           fmt(s.mean("ssim_full"), 3), fmt(s.mean("alpha_iou"), 3), fmt(s.mean("akd"), 3),
+           fmt(s.mean("mouth_psnr")), len(s.frames) - s.missing("mouth_psnr"), fmt(s.mean("psnr_face")),
+           fmt(s.mean("ssim_face"), 3), fmt(s.mean("identity"), 3), s.missing("akd")] for s in res.self_reenactment]
     cr = [[c.photo, c.video, c.lod, len(c.frames), fmt(c.mean("identity_to_source"), 3),
            fmt(c.mean("expression_distance")), fmt(c.mean("pose_distance_deg")), c.missing("expression_distance")]
           for c in res.cross_reenactment]
     return (_section("## 1. Source-view reconstruction", rec,
-                     ["photo", "LOD", "Gaussians", "PSNR face", "PSNR full", "SSIM face", "SSIM full",
-                      "identity", "AKD"], plots.get("reconstruction"))
+                     ["photo", "LOD", "Gaussians", "PSNR full", "PSNR portrait", "alpha IoU", "crop coverage",
+                      "mouth PSNR", "PSNR face", "SSIM face", "SSIM full", "identity", "AKD"],
+                     plots.get("reconstruction"))
             + _section("## 2. Self-reenactment (frame 0 builds, every k-th later frame drives)", sr,
-                       ["video", "LOD", "frames", "PSNR face", "PSNR full", "SSIM face", "SSIM full", "AKD",
-                        "identity", "no landmarks"], plots.get("self_reenactment"))
+                       ["video", "LOD", "frames", "PSNR full", "PSNR portrait", "SSIM full", "alpha IoU", "AKD",
+                        "mouth PSNR", "open-mouth frames", "PSNR face", "SSIM face", "identity", "no landmarks"],
+                       plots.get("self_reenactment"))
             + _section("## 3. Cross-reenactment (photo A driven by video B)", cr,
                        ["photo A", "video B", "LOD", "frames", "identity to A", "expr. dist. (px)",
                         "pose dist. (deg)", "no landmarks"], plots.get("cross_reenactment")))
@@ -276,20 +333,25 @@ def _speed(res: EvalResults, plot: str | None, gpu_report: str | None) -> list[s
 
 
 def render_markdown(res: EvalResults, plots: dict[str, str | None], command: str,
-                    gpu_report: str | None = None, rerendered: bool = False, record: str | None = None) -> str:
+                    gpu_report: str | None = None, rerendered: bool = False, record: str | None = None,
+                    baseline: dict | None = None) -> str:
     """The report's markdown. ``record``: path of the figure record it is rendered from (relative to
-    the page), which replaces the render time in the header."""
+    the page), which replaces the render time in the header. ``baseline``: an earlier run's
+    ``summary`` (with an optional ``_label``) shown beside this run's whole-portrait figures."""
     L = _header(res, command, rerendered, record)
+    baseline = baseline if baseline is not None else res.baseline
     if res.media_root is not None:  # None: a speed-only run on a saved avatar
-        L += _headline(res) + _quality(res, plots)
+        L += _portrait_headline(res, baseline) + _headline(res) + _quality(res, plots)
     L += _speed(res, plots.get("speed"), gpu_report)
     if res.skipped:
         L += ["## Skipped", ""] + [f"- {s}" for s in res.skipped] + [""]
     return "\n".join(L)
 
 
-def write_report(res: EvalResults, out_dir: str | Path, command: str, rerendered: bool = False) -> Path:
-    """Write ``out_dir/README.md`` and its PNG plots; returns the markdown path."""
+def write_report(res: EvalResults, out_dir: str | Path, command: str, rerendered: bool = False,
+                 baseline: dict | None = None) -> Path:
+    """Write ``out_dir/README.md`` and its PNG plots; returns the markdown path. ``baseline``: an
+    earlier run's ``summary`` block (with an optional ``_label``) shown beside this run's."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = {
@@ -301,5 +363,6 @@ def write_report(res: EvalResults, out_dir: str | Path, command: str, rerendered
     # a speed-only report from a GPU machine kept beside this one (docs/report/gpu/README.md)
     gpu = "gpu/README.md" if (out / "gpu" / "README.md").is_file() else None
     md = out / "README.md"
-    md.write_text(render_markdown(res, plots, command, gpu_report=gpu, rerendered=rerendered) + "\n")
+    md.write_text(render_markdown(res, plots, command, gpu_report=gpu, rerendered=rerendered,
+                                 baseline=baseline) + "\n")
     return md

@@ -34,6 +34,10 @@ class ImageScores:
     ssim_full: float
     identity: float = float("nan")   # cosine similarity render vs target (or vs the source photo)
     akd: float = float("nan")
+    alpha_iou: float = float("nan")      # render alpha vs the target's portrait mask (both > 0.5)
+    psnr_portrait: float = float("nan")  # PSNR inside target portrait mask OR render alpha
+    ssim_portrait: float = float("nan")  # SSIM, same mask
+    mouth_psnr: float = float("nan")     # PSNR inside the inner-lip hull; NaN unless the mouth is open
 
 
 @dataclass
@@ -44,6 +48,7 @@ class ReconstructionRow:
     lod: int
     n_gaussians: int
     scores: ImageScores
+    crop_coverage: float = float("nan")  # share of the photo's head-and-hair region inside the crop
 
 
 @dataclass
@@ -145,6 +150,7 @@ class EvalResults:
     skipped: list[str] = field(default_factory=list)   # "what: why" lines
     total_seconds: float = 0.0
     started_utc: str = ""                               # when the measurements started
+    baseline: dict[str, Any] | None = None              # an earlier run's summary (+ "_label"), shown beside
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -167,8 +173,9 @@ def results_from_dict(d: dict[str, Any]) -> EvalResults:
     be re-rendered from a figures file."""
     res = EvalResults(machine=d["machine"], media_root=d.get("media_root"), options=d.get("options", {}),
                       skipped=list(d.get("skipped", [])), total_seconds=float(d.get("total_seconds", 0.0)),
-                      started_utc=str(d.get("started_utc", "")))
-    res.reconstruction = [ReconstructionRow(r["photo"], r["lod"], r["n_gaussians"], _scores(r["scores"]))
+                      started_utc=str(d.get("started_utc", "")), baseline=d.get("baseline"))
+    res.reconstruction = [ReconstructionRow(r["photo"], r["lod"], r["n_gaussians"], _scores(r["scores"]),
+                                            _nan(r.get("crop_coverage")))
                           for r in d.get("reconstruction", [])]
     res.build_timing = [BuildTiming(b["photo"], b["seconds"], _nan(b["peak_rss_mb"]), b.get("peak_traced_mb"),
                                     b.get("peak_cuda_mb")) for b in d.get("build_timing", [])]
@@ -188,6 +195,18 @@ def results_from_dict(d: dict[str, Any]) -> EvalResults:
     return res
 
 
+RECON_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "identity", "akd", "alpha_iou",
+              "psnr_portrait", "ssim_portrait", "mouth_psnr")
+SELF_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identity", "alpha_iou",
+             "psnr_portrait", "ssim_portrait", "mouth_psnr")
+
+
+def nanmin(values) -> float:
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.min()) if v.size else float("nan")
+
+
 def summary(res: EvalResults) -> dict[str, Any]:
     """Headline means per LOD (over photos / videos / pairs)."""
     out: dict[str, Any] = {}
@@ -197,11 +216,13 @@ def summary(res: EvalResults) -> dict[str, Any]:
         rec = [r.scores for r in res.reconstruction if r.lod == lod]
         sr = [f.scores for v in res.self_reenactment if v.lod == lod for f in v.frames]
         cr = [f for c in res.cross_reenactment if c.lod == lod for f in c.frames]
+        cov = [r.crop_coverage for r in res.reconstruction if r.lod == lod]
         out[f"lod{lod}"] = {
-            "reconstruction": {k: nanmean(getattr(s, k) for s in rec)
-                               for k in ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "identity")},
-            "self_reenactment": {k: nanmean(getattr(s, k) for s in sr)
-                                 for k in ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identity")},
+            "reconstruction": {k: nanmean(getattr(s, k) for s in rec) for k in RECON_KEYS}
+                              | {"crop_coverage": nanmean(cov), "crop_coverage_min": nanmin(cov),
+                                 "mouth_frames": len(rec) - count_nan(s.mouth_psnr for s in rec)},
+            "self_reenactment": {k: nanmean(getattr(s, k) for s in sr) for k in SELF_KEYS}
+                                | {"mouth_frames": len(sr) - count_nan(s.mouth_psnr for s in sr)},
             "cross_reenactment": {k: nanmean(getattr(f, k) for f in cr)
                                   for k in ("identity_to_source", "expression_distance", "pose_distance_deg")},
         }

@@ -59,6 +59,15 @@ def test_reconstruction_scores(report):
     assert 0.5 < s["ssim_face"] <= 1.0 and 0.5 < s["ssim_full"] <= 1.0
     assert s["identity"] > 0.8 or not DLIB  # same person: the render still looks like the photo to dlib
     assert s["akd"] < 12.0
+    # the whole portrait: the render covers the person the segmenter sees (measured ~0.9)
+    assert 0.75 < s["alpha_iou"] <= 1.0
+    assert s["psnr_portrait"] > 10.0 and 0.3 < s["ssim_portrait"] <= 1.0
+    assert s["mouth_psnr"] is None  # the astronaut's mouth is closed: no mouth PSNR
+    assert 0.0 < row["crop_coverage"] <= 1.0
+    summ = figs["summary"]["lod0"]
+    for key in ("alpha_iou", "mouth_psnr", "psnr_full", "ssim_full", "akd"):
+        assert key in summ["reconstruction"] and key in summ["self_reenactment"]
+    assert summ["reconstruction"]["mouth_frames"] == 0
     timing = figs["build_timing"][0]
     assert timing["seconds"]["total"] > 0 and {"detect", "fit"} <= set(timing["seconds"])
     assert timing["peak_rss_mb"] > 50
@@ -73,6 +82,7 @@ def test_self_reenactment_scores(report):
         s = f["scores"]
         assert s["psnr_full"] > 12.0 and s["psnr_face"] > 15.0
         assert s["akd"] is not None and s["akd"] < 15.0
+        assert 0.6 < s["alpha_iou"] <= 1.0
         assert not DLIB or (s["identity"] is not None and s["identity"] > 0.8)
     (tt,) = figs["track_timing"]
     assert tt["frames"] == 3 and tt["fps"] > 0
@@ -102,6 +112,7 @@ def test_report_markdown_and_plots(report):
     out, figs = report
     md = (out / "README.md").read_text()
     for needle in ("22.72", "0.831", "2.045", "LPIPS", "ArcFace", figs["machine"]["cpu_model"],
+                   "## Headline: the whole portrait", "alpha IoU", "mouth PSNR", "crop coverage",
                    "## 1. Source-view reconstruction", "pan.mp4", "astronaut.png"):
         assert needle in md
     pngs = sorted(p.name for p in out.glob("*.png"))

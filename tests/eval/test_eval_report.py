@@ -56,6 +56,22 @@ def test_markdown_tables(tmp_path):
                                                             "speed.png"]
 
 
+def test_whole_portrait_headline_beside_a_baseline():
+    res = _results()
+    run = res.self_reenactment[0]
+    run.frames[0].scores.alpha_iou, run.frames[1].scores.alpha_iou = 0.9, 0.8
+    run.frames[1].scores.mouth_psnr = 17.5                  # only frame 10 had its mouth open
+    s = summary(res)["lod2"]["self_reenactment"]
+    assert s["alpha_iou"] == pytest.approx(0.85) and s["mouth_psnr"] == pytest.approx(17.5)
+    assert s["mouth_frames"] == 1
+    base = {"lod2": {"self_reenactment": {"psnr_full": 17.25, "alpha_iou": 0.7}}, "_label": "commit abc"}
+    md = render_markdown(res, {}, "python -m backend eval", baseline=base)
+    assert "*before* = commit abc." in md
+    assert "| self-reenactment PSNR full | 17.25 | 19.00 |" in md
+    assert "| self-reenactment alpha IoU | 0.700 | 0.850 |" in md
+    assert "| self-reenactment mouth PSNR (open-mouth frames) | n/a | 17.50 |" in md
+
+
 def test_speed_only_on_saved_avatar(tmp_path):
     pytest.importorskip("backend.avatar.build")
     import json

@@ -42,6 +42,30 @@ def build_options(lods, overrides: dict[str, Any]):
     return BuildOptions(lods=tuple(lods), **overrides)
 
 
+COVERAGE_MAX_SIDE = 1024  # the photo is segmented at most this large (the segmenter runs at 256)
+
+
+def photo_crop_coverage(observation, segmenter) -> float:
+    """Share of the photo's head-and-hair region (face/framing.py) inside the build's crop, from a
+    portrait mask of the whole photo (its own alpha channel when it has one)."""
+    from ...face.framing import crop_coverage, head_region
+    from ...face.image import downscale
+
+    src = observation.source
+    if src is None:
+        return float("nan")
+    rgb, s = downscale(src.rgb, COVERAGE_MAX_SIDE)
+    if src.alpha is not None:
+        import cv2
+
+        alpha = np.asarray(src.alpha, np.float32)
+        mask = cv2.resize(alpha, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA) if s != 1 else alpha
+    else:
+        mask = segmenter(rgb)
+    lm = observation.crop.to_source(observation.landmarks) * s
+    return crop_coverage(head_region(mask, lm), observation.crop, region_scale=s)
+
+
 def evaluate_photo(photo: str | Path | np.ndarray, scorer: FrameScorer, opts: ReconstructionOptions,
                    name: str | None = None, progress: Progress | None = None) -> ReconstructionOutput:
     """Build an avatar from ``photo`` and score its source-view renders per LOD."""
@@ -54,9 +78,10 @@ def evaluate_photo(photo: str | Path | np.ndarray, scorer: FrameScorer, opts: Re
     target = scorer.target(result.observation.image512)
     avatar, model = result.avatar, result.model
     rows = []
+    coverage = photo_crop_coverage(result.observation, scorer.segmenter)
     for lod in opts.lods:
-        render = next(render_frames(avatar, model, avatar.params, lod, background=opts.background,
-                                    backend=opts.render_backend))
+        render, alpha = next(render_frames(avatar, model, avatar.params, lod, background=opts.background,
+                                           backend=opts.render_backend, with_alpha=True))
         rows.append(ReconstructionRow(photo=name, lod=lod, n_gaussians=avatar.counts()[lod]["total"],
-                                      scores=scorer.score(render, target)))
+                                      scores=scorer.score(render, target, alpha=alpha), crop_coverage=coverage))
     return ReconstructionOutput(rows=rows, timing=timing, build=result, target=target)

@@ -123,9 +123,9 @@ def self_reenactment(clip: TrackedClip, scorer: FrameScorer, opts: ReenactmentOp
     for lod in opts.lods:
         res = SelfReenactment(video=clip.name, lod=lod, every=opts.every)
         renders = render_frames(avatar, model, params, lod, camera=clip.track.camera,
-                                background=opts.background, backend=opts.render_backend)
-        for i, tgt, img in zip(idx, targets, renders):
-            res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt)))
+                                background=opts.background, backend=opts.render_backend, with_alpha=True)
+        for i, tgt, (img, alpha) in zip(idx, targets, renders):
+            res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt, alpha=alpha)))
         out.append(res)
     return out, build
 

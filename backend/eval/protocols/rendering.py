@@ -22,8 +22,10 @@ def render_frames(
     background=(0.0, 0.0, 0.0),
     backend: str = "auto",
     chunk: int = 4,
-) -> Iterator[np.ndarray]:
-    """Yield one (H, W, 3) float32 [0, 1] image per frame of ``params`` (T frames).
+    with_alpha: bool = False,
+) -> Iterator:
+    """Yield one (H, W, 3) float32 [0, 1] image per frame of ``params`` (T frames); with
+    ``with_alpha`` an (image, alpha (H, W) float32 [0, 1]) pair per frame.
 
     Positions for all frames come from one vectorized ``pose`` call (T, N, 3); the splatter takes
     ``chunk`` frames per call ((B, N, 3) means, shared attributes) to bound memory.
@@ -43,5 +45,7 @@ def render_frames(
             res = splat(m, rest.quats, rest.scales, rest.opacities, rest.colors, [cam] * len(m),
                         background=bg, backend=backend)
             imgs = res.image.detach().cpu().numpy().transpose(0, 2, 3, 1)  # (B, H, W, 3)
-            for img in imgs:
-                yield np.clip(img, 0.0, 1.0)
+            alphas = res.alpha.detach().cpu().numpy()                    # (B, H, W)
+            for img, a in zip(imgs, alphas):
+                img = np.clip(img, 0.0, 1.0)
+                yield (img, np.clip(a, 0.0, 1.0)) if with_alpha else img

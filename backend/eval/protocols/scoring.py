@@ -12,6 +12,7 @@ from ..metrics.identity import (FaceEmbedder, FaceEmbedding, MetricModelMissing,
 from ..metrics.image import psnr, ssim
 from ..metrics.landmarks import FaceMeshLandmarker
 from ..metrics.masks import PortraitSegmenter, composite, hull_mask
+from ..metrics.portrait import alpha_iou, mouth_mask, portrait_union
 from ..results import ImageScores
 
 NAN = float("nan")
@@ -93,11 +94,17 @@ class FrameScorer:
         e = self.embedder.embed(_to_uint8(render), fallback_box=hint)
         return NAN if e is None else cosine_similarity(e.vector, reference.embedding.vector)
 
-    def score(self, render: np.ndarray, target: Target, identity_ref: Target | None = None) -> ImageScores:
+    def score(self, render: np.ndarray, target: Target, identity_ref: Target | None = None,
+              alpha: np.ndarray | None = None) -> ImageScores:
         """All image metrics of a render (H, W, 3) float [0, 1] against ``target``; identity is
-        measured against ``identity_ref`` (default: the target itself)."""
+        measured against ``identity_ref`` (default: the target itself). With the render's
+        ``alpha`` (H, W) also alpha IoU and PSNR/SSIM inside the portrait union; mouth PSNR when
+        the target's mouth is open (metrics/portrait.py)."""
         has_face = bool(target.face_mask.any())
         lm = self.render_landmarks(render) if target.landmarks is not None else None
+        h, w = render.shape[:2]
+        mouth = mouth_mask(target.landmarks, h, w)
+        union = portrait_union(alpha, target.portrait) if alpha is not None else None
         return ImageScores(
             psnr_face=psnr(render, target.image, target.face_mask) if has_face else NAN,
             psnr_full=psnr(render, target.full),
@@ -105,6 +112,10 @@ class FrameScorer:
             ssim_full=ssim(render, target.full),
             identity=self.identity(render, identity_ref or target, box_hint=target),
             akd=akd(lm, target.landmarks) if lm is not None else NAN,
+            alpha_iou=alpha_iou(alpha, target.portrait) if alpha is not None else NAN,
+            psnr_portrait=psnr(render, target.full, union) if union is not None and union.any() else NAN,
+            ssim_portrait=ssim(render, target.full, union) if union is not None and union.any() else NAN,
+            mouth_psnr=psnr(render, target.image, mouth) if mouth is not None else NAN,
         )
 
     def motion(self, render: np.ndarray, driving: Target) -> tuple[float, float]:

@@ -1,0 +1,61 @@
+"""Whole-portrait metrics: alpha IoU (render coverage vs the target's portrait mask), the mask
+that makes full-portrait figures comparable across crops and backgrounds, and mouth PSNR inside
+the inner-lip hull on open-mouth frames.
+
+Why the union mask: ``psnr_full`` averages over the whole 512 crop, so a wider crop (more
+background, black in both images) raises it without any change to the person. Scoring inside
+``target portrait mask OR render alpha`` counts only pixels where either image shows someone, so
+it compares crops of different framing and renders on different backgrounds fairly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .masks import hull_mask
+
+# mediapipe face-mesh inner-lip loop (upper lip from corner 78 to corner 308, then the lower lip
+# back): the opening of the mouth.
+INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+INNER_LIP_TOP, INNER_LIP_BOTTOM = 13, 14         # mid upper / mid lower inner-lip points
+INNER_LIP_CORNERS = (78, 308)
+# A frame counts as "mouth open" when the inner-lip gap (13-14) is at least this share of the
+# inner-lip width (78-308). Talking and closed smiles stay below ~0.15; a wide "O" reaches 0.5+.
+MOUTH_OPEN_THRESHOLD = 0.25
+# Smallest inner-lip hull (px at 512) worth a PSNR: a handful of pixels says nothing.
+MIN_MOUTH_PIXELS = 50
+MASK_THRESHOLD = 0.5
+
+
+def alpha_iou(alpha: np.ndarray, mask: np.ndarray, threshold: float = MASK_THRESHOLD) -> float:
+    """Intersection over union of ``alpha > threshold`` and ``mask > threshold``, both (H, W)
+    (floats in [0, 1] or bool). Two empty masks -> NaN (nothing to compare)."""
+    a = np.asarray(alpha) > threshold
+    m = np.asarray(mask) > threshold
+    if a.shape != m.shape:
+        raise ValueError(f"alpha {a.shape} does not match mask {m.shape}")
+    union = np.count_nonzero(a | m)
+    return float(np.count_nonzero(a & m) / union) if union else float("nan")
+
+
+def portrait_union(alpha: np.ndarray, mask: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:
+    """(H, W) bool: pixels where the render or the target shows the person."""
+    return (np.asarray(alpha) > threshold) | (np.asarray(mask) > threshold)
+
+
+def mouth_opening(landmarks: np.ndarray) -> float:
+    """Inner-lip gap over inner-lip width (dimensionless) from (478, 2+) mediapipe landmarks."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    gap = np.linalg.norm(lm[INNER_LIP_TOP] - lm[INNER_LIP_BOTTOM])
+    width = np.linalg.norm(lm[INNER_LIP_CORNERS[0]] - lm[INNER_LIP_CORNERS[1]])
+    return float(gap / width) if width > 0 else float("nan")
+
+
+def mouth_mask(landmarks: np.ndarray | None, height: int, width: int,
+               threshold: float = MOUTH_OPEN_THRESHOLD) -> np.ndarray | None:
+    """(H, W) bool inside the inner-lip hull when the mouth is open (``mouth_opening >=
+    threshold`` and at least MIN_MOUTH_PIXELS pixels), else None (the frame has no mouth PSNR)."""
+    if landmarks is None or not mouth_opening(landmarks) >= threshold:
+        return None
+    mask = hull_mask(np.asarray(landmarks)[list(INNER_LIP)], height, width)
+    return mask if np.count_nonzero(mask) >= MIN_MOUTH_PIXELS else None

@@ -1,0 +1,98 @@
+"""Whole-portrait metrics on hand-made inputs whose values can be checked by hand: alpha IoU, the
+portrait union mask, mouth opening / inner-lip hull / mouth PSNR, head-and-hair region and crop
+coverage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from backend.eval.metrics.image import psnr
+from backend.eval.metrics.portrait import (INNER_LIP, MOUTH_OPEN_THRESHOLD, alpha_iou, mouth_mask, mouth_opening,
+                                           portrait_union)
+from backend.face.crop import CropInfo
+from backend.face.framing import crop_coverage, head_region
+
+
+def test_alpha_iou_counts_pixels():
+    alpha = np.zeros((4, 4), np.float32)
+    alpha[0, 0:2] = 0.9          # render covers 2 pixels
+    mask = np.zeros((4, 4), np.float32)
+    mask[0, 1:4] = 1.0           # target covers 3, one shared
+    assert alpha_iou(alpha, mask) == pytest.approx(1 / 4)
+    assert alpha_iou(mask, mask) == 1.0
+    alpha[0, 0:2] = 0.4          # below the 0.5 threshold: nothing rendered
+    assert alpha_iou(alpha, mask) == 0.0
+    assert math.isnan(alpha_iou(np.zeros((2, 2)), np.zeros((2, 2))))
+    union = portrait_union(np.eye(3), np.fliplr(np.eye(3)))
+    assert union.sum() == 5      # two diagonals share the centre pixel
+
+
+def _lips(gap: float, width: float = 40.0, centre=(120.0, 110.0)) -> np.ndarray:
+    """Landmarks whose inner-lip hull is a diamond: corners 78/308 ``width`` apart, 13/14 ``gap``
+    apart; the other inner-lip points sit at the centre."""
+    lm = np.zeros((478, 2), np.float64)
+    cx, cy = centre
+    lm[list(INNER_LIP)] = centre
+    lm[78], lm[308] = (cx - width / 2, cy), (cx + width / 2, cy)
+    lm[13], lm[14] = (cx, cy - gap / 2), (cx, cy + gap / 2)
+    return lm
+
+
+def test_mouth_opening_and_hull():
+    lm = _lips(gap=24.0)
+    assert mouth_opening(lm) == pytest.approx(24 / 40)
+    m = mouth_mask(lm, 256, 256)
+    # a diamond with diagonals 40 and 24 px: area 480 px
+    assert m is not None and abs(int(m.sum()) - 480) <= 24
+    assert m[110, 120] and not m[110, 99] and not m[97, 120]
+    # a gap under the threshold: no mouth PSNR for this frame
+    assert mouth_opening(_lips(gap=0.2 * 40)) < MOUTH_OPEN_THRESHOLD
+    assert mouth_mask(_lips(gap=0.2 * 40), 256, 256) is None
+    assert mouth_mask(None, 256, 256) is None
+
+
+def test_mouth_psnr_inside_the_hull_only():
+    lm = _lips(gap=24.0)
+    m = mouth_mask(lm, 256, 256)
+    target = np.zeros((256, 256, 3), np.float32)
+    render = np.full((256, 256, 3), 0.8, np.float32)   # wrong everywhere outside the mouth ...
+    render[m] = 0.1                                     # ... and off by 0.1 inside it
+    assert psnr(render, target, m) == pytest.approx(20.0, abs=1e-4)   # 10 log10(1 / 0.01)
+
+
+def _portrait(h: int = 200, w: int = 200):
+    """A person mask: head disk (centre 100, 90, r 30), tall hair block above it up to row 20,
+    shoulders below row 130, and a second blob (someone else) top left; face landmarks on the disk
+    with the chin at row 118."""
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    mask = ((xx - 100) ** 2 + (yy - 90) ** 2 <= 30**2).astype(np.float32)
+    mask[20:70, 80:120] = 1.0       # hair
+    mask[130:, 40:160] = 1.0        # shoulders
+    mask[122:130, 90:110] = 1.0     # neck
+    mask[5:15, 5:15] = 1.0          # another person's head, not connected
+    t = np.linspace(0, 2 * np.pi, 478, endpoint=False)
+    lm = np.stack([100 + 20 * np.cos(t), 98 + 20 * np.sin(t)], 1)   # y in 78..118
+    return mask, lm
+
+
+def test_head_region_is_the_connected_part_above_the_chin():
+    mask, lm = _portrait()
+    region = head_region(mask, lm)
+    assert region[25, 100] and region[90, 100]             # hair top and face
+    assert not region[150, 100] and not region[125, 100]   # shoulders / neck are below the chin
+    assert not region[10, 10]                              # the other blob is not this head
+    assert region[:119].sum() > 0
+    assert region[119:].sum() == 0
+
+
+def test_crop_coverage_counts_the_region_inside_the_crop():
+    region = np.zeros((100, 100), bool)
+    region[10:30, 40:60] = True                            # 400 px
+    assert crop_coverage(region, CropInfo(0, 20, 100, 512, (100, 100))) == pytest.approx(0.5)
+    assert crop_coverage(region, CropInfo(-50, -50, 200, 512, (100, 100))) == 1.0
+    # the region is a half-size copy of a 200x200 source: crop in source pixels
+    assert crop_coverage(region, CropInfo(0, 40, 200, 512, (200, 200)), region_scale=0.5) == pytest.approx(0.5)
+    assert math.isnan(crop_coverage(np.zeros((4, 4), bool), CropInfo(0, 0, 4, 512, (4, 4))))
