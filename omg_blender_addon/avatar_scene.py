@@ -240,6 +240,7 @@ def _shape_keys(obj, base: np.ndarray, names: list[str], deltas: np.ndarray, sli
         kb = obj.shape_key_add(name=name, from_mix=False)
         kb.data.foreach_set("co", (base + d).astype(np.float32).ravel())
         kb.slider_min, kb.slider_max = slider
+        kb.value = 0.0  # new keys start at 1.0 in Blender 5.0: the rest is the neutral expression
     obj.data.shape_keys.use_relative = True
 
 

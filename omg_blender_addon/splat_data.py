@@ -1,0 +1,102 @@
+"""3DGS point columns (+ the current pose) -> the arrays the splat shader draws. Pure numpy, no bpy.
+
+A drawn splat is its world-space centre, a 3x3 factor ``T`` of its world covariance (``cov = T T^T``),
+its colour and its opacity. At rest ``T = R(q) diag(exp(scale))``. Posed, the deformation's linear
+part at the point multiplies it: ``T = B R(q) diag(s)`` with ``B = sum_j w_j A_j`` the blended
+skinning matrices (linear blend skinning's Jacobian, the same blended rotation backend posing
+applies to the identity offsets in ``rotate_blended``) times the object's world matrix. Working with
+``T`` instead of a quaternion keeps the blend exact (no re-orthonormalisation) and handles object
+scale.
+
+Colours are the degree-0 SH colour ``clip(0.5 + C0 f_dc, 0, 1)``: display (sRGB) values, exactly what
+the backend splatter composites and writes to PNG without a transfer function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend.avatar.attributes import quat_to_matrix
+from ..backend.avatar.ply import C0
+
+COLUMNS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+           "rot_0", "rot_1", "rot_2", "rot_3")
+
+
+@dataclass
+class SplatData:
+    """Splats ready to draw. N = splats.
+
+    means:   (N, 3) float32 world centres, metres.
+    factors: (N, 3, 3) float32 world covariance factors T (cov = T T^T), metres.
+    colors:  (N, 3) float32 display (sRGB) colours in [0, 1].
+    opacity: (N,) float32 in [0, 1].
+    """
+
+    means: np.ndarray
+    factors: np.ndarray
+    colors: np.ndarray
+    opacity: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @staticmethod
+    def concat(parts: list["SplatData"]) -> "SplatData":
+        if not parts:
+            z = np.zeros((0, 3), np.float32)
+            return SplatData(z, np.zeros((0, 3, 3), np.float32), z.copy(), np.zeros(0, np.float32))
+        return SplatData(*(np.concatenate([getattr(p, k) for p in parts]) for k in
+                           ("means", "factors", "colors", "opacity")))
+
+
+@dataclass
+class RestSplats:
+    """The per-object constants (read once per object): rest rotation x scale ``RS`` (N, 3, 3)
+    float32 (object frame), colours (N, 3), opacity (N,)."""
+
+    RS: np.ndarray
+    colors: np.ndarray
+    opacity: np.ndarray
+
+
+def rest_splats(columns: dict[str, np.ndarray]) -> RestSplats:
+    """The constant part of every splat from the 3DGS columns (COLUMNS names, (N,) each)."""
+    c = columns
+    quats = np.stack([c[f"rot_{i}"] for i in range(4)], 1).astype(np.float64)
+    bad = np.linalg.norm(quats, axis=1) < 1e-12
+    quats[bad] = (1.0, 0.0, 0.0, 0.0)  # a zero quaternion would be NaN; treat it as identity
+    scales = np.exp(np.stack([c[f"scale_{i}"] for i in range(3)], 1).astype(np.float64))
+    RS = quat_to_matrix(quats) * scales[:, None, :]
+    colors = np.clip(np.stack([c[f"f_dc_{i}"] for i in range(3)], 1) * C0 + 0.5, 0.0, 1.0)
+    opacity = 1.0 / (1.0 + np.exp(-c["opacity"].astype(np.float64)))
+    return RestSplats(RS.astype(np.float32), colors.astype(np.float32), opacity.astype(np.float32))
+
+
+def blended_matrices(weights: np.ndarray | None, skin: np.ndarray | None, world: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) or (1, 3, 3) float32 linear part of the deformation at every point.
+
+    weights (N, J) skinning weights (rows need not sum to 1: Blender normalises them, so do we;
+    rows of zeros keep the object's rest), skin (J, 3, 3) the joints' linear skinning matrices in
+    world axes, world (3, 3) the object's world matrix. No skinning: the world matrix alone."""
+    world = np.asarray(world, np.float32)
+    if weights is None or skin is None or weights.shape[1] == 0:
+        return world[None]
+    w = np.asarray(weights, np.float32)
+    total = w.sum(1, keepdims=True)
+    unweighted = total[:, 0] <= 0.0
+    w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+    J = skin.shape[0]
+    B = (w @ np.asarray(skin, np.float32).reshape(J, 9)).reshape(-1, 3, 3)
+    B[unweighted] = np.eye(3, dtype=np.float32)
+    return np.matmul(B, world)
+
+
+def posed_splats(rest: RestSplats, means_world: np.ndarray, blend: np.ndarray) -> SplatData:
+    """SplatData from the rest constants, the deformed world centres (N, 3) and the deformation's
+    linear part ``blend`` (N or 1, 3, 3) in world axes (blended_matrices)."""
+    factors = np.matmul(np.asarray(blend, np.float32), rest.RS)
+    return SplatData(np.ascontiguousarray(means_world, np.float32), np.ascontiguousarray(factors, np.float32),
+                     rest.colors, rest.opacity)
