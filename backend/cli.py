@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(_command_module(args.command).run(args) or 0)
-    except CancelledError:
+    except (CancelledError, KeyboardInterrupt):
+        # Ctrl-C: one line, no traceback; writers have removed their temporary files already
         print("cancelled", file=sys.stderr)
         return 130
     except OMGError as exc:

@@ -29,6 +29,6 @@ def write_json(path: str | Path | None, figures: dict[str, Any]) -> None:
     """Write ``figures`` as pretty JSON (numpy values converted; NaN/inf become null)."""
     if path is None:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain(figures), indent=2, sort_keys=True) + "\n")
+    from .output_safety import atomic_write_text
+
+    atomic_write_text(path, json.dumps(_plain(figures), indent=2, sort_keys=True) + "\n")

@@ -61,11 +61,23 @@ def preview_work(req: PreviewRequest):
     return work
 
 
+_SESSION_DIR: list[str] = []  # this Blender session's private preview folder (made on first use)
+
+
 def default_output() -> str:
-    """//omg_preview next to a saved .blend, else a folder in the system temp dir."""
+    """//omg_preview next to a saved .blend, else a private folder for this user and session in
+    the system temp dir (never a fixed shared path another user or session could own or read)."""
     if bpy.data.filepath:
         return bpy.path.abspath("//omg_preview")
-    return os.path.join(tempfile.gettempdir(), "omg_preview")
+    if not _SESSION_DIR or not os.path.isdir(_SESSION_DIR[0]):
+        import getpass
+
+        try:
+            user = "".join(c for c in getpass.getuser() if c.isalnum())[:32]
+        except (KeyError, OSError):  # no user name (some containers)
+            user = "user"
+        _SESSION_DIR[:] = [tempfile.mkdtemp(prefix=f"omg_preview_{user}_")]  # mode 0700
+    return _SESSION_DIR[0]
 
 
 class OMG_AVATAR_OT_render_preview(jobs.JobOperator, bpy.types.Operator):

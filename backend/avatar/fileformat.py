@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +82,10 @@ def save_avatar(avatar: GaussianAvatar, path: str | Path) -> Path:
         "options": avatar.options,
         "sha256": _digest(tensors),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(header, sort_keys=True, default=str)})
-    os.replace(tmp, path)
+    from ..output_safety import atomic_path
+
+    with atomic_path(path) as tmp:  # an earlier file at ``path`` survives a failed write
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(header, sort_keys=True, default=str)})
     return path
 
 
@@ -107,7 +106,13 @@ def _open(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     except InputError:
         raise
     except Exception as exc:  # safetensors raises its own error types for a damaged header/body
-        raise InputError(path, f"not a readable .omgavatar file (corrupt or truncated: {exc})") from None
+        from ..filekind import describe, wrong_kind
+
+        if describe(path) != "a safetensors file":
+            raise InputError(path, wrong_kind(path, "an avatar file (.omgavatar, written by "
+                                              "python -m backend build)")) from None
+        raise InputError(path, "a damaged .omgavatar file (corrupt or truncated: "
+                               f"{str(exc)[:100]})") from None
     if _META_KEY not in meta:
         raise InputError(path, "not an .omgavatar file (no avatar header)")
     try:

@@ -53,8 +53,10 @@ def write_ply(path: str | Path, gs: GaussianSet, text: bool = False) -> Path:
     data = np.empty(len(gs), dtype=[(k, "<f4") for k in cols])
     for k, v in cols.items():
         data[k] = v
-    path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(data, "vertex")], text=text, byte_order="<").write(str(path))
+    from ..output_safety import atomic_path
+
+    with atomic_path(path) as tmp:  # an earlier file at ``path`` survives a failed write
+        PlyData([PlyElement.describe(data, "vertex")], text=text, byte_order="<").write(str(tmp))
     return path
 
 
@@ -97,11 +99,16 @@ def read_ply(path: str | Path) -> GaussianSet:
         colors = rgb / 255.0 if data["red"].dtype.kind in "ui" else rgb
     else:
         colors = np.full((n, 3), 0.5)
-    opac = 1.0 / (1.0 + np.exp(-col("opacity"))) if "opacity" in names else np.ones(n)
-    scales = np.exp(np.stack([col(f"scale_{i}") for i in range(3)], axis=1))
-    q = np.stack([col(f"rot_{i}") for i in range(4)], axis=1)
-    norm = np.linalg.norm(q, axis=1, keepdims=True)
-    q = np.where(norm > 0, q / np.maximum(norm, 1e-30), np.array([1.0, 0, 0, 0]))
-    if not np.all(np.isfinite(means)):
-        raise InputError(path, "PLY has non-finite positions")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, refused below
+        opac = 1.0 / (1.0 + np.exp(-col("opacity"))) if "opacity" in names else np.ones(n)
+        scales = np.exp(np.stack([col(f"scale_{i}") for i in range(3)], axis=1))
+        q = np.stack([col(f"rot_{i}") for i in range(4)], axis=1)
+        norm = np.linalg.norm(q, axis=1, keepdims=True)
+        q = np.where(norm > 0, q / np.maximum(norm, 1e-30), np.array([1.0, 0, 0, 0]))
+    for what, arr in (("positions", means), ("scales", scales), ("rotations", q),
+                      ("opacities", opac), ("colours", colors)):
+        bad = ~np.isfinite(arr).reshape(n, -1).all(1) if n else np.zeros(0, bool)
+        if bad.any():
+            raise InputError(path, f"PLY has non-finite (NaN or infinite) {what} in {int(bad.sum())} "
+                                   f"of {n} Gaussians (first: vertex {int(np.argmax(bad))})")
     return GaussianSet(means, q, scales, opac, colors)

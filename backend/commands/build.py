@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+SAMPLE_NAME = "astronaut"  # backend.avatar.sample.SAMPLE_NAME (not imported: it loads the build)
 HELP = "photo -> multi-LOD Gaussian avatar (.omgavatar, .ply per LOD, previews)"
 
 
@@ -34,12 +35,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto", help="splatting backend")
     p.add_argument("--no-previews", action="store_true", help="skip the preview PNGs")
     p.add_argument("--name", default=None, help="output file stem (default: the photo's stem)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier avatar of the same name in the output folder (its files, "
+                        "including LOD .ply files this build does not make, are removed)")
     p.add_argument("--json", default=None, metavar="PATH", help="write figures (counts, seconds, PSNR/SSIM)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
 
 
+def earlier_build_files(out: Path, stem: str) -> list[Path]:
+    """Files of an earlier build named ``stem`` in ``out`` (the avatar, its LOD .ply files and
+    previews): what a new build of that name would replace."""
+    if not out.is_dir():
+        return []
+    pats = (f"{stem}.omgavatar", f"{stem}_lod[0-9].ply", f"{stem}_preview_*.png")
+    return sorted(p for pat in pats for p in out.glob(pat) if p.is_file())
+
+
+def check_outputs(args: argparse.Namespace, stem: str | None) -> tuple[Path, list[Path]]:
+    """Everything about the outputs that can fail, checked before the build starts (fast).
+    Returns the output folder and the earlier build's files that --force allows replacing."""
+    from ..output_safety import OutputError, check_output_dir, check_output_file, inside
+
+    inputs = [args.photo, args.head_model, args.checkpoint, args.dinov2]
+    out = check_output_dir(args.output, inputs)
+    if args.json:
+        check_output_file(args.json, [*inputs, args.output], what="--json file")
+    if args.name is not None:
+        inside(out, args.name)
+    earlier = earlier_build_files(out, stem) if stem else []
+    if earlier and not args.force:
+        raise OutputError(args.output, f"already holds an avatar named '{stem}' ("
+                          f"{', '.join(p.name for p in earlier[:3])}{', ...' if len(earlier) > 3 else ''}): "
+                          "pass --force to replace it, or choose another -o or --name")
+    return out, earlier
+
+
 def run(args: argparse.Namespace) -> int:
+    stem = args.name or (Path(args.photo).stem if args.photo else SAMPLE_NAME)
+    out, earlier = check_outputs(args, stem)  # first: before the heavy imports and any work
     from ..avatar.build import BuildOptions, build_avatar
     from ..avatar.fileformat import save_avatar
     from ..avatar.outputs import export_plys, write_previews
@@ -55,13 +89,15 @@ def run(args: argparse.Namespace) -> int:
     progress, close = tqdm_progress("build", args.progress)
     try:
         result = build_avatar(args.photo, opts, progress)
-        out = Path(args.output)
-        stem = args.name or result.photo_name
         with progress.stage("write"):
             avatar_path = save_avatar(result.avatar, out / f"{stem}.omgavatar")
             plys = export_plys(result.avatar, result.model, out, stem)
             previews = [] if args.no_previews else write_previews(
                 result.avatar, result.model, out, stem, max(result.avatar.levels), args.backend)
+            # --force replaced an earlier build of this name: its files this build did not
+            # rewrite (e.g. _lod2.ply after --lods 0) would otherwise pose as part of the new one
+            for stale in set(earlier) - {avatar_path, *plys, *previews}:
+                stale.unlink(missing_ok=True)
     finally:
         close()
     result.seconds["write"] = progress.stage_seconds.get("write", 0.0)

@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--media", type=Path, default=None,
                         help="folder with photos/ and videos/ (default ../shared/media beside the repository; "
                              "skipped cleanly when absent)")
-    parser.add_argument("--out", type=Path, default=Path("docs/report"),
-                        help="report folder: README.md + PNG plots (default docs/report)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder: README.md + PNG plots (default: a new folder "
+                             "eval-report-<date>-<time> in the current folder)")
     parser.add_argument("--lods", type=_lods, default=(0, 1, 2), help="LODs to evaluate (default 0,1,2)")
     parser.add_argument("--every", type=_positive, default=5,
                         help="self-reenactment: every K-th frame after frame 0 drives (default 5)")
@@ -97,7 +98,15 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import tqdm_progress
     from ..stats import write_json
 
+    from ..output_safety import check_output_dir, check_output_file, fresh_dir_name
+
     backends = [b.strip() for b in args.render_backends.split(",")] if args.render_backends else None
+    if args.out is None:
+        args.out = fresh_dir_name(".", "eval-report")
+    check_output_dir(args.out, [args.media, args.avatar, args.from_json, args.head_model],
+                     what="report folder")
+    if args.json:
+        check_output_file(args.json, [args.from_json, args.avatar], what="--json file")
     command = _command_line()
     baseline = _baseline(args.baseline, args.baseline_label)
     if args.from_json is not None:
@@ -105,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
         from ..eval.results import results_from_dict
 
-        res = results_from_dict(json.loads(args.from_json.read_text()))
+        from ..errors import InputError
+
+        try:
+            res = results_from_dict(json.loads(args.from_json.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(args.from_json, f"not a readable eval figures file ({exc})") from None
         if baseline is not None:
             res.baseline = baseline
         md = write_report(res, args.out, command, rerendered=True)

@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output_safety import check_output_dir, inside
+
+    out = check_output_dir(args.output, [args.avatar, args.head_model])  # first: before any work
+    if args.name is not None:
+        inside(out, args.name)
     from ..avatar.expressions import edit_params
     from ..avatar.fileformat import load_avatar
     from ..avatar.outputs import export_plys
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise InputError(args.avatar, f"has no LOD {missing} (it has {avatar.levels})")
     params = edit_params(model, avatar.params, dict(args.expr), args.jaw, args.neutral)
-    paths = export_plys(avatar, model, args.output, args.name or Path(args.avatar).stem, params, lods)
+    paths = export_plys(avatar, model, out, args.name or Path(args.avatar).stem, params, lods)
     for p in paths:
         print(p)
     return 0

@@ -49,6 +49,15 @@ def preview_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output_safety import check_output_dir, check_output_file
+
+    # first: before the heavy imports and any work
+    inputs = [args.avatar, args.motion, args.head_model, args.checkpoint]
+    out = check_output_dir(args.output, inputs)
+    if not args.no_video:
+        check_output_file(out / "preview.mp4", inputs, what="preview video")
+    if args.json:
+        check_output_file(args.json, [*inputs, args.output], what="--json file")
     from ..avatar import load_avatar
     from ..errors import InputError
     from ..head.params import HeadParams
@@ -76,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
         if args.fps <= 0:
             raise SystemExit("--fps must be positive")
         params, fps = resample(params, motion.fps, args.fps), args.fps
-    out = Path(args.output)
     progress, close = tqdm_progress("render", args.progress)
     try:
         result = render_preview(avatar, params, out, preview_options(args), fps=fps,

@@ -25,7 +25,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p)
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable outputs before tracking starts: the mp4 must not be the driving clip (or
+    any other input), folders must be creatable and writable."""
+    from ..output_safety import check_output_dir, check_output_file
+
+    inputs = [args.avatar, args.video, args.head_model, args.checkpoint]
+    check_output_file(args.output, inputs, suffixes=(".mp4", ".m4v", ".mov"), what="output video")
+    if args.frames:
+        check_output_dir(args.frames, inputs, what="--frames folder")
+    if args.save_track:
+        check_output_file(args.save_track, [*inputs, args.output], what="--save-track file")
+    if args.json:
+        check_output_file(args.json, [*inputs, args.output, args.save_track], what="--json file")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args)  # first: before the heavy imports and any work
     from ..avatar import load_avatar
     from ..face.track import TrackOptions, track_video
     from ..head.loader import load_model_for_avatar
@@ -51,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
                             args.start, args.end)
         track_seconds = time.perf_counter() - t0
         if args.save_track:
-            Path(args.save_track).parent.mkdir(parents=True, exist_ok=True)
             track.save(args.save_track)
         result = render_preview(avatar, track.params, args.frames, opts, fps=track.fps, video=args.output,
                                 model=model, progress=render_progress)

@@ -21,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output_safety import check_output_file
+
+    inputs = [args.video, args.head_model]  # first: before the heavy imports and any work
+    check_output_file(args.output, inputs, what="track file")
+    if args.json:
+        check_output_file(args.json, [*inputs, args.output], what="--json file")
     from ..errors import InputError
     from ..face.track import TrackOptions, track_video
     from ..head.loader import load_head_model

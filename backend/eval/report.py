@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..output_safety import atomic_write_text
 from .results import EvalResults, nanmean, summary
 
 # The paper's VFHQ self-reenactment figures (OMG-Avatar, LOD 2), quoted for reference only.
@@ -363,6 +364,6 @@ def write_report(res: EvalResults, out_dir: str | Path, command: str, rerendered
     # a speed-only report from a GPU machine kept beside this one (docs/report/gpu/README.md)
     gpu = "gpu/README.md" if (out / "gpu" / "README.md").is_file() else None
     md = out / "README.md"
-    md.write_text(render_markdown(res, plots, command, gpu_report=gpu, rerendered=rerendered,
-                                 baseline=baseline) + "\n")
+    atomic_write_text(md, render_markdown(res, plots, command, gpu_report=gpu, rerendered=rerendered,
+                                          baseline=baseline) + "\n")
     return md

@@ -133,14 +133,18 @@ class Track:
 
     def save(self, path: str | Path) -> None:
         """Write ``path`` (.npz): arrays plus the JSON metadata under key 'metadata'."""
+        from ..output_safety import atomic_path
+
         p = self.params
-        np.savez_compressed(
-            path, shape=p.shape, expr=p.expr, pose=p.pose, transl=p.transl,
-            confidence=self.confidence.astype(np.float32), has_face=self.has_face.astype(bool),
-            landmarks=self.landmarks.astype(np.float32), K=self.camera.K, viewmat=self.camera.viewmat,
-            image_size=np.array([self.camera.width, self.camera.height], np.int64),
-            crop=self.crop.as_array(), metadata=np.array(json.dumps(self.metadata())),
-        )
+        target = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")  # numpy's rule
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh, shape=p.shape, expr=p.expr, pose=p.pose, transl=p.transl,
+                confidence=self.confidence.astype(np.float32), has_face=self.has_face.astype(bool),
+                landmarks=self.landmarks.astype(np.float32), K=self.camera.K, viewmat=self.camera.viewmat,
+                image_size=np.array([self.camera.width, self.camera.height], np.int64),
+                crop=self.crop.as_array(), metadata=np.array(json.dumps(self.metadata())),
+            )
 
     @staticmethod
     def load(path: str | Path) -> "Track":

@@ -60,8 +60,12 @@ class HeadParams:
 
     def save(self, path: str | Path) -> None:
         """Write an .npz (shape, expr, pose, transl)."""
-        np.savez(path, shape=self.shape, expr=self.expr, pose=self.pose, transl=self.transl,
-                 meta=np.array(json.dumps({"format": "omg-head-params", "version": 1})))
+        from ..output_safety import atomic_path
+
+        target = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")  # numpy's rule
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, shape=self.shape, expr=self.expr, pose=self.pose, transl=self.transl,
+                     meta=np.array(json.dumps({"format": "omg-head-params", "version": 1})))
 
     @staticmethod
     def load(path: str | Path) -> "HeadParams":

@@ -39,6 +39,11 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "motion file not found (expected a track .npz)")
+    from ..filekind import describe, wrong_kind
+
+    if describe(path) != "a zip/.npz archive":
+        raise InputError(path, wrong_kind(path, "a motion file: expected a track .npz "
+                                          "(python -m backend track VIDEO -o track.npz)"))
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)

@@ -2,6 +2,11 @@
 
 Every frame is stamped with the visible "AI-generated" mark (backend.render.stamp_watermark); PNGs
 also carry the tEXt chunks of backend.render.save_png and the mp4 a comment in its metadata.
+
+Nothing at the final paths changes until :meth:`FrameWriter.close`: ffmpeg writes a temporary mp4
+beside the target and every PNG goes to a temporary file beside its final name
+(backend.output_safety); ``close`` renames them all into place, ``discard`` removes only them, so a
+cancelled or failed preview leaves earlier files byte-identical.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..render.watermark import PNG_TEXT, stamp_watermark, write_stamped_png
+from ..output_safety import AtomicFile
+from ..render.watermark import PNG_TEXT, stamp_watermark, write_png_file
 
 FRAME_PATTERN = "frame_{:05d}.png"
 
@@ -29,9 +35,11 @@ class FrameWriter:
     video: Path | None
     fps: float
     first_number: int = 0
-    pngs: list[Path] = field(default_factory=list)
+    pngs: list[Path] = field(default_factory=list)  # final paths (files exist after close())
     n_frames: int = 0
     _writer: object = field(default=None, repr=False)
+    _pending: list[AtomicFile] = field(default_factory=list, repr=False)  # PNGs, then the mp4
+    _video_file: AtomicFile | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.png_dir is None and self.video is None:
@@ -52,8 +60,10 @@ class FrameWriter:
         """Add one (H, W, 3) uint8 frame (not yet watermarked: this stamps it)."""
         stamped = stamp_watermark(frame)
         if self.png_dir is not None:
-            path = Path(self.png_dir) / FRAME_PATTERN.format(self.first_number + self.n_frames)
-            self.pngs.append(write_stamped_png(path, stamped))
+            f = AtomicFile(Path(self.png_dir) / FRAME_PATTERN.format(self.first_number + self.n_frames))
+            self._pending.append(f)
+            write_png_file(f.tmp, stamped)
+            self.pngs.append(f.target)
         if self.video is not None:
             self._send(stamped)
         self.n_frames += 1
@@ -68,33 +78,51 @@ class FrameWriter:
             from ..ffmpeg import ensure_ffmpeg
 
             ensure_ffmpeg()
-
+            self._video_file = AtomicFile(self.video)
+            self._pending.append(self._video_file)
             self._writer = imageio_ffmpeg.write_frames(
-                str(self.video), (frame.shape[1], frame.shape[0]), fps=float(self.fps), codec="libx264",
+                str(self._video_file.tmp), (frame.shape[1], frame.shape[0]), fps=float(self.fps), codec="libx264",
                 pix_fmt_out="yuv420p", quality=8, macro_block_size=1, ffmpeg_log_level="error",
                 output_params=["-metadata", f"comment={PNG_TEXT['Comment']}"],
             )
             self._writer.send(None)
         self._writer.send(np.ascontiguousarray(frame))
 
-    def close(self) -> None:
-        """Finish the mp4 (flushes ffmpeg); safe to call twice."""
+    def _stop_encoder(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            writer.close()  # flushes ffmpeg and waits for it
+
+    def close(self) -> None:
+        """Finish the mp4 and move every file into place; safe to call twice."""
+        try:
+            self._stop_encoder()
+        except BaseException:
+            self.discard()
+            raise
+        for f in self._pending:
+            f.commit()
+        self._pending.clear()
 
     def discard(self) -> None:
-        """Delete what was written so far (after a cancel or an error)."""
-        self.close()
-        for p in self.pngs:
-            p.unlink(missing_ok=True)
-        self.pngs.clear()
-        if self.video is not None:
-            Path(self.video).unlink(missing_ok=True)
-        self.n_frames = 0
+        """Remove this writer's temporary files (after a cancel or an error); files that were at
+        the final paths before stay as they were."""
+        try:
+            self._stop_encoder()
+        except Exception:  # noqa: BLE001 - an encoder that failed already is being thrown away
+            pass
+        finally:
+            for f in self._pending:
+                f.discard()
+            self._pending.clear()
+            self.pngs.clear()
+            self.n_frames = 0
 
     def __enter__(self) -> "FrameWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()

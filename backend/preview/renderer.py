@@ -198,8 +198,7 @@ def render_preview(avatar, params: HeadParams, out_dir: str | Path | None, optio
             secs["write"] = secs.get("write", 0.0) + time.perf_counter() - t
             progress.report((i + 1) / T, f"frame {i + 1}/{T}")
     except BaseException:
-        writer.close()
-        writer.discard()  # a cancelled or failed preview leaves no partial files behind
+        writer.discard()  # a cancelled or failed preview leaves earlier files as they were
         raise
     writer.close()
     seconds = time.perf_counter() - t_start

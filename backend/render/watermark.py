@@ -106,9 +106,17 @@ def save_png(path: str | Path, image, corner: Corner = "bottom-right", extra_tex
 def write_stamped_png(path: str | Path, stamped: np.ndarray, extra_text: dict[str, str] | None = None) -> Path:
     """Write an already watermarked (H, W, 3) uint8 image as a PNG with the AI-generated tEXt chunks."""
     path = Path(path)
+    from ..output_safety import atomic_path
+
+    with atomic_path(path) as tmp:  # an earlier file at ``path`` survives a failed write
+        write_png_file(tmp, stamped, extra_text)
+    return path
+
+
+def write_png_file(path: str | Path, stamped: np.ndarray, extra_text: dict[str, str] | None = None) -> None:
+    """Write the PNG bytes of :func:`write_stamped_png` straight to ``path`` (callers that manage
+    their own temporary file, e.g. the preview FrameWriter, use this)."""
     info = PngInfo()
     for k, v in {**PNG_TEXT, **(extra_text or {})}.items():
         info.add_text(k, v)
-    path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(stamped).save(path, format="PNG", pnginfo=info)
-    return path

@@ -73,8 +73,17 @@ def test_frame_writer_pads_odd_sizes_and_discards(tmp_path):
     meta = next(imageio_ffmpeg.read_frames(str(tmp_path / "v.mp4")))
     assert tuple(meta["size"]) == (102, 82)  # padded to even for yuv420p
     assert Image.open(w.pngs[0]).text["AI-generated"] == "true"
-    w.discard()
-    assert not list((tmp_path / "png").iterdir()) and not (tmp_path / "v.mp4").exists()
+    # a second writer over the same paths that is discarded (cancel/error) removes only its own
+    # temporary files: the finished files above stay byte-identical
+    before = {p: p.read_bytes() for p in [*w.pngs, tmp_path / "v.mp4"]}
+    w2 = FrameWriter(tmp_path / "png", tmp_path / "v.mp4", fps=10.0, first_number=7)
+    for f in frames[::-1]:
+        w2.write(f)
+    assert {p: p.read_bytes() for p in before} == before  # nothing replaced before close()
+    w2.discard()
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [p.name for p in w.pngs]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["png", "v.mp4"]
     with pytest.raises(InputError, match="mp4"):
         FrameWriter(None, tmp_path / "v.avi", fps=10.0)
 
