@@ -1,0 +1,294 @@
+"""Hair volume: the portrait's hair silhouette becomes a 3D shell of Gaussians around the skull.
+
+A one-view visual hull with a shape prior, built on a voxel grid in the head's rest frame (the
+neck joint's frame, so the hull moves with the head):
+
+- Silhouette: a voxel is a candidate only where it projects (source pose) into hair or head pixels.
+- Cross-sections: per rest height, the hair+head silhouette's run through the skull's centre gives
+  the half-width ``w`` and centre; the hull's cross-section is an ellipse of that half-width and a
+  depth half-axis ``skull half-depth + back_ratio * max(w - skull half-width, min_thickness)``: the
+  hair shell behind the head is about as thick as the silhouette shows it beside the head (left/right symmetry carried
+  round the back), and never thinner than ``min_thickness_m`` (no bald shell). Above the skull (tall
+  hair, buns) the cross-section is ``round_ratio`` as deep as it is wide.
+- Rows with hair: from the top of the hair down to the lowest hair row of the central run; below the
+  chin only the half behind the neck is kept (long hair hangs down the back).
+- Carving: nothing in front of the face (voxels projecting into the head mesh in front of its depth
+  buffer, or in front of the ears' plane), so the face is never covered.
+Gaussians: the hull's outer shell (``shell_voxels`` thick) at voxel spacing, plus a fine layer on the
+visible hair pixels at their hull depth (pixel detail at the source view; hair lying on the body
+sits just in front of the torso). Colours: the photo where the source view sees the Gaussian (hair
+pixels only: the texture image holds no background); the rest (back, sides) samples the
+column-continued hair texture (texture.continue_columns) at the point mirrored front-to-back
+through the skull's centre, so the back repeats the strands seen above the face and beside it.
+Skinning: the neck joint (the head) above the chin, blending over ``shoulder_blend_m`` below it into
+the torso's weights (global with a NECK_FOLLOW share of the neck): hair on the shoulders follows
+neck and shoulders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .attributes import matrix_to_quat
+from .gaussians import GaussianSet
+from .imageops import bilinear, blur
+from .posing import NECK_FOLLOW, lbs_numpy, shaped_vertices
+from .regions import PortraitRegions
+from .skinning import NECK, neck_global_weights, to_rest
+from .texture import continue_columns
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+    from ..head.params import HeadParams
+    from ..render.camera import Camera
+    from ..render.depth import DepthBuffer
+
+
+@dataclass
+class HairOptions:
+    voxel_m: float = 0.003          # hull voxel edge (metres): about 5 px at the source view
+    min_thickness_m: float = 0.012  # thinnest hair shell over the skull
+    round_ratio: float = 0.9        # depth / width of hair cross-sections above the skull
+    back_ratio: float = 0.7         # hair thickness behind the skull / beside it (hair lies flatter there)
+    shell_voxels: int = 2           # shell thickness kept as Gaussians (hidden interior dropped)
+    face_plane_m: float = 0.0       # rest z of the ears' plane: no hull in front of it over the head
+    fine_step_px: float = 2.0       # fine visible layer: pixel grid step
+    on_body_m: float = 0.012        # hair lying on the torso sits this far in front of it
+    shoulder_blend_m: float = 0.08  # below the chin, weights blend to the torso's over this drop
+    coverage: float = 0.75          # std-dev / spacing
+    opacity: float = 0.97
+    min_hair_px: int = 60           # fewer hair pixels: no hair part
+
+
+@dataclass
+class HairResult:
+    """gaussians at rest; weights (N, 5) float32; n_fine: the first n_fine are the visible layer."""
+
+    gaussians: GaussianSet
+    weights: np.ndarray
+    n_fine: int
+
+
+def _empty(H: int = 0) -> HairResult:
+    z = np.zeros((0, 3), np.float32)
+    return HairResult(GaussianSet(z, np.zeros((0, 4)), z, np.zeros(0), z), np.zeros((0, 5), np.float32), 0)
+
+
+def _skull_profile(rest: np.ndarray, ys: np.ndarray, bin_m: float) -> tuple[np.ndarray, ...]:
+    """Per rest height ys (ny,): half-width, half-depth, centre x, centre z of the head mesh
+    (0 half-axes where the mesh has no vertex). rest (V, 3)."""
+    idx = np.floor((rest[:, 1] - ys[0]) / bin_m + 0.5).astype(int)
+    ok = (idx >= 0) & (idx < len(ys))
+    idx, r = idx[ok], rest[ok]
+    ny = len(ys)
+    lo = np.full((ny, 2), np.inf)
+    hi = np.full((ny, 2), -np.inf)
+    np.minimum.at(lo, idx, r[:, [0, 2]])
+    np.maximum.at(hi, idx, r[:, [0, 2]])
+    has = np.isfinite(lo[:, 0])
+    lo[~has], hi[~has] = 0.0, 0.0
+    half = 0.5 * (hi - lo)
+    centre = 0.5 * (hi + lo)
+    # rows without vertices (above the skull) take the nearest row's centre
+    if has.any():
+        rows = np.flatnonzero(has)
+        near = rows[np.clip(np.searchsorted(rows, np.arange(ny)), 0, len(rows) - 1)]
+        centre = np.where(has[:, None], centre, centre[near])
+    else:
+        centre = np.zeros((ny, 2))
+    return half[:, 0], half[:, 1], centre[:, 0], centre[:, 1]
+
+
+def _project(points: np.ndarray, C: np.ndarray, camera: "Camera") -> tuple[np.ndarray, np.ndarray]:
+    """Rest points (..., 3) through the 4x4 rest->camera matrix C -> pixel uv (..., 2), depth (...)."""
+    pc = points @ C[:3, :3].T + C[:3, 3]
+    z = pc[..., 2]
+    uv = np.stack([pc[..., 0] / z * camera.fx + camera.cx, pc[..., 1] / z * camera.fy + camera.cy], -1)
+    return uv, z
+
+
+def _lookup(img: np.ndarray, uv: np.ndarray, fill) -> np.ndarray:
+    """Nearest-pixel lookup of (H, W) ``img`` at uv (..., 2); ``fill`` outside the image."""
+    H, W = img.shape[:2]
+    iu = np.floor(uv[..., 0]).astype(np.int64)
+    iv = np.floor(uv[..., 1]).astype(np.int64)
+    inside = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
+    out = np.full(uv.shape[:-1], fill, dtype=img.dtype)
+    out[inside] = img[iv[inside], iu[inside]]
+    return out
+
+
+def _central_runs(S: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S (ny, nx) bool, c (ny,) centre column -> left, right (inclusive) of the run through c and
+    whether c is in a run at all."""
+    ny, nx = S.shape
+    cols = np.arange(nx)[None, :]
+    gap_left = np.where(~S & (cols <= c[:, None]), cols, -1).max(1)
+    gap_right = np.where(~S & (cols >= c[:, None]), cols, nx).min(1)
+    on = S[np.arange(ny), c]
+    return gap_left + 1, gap_right - 1, on
+
+
+def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, camera: "Camera",
+               model: "HeadModel", params: "HeadParams", head_depth: "DepthBuffer",
+               body_front_depth: np.ndarray, opts: HairOptions | None = None) -> HairResult:
+    """Hair Gaussians at rest.
+
+    photo (H, W, 3) float32 [0, 1]; mask (H, W) float32 portrait mask; regions: portrait_regions;
+    params: the source frame (T=1); head_depth: the head mesh's source-view depth buffer;
+    body_front_depth (H, W) float32 camera z of the torso front (inf: none). Empty when the photo
+    shows (almost) no hair.
+    """
+    from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_edt
+
+    from ..head.params import HeadParams
+
+    opts = opts or HairOptions()
+    H, W = mask.shape
+    if regions.hair.sum() < opts.min_hair_px:
+        return _empty()
+    neutral = HeadParams(params.shape, np.zeros_like(params.expr), params.pose, params.transl)
+    A = lbs_numpy(model, neutral)[2][0].astype(np.float64)          # (5, 4, 4)
+    An = A[NECK]
+    C = camera.viewmat.astype(np.float64) @ An                       # rest (head frame) -> camera
+    rest = shaped_vertices(model, params.shape).astype(np.float64)
+    vox = opts.voxel_m
+
+    # grid bounds: the hair+head silhouette's box unprojected at the head's depth, in the head frame
+    S_img = binary_dilation(regions.hair | regions.side | regions.head, iterations=1)
+    vs, us = np.nonzero(S_img)
+    zh = float(np.median(head_depth.depth[np.isfinite(head_depth.depth)]))
+    box_uv = np.array([[us.min(), vs.min()], [us.max() + 1, vs.min()], [us.min(), vs.max() + 1],
+                       [us.max() + 1, vs.max() + 1]], np.float64)
+    cam_pts = np.stack([(box_uv[:, 0] - camera.cx) / camera.fx * zh, (box_uv[:, 1] - camera.cy) / camera.fy * zh,
+                        np.full(4, zh)], 1)
+    Cinv = np.linalg.inv(C)
+    box_rest = cam_pts @ Cinv[:3, :3].T + Cinv[:3, 3]
+    pad = 3 * vox
+    x0, x1 = box_rest[:, 0].min() - pad, box_rest[:, 0].max() + pad
+    y0, y1 = box_rest[:, 1].min() - pad, box_rest[:, 1].max() + pad
+    ys = np.arange(y0, y1, vox)
+    xs = np.arange(x0, x1, vox)
+    hx, hz, cx, cz = _skull_profile(rest, ys, vox)
+
+    # frontal slice (z = the skull centre of the row): the silhouette run through the skull axis
+    head_cx = float(np.median(rest[:, 0]))
+    gx, gy = np.meshgrid(xs, ys)                                     # (ny, nx)
+    front_pts = np.stack([gx, gy, np.broadcast_to(cz[:, None], gx.shape)], -1)
+    uv_f, _ = _project(front_pts, C, camera)
+    S = _lookup(S_img, uv_f, False)
+    hair_f = _lookup(regions.hair, uv_f, False)
+    c_idx = np.full(len(ys), int(np.clip(np.searchsorted(xs, head_cx), 0, len(xs) - 1)))
+    left, right, on = _central_runs(S, c_idx)
+    col = np.arange(len(xs))[None]
+    run_hair = on & np.where((col >= left[:, None]) & (col <= right[:, None]), hair_f, False).any(1)
+    if not run_hair.any():
+        return _empty()
+    # rows with hair: from the top of the hair to the lowest hair row of the central run
+    rows_on = np.zeros(len(ys), bool)
+    lo_row, hi_row = np.flatnonzero(run_hair).min(), np.flatnonzero(run_hair).max()
+    rows_on[lo_row:hi_row + 1] = on[lo_row:hi_row + 1]
+    half_w = np.where(rows_on, 0.5 * (right - left + 1) * vox, 0.0)
+    mid_x = np.where(rows_on, x0 + 0.5 * (left + right) * vox, head_cx)
+    thick = np.maximum(half_w - hx, opts.min_thickness_m)
+    depth = np.where(hx > 0, hz + opts.back_ratio * thick, opts.round_ratio * half_w)
+    from scipy.ndimage import uniform_filter1d
+
+    depth = np.where(rows_on, uniform_filter1d(depth, 5, mode="nearest"), 0.0)
+    zmin = float(np.min(np.where(rows_on, cz - depth, np.inf))) - pad
+    zmax = float(np.max(np.where(rows_on, cz + depth, -np.inf))) + pad
+    zs = np.arange(zmin, zmax, vox)
+
+    # occupancy on the (ny, nx, nz) grid
+    Y, X, Z = np.meshgrid(ys, xs, zs, indexing="ij")
+    P = np.stack([X, Y, Z], -1)
+    uv, zc_cam = _project(P, C, camera)
+    in_sil = _lookup(S_img, uv, False)
+    r = np.arange(len(ys))[:, None, None]
+    ell = ((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + ((Z - cz[r]) / np.maximum(depth[r], 1e-6)) ** 2 <= 1.0
+    occ = in_sil & ell & rows_on[r]
+    # below the chin: only the half behind the neck (hair down the back)
+    below_chin = uv[..., 1] > regions.chin_row
+    occ &= ~(below_chin & (Z > cz[r]))
+    # carve the face: nothing in front of the head mesh or the ears' plane where the head is seen
+    hd = _lookup(head_depth.depth.astype(np.float64), uv, np.inf)
+    in_head = _lookup(regions.head, uv, False)
+    occ &= ~(in_head & ((zc_cam < hd + vox) | (Z > opts.face_plane_m)))
+    if not occ.any():
+        return _empty()
+
+    # outer shell; which shell voxels the source view sees (per-pixel nearest depth)
+    shell = occ & ~binary_erosion(occ, iterations=opts.shell_voxels, border_value=0)
+    sp = P[shell]
+    s_uv, s_z = uv[shell], zc_cam[shell]
+    zbuf = np.full((H, W), np.inf)
+    foot = max(1, int(np.ceil(0.6 * vox / (zh / camera.fx))))      # voxel footprint radius, px
+    iu0, iv0 = np.floor(s_uv[:, 0]).astype(int), np.floor(s_uv[:, 1]).astype(int)
+    for du in range(-foot, foot + 1):                                # a few dozen offsets
+        for dv in range(-foot, foot + 1):
+            iu, iv = iu0 + du, iv0 + dv
+            ok = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
+            np.minimum.at(zbuf, (iv[ok], iu[ok]), s_z[ok])
+    seen_px = regions.hair & np.isfinite(zbuf)
+    vis = _lookup(seen_px, s_uv, False) & (s_z <= _lookup(zbuf, s_uv, np.inf) + 1.5 * vox)
+
+    # colours: photo where seen, else the row-continued hair texture at the front-back mirror
+    tex = continue_columns(photo, regions.hair_texture)
+    tex_v = blur(tex, 0.35 * vox * camera.fx / zh)
+    mirror = sp.copy()
+    ri = np.clip(np.round((sp[:, 1] - ys[0]) / vox).astype(int), 0, len(ys) - 1)
+    mirror[:, 2] = 2 * cz[ri] - sp[:, 2]
+    m_uv, _ = _project(mirror, C, camera)
+    colors = np.where(vis[:, None], bilinear(tex_v, s_uv.astype(np.float32)),
+                      bilinear(tex_v, m_uv.astype(np.float32)))
+    n_shell = len(sp)
+
+    # fine layer: visible hair pixels at the hull's depth (in front of the torso where hair lies on it)
+    zfill = zbuf.copy()
+    if np.isfinite(zfill).any():
+        _, (iy, ix) = distance_transform_edt(~np.isfinite(zfill), return_indices=True)
+        zfill = zfill[iy, ix]
+    on_body = np.isfinite(body_front_depth) & (np.arange(H)[:, None] + 0.5 > regions.chin_row)
+    zpix = np.where(on_body, np.minimum(zfill, body_front_depth - opts.on_body_m), zfill)
+    st = opts.fine_step_px
+    uu, vv = np.meshgrid(np.arange(st / 2, W, st), np.arange(st / 2, H, st))
+    fuv = np.stack([uu.ravel(), vv.ravel()], 1)
+    fi, fj = np.minimum(fuv[:, 1].astype(int), H - 1), np.minimum(fuv[:, 0].astype(int), W - 1)
+    attached = regions.hair | regions.side                           # ears beside the head ride along
+    keep = attached[fi, fj] & np.isfinite(zpix[fi, fj])
+    fuv, fi, fj = fuv[keep], fi[keep], fj[keep]
+    fz = zpix[fi, fj]
+    f_cam = np.stack([(fuv[:, 0] - camera.cx) / camera.fx * fz, (fuv[:, 1] - camera.cy) / camera.fy * fz, fz], 1)
+    f_rest = f_cam @ Cinv[:3, :3].T + Cinv[:3, 3]
+    f_col = bilinear(blur(continue_columns(photo, regions.hair_texture | regions.side), 0.5 * st),
+                     fuv.astype(np.float32))                         # hair/side pixels only: no background
+    f_op = np.clip(bilinear(mask.astype(np.float32), fuv.astype(np.float32)), 0, 1) * opts.opacity
+
+    # skinning: head above the chin, the torso's neck share below (by the head-frame height)
+    head_pts = np.concatenate([f_rest, sp])
+    chin_y = _chin_height(regions.chin_row, Cinv, camera, zh)
+    drop = np.clip((chin_y - head_pts[:, 1]) / opts.shoulder_blend_m, 0.0, 1.0)
+    weights = neck_global_weights(1.0 - (1.0 - NECK_FOLLOW) * drop)
+    world = head_pts @ An[:3, :3].T + An[:3, 3]
+    means = to_rest(world, weights, A)
+
+    s_f = opts.coverage * st * zh / camera.fx
+    s_v = opts.coverage * vox
+    # fine Gaussians are needles along the source ray: a solid layer seen from the side too
+    scales = np.concatenate([np.tile([[s_f, s_f, vox]], (len(f_rest), 1)),
+                             np.tile([[s_v, s_v, s_v]], (n_shell, 1))])
+    ray_frame = matrix_to_quat(Cinv[None, :3, :3])                  # camera axes in the head frame
+    quats = np.concatenate([np.tile(ray_frame, (len(f_rest), 1)),
+                            np.tile(matrix_to_quat(np.eye(3)[None]), (n_shell, 1))])
+    opac = np.concatenate([f_op, np.full(n_shell, opts.opacity, np.float32)])
+    cols = np.clip(np.concatenate([f_col, colors]), 0.0, 1.0)
+    return HairResult(GaussianSet(means, quats, scales, opac, cols), weights, len(f_rest))
+
+
+def _chin_height(chin_row: float, Cinv: np.ndarray, camera: "Camera", z: float) -> float:
+    """Head-frame height of the chin row (the image row unprojected at the head's depth)."""
+    p = np.array([0.0, (chin_row - camera.cy) / camera.fy * z, z])
+    return float((Cinv[:3, :3] @ p + Cinv[:3, 3])[1])

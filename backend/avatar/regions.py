@@ -1,0 +1,165 @@
+"""Split the portrait silhouette into head, hair and body pixels (no hair segmentation model needed).
+
+mediapipe 0.10.21 bundles selfie segmentation (person vs background) and the face mesh, but no hair
+model. The heuristic, in the 512 crop:
+
+1. ``person`` = portrait mask >= 0.5; ``head`` = the fitted head mesh's source-view coverage, grown
+   by the face-landmark hull (face pixels are never hair or body).
+2. Above the chin row (lowest face landmark) every person pixel that is not head is hair: nothing
+   but hair, ears and hats sits beside and above a face in a portrait.
+3. Below the chin, hair and body (neck, clothes) overlap in position, so colour decides: a Gaussian
+   colour model of the sure hair (step 2, above the brows) against k-means clusters of the sure body
+   (person pixels in the bottom band of the image outside the head column; clusters that look like
+   the hair are dropped, since long hair reaches the bottom band too). A pixel is hair when its
+   Mahalanobis distance to the hair model is the smaller one and it is connected to the hair above
+   the chin (strands hang down from the head; a dark suit under short hair is not reached).
+4. ``side`` = the other person pixels beside the head above the chin (ears, hats); ``body`` = the
+   remaining person pixels below the chin; ``hair_texture`` = hair plus the
+   hair-coloured pixels inside the head mesh above the brows (hair seen over the scalp): the source
+   of colour for the unseen hair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# mediapipe face-mesh landmarks
+CHIN = 152
+BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
+
+
+@dataclass
+class RegionOptions:
+    mask_threshold: float = 0.5
+    head_grow_px: int = 1            # head coverage grown by this much: its anti-aliased rim is head
+    bottom_band: float = 0.15        # sure-body band: this fraction of the image height at the bottom
+    column_margin: float = 0.25      # head column = landmark x-range grown by this * face width
+    body_clusters: int = 3
+    hair_like: float = 2.0           # clusters within this Mahalanobis distance of the hair model look like hair
+    chest_share: float = 0.2         # ... and are hair only when under this share of the chest (else: clothes)
+    chest_offset: float = 0.3        # chest = head column from this * face width below the chin
+    scalp_hair: float = 2.5          # head pixels above the brows within this distance are hair texture
+    open_px: int = 2
+    texture_mask: float = 0.9        # hair texture only from confident mask pixels (no background bleed)
+    min_hair_px: int = 40            # fewer sure-hair pixels -> no hair colour model (bald / tight crop)
+
+
+@dataclass
+class PortraitRegions:
+    """(H, W) bool masks of the 512 crop, plus the rows that split them (pixels, down = +).
+
+    person: portrait mask; head: head mesh + face hull; hair / body: disjoint, outside ``head``;
+    hair_texture: hair plus hair seen over the scalp; side: the rest beside the head above the chin
+    (ears, hats: head-attached, coloured from the photo); chin_row, brow_row: landmark rows."""
+
+    person: np.ndarray
+    head: np.ndarray
+    hair: np.ndarray
+    body: np.ndarray
+    hair_texture: np.ndarray
+    side: np.ndarray
+    chin_row: float
+    brow_row: float
+
+
+def _color_model(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) colours -> mean (3,), inverse covariance (3, 3) (regularised for flat colours)."""
+    mu = pix.mean(0)
+    cov = np.cov(pix.T) + np.eye(3) * 2e-3
+    return mu, np.linalg.inv(cov)
+
+
+def _maha2(pix: np.ndarray, mu: np.ndarray, icov: np.ndarray) -> np.ndarray:
+    d = pix - mu
+    return np.einsum("ni,ij,nj->n", d, icov, d)
+
+
+def _kmeans(pix: np.ndarray, k: int, seed: int = 0, iters: int = 12) -> np.ndarray:
+    """(N, 3) -> labels (N,) of k clusters (plain Lloyd iterations, deterministic seed)."""
+    rng = np.random.default_rng(seed)
+    centres = pix[rng.choice(len(pix), size=min(k, len(pix)), replace=False)]
+    for _ in range(iters):
+        lab = np.argmin(((pix[:, None, :] - centres[None]) ** 2).sum(-1), 1)
+        centres = np.stack([pix[lab == c].mean(0) if (lab == c).any() else centres[c]
+                            for c in range(len(centres))])
+    return lab
+
+
+def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray, landmarks: np.ndarray,
+                     opts: RegionOptions | None = None) -> PortraitRegions:
+    """Head / hair / body split of the crop.
+
+    photo (H, W, 3) float32 [0, 1]; mask (H, W) float32 portrait mask; head_mask (H, W) bool head
+    mesh coverage at the source view; landmarks (478, 2) float32 crop pixels.
+    """
+    from scipy.ndimage import binary_dilation, binary_opening, label
+
+    from ..eval.metrics.masks import hull_mask
+
+    opts = opts or RegionOptions()
+    H, W = mask.shape
+    person = mask >= opts.mask_threshold
+    head = head_mask | hull_mask(landmarks, H, W)
+    if opts.head_grow_px > 0:
+        head = binary_dilation(head, iterations=opts.head_grow_px)
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    chin_row = float(lm[CHIN, 1])
+    brow_row = float(lm[list(BROWS), 1].min())
+    rows = np.arange(H)[:, None] + 0.5
+    cols = np.arange(W)[None, :] + 0.5
+    free = person & ~head
+    above = free & (rows < chin_row)
+    below = free & (rows >= chin_row)
+
+    fw = float(lm[:, 0].max() - lm[:, 0].min())
+    column = (cols > lm[:, 0].min() - opts.column_margin * fw) & (cols < lm[:, 0].max() + opts.column_margin * fw)
+    face = hull_mask(landmarks, H, W)
+    sure_hair = above & (rows < brow_row)
+    hair = above & column
+    hair_texture = hair.copy()
+    if sure_hair.sum() >= opts.min_hair_px:
+        mu_h, icov_h = _color_model(photo[sure_hair])
+        mu_s, icov_s = _color_model(photo[face]) if face.sum() > 10 else (mu_h, icov_h)
+        cand = free & ~sure_hair
+        band = free & (rows >= H * (1.0 - opts.bottom_band)) & ~column
+        chest = free & column & (rows >= chin_row + opts.chest_offset * fw)
+        cand_hair = np.zeros_like(cand)
+        sample = band | chest
+        if sample.sum() >= opts.body_clusters * 10 and cand.any():
+            spix = photo[sample]
+            lab = _kmeans(spix, opts.body_clusters)
+            in_chest = chest[sample]
+            pix = photo[cand]
+            d_h = _maha2(pix, mu_h, icov_h)
+            d_b = _maha2(pix, mu_s, icov_s)  # skin (ears, neck) is not hair either
+            for c in range(int(lab.max()) + 1):  # a handful of clusters
+                cp = spix[lab == c]
+                if len(cp) < 10:
+                    continue
+                hair_like = np.sqrt(_maha2(cp.mean(0)[None], mu_h, icov_h))[0] < opts.hair_like
+                share = float((in_chest & (lab == c)).sum()) / max(int(in_chest.sum()), 1)
+                if hair_like and share < opts.chest_share:
+                    continue  # hair-coloured and not on the chest: long hair, not clothes
+                mu_c, icov_c = _color_model(cp)
+                d_b = np.minimum(d_b, _maha2(pix, mu_c, icov_c))
+            cand_hair[cand] = d_h < d_b
+        else:  # no body evidence: only skin competes
+            cand_hair[cand] = _maha2(photo[cand], mu_h, icov_h) < _maha2(photo[cand], mu_s, icov_s)
+        cand_hair = binary_opening(cand_hair, iterations=opts.open_px)  # speckle is not hair
+        # keep classified hair only where connected to the sure hair (strands hang from the head)
+        lab_img, _ = label(sure_hair | cand_hair)
+        keep = np.unique(lab_img[sure_hair])
+        hair = sure_hair | (cand_hair & np.isin(lab_img, keep[keep > 0]))
+        scalp = person & head & (rows < brow_row) & ~face
+        if scalp.any():
+            s = np.zeros_like(scalp)
+            sp = photo[scalp]
+            dh = _maha2(sp, mu_h, icov_h)
+            s[scalp] = (dh < opts.scalp_hair ** 2) & (dh < _maha2(sp, mu_s, icov_s))
+            scalp = s
+        hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
+    side = above & ~hair
+    body = free & ~hair & ~side
+    return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row)

@@ -1,0 +1,72 @@
+"""Hair texture continuation: fill an image outside a source region by reflection tiling.
+
+``continue_rows``: every pixel outside ``source`` in a row that has source pixels takes the colour
+of the row's source pixels reflected about its nearest source pixel on each side (ping-pong tiling
+through the row's source pixels when the gap is wider than the run), the two sides blended by
+distance (no seam in the middle of a gap). Rows without source pixels copy the nearest row that has
+some. Texture is copied, never averaged into a smooth diffusion colour.
+``continue_columns`` does the same down the image's columns. Hair strands run mostly down the
+head, so the hair texture is continued along columns: a gap below the hairline (the face, whose
+back is the back of the head) repeats the strands above it, each column keeping its own strand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pingpong(m: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Index m reflected into [0, n): 0..n-1, n-1..0, 0..n-1, ... (n >= 1)."""
+    period = 2 * n
+    r = np.mod(m, period)
+    return np.where(r < n, r, period - 1 - r)
+
+
+def continue_rows(image: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """image (H, W, C) float32, source (H, W) bool -> (H, W, C) float32 with every pixel filled
+    from source pixels (unchanged where ``source``). Returns a copy of ``image`` if source is empty."""
+    H, W = source.shape
+    out = np.array(image, np.float32, copy=True, order="C")  # reshape below must be a view
+    if not source.any():
+        return out
+    src_keys = np.flatnonzero(source.ravel())                 # row * W + x, sorted
+    src_rows = src_keys // W
+    row_start = np.searchsorted(src_keys, np.arange(H) * W)
+    row_count = np.bincount(src_rows, minlength=H)
+    flat = out.reshape(H * W, -1)
+    src_col = flat[src_keys]                                  # (S, C)
+
+    tgt = np.flatnonzero(~source.ravel())
+    trow = tgt // W
+    has = row_count[trow] > 0
+    tgt, trow = tgt[has], trow[has]
+    n = row_count[trow]
+    start = row_start[trow]
+    pos = np.searchsorted(src_keys, tgt)                      # first source key after the target
+    left_ok = (pos - 1 >= start)
+    right_ok = (pos < start + n)
+    x = tgt - trow * W
+    kl = np.where(left_ok, pos - 1 - start, 0)
+    kr = np.where(right_ok, pos - start, n - 1)
+    dl = np.where(left_ok, x - (src_keys[np.maximum(pos - 1, 0)] - trow * W), 0)
+    dr = np.where(right_ok, (src_keys[np.minimum(pos, len(src_keys) - 1)] - trow * W) - x, 0)
+    col_l = src_col[start + _pingpong(kl - dl, n)]
+    col_r = src_col[start + _pingpong(kr + dr, n)]
+    wl = np.where(left_ok & right_ok, dr / np.maximum(dl + dr, 1), left_ok.astype(np.float64))
+    flat[tgt] = (wl[:, None] * col_l + (1 - wl[:, None]) * col_r).astype(np.float32)
+
+    # rows without any source pixel: the nearest row that has some
+    empty = row_count == 0
+    if empty.any():
+        full = np.flatnonzero(~empty)
+        e = np.flatnonzero(empty)
+        j = np.clip(np.searchsorted(full, e), 0, len(full) - 1)
+        jm = np.clip(j - 1, 0, len(full) - 1)
+        nearest = np.where(np.abs(full[jm] - e) <= np.abs(full[j] - e), full[jm], full[j])
+        out[e] = out[nearest]
+    return out
+
+
+def continue_columns(image: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``continue_rows`` along columns: image (H, W, C), source (H, W) bool -> (H, W, C) float32."""
+    return continue_rows(np.swapaxes(image, 0, 1), source.T).swapaxes(0, 1).copy()
