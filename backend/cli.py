@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import Sequence
 
-from .errors import CancelledError, OMGError
+from .errors import CancelledError, OMGError, OMGWarning
 
 # subcommand name -> module under backend.commands
 SUBCOMMANDS: dict[str, str] = {
@@ -51,6 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, OMGWarning):  # ours: one line, no source location
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         return int(_command_module(args.command).run(args) or 0)
     except (CancelledError, KeyboardInterrupt):
@@ -60,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OMGError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

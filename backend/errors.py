@@ -18,6 +18,11 @@ class InputError(OMGError):
         super().__init__(f"{Path(self.path).name}: {message}" if self.path else message)
 
 
+class OMGWarning(UserWarning):
+    """A problem the run works around, told to the user as one line (the CLI prints
+    ``warning: <message>``; the message names the file)."""
+
+
 class CancelledError(OMGError):
     """The user cancelled a long operation; callers roll back and report nothing else."""
 

@@ -102,10 +102,10 @@ def read_ply(path: str | Path) -> GaussianSet:
     with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, refused below
         opac = 1.0 / (1.0 + np.exp(-col("opacity"))) if "opacity" in names else np.ones(n)
         scales = np.exp(np.stack([col(f"scale_{i}") for i in range(3)], axis=1))
-        q = np.stack([col(f"rot_{i}") for i in range(4)], axis=1)
-        norm = np.linalg.norm(q, axis=1, keepdims=True)
-        q = np.where(norm > 0, q / np.maximum(norm, 1e-30), np.array([1.0, 0, 0, 0]))
-    for what, arr in (("positions", means), ("scales", scales), ("rotations", q),
+        q_raw = np.stack([col(f"rot_{i}") for i in range(4)], axis=1)
+        norm = np.linalg.norm(q_raw, axis=1, keepdims=True)
+        q = np.where(norm > 0, q_raw / np.maximum(norm, 1e-30), np.array([1.0, 0, 0, 0]))
+    for what, arr in (("positions", means), ("scales", scales), ("rotations", q_raw),
                       ("opacities", opac), ("colours", colors)):
         bad = ~np.isfinite(arr).reshape(n, -1).all(1) if n else np.zeros(0, bool)
         if bad.any():

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OMGWarning
 from .crop import CROP_SIZE, CropInfo, apply_crop, crop_from_landmarks, source_camera
 from .image import LoadedImage, downscale, image_from_array, load_image
 from .mediapipe_face import MediapipeFace, inter_ocular
@@ -29,9 +29,30 @@ from .mediapipe_face import MediapipeFace, inter_ocular
 # landmarks lose the detail the fit and the avatar's colours need.
 MIN_INTER_OCULAR_PX = 30.0
 DETECT_MAX_SIDE = 1920
+# Largest in-image rotation of the face (eye line vs. horizontal) the crop and fit accept: beyond
+# it the photo is almost surely sideways (no EXIF orientation) and the avatar would be too.
+MAX_ROLL_DEG = 45.0
+# mediapipe face mesh ids: outer eye corners (subject's right, left) and the chin
+_EYE_R, _EYE_L, _CHIN = 33, 263, 152
 
 
-class MultipleFacesWarning(UserWarning):
+def face_roll_deg(lm: np.ndarray) -> float:
+    """In-image rotation of the face in degrees from (478, 2) landmarks (x right, y down):
+    0 upright, +90 when the face's up points to the image's right (turned clockwise), 180 upside
+    down. Uses the eye-midpoint -> chin direction, which should point straight down."""
+    mid = 0.5 * (lm[_EYE_R] + lm[_EYE_L])
+    down = lm[_CHIN] - mid
+    return float(np.degrees(np.arctan2(-down[0], down[1])))
+
+
+def _not_upright_msg(roll: float) -> str:
+    turn = ("180 deg (upside down)" if abs(roll) > 135 else
+            f"{abs(roll):.0f} deg {'clockwise' if roll > 0 else 'counter-clockwise'}")
+    return (f"no upright face: the face is rotated by about {turn} in the image; rotate the photo so "
+            "the face is upright (the file carries no orientation tag that says so)")
+
+
+class MultipleFacesWarning(OMGWarning):
     """Several faces in a photo: the largest one was used."""
 
 
@@ -93,6 +114,13 @@ class FaceAnalyzer:
         if not boxes:
             # The full-range detector can miss faces that fill the frame: let face mesh (which
             # has its own short-range detector) try the whole picture before giving up.
+            small = self._small_face_size(det)
+            if small is not None and small / s < self.min_inter_ocular_px:
+                # a face is there, too small for the detector to see in the whole frame
+                raise InputError(path, self._too_small_msg(small / s))
+            turned = self._turned_face(det)
+            if turned is not None:  # the detector sees a face only in a turned copy: sideways photo
+                raise InputError(path, _not_upright_msg(turned))
             lm = self._mp.landmarks(det)
             if lm is None:
                 raise InputError(path, "no face found in the image")
@@ -100,6 +128,11 @@ class FaceAnalyzer:
             n_faces = 1
         else:
             n_faces = len(boxes)
+            roll = boxes[0].roll_deg
+            if roll is not None and abs(roll) > MAX_ROLL_DEG:
+                # face mesh assumes an upright face: on a sideways/upside-down one it returns a
+                # plausible-looking but wrong mesh, so this is checked on the detector's keypoints
+                raise InputError(path, _not_upright_msg(roll))
             lm_src = self._landmarks_in_box(det, boxes[0].box)
             if lm_src is None:
                 if boxes[0].size / s < 2.5 * self.min_inter_ocular_px:
@@ -117,6 +150,9 @@ class FaceAnalyzer:
         iod = inter_ocular(lm_src)
         if iod < self.min_inter_ocular_px:
             raise InputError(path, self._too_small_msg(iod))
+        roll = face_roll_deg(lm_src)
+        if abs(roll) > MAX_ROLL_DEG:
+            raise InputError(path, _not_upright_msg(roll))
 
         crop = crop_from_landmarks(lm_src, (w, h))
         img512 = apply_crop(rgb, crop)
@@ -138,6 +174,32 @@ class FaceAnalyzer:
             warnings=notes,
             source=image,
         )
+
+    def _small_face_size(self, det: np.ndarray) -> float | None:
+        """Inter-ocular distance (``det`` pixels) of a face the full-frame detector could not see
+        because it is small: the detector runs on overlapping tiles (its input is 192 px). None
+        when no tile holds a face either."""
+        h, w = det.shape[:2]
+        for tile in (min(h, w) // 2, min(h, w) // 4):
+            if tile < 48:
+                break
+            step = tile // 2
+            for y in range(0, max(h - tile, 0) + 1, step):
+                for x in range(0, max(w - tile, 0) + 1, step):
+                    boxes = self._mp.detect(np.ascontiguousarray(det[y:y + tile, x:x + tile]))
+                    if boxes:
+                        return boxes[0].size / 2.5  # the detector box is ~2.5 eye distances wide
+        return None
+
+    def _turned_face(self, det: np.ndarray) -> float | None:
+        """The face's roll in degrees (as face_roll_deg) when the detector finds an upright face
+        only in a copy turned by 90/180/270 deg; None when it finds none there either."""
+        for k in (1, 2, 3):  # np.rot90 turns counter-clockwise by k * 90 deg
+            boxes = self._mp.detect(np.ascontiguousarray(np.rot90(det, k)))
+            if boxes and boxes[0].roll_deg is not None and abs(boxes[0].roll_deg) <= MAX_ROLL_DEG:
+                roll = ((90.0 * k + boxes[0].roll_deg + 180.0) % 360.0) - 180.0
+                return roll if abs(roll) > 1e-6 else 180.0
+        return None
 
     def _too_small_msg(self, iod: float) -> str:
         return (f"the face is too small: {iod:.0f} px between the eyes, at least "

@@ -19,8 +19,9 @@ from ..errors import InputError
 # Faces are found on a copy whose longer side is at most this many pixels: mediapipe's detector
 # works at 128/192 px internally, so larger inputs only cost conversion time.
 DETECTION_MAX_SIDE = 1920
-# Refuse images beyond this many pixels (a decompression bomb or a scan, not a portrait).
-MAX_PIXELS = 200_000_000
+# Refuse images beyond this many pixels (a decompression bomb or a scan, not a portrait). Pillow
+# itself refuses beyond 2 x Image.MAX_IMAGE_PIXELS (179 MP) before the size is known to us.
+MAX_PIXELS = 100_000_000
 
 
 @dataclass
@@ -168,15 +169,22 @@ def load_image(
         raise InputError(path, "file is empty")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit is below
             im = Image.open(path)
             if im.width * im.height > MAX_PIXELS:
-                raise InputError(path, f"image is too large ({im.width}x{im.height} pixels)")
+                raise InputError(path, f"image is too large: {im.width}x{im.height} pixels = "
+                                       f"{im.width * im.height / 1e6:.0f} MP (the limit is "
+                                       f"{MAX_PIXELS / 1e6:.0f} MP)")
             im.load()  # decode now so truncation is reported here, not later
     except InputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(path, "image is too large (decompression bomb protection)") from None
+    except Image.DecompressionBombError as exc:
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(m.group(1)) / 1e6:.0f} MP" if m else "more than 179 MP"
+        raise InputError(path, f"image is too large: {size} (the limit is {MAX_PIXELS / 1e6:.0f} "
+                               "MP)") from None
     except UnidentifiedImageError:
         raise InputError(path, "not a readable image (unknown format or not an image file)") from None
     except OSError as exc:

@@ -28,10 +28,22 @@ IRIS_CENTERS = (468, 473)       # subject's right iris centre, left iris centre
 
 @dataclass
 class FaceBox:
-    """A detected face: box (x0, y0, x1, y1) in pixels and detector score in [0, 1]."""
+    """A detected face: box (x0, y0, x1, y1) in pixels and detector score in [0, 1]; keypoints
+    (6, 2) pixels: the subject's right eye, left eye, nose tip, mouth centre, right and left ear
+    tragion (None when the detector gave none)."""
 
     box: np.ndarray
     score: float
+    keypoints: np.ndarray | None = None
+
+    @property
+    def roll_deg(self) -> float | None:
+        """In-image rotation of the face (0 upright, +90 turned clockwise, 180 upside down),
+        from the eyes -> mouth direction, which points straight down on an upright face."""
+        if self.keypoints is None or len(self.keypoints) < 4:
+            return None
+        down = self.keypoints[3] - 0.5 * (self.keypoints[0] + self.keypoints[1])
+        return float(np.degrees(np.arctan2(-down[0], down[1])))
 
     @property
     def size(self) -> float:
@@ -86,7 +98,9 @@ class MediapipeFace:
             bb = d.location_data.relative_bounding_box
             box = np.array([bb.xmin * w, bb.ymin * h, (bb.xmin + bb.width) * w,
                             (bb.ymin + bb.height) * h], np.float32)
-            boxes.append(FaceBox(box, float(d.score[0])))
+            kps = d.location_data.relative_keypoints
+            kp = (np.array([[k.x * w, k.y * h] for k in kps], np.float32) if len(kps) >= 4 else None)
+            boxes.append(FaceBox(box, float(d.score[0]), kp))
         boxes = _suppress_overlaps(boxes)
         boxes.sort(key=lambda b: -b.size)
         return boxes

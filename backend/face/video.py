@@ -7,15 +7,20 @@ time for folders), so memory stays at one frame whatever the length of the clip.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OMGWarning
 from ..ffmpeg import ensure_ffmpeg
 from .image import load_image
+
+
+class TruncatedVideoWarning(OMGWarning):
+    """Fewer frames decoded than the container announces (a cut or damaged file)."""
 
 GIF_SUFFIXES = (".gif",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -37,6 +42,7 @@ class VideoReader:
     size: tuple[int, int]
     kind: str  # "ffmpeg" | "gif" | "folder"
     _files: list[Path] = field(default_factory=list, repr=False)
+    frames_decoded: int | None = None  # set once a full pass over a video has ended
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.kind == "folder":
@@ -61,14 +67,24 @@ class VideoReader:
 
         w, h = self.size
         gen = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
+        count = 0
         try:
             next(gen)  # metadata, already read in open
             for buf in gen:
+                if len(buf) != w * h * 3:  # a damaged stream can end in a partial frame
+                    break
+                count += 1
                 yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
         except (RuntimeError, OSError) as exc:
             raise InputError(self.path, f"video decoding failed ({exc})") from None
         finally:
             gen.close()  # stops the ffmpeg process when the caller breaks out early
+        # only reached when every frame was read (not when the caller stopped early)
+        self.frames_decoded = count
+        if count < self.n_frames - max(2, 0.05 * self.n_frames):
+            warnings.warn(TruncatedVideoWarning(
+                f"{self.path.name}: the video is truncated or damaged: {count} frames decoded of the "
+                f"{self.n_frames} its container announces (using the {count} found)"), stacklevel=2)
 
 
 def iter_video(path: str | Path, sequence_fps: float = DEFAULT_SEQUENCE_FPS) -> VideoReader:

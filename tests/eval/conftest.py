@@ -27,7 +27,7 @@ def landmarker():
 
 @pytest.fixture(scope="session")
 def embedder():
-    pytest.importorskip("dlib", reason="identity metric needs dlib-bin (see requirements)")
+    import dlib  # noqa: F401 - dev requirement (requirements/dev.txt): missing fails, never skips
     from backend.eval.metrics.identity import FaceEmbedder
 
     return FaceEmbedder()

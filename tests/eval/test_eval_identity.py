@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("dlib", reason="identity metric needs dlib-bin (see requirements)")
+import dlib  # noqa: F401 - dev requirement: missing -> the run fails, never skips
 
 from backend.eval.metrics.identity import box_from_landmarks, cosine_similarity, identity_similarity
 

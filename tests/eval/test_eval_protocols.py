@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("backend.avatar.build")
-pytest.importorskip("backend.face.track")
-pytest.importorskip("backend.render")
 
 # the identity metric is optional at run time (n/a without dlib-bin + face-recognition-models)
 DLIB = all(importlib.util.find_spec(m) is not None for m in ("dlib", "face_recognition_models"))

@@ -73,7 +73,6 @@ def test_whole_portrait_headline_beside_a_baseline():
 
 
 def test_speed_only_on_saved_avatar(tmp_path):
-    pytest.importorskip("backend.avatar.build")
     import json
 
     from skimage import data

@@ -186,7 +186,7 @@ def test_mediapipe_finds_the_face_in_a_render(standin):
     """End-to-end check of "looks like a human head" and of the embedding: mediapipe's face mesh
     run on a shaded render of the stand-in finds a face, and its landmarks land where the
     embedding says (median error in pixels of a 256 px wide, 0.26 m field)."""
-    mp = pytest.importorskip("mediapipe")
+    import mediapipe as mp
     m = standin
     size, fov, center = 256, 0.2, (0.0, 0.0)
     img = render_gray(m.v_template, m.faces, size, fov, center)
@@ -204,8 +204,6 @@ def test_mediapipe_finds_the_face_in_a_render(standin):
 
 def test_landmark_template_regenerates_from_the_photo():
     """The stored template is what mp_template's code makes from skimage's astronaut photo."""
-    pytest.importorskip("mediapipe")
-    pytest.importorskip("skimage")
     from backend.head.standin.mp_template import PUPIL_DISTANCE, canonicalize, detect_astronaut, mirror_pairs
 
     t = canonicalize(detect_astronaut())

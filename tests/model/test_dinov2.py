@@ -10,7 +10,7 @@ import torch
 from backend.errors import InputError
 from backend.model.dinov2 import DinoConfig, DinoV2, load_dinov2, preprocess
 
-transformers = pytest.importorskip("transformers")  # test-only dependency
+import transformers  # dev requirement (requirements/dev.txt): missing -> the run fails, never skips
 
 
 def _randomize(model: torch.nn.Module, seed: int) -> None:

@@ -132,12 +132,10 @@ def test_learned_refiner_path(astronaut, tmp_path):
     """An avatar with 32 learned feature channels renders through the checkpoint's refiner; an
     untrained refiner is the identity on the RGB channels (its last convolution starts at zero),
     so the result equals the plain RGB render on the same (black) background."""
-    torch = pytest.importorskip("torch")
-    try:
-        from backend.model.omg import OMGConfig, UNetRefiner
-        from backend.model.train import CHECKPOINT_FORMAT
-    except ImportError:
-        pytest.skip("backend.model is not in this build")
+    import torch
+
+    from backend.model.omg import OMGConfig, UNetRefiner
+    from backend.model.train import CHECKPOINT_FORMAT
     from dataclasses import replace
 
     avatar, model, _ = astronaut
