@@ -1,7 +1,10 @@
 """Avatar build figures: source-view face PSNR/SSIM per LOD with and without refinement, and the
 build time per stage, on the bundled astronaut and (when present) the internal test photos.
 
-    python -m backend.avatar.bench [--photos DIR] [--refine-seconds 30] [--markdown PATH] [--json PATH]
+    python -m backend bench build [--photos DIR] [--refine-seconds 30] [--json PATH]
+
+It prints a summary; the docs page (docs/figures/avatar.md) is rendered from a figure record:
+``python -m backend figures record avatar_build_cpu -- python -m backend bench build --json {json}``.
 
 The internal photos are only read (never copied); photos whose face cannot be used are listed with
 the reason. A first, unrecorded LOD-0 build warms the JIT-compiled kernels. Figures are measured,
@@ -132,7 +135,8 @@ def markdown(rows: dict[str, dict[str, Any]], refine_seconds: float, lods) -> st
             "the mean incident edge, enlarged where opening the jaw stretches the surface.",
             "- Refinement: Adam on colours, opacities and <= 3 mm offsets against the photo (L1 + SSIM "
             "inside the portrait mask) with the differentiable CPU splatter, within the time budget.",
-            "", "Regenerate: `.venv/bin/python -m backend.avatar.bench --markdown docs/figures/avatar.md`.", ""]
+            "", "Record: `python -m backend figures record avatar_build_cpu --replace -- python -m backend bench "
+            "build --json {json}`, then `python -m backend figures` renders docs/figures/avatar.md.", ""]
     return "\n".join(out)
 
 
@@ -144,7 +148,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-seconds", type=float, default=30.0)
     p.add_argument("--lods", default="0,1,2")
     p.add_argument("--limit", type=int, default=0, help="at most this many photos from --photos (0 = all)")
-    p.add_argument("--markdown", type=Path, default=None, help="write the figures page here")
     p.add_argument("--json", type=Path, default=None)
 
 
@@ -173,11 +176,7 @@ def run(args: argparse.Namespace) -> int:
         rows[name] = bench_photo(path, args.refine_seconds, lods)
         print(f"{name}: {time.perf_counter() - t0:.1f} s "
               f"{rows[name].get('error', '')}", file=sys.stderr, flush=True)
-    text = markdown(rows, args.refine_seconds, lods)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
-    print(text)
+    print(markdown(rows, args.refine_seconds, lods))
     write_json(args.json, rows)
     return 0
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import OMGError
+
 HELP = "re-render the figure pages from their records, or run a command and record its figures"
 
 
@@ -29,14 +31,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ... {json} ...")
 
 
+def _split_options(tokens: list[str], replace: bool, note: str) -> tuple[bool, str, list[str]]:
+    """argparse's REMAINDER also swallows the record's own options written after NAME: take
+    ``--replace`` / ``--note TEXT`` from before the ``--``; everything after it is the command."""
+    if "--" not in tokens:
+        return replace, note, tokens
+    cut = tokens.index("--")
+    own, cmd = tokens[:cut], tokens[cut + 1:]
+    while own:
+        opt = own.pop(0)
+        if opt == "--replace":
+            replace = True
+        elif opt == "--note" and own:
+            note = own.pop(0)
+        elif opt.startswith("--note="):
+            note = opt.split("=", 1)[1]
+        else:
+            raise OMGError(f"figures record: unknown option {opt!r} before '--'")
+    return replace, note, cmd
+
+
 def run(args: argparse.Namespace) -> int:
     from ..figures.run import main_render, record_run
 
     if getattr(args, "action", None) == "record":
-        cmd = list(args.cmd)
-        if cmd and cmd[0] == "--":
-            cmd = cmd[1:]
-        path = record_run(args.name, cmd, replace=args.replace, note=args.note)
+        replace, note, cmd = _split_options(list(args.cmd), args.replace, args.note)
+        path = record_run(args.name, cmd, replace=replace, note=note)
         print(f"wrote {path}; now reference it in a page template and run `python -m backend figures`")
         return 0
     return main_render(check=args.check)

@@ -37,11 +37,13 @@ def describe(machine: dict[str, Any]) -> str:
             return " / ".join(f"{float(x):.2f}" for x in v)
         return "unknown"
 
-    parts = [str(machine.get("cpu", "unknown")), f"{machine.get('cores', 'unknown')} cores"]
+    cpu, cores = machine.get("cpu", "unknown"), machine.get("cores", "unknown")
+    parts = ["CPU unknown" if cpu == "unknown" else str(cpu),
+             "cores unknown" if cores == "unknown" else f"{cores} cores"]
     la = f"load average {load(machine.get('load_average'))}"
     if "load_average_end" in machine:
         la += f" (at the end {load(machine.get('load_average_end'))})"
     parts.append(la)
     gpu = machine.get("gpu")
-    parts.append("no GPU" if gpu is None else f"GPU {gpu}")
+    parts.append("no GPU" if gpu is None else "GPU unknown" if gpu == "unknown" else f"GPU {gpu}")
     return ", ".join(parts)

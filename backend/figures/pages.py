@@ -7,12 +7,13 @@ A template is markdown with placeholders; every number on a page comes from a re
     format spec SPEC (``.2f``, ``,``, ``.1e`` ...); None/NaN print as ``n/a``. PATH steps:
     ``key`` / ``.key`` / ``["key with spaces"]``, ``[3]`` (list index), ``[*]`` (every item),
     ``[lod=2]`` or ``[photo=a.jpg&lod=2]`` (the one item matching; an error unless exactly one),
-    ``[?lod=2]`` (every item matching).
+    ``[?lod=2]`` / ``[?photo!=astronaut]`` (every item matching).
 ``{{ mean(NAME:runs[*].fps) * 1000 | .1f }}``
     an arithmetic expression (+ - * / and parentheses) over values, with min, max, mean, median,
     sum, len, abs, round (aggregates flatten the lists that ``[*]`` / ``[?..]`` give).
 ``{{#each EXPR}} ... {{/each}}``
-    the body once per item of a list; inside, ``.PATH`` (or ``.`` alone) reads the current item.
+    the body once per item of a list (or value of an object, in its order); inside, ``.PATH`` (or
+    ``.`` alone) reads the current item and ``{{@key}}`` gives the object's key.
 ``{{source NAME}}``
     the record's command, UTC date, commit and machine (CPU, cores, load average, GPU) in one line.
 ``{{eval_report NAME}}``
@@ -73,17 +74,20 @@ def _match(item: Any, cond: str) -> bool:
         return False
     for part in cond.split("&"):
         key, _, want = part.partition("=")
-        have = item.get(key.strip())
-        want = want.strip()
-        if str(have) == want:
-            continue
-        try:
-            if have is not None and float(have) == float(want):
-                continue
-        except (TypeError, ValueError):
-            pass
-        return False
+        negate = key.endswith("!")
+        have = item.get(key.rstrip("!").strip())
+        if _equal(have, want.strip()) == negate:
+            return False
     return True
+
+
+def _equal(have: Any, want: str) -> bool:
+    if str(have) == want:
+        return True
+    try:
+        return have is not None and float(have) == float(want)
+    except (TypeError, ValueError):
+        return False
 
 
 def _steps(path: str) -> list[tuple[str, str]]:
@@ -192,6 +196,7 @@ class _Ctx:
     root: Path
     item: Any = None
     has_item: bool = False
+    key: str | None = None              # the item's key when #each walks an object
 
 
 class Renderer:
@@ -301,14 +306,22 @@ class Renderer:
             try:
                 if node[0] == "each":
                     items = self.evaluate(node[1], ctx, where)
-                    if not isinstance(items, list):
-                        raise ValueError("#each needs a list")
-                    for item in items:
-                        self._emit(node[2], _Ctx(ctx.records, ctx.page, ctx.root, item, True), out)
+                    if isinstance(items, dict):
+                        pairs = [(str(k), v) for k, v in items.items()]
+                    elif isinstance(items, list):
+                        pairs = [(None, v) for v in items]
+                    else:
+                        raise ValueError("#each needs a list or an object")
+                    for key, item in pairs:
+                        self._emit(node[2], _Ctx(ctx.records, ctx.page, ctx.root, item, True, key), out)
                     continue
                 tag = node[1]
                 word, _, rest = tag.partition(" ")
-                if word == "source":
+                if tag == "@key":
+                    if ctx.key is None:
+                        raise ValueError("@key is only valid inside {{#each}} over an object")
+                    out.append(ctx.key)
+                elif word == "source":
                     out.append(self.source_line(rest.strip(), where, ctx.page))
                 elif word == "eval_report":
                     out.append(self.eval_report(rest.strip(), where, ctx.page))
@@ -348,7 +361,8 @@ def provenance(rec: FigureRecord) -> str:
     commit = rec.commit[:10] if rec.commit != "unknown" else "unknown"
     if rec.dirty:
         commit += " (with uncommitted changes)"
-    text = (f"`{rec.command}`; run {rec.date} (UTC), commit {commit}; {describe(rec.machine)}.")
+    when = "date unknown" if rec.date == "unknown" else f"run {rec.date} (UTC)"
+    text = f"`{rec.command}`; {when}, commit {commit}; {describe(rec.machine)}."
     if rec.note:
         text += f" {rec.note}"
     return text

@@ -66,15 +66,18 @@ def test_placeholders_paths_aggregates_loops_and_footer(tmp_path: Path) -> None:
            "LOD 2: {{ r:runs[lod=2].fps | .1f }} fps; {{r:runs[2].n | ,}} Gaussians; "
            "{{ r:seconds.2 * 1000 | .1f }} ms; {{ r:[\"sampling + shoulders\"] }} s; {{ r:none | .2f }}\n"
            "min {{min(r:runs[*].fps) | .2f}}, max {{max(r:runs[*].fps)|.2f}}, "
-           "mean {{mean(r:runs[?lod=1].fps, r:runs[?lod=2].fps) | .2f}}, count {{len(r:runs)}}\n\n"
+           "mean {{mean(r:runs[?lod=1].fps, r:runs[?lod=2].fps) | .2f}}, count {{len(r:runs)}}, "
+           "not 0: {{len(r:runs[?lod!=0])}}\n\n"
            "| LOD | fps |\n|---|---|\n{{#each r:runs}}\n| {{.lod}} | {{ .fps | .1f }} |\n{{/each}}\n\n"
+           "{{#each r:seconds}}{{@key}}={{. | .3f}};{{/each}}\n"
            "{{source r}}\n")
     root = _site(tmp_path, {"r": _record(figs, note="Reconstructed.")}, {"docs/figures/t.md.in": tpl})
     pages = render_all(root)
     text = pages[Path("docs/figures/t.md")]
     assert "LOD 2: 8.1 fps; 90,860 Gaussians; 94.5 ms; 1.01 s; n/a\n" in text
-    assert "min 8.08, max 74.16, mean 17.09, count 3\n" in text
+    assert "min 8.08, max 74.16, mean 17.09, count 3, not 0: 2\n" in text
     assert "| LOD | fps |\n|---|---|\n| 0 | 74.2 |\n| 1 | 26.1 |\n| 2 | 8.1 |\n\n" in text
+    assert "0=0.047;2=0.095;\n" in text
     assert "comment" not in text
     src = "`python -m backend bench x --json {json}`; run 2026-12-01T10:00:00Z (UTC), commit unknown; " \
           "Test CPU, 2 cores, load average 1.50 / 1.00 / 0.50, no GPU. Reconstructed."
@@ -136,3 +139,15 @@ def test_record_run_writes_nothing_when_the_command_fails(tmp_path: Path) -> Non
     with pytest.raises(OMGError, match="put {json}"):
         record_run("fail", [sys.executable, "-c", "pass"], root=tmp_path)
     assert not (tmp_path / RECORDS_DIR).exists() or not any((tmp_path / RECORDS_DIR).iterdir())
+
+
+def test_record_options_after_the_name_are_not_taken_for_the_command() -> None:
+    from backend.cli import build_parser
+    from backend.commands.figures import _split_options
+
+    args = build_parser().parse_args(["figures", "record", "x", "--replace", "--note", "why", "--",
+                                      "python", "-m", "backend", "bench", "fit", "--json", "{json}"])
+    replace, note, cmd = _split_options(list(args.cmd), args.replace, args.note)
+    assert (replace, note, cmd) == (True, "why", ["python", "-m", "backend", "bench", "fit", "--json", "{json}"])
+    with pytest.raises(OMGError, match="unknown option '--bogus'"):
+        _split_options(["--bogus", "--", "python"], False, "")
