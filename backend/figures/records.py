@@ -77,17 +77,13 @@ def dumps(record: FigureRecord) -> str:
 
 def write_record(path: str | Path, record: FigureRecord) -> Path:
     """Write ``record`` to ``path`` (a ``.json`` under a records folder); returns the path."""
+    from ..output_safety import atomic_write_text, check_output_file
+
     path = Path(path)
     validate(record.as_dict(), path)
+    check_output_file(path, suffixes=(".json",), what="figure record")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(dumps(record))
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, dumps(record))
 
 
 def validate(d: Any, path: Path) -> None:

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError, OMGError
+from ..output_safety import atomic_write_text, check_output_file
 from .machine import end_load, machine_record
 from .pages import RECORDS_DIR, render_all
 from .records import NAME_RE, FigureRecord, git_state, utc_now, write_record
@@ -35,6 +36,7 @@ def record_run(name: str, argv: list[str], root: Path = REPO_ROOT, replace: bool
     target = root / RECORDS_DIR / f"{name}.json"
     if target.exists() and not replace:
         raise InputError(target, "record exists; pass --replace to re-measure it")
+    check_output_file(target)  # before the (long) run, not after it
     if not argv:
         raise OMGError("figures record: give the command after '--'")
     if not any(JSON_PLACEHOLDER in a for a in argv):
@@ -71,7 +73,7 @@ def write_pages(root: Path = REPO_ROOT, check: bool = False) -> list[Path]:
         if old != text:
             changed.append(rel)
             if not check:
-                path.write_text(text)
+                atomic_write_text(path, text)
     return changed
 
 
