@@ -6,13 +6,14 @@ neck joint's frame, so the hull moves with the head):
 - Silhouette: a voxel is a candidate only where it projects (source pose) into hair or head pixels.
 - Cross-sections: per rest height, the hair+head silhouette's run through the skull's centre gives
   the half-width ``w`` and centre; the hull's cross-section is an ellipse of that half-width and a
-  depth half-axis ``skull half-depth + back_ratio * max(w - skull half-width, min_thickness)``: the
-  hair shell behind the head is about as thick as the silhouette shows it beside the head (left/right symmetry carried
+  depth half-axis behind the centre ``skull half-depth + back_ratio * max(w - skull half-width,
+  min_thickness)``: the hair shell behind the head is about as thick as the silhouette shows it
+  beside the head; in front of the centre the hull reaches the temples' depth plus that thickness (left/right symmetry carried
   round the back), and never thinner than ``min_thickness_m`` (no bald shell). Above the skull (tall
   hair, buns) the cross-section is ``round_ratio`` as deep as it is wide.
 - Rows with hair: from the top of the hair down to the lowest hair row of the central run; below the
   chin only the half behind the neck is kept (long hair hangs down the back).
-- Carving: nothing in front of the face (voxels projecting into the head mesh in front of its depth
+- Carving: thin fins along the source rays are opened away; nothing in front of the face (voxels projecting into the head mesh in front of its depth
   buffer, or in front of the ears' plane), so the face is never covered.
 Gaussians: the hull's outer shell (``shell_voxels`` thick) at voxel spacing, plus a fine layer on the
 visible hair pixels at their hull depth (pixel detail at the source view; hair lying on the body
@@ -58,7 +59,9 @@ class HairOptions:
     fine_step_px: float = 2.0       # fine visible layer: pixel grid step
     on_body_m: float = 0.012        # hair lying on the torso sits this far in front of it
     shoulder_blend_m: float = 0.08  # below the chin, weights blend to the torso's over this drop
-    coverage: float = 0.75          # std-dev / spacing
+    coverage: float = 0.75          # std-dev / spacing (fine layer)
+    strand_width: float = 0.5       # shell Gaussians' std-dev across the strands / voxel
+    strand_length: float = 1.2      # ... and along them (down the head) / voxel
     opacity: float = 0.97
     min_hair_px: int = 60           # fewer hair pixels: no hair part
 
@@ -79,7 +82,8 @@ def _empty(H: int = 0) -> HairResult:
 
 def _skull_profile(rest: np.ndarray, ys: np.ndarray, bin_m: float) -> tuple[np.ndarray, ...]:
     """Per rest height ys (ny,): half-width, half-depth, centre x, centre z of the head mesh
-    (0 half-axes where the mesh has no vertex). rest (V, 3)."""
+    (0 half-axes where the mesh has no vertex), and the front (max z) of its sides (vertices more
+    than 0.6 half-widths off the centre: temples and cheeks, not the nose). rest (V, 3)."""
     idx = np.floor((rest[:, 1] - ys[0]) / bin_m + 0.5).astype(int)
     ok = (idx >= 0) & (idx < len(ys))
     idx, r = idx[ok], rest[ok]
@@ -99,7 +103,11 @@ def _skull_profile(rest: np.ndarray, ys: np.ndarray, bin_m: float) -> tuple[np.n
         centre = np.where(has[:, None], centre, centre[near])
     else:
         centre = np.zeros((ny, 2))
-    return half[:, 0], half[:, 1], centre[:, 0], centre[:, 1]
+    side = np.abs(r[:, 0] - centre[idx, 0]) > 0.6 * half[idx, 0]
+    side_front = np.full(ny, -np.inf)
+    np.maximum.at(side_front, idx[side], r[side, 2])
+    side_front = np.where(np.isfinite(side_front), side_front, centre[:, 1] + half[:, 1])
+    return half[:, 0], half[:, 1], centre[:, 0], centre[:, 1], side_front
 
 
 def _project(points: np.ndarray, C: np.ndarray, camera: "Camera") -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +150,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     body_front_depth (H, W) float32 camera z of the torso front (inf: none). Empty when the photo
     shows (almost) no hair.
     """
-    from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_edt
+    from scipy.ndimage import binary_dilation, binary_erosion, binary_opening, distance_transform_edt
 
     from ..head.params import HeadParams
 
@@ -172,7 +180,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     y0, y1 = box_rest[:, 1].min() - pad, box_rest[:, 1].max() + pad
     ys = np.arange(y0, y1, vox)
     xs = np.arange(x0, x1, vox)
-    hx, hz, cx, cz = _skull_profile(rest, ys, vox)
+    hx, hz, cx, cz, side_front = _skull_profile(rest, ys, vox)
 
     # frontal slice (z = the skull centre of the row): the silhouette run through the skull axis
     head_cx = float(np.median(rest[:, 0]))
@@ -195,11 +203,15 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     mid_x = np.where(rows_on, x0 + 0.5 * (left + right) * vox, head_cx)
     thick = np.maximum(half_w - hx, opts.min_thickness_m)
     depth = np.where(hx > 0, hz + opts.back_ratio * thick, opts.round_ratio * half_w)
+    # in front of the skull's centre the hull reaches the temples/cheeks plus the hair's thickness,
+    # not the nose: the silhouette of a head lies about at its widest plane
+    depth_front = np.where(hx > 0, np.maximum(side_front - cz, 0.0) + thick, opts.round_ratio * half_w)
     from scipy.ndimage import uniform_filter1d
 
     depth = np.where(rows_on, uniform_filter1d(depth, 5, mode="nearest"), 0.0)
+    depth_front = np.where(rows_on, uniform_filter1d(depth_front, 5, mode="nearest"), 0.0)
     zmin = float(np.min(np.where(rows_on, cz - depth, np.inf))) - pad
-    zmax = float(np.max(np.where(rows_on, cz + depth, -np.inf))) + pad
+    zmax = float(np.max(np.where(rows_on, cz + depth_front, -np.inf))) + pad
     zs = np.arange(zmin, zmax, vox)
 
     # occupancy on the (ny, nx, nz) grid
@@ -208,7 +220,8 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     uv, zc_cam = _project(P, C, camera)
     in_sil = _lookup(S_img, uv, False)
     r = np.arange(len(ys))[:, None, None]
-    ell = ((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + ((Z - cz[r]) / np.maximum(depth[r], 1e-6)) ** 2 <= 1.0
+    dz = np.where(Z > cz[r], depth_front[r], depth[r])
+    ell = ((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + ((Z - cz[r]) / np.maximum(dz, 1e-6)) ** 2 <= 1.0
     occ = in_sil & ell & rows_on[r]
     # below the chin: only the half behind the neck (hair down the back)
     below_chin = uv[..., 1] > regions.chin_row
@@ -217,6 +230,8 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     hd = _lookup(head_depth.depth.astype(np.float64), uv, np.inf)
     in_head = _lookup(regions.head, uv, False)
     occ &= ~(in_head & ((zc_cam < hd + vox) | (Z > opts.face_plane_m)))
+    # thin fins along the source rays (single strands, gaps beside the face) are no volume
+    occ = binary_opening(occ, iterations=1)
     if not occ.any():
         return _empty()
 
@@ -237,7 +252,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
 
     # colours: photo where seen, else the row-continued hair texture at the front-back mirror
     tex = continue_columns(photo, regions.hair_texture)
-    tex_v = blur(tex, 0.35 * vox * camera.fx / zh)
+    tex_v = blur(tex, 0.2 * vox * camera.fx / zh)
     mirror = sp.copy()
     ri = np.clip(np.round((sp[:, 1] - ys[0]) / vox).astype(int), 0, len(ys) - 1)
     mirror[:, 2] = 2 * cz[ri] - sp[:, 2]
@@ -276,10 +291,11 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     means = to_rest(world, weights, A)
 
     s_f = opts.coverage * st * zh / camera.fx
-    s_v = opts.coverage * vox
+    # shell Gaussians are strands: long down the head (rest y), thin across it (x, z)
+    sv = np.array([[opts.strand_width * vox, opts.strand_length * vox, opts.strand_width * vox]])
     # fine Gaussians are needles along the source ray: a solid layer seen from the side too
-    scales = np.concatenate([np.tile([[s_f, s_f, vox]], (len(f_rest), 1)),
-                             np.tile([[s_v, s_v, s_v]], (n_shell, 1))])
+    scales = np.concatenate([np.tile([[s_f, s_f, 0.5 * vox]], (len(f_rest), 1)),
+                             np.tile(sv, (n_shell, 1))])
     ray_frame = matrix_to_quat(Cinv[None, :3, :3])                  # camera axes in the head frame
     quats = np.concatenate([np.tile(ray_frame, (len(f_rest), 1)),
                             np.tile(matrix_to_quat(np.eye(3)[None]), (n_shell, 1))])
