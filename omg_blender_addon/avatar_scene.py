@@ -14,7 +14,9 @@ so building "Avatar" twice gives "Avatar" and "Avatar.001"; nothing is ever over
   key ``pose_<joint>_<r><c>`` per non-zero column of the model's posedirs, driven by element (r, c)
   of (R - I) of that bone's rotation (a Blender simple expression: no Python, runs with auto-run
   off), so the backend's pose correctives are reproduced too.
-* ``<name> LOD<l>`` per imported LOD: loose vertices at the Gaussian centres (head then shoulders)
+* ``<name> LOD<l>`` per imported LOD: loose vertices at the Gaussian centres (head, then the skinned
+  parts: body, mouth interior, eyes; their names, counts and weights in the object's properties
+  ``omg_parts``, ``omg_part_counts``, ``omg_part_weights``)
   with the 3DGS point attributes, the expression shape keys subdivided with the LOD's upsample
   matrix (and the pose correctives), whose values are driven by the head's keys (AVERAGE drivers of one variable: no Python
   expression, so they run without auto-run scripts), upsampled weights + Armature modifier, and the
@@ -340,7 +342,12 @@ def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneDa
     obj = _link(coll, name, me, created)
     s = obj.omg_avatar
     s.role, s.rig, s.level = ROLE_GAUSSIANS, rig, lod.level
-    s.n_head, s.n_shoulders = lod.n_head, lod.n_shoulders
+    s.n_head, s.n_parts = lod.n_head, lod.n_parts
+    # the parts' own skinning weights, for reading the avatar back (scene_avatar.gaussian_avatar)
+    # without walking vertex groups point by point
+    obj["omg_parts"] = list(lod.part_names)
+    obj["omg_part_counts"] = [int(c) for c in lod.part_counts]
+    obj["omg_part_weights"] = np.ascontiguousarray(lod.weights[lod.n_head:], np.float32).ravel().tolist()
     _vertex_groups(obj, data.joint_names, lod.weights)
     _shape_keys(obj, lod.positions, data.expr_names, lod.expr_deltas)
     _drive_shape_keys(obj, head_key, data.expr_names)

@@ -58,7 +58,8 @@ class OMGAvatarObjectSettings(bpy.types.PropertyGroup):
     rig: PointerProperty(name="Rig", type=bpy.types.Object, description="The avatar's armature")
     level: IntProperty(name="Level", default=0, min=0, description="LOD level of a Gaussian object")
     n_head: IntProperty(name="Head Gaussians", default=0, min=0)
-    n_shoulders: IntProperty(name="Shoulder Gaussians", default=0, min=0)
+    n_parts: IntProperty(name="Part Gaussians", default=0, min=0,
+                         description="Gaussians of the skinned parts (body, mouth interior, eyes)")
     lod: EnumProperty(name="LOD", items=LOD_ITEMS, default="0", update=_lod_update,
                       description="Level of detail shown (the other LODs are hidden)")
     head_model_name: StringProperty(name="Head model", default="")

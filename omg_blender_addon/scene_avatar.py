@@ -137,14 +137,18 @@ def read_rig(rig: bpy.types.Object) -> RigInfo:
 @dataclass
 class SceneLOD:
     """One LOD object's rest data (Blender frame, as imported): positions (N, 3) float32; columns
-    {ATTRS name: (N,) float32}; n_head, n_shoulders; head_basis: (V, 3) float32 head-mesh basis."""
+    {ATTRS name: (N,) float32}; n_head; head_basis: (V, 3) float32 head-mesh basis; the parts after
+    the head Gaussians: part_names, part_counts and part_weights (n_parts, J) float32, or None for an
+    avatar imported before parts existed (its points after the head are the body)."""
 
     level: int
     positions: np.ndarray
     columns: dict[str, np.ndarray]
     n_head: int
-    n_shoulders: int
     head_basis: np.ndarray
+    part_names: list[str] = field(default_factory=list)
+    part_counts: list[int] = field(default_factory=list)
+    part_weights: np.ndarray | None = None
 
 
 def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
@@ -174,22 +178,30 @@ def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
     hb = head.data.shape_keys.key_blocks[0].data if head.data.shape_keys is not None else head.data.vertices
     hv = np.empty(len(head.data.vertices) * 3, np.float32)
     hb.foreach_get("co", hv)
-    s = obj.omg_avatar
-    if s.n_head + s.n_shoulders != n:
-        raise SceneError(f"{obj.name}: {n} points but {s.n_head} head + {s.n_shoulders} shoulder Gaussians recorded")
-    return SceneLOD(level, pos.reshape(n, 3), cols, int(s.n_head), int(s.n_shoulders), hv.reshape(-1, 3))
+    n_head = int(obj.omg_avatar.n_head)
+    if not 0 < n_head <= n:
+        raise SceneError(f"{obj.name}: {n} points but {n_head} head Gaussians recorded")
+    if "omg_parts" not in obj:  # imported before skinned parts: the rest is the body
+        return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv.reshape(-1, 3), ["body"], [n - n_head])
+    names = [str(x) for x in obj["omg_parts"]]
+    counts = [int(x) for x in obj["omg_part_counts"]]
+    w = np.asarray(obj["omg_part_weights"], np.float32)
+    if len(names) != len(counts) or n_head + sum(counts) != n or w.size != (n - n_head) * len(JOINTS):
+        raise SceneError(f"{obj.name}: {n} points do not match {n_head} head Gaussians and the recorded parts")
+    return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv.reshape(-1, 3), names, counts,
+                    w.reshape(n - n_head, len(JOINTS)))
 
 
 def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
     """A backend GaussianAvatar equivalent to the scene's LOD (worker thread: no bpy).
 
     backend.avatar.pose only needs the identity, ``vertex_offsets`` (head basis - shaped template),
-    ``lod_offsets`` (rest Gaussians - upsampled head surface) and the shoulders at rest, so posing
+    ``lod_offsets`` (rest Gaussians - upsampled head surface) and the skinned parts at rest, so posing
     this avatar moves the scene's Gaussians exactly as the backend moves the original.
     """
-    from ..backend.avatar.gaussians import GaussianAvatar, GaussianSet
+    from ..backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
     from ..backend.avatar.ply import C0
-    from ..backend.avatar.posing import model_lods, shaped_vertices
+    from ..backend.avatar.posing import body_weights, model_lods, shaped_vertices
     from ..backend.head.params import HeadParams
 
     if lod.head_basis.shape[0] != model.n_verts:
@@ -208,11 +220,17 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
     opac = 1.0 / (1.0 + np.exp(-c["opacity"].astype(np.float64)))
     scales = np.exp(np.stack([c[f"scale_{i}"] for i in range(3)], 1).astype(np.float64))
     quats = quats_to_model(np.stack([c[f"rot_{i}"] for i in range(4)], 1))
-    h, s = slice(0, lod.n_head), slice(lod.n_head, None)
+    h = slice(0, lod.n_head)
 
     def gset(sl, means):
         return GaussianSet(means, quats[sl], scales[sl], opac[sl], colors[sl])
 
+    parts, i = [], lod.n_head
+    for name, count in zip(lod.part_names, lod.part_counts):
+        sl = slice(i, i + count)
+        w = body_weights(count) if lod.part_weights is None else lod.part_weights[i - lod.n_head:i - lod.n_head + count]
+        parts.append(SkinnedPart(name, gset(sl, pos[sl]), w))
+        i += count
     cam = info.source_camera()
     if cam is None:  # a rig without a stored camera: the standard 512 source camera
         from ..backend.face.crop import source_camera
@@ -223,7 +241,7 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
         head_model_name=model.name, head_model_path=info.head_model_path,
         params=HeadParams(shape, zeros.expr, zeros.pose, zeros.transl), camera=cam,
         vertex_offsets=offsets, lods={lod.level: gset(h, surface)},
-        lod_offsets={lod.level: pos[h] - surface}, shoulders=gset(s, pos[s]),
+        lod_offsets={lod.level: pos[h] - surface}, parts=parts,
     )
 
 

@@ -6,12 +6,13 @@ bpy data only copies arrays. What the scene gets (B = Blender frame, metres):
 * rig: the five FLAME joints at their rest positions for the fitted identity (neutral expression);
 * head mesh: LOD-0 surface of the fitted identity (template + identity blend shapes + the avatar's
   vertex offsets), one expression delta per component, skinning weights;
-* per LOD: Gaussian centres at rest (head Gaussians then shoulders, the order of
-  ``backend.avatar.posing.pose``), the 3DGS attribute columns (f_dc_*, opacity logit, log scale_*,
-  rot_* as w,x,y,z in the Blender frame), expression deltas subdivided with the LOD's upsample
-  matrix (zero on the shoulders) and upsampled skinning weights. The shoulders are bound to the
-  global and neck joints with the weights (1 - NECK_FOLLOW, NECK_FOLLOW), which is exactly the
-  backend's blended shoulder transform, so they follow global/neck motion and never the jaw.
+* per LOD: Gaussian centres at rest (head Gaussians then every skinned part in list order, the
+  order of ``backend.avatar.posing.pose``), the 3DGS attribute columns (f_dc_*, opacity logit, log
+  scale_*, rot_* as w,x,y,z in the Blender frame), expression deltas subdivided with the LOD's
+  upsample matrix (zero on the parts) and skinning weights: the head's upsampled, each part's own
+  (``SkinnedPart.weights``). Blender's Armature modifier blends the bones' deform matrices with
+  those weights, which is the backend's blended linear skinning of the parts (neutral-expression
+  joints), so the body follows global/neck motion, the lower teeth the jaw, the eyeballs the eyes.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
 
 @dataclass
 class GaussianLODData:
-    """One LOD object. N = n_head + n_shoulders Gaussians, E expression components, J = 5 joints.
+    """One LOD object. N = n_head + n_parts Gaussians, E expression components, J = 5 joints.
 
     positions (N, 3) float32 B-frame rest centres; columns {name: (N,) float32} (ATTRIBUTE_NAMES);
-    expr_deltas (E, N, 3) float32 B-frame offsets per unit coefficient; weights (N, J) float32.
+    expr_deltas (E, N, 3) float32 B-frame offsets per unit coefficient; weights (N, J) float32;
+    part_names / part_counts: the skinned parts after the head Gaussians, in order.
     """
 
     level: int
@@ -48,12 +50,17 @@ class GaussianLODData:
     expr_deltas: np.ndarray
     weights: np.ndarray
     n_head: int
-    n_shoulders: int
+    part_names: list[str] = field(default_factory=list)
+    part_counts: list[int] = field(default_factory=list)
     pose_deltas: np.ndarray | None = None  # (K, N, 3) pose correctives (see AvatarSceneData)
 
     @property
     def n(self) -> int:
         return int(self.positions.shape[0])
+
+    @property
+    def n_parts(self) -> int:
+        return int(sum(self.part_counts))
 
 
 @dataclass
@@ -91,16 +98,6 @@ class AvatarSceneData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def shoulder_weights(n: int, n_joints: int) -> np.ndarray:
-    """(n, J) skinning weights reproducing posing.shoulder_transforms: global 1-a, neck a."""
-    from ..backend.avatar.posing import NECK_FOLLOW
-
-    w = np.zeros((n, n_joints), np.float32)
-    w[:, 0] = 1.0 - NECK_FOLLOW
-    w[:, 1] = NECK_FOLLOW
-    return w
-
-
 def gaussian_columns(gs) -> dict[str, np.ndarray]:
     """The 3DGS attribute columns of a GaussianSet with the rotations turned into the Blender frame."""
     from ..backend.avatar.ply import ply_columns
@@ -126,15 +123,15 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
     from ..backend.head.params import HeadParams
 
     U = model_lods(model, [level])[level].upsample
-    rest = pose(avatar, model, HeadParams.zeros(model), level)[0]  # (N_l + N_sh, 3) model frame
-    n_head, n_sh = len(avatar.lods[level]), len(avatar.shoulders)
-    n = n_head + n_sh
+    rest = pose(avatar, model, HeadParams.zeros(model), level)[0]  # (N_l + n_parts, 3) model frame
+    n_head = len(avatar.lods[level])
+    n = n_head + avatar.n_parts
     deltas = np.zeros((model.n_expr, n, 3), np.float32)
     if model.n_expr:
         up = subdivide_attributes(U, model.exprdirs.astype(np.float32))  # (N_l, 3, E)
         deltas[:, :n_head] = points_to_blender(np.moveaxis(up, 2, 0))
     weights = np.concatenate([np.asarray(U @ model.weights, np.float32),
-                              shoulder_weights(n_sh, model.weights.shape[1])])
+                              avatar.part_weights(model.weights.shape[1])])
     cols = pose_feature_columns(model)
     pose_deltas = np.zeros((len(cols), n, 3), np.float32)
     if cols:
@@ -142,7 +139,8 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
         pose_deltas[:, :n_head] = points_to_blender(np.moveaxis(up, 2, 0))
     return GaussianLODData(level=level, positions=points_to_blender(rest),
                            columns=gaussian_columns(avatar.rest_set(level)), expr_deltas=deltas,
-                           weights=weights, n_head=n_head, n_shoulders=n_sh, pose_deltas=pose_deltas)
+                           weights=weights, n_head=n_head, part_names=[p.name for p in avatar.parts],
+                           part_counts=[len(p) for p in avatar.parts], pose_deltas=pose_deltas)
 
 
 def scene_data(avatar: "GaussianAvatar", model: "HeadModel", name: str, levels=None,

@@ -33,7 +33,7 @@ class OMG_AVATAR_OT_set_lod(bpy.types.Operator):
             return {"CANCELLED"}
         rig.omg_avatar.lod = str(self.lod)  # the property's update switches visibility
         s = objs[self.lod].omg_avatar
-        self.report({"INFO"}, f"{rig.name}: LOD {self.lod} ({s.n_head + s.n_shoulders:,} Gaussians)")
+        self.report({"INFO"}, f"{rig.name}: LOD {self.lod} ({s.n_head + s.n_parts:,} Gaussians)")
         return {"FINISHED"}
 
 

@@ -57,8 +57,8 @@ class OMG_AVATAR_PT_lod(_OMGPanel, bpy.types.Panel):
                     continue
                 s = obj.omg_avatar
                 icon = "HIDE_OFF" if not obj.hide_viewport else "HIDE_ON"
-                col.label(text=f"LOD {level}: {s.n_head + s.n_shoulders:,} Gaussians "
-                               f"({s.n_head:,} head + {s.n_shoulders:,} shoulders)", icon=icon)
+                col.label(text=f"LOD {level}: {s.n_head + s.n_parts:,} Gaussians "
+                               f"({s.n_head:,} head + {s.n_parts:,} body, mouth, eyes)", icon=icon)
         row = layout.row(align=True)
         row.operator("omg_avatar.import_ply", text="Import .ply", icon="IMPORT")
         row.operator("omg_avatar.export_ply", text="Export .ply", icon="EXPORT")

@@ -1,8 +1,8 @@
-"""Avatars: build a multi-LOD head + shoulder Gaussian avatar from one photo, pose it, store it.
+"""Avatars: build a multi-LOD head + body Gaussian avatar (with skinned parts) from one photo, pose it, store it.
 
 Public API (what the CLI and the Blender add-on call):
     build_avatar(photo, BuildOptions, Progress) -> BuildResult     (build.py)
-    pose(avatar, model, params, lod) -> (T, N_l + N_shoulders, 3)   (posing.py)
+    pose(avatar, model, params, lod) -> (T, N_l + n_parts, 3)      (posing.py)
     posed_set(avatar, model, params, lod, frame) -> GaussianSet
     save_avatar(avatar, path) / load_avatar(path) / read_header(path) (fileformat.py)
     write_ply(path, GaussianSet) / read_ply(path) -> GaussianSet     (ply.py)
@@ -12,7 +12,7 @@ Heavy modules (torch, mediapipe) load lazily, so importing this package is cheap
 from __future__ import annotations
 
 from .fileformat import FORMAT_VERSION, load_avatar, read_header, save_avatar
-from .gaussians import GaussianAvatar, GaussianSet
+from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .ply import read_ply, write_ply
 from .posing import NECK_FOLLOW, pose, posed_set
 
@@ -33,5 +33,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["BuildOptions", "BuildResult", "FORMAT_VERSION", "GaussianAvatar", "GaussianSet", "NECK_FOLLOW",
-           "build_avatar", "load_avatar", "pose", "posed_set", "read_header", "read_ply", "save_avatar",
+           "SkinnedPart", "build_avatar", "load_avatar", "pose", "posed_set", "read_header", "read_ply", "save_avatar",
            "write_ply"]

@@ -49,7 +49,7 @@ def bench_photo(photo, refine_seconds: float, lods=(0, 1, 2)) -> dict[str, Any]:
 def construct_cpu_seconds(r, lods, repeats: int = 3) -> float:
     """Best-of-``repeats`` process CPU time of sampling + shoulders for ``lods``: the wall time of an
     idle machine (these stages run on one thread), robust to other jobs sharing the CPU."""
-    from .build import BuildOptions, analytic_head, analytic_shoulders
+    from .build import BuildOptions, analytic_body, analytic_head
     from .imageops import to_float
 
     obs, fit = r.observation, r.fit
@@ -58,7 +58,7 @@ def construct_cpu_seconds(r, lods, repeats: int = 3) -> float:
     for _ in range(repeats):
         t0 = time.process_time()
         analytic_head(r.model, fit.params, fit.camera, photo, mask, list(lods), BuildOptions())
-        analytic_shoulders(r.model, fit.params, fit.camera, photo, mask, BuildOptions())
+        analytic_body(r.model, fit.params, fit.camera, photo, mask, BuildOptions())
         best = min(best, time.process_time() - t0)
     return best
 
@@ -87,7 +87,7 @@ def markdown(rows: dict[str, dict[str, Any]], refine_seconds: float, lods) -> st
         "construction stages. Refinement, bounded by its wall-time budget, then runs fewer steps "
         "than it would on an idle machine (see the steps column).",
         "",
-        "| photo | LOD | Gaussians (head + shoulders) | PSNR raw | PSNR refined | SSIM raw | SSIM refined | refine steps |",
+        "| photo | LOD | Gaussians (head + parts) | PSNR raw | PSNR refined | SSIM raw | SSIM refined | refine steps |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
@@ -96,7 +96,7 @@ def markdown(rows: dict[str, dict[str, Any]], refine_seconds: float, lods) -> st
             continue
         for l in lods:
             m, c = r["metrics"][l], r["gaussians"][l]
-            out.append(f"| {name} | {l} | {c['head']} + {c['shoulders']} | {m['psnr_face_raw']:.2f} | "
+            out.append(f"| {name} | {l} | {c['head']} + {c['parts']} | {m['psnr_face_raw']:.2f} | "
                        f"{m.get('psnr_face', float('nan')):.2f} | {m['ssim_face_raw']:.3f} | "
                        f"{m.get('ssim_face', float('nan')):.3f} | {r['refine_steps'][l]} |")
     out += ["", "## Build time per stage (seconds)", "",

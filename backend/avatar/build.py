@@ -26,9 +26,9 @@ from ..eval.metrics.masks import hull_mask
 from ..progress import Progress
 from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, mean_edge_length, unique_edges,
                          vertex_normals)
-from .gaussians import GaussianAvatar, GaussianSet
+from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
-from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices, shoulder_transforms_for
+from .posing import body_transforms_for, body_weights, lbs_numpy, model_lods, posed_set, shaped_vertices
 from .refine import RefineOptions, refine
 from .sample import SAMPLE_NAME, sample_photo
 from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
@@ -170,18 +170,20 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     return out
 
 
-def analytic_shoulders(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
-                       opts: BuildOptions) -> GaussianSet:
-    """Shoulder Gaussians at rest (built at the source pose, mapped back by the inverse transform)."""
+def analytic_body(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
+                  opts: BuildOptions) -> SkinnedPart:
+    """The "body" part: shoulder Gaussians at rest (built at the source pose, mapped back by the
+    inverse of the body transform), skinned with posing.body_weights."""
     from ..render.depth import rasterize_depth
 
     verts, joints, _ = lbs_numpy(model, params)
     db = rasterize_depth(verts[0], model.faces, camera)
     head_mask = np.asarray(db.face_id) >= 0
     world = build_shoulders(photo, mask, head_mask, camera, joints[0, 1], opts.shoulders)
-    M_inv = np.linalg.inv(shoulder_transforms_for(model, params)[0].astype(np.float64))
+    M_inv = np.linalg.inv(body_transforms_for(model, params)[0].astype(np.float64))
     rest = world.means @ M_inv[:3, :3].T + M_inv[:3, 3]
-    return world.with_means(rest.astype(np.float32))
+    return SkinnedPart("body", world.with_means(rest.astype(np.float32)),
+                       body_weights(len(world), model.weights.shape[1]))
 
 
 def _learned_avatar(model, obs, fit, levels, opts: BuildOptions, progress: Progress) -> GaussianAvatar:
@@ -252,14 +254,14 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
             heads = analytic_head(model, params, camera, photo512, mask, levels, opts)
         with progress.stage("shoulders"):
             progress.report(0.4, "building shoulders")
-            shoulders = analytic_shoulders(model, params, camera, photo512, mask, opts)
+            body = analytic_body(model, params, camera, photo512, mask, opts)
         avatar = GaussianAvatar(
             head_model_name=model.name,
             head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()),
             params=params, camera=camera,
             vertex_offsets=np.zeros((model.n_verts, 3), np.float32),
             lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
-            shoulders=shoulders, options=opts.to_json(), method="analytic")
+            parts=[body], options=opts.to_json(), method="analytic")
 
     face_mask = hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
@@ -301,13 +303,12 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
 
 def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray, mask: np.ndarray,
                   levels: list[int], opts: BuildOptions, progress: Progress) -> dict[int, int]:
-    """Refine every LOD in place (colours, opacities, small offsets); shoulders take the finest
-    LOD's refined appearance. Returns steps run per LOD."""
+    """Refine every LOD in place (colours, opacities, small offsets); the parts take the finest
+    LOD's refined appearance (they stay where they are). Returns steps run per LOD."""
     _, _, A = lbs_numpy(model, avatar.params)
     steps: dict[int, int] = {}
     # the budget is split in proportion to the Gaussian counts (a step costs about that much)
     totals = {l: avatar.counts()[l]["total"] for l in levels}
-    n_sh = len(avatar.shoulders)
     for i, l in enumerate(levels):
         budget = opts.refine_seconds * totals[l] / sum(totals.values())
         U = model_lods(model, [l])[l].upsample
@@ -333,8 +334,9 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
         Rb = np.einsum("vj,jrc->vrc", W, A[0, :, :3, :3].astype(np.float64))
         rest_off = np.linalg.solve(Rb, res.offsets[:n_head, :, None].astype(np.float64))[..., 0]
         avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest_off).astype(np.float32)
-        if l == levels[-1] and n_sh:
-            avatar.shoulders.colors = res.colors[n_head:].astype(np.float32)
-            avatar.shoulders.opacities = res.opacities[n_head:].astype(np.float32)
+        if l == levels[-1]:
+            for part, sl in zip(avatar.parts, avatar.part_slices(l).values()):
+                part.gaussians.colors = res.colors[sl].astype(np.float32)
+                part.gaussians.opacities = res.opacities[sl].astype(np.float32)
         steps[l] = res.steps
     return steps

@@ -4,7 +4,10 @@ Header (metadata key ``omgavatar``): format name, format version, creation time,
 model (name, path), LOD levels, Gaussian counts per LOD, camera size and the creation options, plus
 a SHA-256 of every tensor's bytes so a damaged file is refused instead of loading garbage.
 Tensors: ``params.*`` (source HeadParams), ``camera.K/viewmat``, ``vertex_offsets``,
-``lod{l}.{means,quats,scales,opacities,colors[,features],offsets}``, ``shoulders.*``.
+``lod{l}.{means,quats,scales,opacities,colors[,features],offsets}`` and, per skinned part i (header
+``parts``: the names in order), ``part{i}.{means,quats,scales,opacities,colors[,features],weights}``.
+Version 1 files held one ``shoulders.*`` set instead of parts; they load as the part "body" with
+posing.body_weights, which poses exactly as version 1 posed the shoulders.
 The loader refuses non-avatar files, corrupt files and versions newer than it understands with an
 InputError naming the file.
 """
@@ -20,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .gaussians import GaussianAvatar, GaussianSet
+from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 
 FORMAT_NAME = "omgavatar"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: skinned parts (part{i}.*) replace the shoulders set
 SUFFIX = ".omgavatar"
 _META_KEY = "omgavatar"
 _SET_KEYS = ("means", "quats", "scales", "opacities", "colors")
@@ -58,7 +61,9 @@ def avatar_tensors(avatar: GaussianAvatar) -> dict[str, np.ndarray]:
     for lvl, gs in avatar.lods.items():
         t.update(_set_tensors(f"lod{lvl}", gs))
         t[f"lod{lvl}.offsets"] = np.asarray(avatar.lod_offsets[lvl], np.float32)
-    t.update(_set_tensors("shoulders", avatar.shoulders))
+    for i, part in enumerate(avatar.parts):
+        t.update(_set_tensors(f"part{i}", part.gaussians))
+        t[f"part{i}.weights"] = np.asarray(part.weights, np.float32)
     return {k: np.ascontiguousarray(v) for k, v in t.items()}
 
 
@@ -78,6 +83,7 @@ def save_avatar(avatar: GaussianAvatar, path: str | Path) -> Path:
         "head_model": {"name": avatar.head_model_name, "path": avatar.head_model_path},
         "lods": avatar.levels,
         "counts": {str(k): v for k, v in avatar.counts().items()},
+        "parts": [p.name for p in avatar.parts],
         "camera": {"width": int(avatar.camera.width), "height": int(avatar.camera.height)},
         "options": avatar.options,
         "sha256": _digest(tensors),
@@ -130,6 +136,19 @@ def _open(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, tensors
 
 
+def _read_parts(header: dict[str, Any], t: dict[str, np.ndarray], gset) -> list[SkinnedPart]:
+    """The skinned parts of a file (version 1: its shoulders as the part "body")."""
+    if int(header["version"]) < 2:
+        from .posing import body_weights
+
+        body = gset("shoulders")
+        return [SkinnedPart("body", body, body_weights(len(body)))]
+    names = header["parts"]
+    if not isinstance(names, list):
+        raise TypeError("parts")
+    return [SkinnedPart(str(name), gset(f"part{i}"), t[f"part{i}.weights"]) for i, name in enumerate(names)]
+
+
 def load_avatar(path: str | Path) -> GaussianAvatar:
     """Read an avatar written by save_avatar; refuses corrupt/foreign/future files (InputError)."""
     from ..head.params import HeadParams
@@ -158,7 +177,7 @@ def load_avatar(path: str | Path) -> GaussianAvatar:
             vertex_offsets=t["vertex_offsets"],
             lods={lvl: gset(f"lod{lvl}") for lvl in lods},
             lod_offsets={lvl: t[f"lod{lvl}.offsets"] for lvl in lods},
-            shoulders=gset("shoulders"),
+            parts=_read_parts(header, t, gset),
             options=dict(header.get("options") or {}),
             method=str(header.get("method", "analytic")),
         )

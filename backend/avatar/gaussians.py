@@ -76,6 +76,43 @@ class GaussianSet:
 
 
 @dataclass
+class SkinnedPart:
+    """Gaussians bound to the head model's joints by blended linear skinning.
+
+    name: what the part is ("body", "hair", "teeth_upper", "teeth_lower", "gums", "tongue", "cavity",
+    "eye_L", "eye_R", ...), unique within an avatar.
+    gaussians: the part's Gaussians at rest (neutral expression, zero pose, metres, head-model frame).
+    weights: (N, J) float32 skinning weights over the head model's joints (global, neck, jaw, eye_L,
+    eye_R); every row sums to 1. Posing moves each point by ``sum_j w_j A_j`` with the frame's
+    neutral-expression joint transforms A (posing.part_transforms), so expressions never move parts.
+    """
+
+    name: str
+    gaussians: GaussianSet
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.name = str(self.name)
+        n = len(self.gaussians)
+        self.weights = np.ascontiguousarray(self.weights, dtype=np.float32)
+        if self.weights.ndim != 2 or self.weights.shape[0] != n:
+            raise ValueError(f"part '{self.name}': weights {self.weights.shape} do not match its {n} Gaussians")
+        if n and not np.allclose(self.weights.sum(1), 1.0, atol=1e-4):
+            raise ValueError(f"part '{self.name}': skinning weights must sum to 1 per Gaussian")
+
+    def __len__(self) -> int:
+        return len(self.gaussians)
+
+    @staticmethod
+    def rigid(name: str, gaussians: GaussianSet, joint_weights, n_joints: int = 5) -> "SkinnedPart":
+        """A part whose every Gaussian has the same weights: ``joint_weights`` {joint index: weight}."""
+        w = np.zeros((len(gaussians), n_joints), np.float32)
+        for j, v in dict(joint_weights).items():
+            w[:, int(j)] = v
+        return SkinnedPart(name, gaussians, w)
+
+
+@dataclass
 class GaussianAvatar:
     """An animatable head + shoulder Gaussian avatar built from one photo.
 
@@ -86,7 +123,7 @@ class GaussianAvatar:
     lods: {level: GaussianSet} head Gaussians at rest (neutral expression, zero pose); N_l = V_l.
     lod_offsets: {level: (N_l, 3) float32} per-Gaussian offset from the subdivided surface, in the
         rest frame (posing rotates it with the surface, see posing.py).
-    shoulders: GaussianSet at rest, rigidly bound to the global joint (plus a fraction of the neck).
+    parts: SkinnedPart list (body, hair, mouth interior, eyes...), posed after the head in list order.
     options: the creation options (JSON-able), stored in the file header.
     """
 
@@ -97,7 +134,7 @@ class GaussianAvatar:
     vertex_offsets: np.ndarray
     lods: dict[int, GaussianSet]
     lod_offsets: dict[int, np.ndarray]
-    shoulders: GaussianSet
+    parts: list[SkinnedPart]
     options: dict[str, Any] = field(default_factory=dict)
     method: str = "analytic"
 
@@ -108,18 +145,62 @@ class GaussianAvatar:
                             for k, v in self.lod_offsets.items()}
         if set(self.lods) != set(self.lod_offsets):
             raise ValueError(f"lods {sorted(self.lods)} and lod_offsets {sorted(self.lod_offsets)} differ")
+        self.parts = list(self.parts)
+        names = [p.name for p in self.parts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"part names must be unique, got {names}")
+        if len({p.weights.shape[1] for p in self.parts}) > 1:
+            raise ValueError("all parts must be skinned to the same joints")
 
     @property
     def levels(self) -> list[int]:
         return sorted(self.lods)
 
+    @property
+    def n_parts(self) -> int:
+        """Gaussians in all parts together (the same at every LOD)."""
+        return sum(len(p) for p in self.parts)
+
+    def part(self, name: str) -> SkinnedPart | None:
+        """The part called ``name``, or None."""
+        return next((p for p in self.parts if p.name == name), None)
+
+    def part_counts(self) -> dict[str, int]:
+        """{part name: Gaussian count} in list order."""
+        return {p.name: len(p) for p in self.parts}
+
+    def part_slices(self, lod: int) -> dict[str, slice]:
+        """{part name: slice} of each part's rows in ``rest_set(lod)`` / ``pose(..., lod)``."""
+        out, i = {}, len(self.lods[lod])
+        for p in self.parts:
+            out[p.name] = slice(i, i + len(p))
+            i += len(p)
+        return out
+
+    def parts_set(self) -> GaussianSet:
+        """All parts' Gaussians at rest, concatenated in list order."""
+        return GaussianSet.concat([p.gaussians for p in self.parts] or [_empty_set()])
+
+    def part_weights(self, n_joints: int = 5) -> np.ndarray:
+        """(n_parts, J) float32 skinning weights of all parts, in list order."""
+        if not self.parts:
+            return np.zeros((0, n_joints), np.float32)
+        return np.concatenate([p.weights for p in self.parts]).astype(np.float32)
+
     def counts(self) -> dict[int, dict[str, int]]:
-        """Per LOD: head, shoulders and total Gaussian counts."""
-        return {lvl: {"head": len(g), "shoulders": len(self.shoulders),
-                      "total": len(g) + len(self.shoulders)} for lvl, g in sorted(self.lods.items())}
+        """Per LOD: head, parts (all parts together) and total Gaussian counts."""
+        n = self.n_parts
+        return {lvl: {"head": len(g), "parts": n, "total": len(g) + n}
+                for lvl, g in sorted(self.lods.items())}
 
     def rest_set(self, lod: int) -> GaussianSet:
-        """Head (rest positions + offsets) followed by shoulders: the order pose() returns."""
+        """Head (rest positions + offsets) followed by every part in list order: the order pose()
+        returns."""
         head = self.lods[lod]
         head = head.with_means(head.means + self.lod_offsets[lod])
-        return GaussianSet.concat([head, self.shoulders])
+        return GaussianSet.concat([head] + [p.gaussians for p in self.parts])
+
+
+def _empty_set() -> GaussianSet:
+    z = np.zeros((0, 3), np.float32)
+    return GaussianSet(z, np.zeros((0, 4), np.float32), z, np.zeros(0, np.float32), z)

@@ -4,11 +4,13 @@ Head, per LOD l: LBS of the LOD-0 mesh with the frame's expression/pose -> spars
 upsampling to LOD l -> plus the identity offsets (``U_l @ vertex_offsets + lod_offsets``) rotated by
 the blended skinning rotation of their point (so detail turns with the head; LBS itself knows no
 per-avatar offsets).
-Shoulders: one rigid-ish transform per frame, the blend ``(1 - a) A_global + a A_neck`` of the two
-skinning transforms with a = NECK_FOLLOW. The torso follows the global head motion fully and the
-neck by a quarter, like mesh vertices at the base of the neck: turning the head turns the collar a
-little, and the jaw, the eyes and expressions never move the shoulders (their joints are regressed
-from the neutral-expression mesh).
+Parts (GaussianAvatar.parts: body, mouth interior, eyes, ...): blended linear skinning of their rest
+positions, ``x' = sum_j w_j A_j [x, 1]``, with the frame's joint transforms A regressed from the
+neutral-expression mesh, so expressions never move a part (only joints do). The body's weights are
+``(1 - a)`` global + ``a`` neck with a = NECK_FOLLOW: the torso follows the global head motion fully
+and the neck by a quarter, like mesh vertices at the base of the neck: turning the head turns the
+collar a little, and the jaw and the eyes never move it. Teeth, tongue and eyeballs ride the jaw
+and eye joints the same way.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .gaussians import GaussianAvatar
+from .gaussians import GaussianAvatar, GaussianSet
 
 if TYPE_CHECKING:
     from ..head.lod import LOD
     from ..head.model import HeadModel
     from ..head.params import HeadParams
 
-NECK_FOLLOW = 0.25  # fraction of the neck joint's motion the shoulders follow
+NECK_FOLLOW = 0.25  # fraction of the neck joint's motion the body part follows
 
 
 def model_lods(model: "HeadModel", levels) -> dict[int, "LOD"]:
@@ -41,21 +43,78 @@ def shaped_vertices(model: "HeadModel", shape: np.ndarray) -> np.ndarray:
     return (model.v_template + np.einsum("vcs,s->vc", model.shapedirs[..., : len(s)], s)).astype(np.float32)
 
 
-def shoulder_transforms(A: np.ndarray) -> np.ndarray:
-    """(T, 4, 4) shoulder transforms from skinning transforms A (T, 5, 4, 4)."""
+def body_weights(n: int, n_joints: int = 5) -> np.ndarray:
+    """(n, J) float32 skinning weights of the body part: global 1 - NECK_FOLLOW, neck NECK_FOLLOW."""
+    w = np.zeros((n, n_joints), np.float32)
+    w[:, 0] = 1.0 - NECK_FOLLOW
+    w[:, 1] = NECK_FOLLOW
+    return w
+
+
+def body_transforms(A: np.ndarray) -> np.ndarray:
+    """(T, 4, 4) the body part's transform from skinning transforms A (T, 5, 4, 4) (body_weights)."""
     return (1.0 - NECK_FOLLOW) * A[:, 0] + NECK_FOLLOW * A[:, 1]
 
 
-def shoulder_transforms_for(model: "HeadModel", params: "HeadParams") -> np.ndarray:
-    """(T, 4, 4) shoulder transforms of every frame of ``params``.
+def part_transforms(model: "HeadModel", params: "HeadParams") -> np.ndarray:
+    """(T, J, 4, 4) joint transforms that skin the parts, for every frame of ``params``.
 
     The joints are regressed from the neutral-expression mesh: FLAME-style models regress them
-    from the expression-shaped mesh, which would make the torso drift (tens of microns) with
-    every smile or jaw-open expression coefficient."""
+    from the expression-shaped mesh, which would make the torso or the teeth drift (tens of
+    microns) with every smile or jaw-open expression coefficient."""
     from ..head.params import HeadParams
 
     neutral = HeadParams(params.shape, np.zeros_like(params.expr), params.pose, params.transl)
-    return shoulder_transforms(lbs_numpy(model, neutral)[2])
+    return lbs_numpy(model, neutral)[2]
+
+
+def body_transforms_for(model: "HeadModel", params: "HeadParams") -> np.ndarray:
+    """(T, 4, 4) the body part's transform for every frame of ``params`` (neutral-expression joints)."""
+    return body_transforms(part_transforms(model, params))
+
+
+def skin_points(points: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Blended linear skinning: points (N, 3) rest, weights (N, J), A (T, J, 4, 4) -> (T, N, 3).
+
+    The blended 3x4 matrix of every point and frame is one (N, J) @ (T, J, 12) product."""
+    T, J = A.shape[:2]
+    M = np.matmul(np.asarray(weights, np.float32), A[:, :, :3, :].reshape(T, J, 12).astype(np.float32))
+    M = M.reshape(T, -1, 3, 4)                                                   # (T, N, 3, 4)
+    p = np.asarray(points, np.float32)
+    return np.matmul(M[..., :3], p[None, :, :, None])[..., 0] + M[..., 3]
+
+
+def blended_rotations(weights: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """(T, N, 3, 3) float32 nearest rotation (polar factor) of each point's blended skinning matrix.
+
+    weights (N, J), A (T, J, 4, 4). For a point bound to one joint (or to joints that turn alike)
+    this is exactly the joint's rotation; for a blend it is the rotation closest to the blend."""
+    T, J = A.shape[:2]
+    R = np.matmul(np.asarray(weights, np.float64), A[:, :, :3, :3].reshape(T, J, 9).astype(np.float64))
+    u, _, vt = np.linalg.svd(R.reshape(T, -1, 3, 3))
+    d = np.sign(np.linalg.det(u @ vt))                                            # keep det = +1
+    u[..., :, 2] *= d[..., None]
+    return (u @ vt).astype(np.float32)
+
+
+def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
+               rotations: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """All parts posed for every frame of ``params``: means (T, n_parts, 3) float32 metres, and
+    with ``rotations`` the posed unit quaternions (T, n_parts, 4) w,x,y,z (each Gaussian's rest
+    rotation turned by its blended skinning rotation), else None. Order: parts in list order."""
+    from ..head.params import HeadParams
+
+    rest = avatar.parts_set()
+    W = avatar.part_weights(model.weights.shape[1])
+    p = HeadParams(avatar.params.shape, params.expr, params.pose, params.transl)
+    A = part_transforms(model, p)
+    means = skin_points(rest.means, W, A)
+    if not rotations:
+        return means, None
+    from .attributes import matrix_to_quat, quat_to_matrix
+
+    R = blended_rotations(W, A) @ quat_to_matrix(rest.quats)[None]                 # (T, P, 3, 3)
+    return means, matrix_to_quat(R.reshape(-1, 3, 3)).reshape(R.shape[0], -1, 4).astype(np.float32)
 
 
 def lbs_numpy(model: "HeadModel", params: "HeadParams") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,9 +144,9 @@ def rotate_blended(offsets: np.ndarray, weights: np.ndarray, A: np.ndarray) -> n
 
 def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: int,
          chunk: int = 64) -> np.ndarray:
-    """(T, N_l + N_shoulders, 3) float32 Gaussian means for every frame of ``params``.
+    """(T, N_l + n_parts, 3) float32 Gaussian means for every frame of ``params``.
 
-    Order: the LOD's head Gaussians, then the shoulders (as GaussianAvatar.rest_set). ``params``
+    Order: the LOD's head Gaussians, then each part in list order (as GaussianAvatar.rest_set). ``params``
     supplies expression, pose and translation; the identity is always the avatar's own
     (``avatar.params.shape``). Frames are processed ``chunk`` at a time to bound memory.
     """
@@ -101,10 +160,11 @@ def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: 
     U = model_lods(model, [lod])[lod].upsample
     off = (U @ avatar.vertex_offsets + avatar.lod_offsets[lod]).astype(np.float32)  # (V_l, 3)
     W = np.asarray(U @ model.weights, np.float32)                                     # (V_l, 5)
-    shoulders = avatar.shoulders.means
+    parts = avatar.parts_set().means
+    Wp = avatar.part_weights(model.weights.shape[1])
     T = params.n_frames
     V, Vl = model.n_verts, U.shape[0]
-    out = np.empty((T, Vl + len(shoulders), 3), np.float32)
+    out = np.empty((T, Vl + len(parts), 3), np.float32)
     for t0 in range(0, T, chunk):
         sl = slice(t0, min(T, t0 + chunk))
         p = HeadParams(avatar.params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
@@ -112,12 +172,24 @@ def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: 
         t = verts.shape[0]
         head = (U @ verts.transpose(1, 0, 2).reshape(V, t * 3)).reshape(Vl, t, 3).transpose(1, 0, 2)
         out[sl, :Vl] = head + rotate_blended(off, W, A)
-        M = shoulder_transforms_for(model, p)              # (t, 4, 4)
-        out[sl, Vl:] = np.einsum("nc,trc->tnr", shoulders, M[:, :3, :3]) + M[:, None, :3, 3]
+        if len(parts):
+            out[sl, Vl:] = skin_points(parts, Wp, part_transforms(model, p))
     return out
 
 
-def posed_set(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: int, frame: int = 0):
-    """The LOD's full GaussianSet (head + shoulders) moved to frame ``frame`` of ``params``."""
-    means = pose(avatar, model, params.frame(frame), lod)[0]
-    return avatar.rest_set(lod).with_means(means)
+def posed_set(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: int, frame: int = 0,
+              rotate_parts: bool = False):
+    """The LOD's full GaussianSet (head, then parts) moved to frame ``frame`` of ``params``.
+
+    With ``rotate_parts`` the parts' Gaussians also turn with their skinning rotation (an eyeball
+    looking sideways, the body under a turned head); by default only positions move, as the paper
+    poses its Gaussians."""
+    p = params.frame(frame)
+    means = pose(avatar, model, p, lod)[0]
+    gs = avatar.rest_set(lod).with_means(means)
+    if rotate_parts and avatar.n_parts:
+        _, q = pose_parts(avatar, model, p, rotations=True)
+        quats = gs.quats.copy()
+        quats[len(avatar.lods[lod]):] = q[0]
+        gs = GaussianSet(gs.means, quats, gs.scales, gs.opacities, gs.colors, gs.features)
+    return gs

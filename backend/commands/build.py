@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(args.json, figures)
     for lvl, c in result.avatar.counts().items():
         m = result.metrics.get(lvl, {})
-        print(f"LOD {lvl}: {c['head']} head + {c['shoulders']} shoulder Gaussians, face PSNR "
+        print(f"LOD {lvl}: {c['head']} head + {c['parts']} part Gaussians (body, mouth, eyes), face PSNR "
               f"{m.get('psnr_face', float('nan')):.2f} dB, SSIM {m.get('ssim_face', float('nan')):.3f}")
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
     print(f"wrote {avatar_path}", file=sys.stderr)

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..avatar.gaussians import GaussianAvatar, GaussianSet
+from ..avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from ..avatar.posing import body_weights
 from ..errors import InputError
 from ..head.lbs import HeadModelTensors
 from ..head.model import HeadModel
@@ -77,8 +78,8 @@ def reconstruct_avatar(model: HeadModel, observation, fit, lods=(0, 1, 2), check
     fit: needs ``params`` (HeadParams, T=1) and ``camera`` (the source Camera, S x S).
     Pass ``learned`` (from ``load_learned``) to reuse a loaded network; otherwise ``checkpoint`` and
     ``dinov2`` are loaded here. Head Gaussians are at rest with the predicted vertex offsets in
-    ``vertex_offsets`` (avatar.posing applies them); shoulders are mapped to rest by the inverse
-    source shoulder transform, as the analytic path does.
+    ``vertex_offsets`` (avatar.posing applies them); the shoulders are mapped to rest by the inverse
+    source body transform and become the part "body", as in the analytic path.
     """
     progress = progress or Progress()
     if learned is None:
@@ -104,12 +105,13 @@ def reconstruct_avatar(model: HeadModel, observation, fit, lods=(0, 1, 2), check
         recs = net.reconstruct_levels(learned.dino, heads, image, mask, camera, src, levels)
     first = recs[levels[0]]
     sh = first.shoulders
+    body = _gaussian_set(sh["rest_means"], sh)
     avatar = GaussianAvatar(
         head_model_name=model.name, head_model_path=head_model_path, params=fit.params, camera=camera,
         vertex_offsets=first.offsets.cpu().numpy().astype(np.float32),
         lods={l: _gaussian_set(r.rest_means, r) for l, r in recs.items()},
         lod_offsets={l: np.zeros((net.n_gaussians(l), 3), np.float32) for l in levels},
-        shoulders=_gaussian_set(sh["rest_means"], sh),
+        parts=[SkinnedPart("body", body, body_weights(len(body), model.weights.shape[1]))],
         options={"method": "learned", "checkpoint": learned.checkpoint, "dinov2": learned.dinov2,
                  "lods": list(levels), "config": net.cfg.to_dict()},
         method="learned",

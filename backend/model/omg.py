@@ -180,13 +180,13 @@ def blend_rotate(vectors: torch.Tensor, weights: torch.Tensor, A: torch.Tensor) 
 
 
 def shoulder_transform(A: torch.Tensor) -> torch.Tensor:
-    """(4, 4) shoulder transform from skinning transforms (5, 4, 4); avatar.posing.shoulder_transforms."""
+    """(4, 4) shoulder transform from skinning transforms (5, 4, 4); avatar.posing.body_transforms."""
     return (1.0 - NECK_FOLLOW) * A[0] + NECK_FOLLOW * A[1]
 
 
 def shoulder_transform_for(heads: HeadModelTensors, p: "HeadPose") -> torch.Tensor:
     """(4, 4) shoulder transform of one frame, joints from the neutral-expression mesh (as
-    avatar.posing.shoulder_transforms_for: expressions must not move the torso)."""
+    avatar.posing.body_transforms_for: expressions must not move the torso)."""
     out = lbs(heads, p.shape[None], torch.zeros_like(p.expr)[None], p.pose[None], p.transl[None])
     return shoulder_transform(out.transforms[0])
 

@@ -45,17 +45,16 @@ def test_build_reports_progress_and_stage_times(built):
     json.dumps(fig)  # JSON-able as written by --json
 
 
-def test_gaussian_counts_are_subdivided_vertices_plus_shoulders(built):
+def test_gaussian_counts_are_subdivided_vertices_plus_parts(built):
     result, _ = built
     av, model = result.avatar, result.model
     lods = model_lods(model, (0, 1, 2))
-    n_sh = len(av.shoulders)
-    assert 6000 < n_sh < 12000  # "on the order of 9K", as the paper
+    assert 6000 < len(av.part("body")) < 12000  # "on the order of 9K", as the paper
+    n_p = av.n_parts
     for lvl in (0, 1, 2):
         assert len(av.lods[lvl]) == lods[lvl].n_verts
-        assert av.counts()[lvl] == {"head": lods[lvl].n_verts, "shoulders": n_sh,
-                                    "total": lods[lvl].n_verts + n_sh}
-        assert pose(av, model, av.params, lvl).shape == (1, lods[lvl].n_verts + n_sh, 3)
+        assert av.counts()[lvl] == {"head": lods[lvl].n_verts, "parts": n_p, "total": lods[lvl].n_verts + n_p}
+        assert pose(av, model, av.params, lvl).shape == (1, lods[lvl].n_verts + n_p, 3)
     from backend.avatar.attributes import unique_edges
 
     # midpoint subdivision: one new Gaussian per edge of the coarser level
@@ -87,32 +86,33 @@ def test_zero_pose_reproduces_rest_and_posing_is_vectorized(built):
     np.testing.assert_allclose(src[:n], lbs_numpy(model, av.params)[0][0] + 0 * src[:n], atol=5e-3)
 
 
-def test_shoulders_follow_global_and_part_of_neck_but_not_jaw(built):
+def test_body_follows_global_and_part_of_neck_but_not_jaw(built):
     result, _ = built
     av, model = result.avatar, result.model
     n = len(av.lods[0])
+    sl = av.part_slices(0)["body"]
     base = HeadParams.zeros(model, 1)
-    rest_sh = pose(av, model, base, 0)[0, n:]
+    rest_sh = pose(av, model, base, 0)[0, sl]
     jaw = HeadParams.zeros(model, 1)
     jaw.pose[0, 2, 0] = 0.4
     jaw_out = pose(av, model, jaw, 0)[0]
-    np.testing.assert_allclose(jaw_out[n:], rest_sh, atol=1e-7)           # jaw: shoulders still
+    np.testing.assert_allclose(jaw_out[sl], rest_sh, atol=1e-7)           # jaw: body still
     smile = av.params.frame(0)
     smile.expr[:] = np.random.default_rng(1).normal(size=smile.expr.shape)
     np.testing.assert_allclose(pose(av, model, smile, 0)[0, n:], pose(av, model, av.params, 0)[0, n:],
-                               atol=1e-7)                                  # expressions: still
+                               atol=1e-7)                                  # expressions move no part
     assert np.abs(jaw_out[:n] - pose(av, model, base, 0)[0, :n]).max() > 5e-3  # ...the chin moves
     glob = HeadParams.zeros(model, 1)
     glob.pose[0, 0, 1] = 0.3
     glob.transl[0] = (0.01, 0.02, 0.03)
-    moved = pose(av, model, glob, 0)[0, n:]
+    moved = pose(av, model, glob, 0)[0, sl]
     # a rigid motion: pairwise distances are kept
     i, j = np.arange(0, len(moved) - 1, 7), np.arange(1, len(moved), 7)
     np.testing.assert_allclose(np.linalg.norm(moved[i] - moved[j], axis=1),
                                np.linalg.norm(rest_sh[i] - rest_sh[j], axis=1), atol=1e-6)
     neck = HeadParams.zeros(model, 1)
     neck.pose[0, 1, 1] = 0.4
-    head_only = pose(av, model, neck, 0)[0, n:]
+    head_only = pose(av, model, neck, 0)[0, sl]
     # the neck turns the shoulders by NECK_FOLLOW of its angle: small but nonzero
     d_neck = np.abs(head_only - rest_sh).max()
     assert 0 < d_neck < 0.5 * np.abs(pose(av, model, neck, 0)[0, :n] - pose(av, model, base, 0)[0, :n]).max()
@@ -261,7 +261,8 @@ def test_cli_build_and_export_ply(built, tmp_path):
     n = len(result.avatar.lods[2])
     moved = np.linalg.norm(gs.means[:n] - src.means[:n], axis=1)
     assert moved.max() > 3e-3                       # the jaw and smile moved the mouth
-    np.testing.assert_allclose(gs.means[n:], src.means[n:], atol=1e-6)  # shoulders did not
+    body = result.avatar.part_slices(2)["body"]
+    np.testing.assert_allclose(gs.means[body], src.means[body], atol=1e-6)  # the body did not
     assert main(["export-ply", str(av_path), "-o", str(exp), "--expr", "no_such_expression=1"]) == 1
     assert main(["export-ply", str(av_path), "-o", str(exp), "--lod", "3"]) == 1
 

@@ -10,7 +10,8 @@ import pytest
 from plyfile import PlyData, PlyElement
 
 from backend.avatar.fileformat import FORMAT_VERSION, load_avatar, read_header, save_avatar
-from backend.avatar.gaussians import GaussianAvatar, GaussianSet
+from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from backend.avatar.posing import body_weights
 from backend.avatar.ply import C0, ply_columns, read_ply, write_ply
 from backend.errors import InputError
 from backend.head.params import HeadParams
@@ -38,7 +39,9 @@ def random_avatar(rng: np.random.Generator) -> GaussianAvatar:
     lods = {0: random_set(V, rng, features=4), 1: random_set(V * 4, rng)}
     return GaussianAvatar("standin", None, params, cam, rng.normal(size=(V, 3)) * 1e-3, lods,
                           {k: rng.normal(size=(len(g), 3)) * 1e-3 for k, g in lods.items()},
-                          random_set(25, rng), options={"lods": [0, 1], "refine_seconds": 3.0})
+                          [SkinnedPart("body", random_set(25, rng), body_weights(25)),
+                           SkinnedPart("teeth_lower", random_set(7, rng), rng.dirichlet(np.ones(5), 7))],
+                          options={"lods": [0, 1], "refine_seconds": 3.0})
 
 
 def test_avatar_file_round_trip_is_exact(tmp_path):
@@ -60,10 +63,39 @@ def test_avatar_file_round_trip_is_exact(tmp_path):
             np.testing.assert_array_equal(back.lods[lvl].arrays()[k], v)
         np.testing.assert_array_equal(back.lod_offsets[lvl], av.lod_offsets[lvl])
     assert back.lods[0].features.shape == (40, 4) and back.lods[1].features is None
-    for k, v in av.shoulders.arrays().items():
-        np.testing.assert_array_equal(back.shoulders.arrays()[k], v)
+    assert [p.name for p in back.parts] == ["body", "teeth_lower"]
+    for part, orig in zip(back.parts, av.parts):
+        for k, v in orig.gaussians.arrays().items():
+            np.testing.assert_array_equal(part.gaussians.arrays()[k], v)
+        np.testing.assert_array_equal(part.weights, orig.weights)
     hdr = read_header(path)
-    assert hdr["version"] == FORMAT_VERSION and hdr["counts"]["1"] == {"head": 160, "shoulders": 25, "total": 185}
+    assert hdr["version"] == FORMAT_VERSION == 2 and hdr["parts"] == ["body", "teeth_lower"]
+    assert hdr["counts"]["1"] == {"head": 160, "parts": 32, "total": 192}
+
+
+def test_version_1_file_loads_shoulders_as_body_part(tmp_path):
+    """A file written before skinned parts (version 1: one ``shoulders.*`` set) loads with the
+    shoulders as the part "body", weighted like the old shoulder transform."""
+    from safetensors.numpy import save_file
+
+    from backend.avatar.fileformat import _digest, avatar_tensors
+
+    av = random_avatar(np.random.default_rng(3))
+    body = av.parts[0].gaussians
+    t = {k: v for k, v in avatar_tensors(av).items() if not k.startswith("part")}
+    t.update({f"shoulders.{k}": np.ascontiguousarray(v) for k, v in body.arrays().items()})
+    header = {"format": "omgavatar", "version": 1, "method": "analytic",
+              "head_model": {"name": "standin", "path": None}, "lods": [0, 1],
+              "camera": {"width": 512, "height": 512}, "options": {}, "sha256": _digest(t)}
+    path = tmp_path / "old.omgavatar"
+    save_file(t, str(path), metadata={"omgavatar": json.dumps(header)})
+    back = load_avatar(path)
+    assert [p.name for p in back.parts] == ["body"]
+    np.testing.assert_array_equal(back.parts[0].gaussians.means, body.means)
+    np.testing.assert_array_equal(back.parts[0].gaussians.colors, body.colors)
+    np.testing.assert_allclose(back.parts[0].weights[:, :2], np.tile([0.75, 0.25], (25, 1)))
+    assert np.all(back.parts[0].weights[:, 2:] == 0)
+    np.testing.assert_array_equal(back.rest_set(1).means[160:], body.means)
 
 
 def _rewrite_header(src, dst, edit):

@@ -113,6 +113,7 @@ RESULT["model_verts"] = model.n_verts
 RESULT["pose_columns"] = [int(k) for k in np.flatnonzero(np.abs(model.posedirs).max(axis=(0, 1)) > 1e-7)]
 RESULT["avatar_counts"] = {str(l): c["total"] for l, c in av.counts().items()}
 RESULT["avatar_head"] = {str(l): c["head"] for l, c in av.counts().items()}
+RESULT["avatar_parts"] = av.part_counts()
 # bone rest positions = the backend's joints for the fitted identity (Blender frame)
 shaped = backend.avatar.posing.shaped_vertices(model, av.params.shape)
 J = axes.points_to_blender(model.rest_joints(shaped))
@@ -124,7 +125,8 @@ for l in (0, 1, 2):
     obj = bpy.data.objects[f"Astro LOD{l}"]
     me = obj.data
     info = {"verts": len(me.vertices), "edges": len(me.edges), "faces": len(me.polygons),
-            "n_head": obj.omg_avatar.n_head, "n_shoulders": obj.omg_avatar.n_shoulders,
+            "n_head": obj.omg_avatar.n_head, "n_parts": obj.omg_avatar.n_parts,
+            "parts": list(obj["omg_parts"]), "part_counts": list(obj["omg_part_counts"]),
             "keys": [k.name for k in me.shape_keys.key_blocks],
             "groups": [g.name for g in obj.vertex_groups],
             "mods": [m.type for m in obj.modifiers],
@@ -172,17 +174,18 @@ for l in (0, 1, 2):
     got = positions(obj)
     exp = axes.points_to_blender(backend.avatar.pose(av, model, params, l)[0])
     exp0 = axes.points_to_blender(backend.avatar.pose(av, m0, params, l)[0])
-    head_n = obj.omg_avatar.n_head
     posing[str(l)] = {"moved": float(np.abs(got - rest0[l]).max()),
                       "backend_moved": float(np.abs(exp - rest0[l]).max()),
                       "err": float(np.abs(got - exp).max()),
                       "err_no_posedirs": float(np.abs(got - exp0).max()),
-                      "shoulder_err": float(np.abs(got[head_n:] - exp[head_n:]).max()),
-                      "shoulders_moved": float(np.abs(got[head_n:] - rest0[l][head_n:]).max())}
+                      # per skinned part: Blender vs backend, and how far the keyed pose moved it
+                      "parts": {name: [float(np.abs(got[sl] - exp[sl]).max()),
+                                       float(np.abs(got[sl] - rest0[l][sl]).max())]
+                                for name, sl in av.part_slices(l).items()}}
 RESULT["posing"] = posing
 # the driven LOD keys follow the head's keyed values
 RESULT["driven_value"] = bpy.data.objects["Astro LOD2"].data.shape_keys.key_blocks["jaw_open"].value
-# neck + global motion move the shoulders like the backend (rigid blend of global and neck)
+# neck + global motion move the body like the backend (rigid blend of global and neck)
 scene_.frame_set(1)
 pose2 = np.zeros((5, 3), np.float32)
 pose2[0] = (0.1, 0.3, 0.0)
@@ -192,9 +195,11 @@ bpy.context.view_layer.update()
 got = positions(bpy.data.objects["Astro LOD0"])
 exp = axes.points_to_blender(backend.avatar.pose(av, model, HP(av.params.shape, zero[0][None], pose2[None],
                                                                np.array([[0.01, 0.02, -0.005]], np.float32)), 0)[0])
+b0 = av.part_slices(0)["body"]
+RESULT["global_neck_body_err"] = float(np.abs(got[b0] - exp[b0]).max())
+RESULT["global_neck_body_moved"] = float(np.abs(got[b0] - rest0[0][b0]).max())
 n0 = bpy.data.objects["Astro LOD0"].omg_avatar.n_head
-RESULT["global_neck_shoulder_err"] = float(np.abs(got[n0:] - exp[n0:]).max())
-RESULT["global_neck_shoulder_moved"] = float(np.abs(got[n0:] - rest0[0][n0:]).max())
+RESULT["global_neck_parts_err"] = float(np.abs(got[n0:] - exp[n0:]).max())
 scene_.frame_set(5)
 
 # -- LOD switching -------------------------------------------------------------------------------------
@@ -376,10 +381,11 @@ def test_gaussian_lods_counts_attributes_and_drivers(built) -> None:
     prev_head = 0
     for l in ("0", "1", "2"):
         info = r["lods"][l]
-        assert info["verts"] == r["avatar_counts"][l] == info["n_head"] + info["n_shoulders"]
+        assert info["verts"] == r["avatar_counts"][l] == info["n_head"] + info["n_parts"]
         assert info["n_head"] == r["avatar_head"][l] and info["n_head"] > 3 * prev_head  # ~4x per level
         prev_head = info["n_head"]
-        assert info["n_shoulders"] > 1000
+        assert dict(zip(info["parts"], info["part_counts"])) == r["avatar_parts"]
+        assert r["avatar_parts"]["body"] > 1000
         assert info["edges"] == 0 and info["faces"] == 0  # loose vertices = Gaussian centres
         assert set(expected_attrs) <= set(info["attrs"]), info["attrs"]
         assert info["keys"] == ["Basis"] + r["model_expr_names"] + ["pose_jaw_21"]
@@ -406,12 +412,14 @@ def test_keyframed_rig_moves_gaussians_like_backend_pose(built) -> None:
         assert p["moved"] > 0.01, p  # the jaw/expression keys really move the Gaussians (> 1 cm)
         assert p["err"] < 2.5e-3, (l, p)  # see module docstring: skinning/subdivision order
         assert p["err"] < 0.1 * p["backend_moved"], (l, p)
-        assert p["shoulder_err"] < 1e-5 and p["shoulders_moved"] < 1e-6, (l, p)  # jaw never moves shoulders
+        for name, (err, moved) in p["parts"].items():
+            assert err < 1e-5, (l, name, p)  # parts: Blender's armature = the backend's part skinning
+        assert p["parts"]["body"][1] < 1e-6, (l, p)  # the jaw never moves the body
     assert r["posing"]["0"]["err"] < 1e-5  # LOD 0: exact, pose correctives included
     assert r["posing"]["0"]["err_no_posedirs"] > 1e-3  # ... and they matter
     assert r["driven_value"] == pytest.approx(0.8, abs=1e-6)
-    assert r["global_neck_shoulder_moved"] > 0.01
-    assert r["global_neck_shoulder_err"] < 1e-5
+    assert r["global_neck_body_moved"] > 0.01
+    assert r["global_neck_body_err"] < 1e-5 and r["global_neck_parts_err"] < 1e-5
 
 
 def test_lod_switching(built) -> None:

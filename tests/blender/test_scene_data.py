@@ -2,7 +2,7 @@
 
 The scene layout is checked by re-implementing what Blender does with it (shape keys, then linear
 blend skinning by the Armature modifier with bones whose rest axes are the model axes) and
-comparing with the backend's ``pose``: identical for LOD 0 and the shoulders, up to the joints' small
+comparing with the backend's ``pose``: identical for LOD 0 and the skinned parts, up to the joints' small
 shift with expression (the backend regresses joints from the expressive mesh, a rig's are fixed).
 """
 
@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from backend.avatar.gaussians import GaussianAvatar, GaussianSet
-from backend.avatar.posing import lbs_numpy, model_lods, pose, shaped_vertices
+from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from backend.avatar.posing import body_weights, lbs_numpy, model_lods, pose, shaped_vertices
 from backend.head import HeadParams, load_head_model
 from backend.head.lbs import rodrigues
 from backend.render.camera import Camera
@@ -66,7 +66,7 @@ def test_axes_points_and_quaternions_agree(addon) -> None:
 
 @pytest.fixture(scope="module")
 def synthetic():
-    """A stand-in avatar with identity, offsets and shoulders, without running the photo pipeline."""
+    """A stand-in avatar with identity, offsets and skinned parts (body, jaw-bound teeth, a blended cavity), without running the photo pipeline."""
     model = load_head_model(None)
     rng = np.random.default_rng(1)
     shape = rng.normal(size=model.n_shape).astype(np.float32) * 0.5
@@ -80,8 +80,14 @@ def synthetic():
         offs[l] = rng.normal(scale=1e-3, size=(n, 3)).astype(np.float32)
     sh = GaussianSet(rng.normal(scale=0.1, size=(300, 3)) + [0, -0.2, -0.05], np.tile([1.0, 0, 0, 0], (300, 1)),
                      np.full((300, 3), 4e-3), np.full(300, 0.9), np.full((300, 3), 0.3))
+    teeth = GaussianSet(rng.normal(scale=0.01, size=(40, 3)) + [0, -0.05, 0.06], np.tile([1.0, 0, 0, 0], (40, 1)),
+                        np.full((40, 3), 1e-3), np.full(40, 0.9), np.full((40, 3), 0.9))
+    cavity = GaussianSet(rng.normal(scale=0.01, size=(30, 3)) + [0, -0.04, 0.03], np.tile([1.0, 0, 0, 0], (30, 1)),
+                         np.full((30, 3), 2e-3), np.full(30, 0.9), np.full((30, 3), 0.05))
+    parts = [SkinnedPart("body", sh, body_weights(300)), SkinnedPart.rigid("teeth_lower", teeth, {2: 1.0}),
+             SkinnedPart("cavity", cavity, rng.dirichlet(np.ones(5), 30))]
     cam = Camera(np.eye(3, dtype=np.float32), np.eye(4, dtype=np.float32), 512, 512)
-    av = GaussianAvatar("standin", None, params, cam, np.zeros((model.n_verts, 3), np.float32), lods, offs, sh)
+    av = GaussianAvatar("standin", None, params, cam, np.zeros((model.n_verts, 3), np.float32), lods, offs, parts)
     return model, av
 
 
@@ -126,10 +132,12 @@ def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
     assert sorted(data.lods) == [0, 1]
     assert data.expr_names == model.expr_names and data.head_expr_deltas.shape == (model.n_expr, model.n_verts, 3)
     for l, lod in data.lods.items():
-        assert lod.n == len(av.lods[l]) + 300 and lod.n_shoulders == 300
+        assert lod.n == len(av.lods[l]) + 370 and lod.n_parts == 370
+        assert lod.part_names == ["body", "teeth_lower", "cavity"] and lod.part_counts == [300, 40, 30]
         assert set(lod.columns) == set(ATTRIBUTE_NAMES)
         assert np.allclose(lod.weights.sum(1), 1.0, atol=1e-5)
-        assert np.all(lod.expr_deltas[:, lod.n_head:] == 0)  # expressions never move the shoulders
+        assert np.all(lod.expr_deltas[:, lod.n_head:] == 0)  # expressions never move the parts
+        np.testing.assert_array_equal(lod.weights[lod.n_head:], av.part_weights())
     rng = np.random.default_rng(2)
     expr = (rng.normal(size=(1, model.n_expr)) * 0.5).astype(np.float32)
     pz = np.zeros((1, 5, 3), np.float32)
@@ -150,7 +158,7 @@ def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
         got0 = _blender_skinning(axes, data, lod, model, p_neutral)
         exp0 = axes.points_to_blender(pose(av, model, p_neutral, l)[0])
         err0 = np.abs(got0 - exp0).max(axis=1)
-        assert err0[lod.n_head:].max() < 1e-5  # shoulders: the backend's blended global/neck transform
+        assert err0[lod.n_head:].max() < 1e-5  # parts: the backend's blended skinning of each part
         if l == 0:
             assert err0.max() < 1e-5  # LOD 0: identical, pose correctives included
     # expression alone (no rotation): identical on every LOD

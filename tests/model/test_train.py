@@ -106,7 +106,7 @@ def test_training_learns_and_beats_untrained_on_held_out(head_model, small_dino,
     assert avatar.method == "learned" and avatar.levels == [0, 1]
     counts = avatar.counts()
     n1 = learned.net.n_gaussians(1)
-    assert counts[0]["head"] == head_model.n_verts and counts[1]["head"] == n1 and counts[0]["shoulders"] > 50
+    assert counts[0]["head"] == head_model.n_verts and counts[1]["head"] == n1 and counts[0]["parts"] > 50 and avatar.part_counts() == {"body": counts[0]["parts"]}
     assert avatar.lods[1].features.shape == (n1, 32)
     heads = HeadModelTensors.from_model(head_model)
     drv = held.clips[0].params.frame(3)

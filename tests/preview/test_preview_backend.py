@@ -147,7 +147,8 @@ def test_learned_refiner_path(astronaut, tmp_path):
     lod = avatar.lods[0]
     feats = lambda gs: np.concatenate([gs.colors, np.zeros((len(gs), cfg.feat_channels - 3), np.float32)], 1)  # noqa: E731
     learned = replace(avatar, lods={0: replace(lod, features=feats(lod))},
-                      shoulders=replace(avatar.shoulders, features=feats(avatar.shoulders)))
+                      parts=[replace(p, gaussians=replace(p.gaussians, features=feats(p.gaussians)))
+                             for p in avatar.parts])
     params = avatar.params
     opts = PreviewOptions(lod=0, width=80, height=80, backend="cpu")
     ref = render_preview(learned, params, tmp_path / "ref", replace(opts, checkpoint=str(tmp_path / "ck.pt")),
