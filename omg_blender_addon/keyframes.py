@@ -1,6 +1,6 @@
 """Per-frame head-model parameters <-> keyframes on an imported avatar's rig and head shape keys.
 
-Model -> rig (see avatar_scene.py): a joint's axis-angle rotation R (model frame) becomes the pose
+Model -> rig (see scene_write.py): a joint's axis-angle rotation R (model frame) becomes the pose
 bone's local rotation ``Bk^T C R C^T Bk`` (C = model -> Blender axes, Bk = the bone's rest rotation
 in armature space). With issue 8's rig (bone axes = model axes, Bk = C) that is R itself, but the
 general form keeps working if a bone is re-oriented. The global bone's location is ``Bk^T C t``.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .axes import MODEL_TO_BLENDER
-from .scene_avatar import JOINTS, RigInfo
+from .scene_read import JOINTS, RigInfo
 
 C = MODEL_TO_BLENDER
 EXPR_GROUP = "Expressions"

@@ -91,7 +91,7 @@ def create_ply_object(context, name: str, positions: np.ndarray, columns: dict[s
                       ) -> bpy.types.Object:
     """A standalone Gaussian object (splat display, no rig) in the active collection."""
     from . import gaussian_display
-    from .avatar_scene import create_gaussian_mesh
+    from .scene_write import create_gaussian_mesh
 
     created: list = []
     try:
@@ -101,7 +101,7 @@ def create_ply_object(context, name: str, positions: np.ndarray, columns: dict[s
         context.collection.objects.link(obj)
         gaussian_display.add_display(obj, created=created)
     except BaseException:
-        from .avatar_scene import _remove
+        from .scene_write import _remove
 
         _remove(created)
         raise

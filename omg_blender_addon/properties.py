@@ -4,7 +4,7 @@
 Preview panels' inputs.
 ``Object.omg_avatar``: marks the objects of an imported avatar. The rig holds the avatar-level
 ``lod`` (its update shows that LOD's Gaussian object and hides the others, see
-avatar_scene.apply_lod); the head mesh and the Gaussian objects point back to the rig. Being
+scene_write.apply_lod); the head mesh and the Gaussian objects point back to the rig. Being
 registered properties, all of it is saved in the .blend and works again after reopening.
 """
 
@@ -36,7 +36,7 @@ class OMGAvatarSceneSettings(bpy.types.PropertyGroup):
 
 
 def _lod_update(self, context) -> None:
-    from .avatar_scene import ROLE_RIG, apply_lod
+    from .scene_write import ROLE_RIG, apply_lod
 
     rig = self.id_data
     if self.role != ROLE_RIG or not isinstance(rig, bpy.types.Object):

@@ -65,7 +65,7 @@ class GaussianLODData:
 
 @dataclass
 class AvatarSceneData:
-    """Everything ``avatar_scene.create_avatar`` writes, already in the Blender frame.
+    """Everything ``scene_write.create_avatar`` writes, already in the Blender frame.
 
     joints (J, 3) float32 rest joint positions; head_verts (V, 3) float32; head_faces (F, 3) int32;
     head_expr_deltas (E, V, 3) float32; head_weights (V, J) float32; shape (S,) float32 fitted

@@ -65,7 +65,7 @@ class SplatView:
     @classmethod
     def from_camera_object(cls, cam_obj, width: int, height: int) -> "SplatView":
         """From a Blender perspective camera rendered at width x height (square pixels)."""
-        from .scene_avatar import SceneError, camera_intrinsics
+        from .scene_read import SceneError, camera_intrinsics
 
         data = cam_obj.data
         if data.type != "PERSP":

@@ -122,7 +122,7 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
         return None if request is None else build_work(request)
 
     def apply(self, context, result) -> None:
-        from ..omg_blender_addon.avatar_scene import create_avatar
+        from ..omg_blender_addon.scene_write import create_avatar
 
         rig = create_avatar(context, result)
         counts = ", ".join(f"LOD{l} {lod.n:,}" for l, lod in sorted(result.lods.items()))

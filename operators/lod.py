@@ -18,7 +18,7 @@ class OMG_AVATAR_OT_set_lod(bpy.types.Operator):
                            description="Rig object of the avatar (default: the active object's avatar)")
 
     def execute(self, context):
-        from ..omg_blender_addon.avatar_scene import avatar_rig, lod_objects
+        from ..omg_blender_addon.scene_write import avatar_rig, lod_objects
 
         if self.avatar:
             rig = avatar_rig(bpy.data.objects.get(self.avatar))

@@ -59,7 +59,7 @@ class OMG_AVATAR_OT_export_ply(bpy.types.Operator, ExportHelper):
 
     @staticmethod
     def _target(context, name: str):
-        from ..omg_blender_addon.avatar_scene import avatar_rig, is_gaussian_object, lod_objects
+        from ..omg_blender_addon.scene_write import avatar_rig, is_gaussian_object, lod_objects
 
         obj = bpy.data.objects.get(name) if name else context.object
         if is_gaussian_object(obj):

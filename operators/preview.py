@@ -1,7 +1,7 @@
 """Render Preview: the avatar's animation splatted by the backend into watermarked PNGs + an mp4.
 
 UI thread (prepare): the rig's animation is sampled into HeadParams (keyframes.sample_params), the
-shown LOD's Gaussians are read from the scene (scene_avatar.read_lod) and the camera is the avatar's
+shown LOD's Gaussians are read from the scene (scene_read.read_lod) and the camera is the avatar's
 source camera or the scene camera per frame. Worker: the scene's Gaussians become a backend
 GaussianAvatar, backend.preview.render_preview poses, splats (gsplat on CUDA when present, the CPU
 splatter otherwise), writes the files and measures the achieved fps. Apply: the PNG sequence and
@@ -30,8 +30,8 @@ VIDEO_NAME = "preview.mp4"
 class PreviewRequest:
     """Plain data for the worker."""
 
-    info: object          # scene_avatar.RigInfo
-    lod: object           # scene_avatar.SceneLOD
+    info: object          # scene_read.RigInfo
+    lod: object           # scene_read.SceneLOD
     params: object        # HeadParams, expression columns in info.expr_names order
     frames: list[int]
     cameras: object       # backend Camera | list[Camera] | None (source camera)
@@ -47,7 +47,7 @@ def preview_work(req: PreviewRequest):
         from ..backend.head.loader import load_head_model
         from ..backend.preview import PreviewOptions, render_preview
         from ..omg_blender_addon.keyframes import reorder_expr
-        from ..omg_blender_addon.scene_avatar import gaussian_avatar
+        from ..omg_blender_addon.scene_read import gaussian_avatar
 
         model = load_head_model(req.info.head_model_path)
         avatar = gaussian_avatar(req.info, req.lod, model)
@@ -103,7 +103,7 @@ class OMG_AVATAR_OT_render_preview(jobs.JobOperator, bpy.types.Operator):
 
     def prepare(self, context):
         from ..omg_blender_addon.keyframes import sample_params, scene_fps
-        from ..omg_blender_addon.scene_avatar import SceneError, find_rig, read_lod, read_rig, scene_cameras
+        from ..omg_blender_addon.scene_read import SceneError, find_rig, read_lod, read_rig, scene_cameras
 
         scene = context.scene
         start = scene.frame_start if self.frame_start < 0 else self.frame_start

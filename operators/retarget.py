@@ -1,7 +1,7 @@
 """Retarget Video / Apply Track: a performance -> keyframes on an imported avatar.
 
 Both are JobOperators (omg_blender_addon/jobs.py): the UI thread copies the rig description
-(scene_avatar.read_rig), the worker tracks the video (or reads the track file) and plans the key
+(scene_read.read_rig), the worker tracks the video (or reads the track file) and plans the key
 values (keyframes.plan_channels, numpy), and only ``apply`` writes keys and scene settings, so a
 cancelled or failed run leaves no keyframes. One undo step.
 """
@@ -27,7 +27,7 @@ class RetargetRequest:
     """Plain data for the worker (copied on the UI thread)."""
 
     path: str
-    info: object                     # scene_avatar.RigInfo
+    info: object                     # scene_read.RigInfo
     frame_start: int                 # first source frame (0-based)
     frame_end: int                   # last source frame (inclusive), -1 = the last
     smoothing: float
@@ -159,7 +159,7 @@ class _RetargetBase(jobs.FileJobOperator):
 
     def _request(self, context) -> RetargetRequest | None:
         from ..omg_blender_addon.keyframes import scene_fps
-        from ..omg_blender_addon.scene_avatar import SceneError, find_rig, read_rig
+        from ..omg_blender_addon.scene_read import SceneError, find_rig, read_rig
 
         path = bpy.path.abspath(self.filepath)
         if not path or not Path(path).exists():

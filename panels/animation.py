@@ -12,7 +12,7 @@ from .common import OMGPanel as _OMGPanel
 
 
 def _rig_label(layout, context):
-    from ..omg_blender_addon.avatar_scene import avatar_rig
+    from ..omg_blender_addon.scene_write import avatar_rig
 
     rig = avatar_rig(context.object)
     if rig is None:

@@ -38,7 +38,7 @@ class OMG_AVATAR_PT_lod(_OMGPanel, bpy.types.Panel):
     bl_label = "Level of Detail"
 
     def draw(self, context):
-        from ..omg_blender_addon.avatar_scene import avatar_rig, lod_objects
+        from ..omg_blender_addon.scene_write import avatar_rig, lod_objects
 
         layout = self.layout
         rig = avatar_rig(context.object)

@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/demo.py [--photo P] [--out out/demo] [--no-refine] [--samples N]
 
-Runs Blender as a module (bpy) with the add-on staged from this checkout (build_addon.py
---stage-only; the installed zip runs the same code), builds the avatar from the bundled sample
+Runs Blender as a module (bpy) with this checkout imported as the extension package
+(build_addon.load_tree; the installed zip runs the same code), builds the avatar from the bundled sample
 photo (skimage's public-domain astronaut) through ``bpy.ops.omg_avatar.build_from_photo``, saves
 ``<out>/avatar.blend``, poses the rig like the photo, renders the finest LOD through the photo's
 fitted camera with Cycles on the CPU (EEVEE needs a GPU/EGL context that headless machines without
@@ -17,19 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def stage_addon(dest: Path) -> None:
-    """Lay out the extension package (no wheels: the venv has the dependencies) and import it."""
-    subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--stage-only", str(dest)], check=True,
-                   capture_output=True)
-    sys.path.insert(0, str(dest))
 
 
 def render(bpy, scene, path: Path, samples: int) -> float:
@@ -71,21 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT))
         from PIL import Image
 
-        from backend.avatar.sample import sample_photo
+        from backend.avatar.sample_portrait import sample_photo
 
         photo = out / "astronaut.png"
         Image.fromarray(sample_photo()).save(photo)
     photo = Path(photo).resolve()
 
-    stage_addon(ROOT / "build" / "demo_stage")
+    sys.path.insert(0, str(ROOT))
     import bpy
 
+    import build_addon
+
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    import omg_avatar
+    omg_avatar = build_addon.load_tree("omg_avatar")  # this checkout is the extension package
 
     omg_avatar.register()
     from omg_avatar.backend.render import save_png
-    from omg_avatar.omg_blender_addon import avatar_scene
+    from omg_avatar.omg_blender_addon import scene_write
 
     t0 = time.perf_counter()
     res = bpy.ops.omg_avatar.build_from_photo(filepath=str(photo), name=args.name, lods=(0, 1, 2),
@@ -94,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     if res != {"FINISHED"}:
         print(f"build failed: {res}", file=sys.stderr)
         return 1
-    rig = next(o for o in avatar_scene.all_rigs())
-    lods = avatar_scene.lod_objects(rig)
+    rig = next(o for o in scene_write.all_rigs())
+    lods = scene_write.lod_objects(rig)
     counts = {l: len(o.data.vertices) for l, o in lods.items()}
     switch = {}
     for l in sorted(lods):
@@ -105,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         switch[l] = time.perf_counter() - t1
 
     scene = bpy.context.scene
-    avatar_scene.set_source_pose(rig)
-    cam = avatar_scene.add_source_camera(bpy.context, rig)
+    scene_write.set_source_pose(rig)
+    cam = scene_write.add_source_camera(bpy.context, rig)
     scene.camera = cam
     bpy.ops.omg_avatar.set_lod(lod=args.render_lod, avatar=rig.name)
     blend = out / "avatar.blend"
@@ -126,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. the photo's view: rig posed like the photo, seen through the fitted camera
     png, render_s = shot(f"lod{args.render_lod}")
     # 2. three-quarter view with the rig animated: jaw opened and a smile keyed on the head's shape keys
-    keys = avatar_scene.head_object(rig).data.shape_keys.key_blocks
+    keys = scene_write.head_object(rig).data.shape_keys.key_blocks
     for name, value in (("jaw_open", 0.5), ("smile_L", 0.6), ("smile_R", 0.6), ("exp_000", 1.5)):
         if name in keys:
             keys[name].value = value

@@ -166,7 +166,7 @@ def test_eval_defaults_to_a_fresh_folder(tmp_path, monkeypatch):
 
 
 def test_build_sample_name_matches_the_sample():
-    from backend.avatar.sample import SAMPLE_NAME
+    from backend.avatar.sample_portrait import SAMPLE_NAME
     from backend.commands import build
 
     assert build.SAMPLE_NAME == SAMPLE_NAME

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..stats import write_json
     from .build import BuildOptions, build_avatar
-    from .sample import SAMPLE_NAME
+    from .sample_portrait import SAMPLE_NAME
 
     lods = tuple(int(x) for x in args.lods.split(","))
     build_avatar(None, BuildOptions(lods=(0,), refine=False, metrics=False))  # JIT warm-up

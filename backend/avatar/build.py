@@ -30,7 +30,7 @@ from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
 from .posing import body_transforms_for, body_weights, lbs_numpy, model_lods, posed_set, shaped_vertices
 from .refine import RefineOptions, refine
-from .sample import SAMPLE_NAME, sample_photo
+from .sample_portrait import SAMPLE_NAME, sample_photo
 from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
                        vertex_regions)
 from .shoulders import ShoulderOptions, build_shoulders

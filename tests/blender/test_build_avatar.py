@@ -43,7 +43,7 @@ for _m in ("head", "avatar", "avatar.posing", "progress"):
     _imp(PKG + ".backend." + _m)
 axes = _imp(PKG + ".omg_blender_addon.axes")
 ply_io = _imp(PKG + ".omg_blender_addon.ply_io")
-scene = _imp(PKG + ".omg_blender_addon.avatar_scene")
+scene = _imp(PKG + ".omg_blender_addon.scene_write")
 JOINTS = ("global", "neck", "jaw", "eye_L", "eye_R")
 
 def counts():

@@ -39,10 +39,10 @@ RESULT["install"] = sorted(res)
 mark("install")
 pkg = "bl_ext.user_default.omg_avatar"
 mod = lambda name: importlib.import_module(pkg + "." + name)
-avatar_scene, scene_data = mod("omg_blender_addon.avatar_scene"), mod("omg_blender_addon.scene_data")
+scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
 avatar = mod("backend.avatar").load_avatar(AVATAR)
 model = mod("backend.head.loader").load_head_model(None)
-rig = avatar_scene.create_avatar(bpy.context, scene_data.scene_data(avatar, model, "Astro"))
+rig = scene_write.create_avatar(bpy.context, scene_data.scene_data(avatar, model, "Astro"))
 scene = bpy.context.scene
 scene.render.fps, scene.render.fps_base = 25, 1.0
 mark("avatar")

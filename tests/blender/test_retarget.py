@@ -36,16 +36,16 @@ res = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default"
 RESULT["install"] = sorted(res)
 pkg = "bl_ext.user_default.omg_avatar"
 mod = lambda name: importlib.import_module(pkg + "." + name)
-avatar_scene, scene_data = mod("omg_blender_addon.avatar_scene"), mod("omg_blender_addon.scene_data")
-keyframes, scene_avatar, jobs = mod("omg_blender_addon.keyframes"), mod("omg_blender_addon.scene_avatar"), mod("omg_blender_addon.jobs")
+scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
+keyframes, scene_read, jobs = mod("omg_blender_addon.keyframes"), mod("omg_blender_addon.scene_read"), mod("omg_blender_addon.jobs")
 retarget = mod("operators.retarget")
 backend_avatar, loader, preview = mod("backend.avatar"), mod("backend.head.loader"), mod("backend.preview")
 from bpy_extras import anim_utils
 
 avatar = backend_avatar.load_avatar(AVATAR)
 model = loader.load_head_model(None)
-rig = avatar_scene.create_avatar(bpy.context, scene_data.scene_data(avatar, model, "Astro"))
-head = avatar_scene.head_object(rig)
+rig = scene_write.create_avatar(bpy.context, scene_data.scene_data(avatar, model, "Astro"))
+head = scene_write.head_object(rig)
 key = head.data.shape_keys
 scene = bpy.context.scene
 scene.render.fps, scene.render.fps_base = 24, 1.0
@@ -63,7 +63,7 @@ def curves(id_data):
     return out
 
 # 1. cancel: the worker is stopped after it started tracking; nothing is keyed
-info = scene_avatar.read_rig(rig)
+info = scene_read.read_rig(rig)
 req = retarget.RetargetRequest(path=CLIP, info=info, frame_start=0, frame_end=-1, smoothing=2.0,
                                apply=keyframes.ApplyOptions(), match_scene_fps=True, scene_fps=24.0,
                                track_out=CANCELLED_TRACK)
@@ -90,7 +90,7 @@ RESULT["key_curves"] = [(p, i, x, v, interp) for p, i, x, v, interp in curves(ke
 RESULT["rotation_modes"] = {pb.name: pb.rotation_mode for pb in rig.pose.bones}
 
 # 3. the keys read back as HeadParams equal the saved track (all channels were applied)
-info = scene_avatar.read_rig(rig)
+info = scene_read.read_rig(rig)
 T = len(RESULT["rig_curves"][0][2])
 back = keyframes.sample_params(rig, key, info, np.arange(1, T + 1, dtype=np.float64))
 back = keyframes.reorder_expr(back, info.expr_names, model)
@@ -135,7 +135,7 @@ rig.pose.bones["jaw"].rotation_mode = "XYZ"
 rig.pose.bones["neck"].rotation_mode = "AXIS_ANGLE"
 RESULT["modes_apply"] = sorted(bpy.ops.omg_avatar.apply_track(filepath=TRACK, avatar=rig.name, scene_start=301,
                                apply_expression=False, apply_eyes=False, apply_global=False))
-info = scene_avatar.read_rig(rig)
+info = scene_read.read_rig(rig)
 T = motion.n_frames
 back = keyframes.sample_params(rig, key, info, np.arange(301, 301 + T, dtype=np.float64))
 RESULT["modes_error"] = float(np.abs(back.pose[:, 1:3] - motion.params.pose[:, 1:3]).max())

@@ -9,7 +9,6 @@ shift with expression (the backend regresses joints from the expressive mesh, a 
 from __future__ import annotations
 
 import importlib
-import sys
 
 import numpy as np
 import pytest
@@ -22,19 +21,14 @@ from backend.render.camera import Camera
 
 
 @pytest.fixture(scope="module")
-def addon(tmp_path_factory):
-    """The add-on's numpy modules, imported from the staged package (they use relative imports
-    into the bundled backend, as inside Blender)."""
+def addon():
+    """The add-on's numpy modules, imported from the tree as the extension package (they use
+    relative imports into the backend, as inside Blender)."""
     import build_addon
 
-    root = tmp_path_factory.mktemp("stage")
-    build_addon.stage(root / "omg_avatar", [], None)
-    sys.path.insert(0, str(root))
-    try:
-        yield (importlib.import_module("omg_avatar.omg_blender_addon.axes"),
-               importlib.import_module("omg_avatar.omg_blender_addon.scene_data"))
-    finally:
-        sys.path.remove(str(root))
+    build_addon.load_tree("omg_avatar")
+    return (importlib.import_module("omg_avatar.omg_blender_addon.axes"),
+            importlib.import_module("omg_avatar.omg_blender_addon.scene_data"))
 
 
 def _quat_to_matrix(q: np.ndarray) -> np.ndarray:

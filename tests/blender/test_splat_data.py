@@ -4,7 +4,6 @@ splat arrays from 3DGS columns and the blended skinning of their covariances."""
 from __future__ import annotations
 
 import importlib
-import sys
 
 import numpy as np
 import pytest
@@ -15,18 +14,14 @@ from backend.render.camera import Camera
 
 
 @pytest.fixture(scope="module")
-def mods(tmp_path_factory):
-    """splat_sort and splat_data from the staged package (relative imports, as inside Blender)."""
+def mods():
+    """splat_sort and splat_data imported from the tree as the extension package (relative
+    imports, as inside Blender)."""
     import build_addon
 
-    root = tmp_path_factory.mktemp("stage")
-    build_addon.stage(root / "omg_avatar", [], None)
-    sys.path.insert(0, str(root))
-    try:
-        yield (importlib.import_module("omg_avatar.omg_blender_addon.splat_sort"),
-               importlib.import_module("omg_avatar.omg_blender_addon.splat_data"))
-    finally:
-        sys.path.remove(str(root))
+    build_addon.load_tree("omg_avatar")
+    return (importlib.import_module("omg_avatar.omg_blender_addon.splat_sort"),
+            importlib.import_module("omg_avatar.omg_blender_addon.splat_data"))
 
 
 def test_two_overlapping_splats_swap_order_when_the_view_flips(mods) -> None:

@@ -1,6 +1,6 @@
 """Figures for docs/figures/animation.md: retargeting throughput (tracking + keyframing) on the
 clips in ../shared/media/videos and preview rendering fps per LOD, through the add-on's operators
-in Blender-as-a-module (the staged package, not the installed zip). Not a test: it measures.
+in Blender-as-a-module (this checkout imported as the extension package, not the installed zip). Not a test: it measures.
 
     .venv/bin/python tests/preview/bench_animation.py [--frames 8] [--size 512] [--json out.json]
 """
@@ -31,15 +31,13 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     import build_addon
 
-    stage = Path(tempfile.mkdtemp(prefix="omg-bench-"))
-    build_addon.stage(stage / "omg_avatar", [], None)
-    sys.path.insert(0, str(stage))
     import bpy  # noqa: F401
-    import omg_avatar
+
+    omg_avatar = build_addon.load_tree("omg_avatar")
 
     omg_avatar.register()
     from omg_avatar.backend.avatar.build import BuildOptions, build_avatar
-    from omg_avatar.omg_blender_addon.avatar_scene import create_avatar
+    from omg_avatar.omg_blender_addon.scene_write import create_avatar
     from omg_avatar.omg_blender_addon.scene_data import scene_data
 
     out: dict = {"load_average_start": os.getloadavg(), "cpu_count": os.cpu_count(), "clips": {}, "preview": {}}

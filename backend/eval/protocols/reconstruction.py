@@ -15,7 +15,7 @@ import numpy as np
 
 from ...progress import Progress
 from ..results import BuildTiming, ReconstructionRow
-from ..speed import measure
+from ..measure import measure
 from .rendering import render_frames
 from .scoring import FrameScorer, Target
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...progress import Progress
 from ..results import CrossFrame, CrossReenactment, FrameScores, SelfReenactment, TrackTiming
-from ..speed import measure
+from ..measure import measure
 from .reconstruction import build_options
 from .rendering import render_frames
 from .scoring import FrameScorer, Target

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..results import RenderTiming
-from ..speed import measure
+from ..measure import measure
 from .rendering import render_frames
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Read an imported avatar back out of the scene (for retargeting and previews).
 
-The objects and properties are defined by avatar_scene.py (issue 8): a rig (``Object.omg_avatar.role
+The objects and properties are defined by scene_write.py (issue 8): a rig (``Object.omg_avatar.role
 == "RIG"``) with the bones global, neck, jaw, eye_L, eye_R whose rest orientation is the model
 frame, a head mesh with one shape key per expression component, one loose-vertex mesh per
 Gaussian LOD, and custom properties on the rig (``omg_shape``, ``omg_camera_K``,
@@ -75,7 +75,7 @@ class SceneError(OMGError):
 
 def find_rig(name: str | None, context) -> bpy.types.Object:
     """The avatar's rig from an object name (rig, head or LOD) or, with no name, the active object."""
-    from .avatar_scene import all_rigs, avatar_rig
+    from .scene_write import all_rigs, avatar_rig
 
     if name:
         obj = bpy.data.objects.get(name)
@@ -103,7 +103,7 @@ def _floats(obj, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
 
 def read_rig(rig: bpy.types.Object) -> RigInfo:
     """Copy what retargeting and previews need out of the avatar's objects (UI thread)."""
-    from .avatar_scene import head_object, lod_objects
+    from .scene_write import head_object, lod_objects
 
     bones = {}
     for joint in JOINTS:
@@ -153,7 +153,7 @@ class SceneLOD:
 
 def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
     """Read a Gaussian LOD object's rest data (its shape-key basis, not the posed mesh)."""
-    from .avatar_scene import head_object, lod_objects
+    from .scene_write import head_object, lod_objects
 
     objs = lod_objects(rig)
     if level not in objs:
