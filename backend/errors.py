@@ -14,8 +14,9 @@ class InputError(OMGError):
 
     def __init__(self, path: str | Path | None, message: str) -> None:
         self.path = None if path is None else str(path)
-        self.message = message
-        super().__init__(f"{Path(self.path).name}: {message}" if self.path else message)
+        # one line, whatever a library's exception text (quoted inside messages) looks like
+        self.message = " ".join(str(message).split())
+        super().__init__(f"{Path(self.path).name}: {self.message}" if self.path else self.message)
 
 
 class OMGWarning(UserWarning):

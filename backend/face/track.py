@@ -169,11 +169,13 @@ class Track:
                     model=str(meta["model"]), expr_names=list(meta["parameter_names"]["expr"]),
                     source=str(meta.get("source", "")), smoothing=float(meta.get("smoothing", 0.0)),
                 )
+                frames = int(meta["frames"])
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - zip/key/json/shape problems: all a bad file
-            raise InputError(path, f"not a readable track file ({exc})") from None
-        if track.n_frames != int(meta["frames"]) or len(track.confidence) != track.n_frames:
+            raise InputError(path, f"not a readable track file ({type(exc).__name__}: "
+                                   f"{str(exc)[:120]})") from None
+        if track.n_frames != frames or len(track.confidence) != track.n_frames:
             raise InputError(path, "track file is inconsistent (frame counts disagree)")
         return track
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError, OMGWarning
 from ..ffmpeg import ensure_ffmpeg
-from .image import load_image
+from .image import MAX_PIXELS, load_image
 
 
 class TruncatedVideoWarning(OMGWarning):
@@ -58,9 +58,13 @@ class VideoReader:
     def _iter_gif(self) -> Iterator[np.ndarray]:
         from PIL import Image, ImageSequence
 
-        with Image.open(self.path) as im:
-            for frame in ImageSequence.Iterator(im):
-                yield np.asarray(frame.convert("RGB"))
+        try:
+            with Image.open(self.path) as im:
+                for frame in ImageSequence.Iterator(im):
+                    yield np.asarray(frame.convert("RGB"))
+        except Exception as exc:  # noqa: BLE001 - Pillow's GIF decoder reports damaged files with
+            # many exception types (OSError, ValueError, IndexError, struct.error, ...)
+            raise InputError(self.path, f"GIF decoding failed ({str(exc)[:120]})") from None
 
     def _iter_ffmpeg(self) -> Iterator[np.ndarray]:
         import imageio_ffmpeg
@@ -120,18 +124,23 @@ def _natural_key(p: Path) -> list:
 
 
 def _open_gif(path: Path) -> VideoReader:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise InputError(path, f"GIF frames are too large: {im.width}x{im.height} pixels (the "
+                                       f"limit is {MAX_PIXELS / 1e6:.0f} MP)")
             n = int(getattr(im, "n_frames", 1))
             durations = []
             for i in range(min(n, 50)):  # frame durations (ms) of the first frames give the rate
                 im.seek(i)
                 durations.append(im.info.get("duration", 0) or 0)
             size = im.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(path, f"not a readable GIF ({exc})") from None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as in _iter_gif: any decoder error is a bad file
+        raise InputError(path, f"not a readable GIF ({str(exc)[:120]})") from None
     ms = float(np.median(durations)) if durations else 0.0
     fps = 1000.0 / ms if ms > 0 else 10.0  # browsers treat a missing delay as ~10 fps
     return VideoReader(path, fps, n, size, "gif")

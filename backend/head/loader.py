@@ -175,8 +175,9 @@ def load_landmark_embedding(path: str | Path, n_faces: int | None = None) -> Lan
             emb = _embedding_from(z["face_idx"], z["bary"], z["valid"] if "valid" in z else None, path)
     except HeadModelError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise HeadModelError(path, f"not a readable landmark embedding .npz ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy's .npy parser raises many types on bad data
+        raise HeadModelError(path, f"not a readable landmark embedding .npz ({type(exc).__name__}: "
+                                   f"{str(exc)[:120]})") from None
     if n_faces is not None and emb.valid.any() and emb.face_idx[emb.valid].max() >= n_faces:
         raise HeadModelError(path, f"landmark embedding indexes face {int(emb.face_idx.max())}, "
                              f"the model has {n_faces} faces")
@@ -197,8 +198,9 @@ def _load_npz(path: Path) -> HeadModel:
             get = {k: z[k] for k in files}
     except HeadModelError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise HeadModelError(path, f"not a readable .npz head model ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy's .npy parser raises many types on bad data
+        raise HeadModelError(path, f"not a readable .npz head model ({type(exc).__name__}: "
+                                   f"{str(exc)[:120]})") from None
     kt = get["kintree_table"].astype(np.int64)
     if kt.shape != (2, N_JOINTS):
         raise HeadModelError(path, f"'kintree_table' has shape {kt.shape}, expected (2, {N_JOINTS})")

@@ -73,5 +73,6 @@ class HeadParams:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise HeadModelError(path, f"not a head-parameter file ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - numpy's .npy parser raises many types on bad data
+            raise HeadModelError(path, f"not a head-parameter file ({type(exc).__name__}: "
+                                       f"{str(exc)[:120]})") from None

@@ -51,6 +51,8 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
                 json.loads(str(z["meta"])) if "meta" in keys else {})
     except Exception as exc:  # noqa: BLE001 - zip/json problems: not an npz we understand
         raise InputError(path, f"not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        meta = {}
     kind = meta.get("format")
     if kind == "omg-track":
         from ..face.track import Track
