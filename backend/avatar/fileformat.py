@@ -91,7 +91,10 @@ def save_avatar(avatar: GaussianAvatar, path: str | Path) -> Path:
     from ..output_safety import atomic_path
 
     with atomic_path(path) as tmp:  # an earlier file at ``path`` survives a failed write
-        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(header, sort_keys=True, default=str)})
+        try:
+            save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(header, sort_keys=True, default=str)})
+        except Exception as exc:  # noqa: BLE001 - safetensors' own error type for I/O failures
+            raise OSError(str(exc)) from None  # -> atomic_path: one line naming the avatar file
     return path
 
 

@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.avatar is not None:
         from ..eval.run import run_speed_only
 
-        res = run_speed_only(args.avatar, EvalOptions(lods=args.lods, render_frames=args.render_frames),
+        res = run_speed_only(args.avatar, EvalOptions(lods=args.lods, render_frames=args.render_frames,
+                                                      build={"head_model": args.head_model}),
                              backends, log=lambda m: print(m, file=sys.stderr))
         res.options["command"] = command
         write_json(args.json, res.as_dict())

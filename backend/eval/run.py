@@ -156,7 +156,7 @@ def run_speed_only(avatar_path: str | Path, opts: EvalOptions, backends: list[st
     """Render speed of a saved avatar (``.omgavatar``) per LOD and backend: no media and no metric
     models needed (e.g. on a GPU machine)."""
     from ..avatar.fileformat import load_avatar
-    from ..head.loader import load_head_model
+    from ..head.loader import load_model_for_avatar
     from .protocols.speed import render_speed
 
     t0 = time.perf_counter()
@@ -166,7 +166,9 @@ def run_speed_only(avatar_path: str | Path, opts: EvalOptions, backends: list[st
                                "render_frames": opts.render_frames, "backends": backends or "available"},
                       started_utc=utc_now())
     avatar = load_avatar(avatar_path)
-    model = load_head_model(avatar.head_model_path)
+    # never the model file the avatar's header names (a shared file could name a hostile one)
+    model = load_model_for_avatar(avatar_path, avatar.head_model_name, avatar.head_model_path,
+                                  opts.build.get("head_model"))
     lods = [l for l in opts.lods if l in avatar.lods]
     for l in set(opts.lods) - set(lods):
         res.skipped.append(f"LOD {l}: not in {Path(avatar_path).name} (it has {avatar.levels})")
