@@ -3,12 +3,14 @@
 The backend uses FLAME's frame (+Y up, +Z out of the face); Blender is Z-up with the front view
 looking along +Y, so a model point (x, y, z) lands at Blender (x, -z, y): a +90 degree rotation
 about X. The face then looks towards -Y, Blender's "front".
-Pure numpy (no bpy): the worker thread uses it too.
+Pure numpy (no bpy): the worker thread uses it too. Rotation maths: backend.rotations.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..backend.rotations import quat_multiply
 
 # Columns are the model axes expressed in Blender: model +X -> +X, +Y -> +Z, +Z -> -Y.
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0],
@@ -30,16 +32,6 @@ def points_to_model(p: np.ndarray) -> np.ndarray:
     return np.stack([p[..., 0], p[..., 2], -p[..., 1]], -1).astype(np.float32)
 
 
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of (..., 4) w,x,y,z quaternions (a then applied after b: R(a) R(b))."""
-    aw, ax, ay, az = np.moveaxis(np.asarray(a, np.float64), -1, 0)
-    bw, bx, by, bz = np.moveaxis(np.asarray(b, np.float64), -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], -1)
-
-
 def quats_to_blender(q: np.ndarray) -> np.ndarray:
     """(N, 4) w,x,y,z orientations in the model frame -> Blender frame (R_b = C R_m), float32."""
     return quat_multiply(Q_MODEL_TO_BLENDER, q).astype(np.float32)
@@ -49,11 +41,3 @@ def quats_to_model(q: np.ndarray) -> np.ndarray:
     """Inverse of :func:`quats_to_blender` (R_m = C^T R_b), float32."""
     conj = Q_MODEL_TO_BLENDER * np.array([1.0, -1.0, -1.0, -1.0])
     return quat_multiply(conj, q).astype(np.float32)
-
-
-def axis_angle_to_quat(aa: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle (radians) -> (..., 4) unit quaternion w,x,y,z (identity at zero)."""
-    aa = np.asarray(aa, np.float64)
-    angle = np.linalg.norm(aa, axis=-1, keepdims=True)
-    axis = np.divide(aa, angle, out=np.zeros_like(aa), where=angle > 1e-12)
-    return np.concatenate([np.cos(angle / 2), axis * np.sin(angle / 2)], -1)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quat, quat_to_matrix
 from .axes import MODEL_TO_BLENDER
 from .scene_read import JOINTS, RigInfo
 
@@ -59,67 +60,7 @@ class Channels:
     clipped: int = 0
 
 
-# -- rotations (vectorized over frames) ------------------------------------------------------------
-def rodrigues(aa: np.ndarray) -> np.ndarray:
-    """(T, 3) axis-angle -> (T, 3, 3) rotation matrices."""
-    aa = np.asarray(aa, np.float64)
-    th = np.linalg.norm(aa, axis=-1)
-    k = np.divide(aa, th[:, None], out=np.zeros_like(aa), where=th[:, None] > 1e-12)
-    K = np.zeros(aa.shape[:-1] + (3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
-    s, c = np.sin(th)[:, None, None], np.cos(th)[:, None, None]
-    return np.eye(3) + s * K + (1 - c) * (K @ K)
-
-
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """(T, 3, 3) rotations -> (T, 4) unit quaternions w,x,y,z (w >= 0), Shepperd's method."""
-    R = np.asarray(R, np.float64)
-    tr = np.trace(R, axis1=1, axis2=2)
-    cand = np.stack([tr, R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]], 1)
-    best = np.argmax(cand, 1)
-    q = np.empty((len(R), 4))
-    for b in range(4):  # four branches, each vectorized over its frames
-        i = np.flatnonzero(best == b)
-        if not len(i):
-            continue
-        m = R[i]
-        if b == 0:
-            s = 2.0 * np.sqrt(1.0 + tr[i])
-            q[i] = np.stack([0.25 * s, (m[:, 2, 1] - m[:, 1, 2]) / s, (m[:, 0, 2] - m[:, 2, 0]) / s,
-                             (m[:, 1, 0] - m[:, 0, 1]) / s], 1)
-        else:
-            a, bb, cc = (b - 1, b % 3, (b + 1) % 3)
-            s = 2.0 * np.sqrt(np.maximum(1.0 + m[:, a, a] - m[:, bb, bb] - m[:, cc, cc], 1e-300))
-            v = np.empty((len(i), 4))
-            v[:, 0] = (m[:, cc, bb] - m[:, bb, cc]) / s
-            v[:, 1 + a] = 0.25 * s
-            v[:, 1 + bb] = (m[:, bb, a] + m[:, a, bb]) / s
-            v[:, 1 + cc] = (m[:, cc, a] + m[:, a, cc]) / s
-            q[i] = v
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(T, 4) quaternions w,x,y,z (any norm) -> (T, 3, 3)."""
-    q = np.asarray(q, np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], 1)
-
-
-def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    """(T, 3, 3) -> (T, 3) axis-angle (angle in [0, pi])."""
-    q = matrix_to_quat(R)
-    s = np.linalg.norm(q[:, 1:], axis=1, keepdims=True)
-    ang = 2.0 * np.arctan2(s, q[:, :1])
-    return np.divide(q[:, 1:] * ang, s, out=np.zeros_like(q[:, 1:]), where=s > 1e-12)
-
-
+# -- rotations (vectorized over frames; the maths itself is backend.rotations) ----------------------
 def continuous(q: np.ndarray) -> np.ndarray:
     """Flip quaternion signs so consecutive frames lie in the same hemisphere (smooth F-curves)."""
     q = np.array(q, np.float64)
@@ -153,7 +94,7 @@ def plan_channels(params, info: RigInfo, options: ApplyOptions, expr_names: list
         bone = info.bones.get(joint)
         if bone is None or not options.joint_on(joint):
             continue
-        R = model_to_local(rodrigues(params.pose[:, j]), bone.rest)
+        R = model_to_local(axis_angle_to_matrix(params.pose[:, j]), bone.rest)
         out.quats[bone.name] = continuous(matrix_to_quat(R))
         if joint == "global":
             out.locations[bone.name] = (params.transl.astype(np.float64) @ C.T) @ bone.rest  # Bk^T C t

@@ -343,7 +343,7 @@ def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneDa
     s = obj.omg_avatar
     s.role, s.rig, s.level = ROLE_GAUSSIANS, rig, lod.level
     s.n_head, s.n_parts = lod.n_head, lod.n_parts
-    # the parts' own skinning weights, for reading the avatar back (scene_avatar.gaussian_avatar)
+    # the parts' own skinning weights, for reading the avatar back (scene_read.gaussian_avatar)
     # without walking vertex groups point by point
     obj["omg_parts"] = list(lod.part_names)
     obj["omg_part_counts"] = [int(c) for c in lod.part_counts]
@@ -380,7 +380,7 @@ def _remove(created: list) -> None:
 def set_pose(rig: bpy.types.Object, expr: np.ndarray | None, pose: np.ndarray, transl: np.ndarray) -> None:
     """Set (not keyframe) the rig to backend parameters: expression (E,) on the head's shape keys,
     pose (5, 3) axis-angle per joint (model frame = bone local frame), translation (3,) model frame."""
-    from .axes import axis_angle_to_quat
+    from ..backend.rotations import axis_angle_to_quat
 
     pose = np.asarray(pose, np.float64).reshape(-1, 3)
     for name, aa in zip(("global", "neck", "jaw", "eye_L", "eye_R"), pose):

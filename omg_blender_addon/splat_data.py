@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend.avatar.attributes import quat_to_matrix
+from ..backend.rotations import quat_to_matrix
 from ..backend.avatar.ply import C0
 
 COLUMNS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..rotations import matrix_to_quat
+
 
 @dataclass
 class AttributeOptions:
@@ -81,37 +83,6 @@ def frame_from_normals(normals: np.ndarray) -> np.ndarray:
     return np.stack([t, b, n], axis=2)
 
 
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotation matrices -> (N, 4) unit quaternions w,x,y,z (branch-free Shepperd)."""
-    R = R.astype(np.float64)
-    m00, m11, m22 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
-    # four candidate (unnormalised) quaternions; pick the numerically best per row
-    cand = np.stack([
-        np.stack([1 + m00 + m11 + m22, R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], 1),
-        np.stack([R[:, 2, 1] - R[:, 1, 2], 1 + m00 - m11 - m22, R[:, 0, 1] + R[:, 1, 0], R[:, 0, 2] + R[:, 2, 0]], 1),
-        np.stack([R[:, 0, 2] - R[:, 2, 0], R[:, 0, 1] + R[:, 1, 0], 1 - m00 + m11 - m22, R[:, 1, 2] + R[:, 2, 1]], 1),
-        np.stack([R[:, 1, 0] - R[:, 0, 1], R[:, 0, 2] + R[:, 2, 0], R[:, 1, 2] + R[:, 2, 1], 1 - m00 - m11 + m22], 1),
-    ], 1)  # (N, 4 candidates, 4)
-    best = np.argmax(np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
-                               1 - m00 - m11 + m22], 1), axis=1)
-    q = cand[np.arange(len(R)), best]
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    q *= np.where(q[:, :1] < 0, -1.0, 1.0)  # canonical sign: w >= 0
-    return q.astype(np.float32)
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(N, 4) quaternions w,x,y,z (normalised here) -> (N, 3, 3) rotation matrices."""
-    q = q.astype(np.float64)
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], 1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], 1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], 1),
-    ], 1)
-
-
 def capped_stretch(stretch: np.ndarray, mouth: np.ndarray, opts: AttributeOptions | None = None) -> np.ndarray:
     """(V,) enlargement factors: the jaw stretch (sampling.jaw_stretch) capped at ``max_stretch``,
     or at ``mouth_max_stretch`` in the mouth band (sampling.mouth_interior). Bigger caps close the
@@ -137,6 +108,6 @@ def geometry_attributes(verts: np.ndarray, faces: np.ndarray, opts: AttributeOpt
     if stretch is not None:
         s = s * np.maximum(stretch, 1.0)
     scales = np.stack([s, s, np.maximum(opts.flatness * s, 1e-6)], axis=1)
-    quats = matrix_to_quat(frame_from_normals(normals))
+    quats = matrix_to_quat(frame_from_normals(normals)).astype(np.float32)
     opac = np.full(len(verts), opts.opacity, np.float32)
     return quats, scales.astype(np.float32), opac, normals

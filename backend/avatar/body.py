@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .attributes import matrix_to_quat
+from ..rotations import matrix_to_quat
 from .gaussians import GaussianSet
 from .imageops import bilinear, blur
 from .posing import NECK_FOLLOW

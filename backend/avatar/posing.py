@@ -111,7 +111,7 @@ def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
     means = skin_points(rest.means, W, A)
     if not rotations:
         return means, None
-    from .attributes import matrix_to_quat, quat_to_matrix
+    from ..rotations import matrix_to_quat, quat_to_matrix
 
     R = blended_rotations(W, A) @ quat_to_matrix(rest.quats)[None]                 # (T, P, 3, 3)
     return means, matrix_to_quat(R.reshape(-1, 3, 3)).reshape(R.shape[0], -1, 4).astype(np.float32)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .attributes import matrix_to_quat
+from ..rotations import matrix_to_quat
 from .gaussians import GaussianSet
 from .imageops import bilinear, blur
 
@@ -83,7 +83,7 @@ def build_shoulders(photo: np.ndarray, portrait_mask: np.ndarray, head_mask: np.
     n = len(uv)
     scales = np.tile(np.array([[s, s, max(opts.flatness * s, 1e-6)]], np.float32), (n, 1))
     # local frame = camera axes in world (columns of R^T): the Gaussians face the source camera
-    quats = np.tile(matrix_to_quat(R.T[None]), (n, 1))
+    quats = np.tile(matrix_to_quat(R.T[None]).astype(np.float32), (n, 1))
     soft = bilinear(portrait_mask.astype(np.float32), uv.astype(np.float32))
     opac = np.clip(soft, 0.0, 1.0) * opts.opacity
     return GaussianSet(means, quats, scales, opac, colors)

@@ -31,15 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..rotations import axis_angle_to_matrix_torch, skew_torch
+
 N_JOINTS = 5
 FD_STEP = 1e-6  # radians; float64 keeps forward-difference error near 1e-6 relative
-
-
-def skew(v: torch.Tensor) -> torch.Tensor:
-    """(..., 3) -> (..., 3, 3) cross-product matrices [v]x."""
-    x, y, z = v.unbind(-1)
-    zero = torch.zeros_like(x)
-    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*v.shape[:-1], 3, 3)
 
 
 def _so3_coeffs(aa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -54,17 +49,10 @@ def _so3_coeffs(aa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return theta2, a, b, c
 
 
-def rodrigues64(aa: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (..., 3) -> rotation (..., 3, 3), accurate also for tiny angles."""
-    _, a, b, _ = _so3_coeffs(aa)
-    K = skew(aa)
-    return torch.eye(3, dtype=aa.dtype) + a * K + b * (K @ K)
-
-
 def right_jacobian(aa: torch.Tensor) -> torch.Tensor:
     """SO(3) right Jacobian (..., 3, 3): R(aa + d) = R(aa) exp([J_r(aa) d]x) to first order."""
     _, _, b, c = _so3_coeffs(aa)
-    K = skew(aa)
+    K = skew_torch(aa)
     return torch.eye(3, dtype=aa.dtype) - b * K + c * (K @ K)
 
 
@@ -176,7 +164,7 @@ class LandmarkModel:
 
     def world_rotations(self, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pose (B, 5, 3) -> local R (B, 5, 3, 3) and world (accumulated) Rw (B, 5, 3, 3)."""
-        R = rodrigues64(pose)
+        R = axis_angle_to_matrix_torch(pose)
         world = [R[:, 0]]
         for j in range(1, N_JOINTS):
             world.append(world[self.parents[j]] @ R[:, j])
@@ -275,7 +263,7 @@ class LandmarkModel:
         # pose correctives (joints that have any): d(R_k - I)/d theta_i = R_k [J_r e_i]x
         cj = self.corrective_joints
         if cj:
-            dR = R[:, cj, None] @ skew(Jr[:, cj].transpose(-1, -2))  # (B, nc, 3i, 3, 3)
+            dR = R[:, cj, None] @ skew_torch(Jr[:, cj].transpose(-1, -2))  # (B, nc, 3i, 3, 3)
             dvp = torch.einsum("lcjq,bjiq->bljci", self.posedirs[:, :, [k - 1 for k in cj]],
                                dR.reshape(B, len(cj), 3, 9))  # (B, L, nc, 3, 3i)
             Mx = M[:, :, None]  # (B, L, 1, 3, 3)

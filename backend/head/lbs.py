@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..rotations import axis_angle_to_matrix_torch
 from .model import HeadModel
 
 
@@ -67,25 +68,6 @@ class LBSOutput:
     transforms: torch.Tensor
 
 
-def rodrigues(axis_angle: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (..., 3) radians -> rotation matrices (..., 3, 3).
-
-    R = I + a K + b K^2 with K = skew(axis_angle), a = sin(t)/t, b = (1 - cos t)/t^2; a and b use
-    their Taylor series below 1e-3 rad, so it is exact and differentiable at zero (no epsilon hack).
-    """
-    t2 = (axis_angle * axis_angle).sum(-1)[..., None, None]  # (...,1,1)
-    small = t2 < 1e-6
-    t2s = torch.where(small, torch.ones_like(t2), t2)
-    t = torch.sqrt(t2s)
-    a = torch.where(small, 1 - t2 / 6, torch.sin(t) / t)
-    b = torch.where(small, 0.5 - t2 / 24, (1 - torch.cos(t)) / t2s)
-    x, y, z = axis_angle.unbind(-1)
-    zero = torch.zeros_like(x)
-    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*x.shape, 3, 3)
-    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
-    return eye + a * K + b * (K @ K)
-
-
 def lbs(model: HeadModelTensors, shape: torch.Tensor, expr: torch.Tensor, pose: torch.Tensor,
         transl: torch.Tensor | None = None) -> LBSOutput:
     """Pose the model. shape (B,S) or (S,), expr (B,E), pose (B,5,3) axis-angle, transl (B,3).
@@ -108,7 +90,7 @@ def lbs(model: HeadModelTensors, shape: torch.Tensor, expr: torch.Tensor, pose: 
     # 2. rest joints from the shaped mesh  (B,5,3)
     J = torch.einsum("jv,bvc->bjc", model.J_regressor, v)
     # 3. pose correctives from (R - I) of the non-root joints  (B,36) -> (B,V,3)
-    R = rodrigues(pose)  # (B,5,3,3)
+    R = axis_angle_to_matrix_torch(pose)  # (B,5,3,3)
     eye = torch.eye(3, dtype=dt, device=dev)
     pose_feat = (R[:, 1:] - eye).reshape(B, -1)
     v = v + (pose_feat @ model.posedirs).reshape(B, -1, 3)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..head.params import HeadParams
+from ..rotations import axis_angle_to_quat, quat_to_axis_angle, slerp
 
 DEFAULT_FPS = 25.0
 
@@ -78,36 +79,6 @@ def conform_expr(params: HeadParams, n_expr: int) -> HeadParams:
     return HeadParams(params.shape, expr, params.pose, params.transl)
 
 
-def _quat_from_aa(aa: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle -> (..., 4) w,x,y,z."""
-    ang = np.linalg.norm(aa, axis=-1, keepdims=True)
-    axis = np.divide(aa, ang, out=np.zeros_like(aa), where=ang > 1e-12)
-    return np.concatenate([np.cos(ang / 2), axis * np.sin(ang / 2)], -1)
-
-
-def _aa_from_quat(q: np.ndarray) -> np.ndarray:
-    """(..., 4) w,x,y,z -> (..., 3) axis-angle with angle in [0, pi]."""
-    q = q * np.where(q[..., :1] < 0, -1.0, 1.0)
-    s = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
-    ang = 2.0 * np.arctan2(s, q[..., :1])
-    return np.divide(q[..., 1:] * ang, s, out=np.zeros_like(q[..., 1:]), where=s > 1e-12)
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of (..., 4) unit quaternions at fractions u (...,) in [0, 1]."""
-    d = np.sum(q0 * q1, -1, keepdims=True)
-    q1 = np.where(d < 0, -q1, q1)  # shortest arc
-    d = np.abs(d)
-    u = u[..., None]
-    th = np.arccos(np.clip(d, -1.0, 1.0))
-    sin = np.sin(th)
-    small = sin < 1e-6
-    w0 = np.where(small, 1.0 - u, np.sin((1.0 - u) * th) / np.where(small, 1.0, sin))
-    w1 = np.where(small, u, np.sin(u * th) / np.where(small, 1.0, sin))
-    q = w0 * q0 + w1 * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
 def resample(params: HeadParams, src_fps: float, dst_fps: float) -> HeadParams:
     """The same motion sampled at ``dst_fps``: T' = floor((T - 1) * dst / src) + 1 frames covering
     the same duration. Expression and translation are interpolated linearly, joint rotations by
@@ -128,6 +99,6 @@ def resample(params: HeadParams, src_fps: float, dst_fps: float) -> HeadParams:
         uu = u.reshape((-1,) + (1,) * (a.ndim - 1))
         return ((1 - uu) * a[i0] + uu * a[i1]).astype(np.float32)
 
-    q = _quat_from_aa(params.pose.astype(np.float64))                  # (T, 5, 4)
-    pose = _aa_from_quat(slerp(q[i0], q[i1], np.repeat(u[:, None], q.shape[1], 1)))
+    q = axis_angle_to_quat(params.pose)                                # (T, 5, 4)
+    pose = quat_to_axis_angle(slerp(q[i0], q[i1], np.repeat(u[:, None], q.shape[1], 1)))
     return HeadParams(params.shape, lerp(params.expr), pose.astype(np.float32), lerp(params.transl))

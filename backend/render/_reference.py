@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..rotations import quat_to_matrix_torch
 from .camera import Camera
 from .projection import EXTEND, Projection
 
@@ -103,21 +104,6 @@ def rasterize_depth(
     return best.reshape(H, W).float().numpy(), fid.reshape(H, W).numpy()
 
 
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """(..., 4) wxyz quaternions (any norm > 0) -> (..., 3, 3) rotation matrices."""
-    q = quats / quats.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    R = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    )  # fmt: skip
-    return R.reshape(quats.shape[:-1] + (3, 3))
-
-
 def project_gaussians(
     means: torch.Tensor,  # [B, N, 3] world
     quats: torch.Tensor,  # [B, N, 4] wxyz
@@ -136,7 +122,7 @@ def project_gaussians(
     tv = viewmats[:, None, :3, 3]  # [B, 1, 3]
     means_c = (Rv @ means[..., None]).squeeze(-1) + tv  # [B, N, 3]
     # camera-frame square root of the covariance: M_c = Rv R diag(s); cov_c = M_c M_c^T
-    M_c = Rv @ (quat_to_rotmat(quats) * scales[..., None, :])  # [B, N, 3, 3]
+    M_c = Rv @ (quat_to_matrix_torch(quats) * scales[..., None, :])  # [B, N, 3, 3]
 
     tx, ty, tz = means_c.unbind(-1)  # [B, N]
     depth_ok = (tz > near_plane) & (tz < far_plane)

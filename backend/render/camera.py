@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..rotations import axis_angle_to_matrix
+
 ArrayLike3 = Sequence[float] | np.ndarray
 
 
@@ -29,11 +31,8 @@ def _unit(v: np.ndarray, what: str) -> np.ndarray:
 
 
 def _rotation_about_axis(axis: np.ndarray, degrees: float) -> np.ndarray:
-    """Rodrigues rotation matrix (3, 3) float64, right-handed about ``axis``."""
-    a = _unit(np.asarray(axis, np.float64), "axis")
-    th = math.radians(degrees)
-    kx = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]], np.float64)
-    return np.eye(3) + math.sin(th) * kx + (1.0 - math.cos(th)) * (kx @ kx)
+    """(3, 3) float64 rotation, right-handed about ``axis`` (any length), by ``degrees``."""
+    return axis_angle_to_matrix(_unit(np.asarray(axis, np.float64), "axis") * math.radians(degrees))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..rotations import matrix_to_quat
 from .camera import Camera
 
 
@@ -82,7 +83,7 @@ def head_scene(n: int, channels: int = 3, seed: int = 0) -> GaussianScene:
     t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
     t2 = np.cross(normal, t1)
     Rm = np.stack([t1, t2, normal], axis=2)  # columns = local axes
-    quats = _rotmat_to_quat(Rm)
+    quats = matrix_to_quat(Rm)
     area = 4 * np.pi * (np.prod(radii) ** (2 / 3))  # close to the ellipsoid's area
     spacing = np.sqrt(area / max(n, 1))
     s_t = spacing * rng.uniform(0.6, 1.0, size=(n, 2))
@@ -93,20 +94,3 @@ def head_scene(n: int, channels: int = 3, seed: int = 0) -> GaussianScene:
     return GaussianScene(f32(means), f32(quats), f32(scales), f32(opac), f32(feats))
 
 
-def _rotmat_to_quat(R: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotations -> (N, 4) wxyz unit quaternions (Shepperd's method, vectorized)."""
-    m = R
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cand = np.stack(
-        [
-            np.stack([1 + tr, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], 1),
-            np.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], 1),
-            np.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], m[:, 1, 2] + m[:, 2, 1]], 1),
-            np.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], 1),
-        ],
-        1,
-    )  # [N, 4 candidates, 4]
-    pick = np.argmax(np.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], 1), axis=1)
-    q = cand[np.arange(len(m)), pick]
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return q * np.where(q[:, :1] < 0, -1.0, 1.0)

@@ -42,6 +42,7 @@ backend = _imp(PKG + ".backend")
 for _m in ("head", "avatar", "avatar.posing", "progress"):
     _imp(PKG + ".backend." + _m)
 axes = _imp(PKG + ".omg_blender_addon.axes")
+rotations = _imp(PKG + ".backend.rotations")
 ply_io = _imp(PKG + ".omg_blender_addon.ply_io")
 scene = _imp(PKG + ".omg_blender_addon.scene_write")
 JOINTS = ("global", "neck", "jaw", "eye_L", "eye_R")
@@ -55,7 +56,7 @@ def set_pose(rig, head, names, expr, pose, transl):
     for i, n in enumerate(names):
         head.data.shape_keys.key_blocks[n].value = float(expr[i])
     for j, bn in enumerate(JOINTS):
-        rig.pose.bones[bn].rotation_quaternion = tuple(axes.axis_angle_to_quat(pose[j]))
+        rig.pose.bones[bn].rotation_quaternion = tuple(rotations.axis_angle_to_quat(pose[j]))
     rig.pose.bones["global"].location = tuple(float(x) for x in transl)
 
 def keyframe(rig, head, names, frame):

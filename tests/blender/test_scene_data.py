@@ -16,8 +16,8 @@ import pytest
 from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from backend.avatar.posing import body_weights, lbs_numpy, model_lods, pose, shaped_vertices
 from backend.head import HeadParams, load_head_model
-from backend.head.lbs import rodrigues
 from backend.render.camera import Camera
+from backend.rotations import axis_angle_to_matrix, quat_to_matrix
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,6 @@ def addon():
             importlib.import_module("omg_avatar.omg_blender_addon.scene_data"))
 
 
-def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
-    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(q.shape[:-1] + (3, 3))
-
-
 def test_axes_points_and_quaternions_agree(addon) -> None:
     axes, _ = addon
     rng = np.random.default_rng(0)
@@ -49,13 +42,8 @@ def test_axes_points_and_quaternions_agree(addon) -> None:
     q = rng.normal(size=(50, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     qb = axes.quats_to_blender(q)
-    assert np.allclose(_quat_to_matrix(qb), C @ _quat_to_matrix(q), atol=1e-5)  # covariance C S C^T
+    assert np.allclose(quat_to_matrix(qb), C @ quat_to_matrix(q), atol=1e-5)  # covariance C S C^T
     assert np.allclose(axes.quats_to_model(qb), q, atol=1e-6)
-    aa = rng.normal(size=(20, 3))
-    import torch
-
-    assert np.allclose(_quat_to_matrix(axes.axis_angle_to_quat(aa)), rodrigues(torch.tensor(aa)).numpy(), atol=1e-6)
-    assert np.allclose(axes.axis_angle_to_quat(np.zeros(3)), [1, 0, 0, 0])
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +75,7 @@ def synthetic():
 
 def _blender_skinning(axes, data, lod, model, p: HeadParams) -> np.ndarray:
     """What Blender evaluates: rest + shape keys (expressions, correctives), then LBS with the rig."""
-    R = rodrigues(__import__("torch").tensor(p.pose[0])).numpy()  # (5, 3, 3) = bone local rotations
+    R = axis_angle_to_matrix(p.pose[0])  # (5, 3, 3) = bone local rotations
     feats = np.array([(R[j] - np.eye(3))[r, c] for j, r, c in data.pose_features])
     pts = lod.positions + np.einsum("e,enc->nc", p.expr[0], lod.expr_deltas)
     if len(feats):

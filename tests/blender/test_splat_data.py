@@ -8,7 +8,7 @@ import importlib
 import numpy as np
 import pytest
 
-from backend.avatar.attributes import quat_to_matrix
+from backend.rotations import quat_to_matrix
 from backend.avatar.ply import C0
 from backend.render.camera import Camera
 

@@ -8,7 +8,6 @@ from scipy.spatial.transform import Rotation
 
 from backend.eval.metrics.geometry import (
     akd,
-    axis_angle_to_matrix,
     expression_distance,
     params_pose_distance_deg,
     pose_distance_deg,
@@ -111,5 +110,3 @@ def test_params_pose_distance():
     assert params_pose_distance_deg(pose_b, pose_b) == pytest.approx(0.0, abs=1e-5)
     # batched over frames
     assert params_pose_distance_deg(np.stack([pose_a, pose_b]), np.stack([pose_b, pose_b])).shape == (2,)
-    aa = np.array([0.1, -0.2, 0.3])
-    assert np.allclose(axis_angle_to_matrix(aa), Rotation.from_rotvec(aa).as_matrix(), atol=1e-12)

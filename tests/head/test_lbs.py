@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from backend.head import JOINT_NAMES, HeadModelTensors, HeadParams, lbs, lbs_params, rodrigues
+from backend.head import JOINT_NAMES, HeadModelTensors, HeadParams, lbs, lbs_params
 
 
 def lbs_numpy(m, shape, expr, pose, transl):
@@ -56,13 +56,6 @@ def test_lbs_matches_numpy_reference(request, which):
         np.testing.assert_allclose(out.vertices[b].numpy(), ref_v, atol=2e-6)  # metres
         np.testing.assert_allclose(out.joints[b].numpy(), ref_j, atol=2e-6)
         np.testing.assert_allclose(out.transforms[b].numpy(), ref_a, atol=2e-6)
-
-
-def test_rodrigues_matches_scipy():
-    rng = np.random.default_rng(3)
-    aa = np.concatenate([rng.normal(0, 1.5, (50, 3)), np.zeros((1, 3)), 1e-9 * np.ones((1, 3))])
-    R = rodrigues(torch.tensor(aa, dtype=torch.float64)).numpy()
-    np.testing.assert_allclose(R, Rotation.from_rotvec(aa).as_matrix(), atol=1e-9)
 
 
 def test_rest_pose_returns_template(standin):

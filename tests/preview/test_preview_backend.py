@@ -11,7 +11,6 @@ from PIL import Image
 from backend.errors import CancelledError, InputError
 from backend.head.params import HeadParams
 from backend.preview import FrameWriter, PreviewOptions, load_motion, render_preview, resample
-from backend.preview.motion import _aa_from_quat, _quat_from_aa
 from backend.progress import Progress
 from synthetic import performance, watermark_present
 
@@ -35,12 +34,6 @@ def test_resample_keeps_duration_and_interpolates_rotations():
     assert up.n_frames == 61
     np.testing.assert_allclose(up.pose[::2], p.pose, atol=1e-5)  # original samples kept exactly
     assert resample(p, 25.0, 25.0).n_frames == T
-
-
-def test_axis_angle_quaternion_round_trip():
-    aa = np.random.default_rng(1).normal(0, 1.0, (200, 3))
-    aa *= np.minimum(1.0, 3.0 / np.linalg.norm(aa, axis=1, keepdims=True))  # angles < pi
-    np.testing.assert_allclose(_aa_from_quat(_quat_from_aa(aa)), aa, atol=1e-9)
 
 
 def test_load_motion_reads_params_and_refuses_other_files(tmp_path):

@@ -15,9 +15,9 @@ import torch
 
 from backend.render import Camera
 from backend.render import _reference as ref
-from backend.render._reference import quat_to_rotmat
 from backend.render.projection import project_gaussians
-from backend.render.scenes import _rotmat_to_quat, random_scene
+from backend.render.scenes import random_scene
+from backend.rotations import matrix_to_quat, quat_to_matrix_torch
 
 import gsplat.cuda._torch_impl as gs  # dev requirement: missing -> the run fails, never skips
 
@@ -147,8 +147,8 @@ def test_opacity_aware_radii_are_tighter_and_cull_transparent() -> None:
 
 def test_quaternion_helpers_roundtrip() -> None:
     q = torch.randn(100, 4, generator=torch.Generator().manual_seed(0))
-    R = quat_to_rotmat(q)
+    R = quat_to_matrix_torch(q)
     torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3).expand(100, 3, 3), atol=1e-5, rtol=0)
-    torch.testing.assert_close(R, gs._quat_to_rotmat(q), atol=1e-6, rtol=0)
-    q2 = torch.from_numpy(_rotmat_to_quat(R.double().numpy())).float()
-    torch.testing.assert_close(quat_to_rotmat(q2), R, atol=1e-5, rtol=0)
+    torch.testing.assert_close(R, gs._quat_to_rotmat(q), atol=1e-6, rtol=0)  # gsplat's own, independent
+    q2 = torch.from_numpy(matrix_to_quat(R.double().numpy())).float()
+    torch.testing.assert_close(quat_to_matrix_torch(q2), R, atol=1e-5, rtol=0)

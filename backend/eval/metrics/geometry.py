@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...rotations import axis_angle_to_matrix
+
 
 def akd(landmarks_a: np.ndarray, landmarks_b: np.ndarray, indices: np.ndarray | None = None) -> float:
     """Average keypoint distance: mean 2-D Euclidean distance between corresponding landmarks."""
@@ -99,18 +101,6 @@ def expression_distance(
     fit = procrustes(a[idx], b[idx])
     aligned = fit.apply(a[expression])
     return float(np.linalg.norm(aligned - b[expression], axis=-1).mean())
-
-
-def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle (radians) -> (..., 3, 3) rotation matrices (Rodrigues)."""
-    aa = np.asarray(aa, np.float64)
-    theta = np.linalg.norm(aa, axis=-1, keepdims=True)[..., None]  # (..., 1, 1)
-    k = aa / np.maximum(theta[..., 0], 1e-12)
-    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-    zero = np.zeros_like(kx)
-    K = np.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], axis=-1).reshape(aa.shape[:-1] + (3, 3))
-    eye = np.broadcast_to(np.eye(3), K.shape)
-    return eye + np.sin(theta) * K + (1.0 - np.cos(theta)) * (K @ K)
 
 
 def head_rotation_from_pose(pose: np.ndarray) -> np.ndarray:
