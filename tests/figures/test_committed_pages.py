@@ -27,3 +27,18 @@ def test_figures_check_command_passes_on_the_checkout() -> None:
 def test_every_page_with_a_template_is_tracked_beside_it() -> None:
     for page in find_pages(ROOT):
         assert (ROOT / page.output).is_file(), f"{page.output} not rendered"
+
+
+def test_every_committed_record_is_valid_and_quoted_by_a_page() -> None:
+    from backend.figures.pages import RECORDS_DIR, Renderer
+    from backend.figures.records import read_record
+
+    renderer = Renderer(ROOT)
+    used: set[str] = set()
+    for page in find_pages(ROOT):
+        renderer.render_page(page)
+        used |= set(page.records_used)
+    for path in sorted((ROOT / RECORDS_DIR).glob("*.json")):
+        rec = read_record(path)  # raises, naming the file, when it is not a record
+        assert rec.command != "unknown", f"{path.name}: a record needs the command that produced it"
+        assert path.stem in used, f"{path.name} is quoted by no page template (docs/**/*.md.in)"
