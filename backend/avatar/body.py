@@ -158,7 +158,8 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     pts, phis, rr = [], [], []
     for v in brow:  # one row of the ellipse at a time: a few dozen rows
         r = min(int(v), H - 1)
-        a, b = half[r], depth[r]
+        # the back ellipse is narrower by its Gaussians' reach, so they end at the silhouette
+        a, b = max(half[r] - opts.coverage * bstep * px_m, 0.5 * half[r]), depth[r]
         perim = np.pi * (3 * (a + b) - np.sqrt((3 * a + b) * (a + 3 * b)))  # Ramanujan
         n = max(int(perim / (bstep * px_m)), 8)
         phi = np.linspace(-np.pi, np.pi, n, endpoint=False)
@@ -183,9 +184,14 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     weights = neck_global_weights(NECK_FOLLOW * np.clip(1.0 - below / opts.neck_fade_m, 0.0, 1.0))
     rest = to_rest(world, weights, A)
     quats = matrix_to_quat(frames_to_rest(frames_world, weights, A))
-    sf, sb = opts.coverage * step * px_m, opts.coverage * bstep * px_m
+    sb = opts.coverage * bstep * px_m
+    # front Gaussians near the silhouette shrink to half their distance from it (no halo)
+    from scipy.ndimage import distance_transform_edt
+
+    edge = distance_transform_edt(front)[iv, iu]
+    sf = np.clip(0.5 * edge, 0.35 * step, opts.coverage * step) * z / camera.fx
     scales = np.concatenate([
-        np.tile([[sf, sf, opts.flatness * sf]], (len(p_front), 1)),
+        np.stack([sf, sf, opts.flatness * sf], 1),
         np.tile([[sb, sb, opts.flatness * sb]], (len(p_back), 1))])
     opac = np.concatenate([o_front, np.full(len(p_back), opts.opacity, np.float32)])
     colors = np.clip(np.concatenate([c_front, c_back]), 0.0, 1.0)

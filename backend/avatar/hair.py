@@ -218,7 +218,13 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     Y, X, Z = np.meshgrid(ys, xs, zs, indexing="ij")
     P = np.stack([X, Y, Z], -1)
     uv, zc_cam = _project(P, C, camera)
-    in_sil = _lookup(S_img, uv, False)
+    # voxel centres stay inside the silhouette by about their Gaussians' reach (longer down the
+    # strands): the render's edge stays at the photo's edge
+    vox_px = vox * camera.fx / zh
+    rx = max(1, int(round(0.8 * opts.strand_width * vox_px)))
+    ry = max(1, int(round(0.8 * opts.strand_length * vox_px)))
+    S_in = binary_erosion(regions.hair | regions.side | regions.head, structure=np.ones((2 * ry + 1, 2 * rx + 1), bool))
+    in_sil = _lookup(S_in, uv, False)
     r = np.arange(len(ys))[:, None, None]
     dz = np.where(Z > cz[r], depth_front[r], depth[r])
     ell = ((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + ((Z - cz[r]) / np.maximum(dz, 1e-6)) ** 2 <= 1.0
@@ -290,11 +296,12 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     world = head_pts @ An[:3, :3].T + An[:3, 3]
     means = to_rest(world, weights, A)
 
-    s_f = opts.coverage * st * zh / camera.fx
     # shell Gaussians are strands: long down the head (rest y), thin across it (x, z)
     sv = np.array([[opts.strand_width * vox, opts.strand_length * vox, opts.strand_width * vox]])
     # fine Gaussians are needles along the source ray: a solid layer seen from the side too
-    scales = np.concatenate([np.tile([[s_f, s_f, 0.5 * vox]], (len(f_rest), 1)),
+    edge = distance_transform_edt(attached)[fi, fj]                  # fine Gaussians shrink at the edge
+    s_fe = np.clip(0.5 * edge, 0.5, opts.coverage * st) * zh / camera.fx
+    scales = np.concatenate([np.stack([s_fe, s_fe, np.full(len(s_fe), 0.5 * vox)], 1),
                              np.tile(sv, (n_shell, 1))])
     ray_frame = matrix_to_quat(Cinv[None, :3, :3])                  # camera axes in the head frame
     quats = np.concatenate([np.tile(ray_frame, (len(f_rest), 1)),
