@@ -68,6 +68,35 @@ class LBSOutput:
     transforms: torch.Tensor
 
 
+def joint_transforms(J: torch.Tensor, R: torch.Tensor, parents: list[int],
+                     transl: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Skinning transforms A (B, J, 4, 4) and posed joint positions (B, J, 3) from rest joints
+    J (B, J, 3) and joint rotations R (B, J, 3, 3) along the kinematic chain ``parents``:
+    posed = A[j] @ [rest, 1] for a point bound only to joint j (the rest joint position is removed;
+    ``transl`` (B, 3) is added to both)."""
+    B, dt, dev = J.shape[0], J.dtype, J.device
+    rel = J.clone()
+    for j, p in enumerate(parents):
+        if p >= 0:
+            rel[:, j] = J[:, j] - J[:, p]
+    local = torch.zeros(B, len(parents), 4, 4, dtype=dt, device=dev)
+    local[:, :, :3, :3] = R
+    local[:, :, :3, 3] = rel
+    local[:, :, 3, 3] = 1
+    world = [local[:, 0]]
+    for j in range(1, len(parents)):
+        world.append(world[parents[j]] @ local[:, j])
+    G = torch.stack(world, 1)  # (B,5,4,4) world transform of each joint
+    A = G.clone()
+    A[:, :, :3, 3] = G[:, :, :3, 3] - (G[:, :, :3, :3] @ J[..., None])[..., 0]
+    posed_joints = G[:, :, :3, 3]
+    if transl is not None:
+        t = torch.as_tensor(transl, dtype=dt, device=dev).reshape(B, 1, 3)
+        A[:, :, :3, 3] = A[:, :, :3, 3] + t
+        posed_joints = posed_joints + t
+    return A, posed_joints
+
+
 def lbs(model: HeadModelTensors, shape: torch.Tensor, expr: torch.Tensor, pose: torch.Tensor,
         transl: torch.Tensor | None = None) -> LBSOutput:
     """Pose the model. shape (B,S) or (S,), expr (B,E), pose (B,5,3) axis-angle, transl (B,3).
@@ -94,27 +123,8 @@ def lbs(model: HeadModelTensors, shape: torch.Tensor, expr: torch.Tensor, pose: 
     eye = torch.eye(3, dtype=dt, device=dev)
     pose_feat = (R[:, 1:] - eye).reshape(B, -1)
     v = v + (pose_feat @ model.posedirs).reshape(B, -1, 3)
-    # 4. kinematic chain: world transform of each joint
-    rel = J.clone()
-    for j, p in enumerate(model.parents):
-        if p >= 0:
-            rel[:, j] = J[:, j] - J[:, p]
-    local = torch.zeros(B, len(model.parents), 4, 4, dtype=dt, device=dev)
-    local[:, :, :3, :3] = R
-    local[:, :, :3, 3] = rel
-    local[:, :, 3, 3] = 1
-    world = [local[:, 0]]
-    for j in range(1, len(model.parents)):
-        world.append(world[model.parents[j]] @ local[:, j])
-    G = torch.stack(world, 1)  # (B,5,4,4)
-    posed_joints = G[:, :, :3, 3]
-    # skinning transform: remove the rest joint position so it maps rest points to posed points
-    A = G.clone()
-    A[:, :, :3, 3] = G[:, :, :3, 3] - (G[:, :, :3, :3] @ J[..., None])[..., 0]
-    if transl is not None:
-        t = torch.as_tensor(transl, dtype=dt, device=dev).reshape(B, 1, 3)
-        A[:, :, :3, 3] = A[:, :, :3, 3] + t
-        posed_joints = posed_joints + t
+    # 4. kinematic chain -> skinning transforms (B,5,4,4)
+    A, posed_joints = joint_transforms(J, R, model.parents, transl)
     # 5. blend transforms per vertex and apply  (B,V,3,4)
     T = torch.einsum("vj,bjrc->bvrc", model.weights, A[:, :, :3, :])
     verts = (T[..., :3] @ v[..., None])[..., 0] + T[..., 3]

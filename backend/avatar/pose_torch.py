@@ -1,0 +1,131 @@
+"""Batched posing in torch: B frames of HeadParams -> (B, N, 3) means and (B, N, 4) quaternions,
+on the splatter's device from parameters to splatter input (no host round trip per frame).
+
+The same maths as the numpy reference twin (``posing.pose`` for positions,
+``posing.pose_quats_reference`` for rotations):
+
+- head, LOD l: LBS of the LOD-0 mesh (``head.lbs``) -> midpoint upsampling to LOD l (one sparse
+  product, ``head.lod.LOD.pose``) -> plus the identity offsets rotated by the point's blended
+  skinning rotation ``R = sum_j w_j A_j[:3, :3]`` (upsampled with the positions: U (W A) = (U W) A);
+- skinned parts (the shoulders today): ``M = sum_j w_j A_j`` with the neutral-expression joint
+  transforms (their joints are regressed from the neutral mesh, so expressions never move them);
+- every Gaussian's rotation: ``q * q_rest`` with q the normalized blend (same weights) of the
+  joints' rotation quaternions, so a turned head turns its splats too.
+
+Every frame is computed by the same operations whatever the batch size (matmuls broadcast over the
+frame axis, a sparse product whose columns are frames, elementwise products), so the result is
+bit-identical across batch sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..rotations import axis_angle_to_matrix_torch, matrix_to_quat_torch, quat_multiply_torch
+from .gaussians import GaussianAvatar
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+    from ..head.params import HeadParams
+
+
+def _apply(T: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """(B, N, 12) row-major 3x4 transforms applied to (B | 1, N, 3) points -> (B, N, 3)."""
+    T = T.view(*T.shape[:-1], 3, 4)
+    return (T[..., :3] * points[..., None, :]).sum(-1) + T[..., 3]
+
+
+class TorchPoser:
+    """One avatar at one LOD, ready to pose batches of frames on ``device``.
+
+    Construction moves the avatar's rest data to the device once; ``pose`` then takes (B, E)
+    expressions, (B, 5, 3) axis-angle joint rotations and (B, 3) translations (numpy or torch) and
+    returns a PosedBatch. The identity is always the avatar's own."""
+
+    def __init__(self, avatar: GaussianAvatar, model: "HeadModel", lod: int,
+                 device: str | torch.device = "cpu") -> None:
+        from ..head.lbs import HeadModelTensors
+        from .posing import model_lods, shaped_vertices
+
+        if lod not in avatar.lods:
+            raise ValueError(f"avatar has no LOD {lod} (it has {avatar.levels})")
+        if model.n_verts != avatar.vertex_offsets.shape[0]:
+            raise ValueError(f"head model '{model.name}' has {model.n_verts} vertices but the avatar was "
+                             f"built on {avatar.vertex_offsets.shape[0]} ('{avatar.head_model_name}')")
+        self.device = torch.device(device)
+        self.model = model
+        t = HeadModelTensors.from_model(model, self.device)
+        dev = self.device
+        f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a, np.float32), device=dev)  # noqa: E731
+        self.lod = model_lods(model, [lod])[lod]
+        U = self.lod.upsample
+        offsets = np.asarray(U @ avatar.vertex_offsets + avatar.lod_offsets[lod], np.float32)
+        self.has_offsets = bool(np.any(offsets))     # all zero (an unrefined build): nothing to turn
+        self.offsets = f32(offsets)                                                       # (V_l, 3)
+        rest = avatar.rest_set(lod)
+        self.n_head = U.shape[0]
+        self.rest_quats = f32(rest.quats / np.linalg.norm(rest.quats, axis=1, keepdims=True))  # (N, 4)
+        parts = skinned_parts(avatar, model.weights.shape[1])
+        self.part_weights = f32(np.concatenate([w for _, w in parts]) if parts else np.zeros((0, 5)))  # (P, J)
+        self.part_rest = f32(rest.means[self.n_head:])                                    # (P, 3)
+        shape = np.zeros(model.n_shape, np.float32)
+        s = np.asarray(avatar.params.shape, np.float32).reshape(-1)[: model.n_shape]
+        shape[: len(s)] = s
+        self.v_shaped = f32(shaped_vertices(model, shape))                                # (V, 3)
+        self.exprdirs = t.exprdirs.reshape(-1, t.exprdirs.shape[-1])                     # (V*3, E)
+        self.n_expr = int(t.exprdirs.shape[-1])
+        self.posedirs_t = t.posedirs.T.contiguous()                                      # (V*3, 36)
+        self.J_regressor, self.weights, self.parents = t.J_regressor, t.weights, t.parents
+        # rest joints of the neutral-expression shaped mesh: the parts' joint transforms use these
+        self.neutral_joints = f32(model.J_regressor @ shaped_vertices(model, avatar.params.shape))  # (J, 3)
+        self.n_gaussians = len(rest)
+
+    def pose(self, expr, pose, transl) -> PosedBatch:
+        """expr (B, E), pose (B, 5, 3) radians, transl (B, 3) metres -> PosedBatch (B, N, ...)."""
+        from ..head.lbs import joint_transforms
+
+        dev = self.device
+        f = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
+        expr, pose, transl = f(expr), f(pose), f(transl)
+        B, E = expr.shape[0], min(expr.shape[1], self.n_expr)
+        V = self.v_shaped.shape[0]
+        # LBS of the LOD-0 mesh (as head.lbs.lbs). Matrix products are broadcast over the frame
+        # axis with per-frame matrices of the same shape whatever B is; the two blend-shape
+        # products are one matrix-vector product per frame (torch folds a batch of them into one
+        # GEMM whose rounding depends on B). Hence bit-stable across batch sizes.
+        v = self.v_shaped + torch.stack([self.exprdirs[:, :E] @ e for e in expr[:, :E]]).view(B, V, 3)
+        J = torch.matmul(self.J_regressor, v)                                   # (B, J, 3)
+        R = axis_angle_to_matrix_torch(pose)                                                     # (B, J, 3, 3)
+        feat = (R[:, 1:] - torch.eye(3, device=dev)).reshape(B, -1)             # (B, 36)
+        v = v + torch.stack([self.posedirs_t @ c for c in feat]).view(B, V, 3)
+        A, _ = joint_transforms(J, R, self.parents, transl)                     # (B, J, 4, 4)
+        A12 = A[:, :, :3, :].reshape(B, -1, 12)                                  # (B, J, 12)
+        T = torch.matmul(self.weights, A12)                                     # (B, V, 12)
+        verts = _apply(T, v)                                                    # (B, V, 3)
+        # rotations: each joint's quaternion, blended with the point's weights (all joint rotations
+        # lie within 180 degrees of the rest pose, so w > 0 puts them in one hemisphere)
+        qj = matrix_to_quat_torch(A[:, :, :3, :3])                                    # (B, J, 4)
+        q0 = torch.matmul(self.weights, qj)                                     # (B, V, 4)
+        # head at LOD l: one sparse upsampling product carries positions, blended rotation matrices
+        # and blended quaternions (U @ (W A) = (U W) A: the LOD's skinning weights are U W)
+        channels = [verts, q0] + ([T[..., [0, 1, 2, 4, 5, 6, 8, 9, 10]]] if self.has_offsets else [])
+        up = self.lod.pose(torch.cat(channels, -1))                             # (B, V_l, 7 | 16)
+        head, qh = up[..., :3], up[..., 3:7]
+        if self.has_offsets:
+            head = head + (up[..., 7:].reshape(B, -1, 3, 3) * self.offsets[None, :, None, :]).sum(-1)
+        # parts: neutral-expression joint transforms, blended per point
+        An, _ = joint_transforms(self.neutral_joints.expand(B, -1, -1), R, self.parents, transl)
+        parts = _apply(torch.matmul(self.part_weights, An[:, :, :3, :].reshape(B, -1, 12)), self.part_rest[None])
+        qp = torch.matmul(self.part_weights, matrix_to_quat_torch(An[:, :, :3, :3]))
+        means = torch.cat([head, parts], 1)
+        q = torch.cat([qh, qp], 1)
+        quats = quat_multiply_torch(q / q.norm(dim=-1, keepdim=True), self.rest_quats[None])
+        return PosedBatch(means.contiguous(), quats.contiguous())
+
+    def pose_params(self, params: "HeadParams") -> PosedBatch:
+        """All frames of ``params`` (its identity is ignored: the avatar's own is used)."""
+        return self.pose(params.expr, params.pose, params.transl)
