@@ -8,11 +8,15 @@ The avatar is the bundled astronaut built without refinement at the chosen LOD; 
 deterministic head turn + nod with the jaw opening and expressions moving (every frame differs).
 
 Paths:
-  reference  the loop as it was before the batched loop (issue 19): per-frame-chunk numpy posing
-             (``posing_reference.pose``), splatting 2 frames per call, a synchronous writer that
-             stamps, encodes the PNG and feeds ffmpeg on the render thread.
-  batched    ``preview.render_preview``: batched torch posing on the splatter's device, B frames
-             per splat call, PNG/mp4 written on a background thread.
+  reference  the loop as it was before issue 19: numpy posing of positions only
+             (``avatar.posing.pose``, the reference twin), splatting 2 frames per call, a
+             synchronous writer that stamps, encodes the PNG (zlib level 6) and feeds ffmpeg on the
+             render thread. It shares today's splatter and watermark stamping (both got cheaper in
+             issue 19: kernels release the GIL, the stamp touches only its box), so the ratio
+             understates the gain over the old code slightly.
+  batched    ``preview.render_preview``: batched torch posing (positions and rotations) on the
+             splatter's device, B frames per splat call, PNG (zlib level 1) and mp4 written on a
+             background thread.
 
 Each path runs ``--repeats`` times (after one unrecorded warm-up of 4 frames that loads the JIT
 kernels and ffmpeg) and the best run is reported: the machine is shared, so the best run is the
@@ -83,7 +87,7 @@ def run_reference(avatar, model, params, lod: int, size: int, backend: str, out_
     secs = {"pose": 0.0, "splat": 0.0, "write": 0.0}
     T = params.n_frames
     t_start = time.perf_counter()
-    writer = FrameWriter(out_dir / "png", out_dir / "preview.mp4", 25.0)
+    writer = FrameWriter(out_dir / "png", out_dir / "preview.mp4", 25.0, png_compress_level=6)  # Pillow's default, as before
     from ..head.params import HeadParams
 
     for t0 in range(0, T, 2):

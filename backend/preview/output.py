@@ -21,6 +21,9 @@ from ..output_safety import AtomicFile
 from ..render.watermark import PNG_TEXT, stamp_watermark, write_png_file
 
 FRAME_PATTERN = "frame_{:05d}.png"
+# zlib level of preview PNGs: level 1 encodes a 512x512 frame about 4x faster than Pillow's default
+# 6 for files about 15 % larger (measured: 10 vs 41 ms CPU, 160 vs 140 KB); previews are many frames
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass
@@ -35,6 +38,7 @@ class FrameWriter:
     video: Path | None
     fps: float
     first_number: int = 0
+    png_compress_level: int = PNG_COMPRESS_LEVEL
     pngs: list[Path] = field(default_factory=list)  # final paths (files exist after close())
     n_frames: int = 0
     _writer: object = field(default=None, repr=False)
@@ -62,7 +66,7 @@ class FrameWriter:
         if self.png_dir is not None:
             f = AtomicFile(Path(self.png_dir) / FRAME_PATTERN.format(self.first_number + self.n_frames))
             self._pending.append(f)
-            write_png_file(f.tmp, stamped)
+            write_png_file(f.tmp, stamped, compress_level=self.png_compress_level)
             self.pngs.append(f.target)
         if self.video is not None:
             self._send(stamped)
@@ -119,6 +123,109 @@ class FrameWriter:
             self.n_frames = 0
 
     def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+class BackgroundWriter:
+    """A :class:`FrameWriter` fed from a worker thread, so the render loop never waits on the
+    watermark, the PNG encoder or ffmpeg (only on a full queue, when writing is the slower side).
+
+    Same files as the synchronous writer: the worker calls ``FrameWriter.write`` on every frame
+    in order. ``put`` hands over one (H, W, 3) uint8 frame (the array must not be modified
+    afterwards); ``close`` waits for the queue, finishes the mp4 and moves every file into place;
+    ``discard`` stops the worker and removes only this writer's temporary files. An error in the
+    worker is raised by the next ``put`` or by ``close``. ``wait_seconds``: how long ``put`` and
+    ``close`` blocked the caller; ``work_seconds``: the worker's own time per frame summed.
+    """
+
+    _STOP = object()
+
+    def __init__(self, writer: FrameWriter, max_queue: int = 8) -> None:
+        import queue
+        import threading
+
+        self.writer = writer
+        self.wait_seconds = 0.0
+        self.work_seconds = 0.0
+        self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, int(max_queue)))
+        self._error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="omg-preview-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            if self._cancel.is_set() or self._error is not None:
+                continue  # drain without writing
+            t = time.perf_counter()
+            try:
+                self.writer.write(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the render thread
+                self._error = exc
+            self.work_seconds += time.perf_counter() - t
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def put(self, frame: np.ndarray) -> None:
+        """Queue one frame (blocks only while the queue is full)."""
+        import time
+
+        self._raise_error()
+        if not self._thread.is_alive():
+            raise RuntimeError("the preview writer was already closed")
+        t = time.perf_counter()
+        self._queue.put(frame)
+        self.wait_seconds += time.perf_counter() - t
+
+    @property
+    def n_frames(self) -> int:
+        return self.writer.n_frames
+
+    @property
+    def pngs(self) -> list[Path]:
+        return self.writer.pngs
+
+    def _join(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
+
+    def close(self) -> None:
+        """Write every queued frame, finish the mp4, move the files into place."""
+        import time
+
+        t = time.perf_counter()
+        try:
+            self._join()
+            self._raise_error()
+        except BaseException:
+            self.writer.discard()
+            raise
+        self.writer.close()
+        self.wait_seconds += time.perf_counter() - t
+
+    def discard(self) -> None:
+        """Stop without writing the rest; remove only this writer's temporary files."""
+        self._cancel.set()
+        self._join()
+        self._error = None
+        self.writer.discard()
+
+    def __enter__(self) -> "BackgroundWriter":
         return self
 
     def __exit__(self, exc_type, *exc) -> None:

@@ -1,8 +1,10 @@
-"""Render an avatar's animation: pose (positions only) -> splat -> [refiner] -> uint8 frames.
+"""Render an avatar's animation: pose -> splat -> [refiner] -> uint8 frames -> background writer.
 
-Per frame the avatar's Gaussians move with the frame's HeadParams (backend.avatar.pose, the
-avatar's own identity), everything else is fixed. Frames are posed and splatted ``batch`` at a
-time (one splat call renders a batch). Analytic avatars splat RGB; with a refiner checkpoint the
+Frames are posed and splatted ``batch`` at a time on the splatter's device: the batched torch
+posing (backend.avatar.pose_torch: positions and Gaussian rotations, the avatar's own identity)
+feeds the splatter directly, and only the finished uint8 frames come back to the host. Stamping
+the watermark, PNG encoding and ffmpeg run on a background thread (preview.output.BackgroundWriter),
+so the loop does not wait on them. Analytic avatars splat RGB; with a refiner checkpoint the
 avatar's learned feature channels are splatted and the refiner turns them into RGB.
 """
 
@@ -20,7 +22,7 @@ from ..head.params import HeadParams
 from ..progress import Progress
 from ..render.camera import Camera
 from .motion import conform_expr
-from .output import FrameWriter
+from .output import BackgroundWriter, FrameWriter
 
 
 MIN_SIZE = 80  # the smallest frame the "AI-generated" mark fits on (74 px wide at scale 1)
@@ -31,7 +33,8 @@ class PreviewOptions:
     """lod: level of detail (None: the avatar's finest); width/height: pixels (the camera is resized
     to it); backend: splatter "auto" | "cpu" | "cuda"; camera: None = the avatar's source camera,
     or one Camera, or one per frame; checkpoint: OMG checkpoint whose refiner turns splatted
-    features into RGB (None: splat RGB); background: RGB in [0, 1]; batch: frames per splat call."""
+    features into RGB (None: splat RGB); background: RGB in [0, 1]; batch: frames posed and
+    splatted per call."""
 
     lod: int | None = None
     width: int = 512
@@ -40,7 +43,7 @@ class PreviewOptions:
     camera: Camera | Sequence[Camera] | None = None
     checkpoint: str | None = None
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    batch: int = 2
+    batch: int = 4
 
 
 def check_model(avatar, model, path=None) -> None:
@@ -57,7 +60,8 @@ def check_model(avatar, model, path=None) -> None:
 class PreviewResult:
     """n_frames written; pngs: their paths; video: the mp4 (or None); seconds: wall time of the
     whole render (pose + splat + refine + write); fps: n_frames / seconds (achieved); stage_seconds:
-    per stage (pose, splat, refine, write); backend: splatter that ran; lod; n_gaussians; size
+    per stage (pose, splat, refine on the render thread; write = time the loop waited for the
+    background writer; write_thread = the writer thread's own time, overlapped); backend: splatter that ran; lod; n_gaussians; size
     (width, height); refined: whether the learned refiner ran."""
 
     n_frames: int
@@ -127,7 +131,10 @@ class PreviewRenderer:
             feats = rest.colors
             background = np.asarray(o.background, np.float32).reshape(3)
         as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
-        self._quats, self._scales = as_t(rest.quats), as_t(rest.scales)
+        from ..avatar.pose_torch import TorchPoser
+
+        self.poser = TorchPoser(self.avatar, self.model, self.lod, device)
+        self._scales = as_t(rest.scales)
         self._opacities, self._features = as_t(rest.opacities), as_t(feats)
         self._background = as_t(background)
         self.n_gaussians = len(rest)
@@ -146,7 +153,6 @@ class PreviewRenderer:
         """Yield (H, W, 3) uint8 frames (no watermark yet) for every frame of ``params``."""
         import torch
 
-        from ..avatar.posing import pose
         from ..render.splat import splat
 
         progress = progress or Progress()
@@ -158,15 +164,14 @@ class PreviewRenderer:
         for t0 in range(0, T, B):
             progress.check_cancel()
             sl = slice(t0, min(T, t0 + B))
-            sub = HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
-            t = time.perf_counter()
-            means = pose(self.avatar, self.model, sub, self.lod)        # (b, N, 3)
-            secs["pose"] = secs.get("pose", 0.0) + time.perf_counter() - t
             t = time.perf_counter()
             with torch.no_grad():
-                res = splat(means, self._quats, self._scales, self._opacities, self._features, cams[sl],
+                posed = self.poser.pose(params.expr[sl], params.pose[sl], params.transl[sl])  # (b, N, ...)
+                secs["pose"] = secs.get("pose", 0.0) + time.perf_counter() - t
+                t = time.perf_counter()
+                res = splat(posed.means, posed.quats, self._scales, self._opacities, self._features, cams[sl],
                             background=self._background, backend=self.backend)
-                if res.image.shape[0] != means.shape[0]:  # a single frame with a single camera
+                if res.image.shape[0] != posed.means.shape[0]:  # a single frame with a single camera
                     raise RuntimeError("splat returned an unexpected number of frames")
                 secs["splat"] = secs.get("splat", 0.0) + time.perf_counter() - t
                 img = res.image
@@ -189,18 +194,19 @@ def render_preview(avatar, params: HeadParams, out_dir: str | Path | None, optio
     renderer = PreviewRenderer(avatar, model, options or PreviewOptions())
     secs: dict[str, float] = {}
     T = params.n_frames
-    writer = FrameWriter(None if out_dir is None else Path(out_dir), None if video is None else Path(video),
-                         fps, first_number)
+    writer = BackgroundWriter(FrameWriter(None if out_dir is None else Path(out_dir),
+                                          None if video is None else Path(video), fps, first_number),
+                              max_queue=2 * max(1, renderer.options.batch))
     try:
         for i, frame in enumerate(renderer.frames(params, progress, secs)):
-            t = time.perf_counter()
-            writer.write(frame)
-            secs["write"] = secs.get("write", 0.0) + time.perf_counter() - t
+            writer.put(frame)
             progress.report((i + 1) / T, f"frame {i + 1}/{T}")
+        writer.close()
     except BaseException:
         writer.discard()  # a cancelled or failed preview leaves earlier files as they were
         raise
-    writer.close()
+    secs["write"] = writer.wait_seconds        # what the loop waited for the writer
+    secs["write_thread"] = writer.work_seconds  # the writer thread's own time (overlapped)
     seconds = time.perf_counter() - t_start
     return PreviewResult(writer.n_frames, writer.pngs, None if video is None else Path(video), seconds,
                          writer.n_frames / seconds if seconds > 0 else 0.0, secs, renderer.backend,

@@ -16,6 +16,9 @@ float64 so the backward pass can undo it by division without float32 round-off b
 
 Gradients of Gaussians that touch several tiles are written per intersection and summed
 afterwards (deterministic, no atomics).
+
+The kernels release the GIL (``nogil``): the preview's background writer thread (PNG, ffmpeg)
+runs while a frame is being splatted instead of waiting for the kernel to return.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):
     return gx0, gx1, gy0, gy1
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def bin_tiles(means2d, extents, depths, width, height, tile_size):
     """Depth-ordered Gaussian lists per (camera, tile).
 
@@ -123,7 +126,7 @@ def bin_tiles(means2d, extents, depths, width, height, tile_size):
     return offsets, ids
 
 
-@nb.njit(cache=True, parallel=True, fastmath=False)
+@nb.njit(cache=True, parallel=True, fastmath=False, nogil=True)
 def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, width, height, tile_size, tile_order):
     """Front-to-back compositing. colors (B, N, D) f32, sigma_max (B, N) f32 = ln(255 opacity)
     (see ``sigma_max``), tile_order: a permutation of the B * n_tiles jobs (see ``tile_order``).
@@ -213,7 +216,7 @@ def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offset
     return out, T_final, last
 
 
-@nb.njit(cache=True, parallel=True, fastmath=False)
+@nb.njit(cache=True, parallel=True, fastmath=False, nogil=True)
 def rasterize_bwd(
     means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, T_final, last, v_out, v_alpha,
     width, height, tile_size, tile_order,
@@ -333,7 +336,7 @@ def rasterize_bwd(
     return g_geo, g_col
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def reduce_isect(ids, offsets, g_geo, g_col, B, N):
     """Sum per-intersection gradients per Gaussian: -> (B, N, 6) f32, (B, N, D) f32.
 

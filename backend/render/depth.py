@@ -38,7 +38,7 @@ class DepthBuffer:
         return self.face_id >= 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _zbuffer(uv, z, faces, width, height, near):
     """uv (V, 2) f64 pixels, z (V,) f64 camera depth, faces (F, 3) int64 -> depth f64, face id."""
     depth = np.full((height, width), np.inf)

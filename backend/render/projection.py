@@ -80,7 +80,7 @@ def _camera_terms(means, quats, scales, Rv, tv, b, g, R, mc, Mc):
 
 # serial on purpose: a few ms for 90K Gaussians, and every parallel region costs a thread
 # hand-off that is expensive when the cores are shared (see rasterize.py)
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far, use_opacity):
     """-> means2d (B,N,2) f32, conics (B,N,3) f32, depths (B,N) f32, radii (B,N,2) i32, extents f32."""
     B, N = means.shape[0], means.shape[1]
@@ -156,7 +156,7 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, ep
     return means2d, conics, depths, radii, extents
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def project_bwd(means, quats, scales, viewmats, Ks, radii, width, height, eps2d, v_means2d, v_conics, v_depths):
     """Gradients of (means2d, conics, depths) w.r.t. (means, quats, scales), each (B, N, .) f32.
     Culled Gaussians (radii 0) get zero, except the depth output, which is defined for all."""

@@ -67,13 +67,14 @@ def stamp_watermark(
             raise ValueError(f"image {W}x{H} is too small for the watermark ({bw}x{bh})")
     y0 = margin if corner.startswith("top") else H - margin - bh
     x0 = margin if corner.endswith("left") else W - margin - bw
-    out = img.astype(np.float32)
-    region = out[y0 : y0 + bh, x0 : x0 + bw]  # view
+    out = img.copy()  # only the box changes: the rest stays as it was, bit for bit
+    region = out[y0 : y0 + bh, x0 : x0 + bw].astype(np.float32)
     region *= 1.0 - box_opacity  # dark semi-opaque box
     text_alpha = np.zeros((bh, bw), np.float32)
     text_alpha[pad : pad + mask.shape[0], pad : pad + mask.shape[1]] = mask
     region += text_alpha[..., None] * (255.0 - region)  # white text over the box
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out[y0 : y0 + bh, x0 : x0 + bw] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
+    return out
 
 
 def to_uint8(image) -> np.ndarray:
@@ -113,10 +114,12 @@ def write_stamped_png(path: str | Path, stamped: np.ndarray, extra_text: dict[st
     return path
 
 
-def write_png_file(path: str | Path, stamped: np.ndarray, extra_text: dict[str, str] | None = None) -> None:
+def write_png_file(path: str | Path, stamped: np.ndarray, extra_text: dict[str, str] | None = None,
+                   compress_level: int = 6) -> None:
     """Write the PNG bytes of :func:`write_stamped_png` straight to ``path`` (callers that manage
-    their own temporary file, e.g. the preview FrameWriter, use this)."""
+    their own temporary file, e.g. the preview FrameWriter, use this). ``compress_level``: zlib
+    level 0-9 (Pillow's default 6)."""
     info = PngInfo()
     for k, v in {**PNG_TEXT, **(extra_text or {})}.items():
         info.add_text(k, v)
-    Image.fromarray(stamped).save(path, format="PNG", pnginfo=info)
+    Image.fromarray(stamped).save(path, format="PNG", pnginfo=info, compress_level=compress_level)
