@@ -7,10 +7,11 @@ The same maths as the numpy reference twin (``posing.pose`` for positions,
 - head, LOD l: LBS of the LOD-0 mesh (``head.lbs``) -> midpoint upsampling to LOD l (one sparse
   product, ``head.lod.LOD.pose``) -> plus the identity offsets rotated by the point's blended
   skinning rotation ``R = sum_j w_j A_j[:3, :3]`` (upsampled with the positions: U (W A) = (U W) A);
-- skinned parts (the shoulders today): ``M = sum_j w_j A_j`` with the neutral-expression joint
-  transforms (their joints are regressed from the neutral mesh, so expressions never move them);
+- skinned parts (GaussianAvatar.parts: body, hair, mouth interior, eyes): ``M = sum_j w_j A_j``
+  with the neutral-expression joint transforms (posing.part_transforms: expressions never move
+  them);
 - every Gaussian's rotation: ``q * q_rest`` with q the normalized blend (same weights) of the
-  joints' rotation quaternions, so a turned head turns its splats too.
+  joints' rotation quaternions (posing.blended_quats), so a turned head turns its splats too.
 
 Every frame is computed by the same operations whatever the batch size (matmuls broadcast over the
 frame axis, a sparse product whose columns are frames, elementwise products), so the result is
@@ -31,6 +32,14 @@ from .gaussians import GaussianAvatar
 if TYPE_CHECKING:
     from ..head.model import HeadModel
     from ..head.params import HeadParams
+
+
+@dataclass(eq=False)
+class PosedBatch:
+    """means (B, N, 3) float32 metres; quats (B, N, 4) float32 unit w,x,y,z; on the poser's device."""
+
+    means: torch.Tensor
+    quats: torch.Tensor
 
 
 def _apply(T: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -69,8 +78,7 @@ class TorchPoser:
         rest = avatar.rest_set(lod)
         self.n_head = U.shape[0]
         self.rest_quats = f32(rest.quats / np.linalg.norm(rest.quats, axis=1, keepdims=True))  # (N, 4)
-        parts = skinned_parts(avatar, model.weights.shape[1])
-        self.part_weights = f32(np.concatenate([w for _, w in parts]) if parts else np.zeros((0, 5)))  # (P, J)
+        self.part_weights = f32(avatar.part_weights(model.weights.shape[1]))              # (P, J)
         self.part_rest = f32(rest.means[self.n_head:])                                    # (P, 3)
         shape = np.zeros(model.n_shape, np.float32)
         s = np.asarray(avatar.params.shape, np.float32).reshape(-1)[: model.n_shape]

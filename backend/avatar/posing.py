@@ -84,17 +84,20 @@ def skin_points(points: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.nd
     return np.matmul(M[..., :3], p[None, :, :, None])[..., 0] + M[..., 3]
 
 
-def blended_rotations(weights: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """(T, N, 3, 3) float32 nearest rotation (polar factor) of each point's blended skinning matrix.
+def blended_quats(weights: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """(T, N, 4) float64 unit quaternions w,x,y,z: each point's joint rotations blended with its
+    skinning weights (the normalized weighted sum of the joints' quaternions).
 
     weights (N, J), A (T, J, 4, 4). For a point bound to one joint (or to joints that turn alike)
-    this is exactly the joint's rotation; for a blend it is the rotation closest to the blend."""
-    T, J = A.shape[:2]
-    R = np.matmul(np.asarray(weights, np.float64), A[:, :, :3, :3].reshape(T, J, 9).astype(np.float64))
-    u, _, vt = np.linalg.svd(R.reshape(T, -1, 3, 3))
-    d = np.sign(np.linalg.det(u @ vt))                                            # keep det = +1
-    u[..., :, 2] *= d[..., None]
-    return (u @ vt).astype(np.float32)
+    this is exactly the joint's rotation; for a blend it agrees with the blended matrix's nearest
+    rotation to second order in the angle between the joints. Joint rotations stay within 180
+    degrees of the rest pose, so their w >= 0 quaternions lie in one hemisphere. The numpy twin of
+    the batched torch posing's rotations (pose_torch.TorchPoser)."""
+    from ..rotations import matrix_to_quat
+
+    qj = matrix_to_quat(A[:, :, :3, :3])                                         # (T, J, 4)
+    q = np.einsum("nj,tjc->tnc", np.asarray(weights, np.float64), qj)
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
 def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
@@ -111,10 +114,10 @@ def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
     means = skin_points(rest.means, W, A)
     if not rotations:
         return means, None
-    from ..rotations import matrix_to_quat, quat_to_matrix
+    from ..rotations import quat_multiply
 
-    R = blended_rotations(W, A) @ quat_to_matrix(rest.quats)[None]                 # (T, P, 3, 3)
-    return means, matrix_to_quat(R.reshape(-1, 3, 3)).reshape(R.shape[0], -1, 4).astype(np.float32)
+    q_rest = rest.quats / np.linalg.norm(rest.quats, axis=1, keepdims=True)
+    return means, quat_multiply(blended_quats(W, A), q_rest[None].astype(np.float64)).astype(np.float32)
 
 
 def lbs_numpy(model: "HeadModel", params: "HeadParams") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.gaussians import GaussianAvatar, GaussianSet
+from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from backend.avatar.pose_reference import pose_means_reference, pose_quats_reference
 from backend.avatar.pose_torch import TorchPoser
 from backend.avatar.posing import model_lods, shaped_vertices
@@ -35,7 +35,8 @@ def model():
 @pytest.fixture(scope="module")
 def avatar(model) -> GaussianAvatar:
     """A random avatar on the stand-in: random identity, identity offsets, per-LOD offsets,
-    rotations and shoulders (so every term of the posing is exercised)."""
+    rotations and parts (rigid body, an eye on one joint, hair with random skinning weights), so
+    every term of the posing is exercised."""
     rng = np.random.default_rng(7)
     shape = rng.normal(size=model.n_shape).astype(np.float32)
     rest0 = shaped_vertices(model, shape)
@@ -47,7 +48,10 @@ def avatar(model) -> GaussianAvatar:
         camera=Camera.look_at((0, 0, 0.6)),
         vertex_offsets=rng.normal(size=(model.n_verts, 3)).astype(np.float32) * 1e-3,
         lods=heads, lod_offsets={l: rng.normal(size=(len(g), 3)).astype(np.float32) * 1e-3 for l, g in heads.items()},
-        shoulders=_random_set(rng, 500, rng.normal(size=(500, 3)) * 0.1 + [0, -0.2, 0]))
+        parts=[SkinnedPart.rigid("body", _random_set(rng, 400, rng.normal(size=(400, 3)) * 0.1 + [0, -0.2, 0]),
+                                 {0: 0.75, 1: 0.25}),
+               SkinnedPart.rigid("eye_L", _random_set(rng, 30, rng.normal(size=(30, 3)) * 0.01), {3: 1.0}),
+               SkinnedPart("hair", _random_set(rng, 200), rng.dirichlet(np.ones(5), 200).astype(np.float32))])
 
 
 def _params(model, T: int, seed: int) -> HeadParams:
