@@ -298,10 +298,8 @@ def to_plain(obj: Any, path: str | Path | None = None, key: str = "", depth: int
         out = {}
         for k, v in obj.items():
             k = k.decode("latin1") if isinstance(k, bytes) else k
-            if not isinstance(k, str):
-                raise HeadModelError(path, f"refused to load: a dictionary key of type "
-                                     f"{type(k).__name__} (model files use text keys)")
-            out[k] = to_plain(v, path, k[:60], depth + 1)
+            if isinstance(k, str):  # model data has text keys; other entries are never read
+                out[k] = to_plain(v, path, k[:60], depth + 1)
         return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_plain(v, path, key, depth + 1) for v in obj)
