@@ -210,7 +210,7 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
     Raises InputError for unusable photos/models (no face, face too small, bad head model...),
     CancelledError when ``progress.should_cancel`` says so.
     """
-    from ..face.analyze import FaceAnalyzer
+    from ..face.analyze import shared_analyzer
     from ..face.fit import fit_image
     from ..head.loader import load_head_model
 
@@ -229,13 +229,18 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
                 raise InputError(f, f"{what} file not found")
     t_start = time.perf_counter()
 
+    if opts.method == "analytic":  # the kernels load on the other core while the photo, the head
+        # model and mediapipe load and the face is detected
+        from ..render.preload import preload_kernels_async
+
+        preload_kernels_async()
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
         image, name = _resolve_photo(photo)
         model = load_head_model(opts.head_model)
     with progress.stage("detect"):
         progress.report(0.03, "finding the face")
-        with FaceAnalyzer() as analyzer:
+        with shared_analyzer() as analyzer:
             obs = analyzer.analyze(image)
     with progress.stage("fit"):
         progress.report(0.1, "fitting the head model")

@@ -37,25 +37,41 @@ def head_pivot(avatar: GaussianAvatar, model: "HeadModel") -> np.ndarray:
 
 def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend: str = "auto"
                    ) -> dict[str, np.ndarray]:
-    """Renders {source, yaw-30, yaw+30, expression} (H, W, 3) float32 of one LOD."""
-    from ..render.splat import splat
+    """Renders {source, yaw-30, yaw+30, expression} (H, W, 3) float32 of one LOD, posed (positions
+    and rotations, pose_torch) and splatted as one batch of four frames."""
+    import torch
+
+    from ..head.params import HeadParams
+    from ..render.splat import select_backend, splat
+    from .pose_torch import TorchPoser
 
     pivot = head_pivot(avatar, model)
     cam = avatar.camera
     smile, jaw = preview_expression(model)
+    expression = edit_params(model, avatar.params, smile, jaw)
     views = {
         "source": (avatar.params, cam),
         f"yaw-{PREVIEW_YAW_DEG:.0f}": (avatar.params, cam.orbit_yaw(-PREVIEW_YAW_DEG, pivot=pivot)),
         f"yaw+{PREVIEW_YAW_DEG:.0f}": (avatar.params, cam.orbit_yaw(PREVIEW_YAW_DEG, pivot=pivot)),
-        "expression": (edit_params(model, avatar.params, smile, jaw), cam),
+        "expression": (expression, cam),
     }
-    out = {}
-    for name, (params, camera) in views.items():
-        gs = posed_set(avatar, model, params, lod)
-        res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, camera,
-                    background=np.asarray(PREVIEW_BACKGROUND, np.float32), backend=backend)
-        out[name] = np.clip(res.image[0].detach().cpu().numpy().transpose(1, 2, 0), 0.0, 1.0)
-    return out
+    frames = [p.frame(0) for p, _ in views.values()]
+    n_expr = max(f.expr.shape[1] for f in frames)
+    expr = np.zeros((len(frames), n_expr), np.float32)
+    for i, f in enumerate(frames):
+        expr[i, : f.expr.shape[1]] = f.expr[0]
+    params = HeadParams(avatar.params.shape, expr, np.concatenate([f.pose for f in frames]),
+                        np.concatenate([f.transl for f in frames]))
+    name = select_backend(backend)
+    device = torch.device("cuda" if name == "cuda" else "cpu")
+    rest = avatar.rest_set(lod)
+    with torch.no_grad():
+        posed = TorchPoser(avatar, model, lod, device).pose_params(params)          # 4 frames
+        res = splat(posed.means, posed.quats, rest.scales, rest.opacities, rest.colors,
+                    [c for _, c in views.values()], background=np.asarray(PREVIEW_BACKGROUND, np.float32),
+                    backend=name)
+    images = np.clip(res.image.detach().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)
+    return dict(zip(views, images))
 
 
 def write_previews(avatar: GaussianAvatar, model: "HeadModel", out_dir: str | Path, stem: str, lod: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 SAMPLE_NAME = "astronaut"  # backend.avatar.sample.SAMPLE_NAME (not imported: it loads the build)
@@ -38,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace an earlier avatar of the same name in the output folder (its files, "
                         "including LOD .ply files this build does not make, are removed)")
+    p.add_argument("--metrics", action="store_true",
+                   help="measure the source-view face PSNR/SSIM per LOD (one extra render per LOD; "
+                        "always measured when refinement runs)")
     p.add_argument("--json", default=None, metavar="PATH", help="write figures (counts, seconds, PSNR/SSIM)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
@@ -82,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
     opts = BuildOptions(lods=args.lods, head_model=args.head_model, refine_steps=args.refine_steps,
                         render_backend=args.backend, checkpoint=args.checkpoint, dinov2=args.dinov2,
-                        method="learned" if args.checkpoint else "analytic")
+                        method="learned" if args.checkpoint else "analytic", metrics=args.metrics)
     if args.refine_seconds is not None:
         opts.refine_seconds = float(args.refine_seconds)
         opts.refine = args.refine_seconds > 0
     progress, close = tqdm_progress("build", args.progress)
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     try:
         result = build_avatar(args.photo, opts, progress)
         with progress.stage("write"):
@@ -101,13 +106,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         close()
     result.seconds["write"] = progress.stage_seconds.get("write", 0.0)
+    result.seconds["total"] = time.perf_counter() - t_start  # photo to files on disk
+    result.seconds["cpu_total"] = time.process_time() - cpu_start  # all threads of this process
     figures = result.figures()
     figures["files"] = [str(p) for p in [avatar_path, *plys, *previews]]
     write_json(args.json, figures)
     for lvl, c in result.avatar.counts().items():
         m = result.metrics.get(lvl, {})
-        print(f"LOD {lvl}: {c['head']} head + {c['parts']} part Gaussians (body, mouth, eyes), face PSNR "
-              f"{m.get('psnr_face', float('nan')):.2f} dB, SSIM {m.get('ssim_face', float('nan')):.3f}")
+        quality = (f", face PSNR {m['psnr_face']:.2f} dB, SSIM {m['ssim_face']:.3f}" if "psnr_face" in m
+                   else "")
+        print(f"LOD {lvl}: {c['head']} head + {c['parts']} part Gaussians (body, mouth, eyes){quality}")
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
     print(f"wrote {avatar_path}", file=sys.stderr)
     return 0

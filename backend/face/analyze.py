@@ -12,10 +12,12 @@ Steps (``FaceAnalyzer.analyze``):
 
 from __future__ import annotations
 
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -80,6 +82,21 @@ class FaceObservation:
     n_faces_found: int
     warnings: list[str] = field(default_factory=list)
     source: LoadedImage | None = None
+
+
+_SHARED: "dict[str, FaceAnalyzer]" = {}
+_SHARED_LOCK = threading.Lock()
+
+
+@contextmanager
+def shared_analyzer() -> "Iterator[FaceAnalyzer]":
+    """The process's one FaceAnalyzer (mediapipe's models start once per process, ~1 s), held
+    exclusively while the block runs (mediapipe graphs take one image at a time). Used by builds,
+    so a second build in the same process (Blender, eval, tests) skips the model start-up."""
+    with _SHARED_LOCK:
+        if "photo" not in _SHARED:
+            _SHARED["photo"] = FaceAnalyzer()
+        yield _SHARED["photo"]
 
 
 class FaceAnalyzer:

@@ -50,6 +50,35 @@ class FaceBox:
         return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
 
 
+def import_mediapipe():
+    """``import mediapipe`` without the matplotlib import it drags in.
+
+    mediapipe's package __init__ imports ``solutions.drawing_utils``, whose only use of
+    ``matplotlib.pyplot`` is a plotting helper we never call; importing pyplot costs about a
+    second of start-up here (a third of a photo build without refinement). While mediapipe
+    imports, ``matplotlib.pyplot`` is a placeholder module; it is removed again afterwards, so a
+    later ``import matplotlib.pyplot`` (eval reports) gets the real one."""
+    import sys
+    import types
+
+    if "mediapipe" in sys.modules or "matplotlib.pyplot" in sys.modules:
+        import mediapipe
+
+        return mediapipe
+    placeholder = types.ModuleType("matplotlib.pyplot")
+    placeholder.__doc__ = "placeholder while mediapipe imports (see backend.face.mediapipe_face)"
+    sys.modules["matplotlib.pyplot"] = placeholder
+    try:
+        import mediapipe
+    finally:
+        if sys.modules.get("matplotlib.pyplot") is placeholder:
+            del sys.modules["matplotlib.pyplot"]
+            parent = sys.modules.get("matplotlib")
+            if parent is not None and getattr(parent, "pyplot", None) is placeholder:
+                delattr(parent, "pyplot")
+    return mediapipe
+
+
 class MediapipeFace:
     """One instance of each mediapipe model, reused across calls.
 
@@ -58,8 +87,7 @@ class MediapipeFace:
     """
 
     def __init__(self, static: bool = True, min_detection_confidence: float = 0.5) -> None:
-        import mediapipe as mp
-
+        mp = import_mediapipe()
         self.static = static
         self._mp = mp
         self._min_conf = min_detection_confidence

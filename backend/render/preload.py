@@ -1,0 +1,46 @@
+"""Load the numba kernels of the CPU splatter and the depth buffer ahead of their first use.
+
+A fresh process pays for loading every cached kernel on its first call (LLVM start-up and the
+cached machine code: a few hundred ms in all here). ``preload_kernels_async`` does that on a
+background thread while the caller does something else (a build detects the face meanwhile), so
+the build's later stages find them loaded. The kernels themselves are compiled once per install
+and cached on disk (``cache=True``): in ``__pycache__`` beside the sources, or, when the installed
+package is read-only, in the user's cache folder (numba's fallback; tests/render/test_numba_cache.py).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+def preload_kernels() -> None:
+    """Call the depth-buffer and splat kernels once on tiny inputs of the real dtypes."""
+    import torch
+
+    from .camera import Camera
+    from .depth import rasterize_depth
+    from .splat import splat
+
+    cam = Camera.look_at((0.0, 0.0, 1.0), width=16, height=16)
+    tri = np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.0, 0.1, 0.0]], np.float32)
+    rasterize_depth(tri, np.array([[0, 1, 2]], np.int64), cam)
+    with torch.no_grad():
+        splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
+              np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")
+
+
+def preload_kernels_async() -> threading.Thread:
+    """Start :func:`preload_kernels` on a daemon thread; join it to wait (errors are ignored:
+    the real first call raises them where they can be reported)."""
+
+    def run() -> None:
+        try:
+            preload_kernels()
+        except Exception:  # noqa: BLE001 - only a warm-up
+            pass
+
+    t = threading.Thread(target=run, name="omg-kernel-preload", daemon=True)
+    t.start()
+    return t
