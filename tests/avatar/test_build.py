@@ -234,7 +234,7 @@ def test_cli_build_and_export_ply(built, tmp_path):
     out = tmp_path / "out"
     stats = tmp_path / "stats.json"
     assert main(["build", "-o", str(out), "--lods", "0", "--refine-seconds", "0", "--json", str(stats),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--metrics"]) == 0
     result, _ = built
     fig = json.loads(stats.read_text())
     assert fig["photo"] == "astronaut" and fig["refine_steps"] == {"0": 0}
@@ -242,6 +242,13 @@ def test_cli_build_and_export_ply(built, tmp_path):
     assert fig["gaussians"]["0"]["head"] == result.model.n_verts
     assert fig["seconds"]["total"] > fig["seconds"]["sampling"] > 0
     assert fig["psnr_face"]["0"] > 15 and 0 < fig["ssim_face"]["0"] <= 1
+    # without --metrics (and without refinement) no source-view metrics are computed
+    quick = tmp_path / "quick.json"
+    assert main(["build", "-o", str(tmp_path / "quick"), "--lods", "0", "--refine-seconds", "0", "--json",
+                 str(quick), "--no-progress", "--no-previews"]) == 0
+    q = json.loads(quick.read_text())
+    assert q["psnr_face"] == {"0": None} and "metrics" not in q["seconds"]
+    assert q["seconds"]["total"] >= q["seconds"]["write"] > 0 and q["seconds"]["cpu_total"] > 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["astronaut.omgavatar", "astronaut_lod0.ply", "astronaut_preview_expression.png",
                      "astronaut_preview_source.png", "astronaut_preview_yaw+30.png",
