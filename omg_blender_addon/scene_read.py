@@ -21,52 +21,10 @@ import numpy as np
 
 from ..backend.errors import OMGError
 from .axes import MODEL_TO_BLENDER, points_to_model, quats_to_model
+from .rig_info import JOINTS, BoneInfo, RigInfo  # noqa: F401  (re-exported: the rig's plain data)
 
-JOINTS = ("global", "neck", "jaw", "eye_L", "eye_R")  # backend JOINT_NAMES order
 ATTRS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
          "rot_0", "rot_1", "rot_2", "rot_3")
-
-
-@dataclass
-class BoneInfo:
-    """name: bone name; rest: (3, 3) float64 rest rotation in armature space (bone.matrix_local);
-    rotation_mode: the pose bone's mode ("QUATERNION", "AXIS_ANGLE" or an Euler order)."""
-
-    name: str
-    rest: np.ndarray
-    rotation_mode: str
-
-
-@dataclass
-class RigInfo:
-    """Plain data about one imported avatar (copied on the UI thread, read by workers).
-
-    bones: {joint name: BoneInfo} for the joints present; expr_names: the head's expression shape
-    keys in order (no "Basis"); slider: {name: (min, max)}; shape: (S,) identity; camera_*:
-    the source camera (backend convention, model frame) or None; lod: the LOD shown."""
-
-    rig_name: str
-    head_name: str | None
-    key_name: str | None
-    bones: dict[str, BoneInfo]
-    expr_names: list[str]
-    slider: dict[str, tuple[float, float]]
-    shape: np.ndarray
-    head_model_name: str
-    head_model_path: str | None
-    camera_K: np.ndarray | None
-    camera_viewmat: np.ndarray | None
-    camera_size: tuple[int, int] | None
-    lod: int
-    levels: list[int] = field(default_factory=list)
-
-    def source_camera(self):
-        """The avatar's source camera as a backend Camera, or None when the rig has none."""
-        from ..backend.render.camera import Camera
-
-        if self.camera_K is None or self.camera_viewmat is None or self.camera_size is None:
-            return None
-        return Camera(self.camera_K, self.camera_viewmat, *self.camera_size)
 
 
 class SceneError(OMGError):
@@ -289,11 +247,11 @@ def camera_intrinsics(lens_mm: float, sensor_w: float, sensor_h: float, sensor_f
 
 def _object_animated(obj) -> bool:
     """True when the object's own transform may change over time (keys, parent or constraints)."""
-    from .keyframes import _curves
+    from .fcurves import channel_curves
 
     if obj.parent is not None or len(obj.constraints):
         return True
-    paths = {p for p, _ in _curves(obj)}
+    paths = {p for p, _ in channel_curves(obj)}
     return any(p.startswith(("location", "rotation", "scale", "delta_")) for p in paths)
 
 

@@ -1,6 +1,6 @@
 """Render Preview: the avatar's animation splatted by the backend into watermarked PNGs + an mp4.
 
-UI thread (prepare): the rig's animation is sampled into HeadParams (keyframes.sample_params), the
+UI thread (prepare): the rig's animation is sampled into HeadParams (fcurves.sample_params), the
 shown LOD's Gaussians are read from the scene (scene_read.read_lod) and the camera is the avatar's
 source camera or the scene camera per frame. Worker: the scene's Gaussians become a backend
 GaussianAvatar, backend.preview.render_preview poses, splats (gsplat on CUDA when present, the CPU
@@ -102,7 +102,7 @@ class OMG_AVATAR_OT_render_preview(jobs.JobOperator, bpy.types.Operator):
                              description="Folder for frame_#####.png and preview.mp4 (empty: //omg_preview)")
 
     def prepare(self, context):
-        from ..omg_blender_addon.keyframes import sample_params, scene_fps
+        from ..omg_blender_addon.fcurves import sample_params, scene_fps
         from ..omg_blender_addon.scene_read import SceneError, find_rig, read_lod, read_rig, scene_cameras
 
         scene = context.scene

@@ -1,9 +1,10 @@
 """Retarget Video / Apply Track: a performance -> keyframes on an imported avatar.
 
 Both are JobOperators (omg_blender_addon/jobs.py): the UI thread copies the rig description
-(scene_read.read_rig), the worker tracks the video (or reads the track file) and plans the key
-values (keyframes.plan_channels, numpy), and only ``apply`` writes keys and scene settings, so a
-cancelled or failed run leaves no keyframes. One undo step.
+(scene_read.read_rig), the worker gets the performance from the backend (backend.motion: track the
+video or read the track file, frame range, smoothing, resampling) and plans the key values
+(keyframes.plan_channels, numpy), and only ``apply`` writes keys and scene settings
+(fcurves.write_keyframes), so a cancelled or failed run leaves no keyframes. One undo step.
 """
 
 from __future__ import annotations
@@ -49,80 +50,30 @@ class RetargetResult:
     frames_without_face: list[int] = field(default_factory=list)
 
 
-def _slice_params(params, start: int, end: int):
-    from ..backend.head.params import HeadParams
-
-    T = params.n_frames
-    stop = T - 1 if end < 0 else min(end, T - 1)
-    if start < 0 or start > stop:
-        from ..backend.errors import InputError
-
-        raise InputError(None, f"frame range {start}..{end} is outside the {T} frames")
-    sl = slice(start, stop + 1)
-    return HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
-
-
 def retarget_work(req: RetargetRequest):
-    """``work(progress) -> RetargetResult`` (no bpy): track or load, smooth, resample, plan keys."""
+    """``work(progress) -> RetargetResult`` (no bpy): the performance from the backend
+    (backend.motion.load_performance), its keys planned by the add-on (keyframes.plan_channels)."""
 
     def work(progress):
-        from ..backend.face.smoothing import smooth_track
-        from ..backend.head.params import HeadParams
-        from ..backend.preview import load_motion, resample
+        from ..backend.motion import PerformanceRequest, load_performance
         from ..omg_blender_addon.keyframes import plan_channels
 
-        secs: dict[str, float] = {}
-        t0 = time.perf_counter()
-        expr_names, missing, track = None, [], None
-        if req.is_track_file:
-            motion = load_motion(req.path)
-            params = _slice_params(motion.params, req.frame_start, req.frame_end)
-            fps, source = motion.fps, motion.source
-            expr_names = _track_expr_names(req.path)
-            if req.smoothing > 0:  # extra smoothing on top of the tracker's own
-                params = HeadParams(params.shape, smooth_track(params.expr, fps, req.smoothing),
-                                    smooth_track(params.pose, fps, req.smoothing),
-                                    smooth_track(params.transl, fps, req.smoothing))
-            secs["load"] = time.perf_counter() - t0
-        else:
-            from ..backend.face.track import TrackOptions, track_video
-            from ..backend.head.loader import load_head_model
-
-            model = load_head_model(req.info.head_model_path)
-            end = None if req.frame_end < 0 else req.frame_end
-            track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing), progress,
-                                req.frame_start, end)
-            params, fps, source = track.params, track.fps, track.source
-            expr_names, missing = list(track.expr_names), track.frames_without_face
-            secs["track"] = time.perf_counter() - t0
-        progress.check_cancel()
+        perf = load_performance(PerformanceRequest(
+            req.path, req.is_track_file, req.frame_start, req.frame_end, req.smoothing,
+            fps=None if req.match_scene_fps else req.scene_fps, head_model_path=req.info.head_model_path,
+        ), progress)
         t1 = time.perf_counter()
-        n_source = params.n_frames
-        key_fps = fps
-        if not req.match_scene_fps and abs(req.scene_fps - fps) > 1e-6:
-            params, key_fps = resample(params, fps, req.scene_fps), req.scene_fps
-        channels = plan_channels(params, req.info, req.apply, expr_names)
-        secs["plan"] = time.perf_counter() - t1
-        if req.track_out and track is not None:
+        channels = plan_channels(perf.params, req.info, req.apply, perf.expr_names)
+        secs = {**perf.seconds, "plan": time.perf_counter() - t1}
+        if req.track_out and perf.track is not None:
             # written after the last cancellation point and the last step that can fail
             progress.check_cancel()
             Path(req.track_out).parent.mkdir(parents=True, exist_ok=True)
-            track.save(req.track_out)
-        return RetargetResult(channels, key_fps, fps, n_source, source, secs, missing)
+            perf.track.save(req.track_out)
+        return RetargetResult(channels, perf.fps, perf.source_fps, perf.n_source_frames, perf.source, secs,
+                              perf.frames_without_face)
 
     return work
-
-
-def _track_expr_names(path: str) -> list[str] | None:
-    """Expression names stored in a track file (None for a bare HeadParams file)."""
-    import json
-
-    with np.load(path, allow_pickle=False) as z:
-        if "metadata" not in z.files:
-            return None
-        meta = json.loads(str(z["metadata"]))
-    names = meta.get("parameter_names", {}).get("expr")
-    return list(names) if names else None
 
 
 class _RetargetBase(jobs.FileJobOperator):
@@ -158,7 +109,7 @@ class _RetargetBase(jobs.FileJobOperator):
                             neck=self.apply_neck, global_motion=self.apply_global)
 
     def _request(self, context) -> RetargetRequest | None:
-        from ..omg_blender_addon.keyframes import scene_fps
+        from ..omg_blender_addon.fcurves import scene_fps
         from ..omg_blender_addon.scene_read import SceneError, find_rig, read_rig
 
         path = bpy.path.abspath(self.filepath)
@@ -196,7 +147,7 @@ class _RetargetBase(jobs.FileJobOperator):
         return retarget_work(req)
 
     def apply(self, context, result: RetargetResult) -> None:
-        from ..omg_blender_addon.keyframes import match_scene, write_keyframes
+        from ..omg_blender_addon.fcurves import match_scene, write_keyframes
 
         t = time.perf_counter()
         rig = bpy.data.objects.get(self._rig_name)

@@ -40,7 +40,7 @@ def test_wrong_file_kind_for_an_argument(tmp_path):
     from backend.avatar.fileformat import load_avatar
     from backend.avatar.ply import write_ply
     from backend.face.video import write_video
-    from backend.preview.motion import load_motion
+    from backend.motion import load_motion
 
     clip = tmp_path / "clip.mp4"
     write_video(clip, [np.zeros((32, 32, 3), np.uint8)] * 3, 25)

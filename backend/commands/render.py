@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..avatar import load_avatar
     from ..errors import InputError
     from ..head.params import HeadParams
-    from ..preview import load_motion, render_preview, resample
+    from ..motion import load_motion, resample
+    from ..preview import render_preview
     from ..progress import tqdm_progress
     from ..stats import write_json
 

@@ -149,33 +149,38 @@ class Track:
     @staticmethod
     def load(path: str | Path) -> "Track":
         """Read a file written by :meth:`save`; InputError naming the file when it is not one."""
-        from ..head.params import HeadParams
-        from ..render.camera import Camera
-
         path = Path(path)
         if not path.is_file():
             raise InputError(path, "track file not found")
         try:
             with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["metadata"]))
-                if meta.get("format") != TRACK_FORMAT:
-                    raise ValueError(f"format is {meta.get('format')!r}, expected {TRACK_FORMAT!r}")
-                params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
-                w, h = (int(v) for v in z["image_size"])
-                track = Track(
-                    params=params, fps=float(meta["fps"]), confidence=z["confidence"],
-                    has_face=z["has_face"].astype(bool), landmarks=z["landmarks"],
-                    camera=Camera(z["K"], z["viewmat"], w, h), crop=CropInfo.from_array(z["crop"]),
-                    model=str(meta["model"]), expr_names=list(meta["parameter_names"]["expr"]),
-                    source=str(meta.get("source", "")), smoothing=float(meta.get("smoothing", 0.0)),
-                )
-                frames = int(meta["frames"])
+                return Track.from_npz(z, json.loads(str(z["metadata"])), path)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - zip/key/json/shape problems: all a bad file
             raise InputError(path, f"not a readable track file ({type(exc).__name__}: "
                                    f"{str(exc)[:120]})") from None
-        if track.n_frames != frames or len(track.confidence) != track.n_frames:
+
+    @staticmethod
+    def from_npz(z, meta: dict, path: str | Path) -> "Track":
+        """The track in an open .npz ``z`` whose parsed 'metadata' is ``meta`` (so a caller that
+        already opened the file reads it once). ValueError/KeyError on a bad layout; InputError
+        naming ``path`` when the frame counts disagree."""
+        from ..head.params import HeadParams
+        from ..render.camera import Camera
+
+        if meta.get("format") != TRACK_FORMAT:
+            raise ValueError(f"format is {meta.get('format')!r}, expected {TRACK_FORMAT!r}")
+        params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
+        w, h = (int(v) for v in z["image_size"])
+        track = Track(
+            params=params, fps=float(meta["fps"]), confidence=z["confidence"],
+            has_face=z["has_face"].astype(bool), landmarks=z["landmarks"],
+            camera=Camera(z["K"], z["viewmat"], w, h), crop=CropInfo.from_array(z["crop"]),
+            model=str(meta["model"]), expr_names=list(meta["parameter_names"]["expr"]),
+            source=str(meta.get("source", "")), smoothing=float(meta.get("smoothing", 0.0)),
+        )
+        if track.n_frames != int(meta["frames"]) or len(track.confidence) != track.n_frames:
             raise InputError(path, "track file is inconsistent (frame counts disagree)")
         return track
 

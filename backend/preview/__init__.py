@@ -2,9 +2,8 @@
 splatter (gsplat on CUDA, our CPU splatter elsewhere), optionally through the learned refiner, into
 watermarked PNG frames and an mp4, with the achieved frames per second.
 
-Public API (the CLI and the Blender add-on call these):
-    load_motion(path) -> Motion                                  (motion.py: track / params .npz)
-    resample(params, src_fps, dst_fps) -> HeadParams              (motion.py)
+Public API (the CLI and the Blender add-on call these; the animation itself comes from
+backend.motion: load_motion, resample):
     PreviewOptions, PreviewRenderer(avatar, model, options)       (renderer.py)
     render_preview(avatar, params, out_dir, options, fps, ...) -> PreviewResult
 Tracking a frame range is backend.face.track_video(path, model, options, progress, start, end).
@@ -12,10 +11,8 @@ Tracking a frame range is backend.face.track_video(path, model, options, progres
 
 from __future__ import annotations
 
-from .motion import Motion, conform_expr, load_motion, resample
 from .output import FrameWriter
 from .renderer import PreviewOptions, PreviewRenderer, PreviewResult, render_preview
 
-__all__ = ["FrameWriter", "Motion", "PreviewOptions", "PreviewRenderer", "PreviewResult", "conform_expr",
-           "load_motion", "render_preview", "resample"]
+__all__ = ["FrameWriter", "PreviewOptions", "PreviewRenderer", "PreviewResult", "render_preview"]
 

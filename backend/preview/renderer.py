@@ -19,9 +19,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..head.params import HeadParams
+from ..motion import conform_expr
 from ..progress import Progress
 from ..render.camera import Camera
-from .motion import conform_expr
 from .output import BackgroundWriter, FrameWriter
 
 

@@ -37,9 +37,10 @@ RESULT["install"] = sorted(res)
 pkg = "bl_ext.user_default.omg_avatar"
 mod = lambda name: importlib.import_module(pkg + "." + name)
 scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
-keyframes, scene_read, jobs = mod("omg_blender_addon.keyframes"), mod("omg_blender_addon.scene_read"), mod("omg_blender_addon.jobs")
+keyframes, fcurves = mod("omg_blender_addon.keyframes"), mod("omg_blender_addon.fcurves")
+scene_read, jobs = mod("omg_blender_addon.scene_read"), mod("omg_blender_addon.jobs")
 retarget = mod("operators.retarget")
-backend_avatar, loader, preview = mod("backend.avatar"), mod("backend.head.loader"), mod("backend.preview")
+backend_avatar, loader, motion_io = mod("backend.avatar"), mod("backend.head.loader"), mod("backend.motion")
 from bpy_extras import anim_utils
 
 avatar = backend_avatar.load_avatar(AVATAR)
@@ -92,9 +93,9 @@ RESULT["rotation_modes"] = {pb.name: pb.rotation_mode for pb in rig.pose.bones}
 # 3. the keys read back as HeadParams equal the saved track (all channels were applied)
 info = scene_read.read_rig(rig)
 T = len(RESULT["rig_curves"][0][2])
-back = keyframes.sample_params(rig, key, info, np.arange(1, T + 1, dtype=np.float64))
+back = fcurves.sample_params(rig, key, info, np.arange(1, T + 1, dtype=np.float64))
 back = keyframes.reorder_expr(back, info.expr_names, model)
-motion = preview.load_motion(TRACK)
+motion = motion_io.load_motion(TRACK)
 E = min(motion.params.expr.shape[1], back.expr.shape[1])
 RESULT["round_trip"] = {"pose": float(np.abs(back.pose - motion.params.pose).max()),
                         "transl": float(np.abs(back.transl - motion.params.transl).max()),
@@ -137,7 +138,7 @@ RESULT["modes_apply"] = sorted(bpy.ops.omg_avatar.apply_track(filepath=TRACK, av
                                apply_expression=False, apply_eyes=False, apply_global=False))
 info = scene_read.read_rig(rig)
 T = motion.n_frames
-back = keyframes.sample_params(rig, key, info, np.arange(301, 301 + T, dtype=np.float64))
+back = fcurves.sample_params(rig, key, info, np.arange(301, 301 + T, dtype=np.float64))
 RESULT["modes_error"] = float(np.abs(back.pose[:, 1:3] - motion.params.pose[:, 1:3]).max())
 RESULT["modes_paths"] = sorted({c[0] for c in curves(rig) if any(x >= 301 for x in c[2])})
 """

@@ -27,7 +27,7 @@ def _loaders():
     from backend.face.image import load_image
     from backend.face.video import iter_video
     from backend.head.loader import load_head_model
-    from backend.preview.motion import load_motion
+    from backend.motion import load_motion
 
     def video(path: str) -> None:
         reader = iter_video(path)

@@ -10,7 +10,8 @@ from PIL import Image
 
 from backend.errors import CancelledError, InputError
 from backend.head.params import HeadParams
-from backend.preview import FrameWriter, PreviewOptions, load_motion, render_preview, resample
+from backend.motion import load_motion, resample
+from backend.preview import FrameWriter, PreviewOptions, render_preview
 from backend.progress import Progress
 from synthetic import performance, watermark_present
 

@@ -1,0 +1,78 @@
+"""A performance for retargeting: a video tracked (or a saved track read) over a frame range,
+smoothed, and resampled to a target frame rate. No bpy: the Blender add-on's Retarget Video and
+Apply Track run it in their worker thread and only plan and write keyframes themselves."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..head.params import HeadParams
+from ..progress import Progress
+from .files import load_motion
+from .frames import resample, slice_frames, smooth
+
+
+@dataclass
+class PerformanceRequest:
+    """path: a video, or a track / HeadParams .npz when ``is_track_file``; frame_start, frame_end:
+    the source frames to use (0-based, inclusive; -1 = the last); smoothing: the tracker's strength
+    for a video, extra smoothing on top of a track file's own; fps: resample to this rate (None =
+    keep the source's); head_model_path: the head model to track with (None = the stand-in)."""
+
+    path: str
+    is_track_file: bool = False
+    frame_start: int = 0
+    frame_end: int = -1
+    smoothing: float = 0.0
+    fps: float | None = None
+    head_model_path: str | None = None
+
+
+@dataclass
+class Performance:
+    """params: HeadParams at ``fps``; source_fps and n_source_frames: the source's rate and the
+    frames used; expr_names: each expression column's name (None = the head model's order);
+    frames_without_face: source frames the tracker filled in; track: the face.track.Track when a
+    video was tracked (to save), else None; seconds: {"track" | "load", "resample"}."""
+
+    params: HeadParams
+    fps: float
+    source_fps: float
+    n_source_frames: int
+    source: str
+    expr_names: list[str] | None = None
+    frames_without_face: list[int] = field(default_factory=list)
+    track: object | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def load_performance(req: PerformanceRequest, progress: Progress | None = None) -> Performance:
+    """Track or read ``req.path`` and prepare its parameters (see :class:`PerformanceRequest`).
+    InputError names the file on unreadable input or an empty frame range; honours cancellation."""
+    progress = progress or Progress()
+    t0 = time.perf_counter()
+    secs: dict[str, float] = {}
+    track = None
+    if req.is_track_file:
+        motion = load_motion(req.path)
+        params = smooth(slice_frames(motion.params, req.frame_start, req.frame_end), motion.fps, req.smoothing)
+        fps, source, expr_names, missing = motion.fps, motion.source, motion.expr_names, []
+        secs["load"] = time.perf_counter() - t0
+    else:
+        from ..face.track import TrackOptions, track_video
+        from ..head.loader import load_head_model
+
+        model = load_head_model(req.head_model_path)
+        end = None if req.frame_end < 0 else req.frame_end
+        track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing), progress, req.frame_start, end)
+        params, fps, source = track.params, track.fps, track.source
+        expr_names, missing = list(track.expr_names), track.frames_without_face
+        secs["track"] = time.perf_counter() - t0
+    progress.check_cancel()
+    n_source, out_fps = params.n_frames, fps
+    if req.fps is not None and abs(req.fps - fps) > 1e-6:
+        t1 = time.perf_counter()
+        params, out_fps = resample(params, fps, req.fps), req.fps
+        secs["resample"] = time.perf_counter() - t1
+    return Performance(params, out_fps, fps, n_source, source, expr_names, missing, track, secs)
