@@ -19,7 +19,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-model", default=None,
                    help="head model file the avatar was built on (default: the bundled stand-in; a "
                         "model file named inside the avatar is never opened without this option)")
-    p.add_argument("--batch", type=int, default=2, help="frames per splat call (default 2)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="frames posed and splatted per call (default: PreviewOptions.batch, 4)")
     p.add_argument("--json", default=None, metavar="PATH", help="write figures (frames, seconds, fps)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
@@ -45,7 +46,8 @@ def preview_options(args: argparse.Namespace):
     if args.size < MIN_SIZE or args.size % 2:
         raise SystemExit(f"--size must be an even number of pixels >= {MIN_SIZE}")
     return PreviewOptions(lod=args.lod, width=args.size, height=args.size, backend=args.backend,
-                          checkpoint=args.checkpoint, batch=max(1, args.batch))
+                          checkpoint=args.checkpoint,
+                          **({} if args.batch is None else {"batch": max(1, args.batch)}))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Render a posed avatar for evaluation: pose all driving frames at once, splat them in chunks."""
+"""Render a posed avatar for evaluation: pose and splat the driving frames in batches on the
+splatter's device (the preview loop's path: backend.avatar.pose_torch)."""
 
 from __future__ import annotations
 
@@ -27,23 +28,28 @@ def render_frames(
     """Yield one (H, W, 3) float32 [0, 1] image per frame of ``params`` (T frames); with
     ``with_alpha`` an (image, alpha (H, W) float32 [0, 1]) pair per frame.
 
-    Positions for all frames come from one vectorized ``pose`` call (T, N, 3); the splatter takes
-    ``chunk`` frames per call ((B, N, 3) means, shared attributes) to bound memory.
+    ``chunk`` frames at a time are posed (positions and Gaussian rotations, pose_torch) on the
+    splatter's device and splatted in one call; only the finished images come back to the host.
     """
     import torch
 
-    from ...avatar.posing import pose
-    from ...render import splat
+    from ...avatar.pose_torch import TorchPoser
+    from ...render.splat import select_backend, splat
 
     cam = avatar.camera if camera is None else camera
     rest = avatar.rest_set(lod)
-    means = pose(avatar, model, params, lod)  # (T, N, 3)
-    bg = np.asarray(background, np.float32)
+    name = select_backend(backend)
+    device = torch.device("cuda" if name == "cuda" else "cpu")
+    poser = TorchPoser(avatar, model, lod, device)
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+    scales, opacities, colors = as_t(rest.scales), as_t(rest.opacities), as_t(rest.colors)
+    bg = as_t(np.asarray(background, np.float32))
     with torch.no_grad():
-        for t0 in range(0, means.shape[0], chunk):
-            m = means[t0 : t0 + chunk]
-            res = splat(m, rest.quats, rest.scales, rest.opacities, rest.colors, [cam] * len(m),
-                        background=bg, backend=backend)
+        for t0 in range(0, params.n_frames, chunk):
+            sl = slice(t0, t0 + chunk)
+            posed = poser.pose(params.expr[sl], params.pose[sl], params.transl[sl])  # (B, N, ...)
+            res = splat(posed.means, posed.quats, scales, opacities, colors, [cam] * posed.means.shape[0],
+                        background=bg, backend=name)
             imgs = res.image.detach().cpu().numpy().transpose(0, 2, 3, 1)  # (B, H, W, 3)
             alphas = res.alpha.detach().cpu().numpy()                    # (B, H, W)
             for img, a in zip(imgs, alphas):

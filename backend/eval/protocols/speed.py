@@ -40,7 +40,7 @@ def render_speed(avatar: "GaussianAvatar", model: "HeadModel", lods, backends=No
     (one frame per call, as in interactive use, image copied to the host) timed separately."""
     import torch
 
-    from ...avatar.posing import pose
+    from ...avatar.pose_torch import TorchPoser
     from ...render import splat
 
     backends = backends or available_backends()
@@ -52,17 +52,17 @@ def render_speed(avatar: "GaussianAvatar", model: "HeadModel", lods, backends=No
         cuda = backend == "cuda"
         for lod in lods:
             rest = avatar.rest_set(lod)
-            args = [torch.as_tensor(a) for a in (rest.quats, rest.scales, rest.opacities, rest.colors)]
+            args = [torch.as_tensor(a) for a in (rest.scales, rest.opacities, rest.colors)]
             if cuda:
                 args = [a.cuda() for a in args]
+            poser = TorchPoser(avatar, model, lod, "cuda" if cuda else "cpu")
             # warm-up (compilation, caches): not timed
             next(render_frames(avatar, model, avatar.params, lod, backend=backend, chunk=1))
-            with measure() as mp:
-                means = torch.as_tensor(pose(avatar, model, seq, lod))  # (T, N, 3)
+            with measure(cuda=cuda) as mp, torch.no_grad():
+                posed = poser.pose_params(seq)                          # (T, N, ...) on the device
             with measure(cuda=cuda) as ms, torch.no_grad():
                 for t in range(frames):
-                    m = means[t].cuda() if cuda else means[t]
-                    res = splat(m, *args, cam, background=bg, backend=backend)
+                    res = splat(posed.means[t], posed.quats[t], *args, cam, background=bg, backend=backend)
                     res.image.cpu()
             out.append(RenderTiming(lod=lod, backend=backend, n_gaussians=avatar.counts()[lod]["total"],
                                     width=cam.width, height=cam.height, frames=frames,
