@@ -14,8 +14,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .axes import points_to_blender, points_to_model, quats_to_model
-from .scene_data import ATTRIBUTE_NAMES, gaussian_columns
+from .axes import points_to_blender, points_to_model
+from .scene_data import ATTRIBUTE_NAMES, gaussian_columns, scene_gaussians
 
 
 def read_columns(mesh: bpy.types.Mesh) -> dict[str, np.ndarray]:
@@ -60,16 +60,7 @@ def evaluated_positions(obj: bpy.types.Object, depsgraph) -> np.ndarray:
 
 def object_gaussians(obj: bpy.types.Object, depsgraph):
     """The object's Gaussians as a backend GaussianSet in the model frame, at the evaluated pose."""
-    from ..backend.avatar.gaussians import GaussianSet
-    from ..backend.avatar.ply import C0
-
-    cols = read_columns(obj.data)
-    means = points_to_model(evaluated_positions(obj, depsgraph))
-    f_dc = np.stack([cols[f"f_dc_{i}"] for i in range(3)], 1).astype(np.float64)
-    q = quats_to_model(np.stack([cols[f"rot_{i}"] for i in range(4)], 1))
-    scales = np.exp(np.stack([cols[f"scale_{i}"] for i in range(3)], 1).astype(np.float64))
-    opac = 1.0 / (1.0 + np.exp(-cols["opacity"].astype(np.float64)))
-    return GaussianSet(means, q, scales, opac, f_dc * C0 + 0.5)
+    return scene_gaussians(points_to_model(evaluated_positions(obj, depsgraph)), read_columns(obj.data))
 
 
 def export_ply(obj: bpy.types.Object, path: str | Path, depsgraph) -> Path:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .axes import points_to_blender, quats_to_blender
+from .axes import points_to_blender, quats_to_blender, quats_to_model
 
 if TYPE_CHECKING:
     from ..backend.avatar.gaussians import GaussianAvatar
@@ -108,6 +108,17 @@ def gaussian_columns(gs) -> dict[str, np.ndarray]:
     for i in range(4):
         out[f"rot_{i}"] = np.ascontiguousarray(q[:, i])
     return out
+
+
+def scene_gaussians(means_model: np.ndarray, columns: dict[str, np.ndarray]):
+    """Inverse of :func:`gaussian_columns`: a backend GaussianSet (model frame) from model-frame
+    means (N, 3) and the scene's attribute columns (rotations in the Blender frame), decoded by the
+    backend's one codec (backend.avatar.ply.gaussians_from_columns)."""
+    from ..backend.avatar.ply import gaussians_from_columns
+
+    q = quats_to_model(np.stack([columns[f"rot_{i}"] for i in range(4)], 1))
+    cols = {**columns, **{f"rot_{i}": q[:, i] for i in range(4)}}
+    return gaussians_from_columns(means_model, cols)
 
 
 def pose_feature_columns(model: "HeadModel", tol: float = 1e-7) -> list[int]:

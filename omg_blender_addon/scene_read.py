@@ -20,8 +20,9 @@ import bpy
 import numpy as np
 
 from ..backend.errors import OMGError
-from .axes import MODEL_TO_BLENDER, points_to_model, quats_to_model
+from .axes import MODEL_TO_BLENDER, points_to_model
 from .rig_info import JOINTS, BoneInfo, RigInfo  # noqa: F401  (re-exported: the rig's plain data)
+from .scene_data import scene_gaussians
 
 ATTRS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
          "rot_0", "rot_1", "rot_2", "rot_3")
@@ -158,7 +159,6 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
     this avatar moves the scene's Gaussians exactly as the backend moves the original.
     """
     from ..backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
-    from ..backend.avatar.ply import C0
     from ..backend.avatar.posing import body_weights, model_lods, shaped_vertices
     from ..backend.head.params import HeadParams
 
@@ -173,15 +173,11 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
         raise SceneError(f"LOD {lod.level} has {lod.n_head} head Gaussians, the head model's LOD has {U.shape[0]}")
     surface = np.asarray(U @ head_verts, np.float32)
     pos = points_to_model(lod.positions)
-    c = lod.columns
-    colors = np.clip(np.stack([c[f"f_dc_{i}"] for i in range(3)], 1) * C0 + 0.5, 0.0, 1.0)
-    opac = 1.0 / (1.0 + np.exp(-c["opacity"].astype(np.float64)))
-    scales = np.exp(np.stack([c[f"scale_{i}"] for i in range(3)], 1).astype(np.float64))
-    quats = quats_to_model(np.stack([c[f"rot_{i}"] for i in range(4)], 1))
+    full = scene_gaussians(pos, lod.columns)  # the one 3DGS column codec
     h = slice(0, lod.n_head)
 
     def gset(sl, means):
-        return GaussianSet(means, quats[sl], scales[sl], opac[sl], colors[sl])
+        return GaussianSet(means, full.quats[sl], full.scales[sl], full.opacities[sl], full.colors[sl])
 
     parts, i = [], lod.n_head
     for name, count in zip(lod.part_names, lod.part_counts):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend.rotations import quat_to_matrix
-from ..backend.avatar.ply import C0
+from ..backend.avatar.ply import gaussians_from_columns
 
 COLUMNS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
            "rot_0", "rot_1", "rot_2", "rot_3")
@@ -64,15 +64,10 @@ class RestSplats:
 
 def rest_splats(columns: dict[str, np.ndarray]) -> RestSplats:
     """The constant part of every splat from the 3DGS columns (COLUMNS names, (N,) each)."""
-    c = columns
-    quats = np.stack([c[f"rot_{i}"] for i in range(4)], 1).astype(np.float64)
-    bad = np.linalg.norm(quats, axis=1) < 1e-12
-    quats[bad] = (1.0, 0.0, 0.0, 0.0)  # a zero quaternion would be NaN; treat it as identity
-    scales = np.exp(np.stack([c[f"scale_{i}"] for i in range(3)], 1).astype(np.float64))
-    RS = quat_to_matrix(quats) * scales[:, None, :]
-    colors = np.clip(np.stack([c[f"f_dc_{i}"] for i in range(3)], 1) * C0 + 0.5, 0.0, 1.0)
-    opacity = 1.0 / (1.0 + np.exp(-c["opacity"].astype(np.float64)))
-    return RestSplats(RS.astype(np.float32), colors.astype(np.float32), opacity.astype(np.float32))
+    n = len(columns["rot_0"])
+    gs = gaussians_from_columns(np.zeros((n, 3)), columns)  # the one codec: a zero quaternion -> identity
+    RS = quat_to_matrix(gs.quats) * gs.scales.astype(np.float64)[:, None, :]
+    return RestSplats(RS.astype(np.float32), gs.colors, gs.opacities)
 
 
 def blended_matrices(weights: np.ndarray | None, skin: np.ndarray | None, world: np.ndarray) -> np.ndarray:

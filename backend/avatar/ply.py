@@ -6,11 +6,15 @@ where f_dc is the degree-0 spherical-harmonic coefficient ``(rgb - 0.5) / C0``, 
 as a logit, scales as natural logs and rot as a unit quaternion w,x,y,z. Normals are zero. We write
 no f_rest (view-independent colour); the reader accepts files with or without f_rest, in any
 property order, binary little/big endian or ascii.
+
+The column codec is written once here: ``ply_columns`` encodes, ``gaussians_from_columns`` decodes
+(the Blender add-on stores the same columns as mesh attributes and uses both).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -42,6 +46,30 @@ def ply_columns(gs: GaussianSet) -> dict[str, np.ndarray]:
     for i in range(4):
         cols[f"rot_{i}"] = q[:, i]
     return {k: np.asarray(v, np.float32) for k, v in cols.items()}
+
+
+def gaussians_from_columns(means: np.ndarray, cols: Mapping[str, np.ndarray],
+                           colors: np.ndarray | None = None) -> GaussianSet:
+    """Inverse of :func:`ply_columns`: a GaussianSet from (N, 3) means and reference-layout columns
+    {name: (N,)}. Colours = f_dc * C0 + 0.5 clipped to [0, 1] (trained 3DGS files overshoot; a
+    GaussianSet's colours are RGB in [0, 1]), or ``colors`` (N, 3) when given (also clipped), or grey
+    without f_dc; opacity = sigmoid(logit) (1 without the column); scales = exp(log scale);
+    rotations normalised, a zero quaternion becomes the identity."""
+    means = np.asarray(means, np.float64)
+    n = len(means)
+
+    def stack(prefix: str, k: int) -> np.ndarray:
+        return np.stack([np.asarray(cols[f"{prefix}_{i}"], np.float64) for i in range(k)], axis=1)
+
+    if colors is None:
+        colors = stack("f_dc", 3) * C0 + 0.5 if "f_dc_0" in cols else np.full((n, 3), 0.5)
+    colors = np.clip(np.asarray(colors, np.float64), 0.0, 1.0)
+    opac = 1.0 / (1.0 + np.exp(-np.asarray(cols["opacity"], np.float64))) if "opacity" in cols else np.ones(n)
+    scales = np.exp(stack("scale", 3))
+    q = stack("rot", 4)
+    norm = np.linalg.norm(q, axis=1, keepdims=True)
+    q = np.where(norm > 0, q / np.maximum(norm, 1e-30), np.array([1.0, 0, 0, 0]))
+    return GaussianSet(means, q, scales, opac, colors)
 
 
 def write_ply(path: str | Path, gs: GaussianSet, text: bool = False) -> Path:
@@ -92,23 +120,22 @@ def read_ply(path: str | Path) -> GaussianSet:
     need("x", "y", "z", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
     n = len(data)
     means = np.stack([col("x"), col("y"), col("z")], axis=1)
-    if {"f_dc_0", "f_dc_1", "f_dc_2"} <= names:
-        colors = np.stack([col(f"f_dc_{i}") for i in range(3)], axis=1) * C0 + 0.5
-    elif {"red", "green", "blue"} <= names:
+    colors = None
+    if not {"f_dc_0", "f_dc_1", "f_dc_2"} <= names and {"red", "green", "blue"} <= names:
         rgb = np.stack([col(c) for c in ("red", "green", "blue")], axis=1)
         colors = rgb / 255.0 if data["red"].dtype.kind in "ui" else rgb
-    else:
-        colors = np.full((n, 3), 0.5)
+    wanted = [f"f_dc_{i}" for i in range(3)] + ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
     with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, refused below
-        opac = 1.0 / (1.0 + np.exp(-col("opacity"))) if "opacity" in names else np.ones(n)
-        scales = np.exp(np.stack([col(f"scale_{i}") for i in range(3)], axis=1))
-        q_raw = np.stack([col(f"rot_{i}") for i in range(4)], axis=1)
-        norm = np.linalg.norm(q_raw, axis=1, keepdims=True)
-        q = np.where(norm > 0, q_raw / np.maximum(norm, 1e-30), np.array([1.0, 0, 0, 0]))
-    for what, arr in (("positions", means), ("scales", scales), ("rotations", q_raw),
-                      ("opacities", opac), ("colours", colors)):
+        gs = gaussians_from_columns(means, {k: col(k) for k in wanted if k in names}, colors)
+    # the stored rotations and colours, not the decoded ones: a NaN quaternion decodes as the
+    # identity and an infinite colour is clipped to [0, 1]
+    q_raw = np.stack([col(f"rot_{i}") for i in range(4)], axis=1)
+    c_raw = colors if colors is not None else (
+        np.stack([col(f"f_dc_{i}") for i in range(3)], axis=1) if "f_dc_0" in names else gs.colors)
+    for what, arr in (("positions", means), ("scales", gs.scales), ("rotations", q_raw),
+                      ("opacities", gs.opacities), ("colours", c_raw)):
         bad = ~np.isfinite(arr).reshape(n, -1).all(1) if n else np.zeros(0, bool)
         if bad.any():
             raise InputError(path, f"PLY has non-finite (NaN or infinite) {what} in {int(bad.sum())} "
                                    f"of {n} Gaussians (first: vertex {int(np.argmax(bad))})")
-    return GaussianSet(means, q, scales, opac, colors)
+    return gs

@@ -11,8 +11,8 @@ from plyfile import PlyData, PlyElement
 
 from backend.avatar.fileformat import FORMAT_VERSION, load_avatar, read_header, save_avatar
 from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from backend.avatar.ply import C0, gaussians_from_columns, ply_columns, read_ply, write_ply
 from backend.avatar.posing import body_weights
-from backend.avatar.ply import C0, ply_columns, read_ply, write_ply
 from backend.errors import InputError
 from backend.head.params import HeadParams
 from backend.render.camera import Camera
@@ -165,6 +165,27 @@ def test_ply_layout_and_round_trip(tmp_path):
     np.testing.assert_allclose(PlyData.read(str(again))["vertex"].data["opacity"], d["opacity"], rtol=1e-5)
 
 
+def test_column_codec_round_trip_and_clipping():
+    """One codec (avatar/ply.py) for files and the Blender scene: decode(encode(gs)) == gs; DC colours
+    beyond [0, 1] are clipped; a zero quaternion is the identity; no opacity column = opaque."""
+    gs = random_set(200, np.random.default_rng(5))
+    cols = ply_columns(gs)
+    back = gaussians_from_columns(gs.means, cols)
+    np.testing.assert_allclose(back.colors, gs.colors, atol=1e-6)
+    np.testing.assert_allclose(back.opacities, gs.opacities, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(back.scales, gs.scales, rtol=1e-6)
+    np.testing.assert_allclose(back.quats, gs.quats, atol=1e-6)
+    cols = dict(cols)
+    cols["f_dc_0"] = np.array([-10.0, 10.0] + [0.0] * 198, np.float32)
+    cols["rot_0"], cols["rot_1"], cols["rot_2"], cols["rot_3"] = (np.zeros(200, np.float32),) * 4
+    del cols["opacity"]
+    odd = gaussians_from_columns(gs.means, cols)
+    np.testing.assert_array_equal(odd.colors[:2, 0], [0.0, 1.0])
+    np.testing.assert_allclose(odd.colors[2:, 0], 0.5)
+    np.testing.assert_array_equal(odd.quats, np.tile([1.0, 0, 0, 0], (200, 1)))
+    np.testing.assert_array_equal(odd.opacities, 1.0)
+
+
 def test_ply_import_any_standard_file(tmp_path):
     """f_rest present, shuffled property order, ascii, unnormalised quaternions."""
     rng = np.random.default_rng(3)
@@ -181,7 +202,7 @@ def test_ply_import_any_standard_file(tmp_path):
         PlyData([PlyElement.describe(arr, "vertex")], text=text).write(str(p))
         gs = read_ply(p)
         np.testing.assert_allclose(gs.means[:, 1], vals["y"], rtol=1e-6)
-        np.testing.assert_allclose(gs.colors[:, 2], vals["f_dc_2"] * C0 + 0.5, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gs.colors[:, 2], np.clip(vals["f_dc_2"] * C0 + 0.5, 0, 1), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(gs.scales[:, 0], np.exp(vals["scale_0"]), rtol=1e-5)
         q = np.stack([vals[f"rot_{i}"] for i in range(4)], 1)
         np.testing.assert_allclose(gs.quats, q / np.linalg.norm(q, axis=1, keepdims=True), atol=1e-6)

@@ -152,3 +152,19 @@ def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
     _, joints, _ = lbs_numpy(model, HeadParams(av.params.shape, np.zeros((1, model.n_expr)), np.zeros((1, 5, 3)),
                                                np.zeros((1, 3))))
     assert np.allclose(data.joints, axes.points_to_blender(joints[0]), atol=1e-6)
+
+
+def test_scene_columns_decode_with_the_backend_codec(addon) -> None:
+    """gaussian_columns (backend set -> scene attributes, Blender-frame rotations) and
+    scene_gaussians (back, via backend.avatar.ply) are inverses."""
+    _, scene_data = addon
+    rng = np.random.default_rng(4)
+    n = 64
+    q = rng.normal(size=(n, 4))
+    gs = GaussianSet(rng.normal(scale=0.1, size=(n, 3)), q / np.linalg.norm(q, axis=1, keepdims=True),
+                     rng.uniform(1e-4, 1e-2, (n, 3)), rng.uniform(0.01, 0.99, n), rng.uniform(0, 1, (n, 3)))
+    back = scene_data.scene_gaussians(gs.means, scene_data.gaussian_columns(gs))
+    np.testing.assert_allclose(back.colors, gs.colors, atol=1e-6)
+    np.testing.assert_allclose(back.opacities, gs.opacities, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(back.scales, gs.scales, rtol=1e-6)
+    np.testing.assert_allclose(np.abs((back.quats * gs.quats).sum(1)), 1.0, atol=1e-6)
