@@ -46,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -70,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OMGError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except SystemError as exc:
+        # Ctrl-C while a numba kernel runs without the GIL surfaces as SystemError("... returned a
+        # result with an exception set") caused by the KeyboardInterrupt: still a cancel
+        if not _caused_by_interrupt(exc):
+            raise
+        print("cancelled", file=sys.stderr)
+        return 130
     finally:
         warnings.showwarning = shown
 
