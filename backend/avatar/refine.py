@@ -44,6 +44,8 @@ class RefineResult:
     steps: int
     seconds: float
     losses: list[float] = field(default_factory=list)
+    # wall seconds per phase of the steps: forward (splat), loss, backward, update (Adam + trust)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _ssim_map(x: torch.Tensor, y: torch.Tensor, win: int = 7) -> torch.Tensor:
@@ -109,17 +111,26 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
     losses: list[float] = []
     step = 0
     # at least one step once asked to refine (the first also pays for any kernel compilation)
+    stages = {"forward": 0.0, "loss": 0.0, "backward": 0.0, "update": 0.0}
+    clock = time.perf_counter
     while step < opts.max_steps and (step == 0 or time.perf_counter() - t0 < opts.seconds):
         optim.zero_grad(set_to_none=True)
+        tp = clock()
         res = splat(means0 + offsets * mov, quats, scales, torch.sigmoid(op_logit), colors, camera,
                     background=bg, backend=opts.backend)
         img = res.image.cpu() if res.image.device.type != "cpu" else res.image
+        stages["forward"] += clock() - tp
+        tp = clock()
         l1 = ((img - target).abs() * w).sum() / wsum
         loss = (1 - opts.ssim_weight) * l1
         if opts.ssim_weight > 0:
             loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, target)) * w).sum() / wsum
         loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
+        stages["loss"] += clock() - tp
+        tp = clock()
         loss.backward()
+        stages["backward"] += clock() - tp
+        tp = clock()
         before = [colors.detach().clone(), op_logit.detach().clone(), offsets.detach().clone()]
         optim.step()
         with torch.no_grad():
@@ -129,9 +140,10 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
             colors.clamp_(0.0, 1.0)
             offsets.clamp_(-opts.max_offset_m, opts.max_offset_m)
         losses.append(loss.item())
+        stages["update"] += clock() - tp
         step += 1
         if on_step is not None:
             on_step(step, min(1.0, max(step / opts.max_steps, (time.perf_counter() - t0) / opts.seconds)))
     with torch.no_grad():
         return RefineResult(colors.numpy().copy(), torch.sigmoid(op_logit).numpy().copy(),
-                            (offsets * mov).numpy().copy(), step, time.perf_counter() - t0, losses)
+                            (offsets * mov).numpy().copy(), step, time.perf_counter() - t0, losses, stages)

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-HELP = "speed benchmarks (splat, lbs, model, build, fit, preview)"
+HELP = "speed benchmarks (splat, lbs, model, build, fit, preview, refine)"
 
 # target -> module path relative to the backend package
 BENCHMARKS: dict[str, str] = {
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "fit": "face.bench",
     "build": "avatar.bench",
     "preview": "preview.bench",
+    "refine": "avatar.refine_bench",
 }
 
 
