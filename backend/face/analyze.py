@@ -5,7 +5,8 @@ Steps (``FaceAnalyzer.analyze``):
    none -> InputError, several -> the largest one and a warning;
 2. 478 landmarks on a region around that face, mapped to full-resolution pixels; the face must be
    at least MIN_INTER_OCULAR_PX between the outer eye corners (InputError otherwise);
-3. the FFHQ-style square crop (crop.py) cut from the full-resolution image and resized to 512;
+3. the FFHQ-style square crop (crop.py), grown/shifted to hold the whole head-and-hair region of the
+   portrait mask (framing.py), cut from the full-resolution image and resized to 512;
 4. landmarks again on the 512 crop (the canonical framing gives the most accurate mesh), the
    portrait mask from selfie segmentation (or from the photo's own alpha channel when it has one).
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..errors import InputError, OMGWarning
 from .crop import CROP_SIZE, CropInfo, apply_crop, crop_from_landmarks, source_camera
+from .framing import fit_crop_to_region, head_region
 from .image import LoadedImage, downscale, image_from_array, load_image
 from .mediapipe_face import MediapipeFace, inter_ocular
 
@@ -171,7 +173,7 @@ class FaceAnalyzer:
         if abs(roll) > MAX_ROLL_DEG:
             raise InputError(path, _not_upright_msg(roll))
 
-        crop = crop_from_landmarks(lm_src, (w, h))
+        crop = self._frame(image, det, s, lm_src, crop_from_landmarks(lm_src, (w, h)))
         img512 = apply_crop(rgb, crop)
         lm = self._mp.landmarks(img512)
         if lm is None:  # keep the mapped source landmarks rather than failing
@@ -217,6 +219,19 @@ class FaceAnalyzer:
                 roll = ((90.0 * k + boxes[0].roll_deg + 180.0) % 360.0) - 180.0
                 return roll if abs(roll) > 1e-6 else 180.0
         return None
+
+    def _frame(self, image: LoadedImage, det: np.ndarray, s: float, lm_src: np.ndarray,
+               crop: CropInfo) -> CropInfo:
+        """The landmark crop grown/shifted to hold the whole head-and-hair region (framing.py),
+        found on the detection-size copy (the photo's own alpha channel when it has one)."""
+        if image.alpha is not None:
+            import cv2
+
+            mask = cv2.resize(np.asarray(image.alpha, np.float32), (det.shape[1], det.shape[0]),
+                              interpolation=cv2.INTER_AREA)
+        else:
+            mask = self._mp.segment(det)
+        return fit_crop_to_region(crop, head_region(mask, lm_src * s), region_scale=s)
 
     def _too_small_msg(self, iod: float) -> str:
         return (f"the face is too small: {iod:.0f} px between the eyes, at least "

@@ -3,8 +3,10 @@
 Framing follows the FFHQ alignment recipe (the preprocessing the OMG-Avatar / GAGAvatar family
 inherits) without its in-plane rotation: from the eye centres and mouth centre,
 ``side = CROP_SCALE * max(4.0 * |eye_to_eye|, 3.6 * |eye_to_mouth|)`` and the centre sits at
-``eye_mid + 0.1 * eye_to_mouth``. CROP_SCALE > 1 widens FFHQ's tight crop so that the neck and
-shoulders the avatar needs are in the picture. Head roll stays in the image (the fit explains it
+``eye_mid + CROP_CENTRE_DOWN * eye_to_mouth``. CROP_SCALE > 1 and the lower centre widen FFHQ's
+tight crop into the paper's head-and-shoulders setting: the neck and shoulders the avatar needs
+are in the picture. For photos, analyze.py then grows/shifts this crop so that the whole
+head-and-hair region of the portrait mask lies inside (framing.py: tall hair, off-centre heads). Head roll stays in the image (the fit explains it
 with the head rotation), so one crop and one camera can serve a whole video.
 
 Camera choice (documented contract): the camera is FIXED and the head moves. Every 512x512 crop is
@@ -25,10 +27,11 @@ import numpy as np
 from .mediapipe_face import LEFT_EYE_CORNERS, MOUTH_CORNERS, RIGHT_EYE_CORNERS
 
 CROP_SIZE = 512
-CROP_SCALE = 1.3
+CROP_SCALE = 1.5
+CROP_CENTRE_DOWN = 0.3
 FOCAL_NORMALIZED = 12.0
-# With CROP_SCALE 1.3 a typical head (eye distance ~6.3 cm, so side ~0.33 m at the head) fills the
-# crop at about 12 * 0.33 / 2 = 2 m: start the head there.
+# With CROP_SCALE 1.5 a typical head (eye distance ~6.3 cm, so side ~0.38 m at the head) fills the
+# crop at about 12 * 0.38 / 2 = 2.3 m; the fit solves the distance, this is only where it starts.
 CAMERA_DISTANCE = 2.0
 
 
@@ -88,7 +91,7 @@ def crop_from_landmarks(
     eye_mid, e2e, e2m = face_frame(landmarks)
     side = scale * max(4.0 * np.linalg.norm(e2e), 3.6 * np.linalg.norm(e2m))
     side = max(int(round(side)), 8)
-    c = eye_mid + 0.1 * e2m
+    c = eye_mid + CROP_CENTRE_DOWN * e2m
     x0 = int(round(c[0] - side / 2.0))
     y0 = int(round(c[1] - side / 2.0))
     return CropInfo(x0, y0, side, size, (int(source_size[0]), int(source_size[1])))
