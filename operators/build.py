@@ -44,7 +44,10 @@ def build_work(request: BuildRequest):
                             render_backend="cpu" if request.device == "cpu" else "auto", metrics=False,
                             method="learned" if request.checkpoint else "analytic",
                             checkpoint=request.checkpoint, dinov2=request.dinov2)
-        result = build_avatar(request.photo, opts, inner)
+        reconstruct = None
+        if opts.method == "learned":
+            from ..backend.model import reconstruct_avatar as reconstruct
+        result = build_avatar(request.photo, opts, inner, reconstruct)
         progress.report(0.9, "preparing the scene data")
         data = scene_data(result.avatar, result.model, request.name, request.lods, progress)
         data.info = {**data.info, "photo": os.path.basename(request.photo), "method": result.avatar.method,

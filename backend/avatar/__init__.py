@@ -1,7 +1,7 @@
 """Avatars: build a multi-LOD head + body Gaussian avatar (with skinned parts) from one photo, pose it, store it.
 
 Public API (what the CLI and the Blender add-on call):
-    build_avatar(photo, BuildOptions, Progress) -> BuildResult     (build.py)
+    build_avatar(photo, BuildOptions, Progress[, reconstruct]) -> BuildResult  (build.py)
     pose(avatar, model, params, lod) -> (T, N_l + n_parts, 3)      (posing.py)
     posed_set(avatar, model, params, lod, frame) -> GaussianSet
     save_avatar(avatar, path) / load_avatar(path) / read_header(path) (fileformat.py)
@@ -17,11 +17,11 @@ from .ply import read_ply, write_ply
 from .posing import NECK_FOLLOW, pose, posed_set
 
 
-def build_avatar(photo=None, options=None, progress=None):
+def build_avatar(photo=None, options=None, progress=None, reconstruct=None):
     """See backend.avatar.build.build_avatar (imported lazily: it pulls in torch and mediapipe)."""
     from .build import build_avatar as _build
 
-    return _build(photo, options, progress)
+    return _build(photo, options, progress, reconstruct)
 
 
 def __getattr__(name: str):

@@ -8,7 +8,8 @@ Stages (timed in ``BuildResult.seconds``):
   shoulders   shoulder Gaussians from the portrait mask
   metrics     source-view face PSNR/SSIM per LOD (before and after refinement)
   refine      optional photometric refinement with the differentiable splatter
-The learned path (issue 7) replaces sampling + shoulders by ``backend.model.reconstruct_avatar``.
+The learned path (issue 7) replaces sampling + shoulders by a reconstructor the caller passes in
+(``backend.model.reconstruct_avatar``; the model package sits above this one and is never imported here).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..errors import InputError
-from ..eval.metrics.image import psnr, ssim
-from ..eval.metrics.masks import hull_mask
+from ..image_metrics import hull_mask, psnr, ssim
 from ..progress import Progress
 from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, mean_edge_length, unique_edges,
                          vertex_normals)
@@ -186,26 +186,25 @@ def analytic_body(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
                        body_weights(len(world), model.weights.shape[1]))
 
 
-def _learned_avatar(model, obs, fit, levels, opts: BuildOptions, progress: Progress) -> GaussianAvatar:
-    """Hook for the learned OMG network (issue 7): ``backend.model.reconstruct_avatar``."""
-    if not opts.checkpoint:
-        raise InputError(None, "method 'learned' needs --checkpoint (trained OMG weights)")
-    try:
-        from .. import model as learned  # noqa: F401  (the learned network's package)
+# The learned reconstructor's signature (backend.model.reconstruct_avatar): keyword arguments model,
+# observation, fit, lods, checkpoint, dinov2, progress, head_model_path -> GaussianAvatar.
+Reconstructor = Callable[..., GaussianAvatar]
 
-        fn = getattr(learned, "reconstruct_avatar")
-    except (ImportError, AttributeError) as exc:
-        raise InputError(opts.checkpoint, f"the learned method is not available in this version "
-                                          f"(backend.model.reconstruct_avatar: {exc}); "
-                                          f"build without --checkpoint for the analytic avatar") from None
-    return fn(model=model, observation=obs, fit=fit, lods=levels, checkpoint=opts.checkpoint,
+
+def _learned_avatar(reconstruct: Reconstructor, model, obs, fit, levels, opts: BuildOptions,
+                    progress: Progress) -> GaussianAvatar:
+    """The learned OMG network (issue 7) through the reconstructor the caller passed in."""
+    return reconstruct(model=model, observation=obs, fit=fit, lods=levels, checkpoint=opts.checkpoint,
               dinov2=opts.dinov2, progress=progress,
               head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()))
 
 
-def build_avatar(photo=None, options: BuildOptions | None = None, progress: Progress | None = None
-                 ) -> BuildResult:
+def build_avatar(photo=None, options: BuildOptions | None = None, progress: Progress | None = None,
+                 reconstruct: Reconstructor | None = None) -> BuildResult:
     """Build an avatar from one portrait photo (path, LoadedImage, uint8 array, None = sample).
+
+    ``reconstruct``: the learned reconstructor for method "learned" (the CLI and the add-on pass
+    ``backend.model.reconstruct_avatar``); unused by the analytic method.
 
     Raises InputError for unusable photos/models (no face, face too small, bad head model...),
     CancelledError when ``progress.should_cancel`` says so.
@@ -227,6 +226,8 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
                 raise InputError(None, "method 'learned' needs --checkpoint (trained OMG weights)")
             if f and not Path(f).is_file():
                 raise InputError(f, f"{what} file not found")
+        if reconstruct is None:
+            raise ValueError("method 'learned' needs the learned reconstructor (backend.model.reconstruct_avatar)")
     t_start = time.perf_counter()
 
     if opts.method == "analytic":  # the kernels load on the other core while the photo, the head
@@ -252,7 +253,7 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
     if opts.method == "learned":
         with progress.stage("reconstruct"):
             progress.report(0.2, "running the learned network")
-            avatar = _learned_avatar(model, obs, fit, levels, opts, progress)
+            avatar = _learned_avatar(reconstruct, model, obs, fit, levels, opts, progress)
     else:
         with progress.stage("sampling"):
             progress.report(0.2, "sampling colours per LOD")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..image_metrics import hull_mask
+
 # mediapipe face-mesh landmarks
 CHIN = 152
 BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
@@ -95,8 +97,6 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     mesh coverage at the source view; landmarks (478, 2) float32 crop pixels.
     """
     from scipy.ndimage import binary_dilation, binary_opening, label
-
-    from ..eval.metrics.masks import hull_mask
 
     opts = opts or RegionOptions()
     H, W = mask.shape

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-SAMPLE_NAME = "astronaut"  # backend.avatar.sample.SAMPLE_NAME (not imported: it loads the build)
+SAMPLE_NAME = "astronaut"  # backend.avatar.sample_portrait.SAMPLE_NAME (not imported: it loads the build)
 HELP = "photo -> multi-LOD Gaussian avatar (.omgavatar, .ply per LOD, previews)"
 
 
@@ -93,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
     progress, close = tqdm_progress("build", args.progress)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        result = build_avatar(args.photo, opts, progress)
+        reconstruct = None
+        if opts.method == "learned":
+            from ..model import reconstruct_avatar as reconstruct
+        result = build_avatar(args.photo, opts, progress, reconstruct)
         with progress.stage("write"):
             avatar_path = save_avatar(result.avatar, out / f"{stem}.omgavatar")
             plys = export_plys(result.avatar, result.model, out, stem)

@@ -217,20 +217,6 @@ def _load_npz(path: Path) -> HeadModel:
         landmarks=lm)
 
 
-def save_head_model(path: str | Path, model: HeadModel) -> None:
-    """Write ``model`` as our .npz (see the module docstring); no pickled objects inside."""
-    kt = np.stack([np.where(model.parents < 0, 2**32 - 1, model.parents), np.arange(N_JOINTS)])
-    np.savez(path, name=np.array(model.name), v_template=model.v_template, f=model.faces,
-             shapedirs=model.shapedirs, exprdirs=model.exprdirs, posedirs=model.posedirs,
-             J_regressor=model.J_regressor, weights=model.weights, kintree_table=kt.astype(np.int64),
-             expr_names=np.array(model.expr_names, dtype=str),
-             shape_names=np.array(model.shape_names, dtype=str),
-             lmk_face_idx=model.landmarks.face_idx, lmk_bary=model.landmarks.bary,
-             lmk_valid=model.landmarks.valid)
-
-
-
-
 def load_model_for_avatar(avatar_file: str | Path | None, stored_name: str, stored_path: str | None,
                           requested: str | Path | None = None) -> HeadModel:
     """The head model to pose an avatar with, never loaded silently from the avatar's own header.

@@ -156,3 +156,16 @@ def validate_model(m: HeadModel, path: str | Path | None = None) -> None:
 
 def _fmt(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+
+
+def save_head_model(path: str | Path, model: HeadModel) -> None:
+    """Write ``model`` as our .npz (layout: head/loader.py, which reads it); no pickled objects inside.
+    Here, beside the model, so the stand-in cache can write it without importing the loader."""
+    kt = np.stack([np.where(model.parents < 0, 2**32 - 1, model.parents), np.arange(N_JOINTS)])
+    np.savez(path, name=np.array(model.name), v_template=model.v_template, f=model.faces,
+             shapedirs=model.shapedirs, exprdirs=model.exprdirs, posedirs=model.posedirs,
+             J_regressor=model.J_regressor, weights=model.weights, kintree_table=kt.astype(np.int64),
+             expr_names=np.array(model.expr_names, dtype=str),
+             shape_names=np.array(model.shape_names, dtype=str),
+             lmk_face_idx=model.landmarks.face_idx, lmk_bary=model.landmarks.bary,
+             lmk_valid=model.landmarks.valid)

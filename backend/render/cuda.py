@@ -7,24 +7,19 @@ use, which needs the CUDA toolkit). Shared Gaussians use gsplat's multi-camera f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from .splat import SplatResult, _Inputs
+from .splat_data import SplatInputs, SplatResult, camera_tensors
 
 
 def splat_gsplat(
-    inp: "_Inputs", near_plane: float, far_plane: float, eps2d: float, tile_size: int
-) -> "SplatResult":
+    inp: SplatInputs, near_plane: float, far_plane: float, eps2d: float, tile_size: int
+) -> SplatResult:
     from gsplat import rasterization
-
-    from .splat import SplatResult, _camera_tensors
 
     device = inp.means.device
     cam = inp.cameras[0]
-    viewmats, Ks = _camera_tensors(inp.cameras, device)  # [B, 4, 4], [B, 3, 3]
+    viewmats, Ks = camera_tensors(inp.cameras, device)  # [B, 4, 4], [B, 3, 3]
     common = dict(
         width=cam.width, height=cam.height, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
         tile_size=tile_size, render_mode="RGB+ED", packed=False, rasterize_mode="classic",

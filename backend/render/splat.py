@@ -12,7 +12,6 @@ is broadcast. All cameras must share width and height.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -21,29 +20,9 @@ import torch
 from .camera import Camera
 from .projection import project_gaussians
 from .rasterize import TILE_SIZE, rasterize_to_pixels
+from .splat_data import SplatInputs, SplatResult, camera_tensors
 
 BackendName = Literal["auto", "cpu", "cuda"]
-
-
-@dataclass
-class SplatResult:
-    """Rendered frames. B = cameras/frames, C = feature channels.
-
-    image:  (B, C, H, W) float32 composited features (+ background * (1 - alpha)).
-    alpha:  (B, H, W) float32 accumulated opacity.
-    depth:  (B, H, W) float32 expected camera depth sum(w z) / max(alpha, 1e-10) in metres
-            (gsplat's "ED"); 0 where nothing was drawn.
-    backend: "cpu" or "cuda", the backend that ran.
-    radii:  (B, N, 2) int32 footprint half-extents in pixels, 0 = culled (not drawn in that view).
-    n_intersections: Gaussian-tile overlaps (cpu backend; -1 when unknown).
-    """
-
-    image: torch.Tensor
-    alpha: torch.Tensor
-    depth: torch.Tensor
-    backend: str
-    radii: torch.Tensor | None = None
-    n_intersections: int = -1
 
 
 def cuda_available() -> bool:
@@ -82,19 +61,7 @@ def _tensor(x, name: str, device: torch.device) -> torch.Tensor:
     return x.to(device=device, dtype=torch.float32)
 
 
-@dataclass
-class _Inputs:
-    means: torch.Tensor  # [B, N, 3]
-    quats: torch.Tensor  # [B, N, 4]
-    scales: torch.Tensor  # [B, N, 3]
-    opacities: torch.Tensor  # [B, N]
-    features: torch.Tensor  # [B, N, C]
-    cameras: list[Camera]  # len B
-    background: torch.Tensor | None  # [B, C]
-    batched: bool  # any per-Gaussian input had a frame axis
-
-
-def _prepare(means, quats, scales, opacities, features, camera, background, device) -> _Inputs:
+def _prepare(means, quats, scales, opacities, features, camera, background, device) -> SplatInputs:
     cams = [camera] if isinstance(camera, Camera) else list(camera)
     if not cams or not all(isinstance(c, Camera) for c in cams):
         raise TypeError("camera must be a Camera or a non-empty list of Camera")
@@ -147,19 +114,13 @@ def _prepare(means, quats, scales, opacities, features, camera, background, devi
             raise ValueError(f"background must be ({C},) or ({B}, {C}), got {tuple(bg.shape)}")
         bg = bg.expand(B, C)
     ex = {name: (x if x.dim() == 2 + tail[name] else x.expand((B,) + x.shape)) for name, x in t.items()}
-    return _Inputs(ex["means"], ex["quats"], ex["scales"], ex["opacities"], ex["features"], cams, bg, batched)
+    return SplatInputs(ex["means"], ex["quats"], ex["scales"], ex["opacities"], ex["features"], cams, bg, batched)
 
 
-def _camera_tensors(cams: Sequence[Camera], device) -> tuple[torch.Tensor, torch.Tensor]:
-    viewmats = torch.from_numpy(np.stack([c.viewmat for c in cams])).to(device)  # [B, 4, 4]
-    Ks = torch.from_numpy(np.stack([c.K for c in cams])).to(device)  # [B, 3, 3]
-    return viewmats, Ks
-
-
-def _splat_cpu(inp: _Inputs, near_plane: float, far_plane: float, eps2d: float, tile_size: int) -> SplatResult:
+def _splat_cpu(inp: SplatInputs, near_plane: float, far_plane: float, eps2d: float, tile_size: int) -> SplatResult:
     cam = inp.cameras[0]
     W, H = cam.width, cam.height
-    viewmats, Ks = _camera_tensors(inp.cameras, "cpu")
+    viewmats, Ks = camera_tensors(inp.cameras, "cpu")
     proj = project_gaussians(
         inp.means, inp.quats, inp.scales, viewmats, Ks, W, H,
         opacities=inp.opacities, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,

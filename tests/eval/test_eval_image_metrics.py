@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from backend.eval.metrics.image import as_hwc, psnr, ssim, ssim_map
+from backend.image_metrics import as_hwc, hull_mask, psnr, ssim, ssim_map
 
 
 def _rand(shape, seed=0):
@@ -93,7 +93,7 @@ def test_ssim_mask_selects_region():
 
 
 def test_hull_mask_and_composite():
-    from backend.eval.metrics.masks import composite, hull_mask
+    from backend.eval.metrics.masks import composite
 
     m = hull_mask(np.array([[2, 2], [8, 2], [8, 6], [2, 6.0]]), 10, 12)
     assert m.sum() == 24 and m[2:6, 2:8].all()  # the 6x4 px rectangle, pixel centres inside

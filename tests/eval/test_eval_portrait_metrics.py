@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from backend.eval.metrics.image import psnr
+from backend.image_metrics import psnr
 from backend.eval.metrics.portrait import (INNER_LIP, MOUTH_OPEN_THRESHOLD, alpha_iou, mouth_mask, mouth_opening,
                                            portrait_union)
 from backend.face.crop import CropInfo

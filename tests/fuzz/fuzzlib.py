@@ -87,7 +87,7 @@ def _chumpy_pickle(d: dict, protocol: int) -> bytes:
 
 
 def _head_npz(rng: np.random.Generator) -> bytes:
-    from backend.head.loader import save_head_model
+    from backend.head.model import save_head_model
     from backend.head.model import PARENTS, HeadModel, LandmarkEmbedding
 
     V = 12

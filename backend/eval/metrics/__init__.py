@@ -10,11 +10,11 @@ from .geometry import (
     procrustes,
     rotation_angle_deg,
 )
-from .image import SSIMOptions, as_hwc, mse, psnr, ssim, ssim_map
+from ...image_metrics import SSIMOptions, as_hwc, hull_mask, mse, psnr, ssim, ssim_map
 from .identity import FaceEmbedder, MetricModelMissing, cosine_similarity, identity_similarity
 
 __all__ = [
     "akd", "expression_distance", "params_pose_distance_deg", "pose_distance_deg", "procrustes",
-    "rotation_angle_deg", "SSIMOptions", "as_hwc", "mse", "psnr", "ssim", "ssim_map", "FaceEmbedder",
+    "rotation_angle_deg", "SSIMOptions", "as_hwc", "hull_mask", "mse", "psnr", "ssim", "ssim_map", "FaceEmbedder",
     "MetricModelMissing", "cosine_similarity", "identity_similarity",
 ]

@@ -107,8 +107,3 @@ class FaceMeshLandmarker:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-@lru_cache(maxsize=1)
-def default_landmarker() -> FaceMeshLandmarker:
-    return FaceMeshLandmarker()

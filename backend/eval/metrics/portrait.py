@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .masks import hull_mask
+from ...image_metrics import hull_mask
 
 # mediapipe face-mesh inner-lip loop (upper lip from corner 78 to corner 308, then the lower lip
 # back): the opening of the mouth.

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...image_metrics import hull_mask, psnr, ssim
 from ..metrics.geometry import akd, expression_distance, pose_distance_deg
 from ..metrics.identity import (FaceEmbedder, FaceEmbedding, MetricModelMissing, box_from_landmarks,
                                cosine_similarity)
-from ..metrics.image import psnr, ssim
 from ..metrics.landmarks import FaceMeshLandmarker
-from ..metrics.masks import PortraitSegmenter, composite, hull_mask
+from ..metrics.masks import PortraitSegmenter, composite
 from ..metrics.portrait import alpha_iou, mouth_mask, portrait_union
 from ..results import ImageScores
 

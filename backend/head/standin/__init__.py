@@ -38,7 +38,7 @@ def generator_key() -> str:
 
 def standin_path(regenerate: bool = False) -> Path:
     """Path of the cached stand-in .npz, generating it (about 2 s) when missing."""
-    from ..loader import save_head_model
+    from ..model import save_head_model
 
     for d in (cache_dir(), Path(tempfile.gettempdir()) / "omg_avatar" / "head"):
         path = d / f"standin_{generator_key()}.npz"

@@ -1,4 +1,7 @@
-"""Image metrics: PSNR and SSIM, on the full image or inside a (soft) mask.
+"""Image metrics: PSNR and SSIM, on the full image or inside a (soft) mask, and the face-hull mask.
+
+Low in the package tree (numpy/torch only) because the build measures its source view with them;
+backend.eval re-exports them for the evaluation protocols.
 
 Images are float in [0, 1] (uint8 is converted by /255) laid out (..., H, W, C) for numpy; torch
 tensors are taken as (C, H, W) or (B, C, H, W) as in the rest of the backend. Leading batch
@@ -132,3 +135,20 @@ def ssim(pred, target, mask=None, opts: SSIMOptions = SSIMOptions()):
     total = m.sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return _out(np.where(total > 0, (s * m).sum(axis=(-2, -1)) / np.maximum(total, 1e-12), np.nan))
+
+
+def hull_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W) bool: pixels whose centre lies inside the convex hull of (N, 2+) px points."""
+    from matplotlib.path import Path as MplPath
+    from scipy.spatial import ConvexHull
+
+    pts = np.asarray(points, np.float64)[:, :2]
+    hull = pts[ConvexHull(pts).vertices]
+    lo = np.floor(hull.min(0)).astype(int).clip(0, [width - 1, height - 1])
+    hi = np.ceil(hull.max(0)).astype(int).clip(0, [width - 1, height - 1])
+    # Test only the bounding box's pixel centres (pixel i covers [i, i+1): centre i + 0.5).
+    xs, ys = np.meshgrid(np.arange(lo[0], hi[0] + 1) + 0.5, np.arange(lo[1], hi[1] + 1) + 0.5)
+    inside = MplPath(hull).contains_points(np.stack([xs.ravel(), ys.ravel()], 1)).reshape(xs.shape)
+    mask = np.zeros((height, width), bool)
+    mask[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1] = inside
+    return mask
