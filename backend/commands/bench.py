@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 HELP = "speed benchmarks (splat, lbs, model, build, fit, preview, refine)"
 
@@ -30,15 +29,8 @@ def _backend_package() -> str:
 
 
 def load_benchmark(name: str):
-    """Import the target's module; None when it does not exist (yet)."""
-    module = f"{_backend_package()}.{BENCHMARKS[name]}"
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        # only "the module (or its package) is missing", not a missing dependency inside it
-        if exc.name is not None and module.startswith(exc.name):
-            return None
-        raise
+    """Import the target's module (imported only when its target runs: they pull in torch etc.)."""
+    return importlib.import_module(f"{_backend_package()}.{BENCHMARKS[name]}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,10 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     module = load_benchmark(args.target)
-    if module is None:
-        print(f"bench {args.target}: not available yet ({_backend_package()}.{BENCHMARKS[args.target]} "
-              "is not in this version)", file=sys.stderr)  # fmt: skip
-        return 2
     parser = argparse.ArgumentParser(
         prog=f"python -m backend bench {args.target}", description=getattr(module, "HELP", None)
     )

@@ -1,8 +1,4 @@
-"""The learned refiner (UNet: splatted feature channels -> RGB) loaded from an OMG checkpoint.
-
-backend.model is optional in a build (and written separately): its import is guarded, so the
-analytic preview works without it and a checkpoint given without it is a clear InputError.
-"""
+"""The learned refiner (UNet: splatted feature channels -> RGB) loaded from an OMG checkpoint."""
 
 from __future__ import annotations
 
@@ -30,12 +26,10 @@ class Refiner:
 
 def load_refiner(checkpoint: str | Path, device: str | torch.device = "cpu") -> Refiner:
     """The refiner weights of an OMG checkpoint (``model`` state dict, keys ``refiner.*``)."""
+    from ..model.omg import OMGConfig, UNetRefiner  # lazily: the network code is only needed here
+    from ..model.train import load_checkpoint
+
     path = Path(checkpoint)
-    try:
-        from ..model.omg import OMGConfig, UNetRefiner
-        from ..model.train import load_checkpoint
-    except ImportError as exc:  # the learned model is not part of this build
-        raise InputError(path, f"the learned refiner is not available in this build ({exc})") from None
     ck = load_checkpoint(path)  # InputError for missing / non-OMG files
     try:
         cfg = OMGConfig.from_dict(ck["config"])
