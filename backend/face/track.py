@@ -180,7 +180,7 @@ class Track:
             model=str(meta["model"]), expr_names=list(meta["parameter_names"]["expr"]),
             source=str(meta.get("source", "")), smoothing=float(meta.get("smoothing", 0.0)),
         )
-        if track.n_frames != int(meta["frames"]) or len(track.confidence) != track.n_frames:
+        if track.n_frames != int(meta["frames"]) or np.shape(track.confidence) != (track.n_frames,):
             raise InputError(path, "track file is inconsistent (frame counts disagree)")
         return track
 

@@ -60,8 +60,14 @@ class VideoReader:
 
         try:
             with Image.open(self.path) as im:
-                for frame in ImageSequence.Iterator(im):
-                    yield np.asarray(frame.convert("RGB"))
+                for i, frame in enumerate(ImageSequence.Iterator(im)):
+                    rgb = np.asarray(frame.convert("RGB"))
+                    if rgb.shape[:2] != (self.size[1], self.size[0]):  # callers rely on .size
+                        raise InputError(self.path, f"damaged GIF: frame {i} is {rgb.shape[1]}x"
+                                         f"{rgb.shape[0]} pixels, the file says {self.size[0]}x{self.size[1]}")
+                    yield rgb
+        except InputError:
+            raise
         except Exception as exc:  # noqa: BLE001 - Pillow's GIF decoder reports damaged files with
             # many exception types (OSError, ValueError, IndexError, struct.error, ...)
             raise InputError(self.path, f"GIF decoding failed ({str(exc)[:120]})") from None

@@ -51,7 +51,8 @@ def load_head_model(path: str | Path | None = None, *, landmarks: str | Path | N
         except HeadModelError:
             raise
         except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError,
-                RecursionError, MemoryError) as exc:  # hostile data past the checks: one line
+                RecursionError, MemoryError, SystemError) as exc:  # hostile data past the checks
+            # (SystemError: numpy turning invalid code points in a text array into str)
             raise HeadModelError(path, f"not a usable head model ({type(exc).__name__}: "
                                  f"{str(exc)[:120]})") from None
     if landmarks is not None:

@@ -123,7 +123,7 @@ def _camera():
 
 def _avatar(rng: np.random.Generator, path: Path) -> bytes:
     from backend.avatar.fileformat import save_avatar
-    from backend.avatar.gaussians import GaussianAvatar
+    from backend.avatar.gaussians import GaussianAvatar, SkinnedPart
     from backend.head.params import HeadParams
 
     V = 8
@@ -131,7 +131,10 @@ def _avatar(rng: np.random.Generator, path: Path) -> bytes:
                         np.zeros((1, 3), np.float32))
     av = GaussianAvatar("standin", None, params, _camera(), rng.normal(0, 1e-3, (V, 3)),
                         {0: _gaussians(rng, V), 1: _gaussians(rng, 2 * V)},
-                        {0: np.zeros((V, 3)), 1: np.zeros((2 * V, 3))}, _gaussians(rng, 5), {"fuzz": True})
+                        {0: np.zeros((V, 3)), 1: np.zeros((2 * V, 3))},
+                        [SkinnedPart("body", _gaussians(rng, 5), np.tile(np.eye(5, dtype=np.float32)[0], (5, 1))),
+                         SkinnedPart("hair", _gaussians(rng, 3), np.full((3, 5), 0.2, np.float32))],
+                        {"fuzz": True})
     return save_avatar(av, path).read_bytes()
 
 
