@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..rotations import matrix_to_quat
 from .gaussians import GaussianSet
 from .imageops import bilinear, blur
 from .posing import NECK_FOLLOW
 from .regions import PortraitRegions
-from .skinning import frames_to_rest, neck_global_weights, to_rest
+from .skinning import neck_global_weights, quats_to_rest, to_rest
 
 if TYPE_CHECKING:
     from ..render.camera import Camera
@@ -183,7 +182,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     below = (p_cam[:, 1] / p_cam[:, 2] * camera.fy + camera.cy - neck_row) * px_m  # metres below the neck
     weights = neck_global_weights(NECK_FOLLOW * np.clip(1.0 - below / opts.neck_fade_m, 0.0, 1.0))
     rest = to_rest(world, weights, A)
-    quats = matrix_to_quat(frames_to_rest(frames_world, weights, A))
+    quats = quats_to_rest(frames_world, weights, A)
     sb = opts.coverage * bstep * px_m
     # front Gaussians near the silhouette shrink to half their distance from it (no halo)
     from scipy.ndimage import distance_transform_edt

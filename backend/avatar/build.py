@@ -5,11 +5,12 @@ Stages (timed in ``BuildResult.seconds``):
   detect      face detection, 512 crop, landmarks, portrait mask (backend.face)
   fit         head-model fit to the landmarks -> HeadParams + source camera (backend.face)
   sampling    per LOD: subdivided rest mesh, Gaussian attributes from geometry, HPFS + OAFF colours
-  shoulders   shoulder Gaussians from the portrait mask
+  parts       hair volume and torso shell from the portrait mask (avatar.portrait)
   metrics     source-view face PSNR/SSIM per LOD (before and after refinement)
   refine      optional photometric refinement with the differentiable splatter
-The learned path (issue 7) replaces sampling + shoulders by a reconstructor the caller passes in
-(``backend.model.reconstruct_avatar``; the model package sits above this one and is never imported here).
+The learned path (issue 7) replaces sampling by a reconstructor the caller passes in
+(``backend.model.reconstruct_avatar``; the model package sits above this one and is never imported here)
+and keeps the same hair volume and torso parts.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, 
                          vertex_normals)
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
-from .posing import body_transforms_for, body_weights, lbs_numpy, model_lods, posed_set, shaped_vertices
+from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices
 from .refine import RefineOptions, refine
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
                        vertex_regions)
-from .shoulders import ShoulderOptions, build_shoulders
+from .portrait import PortraitOptions, portrait_parts
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel
@@ -60,7 +61,7 @@ class BuildOptions:
     metrics: bool = True
     attributes: AttributeOptions = field(default_factory=AttributeOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    shoulders: ShoulderOptions = field(default_factory=ShoulderOptions)
+    portrait: PortraitOptions = field(default_factory=PortraitOptions)   # hair volume and torso
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -170,20 +171,28 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     return out
 
 
-def analytic_body(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
-                  opts: BuildOptions) -> SkinnedPart:
-    """The "body" part: shoulder Gaussians at rest (built at the source pose, mapped back by the
-    inverse of the body transform), skinned with posing.body_weights."""
-    from ..render.depth import rasterize_depth
+def analytic_parts(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
+                   landmarks: np.ndarray, opts: BuildOptions) -> list[SkinnedPart]:
+    """The portrait beyond the face as skinned parts at rest: "body" (the torso shell) and "hair"
+    (the hair volume), built at the source pose (avatar.portrait)."""
+    pp = portrait_parts(model, params, camera, photo, mask, landmarks, opts.portrait)
+    return [SkinnedPart(name, g, w) for name, g, w in pp.parts]
 
-    verts, joints, _ = lbs_numpy(model, params)
-    db = rasterize_depth(verts[0], model.faces, camera)
-    head_mask = np.asarray(db.face_id) >= 0
-    world = build_shoulders(photo, mask, head_mask, camera, joints[0, 1], opts.shoulders)
-    M_inv = np.linalg.inv(body_transforms_for(model, params)[0].astype(np.float64))
-    rest = world.means @ M_inv[:3, :3].T + M_inv[:3, 3]
-    return SkinnedPart("body", world.with_means(rest.astype(np.float32)),
-                       body_weights(len(world), model.weights.shape[1]))
+
+def with_portrait_parts(avatar: GaussianAvatar, parts: list[SkinnedPart]) -> GaussianAvatar:
+    """The learned avatar keeps the same hair volume and torso: ``parts`` replace its parts of the
+    same names (the image-plane "body") and join the others. When its Gaussians carry feature
+    vectors, the new parts get theirs from their colours (the first three feature channels are
+    RGB, the rest zero) so the sets still concatenate with features."""
+    width = avatar.lods[avatar.levels[0]].features
+    for p in parts:
+        if width is not None:
+            f = np.zeros((len(p), width.shape[1]), np.float32)
+            f[:, :3] = p.gaussians.colors
+            p.gaussians.features = f
+    names = {p.name for p in parts}
+    avatar.parts = [p for p in avatar.parts if p.name not in names] + list(parts)
+    return avatar
 
 
 # The learned reconstructor's signature (backend.model.reconstruct_avatar): keyword arguments model,
@@ -254,20 +263,23 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
         with progress.stage("reconstruct"):
             progress.report(0.2, "running the learned network")
             avatar = _learned_avatar(reconstruct, model, obs, fit, levels, opts, progress)
+        with progress.stage("parts"):
+            progress.report(0.4, "building hair volume and body")
+            with_portrait_parts(avatar, analytic_parts(model, params, camera, photo512, mask, obs.landmarks, opts))
     else:
         with progress.stage("sampling"):
             progress.report(0.2, "sampling colours per LOD")
             heads = analytic_head(model, params, camera, photo512, mask, levels, opts)
-        with progress.stage("shoulders"):
-            progress.report(0.4, "building shoulders")
-            body = analytic_body(model, params, camera, photo512, mask, opts)
+        with progress.stage("parts"):
+            progress.report(0.4, "building hair volume and body")
+            parts = analytic_parts(model, params, camera, photo512, mask, obs.landmarks, opts)
         avatar = GaussianAvatar(
             head_model_name=model.name,
             head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()),
             params=params, camera=camera,
             vertex_offsets=np.zeros((model.n_verts, 3), np.float32),
             lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
-            parts=[body], options=opts.to_json(), method="analytic")
+            parts=parts, options=opts.to_json(), method="analytic")
 
     face_mask = hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}

@@ -159,7 +159,14 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
             dh = _maha2(sp, mu_h, icov_h)
             s[scalp] = (dh < opts.scalp_hair ** 2) & (dh < _maha2(sp, mu_s, icov_s))
             scalp = s
-        hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
+        # texture source: confident, typical hair only (no ears, background bleed or highlights
+        # from the classification's fringe)
+        typical = np.zeros_like(hair)
+        tp = hair | scalp
+        typical[tp] = _maha2(photo[tp], mu_h, icov_h) < opts.scalp_hair ** 2
+        hair_texture = typical & (mask >= opts.texture_mask)
+        if hair_texture.sum() < opts.min_hair_px:
+            hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
     side = above & ~hair
     body = free & ~hair & ~side
     return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row)

@@ -26,12 +26,6 @@ def to_rest(points: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.ndarra
     return np.linalg.solve(M[:, :3, :3], rhs[..., None])[..., 0].astype(np.float32)
 
 
-def to_world(points: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """(N, 3) rest points -> (N, 3) float32 posed points (the posing formula, for checks)."""
-    M = blended(weights, A)
-    return (np.einsum("nrc,nc->nr", M[:, :3, :3], np.asarray(points, np.float64)) + M[:, :3, 3]).astype(np.float32)
-
-
 def neck_global_weights(neck_share: np.ndarray) -> np.ndarray:
     """(N,) share of the neck joint in [0, 1] -> (N, J) float32 weights (the rest on global)."""
     s = np.clip(np.asarray(neck_share, np.float32), 0.0, 1.0)
@@ -41,14 +35,15 @@ def neck_global_weights(neck_share: np.ndarray) -> np.ndarray:
     return w
 
 
-def frames_to_rest(frames: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) source-pose local frames (columns = axes) -> (N, 3, 3) rest frames.
+def quats_to_rest(frames: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) source-pose local frames (columns = axes) -> (N, 4) float32 rest quaternions
+    w,x,y,z: the inverse of posing's rotation of part Gaussians (posing.blended_quats turns a rest
+    quaternion q into ``b * q``), so posing at the source frame gives back ``frames``."""
+    from ..rotations import matrix_to_quat, quat_multiply
+    from .posing import blended_quats
 
-    The blended rotation is not exactly orthonormal; the result is projected back onto the
-    rotations (SVD), which is what a quaternion can hold."""
-    M = blended(weights, A)[:, :3, :3]
-    R = np.linalg.solve(M, np.asarray(frames, np.float64))
-    U, _, Vt = np.linalg.svd(R)
-    D = np.ones((len(R), 3))
-    D[:, 2] = np.sign(np.linalg.det(U @ Vt))
-    return (U * D[:, None, :]) @ Vt
+    b = blended_quats(weights, np.asarray(A)[None])[0]                          # (N, 4)
+    b_inv = b * np.array([1.0, -1.0, -1.0, -1.0])                               # unit: conjugate
+    q = quat_multiply(b_inv, matrix_to_quat(np.asarray(frames, np.float64)).astype(np.float64))
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    return (q * np.where(q[:, :1] < 0, -1.0, 1.0)).astype(np.float32)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from backend.avatar.gaussians import GaussianSet
-from backend.avatar.skinning import NECK, neck_global_weights, to_rest, to_world
+from backend.avatar.posing import skin_points
+from backend.avatar.skinning import NECK, neck_global_weights, quats_to_rest, to_rest
 from backend.avatar.texture import continue_columns, continue_rows
 
 # Floors measured on the astronaut at LOD 0 and set a little below: alpha IoU 0.964; behind-ear
@@ -94,7 +95,18 @@ def test_to_rest_inverts_blended_skinning():
     A[1, :3, 3] = [0.01, -0.02, 0.03]
     p = rng.normal(0, 0.1, (50, 3))
     w = neck_global_weights(rng.random(50))
-    np.testing.assert_allclose(to_world(to_rest(p, w, A), w, A), p, atol=1e-5)
+    np.testing.assert_allclose(skin_points(to_rest(p, w, A), w, A[None])[0], p, atol=1e-5)
+    # frames: posing's blended rotation of the rest quaternion gives back the source-pose frame
+    from backend.avatar.posing import blended_quats
+    from backend.rotations import axis_angle_to_matrix, quat_multiply, quat_to_matrix
+
+    R = axis_angle_to_matrix(rng.normal(size=(50, 3)))
+    posed = quat_multiply(blended_quats(w, A[None])[0], quats_to_rest(R, w, A).astype(np.float64))
+    np.testing.assert_allclose(quat_to_matrix(posed), R, atol=1e-5)
+
+
+def to_world(points, weights, A):
+    return skin_points(points, weights, np.asarray(A)[None])[0]
 
 
 # --- the astronaut ------------------------------------------------------------------------------
@@ -273,3 +285,33 @@ def test_tall_and_off_centre_hair_is_covered(astro, shift_px):
     hair_px = pp.regions.hair
     _, full = _render(dd, params=params)
     assert (full[hair_px] > 0.5).mean() > 0.95
+
+
+def test_learned_avatar_keeps_hair_and_body_with_features(astro):
+    """The learned path: the portrait parts replace its image-plane body and join its parts; with
+    feature vectors on its Gaussians, the new parts carry RGB-first features of the same width."""
+    from backend.avatar.build import with_portrait_parts
+    from backend.avatar.gaussians import GaussianAvatar, SkinnedPart
+    from backend.avatar.posing import body_weights
+
+    d = astro
+    C = 32
+    head = d["head"]
+    head = GaussianSet(head.means, head.quats, head.scales, head.opacities, head.colors,
+                       np.random.default_rng(0).normal(size=(len(head), C)).astype(np.float32))
+    plane = GaussianSet(head.means[:10], head.quats[:10], head.scales[:10], head.opacities[:10],
+                        head.colors[:10], head.features[:10])
+    av = GaussianAvatar("standin", None, d["fit"].params, d["fit"].camera,
+                        np.zeros((d["model"].n_verts, 3), np.float32), {0: head},
+                        {0: np.zeros((len(head), 3), np.float32)},
+                        [SkinnedPart("body", plane, body_weights(10)), SkinnedPart("eye_L", plane, body_weights(10))],
+                        method="learned")
+    parts = [SkinnedPart(n, GaussianSet(**g.arrays()), w) for n, g, w in d["pp"].parts]
+    with_portrait_parts(av, parts)
+    assert [p.name for p in av.parts] == ["eye_L", "body", "hair"]
+    assert len(av.part("body")) == len(parts[0])
+    rest = av.rest_set(0)
+    assert rest.features is not None and rest.features.shape == (len(rest), C)
+    hair = av.part("hair").gaussians
+    np.testing.assert_array_equal(hair.features[:, :3], hair.colors)
+    assert not hair.features[:, 3:].any()
