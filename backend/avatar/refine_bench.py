@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.machine import load_average, machine_info
+    from ..machine import load_average, machine_info
     from ..stats import write_json
     from .build import BuildOptions, build_avatar, render_source
     from .imageops import to_float

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CancelledError, OMGError
+from ..machine import load_average, machine_info
 from ..progress import Progress
-from .machine import load_average, machine_info
 from .media import MediaSet
 from .results import EvalResults
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..eval.machine import load_average, machine_info
+from ..machine import load_average, machine_info
 
 
 def machine_record() -> dict[str, Any]:

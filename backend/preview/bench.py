@@ -134,7 +134,7 @@ def per_frame(run: dict[str, Any], n_frames: int) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..avatar.build import BuildOptions, build_avatar
-    from ..eval.machine import load_average, machine_info
+    from ..machine import load_average, machine_info
     from ..stats import write_json
 
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
