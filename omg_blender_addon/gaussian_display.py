@@ -7,8 +7,13 @@ deviations), stores the colour ``0.5 + C0 * f_dc`` and the alpha ``sigmoid(opaci
 instances, and joins the original vertices back in front of the instances. So the evaluated mesh
 (depsgraph) still holds exactly the deformed centres in order (export and tests read it), while the
 instances draw the splats. The material is unlit (emission: the colours are radiance, as in 3DGS)
-mixed with transparency by alpha; it reads the instance attributes with Attribute nodes of type
-Instancer, which Material Preview, EEVEE and Cycles all support.
+mixed with transparency by a Gaussian falloff across each instance: a front-facing surface point of
+the unit sphere whose normal makes the angle t with the view ray lies ``sin t`` (in semi-axes) from
+the centre's line of sight, i.e. ``k sin t`` standard deviations (k = Splat Scale), so its alpha is
+``opacity exp(-0.5 k^2 (1 - (N.I)^2))``; back faces are transparent, so each instance is counted
+once, like a splat. (Exact for spheres; for ellipsoids the world normal stands in for the instance
+one.) It reads the instance attributes with Attribute nodes of type Instancer, which Material
+Preview, EEVEE and Cycles all support; Splat Scale reaches it as an instance attribute too.
 Node group and material are shared by every Gaussian object and created once per file.
 """
 
@@ -23,8 +28,9 @@ SPLAT_SCALE_SOCKET = "Splat Scale"
 MIN_ALPHA_SOCKET = "Min Opacity"
 COLOR_ATTRIBUTE = "omg_color"
 ALPHA_ATTRIBUTE = "omg_alpha"
+SIGMA_ATTRIBUTE = "omg_sigmas"  # the ellipsoid's semi-axes in standard deviations (Splat Scale)
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
-_VERSION = 2  # bump when the node layout changes: older files get a fresh group
+_VERSION = 3  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -43,6 +49,32 @@ def splat_material(created: list | None = None) -> bpy.types.Material:
     color.attribute_type, color.attribute_name = "INSTANCER", COLOR_ATTRIBUTE
     alpha = nt.nodes.new("ShaderNodeAttribute")
     alpha.attribute_type, alpha.attribute_name = "INSTANCER", ALPHA_ATTRIBUTE
+    sig = nt.nodes.new("ShaderNodeAttribute")
+    sig.attribute_type, sig.attribute_name = "INSTANCER", SIGMA_ATTRIBUTE
+    geo = nt.nodes.new("ShaderNodeNewGeometry")
+
+    def m(op, a, b=None):
+        node = nt.nodes.new("ShaderNodeMath")
+        node.operation = op
+        for i, v in enumerate((a, b)):
+            if v is None:
+                continue
+            if isinstance(v, float):
+                node.inputs[i].default_value = v
+            else:
+                nt.links.new(v, node.inputs[i])
+        return node.outputs[0]
+
+    dot = nt.nodes.new("ShaderNodeVectorMath")
+    dot.operation = "DOT_PRODUCT"
+    nt.links.new(geo.outputs["Normal"], dot.inputs[0])
+    nt.links.new(geo.outputs["Incoming"], dot.inputs[1])
+    c = dot.outputs["Value"]
+    rho2 = m("SUBTRACT", 1.0, m("MULTIPLY", c, c))                          # sin^2 t
+    k2 = m("MULTIPLY", sig.outputs["Fac"], sig.outputs["Fac"])
+    falloff = m("EXPONENT", m("MULTIPLY", m("MULTIPLY", rho2, k2), -0.5))   # exp(-0.5 k^2 sin^2 t)
+    front = m("SUBTRACT", 1.0, geo.outputs["Backfacing"])
+    fac = m("MULTIPLY", m("MULTIPLY", alpha.outputs["Fac"], falloff), front)
     # the colours are display (sRGB) values like the photo's; shading works in linear light
     gamma = nt.nodes.new("ShaderNodeGamma")
     gamma.inputs["Gamma"].default_value = 2.2
@@ -52,7 +84,7 @@ def splat_material(created: list | None = None) -> bpy.types.Material:
     out = nt.nodes.new("ShaderNodeOutputMaterial")
     nt.links.new(color.outputs["Color"], gamma.inputs["Color"])
     nt.links.new(gamma.outputs["Color"], emit.inputs["Color"])
-    nt.links.new(alpha.outputs["Fac"], mix.inputs["Fac"])
+    nt.links.new(fac, mix.inputs["Fac"])
     nt.links.new(clear.outputs[0], mix.inputs[1])
     nt.links.new(emit.outputs[0], mix.inputs[2])
     nt.links.new(mix.outputs[0], out.inputs["Surface"])
@@ -140,6 +172,10 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     store_c.data_type, store_c.domain = "FLOAT_COLOR", "POINT"
     store_c.inputs["Name"].default_value = COLOR_ATTRIBUTE
     store_c.location = (0, 200)
+    store_s = N.new("GeometryNodeStoreNamedAttribute")
+    store_s.data_type, store_s.domain = "FLOAT", "POINT"
+    store_s.inputs["Name"].default_value = SIGMA_ATTRIBUTE
+    store_s.location = (400, 200)
     store_a = N.new("GeometryNodeStoreNamedAttribute")
     store_a.data_type, store_a.domain = "FLOAT", "POINT"
     store_a.inputs["Name"].default_value = ALPHA_ATTRIBUTE
@@ -169,7 +205,9 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
 
     inst = N.new("GeometryNodeInstanceOnPoints")
     inst.location = (600, 100)
-    L.new(store_a.outputs["Geometry"], inst.inputs["Points"])
+    L.new(store_a.outputs["Geometry"], store_s.inputs["Geometry"])
+    L.new(gin.outputs[SPLAT_SCALE_SOCKET], store_s.inputs["Value"])
+    L.new(store_s.outputs["Geometry"], inst.inputs["Points"])
     L.new(visible.outputs[0], inst.inputs["Selection"])
     L.new(setmat.outputs["Geometry"], inst.inputs["Instance"])
     L.new(rot.outputs[0], inst.inputs["Rotation"])

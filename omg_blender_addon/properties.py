@@ -21,6 +21,15 @@ LOD_ITEMS = (
 )
 
 
+def _show_splats_update(self, context) -> None:
+    from . import splat_viewport
+
+    if self.show_splats:
+        splat_viewport.enable()
+    else:
+        splat_viewport.disable()
+
+
 class OMGAvatarSceneSettings(bpy.types.PropertyGroup):
     photo_path: StringProperty(name="Photo", subtype="FILE_PATH", default="",
                                description="Portrait photo to build the avatar from")
@@ -30,6 +39,9 @@ class OMGAvatarSceneSettings(bpy.types.PropertyGroup):
     lod1: BoolProperty(name="LOD 1", default=True, description="Import the LOD 1 Gaussians")
     lod2: BoolProperty(name="LOD 2", default=True, description="Import the LOD 2 Gaussians")
     refine: BoolProperty(name="Refine", description="Short photometric refinement against the photo", default=True)
+    show_splats: BoolProperty(name="Gaussian Splats", default=False, update=_show_splats_update,
+                              description="Draw the Gaussians as sorted, Gaussian-falloff splats in the 3D viewport "
+                                          "(the same renderer as Render Splats); off: the Geometry Nodes ellipsoids")
 
     def lods(self) -> list[int]:
         return [l for l, on in enumerate((self.lod0, self.lod1, self.lod2)) if on]

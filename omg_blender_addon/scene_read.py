@@ -32,18 +32,43 @@ class SceneError(OMGError):
     """The named object is not a usable avatar (message shown to the user as-is)."""
 
 
-def find_rig(name: str | None, context) -> bpy.types.Object:
-    """The avatar's rig from an object name (rig, head or LOD) or, with no name, the active object."""
+def rig_by_name(name: str) -> bpy.types.Object:
+    """The rig of the avatar called ``name``: its build name (the collection the build made, e.g.
+    "Holdout") or the name of any of its objects (rig, head, LOD). SceneError naming the known
+    avatars when there is none."""
     from .scene_write import all_rigs, avatar_rig
 
-    if name:
-        obj = bpy.data.objects.get(name)
-        if obj is None:
-            raise SceneError(f"no object named '{name}'")
+    obj = bpy.data.objects.get(name)
+    if obj is not None:
         rig = avatar_rig(obj)
         if rig is None:
             raise SceneError(f"'{name}' is not part of an OMG avatar")
         return rig
+    rigs = all_rigs()
+    for rig in rigs:  # the build name is the collection the rig was created in
+        if any(c.name == name for c in rig.users_collection):
+            return rig
+    known = ", ".join(sorted(avatar_name(r) for r in rigs)) or "none"
+    raise SceneError(f"no OMG avatar named '{name}' (avatars in this file: {known})")
+
+
+def avatar_name(rig: bpy.types.Object) -> str:
+    """The avatar's build name (its collection's name; the rig's name when it was moved out)."""
+    from .scene_write import avatar_objects
+
+    for coll in rig.users_collection:
+        if coll.name != "Scene Collection" and any(coll in o.users_collection for o in avatar_objects(rig)):
+            return coll.name
+    return rig.name
+
+
+def find_rig(name: str | None, context) -> bpy.types.Object:
+    """The avatar's rig from its name (rig_by_name) or, with no name, the active object's avatar
+    (or the only avatar in the file)."""
+    from .scene_write import all_rigs, avatar_rig
+
+    if name:
+        return rig_by_name(name)
     rig = avatar_rig(getattr(context, "object", None))
     if rig is None:
         rigs = all_rigs()

@@ -98,22 +98,24 @@ def _armature(obj):
     return None
 
 
-def skin_matrices(obj, groups: list[str]) -> np.ndarray | None:
-    """(J, 3, 3) float32 linear skinning matrix of each vertex group's bone in world axes
-    (identity for groups without a bone), or None when no Armature modifier deforms ``obj``."""
+def skin_matrices(obj, groups: list[str]) -> tuple[list[int], np.ndarray] | None:
+    """(columns, (J', 3, 3) float32): the vertex groups that name a bone (the only ones Blender's
+    Armature modifier uses) and each one's linear skinning matrix in world axes; None when no
+    Armature modifier deforms ``obj``."""
     arm = _armature(obj)
     if arm is None:
         return None
     aw = np.array(arm.matrix_world, np.float64)[:3, :3]
     aw_inv = np.linalg.inv(aw)
-    out = np.tile(np.eye(3, dtype=np.float32), (len(groups), 1, 1))
+    cols, mats = [], []
     for j, name in enumerate(groups):
         pb = arm.pose.bones.get(name)
         if pb is None:
             continue
         S = np.array(pb.matrix, np.float64)[:3, :3] @ np.linalg.inv(np.array(pb.bone.matrix_local, np.float64)[:3, :3])
-        out[j] = aw @ S @ aw_inv
-    return out
+        cols.append(j)
+        mats.append(aw @ S @ aw_inv)
+    return cols, np.asarray(mats, np.float32).reshape(-1, 3, 3)
 
 
 def object_splats(obj, depsgraph) -> SplatData:
@@ -123,7 +125,11 @@ def object_splats(obj, depsgraph) -> SplatData:
     entry = _object_cache(obj)
     means = evaluated_positions(obj, depsgraph)
     world = np.array(obj.evaluated_get(depsgraph).matrix_world, np.float64)[:3, :3]
-    blend = blended_matrices(entry.weights, skin_matrices(obj, entry.groups), world)
+    skin = skin_matrices(obj, entry.groups) if entry.weights is not None else None
+    if skin is None or not skin[0]:
+        blend = blended_matrices(None, None, world)
+    else:
+        blend = blended_matrices(entry.weights[:, skin[0]], skin[1], world)
     return posed_splats(entry.rest, means, blend)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import build, lod, ply, preview, retarget, system
+from . import build, lod, ply, preview, retarget, splats, system
 
-_MODULES = (system, build, lod, ply, retarget, preview)
+_MODULES = (system, build, lod, ply, retarget, preview, splats)
 
 
 def _classes():

@@ -15,17 +15,16 @@ class OMG_AVATAR_OT_set_lod(bpy.types.Operator):
 
     lod: IntProperty(name="LOD", default=0, min=0, max=2)
     avatar: StringProperty(name="Avatar", default="",
-                           description="Rig object of the avatar (default: the active object's avatar)")
+                           description="The avatar's name, or its rig / head / LOD object (default: the active object's)")
 
     def execute(self, context):
-        from ..omg_blender_addon.scene_write import avatar_rig, lod_objects
+        from ..omg_blender_addon.scene_write import lod_objects
+        from ..omg_blender_addon.scene_read import SceneError, find_rig
 
-        if self.avatar:
-            rig = avatar_rig(bpy.data.objects.get(self.avatar))
-        else:
-            rig = avatar_rig(context.object)
-        if rig is None:
-            self.report({"ERROR"}, f"'{self.avatar or getattr(context.object, 'name', '')}' is not part of an OMG avatar")
+        try:
+            rig = find_rig(self.avatar, context)
+        except SceneError as exc:
+            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         objs = lod_objects(rig)
         if self.lod not in objs:

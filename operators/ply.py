@@ -54,17 +54,20 @@ class OMG_AVATAR_OT_export_ply(bpy.types.Operator, ExportHelper):
     filename_ext = ".ply"
     filter_glob: StringProperty(default="*.ply", options={"HIDDEN"})
     object_name: StringProperty(name="Object", default="",
-                           description="Gaussian object to export (default: the active object, or the "
-                                       "shown LOD of the active avatar)")
+                           description="Gaussian object or avatar name to export (default: the active object, "
+                                       "or the shown LOD of the active avatar)")
 
     @staticmethod
     def _target(context, name: str):
+        """The Gaussian object to export: a Gaussian object by name, else the shown LOD of the avatar
+        ``name`` names (scene_read.rig_by_name; SceneError when it names none)."""
         from ..omg_blender_addon.scene_write import avatar_rig, is_gaussian_object, lod_objects
+        from ..omg_blender_addon.scene_read import rig_by_name
 
         obj = bpy.data.objects.get(name) if name else context.object
         if is_gaussian_object(obj):
             return obj
-        rig = avatar_rig(obj)
+        rig = rig_by_name(name) if name else avatar_rig(obj)
         if rig is not None:
             return lod_objects(rig).get(int(rig.omg_avatar.lod))
         return None
@@ -72,8 +75,13 @@ class OMG_AVATAR_OT_export_ply(bpy.types.Operator, ExportHelper):
     def execute(self, context):
         from ..backend.errors import OMGError
         from ..omg_blender_addon.ply_io import export_ply
+        from ..omg_blender_addon.scene_read import SceneError
 
-        obj = self._target(context, self.object_name)
+        try:
+            obj = self._target(context, self.object_name)
+        except SceneError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         if obj is None:
             self.report({"ERROR"}, "select a Gaussian object (an avatar LOD or an imported .ply)")
             return {"CANCELLED"}

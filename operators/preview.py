@@ -89,7 +89,7 @@ class OMG_AVATAR_OT_render_preview(jobs.JobOperator, bpy.types.Operator):
     job_title = "Render preview"
 
     avatar: StringProperty(name="Avatar", default="",
-                           description="Rig (or head / LOD object) of the avatar; default: the active object's")
+                           description="The avatar's name, or its rig / head / LOD object; default: the active object's")
     frame_start: IntProperty(name="Start", default=-1, description="First scene frame (-1: the scene's start)")
     frame_end: IntProperty(name="End", default=-1, description="Last scene frame (-1: the scene's end)")
     camera: EnumProperty(name="Camera", default="SOURCE", items=(
@@ -150,12 +150,11 @@ class OMG_AVATAR_OT_render_preview(jobs.JobOperator, bpy.types.Operator):
                               f"-> {self._out}")
 
 
-def _show(context, result, first_frame: int) -> str | None:
+def _show(context, result, first_frame: int, name: str = "OMG Preview") -> str | None:
     """Load the PNG sequence as an image and the mp4 as a movie clip; show the image in an Image
     Editor (an open one, else a new window) when Blender has a UI. Returns the image's name."""
     if not result.pngs:
         return None
-    name = "OMG Preview"
     old = bpy.data.images.get(name)
     if old is not None:
         bpy.data.images.remove(old)
@@ -163,7 +162,7 @@ def _show(context, result, first_frame: int) -> str | None:
     img.name = name
     img.source = "SEQUENCE" if len(result.pngs) > 1 else "FILE"
     if result.video is not None and Path(result.video).is_file():
-        clip_old = bpy.data.movieclips.get(VIDEO_NAME)
+        clip_old = bpy.data.movieclips.get(Path(result.video).name)
         if clip_old is not None:
             bpy.data.movieclips.remove(clip_old)
         bpy.data.movieclips.load(str(result.video))

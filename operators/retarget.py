@@ -83,7 +83,7 @@ class _RetargetBase(jobs.FileJobOperator):
 
     filepath: StringProperty(name="File", subtype="FILE_PATH", default="")
     avatar: StringProperty(name="Avatar", default="",
-                           description="Rig (or head / LOD object) of the avatar; default: the active object's")
+                           description="The avatar's name, or its rig / head / LOD object; default: the active object's")
     frame_start: IntProperty(name="First Frame", default=0, min=0,
                              description="First frame of the source to use (0 = its first frame)")
     frame_end: IntProperty(name="Last Frame", default=-1, min=-1,

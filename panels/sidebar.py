@@ -60,6 +60,9 @@ class OMG_AVATAR_PT_lod(_OMGPanel, bpy.types.Panel):
                 col.label(text=f"LOD {level}: {s.n_head + s.n_parts:,} Gaussians "
                                f"({s.n_head:,} head + {s.n_parts:,} body, mouth, eyes)", icon=icon)
         row = layout.row(align=True)
+        row.prop(context.scene.omg_avatar, "show_splats", toggle=True, icon="SHADING_RENDERED")
+        row.operator("omg_avatar.render_splats", text="Render Splats", icon="RENDER_STILL")
+        row = layout.row(align=True)
         row.operator("omg_avatar.import_ply", text="Import .ply", icon="IMPORT")
         row.operator("omg_avatar.export_ply", text="Export .ply", icon="EXPORT")
 
