@@ -117,17 +117,18 @@ class SplatBatch:
         self.vbo.attr_fill("rgba", rep(np.concatenate([data.colors, data.opacity[:, None]], 1)))
         self.vbo.attr_fill("corner", np.ascontiguousarray(np.tile(QUAD_CORNERS, (n, 1))))
         self.batch = None
+        self.order = None
         self.order_key = None
 
     def set_order(self, order: np.ndarray, key=None) -> None:
         import gpu
 
         if self.n == 0:
-            self.batch, self.order_key = None, key
+            self.batch, self.order, self.order_key = None, order, key
             return
         ibo = gpu.types.GPUIndexBuf(type="TRIS", seq=quad_indices(order))
         self.batch = gpu.types.GPUBatch(type="TRIS", buf=self.vbo, elem=ibo)
-        self.order_key = key
+        self.order, self.order_key = order, key
 
     def draw(self, view: SplatView, linear_target: bool = False) -> None:
         """Draw with the current order into the bound framebuffer (blending and depth set here,

@@ -70,9 +70,14 @@ def _draw() -> None:
     objs = visible_splat_objects(context)
     data_key = (_GEN[0], tuple(o.name for o in objs))
     if _STATE["key"] != data_key:
+        old: SplatBatch | None = _STATE["batch"]
         data = scene_splats(context, objs)
-        _STATE["batch"] = SplatBatch(data) if len(data) else None
-        _STATE["key"] = data_key
+        new = SplatBatch(data) if len(data) else None
+        if new is not None and old is not None and old.n == new.n and old.order is not None:
+            # same splats, new pose (playback, a moved bone): draw with the last order until the
+            # worker's new one arrives
+            new.set_order(old.order, ("stale",))
+        _STATE.update(batch=new, key=data_key)
     batch: SplatBatch | None = _STATE["batch"]
     t1 = time.perf_counter()
     if batch is None:
@@ -82,7 +87,7 @@ def _draw() -> None:
     if done is not None and done[0][0] == data_key:
         batch.set_order(done[1], done[0])
     if batch.order_key != want:
-        if batch.batch is None or batch.order_key[0] != data_key:  # nothing usable yet: sort now
+        if batch.batch is None:  # nothing to draw yet: sort now
             batch.set_order(depth_order(batch.means, view.viewmat), want)
         elif _SORTER.request(want, batch.means, view.viewmat) and not bpy.app.timers.is_registered(_poll_sort):
             bpy.app.timers.register(_poll_sort, first_interval=0.02)
