@@ -7,12 +7,12 @@ deviations), stores the colour ``0.5 + C0 * f_dc`` and the alpha ``sigmoid(opaci
 instances, and joins the original vertices back in front of the instances. So the evaluated mesh
 (depsgraph) still holds exactly the deformed centres in order (export and tests read it), while the
 instances draw the splats. The material is unlit (emission: the colours are radiance, as in 3DGS)
-mixed with transparency by a Gaussian falloff across each instance: a front-facing surface point of
-the unit sphere whose normal makes the angle t with the view ray lies ``sin t`` (in semi-axes) from
-the centre's line of sight, i.e. ``k sin t`` standard deviations (k = Splat Scale), so its alpha is
-``opacity exp(-0.5 k^2 (1 - (N.I)^2))``; back faces are transparent, so each instance is counted
-once, like a splat. (Exact for spheres; for ellipsoids the world normal stands in for the instance
-one.) It reads the instance attributes with Attribute nodes of type Instancer, which Material
+mixed with transparency by a Gaussian falloff across each instance, computed in instance space: the
+avatar's Gaussians are flat discs on the surface, so a point of the unit sphere at instance position
+p lies ``rho = |p - (p.a) a|`` semi-axes from the centre within the disc's plane (a = the thinnest
+axis), i.e. ``k rho`` standard deviations (k = Splat Scale), and its alpha is
+``opacity exp(-0.5 k^2 rho^2)``. Back faces are transparent, so each instance is counted once,
+like a splat. It reads the instance attributes with Attribute nodes of type Instancer, which Material
 Preview, EEVEE and Cycles all support; Splat Scale reaches it as an instance attribute too.
 Node group and material are shared by every Gaussian object and created once per file.
 """
@@ -29,8 +29,10 @@ MIN_ALPHA_SOCKET = "Min Opacity"
 COLOR_ATTRIBUTE = "omg_color"
 ALPHA_ATTRIBUTE = "omg_alpha"
 SIGMA_ATTRIBUTE = "omg_sigmas"  # the ellipsoid's semi-axes in standard deviations (Splat Scale)
+LOCAL_ATTRIBUTE = "omg_local"   # instance-space position on the unit sphere (per instanced vertex)
+THIN_ATTRIBUTE = "omg_thin"     # one-hot of the Gaussian's thinnest axis (per instance)
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
-_VERSION = 3  # bump when the node layout changes: older files get a fresh group
+_VERSION = 4  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -65,14 +67,22 @@ def splat_material(created: list | None = None) -> bpy.types.Material:
                 nt.links.new(v, node.inputs[i])
         return node.outputs[0]
 
-    dot = nt.nodes.new("ShaderNodeVectorMath")
-    dot.operation = "DOT_PRODUCT"
-    nt.links.new(geo.outputs["Normal"], dot.inputs[0])
-    nt.links.new(geo.outputs["Incoming"], dot.inputs[1])
-    c = dot.outputs["Value"]
-    rho2 = m("SUBTRACT", 1.0, m("MULTIPLY", c, c))                          # sin^2 t
+    local = nt.nodes.new("ShaderNodeAttribute")
+    local.attribute_type, local.attribute_name = "GEOMETRY", LOCAL_ATTRIBUTE
+    thin = nt.nodes.new("ShaderNodeAttribute")
+    thin.attribute_type, thin.attribute_name = "INSTANCER", THIN_ATTRIBUTE
+
+    def vdot(a, b):
+        node = nt.nodes.new("ShaderNodeVectorMath")
+        node.operation = "DOT_PRODUCT"
+        nt.links.new(a, node.inputs[0])
+        nt.links.new(b, node.inputs[1])
+        return node.outputs["Value"]
+
+    along = vdot(local.outputs["Vector"], thin.outputs["Vector"])           # along the thinnest axis
+    rho2 = m("SUBTRACT", vdot(local.outputs["Vector"], local.outputs["Vector"]), m("MULTIPLY", along, along))
     k2 = m("MULTIPLY", sig.outputs["Fac"], sig.outputs["Fac"])
-    falloff = m("EXPONENT", m("MULTIPLY", m("MULTIPLY", rho2, k2), -0.5))   # exp(-0.5 k^2 sin^2 t)
+    falloff = m("EXPONENT", m("MULTIPLY", m("MULTIPLY", rho2, k2), -0.5))   # exp(-0.5 k^2 rho^2)
     front = m("SUBTRACT", 1.0, geo.outputs["Backfacing"])
     fac = m("MULTIPLY", m("MULTIPLY", alpha.outputs["Fac"], falloff), front)
     # the colours are display (sRGB) values like the photo's; shading works in linear light
@@ -189,9 +199,15 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     ico.inputs["Radius"].default_value = 1.0
     ico.inputs["Subdivisions"].default_value = 1
     ico.location = (0, -200)
+    store_l = N.new("GeometryNodeStoreNamedAttribute")
+    store_l.data_type, store_l.domain = "FLOAT_VECTOR", "POINT"
+    store_l.inputs["Name"].default_value = LOCAL_ATTRIBUTE
+    store_l.location = (100, -300)
+    L.new(ico.outputs["Mesh"], store_l.inputs["Geometry"])
+    L.new(N.new("GeometryNodeInputPosition").outputs[0], store_l.inputs["Value"])
     smooth = N.new("GeometryNodeSetShadeSmooth")
     smooth.location = (200, -200)
-    L.new(ico.outputs["Mesh"], smooth.inputs["Geometry"])
+    L.new(store_l.outputs["Geometry"], smooth.inputs["Geometry"])
     setmat = N.new("GeometryNodeSetMaterial")
     setmat.inputs["Material"].default_value = splat_material(created)
     setmat.location = (400, -200)
@@ -205,7 +221,19 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
 
     inst = N.new("GeometryNodeInstanceOnPoints")
     inst.location = (600, 100)
-    L.new(store_a.outputs["Geometry"], store_s.inputs["Geometry"])
+    # one-hot of the thinnest axis: a = s0 is smallest, b = s1 (not a) is, c = the rest
+    ls = [attr(f"scale_{i}", -700 - 60 * i) for i in range(3)]
+    a0 = math("MULTIPLY", math("SUBTRACT", 1.0, math("LESS_THAN", ls[1], ls[0])),
+              math("SUBTRACT", 1.0, math("LESS_THAN", ls[2], ls[0])))
+    b0 = math("MULTIPLY", math("SUBTRACT", 1.0, a0), math("SUBTRACT", 1.0, math("LESS_THAN", ls[2], ls[1])))
+    c0 = math("SUBTRACT", math("SUBTRACT", 1.0, a0), b0)
+    store_t = N.new("GeometryNodeStoreNamedAttribute")
+    store_t.data_type, store_t.domain = "FLOAT_VECTOR", "POINT"
+    store_t.inputs["Name"].default_value = THIN_ATTRIBUTE
+    store_t.location = (500, 200)
+    L.new(store_a.outputs["Geometry"], store_t.inputs["Geometry"])
+    L.new(combine([a0, b0, c0], -700), store_t.inputs["Value"])
+    L.new(store_t.outputs["Geometry"], store_s.inputs["Geometry"])
     L.new(gin.outputs[SPLAT_SCALE_SOCKET], store_s.inputs["Value"])
     L.new(store_s.outputs["Geometry"], inst.inputs["Points"])
     L.new(visible.outputs[0], inst.inputs["Selection"])

@@ -1,12 +1,10 @@
 """3DGS point columns (+ the current pose) -> the arrays the splat shader draws. Pure numpy, no bpy.
 
 A drawn splat is its world-space centre, a 3x3 factor ``T`` of its world covariance (``cov = T T^T``),
-its colour and its opacity. At rest ``T = R(q) diag(exp(scale))``. Posed, the deformation's linear
-part at the point multiplies it: ``T = B R(q) diag(s)`` with ``B = sum_j w_j A_j`` the blended
-skinning matrices (linear blend skinning's Jacobian, the same blended rotation backend posing
-applies to the identity offsets in ``rotate_blended``) times the object's world matrix. Working with
-``T`` instead of a quaternion keeps the blend exact (no re-orthonormalisation) and handles object
-scale.
+its colour and its opacity. At rest ``T = R(q) diag(exp(scale))``. Posed, the point's blended
+skinning rotation turns it: ``T = B M R(q) diag(s)`` with ``B`` the rotation of the normalized
+weighted sum of its joints' quaternions (backend posing's definition, ``posing.blended_quats``) and
+``M`` the object's world matrix (so object scale is kept too).
 
 Colours are the degree-0 SH colour ``clip(0.5 + C0 f_dc, 0, 1)``: display (sRGB) values, exactly what
 the backend splatter composites and writes to PNG without a transfer function.
@@ -18,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend.rotations import quat_to_matrix
+from ..backend.rotations import matrix_to_quat, quat_to_matrix
 from ..backend.avatar.ply import gaussians_from_columns
 
 COLUMNS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
@@ -71,22 +69,25 @@ def rest_splats(columns: dict[str, np.ndarray]) -> RestSplats:
 
 
 def blended_matrices(weights: np.ndarray | None, skin: np.ndarray | None, world: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) or (1, 3, 3) float32 linear part of the deformation at every point.
+    """(N, 3, 3) or (1, 3, 3) float32: each point's blended skinning rotation times the object's
+    world matrix.
 
-    weights (N, J) skinning weights (rows need not sum to 1: Blender normalises them, so do we;
-    rows of zeros keep the object's rest), skin (J, 3, 3) the joints' linear skinning matrices in
-    world axes, world (3, 3) the object's world matrix. No skinning: the world matrix alone."""
+    weights (N, J) skinning weights (Blender normalises rows, so do we; rows of zeros keep the
+    object's rest), skin (J, 3, 3) the joints' skinning rotations in world axes, world (3, 3) the
+    object's world matrix. The blend is backend posing's one rotation definition
+    (backend.avatar.posing.blended_quats): the normalized weighted sum of the joints' quaternions.
+    No skinning: the world matrix alone."""
     world = np.asarray(world, np.float32)
     if weights is None or skin is None or weights.shape[1] == 0:
         return world[None]
-    w = np.asarray(weights, np.float32)
+    w = np.asarray(weights, np.float64)
     total = w.sum(1, keepdims=True)
     unweighted = total[:, 0] <= 0.0
-    w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-    J = skin.shape[0]
-    B = (w @ np.asarray(skin, np.float32).reshape(J, 9)).reshape(-1, 3, 3)
-    B[unweighted] = np.eye(3, dtype=np.float32)
-    return np.matmul(B, world)
+    qj = matrix_to_quat(np.asarray(skin, np.float64))                  # (J, 4), w >= 0
+    q = w @ qj
+    q[unweighted] = (1.0, 0.0, 0.0, 0.0)
+    B = quat_to_matrix(q)                                               # normalizes
+    return np.matmul(B, world.astype(np.float64)).astype(np.float32)
 
 
 def posed_splats(rest: RestSplats, means_world: np.ndarray, blend: np.ndarray) -> SplatData:

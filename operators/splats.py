@@ -78,7 +78,7 @@ class OMG_AVATAR_OT_render_splats(bpy.types.Operator):
         from ..backend.preview.output import FrameWriter
         from ..backend.preview.renderer import MIN_SIZE
         from ..omg_blender_addon.scene_write import lod_objects
-        from ..omg_blender_addon.keyframes import scene_fps
+        from ..omg_blender_addon.fcurves import scene_fps
         from ..omg_blender_addon.scene_read import find_rig
 
         scene = context.scene

@@ -101,13 +101,26 @@ def test_blended_skinning_matches_a_per_point_reference(mods) -> None:
     n, J = 300, 5
     w = rng.uniform(0, 1, (n, J)).astype(np.float32) * (rng.uniform(size=(n, J)) > 0.4)
     w[0] = 0.0  # a point no bone deforms keeps its rest orientation
-    skin = np.stack([quat_to_matrix(rng.normal(size=(1, 4)))[0] for _ in range(J)]).astype(np.float32)
+    qs = rng.normal(size=(J, 4))
+    qs[:, 0] = np.abs(qs[:, 0]) + 2.0  # joint rotations within 180 degrees of rest (w >= 0)
+    skin = quat_to_matrix(qs).astype(np.float32)
     world = quat_to_matrix(rng.normal(size=(1, 4)))[0] * 2.0
     B = data.blended_matrices(w, skin, world)
     for i in range(n):
-        tot = w[i].sum()
-        ref = (sum(w[i, j] / tot * skin[j] for j in range(J)) if tot > 0 else np.eye(3)) @ world
-        np.testing.assert_allclose(B[i], ref, rtol=1e-5, atol=1e-6)
+        if w[i].sum() > 0:  # the normalized weighted sum of the joints' unit quaternions
+            q = sum(w[i, j] * qs[j] / np.linalg.norm(qs[j]) for j in range(J))
+            ref = quat_to_matrix(q[None])[0] @ world
+        else:
+            ref = world
+        np.testing.assert_allclose(B[i], ref, rtol=1e-5, atol=1e-5)
+    # one joint: exactly its rotation; the backend's definition (posing.blended_quats) agrees
+    from backend.avatar.posing import blended_quats
+
+    A = np.tile(np.eye(4), (1, J, 1, 1))
+    A[0, :, :3, :3] = skin
+    wn = np.where(w.sum(1, keepdims=True) > 0, w, 1.0 / J)
+    np.testing.assert_allclose(data.blended_matrices(wn, skin, np.eye(3)),
+                               quat_to_matrix(blended_quats(wn, A)[0]), atol=1e-5)
     cols, _ = _columns(rng, n)
     rest = data.rest_splats(cols)
     means = rng.normal(size=(n, 3)).astype(np.float32)

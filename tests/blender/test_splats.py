@@ -3,7 +3,7 @@
 The astronaut avatar is put in the scene as "Holdout". Offscreen splat renders (GPUOffScreen on
 Mesa llvmpipe) are compared with the backend splatter's renders of the same avatar, pose and camera:
 the source camera, +/-30 degrees of yaw, and a frame with the jaw keyed open (which must change the
-mouth region). Also: two overlapping splats swap order when the view flips (on the GPU), Render
+mouth region); the backend poses like its previews (positions and rotations, TorchPoser). Also: two overlapping splats swap order when the view flips (on the GPU), Render
 Splats writes watermarked frames, every operator that takes an avatar accepts its build name and
 names unknown ones clearly, and the draw handler goes away when the display is turned off and when
 the add-on is disabled.
@@ -63,7 +63,7 @@ for tag, cam in CAMERAS.items():
 jaw = rig.pose.bones["jaw"]
 jaw.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
 jaw.keyframe_insert("rotation_quaternion", frame=1)
-jaw.rotation_quaternion = tuple(axes.axis_angle_to_quat(np.array([JAW, 0.0, 0.0])))
+jaw.rotation_quaternion = tuple(mod("backend.rotations").axis_angle_to_quat(np.array([JAW, 0.0, 0.0])))
 jaw.keyframe_insert("rotation_quaternion", frame=5)
 scene.frame_set(5)
 np.save(OUT + "/splat_jaw.npy", render(CAMERAS["source"]))
@@ -164,7 +164,9 @@ def _u8(rgb: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def child(addon_zip, tmp_path_factory):
-    from backend.avatar.posing import pose
+    import torch
+
+    from backend.avatar.pose_torch import TorchPoser
     from backend.head.params import HeadParams
     from backend.render.splat import splat
 
@@ -183,21 +185,22 @@ def child(addon_zip, tmp_path_factory):
     res = run_isolated(head + SCRIPT + "\nemit()\n", tmp, timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
     print(f"\nBlender child: {time.perf_counter() - t0:.0f} s")
-    # the backend's renders of the same avatar, poses and cameras
+    # the backend's renders of the same avatar, poses and cameras, posed like its previews
+    # (TorchPoser: positions and Gaussian rotations)
     rest = avatar.rest_set(0)
+    poser = TorchPoser(avatar, model, 0)
     zero = HeadParams.zeros(model)
-    zero.shape = avatar.params.shape
     posed = HeadParams.zeros(model)
-    posed.shape = avatar.params.shape
     posed.pose[0, 2, 0] = JAW
-    refs = {}
-    for tag, cam in cams.items():
-        refs[tag] = pose(avatar, model, zero, 0)[0], cam
-    refs["jaw"] = pose(avatar, model, posed, 0)[0], src
+    refs = {tag: (zero, cam) for tag, cam in cams.items()}
+    refs["jaw"] = (posed, src)
     white = np.ones(3, np.float32)
     images = {}
-    for tag, (means, cam) in refs.items():
-        r = splat(means, rest.quats, rest.scales, rest.opacities, rest.colors, cam, background=white, backend="cpu")
+    for tag, (params, cam) in refs.items():
+        with torch.no_grad():
+            p = poser.pose_params(params)
+            r = splat(p.means[0], p.quats[0], rest.scales, rest.opacities, rest.colors, cam, background=white,
+                      backend="cpu")
         images[tag] = r.image[0].permute(1, 2, 0).numpy()
     return res.result, tmp, images
 
