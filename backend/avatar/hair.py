@@ -54,7 +54,7 @@ class HairOptions:
     min_thickness_m: float = 0.012  # thinnest hair shell over the skull
     round_ratio: float = 0.9        # depth / width of hair cross-sections above the skull
     back_ratio: float = 0.7         # hair thickness behind the skull / beside it (hair lies flatter there)
-    shell_voxels: int = 2           # shell thickness kept as Gaussians (hidden interior dropped)
+    shell_voxels: int = 1           # shell thickness kept as Gaussians (hidden interior dropped)
     face_plane_m: float = 0.0       # rest z of the ears' plane: no hull in front of it over the head
     fine_step_px: float = 2.0       # fine visible layer: pixel grid step
     on_body_m: float = 0.012        # hair lying on the torso sits this far in front of it

@@ -5,18 +5,19 @@ model. The heuristic, in the 512 crop:
 
 1. ``person`` = portrait mask >= 0.5; ``head`` = the fitted head mesh's source-view coverage, grown
    by the face-landmark hull (face pixels are never hair or body).
-2. Above the chin row (lowest face landmark) every person pixel that is not head is hair: nothing
-   but hair, ears and hats sits beside and above a face in a portrait.
-3. Below the chin, hair and body (neck, clothes) overlap in position, so colour decides: a Gaussian
-   colour model of the sure hair (step 2, above the brows) against k-means clusters of the sure body
-   (person pixels in the bottom band of the image outside the head column; clusters that look like
-   the hair are dropped, since long hair reaches the bottom band too). A pixel is hair when its
-   Mahalanobis distance to the hair model is the smaller one and it is connected to the hair above
-   the chin (strands hang down from the head; a dark suit under short hair is not reached).
+2. Above the brows every person pixel that is not head is sure hair (nothing else sits above a
+   face in a portrait); without any, the portrait has no hair part.
+3. Elsewhere (beside the face, below the chin) hair, ears, neck and clothes overlap in position, so
+   colour decides: a Gaussian colour model of the sure hair against the face's skin colour and
+   k-means clusters of the sure body (person pixels in the image's bottom band outside the head
+   column, and on the chest below the chin). A cluster that looks like the hair is dropped unless
+   it covers the chest: long hair reaches the bottom band too, clothes cover the chest. A pixel is
+   hair when its Mahalanobis distance to the hair model is the smallest and it is connected to the
+   sure hair (strands hang from the head; a dark suit under short hair is not reached).
 4. ``side`` = the other person pixels beside the head above the chin (ears, hats); ``body`` = the
-   remaining person pixels below the chin; ``hair_texture`` = hair plus the
-   hair-coloured pixels inside the head mesh above the brows (hair seen over the scalp): the source
-   of colour for the unseen hair.
+   rest below the chin; ``hair_texture`` = typical hair-coloured pixels of the hair and of the head
+   mesh above the brows (hair seen over the scalp), confidently inside the mask: the source of
+   colour for the unseen hair.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     column = (cols > lm[:, 0].min() - opts.column_margin * fw) & (cols < lm[:, 0].max() + opts.column_margin * fw)
     face = hull_mask(landmarks, H, W)
     sure_hair = above & (rows < brow_row)
-    hair = above & column
+    hair = np.zeros_like(above)          # no hair above the brows: a bald head or a tight crop
     hair_texture = hair.copy()
     if sure_hair.sum() >= opts.min_hair_px:
         mu_h, icov_h = _color_model(photo[sure_hair])

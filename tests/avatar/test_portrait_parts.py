@@ -315,3 +315,19 @@ def test_learned_avatar_keeps_hair_and_body_with_features(astro):
     hair = av.part("hair").gaussians
     np.testing.assert_array_equal(hair.features[:, :3], hair.colors)
     assert not hair.features[:, 3:].any()
+
+
+def test_a_portrait_without_hair_gets_no_hair_part(astro):
+    """The hair cut out of the portrait mask (a bald head, a tight crop): no hair Gaussians float
+    round the head, and the torso is still built."""
+    from backend.avatar.portrait import portrait_parts
+
+    d = astro
+    mask = d["mask"].copy()
+    mask[d["pp"].regions.hair] = 0.0
+    pp = portrait_parts(d["model"], d["fit"].params, d["fit"].camera, d["photo"], mask, d["obs"].landmarks)
+    names = [n for n, _, _ in pp.parts]
+    assert "body" in names
+    before = len(dict((n, g) for n, g, _ in d["pp"].parts)["hair"])
+    after = sum(len(g) for n, g, _ in pp.parts if n == "hair")
+    assert after < 0.05 * before
