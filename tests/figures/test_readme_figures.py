@@ -35,8 +35,9 @@ def measured_section(readme: str) -> str:
 
 
 def items(section: str) -> list[str]:
-    """The section split at its bold item titles ('**Build** ...'); the intro is the first item."""
-    return re.split(r"\n(?=\*\*)", section)
+    """The section split at paragraphs that open with a bold title ('**Build** ...'); the intro is
+    the first item. A table or a picture belongs to the item above it."""
+    return re.split(r"\n\n(?=\*\*)", section)
 
 
 def test_numbers_in_the_split_helpers() -> None:
