@@ -32,6 +32,7 @@ from .imageops import to_float
 from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices
 from .refine import RefineOptions, refine
 from .sample_portrait import SAMPLE_NAME, sample_photo
+from .synthesis import FACE_OVAL
 from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
                        vertex_regions)
 from .portrait import PortraitOptions, portrait_parts
@@ -148,6 +149,7 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     lods = model_lods(model, work)
     rest0 = shaped_vertices(model, params.shape)
     verts_src, _, _ = lbs_numpy(model, params)
+    face_oval = model.landmarks.points(rest0, model.faces)[list(FACE_OVAL)]
     out: dict[int, GaussianSet] = {}
     coarse: np.ndarray | None = None
     for l in work:
@@ -161,7 +163,7 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
         mouth = mouth_interior(model, rest, stretch)
         sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
                            vertex_regions(model, U), mirror_indices(rest, spacing), mouth, opts.sampling,
-                           x0=x0)
+                           x0=x0, rest=rest, face_oval=face_oval)
         if l == 0:
             coarse = sc.colors
         if l in levels:
@@ -343,7 +345,7 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
             progress.report(base + 0.45 / len(levels) * frac, f"refining LOD {l} (step {step})")
 
         ropts = RefineOptions(seconds=budget, max_steps=opts.refine_steps, backend=opts.render_backend)
-        res = refine(gs, movable, photo, weights, avatar.camera, ropts, on_step)
+        res = refine(gs, movable, photo, weights, avatar.camera, ropts, on_step, portrait=mask)
         head = avatar.lods[l]
         head.colors = res.colors[:n_head].astype(np.float32)
         head.opacities = res.opacities[:n_head].astype(np.float32)

@@ -15,18 +15,22 @@ the photo's colour, and the "global feature" for occluded vertices is built from
 5. every remaining vertex is filled by harmonic diffusion over the mesh graph (sparse Laplacian
    solve with the known vertices as Dirichlet data). Edges between the eyeballs and the skin are
    cut, so eyes and face never bleed into each other; a tiny screening term pulls vertices of a
-   region without any data towards that region's fallback colour.
+   region without any data towards that region's fallback colour;
+6. the unseen skin/hair vertices (back, sides, behind the ears) then get texture synthesized from
+   the observed ones (synthesis.py: patch-based quilting on an unwrapped head map), with the
+   diffusion colour as the low-frequency base at the visibility boundary (blended seams).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from .imageops import bilinear, blur
+from .synthesis import SynthesisOptions, synthesize_unseen
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel
@@ -48,17 +52,20 @@ class SamplingOptions:
     screening: float = 1e-4           # pull towards the region fallback (keeps the solve SPD)
     mouth_observed_weight: float = 0.3  # soft-data weight of photo colours in the mouth band
     mouth_weight: float = 0.3           # soft-data weight of the mouth colour where unobserved
+    synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
 
 
 @dataclass
 class SampledColors:
-    """colors (V_l, 3) float32; observed/mirrored/interior/diffused: (V_l,) bool provenance."""
+    """colors (V_l, 3) float32; observed/mirrored/interior/diffused/synthesized: (V_l,) bool
+    provenance (synthesized vertices are a subset of the diffused ones: texture over the fill)."""
 
     colors: np.ndarray
     observed: np.ndarray
     mirrored: np.ndarray
     interior: np.ndarray
     diffused: np.ndarray
+    synthesized: np.ndarray | None = None
 
 
 def vertex_regions(model: "HeadModel", upsample: sp.spmatrix) -> np.ndarray:
@@ -205,13 +212,16 @@ def _pcg(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray, iters: int, rtol: float
 def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, photo: np.ndarray,
                   portrait_mask: np.ndarray, camera: "Camera", edges: np.ndarray, spacing: np.ndarray,
                   regions: np.ndarray, mirror: np.ndarray, interior: np.ndarray,
-                  opts: SamplingOptions | None = None, x0: np.ndarray | None = None) -> SampledColors:
+                  opts: SamplingOptions | None = None, x0: np.ndarray | None = None,
+                  rest: np.ndarray | None = None, face_oval: np.ndarray | None = None) -> SampledColors:
     """Per-vertex colours of one LOD.
 
     verts (V_l, 3) world at the source pose, faces (F_l, 3), normals (V_l, 3) at the source pose,
     photo (H, W, 3) float32 [0, 1] and portrait_mask (H, W) at the camera's resolution, edges
     (E, 2), spacing (V_l,) mean edge length (m), regions/mirror/interior from the helpers above,
     x0 (V_l, 3) optional initial guess for the diffusion (a coarser LOD's colours upsampled).
+    rest (V_l, 3) head-frame rest vertices and face_oval (K, 3) rest-frame face-oval landmarks:
+    with ``rest``, the unseen skin/hair vertices get synthesized texture (synthesis.py).
     """
     from ..render.depth import vertex_visibility
 
@@ -264,5 +274,10 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     screen[inner] = np.where(observed[inner], opts.mouth_observed_weight, opts.mouth_weight)
     same = regions[edges[:, 0]] == regions[edges[:, 1]]  # cut eye <-> skin edges
     L = graph_laplacian(edges, V, same)
-    filled = diffuse(colors, known, L, fallback, screen, x0=x0)
-    return SampledColors(np.clip(filled, 0.0, 1.0), observed, mirrored, inner, ~known)
+    filled = np.clip(diffuse(colors, known, L, fallback, screen, x0=x0), 0.0, 1.0)
+    synthesized = np.zeros(V, bool)
+    if rest is not None and opts.synthesis.enabled:
+        synthesized = ~known & (regions == REGION_SKIN) & ~inner
+        filled = synthesize_unseen(rest, colors, filled, known & (regions == REGION_SKIN), synthesized,
+                                   face_oval, float(np.median(spacing)), opts.synthesis)
+    return SampledColors(filled, observed, mirrored, inner, ~known, synthesized)
