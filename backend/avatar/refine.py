@@ -2,7 +2,11 @@
 
 Starting from the analytic avatar at the source pose, Adam adjusts per-Gaussian colours, opacities
 (as logits) and small head position offsets (L2-penalised, clamped to ``max_offset_m``) so that the
-render at the source camera matches the photo inside the portrait mask. Stops at ``max_steps`` or
+render at the source camera matches the photo inside the portrait mask, and (``alpha_weight``)
+its alpha matches the portrait mask over the whole image: every Gaussian (head and parts: hair,
+body, mouth, eyes) is refined against the whole portrait, not the face. Gaussians the source view
+does not cover (the synthesized back and sides) get no step (coverage-scaled updates), so the
+refinement never undoes the synthesized texture. Stops at ``max_steps`` or
 when ``seconds`` of wall time are used, whichever comes first. Only appearance and a tiny geometry
 nudge change: scales and rotations stay those of the mesh so novel views keep their coverage.
 """
@@ -32,6 +36,7 @@ class RefineOptions:
     max_offset_m: float = 0.003    # offsets are clamped to +/- this per axis
     offset_weight: float = 1e3     # L2 penalty on offsets (per m^2, mean over Gaussians)
     ssim_weight: float = 0.2       # loss = (1 - w) L1 + w (1 - SSIM) over the mask
+    alpha_weight: float = 0.2      # + this * mean |render alpha - portrait mask| over the image
     full_trust_px: float = 4.0     # a Gaussian covering this many source pixels (sum of alpha*T) moves freely
     backend: str = "auto"
 
@@ -76,12 +81,13 @@ def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") ->
 
 
 def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
-           opts: RefineOptions | None = None, on_step: Callable[[int, float], None] | None = None
-           ) -> RefineResult:
+           opts: RefineOptions | None = None, on_step: Callable[[int, float], None] | None = None,
+           portrait: np.ndarray | None = None) -> RefineResult:
     """Optimise ``gs`` (world frame, source pose) against ``photo``.
 
     movable (N,) bool: Gaussians allowed to move (the head; shoulders stay on their plane).
     photo (H, W, 3) float32 [0, 1], mask (H, W) float32 loss weights (portrait mask).
+    portrait (H, W) float32 [0, 1]: the alpha target (default ``mask``).
     on_step(step, fraction_of_budget) is called after every step (progress / cancellation).
     """
     from ..render.splat import splat
@@ -91,6 +97,7 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
     target = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]  # (1, 3, H, W)
     w = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]           # (1, 1, H, W)
     wsum = w.sum().clamp(min=1.0) * 3
+    a_target = torch.from_numpy(np.ascontiguousarray(mask if portrait is None else portrait, np.float32))[None]
     means0 = torch.from_numpy(gs.means)
     quats, scales = torch.from_numpy(gs.quats), torch.from_numpy(gs.scales)
     colors = torch.from_numpy(gs.colors.copy()).requires_grad_(True)
@@ -125,6 +132,9 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
         loss = (1 - opts.ssim_weight) * l1
         if opts.ssim_weight > 0:
             loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, target)) * w).sum() / wsum
+        if opts.alpha_weight > 0:
+            alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha
+            loss = loss + opts.alpha_weight * (alpha - a_target).abs().mean()
         loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
         stages["loss"] += clock() - tp
         tp = clock()
