@@ -2,7 +2,7 @@
 on the splatter's device from parameters to splatter input (no host round trip per frame).
 
 The same maths as the numpy reference twin (``posing.pose`` for positions,
-``posing.pose_quats_reference`` for rotations):
+``pose_reference.pose_quats_reference`` for rotations):
 
 - head, LOD l: LBS of the LOD-0 mesh (``head.lbs``) -> midpoint upsampling to LOD l (one sparse
   product, ``head.lod.LOD.pose``) -> plus the identity offsets rotated by the point's blended
