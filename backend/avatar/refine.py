@@ -39,6 +39,10 @@ class RefineOptions:
     alpha_weight: float = 0.2      # + this * mean |render alpha - portrait mask| over the image
     full_trust_px: float = 4.0     # a Gaussian covering this many source pixels (sum of alpha*T) moves freely
     backend: str = "auto"
+    # torch's intra-op threads while refining on the CPU (None: leave as is). One: the splatter's
+    # numba kernels already use every core, and with two threads torch's OpenMP barriers made a
+    # step 2-3x slower once other work shared the 2 cores (docs/figures/loop.md).
+    cpu_torch_threads: int | None = 1
 
 
 @dataclass
@@ -81,6 +85,25 @@ def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") ->
 
 
 def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
+           opts: "RefineOptions | None" = None, on_step: Callable[[int, float], None] | None = None,
+           portrait: np.ndarray | None = None) -> RefineResult:
+    """Optimise ``gs`` (world frame, source pose) against ``photo``; see :func:`_refine`. On the
+    CPU, torch runs with ``opts.cpu_torch_threads`` intra-op threads meanwhile."""
+    from ..render.splat import select_backend
+
+    opts = opts or RefineOptions()
+    threads = opts.cpu_torch_threads if select_backend(opts.backend) == "cpu" else None
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _refine(gs, movable, photo, mask, camera, opts, on_step, portrait)
+    finally:
+        if threads:
+            torch.set_num_threads(before)
+
+
+def _refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
            opts: RefineOptions | None = None, on_step: Callable[[int, float], None] | None = None,
            portrait: np.ndarray | None = None) -> RefineResult:
     """Optimise ``gs`` (world frame, source pose) against ``photo``.

@@ -47,12 +47,12 @@ def run(args: argparse.Namespace) -> int:
         movable[: len(avatar.lods[l])] = True
         _, alpha = render_source(avatar, model, l, backend=args.backend)
         weights = mask * (alpha > 0.05)
-        refine(gs, movable, photo, weights, avatar.camera, RefineOptions(seconds=1e9, max_steps=1,
-                                                                          backend=args.backend))  # warm-up
+        refine(gs, movable, photo, weights, avatar.camera,
+               RefineOptions(seconds=1e9, max_steps=1, backend=args.backend), portrait=mask)  # warm-up
         la = load_average()
         c0 = time.process_time()
         res = refine(gs, movable, photo, weights, avatar.camera,
-                     RefineOptions(seconds=1e9, max_steps=args.steps, backend=args.backend))
+                     RefineOptions(seconds=1e9, max_steps=args.steps, backend=args.backend), portrait=mask)
         cpu = time.process_time() - c0
         rows.append({"lod": l, "gaussians": len(gs), "steps": res.steps, "seconds": res.seconds,
                      "steps_per_s": res.steps / res.seconds, "cpu_seconds": cpu,
