@@ -118,6 +118,8 @@ def read_ply(path: str | Path) -> GaussianSet:
             raise InputError(path, f"not a 3DGS PLY: missing vertex properties {', '.join(missing)}")
 
     need("x", "y", "z", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
+    if names & {"f_dc_0", "f_dc_1", "f_dc_2"}:  # colour columns come as a triple or not at all
+        need("f_dc_0", "f_dc_1", "f_dc_2")
     n = len(data)
     means = np.stack([col("x"), col("y"), col("z")], axis=1)
     colors = None
