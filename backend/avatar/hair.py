@@ -11,8 +11,9 @@ neck joint's frame, so the hull moves with the head):
   beside the head; in front of the centre the hull reaches the temples' depth plus that thickness (left/right symmetry carried
   round the back), and never thinner than ``min_thickness_m`` (no bald shell). Above the skull (tall
   hair, buns) the cross-section is ``round_ratio`` as deep as it is wide.
-- Rows with hair: from the top of the hair down to the lowest hair row of the central run; below the
-  chin only the half behind the neck is kept (long hair hangs down the back).
+- Rows with hair: from the top of the hair down to the lowest hair row of the central run, and at
+  least to the nape (mouth level) behind the ears: short sides still have hair at the back; below
+  the chin only the half behind the neck is kept (long hair hangs down the back).
 - Carving: thin fins along the source rays are opened away; nothing in front of the face (voxels projecting into the head mesh in front of its depth
   buffer, or in front of the ears' plane), so the face is never covered.
 Gaussians: the hull's outer shell (``shell_voxels`` thick) at voxel spacing, plus a fine layer on the
@@ -198,6 +199,10 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     # rows with hair: from the top of the hair to the lowest hair row of the central run
     rows_on = np.zeros(len(ys), bool)
     lo_row, hi_row = np.flatnonzero(run_hair).min(), np.flatnonzero(run_hair).max()
+    # hair behind the head reaches down to the nape even where the sides are cut short
+    if np.isfinite(regions.nape_row):
+        nape_y = _chin_height(regions.nape_row, Cinv, camera, zh)
+        lo_row = min(lo_row, int(np.clip(np.searchsorted(ys, nape_y), 0, lo_row)))
     rows_on[lo_row:hi_row + 1] = on[lo_row:hi_row + 1]
     half_w = np.where(rows_on, 0.5 * (right - left + 1) * vox, 0.0)
     mid_x = np.where(rows_on, x0 + 0.5 * (left + right) * vox, head_cx)

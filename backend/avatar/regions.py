@@ -30,6 +30,7 @@ from ..image_metrics import hull_mask
 
 # mediapipe face-mesh landmarks
 CHIN = 152
+NOSE_TIP = 1
 BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
 
 
@@ -54,7 +55,7 @@ class PortraitRegions:
     """(H, W) bool masks of the 512 crop, plus the rows that split them (pixels, down = +).
 
     person: portrait mask; head: head mesh + face hull; hair / body: disjoint, outside ``head``;
-    hair_texture: hair plus hair seen over the scalp; side: the rest beside the head above the chin
+    nape_row: where hair behind the head ends (halfway from the nose tip to the chin); side: the rest beside the head above the chin
     (ears, hats: head-attached, coloured from the photo); chin_row, brow_row: landmark rows."""
 
     person: np.ndarray
@@ -65,6 +66,7 @@ class PortraitRegions:
     side: np.ndarray
     chin_row: float
     brow_row: float
+    nape_row: float = float("nan")
 
 
 def _color_model(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +110,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     lm = np.asarray(landmarks, np.float64)[:, :2]
     chin_row = float(lm[CHIN, 1])
     brow_row = float(lm[list(BROWS), 1].min())
+    nape_row = 0.5 * (float(lm[NOSE_TIP, 1]) + chin_row)   # the hairline at the back: about mouth level
     rows = np.arange(H)[:, None] + 0.5
     cols = np.arange(W)[None, :] + 0.5
     free = person & ~head
@@ -170,4 +173,4 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
             hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
     side = above & ~hair
     body = free & ~hair & ~side
-    return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row)
+    return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row)
