@@ -70,11 +70,15 @@ def test_fit_only_grows_and_keeps_a_fitting_crop():
 
 def test_astronaut_crop_holds_head_and_shoulders(analyzer, astronaut):
     """The real photo: the whole head-and-hair region inside, the shoulders in the picture."""
-    from backend.eval.metrics.masks import default_segmenter
+    from backend.eval.metrics.masks import PortraitSegmenter
     from backend.eval.protocols.reconstruction import photo_crop_coverage
 
     obs = analyzer.analyze(astronaut)
-    assert photo_crop_coverage(obs, default_segmenter()) >= 0.98
+    segmenter = PortraitSegmenter()
+    try:
+        assert photo_crop_coverage(obs, segmenter) >= 0.98
+    finally:
+        segmenter.close()
     # head-and-shoulders: the chin sits in the upper ~2/3 of the crop, below it the body
     chin = obs.landmarks[:, 1].max()
     assert 0.45 * 512 < chin < 0.78 * 512
