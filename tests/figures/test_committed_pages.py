@@ -42,3 +42,14 @@ def test_every_committed_record_is_valid_and_quoted_by_a_page() -> None:
         rec = read_record(path)  # raises, naming the file, when it is not a record
         assert rec.command != "unknown", f"{path.name}: a record needs the command that produced it"
         assert path.stem in used, f"{path.name} is quoted by no page template (docs/**/*.md.in)"
+
+
+def test_every_figure_page_is_generated() -> None:
+    """No hand-typed figure page: each .md under docs/figures and docs/report has its template
+    (docs/figures/README.md, the how-to, quotes no figures)."""
+    from backend.figures.pages import PAGE_ROOTS
+
+    generated = {p.output for p in find_pages(ROOT)}
+    pages = {p.relative_to(ROOT) for base in PAGE_ROOTS for p in (ROOT / base).rglob("*.md")}
+    hand = sorted(str(p) for p in pages - generated - {Path("docs/figures/README.md")})
+    assert not hand, f"pages without a template (X.md.in) and records: {hand}"
