@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "bench",
     "eval": "eval",
     "figures": "figures",
+    "import-capture": "import_capture",
+    "export-capture": "export_capture",
 }
 
 

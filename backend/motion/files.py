@@ -36,7 +36,8 @@ class Motion:
 
 def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
     """Read a track file (format "omg-track") or a HeadParams file ("omg-head-params"), opening
-    it once; ``fps`` is used for the latter, which stores no frame rate. InputError names the file."""
+    it once; ``fps`` is used for the latter unless it stores its own (an imported capture take).
+    InputError names the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "motion file not found (expected a track .npz)")
@@ -61,7 +62,10 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
                               np.asarray(track.confidence, np.float32), list(track.expr_names) or None)
             if kind == "omg-head-params" or {"shape", "expr", "pose", "transl"} <= keys:
                 params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
-                return Motion(params, float(fps), path.name, None, np.ones(params.n_frames, np.float32))
+                # a take (python -m backend import-capture) also stores its rate, source and names
+                names = meta.get("expr_names") or None
+                return Motion(params, float(meta.get("fps", fps)), str(meta.get("source") or path.name), None,
+                              np.ones(params.n_frames, np.float32), list(names) if names else None)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - zip/json/key/shape problems: not an npz we understand
