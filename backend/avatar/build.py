@@ -5,12 +5,13 @@ Stages (timed in ``BuildResult.seconds``):
   detect      face detection, 512 crop, landmarks, portrait mask (backend.face)
   fit         head-model fit to the landmarks -> HeadParams + source camera (backend.face)
   sampling    per LOD: subdivided rest mesh, Gaussian attributes from geometry, HPFS + OAFF colours
-  parts       hair volume and torso shell from the portrait mask (avatar.portrait)
+  parts       hair volume and torso shell from the portrait mask (avatar.portrait), the mouth
+              interior (mouth.py) and the eyeballs (eyes.py), coloured from the photo
   metrics     source-view face PSNR/SSIM per LOD (before and after refinement)
   refine      optional photometric refinement with the differentiable splatter
 The learned path (issue 7) replaces sampling by a reconstructor the caller passes in
 (``backend.model.reconstruct_avatar``; the model package sits above this one and is never imported here)
-and keeps the same hair volume and torso parts.
+and keeps the same hair volume, torso, mouth and eye parts.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from .synthesis import FACE_OVAL
 from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
                        vertex_regions)
 from .portrait import PortraitOptions, portrait_parts
+from .eyes import EyeOptions, expression_stretch, eyelid_vertices
+from .interior import interior_parts
+from .mouth import MouthOptions
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel
@@ -63,6 +67,8 @@ class BuildOptions:
     attributes: AttributeOptions = field(default_factory=AttributeOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     portrait: PortraitOptions = field(default_factory=PortraitOptions)   # hair volume and torso
+    mouth: MouthOptions = field(default_factory=MouthOptions)
+    eyes: EyeOptions = field(default_factory=EyeOptions)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,14 +167,34 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
         x0 = None if coarse is None else np.asarray(U @ coarse, np.float32)
         stretch = jaw_stretch(model, rest, U, edges)
         mouth = mouth_interior(model, rest, stretch)
+        lids, lid_ref, around_eyes = eyelid_vertices(model, rest, U, opts.eyes) if opts.eyes.enabled else (None,) * 3
         sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
                            vertex_regions(model, U), mirror_indices(rest, spacing), mouth, opts.sampling,
-                           x0=x0, rest=rest, face_oval=face_oval)
+                           x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref)
         if l == 0:
             coarse = sc.colors
         if l in levels:
-            quats, scales, opac, _ = geometry_attributes(
-                rest, F, opts.attributes, spacing, capped_stretch(stretch, mouth, opts.attributes))
+            if opts.mouth.enabled:
+                # the mouth parts fill the opening: the band between the lips turns transparent and
+                # the lips grow only with their own edges' stretch (not the band's), so an opened
+                # jaw shows teeth and cavity instead of lip colour smeared across the gap
+                lip_edges = edges[~(mouth[edges[:, 0]] | mouth[edges[:, 1]])]
+                grow = capped_stretch(jaw_stretch(model, rest, U, lip_edges), np.zeros_like(mouth),
+                                      opts.attributes)
+            else:
+                grow = capped_stretch(stretch, mouth, opts.attributes)
+            quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)
+            if opts.mouth.enabled:
+                opac[mouth] = 0.0
+            if lids is not None and around_eyes.any():
+                # a blink pulls the upper lid's rows apart over the eye: grown by that stretch they
+                # close without gaps (the eyeball's iris must not show between them); the lid
+                # Gaussians hidden behind the eyeball at rest grow further, for free
+                sel = np.flatnonzero(around_eyes)
+                k = np.clip(expression_stretch(model, rest, U, edges)[sel], 1.0, opts.eyes.max_lid_stretch)
+                scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
+                scales[lids, :2] *= opts.eyes.lid_grow
+                opac[lids] = 1.0
             out[l] = GaussianSet(rest, quats, scales, opac, sc.colors)
     return out
 
@@ -176,9 +202,11 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
 def analytic_parts(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
                    landmarks: np.ndarray, opts: BuildOptions) -> list[SkinnedPart]:
     """The portrait beyond the face as skinned parts at rest: "body" (the torso shell) and "hair"
-    (the hair volume), built at the source pose (avatar.portrait)."""
+    (the hair volume), built at the source pose (avatar.portrait), then the parts inside the head:
+    the mouth interior and the eyeballs (avatar.interior)."""
     pp = portrait_parts(model, params, camera, photo, mask, landmarks, opts.portrait)
-    return [SkinnedPart(name, g, w) for name, g, w in pp.parts]
+    inner = interior_parts(model, params, camera, photo, np.asarray(landmarks, np.float32), opts.mouth, opts.eyes)
+    return [SkinnedPart(name, g, w) for name, g, w in pp.parts] + inner
 
 
 def with_portrait_parts(avatar: GaussianAvatar, parts: list[SkinnedPart]) -> GaussianAvatar:
@@ -266,14 +294,14 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
             progress.report(0.2, "running the learned network")
             avatar = _learned_avatar(reconstruct, model, obs, fit, levels, opts, progress)
         with progress.stage("parts"):
-            progress.report(0.4, "building hair volume and body")
+            progress.report(0.4, "building hair, body, mouth and eyes")
             with_portrait_parts(avatar, analytic_parts(model, params, camera, photo512, mask, obs.landmarks, opts))
     else:
         with progress.stage("sampling"):
             progress.report(0.2, "sampling colours per LOD")
             heads = analytic_head(model, params, camera, photo512, mask, levels, opts)
         with progress.stage("parts"):
-            progress.report(0.4, "building hair volume and body")
+            progress.report(0.4, "building hair, body, mouth and eyes")
             parts = analytic_parts(model, params, camera, photo512, mask, obs.landmarks, opts)
         avatar = GaussianAvatar(
             head_model_name=model.name,

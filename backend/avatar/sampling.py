@@ -213,7 +213,8 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
                   portrait_mask: np.ndarray, camera: "Camera", edges: np.ndarray, spacing: np.ndarray,
                   regions: np.ndarray, mirror: np.ndarray, interior: np.ndarray,
                   opts: SamplingOptions | None = None, x0: np.ndarray | None = None,
-                  rest: np.ndarray | None = None, face_oval: np.ndarray | None = None) -> SampledColors:
+                  rest: np.ndarray | None = None, face_oval: np.ndarray | None = None,
+                  lids: np.ndarray | None = None, lid_ref: np.ndarray | None = None) -> SampledColors:
     """Per-vertex colours of one LOD.
 
     verts (V_l, 3) world at the source pose, faces (F_l, 3), normals (V_l, 3) at the source pose,
@@ -222,6 +223,9 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     x0 (V_l, 3) optional initial guess for the diffusion (a coarser LOD's colours upsampled).
     rest (V_l, 3) head-frame rest vertices and face_oval (K, 3) rest-frame face-oval landmarks:
     with ``rest``, the unseen skin/hair vertices get synthesized texture (synthesis.py).
+    lids / lid_ref (V_l,) bool (eyes.eyelid_vertices): lid vertices the photo cannot see at rest
+    but a blink shows are pinned to the median observed colour of the lid_ref skin above the eyes
+    (never the iris or lash colours diffusion would carry in).
     """
     from ..render.depth import vertex_visibility
 
@@ -255,6 +259,16 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
         colors[ok] = colors[mirror[ok]]
         mirrored = ok
         known |= ok
+
+    if lids is not None and lids.any():
+        ref = observed & lid_ref & (regions == REGION_SKIN) if lid_ref is not None else np.zeros(V, bool)
+        skin = observed & (regions == REGION_SKIN)
+        lid_color = np.median(colors[ref], 0) if ref.sum() >= 3 else (
+            np.median(colors[skin], 0) if skin.any() else np.array([0.6, 0.45, 0.4]))
+        colors[lids] = lid_color
+        observed &= ~lids
+        mirrored &= ~lids
+        known |= lids
 
     # mouth band: no hard data. Soft data instead (screened diffusion): the photo where observed,
     # the mouth colour elsewhere, so the fold's alternating seen/unseen rows blend into a smooth

@@ -282,3 +282,126 @@ def test_learned_method_flags_fail_fast_and_clearly(tmp_path, capsys):
     missing = tmp_path / "omg.pt"
     assert main(["build", "-o", str(tmp_path), "--checkpoint", str(missing), "--no-progress"]) == 1
     assert "omg.pt: --checkpoint file not found" in capsys.readouterr().err
+
+
+# -- mouth interior and eyes (issue 14) ----------------------------------------------------------
+MOUTH_INTERIOR_MIN = 0.8   # share of inner-lip-hull pixels that are cavity-dark or tooth-white, jaw open
+LIP_LIKE_MAX = 0.1         # share of those pixels within 0.1 (RGB distance) of the lip colour
+BLINK_SKIN_MAX = 0.2       # mean RGB distance of closed-lid pixels to the photo's upper-lid skin
+                           # (measured 0.157 on the astronaut: the squashed lash line darkens the seam)
+
+
+def _posed_landmarks(model, params) -> np.ndarray:
+    from backend.avatar.posing import lbs_numpy
+
+    return model.landmarks.points(lbs_numpy(model, params)[0][0], model.faces)
+
+
+def _polygon_pixels(poly: np.ndarray, shrink: float, size: int = 512) -> np.ndarray:
+    """(H, W) bool: pixel centres inside ``poly`` (K, 2) shrunk towards its centre."""
+    from skimage.measure import points_in_poly
+
+    c = poly.mean(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    pix = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
+    return points_in_poly(pix, c + shrink * (poly - c)).reshape(size, size)
+
+
+def shaped_vertices_of(av, model):
+    from backend.avatar.posing import shaped_vertices
+
+    return shaped_vertices(model, av.params.shape)
+
+
+def test_mouth_and_eye_parts_are_rigged(built):
+    result, _ = built
+    av, model = result.avatar, result.model
+    names = [p.name for p in av.parts]
+    assert {"body", "hair"} <= set(names)
+    assert names[-7:] == ["teeth_upper", "teeth_lower", "gums", "tongue", "cavity", "eye_L", "eye_R"]
+    w = {p.name: p.weights for p in av.parts}
+    assert np.all(w["teeth_upper"][:, 2:] == 0)                      # upper teeth: head, never the jaw
+    np.testing.assert_array_equal(w["teeth_lower"], np.tile(np.eye(5, dtype=np.float32)[2], (len(w["teeth_lower"]), 1)))
+    np.testing.assert_array_equal(w["tongue"][:, 2], 1.0)
+    assert w["cavity"][:, 2].min() == 0.0 and w["cavity"][:, 2].max() == 1.0  # roof on the head, floor on the jaw
+    for name, j in (("eye_L", 3), ("eye_R", 4)):
+        np.testing.assert_array_equal(w[name][:, j], 1.0)
+    # every mouth Gaussian lies inside the head at rest: behind the inner-lip ring
+    ring = model.landmarks.points(shaped_vertices_of(av, model), model.faces)[[78, 308, 13, 14]]
+    for name in ("teeth_upper", "teeth_lower", "gums", "tongue", "cavity"):
+        assert av.part(name).gaussians.means[:, 2].max() < ring[:, 2].max(), name
+    # the eyes turn with their bones: rigidly about the eye joint
+    sl = av.part_slices(0)
+    base = HeadParams.zeros(model)
+    base.shape[:] = av.params.shape
+    rest = pose(av, model, base, 0)[0]
+    look = HeadParams(base.shape, base.expr, base.pose.copy(), base.transl)
+    look.pose[0, 3] = (0.0, 0.4, 0.0)
+    moved = pose(av, model, look, 0)[0]
+    c = model.rest_joints(shaped_vertices_of(av, model))[3]
+    assert np.abs(moved[sl["eye_L"]] - rest[sl["eye_L"]]).max() > 3e-3
+    np.testing.assert_allclose(np.linalg.norm(moved[sl["eye_L"]] - c, axis=1),
+                               np.linalg.norm(rest[sl["eye_L"]] - c, axis=1), atol=1e-6)
+    np.testing.assert_allclose(moved[sl["eye_R"]], rest[sl["eye_R"]], atol=1e-7)
+
+
+def test_open_jaw_shows_mouth_interior_not_lips(built):
+    """With the jaw open the inner-lip hull shows the cavity and teeth, not lip colour smeared
+    across the opening (pixel statistics inside the posed inner-lip ring)."""
+    from backend.avatar.mouth import INNER_LIP
+
+    result, _ = built
+    av, model, obs = result.avatar, result.model, result.observation
+    photo = obs.image512.astype(np.float32) / 255.0
+    # the lips' colour: the photo between its outer and inner lip rings
+    outer = obs.landmarks[[61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]]
+    lips = _polygon_pixels(outer, 1.0) & ~_polygon_pixels(obs.landmarks[list(INNER_LIP)], 1.0)
+    lip = np.median(photo[lips], 0)
+    p = av.params.frame(0)
+    p.pose[0, 2] = (0.35, 0.0, 0.0)
+    hull = _polygon_pixels(av.camera.project(_posed_landmarks(model, p)[list(INNER_LIP)])[0], 0.8)
+    assert hull.sum() > 300  # the opening is big at 0.35 rad
+    for lvl in (0, 2):
+        img, alpha = render_source(av, model, lvl, params=p, background=(0.0, 1.0, 0.0))
+        px = img[hull]
+        luma = px @ np.array([0.299, 0.587, 0.114])
+        sat = px.max(1) - px.min(1)
+        interior = (luma < 0.3) | ((luma > 0.55) & (sat < 0.25))
+        lip_like = np.linalg.norm(px - lip, axis=1) < 0.1
+        assert interior.mean() >= MOUTH_INTERIOR_MIN, (lvl, interior.mean())
+        assert lip_like.mean() <= LIP_LIKE_MAX, (lvl, lip_like.mean())
+        assert alpha[hull].min() > 0.95  # never the background through the mouth
+        print(f"LOD {lvl}: interior {interior.mean():.3f}, lip-like {lip_like.mean():.3f} in {hull.sum()} px")
+
+
+def test_blink_shows_lid_skin_not_the_iris(built):
+    from backend.avatar.eyes import IRIS, LID_LOOP
+
+    result, _ = built
+    av, model, obs = result.avatar, result.model, result.observation
+    photo = obs.image512.astype(np.float32) / 255.0
+    p = av.params.frame(0)
+    for name in ("blink_L", "blink_R"):
+        p.expr[0, model.expr_names.index(name)] = 1.0
+    img, _ = render_source(av, model, 2, params=p)
+    open_img, _ = render_source(av, model, 2)
+    for eye in ("eye_L", "eye_R"):
+        opening = _polygon_pixels(obs.landmarks[list(LID_LOOP[eye])], 0.8)
+        c = obs.landmarks[IRIS[eye][0]]
+        r = np.linalg.norm(obs.landmarks[list(IRIS[eye][1:])] - c, axis=1).mean()
+        yy, xx = np.mgrid[0:512, 0:512]
+        in_iris = opening & ((xx + 0.5 - c[0]) ** 2 + (yy + 0.5 - c[1]) ** 2 < (0.8 * r) ** 2)
+        iris = np.median(photo[in_iris], 0)
+        # the skin: the photo's forehead-side band 1.3..1.9 times the lid contour, above the eye
+        ring = (_polygon_pixels(obs.landmarks[list(LID_LOOP[eye])], 1.9)
+                & ~_polygon_pixels(obs.landmarks[list(LID_LOOP[eye])], 1.3) & (yy < c[1]))
+        skin = np.median(photo[ring], 0)
+        assert np.linalg.norm(skin - iris) > 0.2  # the test can tell them apart on this photo
+        closed = img[opening]
+        d_skin = np.linalg.norm(closed - skin, axis=1)
+        d_iris = np.linalg.norm(closed - iris, axis=1)
+        assert (d_skin < d_iris).mean() > 0.9, (eye, (d_skin < d_iris).mean())
+        assert d_skin.mean() < BLINK_SKIN_MAX, (eye, d_skin.mean())
+        # open, the iris is there
+        assert np.linalg.norm(open_img[in_iris] - iris, axis=1).mean() < np.linalg.norm(open_img[in_iris] - skin, axis=1).mean()
+        print(f"{eye}: closed lid |px - skin| {d_skin.mean():.3f}, |px - iris| {d_iris.mean():.3f}")

@@ -387,6 +387,7 @@ def test_gaussian_lods_counts_attributes_and_drivers(built) -> None:
         prev_head = info["n_head"]
         assert dict(zip(info["parts"], info["part_counts"])) == r["avatar_parts"]
         assert r["avatar_parts"]["body"] > 1000
+        assert info["parts"][-7:] == ["teeth_upper", "teeth_lower", "gums", "tongue", "cavity", "eye_L", "eye_R"]
         assert info["edges"] == 0 and info["faces"] == 0  # loose vertices = Gaussian centres
         assert set(expected_attrs) <= set(info["attrs"]), info["attrs"]
         assert info["keys"] == ["Basis"] + r["model_expr_names"] + ["pose_jaw_21"]
@@ -416,6 +417,9 @@ def test_keyframed_rig_moves_gaussians_like_backend_pose(built) -> None:
         for name, (err, moved) in p["parts"].items():
             assert err < 1e-5, (l, name, p)  # parts: Blender's armature = the backend's part skinning
         assert p["parts"]["body"][1] < 1e-6, (l, p)  # the jaw never moves the body
+        # the imported mouth follows the jaw bone: lower teeth, tongue (jaw), upper teeth stay
+        assert p["parts"]["teeth_lower"][1] > 5e-3 and p["parts"]["tongue"][1] > 5e-3, (l, p)
+        assert p["parts"]["teeth_upper"][1] < 1e-6 and p["parts"]["eye_L"][1] < 1e-6, (l, p)
     assert r["posing"]["0"]["err"] < 1e-5  # LOD 0: exact, pose correctives included
     assert r["posing"]["0"]["err_no_posedirs"] > 1e-3  # ... and they matter
     assert r["driven_value"] == pytest.approx(0.8, abs=1e-6)

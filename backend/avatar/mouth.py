@@ -1,0 +1,322 @@
+"""The mouth interior as skinned parts: teeth, gums, tongue and a dark oral cavity.
+
+A head model has lips but no inside (FLAME's mouth is a hole, the stand-in's a shallow pocket), so an
+opened jaw shows whatever lies behind: the back of the head from inside, or stretched lip Gaussians.
+These parts fill it, placed from the model's own landmarks at rest (the inner-lip ring of
+mediapipe's face mesh, through the model's landmark embedding), so they fit any identity and
+topology that embeds the lips:
+
+* teeth_upper  an arch of flat Gaussians behind the upper lip, riding the head (the upper lip's
+               skinning weights without the jaw);
+* teeth_lower  a slightly smaller arch behind the lower lip, on the jaw joint;
+* gums         a band above the upper and below the lower teeth (upper rows head, lower rows jaw);
+* tongue       the upper surface of a flattened ellipsoid on the floor of the mouth, on the jaw;
+* cavity       a volume of soft, near-black Gaussians behind the lips, blended from head (roof) to
+               jaw (floor), so the opening never shows the background.
+
+Every point must lie inside the head: points within ``inside_margin`` of the skin (or outside it)
+are dropped, measured against the rest mesh without its mouth band and eyeballs.
+Colours are defaults (off-white teeth, pink-red gums and tongue, near-black cavity) unless the photo
+shows an open mouth: then part Gaussians that are visible through the photo's inner-lip hull at the
+source pose take the photo's colour when it is plausible for the part (teeth bright and pale, the
+cavity dark, gums and tongue reddish), and each part's unseen Gaussians take the median of its seen
+ones (keeping the default's shading pattern).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .attributes import frame_from_normals, matrix_to_quat
+from .gaussians import GaussianSet, SkinnedPart
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+    from ..render.camera import Camera
+
+# mediapipe face-mesh indices of the inner lip contour (closed loop) and the inner corners
+INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+INNER_CORNER_R, INNER_CORNER_L = 78, 308
+UPPER_INNER_MID, LOWER_INNER_MID = 13, 14
+GLOBAL, NECK, JAW = 0, 1, 2
+MOUTH_PARTS = ("teeth_upper", "teeth_lower", "gums", "tongue", "cavity")
+
+
+@dataclass
+class MouthOptions:
+    enabled: bool = True
+    teeth_color: tuple[float, float, float] = (0.92, 0.89, 0.80)
+    gum_color: tuple[float, float, float] = (0.74, 0.36, 0.38)
+    tongue_color: tuple[float, float, float] = (0.70, 0.32, 0.34)
+    cavity_color: tuple[float, float, float] = (0.06, 0.02, 0.02)
+    teeth_behind_lip_m: float = 0.004   # incisors' front face behind the inner-lip ring
+    arch_depth_m: float = 0.030         # how far back the dental arch reaches
+    arch_half_angle_deg: float = 75.0
+    teeth_height_m: float = 0.010       # visible crown height of each row
+    gum_height_m: float = 0.006
+    spacing_m: float = 0.0009           # Gaussian spacing on teeth, gums and tongue
+    cavity_spacing_m: float = 0.003     # grid spacing of the cavity volume
+    inside_margin_m: float = 0.0015     # every point at least this far inside the skin
+    open_ratio: float = 0.06            # the photo's mouth counts as open above this height/width
+    photo_weight: float = 1.0           # photo colour vs default for a seen, plausible Gaussian
+
+
+@dataclass
+class MouthFrame:
+    """Where the mouth is at rest (metres, head-model frame): centre (3,) of the inner-lip ring,
+    width between the inner corners, lip_y the parting line, front_z the ring's front,
+    upper_weights (J,) the upper lip's skinning weights without the jaw (rows sum to 1)."""
+
+    center: np.ndarray
+    width: float
+    lip_y: float
+    front_z: float
+    upper_weights: np.ndarray
+
+
+def mouth_frame(model: "HeadModel", rest: np.ndarray) -> MouthFrame | None:
+    """The mouth's anchors from the landmark embedding on ``rest`` (V, 3) LOD-0 vertices, or None
+    when the model does not embed the inner lips."""
+    lm = model.landmarks
+    idx = np.array(INNER_LIP)
+    if lm.face_idx.shape[0] <= idx.max() or not lm.valid[idx].all():
+        return None
+    pts = lm.points(rest, model.faces)
+    ring = pts[idx]
+    width = float(abs(pts[INNER_CORNER_L, 0] - pts[INNER_CORNER_R, 0]))
+    if width <= 1e-3:
+        return None
+    # the upper lip's weights: interpolated at its inner midpoint, jaw share moved to its parent
+    tri = model.faces[lm.face_idx[UPPER_INNER_MID]]
+    w = (lm.bary[UPPER_INNER_MID][:, None] * model.weights[tri]).sum(0).astype(np.float64)
+    w[NECK] += w[JAW]
+    w[JAW] = 0.0
+    w[3:] = 0.0  # never the eyes
+    w = w / max(w.sum(), 1e-9)
+    c = ring.mean(0)
+    return MouthFrame(center=c.astype(np.float32), width=width, lip_y=float(c[1]),
+                      front_z=float(np.median(ring[:, 2])), upper_weights=w.astype(np.float32))
+
+
+def _arch(f: MouthFrame, opts: MouthOptions, scale: float, back: float, y0: float, y1: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points on a U-shaped band (the dental arch) between heights y0..y1: positions (N, 3),
+    outward normals (N, 3) and the arch angle (N,) in radians."""
+    a = 0.5 * f.width * scale
+    d = opts.arch_depth_m
+    phi_max = np.radians(opts.arch_half_angle_deg)
+    arc_len = 2 * phi_max * 0.5 * (a + d)  # ellipse arc, roughly
+    n_arc = max(8, int(np.ceil(arc_len / opts.spacing_m)))
+    n_h = max(2, int(np.ceil(abs(y1 - y0) / opts.spacing_m)))
+    phi = np.linspace(-phi_max, phi_max, n_arc)
+    ys = np.linspace(y0, y1, n_h)
+    P, Y = np.meshgrid(phi, ys)
+    P, Y = P.ravel(), Y.ravel()
+    z_front = f.front_z - opts.teeth_behind_lip_m - back
+    pos = np.stack([f.center[0] + a * np.sin(P), Y, z_front - d * (1 - np.cos(P))], 1)
+    nrm = np.stack([np.sin(P) / a, np.zeros_like(P), np.cos(P) / d], 1)  # ellipse normal
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    return pos, nrm, P
+
+
+def _flat_set(pos: np.ndarray, nrm: np.ndarray, colors: np.ndarray, size: float, opacity: float,
+              flatness: float = 0.3) -> GaussianSet:
+    n = len(pos)
+    quats = matrix_to_quat(frame_from_normals(nrm.astype(np.float32)))
+    scales = np.tile(np.array([[size, size, size * flatness]], np.float32), (n, 1))
+    return GaussianSet(pos, quats, scales, np.full(n, opacity, np.float32), np.clip(colors, 0, 1))
+
+
+def _teeth_shading(phi: np.ndarray, a: float, y: np.ndarray, edge_y: float, height: float,
+                   base) -> np.ndarray:
+    """Default teeth colours: darker gaps between teeth (every ~7 mm of arch from the midline),
+    darker towards the back of the mouth and the gum line."""
+    s = np.abs(phi) * a                                    # arc length from the midline (approx.)
+    widths = np.array([0.0, 0.0085, 0.0150, 0.0225, 0.0295, 0.0365, 0.0460, 0.0560])
+    gap = np.min(np.abs(s[:, None] - widths[None, 1:]), axis=1)
+    k = 1.0 - 0.35 * np.exp(-0.5 * (gap / 0.0005) ** 2)
+    k *= 1.0 - 0.45 * (np.abs(phi) / max(np.abs(phi).max(), 1e-6)) ** 1.5
+    k *= 1.0 - 0.15 * np.clip(np.abs(y - edge_y) / height, 0, 1)
+    return np.asarray(base, np.float32)[None] * k[:, None].astype(np.float32)
+
+
+def _inside(points: np.ndarray, surf: np.ndarray, normals: np.ndarray, margin: float) -> np.ndarray:
+    """(N,) bool: points at least ``margin`` behind the nearest surface vertex along its normal."""
+    from scipy.spatial import cKDTree
+
+    if len(points) == 0:
+        return np.zeros(0, bool)
+    _, idx = cKDTree(surf).query(points, k=4)
+    sd = np.einsum("nkc,nkc->nk", points[:, None] - surf[idx], normals[idx])  # signed, + outside
+    return np.all(sd < -margin, axis=1)
+
+
+def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
+                      opts: MouthOptions | None = None) -> list[SkinnedPart]:
+    """The mouth interior parts at rest with default colours (empty without lip landmarks).
+
+    rest (V, 3): the identity's LOD-0 rest vertices (neutral expression, zero pose); skin (V,) bool:
+    the vertices that bound the head from outside (not the mouth band, not the eyeballs)."""
+    from .attributes import vertex_normals
+
+    opts = opts or MouthOptions()
+    f = mouth_frame(model, rest) if opts.enabled else None
+    if f is None:
+        return []
+    J = model.weights.shape[1]
+    nrm_all = vertex_normals(rest.astype(np.float32), model.faces)
+    surf, surf_n = rest[skin], nrm_all[skin]
+    h, g, sp = opts.teeth_height_m, opts.gum_height_m, opts.spacing_m
+    size = 0.6 * sp
+    jaw_w = np.eye(J, dtype=np.float32)[JAW]
+    up_w = f.upper_weights[:J]
+    parts: list[SkinnedPart] = []
+
+    def keep(pos):
+        return _inside(pos, surf, surf_n, opts.inside_margin_m)
+
+    # teeth: upper crowns from just below the parting line up; lower ones inside them, downwards
+    a_up, a_lo = 0.5 * f.width * 1.0, 0.5 * f.width * 0.94
+    pos, nrm, phi = _arch(f, opts, 1.0, 0.0, f.lip_y - 0.0008, f.lip_y + h)
+    col = _teeth_shading(phi, a_up, pos[:, 1], f.lip_y - 0.0008, h, opts.teeth_color)
+    m = keep(pos)
+    parts.append(SkinnedPart("teeth_upper", _flat_set(pos[m], nrm[m], col[m], size, 0.98),
+                             np.tile(up_w, (int(m.sum()), 1))))
+    pos, nrm, phi = _arch(f, opts, 0.94, 0.0015, f.lip_y - 0.0004, f.lip_y - h)
+    col = _teeth_shading(phi, a_lo, pos[:, 1], f.lip_y - 0.0004, h, opts.teeth_color)
+    m = keep(pos)
+    parts.append(SkinnedPart("teeth_lower", _flat_set(pos[m], nrm[m], col[m], size, 0.98),
+                             np.tile(jaw_w, (int(m.sum()), 1))))
+    # gums: above the upper and below the lower crowns, a little in front of the teeth plane
+    gu, gnu, _ = _arch(f, opts, 1.0, -0.0006, f.lip_y + h, f.lip_y + h + g)
+    gl, gnl, _ = _arch(f, opts, 0.94, 0.0009, f.lip_y - h, f.lip_y - h - g)
+    pos, nrm = np.concatenate([gu, gl]), np.concatenate([gnu, gnl])
+    w = np.concatenate([np.tile(up_w, (len(gu), 1)), np.tile(jaw_w, (len(gl), 1))])
+    m = keep(pos)
+    parts.append(SkinnedPart("gums", _flat_set(pos[m], nrm[m], np.tile(opts.gum_color, (int(m.sum()), 1)),
+                                               size, 0.98), w[m]))
+    # tongue: upper half of a flattened ellipsoid on the floor of the mouth, behind the lower teeth
+    c = np.array([f.center[0], f.lip_y - 0.9 * h, f.front_z - opts.teeth_behind_lip_m - 0.022])
+    r = np.array([0.40 * f.width, 0.5 * h, 0.020])
+    n_t = int(np.ceil(2 * np.pi * r[0] * r[2] / sp ** 2))
+    k = np.arange(n_t) + 0.5
+    cos_t = 1 - k / n_t                                  # upper hemisphere, even in area
+    th = np.pi * (1 + 5 ** 0.5) * k
+    s = np.sqrt(1 - cos_t ** 2)
+    unit = np.stack([s * np.cos(th), cos_t, s * np.sin(th)], 1)
+    pos = c + unit * r
+    nrm = unit / r
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    shade = (0.8 + 0.2 * unit[:, 1:2]).astype(np.float32)     # a little darker at the sides
+    m = keep(pos)
+    parts.append(SkinnedPart("tongue", _flat_set(pos[m], nrm[m], shade[m] * np.asarray(opts.tongue_color),
+                                                 size * 1.3, 0.98), np.tile(jaw_w, (int(m.sum()), 1))))
+    # cavity: a grid volume behind the lips and inside the arch, soft round Gaussians
+    cs = opts.cavity_spacing_m
+    a = 0.5 * f.width * 1.05
+    z_front = f.front_z - 0.002
+    z_back = z_front - opts.teeth_behind_lip_m - opts.arch_depth_m - 0.012
+    y_top, y_bot = f.lip_y + h + g + 0.004, f.lip_y - h - g - 0.006
+    xs = np.arange(-a, a + 1e-9, cs) + f.center[0]
+    ys = np.arange(y_bot, y_top + 1e-9, cs)
+    zs = np.arange(z_back, z_front + 1e-9, cs)
+    X, Y, Z = (v.ravel() for v in np.meshgrid(xs, ys, zs, indexing="ij"))
+    pos = np.stack([X, Y, Z], 1)
+    # behind the lips and inside the dental arch's curve (which bends back towards the cheeks)
+    u = np.clip((X - f.center[0]) / a, -1.0, 1.0)
+    z_arch = f.front_z - opts.arch_depth_m * (1 - np.sqrt(1 - u * u))
+    inside_arch = (np.abs(X - f.center[0]) <= a) & (Z <= z_arch - 0.002)
+    front_ok = Z <= z_front - 0.25 * np.abs(Y - f.lip_y)
+    m = inside_arch & front_ok
+    pos = pos[m]
+    m = keep(pos)
+    pos = pos[m]
+    t = np.clip((f.lip_y + 0.004 - pos[:, 1]) / 0.008, 0.0, 1.0)
+    t = t * t * (3 - 2 * t)                              # smoothstep: roof -> head, floor -> jaw
+    w = (1 - t)[:, None] * up_w[None] + t[:, None] * jaw_w[None]
+    n = len(pos)
+    cav = GaussianSet(pos, np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), 0.75 * cs, np.float32),
+                      np.full(n, 0.9, np.float32), np.tile(opts.cavity_color, (n, 1)))
+    parts.append(SkinnedPart("cavity", cav, w.astype(np.float32)))
+    return [p for p in parts if len(p)]
+
+
+def _plausible(name: str, rgb: np.ndarray) -> np.ndarray:
+    """(N,) bool: photo colours that can belong to the part (the fit's opening may not match the
+    photo's exactly, so a tooth-white sample must not paint the cavity, nor lip red the teeth)."""
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    sat = rgb.max(1) - rgb.min(1)
+    if name.startswith("teeth"):
+        return (luma > 0.45) & (sat < 0.35)
+    if name == "cavity":  # dark, neutral to reddish (never a coloured background)
+        return (luma < 0.22) & (sat < 0.3) & (rgb[:, 2] <= rgb[:, 0] + 0.05) & (rgb[:, 1] <= rgb[:, 0] + 0.05)
+    return (rgb[:, 0] > 1.3 * rgb[:, 1]) & (luma > 0.2) & (luma < 0.8)  # gums, tongue: clearly red
+
+
+def inner_lip_polygon(landmarks_px: np.ndarray) -> np.ndarray:
+    """(20, 2) the photo's inner-lip ring in pixels from mediapipe's 478 landmarks."""
+    return np.asarray(landmarks_px, np.float64)[list(INNER_LIP)]
+
+
+def mouth_open_ratio(landmarks_px: np.ndarray) -> float:
+    """Inner-lip opening height / inner mouth width in the photo (0 for a closed mouth)."""
+    p = np.asarray(landmarks_px, np.float64)
+    width = np.linalg.norm(p[INNER_CORNER_L] - p[INNER_CORNER_R])
+    return float(np.linalg.norm(p[LOWER_INNER_MID] - p[UPPER_INNER_MID]) / max(width, 1e-6))
+
+
+def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray], camera: "Camera",
+                           photo: np.ndarray, landmarks_px: np.ndarray, opts: MouthOptions | None = None
+                           ) -> dict[str, int]:
+    """Recolour mouth parts in place from the photo where its mouth is open; returns seen counts.
+
+    posed_means: each part's means at the source pose (world, metres); photo (H, W, 3) float32 [0, 1]
+    at the camera's resolution; landmarks_px (478, 2) in the same pixels. A Gaussian is seen when it
+    projects inside the inner-lip hull (shrunk 15% towards its centre, away from the lips) and is
+    the nearest of all mouth Gaussians in its 2-pixel cell (within 2 mm).
+    """
+    from skimage.measure import points_in_poly
+
+    from .imageops import bilinear, blur
+
+    opts = opts or MouthOptions()
+    seen_counts = {p.name: 0 for p in parts}
+    if not parts or mouth_open_ratio(landmarks_px) < opts.open_ratio:
+        return seen_counts
+    poly = inner_lip_polygon(landmarks_px)
+    poly = poly.mean(0) + 0.85 * (poly - poly.mean(0))
+    all_means = np.concatenate(posed_means)
+    uv, z = camera.project(all_means)
+    ok = np.all(np.isfinite(uv), 1) & (z > 0)
+    inside = ok & points_in_poly(np.where(ok[:, None], uv, -1.0), poly)
+    H, W = photo.shape[:2]
+    cell = np.where(inside[:, None], np.floor(uv / 2.0), 0).astype(np.int64)
+    key = np.clip(cell[:, 1], 0, H) * (W + 1) + np.clip(cell[:, 0], 0, W)
+    zmin = np.full(key.max() + 1 if len(key) else 1, np.inf)
+    np.minimum.at(zmin, key[inside], z[inside])
+    seen = inside & (z <= zmin[key] + 0.002)
+    img = blur(photo, 0.7)
+    i0 = 0
+    for part, means in zip(parts, posed_means):
+        sl = slice(i0, i0 + len(means))
+        i0 += len(means)
+        s = seen[sl]
+        if not s.any():
+            continue
+        rgb = bilinear(img, uv[sl][s].astype(np.float32)).astype(np.float32)
+        good = _plausible(part.name, rgb)
+        if not good.any():
+            continue
+        idx = np.flatnonzero(s)[good]
+        cols = part.gaussians.colors
+        base = np.asarray(np.median(cols, 0), np.float32)
+        med = np.median(rgb[good], 0).astype(np.float32)
+        # unseen Gaussians: the default pattern moved halfway towards the photo's median colour
+        cols[:] = np.clip(cols + 0.5 * (med - base)[None], 0, 1)
+        w = opts.photo_weight
+        cols[idx] = np.clip(w * rgb[good] + (1 - w) * cols[idx], 0, 1)
+        seen_counts[part.name] = int(len(idx))
+    return seen_counts

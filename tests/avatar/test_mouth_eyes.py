@@ -1,0 +1,149 @@
+"""Mouth interior and eyeball parts on the stand-in without a photo pipeline: placement inside the
+head, skinning, default and photo colours (synthetic images with known colours)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.avatar.eyes import IRIS, LID_LOOP, EyeOptions, build_eye_parts, photo_eye_colors
+from backend.avatar.interior import mouth_band
+from backend.avatar.mouth import (INNER_LIP, MouthOptions, build_mouth_parts, color_mouth_from_photo,
+                                  mouth_frame, mouth_open_ratio)
+from backend.avatar.posing import shaped_vertices
+from backend.head.loader import load_head_model
+from backend.render.camera import Camera
+
+
+@pytest.fixture(scope="module")
+def standin():
+    model = load_head_model(None)
+    rest = shaped_vertices(model, np.zeros(model.n_shape, np.float32))
+    skin = ~mouth_band(model, rest) & (model.weights[:, 3] + model.weights[:, 4] < 0.5)
+    return model, rest, skin
+
+
+def test_mouth_parts_sit_behind_the_lips_inside_the_head(standin):
+    model, rest, skin = standin
+    parts = build_mouth_parts(model, rest, skin)
+    assert [p.name for p in parts] == ["teeth_upper", "teeth_lower", "gums", "tongue", "cavity"]
+    f = mouth_frame(model, rest)
+    assert 0.03 < f.width < 0.07  # inner mouth width of an adult, metres
+    ring = model.landmarks.points(rest, model.faces)[list(INNER_LIP)]
+    o = np.argsort(ring[:, 0])
+    by = {p.name: p for p in parts}
+    for p in parts:
+        m = p.gaussians.means
+        # behind the inner-lip ring where it is (its depth at the point's x)
+        assert len(p) > 100 and np.all(m[:, 2] < np.interp(m[:, 0], ring[o, 0], ring[o, 2])), p.name
+        assert np.all(np.abs(p.gaussians.means[:, 0] - f.center[0]) < 0.6 * f.width), p.name
+    # upper crowns above the parting line, lower ones below, the tongue below both edges
+    assert np.median(by["teeth_upper"].gaussians.means[:, 1]) > f.lip_y > np.median(by["teeth_lower"].gaussians.means[:, 1])
+    assert by["tongue"].gaussians.means[:, 1].max() < f.lip_y
+    # default colours: off-white teeth, reddish gums/tongue, near-black cavity
+    luma = lambda c: c @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    t = by["teeth_upper"].gaussians
+    front = np.abs(t.means[:, 0] - f.center[0]) < 0.25 * f.width  # incisors (the back is shaded)
+    assert luma(np.median(t.colors[front], 0)) > 0.7
+    for name in ("gums", "tongue"):
+        c = np.median(by[name].gaussians.colors, 0)
+        assert c[0] > 1.5 * c[1], name
+    assert luma(np.median(by["cavity"].gaussians.colors, 0)) < 0.1
+    # nothing pokes out: every point is farther inside than the margin from the skin's vertices
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(rest[skin]).query(np.concatenate([p.gaussians.means for p in parts]))
+    assert d.min() > MouthOptions().inside_margin_m * 0.99
+
+
+def _mouth_photo(model, rest, cam: Camera, opening_px: float, colors: dict[str, tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """A flat photo and 478 landmarks: the model's landmarks projected, the inner lips pulled apart
+    by ``opening_px`` (upper up, lower down), the upper half of the inner-lip hull painted
+    colors["top"], the lower half colors["bottom"], everything else skin."""
+    from skimage.measure import points_in_poly
+
+    lm = cam.project(model.landmarks.points(rest, model.faces))[0].astype(np.float64)
+    ring = np.array(INNER_LIP)
+    mid = lm[ring, 1].mean()
+    lm[ring[1:10], 1] -= opening_px / 2    # upper inner lip (78 ... 13 ... 308 are ring[0:11])
+    lm[ring[11:], 1] += opening_px / 2     # lower inner lip
+    img = np.full((cam.height, cam.width, 3), (0.8, 0.6, 0.5), np.float32)
+    yy, xx = np.mgrid[0:cam.height, 0:cam.width]
+    pix = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
+    inside = points_in_poly(pix, lm[ring]).reshape(cam.height, cam.width)
+    img[inside & (yy < mid)] = colors["top"]
+    img[inside & (yy >= mid)] = colors["bottom"]
+    return img, lm
+
+
+def test_mouth_colours_come_from_an_open_photo_mouth_when_plausible(standin):
+    model, rest, skin = standin
+    cam = Camera.look_at((0, -0.03, 0.45), (0, -0.03, 0), width=256, height=256, fov_y_deg=20)
+    means = lambda parts: [p.gaussians.means for p in parts]  # noqa: E731  (rest = source pose here)
+    # closed: defaults stay
+    photo, lm = _mouth_photo(model, rest, cam, 0.0, {"top": (0.1, 0.1, 0.9), "bottom": (0.1, 0.1, 0.9)})
+    assert mouth_open_ratio(lm) < MouthOptions().open_ratio
+    parts = build_mouth_parts(model, rest, skin)
+    before = [p.gaussians.colors.copy() for p in parts]
+    seen = color_mouth_from_photo(parts, means(parts), cam, photo, lm)
+    assert sum(seen.values()) == 0
+    for p, b in zip(parts, before):
+        np.testing.assert_array_equal(p.gaussians.colors, b)
+    # open, a pale tooth colour above and a blue below: teeth take the pale one, nothing takes blue
+    tooth, blue = (0.97, 0.95, 0.9), (0.1, 0.1, 0.9)
+    photo, lm = _mouth_photo(model, rest, cam, 14.0, {"top": tooth, "bottom": blue})
+    assert mouth_open_ratio(lm) > MouthOptions().open_ratio
+    parts = build_mouth_parts(model, rest, skin)
+    seen = color_mouth_from_photo(parts, means(parts), cam, photo, lm)
+    assert seen["teeth_upper"] > 20, seen
+    up = parts[0].gaussians.colors
+    # seen: the photo's colour (those at the tooth/blue edge blend both through the 0.7 px blur)
+    assert (np.linalg.norm(up - tooth, axis=1) < 0.12).sum() >= 0.8 * seen["teeth_upper"]
+    default = build_mouth_parts(model, rest, skin)[0].gaussians.colors
+    assert np.median(up, 0).mean() > np.median(default, 0).mean() + 0.05  # unseen: moved towards it
+    for p in parts:
+        c = p.gaussians.colors
+        assert not np.any((c[:, 2] > 0.6) & (c[:, 0] < 0.3)), p.name  # blue is no mouth colour
+
+
+def _eye_photo(name: str, iris_rgb, sclera_rgb, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic eye: an elliptic lid contour (16 landmarks) round an iris circle (5 landmarks)."""
+    lm = np.zeros((478, 2))
+    t = np.linspace(0, 2 * np.pi, len(LID_LOOP[name]), endpoint=False)
+    c = np.array([64.0, 64.0])
+    lm[list(LID_LOOP[name])] = c + np.stack([40 * np.cos(t), 18 * np.sin(t)], 1)
+    R = 14.0
+    lm[IRIS[name][0]] = c
+    lm[list(IRIS[name][1:])] = c + R * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
+    yy, xx = np.mgrid[0:size, 0:size]
+    d = np.hypot(xx + 0.5 - c[0], yy + 0.5 - c[1])
+    img = np.full((size, size, 3), (0.8, 0.6, 0.5), np.float32)
+    img[((xx + 0.5 - c[0]) / 40) ** 2 + ((yy + 0.5 - c[1]) / 18) ** 2 < 1] = sclera_rgb
+    img[d < R] = iris_rgb
+    img[d < 0.3 * R] = (0.0, 0.0, 0.0)
+    return img, lm
+
+
+def test_eye_colours_from_the_photo_and_eyeballs_on_the_eye_joints(standin):
+    model, rest, _ = standin
+    for name in ("eye_L", "eye_R"):
+        img, lm = _eye_photo(name, (0.2, 0.4, 0.7), (0.9, 0.9, 0.88))
+        col = photo_eye_colors(img, lm, name, EyeOptions())
+        np.testing.assert_allclose(col["iris"], (0.2, 0.4, 0.7), atol=0.02)
+        np.testing.assert_allclose(col["sclera"], (0.9, 0.9, 0.88), atol=0.02)
+    # no visible eye (landmarks off the image): defaults
+    col = photo_eye_colors(np.zeros((64, 64, 3), np.float32), np.full((478, 2), np.nan), "eye_L", EyeOptions())
+    np.testing.assert_allclose(col["iris"], EyeOptions().iris_color)
+    parts = build_eye_parts(model, rest)
+    assert [p.name for p in parts] == ["eye_L", "eye_R"]
+    for p, j in zip(parts, (3, 4)):
+        np.testing.assert_array_equal(p.weights[:, j], 1.0)
+        c = model.rest_joints(rest)[j]
+        r = np.linalg.norm(p.gaussians.means - c, axis=1)
+        eye_r = np.median(np.linalg.norm(rest[model.weights[:, j] > 0.5] - c, axis=1))
+        np.testing.assert_allclose(r, eye_r + EyeOptions().radius_pad_m, atol=1e-6)  # just over the model's eyeball
+        # pupil dark at the iris axis (the model's iris landmark), sclera light away from it
+        iris_dir = model.landmarks.points(rest, model.faces)[IRIS[p.name][0]] - c
+        cosang = (p.gaussians.means - c) @ (iris_dir / np.linalg.norm(iris_dir)) / r
+        assert p.gaussians.colors[cosang > 0.999].max() < 0.1
+        assert p.gaussians.colors[cosang < 0.5].mean() > 0.5
