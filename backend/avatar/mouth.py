@@ -15,7 +15,8 @@ topology that embeds the lips:
                jaw (floor), so the opening never shows the background.
 
 Every point must lie inside the head: points within ``inside_margin`` of the skin (or outside it)
-are dropped, measured against the rest mesh without its mouth band and eyeballs.
+are dropped, measured against the rest mesh without its mouth band, lips and eyeballs (the lips'
+inner rows fold into the opening; the parts sit behind them by construction).
 Colours are defaults (off-white teeth, pink-red gums and tongue, near-black cavity) unless the photo
 shows an open mouth: then part Gaussians that are visible through the photo's inner-lip hull at the
 source pose take the photo's colour when it is plausible for the part (teeth bright and pale, the
@@ -168,7 +169,11 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
         return []
     J = model.weights.shape[1]
     nrm_all = vertex_normals(rest.astype(np.float32), model.faces)
-    surf, surf_n = rest[skin], nrm_all[skin]
+    # the lips themselves do not bound the parts: their inner rows fold into the opening (normals
+    # pointing up/down into it) and the parts sit right behind them by construction
+    lips = ((np.abs(rest[:, 0] - f.center[0]) < 0.6 * f.width) & (np.abs(rest[:, 1] - f.lip_y) < 0.012)
+            & (rest[:, 2] > f.front_z - 0.012))
+    surf, surf_n = rest[skin & ~lips], nrm_all[skin & ~lips]
     h, g, sp = opts.teeth_height_m, opts.gum_height_m, opts.spacing_m
     size = 0.6 * sp
     jaw_w = np.eye(J, dtype=np.float32)[JAW]
@@ -228,7 +233,8 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     # behind the lips and inside the dental arch's curve (which bends back towards the cheeks)
     u = np.clip((X - f.center[0]) / a, -1.0, 1.0)
     z_arch = f.front_z - opts.arch_depth_m * (1 - np.sqrt(1 - u * u))
-    inside_arch = (np.abs(X - f.center[0]) <= a) & (Z <= z_arch - 0.002)
+    # behind the teeth (never in front of them: seen through the lips they must stay bright)
+    inside_arch = (np.abs(X - f.center[0]) <= a) & (Z <= z_arch - opts.teeth_behind_lip_m - 0.002 - 0.75 * cs)
     front_ok = Z <= z_front - 0.25 * np.abs(Y - f.lip_y)
     m = inside_arch & front_ok
     pos = pos[m]

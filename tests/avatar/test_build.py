@@ -287,8 +287,10 @@ def test_learned_method_flags_fail_fast_and_clearly(tmp_path, capsys):
 # -- mouth interior and eyes (issue 14) ----------------------------------------------------------
 MOUTH_INTERIOR_MIN = 0.8   # share of inner-lip-hull pixels that are cavity-dark or tooth-white, jaw open
 LIP_LIKE_MAX = 0.1         # share of those pixels within 0.1 (RGB distance) of the lip colour
+BLINK_SKIN_SHARE = 0.9     # share of closed-lid pixels nearer the photo's lid skin than its iris
 BLINK_SKIN_MAX = 0.2       # mean RGB distance of closed-lid pixels to the photo's upper-lid skin
-                           # (measured 0.157 on the astronaut: the squashed lash line darkens the seam)
+                           # (measured 0.16-0.18 at LOD 2 on the astronaut: the squashed lash line
+                           # darkens the closed lid's seam)
 
 
 def _posed_landmarks(model, params) -> np.ndarray:
@@ -400,7 +402,7 @@ def test_blink_shows_lid_skin_not_the_iris(built):
         closed = img[opening]
         d_skin = np.linalg.norm(closed - skin, axis=1)
         d_iris = np.linalg.norm(closed - iris, axis=1)
-        assert (d_skin < d_iris).mean() > 0.9, (eye, (d_skin < d_iris).mean())
+        assert (d_skin < d_iris).mean() > BLINK_SKIN_SHARE, (eye, (d_skin < d_iris).mean())
         assert d_skin.mean() < BLINK_SKIN_MAX, (eye, d_skin.mean())
         # open, the iris is there
         assert np.linalg.norm(open_img[in_iris] - iris, axis=1).mean() < np.linalg.norm(open_img[in_iris] - skin, axis=1).mean()
