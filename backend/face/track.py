@@ -13,8 +13,10 @@ Passes:
    batched Cholesky, per-frame damping) warm-started from the previous batch's last frame.
    ``global`` is held near the identity frames' rotation so that per-frame head turns go to
    ``neck`` (see fit.py);
-5. frames without a face are filled by interpolation between tracked neighbours, then the whole
-   track is smoothed with a zero-phase one-euro filter (smoothing.py) of user-set strength.
+5. smoothing happens before the fit, on the observed landmarks: a zero-phase one-euro filter
+   (smoothing.py) of user-set strength, whose change to any landmark is capped at SMOOTH_MAX_PX
+   (jitter goes, fast motion stays); frames without a face are filled by interpolation between
+   tracked neighbours.
 Per-frame confidence = 1 / (1 + (rmse / 3 px)^2), 0 where no face was found.
 """
 
@@ -242,6 +244,18 @@ def _fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.nd
     return state
 
 
+# Largest change the temporal smoothing may make to an observed landmark coordinate (crop px at 512).
+SMOOTH_MAX_PX = 1.5
+
+
+def smooth_landmarks(raw: np.ndarray, fps: float, strength: float, max_px: float = SMOOTH_MAX_PX) -> np.ndarray:
+    """(T, L, 2) landmark track smoothed (zero-phase one-euro, smoothing.py) with every coordinate
+    kept within ``max_px`` of the observed one."""
+    raw = np.asarray(raw, np.float64)
+    smooth = smooth_track(raw, fps, strength)
+    return raw + np.clip(smooth - raw, -max_px, max_px)
+
+
 def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
                     opts: TrackOptions | None = None, progress: Progress | None = None):
     """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
@@ -251,6 +265,14 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     fopts = opts.fit
     T = len(landmarks)
     idx = np.flatnonzero(has_face)
+    if opts.smoothing > 0 and len(idx) >= 3:
+        # Smooth what was observed, then fit every frame to it, and never move a landmark further
+        # than SMOOTH_MAX_PX from where mediapipe saw it: the smoothing removes detector jitter
+        # (about a pixel), not motion. Smoothing the fitted parameters instead left d12 (fast head
+        # turns, a wide mouth, every third frame a duplicate) 11 px from its landmarks, against
+        # 2 px unsmoothed: that was its 13 px self-reenactment AKD (docs/figures/eval.md).
+        landmarks = landmarks.copy()
+        landmarks[idx] = smooth_landmarks(landmarks[idx], fps, opts.smoothing)
     proj = Projector(camera.K, camera.viewmat)
     with torch.inference_mode(), single_thread():
         # identity on frames spread over the clip
@@ -298,10 +320,6 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     pose = fill_gaps(pose, has_face)
     transl = fill_gaps(transl, has_face)
     expr = fill_gaps(expr, has_face)
-    if opts.smoothing > 0:
-        pose = smooth_track(pose, fps, opts.smoothing)
-        transl = smooth_track(transl, fps, opts.smoothing)
-        expr = smooth_track(expr, fps, opts.smoothing)
     st = State(shape, torch.as_tensor(expr), torch.as_tensor(pose), torch.as_tensor(transl))
     params = to_head_params(st, model, full)
     conf = np.where(has_face, 1.0 / (1.0 + (np.nan_to_num(rmse, nan=1e9) / CONFIDENCE_PX) ** 2), 0.0)

@@ -43,3 +43,20 @@ def test_fill_gaps_interpolates_and_holds_edges():
     np.testing.assert_allclose(out[4:6], x[4:6])  # linear data: interpolation is exact
     np.testing.assert_allclose(out[0], x[1])
     np.testing.assert_allclose(out[9], x[8])
+
+
+def test_landmark_smoothing_removes_jitter_but_keeps_fast_motion():
+    """d12-like motion: a landmark sweeping 30 px per frame with every third frame repeated, plus
+    1 px jitter. The smoothed track stays within SMOOTH_MAX_PX of every observation (the motion is
+    kept) and is steadier than the raw one where the landmark is still."""
+    from backend.face.track import SMOOTH_MAX_PX, smooth_landmarks
+
+    rng = np.random.default_rng(0)
+    T = 90
+    t = np.arange(T)
+    x = np.where(t < 45, 0.0, 30.0 * (t - 45) - 10.0 * ((t - 45) // 3))   # still, then fast and jerky
+    raw = np.stack([x, np.zeros(T)], 1)[:, None, :] + rng.normal(0.0, 1.0, (T, 1, 2))
+    out = smooth_landmarks(raw, 25.0, 2.0)
+    assert np.abs(out - raw).max() <= SMOOTH_MAX_PX + 1e-9
+    still = slice(5, 40)
+    assert np.diff(out[still], axis=0).std() < 0.7 * np.diff(raw[still], axis=0).std()
