@@ -29,12 +29,32 @@ class KeyStats:
     actions: list[str] = field(default_factory=list)
 
 
-def ensure_channelbag(id_data, id_type: str, action_name: str):
-    """The channelbag of ``id_data``'s assigned action slot, creating action/slot when missing."""
+def push_take(id_data) -> str | None:
+    """Move ``id_data``'s assigned action (an earlier take) onto a new NLA track of its own, strip
+    at the action's first frame, so the next keys go into a fresh action and that take stays
+    intact. Returns the pushed action's name (None when there was none)."""
+    ad = id_data.animation_data
+    if ad is None or ad.action is None:
+        return None
+    action, slot = ad.action, ad.action_slot
+    track = ad.nla_tracks.new()
+    track.name = action.name
+    strip = track.strips.new(action.name, int(action.frame_range[0]), action)
+    if slot is not None and hasattr(strip, "action_slot"):
+        strip.action_slot = slot
+    ad.action = None
+    return action.name
+
+
+def ensure_channelbag(id_data, id_type: str, action_name: str, new_take: bool = False):
+    """The channelbag of ``id_data``'s assigned action slot, creating action/slot when missing.
+    new_take: first push the assigned action to the NLA (:func:`push_take`) and start a new one."""
     from bpy_extras import anim_utils
     import bpy
 
     ad = id_data.animation_data or id_data.animation_data_create()
+    if new_take:
+        push_take(id_data)
     action = ad.action
     if action is None:
         action = bpy.data.actions.new(action_name)
@@ -90,13 +110,15 @@ def _rotation_values(q: np.ndarray, mode: str) -> tuple[str, np.ndarray]:
     return "rotation_euler", np.asarray(eul, np.float64)
 
 
-def write_keyframes(rig, key, channels: Channels, frames: np.ndarray, action_name: str) -> KeyStats:
+def write_keyframes(rig, key, channels: Channels, frames: np.ndarray, action_name: str,
+                    new_take: bool = False) -> KeyStats:
     """Write ``channels`` at scene ``frames`` (T,) onto the rig's pose bones and the head's shape key
-    datablock ``key`` (bpy.types.Key or None)."""
+    datablock ``key`` (bpy.types.Key or None). new_take: into new actions named after
+    ``action_name``, the earlier ones pushed to the NLA (each take stays as it was)."""
     stats = KeyStats(frames=len(frames))
     frames = np.asarray(frames, np.float32)
     if channels.quats or channels.locations:
-        action, bag = ensure_channelbag(rig, "OBJECT", f"{action_name} Rig")
+        action, bag = ensure_channelbag(rig, "OBJECT", f"{action_name} Rig", new_take)
         stats.actions.append(action.name)
         for bone, q in channels.quats.items():
             pb = rig.pose.bones[bone]
@@ -113,7 +135,7 @@ def write_keyframes(rig, key, channels: Channels, frames: np.ndarray, action_nam
     if channels.shape_keys and key is not None:
         import bpy
 
-        action, bag = ensure_channelbag(key, "KEY", f"{action_name} Expressions")
+        action, bag = ensure_channelbag(key, "KEY", f"{action_name} Expressions", new_take)
         stats.actions.append(action.name)
         for name, v in channels.shape_keys.items():
             path = f'key_blocks["{bpy.utils.escape_identifier(name)}"].value'

@@ -11,8 +11,8 @@ registered properties, all of it is saved in the .blend and works again after re
 from __future__ import annotations
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty,
+                       PointerProperty, StringProperty)
 
 LOD_ITEMS = (
     ("0", "LOD 0", "Head-model resolution (FLAME: 5,023 head Gaussians)"),
@@ -78,6 +78,15 @@ class OMGAvatarObjectSettings(bpy.types.PropertyGroup):
     head_model_path: StringProperty(name="Head model path", default="", subtype="FILE_PATH")
 
 
+class OMGCaptureMapEntry(bpy.types.PropertyGroup):
+    """One line of the face-capture mapping (backend.motion.arkit.MapEntry): target += gain * source."""
+
+    source: StringProperty(name="Source", default="", description="Capture channel (ARKit name, e.g. eyeBlinkLeft)")
+    target: StringProperty(name="Target", default="",
+                           description="Shape key name (smile_L) or joint channel (jaw.x, neck.y, eye_L.x)")
+    gain: FloatProperty(name="Gain", default=1.0, description="Target units (radians for joints) per unit of source")
+
+
 class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
     """The Retarget / Preview panels' inputs (stored per scene)."""
 
@@ -99,6 +108,12 @@ class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
     apply_global: BoolProperty(name="Head Motion", default=True)
     match_scene_fps: BoolProperty(name="Match Scene FPS", default=True,
                                   description="Use the video's frame rate (off: resample to the scene's)")
+    capture_path: StringProperty(name="Capture", subtype="FILE_PATH", default="",
+                                 description="Live Link Face CSV, or a CSV / JSON of ARKit weights per frame")
+    capture_mapping: CollectionProperty(type=OMGCaptureMapEntry, name="Capture Mapping",
+                                        description="Source -> shape key / joint channel; filled with the "
+                                                    "stand-in's defaults on the first import, kept in the .blend")
+    capture_mapping_index: IntProperty(name="Mapping Row", default=0, min=0)
     preview_camera: EnumProperty(name="Camera", default="SOURCE", items=(
         ("SOURCE", "Source", "The avatar's photo camera"), ("SCENE", "Scene", "The scene's active camera")))
     preview_resolution: IntVectorProperty(name="Resolution", size=2, default=(512, 512), min=80, max=4096)
@@ -106,7 +121,7 @@ class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
                                  description="Folder for the frames and preview.mp4 (empty: //omg_preview)")
 
 
-CLASSES = (OMGAvatarSceneSettings, OMGAvatarObjectSettings, OMGAvatarAnimationSettings)
+CLASSES = (OMGAvatarSceneSettings, OMGAvatarObjectSettings, OMGCaptureMapEntry, OMGAvatarAnimationSettings)
 
 
 def register() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import build, lod, ply, preview, retarget, splats, system
+from . import build, capture, lod, ply, preview, retarget, splats, system
 
-_MODULES = (system, build, lod, ply, retarget, preview, splats)
+_MODULES = (system, build, lod, ply, retarget, capture, preview, splats)
 
 
 def _classes():

@@ -95,6 +95,10 @@ class _RetargetBase(jobs.FileJobOperator):
     apply_neck: BoolProperty(name="Neck", default=True, description="Key the neck bone")
     apply_global: BoolProperty(name="Head Motion", default=True,
                                description="Key the global bone (whole-head rotation and translation)")
+    new_take: BoolProperty(
+        name="New Take", default=False,
+        description="Key into a new action named after the source and push the earlier one to the NLA "
+                    "(off: add the keys to the current action, replacing keys in the same frames)")
     match_scene_fps: BoolProperty(
         name="Match Scene FPS", default=True,
         description="Set the scene's frame rate to the source's (one key per source frame); off: keep "
@@ -138,6 +142,9 @@ class _RetargetBase(jobs.FileJobOperator):
     def _track_out(self) -> str | None:
         return None
 
+    def _applied(self, context) -> None:
+        """Hook run on the UI thread after the keys are written (subclasses store settings)."""
+
     def prepare(self, context):
         req = self._request(context)
         if req is None:
@@ -159,7 +166,8 @@ class _RetargetBase(jobs.FileJobOperator):
         ch = result.channels
         first = int(self.scene_start)
         frames = first + np.arange(ch.n_frames, dtype=np.float64)
-        stats = write_keyframes(rig, key, ch, frames, Path(self.filepath).stem or "Performance")
+        stats = write_keyframes(rig, key, ch, frames, Path(self.filepath).stem or "Performance", bool(self.new_take))
+        self._applied(context)
         match_scene(context.scene, result.fps if self.match_scene_fps else None, first, first + ch.n_frames - 1)
         context.scene.frame_set(first)
         keying = time.perf_counter() - t

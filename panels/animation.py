@@ -73,6 +73,38 @@ class OMG_AVATAR_PT_retarget(_OMGPanel, bpy.types.Panel):
                          icon="TIME")
 
 
+class OMG_AVATAR_UL_capture_mapping(bpy.types.UIList):
+    """One row per mapping line: source -> target x gain."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.prop(item, "source", text="", emboss=False)
+        row.prop(item, "target", text="")
+        row.prop(item, "gain", text="")
+
+
+class OMG_AVATAR_PT_face_capture(_OMGPanel, bpy.types.Panel):
+    bl_idname = "OMG_AVATAR_PT_face_capture"
+    bl_label = "Face Capture"
+
+    def draw(self, context):
+        s = context.scene.omg_avatar_animation
+        layout = self.layout
+        rig = _rig_label(layout, context)
+        layout.prop(s, "capture_path")
+        sub = layout.column()
+        sub.enabled = rig is not None and bool(s.capture_path)
+        op = sub.operator("omg_avatar.import_face_capture", text="Import Face Capture", icon="ACTION")
+        op.filepath = bpy.path.abspath(s.capture_path) if s.capture_path else ""
+        op.avatar = rig.name if rig is not None else ""
+        _options(op, s)
+        layout.label(text=f"Mapping ({len(s.capture_mapping) or 'defaults on first import'})")
+        if len(s.capture_mapping):
+            layout.template_list("OMG_AVATAR_UL_capture_mapping", "", s, "capture_mapping", s,
+                                 "capture_mapping_index", rows=6)
+        layout.operator("omg_avatar.reset_capture_mapping", icon="LOOP_BACK")
+
+
 class OMG_AVATAR_PT_preview(_OMGPanel, bpy.types.Panel):
     bl_idname = "OMG_AVATAR_PT_preview"
     bl_label = "Render Preview"
@@ -103,4 +135,5 @@ class OMG_AVATAR_PT_preview(_OMGPanel, bpy.types.Panel):
         layout.operator("omg_avatar.check_backend", icon="INFO")
 
 
-CLASSES = (OMG_AVATAR_PT_retarget, OMG_AVATAR_PT_preview)
+CLASSES = (OMG_AVATAR_PT_retarget, OMG_AVATAR_UL_capture_mapping, OMG_AVATAR_PT_face_capture,
+           OMG_AVATAR_PT_preview)
