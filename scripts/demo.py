@@ -150,8 +150,19 @@ def main(argv: list[str] | None = None) -> int:
                         @ Matrix.Translation(-pivot) @ cam.matrix_world)
     png_3q, render_3q_s = shot(f"lod{args.render_lod}_threequarter_animated")
 
+    # the backend splatter's view of the same avatar: turntable (yaw -60..+60) + open mouth, blink
+    from omg_avatar.backend.avatar.fileformat import load_avatar
+    from omg_avatar.backend.head.loader import load_head_model
+    from omg_avatar.backend.preview.turntable import turntable_strip
+
+    saved = load_avatar(out / "avatar.omgavatar")
+    strip = out / f"turntable_lod{args.render_lod}.png"
+    save_png(strip, turntable_strip(saved, load_head_model(saved.head_model_path), args.render_lod),
+             extra_text={"Source": "OMG Avatar demo (backend splatter)"})
+
     figures = {
         "photo": photo.name,
+        "turntable_png": str(strip),
         "refine": not args.no_refine,
         "build_seconds_total": round(build_s, 2),
         "backend_build_seconds": rig.get("omg_build_seconds"),
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backend stages (s): {figures['backend_stage_seconds']}")
     print(f"rendered LOD {args.render_lod} with {figures['render']['engine']} in {render_s:.1f} s -> {png}")
     print(f"rendered the animated three-quarter view in {render_3q_s:.1f} s -> {png_3q}")
+    print(f"turntable (yaw -60..+60) and open-mouth, blinking frame (backend splatter) -> {strip}")
     return 0
 
 
