@@ -66,8 +66,9 @@ def ensure_channelbag(id_data, id_type: str, action_name: str, new_take: bool = 
     return action, anim_utils.action_ensure_channelbag_for_slot(action, ad.action_slot)
 
 
-def set_keys(fcurve, frames: np.ndarray, values: np.ndarray) -> int:
-    """Replace ``fcurve``'s keys within [frames[0], frames[-1]] by (frames, values); returns keys added."""
+def set_keys(fcurve, frames: np.ndarray, values: np.ndarray, linear: bool = False) -> int:
+    """Replace ``fcurve``'s keys within [frames[0], frames[-1]] by (frames, values); returns keys added.
+    linear: the new keys interpolate linearly (reduced keys: the tolerance holds between them)."""
     kps = fcurve.keyframe_points
     lo, hi = float(frames[0]) - 1e-3, float(frames[-1]) + 1e-3
     if len(kps):
@@ -87,6 +88,9 @@ def set_keys(fcurve, frames: np.ndarray, values: np.ndarray) -> int:
     co[2 * n0::2] = frames
     co[2 * n0 + 1::2] = values
     kps.foreach_set("co", co)
+    if linear:
+        for kp in kps[n0:]:   # only the few keys a reduction keeps
+            kp.interpolation = "LINEAR"
     fcurve.update()  # sorts the keys and recomputes the auto handles
     return len(frames)
 
@@ -117,6 +121,14 @@ def write_keyframes(rig, key, channels: Channels, frames: np.ndarray, action_nam
     ``action_name``, the earlier ones pushed to the NLA (each take stays as it was)."""
     stats = KeyStats(frames=len(frames))
     frames = np.asarray(frames, np.float32)
+    every = np.arange(len(frames))
+    reduced = bool(channels.keep)
+
+    def put(fc, group: str, values: np.ndarray) -> None:
+        idx = channels.keep.get(group, every)
+        stats.keys += set_keys(fc, frames[idx], values[idx], reduced)
+        stats.curves += 1
+
     if channels.quats or channels.locations:
         action, bag = ensure_channelbag(rig, "OBJECT", f"{action_name} Rig", new_take)
         stats.actions.append(action.name)
@@ -125,13 +137,11 @@ def write_keyframes(rig, key, channels: Channels, frames: np.ndarray, action_nam
             prop, vals = _rotation_values(q, pb.rotation_mode)
             for i in range(vals.shape[1]):
                 fc = bag.fcurves.ensure(f'pose.bones["{bone}"].{prop}', index=i, group_name=bone)
-                stats.keys += set_keys(fc, frames, vals[:, i])
-                stats.curves += 1
+                put(fc, f"q:{bone}", vals[:, i])
         for bone, loc in channels.locations.items():
             for i in range(3):
                 fc = bag.fcurves.ensure(f'pose.bones["{bone}"].location', index=i, group_name=bone)
-                stats.keys += set_keys(fc, frames, loc[:, i])
-                stats.curves += 1
+                put(fc, f"l:{bone}", loc[:, i])
     if channels.shape_keys and key is not None:
         import bpy
 
@@ -140,8 +150,7 @@ def write_keyframes(rig, key, channels: Channels, frames: np.ndarray, action_nam
         for name, v in channels.shape_keys.items():
             path = f'key_blocks["{bpy.utils.escape_identifier(name)}"].value'
             fc = bag.fcurves.ensure(path, index=0, group_name=EXPR_GROUP)
-            stats.keys += set_keys(fc, frames, v)
-            stats.curves += 1
+            put(fc, f"k:{name}", v)
     return stats
 
 

@@ -46,7 +46,9 @@ class Channels:
     """Keyable values for T frames (plain arrays, Blender frame, bone-local).
 
     quats: {bone: (T, 4) float64 w,x,y,z, sign-continuous}; locations: {bone: (T, 3) float64};
-    shape_keys: {key block name: (T,) float64}; clipped: samples clipped to a shape key's slider range.
+    shape_keys: {key block name: (T,) float64}; clipped: samples clipped to a shape key's slider range;
+    keep: {"q:<bone>" | "l:<bone>" | "k:<key block>": indices of the frames to key} after
+    :func:`reduce_channels` (absent = every frame).
     """
 
     n_frames: int
@@ -54,6 +56,7 @@ class Channels:
     locations: dict[str, np.ndarray] = field(default_factory=dict)
     shape_keys: dict[str, np.ndarray] = field(default_factory=dict)
     clipped: int = 0
+    keep: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # -- rotations (vectorized over frames; the maths itself is backend.rotations) ----------------------
@@ -106,6 +109,45 @@ def plan_channels(params, info: RigInfo, options: ApplyOptions, expr_names: list
             out.clipped += int(np.count_nonzero((v < lo) | (v > hi)))
             out.shape_keys[name] = np.clip(v, lo, hi)
     return out
+
+
+def reduce_keys(values: np.ndarray, tol: float) -> np.ndarray:
+    """Indices of the frames to key so that straight lines between the kept keys stay within ``tol``
+    of every sample (Ramer-Douglas-Peucker on the frame axis, max over the columns of a (T, k)
+    channel such as a quaternion). values: (T,) or (T, k); always keeps the first and last frame."""
+    v = np.asarray(values, np.float64).reshape(len(values), -1)
+    T = len(v)
+    if T <= 2 or tol <= 0:
+        return np.arange(T)
+    keep = np.zeros(T, bool)
+    keep[[0, T - 1]] = True
+    stack = [(0, T - 1)]
+    while stack:   # one vectorized distance pass per segment; segments, not samples, are looped over
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        u = (np.arange(a + 1, b) - a) / (b - a)
+        err = np.abs(v[a + 1:b] - ((1 - u)[:, None] * v[a] + u[:, None] * v[b])).max(1)
+        i = int(np.argmax(err))
+        if err[i] > tol:
+            m = a + 1 + i
+            keep[m] = True
+            stack += [(a, m), (m, b)]
+    return np.flatnonzero(keep)
+
+
+def reduce_channels(channels: Channels, tol: float) -> Channels:
+    """``channels`` with ``keep`` set per curve group (:func:`reduce_keys` at ``tol``, in each
+    channel's units: quaternion components, metres, shape-key values); tol <= 0 keys every frame."""
+    if tol <= 0:
+        return channels
+    for bone, q in channels.quats.items():
+        channels.keep[f"q:{bone}"] = reduce_keys(q, tol)
+    for bone, loc in channels.locations.items():
+        channels.keep[f"l:{bone}"] = reduce_keys(loc, tol)
+    for name, v in channels.shape_keys.items():
+        channels.keep[f"k:{name}"] = reduce_keys(v, tol)
+    return channels
 
 
 def reorder_expr(params, names: list[str], model):

@@ -101,6 +101,9 @@ class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
     scene_start: IntProperty(name="Scene Start", default=1, description="Scene frame of the first key")
     smoothing: FloatProperty(name="Smoothing", default=2.0, min=0.0, max=8.0,
                              description="0 off, 1 light, 2 default, 4 strong (fast motion is kept)")
+    key_tolerance: FloatProperty(name="Key Reduction", default=0.0, min=0.0, max=0.1, precision=4,
+                                 description="Drop keys that lines between kept keys reproduce within this "
+                                             "tolerance (0 = a key on every frame)")
     apply_expression: BoolProperty(name="Expression", default=True)
     apply_jaw: BoolProperty(name="Jaw", default=True)
     apply_eyes: BoolProperty(name="Eyes", default=True)

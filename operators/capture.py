@@ -19,7 +19,8 @@ from .retarget import RetargetResult, _RetargetBase
 
 
 def capture_work(path: str, info, apply, mapping: list, smoothing: float, scene_fps: float | None,
-                 capture_fps: float | None, timecode_fps: float | None, frame_start: int = 0, frame_end: int = -1):
+                 capture_fps: float | None, timecode_fps: float | None, frame_start: int = 0, frame_end: int = -1,
+                 key_tolerance: float = 0.0):
     """``work(progress) -> RetargetResult`` (no bpy): read ``path``, map it with ``mapping``
     (list of arkit.MapEntry) onto the rig's shape keys (``info.expr_names``) and joints, smooth,
     resample to ``scene_fps`` (None = keep the capture's rate), plan the keys. frame_start,
@@ -29,7 +30,7 @@ def capture_work(path: str, info, apply, mapping: list, smoothing: float, scene_
         from ..backend.motion.capture import read_capture
         from ..backend.motion.frames import smooth
         from ..backend.motion.takes import capture_to_motion
-        from ..omg_blender_addon.keyframes import plan_channels
+        from ..omg_blender_addon.keyframes import plan_channels, reduce_channels
 
         t0 = time.perf_counter()
         cap = read_capture(path, capture_fps, timecode_fps, tuple(e.source for e in mapping))
@@ -44,7 +45,7 @@ def capture_work(path: str, info, apply, mapping: list, smoothing: float, scene_
         params = smooth(motion.params, motion.fps, smoothing)
         secs = {"load": time.perf_counter() - t0}
         t1 = time.perf_counter()
-        channels = plan_channels(params, info, apply, list(info.expr_names))
+        channels = reduce_channels(plan_channels(params, info, apply, list(info.expr_names)), key_tolerance)
         secs["plan"] = time.perf_counter() - t1
         return RetargetResult(channels, motion.fps, cap.fps, cap.n_frames, cap.source, secs)
 
@@ -105,7 +106,8 @@ class OMG_AVATAR_OT_import_face_capture(_RetargetBase, bpy.types.Operator):
         self._key_name = req.info.key_name
         return capture_work(req.path, req.info, req.apply, mapping, float(self.smoothing),
                             None if self.match_scene_fps else req.scene_fps,
-                            self.capture_fps or None, self.timecode_fps or None, req.frame_start, req.frame_end)
+                            self.capture_fps or None, self.timecode_fps or None, req.frame_start, req.frame_end,
+                            req.key_tolerance)
 
     def _applied(self, context) -> None:
         settings = context.scene.omg_avatar_animation

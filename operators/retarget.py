@@ -37,6 +37,7 @@ class RetargetRequest:
     scene_fps: float
     track_out: str | None = None     # retarget_video: also save the track here
     is_track_file: bool = False
+    key_tolerance: float = 0.0       # keyframes.reduce_channels (0 = a key on every frame)
 
 
 @dataclass
@@ -56,14 +57,15 @@ def retarget_work(req: RetargetRequest):
 
     def work(progress):
         from ..backend.motion import PerformanceRequest, load_performance
-        from ..omg_blender_addon.keyframes import plan_channels
+        from ..omg_blender_addon.keyframes import plan_channels, reduce_channels
 
         perf = load_performance(PerformanceRequest(
             req.path, req.is_track_file, req.frame_start, req.frame_end, req.smoothing,
             fps=None if req.match_scene_fps else req.scene_fps, head_model_path=req.info.head_model_path,
         ), progress)
         t1 = time.perf_counter()
-        channels = plan_channels(perf.params, req.info, req.apply, perf.expr_names)
+        channels = reduce_channels(plan_channels(perf.params, req.info, req.apply, perf.expr_names),
+                                   req.key_tolerance)
         secs = {**perf.seconds, "plan": time.perf_counter() - t1}
         if req.track_out and perf.track is not None:
             # written after the last cancellation point and the last step that can fail
@@ -95,6 +97,10 @@ class _RetargetBase(jobs.FileJobOperator):
     apply_neck: BoolProperty(name="Neck", default=True, description="Key the neck bone")
     apply_global: BoolProperty(name="Head Motion", default=True,
                                description="Key the global bone (whole-head rotation and translation)")
+    key_tolerance: FloatProperty(
+        name="Key Reduction", default=0.0, min=0.0, max=0.1, precision=4,
+        description="Drop keys that straight lines between the kept keys reproduce within this "
+                    "tolerance (shape-key value, quaternion component, metres); 0 = a key on every frame")
     new_take: BoolProperty(
         name="New Take", default=False,
         description="Key into a new action named after the source and push the earlier one to the NLA "
@@ -137,7 +143,8 @@ class _RetargetBase(jobs.FileJobOperator):
         return RetargetRequest(path=path, info=info, frame_start=self.frame_start, frame_end=self.frame_end,
                                smoothing=float(self.smoothing), apply=opts,
                                match_scene_fps=bool(self.match_scene_fps), scene_fps=scene_fps(context.scene),
-                               track_out=self._track_out(), is_track_file=self._is_track_file)
+                               track_out=self._track_out(), is_track_file=self._is_track_file,
+                               key_tolerance=float(self.key_tolerance))
 
     def _track_out(self) -> str | None:
         return None

@@ -24,7 +24,7 @@ def _rig_label(layout, context):
 
 def _options(op, s) -> None:
     for name in ("scene_start", "apply_expression", "apply_jaw", "apply_eyes", "apply_neck", "apply_global",
-                 "match_scene_fps", "frame_start", "frame_end"):
+                 "match_scene_fps", "frame_start", "frame_end", "key_tolerance"):
         setattr(op, name, getattr(s, name))
 
 
@@ -41,7 +41,9 @@ class OMG_AVATAR_PT_retarget(_OMGPanel, bpy.types.Panel):
         row.prop(s, "frame_start")
         row.prop(s, "frame_end")
         layout.prop(s, "scene_start")
-        layout.prop(s, "smoothing")
+        row = layout.row(align=True)
+        row.prop(s, "smoothing")
+        row.prop(s, "key_tolerance")
         col = layout.column(heading="Apply", align=True)
         row = col.row(align=True)
         for name in ("apply_expression", "apply_jaw", "apply_eyes"):

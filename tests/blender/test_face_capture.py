@@ -22,6 +22,8 @@ from backend.motion.capture import format_timecode  # noqa: E402
 
 pytestmark = pytest.mark.blender
 T = 36
+SMOOTH = np.zeros((90, 61))                                       # a slow blink: few keys needed
+SMOOTH[:, 0] = np.round(0.5 + 0.5 * np.sin(np.arange(90) / 20.0), 6)
 
 SCRIPT = """
 import importlib, math
@@ -64,6 +66,14 @@ RESULT["nla"] = [[(st.name, st.action.name, st.frame_start) for st in tr.strips]
 old = bpy.data.actions[RESULT["first_names"][1]]
 RESULT["old_key"] = curves(old, kd.nla_tracks[0].strips[0].action_slot)
 RESULT["actions"] = sorted(a.name for a in bpy.data.actions)
+RESULT["reduced"] = sorted(bpy.ops.omg_avatar.import_face_capture(filepath=CSV_C, avatar="Astro",
+                           key_tolerance=0.002))
+fc = next(f for f in anim_utils.action_get_channelbag_for_slot(kd.action, kd.action_slot).fcurves
+          if f.data_path == 'key_blocks["blink_L"].value')
+RESULT["reduced_keys"] = len(fc.keyframe_points)
+RESULT["reduced_interp"] = sorted({kp.interpolation for kp in fc.keyframe_points})
+RESULT["reduced_eval"] = [fc.evaluate(float(f)) for f in range(1, NC + 1)]
+RESULT["actions_before_bad"] = len(bpy.data.actions)
 bad = CSV_A.replace("take_a", "bad")
 open(bad, "w").write("Timecode,BlendShapeCount,EyeBlinkLeft\\n00:00:00:00.000,61,0.5\\n")
 try:
@@ -91,8 +101,9 @@ def child(addon_zip, tmp_path_factory):
     va = np.concatenate([rng.uniform(0, 1, (T, 52)), rng.uniform(-0.3, 0.3, (T, 9))], 1).round(6)
     vb = np.concatenate([rng.uniform(0, 1, (T, 52)), rng.uniform(-0.3, 0.3, (T, 9))], 1).round(6)
     a, b = _csv(tmp / "take_a.csv", va), _csv(tmp / "take_b.csv", vb)
+    c = _csv(tmp / "take_c.csv", SMOOTH)
     head = (f"ZIP = {str(addon_zip)!r}\nAVATAR = {str(avatar_path)!r}\nCSV_A = {str(a)!r}\nCSV_B = {str(b)!r}\n"
-            + same_standin())
+            f"CSV_C = {str(c)!r}\nNC = {len(SMOOTH)}\n" + same_standin())
     res = run_isolated(head + SCRIPT + "\nemit()\n", tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     assert "Traceback" not in res.stderr, res.stderr[-4000:]
@@ -130,7 +141,15 @@ def test_second_import_is_a_new_take_with_the_edited_mapping(child):
     np.testing.assert_allclose(blink, 0.5 * vb[:, ARKIT_NAMES.index("eyeBlinkLeft")], atol=1e-6)
 
 
+def test_key_reduction_keeps_the_curve_within_tolerance(child):
+    r, _, _ = child
+    assert r["reduced"] == ["FINISHED"]
+    assert r["reduced_keys"] < len(SMOOTH) / 3 and r["reduced_interp"] == ["LINEAR"]
+    # the blink_L gain was edited to 0.5 before: the keyed curve is half the capture's eyeBlinkLeft
+    np.testing.assert_allclose(r["reduced_eval"], 0.5 * SMOOTH[:, 0], atol=0.002 + 1e-6)
+
+
 def test_bad_capture_is_refused_and_adds_nothing(child):
     r, _, _ = child
     assert "bad.csv" in r["bad"] and "without the column" in r["bad"]
-    assert r["actions_after_bad"] == len(r["actions"])
+    assert r["actions_after_bad"] == r["actions_before_bad"]

@@ -64,3 +64,19 @@ def test_plan_channels_values(kf) -> None:
     named = kf.plan_channels(params, info, kf.ApplyOptions(jaw=False, global_motion=False), ["jaw_open", "smile"])
     np.testing.assert_allclose(named.shape_keys["smile"], 0.5)
     assert "jaw" not in named.quats and "global" not in named.quats and not named.locations
+
+
+def test_key_reduction_keeps_lines_within_tolerance(kf):
+    t = np.arange(200)
+    v = np.stack([np.sin(t / 15.0), 0.2 * np.cos(t / 7.0)], 1)
+    v[120:] = v[119]                                           # a hold: two keys suffice
+    for tol in (1e-3, 1e-2):
+        idx = kf.reduce_keys(v, tol)
+        assert idx[0] == 0 and idx[-1] == 199 and np.all(np.diff(idx) > 0)
+        back = np.stack([np.interp(t, idx, v[idx, c]) for c in range(2)], 1)
+        assert np.abs(back - v).max() <= tol
+        assert len(idx) < 200 * (0.7 if tol == 1e-3 else 0.3)
+    assert np.count_nonzero(kf.reduce_keys(v, 1e-2) > 119) == 1    # the hold is its last key only
+    assert kf.reduce_keys(v, 0.0).tolist() == list(range(200))   # 0 = every frame
+    ch = kf.Channels(200, shape_keys={"a": v[:, 0]})
+    assert len(kf.reduce_channels(ch, 1e-2).keep["k:a"]) < 40
