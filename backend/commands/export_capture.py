@@ -5,6 +5,7 @@ unmapped ARKit shapes are written 0, shapes sharing a target get an even split."
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "track / take .npz -> Live Link Face CSV (ARKit-52 weights by the inverse mapping)"
 
@@ -34,6 +35,14 @@ def run(args: argparse.Namespace) -> int:
 
         names = list(load_head_model(args.head_model).expr_names)
     mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
+    if not any(e.target in names for e in mapping):
+        import warnings
+
+        from ..errors import OMGWarning
+
+        warnings.warn(OMGWarning(f"{Path(args.track).name}: no expression column of the track is a mapping "
+                                 f"target ({', '.join(names[:3])}, ...): only the jaw, eye and neck channels "
+                                 f"are written (a FLAME track needs a --mapping onto its exp_* columns)"))
     cap = motion_to_capture(motion, mapping, list(names))
     write_llf_csv(args.output, cap.values, cap.names, cap.fps, cap.start_seconds)
     print(f"{args.output}: {cap.n_frames} frames at {cap.fps:g} fps (Live Link Face CSV)")

@@ -207,3 +207,18 @@ def test_bad_csv_gives_one_clear_line(tmp_path, case, pattern):
     with pytest.raises(InputError, match=pattern) as exc:
         read_capture(path)
     assert "\n" not in str(exc.value)
+
+
+def test_export_of_a_flame_take_warns_that_only_joints_are_written(tmp_path, capsys):
+    from backend.head.params import HeadParams
+    from backend.motion.files import Motion
+    from backend.motion.takes import save_take
+
+    pose = np.zeros((5, 5, 3), np.float32)
+    pose[:, 2, 0] = 0.175                                    # jaw half open
+    p = HeadParams(np.zeros(3), np.full((5, 4), 0.2), pose, np.zeros((5, 3)))
+    save_take(Motion(p, 25.0, "x", None, None, [f"exp_{i:03d}" for i in range(4)]), tmp_path / "f.npz")
+    assert cli_main(["export-capture", str(tmp_path / "f.npz"), "-o", str(tmp_path / "f.csv")]) == 0
+    assert "f.npz: no expression column of the track is a mapping target" in capsys.readouterr().err
+    cap = read_capture(tmp_path / "f.csv", timecode_fps=25)
+    assert cap.fps == 25 and cap.values[:, cap.names.index("jawOpen")] == pytest.approx(0.5, abs=1e-5)
