@@ -102,9 +102,10 @@ class _RetargetBase(jobs.FileJobOperator):
         description="Drop keys that straight lines between the kept keys reproduce within this "
                     "tolerance (shape-key value, quaternion component, metres); 0 = a key on every frame")
     new_take: BoolProperty(
-        name="New Take", default=False,
-        description="Key into a new action named after the source and push the earlier one to the NLA "
-                    "(off: add the keys to the current action, replacing keys in the same frames)")
+        name="New Take", default=True,
+        description="Key into a new action named after the source and push the earlier one to the NLA, "
+                    "so every take stays (off: add the keys to the current action, replacing keys in "
+                    "the same frames)")
     match_scene_fps: BoolProperty(
         name="Match Scene FPS", default=True,
         description="Set the scene's frame rate to the source's (one key per source frame); off: keep "

@@ -108,6 +108,15 @@ RESULT["apply"] = sorted(bpy.ops.omg_avatar.apply_track(filepath=TRACK, avatar=r
 RESULT["apply_seconds"] = time.perf_counter() - t0
 RESULT["after_apply"] = [(p, i, x, v) for p, i, x, v, _ in curves(rig)]
 RESULT["key_after_apply"] = [(p, i, len(x)) for p, i, x, v, _ in curves(key)]
+ad = rig.animation_data      # the retarget's take went to the NLA, intact; the apply is a new action
+RESULT["takes"] = {"active": ad.action.name, "nla": [[s.action.name for s in t.strips] for t in ad.nla_tracks]}
+first = ad.nla_tracks[0].strips[0]
+bag = anim_utils.action_get_channelbag_for_slot(first.action, first.action_slot)
+RESULT["first_take"] = []
+for fc in bag.fcurves:
+    co = [0.0] * (2 * len(fc.keyframe_points))
+    fc.keyframe_points.foreach_get("co", co)
+    RESULT["first_take"].append((fc.data_path, fc.array_index, co[0::2], co[1::2]))
 
 # 5. a bad file is refused with the file's name, nothing changes
 n_before = sum(len(c[2]) for c in curves(rig))
@@ -199,13 +208,15 @@ def test_apply_saved_track(child):
     assert r["apply"] == ["FINISHED"]
     after = {(p, i): (x, v) for p, i, x, v in r["after_apply"]}
     before = {(p, i): (x, v) for p, i, x, v, _ in r["rig_curves"]}
+    # a new take: the apply's own action holds only the jaw, keyed at 101.. with the track's values
+    assert r["takes"] == {"active": "track Rig", "nla": [["synthetic Rig"]]}, r["takes"]
+    assert {p for p, _ in after} == {'pose.bones["jaw"].rotation_quaternion'}
     for (p, i), (x, v) in after.items():
-        if p.startswith('pose.bones["jaw"]'):  # only the jaw was applied: keys added at 101..
-            assert x == [float(f) for f in range(1, T + 1)] + [float(f) for f in range(101, 101 + T)]
-            np.testing.assert_allclose(v[T:], before[(p, i)][1], atol=1e-6)  # same values, no re-tracking
-        else:
-            assert x == before[(p, i)][0], p  # other channels untouched
-    assert all(n == T for _, _, n in r["key_after_apply"])
+        assert x == [float(f) for f in range(101, 101 + T)]
+        np.testing.assert_allclose(v, before[(p, i)][1], atol=1e-6)  # same values, no re-tracking
+    # the first take (the retarget) is intact on the NLA
+    assert {(p, i): (x, v) for p, i, x, v in r["first_take"]} == before
+    assert all(n == T for _, _, n in r["key_after_apply"])  # expressions not applied: key's take as it was
     assert r["apply_seconds"] < r["retarget_seconds"]
     assert "bad.npz" in r["bad"] and r["bad_unchanged"]
 
