@@ -239,11 +239,14 @@ def _learned_avatar(reconstruct: Reconstructor, model, obs, fit, levels, opts: B
 
 
 def build_avatar(photo=None, options: BuildOptions | None = None, progress: Progress | None = None,
-                 reconstruct: Reconstructor | None = None) -> BuildResult:
+                 reconstruct: Reconstructor | None = None, prepared: tuple[Any, Any, str] | None = None
+                 ) -> BuildResult:
     """Build an avatar from one portrait photo (path, LoadedImage, uint8 array, None = sample).
 
     ``reconstruct``: the learned reconstructor for method "learned" (the CLI and the add-on pass
     ``backend.model.reconstruct_avatar``); unused by the analytic method.
+    ``prepared``: (FaceObservation, FitResult, name) of a photo already analysed and fitted (the
+    multi-view build fits one identity over several views); ``photo`` is then ignored.
 
     Raises InputError for unusable photos/models (no face, face too small, bad head model...),
     CancelledError when ``progress.should_cancel`` says so.
@@ -276,15 +279,19 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
         preload_kernels_async()
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
-        image, name = _resolve_photo(photo)
         model = load_head_model(opts.head_model)
-    with progress.stage("detect"):
-        progress.report(0.03, "finding the face")
-        with shared_analyzer() as analyzer:
-            obs = analyzer.analyze(image)
-    with progress.stage("fit"):
-        progress.report(0.1, "fitting the head model")
-        fit = fit_image(model, obs)
+        if prepared is None:
+            image, name = _resolve_photo(photo)
+        else:
+            obs, fit, name = prepared
+    if prepared is None:
+        with progress.stage("detect"):
+            progress.report(0.03, "finding the face")
+            with shared_analyzer() as analyzer:
+                obs = analyzer.analyze(image)
+        with progress.stage("fit"):
+            progress.report(0.1, "fitting the head model")
+            fit = fit_image(model, obs)
     params, camera = fit.params, fit.camera
     photo512 = to_float(obs.image512)
     mask = np.asarray(obs.mask, np.float32)

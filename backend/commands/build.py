@@ -1,4 +1,5 @@
-"""``python -m backend build [photo] -o DIR``: photo -> .omgavatar + .ply per LOD + preview PNGs."""
+"""``python -m backend build [photo | clip | photo photo ...] -o DIR``: one photo, a clip or several photos
+-> .omgavatar + .ply per LOD + preview PNGs."""
 
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ def parse_lods(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photo", nargs="?", default=None,
-                   help="portrait photo (JPEG/PNG/...); default: the bundled sample (skimage astronaut)")
+    p.add_argument("photo", nargs="*", default=[],
+                   help="portrait photo (JPEG/PNG/...), or a clip (mp4/mov/webm/gif/image folder) or several "
+                        "photos of one person for a multi-view build; default: the bundled sample "
+                        "(skimage astronaut)")
+    p.add_argument("--views", type=int, default=8,
+                   help="multi-view build from a clip: frames picked to cover the head poses (default 8)")
+    p.add_argument("--views-from", default=None, metavar="A:B",
+                   help="multi-view build from a clip: pick views only among frames A..B (inclusive)")
     p.add_argument("-o", "--output", default="out", help="output folder (default: out)")
     p.add_argument("--lods", type=parse_lods, default=(0, 1, 2), help="levels of detail, e.g. 0,1,2")
     p.add_argument("--head-model", default=None, help="FLAME .pkl or head-model .npz (default: stand-in)")
@@ -61,7 +68,7 @@ def check_outputs(args: argparse.Namespace, stem: str | None) -> tuple[Path, lis
     Returns the output folder and the earlier build's files that --force allows replacing."""
     from ..output_safety import OutputError, check_output_dir, check_output_file, inside
 
-    inputs = [args.photo, args.head_model, args.checkpoint, args.dinov2]
+    inputs = [*args.photo, args.head_model, args.checkpoint, args.dinov2]
     out = check_output_dir(args.output, inputs)
     if args.json:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
@@ -75,8 +82,15 @@ def check_outputs(args: argparse.Namespace, stem: str | None) -> tuple[Path, lis
     return out, earlier
 
 
+def multiview(args: argparse.Namespace) -> bool:
+    """Several inputs, or one clip: the multi-view build (avatar/multiview.py)."""
+    from ..avatar.multiview import is_video
+
+    return len(args.photo) > 1 or (len(args.photo) == 1 and is_video(args.photo[0]))
+
+
 def run(args: argparse.Namespace) -> int:
-    stem = args.name or (Path(args.photo).stem if args.photo else SAMPLE_NAME)
+    stem = args.name or (Path(args.photo[0]).stem if args.photo else SAMPLE_NAME)
     out, earlier = check_outputs(args, stem)  # first: before the heavy imports and any work
     from ..avatar.build import BuildOptions, build_avatar
     from ..avatar.fileformat import save_avatar
@@ -96,7 +110,21 @@ def run(args: argparse.Namespace) -> int:
         reconstruct = None
         if opts.method == "learned":
             from ..model import reconstruct_avatar as reconstruct
-        result = build_avatar(args.photo, opts, progress, reconstruct)
+        if multiview(args):
+            from ..avatar.multiview import MultiViewOptions, build_from_views
+            from ..errors import InputError
+            from ..face.views import parse_range
+
+            try:
+                views_from = parse_range(args.views_from)
+            except ValueError as exc:
+                raise InputError(None, str(exc)) from None
+            mv = MultiViewOptions(views=args.views, views_from=views_from)
+            if args.refine_seconds is not None:
+                mv.refine_seconds = float(args.refine_seconds)
+            result = build_from_views(args.photo, opts, mv, progress)
+        else:
+            result = build_avatar(args.photo[0] if args.photo else None, opts, progress, reconstruct)
         with progress.stage("write"):
             avatar_path = save_avatar(result.avatar, out / f"{stem}.omgavatar")
             plys = export_plys(result.avatar, result.model, out, stem)

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-track", default=None, metavar="PATH", help="also write the track (.npz)")
     p.add_argument("--smoothing", type=float, default=2.0,
                    help="temporal smoothing strength: 0 off, 1 light, 2 default, 4 strong")
+    p.add_argument("--keep-identity", action=argparse.BooleanOptionalAction, default=None,
+                   help="track with the avatar's own identity (fit only pose, expression and camera); "
+                        "default: on when the avatar was built from this clip, off otherwise")
     p.add_argument("--start", type=int, default=0, help="first video frame (0-based, default 0)")
     p.add_argument("--end", type=int, default=None, help="last video frame (inclusive, default: the last)")
     add_common(p)
@@ -38,6 +41,17 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_output_file(args.save_track, [*inputs, args.output], what="--save-track file")
     if args.json:
         check_output_file(args.json, [*inputs, args.output, args.save_track], what="--json file")
+
+
+def identity_for(avatar, video: str, keep: bool | None):
+    """The avatar's identity coefficients when tracking should keep them (``keep`` True, or None
+    and the avatar was built from this very clip), else None (the clip's own identity)."""
+    from pathlib import Path
+
+    built_from = (avatar.options.get("multiview") or {}).get("source")
+    if keep is None:
+        keep = built_from is not None and built_from == Path(video).name
+    return avatar.params.shape if keep else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         t0 = time.perf_counter()
         track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing), track_progress,
-                            args.start, args.end)
+                            args.start, args.end, identity=identity_for(avatar, args.video, args.keep_identity))
         track_seconds = time.perf_counter() - t0
         if args.save_track:
             track.save(args.save_track)

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="FLAME .pkl or head-model .npz (default: the bundled stand-in)")
     parser.add_argument("--smoothing", type=float, default=2.0,
                         help="temporal smoothing strength: 0 off, 1 light, 2 default, 4 strong")
+    parser.add_argument("--avatar", metavar="PATH",
+                        help="keep this .omgavatar's identity: fit only pose, expression and camera")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -23,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..output_safety import check_output_file
 
-    inputs = [args.video, args.head_model]  # first: before the heavy imports and any work
+    inputs = [args.video, args.head_model, args.avatar]  # first: before the heavy imports and any work
     check_output_file(args.output, inputs, what="track file")
     if args.json:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
@@ -36,11 +38,21 @@ def run(args: argparse.Namespace) -> int:
     if args.smoothing < 0:
         raise InputError(None, f"--smoothing must be >= 0, got {args.smoothing}")
     model = load_head_model(args.head_model)
+    identity = None
+    if args.avatar:
+        from ..avatar import load_avatar
+
+        avatar = load_avatar(args.avatar)
+        if avatar.head_model_name != model.name or len(avatar.params.shape) != model.n_shape:
+            raise InputError(args.avatar, f"was built on head model '{avatar.head_model_name}', not on "
+                                          f"'{model.name}' (pass the same --head-model)")
+        identity = avatar.params.shape
     t0 = time.perf_counter()  # decode, landmarks, fit, smoothing and writing; not the model load
     progress, close = tqdm_progress("track", enabled=False if args.no_progress else None)
     try:
         track = track_video(args.video, model,
-                            TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps), progress)
+                            TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps), progress,
+                            identity=identity)
     finally:
         close()
     track.save(args.output)

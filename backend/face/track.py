@@ -221,11 +221,15 @@ def _fixed_crop(landmarks: list[np.ndarray | None], size: tuple[int, int]) -> Cr
 
 # ---- passes 3-4: fitting ------------------------------------------------------------------------
 
-def _fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.ndarray,
-                  fopts: FitOptions) -> State:
-    """Joint fit of K frames (obs (K, 478, 2)) with one shared shape; returns the K-frame state."""
+def fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.ndarray,
+                 fopts: FitOptions, shape: torch.Tensor | None = None) -> State:
+    """Joint fit of K frames (obs (K, 478, 2)) with one shared shape; returns the K-frame state.
+    With ``shape`` (the leading ``lmm.n_shape`` identity coefficients) the identity is given and
+    held fixed: only each frame's pose and expression are fitted."""
     K = obs.shape[0]
     state = empty_state(lmm, K)
+    if shape is not None:
+        state.shape = torch.as_tensor(shape, dtype=torch.float64)[: lmm.n_shape].clone()
     for k in range(K):
         aa, tr = pnp_init(lmm, proj, obs[k], w)
         state.pose[k, JOINT_GLOBAL] = torch.as_tensor(aa)
@@ -236,7 +240,8 @@ def _fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.nd
     state, _ = solve(lmm, proj, state, o, wt, rigid,
                      Priors(torch.zeros(rigid.per_frame, dtype=torch.float64), pack_frame(state, rigid),
                             torch.zeros(0, dtype=torch.float64)), fopts.pose_iterations)
-    layout = Layout(fit_joints(lmm, fopts), lmm.n_expr if fopts.fit_expr else 0, lmm.n_shape)
+    layout = Layout(fit_joints(lmm, fopts), lmm.n_expr if fopts.fit_expr else 0,
+                    0 if shape is not None else lmm.n_shape)
     mu = torch.zeros(K, layout.per_frame, dtype=torch.float64)
     pri = Priors(frame_prior_weights(lmm, layout, fopts), mu,
                  torch.full((layout.n_shape,), fopts.shape_prior, dtype=torch.float64))
@@ -257,9 +262,11 @@ def smooth_landmarks(raw: np.ndarray, fps: float, strength: float, max_px: float
 
 
 def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
-                    opts: TrackOptions | None = None, progress: Progress | None = None):
+                    opts: TrackOptions | None = None, progress: Progress | None = None,
+                    identity: np.ndarray | None = None):
     """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
-    ignored and filled). Returns (HeadParams, confidence (T,), rmse (T,))."""
+    ignored and filled). ``identity``: the head's shape coefficients (e.g. an avatar's) to keep
+    instead of fitting one from the clip. Returns (HeadParams, confidence (T,), rmse (T,))."""
     opts = opts or TrackOptions()
     progress = progress or Progress()
     fopts = opts.fit
@@ -279,7 +286,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         full = LandmarkModel.from_model(model, fopts.n_shape if fopts.fit_shape else 0, opts.n_expr)
         w_np = landmark_weights(full, fopts.contour_weight, fopts.iris_weight)
         pick = idx[np.linspace(0, len(idx) - 1, min(opts.identity_frames, len(idx))).round().astype(int)]
-        ident = _fit_identity(full, proj, landmarks[pick].astype(np.float64), w_np, fopts)
+        ident = fit_identity(full, proj, landmarks[pick].astype(np.float64), w_np, fopts, identity)
         shape = ident.shape.clone()
         ref_global = ident.pose[:, JOINT_GLOBAL].mean(0)
 
@@ -333,8 +340,12 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 
 
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
-                progress: Progress | None = None, start: int = 0, end: int | None = None) -> Track:
+                progress: Progress | None = None, start: int = 0, end: int | None = None,
+                identity: np.ndarray | None = None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
+
+    identity: (n_shape,) shape coefficients to keep (an avatar's identity, so the rig driven by
+    the clip is the avatar's head); None = fit the identity from the clip.
 
     start, end: the source frame range to track (0-based, inclusive; end None = to the end).
     progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
@@ -363,7 +374,8 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
         if lm is not None:
             lm_crop[t] = crop.to_crop(lm)
     with progress.stage("fit"):
-        params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress)
+        params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress,
+                                           identity)
     progress.report(1.0, "done")
     return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),

@@ -1,0 +1,422 @@
+"""Several views -> one avatar: a clip or a few photos of one person, fused into a whole head.
+
+Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
+  views     clip: one streamed scan (face, yaw/pitch, sharpness per frame), N views picked to span
+            the poses (face/views.py), the chosen frames decoded; photos: loaded as given
+  detect    each view analysed as a photo (crop, landmarks, portrait mask)
+  fit       one identity over all views (joint landmark fit), per view pose + expression; each view
+            also fitted alone, to tell one person from a mixture by the spread of identity fits
+  build     the single-photo build of the most frontal view with the joint identity (no refinement)
+  fuse      the paper's occlusion-aware fusion applied to views: every Gaussian takes its colour
+            from the views that see it, weighted by visibility (rendered depth), facing angle and
+            sampling resolution; what no view saw keeps the single-photo completion
+  carve     hair Gaussians outside any view's portrait silhouette are removed (a visual hull)
+  refine    colours and opacities against all views at once (one batched render per step)
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError, OMGWarning
+from ..progress import Progress
+from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from .imageops import bilinear, to_float
+from .posing import model_lods, posed_set
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+    from ..render.camera import Camera
+    from .build import BuildOptions, BuildResult
+
+# Views within this yaw and pitch (degrees) judge whether all views show one person.
+FRONTAL_DEG = 20.0
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif")
+
+
+class FewerViewsWarning(OMGWarning):
+    """The input offered fewer usable views than were asked for."""
+
+
+@dataclass
+class MultiViewOptions:
+    """views: views picked from a clip (photos: all given are used); views_from: (start, end
+    inclusive | None) frame range a clip's views may come from; min_views: fewer usable views is
+    an error; identity_spread: largest allowed spread (identity_spread()) of the identity fits of
+    the near-frontal views (within FRONTAL_DEG; judged when there are at least 3): above it the
+    views show different people. Landmarks identify a head only weakly: on the shared clips one
+    person spreads 0.4-0.9 and half-and-half mixtures of two people 1.1-1.2, so a mixture with a
+    single stray view, or of similar faces, passes;
+    visibility_tol_m: a Gaussian is seen when it is at most this far behind the rendered depth;
+    prior_weight: weight of the single-photo colour against the fused views' (unseen -> kept);
+    refine_seconds / refine_steps: the multi-view refinement budget (0 = none)."""
+
+    views: int = 8
+    views_from: tuple[int, int | None] = (0, None)
+    min_views: int = 2
+    identity_spread: float = 1.0
+    visibility_tol_m: float = 0.01
+    prior_weight: float = 0.05
+    refine_seconds: float = 20.0
+    refine_steps: int = 200
+
+
+@dataclass
+class View:
+    """One view in the 512 crop. label: where it came from ("clip.mp4 frame 42", "a.jpg");
+    image (512, 512, 3) float32 [0, 1]; mask (512, 512) float32 portrait mask; params: HeadParams
+    T = 1 with the shared identity; camera: its Camera; yaw_deg / pitch_deg: the fitted head turn;
+    rmse_px: its landmark error under the joint fit."""
+
+    label: str
+    image: np.ndarray
+    mask: np.ndarray
+    params: Any
+    camera: "Camera"
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    rmse_px: float = float("nan")
+    observation: Any = field(default=None, repr=False)
+
+
+def is_video(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES
+
+
+# ---- views ------------------------------------------------------------------------------------
+
+def _clip_images(path: Path, model, mv: MultiViewOptions, progress: Progress) -> list[tuple[str, np.ndarray]]:
+    from ..face.views import load_frames, scan_clip, select_views
+
+    start, end = mv.views_from
+    scan = scan_clip(path, model, start, end, progress=progress)
+    picked = select_views(scan.candidates, mv.views)
+    frames = load_frames(path, [c.index for c in picked])
+    return [(f"{path.name} frame {c.index}", frames[c.index]) for c in picked]
+
+
+def _analyze(images: list[tuple[str, Any]], is_clip: bool, progress: Progress) -> list[tuple[str, Any]]:
+    """[(label, FaceObservation)]: every photo must work (its InputError stands); clip frames that
+    fail are left out with a warning."""
+    from ..face.analyze import shared_analyzer
+    from ..face.image import image_from_array, load_image
+
+    out = []
+    with shared_analyzer() as analyzer:
+        for i, (label, img) in enumerate(images):
+            progress.report(0.1 + 0.1 * i / max(len(images), 1), f"analysing view {i + 1}/{len(images)}")
+            src = load_image(img) if isinstance(img, (str, Path)) else image_from_array(img)
+            try:
+                out.append((label, analyzer.analyze(src)))
+            except InputError as exc:
+                if not is_clip:
+                    raise
+                warnings.warn(f"{label}: left out ({exc.message})",
+                              FewerViewsWarning, stacklevel=2)
+    return out
+
+
+def fit_views(model: "HeadModel", observations: list[Any]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """One identity over all views. Returns (HeadParams with T = K views, per-view landmark RMSE
+    (K,) px under the joint fit, per-view single-fit identities (K, n_shape))."""
+    import torch
+
+    from ..face.fit import FitOptions, fit_image, landmark_weights, to_head_params
+    from ..face.landmark_model import LandmarkModel
+    from ..face.solver import Projector, single_thread
+    from ..face.track import fit_identity
+
+    fopts = FitOptions()
+    cam = observations[0].camera
+    obs = np.stack([np.asarray(o.landmarks, np.float64)[:, :2] for o in observations])
+    with torch.inference_mode(), single_thread():
+        lmm = LandmarkModel.from_model(model, fopts.n_shape, fopts.n_expr)
+        w = landmark_weights(lmm, fopts.contour_weight, fopts.iris_weight)
+        proj = Projector(cam.K, cam.viewmat)
+        state = fit_identity(lmm, proj, obs, w, fopts)
+        uv, _ = proj.project(lmm.points(state.coeffs(), state.pose, state.transl))
+        d2 = ((uv.numpy() - obs) ** 2).sum(-1)
+        rmse = np.sqrt(d2[:, w > 0].mean(1))
+    singles = np.stack([fit_image(model, o, fopts).params.shape for o in observations])
+    return to_head_params(state, model, lmm), rmse, singles
+
+
+def identity_spread(singles: np.ndarray) -> float:
+    """Spread of per-view identity fits: the median distance of each view's identity coefficients
+    to the element-wise median identity, in units of the coefficients' prior (unit variance)."""
+    med = np.median(singles, axis=0)
+    return float(np.median(np.linalg.norm(singles - med, axis=1)))
+
+
+def head_angles_from_params(params) -> tuple[np.ndarray, np.ndarray]:
+    """(yaw, pitch) degrees per frame of the head's forward axis after global and neck rotation."""
+    from ..rotations import axis_angle_to_matrix
+
+    Rg = axis_angle_to_matrix(np.asarray(params.pose[:, 0], np.float64))
+    Rn = axis_angle_to_matrix(np.asarray(params.pose[:, 1], np.float64))
+    fwd = (Rg @ Rn)[:, :, 2]
+    return np.degrees(np.arctan2(fwd[:, 0], fwd[:, 2])), np.degrees(np.arcsin(np.clip(-fwd[:, 1], -1, 1)))
+
+
+# ---- fusion ------------------------------------------------------------------------------------
+
+def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: int, tol_m: float,
+                 backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Colours (N, 3) float32 the view shows at every Gaussian of ``rest_set(lod)`` and their
+    weights (N,) float32 = seen x facing^2 x (sampling resolution relative to the view's head)^2 x
+    portrait mask. Seen: in the image, where the render is opaque (alpha > 0.5) and no more than
+    ``tol_m`` behind the rendered (expected) depth. Facing: the posed head surface's normal against
+    the direction to the camera (parts, having no surface, count 0.5)."""
+    from ..render.splat import splat
+    from .attributes import vertex_normals
+
+    gs = posed_set(avatar, model, view.params, lod)
+    cam = view.camera
+    res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, cam, background=np.zeros(3, np.float32),
+                backend=backend)
+    depth = res.depth[0].detach().cpu().numpy()
+    alpha = res.alpha[0].detach().cpu().numpy()
+    uv, z = cam.project(gs.means)
+    ok = np.isfinite(uv).all(1) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] < cam.height)
+    uvc = np.where(ok[:, None], uv, 0.0)
+    ix = np.clip(uvc[:, 0].astype(np.int64), 0, cam.width - 1)
+    iy = np.clip(uvc[:, 1].astype(np.int64), 0, cam.height - 1)
+    seen = ok & (alpha[iy, ix] > 0.5) & (z <= depth[iy, ix] + tol_m)
+    n_head = len(avatar.lods[lod])
+    facing = np.full(len(gs), 0.5, np.float32)
+    faces = model_lods(model, [lod])[lod].faces
+    normals = vertex_normals(gs.means[:n_head], faces)
+    eye = np.linalg.inv(np.asarray(cam.viewmat, np.float64))[:3, 3]
+    to_cam = eye[None] - gs.means[:n_head]
+    to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True)
+    facing[:n_head] = np.clip((normals * to_cam).sum(1), 0.0, 1.0)
+    zref = float(np.median(z[:n_head][np.isfinite(z[:n_head])]))
+    resolution = np.clip(zref / np.maximum(z, 1e-6), 0.0, 4.0)
+    w = seen * facing ** 2 * resolution ** 2 * bilinear(view.mask, uvc)
+    return bilinear(view.image, uvc), np.where(ok, w, 0.0).astype(np.float32)
+
+
+def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
+               backend: str = "auto") -> dict[str, float]:
+    """Recolour every LOD's head Gaussians and the parts from ``views`` in place (see the module
+    docstring). Returns {"seen_share": share of the finest LOD's Gaussians some view saw}."""
+    finest = max(avatar.levels)
+    seen_share = 0.0
+    for lod in avatar.levels:
+        acc = np.zeros((avatar.counts()[lod]["total"], 3), np.float64)
+        wsum = np.zeros(len(acc), np.float64)
+        for v in views:
+            c, w = view_samples(avatar, model, v, lod, mv.visibility_tol_m, backend)
+            acc += w[:, None] * c
+            wsum += w
+        n_head = len(avatar.lods[lod])
+        rest = avatar.rest_set(lod)
+        fused = (acc + mv.prior_weight * rest.colors) / (wsum + mv.prior_weight)[:, None]
+        avatar.lods[lod].colors = fused[:n_head].astype(np.float32)
+        if lod == finest:
+            for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
+                part.gaussians.colors = fused[sl].astype(np.float32)
+            seen_share = float((wsum > mv.prior_weight).mean())
+    return {"seen_share": seen_share}
+
+
+def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], dilate_px: int = 6) -> int:
+    """Remove "hair" Gaussians that some view shows outside its (dilated) portrait silhouette: a
+    point of the person must project inside the person in every view that frames it. Returns the
+    number removed."""
+    from scipy.ndimage import maximum_filter
+
+    names = [p.name for p in avatar.parts]
+    if "hair" not in names:
+        return 0
+    lod = min(avatar.levels)
+    sl = avatar.part_slices(lod)["hair"]
+    keep = np.ones(sl.stop - sl.start, bool)
+    for v in views:
+        means = posed_set(avatar, model, v.params, lod).means[sl]
+        uv, _ = v.camera.project(means)
+        ok = np.isfinite(uv).all(1) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < v.camera.width) \
+            & (uv[:, 1] < v.camera.height)
+        wide = maximum_filter(v.mask, size=2 * dilate_px + 1)
+        inside = bilinear(wide, np.where(ok[:, None], uv, 0.0)) >= 0.5
+        keep &= ~ok | inside
+    i = names.index("hair")
+    part = avatar.parts[i]
+    g = part.gaussians
+    avatar.parts[i] = SkinnedPart(part.name, GaussianSet(
+        g.means[keep], g.quats[keep], g.scales[keep], g.opacities[keep], g.colors[keep],
+        None if g.features is None else g.features[keep]), part.weights[keep])
+    return int((~keep).sum())
+
+
+# ---- refinement against all views ---------------------------------------------------------------
+
+def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
+                 backend: str = "auto", progress: Progress | None = None) -> dict[int, int]:
+    """Colours and opacities of every LOD (parts at the finest) optimised against all views at once:
+    each step renders the K posed views in one batched splat. Adam steps are scaled per Gaussian by
+    its coverage over the views (refine.py's trust), so what no view shows keeps its colour.
+    Returns steps per LOD."""
+    import torch
+
+    from ..render.splat import splat
+    from .refine import _ssim_map, source_coverage
+
+    progress = progress or Progress()
+    steps: dict[int, int] = {}
+    finest = max(avatar.levels)
+    total = sum(avatar.counts()[l]["total"] for l in avatar.levels)
+    target = torch.from_numpy(np.stack([v.image.transpose(2, 0, 1) for v in views]))          # (K, 3, H, W)
+    w = torch.from_numpy(np.stack([v.mask for v in views]).astype(np.float32))[:, None]      # (K, 1, H, W)
+    wsum = w.sum().clamp(min=1.0) * 3
+    cams = [v.camera for v in views]
+    for lod in avatar.levels:
+        budget = mv.refine_seconds * avatar.counts()[lod]["total"] / total
+        sets = [posed_set(avatar, model, v.params, lod) for v in views]
+        means = torch.from_numpy(np.stack([s.means for s in sets]))                            # (K, N, 3)
+        rest = sets[0]
+        quats, scales = torch.from_numpy(rest.quats), torch.from_numpy(rest.scales)
+        trust = sum(source_coverage(s, v.camera, backend) for s, v in zip(sets, views))
+        trust = (trust / 4.0).clamp(0.0, 1.0)
+        colors = torch.from_numpy(rest.colors.copy()).requires_grad_(True)
+        op = np.clip(rest.opacities, 1e-4, 1 - 1e-4)
+        op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
+        optim = torch.optim.Adam([{"params": [colors], "lr": 0.02}, {"params": [op_logit], "lr": 0.05}])
+        t0, n = time.perf_counter(), 0
+        while n < mv.refine_steps and (n == 0 or time.perf_counter() - t0 < budget):
+            optim.zero_grad(set_to_none=True)
+            res = splat(means, quats, scales, torch.sigmoid(op_logit), colors, cams,
+                        background=torch.zeros(3), backend=backend)
+            img = res.image.cpu()
+            loss = 0.8 * ((img - target).abs() * w).sum() / wsum \
+                + 0.2 * ((1 - _ssim_map(img, target)) * w).sum() / wsum
+            loss.backward()
+            before = [colors.detach().clone(), op_logit.detach().clone()]
+            optim.step()
+            with torch.no_grad():
+                for param, old in zip((colors, op_logit), before):
+                    t = trust if param.dim() == 1 else trust[:, None]
+                    param.copy_(old + t * (param - old))
+                colors.clamp_(0.0, 1.0)
+            n += 1
+            progress.report(min(1.0, (time.perf_counter() - t0) / max(budget, 1e-6)), f"refining LOD {lod} over "
+                            f"{len(views)} views (step {n})")
+        c = colors.detach().numpy()
+        o = torch.sigmoid(op_logit).detach().numpy()
+        n_head = len(avatar.lods[lod])
+        avatar.lods[lod].colors, avatar.lods[lod].opacities = c[:n_head].copy(), o[:n_head].copy()
+        if lod == finest:
+            for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
+                part.gaussians.colors, part.gaussians.opacities = c[sl].copy(), o[sl].copy()
+        steps[lod] = n
+    return steps
+
+
+# ---- the whole build ----------------------------------------------------------------------------
+
+def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = None,
+                     mv: MultiViewOptions | None = None, progress: Progress | None = None) -> "BuildResult":
+    """Build one avatar from a clip (one path) or several photos (paths) of one person.
+
+    Raises InputError naming the input for: no face in any frame, fewer usable views than
+    ``mv.min_views``, views of different people (identity fits spread too far). Warns
+    (FewerViewsWarning) when a clip offers fewer distinct views than asked.
+    """
+    from ..face.fit import FitResult
+    from ..head.loader import load_head_model
+    from ..head.params import HeadParams
+    from .build import BuildOptions, build_avatar
+
+    opts = options or BuildOptions()
+    mv = mv or MultiViewOptions()
+    progress = progress or Progress()
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise ValueError("build_from_views needs at least one input")
+    if opts.method != "analytic":
+        raise InputError(opts.checkpoint, "the multi-view build is analytic: build from one photo to use a "
+                                          "learned checkpoint")
+    if mv.views < 1:
+        raise InputError(None, f"--views must be at least 1, got {mv.views}")
+    for p in paths:
+        if not p.exists():
+            raise InputError(p, "file not found")
+    clip = len(paths) == 1 and is_video(paths[0])
+    if not clip and any(is_video(p) for p in paths):
+        raise InputError(next(p for p in paths if is_video(p)), "give either one clip or several photos, not both")
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    model = load_head_model(opts.head_model)
+
+    t = time.perf_counter()
+    images = _clip_images(paths[0], model, mv, progress) if clip else [(p.name, p) for p in paths]
+    seconds["views"] = time.perf_counter() - t
+    t = time.perf_counter()
+    analysed = _analyze(images, clip, progress)
+    seconds["detect"] = time.perf_counter() - t
+    source = paths[0] if clip else paths[0].parent
+    if len(analysed) < mv.min_views:
+        raise InputError(source, f"only {len(analysed)} usable view(s) with a face (at least {mv.min_views} "
+                                 f"needed for a multi-view build; build from one photo instead)")
+    if clip and len(analysed) < mv.views:
+        warnings.warn(f"{paths[0]}: {len(analysed)} distinct usable views found (asked for {mv.views})",
+                      FewerViewsWarning, stacklevel=2)
+
+    t = time.perf_counter()
+    progress.report(0.22, f"fitting one identity over {len(analysed)} views")
+    params, rmse, singles = fit_views(model, [o for _, o in analysed])
+    yaw, pitch = head_angles_from_params(params)
+    # a single view's identity is only trusted near frontal: turned views spread even for one person
+    frontal = (np.abs(yaw) <= FRONTAL_DEG) & (np.abs(pitch) <= FRONTAL_DEG)
+    spread = identity_spread(singles[frontal]) if frontal.sum() >= 3 else None
+    if spread is not None and spread > mv.identity_spread:
+        raise InputError(source, f"the views seem to show different people (identity fits spread "
+                                 f"{spread:.2f} > {mv.identity_spread:.2f}); use views of one person")
+    seconds["fit"] = time.perf_counter() - t
+    views = [View(label, to_float(o.image512), np.asarray(o.mask, np.float32), params.frame(k), o.camera,
+                  float(yaw[k]), float(pitch[k]), float(rmse[k]), o)
+             for k, (label, o) in enumerate(analysed)]
+    primary = int(np.argmin(np.hypot(yaw, pitch)))
+
+    from dataclasses import replace
+
+    t = time.perf_counter()
+    pv = views[primary]
+    fit = FitResult(params=pv.params, camera=pv.camera, rmse_px=float(rmse[primary]),
+                    mean_error_px=float(rmse[primary]), seconds=0.0)
+    single_opts = replace(opts, refine=False, metrics=False)
+    result = build_avatar(None, single_opts, progress, prepared=(pv.observation, fit, pv.label))
+    seconds["build"] = time.perf_counter() - t
+    avatar = result.avatar
+
+    t = time.perf_counter()
+    progress.report(0.6, f"fusing {len(views)} views")
+    fused = fuse_views(avatar, model, views, mv, opts.render_backend)
+    seconds["fuse"] = time.perf_counter() - t
+    t = time.perf_counter()
+    carved = carve_hair(avatar, model, views)
+    seconds["carve"] = time.perf_counter() - t
+    steps = {l: 0 for l in avatar.levels}
+    if mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False:
+        t = time.perf_counter()
+        steps = refine_views(avatar, model, views, mv, opts.render_backend, progress)
+        seconds["refine"] = time.perf_counter() - t
+    avatar.options["refined"] = bool(any(steps.values()))
+    avatar.options["views"] = [{"label": v.label, "yaw_deg": round(v.yaw_deg, 2), "pitch_deg": round(v.pitch_deg, 2),
+                                "rmse_px": round(v.rmse_px, 3), "primary": k == primary}
+                               for k, v in enumerate(views)]
+    avatar.options["multiview"] = {"source": source.name, "seen_share": fused["seen_share"],
+                                   "hair_carved": carved, "identity_spread": spread}
+    seconds["total"] = time.perf_counter() - t_start
+    result.seconds = seconds
+    result.refine_steps = steps
+    result.photo_name = paths[0].stem if clip else f"{paths[0].stem}+{len(paths) - 1}"
+    progress.report(1.0, "done")
+    return result
