@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render-frames", type=_positive, default=8,
                         help="frames timed per LOD and backend for render fps (default 8)")
     parser.add_argument("--protocols", default="reconstruction,self,cross,speed",
-                        help="comma-separated subset of reconstruction,self,cross,speed")
+                        help="comma-separated subset of reconstruction,self,cross,speed,multiview "
+                             "(multiview: a build from --views frames of each clip's first 60 %% vs a "
+                             "single-photo build from frame 0, scored on every --every-th later frame)")
+    parser.add_argument("--views", type=_positive, default=8, help="multiview: views per clip (default 8)")
     parser.add_argument("--refine-seconds", type=float, default=None,
                         help="build: photometric refinement budget (default: the build's own)")
     parser.add_argument("--no-refine", action="store_true", help="build without photometric refinement")
@@ -142,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"eval: no photos or videos under {media_dir}: nothing to evaluate (skipped)", file=sys.stderr)
         return 0
     protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
-    unknown = set(protocols) - {"reconstruction", "self", "cross", "speed"}
+    unknown = set(protocols) - {"reconstruction", "self", "cross", "speed", "multiview"}
     if unknown:
         print(f"eval: unknown protocol(s) {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                        cross_frames=args.cross_frames, render_frames=args.render_frames,
                        render_backend=args.backend, speed_backends=tuple(backends) if backends else None,
                        build=build, identity=not args.no_identity,
-                       protocols=protocols)
+                       protocols=protocols, views=args.views)
     progress, close = tqdm_progress("eval")
     try:
         res = run_eval(media, opts, log=lambda m: print(m, file=sys.stderr), progress=progress)

@@ -144,6 +144,10 @@ class EvalResults:
     reconstruction: list[ReconstructionRow] = field(default_factory=list)
     build_timing: list[BuildTiming] = field(default_factory=list)
     self_reenactment: list[SelfReenactment] = field(default_factory=list)
+    # issue 17's protocol: the same held-out frames scored for a multi-view and a single-photo build
+    multiview: list[SelfReenactment] = field(default_factory=list)
+    multiview_single: list[SelfReenactment] = field(default_factory=list)
+    multiview_seconds: list[dict[str, Any]] = field(default_factory=list)  # video, multi, single build s
     cross_reenactment: list[CrossReenactment] = field(default_factory=list)
     track_timing: list[TrackTiming] = field(default_factory=list)
     render_timing: list[RenderTiming] = field(default_factory=list)
@@ -182,6 +186,11 @@ def results_from_dict(d: dict[str, Any]) -> EvalResults:
     res.self_reenactment = [SelfReenactment(s["video"], s["lod"], s["every"],
                                             [FrameScores(f["frame"], _scores(f["scores"])) for f in s["frames"]])
                             for s in d.get("self_reenactment", [])]
+    for key in ("multiview", "multiview_single"):
+        setattr(res, key, [SelfReenactment(s["video"], s["lod"], s["every"],
+                                           [FrameScores(f["frame"], _scores(f["scores"])) for f in s["frames"]])
+                           for s in d.get(key, [])])
+    res.multiview_seconds = list(d.get("multiview_seconds", []))
     res.cross_reenactment = [CrossReenactment(c["photo"], c["video"], c["lod"],
                                               [CrossFrame(f["frame"], _nan(f["identity_to_source"]),
                                                           _nan(f["expression_distance"]),
@@ -201,6 +210,9 @@ SELF_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identit
              "psnr_portrait", "ssim_portrait", "mouth_psnr")
 
 
+MULTIVIEW_KEYS = ("psnr_full", "ssim_full", "alpha_iou", "akd", "psnr_portrait")
+
+
 def nanmin(values) -> float:
     v = np.asarray([np.nan if x is None else x for x in values], dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -211,18 +223,24 @@ def summary(res: EvalResults) -> dict[str, Any]:
     """Headline means per LOD (over photos / videos / pairs)."""
     out: dict[str, Any] = {}
     lods = sorted({r.lod for r in res.reconstruction} | {r.lod for r in res.self_reenactment}
+                  | {r.lod for r in res.multiview}
                   | {r.lod for r in res.cross_reenactment})
     for lod in lods:
         rec = [r.scores for r in res.reconstruction if r.lod == lod]
         sr = [f.scores for v in res.self_reenactment if v.lod == lod for f in v.frames]
         cr = [f for c in res.cross_reenactment if c.lod == lod for f in c.frames]
         cov = [r.crop_coverage for r in res.reconstruction if r.lod == lod]
+        mv = [f.scores for v in res.multiview if v.lod == lod for f in v.frames]
+        mv1 = [f.scores for v in res.multiview_single if v.lod == lod for f in v.frames]
         out[f"lod{lod}"] = {
             "reconstruction": {k: nanmean(getattr(s, k) for s in rec) for k in RECON_KEYS}
                               | {"crop_coverage": nanmean(cov), "crop_coverage_min": nanmin(cov),
                                  "mouth_frames": len(rec) - count_nan(s.mouth_psnr for s in rec)},
             "self_reenactment": {k: nanmean(getattr(s, k) for s in sr) for k in SELF_KEYS}
                                 | {"mouth_frames": len(sr) - count_nan(s.mouth_psnr for s in sr)},
+            **({"multiview": {k: nanmean(getattr(s, k) for s in mv) for k in MULTIVIEW_KEYS}
+                            | {f"{k}_single": nanmean(getattr(s, k) for s in mv1) for k in MULTIVIEW_KEYS}
+                            | {"frames": len(mv)}} if mv else {}),
             "cross_reenactment": {k: nanmean(getattr(f, k) for f in cr)
                                   for k in ("identity_to_source", "expression_distance", "pose_distance_deg")},
         }

@@ -30,7 +30,8 @@ class EvalOptions:
     build: dict[str, Any] = field(default_factory=dict)
     track: dict[str, Any] = field(default_factory=dict)
     identity: bool = True
-    protocols: tuple[str, ...] = ("reconstruction", "self", "cross", "speed")
+    protocols: tuple[str, ...] = ("reconstruction", "self", "cross", "speed")  # + "multiview" (issue 17)
+    views: int = 8                    # multiview: views picked among the clip's first 60 %
 
 
 def utc_now() -> str:
@@ -52,7 +53,8 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
     input is recorded under ``skipped`` and the rest goes on."""
     from .protocols.reconstruction import ReconstructionOptions, evaluate_photo
     from .protocols.reenactment import (ReenactmentOptions, cross_reenactment, driving_indices,
-                                        self_reenactment, track_clip)
+                                        held_out_indices, multiview_reenactment, self_reenactment,
+                                        track_clip)
     from .protocols.scoring import FrameScorer
     from .protocols.speed import render_speed
 
@@ -108,7 +110,7 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
                 _skip(res, f"render speed ({name})", exc, log)
 
         model = photo_builds[0][1].model if photo_builds else None
-        for video in media.videos if want & {"self", "cross"} else []:
+        for video in media.videos if want & {"self", "cross", "multiview"} else []:
             tick(f"video {video.name}: tracking")
             cross_idx: list[int] = []
 
@@ -116,7 +118,8 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
                 nonlocal cross_idx
                 self_idx = driving_indices(n, opts.every, opts.max_frames) if "self" in want else []
                 cross_idx = driving_indices(n, opts.every, opts.cross_frames, start=0) if "cross" in want else []
-                return sorted(set(self_idx) | set(cross_idx))
+                held = held_out_indices(n, opts.every) if "multiview" in want else []
+                return sorted(set(self_idx) | set(cross_idx) | set(held))
 
             try:
                 clip = track_clip(video, model, ren_opts, indices_for=keep)
@@ -126,6 +129,17 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
                 _skip(res, f"video {video.name}", exc, log)
                 continue
             res.track_timing.append(clip.timing)
+            if "multiview" in want:
+                tick(f"video {video.name}: multi-view vs single-photo build")
+                try:
+                    multi, single, secs = multiview_reenactment(clip, video, scorer, ren_opts, opts.views)
+                    res.multiview += multi
+                    res.multiview_single += single
+                    res.multiview_seconds.append(secs)
+                except CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    _skip(res, f"multiview {video.name}", exc, log)
             if "self" in want:
                 tick(f"video {video.name}: self-reenactment")
                 try:

@@ -151,14 +151,13 @@ def test_tracking_with_the_avatars_identity(astronaut, preview_assets):
     assert pearson(track.params.pose[:, 2, 0], clip.jaw) > JAW_R_MIN
 
 
-def test_mixture_of_people_is_refused(astronaut, preview_assets, tmp_path):
+def test_mixture_of_people_is_flagged(astronaut, preview_assets, tmp_path):
     """Photos of two different heads (the astronaut and one reshaped by 5 prior standard deviations
     in the components landmarks see: jaw, face length, nose, chin, lips, eye spacing) in one build.
     Identity from landmarks alone is weak: subtler differences pass (see MultiViewOptions)."""
     from PIL import Image
 
-    from backend.avatar.multiview import build_from_views
-    from backend.errors import InputError
+    from backend.avatar.multiview import MixedIdentityWarning, build_from_views
 
     avatar, model, _ = astronaut
     other = copy.deepcopy(avatar)
@@ -171,8 +170,23 @@ def test_mixture_of_people_is_refused(astronaut, preview_assets, tmp_path):
         p = tmp_path / f"view{k}.png"
         Image.fromarray((np.clip(bg, 0, 1) * 255).astype(np.uint8)).save(p)
         paths.append(p)
-    with pytest.raises(InputError, match="different people"):
-        build_from_views(paths)
+    from backend.avatar.build import BuildOptions
+
+    with pytest.warns(MixedIdentityWarning, match="different people"):
+        build_from_views(paths, BuildOptions(lods=(0,), refine=False, metrics=False))
+
+
+def test_check_one_person_thresholds():
+    from backend.avatar.multiview import MixedIdentityWarning, MultiViewOptions, check_one_person
+    from backend.errors import InputError
+
+    mv = MultiViewOptions()
+    check_one_person(None, mv, "clip.mp4")      # too few frontal views: not judged
+    check_one_person(0.9, mv, "clip.mp4")       # one person
+    with pytest.warns(MixedIdentityWarning):
+        check_one_person(1.2, mv, "clip.mp4")
+    with pytest.raises(InputError, match="clip.mp4: the views seem to show different people"):
+        check_one_person(1.7, mv, "clip.mp4")
 
 
 def test_clip_without_enough_views(tmp_path):
