@@ -65,7 +65,7 @@ class MultiViewOptions:
     views: int = 8
     views_from: tuple[int, int | None] = (0, None)
     min_views: int = 2
-    identity_spread: float = 1.0
+    identity_spread: float = 1.05
     identity_spread_error: float = 1.6
     visibility_tol_m: float = 0.01
     prior_weight: float = 0.05
