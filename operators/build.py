@@ -1,4 +1,7 @@
-"""Build Avatar from Photo: backend build in a worker thread, then the avatar lands in the scene."""
+"""Build Avatar from Photo: backend build in a worker thread, then the avatar lands in the scene.
+
+One photo builds as a photo; a clip, or several photos selected together, make a multi-view build
+(backend/avatar/multiview.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, IntVectorProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, IntProperty, IntVectorProperty, StringProperty
 
 from ..omg_blender_addon import jobs
 from ..omg_blender_addon.addon_id import addon_preferences
 
-IMAGE_FILTER = "*.png;*.jpg;*.jpeg;*.bmp;*.tif;*.tiff;*.webp"
+IMAGE_FILTER = "*.png;*.jpg;*.jpeg;*.bmp;*.tif;*.tiff;*.webp;*.mp4;*.mov;*.webm;*.mkv;*.avi;*.m4v;*.gif"
 
 
 @dataclass
@@ -28,6 +31,8 @@ class BuildRequest:
     avatar_path: str | None = None  # also write the backend avatar (.omgavatar) here
     checkpoint: str | None = None   # trained OMG weights (preferences): the learned build
     dinov2: str | None = None       # DINOv2 weights that go with the checkpoint
+    inputs: tuple[str, ...] = ()    # a clip or several photos: the multi-view build
+    views: int = 8                  # multi-view: views picked from a clip
 
 
 def build_work(request: BuildRequest):
@@ -47,10 +52,16 @@ def build_work(request: BuildRequest):
         reconstruct = None
         if opts.method == "learned":
             from ..backend.model import reconstruct_avatar as reconstruct
-        result = build_avatar(request.photo, opts, inner, reconstruct)
+        if request.inputs:
+            from ..backend.avatar.multiview import MultiViewOptions, build_from_views
+
+            result = build_from_views(list(request.inputs), opts, MultiViewOptions(views=request.views), inner)
+        else:
+            result = build_avatar(request.photo, opts, inner, reconstruct)
         progress.report(0.9, "preparing the scene data")
         data = scene_data(result.avatar, result.model, request.name, request.lods, progress)
         data.info = {**data.info, "photo": os.path.basename(request.photo), "method": result.avatar.method,
+                     "views": len(result.avatar.options.get("views", [])) or 1,
                      "build_seconds": round(float(result.seconds.get("total", 0.0)), 2),
                      "build_stage_seconds": {k: round(float(v), 2) for k, v in result.seconds.items()},
                      "refined": bool(result.avatar.options.get("refined", False))}
@@ -66,7 +77,7 @@ def build_work(request: BuildRequest):
 
 
 class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
-    """Build an animatable multi-LOD Gaussian head avatar from one portrait photo"""
+    """Build an animatable multi-LOD Gaussian head avatar from one portrait photo, a clip or several photos of one person"""
 
     bl_idname = "omg_avatar.build_from_photo"
     bl_label = "Build Avatar from Photo"
@@ -77,7 +88,13 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
     filepath: StringProperty(name="Photo", subtype="FILE_PATH", default="")
     filter_glob: StringProperty(default=IMAGE_FILTER, options={"HIDDEN"})
     filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_movie: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    # several photos selected together in the file browser: a multi-view build
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    views: IntProperty(name="Views", default=8, min=2, max=64,
+                       description="Multi-view build from a clip: frames picked to cover the head poses")
     # read as self.properties.name: Operator.name (the operator's own name) shadows it on self
     name: StringProperty(name="Name", default="", description="Avatar name (default: the panel's)")
     lods: IntVectorProperty(name="LODs", size=3, default=(-1, -1, -1), min=-1, max=2,
@@ -103,9 +120,20 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
         if not photo:
             self.report({"ERROR"}, "choose a photo first")
             return None
-        if not Path(photo).is_file():
-            self.report({"ERROR"}, f"{photo}: no such file")
-            return None
+        names = [f.name for f in self.files if f.name]
+        if len(names) > 1:
+            folder = bpy.path.abspath(self.directory) if self.directory else str(Path(photo).parent)
+            inputs = [str(Path(folder) / n) for n in names]
+        else:
+            inputs = [photo]
+        for p in inputs:
+            if not Path(p).is_file():
+                self.report({"ERROR"}, f"{p}: no such file")
+                return None
+        from ..backend.avatar.multiview import is_video
+
+        multi = len(inputs) > 1 or is_video(inputs[0])
+        photo = inputs[0]
         lods = tuple(sorted({l for l in self.lods if l >= 0})) or tuple(settings.lods())
         if not lods:
             self.report({"ERROR"}, "select at least one LOD to import")
@@ -116,9 +144,14 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
         checkpoint = bpy.path.abspath(prefs.checkpoint_path) if prefs is not None and prefs.checkpoint_path else None
         dinov2 = bpy.path.abspath(prefs.dinov2_path) if prefs is not None and prefs.dinov2_path else None
         name = (self.properties.name or settings.avatar_name or Path(photo).stem).strip() or "Avatar"
+        if multi and checkpoint:
+            self.report({"ERROR"}, "the multi-view build is analytic: clear the OMG checkpoint in the "
+                                   "preferences or build from one photo")
+            return None
         avatar_path = bpy.path.abspath(self.avatar_path) if self.avatar_path else None
         return BuildRequest(photo=photo, name=name, lods=lods, refine=bool(self.refine), head_model=head,
-                            device=device, avatar_path=avatar_path, checkpoint=checkpoint, dinov2=dinov2)
+                            device=device, avatar_path=avatar_path, checkpoint=checkpoint, dinov2=dinov2,
+                            inputs=tuple(inputs) if multi else (), views=int(self.views))
 
     def prepare(self, context):
         request = self._request(context)

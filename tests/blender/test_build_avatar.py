@@ -277,6 +277,27 @@ try:
     RESULT["missing"] = "no error"
 except RuntimeError as exc:
     RESULT["missing"] = str(exc)[:300]
+# two photos selected together: the multi-view build (the sample and its mirror image: another yaw)
+src = bpy.data.images.load(PHOTO)
+w, h = src.size
+px = np.empty(w * h * 4, np.float32)
+src.pixels.foreach_get(px)
+mirror = bpy.data.images.new("mirror", w, h)
+mirror.pixels.foreach_set(np.ascontiguousarray(px.reshape(h, w, 4)[:, ::-1]).ravel())
+mirror.filepath_raw = OUT + "/mirror.png"
+mirror.file_format = "PNG"
+mirror.save()
+bpy.data.images.remove(mirror)
+bpy.data.images.remove(src)
+import shutil
+shutil.copy(PHOTO, OUT + "/front.png")
+res = bpy.ops.omg_avatar.build_from_photo(files=[{"name": "front.png"}, {"name": "mirror.png"}], directory=OUT,
+                                          filepath=OUT + "/front.png", name="Multi", lods=(0, -1, -1),
+                                          refine=False)
+multi = bpy.data.objects.get("Multi Rig")
+RESULT["multiview"] = {"res": sorted(res), "rig": multi is not None,
+                       "views": None if multi is None else multi.get("omg_views", None),
+                       "lod0": "Multi LOD0" in bpy.data.objects}
 # the same name again: new unique names, the first avatar untouched
 data = build_mod.build_work(req)(backend.progress.Progress())
 c0 = counts()
@@ -458,6 +479,8 @@ def test_cancel_failure_rollback_and_unique_names(built) -> None:
     assert not c["file"]  # the requested .omgavatar is not written by a cancelled build
     assert r["noface"]["res"] == ["CANCELLED"] and r["noface"]["unchanged"]
     assert "missing.png" in r["missing"]
+    m = r["multiview"]
+    assert m["res"] == ["FINISHED"] and m["rig"] and m["lod0"] and m["views"] == 2, m
     s = r["second"]
     assert s["rig"] == "Astro.001 Rig" and s["coll"] == "Astro.001"
     assert s["objects"] == ["Astro.001 Head", "Astro.001 LOD0", "Astro.001 Rig"]
