@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,13 @@ class View:
     observation: Any = field(default=None, repr=False)
 
 
+def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
+    """A Progress whose 0..1 lands in ``lo..hi`` of ``progress`` (same cancellation), so the
+    stages' own bars do not make the whole build's bar jump back."""
+    return Progress(callback=lambda f, m: progress.report(lo + (hi - lo) * f, m),
+                    should_cancel=progress.should_cancel)
+
+
 def is_video(path: str | Path) -> bool:
     p = Path(path)
     return p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES
@@ -102,7 +109,7 @@ def _clip_images(path: Path, model, mv: MultiViewOptions, progress: Progress) ->
     from ..face.views import load_frames, scan_clip, select_views
 
     start, end = mv.views_from
-    scan = scan_clip(path, model, start, end, progress=progress)
+    scan = scan_clip(path, model, start, end, progress=_scaled(progress, 0.0, 0.1))
     picked = select_views(scan.candidates, mv.views)
     frames = load_frames(path, [c.index for c in picked])
     return [(f"{path.name} frame {c.index}", frames[c.index]) for c in picked]
@@ -129,12 +136,12 @@ def _analyze(images: list[tuple[str, Any]], is_clip: bool, progress: Progress) -
     return out
 
 
-def fit_views(model: "HeadModel", observations: list[Any]) -> tuple[Any, np.ndarray, np.ndarray]:
+def fit_views(model: "HeadModel", observations: list[Any]) -> tuple[Any, np.ndarray]:
     """One identity over all views. Returns (HeadParams with T = K views, per-view landmark RMSE
-    (K,) px under the joint fit, per-view single-fit identities (K, n_shape))."""
+    (K,) px under the joint fit)."""
     import torch
 
-    from ..face.fit import FitOptions, fit_image, landmark_weights, to_head_params
+    from ..face.fit import FitOptions, landmark_weights, to_head_params
     from ..face.landmark_model import LandmarkModel
     from ..face.solver import Projector, single_thread
     from ..face.track import fit_identity
@@ -150,8 +157,14 @@ def fit_views(model: "HeadModel", observations: list[Any]) -> tuple[Any, np.ndar
         uv, _ = proj.project(lmm.points(state.coeffs(), state.pose, state.transl))
         d2 = ((uv.numpy() - obs) ** 2).sum(-1)
         rmse = np.sqrt(d2[:, w > 0].mean(1))
-    singles = np.stack([fit_image(model, o, fopts).params.shape for o in observations])
-    return to_head_params(state, model, lmm), rmse, singles
+    return to_head_params(state, model, lmm), rmse
+
+
+def single_identities(model: "HeadModel", observations: list[Any]) -> np.ndarray:
+    """(K, n_shape) identity of each view fitted alone (fit.fit_image)."""
+    from ..face.fit import fit_image
+
+    return np.stack([fit_image(model, o).params.shape for o in observations])
 
 
 def identity_spread(singles: np.ndarray) -> float:
@@ -361,8 +374,8 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     if opts.method != "analytic":
         raise InputError(opts.checkpoint, "the multi-view build is analytic: build from one photo to use a "
                                           "learned checkpoint")
-    if mv.views < 1:
-        raise InputError(None, f"--views must be at least 1, got {mv.views}")
+    if mv.views < mv.min_views:
+        raise InputError(None, f"--views must be at least {mv.min_views} for a multi-view build, got {mv.views}")
     for p in paths:
         if not p.exists():
             raise InputError(p, "file not found")
@@ -389,11 +402,12 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
 
     t = time.perf_counter()
     progress.report(0.22, f"fitting one identity over {len(analysed)} views")
-    params, rmse, singles = fit_views(model, [o for _, o in analysed])
+    params, rmse = fit_views(model, [o for _, o in analysed])
     yaw, pitch = head_angles_from_params(params)
     # a single view's identity is only trusted near frontal: turned views spread even for one person
-    frontal = (np.abs(yaw) <= FRONTAL_DEG) & (np.abs(pitch) <= FRONTAL_DEG)
-    spread = identity_spread(singles[frontal]) if frontal.sum() >= 3 else None
+    frontal = np.flatnonzero((np.abs(yaw) <= FRONTAL_DEG) & (np.abs(pitch) <= FRONTAL_DEG))
+    spread = (identity_spread(single_identities(model, [analysed[k][1] for k in frontal]))
+              if len(frontal) >= 3 else None)
     check_one_person(spread, mv, source)
     seconds["fit"] = time.perf_counter() - t
     views = [View(label, to_float(o.image512), np.asarray(o.mask, np.float32), params.frame(k), o.camera,
@@ -401,14 +415,12 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
              for k, (label, o) in enumerate(analysed)]
     primary = int(np.argmin(np.hypot(yaw, pitch)))
 
-    from dataclasses import replace
-
     t = time.perf_counter()
     pv = views[primary]
     fit = FitResult(params=pv.params, camera=pv.camera, rmse_px=float(rmse[primary]),
                     mean_error_px=float(rmse[primary]), seconds=0.0)
     single_opts = replace(opts, refine=False, metrics=False)
-    result = build_avatar(None, single_opts, progress, prepared=(pv.observation, fit, pv.label))
+    result = build_avatar(None, single_opts, _scaled(progress, 0.25, 0.6), prepared=(pv.observation, fit, pv.label))
     seconds["build"] = time.perf_counter() - t
     avatar = result.avatar
 
@@ -422,7 +434,7 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     steps = {l: 0 for l in avatar.levels}
     if mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False:
         t = time.perf_counter()
-        steps = refine_views(avatar, model, views, mv, opts.render_backend, progress)
+        steps = refine_views(avatar, model, views, mv, opts.render_backend, _scaled(progress, 0.7, 1.0))
         seconds["refine"] = time.perf_counter() - t
     avatar.options["refined"] = bool(any(steps.values()))
     avatar.options["views"] = [{"label": v.label, "yaw_deg": round(v.yaw_deg, 2), "pitch_deg": round(v.pitch_deg, 2),
