@@ -79,6 +79,7 @@ class LandmarkModel:
     n_shape: int
     n_expr: int
     corrective_joints: list[int]  # non-root joints whose pose correctives are not all zero
+    expr_bounds: tuple[float, float] | None = None  # HeadModel.expr_bounds: (0, 1) for ARKit-52
 
     @staticmethod
     def from_model(model, n_shape: int | None = None, n_expr: int | None = None) -> "LandmarkModel":
@@ -111,6 +112,7 @@ class LandmarkModel:
         common = dict(J_template=f64(Jr @ np.asarray(model.v_template, np.float64)),
                       J_basis=f64(np.einsum("jv,vcn->jcn", Jr, np.asarray(basis_v, np.float64))),
                       chain=f64(chain), parents=parents, n_shape=S, n_expr=E, bary=f64(bary),
+                      expr_bounds=getattr(model, "expr_bounds", None),
                       corrective_joints=[k for k in range(1, N_JOINTS) if np.any(
                           np.asarray(model.posedirs).reshape(-1, N_JOINTS - 1, 9)[:, k - 1] != 0)])
         corner_set = LandmarkModel(
@@ -317,13 +319,16 @@ def redundant_expressions(lmm: LandmarkModel, joints: list[tuple[int, ...]],
     """(E,) bool: expression components whose landmark motion (at rest) lies >= ``threshold``
     (fraction of its norm) in the span of the rotations of the joint groups ``joints``.
 
-    Such components duplicate a joint (e.g. a linearised "jaw_open" shape key next to the jaw
-    joint): fitting both makes the split between them arbitrary, so the fit freezes them.
+    Such components duplicate a joint (e.g. a linearised "jawOpen" shape key next to the jaw
+    joint): fitting both makes the split between them arbitrary, so the fit freezes them. A group
+    counts each member joint on its own too (a one-eye "eyeLookInLeft" key duplicates the left
+    eye's rotation even where both eyes share one fitted gaze).
     """
     E = lmm.n_expr
     out = np.zeros(E, bool)
     if not joints or E == 0:
         return out
+    joints = [(j,) for j in sorted({j for g in joints for j in g})]
     c = torch.zeros(1, lmm.n_shape + E, dtype=torch.float64)
     pose = torch.zeros(1, N_JOINTS, 3, dtype=torch.float64)
     cols = torch.arange(lmm.n_shape, lmm.n_shape + E)

@@ -41,11 +41,15 @@ def single_thread() -> Iterator[None]:
 class Layout:
     """Which unknowns are free. joints: groups of indices into JOINT_NAMES; each group is one
     fitted axis-angle applied to all its members (e.g. (3, 4): both eyes share one gaze rotation);
-    n_expr / n_shape: leading expression / shape coefficients fitted (0 = frozen)."""
+    n_expr / n_shape: leading expression / shape coefficients fitted (0 = frozen);
+    expr_bounds: (low, high) box for the fitted expression coefficients (ARKit-52 weights: (0, 1)),
+    None = unbounded. Bounded solves are projected: every step is clipped into the box, and a
+    clipped step is accepted only when it lowers the cost like any other."""
 
     joints: list[tuple[int, ...]]
     n_expr: int
     n_shape: int
+    expr_bounds: tuple[float, float] | None = None
 
     @property
     def per_frame(self) -> int:
@@ -135,6 +139,9 @@ def _apply(state: State, layout: Layout, d_frame: torch.Tensor, d_shape: torch.T
     new.transl += d_frame[:, nj: nj + 3]
     if layout.n_expr:
         new.expr[:, : layout.n_expr] += d_frame[:, nj + 3:]
+        if layout.expr_bounds is not None:
+            lo, hi = layout.expr_bounds
+            new.expr[:, : layout.n_expr].clamp_(lo, hi)
     if d_shape is not None and layout.n_shape:
         new.shape[: layout.n_shape] += d_shape
     return new

@@ -241,7 +241,7 @@ def fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.nda
                      Priors(torch.zeros(rigid.per_frame, dtype=torch.float64), pack_frame(state, rigid),
                             torch.zeros(0, dtype=torch.float64)), fopts.pose_iterations)
     layout = Layout(fit_joints(lmm, fopts), lmm.n_expr if fopts.fit_expr else 0,
-                    0 if shape is not None else lmm.n_shape)
+                    0 if shape is not None else lmm.n_shape, lmm.expr_bounds)
     mu = torch.zeros(K, layout.per_frame, dtype=torch.float64)
     pri = Priors(frame_prior_weights(lmm, layout, fopts), mu,
                  torch.full((layout.n_shape,), fopts.shape_prior, dtype=torch.float64))
@@ -283,7 +283,9 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     proj = Projector(camera.K, camera.viewmat)
     with torch.inference_mode(), single_thread():
         # identity on frames spread over the clip
-        full = LandmarkModel.from_model(model, fopts.n_shape if fopts.fit_shape else 0, opts.n_expr)
+        # a bounded (ARKit-52) basis is tracked whole: its shapes are not ordered by importance
+        full = LandmarkModel.from_model(model, fopts.n_shape if fopts.fit_shape else 0,
+                                        None if model.expr_bounds is not None else opts.n_expr)
         w_np = landmark_weights(full, fopts.contour_weight, fopts.iris_weight)
         pick = idx[np.linspace(0, len(idx) - 1, min(opts.identity_frames, len(idx))).round().astype(int)]
         ident = fit_identity(full, proj, landmarks[pick].astype(np.float64), w_np, fopts, identity)
@@ -291,7 +293,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         ref_global = ident.pose[:, JOINT_GLOBAL].mean(0)
 
         # per-frame tracking on the same landmark model with the shape frozen
-        layout = Layout(fit_joints(full, fopts), full.n_expr, 0)
+        layout = Layout(fit_joints(full, fopts), full.n_expr, 0, full.expr_bounds)
         frame_w = frame_prior_weights(full, layout, _tracking_fit_options(fopts, opts),
                                       global_prior=opts.global_prior)
         base_mu = torch.zeros(1, layout.per_frame, dtype=torch.float64)

@@ -64,7 +64,7 @@ class HeadModel:
     J_regressor (5, V) float32 dense: rest joints = J_regressor @ shaped vertices
     weights     (V, 5) float32 skinning weights (rows sum to 1)
     parents     (5,) int64, -1 for the root
-    expr_names  E names ("smile_L", ...; FLAME: "exp_000", ...)
+    expr_names  E names (stand-in: ARKit's 52, "eyeBlinkLeft", ...; FLAME: "exp_000", ...)
     landmarks   mediapipe 478 -> surface embedding
     """
 
@@ -98,6 +98,14 @@ class HeadModel:
     @property
     def n_expr(self) -> int:
         return int(self.exprdirs.shape[2])
+
+    @property
+    def expr_bounds(self) -> tuple[float, float] | None:
+        """(0, 1) when the expression basis is ARKit's 52 blendshapes (weights are one-sided and
+        bounded: the tracker solves inside them); None for unbounded PCA bases such as FLAME's."""
+        from .arkit_names import is_arkit
+
+        return (0.0, 1.0) if is_arkit(self.expr_names) else None
 
     def rest_joints(self, vertices: np.ndarray | None = None) -> np.ndarray:
         """(5, 3) joint positions regressed from ``vertices`` (default: the template)."""

@@ -73,9 +73,15 @@ def test_redundant_jaw_expression_is_detected(head_model):
     lmm = LandmarkModel.from_model(head_model)
     dup = redundant_expressions(lmm, [(2,)])
     names = [n for n, d in zip(head_model.expr_names, dup) if d]
-    if "jaw_open" in head_model.expr_names:  # the stand-in's linearised jaw shape key
-        assert names == ["jaw_open"]
-    assert not redundant_expressions(lmm, [(3, 4)]).any() or "jaw_open" not in names
+    if "jawOpen" in head_model.expr_names:  # the stand-in's linearised jaw shape keys
+        assert names == ["jawLeft", "jawRight", "jawOpen"]
+        eyes = [n for n, d in zip(head_model.expr_names, redundant_expressions(lmm, [(3, 4)])) if d]
+        assert sorted(eyes) == sorted(n for n in head_model.expr_names if n.startswith("eyeLook"))
+
+
+def _joint_keys(model) -> np.ndarray:
+    """(E,) bool: the expression keys that duplicate the jaw or an eye joint."""
+    return redundant_expressions(LandmarkModel.from_model(model), [(2,), (3, 4)])
 
 
 def _project(head_model, shape, expr, pose, transl):
@@ -103,8 +109,7 @@ def test_synthetic_round_trip(head_model, seed):
     E = head_model.n_expr
     shape = rng.normal(size=head_model.n_shape) * 0.5
     expr = np.clip(rng.normal(size=(1, E)) * 0.4, 0.0, 1.0)
-    if "jaw_open" in head_model.expr_names:  # duplicates the jaw joint: the fit freezes it
-        expr[0, head_model.expr_names.index("jaw_open")] = 0.0
+    expr[0, _joint_keys(head_model)] = 0.0  # duplicate the jaw / eye joints: the fit freezes them
     pose = np.zeros((1, 5, 3))
     pose[0, 0] = rng.uniform(-0.3, 0.3, 3) * [1.0, 1.5, 0.5]  # pitch, yaw up to 26 deg, roll
     pose[0, 2] = [rng.uniform(0.05, 0.3), 0.0, 0.0]  # jaw open
@@ -120,6 +125,8 @@ def test_synthetic_round_trip(head_model, seed):
     assert np.abs(p.transl[0, :2] - transl[0, :2]).max() < TRANSL_XY_TOL_M
     err = np.abs(p.expr[0] - expr[0]).mean()
     assert err < EXPR_MEAN_ABS_TOL, err
+    if head_model.expr_bounds is not None:  # ARKit-52 weights: solved inside [0, 1]
+        assert p.expr.min() >= 0.0 and p.expr.max() <= 1.0
     assert err < 0.5 * np.abs(expr[0]).mean()  # far better than guessing "neutral"
 
 
@@ -133,8 +140,7 @@ def _flame_sized(model, seed=0):
     S0, E0 = model.n_shape, model.n_expr
     sd = np.concatenate([model.shapedirs, model.shapedirs @ rng.normal(0, 0.1, (S0, 300 - S0))], 2)
     mix = rng.normal(0, 0.1, (E0, 100 - E0))
-    if "jaw_open" in model.expr_names:  # keep the jaw joint's duplicate out of the new components
-        mix[model.expr_names.index("jaw_open")] = 0.0
+    mix[_joint_keys(model)] = 0.0  # keep the joints' duplicates out of the new components
     ed = np.concatenate([model.exprdirs, model.exprdirs @ mix], 2)
     pd = model.posedirs + rng.normal(0, 2e-4, model.posedirs.shape).astype(np.float32)
     valid = model.landmarks.valid.copy()
@@ -152,8 +158,9 @@ def test_flame_sized_model_fits_and_tracks(head_model):
     shape = np.zeros(300)
     shape[:16] = rng.normal(size=16) * 0.5
     expr = np.zeros((1, 100))
-    expr[0, :24] = np.clip(rng.normal(size=24) * 0.4, 0, 1)
-    expr[0, head_model.expr_names.index("jaw_open")] = 0.0
+    E0 = head_model.n_expr
+    expr[0, :E0] = np.clip(rng.normal(size=E0) * 0.4, 0, 1)
+    expr[0, :E0][_joint_keys(head_model)] = 0.0
     pose = np.zeros((1, 5, 3))
     pose[0, 0] = [0.1, -0.25, 0.05]
     pose[0, 2] = [0.2, 0, 0]
