@@ -147,6 +147,9 @@ class EvalResults:
     # issue 17's protocol: the same held-out frames scored for a multi-view and a single-photo build
     multiview: list[SelfReenactment] = field(default_factory=list)
     multiview_single: list[SelfReenactment] = field(default_factory=list)
+    # ... and at the source frame (frame 0, the single-photo build's photo)
+    multiview_source: list[SelfReenactment] = field(default_factory=list)
+    multiview_source_single: list[SelfReenactment] = field(default_factory=list)
     multiview_seconds: list[dict[str, Any]] = field(default_factory=list)  # video, multi, single build s
     cross_reenactment: list[CrossReenactment] = field(default_factory=list)
     track_timing: list[TrackTiming] = field(default_factory=list)
@@ -186,7 +189,7 @@ def results_from_dict(d: dict[str, Any]) -> EvalResults:
     res.self_reenactment = [SelfReenactment(s["video"], s["lod"], s["every"],
                                             [FrameScores(f["frame"], _scores(f["scores"])) for f in s["frames"]])
                             for s in d.get("self_reenactment", [])]
-    for key in ("multiview", "multiview_single"):
+    for key in ("multiview", "multiview_single", "multiview_source", "multiview_source_single"):
         setattr(res, key, [SelfReenactment(s["video"], s["lod"], s["every"],
                                            [FrameScores(f["frame"], _scores(f["scores"])) for f in s["frames"]])
                            for s in d.get(key, [])])
@@ -232,6 +235,8 @@ def summary(res: EvalResults) -> dict[str, Any]:
         cov = [r.crop_coverage for r in res.reconstruction if r.lod == lod]
         mv = [f.scores for v in res.multiview if v.lod == lod for f in v.frames]
         mv1 = [f.scores for v in res.multiview_single if v.lod == lod for f in v.frames]
+        mvs = [f.scores for v in res.multiview_source if v.lod == lod for f in v.frames]
+        mvs1 = [f.scores for v in res.multiview_source_single if v.lod == lod for f in v.frames]
         out[f"lod{lod}"] = {
             "reconstruction": {k: nanmean(getattr(s, k) for s in rec) for k in RECON_KEYS}
                               | {"crop_coverage": nanmean(cov), "crop_coverage_min": nanmin(cov),
@@ -240,7 +245,9 @@ def summary(res: EvalResults) -> dict[str, Any]:
                                 | {"mouth_frames": len(sr) - count_nan(s.mouth_psnr for s in sr)},
             **({"multiview": {k: nanmean(getattr(s, k) for s in mv) for k in MULTIVIEW_KEYS}
                             | {f"{k}_single": nanmean(getattr(s, k) for s in mv1) for k in MULTIVIEW_KEYS}
-                            | {"frames": len(mv)}} if mv else {}),
+                            | {f"{k}_source": nanmean(getattr(s, k) for s in mvs) for k in MULTIVIEW_KEYS}
+                            | {f"{k}_source_single": nanmean(getattr(s, k) for s in mvs1) for k in MULTIVIEW_KEYS}
+                            | {"frames": len(mv), "source_frames": len(mvs)}} if mv else {}),
             "cross_reenactment": {k: nanmean(getattr(f, k) for f in cr)
                                   for k in ("identity_to_source", "expression_distance", "pose_distance_deg")},
         }

@@ -52,9 +52,9 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
     -> tracking + self-reenactment, every photo x video pair -> cross-reenactment. A failure on one
     input is recorded under ``skipped`` and the rest goes on."""
     from .protocols.reconstruction import ReconstructionOptions, evaluate_photo
+    from .protocols.multiview import multiview_frames, multiview_reenactment
     from .protocols.reenactment import (ReenactmentOptions, cross_reenactment, driving_indices,
-                                        held_out_indices, multiview_reenactment, self_reenactment,
-                                        track_clip)
+                                        self_reenactment, track_clip)
     from .protocols.scoring import FrameScorer
     from .protocols.speed import render_speed
 
@@ -118,7 +118,7 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
                 nonlocal cross_idx
                 self_idx = driving_indices(n, opts.every, opts.max_frames) if "self" in want else []
                 cross_idx = driving_indices(n, opts.every, opts.cross_frames, start=0) if "cross" in want else []
-                held = held_out_indices(n, opts.every) if "multiview" in want else []
+                held = multiview_frames(n, opts.every) if "multiview" in want else []
                 return sorted(set(self_idx) | set(cross_idx) | set(held))
 
             try:
@@ -132,10 +132,12 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
             if "multiview" in want:
                 tick(f"video {video.name}: multi-view vs single-photo build")
                 try:
-                    multi, single, secs = multiview_reenactment(clip, video, scorer, ren_opts, opts.views)
-                    res.multiview += multi
-                    res.multiview_single += single
-                    res.multiview_seconds.append(secs)
+                    mv = multiview_reenactment(clip, video, scorer, ren_opts, opts.views)
+                    res.multiview += mv.multi
+                    res.multiview_single += mv.single
+                    res.multiview_source += mv.multi_source
+                    res.multiview_source_single += mv.single_source
+                    res.multiview_seconds.append(mv.seconds)
                 except CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001

@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     from ...head.params import HeadParams
 
 
-# the multi-view protocol builds from views among this share of the clip and scores the rest
-MULTIVIEW_BUILD_SHARE = 0.6
-
-
 @dataclass
 class ReenactmentOptions:
     lods: tuple[int, ...] = (0, 1, 2)
@@ -158,51 +154,3 @@ def cross_reenactment(build: Any, source_target: Target, photo_name: str, clip: 
                                          pose_distance_deg=pose_d))
         out.append(res)
     return out
-
-
-def held_out_indices(n_frames: int, every: int, build_share: float = MULTIVIEW_BUILD_SHARE) -> list[int]:
-    """The multi-view protocol's scored frames: every ``every``-th frame of the clip's last
-    ``1 - build_share`` (the views are picked among the first ``build_share``)."""
-    first = int(np.ceil(build_share * n_frames))
-    return list(range(first, n_frames, max(int(every), 1)))
-
-
-def multiview_reenactment(clip: TrackedClip, path: str | Path, scorer: FrameScorer, opts: ReenactmentOptions,
-                          views: int = 8, progress: Progress | None = None
-                          ) -> tuple[list[SelfReenactment], list[SelfReenactment], dict[str, Any]]:
-    """Issue 17's protocol on a tracked clip: a multi-view build from ``views`` frames picked among
-    the first MULTIVIEW_BUILD_SHARE of the clip and a single-photo build from frame 0, both driven by
-    the track on the held-out frames (those the caller kept after that share) and scored there.
-    Returns (multi-view runs per LOD, single-photo runs per LOD, build seconds)."""
-    import time
-
-    from ...avatar.build import build_avatar
-    from ...avatar.multiview import MultiViewOptions, build_from_views
-
-    progress = progress or Progress()
-    n = clip.track.n_frames
-    last_view = int(np.ceil(MULTIVIEW_BUILD_SHARE * n)) - 1
-    t0 = time.perf_counter()
-    single = build_avatar(clip.source_frame, build_options(opts.lods, opts.build), progress)
-    t_single = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    mv = MultiViewOptions(views=views, views_from=(0, last_view))
-    if "refine_seconds" in opts.build:  # the same refinement budget as the single-photo build
-        mv.refine_seconds = float(opts.build["refine_seconds"])
-    multi = build_from_views([path], build_options(opts.lods, opts.build), mv, progress)
-    t_multi = time.perf_counter() - t0
-    idx = sorted(i for i in clip.frames if i > last_view)
-    targets: list[Target] = [scorer.target(clip.frames[i]) for i in idx]
-    runs: dict[str, list[SelfReenactment]] = {"multi": [], "single": []}
-    for key, build in (("multi", multi), ("single", single)):
-        params = drive_params(build.avatar.params, clip.track.params, idx, relative_translation=False)
-        for lod in opts.lods:
-            res = SelfReenactment(video=clip.name, lod=lod, every=opts.every)
-            renders = render_frames(build.avatar, build.model, params, lod, camera=clip.track.camera,
-                                    background=opts.background, backend=opts.render_backend, with_alpha=True)
-            for i, tgt, (img, alpha) in zip(idx, targets, renders):
-                res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt, alpha=alpha)))
-            runs[key].append(res)
-    seconds = {"video": clip.name, "views": len(multi.avatar.options.get("views", [])),
-               "multi_build_s": t_multi, "single_build_s": t_single}
-    return runs["multi"], runs["single"], seconds
