@@ -26,6 +26,7 @@ from ..errors import InputError, OMGWarning
 from .crop import CROP_SIZE, CropInfo, apply_crop, crop_from_landmarks, source_camera
 from .framing import fit_crop_to_region, head_region
 from .image import LoadedImage, downscale, image_from_array, load_image
+from .matte import refine_matte
 from .mediapipe_face import MediapipeFace, inter_ocular
 
 # Smallest usable face: outer-eye-corner distance in source pixels. Below ~30 px the 512 crop is an
@@ -66,7 +67,7 @@ class FaceObservation:
 
     landmarks:   (478, 2) float32 pixels in the crop (x right, y down, pixel-corner origin).
     landmarks_z: (478,) float32 mediapipe relative depth, crop pixels (+ = away from the camera).
-    mask:        (512, 512) float32 portrait mask in [0, 1].
+    mask:        (512, 512) float32 portrait matte in [0, 1] (face.matte.refine_matte).
     crop:        where the crop sits in the source image.
     image512:    (512, 512, 3) uint8 crop.
     camera:      the fixed 512x512 source camera (crop.py).
@@ -181,7 +182,7 @@ class FaceAnalyzer:
         if image.alpha is not None:
             mask = apply_crop(image.alpha, crop, border="zero").astype(np.float32)
         else:
-            mask = self._mp.segment(img512)
+            mask = refine_matte(img512, self._mp.segment(img512))
         return FaceObservation(
             landmarks=np.ascontiguousarray(lm[:, :2], np.float32),
             landmarks_z=np.ascontiguousarray(lm[:, 2], np.float32),

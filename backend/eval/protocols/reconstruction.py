@@ -61,7 +61,7 @@ def photo_crop_coverage(observation, segmenter) -> float:
         alpha = np.asarray(src.alpha, np.float32)
         mask = cv2.resize(alpha, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA) if s != 1 else alpha
     else:
-        mask = segmenter(rgb)
+        mask = segmenter.coarse(rgb)  # the mask the build's framing fits the crop to
     lm = observation.crop.to_source(observation.landmarks) * s
     return crop_coverage(head_region(mask, lm), observation.crop, region_scale=s)
 
