@@ -26,8 +26,23 @@ FRAME_PATTERN = "frame_{:05d}.png"
 PNG_COMPRESS_LEVEL = 1
 
 
+class _Closing:
+    """Context-manager protocol shared by the writers: ``close`` on success, ``discard`` when the
+    block raised (a cancelled or failed preview leaves earlier files as they were). Subclasses
+    define both methods."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
 @dataclass
-class FrameWriter:
+class FrameWriter(_Closing):
     """Writes frames as they come. ``png_dir`` None = no PNGs; ``video`` None = no mp4.
 
     mp4s need even sizes (yuv420p): odd widths/heights are padded by one replicated edge pixel.
@@ -122,17 +137,9 @@ class FrameWriter:
             self.pngs.clear()
             self.n_frames = 0
 
-    def __enter__(self) -> "FrameWriter":
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
 
 
-class BackgroundWriter:
+class BackgroundWriter(_Closing):
     """A :class:`FrameWriter` fed from a worker thread, so the render loop never waits on the
     watermark, the PNG encoder or ffmpeg (only on a full queue, when writing is the slower side).
 
@@ -224,12 +231,3 @@ class BackgroundWriter:
         self._join()
         self._error = None
         self.writer.discard()
-
-    def __enter__(self) -> "BackgroundWriter":
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()

@@ -107,3 +107,28 @@ def test_render_preview_cancel_mid_way_keeps_earlier_files(astronaut, tmp_path):
         render_preview(avatar, params, out, PreviewOptions(lod=0, width=96, height=96, batch=4, backend="cpu"),
                        video=out / "preview.mp4", model=model, progress=progress)
     assert _files(out) == before
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_writers_as_context_managers_commit_on_success_and_discard_on_error(tmp_path, background):
+    """Both writers share one __enter__/__exit__: a clean block moves the files into place, a
+    block that raises leaves the folder as it was (an earlier frame file byte-identical)."""
+    frames = _frames(3)
+
+    def writer(folder):
+        w = FrameWriter(folder / "png", folder / "v.mp4", fps=25.0)
+        return BackgroundWriter(w) if background else w
+
+    with writer(tmp_path / "ok") as w:
+        for f in frames:
+            (w.put if background else w.write)(f)
+    assert sorted(_files(tmp_path / "ok")) == ["png/frame_00000.png", "png/frame_00001.png",
+                                               "png/frame_00002.png", "v.mp4"]
+    (tmp_path / "bad" / "png").mkdir(parents=True)
+    (tmp_path / "bad" / "png" / "frame_00000.png").write_bytes(b"earlier")
+    with pytest.raises(RuntimeError, match="stop"):
+        with writer(tmp_path / "bad") as w:
+            for f in frames:
+                (w.put if background else w.write)(f)
+            raise RuntimeError("stop")
+    assert _files(tmp_path / "bad") == {"png/frame_00000.png": b"earlier"}
