@@ -60,6 +60,48 @@ def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):
     return gx0, gx1, gy0, gy1
 
 
+@nb.njit(cache=True, nogil=True)
+def depth_order(depths, visible):
+    """Indices (int32) of the ``visible`` entries of ``depths`` (N,) f32, sorted front to back and
+    stable (equal depths keep index order, like gsplat's radix sort).
+
+    A least-significant-digit radix sort (two 16-bit passes) of the depths' IEEE bits mapped onto
+    order-preserving unsigned integers: linear in N, about a millisecond for 140K Gaussians,
+    where sorting every tile's list separately cost ten times more. (-0.0 sorts before +0.0.)"""
+    bits = depths.view(np.uint32)
+    n = 0
+    for i in range(bits.shape[0]):
+        if visible[i]:
+            n += 1
+    idx = np.empty(n, np.int32)
+    key = np.empty(n, np.uint32)
+    j = 0
+    for i in range(bits.shape[0]):
+        if visible[i]:
+            u = bits[i]
+            # negative floats: flip every bit (larger magnitude = smaller); positive: set the sign bit
+            key[j] = ~u if u & np.uint32(0x80000000) else u | np.uint32(0x80000000)
+            idx[j] = i
+            j += 1
+    idx2 = np.empty(n, np.int32)
+    key2 = np.empty(n, np.uint32)
+    for shift in (0, 16):
+        cnt = np.zeros(65537, np.int64)
+        for i in range(n):
+            cnt[((key[i] >> shift) & np.uint32(0xFFFF)) + 1] += 1
+        for d in range(65536):
+            cnt[d + 1] += cnt[d]
+        for i in range(n):
+            dgt = (key[i] >> shift) & np.uint32(0xFFFF)
+            pos = cnt[dgt]
+            cnt[dgt] = pos + 1
+            idx2[pos] = idx[i]
+            key2[pos] = key[i]
+        idx, idx2 = idx2, idx
+        key, key2 = key2, key
+    return idx
+
+
 @nb.njit(cache=True, parallel=True, nogil=True)
 def bin_tiles(means2d, extents, depths, width, height, tile_size):
     """Depth-ordered Gaussian lists per (camera, tile).
@@ -68,14 +110,17 @@ def bin_tiles(means2d, extents, depths, width, height, tile_size):
     Returns offsets (B * n_tiles + 1,) int64 into ids (n_isect,) int32 (Gaussian index within its
     camera); tile t of camera b holds ids[offsets[b * n_tiles + t] : offsets[b * n_tiles + t + 1]],
     front to back (stable: equal depths keep index order, like gsplat's radix sort).
+
+    Each camera's Gaussians are sorted by depth once (``depth_order``) and then appended to their
+    tiles in that order, so every tile's list comes out sorted without sorting it.
     """
     B, N = means2d.shape[0], means2d.shape[1]
     tiles_x = (width + tile_size - 1) // tile_size
     tiles_y = (height + tile_size - 1) // tile_size
     n_tiles = tiles_x * tiles_y
-    # tile rectangle per Gaussian (parallel), then count / fill per camera (serial, cheap)
+    # tile rectangle per Gaussian (-1 = touches no pixel centre)
     rect = np.full((B, N, 4), -1, np.int32)
-    for job in range(B * N):
+    for job in nb.prange(B * N):
         b = job // N
         g = job - b * N
         if extents[b, g, 0] <= 0:
@@ -90,7 +135,7 @@ def bin_tiles(means2d, extents, depths, width, height, tile_size):
         rect[b, g, 2] = gy0 // tile_size
         rect[b, g, 3] = gy1 // tile_size
     counts = np.zeros(B * n_tiles + 1, np.int64)
-    for b in range(B):
+    for b in nb.prange(B):
         for g in range(N):
             if rect[b, g, 0] < 0:
                 continue
@@ -99,30 +144,16 @@ def bin_tiles(means2d, extents, depths, width, height, tile_size):
                     counts[b * n_tiles + ty * tiles_x + tx + 1] += 1
     offsets = np.cumsum(counts)
     ids = np.empty(offsets[-1], np.int32)
-    cursor = offsets[:-1].copy()
-    for b in range(B):
-        for g in range(N):
-            if rect[b, g, 0] < 0:
-                continue
+    for b in nb.prange(B):
+        order = depth_order(depths[b], rect[b, :, 0] >= 0)
+        cursor = offsets[b * n_tiles : (b + 1) * n_tiles].copy()
+        for i in range(order.shape[0]):
+            g = order[i]
             for ty in range(rect[b, g, 2], rect[b, g, 3] + 1):
                 for tx in range(rect[b, g, 0], rect[b, g, 1] + 1):
-                    t = b * n_tiles + ty * tiles_x + tx
+                    t = ty * tiles_x + tx
                     ids[cursor[t]] = g
                     cursor[t] += 1
-    # sort each tile front to back (lists are in index order, mergesort keeps ties that way)
-    for job in nb.prange(B * n_tiles):
-        start = offsets[job]
-        end = offsets[job + 1]
-        if end - start < 2:
-            continue
-        b = job // n_tiles
-        seg = ids[start:end].copy()
-        key = np.empty(end - start, np.float32)
-        for i in range(end - start):
-            key[i] = depths[b, seg[i]]
-        order = np.argsort(key, kind="mergesort")
-        for i in range(end - start):
-            ids[start + i] = seg[order[i]]
     return offsets, ids
 
 

@@ -3,6 +3,9 @@
 - ``rasterize_to_pixels``: PyTorch implementation of ``rasterize.rasterize_to_pixels`` (the numba
   tile compositor): every Gaussian is evaluated at every pixel, composited front to back with the
   same rules, and differentiated by autograd.
+- ``bin_gaussians``: plain-numpy twin of ``rasterize.bin_gaussians`` (the numba tile binning with
+  its radix depth sort): every tile's list by testing every Gaussian's pixel box against it, then a
+  stable argsort by depth.
 - ``rasterize_depth``: PyTorch implementation of ``depth.rasterize_depth`` (every face tested at
   every pixel centre).
 - ``project_gaussians``: PyTorch implementation of ``projection.project_gaussians`` (the numba
@@ -63,6 +66,32 @@ def rasterize_to_pixels(
         images.append(acc)
         alphas.append(1.0 - T)
     return torch.stack(images).float(), torch.stack(alphas).float()
+
+
+def bin_gaussians(
+    means2d: np.ndarray, extents: np.ndarray, depths: np.ndarray, width: int, height: int, tile_size: int
+) -> list[list[np.ndarray]]:
+    """Per camera, per tile (row-major): the ids of the Gaussians whose footprint box covers a pixel
+    centre of the tile, front to back (stable). means2d/extents (B, N, 2), depths (B, N)."""
+    tiles_x = -(-width // tile_size)
+    tiles_y = -(-height // tile_size)
+    out = []
+    for b in range(means2d.shape[0]):
+        mx, my = means2d[b, :, 0].astype(np.float64), means2d[b, :, 1].astype(np.float64)
+        ex, ey = extents[b, :, 0].astype(np.float64), extents[b, :, 1].astype(np.float64)
+        # pixels whose centres (p + 0.5) lie within [m - e, m + e], clipped to the image
+        gx0 = np.maximum(0, np.ceil(mx - ex - 0.5)); gx1 = np.minimum(width - 1, np.floor(mx + ex - 0.5))
+        gy0 = np.maximum(0, np.ceil(my - ey - 0.5)); gy1 = np.minimum(height - 1, np.floor(my + ey - 0.5))
+        ok = (extents[b, :, 0] > 0) & (gx0 <= gx1) & (gy0 <= gy1)
+        order = np.argsort(depths[b], kind="stable")
+        tiles = []
+        for ty in range(tiles_y):
+            for tx in range(tiles_x):
+                x0, y0 = tx * tile_size, ty * tile_size
+                hit = ok & (gx0 < x0 + tile_size) & (gx1 >= x0) & (gy0 < y0 + tile_size) & (gy1 >= y0)
+                tiles.append(order[hit[order]].astype(np.int32))
+        out.append(tiles)
+    return out
 
 
 def rasterize_depth(
