@@ -263,10 +263,13 @@ def smooth_landmarks(raw: np.ndarray, fps: float, strength: float, max_px: float
 
 def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
                     opts: TrackOptions | None = None, progress: Progress | None = None,
-                    identity: np.ndarray | None = None):
+                    identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None):
     """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
     ignored and filled). ``identity``: the head's shape coefficients (e.g. an avatar's) to keep
-    instead of fitting one from the clip. Returns (HeadParams, confidence (T,), rmse (T,))."""
+    instead of fitting one from the clip. ``global_rotation``: (3,) axis-angle the global joint is
+    held near (e.g. the avatar's photo pose, so its shoulders stay where the photo had them and
+    head turns go to the neck); None = the identity frames' mean rotation.
+    Returns (HeadParams, confidence (T,), rmse (T,))."""
     opts = opts or TrackOptions()
     progress = progress or Progress()
     fopts = opts.fit
@@ -291,6 +294,9 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         ident = fit_identity(full, proj, landmarks[pick].astype(np.float64), w_np, fopts, identity)
         shape = ident.shape.clone()
         ref_global = ident.pose[:, JOINT_GLOBAL].mean(0)
+        if global_rotation is not None:
+            ref_global = torch.as_tensor(np.asarray(global_rotation, np.float64).reshape(3))
+            ident.pose[:, JOINT_GLOBAL] = ref_global  # warm start there too
 
         # per-frame tracking on the same landmark model with the shape frozen
         layout = Layout(fit_joints(full, fopts), full.n_expr, 0, full.expr_bounds)

@@ -219,3 +219,36 @@ def test_tracking_follows_large_fast_head_turns_and_jaw(head_model):
                                TrackOptions(smoothing=2.0))
     open_frames = (t % 20) < 4
     assert sm.pose[open_frames, 2, 0].mean() > 0.8 * pose[open_frames, 2, 0].mean()
+
+
+def test_tracking_holds_the_global_joint_at_a_given_rotation(head_model):
+    """Self-reenactment drives an avatar whose shoulders (global joint) sit at the photo's pose:
+    tracking with ``global_rotation`` (and the avatar's identity) keeps global there and puts the
+    head turns into the neck. Without it, global goes to the identity frames' mean rotation, which
+    turned d12's shoulders away from the photo at frame 0."""
+    from backend.face import TrackOptions, track_landmarks
+
+    rng = np.random.default_rng(5)
+    T = 12
+    t = np.arange(T)
+    shape = rng.normal(size=head_model.n_shape) * 0.5
+    expr = np.zeros((1, head_model.n_expr))
+    photo_global = np.array([0.12, 0.02, -0.01])
+    pose = np.zeros((T, 5, 3))
+    pose[:, 0] = photo_global
+    pose[:, 1, 1] = np.where(t < 4, 0.0, 0.25)  # the head turns away after frame 3 and stays turned
+    lmm = LandmarkModel.from_model(head_model)
+    cam = source_camera()
+    c = torch.cat([torch.tensor(shape)[None], torch.tensor(expr)], 1).expand(T, -1)
+    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), torch.zeros(T, 3,
+                                                                                              dtype=torch.float64)))
+    lms = uv.numpy().astype(np.float32)
+    held, _, rmse = track_landmarks(head_model, lms, np.ones(T, bool), cam, 25.0, TrackOptions(smoothing=0.0),
+                                    identity=shape.astype(np.float32), global_rotation=photo_global)
+    np.testing.assert_allclose(held.shape, shape, atol=1e-6)  # the identity stays the avatar's
+    assert np.abs(held.pose[:, 0] - photo_global).max() < 0.01
+    assert np.abs(held.pose[:, 1, 1] - pose[:, 1, 1]).max() < 0.03
+    assert rmse.max() < 0.5
+    free, _, _ = track_landmarks(head_model, lms, np.ones(T, bool), cam, 25.0, TrackOptions(smoothing=0.0),
+                                 identity=shape.astype(np.float32))
+    assert np.abs(free.pose[:, 0, 1] - photo_global[1]).max() > 0.05  # the clip's mean turn, not the photo's

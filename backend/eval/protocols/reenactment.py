@@ -2,8 +2,14 @@
 
 Self-reenactment (the paper's protocol): frame 0 of a clip is the source photo; the clip is
 tracked; every k-th later frame drives the avatar (its tracked expression, joint rotations and
-translation), and the render at the track's camera is compared with that real frame cut by the
-track's crop (PSNR/SSIM face + full, AKD, identity to the real frame).
+translation), and the render is compared with that real frame (PSNR/SSIM face + full, AKD,
+identity to the real frame). Renders and frames share the avatar's own framing: the driving
+frames are cut by the source photo's crop, and the clip's landmarks are re-fitted in that crop
+with the avatar's identity (``refit_for_avatar``), as the product drives an avatar. Scoring in
+the track's clip-median crop with the clip's own identity fit instead left d12's frame 0 with a
+shoulder sheet that ended above the frame's bottom edge (the build saw less of the body) and
+a head shape that was not the avatar's (landmarks off by its shape difference), and the
+shoulders turned by the clip's mean head rotation instead of the photo's.
 
 Cross-reenactment: an avatar built from photo A is driven by video B's track; the render is
 scored for identity against A's source crop and for expression and head-pose distance against
@@ -49,6 +55,7 @@ class TrackedClip:
     frames: dict[int, np.ndarray]    # frame index -> (512, 512, 3) uint8 crop
     timing: TrackTiming
     source_frame: np.ndarray         # frame 0, full resolution (the self-reenactment photo)
+    path: Path | None = None         # the clip, for protocols that cut frames with another crop
 
 
 def driving_indices(n_frames: int, every: int, max_frames: int = 0, start: int | None = None) -> list[int]:
@@ -84,7 +91,38 @@ def track_clip(path: str | Path, model, opts: ReenactmentOptions, indices_for=No
         if i >= last:
             break
     timing = TrackTiming(video=path.name, frames=n, seconds=m.seconds, peak_rss_mb=m.peak_rss_mb)
-    return TrackedClip(name=path.name, track=track, frames=frames, timing=timing, source_frame=source)
+    return TrackedClip(name=path.name, track=track, frames=frames, timing=timing, source_frame=source,
+                       path=path)
+
+
+def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) -> tuple[Any, dict[int, np.ndarray]]:
+    """The clip tracked for ``build``'s avatar: its landmarks moved from the track's crop into the
+    source photo's crop (build.observation.crop), re-fitted there with the avatar's identity
+    frozen, and the kept frames cut by that crop. Returns (HeadParams for every frame,
+    frame index -> (512, 512, 3) uint8 crop). The global joint (shoulders) is held at the photo's
+    rotation, so frame 0 puts the shoulders where the photo had them. No video decoding for the landmarks (the track
+    keeps them); the kept frames are decoded once more when the clip's path is known."""
+    from ...face.crop import apply_crop
+    from ...face.track import TrackOptions, track_landmarks
+    from ...face.video import iter_video
+
+    track, crop = clip.track, build.observation.crop
+    lm = crop.to_crop(track.crop.to_source(track.landmarks))  # NaN rows (no face) stay NaN
+    params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
+                                   TrackOptions(**opts.track), identity=build.avatar.params.shape,
+                                   global_rotation=build.avatar.params.pose[0, 0])
+    frames: dict[int, np.ndarray] = {}
+    keep = set(clip.frames)
+    if clip.path is not None and keep:
+        last = max(keep)
+        for i, frame in enumerate(iter_video(clip.path)):
+            if i in keep:
+                frames[i] = apply_crop(frame, crop)
+            if i >= last:
+                break
+    else:  # no path: keep the track's crops (same frames, the track's framing)
+        frames = dict(clip.frames)
+    return params, frames
 
 
 def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int],
@@ -116,13 +154,14 @@ def self_reenactment(clip: TrackedClip, scorer: FrameScorer, opts: ReenactmentOp
 
     build = build_avatar(clip.source_frame, build_options(opts.lods, opts.build), progress or Progress())
     avatar, model = build.avatar, build.model
-    idx = sorted(i for i in clip.frames if i > 0)
-    params = drive_params(avatar.params, clip.track.params, idx, relative_translation=False)
-    targets: list[Target] = [scorer.target(clip.frames[i]) for i in idx]
+    tracked, frames = refit_for_avatar(clip, build, opts)
+    idx = sorted(i for i in frames if i > 0)
+    params = drive_params(avatar.params, tracked, idx, relative_translation=False)
+    targets: list[Target] = [scorer.target(frames[i]) for i in idx]
     out = []
     for lod in opts.lods:
         res = SelfReenactment(video=clip.name, lod=lod, every=opts.every)
-        renders = render_frames(avatar, model, params, lod, camera=clip.track.camera,
+        renders = render_frames(avatar, model, params, lod, camera=avatar.camera,
                                 background=opts.background, backend=opts.render_backend, with_alpha=True)
         for i, tgt, (img, alpha) in zip(idx, targets, renders):
             res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt, alpha=alpha)))
