@@ -1,11 +1,10 @@
 """Build Avatar from Photo: backend build in a worker thread, then the avatar lands in the scene.
 
-One photo builds as a photo; a clip, or several photos selected together, make a multi-view build
-(backend/avatar/multiview.py)."""
+One photo builds as a photo; a clip (a video file or an image-sequence folder), or several photos
+selected together, make a multi-view build (backend/avatar/multiview.py)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def build_work(request: BuildRequest):
             result = build_avatar(request.photo, opts, inner, reconstruct)
         progress.report(0.9, "preparing the scene data")
         data = scene_data(result.avatar, result.model, request.name, request.lods, progress)
-        data.info = {**data.info, "photo": os.path.basename(request.photo), "method": result.avatar.method,
+        data.info = {**data.info, "photo": Path(request.photo).name, "method": result.avatar.method,
                      "views": len(result.avatar.options.get("views", [])) or 1,
                      "build_seconds": round(float(result.seconds.get("total", 0.0)), 2),
                      "build_stage_seconds": {k: round(float(v), 2) for k, v in result.seconds.items()},
@@ -77,7 +76,7 @@ def build_work(request: BuildRequest):
 
 
 class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
-    """Build an animatable multi-LOD Gaussian head avatar from one portrait photo, a clip or several photos of one person"""
+    """Build an animatable multi-LOD Gaussian head avatar from one portrait photo, a clip (video or image-sequence folder) or several photos of one person"""
 
     bl_idname = "omg_avatar.build_from_photo"
     bl_label = "Build Avatar from Photo"
@@ -125,11 +124,18 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
             folder = bpy.path.abspath(self.directory) if self.directory else str(Path(photo).parent)
             inputs = [str(Path(folder) / n) for n in names]
         else:
-            inputs = [photo]
-        for p in inputs:
-            if not Path(p).is_file():
-                self.report({"ERROR"}, f"{p}: no such file")
+            inputs = [str(Path(photo))]  # a folder picked without a file: "dir/" -> "dir"
+        if len(inputs) == 1 and Path(inputs[0]).is_dir():  # an image-sequence folder: a clip
+            from ..backend.face.video import IMAGE_SUFFIXES
+
+            if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in Path(inputs[0]).iterdir() if f.is_file()):
+                self.report({"ERROR"}, f"{inputs[0]}: folder holds no image files (expected an image sequence)")
                 return None
+        else:
+            for p in inputs:
+                if not Path(p).is_file():
+                    self.report({"ERROR"}, f"{p}: no such file")
+                    return None
         from ..backend.avatar.multiview import is_video
 
         multi = len(inputs) > 1 or is_video(inputs[0])

@@ -298,6 +298,31 @@ multi = bpy.data.objects.get("Multi Rig")
 RESULT["multiview"] = {"res": sorted(res), "rig": multi is not None,
                        "views": None if multi is None else multi.get("omg_views", None),
                        "lod0": "Multi LOD0" in bpy.data.objects}
+# an image-sequence folder picked as a clip (the file browser's "dir/" with no file): a multi-view build;
+# its frames: the built avatar rendered by the backend splatter with the head turned -20, 0, +20 deg
+import copy as _copy, os
+os.makedirs(OUT + "/seq")
+_render = _imp(PKG + ".backend.render")
+_rest = av.rest_set(2)
+for i, yaw in enumerate((-20.0, 0.0, 20.0)):
+    _p = _copy.deepcopy(av.params.frame(0))
+    _p.pose[0, 1, 1] += np.radians(yaw)  # the neck's rotation about the vertical axis
+    _res = _render.splat(backend.avatar.pose(av, model, _p, 2), _rest.quats, _rest.scales, _rest.opacities,
+                         _rest.colors, av.camera.resized(320, 320), background=np.ones(3, np.float32), backend="cpu")
+    _render.save_png(OUT + f"/seq/frame_{i}.png", _res.image[0])
+res = bpy.ops.omg_avatar.build_from_photo(filepath=OUT + "/seq/", name="Seq", views=2, lods=(0, -1, -1),
+                                          refine=False)
+seq = bpy.data.objects.get("Seq Rig")
+RESULT["sequence"] = {"res": sorted(res), "views": None if seq is None else seq.get("omg_views", None),
+                      "photo": None if seq is None else seq.get("omg_photo", None)}
+os.makedirs(OUT + "/empty_seq")
+c0 = counts()
+try:
+    bpy.ops.omg_avatar.build_from_photo(filepath=OUT + "/empty_seq/", lods=(0, -1, -1), refine=False)
+    RESULT["empty_seq"] = "no error"
+except RuntimeError as exc:
+    RESULT["empty_seq"] = str(exc)[:300]
+RESULT["empty_seq_unchanged"] = counts() == c0
 # the same name again: new unique names, the first avatar untouched
 data = build_mod.build_work(req)(backend.progress.Progress())
 c0 = counts()
@@ -481,6 +506,9 @@ def test_cancel_failure_rollback_and_unique_names(built) -> None:
     assert "missing.png" in r["missing"]
     m = r["multiview"]
     assert m["res"] == ["FINISHED"] and m["rig"] and m["lod0"] and m["views"] == 2, m
+    q = r["sequence"]
+    assert q["res"] == ["FINISHED"] and q["views"] == 2 and q["photo"] == "seq", q
+    assert "empty_seq" in r["empty_seq"] and "no image files" in r["empty_seq"] and r["empty_seq_unchanged"]
     s = r["second"]
     assert s["rig"] == "Astro.001 Rig" and s["coll"] == "Astro.001"
     assert s["objects"] == ["Astro.001 Head", "Astro.001 LOD0", "Astro.001 Rig"]
