@@ -83,7 +83,7 @@ class OMGCaptureMapEntry(bpy.types.PropertyGroup):
 
     source: StringProperty(name="Source", default="", description="Capture channel (ARKit name, e.g. eyeBlinkLeft)")
     target: StringProperty(name="Target", default="",
-                           description="Shape key name (smile_L) or joint channel (jaw.x, neck.y, eye_L.x)")
+                           description="Shape key name (mouthSmileLeft) or joint channel (jaw.x, neck.y, eye_L.x)")
     gain: FloatProperty(name="Gain", default=1.0, description="Target units (radians for joints) per unit of source")
 
 

@@ -60,7 +60,7 @@ def mouth_figures(av, model, obs, lod: int) -> dict[str, float]:
 def blink_figures(av, model, obs, lod: int) -> dict[str, float]:
     photo = obs.image512.astype(np.float32) / 255.0
     p = av.params.frame(0)
-    for name in ("blink_L", "blink_R"):
+    for name in ("eyeBlinkLeft", "eyeBlinkRight"):
         p.expr[0, model.expr_names.index(name)] = 1.0
     img, _ = render_source(av, model, lod, params=p)
     yy, xx = np.mgrid[0:512, 0:512]

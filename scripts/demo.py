@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     png, render_s = shot(f"lod{args.render_lod}")
     # 2. three-quarter view with the rig animated: jaw opened and a smile keyed on the head's shape keys
     keys = scene_write.head_object(rig).data.shape_keys.key_blocks
-    for name, value in (("jaw_open", 0.5), ("smile_L", 0.6), ("smile_R", 0.6), ("exp_000", 1.5)):
+    for name, value in (("mouthSmileLeft", 0.6), ("mouthSmileRight", 0.6), ("exp_000", 1.5)):
         if name in keys:
             keys[name].value = value
     jaw = rig.pose.bones["jaw"]

@@ -152,6 +152,21 @@ def _read_parts(header: dict[str, Any], t: dict[str, np.ndarray], gset) -> list[
     return [SkinnedPart(str(name), gset(f"part{i}"), t[f"part{i}.weights"]) for i, name in enumerate(names)]
 
 
+def _current_expr(header: dict[str, Any], expr: np.ndarray) -> np.ndarray:
+    """The source frame's expression in today's basis. Avatars built on the stand-in before its
+    ARKit-52 basis (24 named expressions) get their coefficients carried over to the nearest ARKit
+    shapes (head.arkit_names.legacy_to_arkit); the stand-in's geometry is unchanged, so the rest of
+    the file poses as it did."""
+    from ..head.arkit_names import ARKIT_NAMES, LEGACY_STANDIN_NAMES, legacy_to_arkit
+
+    path = header["head_model"]["path"]
+    expr = np.asarray(expr, np.float32)
+    if (path is None or str(path) == "") and expr.ndim == 2 and expr.shape[1] == len(LEGACY_STANDIN_NAMES) \
+            and len(LEGACY_STANDIN_NAMES) != len(ARKIT_NAMES):
+        return legacy_to_arkit(expr)
+    return expr
+
+
 def load_avatar(path: str | Path) -> GaussianAvatar:
     """Read an avatar written by save_avatar; refuses corrupt/foreign/future files (InputError)."""
     from ..head.params import HeadParams
@@ -168,8 +183,8 @@ def load_avatar(path: str | Path) -> GaussianAvatar:
             feats = t.get(f"{prefix}.features")
             return GaussianSet(*(t[f"{prefix}.{k}"] for k in _SET_KEYS), features=feats)
 
-        params = HeadParams(shape=t["params.shape"], expr=t["params.expr"], pose=t["params.pose"],
-                            transl=t["params.transl"])
+        params = HeadParams(shape=t["params.shape"], expr=_current_expr(header, t["params.expr"]),
+                            pose=t["params.pose"], transl=t["params.transl"])
         camera = Camera(K=t["camera.K"], viewmat=t["camera.viewmat"],
                         width=int(header["camera"]["width"]), height=int(header["camera"]["height"]))
         avatar = GaussianAvatar(

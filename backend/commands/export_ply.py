@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=".", help="output folder")
     p.add_argument("--lod", type=int, action="append", default=None, help="LOD to export (repeatable; default all)")
     p.add_argument("--expr", type=_expr_item, nargs="+", action="extend", default=[], metavar="NAME=VALUE",
-                   help="expression coefficients by name (or index), e.g. smile_L=0.8 jaw_open=0.5")
+                   help="expression coefficients by name (or index), e.g. mouthSmileLeft=0.8 eyeBlinkLeft=1 (stand-in: ARKit-52 names)")
     p.add_argument("--jaw", type=float, default=None, metavar="DEG", help="jaw opening in degrees")
     p.add_argument("--neutral", action="store_true", help="start from the neutral pose, not the photo's")
     p.add_argument("--head-model", default=None,

@@ -1,9 +1,12 @@
 """ARKit-52 face-capture channels and the mapping from them onto the head model's parameters.
 
-The stand-in head has 24 named expressions and five joints, not ARKit's 52 shapes: a capture is
-*mapped* (each source channel adds ``gain * value`` to one target: an expression column or one
-axis-angle component of a joint), and an export inverts that map as far as it is defined (see
-:func:`targets_to_sources`). Pure numpy (scipy for the bounded least squares of the inverse).
+The stand-in head's expression basis is ARKit's 52 shapes under their own names (FLAME's is not:
+its ``exp_000...`` need a custom mapping). A capture is *mapped* (each source channel adds
+``gain * value`` to one target: an expression column or one axis-angle component of a joint), and
+an export inverts that map as far as it is defined (see :func:`targets_to_sources`). The default
+mapping is the identity onto the stand-in's shape keys, except the channels that turn a joint
+(jawOpen, jawLeft/Right, eyeLook*: ``JOINT_CHANNELS``), which go to the jaw and eye joints so the
+lower teeth, tongue and eyeballs follow. Pure numpy (scipy for the bounded least squares).
 
 Sides: ARKit's "Left" is the subject's left, as our ``_L`` (+X is the subject's left).
 Joint axes (head-model frame, +Y up, +Z out of the face): a positive rotation about X turns the
@@ -19,21 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..head.arkit_names import ARKIT_NAMES, JOINT_CHANNELS
 from ..head.model import JOINT_NAMES
 
-#: ARKit's 52 blendshape names, exact camelCase, in Live Link Face's CSV column order.
-ARKIT_NAMES: tuple[str, ...] = (
-    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
-    "eyeSquintLeft", "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight",
-    "eyeLookOutRight", "eyeLookUpRight", "eyeSquintRight", "eyeWideRight", "jawForward", "jawLeft",
-    "jawRight", "jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
-    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight", "mouthDimpleLeft",
-    "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight", "mouthRollLower", "mouthRollUpper",
-    "mouthShrugLower", "mouthShrugUpper", "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft",
-    "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "browDownLeft", "browDownRight",
-    "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff", "cheekSquintLeft",
-    "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
-)
 #: Live Link Face's head and eye rotation columns (radians), after the 52 weights.
 ANGLE_NAMES: tuple[str, ...] = (
     "HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
@@ -61,7 +52,7 @@ def source_range(name: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class MapEntry:
-    """One line of a mapping: target += gain * source. target: an expression name ("smile_L") or
+    """One line of a mapping: target += gain * source. target: an expression name ("mouthSmileLeft") or
     a joint channel "<joint>.<x|y|z>" (axis-angle radians per unit of source)."""
 
     source: str
@@ -69,37 +60,20 @@ class MapEntry:
     gain: float = 1.0
 
 
-def _lr(arkit: str, ours: str, gain: float = 1.0) -> list[MapEntry]:
-    return [MapEntry(arkit.format(s="Left"), ours.format(s="L"), gain),
-            MapEntry(arkit.format(s="Right"), ours.format(s="R"), gain)]
-
-
 def default_mapping() -> list[MapEntry]:
-    """ARKit-52 onto the stand-in's 24 expressions and its jaw/eye/neck joints. Unmapped (dropped on
-    import, written as 0 on export): jawForward, mouthClose, mouthDimple*, mouthRoll*, mouthShrug*,
-    tongueOut, and the eye-angle columns (the eyeLook* weights drive the eyes; mapping both would
-    count the gaze twice). Gains for joints are radians at weight 1."""
+    """ARKit-52 onto the stand-in: every shape onto the shape key of the same name, except the
+    joint channels (JOINT_CHANNELS: jawOpen -> jaw.x 0.35 rad, jawLeft/Right -> jaw.y +-0.1,
+    eyeLook* -> eye_L/eye_R .x +-0.35 / .y +-0.45 rad), and the head angles onto the neck. The
+    eye-angle columns stay unmapped (the eyeLook* weights drive the eyes; mapping both would count
+    the gaze twice)."""
+    joint = {name: (j, axis, gain) for name, j, axis, gain in JOINT_CHANNELS}
     m: list[MapEntry] = []
-    m += _lr("eyeBlink{s}", "blink_{s}") + _lr("eyeSquint{s}", "squint_{s}") + _lr("eyeWide{s}", "eye_wide_{s}")
-    for s, side, out in (("Left", "L", 1.0), ("Right", "R", -1.0)):   # out = +X for the left eye
-        m += [MapEntry(f"eyeLookDown{s}", f"eye_{side}.x", 0.35),
-              MapEntry(f"eyeLookUp{s}", f"eye_{side}.x", -0.35),
-              MapEntry(f"eyeLookOut{s}", f"eye_{side}.y", 0.45 * out),
-              MapEntry(f"eyeLookIn{s}", f"eye_{side}.y", -0.45 * out)]
-    m += [MapEntry("jawOpen", "jaw.x", 0.35), MapEntry("jawLeft", "jaw.y", 0.1), MapEntry("jawRight", "jaw.y", -0.1)]
-    m += [MapEntry("mouthPucker", "lip_pucker"), MapEntry("mouthFunnel", "lip_pucker", 0.5),
-          MapEntry("mouthLeft", "mouth_left"), MapEntry("mouthRight", "mouth_right")]
-    m += _lr("mouthSmile{s}", "smile_{s}") + _lr("mouthFrown{s}", "frown_{s}")
-    m += [MapEntry("mouthStretchLeft", "mouth_stretch", 0.5), MapEntry("mouthStretchRight", "mouth_stretch", 0.5),
-          MapEntry("mouthPressLeft", "lips_press", 0.5), MapEntry("mouthPressRight", "lips_press", 0.5),
-          MapEntry("mouthLowerDownLeft", "lower_lip_down", 0.5), MapEntry("mouthLowerDownRight", "lower_lip_down", 0.5),
-          MapEntry("mouthUpperUpLeft", "upper_lip_up", 0.5), MapEntry("mouthUpperUpRight", "upper_lip_up", 0.5)]
-    m += _lr("browDown{s}", "brow_down_{s}")
-    m += [MapEntry("browInnerUp", "brow_up_L", 0.5), MapEntry("browInnerUp", "brow_up_R", 0.5),
-          MapEntry("browOuterUpLeft", "brow_up_L", 0.5), MapEntry("browOuterUpRight", "brow_up_R", 0.5)]
-    m += [MapEntry("cheekPuff", "cheek_puff"), MapEntry("cheekSquintLeft", "squint_L", 0.3),
-          MapEntry("cheekSquintRight", "squint_R", 0.3),
-          MapEntry("noseSneerLeft", "nose_wrinkle", 0.5), MapEntry("noseSneerRight", "nose_wrinkle", 0.5)]
+    for name in ARKIT_NAMES:
+        if name in joint:
+            j, axis, gain = joint[name]
+            m.append(MapEntry(name, f"{j}.{'xyz'[axis]}", gain))
+        else:
+            m.append(MapEntry(name, name))
     m += [MapEntry("HeadPitch", "neck.x"), MapEntry("HeadYaw", "neck.y"), MapEntry("HeadRoll", "neck.z")]
     return m
 
@@ -177,8 +151,8 @@ def targets_to_sources(expr: np.ndarray, pose: np.ndarray, mapping: list[MapEntr
     """The inverse of :func:`sources_to_targets` as far as it is defined: per frame, the source values
     in their ranges (:func:`source_range`) that reproduce the mapped targets, the smallest such
     (a 1e-4 ridge) where several sources share a target. Lossy: unmapped sources come out 0, targets
-    no source reaches are dropped, and shares of a target are split evenly (browInnerUp vs
-    browOuterUp*, mouthStretchLeft vs Right). expr (T, E), pose (T, 5, 3) -> (T, len(sources)) float32."""
+    no source reaches are dropped, shares of a target are split evenly, and two sources of
+    opposite gains on one joint axis (jawLeft / jawRight) come out as the one the sign says. expr (T, E), pose (T, 5, 3) -> (T, len(sources)) float32."""
     from scipy.optimize import lsq_linear
 
     T = expr.shape[0]

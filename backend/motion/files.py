@@ -34,6 +34,19 @@ class Motion:
         return self.params.n_frames
 
 
+def _current_basis(m: Motion) -> Motion:
+    """A motion in the stand-in's old 24-expression basis (smile_L, ...) carried over to ARKit-52
+    (head.arkit_names.legacy_to_arkit); any other motion unchanged."""
+    from ..head.arkit_names import ARKIT_NAMES, LEGACY_STANDIN_NAMES, legacy_to_arkit
+
+    if m.expr_names is None or tuple(m.expr_names) != LEGACY_STANDIN_NAMES:
+        return m
+    p = m.params
+    m.params = HeadParams(p.shape, legacy_to_arkit(p.expr), p.pose, p.transl)
+    m.expr_names = list(ARKIT_NAMES)
+    return m
+
+
 def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
     """Read a track file (format "omg-track") or a HeadParams file ("omg-head-params"), opening
     it once; ``fps`` is used for the latter unless it stores its own (an imported capture take).
@@ -58,14 +71,16 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
                 from ..face.track import Track
 
                 track = Track.from_npz(z, meta, path)
-                return Motion(track.params, float(track.fps), track.source or path.name, track.camera,
-                              np.asarray(track.confidence, np.float32), list(track.expr_names) or None)
+                return _current_basis(Motion(track.params, float(track.fps), track.source or path.name,
+                                             track.camera, np.asarray(track.confidence, np.float32),
+                                             list(track.expr_names) or None))
             if kind == "omg-head-params" or {"shape", "expr", "pose", "transl"} <= keys:
                 params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
                 # a take (python -m backend import-capture) also stores its rate, source and names
                 names = meta.get("expr_names") or None
-                return Motion(params, float(meta.get("fps", fps)), str(meta.get("source") or path.name), None,
-                              np.ones(params.n_frames, np.float32), list(names) if names else None)
+                return _current_basis(Motion(params, float(meta.get("fps", fps)),
+                                             str(meta.get("source") or path.name), None,
+                                             np.ones(params.n_frames, np.float32), list(names) if names else None))
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - zip/json/key/shape problems: not an npz we understand

@@ -262,8 +262,8 @@ def test_cli_build_and_export_ply(built, tmp_path):
     # export-ply at an edited pose, from the fixture's avatar (all three LODs)
     av_path = save_avatar(result.avatar, tmp_path / "astro.omgavatar")
     exp = tmp_path / "exp"
-    assert main(["export-ply", str(av_path), "-o", str(exp), "--lod", "2", "--expr", "smile_L=0.8",
-                 "jaw_open=0.5", "--jaw", "12"]) == 0
+    assert main(["export-ply", str(av_path), "-o", str(exp), "--lod", "2", "--expr", "mouthSmileLeft=0.8",
+                 "jawOpen=0.5", "--jaw", "12"]) == 0
     gs = read_ply(exp / "astro_lod2.ply")
     src = posed_set(result.avatar, result.model, result.avatar.params, 2)
     assert len(gs) == len(src)
@@ -383,7 +383,7 @@ def test_blink_shows_lid_skin_not_the_iris(built):
     av, model, obs = result.avatar, result.model, result.observation
     photo = obs.image512.astype(np.float32) / 255.0
     p = av.params.frame(0)
-    for name in ("blink_L", "blink_R"):
+    for name in ("eyeBlinkLeft", "eyeBlinkRight"):
         p.expr[0, model.expr_names.index(name)] = 1.0
     img, _ = render_source(av, model, 2, params=p)
     open_img, _ = render_source(av, model, 2)

@@ -69,7 +69,7 @@ RESULT["actions"] = sorted(a.name for a in bpy.data.actions)
 RESULT["reduced"] = sorted(bpy.ops.omg_avatar.import_face_capture(filepath=CSV_C, avatar="Astro",
                            key_tolerance=0.002))
 fc = next(f for f in anim_utils.action_get_channelbag_for_slot(kd.action, kd.action_slot).fcurves
-          if f.data_path == 'key_blocks["blink_L"].value')
+          if f.data_path == 'key_blocks["eyeBlinkLeft"].value')
 RESULT["reduced_keys"] = len(fc.keyframe_points)
 RESULT["reduced_interp"] = sorted({kp.interpolation for kp in fc.keyframe_points})
 RESULT["reduced_eval"] = [fc.evaluate(float(f)) for f in range(1, NC + 1)]
@@ -115,10 +115,10 @@ def test_known_csv_keys_exactly_those_values_on_those_frames(child):
     assert r["install"] == ["FINISHED"] and r["first"] == ["FINISHED"]
     assert r["scene"] == [30, 1.0, 1, T]
     frames = [float(f) for f in range(1, T + 1)]
-    blink = r["first_key"]['key_blocks["blink_L"].value[0]']
+    blink = r["first_key"]['key_blocks["eyeBlinkLeft"].value[0]']
     assert blink[0] == frames
     np.testing.assert_allclose(blink[1], va[:, ARKIT_NAMES.index("eyeBlinkLeft")], atol=1e-6)
-    smile = r["first_key"]['key_blocks["smile_R"].value[0]']
+    smile = r["first_key"]['key_blocks["mouthSmileRight"].value[0]']
     np.testing.assert_allclose(smile[1], va[:, ARKIT_NAMES.index("mouthSmileRight")], atol=1e-6)
     q = np.array([r["first_rig"][f'pose.bones["jaw"].rotation_quaternion[{i}]'][1] for i in range(4)]).T
     v = np.linalg.norm(q[:, 1:], axis=1)
@@ -137,7 +137,7 @@ def test_second_import_is_a_new_take_with_the_edited_mapping(child):
     assert {"take_a Rig", "take_a Expressions", "take_b Rig", "take_b Expressions"} <= set(r["actions"])
     assert r["nla"] == [[["take_a Expressions", "take_a Expressions", 1.0]]]
     assert r["old_key"] == r["first_key"]                        # the first take is intact
-    blink = r["second_key"]['key_blocks["blink_L"].value[0]'][1]
+    blink = r["second_key"]['key_blocks["eyeBlinkLeft"].value[0]'][1]
     np.testing.assert_allclose(blink, 0.5 * vb[:, ARKIT_NAMES.index("eyeBlinkLeft")], atol=1e-6)
 
 
@@ -145,7 +145,7 @@ def test_key_reduction_keeps_the_curve_within_tolerance(child):
     r, _, _ = child
     assert r["reduced"] == ["FINISHED"]
     assert r["reduced_keys"] < len(SMOOTH) / 3 and r["reduced_interp"] == ["LINEAR"]
-    # the blink_L gain was edited to 0.5 before: the keyed curve is half the capture's eyeBlinkLeft
+    # the eyeBlinkLeft gain was edited to 0.5 before: the keyed curve is half the capture's eyeBlinkLeft
     np.testing.assert_allclose(r["reduced_eval"], 0.5 * SMOOTH[:, 0], atol=0.002 + 1e-6)
 
 

@@ -12,8 +12,7 @@ from backend.head.standin import build_standin, generator_key, standin_path
 from backend.head.standin import landmarks_idx as LI
 from backend.head.standin.mp_template import load_template
 
-REQUIRED_EXPR = {"jaw_open", "smile_L", "smile_R", "frown_L", "frown_R", "lip_pucker", "lips_press",
-                 "blink_L", "blink_R", "brow_up_L", "brow_up_R", "brow_down_L", "brow_down_R"}
+from backend.head.arkit_names import ARKIT_NAMES
 
 
 def render_gray(v: np.ndarray, f: np.ndarray, size: int = 256, fov_m: float = 0.26,
@@ -69,7 +68,7 @@ def test_deterministic_and_cached(standin_cache, standin):
 def test_layout_rig_and_names(standin):
     m = standin
     assert 4000 <= m.n_verts <= 6000 and m.name == "standin"
-    assert 10 <= m.n_shape <= 20 and REQUIRED_EXPR <= set(m.expr_names)
+    assert 10 <= m.n_shape <= 20 and tuple(m.expr_names) == ARKIT_NAMES and m.expr_bounds == (0.0, 1.0)
     assert len(set(m.expr_names)) == m.n_expr
     assert m.weights.min() >= 0 and np.allclose(m.weights.sum(1), 1, atol=1e-5)
     J = m.rest_joints()
@@ -142,29 +141,32 @@ def test_expressions_do_what_their_names_say(standin):
     m = standin
     rest = _lm(m)
     cl, cr = LI.MOUTH_CORNER_L, LI.MOUTH_CORNER_R
-    d = _lm(m, {"smile_L": 1}) - rest
+    d = _lm(m, {"mouthSmileLeft": 1}) - rest
     assert d[cl, 1] > 3e-3 and abs(d[cr, 1]) < 0.5e-3
-    d = _lm(m, {"frown_R": 1}) - rest
+    d = _lm(m, {"mouthFrownRight": 1}) - rest
     assert d[cr, 1] < -3e-3 and abs(d[cl, 1]) < 0.5e-3
     # blink closes the lids: the vertical lid opening drops from ~10 mm to under 1.5 mm
-    for side, (up, lo) in (("L", (386, 374)), ("R", (159, 145))):
-        closed = _lm(m, {f"blink_{side}": 1})
+    for side, (up, lo) in (("Left", (386, 374)), ("Right", (159, 145))):
+        closed = _lm(m, {f"eyeBlink{side}": 1})
         assert rest[up, 1] - rest[lo, 1] > 6e-3 and abs(closed[up, 1] - closed[lo, 1]) < 1.5e-3
-    d = _lm(m, {"brow_up_L": 1}) - rest
-    assert d[list(LI.BROW["L"]), 1].mean() > 3e-3 and abs(d[list(LI.BROW["R"]), 1]).max() < 1e-3
-    d = _lm(m, {"brow_down_R": 1}) - rest
+    d = _lm(m, {"browOuterUpLeft": 1}) - rest
+    assert d[list(LI.BROW["L"][:2]), 1].mean() > 3e-3 and abs(d[list(LI.BROW["R"]), 1]).max() < 1e-3
+    d = _lm(m, {"browInnerUp": 1}) - rest
+    inner = [*LI.BROW["L"][3:], *LI.BROW["R"][3:]]
+    assert d[inner, 1].mean() > 3e-3 and d[inner, 1].mean() > 2 * d[[LI.BROW["L"][0], LI.BROW["R"][0]], 1].mean()
+    d = _lm(m, {"browDownRight": 1}) - rest
     assert d[list(LI.BROW["R"]), 1].mean() < -2e-3
     # pucker narrows the mouth and pushes the lips forward
-    pk = _lm(m, {"lip_pucker": 1})
+    pk = _lm(m, {"mouthPucker": 1})
     assert np.linalg.norm(pk[cl] - pk[cr]) < np.linalg.norm(rest[cl] - rest[cr]) - 6e-3
     assert pk[LI.LIP_TOP, 2] - rest[LI.LIP_TOP, 2] > 3e-3
-    pr = _lm(m, {"lips_press": 1})
+    pr = _lm(m, {"mouthPressLeft": 1, "mouthPressRight": 1})
     lip_h = lambda p: p[LI.LIP_TOP, 1] - p[LI.LIP_BOTTOM, 1]  # noqa: E731
     assert lip_h(pr) < lip_h(rest) - 2e-3  # lips thinned
     assert pr[LI.LIP_TOP, 2] < rest[LI.LIP_TOP, 2] - 1e-3  # and pressed back
-    pf = _lm(m, {"cheek_puff": 1})
+    pf = _lm(m, {"cheekPuff": 1})
     assert np.linalg.norm(pf[205] - pf[425]) > np.linalg.norm(rest[205] - rest[425]) + 5e-3
-    jo = _lm(m, {"jaw_open": 1}) - rest
+    jo = _lm(m, {"jawOpen": 1}) - rest
     assert jo[LI.LIP_BOTTOM, 1] < -4e-3 and abs(jo[LI.LIP_TOP, 1]) < 0.5e-3
 
 
@@ -214,3 +216,33 @@ def test_landmark_template_regenerates_from_the_photo():
     assert abs(np.linalg.norm(t[LI.IRIS_L[0]] - t[LI.IRIS_R[0]]) - PUPIL_DISTANCE) < 1e-6
     # closed mouth: the inner lip contours meet
     np.testing.assert_allclose(t[list(LI.LIP_UPPER_INNER), 1], t[list(LI.LIP_LOWER_INNER), 1], atol=1e-6)
+
+
+def _mirror_landmarks(m):
+    """(478,) index of each landmark's mirror image (nearest landmark to its x-flipped rest position)."""
+    rest = _lm(m)
+    flip = rest * [-1, 1, 1]
+    return np.argmin(np.linalg.norm(rest[:, None] - flip[None], axis=2), axis=1)
+
+
+def test_every_arkit_shape_moves_the_face_and_sides_mirror(standin):
+    """All 52 ARKit shapes move landmarks by a visible amount (>= 1 mm somewhere; the tongue's
+    shape key only moves the lower lip), and each Left shape is the mirror image of its Right."""
+    m = standin
+    rest = _lm(m)
+    moved = {n: _lm(m, {n: 1}) - rest for n in ARKIT_NAMES}
+    for n, d in moved.items():
+        assert np.linalg.norm(d, axis=1).max() > 1e-3, n
+    mir = _mirror_landmarks(m)
+    for n in ARKIT_NAMES:
+        if not n.endswith("Left"):
+            continue
+        dl, dr = moved[n], moved[n[:-4] + "Right"]
+        if n.startswith("eyeLook"):  # a gaze turns both eyes one way: in/out mirror, not left/right
+            continue
+        np.testing.assert_allclose(dl[mir] * [-1, 1, 1], dr, atol=1e-3, err_msg=n)  # mesh ~symmetric
+    # the joint-like keys: jawOpen drops the chin, eyeLookUp raises the iris, jawLeft turns to +X
+    assert moved["jawOpen"][LI.CHIN, 1] < -8e-3 and moved["mouthClose"][LI.LIP_BOTTOM, 1] > 3e-3
+    assert moved["eyeLookUpLeft"][LI.IRIS_L[0], 1] > 2e-3 and abs(moved["eyeLookUpLeft"][LI.IRIS_R[0]]).max() < 1e-6
+    assert moved["jawLeft"][LI.CHIN, 0] > 3e-3 and moved["jawRight"][LI.CHIN, 0] < -3e-3
+    assert moved["mouthFunnel"][LI.LIP_TOP, 2] > 2e-3 and moved["mouthRollLower"][LI.LIP_BOTTOM, 2] < -1e-3

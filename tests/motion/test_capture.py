@@ -71,14 +71,19 @@ def test_live_link_face_csv_imports_exactly_those_values_on_those_frames(tmp_pat
     motion, unused = capture_to_motion(cap, default_mapping(), names, standin.n_shape)
     col = {n: i for i, n in enumerate(cap.names)}
     expr = motion.params.expr
-    np.testing.assert_array_equal(expr[:, names.index("blink_L")], vals[:, col["eyeBlinkLeft"]].astype(np.float32))
-    np.testing.assert_array_equal(expr[:, names.index("smile_R")], vals[:, col["mouthSmileRight"]].astype(np.float32))
+    # the stand-in's basis is ARKit-52: every shape lands on its namesake, except the joint
+    # channels (jawOpen/Left/Right, eyeLook*), which turn the jaw and the eyes
+    joint = {"jawOpen", "jawLeft", "jawRight"} | {n for n in ARKIT_NAMES if n.startswith("eyeLook")}
+    for n in ARKIT_NAMES:
+        if n not in joint:
+            np.testing.assert_array_equal(expr[:, names.index(n)], vals[:, col[n]].astype(np.float32))
+    assert not expr[:, [names.index(n) for n in joint]].any()
     np.testing.assert_allclose(motion.params.pose[:, 2, 0], 0.35 * vals[:, col["jawOpen"]], atol=1e-6)
+    np.testing.assert_allclose(motion.params.pose[:, 3, 0], 0.35 * (vals[:, col["eyeLookDownLeft"]]
+                                                                    - vals[:, col["eyeLookUpLeft"]]), atol=1e-6)
     np.testing.assert_allclose(motion.params.pose[:, 1, 1], vals[:, col["HeadYaw"]], atol=1e-6)
-    # browInnerUp is shared by both brows, half each, plus each side's outer brow
-    np.testing.assert_allclose(motion.params.expr[:, names.index("brow_up_L")],
-                               0.5 * vals[:, col["browInnerUp"]] + 0.5 * vals[:, col["browOuterUpLeft"]], atol=1e-6)
-    assert "tongueOut" in unused and "jawForward" in unused and "eyeBlinkLeft" not in unused
+    # only the eye-angle columns are left over (the eyeLook* weights drive the eyes)
+    assert sorted(unused) == sorted(n for n in ANGLE_NAMES if "Eye" in n)
 
 
 def test_cli_import_writes_a_take_that_load_motion_reads(tmp_path, capsys):
@@ -89,9 +94,9 @@ def test_cli_import_writes_a_take_that_load_motion_reads(tmp_path, capsys):
     assert cli_main(["import-capture", str(path), "-o", str(out)]) == 0
     motion = load_motion(out)
     assert motion.fps == 30.0 and motion.n_frames == T and motion.source == "cap.csv"
-    assert motion.expr_names[6] == "blink_L"
-    np.testing.assert_array_equal(motion.params.expr[:, 6], vals[:, 0].astype(np.float32))
-    assert "tongueOut" in capsys.readouterr().err
+    assert motion.expr_names == list(ARKIT_NAMES) and motion.expr_names[0] == "eyeBlinkLeft"
+    np.testing.assert_array_equal(motion.params.expr[:, 0], vals[:, 0].astype(np.float32))
+    assert "LeftEyeYaw" in capsys.readouterr().err
 
 
 def test_export_then_import_reproduces_the_take(tmp_path, standin):
@@ -107,8 +112,10 @@ def test_export_then_import_reproduces_the_take(tmp_path, standin):
     motion2, _ = capture_to_motion(cap2, default_mapping(), names, standin.n_shape)
     np.testing.assert_allclose(motion2.params.expr, motion.params.expr, atol=2e-5)
     np.testing.assert_allclose(motion2.params.pose, motion.params.pose, atol=2e-5)
-    # one-to-one channels come back exactly (to the CSV's 6 decimals)
-    np.testing.assert_allclose(cap2.values[:, 0], cap.values[:, 0], atol=1e-6)
+    # one-to-one channels (every shape but the joint ones) come back exactly (the CSV's 6 decimals)
+    one = [i for i, n in enumerate(ARKIT_NAMES) if not (n.startswith(("jaw", "eyeLook")) and n != "jawForward")]
+    assert len(one) == 41
+    np.testing.assert_allclose(cap2.values[:, one], cap.values[:, one], atol=1e-6)
 
 
 def test_cli_export_then_import_round_trip(tmp_path):
@@ -135,7 +142,7 @@ def test_60fps_capture_with_30fps_subframe_timecodes(tmp_path, standin):
     np.testing.assert_array_equal(cap.values, vals.astype(np.float32))
     motion, _ = capture_to_motion(cap, default_mapping(), list(standin.expr_names), standin.n_shape, fps=30.0)
     assert motion.fps == 30.0 and motion.n_frames == (T - 1) // 2 + 1
-    np.testing.assert_allclose(motion.params.expr[:, 6], vals[::2, 0], atol=1e-6)   # blink_L on even rows
+    np.testing.assert_allclose(motion.params.expr[:, 0], vals[::2, 0], atol=1e-6)   # eyeBlinkLeft on even rows
 
 
 def test_dropped_row_is_interpolated_in_time(tmp_path):
@@ -159,17 +166,17 @@ def test_plain_csv_and_json(tmp_path, standin):
     cap = read_capture(tmp_path / "p.json")
     assert cap.fps == 50 and cap.values[:, 0].tolist() == pytest.approx([0.2, 0.4])
     expr, pose, _ = sources_to_targets(cap.values, cap.names, default_mapping(), list(standin.expr_names))
-    assert expr[1, list(standin.expr_names).index("smile_L")] == pytest.approx(0.4)
+    assert expr[1, list(standin.expr_names).index("mouthSmileLeft")] == pytest.approx(0.4)
 
 
 def test_custom_mapping_is_used_and_checked(tmp_path, standin, capsys):
     with open(tmp_path / "r.csv", "w") as fh:
         fh.write("frame,myBlink\n0,0.3\n")
     mp = tmp_path / "map.json"
-    save_mapping([MapEntry("myBlink", "blink_R", 2.0)], mp)
+    save_mapping([MapEntry("myBlink", "eyeBlinkRight", 2.0)], mp)
     take = tmp_path / "r.npz"
     assert cli_main(["import-capture", str(tmp_path / "r.csv"), "-o", str(take), "--mapping", str(mp)]) == 0
-    assert load_motion(take).params.expr[0, list(standin.expr_names).index("blink_R")] == pytest.approx(0.6)
+    assert load_motion(take).params.expr[0, list(standin.expr_names).index("eyeBlinkRight")] == pytest.approx(0.6)
     save_mapping([MapEntry("myBlink", "blinky", 1.0)], mp)
     capsys.readouterr()
     assert cli_main(["import-capture", str(tmp_path / "r.csv"), "-o", str(tmp_path / "r2.npz"),
@@ -222,3 +229,25 @@ def test_export_of_a_flame_take_warns_that_only_joints_are_written(tmp_path, cap
     assert "f.npz: no expression column of the track is a mapping target" in capsys.readouterr().err
     cap = read_capture(tmp_path / "f.csv", timecode_fps=25)
     assert cap.fps == 25 and cap.values[:, cap.names.index("jawOpen")] == pytest.approx(0.5, abs=1e-5)
+
+
+def test_legacy_standin_takes_load_in_the_arkit_basis(tmp_path, standin):
+    """A take written against the stand-in's old 24-expression basis loads as ARKit weights."""
+    from backend.head.arkit_names import LEGACY_STANDIN_NAMES
+    from backend.head.params import HeadParams
+
+    T = 3
+    expr = np.zeros((T, 24), np.float32)
+    expr[:, LEGACY_STANDIN_NAMES.index("smile_L")] = [0.2, 0.5, 0.9]
+    expr[:, LEGACY_STANDIN_NAMES.index("lips_press")] = 0.4
+    p = HeadParams(np.zeros(standin.n_shape, np.float32), expr, np.zeros((T, 5, 3), np.float32),
+                   np.zeros((T, 3), np.float32))
+    path = tmp_path / "old.npz"
+    meta = {"format": "omg-head-params", "fps": 30.0, "expr_names": list(LEGACY_STANDIN_NAMES)}
+    np.savez(path, shape=p.shape, expr=p.expr, pose=p.pose, transl=p.transl, metadata=json.dumps(meta))
+    m = load_motion(path)
+    assert m.expr_names == list(ARKIT_NAMES) and m.params.expr.shape == (T, 52)
+    names = list(ARKIT_NAMES)
+    np.testing.assert_allclose(m.params.expr[:, names.index("mouthSmileLeft")], [0.2, 0.5, 0.9])
+    np.testing.assert_allclose(m.params.expr[:, names.index("mouthPressLeft")], 0.4)
+    assert m.params.expr[:, names.index("mouthSmileRight")].max() == 0

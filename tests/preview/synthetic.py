@@ -82,11 +82,11 @@ def performance(avatar, model, n_frames: int, period: float = 16.0, jaw_max: flo
     pose[:, JAW, :] = 0.0
     pose[:, JAW, JAW_AXIS] = jaw
     names = list(model.expr_names)
-    if "jaw_open" in names:  # the jaw joint alone carries the opening
-        expr[:, names.index("jaw_open")] = 0.0
-    if "smile_L" in names and "smile_R" in names:
-        expr[:, names.index("smile_L")] = smile
-        expr[:, names.index("smile_R")] = smile
+    if "jawOpen" in names:  # the jaw joint alone carries the opening
+        expr[:, names.index("jawOpen")] = 0.0
+    if "mouthSmileLeft" in names and "mouthSmileRight" in names:
+        expr[:, names.index("mouthSmileLeft")] = smile
+        expr[:, names.index("mouthSmileRight")] = smile
     else:
         smile = np.zeros(n_frames, np.float32)
     pose[:, 1, 1] = 0.08 * np.sin(2.0 * np.pi * t / (3.1 * period))  # neck yaw

@@ -30,7 +30,7 @@ def generator_key() -> str:
     """``v<GENERATOR_VERSION>_<sha1 of the generator sources and template, 10 hex>``."""
     here = Path(__file__).parent
     h = hashlib.sha1()
-    for f in sorted(here.glob("*.py")) + [here / "mp_template.npy"]:
+    for f in sorted(here.glob("*.py")) + [here / "mp_template.npy", here.parent / "arkit_names.py"]:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return f"v{GENERATOR_VERSION}_{h.hexdigest()[:10]}"

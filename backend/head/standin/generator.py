@@ -3,20 +3,21 @@
 Pipeline: signed-distance head (shape.py) bent through mediapipe's landmark template
 (mp_template.py) -> latitude/longitude grid re-spaced by arc length (denser on the face) ->
 eye openings and mouth pocket -> separate eyeball spheres -> skinning weights, joint regressor,
-identity / expression bases, pose correctives -> landmark embedding.
+identity / ARKit-52 expression bases, pose correctives -> landmark embedding.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..arkit_names import ARKIT_NAMES, JOINT_CHANNELS
 from ..model import N_JOINTS, N_MEDIAPIPE, PARENTS, HeadModel, LandmarkEmbedding
 from . import landmarks_idx as LI
 from .geometry import embed_points, grid_faces, inside_polygon, signed_volume, vertex_normals
 from .mp_template import load_template
 from .shape import CENTER, RadialFace
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3               # 3: ARKit-52 expression basis (2: 24 named expressions)
 N_COLS, N_ROWS = 68, 72          # head grid: 68 x 72 + 2 poles = 4,898 vertices
 EYE_ROWS, LIP_ROWS = 2, 2        # grid rows inside each eye opening / inside the mouth pocket
 EYE_MIN_GAP = 0.004              # lid rows stay >= 4 mm apart (eye corners, outside the eyes)
@@ -369,73 +370,112 @@ def eye_center(L: np.ndarray, side: str) -> np.ndarray:
     return np.array([c[0], c[1], z])
 
 
+def _rot_delta(v: np.ndarray, pivot: np.ndarray, axis: int, angle: float) -> np.ndarray:
+    """(V, 3) linearised rotation (R - I)(v - pivot) about the x or y axis through ``pivot``:
+    exact at weight 1, a straight-line blend in between (as every shape key is)."""
+    c, s = np.cos(angle), np.sin(angle)
+    if axis == 0:
+        R = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    else:
+        R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    return (v - pivot) @ (R - np.eye(3)).T
+
+
 def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
-    """(V,3,E) expression basis; coefficient 1 = a strong expression (like ARKit blendshapes)."""
+    """(V,3,52) expression basis under ARKit's names and order (ARKIT_NAMES); weight 1 = the
+    shape's full strength, as an ARKit blendshape. Lids, lips and cheeks move the head mesh;
+    jawOpen/jawLeft/jawRight and eyeLook* are linearised rotations about the jaw / eye joints
+    (JOINT_CHANNELS gives the same rotations that imports and the tracker put on the joints)."""
     head = np.zeros(len(v), bool)
     head[:nh] = True
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
     front = _smoothstep(0.03, 0.07, z) * head
     lip_y = _lip_line_y(L, x)
     upper = (y > lip_y).astype(float)
-    comps: list[tuple[str, np.ndarray]] = []
+    comps: dict[str, np.ndarray] = {}
 
     def add(name, d):
-        comps.append((name, d * head[:, None]))
+        comps[name] = d * head[:, None]
 
+    sides = (("Left", "L", 1.0), ("Right", "R", -1.0))   # sx: +X is the subject's left
     corner = {"L": L[LI.MOUTH_CORNER_L], "R": L[LI.MOUTH_CORNER_R]}
-    sx = {"L": 1.0, "R": -1.0}
-    for s in ("L", "R"):
-        g = _gauss(v, corner[s], (0.014, 0.012, 0.02)) * front
-        add(f"smile_{s}", g[:, None] * np.array([sx[s] * 0.004, 0.007, -0.002]))
-    for s in ("L", "R"):
-        g = _gauss(v, corner[s], (0.012, 0.012, 0.02)) * front
-        add(f"frown_{s}", g[:, None] * np.array([sx[s] * 0.001, -0.006, -0.001]))
     mc = 0.5 * (L[LI.LIP_TOP] + L[LI.LIP_BOTTOM])
+    # one side of the mouth: 1 at that corner, 0.5 at the middle, 0 at the other corner
+    half = {s: _smoothstep(-0.02, 0.02, sx * (x - mc[0])) for _, s, sx in sides}
+    jaw_w = W[:, JAW:JAW + 1]
+    for arkit, joint, axis, angle in JOINT_CHANNELS:
+        j = {"jaw": JAW, "eye_L": EYE_L, "eye_R": EYE_R}[joint]
+        d = W[:, j:j + 1] * _rot_delta(v, J[j], axis, angle)
+        comps[arkit] = d   # eyeballs included: the eye rows of W select them
+    for S, s, sx in sides:
+        c = eye_c[s]
+        comps[f"eyeBlink{S}"] = _blink(v, L, c, opening[s], s) * head[:, None]
+        g = _gauss(v, c + np.array([0, -0.008, 0.01]), (0.012, 0.005, 0.01)) * front
+        add(f"eyeSquint{S}", g[:, None] * np.array([0, 0.0025, 0.0005]))
+        g = _gauss(v, c + np.array([0, 0.008, 0.01]), (0.012, 0.005, 0.01)) * front
+        add(f"eyeWide{S}", g[:, None] * np.array([0, 0.0025, 0.0]))
+        g = _gauss(v, corner[s], (0.014, 0.012, 0.02)) * front
+        add(f"mouthSmile{S}", g[:, None] * np.array([sx * 0.004, 0.007, -0.002]))
+        g = _gauss(v, corner[s], (0.012, 0.012, 0.02)) * front
+        add(f"mouthFrown{S}", g[:, None] * np.array([sx * 0.001, -0.006, -0.001]))
+        g = _gauss(v, corner[s], (0.008, 0.008, 0.02)) * front
+        add(f"mouthDimple{S}", g[:, None] * np.array([sx * 0.002, 0.0, -0.003]))
+        g = _gauss(v, corner[s], (0.016, 0.014, 0.02)) * front
+        add(f"mouthStretch{S}", g[:, None] * np.array([sx * 0.005, -0.003, -0.0015]))
+        # press: that side's lips thin towards the parting line (30 %) and roll back 2 mm
+        g = _gauss(v, mc, (0.022, 0.012, 0.02)) * front * half[s]
+        d = np.zeros_like(v); d[:, 1] = -0.3 * (y - lip_y) * g; d[:, 2] = -0.002 * g
+        add(f"mouthPress{S}", d)
+        g = _gauss(v, L[LI.LIP_BOTTOM], (0.02, 0.008, 0.02)) * front * (1 - upper) * half[s]
+        add(f"mouthLowerDown{S}", g[:, None] * np.array([0, -0.005, 0.001]))
+        g = _gauss(v, L[LI.LIP_TOP], (0.02, 0.006, 0.02)) * front * upper * half[s]
+        add(f"mouthUpperUp{S}", g[:, None] * np.array([0, 0.004, 0.001]))
+        g = np.clip(sum(_gauss(v, L[i], (0.01, 0.01, 0.015)) for i in LI.BROW[s][2:]), 0, 1) * front
+        add(f"browDown{S}", g[:, None] * np.array([-sx * 0.002, -0.005, 0.001]))
+        g = np.clip(sum(_gauss(v, L[i], (0.01, 0.01, 0.015)) for i in LI.BROW[s][:2]), 0, 1) * front
+        add(f"browOuterUp{S}", g[:, None] * np.array([0, 0.006, 0.0005]))
+        cb = L[LI.CHEEKBONES[0 if s == "R" else 1]]
+        g = _gauss(v, cb + np.array([0, -0.004, 0]), (0.016, 0.012, 0.02)) * front
+        add(f"cheekSquint{S}", g[:, None] * np.array([0, 0.003, 0.001]))
+        wing = L[LI.NOSE_BOTTOM] + np.array([sx * 0.012, 0.006, -0.006])
+        g = _gauss(v, wing, (0.008, 0.01, 0.012)) * front
+        add(f"noseSneer{S}", g[:, None] * np.array([0, 0.003, 0.001]))
+    g = np.clip(sum(_gauss(v, L[i], (0.01, 0.01, 0.015)) for i in (*LI.BROW["L"][3:], *LI.BROW["R"][3:])),
+                0, 1) * front
+    add("browInnerUp", g[:, None] * np.array([0, 0.006, 0.0005]))
+    # the jaw juts forward: the jaw's skin slides 4 mm along +Z
+    comps["jawForward"] = jaw_w * np.array([0, 0, 0.004]) * head[:, None]
+    # mouthClose: the lips meet while the jaw is open (the lower lip undoes jawOpen's opening)
+    g = _gauss(v, mc, (0.03, 0.014, 0.02)) * front * (1 - upper)
+    comps["mouthClose"] = -g[:, None] * comps["jawOpen"] * head[:, None]
     g = _gauss(v, mc, (0.028, 0.014, 0.02)) * front
     d = np.zeros_like(v); d[:, 0] = -0.55 * (x - mc[0]) * g; d[:, 2] = 0.008 * g
-    add("lip_pucker", d)
-    # lips press: both lips thin towards the parting line (30%) and roll back 2 mm
-    g = _gauss(v, mc, (0.022, 0.012, 0.02)) * front
-    d = np.zeros_like(v); d[:, 1] = -0.3 * (y - lip_y) * g; d[:, 2] = -0.002 * g
-    add("lips_press", d)
-    for s in ("L", "R"):
-        add(f"blink_{s}", _blink(v, L, eye_c[s], opening[s], s))
-    for s in ("L", "R"):
-        g = sum(_gauss(v, L[i], (0.012, 0.01, 0.015)) for i in LI.BROW[s]) * front
-        g = np.clip(g, 0, 1)
-        add(f"brow_up_{s}", g[:, None] * np.array([0, 0.006, 0.0005]))
-    for s in ("L", "R"):
-        g = sum(_gauss(v, L[i], (0.01, 0.01, 0.015)) for i in LI.BROW[s][2:]) * front
-        g = np.clip(g, 0, 1)
-        add(f"brow_down_{s}", g[:, None] * np.array([-sx[s] * 0.002, -0.005, 0.001]))
-    g = _gauss(v, mc, (0.03, 0.012, 0.02)) * front
-    d = np.zeros_like(v); d[:, 0] = 0.2 * (x - mc[0]) * g; d[:, 1] = -0.002 * g
-    add("mouth_stretch", d)
-    g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS), 0, 1) * head
-    add("cheek_puff", 0.007 * g[:, None] * n)
-    # linearised 0.25 rad jaw opening, for shape-key-only consumers (the jaw joint does it exactly)
-    th = 0.25
-    R = np.array([[1, 0, 0], [0, np.cos(th), -np.sin(th)], [0, np.sin(th), np.cos(th)]])
-    add("jaw_open", W[:, JAW:JAW + 1] * ((v - J[JAW]) @ (R - np.eye(3)).T))
-    for s, sign in (("left", 1.0), ("right", -1.0)):
+    add("mouthPucker", d)
+    # funnel: the lips flare forward and open into a ring (corners in, lips away from the parting)
+    g = _gauss(v, mc, (0.026, 0.014, 0.02)) * front
+    d = np.zeros_like(v); d[:, 0] = -0.3 * (x - mc[0]) * g; d[:, 1] = 0.25 * (y - lip_y) * g
+    d[:, 2] = 0.006 * g
+    add("mouthFunnel", d)
+    for S, sign in (("Left", 1.0), ("Right", -1.0)):
         g = _gauss(v, mc, (0.025, 0.015, 0.02)) * front
-        add(f"mouth_{s}", g[:, None] * np.array([sign * 0.005, 0, 0]))
+        add(f"mouth{S}", g[:, None] * np.array([sign * 0.005, 0, 0]))
+    g = _gauss(v, L[LI.LIP_BOTTOM], (0.02, 0.007, 0.02)) * front * (1 - upper)
+    add("mouthRollLower", g[:, None] * np.array([0, 0.0015, -0.003]))
     g = _gauss(v, L[LI.LIP_TOP], (0.02, 0.006, 0.02)) * front * upper
-    add("upper_lip_up", g[:, None] * np.array([0, 0.004, 0.001]))
-    g = _gauss(v, L[LI.LIP_BOTTOM], (0.02, 0.008, 0.02)) * front * (1 - upper)
-    add("lower_lip_down", g[:, None] * np.array([0, -0.005, 0.001]))
-    g = _gauss(v, L[LI.NOSE_BRIDGE], (0.015, 0.012, 0.02)) * front
-    add("nose_wrinkle", g[:, None] * np.array([0, 0.003, 0.001]))
-    for s in ("L", "R"):
-        c = eye_c[s]
-        g = _gauss(v, c + np.array([0, -0.008, 0.01]), (0.012, 0.005, 0.01)) * front
-        add(f"squint_{s}", g[:, None] * np.array([0, 0.0025, 0.0005]))
-    for s in ("L", "R"):
-        c = eye_c[s]
-        g = _gauss(v, c + np.array([0, 0.008, 0.01]), (0.012, 0.005, 0.01)) * front
-        add(f"eye_wide_{s}", g[:, None] * np.array([0, 0.0025, 0.0]))
-    names = [c[0] for c in comps]
-    return np.stack([c[1] for c in comps], -1), names
+    add("mouthRollUpper", g[:, None] * np.array([0, -0.0015, -0.003]))
+    g = _gauss(v, 0.5 * (L[LI.LIP_BOTTOM] + L[LI.CHIN]), (0.022, 0.016, 0.02)) * front * (1 - upper)
+    add("mouthShrugLower", g[:, None] * np.array([0, 0.003, 0.0015]))
+    g = _gauss(v, L[LI.LIP_TOP], (0.022, 0.008, 0.02)) * front * upper
+    add("mouthShrugUpper", g[:, None] * np.array([0, 0.002, 0.0015]))
+    g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS), 0, 1) * head
+    add("cheekPuff", 0.007 * g[:, None] * n)
+    # tongueOut: the lower lip is pushed down and forward in the middle (the tongue part itself
+    # is skinned to the jaw joint and does not follow shape keys)
+    g = _gauss(v, L[LI.LIP_INNER_BOTTOM], (0.012, 0.006, 0.02)) * front * (1 - upper)
+    add("tongueOut", g[:, None] * np.array([0, -0.003, 0.003]))
+    missing = set(ARKIT_NAMES) - set(comps)
+    assert not missing, f"stand-in basis lacks {sorted(missing)}"
+    return np.stack([comps[k] for k in ARKIT_NAMES], -1), list(ARKIT_NAMES)
 
 
 def _blink(v, L, c, opening, s):
