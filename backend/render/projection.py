@@ -78,9 +78,74 @@ def _camera_terms(means, quats, scales, Rv, tv, b, g, R, mc, Mc):
     return w, x, y, z, n
 
 
-# serial on purpose: a few ms for 90K Gaussians, and every parallel region costs a thread
-# hand-off that is expensive when the cores are shared (see rasterize.py)
-@nb.njit(cache=True, nogil=True)
+# Gaussians per parallel chunk: each chunk allocates its own scratch arrays once (per-Gaussian
+# allocations dominated the time), and a few dozen chunks keep both cores busy
+CHUNK = 4096
+
+
+@nb.njit(cache=True, inline="always")
+def _project_one(means, quats, scales, opacities, Ks, Rv, tv, b, g, width, height, eps2d, near, far, use_opacity,
+             R, mc, Mc, means2d, conics, depths, radii, extents):
+    """Project Gaussian g into camera b (see ``project_fwd``); writes its row of the outputs."""
+    _camera_terms(means, quats, scales, Rv, tv, b, g, R, mc, Mc)
+    tx, ty, tz = mc[0], mc[1], mc[2]
+    depths[b, g] = tz
+    if not (tz > near and tz < far):
+        return
+    fx, fy, cx, cy = np.float64(Ks[b, 0, 0]), np.float64(Ks[b, 1, 1]), np.float64(Ks[b, 0, 2]), np.float64(Ks[b, 1, 2])
+    lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
+    lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
+    lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
+    lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
+    txc = tz * min(max(tx / tz, -lim_xn), lim_xp)
+    tyc = tz * min(max(ty / tz, -lim_yn), lim_yp)
+    J00, J02 = fx / tz, -fx * txc / (tz * tz)
+    J11, J12 = fy / tz, -fy * tyc / (tz * tz)
+    u0 = J00 * Mc[0, 0] + J02 * Mc[2, 0]
+    u1 = J00 * Mc[0, 1] + J02 * Mc[2, 1]
+    u2 = J00 * Mc[0, 2] + J02 * Mc[2, 2]
+    w0 = J11 * Mc[1, 0] + J12 * Mc[2, 0]
+    w1 = J11 * Mc[1, 1] + J12 * Mc[2, 1]
+    w2 = J11 * Mc[1, 2] + J12 * Mc[2, 2]
+    a0 = u0 * u0 + u1 * u1 + u2 * u2
+    bb = u0 * w0 + u1 * w1 + u2 * w2
+    c0 = w0 * w0 + w1 * w1 + w2 * w2
+    m0 = u0 * w1 - u1 * w0
+    m1 = u0 * w2 - u2 * w0
+    m2 = u1 * w2 - u2 * w1
+    det = m0 * m0 + m1 * m1 + m2 * m2 + eps2d * (a0 + c0) + eps2d * eps2d
+    a = a0 + eps2d
+    c = c0 + eps2d
+    if not (det > 0) or not math.isfinite(det) or not math.isfinite(a) or not math.isfinite(c):
+        return
+    mx = fx * tx / tz + cx
+    my = fy * ty / tz + cy
+    ext = EXTEND
+    if use_opacity:
+        op = opacities[b, g]
+        if op < ALPHA_THRESHOLD:
+            return
+        ext = min(ext, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+    ex = ext * math.sqrt(a)
+    ey = ext * math.sqrt(c)
+    rx = math.ceil(ex)
+    ry = math.ceil(ey)
+    if rx <= 0 and ry <= 0:
+        return
+    if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
+        return
+    means2d[b, g, 0] = mx
+    means2d[b, g, 1] = my
+    conics[b, g, 0] = c / det
+    conics[b, g, 1] = -bb / det
+    conics[b, g, 2] = a / det
+    radii[b, g, 0] = min(rx, 2**30)
+    radii[b, g, 1] = min(ry, 2**30)
+    extents[b, g, 0] = ex
+    extents[b, g, 1] = ey
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
 def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far, use_opacity):
     """-> means2d (B,N,2) f32, conics (B,N,3) f32, depths (B,N) f32, radii (B,N,2) i32, extents f32."""
     B, N = means.shape[0], means.shape[1]
@@ -91,72 +156,18 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, ep
     extents = np.zeros((B, N, 2), np.float32)
     Rv = viewmats[:, :3, :3].astype(np.float64)
     tv = viewmats[:, :3, 3].astype(np.float64)
-    R = np.empty((3, 3))
-    mc = np.empty(3)
-    Mc = np.empty((3, 3))
-    for job in range(B * N):
-        b = job // N
-        g = job - b * N
-        _camera_terms(means, quats, scales, Rv, tv, b, g, R, mc, Mc)
-        tx, ty, tz = mc[0], mc[1], mc[2]
-        depths[b, g] = tz
-        if not (tz > near and tz < far):
-            continue
-        fx, fy, cx, cy = np.float64(Ks[b, 0, 0]), np.float64(Ks[b, 1, 1]), np.float64(Ks[b, 0, 2]), np.float64(Ks[b, 1, 2])
-        lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
-        lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
-        lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
-        lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
-        txc = tz * min(max(tx / tz, -lim_xn), lim_xp)
-        tyc = tz * min(max(ty / tz, -lim_yn), lim_yp)
-        J00, J02 = fx / tz, -fx * txc / (tz * tz)
-        J11, J12 = fy / tz, -fy * tyc / (tz * tz)
-        u0 = J00 * Mc[0, 0] + J02 * Mc[2, 0]
-        u1 = J00 * Mc[0, 1] + J02 * Mc[2, 1]
-        u2 = J00 * Mc[0, 2] + J02 * Mc[2, 2]
-        w0 = J11 * Mc[1, 0] + J12 * Mc[2, 0]
-        w1 = J11 * Mc[1, 1] + J12 * Mc[2, 1]
-        w2 = J11 * Mc[1, 2] + J12 * Mc[2, 2]
-        a0 = u0 * u0 + u1 * u1 + u2 * u2
-        bb = u0 * w0 + u1 * w1 + u2 * w2
-        c0 = w0 * w0 + w1 * w1 + w2 * w2
-        m0 = u0 * w1 - u1 * w0
-        m1 = u0 * w2 - u2 * w0
-        m2 = u1 * w2 - u2 * w1
-        det = m0 * m0 + m1 * m1 + m2 * m2 + eps2d * (a0 + c0) + eps2d * eps2d
-        a = a0 + eps2d
-        c = c0 + eps2d
-        if not (det > 0) or not math.isfinite(det) or not math.isfinite(a) or not math.isfinite(c):
-            continue
-        mx = fx * tx / tz + cx
-        my = fy * ty / tz + cy
-        ext = EXTEND
-        if use_opacity:
-            op = opacities[b, g]
-            if op < ALPHA_THRESHOLD:
-                continue
-            ext = min(ext, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
-        ex = ext * math.sqrt(a)
-        ey = ext * math.sqrt(c)
-        rx = math.ceil(ex)
-        ry = math.ceil(ey)
-        if rx <= 0 and ry <= 0:
-            continue
-        if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
-            continue
-        means2d[b, g, 0] = mx
-        means2d[b, g, 1] = my
-        conics[b, g, 0] = c / det
-        conics[b, g, 1] = -bb / det
-        conics[b, g, 2] = a / det
-        radii[b, g, 0] = min(rx, 2**30)
-        radii[b, g, 1] = min(ry, 2**30)
-        extents[b, g, 0] = ex
-        extents[b, g, 1] = ey
+    n_chunks = (B * N + CHUNK - 1) // CHUNK
+    for chunk in nb.prange(n_chunks):
+        R = np.empty((3, 3))
+        mc = np.empty(3)
+        Mc = np.empty((3, 3))
+        for job in range(chunk * CHUNK, min(B * N, (chunk + 1) * CHUNK)):
+            _project_one(means, quats, scales, opacities, Ks, Rv, tv, job // N, job - (job // N) * N, width, height,
+                         eps2d, near, far, use_opacity, R, mc, Mc, means2d, conics, depths, radii, extents)
     return means2d, conics, depths, radii, extents
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def project_bwd(means, quats, scales, viewmats, Ks, radii, width, height, eps2d, v_means2d, v_conics, v_depths):
     """Gradients of (means2d, conics, depths) w.r.t. (means, quats, scales), each (B, N, .) f32.
     Culled Gaussians (radii 0) get zero, except the depth output, which is defined for all."""
@@ -166,128 +177,130 @@ def project_bwd(means, quats, scales, viewmats, Ks, radii, width, height, eps2d,
     v_scales = np.zeros((B, N, 3), np.float32)
     Rv_all = viewmats[:, :3, :3].astype(np.float64)
     tv = viewmats[:, :3, 3].astype(np.float64)
-    R = np.empty((3, 3))
-    mc = np.empty(3)
-    Mc = np.empty((3, 3))
-    v_mc = np.empty(3)
-    u = np.empty(3)
-    wv = np.empty(3)
-    v_u = np.empty(3)
-    v_w = np.empty(3)
-    v_Mc = np.empty((3, 3))
-    v_R = np.empty((3, 3))
-    for job in range(B * N):
-        b = job // N
-        g = job - b * N
-        qw, qx, qy, qz, qn = _camera_terms(means, quats, scales, Rv_all, tv, b, g, R, mc, Mc)
-        Rv = Rv_all[b]
-        v_mc[0] = 0.0
-        v_mc[1] = 0.0
-        v_mc[2] = v_depths[b, g]
-        if radii[b, g, 0] > 0 or radii[b, g, 1] > 0:
-            tx, ty, tz = mc[0], mc[1], mc[2]
-            fx, fy, cx, cy = np.float64(Ks[b, 0, 0]), np.float64(Ks[b, 1, 1]), np.float64(Ks[b, 0, 2]), np.float64(Ks[b, 1, 2])
-            lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
-            lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
-            lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
-            lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
-            ux = tx / tz
-            uy = ty / tz
-            clamp_x = ux < -lim_xn or ux > lim_xp
-            clamp_y = uy < -lim_yn or uy > lim_yp
-            uxc = min(max(ux, -lim_xn), lim_xp)
-            uyc = min(max(uy, -lim_yn), lim_yp)
-            txc = tz * uxc
-            tyc = tz * uyc
-            J00, J02 = fx / tz, -fx * txc / (tz * tz)
-            J11, J12 = fy / tz, -fy * tyc / (tz * tz)
-            for j in range(3):
-                u[j] = J00 * Mc[0, j] + J02 * Mc[2, j]
-                wv[j] = J11 * Mc[1, j] + J12 * Mc[2, j]
-            a0 = u[0] * u[0] + u[1] * u[1] + u[2] * u[2]
-            bb = u[0] * wv[0] + u[1] * wv[1] + u[2] * wv[2]
-            c0 = wv[0] * wv[0] + wv[1] * wv[1] + wv[2] * wv[2]
-            m0 = u[0] * wv[1] - u[1] * wv[0]
-            m1 = u[0] * wv[2] - u[2] * wv[0]
-            m2 = u[1] * wv[2] - u[2] * wv[1]
-            det = m0 * m0 + m1 * m1 + m2 * m2 + eps2d * (a0 + c0) + eps2d * eps2d
-            a = a0 + eps2d
-            c = c0 + eps2d
-            # conics = (c, -b, a) / det
-            g0, g1, g2 = np.float64(v_conics[b, g, 0]), np.float64(v_conics[b, g, 1]), np.float64(v_conics[b, g, 2])
-            v_det = -(g0 * c - g1 * bb + g2 * a) / (det * det)
-            v_a0 = g2 / det + eps2d * v_det
-            v_c0 = g0 / det + eps2d * v_det
-            v_b = -g1 / det
-            vm0, vm1, vm2 = 2 * m0 * v_det, 2 * m1 * v_det, 2 * m2 * v_det
-            for j in range(3):
-                v_u[j] = 2 * v_a0 * u[j] + v_b * wv[j]
-                v_w[j] = 2 * v_c0 * wv[j] + v_b * u[j]
-            v_u[0] += vm0 * wv[1] + vm1 * wv[2]
-            v_u[1] += -vm0 * wv[0] + vm2 * wv[2]
-            v_u[2] += -vm1 * wv[0] - vm2 * wv[1]
-            v_w[0] += -vm0 * u[1] - vm1 * u[2]
-            v_w[1] += vm0 * u[0] - vm2 * u[2]
-            v_w[2] += vm1 * u[0] + vm2 * u[1]
-            # u = J0 Mc, w = J1 Mc (J0 = (J00, 0, J02), J1 = (0, J11, J12))
-            v_J00 = v_J02 = v_J11 = v_J12 = 0.0
-            for j in range(3):
-                v_J00 += v_u[j] * Mc[0, j]
-                v_J02 += v_u[j] * Mc[2, j]
-                v_J11 += v_w[j] * Mc[1, j]
-                v_J12 += v_w[j] * Mc[2, j]
-            for j in range(3):
-                v_Mc[0, j] = J00 * v_u[j]
-                v_Mc[1, j] = J11 * v_w[j]
-                v_Mc[2, j] = J02 * v_u[j] + J12 * v_w[j]
-            tz2 = tz * tz
-            v_tz = -fx / tz2 * v_J00 + 2 * fx * txc / (tz2 * tz) * v_J02
-            v_tz += -fy / tz2 * v_J11 + 2 * fy * tyc / (tz2 * tz) * v_J12
-            v_txc = -fx / tz2 * v_J02
-            v_tyc = -fy / tz2 * v_J12
-            v_tx = 0.0
-            v_ty = 0.0
-            if clamp_x:
-                v_tz += v_txc * uxc
-            else:
-                v_tx += v_txc
-            if clamp_y:
-                v_tz += v_tyc * uyc
-            else:
-                v_ty += v_tyc
-            # means2d = (fx tx / tz + cx, fy ty / tz + cy)
-            gx, gy = np.float64(v_means2d[b, g, 0]), np.float64(v_means2d[b, g, 1])
-            v_tx += gx * fx / tz
-            v_ty += gy * fy / tz
-            v_tz += -(gx * fx * tx + gy * fy * ty) / tz2
-            v_mc[0] += v_tx
-            v_mc[1] += v_ty
-            v_mc[2] += v_tz
-            # Mc = Rv M, M = R diag(s)
-            for j in range(3):
-                sj = np.float64(scales[b, g, j])
-                vs = 0.0
-                for i in range(3):
-                    vM = Rv[0, i] * v_Mc[0, j] + Rv[1, i] * v_Mc[1, j] + Rv[2, i] * v_Mc[2, j]
-                    v_R[i, j] = vM * sj
-                    vs += vM * R[i, j]
-                v_scales[b, g, j] = vs
-            w, x, y, z = qw, qx, qy, qz
-            vw = 2 * (-z * v_R[0, 1] + y * v_R[0, 2] + z * v_R[1, 0] - x * v_R[1, 2] - y * v_R[2, 0] + x * v_R[2, 1])
-            vx = 2 * (y * v_R[0, 1] + z * v_R[0, 2] + y * v_R[1, 0] - 2 * x * v_R[1, 1] - w * v_R[1, 2]
-                      + z * v_R[2, 0] + w * v_R[2, 1] - 2 * x * v_R[2, 2])  # fmt: skip
-            vy = 2 * (-2 * y * v_R[0, 0] + x * v_R[0, 1] + w * v_R[0, 2] + x * v_R[1, 0] + z * v_R[1, 2]
-                      - w * v_R[2, 0] + z * v_R[2, 1] - 2 * y * v_R[2, 2])  # fmt: skip
-            vz = 2 * (-2 * z * v_R[0, 0] - w * v_R[0, 1] + x * v_R[0, 2] + w * v_R[1, 0] - 2 * z * v_R[1, 1]
-                      + y * v_R[1, 2] + x * v_R[2, 0] + y * v_R[2, 1])  # fmt: skip
-            # q = raw / |raw|: project out the radial component
-            dot = w * vw + x * vx + y * vy + z * vz
-            v_quats[b, g, 0] = (vw - w * dot) / qn
-            v_quats[b, g, 1] = (vx - x * dot) / qn
-            v_quats[b, g, 2] = (vy - y * dot) / qn
-            v_quats[b, g, 3] = (vz - z * dot) / qn
-        for j in range(3):  # mc = Rv m + t
-            v_means[b, g, j] = Rv[0, j] * v_mc[0] + Rv[1, j] * v_mc[1] + Rv[2, j] * v_mc[2]
+    n_chunks = (B * N + CHUNK - 1) // CHUNK
+    for chunk in nb.prange(n_chunks):
+        R = np.empty((3, 3))
+        mc = np.empty(3)
+        Mc = np.empty((3, 3))
+        v_mc = np.empty(3)
+        u = np.empty(3)
+        wv = np.empty(3)
+        v_u = np.empty(3)
+        v_w = np.empty(3)
+        v_Mc = np.empty((3, 3))
+        v_R = np.empty((3, 3))
+        for job in range(chunk * CHUNK, min(B * N, (chunk + 1) * CHUNK)):
+            b = job // N
+            g = job - b * N
+            qw, qx, qy, qz, qn = _camera_terms(means, quats, scales, Rv_all, tv, b, g, R, mc, Mc)
+            Rv = Rv_all[b]
+            v_mc[0] = 0.0
+            v_mc[1] = 0.0
+            v_mc[2] = v_depths[b, g]
+            if radii[b, g, 0] > 0 or radii[b, g, 1] > 0:
+                tx, ty, tz = mc[0], mc[1], mc[2]
+                fx, fy, cx, cy = np.float64(Ks[b, 0, 0]), np.float64(Ks[b, 1, 1]), np.float64(Ks[b, 0, 2]), np.float64(Ks[b, 1, 2])
+                lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
+                lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
+                lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
+                lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
+                ux = tx / tz
+                uy = ty / tz
+                clamp_x = ux < -lim_xn or ux > lim_xp
+                clamp_y = uy < -lim_yn or uy > lim_yp
+                uxc = min(max(ux, -lim_xn), lim_xp)
+                uyc = min(max(uy, -lim_yn), lim_yp)
+                txc = tz * uxc
+                tyc = tz * uyc
+                J00, J02 = fx / tz, -fx * txc / (tz * tz)
+                J11, J12 = fy / tz, -fy * tyc / (tz * tz)
+                for j in range(3):
+                    u[j] = J00 * Mc[0, j] + J02 * Mc[2, j]
+                    wv[j] = J11 * Mc[1, j] + J12 * Mc[2, j]
+                a0 = u[0] * u[0] + u[1] * u[1] + u[2] * u[2]
+                bb = u[0] * wv[0] + u[1] * wv[1] + u[2] * wv[2]
+                c0 = wv[0] * wv[0] + wv[1] * wv[1] + wv[2] * wv[2]
+                m0 = u[0] * wv[1] - u[1] * wv[0]
+                m1 = u[0] * wv[2] - u[2] * wv[0]
+                m2 = u[1] * wv[2] - u[2] * wv[1]
+                det = m0 * m0 + m1 * m1 + m2 * m2 + eps2d * (a0 + c0) + eps2d * eps2d
+                a = a0 + eps2d
+                c = c0 + eps2d
+                # conics = (c, -b, a) / det
+                g0, g1, g2 = np.float64(v_conics[b, g, 0]), np.float64(v_conics[b, g, 1]), np.float64(v_conics[b, g, 2])
+                v_det = -(g0 * c - g1 * bb + g2 * a) / (det * det)
+                v_a0 = g2 / det + eps2d * v_det
+                v_c0 = g0 / det + eps2d * v_det
+                v_b = -g1 / det
+                vm0, vm1, vm2 = 2 * m0 * v_det, 2 * m1 * v_det, 2 * m2 * v_det
+                for j in range(3):
+                    v_u[j] = 2 * v_a0 * u[j] + v_b * wv[j]
+                    v_w[j] = 2 * v_c0 * wv[j] + v_b * u[j]
+                v_u[0] += vm0 * wv[1] + vm1 * wv[2]
+                v_u[1] += -vm0 * wv[0] + vm2 * wv[2]
+                v_u[2] += -vm1 * wv[0] - vm2 * wv[1]
+                v_w[0] += -vm0 * u[1] - vm1 * u[2]
+                v_w[1] += vm0 * u[0] - vm2 * u[2]
+                v_w[2] += vm1 * u[0] + vm2 * u[1]
+                # u = J0 Mc, w = J1 Mc (J0 = (J00, 0, J02), J1 = (0, J11, J12))
+                v_J00 = v_J02 = v_J11 = v_J12 = 0.0
+                for j in range(3):
+                    v_J00 += v_u[j] * Mc[0, j]
+                    v_J02 += v_u[j] * Mc[2, j]
+                    v_J11 += v_w[j] * Mc[1, j]
+                    v_J12 += v_w[j] * Mc[2, j]
+                for j in range(3):
+                    v_Mc[0, j] = J00 * v_u[j]
+                    v_Mc[1, j] = J11 * v_w[j]
+                    v_Mc[2, j] = J02 * v_u[j] + J12 * v_w[j]
+                tz2 = tz * tz
+                v_tz = -fx / tz2 * v_J00 + 2 * fx * txc / (tz2 * tz) * v_J02
+                v_tz += -fy / tz2 * v_J11 + 2 * fy * tyc / (tz2 * tz) * v_J12
+                v_txc = -fx / tz2 * v_J02
+                v_tyc = -fy / tz2 * v_J12
+                v_tx = 0.0
+                v_ty = 0.0
+                if clamp_x:
+                    v_tz += v_txc * uxc
+                else:
+                    v_tx += v_txc
+                if clamp_y:
+                    v_tz += v_tyc * uyc
+                else:
+                    v_ty += v_tyc
+                # means2d = (fx tx / tz + cx, fy ty / tz + cy)
+                gx, gy = np.float64(v_means2d[b, g, 0]), np.float64(v_means2d[b, g, 1])
+                v_tx += gx * fx / tz
+                v_ty += gy * fy / tz
+                v_tz += -(gx * fx * tx + gy * fy * ty) / tz2
+                v_mc[0] += v_tx
+                v_mc[1] += v_ty
+                v_mc[2] += v_tz
+                # Mc = Rv M, M = R diag(s)
+                for j in range(3):
+                    sj = np.float64(scales[b, g, j])
+                    vs = 0.0
+                    for i in range(3):
+                        vM = Rv[0, i] * v_Mc[0, j] + Rv[1, i] * v_Mc[1, j] + Rv[2, i] * v_Mc[2, j]
+                        v_R[i, j] = vM * sj
+                        vs += vM * R[i, j]
+                    v_scales[b, g, j] = vs
+                w, x, y, z = qw, qx, qy, qz
+                vw = 2 * (-z * v_R[0, 1] + y * v_R[0, 2] + z * v_R[1, 0] - x * v_R[1, 2] - y * v_R[2, 0] + x * v_R[2, 1])
+                vx = 2 * (y * v_R[0, 1] + z * v_R[0, 2] + y * v_R[1, 0] - 2 * x * v_R[1, 1] - w * v_R[1, 2]
+                          + z * v_R[2, 0] + w * v_R[2, 1] - 2 * x * v_R[2, 2])  # fmt: skip
+                vy = 2 * (-2 * y * v_R[0, 0] + x * v_R[0, 1] + w * v_R[0, 2] + x * v_R[1, 0] + z * v_R[1, 2]
+                          - w * v_R[2, 0] + z * v_R[2, 1] - 2 * y * v_R[2, 2])  # fmt: skip
+                vz = 2 * (-2 * z * v_R[0, 0] - w * v_R[0, 1] + x * v_R[0, 2] + w * v_R[1, 0] - 2 * z * v_R[1, 1]
+                          + y * v_R[1, 2] + x * v_R[2, 0] + y * v_R[2, 1])  # fmt: skip
+                # q = raw / |raw|: project out the radial component
+                dot = w * vw + x * vx + y * vy + z * vz
+                v_quats[b, g, 0] = (vw - w * dot) / qn
+                v_quats[b, g, 1] = (vx - x * dot) / qn
+                v_quats[b, g, 2] = (vy - y * dot) / qn
+                v_quats[b, g, 3] = (vz - z * dot) / qn
+            for j in range(3):  # mc = Rv m + t
+                v_means[b, g, j] = Rv[0, j] * v_mc[0] + Rv[1, j] * v_mc[1] + Rv[2, j] * v_mc[2]
     return v_means, v_quats, v_scales
 
 

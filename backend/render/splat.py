@@ -12,8 +12,10 @@ is broadcast. All cameras must share width and height.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
+import numba as nb
 import numpy as np
 import torch
 
@@ -61,6 +63,34 @@ def _tensor(x, name: str, device: torch.device) -> torch.Tensor:
     return x.to(device=device, dtype=torch.float32)
 
 
+@nb.njit(cache=True, nogil=True)
+def _finite_range(a):
+    """(all finite, min, max) of a flat float32 array in one pass (min/max meaningful when finite)."""
+    lo = np.float32(np.inf)
+    hi = np.float32(-np.inf)
+    for i in range(a.shape[0]):
+        v = a[i]
+        if not math.isfinite(v):
+            return False, lo, hi
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return True, lo, hi
+
+
+def _check_range(x: torch.Tensor) -> tuple[bool, float, float]:
+    """(all finite, min, max) of ``x``: one numba pass on the CPU (no boolean tensor per element:
+    these checks run on every preview batch), torch reductions on other devices."""
+    if x.numel() == 0:
+        return True, 0.0, 0.0
+    if x.device.type == "cpu":
+        ok, lo, hi = _finite_range(x.detach().reshape(-1).contiguous().numpy())
+        return bool(ok), float(lo), float(hi)
+    if not bool(torch.isfinite(x).all()):
+        return False, 0.0, 0.0
+    lo, hi = torch.aminmax(x)
+    return True, float(lo), float(hi)
+
+
 def _prepare(means, quats, scales, opacities, features, camera, background, device) -> SplatInputs:
     cams = [camera] if isinstance(camera, Camera) else list(camera)
     if not cams or not all(isinstance(c, Camera) for c in cams):
@@ -95,14 +125,17 @@ def _prepare(means, quats, scales, opacities, features, camera, background, devi
     batched = any(x.dim() == 2 + tail[name] for name, x in t.items())
     if len(cams) == 1 and B > 1:
         cams = cams * B
+    ranges = {}
     for name, x in t.items():
-        if not torch.isfinite(x).all():
+        ok, lo, hi = _check_range(x)
+        if not ok:
             raise ValueError(f"{name} contains NaN or inf")
-    if (t["scales"] < 0).any():
+        ranges[name] = (lo, hi)
+    if ranges["scales"][0] < 0:
         raise ValueError("scales must be >= 0 (linear metres, not log-scales)")
-    if ((t["opacities"] < 0) | (t["opacities"] > 1)).any():
+    if ranges["opacities"][0] < 0 or ranges["opacities"][1] > 1:
         raise ValueError("opacities must be in [0, 1] (post-sigmoid)")
-    if N > 0 and (t["quats"].norm(dim=-1) < 1e-12).any():
+    if N > 0 and t["quats"].square().sum(-1).amin() < 1e-24:  # |q| < 1e-12
         raise ValueError("quats must be non-zero (wxyz, any norm)")
     C = t["features"].shape[-1]
     if C < 1:
