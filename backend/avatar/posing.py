@@ -15,6 +15,8 @@ and eye joints the same way.
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -120,17 +122,47 @@ def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
     return means, quat_multiply(blended_quats(W, A), q_rest[None].astype(np.float64)).astype(np.float32)
 
 
+# lbs_numpy results of the last few small parameter sets per head model: one build poses the
+# same source frame a dozen times (sampling, parts, metrics, every LOD's .ply, the previews)
+_LBS_CACHE: "weakref.WeakKeyDictionary[HeadModel, OrderedDict]" = weakref.WeakKeyDictionary()
+_LBS_CACHE_SIZE = 16
+_LBS_CACHE_MAX_FRAMES = 8
+
+
+def _params_key(params: "HeadParams") -> bytes:
+    parts = []
+    for a in (params.shape, params.expr, params.pose, params.transl):
+        a = np.asarray(a)
+        parts.append(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+    return b"|".join(parts)
+
+
 def lbs_numpy(model: "HeadModel", params: "HeadParams") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """LBS of all frames of ``params`` -> vertices (T, V, 3), joints (T, 5, 3), transforms (T, 5, 4, 4)."""
+    """LBS of all frames of ``params`` -> vertices (T, V, 3), joints (T, 5, 3), transforms (T, 5, 4, 4).
+
+    Results for up to 8 frames are remembered per head model (keyed by the parameters' bytes) and
+    handed out as fresh copies, so callers may modify them."""
     import torch
 
     from ..head.lbs import HeadModelTensors, lbs
 
+    small = params.n_frames <= _LBS_CACHE_MAX_FRAMES
+    if small:
+        key = _params_key(params)
+        cache = _LBS_CACHE.setdefault(model, OrderedDict())
+        if key in cache:
+            cache.move_to_end(key)
+            return tuple(a.copy() for a in cache[key])  # type: ignore[return-value]
     tens = HeadModelTensors.from_model(model, "cpu")
     with torch.no_grad():
         out = lbs(tens, torch.as_tensor(params.shape), torch.as_tensor(params.expr),
                   torch.as_tensor(params.pose), torch.as_tensor(params.transl))
-    return out.vertices.numpy(), out.joints.numpy(), out.transforms.numpy()
+    result = (out.vertices.numpy(), out.joints.numpy(), out.transforms.numpy())
+    if small:
+        cache[key] = tuple(a.copy() for a in result)
+        while len(cache) > _LBS_CACHE_SIZE:
+            cache.popitem(last=False)
+    return result
 
 
 def rotate_blended(offsets: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.ndarray:
