@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..errors import InputError
+from ..face.matte import foreground_colors
 from ..image_metrics import hull_mask, psnr, ssim
 from ..progress import Progress
 from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, mean_edge_length, unique_edges,
@@ -32,6 +33,7 @@ from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
 from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices
 from .refine import RefineOptions, refine
+from .silhouette import fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
 from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
@@ -64,6 +66,7 @@ class BuildOptions:
     min_refine_steps: int = 3              # even 2-4 steps gain several dB (docs/figures/avatar.md)
     render_backend: str = "auto"
     metrics: bool = True
+    fit_silhouette: bool = True            # carve/shrink Gaussians beyond the portrait matte (silhouette.py)
     attributes: AttributeOptions = field(default_factory=AttributeOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     portrait: PortraitOptions = field(default_factory=PortraitOptions)   # hair volume and torso
@@ -295,6 +298,9 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
     params, camera = fit.params, fit.camera
     photo512 = to_float(obs.image512)
     mask = np.asarray(obs.mask, np.float32)
+    # colours are sampled from the person's own colour: at the matte's soft edge the photo mixes
+    # in the background, which would ring the avatar with a halo of it (face/matte.py)
+    person = foreground_colors(photo512, mask)
 
     if opts.method == "learned":
         with progress.stage("reconstruct"):
@@ -302,14 +308,14 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
             avatar = _learned_avatar(reconstruct, model, obs, fit, levels, opts, progress)
         with progress.stage("parts"):
             progress.report(0.4, "building hair, body, mouth and eyes")
-            with_portrait_parts(avatar, analytic_parts(model, params, camera, photo512, mask, obs.landmarks, opts))
+            with_portrait_parts(avatar, analytic_parts(model, params, camera, person, mask, obs.landmarks, opts))
     else:
         with progress.stage("sampling"):
             progress.report(0.2, "sampling colours per LOD")
-            heads = analytic_head(model, params, camera, photo512, mask, levels, opts)
+            heads = analytic_head(model, params, camera, person, mask, levels, opts)
         with progress.stage("parts"):
             progress.report(0.4, "building hair, body, mouth and eyes")
-            parts = analytic_parts(model, params, camera, photo512, mask, obs.landmarks, opts)
+            parts = analytic_parts(model, params, camera, person, mask, obs.landmarks, opts)
         avatar = GaussianAvatar(
             head_model_name=model.name,
             head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()),
@@ -318,6 +324,9 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
             lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
             parts=parts, options=opts.to_json(), method="analytic")
 
+    if opts.fit_silhouette:
+        # no Gaussian footprint beyond the person: the matte is a one-view visual hull
+        avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels)
     face_mask = hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}
@@ -361,6 +370,7 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
     """Refine every LOD in place (colours, opacities, small offsets); the parts take the finest
     LOD's refined appearance (they stay where they are). Returns steps run per LOD."""
     _, _, A = lbs_numpy(model, avatar.params)
+    foreground = foreground_colors(photo, mask)
     steps: dict[int, int] = {}
     # the budget is split in proportion to the Gaussian counts (a step costs about that much)
     totals = {l: avatar.counts()[l]["total"] for l in levels}
@@ -371,16 +381,16 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
         n_head = len(avatar.lods[l])
         movable = np.zeros(len(gs), bool)
         movable[:n_head] = True
-        # weight only what the avatar can represent: the portrait mask where it already renders
-        _, alpha = render_source(avatar, model, l, backend=opts.render_backend)
-        weights = mask * (alpha > 0.05)
         base = 0.5 + 0.45 * i / len(levels)
 
         def on_step(step: int, frac: float, base=base) -> None:
             progress.report(base + 0.45 / len(levels) * frac, f"refining LOD {l} (step {step})")
 
         ropts = RefineOptions(seconds=budget, max_steps=opts.refine_steps, backend=opts.render_backend)
-        res = refine(gs, movable, photo, weights, avatar.camera, ropts, on_step, portrait=mask)
+        # the whole portrait: colours learn the person's own colour (foreground) over the whole
+        # image, opacities the matte (refine.py)
+        res = refine(gs, movable, photo, np.ones_like(mask), avatar.camera, ropts, on_step,
+                     portrait=mask, foreground=foreground)
         head = avatar.lods[l]
         head.colors = res.colors[:n_head].astype(np.float32)
         head.opacities = res.opacities[:n_head].astype(np.float32)

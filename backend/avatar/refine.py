@@ -4,7 +4,15 @@ Starting from the analytic avatar at the source pose, Adam adjusts per-Gaussian 
 (as logits) and small head position offsets (L2-penalised, clamped to ``max_offset_m``) so that the
 render at the source camera matches the photo inside the portrait mask, and (``alpha_weight``)
 its alpha matches the portrait mask over the whole image: every Gaussian (head and parts: hair,
-body, mouth, eyes) is refined against the whole portrait, not the face. Gaussians the source view
+body, mouth, eyes) is refined against the whole portrait, not the face.
+
+With ``foreground`` (the person's own colour, face.matte.foreground_colors) the colour term is the
+whole portrait's, split the way a matte splits a photo: the render (over black) against its own
+alpha times the foreground colour, over the whole image, and the alpha against the matte. Colours
+then learn the person's colour even where the photo mixes in the background (no halo of background
+colour at the silhouette, no darkened edge colours either), and only opacities answer for the
+silhouette; together they bound the error against the cut-out person (matte * foreground over
+black, what the eval scores). Gaussians the source view
 does not cover (the synthesized back and sides) get no step (coverage-scaled updates), so the
 refinement never undoes the synthesized texture. Stops at ``max_steps`` or
 when ``seconds`` of wall time are used, whichever comes first. Only appearance and a tiny geometry
@@ -86,7 +94,7 @@ def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") ->
 
 def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
            opts: "RefineOptions | None" = None, on_step: Callable[[int, float], None] | None = None,
-           portrait: np.ndarray | None = None) -> RefineResult:
+           portrait: np.ndarray | None = None, foreground: np.ndarray | None = None) -> RefineResult:
     """Optimise ``gs`` (world frame, source pose) against ``photo``; see :func:`_refine`. On the
     CPU, torch runs with ``opts.cpu_torch_threads`` intra-op threads meanwhile."""
     from ..render.splat import select_backend
@@ -97,7 +105,7 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _refine(gs, movable, photo, mask, camera, opts, on_step, portrait)
+        return _refine(gs, movable, photo, mask, camera, opts, on_step, portrait, foreground)
     finally:
         if threads:
             torch.set_num_threads(before)
@@ -105,19 +113,23 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
 
 def _refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
            opts: RefineOptions | None = None, on_step: Callable[[int, float], None] | None = None,
-           portrait: np.ndarray | None = None) -> RefineResult:
+           portrait: np.ndarray | None = None, foreground: np.ndarray | None = None) -> RefineResult:
     """Optimise ``gs`` (world frame, source pose) against ``photo``.
 
     movable (N,) bool: Gaussians allowed to move (the head; shoulders stay on their plane).
     photo (H, W, 3) float32 [0, 1], mask (H, W) float32 loss weights (portrait mask).
     portrait (H, W) float32 [0, 1]: the alpha target (default ``mask``).
+    foreground (H, W, 3) float32 [0, 1] or None: the person's colour everywhere (see the module
+    docstring); when given, the colour target is the render's own alpha (no gradient) times it,
+    weighted by ``mask`` (ones: the whole image), and ``photo`` is unused.
     on_step(step, fraction_of_budget) is called after every step (progress / cancellation).
     """
     from ..render.splat import splat
 
     opts = opts or RefineOptions()
     t0 = time.perf_counter()
-    target = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]  # (1, 3, H, W)
+    src = photo if foreground is None else foreground
+    target = torch.from_numpy(np.ascontiguousarray(np.asarray(src, np.float32).transpose(2, 0, 1)))[None]  # (1, 3, H, W)
     w = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]           # (1, 1, H, W)
     wsum = w.sum().clamp(min=1.0) * 3
     a_target = torch.from_numpy(np.ascontiguousarray(mask if portrait is None else portrait, np.float32))[None]
@@ -149,14 +161,15 @@ def _refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nd
         res = splat(means0 + offsets * mov, quats, scales, torch.sigmoid(op_logit), colors, camera,
                     background=bg, backend=opts.backend)
         img = res.image.cpu() if res.image.device.type != "cpu" else res.image
+        alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha   # (1, H, W)
         stages["forward"] += clock() - tp
         tp = clock()
-        l1 = ((img - target).abs() * w).sum() / wsum
+        tgt = target if foreground is None else target * alpha.detach()[:, None]
+        l1 = ((img - tgt).abs() * w).sum() / wsum
         loss = (1 - opts.ssim_weight) * l1
         if opts.ssim_weight > 0:
-            loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, target)) * w).sum() / wsum
+            loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, tgt)) * w).sum() / wsum
         if opts.alpha_weight > 0:
-            alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha
             loss = loss + opts.alpha_weight * (alpha - a_target).abs().mean()
         loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
         stages["loss"] += clock() - tp
