@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "speed benchmarks (splat, lbs, model, build, fit, preview, refine)"
+HELP = "benchmarks (splat, lbs, model, build, fit, preview, refine; arkit: the ARKit-52 round trip)"
 
 # target -> module path relative to the backend package
 BENCHMARKS: dict[str, str] = {
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "build": "avatar.bench",
     "preview": "preview.bench",
     "refine": "avatar.refine_bench",
+    "arkit": "motion.roundtrip",
 }
 
 

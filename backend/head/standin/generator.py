@@ -383,7 +383,8 @@ def _rot_delta(v: np.ndarray, pivot: np.ndarray, axis: int, angle: float) -> np.
 
 def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     """(V,3,52) expression basis under ARKit's names and order (ARKIT_NAMES); weight 1 = the
-    shape's full strength, as an ARKit blendshape. Lids, lips and cheeks move the head mesh;
+    shape's full strength, as an ARKit blendshape (an extreme expression: a smile lifts the mouth
+    corner 10 mm, a brow raise 9 mm). Lids, lips and cheeks move the head mesh;
     jawOpen/jawLeft/jawRight and eyeLook* are linearised rotations about the jaw / eye joints
     (JOINT_CHANNELS gives the same rotations that imports and the tracker put on the joints)."""
     head = np.zeros(len(v), bool)
@@ -411,54 +412,54 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
         c = eye_c[s]
         comps[f"eyeBlink{S}"] = _blink(v, L, c, opening[s], s) * head[:, None]
         g = _gauss(v, c + np.array([0, -0.008, 0.01]), (0.012, 0.005, 0.01)) * front
-        add(f"eyeSquint{S}", g[:, None] * np.array([0, 0.0025, 0.0005]))
+        add(f"eyeSquint{S}", g[:, None] * np.array([0, 0.0035, 0.0007]))
         g = _gauss(v, c + np.array([0, 0.008, 0.01]), (0.012, 0.005, 0.01)) * front
-        add(f"eyeWide{S}", g[:, None] * np.array([0, 0.0025, 0.0]))
+        add(f"eyeWide{S}", g[:, None] * np.array([0, 0.0035, 0.0]))
         g = _gauss(v, corner[s], (0.014, 0.012, 0.02)) * front
-        add(f"mouthSmile{S}", g[:, None] * np.array([sx * 0.004, 0.007, -0.002]))
+        add(f"mouthSmile{S}", g[:, None] * np.array([sx * 0.006, 0.010, -0.003]))
         g = _gauss(v, corner[s], (0.012, 0.012, 0.02)) * front
-        add(f"mouthFrown{S}", g[:, None] * np.array([sx * 0.001, -0.006, -0.001]))
+        add(f"mouthFrown{S}", g[:, None] * np.array([sx * 0.0015, -0.009, -0.0015]))
         g = _gauss(v, corner[s], (0.008, 0.008, 0.02)) * front
         add(f"mouthDimple{S}", g[:, None] * np.array([sx * 0.002, 0.0, -0.003]))
         g = _gauss(v, corner[s], (0.016, 0.014, 0.02)) * front
-        add(f"mouthStretch{S}", g[:, None] * np.array([sx * 0.005, -0.003, -0.0015]))
+        add(f"mouthStretch{S}", g[:, None] * np.array([sx * 0.008, -0.004, -0.002]))
         # press: that side's lips thin towards the parting line (30 %) and roll back 2 mm
         g = _gauss(v, mc, (0.022, 0.012, 0.02)) * front * half[s]
         d = np.zeros_like(v); d[:, 1] = -0.3 * (y - lip_y) * g; d[:, 2] = -0.002 * g
         add(f"mouthPress{S}", d)
         g = _gauss(v, L[LI.LIP_BOTTOM], (0.02, 0.008, 0.02)) * front * (1 - upper) * half[s]
-        add(f"mouthLowerDown{S}", g[:, None] * np.array([0, -0.005, 0.001]))
+        add(f"mouthLowerDown{S}", g[:, None] * np.array([0, -0.007, 0.0015]))
         g = _gauss(v, L[LI.LIP_TOP], (0.02, 0.006, 0.02)) * front * upper * half[s]
-        add(f"mouthUpperUp{S}", g[:, None] * np.array([0, 0.004, 0.001]))
+        add(f"mouthUpperUp{S}", g[:, None] * np.array([0, 0.006, 0.0015]))
         g = np.clip(sum(_gauss(v, L[i], (0.01, 0.01, 0.015)) for i in LI.BROW[s][2:]), 0, 1) * front
-        add(f"browDown{S}", g[:, None] * np.array([-sx * 0.002, -0.005, 0.001]))
+        add(f"browDown{S}", g[:, None] * np.array([-sx * 0.003, -0.007, 0.0015]))
         g = np.clip(sum(_gauss(v, L[i], (0.01, 0.01, 0.015)) for i in LI.BROW[s][:2]), 0, 1) * front
-        add(f"browOuterUp{S}", g[:, None] * np.array([0, 0.006, 0.0005]))
+        add(f"browOuterUp{S}", g[:, None] * np.array([0, 0.009, 0.0008]))
         cb = L[LI.CHEEKBONES[0 if s == "R" else 1]]
         g = _gauss(v, cb + np.array([0, -0.004, 0]), (0.016, 0.012, 0.02)) * front
-        add(f"cheekSquint{S}", g[:, None] * np.array([0, 0.003, 0.001]))
+        add(f"cheekSquint{S}", g[:, None] * np.array([0, 0.004, 0.0015]))
         wing = L[LI.NOSE_BOTTOM] + np.array([sx * 0.012, 0.006, -0.006])
         g = _gauss(v, wing, (0.008, 0.01, 0.012)) * front
-        add(f"noseSneer{S}", g[:, None] * np.array([0, 0.003, 0.001]))
+        add(f"noseSneer{S}", g[:, None] * np.array([0, 0.004, 0.0015]))
     g = np.clip(sum(_gauss(v, L[i], (0.01, 0.01, 0.015)) for i in (*LI.BROW["L"][3:], *LI.BROW["R"][3:])),
                 0, 1) * front
-    add("browInnerUp", g[:, None] * np.array([0, 0.006, 0.0005]))
+    add("browInnerUp", g[:, None] * np.array([0, 0.009, 0.0008]))
     # the jaw juts forward: the jaw's skin slides 4 mm along +Z
     comps["jawForward"] = jaw_w * np.array([0, 0, 0.004]) * head[:, None]
     # mouthClose: the lips meet while the jaw is open (the lower lip undoes jawOpen's opening)
     g = _gauss(v, mc, (0.03, 0.014, 0.02)) * front * (1 - upper)
     comps["mouthClose"] = -g[:, None] * comps["jawOpen"] * head[:, None]
     g = _gauss(v, mc, (0.028, 0.014, 0.02)) * front
-    d = np.zeros_like(v); d[:, 0] = -0.55 * (x - mc[0]) * g; d[:, 2] = 0.008 * g
+    d = np.zeros_like(v); d[:, 0] = -0.7 * (x - mc[0]) * g; d[:, 2] = 0.010 * g
     add("mouthPucker", d)
     # funnel: the lips flare forward and open into a ring (corners in, lips away from the parting)
     g = _gauss(v, mc, (0.026, 0.014, 0.02)) * front
-    d = np.zeros_like(v); d[:, 0] = -0.3 * (x - mc[0]) * g; d[:, 1] = 0.25 * (y - lip_y) * g
+    d = np.zeros_like(v); d[:, 0] = -0.35 * (x - mc[0]) * g; d[:, 1] = 0.4 * (y - lip_y) * g
     d[:, 2] = 0.006 * g
     add("mouthFunnel", d)
     for S, sign in (("Left", 1.0), ("Right", -1.0)):
         g = _gauss(v, mc, (0.025, 0.015, 0.02)) * front
-        add(f"mouth{S}", g[:, None] * np.array([sign * 0.005, 0, 0]))
+        add(f"mouth{S}", g[:, None] * np.array([sign * 0.007, 0, 0]))
     g = _gauss(v, L[LI.LIP_BOTTOM], (0.02, 0.007, 0.02)) * front * (1 - upper)
     add("mouthRollLower", g[:, None] * np.array([0, 0.0015, -0.003]))
     g = _gauss(v, L[LI.LIP_TOP], (0.02, 0.006, 0.02)) * front * upper
@@ -468,7 +469,7 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     g = _gauss(v, L[LI.LIP_TOP], (0.022, 0.008, 0.02)) * front * upper
     add("mouthShrugUpper", g[:, None] * np.array([0, 0.002, 0.0015]))
     g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS), 0, 1) * head
-    add("cheekPuff", 0.007 * g[:, None] * n)
+    add("cheekPuff", 0.010 * g[:, None] * n)
     # tongueOut: the lower lip is pushed down and forward in the middle (the tongue part itself
     # is skinned to the jaw joint and does not follow shape keys)
     g = _gauss(v, L[LI.LIP_INNER_BOTTOM], (0.012, 0.006, 0.02)) * front * (1 - upper)

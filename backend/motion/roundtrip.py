@@ -1,0 +1,284 @@
+"""ARKit-52 round trip on the stand-in: random weight sequences -> rendered avatar -> tracker -> weights.
+
+``python -m backend bench arkit [--frames N] [--json out.json]``
+
+1. Random ARKit-52 sequences (:func:`random_weights`): every frame activates a few shapes at
+   random weights in [0, 1] (all 52 at once would be a face no capture ever makes), held for a
+   few frames so the tracker's temporal smoothing sees motion, not noise.
+2. The default mapping (identity onto the stand-in's shape keys; jawOpen/jawLeft/jawRight and
+   eyeLook* onto the jaw and eye joints) turns them into head parameters at the avatar's source
+   frame, which are rendered by the backend splatter at the source camera (watermarked frames).
+3. The renders are tracked (face.track_video, the avatar's identity kept) and the tracked
+   parameters mapped back to ARKit weights (arkit.targets_to_sources, bounded to [0, 1]).
+4. Per shape: Pearson correlation of recovered vs true weights over the frames, and the mean
+   absolute error. "Visible" ranks the shapes by how far they move the 478 landmarks at weight 1
+   in the source camera's pixels (:func:`visibility_px`); the figure of merit is the correlation
+   of the 20 most visible ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..head.arkit_names import ARKIT_NAMES
+
+HELP = "ARKit-52 round trip on the stand-in: render random weights, track the renders, compare"
+
+
+@dataclass
+class RoundTripOptions:
+    """frames: rendered frames; active: shapes switched on per key frame; hold: frames per key
+    (weights ease linearly between keys); lod: the avatar LOD rendered; seed: the random sequence;
+    smoothing: the tracker's smoothing strength (0 = off: every frame stands alone); shapes: the
+    shapes that move (a short run on fewer shapes gives each of them enough frames);
+    landmarks_only: skip rendering and mediapipe, track the exact projected landmarks of the model
+    (the solver's own ceiling: what the render and mediapipe cost is the difference)."""
+
+    frames: int = 240
+    active: int = 4
+    hold: int = 1
+    lod: int = 2
+    seed: int = 0
+    smoothing: float = 0.0
+    backend: str = "auto"
+    shapes: tuple[str, ...] | None = None   # only these shapes move (None: all 52)
+    landmarks_only: bool = False             # track the model's projected landmarks, no render
+
+
+@dataclass
+class RoundTripResult:
+    """truth / recovered: (T, 52) ARKit weights; visibility_px (52,): RMS landmark motion at weight 1
+    (source camera pixels); corr (52,) Pearson correlation (NaN where a shape never moves);
+    mae (52,) mean absolute error; has_face (T,); seconds per stage."""
+
+    truth: np.ndarray
+    recovered: np.ndarray
+    visibility_px: np.ndarray
+    corr: np.ndarray
+    mae: np.ndarray
+    has_face: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def most_visible(self, k: int = 20) -> list[int]:
+        """Indices of the k shapes that move the landmarks most (descending)."""
+        return [int(i) for i in np.argsort(-self.visibility_px, kind="stable")[:k]]
+
+    def figures(self, k: int = 20) -> dict[str, Any]:
+        top = self.most_visible(k)
+        return {
+            "frames": int(len(self.truth)),
+            "frames_with_face": int(self.has_face.sum()),
+            "top": k,
+            "top_names": [ARKIT_NAMES[i] for i in top],
+            "top_min_corr": float(np.nanmin(self.corr[top])),
+            "top_mean_corr": float(np.nanmean(self.corr[top])),
+            "top_mae_mean": float(self.mae[top].mean()),
+            "mae_all_max": float(self.mae.max()),
+            "top_below_0_8": [ARKIT_NAMES[i] for i in top if not self.corr[i] >= 0.8],
+            "mae_all_mean": float(self.mae.mean()),
+            "shapes": [{"rank": r + 1, "name": ARKIT_NAMES[i], "top": r < k,
+                        "corr": None if not np.isfinite(self.corr[i]) else float(self.corr[i]),
+                        "mae": float(self.mae[i]), "visibility_px": float(self.visibility_px[i]),
+                        "frames_moving": int((self.truth[self.has_face, i] > 0).sum())}
+                       for r, i in enumerate(self.most_visible(len(ARKIT_NAMES)))],
+            "seconds": self.seconds,
+        }
+
+
+def random_weights(opts: RoundTripOptions) -> np.ndarray:
+    """(frames, 52) float32 in [0, 1]: key frames every ``hold`` frames with ``active`` random shapes
+    at U(0.3, 1) (never both sides' opposites of one axis: jawLeft+jawRight, eyeLookUp+Down, In+Out
+    of one eye; jawOpen at least mouthClose; both eyes share one gaze), linear in between."""
+    rng = np.random.default_rng(opts.seed)
+    n_keys = int(np.ceil(opts.frames / opts.hold)) + 1
+    excl = {"jawLeft": "jawRight", "jawRight": "jawLeft"}
+    for s in ("Left", "Right"):
+        excl[f"eyeLookUp{s}"], excl[f"eyeLookDown{s}"] = f"eyeLookDown{s}", f"eyeLookUp{s}"
+        excl[f"eyeLookIn{s}"], excl[f"eyeLookOut{s}"] = f"eyeLookOut{s}", f"eyeLookIn{s}"
+    keys = np.zeros((n_keys, len(ARKIT_NAMES)))
+    for k in range(1, n_keys):   # key 0: neutral
+        chosen: list[str] = []
+        pool = [ARKIT_NAMES.index(n) for n in (opts.shapes or ARKIT_NAMES)]
+        for i in rng.permutation(pool):
+            n = ARKIT_NAMES[i]
+            if excl.get(n) in chosen:
+                continue
+            chosen.append(n)
+            if len(chosen) == opts.active:
+                break
+        for n in chosen:
+            keys[k, ARKIT_NAMES.index(n)] = rng.uniform(0.3, 1.0)
+    # mouthClose means "lips together while the jaw is open": ARKit never reports more of it than
+    # of jawOpen (alone, it would push the lower lip through the upper one)
+    jo, mc = ARKIT_NAMES.index("jawOpen"), ARKIT_NAMES.index("mouthClose")
+    keys[:, jo] = np.maximum(keys[:, jo], keys[:, mc])
+    # the eyes look one way together (the tracker fits one gaze for both, as people do): the
+    # right eye's gaze copies the left one's, in and out swapped
+    idx = ARKIT_NAMES.index
+    for a, b in (("Up", "Up"), ("Down", "Down"), ("In", "Out"), ("Out", "In")):
+        keys[:, idx(f"eyeLook{b}Right")] = np.maximum(keys[:, idx(f"eyeLook{a}Left")], keys[:, idx(f"eyeLook{b}Right")])
+    for a, b in (("Up", "Down"), ("In", "Out")):
+        for s in ("Left", "Right"):      # opposite directions of one eye cancel: keep the larger
+            ka, kb = keys[:, idx(f"eyeLook{a}{s}")], keys[:, idx(f"eyeLook{b}{s}")]
+            keys[:, idx(f"eyeLook{a}{s}")], keys[:, idx(f"eyeLook{b}{s}")] = np.where(ka >= kb, ka, 0), np.where(kb > ka, kb, 0)
+    for a, b in (("Up", "Up"), ("Down", "Down"), ("In", "Out"), ("Out", "In")):
+        keys[:, idx(f"eyeLook{a}Left")] = keys[:, idx(f"eyeLook{b}Right")]
+    t = np.arange(opts.frames) / opts.hold
+    out = np.stack([np.interp(t, np.arange(n_keys), keys[:, c]) for c in range(keys.shape[1])], 1)
+    return out.astype(np.float32)
+
+
+def weights_to_params(avatar, model, weights: np.ndarray):
+    """(T, 52) ARKit weights -> HeadParams at the avatar's source frame (identity, global pose and
+    translation kept; expression, jaw and eyes from the default mapping; neck at rest)."""
+    from ..head.params import HeadParams
+    from .arkit import default_mapping, sources_to_targets
+
+    expr, pose, _ = sources_to_targets(weights, list(ARKIT_NAMES), default_mapping(), list(model.expr_names))
+    src = avatar.params.frame(0)
+    T = len(weights)
+    full = np.repeat(src.pose, T, 0).copy()
+    full[:, 1:] = pose[:, 1:]          # neck (0 here), jaw, eyes from the mapping; global from the photo
+    return HeadParams(src.shape, expr, full.astype(np.float32), np.repeat(src.transl, T, 0))
+
+
+def params_to_weights(model, expr: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Tracked (T, E) expression and (T, 5, 3) pose -> (T, 52) ARKit weights (default mapping's
+    bounded inverse)."""
+    from .arkit import default_mapping, targets_to_sources
+
+    return targets_to_sources(expr, pose, default_mapping(), list(model.expr_names), ARKIT_NAMES)
+
+
+def visibility_px(avatar, model) -> np.ndarray:
+    """(52,) RMS motion of the 478 landmarks (source camera pixels) when each ARKit shape alone goes
+    from 0 to 1 at the avatar's source frame, through the default mapping (joints included)."""
+    from ..face.landmark_model import LandmarkModel
+    from ..face.solver import Projector
+    import torch
+
+    E = len(ARKIT_NAMES)
+    w = np.concatenate([np.zeros((1, E), np.float32), np.eye(E, dtype=np.float32)])
+    p = weights_to_params(avatar, model, w)
+    lmm = LandmarkModel.from_model(model)
+    coeffs = torch.as_tensor(np.concatenate([np.repeat(p.shape[None], len(w), 0), p.expr], 1), dtype=torch.float64)
+    pts = lmm.points(coeffs, torch.as_tensor(p.pose, dtype=torch.float64), torch.as_tensor(p.transl, dtype=torch.float64))
+    uv, _ = Projector(avatar.camera.K, avatar.camera.viewmat).project(pts)
+    d = (uv[1:] - uv[:1]).numpy()[:, lmm.valid]          # (52, L, 2)
+    return np.sqrt((d ** 2).sum(-1).mean(-1))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Column-wise Pearson correlation of (T, C) arrays; NaN where either column is constant."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-12, (a * b).sum(0) / np.where(den > 1e-12, den, 1.0), np.nan)
+
+
+def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str | Path | None = None
+               ) -> RoundTripResult:
+    """Render random ARKit-52 sequences of ``avatar`` (built on the stand-in) at its source camera,
+    track the renders and compare the recovered weights with the truth. ``workdir``: where the
+    watermarked frames go (default: a temporary folder, removed afterwards)."""
+    from ..eval.protocols.rendering import render_frames
+    from ..face.track import TrackOptions, track_video
+    from ..render.watermark import save_png
+
+    opts = opts or RoundTripOptions()
+    if tuple(model.expr_names) != ARKIT_NAMES:
+        raise ValueError(f"head model '{model.name}' has no ARKit-52 basis (the round trip needs the stand-in)")
+    seconds: dict[str, float] = {}
+    truth = random_weights(opts)
+    params = weights_to_params(avatar, model, truth)
+    if opts.landmarks_only:
+        return _landmark_round_trip(avatar, model, opts, truth, params)
+    with tempfile.TemporaryDirectory(prefix="arkit_rt_") as tmp:
+        folder = Path(workdir) if workdir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        for t, img in enumerate(render_frames(avatar, model, params, opts.lod, backend=opts.backend)):
+            save_png(folder / f"frame_{t:05d}.png", img)
+        seconds["render"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        track = track_video(folder, model, TrackOptions(smoothing=opts.smoothing), identity=avatar.params.shape)
+        seconds["track"] = time.perf_counter() - t0
+    recovered = params_to_weights(model, track.params.expr, track.params.pose)
+    ok = np.asarray(track.has_face, bool)
+    return RoundTripResult(truth=truth, recovered=recovered, visibility_px=visibility_px(avatar, model),
+                           corr=correlation(truth[ok], recovered[ok]),
+                           mae=np.abs(truth[ok] - recovered[ok]).mean(0), has_face=ok, seconds=seconds)
+
+
+def _landmark_round_trip(avatar, model, opts: RoundTripOptions, truth: np.ndarray, params) -> RoundTripResult:
+    """The round trip without the render: the model's 478 landmarks projected by the avatar's camera
+    are tracked directly (track_landmarks, the avatar's identity kept)."""
+    import torch
+
+    from ..face.landmark_model import LandmarkModel
+    from ..face.solver import Projector
+    from ..face.track import TrackOptions, track_landmarks
+
+    t0 = time.perf_counter()
+    lmm = LandmarkModel.from_model(model)
+    T = len(truth)
+    f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    coeffs = torch.cat([f64(params.shape)[None].expand(T, -1), f64(params.expr)], 1)
+    uv, _ = Projector(avatar.camera.K, avatar.camera.viewmat).project(
+        lmm.points(coeffs, f64(params.pose), f64(params.transl)))
+    lms = uv.numpy().astype(np.float32)
+    tracked, _, _ = track_landmarks(model, lms, np.ones(T, bool), avatar.camera, 25.0,
+                                    TrackOptions(smoothing=opts.smoothing), identity=avatar.params.shape)
+    recovered = params_to_weights(model, tracked.expr, tracked.pose)
+    return RoundTripResult(truth=truth, recovered=recovered, visibility_px=visibility_px(avatar, model),
+                           corr=correlation(truth, recovered), mae=np.abs(truth - recovered).mean(0),
+                           has_face=np.ones(T, bool), seconds={"track": time.perf_counter() - t0})
+
+
+# ------------------------------------------------------------------------------------- bench target
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, default=RoundTripOptions.frames)
+    p.add_argument("--active", type=int, default=RoundTripOptions.active, help="shapes on per key frame")
+    p.add_argument("--hold", type=int, default=RoundTripOptions.hold, help="frames per key")
+    p.add_argument("--lod", type=int, default=RoundTripOptions.lod, choices=(0, 1, 2))
+    p.add_argument("--seed", type=int, default=RoundTripOptions.seed)
+    p.add_argument("--photo", default=None, help="portrait to build the avatar from (default: the astronaut)")
+    p.add_argument("--json", default=None, help="write the figures here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..avatar.build import BuildOptions, build_avatar
+
+    t0 = time.perf_counter()
+    built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
+    build_s = time.perf_counter() - t0
+    opts = RoundTripOptions(frames=args.frames, active=args.active, hold=args.hold, lod=args.lod, seed=args.seed)
+    res = round_trip(built.avatar, built.model, opts)
+    res.seconds["build"] = build_s
+    fig = res.figures()
+    lm = round_trip(built.avatar, built.model, replace(opts, landmarks_only=True)).figures()
+    fig["landmarks_only"] = {k: lm[k] for k in ("top_min_corr", "top_mean_corr", "top_mae_mean", "mae_all_mean")}
+    fig["options"] = {"frames": opts.frames, "active": opts.active, "hold": opts.hold, "lod": opts.lod,
+                      "seed": opts.seed, "smoothing": opts.smoothing, "photo": built.photo_name}
+    order = np.argsort(-res.visibility_px, kind="stable")
+    print(f"{'shape':<22}{'visible px':>11}{'corr':>8}{'mae':>8}")
+    for i in order:
+        print(f"{ARKIT_NAMES[i]:<22}{res.visibility_px[i]:>11.2f}{res.corr[i]:>8.3f}{res.mae[i]:>8.3f}")
+    print(f"landmarks only (no render, no mediapipe): top-20 correlation min {lm['top_min_corr']:.3f}, "
+          f"mean {lm['top_mean_corr']:.3f}; MAE over all 52: {lm['mae_all_mean']:.3f}")
+    print(f"top-20 correlation: min {fig['top_min_corr']:.3f}, mean {fig['top_mean_corr']:.3f}; "
+          f"MAE over all 52: {fig['mae_all_mean']:.3f}; {fig['frames_with_face']}/{fig['frames']} frames with a face")
+    if args.json:
+        from ..output_safety import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(fig, indent=1) + "\n")
+    return 0
