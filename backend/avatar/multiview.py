@@ -6,7 +6,8 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
   detect    each view analysed as a photo (crop, landmarks, portrait mask)
   fit       one identity over all views (joint landmark fit), per view pose + expression; each view
             also fitted alone, to tell one person from a mixture by the spread of identity fits
-  build     the single-photo build of the most frontal view with the joint identity (no refinement)
+  build     the single-photo build of the most frontal view (or the anchor frame) with the joint
+            identity (no refinement)
   fuse      the paper's occlusion-aware fusion applied to views: every Gaussian takes its colour
             from the views that see it, weighted by visibility (rendered depth), facing angle and
             sampling resolution; what no view saw keeps the single-photo completion
@@ -58,17 +59,27 @@ class MultiViewOptions:
     Landmarks identify a head only weakly: on the shared clips one person spreads 0.4-1.03,
     half-and-half mixtures of two people 1.1-1.2 (a warning), photos of six different people 1.7
     (refused); a single stray view or similar faces pass;
+    anchor_frame: a clip's frame that is always a view and anchors the build (framing, body,
+    rest pose: what the single-photo build of that frame would anchor on); None: the most frontal
+    view;
     visibility_tol_m: a Gaussian is seen when it is at most this far behind the rendered depth;
     prior_weight: weight of the single-photo colour against the fused views' (unseen -> kept);
+    primary_weight / primary_refine_weight: the primary view's (the anchor or the most frontal one,
+    whose single-photo build the others complete) weight against one other view in fusion / in the
+    refinement loss: where it sees well the avatar stays its photo's (on the shared clips an equal
+    say cost 1.9 dB at the anchor frame for 0.2 dB elsewhere), the others fill what it sees poorly;
     refine_seconds / refine_steps: the multi-view refinement budget (0 = none)."""
 
     views: int = 8
     views_from: tuple[int, int | None] = (0, None)
+    anchor_frame: int | None = None
     min_views: int = 2
     identity_spread: float = 1.05
     identity_spread_error: float = 1.6
     visibility_tol_m: float = 0.01
     prior_weight: float = 0.05
+    primary_weight: float = 10.0
+    primary_refine_weight: float = 5.0
     refine_seconds: float = 20.0
     refine_steps: int = 200
 
@@ -110,9 +121,13 @@ def _clip_images(path: Path, model, mv: MultiViewOptions, progress: Progress) ->
 
     start, end = mv.views_from
     scan = scan_clip(path, model, start, end, progress=_scaled(progress, 0.0, 0.1))
-    picked = select_views(scan.candidates, mv.views)
+    picked = select_views(scan.candidates, mv.views, anchor=mv.anchor_frame)
     frames = load_frames(path, [c.index for c in picked])
-    return [(f"{path.name} frame {c.index}", frames[c.index]) for c in picked]
+    return [(_frame_label(path, c.index), frames[c.index]) for c in picked]
+
+
+def _frame_label(path: Path, index: int) -> str:
+    return f"{path.name} frame {index}"
 
 
 def _analyze(images: list[tuple[str, Any]], is_clip: bool, progress: Progress) -> list[tuple[str, Any]]:
@@ -235,16 +250,18 @@ def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
 
 
 def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
-               backend: str = "auto") -> dict[str, float]:
+               backend: str = "auto", primary: int | None = None) -> dict[str, float]:
     """Recolour every LOD's head Gaussians and the parts from ``views`` in place (see the module
-    docstring). Returns {"seen_share": share of the finest LOD's Gaussians some view saw}."""
+    docstring); view ``primary`` weighs ``mv.primary_weight`` times one other view. Returns
+    {"seen_share": share of the finest LOD's Gaussians some view saw}."""
     finest = max(avatar.levels)
     seen_share = 0.0
     for lod in avatar.levels:
         acc = np.zeros((avatar.counts()[lod]["total"], 3), np.float64)
         wsum = np.zeros(len(acc), np.float64)
-        for v in views:
+        for k, v in enumerate(views):
             c, w = view_samples(avatar, model, v, lod, mv.visibility_tol_m, backend)
+            w = w * (mv.primary_weight if k == primary else 1.0)
             acc += w[:, None] * c
             wsum += w
         n_head = len(avatar.lods[lod])
@@ -290,11 +307,12 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
 # ---- refinement against all views ---------------------------------------------------------------
 
 def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
-                 backend: str = "auto", progress: Progress | None = None) -> dict[int, int]:
+                 backend: str = "auto", progress: Progress | None = None, primary: int | None = None) -> dict[int, int]:
     """Colours and opacities of every LOD (parts at the finest) optimised against all views at once:
-    each step renders the K posed views in one batched splat. Adam steps are scaled per Gaussian by
-    its coverage over the views (refine.py's trust), so what no view shows keeps its colour.
-    Returns steps per LOD."""
+    each step renders the K posed views in one batched splat; view ``primary`` counts
+    ``mv.primary_refine_weight`` times in the loss and the coverage. Adam steps are scaled per
+    Gaussian by its coverage over the views (refine.py's trust), so what no view shows keeps its
+    colour. Returns steps per LOD."""
     import torch
 
     from ..render.splat import splat
@@ -305,7 +323,8 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
     finest = max(avatar.levels)
     total = sum(avatar.counts()[l]["total"] for l in avatar.levels)
     target = torch.from_numpy(np.stack([v.image.transpose(2, 0, 1) for v in views]))          # (K, 3, H, W)
-    w = torch.from_numpy(np.stack([v.mask for v in views]).astype(np.float32))[:, None]      # (K, 1, H, W)
+    view_w = np.array([mv.primary_refine_weight if k == primary else 1.0 for k in range(len(views))], np.float32)
+    w = torch.from_numpy(np.stack([v.mask * vw for v, vw in zip(views, view_w)]).astype(np.float32))[:, None]  # (K, 1, H, W)
     wsum = w.sum().clamp(min=1.0) * 3
     cams = [v.camera for v in views]
     for lod in avatar.levels:
@@ -314,7 +333,7 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
         means = torch.from_numpy(np.stack([s.means for s in sets]))                            # (K, N, 3)
         rest = sets[0]
         quats, scales = torch.from_numpy(rest.quats), torch.from_numpy(rest.scales)
-        trust = sum(source_coverage(s, v.camera, backend) for s, v in zip(sets, views))
+        trust = sum(float(vw) * source_coverage(s, v.camera, backend) for s, v, vw in zip(sets, views, view_w))
         trust = (trust / 4.0).clamp(0.0, 1.0)
         colors = torch.from_numpy(rest.colors.copy()).requires_grad_(True)
         op = np.clip(rest.opacities, 1e-4, 1 - 1e-4)
@@ -414,6 +433,14 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
                   float(yaw[k]), float(pitch[k]), float(rmse[k]), o)
              for k, (label, o) in enumerate(analysed)]
     primary = int(np.argmin(np.hypot(yaw, pitch)))
+    if clip and mv.anchor_frame is not None:
+        labels = [label for label, _ in analysed]
+        anchor = _frame_label(paths[0], mv.anchor_frame)
+        if anchor in labels:
+            primary = labels.index(anchor)
+        else:
+            warnings.warn(f"{paths[0]}: frame {mv.anchor_frame} shows no usable face; the build is anchored on "
+                          f"the most frontal view instead", FewerViewsWarning, stacklevel=2)
 
     t = time.perf_counter()
     pv = views[primary]
@@ -426,7 +453,7 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
 
     t = time.perf_counter()
     progress.report(0.6, f"fusing {len(views)} views")
-    fused = fuse_views(avatar, model, views, mv, opts.render_backend)
+    fused = fuse_views(avatar, model, views, mv, opts.render_backend, primary)
     seconds["fuse"] = time.perf_counter() - t
     t = time.perf_counter()
     carved = carve_hair(avatar, model, views)
@@ -434,7 +461,7 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     steps = {l: 0 for l in avatar.levels}
     if mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False:
         t = time.perf_counter()
-        steps = refine_views(avatar, model, views, mv, opts.render_backend, _scaled(progress, 0.7, 1.0))
+        steps = refine_views(avatar, model, views, mv, opts.render_backend, _scaled(progress, 0.7, 1.0), primary)
         seconds["refine"] = time.perf_counter() - t
     avatar.options["refined"] = bool(any(steps.values()))
     avatar.options["views"] = [{"label": v.label, "yaw_deg": round(v.yaw_deg, 2), "pitch_deg": round(v.pitch_deg, 2),

@@ -151,20 +151,23 @@ def scan_clip(path: str | Path, model, start: int = 0, end: int | None = None, m
     return ClipScan(path, cands, n, reader.fps, start, start + n - 1)
 
 
-def select_views(cands: list[ViewCandidate], n: int) -> list[ViewCandidate]:
+def select_views(cands: list[ViewCandidate], n: int, anchor: int | None = None) -> list[ViewCandidate]:
     """Up to ``n`` candidates that spread over the poses: drop blurred frames (sharpness below
-    MIN_RELATIVE_SHARPNESS x median), start at the most frontal one, then repeatedly add the frame
-    farthest in (yaw, pitch) from those already chosen (ties: the sharper) while it is at least
+    MIN_RELATIVE_SHARPNESS x median), start at the most frontal one (or at frame ``anchor`` when
+    it is a candidate: kept even if blurred), then repeatedly add the frame farthest in (yaw,
+    pitch) from those already chosen (ties: the sharper) while it is at least
     MIN_VIEW_SEPARATION_DEG away. Sorted by index."""
     if n < 1:
         raise ValueError("the number of views must be at least 1")
     if not cands:
         return []
     sharp = np.array([c.sharpness for c in cands])
-    keep = [c for c, s in zip(cands, sharp) if s >= MIN_RELATIVE_SHARPNESS * np.median(sharp)] or list(cands)
+    keep = [c for c, s in zip(cands, sharp)
+            if s >= MIN_RELATIVE_SHARPNESS * np.median(sharp) or c.index == anchor] or list(cands)
     ang = np.array([[c.yaw_deg, c.pitch_deg] for c in keep])
     sh = np.array([c.sharpness for c in keep])
     first = int(np.argmin(np.hypot(ang[:, 0], ang[:, 1]) - 1e-9 * sh))
+    first = next((i for i, c in enumerate(keep) if c.index == anchor), first)
     chosen = [first]
     dist = np.hypot(*(ang - ang[first]).T)
     while len(chosen) < min(n, len(keep)):

@@ -85,6 +85,20 @@ def test_select_views_drops_repeats_and_blur():
     assert len(idx) == 2, "poses within 2 degrees of a chosen one add nothing"
 
 
+def test_select_views_keeps_the_anchor_frame():
+    """An anchor frame (the protocol's single photo) is always a view, even a turned or blurred one,
+    and the spread is measured from it."""
+    from backend.face.views import ViewCandidate, select_views
+
+    cands = [ViewCandidate(0, 12.0, 0.0, 5.0),                                 # turned and blurred
+             ViewCandidate(1, 0.0, 0.0, 100.0), ViewCandidate(2, -30.0, 0.0, 100.0),
+             ViewCandidate(3, 30.0, 0.0, 100.0), ViewCandidate(4, 13.0, 0.0, 100.0)]
+    assert [c.index for c in select_views(cands, 3)] == [1, 2, 3]
+    assert [c.index for c in select_views(cands, 3, anchor=0)] == [0, 2, 3]
+    assert [c.index for c in select_views(cands, 2, anchor=0)] == [0, 2]     # farthest from the anchor
+    assert [c.index for c in select_views(cands, 3, anchor=99)] == [1, 2, 3]  # not a candidate: ignored
+
+
 def test_fusion_recovers_both_halves(astronaut):
     """Left and right halves of the head in different colours, seen at yaw +/-40 deg: fused from both
     views each half comes back; from one view the hidden half keeps the wrong colour."""

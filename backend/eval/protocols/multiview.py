@@ -2,7 +2,8 @@
 
 The multi-view avatar is built from views picked among the clip's first MULTIVIEW_BUILD_SHARE of
 frames (``build clip.mp4 --views N --views-from 0:B``), the single-photo avatar from frame 0. Both
-are driven by the clip's track and scored on the held-out frames (every k-th of the rest, frames
+are driven by the clip (re-fitted with each avatar's identity in its own framing, as the
+self-reenactment protocol does) and scored on the held-out frames (every k-th of the rest, frames
 neither build saw) and at the source frame (frame 0, the single-photo build's own photo: the
 multi-view build must be no worse there).
 """
@@ -19,7 +20,7 @@ import numpy as np
 from ...progress import Progress
 from ..results import FrameScores, SelfReenactment
 from .reconstruction import build_options
-from .reenactment import ReenactmentOptions, TrackedClip, drive_params
+from .reenactment import ReenactmentOptions, TrackedClip, drive_params, refit_for_avatar
 from .rendering import render_frames
 from .scoring import FrameScorer, Target
 
@@ -54,15 +55,20 @@ def multiview_frames(n_frames: int, every: int) -> list[int]:
     return [SOURCE_FRAME] + held_out_indices(n_frames, every)
 
 
-def _score(build: Any, clip: TrackedClip, idx: list[int], targets: list[Target], scorer: FrameScorer,
+def _score(build: Any, clip: TrackedClip, idx: list[int], scorer: FrameScorer,
            opts: ReenactmentOptions) -> list[SelfReenactment]:
-    """``build``'s avatar driven by the track at frames ``idx`` (its own identity, the track's
-    expression, pose, translation and camera), scored against ``targets``; one run per LOD."""
-    params = drive_params(build.avatar.params, clip.track.params, idx, relative_translation=False)
+    """``build``'s avatar driven at frames ``idx`` as the product drives it (the self-reenactment
+    protocol's framing: the clip's landmarks re-fitted in the avatar's own crop with its identity,
+    ``refit_for_avatar``), rendered at its camera and scored against the frames cut by its crop;
+    one run per LOD."""
+    tracked, frames = refit_for_avatar(clip, build, opts)
+    idx = [i for i in idx if i in frames]
+    targets: list[Target] = [scorer.target(frames[i]) for i in idx]
+    params = drive_params(build.avatar.params, tracked, idx, relative_translation=False)
     out = []
     for lod in opts.lods:
         res = SelfReenactment(video=clip.name, lod=lod, every=opts.every)
-        renders = render_frames(build.avatar, build.model, params, lod, camera=clip.track.camera,
+        renders = render_frames(build.avatar, build.model, params, lod, camera=build.avatar.camera,
                                 background=opts.background, backend=opts.render_backend, with_alpha=True)
         for i, tgt, (img, alpha) in zip(idx, targets, renders):
             res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt, alpha=alpha)))
@@ -84,20 +90,21 @@ def multiview_reenactment(clip: TrackedClip, path: str | Path, scorer: FrameScor
     single = build_avatar(clip.source_frame, build_options(opts.lods, opts.build), progress)
     t_single = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mv = MultiViewOptions(views=views, views_from=(0, last_view))
+    # anchored on the single photo's frame: both avatars share framing, body and rest pose there
+    mv = MultiViewOptions(views=views, views_from=(0, last_view), anchor_frame=SOURCE_FRAME)
     if "refine_seconds" in opts.build:  # the same refinement budget as the single-photo build
         mv.refine_seconds = float(opts.build["refine_seconds"])
     multi = build_from_views([path], build_options(opts.lods, opts.build), mv, progress)
     t_multi = time.perf_counter() - t0
 
     held = sorted(i for i in clip.frames if i > last_view)
-    held_targets = [scorer.target(clip.frames[i]) for i in held]
     src = [SOURCE_FRAME] if SOURCE_FRAME in clip.frames else []
-    src_targets = [scorer.target(clip.frames[i]) for i in src]
     seconds = {"video": clip.name, "views": len(multi.avatar.options.get("views", [])),
                "multi_build_s": t_multi, "single_build_s": t_single}
-    return MultiviewRuns(multi=_score(multi, clip, held, held_targets, scorer, opts),
-                         single=_score(single, clip, held, held_targets, scorer, opts),
-                         multi_source=_score(multi, clip, src, src_targets, scorer, opts),
-                         single_source=_score(single, clip, src, src_targets, scorer, opts),
-                         seconds=seconds)
+    runs = {key: _score(build, clip, src + held, scorer, opts) for key, build in (("multi", multi), ("single", single))}
+
+    def part(key: str, frames: list[int]) -> list[SelfReenactment]:
+        return [SelfReenactment(r.video, r.lod, r.every, [f for f in r.frames if f.frame in frames]) for r in runs[key]]
+
+    return MultiviewRuns(multi=part("multi", held), single=part("single", held),
+                         multi_source=part("multi", src), single_source=part("single", src), seconds=seconds)
