@@ -144,6 +144,17 @@ class PreviewRenderer:
         self._background = as_t(background)
         self.n_gaussians = len(rest)
 
+    def _per_frame(self, b: int):
+        """scales (b, N, 3), opacities (b, N), features (b, N, C): the rest attributes repeated per
+        frame once per batch size and kept, so the CPU splatter's kernels, which take one row per
+        frame, do not copy them again on every call."""
+        cache = self.__dict__.setdefault("_per_frame_cache", {})
+        if b not in cache:
+            cache.clear()  # at most two batch sizes occur (full batches and the last one)
+            cache[b] = tuple(t.expand((b,) + tuple(t.shape)).contiguous()
+                             for t in (self._scales, self._opacities, self._features))
+        return cache[b]
+
     def cameras(self, n_frames: int) -> list[Camera]:
         """One Camera per frame, resized to the preview size."""
         o = self.options
@@ -187,7 +198,8 @@ class PreviewRenderer:
                 posed = self.poser.pose(params.expr[sl], params.pose[sl], params.transl[sl])  # (b, N, ...)
                 secs["pose"] = secs.get("pose", 0.0) + time.perf_counter() - t
                 t = time.perf_counter()
-                res = splat(posed.means, posed.quats, self._scales, self._opacities, self._features, cams[sl],
+                scales, opacities, features = self._per_frame(posed.means.shape[0])
+                res = splat(posed.means, posed.quats, scales, opacities, features, cams[sl],
                             background=self._background, backend=self.backend)
                 if res.image.shape[0] != posed.means.shape[0]:  # a single frame with a single camera
                     raise RuntimeError("splat returned an unexpected number of frames")
@@ -197,9 +209,21 @@ class PreviewRenderer:
                     t = time.perf_counter()
                     img = self.refiner(img)
                     secs["refine"] = secs.get("refine", 0.0) + time.perf_counter() - t
-                rgb = (img[:, :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                rgb = to_uint8_frames(img)
             for frame in rgb:
                 yield frame
+
+
+def to_uint8_frames(img) -> np.ndarray:
+    """(B, >=3, H, W) float tensor in [0, 1] -> (B, H, W, 3) uint8 numpy frames (clamped, rounded
+    half to even): one numba pass on the CPU, torch on other devices (then one copy to the host)."""
+    import torch
+
+    if img.device.type == "cpu":
+        from ..render._kernels import to_uint8
+
+        return to_uint8(img[:, :3].permute(0, 2, 3, 1).detach().numpy())
+    return (img[:, :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def render_preview(avatar, params: HeadParams, out_dir: str | Path | None, options: PreviewOptions | None = None,

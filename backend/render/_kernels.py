@@ -385,3 +385,46 @@ def reduce_isect(ids, offsets, g_geo, g_col, B, N):
             for d in range(D):
                 col[b, g, d] += g_col[k, d]
     return geo, col
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
+def finish_image(out, alpha, background, has_background):
+    """The splatter's last step without autograd, in one pass: out (B, H, W, C + 1) f32 composited
+    features + expected-depth channel, alpha (B, H, W) f32, background (B, C) f32 ->
+    image (B, H, W, C) = features + (1 - alpha) background (when ``has_background``) and
+    depth (B, H, W) = depth channel / max(alpha, 1e-10). The same float32 operations in the same
+    order as the torch expressions in ``splat._splat_cpu`` (which run when gradients are needed),
+    so the results are bit-identical."""
+    B, H, W, D = out.shape
+    C = D - 1
+    image = np.empty((B, H, W, C), np.float32)
+    depth = np.empty((B, H, W), np.float32)
+    for row in nb.prange(B * H):
+        b = row // H
+        y = row - b * H
+        for x in range(W):
+            a = alpha[b, y, x]
+            t = np.float32(1.0) - a
+            for c in range(C):
+                v = out[b, y, x, c]
+                if has_background:
+                    v = v + t * background[b, c]
+                image[b, y, x, c] = v
+            depth[b, y, x] = out[b, y, x, C] / max(a, np.float32(1e-10))
+    return image, depth
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
+def to_uint8(image):
+    """(B, H, W, 3) float image in [0, 1] (any strides) -> (B, H, W, 3) uint8, clamped and rounded
+    half to even: torch's ``(x.clamp(0, 1) * 255).round().to(uint8)`` in one pass."""
+    B, H, W, C = image.shape
+    out = np.empty((B, H, W, C), np.uint8)
+    for row in nb.prange(B * H):
+        b = row // H
+        y = row - b * H
+        for x in range(W):
+            for c in range(C):
+                v = min(max(image[b, y, x, c], np.float32(0.0)), np.float32(1.0))
+                out[b, y, x, c] = np.uint8(np.rint(v * np.float32(255.0)))
+    return out

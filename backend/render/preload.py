@@ -16,7 +16,7 @@ import numpy as np
 
 
 def preload_kernels() -> None:
-    """Call the depth-buffer and splat kernels once on tiny inputs of the real dtypes."""
+    """Call the depth-buffer, splat and frame-conversion kernels once on tiny inputs of the real dtypes."""
     import torch
 
     from .camera import Camera
@@ -26,6 +26,9 @@ def preload_kernels() -> None:
     cam = Camera.look_at((0.0, 0.0, 1.0), width=16, height=16)
     tri = np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.0, 0.1, 0.0]], np.float32)
     rasterize_depth(tri, np.array([[0, 1, 2]], np.int64), cam)
+    from ._kernels import to_uint8
+
+    to_uint8(np.zeros((1, 2, 2, 3), np.float32))
     with torch.no_grad():
         splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
               np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")

@@ -19,6 +19,7 @@ import numba as nb
 import numpy as np
 import torch
 
+from . import _kernels
 from .camera import Camera
 from .projection import project_gaussians
 from .rasterize import TILE_SIZE, rasterize_to_pixels
@@ -163,10 +164,17 @@ def _splat_cpu(inp: SplatInputs, near_plane: float, far_plane: float, eps2d: flo
     out, alpha, bins = rasterize_to_pixels(
         proj.means2d, proj.conics, inp.opacities, colors, proj.extents, proj.depths, W, H, tile_size
     )  # [B, H, W, C + 1], [B, H, W]
-    image = out[..., :-1]
-    if inp.background is not None:
-        image = image + (1.0 - alpha)[..., None] * inp.background[:, None, None, :]
-    depth = out[..., -1] / alpha.clamp(min=1e-10)
+    needs_grad = out.requires_grad or (inp.background is not None and inp.background.requires_grad)
+    if torch.is_grad_enabled() and needs_grad:
+        image = out[..., :-1]
+        if inp.background is not None:
+            image = image + (1.0 - alpha)[..., None] * inp.background[:, None, None, :]
+        depth = out[..., -1] / alpha.clamp(min=1e-10)
+    else:  # previews: one pass instead of five tensor operations, bit-identical
+        bg = inp.background if inp.background is not None else torch.zeros(out.shape[0], out.shape[-1] - 1)
+        img_np, depth_np = _kernels.finish_image(out.detach().numpy(), alpha.detach().numpy(),
+                                                 bg.detach().contiguous().numpy(), inp.background is not None)
+        image, depth = torch.from_numpy(img_np), torch.from_numpy(depth_np)
     return SplatResult(
         image=image.permute(0, 3, 1, 2),
         alpha=alpha,

@@ -132,3 +132,21 @@ def test_writers_as_context_managers_commit_on_success_and_discard_on_error(tmp_
                 (w.put if background else w.write)(f)
             raise RuntimeError("stop")
     assert _files(tmp_path / "bad") == {"png/frame_00000.png": b"earlier"}
+
+
+def test_uint8_frames_match_torch_rounding_bit_for_bit():
+    """The preview's numba float -> uint8 conversion equals torch's clamp * 255, round half to even,
+    on values around every rounding boundary and outside [0, 1], for contiguous and permuted input."""
+    import torch
+
+    from backend.preview.renderer import to_uint8_frames
+
+    k = torch.arange(256, dtype=torch.float32)
+    edges = torch.cat([(k + 0.5) / 255.0, k / 255.0, torch.tensor([-1.0, -1e-8, 1.0 + 1e-7, 2.0, 0.0, 1.0])])
+    for delta in (0.0, 1e-7, -1e-7):
+        vals = (edges + delta).repeat(3 * 4 * 7)[: 2 * 4 * 7 * 3 * 8].reshape(2, 4, 7, 3 * 8)
+        for img in (vals[..., :3].permute(0, 3, 1, 2), vals.reshape(2, 3 * 8, 4, 7)):
+            want = (img[:, :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            np.testing.assert_array_equal(to_uint8_frames(img), want)
+    half = torch.full((1, 3, 2, 2), 0.5 / 255.0)  # exactly half a step: rounds to even (0)
+    assert int(to_uint8_frames(half).max()) == int((half * 255.0).round().max()) == 0

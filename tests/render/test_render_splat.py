@@ -263,3 +263,20 @@ def test_bad_inputs_raise_clear_errors() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             splat(*good, cams, backend="cuda")
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_no_grad_finish_is_bit_identical_to_the_autograd_path(background: bool) -> None:
+    """Without gradients the image and depth come from one numba pass (_kernels.finish_image):
+    the same numbers, bit for bit, as the torch expressions the autograd path runs."""
+    sc = random_scene(200, 3, seed=9, scale_range=(0.002, 0.05))
+    cams = _cams()
+    bg = torch.tensor([0.2, 0.7, 1.0]) if background else None
+    with torch.no_grad():
+        fast = splat(*_inputs(sc), cams, background=bg, backend="cpu")
+    slow = splat(*_inputs(sc, grad=True), cams, background=bg, backend="cpu")
+    assert slow.image.requires_grad and not fast.image.requires_grad
+    torch.testing.assert_close(fast.image, slow.image.detach(), atol=0, rtol=0)
+    torch.testing.assert_close(fast.depth, slow.depth.detach(), atol=0, rtol=0)
+    torch.testing.assert_close(fast.alpha, slow.alpha.detach(), atol=0, rtol=0)
+    assert (fast.alpha > 0.5).any() and (fast.alpha < 0.01).any()
