@@ -251,3 +251,20 @@ def test_legacy_standin_takes_load_in_the_arkit_basis(tmp_path, standin):
     np.testing.assert_allclose(m.params.expr[:, names.index("mouthSmileLeft")], [0.2, 0.5, 0.9])
     np.testing.assert_allclose(m.params.expr[:, names.index("mouthPressLeft")], 0.4)
     assert m.params.expr[:, names.index("mouthSmileRight")].max() == 0
+
+
+def test_legacy_standin_avatar_expression_is_carried_over():
+    """An .omgavatar built on the old stand-in stores 24 expression coefficients for its source
+    frame: the loader carries them to ARKit-52; FLAME avatars' coefficients are left alone."""
+    from backend.avatar.fileformat import _current_expr
+    from backend.head.arkit_names import LEGACY_STANDIN_NAMES
+
+    old = np.zeros((1, 24), np.float32)
+    old[0, LEGACY_STANDIN_NAMES.index("blink_R")] = 0.7
+    old[0, LEGACY_STANDIN_NAMES.index("jaw_open")] = 0.35
+    new = _current_expr({"head_model": {"name": "standin", "path": None}}, old)
+    assert new.shape == (1, 52)
+    assert new[0, ARKIT_NAMES.index("eyeBlinkRight")] == pytest.approx(0.7)
+    assert new[0, ARKIT_NAMES.index("jawOpen")] == pytest.approx(0.25)
+    flame = np.ones((1, 24), np.float32)
+    np.testing.assert_array_equal(_current_expr({"head_model": {"name": "flame", "path": "/x/f.pkl"}}, flame), flame)
