@@ -12,15 +12,18 @@ import pytest
 
 from backend.avatar.build import BuildOptions, build_avatar, refine_avatar, render_source
 from backend.avatar.outputs import head_pivot
+from backend.eval.metrics.portrait import alpha_iou
 from backend.image_metrics import psnr
 from backend.progress import Progress
 
-# Measured on the astronaut at LOD 0 (stand-in head model), 40 refinement steps; floors set a little
-# below / ceilings a little above:
+# Measured on the astronaut at LOD 0 (stand-in head model), 40 refinement steps (2026-12-01):
+# psnr_full 26.30 -> 32.97 dB, halo share 0.00167, person covered 0.9977, alpha IoU 0.9942, back of
+# the head's mean colour change 0.0019. Floors set a little below, ceilings a little above:
 REFINE_STEPS = 40
-MIN_PSNR_FULL_GAIN_DB = 1.0     # psnr_full after - before
-MAX_HALO_SHARE = 0.006          # share of pixels with render alpha > 0.5 where the matte is < 0.5
-MAX_BACK_CHANGE = 0.02          # mean |colour change| over the yaw-180 render's covered pixels
+MIN_PSNR_FULL_GAIN_DB = 5.0     # psnr_full after - before
+MAX_HALO_SHARE = 0.003          # share of pixels with render alpha > 0.5 where the matte is < 0.5
+MIN_ALPHA_IOU = 0.98            # source view, render alpha vs the portrait matte
+MAX_BACK_CHANGE = 0.005         # mean |colour change| over the yaw-180 render's covered pixels
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +58,14 @@ def test_no_halo_beyond_the_matte(refined):
     d = refined
     _, alpha = _source(d["after"], d["model"])
     halo = (alpha > 0.5) & (d["mask"] < 0.5)
-    print(f"halo share {halo.mean():.5f}; person covered {(alpha[d['mask'] > 0.5] > 0.5).mean():.4f}")
+    iou = alpha_iou(alpha, d["mask"])
+    print(f"halo share {halo.mean():.5f}; person covered {(alpha[d['mask'] > 0.5] > 0.5).mean():.4f}; "
+          f"alpha IoU {iou:.4f}")
     assert halo.mean() <= MAX_HALO_SHARE, halo.mean()
     # and the render still covers the person
     person = d["mask"] > 0.5
-    assert (alpha[person] > 0.5).mean() > 0.97
+    assert (alpha[person] > 0.5).mean() > 0.99
+    assert iou >= MIN_ALPHA_IOU
 
 
 def test_refinement_keeps_the_synthesized_back_of_the_head(refined):
