@@ -11,9 +11,9 @@ folder (``build folder/ --views 8``, the multi-view build, anchored on the same 
 single-photo rebuild, the multi-view rebuild; columns: yaw -60, 0, +60 (each avatar at its own
 source camera, its own source pose turned). Stamped "AI-generated" (backend.render.save_png).
 
-Also prints, per yaw, how much of the painted side each rebuild got right: the mean colour error
-(0..1, RGB mean absolute) of the painted Gaussians against the known paint (``--json``: a figures
-file for ``python -m backend figures record``).
+Also prints each rebuild's PSNR against the known head's frames at the shown yaws (cut by the
+rebuild's crop) and the mean colour error (0..1, RGB mean absolute) of the painted Gaussians
+against the known paint (``--json``: a figures file for ``python -m backend figures record``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,20 @@ def paint_error(rebuilt, model, truth_colors: np.ndarray, painted: np.ndarray) -
     return float(np.abs(c[painted] - truth_colors[painted]).mean())
 
 
+def shown_psnr(result, renders: list[np.ndarray], frames: list[np.ndarray]) -> list[float]:
+    """PSNR (dB) of a rebuild's renders at SHOWN yaws against the known head's turn-around frames
+    at those yaws, cut by the rebuild's own crop (its renders are in that framing)."""
+    from backend.face.crop import apply_crop
+
+    out = []
+    for yaw, img in zip(SHOWN, renders):
+        frame = (np.clip(frames[YAWS.index(yaw)], 0, 1) * 255 + 0.5).astype(np.uint8)
+        target = apply_crop(frame, result.observation.crop).astype(np.float64) / 255.0
+        mse = float(np.mean((np.clip(img, 0, 1).astype(np.float64) - target) ** 2))
+        out.append(10.0 * np.log10(1.0 / max(mse, 1e-12)))
+    return out
+
+
 def grid(rows: list[list[np.ndarray]], labels: list[str], tile: int = 256) -> np.ndarray:
     """(rows * tile + tile // 4, cols * tile, 3) uint8: the renders resized to ``tile``, a label per row,
     a white band at the bottom for the watermark."""
@@ -129,13 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         for i, f in enumerate(frames):  # the clip the rebuilds see (watermarked like every render)
             save_png(folder / f"frame_{i:02d}.png", f)
         front = folder / f"frame_{YAWS.index(0.0):02d}.png"
-        single = build_avatar(front, opts).avatar
+        single_res = build_avatar(front, opts)
+        # the same refinement budget, split between the primary view's own and the one over all views
+        half = 0.5 * args.refine_seconds
         # one known head, so the mixture-of-people check (landmark identity fits, a weak identity
         # measure: the painted renders spread about as much as different people's) is relaxed here
-        mv = MultiViewOptions(views=args.views, refine_seconds=args.refine_seconds, anchor_frame=YAWS.index(0.0),
+        mv = MultiViewOptions(views=args.views, refine_seconds=half, anchor_frame=YAWS.index(0.0),
                               identity_spread=IDENTITY_SPREAD_OFF, identity_spread_error=IDENTITY_SPREAD_OFF)
-        multi = build_from_views([folder], opts, mv).avatar
+        multi_res = build_from_views([folder], replace(opts, refine_seconds=half), mv)
+    single, multi = single_res.avatar, multi_res.avatar
     rows = [render(a, model, SHOWN) for a in (truth, single, multi)]
+    psnr = {key: shown_psnr(res, row, frames) for key, res, row in (("single", single_res, rows[1]),
+                                                                    ("multi", multi_res, rows[2]))}
     img = grid(rows, ["known avatar", "single photo (yaw 0)", f"multi-view ({len(multi.options['views'])} views)"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.out, img)
@@ -143,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "yaws_clip_deg": list(YAWS), "shown_deg": list(SHOWN), "lod": LOD,
         "painted_gaussians": int(painted.sum()),
         "views": multi.options["views"],
+        "psnr_single": psnr["single"], "psnr_multi": psnr["multi"],   # per shown yaw
         "paint_error_single": paint_error(single, model, truth_colors, painted),
         "paint_error_multi": paint_error(multi, model, truth_colors, painted),
         "seen_share": multi.options["multiview"]["seen_share"],
@@ -150,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - t0,
         "png": str(args.out),
     }
+    print("PSNR vs the known head's frames at yaw " + ", ".join(f"{y:+.0f}" for y in SHOWN) + ": single photo "
+          + ", ".join(f"{p:.2f}" for p in psnr["single"]) + " dB; multi-view " + ", ".join(f"{p:.2f}" for p in psnr["multi"]))
     print(f"painted sides: mean colour error single photo {figures['paint_error_single']:.3f}, "
           f"multi-view {figures['paint_error_multi']:.3f} ({figures['painted_gaussians']} Gaussians)")
     print(f"figure -> {args.out}")
