@@ -32,6 +32,32 @@ def emit():
 """
 
 
+# Installs the built zip (ZIP) and enables it; then ``mod("omg_blender_addon.scene_write")`` imports
+# a module of the installed extension and ``avatar_rig(path, name)`` loads a .omgavatar with the
+# stand-in head model and puts it in the scene: (GaussianAvatar, HeadModel, rig object).
+INSTALL = """
+import importlib, math, time
+INSTALL_T0 = time.perf_counter()
+res = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
+RESULT["install"] = sorted(res)
+RESULT["install_seconds"] = time.perf_counter() - INSTALL_T0
+pkg = "bl_ext.user_default.omg_avatar"
+mod = lambda name: importlib.import_module(pkg + "." + name)
+scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
+def avatar_rig(path, name):
+    avatar = mod("backend.avatar").load_avatar(path)
+    model = mod("backend.head.loader").load_head_model(None)
+    return avatar, model, scene_write.create_avatar(bpy.context, scene_data.scene_data(avatar, model, name))
+"""
+
+
+def installed_script(zip_path: Path, body: str, prefix: str = "", **values) -> str:
+    """A child script: ``ZIP`` and every keyword as a constant, ``prefix`` (code), INSTALL, ``body``,
+    then emit()."""
+    consts = f"ZIP = {str(zip_path)!r}\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())
+    return consts + prefix + INSTALL + textwrap.dedent(body) + "\nemit()\n"
+
+
 @dataclass
 class ChildResult:
     returncode: int

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isolated_blender import run_isolated
+from isolated_blender import installed_script, run_isolated
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preview"))
 from synthetic import astronaut_avatar, same_standin  # noqa: E402
@@ -26,17 +26,10 @@ SMOOTH = np.zeros((90, 61))                                       # a slow blink
 SMOOTH[:, 0] = np.round(0.5 + 0.5 * np.sin(np.arange(90) / 20.0), 6)
 
 SCRIPT = """
-import importlib, math
-res = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
-RESULT["install"] = sorted(res)
-pkg = "bl_ext.user_default.omg_avatar"
-mod = lambda name: importlib.import_module(pkg + "." + name)
-scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
 backend_avatar, loader = mod("backend.avatar"), mod("backend.head.loader")
 from bpy_extras import anim_utils
 
-avatar = backend_avatar.load_avatar(AVATAR)
-rig = scene_write.create_avatar(bpy.context, scene_data.scene_data(avatar, loader.load_head_model(None), "Astro"))
+avatar, _, rig = avatar_rig(AVATAR, "Astro")
 key = scene_write.head_object(rig).data.shape_keys
 scene = bpy.context.scene
 
@@ -102,9 +95,9 @@ def child(addon_zip, tmp_path_factory):
     vb = np.concatenate([rng.uniform(0, 1, (T, 52)), rng.uniform(-0.3, 0.3, (T, 9))], 1).round(6)
     a, b = _csv(tmp / "take_a.csv", va), _csv(tmp / "take_b.csv", vb)
     c = _csv(tmp / "take_c.csv", SMOOTH)
-    head = (f"ZIP = {str(addon_zip)!r}\nAVATAR = {str(avatar_path)!r}\nCSV_A = {str(a)!r}\nCSV_B = {str(b)!r}\n"
-            f"CSV_C = {str(c)!r}\nNC = {len(SMOOTH)}\n" + same_standin())
-    res = run_isolated(head + SCRIPT + "\nemit()\n", tmp, timeout=600)
+    script = installed_script(addon_zip, SCRIPT, same_standin(), AVATAR=str(avatar_path), CSV_A=str(a),
+                              CSV_B=str(b), CSV_C=str(c), NC=len(SMOOTH))
+    res = run_isolated(script, tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     assert "Traceback" not in res.stderr, res.stderr[-4000:]
     return res.result, va, vb

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isolated_blender import run_isolated
+from isolated_blender import installed_script, run_isolated
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preview"))
 from synthetic import astronaut_avatar, performance, same_standin, watermark_present  # noqa: E402
@@ -29,20 +29,12 @@ SIZE = 96
 SAME_VIEW_TOL = 2.0  # mean |difference| (0..255) between source-camera and matching scene-camera renders
 
 SCRIPT = """
-import importlib, math, time
-T0 = time.perf_counter()
+T0 = INSTALL_T0
 TIMES = RESULT.setdefault("times", {})
 def mark(name):
     TIMES[name] = round(time.perf_counter() - T0, 1)
-res = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
-RESULT["install"] = sorted(res)
 mark("install")
-pkg = "bl_ext.user_default.omg_avatar"
-mod = lambda name: importlib.import_module(pkg + "." + name)
-scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
-avatar = mod("backend.avatar").load_avatar(AVATAR)
-model = mod("backend.head.loader").load_head_model(None)
-rig = scene_write.create_avatar(bpy.context, scene_data.scene_data(avatar, model, "Astro"))
+avatar, model, rig = avatar_rig(AVATAR, "Astro")
 scene = bpy.context.scene
 scene.render.fps, scene.render.fps_base = 25, 1.0
 mark("avatar")
@@ -104,11 +96,11 @@ def child(addon_zip, tmp_path_factory):
     avatar, model, avatar_path = astronaut_avatar(tmp)
     params, jaw, _ = performance(avatar, model, N_FRAMES, period=4.0)
     params.save(tmp / "perf.npz")  # a bare HeadParams file: Apply Track at the scene's 25 fps
-    head = (f"ZIP = {str(addon_zip)!r}\nAVATAR = {str(avatar_path)!r}\nPARAMS = {str(tmp / 'perf.npz')!r}\n"
-            f"N = {N_FRAMES}\nSIZE = {SIZE}\nOUT1 = {str(tmp / 'src')!r}\nOUT2 = {str(tmp / 'scn')!r}\n"
-            f"OUT3 = {str(tmp / 'moved')!r}\nimport numpy as np\n" + same_standin())
+    script = installed_script(addon_zip, SCRIPT, "import numpy as np\n" + same_standin(), AVATAR=str(avatar_path),
+                              PARAMS=str(tmp / "perf.npz"), N=N_FRAMES, SIZE=SIZE, OUT1=str(tmp / "src"),
+                              OUT2=str(tmp / "scn"), OUT3=str(tmp / "moved"))
     t0 = time.perf_counter()
-    res = run_isolated(head + SCRIPT + "\nemit()\n", tmp, timeout=600)
+    res = run_isolated(script, tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     print(f"\nBlender child: {time.perf_counter() - t0:.0f} s {res.result.get('times')}")
     return res.result, tmp

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isolated_blender import run_isolated
+from isolated_blender import installed_script, run_isolated
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preview"))
 from synthetic import astronaut_avatar, pearson, same_standin, synthetic_clip  # noqa: E402
@@ -30,22 +30,14 @@ JAW_R_MIN = 0.8        # Pearson r of the keyed jaw rotation vs. the rendered on
 ROUND_TRIP_TOL = 1e-4  # keys -> HeadParams vs. the track (radians / coefficients / metres)
 
 SCRIPT = """
-import importlib, time
 from pathlib import Path
-res = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
-RESULT["install"] = sorted(res)
-pkg = "bl_ext.user_default.omg_avatar"
-mod = lambda name: importlib.import_module(pkg + "." + name)
-scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
 keyframes, fcurves = mod("omg_blender_addon.keyframes"), mod("omg_blender_addon.fcurves")
 scene_read, jobs = mod("omg_blender_addon.scene_read"), mod("omg_blender_addon.jobs")
 retarget = mod("operators.retarget")
 backend_avatar, loader, motion_io = mod("backend.avatar"), mod("backend.head.loader"), mod("backend.motion")
 from bpy_extras import anim_utils
 
-avatar = backend_avatar.load_avatar(AVATAR)
-model = loader.load_head_model(None)
-rig = scene_write.create_avatar(bpy.context, scene_data.scene_data(avatar, model, "Astro"))
+avatar, model, rig = avatar_rig(AVATAR, "Astro")
 head = scene_write.head_object(rig)
 key = head.data.shape_keys
 scene = bpy.context.scene
@@ -159,10 +151,11 @@ def child(addon_zip, tmp_path_factory):
     _, _, avatar_path = astronaut_avatar(tmp)
     clip = synthetic_clip(tmp)
     real = str(REAL_CLIP) if REAL_CLIP.is_file() else ""
-    head = (f"ZIP = {str(addon_zip)!r}\nAVATAR = {str(avatar_path)!r}\nCLIP = {str(clip.path)!r}\n"
-            f"TRACK = {str(tmp / 'track.npz')!r}\nCANCELLED_TRACK = {str(tmp / 'cancelled_track.npz')!r}\nREAL = {real!r}\nimport numpy as np\n" + same_standin())
+    script = installed_script(addon_zip, SCRIPT, "import numpy as np\n" + same_standin(), AVATAR=str(avatar_path),
+                              CLIP=str(clip.path), TRACK=str(tmp / "track.npz"),
+                              CANCELLED_TRACK=str(tmp / "cancelled_track.npz"), REAL=real)
     t0 = time.perf_counter()
-    res = run_isolated(head + SCRIPT + "\nemit()\n", tmp, timeout=600)
+    res = run_isolated(script, tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     assert "Traceback" not in res.stderr, res.stderr[-4000:]
     print(f"\nBlender child: {time.perf_counter() - t0:.0f} s")
