@@ -24,5 +24,8 @@ def unregister() -> None:
     from . import jobs
 
     jobs.cancel_all()
+    from . import head_model_trust
+
+    head_model_trust.forget_all()
     for module in reversed(_modules()):
         module.unregister()

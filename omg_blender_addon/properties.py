@@ -47,6 +47,13 @@ class OMGAvatarSceneSettings(bpy.types.PropertyGroup):
         return [l for l, on in enumerate((self.lod0, self.lod1, self.lod2)) if on]
 
 
+def _head_model_update(self, context) -> None:
+    """A path set in this session (by the build or the user) may be opened (head_model_trust)."""
+    from . import head_model_trust
+
+    head_model_trust.remember(bpy.path.abspath(self.head_model_path))
+
+
 def _lod_update(self, context) -> None:
     from .scene_write import ROLE_RIG, apply_lod
 
@@ -75,7 +82,10 @@ class OMGAvatarObjectSettings(bpy.types.PropertyGroup):
     lod: EnumProperty(name="LOD", items=LOD_ITEMS, default="0", update=_lod_update,
                       description="Level of detail shown (the other LODs are hidden)")
     head_model_name: StringProperty(name="Head model", default="")
-    head_model_path: StringProperty(name="Head model path", default="", subtype="FILE_PATH")
+    head_model_path: StringProperty(name="Head model path", default="", subtype="FILE_PATH", update=_head_model_update,
+                                    description="Head model the avatar was built with. A path that came in with a "
+                                    ".blend file is opened only once chosen in this session (or set as the "
+                                    "FLAME model in the preferences)")
 
 
 class OMGCaptureMapEntry(bpy.types.PropertyGroup):

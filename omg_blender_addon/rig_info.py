@@ -26,7 +26,8 @@ class RigInfo:
 
     bones: {joint name: BoneInfo} for the joints present; expr_names: the head's expression shape
     keys in order (no "Basis"); slider: {name: (min, max)}; shape: (S,) identity; camera_*:
-    the source camera (backend convention, model frame) or None; lod: the LOD shown."""
+    the source camera (backend convention, model frame) or None; lod: the LOD shown;
+    head_model_path: the head model the workers may open (None: the bundled stand-in)."""
 
     rig_name: str
     head_name: str | None
@@ -42,6 +43,7 @@ class RigInfo:
     camera_size: tuple[int, int] | None
     lod: int
     levels: list[int] = field(default_factory=list)
+    head_model_refused: str | None = None  # recorded path not opened (head_model_trust): the stand-in is used
 
     def source_camera(self):
         """The avatar's source camera as a backend Camera, or None when the rig has none."""

@@ -106,15 +106,26 @@ def read_rig(rig: bpy.types.Object) -> RigInfo:
             slider[kb.name] = (float(kb.slider_min), float(kb.slider_max))
     size = rig.get("omg_camera_size")
     s = rig.omg_avatar
+    choice = _head_model_choice(s.head_model_path)
     return RigInfo(
         rig_name=rig.name, head_name=None if head is None else head.name,
         key_name=None if key is None else key.name, bones=bones, expr_names=names, slider=slider,
         shape=np.asarray(list(rig.get("omg_shape", [])), np.float32),
-        head_model_name=s.head_model_name, head_model_path=bpy.path.abspath(s.head_model_path) or None,
+        head_model_name=s.head_model_name, head_model_path=choice.path,
         camera_K=_floats(rig, "omg_camera_K", (3, 3)), camera_viewmat=_floats(rig, "omg_camera_viewmat", (4, 4)),
         camera_size=None if size is None else (int(size[0]), int(size[1])),
-        lod=int(s.lod), levels=sorted(lod_objects(rig)),
+        lod=int(s.lod), levels=sorted(lod_objects(rig)), head_model_refused=choice.refused,
     )
+
+
+def _head_model_choice(recorded: str):
+    """head_model_trust.resolve for a rig's recorded path, against the preferences' FLAME path."""
+    from . import head_model_trust
+    from .addon_id import addon_preferences
+
+    prefs = addon_preferences(bpy.context)
+    flame = bpy.path.abspath(prefs.flame_path) if prefs is not None and prefs.flame_path else None
+    return head_model_trust.resolve(bpy.path.abspath(recorded) if recorded else None, flame)
 
 
 # -- the scene's Gaussians -> backend GaussianAvatar ----------------------------------------------

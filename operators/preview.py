@@ -124,6 +124,10 @@ class OMG_AVATAR_OT_render_preview(jobs.JobOperator, bpy.types.Operator):
         except SceneError as exc:
             self.report({"ERROR"}, str(exc))
             return None
+        if info.head_model_refused:
+            from ..omg_blender_addon.head_model_trust import refused_message
+
+            self.report({"WARNING"}, refused_message(info.head_model_refused))
         out = bpy.path.abspath(self.filepath) if self.filepath else default_output()
         prefs = addon_preferences(context)
         self._out, self._first, self._n = out, start, len(frames)

@@ -136,6 +136,10 @@ class _RetargetBase(jobs.FileJobOperator):
             self.report({"ERROR"}, str(exc))
             return None
         info = read_rig(rig)
+        if info.head_model_refused:
+            from ..omg_blender_addon.head_model_trust import refused_message
+
+            self.report({"WARNING"}, refused_message(info.head_model_refused))
         opts = self._apply_options()
         if not (opts.expression or opts.jaw or opts.eyes or opts.neck or opts.global_motion):
             self.report({"ERROR"}, "nothing to apply: enable at least one of expression, jaw, eyes, neck, head motion")
