@@ -1,7 +1,8 @@
 """GPU side of the splat display: vertex/index buffers, offscreen renders, the viewport draw handler.
 
-``SplatView`` is a pinhole view in the backend's convention (OpenCV axes, K in pixels), built from a
-backend Camera, a Blender camera object or a 3D viewport's matrices. ``SplatBatch`` holds one
+``SplatView`` is a pinhole or orthographic view in the backend's convention (OpenCV axes, K in
+pixels; orthographic: fx, fy in pixels per metre), built from a backend Camera, a Blender camera
+object or a 3D viewport's matrices. ``SplatBatch`` holds one
 SplatData on the GPU (4 vertices per splat) plus an index buffer in back-to-front order.
 ``render_offscreen`` draws into a float framebuffer and reads it back; the viewport draw handler
 (``enable`` / ``disable``) draws every visible Gaussian object after Blender's own drawing, depth
@@ -25,8 +26,10 @@ CV_FROM_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # GL/Blender camera axes (looks do
 
 @dataclass
 class SplatView:
-    """A pinhole view. viewmat (4, 4) float64 world (Blender) -> camera, OpenCV axes; fx, fy, cx, cy
-    pixels; width, height pixels; near, far metres (depth range of the depth test)."""
+    """A pinhole (or, ``ortho``, orthographic) view. viewmat (4, 4) float64 world (Blender) ->
+    camera, OpenCV axes; fx, fy pixels (orthographic: pixels per metre), cx, cy pixels; width,
+    height pixels; near, far metres along the view axis (depth range of the depth test; an
+    orthographic viewport's near may be negative)."""
 
     viewmat: np.ndarray
     fx: float
@@ -37,17 +40,24 @@ class SplatView:
     height: int
     near: float = NEAR_PLANE
     far: float = 1000.0
+    ortho: bool = False
 
     @property
     def depth_row(self) -> tuple[float, float]:
         """(P[2][2], P[2][3]) of the GL projection with this near/far."""
         n, f = self.near, self.far
+        if self.ortho:
+            return -2.0 / (f - n), -(f + n) / (f - n)
         return -(f + n) / (f - n), -2.0 * f * n / (f - n)
 
     def projection_gl(self) -> np.ndarray:
         """(4, 4) GL projection matrix (for drawing meshes into the same framebuffer)."""
         W, H = self.width, self.height
         p22, p23 = self.depth_row
+        if self.ortho:  # pixel u = fx x + cx, v = fy y + cy (OpenCV axes; GL y and z are flipped)
+            return np.array([[2 * self.fx / W, 0.0, 0.0, 2 * self.cx / W - 1.0],
+                             [0.0, 2 * self.fy / H, 0.0, 1.0 - 2 * self.cy / H],
+                             [0.0, 0.0, p22, p23], [0.0, 0.0, 0.0, 1.0]])
         return np.array([[2 * self.fx / W, 0.0, 1.0 - 2 * self.cx / W, 0.0],
                          [0.0, 2 * self.fy / H, 2 * self.cy / H - 1.0, 0.0],
                          [0.0, 0.0, p22, p23], [0.0, 0.0, -1.0, 0.0]])
@@ -64,29 +74,41 @@ class SplatView:
 
     @classmethod
     def from_camera_object(cls, cam_obj, width: int, height: int) -> "SplatView":
-        """From a Blender perspective camera rendered at width x height (square pixels)."""
+        """From a Blender perspective or orthographic camera rendered at width x height (square
+        pixels)."""
         from .scene_read import SceneError, camera_intrinsics
 
         data = cam_obj.data
-        if data.type != "PERSP":
-            raise SceneError(f"camera '{cam_obj.name}' is {data.type.lower()}: only perspective cameras are supported")
-        K = camera_intrinsics(data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, data.shift_x,
-                              data.shift_y, width, height)
+        if data.type not in ("PERSP", "ORTHO"):
+            raise SceneError(f"camera '{cam_obj.name}' is {data.type.lower()}: only perspective and "
+                             f"orthographic cameras are supported")
+        ortho = data.type == "ORTHO"
+        if ortho:  # ortho_scale metres span the sensor-fit side, like the sensor width for the lens
+            K = camera_intrinsics(1.0, data.ortho_scale, data.ortho_scale,
+                                  data.sensor_fit,
+                                  data.shift_x, data.shift_y, width, height)
+        else:
+            K = camera_intrinsics(data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, data.shift_x,
+                                  data.shift_y, width, height)
         cw = np.array(cam_obj.matrix_world, np.float64)
         scale = np.linalg.norm(cw[:3, :3], axis=0)
         cw[:3, :3] /= scale  # camera object scale does not change what it sees
         V = CV_FROM_GL @ np.linalg.inv(cw)
-        return cls(V, K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height,
-                   near=max(float(data.clip_start), 1e-4), far=float(data.clip_end))
+        near = float(data.clip_start) if ortho else max(float(data.clip_start), 1e-4)
+        return cls(V, K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height, near=near, far=float(data.clip_end),
+                   ortho=ortho)
 
     @classmethod
-    def from_matrices(cls, view_matrix, window_matrix, width: int, height: int) -> "SplatView | None":
-        """From a viewport's view and projection (window) matrices; None for orthographic views."""
+    def from_matrices(cls, view_matrix, window_matrix, width: int, height: int) -> "SplatView":
+        """From a viewport's view and projection (window) matrices, perspective or orthographic."""
         P = np.array(window_matrix, np.float64)
-        if abs(P[3, 3]) > 1e-9:  # orthographic: no pinhole model
-            return None
         V = CV_FROM_GL @ np.array(view_matrix, np.float64)
         W, H = int(width), int(height)
+        if abs(P[3, 3]) > 1e-9:  # orthographic: NDC = P[:2, :2] xy + P[:2, 3] (inverse of projection_gl)
+            near = (P[2, 3] + 1.0) / P[2, 2]
+            far = (P[2, 3] - 1.0) / P[2, 2]
+            return cls(V, 0.5 * W * P[0, 0], 0.5 * H * P[1, 1], 0.5 * W * (1.0 + P[0, 3]), 0.5 * H * (1.0 - P[1, 3]),
+                       W, H, near=float(near), far=float(far), ortho=True)
         view = cls(V, 0.5 * W * P[0, 0], 0.5 * H * P[1, 1], 0.5 * W * (1.0 - P[0, 2]), 0.5 * H * (1.0 + P[1, 2]), W, H)
         # keep the viewport's own depth mapping so the depth test agrees with Blender's buffer
         view._depth_row = (float(P[2, 2]), float(P[2, 3]))
@@ -147,6 +169,7 @@ class SplatBatch:
         shader.uniform_float("u_eps2d", EPS2D)
         shader.uniform_float("u_near", float(view.near))
         shader.uniform_int("u_linear_target", int(linear_target))
+        shader.uniform_int("u_ortho", int(view.ortho))
         gpu.state.blend_set("ALPHA_PREMULT")
         gpu.state.depth_test_set("LESS_EQUAL")
         gpu.state.depth_mask_set(False)

@@ -1,7 +1,8 @@
 """The Gaussian splat shader (GLSL through gpu.types.GPUShaderCreateInfo).
 
 One screen-aligned quad per Gaussian, projected exactly like backend.render.projection (the EWA /
-gsplat pinhole projection): the Jacobian at the mean clamped to 1.3x the field of view, the 2D
+gsplat pinhole projection; ``u_ortho``: the orthographic one, u = fx x + cx with the constant Jacobian
+diag(fx, fy), depth row applied without the divide by z): the Jacobian at the mean clamped to 1.3x the field of view, the 2D
 covariance ``J W T T^T W^T J^T`` plus the same low-pass term ``eps2d`` (0.3 px^2) on its diagonal,
 the determinant from the cross product of the two rows (the backend's Cauchy-Binet form, stable in
 float32), and the same axis-aligned footprint box: half-extent ``ext sqrt(cov_xx)``,
@@ -53,6 +54,12 @@ void main()
   mat3 M = mat3(u_view) * mat3(t0, t1, t2); /* camera-frame covariance factor */
   vec3 j0 = vec3(fx / tz, 0.0, -fx * txc / (tz * tz));
   vec3 j1 = vec3(0.0, fy / tz, -fy * tyc / (tz * tz));
+  vec2 mean2d = vec2(fx * pc.x / tz + cx, fy * pc.y / tz + cy);
+  if (u_ortho != 0) { /* u = fx x + cx: the Jacobian is constant and exact */
+    j0 = vec3(fx, 0.0, 0.0);
+    j1 = vec3(0.0, fy, 0.0);
+    mean2d = vec2(fx * pc.x + cx, fy * pc.y + cy);
+  }
   vec3 u = j0 * M; /* rows of J M */
   vec3 w = j1 * M;
   float a0 = dot(u, u);
@@ -66,7 +73,6 @@ void main()
     gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
     return;
   }
-  vec2 mean2d = vec2(fx * pc.x / tz + cx, fy * pc.y / tz + cy);
   float ext = min(EXTEND, sqrt(2.0 * log(op / ALPHA_MIN)));
   vec2 half_ext = ext * sqrt(vec2(a, c));
   vec2 offset = corner * half_ext;
@@ -74,7 +80,7 @@ void main()
   v_d = offset;
   v_conic = vec3(c / det, -b / det, a / det);
   v_color = rgba;
-  float zn = (u_frame.z * -tz + u_frame.w) / tz;
+  float zn = (u_frame.z * -tz + u_frame.w) / (u_ortho != 0 ? 1.0 : tz);
   gl_Position = vec4(2.0 * p.x / W - 1.0, 1.0 - 2.0 * p.y / H, zn, 1.0);
 }
 """
@@ -122,6 +128,7 @@ def splat_shader():
         info.push_constant("FLOAT", "u_eps2d")
         info.push_constant("FLOAT", "u_near")
         info.push_constant("INT", "u_linear_target")
+        info.push_constant("INT", "u_ortho")
         for slot, (typ, name) in enumerate((("VEC3", "mean"), ("VEC3", "t0"), ("VEC3", "t1"), ("VEC3", "t2"),
                                             ("VEC4", "rgba"), ("VEC2", "corner"))):
             info.vertex_in(slot, typ, name)

@@ -9,7 +9,8 @@ bumps a generation counter), the depth order only when the view or the data chan
 thread (splat_sort.Sorter); until it arrives the previous order is drawn and a timer asks for a
 redraw when it is ready. Splats are depth tested against Blender's depth buffer (POST_VIEW), so
 meshes in front hide them. Colours are linearised for the viewport's sRGB-encoding overlay buffer.
-Orthographic views are not drawn (the splat projection is a pinhole model).
+Orthographic views use the orthographic projection (constant Jacobian). ``draw_region`` is the
+whole per-draw step for given view/window matrices (tests call it inside a GPUOffScreen).
 """
 
 from __future__ import annotations
@@ -63,9 +64,14 @@ def _draw() -> None:
     region, rv3d = context.region, context.region_data
     if region is None or rv3d is None:
         return
-    view = SplatView.from_matrices(rv3d.view_matrix, rv3d.window_matrix, region.width, region.height)
-    if view is None:
-        return
+    draw_region(context, rv3d.view_matrix, rv3d.window_matrix, region.width, region.height)
+
+
+def draw_region(context, view_matrix, window_matrix, width: int, height: int, linear_target: bool = True) -> bool:
+    """Draw the visible Gaussian objects into the bound framebuffer for a viewport with these
+    matrices (4x4, Blender's view and window matrix) and size in pixels; True when something was
+    drawn. A new view is sorted on the worker while the previous order is drawn."""
+    view = SplatView.from_matrices(view_matrix, window_matrix, width, height)
     t0 = time.perf_counter()
     objs = visible_splat_objects(context)
     data_key = (_GEN[0], tuple(o.name for o in objs))
@@ -81,7 +87,7 @@ def _draw() -> None:
     batch: SplatBatch | None = _STATE["batch"]
     t1 = time.perf_counter()
     if batch is None:
-        return
+        return False
     want = (data_key, _view_key(view))
     done = _SORTER.take()
     if done is not None and done[0][0] == data_key:
@@ -92,8 +98,9 @@ def _draw() -> None:
         elif _SORTER.request(want, batch.means, view.viewmat) and not bpy.app.timers.is_registered(_poll_sort):
             bpy.app.timers.register(_poll_sort, first_interval=0.02)
     t2 = time.perf_counter()
-    batch.draw(view, linear_target=True)
+    batch.draw(view, linear_target=linear_target)
     TIMINGS.update(data=t1 - t0, sort=t2 - t1, draw=time.perf_counter() - t2)
+    return True
 
 
 def _set_gn_display(on: bool) -> None:

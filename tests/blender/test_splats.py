@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isolated_blender import run_isolated
+from isolated_blender import installed_script, run_isolated
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preview"))
 from synthetic import astronaut_avatar, performance, same_standin, watermark_present  # noqa: E402
@@ -30,23 +30,27 @@ SIZE = 192
 MIN_PSNR = 35.0   # dB, offscreen splats vs the backend splatter (issue 18)
 JAW = 0.3         # rad, the keyed jaw opening
 YAWS = (-30.0, 30.0)
+ORTHO_LIMIT = 100.0  # the backend has no orthographic camera: it renders from this many times as far
+EEVEE_SIZE = 128
+# four black Gaussians (Blender world, the camera at -0.5 m on y looks along +y): a disc facing the
+# camera, an elongated one turned in the image plane, a disc tilted 60 deg away, a 3D ellipsoid
+# turned about an oblique axis (where the falloff must follow the ray, not a disc's plane)
+_TILT = np.radians(60.0)
+EEVEE_MEANS = np.float32([[-0.1, 0.0, 0.1], [0.1, 0.0, 0.1], [-0.1, 0.0, -0.1], [0.1, 0.0, -0.1]])
+EEVEE_QUATS = np.float32([[1, 0, 0, 0], [np.cos(0.3), 0, np.sin(0.3), 0], [np.cos(_TILT / 2), np.sin(_TILT / 2), 0, 0],
+                          np.array([0.8, 0.3, 0.4, 0.33]) / np.linalg.norm([0.8, 0.3, 0.4, 0.33])])
+EEVEE_SCALES = np.float32([[0.02, 0.002, 0.02], [0.025, 0.002, 0.008], [0.02, 0.002, 0.025], [0.02, 0.012, 0.008]])
+EEVEE_OPACITY = 0.9
 
 SCRIPT = """
-import importlib, math, sys
-res = bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
-RESULT["install"] = sorted(res)
-pkg = "bl_ext.user_default.omg_avatar"
-mod = lambda name: importlib.import_module(pkg + "." + name)
-scene_write, scene_data = mod("omg_blender_addon.scene_write"), mod("omg_blender_addon.scene_data")
+import sys
 splat_draw, splat_data = mod("omg_blender_addon.splat_draw"), mod("omg_blender_addon.splat_data")
 splat_viewport = mod("omg_blender_addon.splat_viewport")
 axes = mod("omg_blender_addon.axes")
 Camera = mod("backend.render.camera").Camera
-avatar = mod("backend.avatar").load_avatar(AVATAR)
-model = mod("backend.head.loader").load_head_model(None)
 for o in list(bpy.data.objects):  # the startup scene's cube would hide the avatar (it occludes splats)
     bpy.data.objects.remove(o)
-rig = scene_write.create_avatar(bpy.context, scene_data.scene_data(avatar, model, "Holdout"))
+avatar, model, rig = avatar_rig(AVATAR, "Holdout")
 scene = bpy.context.scene
 scene.frame_set(1)
 C4 = np.eye(4); C4[:3, :3] = axes.MODEL_TO_BLENDER
@@ -100,6 +104,86 @@ RESULT["splats_last"] = dict(rep["last_frame_stages"])
 bpy.ops.mesh.primitive_cube_add(size=0.02, location=tuple(axes.points_to_blender(np.float32([[0.0, 0.0, 0.12]]))[0]))
 RESULT["occluded"] = sorted(bpy.ops.omg_avatar.render_splats(filepath=OUT + "/occ", frame_start=1, frame_end=1, video=False))
 bpy.data.objects.remove(bpy.context.object)
+
+# orthographic: a Blender ortho camera at the source camera, ORTHO_FX pixels per metre (the backend
+# renders the orthographic limit: the same view from 100x as far with a 100x longer lens)
+import gpu, time
+cam_o = scene_write.add_source_camera(bpy.context, rig)
+cam_o.data.type = "ORTHO"
+cam_o.data.ortho_scale = SIZE / ORTHO_FX
+scene.render.resolution_x = scene.render.resolution_y = SIZE
+data = mod("omg_blender_addon.splat_scene").scene_splats(bpy.context)
+view_o = splat_draw.SplatView.from_camera_object(cam_o, SIZE, SIZE)
+view_p = splat_draw.SplatView.from_camera_object(cam_obj, SIZE, SIZE)
+np.save(OUT + "/splat_ortho.npy", splat_draw.render_offscreen(data, view_o))
+scene.camera = cam_o
+RESULT["ortho_op"] = sorted(bpy.ops.omg_avatar.render_splats(avatar="Holdout", filepath=OUT + "/ortho_op",
+                                                             frame_start=1, frame_end=1, video=False))
+
+# the viewport draw function itself, into an offscreen buffer, with the cameras' view and window
+# matrices standing in for a 3D view's region: the perspective view first (sorted at once), then
+# the orthographic one (drawn in the previous order while the worker sorts, then in its own)
+dg = bpy.context.evaluated_depsgraph_get()
+def viewport(cam):
+    off = gpu.types.GPUOffScreen(SIZE, SIZE, format="RGBA32F")
+    try:
+        with off.bind():
+            fb = gpu.state.active_framebuffer_get()
+            gpu.state.viewport_set(0, 0, SIZE, SIZE)
+            fb.clear(color=(1.0, 1.0, 1.0, 0.0), depth=1.0)
+            drew = splat_viewport.draw_region(bpy.context, cam.matrix_world.inverted(),
+                                              cam.calc_matrix_camera(dg, x=SIZE, y=SIZE), SIZE, SIZE,
+                                              linear_target=False)
+            buf = fb.read_color(0, 0, SIZE, SIZE, 4, 0, "FLOAT")
+        return drew, splat_draw.buffer_array(buf).reshape(SIZE, SIZE, 4)[::-1]
+    finally:
+        off.free()
+drew_p, img_p = viewport(cam_obj)
+drew_o, _ = viewport(cam_o)
+RESULT["viewport_sorting"] = splat_viewport._SORTER.pending() or splat_viewport._SORTER._job is not None
+t = time.perf_counter()
+while splat_viewport._SORTER.pending() and time.perf_counter() - t < 60:
+    time.sleep(0.05)
+drew_o2, img_o = viewport(cam_o)
+RESULT["viewport_drew"] = [drew_p, drew_o, drew_o2]
+RESULT["viewport_vs_offscreen"] = [float(np.abs(img_p - splat_draw.render_offscreen(data, view_p)).max()),
+                                   float(np.abs(img_o - splat_draw.render_offscreen(data, view_o)).max())]
+splat_viewport._SORTER.shutdown()
+
+# the Geometry Nodes display's material through EEVEE (its own scene): black Gaussians on white
+gd = mod("omg_blender_addon.gaussian_display")
+sc = bpy.data.scenes.new("EEVEE splats")
+me = bpy.data.meshes.new("eevee splats")
+me.from_pydata([tuple(m) for m in EEVEE_SPLATS["means"]], [], [])
+for name, vals in EEVEE_SPLATS["columns"].items():
+    me.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", np.float32(vals))
+ob = bpy.data.objects.new("eevee splats", me)
+sc.collection.objects.link(ob)
+gd.add_display(ob)
+camd = bpy.data.cameras.new("eevee cam")
+camd.lens, camd.sensor_width, camd.sensor_fit = 50.0, 36.0, "HORIZONTAL"
+camo = bpy.data.objects.new("eevee cam", camd)
+camo.location, camo.rotation_euler = (0.0, -0.5, 0.0), (math.pi / 2, 0.0, 0.0)
+sc.collection.objects.link(camo)
+sc.camera = camo
+world = bpy.data.worlds.new("white")
+world.use_nodes = True
+world.node_tree.nodes["Background"].inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+sc.world = world
+r = sc.render
+r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage = "BLENDER_EEVEE", EEVEE_SIZE, EEVEE_SIZE, 100
+r.film_transparent = False
+sc.view_settings.view_transform = "Standard"
+sc.eevee.taa_render_samples = 64
+r.image_settings.file_format = "OPEN_EXR"
+r.filepath = OUT + "/eevee_splats.exr"
+t = time.perf_counter()
+bpy.ops.render.render(write_still=True, scene=sc.name)
+RESULT["eevee_seconds"] = time.perf_counter() - t
+img = bpy.data.images.load(OUT + "/eevee_splats.exr")
+np.save(OUT + "/eevee_splats.npy", np.array(img.pixels[:], np.float32).reshape(EEVEE_SIZE, EEVEE_SIZE, 4)[::-1])
+v = splat_draw.SplatView.from_camera_object(camo, EEVEE_SIZE, EEVEE_SIZE)
+RESULT["eevee_cam"] = [[[v.fx, 0.0, v.cx], [0.0, v.fy, v.cy], [0.0, 0.0, 1.0]], v.viewmat.tolist()]
 
 # every operator that takes an avatar: by build name, and an unknown name
 def call(op, **kw):
@@ -168,6 +252,7 @@ def child(addon_zip, tmp_path_factory):
 
     from backend.avatar.pose_torch import TorchPoser
     from backend.head.params import HeadParams
+    from backend.render.camera import Camera
     from backend.render.splat import splat
 
     tmp = tmp_path_factory.mktemp("splats")
@@ -178,11 +263,26 @@ def child(addon_zip, tmp_path_factory):
     pivot = avatar.rest_set(0).means.mean(0)
     cams = {"source": src, **{f"yaw{int(y)}": src.orbit_yaw(y, pivot=pivot) for y in YAWS}}
     cameras = {k: (c.K.tolist(), c.viewmat.tolist()) for k, c in cams.items()}
-    head = (f"ZIP = {str(addon_zip)!r}\nAVATAR = {str(avatar_path)!r}\nPARAMS = {str(tmp / 'perf.npz')!r}\n"
-            f"OUT = {str(tmp)!r}\nSIZE = {SIZE}\nJAW = {JAW}\nCAMERAS = {cameras!r}\nimport numpy as np\n"
-            + same_standin())
+    # the orthographic limit of the source camera: 100x as far along its axis, 100x the focal length,
+    # so the avatar's centre keeps its pixel scale fx / z0 (the ortho camera's pixels per metre)
+    z0 = float((src.viewmat[:3, :3] @ pivot + src.viewmat[:3, 3])[2])
+    far_view = src.viewmat.copy()
+    far_view[2, 3] += (ORTHO_LIMIT - 1.0) * z0
+    far_K = src.K.copy()
+    far_K[0, 0] *= ORTHO_LIMIT
+    far_K[1, 1] *= ORTHO_LIMIT
+    cams["ortho"] = Camera(far_K, far_view, SIZE, SIZE)
+    c0 = 0.28209479177387814
+    columns = {**{f"f_dc_{i}": [-0.5 / c0] * 4 for i in range(3)},
+               "opacity": [float(np.log(EEVEE_OPACITY / (1 - EEVEE_OPACITY)))] * 4,
+               **{f"scale_{i}": np.log(EEVEE_SCALES[:, i]).tolist() for i in range(3)},
+               **{f"rot_{i}": EEVEE_QUATS[:, i].tolist() for i in range(4)}}
+    script = installed_script(addon_zip, SCRIPT, "import numpy as np\n" + same_standin(), AVATAR=str(avatar_path),
+                              PARAMS=str(tmp / "perf.npz"), OUT=str(tmp), SIZE=SIZE, JAW=JAW, CAMERAS=cameras,
+                              ORTHO_FX=float(src.K[0, 0]) / z0, EEVEE_SIZE=EEVEE_SIZE,
+                              EEVEE_SPLATS={"means": EEVEE_MEANS.tolist(), "columns": columns})
     t0 = time.perf_counter()
-    res = run_isolated(head + SCRIPT + "\nemit()\n", tmp, timeout=900)
+    res = run_isolated(script, tmp, timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
     print(f"\nBlender child: {time.perf_counter() - t0:.0f} s")
     # the backend's renders of the same avatar, poses and cameras, posed like its previews
@@ -202,6 +302,10 @@ def child(addon_zip, tmp_path_factory):
             r = splat(p.means[0], p.quats[0], rest.scales, rest.opacities, rest.colors, cam, background=white,
                       backend="cpu")
         images[tag] = r.image[0].permute(1, 2, 0).numpy()
+    K, V = (np.array(m) for m in res.result["eevee_cam"])
+    r = splat(EEVEE_MEANS, EEVEE_QUATS, EEVEE_SCALES, np.full(4, EEVEE_OPACITY, np.float32), np.zeros((4, 3), np.float32),
+              Camera(K, V, EEVEE_SIZE, EEVEE_SIZE), background=white, backend="cpu")
+    images["eevee"] = r.image[0].permute(1, 2, 0).numpy()
     return res.result, tmp, images
 
 
@@ -213,6 +317,54 @@ def test_offscreen_splats_match_the_backend_splatter(child, tag):
     p = _psnr(_u8(got[..., :3]), _u8(ref[tag]))
     print(f"{tag}: PSNR {p:.1f} dB")
     assert p >= MIN_PSNR
+
+
+def test_orthographic_views_draw_the_orthographic_limit(child):
+    """Ortho camera (offscreen, Render Splats) and an ortho viewport draw the avatar like the
+    backend's far, long-lens perspective render; the viewport draw function equals the offscreen
+    render for the same matrices (perspective and ortho, after the worker's re-sort)."""
+    r, tmp, ref = child
+    got = np.load(tmp / "splat_ortho.npy")
+    p = _psnr(_u8(got[..., :3]), _u8(ref["ortho"]))
+    print(f"ortho: PSNR {p:.1f} dB vs the backend at {ORTHO_LIMIT:.0f}x the distance")
+    assert p >= MIN_PSNR
+    assert _psnr(_u8(got[..., :3]), _u8(ref["source"])) < MIN_PSNR - 5  # not the perspective picture
+    assert r["ortho_op"] == ["FINISHED"]
+    op = np.asarray(Image.open(tmp / "ortho_op" / "frame_00001.png").convert("RGB")).astype(np.float32)
+    body = slice(0, SIZE - 40)
+    assert _psnr(op[body], _u8(got[..., :3])[body]) >= MIN_PSNR
+    assert r["viewport_drew"] == [True, True, True] and r["viewport_sorting"]
+    assert max(r["viewport_vs_offscreen"]) < 1e-4
+
+
+def _moments(cov: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mass, centroid (2,) and second central moments (2, 2) of a coverage image, pixels."""
+    ii, jj = np.mgrid[: cov.shape[0], : cov.shape[1]].astype(np.float64)
+    m = cov.sum()
+    c = np.array([(cov * jj).sum(), (cov * ii).sum()]) / m
+    d = np.stack([jj - c[0], ii - c[1]])
+    return m, c, np.einsum("aij,bij,ij->ab", d, d, cov) / m
+
+
+def test_eevee_material_draws_the_splatters_gaussians(child):
+    """The Geometry Nodes display's material rendered by EEVEE covers what the splatter covers, per
+    Gaussian: the same coverage mass (opacity x footprint), centre and shape (second moments),
+    including the tilted disc and the turned 3D ellipsoid."""
+    r, tmp, ref = child
+    eevee = np.load(tmp / "eevee_splats.npy")[..., :3].mean(-1)  # linear: 1 - alpha over white
+    cov_e = np.clip(1.0 - eevee, 0.0, 1.0)
+    cov_b = 1.0 - ref["eevee"].mean(-1)                          # the splatter: 1 - alpha
+    print(f"EEVEE {r['eevee_seconds']:.0f} s")
+    h = EEVEE_SIZE // 2
+    for k, (rows, cols) in enumerate([(slice(0, h), slice(0, h)), (slice(0, h), slice(h, None)),
+                                      (slice(h, None), slice(0, h)), (slice(h, None), slice(h, None))]):
+        (me, ce, se), (mb, cb, sb) = _moments(cov_e[rows, cols]), _moments(cov_b[rows, cols])
+        print(f"Gaussian {k}: mass {me:.1f} / {mb:.1f} px, second moments {np.diag(se).round(1)} / {np.diag(sb).round(1)}")
+        assert mb > 20.0                                  # the splatter draws it here
+        assert abs(me / mb - 1.0) < 0.08
+        assert np.abs(ce - cb).max() < 0.5
+        np.testing.assert_allclose(se, sb, atol=0.1 * np.abs(sb).max())
+    assert np.abs(cov_e - cov_b).mean() < 0.01
 
 
 def test_display_follows_the_rig_in_the_mouth_region(child):
