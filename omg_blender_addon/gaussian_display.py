@@ -2,19 +2,28 @@
 
 A Gaussian object is a mesh of loose vertices (the centres) with the 3DGS point attributes. The
 node group instances a low-poly ellipsoid on every vertex, oriented by ``rot_0..3`` (w, x, y, z,
-Blender frame) and sized by ``exp(scale_i) * Splat Scale`` (the ellipsoid's semi-axes in standard
-deviations), stores the colour ``0.5 + C0 * f_dc`` and the alpha ``sigmoid(opacity)`` on the
-instances, and joins the original vertices back in front of the instances. So the evaluated mesh
-(depsgraph) still holds exactly the deformed centres in order (export and tests read it), while the
-instances draw the splats. The material is unlit (emission: the colours are radiance, as in 3DGS)
-mixed with transparency by a Gaussian falloff across each instance, computed in instance space: the
-avatar's Gaussians are flat discs on the surface, so a point of the unit sphere at instance position
-p lies ``rho = |p - (p.a) a|`` semi-axes from the centre within the disc's plane (a = the thinnest
-axis), i.e. ``k rho`` standard deviations (k = Splat Scale), and its alpha is
-``opacity exp(-0.5 k^2 rho^2)``. Back faces are transparent, so each instance is counted once,
-like a splat. It reads the instance attributes with Attribute nodes of type Instancer, which Material
-Preview, EEVEE and Cycles all support; Splat Scale reaches it as an instance attribute too.
-Node group and material are shared by every Gaussian object and created once per file.
+Blender frame) and sized by ``exp(scale_i) * Splat Scale`` (semi-axes in standard deviations; 3.33
+by default, the splatter's footprint), stores the colour ``0.5 + C0 * f_dc`` and the alpha
+``sigmoid(opacity)`` on the instances, and joins the original vertices back in front of the
+instances. So the evaluated mesh (depsgraph) still holds exactly the deformed centres in order
+(export and tests read it), while the instances draw the splats.
+
+The material is unlit (emission: the colours are radiance, as in 3DGS) mixed with transparency by
+the Gaussian's projected falloff at each pixel: in instance space (EEVEE and Cycles give every
+instance its own object space, so World->Object turns the view ray into the Gaussian's frame, in
+units of Splat Scale standard deviations) the 3D Gaussian's exponent along the pixel's ray is
+smallest at the ray's closest approach to the centre, ``d^2 = |p|^2 - (p.r)^2`` (p: the surface
+point, r: the unit ray), and that minimum is the projected 2D Gaussian's exponent, so alpha =
+``min(0.999, opacity exp(-0.5 k^2 d^2))`` (k = Splat Scale), as the splatter draws it. Back faces are
+culled, so each instance is counted once, like a splat. The colours are display (sRGB) values,
+decoded to linear with the exact sRGB curve; the Standard view transform encodes them back
+(AgX/Filmic change them). EEVEE draws the material with dithered transparency: the instances of one
+object are not sorted for blending (blended mode sorts per object, and a whole Gaussian object is
+one), while dithering resolves the overlap per sample through the depth test and converges to the
+sorted composite with more render samples. It reads the instance attributes with Attribute nodes
+of type Instancer, which Material Preview, EEVEE and Cycles all support; Splat Scale reaches it as
+an instance attribute too. Node group and material are shared by every Gaussian object and created
+once per file.
 """
 
 from __future__ import annotations
@@ -30,9 +39,10 @@ COLOR_ATTRIBUTE = "omg_color"
 ALPHA_ATTRIBUTE = "omg_alpha"
 SIGMA_ATTRIBUTE = "omg_sigmas"  # the ellipsoid's semi-axes in standard deviations (Splat Scale)
 LOCAL_ATTRIBUTE = "omg_local"   # instance-space position on the unit sphere (per instanced vertex)
-THIN_ATTRIBUTE = "omg_thin"     # one-hot of the Gaussian's thinnest axis (per instance)
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
-_VERSION = 4  # bump when the node layout changes: older files get a fresh group
+SPLAT_SCALE = 3.33  # instance semi-axes in standard deviations: the splatter's footprint (splat_shader.EXTEND)
+MAX_ALPHA = 0.999  # the splatter's alpha clamp (backend.render)
+_VERSION = 5  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -45,15 +55,18 @@ def splat_material(created: list | None = None) -> bpy.types.Material:
     if created is not None:
         created.append(mat)
     mat.use_nodes = True
+    # dithered, not blended: blended surfaces are sorted per object, and the instances of one
+    # object come out in index order (measured: 19 dB vs 26 dB dithered, docs/figures/blender.md)
+    mat.surface_render_method = "DITHERED"
+    mat.use_backface_culling = True
+    mat.use_backface_culling_shadow = True
     nt = mat.node_tree
     nt.nodes.clear()
-    color = nt.nodes.new("ShaderNodeAttribute")
-    color.attribute_type, color.attribute_name = "INSTANCER", COLOR_ATTRIBUTE
-    alpha = nt.nodes.new("ShaderNodeAttribute")
-    alpha.attribute_type, alpha.attribute_name = "INSTANCER", ALPHA_ATTRIBUTE
-    sig = nt.nodes.new("ShaderNodeAttribute")
-    sig.attribute_type, sig.attribute_name = "INSTANCER", SIGMA_ATTRIBUTE
-    geo = nt.nodes.new("ShaderNodeNewGeometry")
+
+    def attr(kind: str, name: str):
+        node = nt.nodes.new("ShaderNodeAttribute")
+        node.attribute_type, node.attribute_name = kind, name
+        return node
 
     def m(op, a, b=None):
         node = nt.nodes.new("ShaderNodeMath")
@@ -67,38 +80,66 @@ def splat_material(created: list | None = None) -> bpy.types.Material:
                 nt.links.new(v, node.inputs[i])
         return node.outputs[0]
 
-    local = nt.nodes.new("ShaderNodeAttribute")
-    local.attribute_type, local.attribute_name = "GEOMETRY", LOCAL_ATTRIBUTE
-    thin = nt.nodes.new("ShaderNodeAttribute")
-    thin.attribute_type, thin.attribute_name = "INSTANCER", THIN_ATTRIBUTE
-
-    def vdot(a, b):
+    def vm(op, *args):
         node = nt.nodes.new("ShaderNodeVectorMath")
-        node.operation = "DOT_PRODUCT"
-        nt.links.new(a, node.inputs[0])
-        nt.links.new(b, node.inputs[1])
-        return node.outputs["Value"]
+        node.operation = op
+        for i, v in enumerate(args):
+            if v is None:
+                continue
+            if isinstance(v, (float, tuple)):
+                node.inputs[i].default_value = v if isinstance(v, tuple) else (v, v, v)
+            else:
+                nt.links.new(v, node.inputs[i])
+        return node.outputs["Value" if op in ("DOT_PRODUCT", "LENGTH") else "Vector"]
 
-    along = vdot(local.outputs["Vector"], thin.outputs["Vector"])           # along the thinnest axis
-    rho2 = m("SUBTRACT", vdot(local.outputs["Vector"], local.outputs["Vector"]), m("MULTIPLY", along, along))
+    color = attr("INSTANCER", COLOR_ATTRIBUTE)
+    alpha = attr("INSTANCER", ALPHA_ATTRIBUTE)
+    sig = attr("INSTANCER", SIGMA_ATTRIBUTE)
+    local = attr("GEOMETRY", LOCAL_ATTRIBUTE)
+    geo = nt.nodes.new("ShaderNodeNewGeometry")
+    # the view ray in instance space (units of Splat Scale standard deviations): the instance's
+    # object matrix is rotation * scale, so its inverse turns the ray into the Gaussian's frame
+    to_local = nt.nodes.new("ShaderNodeVectorTransform")
+    to_local.vector_type, to_local.convert_from, to_local.convert_to = "VECTOR", "WORLD", "OBJECT"
+    nt.links.new(geo.outputs["Incoming"], to_local.inputs["Vector"])
+    ray = vm("NORMALIZE", to_local.outputs["Vector"])
+    p = local.outputs["Vector"]
+    # squared distance of the ray from the centre (the 3D Gaussian's exponent is smallest there,
+    # and its projected 2D Gaussian at this pixel is exp(-0.5 k^2 d^2)): |p|^2 - (p.ray)^2
+    along = vm("DOT_PRODUCT", p, ray)
+    d2 = m("MAXIMUM", m("SUBTRACT", vm("DOT_PRODUCT", p, p), m("MULTIPLY", along, along)), 0.0)
     k2 = m("MULTIPLY", sig.outputs["Fac"], sig.outputs["Fac"])
-    falloff = m("EXPONENT", m("MULTIPLY", m("MULTIPLY", rho2, k2), -0.5))   # exp(-0.5 k^2 rho^2)
+    falloff = m("EXPONENT", m("MULTIPLY", m("MULTIPLY", d2, k2), -0.5))
     front = m("SUBTRACT", 1.0, geo.outputs["Backfacing"])
-    fac = m("MULTIPLY", m("MULTIPLY", alpha.outputs["Fac"], falloff), front)
-    # the colours are display (sRGB) values like the photo's; shading works in linear light
-    gamma = nt.nodes.new("ShaderNodeGamma")
-    gamma.inputs["Gamma"].default_value = 2.2
+    fac = m("MINIMUM", m("MULTIPLY", m("MULTIPLY", alpha.outputs["Fac"], falloff), front), MAX_ALPHA)
+    # our own stochastic transparency: opaque where a threshold, fresh for every instance and
+    # every render sample, is below alpha, else clear. EEVEE's dithering hashes object-space
+    # positions, which are the same unit sphere for every instance, so stacked splats would share
+    # thresholds and leave holes that no sample count removes; here the threshold is white noise
+    # of the instance's random number and the sample's world position (sub-pixel jitter moves it)
+    info = nt.nodes.new("ShaderNodeObjectInfo")
+    noise = nt.nodes.new("ShaderNodeTexWhiteNoise")
+    noise.noise_dimensions = "4D"
+    nt.links.new(vm("MULTIPLY", geo.outputs["Position"], 1.0e4), noise.inputs["Vector"])
+    nt.links.new(info.outputs["Random"], noise.inputs["W"])
+    fac = m("GREATER_THAN", fac, noise.outputs["Value"])
+    # the colours are display (sRGB) values like the photo's; shading works in linear light, so
+    # decode with the exact sRGB curve (the Standard view transform encodes with it again)
+    c = color.outputs["Vector"]
+    low = vm("MULTIPLY", c, 1.0 / 12.92)
+    high = vm("POWER", vm("MULTIPLY", vm("ADD", c, 0.055), 1.0 / 1.055), 2.4)
+    step = vm("MULTIPLY", vm("ADD", vm("SIGN", vm("SUBTRACT", c, 0.04045)), 1.0), 0.5)
+    linear = vm("MULTIPLY_ADD", step, vm("SUBTRACT", high, low), low)
     emit = nt.nodes.new("ShaderNodeEmission")
     clear = nt.nodes.new("ShaderNodeBsdfTransparent")
     mix = nt.nodes.new("ShaderNodeMixShader")
     out = nt.nodes.new("ShaderNodeOutputMaterial")
-    nt.links.new(color.outputs["Color"], gamma.inputs["Color"])
-    nt.links.new(gamma.outputs["Color"], emit.inputs["Color"])
+    nt.links.new(linear, emit.inputs["Color"])
     nt.links.new(fac, mix.inputs["Fac"])
     nt.links.new(clear.outputs[0], mix.inputs[1])
     nt.links.new(emit.outputs[0], mix.inputs[2])
     nt.links.new(mix.outputs[0], out.inputs["Surface"])
-    for i, node in enumerate((color, alpha, gamma, clear, emit, mix, out)):
+    for i, node in enumerate((color, alpha, geo, emit, clear, mix, out)):
         node.location = (200 * (i // 2), -200 * (i % 2))
     mat.diffuse_color = (0.8, 0.6, 0.5, 1.0)  # Solid-mode colour
     return mat
@@ -118,7 +159,7 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     iface = ng.interface
     iface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     size = iface.new_socket(SPLAT_SCALE_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
-    size.default_value, size.min_value, size.max_value = 2.0, 0.0, 10.0
+    size.default_value, size.min_value, size.max_value = SPLAT_SCALE, 0.0, 10.0
     size.description = "Ellipsoid semi-axes in standard deviations of each Gaussian"
     cut = iface.new_socket(MIN_ALPHA_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
     cut.default_value, cut.min_value, cut.max_value = 0.02, 0.0, 1.0
@@ -221,19 +262,7 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
 
     inst = N.new("GeometryNodeInstanceOnPoints")
     inst.location = (600, 100)
-    # one-hot of the thinnest axis: a = s0 is smallest, b = s1 (not a) is, c = the rest
-    ls = [attr(f"scale_{i}", -700 - 60 * i) for i in range(3)]
-    a0 = math("MULTIPLY", math("SUBTRACT", 1.0, math("LESS_THAN", ls[1], ls[0])),
-              math("SUBTRACT", 1.0, math("LESS_THAN", ls[2], ls[0])))
-    b0 = math("MULTIPLY", math("SUBTRACT", 1.0, a0), math("SUBTRACT", 1.0, math("LESS_THAN", ls[2], ls[1])))
-    c0 = math("SUBTRACT", math("SUBTRACT", 1.0, a0), b0)
-    store_t = N.new("GeometryNodeStoreNamedAttribute")
-    store_t.data_type, store_t.domain = "FLOAT_VECTOR", "POINT"
-    store_t.inputs["Name"].default_value = THIN_ATTRIBUTE
-    store_t.location = (500, 200)
-    L.new(store_a.outputs["Geometry"], store_t.inputs["Geometry"])
-    L.new(combine([a0, b0, c0], -700), store_t.inputs["Value"])
-    L.new(store_t.outputs["Geometry"], store_s.inputs["Geometry"])
+    L.new(store_a.outputs["Geometry"], store_s.inputs["Geometry"])
     L.new(gin.outputs[SPLAT_SCALE_SOCKET], store_s.inputs["Value"])
     L.new(store_s.outputs["Geometry"], inst.inputs["Points"])
     L.new(visible.outputs[0], inst.inputs["Selection"])
@@ -251,7 +280,7 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     return ng
 
 
-def add_display(obj: bpy.types.Object, splat_scale: float = 2.0, created: list | None = None
+def add_display(obj: bpy.types.Object, splat_scale: float = SPLAT_SCALE, created: list | None = None
                 ) -> bpy.types.NodesModifier:
     """Add the splat modifier as the last modifier of ``obj`` (after any Armature)."""
     ng = splat_node_group(created)

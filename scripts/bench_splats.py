@@ -24,6 +24,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 JAW = 0.3
+EEVEE_SAMPLES = 64
+OLD_SAMPLES, OLD_SPLAT_SCALE = 16, 2.0  # the uniform-alpha ellipsoids as the add-on drew them before
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,20 +37,28 @@ def u8(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255.0).round()
 
 
-def backend_render(av, model, params, lod: int, cam) -> np.ndarray:
+def backend_render(av, model, params, lod: int, cam, linear_light: bool = False, eps2d: float = 0.3) -> np.ndarray:
     """(H, W, 3) float32: the backend splatter's render, posed like its previews (TorchPoser:
-    positions and Gaussian rotations), white background."""
+    positions and Gaussian rotations), white background. ``linear_light``: composite linearised
+    colours and encode the result to sRGB (what EEVEE does under the Standard view transform)."""
     import torch
 
     from omg_avatar.backend.avatar.pose_torch import TorchPoser
     from omg_avatar.backend.render.splat import splat
 
     rest = av.rest_set(lod)
+    colors = np.asarray(rest.colors, np.float32)
+    if linear_light:
+        colors = np.where(colors <= 0.04045, colors / 12.92, ((colors + 0.055) / 1.055) ** 2.4).astype(np.float32)
     with torch.no_grad():
         p = TorchPoser(av, model, lod).pose_params(params)
-        img = splat(p.means[0], p.quats[0], rest.scales, rest.opacities, rest.colors, cam,
-                    background=np.ones(3, np.float32), backend="cpu").image[0]
-    return img.permute(1, 2, 0).numpy()
+        img = splat(p.means[0], p.quats[0], rest.scales, rest.opacities, colors, cam,
+                    background=np.ones(3, np.float32), backend="cpu", eps2d=eps2d).image[0]
+    img = img.permute(1, 2, 0).numpy()
+    if linear_light:
+        img = np.clip(img, 0.0, 1.0)
+        img = np.where(img <= 0.0031308, 12.92 * img, 1.055 * img ** (1 / 2.4) - 0.055)
+    return img
 
 
 def main(argv=None) -> int:
@@ -60,8 +70,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--eevee", action="store_true",
                     help="also render the Geometry Nodes display with EEVEE (Gaussian falloff material and the "
-                         "old uniform-alpha one) at the source view (minutes a frame on llvmpipe)")
+                         "old uniform-alpha ellipsoids) at the source view (minutes a frame on llvmpipe)")
     ap.add_argument("--eevee-lods", type=int, nargs="+", default=[0], help="LODs for --eevee")
+    ap.add_argument("--eevee-size", type=int, default=256, help="EEVEE image size (pixels, square)")
+    ap.add_argument("--eevee-samples", type=int, default=EEVEE_SAMPLES,
+                    help="EEVEE render samples for the falloff material (dithered transparency converges with them)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
@@ -160,7 +173,8 @@ def main(argv=None) -> int:
     eevee = eevee_figures(bpy, scene, rig, av, model, src, zero, args) if args.eevee else None
 
     figures = {"size": args.size, "psnr_db": {str(k): v for k, v in table.items()}, "speed_lod2": timing,
-               "renderer": gpu.platform.renderer_get(), "eevee_gn_psnr_db": eevee}
+               "renderer": gpu.platform.renderer_get(), "eevee_gn_psnr_db": eevee and eevee[1],
+               "eevee_gn": eevee and eevee[0]}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=1))
@@ -169,9 +183,9 @@ def main(argv=None) -> int:
 
 
 def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
-    """PSNR of EEVEE renders of the Geometry Nodes display vs the backend splatter (source view):
-    the Gaussian-falloff material, and the same material with the falloff unlinked (the old
-    uniform-alpha ellipsoids)."""
+    """PSNR of EEVEE renders of the Geometry Nodes display vs the backend splatter (source view,
+    Standard view transform, white world): the Gaussian-falloff material as the add-on sets it
+    up, and the old uniform-alpha ellipsoids (the falloff unlinked, Splat Scale 2, 16 samples)."""
     from PIL import Image
 
     from omg_avatar.backend.render import save_png
@@ -182,10 +196,10 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
     scene.camera = scene_write.add_source_camera(bpy.context, rig)
     r = scene.render
     r.engine = "BLENDER_EEVEE"
-    r.resolution_x = r.resolution_y = args.size
+    r.resolution_x = r.resolution_y = args.eevee_size
     r.film_transparent = False
-    scene.eevee.taa_render_samples = 16
     scene.view_settings.view_transform = "Standard"
+    cam = cam.resized(args.eevee_size, args.eevee_size)
     world = scene.world or bpy.data.worlds.new("World")
     scene.world = world
     world.use_nodes = True
@@ -196,12 +210,32 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
     alpha = next(n for n in nt.nodes if n.bl_idname == "ShaderNodeAttribute"
                  and n.attribute_name == gaussian_display.ALPHA_ATTRIBUTE)
     falloff_link = mix.inputs["Fac"].links[0].from_socket
+    ng = gaussian_display.splat_node_group()
+    scale_id = ng.interface.items_tree[gaussian_display.SPLAT_SCALE_SOCKET].identifier
+    mods = [o.modifiers[gaussian_display.MODIFIER_NAME] for o in bpy.data.objects
+            if o.modifiers.get(gaussian_display.MODIFIER_NAME) is not None]
+    settings = {"size": args.eevee_size, "samples": args.eevee_samples, "old_samples": OLD_SAMPLES,
+                "splat_scale": gaussian_display.SPLAT_SCALE, "old_splat_scale": OLD_SPLAT_SCALE,
+                "render_method": mat.surface_render_method, "view_transform": scene.view_settings.view_transform,
+                "filter_size_px": r.filter_size}
     out = {}
+    variants = (("gaussian_falloff", falloff_link, args.eevee_samples, gaussian_display.SPLAT_SCALE),
+                ("uniform_alpha", alpha.outputs["Fac"], OLD_SAMPLES, OLD_SPLAT_SCALE))
     for lod in args.eevee_lods:
         bpy.ops.omg_avatar.set_lod(lod=lod, avatar="Bench")
         ref = backend_render(av, model, params, lod, cam)
-        for tag, src_socket in (("gaussian_falloff", falloff_link), ("uniform_alpha", alpha.outputs["Fac"])):
+        # what no EEVEE material can change, as the splatter sees it: compositing in linear light,
+        # and the splatter's 0.3 px^2 low-pass (renders without it)
+        settings[f"lod{lod}_linear_light_psnr_db"] = round(psnr(u8(backend_render(
+            av, model, params, lod, cam, linear_light=True)), u8(ref)), 2)
+        settings[f"lod{lod}_no_lowpass_psnr_db"] = round(psnr(u8(backend_render(
+            av, model, params, lod, cam, eps2d=1e-6)), u8(ref)), 2)
+        for tag, src_socket, samples, k in variants:
             nt.links.new(src_socket, mix.inputs["Fac"])
+            scene.eevee.taa_render_samples = samples
+            for m in mods:
+                m[scale_id] = k
+                m.id_data.update_tag()
             path = args.out / f"eevee_lod{lod}_{tag}.png"
             r.filepath = str(path)
             t = time.perf_counter()
@@ -209,10 +243,13 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
             secs = time.perf_counter() - t
             img = np.asarray(Image.open(path).convert("RGB")).astype(np.float64)
             save_png(path, img.astype(np.uint8))  # measured first, then stamped like every render
-            out[f"lod{lod}_{tag}"] = {"psnr_db": round(psnr(img, u8(ref)), 2), "seconds": round(secs, 1)}
+            out[f"lod{lod}_{tag}"] = {"psnr_db": round(psnr(img, u8(ref)), 2), "seconds": round(secs, 1),
+                                      "samples": samples, "splat_scale": k}
             print(f"EEVEE GN display LOD {lod} {tag}: {out[f'lod{lod}_{tag}']['psnr_db']:.1f} dB ({secs:.0f} s)")
         nt.links.new(falloff_link, mix.inputs["Fac"])
-    return out
+        for m in mods:
+            m[scale_id] = gaussian_display.SPLAT_SCALE
+    return settings, out
 
 
 if __name__ == "__main__":
