@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 JAW = 0.3
-EEVEE_SAMPLES = 64
+EEVEE_SAMPLES = 16
 OLD_SAMPLES, OLD_SPLAT_SCALE = 16, 2.0  # the uniform-alpha ellipsoids as the add-on drew them before
 
 
@@ -72,10 +72,11 @@ def main(argv=None) -> int:
                     help="also render the Geometry Nodes display with EEVEE (Gaussian falloff material and the "
                          "old uniform-alpha ellipsoids) at the source view (minutes a frame on llvmpipe)")
     ap.add_argument("--eevee-lods", type=int, nargs="+", default=[0], help="LODs for --eevee")
-    ap.add_argument("--eevee-size", type=int, default=256, help="EEVEE image size (pixels, square)")
+    ap.add_argument("--eevee-size", type=int, default=None, help="EEVEE image size (pixels, square; default --size)")
     ap.add_argument("--eevee-samples", type=int, default=EEVEE_SAMPLES,
                     help="EEVEE render samples for the falloff material (dithered transparency converges with them)")
     args = ap.parse_args(argv)
+    args.eevee_size = args.eevee_size or args.size
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
     import bpy

