@@ -108,6 +108,7 @@ bpy.data.objects.remove(bpy.context.object)
 # orthographic: a Blender ortho camera at the source camera, ORTHO_FX pixels per metre (the backend
 # renders the orthographic limit: the same view from 100x as far with a 100x longer lens)
 import gpu, time
+from mathutils import Matrix
 cam_o = scene_write.add_source_camera(bpy.context, rig)
 cam_o.data.type = "ORTHO"
 cam_o.data.ortho_scale = SIZE / ORTHO_FX
@@ -122,7 +123,12 @@ RESULT["ortho_op"] = sorted(bpy.ops.omg_avatar.render_splats(avatar="Holdout", f
 
 # the viewport draw function itself, into an offscreen buffer, with the cameras' view and window
 # matrices standing in for a 3D view's region: the perspective view first (sorted at once), then
-# the orthographic one (drawn in the previous order while the worker sorts, then in its own)
+# the orthographic one moved 0.5 m back along its axis (the same picture, a new view: drawn in the
+# previous order while the worker sorts, then in its own)
+from mathutils import Vector
+cam_o.matrix_world = cam_o.matrix_world @ Matrix.Translation(Vector((0.0, 0.0, 0.5)))
+bpy.context.view_layer.update()
+view_o = splat_draw.SplatView.from_camera_object(cam_o, SIZE, SIZE)
 dg = bpy.context.evaluated_depsgraph_get()
 def viewport(cam):
     off = gpu.types.GPUOffScreen(SIZE, SIZE, format="RGBA32F")
@@ -163,7 +169,7 @@ gd.add_display(ob)
 camd = bpy.data.cameras.new("eevee cam")
 camd.lens, camd.sensor_width, camd.sensor_fit = 50.0, 36.0, "HORIZONTAL"
 camo = bpy.data.objects.new("eevee cam", camd)
-camo.location, camo.rotation_euler = (0.0, -0.5, 0.0), (math.pi / 2, 0.0, 0.0)
+camo.matrix_world = Matrix.Translation((0.0, -0.5, 0.0)) @ Matrix.Rotation(math.pi / 2, 4, "X")  # looks along +y
 sc.collection.objects.link(camo)
 sc.camera = camo
 world = bpy.data.worlds.new("white")
@@ -334,7 +340,7 @@ def test_orthographic_views_draw_the_orthographic_limit(child):
     body = slice(0, SIZE - 40)
     assert _psnr(op[body], _u8(got[..., :3])[body]) >= MIN_PSNR
     assert r["viewport_drew"] == [True, True, True] and r["viewport_sorting"]
-    assert max(r["viewport_vs_offscreen"]) < 1e-4
+    assert max(r["viewport_vs_offscreen"]) < 2e-3  # float32 matrices: well under one 8-bit step
 
 
 def _moments(cov: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
