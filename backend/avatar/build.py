@@ -6,7 +6,9 @@ Stages (timed in ``BuildResult.seconds``):
   fit         head-model fit to the landmarks -> HeadParams + source camera (backend.face)
   sampling    per LOD: subdivided rest mesh, Gaussian attributes from geometry, HPFS + OAFF colours
   parts       hair volume and torso shell from the portrait mask (avatar.portrait), the mouth
-              interior (mouth.py) and the eyeballs (eyes.py), coloured from the photo
+              interior (mouth.py) and the eyeballs (eyes.py), coloured from the photo; analytic
+              builds make them on a second thread while sampling runs, so this stage's time is
+              only the wait for them after sampling
   metrics     source-view face PSNR/SSIM per LOD (before and after refinement)
   refine      optional photometric refinement with the differentiable splatter
 The learned path (issue 7) replaces sampling by a reconstructor the caller passes in
@@ -310,12 +312,21 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
             progress.report(0.4, "building hair, body, mouth and eyes")
             with_portrait_parts(avatar, analytic_parts(model, params, camera, person, mask, obs.landmarks, opts))
     else:
-        with progress.stage("sampling"):
-            progress.report(0.2, "sampling colours per LOD")
-            heads = analytic_head(model, params, camera, person, mask, levels, opts)
-        with progress.stage("parts"):
-            progress.report(0.4, "building hair, body, mouth and eyes")
-            parts = analytic_parts(model, params, camera, person, mask, obs.landmarks, opts)
+        from concurrent.futures import ThreadPoolExecutor
+
+        # the parts need nothing the head sampling computes: they are built on a second thread
+        # meanwhile, from their own copies of the images (numpy, torch and the depth-buffer kernel
+        # release the GIL; neither side runs a parallel numba kernel, which must not be launched
+        # from two threads at once)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-parts") as pool:
+            parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
+                                    np.array(obs.landmarks, copy=True), opts)
+            with progress.stage("sampling"):
+                progress.report(0.2, "sampling colours per LOD")
+                heads = analytic_head(model, params, camera, person, mask, levels, opts)
+            with progress.stage("parts"):
+                progress.report(0.4, "building hair, body, mouth and eyes")
+                parts = parts_job.result()
         avatar = GaussianAvatar(
             head_model_name=model.name,
             head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()),

@@ -15,6 +15,7 @@ and eye joints the same way.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -127,6 +128,7 @@ def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
 _LBS_CACHE: "weakref.WeakKeyDictionary[HeadModel, OrderedDict]" = weakref.WeakKeyDictionary()
 _LBS_CACHE_SIZE = 16
 _LBS_CACHE_MAX_FRAMES = 8
+_LBS_CACHE_LOCK = threading.Lock()  # a build poses on two threads (head sampling and the parts)
 
 
 def _params_key(params: "HeadParams") -> bytes:
@@ -149,19 +151,23 @@ def lbs_numpy(model: "HeadModel", params: "HeadParams") -> tuple[np.ndarray, np.
     small = params.n_frames <= _LBS_CACHE_MAX_FRAMES
     if small:
         key = _params_key(params)
-        cache = _LBS_CACHE.setdefault(model, OrderedDict())
-        if key in cache:
-            cache.move_to_end(key)
-            return tuple(a.copy() for a in cache[key])  # type: ignore[return-value]
+        with _LBS_CACHE_LOCK:
+            cache = _LBS_CACHE.setdefault(model, OrderedDict())
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+        if hit is not None:
+            return tuple(a.copy() for a in hit)  # type: ignore[return-value]
     tens = HeadModelTensors.from_model(model, "cpu")
     with torch.no_grad():
         out = lbs(tens, torch.as_tensor(params.shape), torch.as_tensor(params.expr),
                   torch.as_tensor(params.pose), torch.as_tensor(params.transl))
     result = (out.vertices.numpy(), out.joints.numpy(), out.transforms.numpy())
     if small:
-        cache[key] = tuple(a.copy() for a in result)
-        while len(cache) > _LBS_CACHE_SIZE:
-            cache.popitem(last=False)
+        with _LBS_CACHE_LOCK:
+            cache[key] = tuple(a.copy() for a in result)
+            while len(cache) > _LBS_CACHE_SIZE:
+                cache.popitem(last=False)
     return result
 
 
