@@ -147,3 +147,57 @@ def test_drive_params_and_indices():
     assert np.allclose(p.pose[:, 2, 0], [0.1, 0.3])
     assert np.allclose(p.transl, [[0.01, 0.0, 2.0], [0.03, 0.0, 2.0]])  # source + relative motion
     assert np.allclose(drive_params(src, drv, [2], relative_translation=False).transl, [[0.02, 0.0, 1.0]])
+
+
+def test_self_reenactment_refits_the_clip_in_the_avatars_framing():
+    """The clip's landmarks (in the track's crop) are re-fitted in the source photo's crop with the
+    avatar's identity, and the global joint stays at the photo's rotation: the render of frame k
+    then lands on frame k's landmarks cut by the photo's crop. (Scoring in the clip-median crop
+    with the clip's own identity left d12's frame 0 with its shoulders turned and a gap below.)"""
+    from types import SimpleNamespace
+
+    import torch
+
+    from backend.eval.protocols.reenactment import ReenactmentOptions, TrackedClip, refit_for_avatar
+    from backend.face.crop import CropInfo, source_camera
+    from backend.face.landmark_model import LandmarkModel
+    from backend.face.solver import Projector
+    from backend.head.loader import load_head_model
+    from backend.head.params import HeadParams
+
+    model = load_head_model(None)
+    rng = np.random.default_rng(3)
+    T = 6
+    shape = (rng.normal(size=model.n_shape) * 0.5).astype(np.float32)
+    photo_global = np.array([0.1, 0.03, 0.0])
+    pose = np.zeros((T, 5, 3))
+    pose[:, 0] = photo_global
+    pose[:, 1, 1] = np.linspace(0.0, 0.3, T)  # the head turns; the shoulders do not
+    pose[:, 2, 0] = np.linspace(0.0, 0.2, T)  # and the jaw opens
+    transl = np.tile([0.005, -0.01, 0.02], (T, 1))
+    cam = source_camera()
+    lmm = LandmarkModel.from_model(model)
+    c = torch.cat([torch.tensor(shape, dtype=torch.float64)[None], torch.zeros(1, model.n_expr, dtype=torch.float64)],
+                  1).expand(T, -1)
+    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), torch.tensor(transl)))
+    in_photo_crop = uv.numpy().astype(np.float32)  # (T, 478, 2) px in the photo's crop
+    photo_crop = CropInfo(100, 40, 620, 512, (1000, 800))
+    track_crop = CropInfo(160, 110, 470, 512, (1000, 800))  # the clip-median crop: tighter, elsewhere
+    track = SimpleNamespace(landmarks=track_crop.to_crop(photo_crop.to_source(in_photo_crop)),
+                            crop=track_crop, has_face=np.ones(T, bool), fps=25.0)
+    clip = TrackedClip(name="synthetic", track=track, frames={}, timing=None, source_frame=None)
+    avatar_params = HeadParams(shape, np.zeros((1, model.n_expr), np.float32), pose[:1].astype(np.float32),
+                               transl[:1].astype(np.float32))
+    build = SimpleNamespace(observation=SimpleNamespace(crop=photo_crop), model=model,
+                            avatar=SimpleNamespace(camera=cam, params=avatar_params))
+    params, frames = refit_for_avatar(clip, build, ReenactmentOptions(track={"smoothing": 0.0}))
+    assert frames == {}
+    np.testing.assert_allclose(params.shape, shape, atol=1e-6)
+    assert np.abs(params.pose[:, 0] - photo_global).max() < 0.01        # shoulders stay put
+    assert np.abs(params.pose[:, 1, 1] - pose[:, 1, 1]).max() < 0.03     # the turn goes to the neck
+    assert np.abs(params.pose[:, 2, 0] - pose[:, 2, 0]).max() < 0.02     # jaw recovered
+    c2 = torch.cat([torch.tensor(params.shape, dtype=torch.float64)[None].expand(T, -1),
+                    torch.tensor(params.expr, dtype=torch.float64)], 1)
+    uv2, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c2, torch.tensor(params.pose, dtype=torch.float64),
+                                                              torch.tensor(params.transl, dtype=torch.float64)))
+    assert np.abs(uv2.numpy() - in_photo_crop).max() < 0.5                # on the photo crop's landmarks
