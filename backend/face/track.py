@@ -33,7 +33,7 @@ import torch
 from ..errors import InputError
 from ..progress import Progress
 from .crop import CROP_SIZE, CropInfo, crop_from_landmarks, source_camera
-from .fit import (JOINT_GLOBAL, FitOptions, fit_joints, frame_prior_weights, landmark_weights, pnp_init,
+from .fit import (JOINT_GLOBAL, JOINT_JAW, FitOptions, fit_joints, frame_prior_weights, landmark_weights, pnp_init,
                   to_head_params)
 from .image import downscale
 from .landmark_model import LandmarkModel
@@ -61,6 +61,12 @@ class TrackOptions:
     n_expr: expression components tracked.
     global_prior: pull of the global rotation towards the identity frames' rotation.
     neck_prior: prior on the neck rotation during tracking (small: it carries head turns).
+    jaw_from_lips: weight (px^2 per rad^2) pulling the jaw to the opening the observed inner-lip gap
+               calls for (jaw_from_lip_gap; 0 = off). Without it the fit opened a wide "O" with
+               the lip components at up to 3x their range over a nearly closed jaw (the stand-in's
+               jaw turns the whole lower face, which the cheek landmarks resist), so the render
+               showed closed teeth where the clip shows the dark cavity (d3, d12).
+    lips_only_gap: share of that gap (in eye-to-upper-lip units) left to the lips alone.
     max_side: frames larger than this are downscaled for mediapipe (landmarks mapped back).
     sequence_fps: frame rate for image-sequence folders.
     fit: the photo-fit settings used for the identity frames (priors, weights, components).
@@ -72,6 +78,8 @@ class TrackOptions:
     batch: int = 64
     n_expr: int = 50
     global_prior: float = 1e4
+    jaw_from_lips: float = 4e5
+    lips_only_gap: float = 0.0
     neck_prior: float = 20.0
     max_side: int = 1280
     sequence_fps: float = 25.0
@@ -249,6 +257,9 @@ def fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.nda
     return state
 
 
+# jaw angle (rad) at which the model's inner-lip gap per radian is measured (jaw_from_lip_gap)
+JAW_RATE_PROBE = 0.2
+
 # Largest change the temporal smoothing may make to an observed landmark coordinate (crop px at 512).
 SMOOTH_MAX_PX = 1.5
 
@@ -304,6 +315,13 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
                                       global_prior=opts.global_prior)
         base_mu = torch.zeros(1, layout.per_frame, dtype=torch.float64)
         base_mu[0, :3] = ref_global  # global is the first joint group in the layout
+        jaw_mu = None
+        lead = [g[0] for g in layout.joints]
+        if opts.jaw_from_lips > 0 and JOINT_JAW in lead:
+            jc = 3 * lead.index(JOINT_JAW)
+            frame_w = frame_w.clone()
+            frame_w[jc] = opts.jaw_from_lips
+            jaw_mu = jaw_from_lip_gap(full, shape, landmarks, opts.lips_only_gap)
         wt_all = torch.as_tensor(w_np)[None]
 
         pose = np.zeros((T, 5, 3))
@@ -322,8 +340,11 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
             f32 = torch.float32
             state = State(shape.to(f32), warm.expr.expand(B, -1).to(f32), warm.pose.expand(B, -1, -1).to(f32),
                           warm.transl.expand(B, -1).to(f32))
+            mu = base_mu.expand(B, -1).clone()
+            if jaw_mu is not None:
+                mu[:, jc] = torch.as_tensor(jaw_mu[ts])
             state, _ = solve_frames(full, proj, state, obs, wt, layout,
-                                    Priors(frame_w, base_mu.expand(B, -1), shape[:0]), opts.iterations)
+                                    Priors(frame_w, mu, shape[:0]), opts.iterations)
             state = State(shape, state.expr.double(), state.pose.double(), state.transl.double())
             pose[ts] = state.pose.numpy()
             transl[ts] = state.transl.numpy()
@@ -339,6 +360,32 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     params = to_head_params(st, model, full)
     conf = np.where(has_face, 1.0 / (1.0 + (np.nan_to_num(rmse, nan=1e9) / CONFIDENCE_PX) ** 2), 0.0)
     return params, conf.astype(np.float32), rmse
+
+
+def jaw_from_lip_gap(lmm: LandmarkModel, shape: torch.Tensor, landmarks: np.ndarray,
+                     lips_only: float = 0.0) -> np.ndarray:
+    """(T,) jaw opening (radians about x) that the observed inner-lip gap calls for.
+
+    landmarks (T, 478, 2) px. The gap between the inner lips' midpoints is measured in units of
+    the distance from the inner eye corners' midpoint to the upper inner lip (vertical like the
+    gap, so head yaw and distance cancel); beyond ``lips_only`` (the share the lips open by
+    themselves) it is converted to a jaw rotation by the model's own gap per radian at rest, in the
+    same units. NaN rows give 0."""
+    from .mediapipe_face import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
+    from ..avatar.mouth import LOWER_INNER_MID, UPPER_INNER_MID
+
+    def ratio(pts):  # (..., L, 2|3) -> gap / (inner eye corners' midpoint .. upper inner lip)
+        gap = np.linalg.norm(pts[..., LOWER_INNER_MID, :] - pts[..., UPPER_INNER_MID, :], axis=-1)
+        eyes = 0.5 * (pts[..., LEFT_EYE_CORNERS[0], :] + pts[..., RIGHT_EYE_CORNERS[0], :])
+        return gap / np.maximum(np.linalg.norm(pts[..., UPPER_INNER_MID, :] - eyes, axis=-1), 1e-9)
+
+    st = State(shape, torch.zeros(2, lmm.n_expr, dtype=torch.float64),
+               torch.zeros(2, 5, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64))
+    st.pose[1, JOINT_JAW, 0] = JAW_RATE_PROBE
+    rest = lmm.points(st.coeffs(), st.pose, st.transl).numpy()
+    per_rad = (ratio(rest[1]) - ratio(rest[0])) / JAW_RATE_PROBE
+    obs = np.nan_to_num(ratio(np.asarray(landmarks, np.float64)), nan=0.0)
+    return np.clip(obs - lips_only, 0.0, None) / max(per_rad, 1e-6)
 
 
 def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
