@@ -252,3 +252,44 @@ def test_tracking_holds_the_global_joint_at_a_given_rotation(head_model):
     free, _, _ = track_landmarks(head_model, lms, np.ones(T, bool), cam, 25.0, TrackOptions(smoothing=0.0),
                                  identity=shape.astype(np.float32))
     assert np.abs(free.pose[:, 0, 1] - photo_global[1]).max() > 0.05  # the clip's mean turn, not the photo's
+
+
+def test_wide_open_lips_go_to_the_jaw(head_model):
+    """A wide "O" seen as an inner-lip gap: the tracker puts it into the jaw (whose teeth and
+    tongue then part in the render) instead of the lip components at several times their range
+    over a closed jaw, which is how d3's and d12's wide-open frames were fitted (closed teeth
+    rendered where the clip shows the dark cavity). jaw_from_lip_gap reads the jaw back from a
+    model-made opening whatever the head's yaw."""
+    from backend.face import TrackOptions, track_landmarks
+    from backend.face.track import jaw_from_lip_gap
+
+    names = list(head_model.expr_names)
+    T = 4
+    shape = np.zeros(head_model.n_shape)
+    expr = np.zeros((T, head_model.n_expr))
+    expr[:, names.index("lower_lip_down")] = 3.0  # the lips alone, far beyond their range
+    expr[:, names.index("upper_lip_up")] = 2.0
+    pose = np.zeros((T, 5, 3))
+    pose[:, 1, 1] = [0.0, 0.2, -0.3, 0.4]
+    lmm = LandmarkModel.from_model(head_model)
+    cam = source_camera()
+    proj = Projector(cam.K, cam.viewmat)
+    c = torch.cat([torch.tensor(shape)[None].expand(T, -1), torch.tensor(expr)], 1)
+    lips, _ = proj.project(lmm.points(c, torch.tensor(pose), torch.zeros(T, 3, dtype=torch.float64)))
+    lips = lips.numpy().astype(np.float32)
+    gap_px = np.linalg.norm(lips[0, 14] - lips[0, 13])
+    assert gap_px > 15.0  # a clearly open mouth
+    on, _, _ = track_landmarks(head_model, lips, np.ones(T, bool), cam, 25.0, TrackOptions(smoothing=0.0),
+                               identity=shape.astype(np.float32))
+    off, _, _ = track_landmarks(head_model, lips, np.ones(T, bool), cam, 25.0,
+                                TrackOptions(smoothing=0.0, jaw_from_lips=0.0), identity=shape.astype(np.float32))
+    assert np.abs(off.pose[:, 2, 0]).max() < 0.03  # the lips explain it exactly: jaw stays shut
+    assert on.pose[:, 2, 0].min() > 0.08           # with the coupling the jaw opens
+    # the estimate itself: a model-made jaw opening read back at any yaw
+    jaw = np.array([0.0, 0.1, 0.2, 0.3])
+    pj = pose.copy()
+    pj[:, 2, 0] = jaw
+    c0 = torch.cat([torch.tensor(shape)[None], torch.zeros(1, head_model.n_expr, dtype=torch.float64)], 1)
+    uv, _ = proj.project(lmm.points(c0.expand(T, -1), torch.tensor(pj), torch.zeros(T, 3, dtype=torch.float64)))
+    est = jaw_from_lip_gap(lmm, torch.tensor(shape)[: lmm.n_shape], uv.numpy())
+    assert np.abs(est - jaw).max() < 0.03
