@@ -62,10 +62,13 @@ class TrackOptions:
     global_prior: pull of the global rotation towards the identity frames' rotation.
     neck_prior: prior on the neck rotation during tracking (small: it carries head turns).
     jaw_from_lips: weight (px^2 per rad^2) pulling the jaw to the opening the observed inner-lip gap
-               calls for (jaw_from_lip_gap; 0 = off). Without it the fit opened a wide "O" with
-               the lip components at up to 3x their range over a nearly closed jaw (the stand-in's
-               jaw turns the whole lower face, which the cheek landmarks resist), so the render
-               showed closed teeth where the clip shows the dark cavity (d3, d12).
+               calls for (jaw_from_lip_gap; 0 = off, the default). Without it the fit opens a wide
+               "O" with the lip components at up to 3x their range over a nearly closed jaw (the
+               stand-in's jaw turns the whole lower face, which the cheek landmarks resist), so the
+               render shows closed teeth where the clip shows the dark cavity (d3, d12). At 4e5 it
+               parts the teeth there (d3 mouth PSNR 6.6 -> 14.5 dB) but costs the clips that talk
+               with a nearly closed mouth more (d0 PSNR full 25.6 -> 22.9 dB, same build):
+               docs/figures/eval.md. Off until the head model's jaw moves the face like a jaw.
     lips_only_gap: share of that gap (in eye-to-upper-lip units) left to the lips alone.
     max_side: frames larger than this are downscaled for mediapipe (landmarks mapped back).
     sequence_fps: frame rate for image-sequence folders.
@@ -78,7 +81,7 @@ class TrackOptions:
     batch: int = 64
     n_expr: int = 50
     global_prior: float = 1e4
-    jaw_from_lips: float = 4e5
+    jaw_from_lips: float = 0.0
     lips_only_gap: float = 0.0
     neck_prior: float = 20.0
     max_side: int = 1280

@@ -255,7 +255,8 @@ def test_tracking_holds_the_global_joint_at_a_given_rotation(head_model):
 
 
 def test_wide_open_lips_go_to_the_jaw(head_model):
-    """A wide "O" seen as an inner-lip gap: the tracker puts it into the jaw (whose teeth and
+    """A wide "O" seen as an inner-lip gap: with jaw_from_lips (off by default) the tracker puts it
+    into the jaw (whose teeth and
     tongue then part in the render) instead of the lip components at several times their range
     over a closed jaw, which is how d3's and d12's wide-open frames were fitted (closed teeth
     rendered where the clip shows the dark cavity). jaw_from_lip_gap reads the jaw back from a
@@ -279,10 +280,10 @@ def test_wide_open_lips_go_to_the_jaw(head_model):
     lips = lips.numpy().astype(np.float32)
     gap_px = np.linalg.norm(lips[0, 14] - lips[0, 13])
     assert gap_px > 15.0  # a clearly open mouth
-    on, _, _ = track_landmarks(head_model, lips, np.ones(T, bool), cam, 25.0, TrackOptions(smoothing=0.0),
-                               identity=shape.astype(np.float32))
-    off, _, _ = track_landmarks(head_model, lips, np.ones(T, bool), cam, 25.0,
-                                TrackOptions(smoothing=0.0, jaw_from_lips=0.0), identity=shape.astype(np.float32))
+    on, _, _ = track_landmarks(head_model, lips, np.ones(T, bool), cam, 25.0,
+                               TrackOptions(smoothing=0.0, jaw_from_lips=4e5), identity=shape.astype(np.float32))
+    off, _, _ = track_landmarks(head_model, lips, np.ones(T, bool), cam, 25.0, TrackOptions(smoothing=0.0),
+                                identity=shape.astype(np.float32))
     assert np.abs(off.pose[:, 2, 0]).max() < 0.03  # the lips explain it exactly: jaw stays shut
     assert on.pose[:, 2, 0].min() > 0.08           # with the coupling the jaw opens
     # the estimate itself: a model-made jaw opening read back at any yaw
