@@ -268,8 +268,9 @@ def test_wide_open_lips_go_to_the_jaw(head_model):
     T = 4
     shape = np.zeros(head_model.n_shape)
     expr = np.zeros((T, head_model.n_expr))
-    expr[:, names.index("lower_lip_down")] = 3.0  # the lips alone, far beyond their range
-    expr[:, names.index("upper_lip_up")] = 2.0
+    for name, w in (("mouthLowerDownLeft", 2.5), ("mouthLowerDownRight", 2.5),  # the lips alone,
+                    ("mouthUpperUpLeft", 1.5), ("mouthUpperUpRight", 1.5)):      # beyond their range
+        expr[:, names.index(name)] = w
     pose = np.zeros((T, 5, 3))
     pose[:, 1, 1] = [0.0, 0.2, -0.3, 0.4]
     lmm = LandmarkModel.from_model(head_model)
