@@ -64,8 +64,6 @@ class MultiViewOptions:
     view;
     visibility_tol_m: a Gaussian is seen when it is at most this far behind the rendered depth;
     prior_weight: weight of the single-photo colour against the fused views' (unseen -> kept);
-    refine_opacities: the refinement over all views also moves opacities (off: they stay the
-    primary build's, fitted to its matte by its own whole-image refinement);
     primary_weight / primary_refine_weight: the primary view's (the anchor or the most frontal one,
     whose single-photo build the others complete) weight against one other view in fusion / in the
     refinement loss: where it sees well the avatar stays its photo's (on the shared clips an equal
@@ -84,7 +82,6 @@ class MultiViewOptions:
     primary_refine_weight: float = 5.0
     refine_seconds: float = 20.0
     refine_steps: int = 200
-    refine_opacities: bool = False
 
 
 @dataclass
@@ -262,14 +259,13 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
     for lod in avatar.levels:
         acc = np.zeros((avatar.counts()[lod]["total"], 3), np.float64)
         wsum = np.zeros(len(acc), np.float64)
-        rest = avatar.rest_set(lod)
         for k, v in enumerate(views):
             c, w = view_samples(avatar, model, v, lod, mv.visibility_tol_m, backend)
-            if k == primary:  # the primary build's own (refined) colours where its photo shows them
-                c, w = rest.colors, w * mv.primary_weight
+            w = w * (mv.primary_weight if k == primary else 1.0)
             acc += w[:, None] * c
             wsum += w
         n_head = len(avatar.lods[lod])
+        rest = avatar.rest_set(lod)
         fused = (acc + mv.prior_weight * rest.colors) / (wsum + mv.prior_weight)[:, None]
         avatar.lods[lod].colors = fused[:n_head].astype(np.float32)
         if lod == finest:
@@ -342,8 +338,7 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
         colors = torch.from_numpy(rest.colors.copy()).requires_grad_(True)
         op = np.clip(rest.opacities, 1e-4, 1 - 1e-4)
         op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
-        optim = torch.optim.Adam([{"params": [colors], "lr": 0.02},
-                                  {"params": [op_logit], "lr": 0.05 if mv.refine_opacities else 0.0}])
+        optim = torch.optim.Adam([{"params": [colors], "lr": 0.02}, {"params": [op_logit], "lr": 0.05}])
         t0, n = time.perf_counter(), 0
         while n < mv.refine_steps and (n == 0 or time.perf_counter() - t0 < budget):
             optim.zero_grad(set_to_none=True)
@@ -451,9 +446,7 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     pv = views[primary]
     fit = FitResult(params=pv.params, camera=pv.camera, rmse_px=float(rmse[primary]),
                     mean_error_px=float(rmse[primary]), seconds=0.0)
-    # the primary view is built as its single photo would be, refinement included (whole image,
-    # opacities against its matte); the other views then complete it
-    single_opts = replace(opts, metrics=False)
+    single_opts = replace(opts, refine=False, metrics=False)
     result = build_avatar(None, single_opts, _scaled(progress, 0.25, 0.6), prepared=(pv.observation, fit, pv.label))
     seconds["build"] = time.perf_counter() - t
     avatar = result.avatar

@@ -92,11 +92,9 @@ def multiview_reenactment(clip: TrackedClip, path: str | Path, scorer: FrameScor
     t0 = time.perf_counter()
     # anchored on the single photo's frame: both avatars share framing, body and rest pose there
     mv = MultiViewOptions(views=views, views_from=(0, last_view), anchor_frame=SOURCE_FRAME)
-    multi_build = dict(opts.build)
-    if "refine_seconds" in opts.build:  # the single-photo build's refinement budget, split in halves:
-        half = 0.5 * float(opts.build["refine_seconds"])  # the primary view's own + over all views
-        mv.refine_seconds = multi_build["refine_seconds"] = half
-    multi = build_from_views([path], build_options(opts.lods, multi_build), mv, progress)
+    if "refine_seconds" in opts.build:  # the same refinement budget as the single-photo build
+        mv.refine_seconds = float(opts.build["refine_seconds"])
+    multi = build_from_views([path], build_options(opts.lods, opts.build), mv, progress)
     t_multi = time.perf_counter() - t0
 
     held = sorted(i for i in clip.frames if i > last_view)
