@@ -23,7 +23,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -145,13 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             save_png(folder / f"frame_{i:02d}.png", f)
         front = folder / f"frame_{YAWS.index(0.0):02d}.png"
         single_res = build_avatar(front, opts)
-        # the same refinement budget, split between the primary view's own and the one over all views
-        half = 0.5 * args.refine_seconds
         # one known head, so the mixture-of-people check (landmark identity fits, a weak identity
         # measure: the painted renders spread about as much as different people's) is relaxed here
-        mv = MultiViewOptions(views=args.views, refine_seconds=half, anchor_frame=YAWS.index(0.0),
+        mv = MultiViewOptions(views=args.views, refine_seconds=args.refine_seconds, anchor_frame=YAWS.index(0.0),
                               identity_spread=IDENTITY_SPREAD_OFF, identity_spread_error=IDENTITY_SPREAD_OFF)
-        multi_res = build_from_views([folder], replace(opts, refine_seconds=half), mv)
+        multi_res = build_from_views([folder], opts, mv)  # the same refinement budget, over all views
     single, multi = single_res.avatar, multi_res.avatar
     rows = [render(a, model, SHOWN) for a in (truth, single, multi)]
     psnr = {key: shown_psnr(res, row, frames) for key, res, row in (("single", single_res, rows[1]),
