@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..face.mediapipe_face import INNER_CORNER_L, INNER_CORNER_R, INNER_LIP, LOWER_INNER_MID, UPPER_INNER_MID
 from .attributes import frame_from_normals, matrix_to_quat
 from .gaussians import GaussianSet, SkinnedPart
 
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
     from ..head.model import HeadModel
     from ..render.camera import Camera
 
-# mediapipe face-mesh indices of the inner lip contour (closed loop) and the inner corners
-INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
-INNER_CORNER_R, INNER_CORNER_L = 78, 308
-UPPER_INNER_MID, LOWER_INNER_MID = 13, 14
 GLOBAL, NECK, JAW = 0, 1, 2
 MOUTH_PARTS = ("teeth_upper", "teeth_lower", "gums", "tongue", "cavity")
 

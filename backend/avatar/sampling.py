@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from ..face.mediapipe_face import INNER_LIP
 from .imageops import bilinear, blur
 from .synthesis import SynthesisOptions, synthesize_unseen
 
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from ..head.model import HeadModel
     from ..render.camera import Camera
 
-# mediapipe face-mesh indices of the inner lip contour (FACEMESH_LIPS, inner ring)
-INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 REGION_SKIN, REGION_EYES = 0, 1
 
 

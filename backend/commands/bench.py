@@ -21,7 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "build": "avatar.bench",
     "preview": "preview.bench",
     "refine": "avatar.refine_bench",
-    "arkit": "motion.roundtrip",
+    "arkit": "eval.arkit_roundtrip",
 }
 
 

@@ -24,6 +24,11 @@ LEFT_EYE_CORNERS = (362, 263)   # subject's left eye (image right), inner and ou
 RIGHT_EYE_CORNERS = (133, 33)   # subject's right eye (image left)
 MOUTH_CORNERS = (61, 291)
 IRIS_CENTERS = (468, 473)       # subject's right iris centre, left iris centre
+# The inner-lip loop (upper lip from corner 78 to corner 308, then the lower lip back): the mouth's
+# opening, its inner corners and the mid points of the upper and lower inner lip.
+INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+INNER_CORNER_R, INNER_CORNER_L = 78, 308
+UPPER_INNER_MID, LOWER_INNER_MID = 13, 14
 
 
 @dataclass

@@ -375,7 +375,7 @@ def jaw_from_lip_gap(lmm: LandmarkModel, shape: torch.Tensor, landmarks: np.ndar
     themselves) it is converted to a jaw rotation by the model's own gap per radian at rest, in the
     same units. NaN rows give 0."""
     from .mediapipe_face import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
-    from ..avatar.mouth import LOWER_INNER_MID, UPPER_INNER_MID
+    from .mediapipe_face import LOWER_INNER_MID, UPPER_INNER_MID
 
     def ratio(pts):  # (..., L, 2|3) -> gap / (inner eye corners' midpoint .. upper inner lip)
         gap = np.linalg.norm(pts[..., LOWER_INNER_MID, :] - pts[..., UPPER_INNER_MID, :], axis=-1)

@@ -14,11 +14,7 @@ import numpy as np
 
 from ...image_metrics import hull_mask
 
-# mediapipe face-mesh inner-lip loop (upper lip from corner 78 to corner 308, then the lower lip
-# back): the opening of the mouth.
-INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
-INNER_LIP_TOP, INNER_LIP_BOTTOM = 13, 14         # mid upper / mid lower inner-lip points
-INNER_LIP_CORNERS = (78, 308)
+from ...face.mediapipe_face import INNER_CORNER_L, INNER_CORNER_R, INNER_LIP, LOWER_INNER_MID, UPPER_INNER_MID
 # A frame counts as "mouth open" when the inner-lip gap (13-14) is at least this share of the
 # inner-lip width (78-308). Talking and closed smiles stay below ~0.15; a wide "O" reaches 0.5+.
 MOUTH_OPEN_THRESHOLD = 0.25
@@ -46,8 +42,8 @@ def portrait_union(alpha: np.ndarray, mask: np.ndarray, threshold: float = MASK_
 def mouth_opening(landmarks: np.ndarray) -> float:
     """Inner-lip gap over inner-lip width (dimensionless) from (478, 2+) mediapipe landmarks."""
     lm = np.asarray(landmarks, np.float64)[:, :2]
-    gap = np.linalg.norm(lm[INNER_LIP_TOP] - lm[INNER_LIP_BOTTOM])
-    width = np.linalg.norm(lm[INNER_LIP_CORNERS[0]] - lm[INNER_LIP_CORNERS[1]])
+    gap = np.linalg.norm(lm[UPPER_INNER_MID] - lm[LOWER_INNER_MID])
+    width = np.linalg.norm(lm[INNER_CORNER_R] - lm[INNER_CORNER_L])
     return float(gap / width) if width > 0 else float("nan")
 
 

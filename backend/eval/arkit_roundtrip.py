@@ -140,7 +140,7 @@ def weights_to_params(avatar, model, weights: np.ndarray):
     """(T, 52) ARKit weights -> HeadParams at the avatar's source frame (identity, global pose and
     translation kept; expression, jaw and eyes from the default mapping; neck at rest)."""
     from ..head.params import HeadParams
-    from .arkit import default_mapping, sources_to_targets
+    from ..motion.arkit import default_mapping, sources_to_targets
 
     expr, pose, _ = sources_to_targets(weights, list(ARKIT_NAMES), default_mapping(), list(model.expr_names))
     src = avatar.params.frame(0)
@@ -153,7 +153,7 @@ def weights_to_params(avatar, model, weights: np.ndarray):
 def params_to_weights(model, expr: np.ndarray, pose: np.ndarray) -> np.ndarray:
     """Tracked (T, E) expression and (T, 5, 3) pose -> (T, 52) ARKit weights (default mapping's
     bounded inverse)."""
-    from .arkit import default_mapping, targets_to_sources
+    from ..motion.arkit import default_mapping, targets_to_sources
 
     return targets_to_sources(expr, pose, default_mapping(), list(model.expr_names), ARKIT_NAMES)
 
@@ -190,7 +190,7 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
     """Render random ARKit-52 sequences of ``avatar`` (built on the stand-in) at its source camera,
     track the renders and compare the recovered weights with the truth. ``workdir``: where the
     watermarked frames go (default: a temporary folder, removed afterwards)."""
-    from ..eval.protocols.rendering import render_frames
+    from .protocols.rendering import render_frames
     from ..face.track import TrackOptions, track_video
     from ..render.watermark import save_png
 
