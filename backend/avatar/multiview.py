@@ -12,7 +12,8 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
             from the views that see it, weighted by visibility (rendered depth), facing angle and
             sampling resolution; what no view saw keeps the single-photo completion
   carve     hair Gaussians outside any view's portrait silhouette are removed (a visual hull)
-  refine    colours and opacities against all views at once (one batched render per step)
+  refine    colours and opacities against all views at once (one batched render per step), with
+            the single photo's whole-portrait terms (refine.refine_views)
 """
 
 from __future__ import annotations
@@ -308,64 +309,43 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
 
 def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
                  backend: str = "auto", progress: Progress | None = None, primary: int | None = None) -> dict[int, int]:
-    """Colours and opacities of every LOD (parts at the finest) optimised against all views at once:
-    each step renders the K posed views in one batched splat; view ``primary`` counts
-    ``mv.primary_refine_weight`` times in the loss and the coverage. Adam steps are scaled per
-    Gaussian by its coverage over the views (refine.py's trust), so what no view shows keeps its
-    colour. Returns steps per LOD."""
-    import torch
-
-    from ..render.splat import splat
-    from .refine import _ssim_map, source_coverage
+    """Colours and opacities of every LOD (parts at the finest) refined against all views at once
+    with the single photo's whole-portrait terms (refine.refine_views): per view, the render
+    against its own alpha times the view's foreground colours over the whole image, and its alpha
+    against the view's matte. View ``primary`` counts ``mv.primary_refine_weight`` times in the
+    loss and the coverage; a Gaussian no view covers (the synthesized back no view saw) stays
+    frozen. Positions stay (the views' poses differ, so one world offset would not fit them all).
+    The budget ``mv.refine_seconds`` is split over the LODs by Gaussian count. Returns steps per LOD."""
+    from ..face.matte import foreground_colors
+    from .refine import RefineOptions, RefineView
+    from .refine import refine_views as refine_against
 
     progress = progress or Progress()
     steps: dict[int, int] = {}
     finest = max(avatar.levels)
     total = sum(avatar.counts()[l]["total"] for l in avatar.levels)
-    target = torch.from_numpy(np.stack([v.image.transpose(2, 0, 1) for v in views]))          # (K, 3, H, W)
-    view_w = np.array([mv.primary_refine_weight if k == primary else 1.0 for k in range(len(views))], np.float32)
-    w = torch.from_numpy(np.stack([v.mask * vw for v, vw in zip(views, view_w)]).astype(np.float32))[:, None]  # (K, 1, H, W)
-    wsum = w.sum().clamp(min=1.0) * 3
-    cams = [v.camera for v in views]
+    fgs = [foreground_colors(v.image, v.mask) for v in views]
+    ones = np.ones(views[0].mask.shape, np.float32)
     for lod in avatar.levels:
-        budget = mv.refine_seconds * avatar.counts()[lod]["total"] / total
         sets = [posed_set(avatar, model, v.params, lod) for v in views]
-        means = torch.from_numpy(np.stack([s.means for s in sets]))                            # (K, N, 3)
-        rest = sets[0]
-        quats, scales = torch.from_numpy(rest.quats), torch.from_numpy(rest.scales)
-        trust = sum(float(vw) * source_coverage(s, v.camera, backend) for s, v, vw in zip(sets, views, view_w))
-        trust = (trust / 4.0).clamp(0.0, 1.0)
-        colors = torch.from_numpy(rest.colors.copy()).requires_grad_(True)
-        op = np.clip(rest.opacities, 1e-4, 1 - 1e-4)
-        op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
-        optim = torch.optim.Adam([{"params": [colors], "lr": 0.02}, {"params": [op_logit], "lr": 0.05}])
-        t0, n = time.perf_counter(), 0
-        while n < mv.refine_steps and (n == 0 or time.perf_counter() - t0 < budget):
-            optim.zero_grad(set_to_none=True)
-            res = splat(means, quats, scales, torch.sigmoid(op_logit), colors, cams,
-                        background=torch.zeros(3), backend=backend)
-            img = res.image.cpu()
-            loss = 0.8 * ((img - target).abs() * w).sum() / wsum \
-                + 0.2 * ((1 - _ssim_map(img, target)) * w).sum() / wsum
-            loss.backward()
-            before = [colors.detach().clone(), op_logit.detach().clone()]
-            optim.step()
-            with torch.no_grad():
-                for param, old in zip((colors, op_logit), before):
-                    t = trust if param.dim() == 1 else trust[:, None]
-                    param.copy_(old + t * (param - old))
-                colors.clamp_(0.0, 1.0)
-            n += 1
-            progress.report(min(1.0, (time.perf_counter() - t0) / max(budget, 1e-6)), f"refining LOD {lod} over "
-                            f"{len(views)} views (step {n})")
-        c = colors.detach().numpy()
-        o = torch.sigmoid(op_logit).detach().numpy()
+        targets = [RefineView(v.camera, v.image, ones, v.mask, fg, s.means, s.quats,
+                              mv.primary_refine_weight if k == primary else 1.0)
+                   for k, (v, s, fg) in enumerate(zip(views, sets, fgs))]
+        ropts = RefineOptions(seconds=mv.refine_seconds * avatar.counts()[lod]["total"] / total,
+                              max_steps=mv.refine_steps, backend=backend)
+
+        def on_step(step: int, frac: float, lod: int = lod) -> None:
+            progress.report(frac, f"refining LOD {lod} over {len(views)} views (step {step})")
+
+        res = refine_against(sets[0], None, targets, ropts, on_step)
         n_head = len(avatar.lods[lod])
-        avatar.lods[lod].colors, avatar.lods[lod].opacities = c[:n_head].copy(), o[:n_head].copy()
+        avatar.lods[lod].colors = res.colors[:n_head].astype(np.float32)
+        avatar.lods[lod].opacities = res.opacities[:n_head].astype(np.float32)
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
-                part.gaussians.colors, part.gaussians.opacities = c[sl].copy(), o[sl].copy()
-        steps[lod] = n
+                part.gaussians.colors = res.colors[sl].astype(np.float32)
+                part.gaussians.opacities = res.opacities[sl].astype(np.float32)
+        steps[lod] = res.steps
     return steps
 
 

@@ -22,7 +22,7 @@ nudge change: scales and rotations stay those of the mesh so novel views keep th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -92,58 +92,115 @@ def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") ->
     return ones.grad[:, 0].detach().cpu()
 
 
+@dataclass
+class RefineView:
+    """One view the refinement matches (shapes for N Gaussians, an H x W image).
+
+    means (N, 3) / quats (N, 4) float32: the Gaussians posed for this view (world metres, wxyz);
+    None: the refined set's own. camera: the view's Camera. photo (H, W, 3) float32 [0, 1]: the
+    colour target where ``foreground`` is None. mask (H, W) float32: colour-loss weights (ones: the
+    whole image). portrait (H, W) float32 [0, 1]: the alpha target (None: ``mask``). foreground
+    (H, W, 3) float32 [0, 1] or None: the person's own colour (face.matte.foreground_colors); when
+    given, the colour target is the render's own alpha (no gradient) times it. weight: this view's
+    say in the loss and in the coverage that frees Gaussians (a primary view may weigh more)."""
+
+    camera: "Camera"
+    photo: np.ndarray
+    mask: np.ndarray
+    portrait: np.ndarray | None = None
+    foreground: np.ndarray | None = None
+    means: np.ndarray | None = None
+    quats: np.ndarray | None = None
+    weight: float = 1.0
+
+
 def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
            opts: "RefineOptions | None" = None, on_step: Callable[[int, float], None] | None = None,
            portrait: np.ndarray | None = None, foreground: np.ndarray | None = None) -> RefineResult:
-    """Optimise ``gs`` (world frame, source pose) against ``photo``; see :func:`_refine`. On the
-    CPU, torch runs with ``opts.cpu_torch_threads`` intra-op threads meanwhile."""
+    """Optimise ``gs`` (world frame, source pose) against one photo: :func:`refine_views` with one
+    view (see it for the arguments)."""
+    view = RefineView(camera, photo, mask, portrait, foreground)
+    return refine_views(gs, movable, [view], opts, on_step)
+
+
+def refine_views(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView]",
+                 opts: "RefineOptions | None" = None,
+                 on_step: Callable[[int, float], None] | None = None) -> RefineResult:
+    """Optimise ``gs``'s colours and opacities (and, with ``movable``, small offsets) against all
+    ``views`` at once: every step renders the K views in one (batched) splat. On the CPU, torch
+    runs with ``opts.cpu_torch_threads`` intra-op threads meanwhile.
+
+    movable (N,) bool or None (nothing moves): Gaussians allowed to move; the offsets are world
+    offsets shared by the views, so give it only where the views share one pose (one view).
+    on_step(step, fraction_of_budget) is called after every step (progress / cancellation).
+    """
     from ..render.splat import select_backend
 
     opts = opts or RefineOptions()
+    if not views:
+        raise ValueError("refine_views needs at least one view")
     threads = opts.cpu_torch_threads if select_backend(opts.backend) == "cpu" else None
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _refine(gs, movable, photo, mask, camera, opts, on_step, portrait, foreground)
+        return _refine(gs, movable, views, opts, on_step)
     finally:
         if threads:
             torch.set_num_threads(before)
 
 
-def _refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
-           opts: RefineOptions | None = None, on_step: Callable[[int, float], None] | None = None,
-           portrait: np.ndarray | None = None, foreground: np.ndarray | None = None) -> RefineResult:
-    """Optimise ``gs`` (world frame, source pose) against ``photo``.
+def _stack(arrays: "list[np.ndarray]", transpose: tuple[int, ...] | None = None) -> torch.Tensor:
+    out = np.stack([np.asarray(a, np.float32) if transpose is None else np.asarray(a, np.float32).transpose(transpose)
+                    for a in arrays])
+    return torch.from_numpy(np.ascontiguousarray(out))
 
-    movable (N,) bool: Gaussians allowed to move (the head; shoulders stay on their plane).
-    photo (H, W, 3) float32 [0, 1], mask (H, W) float32 loss weights (portrait mask).
-    portrait (H, W) float32 [0, 1]: the alpha target (default ``mask``).
-    foreground (H, W, 3) float32 [0, 1] or None: the person's colour everywhere (see the module
-    docstring); when given, the colour target is the render's own alpha (no gradient) times it,
-    weighted by ``mask`` (ones: the whole image), and ``photo`` is unused.
-    on_step(step, fraction_of_budget) is called after every step (progress / cancellation).
+
+def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView]", opts: RefineOptions,
+            on_step: Callable[[int, float], None] | None = None) -> RefineResult:
+    """The optimisation of :func:`refine_views`.
+
+    Per view k: colour loss (1 - ssim_weight) L1 + ssim_weight (1 - SSIM) weighted by mask_k x
+    weight_k, normalised over all views; alpha loss: the weight-averaged mean |alpha_k -
+    portrait_k|. A Gaussian's Adam step is scaled by its coverage summed over the views
+    (sum_k weight_k x coverage_k / full_trust_px, clamped to 1): what no view covers stays frozen.
     """
     from ..render.splat import splat
 
-    opts = opts or RefineOptions()
     t0 = time.perf_counter()
-    src = photo if foreground is None else foreground
-    target = torch.from_numpy(np.ascontiguousarray(np.asarray(src, np.float32).transpose(2, 0, 1)))[None]  # (1, 3, H, W)
-    w = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]           # (1, 1, H, W)
+    K = len(views)
+    vw = torch.tensor([float(v.weight) for v in views], dtype=torch.float32)              # (K,)
+    target = _stack([v.photo if v.foreground is None else v.foreground for v in views], (2, 0, 1))  # (K, 3, H, W)
+    use_fg = torch.tensor([v.foreground is not None for v in views])[:, None, None, None]   # (K, 1, 1, 1)
+    w = _stack([np.asarray(v.mask, np.float32) * np.float32(v.weight) for v in views])[:, None]  # (K, 1, H, W)
     wsum = w.sum().clamp(min=1.0) * 3
-    a_target = torch.from_numpy(np.ascontiguousarray(mask if portrait is None else portrait, np.float32))[None]
-    means0 = torch.from_numpy(gs.means)
-    quats, scales = torch.from_numpy(gs.quats), torch.from_numpy(gs.scales)
+    a_target = _stack([v.mask if v.portrait is None else v.portrait for v in views])      # (K, H, W)
+    if K == 1:  # the single-photo refinement: unbatched render, as it always was
+        means0 = torch.from_numpy(gs.means if views[0].means is None else views[0].means)
+        quats = torch.from_numpy(gs.quats if views[0].quats is None else views[0].quats)
+        cams = views[0].camera
+    else:
+        means0 = _stack([gs.means if v.means is None else v.means for v in views])          # (K, N, 3)
+        quats = _stack([gs.quats if v.quats is None else v.quats for v in views])          # (K, N, 4)
+        cams = [v.camera for v in views]
+    scales = torch.from_numpy(gs.scales)
     colors = torch.from_numpy(gs.colors.copy()).requires_grad_(True)
     op = np.clip(gs.opacities, 1e-4, 1 - 1e-4)
     op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
-    offsets = torch.zeros_like(means0, requires_grad=True)
-    mov = torch.from_numpy(np.asarray(movable, np.float32))[:, None]
+    offsets = torch.zeros(len(gs.means), 3, requires_grad=True)
+    mov = torch.from_numpy(np.zeros(len(gs.means), np.float32) if movable is None
+                           else np.asarray(movable, np.float32))[:, None]
     # Adam steps every parameter by about its learning rate however small its gradient, so Gaussians
-    # the photo barely shows (grazing angles, the closed mouth's interior) would drift to arbitrary
-    # colours; each Gaussian's step is scaled by how much of the source view it covers.
-    trust = (source_coverage(gs, camera, opts.backend) / opts.full_trust_px).clamp(0.0, 1.0)  # (N,)
+    # the views barely show (grazing angles, the closed mouth's interior, the synthesized back no
+    # view saw) would drift to arbitrary colours; each Gaussian's step is scaled by how much of the
+    # views it covers.
+    cover = None
+    for v in views:
+        c = source_coverage(replace(gs, means=gs.means if v.means is None else v.means,
+                                    quats=gs.quats if v.quats is None else v.quats), v.camera, opts.backend)
+        c = c if v.weight == 1.0 else float(v.weight) * c
+        cover = c if cover is None else cover + c
+    trust = (cover / opts.full_trust_px).clamp(0.0, 1.0)  # (N,)
     optim = torch.optim.Adam([
         {"params": [colors], "lr": opts.lr_color},
         {"params": [op_logit], "lr": opts.lr_opacity},
@@ -158,19 +215,20 @@ def _refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nd
     while step < opts.max_steps and (step == 0 or time.perf_counter() - t0 < opts.seconds):
         optim.zero_grad(set_to_none=True)
         tp = clock()
-        res = splat(means0 + offsets * mov, quats, scales, torch.sigmoid(op_logit), colors, camera,
+        res = splat(means0 + offsets * mov, quats, scales, torch.sigmoid(op_logit), colors, cams,
                     background=bg, backend=opts.backend)
-        img = res.image.cpu() if res.image.device.type != "cpu" else res.image
-        alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha   # (1, H, W)
+        img = res.image.cpu() if res.image.device.type != "cpu" else res.image   # (K, 3, H, W)
+        alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha   # (K, H, W)
         stages["forward"] += clock() - tp
         tp = clock()
-        tgt = target if foreground is None else target * alpha.detach()[:, None]
+        tgt = torch.where(use_fg, target * alpha.detach()[:, None], target)
         l1 = ((img - tgt).abs() * w).sum() / wsum
         loss = (1 - opts.ssim_weight) * l1
         if opts.ssim_weight > 0:
             loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, tgt)) * w).sum() / wsum
         if opts.alpha_weight > 0:
-            loss = loss + opts.alpha_weight * (alpha - a_target).abs().mean()
+            da = (alpha - a_target).abs()
+            loss = loss + opts.alpha_weight * (da.mean() if K == 1 else (da.mean((1, 2)) * vw).sum() / vw.sum())
         loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
         stages["loss"] += clock() - tp
         tp = clock()
