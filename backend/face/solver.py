@@ -78,7 +78,8 @@ class State:
 class Priors:
     """Gaussian priors as (weight, mean) per block; weights are in squared-pixel units per unit.
 
-    frame_w (P_frame,) weights in the per-frame layout order; frame_mu (B, P_frame) means;
+    frame_w (P_frame,) weights in the per-frame layout order, or (B, P_frame) per frame;
+    frame_mu (B, P_frame) means;
     shape_w (n_shape,) weights towards zero.
     """
 
@@ -279,7 +280,8 @@ def solve_frames(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.T
         if it < iterations:
             active = torch.arange(B)  # everyone takes the first ``iterations`` steps
         sub = _take(state, active)
-        sub_pri = Priors(priors.frame_w, priors.frame_mu[active], priors.shape_w)
+        fw = priors.frame_w[active] if priors.frame_w.ndim == 2 else priors.frame_w
+        sub_pri = Priors(fw, priors.frame_mu[active], priors.shape_w)
         new, new_cost, new_mu = _lm_step(lmm, proj, sub, obs[active], w[active], layout, sub_pri,
                                          cost[active], mu[active])
         gain = (cost[active] - new_cost) / cost[active].clamp_min(1e-12)

@@ -33,7 +33,7 @@ import torch
 from ..errors import InputError
 from ..progress import Progress
 from .crop import CROP_SIZE, CropInfo, crop_from_landmarks, source_camera
-from .fit import (JOINT_GLOBAL, JOINT_JAW, FitOptions, fit_joints, frame_prior_weights, landmark_weights, pnp_init,
+from .fit import (JOINT_GLOBAL, JOINT_JAW, JOINT_NECK, FitOptions, fit_joints, frame_prior_weights, landmark_weights, pnp_init,
                   to_head_params)
 from .image import downscale
 from .landmark_model import LandmarkModel
@@ -62,13 +62,19 @@ class TrackOptions:
     global_prior: pull of the global rotation towards the identity frames' rotation.
     neck_prior: prior on the neck rotation during tracking (small: it carries head turns).
     jaw_from_lips: weight (px^2 per rad^2) pulling the jaw to the opening the observed inner-lip gap
-               calls for (jaw_from_lip_gap; 0 = off, the default). Without it the fit opens a wide
-               "O" with the lip components at up to 3x their range over a nearly closed jaw (the
-               stand-in's jaw turns the whole lower face, which the cheek landmarks resist), so the
-               render shows closed teeth where the clip shows the dark cavity (d3, d12). At 4e5 it
-               parts the teeth there (d3 mouth PSNR 6.6 -> 14.5 dB) but costs the clips that talk
-               with a nearly closed mouth more (d0 PSNR full 25.6 -> 22.9 dB, same build):
-               docs/figures/eval.md. Off until the head model's jaw moves the face like a jaw.
+               calls for (jaw_from_lip_gap; 0 = off), on wide-open frames only (jaw_gate) and only
+               where the plain fit left the jaw JAW_SLACK_RAD short of it (those frames are solved
+               again). Without it the fit opens a wide "O" with the lip components over a nearly
+               closed jaw (the jaw turns the whole lower face, which the cheek landmarks resist), so
+               the render shows a band of closed teeth where the clip shows the dark cavity (d3:
+               mouth PSNR 7.2 -> 18.8 dB on its wide frames). Applied to every frame it also
+               opened the jaw of d0's toothy smile (teeth together, lips apart) and cost d0 2-3 dB
+               of PSNR full; gated, d0's and d19's frames keep the plain fit.
+    jaw_gate: inner-lip opening (gap / inner width, mediapipe 13-14 over 78-308) from which the
+               jaw coupling starts and at which it reaches full weight: a smile showing closed
+               teeth stays below the first (d0: up to 0.24), a wide "O" reaches 0.5 and more.
+    jaw_hold_head: in that second solve, hold the head's rotations and translation at the plain
+               fit (measured: costs d3's wide frames 3.5 dB of mouth PSNR, so off).
     lips_only_gap: share of that gap (in eye-to-upper-lip units) left to the lips alone.
     max_side: frames larger than this are downscaled for mediapipe (landmarks mapped back).
     sequence_fps: frame rate for image-sequence folders.
@@ -81,7 +87,9 @@ class TrackOptions:
     batch: int = 64
     n_expr: int = 50
     global_prior: float = 1e4
-    jaw_from_lips: float = 0.0
+    jaw_from_lips: float = 4e5
+    jaw_gate: tuple[float, float] = (0.25, 0.40)
+    jaw_hold_head: bool = False
     lips_only_gap: float = 0.0
     neck_prior: float = 20.0
     max_side: int = 1280
@@ -262,6 +270,12 @@ def fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.nda
 
 # jaw angle (rad) at which the model's inner-lip gap per radian is measured (jaw_from_lip_gap)
 JAW_RATE_PROBE = 0.2
+# a wide-open frame's fitted jaw this far (rad) below the lip gap's estimate is pulled open; the
+# estimate's own error on model-made openings at any yaw is under 0.03
+JAW_SLACK_RAD = 0.05
+# prior weight holding the head's rotations (px^2/rad^2) and translation (px^2/m^2) at the plain fit
+# while a wide-open frame's jaw is re-fitted: far above what the landmarks can pull
+HOLD_HEAD_WEIGHT = 1e9
 
 # Largest change the temporal smoothing may make to an observed landmark coordinate (crop px at 512).
 SMOOTH_MAX_PX = 1.5
@@ -322,9 +336,11 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         lead = [g[0] for g in layout.joints]
         if opts.jaw_from_lips > 0 and JOINT_JAW in lead:
             jc = 3 * lead.index(JOINT_JAW)
-            frame_w = frame_w.clone()
-            frame_w[jc] = opts.jaw_from_lips
             jaw_mu = jaw_from_lip_gap(full, shape, landmarks, opts.lips_only_gap)
+            jaw_w = float(frame_w[jc]) + opts.jaw_from_lips * jaw_gate_weight(landmarks, opts.jaw_gate)
+            nj = 3 * len(layout.joints)
+            head_cols = [3 * k + a for k, g in enumerate(layout.joints) if g[0] in (JOINT_GLOBAL, JOINT_NECK)
+                         for a in range(3)] + list(range(nj, nj + 3))
         wt_all = torch.as_tensor(w_np)[None]
 
         pose = np.zeros((T, 5, 3))
@@ -344,10 +360,27 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
             state = State(shape.to(f32), warm.expr.expand(B, -1).to(f32), warm.pose.expand(B, -1, -1).to(f32),
                           warm.transl.expand(B, -1).to(f32))
             mu = base_mu.expand(B, -1).clone()
-            if jaw_mu is not None:
-                mu[:, jc] = torch.as_tensor(jaw_mu[ts])
             state, _ = solve_frames(full, proj, state, obs, wt, layout,
                                     Priors(frame_w, mu, shape[:0]), opts.iterations)
+            if jaw_mu is not None:
+                # wide-open frames whose plain fit left the jaw well short of the opening the
+                # lips show are solved again from there with the jaw pulled open (one-sided: a
+                # jaw the landmarks already open is kept, talking frames are never touched)
+                need = (jaw_w[ts] > frame_w[jc].item()) & (
+                    state.pose[:, JOINT_JAW, 0].double().numpy() < jaw_mu[ts] - JAW_SLACK_RAD)
+                sel = torch.as_tensor(np.flatnonzero(need))
+                if len(sel):
+                    sub = State(state.shape, state.expr[sel], state.pose[sel], state.transl[sel])
+                    w_b = frame_w.expand(len(sel), -1).clone()
+                    w_b[:, jc] = torch.as_tensor(jaw_w[ts][need], dtype=w_b.dtype)
+                    mu_b = mu[sel].clone()
+                    if opts.jaw_hold_head:
+                        mu_b[:, head_cols] = pack_frame(sub, layout).to(mu.dtype)[:, head_cols]
+                        w_b[:, head_cols] = HOLD_HEAD_WEIGHT
+                    mu_b[:, jc] = torch.as_tensor(jaw_mu[ts][need], dtype=mu_b.dtype)
+                    sub, _ = solve_frames(full, proj, sub, obs[sel], wt[sel], layout,
+                                          Priors(w_b, mu_b, shape[:0]), opts.iterations)
+                    state.expr[sel], state.pose[sel], state.transl[sel] = sub.expr, sub.pose, sub.transl
             state = State(shape, state.expr.double(), state.pose.double(), state.transl.double())
             pose[ts] = state.pose.numpy()
             transl[ts] = state.transl.numpy()
@@ -363,6 +396,19 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     params = to_head_params(st, model, full)
     conf = np.where(has_face, 1.0 / (1.0 + (np.nan_to_num(rmse, nan=1e9) / CONFIDENCE_PX) ** 2), 0.0)
     return params, conf.astype(np.float32), rmse
+
+
+def jaw_gate_weight(landmarks: np.ndarray, gate: tuple[float, float]) -> np.ndarray:
+    """(T,) in [0, 1]: how much each frame's jaw follows its inner-lip gap, a smoothstep of the
+    opening (gap / inner width) from gate[0] to gate[1]. landmarks (T, 478, 2) px; NaN rows -> 0."""
+    from ..avatar.mouth import INNER_CORNER_L, INNER_CORNER_R, LOWER_INNER_MID, UPPER_INNER_MID
+
+    p = np.asarray(landmarks, np.float64)
+    gap = np.linalg.norm(p[:, LOWER_INNER_MID] - p[:, UPPER_INNER_MID], axis=-1)
+    width = np.linalg.norm(p[:, INNER_CORNER_L] - p[:, INNER_CORNER_R], axis=-1)
+    ratio = np.nan_to_num(gap / np.maximum(width, 1e-9), nan=0.0)
+    t = np.clip((ratio - gate[0]) / max(gate[1] - gate[0], 1e-9), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
 
 
 def jaw_from_lip_gap(lmm: LandmarkModel, shape: torch.Tensor, landmarks: np.ndarray,
