@@ -401,7 +401,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
 def jaw_gate_weight(landmarks: np.ndarray, gate: tuple[float, float]) -> np.ndarray:
     """(T,) in [0, 1]: how much each frame's jaw follows its inner-lip gap, a smoothstep of the
     opening (gap / inner width) from gate[0] to gate[1]. landmarks (T, 478, 2) px; NaN rows -> 0."""
-    from ..avatar.mouth import INNER_CORNER_L, INNER_CORNER_R, LOWER_INNER_MID, UPPER_INNER_MID
+    from .mediapipe_face import INNER_CORNER_L, INNER_CORNER_R, LOWER_INNER_MID, UPPER_INNER_MID
 
     p = np.asarray(landmarks, np.float64)
     gap = np.linalg.norm(p[:, LOWER_INNER_MID] - p[:, UPPER_INNER_MID], axis=-1)
