@@ -55,6 +55,8 @@ class MouthOptions:
     arch_half_angle_deg: float = 75.0
     teeth_height_m: float = 0.010       # visible crown height of each row
     gum_height_m: float = 0.006
+    tongue_rise_m: float = 0.005        # tongue back above its tip (tip at the lower biting edge)
+    tongue_depth_dim: float = 0.7       # share of the tongue's colour lost from its tip to its back
     spacing_m: float = 0.0009           # Gaussian spacing on teeth, gums and tongue
     cavity_spacing_m: float = 0.003     # grid spacing of the cavity volume
     inside_margin_m: float = 0.0015     # every point at least this far inside the skin
@@ -201,8 +203,12 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     parts.append(SkinnedPart("gums", _flat_set(pos[m], nrm[m], np.tile(opts.gum_color, (int(m.sum()), 1)),
                                                size, 0.98), w[m]))
     # tongue: upper half of a flattened ellipsoid on the floor of the mouth, behind the lower teeth
-    c = np.array([f.center[0], f.lip_y - 0.9 * h, f.front_z - opts.teeth_behind_lip_m - 0.022])
-    r = np.array([0.40 * f.width, 0.5 * h, 0.020])
+    # as a relaxed tongue lies: its tip right behind the lower incisors at their biting edge, its
+    # back rising towards the palate, so an opened jaw shows it filling the bottom of the opening
+    # (lower and further back, the cavity in front hid it: d12's wide "O" rendered black where
+    # the clip shows a pink tongue)
+    r = np.array([0.40 * f.width, opts.tongue_rise_m, 0.018])
+    c = np.array([f.center[0], f.lip_y - 0.3 * h, f.front_z - opts.teeth_behind_lip_m - 0.0025 - r[2]])
     n_t = int(np.ceil(2 * np.pi * r[0] * r[2] / sp ** 2))
     k = np.arange(n_t) + 0.5
     cos_t = 1 - k / n_t                                  # upper hemisphere, even in area
@@ -212,7 +218,10 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     pos = c + unit * r
     nrm = unit / r
     nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
-    shade = (0.8 + 0.2 * unit[:, 1:2]).astype(np.float32)     # a little darker at the sides
+    # a little darker at the sides, and towards the back: the mouth is lit only through the
+    # opening, so a real tongue dims with depth (d3's open mouth is near-black behind the lips)
+    depth = np.clip((c[2] + r[2] - pos[:, 2]) / (2 * r[2]), 0.0, 1.0)
+    shade = ((0.8 + 0.2 * unit[:, 1]) * (1.0 - opts.tongue_depth_dim * depth))[:, None].astype(np.float32)
     m = keep(pos)
     parts.append(SkinnedPart("tongue", _flat_set(pos[m], nrm[m], shade[m] * np.asarray(opts.tongue_color),
                                                  size * 1.3, 0.98), np.tile(jaw_w, (int(m.sum()), 1))))
@@ -233,7 +242,13 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     # behind the teeth (never in front of them: seen through the lips they must stay bright)
     inside_arch = (np.abs(X - f.center[0]) <= a) & (Z <= z_arch - opts.teeth_behind_lip_m - 0.002 - 0.75 * cs)
     front_ok = Z <= z_front - 0.25 * np.abs(Y - f.lip_y)
-    m = inside_arch & front_ok
+    # never in front of the tongue nor inside it (soft Gaussians there poke through its surface):
+    # seen from the front, the tongue is what shows; only those behind its back stay
+    q = (pos - c) / (r + 0.5 * cs)
+    disc = q[:, 0] ** 2 + np.maximum(q[:, 1], 0.0) ** 2
+    back_z = c[2] - r[2] * np.sqrt(np.clip(1.0 - disc, 0.0, 1.0))
+    at_tongue = (disc <= 1.0) & (q[:, 1] >= -1.0) & (Z > back_z - 0.5 * cs)
+    m = inside_arch & front_ok & ~at_tongue
     pos = pos[m]
     m = keep(pos)
     pos = pos[m]

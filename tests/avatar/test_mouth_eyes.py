@@ -39,7 +39,11 @@ def test_mouth_parts_sit_behind_the_lips_inside_the_head(standin):
         assert np.all(np.abs(p.gaussians.means[:, 0] - f.center[0]) < 0.6 * f.width), p.name
     # upper crowns above the parting line, lower ones below, the tongue below both edges
     assert np.median(by["teeth_upper"].gaussians.means[:, 1]) > f.lip_y > np.median(by["teeth_lower"].gaussians.means[:, 1])
-    assert by["tongue"].gaussians.means[:, 1].max() < f.lip_y
+    # the tongue: its tip (front) at the lower teeth's biting edge, below the parting line, its
+    # back rising towards the palate
+    tm = by["tongue"].gaussians.means
+    tip = tm[:, 2] > np.quantile(tm[:, 2], 0.98)
+    assert tm[tip, 1].max() < f.lip_y < tm[:, 1].max()
     # default colours: off-white teeth, reddish gums/tongue, near-black cavity
     luma = lambda c: c @ np.array([0.299, 0.587, 0.114])  # noqa: E731
     t = by["teeth_upper"].gaussians
@@ -147,3 +151,30 @@ def test_eye_colours_from_the_photo_and_eyeballs_on_the_eye_joints(standin):
         cosang = (p.gaussians.means - c) @ (iris_dir / np.linalg.norm(iris_dir)) / r
         assert p.gaussians.colors[cosang > 0.999].max() < 0.1
         assert p.gaussians.colors[cosang < 0.5].mean() > 0.5
+
+
+def test_open_jaw_shows_the_tongue_not_the_cavity_in_front_of_it(standin):
+    """Seen from the front through an opened jaw the tongue shows at the bottom of the opening:
+    no cavity Gaussian sits between the camera and the tongue's upper surface (before, the tongue
+    lay low and far back with the cavity grid in front of it, and d12's wide "O" rendered black
+    where the clip shows a pink tongue). Checked at rest and with the jaw open 0.3 rad: for every
+    tongue Gaussian on its upper surface, no cavity Gaussian is within its footprint (x, y within
+    1.5 mm) and in front of it."""
+    from backend.avatar.posing import part_transforms, skin_points
+    from backend.head.params import HeadParams
+
+    model, rest, skin = standin
+    parts = {p.name: p for p in build_mouth_parts(model, rest, skin)}
+    for jaw in (0.0, 0.3):
+        hp = HeadParams.zeros(model)
+        hp.pose[0, 2, 0] = jaw
+        A = part_transforms(model, hp.frame(0))
+        t = skin_points(parts["tongue"].gaussians.means, parts["tongue"].weights, A)[0]
+        c = skin_points(parts["cavity"].gaussians.means, parts["cavity"].weights, A)[0]
+        # the middle of the half facing the camera (what the opening shows; its sides curve away)
+        cx = np.median(t[:, 0])
+        half_w = np.abs(t[:, 0] - cx).max()
+        front = t[(t[:, 2] > np.quantile(t[:, 2], 0.5)) & (np.abs(t[:, 0] - cx) < 0.6 * half_w)]
+        dxy = np.linalg.norm(front[:, None, :2] - c[None, :, :2], axis=2)
+        blocked = ((dxy < 0.0015) & (c[None, :, 2] > front[:, None, 2] + 0.001)).any(1)
+        assert blocked.mean() < 0.05, (jaw, blocked.mean())
