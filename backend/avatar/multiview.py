@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 # Views within this yaw and pitch (degrees) judge whether all views show one person.
 FRONTAL_DEG = 20.0
+# a hair Gaussian covering this many pixels of the primary view is never carved (carve_hair)
+PRIMARY_SEEN_PX = 0.5
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif")
 
 
@@ -68,7 +70,8 @@ class MultiViewOptions:
     primary_weight / primary_refine_weight: the primary view's (the anchor or the most frontal one,
     whose single-photo build the others complete) weight against one other view in fusion / in the
     refinement loss: where it sees well the avatar stays its photo's (on the shared clips an equal
-    say cost 1.9 dB at the anchor frame for 0.2 dB elsewhere), the others fill what it sees poorly;
+    say cost 1.9 dB at the anchor frame for 0.2 dB elsewhere; in fusion 10x still cost clip d12's
+anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_seconds / refine_steps: the multi-view refinement budget (0 = none)."""
 
     views: int = 8
@@ -79,7 +82,7 @@ class MultiViewOptions:
     identity_spread_error: float = 1.6
     visibility_tol_m: float = 0.01
     prior_weight: float = 0.05
-    primary_weight: float = 10.0
+    primary_weight: float = 30.0
     primary_refine_weight: float = 5.0
     refine_seconds: float = 20.0
     refine_steps: int = 200
@@ -276,11 +279,17 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
     return {"seen_share": seen_share}
 
 
-def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], dilate_px: int = 6) -> int:
+def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], dilate_px: int = 6,
+               primary: int | None = None, backend: str = "auto") -> int:
     """Remove "hair" Gaussians that some view shows outside its (dilated) portrait silhouette: a
-    point of the person must project inside the person in every view that frames it. Returns the
-    number removed."""
+    point of the person must project inside the person in every view that frames it. With
+    ``primary``, hair the primary view itself shows (coverage of at least ``PRIMARY_SEEN_PX``
+    pixels there) is kept: its photo vouches for it, and the other views' silhouettes miss it
+    only by tracking error or hair that moved (on clip d12 carving it cost the primary view
+    3 dB). Returns the number removed."""
     from scipy.ndimage import maximum_filter
+
+    from .refine import source_coverage
 
     names = [p.name for p in avatar.parts]
     if "hair" not in names:
@@ -288,6 +297,11 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
     lod = min(avatar.levels)
     sl = avatar.part_slices(lod)["hair"]
     keep = np.ones(sl.stop - sl.start, bool)
+    vouched = np.zeros_like(keep)
+    if primary is not None:
+        pv = views[primary]
+        cover = source_coverage(posed_set(avatar, model, pv.params, lod), pv.camera, backend).numpy()
+        vouched = cover[sl] >= PRIMARY_SEEN_PX
     for v in views:
         means = posed_set(avatar, model, v.params, lod).means[sl]
         uv, _ = v.camera.project(means)
@@ -296,6 +310,7 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
         wide = maximum_filter(v.mask, size=2 * dilate_px + 1)
         inside = bilinear(wide, np.where(ok[:, None], uv, 0.0)) >= 0.5
         keep &= ~ok | inside
+    keep |= vouched
     i = names.index("hair")
     part = avatar.parts[i]
     g = part.gaussians
@@ -436,7 +451,7 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     fused = fuse_views(avatar, model, views, mv, opts.render_backend, primary)
     seconds["fuse"] = time.perf_counter() - t
     t = time.perf_counter()
-    carved = carve_hair(avatar, model, views)
+    carved = carve_hair(avatar, model, views, primary=primary, backend=opts.render_backend)
     seconds["carve"] = time.perf_counter() - t
     steps = {l: 0 for l in avatar.levels}
     if mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False:
