@@ -156,6 +156,12 @@ def test_carving_removes_hair_outside_every_silhouette(astronaut):
     assert carve_hair(av, model, views) == 1
     hair = [p for p in av.parts if p.name == "hair"][0]
     assert len(hair) == 1 and hair.gaussians.means[0, 1] < top
+    # the primary view vouches for hair it shows itself: the same stray Gaussian, outside the
+    # silhouette but drawn in the primary view's render, stays when that view is the primary
+    kept = copy.deepcopy(avatar)
+    kept.parts = [p for p in kept.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)]
+    assert carve_hair(kept, model, views, primary=0, backend="cpu") == 0
+    assert len([p for p in kept.parts if p.name == "hair"][0]) == 2
 
 
 def _rows_in(a, b):
