@@ -72,7 +72,9 @@ class MultiViewOptions:
     refinement loss: where it sees well the avatar stays its photo's (on the shared clips an equal
     say cost 1.9 dB at the anchor frame for 0.2 dB elsewhere; in fusion 10x still cost clip d12's
 anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
-    refine_seconds / refine_steps: the multi-view refinement budget (0 = none)."""
+    refine_seconds / refine_steps: the multi-view refinement budget (0 = none);
+    refine_views_per_step: views rendered per refinement step (the primary and the others in turn;
+    None: all), so a budget of seconds buys more steps."""
 
     views: int = 8
     views_from: tuple[int, int | None] = (0, None)
@@ -86,6 +88,7 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     primary_refine_weight: float = 5.0
     refine_seconds: float = 20.0
     refine_steps: int = 200
+    refine_views_per_step: int | None = 3
 
 
 @dataclass
@@ -347,7 +350,8 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
                               mv.primary_refine_weight if k == primary else 1.0)
                    for k, (v, s, fg) in enumerate(zip(views, sets, fgs))]
         ropts = RefineOptions(seconds=mv.refine_seconds * avatar.counts()[lod]["total"] / total,
-                              max_steps=mv.refine_steps, backend=backend)
+                              max_steps=mv.refine_steps, backend=backend,
+                              views_per_step=mv.refine_views_per_step)
 
         def on_step(step: int, frac: float, lod: int = lod) -> None:
             progress.report(frac, f"refining LOD {lod} over {len(views)} views (step {step})")

@@ -51,6 +51,10 @@ class RefineOptions:
     # numba kernels already use every core, and with two threads torch's OpenMP barriers made a
     # step 2-3x slower once other work shared the 2 cores (docs/figures/loop.md).
     cpu_torch_threads: int | None = 1
+    # several views (refine_views): render this many per step, the heaviest view every step and
+    # the others in turn (None: all every step). A step costs about one render per view, so with
+    # 8 views and a budget of seconds, all of them every step leaves only a few steps.
+    views_per_step: int | None = None
 
 
 @dataclass
@@ -212,23 +216,35 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     # at least one step once asked to refine (the first also pays for any kernel compilation)
     stages = {"forward": 0.0, "loss": 0.0, "backward": 0.0, "update": 0.0}
     clock = time.perf_counter
+    m = opts.views_per_step
+    heavy = int(torch.argmax(vw))
+    others = [k for k in range(K) if k != heavy]
+    full = (means0, quats, cams, target, use_fg, w, wsum, a_target, vw)
     while step < opts.max_steps and (step == 0 or time.perf_counter() - t0 < opts.seconds):
         optim.zero_grad(set_to_none=True)
         tp = clock()
-        res = splat(means0 + offsets * mov, quats, scales, torch.sigmoid(op_logit), colors, cams,
+        if m is not None and 1 <= m < K:
+            pick = [heavy] + [others[(step * (m - 1) + j) % len(others)] for j in range(m - 1)]
+            ix = torch.tensor(pick)
+            means_s, quats_s, cams_s = means0[ix], quats[ix], [cams[k] for k in pick]
+            target_s, fg_s, w_s, a_s, vw_s = target[ix], use_fg[ix], w[ix], a_target[ix], vw[ix]
+            wsum_s = w_s.sum().clamp(min=1.0) * 3
+        else:
+            means_s, quats_s, cams_s, target_s, fg_s, w_s, wsum_s, a_s, vw_s = full
+        res = splat(means_s + offsets * mov, quats_s, scales, torch.sigmoid(op_logit), colors, cams_s,
                     background=bg, backend=opts.backend)
         img = res.image.cpu() if res.image.device.type != "cpu" else res.image   # (K, 3, H, W)
         alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha   # (K, H, W)
         stages["forward"] += clock() - tp
         tp = clock()
-        tgt = torch.where(use_fg, target * alpha.detach()[:, None], target)
-        l1 = ((img - tgt).abs() * w).sum() / wsum
+        tgt = torch.where(fg_s, target_s * alpha.detach()[:, None], target_s)
+        l1 = ((img - tgt).abs() * w_s).sum() / wsum_s
         loss = (1 - opts.ssim_weight) * l1
         if opts.ssim_weight > 0:
-            loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, tgt)) * w).sum() / wsum
+            loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, tgt)) * w_s).sum() / wsum_s
         if opts.alpha_weight > 0:
-            da = (alpha - a_target).abs()
-            loss = loss + opts.alpha_weight * (da.mean() if K == 1 else (da.mean((1, 2)) * vw).sum() / vw.sum())
+            da = (alpha - a_s).abs()
+            loss = loss + opts.alpha_weight * (da.mean() if K == 1 else (da.mean((1, 2)) * vw_s).sum() / vw_s.sum())
         loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
         stages["loss"] += clock() - tp
         tp = clock()
