@@ -153,8 +153,9 @@ def plot_speed(res: EvalResults, out: Path) -> str | None:
 METRIC_NOTE = (
     "**Metric models:** PSNR/SSIM (Gaussian 11x11, sigma 1.5, as scikit-image) on the 512x512 head "
     "crop; *face* = inside the convex hull of the target's mediapipe landmarks, *full* = the whole crop "
-    "with the target composited on the render background by a portrait mask (mediapipe selfie "
-    "segmentation). Identity = cosine similarity of dlib ResNet face embeddings (face-recognition-models, "
+    "with the target composited on the render background by the portrait matte (mediapipe selfie "
+    "segmentation refined with the photo, backend/face/matte.py; runs before 2026-12-01 19:00 UTC used "
+    "the segmenter's mask alone). Identity = cosine similarity of dlib ResNet face embeddings (face-recognition-models, "
     "CC0). AKD = mean distance of mediapipe's 478 face-mesh landmarks (px at 512). Expression distance = "
     "mouth/eye/brow landmarks after a similarity alignment on nose + upper face oval (px at 512); pose "
     "distance = rotation of that alignment (degrees). **Left out:** LPIPS and ArcFace (CSIM) need weight "
