@@ -358,8 +358,21 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
         # so the cost per Gaussian is the best over the LODs' metric renders.
         per_g = min((render_secs[l] / avatar.counts()[l]["total"] for l in render_secs), default=1e9)
         per_lod = opts.refine_seconds / len(levels)
-        do_refine = all(per_lod / max(3.0 * per_g * avatar.counts()[l]["total"], 1e-9)
-                        >= opts.min_refine_steps for l in levels)
+
+        def fast_enough(per_g: float) -> bool:
+            return all(per_lod / max(3.0 * per_g * avatar.counts()[l]["total"], 1e-9)
+                       >= opts.min_refine_steps for l in levels)
+
+        do_refine = fast_enough(per_g)
+        if not do_refine and render_secs:
+            # With one LOD, or a fresh install's empty numba cache, every timed render above may
+            # hold the splatter's compile (16.9 s once in the eval): time one warm render of the
+            # smallest LOD before turning refinement off.
+            lod = min(render_secs, key=lambda l: avatar.counts()[l]["total"])
+            t0 = time.perf_counter()
+            render_source(avatar, model, lod, backend=opts.render_backend)
+            per_g = min(per_g, (time.perf_counter() - t0) / avatar.counts()[lod]["total"])
+            do_refine = fast_enough(per_g)
     if do_refine and opts.refine_seconds > 0 and opts.refine_steps > 0:
         with progress.stage("refine"):
             steps_run = refine_avatar(avatar, model, photo512, mask, levels, opts, progress)

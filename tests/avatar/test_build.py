@@ -416,3 +416,25 @@ def test_blink_shows_lid_skin_not_the_iris(built):
         # open, the iris is there
         assert np.linalg.norm(open_img[in_iris] - iris, axis=1).mean() < np.linalg.norm(open_img[in_iris] - skin, axis=1).mean()
         print(f"{eye}: closed lid |px - skin| {d_skin.mean():.3f}, |px - iris| {d_iris.mean():.3f}")
+
+
+@pytest.mark.slow
+def test_auto_refinement_is_not_turned_off_by_the_first_compile(tmp_path):
+    """A fresh install's first build compiles the splatter inside its first timed render; with one
+    LOD that render alone once judged the splatter too slow and skipped refinement (eval, photo 06).
+    Run in a child process with an empty numba cache so the compile really happens."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from backend.avatar.build import BuildOptions, build_avatar\n"
+            "r = build_avatar(None, BuildOptions(lods=(0,), refine_seconds=3.0, refine_steps=2))\n"
+            "print('REFINED', r.avatar.options['refined'], round(r.seconds['metrics'], 2))\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=600)
+    line = [l for l in out.stdout.splitlines() if l.startswith("REFINED")]
+    assert out.returncode == 0 and line, out.stderr[-2000:]
+    assert line[0].split()[1] == "True", line[0]
