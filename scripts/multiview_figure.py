@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
           f"multi-view {figures['paint_error_multi']:.3f} ({figures['painted_gaussians']} Gaussians)")
     print(f"figure -> {args.out}")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
+        from backend.output_safety import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(figures, indent=1) + "\n")
     return 0
 
 

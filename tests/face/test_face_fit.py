@@ -84,12 +84,20 @@ def _joint_keys(model) -> np.ndarray:
     return redundant_expressions(LandmarkModel.from_model(model), [(2,), (3, 4)])
 
 
-def _project(head_model, shape, expr, pose, transl):
+def _project_frames(head_model, shape, expr, pose, transl=None) -> np.ndarray:
+    """(T, 478, 2) float32 source-camera pixels of the model's landmarks for ``pose`` (T, J, 3)."""
     lmm = LandmarkModel.from_model(head_model)
     cam = source_camera()
-    c = torch.cat([torch.tensor(shape)[None], torch.tensor(expr)], 1)
-    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), torch.tensor(transl)))
-    return SimpleNamespace(landmarks=uv[0].numpy().astype(np.float32), camera=cam)
+    T = len(pose)
+    c = torch.cat([torch.tensor(shape)[None], torch.tensor(expr)], 1).expand(T, -1)
+    t = torch.zeros(T, 3, dtype=torch.float64) if transl is None else torch.tensor(transl)
+    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), t))
+    return uv.numpy().astype(np.float32)
+
+
+def _project(head_model, shape, expr, pose, transl):
+    return SimpleNamespace(landmarks=_project_frames(head_model, shape, expr, pose, transl)[0],
+                           camera=source_camera())
 
 
 # Round-trip tolerances (noise-free landmarks of the stand-in, default priors):
@@ -202,12 +210,8 @@ def test_tracking_follows_large_fast_head_turns_and_jaw(head_model):
     pose[:, 1, 1] = 0.6 * np.sin(2 * np.pi * t / 12.5)  # neck yaw, 2 Hz at 25 fps
     pose[:, 1, 0] = 0.15 * np.sin(2 * np.pi * t / 40.0)
     pose[:, 2, 0] = np.where((t % 20) < 4, 0.3, 0.02)  # jaw snaps open for 4 frames in 20
-    lmm = LandmarkModel.from_model(head_model)
     cam = source_camera()
-    c = torch.cat([torch.tensor(shape)[None], torch.tensor(expr)], 1).expand(T, -1)
-    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), torch.zeros(T, 3,
-                                                                                              dtype=torch.float64)))
-    lms = uv.numpy().astype(np.float32)
+    lms = _project_frames(head_model, shape, expr, pose)
     params, conf, rmse = track_landmarks(head_model, lms, np.ones(T, bool), source_camera(), 25.0,
                                          TrackOptions(smoothing=0.0))
     head_yaw = params.pose[:, 0, 1] + params.pose[:, 1, 1]  # global + neck (small angles add)
@@ -237,12 +241,8 @@ def test_tracking_holds_the_global_joint_at_a_given_rotation(head_model):
     pose = np.zeros((T, 5, 3))
     pose[:, 0] = photo_global
     pose[:, 1, 1] = np.where(t < 4, 0.0, 0.25)  # the head turns away after frame 3 and stays turned
-    lmm = LandmarkModel.from_model(head_model)
     cam = source_camera()
-    c = torch.cat([torch.tensor(shape)[None], torch.tensor(expr)], 1).expand(T, -1)
-    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, torch.tensor(pose), torch.zeros(T, 3,
-                                                                                              dtype=torch.float64)))
-    lms = uv.numpy().astype(np.float32)
+    lms = _project_frames(head_model, shape, expr, pose)
     held, _, rmse = track_landmarks(head_model, lms, np.ones(T, bool), cam, 25.0, TrackOptions(smoothing=0.0),
                                     identity=shape.astype(np.float32), global_rotation=photo_global)
     np.testing.assert_allclose(held.shape, shape, atol=1e-6)  # the identity stays the avatar's
