@@ -89,15 +89,17 @@ class OMG_AVATAR_OT_import_face_capture(_RetargetBase, bpy.types.Operator):
 
     def prepare(self, context):
         from ..backend.errors import InputError
-        from ..backend.motion.arkit import check_mapping
+        from ..backend.motion.arkit import resolve_mapping, upgrade_mapping
 
         req = self._request(context)
         if req is None:
             return None
         settings = context.scene.omg_avatar_animation
         mapping = scene_mapping(settings)
-        try:
-            check_mapping(mapping, list(req.info.expr_names), "the scene's capture mapping")
+        names = list(req.info.expr_names)
+        try:   # a table saved for the stand-in's old 24 expressions is carried over to ARKit-52
+            self._converted = upgrade_mapping(mapping, names)[1]
+            mapping = resolve_mapping(mapping, names, "the scene's capture mapping")
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return None
@@ -111,8 +113,12 @@ class OMG_AVATAR_OT_import_face_capture(_RetargetBase, bpy.types.Operator):
 
     def _applied(self, context) -> None:
         settings = context.scene.omg_avatar_animation
-        if not len(settings.capture_mapping):
-            store_mapping(settings, self._mapping)   # the defaults, now editable in the panel
+        if not len(settings.capture_mapping) or self._converted:
+            # the defaults, or the old table carried over to ARKit-52, now editable in the panel
+            store_mapping(settings, self._mapping)
+            if self._converted:
+                self.report({"INFO"}, "Capture mapping: old stand-in targets carried over to ARKit-52 "
+                                      f"({', '.join(self._converted)})")
 
 
 class OMG_AVATAR_OT_reset_capture_mapping(bpy.types.Operator):

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.output, [args.track, args.mapping, args.head_model], suffixes=(".csv",),
                       what="output CSV")
     from ..motion import load_motion
-    from ..motion.arkit import default_mapping, load_mapping
+    from ..motion.arkit import default_mapping, load_mapping, upgrade_mapping
     from ..motion.capture import write_llf_csv
     from ..motion.takes import motion_to_capture
 
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
         names = list(load_head_model(args.head_model).expr_names)
     mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
+    mapping, _ = upgrade_mapping(mapping, list(names))   # old stand-in targets -> ARKit-52
     if not any(e.target in names for e in mapping):
         import warnings
 

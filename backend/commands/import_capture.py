@@ -38,13 +38,14 @@ def run(args: argparse.Namespace) -> int:
         if v is not None and not v > 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be > 0")
     from ..head.loader import load_head_model
-    from ..motion.arkit import default_mapping, load_mapping, save_mapping
+    from ..motion.arkit import default_mapping, load_mapping, save_mapping, upgrade_mapping
     from ..motion.capture import read_capture
     from ..motion.takes import capture_to_motion, save_take
 
     mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
     cap = read_capture(args.capture, args.capture_fps, args.timecode_fps, tuple(e.source for e in mapping))
     model = load_head_model(args.head_model)
+    mapping, converted = upgrade_mapping(mapping, list(model.expr_names))
     motion, unused = capture_to_motion(cap, mapping, list(model.expr_names), model.n_shape, args.fps, args.mapping)
     out = save_take(motion, args.output, cap.start_seconds)
     if args.write_mapping:
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     note = " (interpolated onto a uniform grid)" if cap.resampled else ""
     print(f"{out}: {motion.n_frames} frames at {motion.fps:g} fps from {cap.n_frames} capture frames at "
           f"{cap.fps:g} fps{note}")
+    if converted:
+        print(f"{args.mapping}: old stand-in targets carried over to ARKit-52 ({', '.join(converted)})",
+              file=sys.stderr)
     if unused:
         print(f"not mapped ({len(unused)}): {', '.join(unused)}", file=sys.stderr)
     return 0

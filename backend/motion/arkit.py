@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..head.arkit_names import ARKIT_NAMES, JOINT_CHANNELS
+from ..head.arkit_names import ARKIT_NAMES, JOINT_CHANNELS, LEGACY_TO_ARKIT
 from ..head.model import JOINT_NAMES
 
 #: Live Link Face's head and eye rotation columns (radians), after the 52 weights.
@@ -84,6 +84,38 @@ def joint_channel(target: str) -> tuple[int, int] | None:
     if not dot or joint not in JOINT_NAMES or axis not in ("x", "y", "z"):
         return None
     return JOINT_NAMES.index(joint), "xyz".index(axis)
+
+
+def upgrade_mapping(mapping: list[MapEntry], expr_names: list[str]) -> tuple[list[MapEntry], list[str]]:
+    """A mapping saved for the stand-in's old 24 expressions (targets ``smile_L``, ``blink_R``, ...,
+    in .blend tables and JSON files of 2026-11) carried over to the ARKit-52 shape keys by the one
+    table that also converts old takes and avatars (head.arkit_names.LEGACY_TO_ARKIT): each old
+    target becomes its nearest ARKit shapes, the gain times the table's weight (``lips_press`` ->
+    mouthPressLeft and mouthPressRight). Only targets that are not already one of ``expr_names`` or a
+    joint channel are converted, and only when ``expr_names`` hold the ARKit shapes (FLAME's
+    ``exp_*`` have no such names); anything else stays as it was for :func:`check_mapping` to name.
+    Returns the mapping and the old target names converted (empty: nothing to do)."""
+    if not set(ARKIT_NAMES) <= set(expr_names):
+        return list(mapping), []
+    out: list[MapEntry] = []
+    converted: list[str] = []
+    for e in mapping:
+        if e.target in expr_names or joint_channel(e.target) is not None or e.target not in LEGACY_TO_ARKIT:
+            out.append(e)
+            continue
+        out += [MapEntry(e.source, new, e.gain * w) for new, w in LEGACY_TO_ARKIT[e.target]]
+        if e.target not in converted:
+            converted.append(e.target)
+    return out, converted
+
+
+def resolve_mapping(mapping: list[MapEntry], expr_names: list[str], path: str | Path | None = None,
+                    ) -> list[MapEntry]:
+    """The mapping a capture is keyed with: old stand-in targets converted (:func:`upgrade_mapping`),
+    then checked (:func:`check_mapping`: InputError naming ``path`` on a target still unknown)."""
+    mapping, _ = upgrade_mapping(mapping, expr_names)
+    check_mapping(mapping, expr_names, path)
+    return mapping
 
 
 def check_mapping(mapping: list[MapEntry], expr_names: list[str], path: str | Path | None = None) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..head.model import N_JOINTS
 from ..head.params import HeadParams
-from .arkit import SOURCE_NAMES, MapEntry, check_mapping, sources_to_targets, targets_to_sources
+from .arkit import SOURCE_NAMES, MapEntry, resolve_mapping, sources_to_targets, targets_to_sources, upgrade_mapping
 from .capture import Capture
 from .files import Motion
 from .frames import resample
@@ -22,8 +22,10 @@ def capture_to_motion(cap: Capture, mapping: list[MapEntry], expr_names: list[st
                       fps: float | None = None, mapping_path: str | Path | None = None) -> tuple[Motion, list[str]]:
     """Map ``cap`` onto the head model (``expr_names``, ``n_shape`` identity coefficients at 0) and
     resample to ``fps`` (None = the capture's rate) as retarget does. Returns the motion and the
-    capture's channels the mapping leaves unused. InputError naming ``mapping_path`` on a bad target."""
-    check_mapping(mapping, expr_names, mapping_path)
+    capture's channels the mapping leaves unused. A mapping onto the stand-in's old 24 expressions
+    is converted to ARKit-52 (arkit.upgrade_mapping); InputError naming ``mapping_path`` on a target
+    still unknown."""
+    mapping = resolve_mapping(mapping, expr_names, mapping_path)
     expr, pose, unused = sources_to_targets(cap.values, cap.names, mapping, expr_names)
     T = cap.n_frames
     params = HeadParams(np.zeros(n_shape, np.float32), expr, pose, np.zeros((T, 3), np.float32))
@@ -55,6 +57,7 @@ def motion_to_capture(motion: Motion, mapping: list[MapEntry], expr_names: list[
     (arkit.targets_to_sources: lossy where the map is many-to-one or leaves channels out).
     ``expr_names``: the motion's expression column names."""
     p = motion.params
+    mapping, _ = upgrade_mapping(mapping, list(expr_names))
     E = len(expr_names)
     expr = np.zeros((p.n_frames, E), np.float32)
     k = min(E, p.expr.shape[1])

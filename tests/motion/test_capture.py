@@ -186,6 +186,68 @@ def test_custom_mapping_is_used_and_checked(tmp_path, standin, capsys):
     assert not (tmp_path / "r2.npz").exists()
 
 
+def test_old_mapping_onto_the_24_expressions_is_carried_over(tmp_path, standin, capsys):
+    """A mapping saved for the stand-in's old expressions (targets smile_L, blink_R, lips_press,
+    jaw_open) keys the ARKit-52 shape keys by head.arkit_names.LEGACY_TO_ARKIT instead of failing;
+    a target that is neither old nor new still gets the one-line error."""
+    from backend.head.arkit_names import LEGACY_TO_ARKIT
+    from backend.motion.arkit import load_mapping, upgrade_mapping
+
+    names = list(standin.expr_names)
+    old = [MapEntry("smileL", "smile_L", 1.0), MapEntry("blinkR", "blink_R", 0.5),
+           MapEntry("press", "lips_press", 2.0), MapEntry("jaw", "jaw_open", 1.0),
+           MapEntry("browL", "brow_up_L", 1.0), MapEntry("eyeBlinkLeft", "eyeBlinkLeft", 1.0),
+           MapEntry("HeadYaw", "neck.y", 1.0)]
+    new, converted = upgrade_mapping(old, names)
+    assert converted == ["smile_L", "blink_R", "lips_press", "jaw_open", "brow_up_L"]
+    assert [(e.source, e.target, e.gain) for e in new] == [
+        ("smileL", "mouthSmileLeft", 1.0), ("blinkR", "eyeBlinkRight", 0.5),
+        ("press", "mouthPressLeft", 2.0), ("press", "mouthPressRight", 2.0),
+        ("jaw", "jawOpen", pytest.approx(0.25 / 0.35)),
+        ("browL", "browOuterUpLeft", 1.0), ("browL", "browInnerUp", 0.5),
+        ("eyeBlinkLeft", "eyeBlinkLeft", 1.0), ("HeadYaw", "neck.y", 1.0)]
+    assert {t for e in LEGACY_TO_ARKIT.values() for t, _ in e} <= set(names)   # the table is complete
+    assert upgrade_mapping(old, [f"exp_{i:03d}" for i in range(10)]) == (old, [])  # FLAME: untouched
+
+    # through the command line: the old file imports, with those key values
+    with open(tmp_path / "r.csv", "w") as fh:
+        fh.write("frame,smileL,press,blinkR\n0,0.3,0.2,0.8\n1,0.6,0.1,0.0\n")
+    mp = tmp_path / "old_map.json"
+    save_mapping(old[:3], mp)
+    take, written = tmp_path / "r.npz", tmp_path / "new_map.json"
+    capsys.readouterr()
+    assert cli_main(["import-capture", str(tmp_path / "r.csv"), "-o", str(take), "--mapping", str(mp),
+                     "--write-mapping", str(written)]) == 0
+    assert "old stand-in targets carried over to ARKit-52 (smile_L, blink_R, lips_press)" in capsys.readouterr().err
+    e = load_motion(take).params.expr
+    np.testing.assert_allclose(e[:, names.index("mouthSmileLeft")], [0.3, 0.6], atol=1e-6)
+    np.testing.assert_allclose(e[:, names.index("mouthPressRight")], [0.4, 0.2], atol=1e-6)
+    np.testing.assert_allclose(e[:, names.index("eyeBlinkRight")], [0.4, 0.0], atol=1e-6)
+    assert {x.target for x in load_mapping(written)} == {"mouthSmileLeft", "mouthPressLeft", "mouthPressRight",
+                                                         "eyeBlinkRight"}
+    # an unknown name among old ones: still one clear line naming the file and the target
+    save_mapping(old[:3] + [MapEntry("grin", "grin_L", 1.0)], mp)
+    assert cli_main(["import-capture", str(tmp_path / "r.csv"), "-o", str(tmp_path / "r2.npz"),
+                     "--mapping", str(mp)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: old_map.json: mapping grin -> grin_L: unknown target 'grin_L'") and "\n" not in err
+    assert not (tmp_path / "r2.npz").exists()
+
+
+def test_old_mapping_exports_through_the_arkit_keys(standin):
+    """Export with an old mapping writes the ARKit keys' values back onto the mapping's sources."""
+    from backend.head.params import HeadParams
+    from backend.motion.files import Motion
+
+    names = list(standin.expr_names)
+    expr = np.zeros((2, 52), np.float32)
+    expr[:, names.index("eyeBlinkLeft")] = [0.25, 0.75]
+    p = HeadParams(np.zeros(standin.n_shape, np.float32), expr, np.zeros((2, 5, 3), np.float32),
+                   np.zeros((2, 3), np.float32))
+    cap = motion_to_capture(Motion(p, 30.0, "t", None, None, names), [MapEntry("eyeBlinkLeft", "blink_L", 1.0)], names)
+    np.testing.assert_allclose(cap.values[:, cap.names.index("eyeBlinkLeft")], [0.25, 0.75], atol=1e-4)
+
+
 @pytest.mark.parametrize("case, pattern", [
     ("missing", r"bad.csv: Live Link Face CSV without the column mouthClose"),
     ("unknown", r"bad.csv: unknown column 'Grin'"),
