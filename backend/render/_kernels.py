@@ -158,9 +158,17 @@ def bin_tiles(means2d, extents, depths, width, height, tile_size):
 
 
 @nb.njit(cache=True, parallel=True, fastmath=False, nogil=True)
-def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, width, height, tile_size, tile_order):
+def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, width, height, tile_size, tile_order,
+                  t_stop=T_EPS):
     """Front-to-back compositing. colors (B, N, D) f32, sigma_max (B, N) f32 = ln(255 opacity)
     (see ``sigma_max``), tile_order: a permutation of the B * n_tiles jobs (see ``tile_order``).
+
+    t_stop: besides gsplat's exclusive stop at T_EPS, a pixel stops after the Gaussian that brings
+    its transmittance to t_stop or below (inclusive: that Gaussian is composited). The Gaussians
+    it skips would have added weights summing to at most t_stop, so every channel differs from the
+    exact composite (background included) by at most t_stop x max |colour - background|. Inert for
+    t_stop <= T_EPS (the default). The backward pass needs no change: it follows ``last`` and
+    ``T_final``.
 
     Returns out (B, H, W, D) f32 (no background), T_final (B, H, W) f64 (transmittance after the
     last composited Gaussian), last (B, H, W) int64 (index into ids of that Gaussian, -1 = none).
@@ -235,6 +243,9 @@ def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offset
                         acc[p, d] += colors[b, g, d] * w
                     T[p] = nT
                     lst[p] = k
+                    if nT <= t_stop:  # inclusive early stop (never when t_stop <= T_EPS)
+                        done[p] = True
+                        ndone += 1
             if ndone == npix:
                 break
         for py in range(y0, y1):

@@ -35,8 +35,12 @@ def rasterize_to_pixels(
     depths: torch.Tensor,  # [B, N]
     width: int,
     height: int,
+    transmittance_stop: float = T_EPS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Brute-force front-to-back compositing in float64 -> image (B, H, W, D), alpha (B, H, W)."""
+    """Brute-force front-to-back compositing in float64 -> image (B, H, W, D), alpha (B, H, W).
+
+    ``transmittance_stop`` > T_EPS: a pixel also stops after the Gaussian that brings its
+    transmittance to that value or below (inclusive), as ``rasterize_to_pixels``."""
     B, N, D = colors.shape
     dt = torch.float64
     ys, xs = torch.meshgrid(
@@ -63,6 +67,7 @@ def rasterize_to_pixels(
             w = torch.where(use, alpha * T, torch.zeros_like(T))
             acc = acc + w[..., None] * colors[b, g].to(dt)
             T = torch.where(use, next_T, T)
+            done = done | (use & (next_T <= transmittance_stop))  # inclusive: composited, then stop
         images.append(acc)
         alphas.append(1.0 - T)
     return torch.stack(images).float(), torch.stack(alphas).float()

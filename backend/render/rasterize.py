@@ -57,12 +57,14 @@ class RasterizeToPixels(torch.autograd.Function):
     """(means2d, conics, opacities, colors) -> (image (B, H, W, D), alpha (B, H, W)), no background."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, extents, bins: TileBins):  # type: ignore[override]
+    def forward(ctx, means2d, conics, opacities, colors, extents, bins: TileBins,  # type: ignore[override]
+                transmittance_stop: float = _kernels.T_EPS):
         m2, co, op, col, ex = _np(means2d), _np(conics), _np(opacities), _np(colors), _np(extents)
         smax = _kernels.sigma_max(op)
         order = _kernels.tile_order(bins.offsets.shape[0] - 1, numba.get_num_threads())
         out, T_final, last = _kernels.rasterize_fwd(
-            m2, co, op, smax, col, ex, bins.offsets, bins.ids, bins.width, bins.height, bins.tile_size, order
+            m2, co, op, smax, col, ex, bins.offsets, bins.ids, bins.width, bins.height, bins.tile_size, order,
+            float(transmittance_stop),
         )
         ctx.arrays = (m2, co, op, smax, col, ex, T_final, last, order)
         ctx.bins = bins
@@ -82,7 +84,7 @@ class RasterizeToPixels(torch.autograd.Function):
         )  # fmt: skip
         geo, colg = _kernels.reduce_isect(bins.ids, bins.offsets, g_geo, g_col, B, N)
         geo_t = torch.from_numpy(geo)  # [B, N, 6]
-        return geo_t[..., 0:2], geo_t[..., 2:5], geo_t[..., 5], torch.from_numpy(colg), None, None
+        return geo_t[..., 0:2], geo_t[..., 2:5], geo_t[..., 5], torch.from_numpy(colg), None, None, None
 
 
 def rasterize_to_pixels(
@@ -95,10 +97,12 @@ def rasterize_to_pixels(
     width: int,
     height: int,
     tile_size: int = TILE_SIZE,
+    transmittance_stop: float = _kernels.T_EPS,
 ) -> tuple[torch.Tensor, torch.Tensor, TileBins]:
-    """Composite front to back; returns image (B, H, W, D), alpha (B, H, W) and the tile bins."""
+    """Composite front to back; returns image (B, H, W, D), alpha (B, H, W) and the tile bins.
+    ``transmittance_stop``: see ``_kernels.rasterize_fwd`` (t_stop)."""
     bins = bin_gaussians(
         _np(means2d), _np(extents), _np(depths), width, height, tile_size
     )
-    image, alpha = RasterizeToPixels.apply(means2d, conics, opacities, colors, extents, bins)
+    image, alpha = RasterizeToPixels.apply(means2d, conics, opacities, colors, extents, bins, transmittance_stop)
     return image, alpha, bins

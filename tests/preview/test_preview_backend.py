@@ -106,6 +106,23 @@ def test_render_preview_writes_watermarked_frames_and_video(astronaut, tmp_path)
     json.dumps(res.figures())
 
 
+def test_preview_early_stop_within_one_level_of_the_exact_render(astronaut):
+    """The preview's transmittance stop (1/255 by default) changes frames by at most one uint8
+    level against exact compositing (transmittance_stop=None), and does change some pixels."""
+    from backend.preview import PreviewRenderer
+
+    avatar, model, _ = astronaut
+    params, _, _ = performance(avatar, model, 3)
+    frames = {}
+    for stop in (PreviewOptions().transmittance_stop, None):
+        r = PreviewRenderer(avatar, model, PreviewOptions(lod=0, width=128, height=128, backend="cpu",
+                                                          transmittance_stop=stop))
+        frames[stop] = np.stack(list(r.frames(params))).astype(int)
+    fast, exact = frames.values()
+    assert PreviewOptions().transmittance_stop == pytest.approx(1 / 255)
+    assert np.abs(fast - exact).max() == 1 and (fast != exact).any()
+
+
 def test_cancel_leaves_no_files(astronaut, tmp_path):
     avatar, model, _ = astronaut
     params, _, _ = performance(avatar, model, 6)

@@ -17,7 +17,8 @@ from backend.render import _reference as ref
 from backend.render.scenes import GaussianScene, head_scene, random_scene
 
 
-def reference_splat(means, quats, scales, opacities, features, cams: list[Camera], background=None):
+def reference_splat(means, quats, scales, opacities, features, cams: list[Camera], background=None,
+                    transmittance_stop: float = ref.T_EPS):
     """Plain-torch twin of splat(backend="cpu"): _reference projection and brute-force compositing,
     differentiated by autograd."""
     B = len(cams)
@@ -28,7 +29,8 @@ def reference_splat(means, quats, scales, opacities, features, cams: list[Camera
     K = torch.from_numpy(np.stack([c.K for c in cams]))
     p = ref.project_gaussians(m, q, s, vm, K, W, H, opacities=o)
     cols = torch.cat([f, p.depths[..., None]], -1)
-    img, alpha = ref.rasterize_to_pixels(p.means2d, p.conics, o, cols, p.extents, p.depths, W, H)
+    img, alpha = ref.rasterize_to_pixels(p.means2d, p.conics, o, cols, p.extents, p.depths, W, H,
+                                         transmittance_stop)
     image = img[..., :-1]
     if background is not None:
         image = image + (1 - alpha)[..., None] * background
@@ -73,6 +75,45 @@ def test_forward_dense_scene_early_termination() -> None:
     res = splat(*_inputs(sc), cams, backend="cpu")
     assert (res.alpha > 0.9998).float().mean() > 0.1
     _assert_result_close(res, *reference_splat(*_inputs(sc), cams))
+
+
+def test_transmittance_stop_matches_reference_within_its_bound_and_gradients() -> None:
+    """The previews' inclusive early stop (a pixel stops once its transmittance reaches t): the
+    kernel equals the brute-force reference with the same rule, differs from the exact render by
+    at most t x max|feature - background| while skipping composites somewhere, and its backward
+    pass matches autograd through the reference."""
+    t = 1.0 / 255.0
+    sc = head_scene(300, 3, seed=4)
+    sc.opacities = torch.full_like(sc.opacities, 0.9)
+    cams = _cams(48, 48, 2)
+    bg = torch.tensor([0.9, 0.1, 0.5])
+    fast = splat(*_inputs(sc), cams, background=bg, backend="cpu", transmittance_stop=t)
+    _assert_result_close(fast, *reference_splat(*_inputs(sc), cams, bg, transmittance_stop=t))
+    exact = splat(*_inputs(sc), cams, background=bg, backend="cpu")
+    bound = t * float((sc.features[:, None, :] - bg).abs().max())
+    diff = (fast.image - exact.image).abs()
+    assert 0 < float(diff.max()) <= bound + 1e-6
+    assert (fast.alpha < exact.alpha).any() and float((exact.alpha - fast.alpha).max()) <= t + 1e-6
+    with pytest.raises(ValueError, match="transmittance_stop"):
+        splat(*_inputs(sc), cams, backend="cpu", transmittance_stop=1.5)
+
+    g = torch.Generator().manual_seed(3)
+    weights = (torch.randn(2, 3, 48, 48, generator=g), torch.randn(2, 48, 48, generator=g),
+               torch.randn(2, 48, 48, generator=g))  # fmt: skip
+    inputs = _inputs(sc, grad=True) + [bg.clone().requires_grad_(True)]
+
+    def ours(ts):
+        r = splat(*ts[:5], cams, background=ts[5], backend="cpu", transmittance_stop=t)
+        return r.image, r.alpha, r.depth
+
+    def theirs(ts):
+        return reference_splat(*ts[:5], cams, ts[5], transmittance_stop=t)
+
+    for name, a, b in zip(["means", "quats", "scales", "opacities", "features", "background"],
+                          _grads(ours, inputs, weights), _grads(theirs, inputs, weights)):
+        scale = b.abs().max()
+        assert scale > 0, name
+        torch.testing.assert_close(a / scale, b / scale, atol=1e-3, rtol=0, msg=name)
 
 
 def _grads(fn, inputs, weights):
