@@ -196,7 +196,10 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
                 # close without gaps (the eyeball's iris must not show between them); the lid
                 # Gaussians hidden behind the eyeball at rest grow further, for free
                 sel = np.flatnonzero(around_eyes)
-                k = np.clip(expression_stretch(model, rest, U, edges)[sel], 1.0, opts.eyes.max_lid_stretch)
+                # only the edges at these vertices decide their stretch: measuring those alone
+                # gives the same values without stretching the whole mesh's edges per expression
+                near = edges[around_eyes[edges[:, 0]] | around_eyes[edges[:, 1]]]
+                k = np.clip(expression_stretch(model, rest, U, near)[sel], 1.0, opts.eyes.max_lid_stretch)
                 scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
                 scales[lids, :2] *= opts.eyes.lid_grow
                 opac[lids] = 1.0
