@@ -115,6 +115,7 @@ def read_rig(rig: bpy.types.Object) -> RigInfo:
         camera_K=_floats(rig, "omg_camera_K", (3, 3)), camera_viewmat=_floats(rig, "omg_camera_viewmat", (4, 4)),
         camera_size=None if size is None else (int(size[0]), int(size[1])),
         lod=int(s.lod), levels=sorted(lod_objects(rig)), head_model_refused=choice.refused,
+        source_pose=_floats(rig, "omg_source_pose", (5, 3)),
     )
 
 

@@ -62,6 +62,7 @@ def retarget_work(req: RetargetRequest):
         perf = load_performance(PerformanceRequest(
             req.path, req.is_track_file, req.frame_start, req.frame_end, req.smoothing,
             fps=None if req.match_scene_fps else req.scene_fps, head_model_path=req.info.head_model_path,
+            avatar_shape=req.info.shape, avatar_pose=req.info.source_pose,  # the rig's photo pose holds global
         ), progress)
         t1 = time.perf_counter()
         channels = reduce_channels(plan_channels(perf.params, req.info, req.apply, perf.expr_names),

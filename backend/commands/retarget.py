@@ -43,15 +43,17 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_output_file(args.json, [*inputs, args.output, args.save_track], what="--json file")
 
 
-def identity_for(avatar, video: str, keep: bool | None):
-    """The avatar's identity coefficients when tracking should keep them (``keep`` True, or None
-    and the avatar was built from this very clip), else None (the clip's own identity)."""
-    from pathlib import Path
+def hold_for(avatar, video: str, keep: bool | None) -> dict:
+    """track_video's keyword arguments that make ``video`` drive ``avatar`` (face.track.avatar_hold,
+    as the evaluation drives it): the global joint held at the avatar's photo rotation, and the
+    avatar's identity kept when ``keep`` is True, or None and the avatar was built from this very
+    clip (otherwise the clip's own identity is fitted)."""
+    from ..face.track import avatar_hold
 
     built_from = (avatar.options.get("multiview") or {}).get("source")
     if keep is None:
         keep = built_from is not None and built_from == Path(video).name
-    return avatar.params.shape if keep else None
+    return avatar_hold(avatar.params.shape, avatar.params.pose, keep_identity=keep)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         t0 = time.perf_counter()
         track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing), track_progress,
-                            args.start, args.end, identity=identity_for(avatar, args.video, args.keep_identity))
+                            args.start, args.end, **hold_for(avatar, args.video, args.keep_identity))
         track_seconds = time.perf_counter() - t0
         if args.save_track:
             track.save(args.save_track)

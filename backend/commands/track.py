@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoothing", type=float, default=2.0,
                         help="temporal smoothing strength: 0 off, 1 light, 2 default, 4 strong")
     parser.add_argument("--avatar", metavar="PATH",
-                        help="keep this .omgavatar's identity: fit only pose, expression and camera")
+                        help="track for this .omgavatar: keep its identity (fit only pose, expression and "
+                             "camera) and hold the head's global joint at its photo's rotation, as "
+                             "retarget and the evaluation drive an avatar")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
     from ..errors import InputError
-    from ..face.track import TrackOptions, track_video
+    from ..face.track import TrackOptions, avatar_hold, track_video
     from ..head.loader import load_head_model
     from ..progress import tqdm_progress
     from ..stats import write_json
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.smoothing < 0:
         raise InputError(None, f"--smoothing must be >= 0, got {args.smoothing}")
     model = load_head_model(args.head_model)
-    identity = None
+    hold = {}
     if args.avatar:
         from ..avatar import load_avatar
 
@@ -46,13 +48,12 @@ def run(args: argparse.Namespace) -> int:
         if avatar.head_model_name != model.name or len(avatar.params.shape) != model.n_shape:
             raise InputError(args.avatar, f"was built on head model '{avatar.head_model_name}', not on "
                                           f"'{model.name}' (pass the same --head-model)")
-        identity = avatar.params.shape
+        hold = avatar_hold(avatar.params.shape, avatar.params.pose)
     t0 = time.perf_counter()  # decode, landmarks, fit, smoothing and writing; not the model load
     progress, close = tqdm_progress("track", enabled=False if args.no_progress else None)
     try:
         track = track_video(args.video, model,
-                            TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps), progress,
-                            identity=identity)
+                            TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps), progress, **hold)
     finally:
         close()
     track.save(args.output)

@@ -324,7 +324,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         ref_global = ident.pose[:, JOINT_GLOBAL].mean(0)
         if global_rotation is not None:
             ref_global = torch.as_tensor(np.asarray(global_rotation, np.float64).reshape(3))
-            ident.pose[:, JOINT_GLOBAL] = ref_global  # warm start there too
+            _hand_turn_to_neck(ident, ref_global)  # warm start there too
 
         # per-frame tracking on the same landmark model with the shape frozen
         layout = Layout(fit_joints(full, fopts), full.n_expr, 0, full.expr_bounds)
@@ -398,6 +398,22 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     return params, conf.astype(np.float32), rmse
 
 
+def _hand_turn_to_neck(state: State, global_rotation: torch.Tensor) -> None:
+    """Set every frame's global joint of ``state`` to ``global_rotation`` (3,) axis-angle and give
+    the neck the rest of the head's rotation (R_neck = R_g^T R_global R_neck), in place. The
+    tracker starts from it: with only the global joint moved, a photo turned 0.2 rad from the
+    clip left the first frames' LM steps 0.07 rad short (global, pulled by the landmarks, ahead of
+    the weakly held neck)."""
+    from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+    pose = state.pose.double().numpy()
+    head = axis_angle_to_matrix(pose[:, JOINT_GLOBAL]) @ axis_angle_to_matrix(pose[:, JOINT_NECK])
+    g = axis_angle_to_matrix(global_rotation.double().numpy())
+    neck = matrix_to_axis_angle(g.T[None] @ head)
+    state.pose[:, JOINT_GLOBAL] = global_rotation.to(state.pose.dtype)
+    state.pose[:, JOINT_NECK] = torch.as_tensor(neck, dtype=state.pose.dtype)
+
+
 def jaw_gate_weight(landmarks: np.ndarray, gate: tuple[float, float]) -> np.ndarray:
     """(T,) in [0, 1]: how much each frame's jaw follows its inner-lip gap, a smoothstep of the
     opening (gap / inner width) from gate[0] to gate[1]. landmarks (T, 478, 2) px; NaN rows -> 0."""
@@ -437,6 +453,22 @@ def jaw_from_lip_gap(lmm: LandmarkModel, shape: torch.Tensor, landmarks: np.ndar
     return np.clip(obs - lips_only, 0.0, None) / max(per_rad, 1e-6)
 
 
+def avatar_hold(shape: np.ndarray, photo_pose: np.ndarray, keep_identity: bool = True) -> dict:
+    """Keyword arguments for :func:`track_video` / :func:`track_landmarks` that make a clip drive
+    a given avatar the way it was built: the one place that decides this for eval's
+    self-reenactment and the product (``track --avatar``, ``retarget``, Blender's Retarget Video).
+
+    shape: (S,) the avatar's identity coefficients; photo_pose: (5, 3) or (1, 5, 3) axis-angle
+    radians, the joints of the photo it was built from (frame 0 of ``avatar.params.pose``).
+    Returns {"identity": shape or None (keep_identity False: fit the clip's own),
+    "global_rotation": (3,) the photo's global joint}. Holding global there keeps the avatar's
+    shoulders (bound to global) where the photo had them and puts head turns into the neck;
+    without it global went to the clip's mean rotation and turned the shoulders away."""
+    pose = np.asarray(photo_pose, np.float64).reshape(-1, 5, 3)
+    return {"identity": np.asarray(shape) if keep_identity else None,
+            "global_rotation": pose[0, JOINT_GLOBAL].copy()}
+
+
 def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
     from dataclasses import replace
 
@@ -445,11 +477,13 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
                 progress: Progress | None = None, start: int = 0, end: int | None = None,
-                identity: np.ndarray | None = None) -> Track:
+                identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
 
     identity: (n_shape,) shape coefficients to keep (an avatar's identity, so the rig driven by
     the clip is the avatar's head); None = fit the identity from the clip.
+    global_rotation: (3,) axis-angle the global joint is held near (track_landmarks); to drive an
+    avatar pass both through :func:`avatar_hold`.
 
     start, end: the source frame range to track (0-based, inclusive; end None = to the end).
     progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
@@ -479,7 +513,7 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
             lm_crop[t] = crop.to_crop(lm)
     with progress.stage("fit"):
         params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress,
-                                           identity)
+                                           identity, global_rotation)
     progress.report(1.0, "done")
     return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..head.params import HeadParams
 from ..progress import Progress
 from .files import load_motion
@@ -18,7 +20,10 @@ class PerformanceRequest:
     """path: a video, or a track / HeadParams .npz when ``is_track_file``; frame_start, frame_end:
     the source frames to use (0-based, inclusive; -1 = the last); smoothing: the tracker's strength
     for a video, extra smoothing on top of a track file's own; fps: resample to this rate (None =
-    keep the source's); head_model_path: the head model to track with (None = the stand-in)."""
+    keep the source's); head_model_path: the head model to track with (None = the stand-in);
+    avatar_shape (S,), avatar_pose (5, 3): the avatar the video will drive (its identity and its
+    photo's joints), so tracking holds it as the CLI's retarget and the evaluation do
+    (face.track.avatar_hold; the identity only with keep_identity); None = track the clip alone."""
 
     path: str
     is_track_file: bool = False
@@ -27,6 +32,9 @@ class PerformanceRequest:
     smoothing: float = 0.0
     fps: float | None = None
     head_model_path: str | None = None
+    avatar_shape: np.ndarray | None = None
+    avatar_pose: np.ndarray | None = None
+    keep_identity: bool = False
 
 
 @dataclass
@@ -60,12 +68,14 @@ def load_performance(req: PerformanceRequest, progress: Progress | None = None) 
         fps, source, expr_names, missing = motion.fps, motion.source, motion.expr_names, []
         secs["load"] = time.perf_counter() - t0
     else:
-        from ..face.track import TrackOptions, track_video
+        from ..face.track import TrackOptions, avatar_hold, track_video
         from ..head.loader import load_head_model
 
         model = load_head_model(req.head_model_path)
         end = None if req.frame_end < 0 else req.frame_end
-        track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing), progress, req.frame_start, end)
+        hold = {} if req.avatar_pose is None else avatar_hold(req.avatar_shape, req.avatar_pose, req.keep_identity)
+        track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing), progress, req.frame_start, end,
+                            **hold)
         params, fps, source = track.params, track.fps, track.source
         expr_names, missing = list(track.expr_names), track.frames_without_face
         secs["track"] = time.perf_counter() - t0

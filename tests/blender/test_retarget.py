@@ -27,6 +27,7 @@ pytestmark = pytest.mark.blender
 ROOT = Path(__file__).resolve().parents[2]
 REAL_CLIP = ROOT.parent / "shared" / "media" / "videos" / "liveportrait_d19.mp4"  # 30 fps
 JAW_R_MIN = 0.8        # Pearson r of the keyed jaw rotation vs. the rendered one
+GLOBAL_HOLD_RAD = 0.06  # tracked global joint vs the photo's (as tests/preview/test_cli_retarget.py)
 ROUND_TRIP_TOL = 1e-4  # keys -> HeadParams vs. the track (radians / coefficients / metres)
 
 SCRIPT = """
@@ -92,6 +93,11 @@ E = min(motion.params.expr.shape[1], back.expr.shape[1])
 RESULT["round_trip"] = {"pose": float(np.abs(back.pose - motion.params.pose).max()),
                         "transl": float(np.abs(back.transl - motion.params.transl).max()),
                         "expr": float(np.abs(back.expr[:, :E] - motion.params.expr[:, :E]).max())}
+
+# 3b. the rig's photo pose reaches the worker; the tracked global joint is held there
+RESULT["source_pose"] = None if info.source_pose is None else np.asarray(info.source_pose).tolist()
+RESULT["avatar_pose"] = np.asarray(avatar.params.pose[0]).tolist()
+RESULT["global_hold"] = float(np.abs(motion.params.pose[:, 0] - avatar.params.pose[0, 0]).max())
 
 # 4. apply the saved track at scene frame 101 (no tracking), jaw only
 t0 = time.perf_counter()
@@ -193,6 +199,14 @@ def test_synthetic_clip_keys_every_frame_and_recovers_the_jaw(child):
 def test_keys_read_back_as_the_track(child):
     r, _ = child
     assert max(r["round_trip"].values()) < ROUND_TRIP_TOL, r["round_trip"]
+
+
+def test_retarget_holds_global_at_the_rigs_photo_pose(child):
+    """Retarget Video tracks for the rig as `retarget` and the evaluation do (face.track.avatar_hold):
+    the rig's recorded photo pose reaches the worker, and global stays at the photo's rotation."""
+    res, _ = child
+    np.testing.assert_allclose(res["source_pose"], res["avatar_pose"], atol=1e-6)
+    assert res["global_hold"] < GLOBAL_HOLD_RAD, res["global_hold"]
 
 
 def test_apply_saved_track(child):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -62,3 +63,55 @@ def test_cli_errors_name_the_file(astronaut, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "backend", "retarget", str(avatar_path), str(tmp_path / "none.mp4"),
                            "-o", str(tmp_path / "o.mp4")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and "none.mp4" in proc.stderr and "Traceback" not in proc.stderr
+
+
+PHOTO_TURN_RAD = 0.2      # the avatar's photo: the head turned this much further than in the clip
+GLOBAL_HOLD_RAD = 0.06    # tracked global joint vs the photo's, every frame (measured 0.037: a soft prior)
+HEAD_ROTATION_DEG = 1.0   # mean head-rotation error (global then neck) may grow by this over the free track
+
+
+def _head_rotation_error_deg(pose: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(T,) angle between the head rotations R_global @ R_neck of two (T, 5, 3) pose tracks."""
+    from backend.eval.metrics.geometry import rotation_angle_deg
+    from backend.rotations import axis_angle_to_matrix
+
+    def head(p):
+        return axis_angle_to_matrix(p[:, 0]) @ axis_angle_to_matrix(p[:, 1])
+
+    return rotation_angle_deg(np.swapaxes(head(pose), -1, -2) @ head(truth))
+
+
+def test_product_tracks_for_an_avatar_as_the_evaluation_does(astronaut, preview_assets, tmp_path):
+    """`track --avatar` and the Blender Retarget Video worker (motion.load_performance given the rig's
+    identity and photo pose) hold the global joint at the avatar's photo rotation, as the
+    evaluation's self-reenactment does (one helper: face.track.avatar_hold), and put the head's
+    turn into the neck. The avatar's photo had the head turned PHOTO_TURN_RAD further than the
+    clip: before, both tracked the clip's own global rotation (the avatar's shoulders, bound to
+    global, turned by 0.2 rad on every frame)."""
+    from backend.avatar import save_avatar
+    from backend.face.track import Track
+    from backend.motion import PerformanceRequest, load_performance
+
+    avatar, _, _ = astronaut
+    clip = synthetic_clip(preview_assets)
+    turned = copy.copy(avatar)
+    turned.params = copy.copy(avatar.params)
+    turned.params.pose = avatar.params.pose.copy()
+    turned.params.pose[0, 0, 1] += PHOTO_TURN_RAD
+    photo_global = turned.params.pose[0, 0]
+    path = save_avatar(turned, tmp_path / "turned.omgavatar")
+    assert main(["track", str(clip.path), "-o", str(tmp_path / "t.npz"), "--avatar", str(path),
+                 "--no-progress"]) == 0
+    cli = Track.load(tmp_path / "t.npz").params
+    blender = load_performance(PerformanceRequest(str(clip.path), smoothing=2.0, avatar_shape=turned.params.shape,
+                                                  avatar_pose=turned.params.pose[0])).params
+    free = load_performance(PerformanceRequest(str(clip.path), smoothing=2.0)).params
+    free_err = _head_rotation_error_deg(free.pose, clip.params.pose).mean()
+    assert np.abs(free.pose[:, 0] - photo_global).max() > 0.1  # the clip's own global, not the photo's
+    for params in (cli, blender):
+        off = np.abs(params.pose[:, 0] - photo_global).max()
+        assert off < GLOBAL_HOLD_RAD, f"global {off:.3f} rad from the photo's"
+        err = _head_rotation_error_deg(params.pose, clip.params.pose).mean()
+        assert err < free_err + HEAD_ROTATION_DEG, f"head rotation off by {err:.2f} deg (free track {free_err:.2f})"
+    np.testing.assert_array_equal(cli.shape, turned.params.shape)  # --avatar keeps the identity
+    assert not np.array_equal(blender.shape, turned.params.shape)  # keep_identity off: the clip's own

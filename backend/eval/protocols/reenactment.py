@@ -103,14 +103,14 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
     rotation, so frame 0 puts the shoulders where the photo had them. No video decoding for the landmarks (the track
     keeps them); the kept frames are decoded once more when the clip's path is known."""
     from ...face.crop import apply_crop
-    from ...face.track import TrackOptions, track_landmarks
+    from ...face.track import TrackOptions, avatar_hold, track_landmarks
     from ...face.video import iter_video
 
     track, crop = clip.track, build.observation.crop
     lm = crop.to_crop(track.crop.to_source(track.landmarks))  # NaN rows (no face) stay NaN
     params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
-                                   TrackOptions(**opts.track), identity=build.avatar.params.shape,
-                                   global_rotation=build.avatar.params.pose[0, 0])
+                                   TrackOptions(**opts.track),
+                                   **avatar_hold(build.avatar.params.shape, build.avatar.params.pose))
     frames: dict[int, np.ndarray] = {}
     keep = set(clip.frames)
     if clip.path is not None and keep:
