@@ -5,7 +5,8 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
             the poses (face/views.py), the chosen frames decoded; photos: loaded as given
   detect    each view analysed as a photo (crop, landmarks, portrait mask)
   fit       one identity over all views (joint landmark fit), per view pose + expression; each view
-            also fitted alone, to tell one person from a mixture by the spread of identity fits
+            also fitted alone, to tell one person from a mixture by the spread of identity fits and
+            of skin colours
   build     the single-photo build of the most frontal view (or the anchor frame) with the joint
             identity (no refinement)
   fuse      the paper's occlusion-aware fusion applied to views: every Gaussian takes its colour
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
 
 # Views within this yaw and pitch (degrees) judge whether all views show one person.
 FRONTAL_DEG = 20.0
+# Skin patches (MediaPipe face-mesh ids: cheeks, below the eyes, forehead middle and sides, nose
+# bridge, chin) whose median colour is a view's skin colour (skin_colour); half-size in crop px.
+SKIN_LANDMARKS = (50, 280, 117, 346, 151, 108, 337, 6, 199)
+SKIN_PATCH_PX = 5
 # a hair Gaussian covering this many pixels of the primary view is never carved (carve_hair)
 PRIMARY_SEEN_PX = 0.5
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif")
@@ -58,10 +63,17 @@ class MultiViewOptions:
     inclusive | None) frame range a clip's views may come from; min_views: fewer usable views is
     an error; identity_spread / identity_spread_error: the spread (identity_spread()) of the
     identity fits of the near-frontal views (within FRONTAL_DEG; judged when there are at least 3)
-    above which the build warns that the views may show different people / refuses them.
-    Landmarks identify a head only weakly: on the shared clips one person spreads 0.4-1.03,
-    half-and-half mixtures of two people 1.1-1.2 (a warning), photos of six different people 1.7
-    (refused); a single stray view or similar faces pass;
+    above which the build warns that the views may show different people / refuses them;
+    skin_spread: the spread (skin_spread()) of those views' skin chromaticity above which it warns.
+    Landmarks identify a head only weakly: on the shared clips one person's 8 views spread
+    0.6-1.10 (clip d12 1.03-1.10 by the views picked), half-and-half mixtures of two clips' people
+    0.94-1.16 (landmarks cannot tell them apart), photos of different people 1.7-2.3 (refused);
+    three views of one synthetic head 0.9-1.35, the same head with one reshaped by 5 prior
+    standard deviations 1.16: above 1.4 only sets of clearly different faces;
+    skin tells most of them apart: one clip's views spread 0.005-0.009 in chromaticity,
+    mixtures of two clips 0.031-0.10 (d3 + d12, d0 + d19, d3 + d0; 4 + 2 views count), photos of
+    different people 0.076, a synthetic turn-around 0.002. A single stray view among 7 (0.014)
+    and two people of similar build and skin (d12 + d19: 0.008) pass;
     anchor_frame: a clip's frame that is always a view and anchors the build (framing, body,
     rest pose: what the single-photo build of that frame would anchor on); None: the most frontal
     view;
@@ -80,7 +92,7 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     views_from: tuple[int, int | None] = (0, None)
     anchor_frame: int | None = None
     min_views: int = 2
-    identity_spread: float = 1.05
+    identity_spread: float = 1.4
     identity_spread_error: float = 1.6
     visibility_tol_m: float = 0.01
     prior_weight: float = 0.05
@@ -89,6 +101,7 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_seconds: float = 20.0
     refine_steps: int = 200
     refine_views_per_step: int | None = 3
+    skin_spread: float = 0.015
 
 
 @dataclass
@@ -196,14 +209,61 @@ def identity_spread(singles: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(singles - med, axis=1)))
 
 
-def check_one_person(spread: float | None, mv: MultiViewOptions, source: str | Path) -> None:
+def skin_colour(observation: Any) -> np.ndarray:
+    """(3,) float64 RGB in [0, 1]: the median over SKIN_LANDMARKS of each patch's median colour in
+    the view's 512 crop (medians: a patch on hair, shadow or an occluded far cheek is outvoted)."""
+    img = np.asarray(observation.image512)
+    lm = np.asarray(observation.landmarks, np.float64)[list(SKIN_LANDMARKS), :2]
+    r = SKIN_PATCH_PX
+    h, w = img.shape[:2]
+    xy = np.round(lm).astype(np.int64)
+    xy[:, 0] = np.clip(xy[:, 0], r, w - r - 1)
+    xy[:, 1] = np.clip(xy[:, 1], r, h - r - 1)
+    offs = np.arange(-r, r + 1)
+    ys = xy[:, 1, None, None] + offs[None, :, None]          # (P, 2r+1, 1)
+    xs = xy[:, 0, None, None] + offs[None, None, :]          # (P, 1, 2r+1)
+    patches = img[ys, xs].reshape(len(xy), -1, 3).astype(np.float64) / 255.0
+    return np.median(np.median(patches, axis=1), axis=0)
+
+
+def skin_spread(colours: np.ndarray) -> float:
+    """Spread of the views' skin colours (K, 3): the 75th percentile of each view's chromaticity
+    (r, g) / (r + g + b) distance to the element-wise median chromaticity. Chromaticity ignores
+    brightness, so a cheek turned out of the light moves it little; another person's skin moves
+    it more. The 75th percentile, not the median: a third of the views from another person count."""
+    c = np.asarray(colours, np.float64)
+    chroma = c[:, :2] / np.maximum(c.sum(axis=1, keepdims=True), 1e-6)
+    med = np.median(chroma, axis=0)
+    return float(np.percentile(np.linalg.norm(chroma - med, axis=1), 75))
+
+
+def person_spreads(model: "HeadModel", observations: list[Any], yaw_deg: np.ndarray,
+                   pitch_deg: np.ndarray) -> tuple[float | None, float | None]:
+    """(identity_spread, skin_spread) of the views within FRONTAL_DEG in yaw and pitch (degrees,
+    per view); (None, None) when fewer than 3 are: a single view's identity is only trusted near
+    frontal (turned views spread even for one person)."""
+    frontal = np.flatnonzero((np.abs(yaw_deg) <= FRONTAL_DEG) & (np.abs(pitch_deg) <= FRONTAL_DEG))
+    if len(frontal) < 3:
+        return None, None
+    judged = [observations[k] for k in frontal]
+    return (identity_spread(single_identities(model, judged)),
+            skin_spread(np.stack([skin_colour(o) for o in judged])))
+
+
+def check_one_person(spread: float | None, mv: MultiViewOptions, source: str | Path,
+                     skin: float | None = None) -> None:
     """Warn (MixedIdentityWarning) or refuse (InputError naming ``source``) views whose identity
-    fits spread like different people's; None (too few frontal views to judge) passes."""
-    if spread is None or spread <= mv.identity_spread:
+    fits (``spread``) or skin colours (``skin``) spread like different people's; None (too few
+    frontal views to judge) passes. Only the identity fits refuse: skin also moves with lighting."""
+    reasons = []
+    if spread is not None and spread > mv.identity_spread:
+        reasons.append(f"identity fits spread {spread:.2f}, one person usually stays below {mv.identity_spread:.2f}")
+    if skin is not None and skin > mv.skin_spread:
+        reasons.append(f"skin colours spread {skin:.3f}, one person usually stays below {mv.skin_spread:.3f}")
+    if not reasons:
         return
-    msg = (f"the views seem to show different people (identity fits spread {spread:.2f}, one person "
-           f"usually stays below {mv.identity_spread:.2f})")
-    if spread > mv.identity_spread_error:
+    msg = f"the views seem to show different people ({'; '.join(reasons)})"
+    if spread is not None and spread > mv.identity_spread_error:
         raise InputError(source, msg + "; use views of one person")
     warnings.warn(f"{source}: {msg}; the avatar may mix them", MixedIdentityWarning, stacklevel=3)
 
@@ -422,11 +482,8 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     progress.report(0.22, f"fitting one identity over {len(analysed)} views")
     params, rmse = fit_views(model, [o for _, o in analysed])
     yaw, pitch = head_angles_from_params(params)
-    # a single view's identity is only trusted near frontal: turned views spread even for one person
-    frontal = np.flatnonzero((np.abs(yaw) <= FRONTAL_DEG) & (np.abs(pitch) <= FRONTAL_DEG))
-    spread = (identity_spread(single_identities(model, [analysed[k][1] for k in frontal]))
-              if len(frontal) >= 3 else None)
-    check_one_person(spread, mv, source)
+    spread, skin = person_spreads(model, [o for _, o in analysed], yaw, pitch)
+    check_one_person(spread, mv, source, skin)
     seconds["fit"] = time.perf_counter() - t
     views = [View(label, to_float(o.image512), np.asarray(o.mask, np.float32), params.frame(k), o.camera,
                   float(yaw[k]), float(pitch[k]), float(rmse[k]), o)
@@ -467,7 +524,8 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
                                 "rmse_px": round(v.rmse_px, 3), "primary": k == primary}
                                for k, v in enumerate(views)]
     avatar.options["multiview"] = {"source": source.name, "seen_share": fused["seen_share"],
-                                   "hair_carved": carved, "identity_spread": spread}
+                                   "hair_carved": carved, "identity_spread": spread,
+                                   "skin_spread": skin}
     seconds["total"] = time.perf_counter() - t_start
     result.seconds = seconds
     result.refine_steps = steps
