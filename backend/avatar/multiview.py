@@ -75,8 +75,8 @@ class MultiViewOptions:
     different people 0.076, a synthetic turn-around 0.002. A single stray view among 7 (0.014)
     and two people of similar build and skin (d12 + d19: 0.008) pass;
     anchor_frame: a clip's frame that is always a view and anchors the build (framing, body,
-    rest pose: what the single-photo build of that frame would anchor on); None: the most frontal
-    view;
+    rest pose: what the single-photo build of that frame would anchor on), or with photos the
+    position (from 0) of the photo that does; None: the most frontal view;
     visibility_tol_m: a Gaussian is seen when it is at most this far behind the rendered depth;
     prior_weight: weight of the single-photo colour against the fused views' (unseen -> kept);
     primary_weight / primary_refine_weight: the primary view's (the anchor or the most frontal one,
@@ -460,6 +460,9 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     clip = len(paths) == 1 and is_video(paths[0])
     if not clip and any(is_video(p) for p in paths):
         raise InputError(next(p for p in paths if is_video(p)), "give either one clip or several photos, not both")
+    if not clip and mv.anchor_frame is not None and not 0 <= mv.anchor_frame < len(paths):
+        raise InputError(None, f"--anchor {mv.anchor_frame}: give the position of one of the {len(paths)} photos "
+                               f"(0..{len(paths) - 1})")
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     model = load_head_model(opts.head_model)
@@ -497,6 +500,8 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
         else:
             warnings.warn(f"{paths[0]}: frame {mv.anchor_frame} shows no usable face; the build is anchored on "
                           f"the most frontal view instead", FewerViewsWarning, stacklevel=2)
+    elif mv.anchor_frame is not None:
+        primary = mv.anchor_frame  # photos: every one was analysed (a failure raised), in order
 
     t = time.perf_counter()
     pv = views[primary]

@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="multi-view build from a clip: frames picked to cover the head poses (default 8)")
     p.add_argument("--views-from", default=None, metavar="A:B",
                    help="multi-view build from a clip: pick views only among frames A..B (inclusive)")
+    p.add_argument("--anchor", type=int, default=None, metavar="N",
+                   help="multi-view build: the view that anchors framing, body and rest pose (a clip's frame "
+                        "number, always made a view; or the N-th photo given, from 0); default: the most "
+                        "frontal view")
     p.add_argument("-o", "--output", default="out", help="output folder (default: out)")
     p.add_argument("--lods", type=parse_lods, default=(0, 1, 2), help="levels of detail, e.g. 0,1,2")
     p.add_argument("--head-model", default=None, help="FLAME .pkl or head-model .npz (default: stand-in)")
@@ -119,11 +123,16 @@ def run(args: argparse.Namespace) -> int:
                 views_from = parse_range(args.views_from)
             except ValueError as exc:
                 raise InputError(None, str(exc)) from None
-            mv = MultiViewOptions(views=args.views, views_from=views_from)
+            mv = MultiViewOptions(views=args.views, views_from=views_from, anchor_frame=args.anchor)
             if args.refine_seconds is not None:
                 mv.refine_seconds = float(args.refine_seconds)
             result = build_from_views(args.photo, opts, mv, progress)
         else:
+            if args.anchor is not None:
+                from ..errors import InputError
+
+                raise InputError(None, "--anchor chooses among the views of a multi-view build: give a clip or "
+                                       "several photos")
             result = build_avatar(args.photo[0] if args.photo else None, opts, progress, reconstruct)
         with progress.stage("write"):
             avatar_path = save_avatar(result.avatar, out / f"{stem}.omgavatar")

@@ -420,3 +420,26 @@ def test_refinement_from_two_views_improves_both(astronaut):
     assert moved < FROZEN_MOVE_MAX
     # one refinement loop (refine.py) serves one view and many: no copy of it in multiview.py
     assert "optim" not in inspect.getsource(multiview)
+
+
+def test_cli_anchor_chooses_the_primary_photo(astronaut, tmp_path, capsys):
+    """`build a b c --anchor 0` anchors the build on the first photo (the most frontal, the middle
+    one, would be chosen otherwise); an --anchor outside the photos, or with one photo, is a
+    one-line error before any work."""
+    from backend.avatar import load_avatar
+    from backend.cli import main
+
+    avatar, model, _ = astronaut
+    paths = [str(p) for p in _photos(tmp_path, model, [(avatar, -15), (avatar, 0), (avatar, 15)])]
+    out = tmp_path / "out"
+    common = ["-o", str(out), "--lods", "0", "--refine-seconds", "0", "--no-previews", "--no-progress"]
+    assert main(["build", *paths, "--anchor", "3", *common]) != 0
+    assert "--anchor 3: give the position of one of the 3 photos (0..2)" in capsys.readouterr().err
+    assert main(["build", paths[1], "--anchor", "0", *common]) != 0
+    assert "--anchor chooses among the views of a multi-view build" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+    for anchor, primary in ((None, 1), (0, 0)):
+        extra = [] if anchor is None else ["--anchor", str(anchor)]
+        assert main(["build", *paths, *extra, *common, "--name", f"a{anchor}"]) == 0
+        views = load_avatar(out / f"a{anchor}.omgavatar").options["views"]
+        assert [v["primary"] for v in views] == [k == primary for k in range(3)], views
