@@ -69,7 +69,7 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
         posed = TorchPoser(avatar, model, lod, device).pose_params(params)          # 4 frames
         res = splat(posed.means, posed.quats, rest.scales, rest.opacities, rest.colors,
                     [c for _, c in views.values()], background=np.asarray(PREVIEW_BACKGROUND, np.float32),
-                    backend=name)
+                    backend=name, transmittance_stop=1.0 / 255.0)  # as preview frames: within one uint8 level
     images = np.clip(res.image.detach().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)
     return dict(zip(views, images))
 
