@@ -102,7 +102,10 @@ class FrameWriter(_Closing):
             self._writer = imageio_ffmpeg.write_frames(
                 str(self._video_file.tmp), (frame.shape[1], frame.shape[0]), fps=float(self.fps), codec="libx264",
                 pix_fmt_out="yuv420p", quality=8, macro_block_size=1, ffmpeg_log_level="error",
-                output_params=["-metadata", f"comment={PNG_TEXT['Comment']}"],
+                # x264's "veryfast" preset: 7.7 instead of 11.4 ms of ffmpeg CPU a 512x512 frame (the
+                # encoder shares the 2 cores with the render loop) for a file 1.6x larger (488 vs 307 KB
+                # for 100 avatar frames at the same quality setting)
+                output_params=["-preset", "veryfast", "-metadata", f"comment={PNG_TEXT['Comment']}"],
             )
             self._writer.send(None)
         self._writer.send(np.ascontiguousarray(frame))
