@@ -9,7 +9,10 @@
    eyeLook* onto the jaw and eye joints) turns them into head parameters at the avatar's source
    frame, which are rendered by the backend splatter at the source camera (watermarked frames).
 3. The renders are tracked (face.track_video, the avatar's identity kept) and the tracked
-   parameters mapped back to ARKit weights (arkit.targets_to_sources, bounded to [0, 1]).
+   parameters mapped back to ARKit weights (arkit.targets_to_sources, bounded to [0, 1]). The
+   tracker is calibrated to the avatar first (avatar.calibrate.calibrate_tracker: mediapipe's
+   reading of each expression rendered alone), as ``track --calibration`` does; the same frames
+   are also tracked without it (``uncalibrated`` in the figures).
 4. Per shape: Pearson correlation of recovered vs true weights over the frames, and the mean
    absolute error. "Visible" ranks the shapes by how far they move the 478 landmarks at weight 1
    in the source camera's pixels (:func:`visibility_px`); the figure of merit is the correlation
@@ -51,6 +54,7 @@ class RoundTripOptions:
     backend: str = "auto"
     shapes: tuple[str, ...] | None = None   # only these shapes move (None: all 52)
     landmarks_only: bool = False             # track the model's projected landmarks, no render
+    calibrate: bool = True                   # calibrate the tracker to the avatar first
 
 
 @dataclass
@@ -66,6 +70,7 @@ class RoundTripResult:
     mae: np.ndarray
     has_face: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    uncalibrated: "RoundTripResult | None" = None   # the same frames tracked without calibration
 
     def most_visible(self, k: int = 20) -> list[int]:
         """Indices of the k shapes that move the landmarks most (descending)."""
@@ -90,6 +95,9 @@ class RoundTripResult:
                         "frames_moving": int((self.truth[self.has_face, i] > 0).sum())}
                        for r, i in enumerate(self.most_visible(len(ARKIT_NAMES)))],
             "seconds": self.seconds,
+            **({"uncalibrated": {k: v for k, v in self.uncalibrated.figures(k).items()
+                                 if k in ("top_min_corr", "top_mean_corr", "top_mae_mean", "mae_all_mean",
+                                          "top_below_0_8")}} if self.uncalibrated is not None else {}),
         }
 
 
@@ -202,6 +210,7 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
     params = weights_to_params(avatar, model, truth)
     if opts.landmarks_only:
         return _landmark_round_trip(avatar, model, opts, truth, params)
+    vis = visibility_px(avatar, model)
     with tempfile.TemporaryDirectory(prefix="arkit_rt_") as tmp:
         folder = Path(workdir) if workdir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -209,14 +218,28 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
         for t, img in enumerate(render_frames(avatar, model, params, opts.lod, backend=opts.backend)):
             save_png(folder / f"frame_{t:05d}.png", img)
         seconds["render"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        track = track_video(folder, model, TrackOptions(smoothing=opts.smoothing), identity=avatar.params.shape)
-        seconds["track"] = time.perf_counter() - t0
-    recovered = params_to_weights(model, track.params.expr, track.params.pose)
-    ok = np.asarray(track.has_face, bool)
-    return RoundTripResult(truth=truth, recovered=recovered, visibility_px=visibility_px(avatar, model),
-                           corr=correlation(truth[ok], recovered[ok]),
-                           mae=np.abs(truth[ok] - recovered[ok]).mean(0), has_face=ok, seconds=seconds)
+        calibration = None
+        if opts.calibrate:
+            from ..avatar.calibrate import calibrate_tracker
+
+            t0 = time.perf_counter()
+            calibration = calibrate_tracker(avatar, model, opts.lod, backend=opts.backend)
+            seconds["calibrate"] = time.perf_counter() - t0
+        results = []
+        for cal in ([calibration, None] if calibration is not None else [None]):
+            t0 = time.perf_counter()
+            track = track_video(folder, model, TrackOptions(smoothing=opts.smoothing), identity=avatar.params.shape,
+                                calibration=cal)
+            seconds["track" if not results else "track_uncalibrated"] = time.perf_counter() - t0
+            recovered = params_to_weights(model, track.params.expr, track.params.pose)
+            ok = np.asarray(track.has_face, bool)
+            results.append(RoundTripResult(truth=truth, recovered=recovered, visibility_px=vis,
+                                           corr=correlation(truth[ok], recovered[ok]),
+                                           mae=np.abs(truth[ok] - recovered[ok]).mean(0), has_face=ok,
+                                           seconds=seconds))
+    if len(results) == 2:
+        results[0].uncalibrated = results[1]
+    return results[0]
 
 
 def _landmark_round_trip(avatar, model, opts: RoundTripOptions, truth: np.ndarray, params) -> RoundTripResult:
@@ -252,6 +275,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lod", type=int, default=RoundTripOptions.lod, choices=(0, 1, 2))
     p.add_argument("--seed", type=int, default=RoundTripOptions.seed)
     p.add_argument("--photo", default=None, help="portrait to build the avatar from (default: the astronaut)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="track the renders only without the tracker's calibration to the avatar")
     p.add_argument("--json", default=None, help="write the figures here")
 
 
@@ -261,20 +286,26 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
     build_s = time.perf_counter() - t0
-    opts = RoundTripOptions(frames=args.frames, active=args.active, hold=args.hold, lod=args.lod, seed=args.seed)
+    opts = RoundTripOptions(frames=args.frames, active=args.active, hold=args.hold, lod=args.lod, seed=args.seed,
+                            calibrate=not args.no_calibration)
     res = round_trip(built.avatar, built.model, opts)
     res.seconds["build"] = build_s
     fig = res.figures()
     lm = round_trip(built.avatar, built.model, replace(opts, landmarks_only=True)).figures()
     fig["landmarks_only"] = {k: lm[k] for k in ("top_min_corr", "top_mean_corr", "top_mae_mean", "mae_all_mean")}
     fig["options"] = {"frames": opts.frames, "active": opts.active, "hold": opts.hold, "lod": opts.lod,
-                      "seed": opts.seed, "smoothing": opts.smoothing, "photo": built.photo_name}
+                      "seed": opts.seed, "smoothing": opts.smoothing, "photo": built.photo_name,
+                      "calibrate": opts.calibrate}
     order = np.argsort(-res.visibility_px, kind="stable")
     print(f"{'shape':<22}{'visible px':>11}{'corr':>8}{'mae':>8}")
     for i in order:
         print(f"{ARKIT_NAMES[i]:<22}{res.visibility_px[i]:>11.2f}{res.corr[i]:>8.3f}{res.mae[i]:>8.3f}")
     print(f"landmarks only (no render, no mediapipe): top-20 correlation min {lm['top_min_corr']:.3f}, "
           f"mean {lm['top_mean_corr']:.3f}; MAE over all 52: {lm['mae_all_mean']:.3f}")
+    if res.uncalibrated is not None:
+        u = fig["uncalibrated"]
+        print(f"without the tracker calibration: top-20 correlation min {u['top_min_corr']:.3f}, "
+              f"mean {u['top_mean_corr']:.3f}; MAE over all 52: {u['mae_all_mean']:.3f}")
     print(f"top-20 correlation: min {fig['top_min_corr']:.3f}, mean {fig['top_mean_corr']:.3f}; "
           f"MAE over all 52: {fig['mae_all_mean']:.3f}; {fig['frames_with_face']}/{fig['frames']} frames with a face")
     if args.json:

@@ -291,12 +291,15 @@ def smooth_landmarks(raw: np.ndarray, fps: float, strength: float, max_px: float
 
 def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
                     opts: TrackOptions | None = None, progress: Progress | None = None,
-                    identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None):
+                    identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
+                    calibration=None):
     """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
     ignored and filled). ``identity``: the head's shape coefficients (e.g. an avatar's) to keep
     instead of fitting one from the clip. ``global_rotation``: (3,) axis-angle the global joint is
     held near (e.g. the avatar's photo pose, so its shoulders stay where the photo had them and
-    head turns go to the neck); None = the identity frames' mean rotation.
+    head turns go to the neck); None = the identity frames' mean rotation. ``calibration``: a
+    face.calibration.LandmarkCalibration of the model's expression basis to what mediapipe sees
+    (solved with instead of the embedding's own landmark response); None = the embedding's.
     Returns (HeadParams, confidence (T,), rmse (T,))."""
     opts = opts or TrackOptions()
     progress = progress or Progress()
@@ -317,6 +320,8 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         # a bounded (ARKit-52) basis is tracked whole: its shapes are not ordered by importance
         full = LandmarkModel.from_model(model, fopts.n_shape if fopts.fit_shape else 0,
                                         None if model.expr_bounds is not None else opts.n_expr)
+        if calibration is not None:
+            full = calibration.apply(full)
         w_np = landmark_weights(full, fopts.contour_weight, fopts.iris_weight)
         pick = idx[np.linspace(0, len(idx) - 1, min(opts.identity_frames, len(idx))).round().astype(int)]
         ident = fit_identity(full, proj, landmarks[pick].astype(np.float64), w_np, fopts, identity)
@@ -477,13 +482,15 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
                 progress: Progress | None = None, start: int = 0, end: int | None = None,
-                identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None) -> Track:
+                identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
+                calibration=None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
 
     identity: (n_shape,) shape coefficients to keep (an avatar's identity, so the rig driven by
     the clip is the avatar's head); None = fit the identity from the clip.
     global_rotation: (3,) axis-angle the global joint is held near (track_landmarks); to drive an
     avatar pass both through :func:`avatar_hold`.
+    calibration: a face.calibration.LandmarkCalibration for ``model`` (see track_landmarks).
 
     start, end: the source frame range to track (0-based, inclusive; end None = to the end).
     progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
@@ -513,7 +520,7 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
             lm_crop[t] = crop.to_crop(lm)
     with progress.stage("fit"):
         params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress,
-                                           identity, global_rotation)
+                                           identity, global_rotation, calibration=calibration)
     progress.report(1.0, "done")
     return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),

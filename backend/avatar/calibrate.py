@@ -1,0 +1,130 @@
+"""Calibrating the tracker to an avatar: mediapipe's reading of each expression, rendered.
+
+``calibrate_tracker(avatar, model)`` renders the avatar at its source camera once neutral and once
+per expression shape alone (weight ``weight``; the jaw and eye joint channels excluded: the tracker
+fits them as joints), runs mediapipe's face mesh on the renders as the tracker does (video mode; in
+memory, watermarked as every render is), fits the neutral frame's pose with the avatar's identity, and derives a
+face.calibration.LandmarkCalibration: what the landmarks do, as mediapipe sees them, per unit of
+each expression. Tracking with it (``track_video(..., calibration=...)``, ``track --calibration``,
+``retarget --calibration``) solves the expression weights against that response instead of the
+landmark embedding's own (see docs/figures/arkit.md for what it buys on the ARKit-52 round trip).
+
+It costs 1 + E renders and face-mesh runs (42 on the stand-in: about a minute on two CPU cores at
+LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..face.calibration import LandmarkCalibration
+    from ..head.model import HeadModel
+    from .gaussians import GaussianAvatar
+
+#: the fixed-point passes: the neutral pose is fitted again with the calibration of the pass before
+PASSES = 2
+
+
+def calibration_shapes(model: "HeadModel") -> np.ndarray:
+    """(E,) bool: the expressions calibrated (all but those a joint carries in the tracker)."""
+    from ..head.arkit_names import JOINT_CHANNELS
+
+    joint = {name for name, *_ in JOINT_CHANNELS}
+    return np.array([n not in joint for n in model.expr_names])
+
+
+def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: float):
+    """HeadParams of the calibration renders: frame 0 neutral, then each calibrated expression alone
+    at ``weight``; identity, global pose and translation of the avatar's source frame, jaw, eyes
+    and neck at rest."""
+    from ..head.params import HeadParams
+
+    sel = np.flatnonzero(calibration_shapes(model))
+    E = model.n_expr
+    expr = np.zeros((1 + len(sel), E), np.float32)
+    expr[1 + np.arange(len(sel)), sel] = weight
+    src = avatar.params.frame(0)
+    n = len(expr)
+    pose = np.zeros((n, *src.pose.shape[1:]), np.float32)
+    pose[:, 0] = src.pose[0, 0]
+    return HeadParams(src.shape, expr, pose, np.repeat(src.transl, n, 0))
+
+
+def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None, weight: float = 1.0,
+                      backend: str = "auto") -> "LandmarkCalibration":
+    """The tracker's calibration to ``avatar`` (see the module doc). lod: None = the avatar's
+    finest; weight: the expression weight rendered. InputError when mediapipe finds no face in
+    the neutral render."""
+    from ..face.calibration import fit_calibration
+    from ..face.crop import CROP_SIZE, crop_from_landmarks, source_camera
+    from ..face.landmark_model import LandmarkModel
+    from ..face.mediapipe_face import MediapipeFace
+    from ..face.solver import Projector
+    from ..face.track import TrackOptions, track_landmarks
+    from ..preview.renderer import PreviewOptions, PreviewRenderer
+    from ..render.watermark import stamp_watermark
+
+    if model.expr_bounds is None:
+        raise InputError(None, f"head model '{model.name}' has no bounded expression basis to calibrate "
+                               "(the tracker calibration is an ARKit-52 stand-in feature)")
+    params = calibration_params(avatar, model, weight)
+    ropts = PreviewOptions(lod=lod, width=avatar.camera.width, height=avatar.camera.height, backend=backend,
+                           background=(0.0, 0.0, 0.0))
+    renderer = PreviewRenderer(avatar, model, ropts)
+    lms = []
+    # mediapipe in the tracker's own (video) mode, each render read twice and the second reading
+    # kept: in that mode a frame's landmarks depend on the region the frame before left, and the
+    # second reading is the render's settled one (what a held expression in a clip reads). Static
+    # (per-image detection) readings sit 0.9 px from the video mode's on the same frames: a
+    # calibration from them bought the round trip's top-20 mean correlation 0.53 -> 0.58, the
+    # settled video-mode one 0.53 -> 0.69 (96 frames, docs/figures/arkit.md)
+    with MediapipeFace(static=False) as mp:
+        for img in renderer.frames(params):
+            img = stamp_watermark(img)
+            mp.landmarks(img)
+            lms.append(mp.landmarks(img))
+    if lms[0] is None:
+        raise InputError(None, "tracker calibration: no face found in the avatar's neutral render")
+    size = (avatar.camera.width, avatar.camera.height)
+    crop = crop_from_landmarks(lms[0][:, :2], size)
+    E = model.n_expr
+    sel = np.flatnonzero(calibration_shapes(model))
+    neutral = crop.to_crop(lms[0][:, :2]).astype(np.float64)
+    shapes = np.full((E, len(neutral), 2), np.nan)
+    for k, lm in zip(sel, lms[1:]):
+        if lm is not None:
+            shapes[k] = crop.to_crop(lm[:, :2])
+    cam = source_camera(CROP_SIZE)
+    lmm = LandmarkModel.from_model(model)
+    proj = Projector(cam.K, cam.viewmat)
+    cal = None
+    for _ in range(PASSES):
+        fit, _, _ = track_landmarks(model, neutral[None].astype(np.float32), np.ones(1, bool), cam, 25.0,
+                                    TrackOptions(smoothing=0.0), identity=avatar.params.shape, calibration=cal)
+        cal = fit_calibration(lmm, proj, fit.shape, fit.pose[0], fit.transl[0], neutral, shapes, weight,
+                              tuple(model.expr_names), calibration_shapes(model))
+    return cal
+
+
+def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Path,
+                    lod: int | None = None) -> "LandmarkCalibration":
+    """The calibration kept in ``path``: read when the file exists (InputError when it was made
+    for another expression basis), else computed by :func:`calibrate_tracker` and written there."""
+    from ..face.calibration import LandmarkCalibration
+
+    path = Path(path)
+    if path.exists():
+        cal = LandmarkCalibration.load(path)
+        if tuple(cal.expr_names) != tuple(model.expr_names):
+            raise InputError(path, f"calibration of {len(cal.expr_names)} expressions "
+                                   f"({', '.join(cal.expr_names[:3])}, ...) is not for head model '{model.name}'")
+        return cal
+    cal = calibrate_tracker(avatar, model, lod)
+    cal.save(path)
+    return cal

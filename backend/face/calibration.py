@@ -1,0 +1,173 @@
+"""Calibration of the landmark model's expression basis to what mediapipe sees.
+
+The tracker explains mediapipe's 478 landmarks with the head model's landmark embedding. On the
+stand-in's ARKit-52 basis, mediapipe reads a rendered expression differently from the embedding's
+own response: it under-reads most shapes (its face mesh pulls towards its mean face) and mixes
+neighbouring mouth shapes, and on the neutral face its landmarks sit a little off the embedding.
+The bounded [0, 1] solve can only explain that mismatch with wrong positive weights.
+
+A :class:`LandmarkCalibration` holds, per landmark and in the head's rest frame (metres):
+``offset`` (L, 3), where mediapipe puts each landmark on the neutral face relative to the
+embedding, and ``exprdirs`` (L, 3, E), the displacement mediapipe reports per unit of each
+expression. :func:`fit_calibration` derives both from mediapipe's landmarks on renders of the
+neutral face and of each expression alone (the renders themselves are made by
+``backend.avatar.calibrate``): each landmark's observed 2D displacement is lifted to 3D through the
+camera's Jacobian, the depth the camera cannot see taken from the model (a ridge towards the
+model's own direction). :meth:`LandmarkCalibration.apply` returns the landmark model with those
+directions and offsets, which the tracker then solves with (``track_landmarks(calibration=...)``).
+Pure numpy/torch, no bpy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .landmark_model import LandmarkModel
+from .solver import Projector
+
+CALIBRATION_FORMAT = "omg-landmark-calibration"
+
+
+@dataclass
+class LandmarkCalibration:
+    """offset: (L, 3) float32 rest-frame metres added to the neutral landmarks; exprdirs: (L, 3, E)
+    float32 rest-frame metres per unit expression, replacing the embedding's; expr_names: the E
+    expressions, in the head model's order (a calibration applies only to that basis);
+    response: (E,) float32, RMS landmark motion mediapipe saw per unit of each expression over the
+    embedding's own (crop pixels / crop pixels; < 1: mediapipe under-reads the shape)."""
+
+    offset: np.ndarray
+    exprdirs: np.ndarray
+    expr_names: tuple[str, ...]
+    response: np.ndarray
+
+    def apply(self, lmm: LandmarkModel) -> LandmarkModel:
+        """``lmm`` with the calibrated neutral landmarks and expression directions (its first
+        ``n_expr`` expression columns; shape columns and joints unchanged). The exact forward's
+        triangle corners move with their landmark (the barycentric weights sum to 1)."""
+        E = lmm.n_expr
+        if E > self.exprdirs.shape[2] or lmm.n_landmarks != self.offset.shape[0]:
+            raise ValueError(f"calibration of {self.exprdirs.shape[2]} expressions and {self.offset.shape[0]} "
+                             f"landmarks does not fit a landmark model of {E} and {lmm.n_landmarks}")
+        S = lmm.n_shape
+        dt = lmm.template.dtype
+        off = torch.as_tensor(self.offset, dtype=dt)
+        new_dirs = torch.as_tensor(self.exprdirs[:, :, :E], dtype=dt)
+        d_dirs = new_dirs - lmm.basis[:, :, S:S + E]      # (L, 3, E) change per landmark
+
+        def moved(m: LandmarkModel, rep: int) -> LandmarkModel:
+            basis = m.basis.clone()
+            basis[:, :, S:S + E] += d_dirs.repeat_interleave(rep, 0)
+            return replace(m, template=m.template + off.repeat_interleave(rep, 0), basis=basis)
+
+        corners = moved(lmm.corners, 3) if lmm.corners is not None else None
+        out = moved(lmm, 1)
+        out.corners = corners
+        out.__dict__.pop("_dtype_cache", None)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write as .npz (atomic); :meth:`load` reads it back."""
+        from ..output_safety import atomic_path
+
+        target = Path(path)
+        meta = {"format": CALIBRATION_FORMAT, "version": 1, "expr_names": list(self.expr_names)}
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, offset=self.offset, exprdirs=self.exprdirs, response=self.response,
+                     meta=np.array(json.dumps(meta)))
+        return target
+
+    @staticmethod
+    def load(path: str | Path) -> "LandmarkCalibration":
+        """Read a calibration written by :meth:`save`; InputError naming the file otherwise."""
+        from ..errors import InputError
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("format") != CALIBRATION_FORMAT:
+                    raise ValueError(f"format is not {CALIBRATION_FORMAT}")
+                return LandmarkCalibration(z["offset"].astype(np.float32), z["exprdirs"].astype(np.float32),
+                                           tuple(meta["expr_names"]), z["response"].astype(np.float32))
+        except FileNotFoundError:
+            raise InputError(path, "calibration file not found") from None
+        except (ValueError, KeyError, OSError) as exc:
+            raise InputError(path, f"not a landmark calibration ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def rest_to_pixels(lmm: LandmarkModel, proj: Projector, coeffs: torch.Tensor, pose: torch.Tensor,
+                   transl: torch.Tensor, eps: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of the landmarks (L, 2) at one frame (coeffs (1, C), pose (1, 5, 3), transl (1, 3))
+    and their Jacobian with respect to a rest-frame offset of each landmark, (L, 2, 3) px / m
+    (central differences of the exact forward: every landmark moves alone by its own offset)."""
+    uv0, _ = proj.project(lmm.points(coeffs, pose, transl))
+    cols = []
+    for a in range(3):
+        d = np.zeros((lmm.n_landmarks, 3))
+        d[:, a] = eps
+        plus = LandmarkCalibration(d, np.zeros((lmm.n_landmarks, 3, 0)), (), np.zeros(0))
+        minus = LandmarkCalibration(-d, np.zeros((lmm.n_landmarks, 3, 0)), (), np.zeros(0))
+        up, _ = proj.project(_offset_only(lmm, plus).points(coeffs, pose, transl))
+        um, _ = proj.project(_offset_only(lmm, minus).points(coeffs, pose, transl))
+        cols.append(((up - um) / (2 * eps))[0].numpy())
+    return uv0[0].numpy(), np.stack(cols, -1)
+
+
+def _offset_only(lmm: LandmarkModel, cal: LandmarkCalibration) -> LandmarkModel:
+    """``lmm`` with only ``cal.offset`` applied (expression directions kept)."""
+    E = lmm.n_expr
+    S = lmm.n_shape
+    dirs = lmm.basis[:, :, S:S + E].numpy()
+    return LandmarkCalibration(cal.offset, dirs, (), np.zeros(E)).apply(lmm)
+
+
+def lift(A: np.ndarray, du: np.ndarray, prior: np.ndarray, ridge: float) -> np.ndarray:
+    """Per landmark, the rest-frame displacement (L, 3) whose pixel motion through A (L, 2, 3) is
+    ``du`` (L, 2): argmin |A d - du|^2 + lam |d - prior|^2, lam = ridge x the mean of A^T A's trace
+    over 3 (so the image-plane directions follow the pixels, the unseen depth follows ``prior``)."""
+    AtA = np.einsum("lki,lkj->lij", A, A)
+    lam = ridge * float(np.trace(AtA, axis1=1, axis2=2).mean()) / 3.0
+    rhs = np.einsum("lki,lk->li", A, du) + lam * prior
+    return np.linalg.solve(AtA + lam * np.eye(3)[None], rhs[..., None])[..., 0]
+
+
+def fit_calibration(lmm: LandmarkModel, proj: Projector, shape: np.ndarray, pose: np.ndarray,
+                    transl: np.ndarray, neutral: np.ndarray, shapes: np.ndarray, weight: float,
+                    expr_names: tuple[str, ...], calibrate: np.ndarray | None = None,
+                    ridge: float = 1e-3) -> LandmarkCalibration:
+    """A calibration from mediapipe's landmarks on renders of one head.
+
+    lmm: the tracker's landmark model (all E expressions); proj: the camera of the landmarks;
+    shape (S,), pose (5, 3), transl (3,): the head's parameters at the neutral render, in that
+    camera (expressions 0); neutral (L, 2): mediapipe's landmarks on the neutral render (px);
+    shapes (E, L, 2): mediapipe's landmarks on the render of each expression alone at ``weight``
+    (NaN rows: that render gave no face; the shape keeps the embedding's direction);
+    calibrate (E,) bool: the expressions to calibrate (None: all; the rest keep the embedding's).
+    """
+    S, E = lmm.n_shape, lmm.n_expr
+    f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    coeffs = torch.cat([f64(shape)[None, :S], torch.zeros(1, E, dtype=torch.float64)], 1)
+    uv0, A = rest_to_pixels(lmm, proj, coeffs, f64(pose)[None], f64(transl)[None])
+    # neutral: mediapipe's landmarks relative to the embedding's (no prior: what the camera cannot
+    # see stays where the embedding has it)
+    offset = lift(A, neutral - uv0, np.zeros((len(uv0), 3)), ridge)
+    model_dirs = lmm.basis[:, :, S:S + E].numpy()
+    dirs = model_dirs.copy()
+    response = np.ones(E)
+    calibrate = np.ones(E, bool) if calibrate is None else np.asarray(calibrate, bool)
+    valid = lmm.valid
+    for k in np.flatnonzero(calibrate):
+        if not np.all(np.isfinite(shapes[k])):
+            continue
+        du = (shapes[k] - neutral) / weight                      # (L, 2) px per unit of the shape
+        dirs[:, :, k] = lift(A, du, model_dirs[:, :, k], ridge)
+        du_model = np.einsum("lki,li->lk", A, model_dirs[:, :, k])
+        den = np.sqrt((du_model[valid] ** 2).sum(-1).mean())
+        response[k] = np.sqrt((du[valid] ** 2).sum(-1).mean()) / den if den > 1e-9 else 1.0
+    return LandmarkCalibration(offset.astype(np.float32), dirs.astype(np.float32), tuple(expr_names),
+                               response.astype(np.float32))
