@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-identity", action=argparse.BooleanOptionalAction, default=None,
                    help="track with the avatar's own identity (fit only pose, expression and camera); "
                         "default: on when the avatar was built from this clip, off otherwise")
+    p.add_argument("--calibration", default=None, metavar="NPZ",
+                   help="calibrate the tracker to the avatar (stand-in avatars): read this file, or when it does "
+                        "not exist yet, render the avatar's expressions, calibrate and write it here")
     p.add_argument("--start", type=int, default=0, help="first video frame (0-based, default 0)")
     p.add_argument("--end", type=int, default=None, help="last video frame (inclusive, default: the last)")
     add_common(p)
@@ -39,6 +42,9 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_output_dir(args.frames, inputs, what="--frames folder")
     if args.save_track:
         check_output_file(args.save_track, [*inputs, args.output], what="--save-track file")
+    if args.calibration and not Path(args.calibration).exists():
+        check_output_file(args.calibration, [*inputs, args.output, args.save_track], suffixes=(".npz",),
+                          what="--calibration file")
     if args.json:
         check_output_file(args.json, [*inputs, args.output, args.save_track], what="--json file")
 
@@ -73,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_for_avatar(args.avatar, avatar.head_model_name, avatar.head_model_path,
                                   args.head_model)
     check_model(avatar, model, args.avatar)
+    hold = hold_for(avatar, args.video, args.keep_identity)
+    if args.calibration:
+        from ..avatar.calibrate import calibration_for
+
+        hold["calibration"] = calibration_for(avatar, model, args.calibration)
     bar, close = tqdm_progress("retarget", args.progress)
     # tracking fills the first half of the bar, rendering the second
     track_progress = Progress(callback=lambda f, m: bar.report(0.5 * f, f"track: {m}"))
@@ -80,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         t0 = time.perf_counter()
         track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing), track_progress,
-                            args.start, args.end, **hold_for(avatar, args.video, args.keep_identity))
+                            args.start, args.end, **hold)
         track_seconds = time.perf_counter() - t0
         if args.save_track:
             track.save(args.save_track)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 HELP = "video -> per-frame head-model parameters (track .npz)"
 
@@ -20,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="track for this .omgavatar: keep its identity (fit only pose, expression and "
                              "camera) and hold the head's global joint at its photo's rotation, as "
                              "retarget and the evaluation drive an avatar")
+    parser.add_argument("--calibration", metavar="NPZ",
+                        help="calibrate the tracker to --avatar (a stand-in avatar): read this file, or when it "
+                             "does not exist yet, render the avatar's expressions, calibrate and write it here")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -29,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = [args.video, args.head_model, args.avatar]  # first: before the heavy imports and any work
     check_output_file(args.output, inputs, what="track file")
+    if args.calibration and not args.avatar:
+        raise SystemExit("--calibration needs --avatar (the avatar the tracker is calibrated to)")
+    if args.calibration and not Path(args.calibration).exists():
+        check_output_file(args.calibration, [*inputs, args.output], suffixes=(".npz",), what="--calibration file")
     if args.json:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
     from ..errors import InputError
@@ -49,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(args.avatar, f"was built on head model '{avatar.head_model_name}', not on "
                                           f"'{model.name}' (pass the same --head-model)")
         hold = avatar_hold(avatar.params.shape, avatar.params.pose)
+        if args.calibration:
+            from ..avatar.calibrate import calibration_for
+
+            hold["calibration"] = calibration_for(avatar, model, args.calibration)
     t0 = time.perf_counter()  # decode, landmarks, fit, smoothing and writing; not the model load
     progress, close = tqdm_progress("track", enabled=False if args.no_progress else None)
     try:

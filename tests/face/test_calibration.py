@@ -1,0 +1,136 @@
+"""The tracker's landmark calibration (face/calibration.py): lifting mediapipe's 2D readings of each
+expression to rest-frame directions, applying them to the landmark model, and tracking with them.
+
+"Mediapipe" here is a known, altered landmark response of the stand-in (half the embedding's motion
+plus an in-plane pattern of its own, and a neutral offset): the calibration must recover it from
+one reading per expression, and the tracker must recover the weights with it and not without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from backend.errors import InputError
+from backend.face import source_camera
+from backend.face.calibration import LandmarkCalibration, fit_calibration
+from backend.face.landmark_model import LandmarkModel
+from backend.face.solver import Projector
+from backend.face.track import TrackOptions, track_landmarks
+
+
+@pytest.fixture(scope="module")
+def standin():
+    from backend.head.loader import load_head_model
+
+    return load_head_model(None)
+
+
+def _true_response(lmm: LandmarkModel, seed: int = 0) -> LandmarkCalibration:
+    """The altered response "mediapipe" reads: offsets up to ~1 mm and each expression's
+    direction halved plus an in-plane pattern (metres, rest frame; depth as the embedding's)."""
+    rng = np.random.default_rng(seed)
+    L, S, E = lmm.n_landmarks, lmm.n_shape, lmm.n_expr
+    dirs = lmm.basis[:, :, S:S + E].numpy().copy()
+    off = np.zeros((L, 3))
+    off[:, :2] = rng.normal(0, 5e-4, (L, 2))
+    new = dirs.copy()                                         # depth: the embedding's (the camera cannot see it)
+    new[:, :2] = 0.5 * dirs[:, :2] + rng.normal(0, 1e-3, (L, 2, E))
+    return LandmarkCalibration(off.astype(np.float32), new.astype(np.float32), tuple(f"e{i}" for i in range(E)),
+                               np.ones(E, np.float32))
+
+
+def _pixels(lmm: LandmarkModel, expr: np.ndarray, pose: np.ndarray | None = None) -> np.ndarray:
+    """(T, L, 2) source-camera pixels of ``lmm`` at expressions (T, E), identity 0, pose (T, 5, 3)."""
+    T = len(expr)
+    cam = source_camera()
+    c = torch.cat([torch.zeros(T, lmm.n_shape, dtype=torch.float64), torch.as_tensor(expr, dtype=torch.float64)], 1)
+    p = torch.zeros(T, 5, 3, dtype=torch.float64) if pose is None else torch.as_tensor(pose, dtype=torch.float64)
+    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(c, p, torch.zeros(T, 3, dtype=torch.float64)))
+    return uv.numpy()
+
+
+def test_a_calibration_with_the_embeddings_own_response_changes_nothing(standin):
+    lmm = LandmarkModel.from_model(standin)
+    S, E = lmm.n_shape, lmm.n_expr
+    same = LandmarkCalibration(np.zeros((lmm.n_landmarks, 3), np.float32), lmm.basis[:, :, S:].numpy(),
+                               tuple(standin.expr_names), np.ones(E, np.float32)).apply(lmm)
+    w = np.random.default_rng(1).uniform(0, 1, (3, E))
+    pose = np.zeros((3, 5, 3))
+    pose[:, 2, 0] = 0.2                                       # the jaw open: skinning included
+    np.testing.assert_allclose(_pixels(same, w, pose), _pixels(lmm, w, pose), atol=1e-6)
+    assert same.corners is not None and lmm.basis.data_ptr() != same.basis.data_ptr()   # a copy
+
+
+def test_fit_recovers_a_known_response_and_tracking_with_it_recovers_the_weights(standin):
+    lmm = LandmarkModel.from_model(standin)
+    E = lmm.n_expr
+    from backend.avatar.calibrate import calibration_shapes
+
+    cal_mask = calibration_shapes(standin)                    # the jaw and eye channels are joints
+    truth_cal = _true_response(lmm)
+    S = lmm.n_shape
+    truth_cal.exprdirs[:, :, ~cal_mask] = lmm.basis[:, :, S:].numpy()[:, :, ~cal_mask]
+    seen = truth_cal.apply(lmm)                               # what "mediapipe" reads
+    neutral = _pixels(seen, np.zeros((1, E)))[0]
+    singles = _pixels(seen, np.eye(E))                        # each expression alone at weight 1
+    cam = source_camera()
+    fitted = fit_calibration(lmm, Projector(cam.K, cam.viewmat), np.zeros(lmm.n_shape), np.zeros((5, 3)),
+                             np.zeros(3), neutral, singles, 1.0, tuple(standin.expr_names), cal_mask)
+    # combinations the fit never saw reproject onto the readings (linear response); without the
+    # calibration the embedding is pixels off
+    rng = np.random.default_rng(2)
+    T = 16
+    w = np.zeros((T, E))
+    for t in range(T):
+        k = rng.choice(E, 3, replace=False)
+        w[t, k] = rng.uniform(0.3, 1.0, 3)
+    w[:, ~cal_mask] = 0
+    obs = _pixels(seen, w)
+    # (exact up to the perspective of depth motion, which the lift linearises at the neutral face)
+    rms = lambda a: np.sqrt(((a - obs) ** 2).sum(-1).mean())  # noqa: E731
+    err_cal, err_plain = rms(_pixels(fitted.apply(lmm), w)), rms(_pixels(lmm, w))
+    assert err_cal < 0.05 and err_plain > 1.0, (err_cal, err_plain)
+    assert np.abs(_pixels(fitted.apply(lmm), w) - obs).max() < 0.3
+    assert (fitted.response[~cal_mask] == 1).all() and (fitted.response[cal_mask] > 0).all()
+
+    # the tracker with the calibration recovers the weights; the embedding alone does not
+    ident = np.zeros(standin.n_shape, np.float32)
+    opts = TrackOptions(smoothing=0.0)
+    has = np.ones(T, bool)
+    got_cal, _, _ = track_landmarks(standin, obs.astype(np.float32), has, cam, 25.0, opts, identity=ident,
+                                    calibration=fitted)
+    got_plain, _, _ = track_landmarks(standin, obs.astype(np.float32), has, cam, 25.0, opts, identity=ident)
+    mae_cal = np.abs(got_cal.expr - w).mean()
+    mae_plain = np.abs(got_plain.expr - w).mean()
+    assert mae_cal < 0.03 and mae_plain > 2 * mae_cal, (mae_cal, mae_plain)
+
+
+def test_calibration_file_round_trip_and_bad_file(tmp_path, standin):
+    lmm = LandmarkModel.from_model(standin)
+    cal = _true_response(lmm, seed=3)
+    path = cal.save(tmp_path / "cal.npz")
+    back = LandmarkCalibration.load(path)
+    np.testing.assert_array_equal(back.offset, cal.offset)
+    np.testing.assert_array_equal(back.exprdirs, cal.exprdirs)
+    assert back.expr_names == cal.expr_names
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="bad.npz: not a landmark calibration"):
+        LandmarkCalibration.load(tmp_path / "bad.npz")
+    with pytest.raises(InputError, match="missing.npz: calibration file not found"):
+        LandmarkCalibration.load(tmp_path / "missing.npz")
+
+
+def test_calibration_file_for_another_basis_is_refused(tmp_path, standin):
+    """A kept calibration is reused only for the head model it was made for; the commands refuse
+    --calibration without the avatar it calibrates to."""
+    from backend.avatar.calibrate import calibration_for
+    from backend.cli import main as cli_main
+
+    lmm = LandmarkModel.from_model(standin)
+    path = _true_response(lmm).save(tmp_path / "other.npz")        # names e0, e1, ...: another basis
+    with pytest.raises(InputError, match="other.npz: calibration of 52 expressions \\(e0, e1, e2, ...\\) is not for"):
+        calibration_for(None, standin, path)
+    with pytest.raises(SystemExit, match="--calibration needs --avatar"):
+        cli_main(["track", str(tmp_path / "clip"), "-o", str(tmp_path / "t.npz"), "--calibration", str(path)])
