@@ -65,11 +65,20 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
     name = select_backend(backend)
     device = torch.device("cuda" if name == "cuda" else "cpu")
     rest = avatar.rest_set(lod)
-    with torch.no_grad():
-        posed = TorchPoser(avatar, model, lod, device).pose_params(params)          # 4 frames
-        res = splat(posed.means, posed.quats, rest.scales, rest.opacities, rest.colors,
-                    [c for _, c in views.values()], background=np.asarray(PREVIEW_BACKGROUND, np.float32),
-                    backend=name, transmittance_stop=1.0 / 255.0)  # as preview frames: within one uint8 level
+    # one torch thread on the CPU, as the preview loop (PreviewOptions.cpu_torch_threads): the
+    # posing's small operations cost 0.46 s of CPU with two threads' OpenMP waits against 0.07 s
+    # with one (4 frames at LOD 2, load ~15); the numba splatter keeps both cores
+    threads = torch.get_num_threads()
+    if name == "cpu":
+        torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            posed = TorchPoser(avatar, model, lod, device).pose_params(params)          # 4 frames
+            res = splat(posed.means, posed.quats, rest.scales, rest.opacities, rest.colors,
+                        [c for _, c in views.values()], background=np.asarray(PREVIEW_BACKGROUND, np.float32),
+                        backend=name, transmittance_stop=1.0 / 255.0)  # as preview frames: within one uint8 level
+    finally:
+        torch.set_num_threads(threads)
     images = np.clip(res.image.detach().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)
     return dict(zip(views, images))
 
