@@ -8,6 +8,18 @@ by default, the splatter's footprint), stores the colour ``0.5 + C0 * f_dc`` and
 instances. So the evaluated mesh (depsgraph) still holds exactly the deformed centres in order
 (export and tests read it), while the instances draw the splats.
 
+The splatter adds 0.3 px^2 to every projected 2D covariance (the EWA low-pass of 3DGS/gsplat, without
+gsplat's "antialiased" opacity compensation), so a Gaussian never draws narrower than about half a
+pixel. That depends on the camera's pixel size, which the material cannot see, so the node group
+does it: every Gaussian's semi-axes become ``sqrt(s^2 + lowpass * px^2)`` in the object's units,
+``px`` = one pixel at the Gaussian's depth from the scene's active camera (``Pixel Angle * depth +
+Ortho Pixel Size``). Adding the same variance along all three axes is the same low-pass after
+projection: the projection's Jacobian J maps the isotropic 3D term to ``sigma^2 J J^T``, 0.3 px^2
+on the image axes (to within the off-axis factor 1 + (x/z)^2 of a pinhole, under 3 % for a portrait).
+Pixel Angle (render pixel size at unit depth, perspective cameras) and Ortho Pixel Size (pixel
+size of orthographic cameras) are driven from the scene camera and render resolution (simple-
+expression drivers: no Python runs), so they follow camera switches, lens and resolution edits.
+
 The material is unlit (emission: the colours are radiance, as in 3DGS) mixed with transparency by
 the Gaussian's projected falloff at each pixel: in instance space (EEVEE and Cycles give every
 instance its own object space, so World->Object turns the view ray into the Gaussian's frame, in
@@ -35,6 +47,10 @@ MATERIAL_NAME = "OMG Gaussian Splat"
 MODIFIER_NAME = "OMG Splats"
 SPLAT_SCALE_SOCKET = "Splat Scale"
 MIN_ALPHA_SOCKET = "Min Opacity"
+LOWPASS_SOCKET = "Low-pass"              # px^2 added to each projected covariance (the splatter's eps2d)
+PIXEL_ANGLE_SOCKET = "Pixel Angle"       # render pixel size at unit depth (perspective), driven
+ORTHO_PIXEL_SOCKET = "Ortho Pixel Size"  # render pixel size of an orthographic camera, driven
+LOWPASS = 0.3  # px^2, backend.render.splat's eps2d
 COLOR_ATTRIBUTE = "omg_color"
 ALPHA_ATTRIBUTE = "omg_alpha"
 SIGMA_ATTRIBUTE = "omg_sigmas"  # the ellipsoid's semi-axes in standard deviations (Splat Scale)
@@ -42,7 +58,7 @@ LOCAL_ATTRIBUTE = "omg_local"   # instance-space position on the unit sphere (pe
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
 SPLAT_SCALE = 3.33  # instance semi-axes in standard deviations: the splatter's footprint (splat_shader.EXTEND)
 MAX_ALPHA = 0.999  # the splatter's alpha clamp (backend.render)
-_VERSION = 5  # bump when the node layout changes: older files get a fresh group
+_VERSION = 6  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -164,6 +180,15 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     cut = iface.new_socket(MIN_ALPHA_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
     cut.default_value, cut.min_value, cut.max_value = 0.02, 0.0, 1.0
     cut.description = "Gaussians below this opacity are not drawn"
+    lp = iface.new_socket(LOWPASS_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
+    lp.default_value, lp.min_value, lp.max_value = LOWPASS, 0.0, 10.0
+    lp.description = "Square pixels added to each Gaussian's footprint, as the splatter's low-pass (0: off)"
+    ang = iface.new_socket(PIXEL_ANGLE_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
+    ang.default_value, ang.min_value = 0.0, 0.0
+    ang.description = "Render pixel size at unit depth of a perspective scene camera (driven)"
+    opx = iface.new_socket(ORTHO_PIXEL_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
+    opx.default_value, opx.min_value = 0.0, 0.0
+    opx.description = "Render pixel size of an orthographic scene camera (driven)"
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
 
     N = ng.nodes
@@ -207,12 +232,57 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     col.inputs[2].default_value = (0.5, 0.5, 0.5)
     e = math("EXPONENT", math("MULTIPLY", attr("opacity", 100), -1.0, y=100), y=100, x=-450)
     alpha = math("DIVIDE", 1.0, math("ADD", e, 1.0, x=-300, y=100), x=-150, y=100)
-    # ellipsoid semi-axes: exp(log scale) * Splat Scale
+    # the splatter's low-pass in the object's units: lowpass * px^2, px = one render pixel at the
+    # Gaussian's depth from the active camera (camera space = the inverse of the camera's transform
+    # relative to this object; its x column's length converts object units to camera units)
+    cam = N.new("GeometryNodeObjectInfo")
+    cam.transform_space = "RELATIVE"
+    cam.location = (-1200, -600)
+    L.new(N.new("GeometryNodeInputActiveCamera").outputs[0], cam.inputs["Object"])
+    inv = N.new("FunctionNodeInvertMatrix")
+    inv.location = (-1000, -600)
+    L.new(cam.outputs["Transform"], inv.inputs["Matrix"])
+    to_cam = N.new("FunctionNodeTransformPoint")
+    to_cam.location = (-850, -600)
+    L.new(N.new("GeometryNodeInputPosition").outputs[0], to_cam.inputs["Vector"])
+    L.new(inv.outputs["Matrix"], to_cam.inputs["Transform"])
+    sep = N.new("ShaderNodeSeparateXYZ")
+    sep.location = (-700, -600)
+    L.new(to_cam.outputs["Vector"], sep.inputs[0])
+    unit_dir = N.new("FunctionNodeTransformDirection")
+    unit_dir.location = (-850, -700)
+    unit_dir.inputs["Direction"].default_value = (1.0, 0.0, 0.0)
+    L.new(inv.outputs["Matrix"], unit_dir.inputs["Transform"])
+    unit_len = N.new("ShaderNodeVectorMath")
+    unit_len.operation = "LENGTH"
+    unit_len.location = (-700, -700)
+    L.new(unit_dir.outputs["Direction"], unit_len.inputs[0])
+    depth = math("MAXIMUM", math("MULTIPLY", sep.outputs["Z"], -1.0, y=-600), 0.0, y=-600)  # cameras look along -z
+    px_cam = math("ADD", math("MULTIPLY", depth, gin.outputs[PIXEL_ANGLE_SOCKET], y=-650),
+                  gin.outputs[ORTHO_PIXEL_SOCKET], y=-650)
+    px = math("DIVIDE", px_cam, unit_len.outputs["Value"], y=-700)
+    lowpass_var = math("MULTIPLY", math("MULTIPLY", px, px, y=-700), gin.outputs[LOWPASS_SOCKET], y=-700)
+    # ellipsoid semi-axes: sqrt(exp(log scale)^2 + low-pass variance) * Splat Scale
+    sq = N.new("ShaderNodeVectorMath")
+    sq.operation = "MULTIPLY"
+    sq.location = (-400, -100)
+    sd = combine([math("EXPONENT", attr(f"scale_{i}", -100 - 60 * i), y=-100 - 60 * i) for i in range(3)], -100)
+    L.new(sd, sq.inputs[0])
+    L.new(sd, sq.inputs[1])
+    var = N.new("ShaderNodeVectorMath")
+    var.operation = "ADD"
+    var.location = (-350, -100)
+    L.new(sq.outputs[0], var.inputs[0])
+    L.new(combine([lowpass_var] * 3, -250), var.inputs[1])
+    sd_lp = N.new("ShaderNodeVectorMath")
+    sd_lp.operation = "POWER"
+    sd_lp.location = (-325, -100)
+    L.new(var.outputs[0], sd_lp.inputs[0])
+    sd_lp.inputs[1].default_value = (0.5, 0.5, 0.5)
     scl = N.new("ShaderNodeVectorMath")
     scl.operation = "SCALE"
     scl.location = (-300, -100)
-    L.new(combine([math("EXPONENT", attr(f"scale_{i}", -100 - 60 * i), y=-100 - 60 * i) for i in range(3)], -100),
-          scl.inputs[0])
+    L.new(sd_lp.outputs[0], scl.inputs[0])
     L.new(gin.outputs[SPLAT_SCALE_SOCKET], scl.inputs["Scale"])
     rot = N.new("FunctionNodeQuaternionToRotation")
     rot.location = (-450, -350)
@@ -291,4 +361,38 @@ def add_display(obj: bpy.types.Object, splat_scale: float = SPLAT_SCALE, created
     mats = obj.data.materials
     if MATERIAL_NAME not in [m.name for m in mats if m is not None]:
         mats.append(splat_material(created))
+    drive_pixel_size(obj, mod)
     return mod
+
+
+# the render's pixel count along the camera's sensor-fit axis (sensor_fit: AUTO 0, HORIZONTAL 1,
+# VERTICAL 2; AUTO fits the larger side) and the sensor size on that axis; camera type ORTHO is 1
+_FIT_PIXELS = "((ry if fit == 2 else (rx if fit == 1 else max(rx, ry))) * pct / 100)"
+_DRIVERS = {
+    PIXEL_ANGLE_SOCKET: f"(0.0 if typ == 1 else (sh if fit == 2 else sw) / lens) / {_FIT_PIXELS}",
+    ORTHO_PIXEL_SOCKET: f"(osc if typ == 1 else 0.0) / {_FIT_PIXELS}",
+}
+_DRIVER_VARS = (("lens", "camera.data.lens"), ("sw", "camera.data.sensor_width"), ("sh", "camera.data.sensor_height"),
+                ("fit", "camera.data.sensor_fit"), ("typ", "camera.data.type"), ("osc", "camera.data.ortho_scale"),
+                ("rx", "render.resolution_x"), ("ry", "render.resolution_y"),
+                ("pct", "render.resolution_percentage"))
+
+
+def drive_pixel_size(obj: bpy.types.Object, mod: bpy.types.NodesModifier, scene: bpy.types.Scene | None = None) -> None:
+    """Drive the modifier's Pixel Angle and Ortho Pixel Size from ``scene``'s camera and render
+    resolution (default: the scene ``obj`` is first linked to). Simple expressions only, so they
+    run without Python (auto-run scripts off) and follow camera switches and lens/resolution edits;
+    with no scene camera the drivers are invalid and the last values stay."""
+    scene = scene or (obj.users_scene[0] if obj.users_scene else bpy.context.scene)
+    ng = mod.node_group
+    for socket, expression in _DRIVERS.items():
+        path = f'modifiers["{mod.name}"]["{ng.interface.items_tree[socket].identifier}"]'
+        obj.driver_remove(path)
+        drv = obj.driver_add(path).driver
+        drv.type = "SCRIPTED"
+        for name, data_path in _DRIVER_VARS:
+            var = drv.variables.new()
+            var.name, var.type = name, "SINGLE_PROP"
+            tgt = var.targets[0]
+            tgt.id_type, tgt.id, tgt.data_path = "SCENE", scene, data_path
+        drv.expression = expression

@@ -186,7 +186,8 @@ def main(argv=None) -> int:
 def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
     """PSNR of EEVEE renders of the Geometry Nodes display vs the backend splatter (source view,
     Standard view transform, white world): the Gaussian-falloff material as the add-on sets it
-    up, and the old uniform-alpha ellipsoids (the falloff unlinked, Splat Scale 2, 16 samples)."""
+    up (with the node group's 0.3 px^2 low-pass), and the old uniform-alpha ellipsoids (the falloff
+    unlinked, Splat Scale 2, no low-pass, 16 samples)."""
     from PIL import Image
 
     from omg_avatar.backend.render import save_png
@@ -213,15 +214,18 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
     falloff_link = mix.inputs["Fac"].links[0].from_socket
     ng = gaussian_display.splat_node_group()
     scale_id = ng.interface.items_tree[gaussian_display.SPLAT_SCALE_SOCKET].identifier
+    lowpass_id = ng.interface.items_tree[gaussian_display.LOWPASS_SOCKET].identifier
     mods = [o.modifiers[gaussian_display.MODIFIER_NAME] for o in bpy.data.objects
             if o.modifiers.get(gaussian_display.MODIFIER_NAME) is not None]
     settings = {"size": args.eevee_size, "samples": args.eevee_samples, "old_samples": OLD_SAMPLES,
                 "splat_scale": gaussian_display.SPLAT_SCALE, "old_splat_scale": OLD_SPLAT_SCALE,
+                "lowpass_px2": gaussian_display.LOWPASS, "old_lowpass_px2": 0.0,
                 "render_method": mat.surface_render_method, "view_transform": scene.view_settings.view_transform,
                 "filter_size_px": r.filter_size}
     out = {}
-    variants = (("gaussian_falloff", falloff_link, args.eevee_samples, gaussian_display.SPLAT_SCALE),
-                ("uniform_alpha", alpha.outputs["Fac"], OLD_SAMPLES, OLD_SPLAT_SCALE))
+    variants = (("gaussian_falloff", falloff_link, args.eevee_samples, gaussian_display.SPLAT_SCALE,
+                 gaussian_display.LOWPASS),
+                ("uniform_alpha", alpha.outputs["Fac"], OLD_SAMPLES, OLD_SPLAT_SCALE, 0.0))
     for lod in args.eevee_lods:
         bpy.ops.omg_avatar.set_lod(lod=lod, avatar="Bench")
         ref = backend_render(av, model, params, lod, cam)
@@ -231,11 +235,12 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
             av, model, params, lod, cam, linear_light=True)), u8(ref)), 2)
         settings[f"lod{lod}_no_lowpass_psnr_db"] = round(psnr(u8(backend_render(
             av, model, params, lod, cam, eps2d=1e-6)), u8(ref)), 2)
-        for tag, src_socket, samples, k in variants:
+        for tag, src_socket, samples, k, lowpass in variants:
             nt.links.new(src_socket, mix.inputs["Fac"])
             scene.eevee.taa_render_samples = samples
             for m in mods:
                 m[scale_id] = k
+                m[lowpass_id] = lowpass
                 m.id_data.update_tag()
             path = args.out / f"eevee_lod{lod}_{tag}.png"
             r.filepath = str(path)
@@ -245,11 +250,12 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
             img = np.asarray(Image.open(path).convert("RGB")).astype(np.float64)
             save_png(path, img.astype(np.uint8))  # measured first, then stamped like every render
             out[f"lod{lod}_{tag}"] = {"psnr_db": round(psnr(img, u8(ref)), 2), "seconds": round(secs, 1),
-                                      "samples": samples, "splat_scale": k}
+                                      "samples": samples, "splat_scale": k, "lowpass_px2": lowpass}
             print(f"EEVEE GN display LOD {lod} {tag}: {out[f'lod{lod}_{tag}']['psnr_db']:.1f} dB ({secs:.0f} s)")
         nt.links.new(falloff_link, mix.inputs["Fac"])
         for m in mods:
             m[scale_id] = gaussian_display.SPLAT_SCALE
+            m[lowpass_id] = gaussian_display.LOWPASS
     return settings, out
 
 
