@@ -366,10 +366,11 @@ def add_display(obj: bpy.types.Object, splat_scale: float = SPLAT_SCALE, created
 
 
 # the render's pixel count along the camera's sensor-fit axis (sensor_fit: AUTO 0, HORIZONTAL 1,
-# VERTICAL 2; AUTO fits the larger side) and the sensor size on that axis; camera type ORTHO is 1
-_FIT_PIXELS = "((ry if fit == 2 else (rx if fit == 1 else max(rx, ry))) * pct / 100)"
+# VERTICAL 2; AUTO fits the larger side) and the sensor size on that axis; camera type ORTHO is 1.
+# The max() guards keep a scene without a camera (every variable 0) from dividing by zero: 0 then
+_FIT_PIXELS = "max((ry if fit == 2 else (rx if fit == 1 else max(rx, ry))) * pct / 100, 1)"
 _DRIVERS = {
-    PIXEL_ANGLE_SOCKET: f"(0.0 if typ == 1 else (sh if fit == 2 else sw) / lens) / {_FIT_PIXELS}",
+    PIXEL_ANGLE_SOCKET: f"(0.0 if typ == 1 else (sh if fit == 2 else sw) / max(lens, 1e-6)) / {_FIT_PIXELS}",
     ORTHO_PIXEL_SOCKET: f"(osc if typ == 1 else 0.0) / {_FIT_PIXELS}",
 }
 _DRIVER_VARS = (("lens", "camera.data.lens"), ("sw", "camera.data.sensor_width"), ("sh", "camera.data.sensor_height"),
@@ -382,7 +383,7 @@ def drive_pixel_size(obj: bpy.types.Object, mod: bpy.types.NodesModifier, scene:
     """Drive the modifier's Pixel Angle and Ortho Pixel Size from ``scene``'s camera and render
     resolution (default: the scene ``obj`` is first linked to). Simple expressions only, so they
     run without Python (auto-run scripts off) and follow camera switches and lens/resolution edits;
-    with no scene camera the drivers are invalid and the last values stay."""
+    with no scene camera both are 0 (no low-pass)."""
     scene = scene or (obj.users_scene[0] if obj.users_scene else bpy.context.scene)
     ng = mod.node_group
     for socket, expression in _DRIVERS.items():

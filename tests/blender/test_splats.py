@@ -41,6 +41,11 @@ EEVEE_QUATS = np.float32([[1, 0, 0, 0], [np.cos(0.3), 0, np.sin(0.3), 0], [np.co
                           np.array([0.8, 0.3, 0.4, 0.33]) / np.linalg.norm([0.8, 0.3, 0.4, 0.33])])
 EEVEE_SCALES = np.float32([[0.02, 0.002, 0.02], [0.025, 0.002, 0.008], [0.02, 0.002, 0.025], [0.02, 0.012, 0.008]])
 EEVEE_OPACITY = 0.9
+# the node group's low-pass: a 5 x 5 grid of round Gaussians 0.28 px wide (sigma) at 0.5 m, 21 px
+# apart, where the splatter's 0.3 px^2 makes the footprints 4.7x the size
+_G = np.linspace(-0.12, 0.12, 5)
+TINY_MEANS = np.float32([[x, 0.0, z] for z in _G for x in _G])
+TINY_SCALE = 0.0008
 
 SCRIPT = """
 import sys
@@ -188,6 +193,28 @@ bpy.ops.render.render(write_still=True, scene=sc.name)
 RESULT["eevee_seconds"] = time.perf_counter() - t
 img = bpy.data.images.load(OUT + "/eevee_splats.exr")
 np.save(OUT + "/eevee_splats.npy", np.array(img.pixels[:], np.float32).reshape(EEVEE_SIZE, EEVEE_SIZE, 4)[::-1])
+# the low-pass grid in a scene of its own with the same camera (the add-on drives the node group's
+# pixel size from that scene's camera and resolution)
+sc2 = bpy.data.scenes.new("EEVEE low-pass")
+me2 = bpy.data.meshes.new("tiny splats")
+me2.from_pydata([tuple(m) for m in TINY_SPLATS["means"]], [], [])
+for name, vals in TINY_SPLATS["columns"].items():
+    me2.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", np.float32(vals))
+ob2 = bpy.data.objects.new("tiny splats", me2)
+sc2.collection.objects.link(ob2)
+gd.add_display(ob2)
+sc2.collection.objects.link(camo)
+sc2.camera, sc2.world = camo, world
+r2 = sc2.render
+r2.engine, r2.resolution_x, r2.resolution_y, r2.resolution_percentage = "BLENDER_EEVEE", EEVEE_SIZE, EEVEE_SIZE, 100
+r2.film_transparent = False
+sc2.view_settings.view_transform = "Standard"
+sc2.eevee.taa_render_samples = 32
+r2.image_settings.file_format = "OPEN_EXR"
+r2.filepath = OUT + "/eevee_tiny.exr"
+bpy.ops.render.render(write_still=True, scene=sc2.name)
+img = bpy.data.images.load(OUT + "/eevee_tiny.exr")
+np.save(OUT + "/eevee_tiny.npy", np.array(img.pixels[:], np.float32).reshape(EEVEE_SIZE, EEVEE_SIZE, 4)[::-1])
 v = splat_draw.SplatView.from_camera_object(camo, EEVEE_SIZE, EEVEE_SIZE)
 RESULT["eevee_cam"] = [[[v.fx, 0.0, v.cx], [0.0, v.fy, v.cy], [0.0, 0.0, 1.0]], v.viewmat.tolist()]
 
@@ -283,10 +310,15 @@ def child(addon_zip, tmp_path_factory):
                "opacity": [float(np.log(EEVEE_OPACITY / (1 - EEVEE_OPACITY)))] * 4,
                **{f"scale_{i}": np.log(EEVEE_SCALES[:, i]).tolist() for i in range(3)},
                **{f"rot_{i}": EEVEE_QUATS[:, i].tolist() for i in range(4)}}
+    nt = len(TINY_MEANS)
+    tiny_columns = {**{k: [v[0]] * nt for k, v in columns.items() if not k.startswith(("scale_", "rot_"))},
+                    **{f"scale_{i}": [float(np.log(TINY_SCALE))] * nt for i in range(3)},
+                    **{f"rot_{i}": [1.0 if i == 0 else 0.0] * nt for i in range(4)}}
     script = installed_script(addon_zip, SCRIPT, "import numpy as np\n" + same_standin(), AVATAR=str(avatar_path),
                               PARAMS=str(tmp / "perf.npz"), OUT=str(tmp), SIZE=SIZE, JAW=JAW, CAMERAS=cameras,
                               ORTHO_FX=float(src.K[0, 0]) / z0, EEVEE_SIZE=EEVEE_SIZE,
-                              EEVEE_SPLATS={"means": EEVEE_MEANS.tolist(), "columns": columns})
+                              EEVEE_SPLATS={"means": EEVEE_MEANS.tolist(), "columns": columns},
+                              TINY_SPLATS={"means": TINY_MEANS.tolist(), "columns": tiny_columns})
     t0 = time.perf_counter()
     res = run_isolated(script, tmp, timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -312,6 +344,12 @@ def child(addon_zip, tmp_path_factory):
     r = splat(EEVEE_MEANS, EEVEE_QUATS, EEVEE_SCALES, np.full(4, EEVEE_OPACITY, np.float32), np.zeros((4, 3), np.float32),
               Camera(K, V, EEVEE_SIZE, EEVEE_SIZE), background=white, backend="cpu")
     images["eevee"] = r.image[0].permute(1, 2, 0).numpy()
+    for tag, eps in (("tiny", 0.3), ("tiny_no_lowpass", 1e-6)):
+        r = splat(TINY_MEANS, np.tile(np.float32([1, 0, 0, 0]), (len(TINY_MEANS), 1)),
+                  np.full((len(TINY_MEANS), 3), TINY_SCALE, np.float32), np.full(len(TINY_MEANS), EEVEE_OPACITY, np.float32),
+                  np.zeros((len(TINY_MEANS), 3), np.float32), Camera(K, V, EEVEE_SIZE, EEVEE_SIZE), background=white,
+                  backend="cpu", eps2d=eps)
+        images[tag] = r.image[0].permute(1, 2, 0).numpy()
     return res.result, tmp, images
 
 
@@ -371,6 +409,19 @@ def test_eevee_material_draws_the_splatters_gaussians(child):
         assert np.abs(ce - cb).max() < 0.5
         np.testing.assert_allclose(se, sb, atol=0.1 * np.abs(sb).max())
     assert np.abs(cov_e - cov_b).mean() < 0.015  # sampling noise of 64 samples stays under this
+
+
+def test_eevee_display_has_the_splatters_low_pass(child):
+    """Gaussians narrower than a pixel: the node group widens them by the splatter's 0.3 px^2 at
+    the scene camera's pixel size, so EEVEE covers what the splatter covers (the same coverage
+    mass within 10 %; without the low-pass the splatter covers 4.7x less, and so did EEVEE)."""
+    r, tmp, ref = child
+    cov_e = np.clip(1.0 - np.load(tmp / "eevee_tiny.npy")[..., :3].mean(-1), 0.0, 1.0).sum()
+    cov_b = (1.0 - ref["tiny"].mean(-1)).sum()
+    cov_raw = (1.0 - ref["tiny_no_lowpass"].mean(-1)).sum()
+    print(f"coverage mass: EEVEE {cov_e:.1f} px, splatter {cov_b:.1f} px (without its low-pass {cov_raw:.1f})")
+    assert cov_b > 3.0 * cov_raw
+    assert abs(cov_e / cov_b - 1.0) < 0.10
 
 
 def test_display_follows_the_rig_in_the_mouth_region(child):
