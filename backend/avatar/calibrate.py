@@ -39,21 +39,57 @@ def calibration_shapes(model: "HeadModel") -> np.ndarray:
     return np.array([n not in joint for n in model.expr_names])
 
 
+#: shapes whose meaning needs others on (ARKit weights): each is rendered over them and read
+#: relative to a render of them alone. mouthClose is "lips together while the jaw is open": alone it
+#: pushes the shut lips into each other, which mediapipe reads as nothing
+BASES: dict[str, dict[str, float]] = {"mouthClose": {"jawOpen": 1.0}}
+
+
 def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: float):
-    """HeadParams of the calibration renders: frame 0 neutral, then each calibrated expression alone
-    at ``weight``; identity, global pose and translation of the avatar's source frame, jaw, eyes
-    and neck at rest."""
+    """HeadParams of the calibration renders and, per expression, the frame it is read against
+    ((E,) int, -1: not calibrated). Frame 0 is neutral; then each calibrated expression alone at
+    ``weight`` (over its BASES, if any, read against a render of the base alone, appended last).
+    Identity, global pose and translation of the avatar's source frame; jaw, eyes and neck at rest
+    unless a base turns them (JOINT_CHANNELS)."""
+    from ..head.arkit_names import JOINT_CHANNELS
+    from ..head.model import JOINT_NAMES
     from ..head.params import HeadParams
 
+    names = list(model.expr_names)
+    joint = {name: (JOINT_NAMES.index(j), axis, gain) for name, j, axis, gain in JOINT_CHANNELS}
     sel = np.flatnonzero(calibration_shapes(model))
-    E = model.n_expr
-    expr = np.zeros((1 + len(sel), E), np.float32)
-    expr[1 + np.arange(len(sel)), sel] = weight
     src = avatar.params.frame(0)
-    n = len(expr)
-    pose = np.zeros((n, *src.pose.shape[1:]), np.float32)
-    pose[:, 0] = src.pose[0, 0]
-    return HeadParams(src.shape, expr, pose, np.repeat(src.transl, n, 0))
+    E = model.n_expr
+
+    def frame(weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        expr = np.zeros(E, np.float32)
+        pose = np.zeros(src.pose.shape[1:], np.float32)
+        pose[0] = src.pose[0, 0]
+        for n, w in weights.items():
+            if n in joint:
+                j, axis, gain = joint[n]
+                pose[j, axis] += gain * w
+            else:
+                expr[names.index(n)] += w
+        return expr, pose
+
+    frames = [frame({})]
+    ref = np.full(E, -1)
+    base_frame: dict[tuple, int] = {}
+    pending: list[tuple[int, dict[str, float]]] = []
+    for k in sel:
+        base = {n: w for n, w in BASES.get(names[k], {}).items() if n in names}
+        frames.append(frame({**base, names[k]: weight}))
+        pending.append((len(frames) - 1, base))
+    for i, base in pending:     # the base renders after the shapes: frame 1 + j stays shape sel[j]
+        key = tuple(sorted(base.items()))
+        if key and key not in base_frame:
+            base_frame[key] = len(frames)
+            frames.append(frame(base))
+        ref[sel[i - 1]] = base_frame.get(key, 0)
+    expr = np.stack([f[0] for f in frames])
+    pose = np.stack([f[1] for f in frames])
+    return HeadParams(src.shape, expr, pose, np.repeat(src.transl, len(frames), 0)), ref
 
 
 def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None, weight: float = 1.0,
@@ -73,7 +109,7 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     if model.expr_bounds is None:
         raise InputError(None, f"head model '{model.name}' has no bounded expression basis to calibrate "
                                "(the tracker calibration is an ARKit-52 stand-in feature)")
-    params = calibration_params(avatar, model, weight)
+    params, ref = calibration_params(avatar, model, weight)
     ropts = PreviewOptions(lod=lod, width=avatar.camera.width, height=avatar.camera.height, backend=backend,
                            background=(0.0, 0.0, 0.0))
     renderer = PreviewRenderer(avatar, model, ropts)
@@ -98,8 +134,9 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     neutral = crop.to_crop(lms[0][:, :2]).astype(np.float64)
     shapes = np.full((E, len(neutral), 2), np.nan)
     for k, lm in zip(sel, lms[1:]):
-        if lm is not None:
-            shapes[k] = crop.to_crop(lm[:, :2])
+        base = lms[ref[k]]
+        if lm is not None and base is not None:   # the shape's motion over its base, from the neutral
+            shapes[k] = neutral + crop.to_crop(lm[:, :2]) - crop.to_crop(base[:, :2])
     cam = source_camera(CROP_SIZE)
     lmm = LandmarkModel.from_model(model)
     proj = Projector(cam.K, cam.viewmat)

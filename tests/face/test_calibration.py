@@ -134,3 +134,34 @@ def test_calibration_file_for_another_basis_is_refused(tmp_path, standin):
         calibration_for(None, standin, path)
     with pytest.raises(SystemExit, match="--calibration needs --avatar"):
         cli_main(["track", str(tmp_path / "clip"), "-o", str(tmp_path / "t.npz"), "--calibration", str(path)])
+
+
+def test_calibration_renders_read_mouth_close_over_an_open_jaw(standin):
+    """Each calibrated expression is rendered alone, except mouthClose ("lips together while the
+    jaw is open"), rendered over jawOpen and read against a render of jawOpen alone; the jaw and eye
+    channels (joints in the tracker) are not calibrated."""
+    from types import SimpleNamespace
+
+    from backend.avatar.calibrate import calibration_params, calibration_shapes
+    from backend.head.arkit_names import JOINT_CHANNELS
+    from backend.head.params import HeadParams
+
+    names = list(standin.expr_names)
+    pose = np.zeros((1, 5, 3), np.float32)
+    pose[0, 0] = [0.1, -0.2, 0.0]                                   # the photo's head turn is kept
+    avatar = SimpleNamespace(params=HeadParams(np.zeros(standin.n_shape, np.float32), np.zeros((1, 52), np.float32),
+                                               pose, np.zeros((1, 3), np.float32)))
+    params, ref = calibration_params(avatar, standin, 0.8)
+    mask = calibration_shapes(standin)
+    joint_names = {n for n, *_ in JOINT_CHANNELS}
+    assert mask.sum() == 52 - len(joint_names) and not mask[[names.index(n) for n in joint_names]].any()
+    assert params.n_frames == 1 + mask.sum() + 1 and (ref[~mask] == -1).all()
+    np.testing.assert_array_equal(params.pose[:, 0], np.repeat(pose[:, 0], params.n_frames, 0))
+    assert not params.expr[0].any() and not params.pose[0, 1:].any()              # neutral
+    mc, jo = names.index("mouthClose"), names.index("jawOpen")
+    k = 1 + int(np.flatnonzero(np.flatnonzero(mask) == mc)[0])                   # mouthClose's frame
+    assert params.expr[k, mc] == pytest.approx(0.8) and params.pose[k, 2, 0] == pytest.approx(0.35)
+    assert ref[mc] == params.n_frames - 1 and params.pose[-1, 2, 0] == pytest.approx(0.35)
+    assert not params.expr[-1].any() and params.expr[:, jo].max() == 0            # jawOpen is the joint
+    smile = names.index("mouthSmileLeft")
+    assert ref[smile] == 0 and params.expr[:, smile].max() == pytest.approx(0.8)
