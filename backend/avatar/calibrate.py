@@ -9,8 +9,8 @@ each expression. Tracking with it (``track_video(..., calibration=...)``, ``trac
 ``retarget --calibration``) solves the expression weights against that response instead of the
 landmark embedding's own (see docs/figures/arkit.md for what it buys on the ARKit-52 round trip).
 
-It costs 1 + E renders and face-mesh runs (42 on the stand-in: about a minute on two CPU cores at
-LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
+It costs a render and two face-mesh runs per calibrated expression, the neutral face and each base
+(43 on the stand-in: 30-60 s on two shared CPU cores at LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
 """
 
 from __future__ import annotations
