@@ -38,6 +38,19 @@ class ImageScores:
     psnr_portrait: float = float("nan")  # PSNR inside target portrait mask OR render alpha
     ssim_portrait: float = float("nan")  # SSIM, same mask
     mouth_psnr: float = float("nan")     # PSNR inside the inner-lip hull; NaN unless the mouth is open
+    # where AKD comes from (metrics.geometry.akd_breakdown): per landmark group, and the mean offset
+    akd_lips: float = float("nan")
+    akd_eyes: float = float("nan")
+    akd_brows: float = float("nan")
+    akd_oval: float = float("nan")
+    akd_nose: float = float("nan")
+    akd_iris: float = float("nan")
+    akd_shift: float = float("nan")
+    # where SSIM full is lost (metrics.portrait.ssim_loss_split): shares of 1 - ssim_full
+    ssim_loss_background: float = float("nan")
+    ssim_loss_silhouette: float = float("nan")
+    ssim_loss_face: float = float("nan")
+    ssim_loss_person: float = float("nan")
 
 
 @dataclass
@@ -210,7 +223,9 @@ def results_from_dict(d: dict[str, Any]) -> EvalResults:
 RECON_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "identity", "akd", "alpha_iou",
               "psnr_portrait", "ssim_portrait", "mouth_psnr")
 SELF_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identity", "alpha_iou",
-             "psnr_portrait", "ssim_portrait", "mouth_psnr")
+             "psnr_portrait", "ssim_portrait", "mouth_psnr", "akd_lips", "akd_eyes", "akd_brows", "akd_oval",
+             "akd_nose", "akd_iris", "akd_shift", "ssim_loss_background", "ssim_loss_silhouette",
+             "ssim_loss_face", "ssim_loss_person")
 
 
 MULTIVIEW_KEYS = ("psnr_full", "ssim_full", "alpha_iou", "akd", "psnr_portrait")

@@ -7,7 +7,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from backend.eval.metrics.geometry import (
+    AKD_GROUPS,
     akd,
+    akd_breakdown,
     expression_distance,
     params_pose_distance_deg,
     pose_distance_deg,
@@ -110,3 +112,19 @@ def test_params_pose_distance():
     assert params_pose_distance_deg(pose_b, pose_b) == pytest.approx(0.0, abs=1e-5)
     # batched over frames
     assert params_pose_distance_deg(np.stack([pose_a, pose_b]), np.stack([pose_b, pose_b])).shape == (2,)
+
+
+def test_akd_breakdown_names_the_group_and_the_shift():
+    """Moving only the lips by 3 px puts the error in the lips group (the groups that share no
+    landmark with the lips stay at 0); a whole-set shift by (3, 4) is all "shift" (5 px)."""
+    a = np.random.default_rng(1).random((N_LANDMARKS, 2)) * 512
+    r = regions()
+    moved = a.copy()
+    moved[r.lips] += [3.0, 0.0]
+    parts = akd_breakdown(moved, a)
+    assert set(parts) == set(AKD_GROUPS) | {"shift"}
+    assert parts["lips"] == pytest.approx(3.0)
+    assert parts["eyes"] == parts["brows"] == parts["iris"] == 0.0
+    assert parts["shift"] == pytest.approx(3.0 * len(r.lips) / N_LANDMARKS)
+    whole = akd_breakdown(a + [3.0, 4.0], a)
+    assert all(whole[g] == pytest.approx(5.0) for g in AKD_GROUPS) and whole["shift"] == pytest.approx(5.0)

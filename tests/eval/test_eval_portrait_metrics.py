@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from backend.image_metrics import psnr
-from backend.eval.metrics.portrait import (INNER_LIP, MOUTH_OPEN_THRESHOLD, alpha_iou, mouth_mask, mouth_opening,
-                                           portrait_union)
+from backend.image_metrics import psnr, ssim, ssim_map
+from backend.eval.metrics.portrait import (INNER_LIP, MOUTH_OPEN_THRESHOLD, SSIM_REGIONS, alpha_iou, mouth_mask,
+                                           mouth_opening, portrait_union, ssim_loss_split)
 from backend.face.crop import CropInfo
 from backend.face.framing import crop_coverage, head_region
 
@@ -96,3 +96,23 @@ def test_crop_coverage_counts_the_region_inside_the_crop():
     # the region is a half-size copy of a 200x200 source: crop in source pixels
     assert crop_coverage(region, CropInfo(0, 40, 200, 512, (200, 200)), region_scale=0.5) == pytest.approx(0.5)
     assert math.isnan(crop_coverage(np.zeros((4, 4), bool), CropInfo(0, 0, 4, 512, (4, 4))))
+
+
+def test_ssim_loss_split_adds_up_and_finds_the_region():
+    """A render that differs from its target only inside the face hull loses SSIM only there (and
+    in the background/person windows that reach into it); the four shares add up to 1 - SSIM."""
+    rng = np.random.default_rng(3)
+    target = rng.random((64, 64, 3)).astype(np.float32)
+    render = target.copy()
+    render[24:40, 24:40] = rng.random((16, 16, 3))  # the face changed
+    alpha = np.zeros((64, 64), np.float32)
+    alpha[8:56, 8:56] = 1.0
+    portrait = alpha.copy()
+    portrait[8:56, 50:56] = 0.0  # the render's outline reaches 6 px further right
+    face = np.zeros((64, 64), bool)
+    face[20:44, 20:44] = True
+    split = ssim_loss_split(ssim_map(render, target), alpha, portrait, face)
+    assert set(split) == set(SSIM_REGIONS)
+    assert sum(split.values()) == pytest.approx(1.0 - ssim(render, target), abs=1e-9)
+    assert split["face"] > 0.9 * sum(split.values())  # windows reaching the change from outside: the rest
+    assert split["silhouette"] == 0.0 and split["background"] == 0.0

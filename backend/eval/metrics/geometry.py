@@ -23,6 +23,29 @@ def akd(landmarks_a: np.ndarray, landmarks_b: np.ndarray, indices: np.ndarray | 
     return float(np.linalg.norm(a - b, axis=-1).mean())
 
 
+AKD_GROUPS = ("lips", "eyes", "brows", "oval", "nose", "iris")
+
+
+def akd_breakdown(landmarks_a: np.ndarray, landmarks_b: np.ndarray) -> dict[str, float]:
+    """Where an AKD comes from: {group: mean 2-D distance (px) over that landmark group} for
+    AKD_GROUPS (mediapipe's lips, both eyes' outlines, both brows, face oval, nose and the 10 iris
+    points; the groups overlap a little and do not cover every landmark), plus "shift": the length
+    (px) of the mean 2-D offset a - b, the part of the error one image translation would remove
+    (AKD minus it is not the remainder: it bounds what a translation fixes)."""
+    from .landmarks import N_LANDMARKS, regions
+
+    a, b = np.asarray(landmarks_a, np.float64)[:, :2], np.asarray(landmarks_b, np.float64)[:, :2]
+    if a.shape != b.shape:
+        raise ValueError(f"landmark sets differ: {a.shape} vs {b.shape}")
+    r = regions()
+    groups = {"lips": r.lips, "eyes": np.r_[r.left_eye, r.right_eye], "brows": np.r_[r.left_brow, r.right_brow],
+              "oval": r.face_oval, "nose": r.nose, "iris": np.arange(N_LANDMARKS - 10, N_LANDMARKS)}
+    d = np.linalg.norm(a - b, axis=-1)  # (L,)
+    out = {g: float(d[np.unique(groups[g])].mean()) for g in AKD_GROUPS}
+    out["shift"] = float(np.linalg.norm((a - b).mean(0)))
+    return out
+
+
 def _lift3(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     if x.shape[-1] == 2:

@@ -55,3 +55,27 @@ def mouth_mask(landmarks: np.ndarray | None, height: int, width: int,
         return None
     mask = hull_mask(np.asarray(landmarks)[list(INNER_LIP)], height, width)
     return mask if np.count_nonzero(mask) >= MIN_MOUTH_PIXELS else None
+
+
+SSIM_REGIONS = ("background", "silhouette", "face", "person")
+
+
+def ssim_loss_split(ssim_map: np.ndarray, alpha: np.ndarray, portrait: np.ndarray, face: np.ndarray,
+                    threshold: float = MASK_THRESHOLD) -> dict[str, float]:
+    """Where a frame's SSIM is lost: {region: sum of (1 - SSIM) over the windows centred in that
+    region / all windows}, so the four values add up to 1 - mean SSIM (``ssim_full``).
+
+    ssim_map: (H - 2r, W - 2r) per-window SSIM (image_metrics.ssim_map, valid region, centred on
+    pixel (i + r, j + r)); alpha: (H, W) render alpha; portrait: (H, W) target portrait mask;
+    face: (H, W) bool, the target's face hull. Regions: "background" (neither shows the person),
+    "silhouette" (exactly one does: the outline differs), "face" (both, inside the face hull),
+    "person" (both, outside it: hair, ears, neck, body)."""
+    s = np.asarray(ssim_map, np.float64)
+    r = (np.shape(alpha)[0] - s.shape[0]) // 2
+    crop = (slice(r, r + s.shape[0]), slice(r, r + s.shape[1]))
+    a = (np.asarray(alpha) > threshold)[crop]
+    p = (np.asarray(portrait) > threshold)[crop]
+    f = np.asarray(face, bool)[crop]
+    loss = 1.0 - s
+    regions = {"background": ~a & ~p, "silhouette": a ^ p, "face": a & p & f, "person": a & p & ~f}
+    return {k: float(loss[m].sum() / s.size) for k, m in regions.items()}

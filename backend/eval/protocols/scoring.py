@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...image_metrics import hull_mask, psnr, ssim
-from ..metrics.geometry import akd, expression_distance, pose_distance_deg
+from ...image_metrics import hull_mask, psnr, ssim, ssim_map
+from ..metrics.geometry import akd, akd_breakdown, expression_distance, pose_distance_deg
 from ..metrics.identity import (FaceEmbedder, FaceEmbedding, MetricModelMissing, box_from_landmarks,
                                cosine_similarity)
 from ..metrics.landmarks import FaceMeshLandmarker
 from ..metrics.masks import PortraitSegmenter, composite
-from ..metrics.portrait import alpha_iou, mouth_mask, portrait_union
+from ..metrics.portrait import SSIM_REGIONS, alpha_iou, mouth_mask, portrait_union, ssim_loss_split
 from ..results import ImageScores
 
 NAN = float("nan")
@@ -105,6 +105,12 @@ class FrameScorer:
         h, w = render.shape[:2]
         mouth = mouth_mask(target.landmarks, h, w)
         union = portrait_union(alpha, target.portrait) if alpha is not None else None
+        parts: dict[str, float] = {}  # the breakdowns of AKD and SSIM full (NaN when not measurable)
+        if lm is not None:
+            parts |= {f"akd_{k}": v for k, v in akd_breakdown(lm, target.landmarks).items()}
+        if alpha is not None:
+            split = ssim_loss_split(ssim_map(render, target.full), alpha, target.portrait, target.face_mask)
+            parts |= {f"ssim_loss_{k}": split[k] for k in SSIM_REGIONS}
         return ImageScores(
             psnr_face=psnr(render, target.image, target.face_mask) if has_face else NAN,
             psnr_full=psnr(render, target.full),
@@ -116,6 +122,7 @@ class FrameScorer:
             psnr_portrait=psnr(render, target.full, union) if union is not None and union.any() else NAN,
             ssim_portrait=ssim(render, target.full, union) if union is not None and union.any() else NAN,
             mouth_psnr=psnr(render, target.image, mouth) if mouth is not None else NAN,
+            **parts,
         )
 
     def motion(self, render: np.ndarray, driving: Target) -> tuple[float, float]:
