@@ -74,6 +74,22 @@ try:
 except RuntimeError as exc:
     RESULT["bad"] = str(exc)
 RESULT["actions_after_bad"] = len(bpy.data.actions)
+# a table saved for the stand-in's old 24 expressions: converted to the ARKit keys and stored back
+s.capture_mapping.clear()
+for src, tgt in (("eyeBlinkRight", "blink_R"), ("mouthSmileLeft", "smile_L"), ("mouthPressLeft", "lips_press")):
+    row = s.capture_mapping.add()
+    row.source, row.target, row.gain = src, tgt, 1.0
+RESULT["old_map"] = sorted(bpy.ops.omg_avatar.import_face_capture(filepath=CSV_A, avatar="Astro"))
+RESULT["old_map_key"] = curves(kd.action, kd.action_slot)
+RESULT["old_map_rows"] = sorted([r.source, r.target] for r in s.capture_mapping)
+row = s.capture_mapping.add()
+row.source, row.target, row.gain = "eyeBlinkLeft", "grin_L", 1.0
+n_before = len(bpy.data.actions)
+try:
+    RESULT["unknown_map"] = sorted(bpy.ops.omg_avatar.import_face_capture(filepath=CSV_A, avatar="Astro"))
+except RuntimeError as exc:
+    RESULT["unknown_map"] = str(exc)
+RESULT["unknown_map_added"] = len(bpy.data.actions) - n_before
 """
 
 
@@ -146,3 +162,17 @@ def test_bad_capture_is_refused_and_adds_nothing(child):
     r, _, _ = child
     assert "bad.csv" in r["bad"] and "without the column" in r["bad"]
     assert r["actions_after_bad"] == r["actions_before_bad"]
+
+
+def test_old_mapping_table_is_converted_to_the_arkit_keys(child):
+    """A .blend table targeting the old 24 expressions (blink_R, smile_L, lips_press) keys the ARKit
+    shape keys and is stored back converted; an unknown target is refused and adds no action."""
+    r, va, _ = child
+    assert r["old_map"] == ["FINISHED"]
+    for key, src in (("eyeBlinkRight", "eyeBlinkRight"), ("mouthSmileLeft", "mouthSmileLeft"),
+                     ("mouthPressLeft", "mouthPressLeft"), ("mouthPressRight", "mouthPressLeft")):
+        got = r["old_map_key"][f'key_blocks["{key}"].value[0]'][1]
+        np.testing.assert_allclose(got, va[:, ARKIT_NAMES.index(src)], atol=1e-6)
+    assert r["old_map_rows"] == [["eyeBlinkRight", "eyeBlinkRight"], ["mouthPressLeft", "mouthPressLeft"],
+                                 ["mouthPressLeft", "mouthPressRight"], ["mouthSmileLeft", "mouthSmileLeft"]]
+    assert "unknown target 'grin_L'" in str(r["unknown_map"]) and r["unknown_map_added"] == 0
