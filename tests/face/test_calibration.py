@@ -165,3 +165,47 @@ def test_calibration_renders_read_mouth_close_over_an_open_jaw(standin):
     assert not params.expr[-1].any() and params.expr[:, jo].max() == 0            # jawOpen is the joint
     smile = names.index("mouthSmileLeft")
     assert ref[smile] == 0 and params.expr[:, smile].max() == pytest.approx(0.8)
+
+
+@pytest.mark.slow
+def test_track_command_calibrates_to_the_avatar_once_and_reuses_it(tmp_path):
+    """``track --avatar A --calibration C.npz`` renders and calibrates when C.npz does not exist and
+    writes it; the next run reads it (the file untouched) and tracks the same. On the avatar's own
+    renders the calibrated track reads a smile and an open jaw where they are and not elsewhere."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preview"))
+    from synthetic import astronaut_avatar
+
+    from backend.cli import main as cli_main
+    from backend.eval.arkit_roundtrip import weights_to_params
+    from backend.eval.protocols.rendering import render_frames
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.motion import load_motion
+    from backend.render.watermark import save_png
+
+    avatar, model, path = astronaut_avatar(tmp_path)
+    idx = ARKIT_NAMES.index
+    w = np.zeros((6, 52), np.float32)
+    w[1, idx("mouthSmileLeft")] = w[1, idx("mouthSmileRight")] = 1.0
+    w[3, idx("jawOpen")] = 0.8
+    w[5, idx("mouthSmileLeft")] = w[5, idx("mouthSmileRight")] = 0.7
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for t, img in enumerate(render_frames(avatar, model, weights_to_params(avatar, model, w), 0)):
+        save_png(clip / f"frame_{t:05d}.png", img)
+    cal = tmp_path / "astro.cal.npz"
+    args = ["track", str(clip), "--avatar", str(path), "--calibration", str(cal), "--smoothing", "0", "--no-progress"]
+    assert cli_main(args + ["-o", str(tmp_path / "a.npz")]) == 0
+    assert LandmarkCalibration.load(cal).expr_names == ARKIT_NAMES
+    stamp = cal.stat().st_mtime_ns
+    assert cli_main(args + ["-o", str(tmp_path / "b.npz")]) == 0
+    assert cal.stat().st_mtime_ns == stamp                                  # read, not made again
+    a, b = load_motion(tmp_path / "a.npz").params, load_motion(tmp_path / "b.npz").params
+    np.testing.assert_allclose(a.expr, b.expr, atol=1e-6)
+    smile = a.expr[:, [idx("mouthSmileLeft"), idx("mouthSmileRight")]].mean(1)
+    # measured: 0.82 / 0.81 on the smiles (1.0 / 0.7), 0.03-0.25 elsewhere (0.25: the open jaw)
+    assert smile[[1, 5]].min() > 0.6 and smile[[0, 2, 3, 4]].max() < 0.35, smile.round(2)
+    jaw = a.pose[:, 2, 0]                                                   # jawOpen drives the jaw joint
+    assert jaw[3] > 0.15 and np.delete(jaw, 3).max() < 0.08, jaw.round(3)
