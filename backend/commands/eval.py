@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
                         help="splatting backend for the quality protocols (default auto)")
     parser.add_argument("--no-identity", action="store_true", help="skip the dlib identity metric")
+    parser.add_argument("--calibrate-tracker", action="store_true",
+                        help="self-reenactment: fit the clip with the tracker calibrated to the avatar "
+                             "(as track --avatar --calibration does; 43 renders + face-mesh readings per clip)")
     parser.add_argument("--avatar", type=Path, default=None,
                         help="speed only: time rendering of this saved .omgavatar per LOD and backend "
                              "(no media or metric models needed)")
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
                        cross_frames=args.cross_frames, render_frames=args.render_frames,
                        render_backend=args.backend, speed_backends=tuple(backends) if backends else None,
                        build=build, identity=not args.no_identity,
-                       protocols=protocols, views=args.views)
+                       protocols=protocols, views=args.views, calibrate=args.calibrate_tracker)
     progress, close = tqdm_progress("eval")
     try:
         res = run_eval(media, opts, log=lambda m: print(m, file=sys.stderr), progress=progress)

@@ -44,6 +44,7 @@ class ReenactmentOptions:
     render_backend: str = "auto"
     build: dict[str, Any] = field(default_factory=dict)   # BuildOptions overrides
     track: dict[str, Any] = field(default_factory=dict)   # TrackOptions overrides
+    calibrate: bool = False         # self-reenactment: track with the tracker calibrated to the avatar
 
 
 @dataclass
@@ -101,16 +102,21 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
     frozen, and the kept frames cut by that crop. Returns (HeadParams for every frame,
     frame index -> (512, 512, 3) uint8 crop). The global joint (shoulders) is held at the photo's
     rotation, so frame 0 puts the shoulders where the photo had them. No video decoding for the landmarks (the track
-    keeps them); the kept frames are decoded once more when the clip's path is known."""
+    keeps them); the kept frames are decoded once more when the clip's path is known. With
+    ``opts.calibrate`` the fit uses the tracker's calibration to the avatar
+    (avatar.calibrate.calibrate_tracker, computed here, as ``track --avatar --calibration`` does)."""
     from ...face.crop import apply_crop
     from ...face.track import TrackOptions, avatar_hold, track_landmarks
     from ...face.video import iter_video
 
     track, crop = clip.track, build.observation.crop
     lm = crop.to_crop(track.crop.to_source(track.landmarks))  # NaN rows (no face) stay NaN
+    hold = avatar_hold(build.avatar.params.shape, build.avatar.params.pose)
+    if opts.calibrate:
+        from ...avatar.calibrate import calibrate_tracker
+        hold["calibration"] = calibrate_tracker(build.avatar, build.model, backend=opts.render_backend)
     params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
-                                   TrackOptions(**opts.track),
-                                   **avatar_hold(build.avatar.params.shape, build.avatar.params.pose))
+                                   TrackOptions(**opts.track), **hold)
     frames: dict[int, np.ndarray] = {}
     keep = set(clip.frames)
     if clip.path is not None and keep:
