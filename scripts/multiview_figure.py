@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--refine-seconds", type=float, default=10.0, help="refinement budget of both rebuilds")
+    parser.add_argument("--registration-px", type=float, default=None,
+                        help="multi-view MultiViewOptions.registration_px (default: the build's; 0: off)")
     args = parser.parse_args(argv)
 
     from backend.avatar.build import BuildOptions, build_avatar
@@ -145,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         single_res = build_avatar(front, opts)
         # the mixture-of-people check runs as in any build (one known head must pass it)
         mv = MultiViewOptions(views=args.views, refine_seconds=args.refine_seconds, anchor_frame=YAWS.index(0.0))
+        if args.registration_px is not None:
+            mv.registration_px = args.registration_px or None
         multi_res = build_from_views([folder], opts, mv)  # the same refinement budget, over all views
     single, multi = single_res.avatar, multi_res.avatar
     rows = [render(a, model, SHOWN) for a in (truth, single, multi)]

@@ -86,7 +86,13 @@ class MultiViewOptions:
 anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_seconds / refine_steps: the multi-view refinement budget (0 = none);
     refine_views_per_step: views rendered per refinement step (the primary and the others in turn;
-    None: all), so a budget of seconds buys more steps."""
+    None: all), so a budget of seconds buys more steps;
+    registration_px: a view whose landmark error under the joint fit exceeds the primary view's
+    by e px counts exp(-(e / registration_px)^2) in fusion and refinement and carves hair only
+    while that is at least 0.5 (registration_weights; None: every view counts fully): a
+    misregistered view paints its colours onto the wrong Gaussians (on the synthetic turn-around
+    the -60 deg view, fitted 13 deg short of its yaw at 6.6 px against the primary's 1.2, put the
+    multi-view build 1.1 dB behind the single photo at -60 deg)."""
 
     views: int = 8
     views_from: tuple[int, int | None] = (0, None)
@@ -102,6 +108,7 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_steps: int = 200
     refine_views_per_step: int | None = 3
     skin_spread: float = 0.015
+    registration_px: float | None = 1.5
 
 
 @dataclass
@@ -280,6 +287,19 @@ def head_angles_from_params(params) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- fusion ------------------------------------------------------------------------------------
 
+def registration_weights(views: list[View], primary: int | None, scale_px: float | None) -> np.ndarray:
+    """(K,) float64 in (0, 1]: each view's say by how well the joint fit registers it,
+    exp(-(e / scale_px)^2) with e its landmark RMSE (px) above the primary view's (or the best
+    view's without a primary); 1 for the primary, for a view of unknown error (NaN) and when
+    ``scale_px`` is None."""
+    rmse = np.array([v.rmse_px for v in views], np.float64)
+    if scale_px is None or not np.isfinite(rmse).any():
+        return np.ones(len(views))
+    ref = rmse[primary] if primary is not None and np.isfinite(rmse[primary]) else np.nanmin(rmse)
+    excess = np.where(np.isfinite(rmse), np.maximum(rmse - ref, 0.0), 0.0)
+    return np.exp(-(excess / float(scale_px)) ** 2)
+
+
 def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: int, tol_m: float,
                  backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Colours (N, 3) float32 the view shows at every Gaussian of ``rest_set(lod)`` and their
@@ -319,16 +339,18 @@ def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
 def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
                backend: str = "auto", primary: int | None = None) -> dict[str, float]:
     """Recolour every LOD's head Gaussians and the parts from ``views`` in place (see the module
-    docstring); view ``primary`` weighs ``mv.primary_weight`` times one other view. Returns
+    docstring); view ``primary`` weighs ``mv.primary_weight`` times one other view, the others
+    their registration_weights. Returns
     {"seen_share": share of the finest LOD's Gaussians some view saw}."""
     finest = max(avatar.levels)
     seen_share = 0.0
+    registered = registration_weights(views, primary, mv.registration_px)
     for lod in avatar.levels:
         acc = np.zeros((avatar.counts()[lod]["total"], 3), np.float64)
         wsum = np.zeros(len(acc), np.float64)
         for k, v in enumerate(views):
             c, w = view_samples(avatar, model, v, lod, mv.visibility_tol_m, backend)
-            w = w * (mv.primary_weight if k == primary else 1.0)
+            w = w * (mv.primary_weight if k == primary else registered[k])
             acc += w[:, None] * c
             wsum += w
         n_head = len(avatar.lods[lod])
@@ -391,8 +413,8 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
     with the single photo's whole-portrait terms (refine.refine_views): per view, the render
     against its own alpha times the view's foreground colours over the whole image, and its alpha
     against the view's matte. View ``primary`` counts ``mv.primary_refine_weight`` times in the
-    loss and the coverage; a Gaussian no view covers (the synthesized back no view saw) stays
-    frozen. Positions stay (the views' poses differ, so one world offset would not fit them all).
+    loss and the coverage, the others their registration_weights; a Gaussian no view covers (the
+    synthesized back no view saw) stays frozen. Positions stay (the views' poses differ, so one world offset would not fit them all).
     The budget ``mv.refine_seconds`` is split over the LODs by Gaussian count. Returns steps per LOD."""
     from ..face.matte import foreground_colors
     from .refine import RefineOptions, RefineView
@@ -403,11 +425,12 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
     finest = max(avatar.levels)
     total = sum(avatar.counts()[l]["total"] for l in avatar.levels)
     fgs = [foreground_colors(v.image, v.mask) for v in views]
+    registered = registration_weights(views, primary, mv.registration_px)
     ones = np.ones(views[0].mask.shape, np.float32)
     for lod in avatar.levels:
         sets = [posed_set(avatar, model, v.params, lod) for v in views]
         targets = [RefineView(v.camera, v.image, ones, v.mask, fg, s.means, s.quats,
-                              mv.primary_refine_weight if k == primary else 1.0)
+                              mv.primary_refine_weight if k == primary else float(registered[k]))
                    for k, (v, s, fg) in enumerate(zip(views, sets, fgs))]
         ropts = RefineOptions(seconds=mv.refine_seconds * avatar.counts()[lod]["total"] / total,
                               max_steps=mv.refine_steps, backend=backend,
@@ -517,7 +540,11 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     fused = fuse_views(avatar, model, views, mv, opts.render_backend, primary)
     seconds["fuse"] = time.perf_counter() - t
     t = time.perf_counter()
-    carved = carve_hair(avatar, model, views, primary=primary, backend=opts.render_backend)
+    # a misregistered view's silhouette would carve the hair it misses by its own error
+    carvers = registration_weights(views, primary, mv.registration_px) >= 0.5
+    carved = carve_hair(avatar, model, [v for v, ok in zip(views, carvers) if ok],
+                        primary=int(carvers[:primary].sum()),  # the primary's own weight is 1
+                        backend=opts.render_backend)
     seconds["carve"] = time.perf_counter() - t
     steps = {l: 0 for l in avatar.levels}
     if mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False:
