@@ -340,7 +340,7 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
 
     if opts.fit_silhouette:
         # no Gaussian footprint beyond the person: the matte is a one-view visual hull
-        avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels)
+        avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels, colors=person)
     face_mask = hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}

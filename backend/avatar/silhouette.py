@@ -10,9 +10,17 @@ nothing. Two rules follow, applied to every Gaussian (head and parts) at the sou
   (all three axes by one factor, so its shape is kept) until ``reach_sigmas`` projected standard
   deviations fit within its centre's distance to the silhouette (never below ``min_sigma_px``).
 
-Without these rules the Gaussians along the outline (hair hull, torso shell, head mesh) draw a
-halo 3-6 px wide beyond the person, which the photo shows as background. Gaussians projecting
-outside the image are left alone (the photo says nothing there).
+Head-mesh Gaussians are a closed surface, and the stand-in's neck and jaw are often a little wider
+than the person's: seen from the source view those sides are a sliver a few pixels wide beyond the
+matte, but turned by 60 degrees they are a whole band of the neck. Carving them opened a hole there
+through which the dark inside of the body shell showed (issue 14). So a head Gaussian whose centre
+is outside the matte but within ``pull_band_px`` of it is *pulled* inside instead: moved parallel to
+the image plane, at its depth, along its image row (else to the nearest pixel) to a pixel
+``pull_inset_px`` inside the silhouette, shrunk only as far as its projected extent along the pull
+must fit (not its largest axis: seen edge-on, the neck's sides would shrink to rows of dots), and
+coloured from the photo where it lands (the build passes the person's colours). The source view
+then shows it inside the person with the person's colour; other views see a neck a few
+millimetres narrower, closed. Head Gaussians farther out, and parts, are carved as before.
 """
 
 from __future__ import annotations
@@ -36,20 +44,32 @@ class SilhouetteOptions:
     reach_sigmas: float = 2.0    # this many projected std-devs must fit inside the silhouette
     min_sigma_px: float = 0.5    # shrinking stops at this projected std-dev (px)
     carve_head: bool = True      # head-mesh Gaussians are carved too (else only shrunk to min_sigma_px)
+    pull_band_px: float = 16.0   # head Gaussians this close outside the matte are pulled inside, not carved
+    pull_inset_px: float = 3.0   # ... to a pixel this far inside the silhouette (its colour shows there)
 
 
 @dataclass
 class SilhouetteFit:
-    """scale_factor (N,) float32 in (0, 1]; carved (N,) bool (opacity to 0)."""
+    """scale_factor (N,) float32 in (0, 1]; carved (N,) bool (opacity to 0); offsets (N, 3) float32
+    metres, world frame of the fitted pose: the pulled Gaussians' moves (zero elsewhere), or None."""
 
     scale_factor: np.ndarray
     carved: np.ndarray
+    offsets: np.ndarray | None = None
+
+    @property
+    def pulled(self) -> np.ndarray:
+        """(N,) bool: Gaussians moved inside the silhouette."""
+        if self.offsets is None:
+            return np.zeros(len(self.carved), bool)
+        return np.any(self.offsets != 0.0, axis=1)
 
 
 def fit_to_matte(gs: GaussianSet, camera: "Camera", matte: np.ndarray,
-                 opts: SilhouetteOptions | None = None) -> SilhouetteFit:
-    """Per-Gaussian shrink factors and carving for ``gs`` (world frame, source pose) against
-    ``matte`` (H, W) float in [0, 1] at ``camera``'s resolution."""
+                 opts: SilhouetteOptions | None = None, n_head: int = 0) -> SilhouetteFit:
+    """Per-Gaussian shrink factors, carving and pulls for ``gs`` (world frame, source pose) against
+    ``matte`` (H, W) float in [0, 1] at ``camera``'s resolution. The first ``n_head`` Gaussians are
+    the head mesh's: those just outside the matte are pulled inside instead of carved."""
     from scipy.ndimage import distance_transform_edt
 
     o = opts or SilhouetteOptions()
@@ -64,36 +84,114 @@ def fit_to_matte(gs: GaussianSet, camera: "Camera", matte: np.ndarray,
     # minus half a pixel: the silhouette runs between them
     d_in = distance_transform_edt(person) - 0.5
     carved = inside_img & ~person[iv, iu]
+    offsets = None
+    head = np.arange(len(carved)) < n_head
+    if n_head and o.pull_band_px > 0 and (carved & head).any():
+        d_out = distance_transform_edt(~person)  # (H, W) px from a background pixel to the person
+        core = d_in >= o.pull_inset_px
+        if core.any():
+            _, (ti, tj) = distance_transform_edt(~core, return_indices=True)
+            pull = carved & head & (d_out[iv, iu] <= o.pull_band_px)
+            # along the image row to the nearer core pixel's centre when one is within the band
+            # (rows keep their heights: moves to the nearest pixel in 2D bunch the rows of a slanted
+            # outline into the same pixel rows, leaving stripes of gaps), else to the nearest one
+            cols = np.arange(W)
+            left = np.maximum.accumulate(np.where(core, cols, -10 * W), axis=1)[iv, iu] + 0.5
+            right = np.minimum.accumulate(np.where(core, cols, 10 * W)[:, ::-1], axis=1)[:, ::-1][iv, iu] + 0.5
+            row_u = np.where(uv[:, 0] - left <= right - uv[:, 0], left, right)
+            in_row = np.abs(row_u - uv[:, 0]) <= o.pull_band_px + o.pull_inset_px + 1.0
+            # to the target at the same depth: a move parallel to the image plane
+            du = np.where(pull, np.where(in_row, row_u, tj[iv, iu] + 0.5) - uv[:, 0], 0.0)
+            dv = np.where(pull & ~in_row, ti[iv, iu] + 0.5 - uv[:, 1], 0.0)
+            cam_move = np.stack([du * z / camera.fx, dv * z / camera.fy, np.zeros_like(z)], 1)
+            R = np.asarray(camera.viewmat, np.float64)[:3, :3]     # world -> camera rotation
+            offsets = (cam_move @ R).astype(np.float32)           # camera -> world: R^T v
+            carved = carved & ~pull
+            uv = uv + np.stack([du, dv], 1)
+            iu = np.clip(uv[:, 0].astype(int), 0, W - 1)
+            iv = np.clip(uv[:, 1].astype(int), 0, H - 1)
     sigma_px = np.asarray(gs.scales, np.float64).max(1) * camera.fx / np.maximum(z, 1e-6)
     allowed = np.maximum(d_in[iv, iu] / o.reach_sigmas, o.min_sigma_px)
     factor = np.where(inside_img & ~carved, np.minimum(1.0, allowed / np.maximum(sigma_px, 1e-9)), 1.0)
-    return SilhouetteFit(factor.astype(np.float32), carved)
+    if offsets is not None:
+        # a pulled Gaussian must not reach back over the silhouette it was pulled across: its
+        # projected extent along the pull (not its largest axis: the neck's sides are seen edge-on,
+        # and shrinking them whole left rows of dots with the body shell showing between them)
+        moved = np.any(offsets != 0.0, axis=1)
+        back = -np.stack([du, dv], 1)
+        reach = _sigma_towards(gs, camera, back, sigma_px)
+        factor = np.where(moved, np.minimum(1.0, allowed / np.maximum(reach, 1e-9)), factor)
+    return SilhouetteFit(factor.astype(np.float32), carved, offsets)
+
+
+def _sigma_towards(gs: GaussianSet, camera: "Camera", towards: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """(N,) px: each Gaussian's projected standard deviation along ``towards`` (N, 2) px (image
+    direction, any length; ``fallback`` (N,) px where it is zero), from its 2D covariance
+    ``J W R diag(s)^2 R^T W^T J^T`` (no low-pass): ``|diag(s) R^T W^T J^T n|``."""
+    from ..rotations import quat_to_matrix
+
+    n = np.asarray(towards, np.float64)
+    length = np.linalg.norm(n, axis=1)
+    n = n / np.maximum(length, 1e-9)[:, None]
+    V = np.asarray(camera.viewmat, np.float64)
+    pc = np.asarray(gs.means, np.float64) @ V[:3, :3].T + V[:3, 3]           # (N, 3) camera frame
+    z = np.maximum(pc[:, 2], 1e-6)
+    # J^T n, J = [[fx/z, 0, -fx x/z^2], [0, fy/z, -fy y/z^2]]
+    jt = np.stack([camera.fx / z * n[:, 0], camera.fy / z * n[:, 1],
+                   -(camera.fx * pc[:, 0] * n[:, 0] + camera.fy * pc[:, 1] * n[:, 1]) / (z * z)], 1)
+    world = jt @ V[:3, :3]                                                     # W^T J^T n
+    local = np.einsum("nij,ni->nj", quat_to_matrix(np.asarray(gs.quats, np.float64)), world)  # R^T (.)
+    sigma = np.linalg.norm(np.asarray(gs.scales, np.float64) * local, axis=1)
+    return np.where(length > 0, sigma, fallback)
 
 
 def apply_fit(gs: GaussianSet, fit: SilhouetteFit) -> GaussianSet:
-    """``gs`` with shrunk scales and carved opacities (a new set; everything else kept)."""
-    return replace(gs, scales=(gs.scales * fit.scale_factor[:, None]).astype(np.float32),
+    """``gs`` with shrunk scales, carved opacities and pulled means (a new set; everything else
+    kept). ``gs`` must be at the pose the fit was made at when the fit has offsets."""
+    means = gs.means if fit.offsets is None else (gs.means + fit.offsets).astype(np.float32)
+    return replace(gs, means=means, scales=(gs.scales * fit.scale_factor[:, None]).astype(np.float32),
                    opacities=np.where(fit.carved, 0.0, gs.opacities).astype(np.float32))
 
 
 def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, levels: list[int],
-                        opts: SilhouetteOptions | None = None) -> dict[str, int]:
+                        opts: SilhouetteOptions | None = None, colors: np.ndarray | None = None) -> dict[str, int]:
     """Apply :func:`fit_to_matte` in place to every LOD's head Gaussians and (once, at the finest
     LOD: parts are shared by the LODs) to the parts, at the avatar's source pose. Scales and
     opacities are pose-independent, so the rest-frame sets take them as they are.
-    Returns counts {"carved": ..., "shrunk": ...} over everything changed."""
-    from .posing import posed_set
+    Pulled head Gaussians move through their rest offsets (``avatar.lod_offsets``: the world move
+    at the source pose turned back by the inverse blended skinning rotation), so they follow the rig.
+    With ``colors`` ((H, W, 3) float [0, 1], the person's colour image at the matte's resolution)
+    they take the colour of the pixel they land on: the source view sees them at the person's edge,
+    where the colour sampled at their old place (beyond the person) would show as a seam.
+    Returns counts {"carved": ..., "shrunk": ..., "pulled": ...} over everything changed."""
+    from .posing import lbs_numpy, model_lods, posed_set
 
-    carved = shrunk = 0
+    o = opts or SilhouetteOptions()
+    carved = shrunk = pulled = 0
+    A = lbs_numpy(model, avatar.params.frame(0))[2][0]                  # (J, 4, 4) source pose
     for l in sorted(levels):
         gs = posed_set(avatar, model, avatar.params, l)
-        fit = fit_to_matte(gs, avatar.camera, matte, opts)
         n = len(avatar.lods[l])
+        fit = fit_to_matte(gs, avatar.camera, matte, o, n_head=n if o.carve_head else 0)
         head_fit = SilhouetteFit(fit.scale_factor[:n], fit.carved[:n])
-        if not (opts or SilhouetteOptions()).carve_head:
-            head_fit = _shrink_instead(gs.means[:n], gs.scales[:n], head_fit, avatar.camera,
-                                       opts or SilhouetteOptions())
+        if not o.carve_head:
+            head_fit = _shrink_instead(gs.means[:n], gs.scales[:n], head_fit, avatar.camera, o)
         avatar.lods[l] = apply_fit(avatar.lods[l], head_fit)
+        if colors is not None and avatar.lods[l].features is None and fit.pulled[:n].any():
+            uv, _ = avatar.camera.project((gs.means[:n] + fit.offsets[:n]).astype(np.float32))
+            H, W = matte.shape
+            iu = np.clip(np.asarray(uv[:, 0]).astype(int), 0, W - 1)
+            iv = np.clip(np.asarray(uv[:, 1]).astype(int), 0, H - 1)
+            pulled_head = fit.pulled[:n]
+            head_colors = avatar.lods[l].colors.copy()
+            head_colors[pulled_head] = np.asarray(colors, np.float32)[iv[pulled_head], iu[pulled_head]]
+            avatar.lods[l].colors = head_colors
+        if fit.pulled[:n].any():
+            W = np.asarray(model_lods(model, [l])[l].upsample @ model.weights, np.float64)   # (n, J)
+            Rb = np.einsum("vj,jrc->vrc", W, A[:, :3, :3].astype(np.float64))
+            rest = np.linalg.solve(Rb, fit.offsets[:n, :, None].astype(np.float64))[..., 0]
+            avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest).astype(np.float32)
+            pulled += int(fit.pulled[:n].sum())
         carved += int(fit.carved[:n].sum())
         shrunk += int((fit.scale_factor[:n] < 1).sum())
         if l == max(levels):
@@ -101,7 +199,7 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
                 part.gaussians = apply_fit(part.gaussians, SilhouetteFit(fit.scale_factor[sl], fit.carved[sl]))
                 carved += int(fit.carved[sl].sum())
                 shrunk += int((fit.scale_factor[sl] < 1).sum())
-    return {"carved": carved, "shrunk": shrunk}
+    return {"carved": carved, "shrunk": shrunk, "pulled": pulled}
 
 
 def _shrink_instead(means: np.ndarray, scales: np.ndarray, fit: SilhouetteFit, camera: "Camera",

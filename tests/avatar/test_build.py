@@ -80,12 +80,14 @@ def test_zero_pose_reproduces_rest_and_posing_is_vectorized(built):
     many = pose(av, model, p, 1)
     for t in range(T):
         np.testing.assert_allclose(many[t], pose(av, model, p.frame(t), 1)[0], atol=1e-6)
-    # the source frame puts the Gaussians where the build sampled them
+    # the source frame puts the Gaussians where the build sampled them, except the few the
+    # silhouette fit pulled inside the matte (silhouette.py: up to 16 + 3 px across the image)
     src = pose(av, model, av.params, 0)[0]
     n = len(av.lods[0])
     from backend.avatar.posing import lbs_numpy
 
-    np.testing.assert_allclose(src[:n], lbs_numpy(model, av.params)[0][0] + 0 * src[:n], atol=5e-3)
+    dist = np.linalg.norm(src[:n] - lbs_numpy(model, av.params)[0][0], axis=1)
+    assert (dist < 5e-3).mean() > 0.99 and dist.max() < 0.025
 
 
 def test_body_follows_global_and_part_of_neck_but_not_jaw(built):
