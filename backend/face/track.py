@@ -46,6 +46,12 @@ from .video import iter_video
 TRACK_FORMAT = "omg-track"
 TRACK_VERSION = 1
 CONFIDENCE_PX = 3.0
+# Largest change the temporal smoothing may make to an observed landmark coordinate (crop px at 512).
+# 1.5 px moved d12's landmarks by the full cap on most frames (its motion comes in steps: every
+# third frame repeats), a shift of the whole face that self-reenactment AKD measured; at 0.5 px
+# d12's AKD was 3.29 px against 3.67 (unsmoothed 3.34), d0's 1.80 against 1.82 and d3's 2.83
+# against 2.82 (every 15th frame, builds kept fixed; docs/figures/eval.md).
+SMOOTH_MAX_PX = 0.5
 
 
 @dataclass
@@ -54,6 +60,7 @@ class TrackOptions:
 
     smoothing: temporal smoothing strength (0 = off, 1 light, 2 default, 4 strong); fast motion is
                preserved at any strength (one-euro filter).
+    smooth_max_px: the most the smoothing may move an observed landmark (crop px at 512).
     identity_frames: frames fitted jointly for the identity shape.
     iterations: LM iterations every frame gets; frames still improving continue alone, up to 3x.
     batch: frames solved together (one batched solve, warm-started from the previous batch's
@@ -82,6 +89,7 @@ class TrackOptions:
     """
 
     smoothing: float = 2.0
+    smooth_max_px: float = SMOOTH_MAX_PX
     identity_frames: int = 5
     iterations: int = 3
     batch: int = 64
@@ -277,8 +285,6 @@ JAW_SLACK_RAD = 0.05
 # while a wide-open frame's jaw is re-fitted: far above what the landmarks can pull
 HOLD_HEAD_WEIGHT = 1e9
 
-# Largest change the temporal smoothing may make to an observed landmark coordinate (crop px at 512).
-SMOOTH_MAX_PX = 1.5
 
 
 def smooth_landmarks(raw: np.ndarray, fps: float, strength: float, max_px: float = SMOOTH_MAX_PX) -> np.ndarray:
@@ -313,7 +319,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         # turns, a wide mouth, every third frame a duplicate) 11 px from its landmarks, against
         # 2 px unsmoothed: that was its 13 px self-reenactment AKD (docs/figures/eval.md).
         landmarks = landmarks.copy()
-        landmarks[idx] = smooth_landmarks(landmarks[idx], fps, opts.smoothing)
+        landmarks[idx] = smooth_landmarks(landmarks[idx], fps, opts.smoothing, opts.smooth_max_px)
     proj = Projector(camera.K, camera.viewmat)
     with torch.inference_mode(), single_thread():
         # identity on frames spread over the clip
