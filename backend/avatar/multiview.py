@@ -54,7 +54,7 @@ class FewerViewsWarning(OMGWarning):
 
 
 class MixedIdentityWarning(OMGWarning):
-    """The views' identity fits spread more than one person's usually do."""
+    """The views' identity fits or skin colours spread more than one person's usually do."""
 
 
 @dataclass
@@ -458,8 +458,10 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     """Build one avatar from a clip (one path) or several photos (paths) of one person.
 
     Raises InputError naming the input for: no face in any frame, fewer usable views than
-    ``mv.min_views``, views of different people (identity fits spread too far). Warns
-    (FewerViewsWarning) when a clip offers fewer distinct views than asked.
+    ``mv.min_views``, views of different people (identity fits spread beyond
+    ``mv.identity_spread_error``). Warns (MixedIdentityWarning) when the skin colours or identity
+    fits spread less but still like different people's, (FewerViewsWarning) when a clip offers
+    fewer distinct views than asked.
     """
     from ..face.fit import FitResult
     from ..head.loader import load_head_model
