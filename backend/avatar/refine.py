@@ -55,10 +55,6 @@ class RefineOptions:
     # the others in turn (None: all every step). A step costs about one render per view, so with
     # 8 views and a budget of seconds, all of them every step leaves only a few steps.
     views_per_step: int | None = None
-    # the renders a step differentiates stop compositing a pixel at this transmittance (render.splat;
-    # None = exact): the loss sees each channel within it x |colour - background| of the exact
-    # render, and the splatter skips the Gaussians behind the opaque surface, forward and backward
-    transmittance_stop: float | None = None
 
 
 @dataclass
@@ -236,7 +232,7 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         else:
             means_s, quats_s, cams_s, target_s, fg_s, w_s, wsum_s, a_s, vw_s = full
         res = splat(means_s + offsets * mov, quats_s, scales, torch.sigmoid(op_logit), colors, cams_s,
-                    background=bg, backend=opts.backend, transmittance_stop=opts.transmittance_stop)
+                    background=bg, backend=opts.backend)
         img = res.image.cpu() if res.image.device.type != "cpu" else res.image   # (K, 3, H, W)
         alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha   # (K, H, W)
         stages["forward"] += clock() - tp
