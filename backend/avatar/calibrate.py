@@ -9,8 +9,12 @@ each expression. Tracking with it (``track_video(..., calibration=...)``, ``trac
 ``retarget --calibration``) solves the expression weights against that response instead of the
 landmark embedding's own (see docs/figures/arkit.md for what it buys on the ARKit-52 round trip).
 
-It costs a render and two face-mesh runs per calibrated expression, the neutral face and each base
-(43 on the stand-in: 30-60 s on two shared CPU cores at LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
+The jaw's joint channels (jawOpen, jawLeft, jawRight) are rendered too, the jaw turned alone by
+each channel's angle, and become pose correctives of the jaw (face.calibration.fit_jaw_correctives):
+what mediapipe reads of a jaw rotation beyond the model's own landmark motion.
+
+It costs a render and two face-mesh runs per calibrated expression, the neutral face, each base and
+the three jaw turns (46 on the stand-in: 30-60 s on two shared CPU cores at LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ if TYPE_CHECKING:
 
 #: the fixed-point passes: the neutral pose is fitted again with the calibration of the pass before
 PASSES = 2
+
+#: the jaw's joint channels rendered for its pose correctives (face.calibration.fit_jaw_correctives):
+#: each turns the jaw alone by its channel's gain (JOINT_CHANNELS) at weight 1
+JAW_CHANNELS: tuple[str, ...] = ("jawOpen", "jawLeft", "jawRight")
+
+
+def jaw_calibration_turns() -> list[tuple[str, int, float]]:
+    """(channel, jaw axis, angle rad) of each jaw render, from head.arkit_names.JOINT_CHANNELS."""
+    from ..head.arkit_names import JOINT_CHANNELS
+
+    gains = {name: (axis, gain) for name, joint, axis, gain in JOINT_CHANNELS if joint == "jaw"}
+    return [(n, *gains[n]) for n in JAW_CHANNELS if n in gains]
 
 
 def calibration_shapes(model: "HeadModel") -> np.ndarray:
@@ -109,7 +125,19 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     if model.expr_bounds is None:
         raise InputError(None, f"head model '{model.name}' has no bounded expression basis to calibrate "
                                "(the tracker calibration is an ARKit-52 stand-in feature)")
+    from ..face.calibration import JAW, fit_jaw_correctives
+    from ..head.params import HeadParams
+
     params, ref = calibration_params(avatar, model, weight)
+    turns = jaw_calibration_turns()
+    n_expr_frames = len(params.expr)
+    if turns:   # the jaw turned alone, appended after the expression (and base) renders
+        jpose = np.repeat(params.pose[:1], len(turns), 0).copy()
+        for i, (_, axis, angle) in enumerate(turns):
+            jpose[i, JAW, axis] += angle
+        params = HeadParams(params.shape, np.concatenate([params.expr, np.zeros_like(params.expr[:len(turns)])]),
+                            np.concatenate([params.pose, jpose]),
+                            np.concatenate([params.transl, params.transl[:len(turns)]]))
     ropts = PreviewOptions(lod=lod, width=avatar.camera.width, height=avatar.camera.height, backend=backend,
                            background=(0.0, 0.0, 0.0))
     renderer = PreviewRenderer(avatar, model, ropts)
@@ -146,6 +174,10 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
                                     TrackOptions(smoothing=0.0), identity=avatar.params.shape, calibration=cal)
         cal = fit_calibration(lmm, proj, fit.shape, fit.pose[0], fit.transl[0], neutral, shapes, weight,
                               tuple(model.expr_names), calibration_shapes(model))
+        readings = [(axis, angle, None if lm is None else crop.to_crop(lm[:, :2]).astype(np.float64))
+                    for (_, axis, angle), lm in zip(turns, lms[n_expr_frames:])]
+        if readings:
+            cal.jawdirs = fit_jaw_correctives(lmm, proj, fit.shape, fit.pose[0], fit.transl[0], neutral, readings)
     return cal
 
 

@@ -32,6 +32,13 @@ from .solver import Projector
 
 CALIBRATION_FORMAT = "omg-landmark-calibration"
 
+#: the jaw joint (backend.head.model.JOINT_NAMES) and its pose-corrective slot (joints after the root)
+JAW = 2
+#: per rotation axis of the jaw, the entries (p, m) of the flattened (R - I) that are +sin and -sin
+#: of a rotation about that axis alone: x (opening) R[2,1] = s, R[1,2] = -s; y (sideways)
+#: R[0,2] = s, R[2,0] = -s. A corrective split +D/2, -D/2 over them moves a landmark by D sin(angle)
+SIN_ENTRIES: dict[int, tuple[int, int]] = {0: (7, 5), 1: (2, 6)}
+
 
 @dataclass
 class LandmarkCalibration:
@@ -39,12 +46,16 @@ class LandmarkCalibration:
     float32 rest-frame metres per unit expression, replacing the embedding's; expr_names: the E
     expressions, in the head model's order (a calibration applies only to that basis);
     response: (E,) float32, RMS landmark motion mediapipe saw per unit of each expression over the
-    embedding's own (crop pixels / crop pixels; < 1: mediapipe under-reads the shape)."""
+    embedding's own (crop pixels / crop pixels; < 1: mediapipe under-reads the shape);
+    jawdirs: (L, 3, 9) float32 rest-frame metres added to the jaw's pose correctives (per entry of
+    its flattened R - I): what mediapipe reads of a jaw rotation beyond the model's own landmark
+    motion (see :func:`fit_jaw_correctives`); None = the model's jaw response."""
 
     offset: np.ndarray
     exprdirs: np.ndarray
     expr_names: tuple[str, ...]
     response: np.ndarray
+    jawdirs: np.ndarray | None = None
 
     def apply(self, lmm: LandmarkModel) -> LandmarkModel:
         """``lmm`` with the calibrated neutral landmarks and expression directions (its first
@@ -60,10 +71,17 @@ class LandmarkCalibration:
         new_dirs = torch.as_tensor(self.exprdirs[:, :, :E], dtype=dt)
         d_dirs = new_dirs - lmm.basis[:, :, S:S + E]      # (L, 3, E) change per landmark
 
+        jaw = None if self.jawdirs is None else torch.as_tensor(self.jawdirs, dtype=dt)
+
         def moved(m: LandmarkModel, rep: int) -> LandmarkModel:
             basis = m.basis.clone()
             basis[:, :, S:S + E] += d_dirs.repeat_interleave(rep, 0)
-            return replace(m, template=m.template + off.repeat_interleave(rep, 0), basis=basis)
+            extra = {}
+            if jaw is not None:     # the jaw's correctives: the jacobian needs the joint listed
+                posedirs = m.posedirs.clone()
+                posedirs[:, :, JAW - 1] += jaw.repeat_interleave(rep, 0)
+                extra = dict(posedirs=posedirs, corrective_joints=sorted(set(m.corrective_joints) | {JAW}))
+            return replace(m, template=m.template + off.repeat_interleave(rep, 0), basis=basis, **extra)
 
         corners = moved(lmm.corners, 3) if lmm.corners is not None else None
         out = moved(lmm, 1)
@@ -76,10 +94,11 @@ class LandmarkCalibration:
         from ..output_safety import atomic_path
 
         target = Path(path)
-        meta = {"format": CALIBRATION_FORMAT, "version": 1, "expr_names": list(self.expr_names)}
+        meta = {"format": CALIBRATION_FORMAT, "version": 2, "expr_names": list(self.expr_names)}
+        jaw = {} if self.jawdirs is None else {"jawdirs": self.jawdirs}
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, offset=self.offset, exprdirs=self.exprdirs, response=self.response,
-                     meta=np.array(json.dumps(meta)))
+                     meta=np.array(json.dumps(meta)), **jaw)
         return target
 
     @staticmethod
@@ -92,8 +111,9 @@ class LandmarkCalibration:
                 meta = json.loads(str(z["meta"]))
                 if meta.get("format") != CALIBRATION_FORMAT:
                     raise ValueError(f"format is not {CALIBRATION_FORMAT}")
+                jaw = z["jawdirs"].astype(np.float32) if "jawdirs" in z.files else None  # version 1: none
                 return LandmarkCalibration(z["offset"].astype(np.float32), z["exprdirs"].astype(np.float32),
-                                           tuple(meta["expr_names"]), z["response"].astype(np.float32))
+                                           tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw)
         except FileNotFoundError:
             raise InputError(path, "calibration file not found") from None
         except (ValueError, KeyError, OSError) as exc:
@@ -171,3 +191,47 @@ def fit_calibration(lmm: LandmarkModel, proj: Projector, shape: np.ndarray, pose
         response[k] = np.sqrt((du[valid] ** 2).sum(-1).mean()) / den if den > 1e-9 else 1.0
     return LandmarkCalibration(offset.astype(np.float32), dirs.astype(np.float32), tuple(expr_names),
                                response.astype(np.float32))
+
+
+def fit_jaw_correctives(lmm: LandmarkModel, proj: Projector, shape: np.ndarray, pose: np.ndarray,
+                        transl: np.ndarray, neutral: np.ndarray,
+                        readings: list[tuple[int, float, np.ndarray | None]], ridge: float = 1e-3) -> np.ndarray:
+    """The jaw's pose correctives (L, 3, 9) that make the model's landmarks move, for a jaw
+    rotation, as mediapipe reads them on renders of it.
+
+    lmm, proj, shape, pose, transl, neutral: as :func:`fit_calibration` (the neutral render's
+    fit and mediapipe's landmarks on it); readings: (axis, angle, landmarks) per render of the jaw
+    turned alone by ``angle`` rad about its local ``axis`` (0 opens, 1 sideways) from that pose,
+    with mediapipe's (L, 2) px landmarks on it (None: no face, skipped). Per reading, the pixel
+    motion mediapipe saw minus the model's own is lifted to a rest-frame displacement through the
+    camera's Jacobian at the turned pose (depth unseen: none); per axis, the displacement per sin
+    of the angle (least squares over its readings: the part odd in the angle, which is what tells
+    left from right) goes to the two sin entries of that axis (:data:`SIN_ENTRIES`). A mediapipe
+    that reads the sideways jaw at half the model's motion gets a corrective that halves it.
+    """
+    S, E = lmm.n_shape, lmm.n_expr
+    f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    coeffs = torch.cat([f64(shape)[None, :S], torch.zeros(1, E, dtype=torch.float64)], 1)
+    p0 = f64(pose)[None]
+    uv0, _ = proj.project(lmm.points(coeffs, p0, f64(transl)[None]))
+    L = lmm.n_landmarks
+    num = {a: np.zeros((L, 3)) for a in SIN_ENTRIES}
+    den = {a: 0.0 for a in SIN_ENTRIES}
+    for axis, angle, lm in readings:
+        if lm is None or not np.all(np.isfinite(lm)):
+            continue
+        pc = p0.clone()
+        pc[0, JAW, axis] += angle
+        uvc, A = rest_to_pixels(lmm, proj, coeffs, pc, f64(transl)[None])
+        du = (np.asarray(lm, np.float64) - neutral) - (uvc - uv0[0].numpy())   # px beyond the model's
+        d = lift(A, du, np.zeros((L, 3)), ridge)
+        s = np.sin(float(pc[0, JAW, axis]))
+        num[axis] += s * d
+        den[axis] += s * s
+    out = np.zeros((L, 3, 9))
+    for axis, (plus, minus) in SIN_ENTRIES.items():
+        if den[axis] > 0:
+            per_sin = num[axis] / den[axis]
+            out[:, :, plus] += 0.5 * per_sin
+            out[:, :, minus] -= 0.5 * per_sin
+    return out.astype(np.float32)
