@@ -9,7 +9,8 @@ bpy data only copies arrays. What the scene gets (B = Blender frame, metres):
 * per LOD: Gaussian centres at rest (head Gaussians then every skinned part in list order, the
   order of ``backend.avatar.posing.pose``), the 3DGS attribute columns (f_dc_*, opacity logit, log
   scale_*, rot_* as w,x,y,z in the Blender frame), expression deltas subdivided with the LOD's
-  upsample matrix (zero on the parts) and skinning weights: the head's upsampled, each part's own
+  upsample matrix (on the parts: their own shape keys, SkinnedPart.shapes, e.g. the tongue's
+  tongueOut; zero elsewhere) and skinning weights: the head's upsampled, each part's own
   (``SkinnedPart.weights``). Blender's Armature modifier blends the bones' deform matrices with
   those weights, which is the backend's blended linear skinning of the parts (neutral-expression
   joints), so the body follows global/neck motion, the lower teeth the jaw, the eyeballs the eyes.
@@ -141,6 +142,9 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
     if model.n_expr:
         up = subdivide_attributes(U, model.exprdirs.astype(np.float32))  # (N_l, 3, E)
         deltas[:, :n_head] = points_to_blender(np.moveaxis(up, 2, 0))
+        idx, D = avatar.part_shapes(model.expr_names)  # (K,), (n_parts, 3, K): the parts' own keys
+        if len(idx):
+            deltas[idx, n_head:] = points_to_blender(np.moveaxis(D, 2, 0))
     weights = np.concatenate([np.asarray(U @ model.weights, np.float32),
                               avatar.part_weights(model.weights.shape[1])])
     cols = pose_feature_columns(model)

@@ -135,7 +135,9 @@ class SceneLOD:
     """One LOD object's rest data (Blender frame, as imported): positions (N, 3) float32; columns
     {ATTRS name: (N,) float32}; n_head; head_basis: (V, 3) float32 head-mesh basis; the parts after
     the head Gaussians: part_names, part_counts and part_weights (n_parts, J) float32, or None for an
-    avatar imported before parts existed (its points after the head are the body)."""
+    avatar imported before parts existed (its points after the head are the body); part_shapes
+    {shape-key name: (n_parts, 3) float32 Blender-frame delta}: the keys that move some part point
+    (the parts' own shape keys, SkinnedPart.shapes, e.g. the tongue's tongueOut)."""
 
     level: int
     positions: np.ndarray
@@ -145,6 +147,22 @@ class SceneLOD:
     part_names: list[str] = field(default_factory=list)
     part_counts: list[int] = field(default_factory=list)
     part_weights: np.ndarray | None = None
+    part_shapes: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _part_shape_keys(me, base: np.ndarray, n_head: int) -> dict[str, np.ndarray]:
+    """{key name: (n - n_head, 3) delta from the basis} of the mesh's shape keys that move a point
+    after the head Gaussians (base: (n, 3) the basis positions)."""
+    out: dict[str, np.ndarray] = {}
+    if me.shape_keys is None:
+        return out
+    co = np.empty(base.size, np.float32)
+    for kb in me.shape_keys.key_blocks[1:]:
+        kb.data.foreach_get("co", co)
+        d = co.reshape(-1, 3)[n_head:] - base[n_head:]
+        if np.abs(d).max(initial=0.0) > 1e-9:
+            out[kb.name] = d.copy()
+    return out
 
 
 def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
@@ -185,7 +203,7 @@ def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
     if len(names) != len(counts) or n_head + sum(counts) != n or w.size != (n - n_head) * len(JOINTS):
         raise SceneError(f"{obj.name}: {n} points do not match {n_head} head Gaussians and the recorded parts")
     return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv.reshape(-1, 3), names, counts,
-                    w.reshape(n - n_head, len(JOINTS)))
+                    w.reshape(n - n_head, len(JOINTS)), _part_shape_keys(me, pos.reshape(n, 3), n_head))
 
 
 def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
@@ -220,7 +238,9 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
     for name, count in zip(lod.part_names, lod.part_counts):
         sl = slice(i, i + count)
         w = body_weights(count) if lod.part_weights is None else lod.part_weights[i - lod.n_head:i - lod.n_head + count]
-        parts.append(SkinnedPart(name, gset(sl, pos[sl]), w))
+        rows = slice(i - lod.n_head, i - lod.n_head + count)
+        shapes = {k: points_to_model(d[rows]) for k, d in lod.part_shapes.items() if np.any(d[rows])}
+        parts.append(SkinnedPart(name, gset(sl, pos[sl]), w, shapes))
         i += count
     cam = info.source_camera()
     if cam is None:  # a rig without a stored camera: the standard 512 source camera

@@ -5,7 +5,10 @@ model (name, path), LOD levels, Gaussian counts per LOD, camera size and the cre
 a SHA-256 of every tensor's bytes so a damaged file is refused instead of loading garbage.
 Tensors: ``params.*`` (source HeadParams), ``camera.K/viewmat``, ``vertex_offsets``,
 ``lod{l}.{means,quats,scales,opacities,colors[,features],offsets}`` and, per skinned part i (header
-``parts``: the names in order), ``part{i}.{means,quats,scales,opacities,colors[,features],weights}``.
+``parts``: the names in order), ``part{i}.{means,quats,scales,opacities,colors[,features],weights}``
+and, for a part with shape keys (header ``part_shapes``: per part the expression names, in order),
+``part{i}.shapes`` (N, 3, K) metres per unit weight. Files without them load with shapeless parts
+(the parts then move with their joints only, as before shape keys existed).
 Version 1 files held one ``shoulders.*`` set instead of parts; they load as the part "body" with
 posing.body_weights, which poses exactly as version 1 posed the shoulders.
 The loader refuses non-avatar files, corrupt files and versions newer than it understands with an
@@ -64,6 +67,8 @@ def avatar_tensors(avatar: GaussianAvatar) -> dict[str, np.ndarray]:
     for i, part in enumerate(avatar.parts):
         t.update(_set_tensors(f"part{i}", part.gaussians))
         t[f"part{i}.weights"] = np.asarray(part.weights, np.float32)
+        if part.shapes:
+            t[f"part{i}.shapes"] = np.stack([part.shapes[k] for k in part.shapes], -1).astype(np.float32)
     return {k: np.ascontiguousarray(v) for k, v in t.items()}
 
 
@@ -84,6 +89,7 @@ def save_avatar(avatar: GaussianAvatar, path: str | Path) -> Path:
         "lods": avatar.levels,
         "counts": {str(k): v for k, v in avatar.counts().items()},
         "parts": [p.name for p in avatar.parts],
+        "part_shapes": [list(p.shapes) for p in avatar.parts],
         "camera": {"width": int(avatar.camera.width), "height": int(avatar.camera.height)},
         "options": avatar.options,
         "sha256": _digest(tensors),
@@ -147,9 +153,18 @@ def _read_parts(header: dict[str, Any], t: dict[str, np.ndarray], gset) -> list[
         body = gset("shoulders")
         return [SkinnedPart("body", body, body_weights(len(body)))]
     names = header["parts"]
-    if not isinstance(names, list):
+    shape_names = header.get("part_shapes") or [[] for _ in names]
+    if not isinstance(names, list) or not isinstance(shape_names, list) or len(shape_names) != len(names):
         raise TypeError("parts")
-    return [SkinnedPart(str(name), gset(f"part{i}"), t[f"part{i}.weights"]) for i, name in enumerate(names)]
+    parts = []
+    for i, name in enumerate(names):
+        keys = [str(k) for k in shape_names[i]]
+        D = t[f"part{i}.shapes"] if keys else None
+        if D is not None and (D.ndim != 3 or D.shape[2] != len(keys)):
+            raise ValueError(f"part{i}.shapes")
+        shapes = {k: D[..., j] for j, k in enumerate(keys)} if keys else {}
+        parts.append(SkinnedPart(str(name), gset(f"part{i}"), t[f"part{i}.weights"], shapes))
+    return parts
 
 
 def _current_expr(header: dict[str, Any], expr: np.ndarray) -> np.ndarray:

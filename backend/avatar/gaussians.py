@@ -84,12 +84,18 @@ class SkinnedPart:
     gaussians: the part's Gaussians at rest (neutral expression, zero pose, metres, head-model frame).
     weights: (N, J) float32 skinning weights over the head model's joints (global, neck, jaw, eye_L,
     eye_R); every row sums to 1. Posing moves each point by ``sum_j w_j A_j`` with the frame's
-    neutral-expression joint transforms A (posing.part_transforms), so expressions never move parts.
+    neutral-expression joint transforms A (posing.part_transforms).
+    shapes: {expression name: (N, 3) float32 metres per unit weight}: the part's own shape keys, added
+    to its rest positions before skinning (``x + sum_e c_e D_e``), as the head mesh's expression
+    basis is: tongueOut pushes the tongue out, the joint channels' shape keys (jawOpen, eyeLook*)
+    turn the lower teeth and the eyeballs as they turn the skin. Names the head model lacks are
+    ignored; a part without shapes moves with its joints only.
     """
 
     name: str
     gaussians: GaussianSet
     weights: np.ndarray
+    shapes: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = str(self.name)
@@ -99,6 +105,13 @@ class SkinnedPart:
             raise ValueError(f"part '{self.name}': weights {self.weights.shape} do not match its {n} Gaussians")
         if n and not np.allclose(self.weights.sum(1), 1.0, atol=1e-4):
             raise ValueError(f"part '{self.name}': skinning weights must sum to 1 per Gaussian")
+        shapes = {}
+        for key, d in dict(self.shapes).items():
+            d = np.ascontiguousarray(d, dtype=np.float32)
+            if d.shape != (n, 3):
+                raise ValueError(f"part '{self.name}': shape '{key}' is {d.shape}, expected ({n}, 3)")
+            shapes[str(key)] = d
+        self.shapes = shapes
 
     def __len__(self) -> int:
         return len(self.gaussians)
@@ -181,6 +194,10 @@ class GaussianAvatar:
         """All parts' Gaussians at rest, concatenated in list order."""
         return GaussianSet.concat([p.gaussians for p in self.parts] or [_empty_set()])
 
+    def part_shapes(self, expr_names) -> tuple[np.ndarray, np.ndarray]:
+        """The parts' shape keys over the model's expressions ``expr_names`` (parts_shapes)."""
+        return parts_shapes(self.parts, expr_names)
+
     def part_weights(self, n_joints: int = 5) -> np.ndarray:
         """(n_parts, J) float32 skinning weights of all parts, in list order."""
         if not self.parts:
@@ -199,6 +216,24 @@ class GaussianAvatar:
         head = self.lods[lod]
         head = head.with_means(head.means + self.lod_offsets[lod])
         return GaussianSet.concat([head] + [p.gaussians for p in self.parts])
+
+
+def parts_shapes(parts: list[SkinnedPart], expr_names) -> tuple[np.ndarray, np.ndarray]:
+    """The shape keys of ``parts`` over a model's expressions ``expr_names`` (E names): indices (K,)
+    int64 of the expressions some part has a shape for, and their displacements (P, 3, K) float32
+    metres per unit weight (P = all parts' Gaussians in list order; zero rows for parts without
+    that shape). K = 0 when no part has a shape the model knows."""
+    index = {str(name): i for i, name in enumerate(expr_names)}
+    used = sorted({index[k] for p in parts for k in p.shapes if k in index})
+    names = [str(expr_names[i]) for i in used]
+    D = np.zeros((sum(len(p) for p in parts), 3, len(used)), np.float32)
+    i = 0
+    for p in parts:
+        for k, name in enumerate(names):
+            if name in p.shapes:
+                D[i:i + len(p), :, k] = p.shapes[name]
+        i += len(p)
+    return np.asarray(used, np.int64), D
 
 
 def _empty_set() -> GaussianSet:

@@ -3,6 +3,13 @@ coloured from its photo (used by the analytic and the learned build alike).
 
 Order of the returned parts: teeth_upper, teeth_lower, gums, tongue, cavity, eye_L, eye_R (those the
 head model supports: no lip landmarks -> no mouth, no eyeball vertices -> no eyes).
+
+Shape keys: a head model whose expressions include ARKit's joint channels (JOINT_CHANNELS:
+jawOpen, jawLeft/Right, eyeLook*) has them as shape keys too, the linearised joint rotation of its
+skin (for shape-key-only consumers such as a Blender slider; the tracker and imports put those
+channels on the joints). The parts get the same keys (``joint_channel_shapes``), so a jawOpen key
+moves the lower teeth, tongue and cavity floor with the lower lip, and an eyeLook key turns the
+eyeballs with their lids.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import numpy as np
 from .eyes import EYE_JOINTS, EyeOptions, build_eye_parts, color_eyes_from_photo
 from .gaussians import SkinnedPart
 from .mouth import MouthOptions, build_mouth_parts, color_mouth_from_photo
-from .posing import part_transforms, shaped_vertices, skin_points
+from .posing import part_transforms, shaped_part_means, shaped_vertices, skin_points
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel
@@ -33,6 +40,30 @@ def mouth_band(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
     return mouth_interior(model, rest, jaw_stretch(model, rest, U, unique_edges(model.faces)))
 
 
+def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndarray,
+                         weights: np.ndarray) -> dict[str, np.ndarray]:
+    """{ARKit joint-channel name: (N, 3) float32 metres per unit weight} for points (N, 3) at rest
+    skinned with ``weights`` (N, J), about the identity's rest ``joints`` (J, 3): ``w_j (R - I)
+    (x - J_j)`` for each channel the model has as an expression and that moves some point (the
+    same linearisation as the stand-in's own keys, head/standin/generator._rot_delta)."""
+    from ..head.arkit_names import JOINT_CHANNELS
+    from ..head.model import JOINT_NAMES
+    from ..rotations import axis_angle_to_matrix
+
+    names = set(model.expr_names)
+    out: dict[str, np.ndarray] = {}
+    for name, joint, axis, angle in JOINT_CHANNELS:
+        j = list(JOINT_NAMES).index(joint)
+        if name not in names or not np.any(weights[:, j] > 0):
+            continue
+        aa = np.zeros(3)
+        aa[axis] = angle
+        R = axis_angle_to_matrix(aa) - np.eye(3)
+        d = weights[:, j:j + 1] * ((points - joints[j]) @ R.T)
+        out[name] = d.astype(np.float32)
+    return out
+
+
 def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", photo: np.ndarray | None,
                    landmarks_px: np.ndarray | None, mouth: MouthOptions | None = None,
                    eyes: EyeOptions | None = None) -> list[SkinnedPart]:
@@ -44,15 +75,25 @@ def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
     eyes = eyes or EyeOptions()
     rest = shaped_vertices(model, params.shape)
     skin = ~mouth_band(model, rest) & (model.weights[:, 3] + model.weights[:, 4] < 0.5)
-    parts = build_mouth_parts(model, rest, skin, mouth)
-    if parts and photo is not None and landmarks_px is not None:
+    joints = model.rest_joints(rest)
+
+    def with_channels(ps: list[SkinnedPart]) -> list[SkinnedPart]:
+        for p in ps:
+            p.shapes = {**joint_channel_shapes(model, joints, p.gaussians.means, p.weights), **p.shapes}
+        return ps
+
+    def posed_at_source(ps: list[SkinnedPart]) -> list[np.ndarray]:
         A = part_transforms(model, params.frame(0))
-        posed = [skin_points(p.gaussians.means, p.weights, A)[0] for p in parts]
+        return [skin_points(shaped_part_means([p], model, params.expr[:1]), p.weights, A)[0] for p in ps]
+
+    parts = with_channels(build_mouth_parts(model, rest, skin, mouth))
+    if parts and photo is not None and landmarks_px is not None:
+        posed = posed_at_source(parts)
         color_mouth_from_photo(parts, posed, camera, photo, landmarks_px, mouth)
-    eye_parts = build_eye_parts(model, rest, photo, landmarks_px, eyes)
+    eye_parts = with_channels(build_eye_parts(model, rest, photo, landmarks_px, eyes))
     if eye_parts and photo is not None and landmarks_px is not None:
         A = part_transforms(model, params.frame(0))
-        posed = [skin_points(p.gaussians.means, p.weights, A)[0] for p in eye_parts]
+        posed = posed_at_source(eye_parts)
         centers = [skin_points(model.rest_joints(rest)[[EYE_JOINTS[p.name]]], p.weights[:1], A)[0, 0]
                    for p in eye_parts]
         color_eyes_from_photo(eye_parts, posed, centers, camera, photo, landmarks_px, eyes.photo_weight)

@@ -10,7 +10,9 @@ topology that embeds the lips:
                skinning weights without the jaw);
 * teeth_lower  a slightly smaller arch behind the lower lip, on the jaw joint;
 * gums         a band above the upper and below the lower teeth (upper rows head, lower rows jaw);
-* tongue       the upper surface of a flattened ellipsoid on the floor of the mouth, on the jaw;
+* tongue       the upper surface of a flattened ellipsoid on the floor of the mouth, on the jaw,
+               with a ``tongueOut`` shape key (SkinnedPart.shapes) that slides it out over the
+               lower teeth and lip, narrowing towards the tip;
 * cavity       a volume of soft, near-black Gaussians behind the lips, blended from head (roof) to
                jaw (floor), so the opening never shows the background.
 
@@ -57,6 +59,7 @@ class MouthOptions:
     gum_height_m: float = 0.006
     tongue_rise_m: float = 0.005        # tongue back above its tip (tip at the lower biting edge)
     tongue_depth_dim: float = 0.7       # share of the tongue's colour lost from its tip to its back
+    tongue_out_m: float = 0.022         # tongueOut = 1: how far the tip slides forward (the back 40 %)
     spacing_m: float = 0.0009           # Gaussian spacing on teeth, gums and tongue
     cavity_spacing_m: float = 0.003     # grid spacing of the cavity volume
     inside_margin_m: float = 0.0015     # every point at least this far inside the skin
@@ -224,7 +227,8 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     shade = ((0.8 + 0.2 * unit[:, 1]) * (1.0 - opts.tongue_depth_dim * depth))[:, None].astype(np.float32)
     m = keep(pos)
     parts.append(SkinnedPart("tongue", _flat_set(pos[m], nrm[m], shade[m] * np.asarray(opts.tongue_color),
-                                                 size * 1.3, 0.98), np.tile(jaw_w, (int(m.sum()), 1))))
+                                                 size * 1.3, 0.98), np.tile(jaw_w, (int(m.sum()), 1)),
+                             {"tongueOut": _tongue_out(pos[m], c, r, f, h, opts)}))
     # cavity: a grid volume behind the lips and inside the arch, soft round Gaussians
     cs = opts.cavity_spacing_m
     a = 0.5 * f.width * 1.05
@@ -260,6 +264,21 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
                       np.full(n, 0.9, np.float32), np.tile(opts.cavity_color, (n, 1)))
     parts.append(SkinnedPart("cavity", cav, w.astype(np.float32)))
     return [p for p in parts if len(p)]
+
+
+def _tongue_out(pos: np.ndarray, c: np.ndarray, r: np.ndarray, f: MouthFrame, h: float,
+                opts: MouthOptions) -> np.ndarray:
+    """(N, 3) float32 metres: the tongue's ``tongueOut`` shape key for its rest points ``pos``
+    (ellipsoid centre ``c``, radii ``r``). The tongue slides forward, its tip most (stretching it
+    to ``tongue_out_m``, the back 40 % of that), the tip rising from behind the lower incisors to
+    just under the parting line so it passes over the lower teeth onto the lower lip (which the head's
+    own tongueOut key pushes down 3 mm), and it narrows by a quarter towards the tip."""
+    tip = np.clip((pos[:, 2] - (c[2] - r[2])) / (2 * r[2]), 0.0, 1.0)       # 0 back .. 1 tip
+    d = np.zeros_like(pos, dtype=np.float64)
+    d[:, 2] = opts.tongue_out_m * (0.4 + 0.6 * tip)
+    d[:, 1] = ((f.lip_y - 0.0005) - c[1]) * tip * (1.0 - 0.5 * np.clip((pos[:, 1] - c[1]) / r[1], 0, 1))
+    d[:, 0] = -0.25 * (pos[:, 0] - c[0]) * tip
+    return d.astype(np.float32)
 
 
 def _plausible(name: str, rgb: np.ndarray) -> np.ndarray:

@@ -7,9 +7,10 @@ The same maths as the numpy reference twin (``posing.pose`` for positions,
 - head, LOD l: LBS of the LOD-0 mesh (``head.lbs``) -> midpoint upsampling to LOD l (one sparse
   product, ``head.lod.LOD.pose``) -> plus the identity offsets rotated by the point's blended
   skinning rotation ``R = sum_j w_j A_j[:3, :3]`` (upsampled with the positions: U (W A) = (U W) A);
-- skinned parts (GaussianAvatar.parts: body, hair, mouth interior, eyes): ``M = sum_j w_j A_j``
-  with the neutral-expression joint transforms (posing.part_transforms: expressions never move
-  them);
+- skinned parts (GaussianAvatar.parts: body, hair, mouth interior, eyes): their rest positions
+  plus their own shape keys (``x + sum_e c_e D_e``, SkinnedPart.shapes: tongueOut the tongue),
+  skinned by ``M = sum_j w_j A_j`` with the neutral-expression joint transforms
+  (posing.part_transforms);
 - every Gaussian's rotation: ``q * q_rest`` with q the normalized blend (same weights) of the
   joints' rotation quaternions (posing.blended_quats), so a turned head turns its splats too.
 
@@ -80,6 +81,9 @@ class TorchPoser:
         self.rest_quats = f32(rest.quats / np.linalg.norm(rest.quats, axis=1, keepdims=True))  # (N, 4)
         self.part_weights = f32(avatar.part_weights(model.weights.shape[1]))              # (P, J)
         self.part_rest = f32(rest.means[self.n_head:])                                    # (P, 3)
+        idx, D = avatar.part_shapes(model.expr_names)
+        self.part_shape_idx = torch.as_tensor(idx, device=dev)                            # (K,)
+        self.part_shape_dirs = f32(D.reshape(-1, len(idx)))                               # (P*3, K)
         shape = np.zeros(model.n_shape, np.float32)
         s = np.asarray(avatar.params.shape, np.float32).reshape(-1)[: model.n_shape]
         shape[: len(s)] = s
@@ -127,7 +131,13 @@ class TorchPoser:
             head = head + (up[..., 7:].reshape(B, -1, 3, 3) * self.offsets[None, :, None, :]).sum(-1)
         # parts: neutral-expression joint transforms, blended per point
         An, _ = joint_transforms(self.neutral_joints.expand(B, -1, -1), R, self.parents, transl)
-        parts = _apply(torch.matmul(self.part_weights, An[:, :, :3, :].reshape(B, -1, 12)), self.part_rest[None])
+        rest = self.part_rest[None]                                             # (1 | B, P, 3)
+        if len(self.part_shape_idx):  # the parts' shape keys, one matrix-vector product a frame
+            c = torch.zeros(B, self.n_expr, dtype=torch.float32, device=dev)
+            c[:, :E] = expr[:, :E]
+            c = c[:, self.part_shape_idx]
+            rest = rest + torch.stack([self.part_shape_dirs @ k for k in c]).view(B, -1, 3)
+        parts = _apply(torch.matmul(self.part_weights, An[:, :, :3, :].reshape(B, -1, 12)), rest)
         qp = torch.matmul(self.part_weights, matrix_to_quat_torch(An[:, :, :3, :3]))
         means = torch.cat([head, parts], 1)
         q = torch.cat([qh, qp], 1)

@@ -5,8 +5,10 @@ upsampling to LOD l -> plus the identity offsets (``U_l @ vertex_offsets + lod_o
 the blended skinning rotation of their point (so detail turns with the head; LBS itself knows no
 per-avatar offsets).
 Parts (GaussianAvatar.parts: body, mouth interior, eyes, ...): blended linear skinning of their rest
-positions, ``x' = sum_j w_j A_j [x, 1]``, with the frame's joint transforms A regressed from the
-neutral-expression mesh, so expressions never move a part (only joints do). The body's weights are
+positions, ``x' = sum_j w_j A_j [x + sum_e c_e D_e, 1]``, with the frame's joint transforms A
+regressed from the neutral-expression mesh, so expressions move a part only through its own shape
+keys D (SkinnedPart.shapes: tongueOut the tongue, the jaw and gaze channels' shape keys the lower
+teeth and eyeballs) and never through the joints. The body's weights are
 ``(1 - a)`` global + ``a`` neck with a = NECK_FOLLOW: the torso follows the global head motion fully
 and the neck by a quarter, like mesh vertices at the base of the neck: turning the head turns the
 collar a little, and the jaw and the eyes never move it. Teeth, tongue and eyeballs ride the jaw
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .gaussians import GaussianAvatar, GaussianSet
+from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart, parts_shapes
 
 if TYPE_CHECKING:
     from ..head.lod import LOD
@@ -77,14 +79,33 @@ def body_transforms_for(model: "HeadModel", params: "HeadParams") -> np.ndarray:
 
 
 def skin_points(points: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """Blended linear skinning: points (N, 3) rest, weights (N, J), A (T, J, 4, 4) -> (T, N, 3).
+    """Blended linear skinning: points (N, 3) rest (or (T, N, 3), one rest set per frame), weights
+    (N, J), A (T, J, 4, 4) -> (T, N, 3).
 
     The blended 3x4 matrix of every point and frame is one (N, J) @ (T, J, 12) product."""
     T, J = A.shape[:2]
     M = np.matmul(np.asarray(weights, np.float32), A[:, :, :3, :].reshape(T, J, 12).astype(np.float32))
     M = M.reshape(T, -1, 3, 4)                                                   # (T, N, 3, 4)
     p = np.asarray(points, np.float32)
-    return np.matmul(M[..., :3], p[None, :, :, None])[..., 0] + M[..., 3]
+    p = p if p.ndim == 3 else p[None]
+    return np.matmul(M[..., :3], p[..., None])[..., 0] + M[..., 3]
+
+
+def shaped_part_means(parts: list[SkinnedPart], model: "HeadModel", expr: np.ndarray) -> np.ndarray:
+    """The rest positions of ``parts`` (all their Gaussians, list order) with their shape keys
+    applied: (P, 3) float32 when no part has a shape ``model`` knows, else (T, P, 3) for
+    expressions ``expr`` (T, E), metres."""
+    if not parts:
+        return np.zeros((0, 3), np.float32)
+    rest = np.concatenate([p.gaussians.means for p in parts])
+    idx, D = parts_shapes(parts, model.expr_names)
+    if not len(idx):
+        return rest
+    e = np.asarray(expr, np.float32).reshape(len(expr), -1)
+    c = np.zeros((len(e), max(e.shape[1], int(idx.max()) + 1)), np.float32)  # missing trailing: 0
+    c[:, :e.shape[1]] = e
+    c = c[:, idx]
+    return rest[None] + np.einsum("pck,tk->tpc", D, c).astype(np.float32)
 
 
 def blended_quats(weights: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -114,7 +135,7 @@ def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
     W = avatar.part_weights(model.weights.shape[1])
     p = HeadParams(avatar.params.shape, params.expr, params.pose, params.transl)
     A = part_transforms(model, p)
-    means = skin_points(rest.means, W, A)
+    means = skin_points(shaped_part_means(avatar.parts, model, params.expr), W, A)
     if not rotations:
         return means, None
     from ..rotations import quat_multiply
@@ -201,11 +222,11 @@ def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: 
     U = model_lods(model, [lod])[lod].upsample
     off = (U @ avatar.vertex_offsets + avatar.lod_offsets[lod]).astype(np.float32)  # (V_l, 3)
     W = np.asarray(U @ model.weights, np.float32)                                     # (V_l, 5)
-    parts = avatar.parts_set().means
+    n_parts = avatar.n_parts
     Wp = avatar.part_weights(model.weights.shape[1])
     T = params.n_frames
     V, Vl = model.n_verts, U.shape[0]
-    out = np.empty((T, Vl + len(parts), 3), np.float32)
+    out = np.empty((T, Vl + n_parts, 3), np.float32)
     for t0 in range(0, T, chunk):
         sl = slice(t0, min(T, t0 + chunk))
         p = HeadParams(avatar.params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
@@ -213,8 +234,8 @@ def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: 
         t = verts.shape[0]
         head = (U @ verts.transpose(1, 0, 2).reshape(V, t * 3)).reshape(Vl, t, 3).transpose(1, 0, 2)
         out[sl, :Vl] = head + rotate_blended(off, W, A)
-        if len(parts):
-            out[sl, Vl:] = skin_points(parts, Wp, part_transforms(model, p))
+        if n_parts:
+            out[sl, Vl:] = skin_points(shaped_part_means(avatar.parts, model, p.expr), Wp, part_transforms(model, p))
     return out
 
 

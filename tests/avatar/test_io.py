@@ -40,7 +40,8 @@ def random_avatar(rng: np.random.Generator) -> GaussianAvatar:
     return GaussianAvatar("standin", None, params, cam, rng.normal(size=(V, 3)) * 1e-3, lods,
                           {k: rng.normal(size=(len(g), 3)) * 1e-3 for k, g in lods.items()},
                           [SkinnedPart("body", random_set(25, rng), body_weights(25)),
-                           SkinnedPart("teeth_lower", random_set(7, rng), rng.dirichlet(np.ones(5), 7))],
+                           SkinnedPart("teeth_lower", random_set(7, rng), rng.dirichlet(np.ones(5), 7),
+                                       {"jawOpen": rng.normal(size=(7, 3)), "tongueOut": rng.normal(size=(7, 3))})],
                           options={"lods": [0, 1], "refine_seconds": 3.0})
 
 
@@ -68,6 +69,10 @@ def test_avatar_file_round_trip_is_exact(tmp_path):
         for k, v in orig.gaussians.arrays().items():
             np.testing.assert_array_equal(part.gaussians.arrays()[k], v)
         np.testing.assert_array_equal(part.weights, orig.weights)
+        assert list(part.shapes) == list(orig.shapes)   # shape keys: names in order, exact values
+        for k, v in orig.shapes.items():
+            np.testing.assert_array_equal(part.shapes[k], v)
+    assert back.parts[0].shapes == {} and len(back.parts[1].shapes) == 2
     hdr = read_header(path)
     assert hdr["version"] == FORMAT_VERSION == 2 and hdr["parts"] == ["body", "teeth_lower"]
     assert hdr["counts"]["1"] == {"head": 160, "parts": 32, "total": 192}

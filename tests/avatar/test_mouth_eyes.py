@@ -178,3 +178,113 @@ def test_open_jaw_shows_the_tongue_not_the_cavity_in_front_of_it(standin):
         dxy = np.linalg.norm(front[:, None, :2] - c[None, :, :2], axis=2)
         blocked = ((dxy < 0.0015) & (c[None, :, 2] > front[:, None, 2] + 0.001)).any(1)
         assert blocked.mean() < 0.05, (jaw, blocked.mean())
+
+
+@pytest.fixture(scope="module")
+def splat_avatar(standin):
+    """The stand-in at LOD 1 as opaque skin-coloured Gaussians plus the interior parts (no photo):
+    enough to render what the lips, lids and interior show."""
+    from backend.avatar.gaussians import GaussianAvatar, GaussianSet
+    from backend.avatar.interior import interior_parts
+    from backend.avatar.posing import model_lods
+    from backend.head.params import HeadParams
+
+    model, rest, _ = standin
+    params = HeadParams.zeros(model)
+    cam = Camera.look_at((0, 0, 0.6))
+    lod = model_lods(model, [1])[1]
+    n = lod.n_verts
+    head = GaussianSet(lod.upsample @ rest, np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), 1.6e-3),
+                       np.ones(n), np.tile([0.85, 0.62, 0.52], (n, 1)))
+    parts = interior_parts(model, params, cam, None, None)
+    return GaussianAvatar("standin", None, params, cam, np.zeros((model.n_verts, 3), np.float32), {1: head},
+                          {1: np.zeros((n, 3), np.float32)}, parts)
+
+
+def _render_parts(model, av, hp, cam, names):
+    """(H, W, 3) colour and (H, W) share of the pixel covered by the parts called ``names``."""
+    from backend.avatar.posing import posed_set
+    from backend.render.splat import splat
+
+    gs = posed_set(av, model, hp, 1)
+    mark = np.zeros((len(gs), 1), np.float32)
+    for name, sl in av.part_slices(1).items():
+        if name in names:
+            mark[sl] = 1.0
+    r = splat(gs.means, gs.quats, gs.scales, gs.opacities, np.concatenate([gs.colors, mark], 1), cam,
+              backend="cpu")
+    img = r.image[0].permute(1, 2, 0).numpy()
+    return img[..., :3], img[..., 3]
+
+
+def test_tongue_out_pushes_the_tongue_out_between_the_lips(standin, splat_avatar):
+    """tongueOut moves the tongue part (its shape key), not only the lower lip: with the jaw open
+    0.2 rad, seen in profile (the subject's left) no tongue shows at tongueOut 0 (it lies behind
+    the lips) and a tongue-red tongue shows in front of the lips at 1; seen from the front, more of
+    the opening is tongue and it reaches lower (over the lower teeth and lip)."""
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+
+    model, rest, _ = standin
+    av = splat_avatar
+    f = mouth_frame(model, rest)
+    profile = Camera.look_at((0.45, f.center[1], f.center[2] - 0.02), (0, f.center[1], f.center[2] - 0.02),
+                             width=160, height=160, fov_y_deg=14)
+    front = Camera.look_at((0, f.center[1], 0.5), (0, f.center[1], 0), width=160, height=160, fov_y_deg=10)
+    seen = {}
+    for w in (0.0, 1.0):
+        hp = HeadParams.zeros(model)
+        hp.pose[0, 2, 0] = 0.2
+        hp.expr[0, ARKIT_NAMES.index("tongueOut")] = w
+        seen[w] = {"profile": _render_parts(model, av, hp, profile, {"tongue"}),
+                   "front": _render_parts(model, av, hp, front, {"tongue"})}
+    rgb, cover = seen[0.0]["profile"]
+    assert (cover > 0.5).sum() < 10, (cover > 0.5).sum()
+    rgb, cover = seen[1.0]["profile"]
+    out = cover > 0.5
+    assert out.sum() > 100, out.sum()
+    c = np.median(rgb[out], 0)
+    assert c[0] > 1.4 * c[1], c                                  # tongue red
+    # in front of the lips: the profile camera looks along -X, +Z (forward) is towards image left
+    lip_z = model.landmarks.points(rest, model.faces)[list(INNER_LIP), 2].max()
+    uv, _ = profile.project(np.array([[0.0, f.center[1], lip_z]]))
+    assert (np.nonzero(out)[1] < uv[0, 0]).sum() > 25
+    (_, c0), (_, c1) = seen[0.0]["front"], seen[1.0]["front"]
+    assert (c1 > 0.5).sum() > 1.3 * (c0 > 0.5).sum()
+    rows0, rows1 = np.nonzero(c0 > 0.5)[0], np.nonzero(c1 > 0.5)[0]
+    assert rows1.max() > rows0.max() + 2                         # down over the lower teeth and lip
+
+
+def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, splat_avatar):
+    """The ARKit keys that move the interior: jawOpen as a shape key (no joint rotation, as a
+    Blender slider sets it) moves the lower teeth with the lower lip, as far as the jaw joint's
+    own 0.35 rad rotation moves them (within 15 %), and leaves the upper teeth; eyeBlinkLeft hides
+    that eyeball behind the lid (visible eyeball pixels fall by 90 %) and not the other."""
+    from backend.avatar.posing import pose
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+
+    model, rest, _ = standin
+    av = splat_avatar
+    sl = av.part_slices(1)
+    zero = pose(av, model, HeadParams.zeros(model), 1)[0]
+    key = HeadParams.zeros(model)
+    key.expr[0, ARKIT_NAMES.index("jawOpen")] = 1.0
+    joint = HeadParams.zeros(model)
+    joint.pose[0, 2, 0] = 0.35
+    by_key, by_joint = pose(av, model, key, 1)[0], pose(av, model, joint, 1)[0]
+    d_key = np.linalg.norm(by_key[sl["teeth_lower"]] - zero[sl["teeth_lower"]], axis=1)
+    d_joint = np.linalg.norm(by_joint[sl["teeth_lower"]] - zero[sl["teeth_lower"]], axis=1)
+    assert np.median(d_joint) > 0.005 and abs(np.median(d_key) / np.median(d_joint) - 1) < 0.15
+    np.testing.assert_array_equal(by_key[sl["teeth_upper"]], zero[sl["teeth_upper"]])
+    f = mouth_frame(model, rest)
+    front = Camera.look_at((0, f.center[1] + 0.05, 0.6), (0, f.center[1] + 0.05, 0), width=160, height=160,
+                           fov_y_deg=14)
+    blink = HeadParams.zeros(model)
+    blink.expr[0, ARKIT_NAMES.index("eyeBlinkLeft")] = 1.0
+    open_l = (_render_parts(model, av, HeadParams.zeros(model), front, {"eye_L"})[1] > 0.5).sum()
+    shut_l = (_render_parts(model, av, blink, front, {"eye_L"})[1] > 0.5).sum()
+    open_r = (_render_parts(model, av, HeadParams.zeros(model), front, {"eye_R"})[1] > 0.5).sum()
+    shut_r = (_render_parts(model, av, blink, front, {"eye_R"})[1] > 0.5).sum()
+    assert open_l > 100 and shut_l < 0.1 * open_l, (open_l, shut_l)
+    assert shut_r > 0.9 * open_r

@@ -138,3 +138,40 @@ def test_part_data_model_checks():
     with pytest.raises(ValueError, match="unique"):
         GaussianAvatar("standin", None, HeadParams.zeros(load_head_model(None)), None, np.zeros((1, 3)), {}, {},
                        [p, p])
+
+
+def test_part_shape_keys_move_a_part_before_skinning(rigged):
+    """A part's shape keys (SkinnedPart.shapes) are added to its rest positions with the frame's
+    expression weights and then skinned (per-point reference); keys the head model lacks do
+    nothing, and parts without keys stay as they were."""
+    from backend.avatar.gaussians import parts_shapes
+
+    model, av, p = rigged
+    rng = np.random.default_rng(11)
+    teeth = av.part("teeth_lower")
+    keys = {"tongueOut": rng.normal(scale=0.01, size=(20, 3)), "jawOpen": rng.normal(scale=0.01, size=(20, 3)),
+            "notAKey": rng.normal(scale=0.01, size=(20, 3))}
+    shaped = SkinnedPart("teeth_lower", teeth.gaussians, teeth.weights, keys)
+    av2 = GaussianAvatar(av.head_model_name, None, av.params, av.camera, av.vertex_offsets, av.lods,
+                         av.lod_offsets, [shaped if q.name == "teeth_lower" else q for q in av.parts])
+    idx, D = parts_shapes(av2.parts, model.expr_names)
+    assert [model.expr_names[i] for i in idx] == ["jawOpen", "tongueOut"] and D.shape == (115, 3, 2)
+    n = len(av.lods[0])
+    got = pose(av2, model, p, 0)
+    ref = _reference(model, av, p)
+    # reference: the shaped rest positions, skinned point by point
+    neutral = HeadParams(av.params.shape, np.zeros_like(p.expr), p.pose, p.transl)
+    A = lbs_numpy(model, neutral)[2].astype(np.float64)
+    e = {k: p.expr[:, model.expr_names.index(k)] for k in ("tongueOut", "jawOpen")}
+    for t in range(p.n_frames):
+        x = teeth.gaussians.means + e["tongueOut"][t] * keys["tongueOut"] + e["jawOpen"][t] * keys["jawOpen"]
+        for i in range(20):
+            M = sum(teeth.weights[i, j] * A[t, j] for j in range(5))
+            ref[t, 50 + i] = M[:3, :3] @ x[i] + M[:3, 3]
+    np.testing.assert_allclose(got[:, n:], ref, atol=2e-6)
+    assert np.abs(got[:, n + 50:n + 70] - pose(av, model, p, 0)[:, n + 50:n + 70]).max() > 1e-3
+    np.testing.assert_array_equal(got[:, :n + 50], pose(av, model, p, 0)[:, :n + 50])
+    means, _ = pose_parts(av2, model, p)
+    np.testing.assert_allclose(means, got[:, n:], atol=1e-7)
+    with pytest.raises(ValueError, match="shape 'x'"):
+        SkinnedPart("teeth", teeth.gaussians, teeth.weights, {"x": np.zeros((3, 3))})

@@ -35,8 +35,8 @@ def model():
 @pytest.fixture(scope="module")
 def avatar(model) -> GaussianAvatar:
     """A random avatar on the stand-in: random identity, identity offsets, per-LOD offsets,
-    rotations and parts (rigid body, an eye on one joint, hair with random skinning weights), so
-    every term of the posing is exercised."""
+    rotations and parts (rigid body, an eye on one joint, hair with random skinning weights and
+    shape keys: two the stand-in has, one it lacks), so every term of the posing is exercised."""
     rng = np.random.default_rng(7)
     shape = rng.normal(size=model.n_shape).astype(np.float32)
     rest0 = shaped_vertices(model, shape)
@@ -51,7 +51,8 @@ def avatar(model) -> GaussianAvatar:
         parts=[SkinnedPart.rigid("body", _random_set(rng, 400, rng.normal(size=(400, 3)) * 0.1 + [0, -0.2, 0]),
                                  {0: 0.75, 1: 0.25}),
                SkinnedPart.rigid("eye_L", _random_set(rng, 30, rng.normal(size=(30, 3)) * 0.01), {3: 1.0}),
-               SkinnedPart("hair", _random_set(rng, 200), rng.dirichlet(np.ones(5), 200).astype(np.float32))])
+               SkinnedPart("hair", _random_set(rng, 200), rng.dirichlet(np.ones(5), 200).astype(np.float32),
+                           {k: rng.normal(size=(200, 3)) * 0.01 for k in ("tongueOut", "mouthFunnel", "notAKey")})])
 
 
 def _params(model, T: int, seed: int) -> HeadParams:

@@ -74,6 +74,7 @@ def test_pose(model, names):
     expr = np.zeros(E, np.float32)
     expr[names.index("jawOpen")] = 0.8
     expr[names.index("mouthSmileLeft")] = 0.5
+    expr[names.index("tongueOut")] = 0.6
     pose = np.zeros((5, 3), np.float32)
     pose[2] = (0.25, 0.0, 0.0)
     return expr, pose, np.zeros(3, np.float32)
@@ -184,6 +185,18 @@ for l in (0, 1, 2):
                                        float(np.abs(got[sl] - rest0[l][sl]).max())]
                                 for name, sl in av.part_slices(l).items()}}
 RESULT["posing"] = posing
+# the tongue follows its tongueOut shape key in Blender as in the backend (the part's own key on the
+# LOD object), and reading the scene back (scene_read, what previews render) keeps that key
+no_tongue = expr.copy()
+no_tongue[names.index("tongueOut")] = 0.0
+t2 = av.part_slices(2)["tongue"]
+exp_nt = backend.avatar.pose(av, model, HP(av.params.shape, no_tongue[None], pose_[None], transl[None]), 2)[0]
+exp_t = backend.avatar.pose(av, model, params, 2)[0]
+RESULT["tongue_out_moves"] = float(np.abs(exp_t[t2] - exp_nt[t2]).max())
+sread = _imp(PKG + ".omg_blender_addon.scene_read")
+back = sread.gaussian_avatar(sread.read_rig(rig), sread.read_lod(rig, 2), model)
+RESULT["read_back_part_shapes"] = {p.name: sorted(p.shapes) for p in back.parts if p.shapes}
+RESULT["read_back_tongue_err"] = float(np.abs(backend.avatar.pose(back, model, params, 2)[0][t2] - exp_t[t2]).max())
 # the driven LOD keys follow the head's keyed values
 RESULT["driven_value"] = bpy.data.objects["Astro LOD2"].data.shape_keys.key_blocks["jawOpen"].value
 # neck + global motion move the body like the backend (rigid blend of global and neck)
@@ -466,6 +479,11 @@ def test_keyframed_rig_moves_gaussians_like_backend_pose(built) -> None:
         # the imported mouth follows the jaw bone: lower teeth, tongue (jaw), upper teeth stay
         assert p["parts"]["teeth_lower"][1] > 5e-3 and p["parts"]["tongue"][1] > 5e-3, (l, p)
         assert p["parts"]["teeth_upper"][1] < 1e-6 and p["parts"]["eye_L"][1] < 1e-6, (l, p)
+    # tongueOut 0.6 of the keyed pose moves the tongue (> 5 mm) and Blender's tongue matched (above);
+    # the scene read back for previews carries the parts' keys
+    assert r["tongue_out_moves"] > 5e-3
+    assert "tongueOut" in r["read_back_part_shapes"]["tongue"] and "jawOpen" in r["read_back_part_shapes"]["teeth_lower"]
+    assert r["read_back_tongue_err"] < 1e-5
     assert r["posing"]["0"]["err"] < 1e-5  # LOD 0: exact, pose correctives included
     assert r["posing"]["0"]["err_no_posedirs"] > 1e-3  # ... and they matter
     assert r["driven_value"] == pytest.approx(0.8, abs=1e-6)

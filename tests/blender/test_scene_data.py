@@ -67,7 +67,9 @@ def synthetic():
     cavity = GaussianSet(rng.normal(scale=0.01, size=(30, 3)) + [0, -0.04, 0.03], np.tile([1.0, 0, 0, 0], (30, 1)),
                          np.full((30, 3), 2e-3), np.full(30, 0.9), np.full((30, 3), 0.05))
     parts = [SkinnedPart("body", sh, body_weights(300)), SkinnedPart.rigid("teeth_lower", teeth, {2: 1.0}),
-             SkinnedPart("cavity", cavity, rng.dirichlet(np.ones(5), 30))]
+             SkinnedPart("cavity", cavity, rng.dirichlet(np.ones(5), 30),
+                         {"tongueOut": rng.normal(scale=0.005, size=(30, 3)),
+                          "jawOpen": rng.normal(scale=0.005, size=(30, 3))})]
     cam = Camera(np.eye(3, dtype=np.float32), np.eye(4, dtype=np.float32), 512, 512)
     av = GaussianAvatar("standin", None, params, cam, np.zeros((model.n_verts, 3), np.float32), lods, offs, parts)
     return model, av
@@ -118,7 +120,12 @@ def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
         assert lod.part_names == ["body", "teeth_lower", "cavity"] and lod.part_counts == [300, 40, 30]
         assert set(lod.columns) == set(ATTRIBUTE_NAMES)
         assert np.allclose(lod.weights.sum(1), 1.0, atol=1e-5)
-        assert np.all(lod.expr_deltas[:, lod.n_head:] == 0)  # expressions never move the parts
+        # the parts move with expressions only through their own shape keys (the cavity's here)
+        moved = [model.expr_names[e] for e in np.flatnonzero(np.abs(lod.expr_deltas[:, lod.n_head:]).max((1, 2)))]
+        assert moved == ["jawOpen", "tongueOut"]
+        assert np.all(lod.expr_deltas[:, lod.n_head:lod.n_head + 340] == 0)
+        np.testing.assert_allclose(lod.expr_deltas[model.expr_names.index("tongueOut"), lod.n_head + 340:],
+                                   axes.points_to_blender(av.parts[2].shapes["tongueOut"]), atol=1e-7)
         np.testing.assert_array_equal(lod.weights[lod.n_head:], av.part_weights())
     rng = np.random.default_rng(2)
     expr = (rng.normal(size=(1, model.n_expr)) * 0.5).astype(np.float32)

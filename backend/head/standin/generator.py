@@ -470,8 +470,8 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     add("mouthShrugUpper", g[:, None] * np.array([0, 0.002, 0.0015]))
     g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS), 0, 1) * head
     add("cheekPuff", 0.010 * g[:, None] * n)
-    # tongueOut: the lower lip is pushed down and forward in the middle (the tongue part itself
-    # is skinned to the jaw joint and does not follow shape keys)
+    # tongueOut: the lower lip is pushed down and forward in the middle (the tongue part has its
+    # own tongueOut key, avatar/mouth._tongue_out, that slides it out over this lip)
     g = _gauss(v, L[LI.LIP_INNER_BOTTOM], (0.012, 0.006, 0.02)) * front * (1 - upper)
     add("tongueOut", g[:, None] * np.array([0, -0.003, 0.003]))
     missing = set(ARKIT_NAMES) - set(comps)
