@@ -40,19 +40,27 @@ def mouth_band(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
     return mouth_interior(model, rest, jaw_stretch(model, rest, U, unique_edges(model.faces)))
 
 
+#: Expressions that open the jaw a little under the lips for the parts alone: (name, joint, axis,
+#: radians at weight 1). An "O" (mouthFunnel) parts the lips with the head's key and drops the
+#: jaw a few degrees; the skin key carries the lips (the chin hardly moves), the parts' key the
+#: lower teeth and the tongue, so the ring shows the cavity between the rows of teeth.
+PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (("mouthFunnel", "jaw", 0, 0.06),)
+
+
 def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndarray,
                          weights: np.ndarray) -> dict[str, np.ndarray]:
-    """{ARKit joint-channel name: (N, 3) float32 metres per unit weight} for points (N, 3) at rest
-    skinned with ``weights`` (N, J), about the identity's rest ``joints`` (J, 3): ``w_j (R - I)
-    (x - J_j)`` for each channel the model has as an expression and that moves some point (the
-    same linearisation as the stand-in's own keys, head/standin/generator._rot_delta)."""
+    """{expression name: (N, 3) float32 metres per unit weight} for points (N, 3) at rest skinned
+    with ``weights`` (N, J), about the identity's rest ``joints`` (J, 3): ``w_j (R - I) (x - J_j)``
+    for each joint channel (ARKit's JOINT_CHANNELS and PART_JAW_CHANNELS) the model has as an
+    expression and that moves some point (the same linearisation as the stand-in's own keys,
+    head/standin/generator._rot_delta)."""
     from ..head.arkit_names import JOINT_CHANNELS
     from ..head.model import JOINT_NAMES
     from ..rotations import axis_angle_to_matrix
 
     names = set(model.expr_names)
     out: dict[str, np.ndarray] = {}
-    for name, joint, axis, angle in JOINT_CHANNELS:
+    for name, joint, axis, angle in JOINT_CHANNELS + PART_JAW_CHANNELS:
         j = list(JOINT_NAMES).index(joint)
         if name not in names or not np.any(weights[:, j] > 0):
             continue

@@ -48,10 +48,13 @@ MOUTH_PARTS = ("teeth_upper", "teeth_lower", "gums", "tongue", "cavity")
 @dataclass
 class MouthOptions:
     enabled: bool = True
-    teeth_color: tuple[float, float, float] = (0.92, 0.89, 0.80)
-    gum_color: tuple[float, float, float] = (0.74, 0.36, 0.38)
-    tongue_color: tuple[float, float, float] = (0.70, 0.32, 0.34)
-    cavity_color: tuple[float, float, float] = (0.06, 0.02, 0.02)
+    # defaults as an open mouth looks on video, lit only through the opening (the inside of clip
+    # d12's open-mouth frames: median (0.47, 0.27, 0.28), darkest quarter (0.2-0.4, 0.01-0.17,
+    # 0.02-0.18)): teeth in the shade of the lips, a muted pink tongue, a dark red-brown cavity
+    teeth_color: tuple[float, float, float] = (0.82, 0.77, 0.70)
+    gum_color: tuple[float, float, float] = (0.70, 0.38, 0.40)
+    tongue_color: tuple[float, float, float] = (0.66, 0.38, 0.40)
+    cavity_color: tuple[float, float, float] = (0.24, 0.10, 0.11)
     teeth_behind_lip_m: float = 0.004   # incisors' front face behind the inner-lip ring
     arch_depth_m: float = 0.030         # how far back the dental arch reaches
     arch_half_angle_deg: float = 75.0

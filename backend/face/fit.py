@@ -98,13 +98,15 @@ def fit_joints(lmm: LandmarkModel, opts: FitOptions) -> list[tuple[int, ...]]:
 def frame_prior_weights(lmm: LandmarkModel, layout: Layout, opts: FitOptions, global_prior: float = 0.0,
                         transl_prior: float = 0.0) -> torch.Tensor:
     """(P_frame,) prior weights in layout order. Expression components that duplicate a fitted
-    non-root joint (landmark_model.redundant_expressions) get FROZEN_PRIOR: the joint explains them."""
+    non-root joint (landmark_model.redundant_expressions) get FROZEN_PRIOR: the joint explains them;
+    so do those landmarks cannot see (LandmarkModel.unobserved_expr: tongueOut)."""
     per_joint = {JOINT_GLOBAL: global_prior, JOINT_NECK: opts.neck_prior, JOINT_JAW: opts.jaw_prior,
                  JOINT_EYE_L: opts.eye_prior, JOINT_EYE_R: opts.eye_prior}
     w = [per_joint[g[0]] for g in layout.joints for _ in range(3)] + [transl_prior] * 3
     ew = np.full(layout.n_expr, opts.expr_prior)
     dup = redundant_expressions(lmm, [g for g in layout.joints if JOINT_GLOBAL not in g])[: layout.n_expr]
     ew[dup] = FROZEN_PRIOR
+    ew[[i for i in lmm.unobserved_expr if i < layout.n_expr]] = FROZEN_PRIOR
     return torch.tensor(w + ew.tolist(), dtype=torch.float64)
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..head.arkit_names import LANDMARK_UNOBSERVED
 from ..rotations import axis_angle_to_matrix_torch, skew_torch
 
 N_JOINTS = 5
@@ -80,6 +81,7 @@ class LandmarkModel:
     n_expr: int
     corrective_joints: list[int]  # non-root joints whose pose correctives are not all zero
     expr_bounds: tuple[float, float] | None = None  # HeadModel.expr_bounds: (0, 1) for ARKit-52
+    unobserved_expr: tuple[int, ...] = ()  # expressions landmarks cannot see (arkit_names.LANDMARK_UNOBSERVED)
 
     @staticmethod
     def from_model(model, n_shape: int | None = None, n_expr: int | None = None) -> "LandmarkModel":
@@ -113,6 +115,8 @@ class LandmarkModel:
                       J_basis=f64(np.einsum("jv,vcn->jcn", Jr, np.asarray(basis_v, np.float64))),
                       chain=f64(chain), parents=parents, n_shape=S, n_expr=E, bary=f64(bary),
                       expr_bounds=getattr(model, "expr_bounds", None),
+                      unobserved_expr=tuple(i for i, n in enumerate(list(model.expr_names)[:E])
+                                            if n in LANDMARK_UNOBSERVED),
                       corrective_joints=[k for k in range(1, N_JOINTS) if np.any(
                           np.asarray(model.posedirs).reshape(-1, N_JOINTS - 1, 9)[:, k - 1] != 0)])
         corner_set = LandmarkModel(

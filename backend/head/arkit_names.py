@@ -36,6 +36,12 @@ JOINT_CHANNELS: tuple[tuple[str, str, int, float], ...] = (
     ("eyeLookOutRight", "eye_R", 1, -0.45), ("eyeLookInRight", "eye_R", 1, 0.45),
 )
 
+#: ARKit shapes that face landmarks cannot observe: mediapipe has no tongue landmark, so fitting
+#: tongueOut from landmarks only finds its side effect on the lower lip and mistakes it for an
+#: opening mouth (clip d12's "O" frames fitted it at 0.5-1.0, which now pushes the tongue part out).
+#: Landmark fits hold them at 0; captures and imports still set them.
+LANDMARK_UNOBSERVED: tuple[str, ...] = ("tongueOut",)
+
 #: The stand-in's expression names before ARKit-52 (generator version 2, avatars of 2026-11).
 LEGACY_STANDIN_NAMES: tuple[str, ...] = (
     "smile_L", "smile_R", "frown_L", "frown_R", "lip_pucker", "lips_press", "blink_L", "blink_R",

@@ -79,6 +79,24 @@ def test_redundant_jaw_expression_is_detected(head_model):
         assert sorted(eyes) == sorted(n for n in head_model.expr_names if n.startswith("eyeLook"))
 
 
+def test_tongue_out_is_never_fitted_from_landmarks(head_model):
+    """Landmarks cannot see the tongue: a face whose lower lip drops (mouthLowerDown) is fitted
+    without tongueOut, whose key also pushes the lower lip (the fit used it so on clips d3 and
+    d12, which now pushes the tongue part out of the mouth)."""
+    if "tongueOut" not in head_model.expr_names:
+        pytest.skip("no tongueOut in this head model")
+    lmm = LandmarkModel.from_model(head_model)
+    k = head_model.expr_names.index("tongueOut")
+    assert lmm.unobserved_expr == (k,)
+    expr = np.zeros((1, head_model.n_expr))
+    for name in ("mouthLowerDownLeft", "mouthLowerDownRight", "tongueOut"):
+        expr[0, head_model.expr_names.index(name)] = 1.0
+    obs = _project(head_model, np.zeros(head_model.n_shape), expr, np.zeros((1, 5, 3)), np.zeros((1, 3)))
+    p = fit_image(head_model, obs, FitOptions()).params
+    assert p.expr[0, k] == pytest.approx(0.0, abs=1e-6)
+    assert p.expr[0, head_model.expr_names.index("mouthLowerDownLeft")] > 0.5
+
+
 def _joint_keys(model) -> np.ndarray:
     """(E,) bool: the expression keys that duplicate the jaw or an eye joint."""
     return redundant_expressions(LandmarkModel.from_model(model), [(2,), (3, 4)])
@@ -118,6 +136,7 @@ def test_synthetic_round_trip(head_model, seed):
     shape = rng.normal(size=head_model.n_shape) * 0.5
     expr = np.clip(rng.normal(size=(1, E)) * 0.4, 0.0, 1.0)
     expr[0, _joint_keys(head_model)] = 0.0  # duplicate the jaw / eye joints: the fit freezes them
+    expr[0, list(LandmarkModel.from_model(head_model).unobserved_expr)] = 0.0  # tongueOut: frozen too
     pose = np.zeros((1, 5, 3))
     pose[0, 0] = rng.uniform(-0.3, 0.3, 3) * [1.0, 1.5, 0.5]  # pitch, yaw up to 26 deg, roll
     pose[0, 2] = [rng.uniform(0.05, 0.3), 0.0, 0.0]  # jaw open

@@ -24,6 +24,7 @@ EYE_MIN_GAP = 0.004              # lid rows stay >= 4 mm apart (eye corners, out
 LIP_GAP = 0.001                  # lip rows 1 mm apart at rest (the mouth is closed)
 ROW_SPACING = 0.004              # typical face row spacing the anchor gaps relax to
 MOUTH_DEPTH = 0.007              # depth of the mouth pocket behind the lips
+FUNNEL_OPEN = (0.002, 0.006)     # mouthFunnel = 1: upper / lower inner lip part this far (metres)
 EYE_LON, EYE_LAT = 16, 12        # eyeball grid per eye: 16 x 12 + 2 = 194 vertices
 EYE_RADIUS = 0.012               # metres
 BLINK_CLOSURE = 0.0              # closed, the upper lid margin comes down onto the lower one
@@ -401,6 +402,7 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     sides = (("Left", "L", 1.0), ("Right", "R", -1.0))   # sx: +X is the subject's left
     corner = {"L": L[LI.MOUTH_CORNER_L], "R": L[LI.MOUTH_CORNER_R]}
     mc = 0.5 * (L[LI.LIP_TOP] + L[LI.LIP_BOTTOM])
+    corner_half_w = abs(L[LI.MOUTH_CORNER_L, 0] - mc[0])
     # one side of the mouth: 1 at that corner, 0.5 at the middle, 0 at the other corner
     half = {s: _smoothstep(-0.02, 0.02, sx * (x - mc[0])) for _, s, sx in sides}
     jaw_w = W[:, JAW:JAW + 1]
@@ -452,10 +454,16 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     g = _gauss(v, mc, (0.028, 0.014, 0.02)) * front
     d = np.zeros_like(v); d[:, 0] = -0.7 * (x - mc[0]) * g; d[:, 2] = 0.010 * g
     add("mouthPucker", d)
-    # funnel: the lips flare forward and open into a ring (corners in, lips away from the parting)
+    # funnel: the lips flare forward and open into a ring (corners in, lips away from the parting):
+    # the inner lips part by FUNNEL_OPEN at the middle (upper lip up, the thicker lower lip down
+    # more), tapering to closed corners, so an "O" opens the mouth without the rigid jaw
     g = _gauss(v, mc, (0.026, 0.014, 0.02)) * front
     d = np.zeros_like(v); d[:, 0] = -0.35 * (x - mc[0]) * g; d[:, 1] = 0.4 * (y - lip_y) * g
     d[:, 2] = 0.006 * g
+    ring = np.clip(1.0 - ((x - mc[0]) / corner_half_w) ** 2, 0.0, 1.0) * front
+    up_band = np.exp(-0.5 * ((y - lip_y) / 0.008) ** 2) * upper
+    lo_band = np.exp(-0.5 * ((y - lip_y) / 0.014) ** 2) * (1 - upper)
+    d[:, 1] += ring * (FUNNEL_OPEN[0] * up_band - FUNNEL_OPEN[1] * lo_band)
     add("mouthFunnel", d)
     for S, sign in (("Left", 1.0), ("Right", -1.0)):
         g = _gauss(v, mc, (0.025, 0.015, 0.02)) * front
