@@ -430,8 +430,11 @@ def test_auto_refinement_is_not_turned_off_by_the_first_compile(tmp_path):
     import sys
     from pathlib import Path
 
+    # A 30 s budget over 3 minimum steps lets a warm LOD 0 render take up to 3.3 s (a loaded CI
+    # machine) while a render holding the compile (16.9-17.9 s measured) still reads too slow, so
+    # the test fails without the warm re-timing and never on load alone; refine_steps caps the work.
     code = ("from backend.avatar.build import BuildOptions, build_avatar\n"
-            "r = build_avatar(None, BuildOptions(lods=(0,), refine_seconds=3.0, refine_steps=2))\n"
+            "r = build_avatar(None, BuildOptions(lods=(0,), refine_seconds=30.0, refine_steps=2))\n"
             "print('REFINED', r.avatar.options['refined'], round(r.seconds['metrics'], 2))\n")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     root = Path(__file__).resolve().parents[2]
