@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.avatar.build import build_avatar
     from backend.eval.protocols.reconstruction import build_options
     from backend.eval.protocols.reenactment import ReenactmentOptions, drive_params, refit_for_avatar, track_clip
-    from backend.eval.protocols.rendering import render_frames
+    from backend.avatar.rendering import render_frames
     from backend.eval.protocols.scoring import FrameScorer
     from backend.head.loader import load_head_model
 

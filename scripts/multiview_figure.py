@@ -72,7 +72,7 @@ def turned(avatar, yaws) -> "object":
 
 def render(avatar, model, yaws, background=(1.0, 1.0, 1.0)) -> list[np.ndarray]:
     """(512, 512, 3) float32 renders of ``avatar`` at its source camera, turned by ``yaws``."""
-    from backend.eval.protocols.rendering import render_frames
+    from backend.avatar.rendering import render_frames
 
     return list(render_frames(avatar, model, turned(avatar, yaws), LOD, background=background, backend="cpu"))
 

@@ -119,8 +119,8 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     from ..face.mediapipe_face import MediapipeFace
     from ..face.solver import Projector
     from ..face.track import TrackOptions, track_landmarks
-    from ..preview.renderer import PreviewOptions, PreviewRenderer
     from ..render.watermark import stamp_watermark
+    from .rendering import render_frames
 
     if model.expr_bounds is None:
         raise InputError(None, f"head model '{model.name}' has no bounded expression basis to calibrate "
@@ -138,9 +138,9 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
         params = HeadParams(params.shape, np.concatenate([params.expr, np.zeros_like(params.expr[:len(turns)])]),
                             np.concatenate([params.pose, jpose]),
                             np.concatenate([params.transl, params.transl[:len(turns)]]))
-    ropts = PreviewOptions(lod=lod, width=avatar.camera.width, height=avatar.camera.height, backend=backend,
-                           background=(0.0, 0.0, 0.0))
-    renderer = PreviewRenderer(avatar, model, ropts)
+    lod = max(avatar.levels) if lod is None else int(lod)
+    if lod not in avatar.lods:
+        raise InputError(None, f"the avatar has no LOD {lod} (it has {avatar.levels})")
     lms = []
     # mediapipe in the tracker's own (video) mode, each render read twice and the second reading
     # kept: in that mode a frame's landmarks depend on the region the frame before left, and the
@@ -149,8 +149,8 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     # calibration from them bought the round trip's top-20 mean correlation 0.53 -> 0.58, the
     # settled video-mode one 0.53 -> 0.69 (96 frames, docs/figures/arkit.md)
     with MediapipeFace(static=False) as mp:
-        for img in renderer.frames(params):
-            img = stamp_watermark(img)
+        for img in render_frames(avatar, model, params, lod, background=(0.0, 0.0, 0.0), backend=backend):
+            img = stamp_watermark(np.round(img * 255.0).astype(np.uint8))
             mp.landmarks(img)
             lms.append(mp.landmarks(img))
     if lms[0] is None:

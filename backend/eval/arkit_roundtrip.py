@@ -198,7 +198,7 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
     """Render random ARKit-52 sequences of ``avatar`` (built on the stand-in) at its source camera,
     track the renders and compare the recovered weights with the truth. ``workdir``: where the
     watermarked frames go (default: a temporary folder, removed afterwards)."""
-    from .protocols.rendering import render_frames
+    from ..avatar.rendering import render_frames
     from ..face.track import TrackOptions, track_video
     from ..render.watermark import save_png
 

@@ -42,7 +42,7 @@ def turntable_strip(avatar: "GaussianAvatar", model: "HeadModel", lod: int = 2, 
     frame side by side (each the 512 source-camera render, resized to ``tile``)."""
     from PIL import Image
 
-    from ..eval.protocols.rendering import render_frames
+    from ..avatar.rendering import render_frames
 
     frames = render_frames(avatar, model, turntable_params(avatar, model), lod, background=background,
                            backend=backend)

@@ -75,7 +75,7 @@ def astronaut_build():
 @pytest.mark.parametrize("yaw_deg", [-45.0, 45.0])
 def test_hair_behind_the_ear_is_textured(astronaut_build, yaw_deg):
     from backend.avatar.posing import pose
-    from backend.eval.protocols.rendering import render_frames
+    from backend.avatar.rendering import render_frames
     from backend.head.params import HeadParams
 
     av, model = astronaut_build.avatar, astronaut_build.model

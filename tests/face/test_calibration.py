@@ -180,7 +180,7 @@ def test_track_command_calibrates_to_the_avatar_once_and_reuses_it(tmp_path):
 
     from backend.cli import main as cli_main
     from backend.eval.arkit_roundtrip import weights_to_params
-    from backend.eval.protocols.rendering import render_frames
+    from backend.avatar.rendering import render_frames
     from backend.head.arkit_names import ARKIT_NAMES
     from backend.motion import load_motion
     from backend.render.watermark import save_png

@@ -21,7 +21,7 @@ from ...progress import Progress
 from ..results import FrameScores, SelfReenactment
 from .reconstruction import build_options
 from .reenactment import ReenactmentOptions, TrackedClip, drive_params, refit_for_avatar
-from .rendering import render_frames
+from ...avatar.rendering import render_frames
 from .scoring import FrameScorer, Target
 
 # the multi-view protocol builds from views among this share of the clip and scores the rest

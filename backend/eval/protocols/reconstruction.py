@@ -16,7 +16,7 @@ import numpy as np
 from ...progress import Progress
 from ..results import BuildTiming, ReconstructionRow
 from ..measure import measure
-from .rendering import render_frames
+from ...avatar.rendering import render_frames
 from .scoring import FrameScorer, Target
 
 

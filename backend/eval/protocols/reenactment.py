@@ -28,7 +28,7 @@ from ...progress import Progress
 from ..results import CrossFrame, CrossReenactment, FrameScores, SelfReenactment, TrackTiming
 from ..measure import measure
 from .reconstruction import build_options
-from .rendering import render_frames
+from ...avatar.rendering import render_frames
 from .scoring import FrameScorer, Target
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..results import RenderTiming
 from ..measure import measure
-from .rendering import render_frames
+from ...avatar.rendering import render_frames
 
 if TYPE_CHECKING:
     from ...avatar.gaussians import GaussianAvatar

@@ -1,5 +1,6 @@
-"""Render a posed avatar for evaluation: pose and splat the driving frames in batches on the
-splatter's device (the preview loop's path: backend.avatar.pose_torch)."""
+"""Render a posed avatar exactly (no preview shortcuts) for evaluation and the tracker calibration:
+pose and splat the driving frames in batches on the splatter's device (the preview loop's path:
+backend.avatar.pose_torch)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 if TYPE_CHECKING:  # the avatar/render/head packages load lazily
-    from ...avatar.gaussians import GaussianAvatar
-    from ...head.model import HeadModel
-    from ...head.params import HeadParams
-    from ...render.camera import Camera
+    from ..head.model import HeadModel
+    from ..head.params import HeadParams
+    from ..render.camera import Camera
+    from .gaussians import GaussianAvatar
 
 
 def render_frames(
@@ -33,8 +34,8 @@ def render_frames(
     """
     import torch
 
-    from ...avatar.pose_torch import TorchPoser
-    from ...render.splat import select_backend, splat
+    from .pose_torch import TorchPoser
+    from ..render.splat import select_backend, splat
 
     cam = avatar.camera if camera is None else camera
     rest = avatar.rest_set(lod)
