@@ -103,8 +103,13 @@ def test_body_follows_global_and_part_of_neck_but_not_jaw(built):
     np.testing.assert_allclose(jaw_out[sl], rest_sh, atol=1e-7)           # jaw: body still
     smile = av.params.frame(0)
     smile.expr[:] = np.random.default_rng(1).normal(size=smile.expr.shape)
-    np.testing.assert_allclose(pose(av, model, smile, 0)[0, n:], pose(av, model, av.params, 0)[0, n:],
-                               atol=1e-7)                                  # expressions move no part
+    # expressions move no part except through the part's own shape keys (tongueOut, jawOpen, eyeLook*)
+    keyed = {p.name for p in av.parts if p.shapes}
+    assert {"tongue", "teeth_lower"} <= keyed and "body" not in keyed
+    still = np.concatenate([np.arange(s.start, s.stop) for name, s in av.part_slices(0).items()
+                            if name not in keyed])
+    np.testing.assert_allclose(pose(av, model, smile, 0)[0, still], pose(av, model, av.params, 0)[0, still],
+                               atol=1e-7)
     assert np.abs(jaw_out[:n] - pose(av, model, base, 0)[0, :n]).max() > 5e-3  # ...the chin moves
     glob = HeadParams.zeros(model, 1)
     glob.pose[0, 0, 1] = 0.3
@@ -377,8 +382,13 @@ def test_open_jaw_shows_mouth_interior_not_lips(built):
         px = img[hull]
         luma = px @ np.array([0.299, 0.587, 0.114])
         sat = px.max(1) - px.min(1)
-        # dark cavity, tooth white, or the tongue's red at the bottom of the opening
-        red = (px[:, 0] > 1.5 * px[:, 1]) & (px[:, 0] > 1.3 * px[:, 2])
+        # dark cavity, tooth white, or the tongue at the bottom of the opening: strongly red, or a
+        # muted red in the mouth's shade (since 0a9102b the tongue is (0.55, 0.38, 0.35) as on video:
+        # R/G 1.44), which must be darker than the lips (lip R/G is 1.38 on this photo, so hue
+        # alone cannot tell them apart)
+        lip_luma = float(lip @ np.array([0.299, 0.587, 0.114]))
+        red_hue = (px[:, 0] > 1.3 * px[:, 1]) & (px[:, 0] > 1.3 * px[:, 2])
+        red = red_hue & ((px[:, 0] > 1.5 * px[:, 1]) | (luma < lip_luma - 0.1))
         interior = (luma < 0.3) | ((luma > 0.55) & (sat < 0.25)) | red
         lip_like = np.linalg.norm(px - lip, axis=1) < 0.1
         assert interior.mean() >= MOUTH_INTERIOR_MIN, (lvl, interior.mean())
