@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -77,8 +78,19 @@ def make_site(tmp: Path) -> Path:
     return site
 
 
-def run_isolated(script: str, tmp: Path, timeout: float = 900, resources: Path | None = None) -> ChildResult:
-    """Run ``script`` (after PRELUDE: bpy imported, RESULT dict, emit()) in an isolated Python."""
+def drop_installed_extensions(resources: Path) -> None:
+    """Delete what installing the extension put under ``resources`` (about 2 GB: its wheels and the
+    site-packages unpacked from them), so that a suite run does not fill the disk (eight installs are
+    16 GB, and pytest keeps the temporary folders of several runs)."""
+    shutil.rmtree(resources / "extensions", ignore_errors=True)
+
+
+def run_isolated(script: str, tmp: Path, timeout: float = 900, resources: Path | None = None,
+                 keep_install: bool = False) -> ChildResult:
+    """Run ``script`` (after PRELUDE: bpy imported, RESULT dict, emit()) in an isolated Python.
+
+    The installed extension is deleted when the child ends unless ``keep_install`` (a later child
+    that reopens a saved .blend needs it); files the script wrote elsewhere under ``tmp`` stay."""
     resources = resources or (tmp / "blender-user")
     resources.mkdir(parents=True, exist_ok=True)
     env = {
@@ -90,8 +102,12 @@ def run_isolated(script: str, tmp: Path, timeout: float = 900, resources: Path |
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     code = PRELUDE + textwrap.dedent(script)
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp)
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], env=env, capture_output=True, text=True,
+                              timeout=timeout, cwd=tmp)
+    finally:
+        if not keep_install:
+            drop_installed_extensions(resources)
     result: dict = {}
     for line in proc.stdout.splitlines():
         if line.startswith("@@RESULT@@"):

@@ -410,7 +410,7 @@ def built(addon_zip: Path, astronaut_path: Path, tmp_path_factory) -> tuple[dict
     tmp = tmp_path_factory.mktemp("build_avatar")
     out = tmp / "out"
     out.mkdir()
-    child = run_isolated(_child(BUILD, addon_zip, out, astronaut_path, True), tmp, timeout=600)
+    child = run_isolated(_child(BUILD, addon_zip, out, astronaut_path, True), tmp, timeout=600, keep_install=True)
     assert child.returncode == 0, child.stderr[-6000:]
     return child.result, tmp, out
 
