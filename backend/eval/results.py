@@ -38,6 +38,11 @@ class ImageScores:
     psnr_portrait: float = float("nan")  # PSNR inside target portrait mask OR render alpha
     ssim_portrait: float = float("nan")  # SSIM, same mask
     mouth_psnr: float = float("nan")     # PSNR inside the inner-lip hull; NaN unless the mouth is open
+    # the whole crop, padding past the video's edge included (the full-frame figures before they
+    # counted only real pixels, scoring.FrameScorer.score); equal to the plain ones on real pixels
+    psnr_full_padded: float = float("nan")
+    ssim_full_padded: float = float("nan")
+    alpha_iou_padded: float = float("nan")
     # where AKD comes from (metrics.geometry.akd_breakdown): per landmark group, and the mean offset
     akd_lips: float = float("nan")
     akd_eyes: float = float("nan")
@@ -225,7 +230,8 @@ RECON_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "identity", "a
 SELF_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identity", "alpha_iou",
              "psnr_portrait", "ssim_portrait", "mouth_psnr", "akd_lips", "akd_eyes", "akd_brows", "akd_oval",
              "akd_nose", "akd_iris", "akd_shift", "ssim_loss_background", "ssim_loss_silhouette",
-             "ssim_loss_face", "ssim_loss_person")
+             "ssim_loss_face", "ssim_loss_person", "psnr_full_padded", "ssim_full_padded",
+             "alpha_iou_padded")
 
 
 MULTIVIEW_KEYS = ("psnr_full", "ssim_full", "alpha_iou", "akd", "psnr_portrait")

@@ -121,6 +121,14 @@ def apply_crop(image: np.ndarray, crop: CropInfo, border: str = "replicate") -> 
     return out
 
 
+def source_coverage(crop: CropInfo) -> np.ndarray:
+    """(size, size) bool: the crop pixels cut wholly from the source image; False where
+    ``apply_crop`` fills the crop beyond the source's edges (padding, not picture)."""
+    w, h = crop.source_size
+    cover = apply_crop(np.ones((int(h), int(w)), np.float32), crop, border="zero")
+    return cover > 0.99  # a resized pixel partly over the padding is not wholly the source
+
+
 def crop_intrinsics(size: int = CROP_SIZE, focal: float = FOCAL_NORMALIZED) -> np.ndarray:
     """(3, 3) float32 K of the fixed source camera: fx = fy = focal * size / 2, centred.
 

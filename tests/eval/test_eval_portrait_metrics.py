@@ -116,3 +116,66 @@ def test_ssim_loss_split_adds_up_and_finds_the_region():
     assert sum(split.values()) == pytest.approx(1.0 - ssim(render, target), abs=1e-9)
     assert split["face"] > 0.9 * sum(split.values())  # windows reaching the change from outside: the rest
     assert split["silhouette"] == 0.0 and split["background"] == 0.0
+
+
+def test_source_coverage_marks_the_padding():
+    """A crop reaching past the source's edges is padded there (apply_crop repeats the edge):
+    source_coverage is False exactly on those crop pixels."""
+    from backend.face.crop import source_coverage
+
+    inside = source_coverage(CropInfo(10, 20, 200, 512, (400, 300)))
+    assert inside.shape == (512, 512) and inside.all()
+    # a 100x100 source in a 200 px crop starting 50 px before it: the middle 256x256 crop px are real
+    half = source_coverage(CropInfo(-50, -50, 200, 512, (100, 100)))
+    rows, cols = np.nonzero(half)
+    assert rows.min() in (128, 129) and rows.max() in (382, 383)
+    assert 254 * 254 <= int(half.sum()) <= 256 * 256  # the edge pixels mixed with padding drop out
+    # the bottom only: a 512x400 source cut by a 512 crop from its top-left corner
+    bottom = source_coverage(CropInfo(0, 0, 512, 512, (512, 400)))
+    assert bottom[:400].all() and not bottom[400:].any()
+
+
+def test_ssim_loss_split_counts_only_valid_windows():
+    """With a valid mask the split ignores windows centred on invalid pixels and still adds up
+    to 1 - SSIM over the valid pixels."""
+    rng = np.random.default_rng(4)
+    target = rng.random((64, 64, 3)).astype(np.float32)
+    render = target.copy()
+    render[48:] = rng.random((16, 64, 3))  # differs only in the bottom rows
+    alpha = np.ones((64, 64), np.float32)
+    face = np.zeros((64, 64), bool)
+    valid = np.zeros((64, 64), bool)
+    valid[:40] = True  # the bottom rows are not real picture (windows of rows < 40 reach row 45 at most)
+    split = ssim_loss_split(ssim_map(render, target), alpha, alpha, face, valid=valid)
+    assert sum(split.values()) == pytest.approx(1.0 - ssim(render, target, valid), abs=1e-12)
+    assert sum(split.values()) == pytest.approx(0.0, abs=1e-12)
+    whole = ssim_loss_split(ssim_map(render, target), alpha, alpha, face)
+    assert whole["person"] > 0.1  # without the mask the bottom rows' loss counts
+
+
+def test_frame_scorer_scores_full_frame_only_on_real_pixels():
+    """Self-reenactment crops reach past the video's edge (d3's photo crop is 41 % real video):
+    the whole-frame figures count only real pixels, and ``*_padded`` keep the old whole-crop
+    definition beside them."""
+    from skimage import data
+
+    from backend.eval.protocols.scoring import FrameScorer
+
+    rgb = np.ascontiguousarray(data.astronaut()[:, :, :3])  # 512x512
+    valid = np.zeros((512, 512), bool)
+    valid[:400] = True
+    rgb[400:] = rgb[399]  # the crop's padding: the last real row repeated
+    with FrameScorer(identity=False) as scorer:
+        tgt = scorer.target(rgb, valid=valid)
+        render = tgt.full.copy()
+        render[420:] = 0.5 * render[420:] + 0.25  # the render differs only below the video's edge
+        s = scorer.score(render, tgt, alpha=tgt.portrait)
+        assert math.isinf(s.psnr_full) and s.ssim_full == pytest.approx(1.0, abs=1e-9)
+        assert s.psnr_full_padded < 40.0 and s.ssim_full_padded < 0.99
+        assert s.alpha_iou == pytest.approx(1.0) and s.alpha_iou_padded == pytest.approx(1.0)
+        assert sum(getattr(s, f"ssim_loss_{k}") for k in SSIM_REGIONS) == pytest.approx(0.0, abs=1e-9)
+        # a target without a mask: the two definitions agree
+        whole = scorer.score(render, scorer.target(rgb), alpha=tgt.portrait)
+        assert whole.psnr_full == pytest.approx(whole.psnr_full_padded)
+        assert whole.ssim_full == pytest.approx(whole.ssim_full_padded)
+        assert whole.psnr_full == pytest.approx(s.psnr_full_padded)

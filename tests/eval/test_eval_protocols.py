@@ -81,6 +81,10 @@ def test_self_reenactment_scores(report):
         assert s["akd"] is not None and s["akd"] < 15.0
         assert 0.6 < s["alpha_iou"] <= 1.0
         assert not DLIB or (s["identity"] is not None and s["identity"] > 0.8)
+        # the whole crop, padding past the clip's edge included, is kept beside the real-pixel figures
+        assert s["psnr_full_padded"] > 10.0 and 0.0 < s["ssim_full_padded"] <= 1.0
+        assert 0.0 < s["alpha_iou_padded"] <= 1.0
+    assert "ssim_full_padded" in figs["summary"]["lod0"]["self_reenactment"]
     (tt,) = figs["track_timing"]
     assert tt["frames"] == 3 and tt["fps"] > 0
 

@@ -61,9 +61,11 @@ SSIM_REGIONS = ("background", "silhouette", "face", "person")
 
 
 def ssim_loss_split(ssim_map: np.ndarray, alpha: np.ndarray, portrait: np.ndarray, face: np.ndarray,
-                    threshold: float = MASK_THRESHOLD) -> dict[str, float]:
+                    threshold: float = MASK_THRESHOLD, valid: np.ndarray | None = None) -> dict[str, float]:
     """Where a frame's SSIM is lost: {region: sum of (1 - SSIM) over the windows centred in that
-    region / all windows}, so the four values add up to 1 - mean SSIM (``ssim_full``).
+    region / all windows}, so the four values add up to 1 - mean SSIM (``ssim_full``). With
+    ``valid`` (H, W) bool only windows centred on valid pixels count (regions and denominator),
+    so they add up to 1 - SSIM over ``valid`` (``image_metrics.ssim(..., mask=valid)``).
 
     ssim_map: (H - 2r, W - 2r) per-window SSIM (image_metrics.ssim_map, valid region, centred on
     pixel (i + r, j + r)); alpha: (H, W) render alpha; portrait: (H, W) target portrait mask;
@@ -76,6 +78,10 @@ def ssim_loss_split(ssim_map: np.ndarray, alpha: np.ndarray, portrait: np.ndarra
     a = (np.asarray(alpha) > threshold)[crop]
     p = (np.asarray(portrait) > threshold)[crop]
     f = np.asarray(face, bool)[crop]
+    v = np.ones_like(a) if valid is None else np.asarray(valid, bool)[crop]
+    n = np.count_nonzero(v)
     loss = 1.0 - s
     regions = {"background": ~a & ~p, "silhouette": a ^ p, "face": a & p & f, "person": a & p & ~f}
-    return {k: float(loss[m].sum() / s.size) for k, m in regions.items()}
+    if n == 0:
+        return {k: float("nan") for k in regions}
+    return {k: float(loss[m & v].sum() / n) for k, m in regions.items()}

@@ -153,6 +153,15 @@ def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int]
     return HeadParams(source.shape, expr, driving.pose[idx], transl)
 
 
+def _real_pixels(clip: TrackedClip, build: Any) -> np.ndarray:
+    """(512, 512) bool: the pixels of the frames refit_for_avatar cut (by the photo's crop, or
+    by the track's own crop when the clip's path is unknown) that show the video, not its edge
+    repeated past it."""
+    from ...face.crop import source_coverage
+
+    return source_coverage(build.observation.crop if clip.path is not None else clip.track.crop)
+
+
 def self_reenactment(clip: TrackedClip, scorer: FrameScorer, opts: ReenactmentOptions,
                      progress: Progress | None = None) -> tuple[list[SelfReenactment], Any]:
     """Protocol 2 on a tracked clip; returns one result per LOD and the BuildResult of frame 0."""
@@ -163,7 +172,8 @@ def self_reenactment(clip: TrackedClip, scorer: FrameScorer, opts: ReenactmentOp
     tracked, frames = refit_for_avatar(clip, build, opts)
     idx = sorted(i for i in frames if i > 0)
     params = drive_params(avatar.params, tracked, idx, relative_translation=False)
-    targets: list[Target] = [scorer.target(frames[i]) for i in idx]
+    valid = _real_pixels(clip, build)
+    targets: list[Target] = [scorer.target(frames[i], valid=valid) for i in idx]
     out = []
     for lod in opts.lods:
         res = SelfReenactment(video=clip.name, lod=lod, every=opts.every)

@@ -24,7 +24,9 @@ class Target:
 
     image: (H, W, 3) float32 [0, 1]; full: the frame over the render background by its portrait
     mask; landmarks: (478, 3) px or None; face_mask: (H, W) bool (empty when no landmarks);
-    embedding: dlib descriptor or None.
+    embedding: dlib descriptor or None; valid: (H, W) bool, the pixels that are real picture
+    (face.crop.source_coverage: False where the crop reached past the video's edge and was
+    filled by repeating it), or None when all are.
     """
 
     image: np.ndarray
@@ -33,6 +35,7 @@ class Target:
     landmarks: np.ndarray | None
     face_mask: np.ndarray
     embedding: FaceEmbedding | None
+    valid: np.ndarray | None = None
 
     @property
     def face_box(self):
@@ -67,8 +70,9 @@ class FrameScorer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def target(self, rgb: np.ndarray) -> Target:
-        """Prepare a real frame: RGB uint8 (H, W, 3)."""
+    def target(self, rgb: np.ndarray, valid: np.ndarray | None = None) -> Target:
+        """Prepare a real frame: RGB uint8 (H, W, 3); ``valid`` (H, W) bool marks its real
+        pixels (None: all of them)."""
         rgb = np.ascontiguousarray(rgb[..., :3])
         h, w = rgb.shape[:2]
         lm = self.landmarker(rgb)
@@ -79,7 +83,8 @@ class FrameScorer:
             box = box_from_landmarks(lm, w, h) if lm is not None else None
             emb = self.embedder.embed(rgb, fallback_box=box)
         return Target(image=rgb.astype(np.float32) / 255.0, full=composite(rgb, portrait, self.background),
-                      portrait=portrait, landmarks=lm, face_mask=face, embedding=emb)
+                      portrait=portrait, landmarks=lm, face_mask=face, embedding=emb,
+                      valid=None if valid is None or np.all(valid) else np.asarray(valid, bool))
 
     def render_landmarks(self, render: np.ndarray) -> np.ndarray | None:
         return self.landmarker(_to_uint8(render))
@@ -99,26 +104,44 @@ class FrameScorer:
         """All image metrics of a render (H, W, 3) float [0, 1] against ``target``; identity is
         measured against ``identity_ref`` (default: the target itself). With the render's
         ``alpha`` (H, W) also alpha IoU and PSNR/SSIM inside the portrait union; mouth PSNR when
-        the target's mouth is open (metrics/portrait.py)."""
+        the target's mouth is open (metrics/portrait.py).
+
+        Whole-frame metrics (``psnr_full``, ``ssim_full``, ``alpha_iou``, the portrait-union ones
+        and the SSIM-loss split) count only the target's real pixels (``target.valid``): where the
+        crop reached past the video's edge the target is the edge repeated, not something a
+        viewer could compare. ``*_padded`` keep the whole crop, padding included (the definition
+        before the valid mask), for side-by-side reporting; they equal the others when all
+        pixels are real."""
         has_face = bool(target.face_mask.any())
         lm = self.render_landmarks(render) if target.landmarks is not None else None
         h, w = render.shape[:2]
         mouth = mouth_mask(target.landmarks, h, w)
+        valid = target.valid  # None: every pixel is real
         union = portrait_union(alpha, target.portrait) if alpha is not None else None
+        if union is not None and valid is not None:
+            union = union & valid
         parts: dict[str, float] = {}  # the breakdowns of AKD and SSIM full (NaN when not measurable)
         if lm is not None:
             parts |= {f"akd_{k}": v for k, v in akd_breakdown(lm, target.landmarks).items()}
+        smap = ssim_map(render, target.full)
         if alpha is not None:
-            split = ssim_loss_split(ssim_map(render, target.full), alpha, target.portrait, target.face_mask)
+            split = ssim_loss_split(smap, alpha, target.portrait, target.face_mask, valid=valid)
             parts |= {f"ssim_loss_{k}": split[k] for k in SSIM_REGIONS}
+        ssim_padded = float(smap.mean())
+        psnr_padded = psnr(render, target.full)
+        iou_padded = alpha_iou(alpha, target.portrait) if alpha is not None else NAN
         return ImageScores(
             psnr_face=psnr(render, target.image, target.face_mask) if has_face else NAN,
-            psnr_full=psnr(render, target.full),
+            psnr_full=psnr_padded if valid is None else psnr(render, target.full, valid),
             ssim_face=ssim(render, target.image, target.face_mask) if has_face else NAN,
-            ssim_full=ssim(render, target.full),
+            ssim_full=ssim_padded if valid is None else ssim(render, target.full, valid),
             identity=self.identity(render, identity_ref or target, box_hint=target),
             akd=akd(lm, target.landmarks) if lm is not None else NAN,
-            alpha_iou=alpha_iou(alpha, target.portrait) if alpha is not None else NAN,
+            alpha_iou=(iou_padded if valid is None or alpha is None
+                       else alpha_iou(np.where(valid, alpha, 0.0), np.where(valid, target.portrait, 0.0))),
+            psnr_full_padded=psnr_padded,
+            ssim_full_padded=ssim_padded,
+            alpha_iou_padded=iou_padded,
             psnr_portrait=psnr(render, target.full, union) if union is not None and union.any() else NAN,
             ssim_portrait=ssim(render, target.full, union) if union is not None and union.any() else NAN,
             mouth_psnr=psnr(render, target.image, mouth) if mouth is not None else NAN,
