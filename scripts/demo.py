@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
     parser.add_argument("--render-lod", type=int, default=2)
     args = parser.parse_args(argv)
+    # The demo imports this checkout as the package ``omg_avatar``; numba's on-disk cache beside the
+    # sources would then record that package name and break ``backend`` imports in later pytest runs
+    # of the same checkout, so the demo keeps its compiled kernels in a cache folder of its own.
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / "build" / "numba-omg_avatar"))
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 

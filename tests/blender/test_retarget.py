@@ -99,10 +99,15 @@ RESULT["source_pose"] = None if info.source_pose is None else np.asarray(info.so
 RESULT["avatar_pose"] = np.asarray(avatar.params.pose[0]).tolist()
 RESULT["global_hold"] = float(np.abs(motion.params.pose[:, 0] - avatar.params.pose[0, 0]).max())
 
-# 4. apply the saved track at scene frame 101 (no tracking), jaw only
+# 4. apply the saved track at scene frame 101, jaw only: with the clip moved away, so the apply can
+# only have read the track (no tracking)
 t0 = time.perf_counter()
-RESULT["apply"] = sorted(bpy.ops.omg_avatar.apply_track(filepath=TRACK, avatar=rig.name, scene_start=101,
-                         apply_expression=False, apply_eyes=False, apply_neck=False, apply_global=False))
+os.rename(CLIP, CLIP + ".away")
+try:
+    RESULT["apply"] = sorted(bpy.ops.omg_avatar.apply_track(filepath=TRACK, avatar=rig.name, scene_start=101,
+                             apply_expression=False, apply_eyes=False, apply_neck=False, apply_global=False))
+finally:
+    os.rename(CLIP + ".away", CLIP)
 RESULT["apply_seconds"] = time.perf_counter() - t0
 RESULT["after_apply"] = [(p, i, x, v) for p, i, x, v, _ in curves(rig)]
 RESULT["key_after_apply"] = [(p, i, len(x)) for p, i, x, v, _ in curves(key)]
@@ -224,7 +229,6 @@ def test_apply_saved_track(child):
     # the first take (the retarget) is intact on the NLA
     assert {(p, i): (x, v) for p, i, x, v in r["first_take"]} == before
     assert all(n == T for _, _, n in r["key_after_apply"])  # expressions not applied: key's take as it was
-    assert r["apply_seconds"] < r["retarget_seconds"]
     assert "bad.npz" in r["bad"] and r["bad_unchanged"]
 
 
