@@ -153,7 +153,10 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     # back Gaussians: the rest of each ellipse, every back_spacing * step rows and metres
     bstep = opts.back_spacing * step
     brow = np.arange(first + bstep / 2, H, bstep)
-    brow = brow[valid[np.minimum(brow.astype(int), H - 1)]]
+    # only rows that show body (or hair on it): above the collar the neck's rows would get the
+    # nearest body pixel's colour, a band of clothing round the back of the neck up to the neck
+    # joint (the dark strip behind the astronaut's neck at +60 deg yaw); the head's neck is there
+    brow = brow[front.any(1)[np.minimum(brow.astype(int), H - 1)]]
     pts, phis, rr = [], [], []
     for v in brow:  # one row of the ellipse at a time: a few dozen rows
         r = min(int(v), H - 1)

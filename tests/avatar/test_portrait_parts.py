@@ -214,6 +214,32 @@ def test_body_colours_come_only_from_body_pixels(astro):
     assert not (reg.body & (reg.hair | reg.head)).any()
 
 
+def test_body_back_stays_below_the_collar(astro):
+    """The torso's back (the ellipse beyond the silhouette) is built only on rows that show body:
+    the rows between the neck joint and the collar would otherwise get the nearest body pixel's
+    colour round the back of the neck (the astronaut's black turtleneck as a dark strip behind her
+    neck up to the neck joint at +60 deg yaw; before: back Gaussians reached 100 px above
+    the collar)."""
+    from backend.avatar.body import build_body
+    from backend.avatar.posing import lbs_numpy
+
+    d = astro
+    reg, cam = d["pp"].regions, d["fit"].camera
+    _, joints, A = lbs_numpy(d["model"], d["fit"].params)
+    body = build_body(d["photo"], d["mask"], reg, cam, joints[0, 1], A[0])
+    back = slice(body.n_front, None)
+    assert len(body.gaussians) - body.n_front > 500
+    world = to_world(body.gaussians.means[back], body.weights[back], A[0])
+    rows = cam.project(world.astype(np.float32))[0][:, 1]
+    rr = np.arange(512)[:, None]
+    covered = reg.body | (reg.hair & (rr >= reg.chin_row))
+    collar = int(np.flatnonzero(covered.any(1))[0])  # the first row that shows body
+    step = np.sqrt(covered.sum() / 9000.0) * 2.0  # one back-row spacing (BodyOptions defaults)
+    assert rows.min() >= collar - step
+    neck_row = float(cam.project(joints[0, 1][None].astype(np.float32))[0][0, 1])
+    assert collar - neck_row > 2 * step  # the astronaut has neck rows above the collar to leave out
+
+
 def test_head_hair_follows_a_head_turn_and_body_follows_global(astro):
     from backend.avatar.posing import lbs_numpy
     from backend.head.params import HeadParams
