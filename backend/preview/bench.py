@@ -8,12 +8,16 @@ The avatar is the bundled astronaut built without refinement at the chosen LOD; 
 deterministic head turn + nod with the jaw opening and expressions moving (every frame differs).
 
 Paths:
-  reference  the loop as it was before issue 19: numpy posing of positions only
-             (``avatar.posing.pose``, the reference twin), splatting 2 frames per call, a
-             synchronous writer that stamps, encodes the PNG (zlib level 6) and feeds ffmpeg on the
-             render thread. It shares today's splatter and watermark stamping (both got cheaper in
-             issue 19: kernels release the GIL, the stamp touches only its box), so the ratio
-             understates the gain over the old code slightly.
+  reference  the loop as it was when issue 19 was filed (main at 93f1557), run from
+             ``preview.legacy``: numpy posing of positions only, 2 frames per splat call, the
+             old splatter path (boolean-tensor input checks, serial projection, tile lists sorted
+             per tile, exact compositing without a transmittance stop, torch background/uint8
+             steps) and the old synchronous writer on the render thread (whole-frame watermark,
+             Pillow PNG at level 6, x264 preset medium). The Gaussians' rotations are posed too
+             (numpy twin; the old loop left them at rest), so both paths draw the same frames
+             within one 8-bit level.
+             (Until 2026-12-02 this path shared the new splatter, watermark, PNG encoder and x264
+             preset, so its ratio understated the gain: 1.54x on 2026-12-01.)
   batched    ``preview.render_preview``: batched torch posing (positions and rotations) on the
              splatter's device, B frames per splat call, PNG (zlib level 1) and mp4 written on a
              background thread.
@@ -69,47 +73,15 @@ def bench_motion(avatar, model, n_frames: int):
 
 
 def run_reference(avatar, model, params, lod: int, size: int, backend: str, out_dir: Path) -> dict[str, Any]:
-    """The pre-issue-19 loop, composed from the reference parts kept for tests: numpy posing in
-    2-frame chunks, one splat call per 2 frames, synchronous stamping + PNG + ffmpeg."""
-    import torch
+    """The loop as it was when issue 19 was filed (``preview.legacy.render_legacy``: numpy posing,
+    the old splatter path, the old synchronous writer); CPU only (``backend`` must resolve to cpu)."""
+    from ..render.splat import select_backend
+    from .legacy import render_legacy
 
-    from ..render.splat import select_backend, splat
-    from .output import FrameWriter
-    from ..avatar.posing import pose as pose_reference
-
-    name = select_backend(backend)
-    device = torch.device("cuda" if name == "cuda" else "cpu")
-    rest = avatar.rest_set(lod)
-    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
-    quats, scales, opac, cols = as_t(rest.quats), as_t(rest.scales), as_t(rest.opacities), as_t(rest.colors)
-    bg = as_t(np.ones(3, np.float32))
-    cam = avatar.camera.resized(size, size)
-    secs = {"pose": 0.0, "splat": 0.0, "write": 0.0}
-    T = params.n_frames
-    t_start = time.perf_counter()
-    writer = FrameWriter(out_dir / "png", out_dir / "preview.mp4", 25.0, png_compress_level=6)  # Pillow's default, as before
-    from ..head.params import HeadParams
-
-    for t0 in range(0, T, 2):
-        sl = slice(t0, min(T, t0 + 2))
-        sub = HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
-        t = time.perf_counter()
-        means = pose_reference(avatar, model, sub, lod)
-        secs["pose"] += time.perf_counter() - t
-        t = time.perf_counter()
-        with torch.no_grad():
-            res = splat(means, quats, scales, opac, cols, [cam] * means.shape[0], background=bg, backend=name)
-            rgb = (res.image[:, :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        secs["splat"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for frame in rgb:
-            writer.write(frame)
-        secs["write"] += time.perf_counter() - t
-    t = time.perf_counter()
-    writer.close()
-    secs["write"] += time.perf_counter() - t
-    seconds = time.perf_counter() - t_start
-    return {"seconds": seconds, "stage_seconds": secs, "n_gaussians": len(rest), "backend": name}
+    if select_backend(backend) != "cpu":
+        raise SystemExit("the reference path is the old CPU loop: run it with --backend cpu "
+                         "(or --paths batched on a GPU)")
+    return render_legacy(avatar, model, params, lod, size, out_dir)
 
 
 def run_batched(avatar, model, params, lod: int, size: int, backend: str, batch: int | None,

@@ -24,6 +24,10 @@ FRAME_PATTERN = "frame_{:05d}.png"
 # zlib level of preview PNGs: level 1 encodes a 512x512 frame about 4x faster than Pillow's default
 # 6 for files about 15 % larger (measured: 10 vs 41 ms CPU, 160 vs 140 KB); previews are many frames
 PNG_COMPRESS_LEVEL = 1
+# x264's "veryfast" preset: 7.7 instead of 11.4 ms of ffmpeg CPU a 512x512 frame (the encoder shares
+# the 2 cores with the render loop) for a file 1.6x larger (488 vs 307 KB for 100 avatar frames at
+# the same quality setting); None = ffmpeg's default (medium)
+X264_PRESET = "veryfast"
 
 
 class _Closing:
@@ -47,6 +51,7 @@ class FrameWriter(_Closing):
 
     mp4s need even sizes (yuv420p): odd widths/heights are padded by one replicated edge pixel.
     ``first_number``: number of the first PNG (the Blender scene frame, so names match frames).
+    ``png_compress_level``: zlib level 0-9; ``x264_preset``: libx264 preset (None: ffmpeg's default).
     """
 
     png_dir: Path | None
@@ -54,6 +59,7 @@ class FrameWriter(_Closing):
     fps: float
     first_number: int = 0
     png_compress_level: int = PNG_COMPRESS_LEVEL
+    x264_preset: str | None = X264_PRESET
     pngs: list[Path] = field(default_factory=list)  # final paths (files exist after close())
     n_frames: int = 0
     _writer: object = field(default=None, repr=False)
@@ -102,10 +108,8 @@ class FrameWriter(_Closing):
             self._writer = imageio_ffmpeg.write_frames(
                 str(self._video_file.tmp), (frame.shape[1], frame.shape[0]), fps=float(self.fps), codec="libx264",
                 pix_fmt_out="yuv420p", quality=8, macro_block_size=1, ffmpeg_log_level="error",
-                # x264's "veryfast" preset: 7.7 instead of 11.4 ms of ffmpeg CPU a 512x512 frame (the
-                # encoder shares the 2 cores with the render loop) for a file 1.6x larger (488 vs 307 KB
-                # for 100 avatar frames at the same quality setting)
-                output_params=["-preset", "veryfast", "-metadata", f"comment={PNG_TEXT['Comment']}"],
+                output_params=(["-preset", self.x264_preset] if self.x264_preset else [])
+                + ["-metadata", f"comment={PNG_TEXT['Comment']}"],
             )
             self._writer.send(None)
         self._writer.send(np.ascontiguousarray(frame))
