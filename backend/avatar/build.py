@@ -283,8 +283,9 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
     if opts.method == "analytic":  # the kernels load on the other core while the photo, the head
         # model and mediapipe load and the face is detected
         from ..render.preload import preload_kernels_async
+        from .pose_kernels import preload as preload_pose_kernels
 
-        preload_kernels_async()
+        preload_kernels_async(preload_pose_kernels)
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
         model = load_head_model(opts.head_model)

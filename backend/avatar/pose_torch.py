@@ -95,6 +95,9 @@ class TorchPoser:
         # rest joints of the neutral-expression shaped mesh: the parts' joint transforms use these
         self.neutral_joints = f32(model.J_regressor @ shaped_vertices(model, avatar.params.shape))  # (J, 3)
         self.n_gaussians = len(rest)
+        # on the CPU the per-Gaussian tail runs as numba kernels (pose_kernels); False: the torch
+        # twin (other devices always; tests compare the two)
+        self.fused_cpu = self.device.type == "cpu"
 
     def pose(self, expr, pose, transl) -> PosedBatch:
         """expr (B, E), pose (B, 5, 3) radians, transl (B, 3) metres -> PosedBatch (B, N, ...)."""
@@ -126,9 +129,6 @@ class TorchPoser:
         # and blended quaternions (U @ (W A) = (U W) A: the LOD's skinning weights are U W)
         channels = [verts, q0] + ([T[..., [0, 1, 2, 4, 5, 6, 8, 9, 10]]] if self.has_offsets else [])
         up = self.lod.pose(torch.cat(channels, -1))                             # (B, V_l, 7 | 16)
-        head, qh = up[..., :3], up[..., 3:7]
-        if self.has_offsets:
-            head = head + (up[..., 7:].reshape(B, -1, 3, 3) * self.offsets[None, :, None, :]).sum(-1)
         # parts: neutral-expression joint transforms, blended per point
         An, _ = joint_transforms(self.neutral_joints.expand(B, -1, -1), R, self.parents, transl)
         rest = self.part_rest[None]                                             # (1 | B, P, 3)
@@ -137,12 +137,34 @@ class TorchPoser:
             c[:, :E] = expr[:, :E]
             c = c[:, self.part_shape_idx]
             rest = rest + torch.stack([self.part_shape_dirs @ k for k in c]).view(B, -1, 3)
-        parts = _apply(torch.matmul(self.part_weights, An[:, :, :3, :].reshape(B, -1, 12)), rest)
-        qp = torch.matmul(self.part_weights, matrix_to_quat_torch(An[:, :, :3, :3]))
+        An12 = An[:, :, :3, :].reshape(B, -1, 12)                               # (B, J, 12)
+        qn = matrix_to_quat_torch(An[:, :, :3, :3])                             # (B, J, 4)
+        if self.fused_cpu:  # the per-Gaussian tail fused in numba (pose_kernels), same maths
+            return self._tail_cpu(up, An12, qn, rest)
+        head, qh = up[..., :3], up[..., 3:7]
+        if self.has_offsets:
+            head = head + (up[..., 7:].reshape(B, -1, 3, 3) * self.offsets[None, :, None, :]).sum(-1)
+        parts = _apply(torch.matmul(self.part_weights, An12), rest)
+        qp = torch.matmul(self.part_weights, qn)
         means = torch.cat([head, parts], 1)
         q = torch.cat([qh, qp], 1)
         quats = quat_multiply_torch(q / q.norm(dim=-1, keepdim=True), self.rest_quats[None])
         return PosedBatch(means.contiguous(), quats.contiguous())
+
+    def _tail_cpu(self, up: torch.Tensor, An12: torch.Tensor, qn: torch.Tensor, rest: torch.Tensor) -> PosedBatch:
+        """The torch tail of ``pose`` (head offsets, parts skinning, quaternion blend and product)
+        in two numba passes writing straight into the (B, N, 3) / (B, N, 4) outputs."""
+        from .pose_kernels import head_tail, parts_tail
+
+        B = up.shape[0]
+        means = torch.empty(B, self.n_gaussians, 3, dtype=torch.float32)
+        quats = torch.empty(B, self.n_gaussians, 4, dtype=torch.float32)
+        m, q, rq = means.numpy(), quats.numpy(), self.rest_quats.numpy()
+        head_tail(up.numpy(), self.offsets.numpy(), rq, self.has_offsets, m, q)
+        if self.n_gaussians > self.n_head:
+            parts_tail(An12.contiguous().numpy(), qn.contiguous().numpy(), self.part_weights.numpy(),
+                       rest.contiguous().numpy(), rq, self.n_head, m, q)
+        return PosedBatch(means, quats)
 
     def pose_params(self, params: "HeadParams") -> PosedBatch:
         """All frames of ``params`` (its identity is ignored: the avatar's own is used)."""

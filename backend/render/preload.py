@@ -11,6 +11,7 @@ package is read-only, in the user's cache folder (numba's fallback; tests/render
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 import numpy as np
 
@@ -34,15 +35,17 @@ def preload_kernels() -> None:
               np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")
 
 
-def preload_kernels_async() -> threading.Thread:
-    """Start :func:`preload_kernels` on a daemon thread; join it to wait (errors are ignored:
+def preload_kernels_async(*also: Callable[[], None]) -> threading.Thread:
+    """Start :func:`preload_kernels`, then each of ``also`` (callers' own kernel warm-ups, e.g. the
+    posing kernels of backend.avatar), on a daemon thread; join it to wait (errors are ignored:
     the real first call raises them where they can be reported)."""
 
     def run() -> None:
-        try:
-            preload_kernels()
-        except Exception:  # noqa: BLE001 - only a warm-up
-            pass
+        for f in (preload_kernels, *also):
+            try:
+                f()
+            except Exception:  # noqa: BLE001 - only a warm-up
+                pass
 
     t = threading.Thread(target=run, name="omg-kernel-preload", daemon=True)
     t.start()

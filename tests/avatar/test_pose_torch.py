@@ -103,6 +103,22 @@ def test_torch_posing_is_bit_stable_across_batch_sizes(model, avatar, lod: int) 
         assert torch.equal(torch.cat([p.quats for p in parts]), whole.quats), b
 
 
+@pytest.mark.parametrize("lod", LODS)
+def test_fused_cpu_tail_equals_the_torch_twin(model, avatar, lod: int) -> None:
+    """The numba tail (pose_kernels, the CPU default) and the torch expressions (other devices)
+    pose the same Gaussians: same float32 arithmetic, summed in another order."""
+    params = _params(model, 3, seed=30 + lod)
+    poser = TorchPoser(avatar, model, lod)
+    assert poser.fused_cpu
+    fused = poser.pose_params(params)
+    poser.fused_cpu = False
+    twin = poser.pose_params(params)
+    assert fused.means.shape == twin.means.shape and fused.quats.shape == twin.quats.shape
+    np.testing.assert_allclose(fused.means.numpy(), twin.means.numpy(), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(fused.quats.numpy(), twin.quats.numpy(), atol=2e-6, rtol=0)
+    assert avatar.n_parts and poser.n_gaussians > poser.n_head  # both kernels ran
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("lod", LODS)
 def test_torch_posing_on_cuda_equals_cpu(model, avatar, lod: int) -> None:
