@@ -20,6 +20,15 @@ LOD_ITEMS = (
     ("2", "LOD 2", "Two midpoint subdivisions (FLAME: 79,936 head Gaussians)"),
 )
 
+# Retarget Video: whose identity (face shape) the tracker uses (backend.motion.keeps_identity)
+IDENTITY_ITEMS = (
+    ("AUTO", "Auto", "The avatar's own identity when it was built from this clip (the same person), "
+                     "else the clip's"),
+    ("AVATAR", "Avatar", "Keep the avatar's identity: fit only pose, expression and camera (the clip shows "
+                         "the avatar's person)"),
+    ("CLIP", "Clip", "Fit the clip's own identity (another person drives the avatar)"),
+)
+
 
 def _show_splats_update(self, context) -> None:
     from . import splat_viewport
@@ -39,6 +48,17 @@ class OMGAvatarSceneSettings(bpy.types.PropertyGroup):
     lod1: BoolProperty(name="LOD 1", default=True, description="Import the LOD 1 Gaussians")
     lod2: BoolProperty(name="LOD 2", default=True, description="Import the LOD 2 Gaussians")
     refine: BoolProperty(name="Refine", description="Short photometric refinement against the photo", default=True)
+    # a clip (or several photos) as input: the multi-view build's options (operators/build.py)
+    views: IntProperty(name="Views", default=8, min=2, max=64,
+                       description="Multi-view build from a clip: frames picked to cover the head poses")
+    views_start: IntProperty(name="From", default=0, min=0,
+                             description="Multi-view build from a clip: first frame views may be picked from")
+    views_end: IntProperty(name="To", default=-1, min=-1,
+                           description="Multi-view build from a clip: last frame views may be picked from (-1: the "
+                                       "clip's last)")
+    anchor: IntProperty(name="Anchor", default=-1, min=-1,
+                        description="Multi-view build: the clip's frame (or the photo's position, from 0) that "
+                                    "anchors framing, body and rest pose; -1: the most frontal view")
     show_splats: BoolProperty(name="Gaussian Splats", default=False, update=_show_splats_update,
                               description="Draw the Gaussians as sorted, Gaussian-falloff splats in the 3D viewport "
                                           "(the same renderer as Render Splats); off: the Geometry Nodes ellipsoids")
@@ -121,6 +141,8 @@ class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
     apply_global: BoolProperty(name="Head Motion", default=True)
     match_scene_fps: BoolProperty(name="Match Scene FPS", default=True,
                                   description="Use the video's frame rate (off: resample to the scene's)")
+    identity: EnumProperty(name="Identity", default="AUTO", items=IDENTITY_ITEMS,
+                           description="Whose face shape the tracker fits the clip with")
     capture_path: StringProperty(name="Capture", subtype="FILE_PATH", default="",
                                  description="Live Link Face CSV, or a CSV / JSON of ARKit weights per frame")
     capture_mapping: CollectionProperty(type=OMGCaptureMapEntry, name="Capture Mapping",

@@ -45,6 +45,7 @@ class RigInfo:
     levels: list[int] = field(default_factory=list)
     head_model_refused: str | None = None  # recorded path not opened (head_model_trust): the stand-in is used
     source_pose: np.ndarray | None = None   # (5, 3) axis-angle: the photo's joints (tracking holds global there)
+    built_from: str = ""  # the clip (file or folder name) a multi-view build came from; "" = photos / one photo
 
     def source_camera(self):
         """The avatar's source camera as a backend Camera, or None when the rig has none."""

@@ -116,6 +116,7 @@ def read_rig(rig: bpy.types.Object) -> RigInfo:
         camera_size=None if size is None else (int(size[0]), int(size[1])),
         lod=int(s.lod), levels=sorted(lod_objects(rig)), head_model_refused=choice.refused,
         source_pose=_floats(rig, "omg_source_pose", (5, 3)),
+        built_from=str(rig.get("omg_built_from", "")),
     )
 
 

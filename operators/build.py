@@ -32,6 +32,8 @@ class BuildRequest:
     dinov2: str | None = None       # DINOv2 weights that go with the checkpoint
     inputs: tuple[str, ...] = ()    # a clip or several photos: the multi-view build
     views: int = 8                  # multi-view: views picked from a clip
+    views_from: tuple[int, int | None] = (0, None)  # a clip's frames the views come from (end inclusive)
+    anchor: int | None = None       # the clip's frame / the photo's position that anchors the build
 
 
 def build_work(request: BuildRequest):
@@ -54,7 +56,8 @@ def build_work(request: BuildRequest):
         if request.inputs:
             from ..backend.avatar.multiview import MultiViewOptions, build_from_views
 
-            result = build_from_views(list(request.inputs), opts, MultiViewOptions(views=request.views), inner)
+            mv = MultiViewOptions(views=request.views, views_from=request.views_from, anchor_frame=request.anchor)
+            result = build_from_views(list(request.inputs), opts, mv, inner)
         else:
             result = build_avatar(request.photo, opts, inner, reconstruct)
         progress.report(0.9, "preparing the scene data")
@@ -64,6 +67,13 @@ def build_work(request: BuildRequest):
                      "build_seconds": round(float(result.seconds.get("total", 0.0)), 2),
                      "build_stage_seconds": {k: round(float(v), 2) for k, v in result.seconds.items()},
                      "refined": bool(result.avatar.options.get("refined", False))}
+        views = result.avatar.options.get("views", [])
+        if request.inputs:
+            # which views, which anchored it, and the clip it came from: Retarget Video keeps the
+            # rig's identity by default when it drives the rig with that clip (backend.motion)
+            data.info["view_labels"] = "; ".join(v["label"] for v in views)
+            data.info["anchor"] = next((v["label"] for v in views if v.get("primary")), "")
+            data.info["built_from"] = (result.avatar.options.get("multiview") or {}).get("source", "")
         progress.report(1.0, "adding the avatar to the scene")
         if request.avatar_path:
             # written after the last cancellation point, so a cancelled build leaves no file behind
@@ -94,6 +104,15 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
     views: IntProperty(name="Views", default=8, min=2, max=64,
                        description="Multi-view build from a clip: frames picked to cover the head poses")
+    views_start: IntProperty(name="Views From", default=0, min=0,
+                             description="Multi-view build from a clip: first frame views may be picked from")
+    views_end: IntProperty(name="Views To", default=-1, min=-1,
+                           description="Multi-view build from a clip: last frame views may be picked from "
+                                       "(-1: the clip's last)")
+    anchor: IntProperty(name="Anchor", default=-1, min=-1,
+                        description="Multi-view build: the view that anchors framing, body and rest pose (a clip's "
+                                    "frame, always made a view; or the position of a photo, from 0); -1: the most "
+                                    "frontal view")
     # read as self.properties.name: Operator.name (the operator's own name) shadows it on self
     name: StringProperty(name="Name", default="", description="Avatar name (default: the panel's)")
     lods: IntVectorProperty(name="LODs", size=3, default=(-1, -1, -1), min=-1, max=2,
@@ -139,6 +158,30 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
         from ..backend.avatar.multiview import is_video
 
         multi = len(inputs) > 1 or is_video(inputs[0])
+        clip = multi and len(inputs) == 1
+        anchor = int(self.anchor) if self.anchor >= 0 else None
+        views_from = (int(self.views_start), int(self.views_end) if self.views_end >= 0 else None)
+        if views_from != (0, None) and not clip:
+            self.report({"ERROR"}, f"{inputs[0]}: Views From/To pick frames of a clip; a photo build uses every "
+                                   "photo given")
+            return None
+        if views_from[1] is not None and views_from[1] < views_from[0]:
+            self.report({"ERROR"}, f"{inputs[0]}: empty frame range {views_from[0]}..{views_from[1]} to pick "
+                                   "views from")
+            return None
+        if anchor is not None and not multi:
+            self.report({"ERROR"}, f"{inputs[0]}: the anchor chooses among the views of a multi-view build: "
+                                   "choose a clip or several photos")
+            return None
+        if anchor is not None and not clip and anchor >= len(inputs):
+            self.report({"ERROR"}, f"anchor {anchor}: give the position of one of the {len(inputs)} photos "
+                                   f"(0..{len(inputs) - 1})")
+            return None
+        first, last = views_from
+        if anchor is not None and clip and (anchor < first or (last is not None and anchor > last)):
+            self.report({"ERROR"}, f"{inputs[0]}: anchor frame {anchor} lies outside the frames views are "
+                                   f"picked from ({first}..{'the last' if last is None else last})")
+            return None
         photo = inputs[0]
         lods = tuple(sorted({l for l in self.lods if l >= 0})) or tuple(settings.lods())
         if not lods:
@@ -157,7 +200,8 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
         avatar_path = bpy.path.abspath(self.avatar_path) if self.avatar_path else None
         return BuildRequest(photo=photo, name=name, lods=lods, refine=bool(self.refine), head_model=head,
                             device=device, avatar_path=avatar_path, checkpoint=checkpoint, dinov2=dinov2,
-                            inputs=tuple(inputs) if multi else (), views=int(self.views))
+                            inputs=tuple(inputs) if multi else (), views=int(self.views),
+                            views_from=views_from, anchor=anchor)
 
     def prepare(self, context):
         request = self._request(context)

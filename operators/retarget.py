@@ -5,6 +5,8 @@ Both are JobOperators (omg_blender_addon/jobs.py): the UI thread copies the rig 
 video or read the track file, frame range, smoothing, resampling) and plans the key values
 (keyframes.plan_channels, numpy), and only ``apply`` writes keys and scene settings
 (fcurves.write_keyframes), so a cancelled or failed run leaves no keyframes. One undo step.
+Retarget Video tracks with the rig's own identity (only pose, expression and camera fitted) when
+the rig was built from the same clip, or when asked (Identity: Avatar); else the clip's identity.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..omg_blender_addon import jobs
+from ..omg_blender_addon.properties import IDENTITY_ITEMS
 
 VIDEO_FILTER = "*.mp4;*.mov;*.m4v;*.webm;*.mkv;*.avi;*.gif"
 REPORT_KEY = "omg_avatar_retarget_report"
@@ -38,6 +41,8 @@ class RetargetRequest:
     track_out: str | None = None     # retarget_video: also save the track here
     is_track_file: bool = False
     key_tolerance: float = 0.0       # keyframes.reduce_channels (0 = a key on every frame)
+    identity: bool | None = None     # track with the rig's identity (True), the clip's (False), or
+                                     # None: the rig's when it was built from this clip (motion.keeps_identity)
 
 
 @dataclass
@@ -49,6 +54,7 @@ class RetargetResult:
     source: str
     seconds: dict[str, float] = field(default_factory=dict)
     frames_without_face: list[int] = field(default_factory=list)
+    identity: str = "clip"           # whose identity the tracker used: "avatar" (the rig's) or "clip"
 
 
 def retarget_work(req: RetargetRequest):
@@ -56,13 +62,16 @@ def retarget_work(req: RetargetRequest):
     (backend.motion.load_performance), its keys planned by the add-on (keyframes.plan_channels)."""
 
     def work(progress):
-        from ..backend.motion import PerformanceRequest, load_performance
+        from ..backend.motion import PerformanceRequest, keeps_identity, load_performance
         from ..omg_blender_addon.keyframes import plan_channels, reduce_channels
 
+        keep = (not req.is_track_file and req.info.shape.size > 0
+                and keeps_identity(req.identity, req.info.built_from, req.path))
         perf = load_performance(PerformanceRequest(
             req.path, req.is_track_file, req.frame_start, req.frame_end, req.smoothing,
             fps=None if req.match_scene_fps else req.scene_fps, head_model_path=req.info.head_model_path,
             avatar_shape=req.info.shape, avatar_pose=req.info.source_pose,  # the rig's photo pose holds global
+            keep_identity=keep,
         ), progress)
         t1 = time.perf_counter()
         channels = reduce_channels(plan_channels(perf.params, req.info, req.apply, perf.expr_names),
@@ -74,7 +83,7 @@ def retarget_work(req: RetargetRequest):
             Path(req.track_out).parent.mkdir(parents=True, exist_ok=True)
             perf.track.save(req.track_out)
         return RetargetResult(channels, perf.fps, perf.source_fps, perf.n_source_frames, perf.source, secs,
-                              perf.frames_without_face)
+                              perf.frames_without_face, "avatar" if keep else "clip")
 
     return work
 
@@ -150,9 +159,12 @@ class _RetargetBase(jobs.FileJobOperator):
                                smoothing=float(self.smoothing), apply=opts,
                                match_scene_fps=bool(self.match_scene_fps), scene_fps=scene_fps(context.scene),
                                track_out=self._track_out(), is_track_file=self._is_track_file,
-                               key_tolerance=float(self.key_tolerance))
+                               key_tolerance=float(self.key_tolerance), identity=self._identity())
 
     def _track_out(self) -> str | None:
+        return None
+
+    def _identity(self) -> bool | None:
         return None
 
     def _applied(self, context) -> None:
@@ -191,6 +203,7 @@ class _RetargetBase(jobs.FileJobOperator):
             "actions": stats.actions, "clipped": ch.clipped, "frames_without_face": result.frames_without_face,
             "seconds": {**result.seconds, "keyframes": keying, "total": total},
             "throughput_fps": result.n_source_frames / total if total > 0 else 0.0,
+            "identity": result.identity,
         }
         context.window_manager[REPORT_KEY] = report
         msg = (f"{rig.name}: {ch.n_frames} frames keyed ({stats.curves} curves) at {result.fps:.3g} fps, "
@@ -199,6 +212,8 @@ class _RetargetBase(jobs.FileJobOperator):
             msg += f"; {len(result.frames_without_face)} frames without a face were interpolated"
         if ch.clipped:
             msg += f"; {ch.clipped} expression values clipped to the slider range"
+        if result.identity == "avatar":
+            msg += "; tracked with the avatar's identity"
         self.report({"INFO"}, msg)
 
 
@@ -218,8 +233,15 @@ class OMG_AVATAR_OT_retarget_video(_RetargetBase, bpy.types.Operator):
     track_path: StringProperty(name="Save Track", subtype="FILE_PATH", default="",
                                description="Also save the track (.npz) for Apply Track (empty: don't)")
 
+    identity: EnumProperty(
+        name="Identity", default="AUTO", items=IDENTITY_ITEMS,
+        description="Whose face shape the tracker fits the clip with")
+
     def _track_out(self) -> str | None:
         return bpy.path.abspath(self.track_path) if self.track_path else None
+
+    def _identity(self) -> bool | None:
+        return {"AVATAR": True, "CLIP": False}.get(self.identity)
 
 
 class OMG_AVATAR_OT_apply_track(_RetargetBase, bpy.types.Operator):

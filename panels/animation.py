@@ -52,6 +52,7 @@ class OMG_AVATAR_PT_retarget(_OMGPanel, bpy.types.Panel):
         row.prop(s, "apply_neck", toggle=True)
         row.prop(s, "apply_global", toggle=True)
         layout.prop(s, "match_scene_fps")
+        layout.prop(s, "identity")
         layout.prop(s, "save_track")
         sub = layout.column()
         sub.enabled = rig is not None and bool(s.video_path)
@@ -60,6 +61,7 @@ class OMG_AVATAR_PT_retarget(_OMGPanel, bpy.types.Panel):
         op.avatar = rig.name if rig is not None else ""
         op.smoothing = s.smoothing
         op.track_path = s.save_track
+        op.identity = s.identity
         _options(op, s)
         layout.separator()
         layout.prop(s, "track_path")

@@ -21,6 +21,13 @@ class OMG_AVATAR_PT_build(_OMGPanel, bpy.types.Panel):
         row.prop(settings, "lod1", toggle=True)
         row.prop(settings, "lod2", toggle=True)
         layout.prop(settings, "refine")
+        box = layout.box()
+        box.label(text="From a clip or several photos", icon="SEQUENCE")
+        box.prop(settings, "views")
+        row = box.row(align=True)
+        row.prop(settings, "views_start")
+        row.prop(settings, "views_end")
+        box.prop(settings, "anchor")
         from ..omg_blender_addon.addon_id import addon_preferences
 
         prefs = addon_preferences(context)
@@ -31,6 +38,8 @@ class OMG_AVATAR_PT_build(_OMGPanel, bpy.types.Panel):
         op.name = settings.avatar_name
         op.refine = settings.refine
         op.lods = tuple(settings.lods() + [-1] * (3 - len(settings.lods())))
+        for name in ("views", "views_start", "views_end", "anchor"):
+            setattr(op, name, getattr(settings, name))
 
 
 class OMG_AVATAR_PT_lod(_OMGPanel, bpy.types.Panel):

@@ -485,6 +485,14 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     clip = len(paths) == 1 and is_video(paths[0])
     if not clip and any(is_video(p) for p in paths):
         raise InputError(next(p for p in paths if is_video(p)), "give either one clip or several photos, not both")
+    start, end = mv.views_from
+    if not clip and (start, end) != (0, None):
+        raise InputError(None, f"--views-from {start}:{'' if end is None else end} picks frames of a clip: give "
+                               "one clip, or leave it out for photos (every photo is a view)")
+    outside = mv.anchor_frame is not None and (mv.anchor_frame < start or (end is not None and mv.anchor_frame > end))
+    if clip and outside:
+        raise InputError(paths[0], f"--anchor {mv.anchor_frame} lies outside the frames views are picked from "
+                                   f"({start}..{'the last' if end is None else end})")
     if not clip and mv.anchor_frame is not None and not 0 <= mv.anchor_frame < len(paths):
         raise InputError(None, f"--anchor {mv.anchor_frame}: give the position of one of the {len(paths)} photos "
                                f"(0..{len(paths) - 1})")

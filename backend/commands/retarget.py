@@ -55,11 +55,11 @@ def hold_for(avatar, video: str, keep: bool | None) -> dict:
     avatar's identity kept when ``keep`` is True, or None and the avatar was built from this very
     clip (otherwise the clip's own identity is fitted)."""
     from ..face.track import avatar_hold
+    from ..motion import keeps_identity
 
     built_from = (avatar.options.get("multiview") or {}).get("source")
-    if keep is None:
-        keep = built_from is not None and built_from == Path(video).name
-    return avatar_hold(avatar.params.shape, avatar.params.pose, keep_identity=keep)
+    return avatar_hold(avatar.params.shape, avatar.params.pose,
+                       keep_identity=keeps_identity(keep, built_from, video))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +14,18 @@ from ..head.params import HeadParams
 from ..progress import Progress
 from .files import load_motion
 from .frames import resample, slice_frames, smooth
+
+
+def keeps_identity(choice: bool | None, built_from: str | None, video: str | Path) -> bool:
+    """Whether tracking ``video`` to drive an avatar keeps the avatar's identity (fits only pose,
+    expression and camera): ``choice`` True / False decides; None (the default) keeps it when the
+    avatar was built from this very clip (``built_from``: the file or folder name its multi-view
+    build recorded, avatar.options["multiview"]["source"]), since then both are one person, and
+    fits the clip's own identity otherwise (another person's clip would be squeezed into the
+    avatar's face shape)."""
+    if choice is not None:
+        return bool(choice)
+    return bool(built_from) and built_from == Path(video).name
 
 
 @dataclass

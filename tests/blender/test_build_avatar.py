@@ -326,11 +326,22 @@ for i, yaw in enumerate((-20.0, 0.0, 20.0)):
     _res = _render.splat(backend.avatar.pose(av, model, _p, 2), _rest.quats, _rest.scales, _rest.opacities,
                          _rest.colors, av.camera.resized(320, 320), background=np.ones(3, np.float32), backend="cpu")
     _render.save_png(OUT + f"/seq/frame_{i}.png", _res.image[0])
-res = bpy.ops.omg_avatar.build_from_photo(filepath=OUT + "/seq/", name="Seq", views=2, lods=(0, -1, -1),
-                                          refine=False)
+# views only from frames 1..2, anchored on frame 2 (as the CLI's --views-from 1:2 --anchor 2)
+res = bpy.ops.omg_avatar.build_from_photo(filepath=OUT + "/seq/", name="Seq", views=2, views_start=1, views_end=2,
+                                          anchor=2, lods=(0, -1, -1), refine=False)
 seq = bpy.data.objects.get("Seq Rig")
-RESULT["sequence"] = {"res": sorted(res), "views": None if seq is None else seq.get("omg_views", None),
-                      "photo": None if seq is None else seq.get("omg_photo", None)}
+RESULT["sequence"] = {"res": sorted(res), **{k: None if seq is None else seq.get("omg_" + k, None)
+                                             for k in ("views", "photo", "view_labels", "anchor", "built_from")}}
+RESULT["sequence_bad"] = {}
+for bad in ({"views_start": 2, "views_end": 1}, {"views_start": 1, "anchor": 0}, {"views_start": 1, "name": "One",
+            "filepath": OUT + "/front.png"}, {"anchor": 0, "filepath": OUT + "/front.png"}):
+    c0 = counts()
+    try:
+        bpy.ops.omg_avatar.build_from_photo(**{"filepath": OUT + "/seq/", "views": 2, "lods": (0, -1, -1),
+                                               "refine": False, **bad})
+        RESULT["sequence_bad"][str(sorted(bad))] = ["no error", counts() == c0]
+    except RuntimeError as exc:
+        RESULT["sequence_bad"][str(sorted(bad))] = [str(exc)[:300], counts() == c0]
 os.makedirs(OUT + "/empty_seq")
 c0 = counts()
 try:
@@ -532,6 +543,16 @@ def test_cancel_failure_rollback_and_unique_names(built) -> None:
     assert m["res"] == ["FINISHED"] and m["rig"] and m["lod0"] and m["views"] == 2, m
     q = r["sequence"]
     assert q["res"] == ["FINISHED"] and q["views"] == 2 and q["photo"] == "seq", q
+    # the operator's frame range and anchor reach the build; the rig records its views and clip
+    assert sorted(q["view_labels"].split("; ")) == ["seq frame 1", "seq frame 2"], q
+    assert q["anchor"] == "seq frame 2" and q["built_from"] == "seq", q
+    bad = r["sequence_bad"]
+    assert all(unchanged for _, unchanged in bad.values()), bad
+    msgs = list(bad.values())
+    assert "empty frame range 2..1" in msgs[0][0], bad
+    assert "anchor frame 0 lies outside the frames views are picked from (1..the last)" in msgs[1][0], bad
+    assert "front.png: Views From/To pick frames of a clip" in msgs[2][0], bad
+    assert "the anchor chooses among the views of a multi-view build" in msgs[3][0], bad
     assert "empty_seq" in r["empty_seq"] and "no image files" in r["empty_seq"] and r["empty_seq_unchanged"]
     s = r["second"]
     assert s["rig"] == "Astro.001 Rig" and s["coll"] == "Astro.001"

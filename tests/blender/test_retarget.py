@@ -99,6 +99,13 @@ RESULT["source_pose"] = None if info.source_pose is None else np.asarray(info.so
 RESULT["avatar_pose"] = np.asarray(avatar.params.pose[0]).tolist()
 RESULT["global_hold"] = float(np.abs(motion.params.pose[:, 0] - avatar.params.pose[0, 0]).max())
 
+# 3c. identity: the astronaut rig was built from a photo, so step 2 fitted the clip's own identity;
+# a rig built from this very clip (as a multi-view build records it) is tracked with its own identity
+# (the default, Identity: Auto), and Identity: Clip overrides that
+RESULT["identity_photo_rig"] = {"report": RESULT["report"].get("identity"),
+                                "shape_diff": float(np.abs(motion.params.shape - info.shape).max())}
+# (the loop runs last, step 8, so its takes do not change the steps between)
+
 # 4. apply the saved track at scene frame 101, jaw only: with the clip moved away, so the apply can
 # only have read the track (no tracking)
 t0 = time.perf_counter()
@@ -153,6 +160,19 @@ T = motion.n_frames
 back = fcurves.sample_params(rig, key, info, np.arange(301, 301 + T, dtype=np.float64))
 RESULT["modes_error"] = float(np.abs(back.pose[:, 1:3] - motion.params.pose[:, 1:3]).max())
 RESULT["modes_paths"] = sorted({c[0] for c in curves(rig) if any(x >= 301 for x in c[2])})
+
+# 8. (step 3c) the rig built from this clip: Identity Auto keeps the rig's identity, Clip fits the clip's
+info = scene_read.read_rig(rig)
+rig["omg_built_from"] = Path(CLIP).name
+for choice, out in (("AUTO", OWN_TRACK), ("CLIP", CLIP_TRACK)):
+    res = sorted(bpy.ops.omg_avatar.retarget_video(filepath=CLIP, avatar=rig.name, track_path=out, identity=choice,
+                                                   new_take=True))
+    m = motion_io.load_motion(out)
+    RESULT["identity_" + choice] = {
+        "res": res, "report": bpy.context.window_manager["omg_avatar_retarget_report"]["identity"],
+        "shape_diff": float(np.abs(m.params.shape - info.shape).max()),
+        "jaw": m.params.pose[:, 2, 0].tolist()}
+del rig["omg_built_from"]
 """
 
 
@@ -164,7 +184,8 @@ def child(addon_zip, tmp_path_factory):
     real = str(REAL_CLIP) if REAL_CLIP.is_file() else ""
     script = installed_script(addon_zip, SCRIPT, "import numpy as np\n" + same_standin(), AVATAR=str(avatar_path),
                               CLIP=str(clip.path), TRACK=str(tmp / "track.npz"),
-                              CANCELLED_TRACK=str(tmp / "cancelled_track.npz"), REAL=real)
+                              CANCELLED_TRACK=str(tmp / "cancelled_track.npz"), REAL=real,
+                              OWN_TRACK=str(tmp / "own_track.npz"), CLIP_TRACK=str(tmp / "clip_track.npz"))
     t0 = time.perf_counter()
     res = run_isolated(script, tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -212,6 +233,22 @@ def test_retarget_holds_global_at_the_rigs_photo_pose(child):
     res, _ = child
     np.testing.assert_allclose(res["source_pose"], res["avatar_pose"], atol=1e-6)
     assert res["global_hold"] < GLOBAL_HOLD_RAD, res["global_hold"]
+
+
+def test_retarget_keeps_the_identity_of_a_rig_built_from_the_clip(child):
+    """Retarget Video fits only pose, expression and camera with the rig's identity when the rig was
+    built from the clip it is driven by (Identity: Auto; the rig records its clip as omg_built_from),
+    and the clip's own identity for a rig built from a photo or with Identity: Clip. With the kept
+    identity the known jaw is still recovered."""
+    r, clip = child
+    photo, own, other = r["identity_photo_rig"], r["identity_AUTO"], r["identity_CLIP"]
+    assert photo["report"] == "clip" and photo["shape_diff"] > 1e-3, photo
+    assert own["res"] == ["FINISHED"] and own["report"] == "avatar", own
+    assert own["shape_diff"] == 0.0, own  # the rig's identity exactly (float32 both ways)
+    assert other["res"] == ["FINISHED"] and other["report"] == "clip" and other["shape_diff"] > 1e-3, other
+    rr = pearson(np.array(own["jaw"]), clip.jaw)
+    assert rr > JAW_R_MIN, f"jaw r = {rr:.3f} with the rig's identity"
+    print(f"identity kept: jaw r = {rr:.3f}; clip's own identity differs by {photo['shape_diff']:.3f}")
 
 
 def test_apply_saved_track(child):

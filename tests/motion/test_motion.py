@@ -91,3 +91,18 @@ def test_performance_from_a_track_file_range_and_rate(track_file):
     assert perf.params.n_frames == 16  # floor(19 * 24 / 30) + 1
     same_rate = load_performance(PerformanceRequest(str(path), is_track_file=True))
     assert same_rate.fps == FPS and same_rate.params.n_frames == T and "resample" not in same_rate.seconds
+
+
+def test_keeps_identity_follows_the_choice_or_the_clip_the_avatar_came_from():
+    """Driving an avatar with the clip it was built from keeps its identity by default (one person);
+    any other clip fits its own; an explicit choice wins either way (CLI --[no-]keep-identity,
+    Blender's Identity: Avatar / Clip)."""
+    from backend.motion import keeps_identity
+
+    assert keeps_identity(None, "d12.mp4", "/media/videos/d12.mp4")
+    assert keeps_identity(None, "seq", "/tmp/seq/")           # an image-sequence folder, picked as "dir/"
+    assert not keeps_identity(None, "d12.mp4", "/media/videos/d3.mp4")
+    assert not keeps_identity(None, "", "/media/videos/d12.mp4")   # built from photos
+    assert not keeps_identity(None, None, "d12.mp4")
+    assert keeps_identity(True, None, "d3.mp4")
+    assert not keeps_identity(False, "d12.mp4", "d12.mp4")

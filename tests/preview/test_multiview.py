@@ -477,6 +477,16 @@ def test_cli_anchor_chooses_the_primary_photo(astronaut, tmp_path, capsys):
     assert "--anchor 3: give the position of one of the 3 photos (0..2)" in capsys.readouterr().err
     assert main(["build", paths[1], "--anchor", "0", *common]) != 0
     assert "--anchor chooses among the views of a multi-view build" in capsys.readouterr().err
+    # a frame range belongs to a clip; an anchor outside the range could never be a view
+    assert main(["build", *paths, "--views-from", "0:10", *common]) != 0
+    assert "--views-from 0:10 picks frames of a clip" in capsys.readouterr().err
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for k, p in enumerate(paths):
+        (clip / f"frame_{k}.png").symlink_to(p)
+    assert main(["build", str(clip), "--views-from", "1:2", "--anchor", "0", *common]) != 0
+    err = capsys.readouterr().err
+    assert "clip: --anchor 0 lies outside the frames views are picked from (1..2)" in err, err
     assert not out.exists() or not any(out.iterdir())
     for anchor, primary in ((None, 1), (0, 0)):
         extra = [] if anchor is None else ["--anchor", str(anchor)]
