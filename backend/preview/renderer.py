@@ -41,7 +41,9 @@ class PreviewOptions:
     with 1 thread, 100-160 ms with 2 at load 11 on the 2-core machine). transmittance_stop: a
     pixel stops compositing once its transmittance reaches this (render.splat; None = exact): at
     1/255 every uint8 frame is within one level of the exact render, and the CPU splatter skips
-    the Gaussians behind the opaque surface (about a fifth of its compositing at LOD 2, 512x512)."""
+    the Gaussians behind the opaque surface (about a fifth of its compositing at LOD 2, 512x512).
+    pipeline: on the CPU, pose batch k + 1 on a second thread while batch k is splatted (same
+    frames; see PreviewRenderer._pipelined)."""
 
     lod: int | None = None
     width: int = 512
@@ -53,6 +55,7 @@ class PreviewOptions:
     batch: int = 4
     cpu_torch_threads: int | None = 1
     transmittance_stop: float | None = 1.0 / 255.0
+    pipeline: bool = True
 
 
 def check_model(avatar, model, path=None) -> None:
@@ -69,8 +72,10 @@ def check_model(avatar, model, path=None) -> None:
 class PreviewResult:
     """n_frames written; pngs: their paths; video: the mp4 (or None); seconds: wall time of the
     whole render (pose + splat + refine + write); fps: n_frames / seconds (achieved); stage_seconds:
-    per stage (pose, splat, refine on the render thread; write = time the loop waited for the
-    background writer; write_thread = the writer thread's own time, overlapped); backend: splatter that ran; lod; n_gaussians; size
+    per stage (splat, refine on the render thread; pose = time the loop waited for posing, all
+    of it for the first batch, and pose_thread = posing's own time, overlapped with splatting when
+    pipelined; write = time the loop waited for the background writer; write_thread = the writer
+    thread's own time, overlapped); backend: splatter that ran; lod; n_gaussians; size
     (width, height); refined: whether the learned refiner ran."""
 
     n_frames: int
@@ -189,34 +194,81 @@ class PreviewRenderer:
     def _frames(self, params: HeadParams, progress: Progress, secs: dict[str, float]) -> Iterator[np.ndarray]:
         import torch
 
-        from ..render.splat import splat
-
         T = params.n_frames
         cams = self.cameras(T)
         B = max(1, int(self.options.batch))
-        for t0 in range(0, T, B):
-            progress.check_cancel()
-            sl = slice(t0, min(T, t0 + B))
+        slices = [slice(t0, min(T, t0 + B)) for t0 in range(0, T, B)]
+        threads = torch.get_num_threads()
+
+        def pose(sl: slice):
+            """Pose one batch (on the posing thread); returns (PosedBatch, seconds)."""
+            torch.set_num_threads(threads)  # the intra-op setting is per thread under OpenMP
             t = time.perf_counter()
             with torch.no_grad():
                 posed = self.poser.pose(params.expr[sl], params.pose[sl], params.transl[sl])  # (b, N, ...)
-                secs["pose"] = secs.get("pose", 0.0) + time.perf_counter() - t
+            return posed, time.perf_counter() - t
+
+        pool = None
+        pending = None
+        try:
+            for k, sl in enumerate(slices):
+                progress.check_cancel()
                 t = time.perf_counter()
-                scales, opacities, features = self._per_frame(posed.means.shape[0])
-                res = splat(posed.means, posed.quats, scales, opacities, features, cams[sl],
-                            background=self._background, backend=self.backend,
-                            transmittance_stop=self.options.transmittance_stop)
-                if res.image.shape[0] != posed.means.shape[0]:  # a single frame with a single camera
-                    raise RuntimeError("splat returned an unexpected number of frames")
-                secs["splat"] = secs.get("splat", 0.0) + time.perf_counter() - t
-                img = res.image
-                if self.refiner is not None:
-                    t = time.perf_counter()
-                    img = self.refiner(img)
-                    secs["refine"] = secs.get("refine", 0.0) + time.perf_counter() - t
-                rgb = to_uint8_frames(img)
-            for frame in rgb:
-                yield frame
+                if pending is None:
+                    posed, own = pose(sl)
+                else:
+                    posed, own = pending.result()
+                    pending = None
+                secs["pose"] = secs.get("pose", 0.0) + time.perf_counter() - t  # what the loop waited
+                secs["pose_thread"] = secs.get("pose_thread", 0.0) + own
+                if k + 1 < len(slices) and self._pipelined():
+                    # batch k + 1 is posed while batch k is splatted: the splatter's serial steps
+                    # (input checks, torch glue, the per-camera sort) leave a core free for it
+                    if pool is None:
+                        from concurrent.futures import ThreadPoolExecutor
+
+                        pool = ThreadPoolExecutor(1, thread_name_prefix="omg-preview-pose")
+                    pending = pool.submit(pose, slices[k + 1])
+                yield from self._splat_batch(posed, cams[sl], secs)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)  # a cancelled render leaves no posing running
+
+    def _pipelined(self) -> bool:
+        """Pose the next batch on a thread while this one is splatted: on the CPU backend, once
+        numba runs a thread-safe threading layer (OpenMP or TBB; its "workqueue" fallback must not
+        run parallel kernels from two threads at once, and the posing and splatting both do)."""
+        if self.backend != "cpu" or not self.options.pipeline:
+            return False
+        try:
+            import numba
+
+            return numba.threading_layer() in ("omp", "tbb")
+        except (ValueError, ImportError):  # no parallel kernel has run yet
+            return False
+
+    def _splat_batch(self, posed, cams: list[Camera], secs: dict[str, float]) -> Iterator[np.ndarray]:
+        """Splat one posed batch (+ refiner) -> (H, W, 3) uint8 frames."""
+        import torch
+
+        from ..render.splat import splat
+
+        t = time.perf_counter()
+        with torch.no_grad():
+            scales, opacities, features = self._per_frame(posed.means.shape[0])
+            res = splat(posed.means, posed.quats, scales, opacities, features, cams,
+                        background=self._background, backend=self.backend,
+                        transmittance_stop=self.options.transmittance_stop)
+            if res.image.shape[0] != posed.means.shape[0]:  # a single frame with a single camera
+                raise RuntimeError("splat returned an unexpected number of frames")
+            secs["splat"] = secs.get("splat", 0.0) + time.perf_counter() - t
+            img = res.image
+            if self.refiner is not None:
+                t = time.perf_counter()
+                img = self.refiner(img)
+                secs["refine"] = secs.get("refine", 0.0) + time.perf_counter() - t
+            rgb = to_uint8_frames(img)
+        yield from rgb
 
 
 def to_uint8_frames(img) -> np.ndarray:
