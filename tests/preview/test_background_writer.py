@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -73,6 +74,10 @@ def test_cancel_mid_way_leaves_no_partial_mp4_and_keeps_other_files(tmp_path, ea
         bg.put(f)
     assert w.reached.wait(30)  # three frames written, the fourth waits, two are queued
     # frames are being written: the mp4 and PNGs exist only as temporary files beside their targets
+    # (ffmpeg creates its file once it has started, which takes a while on a loaded machine)
+    deadline = time.monotonic() + 30
+    while not any(TMP_MARK in p.name and p.suffix == ".mp4" for p in out.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert any(TMP_MARK in p.name and p.suffix == ".mp4" for p in out.iterdir())
     w.gate.set()
     bg.discard()
