@@ -92,7 +92,11 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     while that is at least 0.5 (registration_weights; None: every view counts fully): a
     misregistered view paints its colours onto the wrong Gaussians (on the synthetic turn-around
     the -60 deg view, fitted 13 deg short of its yaw at 6.6 px against the primary's 1.2, put the
-    multi-view build 1.1 dB behind the single photo at -60 deg)."""
+    multi-view build 1.1 dB behind the single photo at -60 deg);
+    register_seconds / register_steps: the budget of register_views, which runs before fusion
+    when the build refines (0 = views stay where the landmark fit put them); register_downscale:
+    it matches the views at 1/this of their resolution (a step costs that squared less: more
+    steps in the budget; a head turned by a degree still moves several pixels at 256)."""
 
     views: int = 8
     views_from: tuple[int, int | None] = (0, None)
@@ -107,6 +111,9 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_seconds: float = 20.0
     refine_steps: int = 200
     refine_views_per_step: int | None = 3
+    register_seconds: float = 6.0
+    register_steps: int = 40
+    register_downscale: int = 2
     skin_spread: float = 0.015
     registration_px: float | None = 1.5
 
@@ -127,6 +134,8 @@ class View:
     pitch_deg: float = 0.0
     rmse_px: float = float("nan")
     observation: Any = field(default=None, repr=False)
+    registered_deg: float = 0.0   # register_views: the camera correction's rotation (degrees)
+    registered_mm: float = 0.0    # ... and how far it moved the head's centroid (millimetres)
 
 
 def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
@@ -451,6 +460,57 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
     return steps
 
 
+def register_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
+                   primary: int, backend: str = "auto", progress: Progress | None = None) -> list[View]:
+    """Per-view camera refinement before fusion: every view but the primary gets the small rigid
+    correction (refine.refine_views with ``register``; colours and opacities held) under which the
+    primary's avatar at the coarsest LOD best matches that view's photo and matte where both show
+    the person, folded into the view's camera (viewmat @ transform). Returns the views with their
+    corrected cameras (the primary's unchanged); ``mv.register_seconds`` 0 returns them as given.
+    The correction records how far each view moved: View.registered_deg / registered_mm."""
+    from ..face.matte import foreground_colors
+    from ..render.camera import Camera
+    from .refine import RefineOptions, RefineView
+    from .refine import refine_views as refine_against
+
+    if mv.register_seconds <= 0 or mv.register_steps <= 0 or len(views) < 2:
+        return views
+    progress = progress or Progress()
+    lod = min(avatar.levels)
+    sets = [posed_set(avatar, model, v.params, lod) for v in views]
+    f = max(int(mv.register_downscale), 1)
+
+    def small(a: np.ndarray) -> np.ndarray:  # (H, W, ...) -> (H / f, W / f, ...) block means
+        h, w = a.shape[0] // f, a.shape[1] // f
+        return np.ascontiguousarray(a[: h * f, : w * f].reshape(h, f, w, f, *a.shape[2:]).mean((1, 3)), np.float32)
+
+    registered = registration_weights(views, primary, mv.registration_px)
+    targets = []
+    for k, (v, s) in enumerate(zip(views, sets)):
+        mask = small(v.mask)
+        cam = v.camera.resized(mask.shape[1], mask.shape[0])
+        targets.append(RefineView(cam, small(v.image), np.ones_like(mask), mask,
+                                  small(foreground_colors(v.image, v.mask)), s.means, s.quats,
+                                  mv.primary_refine_weight if k == primary else max(float(registered[k]), 0.05),
+                                  register=k != primary))
+    ropts = RefineOptions(seconds=mv.register_seconds, max_steps=mv.register_steps, backend=backend,
+                          lr_color=0.0, lr_opacity=0.0, views_per_step=mv.refine_views_per_step)
+
+    def on_step(step: int, frac: float) -> None:
+        progress.report(frac, f"registering {len(views) - 1} views (step {step})")
+
+    res = refine_against(sets[0], None, targets, ropts, on_step)
+    out = []
+    for k, v in enumerate(views):
+        M = res.view_transforms[k]
+        cam = Camera(v.camera.K, np.asarray(v.camera.viewmat, np.float64) @ M, v.camera.width, v.camera.height)
+        angle = float(np.degrees(np.arccos(np.clip((np.trace(M[:3, :3]) - 1) / 2, -1.0, 1.0))))
+        c = sets[k].means.mean(0).astype(np.float64)
+        moved = float(np.linalg.norm(M[:3, :3] @ c + M[:3, 3] - c) * 1e3)
+        out.append(replace(v, camera=cam, registered_deg=angle, registered_mm=moved))
+    return out
+
+
 # ---- the whole build ----------------------------------------------------------------------------
 
 def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = None,
@@ -546,7 +606,12 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     avatar = result.avatar
 
     t = time.perf_counter()
-    progress.report(0.6, f"fusing {len(views)} views")
+    refining = mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False
+    if refining:  # registration is refinement too: a build without refinement skips it
+        views = register_views(avatar, model, views, mv, primary, opts.render_backend, _scaled(progress, 0.6, 0.65))
+        seconds["register"] = time.perf_counter() - t
+    t = time.perf_counter()
+    progress.report(0.65, f"fusing {len(views)} views")
     fused = fuse_views(avatar, model, views, mv, opts.render_backend, primary)
     seconds["fuse"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -557,13 +622,15 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
                         backend=opts.render_backend)
     seconds["carve"] = time.perf_counter() - t
     steps = {l: 0 for l in avatar.levels}
-    if mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False:
+    if refining:
         t = time.perf_counter()
         steps = refine_views(avatar, model, views, mv, opts.render_backend, _scaled(progress, 0.7, 1.0), primary)
         seconds["refine"] = time.perf_counter() - t
     avatar.options["refined"] = bool(any(steps.values()))
     avatar.options["views"] = [{"label": v.label, "yaw_deg": round(v.yaw_deg, 2), "pitch_deg": round(v.pitch_deg, 2),
-                                "rmse_px": round(v.rmse_px, 3), "primary": k == primary}
+                                "rmse_px": round(v.rmse_px, 3), "primary": k == primary,
+                                "registered_deg": round(v.registered_deg, 2),
+                                "registered_mm": round(v.registered_mm, 2)}
                                for k, v in enumerate(views)]
     avatar.options["multiview"] = {"source": source.name, "seen_share": fused["seen_share"],
                                    "hair_carved": carved, "identity_spread": spread,

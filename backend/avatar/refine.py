@@ -17,6 +17,13 @@ does not cover (the synthesized back and sides) get no step (coverage-scaled upd
 refinement never undoes the synthesized texture. Stops at ``max_steps`` or
 when ``seconds`` of wall time are used, whichever comes first. Only appearance and a tiny geometry
 nudge change: scales and rotations stay those of the mesh so novel views keep their coverage.
+
+Several views (refine_views) may also register: a view marked ``register`` gets a small rigid
+correction of its posed Gaussians (a rotation about their centroid and a shift, Adam-optimised
+with the rest, clamped to ``max_view_rotation`` / ``max_view_translation``), returned as a world
+transform the caller folds into the view's camera (a head moved by M seen by camera V is the head
+seen by V @ M): the joint landmark fit places each view's head only as well as mediapipe's
+landmarks do, and a view misplaced by a few degrees paints its colours onto the wrong Gaussians.
 """
 
 from __future__ import annotations
@@ -55,6 +62,12 @@ class RefineOptions:
     # the others in turn (None: all every step). A step costs about one render per view, so with
     # 8 views and a budget of seconds, all of them every step leaves only a few steps.
     views_per_step: int | None = None
+    # per-view registration (RefineView.register): Adam step sizes of the rigid correction
+    # (radians, metres per step) and its bounds (rotation angle, shift per axis)
+    lr_view_rotation: float = 6e-3
+    lr_view_translation: float = 8e-4
+    max_view_rotation: float = 0.15
+    max_view_translation: float = 0.02
 
 
 @dataclass
@@ -67,6 +80,9 @@ class RefineResult:
     losses: list[float] = field(default_factory=list)
     # wall seconds per phase of the steps: forward (splat), loss, backward, update (Adam + trust)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # (K, 4, 4) float64 world transforms found for the views (identity where not registered;
+    # None with one view): the view's camera becomes viewmat @ transform
+    view_transforms: np.ndarray | None = None
 
 
 def _ssim_map(x: torch.Tensor, y: torch.Tensor, win: int = 7) -> torch.Tensor:
@@ -106,7 +122,8 @@ class RefineView:
     whole image). portrait (H, W) float32 [0, 1]: the alpha target (None: ``mask``). foreground
     (H, W, 3) float32 [0, 1] or None: the person's own colour (face.matte.foreground_colors); when
     given, the colour target is the render's own alpha (no gradient) times it. weight: this view's
-    say in the loss and in the coverage that frees Gaussians (a primary view may weigh more)."""
+    say in the loss and in the coverage that frees Gaussians (a primary view may weigh more).
+    register: optimise a rigid correction of this view's pose too (RefineResult.view_transforms)."""
 
     camera: "Camera"
     photo: np.ndarray
@@ -116,6 +133,7 @@ class RefineView:
     means: np.ndarray | None = None
     quats: np.ndarray | None = None
     weight: float = 1.0
+    register: bool = False
 
 
 def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
@@ -192,6 +210,13 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     op = np.clip(gs.opacities, 1e-4, 1 - 1e-4)
     op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
     offsets = torch.zeros(len(gs.means), 3, requires_grad=True)
+    # per-view rigid correction (registration): rotation vector and shift, rows of views not
+    # registered held at zero
+    reg = torch.tensor([[float(v.register)] for v in views]) if K > 1 else torch.zeros(1, 1)  # (K, 1)
+    registering = bool(reg.any())
+    rotvec = torch.zeros(K, 3, requires_grad=True)
+    shift = torch.zeros(K, 3, requires_grad=True)
+    pivot = means0.mean(-2, keepdim=True) if K > 1 else None   # (K, 1, 3): each view's centroid
     mov = torch.from_numpy(np.zeros(len(gs.means), np.float32) if movable is None
                            else np.asarray(movable, np.float32))[:, None]
     # Adam steps every parameter by about its learning rate however small its gradient, so Gaussians
@@ -209,6 +234,8 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         {"params": [colors], "lr": opts.lr_color},
         {"params": [op_logit], "lr": opts.lr_opacity},
         {"params": [offsets], "lr": opts.lr_offset},
+        {"params": [rotvec], "lr": opts.lr_view_rotation if registering else 0.0},
+        {"params": [shift], "lr": opts.lr_view_translation if registering else 0.0},
     ])
     bg = torch.zeros(3)
     losses: list[float] = []
@@ -223,14 +250,19 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     while step < opts.max_steps and (step == 0 or time.perf_counter() - t0 < opts.seconds):
         optim.zero_grad(set_to_none=True)
         tp = clock()
+        if registering:
+            means_r, quats_r = _registered(means0, quats, pivot, rotvec * reg, shift * reg)
+        else:
+            means_r, quats_r = means0, quats
         if m is not None and 1 <= m < K:
             pick = [heavy] + [others[(step * (m - 1) + j) % len(others)] for j in range(m - 1)]
             ix = torch.tensor(pick)
-            means_s, quats_s, cams_s = means0[ix], quats[ix], [cams[k] for k in pick]
+            means_s, quats_s, cams_s = means_r[ix], quats_r[ix], [cams[k] for k in pick]
             target_s, fg_s, w_s, a_s, vw_s = target[ix], use_fg[ix], w[ix], a_target[ix], vw[ix]
             wsum_s = w_s.sum().clamp(min=1.0) * 3
         else:
             means_s, quats_s, cams_s, target_s, fg_s, w_s, wsum_s, a_s, vw_s = full
+            means_s, quats_s = means_r, quats_r
         res = splat(means_s + offsets * mov, quats_s, scales, torch.sigmoid(op_logit), colors, cams_s,
                     background=bg, backend=opts.backend)
         img = res.image.cpu() if res.image.device.type != "cpu" else res.image   # (K, 3, H, W)
@@ -259,11 +291,42 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
                 param.copy_(old + t * (param - old))
             colors.clamp_(0.0, 1.0)
             offsets.clamp_(-opts.max_offset_m, opts.max_offset_m)
+            if registering:
+                angle = rotvec.norm(dim=1, keepdim=True)
+                rotvec.mul_((opts.max_view_rotation / angle.clamp(min=opts.max_view_rotation)))
+                shift.clamp_(-opts.max_view_translation, opts.max_view_translation)
         losses.append(loss.item())
         stages["update"] += clock() - tp
         step += 1
         if on_step is not None:
             on_step(step, min(1.0, max(step / opts.max_steps, (time.perf_counter() - t0) / opts.seconds)))
     with torch.no_grad():
+        transforms = None if K == 1 else _transforms((rotvec * reg).double(), (shift * reg).double(),
+                                                     pivot.double())
         return RefineResult(colors.numpy().copy(), torch.sigmoid(op_logit).numpy().copy(),
-                            (offsets * mov).numpy().copy(), step, time.perf_counter() - t0, losses, stages)
+                            (offsets * mov).numpy().copy(), step, time.perf_counter() - t0, losses, stages,
+                            transforms)
+
+
+def _registered(means: torch.Tensor, quats: torch.Tensor, pivot: torch.Tensor, rotvec: torch.Tensor,
+                shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each view's Gaussians moved rigidly: means (K, N, 3) rotated by rotvec (K, 3) radians about
+    pivot (K, 1, 3) and shifted by shift (K, 3) metres; quats (K, N, 4) wxyz turned alike."""
+    from ..rotations import axis_angle_to_matrix_torch, axis_angle_to_quat_torch, quat_multiply_torch
+
+    R = axis_angle_to_matrix_torch(rotvec)                                     # (K, 3, 3)
+    moved = (means - pivot) @ R.transpose(1, 2) + pivot + shift[:, None]        # (K, N, 3)
+    turned = quat_multiply_torch(axis_angle_to_quat_torch(rotvec)[:, None], quats)  # (K, N, 4)
+    return moved, turned
+
+
+def _transforms(rotvec: torch.Tensor, shift: torch.Tensor, pivot: torch.Tensor) -> np.ndarray:
+    """(K, 4, 4) float64 world transforms x -> R (x - p) + p + t of :func:`_registered`."""
+    from ..rotations import axis_angle_to_matrix_torch
+
+    R = axis_angle_to_matrix_torch(rotvec)                       # (K, 3, 3)
+    p = pivot[:, 0]                                              # (K, 3)
+    M = torch.eye(4, dtype=torch.float64).repeat(len(R), 1, 1)
+    M[:, :3, :3] = R
+    M[:, :3, 3] = p + shift - (R @ p[:, :, None])[:, :, 0]
+    return M.numpy()
