@@ -34,7 +34,8 @@ class MultiviewRuns:
     """One clip's results, one SelfReenactment per LOD in each list.
 
     multi / single: held-out frames; multi_source / single_source: the source frame (frame 0)
-    alone; seconds: {"video", "views", "multi_build_s", "single_build_s"} (wall seconds)."""
+    alone; seconds: {"video", "views", "multi_build_s", "single_build_s"} (wall seconds) and
+    "registered_deg": each view's camera correction (multiview.register_views; 0 for the primary)."""
 
     multi: list[SelfReenactment]
     single: list[SelfReenactment]
@@ -100,7 +101,8 @@ def multiview_reenactment(clip: TrackedClip, path: str | Path, scorer: FrameScor
     held = sorted(i for i in clip.frames if i > last_view)
     src = [SOURCE_FRAME] if SOURCE_FRAME in clip.frames else []
     seconds = {"video": clip.name, "views": len(multi.avatar.options.get("views", [])),
-               "multi_build_s": t_multi, "single_build_s": t_single}
+               "multi_build_s": t_multi, "single_build_s": t_single,
+               "registered_deg": [v.get("registered_deg", 0.0) for v in multi.avatar.options.get("views", [])]}
     runs = {key: _score(build, clip, src + held, scorer, opts) for key, build in (("multi", multi), ("single", single))}
 
     def part(key: str, frames: list[int]) -> list[SelfReenactment]:
