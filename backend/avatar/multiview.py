@@ -484,25 +484,30 @@ def register_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View]
         h, w = a.shape[0] // f, a.shape[1] // f
         return np.ascontiguousarray(a[: h * f, : w * f].reshape(h, f, w, f, *a.shape[2:]).mean((1, 3)), np.float32)
 
-    registered = registration_weights(views, primary, mv.registration_px)
+    # the primary view has nothing to register and the colours are held: only the others render,
+    # all of them every step (each view's correction learns only from its own render)
+    others = [k for k in range(len(views)) if k != primary]
     targets = []
-    for k, (v, s) in enumerate(zip(views, sets)):
+    for k in others:
+        v, s = views[k], sets[k]
         mask = small(v.mask)
         cam = v.camera.resized(mask.shape[1], mask.shape[0])
         targets.append(RefineView(cam, small(v.image), np.ones_like(mask), mask,
-                                  small(foreground_colors(v.image, v.mask)), s.means, s.quats,
-                                  mv.primary_refine_weight if k == primary else max(float(registered[k]), 0.05),
-                                  register=k != primary))
+                                  small(foreground_colors(v.image, v.mask)), s.means, s.quats, register=True))
     ropts = RefineOptions(seconds=mv.register_seconds, max_steps=mv.register_steps, backend=backend,
-                          lr_color=0.0, lr_opacity=0.0, views_per_step=mv.refine_views_per_step)
+                          lr_color=0.0, lr_opacity=0.0, views_per_step=None)
 
     def on_step(step: int, frac: float) -> None:
-        progress.report(frac, f"registering {len(views) - 1} views (step {step})")
+        progress.report(frac, f"registering {len(others)} views (step {step})")
 
-    res = refine_against(sets[0], None, targets, ropts, on_step)
+    res = refine_against(sets[primary], None, targets, ropts, on_step)
+    transforms = {k: res.view_transforms[j] for j, k in enumerate(others)}
     out = []
     for k, v in enumerate(views):
-        M = res.view_transforms[k]
+        if k == primary:
+            out.append(v)
+            continue
+        M = transforms[k]
         cam = Camera(v.camera.K, np.asarray(v.camera.viewmat, np.float64) @ M, v.camera.width, v.camera.height)
         angle = float(np.degrees(np.arccos(np.clip((np.trace(M[:3, :3]) - 1) / 2, -1.0, 1.0))))
         c = sets[k].means.mean(0).astype(np.float64)

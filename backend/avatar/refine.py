@@ -81,7 +81,7 @@ class RefineResult:
     # wall seconds per phase of the steps: forward (splat), loss, backward, update (Adam + trust)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     # (K, 4, 4) float64 world transforms found for the views (identity where not registered;
-    # None with one view): the view's camera becomes viewmat @ transform
+    # None for one view not registered): the view's camera becomes viewmat @ transform
     view_transforms: np.ndarray | None = None
 
 
@@ -197,7 +197,8 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     w = _stack([np.asarray(v.mask, np.float32) * np.float32(v.weight) for v in views])[:, None]  # (K, 1, H, W)
     wsum = w.sum().clamp(min=1.0) * 3
     a_target = _stack([v.mask if v.portrait is None else v.portrait for v in views])      # (K, H, W)
-    if K == 1:  # the single-photo refinement: unbatched render, as it always was
+    batched = K > 1 or views[0].register  # a view to register: its rigid correction needs the (K, N, 3) path
+    if not batched:  # the single-photo refinement: unbatched render, as it always was
         means0 = torch.from_numpy(gs.means if views[0].means is None else views[0].means)
         quats = torch.from_numpy(gs.quats if views[0].quats is None else views[0].quats)
         cams = views[0].camera
@@ -212,11 +213,11 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     offsets = torch.zeros(len(gs.means), 3, requires_grad=True)
     # per-view rigid correction (registration): rotation vector and shift, rows of views not
     # registered held at zero
-    reg = torch.tensor([[float(v.register)] for v in views]) if K > 1 else torch.zeros(1, 1)  # (K, 1)
+    reg = torch.tensor([[float(v.register)] for v in views])                                 # (K, 1)
     registering = bool(reg.any())
     rotvec = torch.zeros(K, 3, requires_grad=True)
     shift = torch.zeros(K, 3, requires_grad=True)
-    pivot = means0.mean(-2, keepdim=True) if K > 1 else None   # (K, 1, 3): each view's centroid
+    pivot = means0.mean(-2, keepdim=True) if batched else None   # (K, 1, 3): each view's centroid
     mov = torch.from_numpy(np.zeros(len(gs.means), np.float32) if movable is None
                            else np.asarray(movable, np.float32))[:, None]
     # Adam steps every parameter by about its learning rate however small its gradient, so Gaussians
@@ -224,12 +225,13 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     # view saw) would drift to arbitrary colours; each Gaussian's step is scaled by how much of the
     # views it covers.
     cover = None
-    for v in views:
+    appearance = opts.lr_color > 0 or opts.lr_opacity > 0 or movable is not None
+    for v in views if appearance else ():  # registration alone moves no Gaussian: no coverage needed
         c = source_coverage(replace(gs, means=gs.means if v.means is None else v.means,
                                     quats=gs.quats if v.quats is None else v.quats), v.camera, opts.backend)
         c = c if v.weight == 1.0 else float(v.weight) * c
         cover = c if cover is None else cover + c
-    trust = (cover / opts.full_trust_px).clamp(0.0, 1.0)  # (N,)
+    trust = (cover / opts.full_trust_px).clamp(0.0, 1.0) if cover is not None else torch.zeros(len(gs.means))
     optim = torch.optim.Adam([
         {"params": [colors], "lr": opts.lr_color},
         {"params": [op_logit], "lr": opts.lr_opacity},
@@ -276,7 +278,7 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
             loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, tgt)) * w_s).sum() / wsum_s
         if opts.alpha_weight > 0:
             da = (alpha - a_s).abs()
-            loss = loss + opts.alpha_weight * (da.mean() if K == 1 else (da.mean((1, 2)) * vw_s).sum() / vw_s.sum())
+            loss = loss + opts.alpha_weight * (da.mean() if not batched else (da.mean((1, 2)) * vw_s).sum() / vw_s.sum())
         loss = loss + opts.offset_weight * (offsets * mov).pow(2).sum(1).mean()
         stages["loss"] += clock() - tp
         tp = clock()
@@ -301,7 +303,7 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         if on_step is not None:
             on_step(step, min(1.0, max(step / opts.max_steps, (time.perf_counter() - t0) / opts.seconds)))
     with torch.no_grad():
-        transforms = None if K == 1 else _transforms((rotvec * reg).double(), (shift * reg).double(),
+        transforms = None if not batched else _transforms((rotvec * reg).double(), (shift * reg).double(),
                                                      pivot.double())
         return RefineResult(colors.numpy().copy(), torch.sigmoid(op_logit).numpy().copy(),
                             (offsets * mov).numpy().copy(), step, time.perf_counter() - t0, losses, stages,
