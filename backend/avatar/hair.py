@@ -61,6 +61,7 @@ class HairOptions:
     on_body_m: float = 0.012        # hair lying on the torso sits this far in front of it
     shoulder_blend_m: float = 0.08  # below the chin, weights blend to the torso's over this drop
     coverage: float = 0.75          # std-dev / spacing (fine layer)
+    color_blur: float = 0.25        # fine layer: the photo's low-pass std-dev / grid step before sampling
     strand_width: float = 0.5       # shell Gaussians' std-dev across the strands / voxel
     strand_length: float = 1.2      # ... and along them (down the head) / voxel
     opacity: float = 0.97
@@ -289,7 +290,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     fz = zpix[fi, fj]
     f_cam = np.stack([(fuv[:, 0] - camera.cx) / camera.fx * fz, (fuv[:, 1] - camera.cy) / camera.fy * fz, fz], 1)
     f_rest = f_cam @ Cinv[:3, :3].T + Cinv[:3, 3]
-    f_col = bilinear(blur(continue_columns(photo, regions.hair_texture | regions.side), 0.5 * st),
+    f_col = bilinear(blur(continue_columns(photo, regions.hair_texture | regions.side), opts.color_blur * st),
                      fuv.astype(np.float32))                         # hair/side pixels only: no background
     f_op = np.clip(bilinear(mask.astype(np.float32), fuv.astype(np.float32)), 0, 1) * opts.opacity
 
