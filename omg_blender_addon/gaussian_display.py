@@ -29,7 +29,10 @@ point, r: the unit ray), and that minimum is the projected 2D Gaussian's exponen
 ``min(0.999, opacity exp(-0.5 k^2 d^2))`` (k = Splat Scale), as the splatter draws it. Back faces are
 culled, so each instance is counted once, like a splat. The colours are display (sRGB) values,
 decoded to linear with the exact sRGB curve; the Standard view transform encodes them back
-(AgX/Filmic change them). EEVEE draws the material with dithered transparency: the instances of one
+(AgX/Filmic change them). With the scene's custom property ``omg_splat_display_colors`` = 1 the
+material emits the display values themselves instead (Render Splats' "splatter colours" with the
+scene's engine sets it for its render: the engine then blends display values, as the splatter does,
+and the operator writes them without encoding; see display_render). EEVEE draws the material with dithered transparency: the instances of one
 object are not sorted for blending (blended mode sorts per object, and a whole Gaussian object is
 one), while dithering resolves the overlap per sample through the depth test and converges to the
 sorted composite with more render samples. It reads the instance attributes with Attribute nodes
@@ -55,10 +58,11 @@ COLOR_ATTRIBUTE = "omg_color"
 ALPHA_ATTRIBUTE = "omg_alpha"
 SIGMA_ATTRIBUTE = "omg_sigmas"  # the ellipsoid's semi-axes in standard deviations (Splat Scale)
 LOCAL_ATTRIBUTE = "omg_local"   # instance-space position on the unit sphere (per instanced vertex)
+DISPLAY_COLORS_PROP = "omg_splat_display_colors"  # scene custom property: 1 = emit display values
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
 SPLAT_SCALE = 3.33  # instance semi-axes in standard deviations: the splatter's footprint (splat_shader.EXTEND)
 MAX_ALPHA = 0.999  # the splatter's alpha clamp (backend.render)
-_VERSION = 6  # bump when the node layout changes: older files get a fresh group
+_VERSION = 7  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -146,6 +150,11 @@ def splat_material(created: list | None = None) -> bpy.types.Material:
     high = vm("POWER", vm("MULTIPLY", vm("ADD", c, 0.055), 1.0 / 1.055), 2.4)
     step = vm("MULTIPLY", vm("ADD", vm("SIGN", vm("SUBTRACT", c, 0.04045)), 1.0), 0.5)
     linear = vm("MULTIPLY_ADD", step, vm("SUBTRACT", high, low), low)
+    # "splatter colours" (Render Splats with the scene's engine): the colours stay display values,
+    # so the engine's linear blend is the splatter's display-space blend; a View Layer attribute
+    # reads the scene's custom property (absent: 0, the sRGB decoding above)
+    display = attr("VIEW_LAYER", DISPLAY_COLORS_PROP)
+    linear = vm("MULTIPLY_ADD", vm("SUBTRACT", c, linear), display.outputs["Fac"], linear)
     emit = nt.nodes.new("ShaderNodeEmission")
     clear = nt.nodes.new("ShaderNodeBsdfTransparent")
     mix = nt.nodes.new("ShaderNodeMixShader")

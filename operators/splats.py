@@ -1,5 +1,9 @@
 """Render Splats: the scene camera's view of the avatars, drawn offscreen by the add-on's splat
 renderer (the viewport display's renderer), written as watermarked PNGs (+ an mp4 for a range).
+``renderer="ENGINE"`` renders with the scene's engine (EEVEE or Cycles: the Geometry Nodes display,
+the whole scene) instead, in splatter colours (the engine blends display values like the backend
+splatter; other objects look darker) or linear colours (the Standard view transform's look); see
+omg_blender_addon.display_render.
 
 GPU drawing must run on Blender's main thread, so from the UI the operator is modal: one frame per
 timer tick, the status bar shows progress and Esc cancels (the frames written so far are removed).
@@ -15,10 +19,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
-from bpy.props import BoolProperty, FloatVectorProperty, IntProperty, IntVectorProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProperty, IntVectorProperty, StringProperty
 
 REPORT_KEY = "omg_avatar_splats_report"
 VIDEO_NAME = "splats.mp4"
+ENGINES = ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT", "CYCLES")  # engines that run the splat material
 
 
 def default_output() -> str:
@@ -71,6 +76,17 @@ class OMG_AVATAR_OT_render_splats(bpy.types.Operator):
                                     min=0.0, max=1.0, description="Colour behind the splats (display values)")
     video: BoolProperty(name="Video", default=True, description="Also write splats.mp4 when rendering several frames")
     show: BoolProperty(name="Show", default=True, description="Load the frames into an Image Editor")
+    renderer: EnumProperty(
+        name="Renderer", default="SPLATS",
+        items=(("SPLATS", "Splat Renderer", "The add-on's splat renderer (the viewport display's): the avatars only"),
+               ("ENGINE", "Scene Engine", "The scene's render engine (EEVEE or Cycles) through the Geometry Nodes "
+                                          "display: the whole scene, minutes a frame on a CPU")))
+    colors: EnumProperty(
+        name="Colours", default="SPLATTER",
+        items=(("SPLATTER", "Splatter", "Scene Engine: blend the Gaussians' display colours as the backend "
+                                        "splatter does (other objects look darker, as under the Raw view transform)"),
+               ("LINEAR", "Linear", "Scene Engine: blend in linear light, written with the Standard view "
+                                    "transform's sRGB curve (the look of a plain render)")))
 
     # -- set-up shared by execute and invoke --------------------------------------------------------
     def _start(self, context) -> bool:
@@ -99,6 +115,12 @@ class OMG_AVATAR_OT_render_splats(bpy.types.Operator):
             if scene.camera is None or scene.camera.type != "CAMERA":
                 raise OMGError("the scene has no active camera: set one to render splats")
             self._objects = None
+            if self.renderer == "ENGINE" and scene.render.engine not in ENGINES:
+                raise OMGError(f"the scene engine is {scene.render.engine}: set EEVEE or Cycles to render "
+                               "the Geometry Nodes display, or use the splat renderer")
+            if self.renderer == "ENGINE" and self.avatar:
+                raise OMGError("the scene engine renders the whole scene: leave Avatar empty "
+                               "(or use the splat renderer to render one avatar)")
             if self.avatar:
                 rig = find_rig(self.avatar, context)
                 shown = lod_objects(rig).get(int(rig.omg_avatar.lod))
@@ -126,7 +148,15 @@ class OMG_AVATAR_OT_render_splats(bpy.types.Operator):
         scene.frame_set(self._frames[self._i])
         if self._objects is not None:  # the avatar's shown LOD must stay visible for the render
             self._objects = [o for o in self._objects if o.name in bpy.data.objects]
-        img, secs = render_frame(context, *self._size, tuple(self.background), self._objects)
+        if self.renderer == "ENGINE":
+            from ..omg_blender_addon.display_render import render_engine_frame
+
+            t = time.perf_counter()
+            img = render_engine_frame(scene, *self._size, tuple(self.background), self.colors)
+            secs = {"pose": 0.0, "render": time.perf_counter() - t, "splats": 0.0, "occluder_triangles": 0.0,
+                    "alpha_mean": float(img[..., 3].mean())}
+        else:
+            img, secs = render_frame(context, *self._size, tuple(self.background), self._objects)
         t = time.perf_counter()
         self._writer.write(to_uint8(img))
         secs["write"] = time.perf_counter() - t

@@ -187,11 +187,13 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
     """PSNR of EEVEE renders of the Geometry Nodes display vs the backend splatter (source view,
     Standard view transform, white world): the Gaussian-falloff material as the add-on sets it
     up (with the node group's 0.3 px^2 low-pass), and the old uniform-alpha ellipsoids (the falloff
-    unlinked, Splat Scale 2, no low-pass, 16 samples)."""
+    unlinked, Splat Scale 2, no low-pass, 16 samples); then the falloff material as Render Splats'
+    scene-engine renderer draws it in splatter colours (display values blended, transparent film
+    composited over white)."""
     from PIL import Image
 
     from omg_avatar.backend.render import save_png
-    from omg_avatar.omg_blender_addon import gaussian_display
+    from omg_avatar.omg_blender_addon import display_render, gaussian_display
     from omg_avatar.omg_blender_addon import scene_write
 
     rig.pose.bones["jaw"].rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
@@ -256,6 +258,20 @@ def eevee_figures(bpy, scene, rig, av, model, cam, params, args) -> dict:
         for m in mods:
             m[scale_id] = gaussian_display.SPLAT_SCALE
             m[lowpass_id] = gaussian_display.LOWPASS
+            m.id_data.update_tag()
+        # Render Splats' scene-engine renderer in splatter colours (what the operator writes, before
+        # its watermark): the material emits display values, EEVEE blends them like the splatter
+        scene.eevee.taa_render_samples = args.eevee_samples
+        t = time.perf_counter()
+        img = display_render.render_engine_frame(scene, args.eevee_size, args.eevee_size, (1.0, 1.0, 1.0), "SPLATTER")
+        secs = time.perf_counter() - t
+        img = u8(img[..., :3])
+        save_png(args.out / f"eevee_lod{lod}_gaussian_falloff_splatter_colors.png", img.astype(np.uint8))
+        out[f"lod{lod}_gaussian_falloff_splatter_colors"] = {
+            "psnr_db": round(psnr(img, u8(ref)), 2), "seconds": round(secs, 1), "samples": args.eevee_samples,
+            "splat_scale": gaussian_display.SPLAT_SCALE, "lowpass_px2": gaussian_display.LOWPASS}
+        print(f"EEVEE GN display LOD {lod} splatter colours: "
+              f"{out[f'lod{lod}_gaussian_falloff_splatter_colors']['psnr_db']:.1f} dB ({secs:.0f} s)")
     return settings, out
 
 
