@@ -46,6 +46,13 @@ EEVEE_OPACITY = 0.9
 _G = np.linspace(-0.12, 0.12, 5)
 TINY_MEANS = np.float32([[x, 0.0, z] for z in _G for x in _G])
 TINY_SCALE = 0.0008
+# Render Splats with the scene engine: two overlapping Gaussians (orange in front, blue behind,
+# 60 % opaque at their centres) that the splatter blends in display values
+COLOR_SIZE = 96
+COLOR_MEANS = np.float32([[-0.012, -0.05, 0.0], [0.012, 0.05, 0.005]])
+COLOR_RGB = np.float32([[1.0, 0.55, 0.1], [0.15, 0.3, 0.9]])
+COLOR_OPACITY = 0.6
+COLOR_SCALE = 0.02
 
 SCRIPT = """
 import sys
@@ -219,13 +226,49 @@ img = bpy.data.images.load(OUT + "/eevee_tiny.exr")
 np.save(OUT + "/eevee_tiny.npy", np.array(img.pixels[:], np.float32).reshape(EEVEE_SIZE, EEVEE_SIZE, 4)[::-1])
 v = splat_draw.SplatView.from_camera_object(camo, EEVEE_SIZE, EEVEE_SIZE)
 RESULT["eevee_cam"] = [[[v.fx, 0.0, v.cx], [0.0, v.fy, v.cy], [0.0, 0.0, 1.0]], v.viewmat.tolist()]
-
-# every operator that takes an avatar: by build name, and an unknown name
 def call(op, **kw):
     try:
         return sorted(op(**kw))
     except RuntimeError as exc:
         return str(exc).strip().splitlines()[-1]
+
+
+# Render Splats with the scene's engine: two overlapping coloured Gaussians (their own scene, the
+# same camera); splatter colours through the operator (watermarked PNG), linear colours directly
+dr = mod("omg_blender_addon.display_render")
+sc3 = bpy.data.scenes.new("EEVEE colours")
+me3 = bpy.data.meshes.new("colour splats")
+me3.from_pydata([tuple(m) for m in COLOR_SPLATS["means"]], [], [])
+for name, vals in COLOR_SPLATS["columns"].items():
+    me3.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", np.float32(vals))
+ob3 = bpy.data.objects.new("colour splats", me3)
+sc3.collection.objects.link(ob3)
+gd.add_display(ob3)
+sc3.collection.objects.link(camo)
+sc3.camera = camo
+r3 = sc3.render
+r3.engine, r3.resolution_x, r3.resolution_y, r3.resolution_percentage = "BLENDER_EEVEE", 640, 480, 50
+sc3.eevee.taa_render_samples = 32
+sc3.view_settings.view_transform = "AgX"
+r3.filepath = "//untouched"
+def _settings(sc):
+    r = sc.render
+    return [r.resolution_x, r.resolution_y, r.resolution_percentage, r.film_transparent, r.filepath,
+            r.image_settings.file_format, sc.view_settings.view_transform, list(sc.keys())]
+before = _settings(sc3)
+with bpy.context.temp_override(scene=sc3):
+    RESULT["engine_op"] = sorted(bpy.ops.omg_avatar.render_splats(
+        filepath=OUT + "/engine_op", renderer="ENGINE", colors="SPLATTER", resolution=(COLOR_SIZE, COLOR_SIZE),
+        video=False, show=False))
+    RESULT["engine_avatar"] = call(bpy.ops.omg_avatar.render_splats, filepath=OUT + "/engine_nobody",
+                                   renderer="ENGINE", avatar="Holdout")
+RESULT["engine_files"] = sorted(os.listdir(OUT + "/engine_op"))
+np.save(OUT + "/engine_linear.npy", dr.render_engine_frame(sc3, COLOR_SIZE, COLOR_SIZE, (1.0, 1.0, 1.0), "LINEAR"))
+RESULT["engine_settings"] = [before, _settings(sc3)]
+v = splat_draw.SplatView.from_camera_object(camo, COLOR_SIZE, COLOR_SIZE)
+RESULT["color_cam"] = [[[v.fx, 0.0, v.cx], [0.0, v.fy, v.cy], [0.0, 0.0, 1.0]], v.viewmat.tolist()]
+
+# every operator that takes an avatar: by build name, and an unknown name
 ops = bpy.ops.omg_avatar
 named = {
     "set_lod": call(ops.set_lod, lod=0, avatar="Holdout"),
@@ -281,6 +324,15 @@ def _u8(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255.0).round()
 
 
+def _decode(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def _encode(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def child(addon_zip, tmp_path_factory):
     import torch
@@ -316,11 +368,16 @@ def child(addon_zip, tmp_path_factory):
     tiny_columns = {**{k: [v[0]] * nt for k, v in columns.items() if not k.startswith(("scale_", "rot_"))},
                     **{f"scale_{i}": [float(np.log(TINY_SCALE))] * nt for i in range(3)},
                     **{f"rot_{i}": [1.0 if i == 0 else 0.0] * nt for i in range(4)}}
+    color_columns = {**{f"f_dc_{i}": ((COLOR_RGB[:, i] - 0.5) / c0).tolist() for i in range(3)},
+                     "opacity": [float(np.log(COLOR_OPACITY / (1 - COLOR_OPACITY)))] * 2,
+                     **{f"scale_{i}": [float(np.log(COLOR_SCALE))] * 2 for i in range(3)},
+                     **{f"rot_{i}": [1.0 if i == 0 else 0.0] * 2 for i in range(4)}}
     script = installed_script(addon_zip, SCRIPT, "import numpy as np\n" + same_standin(), AVATAR=str(avatar_path),
                               PARAMS=str(tmp / "perf.npz"), OUT=str(tmp), SIZE=SIZE, JAW=JAW, CAMERAS=cameras,
                               ORTHO_FX=float(src.K[0, 0]) / z0, EEVEE_SIZE=EEVEE_SIZE,
                               EEVEE_SPLATS={"means": EEVEE_MEANS.tolist(), "columns": columns},
-                              TINY_SPLATS={"means": TINY_MEANS.tolist(), "columns": tiny_columns})
+                              TINY_SPLATS={"means": TINY_MEANS.tolist(), "columns": tiny_columns},
+                              COLOR_SIZE=COLOR_SIZE, COLOR_SPLATS={"means": COLOR_MEANS.tolist(), "columns": color_columns})
     t0 = time.perf_counter()
     res = run_isolated(script, tmp, timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -352,6 +409,14 @@ def child(addon_zip, tmp_path_factory):
                   np.zeros((len(TINY_MEANS), 3), np.float32), Camera(K, V, EEVEE_SIZE, EEVEE_SIZE), background=white,
                   backend="cpu", eps2d=eps)
         images[tag] = r.image[0].permute(1, 2, 0).numpy()
+    K, V = (np.array(m) for m in res.result["color_cam"])
+    quats = np.tile(np.float32([1, 0, 0, 0]), (2, 1))
+    scales = np.full((2, 3), COLOR_SCALE, np.float32)
+    for tag, colors in (("colors", COLOR_RGB), ("colors_linear", _decode(COLOR_RGB))):
+        r = splat(COLOR_MEANS, quats, scales, np.full(2, COLOR_OPACITY, np.float32), colors,
+                  Camera(K, V, COLOR_SIZE, COLOR_SIZE), background=white, backend="cpu")
+        images[tag] = r.image[0].permute(1, 2, 0).numpy()
+    images["colors_linear"] = _encode(images["colors_linear"])  # composited in linear light, encoded
     return res.result, tmp, images
 
 
@@ -491,3 +556,29 @@ def test_draw_handler_goes_away_when_off_and_when_the_addon_is_disabled(child):
     assert r["off"] == [False, True, True]       # handler removed (removing it again fails), ellipsoids back
     assert len(r["handlers_on"]) == 3             # depsgraph, frame change, load_post
     assert r["disabled"] == [True, True, [], True]
+
+
+def test_scene_engine_render_blends_like_the_splatter(child):
+    """Render Splats with the scene's engine (EEVEE, the Geometry Nodes display): in splatter colours
+    the overlap of two coloured Gaussians is the splatter's display-space blend, in linear colours
+    the linear-light blend (the two differ by several dB here); the operator writes a watermarked
+    PNG, refuses an avatar (the engine renders the whole scene), and leaves the scene's render and
+    colour settings as they were."""
+    r, tmp, ref = child
+    assert r["engine_op"] == ["FINISHED"] and r["engine_files"] == ["frame_00001.png"]
+    rgb = np.asarray(Image.open(tmp / "engine_op" / "frame_00001.png").convert("RGB"))
+    assert watermark_present(rgb)
+    linear = np.load(tmp / "engine_linear.npy")[..., :3]
+    h = 2 * COLOR_SIZE // 3  # above the watermark
+    scores = {(mode, target): _psnr(_u8(img[:h] / (255.0 if img.dtype == np.uint8 else 1.0)), _u8(ref[key][:h]))
+              for mode, img in (("splatter", rgb), ("linear", linear))
+              for target, key in (("display", "colors"), ("linear", "colors_linear"))}
+    print("scene engine PSNR (mode, reference):", {k: round(v, 1) for k, v in scores.items()})
+    assert _psnr(_u8(ref["colors"][:h]), _u8(ref["colors_linear"][:h])) < 36.0  # the blends differ
+    assert scores["splatter", "display"] >= 38.0
+    assert scores["linear", "linear"] >= 38.0
+    assert scores["splatter", "display"] > scores["splatter", "linear"] + 3.0
+    assert scores["linear", "linear"] > scores["linear", "display"] + 3.0
+    assert "scene engine renders the whole scene" in r["engine_avatar"]
+    before, after = r["engine_settings"]
+    assert before == after and before[3] is False and before[6] == "AgX"
