@@ -85,6 +85,8 @@ def test_self_reenactment_scores(report):
         assert s["psnr_full_padded"] > 10.0 and 0.0 < s["ssim_full_padded"] <= 1.0
         assert 0.0 < s["alpha_iou_padded"] <= 1.0
     assert "ssim_full_padded" in figs["summary"]["lod0"]["self_reenactment"]
+    # the photo's head-and-shoulders crop reaches past the 384 px clip: the padding is left out
+    assert all(f["scores"]["psnr_full"] != f["scores"]["psnr_full_padded"] for f in run["frames"])
     (tt,) = figs["track_timing"]
     assert tt["frames"] == 3 and tt["fps"] > 0
 
