@@ -61,6 +61,10 @@ def test_reconstruction_scores(report):
     assert s["psnr_portrait"] > 10.0 and 0.3 < s["ssim_portrait"] <= 1.0
     assert s["mouth_psnr"] is None  # the astronaut's mouth is closed: no mouth PSNR
     assert 0.0 < row["crop_coverage"] <= 1.0
+    # the astronaut's head-and-shoulders crop reaches past the photo's edge: scored on real pixels
+    # only, the whole-crop figure beside it
+    assert s["psnr_full_padded"] > 10.0 and s["psnr_full"] != s["psnr_full_padded"]
+    assert 0.0 < s["alpha_iou_padded"] <= 1.0
     summ = figs["summary"]["lod0"]
     for key in ("alpha_iou", "mouth_psnr", "psnr_full", "ssim_full", "akd"):
         assert key in summ["reconstruction"] and key in summ["self_reenactment"]

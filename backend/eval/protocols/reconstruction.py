@@ -75,7 +75,11 @@ def evaluate_photo(photo: str | Path | np.ndarray, scorer: FrameScorer, opts: Re
     with measure() as m:
         result = build_avatar(photo, build_options(opts.lods, opts.build), progress or Progress())
     timing = BuildTiming(photo=name, seconds=dict(result.seconds), peak_rss_mb=m.peak_rss_mb)
-    target = scorer.target(result.observation.image512)
+    from ...face.crop import source_coverage
+
+    # Where the crop reaches past the photo's edges it holds padding, not picture: score only real
+    # pixels, as self-reenactment does (the *_padded figures keep the whole-crop definition).
+    target = scorer.target(result.observation.image512, valid=source_coverage(result.observation.crop))
     avatar, model = result.avatar, result.model
     rows = []
     coverage = photo_crop_coverage(result.observation, scorer.segmenter)
