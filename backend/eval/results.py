@@ -226,7 +226,8 @@ def results_from_dict(d: dict[str, Any]) -> EvalResults:
 
 
 RECON_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "identity", "akd", "alpha_iou",
-              "psnr_portrait", "ssim_portrait", "mouth_psnr")
+              "psnr_portrait", "ssim_portrait", "mouth_psnr", "psnr_full_padded", "ssim_full_padded",
+              "alpha_iou_padded")
 SELF_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identity", "alpha_iou",
              "psnr_portrait", "ssim_portrait", "mouth_psnr", "akd_lips", "akd_eyes", "akd_brows", "akd_oval",
              "akd_nose", "akd_iris", "akd_shift", "ssim_loss_background", "ssim_loss_silhouette",

@@ -66,7 +66,7 @@ def test_reconstruction_scores(report):
     assert s["psnr_full_padded"] > 10.0 and s["psnr_full"] != s["psnr_full_padded"]
     assert 0.0 < s["alpha_iou_padded"] <= 1.0
     summ = figs["summary"]["lod0"]
-    for key in ("alpha_iou", "mouth_psnr", "psnr_full", "ssim_full", "akd"):
+    for key in ("alpha_iou", "mouth_psnr", "psnr_full", "ssim_full", "akd", "psnr_full_padded"):
         assert key in summ["reconstruction"] and key in summ["self_reenactment"]
     assert summ["reconstruction"]["mouth_frames"] == 0
     timing = figs["build_timing"][0]
