@@ -494,8 +494,10 @@ def register_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View]
         cam = v.camera.resized(mask.shape[1], mask.shape[0])
         targets.append(RefineView(cam, small(v.image), np.ones_like(mask), mask,
                                   small(foreground_colors(v.image, v.mask)), s.means, s.quats, register=True))
+    # no SSIM term: its pooled maps cost a quarter of a step here (7 views at 256 px) and the L1
+    # and silhouette terms already place the head
     ropts = RefineOptions(seconds=mv.register_seconds, max_steps=mv.register_steps, backend=backend,
-                          lr_color=0.0, lr_opacity=0.0, views_per_step=None)
+                          lr_color=0.0, lr_opacity=0.0, views_per_step=None, ssim_weight=0.0)
 
     def on_step(step: int, frac: float) -> None:
         progress.report(frac, f"registering {len(others)} views (step {step})")
