@@ -9,13 +9,14 @@ deterministic head turn + nod with the jaw opening and expressions moving (every
 
 Paths:
   reference  the loop as it was when issue 19 was filed (main at 93f1557), run from
-             ``preview.legacy``: numpy posing of positions only, 2 frames per splat call, the
+             ``preview.legacy``: numpy posing, 2 frames per splat call, the
              old splatter path (boolean-tensor input checks, serial projection, tile lists sorted
              per tile, exact compositing without a transmittance stop, torch background/uint8
              steps) and the old synchronous writer on the render thread (whole-frame watermark,
              Pillow PNG at level 6, x264 preset medium). The Gaussians' rotations are posed too
              (numpy twin; the old loop left them at rest), so both paths draw the same frames
-             within one 8-bit level.
+             within one 8-bit level but for a few pixels where Gaussians of exactly equal depth
+             swap order (tests/preview/test_legacy.py).
              (Until 2026-12-02 this path shared the new splatter, watermark, PNG encoder and x264
              preset, so its ratio understated the gain: 1.54x on 2026-12-01.)
   batched    ``preview.render_preview``: batched torch posing (positions and rotations) on the
