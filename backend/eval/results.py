@@ -235,7 +235,8 @@ SELF_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identit
              "alpha_iou_padded")
 
 
-MULTIVIEW_KEYS = ("psnr_full", "ssim_full", "alpha_iou", "akd", "psnr_portrait")
+MULTIVIEW_KEYS = ("psnr_full", "ssim_full", "alpha_iou", "akd", "psnr_portrait", "psnr_full_padded",
+                  "ssim_full_padded", "alpha_iou_padded")
 
 
 def nanmin(values) -> float:

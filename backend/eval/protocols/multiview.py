@@ -20,7 +20,7 @@ import numpy as np
 from ...progress import Progress
 from ..results import FrameScores, SelfReenactment
 from .reconstruction import build_options
-from .reenactment import ReenactmentOptions, TrackedClip, drive_params, refit_for_avatar
+from .reenactment import ReenactmentOptions, TrackedClip, drive_params, real_pixels, refit_for_avatar
 from ...avatar.rendering import render_frames
 from .scoring import FrameScorer, Target
 
@@ -60,11 +60,14 @@ def _score(build: Any, clip: TrackedClip, idx: list[int], scorer: FrameScorer,
            opts: ReenactmentOptions) -> list[SelfReenactment]:
     """``build``'s avatar driven at frames ``idx`` as the product drives it (the self-reenactment
     protocol's framing: the clip's landmarks re-fitted in the avatar's own crop with its identity,
-    ``refit_for_avatar``), rendered at its camera and scored against the frames cut by its crop;
+    ``refit_for_avatar``), rendered at its camera and scored against the frames cut by its crop
+    over their real pixels (as self-reenactment: where the crop reaches past the video's edge the
+    target is that edge repeated, nothing a viewer compares; ``*_padded`` keep the whole crop);
     one run per LOD."""
     tracked, frames = refit_for_avatar(clip, build, opts)
     idx = [i for i in idx if i in frames]
-    targets: list[Target] = [scorer.target(frames[i]) for i in idx]
+    valid = real_pixels(clip, build)
+    targets: list[Target] = [scorer.target(frames[i], valid=valid) for i in idx]
     params = drive_params(build.avatar.params, tracked, idx, relative_translation=False)
     out = []
     for lod in opts.lods:

@@ -153,7 +153,7 @@ def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int]
     return HeadParams(source.shape, expr, driving.pose[idx], transl)
 
 
-def _real_pixels(clip: TrackedClip, build: Any) -> np.ndarray:
+def real_pixels(clip: TrackedClip, build: Any) -> np.ndarray:
     """(512, 512) bool: the pixels of the frames refit_for_avatar cut (by the photo's crop, or
     by the track's own crop when the clip's path is unknown) that show the video, not its edge
     repeated past it."""
@@ -172,7 +172,7 @@ def self_reenactment(clip: TrackedClip, scorer: FrameScorer, opts: ReenactmentOp
     tracked, frames = refit_for_avatar(clip, build, opts)
     idx = sorted(i for i in frames if i > 0)
     params = drive_params(avatar.params, tracked, idx, relative_translation=False)
-    valid = _real_pixels(clip, build)
+    valid = real_pixels(clip, build)
     targets: list[Target] = [scorer.target(frames[i], valid=valid) for i in idx]
     out = []
     for lod in opts.lods:
