@@ -23,7 +23,8 @@ def test_the_source_frame_is_scored_beside_the_held_out_frames():
 
 
 def _run(video, psnr, alpha, first=60):
-    frames = [FrameScores(first + i, ImageScores(30.0, p, 0.9, 0.8, akd=2.0, alpha_iou=a, psnr_portrait=p - 3))
+    frames = [FrameScores(first + i, ImageScores(30.0, p, 0.9, 0.8, akd=2.0, alpha_iou=a, psnr_portrait=p - 3,
+                                                 psnr_full_padded=p + 1, ssim_full_padded=0.85, alpha_iou_padded=a))
               for i, (p, a) in enumerate(zip(psnr, alpha))]
     return SelfReenactment(video, 2, 5, frames)
 
@@ -42,6 +43,9 @@ def test_summary_puts_multiview_beside_single_and_round_trips():
     assert math.isclose(mv["psnr_full_source"], 26.0) and math.isclose(mv["psnr_full_source_single"], 27.0)
     assert math.isclose(mv["alpha_iou_source"], 0.94) and math.isclose(mv["alpha_iou_source_single"], 0.935)
     assert math.isclose(mv["psnr_portrait_source"], 23.0) and mv["source_frames"] == 2
+    # the whole-crop figures (padding included) beside the real-pixel ones
+    assert math.isclose(mv["psnr_full_padded"], 25.0) and math.isclose(mv["psnr_full_padded_single"], 67.0 / 3)
+    assert math.isclose(mv["ssim_full_padded_source"], 0.85)
     back = results_from_dict(json.loads(json.dumps(res.as_dict())))
     assert summary(back)["lod2"]["multiview"] == mv
     assert back.multiview_seconds == res.multiview_seconds
