@@ -56,13 +56,17 @@ class FaceBox:
 
 
 def import_mediapipe():
-    """``import mediapipe`` without the matplotlib import it drags in.
+    """``import mediapipe`` without the matplotlib and sounddevice imports it drags in.
 
     mediapipe's package __init__ imports ``solutions.drawing_utils``, whose only use of
-    ``matplotlib.pyplot`` is a plotting helper we never call; importing pyplot costs about a
-    second of start-up here (a third of a photo build without refinement). While mediapipe
-    imports, ``matplotlib.pyplot`` is a placeholder module; it is removed again afterwards, so a
-    later ``import matplotlib.pyplot`` (eval reports) gets the real one."""
+    ``matplotlib.pyplot`` is a plotting helper we never call, and ``tasks.python.audio``, which
+    imports ``sounddevice`` for microphone capture (and takes its absence as no microphone).
+    Importing them costs about a second of CPU here (pyplot alone a third of a photo build
+    without refinement; the matplotlib package with pyparsing, and sounddevice's cffi, most of
+    the rest). While mediapipe imports, ``matplotlib`` and ``matplotlib.pyplot`` are placeholder
+    modules and ``sounddevice`` is blocked (``None`` in sys.modules: its import raises
+    ImportError, which mediapipe catches); all three entries are removed again afterwards, so a
+    later ``import matplotlib.pyplot`` (eval reports) or ``import sounddevice`` gets the real one."""
     import sys
     import types
 
@@ -70,17 +74,28 @@ def import_mediapipe():
         import mediapipe
 
         return mediapipe
-    placeholder = types.ModuleType("matplotlib.pyplot")
-    placeholder.__doc__ = "placeholder while mediapipe imports (see backend.face.mediapipe_face)"
-    sys.modules["matplotlib.pyplot"] = placeholder
+    stand_ins: dict[str, types.ModuleType | None] = {}
+    pyplot = types.ModuleType("matplotlib.pyplot")
+    pyplot.__doc__ = "placeholder while mediapipe imports (see backend.face.mediapipe_face)"
+    if "matplotlib" not in sys.modules:
+        package = types.ModuleType("matplotlib")
+        package.__doc__ = pyplot.__doc__
+        package.__path__ = []  # a package: ``import matplotlib.pyplot`` finds the placeholder below
+        package.pyplot = pyplot
+        stand_ins["matplotlib"] = package
+    stand_ins["matplotlib.pyplot"] = pyplot
+    if "sounddevice" not in sys.modules:
+        stand_ins["sounddevice"] = None
+    sys.modules.update(stand_ins)
     try:
         import mediapipe
     finally:
-        if sys.modules.get("matplotlib.pyplot") is placeholder:
-            del sys.modules["matplotlib.pyplot"]
-            parent = sys.modules.get("matplotlib")
-            if parent is not None and getattr(parent, "pyplot", None) is placeholder:
-                delattr(parent, "pyplot")
+        for name, module in stand_ins.items():
+            if name in sys.modules and sys.modules[name] is module:
+                del sys.modules[name]
+        parent = sys.modules.get("matplotlib")
+        if parent is not None and getattr(parent, "pyplot", None) is pyplot:
+            delattr(parent, "pyplot")
     return mediapipe
 
 

@@ -24,3 +24,33 @@ def test_lid_stretch_from_the_edges_at_the_lids_equals_the_whole_mesh():
     assert len(sel) > 20 and len(near) < len(edges) / 50
     assert (whole > 1.05).any()  # a blink does stretch some of them
     np.testing.assert_array_equal(expression_stretch(model, rest, lod.upsample, near)[sel], whole)
+
+
+def test_sample_photo_decoded_directly_equals_skimage():
+    """sample_photo reads the astronaut PNG with Pillow, skipping skimage.io's plugin scan: the
+    pixels are skimage.data.astronaut()'s."""
+    from skimage import data
+
+    from backend.avatar.sample_portrait import sample_photo
+
+    img = sample_photo()
+    assert img.shape == (512, 512, 3) and img.dtype == np.uint8 and img.flags.c_contiguous
+    np.testing.assert_array_equal(img, data.astronaut())
+
+
+def test_mediapipe_imports_without_matplotlib_and_leaves_no_placeholders():
+    """import_mediapipe keeps matplotlib (and pyparsing) and sounddevice out of a fresh process,
+    and afterwards the real matplotlib.pyplot imports (eval reports plot with it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from backend.face.mediapipe_face import import_mediapipe\n"
+            "mp = import_mediapipe()\n"
+            "assert mp.solutions.face_mesh.FaceMesh and mp.solutions.selfie_segmentation\n"
+            "left = [m for m in ('matplotlib', 'matplotlib.pyplot', 'pyparsing', 'sounddevice') if m in sys.modules]\n"
+            "assert not left, left\n"
+            "import matplotlib.pyplot as plt\n"
+            "assert callable(plt.figure), plt\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
