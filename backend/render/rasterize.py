@@ -100,9 +100,21 @@ def rasterize_to_pixels(
     transmittance_stop: float = _kernels.T_EPS,
 ) -> tuple[torch.Tensor, torch.Tensor, TileBins]:
     """Composite front to back; returns image (B, H, W, D), alpha (B, H, W) and the tile bins.
-    ``transmittance_stop``: see ``_kernels.rasterize_fwd`` (t_stop)."""
+    ``transmittance_stop``: see ``_kernels.rasterize_fwd`` (t_stop). When no gradient can flow
+    (torch.no_grad, or no input requires one) the forward-only ``_kernels.rasterize_image`` runs
+    instead: the same image and alpha, bit for bit, without the backward pass's bookkeeping."""
     bins = bin_gaussians(
         _np(means2d), _np(extents), _np(depths), width, height, tile_size
     )
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means2d, conics, opacities, colors))
+    if not needs_grad and tile_size <= _kernels.MAX_MASK_TILE:
+        op = _np(opacities)
+        n_blocks = numba.get_num_threads()
+        order = _kernels.tile_order(bins.offsets.shape[0] - 1, n_blocks)
+        out, alpha = _kernels.rasterize_image(
+            _np(means2d), _np(conics), op, _kernels.sigma_max(op), _np(colors), _np(extents), bins.offsets,
+            bins.ids, bins.width, bins.height, bins.tile_size, order, n_blocks, float(transmittance_stop),
+        )  # fmt: skip
+        return torch.from_numpy(out), torch.from_numpy(alpha), bins
     image, alpha = RasterizeToPixels.apply(means2d, conics, opacities, colors, extents, bins, transmittance_stop)
     return image, alpha, bins

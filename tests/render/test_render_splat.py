@@ -321,3 +321,63 @@ def test_no_grad_finish_is_bit_identical_to_the_autograd_path(background: bool) 
     torch.testing.assert_close(fast.depth, slow.depth.detach(), atol=0, rtol=0)
     torch.testing.assert_close(fast.alpha, slow.alpha.detach(), atol=0, rtol=0)
     assert (fast.alpha > 0.5).any() and (fast.alpha < 0.01).any()
+
+
+def _project_for_kernels(sc: GaussianScene, cams: list[Camera]):
+    """Projected, binned inputs of the compositing kernels (numpy), as splat._splat_cpu builds them."""
+    from backend.render.projection import project_gaussians
+    from backend.render.splat_data import camera_tensors
+
+    B = len(cams)
+    vm, K = camera_tensors(cams, "cpu")
+    ex = lambda t: t.expand((B,) + tuple(t.shape)).contiguous()  # noqa: E731
+    with torch.no_grad():
+        p = project_gaussians(ex(sc.means), ex(sc.quats), ex(sc.scales), vm, K, cams[0].width, cams[0].height,
+                              opacities=ex(sc.opacities))
+        cols = torch.cat([ex(sc.features), p.depths[..., None]], -1)
+    op = ex(sc.opacities).numpy()
+    return p.means2d.numpy(), p.conics.numpy(), op, cols.numpy(), p.extents.numpy(), p.depths.numpy()
+
+
+@pytest.mark.parametrize("channels, tile, size, t_stop, threads", [
+    (3, 16, (40, 32), 1.0 / 255.0, 2), (3, 16, (53, 37), None, 1), (32, 16, (40, 32), 1.0 / 255.0, 2),
+    (1, 8, (45, 29), 0.05, 2), (3, 64, (130, 70), 1.0 / 255.0, 2), (3, 32, (40, 32), 1.0 / 255.0, 3),
+])  # fmt: skip
+def test_forward_only_kernel_is_bit_identical_to_rasterize_fwd(channels, tile, size, t_stop, threads) -> None:
+    """_kernels.rasterize_image (no-gradient renders: previews) gives rasterize_fwd's image and
+    alpha bit for bit: 4-channel (RGB + depth) and generic channel counts, tiles cut by the image
+    edge, tiles of 8 to 64 px, with and without a transmittance stop, any block count; on a
+    dense scene where most footprint pixels are already done (its row masks skip them)."""
+    import numba
+
+    from backend.render import _kernels
+    from backend.render.rasterize import bin_gaussians
+
+    W, H = size
+    sc = head_scene(400, channels, seed=11)
+    sc.opacities = torch.full_like(sc.opacities, 0.95)
+    m2, co, op, cols, ext, dp = _project_for_kernels(sc, _cams(W, H, 2))
+    bins = bin_gaussians(m2, ext, dp, W, H, tile)
+    smax = _kernels.sigma_max(op)
+    t = _kernels.T_EPS if t_stop is None else t_stop
+    n = min(threads, numba.config.NUMBA_NUM_THREADS)
+    order = _kernels.tile_order(bins.offsets.shape[0] - 1, n)
+    out, T_final, _ = _kernels.rasterize_fwd(m2, co, op, smax, cols, ext, bins.offsets, bins.ids, W, H, tile, order, t)
+    out2, alpha2 = _kernels.rasterize_image(m2, co, op, smax, cols, ext, bins.offsets, bins.ids, W, H, tile, order, n, t)
+    assert out2.shape == out.shape == (2, H, W, channels + 1)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(alpha2, (1.0 - T_final).astype(np.float32))
+    assert (alpha2 > 0.9).mean() > 0.02 and (alpha2 == 0).any()  # opaque pixels and empty ones
+
+
+def test_no_grad_splat_uses_the_forward_only_kernel_for_any_channel_count() -> None:
+    """splat under torch.no_grad (32 feature channels, the refiner's input, and a transmittance
+    stop) equals the autograd path bit for bit."""
+    sc = random_scene(150, 32, seed=5, scale_range=(0.002, 0.05))
+    cams = _cams()
+    with torch.no_grad():
+        fast = splat(*_inputs(sc), cams, backend="cpu", transmittance_stop=1.0 / 255.0)
+    slow = splat(*_inputs(sc, grad=True), cams, backend="cpu", transmittance_stop=1.0 / 255.0)
+    torch.testing.assert_close(fast.image, slow.image.detach(), atol=0, rtol=0)
+    torch.testing.assert_close(fast.alpha, slow.alpha.detach(), atol=0, rtol=0)
+    torch.testing.assert_close(fast.depth, slow.depth.detach(), atol=0, rtol=0)
