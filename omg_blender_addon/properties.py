@@ -29,6 +29,23 @@ IDENTITY_ITEMS = (
     ("CLIP", "Clip", "Fit the clip's own identity (another person drives the avatar)"),
 )
 
+# the multi-view build's options (backend.avatar.multiview.MultiViewOptions), declared once: the
+# build panel's settings and the build operator's keyword arguments (operators/build.py) share
+# names, ranges and help, and the panel copies one onto the other
+MULTIVIEW_OPTIONS: dict[str, dict] = {
+    "views": dict(name="Views", default=8, min=2, max=64,
+                  description="Multi-view build from a clip: frames picked to cover the head poses"),
+    "views_start": dict(name="Views From", default=0, min=0,
+                        description="Multi-view build from a clip: first frame views may be picked from"),
+    "views_end": dict(name="Views To", default=-1, min=-1,
+                      description="Multi-view build from a clip: last frame views may be picked from (-1: the "
+                                  "clip's last)"),
+    "anchor": dict(name="Anchor", default=-1, min=-1,
+                   description="Multi-view build: the view that anchors framing, body and rest pose (a clip's "
+                               "frame, always made a view; or the position of a photo, from 0); -1: the most "
+                               "frontal view"),
+}
+
 
 def _show_splats_update(self, context) -> None:
     from . import splat_viewport
@@ -49,16 +66,10 @@ class OMGAvatarSceneSettings(bpy.types.PropertyGroup):
     lod2: BoolProperty(name="LOD 2", default=True, description="Import the LOD 2 Gaussians")
     refine: BoolProperty(name="Refine", description="Short photometric refinement against the photo", default=True)
     # a clip (or several photos) as input: the multi-view build's options (operators/build.py)
-    views: IntProperty(name="Views", default=8, min=2, max=64,
-                       description="Multi-view build from a clip: frames picked to cover the head poses")
-    views_start: IntProperty(name="From", default=0, min=0,
-                             description="Multi-view build from a clip: first frame views may be picked from")
-    views_end: IntProperty(name="To", default=-1, min=-1,
-                           description="Multi-view build from a clip: last frame views may be picked from (-1: the "
-                                       "clip's last)")
-    anchor: IntProperty(name="Anchor", default=-1, min=-1,
-                        description="Multi-view build: the clip's frame (or the photo's position, from 0) that "
-                                    "anchors framing, body and rest pose; -1: the most frontal view")
+    views: IntProperty(**MULTIVIEW_OPTIONS["views"])
+    views_start: IntProperty(**MULTIVIEW_OPTIONS["views_start"])
+    views_end: IntProperty(**MULTIVIEW_OPTIONS["views_end"])
+    anchor: IntProperty(**MULTIVIEW_OPTIONS["anchor"])
     show_splats: BoolProperty(name="Gaussian Splats", default=False, update=_show_splats_update,
                               description="Draw the Gaussians as sorted, Gaussian-falloff splats in the 3D viewport "
                                           "(the same renderer as Render Splats); off: the Geometry Nodes ellipsoids")

@@ -13,6 +13,7 @@ from bpy.props import BoolProperty, CollectionProperty, IntProperty, IntVectorPr
 
 from ..omg_blender_addon import jobs
 from ..omg_blender_addon.addon_id import addon_preferences
+from ..omg_blender_addon.properties import MULTIVIEW_OPTIONS
 
 IMAGE_FILTER = "*.png;*.jpg;*.jpeg;*.bmp;*.tif;*.tiff;*.webp;*.mp4;*.mov;*.webm;*.mkv;*.avi;*.m4v;*.gif"
 
@@ -102,17 +103,10 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
     # several photos selected together in the file browser: a multi-view build
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
-    views: IntProperty(name="Views", default=8, min=2, max=64,
-                       description="Multi-view build from a clip: frames picked to cover the head poses")
-    views_start: IntProperty(name="Views From", default=0, min=0,
-                             description="Multi-view build from a clip: first frame views may be picked from")
-    views_end: IntProperty(name="Views To", default=-1, min=-1,
-                           description="Multi-view build from a clip: last frame views may be picked from "
-                                       "(-1: the clip's last)")
-    anchor: IntProperty(name="Anchor", default=-1, min=-1,
-                        description="Multi-view build: the view that anchors framing, body and rest pose (a clip's "
-                                    "frame, always made a view; or the position of a photo, from 0); -1: the most "
-                                    "frontal view")
+    views: IntProperty(**MULTIVIEW_OPTIONS["views"])
+    views_start: IntProperty(**MULTIVIEW_OPTIONS["views_start"])
+    views_end: IntProperty(**MULTIVIEW_OPTIONS["views_end"])
+    anchor: IntProperty(**MULTIVIEW_OPTIONS["anchor"])
     # read as self.properties.name: Operator.name (the operator's own name) shadows it on self
     name: StringProperty(name="Name", default="", description="Avatar name (default: the panel's)")
     lods: IntVectorProperty(name="LODs", size=3, default=(-1, -1, -1), min=-1, max=2,

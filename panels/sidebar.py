@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..omg_blender_addon.properties import MULTIVIEW_OPTIONS
 from .common import OMGPanel as _OMGPanel
 
 
@@ -38,7 +39,7 @@ class OMG_AVATAR_PT_build(_OMGPanel, bpy.types.Panel):
         op.name = settings.avatar_name
         op.refine = settings.refine
         op.lods = tuple(settings.lods() + [-1] * (3 - len(settings.lods())))
-        for name in ("views", "views_start", "views_end", "anchor"):
+        for name in MULTIVIEW_OPTIONS:
             setattr(op, name, getattr(settings, name))
 
 
