@@ -138,17 +138,27 @@ def ssim(pred, target, mask=None, opts: SSIMOptions = SSIMOptions()):
 
 
 def hull_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W) bool: pixels whose centre lies inside the convex hull of (N, 2+) px points."""
-    from matplotlib.path import Path as MplPath
+    """(H, W) bool: pixels whose centre lies inside the convex hull of (N, 2+) px points.
+
+    A pixel centre is inside when it lies on the inner side of every hull edge (half-plane tests
+    over the hull's bounding box, vectorized; centres exactly on an edge count as inside). This
+    equals matplotlib's ``Path.contains_points`` on the hull off the boundary
+    (tests/eval/test_eval_image_metrics.py) without importing matplotlib (about 0.25 s of CPU
+    in a build)."""
     from scipy.spatial import ConvexHull
 
     pts = np.asarray(points, np.float64)[:, :2]
-    hull = pts[ConvexHull(pts).vertices]
+    hull = pts[ConvexHull(pts).vertices]  # (K, 2) in order round the hull
     lo = np.floor(hull.min(0)).astype(int).clip(0, [width - 1, height - 1])
     hi = np.ceil(hull.max(0)).astype(int).clip(0, [width - 1, height - 1])
     # Test only the bounding box's pixel centres (pixel i covers [i, i+1): centre i + 0.5).
     xs, ys = np.meshgrid(np.arange(lo[0], hi[0] + 1) + 0.5, np.arange(lo[1], hi[1] + 1) + 0.5)
-    inside = MplPath(hull).contains_points(np.stack([xs.ravel(), ys.ravel()], 1)).reshape(xs.shape)
+    a, d = hull, np.roll(hull, -1, axis=0) - hull                     # edge starts and directions
+    area2 = float((a[:, 0] * np.roll(a[:, 1], -1) - np.roll(a[:, 0], -1) * a[:, 1]).sum())
+    side = np.sign(area2) if area2 != 0.0 else 1.0                   # the interior's side of each edge
+    inside = np.ones(xs.shape, bool)
+    for (ax, ay), (dx, dy) in zip(a, d):  # K hull edges (tens), each a vectorized test of the box
+        inside &= side * (dx * (ys - ay) - dy * (xs - ax)) >= 0.0
     mask = np.zeros((height, width), bool)
     mask[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1] = inside
     return mask

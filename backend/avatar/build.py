@@ -150,6 +150,15 @@ def _face_metrics(avatar, model, lods, photo, face_mask, backend) -> tuple[dict[
     return out, secs
 
 
+def _import_sampling_modules() -> None:
+    """Import what the sampling imports on first use (scipy.spatial's k-d tree, about 0.2 s of CPU,
+    and the sparse solvers), on the kernel preload thread while the main thread detects the face.
+    Neither imports a module the detection imports (mediapipe, cv2, scipy.ndimage), so the two
+    threads never wait on each other's imports."""
+    import scipy.sparse.linalg  # noqa: F401
+    import scipy.spatial  # noqa: F401
+
+
 def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
                   levels: list[int], opts: BuildOptions) -> dict[int, GaussianSet]:
     """Head Gaussians at rest for every level: geometry attributes + HPFS/OAFF colours.
@@ -285,7 +294,7 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
         from ..render.preload import preload_kernels_async
         from .pose_kernels import preload as preload_pose_kernels
 
-        preload_kernels_async(preload_pose_kernels)
+        preload_kernels_async(preload_pose_kernels, _import_sampling_modules)
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
         model = load_head_model(opts.head_model)
@@ -342,10 +351,11 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
     if opts.fit_silhouette:
         # no Gaussian footprint beyond the person: the matte is a one-view visual hull
         avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels, colors=person)
-    face_mask = hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}
+    face_mask = None  # the source-view metrics' face region, made only when they are measured
     if opts.metrics or opts.refine is not False:
+        face_mask = hull_mask(obs.landmarks, mask.shape[0], mask.shape[1])
         with progress.stage("metrics"):
             progress.report(0.45, "measuring the source view")
             raw, render_secs = _face_metrics(avatar, model, levels, photo512, face_mask, opts.render_backend)

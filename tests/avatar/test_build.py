@@ -265,6 +265,8 @@ def test_cli_build_and_export_ply(built, tmp_path):
     q = json.loads(quick.read_text())
     assert q["psnr_face"] == {"0": None} and "metrics" not in q["seconds"]
     assert q["seconds"]["total"] >= q["seconds"]["write"] > 0 and q["seconds"]["cpu_total"] > 0
+    # process: from the (pytest) process's start, so at least the build's own total
+    assert q["seconds"]["process"] >= q["seconds"]["total"]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["astronaut.omgavatar", "astronaut_lod0.ply", "astronaut_preview_expression.png",
                      "astronaut_preview_source.png", "astronaut_preview_yaw+30.png",

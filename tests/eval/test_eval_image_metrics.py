@@ -102,3 +102,28 @@ def test_hull_mask_and_composite():
     mask[:2] = 1.0
     out = composite(rgb, mask, (0.0, 0.5, 0.0))
     assert np.allclose(out[:2], 1.0) and np.allclose(out[2:], [0.0, 0.5, 0.0])
+
+
+def test_hull_mask_equals_matplotlib_path_off_the_boundary():
+    """hull_mask's half-plane test gives matplotlib Path.contains_points' pixels on random point
+    clouds (float coordinates: no pixel centre lies exactly on an edge), hulls partly outside the
+    image included."""
+    from matplotlib.path import Path as MplPath
+    from scipy.spatial import ConvexHull
+
+    rng = np.random.default_rng(3)
+    H, W = 120, 150
+    for k in range(40):
+        n = int(rng.integers(3, 60))
+        pts = rng.normal(0.0, rng.uniform(5.0, 60.0), (n, 2)) + rng.uniform(-20.0, 170.0, 2)
+        ref = np.zeros((H, W), bool)
+        hull = pts[ConvexHull(pts).vertices]
+        xs, ys = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+        lo = np.floor(hull.min(0)).astype(int).clip(0, [W - 1, H - 1])
+        hi = np.ceil(hull.max(0)).astype(int).clip(0, [W - 1, H - 1])
+        box = np.zeros((H, W), bool)
+        box[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1] = True
+        ref[box] = MplPath(hull).contains_points(np.stack([xs[box], ys[box]], 1))
+        got = hull_mask(pts, H, W)
+        np.testing.assert_array_equal(got, ref, err_msg=f"cloud {k}")
+    assert ref.any()
