@@ -147,23 +147,110 @@ def _project_one(means, quats, scales, opacities, Ks, Rv, tv, b, g, width, heigh
 
 @nb.njit(cache=True, parallel=True, nogil=True)
 def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far, use_opacity):
-    """-> means2d (B,N,2) f32, conics (B,N,3) f32, depths (B,N) f32, radii (B,N,2) i32, extents f32."""
+    """-> means2d (B,N,2) f32, conics (B,N,3) f32, depths (B,N) f32, radii (B,N,2) i32, extents f32.
+
+    ``_project_one``'s arithmetic, operation for operation (bit-identical outputs, tested against
+    the frozen serial copy in preview.legacy), with the per-camera terms (view rotation,
+    intrinsics, field-of-view limits) read once per chunk and the per-Gaussian terms kept in
+    scalars instead of scratch arrays: about half the time at 135K Gaussians."""
     B, N = means.shape[0], means.shape[1]
     means2d = np.zeros((B, N, 2), np.float32)
     conics = np.zeros((B, N, 3), np.float32)
     depths = np.zeros((B, N), np.float32)
     radii = np.zeros((B, N, 2), np.int32)
     extents = np.zeros((B, N, 2), np.float32)
-    Rv = viewmats[:, :3, :3].astype(np.float64)
-    tv = viewmats[:, :3, 3].astype(np.float64)
-    n_chunks = (B * N + CHUNK - 1) // CHUNK
-    for chunk in nb.prange(n_chunks):
-        R = np.empty((3, 3))
-        mc = np.empty(3)
-        Mc = np.empty((3, 3))
-        for job in range(chunk * CHUNK, min(B * N, (chunk + 1) * CHUNK)):
-            _project_one(means, quats, scales, opacities, Ks, Rv, tv, job // N, job - (job // N) * N, width, height,
-                         eps2d, near, far, use_opacity, R, mc, Mc, means2d, conics, depths, radii, extents)
+    Rv_all = viewmats[:, :3, :3].astype(np.float64)
+    tv_all = viewmats[:, :3, 3].astype(np.float64)
+    chunks_per_cam = (N + CHUNK - 1) // CHUNK
+    for chunk in nb.prange(B * chunks_per_cam):
+        b = chunk // chunks_per_cam
+        g0 = (chunk - b * chunks_per_cam) * CHUNK
+        v00, v01, v02 = Rv_all[b, 0, 0], Rv_all[b, 0, 1], Rv_all[b, 0, 2]
+        v10, v11, v12 = Rv_all[b, 1, 0], Rv_all[b, 1, 1], Rv_all[b, 1, 2]
+        v20, v21, v22 = Rv_all[b, 2, 0], Rv_all[b, 2, 1], Rv_all[b, 2, 2]
+        t0, t1, t2 = tv_all[b, 0], tv_all[b, 1], tv_all[b, 2]
+        fx, fy, cx, cy = np.float64(Ks[b, 0, 0]), np.float64(Ks[b, 1, 1]), np.float64(Ks[b, 0, 2]), np.float64(Ks[b, 1, 2])
+        lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
+        lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
+        lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
+        lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
+        for g in range(g0, min(N, g0 + CHUNK)):
+            m0, m1, m2 = means[b, g, 0], means[b, g, 1], means[b, g, 2]
+            tx = v00 * m0 + v01 * m1 + v02 * m2 + t0
+            ty = v10 * m0 + v11 * m1 + v12 * m2 + t1
+            tz = v20 * m0 + v21 * m1 + v22 * m2 + t2
+            depths[b, g] = tz
+            if not (tz > near and tz < far):
+                continue
+            qw, qx, qy, qz = np.float64(quats[b, g, 0]), np.float64(quats[b, g, 1]), np.float64(quats[b, g, 2]), np.float64(quats[b, g, 3])
+            n = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+            w, x, y, z = qw / n, qx / n, qy / n, qz / n
+            r00 = 1 - 2 * (y * y + z * z)
+            r01 = 2 * (x * y - w * z)
+            r02 = 2 * (x * z + w * y)
+            r10 = 2 * (x * y + w * z)
+            r11 = 1 - 2 * (x * x + z * z)
+            r12 = 2 * (y * z - w * x)
+            r20 = 2 * (x * z - w * y)
+            r21 = 2 * (y * z + w * x)
+            r22 = 1 - 2 * (x * x + y * y)
+            s0, s1, s2 = scales[b, g, 0], scales[b, g, 1], scales[b, g, 2]
+            # Mc = Rv R diag(s), rows 0..2
+            M00 = (v00 * r00 + v01 * r10 + v02 * r20) * s0
+            M01 = (v00 * r01 + v01 * r11 + v02 * r21) * s1
+            M02 = (v00 * r02 + v01 * r12 + v02 * r22) * s2
+            M10 = (v10 * r00 + v11 * r10 + v12 * r20) * s0
+            M11 = (v10 * r01 + v11 * r11 + v12 * r21) * s1
+            M12 = (v10 * r02 + v11 * r12 + v12 * r22) * s2
+            M20 = (v20 * r00 + v21 * r10 + v22 * r20) * s0
+            M21 = (v20 * r01 + v21 * r11 + v22 * r21) * s1
+            M22 = (v20 * r02 + v21 * r12 + v22 * r22) * s2
+            txc = tz * min(max(tx / tz, -lim_xn), lim_xp)
+            tyc = tz * min(max(ty / tz, -lim_yn), lim_yp)
+            J00, J02 = fx / tz, -fx * txc / (tz * tz)
+            J11, J12 = fy / tz, -fy * tyc / (tz * tz)
+            u0 = J00 * M00 + J02 * M20
+            u1 = J00 * M01 + J02 * M21
+            u2 = J00 * M02 + J02 * M22
+            w0 = J11 * M10 + J12 * M20
+            w1 = J11 * M11 + J12 * M21
+            w2 = J11 * M12 + J12 * M22
+            a0 = u0 * u0 + u1 * u1 + u2 * u2
+            bb = u0 * w0 + u1 * w1 + u2 * w2
+            c0 = w0 * w0 + w1 * w1 + w2 * w2
+            k0 = u0 * w1 - u1 * w0
+            k1 = u0 * w2 - u2 * w0
+            k2 = u1 * w2 - u2 * w1
+            det = k0 * k0 + k1 * k1 + k2 * k2 + eps2d * (a0 + c0) + eps2d * eps2d
+            a = a0 + eps2d
+            c = c0 + eps2d
+            if not (det > 0) or not math.isfinite(det) or not math.isfinite(a) or not math.isfinite(c):
+                continue
+            mx = fx * tx / tz + cx
+            my = fy * ty / tz + cy
+            ext = EXTEND
+            if use_opacity:
+                op = opacities[b, g]
+                if op < ALPHA_THRESHOLD:
+                    continue
+                ext = min(ext, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+            ex = ext * math.sqrt(a)
+            ey = ext * math.sqrt(c)
+            rx = math.ceil(ex)
+            ry = math.ceil(ey)
+            if rx <= 0 and ry <= 0:
+                continue
+            if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
+                continue
+            means2d[b, g, 0] = mx
+            means2d[b, g, 1] = my
+            conics[b, g, 0] = c / det
+            conics[b, g, 1] = -bb / det
+            conics[b, g, 2] = a / det
+            radii[b, g, 0] = min(rx, 2**30)
+            radii[b, g, 1] = min(ry, 2**30)
+            extents[b, g, 0] = ex
+            extents[b, g, 1] = ey
     return means2d, conics, depths, radii, extents
 
 
