@@ -163,57 +163,77 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
                   levels: list[int], opts: BuildOptions) -> dict[int, GaussianSet]:
     """Head Gaussians at rest for every level: geometry attributes + HPFS/OAFF colours.
 
-    Levels run coarse to fine; LOD 0 is always solved (directly) and its colours, upsampled, start
-    the iterative diffusion of the finer levels."""
+    LOD 0 is always solved first (directly); its colours, upsampled, start the iterative
+    diffusion of every finer level, which needs nothing else from the others: the finest level is
+    sampled here while the ones between run on a second thread (numpy, scipy's sparse products
+    and the depth-buffer kernel release the GIL; no parallel numba kernel runs on either thread).
+    The result is the same as sampling them one after another (tests/avatar/test_build_threads.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     work = sorted(set(levels) | {0})
     lods = model_lods(model, work)
     rest0 = shaped_vertices(model, params.shape)
     verts_src, _, _ = lbs_numpy(model, params)
     face_oval = model.landmarks.points(rest0, model.faces)[list(FACE_OVAL)]
-    out: dict[int, GaussianSet] = {}
-    coarse: np.ndarray | None = None
-    for l in work:
-        U, F = lods[l].upsample, lods[l].faces
-        rest = np.asarray(U @ rest0, np.float32)
-        posed = np.asarray(U @ verts_src[0], np.float32)
-        edges = unique_edges(F)
-        spacing = mean_edge_length(rest, F, edges)
-        x0 = None if coarse is None else np.asarray(U @ coarse, np.float32)
-        stretch = jaw_stretch(model, rest, U, edges)
-        mouth = mouth_interior(model, rest, stretch)
-        lids, lid_ref, around_eyes = eyelid_vertices(model, rest, U, opts.eyes) if opts.eyes.enabled else (None,) * 3
-        sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
-                           vertex_regions(model, U), mirror_indices(rest, spacing), mouth, opts.sampling,
-                           x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref)
-        if l == 0:
-            coarse = sc.colors
-        if l in levels:
-            if opts.mouth.enabled:
-                # the mouth parts fill the opening: the band between the lips turns transparent and
-                # the lips grow only with their own edges' stretch (not the band's), so an opened
-                # jaw shows teeth and cavity instead of lip colour smeared across the gap
-                lip_edges = edges[~(mouth[edges[:, 0]] | mouth[edges[:, 1]])]
-                grow = capped_stretch(jaw_stretch(model, rest, U, lip_edges), np.zeros_like(mouth),
-                                      opts.attributes)
-            else:
-                grow = capped_stretch(stretch, mouth, opts.attributes)
-            quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)
-            if opts.mouth.enabled:
-                opac[mouth] = 0.0
-            if lids is not None and around_eyes.any():
-                # a blink pulls the upper lid's rows apart over the eye: grown by that stretch they
-                # close without gaps (the eyeball's iris must not show between them); the lid
-                # Gaussians hidden behind the eyeball at rest grow further, for free
-                sel = np.flatnonzero(around_eyes)
-                # only the edges at these vertices decide their stretch: measuring those alone
-                # gives the same values without stretching the whole mesh's edges per expression
-                near = edges[around_eyes[edges[:, 0]] | around_eyes[edges[:, 1]]]
-                k = np.clip(expression_stretch(model, rest, U, near)[sel], 1.0, opts.eyes.max_lid_stretch)
-                scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
-                scales[lids, :2] *= opts.eyes.lid_grow
-                opac[lids] = 1.0
-            out[l] = GaussianSet(rest, quats, scales, opac, sc.colors)
-    return out
+    head0, coarse = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None, opts)
+    out: dict[int, GaussianSet] = {0: head0} if 0 in levels else {}
+    finer = [l for l in work if l > 0]
+
+    def level(l: int) -> GaussianSet:
+        return _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask, coarse, opts)[0]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-lod") as pool:
+        jobs = {l: pool.submit(level, l) for l in finer[:-1]}
+        if finer:
+            out[finer[-1]] = level(finer[-1])
+        out.update({l: j.result() for l, j in jobs.items()})
+    return {l: out[l] for l in sorted(out)}
+
+
+def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarray, face_oval: np.ndarray,
+                camera: "Camera", photo: np.ndarray, mask: np.ndarray, coarse: np.ndarray | None,
+                opts: BuildOptions) -> tuple[GaussianSet, np.ndarray]:
+    """One level of analytic_head -> (its head GaussianSet, its vertex colours (V_l, 3)).
+
+    lod: the level's LOD (upsample, faces); rest0 / verts_src (V, 3): the identity's rest and
+    source-posed LOD-0 vertices; coarse (V, 3): LOD 0's colours (None on LOD 0 itself)."""
+    U, F = lod.upsample, lod.faces
+    rest = np.asarray(U @ rest0, np.float32)
+    posed = np.asarray(U @ verts_src, np.float32)
+    edges = unique_edges(F)
+    spacing = mean_edge_length(rest, F, edges)
+    x0 = None if coarse is None else np.asarray(U @ coarse, np.float32)
+    stretch = jaw_stretch(model, rest, U, edges)
+    mouth = mouth_interior(model, rest, stretch)
+    lids, lid_ref, around_eyes = eyelid_vertices(model, rest, U, opts.eyes) if opts.eyes.enabled else (None,) * 3
+    sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
+                       vertex_regions(model, U), mirror_indices(rest, spacing), mouth, opts.sampling,
+                       x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref)
+    if opts.mouth.enabled:
+        # the mouth parts fill the opening: the band between the lips turns transparent and
+        # the lips grow only with their own edges' stretch (not the band's), so an opened
+        # jaw shows teeth and cavity instead of lip colour smeared across the gap
+        lip_edges = edges[~(mouth[edges[:, 0]] | mouth[edges[:, 1]])]
+        grow = capped_stretch(jaw_stretch(model, rest, U, lip_edges), np.zeros_like(mouth),
+                              opts.attributes)
+    else:
+        grow = capped_stretch(stretch, mouth, opts.attributes)
+    quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)
+    if opts.mouth.enabled:
+        opac[mouth] = 0.0
+    if lids is not None and around_eyes.any():
+        # a blink pulls the upper lid's rows apart over the eye: grown by that stretch they
+        # close without gaps (the eyeball's iris must not show between them); the lid
+        # Gaussians hidden behind the eyeball at rest grow further, for free
+        sel = np.flatnonzero(around_eyes)
+        # only the edges at these vertices decide their stretch: measuring those alone
+        # gives the same values without stretching the whole mesh's edges per expression
+        near = edges[around_eyes[edges[:, 0]] | around_eyes[edges[:, 1]]]
+        k = np.clip(expression_stretch(model, rest, U, near)[sel], 1.0, opts.eyes.max_lid_stretch)
+        scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
+        scales[lids, :2] *= opts.eyes.lid_grow
+        opac[lids] = 1.0
+    return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors
 
 
 def analytic_parts(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,

@@ -151,10 +151,20 @@ def run(args: argparse.Namespace) -> int:
                                        "several photos")
             result = build_avatar(args.photo[0] if args.photo else None, opts, progress, reconstruct)
         with progress.stage("write"):
-            avatar_path = save_avatar(result.avatar, out / f"{stem}.omgavatar")
-            plys = export_plys(result.avatar, result.model, out, stem)
-            previews = [] if args.no_previews else write_previews(
-                result.avatar, result.model, out, stem, max(result.avatar.levels), args.backend)
+            # the avatar file and the PLYs (numpy posing, file writes) are written on a second
+            # thread while the previews are posed and splatted here; the pool waits for them
+            # even when the previews fail, as the one-thread order left them written then too
+            from concurrent.futures import ThreadPoolExecutor
+
+            def avatar_files() -> tuple[Path, list[Path]]:
+                return (save_avatar(result.avatar, out / f"{stem}.omgavatar"),
+                        export_plys(result.avatar, result.model, out, stem))
+
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-write") as pool:
+                files = pool.submit(avatar_files)
+                previews = [] if args.no_previews else write_previews(
+                    result.avatar, result.model, out, stem, max(result.avatar.levels), args.backend)
+                avatar_path, plys = files.result()
             # --force replaced an earlier build of this name: its files this build did not
             # rewrite (e.g. _lod2.ply after --lods 0) would otherwise pose as part of the new one
             for stale in set(earlier) - {avatar_path, *plys, *previews}:

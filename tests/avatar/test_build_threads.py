@@ -1,5 +1,6 @@
-"""The analytic build makes the portrait parts on a second thread while it samples the head:
-the avatar is bit-identical to the one a build gets doing both on one thread."""
+"""The analytic build makes the portrait parts on a second thread while it samples the head, and
+samples the head's finer levels on two threads after LOD 0: the avatar is bit-identical to the one
+a build gets doing everything on one thread."""
 
 from __future__ import annotations
 
@@ -42,3 +43,17 @@ def test_threaded_build_equals_one_thread(monkeypatch):
             np.testing.assert_array_equal(getattr(p.gaussians, f), getattr(q.gaussians, f), err_msg=f"{p.name}.{f}")
     for f in FIELDS:
         np.testing.assert_array_equal(getattr(threaded.lods[0], f), getattr(serial.lods[0], f))
+
+
+def test_finer_levels_on_two_threads_equal_one_thread(monkeypatch):
+    """LOD 1 is sampled on a second thread while LOD 2 is sampled on the first (both start from
+    LOD 0's colours, solved first even when not asked for): the same Gaussians as one thread."""
+    opts = BuildOptions(lods=(1, 2), refine=False, metrics=False, fit_silhouette=False)
+    threaded = build_avatar(None, opts).avatar
+    monkeypatch.setattr(cf, "ThreadPoolExecutor", _Inline)
+    serial = build_avatar(None, opts).avatar
+    assert threaded.levels == serial.levels == [1, 2]
+    for lvl in (1, 2):
+        for f in FIELDS:
+            np.testing.assert_array_equal(getattr(threaded.lods[lvl], f), getattr(serial.lods[lvl], f),
+                                          err_msg=f"LOD {lvl} {f}")
