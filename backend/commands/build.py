@@ -112,11 +112,28 @@ def process_age() -> float | None:
 def run(args: argparse.Namespace) -> int:
     stem = args.name or (Path(args.photo[0]).stem if args.photo else SAMPLE_NAME)
     out, earlier = check_outputs(args, stem)  # first: before the heavy imports and any work
-    from ..avatar.build import BuildOptions, build_avatar
-    from ..avatar.fileformat import save_avatar
-    from ..avatar.outputs import export_plys, write_previews
-    from ..progress import tqdm_progress
-    from ..stats import write_json
+    import gc
+
+    # The imports (torch, scipy, numba) leave some 270,000 long-lived objects that the cyclic
+    # garbage collector walked during the imports, at every full collection of the build and at
+    # exit: 0.34 s of CPU in collections per build, 0.14 s more at exit. In a fresh process the
+    # imports run without it and what they made is frozen (kept out of every later collection:
+    # 0.08 s and 0.05 s); garbage cycles the build makes are still collected. Where the modules
+    # are imported already (a caller's process, tests), nothing changes: freezing there would
+    # also keep the caller's uncollected garbage for good.
+    fresh = "torch" not in sys.modules
+    if fresh:
+        gc.disable()
+    try:
+        from ..avatar.build import BuildOptions, build_avatar
+        from ..avatar.fileformat import save_avatar
+        from ..avatar.outputs import export_plys, write_previews
+        from ..progress import tqdm_progress
+        from ..stats import write_json
+    finally:
+        if fresh:
+            gc.freeze()
+            gc.enable()
 
     opts = BuildOptions(lods=args.lods, head_model=args.head_model, refine_steps=args.refine_steps,
                         render_backend=args.backend, checkpoint=args.checkpoint, dinov2=args.dinov2,

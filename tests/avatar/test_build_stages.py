@@ -54,3 +54,29 @@ def test_mediapipe_imports_without_matplotlib_and_leaves_no_placeholders():
             "assert callable(plt.figure), plt\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
+    """build's imports run without the cyclic GC and are frozen in a fresh process (the GC stays
+    on); in a process that has torch already (this one) the GC state is left alone."""
+    import gc
+    import subprocess
+    import sys
+
+    from backend.cli import main
+
+    missing = str(tmp_path / "missing.png")
+    code = ("import gc\n"
+            "from backend.cli import main\n"
+            f"rc = main(['build', {missing!r}, '-o', {str(tmp_path / 'a')!r}, '--refine-seconds', '0',"
+            " '--no-progress'])\n"
+            "assert rc != 0, rc\n"
+            "assert gc.isenabled() and gc.get_freeze_count() > 50000, gc.get_freeze_count()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "missing.png" in res.stderr  # the one-line error names the file
+    import torch  # noqa: F401  (as in any caller that has run the backend before)
+
+    frozen = gc.get_freeze_count()
+    assert main(["build", missing, "-o", str(tmp_path / "b"), "--refine-seconds", "0", "--no-progress"]) != 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
