@@ -60,7 +60,7 @@ def test_kernels_cache_to_the_user_folder_when_the_package_is_read_only(tmp_path
     first, second = runs
     # helpers that only other kernels call (depth_order inside bin_tiles) are compiled with their
     # caller in the first run and never touched again once the caller loads from the cache
-    entry = {"backend.render._kernels.bin_tiles", "backend.render._kernels.rasterize_fwd",
+    entry = {"backend.render._kernels.bin_tiles", "backend.render._kernels.rasterize_image",
              "backend.render.projection.project_fwd", "backend.render.depth._zbuffer"}
     assert first and entry <= set(second) <= set(first), (first, second)
     assert all(misses for hits, misses in first.values()), first     # compiled (nothing cached yet)
