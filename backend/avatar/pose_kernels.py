@@ -30,24 +30,54 @@ def _quat_tail(qw, qx, qy, qz, rest, g, quats, b, row):
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
-def head_tail(up, offsets, rest_quats, has_offsets, means, quats):
-    """Head Gaussians, rows [0, V): up (B, V, 7 | 16) f32 upsampled LBS channels (position 0:3,
-    blended quaternion 3:7, blended rotation 7:16 row-major when ``has_offsets``), offsets (V, 3)
-    f32 metres, rest_quats (N, 4) f32 unit -> writes means (B, N, 3) and quats (B, N, 4)."""
-    B, V = up.shape[0], up.shape[1]
+def head_tail(base, indptr, indices, data, offsets, rest_quats, has_offsets, means, quats):
+    """Head Gaussians, rows [0, V), with the LOD upsampling fused in: base (B, V_0, 7 | 16) f32
+    LBS channels of the LOD-0 mesh (position 0:3, blended quaternion 3:7, blended rotation 7:16
+    row-major when ``has_offsets``); the LOD's upsampling matrix in CSR form (indptr (V + 1,),
+    indices, data f32); offsets (V, 3) f32 metres, rest_quats (N, 4) f32 unit -> writes means
+    (B, N, 3) and quats (B, N, 4). Each head Gaussian's channels are
+    summed over its row's entries (at most 3 at LOD 2) in CSR order and used at once, instead of
+    torch's sparse product writing a (B, V, 16) temporary (about 5 MB a frame at LOD 2) that the
+    tail then reads back: the product was over half of the CPU posing. Same float32 sums as
+    scipy's CSR product (row order, from zero)."""
+    B = base.shape[0]
+    C = base.shape[2]
+    V = indptr.shape[0] - 1
     for job in nb.prange(B * V):
         b = job // V
         g = job - b * V
-        x, y, z = up[b, g, 0], up[b, g, 1], up[b, g, 2]
+        z = np.float32(0.0)
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = c14 = c15 = z
+        for k in range(indptr[g], indptr[g + 1]):
+            w = data[k]
+            src = base[b, indices[k]]
+            c0 += w * src[0]
+            c1 += w * src[1]
+            c2 += w * src[2]
+            c3 += w * src[3]
+            c4 += w * src[4]
+            c5 += w * src[5]
+            c6 += w * src[6]
+            if C == 16:
+                c7 += w * src[7]
+                c8 += w * src[8]
+                c9 += w * src[9]
+                c10 += w * src[10]
+                c11 += w * src[11]
+                c12 += w * src[12]
+                c13 += w * src[13]
+                c14 += w * src[14]
+                c15 += w * src[15]
+        x, y, zz = c0, c1, c2
         if has_offsets:
             o0, o1, o2 = offsets[g, 0], offsets[g, 1], offsets[g, 2]
-            x += up[b, g, 7] * o0 + up[b, g, 8] * o1 + up[b, g, 9] * o2
-            y += up[b, g, 10] * o0 + up[b, g, 11] * o1 + up[b, g, 12] * o2
-            z += up[b, g, 13] * o0 + up[b, g, 14] * o1 + up[b, g, 15] * o2
+            x += c7 * o0 + c8 * o1 + c9 * o2
+            y += c10 * o0 + c11 * o1 + c12 * o2
+            zz += c13 * o0 + c14 * o1 + c15 * o2
         means[b, g, 0] = x
         means[b, g, 1] = y
-        means[b, g, 2] = z
-        _quat_tail(up[b, g, 3], up[b, g, 4], up[b, g, 5], up[b, g, 6], rest_quats, g, quats, b, g)
+        means[b, g, 2] = zz
+        _quat_tail(c3, c4, c5, c6, rest_quats, g, quats, b, g)
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
@@ -96,12 +126,14 @@ def parts_tail(A12, qj, weights, rest, rest_quats, n_head, means, quats):
 
 def preload() -> None:
     """Load both kernels (from the numba cache) on tiny inputs of the layouts ``TorchPoser`` passes
-    (contiguous, and the permuted view the LOD upsampling returns), so a build's first posing does
-    not pay for it; the build runs this on its kernel preload thread."""
+    (with and without identity offsets), so a build's first posing does not pay for it; the build
+    runs this on its kernel preload thread."""
     rest_q = np.tile(np.array([[1.0, 0.0, 0.0, 0.0]], np.float32), (2, 1))
-    for up in (np.zeros((1, 2, 16), np.float32), np.zeros((2, 1, 16), np.float32).transpose(1, 0, 2)):
-        up[..., 3] = 1.0
-        head_tail(up, np.zeros((2, 3), np.float32), rest_q, True, np.zeros((1, 2, 3), np.float32),
+    eye = (np.arange(3, dtype=np.int32), np.arange(2, dtype=np.int32), np.ones(2, np.float32))
+    for c in (7, 16):
+        base = np.zeros((1, 2, c), np.float32)
+        base[..., 3] = 1.0
+        head_tail(base, *eye, np.zeros((2, 3), np.float32), rest_q, c == 16, np.zeros((1, 2, 3), np.float32),
                   np.zeros((1, 2, 4), np.float32))
     A = np.zeros((1, 5, 12), np.float32)
     q = np.zeros((1, 5, 4), np.float32)

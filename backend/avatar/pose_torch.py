@@ -128,7 +128,9 @@ class TorchPoser:
         # head at LOD l: one sparse upsampling product carries positions, blended rotation matrices
         # and blended quaternions (U @ (W A) = (U W) A: the LOD's skinning weights are U W)
         channels = [verts, q0] + ([T[..., [0, 1, 2, 4, 5, 6, 8, 9, 10]]] if self.has_offsets else [])
-        up = self.lod.pose(torch.cat(channels, -1))                             # (B, V_l, 7 | 16)
+        base = torch.cat(channels, -1)                                          # (B, V, 7 | 16)
+        # on the CPU the upsampling is fused into the numba tail (pose_kernels.head_tail)
+        up = None if self.fused_cpu else self.lod.pose(base)                    # (B, V_l, 7 | 16)
         # parts: neutral-expression joint transforms, blended per point
         An, _ = joint_transforms(self.neutral_joints.expand(B, -1, -1), R, self.parents, transl)
         rest = self.part_rest[None]                                             # (1 | B, P, 3)
@@ -140,7 +142,7 @@ class TorchPoser:
         An12 = An[:, :, :3, :].reshape(B, -1, 12)                               # (B, J, 12)
         qn = matrix_to_quat_torch(An[:, :, :3, :3])                             # (B, J, 4)
         if self.fused_cpu:  # the per-Gaussian tail fused in numba (pose_kernels), same maths
-            return self._tail_cpu(up, An12, qn, rest)
+            return self._tail_cpu(base, An12, qn, rest)
         head, qh = up[..., :3], up[..., 3:7]
         if self.has_offsets:
             head = head + (up[..., 7:].reshape(B, -1, 3, 3) * self.offsets[None, :, None, :]).sum(-1)
@@ -151,16 +153,19 @@ class TorchPoser:
         quats = quat_multiply_torch(q / q.norm(dim=-1, keepdim=True), self.rest_quats[None])
         return PosedBatch(means.contiguous(), quats.contiguous())
 
-    def _tail_cpu(self, up: torch.Tensor, An12: torch.Tensor, qn: torch.Tensor, rest: torch.Tensor) -> PosedBatch:
-        """The torch tail of ``pose`` (head offsets, parts skinning, quaternion blend and product)
-        in two numba passes writing straight into the (B, N, 3) / (B, N, 4) outputs."""
+    def _tail_cpu(self, base: torch.Tensor, An12: torch.Tensor, qn: torch.Tensor, rest: torch.Tensor) -> PosedBatch:
+        """The torch tail of ``pose`` (LOD upsampling, head offsets, parts skinning, quaternion
+        blend and product) in two numba passes writing straight into the (B, N, 3) / (B, N, 4)
+        outputs. base: (B, V_0, 7 | 16) LOD-0 channels (see ``pose``)."""
         from .pose_kernels import head_tail, parts_tail
 
-        B = up.shape[0]
+        B = base.shape[0]
         means = torch.empty(B, self.n_gaussians, 3, dtype=torch.float32)
         quats = torch.empty(B, self.n_gaussians, 4, dtype=torch.float32)
         m, q, rq = means.numpy(), quats.numpy(), self.rest_quats.numpy()
-        head_tail(up.numpy(), self.offsets.numpy(), rq, self.has_offsets, m, q)
+        U = self.lod.upsample
+        head_tail(base.contiguous().numpy(), U.indptr, U.indices, U.data, self.offsets.numpy(), rq,
+                      self.has_offsets, m, q)
         if self.n_gaussians > self.n_head:
             parts_tail(An12.contiguous().numpy(), qn.contiguous().numpy(), self.part_weights.numpy(),
                        rest.contiguous().numpy(), rq, self.n_head, m, q)
