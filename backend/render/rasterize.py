@@ -40,8 +40,11 @@ def bin_gaussians(
 ) -> TileBins:  # fmt: skip
     """Bin visible Gaussians (extents > 0) into tiles, each tile's list sorted front to back.
 
-    means2d (B, N, 2) f32, extents (B, N, 2) f32, depths (B, N) f32.
+    means2d (B, N, 2) f32, extents (B, N, 2) f32, depths (B, N) f32. At most 65,535 tiles a side
+    (the kernel packs tile indices into 16 bits).
     """
+    if max(-(-int(width) // int(tile_size)), -(-int(height) // int(tile_size))) > 0xFFFF:
+        raise ValueError(f"{width}x{height} pixels in {tile_size}-pixel tiles: more than 65,535 tiles a side")
     offsets, ids = _kernels.bin_tiles(
         np.ascontiguousarray(means2d, np.float32), np.ascontiguousarray(extents, np.float32),
         np.ascontiguousarray(depths, np.float32), int(width), int(height), int(tile_size),
