@@ -78,6 +78,25 @@ def _finite_range(a):
     return True, lo, hi
 
 
+@nb.njit(cache=True, nogil=True)
+def _min_norm2(q):
+    """Smallest squared norm over the rows of q (M, 4) f32, in float32 like torch's
+    ``q.square().sum(-1).amin()`` (inf when M = 0)."""
+    lo = np.float32(np.inf)
+    for i in range(q.shape[0]):
+        n = q[i, 0] * q[i, 0] + q[i, 1] * q[i, 1] + q[i, 2] * q[i, 2] + q[i, 3] * q[i, 3]
+        lo = min(lo, n)
+    return lo
+
+
+def _min_quat_norm2(q: torch.Tensor) -> float:
+    """Smallest squared norm of the quaternions (..., 4): one numba pass on the CPU (no (B, N, 4)
+    temporary per preview batch), torch elsewhere."""
+    if q.device.type == "cpu":
+        return float(_min_norm2(q.detach().reshape(-1, 4).contiguous().numpy()))
+    return float(q.square().sum(-1).amin())
+
+
 def _check_range(x: torch.Tensor) -> tuple[bool, float, float]:
     """(all finite, min, max) of ``x``: one numba pass on the CPU (no boolean tensor per element:
     these checks run on every preview batch), torch reductions on other devices."""
@@ -136,7 +155,7 @@ def _prepare(means, quats, scales, opacities, features, camera, background, devi
         raise ValueError("scales must be >= 0 (linear metres, not log-scales)")
     if ranges["opacities"][0] < 0 or ranges["opacities"][1] > 1:
         raise ValueError("opacities must be in [0, 1] (post-sigmoid)")
-    if N > 0 and t["quats"].square().sum(-1).amin() < 1e-24:  # |q| < 1e-12
+    if N > 0 and _min_quat_norm2(t["quats"]) < 1e-24:  # |q| < 1e-12
         raise ValueError("quats must be non-zero (wxyz, any norm)")
     C = t["features"].shape[-1]
     if C < 1:

@@ -291,6 +291,12 @@ def test_bad_inputs_raise_clear_errors() -> None:
         call(features=sc.features[:5])
     with pytest.raises(ValueError, match="quats"):
         call(quats=torch.zeros(10, 4))
+    one_zero = sc.quats.expand(2, -1, -1).clone()  # per frame: one zero quaternion in the second frame
+    one_zero[1, 7] = 0.0
+    with pytest.raises(ValueError, match="quats"):
+        call(quats=one_zero)
+    one_zero[1, 7, 0] = 1e-3  # a short quaternion is normalized, not refused
+    assert call(quats=one_zero).image.shape[0] == 2
     with pytest.raises(ValueError, match="components"):
         call(quats=sc.quats[:, :3])
     with pytest.raises(ValueError, match="share width"):
