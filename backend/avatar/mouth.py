@@ -8,7 +8,8 @@ topology that embeds the lips:
 
 * teeth_upper  an arch of flat Gaussians behind the upper lip, riding the head (the upper lip's
                skinning weights without the jaw);
-* teeth_lower  a slightly smaller arch behind the lower lip, on the jaw joint;
+* teeth_lower  a slightly smaller arch behind the lower lip, on the jaw joint, its biting edge a
+               rest gap below the upper row's (a relaxed jaw does not close the teeth);
 * gums         a band above the upper and below the lower teeth (upper rows head, lower rows jaw);
 * tongue       the upper surface of a flattened ellipsoid on the floor of the mouth, on the jaw,
                with a ``tongueOut`` shape key (SkinnedPart.shapes) that slides it out over the
@@ -19,8 +20,8 @@ topology that embeds the lips:
 Every point must lie inside the head: points within ``inside_margin`` of the skin (or outside it)
 are dropped, measured against the rest mesh without its mouth band, lips and eyeballs (the lips'
 inner rows fold into the opening; the parts sit behind them by construction).
-Colours are defaults (off-white teeth, pink-red gums and tongue, near-black cavity) unless the photo
-shows an open mouth: then part Gaussians that are visible through the photo's inner-lip hull at the
+Colours are defaults (teeth as video shows them in the mouth's shade, pink-red gums and tongue, a
+dark cavity) unless the photo shows an open mouth: then part Gaussians that are visible through the photo's inner-lip hull at the
 source pose take the photo's colour when it is plausible for the part (teeth bright and pale, the
 cavity dark, gums and tongue reddish), and each part's unseen Gaussians take the median of its seen
 ones (keeping the default's shading pattern).
@@ -50,8 +51,12 @@ class MouthOptions:
     enabled: bool = True
     # defaults as an open mouth looks on video, lit only through the opening (the inside of clip
     # d12's open-mouth frames: median (0.47, 0.27, 0.28), darkest quarter (0.2-0.4, 0.01-0.17,
-    # 0.02-0.18)): teeth in the shade of the lips, a muted pink tongue, a dark red-brown cavity
-    teeth_color: tuple[float, float, float] = (0.82, 0.77, 0.70)
+    # 0.02-0.18)): teeth in the shade of the lips, a muted pink tongue, a dark red-brown cavity.
+    # Teeth: the brightest 5 % of the clips' open mouths (teeth where they show) are (0.69, 0.49,
+    # 0.49) on d12 and (0.50, 0.25, 0.20) on d3, shaded and tinted by the lips; lit enamel
+    # (0.82, 0.77, 0.70) drew a white bar where the clips show a dim pink one (d12 mouth PSNR 13.7
+    # -> 16.0 dB with this colour alone, same frames and avatar)
+    teeth_color: tuple[float, float, float] = (0.69, 0.52, 0.50)
     gum_color: tuple[float, float, float] = (0.70, 0.38, 0.40)
     tongue_color: tuple[float, float, float] = (0.66, 0.38, 0.40)
     cavity_color: tuple[float, float, float] = (0.24, 0.10, 0.11)
@@ -59,6 +64,12 @@ class MouthOptions:
     arch_depth_m: float = 0.030         # how far back the dental arch reaches
     arch_half_angle_deg: float = 75.0
     teeth_height_m: float = 0.010       # visible crown height of each row
+    # the incisors' biting edges above the parting line (negative: below) at rest: a relaxed jaw
+    # holds the teeth 2-4 mm apart (the interocclusal rest gap, "freeway space"), so lips parted
+    # over a nearly closed jaw (d12's pursed "o" frames, where the tracker opens the jaw little)
+    # show the dark gap between the rows, not the upper teeth's edge across the opening
+    upper_edge_m: float = 0.0010
+    lower_edge_m: float = -0.0015
     gum_height_m: float = 0.006
     tongue_rise_m: float = 0.005        # tongue back above its tip (tip at the lower biting edge)
     tongue_depth_dim: float = 0.7       # share of the tongue's colour lost from its tip to its back
@@ -188,21 +199,26 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     def keep(pos):
         return _inside(pos, surf, surf_n, opts.inside_margin_m)
 
-    # teeth: upper crowns from just below the parting line up; lower ones inside them, downwards
+    # teeth: upper crowns from their biting edge (just above the parting line) up; lower ones
+    # inside them, from theirs downwards: the rest gap between the edges shows the cavity
     a_up, a_lo = 0.5 * f.width * 1.0, 0.5 * f.width * 0.94
-    pos, nrm, phi = _arch(f, opts, 1.0, 0.0, f.lip_y - 0.0008, f.lip_y + h)
-    col = _teeth_shading(phi, a_up, pos[:, 1], f.lip_y - 0.0008, h, opts.teeth_color)
+    up_edge, lo_edge = f.lip_y + opts.upper_edge_m, f.lip_y + opts.lower_edge_m
+    pos, nrm, phi = _arch(f, opts, 1.0, 0.0, up_edge, up_edge + h)
+    col = _teeth_shading(phi, a_up, pos[:, 1], up_edge, h, opts.teeth_color)
     m = keep(pos)
     parts.append(SkinnedPart("teeth_upper", _flat_set(pos[m], nrm[m], col[m], size, 0.98),
                              np.tile(up_w, (int(m.sum()), 1))))
-    pos, nrm, phi = _arch(f, opts, 0.94, 0.0015, f.lip_y - 0.0004, f.lip_y - h)
-    col = _teeth_shading(phi, a_lo, pos[:, 1], f.lip_y - 0.0004, h, opts.teeth_color)
+    pos, nrm, phi = _arch(f, opts, 0.94, 0.0015, lo_edge, lo_edge - h)
+    col = _teeth_shading(phi, a_lo, pos[:, 1], lo_edge, h, opts.teeth_color)
     m = keep(pos)
     parts.append(SkinnedPart("teeth_lower", _flat_set(pos[m], nrm[m], col[m], size, 0.98),
                              np.tile(jaw_w, (int(m.sum()), 1))))
     # gums: above the upper and below the lower crowns, a little in front of the teeth plane
-    gu, gnu, _ = _arch(f, opts, 1.0, -0.0006, f.lip_y + h, f.lip_y + h + g)
-    gl, gnl, _ = _arch(f, opts, 0.94, 0.0009, f.lip_y - h, f.lip_y - h - g)
+    # (gums, tongue and cavity move with the rows' edges: ``up_top``/``lo_bot`` are where they
+    # met the gums when the edges were 0.8 / 0.4 mm below the parting line)
+    up_top, lo_bot = up_edge + 0.0008 + h, lo_edge + 0.0004 - h
+    gu, gnu, _ = _arch(f, opts, 1.0, -0.0006, up_top, up_top + g)
+    gl, gnl, _ = _arch(f, opts, 0.94, 0.0009, lo_bot, lo_bot - g)
     pos, nrm = np.concatenate([gu, gl]), np.concatenate([gnu, gnl])
     w = np.concatenate([np.tile(up_w, (len(gu), 1)), np.tile(jaw_w, (len(gl), 1))])
     m = keep(pos)
@@ -214,7 +230,7 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     # (lower and further back, the cavity in front hid it: d12's wide "O" rendered black where
     # the clip shows a pink tongue)
     r = np.array([0.40 * f.width, opts.tongue_rise_m, 0.018])
-    c = np.array([f.center[0], f.lip_y - 0.3 * h, f.front_z - opts.teeth_behind_lip_m - 0.0025 - r[2]])
+    c = np.array([f.center[0], lo_edge + 0.0004 - 0.3 * h, f.front_z - opts.teeth_behind_lip_m - 0.0025 - r[2]])
     n_t = int(np.ceil(2 * np.pi * r[0] * r[2] / sp ** 2))
     k = np.arange(n_t) + 0.5
     cos_t = 1 - k / n_t                                  # upper hemisphere, even in area
@@ -237,7 +253,7 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     a = 0.5 * f.width * 1.05
     z_front = f.front_z - 0.002
     z_back = z_front - opts.teeth_behind_lip_m - opts.arch_depth_m - 0.012
-    y_top, y_bot = f.lip_y + h + g + 0.004, f.lip_y - h - g - 0.006
+    y_top, y_bot = up_top + g + 0.004, lo_bot - g - 0.006
     xs = np.arange(-a, a + 1e-9, cs) + f.center[0]
     ys = np.arange(y_bot, y_top + 1e-9, cs)
     zs = np.arange(z_back, z_front + 1e-9, cs)

@@ -44,20 +44,53 @@ def test_mouth_parts_sit_behind_the_lips_inside_the_head(standin):
     tm = by["tongue"].gaussians.means
     tip = tm[:, 2] > np.quantile(tm[:, 2], 0.98)
     assert tm[tip, 1].max() < f.lip_y < tm[:, 1].max()
-    # default colours: off-white teeth, reddish gums/tongue, near-black cavity
+    # default colours: teeth paler and less red than gums and tongue (but dimmed as video shows
+    # them inside the mouth, not lit enamel), reddish gums/tongue, near-black cavity
     luma = lambda c: c @ np.array([0.299, 0.587, 0.114])  # noqa: E731
     t = by["teeth_upper"].gaussians
     front = np.abs(t.means[:, 0] - f.center[0]) < 0.25 * f.width  # incisors (the back is shaded)
-    assert luma(np.median(t.colors[front], 0)) > 0.6  # pale, in the shade of the lips
+    teeth = np.median(t.colors[front], 0)
+    assert 0.45 < luma(teeth) < 0.7, teeth
     for name in ("gums", "tongue"):
         c = np.median(by[name].gaussians.colors, 0)
         assert c[0] > 1.5 * c[1], name
+        assert luma(teeth) > luma(c) and teeth[0] / teeth[1] < c[0] / c[1], name
     assert luma(np.median(by["cavity"].gaussians.colors, 0)) < 0.2  # dark red-brown, as on video
     # nothing pokes out: every point is farther inside than the margin from the skin's vertices
     from scipy.spatial import cKDTree
 
     d, _ = cKDTree(rest[skin]).query(np.concatenate([p.gaussians.means for p in parts]))
     assert d.min() > MouthOptions().inside_margin_m * 0.99
+
+
+def test_teeth_rows_leave_a_rest_gap_that_parted_lips_show(standin, splat_avatar):
+    """A relaxed jaw holds the incisors apart: at rest the upper row's biting edge is above the
+    parting line and the lower row's below it (MouthOptions.upper_edge_m / lower_edge_m), so
+    lips parted over the closed jaw (mouthUpperUp + mouthLowerDown, skin keys only) show the
+    cavity at the middle of the opening, not a tooth edge across it (d12's pursed frames drew a
+    white bar there). Rendered from the front: at the parting line's centre the teeth cover
+    under half of each pixel (the rows overlapped there before: the upper row covered it)."""
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+
+    model, rest, skin = standin
+    opts = MouthOptions()
+    assert opts.upper_edge_m - opts.lower_edge_m >= 0.002
+    by = {p.name: p for p in build_mouth_parts(model, rest, skin)}
+    f = mouth_frame(model, rest)
+    for name, edge, sign in (("teeth_upper", opts.upper_edge_m, 1), ("teeth_lower", opts.lower_edge_m, -1)):
+        m = by[name].gaussians.means
+        incisors = np.abs(m[:, 0] - f.center[0]) < 0.2 * f.width
+        nearest = m[incisors, 1].min() if sign > 0 else m[incisors, 1].max()
+        assert abs(nearest - (f.lip_y + edge)) < 0.0005, (name, nearest - f.lip_y)
+    hp = HeadParams.zeros(model)
+    for k in ("mouthUpperUpLeft", "mouthUpperUpRight", "mouthLowerDownLeft", "mouthLowerDownRight"):
+        hp.expr[0, ARKIT_NAMES.index(k)] = 1.0
+    cam = Camera.look_at((0, f.center[1], 0.5), (0, f.center[1], 0), width=160, height=160, fov_y_deg=10)
+    _, teeth = _render_parts(model, splat_avatar, hp, cam, {"teeth_upper", "teeth_lower"})
+    uv, _ = cam.project(np.array([[f.center[0], f.lip_y, f.front_z]]))
+    x, y = int(uv[0, 0]), int(uv[0, 1])
+    assert teeth[y - 1:y + 2, x - 6:x + 7].mean() < 0.5, teeth[y - 1:y + 2, x - 6:x + 7].mean()
 
 
 def _mouth_photo(model, rest, cam: Camera, opening_px: float, colors: dict[str, tuple]) -> tuple[np.ndarray, np.ndarray]:
