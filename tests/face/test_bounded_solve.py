@@ -53,10 +53,10 @@ def _problem(n_frames: int, seed: int):
 
 
 def test_bounded_solve_reaches_the_bounded_optimum_in_three_steps():
-    seed = 0
     from scipy.optimize import least_squares
 
-    B = 3
+    seed = 0
+    B = 1   # the reference takes about 30 function evaluations of 59 frames
     lmm, proj, obs, free = _problem(B, seed)
     layout = Layout([(0,)], lmm.n_expr, 0, (0.0, 1.0), projected=True)   # rotation, translation, 52 weights
     P = layout.per_frame
@@ -70,7 +70,8 @@ def test_bounded_solve_reaches_the_bounded_optimum_in_three_steps():
     pri = Priors(prior_w, torch.zeros(B, P, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
     _, cost = solve_frames(lmm, proj, start, obs, w, layout, pri, 3, max_iterations=3)
     _, clipped = solve_frames(lmm, proj, start, obs, w, replace(layout, projected=False), pri, 3, max_iterations=3)
-    print("projected", cost.tolist(), "clipped", clipped.tolist())
+    # clipping a step of the whole system instead stalls far above (415 against 146 here)
+    assert bool((clipped > 2.0 * cost).all()), (clipped.tolist(), cost.tolist())
 
     # the plain reference: scipy's trust-region reflective bounded least squares on the same cost
     sw = w[0].sqrt()[:, None]
@@ -92,9 +93,7 @@ def test_bounded_solve_reaches_the_bounded_optimum_in_three_steps():
         lo = np.r_[-np.inf * np.ones(6), np.zeros(lmm.n_expr)]
         hi = np.r_[np.inf * np.ones(6), np.ones(lmm.n_expr)]
         ref = least_squares(lambda x: residuals(x, b)[0], np.zeros(P), jac=lambda x: jacobian(x, b),
-                            bounds=(lo, hi), method="trf", xtol=1e-10, ftol=1e-10)
+                            bounds=(lo, hi), method="trf", xtol=1e-8, ftol=1e-8)
         ref_cost = float((ref.fun ** 2).sum())
-        # three projected-Newton steps land within 1 % of the bounded optimum (clipping a step of
-        # the whole system instead stalled 10-40 % above it on these frames)
-        print("ref", b, ref_cost)
+        # three projected-Newton steps land within 3 % of the bounded optimum (1.8 % here)
         assert float(cost[b]) <= 1.03 * ref_cost, (b, float(cost[b]), ref_cost)
