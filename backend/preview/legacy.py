@@ -8,8 +8,9 @@ What "then" ran, part by part, and how it is reproduced here:
   (``avatar.pose_reference.pose_quats_reference``), so that both paths draw the same frames: the
   reference does the work today's loop does, the old way (its cost is in ``pose_ms``).
 - input checks: boolean tensors per check (``torch.isfinite(x).all()``, ``(scales < 0).any()``, ...).
-- projection: one serial numba loop over every (camera, Gaussian) (``_project_fwd_serial``; the
-  same per-Gaussian arithmetic as today's parallel ``projection._project_one``).
+- projection: one serial numba loop over every (camera, Gaussian) (``_project_fwd_serial`` with
+  the old per-Gaussian body ``_project_one``; today's parallel ``projection.project_fwd`` does the
+  same arithmetic, operation for operation, in its chunks).
 - tile binning: serial counting and filling in index order, then a mergesort of each tile's list
   by depth (``_bin_tiles_sort``: the old ``bin_tiles``).
 - compositing: ``_kernels.rasterize_fwd`` at gsplat's exact stop (no transmittance stop; the
@@ -27,6 +28,7 @@ differ more in a few pixels where that 1e-7 m difference swaps overlapping Gauss
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,73 @@ import numba as nb
 import numpy as np
 
 from ..render import _kernels
-from ..render.projection import _project_one
+from ..render.projection import ALPHA_THRESHOLD, EXTEND, _camera_terms
 from ..render.watermark import WATERMARK_TEXT, _text_mask, watermark_scale
 from .output import FrameWriter
 
 LEGACY_BATCH = 2  # PreviewOptions.batch at the time
+
+
+@nb.njit(cache=True, inline="always")
+def _project_one(means, quats, scales, opacities, Ks, Rv, tv, b, g, width, height, eps2d, near, far, use_opacity,
+             R, mc, Mc, means2d, conics, depths, radii, extents):
+    """Project Gaussian g into camera b (see ``projection.project_fwd``); writes its row of the outputs."""
+    _camera_terms(means, quats, scales, Rv, tv, b, g, R, mc, Mc)
+    tx, ty, tz = mc[0], mc[1], mc[2]
+    depths[b, g] = tz
+    if not (tz > near and tz < far):
+        return
+    fx, fy, cx, cy = np.float64(Ks[b, 0, 0]), np.float64(Ks[b, 1, 1]), np.float64(Ks[b, 0, 2]), np.float64(Ks[b, 1, 2])
+    lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
+    lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
+    lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
+    lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
+    txc = tz * min(max(tx / tz, -lim_xn), lim_xp)
+    tyc = tz * min(max(ty / tz, -lim_yn), lim_yp)
+    J00, J02 = fx / tz, -fx * txc / (tz * tz)
+    J11, J12 = fy / tz, -fy * tyc / (tz * tz)
+    u0 = J00 * Mc[0, 0] + J02 * Mc[2, 0]
+    u1 = J00 * Mc[0, 1] + J02 * Mc[2, 1]
+    u2 = J00 * Mc[0, 2] + J02 * Mc[2, 2]
+    w0 = J11 * Mc[1, 0] + J12 * Mc[2, 0]
+    w1 = J11 * Mc[1, 1] + J12 * Mc[2, 1]
+    w2 = J11 * Mc[1, 2] + J12 * Mc[2, 2]
+    a0 = u0 * u0 + u1 * u1 + u2 * u2
+    bb = u0 * w0 + u1 * w1 + u2 * w2
+    c0 = w0 * w0 + w1 * w1 + w2 * w2
+    m0 = u0 * w1 - u1 * w0
+    m1 = u0 * w2 - u2 * w0
+    m2 = u1 * w2 - u2 * w1
+    det = m0 * m0 + m1 * m1 + m2 * m2 + eps2d * (a0 + c0) + eps2d * eps2d
+    a = a0 + eps2d
+    c = c0 + eps2d
+    if not (det > 0) or not math.isfinite(det) or not math.isfinite(a) or not math.isfinite(c):
+        return
+    mx = fx * tx / tz + cx
+    my = fy * ty / tz + cy
+    ext = EXTEND
+    if use_opacity:
+        op = opacities[b, g]
+        if op < ALPHA_THRESHOLD:
+            return
+        ext = min(ext, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+    ex = ext * math.sqrt(a)
+    ey = ext * math.sqrt(c)
+    rx = math.ceil(ex)
+    ry = math.ceil(ey)
+    if rx <= 0 and ry <= 0:
+        return
+    if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
+        return
+    means2d[b, g, 0] = mx
+    means2d[b, g, 1] = my
+    conics[b, g, 0] = c / det
+    conics[b, g, 1] = -bb / det
+    conics[b, g, 2] = a / det
+    radii[b, g, 0] = min(rx, 2**30)
+    radii[b, g, 1] = min(ry, 2**30)
+    extents[b, g, 0] = ex
+    extents[b, g, 1] = ey
 
 
 @nb.njit(cache=True)

@@ -83,74 +83,12 @@ def _camera_terms(means, quats, scales, Rv, tv, b, g, R, mc, Mc):
 CHUNK = 4096
 
 
-@nb.njit(cache=True, inline="always")
-def _project_one(means, quats, scales, opacities, Ks, Rv, tv, b, g, width, height, eps2d, near, far, use_opacity,
-             R, mc, Mc, means2d, conics, depths, radii, extents):
-    """Project Gaussian g into camera b (see ``project_fwd``); writes its row of the outputs."""
-    _camera_terms(means, quats, scales, Rv, tv, b, g, R, mc, Mc)
-    tx, ty, tz = mc[0], mc[1], mc[2]
-    depths[b, g] = tz
-    if not (tz > near and tz < far):
-        return
-    fx, fy, cx, cy = np.float64(Ks[b, 0, 0]), np.float64(Ks[b, 1, 1]), np.float64(Ks[b, 0, 2]), np.float64(Ks[b, 1, 2])
-    lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
-    lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
-    lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
-    lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
-    txc = tz * min(max(tx / tz, -lim_xn), lim_xp)
-    tyc = tz * min(max(ty / tz, -lim_yn), lim_yp)
-    J00, J02 = fx / tz, -fx * txc / (tz * tz)
-    J11, J12 = fy / tz, -fy * tyc / (tz * tz)
-    u0 = J00 * Mc[0, 0] + J02 * Mc[2, 0]
-    u1 = J00 * Mc[0, 1] + J02 * Mc[2, 1]
-    u2 = J00 * Mc[0, 2] + J02 * Mc[2, 2]
-    w0 = J11 * Mc[1, 0] + J12 * Mc[2, 0]
-    w1 = J11 * Mc[1, 1] + J12 * Mc[2, 1]
-    w2 = J11 * Mc[1, 2] + J12 * Mc[2, 2]
-    a0 = u0 * u0 + u1 * u1 + u2 * u2
-    bb = u0 * w0 + u1 * w1 + u2 * w2
-    c0 = w0 * w0 + w1 * w1 + w2 * w2
-    m0 = u0 * w1 - u1 * w0
-    m1 = u0 * w2 - u2 * w0
-    m2 = u1 * w2 - u2 * w1
-    det = m0 * m0 + m1 * m1 + m2 * m2 + eps2d * (a0 + c0) + eps2d * eps2d
-    a = a0 + eps2d
-    c = c0 + eps2d
-    if not (det > 0) or not math.isfinite(det) or not math.isfinite(a) or not math.isfinite(c):
-        return
-    mx = fx * tx / tz + cx
-    my = fy * ty / tz + cy
-    ext = EXTEND
-    if use_opacity:
-        op = opacities[b, g]
-        if op < ALPHA_THRESHOLD:
-            return
-        ext = min(ext, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
-    ex = ext * math.sqrt(a)
-    ey = ext * math.sqrt(c)
-    rx = math.ceil(ex)
-    ry = math.ceil(ey)
-    if rx <= 0 and ry <= 0:
-        return
-    if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
-        return
-    means2d[b, g, 0] = mx
-    means2d[b, g, 1] = my
-    conics[b, g, 0] = c / det
-    conics[b, g, 1] = -bb / det
-    conics[b, g, 2] = a / det
-    radii[b, g, 0] = min(rx, 2**30)
-    radii[b, g, 1] = min(ry, 2**30)
-    extents[b, g, 0] = ex
-    extents[b, g, 1] = ey
-
-
 @nb.njit(cache=True, parallel=True, nogil=True)
 def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far, use_opacity):
     """-> means2d (B,N,2) f32, conics (B,N,3) f32, depths (B,N) f32, radii (B,N,2) i32, extents f32.
 
-    ``_project_one``'s arithmetic, operation for operation (bit-identical outputs, tested against
-    the frozen serial copy in preview.legacy), with the per-camera terms (view rotation,
+    The issue-time per-Gaussian body's arithmetic (``preview.legacy._project_one``), operation for
+    operation (bit-identical outputs, tested against that frozen serial copy), with the per-camera terms (view rotation,
     intrinsics, field-of-view limits) read once per chunk and the per-Gaussian terms kept in
     scalars instead of scratch arrays: about half the time at 135K Gaussians."""
     B, N = means.shape[0], means.shape[1]
