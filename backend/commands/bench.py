@@ -20,7 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "fit": "face.bench",
     "build": "avatar.bench",
     "preview": "preview.bench",
-    "refine": "avatar.refine_bench",
+    "refine": "eval.refine_bench",
     "arkit": "eval.arkit_roundtrip",
 }
 

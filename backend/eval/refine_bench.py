@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from ..machine import load_average, machine_info
     from ..stats import write_json
     from ..face.matte import foreground_colors
-    from .build import BuildOptions, build_avatar
-    from .imageops import to_float
-    from .posing import posed_set
-    from .refine import RefineOptions, refine
+    from ..avatar.build import BuildOptions, build_avatar
+    from ..avatar.imageops import to_float
+    from ..avatar.posing import posed_set
+    from ..avatar.refine import RefineOptions, refine
 
     lods = tuple(sorted({int(t) for t in args.lods.split(",") if t.strip()}))
     built = build_avatar(None, BuildOptions(lods=lods, refine=False, metrics=False))
@@ -98,10 +98,10 @@ def _case(photo: str | None, lod: int, backend: str) -> dict[str, Any]:
     from ..face.crop import source_coverage
     from ..face.matte import foreground_colors
     from ..image_metrics import hull_mask
-    from ..eval.protocols.scoring import FrameScorer
-    from .build import BuildOptions, build_avatar
-    from .imageops import to_float
-    from .posing import posed_set
+    from .protocols.scoring import FrameScorer
+    from ..avatar.build import BuildOptions, build_avatar
+    from ..avatar.imageops import to_float
+    from ..avatar.posing import posed_set
 
     built = build_avatar(photo, BuildOptions(lods=(lod,), refine=False, metrics=False, render_backend=backend))
     avatar, obs = built.avatar, built.observation
@@ -132,7 +132,7 @@ def _scores(case: dict[str, Any], colors, opacities, offsets, backend: str) -> t
 
 def _curve(case: dict[str, Any], opts, backend: str) -> dict[str, Any]:
     """Refine ``case`` with ``opts`` (trace on) -> steps, seconds, stage seconds, final and curve."""
-    from .refine import refine
+    from ..avatar.refine import refine
 
     c0 = time.process_time()
     res = refine(case["gs"], case["movable"], case["photo"], np.ones_like(case["mask"]), case["camera"], opts,
@@ -153,7 +153,7 @@ def run_convergence(args: argparse.Namespace) -> int:
 
     from ..machine import load_average, machine_info
     from ..stats import write_json
-    from .refine import RefineOptions, photo_refine_options
+    from ..avatar.refine import RefineOptions, photo_refine_options
 
     lods = tuple(sorted({int(t) for t in args.lods.split(",") if t.strip()}))
     photos = [p.strip() for p in args.photos.split(",") if p.strip()]
@@ -164,7 +164,7 @@ def run_convergence(args: argparse.Namespace) -> int:
             fast_opts = replace(photo_refine_options(args.seconds, 300, args.backend), trace_every=1)
             ref_opts = replace(RefineOptions(backend=args.backend), seconds=1e9, max_steps=args.reference_steps,
                                color_solve_iters=0, trace_every=max(1, args.reference_steps // 30))
-            from .refine import refine
+            from ..avatar.refine import refine
 
             refine(case["gs"], case["movable"], case["photo"], np.ones_like(case["mask"]), case["camera"],
                    replace(fast_opts, max_steps=1, trace_every=0), portrait=case["mask"],
