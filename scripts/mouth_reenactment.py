@@ -5,9 +5,10 @@
         [--all] [--crops DIR]
 
 ``prepare`` builds the avatar from the clip's frame 0 and drives it as eval's self-reenactment
-protocol does (backend/eval/protocols/reenactment.py), keeping the build, the re-fitted track and
-the cut frames in /tmp/mouth_reenactment_<clip>.pkl, so variants of the mouth parts can be scored
-on the same avatar and driving. ``score`` renders LOD 2 on the open-mouth frames (``--all``: every
+protocol does (backend/eval/protocols/reenactment.py), keeping the avatar (``<clip>.omgavatar``)
+and the photo's observation, the re-fitted track and the cut frames (``<clip>.npz``, plain arrays,
+read without pickle) in ``--work`` (default out/mouth_reenactment; existing files are kept unless
+``--force``), so variants of the mouth parts can be scored on the same avatar and driving. ``score`` renders LOD 2 on the open-mouth frames (``--all``: every
 kept frame) and prints per frame PSNR full, SSIM full, AKD, mouth PSNR, the mean colour inside the
 clip's inner-lip hull in clip and render, and the overlap of the two hulls; ``--rebuild-mouth``
 rebuilds the mouth and eye parts with MouthOptions overrides (JSON) instead of the build's own
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -35,20 +35,51 @@ from backend.eval.protocols.reenactment import (ReenactmentOptions, real_pixels,
 from backend.eval.protocols.scoring import FrameScorer  # noqa: E402
 
 
-def _cache(clip: str) -> Path:
-    return Path(f"/tmp/mouth_reenactment_{clip}.pkl")
+def _files(work: Path, clip: str) -> tuple[Path, Path]:
+    """The avatar file and the arrays file that ``prepare`` writes for ``clip`` in ``work``."""
+    return work / f"{clip}.omgavatar", work / f"{clip}.npz"
 
 
-def prepare(media: Path, clip: str, every: int) -> None:
+def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None:
     from backend.avatar.build import build_avatar
+    from backend.avatar.fileformat import save_avatar
     from backend.eval.protocols.reconstruction import build_options
 
+    avatar_file, arrays_file = _files(work, clip)
+    taken = [p for p in (avatar_file, arrays_file) if p.exists()]
+    if taken and not force:
+        raise SystemExit(f"{taken[0]}: exists (an earlier prepare?); pass --force to replace it")
     opts = ReenactmentOptions(lods=(2,), every=every)
     tc = track_clip(media / "videos" / f"liveportrait_{clip}.mp4", None, opts)
     build = build_avatar(tc.source_frame, build_options((2,), {}))
     tracked, frames = refit_for_avatar(tc, build, opts)
-    with open(_cache(clip), "wb") as fh:
-        pickle.dump({"build": build, "tracked": tracked, "frames": frames, "valid": real_pixels(tc, build)}, fh)
+    idx = sorted(frames)
+    obs = build.observation
+    work.mkdir(parents=True, exist_ok=True)
+    save_avatar(build.avatar, avatar_file)
+    np.savez(arrays_file, image512=np.asarray(obs.image512), mask=np.asarray(obs.mask, np.float32),
+             landmarks=np.asarray(obs.landmarks, np.float32), valid=real_pixels(tc, build),
+             frame_index=np.asarray(idx, np.int64), frames=np.stack([frames[i] for i in idx]),
+             shape=tracked.shape, expr=tracked.expr, pose=tracked.pose, transl=tracked.transl)
+
+
+def _load(work: Path, clip: str):
+    """-> (build-like namespace: avatar, model, observation), tracked HeadParams, frames, valid."""
+    from types import SimpleNamespace
+
+    from backend.avatar.fileformat import load_avatar
+    from backend.head.loader import load_model_for_avatar
+    from backend.head.params import HeadParams
+
+    avatar_file, arrays_file = _files(work, clip)
+    avatar = load_avatar(avatar_file)
+    model = load_model_for_avatar(avatar_file, avatar.head_model_name, avatar.head_model_path)
+    with np.load(arrays_file, allow_pickle=False) as d:
+        a = {k: d[k] for k in d.files}
+    obs = SimpleNamespace(image512=a["image512"], mask=a["mask"], landmarks=a["landmarks"])
+    tracked = HeadParams(a["shape"], a["expr"], a["pose"], a["transl"])
+    frames = {int(i): f for i, f in zip(a["frame_index"], a["frames"])}
+    return SimpleNamespace(avatar=avatar, model=model, observation=obs), tracked, frames, a["valid"]
 
 
 def _rebuild_mouth(build, overrides: dict) -> None:
@@ -79,10 +110,8 @@ def _save_crop(path: Path, target: np.ndarray, render: np.ndarray, hull: np.ndar
     Image.fromarray((np.clip(both, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def score(clip: str, rebuild: dict | None, all_frames: bool, crops: Path | None) -> None:
-    with open(_cache(clip), "rb") as fh:  # written by this script's own prepare step
-        d = pickle.load(fh)
-    build, tracked, frames, valid = d["build"], d["tracked"], d["frames"], d["valid"]
+def score(clip: str, work: Path, rebuild: dict | None, all_frames: bool, crops: Path | None) -> None:
+    build, tracked, frames, valid = _load(work, clip)
     if rebuild is not None:
         _rebuild_mouth(build, rebuild)
     av = build.avatar
@@ -125,16 +154,19 @@ def main() -> None:
     ap.add_argument("--rebuild-mouth", default=None, help="JSON MouthOptions overrides ('{}': the defaults)")
     ap.add_argument("--all", action="store_true", help="score every kept frame, not only open-mouth ones")
     ap.add_argument("--crops", type=Path, default=None)
+    ap.add_argument("--work", type=Path, default=Path("out/mouth_reenactment"),
+                    help="where prepare keeps the avatar, track and frames that score reads")
+    ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
     a = ap.parse_args()
     if a.step == "prepare":
         if not (a.media / "videos").is_dir():
             print(f"{a.media}: no videos/ folder (shared media absent), nothing to do")
             return
-        prepare(a.media, a.clip, a.every)
+        prepare(a.media, a.clip, a.every, a.work, a.force)
     else:
         if a.crops is not None:
             a.crops.mkdir(parents=True, exist_ok=True)
-        score(a.clip, None if a.rebuild_mouth is None else json.loads(a.rebuild_mouth), a.all, a.crops)
+        score(a.clip, a.work, None if a.rebuild_mouth is None else json.loads(a.rebuild_mouth), a.all, a.crops)
 
 
 if __name__ == "__main__":
