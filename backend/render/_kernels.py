@@ -50,19 +50,6 @@ def sigma_max(opacities: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always")
-def _tile_box(job, n_tiles, tiles_x, tile_size, width, height):
-    """A compositing job (camera b, tile t: ``b * n_tiles + t``) -> (b, x0, y0, x1, y1), the tile's
-    pixels [x0, x1) x [y0, y1) in the image (cut by its right and bottom edges)."""
-    b = job // n_tiles
-    t = job - b * n_tiles
-    ty = t // tiles_x
-    tx = t - ty * tiles_x
-    x0 = tx * tile_size
-    y0 = ty * tile_size
-    return b, x0, y0, min(x0 + tile_size, width), min(y0 + tile_size, height)
-
-
-@nb.njit(cache=True, inline="always")
 def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):
     """Pixels [gx0, gx1] x [gy0, gy1] (inclusive) whose centres lie within the footprint, clipped
     to the tile [x0, x1) x [y0, y1)."""
@@ -202,7 +189,14 @@ def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offset
     last = np.full((B, height, width), -1, np.int64)
     for i in nb.prange(B * n_tiles):
         job = tile_order[i]
-        b, x0, y0, x1, y1 = _tile_box(job, n_tiles, tiles_x, tile_size, width, height)
+        b = job // n_tiles
+        t = job - b * n_tiles
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        x0 = tx * tile_size
+        y0 = ty * tile_size
+        x1 = min(x0 + tile_size, width)
+        y1 = min(y0 + tile_size, height)
         npix = (x1 - x0) * (y1 - y0)
         start = offsets[job]
         end = offsets[job + 1]
@@ -313,7 +307,14 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
         done = np.empty(tile_size, np.uint64)
         for i in range(blk * n_jobs // n_blocks, (blk + 1) * n_jobs // n_blocks):
             job = tile_order[i]
-            b, x0, y0, x1, y1 = _tile_box(job, n_tiles, tiles_x, tile_size, width, height)
+            b = job // n_tiles
+            t = job - b * n_tiles
+            ty = t // tiles_x
+            tx = t - ty * tiles_x
+            x0 = tx * tile_size
+            y0 = ty * tile_size
+            x1 = min(x0 + tile_size, width)
+            y1 = min(y0 + tile_size, height)
             start = offsets[job]
             end = offsets[job + 1]
             if start == end:
@@ -420,7 +421,14 @@ def rasterize_bwd(
     g_col = np.zeros((n_isect, D), np.float32)
     for i in nb.prange(B * n_tiles):
         job = tile_order[i]
-        b, x0, y0, x1, y1 = _tile_box(job, n_tiles, tiles_x, tile_size, width, height)
+        b = job // n_tiles
+        t = job - b * n_tiles
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        x0 = tx * tile_size
+        y0 = ty * tile_size
+        x1 = min(x0 + tile_size, width)
+        y1 = min(y0 + tile_size, height)
         start = offsets[job]
         if start == offsets[job + 1]:
             continue
