@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .gaussians import GaussianSet
+from .ssim_loss import ssim_loss
 
 if TYPE_CHECKING:
     from ..render.camera import Camera
@@ -118,18 +119,6 @@ def photo_refine_options(seconds: float, max_steps: int, backend: str = "auto") 
     39.05 / 34.27 dB, but two such steps opened holes of alpha 0.64 inside the portrait at LOD 0,
     tests/avatar/test_build.py; not kept.)"""
     return RefineOptions(seconds=seconds, max_steps=max_steps, backend=backend, color_solve_iters=8)
-
-
-def _ssim_map(x: torch.Tensor, y: torch.Tensor, win: int = 7) -> torch.Tensor:
-    """Mean-filter SSIM map of (1, C, H, W) images in [0, 1] -> (1, C, H, W)."""
-    pool = torch.nn.functional.avg_pool2d
-    pad = win // 2
-    mu_x, mu_y = pool(x, win, 1, pad), pool(y, win, 1, pad)
-    sxx = pool(x * x, win, 1, pad) - mu_x ** 2
-    syy = pool(y * y, win, 1, pad) - mu_y ** 2
-    sxy = pool(x * y, win, 1, pad) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
 
 
 def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") -> torch.Tensor:
@@ -348,7 +337,8 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         l1 = ((img - tgt).abs() * w_s).sum() / wsum_s
         loss = (1 - opts.ssim_weight) * l1
         if opts.ssim_weight > 0:
-            loss = loss + opts.ssim_weight * ((1 - _ssim_map(img, tgt)) * w_s).sum() / wsum_s
+            # the fused kernel (ssim_loss.py): equal to autograd through ssim_map_reference, 4-8x faster
+            loss = loss + opts.ssim_weight * ssim_loss(img, tgt, w_s) / wsum_s
         if opts.alpha_weight > 0:
             da = (alpha - a_s).abs()
             loss = loss + opts.alpha_weight * (da.mean() if not batched else (da.mean((1, 2)) * vw_s).sum() / vw_s.sum())
