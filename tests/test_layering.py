@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # package in its own layer or above. Top-level modules (backend/errors.py, ...) count as packages.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("progress", "rotations", "ffmpeg", "filekind", "image_metrics", "output_safety", "machine"),
+    ("progress", "rotations", "ffmpeg", "filekind", "image_metrics", "output_safety", "machine", "blas_threads"),
     ("stats",),
     ("head", "render"),
     ("face",),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ..blas_threads import limit_new_blas, single_blas_thread
 from ..errors import InputError
 from ..face.matte import foreground_colors
 from ..image_metrics import hull_mask, psnr, ssim
@@ -158,6 +159,8 @@ def _import_sampling_modules() -> None:
     import scipy.sparse.linalg  # noqa: F401
     import scipy.spatial  # noqa: F401
 
+    limit_new_blas()  # scipy's own OpenBLAS loaded just now: one thread, as numpy's (blas_threads.py)
+
 
 def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
                   levels: list[int], opts: BuildOptions) -> dict[int, GaussianSet]:
@@ -287,7 +290,17 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
 
     Raises InputError for unusable photos/models (no face, face too small, bad head model...),
     CancelledError when ``progress.should_cancel`` says so.
+
+    BLAS runs on one thread meanwhile (backend.blas_threads): the build's own threads keep the
+    cores busy, and OpenBLAS's spinning workers only took turns with them.
     """
+    with single_blas_thread():
+        return _build_avatar(photo, options, progress, reconstruct, prepared)
+
+
+def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None,
+                  reconstruct: Reconstructor | None, prepared: tuple[Any, Any, str] | None) -> BuildResult:
+    """build_avatar's body (see there)."""
     from ..face.analyze import shared_analyzer
     from ..face.fit import fit_image
     from ..head.loader import load_head_model

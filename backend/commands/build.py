@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         from ..avatar.build import BuildOptions, build_avatar
         from ..avatar.fileformat import save_avatar
         from ..avatar.outputs import export_plys, write_previews
+        from ..blas_threads import single_blas_thread
         from ..progress import tqdm_progress
         from ..stats import write_json
     finally:
@@ -143,49 +144,52 @@ def run(args: argparse.Namespace) -> int:
         opts.refine = args.refine_seconds > 0
     progress, close = tqdm_progress("build", args.progress)
     t_start, cpu_start = time.perf_counter(), time.process_time()
+    # one BLAS thread for the build and the writing (backend/blas_threads.py: the build's own
+    # threads use the cores; OpenBLAS's spinning workers only competed with them)
     try:
-        reconstruct = None
-        if opts.method == "learned":
-            from ..model import reconstruct_avatar as reconstruct
-        if multiview(args):
-            from ..avatar.multiview import MultiViewOptions, build_from_views
-            from ..errors import InputError
-            from ..face.views import parse_range
-
-            try:
-                views_from = parse_range(args.views_from)
-            except ValueError as exc:
-                raise InputError(None, str(exc)) from None
-            mv = MultiViewOptions(views=args.views, views_from=views_from, anchor_frame=args.anchor)
-            if args.refine_seconds is not None:
-                mv.refine_seconds = float(args.refine_seconds)
-            result = build_from_views(args.photo, opts, mv, progress)
-        else:
-            if args.anchor is not None:
+        with single_blas_thread():
+            reconstruct = None
+            if opts.method == "learned":
+                from ..model import reconstruct_avatar as reconstruct
+            if multiview(args):
+                from ..avatar.multiview import MultiViewOptions, build_from_views
                 from ..errors import InputError
+                from ..face.views import parse_range
 
-                raise InputError(None, "--anchor chooses among the views of a multi-view build: give a clip or "
-                                       "several photos")
-            result = build_avatar(args.photo[0] if args.photo else None, opts, progress, reconstruct)
-        with progress.stage("write"):
-            # the avatar file and the PLYs (numpy posing, file writes) are written on a second
-            # thread while the previews are posed and splatted here; the pool waits for them
-            # even when the previews fail, as the one-thread order left them written then too
-            from concurrent.futures import ThreadPoolExecutor
+                try:
+                    views_from = parse_range(args.views_from)
+                except ValueError as exc:
+                    raise InputError(None, str(exc)) from None
+                mv = MultiViewOptions(views=args.views, views_from=views_from, anchor_frame=args.anchor)
+                if args.refine_seconds is not None:
+                    mv.refine_seconds = float(args.refine_seconds)
+                result = build_from_views(args.photo, opts, mv, progress)
+            else:
+                if args.anchor is not None:
+                    from ..errors import InputError
 
-            def avatar_files() -> tuple[Path, list[Path]]:
-                return (save_avatar(result.avatar, out / f"{stem}.omgavatar"),
-                        export_plys(result.avatar, result.model, out, stem))
+                    raise InputError(None, "--anchor chooses among the views of a multi-view build: give a clip or "
+                                           "several photos")
+                result = build_avatar(args.photo[0] if args.photo else None, opts, progress, reconstruct)
+            with progress.stage("write"):
+                # the avatar file and the PLYs (numpy posing, file writes) are written on a second
+                # thread while the previews are posed and splatted here; the pool waits for them
+                # even when the previews fail, as the one-thread order left them written then too
+                from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-write") as pool:
-                files = pool.submit(avatar_files)
-                previews = [] if args.no_previews else write_previews(
-                    result.avatar, result.model, out, stem, max(result.avatar.levels), args.backend)
-                avatar_path, plys = files.result()
-            # --force replaced an earlier build of this name: its files this build did not
-            # rewrite (e.g. _lod2.ply after --lods 0) would otherwise pose as part of the new one
-            for stale in set(earlier) - {avatar_path, *plys, *previews}:
-                stale.unlink(missing_ok=True)
+                def avatar_files() -> tuple[Path, list[Path]]:
+                    return (save_avatar(result.avatar, out / f"{stem}.omgavatar"),
+                            export_plys(result.avatar, result.model, out, stem))
+
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-write") as pool:
+                    files = pool.submit(avatar_files)
+                    previews = [] if args.no_previews else write_previews(
+                        result.avatar, result.model, out, stem, max(result.avatar.levels), args.backend)
+                    avatar_path, plys = files.result()
+                # --force replaced an earlier build of this name: its files this build did not
+                # rewrite (e.g. _lod2.ply after --lods 0) would otherwise pose as part of the new one
+                for stale in set(earlier) - {avatar_path, *plys, *previews}:
+                    stale.unlink(missing_ok=True)
     finally:
         close()
     result.seconds["write"] = progress.stage_seconds.get("write", 0.0)
