@@ -169,6 +169,8 @@ class EvalResults:
     multiview_source: list[SelfReenactment] = field(default_factory=list)
     multiview_source_single: list[SelfReenactment] = field(default_factory=list)
     multiview_seconds: list[dict[str, Any]] = field(default_factory=list)  # video, multi, single build s
+    # ... per clip, each scored frame's error split by region (protocols.multiview.MultiviewRuns.breakdown)
+    multiview_breakdown: list[dict[str, Any]] = field(default_factory=list)
     cross_reenactment: list[CrossReenactment] = field(default_factory=list)
     track_timing: list[TrackTiming] = field(default_factory=list)
     render_timing: list[RenderTiming] = field(default_factory=list)
@@ -212,6 +214,7 @@ def results_from_dict(d: dict[str, Any]) -> EvalResults:
                                            [FrameScores(f["frame"], _scores(f["scores"])) for f in s["frames"]])
                            for s in d.get(key, [])])
     res.multiview_seconds = list(d.get("multiview_seconds", []))
+    res.multiview_breakdown = list(d.get("multiview_breakdown", []))
     res.cross_reenactment = [CrossReenactment(c["photo"], c["video"], c["lod"],
                                               [CrossFrame(f["frame"], _nan(f["identity_to_source"]),
                                                           _nan(f["expression_distance"]),
@@ -237,6 +240,28 @@ SELF_KEYS = ("psnr_face", "psnr_full", "ssim_face", "ssim_full", "akd", "identit
 
 MULTIVIEW_KEYS = ("psnr_full", "ssim_full", "alpha_iou", "akd", "psnr_portrait", "psnr_full_padded",
                   "ssim_full_padded", "alpha_iou_padded")
+
+
+# multiview_breakdown: held-out frames with the clip track's |yaw| at least this (degrees) also
+# count as "turned", where the single photo saw least of the head
+TURNED_DEG = 15.0
+BREAKDOWN_KEYS = ("psnr_full", "psnr_face", "psnr_hair", "psnr_body", "psnr_spill",
+                  "share_face", "share_hair", "share_body", "share_spill")
+
+
+def multiview_breakdown(entries: list[dict[str, Any]], lod: int) -> dict[str, Any]:
+    """Means of the multiview protocol's per-frame error splits at ``lod``: {set: {"multi": {key:
+    mean}, "single": {...}, "frames": n}} for the sets "held", "train" (the multi-view build's own
+    views), "source" and "turned" (held-out frames with |yaw| >= TURNED_DEG); {} without entries."""
+    frames = [f for e in entries for f in e.get("frames", []) if f.get("lod") == lod]
+    if not frames:
+        return {}
+    sets = {"held": [f for f in frames if f["set"] == "held"], "train": [f for f in frames if f["set"] == "train"],
+            "source": [f for f in frames if f["set"] == "source"],
+            "turned": [f for f in frames if f["set"] == "held" and abs(_nan(f.get("yaw_deg"))) >= TURNED_DEG]}
+    return {name: {who: {k: nanmean(f[who].get(k) for f in sel) for k in BREAKDOWN_KEYS}
+                   for who in ("multi", "single")} | {"frames": len(sel)}
+            for name, sel in sets.items()}
 
 
 def nanmin(values) -> float:
@@ -271,6 +296,8 @@ def summary(res: EvalResults) -> dict[str, Any]:
                             | {f"{k}_source": nanmean(getattr(s, k) for s in mvs) for k in MULTIVIEW_KEYS}
                             | {f"{k}_source_single": nanmean(getattr(s, k) for s in mvs1) for k in MULTIVIEW_KEYS}
                             | {"frames": len(mv), "source_frames": len(mvs)}} if mv else {}),
+            **({"multiview_breakdown": multiview_breakdown(res.multiview_breakdown, lod)}
+               if multiview_breakdown(res.multiview_breakdown, lod) else {}),
             "cross_reenactment": {k: nanmean(getattr(f, k) for f in cr)
                                   for k in ("identity_to_source", "expression_distance", "pose_distance_deg")},
         }

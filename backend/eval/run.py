@@ -139,6 +139,7 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
                     res.multiview_source += mv.multi_source
                     res.multiview_source_single += mv.single_source
                     res.multiview_seconds.append(mv.seconds)
+                    res.multiview_breakdown.append(mv.breakdown)
                 except CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001

@@ -64,3 +64,102 @@ def test_no_multiview_block_without_the_protocol():
     res = EvalResults(machine={}, media_root=None, options={})
     res.self_reenactment = [_run("a.mp4", [20.0], [0.9])]
     assert "multiview" not in summary(res)["lod2"]
+
+
+def _target(h=40, w=40):
+    """A Target with a face hull in rows 5..14, the person (hull, hair above the chin at row 15,
+    body below it) in columns 10..29, black background, the last 4 columns padding."""
+    import numpy as np
+
+    from backend.eval.protocols.scoring import Target
+
+    img = np.zeros((h, w, 3), np.float32)
+    portrait = np.zeros((h, w), np.float32)
+    portrait[:, 10:30] = 1.0
+    img[:, 10:30] = 0.5
+    face = np.zeros((h, w), bool)
+    face[5:15, 12:28] = True
+    lm = np.array([[12.0, 5.0, 0.0], [27.0, 14.0, 0.0]])  # the lowest landmark: the chin at row 14
+    valid = np.ones((h, w), bool)
+    valid[:, -4:] = False
+    return Target(image=img, full=img.copy(), portrait=portrait, landmarks=lm, face_mask=face,
+                  embedding=None, valid=valid)
+
+
+def test_error_split_puts_each_error_in_its_region():
+    import numpy as np
+
+    from backend.eval.protocols.multiview import ERROR_REGIONS, error_split
+    from backend.image_metrics import psnr
+
+    tgt = _target()
+    render, alpha = tgt.full.copy(), tgt.portrait.copy()
+    render[8, 20] += 0.1          # face: one pixel off by 0.1
+    render[2, 11] += 0.2          # hair (above the chin, outside the hull)
+    render[30, 25] -= 0.3         # body
+    render[20, 3] = 0.4           # spill: the render's person where the target is background ...
+    alpha[20, 3] = 1.0
+    render[20, 38] = 1.0          # ... and outside the real pixels: not counted anywhere
+    alpha[20, 38] = 1.0
+    s = error_split(render, alpha, tgt)
+    sq = {"face": 0.01, "hair": 0.04, "body": 0.09, "spill": 0.16}
+    total = sum(sq.values())
+    for name in ERROR_REGIONS:
+        assert abs(s[f"share_{name}"] - sq[name] / total) < 1e-5, (name, s)
+    assert abs(s["psnr_full"] - psnr(render, tgt.full, tgt.valid)) < 1e-9
+    n_face = int(tgt.face_mask.sum())
+    assert abs(s["psnr_face"] - 10 * np.log10(n_face / 0.01)) < 1e-3
+    n_hair = int(((tgt.portrait > 0.5) & ~tgt.face_mask & (np.arange(40) < 14)[:, None] & tgt.valid).sum())
+    assert abs(s["psnr_hair"] - 10 * np.log10(n_hair / 0.04)) < 1e-3
+    assert abs(s["psnr_spill"] - 10 * np.log10(1 / 0.16)) < 1e-3   # the one spilled pixel
+
+
+def test_error_split_of_a_perfect_render_and_an_empty_region():
+    import numpy as np
+
+    from backend.eval.protocols.multiview import error_split
+
+    tgt = _target()
+    s = error_split(tgt.full.copy(), tgt.portrait.copy(), tgt)
+    assert np.isnan(s["psnr_spill"]) and s["share_spill"] == 0.0      # no spill pixels
+    assert s["share_face"] == 0.0 and s["psnr_face"] == float("inf")  # no error at all
+
+
+def test_view_frames_reads_the_build_labels():
+    from backend.eval.protocols.multiview import view_frames
+
+    labels = ["d3.mp4 frame 0", "d3.mp4 frame 42", "other.mp4 frame 7", "a.jpg", "my clip.mp4 frame 5"]
+    assert view_frames(labels, "d3.mp4") == [0, 42]
+    assert view_frames(labels, "my clip.mp4") == [5]
+
+
+def _split(psnr_full, share_hair):
+    return {"psnr_full": psnr_full, "psnr_face": 30.0, "psnr_hair": 20.0, "psnr_body": 18.0, "psnr_spill": 10.0,
+            "share_face": 0.1, "share_hair": share_hair, "share_body": 0.3, "share_spill": 0.6 - share_hair}
+
+
+def test_breakdown_summary_by_set_and_turned_frames():
+    from backend.eval.results import TURNED_DEG, multiview_breakdown
+
+    def frame(i, kind, yaw, m, s, lod=2):
+        return {"frame": i, "set": kind, "lod": lod, "yaw_deg": yaw, "multi": _split(m, 0.4), "single": _split(s, 0.5)}
+
+    entries = [{"video": "a.mp4", "frames": [frame(0, "source", 0.0, 30.0, 29.0), frame(60, "held", 2.0, 22.0, 21.0),
+                                              frame(70, "held", -TURNED_DEG - 1, 20.0, 18.0),
+                                              frame(12, "train", 25.0, 24.0, 22.0), frame(60, "held", 2.0, 5.0, 5.0, lod=0)]},
+               {"video": "b.mp4", "frames": [frame(80, "held", TURNED_DEG + 5, 18.0, 17.0)]}]
+    b = multiview_breakdown(entries, 2)
+    assert b["held"]["frames"] == 3 and b["turned"]["frames"] == 2 and b["train"]["frames"] == 1
+    assert math.isclose(b["held"]["multi"]["psnr_full"], 20.0) and math.isclose(b["held"]["single"]["psnr_full"], 56 / 3)
+    assert math.isclose(b["turned"]["multi"]["psnr_full"], 19.0) and math.isclose(b["turned"]["single"]["psnr_full"], 17.5)
+    assert math.isclose(b["train"]["multi"]["psnr_full"], 24.0) and math.isclose(b["source"]["single"]["psnr_full"], 29.0)
+    assert math.isclose(b["held"]["single"]["share_hair"], 0.5)
+    assert multiview_breakdown(entries, 1) == {}
+    res = EvalResults(machine={}, media_root=None, options={})
+    res.multiview = [_run("a.mp4", [22.0], [0.9])]
+    res.multiview_single = [_run("a.mp4", [21.0], [0.88])]
+    res.multiview_breakdown = entries
+    s = summary(res)["lod2"]
+    assert s["multiview_breakdown"] == b
+    back = results_from_dict(json.loads(json.dumps(res.as_dict())))
+    assert summary(back)["lod2"]["multiview_breakdown"] == b

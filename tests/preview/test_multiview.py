@@ -584,3 +584,21 @@ def test_eval_multiview_protocol_scores_held_out_frames_on_real_pixels(astronaut
     assert all(s["psnr_full"] != s["psnr_full_padded"] for s in frames), frames
     (sec,) = figs["multiview_seconds"]
     assert sec["views"] == 3 and sec["multi_build_s"] > 0 and sec["single_build_s"] > 0
+    # where the error lies: every scored frame split by region, the multi-view build's own views
+    # ("train": the views but frame 0, among frames 0..5) scored beside the held-out ones
+    (bd,) = figs["multiview_breakdown"]
+    kinds = {f["frame"]: f["set"] for f in bd["frames"]}
+    assert kinds[0] == "source" and kinds[6] == kinds[8] == "held"
+    train = [i for i, k in kinds.items() if k == "train"]
+    assert train and all(0 < i < 6 for i in train), kinds
+    held_scores = {f["frame"]: f["scores"]["psnr_full"] for f in figs["multiview"][0]["frames"]}
+    for f in bd["frames"]:
+        for who in ("multi", "single"):
+            split = f[who]
+            assert 0.9 < sum(split[f"share_{r}"] for r in ("face", "hair", "body", "spill")) <= 1.0 + 1e-6, split
+        if f["set"] == "held":  # the split's whole-frame PSNR is the protocol's own
+            assert abs(f["multi"]["psnr_full"] - held_scores[f["frame"]]) < 1e-6
+    # the turned clip's frames carry their tracked yaw (the clip turns -30..30 deg)
+    assert max(abs(f["yaw_deg"]) for f in bd["frames"]) > 10.0
+    b = figs["summary"]["lod0"]["multiview_breakdown"]
+    assert b["held"]["frames"] == 2 and b["source"]["frames"] == 1 and b["train"]["frames"] == len(train)

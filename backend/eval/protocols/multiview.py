@@ -6,12 +6,19 @@ are driven by the clip (re-fitted with each avatar's identity in its own framing
 self-reenactment protocol does) and scored on the held-out frames (every k-th of the rest, frames
 neither build saw) and at the source frame (frame 0, the single-photo build's own photo: the
 multi-view build must be no worse there).
+
+Beside the headline figures, where the two avatars differ: every scored frame's squared error
+split by region (``error_split``: face hull, hair, body, spill outside the person), on the held-out
+frames, on the multi-view build's own views (its training frames, driven like the held-out ones)
+and at the source frame, with each frame's tracked head yaw, so the turned frames (where the
+single photo saw least) can be read apart (``MultiviewRuns.breakdown``, summarised by
+results.multiview_breakdown).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,54 @@ from .scoring import FrameScorer, Target
 # the multi-view protocol builds from views among this share of the clip and scores the rest
 MULTIVIEW_BUILD_SHARE = 0.6
 SOURCE_FRAME = 0
+# error_split's regions, in the order they are reported
+ERROR_REGIONS = ("face", "hair", "body", "spill")
+
+
+def error_split(render: np.ndarray, alpha: np.ndarray, target: Target, threshold: float = 0.5) -> dict[str, float]:
+    """Where a render's whole-frame error lies: {"psnr_<region>": dB inside the region,
+    "share_<region>": the region's part of the summed squared error over the target's real pixels
+    (the pixels ``psnr_full`` counts)} for ERROR_REGIONS, plus "psnr_full" itself.
+
+    render: (H, W, 3) float [0, 1]; alpha: (H, W) render alpha; target: its Target (``full``: the
+    frame over the background by its portrait mask; ``portrait``, ``face_mask``, ``landmarks``).
+    Regions (real pixels only): "face" the target's face hull; "hair" the target's person above
+    its lowest face landmark (the chin) outside the hull: hair, ears, forehead beyond the hull;
+    "body" the target's person below the chin outside the hull: neck, shoulders, torso; "spill"
+    the render's person (alpha > ``threshold``) where the target shows background, outside the
+    hull: placement and silhouette errors. The regions are disjoint, so the shares add up to at
+    most 1; the rest (both show background) errs only where the render is faintly transparent.
+    A region with no pixels has NaN PSNR and share 0."""
+    from ...image_metrics import psnr
+
+    img = np.asarray(render, np.float32)[..., :3]
+    h, w = img.shape[:2]
+    err = ((img.astype(np.float64) - np.asarray(target.full, np.float64)) ** 2).mean(-1)   # (H, W)
+    valid = np.ones((h, w), bool) if target.valid is None else np.asarray(target.valid, bool)
+    person = np.asarray(target.portrait) > threshold
+    face = np.asarray(target.face_mask, bool)
+    chin = float(np.max(target.landmarks[:, 1])) if target.landmarks is not None else float(h)
+    above = (np.arange(h) < chin)[:, None]
+    masks = {"face": face, "hair": person & ~face & above, "body": person & ~face & ~above,
+             "spill": (np.asarray(alpha) > threshold) & ~person & ~face}
+    total = float(err[valid].sum())
+    out = {"psnr_full": float(psnr(img, target.full, valid))}
+    for name in ERROR_REGIONS:
+        m = masks[name] & valid
+        out[f"psnr_{name}"] = float(psnr(img, target.full, m)) if m.any() else float("nan")
+        out[f"share_{name}"] = float(err[m].sum() / total) if total > 0 and m.any() else 0.0
+    return out
+
+
+def view_frames(labels: list[str], clip_name: str) -> list[int]:
+    """Frame indices of a multi-view build's views from their labels ("clip.mp4 frame 42",
+    multiview._frame_label); labels of other sources are skipped."""
+    out = []
+    for label in labels:
+        head, _, idx = label.rpartition(" frame ")
+        if head == clip_name and idx.isdigit():
+            out.append(int(idx))
+    return out
 
 
 @dataclass
@@ -35,13 +90,17 @@ class MultiviewRuns:
 
     multi / single: held-out frames; multi_source / single_source: the source frame (frame 0)
     alone; seconds: {"video", "views", "multi_build_s", "single_build_s"} (wall seconds) and
-    "registered_deg": each view's camera correction (multiview.register_views; 0 for the primary)."""
+    "registered_deg": each view's camera correction (multiview.register_views; 0 for the primary);
+    breakdown: {"video", "frames": [{"frame", "set": "held" | "train" | "source", "lod",
+    "yaw_deg": the clip track's head yaw, "multi": error_split, "single": error_split}]}, "train"
+    being the multi-view build's own views other than the source frame."""
 
     multi: list[SelfReenactment]
     single: list[SelfReenactment]
     multi_source: list[SelfReenactment]
     single_source: list[SelfReenactment]
     seconds: dict[str, Any]
+    breakdown: dict[str, Any] = field(default_factory=dict)
 
 
 def held_out_indices(n_frames: int, every: int, build_share: float = MULTIVIEW_BUILD_SHARE) -> list[int]:
@@ -57,27 +116,28 @@ def multiview_frames(n_frames: int, every: int) -> list[int]:
 
 
 def _score(build: Any, clip: TrackedClip, idx: list[int], scorer: FrameScorer,
-           opts: ReenactmentOptions) -> list[SelfReenactment]:
+           opts: ReenactmentOptions) -> tuple[list[SelfReenactment], dict[tuple[int, int], dict[str, float]]]:
     """``build``'s avatar driven at frames ``idx`` as the product drives it (the self-reenactment
     protocol's framing: the clip's landmarks re-fitted in the avatar's own crop with its identity,
     ``refit_for_avatar``), rendered at its camera and scored against the frames cut by its crop
     over their real pixels (as self-reenactment: where the crop reaches past the video's edge the
     target is that edge repeated, nothing a viewer compares; ``*_padded`` keep the whole crop);
-    one run per LOD."""
+    one run per LOD, and each frame's error_split by (lod, frame)."""
     tracked, frames = refit_for_avatar(clip, build, opts)
     idx = [i for i in idx if i in frames]
     valid = real_pixels(clip, build)
     targets: list[Target] = [scorer.target(frames[i], valid=valid) for i in idx]
     params = drive_params(build.avatar.params, tracked, idx, relative_translation=False)
-    out = []
+    out, splits = [], {}
     for lod in opts.lods:
         res = SelfReenactment(video=clip.name, lod=lod, every=opts.every)
         renders = render_frames(build.avatar, build.model, params, lod, camera=build.avatar.camera,
                                 background=opts.background, backend=opts.render_backend, with_alpha=True)
         for i, tgt, (img, alpha) in zip(idx, targets, renders):
             res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt, alpha=alpha)))
+            splits[(lod, i)] = error_split(img, alpha, tgt)
         out.append(res)
-    return out
+    return out, splits
 
 
 def multiview_reenactment(clip: TrackedClip, path: str | Path, scorer: FrameScorer, opts: ReenactmentOptions,
@@ -103,13 +163,36 @@ def multiview_reenactment(clip: TrackedClip, path: str | Path, scorer: FrameScor
 
     held = sorted(i for i in clip.frames if i > last_view)
     src = [SOURCE_FRAME] if SOURCE_FRAME in clip.frames else []
-    seconds = {"video": clip.name, "views": len(multi.avatar.options.get("views", [])),
+    views_used = multi.avatar.options.get("views", [])
+    seconds = {"video": clip.name, "views": len(views_used),
                "multi_build_s": t_multi, "single_build_s": t_single,
-               "registered_deg": [v.get("registered_deg", 0.0) for v in multi.avatar.options.get("views", [])]}
-    runs = {key: _score(build, clip, src + held, scorer, opts) for key, build in (("multi", multi), ("single", single))}
+               "registered_deg": [v.get("registered_deg", 0.0) for v in views_used]}
+    # the multi-view build's own views, driven like the held-out frames: how well the fusion
+    # reproduces what it was given (refit_for_avatar decodes every key of clip.frames by the
+    # avatar's crop when the clip's path is known, so the training frames need only be named)
+    train = [] if clip.path is None else sorted(
+        i for i in set(view_frames([v["label"] for v in views_used], clip.name)) if i != SOURCE_FRAME and i < n)
+    scored_clip = replace(clip, frames={**{i: None for i in train}, **clip.frames}) if train else clip
+    runs, splits = {}, {}
+    for key, build in (("multi", multi), ("single", single)):
+        runs[key], splits[key] = _score(build, scored_clip, src + held + train, scorer, opts)
 
     def part(key: str, frames: list[int]) -> list[SelfReenactment]:
         return [SelfReenactment(r.video, r.lod, r.every, [f for f in r.frames if f.frame in frames]) for r in runs[key]]
 
+    yaw = _track_yaw(clip)
+    kind = {i: "source" for i in src} | {i: "held" for i in held} | {i: "train" for i in train}
+    breakdown = {"video": clip.name, "frames": [
+        {"frame": i, "set": kind[i], "lod": lod, "yaw_deg": float(yaw[i]) if i < len(yaw) else float("nan"),
+         "multi": splits["multi"][(lod, i)], "single": splits["single"][(lod, i)]}
+        for (lod, i) in sorted(splits["multi"]) if (lod, i) in splits["single"]]}
     return MultiviewRuns(multi=part("multi", held), single=part("single", held),
-                         multi_source=part("multi", src), single_source=part("single", src), seconds=seconds)
+                         multi_source=part("multi", src), single_source=part("single", src), seconds=seconds,
+                         breakdown=breakdown)
+
+
+def _track_yaw(clip: TrackedClip) -> np.ndarray:
+    """(T,) degrees: the clip track's head yaw per frame (global and neck rotation)."""
+    from ...avatar.multiview import head_angles_from_params
+
+    return head_angles_from_params(clip.track.params)[0]
