@@ -39,8 +39,8 @@ from .refine import RefineOptions, refine
 from .silhouette import fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
-from .sampling import (SamplingOptions, jaw_stretch, mirror_indices, mouth_interior, sample_colors,
-                       vertex_regions)
+from .sampling import (SamplingOptions, jaw_edge_stretch, mirror_indices, mouth_interior, sample_colors,
+                       vertex_max_stretch, vertex_regions)
 from .portrait import PortraitOptions, portrait_parts
 from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
@@ -206,7 +206,9 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
     edges = unique_edges(F)
     spacing = mean_edge_length(rest, F, edges)
     x0 = None if coarse is None else np.asarray(U @ coarse, np.float32)
-    stretch = jaw_stretch(model, rest, U, edges)
+    # each edge's jaw stretch once: the lips' stretch below is the same per-edge values over a subset
+    edge_stretch = jaw_edge_stretch(model, rest, U, edges)
+    stretch = vertex_max_stretch(len(rest), edges, edge_stretch)
     mouth = mouth_interior(model, rest, stretch)
     lids, lid_ref, around_eyes = eyelid_vertices(model, rest, U, opts.eyes) if opts.eyes.enabled else (None,) * 3
     sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
@@ -216,8 +218,8 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
         # the mouth parts fill the opening: the band between the lips turns transparent and
         # the lips grow only with their own edges' stretch (not the band's), so an opened
         # jaw shows teeth and cavity instead of lip colour smeared across the gap
-        lip_edges = edges[~(mouth[edges[:, 0]] | mouth[edges[:, 1]])]
-        grow = capped_stretch(jaw_stretch(model, rest, U, lip_edges), np.zeros_like(mouth),
+        lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
+        grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], edge_stretch[lip]), np.zeros_like(mouth),
                               opts.attributes)
     else:
         grow = capped_stretch(stretch, mouth, opts.attributes)

@@ -85,11 +85,17 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
 
 def write_previews(avatar: GaussianAvatar, model: "HeadModel", out_dir: str | Path, stem: str, lod: int,
                    backend: str = "auto") -> list[Path]:
-    """``<stem>_preview_<view>.png``, each stamped with the AI-generated watermark."""
+    """``<stem>_preview_<view>.png``, each stamped with the AI-generated watermark.
+
+    The four PNGs are stamped and encoded on two threads (zlib releases the GIL): after the
+    splatter, which uses both cores, one encoding after another left a core idle for ~0.13 s of
+    CPU. The pool waits for every file before it returns or raises."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..render.watermark import save_png
 
-    paths = []
-    for name, img in preview_images(avatar, model, lod, backend).items():
-        paths.append(save_png(Path(out_dir) / f"{stem}_preview_{name}.png", img,
-                              extra_text={"omg:view": name, "omg:lod": str(lod)}))
-    return paths
+    images = preview_images(avatar, model, lod, backend)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="omg-png") as pool:
+        jobs = [pool.submit(save_png, Path(out_dir) / f"{stem}_preview_{name}.png", img,
+                            extra_text={"omg:view": name, "omg:lod": str(lod)}) for name, img in images.items()]
+        return [j.result() for j in jobs]

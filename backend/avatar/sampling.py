@@ -90,6 +90,13 @@ def jaw_stretch(model: "HeadModel", rest: np.ndarray, upsample: sp.spmatrix, edg
     the rows of Gaussians pull apart; this factor says where and by how much.
     rest (V_l, 3): the LOD's rest vertices (LOD-0 vertices first); edges (E, 2) of the LOD.
     """
+    return vertex_max_stretch(rest.shape[0], edges, jaw_edge_stretch(model, rest, upsample, edges, jaw_deg))
+
+
+def jaw_edge_stretch(model: "HeadModel", rest: np.ndarray, upsample: sp.spmatrix, edges: np.ndarray,
+                     jaw_deg: float = 20.0) -> np.ndarray:
+    """(E,) float64 >= 1: how much each edge of ``edges`` (E, 2) stretches when the jaw opens
+    ``jaw_deg`` (see jaw_stretch; per edge, so a subset's stretch is this array's subset)."""
     import math
 
     from ..head.params import HeadParams
@@ -102,8 +109,12 @@ def jaw_stretch(model: "HeadModel", rest: np.ndarray, upsample: sp.spmatrix, edg
     opened_l = np.asarray(upsample @ opened, np.float32)
     l0 = np.linalg.norm(rest[edges[:, 0]] - rest[edges[:, 1]], axis=1)
     l1 = np.linalg.norm(opened_l[edges[:, 0]] - opened_l[edges[:, 1]], axis=1)
-    ratio = np.maximum(l1 / np.maximum(l0, 1e-9), 1.0)
-    out = np.ones(rest.shape[0])
+    return np.maximum(l1 / np.maximum(l0, 1e-9), 1.0)
+
+
+def vertex_max_stretch(n: int, edges: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """(n,) float32: the largest ``ratio`` (E,) of the ``edges`` (E, 2) at each vertex, 1 where none."""
+    out = np.ones(n)
     np.maximum.at(out, edges[:, 0], ratio)
     np.maximum.at(out, edges[:, 1], ratio)
     return out.astype(np.float32)

@@ -26,6 +26,45 @@ def test_lid_stretch_from_the_edges_at_the_lids_equals_the_whole_mesh():
     np.testing.assert_array_equal(expression_stretch(model, rest, lod.upsample, near)[sel], whole)
 
 
+def test_lip_stretch_from_the_per_edge_jaw_stretch_equals_jaw_stretch_of_the_lip_edges():
+    """analytic_head measures each edge's jaw stretch once and takes the lips' stretch as the
+    subset of those values off the mouth band: equal to jaw_stretch over the lip edges alone, and
+    the whole mesh's stretch equal to jaw_stretch over every edge."""
+    from backend.avatar.sampling import jaw_edge_stretch, jaw_stretch, mouth_interior, vertex_max_stretch
+
+    model = load_head_model(None)
+    lod = model_lods(model, [2])[2]
+    shape = np.random.default_rng(3).normal(0, 1, model.n_shape).astype(np.float32)
+    rest = np.asarray(lod.upsample @ shaped_vertices(model, shape), np.float32)
+    edges = unique_edges(lod.faces)
+    per_edge = jaw_edge_stretch(model, rest, lod.upsample, edges)
+    stretch = vertex_max_stretch(len(rest), edges, per_edge)
+    np.testing.assert_array_equal(stretch, jaw_stretch(model, rest, lod.upsample, edges))
+    mouth = mouth_interior(model, rest, stretch)
+    lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
+    assert mouth.sum() > 50 and 0 < (~lip).sum() < len(edges) / 20 and (stretch > 1.5).any()
+    np.testing.assert_array_equal(vertex_max_stretch(len(rest), edges[lip], per_edge[lip]),
+                                  jaw_stretch(model, rest, lod.upsample, edges[lip]))
+
+
+def test_previews_written_on_two_threads_equal_one_after_another(tmp_path):
+    """write_previews stamps and encodes the four PNGs on two threads: the same bytes as saving
+    the same renders one after another."""
+    from backend.avatar.build import BuildOptions, build_avatar
+    from backend.avatar.outputs import preview_images, write_previews
+    from backend.render.watermark import save_png
+
+    r = build_avatar(None, BuildOptions(lods=(0,), refine=False, metrics=False))
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "one").mkdir()
+    paths = write_previews(r.avatar, r.model, tmp_path / "pool", "a", 0)
+    for name, img in preview_images(r.avatar, r.model, 0).items():
+        save_png(tmp_path / "one" / f"a_preview_{name}.png", img, extra_text={"omg:view": name, "omg:lod": "0"})
+    assert [p.name for p in paths] == [f"a_preview_{n}.png" for n in ("source", "yaw-30", "yaw+30", "expression")]
+    for p in paths:
+        assert p.read_bytes() == (tmp_path / "one" / p.name).read_bytes(), p.name
+
+
 def test_sample_photo_decoded_directly_equals_skimage():
     """sample_photo reads the astronaut PNG with Pillow, skipping skimage.io's plugin scan: the
     pixels are skimage.data.astronaut()'s."""
