@@ -65,39 +65,68 @@ class SilhouetteFit:
         return np.any(self.offsets != 0.0, axis=1)
 
 
+class MatteFields:
+    """The matte's own distance fields, made on first use and kept, so fitting several Gaussian
+    sets against one matte (every LOD of an avatar) computes them once. matte (H, W) float in [0, 1]."""
+
+    def __init__(self, matte: np.ndarray, opts: SilhouetteOptions) -> None:
+        from scipy.ndimage import distance_transform_edt
+
+        self._edt = distance_transform_edt
+        self.opts = opts
+        self.person = np.asarray(matte) >= opts.carve_below
+        # distance (px) from each person pixel's centre to the nearest background pixel's centre,
+        # minus half a pixel: the silhouette runs between them
+        self.d_in = distance_transform_edt(self.person) - 0.5
+        self._pull: tuple | None = None
+
+    def pull_fields(self) -> tuple:
+        """(d_out, core, ti, tj, left, right), all (H, W): px from a background pixel to the person;
+        the pixels ``pull_inset_px`` inside; the nearest core pixel's row/column; the nearest core
+        column at or left of / right of each pixel in its row (-10 W / 10 W where none)."""
+        if self._pull is None:
+            W = self.person.shape[1]
+            d_out = self._edt(~self.person)
+            core = self.d_in >= self.opts.pull_inset_px
+            ti = tj = left = right = None
+            if core.any():
+                _, (ti, tj) = self._edt(~core, return_indices=True)
+                cols = np.arange(W)
+                left = np.maximum.accumulate(np.where(core, cols, -10 * W), axis=1)
+                right = np.minimum.accumulate(np.where(core, cols, 10 * W)[:, ::-1], axis=1)[:, ::-1]
+            self._pull = (d_out, core, ti, tj, left, right)
+        return self._pull
+
+
 def fit_to_matte(gs: GaussianSet, camera: "Camera", matte: np.ndarray,
-                 opts: SilhouetteOptions | None = None, n_head: int = 0) -> SilhouetteFit:
+                 opts: SilhouetteOptions | None = None, n_head: int = 0,
+                 fields: MatteFields | None = None) -> SilhouetteFit:
     """Per-Gaussian shrink factors, carving and pulls for ``gs`` (world frame, source pose) against
     ``matte`` (H, W) float in [0, 1] at ``camera``'s resolution. The first ``n_head`` Gaussians are
-    the head mesh's: those just outside the matte are pulled inside instead of carved."""
-    from scipy.ndimage import distance_transform_edt
-
+    the head mesh's: those just outside the matte are pulled inside instead of carved. Each
+    Gaussian's result depends on it and the matte alone. ``fields``: the matte's MatteFields made
+    with the same options, when several sets are fitted against one matte."""
     o = opts or SilhouetteOptions()
+    fields = fields or MatteFields(matte, o)
     H, W = matte.shape
     uv, z = camera.project(np.asarray(gs.means, np.float32))          # (N, 2) px, (N,) metres
     uv, z = np.nan_to_num(np.asarray(uv, np.float64), nan=-1.0), np.asarray(z, np.float64)
     inside_img = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H) & (z > 0)
     iu = np.clip(uv[:, 0].astype(int), 0, W - 1)
     iv = np.clip(uv[:, 1].astype(int), 0, H - 1)
-    person = np.asarray(matte) >= o.carve_below
-    # distance (px) from each person pixel's centre to the nearest background pixel's centre,
-    # minus half a pixel: the silhouette runs between them
-    d_in = distance_transform_edt(person) - 0.5
+    person, d_in = fields.person, fields.d_in
     carved = inside_img & ~person[iv, iu]
     offsets = None
     head = np.arange(len(carved)) < n_head
     if n_head and o.pull_band_px > 0 and (carved & head).any():
-        d_out = distance_transform_edt(~person)  # (H, W) px from a background pixel to the person
-        core = d_in >= o.pull_inset_px
+        d_out, core, ti, tj, left_all, right_all = fields.pull_fields()
         if core.any():
-            _, (ti, tj) = distance_transform_edt(~core, return_indices=True)
             pull = carved & head & (d_out[iv, iu] <= o.pull_band_px)
             # along the image row to the nearer core pixel's centre when one is within the band
             # (rows keep their heights: moves to the nearest pixel in 2D bunch the rows of a slanted
             # outline into the same pixel rows, leaving stripes of gaps), else to the nearest one
-            cols = np.arange(W)
-            left = np.maximum.accumulate(np.where(core, cols, -10 * W), axis=1)[iv, iu] + 0.5
-            right = np.minimum.accumulate(np.where(core, cols, 10 * W)[:, ::-1], axis=1)[:, ::-1][iv, iu] + 0.5
+            left = left_all[iv, iu] + 0.5
+            right = right_all[iv, iu] + 0.5
             row_u = np.where(uv[:, 0] - left <= right - uv[:, 0], left, right)
             in_row = np.abs(row_u - uv[:, 0]) <= o.pull_band_px + o.pull_inset_px + 1.0
             # to the target at the same depth: a move parallel to the image plane
@@ -169,10 +198,13 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
     o = opts or SilhouetteOptions()
     carved = shrunk = pulled = 0
     A = lbs_numpy(model, avatar.params.frame(0))[2][0]                  # (J, 4, 4) source pose
+    fields = MatteFields(matte, o)   # one matte for every LOD: its distance fields once
     for l in sorted(levels):
         gs = posed_set(avatar, model, avatar.params, l)
         n = len(avatar.lods[l])
-        fit = fit_to_matte(gs, avatar.camera, matte, o, n_head=n if o.carve_head else 0)
+        if l != max(levels):  # only the head's fit is used below this LOD (each Gaussian's fit is its own)
+            gs = GaussianSet(gs.means[:n], gs.quats[:n], gs.scales[:n], gs.opacities[:n], gs.colors[:n])
+        fit = fit_to_matte(gs, avatar.camera, matte, o, n_head=n if o.carve_head else 0, fields=fields)
         head_fit = SilhouetteFit(fit.scale_factor[:n], fit.carved[:n])
         if not o.carve_head:
             head_fit = _shrink_instead(gs.means[:n], gs.scales[:n], head_fit, avatar.camera, o)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from backend.avatar.attributes import unique_edges
 from backend.avatar.eyes import EyeOptions, expression_stretch, eyelid_vertices
@@ -47,14 +48,45 @@ def test_lip_stretch_from_the_per_edge_jaw_stretch_equals_jaw_stretch_of_the_lip
                                   jaw_stretch(model, rest, lod.upsample, edges[lip]))
 
 
-def test_previews_written_on_two_threads_equal_one_after_another(tmp_path):
+@pytest.fixture(scope="module")
+def unfitted():
+    """The astronaut at LODs 0 and 1, before the silhouette fit."""
+    from backend.avatar.build import BuildOptions, build_avatar
+
+    return build_avatar(None, BuildOptions(lods=(0, 1), refine=False, metrics=False, fit_silhouette=False))
+
+
+def test_silhouette_fit_of_the_head_alone_with_shared_fields_equals_the_whole_set(unfitted):
+    """fit_avatar_to_matte fits only the head below the finest LOD (the parts' fit is used only
+    there) and makes the matte's distance fields once: each Gaussian's fit equals the whole set's
+    fit with fields of its own."""
+    from backend.avatar.gaussians import GaussianSet
+    from backend.avatar.posing import posed_set
+    from backend.avatar.silhouette import MatteFields, SilhouetteOptions, fit_to_matte
+
+    av, model = unfitted.avatar, unfitted.model
+    matte = np.asarray(unfitted.observation.mask, np.float32)
+    o = SilhouetteOptions()
+    fields = MatteFields(matte, o)
+    for lvl in (0, 1):
+        gs = posed_set(av, model, av.params, lvl)
+        n = len(av.lods[lvl])
+        whole = fit_to_matte(gs, av.camera, matte, o, n_head=n)
+        head = fit_to_matte(GaussianSet(gs.means[:n], gs.quats[:n], gs.scales[:n], gs.opacities[:n], gs.colors[:n]),
+                            av.camera, matte, o, n_head=n, fields=fields)
+        assert whole.pulled[:n].sum() > 50 and (whole.scale_factor[:n] < 1).sum() > 100
+        np.testing.assert_array_equal(head.scale_factor, whole.scale_factor[:n])
+        np.testing.assert_array_equal(head.carved, whole.carved[:n])
+        np.testing.assert_array_equal(head.offsets, whole.offsets[:n])
+
+
+def test_previews_written_on_two_threads_equal_one_after_another(tmp_path, unfitted):
     """write_previews stamps and encodes the four PNGs on two threads: the same bytes as saving
     the same renders one after another."""
-    from backend.avatar.build import BuildOptions, build_avatar
     from backend.avatar.outputs import preview_images, write_previews
     from backend.render.watermark import save_png
 
-    r = build_avatar(None, BuildOptions(lods=(0,), refine=False, metrics=False))
+    r = unfitted
     (tmp_path / "pool").mkdir()
     (tmp_path / "one").mkdir()
     paths = write_previews(r.avatar, r.model, tmp_path / "pool", "a", 0)
