@@ -170,13 +170,22 @@ def photo_eye_colors(photo: np.ndarray, landmarks_px: np.ndarray, name: str, opt
 
 
 def color_eyes_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray], posed_centers: list[np.ndarray],
-                          camera, photo: np.ndarray, landmarks_px: np.ndarray, weight: float = 0.85) -> dict[str, int]:
+                          camera, photo: np.ndarray, landmarks_px: np.ndarray, weight: float = 0.85,
+                          skin_depth: np.ndarray | None = None) -> dict[str, int]:
     """Give the eyeball Gaussians the photo sees at the source pose the photo's colour (in place).
 
     posed_means: each part's (N, 3) means at the source pose; posed_centers: each eyeball's (3,)
     centre there. Seen = projected inside the photo's lid contour (shrunk 10% towards its centre)
     and on the camera's side of the eyeball (nearer than the centre by a third of the radius).
-    ``weight`` blends photo over the drawn eye. Returns seen counts per part."""
+    ``weight`` blends photo over the drawn eye. Returns seen counts per part.
+
+    skin_depth: (H, W) float32 camera z (metres, inf = empty) of the head's skin (the mesh without
+    its eyeballs) at the source pose. With it, the eyeball Gaussians on the camera's side that no
+    skin hides but that project outside the photo's lid contour take the photo's colour outright:
+    where the fitted head's eye opening is wider than the photo's eye (the stand-in's lower lid
+    below the person's), the render showed a white crescent of drawn sclera where the photo shows
+    lid skin and lashes (d3's frame 0, at the photo's own view). Gaussians under the skin keep the
+    drawn sclera, so a lid that opens further still uncovers a white eye."""
     from skimage.measure import points_in_poly
 
     from .imageops import bilinear, blur
@@ -192,11 +201,23 @@ def color_eyes_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray
         r = float(np.median(np.linalg.norm(means - c, axis=1)))
         ok = np.all(np.isfinite(uv), 1) & (z < zc[0] - r / 3)
         seen = ok & points_in_poly(np.where(ok[:, None], uv, -1.0), poly)
+        cols = part.gaussians.colors
         if seen.any():
-            cols = part.gaussians.colors
             rgb = bilinear(img, uv[seen].astype(np.float32))
             cols[seen] = np.clip(weight * rgb + (1 - weight) * cols[seen], 0, 1)
-        out[part.name] = int(seen.sum())
+        n_seen = int(seen.sum())
+        if skin_depth is not None:
+            H, W = skin_depth.shape
+            px = np.clip(np.floor(np.nan_to_num(uv[:, 0], nan=-1.0)), -1, W).astype(np.int64)
+            py = np.clip(np.floor(np.nan_to_num(uv[:, 1], nan=-1.0)), -1, H).astype(np.int64)
+            inb = ok & (px >= 0) & (px < W) & (py >= 0) & (py < H)
+            bare = np.zeros(len(means), bool)
+            bare[inb] = skin_depth[py[inb], px[inb]] > z[inb]  # no skin in front at the source view
+            bare &= ~seen
+            if bare.any():
+                cols[bare] = np.clip(bilinear(img, uv[bare].astype(np.float32)), 0, 1)
+                n_seen += int(bare.sum())
+        out[part.name] = n_seen
     return out
 
 

@@ -72,6 +72,18 @@ def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndar
     return out
 
 
+def _skin_depth(model: "HeadModel", params: "HeadParams", camera: "Camera") -> np.ndarray:
+    """(H, W) float32 camera z (inf = empty) of the head mesh at the source frame without the
+    faces of its eyeballs (all three corners eye-skinned): the skin that hides an eyeball."""
+    from ..render.depth import rasterize_depth
+    from .posing import lbs_numpy
+
+    verts = lbs_numpy(model, params.frame(0))[0][0]
+    eye = model.weights[:, 3] + model.weights[:, 4] > 0.5
+    faces = np.asarray(model.faces)
+    return rasterize_depth(verts, faces[~eye[faces].all(1)], camera).depth
+
+
 def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", photo: np.ndarray | None,
                    landmarks_px: np.ndarray | None, mouth: MouthOptions | None = None,
                    eyes: EyeOptions | None = None) -> list[SkinnedPart]:
@@ -104,5 +116,6 @@ def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
         posed = posed_at_source(eye_parts)
         centers = [skin_points(model.rest_joints(rest)[[EYE_JOINTS[p.name]]], p.weights[:1], A)[0, 0]
                    for p in eye_parts]
-        color_eyes_from_photo(eye_parts, posed, centers, camera, photo, landmarks_px, eyes.photo_weight)
+        color_eyes_from_photo(eye_parts, posed, centers, camera, photo, landmarks_px, eyes.photo_weight,
+                              skin_depth=_skin_depth(model, params, camera))
     return parts + eye_parts

@@ -332,3 +332,63 @@ def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, s
     shut_r = (_render_parts(model, av, blink, front, {"eye_R"})[1] > 0.5).sum()
     assert open_l > 100 and shut_l < 0.1 * open_l, (open_l, shut_l)
     assert shut_r > 0.9 * open_r
+
+
+def test_eyeball_bare_outside_the_photos_lids_takes_the_photos_skin(standin):
+    """Where the fitted head's eye opening is wider than the photo's eye, the eyeball Gaussians no
+    skin hides take the photo's colour there (lid skin), not the drawn white sclera; those under
+    the skin keep the sclera (a lid that opens further still shows a white eye)."""
+    from backend.avatar.eyes import color_eyes_from_photo
+    from backend.avatar.interior import _skin_depth
+    from backend.head.params import HeadParams
+
+    model, rest, _ = standin
+    params = HeadParams(np.zeros(model.n_shape, np.float32), np.zeros((1, model.n_expr), np.float32),
+                        np.zeros((1, 5, 3), np.float32), np.zeros((1, 3), np.float32))
+    centre = model.rest_joints(rest)[[3, 4]].mean(0)
+    cam = Camera.look_at(tuple(centre + (0, 0, 0.35)), tuple(centre), width=256, height=256, fov_y_deg=20)
+    lm3 = model.landmarks.points(rest, model.faces)
+    uv, _ = cam.project(lm3.astype(np.float32))
+    lm = np.asarray(uv, np.float64)
+    skin_rgb, sclera_rgb = np.array([0.8, 0.5, 0.4]), np.array([0.95, 0.95, 0.95])
+    photo = np.tile(skin_rgb.astype(np.float32), (256, 256, 1))
+    from skimage.measure import points_in_poly
+
+    yy, xx = np.mgrid[0:256, 0:256]
+    pix = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
+    own_loops = {}
+    for name in ("eye_L", "eye_R"):   # the photo's eye: the model's lid contour squashed to 40 % high
+        loop = lm[list(LID_LOOP[name])]
+        own_loops[name] = loop.copy()
+        c = loop.mean(0)
+        lm[list(LID_LOOP[name])] = c + (loop - c) * (1.0, 0.4)
+        inside = points_in_poly(pix, lm[list(LID_LOOP[name])]).reshape(256, 256)
+        photo[inside] = sclera_rgb
+    lm[[i for n in ("eye_L", "eye_R") for i in IRIS[n]]] = np.nan  # no iris seen: colours from defaults
+    depth = _skin_depth(model, params, cam)
+    assert np.isfinite(depth).sum() > 1000
+    for with_depth in (False, True):
+        parts = build_eye_parts(model, rest, photo, lm)
+        centers = [model.rest_joints(rest)[j] for j in (3, 4)]
+        color_eyes_from_photo(parts, [p.gaussians.means for p in parts], centers, cam, photo, lm,
+                              skin_depth=depth if with_depth else None)
+        for p, ctr in zip(parts, centers):
+            g = p.gaussians
+            puv, z = cam.project(g.means)
+            px, py = np.clip(puv.astype(int), 0, 255).T
+            front = z < cam.project(ctr[None].astype(np.float32))[1][0]
+            bare = front & (depth[py, px] > z)
+            band = (bare & points_in_poly(puv, own_loops[p.name])
+                    & ~points_in_poly(puv, lm[list(LID_LOOP[p.name])] + 0.0))
+            # well outside the squashed contour (the photo's 0.6 px blur leaves the edge mixed)
+            far = band & (np.abs(puv[:, 1] - lm[list(LID_LOOP[p.name])][:, 1].mean()) >
+                          0.4 * np.ptp(own_loops[p.name][:, 1]) / 2 + 2)
+            assert far.sum() >= 10, (p.name, far.sum())
+            err = np.abs(g.colors[far] - skin_rgb).max(1)
+            if with_depth:
+                assert np.median(err) < 0.03, (p.name, np.median(err))
+                hidden = front & (depth[py, px] < z - 1e-3)
+                assert hidden.sum() > 50
+                assert g.colors[hidden].mean() > 0.6   # the drawn sclera (light) under the skin
+            else:
+                assert np.median(err) > 0.2   # the drawn sclera: what the render showed before
