@@ -39,14 +39,17 @@ from .refine import RefineOptions, refine
 from .silhouette import fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
-from .sampling import (SamplingOptions, jaw_edge_stretch, mirror_indices, mouth_interior, sample_colors,
-                       vertex_max_stretch, vertex_regions)
+from .sampling import (SamplingOptions, jaw_edge_stretch, mirror_indices, mouth_interior, region_laplacian,
+                       sample_colors, vertex_max_stretch, vertex_regions)
 from .portrait import PortraitOptions, portrait_parts
 from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
 from .mouth import MouthOptions
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from ..head.lod import LOD
     from ..head.model import HeadModel
     from ..render.camera import Camera
 
@@ -162,15 +165,42 @@ def _import_sampling_modules() -> None:
     limit_new_blas()  # scipy's own OpenBLAS loaded just now: one thread, as numpy's (blas_threads.py)
 
 
+@dataclass
+class LevelTopology:
+    """What the sampling of one LOD needs that depends on the head model's topology alone:
+    edges (E, 2) int64 (unique_edges), regions (V_l,) int8 (vertex_regions), laplacian (V_l, V_l)
+    (region_laplacian of the two)."""
+
+    edges: np.ndarray
+    regions: np.ndarray
+    laplacian: "sp.csr_matrix"
+
+
+def level_topology(model: "HeadModel", lod: "LOD") -> LevelTopology:
+    """LevelTopology of one of ``model``'s LODs."""
+    edges = unique_edges(lod.faces)
+    regions = vertex_regions(model, lod.upsample)
+    return LevelTopology(edges, regions, region_laplacian(edges, regions))
+
+
+def head_topology(model: "HeadModel", levels: list[int]) -> dict[int, LevelTopology]:
+    """{level: LevelTopology} for ``levels`` and LOD 0 (analytic_head always samples it): the
+    photo-independent part of the head sampling, made while the head model is fitted."""
+    work = sorted(set(levels) | {0})
+    return {l: level_topology(model, lod) for l, lod in model_lods(model, work).items()}
+
+
 def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
-                  levels: list[int], opts: BuildOptions) -> dict[int, GaussianSet]:
+                  levels: list[int], opts: BuildOptions,
+                  topology: dict[int, LevelTopology] | None = None) -> dict[int, GaussianSet]:
     """Head Gaussians at rest for every level: geometry attributes + HPFS/OAFF colours.
 
     LOD 0 is always solved first (directly); its colours, upsampled, start the iterative
     diffusion of every finer level, which needs nothing else from the others: the finest level is
     sampled here while the ones between run on a second thread (numpy, scipy's sparse products
     and the depth-buffer kernel release the GIL; no parallel numba kernel runs on either thread).
-    The result is the same as sampling them one after another (tests/avatar/test_build_threads.py)."""
+    The result is the same as sampling them one after another (tests/avatar/test_build_threads.py).
+    ``topology``: head_topology(model, levels) when the caller made it already."""
     from concurrent.futures import ThreadPoolExecutor
 
     work = sorted(set(levels) | {0})
@@ -178,12 +208,15 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     rest0 = shaped_vertices(model, params.shape)
     verts_src, _, _ = lbs_numpy(model, params)
     face_oval = model.landmarks.points(rest0, model.faces)[list(FACE_OVAL)]
-    head0, coarse = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None, opts)
+    topology = topology or {}
+    head0, coarse = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None, opts,
+                                topology.get(0))
     out: dict[int, GaussianSet] = {0: head0} if 0 in levels else {}
     finer = [l for l in work if l > 0]
 
     def level(l: int) -> GaussianSet:
-        return _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask, coarse, opts)[0]
+        return _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask, coarse, opts,
+                           topology.get(l))[0]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-lod") as pool:
         jobs = {l: pool.submit(level, l) for l in finer[:-1]}
@@ -195,15 +228,17 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
 
 def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarray, face_oval: np.ndarray,
                 camera: "Camera", photo: np.ndarray, mask: np.ndarray, coarse: np.ndarray | None,
-                opts: BuildOptions) -> tuple[GaussianSet, np.ndarray]:
+                opts: BuildOptions, topo: LevelTopology | None = None) -> tuple[GaussianSet, np.ndarray]:
     """One level of analytic_head -> (its head GaussianSet, its vertex colours (V_l, 3)).
 
     lod: the level's LOD (upsample, faces); rest0 / verts_src (V, 3): the identity's rest and
-    source-posed LOD-0 vertices; coarse (V, 3): LOD 0's colours (None on LOD 0 itself)."""
+    source-posed LOD-0 vertices; coarse (V, 3): LOD 0's colours (None on LOD 0 itself);
+    topo: the level's LevelTopology (made here when None)."""
     U, F = lod.upsample, lod.faces
+    topo = topo or level_topology(model, lod)
     rest = np.asarray(U @ rest0, np.float32)
     posed = np.asarray(U @ verts_src, np.float32)
-    edges = unique_edges(F)
+    edges = topo.edges
     spacing = mean_edge_length(rest, F, edges)
     x0 = None if coarse is None else np.asarray(U @ coarse, np.float32)
     # each edge's jaw stretch once: the lips' stretch below is the same per-edge values over a subset
@@ -212,8 +247,8 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
     mouth = mouth_interior(model, rest, stretch)
     lids, lid_ref, around_eyes = eyelid_vertices(model, rest, U, opts.eyes) if opts.eyes.enabled else (None,) * 3
     sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
-                       vertex_regions(model, U), mirror_indices(rest, spacing), mouth, opts.sampling,
-                       x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref)
+                       topo.regions, mirror_indices(rest, spacing), mouth, opts.sampling,
+                       x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref, laplacian=topo.laplacian)
     if opts.mouth.enabled:
         # the mouth parts fill the opening: the band between the lips turns transparent and
         # the lips grow only with their own edges' stretch (not the band's), so an opened
@@ -342,15 +377,25 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             progress.report(0.03, "finding the face")
             with shared_analyzer() as analyzer:
                 obs = analyzer.analyze(image)
-        with progress.stage("fit"):
-            progress.report(0.1, "fitting the head model")
-            fit = fit_image(model, obs)
-    params, camera = fit.params, fit.camera
     photo512 = to_float(obs.image512)
     mask = np.asarray(obs.mask, np.float32)
-    # colours are sampled from the person's own colour: at the matte's soft edge the photo mixes
-    # in the background, which would ring the avatar with a halo of it (face/matte.py)
-    person = foreground_colors(photo512, mask)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # while the head model is fitted (one core; the kernel preload is done by then), a second
+    # thread makes what needs only the photo or only the topology: the person's colours and the
+    # head sampling's edges, regions and Laplacians per LOD
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-prep") as prep:
+        # colours are sampled from the person's own colour: at the matte's soft edge the photo
+        # mixes in the background, which would ring the avatar with a halo of it (face/matte.py)
+        person_job = prep.submit(foreground_colors, photo512, mask)
+        topology_job = prep.submit(head_topology, model, levels) if opts.method == "analytic" else None
+        if prepared is None:
+            with progress.stage("fit"):
+                progress.report(0.1, "fitting the head model")
+                fit = fit_image(model, obs)
+        person = person_job.result()
+        topology = topology_job.result() if topology_job is not None else None
+    params, camera = fit.params, fit.camera
 
     if opts.method == "learned":
         with progress.stage("reconstruct"):
@@ -360,8 +405,6 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             progress.report(0.4, "building hair, body, mouth and eyes")
             with_portrait_parts(avatar, analytic_parts(model, params, camera, person, mask, obs.landmarks, opts))
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
         # the parts need nothing the head sampling computes: they are built on a second thread
         # meanwhile, from their own copies of the images (numpy, torch and the depth-buffer kernel
         # release the GIL; neither side runs a parallel numba kernel, which must not be launched
@@ -371,7 +414,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                                     np.array(obs.landmarks, copy=True), opts)
             with progress.stage("sampling"):
                 progress.report(0.2, "sampling colours per LOD")
-                heads = analytic_head(model, params, camera, person, mask, levels, opts)
+                heads = analytic_head(model, params, camera, person, mask, levels, opts, topology)
             with progress.stage("parts"):
                 progress.report(0.4, "building hair, body, mouth and eyes")
                 parts = parts_job.result()

@@ -160,6 +160,13 @@ def graph_laplacian(edges: np.ndarray, n: int, keep: np.ndarray | None = None) -
     return (sp.diags(np.asarray(A.sum(1)).ravel()) - A).tocsr()
 
 
+def region_laplacian(edges: np.ndarray, regions: np.ndarray) -> sp.csr_matrix:
+    """(V, V) graph Laplacian of ``edges`` (E, 2) without the edges between regions (V,) (eye <->
+    skin edges cut: eyes and face never bleed into each other)."""
+    same = regions[edges[:, 0]] == regions[edges[:, 1]]
+    return graph_laplacian(edges, len(regions), same)
+
+
 def diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,
             screening: float | np.ndarray = 1e-4, x0: np.ndarray | None = None, cg_iters: int = 150
             ) -> np.ndarray:
@@ -224,7 +231,8 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
                   regions: np.ndarray, mirror: np.ndarray, interior: np.ndarray,
                   opts: SamplingOptions | None = None, x0: np.ndarray | None = None,
                   rest: np.ndarray | None = None, face_oval: np.ndarray | None = None,
-                  lids: np.ndarray | None = None, lid_ref: np.ndarray | None = None) -> SampledColors:
+                  lids: np.ndarray | None = None, lid_ref: np.ndarray | None = None,
+                  laplacian: sp.csr_matrix | None = None) -> SampledColors:
     """Per-vertex colours of one LOD.
 
     verts (V_l, 3) world at the source pose, faces (F_l, 3), normals (V_l, 3) at the source pose,
@@ -236,6 +244,8 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     lids / lid_ref (V_l,) bool (eyes.eyelid_vertices): lid vertices the photo cannot see at rest
     but a blink shows are pinned to the median observed colour of the lid_ref skin above the eyes
     (never the iris or lash colours diffusion would carry in).
+    laplacian: ``region_laplacian(edges, regions)`` when the caller made it already (it depends on
+    the topology alone: a build makes it while the head model is fitted).
     """
     from ..render.depth import vertex_visibility
 
@@ -296,8 +306,7 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     screen = np.full(V, opts.screening)
     fallback[inner] = np.where(observed[inner, None], colors[inner], np.asarray(opts.mouth_color))
     screen[inner] = np.where(observed[inner], opts.mouth_observed_weight, opts.mouth_weight)
-    same = regions[edges[:, 0]] == regions[edges[:, 1]]  # cut eye <-> skin edges
-    L = graph_laplacian(edges, V, same)
+    L = region_laplacian(edges, regions) if laplacian is None else laplacian
     filled = np.clip(diffuse(colors, known, L, fallback, screen, x0=x0), 0.0, 1.0)
     synthesized = np.zeros(V, bool)
     if rest is not None and opts.synthesis.enabled:
