@@ -7,7 +7,8 @@ time goes (forward splat, loss, backward, Adam update), on the bundled astronaut
 
 ``--converge``: per photo and LOD, the reference (Adam alone, as before the colour solve, for
 ``--reference-steps`` steps with no time limit, the build's refinement) and the colour-solve path
-(``refine.photo_refine_options``: the colour solve, then Adam, within ``--seconds``), each scored
+(``refine.photo_refine_options``: the colour solve, then Adam with larger decaying colour steps, within
+``--seconds``), each scored
 along the way: face PSNR (the build's: the landmark hull against the photo) and full-portrait PSNR
 (the eval's psnr_full: against the photo cut out by the portrait segmenter over black, over the
 crop's real pixels) of the render at the source camera, against refinement seconds (snapshot

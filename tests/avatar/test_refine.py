@@ -130,3 +130,32 @@ def test_colour_solve_reaches_what_many_adam_steps_reach() -> None:
                                                               **colour_only))
     assert np.abs(ridged.colors[0] - gs.colors[0]).max() < 0.05
     assert rmse(ridged.colors) < 0.25 * start
+
+
+def test_fast_path_reaches_about_what_the_long_run_reaches() -> None:
+    """photo_refine_options (colour solve, colour trust from 0.25 px, larger decaying colour steps)
+    in 30 steps comes within 2x the RMSE that 150 steps of the default Adam refinement reach on a
+    photo rendered from the same Gaussians with other colours, and beats 30 default steps 2x."""
+    from backend.avatar.refine import photo_refine_options
+
+    gs, cam = _scene()
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0.0, 1.0, (len(gs.means), 3)).astype(np.float32)
+    rendered = splat(gs.means, gs.quats, gs.scales, gs.opacities, truth, cam, backend="cpu")
+    photo, alpha = rendered.image[0].numpy().transpose(1, 2, 0), rendered.alpha[0].numpy()
+    ones = np.ones((64, 64), np.float32)
+    movable = np.ones(len(gs.means), bool)
+
+    def rmse(res) -> float:
+        img = splat(gs.means + res.offsets, gs.quats, gs.scales, res.opacities, res.colors, cam, backend="cpu").image[0]
+        return float(np.sqrt(((img.numpy().transpose(1, 2, 0) - photo) ** 2).mean()))
+
+    def run(opts) -> float:
+        return rmse(refine(gs, movable, photo, ones, cam, opts, portrait=alpha))
+
+    # measured: long run 0.0022; fast path 0.0033 (10 steps 0.0076); default Adam, 30 steps 0.012
+    long = run(RefineOptions(seconds=1e9, max_steps=150, backend="cpu"))
+    fast = run(photo_refine_options(1e9, 30, "cpu"))
+    adam = run(RefineOptions(seconds=1e9, max_steps=30, backend="cpu"))
+    assert fast < 2.0 * long
+    assert fast < 0.5 * adam
