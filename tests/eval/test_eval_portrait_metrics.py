@@ -12,6 +12,7 @@ import pytest
 from backend.image_metrics import psnr, ssim, ssim_map
 from backend.eval.metrics.portrait import (INNER_LIP, MOUTH_OPEN_THRESHOLD, SSIM_REGIONS, alpha_iou, mouth_mask,
                                            mouth_opening, portrait_union, ssim_loss_split)
+from backend.eval.metrics.portrait import ERROR_REGIONS, error_split
 from backend.face.crop import CropInfo
 from backend.face.framing import crop_coverage, head_region
 
@@ -179,3 +180,36 @@ def test_frame_scorer_scores_full_frame_only_on_real_pixels():
         assert whole.psnr_full == pytest.approx(whole.psnr_full_padded)
         assert whole.ssim_full == pytest.approx(whole.ssim_full_padded)
         assert whole.psnr_full == pytest.approx(s.psnr_full_padded)
+
+
+def test_error_split_puts_each_change_in_its_region():
+    """Squared error split by region: a change in the hair (above the chin, outside the face) and
+    one in the body (below it) land in "head" and "body" with their exact shares; an outline that
+    differs lands in "silhouette"; invalid pixels count nowhere."""
+    target = np.zeros((64, 64, 3), np.float32)
+    target[8:56, 8:56] = 0.5
+    render = target.copy()
+    render[10:14, 10:20] += 0.2        # hair, 40 px: 3 * 0.04 each
+    render[50:54, 30:40] += 0.1        # body, 40 px: 3 * 0.01 each
+    alpha = np.zeros((64, 64), np.float32)
+    alpha[8:56, 8:56] = 1.0
+    portrait = alpha.copy()
+    face = np.zeros((64, 64), bool)
+    face[20:40, 20:44] = True
+    split = error_split(render, target, alpha, portrait, face, chin_row=44.0)
+    assert set(split) == set(ERROR_REGIONS)
+    assert sum(split.values()) == pytest.approx(1.0)
+    assert split["head"] == pytest.approx(0.8) and split["body"] == pytest.approx(0.2)
+    # the render's outline 4 px wider on the right: those pixels are silhouette, not body
+    alpha2 = alpha.copy()
+    alpha2[8:56, 56:60] = 1.0
+    render2 = render.copy()
+    render2[8:56, 56:60] = 0.5
+    s2 = error_split(render2, target, alpha2, portrait, face, chin_row=44.0)
+    assert s2["silhouette"] > 0.5 and s2["face"] == 0.0 and s2["background"] == 0.0
+    # only the top rows valid: the body's change no longer counts
+    valid = np.zeros((64, 64), bool)
+    valid[:30] = True
+    s3 = error_split(render, target, alpha, portrait, face, chin_row=44.0, valid=valid)
+    assert s3["head"] == pytest.approx(1.0) and s3["body"] == 0.0
+    assert all(np.isnan(v) for v in error_split(target, target, alpha, portrait, face, 44.0).values())

@@ -85,3 +85,34 @@ def ssim_loss_split(ssim_map: np.ndarray, alpha: np.ndarray, portrait: np.ndarra
     if n == 0:
         return {k: float("nan") for k in regions}
     return {k: float(loss[m & v].sum() / n) for k, m in regions.items()}
+
+
+ERROR_REGIONS = ("background", "silhouette", "face", "head", "body")
+
+
+def error_split(render: np.ndarray, target: np.ndarray, alpha: np.ndarray, portrait: np.ndarray,
+                face: np.ndarray, chin_row: float, threshold: float = MASK_THRESHOLD,
+                valid: np.ndarray | None = None) -> dict[str, float]:
+    """Where a frame's squared error lies: {region: its share of the summed squared RGB error over
+    ``valid`` pixels} (the shares add up to 1; NaN when there is no error or no valid pixel).
+
+    render, target: (H, W, 3) float [0, 1] (target: the frame over the render background by its
+    portrait mask, Target.full); alpha: (H, W) render alpha; portrait: (H, W) target portrait
+    mask; face: (H, W) bool, the target's face hull; chin_row: the target's lowest landmark row
+    (px). Regions as ssim_loss_split's, with "person" cut at the chin: "background" (neither shows
+    the person), "silhouette" (exactly one does), "face" (both, inside the face hull), "head"
+    (both, outside the face, above the chin: hair, ears), "body" (both, below the chin: neck,
+    shoulders, hair lying on them). A diagnostic for which part of the portrait to fix first."""
+    err = ((np.asarray(render, np.float64) - np.asarray(target, np.float64)) ** 2).sum(-1)
+    a = np.asarray(alpha) > threshold
+    p = np.asarray(portrait) > threshold
+    f = np.asarray(face, bool)
+    v = np.ones_like(a) if valid is None else np.asarray(valid, bool)
+    above = (np.arange(a.shape[0])[:, None] + 0.5) < chin_row
+    both = a & p & ~f
+    regions = {"background": ~a & ~p, "silhouette": a ^ p, "face": a & p & f,
+               "head": both & above, "body": both & ~above}
+    total = float(err[v].sum())
+    if not total > 0:
+        return {k: float("nan") for k in regions}
+    return {k: float(err[m & v].sum() / total) for k, m in regions.items()}
