@@ -87,6 +87,12 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_seconds / refine_steps: the multi-view refinement budget (0 = none);
     refine_views_per_step: views rendered per refinement step (the primary and the others in turn;
     None: all), so a budget of seconds buys more steps;
+    refine_downscale: the refinement matches the views at 1/this of their resolution (block means;
+    1: full). The budget buys few steps: on clip d12 at LOD 2 under load 10-13 the 10 s budget ran
+    1 step (the views' coverage, 8 renders before the first step, took most of it), 3 at half
+    resolution; 30 s at half resolution ran 4 steps on d12 and 2 on d3 and moved the build's own
+    views by -0.06 dB (d12 18.31 -> 18.25, d3 23.51 -> 23.45, every 30th frame), so it stays 1 until
+    measured on a quiet machine;
     registration_px: a view whose landmark error under the joint fit exceeds the primary view's
     by e px counts exp(-(e / registration_px)^2) in fusion and refinement and carves hair only
     while that is at least 0.5 (registration_weights; None: every view counts fully): a
@@ -113,6 +119,7 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_seconds: float = 20.0
     refine_steps: int = 200
     refine_views_per_step: int | None = 3
+    refine_downscale: int = 1
     register_seconds: float = 0.0
     register_steps: int = 40
     register_downscale: int = 2
@@ -418,6 +425,14 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
 
 # ---- refinement against all views ---------------------------------------------------------------
 
+def downscaled(a: np.ndarray, f: int) -> np.ndarray:
+    """(H, W, ...) -> (H // f, W // f, ...) float32 block means (f <= 1: ``a`` as float32)."""
+    if f <= 1:
+        return np.ascontiguousarray(a, np.float32)
+    h, w = a.shape[0] // f, a.shape[1] // f
+    return np.ascontiguousarray(a[: h * f, : w * f].reshape(h, f, w, f, *a.shape[2:]).mean((1, 3)), np.float32)
+
+
 def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
                  backend: str = "auto", progress: Progress | None = None, primary: int | None = None) -> dict[int, int]:
     """Colours and opacities of every LOD (parts at the finest) refined against all views at once
@@ -435,14 +450,18 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
     steps: dict[int, int] = {}
     finest = max(avatar.levels)
     total = sum(avatar.counts()[l]["total"] for l in avatar.levels)
-    fgs = [foreground_colors(v.image, v.mask) for v in views]
+    f = max(int(mv.refine_downscale), 1)
+    fgs = [downscaled(foreground_colors(v.image, v.mask), f) for v in views]
+    images = [downscaled(v.image, f) for v in views]
+    mattes = [downscaled(v.mask, f) for v in views]
+    cams = [v.camera.resized(m.shape[1], m.shape[0]) if f > 1 else v.camera for v, m in zip(views, mattes)]
     registered = registration_weights(views, primary, mv.registration_px)
-    ones = np.ones(views[0].mask.shape, np.float32)
+    ones = np.ones(mattes[0].shape, np.float32)
     for lod in avatar.levels:
         sets = [posed_set(avatar, model, v.params, lod) for v in views]
-        targets = [RefineView(v.camera, v.image, ones, v.mask, fg, s.means, s.quats,
+        targets = [RefineView(cam, img, ones, matte, fg, s.means, s.quats,
                               mv.primary_refine_weight if k == primary else float(registered[k]))
-                   for k, (v, s, fg) in enumerate(zip(views, sets, fgs))]
+                   for k, (cam, img, matte, s, fg) in enumerate(zip(cams, images, mattes, sets, fgs))]
         ropts = RefineOptions(seconds=mv.refine_seconds * avatar.counts()[lod]["total"] / total,
                               max_steps=mv.refine_steps, backend=backend,
                               views_per_step=mv.refine_views_per_step)
@@ -482,9 +501,8 @@ def register_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View]
     sets = [posed_set(avatar, model, v.params, lod) for v in views]
     f = max(int(mv.register_downscale), 1)
 
-    def small(a: np.ndarray) -> np.ndarray:  # (H, W, ...) -> (H / f, W / f, ...) block means
-        h, w = a.shape[0] // f, a.shape[1] // f
-        return np.ascontiguousarray(a[: h * f, : w * f].reshape(h, f, w, f, *a.shape[2:]).mean((1, 3)), np.float32)
+    def small(a: np.ndarray) -> np.ndarray:
+        return downscaled(a, f)
 
     # the primary view has nothing to register and the colours are held: only the others render,
     # all of them every step (each view's correction learns only from its own render)

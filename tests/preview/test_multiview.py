@@ -525,6 +525,48 @@ def test_refinement_from_two_views_improves_both(astronaut):
     assert "optim" not in inspect.getsource(multiview)
 
 
+def test_downscaled_block_means():
+    from backend.avatar.multiview import downscaled
+
+    a = np.arange(6 * 5 * 3, dtype=np.float64).reshape(6, 5, 3)
+    d = downscaled(a, 2)
+    assert d.shape == (3, 2, 3) and d.dtype == np.float32
+    assert np.allclose(d[1, 1], a[2:4, 2:4].mean((0, 1)))      # the odd last column is dropped
+    m = downscaled(np.eye(4), 2)
+    assert m.shape == (2, 2) and np.allclose(m, [[0.5, 0.0], [0.0, 0.5]])
+    assert downscaled(a, 1).shape == a.shape
+
+
+def test_refinement_at_half_resolution_improves_both_full_resolution_views(astronaut):
+    """MultiViewOptions.refine_downscale 2 refines against the views at half resolution (a step
+    costs a quarter as much, so a budget buys more steps); the colours it finds still bring both
+    views closer at full resolution, and the back no view covers keeps its colour."""
+    from backend.avatar.multiview import MultiViewOptions, refine_views
+    from backend.avatar.refine import source_coverage
+    from backend.avatar.posing import posed_set
+
+    avatar, model, _ = astronaut
+    truth = copy.deepcopy(avatar)
+    head = truth.lods[0]
+    head.colors[head.means[:, 0] > 0.02] = (0.9, 0.2, 0.1)
+    head.colors[head.means[:, 0] < -0.02] = (0.1, 0.3, 0.9)
+    views = _views(truth, model, _turned(truth, [-40.0, 40.0]))
+    start = copy.deepcopy(truth)
+    rng = np.random.default_rng(0)
+    start.lods[0].colors = np.clip(head.colors + rng.normal(0, 0.25, head.colors.shape), 0, 1).astype(np.float32)
+    start.lods[0].opacities = (head.opacities * 0.7).astype(np.float32)
+    before = [_psnr_full(start, model, v) for v in views]
+    refined = copy.deepcopy(start)
+    mv = MultiViewOptions(refine_seconds=1e4, refine_steps=REFINE_STEPS, refine_downscale=2)
+    assert refine_views(refined, model, views, mv, backend="cpu", primary=0) == {0: REFINE_STEPS}
+    after = [_psnr_full(refined, model, v) for v in views]
+    for b, a in zip(before, after):
+        assert a > b + REFINE_GAIN_DB, f"psnr_full {before} -> {after}"
+    cover = sum(source_coverage(posed_set(start, model, v.params, 0), v.camera, "cpu").numpy() for v in views)
+    unseen = cover[: len(head)] == 0
+    assert np.abs(refined.lods[0].colors[unseen] - start.lods[0].colors[unseen]).max() < FROZEN_MOVE_MAX
+
+
 def test_cli_anchor_chooses_the_primary_photo(astronaut, tmp_path, capsys):
     """`build a b c --anchor 0` anchors the build on the first photo (the most frontal, the middle
     one, would be chosen otherwise); an --anchor outside the photos, or with one photo, is a
