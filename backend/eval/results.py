@@ -245,8 +245,8 @@ MULTIVIEW_KEYS = ("psnr_full", "ssim_full", "alpha_iou", "akd", "psnr_portrait",
 # multiview_breakdown: held-out frames with the clip track's |yaw| at least this (degrees) also
 # count as "turned", where the single photo saw least of the head
 TURNED_DEG = 15.0
-BREAKDOWN_KEYS = ("psnr_full", "psnr_face", "psnr_hair", "psnr_body", "psnr_spill",
-                  "share_face", "share_hair", "share_body", "share_spill")
+BREAKDOWN_KEYS = ("psnr_full",) + tuple(f"{k}_{r}" for k in ("psnr", "share")
+                                        for r in ("background", "silhouette", "face", "head", "body"))
 
 
 def multiview_breakdown(entries: list[dict[str, Any]], lod: int) -> dict[str, Any]:

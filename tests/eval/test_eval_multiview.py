@@ -86,43 +86,46 @@ def _target(h=40, w=40):
                   embedding=None, valid=valid)
 
 
-def test_error_split_puts_each_error_in_its_region():
+def test_region_scores_put_each_error_in_its_region():
+    """The self-reenactment breakdown's regions (error_split), with the PSNR inside each."""
     import numpy as np
 
-    from backend.eval.protocols.multiview import ERROR_REGIONS, error_split
+    from backend.eval.metrics.portrait import ERROR_REGIONS
+    from backend.eval.protocols.multiview import region_scores
     from backend.image_metrics import psnr
 
     tgt = _target()
     render, alpha = tgt.full.copy(), tgt.portrait.copy()
     render[8, 20] += 0.1          # face: one pixel off by 0.1
-    render[2, 11] += 0.2          # hair (above the chin, outside the hull)
+    render[2, 11] += 0.2          # head (above the chin, outside the hull)
     render[30, 25] -= 0.3         # body
-    render[20, 3] = 0.4           # spill: the render's person where the target is background ...
+    render[20, 3] = 0.4           # silhouette: the render's person where the target is background ...
     alpha[20, 3] = 1.0
     render[20, 38] = 1.0          # ... and outside the real pixels: not counted anywhere
     alpha[20, 38] = 1.0
-    s = error_split(render, alpha, tgt)
-    sq = {"face": 0.01, "hair": 0.04, "body": 0.09, "spill": 0.16}
+    render[35, 0] = 0.05          # background: a faint render where neither shows the person
+    s = region_scores(render, alpha, tgt)
+    sq = {"background": 0.0025, "silhouette": 0.16, "face": 0.01, "head": 0.04, "body": 0.09}
     total = sum(sq.values())
     for name in ERROR_REGIONS:
         assert abs(s[f"share_{name}"] - sq[name] / total) < 1e-5, (name, s)
     assert abs(s["psnr_full"] - psnr(render, tgt.full, tgt.valid)) < 1e-9
     n_face = int(tgt.face_mask.sum())
     assert abs(s["psnr_face"] - 10 * np.log10(n_face / 0.01)) < 1e-3
-    n_hair = int(((tgt.portrait > 0.5) & ~tgt.face_mask & (np.arange(40) < 14)[:, None] & tgt.valid).sum())
-    assert abs(s["psnr_hair"] - 10 * np.log10(n_hair / 0.04)) < 1e-3
-    assert abs(s["psnr_spill"] - 10 * np.log10(1 / 0.16)) < 1e-3   # the one spilled pixel
+    n_head = int(((tgt.portrait > 0.5) & ~tgt.face_mask & (np.arange(40) + 0.5 < 14)[:, None] & tgt.valid).sum())
+    assert abs(s["psnr_head"] - 10 * np.log10(n_head / 0.04)) < 1e-3
+    assert abs(s["psnr_silhouette"] - 10 * np.log10(1 / 0.16)) < 1e-3   # the one silhouette pixel
 
 
-def test_error_split_of_a_perfect_render_and_an_empty_region():
+def test_region_scores_of_a_perfect_render():
     import numpy as np
 
-    from backend.eval.protocols.multiview import error_split
+    from backend.eval.protocols.multiview import region_scores
 
     tgt = _target()
-    s = error_split(tgt.full.copy(), tgt.portrait.copy(), tgt)
-    assert np.isnan(s["psnr_spill"]) and s["share_spill"] == 0.0      # no spill pixels
-    assert s["share_face"] == 0.0 and s["psnr_face"] == float("inf")  # no error at all
+    s = region_scores(tgt.full.copy(), tgt.portrait.copy(), tgt)
+    assert np.isnan(s["psnr_silhouette"])                            # no silhouette pixels
+    assert s["psnr_face"] == float("inf") and np.isnan(s["share_face"])  # no error at all
 
 
 def test_view_frames_reads_the_build_labels():
@@ -133,9 +136,10 @@ def test_view_frames_reads_the_build_labels():
     assert view_frames(labels, "my clip.mp4") == [5]
 
 
-def _split(psnr_full, share_hair):
-    return {"psnr_full": psnr_full, "psnr_face": 30.0, "psnr_hair": 20.0, "psnr_body": 18.0, "psnr_spill": 10.0,
-            "share_face": 0.1, "share_hair": share_hair, "share_body": 0.3, "share_spill": 0.6 - share_hair}
+def _split(psnr_full, share_head):
+    return {"psnr_full": psnr_full, "psnr_background": 40.0, "psnr_silhouette": 10.0, "psnr_face": 30.0,
+            "psnr_head": 20.0, "psnr_body": 18.0, "share_background": 0.05, "share_silhouette": 0.55 - share_head,
+            "share_face": 0.1, "share_head": share_head, "share_body": 0.3}
 
 
 def test_breakdown_summary_by_set_and_turned_frames():
@@ -153,7 +157,7 @@ def test_breakdown_summary_by_set_and_turned_frames():
     assert math.isclose(b["held"]["multi"]["psnr_full"], 20.0) and math.isclose(b["held"]["single"]["psnr_full"], 56 / 3)
     assert math.isclose(b["turned"]["multi"]["psnr_full"], 19.0) and math.isclose(b["turned"]["single"]["psnr_full"], 17.5)
     assert math.isclose(b["train"]["multi"]["psnr_full"], 24.0) and math.isclose(b["source"]["single"]["psnr_full"], 29.0)
-    assert math.isclose(b["held"]["single"]["share_hair"], 0.5)
+    assert math.isclose(b["held"]["single"]["share_head"], 0.5)
     assert multiview_breakdown(entries, 1) == {}
     res = EvalResults(machine={}, media_root=None, options={})
     res.multiview = [_run("a.mp4", [22.0], [0.9])]

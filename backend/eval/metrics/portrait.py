@@ -90,6 +90,19 @@ def ssim_loss_split(ssim_map: np.ndarray, alpha: np.ndarray, portrait: np.ndarra
 ERROR_REGIONS = ("background", "silhouette", "face", "head", "body")
 
 
+def error_regions(alpha: np.ndarray, portrait: np.ndarray, face: np.ndarray, chin_row: float,
+                  threshold: float = MASK_THRESHOLD) -> dict[str, np.ndarray]:
+    """error_split's regions as (H, W) bool masks {name: mask} in ERROR_REGIONS order; they
+    partition the image (see error_split for the arguments and the regions)."""
+    a = np.asarray(alpha) > threshold
+    p = np.asarray(portrait) > threshold
+    f = np.asarray(face, bool)
+    above = (np.arange(a.shape[0])[:, None] + 0.5) < chin_row
+    both = a & p & ~f
+    return {"background": ~a & ~p, "silhouette": a ^ p, "face": a & p & f,
+            "head": both & above, "body": both & ~above}
+
+
 def error_split(render: np.ndarray, target: np.ndarray, alpha: np.ndarray, portrait: np.ndarray,
                 face: np.ndarray, chin_row: float, threshold: float = MASK_THRESHOLD,
                 valid: np.ndarray | None = None) -> dict[str, float]:
@@ -104,14 +117,8 @@ def error_split(render: np.ndarray, target: np.ndarray, alpha: np.ndarray, portr
     (both, outside the face, above the chin: hair, ears), "body" (both, below the chin: neck,
     shoulders, hair lying on them). A diagnostic for which part of the portrait to fix first."""
     err = ((np.asarray(render, np.float64) - np.asarray(target, np.float64)) ** 2).sum(-1)
-    a = np.asarray(alpha) > threshold
-    p = np.asarray(portrait) > threshold
-    f = np.asarray(face, bool)
-    v = np.ones_like(a) if valid is None else np.asarray(valid, bool)
-    above = (np.arange(a.shape[0])[:, None] + 0.5) < chin_row
-    both = a & p & ~f
-    regions = {"background": ~a & ~p, "silhouette": a ^ p, "face": a & p & f,
-               "head": both & above, "body": both & ~above}
+    regions = error_regions(alpha, portrait, face, chin_row, threshold)
+    v = np.ones(err.shape, bool) if valid is None else np.asarray(valid, bool)
     total = float(err[v].sum())
     if not total > 0:
         return {k: float("nan") for k in regions}

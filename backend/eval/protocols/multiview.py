@@ -8,7 +8,8 @@ neither build saw) and at the source frame (frame 0, the single-photo build's ow
 multi-view build must be no worse there).
 
 Beside the headline figures, where the two avatars differ: every scored frame's squared error
-split by region (``error_split``: face hull, hair, body, spill outside the person), on the held-out
+split by region (``region_scores``: the self-reenactment breakdown's background, silhouette,
+face, head and body, with the PSNR inside each), on the held-out
 frames, on the multi-view build's own views (its training frames, driven like the held-out ones)
 and at the source frame, with each frame's tracked head yaw, so the turned frames (where the
 single photo saw least) can be read apart (``MultiviewRuns.breakdown``, summarised by
@@ -34,42 +35,30 @@ from .scoring import FrameScorer, Target
 # the multi-view protocol builds from views among this share of the clip and scores the rest
 MULTIVIEW_BUILD_SHARE = 0.6
 SOURCE_FRAME = 0
-# error_split's regions, in the order they are reported
-ERROR_REGIONS = ("face", "hair", "body", "spill")
 
 
-def error_split(render: np.ndarray, alpha: np.ndarray, target: Target, threshold: float = 0.5) -> dict[str, float]:
-    """Where a render's whole-frame error lies: {"psnr_<region>": dB inside the region,
-    "share_<region>": the region's part of the summed squared error over the target's real pixels
-    (the pixels ``psnr_full`` counts)} for ERROR_REGIONS, plus "psnr_full" itself.
+def region_scores(render: np.ndarray, alpha: np.ndarray, target: Target) -> dict[str, float]:
+    """Where a render's whole-frame error lies, as the self-reenactment breakdown splits it
+    (eval.metrics.portrait.error_split, its ERROR_REGIONS: background, silhouette, face, head
+    above the chin, body below it): {"share_<region>": the region's part of the summed squared
+    error over the target's real pixels, "psnr_<region>": dB inside the region (NaN when empty)}
+    plus "psnr_full" itself (the real pixels, as the scorer's ``psnr_full``).
 
-    render: (H, W, 3) float [0, 1]; alpha: (H, W) render alpha; target: its Target (``full``: the
-    frame over the background by its portrait mask; ``portrait``, ``face_mask``, ``landmarks``).
-    Regions (real pixels only): "face" the target's face hull; "hair" the target's person above
-    its lowest face landmark (the chin) outside the hull: hair, ears, forehead beyond the hull;
-    "body" the target's person below the chin outside the hull: neck, shoulders, torso; "spill"
-    the render's person (alpha > ``threshold``) where the target shows background, outside the
-    hull: placement and silhouette errors. The regions are disjoint, so the shares add up to at
-    most 1; the rest (both show background) errs only where the render is faintly transparent.
-    A region with no pixels has NaN PSNR and share 0."""
+    render: (H, W, 3) float [0, 1]; alpha: (H, W) render alpha; target: its Target (``full``,
+    ``portrait``, ``face_mask``, ``landmarks``: the chin is the lowest landmark's row)."""
     from ...image_metrics import psnr
+    from ..metrics.portrait import error_regions, error_split
 
     img = np.asarray(render, np.float32)[..., :3]
-    h, w = img.shape[:2]
-    err = ((img.astype(np.float64) - np.asarray(target.full, np.float64)) ** 2).mean(-1)   # (H, W)
-    valid = np.ones((h, w), bool) if target.valid is None else np.asarray(target.valid, bool)
-    person = np.asarray(target.portrait) > threshold
-    face = np.asarray(target.face_mask, bool)
+    h = img.shape[0]
     chin = float(np.max(target.landmarks[:, 1])) if target.landmarks is not None else float(h)
-    above = (np.arange(h) < chin)[:, None]
-    masks = {"face": face, "hair": person & ~face & above, "body": person & ~face & ~above,
-             "spill": (np.asarray(alpha) > threshold) & ~person & ~face}
-    total = float(err[valid].sum())
+    valid = np.ones(img.shape[:2], bool) if target.valid is None else np.asarray(target.valid, bool)
+    shares = error_split(img, target.full, alpha, target.portrait, target.face_mask, chin, valid=valid)
     out = {"psnr_full": float(psnr(img, target.full, valid))}
-    for name in ERROR_REGIONS:
-        m = masks[name] & valid
+    for name, mask in error_regions(alpha, target.portrait, target.face_mask, chin).items():
+        m = mask & valid
         out[f"psnr_{name}"] = float(psnr(img, target.full, m)) if m.any() else float("nan")
-        out[f"share_{name}"] = float(err[m].sum() / total) if total > 0 and m.any() else 0.0
+        out[f"share_{name}"] = shares[name]
     return out
 
 
@@ -92,7 +81,7 @@ class MultiviewRuns:
     alone; seconds: {"video", "views", "multi_build_s", "single_build_s"} (wall seconds) and
     "registered_deg": each view's camera correction (multiview.register_views; 0 for the primary);
     breakdown: {"video", "frames": [{"frame", "set": "held" | "train" | "source", "lod",
-    "yaw_deg": the clip track's head yaw, "multi": error_split, "single": error_split}]}, "train"
+    "yaw_deg": the clip track's head yaw, "multi": region_scores, "single": region_scores}]}, "train"
     being the multi-view build's own views other than the source frame."""
 
     multi: list[SelfReenactment]
@@ -122,7 +111,7 @@ def _score(build: Any, clip: TrackedClip, idx: list[int], scorer: FrameScorer,
     ``refit_for_avatar``), rendered at its camera and scored against the frames cut by its crop
     over their real pixels (as self-reenactment: where the crop reaches past the video's edge the
     target is that edge repeated, nothing a viewer compares; ``*_padded`` keep the whole crop);
-    one run per LOD, and each frame's error_split by (lod, frame)."""
+    one run per LOD, and each frame's region_scores by (lod, frame)."""
     tracked, frames = refit_for_avatar(clip, build, opts)
     idx = [i for i in idx if i in frames]
     valid = real_pixels(clip, build)
@@ -135,7 +124,7 @@ def _score(build: Any, clip: TrackedClip, idx: list[int], scorer: FrameScorer,
                                 background=opts.background, backend=opts.render_backend, with_alpha=True)
         for i, tgt, (img, alpha) in zip(idx, targets, renders):
             res.frames.append(FrameScores(frame=i, scores=scorer.score(img, tgt, alpha=alpha)))
-            splits[(lod, i)] = error_split(img, alpha, tgt)
+            splits[(lod, i)] = region_scores(img, alpha, tgt)
         out.append(res)
     return out, splits
 
