@@ -197,3 +197,57 @@ def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Pa
     cal = calibrate_tracker(avatar, model, lod)
     cal.save(path)
     return cal
+
+
+#: neck turns (degrees) of the views :func:`landmark_offsets` reads: the photo's own view and the
+#: head turned both ways, so the offsets get their depth
+OFFSET_YAWS_DEG: tuple[float, ...] = (-20.0, 0.0, 20.0)
+
+
+def landmark_offsets(avatar: "GaussianAvatar", model: "HeadModel", yaws_deg: tuple[float, ...] = OFFSET_YAWS_DEG,
+                     lod: int | None = None, backend: str = "auto", depth_only: bool = False) -> "LandmarkCalibration":
+    """An offset-only tracker calibration to ``avatar``: where mediapipe reads the avatar's
+    landmarks against the landmark embedding's, in 3D (face.calibration.fit_offset).
+
+    Renders the avatar at its photo's parameters (identity, expression, pose; its camera) with the
+    neck turned by each of ``yaws_deg`` (degrees, about the head's vertical axis), reads each render
+    with mediapipe's static face mesh (as eval's AKD does), and fits per-landmark rest-frame offsets
+    over the views. Tracking with it (``track_landmarks(calibration=...)``) fits the clip's
+    landmarks with the embedding moved to where the avatar shows each feature, so the fitted pose and
+    expression put the avatar's painted features, not the embedding's points, on the clip's. The
+    expression basis is the model's own. ``depth_only`` keeps only the offsets' depth (what makes the
+    features slide against the embedding when the head turns): the in-plane part alone moved
+    d19's fitted head 6 mm in depth (its whole body with it). Measured on real clips, neither is a
+    default (docs/figures/eval.md, "Where the AKD comes from"). InputError when no view shows a face."""
+    from ..face.calibration import fit_offset, offset_calibration
+    from ..face.fit import JOINT_NECK
+    from ..face.landmark_model import LandmarkModel
+    from ..face.mediapipe_face import MediapipeFace
+    from ..face.solver import Projector
+    from ..head.params import HeadParams
+    from ..render.watermark import stamp_watermark
+    from .rendering import render_frames
+
+    lod = max(avatar.levels) if lod is None else int(lod)
+    if lod not in avatar.lods:
+        raise InputError(None, f"the avatar has no LOD {lod} (it has {avatar.levels})")
+    src = avatar.params.frame(0)
+    V = len(yaws_deg)
+    pose = np.repeat(src.pose[:1], V, 0).astype(np.float32)
+    pose[:, JOINT_NECK, 1] += np.radians(np.asarray(yaws_deg, np.float32))
+    params = HeadParams(src.shape, np.repeat(src.expr[:1], V, 0), pose, np.repeat(src.transl[:1], V, 0))
+    obs = np.full((V, 478, 2), np.nan)
+    with MediapipeFace(static=True) as mp:
+        for v, img in enumerate(render_frames(avatar, model, params, lod, camera=avatar.camera,
+                                              background=(0.0, 0.0, 0.0), backend=backend)):
+            lm = mp.landmarks(stamp_watermark(np.round(img * 255.0).astype(np.uint8)))
+            if lm is not None:
+                obs[v] = lm[:, :2]
+    if not np.isfinite(obs).any():
+        raise InputError(None, "tracker offsets: no face found in the avatar's renders")
+    lmm = LandmarkModel.from_model(model)
+    cam = avatar.camera
+    off = fit_offset(lmm, Projector(cam.K, cam.viewmat), src.shape, src.expr[0], pose, src.transl[0], obs)
+    if depth_only:
+        off[:, :2] = 0.0
+    return offset_calibration(lmm, off, tuple(model.expr_names))

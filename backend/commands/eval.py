@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate-tracker", action="store_true",
                         help="self-reenactment: fit the clip with the tracker calibrated to the avatar "
                              "(as track --avatar --calibration does; 43 renders + face-mesh readings per clip)")
+    parser.add_argument("--tracker-offsets", choices=("full", "depth"), default="",
+                        help="self-reenactment: fit the clip with the tracker's landmark offsets to the avatar "
+                             "(avatar.calibrate.landmark_offsets: 3 renders + face-mesh readings per clip; "
+                             "depth: their depth only); a diagnostic, off by default")
     parser.add_argument("--avatar", type=Path, default=None,
                         help="speed only: time rendering of this saved .omgavatar per LOD and backend "
                              "(no media or metric models needed)")
@@ -164,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
                        cross_frames=args.cross_frames, render_frames=args.render_frames,
                        render_backend=args.backend, speed_backends=tuple(backends) if backends else None,
                        build=build, identity=not args.no_identity,
-                       protocols=protocols, views=args.views, calibrate=args.calibrate_tracker)
+                       protocols=protocols, views=args.views, calibrate=args.calibrate_tracker,
+                       tracker_offsets=args.tracker_offsets)
     progress, close = tqdm_progress("eval")
     try:
         res = run_eval(media, opts, log=lambda m: print(m, file=sys.stderr), progress=progress)

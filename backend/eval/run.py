@@ -33,6 +33,7 @@ class EvalOptions:
     protocols: tuple[str, ...] = ("reconstruction", "self", "cross", "speed")  # + "multiview" (issue 17)
     views: int = 8                    # multiview: views picked among the clip's first 60 %
     calibrate: bool = False           # self-reenactment: tracker calibrated to the avatar (--calibrate-tracker)
+    tracker_offsets: str = ""         # self-reenactment: the tracker's landmark offsets ("", "full", "depth")
 
 
 def utc_now() -> str:
@@ -73,7 +74,8 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
                                      render_backend=opts.render_backend, build=opts.build)
     ren_opts = ReenactmentOptions(lods=opts.lods, every=opts.every, max_frames=opts.max_frames,
                                   background=opts.background, render_backend=opts.render_backend,
-                                  build=opts.build, track=opts.track, calibrate=opts.calibrate)
+                                  build=opts.build, track=opts.track, calibrate=opts.calibrate,
+                                  tracker_offsets=opts.tracker_offsets)
     want = set(opts.protocols)
     n_steps = len(media.photos) + 2 * len(media.videos) + 1
     step = 0

@@ -49,13 +49,16 @@ class LandmarkCalibration:
     embedding's own (crop pixels / crop pixels; < 1: mediapipe under-reads the shape);
     jawdirs: (L, 3, 9) float32 rest-frame metres added to the jaw's pose correctives (per entry of
     its flattened R - I): what mediapipe reads of a jaw rotation beyond the model's own landmark
-    motion (see :func:`fit_jaw_correctives`); None = the model's jaw response."""
+    motion (see :func:`fit_jaw_correctives`); None = the model's jaw response;
+    offset_only: True when ``exprdirs`` are the model's own (:func:`offset_calibration`): the
+    tracker then solves the expression weights as uncalibrated (TrackOptions.projected_bounds)."""
 
     offset: np.ndarray
     exprdirs: np.ndarray
     expr_names: tuple[str, ...]
     response: np.ndarray
     jawdirs: np.ndarray | None = None
+    offset_only: bool = False
 
     def apply(self, lmm: LandmarkModel) -> LandmarkModel:
         """``lmm`` with the calibrated neutral landmarks and expression directions (its first
@@ -94,7 +97,8 @@ class LandmarkCalibration:
         from ..output_safety import atomic_path
 
         target = Path(path)
-        meta = {"format": CALIBRATION_FORMAT, "version": 2, "expr_names": list(self.expr_names)}
+        meta = {"format": CALIBRATION_FORMAT, "version": 2, "expr_names": list(self.expr_names),
+                "offset_only": bool(self.offset_only)}
         jaw = {} if self.jawdirs is None else {"jawdirs": self.jawdirs}
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, offset=self.offset, exprdirs=self.exprdirs, response=self.response,
@@ -113,7 +117,8 @@ class LandmarkCalibration:
                     raise ValueError(f"format is not {CALIBRATION_FORMAT}")
                 jaw = z["jawdirs"].astype(np.float32) if "jawdirs" in z.files else None  # version 1: none
                 return LandmarkCalibration(z["offset"].astype(np.float32), z["exprdirs"].astype(np.float32),
-                                           tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw)
+                                           tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw,
+                                           bool(meta.get("offset_only", False)))
         except FileNotFoundError:
             raise InputError(path, "calibration file not found") from None
         except (ValueError, KeyError, OSError) as exc:
@@ -235,3 +240,47 @@ def fit_jaw_correctives(lmm: LandmarkModel, proj: Projector, shape: np.ndarray, 
             out[:, :, plus] += 0.5 * per_sin
             out[:, :, minus] -= 0.5 * per_sin
     return out.astype(np.float32)
+
+
+def fit_offset(lmm: LandmarkModel, proj: Projector, shape: np.ndarray, expr: np.ndarray, poses: np.ndarray,
+               transl: np.ndarray, observed: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """(L, 3) float64 rest-frame offsets (metres) that move the embedding's landmarks to where
+    mediapipe reads them on V views of one head (an offset-only calibration, depth included).
+
+    shape (S,), expr (E,): the head's coefficients in every view; poses (V, 5, 3) axis-angle
+    radians and transl (3,) metres: each view's joints (e.g. the photo's pose with the neck turned);
+    observed (V, L, 2) px: mediapipe's landmarks on each view's render (NaN rows: no face, left out).
+    Per landmark, argmin sum_v |A_v d - (observed_v - embedding_v)|^2 + lam |d|^2, A_v the camera
+    Jacobian of a rest-frame offset at view v (:func:`rest_to_pixels`), lam = ``ridge`` x the mean
+    of sum_v A_v^T A_v's trace over 3: a frontal view alone cannot see depth, views turned left and
+    right can, so a feature that sits in front of or behind the embedding (and slides against it
+    when the head turns) gets its depth from them."""
+    S, E = lmm.n_shape, lmm.n_expr
+    f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    coeffs = torch.cat([f64(shape)[None, :S], f64(expr)[None, :E]], 1)
+    L = lmm.n_landmarks
+    AtA = np.zeros((L, 3, 3))
+    rhs = np.zeros((L, 3))
+    for pose, obs in zip(np.asarray(poses, np.float64), np.asarray(observed, np.float64)):
+        if not np.all(np.isfinite(obs)):
+            continue
+        uv, A = rest_to_pixels(lmm, proj, coeffs, f64(pose)[None], f64(transl).reshape(1, 3))
+        AtA += np.einsum("lki,lkj->lij", A, A)
+        rhs += np.einsum("lki,lk->li", A, obs - uv)
+    if not np.any(AtA):
+        raise ValueError("no view with landmarks to fit the offsets to")
+    lam = ridge * float(np.trace(AtA, axis1=1, axis2=2).mean()) / 3.0
+    off = np.linalg.solve(AtA + lam * np.eye(3)[None], rhs[..., None])[..., 0]
+    off[~np.asarray(lmm.valid, bool)] = 0.0
+    return off
+
+
+def offset_calibration(lmm: LandmarkModel, offset: np.ndarray, expr_names: tuple[str, ...]) -> LandmarkCalibration:
+    """A calibration that moves only the neutral landmarks by ``offset`` (L, 3) rest-frame metres:
+    the expression directions are ``lmm``'s own (all its expressions), so the tracker solves the
+    same basis with landmarks placed where mediapipe reads this head."""
+    S, E = lmm.n_shape, lmm.n_expr
+    dirs = lmm.basis[:, :, S:S + E].numpy().astype(np.float32)
+    return LandmarkCalibration(np.asarray(offset, np.float32), dirs, tuple(expr_names)[:E],
+                               np.ones(E, np.float32), offset_only=True)
+

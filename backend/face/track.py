@@ -347,7 +347,8 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
             _hand_turn_to_neck(ident, ref_global)  # warm start there too
 
         # per-frame tracking on the same landmark model with the shape frozen
-        projected = calibration is not None if opts.projected_bounds is None else bool(opts.projected_bounds)
+        calibrated_basis = calibration is not None and not getattr(calibration, "offset_only", False)
+        projected = calibrated_basis if opts.projected_bounds is None else bool(opts.projected_bounds)
         layout = Layout(fit_joints(full, fopts), full.n_expr, 0, full.expr_bounds, projected)
         frame_w = frame_prior_weights(full, layout, _tracking_fit_options(fopts, opts),
                                       global_prior=opts.global_prior)

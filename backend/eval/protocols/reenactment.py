@@ -45,6 +45,7 @@ class ReenactmentOptions:
     build: dict[str, Any] = field(default_factory=dict)   # BuildOptions overrides
     track: dict[str, Any] = field(default_factory=dict)   # TrackOptions overrides
     calibrate: bool = False         # self-reenactment: track with the tracker calibrated to the avatar
+    tracker_offsets: str = ""       # self-reenactment: the tracker's landmark offsets to the avatar: "", "full", "depth"
 
 
 @dataclass
@@ -104,7 +105,12 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
     rotation, so frame 0 puts the shoulders where the photo had them. No video decoding for the landmarks (the track
     keeps them); the kept frames are decoded once more when the clip's path is known. With
     ``opts.calibrate`` the fit uses the tracker's calibration to the avatar
-    (avatar.calibrate.calibrate_tracker, computed here, as ``track --avatar --calibration`` does)."""
+    (avatar.calibrate.calibrate_tracker, computed here, as ``track --avatar --calibration`` does);
+    otherwise, with ``opts.tracker_offsets`` ("full" or "depth"), with the landmark offsets to the
+    avatar (avatar.calibrate.landmark_offsets: where mediapipe reads the avatar's features against
+    the embedding's points, in 3D from three neck turns; "depth": their depth only), so the fit
+    puts the avatar's features, not the embedding's points, on the clip's. Off by default: measured
+    on the shared clips they lower AKD but cost whole-frame or mouth PSNR (docs/figures/eval.md)."""
     from ...face.crop import apply_crop
     from ...face.track import TrackOptions, avatar_hold, track_landmarks
     from ...face.video import iter_video
@@ -115,6 +121,12 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
     if opts.calibrate:
         from ...avatar.calibrate import calibrate_tracker
         hold["calibration"] = calibrate_tracker(build.avatar, build.model, backend=opts.render_backend)
+    elif opts.tracker_offsets:
+        from ...avatar.calibrate import landmark_offsets
+        if opts.tracker_offsets not in ("full", "depth"):
+            raise ValueError(f"tracker_offsets must be '', 'full' or 'depth', got {opts.tracker_offsets!r}")
+        hold["calibration"] = landmark_offsets(build.avatar, build.model, backend=opts.render_backend,
+                                               depth_only=opts.tracker_offsets == "depth")
     params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
                                    TrackOptions(**opts.track), **hold)
     frames: dict[int, np.ndarray] = {}

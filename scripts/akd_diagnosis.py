@@ -1,0 +1,200 @@
+"""Where self-reenactment AKD comes from: the tracker's fit, the avatar's render, the detector.
+
+    nice python scripts/akd_diagnosis.py prepare --media /work/shared/media --clips d0,d19,d3,d12 --every 15
+    nice python scripts/akd_diagnosis.py score --clips d0,d19,d3,d12 [--track '{"smoothing": 0}'] [--frames]
+
+``prepare`` does what eval's self-reenactment protocol does up to the fit (backend/eval/protocols/
+reenactment.py): tracks the clip, builds the avatar from frame 0 (LOD 2) and keeps, in ``--work``
+(default out/akd_diagnosis; existing files kept unless ``--force``), the avatar (``<clip>.omgavatar``)
+and plain arrays (``<clip>.npz``, read without pickle): the clip's mediapipe landmarks moved into the
+photo's crop, the kept frames cut by that crop and their real-pixel mask. ``score`` re-fits the
+landmarks for the avatar as ``refit_for_avatar`` does (``--track``: TrackOptions overrides, JSON),
+renders LOD 2, scores it with eval's FrameScorer and splits each driving frame's AKD (render's
+mediapipe landmarks R vs the frame's D, both static-image mediapipe on the 512 crops) into
+
+    fit     |M - O|  the tracked parameters' stand-in landmarks M (the landmark model projected by
+                     the avatar's camera) against the tracker's own observation O (mediapipe in
+                     tracking mode on the whole frame, before smoothing);
+    render  |R - M|  what mediapipe finds on the avatar's render against where the rig puts those
+                     landmarks (the Gaussians' look, the embedding, the detector on renders);
+    detect  |O - D|  the two mediapipe runs on the same real frame (tracking vs static mode);
+    smooth  |S - O|  the temporal smoothing's move of the observation (S: what the fit saw);
+
+each as mean 2-D distance (px at 512) over all 478 landmarks and over the lips, with the AKD shift
+(length of the mean offset R - D). A diagnostic for issue 14, not a benchmark: nothing here gates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backend.avatar.rendering import render_frames  # noqa: E402
+from backend.eval.protocols.reenactment import (ReenactmentOptions, drive_params, real_pixels,  # noqa: E402
+                                                track_clip)
+from backend.eval.protocols.scoring import FrameScorer  # noqa: E402
+
+PARTS = ("akd", "fit", "render", "detect", "smooth")
+
+
+def _files(work: Path, clip: str) -> tuple[Path, Path]:
+    return work / f"{clip}.omgavatar", work / f"{clip}.npz"
+
+
+def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None:
+    from backend.avatar.build import build_avatar
+    from backend.avatar.fileformat import save_avatar
+    from backend.eval.protocols.reconstruction import build_options
+    from backend.face.crop import apply_crop
+    from backend.face.video import iter_video
+
+    avatar_file, arrays_file = _files(work, clip)
+    taken = [p for p in (avatar_file, arrays_file) if p.exists()]
+    if taken and not force:
+        raise SystemExit(f"{taken[0]}: exists (an earlier prepare?); pass --force to replace it")
+    path = media / "videos" / f"liveportrait_{clip}.mp4"
+    opts = ReenactmentOptions(lods=(2,), every=every)
+    tc = track_clip(path, None, opts)
+    build = build_avatar(tc.source_frame, build_options((2,), {}))
+    crop = build.observation.crop
+    lm = crop.to_crop(tc.track.crop.to_source(tc.track.landmarks))
+    idx = sorted(i for i in tc.frames if i > 0)
+    frames = {}
+    for i, frame in enumerate(iter_video(path)):
+        if i in idx:
+            frames[i] = apply_crop(frame, crop)
+        if i >= idx[-1]:
+            break
+    work.mkdir(parents=True, exist_ok=True)
+    save_avatar(build.avatar, avatar_file)
+    np.savez(arrays_file, landmarks=np.asarray(lm, np.float32), has_face=tc.track.has_face,
+             fps=np.float64(tc.track.fps), valid=real_pixels(tc, build), frame_index=np.asarray(idx, np.int64),
+             frames=np.stack([frames[i] for i in idx]))
+
+
+def _load(work: Path, clip: str):
+    from backend.avatar.fileformat import load_avatar
+    from backend.head.loader import load_model_for_avatar
+
+    avatar_file, arrays_file = _files(work, clip)
+    avatar = load_avatar(avatar_file)
+    model = load_model_for_avatar(avatar_file, avatar.head_model_name, avatar.head_model_path)
+    with np.load(arrays_file, allow_pickle=False) as d:
+        a = {k: d[k] for k in d.files}
+    return avatar, model, a
+
+
+def model_landmarks(model, params, camera) -> np.ndarray:
+    """(T, 478, 2) px: the landmark model of ``model`` posed by HeadParams ``params`` (T frames)
+    and projected by ``camera`` (where the rig puts mediapipe's landmarks)."""
+    import torch
+
+    from backend.face.landmark_model import LandmarkModel
+    from backend.face.solver import Projector, State
+
+    lmm = LandmarkModel.from_model(model)
+    f64 = lambda x: torch.as_tensor(np.asarray(x, np.float64))  # noqa: E731
+    st = State(f64(params.shape)[: lmm.n_shape], f64(params.expr)[:, : lmm.n_expr], f64(params.pose),
+               f64(params.transl))
+    with torch.inference_mode():
+        uv, _ = Projector(camera.K, camera.viewmat).project(lmm.points(st.coeffs(), st.pose, st.transl))
+    return uv.numpy()
+
+
+def _dist(a: np.ndarray, b: np.ndarray, idx=None) -> float:
+    a, b = np.asarray(a, np.float64)[:, :2], np.asarray(b, np.float64)[:, :2]
+    d = np.linalg.norm(a - b, axis=-1)
+    d = d if idx is None else d[idx]
+    return float(np.nanmean(d))
+
+
+def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "") -> dict:
+    from backend.eval.metrics.landmarks import regions
+    from backend.eval.metrics.portrait import mouth_opening
+    from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
+
+    avatar, model, a = _load(work, clip)
+    topts = TrackOptions(**track)
+    lm, has_face, fps = a["landmarks"], a["has_face"].astype(bool), float(a["fps"])
+    hold = avatar_hold(avatar.params.shape, avatar.params.pose)
+    if offsets:
+        from backend.avatar.calibrate import landmark_offsets
+        hold["calibration"] = landmark_offsets(avatar, model, depth_only=offsets == "depth")
+    params, _, _ = track_landmarks(model, lm, has_face, avatar.camera, fps, topts, **hold)
+    seen = lm.copy()
+    if topts.smoothing > 0:
+        seen[has_face] = smooth_landmarks(lm[has_face], fps, topts.smoothing, topts.smooth_max_px)
+    idx = [int(i) for i in a["frame_index"]]
+    drive = drive_params(avatar.params, params, idx, relative_translation=False)
+    M = model_landmarks(model, drive, avatar.camera)
+    lips = regions().lips
+    rows = []
+    renders = render_frames(avatar, model, drive, 2, camera=avatar.camera, with_alpha=True)
+    for k, (i, (img, alpha)) in enumerate(zip(idx, renders)):
+        tg = scorer.target(a["frames"][k], valid=a["valid"])
+        s = scorer.score(img, tg, alpha=alpha)
+        R, D, O, S = scorer.render_landmarks(img), tg.landmarks, lm[i], seen[i]
+        if R is None or D is None or not has_face[i]:
+            continue
+        row = {"frame": i, "psnr_full": s.psnr_full, "ssim_full": s.ssim_full, "mouth_psnr": s.mouth_psnr,
+               "akd": _dist(R, D), "fit": _dist(M[k], O), "render": _dist(R, M[k]), "detect": _dist(O, D),
+               "smooth": _dist(S, O), "shift": float(np.linalg.norm((R[:, :2] - D[:, :2]).mean(0))),
+               "opening": mouth_opening(D), "yaw": float(np.degrees(drive.pose[k, 1, 1] + drive.pose[k, 0, 1]))}
+        for p in ("akd", "fit", "render", "detect"):
+            pair = {"akd": (R, D), "fit": (M[k], O), "render": (R, M[k]), "detect": (O, D)}[p]
+            row[f"{p}_lips"] = _dist(*pair, lips)
+        rows.append(row)
+        if show_frames:
+            print(f"  {clip} {i:4d} " + " ".join(f"{key} {row[key]:6.2f}" for key in
+                  ("akd", "fit", "render", "detect", "smooth", "shift", "akd_lips", "fit_lips", "render_lips",
+                   "opening", "yaw", "psnr_full", "mouth_psnr")), flush=True)
+    keys = [k for k in rows[0] if k != "frame"]
+    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    summary["frames"] = len(rows)
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=("prepare", "score"))
+    ap.add_argument("--clips", default="d0,d19,d3,d12", help="liveportrait_<clip>.mp4, comma-separated")
+    ap.add_argument("--media", type=Path, default=Path("../shared/media"))
+    ap.add_argument("--every", type=int, default=15)
+    ap.add_argument("--track", default="{}", help="TrackOptions overrides (JSON) for the re-fit")
+    ap.add_argument("--offsets",
+                    choices=("full", "depth"), default="",
+                    help="re-fit with the tracker's landmark offsets to the avatar (avatar.calibrate.landmark_offsets; depth: their depth only)")
+    ap.add_argument("--frames", action="store_true", help="print every driving frame's split")
+    ap.add_argument("--work", type=Path, default=Path("out/akd_diagnosis"))
+    ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
+    ap.add_argument("--json", type=Path, default=None, help="score: write the per-clip means here")
+    a = ap.parse_args()
+    clips = [c for c in a.clips.split(",") if c]
+    if a.step == "prepare":
+        if not (a.media / "videos").is_dir():
+            print(f"{a.media}: no videos/ folder (shared media absent), nothing to do")
+            return
+        for c in clips:
+            prepare(a.media, c, a.every, a.work, a.force)
+        return
+    track = json.loads(a.track)
+    out = {}
+    with FrameScorer(identity=False) as scorer:
+        for c in clips:
+            out[c] = score(c, a.work, track, a.frames, scorer, a.offsets)
+            print(f"{c}: " + " ".join(f"{k} {v:.3f}" for k, v in out[c].items()), flush=True)
+    keys = [k for k in out[clips[0]] if k != "frames"]
+    out["mean"] = {k: float(np.nanmean([out[c][k] for c in clips])) for k in keys}
+    print("mean over clips: " + " ".join(f"{k} {v:.3f}" for k, v in out["mean"].items()))
+    if a.json is not None:
+        a.json.write_text(json.dumps({"track": track, "clips": out}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
