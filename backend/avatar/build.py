@@ -505,8 +505,14 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
         ropts = RefineOptions(seconds=budget, max_steps=opts.refine_steps, backend=opts.render_backend)
         # the whole portrait: colours learn the person's own colour (foreground) over the whole
         # image, opacities the matte (refine.py)
+        # the lid skin a blink pulls over the eye keeps its sampled colour (refine.refine_views)
+        keep = np.zeros(len(gs), bool)
+        if opts.eyes.enabled:
+            rest = np.asarray(U @ shaped_vertices(model, avatar.params.shape), np.float32)
+            lids, _, around = eyelid_vertices(model, rest, U, opts.eyes)
+            keep[:n_head] = lids | around
         res = refine(gs, movable, photo, np.ones_like(mask), avatar.camera, ropts, on_step,
-                     portrait=mask, foreground=foreground)
+                     portrait=mask, foreground=foreground, keep_colors=keep)
         head = avatar.lods[l]
         head.colors = res.colors[:n_head].astype(np.float32)
         head.opacities = res.opacities[:n_head].astype(np.float32)

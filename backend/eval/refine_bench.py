@@ -102,7 +102,8 @@ def _case(photo: str | None, lod: int, backend: str) -> dict[str, Any]:
     from .protocols.scoring import FrameScorer
     from ..avatar.build import BuildOptions, build_avatar
     from ..avatar.imageops import to_float
-    from ..avatar.posing import posed_set
+    from ..avatar.eyes import EyeOptions, eyelid_vertices
+    from ..avatar.posing import model_lods, posed_set, shaped_vertices
 
     built = build_avatar(photo, BuildOptions(lods=(lod,), refine=False, metrics=False, render_backend=backend))
     avatar, obs = built.avatar, built.observation
@@ -111,9 +112,15 @@ def _case(photo: str | None, lod: int, backend: str) -> dict[str, Any]:
     gs = posed_set(avatar, built.model, avatar.params, lod)
     movable = np.zeros(len(gs), bool)
     movable[: len(avatar.lods[lod])] = True
+    # as the build: the lid skin a blink pulls over the eye keeps its colour (build.refine_avatar)
+    U = model_lods(built.model, [lod])[lod].upsample
+    lids, _, around = eyelid_vertices(built.model, np.asarray(U @ shaped_vertices(built.model, avatar.params.shape),
+                                                              np.float32), U, EyeOptions())
+    keep = np.zeros(len(gs), bool)
+    keep[: len(avatar.lods[lod])] = lids | around
     with FrameScorer(identity=False) as scorer:
         target = scorer.target(obs.image512, source_coverage(obs.crop))
-    return {"gs": gs, "movable": movable, "photo": photo512, "mask": mask,
+    return {"gs": gs, "movable": movable, "keep": keep, "photo": photo512, "mask": mask,
             "person": foreground_colors(photo512, mask), "camera": avatar.camera,
             "face": hull_mask(obs.landmarks, mask.shape[0], mask.shape[1]), "target": target}
 
@@ -137,7 +144,7 @@ def _curve(case: dict[str, Any], opts, backend: str) -> dict[str, Any]:
 
     c0 = time.process_time()
     res = refine(case["gs"], case["movable"], case["photo"], np.ones_like(case["mask"]), case["camera"], opts,
-                 portrait=case["mask"], foreground=case["person"])
+                 portrait=case["mask"], foreground=case["person"], keep_colors=case["keep"])
     cpu = time.process_time() - c0
     curve = []
     for step, secs, colors, opac, off in res.trace:

@@ -159,3 +159,23 @@ def test_fast_path_reaches_about_what_the_long_run_reaches() -> None:
     adam = run(RefineOptions(seconds=1e9, max_steps=30, backend="cpu"))
     assert fast < 2.0 * long
     assert fast < 0.5 * adam
+
+
+def test_kept_colours_stay_while_the_others_fit() -> None:
+    """keep_colors (the lid skin a blink pulls over the eye, build.refine_avatar): those Gaussians
+    keep their colours through the colour solve and the steps; the others still fit the photo."""
+    from backend.avatar.refine import photo_refine_options
+
+    gs, cam = _scene()
+    rng = np.random.default_rng(2)
+    truth = rng.uniform(0.0, 1.0, (len(gs.means), 3)).astype(np.float32)
+    photo = splat(gs.means, gs.quats, gs.scales, gs.opacities, truth, cam, backend="cpu").image[0]
+    photo = photo.numpy().transpose(1, 2, 0)
+    cov = source_coverage(gs, cam, backend="cpu").numpy()
+    keep = np.zeros(len(gs.means), bool)
+    keep[np.flatnonzero(cov > 1.0)[:40]] = True           # well covered: they would move
+    res = refine(gs, None, photo, np.ones((64, 64), np.float32), cam, photo_refine_options(1e9, 5, "cpu"),
+                 keep_colors=keep)
+    assert np.array_equal(res.colors[keep], gs.colors[keep].astype(np.float32))
+    moved = np.abs(res.colors - gs.colors).max(1)
+    assert (moved[~keep & (cov > 1.0)] > 0.05).mean() > 0.5
