@@ -205,7 +205,8 @@ OFFSET_YAWS_DEG: tuple[float, ...] = (-20.0, 0.0, 20.0)
 
 
 def landmark_offsets(avatar: "GaussianAvatar", model: "HeadModel", yaws_deg: tuple[float, ...] = OFFSET_YAWS_DEG,
-                     lod: int | None = None, backend: str = "auto", depth_only: bool = False) -> "LandmarkCalibration":
+                     lod: int | None = None, backend: str = "auto", depth_only: bool = False,
+                     outline: bool = False) -> "LandmarkCalibration":
     """An offset-only tracker calibration to ``avatar``: where mediapipe reads the avatar's
     landmarks against the landmark embedding's, in 3D (face.calibration.fit_offset).
 
@@ -215,7 +216,8 @@ def landmark_offsets(avatar: "GaussianAvatar", model: "HeadModel", yaws_deg: tup
     over the views. Tracking with it (``track_landmarks(calibration=...)``) fits the clip's
     landmarks with the embedding moved to where the avatar shows each feature, so the fitted pose and
     expression put the avatar's painted features, not the embedding's points, on the clip's. The
-    expression basis is the model's own. ``depth_only`` keeps only the offsets' depth (what makes the
+    expression basis is the model's own. The face outline's in-plane offsets are left out unless
+    ``outline`` (see the code). ``depth_only`` keeps only the offsets' depth (what makes the
     features slide against the embedding when the head turns): the in-plane part alone moved
     d19's fitted head 6 mm in depth (its whole body with it). Measured on real clips, neither is a
     default (docs/figures/eval.md, "Where the AKD comes from"). InputError when no view shows a face."""
@@ -250,4 +252,10 @@ def landmark_offsets(avatar: "GaussianAvatar", model: "HeadModel", yaws_deg: tup
     off = fit_offset(lmm, Projector(cam.K, cam.viewmat), src.shape, src.expr[0], pose, src.transl[0], obs)
     if depth_only:
         off[:, :2] = 0.0
+    elif not outline:
+        # the face outline keeps only its depth: mediapipe places it by the render's silhouette
+        # (hair, the shell's edge), and its in-plane offsets rescale the whole head in the fit
+        # (d19: 9 mm nearer on average, 2.8 mm without them; frame 0, the photo, 6.7 mm vs 0.1 mm)
+        from ..face.mediapipe_face import FACE_OVAL
+        off[list(FACE_OVAL), :2] = 0.0
     return offset_calibration(lmm, off, tuple(model.expr_names))

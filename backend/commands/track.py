@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="NPZ",
                         help="calibrate the tracker to --avatar (a stand-in avatar): read this file, or when it "
                              "does not exist yet, render the avatar's expressions, calibrate and write it here")
+    parser.add_argument("--offsets", choices=("full", "depth"), default=None,
+                        help="with --avatar and no --calibration: fit with the landmark offsets to the avatar "
+                             "(3 renders read by face mesh: where the avatar shows each landmark against the "
+                             "head model's embedding; depth: their depth only), as eval --tracker-offsets")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -61,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
             from ..avatar.calibrate import calibration_for
 
             hold["calibration"] = calibration_for(avatar, model, args.calibration)
+        elif args.offsets:
+            from ..avatar.calibrate import landmark_offsets
+
+            hold["calibration"] = landmark_offsets(avatar, model, depth_only=args.offsets == "depth")
+    elif args.offsets:
+        raise InputError(None, "--offsets needs --avatar (the avatar the offsets are measured on)")
     t0 = time.perf_counter()  # decode, landmarks, fit, smoothing and writing; not the model load
     progress, close = tqdm_progress("track", enabled=False if args.no_progress else None)
     try:

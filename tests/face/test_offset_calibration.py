@@ -156,7 +156,7 @@ def test_offset_only_calibration_keeps_its_flag_through_a_file_and_the_clipped_s
 def test_landmark_offsets_of_the_astronaut_avatar(tmp_path):
     """avatar.calibrate.landmark_offsets on a built avatar: three renders read by mediapipe give
     offsets of a few millimetres (the photo fit's residual and the features' depth), in-plane zero
-    with ``depth_only`` and the same depth."""
+    with ``depth_only`` and the same depth; the face outline's in-plane offsets only with ``outline``."""
     import sys
     from pathlib import Path
 
@@ -168,10 +168,25 @@ def test_landmark_offsets_of_the_astronaut_avatar(tmp_path):
     avatar, model, _ = astronaut_avatar(tmp_path)
     full = landmark_offsets(avatar, model)
     depth = landmark_offsets(avatar, model, depth_only=True)
+    outline = landmark_offsets(avatar, model, outline=True)
     valid = LandmarkModel.from_model(model).valid
+    from backend.face.mediapipe_face import FACE_OVAL
+
+    oval = np.array(sorted(set(FACE_OVAL)))
+    assert not full.offset[oval, :2].any() and np.abs(outline.offset[oval[valid[oval]], :2]).max() > 0
+    inner = np.setdiff1d(np.flatnonzero(valid), oval)
+    np.testing.assert_allclose(outline.offset[inner], full.offset[inner], atol=1e-9)
     assert full.offset_only and depth.offset_only and len(OFFSET_YAWS_DEG) == 3
     assert np.all(np.isfinite(full.offset))
     mm = np.abs(full.offset[valid]) * 1e3
     assert 0.05 < mm.mean() < 5.0 and mm.max() < 30.0
     assert not depth.offset[:, :2].any()
     np.testing.assert_allclose(depth.offset[:, 2], full.offset[:, 2], atol=1e-9)
+
+
+def test_track_offsets_need_an_avatar(tmp_path, capsys):
+    from backend.cli import main
+
+    assert main(["track", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "t.npz"), "--offsets", "full"]) == 1
+    err = capsys.readouterr().err
+    assert "--offsets needs --avatar" in err and "Traceback" not in err
