@@ -190,3 +190,22 @@ def test_track_offsets_need_an_avatar(tmp_path, capsys):
     assert main(["track", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "t.npz"), "--offsets", "full"]) == 1
     err = capsys.readouterr().err
     assert "--offsets needs --avatar" in err and "Traceback" not in err
+
+
+def test_eval_passes_the_offsets_choice_to_self_reenactment_and_refuses_an_unknown_one():
+    from types import SimpleNamespace
+
+    from backend.cli import build_parser
+    from backend.eval.protocols.reenactment import ReenactmentOptions, refit_for_avatar
+
+    args = build_parser().parse_args(["eval", "--media", "m", "--tracker-offsets", "depth"])
+    assert args.tracker_offsets == "depth"
+    assert build_parser().parse_args(["eval", "--media", "m"]).tracker_offsets == ""
+    track = SimpleNamespace(landmarks=np.zeros((1, 478, 2), np.float32), crop=None, has_face=np.ones(1, bool), fps=25.0)
+    clip = SimpleNamespace(track=track, frames={}, path=None)
+    crop = SimpleNamespace(to_crop=lambda x: x)
+    track.crop = SimpleNamespace(to_source=lambda x: x)
+    build = SimpleNamespace(observation=SimpleNamespace(crop=crop), model=None,
+                            avatar=SimpleNamespace(params=SimpleNamespace(shape=np.zeros(3), pose=np.zeros((1, 5, 3)))))
+    with pytest.raises(ValueError, match="tracker_offsets"):
+        refit_for_avatar(clip, build, ReenactmentOptions(tracker_offsets="sideways"))
