@@ -487,6 +487,23 @@ def _psnr_full(avatar, model, view) -> float:
     return float(10 * np.log10(1.0 / np.mean((img - view.image) ** 2)))
 
 
+def _two_coloured_start(astronaut):
+    """The two-view refinement case: the astronaut's LOD-0 head painted red on one side and blue on
+    the other, its views at yaw +/-40 deg, and a start with noisy colours and dimmed opacities.
+    -> (model, head of the truth, views, start avatar, each view's psnr_full of the start)."""
+    avatar, model, _ = astronaut
+    truth = copy.deepcopy(avatar)
+    head = truth.lods[0]
+    head.colors[head.means[:, 0] > 0.02] = (0.9, 0.2, 0.1)
+    head.colors[head.means[:, 0] < -0.02] = (0.1, 0.3, 0.9)
+    views = _views(truth, model, _turned(truth, [-40.0, 40.0]))
+    start = copy.deepcopy(truth)
+    rng = np.random.default_rng(0)
+    start.lods[0].colors = np.clip(head.colors + rng.normal(0, 0.25, head.colors.shape), 0, 1).astype(np.float32)
+    start.lods[0].opacities = (head.opacities * 0.7).astype(np.float32)
+    return model, head, views, start, [_psnr_full(start, model, v) for v in views]
+
+
 def test_refinement_from_two_views_improves_both(astronaut):
     """Two views at yaw +/-40 deg of a two-coloured head, the avatar starting from wrong colours
     and opacities: the joint refinement (refine.refine_views through multiview.refine_views)
@@ -498,17 +515,7 @@ def test_refinement_from_two_views_improves_both(astronaut):
     from backend.avatar.refine import source_coverage
     from backend.avatar.posing import posed_set
 
-    avatar, model, _ = astronaut
-    truth = copy.deepcopy(avatar)
-    head = truth.lods[0]
-    head.colors[head.means[:, 0] > 0.02] = (0.9, 0.2, 0.1)
-    head.colors[head.means[:, 0] < -0.02] = (0.1, 0.3, 0.9)
-    views = _views(truth, model, _turned(truth, [-40.0, 40.0]))
-    start = copy.deepcopy(truth)
-    rng = np.random.default_rng(0)
-    start.lods[0].colors = np.clip(head.colors + rng.normal(0, 0.25, head.colors.shape), 0, 1).astype(np.float32)
-    start.lods[0].opacities = (head.opacities * 0.7).astype(np.float32)
-    before = [_psnr_full(start, model, v) for v in views]
+    model, head, views, start, before = _two_coloured_start(astronaut)
     refined = copy.deepcopy(start)
     steps = refine_views(refined, model, views, MultiViewOptions(refine_seconds=1e4, refine_steps=REFINE_STEPS),
                          backend="cpu", primary=0)
@@ -545,17 +552,7 @@ def test_refinement_at_half_resolution_improves_both_full_resolution_views(astro
     from backend.avatar.refine import source_coverage
     from backend.avatar.posing import posed_set
 
-    avatar, model, _ = astronaut
-    truth = copy.deepcopy(avatar)
-    head = truth.lods[0]
-    head.colors[head.means[:, 0] > 0.02] = (0.9, 0.2, 0.1)
-    head.colors[head.means[:, 0] < -0.02] = (0.1, 0.3, 0.9)
-    views = _views(truth, model, _turned(truth, [-40.0, 40.0]))
-    start = copy.deepcopy(truth)
-    rng = np.random.default_rng(0)
-    start.lods[0].colors = np.clip(head.colors + rng.normal(0, 0.25, head.colors.shape), 0, 1).astype(np.float32)
-    start.lods[0].opacities = (head.opacities * 0.7).astype(np.float32)
-    before = [_psnr_full(start, model, v) for v in views]
+    model, head, views, start, before = _two_coloured_start(astronaut)
     refined = copy.deepcopy(start)
     mv = MultiViewOptions(refine_seconds=1e4, refine_steps=REFINE_STEPS, refine_downscale=2)
     assert refine_views(refined, model, views, mv, backend="cpu", primary=0) == {0: REFINE_STEPS}
