@@ -39,12 +39,9 @@ from backend.avatar.rendering import render_frames  # noqa: E402
 from backend.eval.protocols.reenactment import (ReenactmentOptions, drive_params, real_pixels,  # noqa: E402
                                                 track_clip)
 from backend.eval.protocols.scoring import FrameScorer  # noqa: E402
+from prepared_clip import claim_prepared_files, load_prepared  # noqa: E402
 
 PARTS = ("akd", "fit", "render", "detect", "smooth")
-
-
-def _files(work: Path, clip: str) -> tuple[Path, Path]:
-    return work / f"{clip}.omgavatar", work / f"{clip}.npz"
 
 
 def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None:
@@ -54,10 +51,7 @@ def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None
     from backend.face.crop import apply_crop
     from backend.face.video import iter_video
 
-    avatar_file, arrays_file = _files(work, clip)
-    taken = [p for p in (avatar_file, arrays_file) if p.exists()]
-    if taken and not force:
-        raise SystemExit(f"{taken[0]}: exists (an earlier prepare?); pass --force to replace it")
+    avatar_file, arrays_file = claim_prepared_files(work, clip, force)
     path = media / "videos" / f"liveportrait_{clip}.mp4"
     opts = ReenactmentOptions(lods=(2,), every=every)
     tc = track_clip(path, None, opts)
@@ -76,18 +70,6 @@ def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None
     np.savez(arrays_file, landmarks=np.asarray(lm, np.float32), has_face=tc.track.has_face,
              fps=np.float64(tc.track.fps), valid=real_pixels(tc, build), frame_index=np.asarray(idx, np.int64),
              frames=np.stack([frames[i] for i in idx]))
-
-
-def _load(work: Path, clip: str):
-    from backend.avatar.fileformat import load_avatar
-    from backend.head.loader import load_model_for_avatar
-
-    avatar_file, arrays_file = _files(work, clip)
-    avatar = load_avatar(avatar_file)
-    model = load_model_for_avatar(avatar_file, avatar.head_model_name, avatar.head_model_path)
-    with np.load(arrays_file, allow_pickle=False) as d:
-        a = {k: d[k] for k in d.files}
-    return avatar, model, a
 
 
 def model_landmarks(model, params, camera) -> np.ndarray:
@@ -119,7 +101,7 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
     from backend.eval.metrics.portrait import mouth_opening
     from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
 
-    avatar, model, a = _load(work, clip)
+    avatar, model, a = load_prepared(work, clip)
     topts = TrackOptions(**track)
     lm, has_face, fps = a["landmarks"], a["has_face"].astype(bool), float(a["fps"])
     hold = avatar_hold(avatar.params.shape, avatar.params.pose)

@@ -33,11 +33,7 @@ from backend.eval.metrics.portrait import mouth_mask, mouth_opening  # noqa: E40
 from backend.eval.protocols.reenactment import (ReenactmentOptions, real_pixels, drive_params,  # noqa: E402
                                                 refit_for_avatar, track_clip)
 from backend.eval.protocols.scoring import FrameScorer  # noqa: E402
-
-
-def _files(work: Path, clip: str) -> tuple[Path, Path]:
-    """The avatar file and the arrays file that ``prepare`` writes for ``clip`` in ``work``."""
-    return work / f"{clip}.omgavatar", work / f"{clip}.npz"
+from prepared_clip import claim_prepared_files, load_prepared  # noqa: E402
 
 
 def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None:
@@ -45,10 +41,7 @@ def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None
     from backend.avatar.fileformat import save_avatar
     from backend.eval.protocols.reconstruction import build_options
 
-    avatar_file, arrays_file = _files(work, clip)
-    taken = [p for p in (avatar_file, arrays_file) if p.exists()]
-    if taken and not force:
-        raise SystemExit(f"{taken[0]}: exists (an earlier prepare?); pass --force to replace it")
+    avatar_file, arrays_file = claim_prepared_files(work, clip, force)
     opts = ReenactmentOptions(lods=(2,), every=every)
     tc = track_clip(media / "videos" / f"liveportrait_{clip}.mp4", None, opts)
     build = build_avatar(tc.source_frame, build_options((2,), {}))
@@ -67,15 +60,9 @@ def _load(work: Path, clip: str):
     """-> (build-like namespace: avatar, model, observation), tracked HeadParams, frames, valid."""
     from types import SimpleNamespace
 
-    from backend.avatar.fileformat import load_avatar
-    from backend.head.loader import load_model_for_avatar
     from backend.head.params import HeadParams
 
-    avatar_file, arrays_file = _files(work, clip)
-    avatar = load_avatar(avatar_file)
-    model = load_model_for_avatar(avatar_file, avatar.head_model_name, avatar.head_model_path)
-    with np.load(arrays_file, allow_pickle=False) as d:
-        a = {k: d[k] for k in d.files}
+    avatar, model, a = load_prepared(work, clip)
     obs = SimpleNamespace(image512=a["image512"], mask=a["mask"], landmarks=a["landmarks"])
     tracked = HeadParams(a["shape"], a["expr"], a["pose"], a["transl"])
     frames = {int(i): f for i, f in zip(a["frame_index"], a["frames"])}
