@@ -37,6 +37,14 @@ def long_motion(path: Path, model, frames: int) -> Path:
     return path
 
 
+def _terminal_sigint() -> None:
+    """In the child: SIGINT at its default disposition, as a command started from a terminal has it.
+    An ignored SIGINT is inherited across exec (and Python then installs no KeyboardInterrupt
+    handler): in the full suite the pytest process had it ignored, and the render ran on
+    through the test's Ctrl-C (rc 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_render_leaves_existing_outputs_byte_identical(astronaut, tmp_path):
     _, model, avatar_path = astronaut
     motion = long_motion(tmp_path / "motion.npz", model, 2000)
@@ -48,7 +56,7 @@ def test_ctrl_c_during_render_leaves_existing_outputs_byte_identical(astronaut, 
     proc = subprocess.Popen([sys.executable, "-m", "backend", "render", str(avatar_path), str(motion),
                              "-o", str(out), "--size", "96", "--backend", "cpu", "--no-progress"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_terminal_sigint)
     try:
         deadline = time.monotonic() + 120
         # wait until frames are being written (temporary files beside the targets)
