@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, f"--smoothing must be >= 0, got {args.smoothing}")
     model = load_head_model(args.head_model)
     hold = {}
+    if args.offsets and args.calibration:
+        # both replace the tracker's landmark embedding: one would silently win
+        raise InputError(args.calibration, "--offsets and --calibration both calibrate the tracker; pass one")
     if args.avatar:
         from ..avatar import load_avatar
 

@@ -190,6 +190,13 @@ def test_track_offsets_need_an_avatar(tmp_path, capsys):
     assert main(["track", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "t.npz"), "--offsets", "full"]) == 1
     err = capsys.readouterr().err
     assert "--offsets needs --avatar" in err and "Traceback" not in err
+    # both calibrate the tracker: refused before any work instead of one silently ignored
+    args = ["track", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "t.npz"), "--offsets", "depth",
+            "--calibration", str(tmp_path / "cal.npz"), "--avatar", str(tmp_path / "a.omgavatar")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "--offsets and --calibration both calibrate the tracker" in err and "Traceback" not in err
+    assert not (tmp_path / "t.npz").exists() and not (tmp_path / "cal.npz").exists()
 
 
 def test_eval_passes_the_offsets_choice_to_self_reenactment_and_refuses_an_unknown_one():
