@@ -22,8 +22,9 @@ and Freeman 2001) on an unwrapped map of the head:
    direction (the map is not rotated: strands that run down the front run down the back);
 5. unseen vertices read diffusion colour + synthesized texture back from the map (bilinear).
 
-Everything is vectorized per block (all candidate windows are compared at once); the loop runs
-over blocks (a few hundred), never over pixels or vertices.
+Everything is vectorized but the quilting's loop over blocks (a few hundred to two thousand), which
+runs in one numba kernel (synthesis_kernels.quilt_blocks, with a plain numpy twin): each block
+depends on the blocks filled before it.
 """
 
 from __future__ import annotations
@@ -131,22 +132,19 @@ def _windows(img: np.ndarray, ok: np.ndarray, p: int) -> tuple[np.ndarray, np.nd
     return rc, np.ascontiguousarray(wins[rc[:, 0], rc[:, 1]].transpose(0, 2, 3, 1))
 
 
-def weighted_ssd(flat_w: np.ndarray, flat_w2: np.ndarray, t: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """sum_i m_i (w_ki - t_i)^2 for every candidate row k of ``flat_w`` (K, D) at once (flat_w2 =
-    flat_w ** 2, precomputed), as sum m w^2 - 2 w.(m t) + sum m t^2: two matrix-vector products."""
-    return flat_w2 @ m - 2.0 * (flat_w @ (m * t)) + float((m * t * t).sum())
-
-
 def quilt(img: np.ndarray, known: np.ndarray, exemplar_ok: np.ndarray, opts: SynthesisOptions,
           fill: np.ndarray | None = None) -> np.ndarray:
     """Fill the ``fill`` (default: not ``known``) pixels of ``img`` (H, W, C) by image quilting
     from exemplar windows inside ``exemplar_ok`` (H, W) bool. Known pixels are never changed.
 
     Blocks of ``patch`` pixels on a grid of step ``patch - overlap`` are visited in order of their
-    distance to the known pixels; each copies, into its still-empty pixels, the exemplar window
-    that best matches (SSD) the block's already-filled pixels. Returns the filled (H, W, C) copy.
+    distance to the known pixels; each copies, into its still-empty pixels, one of the
+    ``choose_among`` exemplar windows that best match (SSD) the block's already-filled pixels.
+    Returns the filled (H, W, C) copy.
     """
     from scipy.ndimage import distance_transform_edt
+
+    from .synthesis_kernels import quilt_blocks
 
     out = img.astype(np.float32).copy()
     fill = ~known if fill is None else fill & ~known
@@ -160,9 +158,8 @@ def quilt(img: np.ndarray, known: np.ndarray, exemplar_ok: np.ndarray, opts: Syn
     rng = np.random.default_rng(opts.seed)
     if len(wins) > opts.candidates:
         wins = wins[rng.choice(len(wins), opts.candidates, replace=False)]
-    flat_w = wins.reshape(len(wins), -1).astype(np.float32)      # (K, p*p*C)
-    flat_w2 = flat_w**2
-    C = out.shape[2]
+    # (p*p*C, K): one row per window value, the candidates along it (synthesis_kernels.py)
+    wins_t = np.ascontiguousarray(wins.reshape(len(wins), -1).T, np.float32)
     H, W = known.shape
     done = known.copy()
     # block corners covering every pixel to fill, ordered nearest-the-boundary first
@@ -173,29 +170,17 @@ def quilt(img: np.ndarray, known: np.ndarray, exemplar_ok: np.ndarray, opts: Syn
     from numpy.lib.stride_tricks import sliding_window_view
 
     need = sliding_window_view(fill, (p, p)).any(axis=(-2, -1))[by, bx]
-    by, bx = by[need], bx[need]
+    by, bx = by[need].astype(np.int64), bx[need].astype(np.int64)
     dist = distance_transform_edt(~known)
     centre = dist[np.minimum(by + p // 2, H - 1), np.minimum(bx + p // 2, W - 1)]
-    order = np.argsort(centre, kind="stable")
+    order = np.argsort(centre, kind="stable").astype(np.int64)
     k = max(int(opts.choose_among), 1)
-    for b in order:
-        y, x = by[b], bx[b]
-        todo = fill[y:y + p, x:x + p] & ~done[y:y + p, x:x + p]
-        if not todo.any():
-            continue
-        have = done[y:y + p, x:x + p]
-        # weights: 1 on pixels already there (observed or synthesized), ``guide`` on empty ones,
-        # where the block's current content (the diffusion colour) steers the colour: hair near
-        # hair, neck near neck, even far from the boundary
-        wgt = np.where(have, 1.0, opts.guide).astype(np.float32)
-        m = np.repeat(wgt[..., None], C, axis=2).reshape(-1)
-        t = out[y:y + p, x:x + p].reshape(-1)
-        ssd = weighted_ssd(flat_w, flat_w2, t, m)
-        best = np.argpartition(ssd, min(k, len(ssd) - 1))[:k]
-        pick = best[rng.integers(len(best))]
-        block = out[y:y + p, x:x + p]
-        block[todo] = wins[pick][todo]
-        done[y:y + p, x:x + p] |= todo
+    # each block takes one of its k best matches at random (no visible repeats); drawn up front
+    draws = rng.integers(min(k, len(wins)), size=len(by)).astype(np.int64)
+    # each block copies, into its still-empty pixels, the window whose values match the block's
+    # weighted ones best: weight 1 on pixels already there (observed or synthesized), ``guide`` on
+    # empty ones, where the block's current content (the diffusion colour) steers the colour
+    quilt_blocks(out, done, fill, wins_t, by, bx, order, draws, p, float(opts.guide), k)
     return out
 
 
