@@ -78,7 +78,12 @@ def mirror_indices(rest: np.ndarray, spacing: np.ndarray, tol: float = 0.5) -> n
     from scipy.spatial import cKDTree
 
     reflected = rest * np.array([-1.0, 1.0, 1.0], np.float32)
-    dist, idx = cKDTree(rest).query(reflected, k=1)
+    # an unbalanced tree builds in half the time and a search bounded by the largest accepted
+    # distance prunes more: the same nearest vertex wherever one is accepted (0.106 -> 0.075 s of
+    # CPU at LOD 2); a vertex without one within the bound gets distance inf, so -1 as before
+    # (the bound a hair above the largest: the search keeps distances below it, the test <= )
+    bound = np.nextafter(tol * float(np.max(spacing)), np.inf) if len(spacing) else 0.0
+    dist, idx = cKDTree(rest, balanced_tree=False).query(reflected, k=1, distance_upper_bound=bound)
     return np.where(dist <= tol * spacing, idx, -1).astype(np.int64)
 
 
@@ -115,8 +120,11 @@ def jaw_edge_stretch(model: "HeadModel", rest: np.ndarray, upsample: sp.spmatrix
 def vertex_max_stretch(n: int, edges: np.ndarray, ratio: np.ndarray) -> np.ndarray:
     """(n,) float32: the largest ``ratio`` (E,) of the ``edges`` (E, 2) at each vertex, 1 where none."""
     out = np.ones(n)
-    np.maximum.at(out, edges[:, 0], ratio)
-    np.maximum.at(out, edges[:, 1], ratio)
+    # values of the output's dtype: numpy's ufunc.at takes its fast path only without a cast
+    # (float32 ratios into the float64 output: 0.126 -> 0.006 s of CPU at LOD 2); exact either way
+    r = np.asarray(ratio, np.float64)
+    np.maximum.at(out, edges[:, 0], r)
+    np.maximum.at(out, edges[:, 1], r)
     return out.astype(np.float32)
 
 

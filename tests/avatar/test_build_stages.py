@@ -48,6 +48,54 @@ def test_lip_stretch_from_the_per_edge_jaw_stretch_equals_jaw_stretch_of_the_lip
                                   jaw_stretch(model, rest, lod.upsample, edges[lip]))
 
 
+def _lod2_rest(seed: int = 3):
+    model = load_head_model(None)
+    lod = model_lods(model, [2])[2]
+    shape = np.random.default_rng(seed).normal(0, 1, model.n_shape).astype(np.float32)
+    return model, lod, np.asarray(lod.upsample @ shaped_vertices(model, shape), np.float32)
+
+
+def test_mirror_indices_with_a_bounded_search_equal_the_plain_nearest_neighbour():
+    """mirror_indices searches an unbalanced k-d tree only within the largest accepted distance:
+    the same mirror (or -1) for every vertex as the plain nearest-neighbour query, also where the
+    tolerance rejects most of them."""
+    from scipy.spatial import cKDTree
+
+    from backend.avatar.attributes import mean_edge_length
+    from backend.avatar.sampling import mirror_indices
+
+    _, lod, rest = _lod2_rest()
+    spacing = mean_edge_length(rest, lod.faces, unique_edges(lod.faces))
+    dist, idx = cKDTree(rest).query(rest * np.array([-1.0, 1.0, 1.0], np.float32), k=1)
+    for tol in (0.5, 0.05):
+        plain = np.where(dist <= tol * spacing, idx, -1)
+        got = mirror_indices(rest, spacing, tol)
+        assert 0 < (got >= 0).sum() < len(got)
+        np.testing.assert_array_equal(got, plain)
+
+
+def test_vertex_max_stretch_equals_a_sorted_reduction():
+    """vertex_max_stretch (ufunc.at on float64 values) against the per-vertex maximum taken by
+    sorting the edge ends: equal, with float32 ratios in (the build's) and 1 where no edge is."""
+    from backend.avatar.sampling import jaw_edge_stretch, vertex_max_stretch
+
+    model, lod, rest = _lod2_rest()
+    edges = unique_edges(lod.faces)
+    ratio = np.asarray(jaw_edge_stretch(model, rest, lod.upsample, edges), np.float32)
+    sub = edges[::3]                                        # leaves vertices without an edge
+    got = vertex_max_stretch(len(rest), sub, ratio[::3])
+    ends = np.concatenate([sub[:, 0], sub[:, 1]])
+    order = np.argsort(ends, kind="stable")
+    vals = np.concatenate([ratio[::3], ratio[::3]])[order].astype(np.float64)
+    counts = np.bincount(ends, minlength=len(rest))
+    want = np.ones(len(rest))
+    has = counts > 0
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
+    want[has] = np.maximum(np.maximum.reduceat(vals, starts), 1.0)
+    assert (~has).any() and (want > 1.5).any()
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
 @pytest.fixture(scope="module")
 def unfitted():
     """The astronaut at LODs 0 and 1, before the silhouette fit."""
