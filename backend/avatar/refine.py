@@ -122,9 +122,12 @@ def photo_refine_options(seconds: float, max_steps: int, backend: str = "auto") 
     Tried and not kept (40 steps): trust 1 px for every parameter with opacity steps 0.1, 40.02 /
     34.56; offsets at 5e-4 m a step, 38.41 / 34.61; colour steps 0.06, 38.40 / 34.67.
 
-    Not the build's default: with it the build's no-holes test fails on one or two pixels at the
-    carved neck sliver (tests/avatar/test_build.py, LOD 0 after two steps: alpha 0.64, floor 0.7;
-    Adam alone 0.73), not yet diagnosed further. Its blink test failed too (0.69 of the closed lid
+    Not the build's default: with it the build's no-holes test fails on one pixel at the carved
+    neck sliver (tests/avatar/test_build.py, LOD 0 after two steps: alpha 0.62, floor 0.7; Adam
+    alone 0.73). That pixel is at 0.65 before refinement (the LOD-0 silhouette ends about a pixel
+    inside the matte's soft edge) and only offsets move it: the solved colours turn the first
+    steps of the large neck Gaussians' offsets inward where the sampled ones turn them outward,
+    and Adam alone sags to 0.63 by step 14 (docs/figures/loop.md). Its blink test failed too (0.69 of the closed lid
     nearer the iris than the skin) until the build froze the colours of the lid skin a blink pulls
     over the eye (refine_views' keep_colors): with that it passes."""
     return RefineOptions(seconds=seconds, max_steps=max_steps, backend=backend, color_solve_iters=8,
