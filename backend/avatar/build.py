@@ -36,7 +36,7 @@ from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
 from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices
 from .refine import RefineOptions, refine
-from .silhouette import fit_avatar_to_matte
+from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
 from .sampling import (SamplingOptions, jaw_edge_stretch, mirror_indices, mouth_interior, region_laplacian,
@@ -377,24 +377,33 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         with progress.stage("detect"):
             progress.report(0.03, "finding the face")
             with shared_analyzer() as analyzer:
-                obs = analyzer.analyze(image)
+                # the matte is refined below, beside the fit (it needs only the photo)
+                obs = analyzer.analyze(image, refine_mask=False)
     photo512 = to_float(obs.image512)
-    mask = np.asarray(obs.mask, np.float32)
     from concurrent.futures import ThreadPoolExecutor
 
-    # while the head model is fitted (one core; the kernel preload is done by then), a second
-    # thread makes what needs only the photo or only the topology: the person's colours and the
-    # head sampling's edges, regions and Laplacians per LOD
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-prep") as prep:
+    def matte_and_person() -> tuple[np.ndarray, np.ndarray, MatteFields | None]:
         # colours are sampled from the person's own colour: at the matte's soft edge the photo
         # mixes in the background, which would ring the avatar with a halo of it (face/matte.py)
-        person_job = prep.submit(foreground_colors, photo512, mask)
+        mask = np.asarray(obs.refine_mask(), np.float32)
+        fields = None
+        if opts.fit_silhouette:  # the silhouette fit's distance fields (it runs alone, at the end)
+            fields = MatteFields(mask, SilhouetteOptions())
+            fields.pull_fields()
+        return mask, foreground_colors(photo512, mask), fields
+
+    # while the head model is fitted (one core, Python-bound: torch's small operations), a second
+    # thread makes what needs only the photo or only the topology: the portrait matte (GrabCut and
+    # the guided filter: OpenCV and numpy, which release the GIL), the person's colours and the
+    # head sampling's edges, regions and Laplacians per LOD
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-prep") as prep:
+        person_job = prep.submit(matte_and_person)
         topology_job = prep.submit(head_topology, model, levels) if opts.method == "analytic" else None
         if prepared is None:
             with progress.stage("fit"):
                 progress.report(0.1, "fitting the head model")
                 fit = fit_image(model, obs)
-        person = person_job.result()
+        mask, person, matte_fields = person_job.result()
         topology = topology_job.result() if topology_job is not None else None
     params, camera = fit.params, fit.camera
 
@@ -429,7 +438,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
 
     if opts.fit_silhouette:
         # no Gaussian footprint beyond the person: the matte is a one-view visual hull
-        avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels, colors=person)
+        avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels, SilhouetteOptions(),
+                                                               colors=person, fields=matte_fields)
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}
     face_mask = None  # the source-view metrics' face region, made only when they are measured

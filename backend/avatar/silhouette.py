@@ -183,7 +183,8 @@ def apply_fit(gs: GaussianSet, fit: SilhouetteFit) -> GaussianSet:
 
 
 def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, levels: list[int],
-                        opts: SilhouetteOptions | None = None, colors: np.ndarray | None = None) -> dict[str, int]:
+                        opts: SilhouetteOptions | None = None, colors: np.ndarray | None = None,
+                        fields: MatteFields | None = None) -> dict[str, int]:
     """Apply :func:`fit_to_matte` in place to every LOD's head Gaussians and (once, at the finest
     LOD: parts are shared by the LODs) to the parts, at the avatar's source pose. Scales and
     opacities are pose-independent, so the rest-frame sets take them as they are.
@@ -192,13 +193,18 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
     With ``colors`` ((H, W, 3) float [0, 1], the person's colour image at the matte's resolution)
     they take the colour of the pixel they land on: the source view sees them at the person's edge,
     where the colour sampled at their old place (beyond the person) would show as a seam.
+    ``fields``: ``MatteFields(matte, opts)`` made beforehand (a build makes them on another
+    thread while the head model is fitted); made here when None.
     Returns counts {"carved": ..., "shrunk": ..., "pulled": ...} over everything changed."""
     from .posing import lbs_numpy, model_lods, posed_set
 
     o = opts or SilhouetteOptions()
     carved = shrunk = pulled = 0
     A = lbs_numpy(model, avatar.params.frame(0))[2][0]                  # (J, 4, 4) source pose
-    fields = MatteFields(matte, o)   # one matte for every LOD: its distance fields once
+    if fields is None:
+        fields = MatteFields(matte, o)   # one matte for every LOD: its distance fields once
+    elif fields.opts != o:
+        raise ValueError("fields were made with other SilhouetteOptions than opts")
     for l in sorted(levels):
         gs = posed_set(avatar, model, avatar.params, l)
         n = len(avatar.lods[l])

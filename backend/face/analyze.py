@@ -67,13 +67,15 @@ class FaceObservation:
 
     landmarks:   (478, 2) float32 pixels in the crop (x right, y down, pixel-corner origin).
     landmarks_z: (478,) float32 mediapipe relative depth, crop pixels (+ = away from the camera).
-    mask:        (512, 512) float32 portrait matte in [0, 1] (face.matte.refine_matte).
+    mask:        (512, 512) float32 portrait matte in [0, 1] (face.matte.refine_matte); the
+                 segmenter's coarse mask while ``mask_refined`` is False (analyze(refine_mask=False)).
     crop:        where the crop sits in the source image.
     image512:    (512, 512, 3) uint8 crop.
     camera:      the fixed 512x512 source camera (crop.py).
     n_faces_found: faces the detector saw in the source image.
     warnings:    human-readable notes (e.g. several faces).
     source:      the full-resolution image (colour sampling at full res), when kept.
+    mask_refined: False while ``mask`` is still the coarse segmenter mask (refine_mask()).
     """
 
     landmarks: np.ndarray
@@ -85,6 +87,16 @@ class FaceObservation:
     n_faces_found: int
     warnings: list[str] = field(default_factory=list)
     source: LoadedImage | None = None
+    mask_refined: bool = True
+
+    def refine_mask(self) -> np.ndarray:
+        """The photo-aligned matte of a coarse ``mask`` (face.matte.refine_matte), computed once:
+        returns ``mask`` at once when it is refined already. Pure numpy/OpenCV on this observation's
+        own arrays, so a second thread can run it while another uses the landmarks."""
+        if not self.mask_refined:
+            self.mask = refine_matte(self.image512, self.mask)
+            self.mask_refined = True
+        return self.mask
 
 
 _SHARED: "dict[str, FaceAnalyzer]" = {}
@@ -118,8 +130,12 @@ class FaceAnalyzer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def analyze(self, image: LoadedImage | np.ndarray | str | Path) -> FaceObservation:
-        """Analyse a photo (a path, a LoadedImage or an (H, W, 3) uint8 array)."""
+    def analyze(self, image: LoadedImage | np.ndarray | str | Path, refine_mask: bool = True) -> FaceObservation:
+        """Analyse a photo (a path, a LoadedImage or an (H, W, 3) uint8 array).
+
+        ``refine_mask=False``: the observation's mask is left as the selfie segmenter's coarse
+        mask (``mask_refined`` False) for the caller to refine with :meth:`FaceObservation.refine_mask`,
+        e.g. on another thread while the head model is fitted (the fit uses the landmarks only)."""
         if isinstance(image, (str, Path)):
             image = load_image(image)
         elif isinstance(image, np.ndarray):
@@ -179,10 +195,13 @@ class FaceAnalyzer:
         lm = self._mp.landmarks(img512)
         if lm is None:  # keep the mapped source landmarks rather than failing
             lm = np.concatenate([crop.to_crop(lm_src), np.zeros((len(lm_src), 1), np.float32)], 1)
+        refined = True
         if image.alpha is not None:
             mask = apply_crop(image.alpha, crop, border="zero").astype(np.float32)
-        else:
+        elif refine_mask:
             mask = refine_matte(img512, self._mp.segment(img512))
+        else:
+            mask, refined = self._mp.segment(img512), False
         return FaceObservation(
             landmarks=np.ascontiguousarray(lm[:, :2], np.float32),
             landmarks_z=np.ascontiguousarray(lm[:, 2], np.float32),
@@ -193,6 +212,7 @@ class FaceAnalyzer:
             n_faces_found=n_faces,
             warnings=notes,
             source=image,
+            mask_refined=refined,
         )
 
     def _small_face_size(self, det: np.ndarray) -> float | None:

@@ -128,6 +128,33 @@ def test_silhouette_fit_of_the_head_alone_with_shared_fields_equals_the_whole_se
         np.testing.assert_array_equal(head.offsets, whole.offsets[:n])
 
 
+def test_silhouette_fit_with_fields_made_beforehand_equals_fields_made_inside(unfitted):
+    """The build makes the matte's distance fields while the head model is fitted and hands them
+    to fit_avatar_to_matte: the same avatar as fields made inside; fields of other options are
+    refused."""
+    import copy
+
+    from backend.avatar.silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
+
+    matte = np.asarray(unfitted.observation.mask, np.float32)
+    inside, before = copy.deepcopy(unfitted.avatar), copy.deepcopy(unfitted.avatar)
+    o = SilhouetteOptions()
+    fields = MatteFields(matte, o)
+    fields.pull_fields()
+    counts = fit_avatar_to_matte(before, unfitted.model, matte, [0, 1], o, fields=fields)
+    assert counts == fit_avatar_to_matte(inside, unfitted.model, matte, [0, 1], o) and counts["pulled"] > 50
+    for lvl in (0, 1):
+        for attr in ("means", "scales", "opacities", "colors"):
+            np.testing.assert_array_equal(getattr(before.lods[lvl], attr), getattr(inside.lods[lvl], attr))
+        np.testing.assert_array_equal(before.lod_offsets[lvl], inside.lod_offsets[lvl])
+    for p, q in zip(before.parts, inside.parts):
+        np.testing.assert_array_equal(p.gaussians.scales, q.gaussians.scales)
+        np.testing.assert_array_equal(p.gaussians.opacities, q.gaussians.opacities)
+    with pytest.raises(ValueError, match="other SilhouetteOptions"):
+        fit_avatar_to_matte(copy.deepcopy(unfitted.avatar), unfitted.model, matte, [0, 1],
+                            SilhouetteOptions(pull_band_px=o.pull_band_px + 1), fields=fields)
+
+
 def test_previews_written_on_two_threads_equal_one_after_another(tmp_path, unfitted):
     """write_previews stamps and encodes the four PNGs on two threads: the same bytes as saving
     the same renders one after another."""

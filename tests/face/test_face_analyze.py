@@ -78,6 +78,30 @@ def test_rgba_alpha_becomes_the_mask(analyzer, astronaut):
     assert obs.mask[: max(y0 - 6, 1)].max() < 0.01  # above it: transparent
 
 
+def test_a_deferred_matte_equals_the_matte_of_analyze(analyzer, astronaut):
+    """analyze(refine_mask=False) leaves the segmenter's coarse mask (what a build refines beside
+    the fit); refine_mask() then gives exactly analyze()'s matte, once, and everything else of the
+    observation is the same. A photo's alpha channel is its mask either way."""
+    from backend.face.image import image_from_array
+
+    full = analyzer.analyze(astronaut)
+    lazy = analyzer.analyze(astronaut, refine_mask=False)
+    assert full.mask_refined and not lazy.mask_refined
+    assert not np.array_equal(lazy.mask, full.mask)      # the coarse mask: soft over a wide band
+    np.testing.assert_array_equal(lazy.landmarks, full.landmarks)
+    np.testing.assert_array_equal(lazy.image512, full.image512)
+    matte = lazy.refine_mask()
+    assert lazy.mask_refined and lazy.mask is matte
+    np.testing.assert_array_equal(matte, full.mask)
+    assert lazy.refine_mask() is matte                   # computed once
+    alpha = np.zeros((512, 512), np.uint8)
+    alpha[60:, 100:420] = 255
+    rgba = image_from_array(np.dstack([astronaut, alpha]))
+    lazy = analyzer.analyze(rgba, refine_mask=False)
+    assert lazy.mask_refined
+    np.testing.assert_array_equal(lazy.mask, analyzer.analyze(rgba).mask)
+
+
 def test_blank_image_has_no_face(analyzer):
     with pytest.raises(InputError, match="no face found"):
         analyzer.analyze(np.full((400, 400, 3), 128, np.uint8))
