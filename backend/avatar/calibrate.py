@@ -10,8 +10,11 @@ each expression. Tracking with it (``track_video(..., calibration=...)``, ``trac
 landmark embedding's own (see docs/figures/arkit.md for what it buys on the ARKit-52 round trip).
 
 The jaw's joint channels (jawOpen, jawLeft, jawRight) are rendered too, the jaw turned alone by
-each channel's angle, and become pose correctives of the jaw (face.calibration.fit_jaw_correctives):
-what mediapipe reads of a jaw rotation beyond the model's own landmark motion.
+each channel's angle. The opening becomes a pose corrective of the jaw
+(face.calibration.fit_jaw_correctives): what mediapipe reads of a jaw rotation beyond the model's
+own landmark motion. The two sideways turns (:data:`SIDE_CHANNELS`) become expression directions of
+their own, which the tracker solves in place of the jaw's sideways angle (mediapipe reads left and
+right differently: see face.calibration's module doc).
 
 It costs a render and two face-mesh runs per calibrated expression, the neutral face, each base and
 the three jaw turns (46 on the stand-in: 30-60 s on two shared CPU cores at LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
@@ -37,6 +40,14 @@ PASSES = 2
 #: the jaw's joint channels rendered for its pose correctives (face.calibration.fit_jaw_correctives):
 #: each turns the jaw alone by its channel's gain (JOINT_CHANNELS) at weight 1
 JAW_CHANNELS: tuple[str, ...] = ("jawOpen", "jawLeft", "jawRight")
+
+
+#: jaw channels calibrated as expressions of their own (face.calibration's joint_channels): mediapipe
+#: reads the jaw turned 0.1 rad left and right as motions far from opposite (cosine 0.29 between one
+#: and the other's negative on the astronaut, LOD 2), which one signed sideways angle with an odd
+#: corrective could not explain (its round trip: jawLeft 0.76, jawRight 0.65, docs/figures/arkit.md);
+#: the opening stays the jaw joint's, with its corrective
+SIDE_CHANNELS: tuple[str, ...] = ("jawLeft", "jawRight")
 
 
 def jaw_calibration_turns() -> list[tuple[str, int, float]]:
@@ -165,17 +176,30 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
         base = lms[ref[k]]
         if lm is not None and base is not None:   # the shape's motion over its base, from the neutral
             shapes[k] = neutral + crop.to_crop(lm[:, :2]) - crop.to_crop(base[:, :2])
+    calibrate = calibration_shapes(model)
+    readings = []
+    names = list(model.expr_names)
+    for (channel, axis, angle), lm in zip(turns, lms[n_expr_frames:]):
+        px = None if lm is None else crop.to_crop(lm[:, :2]).astype(np.float64)
+        if channel in SIDE_CHANNELS and channel in names:
+            # the channel's own direction (per unit: the render is the channel at weight 1), which
+            # the tracker solves in place of the jaw's sideways angle (LandmarkCalibration.joint_channels)
+            if px is not None:     # fit_calibration reads shapes per ``weight``; the turn is at 1
+                shapes[names.index(channel)] = neutral + weight * (px - neutral)
+                calibrate[names.index(channel)] = True
+        else:
+            readings.append((axis, angle, px))
     cam = source_camera(CROP_SIZE)
     lmm = LandmarkModel.from_model(model)
     proj = Projector(cam.K, cam.viewmat)
     cal = None
+    side = tuple(n for n in SIDE_CHANNELS if n in names and calibrate[names.index(n)])
     for _ in range(PASSES):
         fit, _, _ = track_landmarks(model, neutral[None].astype(np.float32), np.ones(1, bool), cam, 25.0,
                                     TrackOptions(smoothing=0.0), identity=avatar.params.shape, calibration=cal)
         cal = fit_calibration(lmm, proj, fit.shape, fit.pose[0], fit.transl[0], neutral, shapes, weight,
-                              tuple(model.expr_names), calibration_shapes(model))
-        readings = [(axis, angle, None if lm is None else crop.to_crop(lm[:, :2]).astype(np.float64))
-                    for (_, axis, angle), lm in zip(turns, lms[n_expr_frames:])]
+                              tuple(model.expr_names), calibrate)
+        cal.joint_channels = side
         if readings:
             cal.jawdirs = fit_jaw_correctives(lmm, proj, fit.shape, fit.pose[0], fit.transl[0], neutral, readings)
     return cal

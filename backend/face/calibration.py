@@ -15,6 +15,14 @@ neutral face and of each expression alone (the renders themselves are made by
 camera's Jacobian, the depth the camera cannot see taken from the model (a ridge towards the
 model's own direction). :meth:`LandmarkCalibration.apply` returns the landmark model with those
 directions and offsets, which the tracker then solves with (``track_landmarks(calibration=...)``).
+
+A joint channel can be calibrated as an expression too (``joint_channels``: the sideways jaw,
+jawLeft and jawRight): mediapipe reads the jaw turned 0.1 rad left and 0.1 rad right as two motions
+that are far from opposite (cosine 0.29 between one and the other's negative on the astronaut; the
+model's own are opposite), so one signed angle cannot explain both. Each side then gets its own
+calibrated direction, solved as a weight in [0, 1] with that joint axis held at rest
+(:func:`joint_channel_priors`), and is written back into the joint's angle after the solve
+(:func:`fold_joint_channels`): the tracked parameters keep their usual meaning.
 Pure numpy/torch, no bpy.
 """
 
@@ -28,7 +36,7 @@ import numpy as np
 import torch
 
 from .landmark_model import LandmarkModel
-from .solver import Projector
+from .solver import Layout, Projector
 
 CALIBRATION_FORMAT = "omg-landmark-calibration"
 
@@ -51,7 +59,9 @@ class LandmarkCalibration:
     its flattened R - I): what mediapipe reads of a jaw rotation beyond the model's own landmark
     motion (see :func:`fit_jaw_correctives`); None = the model's jaw response;
     offset_only: True when ``exprdirs`` are the model's own (:func:`offset_calibration`): the
-    tracker then solves the expression weights as uncalibrated (TrackOptions.projected_bounds)."""
+    tracker then solves the expression weights as uncalibrated (TrackOptions.projected_bounds);
+    joint_channels: names of head.arkit_names.JOINT_CHANNELS whose expression column is solved with
+    its calibrated direction in place of that joint axis (see the module doc; () = none)."""
 
     offset: np.ndarray
     exprdirs: np.ndarray
@@ -59,6 +69,7 @@ class LandmarkCalibration:
     response: np.ndarray
     jawdirs: np.ndarray | None = None
     offset_only: bool = False
+    joint_channels: tuple[str, ...] = ()
 
     def apply(self, lmm: LandmarkModel) -> LandmarkModel:
         """``lmm`` with the calibrated neutral landmarks and expression directions (its first
@@ -97,8 +108,8 @@ class LandmarkCalibration:
         from ..output_safety import atomic_path
 
         target = Path(path)
-        meta = {"format": CALIBRATION_FORMAT, "version": 2, "expr_names": list(self.expr_names),
-                "offset_only": bool(self.offset_only)}
+        meta = {"format": CALIBRATION_FORMAT, "version": 3, "expr_names": list(self.expr_names),
+                "offset_only": bool(self.offset_only), "joint_channels": list(self.joint_channels)}
         jaw = {} if self.jawdirs is None else {"jawdirs": self.jawdirs}
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, offset=self.offset, exprdirs=self.exprdirs, response=self.response,
@@ -118,11 +129,60 @@ class LandmarkCalibration:
                 jaw = z["jawdirs"].astype(np.float32) if "jawdirs" in z.files else None  # version 1: none
                 return LandmarkCalibration(z["offset"].astype(np.float32), z["exprdirs"].astype(np.float32),
                                            tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw,
-                                           bool(meta.get("offset_only", False)))
+                                           bool(meta.get("offset_only", False)),
+                                           tuple(meta.get("joint_channels", ())))   # version 2: none
         except FileNotFoundError:
             raise InputError(path, "calibration file not found") from None
         except (ValueError, KeyError, OSError) as exc:
             raise InputError(path, f"not a landmark calibration ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def joint_channel_columns(cal: "LandmarkCalibration | None", expr_names) -> list[tuple[int, int, int, float]]:
+    """(expression column, joint, axis, radians per unit) of each of ``cal.joint_channels`` present
+    in ``expr_names`` (head.arkit_names.JOINT_CHANNELS); [] without a calibration."""
+    if cal is None or not cal.joint_channels:
+        return []
+    from ..head.arkit_names import JOINT_CHANNELS
+    from ..head.model import JOINT_NAMES
+
+    names = list(expr_names)
+    table = {n: (JOINT_NAMES.index(j), axis, gain) for n, j, axis, gain in JOINT_CHANNELS}
+    return [(names.index(n), *table[n]) for n in cal.joint_channels if n in names and n in table]
+
+
+def joint_channel_priors(cal: "LandmarkCalibration | None", layout: Layout, frame_w: torch.Tensor,
+                         expr_names, expr_prior: float, frozen: float) -> torch.Tensor:
+    """The tracker's per-frame prior weights (P_frame,) (face.fit.frame_prior_weights, layout
+    order) with each joint channel's expression column free (``expr_prior``) and its joint axis
+    held at rest (``frozen``): the channel's calibrated direction moves the landmarks instead of
+    the joint. Unchanged without joint channels (or when the joint is not fitted)."""
+    cols = joint_channel_columns(cal, expr_names)
+    if not cols:
+        return frame_w
+    w = frame_w.clone()
+    lead = [g[0] for g in layout.joints]
+    n_joint = 3 * len(layout.joints) + 3           # joint groups, then translation, then expressions
+    for col, joint, axis, _ in cols:
+        if joint not in lead or col >= layout.n_expr:
+            continue
+        w[3 * lead.index(joint) + axis] = frozen
+        w[n_joint + col] = expr_prior
+    return w
+
+
+def fold_joint_channels(cal: "LandmarkCalibration | None", expr: np.ndarray, pose: np.ndarray,
+                        expr_names) -> tuple[np.ndarray, np.ndarray]:
+    """Tracked (T, E) expressions and (T, J, 3) pose with each joint channel's weight moved into
+    its joint's angle (radians per unit from JOINT_CHANNELS) and its column zeroed: the parameters
+    the head model and the ARKit mapping expect. Copies; unchanged without joint channels."""
+    cols = joint_channel_columns(cal, expr_names)
+    if not cols:
+        return expr, pose
+    expr, pose = np.array(expr, copy=True), np.array(pose, copy=True)
+    for col, joint, axis, gain in cols:
+        pose[:, joint, axis] += gain * expr[:, col]
+        expr[:, col] = 0.0
+    return expr, pose
 
 
 def rest_to_pixels(lmm: LandmarkModel, proj: Projector, coeffs: torch.Tensor, pose: torch.Tensor,

@@ -292,3 +292,91 @@ def test_calibration_file_keeps_the_jaw_correctives(tmp_path, standin):
     np.testing.assert_array_equal(back.jawdirs, cal.jawdirs)
     cal.jawdirs = None      # a calibration without them (version 1 files) reads back without them
     assert LandmarkCalibration.load(cal.save(tmp_path / "plain.npz")).jawdirs is None
+
+
+def test_sideways_jaw_read_unlike_on_each_side_is_recovered_by_its_joint_channels(standin):
+    """"Mediapipe" reads the jaw turned left as the model moves it and turned right at 0.4 of that,
+    each side with an in-plane pattern of its own (the left and right readings are not opposite, as
+    mediapipe's readings of the astronaut's jaw are not). The odd corrective (fit_jaw_correctives)
+    cannot explain both sides with one signed angle; the joint channels
+    (jawLeft and jawRight calibrated as expressions of their own, the jaw's sideways angle held at
+    rest and the weights folded back into it) recover the sideways angle on both sides."""
+    from backend.avatar.calibrate import SIDE_CHANNELS, jaw_calibration_turns
+    from backend.face.calibration import JAW, fit_jaw_correctives, fold_joint_channels
+
+    lmm = LandmarkModel.from_model(standin)
+    L, S, E = lmm.n_landmarks, lmm.n_shape, lmm.n_expr
+    names = list(standin.expr_names)
+    rng = np.random.default_rng(7)
+    zero_pose = np.zeros(5 * 3).reshape(5, 3)
+    moving = np.linalg.norm(_jaw_pixels(lmm, np.array([[0.0, 0.1, 0.0]]))[0]
+                            - _jaw_pixels(lmm, np.zeros((1, 3)))[0], axis=1) > 0.05     # the jaw's landmarks
+    pattern = np.zeros((2, L, 2))                                   # px at a 0.1 rad turn, left / right
+    pattern[:, moving] = rng.normal(0.0, 1.0, (2, int(moving.sum()), 2))
+    rest = _jaw_pixels(lmm, np.zeros((1, 3)))
+
+    def seen(jaw: np.ndarray) -> np.ndarray:     # (T, 3) jaw rotations -> "mediapipe's" (T, L, 2) px
+        right = jaw[:, 1] < 0
+        gain = np.where(right, 0.4, 1.0)[:, None, None]
+        own = pattern[right.astype(int)] * (np.abs(jaw[:, 1]) / 0.1)[:, None, None]
+        return rest + gain * (_jaw_pixels(lmm, jaw) - rest) + own
+
+    turns = jaw_calibration_turns()
+    rot = np.zeros((len(turns), 3))
+    for i, (_, axis, angle) in enumerate(turns):
+        rot[i, axis] = angle
+    read = seen(rot)
+    neutral = seen(np.zeros((1, 3)))[0]
+    cam = source_camera()
+    proj = Projector(cam.K, cam.viewmat)
+    dirs = lmm.basis[:, :, S:S + E].numpy()
+    zero = np.zeros((L, 3), np.float32)
+    # odd correctives only (every turn a corrective, no joint channel)
+    jd = fit_jaw_correctives(lmm, proj, np.zeros(S), zero_pose, np.zeros(3), neutral,
+                             [(axis, angle, lm) for (_, axis, angle), lm in zip(turns, read)])
+    odd = LandmarkCalibration(zero, dirs, tuple(names), np.ones(E, np.float32), jd)
+    # joint channels: the sideways turns as expression directions, the opening a corrective
+    shapes = np.full((E, L, 2), np.nan)
+    calibrate = np.zeros(E, bool)
+    for (channel, _, _), lm in zip(turns, read):
+        if channel in SIDE_CHANNELS:
+            shapes[names.index(channel)] = lm
+            calibrate[names.index(channel)] = True
+    side = fit_calibration(lmm, proj, np.zeros(S), zero_pose, np.zeros(3), neutral, shapes, 1.0, tuple(names),
+                           calibrate)
+    side.joint_channels = SIDE_CHANNELS
+    side.jawdirs = fit_jaw_correctives(lmm, proj, np.zeros(S), zero_pose, np.zeros(3), neutral,
+                                       [(axis, angle, lm) for (c, axis, angle), lm in zip(turns, read)
+                                        if c not in SIDE_CHANNELS])
+    T = 30
+    jaw = np.zeros((T, 3))
+    jaw[:, 1] = rng.uniform(-0.1, 0.1, T)
+    obs = seen(jaw).astype(np.float32)
+    opts = TrackOptions(smoothing=0.0, jaw_from_lips=0.0)
+    ident = np.zeros(standin.n_shape, np.float32)
+    err = {}
+    for label, cal in (("odd", odd), ("side", side)):
+        got, _, _ = track_landmarks(standin, obs, np.ones(T, bool), cam, 25.0, opts, identity=ident, calibration=cal)
+        if label == "side":     # folded back: the channels' columns are zero, the angle carries them
+            assert not got.expr[:, [names.index(n) for n in SIDE_CHANNELS]].any()
+        err[label] = np.abs(got.pose[:, JAW, 1] - jaw[:, 1]).mean()
+    # measured: odd 0.014 rad, side 0.0003 rad mean error (of turns up to 0.1 rad)
+    assert err["side"] < 0.2 * err["odd"] and err["side"] < 0.003, err
+
+    # the fold: weights times the channels' radians per unit, into the jaw's sideways angle
+    expr = np.zeros((2, E), np.float32)
+    expr[0, names.index("jawLeft")] = 0.5
+    expr[1, names.index("jawRight")] = 1.0
+    e2, p2 = fold_joint_channels(side, expr, np.zeros((2, 5, 3), np.float32), names)
+    np.testing.assert_allclose(p2[:, JAW, 1], [0.05, -0.1], atol=1e-7)
+    assert not e2.any() and expr.any()            # the input is not modified
+    e3, p3 = fold_joint_channels(odd, expr, np.zeros((2, 5, 3), np.float32), names)
+    assert e3 is expr and not p3.any()           # no joint channels: unchanged
+
+
+def test_calibration_file_keeps_the_joint_channels(tmp_path, standin):
+    cal = _true_response(LandmarkModel.from_model(standin), seed=6)
+    cal.joint_channels = ("jawLeft", "jawRight")
+    assert LandmarkCalibration.load(cal.save(tmp_path / "cal.npz")).joint_channels == ("jawLeft", "jawRight")
+    cal.joint_channels = ()
+    assert LandmarkCalibration.load(cal.save(tmp_path / "none.npz")).joint_channels == ()
