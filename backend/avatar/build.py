@@ -403,7 +403,10 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             with progress.stage("fit"):
                 progress.report(0.1, "fitting the head model")
                 fit = fit_image(model, obs)
-        mask, person, matte_fields = person_job.result()
+                # the stage holds the wait for the matte made beside the fit: no time falls between rows
+                mask, person, matte_fields = person_job.result()
+        else:
+            mask, person, matte_fields = person_job.result()
         topology = topology_job.result() if topology_job is not None else None
     params, camera = fit.params, fit.camera
 
