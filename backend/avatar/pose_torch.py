@@ -49,6 +49,16 @@ def _apply(T: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return (T[..., :3] * points[..., None, :]).sum(-1) + T[..., 3]
 
 
+def _with_torso(A: torch.Tensor, torso: torch.Tensor | None) -> torch.Tensor:
+    """(B, J, 4, 4) joint transforms with the torso channel (B, 3) added to the global joint's own
+    translation (a new tensor; torch twin of posing.with_torso)."""
+    if torso is None:
+        return A
+    A = A.clone()
+    A[:, 0, :3, 3] += torso
+    return A
+
+
 class TorchPoser:
     """One avatar at one LOD, ready to pose batches of frames on ``device``.
 
@@ -99,8 +109,9 @@ class TorchPoser:
         # twin (other devices always; tests compare the two)
         self.fused_cpu = self.device.type == "cpu"
 
-    def pose(self, expr, pose, transl) -> PosedBatch:
-        """expr (B, E), pose (B, 5, 3) radians, transl (B, 3) metres -> PosedBatch (B, N, ...)."""
+    def pose(self, expr, pose, transl, torso=None) -> PosedBatch:
+        """expr (B, E), pose (B, 5, 3) radians, transl (B, 3) metres, torso (B, 3) metres or None
+        (the torso channel, posing.with_torso) -> PosedBatch (B, N, ...)."""
         from ..head.lbs import joint_transforms
 
         dev = self.device
@@ -118,6 +129,8 @@ class TorchPoser:
         feat = (R[:, 1:] - torch.eye(3, device=dev)).reshape(B, -1)             # (B, 36)
         v = v + torch.stack([self.posedirs_t @ c for c in feat]).view(B, V, 3)
         A, _ = joint_transforms(J, R, self.parents, transl)                     # (B, J, 4, 4)
+        torso = None if torso is None else f(torso)                             # (B, 3)
+        A = _with_torso(A, torso)
         A12 = A[:, :, :3, :].reshape(B, -1, 12)                                  # (B, J, 12)
         T = torch.matmul(self.weights, A12)                                     # (B, V, 12)
         verts = _apply(T, v)                                                    # (B, V, 3)
@@ -133,6 +146,7 @@ class TorchPoser:
         up = None if self.fused_cpu else self.lod.pose(base)                    # (B, V_l, 7 | 16)
         # parts: neutral-expression joint transforms, blended per point
         An, _ = joint_transforms(self.neutral_joints.expand(B, -1, -1), R, self.parents, transl)
+        An = _with_torso(An, torso)
         rest = self.part_rest[None]                                             # (1 | B, P, 3)
         if len(self.part_shape_idx):  # the parts' shape keys, one matrix-vector product a frame
             c = torch.zeros(B, self.n_expr, dtype=torch.float32, device=dev)
@@ -173,4 +187,4 @@ class TorchPoser:
 
     def pose_params(self, params: "HeadParams") -> PosedBatch:
         """All frames of ``params`` (its identity is ignored: the avatar's own is used)."""
-        return self.pose(params.expr, params.pose, params.transl)
+        return self.pose(params.expr, params.pose, params.transl, params.torso)

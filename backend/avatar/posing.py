@@ -70,7 +70,19 @@ def part_transforms(model: "HeadModel", params: "HeadParams") -> np.ndarray:
     from ..head.params import HeadParams
 
     neutral = HeadParams(params.shape, np.zeros_like(params.expr), params.pose, params.transl)
-    return lbs_numpy(model, neutral)[2]
+    return with_torso(lbs_numpy(model, neutral)[2], params.torso)
+
+
+def with_torso(A: np.ndarray, torso: np.ndarray | None) -> np.ndarray:
+    """Skinning transforms A (T, J, 4, 4) with the torso channel ``torso`` (T, 3) metres (or None)
+    added to the global joint's own translation, in place; A itself is returned.
+
+    Only the root's skinning transform moves, not its children's: a point skinned with weights w
+    moves by ``w_global * torso`` (the body and the neck's base follow the video's shoulders, the
+    head does not). Rotations are untouched, so the Gaussians' posed rotations are too."""
+    if torso is not None:
+        A[:, 0, :3, 3] += np.asarray(torso, A.dtype)
+    return A
 
 
 def body_transforms_for(model: "HeadModel", params: "HeadParams") -> np.ndarray:
@@ -133,7 +145,7 @@ def pose_parts(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams",
 
     rest = avatar.parts_set()
     W = avatar.part_weights(model.weights.shape[1])
-    p = HeadParams(avatar.params.shape, params.expr, params.pose, params.transl)
+    p = HeadParams(avatar.params.shape, params.expr, params.pose, params.transl, params.torso)
     A = part_transforms(model, p)
     means = skin_points(shaped_part_means(avatar.parts, model, params.expr), W, A)
     if not rotations:
@@ -209,7 +221,7 @@ def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: 
     """(T, N_l + n_parts, 3) float32 Gaussian means for every frame of ``params``.
 
     Order: the LOD's head Gaussians, then each part in list order (as GaussianAvatar.rest_set). ``params``
-    supplies expression, pose and translation; the identity is always the avatar's own
+    supplies expression, pose, translation and the torso channel (with_torso); the identity is always the avatar's own
     (``avatar.params.shape``). Frames are processed ``chunk`` at a time to bound memory.
     """
     from ..head.params import HeadParams
@@ -229,8 +241,11 @@ def pose(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: 
     out = np.empty((T, Vl + n_parts, 3), np.float32)
     for t0 in range(0, T, chunk):
         sl = slice(t0, min(T, t0 + chunk))
-        p = HeadParams(avatar.params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
+        p = HeadParams(avatar.params.shape, params.expr[sl], params.pose[sl], params.transl[sl],
+                       None if params.torso is None else params.torso[sl])
         verts, _, A = lbs_numpy(model, p)                   # (t, V, 3), (t, 5, 4, 4)
+        if p.torso is not None:  # the root's own transform moved: sum_j w_j A_j v gains w_0 * torso
+            verts = verts + model.weights[None, :, 0:1].astype(np.float32) * p.torso[:, None, :]
         t = verts.shape[0]
         head = (U @ verts.transpose(1, 0, 2).reshape(V, t * 3)).reshape(Vl, t, 3).transpose(1, 0, 2)
         out[sl, :Vl] = head + rotate_blended(off, W, A)

@@ -48,7 +48,8 @@ def render_frames(
     with torch.no_grad():
         for t0 in range(0, params.n_frames, chunk):
             sl = slice(t0, t0 + chunk)
-            posed = poser.pose(params.expr[sl], params.pose[sl], params.transl[sl])  # (B, N, ...)
+            posed = poser.pose(params.expr[sl], params.pose[sl], params.transl[sl],
+                               None if params.torso is None else params.torso[sl])  # (B, N, ...)
             res = splat(posed.means, posed.quats, scales, opacities, colors, [cam] * posed.means.shape[0],
                         background=bg, backend=name)
             imgs = res.image.detach().cpu().numpy().transpose(0, 2, 3, 1)  # (B, H, W, 3)

@@ -101,6 +101,9 @@ class TrackOptions:
                correlation rises 0.83 -> 0.87 (docs/figures/arkit.md). Costs a second face-mesh
                run per frame.
     max_side: frames larger than this are downscaled for mediapipe (landmarks mapped back).
+    torso: measure the torso channel (face/torso.py: the portrait matte's shoulders below the
+               chin against the first frame) and put it into the parameters (HeadParams.torso),
+               so the avatar's body follows the video's shoulders, not only the head's motion.
     sequence_fps: frame rate for image-sequence folders.
     fit: the photo-fit settings used for the identity frames (priors, weights, components).
     """
@@ -120,6 +123,7 @@ class TrackOptions:
     projected_bounds: bool | None = None
     settle: bool | None = None
     max_side: int = 1280
+    torso: bool = True
     sequence_fps: float = 25.0
     fit: FitOptions = field(default_factory=FitOptions)
 
@@ -132,7 +136,9 @@ class Track:
     has_face (T,) bool (False = filled by interpolation); landmarks (T, 478, 2) px in the crop
     (NaN where no face); camera: the fixed source Camera; crop: CropInfo in source pixels;
     model: head-model name; expr_names: expression component names; source: clip file name;
-    smoothing: strength used; seconds: wall time of the tracking; stage_seconds: its split.
+    smoothing: strength used; seconds: wall time of the tracking; stage_seconds: its split;
+    shoulders: (T, 2) float32 the body region's shift in source pixels against the first frame
+    (face/torso.py; NaN: no estimate) or None (not measured), from which params.torso was made.
     """
 
     params: object
@@ -148,6 +154,7 @@ class Track:
     smoothing: float = 0.0
     seconds: float = 0.0
     stage_seconds: dict = field(default_factory=dict)  # "decode+landmarks", "fit" (not saved)
+    shoulders: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -185,9 +192,12 @@ class Track:
 
         p = self.params
         target = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")  # numpy's rule
+        extra = {} if p.torso is None else {"torso": p.torso}
+        if self.shoulders is not None:
+            extra["shoulders"] = np.asarray(self.shoulders, np.float32)
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(
-                fh, shape=p.shape, expr=p.expr, pose=p.pose, transl=p.transl,
+                fh, shape=p.shape, expr=p.expr, pose=p.pose, transl=p.transl, **extra,
                 confidence=self.confidence.astype(np.float32), has_face=self.has_face.astype(bool),
                 landmarks=self.landmarks.astype(np.float32), K=self.camera.K, viewmat=self.camera.viewmat,
                 image_size=np.array([self.camera.width, self.camera.height], np.int64),
@@ -219,7 +229,8 @@ class Track:
 
         if meta.get("format") != TRACK_FORMAT:
             raise ValueError(f"format is {meta.get('format')!r}, expected {TRACK_FORMAT!r}")
-        params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
+        params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"],
+                            z["torso"] if "torso" in z.files else None)  # older tracks: none
         w, h = (int(v) for v in z["image_size"])
         track = Track(
             params=params, fps=float(meta["fps"]), confidence=z["confidence"],
@@ -227,6 +238,7 @@ class Track:
             camera=Camera(z["K"], z["viewmat"], w, h), crop=CropInfo.from_array(z["crop"]),
             model=str(meta["model"]), expr_names=list(meta["parameter_names"]["expr"]),
             source=str(meta.get("source", "")), smoothing=float(meta.get("smoothing", 0.0)),
+            shoulders=z["shoulders"] if "shoulders" in z.files else None,
         )
         if track.n_frames != int(meta["frames"]) or np.shape(track.confidence) != (track.n_frames,):
             raise InputError(path, "track file is inconsistent (frame counts disagree)")
@@ -238,9 +250,14 @@ class Track:
 def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress, start: int = 0, end: int | None = None,
                       settle: bool = False):
     """Decode frames ``start..end`` (inclusive; None = to the end) and run face mesh on each:
-    (reader, list of (478, 2) source px | None). Decoding stops after ``end``. settle: each frame
-    read twice, the second reading kept (TrackOptions.settle)."""
+    (reader, list of (478, 2) source px | None, (T, 2) float32 shoulder shifts in source px or None
+    without ``opts.torso``). Decoding stops after ``end``. settle: each frame read twice, the
+    second reading kept (TrackOptions.settle)."""
+    from .torso import ShoulderTracker
+
     reader = iter_video(path, opts.sequence_fps)
+    shoulders = ShoulderTracker() if opts.torso else None
+    shoulder_scale = 1.0
     stop = (reader.n_frames - 1 if reader.n_frames else start) if end is None else end
     n_est = max(stop - start + 1, 1)
     out: list[np.ndarray | None] = []
@@ -255,12 +272,18 @@ def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress, start:
             if settle:
                 lm = mp.landmarks(small)
             out.append(None if lm is None else lm[:, :2] / s)
+            if shoulders is not None:  # matte and landmarks at mediapipe's scale s (one per clip)
+                shoulders.add(mp.segment(small) if lm is not None else None,
+                              None if lm is None else lm[:, :2])
+                shoulder_scale = s
             if len(out) % 4 == 1:
                 progress.report(0.8 * min(len(out) / n_est, 1.0), f"landmarks {len(out)}/{n_est}")
     if not out:
         raise InputError(path, "the video has no frames" if start == 0 and end is None
                          else f"the clip has no frames in the range {start}..{end}")
-    return reader, out
+    if shoulders is None:
+        return reader, out, None
+    return reader, out, shoulders.shifts() / shoulder_scale  # measured at mediapipe's scale
 
 
 def _fixed_crop(landmarks: list[np.ndarray | None], size: tuple[int, int]) -> CropInfo:
@@ -549,7 +572,7 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     with progress.stage("decode+landmarks"):
         calibrated_basis = calibration is not None and not getattr(calibration, "offset_only", False)
         settle = calibrated_basis if opts.settle is None else bool(opts.settle)
-        reader, lms = _stream_landmarks(path, opts, progress, start, end, settle)
+        reader, lms, shoulders = _stream_landmarks(path, opts, progress, start, end, settle)
     has_face = np.array([lm is not None for lm in lms])
     if not has_face.any():
         raise InputError(path, f"no face found in any of the {len(lms)} frames"
@@ -563,9 +586,21 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     with progress.stage("fit"):
         params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress,
                                            identity, global_rotation, calibration=calibration)
+        if shoulders is not None:
+            params = with_torso_channel(params, shoulders, crop, camera, model)
     progress.report(1.0, "done")
     return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),
                  source=path.name if start == 0 and end is None else f"{path.name}[{start}:{start + len(lms)}]",
                  smoothing=opts.smoothing, seconds=time.perf_counter() - t0,
-                 stage_seconds=dict(progress.stage_seconds))
+                 stage_seconds=dict(progress.stage_seconds), shoulders=shoulders)
+
+
+def with_torso_channel(params, shoulders: np.ndarray, crop: CropInfo, camera, model):
+    """``params`` (HeadParams fitted in ``camera``, the clip's ``crop``) with the torso channel made
+    from ``shoulders`` (T, 2) source px (face/torso.py torso_channel)."""
+    from ..head.params import HeadParams
+    from .torso import torso_channel
+
+    torso = torso_channel(shoulders, crop, camera, model, params)
+    return HeadParams(params.shape, params.expr, params.pose, params.transl, torso)

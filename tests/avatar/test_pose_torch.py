@@ -55,10 +55,11 @@ def avatar(model) -> GaussianAvatar:
                            {k: rng.normal(size=(200, 3)) * 0.01 for k in ("tongueOut", "mouthFunnel", "notAKey")})])
 
 
-def _params(model, T: int, seed: int) -> HeadParams:
+def _params(model, T: int, seed: int, torso: bool = False) -> HeadParams:
     rng = np.random.default_rng(seed)
     return HeadParams(np.zeros(model.n_shape), rng.normal(size=(T, model.n_expr)) * 0.8,
-                      rng.normal(size=(T, 5, 3)) * 0.25, rng.normal(size=(T, 3)) * 0.02)
+                      rng.normal(size=(T, 5, 3)) * 0.25, rng.normal(size=(T, 3)) * 0.02,
+                      rng.normal(size=(T, 3)) * 0.02 if torso else None)
 
 
 def _same_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -68,8 +69,9 @@ def _same_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("lod", LODS)
-def test_torch_posing_matches_numpy_reference(model, avatar, lod: int) -> None:
-    params = _params(model, 4, seed=lod)
+@pytest.mark.parametrize("torso", (False, True))
+def test_torch_posing_matches_numpy_reference(model, avatar, lod: int, torso: bool) -> None:
+    params = _params(model, 4, seed=lod, torso=torso)
     out = TorchPoser(avatar, model, lod).pose_params(params)
     means_ref = pose_means_reference(avatar, model, params, lod)
     quats_ref = pose_quats_reference(avatar, model, params, lod)
@@ -104,10 +106,11 @@ def test_torch_posing_is_bit_stable_across_batch_sizes(model, avatar, lod: int) 
 
 
 @pytest.mark.parametrize("lod", LODS)
-def test_fused_cpu_tail_equals_the_torch_twin(model, avatar, lod: int) -> None:
+@pytest.mark.parametrize("torso", (False, True))
+def test_fused_cpu_tail_equals_the_torch_twin(model, avatar, lod: int, torso: bool) -> None:
     """The numba tail (pose_kernels, the CPU default) and the torch expressions (other devices)
     pose the same Gaussians: same float32 arithmetic, summed in another order."""
-    params = _params(model, 3, seed=30 + lod)
+    params = _params(model, 3, seed=30 + lod, torso=torso)
     poser = TorchPoser(avatar, model, lod)
     assert poser.fused_cpu
     fused = poser.pose_params(params)
@@ -119,10 +122,32 @@ def test_fused_cpu_tail_equals_the_torch_twin(model, avatar, lod: int) -> None:
     assert avatar.n_parts and poser.n_gaussians > poser.n_head  # both kernels ran
 
 
+@pytest.mark.parametrize("lod", (0, 2))
+def test_torso_channel_moves_each_gaussian_by_its_root_weight(model, avatar, lod: int) -> None:
+    """The torso channel translates the global joint's own skinning transform only: every Gaussian
+    moves by its global weight times the channel (head: the LOD's upsampled weights; parts: their
+    own), rotations do not change, and the head's neck-bound and jaw-bound points stay."""
+    without = _params(model, 3, seed=40 + lod)
+    torso = np.array([[0.01, -0.02, 0.005], [0.0, 0.0, 0.0], [-0.03, 0.01, 0.0]], np.float32)
+    withit = HeadParams(without.shape, without.expr, without.pose, without.transl, torso)
+    poser = TorchPoser(avatar, model, lod)
+    a, b = poser.pose_params(without), poser.pose_params(withit)
+    U = model_lods(model, [lod])[lod].upsample
+    w0 = np.concatenate([np.asarray(U @ model.weights, np.float32)[:, 0], avatar.part_weights()[:, 0]])
+    expected = w0[None, :, None] * torso[:, None, :]
+    np.testing.assert_allclose(b.means.numpy() - a.means.numpy(), expected, atol=MEANS_ATOL, rtol=0)
+    assert np.count_nonzero(w0 > 0.5) and np.count_nonzero(w0 == 0)  # both kinds of point exist
+    np.testing.assert_array_equal(b.quats.numpy(), a.quats.numpy())
+    # the numpy reference agrees, and slicing/frame() keep the channel
+    np.testing.assert_allclose(pose_means_reference(avatar, model, withit.frame(2), lod)[0], b.means.numpy()[2],
+                               atol=MEANS_ATOL, rtol=0)
+    np.testing.assert_array_equal(withit.sliced(slice(1, 3)).torso, torso[1:3])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("lod", LODS)
 def test_torch_posing_on_cuda_equals_cpu(model, avatar, lod: int) -> None:
-    params = _params(model, 3, seed=20 + lod)
+    params = _params(model, 3, seed=20 + lod, torso=True)
     cpu = TorchPoser(avatar, model, lod, "cpu").pose_params(params)
     gpu = TorchPoser(avatar, model, lod, "cuda").pose_params(params)
     assert gpu.means.device.type == "cuda"

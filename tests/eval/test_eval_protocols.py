@@ -157,6 +157,9 @@ def test_drive_params_and_indices():
     assert np.allclose(p.pose[:, 2, 0], [0.1, 0.3])
     assert np.allclose(p.transl, [[0.01, 0.0, 2.0], [0.03, 0.0, 2.0]])  # source + relative motion
     assert np.allclose(drive_params(src, drv, [2], relative_translation=False).transl, [[0.02, 0.0, 1.0]])
+    assert p.torso is None  # a track without the torso channel drives without one
+    drv.torso = np.arange(12.0, dtype=np.float32).reshape(4, 3) * 0.01  # relative to its frame 0 already
+    assert np.allclose(drive_params(src, drv, [1, 3]).torso, drv.torso[[1, 3]])
 
 
 def test_self_reenactment_refits_the_clip_in_the_avatars_framing():

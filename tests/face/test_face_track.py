@@ -137,6 +137,10 @@ def test_track_file_round_trip(tmp_path, track):
     np.testing.assert_array_equal(back.params.pose, track.params.pose)
     np.testing.assert_array_equal(back.has_face, track.has_face)
     np.testing.assert_array_equal(back.camera.K, track.camera.K)
+    # the torso channel and the shoulder shifts it was made from (face/torso.py) come back too
+    assert track.params.torso is not None and track.shoulders.shape == (track.n_frames, 2)
+    np.testing.assert_array_equal(back.params.torso, track.params.torso)
+    np.testing.assert_array_equal(back.shoulders, track.shoulders)
     meta = back.metadata()
     assert meta["frames"] == N_FRAMES and meta["fps"] == pytest.approx(25.0)
     assert meta["parameter_names"]["pose"][:3] == ["global_x", "global_y", "global_z"]

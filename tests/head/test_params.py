@@ -23,6 +23,21 @@ def test_zeros_frame_save_load(tmp_path, tiny):
         assert getattr(q, k).dtype == np.float32
 
 
+def test_torso_channel_saves_slices_and_is_optional(tmp_path, tiny):
+    p = HeadParams.zeros(tiny, T=3)
+    assert p.torso is None
+    p.save(tmp_path / "none.npz")
+    assert HeadParams.load(tmp_path / "none.npz").torso is None    # older files: no channel
+    t = HeadParams(p.shape, p.expr, p.pose, p.transl, np.arange(9, dtype=np.float32).reshape(3, 3))
+    t.save(tmp_path / "t.npz")
+    back = HeadParams.load(tmp_path / "t.npz")
+    np.testing.assert_array_equal(back.torso, t.torso)
+    np.testing.assert_array_equal(t.frame(2).torso, [[6, 7, 8]])
+    np.testing.assert_array_equal(t.sliced(np.array([0, 2])).torso, t.torso[[0, 2]])
+    with pytest.raises(ValueError, match="torso"):
+        HeadParams(p.shape, p.expr, p.pose, p.transl, np.zeros((2, 3)))
+
+
 def test_single_frame_promotion_and_errors(tmp_path):
     p = HeadParams(np.zeros(3), np.zeros(4), np.zeros((5, 3)), np.zeros(3))
     assert p.expr.shape == (1, 4) and p.pose.shape == (1, 5, 3) and p.transl.shape == (1, 3)

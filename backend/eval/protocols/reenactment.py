@@ -129,6 +129,9 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
                                                depth_only=opts.tracker_offsets == "depth")
     params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
                                    TrackOptions(**opts.track), **hold)
+    if getattr(track, "shoulders", None) is not None:  # the torso channel, in the avatar's camera
+        from ...face.track import with_torso_channel
+        params = with_torso_channel(params, track.shoulders, crop, build.avatar.camera, build.model)
     frames: dict[int, np.ndarray] = {}
     keep = set(clip.frames)
     if clip.path is not None and keep:
@@ -147,7 +150,7 @@ def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int]
                  relative_translation: bool = True) -> "HeadParams":
     """Parameters that drive an avatar with ``source`` identity by frames ``indices`` of ``driving``.
 
-    Expression and every joint rotation come from the driving frames (absolute head pose, so the
+    Expression, every joint rotation and the torso channel come from the driving frames (absolute head pose, so the
     render's pose can be compared with the driving frame's). Translation: with
     ``relative_translation`` the source's own translation plus the driving clip's motion relative
     to its frame 0 (another person's absolute position would misplace a differently sized head);
@@ -162,7 +165,9 @@ def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int]
     transl = driving.transl[idx]
     if relative_translation:
         transl = source.transl[0][None] + (driving.transl[idx] - driving.transl[0][None])
-    return HeadParams(source.shape, expr, driving.pose[idx], transl)
+    # the torso channel is already relative to the driving clip's first frame (face/torso.py)
+    torso = None if driving.torso is None else driving.torso[idx]
+    return HeadParams(source.shape, expr, driving.pose[idx], transl, torso)
 
 
 def real_pixels(clip: TrackedClip, build: Any) -> np.ndarray:

@@ -1,0 +1,200 @@
+"""The torso channel: where the driving video's shoulders are, from its portrait matte below the chin.
+
+The face tracker follows the head only; the avatar's body is skinned to the global joint, so it moves
+with the head's translation and nothing else. A person's shoulders move on their own (leaning, a
+shrug, the camera's framing), and the whole-frame error on the outline follows that. This module
+measures, per frame, the 2-D shift of the matte's body region (the rows below the chin, where only
+shoulders, neck and hair on them lie) against the clip's first frame, and lifts the part of it the
+head's motion does not already give the body to a translation of the global joint's own skinning
+transform (``HeadParams.torso``, avatar.posing.with_torso).
+
+Everything comes from the driving video itself: in self-reenactment the driving frame and the
+scored frame are the same frame of the same clip (as the head pose is, by the protocol).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..head.model import HeadModel
+    from ..head.params import HeadParams
+    from ..render.camera import Camera
+    from .crop import CropInfo
+
+
+@dataclass
+class TorsoOptions:
+    """work_px: the matte is compared at this width (pixels; shifts are measured at this scale and
+    refined to sub-pixel); margin: the body window starts this many face heights (brow to chin)
+    below the lower of the two chins, so the chin and jaw never enter it; max_shift: the largest
+    shift searched, as a fraction of the frame width; min_pixels: fewer body pixels in the window
+    (at work_px) and the frame has no estimate; median_frames: temporal median over this many
+    frames (odd), against the matte's frame-to-frame flicker."""
+
+    work_px: int = 160
+    margin: float = 0.15
+    max_shift: float = 0.08
+    min_pixels: int = 60
+    median_frames: int = 5
+
+
+def _resize(mask: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """(H, W) float mask -> (h, width) float32 by area averaging (PIL), and the factor width / W."""
+    from PIL import Image
+
+    H, W = mask.shape
+    f = width / W
+    h = max(int(round(H * f)), 1)
+    img = Image.fromarray(np.clip(mask * 255.0, 0, 255).astype(np.uint8))
+    return np.asarray(img.resize((width, h), Image.BOX), np.float32) / 255.0, f
+
+
+def _face_rows(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """(478, 2) px -> (chin row, face height (brow top to chin), left and right face columns), in
+    the landmarks' pixels."""
+    x, y = landmarks[:, 0], landmarks[:, 1]
+    return float(y.max()), float(y.max() - y.min()), float(x.min()), float(x.max())
+
+
+def matte_shift(ref: np.ndarray, cur: np.ndarray, window: np.ndarray, radius: int) -> tuple[float, float]:
+    """The (dx, dy) pixels that move ``ref`` (h, w) float onto ``cur``: the integer shift with the
+    least mean absolute difference inside ``window`` (h, w) bool (``cur``'s pixels), refined by a
+    parabola through its neighbours on each axis. One array operation per candidate shift
+    ((2 radius + 1)^2 of them), none per pixel."""
+    h, w = ref.shape
+    r = int(radius)
+    pad = np.pad(ref, r, mode="edge")
+    ys, xs = np.nonzero(window)
+    cost = np.empty((2 * r + 1, 2 * r + 1), np.float64)
+    target = cur[ys, xs]
+    for i, dy in enumerate(range(-r, r + 1)):
+        for j, dx in enumerate(range(-r, r + 1)):
+            # ref shifted by (dx, dy): pixel (y, x) shows ref(y - dy, x - dx)
+            cost[i, j] = np.abs(pad[ys + r - dy, xs + r - dx] - target).mean()
+    # a flat cost (a window the body fills wholly, no outline in it) must not pick an arbitrary
+    # far shift: a tiny pull towards no shift breaks ties
+    d = np.arange(-r, r + 1, dtype=np.float64)
+    cost += 1e-4 * (d[:, None] ** 2 + d[None, :] ** 2) / max(r * r, 1)
+    i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+
+    def refine(c_m: float, c_0: float, c_p: float) -> float:
+        den = c_m - 2 * c_0 + c_p
+        return 0.0 if den <= 1e-12 else float(np.clip(0.5 * (c_m - c_p) / den, -0.5, 0.5))
+
+    sx = refine(cost[i, j - 1], cost[i, j], cost[i, j + 1]) if 0 < j < 2 * r else 0.0
+    sy = refine(cost[i - 1, j], cost[i, j], cost[i + 1, j]) if 0 < i < 2 * r else 0.0
+    return float(j - r + sx), float(i - r + sy)
+
+
+class ShoulderTracker:
+    """Feed frames in order (``add(matte, landmarks)``); ``shifts()`` then gives (T, 2) float32 the
+    body region's shift in the frame's pixels against the first frame with a face and a body
+    (NaN: no estimate; the median filter and ``torso_channel`` fill those with zero motion)."""
+
+    def __init__(self, opts: TorsoOptions | None = None) -> None:
+        self.opts = opts or TorsoOptions()
+        self._ref: tuple | None = None  # matte, factor, chin, face height, real pixels (work scale)
+        self._out: list[tuple[float, float]] = []
+
+    def add(self, matte: np.ndarray | None, landmarks: np.ndarray | None,
+            valid: np.ndarray | None = None) -> None:
+        """matte (H, W) float [0, 1] of the frame (None: no matte), landmarks (478, 2) frame px
+        (None: no face); valid (H, W) bool: the frame's real pixels (a crop padded past the video's
+        edge repeats its edge there, which the matte reads as anything), None = all."""
+        o = self.opts
+        if matte is None or landmarks is None:
+            self._out.append((np.nan, np.nan))
+            return
+        small, f = _resize(np.asarray(matte, np.float32), o.work_px)
+        real = None if valid is None else _resize(np.asarray(valid, np.float32), o.work_px)[0] > 0.999
+        chin, face_h, left, right = _face_rows(np.asarray(landmarks, np.float32))
+        if self._ref is None:
+            self._ref = (small, f, chin, face_h, real, left, right)
+            if self._window(small, chin, face_h, left, right).sum() < o.min_pixels:
+                self._ref = None
+                self._out.append((np.nan, np.nan))
+            else:
+                self._out.append((0.0, 0.0))
+            return
+        ref, f0, chin0, face_h0, real0, left0, right0 = self._ref
+        win = self._window(small, max(chin, chin0), max(face_h, face_h0), min(left, left0), max(right, right0))
+        for r in (real, real0):  # only where both frames show the video
+            if r is not None and r.shape == win.shape:
+                win = win & r
+        # the window must hold the outline (body and background both), or no shift can be read
+        fg = np.count_nonzero(win & (ref > 0.5)) if small.shape == ref.shape else 0
+        if min(fg, np.count_nonzero(win) - fg) < o.min_pixels or small.shape != ref.shape:
+            self._out.append((np.nan, np.nan))
+            return
+        dx, dy = matte_shift(ref, small, win, max(1, int(round(o.max_shift * o.work_px))))
+        self._out.append((dx / f, dy / f))
+
+    def _window(self, small: np.ndarray, chin: float, face_h: float, left: float, right: float) -> np.ndarray:
+        """(h, w) bool at work scale: the rows below chin + margin face heights, outside the face's
+        columns [left, right] (frame px): the neck below the face moves with the head, and would
+        pull the body's sideways shift towards the head's."""
+        h, w = small.shape
+        f = self._ref[1]
+        first = (chin + self.opts.margin * face_h) * f
+        cols = np.arange(w) + 0.5
+        side = (cols < left * f) | (cols > right * f)
+        win = (np.arange(h)[:, None] >= first) & side[None, :]
+        real = self._ref[4]
+        return win if real is None or real.shape != win.shape else win & real
+
+    def shifts(self) -> np.ndarray:
+        """(T, 2) float32 frame px, temporally median-filtered over ``median_frames`` (NaN kept
+        where the frame had no estimate)."""
+        s = np.array(self._out, np.float64).reshape(-1, 2)
+        k = int(self.opts.median_frames)
+        if k > 1 and len(s) > 1:
+            ok = np.isfinite(s[:, 0])
+            idx = np.flatnonzero(ok)
+            if len(idx):
+                from scipy.ndimage import median_filter
+
+                s[idx] = median_filter(s[idx], size=(k, 1), mode="nearest")
+        return s.astype(np.float32)
+
+
+def torso_channel(shifts_src: np.ndarray, crop: "CropInfo", camera: "Camera", model: "HeadModel",
+                  params: "HeadParams", drop_m: float = 0.10, behind_m: float = 0.02) -> np.ndarray:
+    """(T, 3) float32 metres (model frame): the torso channel for ``params`` (T frames, fitted in
+    ``camera``, the 512 crop ``crop`` of the clip) from the body region's shifts (T, 2) in the
+    clip's source pixels against its first frame (ShoulderTracker.shifts).
+
+    The body is skinned to the global joint, so the head's parameters already move it: a shoulder
+    point (``drop_m`` below and ``behind_m`` behind the first frame's neck joint, in the camera)
+    posed by each frame's global transform lands ``d_pred`` pixels from where it was. The channel
+    is the rest of the observed shift, ``shift - d_pred``, lifted to metres at that point's depth,
+    in the image plane (the matte says nothing of depth). NaN shifts (no estimate) give zero."""
+    import torch
+
+    from ..head.lbs import HeadModelTensors, lbs
+
+    T = params.n_frames
+    s = np.asarray(shifts_src, np.float64).reshape(T, 2)
+    scale = float(crop.scale)
+    obs = np.where(np.isfinite(s), s * scale, np.nan)                        # (T, 2) crop px
+    with torch.no_grad():  # neutral expression: the parts' joints (avatar.posing.part_transforms)
+        out = lbs(HeadModelTensors.from_model(model, "cpu"), torch.as_tensor(params.shape),
+                  torch.zeros_like(torch.as_tensor(params.expr)), torch.as_tensor(params.pose),
+                  torch.as_tensor(params.transl))
+    J, A = out.joints.numpy(), out.transforms.numpy()                        # (T, 5, 3), (T, 5, 4, 4)
+    R, t = camera.R.astype(np.float64), camera.t.astype(np.float64)
+    neck0 = R @ J[0, 1].astype(np.float64) + t
+    p_cam = neck0 + np.array([0.0, drop_m, behind_m])                        # camera: y down, z forward
+    p_world = R.T @ (p_cam - t)
+    A = A.astype(np.float64)
+    rest = np.linalg.solve(A[0, 0, :3, :3], p_world - A[0, 0, :3, 3])
+    posed = np.einsum("tij,j->ti", A[:, 0, :3, :3], rest) + A[:, 0, :3, 3]  # (T, 3) world
+    cam = posed @ R.T + t                                                    # (T, 3) camera
+    uv = np.stack([cam[:, 0] / cam[:, 2] * camera.fx + camera.cx, cam[:, 1] / cam[:, 2] * camera.fy + camera.cy], 1)
+    resid = obs - (uv - uv[0])                                               # (T, 2) crop px
+    resid = np.where(np.isfinite(resid), resid, 0.0)
+    d_cam = np.stack([resid[:, 0] * cam[:, 2] / camera.fx, resid[:, 1] * cam[:, 2] / camera.fy, np.zeros(T)], 1)
+    return (d_cam @ R).astype(np.float32)                                    # R^T d per frame

@@ -1,0 +1,100 @@
+"""The torso channel (face/torso.py): shoulder shifts read from synthetic portrait mattes, lifted to
+metres, and posing an avatar part by them puts its projection where the matte's shoulders went."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.avatar.posing import pose_parts
+from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from backend.face.crop import CropInfo, source_camera
+from backend.face.torso import ShoulderTracker, TorsoOptions, matte_shift, torso_channel
+from backend.head.loader import load_head_model
+from backend.head.params import HeadParams
+
+
+def _portrait(h: int, w: int, dx: float = 0.0, dy: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A head-and-shoulders matte (H, W) float32 with soft edges, moved by (dx, dy) px below the
+    neck only (the head stays), and face landmarks (478, 2) spread over the head's face."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    head = ((xx - 0.5 * w) / (0.16 * w)) ** 2 + ((yy - 0.35 * h) / (0.2 * h)) ** 2
+    sx, sy = xx - dx, yy - dy
+    body = np.clip(((sy - 0.72 * h) / (0.04 * h)), 0, 1) * np.clip(1 - (np.abs(sx - 0.5 * w) - 0.36 * w) / 3, 0, 1)
+    neck = (np.abs(xx - 0.5 * w) < 0.07 * w) & (yy > 0.45 * h)
+    m = np.maximum(np.clip(1.5 - head, 0, 1), np.maximum(body, neck)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    lm = np.stack([rng.uniform(0.4, 0.6, 478) * w, rng.uniform(0.25, 0.5, 478) * h], 1).astype(np.float32)
+    return np.clip(m, 0, 1), lm
+
+
+def test_matte_shift_reads_a_known_shift_to_a_tenth_of_a_pixel() -> None:
+    from scipy.ndimage import gaussian_filter, shift
+
+    ref, _ = _portrait(120, 160)
+    ref = gaussian_filter(ref, 1.5)
+    cur = shift(ref, (2.3, -3.6), order=1, mode="nearest")
+    win = np.zeros_like(ref, bool)
+    win[80:] = True
+    dx, dy = matte_shift(ref, cur, win, 8)
+    assert abs(dx + 3.6) < 0.15 and abs(dy - 2.3) < 0.15
+    # a window the body fills wholly has no outline: the tie goes to no shift, not to the edge
+    full = np.ones((40, 40), np.float32)
+    assert matte_shift(full, full, np.ones_like(full, bool), 6) == (0.0, 0.0)
+
+
+def test_shoulder_tracker_follows_the_body_not_the_head() -> None:
+    tr = ShoulderTracker(TorsoOptions(median_frames=1))
+    moves = [(0.0, 0.0), (12.0, 0.0), (-8.0, 10.0), (0.0, -6.0)]
+    for dx, dy in moves:
+        m, lm = _portrait(480, 640, dx, dy)
+        tr.add(m, lm)
+    tr.add(None, None)  # a frame without a face: no estimate
+    s = tr.shifts()
+    assert s.shape == (5, 2) and np.all(np.isnan(s[4]))
+    np.testing.assert_allclose(s[:4], np.array(moves), atol=1.0)
+    # the median filter keeps a steady shift and drops a one-frame glitch
+    tr = ShoulderTracker(TorsoOptions(median_frames=3))
+    for dx in (0.0, 8.0, 8.0, 30.0, 8.0, 8.0):
+        tr.add(*_portrait(480, 640, dx, 0.0))
+    assert np.allclose(tr.shifts()[1:, 0], 8.0, atol=1.0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_head_model(None)
+
+
+def test_torso_channel_puts_the_body_where_the_matte_shows_it(model) -> None:
+    """Frame 0 is the photo's pose; frame 1 translates the head 1 cm right (its body follows) and
+    the matte says the shoulders moved 20 px right and 8 px down in a crop of scale 0.5: the
+    channel adds what the head's motion does not give, so a body point posed with it projects
+    10 + 4 px (crop) from frame 0's, by the head's share plus the channel's."""
+    cam = source_camera(512)
+    params = HeadParams(np.zeros(model.n_shape), np.zeros((2, model.n_expr)), np.zeros((2, 5, 3)),
+                        np.array([[0.0, 0.0, 0.0], [0.01, 0.0, 0.0]], np.float32))
+    crop = CropInfo(0, 0, 1024, 512, (1024, 1024))                      # scale 0.5 crop px per source px
+    shifts = np.array([[0.0, 0.0], [20.0, 8.0]], np.float32)
+    torso = torso_channel(shifts, crop, cam, model, params)
+    assert torso.shape == (2, 3) and np.allclose(torso[0], 0.0)
+    # a body part below the neck, bound to the global joint alone
+    from backend.avatar.posing import lbs_numpy
+
+    J = lbs_numpy(model, params.frame(0))[1][0]
+    pts = (J[1] + np.array([[0.0, -0.10, -0.02], [0.05, -0.12, -0.02], [-0.05, -0.12, -0.02]])).astype(np.float32)
+    q = np.tile([1.0, 0, 0, 0], (3, 1)).astype(np.float32)
+    part = SkinnedPart.rigid("body", GaussianSet(pts, q, np.full((3, 3), 0.01), np.ones(3), np.ones((3, 3))), {0: 1.0})
+    av = GaussianAvatar(head_model_name=model.name, head_model_path=None, params=params.frame(0), camera=cam,
+                        vertex_offsets=np.zeros((model.n_verts, 3), np.float32), lods={}, lod_offsets={},
+                        parts=[part])
+    without = pose_parts(av, model, HeadParams(params.shape, params.expr, params.pose, params.transl))[0]
+    withit = pose_parts(av, model, HeadParams(params.shape, params.expr, params.pose, params.transl, torso))[0]
+    uv0, _ = cam.project(without[0])
+    uv_head, _ = cam.project(without[1])
+    uv_torso, _ = cam.project(withit[1])
+    d = (uv_torso - uv0).mean(0)
+    np.testing.assert_allclose(d, [10.0, 4.0], atol=0.6)                # the matte's shift, in the crop
+    assert abs((uv_head - uv0).mean(0)[0] - 10.0) > 2.0                 # the head's motion alone is not it
+    # no shift observed (NaN) and the head still: no torso motion
+    still = HeadParams(params.shape, params.expr, np.zeros((2, 5, 3)), np.zeros((2, 3)))
+    assert np.allclose(torso_channel(np.full((2, 2), np.nan), crop, cam, model, still), 0.0)
