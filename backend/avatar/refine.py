@@ -127,7 +127,10 @@ def photo_refine_options(seconds: float, max_steps: int, backend: str = "auto") 
     alone 0.73). That pixel is at 0.65 before refinement (the LOD-0 silhouette ends about a pixel
     inside the matte's soft edge) and only offsets move it: the solved colours turn the first
     steps of the large neck Gaussians' offsets inward where the sampled ones turn them outward,
-    and Adam alone sags to 0.63 by step 14 (docs/figures/loop.md). Its blink test failed too (0.69 of the closed lid
+    and Adam alone sags to 0.63 by step 14 (docs/figures/loop.md). The portrait test's back of
+    the head fails with it too (tests/avatar/test_refine_portrait.py: mean colour change 0.0155 at
+    yaw 180, ceiling 0.005): the colour trust from 0.25 px gives the side Gaussians the source view
+    barely shows their whole solved change (0.0045 with colours trusted from 4 px). Its blink test failed too (0.69 of the closed lid
     nearer the iris than the skin) until the build froze the colours of the lid skin a blink pulls
     over the eye (refine_views' keep_colors): with that it passes."""
     return RefineOptions(seconds=seconds, max_steps=max_steps, backend=backend, color_solve_iters=8,
