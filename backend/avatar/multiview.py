@@ -13,6 +13,8 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
             from the views that see it, weighted by visibility (rendered depth), facing angle and
             sampling resolution; what no view saw keeps the single-photo completion
   carve     hair Gaussians outside any view's portrait silhouette are removed (a visual hull)
+  grow      hair added where a view shows the person and the avatar's render does not, at depths
+            every view's silhouette and seen surface allow (grow_hair)
   refine    colours and opacities against all views at once (one batched render per step), with
             the single photo's whole-portrait terms (refine.refine_views)
 """
@@ -125,6 +127,7 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     register_downscale: int = 2
     skin_spread: float = 0.015
     registration_px: float | None = 1.5
+    grow: bool = True
 
 
 @dataclass
@@ -423,6 +426,184 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
     return int((~keep).sum())
 
 
+@dataclass(frozen=True)
+class GrowOptions:
+    """grow_hair's settings. step_px: gap pixels are taken on a grid this coarse (px of the 512
+    view); the new Gaussians' std-dev is ``sigma_ratio`` of that spacing at their depth; depth_near_m /
+    depth_far_m / depth_step_m: the ray samples searched, metres before / behind the view's median
+    head depth; dilate_px: the views' mattes are dilated this much before a sample must fall inside
+    (tracking error); free_tol_m: a sample this far in front of a view's rendered surface (where
+    that view's render is opaque) lies in space the view sees through (the primary view: a sample
+    must lie this far behind its surface, so its photo, the source frame, keeps its look); reach_m:
+    new hair lies at most this far beside, behind or above the box of the hair bound to the head
+    (never below it); opacity: the new Gaussians'."""
+
+    step_px: int = 3
+    sigma_ratio: float = 0.6
+    depth_near_m: float = 0.10
+    depth_far_m: float = 0.20
+    depth_step_m: float = 0.003
+    dilate_px: int = 4
+    free_tol_m: float = 0.005
+    reach_m: float = 0.06
+    opacity: float = 0.97
+
+
+@dataclass
+class _ViewState:
+    """One view as grow_hair sees it: the avatar's render there and the view's head transform."""
+
+    alpha: np.ndarray      # (H, W) float32 the avatar's render alpha
+    depth: np.ndarray      # (H, W) float32 its expected depth (metres, camera z)
+    person: np.ndarray     # (H, W) bool the view's matte >= 0.5, dilated by dilate_px
+    head: np.ndarray       # (4, 4) float64 rest -> world of a point bound to the head (neck joint)
+
+
+def _view_state(avatar: GaussianAvatar, model: "HeadModel", v: View, lod: int, dilate_px: int,
+                backend: str) -> _ViewState:
+    from scipy.ndimage import binary_dilation
+
+    from ..head.params import HeadParams
+    from ..render.splat import splat
+    from .posing import part_transforms
+    from .skinning import NECK
+
+    gs = posed_set(avatar, model, v.params, lod)
+    res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, v.camera,
+                background=np.zeros(3, np.float32), backend=backend)
+    person = np.asarray(v.mask) >= 0.5
+    if dilate_px > 0:
+        person = binary_dilation(person, iterations=int(dilate_px))
+    A = part_transforms(model, HeadParams(avatar.params.shape, v.params.expr, v.params.pose, v.params.transl))[0]
+    return _ViewState(res.alpha[0].detach().cpu().numpy(), res.depth[0].detach().cpu().numpy(), person,
+                      np.asarray(A[NECK], np.float64))
+
+
+def hull_free(world_pts: np.ndarray, v: View, st: _ViewState, tol_m: float) -> np.ndarray:
+    """(N,) bool: which world points (N, 3) view ``v`` allows to hold the person: outside its image
+    (it cannot tell), or inside its dilated matte and not more than ``tol_m`` in front of the
+    avatar's rendered surface where that render is opaque (the view sees through that space); a
+    negative ``tol_m``: at least that far behind it."""
+    cam = v.camera
+    uv, z = cam.project(np.asarray(world_pts, np.float32))
+    uv = np.nan_to_num(np.asarray(uv, np.float64), nan=-1.0)
+    z = np.asarray(z, np.float64)
+    framed = (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] < cam.height) & (z > 0)
+    iu = np.clip(uv[:, 0].astype(np.int64), 0, cam.width - 1)
+    iv = np.clip(uv[:, 1].astype(np.int64), 0, cam.height - 1)
+    seen_through = (st.alpha[iv, iu] > 0.5) & (z < st.depth[iv, iu] - tol_m)
+    return ~framed | (st.person[iv, iu] & ~seen_through)
+
+
+def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], primary: int | None = None,
+              opts: GrowOptions | None = None, backend: str = "auto") -> int:
+    """Add hair Gaussians where a view shows the person but the avatar's render there does not
+    (its alpha < 0.5 inside the view's matte): hair beyond the one-view hull (the back of the hair a
+    turned view shows behind the synthesized shell). Per gap pixel (on a ``step_px`` grid) the ray
+    is searched front to back for the first sample every view allows (hull_free: inside every
+    framing view's dilated matte, and in no view in front of the surface it already sees): the
+    front of the views' visual hull, carved also by the avatar's seen surfaces. So nothing grows in
+    front of what any view shows (the primary view's render, and the source frame, are unchanged
+    but where it was already transparent), and nothing where a view shows background.
+
+    The new Gaussians join the "hair" part bound to the head (neck joint), at rest, coloured from the
+    gap pixel, isotropic; they grow only within ``reach_m`` of the box of the hair already bound to
+    the head and never below it (above the chin: hair on the shoulders follows the torso and moves
+    apart from the head).
+    View ``primary`` finds no gaps of its own (its photo built the hull). Returns the number added;
+    0 without a hair part."""
+    from .skinning import NECK
+
+    o = opts or GrowOptions()
+    names = [p.name for p in avatar.parts]
+    if "hair" not in names or len(views) < 2:
+        return 0
+    hi = names.index("hair")
+    hair = avatar.parts[hi]
+    bound = hair.weights[:, NECK] >= 0.99
+    if not bound.any():
+        return 0
+    # a box around the hair already bound to the head, widened by reach_m (above it: tall hair);
+    # a view that does not frame a sample cannot rule it out, and far from the head few views do
+    box_lo = hair.gaussians.means[bound].min(0) - np.array([o.reach_m, 0.0, o.reach_m])
+    box_hi = hair.gaussians.means[bound].max(0) + o.reach_m
+    lod = min(avatar.levels)
+    states = [_view_state(avatar, model, v, lod, o.dilate_px, backend) for v in views]
+    depths_rel = np.arange(-o.depth_near_m, o.depth_far_m + 1e-9, o.depth_step_m)           # (D,)
+    new_rest, new_col, new_sigma = [], [], []
+    for k, (v, st) in enumerate(zip(views, states)):
+        if k == primary:
+            continue
+        cam = v.camera
+        H, W = st.alpha.shape
+        gap = (np.asarray(v.mask) >= 0.5) & (st.alpha < 0.5)
+        grid = np.zeros_like(gap)
+        grid[o.step_px // 2::o.step_px, o.step_px // 2::o.step_px] = True
+        rows, cols = np.nonzero(gap & grid)
+        if len(rows) == 0:
+            continue
+        z_head = float(np.median(st.depth[st.alpha > 0.5])) if (st.alpha > 0.5).any() else float("nan")
+        if not np.isfinite(z_head):
+            continue
+        z = z_head + depths_rel                                                               # (D,)
+        u, w_ = cols + 0.5, rows + 0.5
+        # camera-frame samples (P, D, 3) -> world -> head rest frame
+        xc = ((u[:, None] - cam.cx) / cam.fx) * z[None]
+        yc = ((w_[:, None] - cam.cy) / cam.fy) * z[None]
+        pc = np.stack([xc, yc, np.broadcast_to(z[None], xc.shape)], -1).reshape(-1, 3)
+        V = np.asarray(cam.viewmat, np.float64)
+        world = (pc - V[:3, 3]) @ V[:3, :3]                                                   # R^T (p - t)
+        Minv = np.linalg.inv(st.head)
+        rest = world @ Minv[:3, :3].T + Minv[:3, 3]
+        ok = ((rest >= box_lo) & (rest <= box_hi)).all(1)
+        for j, (vj, sj) in enumerate(zip(views, states)):
+            if j == k or not ok.any():
+                continue
+            wj = rest[ok] @ sj.head[:3, :3].T + sj.head[:3, 3]
+            tol = -o.free_tol_m if j == primary else o.free_tol_m
+            ok[np.flatnonzero(ok)] = hull_free(wj, vj, sj, tol)
+        ok = ok.reshape(len(rows), len(z))
+        hit = ok.any(1)
+        if not hit.any():
+            continue
+        # the middle of the first allowed run along the ray: the hull of a few views is wide in
+        # depth, and its front is where the person is least likely to be
+        first = np.argmax(ok, axis=1)[hit]
+        after = np.where(np.arange(len(z))[None] >= first[:, None], ~ok[hit], False)
+        end = np.where(after.any(1), np.argmax(after, axis=1), len(z))
+        first = (first + end - 1) // 2
+        sel = np.flatnonzero(hit) * len(z) + first
+        new_rest.append(rest[sel])
+        new_col.append(np.asarray(v.image, np.float32)[rows[hit], cols[hit]])
+        new_sigma.append(o.sigma_ratio * o.step_px * z[first] / cam.fx)
+    if not new_rest:
+        return 0
+    means = np.concatenate(new_rest).astype(np.float32)
+    colors = np.clip(np.concatenate(new_col), 0.0, 1.0).astype(np.float32)
+    sigma = np.concatenate(new_sigma).astype(np.float32)
+    # several views' rays reach the same spot: one Gaussian per cell of the sample spacing
+    key = np.round(means / o.depth_step_m).astype(np.int64)
+    _, first_idx = np.unique(key, axis=0, return_index=True)
+    first_idx = np.sort(first_idx)
+    means, colors, sigma = means[first_idx], colors[first_idx], sigma[first_idx]
+    n = len(means)
+    g = hair.gaussians
+    features = None
+    if g.features is not None:
+        from scipy.spatial import cKDTree
+
+        features = np.concatenate([g.features, g.features[cKDTree(g.means).query(means)[1]]]).astype(np.float32)
+    weights = np.zeros((n, hair.weights.shape[1]), np.float32)
+    weights[:, NECK] = 1.0
+    shapes = {name: np.concatenate([d, np.zeros((n, 3), np.float32)]) for name, d in hair.shapes.items()}
+    avatar.parts[hi] = SkinnedPart(hair.name, GaussianSet(
+        np.concatenate([g.means, means]), np.concatenate([g.quats, np.tile(np.float32([1, 0, 0, 0]), (n, 1))]),
+        np.concatenate([g.scales, np.repeat(sigma[:, None], 3, 1)]).astype(np.float32),
+        np.concatenate([g.opacities, np.full(n, o.opacity, np.float32)]),
+        np.concatenate([g.colors, colors]), features), np.concatenate([hair.weights, weights]), shapes)
+    return n
+
+
 # ---- refinement against all views ---------------------------------------------------------------
 
 def downscaled(a: np.ndarray, f: int) -> np.ndarray:
@@ -648,6 +829,14 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
                         primary=int(carvers[:primary].sum()),  # the primary's own weight is 1
                         backend=opts.render_backend)
     seconds["carve"] = time.perf_counter() - t
+    grown = 0
+    if mv.grow:
+        t = time.perf_counter()
+        progress.report(0.68, f"growing hair the {len(views)} views show")
+        # as with carving, a misregistered view's gaps are its own error
+        grown = grow_hair(avatar, model, [v for v, ok in zip(views, carvers) if ok],
+                          primary=int(carvers[:primary].sum()), backend=opts.render_backend)
+        seconds["grow"] = time.perf_counter() - t
     steps = {l: 0 for l in avatar.levels}
     if refining:
         t = time.perf_counter()
@@ -660,7 +849,7 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
                                 "registered_mm": round(v.registered_mm, 2)}
                                for k, v in enumerate(views)]
     avatar.options["multiview"] = {"source": source.name, "seen_share": fused["seen_share"],
-                                   "hair_carved": carved, "identity_spread": spread,
+                                   "hair_carved": carved, "hair_grown": grown, "identity_spread": spread,
                                    "skin_spread": skin}
     seconds["total"] = time.perf_counter() - t_start
     result.seconds = seconds
