@@ -197,11 +197,16 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     for _ in range(PASSES):
         fit, _, _ = track_landmarks(model, neutral[None].astype(np.float32), np.ones(1, bool), cam, 25.0,
                                     TrackOptions(smoothing=0.0), identity=avatar.params.shape, calibration=cal)
-        cal = fit_calibration(lmm, proj, fit.shape, fit.pose[0], fit.transl[0], neutral, shapes, weight,
+        # the neutral render's jaw and eyes are at rest (calibration_params): lift at rest, so what
+        # mediapipe reads of them goes into the offsets instead of into a fitted jaw or gaze that
+        # every later frame would then read back as an expression
+        rest = fit.pose[0].copy()
+        rest[JAW:] = 0.0
+        cal = fit_calibration(lmm, proj, fit.shape, rest, fit.transl[0], neutral, shapes, weight,
                               tuple(model.expr_names), calibrate)
         cal.joint_channels = side
         if readings:
-            cal.jawdirs = fit_jaw_correctives(lmm, proj, fit.shape, fit.pose[0], fit.transl[0], neutral, readings)
+            cal.jawdirs = fit_jaw_correctives(lmm, proj, fit.shape, rest, fit.transl[0], neutral, readings)
     return cal
 
 
