@@ -62,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
     from ..avatar import load_avatar
     from ..errors import InputError
-    from ..head.params import HeadParams
     from ..motion import load_motion, resample
     from ..preview import render_preview
     from ..progress import tqdm_progress
@@ -81,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.start < 0 or args.start > end:
         raise InputError(args.motion, f"frame range {args.start}..{args.end} is outside the track's "
                                       f"{params.n_frames} frames")
-    sl = slice(args.start, end + 1)
-    params = HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
+    params = params.sliced(slice(args.start, end + 1))  # every channel, the torso included
     fps = motion.fps
     if args.fps is not None:
         if args.fps <= 0:

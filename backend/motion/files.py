@@ -42,7 +42,7 @@ def _current_basis(m: Motion) -> Motion:
     if m.expr_names is None or tuple(m.expr_names) != LEGACY_STANDIN_NAMES:
         return m
     p = m.params
-    m.params = HeadParams(p.shape, legacy_to_arkit(p.expr), p.pose, p.transl)
+    m.params = HeadParams(p.shape, legacy_to_arkit(p.expr), p.pose, p.transl, p.torso)
     m.expr_names = list(ARKIT_NAMES)
     return m
 
@@ -75,7 +75,8 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
                                              track.camera, np.asarray(track.confidence, np.float32),
                                              list(track.expr_names) or None))
             if kind == "omg-head-params" or {"shape", "expr", "pose", "transl"} <= keys:
-                params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"])
+                params = HeadParams(z["shape"], z["expr"], z["pose"], z["transl"],
+                                    z["torso"] if "torso" in keys else None)  # older files: none
                 # a take (python -m backend import-capture) also stores its rate, source and names
                 names = meta.get("expr_names") or None
                 return _current_basis(Motion(params, float(meta.get("fps", fps)),

@@ -18,17 +18,17 @@ def slice_frames(params: HeadParams, start: int, end: int = -1) -> HeadParams:
     stop = T - 1 if end < 0 else min(end, T - 1)
     if start < 0 or start > stop:
         raise InputError(None, f"frame range {start}..{end} is outside the {T} frames")
-    sl = slice(start, stop + 1)
-    return HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
+    return params.sliced(slice(start, stop + 1))
 
 
 def smooth(params: HeadParams, fps: float, strength: float) -> HeadParams:
-    """Expression, pose and translation smoothed over time with the tracker's zero-phase one-euro
-    filter (face.smoothing) at ``strength`` (0 = unchanged)."""
+    """Expression, pose, translation and the torso channel smoothed over time with the tracker's
+    zero-phase one-euro filter (face.smoothing) at ``strength`` (0 = unchanged)."""
     if strength <= 0:
         return params
+    torso = None if params.torso is None else smooth_track(params.torso, fps, strength)
     return HeadParams(params.shape, smooth_track(params.expr, fps, strength),
-                      smooth_track(params.pose, fps, strength), smooth_track(params.transl, fps, strength))
+                      smooth_track(params.pose, fps, strength), smooth_track(params.transl, fps, strength), torso)
 
 
 def conform_expr(params: HeadParams, n_expr: int) -> HeadParams:
@@ -40,7 +40,7 @@ def conform_expr(params: HeadParams, n_expr: int) -> HeadParams:
     expr = np.zeros((params.n_frames, n_expr), np.float32)
     k = min(E, n_expr)
     expr[:, :k] = params.expr[:, :k]
-    return HeadParams(params.shape, expr, params.pose, params.transl)
+    return HeadParams(params.shape, expr, params.pose, params.transl, params.torso)
 
 
 def resample(params: HeadParams, src_fps: float, dst_fps: float) -> HeadParams:
@@ -51,7 +51,8 @@ def resample(params: HeadParams, src_fps: float, dst_fps: float) -> HeadParams:
         raise ValueError(f"frame rates must be positive, got {src_fps} -> {dst_fps}")
     T = params.n_frames
     if T == 1 or abs(src_fps - dst_fps) < 1e-9:
-        return HeadParams(params.shape, params.expr.copy(), params.pose.copy(), params.transl.copy())
+        return HeadParams(params.shape, params.expr.copy(), params.pose.copy(), params.transl.copy(),
+                          None if params.torso is None else params.torso.copy())
     n = int(np.floor((T - 1) * dst_fps / src_fps + 1e-9)) + 1
     x = np.arange(n, dtype=np.float64) * (src_fps / dst_fps)     # source frame position of each output
     i0 = np.clip(np.floor(x).astype(int), 0, T - 1)
@@ -65,4 +66,5 @@ def resample(params: HeadParams, src_fps: float, dst_fps: float) -> HeadParams:
 
     q = axis_angle_to_quat(params.pose)                                # (T, 5, 4)
     pose = quat_to_axis_angle(slerp(q[i0], q[i1], np.repeat(u[:, None], q.shape[1], 1)))
-    return HeadParams(params.shape, lerp(params.expr), pose.astype(np.float32), lerp(params.transl))
+    torso = None if params.torso is None else lerp(params.torso)
+    return HeadParams(params.shape, lerp(params.expr), pose.astype(np.float32), lerp(params.transl), torso)

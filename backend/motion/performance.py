@@ -87,8 +87,10 @@ def load_performance(req: PerformanceRequest, progress: Progress | None = None) 
         model = load_head_model(req.head_model_path)
         end = None if req.frame_end < 0 else req.frame_end
         hold = {} if req.avatar_pose is None else avatar_hold(req.avatar_shape, req.avatar_pose, req.keep_identity)
-        track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing), progress, req.frame_start, end,
-                            **hold)
+        # torso=False: the rig these keys go to has no torso bone, so the per-frame segmentation
+        # the torso channel needs would only slow the tracking down
+        track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing, torso=False), progress,
+                            req.frame_start, end, **hold)
         params, fps, source = track.params, track.fps, track.source
         expr_names, missing = list(track.expr_names), track.frames_without_face
         secs["track"] = time.perf_counter() - t0

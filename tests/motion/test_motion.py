@@ -106,3 +106,24 @@ def test_keeps_identity_follows_the_choice_or_the_clip_the_avatar_came_from():
     assert not keeps_identity(None, None, "d12.mp4")
     assert keeps_identity(True, None, "d3.mp4")
     assert not keeps_identity(False, "d12.mp4", "d12.mp4")
+
+
+def test_the_torso_channel_survives_every_time_edit_and_a_head_params_file(tmp_path):
+    """Tracks carry the torso channel (HeadParams.torso, face.torso): slicing, smoothing, expression
+    conforming and resampling keep it frame for frame (resampled linearly), and a head-parameter
+    file read back as a motion keeps it, so `render --motion` moves the body as the track did."""
+    from backend.motion.frames import conform_expr
+
+    p = _params()
+    t = np.arange(T) / FPS
+    p.torso = np.stack([0.01 * t, -0.02 * t, np.zeros(T)], 1).astype(np.float32)   # a steady lean, metres
+    np.testing.assert_array_equal(slice_frames(p, 5, 9).torso, p.torso[5:10])
+    assert np.abs(smooth(p, FPS, 2.0).torso - p.torso).max() < 2e-3  # a straight line stays put
+    np.testing.assert_array_equal(conform_expr(p, E + 3).torso, p.torso)
+    r = resample(p, FPS, 24.0)
+    np.testing.assert_allclose(r.torso[:, 0], 0.01 * np.arange(r.n_frames) / 24.0, atol=1e-6)
+    assert resample(p, FPS, FPS).torso is not p.torso
+    p.save(tmp_path / "p.npz")
+    np.testing.assert_array_equal(load_motion(tmp_path / "p.npz", fps=FPS).params.torso, p.torso)
+    p.torso = None
+    assert slice_frames(p, 0, 3).torso is None and resample(p, FPS, 24.0).torso is None

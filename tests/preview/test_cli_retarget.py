@@ -106,6 +106,9 @@ def test_product_tracks_for_an_avatar_as_the_evaluation_does(astronaut, preview_
     blender = load_performance(PerformanceRequest(str(clip.path), smoothing=2.0, avatar_shape=turned.params.shape,
                                                   avatar_pose=turned.params.pose[0])).params
     free = load_performance(PerformanceRequest(str(clip.path), smoothing=2.0)).params
+    # the CLI's track measures the torso channel; the Blender worker skips it (the rig has no torso bone)
+    assert cli.torso is not None and cli.torso.shape == (cli.n_frames, 3)
+    assert blender.torso is None and free.torso is None
     free_err = _head_rotation_error_deg(free.pose, clip.params.pose).mean()
     assert np.abs(free.pose[:, 0] - photo_global).max() > 0.1  # the clip's own global, not the photo's
     for params in (cli, blender):
