@@ -285,31 +285,13 @@ def test_hair_volume_is_carved_by_every_views_silhouette(astronaut):
     skull, hidden behind the head from the front. Carved by the frontal view alone the bun stays
     (the hull is wrong at +/-60 deg: it sticks out of the silhouettes); carved by the views at -60,
     0 and +60 deg it goes, the real hair stays, and the silhouettes at +/-60 deg match."""
-    from backend.avatar.gaussians import GaussianSet, SkinnedPart
     from backend.avatar.multiview import carve_hair
 
     avatar, model, _ = astronaut
     names = [p.name for p in avatar.parts]
     assert "hair" in names, "the astronaut build has a hair volume"
     hi = names.index("hair")
-    hair = avatar.parts[hi]
-    head = avatar.lods[0].means[: model.n_verts]
-    centre = np.array([np.median(head[:, 0]), np.median(head[:, 1]), head[:, 2].min() - BUN_OUT_M], np.float32)
-    k = np.arange(BUN_POINTS) + 0.5                               # Fibonacci sphere: an even ball surface
-    phi, theta = np.arccos(1 - 2 * k / BUN_POINTS), np.pi * (1 + 5 ** 0.5) * k
-    ball = centre + BUN_RADIUS_M * np.stack([np.cos(theta) * np.sin(phi), np.cos(phi),
-                                             np.sin(theta) * np.sin(phi)], 1).astype(np.float32)
-    g = hair.gaussians
-    nearest = int(np.argmin(np.linalg.norm(g.means - centre, axis=1)))
-    n = len(ball)
-    guess = copy.deepcopy(avatar)
-    guess.parts[hi] = SkinnedPart("hair", GaussianSet(
-        np.concatenate([g.means, ball]), np.concatenate([g.quats, np.tile([1, 0, 0, 0], (n, 1)).astype(np.float32)]),
-        np.concatenate([g.scales, np.full((n, 3), 0.004, np.float32)]), np.concatenate([g.opacities, np.ones(n, np.float32)]),
-        np.concatenate([g.colors, np.full((n, 3), 0.2, np.float32)]),
-        None if g.features is None else np.concatenate([g.features, np.repeat(g.features[nearest:nearest + 1], n, 0)])),
-        np.concatenate([hair.weights, np.repeat(hair.weights[nearest:nearest + 1], n, 0)]))
-    is_bun = np.arange(len(g) + n) >= len(g)
+    guess, is_bun = _with_bun(avatar, model)
     yaws = [-60.0, 0.0, 60.0]
     views = _views(avatar, model, _turned(avatar, yaws))
     sides = [views[0], views[2]]
