@@ -5,6 +5,8 @@ textured, not flat."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -100,8 +102,11 @@ def test_detail_layer_is_high_pass_and_zero_where_unknown():
 
 
 # colour units, median 5x5 local standard deviation of the render's grey level over the hair behind
-# the ear. Measured on the astronaut at LOD 2 (no refinement): 0.0073 / 0.0092 (yaw -45 / +45) with
-# synthesis, 0.0034 / 0.0044 with diffusion only (synthesis.enabled False).
+# the ear, rendered without the hair part: the hair part's Gaussians cover those pixels and carry
+# texture of their own (0.0105 / 0.0124 with or without synthesis), so with them in front the test
+# no longer saw the head's synthesized texture. Measured on the astronaut at LOD 2 (no refinement, main
+# at 61b869d): 0.0075 / 0.0111 (yaw -45 / +45) with synthesis, 0.0033 / 0.0044 with diffusion only
+# (sampling.synthesis.enabled False).
 LOCAL_STD_FLOOR = 0.006
 
 
@@ -129,6 +134,7 @@ def test_hair_behind_the_ear_is_textured(astronaut_build, yaw_deg):
     from backend.head.params import HeadParams
 
     av, model = astronaut_build.avatar, astronaut_build.model
+    av = replace(av, parts=[part for part in av.parts if part.name != "hair"])  # the head's own texture
     p = av.params.frame(0)
     pz = p.pose.copy()
     pz[0, 0, 1] += np.radians(yaw_deg)

@@ -41,7 +41,9 @@ def _terminal_sigint() -> None:
     """In the child: SIGINT at its default disposition, as a command started from a terminal has it.
     An ignored SIGINT is inherited across exec (and Python then installs no KeyboardInterrupt
     handler): in the full suite the pytest process had it ignored, and the render ran on
-    through the test's Ctrl-C (rc 0)."""
+    through the test's Ctrl-C (rc 0). No test does that: a non-interactive shell ignores SIGINT
+    in the commands it starts in the background (`cmd &`, as the suite is run unattended), and the
+    ignored disposition reaches pytest and its children."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
