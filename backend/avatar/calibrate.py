@@ -124,19 +124,15 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     """The tracker's calibration to ``avatar`` (see the module doc). lod: None = the avatar's
     finest; weight: the expression weight rendered. InputError when mediapipe finds no face in
     the neutral render."""
-    from ..face.calibration import fit_calibration
-    from ..face.crop import CROP_SIZE, crop_from_landmarks, source_camera
-    from ..face.landmark_model import LandmarkModel
+    from ..face.crop import crop_from_landmarks
     from ..face.mediapipe_face import MediapipeFace
-    from ..face.solver import Projector
-    from ..face.track import TrackOptions, track_landmarks
     from ..render.watermark import stamp_watermark
     from .rendering import render_frames
 
     if model.expr_bounds is None:
         raise InputError(None, f"head model '{model.name}' has no bounded expression basis to calibrate "
                                "(the tracker calibration is an ARKit-52 stand-in feature)")
-    from ..face.calibration import JAW, fit_jaw_correctives
+    from ..face.calibration import JAW
     from ..head.params import HeadParams
 
     params, ref = calibration_params(avatar, model, weight)
@@ -189,14 +185,33 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
                 calibrate[names.index(channel)] = True
         else:
             readings.append((axis, angle, px))
-    cam = source_camera(CROP_SIZE)
+    side = tuple(n for n in SIDE_CHANNELS if n in names and calibrate[names.index(n)])
+    return lift_readings(model, avatar.params.shape, neutral, shapes, weight, calibrate, readings, side)
+
+
+def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray, shapes: np.ndarray,
+                  weight: float, calibrate: np.ndarray, readings: list, side: tuple[str, ...] = (),
+                  camera=None) -> "LandmarkCalibration":
+    """The calibration from mediapipe's readings of the calibration renders (crop pixels of
+    ``camera``, default the 512 px source camera): neutral (L, 2) the neutral render's; shapes
+    (E, L, 2) each calibrated expression's (NaN rows: not read), at ``weight``; calibrate (E,) bool;
+    readings: [(jaw axis, angle rad, (L, 2) px or None)] of the jaw's corrective turns; side: the
+    joint channels calibrated as expressions. The neutral pose is fitted (identity kept, jaw and
+    eyes free) :data:`PASSES` times, each with the calibration of the pass before, and the readings
+    are lifted at that fit's head pose with the jaw and eyes at rest, as the renders have them."""
+    from ..face.calibration import JAW, fit_calibration, fit_jaw_correctives
+    from ..face.crop import source_camera
+    from ..face.landmark_model import LandmarkModel
+    from ..face.solver import Projector
+    from ..face.track import TrackOptions, track_landmarks
+
+    cam = source_camera() if camera is None else camera
     lmm = LandmarkModel.from_model(model)
     proj = Projector(cam.K, cam.viewmat)
     cal = None
-    side = tuple(n for n in SIDE_CHANNELS if n in names and calibrate[names.index(n)])
     for _ in range(PASSES):
         fit, _, _ = track_landmarks(model, neutral[None].astype(np.float32), np.ones(1, bool), cam, 25.0,
-                                    TrackOptions(smoothing=0.0), identity=avatar.params.shape, calibration=cal)
+                                    TrackOptions(smoothing=0.0), identity=identity, calibration=cal)
         # the neutral render's jaw and eyes are at rest (calibration_params): lift at rest, so what
         # mediapipe reads of them goes into the offsets instead of into a fitted jaw or gaze that
         # every later frame would then read back as an expression

@@ -380,3 +380,45 @@ def test_calibration_file_keeps_the_joint_channels(tmp_path, standin):
     assert LandmarkCalibration.load(cal.save(tmp_path / "cal.npz")).joint_channels == ("jawLeft", "jawRight")
     cal.joint_channels = ()
     assert LandmarkCalibration.load(cal.save(tmp_path / "none.npz")).joint_channels == ()
+
+
+def test_a_gaze_read_on_the_neutral_render_goes_into_the_offsets_not_into_every_frame(standin):
+    """"Mediapipe" reads the irises of every render 0.09 rad up (the astronaut's renders read so),
+    the rest as the embedding moves. The calibration renders have the eyes at rest, so the
+    calibration is lifted there (avatar.calibrate.lift_readings): the irises' reading goes into the
+    neutral offsets and the calibrated tracker reads the gaze at rest. Lifted at the neutral fit's
+    pose instead (the fit explains the irises by a gaze up), every tracked frame read that gaze back
+    (the round trip's eyeLookUp MAE 0.25)."""
+    from backend.avatar.calibrate import calibration_shapes, lift_readings
+    from backend.face.calibration import JAW
+
+    lmm = LandmarkModel.from_model(standin)
+    E = lmm.n_expr
+    up = -0.09                                                      # rad about x: eyeLookUp's sign
+    eyes_up = np.zeros((1, 5, 3))
+    eyes_up[0, JAW + 1:, 0] = up                                    # both eyes
+
+    def seen(w: np.ndarray) -> np.ndarray:                          # (T, E) -> "mediapipe's" (T, L, 2)
+        return _pixels(lmm, w, np.repeat(eyes_up, len(w), 0))
+
+    cal_mask = calibration_shapes(standin)
+    neutral = seen(np.zeros((1, E)))[0]
+    singles = seen(np.eye(E))
+    singles[~cal_mask] = np.nan
+    ident = np.zeros(standin.n_shape, np.float32)
+    cal = lift_readings(standin, ident, neutral, singles, 1.0, cal_mask, [])
+    # the premise: the neutral reading alone, fitted with the embedding's response, is a gaze up
+    plain, _, _ = track_landmarks(standin, neutral[None].astype(np.float32), np.ones(1, bool), source_camera(),
+                                  25.0, TrackOptions(smoothing=0.0), identity=ident)
+    assert plain.pose[0, JAW + 1:, 0].mean() < 0.7 * up, plain.pose[0, JAW + 1:]
+    rng = np.random.default_rng(3)
+    T = 8
+    w = np.zeros((T, E))
+    for t in range(1, T):                                           # frame 0 neutral
+        k = rng.choice(np.flatnonzero(cal_mask), 3, replace=False)
+        w[t, k] = rng.uniform(0.3, 1.0, 3)
+    got, _, _ = track_landmarks(standin, seen(w).astype(np.float32), np.ones(T, bool), source_camera(), 25.0,
+                                TrackOptions(smoothing=0.0), identity=ident, calibration=cal)
+    gaze = got.pose[:, JAW + 1:, :]
+    assert np.abs(gaze).max() < 0.1 * abs(up), gaze[:, :, 0].round(3)
+    assert np.abs(got.expr - w).mean() < 0.03, np.abs(got.expr - w).mean()
