@@ -213,3 +213,49 @@ def test_error_split_puts_each_change_in_its_region():
     s3 = error_split(render, target, alpha, portrait, face, chin_row=44.0, valid=valid)
     assert s3["head"] == pytest.approx(1.0) and s3["body"] == 0.0
     assert all(np.isnan(v) for v in error_split(target, target, alpha, portrait, face, 44.0).values())
+
+
+def test_ssim_loss_regions_adds_up_to_the_masked_ssim_loss_and_finds_the_region():
+    """SSIM loss over error_split's five regions: the shares add up to 1 - SSIM over the valid
+    pixels, and a texture change in the body below the chin lands in "body"."""
+    from backend.eval.metrics.portrait import error_regions, ssim_loss_regions
+
+    rng = np.random.default_rng(0)
+    target = np.zeros((64, 64, 3))
+    target[8:56, 8:56] = 0.4 + 0.2 * rng.random((48, 48, 3))
+    render = target.copy()
+    render[46:54, 12:40] = 0.5         # body texture flattened (below the chin at row 44)
+    alpha = np.zeros((64, 64))
+    alpha[8:56, 8:56] = 1.0
+    face = np.zeros((64, 64), bool)
+    face[20:40, 20:44] = True
+    regions = error_regions(alpha, alpha, face, chin_row=44.0)
+    smap = ssim_map(render, target)
+    valid = np.ones((64, 64), bool)
+    valid[:, 60:] = False
+    split = ssim_loss_regions(smap, regions, valid)
+    assert set(split) == set(ERROR_REGIONS)
+    assert sum(split.values()) == pytest.approx(1.0 - ssim(render, target, mask=valid), abs=1e-12)
+    assert split["body"] > 0.9 * sum(split.values()) and split["face"] == 0.0
+
+
+def test_ssim_terms_multiply_to_ssim_and_tell_blur():
+    """SSIM's luminance x contrast x structure equals image_metrics.ssim_map on a grey image (all
+    channels alike, so the channel means commute with the product); a blurred render has a lower
+    local sigma than its target and loses in contrast, a brightened one in luminance only."""
+    from scipy.ndimage import gaussian_filter
+
+    from backend.eval.metrics.portrait import ssim_terms
+
+    rng = np.random.default_rng(1)
+    grey = gaussian_filter(rng.random((48, 48)), 1.0)
+    target = np.repeat(grey[..., None], 3, -1)
+    blurred = np.repeat(gaussian_filter(grey, 2.0)[..., None], 3, -1)
+    t = ssim_terms(blurred, target)
+    np.testing.assert_allclose(t["luminance"] * t["contrast"] * t["structure"], ssim_map(blurred, target), atol=1e-9)
+    assert t["sigma_pred"].mean() < 0.7 * t["sigma_target"].mean()
+    assert (1 - t["contrast"]).mean() > 0.05
+    bright = ssim_terms(np.clip(target + 0.2, 0, 1), target)
+    assert (1 - bright["luminance"]).mean() > 0.01
+    np.testing.assert_allclose(bright["contrast"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(bright["sigma_pred"], bright["sigma_target"], atol=1e-6)

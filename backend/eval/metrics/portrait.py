@@ -123,3 +123,57 @@ def error_split(render: np.ndarray, target: np.ndarray, alpha: np.ndarray, portr
     if not total > 0:
         return {k: float("nan") for k in regions}
     return {k: float(err[m & v].sum() / total) for k, m in regions.items()}
+
+
+def ssim_loss_regions(ssim_map: np.ndarray, regions: dict[str, np.ndarray],
+                      valid: np.ndarray | None = None) -> dict[str, float]:
+    """{region: sum of (1 - SSIM) over the windows centred in it / all (valid) windows}: the
+    SSIM-loss split over any partition of the image, e.g. :func:`error_regions`' five (background,
+    silhouette, face, head above the chin, body below it). ssim_map (H - 2r, W - 2r) as
+    image_metrics.ssim_map's; regions {name: (H, W) bool}; valid (H, W) bool or None (all). The
+    shares add up to 1 - SSIM over ``valid`` when the regions partition it."""
+    s = np.asarray(ssim_map, np.float64)
+    shape = next(iter(regions.values())).shape
+    r = (shape[0] - s.shape[0]) // 2
+    crop = (slice(r, r + s.shape[0]), slice(r, r + s.shape[1]))
+    v = np.ones(s.shape, bool) if valid is None else np.asarray(valid, bool)[crop]
+    n = np.count_nonzero(v)
+    if n == 0:
+        return {k: float("nan") for k in regions}
+    loss = 1.0 - s
+    return {k: float(loss[np.asarray(m, bool)[crop] & v].sum() / n) for k, m in regions.items()}
+
+
+def ssim_terms(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """SSIM's three factors per window, channel-averaged, (H - 2r, W - 2r) float64 each (the
+    windows of image_metrics.ssim_map; SSIM = luminance x contrast x structure with the standard
+    C3 = C2 / 2): "luminance" (2 mu_p mu_t + C1) / (mu_p^2 + mu_t^2 + C1), "contrast"
+    (2 s_p s_t + C2) / (s_p^2 + s_t^2 + C2), "structure" (cov + C2/2) / (s_p s_t + C2/2), and
+    and the local standard deviations "sigma_pred" s_p and "sigma_target" s_t (a region's
+    mean s_p over mean s_t below 1: the render is smoother than the target there, blur or missing
+    texture). pred, target: (H, W, 3) float [0, 1]. Says whether a region's SSIM loss is
+    brightness, blur (contrast, with the render's sigma below the target's) or misplaced detail
+    (structure)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ...image_metrics import SSIMOptions, _gauss_kernel, as_hwc
+
+    opts = SSIMOptions()
+    a, b = as_hwc(pred), as_hwc(target)
+    h, w, c = a.shape
+    ta = torch.from_numpy(np.ascontiguousarray(a, np.float64)).permute(2, 0, 1).reshape(c, 1, h, w)
+    tb = torch.from_numpy(np.ascontiguousarray(b, np.float64)).permute(2, 0, 1).reshape(c, 1, h, w)
+    g = _gauss_kernel(opts).double()
+    kx, ky = g.view(1, 1, 1, -1), g.view(1, 1, -1, 1)
+    mu_a, mu_b, e_aa, e_bb, e_ab = F.conv2d(F.conv2d(torch.cat([ta, tb, ta * ta, tb * tb, ta * tb]), kx),
+                                            ky).chunk(5, dim=0)
+    var_a, var_b = (e_aa - mu_a ** 2).clamp_min(0), (e_bb - mu_b ** 2).clamp_min(0)
+    cov = e_ab - mu_a * mu_b
+    sa, sb = var_a.sqrt(), var_b.sqrt()
+    c1, c2 = (opts.k1 * opts.data_range) ** 2, (opts.k2 * opts.data_range) ** 2
+    terms = {"luminance": (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1),
+             "contrast": (2 * sa * sb + c2) / (var_a + var_b + c2),
+             "structure": (cov + c2 / 2) / (sa * sb + c2 / 2),
+             "sigma_pred": sa, "sigma_target": sb}
+    return {k: v.mean(0)[0].numpy() for k, v in terms.items()}
