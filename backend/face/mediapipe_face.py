@@ -55,48 +55,79 @@ class FaceBox:
         return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
 
 
+# The solutions MediapipeFace runs. mediapipe's package __init__ (and that of its solutions package)
+# imports every solution and every task API besides: hands, pose, holistic, objectron, the drawing
+# helpers (matplotlib.pyplot), the audio/text/vision task APIs (sounddevice, ...).
+FACE_SOLUTIONS = ("face_detection", "face_mesh", "selfie_segmentation")
+
+
 def import_mediapipe():
-    """``import mediapipe`` without the matplotlib and sounddevice imports it drags in.
+    """``mediapipe`` with only what this wrapper runs imported: the framework bindings and the
+    three solutions of ``FACE_SOLUTIONS``.
 
-    mediapipe's package __init__ imports ``solutions.drawing_utils``, whose only use of
-    ``matplotlib.pyplot`` is a plotting helper we never call, and ``tasks.python.audio``, which
-    imports ``sounddevice`` for microphone capture (and takes its absence as no microphone).
-    Importing them costs about a second of CPU here (pyplot alone a third of a photo build
-    without refinement; the matplotlib package with pyparsing, and sounddevice's cffi, most of
-    the rest). While mediapipe imports, ``matplotlib`` and ``matplotlib.pyplot`` are placeholder
-    modules and ``sounddevice`` is blocked (``None`` in sys.modules: its import raises
-    ImportError, which mediapipe catches); all three entries are removed again afterwards, so a
-    later ``import matplotlib.pyplot`` (eval reports) or ``import sounddevice`` gets the real one."""
+    A plain ``import mediapipe`` imports all of mediapipe's solutions and task APIs (above): about
+    1.6 s of the import's 2.5 s of CPU at a load of 10 here, and it pulls in matplotlib.pyplot and
+    sounddevice. Here the package modules ``mediapipe`` and ``mediapipe.python.solutions`` are made
+    from their specs without running their ``__init__``, then ``mediapipe.python`` and the three
+    solution modules import as usual. Whatever else the package offers imports when first asked
+    for (a module ``__getattr__``): ``mp.tasks``, ``mp.solutions.hands``, ``mp.Image``,
+    ``mp.__version__``, so a later ``import mediapipe`` elsewhere (eval metrics, the stand-in
+    template script) still finds the whole API. Where mediapipe is imported already, that module
+    is returned as it is."""
+    import importlib
+    import importlib.util
     import sys
-    import types
 
-    if "mediapipe" in sys.modules or "matplotlib.pyplot" in sys.modules:
+    if "mediapipe" in sys.modules:
         import mediapipe
 
         return mediapipe
-    stand_ins: dict[str, types.ModuleType | None] = {}
-    pyplot = types.ModuleType("matplotlib.pyplot")
-    pyplot.__doc__ = "placeholder while mediapipe imports (see backend.face.mediapipe_face)"
-    if "matplotlib" not in sys.modules:
-        package = types.ModuleType("matplotlib")
-        package.__doc__ = pyplot.__doc__
-        package.__path__ = []  # a package: ``import matplotlib.pyplot`` finds the placeholder below
-        package.pyplot = pyplot
-        stand_ins["matplotlib"] = package
-    stand_ins["matplotlib.pyplot"] = pyplot
-    if "sounddevice" not in sys.modules:
-        stand_ins["sounddevice"] = None
-    sys.modules.update(stand_ins)
+
+    def package_shell(name: str):
+        spec = importlib.util.find_spec(name)
+        module = importlib.util.module_from_spec(spec)  # __path__, __file__, no __init__ run
+        sys.modules[name] = module
+        return module
+
+    mp = package_shell("mediapipe")
     try:
-        import mediapipe
-    finally:
-        for name, module in stand_ins.items():
-            if name in sys.modules and sys.modules[name] is module:
-                del sys.modules[name]
-        parent = sys.modules.get("matplotlib")
-        if parent is not None and getattr(parent, "pyplot", None) is pyplot:
-            delattr(parent, "pyplot")
-    return mediapipe
+        python = importlib.import_module("mediapipe.python")    # the framework bindings
+        solutions = package_shell("mediapipe.python.solutions")
+        mp.solutions = python.solutions = solutions
+        for name in FACE_SOLUTIONS:
+            importlib.import_module(f"mediapipe.python.solutions.{name}")
+    except BaseException:
+        for name in [m for m in sys.modules if m == "mediapipe" or m.startswith("mediapipe.")]:
+            del sys.modules[name]
+        raise
+
+    def solutions_getattr(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return importlib.import_module(f"mediapipe.python.solutions.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"module 'mediapipe.solutions' has no attribute {name!r}") from None
+
+    def mediapipe_getattr(name: str):
+        # what mediapipe's __init__ would have bound: ``from mediapipe.python import *``,
+        # ``solutions``, ``tasks`` (= mediapipe.tasks.python) and ``__version__``
+        if name == "tasks":
+            # bound by hand, as the __init__'s ``import mediapipe.tasks.python as tasks`` does: the
+            # import itself binds mediapipe.tasks (the package above it) to the name
+            mp.tasks = importlib.import_module("mediapipe.tasks.python")
+            return mp.tasks
+        if name == "__version__":
+            from importlib.metadata import version
+
+            return version("mediapipe")
+        if not name.startswith("_") and hasattr(python, name):
+            return getattr(python, name)
+        raise AttributeError(f"module 'mediapipe' has no attribute {name!r}")
+
+    solutions.__getattr__ = solutions_getattr
+    mp.__getattr__ = mediapipe_getattr
+    return mp
 
 
 class MediapipeFace:

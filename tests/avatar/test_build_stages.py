@@ -202,6 +202,32 @@ def test_mediapipe_imports_without_matplotlib_and_leaves_no_placeholders():
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def test_mediapipe_imports_only_the_face_solutions_and_the_rest_on_demand():
+    """import_mediapipe imports the three solutions the wrapper runs and none of the others or of the
+    task APIs; what mediapipe's own __init__ would have bound (mp.tasks, mp.solutions.<any>,
+    mp.Image, mp.__version__) still comes when asked for, also through a later ``import mediapipe``."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from backend.face.mediapipe_face import FACE_SOLUTIONS, import_mediapipe\n"
+            "mp = import_mediapipe()\n"
+            "loaded = {m for m in sys.modules if m.startswith('mediapipe.')}\n"
+            "want = {'mediapipe.python.solutions.' + n for n in FACE_SOLUTIONS}\n"
+            "assert want <= loaded, want - loaded\n"
+            "extra = {m for m in loaded if m.startswith(('mediapipe.tasks', 'mediapipe.python.solutions.'))} - want\n"
+            "assert extra <= {'mediapipe.python.solutions.face_mesh_connections'}, extra\n"
+            "import mediapipe\n"
+            "assert mediapipe is mp\n"
+            "assert mp.solutions.hands.Hands and mp.solutions.drawing_utils.draw_landmarks\n"
+            "assert mp.tasks.vision.FaceLandmarker and mp.tasks.BaseOptions\n"
+            "assert mp.Image and mp.ImageFormat.SRGB and mp.__version__.startswith('0.10')\n"
+            "for bad in ('no_such_thing',):\n"
+            "    assert not hasattr(mp, bad) and not hasattr(mp.solutions, bad)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
     """build's imports run without the cyclic GC and are frozen in a fresh process (the GC stays
     on); in a process that has torch already (this one) the GC state is left alone."""
