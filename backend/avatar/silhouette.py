@@ -46,6 +46,15 @@ class SilhouetteOptions:
     carve_head: bool = True      # head-mesh Gaussians are carved too (else only shrunk to min_sigma_px)
     pull_band_px: float = 16.0   # head Gaussians this close outside the matte are pulled inside, not carved
     pull_inset_px: float = 3.0   # ... to a pixel this far inside the silhouette (its colour shows there)
+    # Gaussians inside are shrunk only as far as their projected ellipse of ``ellipse_sigmas``
+    # std-devs must to lie on the person (marched along ``ellipse_rays`` of its radii), not as far
+    # as their largest axis must to fit ``reach_sigmas`` times into the distance to the silhouette:
+    # LOD 0's flat neck Gaussians seen edge-on are ~6 px long along the outline and ~1 px across
+    # it, and shrinking them to fit their length left the matte's soft edge at alpha 0.65 before
+    # refinement. 2.5 (not 2) std-devs: their tails then spill less beyond the matte than the
+    # largest-axis rule's did (docs/figures/loop.md). ellipse_rays 0: the largest-axis rule.
+    ellipse_sigmas: float = 2.5
+    ellipse_rays: int = 16
 
 
 @dataclass
@@ -142,6 +151,12 @@ def fit_to_matte(gs: GaussianSet, camera: "Camera", matte: np.ndarray,
     sigma_px = np.asarray(gs.scales, np.float64).max(1) * camera.fx / np.maximum(z, 1e-6)
     allowed = np.maximum(d_in[iv, iu] / o.reach_sigmas, o.min_sigma_px)
     factor = np.where(inside_img & ~carved, np.minimum(1.0, allowed / np.maximum(sigma_px, 1e-9)), 1.0)
+    if o.ellipse_rays > 0:
+        need = np.flatnonzero(factor < 1.0)
+        if len(need):
+            fit_ellipse = _ellipse_inside(gs, camera, need, uv[need], person, o.ellipse_sigmas, o.ellipse_rays)
+            floor = o.min_sigma_px / np.maximum(sigma_px[need], 1e-9)
+            factor[need] = np.minimum(1.0, np.maximum(fit_ellipse, floor))
     if offsets is not None:
         # a pulled Gaussian must not reach back over the silhouette it was pulled across: its
         # projected extent along the pull (not its largest axis: the neck's sides are seen edge-on,
@@ -151,6 +166,59 @@ def fit_to_matte(gs: GaussianSet, camera: "Camera", matte: np.ndarray,
         reach = _sigma_towards(gs, camera, back, sigma_px)
         factor = np.where(moved, np.minimum(1.0, allowed / np.maximum(reach, 1e-9)), factor)
     return SilhouetteFit(factor.astype(np.float32), carved, offsets)
+
+
+def _cov2d(gs: GaussianSet, camera: "Camera", idx: np.ndarray) -> np.ndarray:
+    """(M, 2, 2) px^2: the projected 2D covariances ``J W R diag(s)^2 R^T W^T J^T`` (no low-pass)
+    of the Gaussians ``idx`` (M,)."""
+    from ..rotations import quat_to_matrix
+
+    V = np.asarray(camera.viewmat, np.float64)
+    pc = np.asarray(gs.means, np.float64)[idx] @ V[:3, :3].T + V[:3, 3]       # (M, 3) camera frame
+    z = np.maximum(pc[:, 2], 1e-6)
+    J = np.zeros((len(idx), 2, 3))
+    J[:, 0, 0] = camera.fx / z
+    J[:, 0, 2] = -camera.fx * pc[:, 0] / (z * z)
+    J[:, 1, 1] = camera.fy / z
+    J[:, 1, 2] = -camera.fy * pc[:, 1] / (z * z)
+    R = quat_to_matrix(np.asarray(gs.quats, np.float64)[idx])                 # (M, 3, 3) local -> world
+    A = J @ V[:3, :3] @ R * np.asarray(gs.scales, np.float64)[idx][:, None, :]  # (M, 2, 3) = J W R diag(s)
+    return A @ A.transpose(0, 2, 1)
+
+
+def _ellipse_inside(gs: GaussianSet, camera: "Camera", idx: np.ndarray, uv: np.ndarray, person: np.ndarray,
+                    reach_sigmas: float, rays: int, step_px: float = 0.5, chunk: int = 2048) -> np.ndarray:
+    """(M,) in [0, 1]: for the Gaussians ``idx`` (M,) centred at ``uv`` (M, 2) px, the largest
+    factor their scales may keep so that the ellipse of ``reach_sigmas`` projected standard
+    deviations lies on ``person`` (H, W) bool pixels, found by marching ``rays`` radii of the
+    ellipse from the centre in steps of at most ``step_px`` (beyond the image counts as person:
+    the photo shows no background there)."""
+    H, W = person.shape
+    cov = _cov2d(gs, camera, idx) + 1e-6 * np.eye(2)
+    L = np.linalg.cholesky(cov)                                                # (M, 2, 2)
+    t = np.linspace(0.0, 2 * np.pi, rays, endpoint=False)
+    radii = reach_sigmas * np.einsum("mij,kj->mki", L, np.stack([np.cos(t), np.sin(t)], 1))  # (M, K, 2) px
+    longest = np.linalg.norm(radii, axis=2).max(1)                             # (M,) px
+    # each Gaussian marched in the steps its own longest radius needs (its result is its own,
+    # whatever else is fitted with it), in chunks of similar length (sorted) to bound the memory
+    n_steps = np.maximum(2, np.ceil(longest / step_px)).astype(np.int64)       # (M,)
+    out = np.ones(len(idx))
+    order = np.argsort(longest)
+    for c in range(0, len(order), chunk):
+        sel = order[c:c + chunk]
+        n = n_steps[sel]                                                       # (m,)
+        j = np.arange(1, n.max() + 1)                                          # (S,) step numbers
+        frac = (j[None, :] / n[:, None]).astype(np.float32)                    # (m, S) fractions of the radius
+        pts = (uv[sel, None, None, :].astype(np.float32)
+               + frac[:, None, :, None] * radii[sel, :, None, :].astype(np.float32))  # (m, K, S, 2)
+        iu, iv = np.floor(pts[..., 0]).astype(np.int32), np.floor(pts[..., 1]).astype(np.int32)
+        in_img = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
+        bg = in_img & ~person[np.clip(iv, 0, H - 1), np.clip(iu, 0, W - 1)]   # (m, K, S)
+        bg &= (j[None, :] <= n[:, None])[:, None, :]                           # beyond a radius' end: not marched
+        # the first background sample along each ray; the factor is the fraction before it
+        first = np.where(bg.any(2), bg.argmax(2), n[:, None])                  # (m, K) step index
+        out[sel] = first.min(1) / n
+    return out
 
 
 def _sigma_towards(gs: GaussianSet, camera: "Camera", towards: np.ndarray, fallback: np.ndarray) -> np.ndarray:
