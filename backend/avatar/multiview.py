@@ -439,7 +439,14 @@ class GrowOptions:
     the primary's matte dilated and 5 mm in front allowed, as for the other views, the grown hair
     showed at the source frame: clip d12 30.14 -> 28.94 dB, d3 30.14 -> 29.75 dB); reach_m:
     new hair lies at most this far beside, behind or above the box of the hair bound to the head
-    (never below it); opacity: the new Gaussians'."""
+    (never below it); opacity: the new Gaussians';
+    colour_tol / colour_prior_per_m / colour_blur_px: the depth along a gap pixel's ray is where the
+    other views agree best with its colour (photo-consistency, grow_depths): among the depths every
+    view allows and at least one other view shows as its own gap (the person where the avatar is
+    transparent), the one with the least mean |colour difference| (0..1 RGB, images blurred by a
+    Gaussian of colour_blur_px) plus colour_prior_per_m per metre away from the middle of the first
+    allowed run (the rule without colour: flat colours fall back to it); a ray whose best
+    difference is not below colour_tol keeps the middle of the run; colour_tol 0: no colour test."""
 
     step_px: int = 3
     sigma_ratio: float = 0.6
@@ -452,6 +459,9 @@ class GrowOptions:
     primary_behind_m: float = 0.01
     reach_m: float = 0.06
     opacity: float = 0.97
+    colour_tol: float = 0.06
+    colour_prior_per_m: float = 0.4
+    colour_blur_px: float = 1.0
 
 
 @dataclass
@@ -462,13 +472,16 @@ class _ViewState:
     depth: np.ndarray      # (H, W) float32 its expected depth (metres, camera z)
     person: np.ndarray     # (H, W) bool the view's matte >= 0.5, dilated by dilate_px
     head: np.ndarray       # (4, 4) float64 rest -> world of a point bound to the head (neck joint)
+    gap: np.ndarray | None = None     # (H, W) bool the view's matte >= 0.5 where the render is transparent
+    colour: np.ndarray | None = None  # (H, W, 3) float32 the view's image, blurred (grow_depths)
 
 
 def _view_state(avatar: GaussianAvatar, model: "HeadModel", v: View, lod: int, dilate_px: int,
-                backend: str, hidden_px: int = 0) -> _ViewState:
+                backend: str, hidden_px: int = 0, blur_px: float = 0.0) -> _ViewState:
     """With ``hidden_px`` > 0 (the primary view) ``person`` is where the render is opaque, eroded by
-    that many px: a sample may only lie hidden behind what the view already shows."""
-    from scipy.ndimage import binary_dilation, binary_erosion
+    that many px: a sample may only lie hidden behind what the view already shows. blur_px: the
+    std-dev of the Gaussian blur of ``colour`` (0: the image as it is)."""
+    from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter
 
     from ..head.params import HeadParams
     from ..render.splat import splat
@@ -485,8 +498,10 @@ def _view_state(avatar: GaussianAvatar, model: "HeadModel", v: View, lod: int, d
     elif dilate_px > 0:
         person = binary_dilation(person, iterations=int(dilate_px))
     A = part_transforms(model, HeadParams(avatar.params.shape, v.params.expr, v.params.pose, v.params.transl))[0]
-    return _ViewState(alpha, res.depth[0].detach().cpu().numpy(), person,
-                      np.asarray(A[NECK], np.float64))
+    image = np.asarray(v.image, np.float32)
+    colour = gaussian_filter(image, (blur_px, blur_px, 0)) if blur_px > 0 else image
+    return _ViewState(alpha, res.depth[0].detach().cpu().numpy(), person, np.asarray(A[NECK], np.float64),
+                      (np.asarray(v.mask) >= 0.5) & (alpha < 0.5), colour)
 
 
 def hull_free(world_pts: np.ndarray, v: View, st: _ViewState, tol_m: float) -> np.ndarray:
@@ -505,14 +520,67 @@ def hull_free(world_pts: np.ndarray, v: View, st: _ViewState, tol_m: float) -> n
     return ~framed | (st.person[iv, iu] & ~seen_through)
 
 
+def colour_costs(rest: np.ndarray, ok: np.ndarray, colour: np.ndarray,
+                 others: list[tuple[View, _ViewState]]) -> np.ndarray:
+    """(P, D) float64 photo-consistency of ray samples: per ray p (a gap pixel of one view, its
+    colour ``colour`` (P, 3)) and depth d, the mean |colour difference| (0..1 RGB, mean over
+    channels) against the other views that show the sample as their own gap (inside their image,
+    matte and transparent render: the person the avatar does not explain there); NaN where no other
+    view shows it or ``ok`` (P, D) bool rules it out. rest: (P, D, 3) the samples in the head's
+    rest frame."""
+    P, D = ok.shape
+    flat = np.flatnonzero(ok.ravel())
+    pts = rest.reshape(-1, 3)[flat]
+    ref = np.repeat(colour, D, 0)[flat]                                                     # (S, 3)
+    best = np.full(len(flat), np.inf)
+    for vj, sj in others:
+        if sj.gap is None or sj.colour is None:
+            continue
+        cam = vj.camera
+        uv, zc = cam.project((pts @ sj.head[:3, :3].T + sj.head[:3, 3]).astype(np.float32))
+        uv = np.nan_to_num(np.asarray(uv, np.float64), nan=-1.0)
+        inside = ((uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] < cam.height)
+                  & (np.asarray(zc) > 0))
+        iu = np.clip(uv[:, 0].astype(np.int64), 0, cam.width - 1)
+        iv = np.clip(uv[:, 1].astype(np.int64), 0, cam.height - 1)
+        shows = inside & sj.gap[iv, iu]
+        diff = np.abs(sj.colour[iv, iu] - ref).mean(1)
+        best = np.minimum(best, np.where(shows, diff, np.inf))
+    out = np.full(P * D, np.nan)
+    out[flat] = np.where(np.isfinite(best), best, np.nan)
+    return out.reshape(P, D)
+
+
+def grow_depths(ok: np.ndarray, z: np.ndarray, cost: np.ndarray | None, o: GrowOptions) -> np.ndarray:
+    """(P,) int: the depth index chosen along each ray. ok: (P, D) bool the samples every view
+    allows (each row has one); z: (D,) the samples' depths (metres); cost: (P, D) colour_costs or
+    None. Without colour: the middle of the first allowed run (the hull of a few views is wide in
+    depth, its front is where the person is least likely to be). With it: the allowed sample of the
+    least cost + ``colour_prior_per_m`` * |z - that middle|, where that is below ``colour_tol``."""
+    D = ok.shape[1]
+    first = np.argmax(ok, axis=1)
+    after = np.where(np.arange(D)[None] >= first[:, None], ~ok, False)
+    end = np.where(after.any(1), np.argmax(after, axis=1), D)
+    middle = (first + end - 1) // 2
+    if cost is None:
+        return middle
+    score = cost + o.colour_prior_per_m * np.abs(z[None] - z[middle][:, None])
+    score = np.where(ok & np.isfinite(score), score, np.inf)
+    best = np.argmin(score, axis=1)
+    agreed = np.take_along_axis(cost, best[:, None], 1)[:, 0] < o.colour_tol      # NaN compares False
+    return np.where(agreed, best, middle)
+
+
 def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], primary: int | None = None,
               opts: GrowOptions | None = None, backend: str = "auto") -> int:
     """Add hair Gaussians where a view shows the person but the avatar's render there does not
     (its alpha < 0.5 inside the view's matte): hair beyond the one-view hull (the back of the hair a
     turned view shows behind the synthesized shell). Per gap pixel (on a ``step_px`` grid) the ray
-    is searched front to back for the first sample every view allows (hull_free: inside every
-    framing view's dilated matte, and in no view in front of the surface it already sees): the
-    front of the views' visual hull, carved also by the avatar's seen surfaces. So nothing grows in
+    is searched for the samples every view allows (hull_free: inside every framing view's dilated
+    matte, and in no view in front of the surface it already sees): the views' visual hull, carved
+    also by the avatar's seen surfaces; of those, the depth where the other views that show the
+    sample as their own gap agree best with the pixel's colour, else the middle of the first
+    allowed run (grow_depths; a hull of a few views is wide in depth). So nothing grows in
     front of what any view shows (the primary view's render, and the source frame, are unchanged
     but where it was already transparent), and nothing where a view shows background.
 
@@ -538,8 +606,8 @@ def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pri
     box_lo = hair.gaussians.means[bound].min(0) - np.array([o.reach_m, 0.0, o.reach_m])
     box_hi = hair.gaussians.means[bound].max(0) + o.reach_m
     lod = min(avatar.levels)
-    states = [_view_state(avatar, model, v, lod, o.dilate_px, backend, o.hidden_px if k == primary else 0)
-              for k, v in enumerate(views)]
+    states = [_view_state(avatar, model, v, lod, o.dilate_px, backend, o.hidden_px if k == primary else 0,
+                          o.colour_blur_px) for k, v in enumerate(views)]
     depths_rel = np.arange(-o.depth_near_m, o.depth_far_m + 1e-9, o.depth_step_m)           # (D,)
     new_rest, new_col, new_sigma = [], [], []
     for k, (v, st) in enumerate(zip(views, states)):
@@ -577,12 +645,11 @@ def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pri
         hit = ok.any(1)
         if not hit.any():
             continue
-        # the middle of the first allowed run along the ray: the hull of a few views is wide in
-        # depth, and its front is where the person is least likely to be
-        first = np.argmax(ok, axis=1)[hit]
-        after = np.where(np.arange(len(z))[None] >= first[:, None], ~ok[hit], False)
-        end = np.where(after.any(1), np.argmax(after, axis=1), len(z))
-        first = (first + end - 1) // 2
+        cost = None
+        if o.colour_tol > 0:
+            cost = colour_costs(rest.reshape(len(rows), len(z), 3)[hit], ok[hit], st.colour[rows[hit], cols[hit]],
+                                [(vj, sj) for j, (vj, sj) in enumerate(zip(views, states)) if j != k])
+        first = grow_depths(ok[hit], z, cost, o)
         sel = np.flatnonzero(hit) * len(z) + first
         new_rest.append(rest[sel])
         new_col.append(np.asarray(v.image, np.float32)[rows[hit], cols[hit]])
