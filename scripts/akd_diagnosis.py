@@ -2,6 +2,7 @@
 
     nice python scripts/akd_diagnosis.py prepare --media /work/shared/media --clips d0,d19,d3,d12 --every 15
     nice python scripts/akd_diagnosis.py score --clips d0,d19,d3,d12 [--track '{"smoothing": 0}'] [--frames]
+        [--offsets full [--offset-opts '{"rigid": false, "lips": "inner"}']] [--ssim] [--post-blur 0.7]
 
 ``prepare`` does what eval's self-reenactment protocol does up to the fit (backend/eval/protocols/
 reenactment.py): tracks the clip, builds the avatar from frame 0 (LOD 2) and keeps, in ``--work``
@@ -21,7 +22,10 @@ mediapipe landmarks R vs the frame's D, both static-image mediapipe on the 512 c
     smooth  |S - O|  the temporal smoothing's move of the observation (S: what the fit saw);
 
 each as mean 2-D distance (px at 512) over all 478 landmarks and over the lips, with the AKD shift
-(length of the mean offset R - D). A diagnostic for issue 14, not a benchmark: nothing here gates.
+(length of the mean offset R - D). ``--ssim`` adds SSIM full's loss over error_split's five regions
+(ssim_<region>, shares of 1 - SSIM) and per region SSIM's factors (<region>_1-l, _1-c, _1-s:
+mean loss in luminance, contrast, structure; <region>_sharp: the render's mean local sigma over
+the target's). ``--post-blur`` blurs each render before scoring (a diagnostic of excess detail). A diagnostic for issue 14, not a benchmark: nothing here gates.
 """
 
 from __future__ import annotations
@@ -96,7 +100,32 @@ def _dist(a: np.ndarray, b: np.ndarray, idx=None) -> float:
     return float(np.nanmean(d))
 
 
-def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "") -> dict:
+def ssim_regions(img: np.ndarray, alpha: np.ndarray, tg, valid: np.ndarray) -> dict:
+    """One frame's SSIM loss over error_split's five regions (shares of 1 - SSIM full) and, per
+    region, the mean loss in each SSIM factor (1 - luminance, 1 - contrast, 1 - structure) and the
+    render's mean local sigma over the target's (below 1: smoother than the target)."""
+    from backend.eval.metrics.portrait import ERROR_REGIONS, error_regions, ssim_loss_regions, ssim_terms
+    from backend.image_metrics import ssim_map
+
+    chin = float(np.max(tg.landmarks[:, 1])) if tg.landmarks is not None else float(img.shape[0])
+    reg = error_regions(alpha, tg.portrait, tg.face_mask, chin)
+    out = {f"ssim_{k}": v for k, v in ssim_loss_regions(ssim_map(img, tg.full), reg, valid).items()}
+    terms = ssim_terms(img, tg.full)
+    r = (img.shape[0] - terms["luminance"].shape[0]) // 2
+    crop = (slice(r, img.shape[0] - r), slice(r, img.shape[1] - r))
+    for k in ERROR_REGIONS:
+        m = reg[k][crop] & valid[crop]
+        if not m.any():
+            continue
+        for t in ("luminance", "contrast", "structure"):
+            out[f"{k}_1-{t[0]}"] = float((1.0 - terms[t][m]).mean())
+        out[f"{k}_sharp"] = float(terms["sigma_pred"][m].mean() / max(terms["sigma_target"][m].mean(), 1e-9))
+        out[f"{k}_px"] = float(m.sum())
+    return out
+
+
+def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "",
+          offset_opts: dict | None = None, ssim: bool = False, post_blur: float = 0.0) -> dict:
     from backend.eval.metrics.landmarks import regions
     from backend.eval.metrics.portrait import mouth_opening
     from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
@@ -107,7 +136,7 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
     hold = avatar_hold(avatar.params.shape, avatar.params.pose)
     if offsets:
         from backend.avatar.calibrate import landmark_offsets
-        hold["calibration"] = landmark_offsets(avatar, model, depth_only=offsets == "depth")
+        hold["calibration"] = landmark_offsets(avatar, model, depth_only=offsets == "depth", **(offset_opts or {}))
     params, _, _ = track_landmarks(model, lm, has_face, avatar.camera, fps, topts, **hold)
     seen = lm.copy()
     if topts.smoothing > 0:
@@ -119,6 +148,9 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
     rows = []
     renders = render_frames(avatar, model, drive, 2, camera=avatar.camera, with_alpha=True)
     for k, (i, (img, alpha)) in enumerate(zip(idx, renders)):
+        if post_blur > 0:   # diagnostic: how much of the loss is the render's detail beyond the video's
+            from scipy.ndimage import gaussian_filter
+            img = gaussian_filter(img, (post_blur, post_blur, 0))
         tg = scorer.target(a["frames"][k], valid=a["valid"])
         s = scorer.score(img, tg, alpha=alpha)
         R, D, O, S = scorer.render_landmarks(img), tg.landmarks, lm[i], seen[i]
@@ -128,6 +160,8 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
                "akd": _dist(R, D), "fit": _dist(M[k], O), "render": _dist(R, M[k]), "detect": _dist(O, D),
                "smooth": _dist(S, O), "shift": float(np.linalg.norm((R[:, :2] - D[:, :2]).mean(0))),
                "opening": mouth_opening(D), "yaw": float(np.degrees(drive.pose[k, 1, 1] + drive.pose[k, 0, 1]))}
+        if ssim:
+            row |= ssim_regions(img, alpha, tg, np.asarray(a["valid"], bool))
         for p in ("akd", "fit", "render", "detect"):
             pair = {"akd": (R, D), "fit": (M[k], O), "render": (R, M[k]), "detect": (O, D)}[p]
             row[f"{p}_lips"] = _dist(*pair, lips)
@@ -136,8 +170,8 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
             print(f"  {clip} {i:4d} " + " ".join(f"{key} {row[key]:6.2f}" for key in
                   ("akd", "fit", "render", "detect", "smooth", "shift", "akd_lips", "fit_lips", "render_lips",
                    "opening", "yaw", "psnr_full", "mouth_psnr")), flush=True)
-    keys = [k for k in rows[0] if k != "frame"]
-    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "frame"))
+    summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
     summary["frames"] = len(rows)
     return summary
 
@@ -152,6 +186,12 @@ def main() -> None:
     ap.add_argument("--offsets",
                     choices=("full", "depth"), default="",
                     help="re-fit with the tracker's landmark offsets to the avatar (avatar.calibrate.landmark_offsets; depth: their depth only)")
+    ap.add_argument("--offset-opts", default="{}",
+                    help="with --offsets: landmark_offsets keyword overrides (JSON), e.g. '{\"rigid\": false, \"lips\": \"inner\"}'")
+    ap.add_argument("--ssim", action="store_true",
+                    help="also split SSIM full's loss over error_split's five regions, with SSIM's factors per region")
+    ap.add_argument("--post-blur", type=float, default=0.0,
+                    help="diagnostic: blur each render by this Gaussian sigma (px) before scoring")
     ap.add_argument("--frames", action="store_true", help="print every driving frame's split")
     ap.add_argument("--work", type=Path, default=Path("out/akd_diagnosis"))
     ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
@@ -169,13 +209,14 @@ def main() -> None:
     out = {}
     with FrameScorer(identity=False) as scorer:
         for c in clips:
-            out[c] = score(c, a.work, track, a.frames, scorer, a.offsets)
+            out[c] = score(c, a.work, track, a.frames, scorer, a.offsets, json.loads(a.offset_opts), a.ssim, a.post_blur)
             print(f"{c}: " + " ".join(f"{k} {v:.3f}" for k, v in out[c].items()), flush=True)
     keys = [k for k in out[clips[0]] if k != "frames"]
-    out["mean"] = {k: float(np.nanmean([out[c][k] for c in clips])) for k in keys}
+    out["mean"] = {k: float(np.nanmean([out[c].get(k, np.nan) for c in clips])) for k in keys}
     print("mean over clips: " + " ".join(f"{k} {v:.3f}" for k, v in out["mean"].items()))
     if a.json is not None:
-        a.json.write_text(json.dumps({"track": track, "clips": out}, indent=1))
+        a.json.write_text(json.dumps({"track": track, "offsets": a.offsets, "offset_opts": json.loads(a.offset_opts),
+                                      "clips": out}, indent=1))
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ OFFSET_YAWS_DEG: tuple[float, ...] = (-20.0, 0.0, 20.0)
 
 def landmark_offsets(avatar: "GaussianAvatar", model: "HeadModel", yaws_deg: tuple[float, ...] = OFFSET_YAWS_DEG,
                      lod: int | None = None, backend: str = "auto", depth_only: bool = False,
-                     outline: bool = False) -> "LandmarkCalibration":
+                     outline: bool = False, rigid: bool = True, lips: str = "all") -> "LandmarkCalibration":
     """An offset-only tracker calibration to ``avatar``: where mediapipe reads the avatar's
     landmarks against the landmark embedding's, in 3D (face.calibration.fit_offset).
 
@@ -263,12 +263,17 @@ def landmark_offsets(avatar: "GaussianAvatar", model: "HeadModel", yaws_deg: tup
     expression basis is the model's own. The face outline's in-plane offsets are left out unless
     ``outline`` (see the code). ``depth_only`` keeps only the offsets' depth (what makes the
     features slide against the embedding when the head turns): the in-plane part alone moved
-    d19's fitted head 6 mm in depth (its whole body with it). Measured on real clips, neither is a
-    default (docs/figures/eval.md, "Where the AKD comes from"). InputError when no view shows a face."""
+    d19's fitted head 6 mm in depth (its whole body with it). ``lips`` ("all", "inner", "none"):
+    which lip landmarks keep their offsets (:func:`lip_landmarks`); ``rigid=False`` removes the
+    offsets' similarity part (:func:`without_similarity`: a common shift, turn or scale, which
+    the fit would take up as head pose on every frame). Measured on real clips, none is a
+    default (docs/figures/eval.md, "Where the AKD comes from" and "What the tracker offsets
+    trade": the AKD they buy is mostly that similarity part, which also costs mouth PSNR).
+    InputError when no view shows a face."""
     from ..face.calibration import fit_offset, offset_calibration
     from ..face.fit import JOINT_NECK
     from ..face.landmark_model import LandmarkModel
-    from ..face.mediapipe_face import MediapipeFace
+    from ..face.mediapipe_face import FACE_OVAL, MediapipeFace
     from ..face.solver import Projector
     from ..head.params import HeadParams
     from ..render.watermark import stamp_watermark
@@ -300,6 +305,62 @@ def landmark_offsets(avatar: "GaussianAvatar", model: "HeadModel", yaws_deg: tup
         # the face outline keeps only its depth: mediapipe places it by the render's silhouette
         # (hair, the shell's edge), and its in-plane offsets rescale the whole head in the fit
         # (d19: 9 mm nearer on average, 2.8 mm without them; frame 0, the photo, 6.7 mm vs 0.1 mm)
-        from ..face.mediapipe_face import FACE_OVAL
         off[list(FACE_OVAL), :2] = 0.0
+    if lips != "all":
+        off[list(lip_landmarks(lips)), :] = 0.0
+    if not rigid:
+        import torch
+        coeffs = torch.cat([torch.as_tensor(src.shape[None, :lmm.n_shape], dtype=lmm.template.dtype),
+                            torch.as_tensor(src.expr[:1, :lmm.n_expr], dtype=lmm.template.dtype)], 1)
+        rest = lmm.rest(coeffs)[0][0].double().numpy()
+        free = np.ones(off.shape, bool)
+        if depth_only:
+            free[:, :2] = False
+        elif not outline:
+            free[list(FACE_OVAL), :2] = False
+        if lips != "all":
+            free[list(lip_landmarks(lips)), :] = False
+        free[~np.asarray(lmm.valid, bool)] = False
+        off = without_similarity(off, rest, free)
     return offset_calibration(lmm, off, tuple(model.expr_names))
+
+
+def lip_landmarks(which: str) -> tuple[int, ...]:
+    """Mediapipe's lip landmarks that :func:`landmark_offsets` ``lips`` leaves without an offset:
+    "inner" the inner lip contour (face.mediapipe_face.INNER_LIP), "none" every lip landmark
+    (eval.metrics.landmarks.regions().lips), "all" none of them."""
+    from ..face.mediapipe_face import INNER_LIP
+    if which == "all":
+        return ()
+    if which == "inner":
+        return tuple(INNER_LIP)
+    if which == "none":
+        from mediapipe.python.solutions.face_mesh_connections import FACEMESH_LIPS
+        return tuple(sorted({int(i) for edge in FACEMESH_LIPS for i in edge}))
+    raise ValueError(f"lips must be 'all', 'inner' or 'none', got {which!r}")
+
+
+def without_similarity(offset: np.ndarray, rest: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """``offset`` (L, 3) m less its least-squares similarity part over the ``free`` (L, 3) bool
+    entries: a translation t, a small rotation w and a uniform scale s about the free landmarks'
+    centre c (offset_i ~ t + w x (rest_i - c) + s (rest_i - c), rest (L, 3) m the landmarks' rest
+    positions), subtracted from the free entries only (the others stay as they are, zero or not).
+    A common shift, turn or size change of the landmarks is what the fit's head pose and distance
+    take up: left in, it moves the fitted head on every frame, the photo's own included."""
+    off = np.asarray(offset, np.float64).copy()
+    rows = free.any(1)
+    if rows.sum() < 3:
+        return off
+    q = rest - rest[rows].mean(0)                                   # (L, 3)
+    L = len(q)
+    A = np.zeros((L, 3, 7))
+    A[:, :, :3] = np.eye(3)
+    # w x q = -[q]x w
+    A[:, 0, 4], A[:, 0, 5] = q[:, 2], -q[:, 1]
+    A[:, 1, 3], A[:, 1, 5] = -q[:, 2], q[:, 0]
+    A[:, 2, 3], A[:, 2, 4] = q[:, 1], -q[:, 0]
+    A[:, :, 6] = q
+    sel = np.asarray(free, bool)
+    x, *_ = np.linalg.lstsq(A[sel], off[sel], rcond=None)
+    off[sel] -= A[sel] @ x
+    return off

@@ -182,6 +182,23 @@ def test_landmark_offsets_of_the_astronaut_avatar(tmp_path):
     assert 0.05 < mm.mean() < 5.0 and mm.max() < 30.0
     assert not depth.offset[:, :2].any()
     np.testing.assert_allclose(depth.offset[:, 2], full.offset[:, 2], atol=1e-9)
+    # no inner-lip offsets and no similarity part (what is left has none to remove)
+    import torch
+
+    from backend.avatar.calibrate import lip_landmarks, without_similarity
+    shape = landmark_offsets(avatar, model, rigid=False, lips="inner")
+    lips = list(lip_landmarks("inner"))
+    assert not shape.offset[lips].any() and np.abs(full.offset[lips]).max() > 0
+    lmm = LandmarkModel.from_model(model)
+    src = avatar.params.frame(0)
+    coeffs = torch.cat([torch.as_tensor(src.shape[None, :lmm.n_shape]), torch.as_tensor(src.expr[:1, :lmm.n_expr])], 1)
+    rest = lmm.rest(coeffs.to(lmm.template.dtype))[0][0].double().numpy()
+    free = np.ones(shape.offset.shape, bool)
+    free[oval, :2] = False
+    free[lips] = False
+    free[~valid] = False
+    np.testing.assert_allclose(without_similarity(shape.offset, rest, free), shape.offset, atol=1e-7)
+    assert np.abs(shape.offset - full.offset).max() > 1e-5     # the full offsets had a similarity part
 
 
 def test_track_offsets_need_an_avatar(tmp_path, capsys):
