@@ -87,6 +87,9 @@ class RefineOptions:
     # (progress: the larger of steps / max_steps and seconds / budget); 1: constant
     lr_decay: float = 1.0
     color_ridge_px: float = 0.5
+    # the colour solve's own trust (None: the colours' trust, color_trust_px): each Gaussian takes
+    # its coverage / solve_trust_px (clamped to 1) of its solved change
+    solve_trust_px: float | None = None
     # keep a snapshot of colours, opacities and offsets every this many steps (0: none) for
     # convergence curves (bench refine); the copies' time is left out of RefineResult.seconds
     trace_every: int = 0
@@ -305,7 +308,12 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
             # pixels takes that share of its solved change (the ridge alone let the eyelids, hidden
             # behind the eyeball at rest but for a pixel or so, take the iris's colour: a blink
             # then showed the iris; with it they still do, see photo_refine_options)
-            colors.copy_(colors + trust_c[:, None] * (solved - colors))
+            trust_s = trust_c
+            if opts.solve_trust_px is not None:
+                trust_s = (cover / opts.solve_trust_px).clamp(0.0, 1.0)
+                if keep_colors is not None:
+                    trust_s = trust_s * torch.from_numpy(~np.asarray(keep_colors, bool)).to(trust_s.dtype)
+            colors.copy_(colors + trust_s[:, None] * (solved - colors))
     optim = torch.optim.Adam([
         {"params": [colors], "lr": opts.lr_color},
         {"params": [op_logit], "lr": opts.lr_opacity},

@@ -179,3 +179,26 @@ def test_kept_colours_stay_while_the_others_fit() -> None:
     assert np.array_equal(res.colors[keep], gs.colors[keep].astype(np.float32))
     moved = np.abs(res.colors - gs.colors).max(1)
     assert (moved[~keep & (cov > 1.0)] > 0.05).mean() > 0.5
+
+
+def test_the_solve_has_its_own_trust() -> None:
+    """solve_trust_px sets the share of the solved change apart from the Adam steps' colour trust:
+    from 0.25 px the solve gives the Gaussians most of their change where the colours' 4 px gave
+    them a fraction (coverage / 4 px), while the hidden Gaussian 0 still keeps its colour."""
+    gs, cam = _scene()
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0.0, 1.0, (len(gs.means), 3)).astype(np.float32)
+    photo = splat(gs.means, gs.quats, gs.scales, gs.opacities, truth, cam, backend="cpu").image[0]
+    photo = photo.numpy().transpose(1, 2, 0)
+    ones = np.ones((64, 64), np.float32)
+    cov = source_coverage(gs, cam, backend="cpu").numpy()
+    base = dict(seconds=60.0, max_steps=1, lr_color=1e-9, lr_opacity=0.0, lr_offset=0.0, color_solve_iters=10,
+                backend="cpu")
+    four = refine(gs, None, photo, ones, cam, RefineOptions(**base))
+    own = refine(gs, None, photo, ones, cam, RefineOptions(solve_trust_px=0.25, **base))
+    partly = (cov > 0.5) & (cov < 2.0)                   # covered, but under 4 px
+    assert partly.sum() > 20
+    d4 = np.abs(four.colors - gs.colors).max(1)[partly]
+    d_own = np.abs(own.colors - gs.colors).max(1)[partly]
+    assert np.median(d_own) > 1.5 * np.median(d4)
+    assert np.abs(own.colors[0] - gs.colors[0]).max() < 0.05
