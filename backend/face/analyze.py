@@ -27,7 +27,7 @@ from .crop import CROP_SIZE, CropInfo, apply_crop, crop_from_landmarks, source_c
 from .framing import fit_crop_to_region, head_region
 from .image import LoadedImage, downscale, image_from_array, load_image
 from .matte import refine_matte
-from .mediapipe_face import MediapipeFace, inter_ocular
+from .mediapipe_face import MediapipeFace, face_size_px
 
 # Smallest usable face: outer-eye-corner distance in source pixels. Below ~30 px the 512 crop is an
 # upsampled blur (a 30 px eye distance gives a ~150 px source crop, 3.4x upsampling) and the
@@ -151,13 +151,17 @@ class FaceAnalyzer:
             # The full-range detector can miss faces that fill the frame: let face mesh (which
             # has its own short-range detector) try the whole picture before giving up.
             small = self._small_face_size(det)
+            lm = None
             if small is not None and small / s < self.min_inter_ocular_px:
-                # a face is there, too small for the detector to see in the whole frame
-                raise InputError(path, self._too_small_msg(small / s))
+                # a face is there, too small for the detector to see in the whole frame; or a head
+                # turned far (the detector misses it, and its box is narrow): face mesh's size decides
+                lm = self._mp.landmarks(det)
+                if lm is None or face_size_px(lm[:, :2] / s) < self.min_inter_ocular_px:
+                    raise InputError(path, self._too_small_msg(small / s))
             turned = self._turned_face(det)
             if turned is not None:  # the detector sees a face only in a turned copy: sideways photo
                 raise InputError(path, _not_upright_msg(turned))
-            lm = self._mp.landmarks(det)
+            lm = self._mp.landmarks(det) if lm is None else lm
             if lm is None:
                 raise InputError(path, "no face found in the image")
             lm_src = lm[:, :2] / s
@@ -183,7 +187,7 @@ class FaceAnalyzer:
             notes.append(msg)
             warnings.warn(f"{Path(path).name if path else 'image'}: {msg}", MultipleFacesWarning, stacklevel=2)
 
-        iod = inter_ocular(lm_src)
+        iod = face_size_px(lm_src)  # a turned head's eyes come closer; its size does not shrink
         if iod < self.min_inter_ocular_px:
             raise InputError(path, self._too_small_msg(iod))
         roll = face_roll_deg(lm_src)
@@ -254,7 +258,7 @@ class FaceAnalyzer:
             mask = self._mp.segment(det)
         return fit_crop_to_region(crop, head_region(mask, lm_src * s), region_scale=s)
 
-    def _too_small_msg(self, iod: float) -> str:
+    def _too_small_msg(self, iod: float) -> str:  # iod: face_size_px, the eye distance of a frontal face
         return (f"the face is too small: {iod:.0f} px between the eyes, at least "
                 f"{self.min_inter_ocular_px:.0f} px needed (use a closer or higher-resolution photo)")
 

@@ -227,6 +227,18 @@ def inter_ocular(landmarks: np.ndarray) -> float:
     """Distance in pixels between the two outer eye corners of (478, 2+) landmarks."""
     return float(np.linalg.norm(landmarks[RIGHT_EYE_CORNERS[1], :2] - landmarks[LEFT_EYE_CORNERS[1], :2]))
 
+
+def face_size_px(landmarks: np.ndarray) -> float:
+    """The face's size in pixels on the scale of :func:`inter_ocular`, kept by a turned head: the
+    larger of the outer eye corners' distance and the distance from their midpoint to the mouth
+    corners' midpoint. On a frontal face the eyes are the farther apart (about 95 against 70 mm),
+    so this is the eye distance; a head turned by 60 deg halves the eye distance but not the
+    eyes-to-mouth one, which then keeps a near profile from reading as a face too small."""
+    lm = np.asarray(landmarks)[:, :2]
+    eyes = 0.5 * (lm[RIGHT_EYE_CORNERS[1]] + lm[LEFT_EYE_CORNERS[1]])
+    mouth = 0.5 * (lm[MOUTH_CORNERS[0]] + lm[MOUTH_CORNERS[1]])
+    return max(inter_ocular(lm), float(np.linalg.norm(mouth - eyes)))
+
 # mediapipe's FACEMESH_FACE_OVAL vertices (the outline). They lie on the face-mesh surface but near
 # the silhouette, where the 2D detector is least precise, so the fit weights them down.
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,

@@ -152,3 +152,32 @@ def test_huge_photo_detected_downscaled_and_cropped_at_full_resolution(tmp_path,
     ref = analyzer.analyze(astronaut)
     assert obs.crop.side == pytest.approx(6 * ref.crop.side, rel=0.03)  # crop in source pixels
     assert np.abs(obs.landmarks - ref.landmarks).mean() < 3.0  # same framing in the 512 crop
+
+
+def test_a_turned_head_is_not_read_as_a_small_face(analyzer, astronaut):
+    """The bundled sample's avatar rendered at 512 turned by +60 deg (the multi-view turn-around's
+    last frame) is a usable view. The full-range detector misses that face, and the tiled
+    detector's narrow box read as 20 px between the eyes, so the view was left out as a face too
+    small (measured: "20 px ..., at least 30"); face mesh's landmarks decide now. The size measure
+    holds a turned head's size: at 60 deg the outer eye corners come to under half their frontal
+    distance, the eyes-to-mouth distance does not shrink (measured 124 -> 57 px, size 124 -> 80)."""
+    from backend.avatar.build import BuildOptions, build_avatar
+    from backend.avatar.rendering import render_frames
+    from backend.face.mediapipe_face import face_size_px, inter_ocular
+    from backend.head.params import HeadParams
+
+    built = build_avatar(astronaut, BuildOptions(lods=(2,), refine=False, metrics=False))
+    av = built.avatar
+    p = av.params.frame(0)
+    pose = np.repeat(p.pose, 2, 0).copy()
+    pose[1, 0, 1] += np.radians(60.0)
+    params = HeadParams(p.shape, np.repeat(p.expr, 2, 0), pose, np.repeat(p.transl, 2, 0))
+    front, turned = (np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)
+                     for f in render_frames(av, built.model, params, 2, background=(1.0, 1.0, 1.0), backend="cpu"))
+    obs_front, obs_turned = analyzer.analyze(front), analyzer.analyze(turned)   # no InputError
+    lm_front, lm_turned = (o.crop.to_source(o.landmarks) for o in (obs_front, obs_turned))  # render pixels
+    print(f"eye distance {inter_ocular(lm_front):.1f} -> {inter_ocular(lm_turned):.1f} px, "
+          f"face size {face_size_px(lm_front):.1f} -> {face_size_px(lm_turned):.1f} px")
+    assert inter_ocular(lm_turned) < 0.5 * inter_ocular(lm_front)
+    assert face_size_px(lm_turned) > 0.6 * face_size_px(lm_front)
+    assert face_size_px(lm_front) == inter_ocular(lm_front)          # a frontal face: the eye distance
