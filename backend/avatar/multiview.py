@@ -13,8 +13,9 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
             from the views that see it, weighted by visibility (rendered depth), facing angle and
             sampling resolution; what no view saw keeps the single-photo completion
   carve     hair Gaussians outside any view's portrait silhouette are removed (a visual hull)
-  grow      hair added where a view shows the person and the avatar's render does not, at depths
-            every view's silhouette and seen surface allow (grow_hair)
+  grow      (opt-in, MultiViewOptions.grow) hair added where a view shows the person and the
+            avatar's render does not, at depths every view's silhouette and seen surface allow
+            (grow_hair)
   refine    colours and opacities against all views at once (one batched render per step), with
             the single photo's whole-portrait terms (refine.refine_views)
 """
@@ -127,7 +128,10 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     register_downscale: int = 2
     skin_spread: float = 0.015
     registration_px: float | None = 1.5
-    grow: bool = True
+    # Off by default: on the synthetic turn-around the grown hair floated a few cm behind the head
+    # at +-60 deg (a sparse sheet) and cost 0.7 / 0.4 dB there (no refinement: 19.28 / 19.37 dB with
+    # it, 20.01 / 19.77 without, main 6cf77fe), for +0.1 dB on the clips' held-out frames.
+    grow: bool = False
 
 
 @dataclass
