@@ -99,16 +99,20 @@ def test_several_views_refine_what_any_of_them_sees() -> None:
     assert abs(front_only.colors[0, 0] - gs.colors[0, 0]) < 0.2 * (res.colors[0, 0] - gs.colors[0, 0])
 
 
+def _photo_of_random_colours(gs, cam) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 3) random colours (seed 1), the (64, 64, 3) render of ``gs`` with them, and an all-ones
+    (64, 64) mask: a photo whose colours the refinement can recover exactly."""
+    truth = np.random.default_rng(1).uniform(0.0, 1.0, (len(gs.means), 3)).astype(np.float32)
+    photo = splat(gs.means, gs.quats, gs.scales, gs.opacities, truth, cam, backend="cpu").image[0]
+    return truth, photo.numpy().transpose(1, 2, 0), np.ones((64, 64), np.float32)
+
+
 def test_colour_solve_reaches_what_many_adam_steps_reach() -> None:
     """The render is linear in the colours: a few conjugate-gradient iterations (color_solve_iters)
     recover colours that a photo of the same Gaussians was rendered with better than 15 Adam steps,
     while a Gaussian the view barely covers keeps about its colour."""
     gs, cam = _scene()
-    rng = np.random.default_rng(1)
-    truth = rng.uniform(0.0, 1.0, (len(gs.means), 3)).astype(np.float32)
-    photo = splat(gs.means, gs.quats, gs.scales, gs.opacities, truth, cam, backend="cpu").image[0]
-    photo = photo.numpy().transpose(1, 2, 0)
-    ones = np.ones((64, 64), np.float32)
+    truth, photo, ones = _photo_of_random_colours(gs, cam)
 
     def rmse(colors) -> float:
         img = splat(gs.means, gs.quats, gs.scales, gs.opacities, colors, cam, backend="cpu").image[0]
@@ -186,11 +190,7 @@ def test_the_solve_has_its_own_trust() -> None:
     from 0.25 px the solve gives the Gaussians most of their change where the colours' 4 px gave
     them a fraction (coverage / 4 px), while the hidden Gaussian 0 still keeps its colour."""
     gs, cam = _scene()
-    rng = np.random.default_rng(1)
-    truth = rng.uniform(0.0, 1.0, (len(gs.means), 3)).astype(np.float32)
-    photo = splat(gs.means, gs.quats, gs.scales, gs.opacities, truth, cam, backend="cpu").image[0]
-    photo = photo.numpy().transpose(1, 2, 0)
-    ones = np.ones((64, 64), np.float32)
+    truth, photo, ones = _photo_of_random_colours(gs, cam)
     cov = source_coverage(gs, cam, backend="cpu").numpy()
     base = dict(seconds=1e9, max_steps=1, lr_color=1e-9, lr_opacity=0.0, lr_offset=0.0, color_solve_iters=10,
                 backend="cpu")
