@@ -166,10 +166,6 @@ def test_expressions_do_what_their_names_say(standin):
     assert pr[LI.LIP_TOP, 2] < rest[LI.LIP_TOP, 2] - 1e-3  # and pressed back
     pf = _lm(m, {"cheekPuff": 1})
     assert np.linalg.norm(pf[205] - pf[425]) > np.linalg.norm(rest[205] - rest[425]) + 5e-3
-    # ... and the face's outline widens at the lower cheeks, which a camera in front sees (mediapipe's
-    # face-oval points 58/288 at mouth height: 13.5 mm wider; the front-only puff before: 0.7 mm)
-    wider = lambda a, b: np.linalg.norm(pf[a] - pf[b]) - np.linalg.norm(rest[a] - rest[b])  # noqa: E731
-    assert wider(58, 288) > 8e-3 and wider(172, 397) > 5e-3, (wider(58, 288), wider(172, 397))
     jo = _lm(m, {"jawOpen": 1}) - rest
     assert jo[LI.LIP_BOTTOM, 1] < -4e-3 and abs(jo[LI.LIP_TOP, 1]) < 0.5e-3
 
@@ -254,7 +250,4 @@ def test_every_arkit_shape_moves_the_face_and_sides_mirror(standin):
     # draws the corners in and leaves the chin where it is
     f = moved["mouthFunnel"]
     assert f[LI.LIP_INNER_TOP, 1] - f[LI.LIP_INNER_BOTTOM, 1] > 6e-3 and f[LI.LIP_INNER_TOP, 1] > 1e-3
-    # the upper lip takes a fair share of the parting (3.2 of 8.4 mm): a lower lip dropping alone
-    # reads to mediapipe as the jaw opening (docs/figures/arkit.md)
-    assert f[LI.LIP_INNER_TOP, 1] > 0.3 * (f[LI.LIP_INNER_TOP, 1] - f[LI.LIP_INNER_BOTTOM, 1])
     assert f[LI.MOUTH_CORNER_L, 0] < -3e-3 and f[LI.MOUTH_CORNER_R, 0] > 3e-3 and abs(f[LI.CHIN]).max() < 1e-3
