@@ -24,9 +24,7 @@ EYE_MIN_GAP = 0.004              # lid rows stay >= 4 mm apart (eye corners, out
 LIP_GAP = 0.001                  # lip rows 1 mm apart at rest (the mouth is closed)
 ROW_SPACING = 0.004              # typical face row spacing the anchor gaps relax to
 MOUTH_DEPTH = 0.007              # depth of the mouth pocket behind the lips
-FUNNEL_OPEN = (0.003, 0.005)     # mouthFunnel = 1: upper / lower inner lip part this far (metres)
-FUNNEL_IN = 0.35                 # mouthFunnel = 1: the lips draw in by this fraction of their distance from the middle
-PUFF_SIDE = (0.056, -0.020, 0.062)  # cheekPuff's side centre (|x|, y, z metres): the jaw's outline at the mouth
+FUNNEL_OPEN = (0.002, 0.006)     # mouthFunnel = 1: upper / lower inner lip part this far (metres)
 EYE_LON, EYE_LAT = 16, 12        # eyeball grid per eye: 16 x 12 + 2 = 194 vertices
 EYE_RADIUS = 0.012               # metres
 BLINK_CLOSURE = 0.0              # closed, the upper lid margin comes down onto the lower one
@@ -460,8 +458,8 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     # the inner lips part by FUNNEL_OPEN at the middle (upper lip up, the thicker lower lip down
     # more), tapering to closed corners, so an "O" opens the mouth without the rigid jaw
     g = _gauss(v, mc, (0.026, 0.014, 0.02)) * front
-    d = np.zeros_like(v); d[:, 0] = -FUNNEL_IN * (x - mc[0]) * g; d[:, 1] = 0.4 * (y - lip_y) * g
-    d[:, 2] = 0.008 * g
+    d = np.zeros_like(v); d[:, 0] = -0.35 * (x - mc[0]) * g; d[:, 1] = 0.4 * (y - lip_y) * g
+    d[:, 2] = 0.006 * g
     ring = np.clip(1.0 - ((x - mc[0]) / corner_half_w) ** 2, 0.0, 1.0) * front
     up_band = np.exp(-0.5 * ((y - lip_y) / 0.008) ** 2) * upper
     lo_band = np.exp(-0.5 * ((y - lip_y) / 0.014) ** 2) * (1 - upper)
@@ -478,12 +476,7 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     add("mouthShrugLower", g[:, None] * np.array([0, 0.003, 0.0015]))
     g = _gauss(v, L[LI.LIP_TOP], (0.022, 0.008, 0.02)) * front * upper
     add("mouthShrugUpper", g[:, None] * np.array([0, 0.002, 0.0015]))
-    # puff: the cheeks inflate between the mouth corners and the jaw's outline, most at the side of
-    # the face below the cheekbone, so the outline bulges out (what a camera in front sees of a
-    # puff: the face widens at the lower cheeks), and a little at the front cheek (the buccal point)
-    g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS)
-                + sum(_gauss(v, np.array([sx * PUFF_SIDE[0], PUFF_SIDE[1], PUFF_SIDE[2]]), (0.014, 0.018, 0.024))
-                      for sx in (1.0, -1.0)), 0, 1) * head
+    g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS), 0, 1) * head
     add("cheekPuff", 0.010 * g[:, None] * n)
     # tongueOut: the lower lip is pushed down and forward in the middle (the tongue part has its
     # own tongueOut key, avatar/mouth._tongue_out, that slides it out over this lip)
