@@ -95,12 +95,13 @@ def _gauss_kernel(opts: SSIMOptions) -> torch.Tensor:
     return g / g.sum()  # (2r+1,)
 
 
-def ssim_map(pred, target, opts: SSIMOptions = SSIMOptions()) -> np.ndarray:
-    """Per-pixel SSIM averaged over channels: (..., H - 2r, W - 2r) float64 (r = window radius)."""
+def ssim_moments(pred, target, opts: SSIMOptions = SSIMOptions()) -> tuple[torch.Tensor, ...]:
+    """SSIM's local moments under its Gaussian window, valid region only: (mu_p, mu_t, var_p,
+    var_t, cov), each (N * C, 1, H - 2r, W - 2r) float64 with every channel of every image (leading
+    dims of ``pred`` (..., H, W, C)) as its own plane; the variances are not clamped."""
     a, b = as_hwc(pred), as_hwc(target)
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
-    batch = a.shape[:-3]
     h, w, c = a.shape[-3:]
     # (N, 1, H, W) with every channel of every image as its own plane: one depthwise pass.
     ta = torch.from_numpy(np.ascontiguousarray(a.reshape(-1, h, w, c))).permute(0, 3, 1, 2).reshape(-1, 1, h, w)
@@ -113,7 +114,14 @@ def ssim_map(pred, target, opts: SSIMOptions = SSIMOptions()) -> np.ndarray:
 
     stack = torch.cat([ta, tb, ta * ta, tb * tb, ta * tb], dim=0)
     mu_a, mu_b, e_aa, e_bb, e_ab = blur(stack).chunk(5, dim=0)
-    var_a, var_b, cov = e_aa - mu_a**2, e_bb - mu_b**2, e_ab - mu_a * mu_b
+    return mu_a, mu_b, e_aa - mu_a**2, e_bb - mu_b**2, e_ab - mu_a * mu_b
+
+
+def ssim_map(pred, target, opts: SSIMOptions = SSIMOptions()) -> np.ndarray:
+    """Per-pixel SSIM averaged over channels: (..., H - 2r, W - 2r) float64 (r = window radius)."""
+    a = as_hwc(pred)
+    batch, c = a.shape[:-3], a.shape[-1]
+    mu_a, mu_b, var_a, var_b, cov = ssim_moments(pred, target, opts)
     c1, c2 = (opts.k1 * opts.data_range) ** 2, (opts.k2 * opts.data_range) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     hh, ww = s.shape[-2:]

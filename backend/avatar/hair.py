@@ -260,7 +260,8 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     shell = occ & ~binary_erosion(occ, iterations=opts.shell_voxels, border_value=0)
     sp = P[shell]
     s_uv, s_z = uv[shell], zc_cam[shell]
-    zbuf = np.full((H, W), np.inf)
+    zflat = np.full(H * W, np.inf)      # ufunc.at's fast path wants 1-D indices into a 1-D array
+    zbuf = zflat.reshape(H, W)          # a view: both names are the same buffer
     foot = max(1, int(np.ceil(0.6 * vox / (zh / camera.fx))))      # voxel footprint radius, px
     iu0, iv0 = np.floor(s_uv[:, 0]).astype(int), np.floor(s_uv[:, 1]).astype(int)
     for du in range(-foot, foot + 1):                                # a few dozen offsets
@@ -269,7 +270,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
             ok = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
             # flat 1-D pixel indices into the buffer's 1-D view: ufunc.at's fast path (a 2-D index
             # tuple takes the slow one); the same minimum
-            np.minimum.at(zbuf.reshape(H * W), iv[ok] * W + iu[ok], s_z[ok])
+            np.minimum.at(zflat, iv[ok] * W + iu[ok], s_z[ok])
     seen_px = regions.hair & np.isfinite(zbuf)
     vis = _lookup(seen_px, s_uv, False) & (s_z <= _lookup(zbuf, s_uv, np.inf) + 1.5 * vox)
 

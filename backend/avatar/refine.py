@@ -297,22 +297,22 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
                                     quats=gs.quats if v.quats is None else v.quats), v.camera, opts.backend)
         c = c if v.weight == 1.0 else float(v.weight) * c
         cover = c if cover is None else cover + c
-    trust = (cover / opts.full_trust_px).clamp(0.0, 1.0) if cover is not None else torch.zeros(len(gs.means))
-    ct = opts.full_trust_px if opts.color_trust_px is None else opts.color_trust_px
-    trust_c = (cover / ct).clamp(0.0, 1.0) if cover is not None else torch.zeros(len(gs.means))
-    if keep_colors is not None:
-        trust_c = trust_c * torch.from_numpy(~np.asarray(keep_colors, bool)).to(trust_c.dtype)
+    def trust_from(px: float, colours: bool = False) -> torch.Tensor:
+        """(N,) each Gaussian's coverage / px, clamped to [0, 1]; kept colours get none."""
+        t = (cover / px).clamp(0.0, 1.0) if cover is not None else torch.zeros(len(gs.means))
+        if colours and keep_colors is not None:
+            t = t * torch.from_numpy(~np.asarray(keep_colors, bool)).to(t.dtype)
+        return t
+
+    trust = trust_from(opts.full_trust_px)
+    trust_c = trust_from(opts.full_trust_px if opts.color_trust_px is None else opts.color_trust_px, colours=True)
     if solved is not None:
         with torch.no_grad():
             # coverage-scaled like the Adam steps: a Gaussian covering fewer than full_trust_px
             # pixels takes that share of its solved change (the ridge alone let the eyelids, hidden
             # behind the eyeball at rest but for a pixel or so, take the iris's colour: a blink
             # then showed the iris; with it they still do, see photo_refine_options)
-            trust_s = trust_c
-            if opts.solve_trust_px is not None:
-                trust_s = (cover / opts.solve_trust_px).clamp(0.0, 1.0)
-                if keep_colors is not None:
-                    trust_s = trust_s * torch.from_numpy(~np.asarray(keep_colors, bool)).to(trust_s.dtype)
+            trust_s = trust_c if opts.solve_trust_px is None else trust_from(opts.solve_trust_px, colours=True)
             colors.copy_(colors + trust_s[:, None] * (solved - colors))
     optim = torch.optim.Adam([
         {"params": [colors], "lr": opts.lr_color},

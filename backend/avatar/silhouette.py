@@ -223,22 +223,13 @@ def _ellipse_inside(gs: GaussianSet, camera: "Camera", idx: np.ndarray, uv: np.n
 
 def _sigma_towards(gs: GaussianSet, camera: "Camera", towards: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """(N,) px: each Gaussian's projected standard deviation along ``towards`` (N, 2) px (image
-    direction, any length; ``fallback`` (N,) px where it is zero), from its 2D covariance
-    ``J W R diag(s)^2 R^T W^T J^T`` (no low-pass): ``|diag(s) R^T W^T J^T n|``."""
-    from ..rotations import quat_to_matrix
-
+    direction, any length; ``fallback`` (N,) px where it is zero): sqrt(n^T cov2d n) with the 2D
+    covariance of :func:`_cov2d`."""
     n = np.asarray(towards, np.float64)
     length = np.linalg.norm(n, axis=1)
     n = n / np.maximum(length, 1e-9)[:, None]
-    V = np.asarray(camera.viewmat, np.float64)
-    pc = np.asarray(gs.means, np.float64) @ V[:3, :3].T + V[:3, 3]           # (N, 3) camera frame
-    z = np.maximum(pc[:, 2], 1e-6)
-    # J^T n, J = [[fx/z, 0, -fx x/z^2], [0, fy/z, -fy y/z^2]]
-    jt = np.stack([camera.fx / z * n[:, 0], camera.fy / z * n[:, 1],
-                   -(camera.fx * pc[:, 0] * n[:, 0] + camera.fy * pc[:, 1] * n[:, 1]) / (z * z)], 1)
-    world = jt @ V[:3, :3]                                                     # W^T J^T n
-    local = np.einsum("nij,ni->nj", quat_to_matrix(np.asarray(gs.quats, np.float64)), world)  # R^T (.)
-    sigma = np.linalg.norm(np.asarray(gs.scales, np.float64) * local, axis=1)
+    cov = _cov2d(gs, camera, np.arange(len(gs.means)))
+    sigma = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", n, cov, n), 0.0))
     return np.where(length > 0, sigma, fallback)
 
 

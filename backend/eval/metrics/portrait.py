@@ -154,22 +154,11 @@ def ssim_terms(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
     texture). pred, target: (H, W, 3) float [0, 1]. Says whether a region's SSIM loss is
     brightness, blur (contrast, with the render's sigma below the target's) or misplaced detail
     (structure)."""
-    import torch
-    import torch.nn.functional as F
-
-    from ...image_metrics import SSIMOptions, _gauss_kernel, as_hwc
+    from ...image_metrics import SSIMOptions, ssim_moments
 
     opts = SSIMOptions()
-    a, b = as_hwc(pred), as_hwc(target)
-    h, w, c = a.shape
-    ta = torch.from_numpy(np.ascontiguousarray(a, np.float64)).permute(2, 0, 1).reshape(c, 1, h, w)
-    tb = torch.from_numpy(np.ascontiguousarray(b, np.float64)).permute(2, 0, 1).reshape(c, 1, h, w)
-    g = _gauss_kernel(opts).double()
-    kx, ky = g.view(1, 1, 1, -1), g.view(1, 1, -1, 1)
-    mu_a, mu_b, e_aa, e_bb, e_ab = F.conv2d(F.conv2d(torch.cat([ta, tb, ta * ta, tb * tb, ta * tb]), kx),
-                                            ky).chunk(5, dim=0)
-    var_a, var_b = (e_aa - mu_a ** 2).clamp_min(0), (e_bb - mu_b ** 2).clamp_min(0)
-    cov = e_ab - mu_a * mu_b
+    mu_a, mu_b, var_a, var_b, cov = ssim_moments(pred, target, opts)
+    var_a, var_b = var_a.clamp_min(0), var_b.clamp_min(0)
     sa, sb = var_a.sqrt(), var_b.sqrt()
     c1, c2 = (opts.k1 * opts.data_range) ** 2, (opts.k2 * opts.data_range) ** 2
     terms = {"luminance": (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1),
