@@ -258,9 +258,12 @@ class FaceAnalyzer:
             mask = self._mp.segment(det)
         return fit_crop_to_region(crop, head_region(mask, lm_src * s), region_scale=s)
 
-    def _too_small_msg(self, iod: float) -> str:  # iod: face_size_px, the eye distance of a frontal face
-        return (f"the face is too small: {iod:.0f} px between the eyes, at least "
-                f"{self.min_inter_ocular_px:.0f} px needed (use a closer or higher-resolution photo)")
+    def _too_small_msg(self, size: float) -> str:
+        """``size``: :func:`face_size_px`, the eye-corner distance of a frontal face, or the
+        eyes-to-mouth distance where a turned head makes that the larger."""
+        return (f"the face is too small: {size:.0f} px across (eye corners, or eyes to mouth on a "
+                f"turned head), at least {self.min_inter_ocular_px:.0f} px needed (use a closer or "
+                f"higher-resolution photo)")
 
     def _landmarks_in_box(self, det: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """Face mesh on a square region 2.2x the detector box, mapped back to ``det`` pixels."""

@@ -66,7 +66,7 @@ def _small_face(astronaut: np.ndarray, side: int) -> np.ndarray:
 
 
 def test_face_too_small_is_not_no_face(analyzer, astronaut):
-    with pytest.raises(InputError, match=r"the face is too small: \d+ px between the eyes, at least 30"):
+    with pytest.raises(InputError, match=r"the face is too small: \d+ px across \(eye corners, or eyes to mouth on a turned head\), at least 30"):
         analyzer.analyze(_small_face(astronaut, 128))
     with pytest.raises(InputError, match="no face found"):
         analyzer.analyze(np.full((640, 640, 3), 200, np.uint8))
