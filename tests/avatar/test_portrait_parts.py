@@ -170,14 +170,16 @@ def test_source_view_alpha_iou_on_the_astronaut(astro):
 
 
 def _behind_ear_window(d, side: float, yaw: float, half: int = 14):
-    """Pixel window around the hair behind the ear (head frame: 9 cm to the side, 3 cm up,
+    """Pixel window around the hair behind the ear (head frame: 7.5 cm to the side, 3 cm up,
     5 cm behind the skull's centre) in the camera orbited by ``yaw`` about the head."""
     from backend.avatar.posing import lbs_numpy
 
     model, fit = d["model"], d["fit"]
     verts, _, A = lbs_numpy(model, fit.params)
     cam = fit.camera.orbit_yaw(yaw, pivot=verts[0].mean(0))
-    p = np.array([side * 0.09, 0.03, -0.05, 1.0])
+    # 7.5 cm, not 9: since HairOptions.side_depth the back quadrants hug the skull (grown by the
+    # back thickness), and 9 cm to the side 5 cm behind the centre lies past the astronaut's hull
+    p = np.array([side * 0.075, 0.03, -0.05, 1.0])
     uv, _ = cam.project((A[0, 1] @ p)[None, :3].astype(np.float32))
     u, v = int(uv[0, 0]), int(uv[0, 1])
     return cam, (slice(v - half, v + half), slice(u - half, u + half))
@@ -408,3 +410,35 @@ def test_hair_lies_flatter_behind_the_head_than_beside_it(astro):
     assert side > 0.01, side
     # astronaut: side 21 mm; back 7 mm at back_ratio 0.35, 18 mm at the earlier 0.7
     assert back <= 0.6 * side, (side, back)
+
+
+def test_hair_width_beside_the_head_stays_near_the_widest_plane(astro):
+    """HairOptions.side_depth: behind the skull the silhouette's width beside it is kept only near the
+    widest plane; in the back quadrants the hull is the skull's cross-section grown by the back
+    thickness. Against the full ellipse (side_depth 0): the same width at the widest plane, a
+    narrower back quadrant (what a 30-45 deg head turn shows past the skull)."""
+    from backend.avatar.hair import HairOptions
+    from backend.avatar.portrait import PortraitOptions, portrait_parts
+    from backend.avatar.posing import shaped_vertices
+
+    model, fit = astro["model"], astro["fit"]
+    rest = shaped_vertices(model, fit.params.shape)
+    y_mid = np.median(rest[:, 1]) + 0.02                    # about the temples
+    skull = rest[np.abs(rest[:, 1] - y_mid) < 0.01]
+    cx, cz = 0.5 * (skull[:, 0].min() + skull[:, 0].max()), 0.5 * (skull[:, 2].min() + skull[:, 2].max())
+    hz = 0.5 * np.ptp(skull[:, 2])
+
+    def widths(side_depth: float) -> tuple[float, float]:
+        pp = portrait_parts(model, fit.params, fit.camera, astro["photo"], astro["mask"], astro["obs"].landmarks,
+                            PortraitOptions(hair=HairOptions(side_depth=side_depth)))
+        h = dict((n, g) for n, g, _ in pp.parts)["hair"].means
+        h = h[np.abs(h[:, 1] - y_mid) < 0.01]
+        dz = h[:, 2] - cz
+        return (float(np.abs(h[np.abs(dz) < 0.01, 0] - cx).max()),          # at the widest plane
+                float(np.abs(h[dz < -0.6 * hz, 0] - cx).max()))             # the back quadrants
+
+    wide_full, back_full = widths(0.0)
+    wide, back = widths(HairOptions().side_depth)
+    assert abs(wide - wide_full) <= 0.004, (wide, wide_full)   # a voxel: the source view's outline
+    # astronaut: widest plane 0.105 vs 0.104 m, back quadrants 0.075 vs 0.087 m
+    assert back <= back_full - 0.008, (back, back_full)
