@@ -46,6 +46,20 @@ def mouth_band(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
 #: lower teeth and the tongue, so the ring shows the cavity between the rows of teeth.
 PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (("mouthFunnel", "jaw", 0, 0.06),)
 
+#: Extra jaw drop of the parts per unit of a PART_JAW_CHANNELS expression beyond the photo's own
+#: value (name: radians at weight 1). The tracker's open "O" is mouthFunnel 0.4-0.77 over an almost
+#: closed jaw, so 0.06 rad leaves a bar of lower teeth where a clip shows a dark mouth (issue 14);
+#: but the photo fit also uses the funnel for toothy smiles (0.3-0.45), whose teeth the photo shows
+#: where they are (and the tracker's resting funnel on the clips' own first frames is 0.5-0.6). So
+#: the key's slope is 0.06 + 0.18 rad and the parts' rest is turned back by 0.18 rad times the
+#: photo's own funnel (``source_relative_shapes``): at the photo's expression the parts sit exactly
+#: where the 0.06 rad key put them, a driven funnel above it drops the jaw 0.24 rad per unit, one
+#: below it closes it as much (d0's talking frames, below its photo's funnel, scored better for it).
+#: 0.18 against 0.09: d12 mouth PSNR 17.53 against 17.09 dB (docs/figures/eval.md, mouth section).
+#: Linear, so every consumer of shape keys (numpy and torch posing, the .omgavatar file, Blender's
+#: shape keys) poses it alike.
+PART_JAW_BEYOND_SOURCE: dict[str, float] = {"mouthFunnel": 0.18}
+
 
 def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndarray,
                          weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -56,7 +70,6 @@ def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndar
     head/standin/generator._rot_delta)."""
     from ..head.arkit_names import JOINT_CHANNELS
     from ..head.model import JOINT_NAMES
-    from ..rotations import axis_angle_to_matrix
 
     names = set(model.expr_names)
     out: dict[str, np.ndarray] = {}
@@ -64,12 +77,44 @@ def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndar
         j = list(JOINT_NAMES).index(joint)
         if name not in names or not np.any(weights[:, j] > 0):
             continue
-        aa = np.zeros(3)
-        aa[axis] = angle
-        R = axis_angle_to_matrix(aa) - np.eye(3)
-        d = weights[:, j:j + 1] * ((points - joints[j]) @ R.T)
-        out[name] = d.astype(np.float32)
+        out[name] = _channel_shape(joint, axis, angle, joints, points, weights)
     return out
+
+
+def source_relative_shapes(model: "HeadModel", joints: np.ndarray, part: SkinnedPart,
+                           source_expr: np.ndarray) -> None:
+    """Give ``part`` (at rest, its joint-channel keys already set) the PART_JAW_BEYOND_SOURCE slope
+    in place: for each such channel c with the photo's value s = ``source_expr`` (E,) [c], the key
+    becomes D(a + b) (angle a of PART_JAW_CHANNELS plus the extra b) and the rest means move by
+    ``-s (D(a + b) - D(a))``, so ``rest + s D`` (the parts at the photo's expression) is unchanged
+    and each unit of c beyond s turns the parts a + b radians about the joint; below s they close
+    by as much (a linear key cannot stop at s). Means (N, 3) metres."""
+    names = list(model.expr_names)
+    e = np.asarray(source_expr, np.float32).reshape(-1)
+    w = part.weights
+    for name, joint, axis, angle in PART_JAW_CHANNELS:
+        extra = PART_JAW_BEYOND_SOURCE.get(name, 0.0)
+        if not extra or name not in part.shapes or name not in names:
+            continue
+        s = float(e[names.index(name)]) if names.index(name) < len(e) else 0.0
+        steeper = _channel_shape(joint, axis, angle + extra, joints, part.gaussians.means, w)
+        shift = -s * (steeper - part.shapes[name])
+        part.gaussians = part.gaussians.with_means((part.gaussians.means + shift).astype(np.float32))
+        part.shapes[name] = steeper
+
+
+def _channel_shape(joint: str, axis: int, angle: float, joints: np.ndarray, points: np.ndarray,
+                   weights: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 ``w_j (R - I) (x - J_j)`` for a turn of ``angle`` radians about ``axis`` of
+    ``joint`` (points (N, 3), weights (N, J), rest joints (J, 3))."""
+    from ..head.model import JOINT_NAMES
+    from ..rotations import axis_angle_to_matrix
+
+    j = list(JOINT_NAMES).index(joint)
+    aa = np.zeros(3)
+    aa[axis] = angle
+    R = axis_angle_to_matrix(aa) - np.eye(3)
+    return (weights[:, j:j + 1] * ((points - joints[j]) @ R.T)).astype(np.float32)
 
 
 def _skin_depth(model: "HeadModel", params: "HeadParams", camera: "Camera") -> np.ndarray:
@@ -100,6 +145,7 @@ def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
     def with_channels(ps: list[SkinnedPart]) -> list[SkinnedPart]:
         for p in ps:
             p.shapes = {**joint_channel_shapes(model, joints, p.gaussians.means, p.weights), **p.shapes}
+            source_relative_shapes(model, joints, p, params.expr[0])
         return ps
 
     def posed_at_source(ps: list[SkinnedPart]) -> list[np.ndarray]:

@@ -312,14 +312,15 @@ def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, s
     d_joint = np.linalg.norm(by_joint[sl["teeth_lower"]] - zero[sl["teeth_lower"]], axis=1)
     assert np.median(d_joint) > 0.005 and abs(np.median(d_key) / np.median(d_joint) - 1) < 0.15
     np.testing.assert_array_equal(by_key[sl["teeth_upper"]], zero[sl["teeth_upper"]])
-    # an "o" (mouthFunnel) parts the lips with the skin key and drops the lower teeth and tongue a
-    # few millimetres with the parts' key (the jaw's 0.06 rad), so the ring shows the cavity
+    # an "o" (mouthFunnel) parts the lips with the skin key and drops the lower teeth and tongue
+    # over a centimetre with the parts' key (the jaw's 0.06 + 0.18 rad beyond the photo's own
+    # funnel, here 0), so the ring shows the cavity
     o = HeadParams.zeros(model)
     o.expr[0, ARKIT_NAMES.index("mouthFunnel")] = 1.0
     by_o = pose(av, model, o, 1)[0]
     for name in ("teeth_lower", "tongue"):
         drop = np.median(zero[sl[name], 1] - by_o[sl[name], 1])
-        assert 0.002 < drop < 0.007, (name, drop)
+        assert 0.008 < drop < 0.028, (name, drop)
     np.testing.assert_array_equal(by_o[sl["teeth_upper"]], zero[sl["teeth_upper"]])
     f = mouth_frame(model, rest)
     front = Camera.look_at((0, f.center[1] + 0.05, 0.6), (0, f.center[1] + 0.05, 0), width=160, height=160,
@@ -332,6 +333,62 @@ def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, s
     shut_r = (_render_parts(model, av, blink, front, {"eye_R"})[1] > 0.5).sum()
     assert open_l > 100 and shut_l < 0.1 * open_l, (open_l, shut_l)
     assert shut_r > 0.9 * open_r
+
+
+def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, splat_avatar, monkeypatch):
+    """The parts' extra funnel jaw drop (interior.PART_JAW_BEYOND_SOURCE) counts from the photo's
+    own funnel: built for a photo fitted with mouthFunnel 0.35 (a toothy smile's fit) and other
+    expressions, the render at that expression is the render without the extra drop (same pixels),
+    while a driven funnel 0.5 above it drops the lower teeth and tongue 0.5 * 0.18 rad further
+    (the lower teeth 6 mm on the stand-in) and leaves the upper teeth. Below the photo's funnel the key
+    closes them by as much (linear: at funnel 0, 0.35 * 0.18 rad up)."""
+    import backend.avatar.interior as interior
+    from backend.avatar.gaussians import GaussianAvatar
+    from backend.avatar.posing import pose, posed_set
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+    from backend.render.splat import splat
+
+    model, rest, _ = standin
+    f = ARKIT_NAMES.index("mouthFunnel")
+    src = HeadParams.zeros(model)
+    src.expr[0, f] = 0.35
+    src.expr[0, ARKIT_NAMES.index("mouthSmileLeft")] = 0.5
+    src.expr[0, ARKIT_NAMES.index("jawOpen")] = 0.2
+    base = splat_avatar
+    cam = Camera.look_at((0, mouth_frame(model, rest).center[1], 0.45),
+                         (0, mouth_frame(model, rest).center[1], 0), width=160, height=160, fov_y_deg=14)
+
+    def avatar() -> GaussianAvatar:
+        parts = interior.interior_parts(model, src, cam, None, None)
+        return GaussianAvatar("standin", None, src, cam, base.vertex_offsets, base.lods, base.lod_offsets, parts)
+
+    new = avatar()
+    monkeypatch.setattr(interior, "PART_JAW_BEYOND_SOURCE", {})
+    old = avatar()
+
+    def render(av, hp):
+        gs = posed_set(av, model, hp, 1)
+        return splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, cam, backend="cpu").image[0].numpy()
+
+    a, b = render(new, src), render(old, src)
+    assert np.abs(a - b).max() < 1e-5                              # the photo's view: unchanged
+    sl = new.part_slices(1)
+    at_src_new, at_src_old = pose(new, model, src, 1)[0], pose(old, model, src, 1)[0]
+    np.testing.assert_allclose(at_src_new, at_src_old, atol=1e-6)
+    driven = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
+    driven.expr[0, f] = 0.85
+    d_new, d_old = pose(new, model, driven, 1)[0], pose(old, model, driven, 1)[0]
+    for name in ("teeth_lower", "tongue"):
+        extra = np.median(d_old[sl[name], 1] - d_new[sl[name], 1])  # metres further down
+        assert 0.004 < extra < 0.012, (name, extra)
+    np.testing.assert_array_equal(d_new[sl["teeth_upper"]], d_old[sl["teeth_upper"]])
+    assert np.abs(render(new, driven) - render(old, driven)).max() > 0.1   # the opening shows it
+    neutral = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
+    neutral.expr[0, f] = 0.0
+    n_new, n_old = pose(new, model, neutral, 1)[0], pose(old, model, neutral, 1)[0]
+    up = np.median(n_new[sl["teeth_lower"], 1] - n_old[sl["teeth_lower"], 1])
+    assert 0.35 / 0.5 * 0.004 < up < 0.35 / 0.5 * 0.012, up
 
 
 def test_eyeball_bare_outside_the_photos_lids_takes_the_photos_skin(standin):
