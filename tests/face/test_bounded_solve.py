@@ -29,15 +29,14 @@ def test_active_bounds_hold_only_coefficients_pushed_out_of_the_box():
 def _problem(n_frames: int, seed: int):
     """Stand-in landmarks of sparse ARKit weights plus motion only negative weights would make
     (a capture the [0, 1] box cannot reproduce), seen by the source camera with 0.3 px noise."""
-    from backend.head.arkit_names import CALIBRATION_OBSERVED, JOINT_CHANNELS, LANDMARK_UNOBSERVED
+    from backend.head.arkit_names import JOINT_CHANNELS, LANDMARK_UNOBSERVED
     from backend.head.loader import load_head_model
 
     model = load_head_model(None)
     lmm = LandmarkModel.from_model(model, 0)
     cam = source_camera(512)
     proj = Projector(cam.K, cam.viewmat)
-    # the shapes the calibrated tracker (the projected solve's user) holds: cheekPuff is solved there
-    skip = {n for n, *_ in JOINT_CHANNELS} | (set(LANDMARK_UNOBSERVED) - set(CALIBRATION_OBSERVED))
+    skip = {n for n, *_ in JOINT_CHANNELS} | set(LANDMARK_UNOBSERVED)
     free = [i for i, n in enumerate(model.expr_names) if n not in skip]
     rng = np.random.default_rng(seed)
     expr = np.zeros((n_frames, lmm.n_expr))
