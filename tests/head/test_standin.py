@@ -166,11 +166,6 @@ def test_expressions_do_what_their_names_say(standin):
     assert pr[LI.LIP_TOP, 2] < rest[LI.LIP_TOP, 2] - 1e-3  # and pressed back
     pf = _lm(m, {"cheekPuff": 1})
     assert np.linalg.norm(pf[205] - pf[425]) > np.linalg.norm(rest[205] - rest[425]) + 5e-3
-    # and the face's outline widens at mouth height (PUFF_SIDE: what a camera in front sees of it;
-    # mediapipe reads it, the calibrated tracker solves for it), the outline at the eyes much less
-    width = lambda p, a, b: np.linalg.norm(p[a, :2] - p[b, :2])  # noqa: E731
-    assert width(pf, 58, 288) > width(rest, 58, 288) + 10e-3
-    assert width(pf, 93, 323) - width(rest, 93, 323) < 0.6 * (width(pf, 58, 288) - width(rest, 58, 288))
     jo = _lm(m, {"jawOpen": 1}) - rest
     assert jo[LI.LIP_BOTTOM, 1] < -4e-3 and abs(jo[LI.LIP_TOP, 1]) < 0.5e-3
 
