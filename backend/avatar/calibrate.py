@@ -69,17 +69,7 @@ def calibration_shapes(model: "HeadModel") -> np.ndarray:
 #: shapes whose meaning needs others on (ARKit weights): each is rendered over them and read
 #: relative to a render of them alone. mouthClose is "lips together while the jaw is open": alone it
 #: pushes the shut lips into each other, which mediapipe reads as nothing
-#: (read at half weight: see SHAPE_WEIGHTS)
-BASES: dict[str, dict[str, float]] = {"mouthClose": {"jawOpen": 0.5}}
-
-#: shapes rendered at their own weight instead of ``calibrate_tracker``'s, their reading scaled to
-#: that weight's unit. mouthClose over jawOpen both at 0.5: the round trip's sequences carry
-#: mouthClose with jawOpen at least as large, mostly both near the middle of [0.3, 1], and mediapipe
-#: reads the lips closing over a half-open jaw differently from over a fully open one (on the
-#: round trip's 240 cached frames mouthClose 0.71 -> 0.77, top-20 mean 0.880 -> 0.883; at 0.7,
-#: 0.77 too; docs/figures/arkit.md). Other shapes read worse at lower weights (mouthFunnel at 0.7:
-#: 0.65 -> 0.49), so they stay at 1
-SHAPE_WEIGHTS: dict[str, float] = {"mouthClose": 0.5}
+BASES: dict[str, dict[str, float]] = {"mouthClose": {"jawOpen": 1.0}}
 
 
 def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: float):
@@ -116,7 +106,7 @@ def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: flo
     pending: list[tuple[int, dict[str, float]]] = []
     for k in sel:
         base = {n: w for n, w in BASES.get(names[k], {}).items() if n in names}
-        frames.append(frame({**base, names[k]: SHAPE_WEIGHTS.get(names[k], weight)}))
+        frames.append(frame({**base, names[k]: weight}))
         pending.append((len(frames) - 1, base))
     for i, base in pending:     # the base renders after the shapes: frame 1 + j stays shape sel[j]
         key = tuple(sorted(base.items()))
@@ -175,18 +165,16 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     size = (avatar.camera.width, avatar.camera.height)
     crop = crop_from_landmarks(lms[0][:, :2], size)
     E = model.n_expr
-    names = list(model.expr_names)
     sel = np.flatnonzero(calibration_shapes(model))
     neutral = crop.to_crop(lms[0][:, :2]).astype(np.float64)
     shapes = np.full((E, len(neutral), 2), np.nan)
     for k, lm in zip(sel, lms[1:]):
         base = lms[ref[k]]
         if lm is not None and base is not None:   # the shape's motion over its base, from the neutral
-            # (per ``weight``, as fit_calibration reads it, where the shape was rendered at its own)
-            scale = weight / SHAPE_WEIGHTS.get(names[k], weight)
-            shapes[k] = neutral + scale * (crop.to_crop(lm[:, :2]) - crop.to_crop(base[:, :2]))
+            shapes[k] = neutral + crop.to_crop(lm[:, :2]) - crop.to_crop(base[:, :2])
     calibrate = calibration_shapes(model)
     readings = []
+    names = list(model.expr_names)
     for (channel, axis, angle), lm in zip(turns, lms[n_expr_frames:]):
         px = None if lm is None else crop.to_crop(lm[:, :2]).astype(np.float64)
         if channel in SIDE_CHANNELS and channel in names:

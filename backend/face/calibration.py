@@ -97,15 +97,9 @@ class LandmarkCalibration:
                 extra = dict(posedirs=posedirs, corrective_joints=sorted(set(m.corrective_joints) | {JAW}))
             return replace(m, template=m.template + off.repeat_interleave(rep, 0), basis=basis, **extra)
 
-        # what mediapipe reads of the avatar's own shapes frees those only a calibration observes
-        from ..head.arkit_names import CALIBRATION_OBSERVED
-
-        seen = set() if self.offset_only else {i for i, n in enumerate(self.expr_names[:E])
-                                               if n in CALIBRATION_OBSERVED}
         corners = moved(lmm.corners, 3) if lmm.corners is not None else None
         out = moved(lmm, 1)
         out.corners = corners
-        out.unobserved_expr = tuple(i for i in lmm.unobserved_expr if i not in seen)
         out.__dict__.pop("_dtype_cache", None)
         return out
 

@@ -40,17 +40,7 @@ JOINT_CHANNELS: tuple[tuple[str, str, int, float], ...] = (
 #: tongueOut from landmarks only finds its side effect on the lower lip and mistakes it for an
 #: opening mouth (clip d12's "O" frames fitted it at 0.5-1.0, which now pushes the tongue part out).
 #: Landmark fits hold them at 0; captures and imports still set them.
-#: cheekPuff (CALIBRATION_OBSERVED) is held there too unless the tracker is calibrated to the avatar.
-LANDMARK_UNOBSERVED: tuple[str, ...] = ("tongueOut", "cheekPuff")
-
-#: Of LANDMARK_UNOBSERVED, the shapes a tracker calibrated to the avatar (face.calibration) solves for.
-#: cheekPuff inflates the cheeks mostly in depth and widens the face's outline at the lower cheeks;
-#: on a real face the outline's landmarks move with head shape, pose and mediapipe's own jitter, and
-#: the embedding's puff explains those as a puff (the eighth session's wider puff raised clip d3's
-#: self-reenactment AKD 2.66 -> 3.62 px with a wider funnel, docs/figures/arkit.md), so an
-#: uncalibrated fit holds it at 0. A calibration measures what mediapipe reads of the avatar's own
-#: puff, rendered, and the calibrated tracker (the ARKit round trip) solves for it with that reading.
-CALIBRATION_OBSERVED: tuple[str, ...] = ("cheekPuff",)
+LANDMARK_UNOBSERVED: tuple[str, ...] = ("tongueOut",)
 
 #: The stand-in's expression names before ARKit-52 (generator version 2, avatars of 2026-11).
 LEGACY_STANDIN_NAMES: tuple[str, ...] = (

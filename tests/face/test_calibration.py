@@ -63,32 +63,6 @@ def test_a_calibration_with_the_embeddings_own_response_changes_nothing(standin)
     assert same.corners is not None and lmm.basis.data_ptr() != same.basis.data_ptr()   # a copy
 
 
-def test_cheek_puff_is_solved_only_with_a_calibration_of_the_avatars_own_shapes(standin):
-    """Landmark fits hold cheekPuff at 0 (a real face's outline would read as a puff); a calibration
-    measured on the avatar's renders frees it, an offset-only one (the model's own directions) does not;
-    tongueOut stays held either way (no landmark sees a tongue)."""
-    from backend.face.calibration import offset_calibration
-    from backend.face.fit import FROZEN_PRIOR, FitOptions, fit_joints, frame_prior_weights
-    from backend.face.solver import Layout
-
-    lmm = LandmarkModel.from_model(standin)
-    S, E, L = lmm.n_shape, lmm.n_expr, lmm.n_landmarks
-    names = list(standin.expr_names)
-    puff, tongue = names.index("cheekPuff"), names.index("tongueOut")
-    assert {puff, tongue} <= set(lmm.unobserved_expr)
-    full = LandmarkCalibration(np.zeros((L, 3), np.float32), lmm.basis[:, :, S:].numpy(), tuple(names),
-                               np.ones(E, np.float32)).apply(lmm)
-    offsets = offset_calibration(lmm, np.zeros((L, 3), np.float32), tuple(names)).apply(lmm)
-    assert puff not in full.unobserved_expr and tongue in full.unobserved_expr
-    assert {puff, tongue} <= set(offsets.unobserved_expr)
-    for m, held in ((lmm, True), (full, False), (offsets, True)):
-        layout = Layout(fit_joints(m, FitOptions()), m.n_expr, 0, m.expr_bounds, True)
-        w = frame_prior_weights(m, layout, FitOptions())
-        n_joint = 3 * len(layout.joints) + 3
-        assert (w[n_joint + puff].item() == FROZEN_PRIOR) == held
-        assert w[n_joint + tongue].item() == FROZEN_PRIOR
-
-
 def test_fit_recovers_a_known_response_and_tracking_with_it_recovers_the_weights(standin):
     lmm = LandmarkModel.from_model(standin)
     E = lmm.n_expr
@@ -164,7 +138,7 @@ def test_calibration_file_for_another_basis_is_refused(tmp_path, standin):
 
 def test_calibration_renders_read_mouth_close_over_an_open_jaw(standin):
     """Each calibrated expression is rendered alone, except mouthClose ("lips together while the
-    jaw is open"), rendered at 0.5 over jawOpen at 0.5 and read against a render of that jawOpen alone; the jaw and eye
+    jaw is open"), rendered over jawOpen and read against a render of jawOpen alone; the jaw and eye
     channels (joints in the tracker) are not calibrated."""
     from types import SimpleNamespace
 
@@ -186,9 +160,8 @@ def test_calibration_renders_read_mouth_close_over_an_open_jaw(standin):
     assert not params.expr[0].any() and not params.pose[0, 1:].any()              # neutral
     mc, jo = names.index("mouthClose"), names.index("jawOpen")
     k = 1 + int(np.flatnonzero(np.flatnonzero(mask) == mc)[0])                   # mouthClose's frame
-    # at half weight over a half-open jaw (SHAPE_WEIGHTS, BASES), whatever the other shapes' weight
-    assert params.expr[k, mc] == pytest.approx(0.5) and params.pose[k, 2, 0] == pytest.approx(0.35 * 0.5)
-    assert ref[mc] == params.n_frames - 1 and params.pose[-1, 2, 0] == pytest.approx(0.35 * 0.5)
+    assert params.expr[k, mc] == pytest.approx(0.8) and params.pose[k, 2, 0] == pytest.approx(0.35)
+    assert ref[mc] == params.n_frames - 1 and params.pose[-1, 2, 0] == pytest.approx(0.35)
     assert not params.expr[-1].any() and params.expr[:, jo].max() == 0            # jawOpen is the joint
     smile = names.index("mouthSmileLeft")
     assert ref[smile] == 0 and params.expr[:, smile].max() == pytest.approx(0.8)

@@ -25,7 +25,6 @@ LIP_GAP = 0.001                  # lip rows 1 mm apart at rest (the mouth is clo
 ROW_SPACING = 0.004              # typical face row spacing the anchor gaps relax to
 MOUTH_DEPTH = 0.007              # depth of the mouth pocket behind the lips
 FUNNEL_OPEN = (0.002, 0.006)     # mouthFunnel = 1: upper / lower inner lip part this far (metres)
-PUFF_SIDE = (0.056, -0.020, 0.062)  # cheekPuff's side centre (|x|, y, z metres): the jaw's outline at the mouth
 EYE_LON, EYE_LAT = 16, 12        # eyeball grid per eye: 16 x 12 + 2 = 194 vertices
 EYE_RADIUS = 0.012               # metres
 BLINK_CLOSURE = 0.0              # closed, the upper lid margin comes down onto the lower one
@@ -477,12 +476,7 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     add("mouthShrugLower", g[:, None] * np.array([0, 0.003, 0.0015]))
     g = _gauss(v, L[LI.LIP_TOP], (0.022, 0.008, 0.02)) * front * upper
     add("mouthShrugUpper", g[:, None] * np.array([0, 0.002, 0.0015]))
-    # puff: the cheeks inflate between the mouth corners and the jaw's outline, most at the side of
-    # the face below the cheekbone, so the outline bulges out (what a camera in front sees of a
-    # puff: the face widens at the lower cheeks), and a little at the front cheek (the buccal point)
-    g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS)
-                + sum(_gauss(v, np.array([sx * PUFF_SIDE[0], PUFF_SIDE[1], PUFF_SIDE[2]]), (0.014, 0.018, 0.024))
-                      for sx in (1.0, -1.0)), 0, 1) * head
+    g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS), 0, 1) * head
     add("cheekPuff", 0.010 * g[:, None] * n)
     # tongueOut: the lower lip is pushed down and forward in the middle (the tongue part has its
     # own tongueOut key, avatar/mouth._tongue_out, that slides it out over this lip)
