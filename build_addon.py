@@ -14,6 +14,7 @@ Blender's own extension tool shipped inside bpy (``bl_pkg/cli/blender_ext.py``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import types
 import re
@@ -24,6 +25,12 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+try:  # POSIX; on Windows builds are not serialised (one developer, one build at a time)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES = ("backend", "omg_blender_addon", "operators", "panels")
@@ -77,9 +84,32 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (created if missing) for the block.
+
+    Two builds at once (two test sessions, or two checkouts sharing one wheel cache) would otherwise
+    list the cache while the other is still writing a wheel into it, or remove the stage folder the
+    other is zipping."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def download_wheels(platform: str, pins: list[str], cache: Path) -> list[Path]:
     """Download (or reuse) one wheel per pin for ``platform`` into ``cache``; returns their paths."""
     cache.mkdir(parents=True, exist_ok=True)
+    with exclusive(cache / ".download.lock"):
+        return _download_locked(platform, pins, cache)
+
+
+def _download_locked(platform: str, pins: list[str], cache: Path) -> list[Path]:
     wanted = {_normalize(p.split("==")[0]): p.split("==")[1] for p in pins}
     have = _wheels_by_name(cache)
     missing = [f"{name}=={ver}" for name, ver in wanted.items() if not _has_version(have.get(name), ver)]
@@ -176,13 +206,14 @@ def build(platform: str, out_dir: Path, cache_root: Path) -> BuildResult:
     version = tomllib.loads((ROOT / "blender_manifest.toml").read_text())["version"]
     pins = read_requirements(ROOT / "requirements" / "addon-wheels.txt")
     wheels = download_wheels(platform, pins, cache_root / platform)
-    staged = stage(ROOT / "build" / "stage" / platform / EXTENSION_ID, wheels, platform)
     out_dir.mkdir(parents=True, exist_ok=True)
     zip_path = out_dir / f"{EXTENSION_ID}-{version}-{platform}.zip"
-    zip_path.unlink(missing_ok=True)
-    subprocess.run([sys.executable, str(blender_ext_tool()), "build", "--source-dir", str(staged),
-                    "--output-filepath", str(zip_path)], check=True)
-    validate(zip_path)
+    with exclusive(ROOT / "build" / f".stage-{platform}.lock"):
+        staged = stage(ROOT / "build" / "stage" / platform / EXTENSION_ID, wheels, platform)
+        zip_path.unlink(missing_ok=True)
+        subprocess.run([sys.executable, str(blender_ext_tool()), "build", "--source-dir", str(staged),
+                        "--output-filepath", str(zip_path)], check=True)
+        validate(zip_path)
     return BuildResult(zip_path, zip_path.stat().st_size / 1e6, [w.name for w in wheels],
                        time.perf_counter() - t0)
 
