@@ -206,7 +206,9 @@ def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray,
     from ..face.track import TrackOptions, track_landmarks
 
     cam = source_camera() if camera is None else camera
-    lmm = LandmarkModel.from_model(model)
+    # the renders move the landmarks as the rendered head does (HeadModel.landmark_exprdirs aside):
+    # their readings are lifted to depth with that motion as the prior
+    lmm = LandmarkModel.from_model(model, rendered=True)
     proj = Projector(cam.K, cam.viewmat)
     cal = None
     for _ in range(PASSES):

@@ -176,7 +176,7 @@ def visibility_px(avatar, model) -> np.ndarray:
     E = len(ARKIT_NAMES)
     w = np.concatenate([np.zeros((1, E), np.float32), np.eye(E, dtype=np.float32)])
     p = weights_to_params(avatar, model, w)
-    lmm = LandmarkModel.from_model(model)
+    lmm = LandmarkModel.from_model(model, rendered=True)   # as the rendered head moves them
     coeffs = torch.as_tensor(np.concatenate([np.repeat(p.shape[None], len(w), 0), p.expr], 1), dtype=torch.float64)
     pts = lmm.points(coeffs, torch.as_tensor(p.pose, dtype=torch.float64), torch.as_tensor(p.transl, dtype=torch.float64))
     uv, _ = Projector(avatar.camera.K, avatar.camera.viewmat).project(pts)
@@ -253,7 +253,7 @@ def _landmark_round_trip(avatar, model, opts: RoundTripOptions, truth: np.ndarra
     from ..face.track import TrackOptions, track_landmarks
 
     t0 = time.perf_counter()
-    lmm = LandmarkModel.from_model(model)
+    lmm = LandmarkModel.from_model(model, rendered=True)   # where the rendered head puts them
     T = len(truth)
     f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
     coeffs = torch.cat([f64(params.shape)[None].expand(T, -1), f64(params.expr)], 1)

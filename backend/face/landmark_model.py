@@ -84,12 +84,16 @@ class LandmarkModel:
     unobserved_expr: tuple[int, ...] = ()  # expressions landmarks cannot see (arkit_names.LANDMARK_UNOBSERVED)
 
     @staticmethod
-    def from_model(model, n_shape: int | None = None, n_expr: int | None = None) -> "LandmarkModel":
+    def from_model(model, n_shape: int | None = None, n_expr: int | None = None,
+                   rendered: bool = False) -> "LandmarkModel":
         """Build from a ``backend.head.HeadModel``; keep the first n_shape / n_expr components
-        (cached on the model)."""
+        (cached on the model). The expressions in ``model.landmark_exprdirs`` move the landmarks
+        by those directions (what an uncalibrated fit may explain with them), unless ``rendered``:
+        then by their exprdirs, as the rendered head moves (a tracker calibrated to the avatar
+        replaces either by what mediapipe reads of the renders)."""
         S = model.n_shape if n_shape is None else min(int(n_shape), model.n_shape)
         E = model.n_expr if n_expr is None else min(int(n_expr), model.n_expr)
-        key = ("face.LandmarkModel", S, E)
+        key = ("face.LandmarkModel", S, E, bool(rendered))
         cached = model.cache.get(key)
         if cached is not None:
             return cached
@@ -101,6 +105,10 @@ class LandmarkModel:
             return np.einsum("lk,lk...->l...", bary, np.asarray(a, np.float64)[corners])
 
         basis_v = np.concatenate([model.shapedirs[..., :S], model.exprdirs[..., :E]], axis=2)
+        names = list(model.expr_names)[:E]
+        for name, d in ({} if rendered else getattr(model, "landmark_exprdirs", {})).items():
+            if name in names:
+                basis_v[:, :, S + names.index(name)] = d
         parents = [int(p) for p in model.parents]
         chain = np.zeros((N_JOINTS, N_JOINTS))
         for j in range(N_JOINTS):

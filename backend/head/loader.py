@@ -3,7 +3,8 @@
 Our .npz layout (written by :func:`save_head_model`, read with ``allow_pickle=False``):
     v_template (V,3) f4, f (F,3) i8, shapedirs (V,3,S) f4, exprdirs (V,3,E) f4, posedirs (V,3,36) f4,
     J_regressor (5,V) f4, weights (V,5) f4, kintree_table (2,5) i8, expr_names (E,) str,
-    shape_names (S,) str, name () str, lmk_face_idx (478,) i8, lmk_bary (478,3) f4, lmk_valid (478,) bool
+    shape_names (S,) str, name () str, lmk_face_idx (478,) i8, lmk_bary (478,3) f4, lmk_valid (478,) bool,
+    optional lmk_exprdir_names (K,) str with lmk_exprdirs (V,3,K) f4 (HeadModel.landmark_exprdirs)
 Landmark embedding files (for FLAME users): .npz with ``face_idx`` (478,) int and ``bary`` (478,3)
 float (optional ``valid`` (478,) bool; rows with face_idx < 0 are invalid).
 """
@@ -215,7 +216,19 @@ def _load_npz(path: Path) -> HeadModel:
         weights=get["weights"].astype(np.float32), parents=_parents_from_kintree(kt, path),
         expr_names=[str(s) for s in get["expr_names"]],
         shape_names=[str(s) for s in get.get("shape_names", np.array([], str))],
-        landmarks=lm)
+        landmarks=lm, landmark_exprdirs=_landmark_exprdirs(get, path))
+
+
+def _landmark_exprdirs(get: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """HeadModel.landmark_exprdirs from the .npz's optional lmk_exprdir_names / lmk_exprdirs."""
+    names = [str(s) for s in get.get("lmk_exprdir_names", np.array([], str))]
+    dirs = get.get("lmk_exprdirs")
+    if not names:
+        return {}
+    if dirs is None or dirs.ndim != 3 or dirs.shape[2] != len(names):
+        raise HeadModelError(path, f"'lmk_exprdirs' does not hold one (V, 3) direction for each of "
+                                   f"the {len(names)} names in 'lmk_exprdir_names'")
+    return {n: dirs[..., k].astype(np.float32) for k, n in enumerate(names)}
 
 
 def load_model_for_avatar(avatar_file: str | Path | None, stored_name: str, stored_path: str | None,

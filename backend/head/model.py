@@ -66,6 +66,11 @@ class HeadModel:
     parents     (5,) int64, -1 for the root
     expr_names  E names (stand-in: ARKit's 52, "eyeBlinkLeft", ...; FLAME: "exp_000", ...)
     landmarks   mediapipe 478 -> surface embedding
+    landmark_exprdirs  optional {expression name: (V, 3) float32}: the direction an uncalibrated
+                landmark fit (face.landmark_model) solves that expression with, in place of its
+                exprdirs column, where the render's deformation carries a part that a real face's
+                landmarks would borrow (stand-in: cheekPuff's widened outline, see its generator);
+                a tracker calibrated to an avatar reads the rendered deformation instead
     """
 
     name: str
@@ -80,6 +85,7 @@ class HeadModel:
     expr_names: list[str]
     landmarks: LandmarkEmbedding
     shape_names: list[str] = field(default_factory=list)  # optional, len S ("" entries allowed)
+    landmark_exprdirs: dict[str, np.ndarray] = field(default_factory=dict)  # optional, see above
     # Per-process caches (torch copies per device, LODs): never compared, never saved.
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -152,6 +158,10 @@ def validate_model(m: HeadModel, path: str | Path | None = None) -> None:
         _fail(path, f"{len(m.expr_names)} expression names for {m.n_expr} expression components")
     if m.shape_names and len(m.shape_names) != m.n_shape:
         _fail(path, f"{len(m.shape_names)} shape names for {m.n_shape} shape components")
+    for name, d in m.landmark_exprdirs.items():
+        if name not in m.expr_names:
+            _fail(path, f"landmark direction for '{name}', which is not one of the model's expressions")
+        check(f"landmark direction of {name}", d, (V, 3))
     lm = m.landmarks
     check("landmark face_idx", lm.face_idx, (None,))
     L = lm.face_idx.shape[0]
@@ -176,4 +186,7 @@ def save_head_model(path: str | Path, model: HeadModel) -> None:
              expr_names=np.array(model.expr_names, dtype=str),
              shape_names=np.array(model.shape_names, dtype=str),
              lmk_face_idx=model.landmarks.face_idx, lmk_bary=model.landmarks.bary,
-             lmk_valid=model.landmarks.valid)
+             lmk_valid=model.landmarks.valid,
+             lmk_exprdir_names=np.array(list(model.landmark_exprdirs), dtype=str),
+             lmk_exprdirs=np.stack(list(model.landmark_exprdirs.values()), -1).astype(np.float32)
+             if model.landmark_exprdirs else np.zeros((model.n_verts, 3, 0), np.float32))

@@ -276,3 +276,25 @@ def test_standin_through_flame_pickle_path(tmp_path, standin):
     np.testing.assert_allclose(m2.J_regressor, m.J_regressor, atol=1e-7)
     assert m2.expr_names == m.expr_names
     np.testing.assert_array_equal(m2.landmarks.face_idx, m.landmarks.face_idx)
+
+
+def test_npz_keeps_the_landmark_directions(tmp_path, make_model):
+    """HeadModel.landmark_exprdirs survive save/load; a file whose names and directions disagree, or
+    that names an expression the model lacks, is refused with a message."""
+    m = make_model(E=3)
+    m.expr_names = ["a", "b", "c"]
+    d = np.random.default_rng(1).normal(0, 0.01, (m.n_verts, 3)).astype(np.float32)
+    m.landmark_exprdirs = {"b": d}
+    p = tmp_path / "dirs.npz"
+    save_head_model(p, m)
+    m2 = load_head_model(p)
+    assert list(m2.landmark_exprdirs) == ["b"]
+    np.testing.assert_array_equal(m2.landmark_exprdirs["b"], d)
+    with np.load(p) as z:
+        files = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "bad.npz", **{**files, "lmk_exprdirs": files["lmk_exprdirs"][..., :0]})
+    with pytest.raises(HeadModelError, match="lmk_exprdirs"):
+        load_head_model(tmp_path / "bad.npz")
+    np.savez(tmp_path / "other.npz", **{**files, "lmk_exprdir_names": np.array(["z"])})
+    with pytest.raises(HeadModelError, match="'z'"):
+        load_head_model(tmp_path / "other.npz")

@@ -251,3 +251,36 @@ def test_every_arkit_shape_moves_the_face_and_sides_mirror(standin):
     f = moved["mouthFunnel"]
     assert f[LI.LIP_INNER_TOP, 1] - f[LI.LIP_INNER_BOTTOM, 1] > 6e-3 and f[LI.LIP_INNER_TOP, 1] > 1e-3
     assert f[LI.MOUTH_CORNER_L, 0] < -3e-3 and f[LI.MOUTH_CORNER_R, 0] > 3e-3 and abs(f[LI.CHIN]).max() < 1e-3
+
+
+def test_cheek_puff_widens_the_outline_but_landmark_fits_solve_the_front_puff(standin):
+    """cheekPuff, rendered, bulges the lower cheeks' outline sideways (what a camera in front can see
+    of a puff); an uncalibrated landmark fit solves it with the front cheek's inflation only
+    (HeadModel.landmark_exprdirs), so a real face's outline is not explained as a puff, and the
+    rendered motion is still there for a tracker calibrated to the avatar's renders."""
+    from backend.face.landmark_model import LandmarkModel
+    from backend.face.mediapipe_face import FACE_OVAL
+
+    m = standin
+    k = m.expr_names.index("cheekPuff")
+    assert set(m.landmark_exprdirs) == {"cheekPuff"}
+    full, front = m.exprdirs[:, :, k], m.landmark_exprdirs["cheekPuff"]
+    # the side of the face below the cheekbone moves outwards (+x on the subject's left) only rendered
+    side = (np.abs(m.v_template[:, 0] - 0.056) < 0.006) & (np.abs(m.v_template[:, 1] + 0.02) < 0.01) \
+        & (np.abs(m.v_template[:, 2] - 0.062) < 0.01)
+    assert side.sum() > 3
+    assert full[side, 0].mean() > 3e-3 and abs(front[side, 0]).mean() < 0.5 * full[side, 0].mean()
+    # ... and the front cheek inflates in both
+    cheek = np.linalg.norm(m.v_template - m.v_template[np.argmax(np.linalg.norm(front, axis=1))], axis=1) < 0.004
+    np.testing.assert_allclose(np.linalg.norm(full[cheek], axis=1), np.linalg.norm(front[cheek], axis=1), rtol=0.3)
+    # the fit's landmark model uses the front puff, the rendered one the whole puff; the outline's
+    # landmarks move sideways only in the latter
+    fit, rendered = LandmarkModel.from_model(m), LandmarkModel.from_model(m, rendered=True)
+    S = fit.n_shape
+    oval = list(FACE_OVAL)
+    widen_fit = np.abs(fit.basis[oval, 0, S + k].numpy()).max()
+    widen_rendered = np.abs(rendered.basis[oval, 0, S + k].numpy()).max()
+    assert widen_rendered > 2e-3 and widen_fit < 0.5 * widen_rendered
+    other = [i for i in range(m.n_expr) if i != k]
+    np.testing.assert_array_equal(fit.basis[:, :, S + np.array(other)].numpy(),
+                                  rendered.basis[:, :, S + np.array(other)].numpy())

@@ -25,6 +25,7 @@ LIP_GAP = 0.001                  # lip rows 1 mm apart at rest (the mouth is clo
 ROW_SPACING = 0.004              # typical face row spacing the anchor gaps relax to
 MOUTH_DEPTH = 0.007              # depth of the mouth pocket behind the lips
 FUNNEL_OPEN = (0.002, 0.006)     # mouthFunnel = 1: upper / lower inner lip part this far (metres)
+PUFF_SIDE = (0.056, -0.020, 0.062)  # cheekPuff's side centre (|x|, y, z metres): the jaw's outline at the mouth
 EYE_LON, EYE_LAT = 16, 12        # eyeball grid per eye: 16 x 12 + 2 = 194 vertices
 EYE_RADIUS = 0.012               # metres
 BLINK_CLOSURE = 0.0              # closed, the upper lid margin comes down onto the lower one
@@ -205,8 +206,8 @@ def build_standin() -> HeadModel:
     J_reg = _joint_regressor(v, nh, eye_ids, J_target)
     normals = vertex_normals(v, faces)
     shapedirs, shape_names = _identity_basis(v, normals, nh, eye_ids, L, weights)
-    exprdirs, expr_names = _expression_basis(v, normals, nh, L, eye_c, opening, weights,
-                                             J_reg @ v)
+    exprdirs, expr_names, landmark_dirs = _expression_basis(v, normals, nh, L, eye_c, opening, weights,
+                                                            J_reg @ v)
     posedirs = _pose_correctives(v, normals, weights, J_reg @ v)
 
     # landmark embedding: face landmarks on the head surface (inner lower lip on the jaw's side of
@@ -236,7 +237,8 @@ def build_standin() -> HeadModel:
         posedirs=posedirs.astype(np.float32), J_regressor=J_reg.astype(np.float32),
         weights=weights.astype(np.float32), parents=np.array(PARENTS, np.int64),
         expr_names=expr_names, shape_names=shape_names,
-        landmarks=LandmarkEmbedding(fi, bary, np.ones(N_MEDIAPIPE, bool)))
+        landmarks=LandmarkEmbedding(fi, bary, np.ones(N_MEDIAPIPE, bool)),
+        landmark_exprdirs={k: d.astype(np.float32) for k, d in landmark_dirs.items()})
 
 
 # ------------------------------------------------------------------------------------------ rigging
@@ -387,7 +389,9 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     shape's full strength, as an ARKit blendshape (an extreme expression: a smile lifts the mouth
     corner 10 mm, a brow raise 9 mm). Lids, lips and cheeks move the head mesh;
     jawOpen/jawLeft/jawRight and eyeLook* are linearised rotations about the jaw / eye joints
-    (JOINT_CHANNELS gives the same rotations that imports and the tracker put on the joints)."""
+    (JOINT_CHANNELS gives the same rotations that imports and the tracker put on the joints).
+    Also returns {name: (V, 3)}: the directions uncalibrated landmark fits use instead
+    (HeadModel.landmark_exprdirs)."""
     head = np.zeros(len(v), bool)
     head[:nh] = True
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
@@ -476,7 +480,19 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     add("mouthShrugLower", g[:, None] * np.array([0, 0.003, 0.0015]))
     g = _gauss(v, L[LI.LIP_TOP], (0.022, 0.008, 0.02)) * front * upper
     add("mouthShrugUpper", g[:, None] * np.array([0, 0.002, 0.0015]))
+    # cheekPuff: the cheeks inflate between the mouth corners and the jaw's outline, most at the
+    # side of the face below the cheekbone, so the outline bulges out (what a camera in front sees
+    # of a puff: the face widens at the lower cheeks), and a little at the front cheek. Uncalibrated
+    # landmark fits (the photo fit, tracking real clips) solve it with the front cheek's part only
+    # (HeadModel.landmark_exprdirs): with the side part they explained a real face's outline (head
+    # shape, pose, mediapipe's jitter) as a puff (the eighth session's wider puff: clip d3's
+    # self-reenactment AKD 2.66 -> 3.62 px, docs/figures/arkit.md). A tracker calibrated to the
+    # avatar reads the whole rendered puff (the ARKit round trip).
     g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS), 0, 1) * head
+    landmark_dirs = {"cheekPuff": (0.010 * g[:, None] * n) * head[:, None]}
+    g = np.clip(sum(_gauss(v, L[i], (0.018, 0.016, 0.03)) for i in LI.CHEEKS)
+                + sum(_gauss(v, np.array([sx * PUFF_SIDE[0], PUFF_SIDE[1], PUFF_SIDE[2]]), (0.014, 0.018, 0.024))
+                      for sx in (1.0, -1.0)), 0, 1) * head
     add("cheekPuff", 0.010 * g[:, None] * n)
     # tongueOut: the lower lip is pushed down and forward in the middle (the tongue part has its
     # own tongueOut key, avatar/mouth._tongue_out, that slides it out over this lip)
@@ -484,7 +500,7 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     add("tongueOut", g[:, None] * np.array([0, -0.003, 0.003]))
     missing = set(ARKIT_NAMES) - set(comps)
     assert not missing, f"stand-in basis lacks {sorted(missing)}"
-    return np.stack([comps[k] for k in ARKIT_NAMES], -1), list(ARKIT_NAMES)
+    return np.stack([comps[k] for k in ARKIT_NAMES], -1), list(ARKIT_NAMES), landmark_dirs
 
 
 def _blink(v, L, c, opening, s):
