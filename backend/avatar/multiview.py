@@ -581,6 +581,21 @@ def grow_depths(ok: np.ndarray, z: np.ndarray, cost: np.ndarray | None, o: GrowO
     return np.where(agreed, best, middle)
 
 
+def head_bound_hair(avatar: GaussianAvatar) -> tuple[int, SkinnedPart, np.ndarray] | None:
+    """(index of the "hair" part, the part, (M,) bool its Gaussians bound to the head alone: neck
+    joint weight >= 0.99), or None without a hair part or without any such Gaussian (hair on the
+    shoulders follows the torso: grow_hair and slide_hair leave it be)."""
+    from .skinning import NECK
+
+    names = [p.name for p in avatar.parts]
+    if "hair" not in names:
+        return None
+    hi = names.index("hair")
+    hair = avatar.parts[hi]
+    bound = hair.weights[:, NECK] >= 0.99
+    return (hi, hair, bound) if bound.any() else None
+
+
 def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], primary: int | None = None,
               opts: GrowOptions | None = None, backend: str = "auto") -> int:
     """Add hair Gaussians where a view shows the person but the avatar's render there does not
@@ -603,14 +618,10 @@ def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pri
     from .skinning import NECK
 
     o = opts or GrowOptions()
-    names = [p.name for p in avatar.parts]
-    if "hair" not in names or len(views) < 2:
+    found = head_bound_hair(avatar)
+    if found is None or len(views) < 2:
         return 0
-    hi = names.index("hair")
-    hair = avatar.parts[hi]
-    bound = hair.weights[:, NECK] >= 0.99
-    if not bound.any():
-        return 0
+    hi, hair, bound = found
     # a box around the hair already bound to the head, widened by reach_m (above it: tall hair);
     # a view that does not frame a sample cannot rule it out, and far from the head few views do
     box_lo = hair.gaussians.means[bound].min(0) - np.array([o.reach_m, 0.0, o.reach_m])
@@ -730,14 +741,11 @@ def slide_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pr
     from .skinning import NECK
 
     o = opts or SlideOptions()
-    names = [p.name for p in avatar.parts]
-    if "hair" not in names or len(views) < 2:
+    found = head_bound_hair(avatar)
+    if found is None or len(views) < 2:
         return 0
-    hi = names.index("hair")
-    hair = avatar.parts[hi]
-    bound = np.flatnonzero(hair.weights[:, NECK] >= 0.99)
-    if len(bound) == 0:
-        return 0
+    hi, hair, bound_mask = found
+    bound = np.flatnonzero(bound_mask)
 
     def neck(v: View) -> np.ndarray:
         A = part_transforms(model, HeadParams(avatar.params.shape, v.params.expr, v.params.pose, v.params.transl))[0]
