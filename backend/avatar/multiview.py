@@ -14,8 +14,8 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
   fuse      the paper's occlusion-aware fusion applied to views: every Gaussian takes its colour
             from the views that see it, weighted by visibility (rendered depth), facing angle and
             sampling resolution; what no view saw keeps the single-photo completion
-  slide     (before fusion) hair bound to the head moves along the primary view's rays to the
-            depth the other views' silhouettes hold (slide_hair): the primary's picture stays
+  slide     (opt-in, MultiViewOptions.slide; before fusion) hair bound to the head moves along
+            the primary view's rays to the depth the other views' silhouettes hold (slide_hair)
   carve     hair Gaussians outside any view's portrait silhouette are removed (a visual hull)
   grow      (opt-in, MultiViewOptions.grow) hair added where a view shows the person and the
             avatar's render does not, at depths every view's silhouette and seen surface allow
@@ -138,8 +138,13 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     grow: bool = False
     # slide_hair before fusion: the primary's hair moved in depth to where the views hold it
     # (diagnosis runs at LOD 2: held-out PSNR full d3 22.48 -> 22.64 dB, d12 19.65 -> 19.65,
-    # source frames unchanged; docs/figures/eval.md.in)
-    slide: bool = True
+    # source frames unchanged; docs/figures/eval.md.in). Off since r11: silhouettes do not rule out
+    # hair in front of the face (every view shows the person there), and on the synthetic
+    # turn-around slid hair showed as thin streaks in front of the ear at +-60 deg (PSNR -60/0/+60
+    # 20.00/29.75/19.69 dB with it, 20.32/29.83/20.41 without; only the hair the primary covers
+    # < 0.5 px slid: 19.92/30.40/19.66); with primary_refine it cost the hair ("head" region) at
+    # the source frame of clip d12 1.0 dB (28.97 vs 30.02) and held-out d12 19.54 vs 19.53 dB
+    slide: bool = False
     # carve_hair after fusion (off: diagnosis only; the views' silhouettes then bound no hair)
     carve: bool = True
     # the source frame no worse than the single photo (issue 17): the primary view's own build is
