@@ -8,12 +8,14 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
             also fitted alone, to tell one person from a mixture by the spread of identity fits and
             of skin colours
   build     the single-photo build of the most frontal view (or the anchor frame) with the joint
-            identity (no refinement)
+            identity, refined as that build would be (MultiViewOptions.primary_refine): what
+            the primary view sees well keeps its colour and opacity through fusion and refinement
+            (primary_hold), so the source frame is the single photo's
   fuse      the paper's occlusion-aware fusion applied to views: every Gaussian takes its colour
             from the views that see it, weighted by visibility (rendered depth), facing angle and
             sampling resolution; what no view saw keeps the single-photo completion
-  slide     (before fusion) hair bound to the head moves along the primary view's rays to the
-            depth the other views' silhouettes hold (slide_hair): the primary's picture stays
+  slide     (opt-in, MultiViewOptions.slide; before fusion) hair bound to the head moves along
+            the primary view's rays to the depth the other views' silhouettes hold (slide_hair)
   carve     hair Gaussians outside any view's portrait silhouette are removed (a visual hull)
   grow      (opt-in, MultiViewOptions.grow) hair added where a view shows the person and the
             avatar's render does not, at depths every view's silhouette and seen surface allow
@@ -136,8 +138,26 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     grow: bool = False
     # slide_hair before fusion: the primary's hair moved in depth to where the views hold it
     # (diagnosis runs at LOD 2: held-out PSNR full d3 22.48 -> 22.64 dB, d12 19.65 -> 19.65,
-    # source frames unchanged; docs/figures/eval.md.in)
-    slide: bool = True
+    # source frames unchanged; docs/figures/eval.md.in). Off since r11: silhouettes do not rule out
+    # hair in front of the face (every view shows the person there), and on the synthetic
+    # turn-around slid hair showed as thin streaks in front of the ear at +-60 deg (PSNR -60/0/+60
+    # 20.00/29.75/19.69 dB with it, 20.32/29.83/20.41 without; only the hair the primary covers
+    # < 0.5 px slid: 19.92/30.40/19.66); with primary_refine it cost the hair ("head" region) at
+    # the source frame of clip d12 1.0 dB (28.97 vs 30.02) and held-out d12 19.54 vs 19.53 dB
+    slide: bool = False
+    # carve_hair after fusion (off: diagnosis only; the views' silhouettes then bound no hair)
+    carve: bool = True
+    # the source frame no worse than the single photo (issue 17): the primary view's own build is
+    # the single-photo build of its frame, refinement included (primary_refine: its single-photo
+    # refinement with the multi-view budget, before the other views are fused), and a Gaussian
+    # covering primary_keep_px pixels of the primary view keeps that build's colour and opacity
+    # through fusion and the multi-view refinement (less coverage: that share of it;
+    # primary_hold; None: the other views recolour everything, the primary by its weight)
+    primary_refine: bool = True
+    primary_keep_px: float | None = 1.0
+    # with the primary refined, the multi-view refinement's budget is this share of refine_seconds
+    # (0: none; it refines only what the primary sees poorly)
+    views_refine_share: float = 1.0
 
 
 @dataclass
@@ -367,16 +387,33 @@ def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
     return bilinear(view.image, uvc), np.where(ok, w, 0.0).astype(np.float32)
 
 
+def primary_hold(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: int, keep_px: float | None,
+                 backend: str = "auto") -> np.ndarray | None:
+    """(N,) float32 in [0, 1] over ``rest_set(lod)``: how much of each Gaussian the primary
+    ``view`` vouches for, its coverage there (pixels, refine.source_coverage) / ``keep_px``,
+    clamped; None when ``keep_px`` is None (nothing held)."""
+    from .refine import source_coverage
+
+    if keep_px is None:
+        return None
+    cover = source_coverage(posed_set(avatar, model, view.params, lod), view.camera, backend).numpy()
+    return np.clip(cover / max(float(keep_px), 1e-6), 0.0, 1.0).astype(np.float32)
+
+
 def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
-               backend: str = "auto", primary: int | None = None) -> dict[str, float]:
+               backend: str = "auto", primary: int | None = None, keep_primary: bool = False) -> dict[str, float]:
     """Recolour every LOD's head Gaussians and the parts from ``views`` in place (see the module
     docstring); view ``primary`` weighs ``mv.primary_weight`` times one other view, the others
-    their registration_weights. Returns
+    their registration_weights; with ``keep_primary`` (the avatar is the primary's refined
+    single-photo build) what the primary sees well keeps its colour (primary_hold with
+    ``mv.primary_keep_px``: colour = hold x its own + (1 - hold) x fused). Returns
     {"seen_share": share of the finest LOD's Gaussians some view saw}."""
     finest = max(avatar.levels)
     seen_share = 0.0
     registered = registration_weights(views, primary, mv.registration_px)
     for lod in avatar.levels:
+        hold = None if primary is None or not keep_primary else primary_hold(
+            avatar, model, views[primary], lod, mv.primary_keep_px, backend)
         acc = np.zeros((avatar.counts()[lod]["total"], 3), np.float64)
         wsum = np.zeros(len(acc), np.float64)
         for k, v in enumerate(views):
@@ -387,6 +424,8 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
         n_head = len(avatar.lods[lod])
         rest = avatar.rest_set(lod)
         fused = (acc + mv.prior_weight * rest.colors) / (wsum + mv.prior_weight)[:, None]
+        if hold is not None:
+            fused = hold[:, None] * rest.colors + (1.0 - hold[:, None]) * fused
         avatar.lods[lod].colors = fused[:n_head].astype(np.float32)
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
@@ -581,6 +620,21 @@ def grow_depths(ok: np.ndarray, z: np.ndarray, cost: np.ndarray | None, o: GrowO
     return np.where(agreed, best, middle)
 
 
+def head_bound_hair(avatar: GaussianAvatar) -> tuple[int, SkinnedPart, np.ndarray] | None:
+    """(index of the "hair" part, the part, (M,) bool its Gaussians bound to the head alone: neck
+    joint weight >= 0.99), or None without a hair part or without any such Gaussian (hair on the
+    shoulders follows the torso: grow_hair and slide_hair leave it be)."""
+    from .skinning import NECK
+
+    names = [p.name for p in avatar.parts]
+    if "hair" not in names:
+        return None
+    hi = names.index("hair")
+    hair = avatar.parts[hi]
+    bound = hair.weights[:, NECK] >= 0.99
+    return (hi, hair, bound) if bound.any() else None
+
+
 def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], primary: int | None = None,
               opts: GrowOptions | None = None, backend: str = "auto") -> int:
     """Add hair Gaussians where a view shows the person but the avatar's render there does not
@@ -603,14 +657,10 @@ def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pri
     from .skinning import NECK
 
     o = opts or GrowOptions()
-    names = [p.name for p in avatar.parts]
-    if "hair" not in names or len(views) < 2:
+    found = head_bound_hair(avatar)
+    if found is None or len(views) < 2:
         return 0
-    hi = names.index("hair")
-    hair = avatar.parts[hi]
-    bound = hair.weights[:, NECK] >= 0.99
-    if not bound.any():
-        return 0
+    hi, hair, bound = found
     # a box around the hair already bound to the head, widened by reach_m (above it: tall hair);
     # a view that does not frame a sample cannot rule it out, and far from the head few views do
     box_lo = hair.gaussians.means[bound].min(0) - np.array([o.reach_m, 0.0, o.reach_m])
@@ -730,14 +780,11 @@ def slide_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pr
     from .skinning import NECK
 
     o = opts or SlideOptions()
-    names = [p.name for p in avatar.parts]
-    if "hair" not in names or len(views) < 2:
+    found = head_bound_hair(avatar)
+    if found is None or len(views) < 2:
         return 0
-    hi = names.index("hair")
-    hair = avatar.parts[hi]
-    bound = np.flatnonzero(hair.weights[:, NECK] >= 0.99)
-    if len(bound) == 0:
-        return 0
+    hi, hair, bound_mask = found
+    bound = np.flatnonzero(bound_mask)
 
     def neck(v: View) -> np.ndarray:
         A = part_transforms(model, HeadParams(avatar.params.shape, v.params.expr, v.params.pose, v.params.transl))[0]
@@ -827,13 +874,16 @@ def downscaled(a: np.ndarray, f: int) -> np.ndarray:
 
 
 def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv: MultiViewOptions,
-                 backend: str = "auto", progress: Progress | None = None, primary: int | None = None) -> dict[int, int]:
+                 backend: str = "auto", progress: Progress | None = None, primary: int | None = None,
+                 keep_primary: bool = False) -> dict[int, int]:
     """Colours and opacities of every LOD (parts at the finest) refined against all views at once
     with the single photo's whole-portrait terms (refine.refine_views): per view, the render
     against its own alpha times the view's foreground colours over the whole image, and its alpha
     against the view's matte. View ``primary`` counts ``mv.primary_refine_weight`` times in the
     loss and the coverage, the others their registration_weights; a Gaussian no view covers (the
-    synthesized back no view saw) stays frozen. Positions stay (the views' poses differ, so one world offset would not fit them all).
+    synthesized back no view saw) stays frozen, and with ``keep_primary`` (the avatar is the
+    primary's refined single-photo build) so does what the primary sees well (primary_hold's share
+    of each step withheld, ``mv.primary_keep_px``). Positions stay (the views' poses differ, so one world offset would not fit them all).
     The budget ``mv.refine_seconds`` is split over the LODs by Gaussian count. Returns steps per LOD."""
     from ..face.matte import foreground_colors
     from .refine import RefineOptions, RefineView
@@ -855,14 +905,17 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
         targets = [RefineView(cam, img, ones, matte, fg, s.means, s.quats,
                               mv.primary_refine_weight if k == primary else float(registered[k]))
                    for k, (cam, img, matte, s, fg) in enumerate(zip(cams, images, mattes, sets, fgs))]
-        ropts = RefineOptions(seconds=mv.refine_seconds * avatar.counts()[lod]["total"] / total,
+        budget = mv.refine_seconds * (mv.views_refine_share if keep_primary else 1.0)
+        ropts = RefineOptions(seconds=budget * avatar.counts()[lod]["total"] / total,
                               max_steps=mv.refine_steps, backend=backend,
                               views_per_step=mv.refine_views_per_step)
 
         def on_step(step: int, frac: float, lod: int = lod) -> None:
             progress.report(frac, f"refining LOD {lod} over {len(views)} views (step {step})")
 
-        res = refine_against(sets[0], None, targets, ropts, on_step)
+        hold = None if primary is None or not keep_primary else primary_hold(
+            avatar, model, views[primary], lod, mv.primary_keep_px, backend)
+        res = refine_against(sets[0], None, targets, ropts, on_step, hold=hold)
         n_head = len(avatar.lods[lod])
         avatar.lods[lod].colors = res.colors[:n_head].astype(np.float32)
         avatar.lods[lod].opacities = res.opacities[:n_head].astype(np.float32)
@@ -1020,13 +1073,17 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     pv = views[primary]
     fit = FitResult(params=pv.params, camera=pv.camera, rmse_px=float(rmse[primary]),
                     mean_error_px=float(rmse[primary]), seconds=0.0)
-    single_opts = replace(opts, refine=False, metrics=False)
+    refining = mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False
+    # the primary's own build is its frame's single-photo build, refined as that would be (the
+    # source frame no worse than the single photo), with the multi-view budget (seconds and steps)
+    single_opts = replace(opts, refine=opts.refine if refining and mv.primary_refine else False,
+                          refine_seconds=mv.refine_seconds, refine_steps=min(opts.refine_steps, mv.refine_steps),
+                          metrics=False)
     result = build_avatar(None, single_opts, _scaled(progress, 0.25, 0.6), prepared=(pv.observation, fit, pv.label))
     seconds["build"] = time.perf_counter() - t
     avatar = result.avatar
 
     t = time.perf_counter()
-    refining = mv.refine_seconds > 0 and mv.refine_steps > 0 and opts.refine is not False
     if refining:  # registration is refinement too: a build without refinement skips it
         views = register_views(avatar, model, views, mv, primary, opts.render_backend, _scaled(progress, 0.6, 0.65))
         seconds["register"] = time.perf_counter() - t
@@ -1040,14 +1097,16 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
         seconds["slide"] = time.perf_counter() - t
     t = time.perf_counter()
     progress.report(0.65, f"fusing {len(views)} views")
-    fused = fuse_views(avatar, model, views, mv, opts.render_backend, primary)
+    kept = bool(any(result.refine_steps.values()))  # the primary's single-photo refinement ran
+    fused = fuse_views(avatar, model, views, mv, opts.render_backend, primary, keep_primary=kept)
     seconds["fuse"] = time.perf_counter() - t
     t = time.perf_counter()
     # a misregistered view's silhouette would carve the hair it misses by its own error
     carvers = registration_weights(views, primary, mv.registration_px) >= 0.5
-    carved = carve_hair(avatar, model, [v for v, ok in zip(views, carvers) if ok],
-                        primary=int(carvers[:primary].sum()),  # the primary's own weight is 1
-                        backend=opts.render_backend)
+    carved = 0 if not mv.carve else carve_hair(
+        avatar, model, [v for v, ok in zip(views, carvers) if ok],
+        primary=int(carvers[:primary].sum()),  # the primary's own weight is 1
+        backend=opts.render_backend)
     seconds["carve"] = time.perf_counter() - t
     grown = 0
     if mv.grow:
@@ -1058,18 +1117,22 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
                           primary=int(carvers[:primary].sum()), backend=opts.render_backend)
         seconds["grow"] = time.perf_counter() - t
     steps = {l: 0 for l in avatar.levels}
-    if refining:
+    if refining and (not kept or mv.views_refine_share > 0):
         t = time.perf_counter()
-        steps = refine_views(avatar, model, views, mv, opts.render_backend, _scaled(progress, 0.7, 1.0), primary)
+        steps = refine_views(avatar, model, views, mv, opts.render_backend, _scaled(progress, 0.7, 1.0), primary,
+                             keep_primary=kept)
         seconds["refine"] = time.perf_counter() - t
-    avatar.options["refined"] = bool(any(steps.values()))
+    primary_steps = dict(result.refine_steps)
+    avatar.options["refined"] = bool(any(steps.values()) or any(primary_steps.values()))
     avatar.options["views"] = [{"label": v.label, "yaw_deg": round(v.yaw_deg, 2), "pitch_deg": round(v.pitch_deg, 2),
                                 "rmse_px": round(v.rmse_px, 3), "primary": k == primary,
                                 "registered_deg": round(v.registered_deg, 2),
                                 "registered_mm": round(v.registered_mm, 2)}
                                for k, v in enumerate(views)]
     avatar.options["multiview"] = {"source": source.name, "seen_share": fused["seen_share"],
-                                   "hair_carved": carved, "hair_grown": grown, "hair_slid": slid, "identity_spread": spread,
+                                   "hair_carved": carved, "hair_grown": grown, "hair_slid": slid,
+                                   "primary_refine_steps": {str(l): n for l, n in primary_steps.items()},
+                                   "identity_spread": spread,
                                    "skin_spread": skin}
     seconds["total"] = time.perf_counter() - t_start
     result.seconds = seconds

@@ -192,7 +192,7 @@ def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.nda
 def refine_views(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView]",
                  opts: "RefineOptions | None" = None,
                  on_step: Callable[[int, float], None] | None = None,
-                 keep_colors: np.ndarray | None = None) -> RefineResult:
+                 keep_colors: np.ndarray | None = None, hold: np.ndarray | None = None) -> RefineResult:
     """Optimise ``gs``'s colours and opacities (and, with ``movable``, small offsets) against all
     ``views`` at once: every step renders the K views in one (batched) splat. On the CPU, torch
     runs with ``opts.cpu_torch_threads`` intra-op threads meanwhile.
@@ -205,6 +205,10 @@ def refine_views(gs: GaussianSet, movable: np.ndarray | None, views: "list[Refin
     skin a blink pulls over the eye (eyes.eyelid_vertices' lids and "around" set) overlaps the dark
     lash line at the source view, grown by the blink's stretch, and fitted there a blink showed a
     dark lid (docs/figures/loop.md).
+    hold (N,) float in [0, 1] or None: the share of each Gaussian's change (colours, opacities,
+    offsets) withheld, on top of its coverage (1: it stays as given, and its colour is a constant
+    of the colour solve): what a multi-view build's primary view already sees well stays its own
+    (multiview.primary_hold).
     """
     from ..render.splat import select_backend
 
@@ -216,7 +220,7 @@ def refine_views(gs: GaussianSet, movable: np.ndarray | None, views: "list[Refin
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _refine(gs, movable, views, opts, on_step, keep_colors)
+        return _refine(gs, movable, views, opts, on_step, keep_colors, hold)
     finally:
         if threads:
             torch.set_num_threads(before)
@@ -230,7 +234,7 @@ def _stack(arrays: "list[np.ndarray]", transpose: tuple[int, ...] | None = None)
 
 def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView]", opts: RefineOptions,
             on_step: Callable[[int, float], None] | None = None,
-            keep_colors: np.ndarray | None = None) -> RefineResult:
+            keep_colors: np.ndarray | None = None, hold: np.ndarray | None = None) -> RefineResult:
     """The optimisation of :func:`refine_views`.
 
     Per view k: colour loss (1 - ssim_weight) L1 + ssim_weight (1 - SSIM) weighted by mask_k x
@@ -281,6 +285,10 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     clock = time.perf_counter
     stages = {"forward": 0.0, "loss": 0.0, "backward": 0.0, "update": 0.0}
     solved = None
+    free = None if hold is None else torch.from_numpy(1.0 - np.clip(np.asarray(hold, np.float32), 0.0, 1.0))
+    fixed = None if keep_colors is None else np.asarray(keep_colors, bool)
+    if hold is not None:
+        fixed = (np.zeros(len(gs.means), bool) if fixed is None else fixed) | (np.asarray(hold) >= 1.0)
     if solving:
         # the colour solve's first pass also gives the coverage (one more channel)
         tp = clock()
@@ -290,7 +298,7 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
                                 background=torch.zeros(f.shape[-1]), backend=opts.backend),
                 colors.detach(), target, use_fg, w, vw, opts.color_ridge_px, opts.color_solve_iters,
                 deadline=t0 + SOLVE_SHARE * opts.seconds,
-                fixed=None if keep_colors is None else torch.from_numpy(np.asarray(keep_colors, bool)))
+                fixed=None if fixed is None else torch.from_numpy(fixed))
         stages["solve"] = clock() - tp
     for v in views if appearance and not solving else ():  # registration alone moves no Gaussian
         c = source_coverage(replace(gs, means=gs.means if v.means is None else v.means,
@@ -298,8 +306,11 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         c = c if v.weight == 1.0 else float(v.weight) * c
         cover = c if cover is None else cover + c
     def trust_from(px: float, colours: bool = False) -> torch.Tensor:
-        """(N,) each Gaussian's coverage / px, clamped to [0, 1]; kept colours get none."""
+        """(N,) each Gaussian's coverage / px, clamped to [0, 1], less what ``hold`` withholds;
+        kept colours get none."""
         t = (cover / px).clamp(0.0, 1.0) if cover is not None else torch.zeros(len(gs.means))
+        if free is not None:
+            t = t * free
         if colours and keep_colors is not None:
             t = t * torch.from_numpy(~np.asarray(keep_colors, bool)).to(t.dtype)
         return t
