@@ -471,7 +471,8 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
     g = part.gaussians
     avatar.parts[i] = SkinnedPart(part.name, GaussianSet(
         g.means[keep], g.quats[keep], g.scales[keep], g.opacities[keep], g.colors[keep],
-        None if g.features is None else g.features[keep]), part.weights[keep])
+        None if g.features is None else g.features[keep]), part.weights[keep],
+        {name: d[keep] for name, d in part.shapes.items()})
     return int((~keep).sum())
 
 

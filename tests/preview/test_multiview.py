@@ -294,6 +294,9 @@ def test_hair_volume_is_carved_by_every_views_silhouette(astronaut):
     assert "hair" in names, "the astronaut build has a hair volume"
     hi = names.index("hair")
     guess, is_bun = _with_bun(avatar, model)
+    # a shape key on the hair (a part's own, per Gaussian) must be cut with its Gaussians
+    n_hair = len(guess.parts[hi])
+    guess.parts[hi].shapes["jawOpen"] = np.arange(3 * n_hair, dtype=np.float32).reshape(n_hair, 3)
     yaws = [-60.0, 0.0, 60.0]
     views = _views(avatar, model, _turned(avatar, yaws))
     sides = [views[0], views[2]]
@@ -304,6 +307,7 @@ def test_hair_volume_is_carved_by_every_views_silhouette(astronaut):
         removed = carve_hair(av, model, vs)
         kept = _rows_in(guess.parts[hi].gaussians.means, av.parts[hi].gaussians.means)
         assert removed == int((~kept).sum())
+        np.testing.assert_array_equal(av.parts[hi].shapes["jawOpen"], guess.parts[hi].shapes["jawOpen"][kept])
         found[key] = (kept[is_bun].mean(), kept[~is_bun].mean(), _hair_xor(av, sides, model))
     bun_front, _, xor_front = found["front"]
     bun_all, real_all, xor_all = found["all"]
