@@ -275,20 +275,24 @@ MAX_MASK_TILE = 64  # rasterize_image keeps one uint64 "done" bit mask per tile 
 
 @nb.njit(cache=True, parallel=True, fastmath=False, nogil=True)
 def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, width, height, tile_size,
-                    tile_order, n_blocks, t_stop=T_EPS):
+                    tile_order, n_blocks, t_stop=T_EPS, background=None):
     """``rasterize_fwd`` for renders that need no gradient (previews): the same image, bit for
-    bit, with less work. Returns out (B, H, W, D) f32 (no background) and alpha (B, H, W) f32
+    bit, with less work. Returns out (B, H, W, D) f32 (no background unless given) and alpha (B, H, W) f32
     (= float32(1 - T_final) of ``rasterize_fwd``); no T_final / last for a backward pass.
 
     Same float operations in the same order per pixel; what differs is only the bookkeeping:
     - a pixel's "done" flag is one bit of its row's uint64 mask, and a Gaussian's row is skipped
       whole when every pixel of its box in that row is done (behind the opaque surface at LOD 2,
       over half of all footprint pixels visited are already done);
-    - 4 channels (RGB + the depth channel, the analytic preview) are accumulated from scalars
-      held in registers instead of reloading the Gaussian's colours for every pixel;
+    - 3 or 4 channels (RGB, or RGB + the depth channel) are accumulated from scalars held in
+      registers instead of reloading the Gaussian's colours for every pixel;
     - scratch arrays are allocated once per block of tiles, not per tile.
     tile_order: as ``rasterize_fwd`` (``tile_order(n_jobs, n_blocks)``); n_blocks: contiguous
     blocks of it run in parallel (the numba thread count). Needs tile_size <= MAX_MASK_TILE.
+
+    background: None, or (B, D) f32: then ``out`` is composited over it as each tile is written,
+    out + (1 - alpha) background with ``finish_image``'s float32 operations (bit-identical to it),
+    which saves previews a separate pass over the frames.
     """
     B = means2d.shape[0]
     D = colors.shape[2]
@@ -296,8 +300,8 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
     tiles_y = (height + tile_size - 1) // tile_size
     n_tiles = tiles_x * tiles_y
     n_jobs = B * n_tiles
-    out = np.zeros((B, height, width, D), np.float32)
-    alpha_out = np.zeros((B, height, width), np.float32)
+    out = np.empty((B, height, width, D), np.float32)  # every pixel is written below
+    alpha_out = np.empty((B, height, width), np.float32)
     ts2 = tile_size * tile_size
     all_done = ~np.uint64(0)
     one = np.uint64(1)
@@ -317,8 +321,13 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
             y1 = min(y0 + tile_size, height)
             start = offsets[job]
             end = offsets[job + 1]
-            if start == end:
-                continue  # out stays 0, alpha 0 (T = 1)
+            if start == end:  # nothing drawn: alpha 0, out 0 (or the background: T = 1)
+                for py in range(y0, y1):
+                    for px in range(x0, x1):
+                        alpha_out[b, py, px] = np.float32(0.0)
+                        for d in range(D):
+                            out[b, py, px, d] = np.float32(0.0) if background is None else background[b, d]
+                continue
             T[:] = 1.0
             acc[:, :] = 0.0
             outside = ~_low_bits(x1 - x0)  # columns past the image edge count as done
@@ -338,11 +347,12 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
                 op = opacities[b, g]
                 smax = sigma_max[b, g]
                 c0 = c1 = c2 = c3 = np.float32(0.0)
-                if D == 4:
+                if D == 3 or D == 4:
                     c0 = colors[b, g, 0]
                     c1 = colors[b, g, 1]
                     c2 = colors[b, g, 2]
-                    c3 = colors[b, g, 3]
+                    if D == 4:
+                        c3 = colors[b, g, 3]
                 box = _low_bits(gx1 - gx0 + 1) << np.uint64(gx0 - x0)
                 for py in range(gy0, gy1 + 1):
                     r = py - y0
@@ -379,6 +389,10 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
                             acc[p, 1] += c1 * w
                             acc[p, 2] += c2 * w
                             acc[p, 3] += c3 * w
+                        elif D == 3:
+                            acc[p, 0] += c0 * w
+                            acc[p, 1] += c1 * w
+                            acc[p, 2] += c2 * w
                         else:
                             for d in range(D):
                                 acc[p, d] += colors[b, g, d] * w
@@ -394,9 +408,15 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
             for py in range(y0, y1):
                 for px in range(x0, x1):
                     p = (py - y0) * tile_size + (px - x0)
-                    alpha_out[b, py, px] = np.float32(1.0 - T[p])
-                    for d in range(D):
-                        out[b, py, px, d] = acc[p, d]
+                    a = np.float32(1.0 - T[p])
+                    alpha_out[b, py, px] = a
+                    if background is None:
+                        for d in range(D):
+                            out[b, py, px, d] = acc[p, d]
+                    else:
+                        tr = np.float32(1.0) - a
+                        for d in range(D):
+                            out[b, py, px, d] = acc[p, d] + tr * background[b, d]
     return out, alpha_out
 
 
