@@ -27,6 +27,9 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.core.extending import intrinsic
 
 ALPHA_THRESHOLD = np.float32(1.0 / 255.0)
 T_EPS = 1e-4
@@ -49,14 +52,39 @@ def sigma_max(opacities: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(opacities, 1e-30) / ALPHA_THRESHOLD).astype(np.float32)
 
 
+def _rounding_intrinsic(name: str):
+    """A numba intrinsic x -> llvm.<name>(x) (floor or ceil) for float32 and float64 scalars.
+
+    numba lowers ``math.floor`` / ``math.ceil`` to calls into libm, which LLVM leaves as calls in
+    scalar loops; the intrinsic compiles to one rounding instruction (roundsd) and gives the same
+    value. The tile splatter rounds four of them per Gaussian-tile pair (``_pixel_box``)."""
+
+    def impl(typingctx, x):
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            fn = builder.module.declare_intrinsic(f"llvm.{name}", [args[0].type])
+            return builder.call(fn, [args[0]])
+
+        return x(x), codegen
+
+    impl.__name__ = f"_{name}"
+    return intrinsic(impl)
+
+
+_floor = _rounding_intrinsic("floor")
+_ceil = _rounding_intrinsic("ceil")
+
+
 @nb.njit(cache=True, inline="always")
 def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):
     """Pixels [gx0, gx1] x [gy0, gy1] (inclusive) whose centres lie within the footprint, clipped
-    to the tile [x0, x1) x [y0, y1)."""
-    gx0 = max(x0, int(math.ceil(mx - ex - 0.5)))
-    gx1 = min(x1 - 1, int(math.floor(mx + ex - 0.5)))
-    gy0 = max(y0, int(math.ceil(my - ey - 0.5)))
-    gy1 = min(y1 - 1, int(math.floor(my + ey - 0.5)))
+    to the tile [x0, x1) x [y0, y1). (``_ceil``/``_floor``: math.ceil/math.floor without a libm call.)"""
+    gx0 = max(x0, int(_ceil(mx - ex - 0.5)))
+    gx1 = min(x1 - 1, int(_floor(mx + ex - 0.5)))
+    gy0 = max(y0, int(_ceil(my - ey - 0.5)))
+    gy1 = min(y1 - 1, int(_floor(my + ey - 0.5)))
     return gx0, gx1, gy0, gy1
 
 

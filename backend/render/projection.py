@@ -28,6 +28,8 @@ import numba as nb
 import numpy as np
 import torch
 
+from ._kernels import _ceil
+
 ALPHA_THRESHOLD = 1.0 / 255.0
 EXTEND = 3.33
 
@@ -174,8 +176,8 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, ep
                 ext = min(ext, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
             ex = ext * math.sqrt(a)
             ey = ext * math.sqrt(c)
-            rx = math.ceil(ex)
-            ry = math.ceil(ey)
+            rx = int(_ceil(ex))  # math.ceil without a libm call
+            ry = int(_ceil(ey))
             if rx <= 0 and ry <= 0:
                 continue
             if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
