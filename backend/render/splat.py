@@ -12,7 +12,6 @@ is broadcast. All cameras must share width and height.
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Sequence
 
 import numba as nb
@@ -65,20 +64,6 @@ def _tensor(x, name: str, device: torch.device) -> torch.Tensor:
 
 
 @nb.njit(cache=True, nogil=True)
-def _finite_range(a):
-    """(all finite, min, max) of a flat float32 array in one pass (min/max meaningful when finite)."""
-    lo = np.float32(np.inf)
-    hi = np.float32(-np.inf)
-    for i in range(a.shape[0]):
-        v = a[i]
-        if not math.isfinite(v):
-            return False, lo, hi
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return True, lo, hi
-
-
-@nb.njit(cache=True, nogil=True)
 def _min_norm2(q):
     """Smallest squared norm over the rows of q (M, 4) f32, in float32 like torch's
     ``q.square().sum(-1).amin()`` (inf when M = 0)."""
@@ -98,13 +83,15 @@ def _min_quat_norm2(q: torch.Tensor) -> float:
 
 
 def _check_range(x: torch.Tensor) -> tuple[bool, float, float]:
-    """(all finite, min, max) of ``x``: one numba pass on the CPU (no boolean tensor per element:
-    these checks run on every preview batch), torch reductions on other devices."""
+    """(all finite, min, max) of ``x``: on the CPU numpy's vectorized min and max (no boolean
+    array per element: these checks run on every preview batch; a NaN propagates into both and
+    an inf is one of them, so both finite <=> all finite), torch reductions on other devices."""
     if x.numel() == 0:
         return True, 0.0, 0.0
     if x.device.type == "cpu":
-        ok, lo, hi = _finite_range(x.detach().reshape(-1).contiguous().numpy())
-        return bool(ok), float(lo), float(hi)
+        a = x.detach().reshape(-1).contiguous().numpy()
+        lo, hi = a.min(), a.max()
+        return bool(np.isfinite(lo) and np.isfinite(hi)), float(lo), float(hi)
     if not bool(torch.isfinite(x).all()):
         return False, 0.0, 0.0
     lo, hi = torch.aminmax(x)
