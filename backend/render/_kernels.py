@@ -77,6 +77,30 @@ _floor = _rounding_intrinsic("floor")
 _ceil = _rounding_intrinsic("ceil")
 
 
+@intrinsic
+def _ctz(typingctx, x):
+    """Trailing zero bits of a non-zero uint64 (one tzcnt)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return types.uint64(types.uint64), codegen
+
+
+@intrinsic
+def _clz(typingctx, x):
+    """Leading zero bits of a non-zero uint64 (one lzcnt)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return types.uint64(types.uint64), codegen
+
+
 @nb.njit(cache=True, inline="always")
 def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):
     """Pixels [gx0, gx1] x [gy0, gy1] (inclusive) whose centres lie within the footprint, clipped
@@ -311,7 +335,8 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
     Same float operations in the same order per pixel; what differs is only the bookkeeping:
     - a pixel's "done" flag is one bit of its row's uint64 mask, and a Gaussian's row is skipped
       whole when every pixel of its box in that row is done (behind the opaque surface at LOD 2,
-      over half of all footprint pixels visited are already done);
+      over half of all footprint pixels visited are already done), else visited only from its
+      first to its last pixel not done;
     - 3 or 4 channels (RGB, or RGB + the depth channel) are accumulated from scalars held in
       registers instead of reloading the Gaussian's colours for every pixel;
     - scratch arrays are allocated once per block of tiles, not per tile.
@@ -385,16 +410,23 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
                 for py in range(gy0, gy1 + 1):
                     r = py - y0
                     dr = done[r]
-                    if (dr & box) == box:
+                    todo = box & ~dr
+                    if todo == 0:
                         continue
+                    # visit only the span from the first to the last pixel not done yet
+                    sx0 = x0 + np.int64(_ctz(todo))
+                    sx1 = x0 + 63 - np.int64(_clz(todo))
                     dy = my - (np.float32(py) + np.float32(0.5))
                     row = r * tile_size - x0
-                    # sigma along the row as a quadratic in dx, exactly as rasterize_fwd
+                    # sigma along the row as a quadratic in dx, exactly as rasterize_fwd (dx
+                    # stepped from gx0 by the same float32 subtractions, so bit for bit)
                     dx = mx - (np.float32(gx0) + np.float32(0.5))
+                    for _ in range(sx0 - gx0):
+                        dx -= np.float32(1.0)
                     hc = np.float32(0.5) * cc * dy * dy
                     bdy = cb * dy
                     ha = np.float32(0.5) * ca
-                    for px in range(gx0, gx1 + 1):
+                    for px in range(sx0, sx1 + 1):
                         sigma = (ha * dx + bdy) * dx + hc
                         dx -= np.float32(1.0)
                         bit = one << np.uint64(px - x0)
