@@ -258,7 +258,7 @@ class PreviewRenderer:
             scales, opacities, features = self._per_frame(posed.means.shape[0])
             res = splat(posed.means, posed.quats, scales, opacities, features, cams,
                         background=self._background, backend=self.backend,
-                        transmittance_stop=self.options.transmittance_stop)
+                        transmittance_stop=self.options.transmittance_stop, depth=False)
             if res.image.shape[0] != posed.means.shape[0]:  # a single frame with a single camera
                 raise RuntimeError("splat returned an unexpected number of frames")
             secs["splat"] = secs.get("splat", 0.0) + time.perf_counter() - t

@@ -27,6 +27,9 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.core.extending import intrinsic
 
 ALPHA_THRESHOLD = np.float32(1.0 / 255.0)
 T_EPS = 1e-4
@@ -49,14 +52,63 @@ def sigma_max(opacities: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(opacities, 1e-30) / ALPHA_THRESHOLD).astype(np.float32)
 
 
+def _rounding_intrinsic(name: str):
+    """A numba intrinsic x -> llvm.<name>(x) (floor or ceil) for float32 and float64 scalars.
+
+    numba lowers ``math.floor`` / ``math.ceil`` to calls into libm, which LLVM leaves as calls in
+    scalar loops; the intrinsic compiles to one rounding instruction (roundsd) and gives the same
+    value. The tile splatter rounds four of them per Gaussian-tile pair (``_pixel_box``)."""
+
+    def impl(typingctx, x):
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            fn = builder.module.declare_intrinsic(f"llvm.{name}", [args[0].type])
+            return builder.call(fn, [args[0]])
+
+        return x(x), codegen
+
+    impl.__name__ = f"_{name}"
+    return intrinsic(impl)
+
+
+_floor = _rounding_intrinsic("floor")
+_ceil = _rounding_intrinsic("ceil")
+
+
+@intrinsic
+def _ctz(typingctx, x):
+    """Trailing zero bits of a non-zero uint64 (one tzcnt)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return types.uint64(types.uint64), codegen
+
+
+@intrinsic
+def _clz(typingctx, x):
+    """Leading zero bits of a non-zero uint64 (one lzcnt)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return types.uint64(types.uint64), codegen
+
+
 @nb.njit(cache=True, inline="always")
 def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):
     """Pixels [gx0, gx1] x [gy0, gy1] (inclusive) whose centres lie within the footprint, clipped
-    to the tile [x0, x1) x [y0, y1)."""
-    gx0 = max(x0, int(math.ceil(mx - ex - 0.5)))
-    gx1 = min(x1 - 1, int(math.floor(mx + ex - 0.5)))
-    gy0 = max(y0, int(math.ceil(my - ey - 0.5)))
-    gy1 = min(y1 - 1, int(math.floor(my + ey - 0.5)))
+    to the tile [x0, x1) x [y0, y1). (``_ceil``/``_floor``: math.ceil/math.floor without a libm call.)"""
+    gx0 = max(x0, int(_ceil(mx - ex - 0.5)))
+    gx1 = min(x1 - 1, int(_floor(mx + ex - 0.5)))
+    gy0 = max(y0, int(_ceil(my - ey - 0.5)))
+    gy1 = min(y1 - 1, int(_floor(my + ey - 0.5)))
     return gx0, gx1, gy0, gy1
 
 
@@ -275,20 +327,25 @@ MAX_MASK_TILE = 64  # rasterize_image keeps one uint64 "done" bit mask per tile 
 
 @nb.njit(cache=True, parallel=True, fastmath=False, nogil=True)
 def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offsets, ids, width, height, tile_size,
-                    tile_order, n_blocks, t_stop=T_EPS):
+                    tile_order, n_blocks, t_stop=T_EPS, background=None):
     """``rasterize_fwd`` for renders that need no gradient (previews): the same image, bit for
-    bit, with less work. Returns out (B, H, W, D) f32 (no background) and alpha (B, H, W) f32
+    bit, with less work. Returns out (B, H, W, D) f32 (no background unless given) and alpha (B, H, W) f32
     (= float32(1 - T_final) of ``rasterize_fwd``); no T_final / last for a backward pass.
 
     Same float operations in the same order per pixel; what differs is only the bookkeeping:
     - a pixel's "done" flag is one bit of its row's uint64 mask, and a Gaussian's row is skipped
       whole when every pixel of its box in that row is done (behind the opaque surface at LOD 2,
-      over half of all footprint pixels visited are already done);
-    - 4 channels (RGB + the depth channel, the analytic preview) are accumulated from scalars
-      held in registers instead of reloading the Gaussian's colours for every pixel;
+      over half of all footprint pixels visited are already done), else visited only from its
+      first to its last pixel not done;
+    - 3 or 4 channels (RGB, or RGB + the depth channel) are accumulated from scalars held in
+      registers instead of reloading the Gaussian's colours for every pixel;
     - scratch arrays are allocated once per block of tiles, not per tile.
     tile_order: as ``rasterize_fwd`` (``tile_order(n_jobs, n_blocks)``); n_blocks: contiguous
     blocks of it run in parallel (the numba thread count). Needs tile_size <= MAX_MASK_TILE.
+
+    background: None, or (B, D) f32: then ``out`` is composited over it as each tile is written,
+    out + (1 - alpha) background with ``finish_image``'s float32 operations (bit-identical to it),
+    which saves previews a separate pass over the frames.
     """
     B = means2d.shape[0]
     D = colors.shape[2]
@@ -296,8 +353,8 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
     tiles_y = (height + tile_size - 1) // tile_size
     n_tiles = tiles_x * tiles_y
     n_jobs = B * n_tiles
-    out = np.zeros((B, height, width, D), np.float32)
-    alpha_out = np.zeros((B, height, width), np.float32)
+    out = np.empty((B, height, width, D), np.float32)  # every pixel is written below
+    alpha_out = np.empty((B, height, width), np.float32)
     ts2 = tile_size * tile_size
     all_done = ~np.uint64(0)
     one = np.uint64(1)
@@ -317,8 +374,13 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
             y1 = min(y0 + tile_size, height)
             start = offsets[job]
             end = offsets[job + 1]
-            if start == end:
-                continue  # out stays 0, alpha 0 (T = 1)
+            if start == end:  # nothing drawn: alpha 0, out 0 (or the background: T = 1)
+                for py in range(y0, y1):
+                    for px in range(x0, x1):
+                        alpha_out[b, py, px] = np.float32(0.0)
+                        for d in range(D):
+                            out[b, py, px, d] = np.float32(0.0) if background is None else background[b, d]
+                continue
             T[:] = 1.0
             acc[:, :] = 0.0
             outside = ~_low_bits(x1 - x0)  # columns past the image edge count as done
@@ -338,25 +400,33 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
                 op = opacities[b, g]
                 smax = sigma_max[b, g]
                 c0 = c1 = c2 = c3 = np.float32(0.0)
-                if D == 4:
+                if D == 3 or D == 4:
                     c0 = colors[b, g, 0]
                     c1 = colors[b, g, 1]
                     c2 = colors[b, g, 2]
-                    c3 = colors[b, g, 3]
+                    if D == 4:
+                        c3 = colors[b, g, 3]
                 box = _low_bits(gx1 - gx0 + 1) << np.uint64(gx0 - x0)
                 for py in range(gy0, gy1 + 1):
                     r = py - y0
                     dr = done[r]
-                    if (dr & box) == box:
+                    todo = box & ~dr
+                    if todo == 0:
                         continue
+                    # visit only the span from the first to the last pixel not done yet
+                    sx0 = x0 + np.int64(_ctz(todo))
+                    sx1 = x0 + 63 - np.int64(_clz(todo))
                     dy = my - (np.float32(py) + np.float32(0.5))
                     row = r * tile_size - x0
-                    # sigma along the row as a quadratic in dx, exactly as rasterize_fwd
+                    # sigma along the row as a quadratic in dx, exactly as rasterize_fwd (dx
+                    # stepped from gx0 by the same float32 subtractions, so bit for bit)
                     dx = mx - (np.float32(gx0) + np.float32(0.5))
+                    for _ in range(sx0 - gx0):
+                        dx -= np.float32(1.0)
                     hc = np.float32(0.5) * cc * dy * dy
                     bdy = cb * dy
                     ha = np.float32(0.5) * ca
-                    for px in range(gx0, gx1 + 1):
+                    for px in range(sx0, sx1 + 1):
                         sigma = (ha * dx + bdy) * dx + hc
                         dx -= np.float32(1.0)
                         bit = one << np.uint64(px - x0)
@@ -379,6 +449,10 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
                             acc[p, 1] += c1 * w
                             acc[p, 2] += c2 * w
                             acc[p, 3] += c3 * w
+                        elif D == 3:
+                            acc[p, 0] += c0 * w
+                            acc[p, 1] += c1 * w
+                            acc[p, 2] += c2 * w
                         else:
                             for d in range(D):
                                 acc[p, d] += colors[b, g, d] * w
@@ -394,9 +468,15 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
             for py in range(y0, y1):
                 for px in range(x0, x1):
                     p = (py - y0) * tile_size + (px - x0)
-                    alpha_out[b, py, px] = np.float32(1.0 - T[p])
-                    for d in range(D):
-                        out[b, py, px, d] = acc[p, d]
+                    a = np.float32(1.0 - T[p])
+                    alpha_out[b, py, px] = a
+                    if background is None:
+                        for d in range(D):
+                            out[b, py, px, d] = acc[p, d]
+                    else:
+                        tr = np.float32(1.0) - a
+                        for d in range(D):
+                            out[b, py, px, d] = acc[p, d] + tr * background[b, d]
     return out, alpha_out
 
 

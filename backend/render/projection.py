@@ -28,6 +28,8 @@ import numba as nb
 import numpy as np
 import torch
 
+from ._kernels import _ceil
+
 ALPHA_THRESHOLD = 1.0 / 255.0
 EXTEND = 3.33
 
@@ -112,6 +114,10 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, ep
         lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
         lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
         lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
+        # the opacity-aware extent needs a log and a sqrt, but most Gaussians of an avatar share
+        # one opacity (0.97 at LOD 2): reuse the last one's (same operands, same value)
+        last_op = np.float32(np.nan)
+        last_ext = EXTEND
         for g in range(g0, min(N, g0 + CHUNK)):
             m0, m1, m2 = means[b, g, 0], means[b, g, 1], means[b, g, 2]
             tx = v00 * m0 + v01 * m1 + v02 * m2 + t0
@@ -171,11 +177,14 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height, ep
                 op = opacities[b, g]
                 if op < ALPHA_THRESHOLD:
                     continue
-                ext = min(ext, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+                if op != last_op:
+                    last_op = op
+                    last_ext = min(EXTEND, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+                ext = last_ext
             ex = ext * math.sqrt(a)
             ey = ext * math.sqrt(c)
-            rx = math.ceil(ex)
-            ry = math.ceil(ey)
+            rx = int(_ceil(ex))  # math.ceil without a libm call
+            ry = int(_ceil(ey))
             if rx <= 0 and ry <= 0:
                 continue
             if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:

@@ -101,15 +101,19 @@ def rasterize_to_pixels(
     height: int,
     tile_size: int = TILE_SIZE,
     transmittance_stop: float = _kernels.T_EPS,
+    background: torch.Tensor | None = None,  # [B, D]
 ) -> tuple[torch.Tensor, torch.Tensor, TileBins]:
     """Composite front to back; returns image (B, H, W, D), alpha (B, H, W) and the tile bins.
-    ``transmittance_stop``: see ``_kernels.rasterize_fwd`` (t_stop). When no gradient can flow
-    (torch.no_grad, or no input requires one) the forward-only ``_kernels.rasterize_image`` runs
-    instead: the same image and alpha, bit for bit, without the backward pass's bookkeeping."""
+    ``transmittance_stop``: see ``_kernels.rasterize_fwd`` (t_stop). ``background``: None, or
+    (B, D): the image is composited over it, image + (1 - alpha) background. When no gradient can
+    flow (torch.no_grad, or no input requires one) the forward-only ``_kernels.rasterize_image``
+    runs instead: the same image and alpha, bit for bit, without the backward pass's bookkeeping
+    (and the background added as each tile is written, not in a pass of its own)."""
     bins = bin_gaussians(
         _np(means2d), _np(extents), _np(depths), width, height, tile_size
     )
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means2d, conics, opacities, colors))
+    inputs = (means2d, conics, opacities, colors) + (() if background is None else (background,))
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     if not needs_grad and tile_size <= _kernels.MAX_MASK_TILE:
         op = _np(opacities)
         n_blocks = numba.get_num_threads()
@@ -117,7 +121,10 @@ def rasterize_to_pixels(
         out, alpha = _kernels.rasterize_image(
             _np(means2d), _np(conics), op, _kernels.sigma_max(op), _np(colors), _np(extents), bins.offsets,
             bins.ids, bins.width, bins.height, bins.tile_size, order, n_blocks, float(transmittance_stop),
+            None if background is None else _np(background),
         )  # fmt: skip
         return torch.from_numpy(out), torch.from_numpy(alpha), bins
     image, alpha = RasterizeToPixels.apply(means2d, conics, opacities, colors, extents, bins, transmittance_stop)
+    if background is not None:
+        image = image + (1.0 - alpha)[..., None] * background[:, None, None, :]
     return image, alpha, bins

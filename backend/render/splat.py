@@ -12,7 +12,6 @@ is broadcast. All cameras must share width and height.
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Sequence
 
 import numba as nb
@@ -65,20 +64,6 @@ def _tensor(x, name: str, device: torch.device) -> torch.Tensor:
 
 
 @nb.njit(cache=True, nogil=True)
-def _finite_range(a):
-    """(all finite, min, max) of a flat float32 array in one pass (min/max meaningful when finite)."""
-    lo = np.float32(np.inf)
-    hi = np.float32(-np.inf)
-    for i in range(a.shape[0]):
-        v = a[i]
-        if not math.isfinite(v):
-            return False, lo, hi
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return True, lo, hi
-
-
-@nb.njit(cache=True, nogil=True)
 def _min_norm2(q):
     """Smallest squared norm over the rows of q (M, 4) f32, in float32 like torch's
     ``q.square().sum(-1).amin()`` (inf when M = 0)."""
@@ -98,13 +83,15 @@ def _min_quat_norm2(q: torch.Tensor) -> float:
 
 
 def _check_range(x: torch.Tensor) -> tuple[bool, float, float]:
-    """(all finite, min, max) of ``x``: one numba pass on the CPU (no boolean tensor per element:
-    these checks run on every preview batch), torch reductions on other devices."""
+    """(all finite, min, max) of ``x``: on the CPU numpy's vectorized min and max (no boolean
+    array per element: these checks run on every preview batch; a NaN propagates into both and
+    an inf is one of them, so both finite <=> all finite), torch reductions on other devices."""
     if x.numel() == 0:
         return True, 0.0, 0.0
     if x.device.type == "cpu":
-        ok, lo, hi = _finite_range(x.detach().reshape(-1).contiguous().numpy())
-        return bool(ok), float(lo), float(hi)
+        a = x.detach().reshape(-1).contiguous().numpy()
+        lo, hi = a.min(), a.max()
+        return bool(np.isfinite(lo) and np.isfinite(hi)), float(lo), float(hi)
     if not bool(torch.isfinite(x).all()):
         return False, 0.0, 0.0
     lo, hi = torch.aminmax(x)
@@ -171,7 +158,7 @@ def _prepare(means, quats, scales, opacities, features, camera, background, devi
 
 
 def _splat_cpu(inp: SplatInputs, near_plane: float, far_plane: float, eps2d: float, tile_size: int,
-               transmittance_stop: float | None = None) -> SplatResult:
+               transmittance_stop: float | None = None, depth: bool = True) -> SplatResult:
     cam = inp.cameras[0]
     W, H = cam.width, cam.height
     viewmats, Ks = camera_tensors(inp.cameras, "cpu")
@@ -179,11 +166,18 @@ def _splat_cpu(inp: SplatInputs, near_plane: float, far_plane: float, eps2d: flo
         inp.means, inp.quats, inp.scales, viewmats, Ks, W, H,
         opacities=inp.opacities, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
     )  # fmt: skip
+    t_stop = _kernels.T_EPS if transmittance_stop is None else float(transmittance_stop)
+    if not depth:  # previews: no depth channel to composite, the background added per tile
+        image, alpha, bins = rasterize_to_pixels(
+            proj.means2d, proj.conics, inp.opacities, inp.features, proj.extents, proj.depths, W, H, tile_size,
+            t_stop, inp.background,
+        )  # fmt: skip
+        return SplatResult(image=image.permute(0, 3, 1, 2), alpha=alpha, depth=None, backend="cpu",
+                           radii=proj.radii, n_intersections=bins.n_intersections)
     # expected depth rides along as an extra channel, as in gsplat's "RGB+ED"
     colors = torch.cat([inp.features, proj.depths[..., None]], dim=-1)  # [B, N, C + 1]
     out, alpha, bins = rasterize_to_pixels(
-        proj.means2d, proj.conics, inp.opacities, colors, proj.extents, proj.depths, W, H, tile_size,
-        _kernels.T_EPS if transmittance_stop is None else float(transmittance_stop),
+        proj.means2d, proj.conics, inp.opacities, colors, proj.extents, proj.depths, W, H, tile_size, t_stop,
     )  # [B, H, W, C + 1], [B, H, W]
     needs_grad = out.requires_grad or (inp.background is not None and inp.background.requires_grad)
     if torch.is_grad_enabled() and needs_grad:
@@ -221,6 +215,7 @@ def splat(
     eps2d: float = 0.3,
     tile_size: int = TILE_SIZE,
     transmittance_stop: float | None = None,
+    depth: bool = True,
 ) -> SplatResult:
     """Render Gaussians; see the module docstring for batching and backends.
 
@@ -230,6 +225,11 @@ def splat(
     is within t x max |feature - background| of the exact render; previews use 1/255 (uint8
     frames within one level) and skip the Gaussians behind the opaque surface. The cuda backend
     ignores it (gsplat composites exactly; it is not the bottleneck there).
+
+    depth: False = the caller needs no depth (previews): ``SplatResult.depth`` is None and the cpu
+    backend composites only the features, with the background added as each tile is written (the
+    same image, bit for bit, with one channel and two passes over the frames fewer). The cuda
+    backend returns the depth anyway (gsplat's "RGB+ED" costs no extra pass).
 
     means (N, 3) | (B, N, 3) world metres; quats (N, 4) wxyz (normalized here); scales (N, 3)
     linear metres; opacities (N,) in [0, 1]; features (N, C), any C >= 1; background (C,) | (B, C).
@@ -245,4 +245,4 @@ def splat(
         from .cuda import splat_gsplat
 
         return splat_gsplat(inp, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, tile_size=tile_size)
-    return _splat_cpu(inp, near_plane, far_plane, eps2d, tile_size, transmittance_stop)
+    return _splat_cpu(inp, near_plane, far_plane, eps2d, tile_size, transmittance_stop, bool(depth))

@@ -20,7 +20,8 @@ class SplatResult:
     image:  (B, C, H, W) float32 composited features (+ background * (1 - alpha)).
     alpha:  (B, H, W) float32 accumulated opacity.
     depth:  (B, H, W) float32 expected camera depth sum(w z) / max(alpha, 1e-10) in metres
-            (gsplat's "ED"); 0 where nothing was drawn.
+            (gsplat's "ED"); 0 where nothing was drawn. None when ``splat(depth=False)`` ran on
+            the cpu backend.
     backend: "cpu" or "cuda", the backend that ran.
     radii:  (B, N, 2) int32 footprint half-extents in pixels, 0 = culled (not drawn in that view).
     n_intersections: Gaussian-tile overlaps (cpu backend; -1 when unknown).
@@ -28,7 +29,7 @@ class SplatResult:
 
     image: torch.Tensor
     alpha: torch.Tensor
-    depth: torch.Tensor
+    depth: torch.Tensor | None
     backend: str
     radii: torch.Tensor | None = None
     n_intersections: int = -1

@@ -387,3 +387,30 @@ def test_no_grad_splat_uses_the_forward_only_kernel_for_any_channel_count() -> N
     torch.testing.assert_close(fast.image, slow.image.detach(), atol=0, rtol=0)
     torch.testing.assert_close(fast.alpha, slow.alpha.detach(), atol=0, rtol=0)
     torch.testing.assert_close(fast.depth, slow.depth.detach(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("channels, background, t_stop", [
+    (3, True, 1.0 / 255.0), (3, False, None), (1, True, None), (4, True, 1.0 / 255.0), (32, True, 1.0 / 255.0),
+])  # fmt: skip
+def test_depth_free_splat_is_bit_identical_to_the_depth_path(channels, background, t_stop) -> None:
+    """splat(depth=False) (previews: no depth channel, the background added in the compositing
+    kernel as each tile is written, empty tiles filled with it) gives the same image and alpha,
+    bit for bit, as the default path (depth channel composited, then _kernels.finish_image), under
+    torch.no_grad and through autograd; its depth is None and gradients still flow."""
+    sc = head_scene(300, channels, seed=21)
+    sc.opacities = torch.full_like(sc.opacities, 0.9)
+    cams = _cams(53, 37, 2)
+    bg = torch.linspace(0.1, 0.9, channels) if background else None
+    with torch.no_grad():
+        ref = splat(*_inputs(sc), cams, background=bg, backend="cpu", transmittance_stop=t_stop)
+        fast = splat(*_inputs(sc), cams, background=bg, backend="cpu", transmittance_stop=t_stop, depth=False)
+    assert fast.depth is None and fast.image.shape == ref.image.shape == (2, channels, 37, 53)
+    torch.testing.assert_close(fast.image, ref.image, atol=0, rtol=0)
+    torch.testing.assert_close(fast.alpha, ref.alpha, atol=0, rtol=0)
+    assert (ref.alpha > 0.9).any() and (ref.alpha == 0).any()  # opaque pixels and empty tiles
+    inputs = _inputs(sc, grad=True)
+    slow = splat(*inputs, cams, background=bg, backend="cpu", transmittance_stop=t_stop, depth=False)
+    assert slow.depth is None and slow.image.requires_grad
+    torch.testing.assert_close(slow.image.detach(), ref.image, atol=0, rtol=0)
+    slow.image.square().sum().backward()
+    assert inputs[0].grad is not None and inputs[0].grad.abs().max() > 0
