@@ -67,8 +67,9 @@ PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (
 #: 0.19 / 0.10) whatever the jaw does: the head's key pulls the lower lip down (2 mm per side at its
 #: inner midpoint on the stand-in) while the lower teeth, on the jaw, stayed where the lip had covered
 #: them (frame 105: a pale strip of lower teeth along the lower lip, where the clip shows the tongue).
-#: 0.05 rad is enough to take them under the lip there: 0.05, 0.10 and 0.20 score alike (d12 mouth PSNR 17.73 -> 17.86 dB, frame 105 19.13
-#: -> 20.13; d3 unchanged, 20.25), and the smallest closes the least below the photo's pull.
+#: 0.05 rad is enough to take them under the lip there: 0.05, 0.10 and 0.20 score alike (d12 mouth
+#: PSNR 17.73 -> 17.86 dB, frame 105 19.13 -> 20.13; d3 unchanged, 20.25), and the smallest closes the
+#: least below the photo's pull.
 PART_JAW_BEYOND_SOURCE: dict[str, float] = {"mouthFunnel": 0.18, "mouthLowerDownLeft": 0.05,
                                             "mouthLowerDownRight": 0.05}
 

@@ -425,8 +425,8 @@ def test_lower_lip_pull_drops_the_interior_only_beyond_the_photos_own(standin, s
     b = interior.PART_JAW_BEYOND_SOURCE["mouthLowerDownLeft"]
     assert b == interior.PART_JAW_BEYOND_SOURCE["mouthLowerDownRight"] > 0
     new = avatar()
-    monkeypatch.setattr(interior, "PART_JAW_BEYOND_SOURCE",
-                        {k: v for k, v in interior.PART_JAW_BEYOND_SOURCE.items() if not k.startswith("mouthLowerDown")})
+    funnel_only = {k: v for k, v in interior.PART_JAW_BEYOND_SOURCE.items() if not k.startswith("mouthLowerDown")}
+    monkeypatch.setattr(interior, "PART_JAW_BEYOND_SOURCE", funnel_only)
     old = avatar()
     keyed = {p.name for p in new.parts if "mouthLowerDownLeft" in p.shapes}
     assert keyed == {"teeth_lower", "gums"}
