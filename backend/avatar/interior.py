@@ -68,8 +68,10 @@ PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (
 #: inner midpoint on the stand-in) while the lower teeth, on the jaw, stayed where the lip had covered
 #: them (frame 105: a pale strip of lower teeth along the lower lip, where the clip shows the tongue).
 #: 0.05 rad is enough to take them under the lip there: 0.05, 0.10 and 0.20 score alike (d12 mouth
-#: PSNR 17.73 -> 17.86 dB, frame 105 19.13 -> 20.13; d3 unchanged, 20.25), and the smallest closes the
-#: least below the photo's pull.
+#: PSNR 17.73 -> 17.86 dB, frame 105 19.13 -> 20.13; d3's mouth PSNR unchanged, 20.25), and the smallest
+#: closes the least below the photo's pull: that is its cost, d3's photo is fitted with 0.78 / 0.71, so
+#: its talking frames below that raise the lower teeth a little into the parted lips (face PSNR -0.01
+#: to -0.39 dB on frames 30-75, d3 PSNR full 23.4375 -> 23.4309).
 PART_JAW_BEYOND_SOURCE: dict[str, float] = {"mouthFunnel": 0.18, "mouthLowerDownLeft": 0.05,
                                             "mouthLowerDownRight": 0.05}
 
