@@ -44,7 +44,10 @@ def mouth_band(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
 #: radians at weight 1). An "O" (mouthFunnel) parts the lips with the head's key and drops the
 #: jaw a few degrees; the skin key carries the lips (the chin hardly moves), the parts' key the
 #: lower teeth and the tongue, so the ring shows the cavity between the rows of teeth.
-PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (("mouthFunnel", "jaw", 0, 0.06),)
+#: The lower lip pulled down (mouthLowerDownLeft/Right) has no jaw turn of its own (0 rad at weight 1):
+#: its parts' key exists only beyond the photo's own value (PART_JAW_BEYOND_SOURCE).
+PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (
+    ("mouthFunnel", "jaw", 0, 0.06), ("mouthLowerDownLeft", "jaw", 0, 0.0), ("mouthLowerDownRight", "jaw", 0, 0.0))
 
 #: Extra jaw drop of the parts per unit of a PART_JAW_CHANNELS expression beyond the photo's own
 #: value (name: radians at weight 1). The tracker's open "O" is mouthFunnel 0.4-0.77 over an almost
@@ -58,7 +61,30 @@ PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (("mouthFunnel", "j
 #: 0.18 against 0.09: d12 mouth PSNR 17.53 against 17.09 dB (docs/figures/eval.md, mouth section).
 #: Linear, so every consumer of shape keys (numpy and torch posing, the .omgavatar file, Blender's
 #: shape keys) poses it alike.
-PART_JAW_BEYOND_SOURCE: dict[str, float] = {"mouthFunnel": 0.18}
+#: The lower lip pulled down (mouthLowerDownLeft/Right) beyond the photo's own pull turns the lower
+#: teeth and gums down too, 0.05 rad per side per unit (source-relative as the funnel: the photo's view
+#: is unchanged). The tracker reads d12's open frames as mouthLowerDown ~1 on both sides (its photo
+#: 0.19 / 0.10) whatever the jaw does: the head's key pulls the lower lip down (2 mm per side at its
+#: inner midpoint on the stand-in) while the lower teeth, on the jaw, stayed where the lip had covered
+#: them (frame 105: a pale strip of lower teeth along the lower lip, where the clip shows the tongue).
+#: 0.05 rad is enough to take them under the lip there: 0.05, 0.10 and 0.20 score alike (d12 mouth
+#: PSNR 17.73 -> 17.86 dB, frame 105 19.13 -> 20.13; d3's mouth PSNR unchanged, 20.25), and the smallest
+#: closes the least below the photo's pull: that is its cost, d3's photo is fitted with 0.78 / 0.71, so
+#: its talking frames below that raise the lower teeth a little into the parted lips (face PSNR -0.01
+#: to -0.39 dB on frames 30-75, d3 PSNR full 23.4375 -> 23.4309).
+PART_JAW_BEYOND_SOURCE: dict[str, float] = {"mouthFunnel": 0.18, "mouthLowerDownLeft": 0.05,
+                                            "mouthLowerDownRight": 0.05}
+
+#: The parts a PART_JAW_BEYOND_SOURCE channel turns (a channel not named here: every part with jaw
+#: weight). mouthLowerDown leaves the tongue and cavity to the jaw and the funnel: turned with it
+#: (0.025-0.10 rad per side) the tongue drops out of the pursed "o" frames' opening (d12 frames 75,
+#: 90: +0.7 to +2 dB), but equally out of the wide "ah" frames (150-180), where the clip shows it
+#: (-0.3 to -4 dB): d12 mouth PSNR 17.85 (0.025), 17.70 (0.05), 17.19 (0.10) against 17.73 dB. The
+#: channel cannot tell the two apart (both read mouthLowerDown ~1, mouthFunnel ~1). On the "o" frames
+#: it is the tongue, not the lower teeth, that fills the opening (frame 75 scores the same with or
+#: without the lower teeth's key).
+PART_JAW_BEYOND_PARTS: dict[str, tuple[str, ...]] = {"mouthLowerDownLeft": ("teeth_lower", "gums"),
+                                                     "mouthLowerDownRight": ("teeth_lower", "gums")}
 
 
 def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndarray,
@@ -75,8 +101,8 @@ def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndar
     out: dict[str, np.ndarray] = {}
     for name, joint, axis, angle in JOINT_CHANNELS + PART_JAW_CHANNELS:
         j = list(JOINT_NAMES).index(joint)
-        if name not in names or not np.any(weights[:, j] > 0):
-            continue
+        if name not in names or not angle or not np.any(weights[:, j] > 0):
+            continue  # (a part channel of 0 rad has a key only beyond the photo: source_relative_shapes)
         out[name] = _channel_shape(joint, axis, angle, joints, points, weights)
     return out
 
@@ -85,22 +111,33 @@ def source_relative_shapes(model: "HeadModel", joints: np.ndarray, part: Skinned
                            source_expr: np.ndarray) -> None:
     """Give ``part`` (at rest, its joint-channel keys already set) the PART_JAW_BEYOND_SOURCE slope
     in place: for each such channel c with the photo's value s = ``source_expr`` (E,) [c], the key
-    becomes D(a + b) (angle a of PART_JAW_CHANNELS plus the extra b) and the rest means move by
-    ``-s (D(a + b) - D(a))``, so ``rest + s D`` (the parts at the photo's expression) is unchanged
-    and each unit of c beyond s turns the parts a + b radians about the joint; below s they close
-    by as much (a linear key cannot stop at s). Means (N, 3) metres."""
+    becomes D(a + b) (angle a of PART_JAW_CHANNELS plus the extra b; D(a) = 0 where a = 0 and the
+    part had no key) and the rest means move by ``-s (D(a + b) - D(a))``, so ``rest + sum_c s_c D_c``
+    (the parts at the photo's expression) is unchanged and each unit of c beyond s turns the parts
+    a + b radians about the joint; below s they close by as much (a linear key cannot stop at s).
+    Every key is taken at the unshifted means, so the channels do not depend on their order. Means
+    (N, 3) metres."""
+    from ..head.model import JOINT_NAMES
+
     names = list(model.expr_names)
     e = np.asarray(source_expr, np.float32).reshape(-1)
     w = part.weights
+    means = part.gaussians.means
+    shift = np.zeros_like(means, dtype=np.float32)
     for name, joint, axis, angle in PART_JAW_CHANNELS:
         extra = PART_JAW_BEYOND_SOURCE.get(name, 0.0)
-        if not extra or name not in part.shapes or name not in names:
+        only = PART_JAW_BEYOND_PARTS.get(name)
+        if (not extra or name not in names or not np.any(w[:, list(JOINT_NAMES).index(joint)] > 0)
+                or (only is not None and part.name not in only)):
             continue
-        s = float(e[names.index(name)]) if names.index(name) < len(e) else 0.0
-        steeper = _channel_shape(joint, axis, angle + extra, joints, part.gaussians.means, w)
-        shift = -s * (steeper - part.shapes[name])
-        part.gaussians = part.gaussians.with_means((part.gaussians.means + shift).astype(np.float32))
+        k = names.index(name)
+        s = float(e[k]) if k < len(e) else 0.0
+        base = part.shapes.get(name, np.zeros_like(means, dtype=np.float32))
+        steeper = _channel_shape(joint, axis, angle + extra, joints, means, w)
+        shift -= s * (steeper - base)
         part.shapes[name] = steeper
+    if np.any(shift):
+        part.gaussians = part.gaussians.with_means((means + shift).astype(np.float32))
 
 
 def _channel_shape(joint: str, axis: int, angle: float, joints: np.ndarray, points: np.ndarray,

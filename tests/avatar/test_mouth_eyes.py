@@ -391,6 +391,72 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
     assert 0.35 / 0.5 * 0.004 < up < 0.35 / 0.5 * 0.012, up
 
 
+def test_lower_lip_pull_drops_the_interior_only_beyond_the_photos_own(standin, splat_avatar, monkeypatch):
+    """The parts' mouthLowerDownLeft/Right keys (interior.PART_JAW_BEYOND_SOURCE, 0 rad of their own)
+    count from the photo's own lower-lip pull, as the funnel's do: built for a photo fitted with
+    mouthLowerDown 0.3 / 0.2 (and a funnel, smile and jaw), the render at that expression is the
+    render without them (same pixels, same means), while both sides pulled to 1 turn the lower
+    teeth and gums down (0.7 + 0.8) times the extra slope further: the lower teeth drop by that angle
+    times their 4.5-9.5 cm lever in front of the jaw joint; the upper teeth, the tongue and the
+    cavity stay (interior.PART_JAW_BEYOND_PARTS), and the opening shows it. Without the extra slope
+    the channels make no key at all (no zero keys in the file)."""
+    import backend.avatar.interior as interior
+    from backend.avatar.gaussians import GaussianAvatar
+    from backend.avatar.posing import pose, posed_set
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+    from backend.render.splat import splat
+
+    model, rest, _ = standin
+    lo_l, lo_r = ARKIT_NAMES.index("mouthLowerDownLeft"), ARKIT_NAMES.index("mouthLowerDownRight")
+    src = HeadParams.zeros(model)
+    src.expr[0, lo_l], src.expr[0, lo_r] = 0.3, 0.2
+    src.expr[0, ARKIT_NAMES.index("mouthFunnel")] = 0.35
+    src.expr[0, ARKIT_NAMES.index("mouthSmileLeft")] = 0.5
+    src.expr[0, ARKIT_NAMES.index("jawOpen")] = 0.2
+    base = splat_avatar
+    c = mouth_frame(model, rest).center
+    cam = Camera.look_at((0, c[1], 0.45), (0, c[1], 0), width=160, height=160, fov_y_deg=14)
+
+    def avatar() -> GaussianAvatar:
+        parts = interior.interior_parts(model, src, cam, None, None)
+        return GaussianAvatar("standin", None, src, cam, base.vertex_offsets, base.lods, base.lod_offsets, parts)
+
+    b = interior.PART_JAW_BEYOND_SOURCE["mouthLowerDownLeft"]
+    assert b == interior.PART_JAW_BEYOND_SOURCE["mouthLowerDownRight"] > 0
+    new = avatar()
+    funnel_only = {k: v for k, v in interior.PART_JAW_BEYOND_SOURCE.items() if not k.startswith("mouthLowerDown")}
+    monkeypatch.setattr(interior, "PART_JAW_BEYOND_SOURCE", funnel_only)
+    old = avatar()
+    keyed = {p.name for p in new.parts if "mouthLowerDownLeft" in p.shapes}
+    assert keyed == {"teeth_lower", "gums"}
+    assert not any(k.startswith("mouthLowerDown") for p in old.parts for k in p.shapes)
+
+    def render(av, hp):
+        gs = posed_set(av, model, hp, 1)
+        return splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, cam, backend="cpu").image[0].numpy()
+
+    assert np.abs(render(new, src) - render(old, src)).max() < 1e-5    # the photo's view: unchanged
+    np.testing.assert_allclose(pose(new, model, src, 1)[0], pose(old, model, src, 1)[0], atol=1e-6)
+    sl = new.part_slices(1)
+    driven = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
+    driven.expr[0, lo_l] = driven.expr[0, lo_r] = 1.0
+    d_new, d_old = pose(new, model, driven, 1)[0], pose(old, model, driven, 1)[0]
+    angle = (0.7 + 0.8) * b
+    extra = np.median(d_old[sl["teeth_lower"], 1] - d_new[sl["teeth_lower"], 1])  # metres further down
+    assert 0.045 * angle < extra < 0.095 * angle, (extra, angle)
+    for name in ("teeth_upper", "tongue", "cavity"):
+        np.testing.assert_array_equal(d_new[sl[name]], d_old[sl[name]])
+    assert np.abs(render(new, driven) - render(old, driven)).max() > 0.1   # the opening shows it
+    # one side alone turns the parts by its own share
+    left = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
+    left.expr[0, lo_l] = 1.0
+    l_new, l_old = pose(new, model, left, 1)[0], pose(old, model, left, 1)[0]
+    ratio = (np.median(l_old[sl["teeth_lower"], 1] - l_new[sl["teeth_lower"], 1])
+             / np.median(d_old[sl["teeth_lower"], 1] - d_new[sl["teeth_lower"], 1]))
+    assert abs(ratio - 0.7 / 1.5) < 0.02, ratio
+
+
 def test_eyeball_bare_outside_the_photos_lids_takes_the_photos_skin(standin):
     """Where the fitted head's eye opening is wider than the photo's eye, the eyeball Gaussians no
     skin hides take the photo's colour there (lid skin), not the drawn white sclera; those under
