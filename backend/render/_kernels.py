@@ -77,28 +77,25 @@ _floor = _rounding_intrinsic("floor")
 _ceil = _rounding_intrinsic("ceil")
 
 
-@intrinsic
-def _ctz(typingctx, x):
-    """Trailing zero bits of a non-zero uint64 (one tzcnt)."""
-    if x != types.uint64:
-        return None
+def _zero_bits_intrinsic(op: str, doc: str):
+    """A numba intrinsic x -> llvm ``op`` (cttz / ctlz) of a non-zero uint64: one tzcnt / lzcnt."""
 
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+    def impl(typingctx, x):
+        if x != types.uint64:
+            return None
 
-    return types.uint64(types.uint64), codegen
+        def codegen(context, builder, signature, args):
+            return getattr(builder, op)(args[0], ir.Constant(ir.IntType(1), 0))
+
+        return types.uint64(types.uint64), codegen
+
+    impl.__name__ = f"_{op}"
+    impl.__doc__ = doc
+    return intrinsic(impl)
 
 
-@intrinsic
-def _clz(typingctx, x):
-    """Leading zero bits of a non-zero uint64 (one lzcnt)."""
-    if x != types.uint64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
-
-    return types.uint64(types.uint64), codegen
+_ctz = _zero_bits_intrinsic("cttz", "Trailing zero bits of a non-zero uint64.")
+_clz = _zero_bits_intrinsic("ctlz", "Leading zero bits of a non-zero uint64.")
 
 
 @nb.njit(cache=True, inline="always")
