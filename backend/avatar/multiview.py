@@ -914,6 +914,8 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
         def on_step(step: int, frac: float, lod: int = lod) -> None:
             progress.report(frac, f"refining LOD {lod} over {len(views)} views (step {step})")
 
+        # rendered again, not passed down from fuse_views: carve_hair and grow_hair change the
+        # Gaussian set between the two, and a grown Gaussian is held as far as the primary covers it
         hold = None if primary is None or not keep_primary else primary_hold(
             avatar, model, views[primary], lod, mv.primary_keep_px, backend)
         res = refine_against(sets[0], None, targets, ropts, on_step, hold=hold)
