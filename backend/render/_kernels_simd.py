@@ -49,6 +49,13 @@ def _splat(builder, x):
     return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
 
 
+def _fma(builder, a, b, c):
+    """a * b + c in one rounding (llvm.fma: vfmadd on FMA machines)."""
+    name = f"llvm.fma.v{a.type.count}f32" if isinstance(a.type, ir.VectorType) else "llvm.fma.f32"
+    fn = builder.module.declare_intrinsic(name, (), ir.FunctionType(a.type, [a.type] * 3))
+    return builder.call(fn, [a, b, c])
+
+
 def _exp_neg_ir(builder, s):
     """IR of ``exp_neg`` on a vector (the same operations in the same order)."""
     vt = s.type
@@ -56,7 +63,7 @@ def _exp_neg_ir(builder, s):
     y = builder.fmul(s, c(-1.0 / 16.0))
     p = c(1.0 / 720.0)
     for coef in (1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
-        p = builder.fadd(builder.fmul(p, y), c(coef))
+        p = _fma(builder, p, y, c(coef))
     for _ in range(4):
         p = builder.fmul(p, p)
     return p
@@ -88,7 +95,7 @@ def _composite8(typingctx, Tl, Ts, wv, base, n, dx0, ha, bdy, hc, op, smax, t_ep
         zero = ir.Constant(vt, [0.0] * LANES)
         onev = ir.Constant(vt, [1.0] * LANES)
         dx = builder.fsub(dx0v, ir.Constant(vt, [float(j) for j in range(LANES)]))
-        sigma = builder.fadd(builder.fmul(builder.fadd(builder.fmul(hav, dx), bdyv), dx), hcv)
+        sigma = _fma(builder, _fma(builder, hav, dx, bdyv), dx, hcv)
         s = builder.select(builder.fcmp_ordered(">", sigma, zero), sigma, zero)
         s = builder.select(builder.fcmp_ordered("<", s, smaxv), s, smaxv)
         a0 = builder.fmul(opv, _exp_neg_ir(builder, s))
@@ -132,7 +139,7 @@ def _axpy8(typingctx, acc, base, c, wv):
         pa = _vec_ptr(context, builder, sig.args[0], acc_, base_)
         pw = _vec_ptr(context, builder, sig.args[3], wv_, ir.Constant(ir.IntType(64), 0))
         cv = _splat(builder, context.cast(builder, c_, sig.args[2], types.float32))
-        builder.store(builder.fadd(builder.load(pa, align=4), builder.fmul(cv, builder.load(pw, align=4))), pa, align=4)
+        builder.store(_fma(builder, cv, builder.load(pw, align=4), builder.load(pa, align=4)), pa, align=4)
         return context.get_dummy_value()
 
     return types.none(acc, base, c, wv), codegen
