@@ -78,7 +78,7 @@ def _composite8(typingctx, Tl, Ts, wv, base, n, dx0, ha, bdy, hc, op, smax, t_ep
     dx0 = mean x - centre x of the chunk's first pixel; ha, bdy, hc: the row's quadratic in dx
     (sigma = (ha dx + bdy) dx + hc); op, smax = opacity, ln(255 opacity); t_eps, t_stop: the
     exclusive and inclusive transmittance stops. Writes wv[j] = alpha T (0 where nothing is
-    composited), updates Tl / Ts, returns whether a pixel became done."""
+    composited), updates Tl / Ts, returns a uint64 with bit j set where pixel j became done."""
     f32 = types.float32
     arr = types.Array(f32, 1, "C")
     if not (Tl == Ts == wv == arr) or not all(
@@ -121,10 +121,9 @@ def _composite8(typingctx, Tl, Ts, wv, base, n, dx0, ha, bdy, hc, op, smax, t_ep
         builder.store(builder.select(stop, Tp, builder.select(fin, nT, S)), pS, align=4)
         newly = builder.or_(stop, fin)
         builder.store(builder.select(newly, zero, builder.select(comp, nT, Tp)), pT, align=4)
-        bits = builder.bitcast(newly, ir.IntType(LANES))
-        return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(LANES), 0))
+        return builder.zext(builder.bitcast(newly, ir.IntType(LANES)), ir.IntType(64))  # vmovmskps
 
-    return types.boolean(Tl, Ts, wv, base, n, dx0, ha, bdy, hc, op, smax, t_eps, t_stop), codegen
+    return types.uint64(Tl, Ts, wv, base, n, dx0, ha, bdy, hc, op, smax, t_eps, t_stop), codegen
 
 
 @intrinsic
@@ -181,7 +180,6 @@ def rasterize_image_simd(means2d, conics, opacities, sigma_max, colors, extents,
     rs = tile_size + LANES  # row stride: a chunk starting at the row's last pixel stays in the row
     npad = tile_size * rs
     all_done = ~np.uint64(0)
-    one = np.uint64(1)
     t_stop32 = np.float32(t_stop)
     t_eps32 = np.float32(T_EPS)
     for blk in nb.prange(n_blocks):
@@ -240,22 +238,20 @@ def rasterize_image_simd(means2d, conics, opacities, sigma_max, colors, extents,
                     dy = my - (np.float32(py) + np.float32(0.5))
                     hc = np.float32(0.5) * cc * dy * dy
                     bdy = cb * dy
-                    newly = False
+                    dr0 = dr
                     while todo != 0:
                         cx = x0 + np.int64(_ctz(todo))  # first pixel of the chunk not done
                         n = min(LANES, sx1 - cx + 1)
                         base = r * rs + (cx - x0)
                         dx0 = mx - (np.float32(cx) + np.float32(0.5))
-                        newly |= _composite8(Tl, Ts, wv, base, n, dx0, ha, bdy, hc, op, smax, t_eps32, t_stop32)
+                        newly = _composite8(Tl, Ts, wv, base, n, dx0, ha, bdy, hc, op, smax, t_eps32, t_stop32)
+                        dr |= newly << np.uint64(cx - x0)
                         for d in range(D):
                             _axpy8(acc, d * npad + base, colors[b, g, d], wv)
                         if cx + LANES > sx1:
                             break
                         todo &= ~_low_bits(cx + LANES - x0)
-                    if newly:
-                        for px in range(gx0, gx1 + 1):
-                            if Tl[r * rs + (px - x0)] == np.float32(0.0):
-                                dr |= one << np.uint64(px - x0)
+                    if dr != dr0:
                         done[r] = dr
                         if dr == all_done:
                             rows_left -= 1

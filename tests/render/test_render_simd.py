@@ -77,7 +77,7 @@ def test_lane_code_is_avx_vector_code_and_matches_the_scalar_rules() -> None:
     newly = probe(Tl, Ts, wv, acc, 6, f(0.0), f(0.25), f(0.0), f(0.0), op, smax)
     sig = 0.25 * np.arange(8.0) ** 2
     alpha = np.minimum(0.999, 0.9 * np.exp(-sig))
-    assert newly
+    assert newly == 0b1100  # lanes 2 (exclusive stop) and 3 (inclusive) became done
     np.testing.assert_allclose(wv[:2], alpha[:2], rtol=1e-5)
     np.testing.assert_allclose(Tl[:2], 1 - alpha[:2], rtol=1e-5)
     assert wv[2] == 0 and Tl[2] == 0 and Ts[2] == f(1.2e-4)  # exclusive stop: done, T kept
