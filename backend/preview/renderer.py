@@ -45,7 +45,7 @@ class PreviewOptions:
     pipeline: on the CPU, pose batch k + 1 on a second thread while batch k is splatted (same
     frames; see PreviewRenderer._pipelined). simd: the CPU splatter composites 8 pixels at a time
     (render.splat(simd=True): float32, polynomial exp; at LOD 2, 512x512, 16 of 3.1 million uint8
-    values one level off the exact kernel's, for about a third less compositing CPU)."""
+    values one level off the exact kernel's, for about half the compositing CPU)."""
 
     lod: int | None = None
     width: int = 512

@@ -45,7 +45,8 @@ def _vec_ptr(context, builder, arrty, arr, index):
 
 def _splat(builder, x):
     """<LANES x float> with every lane x."""
-    v = builder.insert_element(ir.Constant(ir.VectorType(x.type, LANES), ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    undef = ir.Constant(ir.VectorType(x.type, LANES), ir.Undefined)
+    v = builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0))
     return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
 
 
@@ -57,7 +58,7 @@ def _fma(builder, a, b, c):
 
 
 def _exp_neg_ir(builder, s):
-    """IR of ``exp_neg`` on a vector (the same operations in the same order)."""
+    """IR of ``exp_neg`` on a vector (its operations in its order, each multiply-add as one fma)."""
     vt = s.type
     c = lambda x: ir.Constant(vt, [float(np.float32(x))] * LANES)  # noqa: E731
     y = builder.fmul(s, c(-1.0 / 16.0))
@@ -148,7 +149,8 @@ def _axpy8(typingctx, acc, base, c, wv):
 def exp_neg(s):
     """exp(-s) for float32 s in [0, 5.6]: e^(-s/16) by its Taylor series to degree 6 (truncation
     below (0.35^7 / 7!) = 1.2e-7 relative), raised to the 16th power by squaring; relative error
-    < 5e-6 (float32 round-off, times 16 by the squarings). The scalar twin of the vector code in ``_composite8`` (tested against math.exp)."""
+    < 5e-6 (float32 round-off, times 16 by the squarings). The scalar twin (without fma) of the
+    vector code in ``_composite8``; tested against exp."""
     y = s * np.float32(-1.0 / 16.0)
     p = np.float32(1.0 / 720.0)
     p = p * y + np.float32(1.0 / 120.0)

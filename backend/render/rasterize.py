@@ -112,7 +112,7 @@ def rasterize_to_pixels(
     (and the background added as each tile is written, not in a pass of its own). ``simd``: without
     gradients, run ``_kernels_simd.rasterize_image_simd`` instead (8-pixel float32 vectors, a
     polynomial exp: within about 1e-6 of that image but for rare flips at the alpha cut-off, see
-    its module docstring; about a third less CPU at LOD 2); ignored when gradients flow."""
+    its module docstring; about half the compositing CPU at LOD 2); ignored when gradients flow."""
     bins = bin_gaussians(
         _np(means2d), _np(extents), _np(depths), width, height, tile_size
     )

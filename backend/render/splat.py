@@ -236,7 +236,7 @@ def splat(
     simd: True = without gradients the cpu backend composites 8 pixels at a time in float32 with a
     polynomial exp (``_kernels_simd``): colours and alpha within about 1e-6 of the exact kernel's but
     for rare flips of a Gaussian at the 1/255 alpha cut-off (uint8 frames: a few values in a
-    million one level off; tested), for about a third less compositing CPU. Previews use it.
+    million one level off; tested), for about half the compositing CPU (LOD 2, 512x512). Previews use it.
     Ignored when gradients flow and by the cuda backend.
 
     means (N, 3) | (B, N, 3) world metres; quats (N, 4) wxyz (normalized here); scales (N, 3)

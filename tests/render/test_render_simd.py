@@ -95,7 +95,8 @@ def test_lane_code_is_avx_vector_code_and_matches_the_scalar_rules() -> None:
 
 
 @pytest.mark.parametrize("channels, tile, size, t_stop, threads, background", [
-    (3, 16, (40, 32), 1.0 / 255.0, 2, True), (3, 16, (53, 37), None, 1, False), (4, 16, (40, 32), 1.0 / 255.0, 2, False),
+    (3, 16, (40, 32), 1.0 / 255.0, 2, True), (3, 16, (53, 37), None, 1, False),
+    (4, 16, (40, 32), 1.0 / 255.0, 2, False),
     (32, 16, (40, 32), 1.0 / 255.0, 2, True), (1, 8, (45, 29), 0.05, 2, True), (3, 64, (130, 70), 1.0 / 255.0, 2, True),
     (3, 32, (40, 32), None, 3, True),
 ])  # fmt: skip
