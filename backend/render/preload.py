@@ -33,6 +33,9 @@ def preload_kernels() -> None:
     with torch.no_grad():
         splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
               np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")
+        # the previews' call: RGB over a background, the 8-lane kernel (PreviewOptions.simd)
+        splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
+              np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu", depth=False, simd=True)
 
 
 def preload_kernels_async(*also: Callable[[], None]) -> threading.Thread:
