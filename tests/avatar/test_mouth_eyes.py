@@ -313,14 +313,18 @@ def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, s
     assert np.median(d_joint) > 0.005 and abs(np.median(d_key) / np.median(d_joint) - 1) < 0.15
     np.testing.assert_array_equal(by_key[sl["teeth_upper"]], zero[sl["teeth_upper"]])
     # an "o" (mouthFunnel) parts the lips with the skin key and drops the lower teeth and tongue
-    # over a centimetre with the parts' key (the jaw's 0.06 + 0.18 rad beyond the photo's own
-    # funnel, here 0), so the ring shows the cavity
+    # over a centimetre with the parts' key (the jaw's 0.06 + b rad beyond the photo's own funnel,
+    # here 0: b = interior.PART_JAW_BEYOND_SOURCE's; that angle times a 3.3-11.7 cm lever in front
+    # of the jaw joint), so the ring shows the cavity
+    from backend.avatar.interior import PART_JAW_BEYOND_SOURCE
+
+    angle = 0.06 + PART_JAW_BEYOND_SOURCE["mouthFunnel"]
     o = HeadParams.zeros(model)
     o.expr[0, ARKIT_NAMES.index("mouthFunnel")] = 1.0
     by_o = pose(av, model, o, 1)[0]
     for name in ("teeth_lower", "tongue"):
         drop = np.median(zero[sl[name], 1] - by_o[sl[name], 1])
-        assert 0.008 < drop < 0.028, (name, drop)
+        assert 0.008 < drop and 0.033 * angle < drop < 0.117 * angle, (name, drop, angle)
     np.testing.assert_array_equal(by_o[sl["teeth_upper"]], zero[sl["teeth_upper"]])
     f = mouth_frame(model, rest)
     front = Camera.look_at((0, f.center[1] + 0.05, 0.6), (0, f.center[1] + 0.05, 0), width=160, height=160,
@@ -339,9 +343,10 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
     """The parts' extra funnel jaw drop (interior.PART_JAW_BEYOND_SOURCE) counts from the photo's
     own funnel: built for a photo fitted with mouthFunnel 0.35 (a toothy smile's fit) and other
     expressions, the render at that expression is the render without the extra drop (same pixels),
-    while a driven funnel 0.5 above it drops the lower teeth and tongue 0.5 * 0.18 rad further
-    (the lower teeth 6 mm on the stand-in) and leaves the upper teeth. Below the photo's funnel the key
-    closes them by as much (linear: at funnel 0, 0.35 * 0.18 rad up)."""
+    while a driven funnel 0.5 above it drops the lower teeth and tongue 0.5 times the extra slope b
+    further (that angle times a 4.4-13 cm lever in front of the jaw joint: 4-12 mm at b = 0.18 rad)
+    and leaves the upper teeth. Below the photo's funnel the key closes them by as much (linear: at
+    funnel 0, 0.35 * b rad up)."""
     import backend.avatar.interior as interior
     from backend.avatar.gaussians import GaussianAvatar
     from backend.avatar.posing import pose, posed_set
@@ -363,6 +368,8 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
         parts = interior.interior_parts(model, src, cam, None, None)
         return GaussianAvatar("standin", None, src, cam, base.vertex_offsets, base.lods, base.lod_offsets, parts)
 
+    b = interior.PART_JAW_BEYOND_SOURCE["mouthFunnel"]
+    assert b > 0
     new = avatar()
     monkeypatch.setattr(interior, "PART_JAW_BEYOND_SOURCE", {})
     old = avatar()
@@ -371,24 +378,63 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
         gs = posed_set(av, model, hp, 1)
         return splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, cam, backend="cpu").image[0].numpy()
 
-    a, b = render(new, src), render(old, src)
-    assert np.abs(a - b).max() < 1e-5                              # the photo's view: unchanged
+    assert np.abs(render(new, src) - render(old, src)).max() < 1e-5   # the photo's view: unchanged
     sl = new.part_slices(1)
     at_src_new, at_src_old = pose(new, model, src, 1)[0], pose(old, model, src, 1)[0]
     np.testing.assert_allclose(at_src_new, at_src_old, atol=1e-6)
     driven = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
     driven.expr[0, f] = 0.85
     d_new, d_old = pose(new, model, driven, 1)[0], pose(old, model, driven, 1)[0]
+    angle = 0.5 * b
     for name in ("teeth_lower", "tongue"):
         extra = np.median(d_old[sl[name], 1] - d_new[sl[name], 1])  # metres further down
-        assert 0.004 < extra < 0.012, (name, extra)
+        assert 0.044 * angle < extra < 0.133 * angle, (name, extra, angle)
     np.testing.assert_array_equal(d_new[sl["teeth_upper"]], d_old[sl["teeth_upper"]])
     assert np.abs(render(new, driven) - render(old, driven)).max() > 0.1   # the opening shows it
     neutral = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
     neutral.expr[0, f] = 0.0
     n_new, n_old = pose(new, model, neutral, 1)[0], pose(old, model, neutral, 1)[0]
     up = np.median(n_new[sl["teeth_lower"], 1] - n_old[sl["teeth_lower"], 1])
-    assert 0.35 / 0.5 * 0.004 < up < 0.35 / 0.5 * 0.012, up
+    assert 0.35 * b * 0.044 < up < 0.35 * b * 0.133, up
+
+
+def test_steepest_funnel_drop_keeps_the_interior_inside_the_posed_head(standin, splat_avatar):
+    """The parts' funnel key is steepest for a photo fitted with no funnel (0.06 +
+    PART_JAW_BEYOND_SOURCE rad per unit, the chin's skin barely moving): driven to a full "o" (with
+    the lower lip pulled down, and again with the jaw open 0.3 rad) every mouth Gaussian still lies
+    behind the posed skin (mouth band, lips and eyeballs aside, as the build measures it at rest;
+    the same points pushed 2 cm forward are caught, so the check sees a part poking out), and the
+    lower teeth above the chin (0.48 rad: their lowest point 51 mm below the parting line, the
+    chin's 57 mm on the stand-in)."""
+    from backend.avatar.attributes import vertex_normals
+    from backend.avatar.mouth import MOUTH_PARTS, _inside
+    from backend.avatar.posing import lbs_numpy, pose
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+
+    model, rest, skin = standin
+    av = splat_avatar
+    f = mouth_frame(model, rest)
+    lips = ((np.abs(rest[:, 0] - f.center[0]) < 0.6 * f.width) & (np.abs(rest[:, 1] - f.lip_y) < 0.012)
+            & (rest[:, 2] > f.front_z - 0.012))
+    sl = av.part_slices(1)
+    for lower, jaw in ((0.0, 0.0), (1.0, 0.0), (1.0, 0.3)):
+        hp = HeadParams.zeros(model)
+        hp.expr[0, ARKIT_NAMES.index("mouthFunnel")] = 1.0
+        hp.expr[0, ARKIT_NAMES.index("mouthLowerDownLeft")] = lower
+        hp.expr[0, ARKIT_NAMES.index("mouthLowerDownRight")] = lower
+        hp.pose[0, 2, 0] = jaw
+        verts = lbs_numpy(model, hp)[0][0]
+        nrm = vertex_normals(verts.astype(np.float32), model.faces)
+        bound = skin & ~lips
+        posed = pose(av, model, hp, 1)[0]
+        pts = np.concatenate([posed[sl[name]] for name in MOUTH_PARTS])
+        assert _inside(pts, verts[bound], nrm[bound], 0.0).all(), (lower, jaw)
+        assert not _inside(pts + [0.0, 0.0, 0.02], verts[bound], nrm[bound], 0.0).all()
+        # and the dropped lower teeth stay above the chin (the skin's lowest point in front, within
+        # 1 cm of the midline): a steeper key would swing them down into the neck
+        chin = verts[(np.abs(verts[:, 0] - f.center[0]) < 0.01) & (verts[:, 2] > f.front_z - 0.03), 1].min()
+        assert posed[sl["teeth_lower"], 1].min() > chin, (lower, jaw)
 
 
 def test_lower_lip_pull_drops_the_interior_only_beyond_the_photos_own(standin, splat_avatar, monkeypatch):
