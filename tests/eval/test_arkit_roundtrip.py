@@ -86,3 +86,42 @@ def test_round_trip_recovers_the_most_visible_shapes(standin_avatar):
     # the ranking of visible shapes puts the jaw first and the subtle rolls last
     order = [ARKIT_NAMES[i] for i in res.most_visible(52)]
     assert order[0] == "jawOpen" and order.index("mouthRollUpper") > 40
+
+
+def test_bootstrap_interval_brackets_the_correlation_and_narrows_with_frames():
+    """The per-shape interval of the round trip's figures: exact data give [1, 1], a shape that never
+    moves gives none, noisy data an interval around the correlation that narrows as frames are added,
+    and the same frames give the same interval (fixed seed)."""
+    from backend.eval.arkit_roundtrip import bootstrap_correlation
+
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0, 1, (400, 3))
+    truth[:, 2] = 0.0                                   # never moves
+    rec = truth.copy()
+    rec[:, 1] += rng.normal(0, 0.3, 400)                # correlation about 0.7
+    lo, hi, boot = bootstrap_correlation(truth[:40], rec[:40], resamples=400)
+    assert boot.shape == (400, 3)
+    assert lo[0] == pytest.approx(1.0) and hi[0] == pytest.approx(1.0)
+    assert np.isnan(lo[2]) and np.isnan(hi[2])
+    point = correlation(truth[:40], rec[:40])[1]
+    assert lo[1] < point < hi[1] and hi[1] - lo[1] > 0.1
+    lo_many, hi_many, _ = bootstrap_correlation(truth, rec, resamples=400)
+    assert hi_many[1] - lo_many[1] < 0.6 * (hi[1] - lo[1])         # 10x the frames: about 1/3 the width
+    again = bootstrap_correlation(truth[:40], rec[:40], resamples=400)
+    np.testing.assert_array_equal(again[0][:2], lo[:2])
+
+
+def test_figures_carry_the_intervals():
+    from backend.eval.arkit_roundtrip import RoundTripResult
+
+    truth = random_weights(RoundTripOptions(frames=120, active=4, hold=1, seed=2))
+    rec = np.clip(truth + np.random.default_rng(0).normal(0, 0.15, truth.shape), 0, 1).astype(np.float32)
+    ok = np.ones(len(truth), bool)
+    res = RoundTripResult(truth=truth, recovered=rec, visibility_px=np.arange(52, 0, -1, dtype=float),
+                          corr=correlation(truth, rec), mae=np.abs(truth - rec).mean(0), has_face=ok)
+    fig = res.figures()
+    lo, hi = fig["top_at_least_0_8_ci90"]
+    assert 0 <= lo <= hi <= 20
+    for s in fig["shapes"]:
+        if s["corr"] is not None and s["corr_ci90"][0] is not None:
+            assert s["corr_ci90"][0] - 1e-9 <= s["corr"] <= s["corr_ci90"][1] + 1e-9
