@@ -238,14 +238,7 @@ def rasterize_fwd(means2d, conics, opacities, sigma_max, colors, extents, offset
     last = np.full((B, height, width), -1, np.int64)
     for i in nb.prange(B * n_tiles):
         job = tile_order[i]
-        b = job // n_tiles
-        t = job - b * n_tiles
-        ty = t // tiles_x
-        tx = t - ty * tiles_x
-        x0 = tx * tile_size
-        y0 = ty * tile_size
-        x1 = min(x0 + tile_size, width)
-        y1 = min(y0 + tile_size, height)
+        b, x0, y0, x1, y1 = _tile_bounds(job, n_tiles, tiles_x, tile_size, width, height)
         npix = (x1 - x0) * (y1 - y0)
         start = offsets[job]
         end = offsets[job + 1]
@@ -319,6 +312,36 @@ def _low_bits(n):
     return ~np.uint64(0) if n >= 64 else (np.uint64(1) << np.uint64(n)) - np.uint64(1)
 
 
+@nb.njit(cache=True, inline="always")
+def _tile_bounds(job, n_tiles, tiles_x, tile_size, width, height):
+    """(b, x0, y0, x1, y1): tile job ``job``'s frame b and pixel box [x0, x1) x [y0, y1)."""
+    b = job // n_tiles
+    t = job - b * n_tiles
+    ty = t // tiles_x
+    tx = t - ty * tiles_x
+    x0 = tx * tile_size
+    y0 = ty * tile_size
+    return b, x0, y0, min(x0 + tile_size, width), min(y0 + tile_size, height)
+
+
+@nb.njit(cache=True, inline="always")
+def _write_empty_tile(out, alpha_out, b, x0, y0, x1, y1, background):
+    """A tile nothing is drawn in: alpha 0, out 0 (or the background: T = 1)."""
+    for py in range(y0, y1):
+        for px in range(x0, x1):
+            alpha_out[b, py, px] = np.float32(0.0)
+            for d in range(out.shape[3]):
+                out[b, py, px, d] = np.float32(0.0) if background is None else background[b, d]
+
+
+@nb.njit(cache=True, inline="always")
+def _reset_done(done, tile_size, w, h):
+    """Row masks of a w x h tile: columns past the image edge, and rows past it, count as done."""
+    outside = ~_low_bits(w)
+    for r in range(tile_size):
+        done[r] = outside if r < h else ~np.uint64(0)
+
+
 MAX_MASK_TILE = 64  # rasterize_image keeps one uint64 "done" bit mask per tile row
 
 
@@ -361,28 +384,15 @@ def rasterize_image(means2d, conics, opacities, sigma_max, colors, extents, offs
         done = np.empty(tile_size, np.uint64)
         for i in range(blk * n_jobs // n_blocks, (blk + 1) * n_jobs // n_blocks):
             job = tile_order[i]
-            b = job // n_tiles
-            t = job - b * n_tiles
-            ty = t // tiles_x
-            tx = t - ty * tiles_x
-            x0 = tx * tile_size
-            y0 = ty * tile_size
-            x1 = min(x0 + tile_size, width)
-            y1 = min(y0 + tile_size, height)
+            b, x0, y0, x1, y1 = _tile_bounds(job, n_tiles, tiles_x, tile_size, width, height)
             start = offsets[job]
             end = offsets[job + 1]
-            if start == end:  # nothing drawn: alpha 0, out 0 (or the background: T = 1)
-                for py in range(y0, y1):
-                    for px in range(x0, x1):
-                        alpha_out[b, py, px] = np.float32(0.0)
-                        for d in range(D):
-                            out[b, py, px, d] = np.float32(0.0) if background is None else background[b, d]
+            if start == end:
+                _write_empty_tile(out, alpha_out, b, x0, y0, x1, y1, background)
                 continue
             T[:] = 1.0
             acc[:, :] = 0.0
-            outside = ~_low_bits(x1 - x0)  # columns past the image edge count as done
-            for r in range(tile_size):
-                done[r] = outside if r < y1 - y0 else all_done
+            _reset_done(done, tile_size, x1 - x0, y1 - y0)
             rows_left = y1 - y0  # rows with a pixel not done yet
             for k in range(start, end):
                 g = ids[k]
@@ -498,14 +508,7 @@ def rasterize_bwd(
     g_col = np.zeros((n_isect, D), np.float32)
     for i in nb.prange(B * n_tiles):
         job = tile_order[i]
-        b = job // n_tiles
-        t = job - b * n_tiles
-        ty = t // tiles_x
-        tx = t - ty * tiles_x
-        x0 = tx * tile_size
-        y0 = ty * tile_size
-        x1 = min(x0 + tile_size, width)
-        y1 = min(y0 + tile_size, height)
+        b, x0, y0, x1, y1 = _tile_bounds(job, n_tiles, tiles_x, tile_size, width, height)
         start = offsets[job]
         if start == offsets[job + 1]:
             continue

@@ -32,7 +32,8 @@ from llvmlite import ir
 from numba.core import types
 from numba.core.extending import intrinsic
 
-from ._kernels import ALPHA_THRESHOLD, MAX_ALPHA, T_EPS, _clz, _ctz, _low_bits, _pixel_box
+from ._kernels import (ALPHA_THRESHOLD, MAX_ALPHA, T_EPS, _clz, _ctz, _low_bits, _pixel_box, _reset_done,
+                       _tile_bounds, _write_empty_tile)
 
 LANES = 8  # AVX2: 8 float32 per ymm register
 
@@ -192,29 +193,16 @@ def rasterize_image_simd(means2d, conics, opacities, sigma_max, colors, extents,
         done = np.empty(tile_size, np.uint64)
         for i in range(blk * n_jobs // n_blocks, (blk + 1) * n_jobs // n_blocks):
             job = tile_order[i]
-            b = job // n_tiles
-            t = job - b * n_tiles
-            ty = t // tiles_x
-            tx = t - ty * tiles_x
-            x0 = tx * tile_size
-            y0 = ty * tile_size
-            x1 = min(x0 + tile_size, width)
-            y1 = min(y0 + tile_size, height)
+            b, x0, y0, x1, y1 = _tile_bounds(job, n_tiles, tiles_x, tile_size, width, height)
             start = offsets[job]
             end = offsets[job + 1]
             if start == end:
-                for py in range(y0, y1):
-                    for px in range(x0, x1):
-                        alpha_out[b, py, px] = np.float32(0.0)
-                        for d in range(D):
-                            out[b, py, px, d] = np.float32(0.0) if background is None else background[b, d]
+                _write_empty_tile(out, alpha_out, b, x0, y0, x1, y1, background)
                 continue
             Tl[:] = 1.0
             Ts[:] = 0.0
             acc[:] = 0.0
-            outside = ~_low_bits(x1 - x0)
-            for r in range(tile_size):
-                done[r] = outside if r < y1 - y0 else all_done
+            _reset_done(done, tile_size, x1 - x0, y1 - y0)
             rows_left = y1 - y0
             for k in range(start, end):
                 g = ids[k]
