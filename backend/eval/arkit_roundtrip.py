@@ -194,13 +194,14 @@ def visibility_px(avatar, model) -> np.ndarray:
     return np.sqrt((d ** 2).sum(-1).mean(-1))
 
 
-def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Column-wise Pearson correlation of (T, C) arrays; NaN where either column is constant."""
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
+def correlation(a: np.ndarray, b: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Column-wise Pearson correlation of (T, C) arrays over the frames (``axis``; stacks of them,
+    e.g. (R, T, C) with axis 1, give (R, C)); NaN where either column is constant."""
+    a = a - a.mean(axis, keepdims=True)
+    b = b - b.mean(axis, keepdims=True)
+    den = np.sqrt((a ** 2).sum(axis) * (b ** 2).sum(axis))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-12, (a * b).sum(0) / np.where(den > 1e-12, den, 1.0), np.nan)
+        return np.where(den > 1e-12, (a * b).sum(axis) / np.where(den > 1e-12, den, 1.0), np.nan)
 
 
 #: resamples and seed of :func:`bootstrap_correlation` (fixed: a figure is reproducible bit for bit)
@@ -220,12 +221,7 @@ def bootstrap_correlation(truth: np.ndarray, recovered: np.ndarray, resamples: i
     boot = np.empty((resamples, truth.shape[1]))
     for s in range(0, resamples, 100):           # 100 resamples at a time: (100, T, C) arrays
         idx = rng.integers(0, T, (min(100, resamples - s), T))
-        a, b = truth[idx].astype(np.float64), recovered[idx].astype(np.float64)
-        a -= a.mean(1, keepdims=True)
-        b -= b.mean(1, keepdims=True)
-        den = np.sqrt((a ** 2).sum(1) * (b ** 2).sum(1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot[s:s + len(idx)] = np.where(den > 1e-12, (a * b).sum(1) / np.where(den > 1e-12, den, 1.0), np.nan)
+        boot[s:s + len(idx)] = correlation(truth[idx].astype(np.float64), recovered[idx].astype(np.float64), axis=1)
     q = 100 * (1 - level) / 2
     enough = np.isfinite(boot).mean(0) >= 0.5
     with np.errstate(invalid="ignore"):
