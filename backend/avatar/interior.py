@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .eyes import EYE_JOINTS, EyeOptions, build_eye_parts, color_eyes_from_photo
-from .gaussians import SkinnedPart
+from .gaussians import ClampedShape, SkinnedPart
 from .mouth import MouthOptions, build_mouth_parts, color_mouth_from_photo
 from .posing import part_transforms, shaped_part_means, shaped_vertices, skin_points
 
@@ -108,28 +108,27 @@ def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndar
     for name, joint, axis, angle in JOINT_CHANNELS + PART_JAW_CHANNELS:
         j = list(JOINT_NAMES).index(joint)
         if name not in names or not angle or not np.any(weights[:, j] > 0):
-            continue  # (a part channel of 0 rad has a key only beyond the photo: source_relative_shapes)
+            continue  # (a part channel of 0 rad has a key only beyond the photo: beyond_source_shapes)
         out[name] = _channel_shape(joint, axis, angle, joints, points, weights)
     return out
 
 
-def source_relative_shapes(model: "HeadModel", joints: np.ndarray, part: SkinnedPart,
-                           source_expr: np.ndarray) -> None:
-    """Give ``part`` (at rest, its joint-channel keys already set) the PART_JAW_BEYOND_SOURCE slope
-    in place: for each such channel c with the photo's value s = ``source_expr`` (E,) [c], the key
-    becomes D(a + b) (angle a of PART_JAW_CHANNELS plus the extra b; D(a) = 0 where a = 0 and the
-    part had no key) and the rest means move by ``-s (D(a + b) - D(a))``, so ``rest + sum_c s_c D_c``
-    (the parts at the photo's expression) is unchanged and each unit of c beyond s turns the parts
-    a + b radians about the joint; below s they close by as much (a linear key cannot stop at s).
-    Every key is taken at the unshifted means, so the channels do not depend on their order. Means
-    (N, 3) metres."""
+def beyond_source_shapes(model: "HeadModel", joints: np.ndarray, part: SkinnedPart,
+                         source_expr: np.ndarray) -> None:
+    """Give ``part`` (at rest, its joint-channel keys already set) the PART_JAW_BEYOND_SOURCE extra
+    turn as clamped keys (SkinnedPart.clamped), in place: for each such channel c with the photo's
+    value s = ``source_expr`` (E,) [c], the clamped key starts at s with delta ``D(a + b) - D(a)``
+    (D(t): the turn by t radians about the channel's joint axis, angle a of PART_JAW_CHANNELS plus
+    the extra b; D(0) = 0). Each unit of c beyond s turns the parts a + b radians; at and below s
+    the clamped key is flat, so the parts at the photo's expression (and below it) are where the
+    linear D(a) key alone puts them, exactly: the rest positions are not touched. Deltas (N, 3)
+    metres per unit."""
     from ..head.model import JOINT_NAMES
 
     names = list(model.expr_names)
     e = np.asarray(source_expr, np.float32).reshape(-1)
     w = part.weights
     means = part.gaussians.means
-    shift = np.zeros_like(means, dtype=np.float32)
     for name, joint, axis, angle in PART_JAW_CHANNELS:
         extra = PART_JAW_BEYOND_SOURCE.get(name, 0.0)
         only = PART_JAW_BEYOND_PARTS.get(name)
@@ -140,10 +139,7 @@ def source_relative_shapes(model: "HeadModel", joints: np.ndarray, part: Skinned
         s = float(e[k]) if k < len(e) else 0.0
         base = part.shapes.get(name, np.zeros_like(means, dtype=np.float32))
         steeper = _channel_shape(joint, axis, angle + extra, joints, means, w)
-        shift -= s * (steeper - base)
-        part.shapes[name] = steeper
-    if np.any(shift):
-        part.gaussians = part.gaussians.with_means((means + shift).astype(np.float32))
+        part.clamped[name] = ClampedShape(s, steeper - base)
 
 
 def _channel_shape(joint: str, axis: int, angle: float, joints: np.ndarray, points: np.ndarray,
@@ -188,7 +184,7 @@ def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
     def with_channels(ps: list[SkinnedPart]) -> list[SkinnedPart]:
         for p in ps:
             p.shapes = {**joint_channel_shapes(model, joints, p.gaussians.means, p.weights), **p.shapes}
-            source_relative_shapes(model, joints, p, params.expr[0])
+            beyond_source_shapes(model, joints, p, params.expr[0])
         return ps
 
     def posed_at_source(ps: list[SkinnedPart]) -> list[np.ndarray]:
