@@ -139,7 +139,8 @@ def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
         assert lod.clamped_starts == [0.25] and lod.clamped_deltas.shape == (1, lod.n, 3)
         np.testing.assert_array_equal(lod.clamped_deltas[0, lod.n_head + 300:lod.n_head + 340],
                                       axes.points_to_blender(av.parts[1].clamped["mouthFunnel"].delta))
-        assert not np.any(lod.clamped_deltas[0, :lod.n_head + 300]) and not np.any(lod.clamped_deltas[0, lod.n_head + 340:])
+        assert not np.any(lod.clamped_deltas[0, :lod.n_head + 300])
+        assert not np.any(lod.clamped_deltas[0, lod.n_head + 340:])
     rng = np.random.default_rng(2)
     expr = (rng.normal(size=(1, model.n_expr)) * 0.5).astype(np.float32)
     pz = np.zeros((1, 5, 3), np.float32)
