@@ -9,7 +9,9 @@ jawOpen, jawLeft/Right, eyeLook*) has them as shape keys too, the linearised joi
 skin (for shape-key-only consumers such as a Blender slider; the tracker and imports put those
 channels on the joints). The parts get the same keys (``joint_channel_shapes``), so a jawOpen key
 moves the lower teeth, tongue and cavity floor with the lower lip, and an eyeLook key turns the
-eyeballs with their lids.
+eyeballs with their lids. The mouth parts also get clamped keys (SkinnedPart.clamped,
+``beyond_source_shapes``): an extra jaw drop that acts only where mouthFunnel or mouthLowerDown
+exceeds the photo's own fitted value.
 """
 
 from __future__ import annotations
