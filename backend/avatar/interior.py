@@ -66,7 +66,10 @@ PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (
 #: 18.15 dB) the CI ARKit round trip (tests/eval/test_arkit_roundtrip.py, no funnel driven, the
 #: astronaut's photo funnel 0.31) fell to eyeBlinkLeft 0.79 and mouthSmileLeft 0.79 against its 0.8
 #: floor, so it stayed at 0.18. The clamped key is flat below s, so the steeper 0.42 is used
-#: (docs/figures/eval.md, mouth section). Every consumer of part keys poses it alike: numpy and
+#: (docs/figures/eval.md, mouth section: d12 mouth PSNR 17.86 -> 18.15 dB, d3 20.25 -> 20.37, the CI
+#: round trip's lowest 0.86, bench arkit 16 of 20 as before). Its costs: d12's closed frame 45 (face
+#: PSNR -0.30 dB, beyond the photo's funnel), and d0's talking frames, below its photo's funnel, that
+#: scored better with the rows closing (PSNR full 26.234 -> 26.210 dB). Every consumer of part keys poses it alike: numpy and
 #: torch posing (numba takes the shaped rest), the .omgavatar file, and Blender (a shape key driven
 #: by ``max(head - s, 0)``, a simple expression).
 #: The lower lip pulled down (mouthLowerDownLeft/Right) beyond the photo's own pull turns the lower
