@@ -11,7 +11,9 @@ bpy data only copies arrays. What the scene gets (B = Blender frame, metres):
   scale_*, rot_* as w,x,y,z in the Blender frame), expression deltas subdivided with the LOD's
   upsample matrix (on the parts: their own shape keys, SkinnedPart.shapes, e.g. the tongue's
   tongueOut; zero elsewhere) and skinning weights: the head's upsampled, each part's own
-  (``SkinnedPart.weights``). Blender's Armature modifier blends the bones' deform matrices with
+  (``SkinnedPart.weights``), and the parts' clamped keys (SkinnedPart.clamped: one shape key per
+  distinct expression and start, driven by ``max(expression - start, 0)``). Blender's Armature
+  modifier blends the bones' deform matrices with
   those weights, which is the backend's blended linear skinning of the parts (neutral-expression
   joints), so the body follows global/neck motion, the lower teeth the jaw, the eyeballs the eyes.
 """
@@ -54,6 +56,13 @@ class GaussianLODData:
     part_names: list[str] = field(default_factory=list)
     part_counts: list[int] = field(default_factory=list)
     pose_deltas: np.ndarray | None = None  # (K, N, 3) pose correctives (see AvatarSceneData)
+    # the parts' clamped keys (SkinnedPart.clamped), C of them: shape-key names, the expression
+    # driving each, its start (unitless weight) and (C, N, 3) float32 B-frame offsets per unit beyond
+    # the start (zero on the head rows); a key's value is max(expression - start, 0)
+    clamped_names: list[str] = field(default_factory=list)
+    clamped_exprs: list[str] = field(default_factory=list)
+    clamped_starts: list[float] = field(default_factory=list)
+    clamped_deltas: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -128,6 +137,11 @@ def pose_feature_columns(model: "HeadModel", tol: float = 1e-7) -> list[int]:
     return [int(k) for k in np.flatnonzero(np.abs(model.posedirs).max(axis=(0, 1)) > tol)]
 
 
+def clamped_key_name(expr: str, start: float) -> str:
+    """The shape-key name of a clamped key of expression ``expr`` starting at ``start``."""
+    return f"{expr} beyond {start:.4f}"
+
+
 def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> GaussianLODData:
     """Scene arrays for one LOD of ``avatar`` (rest = the backend's pose at zero expression/pose)."""
     from ..backend.avatar.posing import model_lods, pose
@@ -152,10 +166,23 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
     if cols:
         up = subdivide_attributes(U, model.posedirs[..., cols].astype(np.float32))  # (N_l, 3, K)
         pose_deltas[:, :n_head] = points_to_blender(np.moveaxis(up, 2, 0))
+    basis = avatar.part_shape_basis(model.expr_names)
+    ks = np.flatnonzero(basis.clamped)
+    exprs = [str(model.expr_names[basis.idx[k]]) for k in ks]
+    starts = [float(basis.start[k]) for k in ks]
+    names: list[str] = []
+    for e, st in zip(exprs, starts):  # unique even if two starts print alike
+        name = clamped_key_name(e, st)
+        names.append(name if name not in names else f"{name} ({len(names)})")
+    clamped = np.zeros((len(ks), n, 3), np.float32)
+    if len(ks):
+        clamped[:, n_head:] = points_to_blender(np.moveaxis(basis.dirs[..., ks], 2, 0))
     return GaussianLODData(level=level, positions=points_to_blender(rest),
                            columns=gaussian_columns(avatar.rest_set(level)), expr_deltas=deltas,
                            weights=weights, n_head=n_head, part_names=[p.name for p in avatar.parts],
-                           part_counts=[len(p) for p in avatar.parts], pose_deltas=pose_deltas)
+                           part_counts=[len(p) for p in avatar.parts], pose_deltas=pose_deltas,
+                           clamped_names=names, clamped_exprs=exprs, clamped_starts=starts,
+                           clamped_deltas=clamped)
 
 
 def scene_data(avatar: "GaussianAvatar", model: "HeadModel", name: str, levels=None,

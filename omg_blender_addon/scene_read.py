@@ -138,7 +138,10 @@ class SceneLOD:
     the head Gaussians: part_names, part_counts and part_weights (n_parts, J) float32, or None for an
     avatar imported before parts existed (its points after the head are the body); part_shapes
     {shape-key name: (n_parts, 3) float32 Blender-frame delta}: the keys that move some part point
-    (the parts' own shape keys, SkinnedPart.shapes, e.g. the tongue's tongueOut)."""
+    (the parts' own shape keys, SkinnedPart.shapes, e.g. the tongue's tongueOut); part_clamped
+    {shape-key name: (expression, start, (n_parts, 3) float32 Blender-frame delta per unit beyond
+    the start)}: the parts' clamped keys (SkinnedPart.clamped), none for an avatar imported
+    before them."""
 
     level: int
     positions: np.ndarray
@@ -149,16 +152,19 @@ class SceneLOD:
     part_counts: list[int] = field(default_factory=list)
     part_weights: np.ndarray | None = None
     part_shapes: dict[str, np.ndarray] = field(default_factory=dict)
+    part_clamped: dict[str, tuple[str, float, np.ndarray]] = field(default_factory=dict)
 
 
-def _part_shape_keys(me, base: np.ndarray, n_head: int) -> dict[str, np.ndarray]:
+def _part_shape_keys(me, base: np.ndarray, n_head: int, skip=()) -> dict[str, np.ndarray]:
     """{key name: (n - n_head, 3) delta from the basis} of the mesh's shape keys that move a point
-    after the head Gaussians (base: (n, 3) the basis positions)."""
+    after the head Gaussians (base: (n, 3) the basis positions), but for the keys named in ``skip``."""
     out: dict[str, np.ndarray] = {}
     if me.shape_keys is None:
         return out
     co = np.empty(base.size, np.float32)
     for kb in me.shape_keys.key_blocks[1:]:
+        if kb.name in skip:
+            continue
         kb.data.foreach_get("co", co)
         d = co.reshape(-1, 3)[n_head:] - base[n_head:]
         if np.abs(d).max(initial=0.0) > 1e-9:
@@ -203,8 +209,16 @@ def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
     w = np.asarray(obj["omg_part_weights"], np.float32)
     if len(names) != len(counts) or n_head + sum(counts) != n or w.size != (n - n_head) * len(JOINTS):
         raise SceneError(f"{obj.name}: {n} points do not match {n_head} head Gaussians and the recorded parts")
+    keys = [str(x) for x in obj.get("omg_clamped", [])]
+    exprs = [str(x) for x in obj.get("omg_clamped_exprs", [])]
+    starts = [float(x) for x in obj.get("omg_clamped_starts", [])]
+    if not len(keys) == len(exprs) == len(starts):
+        raise SceneError(f"{obj.name}: the recorded clamped keys do not match their expressions and starts")
+    moved = _part_shape_keys(me, pos.reshape(n, 3), n_head)
+    clamped = {k: (e, st, moved.get(k, np.zeros((n - n_head, 3), np.float32))) for k, e, st in zip(keys, exprs, starts)}
     return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv.reshape(-1, 3), names, counts,
-                    w.reshape(n - n_head, len(JOINTS)), _part_shape_keys(me, pos.reshape(n, 3), n_head))
+                    w.reshape(n - n_head, len(JOINTS)), _part_shape_keys(me, pos.reshape(n, 3), n_head, set(keys)),
+                    clamped)
 
 
 def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
@@ -214,7 +228,7 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
     ``lod_offsets`` (rest Gaussians - upsampled head surface) and the skinned parts at rest, so posing
     this avatar moves the scene's Gaussians exactly as the backend moves the original.
     """
-    from ..backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+    from ..backend.avatar.gaussians import ClampedShape, GaussianAvatar, GaussianSet, SkinnedPart
     from ..backend.avatar.posing import body_weights, model_lods, shaped_vertices
     from ..backend.head.params import HeadParams
 
@@ -241,7 +255,9 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
         w = body_weights(count) if lod.part_weights is None else lod.part_weights[i - lod.n_head:i - lod.n_head + count]
         rows = slice(i - lod.n_head, i - lod.n_head + count)
         shapes = {k: points_to_model(d[rows]) for k, d in lod.part_shapes.items() if np.any(d[rows])}
-        parts.append(SkinnedPart(name, gset(sl, pos[sl]), w, shapes))
+        clamped = {e: ClampedShape(st, points_to_model(d[rows])) for e, st, d in lod.part_clamped.values()
+                   if np.any(d[rows])}
+        parts.append(SkinnedPart(name, gset(sl, pos[sl]), w, shapes, clamped))
         i += count
     cam = info.source_camera()
     if cam is None:  # a rig without a stored camera: the standard 512 source camera

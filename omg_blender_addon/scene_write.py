@@ -20,7 +20,10 @@ so building "Avatar" twice gives "Avatar" and "Avatar.001"; nothing is ever over
   with the 3DGS point attributes, the expression shape keys subdivided with the LOD's upsample
   matrix (and the pose correctives), whose values are driven by the head's keys (AVERAGE drivers of one variable: no Python
   expression, so they run without auto-run scripts), upsampled weights + Armature modifier, and the
-  splat display (gaussian_display.py). Only the rig's current LOD is visible.
+  splat display (gaussian_display.py). The parts' clamped keys (SkinnedPart.clamped) are shape keys
+  after those, each driven by ``max(head - start, 0)`` of its expression's head key (a simple
+  expression: no Python either); their expressions and starts are in ``omg_clamped_exprs`` /
+  ``omg_clamped_starts``. Only the rig's current LOD is visible.
 
 Not reproduced exactly (second-order effects, measured in tests/blender/test_build_avatar.py): the
 joints' small shift with expression (LBS regresses joints from the expressive mesh) and, on the
@@ -326,6 +329,25 @@ def _drive_shape_keys(obj, head_key: bpy.types.Key, names: list[str]) -> None:
             fc.modifiers.remove(mod)
 
 
+def _drive_clamped_keys(obj, head_key: bpy.types.Key, lod: GaussianLODData) -> None:
+    """Each clamped key of ``obj`` follows ``max(e - start, 0)`` of its expression's head key e: a
+    SCRIPTED driver whose expression Blender evaluates natively (no Python, runs with auto-run off)."""
+    for name, expr, start in zip(lod.clamped_names, lod.clamped_exprs, lod.clamped_starts):
+        fc = obj.data.shape_keys.key_blocks[name].driver_add("value")
+        drv = fc.driver
+        drv.type = "SCRIPTED"
+        var = drv.variables.new()
+        var.name = "head"
+        var.type = "SINGLE_PROP"
+        tgt = var.targets[0]
+        tgt.id_type = "KEY"
+        tgt.id = head_key
+        tgt.data_path = f'key_blocks["{bpy.utils.escape_identifier(expr)}"].value'
+        drv.expression = f"max(head - ({float(start)!r}), 0)"
+        for mod in list(fc.modifiers):
+            fc.modifiers.remove(mod)
+
+
 def create_gaussian_mesh(name: str, positions: np.ndarray, columns: dict[str, np.ndarray],
                          created: list) -> bpy.types.Mesh:
     """A loose-vertex mesh at ``positions`` (N, 3) with the 3DGS float point attributes."""
@@ -354,6 +376,14 @@ def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneDa
     if data.pose_features:
         _shape_keys(obj, lod.positions, pose_key_names(data), lod.pose_deltas, (-2.0, 2.0))
         _drive_shape_keys(obj, head_key, pose_key_names(data))
+    if lod.clamped_names:
+        # values reach (slider max - start) at most; the slider must not cut the driven value
+        top = SLIDER_RANGE[1] - min(min(lod.clamped_starts), 0.0)
+        _shape_keys(obj, lod.positions, lod.clamped_names, lod.clamped_deltas, (0.0, min(top, 10.0)))
+        _drive_clamped_keys(obj, head_key, lod)
+        obj["omg_clamped"] = list(lod.clamped_names)
+        obj["omg_clamped_exprs"] = list(lod.clamped_exprs)
+        obj["omg_clamped_starts"] = [float(x) for x in lod.clamped_starts]
     _armature(obj, rig)
     gaussian_display.add_display(obj, created=created)
     return obj

@@ -8,7 +8,10 @@ Tensors: ``params.*`` (source HeadParams), ``camera.K/viewmat``, ``vertex_offset
 ``parts``: the names in order), ``part{i}.{means,quats,scales,opacities,colors[,features],weights}``
 and, for a part with shape keys (header ``part_shapes``: per part the expression names, in order),
 ``part{i}.shapes`` (N, 3, K) metres per unit weight. Files without them load with shapeless parts
-(the parts then move with their joints only, as before shape keys existed).
+(the parts then move with their joints only, as before shape keys existed). A part with clamped
+keys (SkinnedPart.clamped; header ``part_clamped``: per part [expression name, start] pairs, in
+order) has ``part{i}.clamped`` (N, 3, K) metres per unit beyond the start. Files without them load
+with none (a reader older than them ignores both and poses the part without those keys).
 Version 1 files held one ``shoulders.*`` set instead of parts; they load as the part "body" with
 posing.body_weights, which poses exactly as version 1 posed the shoulders.
 The loader refuses non-avatar files, corrupt files and versions newer than it understands with an
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from .gaussians import ClampedShape, GaussianAvatar, GaussianSet, SkinnedPart
 
 FORMAT_NAME = "omgavatar"
 FORMAT_VERSION = 2  # 2: skinned parts (part{i}.*) replace the shoulders set
@@ -69,6 +72,8 @@ def avatar_tensors(avatar: GaussianAvatar) -> dict[str, np.ndarray]:
         t[f"part{i}.weights"] = np.asarray(part.weights, np.float32)
         if part.shapes:
             t[f"part{i}.shapes"] = np.stack([part.shapes[k] for k in part.shapes], -1).astype(np.float32)
+        if part.clamped:
+            t[f"part{i}.clamped"] = np.stack([c.delta for c in part.clamped.values()], -1).astype(np.float32)
     return {k: np.ascontiguousarray(v) for k, v in t.items()}
 
 
@@ -90,6 +95,7 @@ def save_avatar(avatar: GaussianAvatar, path: str | Path) -> Path:
         "counts": {str(k): v for k, v in avatar.counts().items()},
         "parts": [p.name for p in avatar.parts],
         "part_shapes": [list(p.shapes) for p in avatar.parts],
+        "part_clamped": [[[k, c.start] for k, c in p.clamped.items()] for p in avatar.parts],
         "camera": {"width": int(avatar.camera.width), "height": int(avatar.camera.height)},
         "options": avatar.options,
         "sha256": _digest(tensors),
@@ -156,6 +162,9 @@ def _read_parts(header: dict[str, Any], t: dict[str, np.ndarray], gset) -> list[
     shape_names = header.get("part_shapes") or [[] for _ in names]
     if not isinstance(names, list) or not isinstance(shape_names, list) or len(shape_names) != len(names):
         raise TypeError("parts")
+    clamped_keys = header.get("part_clamped") or [[] for _ in names]
+    if not isinstance(clamped_keys, list) or len(clamped_keys) != len(names):
+        raise TypeError("part_clamped")
     parts = []
     for i, name in enumerate(names):
         keys = [str(k) for k in shape_names[i]]
@@ -163,7 +172,12 @@ def _read_parts(header: dict[str, Any], t: dict[str, np.ndarray], gset) -> list[
         if D is not None and (D.ndim != 3 or D.shape[2] != len(keys)):
             raise ValueError(f"part{i}.shapes")
         shapes = {k: D[..., j] for j, k in enumerate(keys)} if keys else {}
-        parts.append(SkinnedPart(str(name), gset(f"part{i}"), t[f"part{i}.weights"], shapes))
+        pairs = [(str(k), float(s)) for k, s in clamped_keys[i]]
+        C = t[f"part{i}.clamped"] if pairs else None
+        if C is not None and (C.ndim != 3 or C.shape[2] != len(pairs)):
+            raise ValueError(f"part{i}.clamped")
+        clamped = {k: ClampedShape(s, C[..., j]) for j, (k, s) in enumerate(pairs)}
+        parts.append(SkinnedPart(str(name), gset(f"part{i}"), t[f"part{i}.weights"], shapes, clamped))
     return parts
 
 

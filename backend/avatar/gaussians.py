@@ -76,6 +76,26 @@ class GaussianSet:
 
 
 @dataclass
+class ClampedShape:
+    """A part's shape key that acts only beyond a threshold of its expression's weight e: the
+    displacement is ``max(e - start, 0) * delta``, flat (nothing moves) at and below ``start``.
+
+    start: the expression weight where the key starts, unitless (the photo's own fitted weight, so
+    the photo's view is the same with or without the key).
+    delta: (N, 3) float32 metres per unit weight beyond ``start``.
+    """
+
+    start: float
+    delta: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.start = float(self.start)
+        if not np.isfinite(self.start):
+            raise ValueError(f"clamped shape key: start {self.start} is not finite")
+        self.delta = np.ascontiguousarray(self.delta, dtype=np.float32)
+
+
+@dataclass
 class SkinnedPart:
     """Gaussians bound to the head model's joints by blended linear skinning.
 
@@ -90,12 +110,17 @@ class SkinnedPart:
     basis is: tongueOut pushes the tongue out, the joint channels' shape keys (jawOpen, eyeLook*)
     turn the lower teeth and the eyeballs as they turn the skin. Names the head model lacks are
     ignored; a part without shapes moves with its joints only.
+    clamped: {expression name: ClampedShape}: keys that move the part only beyond a threshold of
+    their expression (``max(c_e - start, 0) * delta``, (N, 3) float32 metres per unit), added with
+    the linear ones: the mouthFunnel's extra jaw drop of the mouth parts beyond the photo's own
+    funnel (interior.PART_JAW_BEYOND_SOURCE). Names the head model lacks are ignored.
     """
 
     name: str
     gaussians: GaussianSet
     weights: np.ndarray
     shapes: dict[str, np.ndarray] = field(default_factory=dict)
+    clamped: dict[str, ClampedShape] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = str(self.name)
@@ -112,6 +137,14 @@ class SkinnedPart:
                 raise ValueError(f"part '{self.name}': shape '{key}' is {d.shape}, expected ({n}, 3)")
             shapes[str(key)] = d
         self.shapes = shapes
+        clamped = {}
+        for key, c in dict(self.clamped).items():
+            if not isinstance(c, ClampedShape):
+                raise TypeError(f"part '{self.name}': clamped shape '{key}' must be a ClampedShape")
+            if c.delta.shape != (n, 3):
+                raise ValueError(f"part '{self.name}': clamped shape '{key}' is {c.delta.shape}, expected ({n}, 3)")
+            clamped[str(key)] = c
+        self.clamped = clamped
 
     def __len__(self) -> int:
         return len(self.gaussians)
@@ -198,6 +231,10 @@ class GaussianAvatar:
         """The parts' shape keys over the model's expressions ``expr_names`` (parts_shapes)."""
         return parts_shapes(self.parts, expr_names)
 
+    def part_shape_basis(self, expr_names) -> "PartShapeBasis":
+        """All the parts' shape keys, linear and clamped, over ``expr_names`` (part_shape_basis)."""
+        return part_shape_basis(self.parts, expr_names)
+
     def part_weights(self, n_joints: int = 5) -> np.ndarray:
         """(n_parts, J) float32 skinning weights of all parts, in list order."""
         if not self.parts:
@@ -234,6 +271,59 @@ def parts_shapes(parts: list[SkinnedPart], expr_names) -> tuple[np.ndarray, np.n
                 D[i:i + len(p), :, k] = p.shapes[name]
         i += len(p)
     return np.asarray(used, np.int64), D
+
+
+@dataclass
+class PartShapeBasis:
+    """The parts' shape keys as K columns: linear keys (column coefficient = the expression's weight
+    e) then clamped ones (coefficient ``max(e - start, 0)``); the parts' rest positions move by
+    ``dirs @ coefficients``.
+
+    idx: (K,) int64 index of each column's expression in the model's expressions.
+    start: (K,) float32 the clamped columns' thresholds (0 for linear columns, unused).
+    clamped: (K,) bool which columns are clamped.
+    dirs: (P, 3, K) float32 metres per unit coefficient (P = all parts' Gaussians in list order; zero
+        rows for parts without that key).
+    """
+
+    idx: np.ndarray
+    start: np.ndarray
+    clamped: np.ndarray
+    dirs: np.ndarray
+
+    def __len__(self) -> int:
+        return int(len(self.idx))
+
+    def coefficients(self, expr: np.ndarray) -> np.ndarray:
+        """(T, K) float32 column coefficients for expressions ``expr`` (T, E) (missing trailing
+        expressions count as 0)."""
+        e = np.asarray(expr, np.float32).reshape(len(expr), -1)
+        c = np.zeros((len(e), max(e.shape[1], int(self.idx.max(initial=-1)) + 1)), np.float32)
+        c[:, :e.shape[1]] = e
+        c = c[:, self.idx]
+        return np.where(self.clamped, np.maximum(c - self.start, np.float32(0)), c).astype(np.float32)
+
+
+def part_shape_basis(parts: list[SkinnedPart], expr_names) -> PartShapeBasis:
+    """The linear keys of ``parts`` (parts_shapes: one column per expression) followed by their
+    clamped keys (one column per distinct expression and start, in sorted order), over a model's
+    expressions ``expr_names``."""
+    idx, D = parts_shapes(parts, expr_names)
+    index = {str(name): i for i, name in enumerate(expr_names)}
+    cols = sorted({(index[k], c.start) for p in parts for k, c in p.clamped.items() if k in index})
+    Dc = np.zeros((D.shape[0], 3, len(cols)), np.float32)
+    i = 0
+    for p in parts:
+        for k, (e, start) in enumerate(cols):
+            c = p.clamped.get(str(expr_names[e]))
+            if c is not None and c.start == start:
+                Dc[i:i + len(p), :, k] = c.delta
+        i += len(p)
+    return PartShapeBasis(
+        idx=np.concatenate([idx, np.asarray([e for e, _ in cols], np.int64)]),
+        start=np.concatenate([np.zeros(len(idx), np.float32), np.asarray([s for _, s in cols], np.float32)]),
+        clamped=np.concatenate([np.zeros(len(idx), bool), np.ones(len(cols), bool)]),
+        dirs=np.concatenate([D, Dc], 2))
 
 
 def _empty_set() -> GaussianSet:

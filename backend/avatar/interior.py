@@ -9,7 +9,9 @@ jawOpen, jawLeft/Right, eyeLook*) has them as shape keys too, the linearised joi
 skin (for shape-key-only consumers such as a Blender slider; the tracker and imports put those
 channels on the joints). The parts get the same keys (``joint_channel_shapes``), so a jawOpen key
 moves the lower teeth, tongue and cavity floor with the lower lip, and an eyeLook key turns the
-eyeballs with their lids.
+eyeballs with their lids. The mouth parts also get clamped keys (SkinnedPart.clamped,
+``beyond_source_shapes``): an extra jaw drop that acts only where mouthFunnel or mouthLowerDown
+exceeds the photo's own fitted value.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .eyes import EYE_JOINTS, EyeOptions, build_eye_parts, color_eyes_from_photo
-from .gaussians import SkinnedPart
+from .gaussians import ClampedShape, SkinnedPart
 from .mouth import MouthOptions, build_mouth_parts, color_mouth_from_photo
 from .posing import part_transforms, shaped_part_means, shaped_vertices, skin_points
 
@@ -45,40 +47,42 @@ def mouth_band(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
 #: jaw a few degrees; the skin key carries the lips (the chin hardly moves), the parts' key the
 #: lower teeth and the tongue, so the ring shows the cavity between the rows of teeth.
 #: The lower lip pulled down (mouthLowerDownLeft/Right) has no jaw turn of its own (0 rad at weight 1):
-#: its parts' key exists only beyond the photo's own value (PART_JAW_BEYOND_SOURCE).
+#: its parts' key exists only beyond the photo's own value (PART_JAW_BEYOND_SOURCE, a clamped key).
 PART_JAW_CHANNELS: tuple[tuple[str, str, int, float], ...] = (
     ("mouthFunnel", "jaw", 0, 0.06), ("mouthLowerDownLeft", "jaw", 0, 0.0), ("mouthLowerDownRight", "jaw", 0, 0.0))
 
 #: Extra jaw drop of the parts per unit of a PART_JAW_CHANNELS expression beyond the photo's own
-#: value (name: radians at weight 1). The tracker's open "O" is mouthFunnel 0.4-0.77 over an almost
-#: closed jaw, so 0.06 rad leaves a bar of lower teeth where a clip shows a dark mouth (issue 14);
-#: but the photo fit also uses the funnel for toothy smiles (0.3-0.45), whose teeth the photo shows
-#: where they are (and the tracker's resting funnel on the clips' own first frames is 0.5-0.6). So
-#: the key's slope is 0.06 + 0.18 rad and the parts' rest is turned back by 0.18 rad times the
-#: photo's own funnel (``source_relative_shapes``): at the photo's expression the parts sit exactly
-#: where the 0.06 rad key put them, a driven funnel above it drops the jaw 0.24 rad per unit, one
-#: below it closes it as much (d0's talking frames, below its photo's funnel, scored better for it).
-#: 0.18 against 0.09: d12 mouth PSNR 17.53 against 17.09 dB (docs/figures/eval.md, mouth section).
-#: 0.42 (twelfth session, reverted): d12's pursed "o" frames showed the cavity instead of the tongue
-#: (mouth PSNR 17.86 -> 18.15 dB), but a linear key closes below the photo's funnel as fast as it
-#: opens above it, and renders below it moved mediapipe's reading of the whole face: the CI round
-#: trip (tests/eval/test_arkit_roundtrip.py, no funnel driven, the astronaut's photo funnel above 0)
-#: fell to eyeBlinkLeft 0.79 and mouthSmileLeft 0.79 against its 0.8 floor. A steeper slope needs a
-#: key that stays flat below the photo's value (docs/figures/eval.md, mouth section).
-#: Linear, so every consumer of shape keys (numpy and torch posing, the .omgavatar file, Blender's
-#: shape keys) poses it alike.
+#: value (name: radians at weight 1), as clamped keys (SkinnedPart.clamped, ``beyond_source_shapes``):
+#: the parts move by ``max(e - s, 0)`` times the turn, s the photo's own fitted weight, so at and below
+#: the photo's value nothing moves (the parts sit where the linear PART_JAW_CHANNELS key puts them)
+#: and the photo's view is unchanged by construction (the rest positions are not touched).
+#: The tracker's open "O" is mouthFunnel 0.4-0.77 over an almost closed jaw, so 0.06 rad leaves a
+#: bar of lower teeth where a clip shows a dark mouth (issue 14); but the photo fit also uses the
+#: funnel for toothy smiles (0.3-0.45), whose teeth the photo shows where they are (and the
+#: tracker's resting funnel on the clips' own first frames is 0.5-0.6): hence beyond the photo's.
+#: Until the thirteenth session this was one linear key (slope 0.06 + b, the parts' rest turned back
+#: by b s), which closes the rows below the photo's funnel as fast as it opens them above it: at
+#: b = 0.42 (d12's pursed "o" frames showed the cavity instead of the tongue, mouth PSNR 17.86 ->
+#: 18.15 dB) the CI ARKit round trip (tests/eval/test_arkit_roundtrip.py, no funnel driven, the
+#: astronaut's photo funnel 0.31) fell to eyeBlinkLeft 0.79 and mouthSmileLeft 0.79 against its 0.8
+#: floor, so it stayed at 0.18. The clamped key is flat below s, so the steeper 0.42 is used
+#: (docs/figures/eval.md, mouth section: d12 mouth PSNR 17.86 -> 18.15 dB, d3 20.25 -> 20.37, the CI
+#: round trip's lowest 0.86, bench arkit 16 of 20 as before). Its costs: d12's closed frame 45 (face
+#: PSNR -0.30 dB, beyond the photo's funnel), and d0's talking frames, below its photo's funnel, that
+#: scored better with the rows closing (PSNR full 26.234 -> 26.210 dB). Every consumer of part keys poses it alike: numpy and
+#: torch posing (numba takes the shaped rest), the .omgavatar file, and Blender (a shape key driven
+#: by ``max(head - s, 0)``, a simple expression).
 #: The lower lip pulled down (mouthLowerDownLeft/Right) beyond the photo's own pull turns the lower
-#: teeth and gums down too, 0.05 rad per side per unit (source-relative as the funnel: the photo's view
-#: is unchanged). The tracker reads d12's open frames as mouthLowerDown ~1 on both sides (its photo
-#: 0.19 / 0.10) whatever the jaw does: the head's key pulls the lower lip down (2 mm per side at its
-#: inner midpoint on the stand-in) while the lower teeth, on the jaw, stayed where the lip had covered
-#: them (frame 105: a pale strip of lower teeth along the lower lip, where the clip shows the tongue).
-#: 0.05 rad is enough to take them under the lip there: 0.05, 0.10 and 0.20 score alike (d12 mouth
-#: PSNR 17.73 -> 17.86 dB, frame 105 19.13 -> 20.13; d3's mouth PSNR unchanged, 20.25), and the smallest
-#: closes the least below the photo's pull: that is its cost, d3's photo is fitted with 0.78 / 0.71, so
-#: its talking frames below that raise the lower teeth a little into the parted lips (face PSNR -0.01
-#: to -0.39 dB on frames 30-75, d3 PSNR full 23.4375 -> 23.4309).
-PART_JAW_BEYOND_SOURCE: dict[str, float] = {"mouthFunnel": 0.18, "mouthLowerDownLeft": 0.05,
+#: teeth and gums down too, 0.05 rad per side per unit. The tracker reads d12's open frames as
+#: mouthLowerDown ~1 on both sides (its photo 0.19 / 0.10) whatever the jaw does: the head's key
+#: pulls the lower lip down (2 mm per side at its inner midpoint on the stand-in) while the lower
+#: teeth, on the jaw, stayed where the lip had covered them (frame 105: a pale strip of lower teeth
+#: along the lower lip, where the clip shows the tongue). 0.05 rad is enough to take them under the
+#: lip there: 0.05, 0.10 and 0.20 scored alike as linear keys (d12 mouth PSNR 17.73 -> 17.86 dB,
+#: frame 105 19.13 -> 20.13); as a linear key its cost was below the photo's pull (d3's photo is
+#: fitted with 0.78 / 0.71, its talking frames below that raised the lower teeth into the parted
+#: lips: face PSNR -0.01 to -0.39 dB on frames 30-75), which the clamped key no longer pays.
+PART_JAW_BEYOND_SOURCE: dict[str, float] = {"mouthFunnel": 0.42, "mouthLowerDownLeft": 0.05,
                                             "mouthLowerDownRight": 0.05}
 
 #: The parts a PART_JAW_BEYOND_SOURCE channel turns (a channel not named here: every part with jaw
@@ -108,28 +112,27 @@ def joint_channel_shapes(model: "HeadModel", joints: np.ndarray, points: np.ndar
     for name, joint, axis, angle in JOINT_CHANNELS + PART_JAW_CHANNELS:
         j = list(JOINT_NAMES).index(joint)
         if name not in names or not angle or not np.any(weights[:, j] > 0):
-            continue  # (a part channel of 0 rad has a key only beyond the photo: source_relative_shapes)
+            continue  # (a part channel of 0 rad has a key only beyond the photo: beyond_source_shapes)
         out[name] = _channel_shape(joint, axis, angle, joints, points, weights)
     return out
 
 
-def source_relative_shapes(model: "HeadModel", joints: np.ndarray, part: SkinnedPart,
-                           source_expr: np.ndarray) -> None:
-    """Give ``part`` (at rest, its joint-channel keys already set) the PART_JAW_BEYOND_SOURCE slope
-    in place: for each such channel c with the photo's value s = ``source_expr`` (E,) [c], the key
-    becomes D(a + b) (angle a of PART_JAW_CHANNELS plus the extra b; D(a) = 0 where a = 0 and the
-    part had no key) and the rest means move by ``-s (D(a + b) - D(a))``, so ``rest + sum_c s_c D_c``
-    (the parts at the photo's expression) is unchanged and each unit of c beyond s turns the parts
-    a + b radians about the joint; below s they close by as much (a linear key cannot stop at s).
-    Every key is taken at the unshifted means, so the channels do not depend on their order. Means
-    (N, 3) metres."""
+def beyond_source_shapes(model: "HeadModel", joints: np.ndarray, part: SkinnedPart,
+                         source_expr: np.ndarray) -> None:
+    """Give ``part`` (at rest, its joint-channel keys already set) the PART_JAW_BEYOND_SOURCE extra
+    turn as clamped keys (SkinnedPart.clamped), in place: for each such channel c with the photo's
+    value s = ``source_expr`` (E,) [c], the clamped key starts at s with delta ``D(a + b) - D(a)``
+    (D(t): the turn by t radians about the channel's joint axis, angle a of PART_JAW_CHANNELS plus
+    the extra b; D(0) = 0). Each unit of c beyond s turns the parts a + b radians; at and below s
+    the clamped key is flat, so the parts at the photo's expression (and below it) are where the
+    linear D(a) key alone puts them, exactly: the rest positions are not touched. Deltas (N, 3)
+    metres per unit."""
     from ..head.model import JOINT_NAMES
 
     names = list(model.expr_names)
     e = np.asarray(source_expr, np.float32).reshape(-1)
     w = part.weights
     means = part.gaussians.means
-    shift = np.zeros_like(means, dtype=np.float32)
     for name, joint, axis, angle in PART_JAW_CHANNELS:
         extra = PART_JAW_BEYOND_SOURCE.get(name, 0.0)
         only = PART_JAW_BEYOND_PARTS.get(name)
@@ -140,10 +143,7 @@ def source_relative_shapes(model: "HeadModel", joints: np.ndarray, part: Skinned
         s = float(e[k]) if k < len(e) else 0.0
         base = part.shapes.get(name, np.zeros_like(means, dtype=np.float32))
         steeper = _channel_shape(joint, axis, angle + extra, joints, means, w)
-        shift -= s * (steeper - base)
-        part.shapes[name] = steeper
-    if np.any(shift):
-        part.gaussians = part.gaussians.with_means((means + shift).astype(np.float32))
+        part.clamped[name] = ClampedShape(s, steeper - base)
 
 
 def _channel_shape(joint: str, axis: int, angle: float, joints: np.ndarray, points: np.ndarray,
@@ -188,7 +188,7 @@ def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
     def with_channels(ps: list[SkinnedPart]) -> list[SkinnedPart]:
         for p in ps:
             p.shapes = {**joint_channel_shapes(model, joints, p.gaussians.means, p.weights), **p.shapes}
-            source_relative_shapes(model, joints, p, params.expr[0])
+            beyond_source_shapes(model, joints, p, params.expr[0])
         return ps
 
     def posed_at_source(ps: list[SkinnedPart]) -> list[np.ndarray]:

@@ -84,7 +84,9 @@ def head_tail(base, indptr, indices, data, offsets, rest_quats, has_offsets, mea
 def parts_tail(A12, qj, weights, rest, rest_quats, n_head, means, quats):
     """Part Gaussians, rows [n_head, n_head + P): A12 (B, J, 12) f32 row-major 3x4 joint
     transforms, qj (B, J, 4) f32 their quaternions, weights (P, J) f32, rest (1 | B, P, 3) f32
-    rest positions (with shape keys) -> writes means and quats (see ``head_tail``)."""
+    rest positions with every shape key applied, linear and clamped (TorchPoser.pose sums them in
+    one product a frame; the kernel never sees an expression) -> writes means and quats (see
+    ``head_tail``)."""
     B, J = A12.shape[0], A12.shape[1]
     P = weights.shape[0]
     shared = rest.shape[0] == 1

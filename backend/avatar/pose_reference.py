@@ -1,6 +1,7 @@
 """Plain numpy reference twin of ``pose_torch.TorchPoser`` (tests compare the two).
 
-Positions: ``posing.pose`` (numpy, frames in chunks). Rotations: every Gaussian's posed quaternion
+Positions: ``posing.pose`` (numpy, frames in chunks); the parts' shape keys (linear and clamped)
+once more in plain loops, ``part_rest_reference``. Rotations: every Gaussian's posed quaternion
 ``q * q_rest`` with q the normalized weighted blend of the joints' quaternions
 (``posing.blended_quats``; head: the LOD's upsampled skinning weights and the expression-shaped LBS
 transforms; parts: ``posing.pose_parts``, their weights and the neutral-expression transforms).
@@ -17,6 +18,30 @@ from .gaussians import GaussianAvatar
 if TYPE_CHECKING:
     from ..head.model import HeadModel
     from ..head.params import HeadParams
+
+
+def part_rest_reference(avatar: GaussianAvatar, model: "HeadModel", expr: np.ndarray) -> np.ndarray:
+    """(T, P, 3) float64: every part's rest positions with its shape keys applied, key by key in
+    plain loops (the twin of ``posing.shaped_part_means`` and of TorchPoser's shaped rest): a linear
+    key adds ``e * D``, a clamped one ``max(e - start, 0) * delta``; keys the model lacks are skipped,
+    expressions beyond ``expr``'s (T, E) columns count as 0."""
+    names = list(model.expr_names)
+    e = np.asarray(expr, np.float64).reshape(len(expr), -1)
+    weight = lambda t, name: e[t, names.index(name)] if names.index(name) < e.shape[1] else 0.0  # noqa: E731
+    out = []
+    for t in range(len(e)):
+        rows = []
+        for part in avatar.parts:
+            x = part.gaussians.means.astype(np.float64)
+            for name, d in part.shapes.items():
+                if name in names:
+                    x = x + weight(t, name) * d.astype(np.float64)
+            for name, c in part.clamped.items():
+                if name in names:
+                    x = x + max(weight(t, name) - c.start, 0.0) * c.delta.astype(np.float64)
+            rows.append(x)
+        out.append(np.concatenate(rows) if rows else np.zeros((0, 3)))
+    return np.stack(out)
 
 
 def pose_means_reference(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: int) -> np.ndarray:

@@ -8,7 +8,9 @@ The same maths as the numpy reference twin (``posing.pose`` for positions,
   product, ``head.lod.LOD.pose``) -> plus the identity offsets rotated by the point's blended
   skinning rotation ``R = sum_j w_j A_j[:3, :3]`` (upsampled with the positions: U (W A) = (U W) A);
 - skinned parts (GaussianAvatar.parts: body, hair, mouth interior, eyes): their rest positions
-  plus their own shape keys (``x + sum_e c_e D_e``, SkinnedPart.shapes: tongueOut the tongue),
+  plus their own shape keys (``x + sum_e c_e D_e``, SkinnedPart.shapes: tongueOut the tongue; and
+  the clamped ones, ``max(c_e - s_e, 0) D_e``, SkinnedPart.clamped: here, before the numba tail,
+  which takes the shaped rest positions),
   skinned by ``M = sum_j w_j A_j`` with the neutral-expression joint transforms
   (posing.part_transforms);
 - every Gaussian's rotation: ``q * q_rest`` with q the normalized blend (same weights) of the
@@ -91,9 +93,12 @@ class TorchPoser:
         self.rest_quats = f32(rest.quats / np.linalg.norm(rest.quats, axis=1, keepdims=True))  # (N, 4)
         self.part_weights = f32(avatar.part_weights(model.weights.shape[1]))              # (P, J)
         self.part_rest = f32(rest.means[self.n_head:])                                    # (P, 3)
-        idx, D = avatar.part_shapes(model.expr_names)
-        self.part_shape_idx = torch.as_tensor(idx, device=dev)                            # (K,)
-        self.part_shape_dirs = f32(D.reshape(-1, len(idx)))                               # (P*3, K)
+        basis = avatar.part_shape_basis(model.expr_names)  # linear keys, then clamped ones
+        self.part_shape_idx = torch.as_tensor(basis.idx, device=dev)                      # (K,)
+        self.part_shape_start = f32(basis.start)                                          # (K,)
+        self.part_shape_clamped = torch.as_tensor(basis.clamped, device=dev)              # (K,) bool
+        self.has_clamped = bool(basis.clamped.any())
+        self.part_shape_dirs = f32(basis.dirs.reshape(-1, len(basis)))                    # (P*3, K)
         shape = np.zeros(model.n_shape, np.float32)
         s = np.asarray(avatar.params.shape, np.float32).reshape(-1)[: model.n_shape]
         shape[: len(s)] = s
@@ -151,7 +156,9 @@ class TorchPoser:
         if len(self.part_shape_idx):  # the parts' shape keys, one matrix-vector product a frame
             c = torch.zeros(B, self.n_expr, dtype=torch.float32, device=dev)
             c[:, :E] = expr[:, :E]
-            c = c[:, self.part_shape_idx]
+            c = c[:, self.part_shape_idx]                                       # (B, K)
+            if self.has_clamped:  # clamped keys: max(e - start, 0), flat below the start
+                c = torch.where(self.part_shape_clamped, (c - self.part_shape_start).clamp_min(0.0), c)
             rest = rest + torch.stack([self.part_shape_dirs @ k for k in c]).view(B, -1, 3)
         An12 = An[:, :, :3, :].reshape(B, -1, 12)                               # (B, J, 12)
         qn = matrix_to_quat_torch(An[:, :, :3, :3])                             # (B, J, 4)

@@ -8,7 +8,8 @@ Parts (GaussianAvatar.parts: body, mouth interior, eyes, ...): blended linear sk
 positions, ``x' = sum_j w_j A_j [x + sum_e c_e D_e, 1]``, with the frame's joint transforms A
 regressed from the neutral-expression mesh, so expressions move a part only through its own shape
 keys D (SkinnedPart.shapes: tongueOut the tongue, the jaw and gaze channels' shape keys the lower
-teeth and eyeballs) and never through the joints. The body's weights are
+teeth and eyeballs; SkinnedPart.clamped: keys that act only beyond a start weight s,
+``max(c_e - s_e, 0) D_e``) and never through the joints. The body's weights are
 ``(1 - a)`` global + ``a`` neck with a = NECK_FOLLOW: the torso follows the global head motion fully
 and the neck by a quarter, like mesh vertices at the base of the neck: turning the head turns the
 collar a little, and the jaw and the eyes never move it. Teeth, tongue and eyeballs ride the jaw
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart, parts_shapes
+from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart, part_shape_basis
 
 if TYPE_CHECKING:
     from ..head.lod import LOD
@@ -105,19 +106,16 @@ def skin_points(points: np.ndarray, weights: np.ndarray, A: np.ndarray) -> np.nd
 
 def shaped_part_means(parts: list[SkinnedPart], model: "HeadModel", expr: np.ndarray) -> np.ndarray:
     """The rest positions of ``parts`` (all their Gaussians, list order) with their shape keys
-    applied: (P, 3) float32 when no part has a shape ``model`` knows, else (T, P, 3) for
-    expressions ``expr`` (T, E), metres."""
+    applied, linear (``c_e D_e``) and clamped (``max(c_e - s_e, 0) D_e``, SkinnedPart.clamped):
+    (P, 3) float32 when no part has a key ``model`` knows, else (T, P, 3) for expressions ``expr``
+    (T, E), metres."""
     if not parts:
         return np.zeros((0, 3), np.float32)
     rest = np.concatenate([p.gaussians.means for p in parts])
-    idx, D = parts_shapes(parts, model.expr_names)
-    if not len(idx):
+    basis = part_shape_basis(parts, model.expr_names)
+    if not len(basis):
         return rest
-    e = np.asarray(expr, np.float32).reshape(len(expr), -1)
-    c = np.zeros((len(e), max(e.shape[1], int(idx.max()) + 1)), np.float32)  # missing trailing: 0
-    c[:, :e.shape[1]] = e
-    c = c[:, idx]
-    return rest[None] + np.einsum("pck,tk->tpc", D, c).astype(np.float32)
+    return rest[None] + np.einsum("pck,tk->tpc", basis.dirs, basis.coefficients(expr)).astype(np.float32)
 
 
 def blended_quats(weights: np.ndarray, A: np.ndarray) -> np.ndarray:

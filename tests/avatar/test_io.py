@@ -10,7 +10,7 @@ import pytest
 from plyfile import PlyData, PlyElement
 
 from backend.avatar.fileformat import FORMAT_VERSION, load_avatar, read_header, save_avatar
-from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from backend.avatar.gaussians import ClampedShape, GaussianAvatar, GaussianSet, SkinnedPart
 from backend.avatar.ply import C0, gaussians_from_columns, ply_columns, read_ply, write_ply
 from backend.avatar.posing import body_weights
 from backend.errors import InputError
@@ -41,7 +41,9 @@ def random_avatar(rng: np.random.Generator) -> GaussianAvatar:
                           {k: rng.normal(size=(len(g), 3)) * 1e-3 for k, g in lods.items()},
                           [SkinnedPart("body", random_set(25, rng), body_weights(25)),
                            SkinnedPart("teeth_lower", random_set(7, rng), rng.dirichlet(np.ones(5), 7),
-                                       {"jawOpen": rng.normal(size=(7, 3)), "tongueOut": rng.normal(size=(7, 3))})],
+                                       {"jawOpen": rng.normal(size=(7, 3)), "tongueOut": rng.normal(size=(7, 3))},
+                                       {"mouthFunnel": ClampedShape(0.3125, rng.normal(size=(7, 3))),
+                                        "jawOpen": ClampedShape(-0.1, rng.normal(size=(7, 3)))})],
                           options={"lods": [0, 1], "refine_seconds": 3.0})
 
 
@@ -72,7 +74,12 @@ def test_avatar_file_round_trip_is_exact(tmp_path):
         assert list(part.shapes) == list(orig.shapes)   # shape keys: names in order, exact values
         for k, v in orig.shapes.items():
             np.testing.assert_array_equal(part.shapes[k], v)
+        assert list(part.clamped) == list(orig.clamped)  # clamped keys: names in order, starts, values
+        for k, c in orig.clamped.items():
+            assert part.clamped[k].start == c.start
+            np.testing.assert_array_equal(part.clamped[k].delta, c.delta)
     assert back.parts[0].shapes == {} and len(back.parts[1].shapes) == 2
+    assert back.parts[0].clamped == {} and len(back.parts[1].clamped) == 2
     hdr = read_header(path)
     assert hdr["version"] == FORMAT_VERSION == 2 and hdr["parts"] == ["body", "teeth_lower"]
     assert hdr["counts"]["1"] == {"head": 160, "parts": 32, "total": 192}
@@ -101,6 +108,30 @@ def test_version_1_file_loads_shoulders_as_body_part(tmp_path):
     np.testing.assert_allclose(back.parts[0].weights[:, :2], np.tile([0.75, 0.25], (25, 1)))
     assert np.all(back.parts[0].weights[:, 2:] == 0)
     np.testing.assert_array_equal(back.rest_set(1).means[160:], body.means)
+
+
+def test_file_without_clamped_keys_loads_with_none(tmp_path):
+    """A version 2 file written before clamped keys (no ``part_clamped`` header entry, no
+    ``part{i}.clamped`` tensor) loads with parts that have none and poses as written."""
+    from safetensors.numpy import save_file
+
+    from backend.avatar.fileformat import _digest, avatar_tensors
+
+    av = random_avatar(np.random.default_rng(4))
+    for p in av.parts:
+        p.clamped = {}
+    t = avatar_tensors(av)
+    assert not any(k.endswith(".clamped") for k in t)
+    header = {"format": "omgavatar", "version": 2, "method": "analytic",
+              "head_model": {"name": "standin", "path": None}, "lods": [0, 1], "parts": ["body", "teeth_lower"],
+              "part_shapes": [[], ["jawOpen", "tongueOut"]],
+              "camera": {"width": 512, "height": 512}, "options": {}, "sha256": _digest(t)}
+    path = tmp_path / "before_clamped.omgavatar"
+    save_file(t, str(path), metadata={"omgavatar": json.dumps(header)})
+    back = load_avatar(path)
+    assert [p.clamped for p in back.parts] == [{}, {}]
+    assert list(back.parts[1].shapes) == ["jawOpen", "tongueOut"]
+    np.testing.assert_array_equal(back.parts[1].shapes["jawOpen"], av.parts[1].shapes["jawOpen"])
 
 
 def _rewrite_header(src, dst, edit):

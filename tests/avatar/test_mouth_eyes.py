@@ -342,11 +342,12 @@ def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, s
 def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, splat_avatar, monkeypatch):
     """The parts' extra funnel jaw drop (interior.PART_JAW_BEYOND_SOURCE) counts from the photo's
     own funnel: built for a photo fitted with mouthFunnel 0.35 (a toothy smile's fit) and other
-    expressions, the render at that expression is the render without the extra drop (same pixels),
-    while a driven funnel 0.5 above it drops the lower teeth and tongue 0.5 times the extra slope b
-    further (that angle times a 4.4-13 cm lever in front of the jaw joint: 4-12 mm at b = 0.18 rad)
-    and leaves the upper teeth. Below the photo's funnel the key closes them by as much (linear: at
-    funnel 0, 0.35 * b rad up)."""
+    expressions, the render at that expression is the render without the extra drop (same pixels,
+    same means: the extra drop is a clamped key, the rest positions are untouched), while a driven
+    funnel 0.5 above it drops the lower teeth and tongue 0.5 times the extra slope b further (that
+    angle times a 4.4-13 cm lever in front of the jaw joint) and leaves the upper teeth. Below the
+    photo's funnel the clamped key is flat: at funnel 0.2 and 0 the parts are exactly where the
+    0.06 rad key alone puts them."""
     import backend.avatar.interior as interior
     from backend.avatar.gaussians import GaussianAvatar
     from backend.avatar.posing import pose, posed_set
@@ -381,7 +382,10 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
     assert np.abs(render(new, src) - render(old, src)).max() < 1e-5   # the photo's view: unchanged
     sl = new.part_slices(1)
     at_src_new, at_src_old = pose(new, model, src, 1)[0], pose(old, model, src, 1)[0]
-    np.testing.assert_allclose(at_src_new, at_src_old, atol=1e-6)
+    np.testing.assert_array_equal(at_src_new, at_src_old)
+    assert {p.name for p in new.parts if "mouthFunnel" in p.clamped} >= {"teeth_lower", "tongue"}
+    assert all(p.clamped["mouthFunnel"].start == np.float32(0.35) for p in new.parts if "mouthFunnel" in p.clamped)
+    assert not any(p.clamped for p in old.parts)
     driven = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
     driven.expr[0, f] = 0.85
     d_new, d_old = pose(new, model, driven, 1)[0], pose(old, model, driven, 1)[0]
@@ -391,11 +395,10 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
         assert 0.044 * angle < extra < 0.133 * angle, (name, extra, angle)
     np.testing.assert_array_equal(d_new[sl["teeth_upper"]], d_old[sl["teeth_upper"]])
     assert np.abs(render(new, driven) - render(old, driven)).max() > 0.1   # the opening shows it
-    neutral = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
-    neutral.expr[0, f] = 0.0
-    n_new, n_old = pose(new, model, neutral, 1)[0], pose(old, model, neutral, 1)[0]
-    up = np.median(n_new[sl["teeth_lower"], 1] - n_old[sl["teeth_lower"], 1])
-    assert 0.35 * b * 0.044 < up < 0.35 * b * 0.133, up
+    for below in (0.2, 0.0):
+        closed = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
+        closed.expr[0, f] = below
+        np.testing.assert_array_equal(pose(new, model, closed, 1)[0], pose(old, model, closed, 1)[0])
 
 
 def test_steepest_funnel_drop_keeps_the_interior_inside_the_posed_head(standin, splat_avatar):
@@ -444,8 +447,9 @@ def test_lower_lip_pull_drops_the_interior_only_beyond_the_photos_own(standin, s
     render without them (same pixels, same means), while both sides pulled to 1 turn the lower
     teeth and gums down (0.7 + 0.8) times the extra slope further: the lower teeth drop by that angle
     times their 4.5-9.5 cm lever in front of the jaw joint; the upper teeth, the tongue and the
-    cavity stay (interior.PART_JAW_BEYOND_PARTS), and the opening shows it. Without the extra slope
-    the channels make no key at all (no zero keys in the file)."""
+    cavity stay (interior.PART_JAW_BEYOND_PARTS), and the opening shows it. Below the photo's pull
+    nothing moves (clamped keys). Without the extra slope the channels make no key at all (no zero
+    keys in the file)."""
     import backend.avatar.interior as interior
     from backend.avatar.gaussians import GaussianAvatar
     from backend.avatar.posing import pose, posed_set
@@ -474,16 +478,17 @@ def test_lower_lip_pull_drops_the_interior_only_beyond_the_photos_own(standin, s
     funnel_only = {k: v for k, v in interior.PART_JAW_BEYOND_SOURCE.items() if not k.startswith("mouthLowerDown")}
     monkeypatch.setattr(interior, "PART_JAW_BEYOND_SOURCE", funnel_only)
     old = avatar()
-    keyed = {p.name for p in new.parts if "mouthLowerDownLeft" in p.shapes}
+    keyed = {p.name for p in new.parts if "mouthLowerDownLeft" in p.clamped}
     assert keyed == {"teeth_lower", "gums"}
-    assert not any(k.startswith("mouthLowerDown") for p in old.parts for k in p.shapes)
+    assert not any(k.startswith("mouthLowerDown") for p in new.parts for k in p.shapes)
+    assert not any(k.startswith("mouthLowerDown") for p in old.parts for k in {**p.shapes, **p.clamped})
 
     def render(av, hp):
         gs = posed_set(av, model, hp, 1)
         return splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, cam, backend="cpu").image[0].numpy()
 
     assert np.abs(render(new, src) - render(old, src)).max() < 1e-5    # the photo's view: unchanged
-    np.testing.assert_allclose(pose(new, model, src, 1)[0], pose(old, model, src, 1)[0], atol=1e-6)
+    np.testing.assert_array_equal(pose(new, model, src, 1)[0], pose(old, model, src, 1)[0])
     sl = new.part_slices(1)
     driven = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
     driven.expr[0, lo_l] = driven.expr[0, lo_r] = 1.0
@@ -494,6 +499,9 @@ def test_lower_lip_pull_drops_the_interior_only_beyond_the_photos_own(standin, s
     for name in ("teeth_upper", "tongue", "cavity"):
         np.testing.assert_array_equal(d_new[sl[name]], d_old[sl[name]])
     assert np.abs(render(new, driven) - render(old, driven)).max() > 0.1   # the opening shows it
+    below = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
+    below.expr[0, lo_l], below.expr[0, lo_r] = 0.1, 0.0
+    np.testing.assert_array_equal(pose(new, model, below, 1)[0], pose(old, model, below, 1)[0])
     # one side alone turns the parts by its own share
     left = HeadParams(src.shape, src.expr.copy(), src.pose, src.transl)
     left.expr[0, lo_l] = 1.0

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
-from backend.avatar.pose_reference import pose_means_reference, pose_quats_reference
+from backend.avatar.gaussians import ClampedShape, GaussianAvatar, GaussianSet, SkinnedPart
+from backend.avatar.pose_reference import part_rest_reference, pose_means_reference, pose_quats_reference
 from backend.avatar.pose_torch import TorchPoser
-from backend.avatar.posing import model_lods, shaped_vertices
+from backend.avatar.posing import model_lods, shaped_part_means, shaped_vertices
 from backend.head.loader import load_head_model
 from backend.head.params import HeadParams
 from backend.render.camera import Camera
@@ -35,8 +35,10 @@ def model():
 @pytest.fixture(scope="module")
 def avatar(model) -> GaussianAvatar:
     """A random avatar on the stand-in: random identity, identity offsets, per-LOD offsets,
-    rotations and parts (rigid body, an eye on one joint, hair with random skinning weights and
-    shape keys: two the stand-in has, one it lacks), so every term of the posing is exercised."""
+    rotations and parts (rigid body, an eye on one joint with clamped keys, hair with random
+    skinning weights, shape keys (two the stand-in has, one it lacks) and clamped keys (starts
+    within the random expressions' spread, so frames fall on both sides; one shared with the eye,
+    one it lacks)), so every term of the posing is exercised."""
     rng = np.random.default_rng(7)
     shape = rng.normal(size=model.n_shape).astype(np.float32)
     rest0 = shaped_vertices(model, shape)
@@ -50,9 +52,20 @@ def avatar(model) -> GaussianAvatar:
         lods=heads, lod_offsets={l: rng.normal(size=(len(g), 3)).astype(np.float32) * 1e-3 for l, g in heads.items()},
         parts=[SkinnedPart.rigid("body", _random_set(rng, 400, rng.normal(size=(400, 3)) * 0.1 + [0, -0.2, 0]),
                                  {0: 0.75, 1: 0.25}),
-               SkinnedPart.rigid("eye_L", _random_set(rng, 30, rng.normal(size=(30, 3)) * 0.01), {3: 1.0}),
+               SkinnedPart("eye_L", _random_set(rng, 30, rng.normal(size=(30, 3)) * 0.01), _joint(30, 3),
+                           clamped={"mouthFunnel": ClampedShape(0.2, rng.normal(size=(30, 3)) * 0.01),
+                                    "tongueOut": ClampedShape(0.7, rng.normal(size=(30, 3)) * 0.01)}),
                SkinnedPart("hair", _random_set(rng, 200), rng.dirichlet(np.ones(5), 200).astype(np.float32),
-                           {k: rng.normal(size=(200, 3)) * 0.01 for k in ("tongueOut", "mouthFunnel", "notAKey")})])
+                           {k: rng.normal(size=(200, 3)) * 0.01 for k in ("tongueOut", "mouthFunnel", "notAKey")},
+                           {"mouthFunnel": ClampedShape(0.2, rng.normal(size=(200, 3)) * 0.01),
+                            "jawOpen": ClampedShape(-0.5, rng.normal(size=(200, 3)) * 0.01),
+                            "notAKey": ClampedShape(0.0, rng.normal(size=(200, 3)) * 0.01)})])
+
+
+def _joint(n: int, j: int) -> np.ndarray:
+    w = np.zeros((n, 5), np.float32)
+    w[:, j] = 1.0
+    return w
 
 
 def _params(model, T: int, seed: int, torso: bool = False) -> HeadParams:
@@ -82,6 +95,44 @@ def test_torch_posing_matches_numpy_reference(model, avatar, lod: int, torso: bo
     # the rotations really move: posed Gaussians are not at their rest rotation
     rest = avatar.rest_set(lod).quats / np.linalg.norm(avatar.rest_set(lod).quats, axis=1, keepdims=True)
     assert _same_rotation(out.quats.numpy()[0], rest) > 0.05
+
+
+def test_part_shape_keys_match_the_plain_reference_on_both_sides_of_the_start(model, avatar) -> None:
+    """The parts' shape keys, linear and clamped (max(e - start, 0) * delta), posed by the numpy
+    posing (shaped_part_means), the torch twin and the numba tail (at zero pose the parts' skinning
+    is the identity, so the posed parts are the shaped rest) all equal the plain per-key loops of
+    pose_reference; random expressions put frames on both sides of every start, and a frame just
+    below and at each start leaves its clamped keys flat."""
+    basis = avatar.part_shape_basis(model.expr_names)
+    names = list(model.expr_names)
+    assert basis.clamped.sum() == 3  # mouthFunnel 0.2 (one column: hair and eye share it), tongueOut 0.7, jawOpen -0.5
+    params = _params(model, 8, seed=99)
+    e = params.expr
+    for k in np.flatnonzero(basis.clamped):  # frames on both sides of every start
+        col = e[:, basis.idx[k]]
+        assert (col < basis.start[k]).any() and (col > basis.start[k]).any(), names[basis.idx[k]]
+    z = HeadParams(np.zeros(model.n_shape), e, np.zeros((8, 5, 3)), np.zeros((8, 3)))
+    ref = part_rest_reference(avatar, model, e)
+    n_head = len(avatar.lods[0])
+    np.testing.assert_allclose(shaped_part_means(avatar.parts, model, e), ref, atol=1e-6, rtol=0)
+    poser = TorchPoser(avatar, model, 0)
+    fused = poser.pose_params(z).means.numpy()[:, n_head:]
+    poser.fused_cpu = False
+    twin = poser.pose_params(z).means.numpy()[:, n_head:]
+    np.testing.assert_allclose(fused, ref, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(twin, ref, atol=1e-6, rtol=0)
+    # at and just below a start the clamped key is flat: the same as with the key removed
+    eye = avatar.part("eye_L")
+    flat = HeadParams.zeros(model, 2)
+    flat.expr[0, names.index("mouthFunnel")], flat.expr[0, names.index("tongueOut")] = 0.2, 0.7
+    flat.expr[1, names.index("mouthFunnel")], flat.expr[1, names.index("tongueOut")] = -1.0, 0.69
+    sl = avatar.part_slices(0)["eye_L"]
+    got = TorchPoser(avatar, model, 0).pose_params(flat).means.numpy()[:, sl]
+    np.testing.assert_array_equal(got, np.broadcast_to(eye.gaussians.means, got.shape))
+    above = HeadParams.zeros(model)
+    above.expr[0, names.index("tongueOut")] = 0.9
+    got = TorchPoser(avatar, model, 0).pose_params(above).means.numpy()[0, sl]
+    np.testing.assert_allclose(got, eye.gaussians.means + 0.2 * eye.clamped["tongueOut"].delta, atol=1e-6)
 
 
 def test_zero_pose_keeps_rest_rotations(model, avatar) -> None:

@@ -130,6 +130,7 @@ for l in (0, 1, 2):
             "n_head": obj.omg_avatar.n_head, "n_parts": obj.omg_avatar.n_parts,
             "parts": list(obj["omg_parts"]), "part_counts": list(obj["omg_part_counts"]),
             "keys": [k.name for k in me.shape_keys.key_blocks],
+            "clamped": list(obj.get("omg_clamped", [])),
             "groups": [g.name for g in obj.vertex_groups],
             "mods": [m.type for m in obj.modifiers],
             "attrs": sorted(a.name for a in me.attributes if not a.name.startswith(".") and a.name != "position")}
@@ -143,6 +144,8 @@ for l in (0, 1, 2):
     fcs = me.shape_keys.animation_data.drivers
     info["drivers"] = len(fcs)
     info["driver_types"] = sorted({fc.driver.type for fc in fcs})
+    info["scripted"] = sorted(fc.data_path for fc in fcs if fc.driver.type == "SCRIPTED")
+    info["scripted_simple"] = all(fc.driver.is_simple_expression for fc in fcs if fc.driver.type == "SCRIPTED")
     info["driver_valid"] = all(fc.driver.is_valid for fc in fcs)
     # rest positions = backend rest set (zero expression/pose), Blender frame
     rest = np.empty(len(me.vertices) * 3, np.float32)
@@ -403,6 +406,13 @@ bpy.context.view_layer.update()
 RESULT["reopen_moved"] = float(np.abs(positions(lod1) - before).max())
 # the shown LOD is evaluated by the depsgraph, which writes driven values back to the original key
 RESULT["driver_follow"] = bpy.data.objects["Astro LOD2"].data.shape_keys.key_blocks["mouthSmileRight"].value
+# the parts' clamped keys' drivers (max(head - start, 0)) run without auto-run too
+lod2 = bpy.data.objects["Astro LOD2"]
+head.data.shape_keys.key_blocks["mouthFunnel"].value = 1.0
+bpy.context.view_layer.update()
+i = list(lod2["omg_clamped_exprs"]).index("mouthFunnel")
+RESULT["clamped_follow"] = [lod2.data.shape_keys.key_blocks[lod2["omg_clamped"][i]].value,
+                            1.0 - float(lod2["omg_clamped_starts"][i])]
 res = bpy.ops.omg_avatar.set_lod(lod=0, avatar="Astro Rig")
 RESULT["lod_after_reopen"] = [sorted(res), [k for k in (0, 1, 2) if not bpy.data.objects[f"Astro LOD{k}"].hide_viewport]]
 """
@@ -463,10 +473,16 @@ def test_gaussian_lods_counts_attributes_and_drivers(built) -> None:
         assert info["parts"][-7:] == ["teeth_upper", "teeth_lower", "gums", "tongue", "cavity", "eye_L", "eye_R"]
         assert info["edges"] == 0 and info["faces"] == 0  # loose vertices = Gaussian centres
         assert set(expected_attrs) <= set(info["attrs"]), info["attrs"]
-        assert info["keys"] == ["Basis"] + r["model_expr_names"] + ["pose_jaw_21"]
+        # the mouth parts' clamped keys (the funnel's and the lower lip's drop beyond the photo's own
+        # values) follow the expressions and correctives, driven by max(head - start, 0)
+        assert {k.split(" beyond ")[0] for k in info["clamped"]} == {"mouthFunnel", "mouthLowerDownLeft",
+                                                                      "mouthLowerDownRight"}
+        assert info["keys"] == ["Basis"] + r["model_expr_names"] + ["pose_jaw_21"] + info["clamped"]
         assert info["groups"] == r["bones"]
         assert info["mods"] == ["ARMATURE", "NODES"]
-        assert info["drivers"] == n_expr + 1 and info["driver_types"] == ["AVERAGE"] and info["driver_valid"]
+        assert info["drivers"] == n_expr + 1 + len(info["clamped"]) and info["driver_valid"]
+        assert info["driver_types"] == ["AVERAGE", "SCRIPTED"] and info["scripted_simple"]
+        assert info["scripted"] == sorted(f'key_blocks["{k}"].value' for k in info["clamped"])
         assert info["finite"] and info["quat_norm_err"] < 1e-5
         rng = info["rng"]
         dc_max = 0.5 / 0.28209479177387814 + 1e-4  # colours in [0, 1]
@@ -569,7 +585,10 @@ def test_save_and_reopen_keeps_the_avatar_working(built, addon_zip: Path, astron
     assert q["auto_exec"] is False  # drivers must work without Python auto-run
     assert q["roles"] == ["RIG", "HEAD", "GAUSSIANS", "Astro Rig"]
     assert {"f_dc_0", "opacity", "scale_2", "rot_3"} <= set(q["attrs"])
-    assert q["keys"] == len(r["model_expr_names"]) + 2  # Basis, expressions, pose_jaw_21
+    # Basis, expressions, pose_jaw_21, the parts' clamped keys
+    assert q["keys"] == len(r["model_expr_names"]) + 2 + len(r["lods"]["1"]["clamped"])
+    assert q["clamped_follow"][0] == pytest.approx(q["clamped_follow"][1], abs=1e-6)
+    assert q["clamped_follow"][0] > 0.3
     import math
 
     assert q["corrective_value"] == pytest.approx(math.sin(0.25), abs=1e-5)  # 2(yz + wx) = sin(angle)

@@ -13,7 +13,7 @@ import importlib
 import numpy as np
 import pytest
 
-from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from backend.avatar.gaussians import ClampedShape, GaussianAvatar, GaussianSet, SkinnedPart
 from backend.avatar.posing import body_weights, lbs_numpy, model_lods, pose, shaped_vertices
 from backend.head import HeadParams, load_head_model
 from backend.render.camera import Camera
@@ -48,7 +48,8 @@ def test_axes_points_and_quaternions_agree(addon) -> None:
 
 @pytest.fixture(scope="module")
 def synthetic():
-    """A stand-in avatar with identity, offsets and skinned parts (body, jaw-bound teeth, a blended cavity), without running the photo pipeline."""
+    """A stand-in avatar with identity, offsets and skinned parts (body, jaw-bound teeth with a
+    clamped mouthFunnel key, a blended cavity), without running the photo pipeline."""
     model = load_head_model(None)
     rng = np.random.default_rng(1)
     shape = rng.normal(size=model.n_shape).astype(np.float32) * 0.5
@@ -66,7 +67,11 @@ def synthetic():
                         np.full((40, 3), 1e-3), np.full(40, 0.9), np.full((40, 3), 0.9))
     cavity = GaussianSet(rng.normal(scale=0.01, size=(30, 3)) + [0, -0.04, 0.03], np.tile([1.0, 0, 0, 0], (30, 1)),
                          np.full((30, 3), 2e-3), np.full(30, 0.9), np.full((30, 3), 0.05))
-    parts = [SkinnedPart("body", sh, body_weights(300)), SkinnedPart.rigid("teeth_lower", teeth, {2: 1.0}),
+    jaw = np.zeros((40, 5), np.float32)
+    jaw[:, 2] = 1.0
+    parts = [SkinnedPart("body", sh, body_weights(300)),
+             SkinnedPart("teeth_lower", teeth, jaw, clamped={"mouthFunnel": ClampedShape(0.25, rng.normal(
+                 scale=0.005, size=(40, 3)))}),
              SkinnedPart("cavity", cavity, rng.dirichlet(np.ones(5), 30),
                          {"tongueOut": rng.normal(scale=0.005, size=(30, 3)),
                           "jawOpen": rng.normal(scale=0.005, size=(30, 3))})]
@@ -80,6 +85,8 @@ def _blender_skinning(axes, data, lod, model, p: HeadParams) -> np.ndarray:
     R = axis_angle_to_matrix(p.pose[0])  # (5, 3, 3) = bone local rotations
     feats = np.array([(R[j] - np.eye(3))[r, c] for j, r, c in data.pose_features])
     pts = lod.positions + np.einsum("e,enc->nc", p.expr[0], lod.expr_deltas)
+    for name, expr, start, d in zip(lod.clamped_names, lod.clamped_exprs, lod.clamped_starts, lod.clamped_deltas):
+        pts = pts + max(float(p.expr[0, model.expr_names.index(expr)]) - start, 0.0) * d  # its driver
     if len(feats):
         pts = pts + np.einsum("k,knc->nc", feats, lod.pose_deltas)
     C = axes.MODEL_TO_BLENDER
@@ -127,6 +134,13 @@ def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
         np.testing.assert_allclose(lod.expr_deltas[model.expr_names.index("tongueOut"), lod.n_head + 340:],
                                    axes.points_to_blender(av.parts[2].shapes["tongueOut"]), atol=1e-7)
         np.testing.assert_array_equal(lod.weights[lod.n_head:], av.part_weights())
+        # the teeth's clamped key: one shape key of its own, zero on every other point
+        assert lod.clamped_names == ["mouthFunnel beyond 0.2500"] and lod.clamped_exprs == ["mouthFunnel"]
+        assert lod.clamped_starts == [0.25] and lod.clamped_deltas.shape == (1, lod.n, 3)
+        np.testing.assert_array_equal(lod.clamped_deltas[0, lod.n_head + 300:lod.n_head + 340],
+                                      axes.points_to_blender(av.parts[1].clamped["mouthFunnel"].delta))
+        assert not np.any(lod.clamped_deltas[0, :lod.n_head + 300])
+        assert not np.any(lod.clamped_deltas[0, lod.n_head + 340:])
     rng = np.random.default_rng(2)
     expr = (rng.normal(size=(1, model.n_expr)) * 0.5).astype(np.float32)
     pz = np.zeros((1, 5, 3), np.float32)
@@ -150,11 +164,16 @@ def test_scene_layout_reproduces_backend_pose(addon, synthetic) -> None:
         assert err0[lod.n_head:].max() < 1e-5  # parts: the backend's blended skinning of each part
         if l == 0:
             assert err0.max() < 1e-5  # LOD 0: identical, pose correctives included
-    # expression alone (no rotation): identical on every LOD
-    p_expr = HeadParams(p.shape, expr, np.zeros_like(pz), p.transl)
-    for l, lod in data.lods.items():
-        assert np.abs(_blender_skinning(axes, data, lod, model, p_expr)
-                      - axes.points_to_blender(pose(av, model, p_expr, l)[0])).max() < 1e-5
+    # expression alone (no rotation): identical on every LOD, the funnel below and above the
+    # clamped key's start
+    f = model.expr_names.index("mouthFunnel")
+    for funnel in (0.1, 0.9):
+        e = expr.copy()
+        e[0, f] = funnel
+        p_expr = HeadParams(p.shape, e, np.zeros_like(pz), p.transl)
+        for l, lod in data.lods.items():
+            assert np.abs(_blender_skinning(axes, data, lod, model, p_expr)
+                          - axes.points_to_blender(pose(av, model, p_expr, l)[0])).max() < 1e-5
     # the rest joints are the backend's, for the fitted identity
     _, joints, _ = lbs_numpy(model, HeadParams(av.params.shape, np.zeros((1, model.n_expr)), np.zeros((1, 5, 3)),
                                                np.zeros((1, 3))))
