@@ -256,10 +256,10 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
     elif fields.opts != o:
         raise ValueError("fields were made with other SilhouetteOptions than opts")
     for l in sorted(levels):
-        gs = posed_set(avatar, model, avatar.params, l)
         n = len(avatar.lods[l])
-        if l != max(levels):  # only the head's fit is used below this LOD (each Gaussian's fit is its own)
-            gs = GaussianSet(gs.means[:n], gs.quats[:n], gs.scales[:n], gs.opacities[:n], gs.colors[:n])
+        # only the head's fit is used below the finest LOD (each Gaussian's fit is its own): the
+        # parts are posed and fitted once, there; a head's posing never reads the parts
+        gs = posed_set(avatar if l == max(levels) else replace(avatar, parts=[]), model, avatar.params, l)
         fit = fit_to_matte(gs, avatar.camera, matte, o, n_head=n if o.carve_head else 0, fields=fields)
         head_fit = SilhouetteFit(fit.scale_factor[:n], fit.carved[:n])
         if not o.carve_head:
