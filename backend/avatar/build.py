@@ -363,9 +363,11 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         # model and mediapipe load and the face is detected
         from ..render.preload import preload_kernels_async
         from .pose_kernels import preload as preload_pose_kernels
+        from .silhouette_kernels import preload as preload_silhouette_kernels
         from .synthesis_kernels import preload as preload_synthesis_kernels
 
-        preload_kernels_async(preload_pose_kernels, _import_sampling_modules, preload_synthesis_kernels)
+        preload_kernels_async(preload_pose_kernels, _import_sampling_modules, preload_synthesis_kernels,
+                              preload_silhouette_kernels)
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
         model = load_head_model(opts.head_model)

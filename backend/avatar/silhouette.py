@@ -161,10 +161,11 @@ def fit_to_matte(gs: GaussianSet, camera: "Camera", matte: np.ndarray,
         # a pulled Gaussian must not reach back over the silhouette it was pulled across: its
         # projected extent along the pull (not its largest axis: the neck's sides are seen edge-on,
         # and shrinking them whole left rows of dots with the body shell showing between them)
-        moved = np.any(offsets != 0.0, axis=1)
-        back = -np.stack([du, dv], 1)
-        reach = _sigma_towards(gs, camera, back, sigma_px)
-        factor = np.where(moved, np.minimum(1.0, allowed / np.maximum(reach, 1e-9)), factor)
+        # (of the moved ones only: each Gaussian's reach is its own)
+        moved = np.flatnonzero(np.any(offsets != 0.0, axis=1))
+        back = -np.stack([du[moved], dv[moved]], 1)
+        reach = _sigma_towards(gs, camera, back, sigma_px[moved], moved)
+        factor[moved] = np.minimum(1.0, allowed[moved] / np.maximum(reach, 1e-9))
     return SilhouetteFit(factor.astype(np.float32), carved, offsets)
 
 
@@ -187,48 +188,38 @@ def _cov2d(gs: GaussianSet, camera: "Camera", idx: np.ndarray) -> np.ndarray:
 
 
 def _ellipse_inside(gs: GaussianSet, camera: "Camera", idx: np.ndarray, uv: np.ndarray, person: np.ndarray,
-                    reach_sigmas: float, rays: int, step_px: float = 0.5, chunk: int = 2048) -> np.ndarray:
+                    reach_sigmas: float, rays: int, step_px: float = 0.5) -> np.ndarray:
     """(M,) in [0, 1]: for the Gaussians ``idx`` (M,) centred at ``uv`` (M, 2) px, the largest
     factor their scales may keep so that the ellipse of ``reach_sigmas`` projected standard
     deviations lies on ``person`` (H, W) bool pixels, found by marching ``rays`` radii of the
     ellipse from the centre in steps of at most ``step_px`` (beyond the image counts as person:
-    the photo shows no background there)."""
-    H, W = person.shape
+    the photo shows no background there). The march is one numba kernel
+    (silhouette_kernels.march, with a plain numpy twin)."""
+    from .silhouette_kernels import march
+
     cov = _cov2d(gs, camera, idx) + 1e-6 * np.eye(2)
     L = np.linalg.cholesky(cov)                                                # (M, 2, 2)
     t = np.linspace(0.0, 2 * np.pi, rays, endpoint=False)
     radii = reach_sigmas * np.einsum("mij,kj->mki", L, np.stack([np.cos(t), np.sin(t)], 1))  # (M, K, 2) px
     longest = np.linalg.norm(radii, axis=2).max(1)                             # (M,) px
     # each Gaussian marched in the steps its own longest radius needs (its result is its own,
-    # whatever else is fitted with it), in chunks of similar length (sorted) to bound the memory
+    # whatever else is fitted with it)
     n_steps = np.maximum(2, np.ceil(longest / step_px)).astype(np.int64)       # (M,)
-    out = np.ones(len(idx))
-    order = np.argsort(longest)
-    for c in range(0, len(order), chunk):
-        sel = order[c:c + chunk]
-        n = n_steps[sel]                                                       # (m,)
-        j = np.arange(1, n.max() + 1)                                          # (S,) step numbers
-        frac = (j[None, :] / n[:, None]).astype(np.float32)                    # (m, S) fractions of the radius
-        pts = (uv[sel, None, None, :].astype(np.float32)
-               + frac[:, None, :, None] * radii[sel, :, None, :].astype(np.float32))  # (m, K, S, 2)
-        iu, iv = np.floor(pts[..., 0]).astype(np.int32), np.floor(pts[..., 1]).astype(np.int32)
-        in_img = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
-        bg = in_img & ~person[np.clip(iv, 0, H - 1), np.clip(iu, 0, W - 1)]   # (m, K, S)
-        bg &= (j[None, :] <= n[:, None])[:, None, :]                           # beyond a radius' end: not marched
-        # the first background sample along each ray; the factor is the fraction before it
-        first = np.where(bg.any(2), bg.argmax(2), n[:, None])                  # (m, K) step index
-        out[sel] = first.min(1) / n
+    out = np.empty(len(idx))
+    march(np.ascontiguousarray(uv, np.float32), np.ascontiguousarray(radii, np.float32), n_steps,
+          np.ascontiguousarray(person, bool), out)
     return out
 
 
-def _sigma_towards(gs: GaussianSet, camera: "Camera", towards: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """(N,) px: each Gaussian's projected standard deviation along ``towards`` (N, 2) px (image
-    direction, any length; ``fallback`` (N,) px where it is zero): sqrt(n^T cov2d n) with the 2D
-    covariance of :func:`_cov2d`."""
+def _sigma_towards(gs: GaussianSet, camera: "Camera", towards: np.ndarray, fallback: np.ndarray,
+                   idx: np.ndarray | None = None) -> np.ndarray:
+    """(M,) px: the projected standard deviation of the Gaussians ``idx`` (M,) (default: all) along
+    ``towards`` (M, 2) px (image direction, any length; ``fallback`` (M,) px where it is zero):
+    sqrt(n^T cov2d n) with the 2D covariance of :func:`_cov2d`."""
     n = np.asarray(towards, np.float64)
     length = np.linalg.norm(n, axis=1)
     n = n / np.maximum(length, 1e-9)[:, None]
-    cov = _cov2d(gs, camera, np.arange(len(gs.means)))
+    cov = _cov2d(gs, camera, np.arange(len(gs.means)) if idx is None else idx)
     sigma = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", n, cov, n), 0.0))
     return np.where(length > 0, sigma, fallback)
 
@@ -265,30 +256,33 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
     elif fields.opts != o:
         raise ValueError("fields were made with other SilhouetteOptions than opts")
     for l in sorted(levels):
-        gs = posed_set(avatar, model, avatar.params, l)
         n = len(avatar.lods[l])
-        if l != max(levels):  # only the head's fit is used below this LOD (each Gaussian's fit is its own)
-            gs = GaussianSet(gs.means[:n], gs.quats[:n], gs.scales[:n], gs.opacities[:n], gs.colors[:n])
+        # only the head's fit is used below the finest LOD (each Gaussian's fit is its own): the
+        # parts are posed and fitted once, there; a head's posing never reads the parts
+        gs = posed_set(avatar if l == max(levels) else replace(avatar, parts=[]), model, avatar.params, l)
         fit = fit_to_matte(gs, avatar.camera, matte, o, n_head=n if o.carve_head else 0, fields=fields)
         head_fit = SilhouetteFit(fit.scale_factor[:n], fit.carved[:n])
         if not o.carve_head:
             head_fit = _shrink_instead(gs.means[:n], gs.scales[:n], head_fit, avatar.camera, o)
         avatar.lods[l] = apply_fit(avatar.lods[l], head_fit)
-        if colors is not None and avatar.lods[l].features is None and fit.pulled[:n].any():
+        pulled_head = fit.pulled[:n]
+        if colors is not None and avatar.lods[l].features is None and pulled_head.any():
             uv, _ = avatar.camera.project((gs.means[:n] + fit.offsets[:n]).astype(np.float32))
             H, W = matte.shape
             iu = np.clip(np.asarray(uv[:, 0]).astype(int), 0, W - 1)
             iv = np.clip(np.asarray(uv[:, 1]).astype(int), 0, H - 1)
-            pulled_head = fit.pulled[:n]
             head_colors = avatar.lods[l].colors.copy()
             head_colors[pulled_head] = np.asarray(colors, np.float32)[iv[pulled_head], iu[pulled_head]]
             avatar.lods[l].colors = head_colors
-        if fit.pulled[:n].any():
-            W = np.asarray(model_lods(model, [l])[l].upsample @ model.weights, np.float64)   # (n, J)
+        if pulled_head.any():
+            # the pulled rows only (a few per cent): the others' offsets are zero and stay so
+            rows = np.flatnonzero(pulled_head)
+            W = np.asarray(model_lods(model, [l])[l].upsample[rows] @ model.weights, np.float64)   # (m, J)
             Rb = np.einsum("vj,jrc->vrc", W, A[:, :3, :3].astype(np.float64))
-            rest = np.linalg.solve(Rb, fit.offsets[:n, :, None].astype(np.float64))[..., 0]
+            rest = np.zeros((n, 3))
+            rest[rows] = np.linalg.solve(Rb, fit.offsets[rows, :, None].astype(np.float64))[..., 0]
             avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest).astype(np.float32)
-            pulled += int(fit.pulled[:n].sum())
+            pulled += len(rows)
         carved += int(fit.carved[:n].sum())
         shrunk += int((fit.scale_factor[:n] < 1).sum())
         if l == max(levels):

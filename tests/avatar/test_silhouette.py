@@ -195,3 +195,23 @@ def test_fitted_avatar_covers_the_matte_up_to_its_soft_edge_at_every_lod(astrona
         print(f"LOD {lvl}: min alpha {alpha[core].min():.3f}, spill {spill:.1f}")
         assert alpha[core].min() >= MIN_ALPHA_AT_MATTE_09[lvl], lvl
         assert spill < MAX_SPILL_ALPHA_PX, lvl
+
+
+def test_the_ellipse_march_kernel_equals_its_numpy_twin():
+    """silhouette_kernels.march stops each ray early; its factors must equal the plain numpy march
+    that samples every step (random ellipses over an oval matte, centres on and off the image)."""
+    from backend.avatar.silhouette_kernels import march, march_reference
+
+    rng = np.random.default_rng(3)
+    H, W = 64, 80
+    yy, xx = np.mgrid[:H, :W]
+    person = ((xx - 40) ** 2 / 30**2 + (yy - 30) ** 2 / 25**2) < 1
+    M, K = 3000, 16
+    uv = np.c_[rng.uniform(-10, W + 10, M), rng.uniform(-10, H + 10, M)].astype(np.float32)
+    radii = (rng.normal(0, 6, (M, K, 2)) * rng.uniform(0.05, 3.0, (M, 1, 1))).astype(np.float32)
+    n = np.maximum(2, np.ceil(np.linalg.norm(radii, axis=2).max(1) / 0.5)).astype(np.int64)
+    out = np.full(M, np.nan)
+    march(uv, radii, n, person, out)
+    ref = march_reference(uv, radii, n, person)
+    np.testing.assert_array_equal(out, ref)
+    assert 0.2 < np.mean(out < 1.0) < 0.95 and np.mean(out == 0.0) > 0.05   # all three cases occur

@@ -119,3 +119,18 @@ def test_guided_filter_keeps_constant_and_linear_images(r):
     np.testing.assert_allclose(guided_filter(I, p, r, 1e-6), p, atol=2e-3)
     np.testing.assert_allclose(guided_filter(I, np.full((40, 40), 0.7, np.float32), r, 1e-3), 0.7, atol=1e-4)
     assert MatteOptions().radius >= 1
+
+
+def test_guided_filter_solved_only_where_used_gives_the_same_values_there():
+    """``where``: only the windows covering the used pixels are solved; those pixels keep the
+    full filter's values (refine_matte uses the filter in a band along the cut alone)."""
+    rng = np.random.default_rng(5)
+    I = rng.uniform(0, 1, (64, 48, 3)).astype(np.float32)
+    p = (rng.uniform(0, 1, (64, 48)) > 0.5).astype(np.float32)
+    where = np.zeros((64, 48), bool)
+    where[20:30, 5:40] = True
+    where[50:, :3] = True                                   # at the border too
+    full = guided_filter(I, p, 4, 1e-3)
+    part = guided_filter(I, p, 4, 1e-3, where=where)
+    np.testing.assert_allclose(part[where], full[where], rtol=0, atol=1e-6)
+    assert not np.allclose(part[~where], full[~where], atol=1e-3)   # elsewhere it is not the filter
