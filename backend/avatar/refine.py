@@ -150,7 +150,7 @@ def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") ->
 
     ones = torch.ones(len(gs.means), 1, requires_grad=True)
     res = splat(torch.from_numpy(gs.means), torch.from_numpy(gs.quats), torch.from_numpy(gs.scales),
-                torch.from_numpy(gs.opacities), ones, camera, background=torch.zeros(1), backend=backend)
+                torch.from_numpy(gs.opacities), ones, camera, background=torch.zeros(1), backend=backend, depth=False)
     res.image.sum().backward()
     return ones.grad[:, 0].detach().cpu()
 
@@ -295,7 +295,7 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         with torch.no_grad():
             solved, cover = _solve_colors(
                 lambda f: splat(means0, quats, scales, torch.sigmoid(op_logit), f, cams,
-                                background=torch.zeros(f.shape[-1]), backend=opts.backend),
+                                background=torch.zeros(f.shape[-1]), backend=opts.backend, depth=False),
                 colors.detach(), target, use_fg, w, vw, opts.color_ridge_px, opts.color_solve_iters,
                 deadline=t0 + SOLVE_SHARE * opts.seconds,
                 fixed=None if fixed is None else torch.from_numpy(fixed))
@@ -375,8 +375,10 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         else:
             means_s, quats_s, cams_s, target_s, fg_s, w_s, wsum_s, a_s, vw_s = full
             means_s, quats_s = means_r, quats_r
+        # no depth channel: the loss never reads it (the same image and gradients, bit for bit,
+        # one channel fewer to composite and to differentiate)
         res = splat(means_s + offsets * mov, quats_s, scales, torch.sigmoid(op_logit), colors, cams_s,
-                    background=bg, backend=opts.backend)
+                    background=bg, backend=opts.backend, depth=False)
         img = res.image.cpu() if res.image.device.type != "cpu" else res.image   # (K, 3, H, W)
         alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha   # (K, H, W)
         stages["forward"] += clock() - tp
