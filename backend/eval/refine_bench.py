@@ -7,7 +7,8 @@ time goes (forward splat, loss, backward, Adam update), on the bundled astronaut
 
 ``--converge``: per photo and LOD, the reference (Adam alone, as before the colour solve, for
 ``--reference-steps`` steps with no time limit, the build's refinement) and the colour-solve path
-(``refine.photo_refine_options``: the colour solve, then Adam with larger decaying colour steps, within
+(``refine.photo_refine_options``: the colour solve, then Adam with larger decaying colour steps, and
+two focus steps on the crop around the face, the build's landmark hull, after every full step, within
 ``--seconds``), each scored
 along the way: face PSNR (the build's: the landmark hull against the photo) and full-portrait PSNR
 (the eval's psnr_full: against the photo cut out by the portrait segmenter over black, over the
@@ -144,7 +145,7 @@ def _curve(case: dict[str, Any], opts, backend: str) -> dict[str, Any]:
 
     c0 = time.process_time()
     res = refine(case["gs"], case["movable"], case["photo"], np.ones_like(case["mask"]), case["camera"], opts,
-                 portrait=case["mask"], foreground=case["person"], keep_colors=case["keep"])
+                 portrait=case["mask"], foreground=case["person"], keep_colors=case["keep"], focus=case["face"])
     cpu = time.process_time() - c0
     curve = []
     for step, secs, colors, opac, off in res.trace:
