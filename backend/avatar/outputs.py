@@ -38,7 +38,8 @@ def head_pivot(avatar: GaussianAvatar, model: "HeadModel") -> np.ndarray:
 def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend: str = "auto"
                    ) -> dict[str, np.ndarray]:
     """Renders {source, yaw-30, yaw+30, expression} (H, W, 3) float32 of one LOD, posed (positions
-    and rotations, pose_torch) and splatted as one batch of four frames."""
+    and rotations, pose_torch) and splatted as one batch of four frames by the preview loop's kernel
+    (render.splat simd=True, depth=False: uint8 frames within one level of the exact kernel's)."""
     import torch
 
     from ..head.params import HeadParams
@@ -73,10 +74,14 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
         torch.set_num_threads(1)
     try:
         with torch.no_grad():
+            # the preview loop's kernel (8 lanes, no depth), which the build preloads: with the exact
+            # kernel here, a fresh install's first build exited before the preload thread had compiled
+            # this one, and the second build paid the compile (~15 s)
             posed = TorchPoser(avatar, model, lod, device).pose_params(params)          # 4 frames
             res = splat(posed.means, posed.quats, rest.scales, rest.opacities, rest.colors,
                         [c for _, c in views.values()], background=np.asarray(PREVIEW_BACKGROUND, np.float32),
-                        backend=name, transmittance_stop=1.0 / 255.0)  # as preview frames: within one uint8 level
+                        backend=name, transmittance_stop=1.0 / 255.0,  # as preview frames: within one uint8 level
+                        depth=False, simd=True)
     finally:
         torch.set_num_threads(threads)
     images = np.clip(res.image.detach().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)

@@ -172,6 +172,30 @@ def test_previews_written_on_two_threads_equal_one_after_another(tmp_path, unfit
         assert p.read_bytes() == (tmp_path / "one" / p.name).read_bytes(), p.name
 
 
+def test_previews_use_the_kernel_the_build_preloads(monkeypatch, unfitted):
+    """The build's previews composite with the preview loop's 8-lane kernel, which the build's
+    preload thread loads (render.preload): never the exact kernel, which the build does not use
+    otherwise (with it, a fresh install's first build ended before the preload thread had compiled
+    the 8-lane kernel, and the second build compiled it, ~15 s)."""
+    from backend.avatar.outputs import preview_images
+    from backend.render import _kernels, _kernels_simd
+
+    calls = {"simd": 0, "exact": 0}
+
+    def counting(name, kernel):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return kernel(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(_kernels_simd, "rasterize_image_simd",
+                        counting("simd", _kernels_simd.rasterize_image_simd))
+    monkeypatch.setattr(_kernels, "rasterize_image", counting("exact", _kernels.rasterize_image))
+    images = preview_images(unfitted.avatar, unfitted.model, 0)
+    assert calls == {"simd": 1, "exact": 0}  # one batch of four frames
+    assert len(images) == 4 and all(np.isfinite(img).all() for img in images.values())
+
+
 def test_sample_photo_decoded_directly_equals_skimage():
     """sample_photo reads the astronaut PNG with Pillow, skipping skimage.io's plugin scan: the
     pixels are skimage.data.astronaut()'s."""

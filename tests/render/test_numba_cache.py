@@ -19,10 +19,10 @@ PROBE = r"""
 import json, sys
 import numpy as np
 from backend.render.preload import preload_kernels
-from backend.render import _kernels, depth, projection
+from backend.render import _kernels, _kernels_simd, depth, projection
 preload_kernels()
 stats = {}
-for mod in (_kernels, depth, projection):
+for mod in (_kernels, _kernels_simd, depth, projection):
     for name in dir(mod):
         f = getattr(mod, name)
         if hasattr(f, "stats") and hasattr(f, "signatures") and f.signatures:
@@ -61,7 +61,8 @@ def test_kernels_cache_to_the_user_folder_when_the_package_is_read_only(tmp_path
     # helpers that only other kernels call (depth_order inside bin_tiles) are compiled with their
     # caller in the first run and never touched again once the caller loads from the cache
     entry = {"backend.render._kernels.bin_tiles", "backend.render._kernels.rasterize_image",
-             "backend.render.projection.project_fwd", "backend.render.depth._zbuffer"}
+             "backend.render.projection.project_fwd", "backend.render.depth._zbuffer",
+             "backend.render._kernels_simd.rasterize_image_simd"}
     assert first and entry <= set(second) <= set(first), (first, second)
     assert all(misses for hits, misses in first.values()), first     # compiled (nothing cached yet)
     assert all(hits and not misses for hits, misses in second.values()), second  # all loaded from disk
