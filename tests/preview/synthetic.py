@@ -136,22 +136,29 @@ _CACHE: dict[str, object] = {}
 def astronaut_avatar(folder: Path):
     """(avatar, model, path): the astronaut avatar, LOD 0 only, no refinement, dark mouth inside
     (darken_mouth), saved as .omgavatar.
-    Built once per test session (about 10 s) and shared by every test that imports this module."""
+    Built once per test session (about 10 s) and shared by every test that imports this module.
+    The file is saved again into ``folder`` when the earlier caller's folder is gone (pytest removes
+    a passed test's tmp_path: tmp_path_retention_policy)."""
+    from backend.avatar import save_avatar
+
     if "avatar" not in _CACHE:
-        from backend.avatar import build_avatar, save_avatar
+        from backend.avatar import build_avatar
         from backend.avatar.build import BuildOptions
 
         result = build_avatar(None, BuildOptions(lods=(0,), refine=False, metrics=False))
         darken_mouth(result.avatar, result.model)
         path = save_avatar(result.avatar, Path(folder) / "astronaut.omgavatar")
         _CACHE["avatar"] = (result.avatar, result.model, path)
+    avatar, model, path = _CACHE["avatar"]
+    if not Path(path).is_file():
+        _CACHE["avatar"] = (avatar, model, save_avatar(avatar, Path(folder) / "astronaut.omgavatar"))
     return _CACHE["avatar"]
 
 
 def synthetic_clip(folder: Path, n_frames: int = 32, size: int = 192) -> SyntheticClip:
     """The synthetic clip of the astronaut avatar (rendered once per session)."""
     key = f"clip{n_frames}x{size}"
-    if key not in _CACHE:
+    if key not in _CACHE or not Path(_CACHE[key].path).is_file():  # (its folder may be gone: astronaut_avatar)
         avatar, model, _ = astronaut_avatar(folder)
         out = Path(folder) / key
         out.mkdir(parents=True, exist_ok=True)
