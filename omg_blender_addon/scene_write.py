@@ -312,40 +312,37 @@ def _create_head(coll, base: str, data: AvatarSceneData, rig, created: list) -> 
     return head
 
 
+def _drive_from_head_key(obj, key_name: str, head_key: bpy.types.Key, expr_name: str,
+                         expression: str | None = None) -> None:
+    """Drive ``obj``'s shape key ``key_name`` by the head key ``expr_name`` (variable ``head``):
+    as it is (AVERAGE), or through ``expression`` (SCRIPTED, e.g. a clamp)."""
+    fc = obj.data.shape_keys.key_blocks[key_name].driver_add("value")
+    drv = fc.driver
+    drv.type = "AVERAGE" if expression is None else "SCRIPTED"
+    var = drv.variables.new()
+    var.name = "head"
+    var.type = "SINGLE_PROP"
+    tgt = var.targets[0]
+    tgt.id_type = "KEY"
+    tgt.id = head_key
+    tgt.data_path = f'key_blocks["{bpy.utils.escape_identifier(expr_name)}"].value'
+    if expression is not None:
+        drv.expression = expression
+    for mod in list(fc.modifiers):  # identity mapping, no default generator
+        fc.modifiers.remove(mod)
+
+
 def _drive_shape_keys(obj, head_key: bpy.types.Key, names: list[str]) -> None:
     """Each of ``obj``'s expression keys follows the head key of the same name (AVERAGE driver)."""
     for name in names:
-        fc = obj.data.shape_keys.key_blocks[name].driver_add("value")
-        drv = fc.driver
-        drv.type = "AVERAGE"
-        var = drv.variables.new()
-        var.name = "head"
-        var.type = "SINGLE_PROP"
-        tgt = var.targets[0]
-        tgt.id_type = "KEY"
-        tgt.id = head_key
-        tgt.data_path = f'key_blocks["{bpy.utils.escape_identifier(name)}"].value'
-        for mod in list(fc.modifiers):  # identity mapping, no default generator
-            fc.modifiers.remove(mod)
+        _drive_from_head_key(obj, name, head_key, name)
 
 
 def _drive_clamped_keys(obj, head_key: bpy.types.Key, lod: GaussianLODData) -> None:
     """Each clamped key of ``obj`` follows ``max(e - start, 0)`` of its expression's head key e: a
     SCRIPTED driver whose expression Blender evaluates natively (no Python, runs with auto-run off)."""
     for name, expr, start in zip(lod.clamped_names, lod.clamped_exprs, lod.clamped_starts):
-        fc = obj.data.shape_keys.key_blocks[name].driver_add("value")
-        drv = fc.driver
-        drv.type = "SCRIPTED"
-        var = drv.variables.new()
-        var.name = "head"
-        var.type = "SINGLE_PROP"
-        tgt = var.targets[0]
-        tgt.id_type = "KEY"
-        tgt.id = head_key
-        tgt.data_path = f'key_blocks["{bpy.utils.escape_identifier(expr)}"].value'
-        drv.expression = f"max(head - ({float(start)!r}), 0)"
-        for mod in list(fc.modifiers):
-            fc.modifiers.remove(mod)
+        _drive_from_head_key(obj, name, head_key, expr, f"max(head - ({float(start)!r}), 0)")
 
 
 def create_gaussian_mesh(name: str, positions: np.ndarray, columns: dict[str, np.ndarray],
