@@ -7,9 +7,10 @@ time goes (forward splat, loss, backward, Adam update), on the bundled astronaut
 
 ``--converge``: per photo and LOD, the reference (Adam alone, as before the colour solve, for
 ``--reference-steps`` steps with no time limit, the build's refinement) and the colour-solve path
-(``refine.photo_refine_options``: the colour solve, then Adam with larger decaying colour steps, and
-two focus steps on the crop around the face, the build's landmark hull, after every full step, within
-``--seconds``), each scored
+(``refine.photo_refine_options``: the colour solve, then Adam with less momentum, larger decaying
+colour and opacity steps, an offset penalty easing off over the run, and three focus steps on the
+crop around the face, the build's landmark hull, after every full step, within
+``--seconds``, or for exactly ``--fast-steps`` steps), each scored
 along the way: face PSNR (the build's: the landmark hull against the photo) and full-portrait PSNR
 (the eval's psnr_full: against the photo cut out by the portrait segmenter over black, over the
 crop's real pixels) of the render at the source camera, against refinement seconds (snapshot
@@ -45,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--converge: comma-separated photo paths ('astronaut': the bundled sample)")
     p.add_argument("--reference-steps", type=int, default=300, help="--converge: the reference's steps")
     p.add_argument("--seconds", type=float, default=10.0, help="--converge: the fast path's budget per LOD")
+    p.add_argument("--fast-steps", type=int, default=0,
+                   help="--converge: run the fast path for exactly this many steps (its rates decaying over them) "
+                        "instead of --seconds: figures that do not depend on the machine's load")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,7 +174,8 @@ def run_convergence(args: argparse.Namespace) -> int:
     for photo in photos:
         for l in lods:
             case = _case(None if photo == "astronaut" else photo, l, args.backend)
-            fast_opts = replace(photo_refine_options(args.seconds, 300, args.backend), trace_every=1)
+            fast_opts = replace(photo_refine_options(1e9, args.fast_steps, args.backend) if args.fast_steps > 0
+                                else photo_refine_options(args.seconds, 300, args.backend), trace_every=1)
             ref_opts = replace(RefineOptions(backend=args.backend), seconds=1e9, max_steps=args.reference_steps,
                                color_solve_iters=0, trace_every=max(1, args.reference_steps // 30))
             from ..avatar.refine import refine
@@ -200,7 +205,8 @@ def run_convergence(args: argparse.Namespace) -> int:
                   f"{ref['psnr_face']:.2f} / {ref['psnr_full']:.2f} dB", flush=True)
     write_json(args.json, {"command": "python -m backend bench refine --converge --lods "
                                       f"{args.lods} --photos {args.photos} --reference-steps {args.reference_steps}"
-                                      f" --seconds {args.seconds:g}",
+                                      + (f" --fast-steps {args.fast_steps}" if args.fast_steps > 0
+                                         else f" --seconds {args.seconds:g}"),
                            "utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "machine": machine_info().as_dict(), "rows": rows})
     return 0

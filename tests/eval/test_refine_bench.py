@@ -24,3 +24,18 @@ def test_converge_bench_scores_both_paths(tmp_path):
     assert fast["psnr_full"] > ref["psnr_full"]
     # where the reference first reached the fast path's figure (None: not within its steps)
     assert fast["psnr_full_reference_step"] is None or 0 <= fast["psnr_full_reference_step"] <= 3
+
+
+def test_converge_bench_runs_the_fast_path_for_a_fixed_step_count(tmp_path):
+    """--fast-steps: exactly that many fast-path steps whatever the machine's load (the schedule
+    over them), and the command the record quotes says so."""
+    from backend.cli import main
+
+    out = tmp_path / "conv.json"
+    assert main(["bench", "refine", "--converge", "--lods", "0", "--photos", "astronaut", "--reference-steps", "2",
+                 "--fast-steps", "5", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    assert row["fast"]["steps"] == 5 and [c["step"] for c in row["fast"]["curve"]] == [0, 1, 2, 3, 4, 5]
+    assert data["command"].endswith("--reference-steps 2 --fast-steps 5")
+    assert row["fast"]["psnr_face"] > row["unrefined"]["psnr_face"] + 2.0
