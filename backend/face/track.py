@@ -105,6 +105,12 @@ class TrackOptions:
                chin against the first frame) and put it into the parameters (HeadParams.torso),
                so the avatar's body follows the video's shoulders, not only the head's motion.
     sequence_fps: frame rate for image-sequence folders.
+    render_passes: render-and-compare passes after the fit (face.render_compare; needs the avatar
+               the clip drives, track_video's ``reader``): each renders the avatar at every frame's
+               fitted parameters, reads the renders with mediapipe and fits the frames again with
+               their target shifted by what the render's reading lies off the fitted landmarks, so
+               the avatar's render, not the head model's landmarks, lands where the clip was read.
+               0 = off (the default; docs/figures/eval.md and arkit.md say what they buy and cost).
     fit: the photo-fit settings used for the identity frames (priors, weights, components).
     """
 
@@ -125,6 +131,7 @@ class TrackOptions:
     max_side: int = 1280
     torso: bool = True
     sequence_fps: float = 25.0
+    render_passes: int = 0
     fit: FitOptions = field(default_factory=FitOptions)
 
 
@@ -344,7 +351,8 @@ def smooth_landmarks(raw: np.ndarray, fps: float, strength: float, max_px: float
 def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
                     opts: TrackOptions | None = None, progress: Progress | None = None,
                     identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
-                    calibration=None):
+                    calibration=None, target_offset: np.ndarray | None = None,
+                    fitted_out: np.ndarray | None = None):
     """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
     ignored and filled). ``identity``: the head's shape coefficients (e.g. an avatar's) to keep
     instead of fitting one from the clip. ``global_rotation``: (3,) axis-angle the global joint is
@@ -352,6 +360,11 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     head turns go to the neck); None = the identity frames' mean rotation. ``calibration``: a
     face.calibration.LandmarkCalibration of the model's expression basis to what mediapipe sees
     (solved with instead of the embedding's own landmark response); None = the embedding's.
+    ``target_offset``: (T, 478, 2) px subtracted from the (smoothed) landmarks before the fit, so
+    each frame is fitted to ``landmarks - target_offset`` (face.render_compare: where mediapipe
+    reads the avatar's render against the fitted landmarks; NaN entries count as 0).
+    ``fitted_out``: a (T, 478, 2) float array filled with the fitted landmark model's projection
+    (what this fit put each landmark at, the calibration's basis included; NaN where no face).
     Returns (HeadParams, confidence (T,), rmse (T,))."""
     opts = opts or TrackOptions()
     progress = progress or Progress()
@@ -366,6 +379,15 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         # 2 px unsmoothed: that was its 13 px self-reenactment AKD (docs/figures/eval.md).
         landmarks = landmarks.copy()
         landmarks[idx] = smooth_landmarks(landmarks[idx], fps, opts.smoothing, opts.smooth_max_px)
+    if fitted_out is not None:
+        fitted_out[...] = np.nan
+    if target_offset is not None:
+        # the offset goes after the smoothing: it is the render's reading against the fit at
+        # those very parameters, not something the clip observed
+        off = np.asarray(target_offset, np.float64)
+        if off.shape != (T, *np.shape(landmarks)[1:]):
+            raise ValueError(f"target_offset has shape {off.shape}, expected {(T, *np.shape(landmarks)[1:])}")
+        landmarks = np.asarray(landmarks, np.float64) - np.nan_to_num(off, nan=0.0)
     proj = Projector(camera.K, camera.viewmat)
     with torch.inference_mode(), single_thread():
         # identity on frames spread over the clip
@@ -451,6 +473,8 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
             expr[ts] = state.expr.numpy()
             uv, _ = proj.project(full.points(state.coeffs(), state.pose, state.transl))
             d2 = ((uv - obs) ** 2).sum(-1).numpy()  # (B, L)
+            if fitted_out is not None:
+                fitted_out[ts] = uv.numpy()
             rmse[ts] = np.sqrt((d2[:, w_np > 0]).mean(1))
             warm = State(shape, state.expr[-1:].clone(), state.pose[-1:].clone(), state.transl[-1:].clone())
     pose = fill_gaps(pose, has_face)
@@ -546,7 +570,7 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
                 progress: Progress | None = None, start: int = 0, end: int | None = None,
                 identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
-                calibration=None) -> Track:
+                calibration=None, reader=None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
 
     identity: (n_shape,) shape coefficients to keep (an avatar's identity, so the rig driven by
@@ -554,6 +578,8 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     global_rotation: (3,) axis-angle the global joint is held near (track_landmarks); to drive an
     avatar pass both through :func:`avatar_hold`.
     calibration: a face.calibration.LandmarkCalibration for ``model`` (see track_landmarks).
+    reader: renders and reads the driven avatar (face.render_compare.RenderReader, e.g.
+    avatar.render_compare.AvatarReader) for ``options.render_passes``; required when those are > 0.
 
     start, end: the source frame range to track (0-based, inclusive; end None = to the end).
     progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
@@ -565,6 +591,10 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
 
     t0 = time.perf_counter()
     opts = options or TrackOptions()
+    if opts.render_passes < 0:
+        raise InputError(None, f"render passes must be >= 0, got {opts.render_passes}")
+    if opts.render_passes > 0 and reader is None:
+        raise InputError(None, "render passes need the avatar the clip drives (track --avatar, retarget)")
     progress = progress or Progress()
     model = load_head_model(None) if model is None else model
     path = Path(path)
@@ -572,24 +602,30 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     with progress.stage("decode+landmarks"):
         calibrated_basis = calibration is not None and not getattr(calibration, "offset_only", False)
         settle = calibrated_basis if opts.settle is None else bool(opts.settle)
-        reader, lms, shoulders = _stream_landmarks(path, opts, progress, start, end, settle)
+        video, lms, shoulders = _stream_landmarks(path, opts, progress, start, end, settle)
     has_face = np.array([lm is not None for lm in lms])
     if not has_face.any():
         raise InputError(path, f"no face found in any of the {len(lms)} frames"
                          if start == 0 and end is None else f"no face found in frames {start}..{start + len(lms) - 1}")
-    crop = _fixed_crop(lms, reader.size)
+    crop = _fixed_crop(lms, video.size)
     camera = source_camera(CROP_SIZE)
     lm_crop = np.full((len(lms), 478, 2), np.nan, np.float32)
     for t, lm in enumerate(lms):
         if lm is not None:
             lm_crop[t] = crop.to_crop(lm)
     with progress.stage("fit"):
-        params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress,
-                                           identity, global_rotation, calibration=calibration)
+        hold = {"identity": identity, "global_rotation": global_rotation, "calibration": calibration}
+        if opts.render_passes > 0:
+            from .render_compare import track_with_render_passes
+
+            params, conf, _, _ = track_with_render_passes(model, lm_crop, has_face, camera, video.fps, opts,
+                                                          reader, opts.render_passes, progress, **hold)
+        else:
+            params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, video.fps, opts, progress, **hold)
         if shoulders is not None:
             params = with_torso_channel(params, shoulders, crop, camera, model)
     progress.report(1.0, "done")
-    return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
+    return Track(params=params, fps=video.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),
                  source=path.name if start == 0 and end is None else f"{path.name}[{start}:{start + len(lms)}]",
                  smoothing=opts.smoothing, seconds=time.perf_counter() - t0,
