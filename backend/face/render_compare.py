@@ -72,7 +72,8 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
     ``camera`` (:data:`RenderReader`); frames: the frame indices that are rendered and re-fitted
     with their offset (default: every frame with a face; others keep the plain target. The fit of
     a frame does not depend on the others beyond its warm start, so a caller that uses only some
-    frames, like eval's self-reenactment, renders only those); measure_last: render and read the
+    frames, like eval's self-reenactment, renders only those; with every frame rendered and
+    ``opts.smoothing`` on, the offsets are smoothed over time as the landmarks are); measure_last: render and read the
     final parameters once more, for ``stats`` only; hold: track_landmarks' identity,
     global_rotation and calibration. Returns (HeadParams, confidence (T,), rmse (T,) against the
     shifted target, RenderCompareStats). Progress: the passes' renders report through ``progress``
@@ -109,6 +110,13 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
         # replace, not accumulate: d is the whole offset at these parameters, and the re-fit
         # targets O - d from the clip's own reading O
         offset[sel] = render_offsets(read, fitted[sel])
+        if frames is None and opts.smoothing > 0 and len(sel) >= 3:
+            # every frame rendered: the renders' readings jitter as a clip's do, so the offset is
+            # smoothed as the observation was (the same filter and cap), lest the re-fit put back
+            # the jitter the smoothing took out of O
+            from .track import smooth_landmarks
+
+            offset[sel] = smooth_landmarks(offset[sel], fps, opts.smoothing, opts.smooth_max_px)
         params, conf, rmse = track_landmarks(model, landmarks, has_face, camera, fps, opts, progress,
                                              target_offset=offset, fitted_out=fitted, **hold)
     return params, conf, rmse, stats

@@ -148,3 +148,26 @@ def test_track_video_refuses_passes_without_an_avatar(tmp_path):
         track_video(tmp_path / "none.mp4", None, TrackOptions(render_passes=1))
     with pytest.raises(InputError, match=">= 0"):
         track_video(tmp_path / "none.mp4", None, TrackOptions(render_passes=-1), reader=FakeReader(None))
+
+
+def test_the_offsets_are_smoothed_like_the_observation_when_every_frame_is_rendered(model, seen):
+    """A reader whose readings jitter (as mediapipe's do from frame to frame): with the tracker's
+    smoothing on, the re-fitted head moves less from frame to frame than without it."""
+    obs = _clip(model, seen, T=15)
+    T = len(obs)
+    has = np.ones(T, bool)
+    cam = source_camera()
+    hold = {**HOLD, "identity": np.zeros(model.n_shape)}
+    rng = np.random.default_rng(3)
+    jitter = rng.normal(0.0, 0.4, (T, 1, 2))            # px: the whole face read off by a jitter
+
+    class Jittery(FakeReader):
+        def __call__(self, params, camera, progress):
+            return super().__call__(params, camera, progress) + jitter[: params.n_frames]
+
+    def wobble(smoothing: float) -> float:
+        opts = TrackOptions(smoothing=smoothing, smooth_max_px=0.5)
+        p, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, Jittery(seen), 1, **hold)
+        return float(np.abs(np.diff(p.transl[:, :2], 2, axis=0)).mean())
+
+    assert wobble(2.0) < 0.8 * wobble(0.0)
