@@ -619,7 +619,7 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
             from .render_compare import track_with_render_passes
 
             params, conf, _, _ = track_with_render_passes(model, lm_crop, has_face, camera, video.fps, opts,
-                                                          reader, opts.render_passes, progress, **hold)
+                                                          reader, opts.render_passes, progress, crop=crop, **hold)
         else:
             params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, video.fps, opts, progress, **hold)
         if shoulders is not None:

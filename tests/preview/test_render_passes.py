@@ -89,3 +89,21 @@ def test_eval_and_bench_parse_render_passes():
     assert bp.parse_args(["--render-passes", "1"]).render_passes == 1
     assert bp.parse_args([]).render_passes == 0
     assert p.parse_args(["retarget", "a", "v", "--render-passes", "1"]).render_passes == 1
+
+
+def test_frame_camera_projects_where_the_crop_maps_back():
+    """AvatarReader.frame_camera: a point seen by the fit's (crop) camera lands, in the whole source
+    frame's camera (downscaled as the tracker reads it), where the crop maps that pixel back."""
+    from backend.avatar.render_compare import AvatarReader
+    from backend.face.crop import CropInfo, source_camera
+
+    cam = source_camera()
+    crop = CropInfo(x0=-40, y0=130, side=700, size=512, source_size=(1920, 1080))
+    view, s = AvatarReader.frame_camera(cam, crop, max_side=1280)
+    assert (view.width, view.height) == (1280, 720) and s == pytest.approx(1280 / 1920)
+    pts = np.random.default_rng(0).normal(0, 0.05, (50, 3)).astype(np.float32)
+    uv_crop, _ = cam.project(pts)
+    uv_frame, _ = view.project(pts)
+    np.testing.assert_allclose(uv_frame / s, crop.to_source(uv_crop), atol=1e-3)
+    full, s1 = AvatarReader.frame_camera(cam, crop)
+    assert (full.width, full.height, s1) == (1920, 1080, 1.0)

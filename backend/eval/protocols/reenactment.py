@@ -141,7 +141,7 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
         kept = np.array(sorted(i for i in clip.frames if i > 0), np.int64)
         params, _, _, _ = track_with_render_passes(build.model, lm, track.has_face, build.avatar.camera, track.fps,
                                                    TrackOptions(**opts.track), reader, opts.render_passes,
-                                                   frames=kept, **hold)
+                                                   frames=kept, crop=crop, **hold)
     else:
         params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
                                        TrackOptions(**opts.track), **hold)
