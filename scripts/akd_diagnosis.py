@@ -125,9 +125,19 @@ def ssim_regions(img: np.ndarray, alpha: np.ndarray, tg, valid: np.ndarray) -> d
     return out
 
 
+def photo_crop(media: Path, clip: str):
+    """The crop the clip's frame-0 build cut (build.observation.crop; face detection and landmarks
+    are deterministic), which the render passes' reader widens to the whole video frame."""
+    from backend.face.analyze import FaceAnalyzer
+    from backend.face.video import iter_video
+
+    frame0 = next(iter(iter_video(media / "videos" / f"liveportrait_{clip}.mp4")))
+    return FaceAnalyzer().analyze(frame0, refine_mask=False).crop
+
+
 def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "",
           offset_opts: dict | None = None, ssim: bool = False, post_blur: float = 0.0,
-          render_passes: int = 0) -> dict:
+          render_passes: int = 0, media: Path = Path("../shared/media"), outline: bool = False) -> dict:
     from backend.eval.metrics.landmarks import regions
     from backend.eval.metrics.portrait import mouth_opening
     from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
@@ -146,7 +156,8 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
 
         params, _, _, st = track_with_render_passes(model, lm, has_face, avatar.camera, fps, topts,
                                                     AvatarReader(avatar, model, 2), render_passes,
-                                                    frames=np.asarray(idx), **hold)
+                                                    frames=np.asarray(idx), crop=photo_crop(media, clip),
+                                                    outline=outline, **hold)
         print(f"  {clip} render passes: |R - O| " + " -> ".join(f"{v:.2f}" for v in st.render_to_obs)
               + ", |R - M| " + " -> ".join(f"{v:.2f}" for v in st.render_to_model), flush=True)
     else:
@@ -206,6 +217,7 @@ def main() -> None:
                     help="diagnostic: blur each render by this Gaussian sigma (px) before scoring")
     ap.add_argument("--render-passes", type=int, default=0,
                     help="score: re-fit with this many render-and-compare passes (face.render_compare), as eval --render-passes")
+    ap.add_argument("--outline", action="store_true", help="score --render-passes: the face outline gets its offset too")
     ap.add_argument("--frames", action="store_true", help="print every driving frame's split")
     ap.add_argument("--work", type=Path, default=Path("out/akd_diagnosis"))
     ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
@@ -224,7 +236,7 @@ def main() -> None:
     with FrameScorer(identity=False) as scorer:
         for c in clips:
             out[c] = score(c, a.work, track, a.frames, scorer, a.offsets, json.loads(a.offset_opts), a.ssim, a.post_blur,
-                           a.render_passes)
+                           a.render_passes, a.media, a.outline)
             print(f"{c}: " + " ".join(f"{k} {v:.3f}" for k, v in out[c].items()), flush=True)
     keys = [k for k in out[clips[0]] if k != "frames"]
     out["mean"] = {k: float(np.nanmean([out[c].get(k, np.nan) for c in clips])) for k in keys}

@@ -101,7 +101,7 @@ def test_passes_bring_the_render_onto_the_clip(model, seen):
     reports = []
     prog = Progress(callback=lambda f, m: reports.append((f, m)))
     _, _, _, st = track_with_render_passes(model, obs, has, cam, 25.0, opts, reader, 2, prog,
-                                           measure_last=True, **hold)
+                                           measure_last=True, outline=True, **hold)
     # |R - O| after each pass: the plain fit's render misses the clip by the offsets' size; each
     # pass takes most of it away
     r = st.render_to_obs
@@ -113,6 +113,11 @@ def test_passes_bring_the_render_onto_the_clip(model, seen):
     assert st.render_to_model[0] > 1.5
     assert any("render pass 2" in m for _, m in reports)
     assert all(0.0 <= f <= 1.0 for f, _ in reports)
+    # by default the face outline keeps its plain target: the rest still comes onto the clip, the
+    # outline's own offset stays
+    _, _, _, st_def = track_with_render_passes(model, obs, has, cam, 25.0, opts, FakeReader(seen), 1,
+                                               measure_last=True, **hold)
+    assert r[1] < st_def.render_to_obs[1] < 0.35 * r[0], (r, st_def.render_to_obs)
     # passes = 0 is the plain fit
     plain, _, _ = track_landmarks(model, obs, has, cam, 25.0, opts, **hold)
     p0, _, _, st0 = track_with_render_passes(model, obs, has, cam, 25.0, opts, reader, 0, **hold)
@@ -167,7 +172,8 @@ def test_the_offsets_are_smoothed_like_the_observation_when_every_frame_is_rende
 
     def wobble(smoothing: float) -> float:
         opts = TrackOptions(smoothing=smoothing, smooth_max_px=0.5)
-        p, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, Jittery(seen), 1, **hold)
+        p, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, Jittery(seen), 1, outline=True,
+                                              **hold)
         return float(np.abs(np.diff(p.transl[:, :2], 2, axis=0)).mean())
 
     assert wobble(2.0) < 0.8 * wobble(0.0)
