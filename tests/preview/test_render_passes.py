@@ -107,3 +107,36 @@ def test_frame_camera_projects_where_the_crop_maps_back():
     np.testing.assert_allclose(uv_frame / s, crop.to_source(uv_crop), atol=1e-3)
     full, s1 = AvatarReader.frame_camera(cam, crop)
     assert (full.width, full.height, s1) == (1920, 1080, 1.0)
+
+
+def test_self_reenactment_refit_renders_only_the_kept_frames(astronaut, preview_assets, monkeypatch):
+    """eval's refit_for_avatar with ReenactmentOptions.render_passes: the kept (scored) frames are
+    rendered, read in the whole source frame (the photo's crop passed on) and re-fitted; the
+    others keep the plain fit's target."""
+    from types import SimpleNamespace
+
+    from backend.avatar import render_compare as arc
+    from backend.eval.protocols.reenactment import ReenactmentOptions, refit_for_avatar
+    from backend.face.track import TrackOptions, track_video
+
+    avatar, model, _ = astronaut
+    clip = synthetic_clip(preview_assets)
+    track = track_video(clip.path, model, TrackOptions(torso=False))
+    calls = []
+    real = arc.AvatarReader.__call__
+
+    def spy(self, params, camera, progress=None, crop=None, max_side=None):
+        calls.append((params.n_frames, crop, max_side))
+        return real(self, params, camera, progress, crop=crop, max_side=max_side)
+
+    monkeypatch.setattr(arc.AvatarReader, "__call__", spy)
+    kept = {0: None, 8: None, 16: None}
+    tc = SimpleNamespace(track=track, frames=kept, path=None)
+    build = SimpleNamespace(avatar=avatar, model=model, observation=SimpleNamespace(crop=track.crop))
+    plain, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,)))
+    assert calls == []
+    passes, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,), render_passes=1))
+    assert [(n, c) for n, c, _ in calls] == [(2, track.crop)]     # frames 8 and 16, frame 0 is the photo
+    moved = np.abs(passes.pose - plain.pose).max(axis=(1, 2))
+    assert moved[[8, 16]].min() > 1e-4
+    assert moved[[1, 2, 3]].max() < 0.2 * moved[[8, 16]].min()    # not rendered: only the batch solve differs
