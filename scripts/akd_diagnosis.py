@@ -152,7 +152,7 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
     idx = [int(i) for i in a["frame_index"]]
     if render_passes:   # as eval --render-passes: only the scored frames are rendered and re-fitted
         from backend.avatar.render_compare import AvatarReader
-        from backend.face.render_compare import track_with_render_passes
+        from backend.face.track import track_with_render_passes
 
         params, _, _, st = track_with_render_passes(model, lm, has_face, avatar.camera, fps, topts,
                                                     AvatarReader(avatar, model, 2), render_passes,

@@ -490,6 +490,77 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     return params, conf.astype(np.float32), rmse
 
 
+def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
+                             opts, reader, passes: int, progress: Progress | None = None,
+                             frames: np.ndarray | None = None, measure_last: bool = False,
+                             span: tuple[float, float] = (0.8, 0.98), outline: bool = False,
+                             crop=None, **hold) -> tuple:
+    """:func:`track_landmarks` followed by ``passes`` render-and-compare passes (face.render_compare's
+    module doc).
+
+    landmarks (T, 478, 2) px in ``camera``'s image (NaN rows: no face); opts: TrackOptions (its own
+    ``render_passes`` is not read here: ``passes`` is); reader: renders and reads HeadParams at
+    ``camera`` (face.render_compare.RenderReader); frames: the frame indices that are rendered and re-fitted
+    with their offset (default: every frame with a face; others keep the plain target. The fit of
+    a frame does not depend on the others beyond its warm start, so a caller that uses only some
+    frames, like eval's self-reenactment, renders only those; with every frame rendered and
+    ``opts.smoothing`` on, the offsets are smoothed over time as the landmarks are); measure_last: render and read the
+    final parameters once more, for ``stats`` only; outline: shift the face outline's landmarks
+    too (off by default: mediapipe places the outline by the render's silhouette, hair and shell
+    edge, and its offsets scale the whole head in the fit: d19's head moved 14.6 mm in depth on
+    average, its PSNR full fell 1.4 dB); crop: the face.crop.CropInfo that took the clip's frames
+    to ``camera``'s image, passed on to the reader (with ``opts.max_side``) so that it renders and
+    reads the whole frame as the tracker read the clip (None: the reader reads ``camera``'s
+    image); hold: track_landmarks' identity,
+    global_rotation and calibration. Returns (HeadParams, confidence (T,), rmse (T,) against the
+    shifted target, RenderCompareStats). Progress: the passes' renders report through ``progress``
+    as fractions in ``span`` (the fits as track_landmarks does), and it can cancel between frames."""
+    from .mediapipe_face import FACE_OVAL
+    from .render_compare import RenderCompareStats, mean_distance, render_offsets, sub_progress
+
+    if passes < 0:
+        raise InputError(None, f"render passes must be >= 0, got {passes}")
+    progress = progress or Progress()
+    T = len(landmarks)
+    has_face = np.asarray(has_face, bool)
+    sel = np.flatnonzero(has_face) if frames is None else np.asarray(
+        [int(i) for i in frames if 0 <= int(i) < T and has_face[int(i)]], np.int64)
+    obs = np.asarray(landmarks, np.float64)
+    fitted = np.full((T, *obs.shape[1:]), np.nan)
+    params, conf, rmse = track_landmarks(model, landmarks, has_face, camera, fps, opts, progress,
+                                         fitted_out=fitted, **hold)
+    stats = RenderCompareStats(frames=sel)
+    offset = np.zeros_like(fitted)
+    for k in range(passes + (1 if measure_last else 0)):
+        if not len(sel):
+            break
+        n = passes + (1 if measure_last else 0)
+        lo, hi = span[0] + (span[1] - span[0]) * k / n, span[0] + (span[1] - span[0]) * (k + 1) / n
+        sub = sub_progress(progress, lo, hi, k)
+        read = np.asarray(reader(params.sliced(sel), camera, sub) if crop is None else
+                          reader(params.sliced(sel), camera, sub, crop=crop, max_side=opts.max_side), np.float64)
+        if read.shape != (len(sel), *obs.shape[1:]):
+            raise ValueError(f"the render reader returned {read.shape}, expected {(len(sel), *obs.shape[1:])}")
+        stats.read.append(int(np.isfinite(read).all(axis=(1, 2)).sum()))
+        stats.render_to_obs.append(mean_distance(read, obs[sel]))
+        stats.render_to_model.append(mean_distance(read, fitted[sel]))
+        if k == passes:     # the measuring read after the last re-fit
+            break
+        # replace, not accumulate: d is the whole offset at these parameters, and the re-fit
+        # targets O - d from the clip's own reading O
+        offset[sel] = render_offsets(read, fitted[sel])
+        if not outline:
+            offset[:, list(FACE_OVAL)] = 0.0
+        if frames is None and opts.smoothing > 0 and len(sel) >= 3:
+            # every frame rendered: the renders' readings jitter as a clip's do, so the offset is
+            # smoothed as the observation was (the same filter and cap), lest the re-fit put back
+            # the jitter the smoothing took out of O
+            offset[sel] = smooth_landmarks(offset[sel], fps, opts.smoothing, opts.smooth_max_px)
+        params, conf, rmse = track_landmarks(model, landmarks, has_face, camera, fps, opts, progress,
+                                             target_offset=offset, fitted_out=fitted, **hold)
+    return params, conf, rmse, stats
+
+
 def _hand_turn_to_neck(state: State, global_rotation: torch.Tensor) -> None:
     """Set every frame's global joint of ``state`` to ``global_rotation`` (3,) axis-angle and give
     the neck the rest of the head's rotation (R_neck = R_g^T R_global R_neck), in place. The
@@ -616,8 +687,6 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     with progress.stage("fit"):
         hold = {"identity": identity, "global_rotation": global_rotation, "calibration": calibration}
         if opts.render_passes > 0:
-            from .render_compare import track_with_render_passes
-
             params, conf, _, _ = track_with_render_passes(model, lm_crop, has_face, camera, video.fps, opts,
                                                           reader, opts.render_passes, progress, crop=crop, **hold)
         else:

@@ -18,9 +18,9 @@ from backend.face import source_camera
 from backend.face.calibration import offset_calibration
 from backend.face.fit import JOINT_NECK
 from backend.face.landmark_model import LandmarkModel
-from backend.face.render_compare import mean_distance, render_offsets, track_with_render_passes
+from backend.face.render_compare import mean_distance, render_offsets
 from backend.face.solver import Projector
-from backend.face.track import TrackOptions, track_landmarks
+from backend.face.track import TrackOptions, track_landmarks, track_with_render_passes
 from backend.progress import Progress
 
 

@@ -14,7 +14,7 @@ from synthetic import synthetic_clip
 
 def test_render_passes_bring_the_avatars_render_onto_the_clip(astronaut, preview_assets):
     from backend.avatar.render_compare import AvatarReader
-    from backend.face.render_compare import track_with_render_passes
+    from backend.face.track import track_with_render_passes
     from backend.face.track import TrackOptions, avatar_hold, track_video
 
     avatar, model, _ = astronaut

@@ -135,7 +135,7 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
                                                depth_only=opts.tracker_offsets == "depth")
     if opts.render_passes:
         from ...avatar.render_compare import AvatarReader
-        from ...face.render_compare import track_with_render_passes
+        from ...face.track import track_with_render_passes
 
         reader = AvatarReader(build.avatar, build.model, max(opts.lods), backend=opts.render_backend)
         kept = np.array(sorted(i for i in clip.frames if i > 0), np.int64)
