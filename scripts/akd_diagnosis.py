@@ -3,6 +3,7 @@
     nice python scripts/akd_diagnosis.py prepare --media /work/shared/media --clips d0,d19,d3,d12 --every 15
     nice python scripts/akd_diagnosis.py score --clips d0,d19,d3,d12 [--track '{"smoothing": 0}'] [--frames]
         [--offsets full [--offset-opts '{"rigid": false, "lips": "inner"}']] [--ssim] [--post-blur 0.7]
+        [--render-passes N]
 
 ``prepare`` does what eval's self-reenactment protocol does up to the fit (backend/eval/protocols/
 reenactment.py): tracks the clip, builds the avatar from frame 0 (LOD 2) and keeps, in ``--work``
@@ -124,8 +125,19 @@ def ssim_regions(img: np.ndarray, alpha: np.ndarray, tg, valid: np.ndarray) -> d
     return out
 
 
+def photo_crop(media: Path, clip: str):
+    """The crop the clip's frame-0 build cut (build.observation.crop; face detection and landmarks
+    are deterministic), which the render passes' reader widens to the whole video frame."""
+    from backend.face.analyze import FaceAnalyzer
+    from backend.face.video import iter_video
+
+    frame0 = next(iter(iter_video(media / "videos" / f"liveportrait_{clip}.mp4")))
+    return FaceAnalyzer().analyze(frame0, refine_mask=False).crop
+
+
 def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "",
-          offset_opts: dict | None = None, ssim: bool = False, post_blur: float = 0.0) -> dict:
+          offset_opts: dict | None = None, ssim: bool = False, post_blur: float = 0.0,
+          render_passes: int = 0, media: Path = Path("../shared/media"), outline: bool = False) -> dict:
     from backend.eval.metrics.landmarks import regions
     from backend.eval.metrics.portrait import mouth_opening
     from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
@@ -137,11 +149,22 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
     if offsets:
         from backend.avatar.calibrate import landmark_offsets
         hold["calibration"] = landmark_offsets(avatar, model, depth_only=offsets == "depth", **(offset_opts or {}))
-    params, _, _ = track_landmarks(model, lm, has_face, avatar.camera, fps, topts, **hold)
+    idx = [int(i) for i in a["frame_index"]]
+    if render_passes:   # as eval --render-passes: only the scored frames are rendered and re-fitted
+        from backend.avatar.render_compare import AvatarReader
+        from backend.face.track import track_with_render_passes
+
+        params, _, _, st = track_with_render_passes(model, lm, has_face, avatar.camera, fps, topts,
+                                                    AvatarReader(avatar, model, 2), render_passes,
+                                                    frames=np.asarray(idx), crop=photo_crop(media, clip),
+                                                    outline=outline, **hold)
+        print(f"  {clip} render passes: |R - O| " + " -> ".join(f"{v:.2f}" for v in st.render_to_obs)
+              + ", |R - M| " + " -> ".join(f"{v:.2f}" for v in st.render_to_model), flush=True)
+    else:
+        params, _, _ = track_landmarks(model, lm, has_face, avatar.camera, fps, topts, **hold)
     seen = lm.copy()
     if topts.smoothing > 0:
         seen[has_face] = smooth_landmarks(lm[has_face], fps, topts.smoothing, topts.smooth_max_px)
-    idx = [int(i) for i in a["frame_index"]]
     drive = drive_params(avatar.params, params, idx, relative_translation=False)
     M = model_landmarks(model, drive, avatar.camera)
     lips = regions().lips
@@ -192,6 +215,9 @@ def main() -> None:
                     help="also split SSIM full's loss over error_split's five regions, with SSIM's factors per region")
     ap.add_argument("--post-blur", type=float, default=0.0,
                     help="diagnostic: blur each render by this Gaussian sigma (px) before scoring")
+    ap.add_argument("--render-passes", type=int, default=0,
+                    help="score: re-fit with this many render-and-compare passes (face.render_compare), as eval --render-passes")
+    ap.add_argument("--outline", action="store_true", help="score --render-passes: the face outline gets its offset too")
     ap.add_argument("--frames", action="store_true", help="print every driving frame's split")
     ap.add_argument("--work", type=Path, default=Path("out/akd_diagnosis"))
     ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
@@ -209,13 +235,14 @@ def main() -> None:
     out = {}
     with FrameScorer(identity=False) as scorer:
         for c in clips:
-            out[c] = score(c, a.work, track, a.frames, scorer, a.offsets, json.loads(a.offset_opts), a.ssim, a.post_blur)
+            out[c] = score(c, a.work, track, a.frames, scorer, a.offsets, json.loads(a.offset_opts), a.ssim, a.post_blur,
+                           a.render_passes, a.media, a.outline)
             print(f"{c}: " + " ".join(f"{k} {v:.3f}" for k, v in out[c].items()), flush=True)
     keys = [k for k in out[clips[0]] if k != "frames"]
     out["mean"] = {k: float(np.nanmean([out[c].get(k, np.nan) for c in clips])) for k in keys}
     print("mean over clips: " + " ".join(f"{k} {v:.3f}" for k, v in out["mean"].items()))
     if a.json is not None:
-        a.json.write_text(json.dumps({"track": track, "offsets": a.offsets, "offset_opts": json.loads(a.offset_opts),
+        a.json.write_text(json.dumps({"track": track, "offsets": a.offsets, "render_passes": a.render_passes, "offset_opts": json.loads(a.offset_opts),
                                       "clips": out}, indent=1))
 
 

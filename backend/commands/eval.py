@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="self-reenactment: fit the clip with the tracker's landmark offsets to the avatar "
                              "(avatar.calibrate.landmark_offsets: 3 renders + face-mesh readings per clip; "
                              "depth: their depth only); a diagnostic, off by default")
+    parser.add_argument("--render-passes", type=int, default=0, metavar="N",
+                        help="self-reenactment: N render-and-compare passes after the fit (face.render_compare: "
+                             "render the avatar at the fitted parameters, read the renders with face mesh, fit "
+                             "again to the clip's landmarks shifted by the render's offset; only the scored "
+                             "frames are rendered; default 0)")
     parser.add_argument("--avatar", type=Path, default=None,
                         help="speed only: time rendering of this saved .omgavatar per LOD and backend "
                              "(no media or metric models needed)")
@@ -169,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                        render_backend=args.backend, speed_backends=tuple(backends) if backends else None,
                        build=build, identity=not args.no_identity,
                        protocols=protocols, views=args.views, calibrate=args.calibrate_tracker,
-                       tracker_offsets=args.tracker_offsets)
+                       tracker_offsets=args.tracker_offsets, render_passes=args.render_passes)
     progress, close = tqdm_progress("eval")
     try:
         res = run_eval(media, opts, log=lambda m: print(m, file=sys.stderr), progress=progress)

@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", default=None, metavar="NPZ",
                    help="calibrate the tracker to the avatar (stand-in avatars): read this file, or when it does "
                         "not exist yet, render the avatar's expressions, calibrate and write it here")
+    p.add_argument("--render-passes", type=int, default=0, metavar="N",
+                   help="N render-and-compare passes after the fit: render the avatar at the fitted parameters, "
+                        "read the renders with face mesh and fit again to the clip's landmarks shifted by what "
+                        "the render's reading lies off the fit (needs the avatar's identity kept; default 0)")
     p.add_argument("--start", type=int, default=0, help="first video frame (0-based, default 0)")
     p.add_argument("--end", type=int, default=None, help="last video frame (inclusive, default: the last)")
     add_common(p)
@@ -74,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.smoothing < 0:
         raise SystemExit("--smoothing must be >= 0")
+    if args.render_passes < 0:
+        raise SystemExit("--render-passes must be >= 0")
     opts = preview_options(args)
     avatar = load_avatar(args.avatar)
     model = load_model_for_avatar(args.avatar, avatar.head_model_name, avatar.head_model_path,
@@ -84,13 +90,22 @@ def run(args: argparse.Namespace) -> int:
         from ..avatar.calibrate import calibration_for
 
         hold["calibration"] = calibration_for(avatar, model, args.calibration)
+    if args.render_passes:
+        if hold["identity"] is None:
+            # the passes compare the avatar's render with the fitted landmarks of the same head: a
+            # clip's own identity would read as an offset of every frame
+            raise SystemExit("--render-passes needs the avatar's identity kept (--keep-identity)")
+        from ..avatar.render_compare import AvatarReader
+
+        hold["reader"] = AvatarReader(avatar, model, args.lod, backend=args.backend)
     bar, close = tqdm_progress("retarget", args.progress)
     # tracking fills the first half of the bar, rendering the second
     track_progress = Progress(callback=lambda f, m: bar.report(0.5 * f, f"track: {m}"))
     render_progress = Progress(callback=lambda f, m: bar.report(0.5 + 0.5 * f, f"render: {m}"))
     try:
         t0 = time.perf_counter()
-        track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing), track_progress,
+        track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing, render_passes=args.render_passes),
+                            track_progress,
                             args.start, args.end, **hold)
         track_seconds = time.perf_counter() - t0
         if args.save_track:

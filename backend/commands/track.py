@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --avatar and no --calibration: fit with the landmark offsets to the avatar "
                              "(3 renders read by face mesh: where the avatar shows each landmark against the "
                              "head model's embedding; depth: their depth only), as eval --tracker-offsets")
+    parser.add_argument("--render-passes", type=int, default=0, metavar="N",
+                        help="with --avatar: N render-and-compare passes after the fit (render the avatar at the "
+                             "fitted parameters, read the renders with face mesh, fit again to the clip's "
+                             "landmarks shifted by what the render's reading lies off the fit; default 0)")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -51,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.smoothing < 0:
         raise InputError(None, f"--smoothing must be >= 0, got {args.smoothing}")
+    if args.render_passes < 0:
+        raise InputError(None, f"--render-passes must be >= 0, got {args.render_passes}")
+    if args.render_passes and not args.avatar:
+        raise InputError(None, "--render-passes needs --avatar (the avatar that is rendered and read)")
     model = load_head_model(args.head_model)
     hold = {}
     if args.offsets and args.calibration:
@@ -72,13 +80,18 @@ def run(args: argparse.Namespace) -> int:
             from ..avatar.calibrate import landmark_offsets
 
             hold["calibration"] = landmark_offsets(avatar, model, depth_only=args.offsets == "depth")
+        if args.render_passes:
+            from ..avatar.render_compare import AvatarReader
+
+            hold["reader"] = AvatarReader(avatar, model)
     elif args.offsets:
         raise InputError(None, "--offsets needs --avatar (the avatar the offsets are measured on)")
     t0 = time.perf_counter()  # decode, landmarks, fit, smoothing and writing; not the model load
     progress, close = tqdm_progress("track", enabled=False if args.no_progress else None)
     try:
         track = track_video(args.video, model,
-                            TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps), progress, **hold)
+                            TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps,
+                                         render_passes=args.render_passes), progress, **hold)
     finally:
         close()
     track.save(args.output)

@@ -57,6 +57,7 @@ class RoundTripOptions:
     shapes: tuple[str, ...] | None = None   # only these shapes move (None: all 52)
     landmarks_only: bool = False             # track the model's projected landmarks, no render
     calibrate: bool = True                   # calibrate the tracker to the avatar first
+    render_passes: int = 0                   # the tracker's render-and-compare passes (face.render_compare)
 
 
 @dataclass
@@ -266,8 +267,14 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
         for cal in ([calibration, None] if calibration is not None else [None]):
             t0 = time.perf_counter()
             # torso=False: the renders' body never moves; only expressions are scored
-            track = track_video(folder, model, TrackOptions(smoothing=opts.smoothing, torso=False),
-                                identity=avatar.params.shape, calibration=cal)
+            # with render passes both tracks get them: the uncalibrated line is then the passes alone
+            reader = None
+            if opts.render_passes:
+                from ..avatar.render_compare import AvatarReader
+                reader = AvatarReader(avatar, model, opts.lod, backend=opts.backend)
+            track = track_video(folder, model, TrackOptions(smoothing=opts.smoothing, torso=False,
+                                                            render_passes=opts.render_passes),
+                                identity=avatar.params.shape, calibration=cal, reader=reader)
             seconds["track" if not results else "track_uncalibrated"] = time.perf_counter() - t0
             recovered = params_to_weights(model, track.params.expr, track.params.pose)
             ok = np.asarray(track.has_face, bool)
@@ -315,6 +322,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--photo", default=None, help="portrait to build the avatar from (default: the astronaut)")
     p.add_argument("--no-calibration", action="store_true",
                    help="track the renders only without the tracker's calibration to the avatar")
+    p.add_argument("--render-passes", type=int, default=0, metavar="N",
+                   help="track with N render-and-compare passes (face.render_compare; both the calibrated and "
+                        "the uncalibrated track)")
     p.add_argument("--json", default=None, help="write the figures here")
 
 
@@ -325,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
     built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
     build_s = time.perf_counter() - t0
     opts = RoundTripOptions(frames=args.frames, active=args.active, hold=args.hold, lod=args.lod, seed=args.seed,
-                            calibrate=not args.no_calibration)
+                            calibrate=not args.no_calibration, render_passes=args.render_passes)
     res = round_trip(built.avatar, built.model, opts)
     res.seconds["build"] = build_s
     fig = res.figures()
@@ -333,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
     fig["landmarks_only"] = {k: lm[k] for k in ("top_min_corr", "top_mean_corr", "top_mae_mean", "mae_all_mean")}
     fig["options"] = {"frames": opts.frames, "active": opts.active, "hold": opts.hold, "lod": opts.lod,
                       "seed": opts.seed, "smoothing": opts.smoothing, "photo": built.photo_name,
-                      "calibrate": opts.calibrate}
+                      "calibrate": opts.calibrate, "render_passes": opts.render_passes}
     order = np.argsort(-res.visibility_px, kind="stable")
     ci = {s["name"]: s["corr_ci90"] for s in fig["shapes"]}
     print(f"{'shape':<22}{'visible px':>11}{'corr':>8}{'90% interval':>15}{'mae':>8}")

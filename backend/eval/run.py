@@ -34,6 +34,7 @@ class EvalOptions:
     views: int = 8                    # multiview: views picked among the clip's first 60 %
     calibrate: bool = False           # self-reenactment: tracker calibrated to the avatar (--calibrate-tracker)
     tracker_offsets: str = ""         # self-reenactment: the tracker's landmark offsets ("", "full", "depth")
+    render_passes: int = 0            # self-reenactment: the tracker's render-and-compare passes (--render-passes)
 
 
 def utc_now() -> str:
@@ -75,7 +76,7 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
     ren_opts = ReenactmentOptions(lods=opts.lods, every=opts.every, max_frames=opts.max_frames,
                                   background=opts.background, render_backend=opts.render_backend,
                                   build=opts.build, track=opts.track, calibrate=opts.calibrate,
-                                  tracker_offsets=opts.tracker_offsets)
+                                  tracker_offsets=opts.tracker_offsets, render_passes=opts.render_passes)
     want = set(opts.protocols)
     n_steps = len(media.photos) + 2 * len(media.videos) + 1
     step = 0

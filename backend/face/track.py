@@ -105,6 +105,12 @@ class TrackOptions:
                chin against the first frame) and put it into the parameters (HeadParams.torso),
                so the avatar's body follows the video's shoulders, not only the head's motion.
     sequence_fps: frame rate for image-sequence folders.
+    render_passes: render-and-compare passes after the fit (face.render_compare; needs the avatar
+               the clip drives, track_video's ``reader``): each renders the avatar at every frame's
+               fitted parameters, reads the renders with mediapipe and fits the frames again with
+               their target shifted by what the render's reading lies off the fitted landmarks, so
+               the avatar's render, not the head model's landmarks, lands where the clip was read.
+               0 = off (the default; docs/figures/eval.md and arkit.md say what they buy and cost).
     fit: the photo-fit settings used for the identity frames (priors, weights, components).
     """
 
@@ -125,6 +131,7 @@ class TrackOptions:
     max_side: int = 1280
     torso: bool = True
     sequence_fps: float = 25.0
+    render_passes: int = 0
     fit: FitOptions = field(default_factory=FitOptions)
 
 
@@ -344,7 +351,8 @@ def smooth_landmarks(raw: np.ndarray, fps: float, strength: float, max_px: float
 def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
                     opts: TrackOptions | None = None, progress: Progress | None = None,
                     identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
-                    calibration=None):
+                    calibration=None, target_offset: np.ndarray | None = None,
+                    fitted_out: np.ndarray | None = None):
     """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
     ignored and filled). ``identity``: the head's shape coefficients (e.g. an avatar's) to keep
     instead of fitting one from the clip. ``global_rotation``: (3,) axis-angle the global joint is
@@ -352,6 +360,11 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     head turns go to the neck); None = the identity frames' mean rotation. ``calibration``: a
     face.calibration.LandmarkCalibration of the model's expression basis to what mediapipe sees
     (solved with instead of the embedding's own landmark response); None = the embedding's.
+    ``target_offset``: (T, 478, 2) px subtracted from the (smoothed) landmarks before the fit, so
+    each frame is fitted to ``landmarks - target_offset`` (face.render_compare: where mediapipe
+    reads the avatar's render against the fitted landmarks; NaN entries count as 0).
+    ``fitted_out``: a (T, 478, 2) float array filled with the fitted landmark model's projection
+    (what this fit put each landmark at, the calibration's basis included; NaN where no face).
     Returns (HeadParams, confidence (T,), rmse (T,))."""
     opts = opts or TrackOptions()
     progress = progress or Progress()
@@ -366,6 +379,15 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         # 2 px unsmoothed: that was its 13 px self-reenactment AKD (docs/figures/eval.md).
         landmarks = landmarks.copy()
         landmarks[idx] = smooth_landmarks(landmarks[idx], fps, opts.smoothing, opts.smooth_max_px)
+    if fitted_out is not None:
+        fitted_out[...] = np.nan
+    if target_offset is not None:
+        # the offset goes after the smoothing: it is the render's reading against the fit at
+        # those very parameters, not something the clip observed
+        off = np.asarray(target_offset, np.float64)
+        if off.shape != (T, *np.shape(landmarks)[1:]):
+            raise ValueError(f"target_offset has shape {off.shape}, expected {(T, *np.shape(landmarks)[1:])}")
+        landmarks = np.asarray(landmarks, np.float64) - np.nan_to_num(off, nan=0.0)
     proj = Projector(camera.K, camera.viewmat)
     with torch.inference_mode(), single_thread():
         # identity on frames spread over the clip
@@ -451,6 +473,8 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
             expr[ts] = state.expr.numpy()
             uv, _ = proj.project(full.points(state.coeffs(), state.pose, state.transl))
             d2 = ((uv - obs) ** 2).sum(-1).numpy()  # (B, L)
+            if fitted_out is not None:
+                fitted_out[ts] = uv.numpy()
             rmse[ts] = np.sqrt((d2[:, w_np > 0]).mean(1))
             warm = State(shape, state.expr[-1:].clone(), state.pose[-1:].clone(), state.transl[-1:].clone())
     pose = fill_gaps(pose, has_face)
@@ -464,6 +488,77 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     params = to_head_params(st, model, full)
     conf = np.where(has_face, 1.0 / (1.0 + (np.nan_to_num(rmse, nan=1e9) / CONFIDENCE_PX) ** 2), 0.0)
     return params, conf.astype(np.float32), rmse
+
+
+def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
+                             opts, reader, passes: int, progress: Progress | None = None,
+                             frames: np.ndarray | None = None, measure_last: bool = False,
+                             span: tuple[float, float] = (0.8, 0.98), outline: bool = False,
+                             crop=None, **hold) -> tuple:
+    """:func:`track_landmarks` followed by ``passes`` render-and-compare passes (face.render_compare's
+    module doc).
+
+    landmarks (T, 478, 2) px in ``camera``'s image (NaN rows: no face); opts: TrackOptions (its own
+    ``render_passes`` is not read here: ``passes`` is); reader: renders and reads HeadParams at
+    ``camera`` (face.render_compare.RenderReader); frames: the frame indices that are rendered and re-fitted
+    with their offset (default: every frame with a face; others keep the plain target. The fit of
+    a frame does not depend on the others beyond its warm start, so a caller that uses only some
+    frames, like eval's self-reenactment, renders only those; with every frame rendered and
+    ``opts.smoothing`` on, the offsets are smoothed over time as the landmarks are); measure_last: render and read the
+    final parameters once more, for ``stats`` only; outline: shift the face outline's landmarks
+    too (off by default: mediapipe places the outline by the render's silhouette, hair and shell
+    edge, and its offsets scale the whole head in the fit: d19's head moved 14.6 mm in depth on
+    average, its PSNR full fell 1.4 dB); crop: the face.crop.CropInfo that took the clip's frames
+    to ``camera``'s image, passed on to the reader (with ``opts.max_side``) so that it renders and
+    reads the whole frame as the tracker read the clip (None: the reader reads ``camera``'s
+    image); hold: track_landmarks' identity,
+    global_rotation and calibration. Returns (HeadParams, confidence (T,), rmse (T,) against the
+    shifted target, RenderCompareStats). Progress: the passes' renders report through ``progress``
+    as fractions in ``span`` (the fits as track_landmarks does), and it can cancel between frames."""
+    from .mediapipe_face import FACE_OVAL
+    from .render_compare import RenderCompareStats, mean_distance, render_offsets, sub_progress
+
+    if passes < 0:
+        raise InputError(None, f"render passes must be >= 0, got {passes}")
+    progress = progress or Progress()
+    T = len(landmarks)
+    has_face = np.asarray(has_face, bool)
+    sel = np.flatnonzero(has_face) if frames is None else np.asarray(
+        [int(i) for i in frames if 0 <= int(i) < T and has_face[int(i)]], np.int64)
+    obs = np.asarray(landmarks, np.float64)
+    fitted = np.full((T, *obs.shape[1:]), np.nan)
+    params, conf, rmse = track_landmarks(model, landmarks, has_face, camera, fps, opts, progress,
+                                         fitted_out=fitted, **hold)
+    stats = RenderCompareStats(frames=sel)
+    offset = np.zeros_like(fitted)
+    for k in range(passes + (1 if measure_last else 0)):
+        if not len(sel):
+            break
+        n = passes + (1 if measure_last else 0)
+        lo, hi = span[0] + (span[1] - span[0]) * k / n, span[0] + (span[1] - span[0]) * (k + 1) / n
+        sub = sub_progress(progress, lo, hi, k)
+        read = np.asarray(reader(params.sliced(sel), camera, sub) if crop is None else
+                          reader(params.sliced(sel), camera, sub, crop=crop, max_side=opts.max_side), np.float64)
+        if read.shape != (len(sel), *obs.shape[1:]):
+            raise ValueError(f"the render reader returned {read.shape}, expected {(len(sel), *obs.shape[1:])}")
+        stats.read.append(int(np.isfinite(read).all(axis=(1, 2)).sum()))
+        stats.render_to_obs.append(mean_distance(read, obs[sel]))
+        stats.render_to_model.append(mean_distance(read, fitted[sel]))
+        if k == passes:     # the measuring read after the last re-fit
+            break
+        # replace, not accumulate: d is the whole offset at these parameters, and the re-fit
+        # targets O - d from the clip's own reading O
+        offset[sel] = render_offsets(read, fitted[sel])
+        if not outline:
+            offset[:, list(FACE_OVAL)] = 0.0
+        if frames is None and opts.smoothing > 0 and len(sel) >= 3:
+            # every frame rendered: the renders' readings jitter as a clip's do, so the offset is
+            # smoothed as the observation was (the same filter and cap), lest the re-fit put back
+            # the jitter the smoothing took out of O
+            offset[sel] = smooth_landmarks(offset[sel], fps, opts.smoothing, opts.smooth_max_px)
+        params, conf, rmse = track_landmarks(model, landmarks, has_face, camera, fps, opts, progress,
+                                             target_offset=offset, fitted_out=fitted, **hold)
+    return params, conf, rmse, stats
 
 
 def _hand_turn_to_neck(state: State, global_rotation: torch.Tensor) -> None:
@@ -546,7 +641,7 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
                 progress: Progress | None = None, start: int = 0, end: int | None = None,
                 identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
-                calibration=None) -> Track:
+                calibration=None, reader=None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
 
     identity: (n_shape,) shape coefficients to keep (an avatar's identity, so the rig driven by
@@ -554,6 +649,8 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     global_rotation: (3,) axis-angle the global joint is held near (track_landmarks); to drive an
     avatar pass both through :func:`avatar_hold`.
     calibration: a face.calibration.LandmarkCalibration for ``model`` (see track_landmarks).
+    reader: renders and reads the driven avatar (face.render_compare.RenderReader, e.g.
+    avatar.render_compare.AvatarReader) for ``options.render_passes``; required when those are > 0.
 
     start, end: the source frame range to track (0-based, inclusive; end None = to the end).
     progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
@@ -565,6 +662,10 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
 
     t0 = time.perf_counter()
     opts = options or TrackOptions()
+    if opts.render_passes < 0:
+        raise InputError(None, f"render passes must be >= 0, got {opts.render_passes}")
+    if opts.render_passes > 0 and reader is None:
+        raise InputError(None, "render passes need the avatar the clip drives (track --avatar, retarget)")
     progress = progress or Progress()
     model = load_head_model(None) if model is None else model
     path = Path(path)
@@ -572,24 +673,28 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     with progress.stage("decode+landmarks"):
         calibrated_basis = calibration is not None and not getattr(calibration, "offset_only", False)
         settle = calibrated_basis if opts.settle is None else bool(opts.settle)
-        reader, lms, shoulders = _stream_landmarks(path, opts, progress, start, end, settle)
+        video, lms, shoulders = _stream_landmarks(path, opts, progress, start, end, settle)
     has_face = np.array([lm is not None for lm in lms])
     if not has_face.any():
         raise InputError(path, f"no face found in any of the {len(lms)} frames"
                          if start == 0 and end is None else f"no face found in frames {start}..{start + len(lms) - 1}")
-    crop = _fixed_crop(lms, reader.size)
+    crop = _fixed_crop(lms, video.size)
     camera = source_camera(CROP_SIZE)
     lm_crop = np.full((len(lms), 478, 2), np.nan, np.float32)
     for t, lm in enumerate(lms):
         if lm is not None:
             lm_crop[t] = crop.to_crop(lm)
     with progress.stage("fit"):
-        params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, reader.fps, opts, progress,
-                                           identity, global_rotation, calibration=calibration)
+        hold = {"identity": identity, "global_rotation": global_rotation, "calibration": calibration}
+        if opts.render_passes > 0:
+            params, conf, _, _ = track_with_render_passes(model, lm_crop, has_face, camera, video.fps, opts,
+                                                          reader, opts.render_passes, progress, crop=crop, **hold)
+        else:
+            params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, video.fps, opts, progress, **hold)
         if shoulders is not None:
             params = with_torso_channel(params, shoulders, crop, camera, model)
     progress.report(1.0, "done")
-    return Track(params=params, fps=reader.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
+    return Track(params=params, fps=video.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),
                  source=path.name if start == 0 and end is None else f"{path.name}[{start}:{start + len(lms)}]",
                  smoothing=opts.smoothing, seconds=time.perf_counter() - t0,

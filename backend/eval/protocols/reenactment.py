@@ -46,6 +46,7 @@ class ReenactmentOptions:
     track: dict[str, Any] = field(default_factory=dict)   # TrackOptions overrides
     calibrate: bool = False         # self-reenactment: track with the tracker calibrated to the avatar
     tracker_offsets: str = ""       # self-reenactment: the tracker's landmark offsets to the avatar: "", "full", "depth"
+    render_passes: int = 0          # self-reenactment: render-and-compare passes (face.render_compare) on the kept frames
 
 
 @dataclass
@@ -110,7 +111,12 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
     avatar (avatar.calibrate.landmark_offsets: where mediapipe reads the avatar's features against
     the embedding's points, in 3D from three neck turns; "depth": their depth only), so the fit
     puts the avatar's features, not the embedding's points, on the clip's. Off by default: measured
-    on the shared clips they lower AKD but cost whole-frame or mouth PSNR (docs/figures/eval.md)."""
+    on the shared clips they lower AKD but cost whole-frame or mouth PSNR (docs/figures/eval.md).
+    With ``opts.render_passes`` the fit is followed by that many render-and-compare passes
+    (face.render_compare.track_with_render_passes, avatar.render_compare.AvatarReader at the finest
+    LOD scored): only the kept frames are rendered and re-fitted (a frame's fit does not depend on
+    the others beyond its warm start, and only those are scored), as the product would with every
+    frame."""
     from ...face.crop import apply_crop
     from ...face.track import TrackOptions, avatar_hold, track_landmarks
     from ...face.video import iter_video
@@ -127,8 +133,18 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
             raise ValueError(f"tracker_offsets must be '', 'full' or 'depth', got {opts.tracker_offsets!r}")
         hold["calibration"] = landmark_offsets(build.avatar, build.model, backend=opts.render_backend,
                                                depth_only=opts.tracker_offsets == "depth")
-    params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
-                                   TrackOptions(**opts.track), **hold)
+    if opts.render_passes:
+        from ...avatar.render_compare import AvatarReader
+        from ...face.track import track_with_render_passes
+
+        reader = AvatarReader(build.avatar, build.model, max(opts.lods), backend=opts.render_backend)
+        kept = np.array(sorted(i for i in clip.frames if i > 0), np.int64)
+        params, _, _, _ = track_with_render_passes(build.model, lm, track.has_face, build.avatar.camera, track.fps,
+                                                   TrackOptions(**opts.track), reader, opts.render_passes,
+                                                   frames=kept, crop=crop, **hold)
+    else:
+        params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
+                                       TrackOptions(**opts.track), **hold)
     if getattr(track, "shoulders", None) is not None:  # the torso channel, in the avatar's camera
         from ...face.track import with_torso_channel
         params = with_torso_channel(params, track.shoulders, crop, build.avatar.camera, build.model)

@@ -1,0 +1,71 @@
+"""Render-and-compare passes: fit a clip so that the avatar's *render* is read where the clip was.
+
+The tracker fits the head model's landmarks M(p) to mediapipe's reading O of each frame. Driving an
+avatar with those parameters, mediapipe reads the avatar's render R(p) elsewhere: the avatar's
+painted features do not sit where the landmark embedding puts them, and they slide against it as
+the head turns (docs/figures/eval.md, "Where the AKD comes from"). A pass renders the avatar at each
+frame's fitted parameters (the same camera the fit used), reads the renders with mediapipe, takes
+the per-frame offset d = R(p) - M(p) and fits the frame again to O - d, with the tracker's own
+solver and options (identity kept, bounds, smoothing of O as usual). If d changes little between
+p and the re-fit, the re-fit's render is read at R ~= M + d ~= O. A second pass measures d again at
+the new parameters (a fixed-point iteration).
+
+The loop is face.track.track_with_render_passes (beside the fit it repeats; this module holds its
+parts and imports nothing of the tracker). It needs no avatar: the rendering and reading come in as
+a :data:`RenderReader` (backend.avatar.render_compare.AvatarReader renders the avatar with the
+backend splatter and reads it as the tracker reads frames), so the face package stays below the
+avatar package and the loop can be tested with any reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..head.params import HeadParams
+
+#: reads renders: (HeadParams of F frames, the fit's Camera, progress) -> (F, 478, 2) float px in that
+#: camera's image, NaN rows where mediapipe found no face; called with keywords crop= (CropInfo) and
+#: max_side= as well where the caller knows the source frame the fit's image was cut from
+RenderReader = Callable[["HeadParams", object, Progress], np.ndarray]
+
+
+@dataclass
+class RenderCompareStats:
+    """What the passes did. frames: (F,) the frames rendered; per pass k (0 = the plain fit's
+    parameters, k = the k-th re-fit's; the last only when measured): render_to_obs[k] mean
+    |R - O| and render_to_model[k] mean |R - M| over the frames' 478 landmarks (px at the fit's
+    camera), read[k] how many of the F renders mediapipe read."""
+
+    frames: np.ndarray
+    render_to_obs: list[float] = field(default_factory=list)
+    render_to_model: list[float] = field(default_factory=list)
+    read: list[int] = field(default_factory=list)
+
+
+def mean_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean 2-D distance between (..., L, 2) landmark sets over the rows both have (NaN-aware)."""
+    d = np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=-1)
+    return float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
+
+
+def render_offsets(read: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """(F, L, 2) d = R - M: where mediapipe read each render (``read`` (F, L, 2), NaN rows: no face)
+    against the fitted landmark model's projection ``fitted`` (F, L, 2), both px; 0 where the
+    render was not read (that frame is fitted as before)."""
+    d = np.asarray(read, np.float64) - np.asarray(fitted, np.float64)
+    return np.where(np.isfinite(d), d, 0.0)
+
+
+def sub_progress(progress: Progress, lo: float, hi: float, k: int) -> Progress:
+    """A Progress forwarding a reader's fractions in [0, 1] as [lo, hi] of ``progress`` (same
+    cancellation), its messages prefixed with the pass."""
+    def cb(f: float, message: str) -> None:
+        progress.report(lo + (hi - lo) * f, f"render pass {k + 1}: {message}")
+
+    return Progress(callback=cb, should_cancel=progress.should_cancel)

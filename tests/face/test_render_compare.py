@@ -1,0 +1,179 @@
+"""The tracker's render-and-compare passes (face/render_compare.py), without an avatar.
+
+"The render read by mediapipe" is here the stand-in's landmark embedding moved by a known rest-frame
+offset per landmark, depth included (the avatar's painted features off the embedding's points: they
+slide against it when the head turns, so the offset in the image depends on the parameters). The
+clip is that "render" at known head turns and expressions; the plain fit puts the embedding on the
+clip, so its "render" misses the clip; the passes must bring the render onto it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from backend.errors import InputError
+from backend.face import source_camera
+from backend.face.calibration import offset_calibration
+from backend.face.fit import JOINT_NECK
+from backend.face.landmark_model import LandmarkModel
+from backend.face.render_compare import mean_distance, render_offsets
+from backend.face.solver import Projector
+from backend.face.track import TrackOptions, track_landmarks, track_with_render_passes
+from backend.progress import Progress
+
+
+@pytest.fixture(scope="module")
+def model():
+    from backend.head.loader import load_head_model
+
+    return load_head_model(None)
+
+
+@pytest.fixture(scope="module")
+def seen(model) -> LandmarkModel:
+    """The stand-in's landmarks as the fake 'render' shows them: about 1 mm off in the image plane
+    and 3 mm in depth per landmark, plus 4 mm of depth common to all."""
+    lmm = LandmarkModel.from_model(model)
+    rng = np.random.default_rng(0)
+    off = rng.normal(0, 1e-3, (lmm.n_landmarks, 3))
+    off[:, 2] = rng.normal(0, 3e-3, lmm.n_landmarks) + 4e-3
+    off[~lmm.valid] = 0.0
+    return offset_calibration(lmm, off, tuple(model.expr_names)).apply(lmm)
+
+
+def _pixels(m: LandmarkModel, shape, expr, pose, transl) -> np.ndarray:
+    """(T, L, 2) source-camera px of ``m`` at the given (T-frame) coefficients and joints."""
+    cam = source_camera()
+    f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    T = len(pose)
+    c = torch.cat([f64(shape)[: m.n_shape][None].expand(T, -1), f64(expr)[:, : m.n_expr]], 1)
+    uv, _ = Projector(cam.K, cam.viewmat).project(m.points(c, f64(pose), f64(transl)))
+    return uv.numpy()
+
+
+class FakeReader:
+    """A RenderReader reading ``m``'s landmarks at the parameters (no render), counting calls."""
+
+    def __init__(self, m: LandmarkModel, lose: int | None = None) -> None:
+        self.m, self.calls, self.frames, self.lose = m, 0, [], lose
+
+    def __call__(self, params, camera, progress: Progress) -> np.ndarray:
+        self.calls += 1
+        self.frames.append(params.n_frames)
+        out = _pixels(self.m, params.shape, params.expr, params.pose, params.transl)
+        if self.lose is not None:           # mediapipe finds no face on this render
+            out[self.lose] = np.nan
+        for i in range(params.n_frames):
+            progress.report((i + 1) / params.n_frames, "read")
+        return out
+
+
+def _clip(model, seen: LandmarkModel, T: int = 9):
+    yaw = np.radians(np.linspace(-25.0, 25.0, T))
+    pose = np.zeros((T, 5, 3))
+    pose[:, JOINT_NECK, 1] = yaw
+    expr = np.zeros((T, model.n_expr))
+    rng = np.random.default_rng(1)
+    expr[:, :8] = rng.uniform(0.0, 0.5, (T, 8))
+    return _pixels(seen, np.zeros(model.n_shape), expr, pose, np.zeros((T, 3))).astype(np.float32)
+
+
+HOLD = {"global_rotation": np.zeros(3)}
+
+
+def test_render_offsets_is_read_minus_fitted_and_zero_where_unread():
+    read = np.array([[[1.0, 2.0]], [[np.nan, np.nan]]])
+    fitted = np.array([[[0.5, 2.5]], [[3.0, 4.0]]])
+    np.testing.assert_allclose(render_offsets(read, fitted), [[[0.5, -0.5]], [[0.0, 0.0]]])
+    assert mean_distance(read, fitted) == pytest.approx(np.hypot(0.5, 0.5))
+
+
+def test_passes_bring_the_render_onto_the_clip(model, seen):
+    obs = _clip(model, seen)
+    T = len(obs)
+    has = np.ones(T, bool)
+    cam = source_camera()
+    opts = TrackOptions(smoothing=0.0)
+    hold = {**HOLD, "identity": np.zeros(model.n_shape)}
+    reader = FakeReader(seen)
+    reports = []
+    prog = Progress(callback=lambda f, m: reports.append((f, m)))
+    _, _, _, st = track_with_render_passes(model, obs, has, cam, 25.0, opts, reader, 2, prog,
+                                           measure_last=True, outline=True, **hold)
+    # |R - O| after each pass: the plain fit's render misses the clip by the offsets' size; each
+    # pass takes most of it away
+    r = st.render_to_obs
+    assert len(r) == 3 and reader.calls == 3 and st.read == [T, T, T]
+    assert r[0] > 1.5, r
+    assert r[1] < 0.35 * r[0], r
+    assert r[2] < r[1] < 0.1 * r[0], r
+    # the plain fit's render-to-model distance is the offsets themselves
+    assert st.render_to_model[0] > 1.5
+    assert any("render pass 2" in m for _, m in reports)
+    assert all(0.0 <= f <= 1.0 for f, _ in reports)
+    # by default the face outline keeps its plain target: the rest still comes onto the clip, the
+    # outline's own offset stays
+    _, _, _, st_def = track_with_render_passes(model, obs, has, cam, 25.0, opts, FakeReader(seen), 1,
+                                               measure_last=True, **hold)
+    assert r[1] < st_def.render_to_obs[1] < 0.35 * r[0], (r, st_def.render_to_obs)
+    # passes = 0 is the plain fit
+    plain, _, _ = track_landmarks(model, obs, has, cam, 25.0, opts, **hold)
+    p0, _, _, st0 = track_with_render_passes(model, obs, has, cam, 25.0, opts, reader, 0, **hold)
+    np.testing.assert_array_equal(p0.pose, plain.pose)
+    assert st0.render_to_obs == []
+
+
+def test_only_the_chosen_frames_are_rendered_and_refitted(model, seen):
+    obs = _clip(model, seen)
+    T = len(obs)
+    has = np.ones(T, bool)
+    has[4] = False
+    obs[4] = np.nan
+    cam = source_camera()
+    opts = TrackOptions(smoothing=0.0)
+    hold = {**HOLD, "identity": np.zeros(model.n_shape)}
+    plain, _, _ = track_landmarks(model, obs, has, cam, 25.0, opts, **hold)
+    reader = FakeReader(seen, lose=1)       # the second chosen frame's render shows no face
+    frames = np.array([2, 4, 6, 8])          # frame 4 has no face: not rendered
+    p, _, _, st = track_with_render_passes(model, obs, has, cam, 25.0, opts, reader, 1, frames=frames, **hold)
+    np.testing.assert_array_equal(st.frames, [2, 6, 8])
+    assert reader.frames == [3] and st.read == [2]
+    moved = np.abs(p.pose - plain.pose).max(axis=(1, 2)) > 1e-4
+    assert moved[[2, 8]].all()
+    # unread frame 6 and the frames not chosen keep the plain target (only the warm start differs)
+    assert not moved[[0, 1, 6]].any(), np.abs(p.pose - plain.pose).max(axis=(1, 2))
+
+
+def test_track_video_refuses_passes_without_an_avatar(tmp_path):
+    from backend.face.track import track_video
+
+    with pytest.raises(InputError, match="render passes need the avatar"):
+        track_video(tmp_path / "none.mp4", None, TrackOptions(render_passes=1))
+    with pytest.raises(InputError, match=">= 0"):
+        track_video(tmp_path / "none.mp4", None, TrackOptions(render_passes=-1), reader=FakeReader(None))
+
+
+def test_the_offsets_are_smoothed_like_the_observation_when_every_frame_is_rendered(model, seen):
+    """A reader whose readings jitter (as mediapipe's do from frame to frame): with the tracker's
+    smoothing on, the re-fitted head moves less from frame to frame than without it."""
+    obs = _clip(model, seen, T=15)
+    T = len(obs)
+    has = np.ones(T, bool)
+    cam = source_camera()
+    hold = {**HOLD, "identity": np.zeros(model.n_shape)}
+    rng = np.random.default_rng(3)
+    jitter = rng.normal(0.0, 0.4, (T, 1, 2))            # px: the whole face read off by a jitter
+
+    class Jittery(FakeReader):
+        def __call__(self, params, camera, progress):
+            return super().__call__(params, camera, progress) + jitter[: params.n_frames]
+
+    def wobble(smoothing: float) -> float:
+        opts = TrackOptions(smoothing=smoothing, smooth_max_px=0.5)
+        p, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, Jittery(seen), 1, outline=True,
+                                              **hold)
+        return float(np.abs(np.diff(p.transl[:, :2], 2, axis=0)).mean())
+
+    assert wobble(2.0) < 0.8 * wobble(0.0)

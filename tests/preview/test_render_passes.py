@@ -1,0 +1,142 @@
+"""The tracker's render-and-compare passes with a real avatar (face/render_compare.py with
+avatar/render_compare.py's AvatarReader): on the synthetic clip of the astronaut avatar, the passes
+bring mediapipe's reading of the avatar's render closer to its reading of the clip; the CLI flags
+reach them, and asking for them without an avatar is a clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.cli import main
+from synthetic import synthetic_clip
+
+
+def test_render_passes_bring_the_avatars_render_onto_the_clip(astronaut, preview_assets):
+    from backend.avatar.render_compare import AvatarReader
+    from backend.face.track import track_with_render_passes
+    from backend.face.track import TrackOptions, avatar_hold, track_video
+
+    avatar, model, _ = astronaut
+    clip = synthetic_clip(preview_assets)
+    hold = avatar_hold(avatar.params.shape, avatar.params.pose)
+    track = track_video(clip.path, model, TrackOptions(torso=False), **hold)
+    reader = AvatarReader(avatar, model)
+    opts = TrackOptions(torso=False)
+    params, conf, _, st = track_with_render_passes(model, track.landmarks, track.has_face, track.camera, track.fps,
+                                                   opts, reader, 1, measure_last=True, **hold)
+    assert st.read == [clip.params.n_frames] * 2            # every render was read
+    before, after = st.render_to_obs
+    # the plain fit's render is read off the clip (the avatar's painted features against the
+    # embedding's points); one pass takes a good part of that away
+    assert before > 0.5, st.render_to_obs
+    assert after < 0.75 * before, st.render_to_obs
+    assert params.n_frames == clip.params.n_frames and np.isfinite(params.pose).all()
+    assert (conf > 0).all()
+    # the jaw still follows the clip's known opening
+    from synthetic import JAW, JAW_AXIS, pearson
+
+    assert pearson(params.pose[:, JAW, JAW_AXIS], clip.jaw) > 0.8
+    # the reader renders at the camera it is given, watermarked
+    img = reader.render(params.sliced(np.arange(2)), track.camera)
+    assert img.shape == (2, track.camera.height, track.camera.width, 3) and img.dtype == np.uint8
+
+
+def test_track_cli_render_passes_change_the_fit(astronaut, preview_assets, tmp_path):
+    from backend.face.track import Track
+
+    _, _, path = astronaut
+    clip = synthetic_clip(preview_assets)
+    base = ["track", str(clip.path), "--avatar", str(path), "--smoothing", "0", "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "plain.npz")]) == 0
+    assert main([*base, "-o", str(tmp_path / "passes.npz"), "--render-passes", "1"]) == 0
+    plain, passes = Track.load(tmp_path / "plain.npz").params, Track.load(tmp_path / "passes.npz").params
+    np.testing.assert_array_equal(plain.shape, passes.shape)          # the avatar's identity, both
+    assert np.abs(plain.pose - passes.pose).max() > 1e-4               # the passes moved the fit
+
+
+def test_render_passes_without_an_avatar_are_refused(tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    assert main(["track", str(tmp_path / "clip.mp4"), "-o", str(out), "--render-passes", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "--render-passes needs --avatar" in err and "Traceback" not in err
+    assert main(["track", str(tmp_path / "clip.mp4"), "-o", str(out), "--render-passes", "-1",
+                 "--avatar", str(tmp_path / "a.omgavatar")]) == 1
+    assert ">= 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_retarget_render_passes_need_the_avatars_identity(astronaut, preview_assets, tmp_path):
+    _, _, path = astronaut
+    clip = synthetic_clip(preview_assets)
+    with pytest.raises(SystemExit, match="identity kept"):
+        main(["retarget", str(path), str(clip.path), "-o", str(tmp_path / "o.mp4"), "--render-passes", "1",
+              "--no-keep-identity"])
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_eval_and_bench_parse_render_passes():
+    from backend.cli import build_parser
+    from backend.commands.bench import load_benchmark
+
+    p = build_parser()
+    assert p.parse_args(["eval", "--media", "m", "--render-passes", "2"]).render_passes == 2
+    assert p.parse_args(["eval", "--media", "m"]).render_passes == 0
+    import argparse
+
+    bp = argparse.ArgumentParser()
+    load_benchmark("arkit").add_arguments(bp)
+    assert bp.parse_args(["--render-passes", "1"]).render_passes == 1
+    assert bp.parse_args([]).render_passes == 0
+    assert p.parse_args(["retarget", "a", "v", "--render-passes", "1"]).render_passes == 1
+
+
+def test_frame_camera_projects_where_the_crop_maps_back():
+    """AvatarReader.frame_camera: a point seen by the fit's (crop) camera lands, in the whole source
+    frame's camera (downscaled as the tracker reads it), where the crop maps that pixel back."""
+    from backend.avatar.render_compare import AvatarReader
+    from backend.face.crop import CropInfo, source_camera
+
+    cam = source_camera()
+    crop = CropInfo(x0=-40, y0=130, side=700, size=512, source_size=(1920, 1080))
+    view, s = AvatarReader.frame_camera(cam, crop, max_side=1280)
+    assert (view.width, view.height) == (1280, 720) and s == pytest.approx(1280 / 1920)
+    pts = np.random.default_rng(0).normal(0, 0.05, (50, 3)).astype(np.float32)
+    uv_crop, _ = cam.project(pts)
+    uv_frame, _ = view.project(pts)
+    np.testing.assert_allclose(uv_frame / s, crop.to_source(uv_crop), atol=1e-3)
+    full, s1 = AvatarReader.frame_camera(cam, crop)
+    assert (full.width, full.height, s1) == (1920, 1080, 1.0)
+
+
+def test_self_reenactment_refit_renders_only_the_kept_frames(astronaut, preview_assets, monkeypatch):
+    """eval's refit_for_avatar with ReenactmentOptions.render_passes: the kept (scored) frames are
+    rendered, read in the whole source frame (the photo's crop passed on) and re-fitted; the
+    others keep the plain fit's target."""
+    from types import SimpleNamespace
+
+    from backend.avatar import render_compare as arc
+    from backend.eval.protocols.reenactment import ReenactmentOptions, refit_for_avatar
+    from backend.face.track import TrackOptions, track_video
+
+    avatar, model, _ = astronaut
+    clip = synthetic_clip(preview_assets)
+    track = track_video(clip.path, model, TrackOptions(torso=False))
+    calls = []
+    real = arc.AvatarReader.__call__
+
+    def spy(self, params, camera, progress=None, crop=None, max_side=None):
+        calls.append((params.n_frames, crop, max_side))
+        return real(self, params, camera, progress, crop=crop, max_side=max_side)
+
+    monkeypatch.setattr(arc.AvatarReader, "__call__", spy)
+    kept = {0: None, 8: None, 16: None}
+    tc = SimpleNamespace(track=track, frames=kept, path=None)
+    build = SimpleNamespace(avatar=avatar, model=model, observation=SimpleNamespace(crop=track.crop))
+    plain, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,)))
+    assert calls == []
+    passes, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,), render_passes=1))
+    assert [(n, c) for n, c, _ in calls] == [(2, track.crop)]     # frames 8 and 16, frame 0 is the photo
+    moved = np.abs(passes.pose - plain.pose).max(axis=(1, 2))
+    assert moved[[8, 16]].min() > 1e-4
+    assert moved[[1, 2, 3]].max() < 0.2 * moved[[8, 16]].min()    # not rendered: only the batch solve differs
