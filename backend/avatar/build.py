@@ -375,13 +375,6 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             image, name = _resolve_photo(photo)
         else:
             obs, fit, name = prepared
-    if prepared is None:
-        with progress.stage("detect"):
-            progress.report(0.03, "finding the face")
-            with shared_analyzer() as analyzer:
-                # the matte is refined below, beside the fit (it needs only the photo)
-                obs = analyzer.analyze(image, refine_mask=False)
-    photo512 = to_float(obs.image512)
     from concurrent.futures import ThreadPoolExecutor
 
     def matte_and_person() -> tuple[np.ndarray, np.ndarray, MatteFields | None]:
@@ -394,13 +387,22 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             fields.pull_fields()
         return mask, foreground_colors(photo512, mask), fields
 
-    # while the head model is fitted (one core, Python-bound: torch's small operations), a second
-    # thread makes what needs only the photo or only the topology: the portrait matte (GrabCut and
-    # the guided filter: OpenCV and numpy, which release the GIL), the person's colours and the
-    # head sampling's edges, regions and Laplacians per LOD
+    # a second thread makes what needs only the topology or only the photo: the head sampling's
+    # edges, regions and Laplacians per LOD while the face is detected (they need the head model
+    # alone; made after the fit, they were a wait of their own before the sampling), then, while
+    # the head model is fitted (one core, Python-bound: torch's small operations), the portrait
+    # matte (GrabCut and the guided filter: OpenCV and numpy, which release the GIL) and the
+    # person's colours
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-prep") as prep:
-        person_job = prep.submit(matte_and_person)
         topology_job = prep.submit(head_topology, model, levels) if opts.method == "analytic" else None
+        if prepared is None:
+            with progress.stage("detect"):
+                progress.report(0.03, "finding the face")
+                with shared_analyzer() as analyzer:
+                    # the matte is refined below, beside the fit (it needs only the photo)
+                    obs = analyzer.analyze(image, refine_mask=False)
+        photo512 = to_float(obs.image512)
+        person_job = prep.submit(matte_and_person)
         if prepared is None:
             with progress.stage("fit"):
                 progress.report(0.1, "fitting the head model")
