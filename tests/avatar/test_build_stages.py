@@ -157,19 +157,33 @@ def test_silhouette_fit_with_fields_made_beforehand_equals_fields_made_inside(un
 
 def test_previews_written_on_two_threads_equal_one_after_another(tmp_path, unfitted):
     """write_previews stamps and encodes the four PNGs on two threads: the same bytes as saving
-    the same renders one after another."""
-    from backend.avatar.outputs import preview_images, write_previews
+    the same renders one after another. They are encoded at the preview loop's zlib level
+    (PREVIEW_PNG_COMPRESS_LEVEL 1, not Pillow's default 6): the same pixels and text chunks as at
+    level 6, in files at most a quarter larger."""
+    from PIL import Image
+
+    from backend.avatar.outputs import PREVIEW_PNG_COMPRESS_LEVEL, preview_images, write_previews
+    from backend.preview.output import PNG_COMPRESS_LEVEL
     from backend.render.watermark import save_png
 
+    assert PREVIEW_PNG_COMPRESS_LEVEL == PNG_COMPRESS_LEVEL == 1
     r = unfitted
-    (tmp_path / "pool").mkdir()
-    (tmp_path / "one").mkdir()
+    for d in ("pool", "one", "six"):
+        (tmp_path / d).mkdir()
     paths = write_previews(r.avatar, r.model, tmp_path / "pool", "a", 0)
     for name, img in preview_images(r.avatar, r.model, 0).items():
-        save_png(tmp_path / "one" / f"a_preview_{name}.png", img, extra_text={"omg:view": name, "omg:lod": "0"})
+        text = {"omg:view": name, "omg:lod": "0"}
+        save_png(tmp_path / "one" / f"a_preview_{name}.png", img, extra_text=text, compress_level=1)
+        save_png(tmp_path / "six" / f"a_preview_{name}.png", img, extra_text=text)
     assert [p.name for p in paths] == [f"a_preview_{n}.png" for n in ("source", "yaw-30", "yaw+30", "expression")]
     for p in paths:
         assert p.read_bytes() == (tmp_path / "one" / p.name).read_bytes(), p.name
+        six = tmp_path / "six" / p.name
+        assert p.read_bytes() != six.read_bytes()
+        with Image.open(p) as a, Image.open(six) as b:
+            assert a.text == b.text and a.text["omg:view"] in p.name
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert six.stat().st_size < p.stat().st_size < 1.25 * six.stat().st_size, p.name
 
 
 def test_previews_use_the_kernel_the_build_preloads(monkeypatch, unfitted):
