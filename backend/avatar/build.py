@@ -165,6 +165,13 @@ def _import_sampling_modules() -> None:
     limit_new_blas()  # scipy's own OpenBLAS loaded just now: one thread, as numpy's (blas_threads.py)
 
 
+def _exact_splat_needed(opts: BuildOptions) -> bool:
+    """Whether a build renders with the exact splat kernels (source-view metrics, refinement or
+    the automatic refinement's timing renders): the previews use the 8-lane kernel, so a build
+    without either does not preload the exact ones (render.preload)."""
+    return bool(opts.metrics) or opts.refine is not False
+
+
 @dataclass
 class LevelTopology:
     """What the sampling of one LOD needs that depends on the head model's topology alone:
@@ -367,7 +374,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         from .synthesis_kernels import preload as preload_synthesis_kernels
 
         preload_kernels_async(preload_pose_kernels, _import_sampling_modules, preload_synthesis_kernels,
-                              preload_silhouette_kernels)
+                              preload_silhouette_kernels, exact=_exact_splat_needed(opts))
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
         model = load_head_model(opts.head_model)

@@ -16,8 +16,13 @@ from typing import Callable
 import numpy as np
 
 
-def preload_kernels() -> None:
-    """Call the depth-buffer, splat and frame-conversion kernels once on tiny inputs of the real dtypes."""
+def preload_kernels(exact: bool = True) -> None:
+    """Call the depth-buffer, splat and frame-conversion kernels once on tiny inputs of the real dtypes.
+
+    ``exact``: also the exact splat kernels (with depth), which source-view renders and the
+    refinement use; a build that does neither (no refinement, no metrics) skips them: loading them
+    took ~55 ms of Python-bound CPU on the preload thread while detection and the fit, themselves
+    Python-bound, waited for the GIL (the previews' 8-lane kernel is preloaded either way)."""
     import torch
 
     from .camera import Camera
@@ -31,20 +36,21 @@ def preload_kernels() -> None:
 
     to_uint8(np.zeros((1, 2, 2, 3), np.float32))
     with torch.no_grad():
-        splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
-              np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")
+        if exact:
+            splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
+                  np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")
         # the previews' call: RGB over a background, the 8-lane kernel (PreviewOptions.simd)
         splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
               np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu", depth=False, simd=True)
 
 
-def preload_kernels_async(*also: Callable[[], None]) -> threading.Thread:
-    """Start :func:`preload_kernels`, then each of ``also`` (callers' own kernel warm-ups, e.g. the
-    posing kernels of backend.avatar), on a daemon thread; join it to wait (errors are ignored:
-    the real first call raises them where they can be reported)."""
+def preload_kernels_async(*also: Callable[[], None], exact: bool = True) -> threading.Thread:
+    """Start :func:`preload_kernels` (``exact`` as there), then each of ``also`` (callers' own kernel
+    warm-ups, e.g. the posing kernels of backend.avatar), on a daemon thread; join it to wait
+    (errors are ignored: the real first call raises them where they can be reported)."""
 
     def run() -> None:
-        for f in (preload_kernels, *also):
+        for f in (lambda: preload_kernels(exact), *also):
             try:
                 f()
             except Exception:  # noqa: BLE001 - only a warm-up
