@@ -366,15 +366,29 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             raise ValueError("method 'learned' needs the learned reconstructor (backend.model.reconstruct_avatar)")
     t_start = time.perf_counter()
 
+    preview_kernels: Callable[[], Any] | None = None   # starts the previews' kernel preload (below)
+    preview_preload = None
     if opts.method == "analytic":  # the kernels load on the other core while the photo, the head
         # model and mediapipe load and the face is detected
-        from ..render.preload import preload_kernels_async
+        from ..render.preload import preload_kernels_async, preload_splat_kernels, run_async
         from .pose_kernels import preload as preload_pose_kernels
         from .silhouette_kernels import preload as preload_silhouette_kernels
         from .synthesis_kernels import preload as preload_synthesis_kernels
 
-        preload_kernels_async(preload_pose_kernels, _import_sampling_modules, preload_synthesis_kernels,
-                              preload_silhouette_kernels, exact=_exact_splat_needed(opts))
+        if _exact_splat_needed(opts):  # the source view is rendered right after the sampling
+            preload_kernels_async(preload_pose_kernels, _import_sampling_modules, preload_synthesis_kernels,
+                                  preload_silhouette_kernels)
+        else:
+            # Only the previews splat (and pose with the numba kernels), at the very end: their
+            # kernels load once the sampling starts. Detection and the fit are bound by the GIL (their
+            # Python work, mediapipe's and numba's start-up take turns on it), the sampling threads
+            # mostly run numpy without it: ~90 ms of Python-bound loading moves out of the former.
+            preload_kernels_async(_import_sampling_modules, preload_synthesis_kernels, preload_silhouette_kernels,
+                                  splat=False)
+
+            def preview_kernels():
+                return run_async(lambda: preload_splat_kernels(exact=False), preload_pose_kernels,
+                                 name="omg-preview-preload")
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
         model = load_head_model(opts.head_model)
@@ -433,6 +447,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         # meanwhile, from their own copies of the images (numpy, torch and the depth-buffer kernel
         # release the GIL; neither side runs a parallel numba kernel, which must not be launched
         # from two threads at once)
+        if preview_kernels is not None:
+            preview_preload = preview_kernels()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-parts") as pool:
             parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
                                     np.array(obs.landmarks, copy=True), opts)
@@ -500,6 +516,10 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             for l in levels:
                 metrics[l].update(ref[l])
     avatar.options["refined"] = bool(any(steps_run.values()))
+    if preview_preload is not None:
+        # done long before in a warm install; in a fresh one it compiles them for the previews, which
+        # must not launch their parallel kernels while it runs one (numba's workqueue layer)
+        preview_preload.join()
     seconds = dict(progress.stage_seconds)
     seconds["total"] = time.perf_counter() - t_start
     progress.report(1.0, "done")
