@@ -468,8 +468,9 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
 
     if opts.fit_silhouette:
         # no Gaussian footprint beyond the person: the matte is a one-view visual hull
+        # on both cores: it runs alone, after the sampling (each LOD's head and the parts apart)
         avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels, SilhouetteOptions(),
-                                                               colors=person, fields=matte_fields)
+                                                               colors=person, fields=matte_fields, workers=2)
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}
     face_mask = None  # the source-view metrics' face region, made only when they are measured

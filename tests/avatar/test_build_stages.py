@@ -128,6 +128,41 @@ def test_silhouette_fit_of_the_head_alone_with_shared_fields_equals_the_whole_se
         np.testing.assert_array_equal(head.offsets, whole.offsets[:n])
 
 
+def test_silhouette_fit_of_the_parts_alone_and_on_two_threads_equals_the_whole_set(unfitted):
+    """fit_avatar_to_matte fits the parts apart from the finest head (posed by pose_parts, as
+    pose() poses them): their rows of the whole finest set's fit; and with workers=2 (the build's,
+    each LOD's head and the parts on two threads) the avatar equals the one-thread fit's."""
+    import copy
+
+    from backend.avatar.posing import pose_parts, posed_set
+    from backend.avatar.silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte, fit_to_matte
+
+    av, model = unfitted.avatar, unfitted.model
+    matte = np.asarray(unfitted.observation.mask, np.float32)
+    o = SilhouetteOptions()
+    fields = MatteFields(matte, o)
+    n = len(av.lods[1])
+    whole = fit_to_matte(posed_set(av, model, av.params, 1), av.camera, matte, o, n_head=n, fields=fields)
+    means = pose_parts(av, model, av.params.frame(0))[0][0]
+    np.testing.assert_array_equal(means, posed_set(av, model, av.params, 1).means[n:])
+    parts = fit_to_matte(av.parts_set().with_means(means), av.camera, matte, o, n_head=0, fields=fields)
+    assert (parts.scale_factor < 1).sum() > 100 and parts.carved.sum() > 10 and not parts.pulled.any()
+    np.testing.assert_array_equal(parts.scale_factor, whole.scale_factor[n:])
+    np.testing.assert_array_equal(parts.carved, whole.carved[n:])
+    one, two = copy.deepcopy(av), copy.deepcopy(av)
+    colors = np.asarray(unfitted.observation.image512, np.float32) / 255.0
+    counts = fit_avatar_to_matte(one, model, matte, [0, 1], o, colors=colors)
+    assert counts == fit_avatar_to_matte(two, model, matte, [0, 1], o, colors=colors, workers=2)
+    assert counts["pulled"] > 50
+    for lvl in (0, 1):
+        for attr in ("means", "scales", "opacities", "colors"):
+            np.testing.assert_array_equal(getattr(one.lods[lvl], attr), getattr(two.lods[lvl], attr))
+        np.testing.assert_array_equal(one.lod_offsets[lvl], two.lod_offsets[lvl])
+    for p, q in zip(one.parts, two.parts):
+        np.testing.assert_array_equal(p.gaussians.scales, q.gaussians.scales)
+        np.testing.assert_array_equal(p.gaussians.opacities, q.gaussians.opacities)
+
+
 def test_silhouette_fit_with_fields_made_beforehand_equals_fields_made_inside(unfitted):
     """The build makes the matte's distance fields while the head model is fitted and hands them
     to fit_avatar_to_matte: the same avatar as fields made inside; fields of other options are
