@@ -253,33 +253,45 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
     stretch = vertex_max_stretch(len(rest), edges, edge_stretch)
     mouth = mouth_interior(model, rest, stretch)
     lids, lid_ref, around_eyes = eyelid_vertices(model, rest, U, opts.eyes) if opts.eyes.enabled else (None,) * 3
-    sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
-                       topo.regions, mirror_indices(rest, spacing), mouth, opts.sampling,
-                       x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref, laplacian=topo.laplacian)
-    if opts.mouth.enabled:
-        # the mouth parts fill the opening: the band between the lips turns transparent and
-        # the lips grow only with their own edges' stretch (not the band's), so an opened
-        # jaw shows teeth and cavity instead of lip colour smeared across the gap
-        lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
-        grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], edge_stretch[lip]), np.zeros_like(mouth),
-                              opts.attributes)
-    else:
-        grow = capped_stretch(stretch, mouth, opts.attributes)
-    quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)
-    if opts.mouth.enabled:
-        opac[mouth] = 0.0
-    if lids is not None and around_eyes.any():
-        # a blink pulls the upper lid's rows apart over the eye: grown by that stretch they
-        # close without gaps (the eyeball's iris must not show between them); the lid
-        # Gaussians hidden behind the eyeball at rest grow further, for free
-        sel = np.flatnonzero(around_eyes)
-        # only the edges at these vertices decide their stretch: measuring those alone
-        # gives the same values without stretching the whole mesh's edges per expression
-        near = edges[around_eyes[edges[:, 0]] | around_eyes[edges[:, 1]]]
-        k = np.clip(expression_stretch(model, rest, U, near)[sel], 1.0, opts.eyes.max_lid_stretch)
-        scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
-        scales[lids, :2] *= opts.eyes.lid_grow
-        opac[lids] = 1.0
+
+    def shape_attributes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # rotations, scales and opacities: the geometry alone, never the colours, so they are made
+        # on a thread of their own while the colours are sampled below (numpy, which releases the GIL)
+        if opts.mouth.enabled:
+            # the mouth parts fill the opening: the band between the lips turns transparent and
+            # the lips grow only with their own edges' stretch (not the band's), so an opened
+            # jaw shows teeth and cavity instead of lip colour smeared across the gap
+            lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
+            grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], edge_stretch[lip]),
+                                  np.zeros_like(mouth), opts.attributes)
+        else:
+            grow = capped_stretch(stretch, mouth, opts.attributes)
+        quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)
+        if opts.mouth.enabled:
+            opac[mouth] = 0.0
+        if lids is not None and around_eyes.any():
+            # a blink pulls the upper lid's rows apart over the eye: grown by that stretch they
+            # close without gaps (the eyeball's iris must not show between them); the lid
+            # Gaussians hidden behind the eyeball at rest grow further, for free
+            sel = np.flatnonzero(around_eyes)
+            # only the edges at these vertices decide their stretch: measuring those alone
+            # gives the same values without stretching the whole mesh's edges per expression
+            near = edges[around_eyes[edges[:, 0]] | around_eyes[edges[:, 1]]]
+            k = np.clip(expression_stretch(model, rest, U, near)[sel], 1.0, opts.eyes.max_lid_stretch)
+            scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
+            scales[lids, :2] *= opts.eyes.lid_grow
+            opac[lids] = 1.0
+        return quats, scales, opac
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-attributes") as pool:
+        attributes = pool.submit(shape_attributes)
+        sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
+                           topo.regions, mirror_indices(rest, spacing), mouth, opts.sampling,
+                           x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref,
+                           laplacian=topo.laplacian)
+        quats, scales, opac = attributes.result()
     return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors
 
 
