@@ -458,7 +458,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         # the parts need nothing the head sampling computes: they are built on a second thread
         # meanwhile, from their own copies of the images (numpy, torch and the depth-buffer kernel
         # release the GIL; neither side runs a parallel numba kernel, which must not be launched
-        # from two threads at once)
+        # from two threads at once: the previews' kernel preload, started here, is the only thread
+        # that does while they run)
         if preview_kernels is not None:
             preview_preload = preview_kernels()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-parts") as pool:
