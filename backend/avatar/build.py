@@ -165,6 +165,13 @@ def _import_sampling_modules() -> None:
     limit_new_blas()  # scipy's own OpenBLAS loaded just now: one thread, as numpy's (blas_threads.py)
 
 
+def _exact_splat_needed(opts: BuildOptions) -> bool:
+    """Whether a build renders with the exact splat kernels (source-view metrics, refinement or
+    the automatic refinement's timing renders): the previews use the 8-lane kernel, so a build
+    without either does not preload the exact ones (render.preload)."""
+    return bool(opts.metrics) or opts.refine is not False
+
+
 @dataclass
 class LevelTopology:
     """What the sampling of one LOD needs that depends on the head model's topology alone:
@@ -246,33 +253,45 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
     stretch = vertex_max_stretch(len(rest), edges, edge_stretch)
     mouth = mouth_interior(model, rest, stretch)
     lids, lid_ref, around_eyes = eyelid_vertices(model, rest, U, opts.eyes) if opts.eyes.enabled else (None,) * 3
-    sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
-                       topo.regions, mirror_indices(rest, spacing), mouth, opts.sampling,
-                       x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref, laplacian=topo.laplacian)
-    if opts.mouth.enabled:
-        # the mouth parts fill the opening: the band between the lips turns transparent and
-        # the lips grow only with their own edges' stretch (not the band's), so an opened
-        # jaw shows teeth and cavity instead of lip colour smeared across the gap
-        lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
-        grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], edge_stretch[lip]), np.zeros_like(mouth),
-                              opts.attributes)
-    else:
-        grow = capped_stretch(stretch, mouth, opts.attributes)
-    quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)
-    if opts.mouth.enabled:
-        opac[mouth] = 0.0
-    if lids is not None and around_eyes.any():
-        # a blink pulls the upper lid's rows apart over the eye: grown by that stretch they
-        # close without gaps (the eyeball's iris must not show between them); the lid
-        # Gaussians hidden behind the eyeball at rest grow further, for free
-        sel = np.flatnonzero(around_eyes)
-        # only the edges at these vertices decide their stretch: measuring those alone
-        # gives the same values without stretching the whole mesh's edges per expression
-        near = edges[around_eyes[edges[:, 0]] | around_eyes[edges[:, 1]]]
-        k = np.clip(expression_stretch(model, rest, U, near)[sel], 1.0, opts.eyes.max_lid_stretch)
-        scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
-        scales[lids, :2] *= opts.eyes.lid_grow
-        opac[lids] = 1.0
+
+    def shape_attributes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # rotations, scales and opacities: the geometry alone, never the colours, so they are made
+        # on a thread of their own while the colours are sampled below (numpy, which releases the GIL)
+        if opts.mouth.enabled:
+            # the mouth parts fill the opening: the band between the lips turns transparent and
+            # the lips grow only with their own edges' stretch (not the band's), so an opened
+            # jaw shows teeth and cavity instead of lip colour smeared across the gap
+            lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
+            grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], edge_stretch[lip]),
+                                  np.zeros_like(mouth), opts.attributes)
+        else:
+            grow = capped_stretch(stretch, mouth, opts.attributes)
+        quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)
+        if opts.mouth.enabled:
+            opac[mouth] = 0.0
+        if lids is not None and around_eyes.any():
+            # a blink pulls the upper lid's rows apart over the eye: grown by that stretch they
+            # close without gaps (the eyeball's iris must not show between them); the lid
+            # Gaussians hidden behind the eyeball at rest grow further, for free
+            sel = np.flatnonzero(around_eyes)
+            # only the edges at these vertices decide their stretch: measuring those alone
+            # gives the same values without stretching the whole mesh's edges per expression
+            near = edges[around_eyes[edges[:, 0]] | around_eyes[edges[:, 1]]]
+            k = np.clip(expression_stretch(model, rest, U, near)[sel], 1.0, opts.eyes.max_lid_stretch)
+            scales[sel, :2] *= (np.maximum(k, grow[sel]) / grow[sel])[:, None]
+            scales[lids, :2] *= opts.eyes.lid_grow
+            opac[lids] = 1.0
+        return quats, scales, opac
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-attributes") as pool:
+        attributes = pool.submit(shape_attributes)
+        sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
+                           topo.regions, mirror_indices(rest, spacing), mouth, opts.sampling,
+                           x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref,
+                           laplacian=topo.laplacian)
+        quats, scales, opac = attributes.result()
     return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors
 
 
@@ -359,15 +378,29 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             raise ValueError("method 'learned' needs the learned reconstructor (backend.model.reconstruct_avatar)")
     t_start = time.perf_counter()
 
+    preview_kernels: Callable[[], Any] | None = None   # starts the previews' kernel preload (below)
+    preview_preload = None
     if opts.method == "analytic":  # the kernels load on the other core while the photo, the head
         # model and mediapipe load and the face is detected
-        from ..render.preload import preload_kernels_async
+        from ..render.preload import preload_kernels_async, preload_splat_kernels, run_async
         from .pose_kernels import preload as preload_pose_kernels
         from .silhouette_kernels import preload as preload_silhouette_kernels
         from .synthesis_kernels import preload as preload_synthesis_kernels
 
-        preload_kernels_async(preload_pose_kernels, _import_sampling_modules, preload_synthesis_kernels,
-                              preload_silhouette_kernels)
+        if _exact_splat_needed(opts):  # the source view is rendered right after the sampling
+            preload_kernels_async(preload_pose_kernels, _import_sampling_modules, preload_synthesis_kernels,
+                                  preload_silhouette_kernels)
+        else:
+            # Only the previews splat (and pose with the numba kernels), at the very end: their
+            # kernels load once the sampling starts. Detection and the fit are bound by the GIL (their
+            # Python work, mediapipe's and numba's start-up take turns on it), the sampling threads
+            # mostly run numpy without it: ~90 ms of Python-bound loading moves out of the former.
+            preload_kernels_async(_import_sampling_modules, preload_synthesis_kernels, preload_silhouette_kernels,
+                                  splat=False)
+
+            def preview_kernels():
+                return run_async(lambda: preload_splat_kernels(exact=False), preload_pose_kernels,
+                                 name="omg-preview-preload")
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")
         model = load_head_model(opts.head_model)
@@ -375,13 +408,6 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             image, name = _resolve_photo(photo)
         else:
             obs, fit, name = prepared
-    if prepared is None:
-        with progress.stage("detect"):
-            progress.report(0.03, "finding the face")
-            with shared_analyzer() as analyzer:
-                # the matte is refined below, beside the fit (it needs only the photo)
-                obs = analyzer.analyze(image, refine_mask=False)
-    photo512 = to_float(obs.image512)
     from concurrent.futures import ThreadPoolExecutor
 
     def matte_and_person() -> tuple[np.ndarray, np.ndarray, MatteFields | None]:
@@ -394,13 +420,22 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             fields.pull_fields()
         return mask, foreground_colors(photo512, mask), fields
 
-    # while the head model is fitted (one core, Python-bound: torch's small operations), a second
-    # thread makes what needs only the photo or only the topology: the portrait matte (GrabCut and
-    # the guided filter: OpenCV and numpy, which release the GIL), the person's colours and the
-    # head sampling's edges, regions and Laplacians per LOD
+    # a second thread makes what needs only the topology or only the photo: the head sampling's
+    # edges, regions and Laplacians per LOD while the face is detected (they need the head model
+    # alone; made after the fit, they were a wait of their own before the sampling), then, while
+    # the head model is fitted (one core, Python-bound: torch's small operations), the portrait
+    # matte (GrabCut and the guided filter: OpenCV and numpy, which release the GIL) and the
+    # person's colours
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-prep") as prep:
-        person_job = prep.submit(matte_and_person)
         topology_job = prep.submit(head_topology, model, levels) if opts.method == "analytic" else None
+        if prepared is None:
+            with progress.stage("detect"):
+                progress.report(0.03, "finding the face")
+                with shared_analyzer() as analyzer:
+                    # the matte is refined below, beside the fit (it needs only the photo)
+                    obs = analyzer.analyze(image, refine_mask=False)
+        photo512 = to_float(obs.image512)
+        person_job = prep.submit(matte_and_person)
         if prepared is None:
             with progress.stage("fit"):
                 progress.report(0.1, "fitting the head model")
@@ -423,7 +458,10 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         # the parts need nothing the head sampling computes: they are built on a second thread
         # meanwhile, from their own copies of the images (numpy, torch and the depth-buffer kernel
         # release the GIL; neither side runs a parallel numba kernel, which must not be launched
-        # from two threads at once)
+        # from two threads at once: the previews' kernel preload, started here, is the only thread
+        # that does while they run)
+        if preview_kernels is not None:
+            preview_preload = preview_kernels()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-parts") as pool:
             parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
                                     np.array(obs.landmarks, copy=True), opts)
@@ -443,8 +481,9 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
 
     if opts.fit_silhouette:
         # no Gaussian footprint beyond the person: the matte is a one-view visual hull
+        # on both cores: it runs alone, after the sampling (each LOD's head and the parts apart)
         avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels, SilhouetteOptions(),
-                                                               colors=person, fields=matte_fields)
+                                                               colors=person, fields=matte_fields, workers=2)
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}
     face_mask = None  # the source-view metrics' face region, made only when they are measured
@@ -491,6 +530,10 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             for l in levels:
                 metrics[l].update(ref[l])
     avatar.options["refined"] = bool(any(steps_run.values()))
+    if preview_preload is not None:
+        # done long before in a warm install; in a fresh one it compiles them for the previews, which
+        # must not launch their parallel kernels while it runs one (numba's workqueue layer)
+        preview_preload.join()
     seconds = dict(progress.stage_seconds)
     seconds["total"] = time.perf_counter() - t_start
     progress.report(1.0, "done")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, OMGWarning
+from ..filekind import VIDEO_SUFFIXES, is_video  # noqa: F401 - VIDEO_SUFFIXES re-exported
 from ..progress import Progress
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import bilinear, to_float
@@ -53,7 +54,6 @@ SKIN_LANDMARKS = (50, 280, 117, 346, 151, 108, 337, 6, 199)
 SKIN_PATCH_PX = 5
 # a hair Gaussian covering this many pixels of the primary view is never carved (carve_hair)
 PRIMARY_SEEN_PX = 0.5
-VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif")
 
 
 class FewerViewsWarning(OMGWarning):
@@ -185,11 +185,6 @@ def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
     stages' own bars do not make the whole build's bar jump back."""
     return Progress(callback=lambda f, m: progress.report(lo + (hi - lo) * f, m),
                     should_cancel=progress.should_cancel)
-
-
-def is_video(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES
 
 
 # ---- views ------------------------------------------------------------------------------------

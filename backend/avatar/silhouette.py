@@ -234,7 +234,7 @@ def apply_fit(gs: GaussianSet, fit: SilhouetteFit) -> GaussianSet:
 
 def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, levels: list[int],
                         opts: SilhouetteOptions | None = None, colors: np.ndarray | None = None,
-                        fields: MatteFields | None = None) -> dict[str, int]:
+                        fields: MatteFields | None = None, workers: int = 1) -> dict[str, int]:
     """Apply :func:`fit_to_matte` in place to every LOD's head Gaussians and (once, at the finest
     LOD: parts are shared by the LODs) to the parts, at the avatar's source pose. Scales and
     opacities are pose-independent, so the rest-frame sets take them as they are.
@@ -245,52 +245,102 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
     where the colour sampled at their old place (beyond the person) would show as a seam.
     ``fields``: ``MatteFields(matte, opts)`` made beforehand (a build makes them on another
     thread while the head model is fitted); made here when None.
+    Each Gaussian's fit is its own, so every LOD's head and the parts are fitted apart; with
+    ``workers`` > 1 that many of those fits run at once (numpy, which releases the GIL, and a
+    numba kernel without it: a build runs this alone, after the sampling, on its two cores); the
+    result is the same for any ``workers`` (tests/avatar/test_build_stages.py).
     Returns counts {"carved": ..., "shrunk": ..., "pulled": ...} over everything changed."""
-    from .posing import lbs_numpy, model_lods, posed_set
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .posing import lbs_numpy, pose_parts
 
     o = opts or SilhouetteOptions()
-    carved = shrunk = pulled = 0
     A = lbs_numpy(model, avatar.params.frame(0))[2][0]                  # (J, 4, 4) source pose
     if fields is None:
         fields = MatteFields(matte, o)   # one matte for every LOD: its distance fields once
     elif fields.opts != o:
         raise ValueError("fields were made with other SilhouetteOptions than opts")
-    for l in sorted(levels):
-        n = len(avatar.lods[l])
-        # only the head's fit is used below the finest LOD (each Gaussian's fit is its own): the
-        # parts are posed and fitted once, there; a head's posing never reads the parts
-        gs = posed_set(avatar if l == max(levels) else replace(avatar, parts=[]), model, avatar.params, l)
-        fit = fit_to_matte(gs, avatar.camera, matte, o, n_head=n if o.carve_head else 0, fields=fields)
-        head_fit = SilhouetteFit(fit.scale_factor[:n], fit.carved[:n])
-        if not o.carve_head:
-            head_fit = _shrink_instead(gs.means[:n], gs.scales[:n], head_fit, avatar.camera, o)
-        avatar.lods[l] = apply_fit(avatar.lods[l], head_fit)
-        pulled_head = fit.pulled[:n]
-        if colors is not None and avatar.lods[l].features is None and pulled_head.any():
-            uv, _ = avatar.camera.project((gs.means[:n] + fit.offsets[:n]).astype(np.float32))
-            H, W = matte.shape
-            iu = np.clip(np.asarray(uv[:, 0]).astype(int), 0, W - 1)
-            iv = np.clip(np.asarray(uv[:, 1]).astype(int), 0, H - 1)
-            head_colors = avatar.lods[l].colors.copy()
-            head_colors[pulled_head] = np.asarray(colors, np.float32)[iv[pulled_head], iu[pulled_head]]
-            avatar.lods[l].colors = head_colors
-        if pulled_head.any():
-            # the pulled rows only (a few per cent): the others' offsets are zero and stay so
-            rows = np.flatnonzero(pulled_head)
-            W = np.asarray(model_lods(model, [l])[l].upsample[rows] @ model.weights, np.float64)   # (m, J)
-            Rb = np.einsum("vj,jrc->vrc", W, A[:, :3, :3].astype(np.float64))
-            rest = np.zeros((n, 3))
-            rest[rows] = np.linalg.solve(Rb, fit.offsets[rows, :, None].astype(np.float64))[..., 0]
-            avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest).astype(np.float32)
-            pulled += len(rows)
-        carved += int(fit.carved[:n].sum())
-        shrunk += int((fit.scale_factor[:n] < 1).sum())
-        if l == max(levels):
-            for part, sl in zip(avatar.parts, avatar.part_slices(l).values()):
-                part.gaussians = apply_fit(part.gaussians, SilhouetteFit(fit.scale_factor[sl], fit.carved[sl]))
-                carved += int(fit.carved[sl].sum())
-                shrunk += int((fit.scale_factor[sl] < 1).sum())
+    def parts_fit() -> SilhouetteFit:
+        # the parts alone, posed as pose() poses them (each Gaussian's fit is its own: the same as
+        # their rows of the whole finest set's fit; parts are never pulled)
+        means = pose_parts(avatar, model, avatar.params.frame(0))[0][0]
+        return fit_to_matte(avatar.parts_set().with_means(means), avatar.camera, matte, o, n_head=0, fields=fields)
+
+    levels = sorted(levels)
+    jobs = [lambda l=l: _fit_head(avatar, model, matte, l, o, colors, fields, A) for l in levels]
+    sizes = [len(avatar.lods[l]) for l in levels]
+    if avatar.parts:
+        jobs.append(parts_fit)
+        sizes.append(avatar.n_parts)
+    if workers > 1 and len(jobs) > 1:
+        if o.pull_band_px > 0:
+            fields.pull_fields()   # made once, here, not by two fits at once
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omg-silhouette") as pool:
+            # the largest first (the finest head, then the parts): the smaller ones fill the other core
+            futures = {i: pool.submit(jobs[i]) for i in sorted(range(len(jobs)), key=lambda i: -sizes[i])}
+            results = [futures[i].result() for i in range(len(jobs))]
+    else:
+        results = [job() for job in jobs]
+    carved = shrunk = pulled = 0
+    for l, (head, offsets, counts) in zip(levels, results):
+        avatar.lods[l] = head
+        if offsets is not None:
+            avatar.lod_offsets[l] = offsets
+        carved, shrunk, pulled = carved + counts[0], shrunk + counts[1], pulled + counts[2]
+    if avatar.parts:
+        fit = results[-1]
+        for part, sl in zip(avatar.parts, _part_rows(avatar)):
+            part.gaussians = apply_fit(part.gaussians, SilhouetteFit(fit.scale_factor[sl], fit.carved[sl]))
+            carved += int(fit.carved[sl].sum())
+            shrunk += int((fit.scale_factor[sl] < 1).sum())
     return {"carved": carved, "shrunk": shrunk, "pulled": pulled}
+
+
+def _part_rows(avatar: "GaussianAvatar") -> list[slice]:
+    """Each part's rows in ``avatar.parts_set()``."""
+    out, i = [], 0
+    for p in avatar.parts:
+        out.append(slice(i, i + len(p)))
+        i += len(p)
+    return out
+
+
+def _fit_head(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, l: int, o: SilhouetteOptions,
+              colors: np.ndarray | None, fields: MatteFields, A: np.ndarray
+              ) -> tuple[GaussianSet, np.ndarray | None, tuple[int, int, int]]:
+    """fit_avatar_to_matte of LOD ``l``'s head alone (``A`` (J, 4, 4): the source pose's joint
+    transforms) -> (the fitted head set, the LOD's new rest offsets or None when none was
+    pulled, (carved, shrunk, pulled) counts). Reads ``avatar``, changes nothing in it."""
+    from .posing import model_lods, posed_set
+
+    n = len(avatar.lods[l])
+    # the head alone (a head's posing never reads the parts)
+    gs = posed_set(replace(avatar, parts=[]), model, avatar.params, l)
+    fit = fit_to_matte(gs, avatar.camera, matte, o, n_head=n if o.carve_head else 0, fields=fields)
+    head_fit = SilhouetteFit(fit.scale_factor[:n], fit.carved[:n])
+    if not o.carve_head:
+        head_fit = _shrink_instead(gs.means[:n], gs.scales[:n], head_fit, avatar.camera, o)
+    head = apply_fit(avatar.lods[l], head_fit)
+    pulled_head = fit.pulled[:n]
+    if colors is not None and head.features is None and pulled_head.any():
+        uv, _ = avatar.camera.project((gs.means[:n] + fit.offsets[:n]).astype(np.float32))
+        H, W = matte.shape
+        iu = np.clip(np.asarray(uv[:, 0]).astype(int), 0, W - 1)
+        iv = np.clip(np.asarray(uv[:, 1]).astype(int), 0, H - 1)
+        head_colors = head.colors.copy()
+        head_colors[pulled_head] = np.asarray(colors, np.float32)[iv[pulled_head], iu[pulled_head]]
+        head.colors = head_colors
+    offsets = None
+    if pulled_head.any():
+        # the pulled rows only (a few per cent): the others' offsets are zero and stay so
+        rows = np.flatnonzero(pulled_head)
+        W = np.asarray(model_lods(model, [l])[l].upsample[rows] @ model.weights, np.float64)   # (m, J)
+        Rb = np.einsum("vj,jrc->vrc", W, A[:, :3, :3].astype(np.float64))
+        rest = np.zeros((n, 3))
+        rest[rows] = np.linalg.solve(Rb, fit.offsets[rows, :, None].astype(np.float64))[..., 0]
+        offsets = (avatar.lod_offsets[l] + rest).astype(np.float32)
+    counts = (int(fit.carved[:n].sum()), int((fit.scale_factor[:n] < 1).sum()), int(pulled_head.sum()))
+    return head, offsets, counts
 
 
 def _shrink_instead(means: np.ndarray, scales: np.ndarray, fit: SilhouetteFit, camera: "Camera",

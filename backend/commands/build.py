@@ -88,7 +88,7 @@ def check_outputs(args: argparse.Namespace, stem: str | None) -> tuple[Path, lis
 
 def multiview(args: argparse.Namespace) -> bool:
     """Several inputs, or one clip: the multi-view build (avatar/multiview.py)."""
-    from ..avatar.multiview import is_video
+    from ..filekind import is_video
 
     return len(args.photo) > 1 or (len(args.photo) == 1 and is_video(args.photo[0]))
 

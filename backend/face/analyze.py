@@ -140,11 +140,24 @@ class FaceAnalyzer:
             image = load_image(image)
         elif isinstance(image, np.ndarray):
             image = image_from_array(image)
+        from concurrent.futures import ThreadPoolExecutor
+
+        # The selfie segmenter runs on a second thread beside the detector and face mesh: its two
+        # calls below need only the detection-size copy and the crop, and mediapipe's inference
+        # releases the GIL. Only that thread uses the segmenter; the pool waits for it before
+        # returning or raising.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-segment") as seg:
+            return self._analyze(image, refine_mask, seg)
+
+    def _analyze(self, image: LoadedImage, refine_mask: bool, seg) -> FaceObservation:
+        """analyze's body; ``seg``: the executor the segmenter runs on."""
         path = image.path
         rgb = image.rgb
         h, w = rgb.shape[:2]
 
         det, s = downscale(rgb, DETECT_MAX_SIDE)
+        # the framing's portrait mask (the photo's own alpha channel instead, when it has one)
+        det_mask = seg.submit(self._mp.segment, det) if image.alpha is None else None
         boxes = self._mp.detect(det)
         lm_src = None
         if not boxes:
@@ -194,8 +207,10 @@ class FaceAnalyzer:
         if abs(roll) > MAX_ROLL_DEG:
             raise InputError(path, _not_upright_msg(roll))
 
-        crop = self._frame(image, det, s, lm_src, crop_from_landmarks(lm_src, (w, h)))
+        crop = self._frame(image, det, s, lm_src, crop_from_landmarks(lm_src, (w, h)),
+                           None if det_mask is None else det_mask.result())
         img512 = apply_crop(rgb, crop)
+        crop_mask = seg.submit(self._mp.segment, img512) if image.alpha is None else None
         lm = self._mp.landmarks(img512)
         if lm is None:  # keep the mapped source landmarks rather than failing
             lm = np.concatenate([crop.to_crop(lm_src), np.zeros((len(lm_src), 1), np.float32)], 1)
@@ -203,9 +218,9 @@ class FaceAnalyzer:
         if image.alpha is not None:
             mask = apply_crop(image.alpha, crop, border="zero").astype(np.float32)
         elif refine_mask:
-            mask = refine_matte(img512, self._mp.segment(img512))
+            mask = refine_matte(img512, crop_mask.result())
         else:
-            mask, refined = self._mp.segment(img512), False
+            mask, refined = crop_mask.result(), False
         return FaceObservation(
             landmarks=np.ascontiguousarray(lm[:, :2], np.float32),
             landmarks_z=np.ascontiguousarray(lm[:, 2], np.float32),
@@ -246,10 +261,13 @@ class FaceAnalyzer:
         return None
 
     def _frame(self, image: LoadedImage, det: np.ndarray, s: float, lm_src: np.ndarray,
-               crop: CropInfo) -> CropInfo:
+               crop: CropInfo, det_mask: np.ndarray | None = None) -> CropInfo:
         """The landmark crop grown/shifted to hold the whole head-and-hair region (framing.py),
-        found on the detection-size copy (the photo's own alpha channel when it has one)."""
-        if image.alpha is not None:
+        found on the detection-size copy (the photo's own alpha channel when it has one).
+        ``det_mask``: the segmenter's mask of ``det`` when the caller made it already."""
+        if det_mask is not None:
+            mask = det_mask
+        elif image.alpha is not None:
             import cv2
 
             mask = cv2.resize(np.asarray(image.alpha, np.float32), (det.shape[1], det.shape[0]),

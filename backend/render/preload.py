@@ -16,40 +16,62 @@ from typing import Callable
 import numpy as np
 
 
-def preload_kernels() -> None:
-    """Call the depth-buffer, splat and frame-conversion kernels once on tiny inputs of the real dtypes."""
-    import torch
-
+def preload_kernels(exact: bool = True, splat: bool = True) -> None:
+    """Call the depth-buffer kernel and (``splat``) the splat and frame-conversion kernels
+    (:func:`preload_splat_kernels`, ``exact`` as there) once on tiny inputs of the real dtypes."""
     from .camera import Camera
     from .depth import rasterize_depth
-    from .splat import splat
 
     cam = Camera.look_at((0.0, 0.0, 1.0), width=16, height=16)
     tri = np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.0, 0.1, 0.0]], np.float32)
     rasterize_depth(tri, np.array([[0, 1, 2]], np.int64), cam)
-    from ._kernels import to_uint8
+    if splat:
+        preload_splat_kernels(exact)
 
+
+def preload_splat_kernels(exact: bool = True) -> None:
+    """Call the splat kernels of the previews (RGB over a background, the 8-lane kernel:
+    PreviewOptions.simd) and the frame conversion once on tiny inputs.
+
+    ``exact``: also the exact splat kernels (with depth), which source-view renders and the
+    refinement use; a build that does neither (no refinement, no metrics) skips them: loading them
+    took ~55 ms of Python-bound CPU on the preload thread while detection and the fit, themselves
+    Python-bound, waited for the GIL."""
+    import torch
+
+    from ._kernels import to_uint8
+    from .camera import Camera
+    from .splat import splat
+
+    cam = Camera.look_at((0.0, 0.0, 1.0), width=16, height=16)
+    tri = np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.0, 0.1, 0.0]], np.float32)
     to_uint8(np.zeros((1, 2, 2, 3), np.float32))
     with torch.no_grad():
-        splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
-              np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")
-        # the previews' call: RGB over a background, the 8-lane kernel (PreviewOptions.simd)
+        if exact:
+            splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
+                  np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu")
         splat(tri, np.tile([[1.0, 0.0, 0.0, 0.0]], (3, 1)), np.full((3, 3), 0.01), np.full(3, 0.5),
               np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu", depth=False, simd=True)
 
 
-def preload_kernels_async(*also: Callable[[], None]) -> threading.Thread:
-    """Start :func:`preload_kernels`, then each of ``also`` (callers' own kernel warm-ups, e.g. the
-    posing kernels of backend.avatar), on a daemon thread; join it to wait (errors are ignored:
+def run_async(*steps: Callable[[], None], name: str = "omg-kernel-preload") -> threading.Thread:
+    """Run ``steps`` one after another on a daemon thread; join it to wait (errors are ignored:
     the real first call raises them where they can be reported)."""
 
     def run() -> None:
-        for f in (preload_kernels, *also):
+        for f in steps:
             try:
                 f()
             except Exception:  # noqa: BLE001 - only a warm-up
                 pass
 
-    t = threading.Thread(target=run, name="omg-kernel-preload", daemon=True)
+    t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     return t
+
+
+def preload_kernels_async(*also: Callable[[], None], exact: bool = True, splat: bool = True) -> threading.Thread:
+    """Start :func:`preload_kernels` (``exact`` and ``splat`` as there), then each of ``also``
+    (callers' own kernel warm-ups, e.g. the posing kernels of backend.avatar), on a daemon thread
+    (:func:`run_async`)."""
+    return run_async(lambda: preload_kernels(exact, splat), *also)

@@ -98,21 +98,24 @@ def to_uint8(image) -> np.ndarray:
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
 
-def save_png(path: str | Path, image, corner: Corner = "bottom-right", extra_text: dict[str, str] | None = None) -> Path:
+def save_png(path: str | Path, image, corner: Corner = "bottom-right", extra_text: dict[str, str] | None = None,
+             compress_level: int = 6) -> Path:
     """Stamp the watermark and write a PNG with tEXt chunks saying it is AI-generated.
 
-    image: (H, W, 3) uint8, or float in [0, 1] (numpy or torch, (3, H, W) accepted). Returns path.
+    image: (H, W, 3) uint8, or float in [0, 1] (numpy or torch, (3, H, W) accepted);
+    compress_level: zlib level 0-9 (the pixels are the same at every level). Returns path.
     """
-    return write_stamped_png(path, stamp_watermark(to_uint8(image), corner=corner), extra_text)
+    return write_stamped_png(path, stamp_watermark(to_uint8(image), corner=corner), extra_text, compress_level)
 
 
-def write_stamped_png(path: str | Path, stamped: np.ndarray, extra_text: dict[str, str] | None = None) -> Path:
+def write_stamped_png(path: str | Path, stamped: np.ndarray, extra_text: dict[str, str] | None = None,
+                      compress_level: int = 6) -> Path:
     """Write an already watermarked (H, W, 3) uint8 image as a PNG with the AI-generated tEXt chunks."""
     path = Path(path)
     from ..output_safety import atomic_path
 
     with atomic_path(path) as tmp:  # an earlier file at ``path`` survives a failed write
-        write_png_file(tmp, stamped, extra_text)
+        write_png_file(tmp, stamped, extra_text, compress_level)
     return path
 
 

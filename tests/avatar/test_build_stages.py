@@ -128,6 +128,41 @@ def test_silhouette_fit_of_the_head_alone_with_shared_fields_equals_the_whole_se
         np.testing.assert_array_equal(head.offsets, whole.offsets[:n])
 
 
+def test_silhouette_fit_of_the_parts_alone_and_on_two_threads_equals_the_whole_set(unfitted):
+    """fit_avatar_to_matte fits the parts apart from the finest head (posed by pose_parts, as
+    pose() poses them): their rows of the whole finest set's fit; and with workers=2 (the build's,
+    each LOD's head and the parts on two threads) the avatar equals the one-thread fit's."""
+    import copy
+
+    from backend.avatar.posing import pose_parts, posed_set
+    from backend.avatar.silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte, fit_to_matte
+
+    av, model = unfitted.avatar, unfitted.model
+    matte = np.asarray(unfitted.observation.mask, np.float32)
+    o = SilhouetteOptions()
+    fields = MatteFields(matte, o)
+    n = len(av.lods[1])
+    whole = fit_to_matte(posed_set(av, model, av.params, 1), av.camera, matte, o, n_head=n, fields=fields)
+    means = pose_parts(av, model, av.params.frame(0))[0][0]
+    np.testing.assert_array_equal(means, posed_set(av, model, av.params, 1).means[n:])
+    parts = fit_to_matte(av.parts_set().with_means(means), av.camera, matte, o, n_head=0, fields=fields)
+    assert (parts.scale_factor < 1).sum() > 100 and parts.carved.sum() > 10 and not parts.pulled.any()
+    np.testing.assert_array_equal(parts.scale_factor, whole.scale_factor[n:])
+    np.testing.assert_array_equal(parts.carved, whole.carved[n:])
+    one, two = copy.deepcopy(av), copy.deepcopy(av)
+    colors = np.asarray(unfitted.observation.image512, np.float32) / 255.0
+    counts = fit_avatar_to_matte(one, model, matte, [0, 1], o, colors=colors)
+    assert counts == fit_avatar_to_matte(two, model, matte, [0, 1], o, colors=colors, workers=2)
+    assert counts["pulled"] > 50
+    for lvl in (0, 1):
+        for attr in ("means", "scales", "opacities", "colors"):
+            np.testing.assert_array_equal(getattr(one.lods[lvl], attr), getattr(two.lods[lvl], attr))
+        np.testing.assert_array_equal(one.lod_offsets[lvl], two.lod_offsets[lvl])
+    for p, q in zip(one.parts, two.parts):
+        np.testing.assert_array_equal(p.gaussians.scales, q.gaussians.scales)
+        np.testing.assert_array_equal(p.gaussians.opacities, q.gaussians.opacities)
+
+
 def test_silhouette_fit_with_fields_made_beforehand_equals_fields_made_inside(unfitted):
     """The build makes the matte's distance fields while the head model is fitted and hands them
     to fit_avatar_to_matte: the same avatar as fields made inside; fields of other options are
@@ -157,19 +192,33 @@ def test_silhouette_fit_with_fields_made_beforehand_equals_fields_made_inside(un
 
 def test_previews_written_on_two_threads_equal_one_after_another(tmp_path, unfitted):
     """write_previews stamps and encodes the four PNGs on two threads: the same bytes as saving
-    the same renders one after another."""
-    from backend.avatar.outputs import preview_images, write_previews
+    the same renders one after another. They are encoded at the preview loop's zlib level
+    (PREVIEW_PNG_COMPRESS_LEVEL 1, not Pillow's default 6): the same pixels and text chunks as at
+    level 6, in files at most a quarter larger."""
+    from PIL import Image
+
+    from backend.avatar.outputs import PREVIEW_PNG_COMPRESS_LEVEL, preview_images, write_previews
+    from backend.preview.output import PNG_COMPRESS_LEVEL
     from backend.render.watermark import save_png
 
+    assert PREVIEW_PNG_COMPRESS_LEVEL == PNG_COMPRESS_LEVEL == 1
     r = unfitted
-    (tmp_path / "pool").mkdir()
-    (tmp_path / "one").mkdir()
+    for d in ("pool", "one", "six"):
+        (tmp_path / d).mkdir()
     paths = write_previews(r.avatar, r.model, tmp_path / "pool", "a", 0)
     for name, img in preview_images(r.avatar, r.model, 0).items():
-        save_png(tmp_path / "one" / f"a_preview_{name}.png", img, extra_text={"omg:view": name, "omg:lod": "0"})
+        text = {"omg:view": name, "omg:lod": "0"}
+        save_png(tmp_path / "one" / f"a_preview_{name}.png", img, extra_text=text, compress_level=1)
+        save_png(tmp_path / "six" / f"a_preview_{name}.png", img, extra_text=text)
     assert [p.name for p in paths] == [f"a_preview_{n}.png" for n in ("source", "yaw-30", "yaw+30", "expression")]
     for p in paths:
         assert p.read_bytes() == (tmp_path / "one" / p.name).read_bytes(), p.name
+        six = tmp_path / "six" / p.name
+        assert p.read_bytes() != six.read_bytes()
+        with Image.open(p) as a, Image.open(six) as b:
+            assert a.text == b.text and a.text["omg:view"] in p.name
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert six.stat().st_size < p.stat().st_size < 1.25 * six.stat().st_size, p.name
 
 
 def test_previews_use_the_kernel_the_build_preloads(monkeypatch, unfitted):

@@ -1,6 +1,7 @@
 """The analytic build makes the portrait parts on a second thread while it samples the head, and
-samples the head's finer levels on two threads after LOD 0: the avatar is bit-identical to the one
-a build gets doing everything on one thread."""
+samples the head's finer levels on two threads after LOD 0, each level's shape attributes beside its
+colours, and fits the silhouette on two threads: the avatar is bit-identical to the one a build gets
+doing everything on one thread."""
 
 from __future__ import annotations
 

@@ -102,6 +102,34 @@ def test_a_deferred_matte_equals_the_matte_of_analyze(analyzer, astronaut):
     np.testing.assert_array_equal(lazy.mask, analyzer.analyze(rgba).mask)
 
 
+def test_segmenter_beside_the_face_mesh_equals_one_thread(monkeypatch, analyzer, astronaut):
+    """analyze runs the selfie segmenter on a second thread beside the detector and face mesh:
+    the observation (crop, landmarks, mask) equals the one every call on the calling thread gives."""
+    import concurrent.futures as cf
+
+    class Inline:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> bool:
+            return False
+
+        def submit(self, fn, *args, **kwargs) -> cf.Future:
+            fut: cf.Future = cf.Future()
+            fut.set_result(fn(*args, **kwargs))
+            return fut
+
+    threaded = analyzer.analyze(astronaut, refine_mask=False)
+    monkeypatch.setattr(cf, "ThreadPoolExecutor", Inline)
+    inline = analyzer.analyze(astronaut, refine_mask=False)
+    assert threaded.crop == inline.crop and not threaded.mask_refined
+    for attr in ("landmarks", "landmarks_z", "mask", "image512"):
+        np.testing.assert_array_equal(getattr(threaded, attr), getattr(inline, attr), err_msg=attr)
+
+
 def test_blank_image_has_no_face(analyzer):
     with pytest.raises(InputError, match="no face found"):
         analyzer.analyze(np.full((400, 400, 3), 128, np.uint8))
