@@ -154,11 +154,17 @@ def test_silhouette_fit_of_the_parts_alone_and_on_two_threads_equals_the_whole_s
     counts = fit_avatar_to_matte(one, model, matte, [0, 1], o, colors=colors)
     assert counts == fit_avatar_to_matte(two, model, matte, [0, 1], o, colors=colors, workers=2)
     assert counts["pulled"] > 50
-    for lvl in (0, 1):
+    _assert_same_silhouette_fit(one, two)
+
+
+def _assert_same_silhouette_fit(a, b, levels=(0, 1)) -> None:
+    """What the silhouette fit changes (the heads' means, scales, opacities, colours and offsets,
+    the parts' scales and opacities) is bit-identical in avatars ``a`` and ``b``."""
+    for lvl in levels:
         for attr in ("means", "scales", "opacities", "colors"):
-            np.testing.assert_array_equal(getattr(one.lods[lvl], attr), getattr(two.lods[lvl], attr))
-        np.testing.assert_array_equal(one.lod_offsets[lvl], two.lod_offsets[lvl])
-    for p, q in zip(one.parts, two.parts):
+            np.testing.assert_array_equal(getattr(a.lods[lvl], attr), getattr(b.lods[lvl], attr))
+        np.testing.assert_array_equal(a.lod_offsets[lvl], b.lod_offsets[lvl])
+    for p, q in zip(a.parts, b.parts):
         np.testing.assert_array_equal(p.gaussians.scales, q.gaussians.scales)
         np.testing.assert_array_equal(p.gaussians.opacities, q.gaussians.opacities)
 
@@ -178,13 +184,7 @@ def test_silhouette_fit_with_fields_made_beforehand_equals_fields_made_inside(un
     fields.pull_fields()
     counts = fit_avatar_to_matte(before, unfitted.model, matte, [0, 1], o, fields=fields)
     assert counts == fit_avatar_to_matte(inside, unfitted.model, matte, [0, 1], o) and counts["pulled"] > 50
-    for lvl in (0, 1):
-        for attr in ("means", "scales", "opacities", "colors"):
-            np.testing.assert_array_equal(getattr(before.lods[lvl], attr), getattr(inside.lods[lvl], attr))
-        np.testing.assert_array_equal(before.lod_offsets[lvl], inside.lod_offsets[lvl])
-    for p, q in zip(before.parts, inside.parts):
-        np.testing.assert_array_equal(p.gaussians.scales, q.gaussians.scales)
-        np.testing.assert_array_equal(p.gaussians.opacities, q.gaussians.opacities)
+    _assert_same_silhouette_fit(before, inside)
     with pytest.raises(ValueError, match="other SilhouetteOptions"):
         fit_avatar_to_matte(copy.deepcopy(unfitted.avatar), unfitted.model, matte, [0, 1],
                             SilhouetteOptions(pull_band_px=o.pull_band_px + 1), fields=fields)

@@ -107,20 +107,7 @@ def test_segmenter_beside_the_face_mesh_equals_one_thread(monkeypatch, analyzer,
     the observation (crop, landmarks, mask) equals the one every call on the calling thread gives."""
     import concurrent.futures as cf
 
-    class Inline:
-        def __init__(self, *args, **kwargs) -> None:
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> bool:
-            return False
-
-        def submit(self, fn, *args, **kwargs) -> cf.Future:
-            fut: cf.Future = cf.Future()
-            fut.set_result(fn(*args, **kwargs))
-            return fut
+    from tests.avatar.test_build_threads import _Inline as Inline
 
     threaded = analyzer.analyze(astronaut, refine_mask=False)
     monkeypatch.setattr(cf, "ThreadPoolExecutor", Inline)
