@@ -149,7 +149,7 @@ class OMG_AVATAR_OT_build_from_photo(jobs.FileJobOperator, bpy.types.Operator):
                 if not Path(p).is_file():
                     self.report({"ERROR"}, f"{p}: no such file")
                     return None
-        from ..backend.avatar.multiview import is_video
+        from ..backend.filekind import is_video
 
         multi = len(inputs) > 1 or is_video(inputs[0])
         clip = multi and len(inputs) == 1

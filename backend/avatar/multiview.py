@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, OMGWarning
-from ..filekind import VIDEO_SUFFIXES, is_video  # noqa: F401 - VIDEO_SUFFIXES re-exported
+from ..filekind import is_video
 from ..progress import Progress
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import bilinear, to_float

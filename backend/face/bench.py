@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..filekind import VIDEO_SUFFIXES
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".avi")
 
 
 def default_media() -> Path:

@@ -16,14 +16,20 @@ from typing import Callable
 import numpy as np
 
 
+def _tiny_scene():
+    """(16x16 Camera, (3, 3) float32 triangle / three points in front of it): the kernels' warm-up input."""
+    from .camera import Camera
+
+    return (Camera.look_at((0.0, 0.0, 1.0), width=16, height=16),
+            np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.0, 0.1, 0.0]], np.float32))
+
+
 def preload_kernels(exact: bool = True, splat: bool = True) -> None:
     """Call the depth-buffer kernel and (``splat``) the splat and frame-conversion kernels
     (:func:`preload_splat_kernels`, ``exact`` as there) once on tiny inputs of the real dtypes."""
-    from .camera import Camera
     from .depth import rasterize_depth
 
-    cam = Camera.look_at((0.0, 0.0, 1.0), width=16, height=16)
-    tri = np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.0, 0.1, 0.0]], np.float32)
+    cam, tri = _tiny_scene()
     rasterize_depth(tri, np.array([[0, 1, 2]], np.int64), cam)
     if splat:
         preload_splat_kernels(exact)
@@ -40,11 +46,9 @@ def preload_splat_kernels(exact: bool = True) -> None:
     import torch
 
     from ._kernels import to_uint8
-    from .camera import Camera
     from .splat import splat
 
-    cam = Camera.look_at((0.0, 0.0, 1.0), width=16, height=16)
-    tri = np.array([[-0.1, -0.1, 0.0], [0.1, -0.1, 0.0], [0.0, 0.1, 0.0]], np.float32)
+    cam, tri = _tiny_scene()
     to_uint8(np.zeros((1, 2, 2, 3), np.float32))
     with torch.no_grad():
         if exact:
