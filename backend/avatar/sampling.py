@@ -144,12 +144,12 @@ def mouth_interior(model: "HeadModel", rest: np.ndarray, stretch: np.ndarray,
     idx = np.array(INNER_LIP)
     if lm.face_idx.shape[0] <= idx.max() or not lm.valid[idx].all():
         return np.zeros(rest.shape[0], bool)  # without lip landmarks the mouth cannot be placed
-    from skimage.measure import points_in_poly
+    from .imageops import points_in_polygons
 
     ring = lm.points(rest[: model.n_verts], model.faces)[idx]  # LOD-0 vertices come first
     c = ring.mean(0)
     poly = c[:2] + grow * (ring[:, :2] - c[:2])
-    pocket = points_in_poly(rest[:, :2], poly) & (rest[:, 2] < ring[:, 2].min() - depth_m)
+    pocket = points_in_polygons(rest[:, :2], [poly])[0] & (rest[:, 2] < ring[:, 2].min() - depth_m)
     # the stretch band only counts between the mouth corners and near the lip line: elsewhere it is
     # the jaw line of the skin, which must keep its photo colours
     half_w = 0.5 * float(np.ptp(ring[:, 0]))
