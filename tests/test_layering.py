@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("progress", "rotations", "ffmpeg", "filekind", "image_metrics", "output_safety", "machine", "blas_threads",
-     "scipy_docs"),
+     "scipy_docs", "allocator"),
     ("stats",),
     ("head", "render"),
     ("face",),
