@@ -366,7 +366,8 @@ def test_mediapipe_imports_only_the_face_solutions_and_the_rest_on_demand():
 
 def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
     """build's imports run without the cyclic GC and are frozen in a fresh process (the GC stays
-    on); in a process that has torch already (this one) the GC state is left alone."""
+    on, collecting after 20,000 new objects); in a process that has torch already (this one) the
+    GC state is left alone."""
     import gc
     import subprocess
     import sys
@@ -379,12 +380,13 @@ def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
             f"rc = main(['build', {missing!r}, '-o', {str(tmp_path / 'a')!r}, '--refine-seconds', '0',"
             " '--no-progress'])\n"
             "assert rc != 0, rc\n"
-            "assert gc.isenabled() and gc.get_freeze_count() > 50000, gc.get_freeze_count()\n")
+            "assert gc.isenabled() and gc.get_freeze_count() > 50000, gc.get_freeze_count()\n"
+            "assert gc.get_threshold() == (20000, 20, 20), gc.get_threshold()\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "missing.png" in res.stderr  # the one-line error names the file
     import torch  # noqa: F401  (as in any caller that has run the backend before)
 
-    frozen = gc.get_freeze_count()
+    frozen, threshold = gc.get_freeze_count(), gc.get_threshold()
     assert main(["build", missing, "-o", str(tmp_path / "b"), "--refine-seconds", "0", "--no-progress"]) != 0
-    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    assert gc.isenabled() and gc.get_freeze_count() == frozen and gc.get_threshold() == threshold
