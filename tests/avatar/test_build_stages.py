@@ -366,8 +366,8 @@ def test_mediapipe_imports_only_the_face_solutions_and_the_rest_on_demand():
 
 def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
     """build's imports run without the cyclic GC and are frozen in a fresh process (the GC stays
-    on, collecting after 20,000 new objects); in a process that has torch already (this one) the
-    GC state is left alone."""
+    on, collecting after 20,000 new objects) and OpenMP's workers sleep at barriers; in a process
+    that has torch already (this one) the GC state and the environment are left alone."""
     import gc
     import subprocess
     import sys
@@ -381,12 +381,17 @@ def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
             " '--no-progress'])\n"
             "assert rc != 0, rc\n"
             "assert gc.isenabled() and gc.get_freeze_count() > 50000, gc.get_freeze_count()\n"
-            "assert gc.get_threshold() == (20000, 20, 20), gc.get_threshold()\n")
+            "assert gc.get_threshold() == (20000, 20, 20), gc.get_threshold()\n"
+            "import os\n"
+            "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "missing.png" in res.stderr  # the one-line error names the file
     import torch  # noqa: F401  (as in any caller that has run the backend before)
 
-    frozen, threshold = gc.get_freeze_count(), gc.get_threshold()
+    import os
+
+    frozen, threshold, omp = gc.get_freeze_count(), gc.get_threshold(), os.environ.get("OMP_WAIT_POLICY")
     assert main(["build", missing, "-o", str(tmp_path / "b"), "--refine-seconds", "0", "--no-progress"]) != 0
     assert gc.isenabled() and gc.get_freeze_count() == frozen and gc.get_threshold() == threshold
+    assert os.environ.get("OMP_WAIT_POLICY") == omp
