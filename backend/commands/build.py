@@ -125,10 +125,13 @@ def run(args: argparse.Namespace) -> int:
     fresh = "torch" not in sys.modules
     if fresh:
         gc.disable()
-        # OpenMP's workers (numba's parallel kernels run on its "omp" layer; torch loads libgomp
-        # with its import below, which reads this) sleep at a barrier instead of spinning first:
-        # libgomp's spinning was 2.2 % of the build's CPU samples (~70 ms), 0.03 % without it; the
-        # kernels are milliseconds long, a wake-up tens of microseconds. The user's setting wins
+    if fresh and args.refine_seconds is not None and args.refine_seconds <= 0:
+        # Without refinement, OpenMP's workers (numba's parallel kernels run on its "omp" layer;
+        # torch loads libgomp with its import below, which reads this) sleep at a barrier instead
+        # of spinning first: libgomp's spinning was 2.2 % of the build's CPU samples (~70 ms),
+        # 0.03 % without it; the previews' kernels are milliseconds long, a wake-up tens of
+        # microseconds. The refinement's many small torch operations on two threads are left as
+        # they were (not measured with it); the user's setting wins
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from ..avatar.build import BuildOptions, build_avatar

@@ -366,9 +366,11 @@ def test_mediapipe_imports_only_the_face_solutions_and_the_rest_on_demand():
 
 def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
     """build's imports run without the cyclic GC and are frozen in a fresh process (the GC stays
-    on, collecting after 20,000 new objects) and OpenMP's workers sleep at barriers; in a process
-    that has torch already (this one) the GC state and the environment are left alone."""
+    on, collecting after 20,000 new objects) and, without refinement, OpenMP's workers sleep at
+    barriers; in a process that has torch already (this one) the GC state and the environment are
+    left alone."""
     import gc
+    import os
     import subprocess
     import sys
 
@@ -384,12 +386,18 @@ def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
             "assert gc.get_threshold() == (20000, 20, 20), gc.get_threshold()\n"
             "import os\n"
             "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # the user's own would win
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "missing.png" in res.stderr  # the one-line error names the file
+    # a build that refines leaves OpenMP's waiting as it is
+    code = ("import os\n"
+            "from backend.cli import main\n"
+            f"rc = main(['build', {missing!r}, '-o', {str(tmp_path / 'c')!r}, '--no-progress'])\n"
+            "assert rc != 0 and 'OMP_WAIT_POLICY' not in os.environ\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
     import torch  # noqa: F401  (as in any caller that has run the backend before)
-
-    import os
 
     frozen, threshold, omp = gc.get_freeze_count(), gc.get_threshold(), os.environ.get("OMP_WAIT_POLICY")
     assert main(["build", missing, "-o", str(tmp_path / "b"), "--refine-seconds", "0", "--no-progress"]) != 0
