@@ -188,9 +188,8 @@ def color_eyes_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray
     drawn sclera, so a lid that opens further still uncovers a white eye."""
     from skimage.measure import points_in_poly
 
-    from .imageops import bilinear, blur
+    from .imageops import blurred_samples
 
-    img = blur(photo, 0.6)
     lm = np.asarray(landmarks_px, np.float64)
     out = {}
     for part, means, c in zip(parts, posed_means, posed_centers):
@@ -203,7 +202,7 @@ def color_eyes_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray
         seen = ok & points_in_poly(np.where(ok[:, None], uv, -1.0), poly)
         cols = part.gaussians.colors
         if seen.any():
-            rgb = bilinear(img, uv[seen].astype(np.float32))
+            rgb = blurred_samples(photo, 0.6, uv[seen].astype(np.float32))
             cols[seen] = np.clip(weight * rgb + (1 - weight) * cols[seen], 0, 1)
         n_seen = int(seen.sum())
         if skin_depth is not None:
@@ -215,7 +214,7 @@ def color_eyes_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray
             bare[inb] = skin_depth[py[inb], px[inb]] > z[inb]  # no skin in front at the source view
             bare &= ~seen
             if bare.any():
-                cols[bare] = np.clip(bilinear(img, uv[bare].astype(np.float32)), 0, 1)
+                cols[bare] = np.clip(blurred_samples(photo, 0.6, uv[bare].astype(np.float32)), 0, 1)
                 n_seen += int(bare.sum())
         out[part.name] = n_seen
     return out

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..face.mediapipe_face import INNER_LIP
-from .imageops import bilinear, blur
+from .imageops import bilinear, blurred_samples
 from .synthesis import SynthesisOptions, synthesize_unseen
 
 if TYPE_CHECKING:
@@ -274,10 +274,10 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     zpos = np.where(z > 0, z, np.inf)
     px_spacing = spacing * camera.fx / zpos
     sigma = opts.prefilter * float(np.median(px_spacing[observed])) if observed.any() else 0.0
-    img = blur(photo, sigma)
 
     colors = np.zeros((V, 3), np.float32)
-    colors[observed] = bilinear(img, uvc[observed])
+    # the photo blurred over the observed vertices' window only (the same samples as blurring it whole)
+    colors[observed] = blurred_samples(photo, sigma, uvc[observed])
     known = observed.copy()
 
     mirrored = np.zeros(V, bool)

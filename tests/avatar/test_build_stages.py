@@ -403,3 +403,22 @@ def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
     assert main(["build", missing, "-o", str(tmp_path / "b"), "--refine-seconds", "0", "--no-progress"]) != 0
     assert gc.isenabled() and gc.get_freeze_count() == frozen and gc.get_threshold() == threshold
     assert os.environ.get("OMP_WAIT_POLICY") == omp
+
+
+def test_blurred_samples_of_a_window_equal_blurring_the_whole_photo():
+    """sample_colors, the eyes and the mouth blur only the window their samples read
+    (imageops.blurred_samples): the same samples bit for bit as blurring the whole image, for
+    windows inside it, at its borders and corners, beyond them, and for a tiny or no blur."""
+    from backend.avatar.imageops import bilinear, blur, blurred_samples
+
+    rng = np.random.default_rng(7)
+    img = rng.random((96, 128, 3)).astype(np.float32)
+    windows = 0
+    for sigma in (0.2, 0.6, 1.13, 2.25, 4.52):
+        for centre in ([64.0, 48.0], [2.0, 3.0], [127.0, 95.0], [-4.0, 50.0], [70.0, 99.0]):
+            for half in (1.5, 6.0, 30.0):
+                uv = (np.asarray(centre) + rng.uniform(-half, half, (300, 2))).astype(np.float32)
+                np.testing.assert_array_equal(blurred_samples(img, sigma, uv), bilinear(blur(img, sigma), uv))
+                windows += 1
+    assert windows == 75
+    assert blurred_samples(img, 2.0, np.zeros((0, 2), np.float32)).shape == (0, 3)
