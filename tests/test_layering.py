@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # package in its own layer or above. Top-level modules (backend/errors.py, ...) count as packages.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("progress", "rotations", "ffmpeg", "filekind", "image_metrics", "output_safety", "machine", "blas_threads"),
+    ("progress", "rotations", "ffmpeg", "filekind", "image_metrics", "output_safety", "machine", "blas_threads",
+     "scipy_docs", "allocator"),
     ("stats",),
     ("head", "render"),
     ("face",),

@@ -336,7 +336,7 @@ def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarra
     """
     from skimage.measure import points_in_poly
 
-    from .imageops import bilinear, blur
+    from .imageops import blurred_samples
 
     opts = opts or MouthOptions()
     seen_counts = {p.name: 0 for p in parts}
@@ -354,7 +354,6 @@ def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarra
     zmin = np.full(key.max() + 1 if len(key) else 1, np.inf)
     np.minimum.at(zmin, key[inside], z[inside])
     seen = inside & (z <= zmin[key] + 0.002)
-    img = blur(photo, 0.7)
     i0 = 0
     for part, means in zip(parts, posed_means):
         sl = slice(i0, i0 + len(means))
@@ -362,7 +361,7 @@ def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarra
         s = seen[sl]
         if not s.any():
             continue
-        rgb = bilinear(img, uv[sl][s].astype(np.float32)).astype(np.float32)
+        rgb = blurred_samples(photo, 0.7, uv[sl][s].astype(np.float32)).astype(np.float32)
         good = _plausible(part.name, rgb)
         if not good.any():
             continue

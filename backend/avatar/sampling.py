@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..face.mediapipe_face import INNER_LIP
-from .imageops import bilinear, blur
+from .imageops import bilinear, blurred_samples
 from .synthesis import SynthesisOptions, synthesize_unseen
 
 if TYPE_CHECKING:
@@ -144,12 +144,12 @@ def mouth_interior(model: "HeadModel", rest: np.ndarray, stretch: np.ndarray,
     idx = np.array(INNER_LIP)
     if lm.face_idx.shape[0] <= idx.max() or not lm.valid[idx].all():
         return np.zeros(rest.shape[0], bool)  # without lip landmarks the mouth cannot be placed
-    from skimage.measure import points_in_poly
+    from .imageops import points_in_polygons
 
     ring = lm.points(rest[: model.n_verts], model.faces)[idx]  # LOD-0 vertices come first
     c = ring.mean(0)
     poly = c[:2] + grow * (ring[:, :2] - c[:2])
-    pocket = points_in_poly(rest[:, :2], poly) & (rest[:, 2] < ring[:, 2].min() - depth_m)
+    pocket = points_in_polygons(rest[:, :2], [poly])[0] & (rest[:, 2] < ring[:, 2].min() - depth_m)
     # the stretch band only counts between the mouth corners and near the lip line: elsewhere it is
     # the jaw line of the skin, which must keep its photo colours
     half_w = 0.5 * float(np.ptp(ring[:, 0]))
@@ -274,10 +274,10 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     zpos = np.where(z > 0, z, np.inf)
     px_spacing = spacing * camera.fx / zpos
     sigma = opts.prefilter * float(np.median(px_spacing[observed])) if observed.any() else 0.0
-    img = blur(photo, sigma)
 
     colors = np.zeros((V, 3), np.float32)
-    colors[observed] = bilinear(img, uvc[observed])
+    # the photo blurred over the observed vertices' window only (the same samples as blurring it whole)
+    colors[observed] = blurred_samples(photo, sigma, uvc[observed])
     known = observed.copy()
 
     mirrored = np.zeros(V, bool)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -124,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
     fresh = "torch" not in sys.modules
     if fresh:
         gc.disable()
+    if fresh and args.refine_seconds is not None and args.refine_seconds <= 0:
+        # Without refinement, OpenMP's workers (numba's parallel kernels run on its "omp" layer;
+        # torch loads libgomp with its import below, which reads this) sleep at a barrier instead
+        # of spinning first: libgomp's spinning was 2.2 % of the build's CPU samples (~70 ms),
+        # 0.03 % without it; the previews' kernels are milliseconds long, a wake-up tens of
+        # microseconds. The refinement's many small torch operations on two threads are left as
+        # they were (not measured with it); the user's setting wins
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from ..avatar.build import BuildOptions, build_avatar
         from ..avatar.fileformat import save_avatar
@@ -135,6 +144,21 @@ def run(args: argparse.Namespace) -> int:
         if fresh:
             gc.freeze()
             gc.enable()
+    if fresh:
+        # scipy.linalg, scipy.ndimage and scipy.special import during the build: without their
+        # docstrings' import-time rewriting (backend/scipy_docs.py), ~0.08 s less Python-bound CPU
+        from ..allocator import reuse_freed_memory
+        from ..scipy_docs import skip_docstring_notes
+
+        skip_docstring_notes()
+        # glibc keeps what the build frees for its next arrays instead of faulting fresh pages in
+        # (backend/allocator.py: ~130,000 -> ~70,000 page faults in the build, less peak memory)
+        reuse_freed_memory()
+        # the modules the build imports on its threads (numba's registries, scipy.ndimage, cv2,
+        # mediapipe) made the collector run ~150 times in the build, once over everything:
+        # 0.06 s of CPU; collecting after 20,000 new objects instead of 700 still collects the
+        # build's garbage cycles, about 5 times (0.017 s)
+        gc.set_threshold(20_000, 20, 20)
 
     opts = BuildOptions(lods=args.lods, head_model=args.head_model, refine_steps=args.refine_steps,
                         render_backend=args.backend, checkpoint=args.checkpoint, dinov2=args.dinov2,

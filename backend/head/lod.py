@@ -9,6 +9,7 @@ F_{l+1} = 4 F_l; a closed (watertight) mesh stays closed. Posing a LOD is one sp
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -94,32 +95,36 @@ def subdivide_once(faces: np.ndarray, n_verts: int) -> tuple[np.ndarray, sp.csr_
     return new_faces, step
 
 
-_CACHE: dict[tuple[str, int, tuple[int, ...]], list[LOD]] = {}
+# per topology (faces' digest, n_verts): the LODs 0..k made so far, each level once. Level l is the
+# same whichever levels a caller asks for (the chain of subdivisions up to it), so a later call for
+# more or other levels extends the chain instead of subdividing from level 0 again (a build asked
+# for (0, 1, 2), (1,) and (2,) apart: five subdivisions of which three repeated the first two)
+_CHAINS: dict[tuple[str, int], list[LOD]] = {}
+_CHAINS_LOCK = threading.Lock()  # a build asks from two threads; each level is made once
 
 
 def build_lods(faces: np.ndarray, n_verts: int, levels: tuple[int, ...] = (0, 1, 2)) -> list[LOD]:
     """LODs for ``levels`` (each >= 0) of a triangle mesh; cached per topology (faces, n_verts).
 
-    Each LOD's ``upsample`` maps LOD-0 vertices to LOD-l vertices (composition of the steps)."""
+    Each LOD's ``upsample`` maps LOD-0 vertices to LOD-l vertices (composition of the steps).
+    The same level of one topology is the same LOD object for every call."""
     faces = np.ascontiguousarray(faces, np.int64)
     levels = tuple(int(l) for l in levels)
     if any(l < 0 for l in levels):
         raise ValueError(f"LOD levels must be >= 0, got {levels}")
-    key = (hashlib.sha1(faces.tobytes()).hexdigest(), int(n_verts), levels)
-    if key in _CACHE:
-        return _CACHE[key]
-    by_level: dict[int, LOD] = {}
-    cur_faces, cur_up = faces, sp.identity(n_verts, dtype=np.float32, format="csr")
-    for lev in range(max(levels, default=0) + 1):
-        if lev > 0:
-            cur_faces, step = subdivide_once(cur_faces, cur_up.shape[0])
-            cur_up = (step @ cur_up).tocsr()
+    key = (hashlib.sha1(faces.tobytes()).hexdigest(), int(n_verts))
+    top = max(levels, default=0)
+    with _CHAINS_LOCK:
+        chain = _CHAINS.setdefault(key, [])
+        if not chain:
+            chain.append(LOD(0, faces, sp.identity(n_verts, dtype=np.float32, format="csr")))
+        while len(chain) <= top:
+            prev = chain[-1]
+            cur_faces, step = subdivide_once(prev.faces, prev.upsample.shape[0])
+            cur_up = (step @ prev.upsample).tocsr()
             cur_up.sort_indices()
-        if lev in levels:
-            by_level[lev] = LOD(lev, cur_faces, cur_up.astype(np.float32))
-    out = [by_level[l] for l in levels]
-    _CACHE[key] = out
-    return out
+            chain.append(LOD(len(chain), cur_faces, cur_up.astype(np.float32)))
+        return [chain[l] for l in levels]
 
 
 def subdivide_attributes(upsample: sp.spmatrix, attributes: np.ndarray) -> np.ndarray:

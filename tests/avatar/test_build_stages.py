@@ -27,6 +27,69 @@ def test_lid_stretch_from_the_edges_at_the_lids_equals_the_whole_mesh():
     np.testing.assert_array_equal(expression_stretch(model, rest, lod.upsample, near)[sel], whole)
 
 
+def test_expression_stretch_moves_only_the_edges_vertices_and_equals_the_whole_upsampling():
+    """expression_stretch upsamples each expression only at the vertices its edges touch (rows of
+    the LOD's matrix): the same values as moving the whole LOD, at LODs 1 and 2 (the long way here)."""
+    model = load_head_model(None)
+    shape = np.random.default_rng(5).normal(0, 1, model.n_shape).astype(np.float32)
+    for level in (1, 2):
+        lod = model_lods(model, [level])[level]
+        rest = np.asarray(lod.upsample @ shaped_vertices(model, shape), np.float32)
+        edges = unique_edges(lod.faces)
+        _, _, around = eyelid_vertices(model, rest, lod.upsample, EyeOptions())
+        near = edges[around[edges[:, 0]] | around[edges[:, 1]]]
+        base = rest[: model.n_verts].astype(np.float32)
+        l0 = np.linalg.norm(rest[near[:, 0]] - rest[near[:, 1]], axis=1)
+        ratio = np.ones(len(near), np.float32)
+        for e in range(model.n_expr):
+            moved = np.asarray(lod.upsample @ (base + model.exprdirs[:, :, e]), np.float32)
+            ratio = np.maximum(ratio, np.linalg.norm(moved[near[:, 0]] - moved[near[:, 1]], axis=1)
+                               / np.maximum(l0, 1e-9))
+        want = np.ones(len(rest), np.float32)
+        np.maximum.at(want, near[:, 0], ratio)
+        np.maximum.at(want, near[:, 1], ratio)
+        got = expression_stretch(model, rest, lod.upsample, near)
+        assert (got > 1.05).any()
+        np.testing.assert_array_equal(got, want)
+
+
+def test_lid_regions_from_the_bounding_box_equal_skimage_on_every_vertex():
+    """eyelid_vertices and mouth_interior ask skimage's points_in_poly only about the vertices in
+    the polygons' bounding box (imageops.points_in_polygons): the same masks as asking it about
+    every vertex, on random points too (points on the polygons' corners and edges included)."""
+    from skimage.measure import points_in_poly
+
+    from backend.avatar.imageops import points_in_polygons
+
+    rng = np.random.default_rng(11)
+    poly = np.array([[0.0, 0.0], [2.0, -0.5], [3.0, 1.0], [1.5, 2.5], [-0.5, 1.5]])
+    polys = [poly, 1.0 + 1.9 * (poly - 1.0), poly[::-1] * 0.5]
+    pts = np.concatenate([rng.uniform(-3, 5, (4000, 2)), poly, (poly + np.roll(poly, 1, 0)) / 2,
+                          [[3.0, 2.5], [-0.5, -0.5], [3.0, -0.5]]])   # corners, mid-edges, bbox corners
+    for got, p in zip(points_in_polygons(pts, polys), polys, strict=True):
+        want = points_in_poly(pts, p)
+        assert want.sum() > 100 and (~want).sum() > 100
+        np.testing.assert_array_equal(got, want)
+    assert [len(m) for m in points_in_polygons(np.zeros((0, 2)), polys)] == [0, 0, 0]
+    # the head's own polygons, against skimage on every vertex of LOD 2
+    import backend.avatar.imageops as imageops
+    from backend.avatar.sampling import jaw_stretch, mouth_interior
+
+    model = load_head_model(None)
+    lod = model_lods(model, [2])[2]
+    rest = np.asarray(lod.upsample @ shaped_vertices(model, np.zeros(model.n_shape, np.float32)), np.float32)
+    stretch = jaw_stretch(model, rest, lod.upsample, unique_edges(lod.faces))
+    fast = eyelid_vertices(model, rest, lod.upsample, EyeOptions()), mouth_interior(model, rest, stretch)
+    try:
+        imageops.points_in_polygons = lambda p, polys: [points_in_poly(p, q) for q in polys]
+        slow = eyelid_vertices(model, rest, lod.upsample, EyeOptions()), mouth_interior(model, rest, stretch)
+    finally:
+        imageops.points_in_polygons = points_in_polygons
+    for a, b in zip([*fast[0], fast[1]], [*slow[0], slow[1]], strict=True):
+        assert b.sum() > 10
+        np.testing.assert_array_equal(a, b)
+
+
 def test_lip_stretch_from_the_per_edge_jaw_stretch_equals_jaw_stretch_of_the_lip_edges():
     """analytic_head measures each edge's jaw stretch once and takes the lips' stretch as the
     subset of those values off the mouth band: equal to jaw_stretch over the lip edges alone, and
@@ -303,8 +366,11 @@ def test_mediapipe_imports_only_the_face_solutions_and_the_rest_on_demand():
 
 def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
     """build's imports run without the cyclic GC and are frozen in a fresh process (the GC stays
-    on); in a process that has torch already (this one) the GC state is left alone."""
+    on, collecting after 20,000 new objects) and, without refinement, OpenMP's workers sleep at
+    barriers; in a process that has torch already (this one) the GC state and the environment are
+    left alone."""
     import gc
+    import os
     import subprocess
     import sys
 
@@ -316,12 +382,43 @@ def test_cli_build_freezes_its_imports_only_in_a_fresh_process(tmp_path):
             f"rc = main(['build', {missing!r}, '-o', {str(tmp_path / 'a')!r}, '--refine-seconds', '0',"
             " '--no-progress'])\n"
             "assert rc != 0, rc\n"
-            "assert gc.isenabled() and gc.get_freeze_count() > 50000, gc.get_freeze_count()\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+            "assert gc.isenabled() and gc.get_freeze_count() > 50000, gc.get_freeze_count()\n"
+            "assert gc.get_threshold() == (20000, 20, 20), gc.get_threshold()\n"
+            "import os\n"
+            "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # the user's own would win
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "missing.png" in res.stderr  # the one-line error names the file
+    # a build that refines leaves OpenMP's waiting as it is
+    code = ("import os\n"
+            "from backend.cli import main\n"
+            f"rc = main(['build', {missing!r}, '-o', {str(tmp_path / 'c')!r}, '--no-progress'])\n"
+            "assert rc != 0 and 'OMP_WAIT_POLICY' not in os.environ\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
     import torch  # noqa: F401  (as in any caller that has run the backend before)
 
-    frozen = gc.get_freeze_count()
+    frozen, threshold, omp = gc.get_freeze_count(), gc.get_threshold(), os.environ.get("OMP_WAIT_POLICY")
     assert main(["build", missing, "-o", str(tmp_path / "b"), "--refine-seconds", "0", "--no-progress"]) != 0
-    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    assert gc.isenabled() and gc.get_freeze_count() == frozen and gc.get_threshold() == threshold
+    assert os.environ.get("OMP_WAIT_POLICY") == omp
+
+
+def test_blurred_samples_of_a_window_equal_blurring_the_whole_photo():
+    """sample_colors, the eyes and the mouth blur only the window their samples read
+    (imageops.blurred_samples): the same samples bit for bit as blurring the whole image, for
+    windows inside it, at its borders and corners, beyond them, and for a tiny or no blur."""
+    from backend.avatar.imageops import bilinear, blur, blurred_samples
+
+    rng = np.random.default_rng(7)
+    img = rng.random((96, 128, 3)).astype(np.float32)
+    windows = 0
+    for sigma in (0.2, 0.6, 1.13, 2.25, 4.52):
+        for centre in ([64.0, 48.0], [2.0, 3.0], [127.0, 95.0], [-4.0, 50.0], [70.0, 99.0]):
+            for half in (1.5, 6.0, 30.0):
+                uv = (np.asarray(centre) + rng.uniform(-half, half, (300, 2))).astype(np.float32)
+                np.testing.assert_array_equal(blurred_samples(img, sigma, uv), bilinear(blur(img, sigma), uv))
+                windows += 1
+    assert windows == 75
+    assert blurred_samples(img, 2.0, np.zeros((0, 2), np.float32)).shape == (0, 3)

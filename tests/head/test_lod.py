@@ -94,9 +94,31 @@ def test_subdivide_attributes_shapes(standin):
 
 def test_cached_per_topology_and_bad_levels(standin):
     a = build_lods(standin.faces, standin.n_verts)
-    assert build_lods(standin.faces.copy(), standin.n_verts) is a
+    assert all(x is y for x, y in zip(build_lods(standin.faces.copy(), standin.n_verts), a, strict=True))
     with pytest.raises(ValueError):
         build_lods(standin.faces, standin.n_verts, levels=(-1,))
+
+
+def test_levels_asked_apart_are_one_chain_of_subdivisions():
+    """A level asked for alone, before or after the others, is the same LOD object as in a call
+    for all of them (each level of a topology is subdivided once per process), and equal bit for
+    bit to the composition of the subdivision steps done the long way."""
+    from backend.head.lod import subdivide_once
+
+    faces = tube(7, 4, offset=0)  # a topology no other test caches
+    V = 7 * 5
+    one = build_lods(faces, V, (1,))[0]            # level 1 first: the chain to it
+    two = build_lods(faces, V, (2,))[0]            # extended by one step
+    full = build_lods(faces, V, (0, 1, 2))
+    assert full[1] is one and full[2] is two
+    assert build_lods(faces, V, (2, 0))[0] is two  # the caller's order is kept
+    cur_f, cur_up = faces, np.eye(V, dtype=np.float32)
+    for lod in full[1:]:
+        cur_f, step = subdivide_once(cur_f, cur_up.shape[0])
+        cur_up = (step @ cur_up).astype(np.float32)
+        np.testing.assert_array_equal(lod.faces, cur_f)
+        np.testing.assert_array_equal(lod.upsample.toarray(), cur_up)
+        assert lod.upsample.dtype == np.float32 and lod.upsample.has_sorted_indices
 
 
 def test_torch_pose_matches_scipy(standin):
