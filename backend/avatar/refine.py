@@ -107,6 +107,13 @@ class RefineOptions:
     # lr_decay): the first steps, while colours and opacities are still far off, then move the
     # offsets little, and the last ones may move them freely
     offset_weight_start: float | None = None
+    # colours trusted only as far as the views show each Gaussian itself (None: not at all): its
+    # colour trust is scaled by its visible share (coverage / unoccluded footprint, source_footprint)
+    # over this share, clamped to 1. A Gaussian behind the surface that a view shows through the
+    # surface's transmittance (the synthesized back of the head, the body's far side) covers a
+    # fraction of a pixel of a footprint of tens: with colours trusted from 0.25 px it took its
+    # whole solved change and showed it from behind (photo_refine_options)
+    color_visible_share: float | None = None
 
 
 @dataclass
@@ -190,7 +197,7 @@ def photo_refine_options(seconds: float, max_steps: int, backend: str = "auto") 
     return RefineOptions(seconds=seconds, max_steps=max_steps, backend=backend, color_solve_iters=4,
                          color_trust_px=0.25, full_trust_px=1.0, lr_color=0.04, lr_opacity=0.8, lr_decay=0.03,
                          adam_betas=(0.7, 0.999), offset_weight=1e2, offset_weight_start=3e4, focus_steps=3,
-                         focus_margin_px=8)
+                         focus_margin_px=8, color_visible_share=0.05)
 
 
 def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") -> torch.Tensor:
@@ -206,6 +213,37 @@ def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") ->
                 torch.from_numpy(gs.opacities), ones, camera, background=torch.zeros(1), backend=backend, depth=False)
     res.image.sum().backward()
     return ones.grad[:, 0].detach().cpu()
+
+
+def source_footprint(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+                     cameras: "Camera | list[Camera]", eps2d: float = 0.3) -> torch.Tensor:
+    """(K, N) float32: each Gaussian's compositing weight summed over the image plane as if nothing
+    were in front of it (transmittance 1), in pixels: the coverage (source_coverage) it would have
+    unoccluded, so coverage / footprint is the share of it that a view shows.
+
+    means (N, 3) | (K, N, 3) world metres, quats (N, 4) | (K, N, 4) wxyz, scales (N, 3) metres,
+    opacities (N,), one camera or K. The splatter's alpha is opacity x exp(-sigma) cut off below
+    1/255, so the integral over the ellipse sigma < ln(255 opacity) is 2 pi sqrt(det cov2d)
+    (opacity - 1/255), cov2d with the EWA filter ``eps2d``; the 0.99 cap on alpha and the image's
+    borders are left out (a Gaussian partly off the image gets a smaller share). Culled: 0.
+    """
+    from ..render.projection import ALPHA_THRESHOLD, project_gaussians
+    from ..render.splat_data import camera_tensors
+
+    cams = list(cameras) if isinstance(cameras, (list, tuple)) else [cameras]
+    K = len(cams)
+    m, q, s, op = (torch.as_tensor(x, dtype=torch.float32) for x in (means, quats, scales, opacities))
+    m = (m.expand(K, *m.shape) if m.dim() == 2 else m).contiguous()                   # (K, N, 3)
+    q = (q.expand(K, *q.shape) if q.dim() == 2 else q).contiguous()                   # (K, N, 4)
+    s, op = s.expand(K, *s.shape).contiguous(), op.expand(K, len(op)).contiguous()  # (K, N, 3), (K, N)
+    viewmats, Ks = camera_tensors(cams, "cpu")
+    with torch.no_grad():
+        proj = project_gaussians(m, q, s, viewmats, Ks, cams[0].width, cams[0].height, opacities=op, eps2d=eps2d)
+        a, b, c = proj.conics.double().unbind(-1)                    # (K, N): the inverse covariance
+        inv_det = (a * c - b * b).clamp(min=1e-300)
+        foot = 2.0 * math.pi / inv_det.sqrt() * (op.double() - ALPHA_THRESHOLD).clamp(min=0.0)
+        foot = torch.where((proj.radii > 0).any(-1), foot, torch.zeros_like(foot))
+    return foot.float()
 
 
 @dataclass
@@ -413,14 +451,23 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
                                     quats=gs.quats if v.quats is None else v.quats), v.camera, opts.backend)
         c = c if v.weight == 1.0 else float(v.weight) * c
         cover = c if cover is None else cover + c
+    seen_share = None
+    if opts.color_visible_share is not None and cover is not None:
+        # the views' weighted coverage over their weighted unoccluded footprints (source_footprint)
+        foot = (source_footprint(means0, quats, scales, torch.sigmoid(op_logit).detach(), cams) * vw[:, None]).sum(0)
+        seen_share = torch.where(foot > 0, cover / foot.clamp(min=1e-12), torch.zeros_like(cover))
+
     def trust_from(px: float, colours: bool = False) -> torch.Tensor:
         """(N,) each Gaussian's coverage / px, clamped to [0, 1], less what ``hold`` withholds;
-        kept colours get none."""
+        kept colours get none, and with ``opts.color_visible_share`` colours get only the share
+        their visible share earns."""
         t = (cover / px).clamp(0.0, 1.0) if cover is not None else torch.zeros(len(gs.means))
         if free is not None:
             t = t * free
         if colours and keep_colors is not None:
             t = t * torch.from_numpy(~np.asarray(keep_colors, bool)).to(t.dtype)
+        if colours and seen_share is not None:
+            t = t * (seen_share / opts.color_visible_share).clamp(0.0, 1.0)
         return t
 
     trust = trust_from(opts.full_trust_px)
