@@ -35,7 +35,7 @@ from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, 
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
 from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices
-from .refine import RefineOptions, refine
+from .refine import RefineOptions, photo_refine_options, refine
 from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
@@ -522,7 +522,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             do_refine = fast_enough(per_g)
     if do_refine and opts.refine_seconds > 0 and opts.refine_steps > 0:
         with progress.stage("refine"):
-            steps_run = refine_avatar(avatar, model, photo512, mask, levels, opts, progress)
+            steps_run = refine_avatar(avatar, model, photo512, mask, levels, opts, progress, face_mask)
         if opts.metrics:
             with progress.stage("metrics"):
                 progress.report(0.96, "measuring the refined source view")
@@ -541,7 +541,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
 
 
 def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray, mask: np.ndarray,
-                  levels: list[int], opts: BuildOptions, progress: Progress) -> dict[int, int]:
+                  levels: list[int], opts: BuildOptions, progress: Progress,
+                  face: np.ndarray | None = None) -> dict[int, int]:
     """Refine every LOD in place (colours, opacities, small offsets); the parts take the finest
     LOD's refined appearance (they stay where they are). Returns steps run per LOD."""
     _, _, A = lbs_numpy(model, avatar.params)
@@ -561,7 +562,7 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
         def on_step(step: int, frac: float, base=base) -> None:
             progress.report(base + 0.45 / len(levels) * frac, f"refining LOD {l} (step {step})")
 
-        ropts = RefineOptions(seconds=budget, max_steps=opts.refine_steps, backend=opts.render_backend)
+        ropts = photo_refine_options(budget, opts.refine_steps, opts.render_backend)
         # the whole portrait: colours learn the person's own colour (foreground) over the whole
         # image, opacities the matte (refine.py)
         # the lid skin a blink pulls over the eye keeps its sampled colour (refine.refine_views)
@@ -571,7 +572,7 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
             lids, _, around = eyelid_vertices(model, rest, U, opts.eyes)
             keep[:n_head] = lids | around
         res = refine(gs, movable, photo, np.ones_like(mask), avatar.camera, ropts, on_step,
-                     portrait=mask, foreground=foreground, keep_colors=keep)
+                     portrait=mask, foreground=foreground, keep_colors=keep, focus=face)
         head = avatar.lods[l]
         head.colors = res.colors[:n_head].astype(np.float32)
         head.opacities = res.opacities[:n_head].astype(np.float32)

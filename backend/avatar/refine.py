@@ -107,6 +107,13 @@ class RefineOptions:
     # lr_decay): the first steps, while colours and opacities are still far off, then move the
     # offsets little, and the last ones may move them freely
     offset_weight_start: float | None = None
+    # colours trusted only as far as the views show each Gaussian itself (None: not at all): its
+    # colour trust is scaled by its visible share (coverage / unoccluded footprint, source_footprint)
+    # over this share, clamped to 1. A Gaussian behind the surface that a view shows through the
+    # surface's transmittance (the synthesized back of the head, the body's far side) covers a
+    # fraction of a pixel of a footprint of tens: with colours trusted from 0.25 px it took its
+    # whole solved change and showed it from behind (photo_refine_options)
+    color_visible_share: float | None = None
 
 
 @dataclass
@@ -129,68 +136,22 @@ class RefineResult:
 
 
 def photo_refine_options(seconds: float, max_steps: int, backend: str = "auto") -> RefineOptions:
-    """The fast refinement of a single photo (opt-in; bench refine --converge's fast path): the
-    colour solve first (4 conjugate-gradient iterations, at most half the budget), then Adam with
-    less momentum (beta1 0.7), the colour step doubled (0.04), opacity steps of 0.8 (logits) and
-    cosine-decaying rates (to 0.03 of their value at the end of the budget), colours trusted from
-    0.25 px of coverage, opacities and offsets from 1 px, and an offset penalty that eases from 3e4
-    to 1e2 over the run; with a focus region (RefineView.focus: the face), three focus steps follow
-    every full step.
+    """The fast refinement of a single photo (the build's, build.refine_avatar; bench refine
+    --converge's fast path): the colour solve first (4 conjugate-gradient iterations, at most half
+    the budget), then Adam with less momentum (beta1 0.7), the colour step doubled (0.04), opacity
+    steps of 0.8 (logits) and rates decaying on a cosine to 0.03 of their start over the run
+    (``seconds`` or ``max_steps``, whichever ends it first); colours trusted from 0.25 px of coverage
+    and a twentieth of their footprint shown (``color_visible_share``: what the view sees only through
+    the surface, the synthesized back of the head, keeps its colour), opacities and offsets from 1 px;
+    an offset penalty that eases from 3e4 to 1e2 over the run; with a focus region
+    (RefineView.focus: the face), three focus steps after every full step.
 
-    Fourteenth session (astronaut, LOD 2, 60 steps with the decay over the 60; face / full-portrait
-    PSNR; fixed step counts, deterministic, load average 5-11; the 300-step reference in the same
-    session 38.74 / 35.65 dB, in the thirteenth's quiet record 38.92 / 35.64): the thirteenth's
-    options 38.19 / 35.75 dB. Its opacities hardly moved (mean change 0.001 against the
-    reference's 0.022 after 300 steps, 0.004 after 60): opacity steps 0.15 / 0.3 / 0.6 / 0.8 / 1.0
-    / 1.6 / 2.5 reached 38.26 / 38.32 / 38.50 / 38.61 / 38.61 / 38.40 / 38.43 dB of face (full
-    35.81 at 0.8, 35.57 at 2.5). With 0.8: three focus steps a full step 38.61 / 35.81 (one:
-    38.63 / 35.73; the same figures for fewer full steps); Adam's beta1 0.8 / 0.7 / 0.5 38.82 /
-    38.81 / 38.89 dB (full 35.82 / 35.81 / 35.69; 40 steps: 38.59 / 38.74 / 38.89); the offset
-    penalty easing from 3e4 to 1e2, 38.61 / 35.84 at beta1 0.9 and 38.88 / 35.86 at 0.7 (from 1e4
-    to 1e3: 38.53 / 35.84; from 1e5: 38.55 / 35.85); with the rates decaying to 0.03 instead of 0.1
-    (**kept**) 38.90 / 35.85 dB, 38.89 / 35.80 after 40 steps (beta1 0.6: 38.90 / 35.84, 38.88 /
-    35.71 after 40; opacity steps 1.2: 38.88 / 35.78). Not kept (at beta1 0.9, opacity steps 0.8):
-    colour steps 0.03 / 0.06, 38.42 / 38.19 dB; offsets at 3e-4 m a step, 38.56; a constant penalty
-    of 1e4, 38.51; no colour solve, 38.55 / 35.79; beta2 0.99, 38.58.
-
-    Thirteenth session (astronaut, LOD 2, 45 steps, decay over the 45; face / full-portrait PSNR;
-    fixed step counts, deterministic, load average 4-7): the previous
-    options 37.71 / 35.74 dB (120 steps: 38.51 / 35.96, still short of the 300-step reference's
-    face figure); opacities and offsets trusted from 1 px 38.09 / 35.74 (from 0.5 px 37.77 / 35.72,
-    2 px 37.72 / 35.69; with offsets at 3e-4 m a step 38.08 / 35.75); with the focus steps (two after
-    every full step, margin 8 px) 38.06 / 35.66 dB, and with the solve's 4 iterations instead of 8
-    (**kept**) 38.25 / 35.65 dB: the solve itself reaches 31.08 / 33.32 dB after 3-4 iterations
-    (8: 31.06 / 33.32, 16 no more, 2: 30.95 / 33.19), so half of it was spent for nothing. With
-    the focus steps the face follows the same curve step for step
-    and a focus step costs about half a full step (the face holds 94K of the 133K Gaussians and most
-    of the compositing work), so the face gets about 1.5x the steps in a budget. Offsets frozen:
-    33.82 / 35.00: the face's gain over the colour solve (31.06 dB; 16 iterations reach no more
-    than 8) is mostly the offsets'. Not kept: no SSIM term, 38.25 / 35.69 (the reference keeps it);
-    colours trusted from 1 px, 38.16 / 35.25; opacity steps 0.1 and trust 1 px, 38.05 / 35.73;
-    constant rates, 36.96 / 35.79; a second colour solve after 30 steps, +0.24 / +0.06 dB for 4
-    iterations (about what 4 more steps give).
-
-    Astronaut, LOD 2, 40 steps, under load (refine_bench; docs/figures/loop.md): face / full-portrait
-    PSNR 38.89 / 34.67 dB, where the previous fast path (solve, then Adam at the usual rates and
-    trust) reached 35.99 / 33.76 dB and Adam alone 35.16 / 33.61 dB (300 steps: 38.11 / 34.90).
-    Tried and not kept (40 steps): trust 1 px for every parameter with opacity steps 0.1, 40.02 /
-    34.56; offsets at 5e-4 m a step, 38.41 / 34.61; colour steps 0.06, 38.40 / 34.67.
-
-    Not the build's default: with it the build's no-holes test fails on one pixel at the carved
-    neck sliver (tests/avatar/test_build.py, LOD 0 after two steps: alpha 0.62, floor 0.7; Adam
-    alone 0.73). That pixel is at 0.65 before refinement (the LOD-0 silhouette ends about a pixel
-    inside the matte's soft edge) and only offsets move it: the solved colours turn the first
-    steps of the large neck Gaussians' offsets inward where the sampled ones turn them outward,
-    and Adam alone sags to 0.63 by step 14 (docs/figures/loop.md). The portrait test's back of
-    the head fails with it too (tests/avatar/test_refine_portrait.py: mean colour change 0.0155 at
-    yaw 180, ceiling 0.005): the colour trust from 0.25 px gives the side Gaussians the source view
-    barely shows their whole solved change (0.0045 with colours trusted from 4 px). Its blink test failed too (0.69 of the closed lid
-    nearer the iris than the skin) until the build froze the colours of the lid skin a blink pulls
-    over the eye (refine_views' keep_colors): with that it passes."""
+    Each choice and what it was measured against (the 300-step Adam reference, RefineOptions'
+    defaults) is in docs/figures/loop.md, "Refinement"."""
     return RefineOptions(seconds=seconds, max_steps=max_steps, backend=backend, color_solve_iters=4,
                          color_trust_px=0.25, full_trust_px=1.0, lr_color=0.04, lr_opacity=0.8, lr_decay=0.03,
                          adam_betas=(0.7, 0.999), offset_weight=1e2, offset_weight_start=3e4, focus_steps=3,
-                         focus_margin_px=8)
+                         focus_margin_px=8, color_visible_share=0.05)
 
 
 def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") -> torch.Tensor:
@@ -206,6 +167,37 @@ def source_coverage(gs: GaussianSet, camera: "Camera", backend: str = "auto") ->
                 torch.from_numpy(gs.opacities), ones, camera, background=torch.zeros(1), backend=backend, depth=False)
     res.image.sum().backward()
     return ones.grad[:, 0].detach().cpu()
+
+
+def source_footprint(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+                     cameras: "Camera | list[Camera]", eps2d: float = 0.3) -> torch.Tensor:
+    """(K, N) float32: each Gaussian's compositing weight summed over the image plane as if nothing
+    were in front of it (transmittance 1), in pixels: the coverage (source_coverage) it would have
+    unoccluded, so coverage / footprint is the share of it that a view shows.
+
+    means (N, 3) | (K, N, 3) world metres, quats (N, 4) | (K, N, 4) wxyz, scales (N, 3) metres,
+    opacities (N,), one camera or K. The splatter's alpha is opacity x exp(-sigma) cut off below
+    1/255, so the integral over the ellipse sigma < ln(255 opacity) is 2 pi sqrt(det cov2d)
+    (opacity - 1/255), cov2d with the EWA filter ``eps2d``; the 0.99 cap on alpha and the image's
+    borders are left out (a Gaussian partly off the image gets a smaller share). Culled: 0.
+    """
+    from ..render.projection import ALPHA_THRESHOLD, project_gaussians
+    from ..render.splat_data import camera_tensors
+
+    cams = list(cameras) if isinstance(cameras, (list, tuple)) else [cameras]
+    K = len(cams)
+    m, q, s, op = (torch.as_tensor(x, dtype=torch.float32) for x in (means, quats, scales, opacities))
+    m = (m.expand(K, *m.shape) if m.dim() == 2 else m).contiguous()                   # (K, N, 3)
+    q = (q.expand(K, *q.shape) if q.dim() == 2 else q).contiguous()                   # (K, N, 4)
+    s, op = s.expand(K, *s.shape).contiguous(), op.expand(K, len(op)).contiguous()  # (K, N, 3), (K, N)
+    viewmats, Ks = camera_tensors(cams, "cpu")
+    with torch.no_grad():
+        proj = project_gaussians(m, q, s, viewmats, Ks, cams[0].width, cams[0].height, opacities=op, eps2d=eps2d)
+        a, b, c = proj.conics.double().unbind(-1)                    # (K, N): the inverse covariance
+        inv_det = (a * c - b * b).clamp(min=1e-300)
+        foot = 2.0 * math.pi / inv_det.sqrt() * (op.double() - ALPHA_THRESHOLD).clamp(min=0.0)
+        foot = torch.where((proj.radii > 0).any(-1), foot, torch.zeros_like(foot))
+    return foot.float()
 
 
 @dataclass
@@ -413,14 +405,23 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
                                     quats=gs.quats if v.quats is None else v.quats), v.camera, opts.backend)
         c = c if v.weight == 1.0 else float(v.weight) * c
         cover = c if cover is None else cover + c
+    seen_share = None
+    if opts.color_visible_share is not None and cover is not None:
+        # the views' weighted coverage over their weighted unoccluded footprints (source_footprint)
+        foot = (source_footprint(means0, quats, scales, torch.sigmoid(op_logit).detach(), cams) * vw[:, None]).sum(0)
+        seen_share = torch.where(foot > 0, cover / foot.clamp(min=1e-12), torch.zeros_like(cover))
+
     def trust_from(px: float, colours: bool = False) -> torch.Tensor:
         """(N,) each Gaussian's coverage / px, clamped to [0, 1], less what ``hold`` withholds;
-        kept colours get none."""
+        kept colours get none, and with ``opts.color_visible_share`` colours get only the share
+        their visible share earns."""
         t = (cover / px).clamp(0.0, 1.0) if cover is not None else torch.zeros(len(gs.means))
         if free is not None:
             t = t * free
         if colours and keep_colors is not None:
             t = t * torch.from_numpy(~np.asarray(keep_colors, bool)).to(t.dtype)
+        if colours and seen_share is not None:
+            t = t * (seen_share / opts.color_visible_share).clamp(0.0, 1.0)
         return t
 
     trust = trust_from(opts.full_trust_px)

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-seconds", type=float, default=None,
                         help="build: photometric refinement budget (default: the build's own)")
     parser.add_argument("--no-refine", action="store_true", help="build without photometric refinement")
+    parser.add_argument("--refine-steps", type=int, default=None,
+                        help="build: refine for exactly this many steps per LOD, without the time budget unless "
+                             "--refine-seconds is given (figures that do not depend on the machine's load)")
     parser.add_argument("--head-model", default=None, help="head model file (default: bundled stand-in)")
     parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
                         help="splatting backend for the quality protocols (default auto)")
@@ -166,8 +169,15 @@ def run(args: argparse.Namespace) -> int:
         build["head_model"] = args.head_model
     if args.no_refine:
         build["refine"] = False
-    elif args.refine_seconds is not None:
-        build["refine_seconds"] = float(args.refine_seconds)
+    else:
+        if args.refine_seconds is not None:
+            build["refine_seconds"] = float(args.refine_seconds)
+        if args.refine_steps is not None:
+            if args.refine_steps < 1:
+                raise SystemExit(f"--refine-steps must be at least 1, got {args.refine_steps}")
+            build["refine"] = True
+            build["refine_steps"] = int(args.refine_steps)
+            build.setdefault("refine_seconds", 1e6)
     build["render_backend"] = args.backend
     opts = EvalOptions(lods=args.lods, every=args.every, max_frames=args.max_frames,
                        cross_frames=args.cross_frames, render_frames=args.render_frames,
