@@ -3,7 +3,7 @@
     nice python scripts/akd_diagnosis.py prepare --media /work/shared/media --clips d0,d19,d3,d12 --every 15
     nice python scripts/akd_diagnosis.py score --clips d0,d19,d3,d12 [--track '{"smoothing": 0}'] [--frames]
         [--offsets full [--offset-opts '{"rigid": false, "lips": "inner"}']] [--ssim] [--post-blur 0.7]
-        [--render-passes N]
+        [--render-passes N [--track '{"render_pass_mode": "rigid"}']]
 
 ``prepare`` does what eval's self-reenactment protocol does up to the fit (backend/eval/protocols/
 reenactment.py): tracks the clip, builds the avatar from frame 0 (LOD 2) and keeps, in ``--work``

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "render the avatar at the fitted parameters, read the renders with face mesh, fit "
                              "again to the clip's landmarks shifted by the render's offset; only the scored "
                              "frames are rendered; default 0)")
+    from .render import add_render_pass_arguments
+
+    add_render_pass_arguments(parser)
     parser.add_argument("--avatar", type=Path, default=None,
                         help="speed only: time rendering of this saved .omgavatar per LOD and backend "
                              "(no media or metric models needed)")
@@ -184,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
                        render_backend=args.backend, speed_backends=tuple(backends) if backends else None,
                        build=build, identity=not args.no_identity,
                        protocols=protocols, views=args.views, calibrate=args.calibrate_tracker,
-                       tracker_offsets=args.tracker_offsets, render_passes=args.render_passes)
+                       tracker_offsets=args.tracker_offsets, render_passes=args.render_passes,
+                       render_pass_mode=args.render_pass_mode, render_pass_threshold_px=args.render_pass_threshold)
     progress, close = tqdm_progress("eval")
     try:
         res = run_eval(media, opts, log=lambda m: print(m, file=sys.stderr), progress=progress)

@@ -4,6 +4,7 @@ PNG frames (out/frame_00000.png ...) and out/preview.mp4, with the achieved fram
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 HELP = "avatar + track -> watermarked preview frames / video"
@@ -24,6 +25,38 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="PATH", help="write figures (frames, seconds, fps)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
+
+
+#: face.render_compare.RENDER_PASS_MODES, written out so that building the parser imports no torch
+#: (tests/preview/test_render_passes.py checks they are the same)
+RENDER_PASS_MODES = ("full", "rigid", "similarity")
+
+
+def _threshold_px(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of px >= 0, got {text!r}")
+    return v
+
+
+def add_render_pass_arguments(p: argparse.ArgumentParser) -> None:
+    """--render-pass-mode and --render-pass-threshold, beside --render-passes (track, retarget,
+    eval, bench arkit); :func:`render_pass_options` turns them into TrackOptions fields."""
+    p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="full",
+                   help="what of the render's offset the render passes fit: full (every landmark's own; the "
+                        "default), rigid (one 2-D shift a frame: moves the head, keeps the clip's expression) "
+                        "or similarity (a shift, rotation and scale in the image)")
+    p.add_argument("--render-pass-threshold", type=_threshold_px, default=1.0, metavar="PX",
+                   help="rigid / similarity: a frame's shift is shrunk by this many px (at 512), the render "
+                        "reading's own noise, so a shift within it moves nothing (default 1)")
+
+
+def render_pass_options(args: argparse.Namespace) -> dict:
+    """TrackOptions keyword arguments from :func:`add_render_pass_arguments`' flags."""
+    return {"render_pass_mode": args.render_pass_mode, "render_pass_threshold_px": args.render_pass_threshold}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

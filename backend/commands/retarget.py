@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .render import add_common, preview_options
+from .render import add_common, add_render_pass_arguments, preview_options, render_pass_options
 
 HELP = "avatar + video -> tracked, rendered reenactment video"
 
@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="N render-and-compare passes after the fit: render the avatar at the fitted parameters, "
                         "read the renders with face mesh and fit again to the clip's landmarks shifted by what "
                         "the render's reading lies off the fit (needs the avatar's identity kept; default 0)")
+    add_render_pass_arguments(p)
     p.add_argument("--start", type=int, default=0, help="first video frame (0-based, default 0)")
     p.add_argument("--end", type=int, default=None, help="last video frame (inclusive, default: the last)")
     add_common(p)
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     render_progress = Progress(callback=lambda f, m: bar.report(0.5 + 0.5 * f, f"render: {m}"))
     try:
         t0 = time.perf_counter()
-        track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing, render_passes=args.render_passes),
+        track = track_video(args.video, model, TrackOptions(smoothing=args.smoothing, render_passes=args.render_passes,
+                                                            **render_pass_options(args)),
                             track_progress,
                             args.start, args.end, **hold)
         track_seconds = time.perf_counter() - t0

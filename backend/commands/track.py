@@ -10,6 +10,8 @@ HELP = "video -> per-frame head-model parameters (track .npz)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .render import add_render_pass_arguments
+
     parser.add_argument("video", help="clip (mp4/mov/webm/mkv/gif) or a folder of numbered images")
     parser.add_argument("-o", "--output", required=True, help="track file to write (.npz)")
     parser.add_argument("--json", metavar="PATH", help="write figures (frames, fps, ...) as JSON")
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --avatar: N render-and-compare passes after the fit (render the avatar at the "
                              "fitted parameters, read the renders with face mesh, fit again to the clip's "
                              "landmarks shifted by what the render's reading lies off the fit; default 0)")
+    add_render_pass_arguments(parser)
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
     from ..errors import InputError
     from ..face.track import TrackOptions, avatar_hold, track_video
+    from .render import render_pass_options
     from ..head.loader import load_head_model
     from ..progress import tqdm_progress
     from ..stats import write_json
@@ -91,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         track = track_video(args.video, model,
                             TrackOptions(smoothing=args.smoothing, sequence_fps=args.fps,
-                                         render_passes=args.render_passes), progress, **hold)
+                                         render_passes=args.render_passes, **render_pass_options(args)),
+                            progress, **hold)
     finally:
         close()
     track.save(args.output)

@@ -58,6 +58,8 @@ class RoundTripOptions:
     landmarks_only: bool = False             # track the model's projected landmarks, no render
     calibrate: bool = True                   # calibrate the tracker to the avatar first
     render_passes: int = 0                   # the tracker's render-and-compare passes (face.render_compare)
+    render_pass_mode: str = "full"           # what they fit (TrackOptions.render_pass_mode)
+    render_pass_threshold_px: float = 1.0    # the rigid modes' soft threshold (TrackOptions)
 
 
 @dataclass
@@ -273,7 +275,9 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
                 from ..avatar.render_compare import AvatarReader
                 reader = AvatarReader(avatar, model, opts.lod, backend=opts.backend)
             track = track_video(folder, model, TrackOptions(smoothing=opts.smoothing, torso=False,
-                                                            render_passes=opts.render_passes),
+                                                            render_passes=opts.render_passes,
+                                                            render_pass_mode=opts.render_pass_mode,
+                                                            render_pass_threshold_px=opts.render_pass_threshold_px),
                                 identity=avatar.params.shape, calibration=cal, reader=reader)
             seconds["track" if not results else "track_uncalibrated"] = time.perf_counter() - t0
             recovered = params_to_weights(model, track.params.expr, track.params.pose)
@@ -325,6 +329,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--render-passes", type=int, default=0, metavar="N",
                    help="track with N render-and-compare passes (face.render_compare; both the calibrated and "
                         "the uncalibrated track)")
+    from ..face.render_compare import RENDER_PASS_MODES    # bench loads this module only to run it
+
+    p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="full",
+                   help="what the render passes fit (as track --render-pass-mode)")
+    p.add_argument("--render-pass-threshold", type=float, default=1.0, metavar="PX",
+                   help="rigid / similarity: the shift's soft threshold, px at 512 (as track --render-pass-threshold)")
     p.add_argument("--json", default=None, help="write the figures here")
 
 
@@ -335,7 +345,8 @@ def run(args: argparse.Namespace) -> int:
     built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
     build_s = time.perf_counter() - t0
     opts = RoundTripOptions(frames=args.frames, active=args.active, hold=args.hold, lod=args.lod, seed=args.seed,
-                            calibrate=not args.no_calibration, render_passes=args.render_passes)
+                            calibrate=not args.no_calibration, render_passes=args.render_passes,
+                            render_pass_mode=args.render_pass_mode, render_pass_threshold_px=args.render_pass_threshold)
     res = round_trip(built.avatar, built.model, opts)
     res.seconds["build"] = build_s
     fig = res.figures()
@@ -343,7 +354,8 @@ def run(args: argparse.Namespace) -> int:
     fig["landmarks_only"] = {k: lm[k] for k in ("top_min_corr", "top_mean_corr", "top_mae_mean", "mae_all_mean")}
     fig["options"] = {"frames": opts.frames, "active": opts.active, "hold": opts.hold, "lod": opts.lod,
                       "seed": opts.seed, "smoothing": opts.smoothing, "photo": built.photo_name,
-                      "calibrate": opts.calibrate, "render_passes": opts.render_passes}
+                      "calibrate": opts.calibrate, "render_passes": opts.render_passes,
+                      "render_pass_mode": opts.render_pass_mode, "render_pass_threshold_px": opts.render_pass_threshold_px}
     order = np.argsort(-res.visibility_px, kind="stable")
     ci = {s["name"]: s["corr_ci90"] for s in fig["shapes"]}
     print(f"{'shape':<22}{'visible px':>11}{'corr':>8}{'90% interval':>15}{'mae':>8}")

@@ -35,6 +35,8 @@ class EvalOptions:
     calibrate: bool = False           # self-reenactment: tracker calibrated to the avatar (--calibrate-tracker)
     tracker_offsets: str = ""         # self-reenactment: the tracker's landmark offsets ("", "full", "depth")
     render_passes: int = 0            # self-reenactment: the tracker's render-and-compare passes (--render-passes)
+    render_pass_mode: str = "full"    # self-reenactment: what the passes fit (--render-pass-mode; TrackOptions)
+    render_pass_threshold_px: float = 1.0   # self-reenactment: rigid modes' soft threshold (--render-pass-threshold)
 
 
 def utc_now() -> str:
@@ -76,7 +78,9 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
     ren_opts = ReenactmentOptions(lods=opts.lods, every=opts.every, max_frames=opts.max_frames,
                                   background=opts.background, render_backend=opts.render_backend,
                                   build=opts.build, track=opts.track, calibrate=opts.calibrate,
-                                  tracker_offsets=opts.tracker_offsets, render_passes=opts.render_passes)
+                                  tracker_offsets=opts.tracker_offsets, render_passes=opts.render_passes,
+                                  render_pass_mode=opts.render_pass_mode,
+                                  render_pass_threshold_px=opts.render_pass_threshold_px)
     want = set(opts.protocols)
     n_steps = len(media.photos) + 2 * len(media.videos) + 1
     step = 0

@@ -62,6 +62,55 @@ def render_offsets(read: np.ndarray, fitted: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(d), d, 0.0)
 
 
+#: TrackOptions.render_pass_mode values: "full" the per-landmark offset (outline kept at the plain
+#: target), "rigid" one 2-D shift a frame, "similarity" one 2-D similarity (shift, rotation, scale)
+RENDER_PASS_MODES = ("full", "rigid", "similarity")
+
+
+def soft_threshold(shift: np.ndarray, tau: float) -> np.ndarray:
+    """(..., 2) shifts shrunk by ``tau`` px along themselves: s * max(0, 1 - tau / |s|) (0 where
+    |s| <= tau), so a shift within the render reading's own noise moves nothing and a larger one
+    moves by what exceeds it."""
+    s = np.asarray(shift, np.float64)
+    norm = np.linalg.norm(s, axis=-1, keepdims=True)
+    return s * np.clip(1.0 - tau / np.maximum(norm, 1e-12), 0.0, 1.0)
+
+
+def rigid_offsets(offset: np.ndarray, fitted: np.ndarray, inner: np.ndarray, mode: str = "rigid",
+                  threshold_px: float = 0.0) -> np.ndarray:
+    """(F, L, 2) px: each frame's offset d = R - M (``offset``, from :func:`render_offsets`) replaced
+    by one motion of the whole face, estimated on the landmarks ``inner`` (indices into L; the
+    caller leaves the face outline out: mediapipe places it by the render's silhouette) and applied
+    to all L landmarks, so the re-fit moves the head and keeps the expression the clip's reading gave.
+
+    mode "rigid": the mean of d over ``inner`` (one shift t a frame). "similarity": the least-squares
+    2-D similarity taking M to M + d over ``inner`` (t the mean shift, then a rotation and a uniform
+    scale about the inner landmarks' centroid c of M: d_j = t + (A - I)(M_j - c), A = [[a, -b], [b, a]]).
+    threshold_px: t is soft-thresholded (:func:`soft_threshold`): a frame whose render is read within
+    the reading's noise of the fit keeps its plain target (the similarity's rotation and scale part
+    is kept as fitted). fitted: (F, L, 2) M, the fitted landmark model's projection (read for
+    "similarity" only). Rows of ``offset`` that are all 0 (render not read) stay 0."""
+    if mode not in ("rigid", "similarity"):
+        raise ValueError(f"rigid_offsets: mode must be 'rigid' or 'similarity', got {mode!r}")
+    d = np.asarray(offset, np.float64)                          # (F, L, 2)
+    inner = np.asarray(inner, np.int64)
+    t = soft_threshold(d[:, inner].mean(axis=1), float(threshold_px))   # (F, 2)
+    out = np.broadcast_to(t[:, None, :], d.shape).copy()
+    if mode == "similarity":
+        m = np.nan_to_num(np.asarray(fitted, np.float64))       # (F, L, 2)
+        c = m[:, inner].mean(axis=1, keepdims=True)             # (F, 1, 2)
+        p = m[:, inner] - c                                     # centred M, (F, I, 2)
+        q = p + d[:, inner] - d[:, inner].mean(axis=1, keepdims=True)   # centred R = M + d
+        # least squares over a, b of |A p - q|^2: a = sum(p.q) / sum|p|^2, b = sum(p x q) / sum|p|^2
+        pp = np.maximum((p * p).sum(axis=(1, 2)), 1e-12)        # (F,)
+        a = (p * q).sum(axis=(1, 2)) / pp
+        b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(axis=1) / pp
+        r = m - c                                               # every landmark about c, (F, L, 2)
+        out[..., 0] += (a[:, None] - 1.0) * r[..., 0] - b[:, None] * r[..., 1]
+        out[..., 1] += b[:, None] * r[..., 0] + (a[:, None] - 1.0) * r[..., 1]
+    return out
+
+
 def sub_progress(progress: Progress, lo: float, hi: float, k: int) -> Progress:
     """A Progress forwarding a reader's fractions in [0, 1] as [lo, hi] of ``progress`` (same
     cancellation), its messages prefixed with the pass."""

@@ -111,6 +111,16 @@ class TrackOptions:
                their target shifted by what the render's reading lies off the fitted landmarks, so
                the avatar's render, not the head model's landmarks, lands where the clip was read.
                0 = off (the default; docs/figures/eval.md and arkit.md say what they buy and cost).
+    render_pass_mode: what of the render's offset the passes fit (face.render_compare.RENDER_PASS_MODES):
+               "full" every landmark's own offset (the outline's kept at the plain target); "rigid"
+               one 2-D shift a frame, the offset's mean over the landmarks inside the outline, for
+               every landmark (render_compare.rigid_offsets): the pass moves the head, not the
+               expression, so the mouth keeps the clip's opening; "similarity" that shift plus a
+               rotation and uniform scale in the image. docs/figures/eval.md has the figures.
+    render_pass_threshold_px: "rigid" / "similarity": the shift is soft-thresholded by this many px
+               at 512 (render_compare.soft_threshold): mediapipe reads a render of a fit that is
+               already right about 1 px off it (d0 frame 75: AKD 0.85 -> 1.16 px with the whole
+               shift), so only what exceeds that moves the target.
     fit: the photo-fit settings used for the identity frames (priors, weights, components).
     """
 
@@ -132,6 +142,8 @@ class TrackOptions:
     torso: bool = True
     sequence_fps: float = 25.0
     render_passes: int = 0
+    render_pass_mode: str = "full"
+    render_pass_threshold_px: float = 1.0
     fit: FitOptions = field(default_factory=FitOptions)
 
 
@@ -490,6 +502,19 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     return params, conf.astype(np.float32), rmse
 
 
+def check_render_pass_options(opts: TrackOptions) -> None:
+    """InputError unless ``opts``' render-pass settings are usable (mode one of RENDER_PASS_MODES,
+    threshold a finite number >= 0)."""
+    from .render_compare import RENDER_PASS_MODES
+
+    if opts.render_pass_mode not in RENDER_PASS_MODES:
+        raise InputError(None, f"render pass mode must be one of {', '.join(RENDER_PASS_MODES)}, "
+                               f"got {opts.render_pass_mode!r}")
+    t = opts.render_pass_threshold_px
+    if not isinstance(t, (int, float)) or not np.isfinite(t) or t < 0:
+        raise InputError(None, f"render pass threshold must be a number of px >= 0, got {t!r}")
+
+
 def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray, camera, fps: float,
                              opts, reader, passes: int, progress: Progress | None = None,
                              frames: np.ndarray | None = None, measure_last: bool = False,
@@ -499,7 +524,8 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
     module doc).
 
     landmarks (T, 478, 2) px in ``camera``'s image (NaN rows: no face); opts: TrackOptions (its own
-    ``render_passes`` is not read here: ``passes`` is); reader: renders and reads HeadParams at
+    ``render_passes`` is not read here: ``passes`` is; ``render_pass_mode`` and
+    ``render_pass_threshold_px`` are); reader: renders and reads HeadParams at
     ``camera`` (face.render_compare.RenderReader); frames: the frame indices that are rendered and re-fitted
     with their offset (default: every frame with a face; others keep the plain target. The fit of
     a frame does not depend on the others beyond its warm start, so a caller that uses only some
@@ -508,7 +534,8 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
     final parameters once more, for ``stats`` only; outline: shift the face outline's landmarks
     too (off by default: mediapipe places the outline by the render's silhouette, hair and shell
     edge, and its offsets scale the whole head in the fit: d19's head moved 14.6 mm in depth on
-    average, its PSNR full fell 1.4 dB); crop: the face.crop.CropInfo that took the clip's frames
+    average, its PSNR full fell 1.4 dB; "full" mode only: the rigid modes measure their motion
+    inside the outline and move the outline with the rest); crop: the face.crop.CropInfo that took the clip's frames
     to ``camera``'s image, passed on to the reader (with ``opts.max_side``) so that it renders and
     reads the whole frame as the tracker read the clip (None: the reader reads ``camera``'s
     image); hold: track_landmarks' identity,
@@ -516,10 +543,13 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
     shifted target, RenderCompareStats). Progress: the passes' renders report through ``progress``
     as fractions in ``span`` (the fits as track_landmarks does), and it can cancel between frames."""
     from .mediapipe_face import FACE_OVAL
-    from .render_compare import RenderCompareStats, mean_distance, render_offsets, sub_progress
+    from .render_compare import RenderCompareStats, mean_distance, render_offsets, rigid_offsets, sub_progress
 
     if passes < 0:
         raise InputError(None, f"render passes must be >= 0, got {passes}")
+    check_render_pass_options(opts)
+    mode = opts.render_pass_mode
+    inner = np.setdiff1d(np.arange(landmarks.shape[1]), list(FACE_OVAL))
     progress = progress or Progress()
     T = len(landmarks)
     has_face = np.asarray(has_face, bool)
@@ -549,7 +579,9 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
         # replace, not accumulate: d is the whole offset at these parameters, and the re-fit
         # targets O - d from the clip's own reading O
         offset[sel] = render_offsets(read, fitted[sel])
-        if not outline:
+        if mode != "full":     # one motion a frame, measured inside the outline, for every landmark
+            offset[sel] = rigid_offsets(offset[sel], fitted[sel], inner, mode, opts.render_pass_threshold_px)
+        elif not outline:
             offset[:, list(FACE_OVAL)] = 0.0
         if frames is None and opts.smoothing > 0 and len(sel) >= 3:
             # every frame rendered: the renders' readings jitter as a clip's do, so the offset is
@@ -664,6 +696,7 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     opts = options or TrackOptions()
     if opts.render_passes < 0:
         raise InputError(None, f"render passes must be >= 0, got {opts.render_passes}")
+    check_render_pass_options(opts)
     if opts.render_passes > 0 and reader is None:
         raise InputError(None, "render passes need the avatar the clip drives (track --avatar, retarget)")
     progress = progress or Progress()

@@ -177,3 +177,149 @@ def test_the_offsets_are_smoothed_like_the_observation_when_every_frame_is_rende
         return float(np.abs(np.diff(p.transl[:, :2], 2, axis=0)).mean())
 
     assert wobble(2.0) < 0.8 * wobble(0.0)
+
+
+# ------------------------------------------------------------------ rigid modes (one motion a frame)
+def _rigid_reference(d: np.ndarray, m: np.ndarray, inner: np.ndarray, mode: str, tau: float) -> np.ndarray:
+    """Frame by frame, the plain way: the mean shift over ``inner`` soft-thresholded by hand; for
+    "similarity" a least-squares fit of R = A M + t (A = [[a, -b], [b, a]]) by np.linalg.lstsq,
+    whose displacement A M + t - M has its mean over ``inner`` swapped for the thresholded one."""
+    out = np.zeros_like(d)
+    for f in range(len(d)):
+        s = d[f, inner].mean(axis=0)
+        n = float(np.hypot(*s))
+        st = s * max(0.0, 1.0 - tau / n) if n > 0 else s
+        if mode == "rigid":
+            out[f] = st
+            continue
+        rows, rhs = [], []
+        for j in inner:
+            x, y = m[f, j]
+            rx, ry = m[f, j] + d[f, j]
+            rows += [[x, -y, 1.0, 0.0], [y, x, 0.0, 1.0]]
+            rhs += [rx, ry]
+        a, b, tx, ty = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
+        for j in range(d.shape[1]):
+            x, y = m[f, j]
+            disp = np.array([a * x - b * y + tx - x, b * x + a * y + ty - y])
+            out[f, j] = disp - s + st
+    return out
+
+
+@pytest.mark.parametrize("mode", ["rigid", "similarity"])
+@pytest.mark.parametrize("tau", [0.0, 1.0, 40.0])
+def test_rigid_offsets_match_the_plain_reference(mode, tau):
+    from backend.face.mediapipe_face import FACE_OVAL
+    from backend.face.render_compare import rigid_offsets
+
+    rng = np.random.default_rng(7)
+    F, L = 5, 478
+    m = rng.uniform(100.0, 400.0, (F, L, 2))
+    # per frame a similarity (0-4 deg, +-3 % scale, up to 4 px shift) plus reading noise
+    ang = np.radians(rng.uniform(-4, 4, F))
+    sc = 1.0 + rng.uniform(-0.03, 0.03, F)
+    A = sc[:, None, None] * np.stack([np.stack([np.cos(ang), -np.sin(ang)], -1),
+                                      np.stack([np.sin(ang), np.cos(ang)], -1)], 1)
+    t = rng.uniform(-4, 4, (F, 1, 2))
+    c = m.mean(axis=1, keepdims=True)
+    r = np.einsum("fij,flj->fli", A, m - c) + c + t + rng.normal(0, 0.5, (F, L, 2))
+    d = r - m
+    d[2] = 0.0                                   # a render mediapipe did not read
+    inner = np.setdiff1d(np.arange(L), list(FACE_OVAL))
+    got = rigid_offsets(d, m, inner, mode, tau)
+    np.testing.assert_allclose(got, _rigid_reference(d, m, inner, mode, tau), atol=1e-8)
+    np.testing.assert_array_equal(got[2], 0.0)
+    if mode == "rigid":                          # one shift a frame, the same for every landmark
+        np.testing.assert_allclose(got, got[:, :1].repeat(L, axis=1))
+
+
+def test_soft_threshold_leaves_a_shift_within_the_noise_alone():
+    from backend.face.render_compare import soft_threshold
+
+    s = np.array([[0.6, -0.8], [3.0, 4.0], [0.0, 0.0]])      # |s| = 1, 5, 0
+    np.testing.assert_allclose(soft_threshold(s, 1.0), [[0.0, 0.0], [2.4, 3.2], [0.0, 0.0]])
+    np.testing.assert_allclose(soft_threshold(s, 0.0), s)
+
+
+class ShiftedReader(FakeReader):
+    """Reads ``m``'s landmarks displaced by one known shift (px): the render lies that far off."""
+
+    def __init__(self, m: LandmarkModel, shift) -> None:
+        super().__init__(m)
+        self.shift = np.asarray(shift, np.float64)
+
+    def __call__(self, params, camera, progress: Progress) -> np.ndarray:
+        return super().__call__(params, camera, progress) + self.shift
+
+
+def _mean_shift(read: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """(F, 2) each frame's mean of R - O over the landmarks inside the outline."""
+    from backend.face.mediapipe_face import FACE_OVAL
+
+    inner = np.setdiff1d(np.arange(obs.shape[1]), list(FACE_OVAL))
+    return (np.asarray(read, np.float64) - obs)[:, inner].mean(axis=1)
+
+
+@pytest.mark.parametrize("mode", ["rigid", "similarity"])
+def test_the_rigid_pass_removes_a_known_shift_and_keeps_the_expression(model, mode):
+    """The clip is the stand-in's own embedding (the plain fit puts M on O); the 'render' is read
+    3 px right and 2 px up of M. The rigid pass moves the head so the render lands on the clip (to
+    within the threshold, which is left as it is), and changes the expression less than the full
+    pass does."""
+    lmm = LandmarkModel.from_model(model)
+    obs = _clip(model, lmm)
+    T = len(obs)
+    has = np.ones(T, bool)
+    cam = source_camera()
+    hold = {**HOLD, "identity": np.zeros(model.n_shape)}
+    shift = (3.0, -2.0)
+    plain, _, _ = track_landmarks(model, obs, has, cam, 25.0, TrackOptions(smoothing=0.0), **hold)
+    res = {}
+    for tau in (0.0, 1.0):
+        reader = ShiftedReader(lmm, shift)
+        opts = TrackOptions(smoothing=0.0, render_pass_mode=mode, render_pass_threshold_px=tau)
+        p, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, reader, 1, **hold)
+        after = _mean_shift(ShiftedReader(lmm, shift)(p, cam, Progress()), obs)
+        before = _mean_shift(ShiftedReader(lmm, shift)(plain, cam, Progress()), obs)
+        np.testing.assert_allclose(before, np.broadcast_to(shift, before.shape), atol=0.05)
+        res[tau] = (p, np.linalg.norm(after, axis=1))
+    assert res[0.0][1].max() < 0.15, res[0.0][1]                    # the whole shift gone
+    np.testing.assert_allclose(res[1.0][1], 1.0, atol=0.15)         # all but the threshold's 1 px
+    # the head moved, not the face: the expression stays near the plain fit's
+    full, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, TrackOptions(smoothing=0.0),
+                                             ShiftedReader(lmm, shift), 1, outline=True, **hold)
+    moved = np.abs(res[0.0][0].expr - plain.expr).mean()
+    assert moved < np.abs(full.expr - plain.expr).mean() + 1e-6
+
+
+def test_a_shift_within_the_threshold_leaves_the_fit_alone(model):
+    lmm = LandmarkModel.from_model(model)
+    obs = _clip(model, lmm, T=5)
+    has = np.ones(len(obs), bool)
+    cam = source_camera()
+    hold = {**HOLD, "identity": np.zeros(model.n_shape)}
+    plain, _, _ = track_landmarks(model, obs, has, cam, 25.0, TrackOptions(smoothing=0.0), **hold)
+    opts = TrackOptions(smoothing=0.0, render_pass_mode="rigid", render_pass_threshold_px=1.0)
+    p, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, ShiftedReader(lmm, (0.5, 0.6)), 1,
+                                          **hold)
+    np.testing.assert_allclose(p.pose, plain.pose, atol=1e-9)
+    np.testing.assert_allclose(p.transl, plain.transl, atol=1e-9)
+    # the same shift with no threshold moves the head
+    opts0 = TrackOptions(smoothing=0.0, render_pass_mode="rigid", render_pass_threshold_px=0.0)
+    p0, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts0, ShiftedReader(lmm, (0.5, 0.6)), 1,
+                                           **hold)
+    assert np.abs(p0.transl - plain.transl).max() > 1e-5
+
+
+@pytest.mark.parametrize("bad, match", [({"render_pass_mode": "shift"}, "render pass mode must be one of"),
+                                        ({"render_pass_threshold_px": -1.0}, "threshold"),
+                                        ({"render_pass_threshold_px": float("nan")}, "threshold")])
+def test_bad_render_pass_options_are_refused(model, tmp_path, bad, match):
+    from backend.face.track import track_video
+
+    obs = _clip(model, LandmarkModel.from_model(model), T=3)
+    with pytest.raises(InputError, match=match):
+        track_with_render_passes(model, obs, np.ones(3, bool), source_camera(), 25.0, TrackOptions(**bad),
+                                 FakeReader(None), 1, **HOLD)
+    with pytest.raises(InputError, match=match):     # before the clip is opened
+        track_video(tmp_path / "none.mp4", None, TrackOptions(render_passes=1, **bad), reader=FakeReader(None))

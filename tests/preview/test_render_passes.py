@@ -42,6 +42,50 @@ def test_render_passes_bring_the_avatars_render_onto_the_clip(astronaut, preview
     assert img.shape == (2, track.camera.height, track.camera.width, 3) and img.dtype == np.uint8
 
 
+def test_the_rigid_pass_removes_a_known_pixel_shift_of_the_render(astronaut, preview_assets):
+    """The avatar's render read 4 px left and 3 px down of where the fit's camera puts it (the
+    reader renders through a camera whose principal point is moved so): the plain fit's render lies
+    that far (and the avatar's own offset) off the clip; one rigid pass moves the head so the
+    render's reading lands on the clip to within the soft threshold, and the jaw still follows the
+    clip's known opening."""
+    from backend.avatar.render_compare import AvatarReader
+    from backend.face.mediapipe_face import FACE_OVAL
+    from backend.face.track import TrackOptions, avatar_hold, track_video, track_with_render_passes
+    from backend.progress import Progress
+    from backend.render.camera import Camera
+    from synthetic import JAW, JAW_AXIS, pearson
+
+    avatar, model, _ = astronaut
+    clip = synthetic_clip(preview_assets)
+    hold = avatar_hold(avatar.params.shape, avatar.params.pose)
+    track = track_video(clip.path, model, TrackOptions(torso=False), **hold)
+    reader = AvatarReader(avatar, model)
+    shift = np.array([-4.0, 3.0])
+
+    def shifted(params, camera, progress=None, by=shift):
+        K = camera.K.copy()
+        K[0, 2] += by[0]
+        K[1, 2] += by[1]
+        return reader(params, Camera(K, camera.viewmat, camera.width, camera.height), progress)
+
+    frames = np.arange(1, clip.params.n_frames, 3)
+    inner = np.setdiff1d(np.arange(478), list(FACE_OVAL))
+
+    def mean_shift(params, by=shift) -> np.ndarray:   # (2,) mean of R - O over the frames and inner landmarks
+        read = shifted(params.sliced(frames), track.camera, Progress(), by)
+        return np.nanmean((read - track.landmarks[frames])[:, inner], axis=(0, 1))
+
+    opts = TrackOptions(torso=False, render_pass_mode="rigid", render_pass_threshold_px=1.0)
+    plain = track_with_render_passes(model, track.landmarks, track.has_face, track.camera, track.fps, opts,
+                                     shifted, 0, **hold)[0]
+    params = track_with_render_passes(model, track.landmarks, track.has_face, track.camera, track.fps, opts,
+                                      shifted, 1, frames=frames, **hold)[0]
+    own, before, after = mean_shift(plain, np.zeros(2)), mean_shift(plain), mean_shift(params)
+    assert np.linalg.norm(before - own - shift) < 0.5, (own, before)   # the known shift on the avatar's own
+    assert np.linalg.norm(after) < 1.5 and np.linalg.norm(after) < 0.3 * np.linalg.norm(before), (own, before, after)
+    assert pearson(params.pose[frames, JAW, JAW_AXIS], clip.jaw[frames]) > 0.8
+
+
 def test_track_cli_render_passes_change_the_fit(astronaut, preview_assets, tmp_path):
     from backend.face.track import Track
 
@@ -89,6 +133,60 @@ def test_eval_and_bench_parse_render_passes():
     assert bp.parse_args(["--render-passes", "1"]).render_passes == 1
     assert bp.parse_args([]).render_passes == 0
     assert p.parse_args(["retarget", "a", "v", "--render-passes", "1"]).render_passes == 1
+
+
+def test_render_pass_mode_flags_reach_the_options_and_bad_values_are_refused(capsys):
+    import argparse
+
+    from backend.cli import build_parser
+    from backend.commands.bench import load_benchmark
+    from backend.commands.render import RENDER_PASS_MODES, render_pass_options
+    from backend.face.render_compare import RENDER_PASS_MODES as MODES
+
+    assert RENDER_PASS_MODES == MODES
+    p = build_parser()
+    for argv in (["track", "v.mp4", "-o", "t.npz", "--avatar", "a"], ["retarget", "a", "v"], ["eval", "--media", "m"]):
+        a = p.parse_args([*argv, "--render-passes", "1", "--render-pass-mode", "rigid",
+                          "--render-pass-threshold", "0.5"])
+        assert render_pass_options(a) == {"render_pass_mode": "rigid", "render_pass_threshold_px": 0.5}
+        d = p.parse_args(argv)
+        assert render_pass_options(d) == {"render_pass_mode": "full", "render_pass_threshold_px": 1.0}
+        for bad in (["--render-pass-mode", "shift"], ["--render-pass-threshold", "-1"],
+                    ["--render-pass-threshold", "nan"], ["--render-pass-threshold", "px"]):
+            with pytest.raises(SystemExit):
+                p.parse_args([*argv, *bad])
+            err = capsys.readouterr().err
+            assert "--render-pass-" in err and "Traceback" not in err
+    bp = argparse.ArgumentParser()
+    load_benchmark("arkit").add_arguments(bp)
+    a = bp.parse_args(["--render-pass-mode", "similarity", "--render-pass-threshold", "2"])
+    assert (a.render_pass_mode, a.render_pass_threshold) == ("similarity", 2.0)
+
+
+def test_eval_passes_the_render_pass_mode_to_the_refit(astronaut, preview_assets, monkeypatch):
+    """EvalOptions -> ReenactmentOptions -> the TrackOptions refit_for_avatar hands the passes."""
+    from types import SimpleNamespace
+
+    from backend.eval.protocols import reenactment
+    from backend.face import track as track_mod
+    from backend.face.track import TrackOptions, track_video
+
+    avatar, model, _ = astronaut
+    clip = synthetic_clip(preview_assets)
+    track = track_video(clip.path, model, TrackOptions(torso=False))
+    seen = []
+    real = track_mod.track_with_render_passes
+
+    def spy(model_, lm, has, cam, fps, opts, *a, **k):
+        seen.append((opts.render_pass_mode, opts.render_pass_threshold_px, opts.smoothing))
+        return real(model_, lm, has, cam, fps, opts, *a, **k)
+
+    monkeypatch.setattr(track_mod, "track_with_render_passes", spy)
+    tc = SimpleNamespace(track=track, frames={0: None, 8: None}, path=None)
+    build = SimpleNamespace(avatar=avatar, model=model, observation=SimpleNamespace(crop=track.crop))
+    reenactment.refit_for_avatar(tc, build, reenactment.ReenactmentOptions(
+        lods=(0,), render_passes=1, render_pass_mode="rigid", render_pass_threshold_px=0.7, track={"smoothing": 1.0}))
+    assert seen == [("rigid", 0.7, 1.0)]
 
 
 def test_frame_camera_projects_where_the_crop_maps_back():

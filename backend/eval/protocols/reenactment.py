@@ -18,7 +18,7 @@ B's frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,8 @@ class ReenactmentOptions:
     calibrate: bool = False         # self-reenactment: track with the tracker calibrated to the avatar
     tracker_offsets: str = ""       # self-reenactment: the tracker's landmark offsets to the avatar: "", "full", "depth"
     render_passes: int = 0          # self-reenactment: render-and-compare passes (face.render_compare) on the kept frames
+    render_pass_mode: str = "full"  # their TrackOptions.render_pass_mode: "full", "rigid", "similarity"
+    render_pass_threshold_px: float = 1.0   # their TrackOptions.render_pass_threshold_px (rigid modes)
 
 
 @dataclass
@@ -140,7 +142,9 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
         reader = AvatarReader(build.avatar, build.model, max(opts.lods), backend=opts.render_backend)
         kept = np.array(sorted(i for i in clip.frames if i > 0), np.int64)
         params, _, _, _ = track_with_render_passes(build.model, lm, track.has_face, build.avatar.camera, track.fps,
-                                                   TrackOptions(**opts.track), reader, opts.render_passes,
+                                                   replace(TrackOptions(**opts.track), render_pass_mode=opts.render_pass_mode,
+                                                           render_pass_threshold_px=opts.render_pass_threshold_px),
+                                                   reader, opts.render_passes,
                                                    frames=kept, crop=crop, **hold)
     else:
         params, _, _ = track_landmarks(build.model, lm, track.has_face, build.avatar.camera, track.fps,
