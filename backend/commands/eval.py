@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-seconds", type=float, default=None,
                         help="build: photometric refinement budget (default: the build's own)")
     parser.add_argument("--no-refine", action="store_true", help="build without photometric refinement")
-    parser.add_argument("--refine-steps", type=int, default=None,
+    parser.add_argument("--refine-steps", type=_positive, default=None, metavar="N",
                         help="build: refine for exactly this many steps per LOD, without the time budget unless "
                              "--refine-seconds is given (figures that do not depend on the machine's load)")
     parser.add_argument("--head-model", default=None, help="head model file (default: bundled stand-in)")
@@ -176,8 +176,6 @@ def run(args: argparse.Namespace) -> int:
         if args.refine_seconds is not None:
             build["refine_seconds"] = float(args.refine_seconds)
         if args.refine_steps is not None:
-            if args.refine_steps < 1:
-                raise SystemExit(f"--refine-steps must be at least 1, got {args.refine_steps}")
             build["refine"] = True
             build["refine_steps"] = int(args.refine_steps)
             build.setdefault("refine_seconds", 1e6)
