@@ -1,4 +1,5 @@
-"""The build's kernel preload loads the exact splat kernels only when the build renders with them."""
+"""The build's kernel preload loads the exact splat kernels only when the build renders with them, and the
+render package imports the splatter and the watermark only when they are used."""
 
 from __future__ import annotations
 
@@ -67,3 +68,30 @@ def test_a_build_without_renders_returns_with_the_preview_kernels_loaded():
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["exact"] == 0 and got["simd"] == 1 and got["pose"] >= 1
     assert "omg-preview-preload" not in got["preloading"]
+
+
+IMPORT_PROBE = r"""
+import json, sys
+import backend.render.depth
+lazy = {m: m in sys.modules for m in ("backend.render.splat", "backend.render.watermark", "torch", "PIL.Image")}
+import backend.render.splat as _   # the submodule first: the package's name stays the function
+from backend.render import splat, save_png, SplatResult
+import backend.render as render
+print(json.dumps({"lazy": lazy, "function": callable(splat) and splat is render.splat
+                  and splat.__module__ == "backend.render.splat",
+                  "save_png": save_png.__module__, "result": SplatResult.__name__}))
+"""
+
+
+def test_the_render_package_imports_the_splatter_and_the_watermark_on_first_use():
+    """A build needs the camera and the depth buffer long before its previews: importing them
+    leaves the splatter and the watermark (PIL) unimported; their names import them on first use,
+    and ``backend.render.splat`` is the function even after its submodule was imported first.
+    A fresh process."""
+    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["lazy"] == {"backend.render.splat": False, "backend.render.watermark": False, "torch": False,
+                           "PIL.Image": False}
+    assert got["function"] and got["save_png"] == "backend.render.watermark" and got["result"] == "SplatResult"
