@@ -47,12 +47,15 @@ def test_build_preloads_the_exact_kernels_only_when_it_renders_with_them():
 BUILD_PROBE = r"""
 import json, threading
 from backend.avatar.build import BuildOptions, build_avatar
-from backend.avatar import pose_kernels
-from backend.render import _kernels, _kernels_simd
+from backend.avatar import pose_kernels, silhouette_kernels, synthesis_kernels
+from backend.render import _kernels, _kernels_simd, watermark
 build_avatar(None, BuildOptions(lods=(0,), refine=False, metrics=False))
 print(json.dumps({"exact": len(_kernels.rasterize_image.signatures),
                   "simd": len(_kernels_simd.rasterize_image_simd.signatures),
                   "pose": len(pose_kernels.head_tail.signatures),
+                  "silhouette": len(silhouette_kernels.march.signatures),
+                  "synthesis": len(synthesis_kernels.quilt_blocks.signatures),
+                  "glyphs": sorted(watermark._GLYPHS) == [watermark.WATERMARK_TEXT],
                   "preloading": [t.name for t in threading.enumerate() if "preload" in t.name]}))
 """
 
@@ -67,6 +70,8 @@ def test_a_build_without_renders_returns_with_the_preview_kernels_loaded():
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["exact"] == 0 and got["simd"] == 1 and got["pose"] >= 1
+    # the synthesis and silhouette kernels and the watermark's glyphs load on that thread too
+    assert got["silhouette"] >= 1 and got["synthesis"] >= 1 and got["glyphs"]
     assert "omg-preview-preload" not in got["preloading"]
 
 
