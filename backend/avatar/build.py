@@ -382,7 +382,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
     preview_preload = None
     if opts.method == "analytic":  # the kernels load on the other core while the photo, the head
         # model and mediapipe load and the face is detected
-        from ..render.preload import preload_kernels_async, preload_splat_kernels, run_async
+        from ..render.preload import preload_kernels_async, preload_splat_kernels, preload_watermark, run_async
         from .pose_kernels import preload as preload_pose_kernels
         from .silhouette_kernels import preload as preload_silhouette_kernels
         from .synthesis_kernels import preload as preload_synthesis_kernels
@@ -395,11 +395,15 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             # kernels load once the sampling starts. Detection and the fit are bound by the GIL (their
             # Python work, mediapipe's and numba's start-up take turns on it), the sampling threads
             # mostly run numpy without it: ~90 ms of Python-bound loading moves out of the former.
-            preload_kernels_async(_import_sampling_modules, preload_synthesis_kernels, preload_silhouette_kernels,
-                                  splat=False)
+            # So do the kernels of the texture synthesis (its first use is at the end of LOD 0's
+            # colours, some 0.1 s into the sampling: loaded first here) and of the silhouette fit
+            # (after the sampling), and the watermark's font and PIL's image plugins (the previews'
+            # PNGs): ~45 ms more
+            preload_kernels_async(_import_sampling_modules, splat=False)
 
             def preview_kernels():
-                return run_async(lambda: preload_splat_kernels(exact=False), preload_pose_kernels,
+                return run_async(preload_synthesis_kernels, preload_silhouette_kernels,
+                                 lambda: preload_splat_kernels(exact=False), preload_pose_kernels, preload_watermark,
                                  name="omg-preview-preload")
     with progress.stage("load"):
         progress.report(0.0, "loading photo and head model")

@@ -240,7 +240,8 @@ class LandmarkModel:
     # ---- Jacobians ------------------------------------------------------------------------------
     def jacobians(self, coeffs: torch.Tensor, pose: torch.Tensor, transl: torch.Tensor,
                   groups: list[tuple[int, ...]], cols: torch.Tensor | None = None,
-                  left=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                  left=None, points: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Exact points (B, L, 3), d points / d rotation groups (B, L, 3, 3 * len(groups)) and
         d points / d coeffs[:, cols] (B, L, 3, len(cols)) (None when cols is None or empty).
 
@@ -248,11 +249,14 @@ class LandmarkModel:
         left: optional function points (B, L, 3) -> A (B, L, K, 3) (e.g. the projection's
         Jacobian); the returned Jacobians are then A @ J, with K rows instead of 3. Applying A
         before the per-landmark basis product turns that product into one batched GEMM.
+        points: ``self.points(coeffs, pose, transl)`` when the caller has it already (a solver
+        has the accepted step's points from its cost); returned as the exact points.
         """
         B = pose.shape[0]
         J, R, Rw, Rp, vp, t, M, tv = self._pose_common(coeffs, pose)
         w = self.weights  # (L, 5)
-        pts = self.points(coeffs, pose, transl)  # exact points for the residuals
+        # exact points for the residuals
+        pts = self.points(coeffs, pose, transl) if points is None else points
         L = w.shape[0]
         A = left(pts) if left is not None else None
 

@@ -67,8 +67,15 @@ def relative_iris(e: torch.Tensor, anchors) -> torch.Tensor:
 def landmark_errors(lmm: LandmarkModel, proj: "Projector", state: "State", obs: torch.Tensor) -> torch.Tensor:
     """(B, L, 2) fitted residuals in pixels: projected model landmarks - observed (iris rows
     relative to their eye, ``relative_iris``)."""
-    uv, _ = proj.project(lmm.points(state.coeffs(), state.pose, state.transl))
-    return relative_iris(uv - obs, iris_anchors(lmm))
+    return _landmark_errors(lmm, proj, state, obs)[0]
+
+
+def _landmark_errors(lmm: LandmarkModel, proj: "Projector", state: "State",
+                     obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """landmark_errors and the model's posed landmark points (B, L, 3) they were measured from."""
+    pts = lmm.points(state.coeffs(), state.pose, state.transl)
+    uv, _ = proj.project(pts)
+    return relative_iris(uv - obs, iris_anchors(lmm)), pts
 
 
 @contextmanager
@@ -204,13 +211,20 @@ def _apply(state: State, layout: Layout, d_frame: torch.Tensor, d_shape: torch.T
 def residual_cost(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.Tensor,
                   w: torch.Tensor, layout: Layout, priors: Priors) -> tuple[float, torch.Tensor]:
     """Total cost and the per-landmark pixel errors (B, L, 2) (iris rows relative to their eye)."""
-    err = landmark_errors(lmm, proj, state, obs)
+    cost, err, _ = _residual_cost(lmm, proj, state, obs, w, layout, priors)
+    return cost, err
+
+
+def _residual_cost(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.Tensor,
+                   w: torch.Tensor, layout: Layout, priors: Priors) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """residual_cost and the posed landmark points (B, L, 3) it measured."""
+    err, pts = _landmark_errors(lmm, proj, state, obs)
     cost = (w[..., None] * err**2).sum()
     dx = pack_frame(state, layout) - priors.frame_mu
     cost = cost + (priors.frame_w * dx**2).sum()
     if layout.n_shape:
         cost = cost + (priors.shape_w * state.shape[: layout.n_shape] ** 2).sum()
-    return float(cost), err
+    return float(cost), err, pts
 
 
 def solve(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.Tensor, w: torch.Tensor,
@@ -230,12 +244,14 @@ def solve(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.Tensor, 
     col_idx = torch.as_tensor(cols, dtype=torch.long)
     sw = w.sqrt()[..., None, None]  # (B, L, 1, 1)
     anchors = iris_anchors(lmm)
-    cost, _ = residual_cost(lmm, proj, state, obs, w, layout, priors)
+    # the points of the current state come with its cost: the Jacobians reuse them (the same
+    # posing of the landmark model, which was a third of the fit's posings)
+    cost, _, pts = _residual_cost(lmm, proj, state, obs, w, layout, priors)
     mu = lm_lambda
     for _ in range(iterations):
         coeffs = state.coeffs()
         pts, Jrot, Jc = lmm.jacobians(coeffs, state.pose, state.transl, layout.joints,
-                                      col_idx)  # Jc: (B, L, 3, S + E_fit) or None
+                                      col_idx, points=pts)  # Jc: (B, L, 3, S + E_fit) or None
         uv, pc = proj.project(pts)
         r = relative_iris(uv - obs, anchors)[..., None] * sw  # (B, L, 2, 1)
         Jp = proj.jacobian(pc)  # (B, L, 2, 3)
@@ -271,10 +287,10 @@ def solve(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.Tensor, 
                 mu *= 10.0
                 continue
             cand = _apply(state, layout, step[: B * Pf].reshape(B, Pf), step[B * Pf:] if S else None)
-            new_cost, _ = residual_cost(lmm, proj, cand, obs, w, layout, priors)
+            new_cost, _, cand_pts = _residual_cost(lmm, proj, cand, obs, w, layout, priors)
             if new_cost <= cost:
                 improved = cost - new_cost
-                state, cost = cand, new_cost
+                state, cost, pts = cand, new_cost, cand_pts
                 mu = max(mu / 3.0, 1e-7)
                 break
             mu *= 10.0

@@ -58,6 +58,14 @@ def preload_splat_kernels(exact: bool = True) -> None:
               np.full((3, 3), 0.5), cam, background=np.ones(3, np.float32), backend="cpu", depth=False, simd=True)
 
 
+def preload_watermark() -> None:
+    """Import the watermark (PIL) and draw its text once: the glyphs are cached per process, and the
+    first drawing loads PIL's default font, which imports PIL's image plugins (~20 ms of CPU)."""
+    from .watermark import WATERMARK_TEXT, _text_mask
+
+    _text_mask(WATERMARK_TEXT)
+
+
 def run_async(*steps: Callable[[], None], name: str = "omg-kernel-preload") -> threading.Thread:
     """Run ``steps`` one after another on a daemon thread; join it to wait (errors are ignored:
     the real first call raises them where they can be reported)."""
