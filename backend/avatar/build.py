@@ -35,7 +35,7 @@ from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, 
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
 from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices
-from .refine import RefineOptions, photo_refine_options, refine
+from .refine import RefineOptions, behind_head_middle, photo_refine_options, refine
 from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
@@ -575,8 +575,11 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
             rest = np.asarray(U @ shaped_vertices(model, avatar.params.shape), np.float32)
             lids, _, around = eyelid_vertices(model, rest, U, opts.eyes)
             keep[:n_head] = lids | around
+        # colours held by their visible share only behind the head's middle (the synthesized back,
+        # the body's far side): the hair's inner layers and the soft edge fit the photo
         res = refine(gs, movable, photo, np.ones_like(mask), avatar.camera, ropts, on_step,
-                     portrait=mask, foreground=foreground, keep_colors=keep, focus=face)
+                     portrait=mask, foreground=foreground, keep_colors=keep, focus=face,
+                     share_held=behind_head_middle(gs.means, avatar.camera, movable))
         head = avatar.lods[l]
         head.colors = res.colors[:n_head].astype(np.float32)
         head.opacities = res.opacities[:n_head].astype(np.float32)

@@ -200,6 +200,21 @@ def source_footprint(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     return foot.float()
 
 
+def behind_head_middle(means: np.ndarray, camera: "Camera", head: np.ndarray) -> np.ndarray:
+    """(N,) bool: the Gaussians (means (N, 3) world metres) whose centre lies at or behind the
+    plane parallel to ``camera``'s image plane halfway through the depth of the head's Gaussians
+    (``head`` (N,) bool marks them): the back of the head, the body's far side, the back half of
+    the hair, which other views show (refine_views' ``share_held``)."""
+    means = np.asarray(means, np.float64).reshape(-1, 3)
+    head = np.asarray(head, bool).reshape(-1)
+    if len(head) != len(means) or not head.any():
+        raise ValueError(f"head marks {int(head.sum())} of {len(head)} rows for {len(means)} Gaussians; "
+                         "it must mark at least one")
+    depth = means @ np.asarray(camera.viewmat, np.float64)[2, :3] + float(camera.viewmat[2, 3])   # (N,) metres
+    middle = 0.5 * (depth[head].min() + depth[head].max())
+    return depth >= middle
+
+
 @dataclass
 class RefineView:
     """One view the refinement matches (shapes for N Gaussians, an H x W image).
@@ -282,17 +297,19 @@ def _focus_ids(focus: _Focus, means: torch.Tensor, quats: torch.Tensor, scales: 
 def refine(gs: GaussianSet, movable: np.ndarray, photo: np.ndarray, mask: np.ndarray, camera: "Camera",
            opts: "RefineOptions | None" = None, on_step: Callable[[int, float], None] | None = None,
            portrait: np.ndarray | None = None, foreground: np.ndarray | None = None,
-           keep_colors: np.ndarray | None = None, focus: np.ndarray | None = None) -> RefineResult:
+           keep_colors: np.ndarray | None = None, focus: np.ndarray | None = None,
+           share_held: np.ndarray | None = None) -> RefineResult:
     """Optimise ``gs`` (world frame, source pose) against one photo: :func:`refine_views` with one
     view (see it for the arguments; ``focus``: RefineView.focus)."""
     view = RefineView(camera, photo, mask, portrait, foreground, focus=focus)
-    return refine_views(gs, movable, [view], opts, on_step, keep_colors)
+    return refine_views(gs, movable, [view], opts, on_step, keep_colors, share_held=share_held)
 
 
 def refine_views(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView]",
                  opts: "RefineOptions | None" = None,
                  on_step: Callable[[int, float], None] | None = None,
-                 keep_colors: np.ndarray | None = None, hold: np.ndarray | None = None) -> RefineResult:
+                 keep_colors: np.ndarray | None = None, hold: np.ndarray | None = None,
+                 share_held: np.ndarray | None = None) -> RefineResult:
     """Optimise ``gs``'s colours and opacities (and, with ``movable``, small offsets) against all
     ``views`` at once: every step renders the K views in one (batched) splat. On the CPU, torch
     runs with ``opts.cpu_torch_threads`` intra-op threads meanwhile.
@@ -309,6 +326,11 @@ def refine_views(gs: GaussianSet, movable: np.ndarray | None, views: "list[Refin
     offsets) withheld, on top of its coverage (1: it stays as given, and its colour is a constant
     of the colour solve): what a multi-view build's primary view already sees well stays its own
     (multiview.primary_hold).
+    share_held (N,) bool or None (all): the Gaussians whose colour trust ``opts.color_visible_share``
+    scales; the others are trusted by their coverage alone. One photo's build holds only what lies
+    behind the head's middle (behind_head_middle): the synthesized back of the head and the body's
+    far side, which other views show, and not the inner layers of the hair or the head's own
+    Gaussians the view shows through the surface in front, which no other view shows better.
     """
     from ..render.splat import select_backend
 
@@ -320,7 +342,7 @@ def refine_views(gs: GaussianSet, movable: np.ndarray | None, views: "list[Refin
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _refine(gs, movable, views, opts, on_step, keep_colors, hold)
+        return _refine(gs, movable, views, opts, on_step, keep_colors, hold, share_held)
     finally:
         if threads:
             torch.set_num_threads(before)
@@ -334,7 +356,8 @@ def _stack(arrays: "list[np.ndarray]", transpose: tuple[int, ...] | None = None)
 
 def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView]", opts: RefineOptions,
             on_step: Callable[[int, float], None] | None = None,
-            keep_colors: np.ndarray | None = None, hold: np.ndarray | None = None) -> RefineResult:
+            keep_colors: np.ndarray | None = None, hold: np.ndarray | None = None,
+            share_held: np.ndarray | None = None) -> RefineResult:
     """The optimisation of :func:`refine_views`.
 
     Per view k: colour loss (1 - ssim_weight) L1 + ssim_weight (1 - SSIM) weighted by mask_k x
@@ -410,6 +433,11 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
         # the views' weighted coverage over their weighted unoccluded footprints (source_footprint)
         foot = (source_footprint(means0, quats, scales, torch.sigmoid(op_logit).detach(), cams) * vw[:, None]).sum(0)
         seen_share = torch.where(foot > 0, cover / foot.clamp(min=1e-12), torch.zeros_like(cover))
+        if share_held is not None:  # the others: full share, trusted by their coverage alone
+            held = torch.from_numpy(np.asarray(share_held, bool).reshape(-1))
+            if len(held) != len(gs.means):
+                raise ValueError(f"share_held has {len(held)} rows for {len(gs.means)} Gaussians")
+            seen_share = torch.where(held, seen_share, torch.full_like(seen_share, math.inf))
 
     def trust_from(px: float, colours: bool = False) -> torch.Tensor:
         """(N,) each Gaussian's coverage / px, clamped to [0, 1], less what ``hold`` withholds;

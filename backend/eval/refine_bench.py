@@ -109,6 +109,7 @@ def _case(photo: str | None, lod: int, backend: str) -> dict[str, Any]:
     from ..avatar.imageops import to_float
     from ..avatar.eyes import EyeOptions, eyelid_vertices
     from ..avatar.posing import model_lods, posed_set, shaped_vertices
+    from ..avatar.refine import behind_head_middle
 
     built = build_avatar(photo, BuildOptions(lods=(lod,), refine=False, metrics=False, render_backend=backend))
     avatar, obs = built.avatar, built.observation
@@ -125,7 +126,8 @@ def _case(photo: str | None, lod: int, backend: str) -> dict[str, Any]:
     keep[: len(avatar.lods[lod])] = lids | around
     with FrameScorer(identity=False) as scorer:
         target = scorer.target(obs.image512, source_coverage(obs.crop))
-    return {"gs": gs, "movable": movable, "keep": keep, "photo": photo512, "mask": mask,
+    return {"gs": gs, "movable": movable, "keep": keep, "share_held": behind_head_middle(gs.means, avatar.camera, movable),
+            "photo": photo512, "mask": mask,
             "person": foreground_colors(photo512, mask), "camera": avatar.camera,
             "face": hull_mask(obs.landmarks, mask.shape[0], mask.shape[1]), "target": target}
 
@@ -149,7 +151,8 @@ def _curve(case: dict[str, Any], opts, backend: str) -> dict[str, Any]:
 
     c0 = time.process_time()
     res = refine(case["gs"], case["movable"], case["photo"], np.ones_like(case["mask"]), case["camera"], opts,
-                 portrait=case["mask"], foreground=case["person"], keep_colors=case["keep"], focus=case["face"])
+                 portrait=case["mask"], foreground=case["person"], keep_colors=case["keep"], focus=case["face"],
+                 share_held=case["share_held"])
     cpu = time.process_time() - c0
     curve = []
     for step, secs, colors, opac, off in res.trace:

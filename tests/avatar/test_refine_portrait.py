@@ -20,7 +20,8 @@ from backend.progress import Progress
 # alone): psnr_full 26.30 -> 32.97 dB, halo share 0.00167, person covered 0.9977, alpha IoU 0.9942, back
 # of the head's mean colour change 0.0019. With the fast path (photo_refine_options, 2026-12-03):
 # 26.55 -> 34.35 dB, 0.00053, 0.9991, 0.9980, back 0.0031 (0.0154 before its visible-share colour
-# trust). Floors set a little below, ceilings a little above:
+# trust). With that hold only behind the head's middle (refine.behind_head_middle, 2026-12-03): 26.55 ->
+# 34.53 dB, 0.00050, 0.9991, 0.9981, back 0.0031. Floors set a little below, ceilings a little above:
 REFINE_STEPS = 40
 MIN_PSNR_FULL_GAIN_DB = 5.0     # psnr_full after - before
 MAX_HALO_SHARE = 0.003          # share of pixels with render alpha > 0.5 where the matte is < 0.5
