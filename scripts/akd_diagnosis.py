@@ -118,6 +118,40 @@ def lip_hull_geometry(a: np.ndarray, b: np.ndarray, size: int = 512) -> dict:
             "open_a": mouth_opening(a), "open_b": mouth_opening(b)}
 
 
+def fit_geometry(model, drive, M: np.ndarray, lm: np.ndarray, idx: list[int], has_face: np.ndarray,
+                 show_frames: bool, clip: str) -> dict:
+    """``score --mouth --fit-only``: no render; per open-mouth frame (the tracker's reading O opened
+    past the metric's threshold) the fitted landmarks M against O: hull IoU and offset (dy), the
+    upper and lower inner-lip midpoints' vertical offsets (up, lo; px, + = M lower), the inner
+    width's ratio (wid), the mean landmark error over every landmark (fit), the jaw and lip weights."""
+    from backend.eval.metrics.portrait import MOUTH_OPEN_THRESHOLD, mouth_opening
+    from backend.face.mediapipe_face import INNER_CORNER_L, INNER_CORNER_R, LOWER_INNER_MID, UPPER_INNER_MID
+
+    names = list(model.expr_names)
+    rows = []
+    for k, i in enumerate(idx):
+        O, m = np.asarray(lm[i], np.float64)[:, :2], M[k]
+        if not has_face[i] or not mouth_opening(O) >= MOUTH_OPEN_THRESHOLD:
+            continue
+        g = lip_hull_geometry(m, O)
+        row = {"frame": i, "iou": g["iou"], "dy": g["dy"], "open_O": g["open_b"], "open_M": g["open_a"],
+               "up": m[UPPER_INNER_MID, 1] - O[UPPER_INNER_MID, 1], "lo": m[LOWER_INNER_MID, 1] - O[LOWER_INNER_MID, 1],
+               "wid": float(np.linalg.norm(m[INNER_CORNER_L] - m[INNER_CORNER_R])
+                            / np.linalg.norm(O[INNER_CORNER_L] - O[INNER_CORNER_R])),
+               "fit": _dist(m, O), "jaw": float(drive.pose[k, 2, 0])}
+        for key in ("mouthFunnel", "mouthLowerDownLeft", "mouthUpperUpLeft", "mouthPucker", "mouthClose"):
+            if key in names:
+                row[key] = float(drive.expr[k, names.index(key)])
+        rows.append(row)
+        if show_frames:
+            print(f"  {clip} {i:4d} " + " ".join(f"{key} {v:6.2f}" for key, v in row.items() if key != "frame"),
+                  flush=True)
+    keys = [k for k in (rows[0] if rows else {}) if k != "frame"]
+    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    summary["frames"] = len(rows)
+    return summary
+
+
 def ssim_regions(img: np.ndarray, alpha: np.ndarray, tg, valid: np.ndarray) -> dict:
     """One frame's SSIM loss over error_split's five regions (shares of 1 - SSIM full) and, per
     region, the mean loss in each SSIM factor (1 - luminance, 1 - contrast, 1 - structure) and the
@@ -155,7 +189,7 @@ def photo_crop(media: Path, clip: str):
 def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "",
           offset_opts: dict | None = None, ssim: bool = False, post_blur: float = 0.0,
           render_passes: int = 0, media: Path = Path("../shared/media"), outline: bool = False,
-          mouth: bool = False) -> dict:
+          mouth: bool = False, fit_only: bool = False) -> dict:
     from backend.eval.metrics.landmarks import regions
     from backend.eval.metrics.portrait import mouth_opening
     from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
@@ -185,6 +219,8 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
         seen[has_face] = smooth_landmarks(lm[has_face], fps, topts.smoothing, topts.smooth_max_px)
     drive = drive_params(avatar.params, params, idx, relative_translation=False)
     M = model_landmarks(model, drive, avatar.camera)
+    if fit_only:
+        return fit_geometry(model, drive, M, lm, idx, has_face, show_frames, clip)
     lips = regions().lips
     rows = []
     renders = render_frames(avatar, model, drive, 2, camera=avatar.camera, with_alpha=True)
@@ -258,6 +294,8 @@ def main() -> None:
                     help="score only open-mouth frames and add the inner-lip hulls' IoU, vertical offset (dy, px) and"
                          " opening of the fit M, the render's reading R and the tracker's O against the frame's D,"
                          " with the fitted jaw (rad) and lip weights")
+    ap.add_argument("--fit-only", action="store_true",
+                    help="with --mouth: no render, the fit M against the tracker's reading O (fit_geometry)")
     ap.add_argument("--work", type=Path, default=Path("out/akd_diagnosis"))
     ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
     ap.add_argument("--json", type=Path, default=None, help="score: write the per-clip means here")
@@ -275,7 +313,7 @@ def main() -> None:
     with FrameScorer(identity=False) as scorer:
         for c in clips:
             out[c] = score(c, a.work, track, a.frames, scorer, a.offsets, json.loads(a.offset_opts), a.ssim, a.post_blur,
-                           a.render_passes, a.media, a.outline, a.mouth)
+                           a.render_passes, a.media, a.outline, a.mouth, a.fit_only)
             print(f"{c}: " + " ".join(f"{k} {v:.3f}" for k, v in out[c].items()), flush=True)
     keys = [k for k in out[clips[0]] if k != "frames"]
     out["mean"] = {k: float(np.nanmean([out[c].get(k, np.nan) for c in clips])) for k in keys}
