@@ -101,6 +101,57 @@ def _dist(a: np.ndarray, b: np.ndarray, idx=None) -> float:
     return float(np.nanmean(d))
 
 
+def lip_hull_geometry(a: np.ndarray, b: np.ndarray, size: int = 512) -> dict:
+    """How inner-lip hull ``a`` lies against ``b`` (both (478, 2+) landmarks, px at ``size``):
+    iou of the two hulls, dy = a's hull centroid below b's (px; + = a lower), and the openings
+    (gap / inner width, portrait.mouth_opening) of a and b."""
+    from backend.eval.metrics.portrait import mouth_opening
+    from backend.face.mediapipe_face import INNER_LIP
+    from backend.image_metrics import hull_mask
+
+    ha = hull_mask(np.asarray(a)[list(INNER_LIP), :2], size, size)
+    hb = hull_mask(np.asarray(b)[list(INNER_LIP), :2], size, size)
+    union = np.count_nonzero(ha | hb)
+    ya, yb = np.nonzero(ha)[0], np.nonzero(hb)[0]
+    return {"iou": float(np.count_nonzero(ha & hb) / union) if union else float("nan"),
+            "dy": float(ya.mean() - yb.mean()) if len(ya) and len(yb) else float("nan"),
+            "open_a": mouth_opening(a), "open_b": mouth_opening(b)}
+
+
+def fit_geometry(model, drive, M: np.ndarray, lm: np.ndarray, idx: list[int], has_face: np.ndarray,
+                 show_frames: bool, clip: str) -> dict:
+    """``score --mouth --fit-only``: no render; per open-mouth frame (the tracker's reading O opened
+    past the metric's threshold) the fitted landmarks M against O: hull IoU and offset (dy), the
+    upper and lower inner-lip midpoints' vertical offsets (up, lo; px, + = M lower), the inner
+    width's ratio (wid), the mean landmark error over every landmark (fit), the jaw and lip weights."""
+    from backend.eval.metrics.portrait import MOUTH_OPEN_THRESHOLD, mouth_opening
+    from backend.face.mediapipe_face import INNER_CORNER_L, INNER_CORNER_R, LOWER_INNER_MID, UPPER_INNER_MID
+
+    names = list(model.expr_names)
+    rows = []
+    for k, i in enumerate(idx):
+        O, m = np.asarray(lm[i], np.float64)[:, :2], M[k]
+        if not has_face[i] or not mouth_opening(O) >= MOUTH_OPEN_THRESHOLD:
+            continue
+        g = lip_hull_geometry(m, O)
+        row = {"frame": i, "iou": g["iou"], "dy": g["dy"], "open_O": g["open_b"], "open_M": g["open_a"],
+               "up": m[UPPER_INNER_MID, 1] - O[UPPER_INNER_MID, 1], "lo": m[LOWER_INNER_MID, 1] - O[LOWER_INNER_MID, 1],
+               "wid": float(np.linalg.norm(m[INNER_CORNER_L] - m[INNER_CORNER_R])
+                            / np.linalg.norm(O[INNER_CORNER_L] - O[INNER_CORNER_R])),
+               "fit": _dist(m, O), "jaw": float(drive.pose[k, 2, 0])}
+        for key in ("mouthFunnel", "mouthLowerDownLeft", "mouthUpperUpLeft", "mouthPucker", "mouthClose"):
+            if key in names:
+                row[key] = float(drive.expr[k, names.index(key)])
+        rows.append(row)
+        if show_frames:
+            print(f"  {clip} {i:4d} " + " ".join(f"{key} {v:6.2f}" for key, v in row.items() if key != "frame"),
+                  flush=True)
+    keys = [k for k in (rows[0] if rows else {}) if k != "frame"]
+    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    summary["frames"] = len(rows)
+    return summary
+
+
 def ssim_regions(img: np.ndarray, alpha: np.ndarray, tg, valid: np.ndarray) -> dict:
     """One frame's SSIM loss over error_split's five regions (shares of 1 - SSIM full) and, per
     region, the mean loss in each SSIM factor (1 - luminance, 1 - contrast, 1 - structure) and the
@@ -137,7 +188,8 @@ def photo_crop(media: Path, clip: str):
 
 def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "",
           offset_opts: dict | None = None, ssim: bool = False, post_blur: float = 0.0,
-          render_passes: int = 0, media: Path = Path("../shared/media"), outline: bool = False) -> dict:
+          render_passes: int = 0, media: Path = Path("../shared/media"), outline: bool = False,
+          mouth: bool = False, fit_only: bool = False) -> dict:
     from backend.eval.metrics.landmarks import regions
     from backend.eval.metrics.portrait import mouth_opening
     from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
@@ -167,6 +219,8 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
         seen[has_face] = smooth_landmarks(lm[has_face], fps, topts.smoothing, topts.smooth_max_px)
     drive = drive_params(avatar.params, params, idx, relative_translation=False)
     M = model_landmarks(model, drive, avatar.camera)
+    if fit_only:
+        return fit_geometry(model, drive, M, lm, idx, has_face, show_frames, clip)
     lips = regions().lips
     rows = []
     renders = render_frames(avatar, model, drive, 2, camera=avatar.camera, with_alpha=True)
@@ -183,6 +237,20 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
                "akd": _dist(R, D), "fit": _dist(M[k], O), "render": _dist(R, M[k]), "detect": _dist(O, D),
                "smooth": _dist(S, O), "shift": float(np.linalg.norm((R[:, :2] - D[:, :2]).mean(0))),
                "opening": mouth_opening(D), "yaw": float(np.degrees(drive.pose[k, 1, 1] + drive.pose[k, 0, 1]))}
+        if mouth:   # the inner-lip opening: fit M, render's reading R, tracker's reading O vs the frame's D
+            from backend.eval.metrics.portrait import mouth_mask
+
+            if mouth_mask(D, 512, 512) is None:
+                continue
+            for name, X in (("M", M[k]), ("R", R), ("O", O)):
+                g = lip_hull_geometry(X, D)
+                row |= {f"iou_{name}": g["iou"], f"dy_{name}": g["dy"], f"open_{name}": g["open_a"]}
+            row["open_D"] = mouth_opening(D)
+            names = list(model.expr_names)
+            row["jaw"] = float(drive.pose[k, 2, 0])
+            for key in ("mouthFunnel", "mouthLowerDownLeft", "mouthUpperUpLeft", "mouthPucker", "mouthStretchLeft"):
+                if key in names:
+                    row[key[5:9] if key != "mouthPucker" else "Puck"] = float(drive.expr[k, names.index(key)])
         if ssim:
             row |= ssim_regions(img, alpha, tg, np.asarray(a["valid"], bool))
         for p in ("akd", "fit", "render", "detect"):
@@ -190,9 +258,12 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
             row[f"{p}_lips"] = _dist(*pair, lips)
         rows.append(row)
         if show_frames:
-            print(f"  {clip} {i:4d} " + " ".join(f"{key} {row[key]:6.2f}" for key in
-                  ("akd", "fit", "render", "detect", "smooth", "shift", "akd_lips", "fit_lips", "render_lips",
-                   "opening", "yaw", "psnr_full", "mouth_psnr")), flush=True)
+            keys = ("akd", "fit", "render", "detect", "smooth", "shift", "akd_lips", "fit_lips", "render_lips",
+                    "opening", "yaw", "psnr_full", "mouth_psnr")
+            if mouth:
+                keys = ("akd", "akd_lips", "fit_lips", "mouth_psnr", "iou_M", "iou_R", "iou_O", "dy_M", "dy_R",
+                        "dy_O", "open_D", "open_O", "open_M", "open_R", "jaw", "Funn", "Lowe", "Uppe", "Puck", "Stre")
+            print(f"  {clip} {i:4d} " + " ".join(f"{key} {row.get(key, np.nan):6.2f}" for key in keys), flush=True)
     keys = list(dict.fromkeys(k for r in rows for k in r if k != "frame"))
     summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
     summary["frames"] = len(rows)
@@ -219,6 +290,12 @@ def main() -> None:
                     help="score: re-fit with this many render-and-compare passes (face.render_compare), as eval --render-passes")
     ap.add_argument("--outline", action="store_true", help="score --render-passes: the face outline gets its offset too")
     ap.add_argument("--frames", action="store_true", help="print every driving frame's split")
+    ap.add_argument("--mouth", action="store_true",
+                    help="score only open-mouth frames and add the inner-lip hulls' IoU, vertical offset (dy, px) and"
+                         " opening of the fit M, the render's reading R and the tracker's O against the frame's D,"
+                         " with the fitted jaw (rad) and lip weights")
+    ap.add_argument("--fit-only", action="store_true",
+                    help="with --mouth: no render, the fit M against the tracker's reading O (fit_geometry)")
     ap.add_argument("--work", type=Path, default=Path("out/akd_diagnosis"))
     ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
     ap.add_argument("--json", type=Path, default=None, help="score: write the per-clip means here")
@@ -236,7 +313,7 @@ def main() -> None:
     with FrameScorer(identity=False) as scorer:
         for c in clips:
             out[c] = score(c, a.work, track, a.frames, scorer, a.offsets, json.loads(a.offset_opts), a.ssim, a.post_blur,
-                           a.render_passes, a.media, a.outline)
+                           a.render_passes, a.media, a.outline, a.mouth, a.fit_only)
             print(f"{c}: " + " ".join(f"{k} {v:.3f}" for k, v in out[c].items()), flush=True)
     keys = [k for k in out[clips[0]] if k != "frames"]
     out["mean"] = {k: float(np.nanmean([out[c].get(k, np.nan) for c in clips])) for k in keys}

@@ -24,7 +24,10 @@ EYE_MIN_GAP = 0.004              # lid rows stay >= 4 mm apart (eye corners, out
 LIP_GAP = 0.001                  # lip rows 1 mm apart at rest (the mouth is closed)
 ROW_SPACING = 0.004              # typical face row spacing the anchor gaps relax to
 MOUTH_DEPTH = 0.007              # depth of the mouth pocket behind the lips
-FUNNEL_OPEN = (0.002, 0.006)     # mouthFunnel = 1: upper / lower inner lip part this far (metres)
+# mouthFunnel = 1: upper / lower inner lip part this far (metres). The upper lip stays: with 2 mm up
+# the tracker's "O" (funnel ~1, nothing in the basis lowers the upper lip again) put the upper inner
+# lip 3-9 px above the clip's on d12's open frames (docs/figures/eval.md, "the funnel's upper lip").
+FUNNEL_OPEN = (0.0, 0.006)
 PUFF_SIDE = (0.056, -0.020, 0.062)  # cheekPuff's side centre (|x|, y, z metres): the jaw's outline at the mouth
 EYE_LON, EYE_LAT = 16, 12        # eyeball grid per eye: 16 x 12 + 2 = 194 vertices
 EYE_RADIUS = 0.012               # metres
@@ -459,8 +462,8 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     d = np.zeros_like(v); d[:, 0] = -0.7 * (x - mc[0]) * g; d[:, 2] = 0.010 * g
     add("mouthPucker", d)
     # funnel: the lips flare forward and open into a ring (corners in, lips away from the parting):
-    # the inner lips part by FUNNEL_OPEN at the middle (upper lip up, the thicker lower lip down
-    # more), tapering to closed corners, so an "O" opens the mouth without the rigid jaw
+    # the inner lips part by FUNNEL_OPEN at the middle (the thicker lower lip down; the upper lip
+    # only flares), tapering to closed corners, so an "O" opens the mouth without the rigid jaw
     g = _gauss(v, mc, (0.026, 0.014, 0.02)) * front
     d = np.zeros_like(v); d[:, 0] = -0.35 * (x - mc[0]) * g; d[:, 1] = 0.4 * (y - lip_y) * g
     d[:, 2] = 0.006 * g
