@@ -235,13 +235,21 @@ def build_standin() -> HeadModel:
         fi[list(iris)], bary[list(iris)] = a, b
 
     return HeadModel(
-        name="standin", v_template=v.astype(np.float32), faces=faces,
-        shapedirs=shapedirs.astype(np.float32), exprdirs=exprdirs.astype(np.float32),
-        posedirs=posedirs.astype(np.float32), J_regressor=J_reg.astype(np.float32),
-        weights=weights.astype(np.float32), parents=np.array(PARENTS, np.int64),
+        name="standin", v_template=_stored(v), faces=faces,
+        shapedirs=_stored(shapedirs), exprdirs=_stored(exprdirs),
+        posedirs=_stored(posedirs), J_regressor=_stored(J_reg),
+        weights=_stored(weights), parents=np.array(PARENTS, np.int64),
         expr_names=expr_names, shape_names=shape_names,
         landmarks=LandmarkEmbedding(fi, bary, np.ones(N_MEDIAPIPE, bool)),
-        landmark_exprdirs={k: d.astype(np.float32) for k, d in landmark_dirs.items()})
+        landmark_exprdirs={k: _stored(d) for k, d in landmark_dirs.items()})
+
+
+def _stored(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 with magnitudes below 1e-12 (metres or weights) set to 0.
+
+    Such values are cancellations whose rounding, and so the file's bytes, changed with the BLAS
+    thread count (down to float32 denormals); zero keeps the generated model the same everywhere."""
+    return np.where(np.abs(x) < 1e-12, 0.0, x).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ rigging

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+TIE_D2 = 1e-12  # squared metres: closest-point distances this close are the same surface point
+
 
 def grid_faces(n_rows: int, n_cols: int, top: int, bottom: int, offset: int = 0) -> np.ndarray:
     """Faces of a closed latitude/longitude grid: vertex ``offset + top``/``bottom`` are the poles and
@@ -105,7 +107,11 @@ def embed_points(points: np.ndarray, v: np.ndarray, f: np.ndarray, face_ids: np.
     valid = np.take_along_axis(inc, order, 1)
     d2, bary = closest_on_triangles(points, v[sub[cand]])
     d2 = np.where(valid, d2, np.inf)
-    best = np.argmin(d2, 1)
+    # A point on an edge or vertex shared by several faces is equally near each of them; the
+    # rounding (which the BLAS thread count changes) must not pick the stored one: the lowest face
+    # index among the near-ties (same closest point to within 1 um) wins.
+    tied = d2 <= d2.min(1, keepdims=True) + TIE_D2
+    best = np.argmin(np.where(tied, face_ids[cand], np.iinfo(np.int64).max), 1)
     rows = np.arange(len(points))
     return (face_ids[cand[rows, best]], bary[rows, best].astype(np.float32),
             np.sqrt(d2[rows, best]))
