@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from .dinov2 import DinoConfig, DinoV2, load_dinov2
     from .omg import OMG, HeadPose, OMGConfig, count_parameters
 
+    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise SystemExit(f"--device: {args.device!r} is not auto, cpu or cuda")
+    if args.device != "auto" and args.device != "cpu" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch.cuda is not available on this machine")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     levels = tuple(int(x) for x in args.lods.split(","))
     model = load_head_model(args.head_model)

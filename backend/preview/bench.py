@@ -4,7 +4,8 @@ load.
 
     python -m backend bench preview --lod 2 --frames 100 --size 512 --json out.json
 
-The avatar is the bundled astronaut built without refinement at the chosen LOD; the motion is a
+The avatar is the bundled astronaut built without refinement at the chosen LOD (or ``--avatar``: a
+built .omgavatar, so a machine without the face detector can run it); the motion is a
 deterministic head turn + nod with the jaw opening and expressions moving (every frame differs).
 
 Paths:
@@ -52,7 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto", help="splatting backend")
     p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}")
     p.add_argument("--repeats", type=int, default=2, help="runs per path; the best is reported (default 2)")
-    p.add_argument("--photo", default=None, help="portrait photo (default: the bundled astronaut)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--photo", default=None, help="portrait photo (default: the bundled astronaut)")
+    src.add_argument("--avatar", default=None, metavar="FILE.omgavatar",
+                     help="a built avatar instead of a photo (needs its --lod; no detection or build)")
+    p.add_argument("--no-video", action="store_true",
+                   help="batched path: PNG frames only, no mp4 (a machine without ffmpeg)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the figures")
 
 
@@ -86,14 +92,15 @@ def run_reference(avatar, model, params, lod: int, size: int, backend: str, out_
 
 
 def run_batched(avatar, model, params, lod: int, size: int, backend: str, batch: int | None,
-                out_dir: Path) -> dict[str, Any]:
+                out_dir: Path, video: bool = True) -> dict[str, Any]:
     """``render_preview`` as the add-on and the CLIs run it."""
     from .renderer import PreviewOptions, render_preview
 
     opts = PreviewOptions(lod=lod, width=size, height=size, backend=backend)
     if batch is not None:
         opts.batch = int(batch)
-    r = render_preview(avatar, params, out_dir / "png", opts, fps=25.0, video=out_dir / "preview.mp4", model=model)
+    r = render_preview(avatar, params, out_dir / "png", opts, fps=25.0,
+                       video=out_dir / "preview.mp4" if video else None, model=model)
     return {"seconds": r.seconds, "stage_seconds": dict(r.stage_seconds), "n_gaussians": r.n_gaussians,
             "backend": r.backend, "batch": opts.batch}
 
@@ -103,6 +110,21 @@ def per_frame(run: dict[str, Any], n_frames: int) -> dict[str, Any]:
     return {"fps": n_frames / run["seconds"], "seconds": run["seconds"],
             **{f"{k}_ms": 1000.0 * v / n_frames for k, v in s.items()},
             **{k: v for k, v in run.items() if k not in ("seconds", "stage_seconds")}}
+
+
+def _load_built(path: str, lod: int):
+    """(avatar, head model) of a saved .omgavatar, checked to hold ``lod``."""
+    from ..avatar import load_avatar
+    from ..errors import InputError
+    from ..head.loader import load_model_for_avatar
+    from ..preview.renderer import check_model
+
+    avatar = load_avatar(path)
+    model = load_model_for_avatar(path, avatar.head_model_name, avatar.head_model_path)
+    check_model(avatar, model, path)
+    if lod not in avatar.lods:
+        raise InputError(path, f"has no LOD {lod} (it holds {sorted(avatar.lods)}): pass one with --lod")
+    return avatar, model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,14 +138,18 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--paths: unknown {bad}; choose from {','.join(PATHS)}")
     if args.frames < 1 or args.repeats < 1:
         raise SystemExit("--frames and --repeats must be >= 1")
-    built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
-    avatar, model = built.avatar, built.model
+    if args.avatar is not None:
+        avatar, model = _load_built(args.avatar, args.lod)
+    else:
+        built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
+        avatar, model = built.avatar, built.model
     params = bench_motion(avatar, model, args.frames)
     warm = bench_motion(avatar, model, 4)
     results: dict[str, Any] = {}
     runners = {
         "reference": lambda p, d: run_reference(avatar, model, p, args.lod, args.size, args.backend, d),
-        "batched": lambda p, d: run_batched(avatar, model, p, args.lod, args.size, args.backend, args.batch, d),
+        "batched": lambda p, d: run_batched(avatar, model, p, args.lod, args.size, args.backend, args.batch, d,
+                                             video=not args.no_video),
     }
     loads = []
     with tempfile.TemporaryDirectory(prefix="omg-bench-preview-") as tmp:
@@ -143,8 +169,10 @@ def run(args: argparse.Namespace) -> int:
     figures: dict[str, Any] = {
         "command": "python -m backend bench preview " + " ".join(
             f"--{k} {v}" for k, v in (("lod", args.lod), ("frames", args.frames), ("size", args.size),
-                                      ("repeats", args.repeats), ("paths", args.paths))),
-        "lod": args.lod, "frames": args.frames, "size": args.size, "repeats": args.repeats,
+                                      ("repeats", args.repeats), ("paths", args.paths),
+                                      ("backend", args.backend), ("avatar", args.avatar))
+            if v is not None) + (" --no-video" if args.no_video else ""),
+        "avatar": args.avatar, "backend": args.backend, "video": not args.no_video, "lod": args.lod, "frames": args.frames, "size": args.size, "repeats": args.repeats,
         "best_of": args.repeats, "paths": results, "load_average_1min": loads,
         "machine": machine_info().as_dict(),
         "utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

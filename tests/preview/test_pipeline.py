@@ -51,3 +51,35 @@ def test_a_posing_error_on_the_thread_reaches_the_caller(astronaut):
         for f in r.frames(params):
             got.append(f)
     assert len(got) == 2  # the first batch was delivered, nothing after the failure
+
+
+def test_bench_preview_runs_on_a_saved_avatar_without_a_build(astronaut, tmp_path, monkeypatch):
+    """``bench preview --avatar``: the loop on a built .omgavatar (a GPU machine without the face
+    detector runs it so); a LOD the file lacks is refused naming the file."""
+    import argparse
+    import json
+
+    from backend.errors import InputError
+    from backend.preview import bench
+
+    _, _, path = astronaut
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+
+    def no_build(*a, **k):
+        raise AssertionError("--avatar must not build from a photo")
+
+    monkeypatch.setattr("backend.avatar.build.build_avatar", no_build)
+    out = tmp_path / "bench.json"
+    args = p.parse_args(["--avatar", str(path), "--lod", "0", "--frames", "3", "--size", "96",
+                         "--repeats", "1", "--paths", "batched", "--backend", "cpu", "--no-video",
+                         "--json", str(out)])
+    assert bench.run(args) == 0
+    fig = json.loads(out.read_text())
+    assert fig["avatar"] == str(path) and fig["backend"] == "cpu" and fig["frames"] == 3
+    assert fig["fps"] > 0 and f"--avatar {path}" in fig["command"] and fig["video"] is False
+    with pytest.raises(InputError, match="no LOD 2") as err:
+        bench.run(p.parse_args(["--avatar", str(path), "--lod", "2", "--frames", "1", "--paths", "batched"]))
+    assert str(err.value).startswith(path.name)
+    with pytest.raises(SystemExit):  # a photo and an avatar at once
+        p.parse_args(["--avatar", str(path), "--photo", "x.png"])
