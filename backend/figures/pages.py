@@ -16,8 +16,10 @@ A template is markdown with placeholders; every number on a page comes from a re
     ``.`` alone) reads the current item and ``{{@key}}`` gives the object's key.
 ``{{source NAME}}``
     the record's command, UTC date, commit and machine (CPU, cores, load average, GPU) in one line.
-``{{eval_report NAME}}``
-    the whole evaluation report (backend.eval.report) of an ``eval --json`` record.
+``{{eval_report NAME}}`` / ``{{eval_report NAME before=OTHER}}`` / ``{{eval_report NAME before=OTHER:baseline}}``
+    the whole evaluation report (backend.eval.report) of an ``eval --json`` record; ``before=``
+    puts another record's summary (or the baseline that record carries) beside it, labelled with
+    that run's commit and date.
 ``{{! comment }}``
     dropped.
 
@@ -251,19 +253,40 @@ class Renderer:
             page.records_used.append(name)
         return provenance(rec)
 
-    def eval_report(self, name: str, where: Path, page: Page) -> str:
+    def eval_report(self, args: str, where: Path, page: Page) -> str:
         from ..eval.report import render_markdown
         from ..eval.results import results_from_dict
 
+        name, *opts = args.split()
         rec = self.record(name, where)
         if name not in page.records_used:
             page.records_used.append(name)
+        baseline = None
+        for opt in opts:
+            key, _, value = opt.partition("=")
+            if key != "before" or not value:
+                raise ValueError(f"eval_report: unknown option {opt!r} (only before=RECORD[:baseline])")
+            other, _, part = value.partition(":")
+            if part not in ("", "baseline"):
+                raise ValueError(f"eval_report: before={value!r}: only RECORD or RECORD:baseline")
+            orec = self.record(other, where)
+            if other not in page.records_used:
+                page.records_used.append(other)
+            if part == "baseline":
+                baseline = orec.figures.get("baseline")
+                if not baseline:
+                    raise ValueError(f"eval_report: record {other} carries no baseline")
+            else:
+                baseline = {**orec.figures["summary"],
+                            "_label": f"the same evaluation on commit {(orec.commit or 'unknown')[:7]}, "
+                                      f"run {orec.date}"}
         folder = self.root / page.output.parent
         plots = {k: f"{k}.png" for k in ("reconstruction", "self_reenactment", "cross_reenactment", "speed")
                  if (folder / f"{k}.png").is_file()}
         gpu = "gpu/README.md" if (folder / "gpu" / ("README" + TEMPLATE_SUFFIX)).is_file() else None
         md = render_markdown(results_from_dict(rec.figures), plots, RENDER_COMMAND, gpu_report=gpu,
-                             record=str(_rel(RECORDS_DIR / f"{name}.json", page.output.parent)))
+                             record=str(_rel(RECORDS_DIR / f"{name}.json", page.output.parent)),
+                             baseline=baseline)
         return md.rstrip("\n")
 
     # -- templates

@@ -151,3 +151,31 @@ def test_record_options_after_the_name_are_not_taken_for_the_command() -> None:
     assert (replace, note, cmd) == (True, "why", ["python", "-m", "backend", "bench", "fit", "--json", "{json}"])
     with pytest.raises(OMGError, match="unknown option '--bogus'"):
         _split_options(["--bogus", "--", "python"], False, "")
+
+
+def test_eval_report_puts_another_records_summary_or_baseline_beside_it(tmp_path: Path) -> None:
+    """``{{eval_report NAME before=OTHER[:baseline]}}``: the headline gains a *before* column from the
+    other record (its summary, labelled with its commit and date, or the baseline it carries)."""
+    repo = Path(__file__).resolve().parents[2] / RECORDS_DIR
+    now, old = read_record(repo / "eval_portrait_session17_start.json"), read_record(repo / "eval_portrait_cpu.json")
+    old.commit = "ff75156" + "0" * 33
+    root = _site(tmp_path, {"now": now, "old": old}, {
+        "docs/report/a.md.in": "{{eval_report now before=old}}\n",
+        "docs/report/b.md.in": "{{eval_report now before=old:baseline}}\n",
+        "docs/report/c.md.in": "{{eval_report now}}\n"})
+    pages = render_all(root)
+    a, b, c = (pages[Path(f"docs/report/{k}.md")] for k in "abc")
+    row = "| source view PSNR full | {} | {} |"
+    now_v = now.figures["summary"]["lod2"]["reconstruction"]["psnr_full"]
+    assert row.format(f"{old.figures['summary']['lod2']['reconstruction']['psnr_full']:.2f}", f"{now_v:.2f}") in a
+    assert "*before* = the same evaluation on commit ff75156, run 2026-12-03" in a
+    assert row.format(f"{old.figures['baseline']['lod2']['reconstruction']['psnr_full']:.2f}", f"{now_v:.2f}") in b
+    assert "| before, LOD2 | now, LOD2 |" in a and "before, LOD2" not in c
+    assert "[`old`](../figures/records/old.json)" in a  # the other record is listed as used
+    for bad, words in (("before=old:summary", "only RECORD or RECORD:baseline"), ("after=old", "unknown option"),
+                       ("before=now:baseline", "carries no baseline")):
+        (root / "docs/report/d.md.in").write_text(f"{{{{eval_report now {bad}}}}}\n")
+        with pytest.raises(TemplateError) as err:
+            render_all(root)
+        assert "d.md.in" in str(err.value) and words in str(err.value)
+        (root / "docs/report/d.md.in").unlink()
