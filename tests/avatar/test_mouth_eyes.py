@@ -340,6 +340,45 @@ def test_tongue_out_pushes_the_tongue_out_between_the_lips(standin, splat_avatar
     assert rows1.max() > rows0.max() + 2                         # down over the lower teeth and lip
 
 
+def test_open_jaw_shows_the_photos_cavity_shade(standin, splat_avatar):
+    """Rendered from the front with the jaw open 0.25 rad, the opening's cavity pixels take the
+    photo's shade (issue 14: d3's clip shows a near-black mouth, d12's a lit one): half the lips'
+    colour behind closed lips, twice as bright for lips twice as bright, and an open photo mouth's
+    own dark colour; the default colour (cavity_from_photo off) is the same for every photo."""
+    import copy
+
+    from backend.head.params import HeadParams
+
+    model, rest, _ = standin
+    f = mouth_frame(model, rest)
+    pcam = Camera.look_at((0, -0.03, 0.45), (0, -0.03, 0), width=256, height=256, fov_y_deg=20)
+    front = Camera.look_at((0, f.center[1], 0.5), (0, f.center[1], 0), width=160, height=160, fov_y_deg=10)
+    hp = HeadParams.zeros(model)
+    hp.pose[0, 2, 0] = 0.25
+
+    def cavity_pixels(photo, lm, opts=MouthOptions()):
+        av = copy.deepcopy(splat_avatar)
+        mouth = [p for p in av.parts if p.name in ("teeth_upper", "teeth_lower", "gums", "tongue", "cavity")]
+        color_mouth_from_photo(mouth, [p.gaussians.means for p in mouth], pcam, photo, lm, opts)
+        rgb, cover = _render_parts(model, av, hp, front, {"cavity"})
+        m = cover > 0.95
+        assert m.sum() > 50, m.sum()
+        return np.median(rgb[m], 0)
+
+    dim, bright, dark = (0.3, 0.15, 0.14), (0.6, 0.3, 0.28), (0.12, 0.02, 0.01)
+    c_dim = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, dim, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)))
+    c_bright = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, bright, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)))
+    c_dark = cavity_pixels(*_lipped_photo(model, rest, pcam, 14.0, bright, (0.9, 0.85, 0.8), dark))
+    np.testing.assert_allclose(c_dim, 0.5 * np.array(dim), atol=0.02)
+    np.testing.assert_allclose(c_bright, 0.5 * np.array(bright), atol=0.03)
+    np.testing.assert_allclose(c_dark, dark, atol=0.03)
+    off = MouthOptions(cavity_from_photo=False)
+    d1 = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, dim, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)), off)
+    d2 = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, bright, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)), off)
+    np.testing.assert_allclose(d1, d2, atol=1e-6)
+    np.testing.assert_allclose(d1, MouthOptions().cavity_color, atol=0.02)
+
+
 def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, splat_avatar):
     """The ARKit keys that move the interior: jawOpen as a shape key (no joint rotation, as a
     Blender slider sets it) moves the lower teeth with the lower lip, as far as the jaw joint's
