@@ -21,7 +21,8 @@ Every point must lie inside the head: points within ``inside_margin`` of the ski
 are dropped, measured against the rest mesh without its mouth band, lips and eyeballs (the lips'
 inner rows fold into the opening; the parts sit behind them by construction).
 Colours are defaults (teeth as video shows them in the mouth's shade, pink-red gums and tongue, a
-dark cavity) unless the photo shows an open mouth: then part Gaussians that are visible through the photo's inner-lip hull at the
+dark cavity; the cavity's from the photo: the darkest quarter of an open mouth, half the lips' colour
+behind closed ones) unless the photo shows an open mouth: then part Gaussians that are visible through the photo's inner-lip hull at the
 source pose take the photo's colour when it is plausible for the part (teeth bright and pale, the
 cavity dark, gums and tongue reddish), and each part's unseen Gaussians take the median of its seen
 ones (keeping the default's shading pattern).
@@ -79,6 +80,17 @@ class MouthOptions:
     inside_margin_m: float = 0.0015     # every point at least this far inside the skin
     open_ratio: float = 0.06            # the photo's mouth counts as open above this height/width
     photo_weight: float = 1.0           # photo colour vs default for a seen, plausible Gaussian
+    # the cavity's colour from the photo (cavity_from_photo; off: cavity_color): where its mouth is
+    # open, the darkest quarter of the opening (the shade behind whatever the fit puts in front);
+    # where it is closed, this share of the lips' colour (the same tissue, lit only through the
+    # opening). A fixed default cannot serve both kinds of clip: d3's open mouth is near black
+    # (0.12, 0.03, 0.02) where the render showed the default (0.24, 0.10, 0.11), d12's lit one
+    # (0.39, 0.20, 0.21); the photos say which (d3's photo: darkest quarter (0.16, 0.01, 0.01);
+    # d12's closed lips (0.56, 0.32, 0.30)). docs/figures/eval.md, "the cavity's colour".
+    cavity_from_photo: bool = True
+    cavity_lip_share: float = 0.5
+    cavity_dark_quantile: float = 0.25  # the open photo's darkest share of the opening's pixels
+    cavity_min_px: int = 40             # fewer pixels in the opening: its shade is not measured
 
 
 @dataclass
@@ -312,6 +324,62 @@ def _plausible(name: str, rgb: np.ndarray) -> np.ndarray:
     return (rgb[:, 0] > 1.3 * rgb[:, 1]) & (luma > 0.2) & (luma < 0.8)  # gums, tongue: clearly red
 
 
+#: mediapipe's outer lip ring (the lips' outline, mouth corners 61 and 291)
+OUTER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+
+
+def _polygon_pixels(photo: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of ``photo`` whose centres lie inside ``poly`` (K, 2) px."""
+    from skimage.measure import points_in_poly
+
+    H, W = photo.shape[:2]
+    mask = np.zeros((H, W), bool)
+    x0, y0 = np.clip(np.floor(poly.min(0)).astype(int), 0, [W, H])
+    x1, y1 = np.clip(np.ceil(poly.max(0)).astype(int) + 1, 0, [W, H])
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    pix = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
+    mask[y0:y1, x0:x1] = points_in_poly(pix, poly).reshape(yy.shape)
+    return mask
+
+
+def lip_color(photo: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray | None:
+    """(3,) float32: the median colour of the photo's lips (inside the outer lip ring, outside the
+    inner one; photo (H, W, 3) float [0, 1], landmarks_px (478, 2) in its pixels), or None when
+    the ring covers no pixel."""
+    p = np.asarray(landmarks_px, np.float64)[:, :2]
+    ring = _polygon_pixels(photo, p[list(OUTER_LIP)]) & ~_polygon_pixels(photo, p[list(INNER_LIP)])
+    if not ring.any():
+        return None
+    return np.median(photo[ring], 0).astype(np.float32)
+
+
+def cavity_color_from_photo(photo: np.ndarray, landmarks_px: np.ndarray, opts: MouthOptions | None = None
+                            ) -> np.ndarray | None:
+    """(3,) float32 colour of the oral cavity as the photo predicts it, or None (keep the default).
+
+    An open photo mouth (mouth_open_ratio >= opts.open_ratio) with at least ``cavity_min_px``
+    pixels in its inner-lip hull (shrunk 15 % towards its centre, away from the lips): the mean of
+    the darkest ``cavity_dark_quantile`` of them by luma, when plausible for a cavity (dark, not a
+    coloured background). Otherwise: ``cavity_lip_share`` times the lips' median colour: the
+    inside is the lips' tissue lit only through the opening, so the photo's light and the person's
+    colouring carry over. An open mouth whose darkest pixels are no cavity's (teeth or tongue fill
+    the opening) is taken as a closed one. None: no lip pixels either."""
+    opts = opts or MouthOptions()
+    if mouth_open_ratio(landmarks_px) >= opts.open_ratio:
+        poly = inner_lip_polygon(landmarks_px)
+        poly = poly.mean(0) + 0.85 * (poly - poly.mean(0))
+        rgb = photo[_polygon_pixels(photo, poly)].astype(np.float64)
+        if len(rgb) >= opts.cavity_min_px:
+            luma = rgb @ np.array([0.299, 0.587, 0.114])
+            dark = rgb[luma <= np.quantile(luma, opts.cavity_dark_quantile)].mean(0)
+            if _plausible("cavity", dark[None])[0]:
+                return dark.astype(np.float32)
+    lips = lip_color(photo, landmarks_px)
+    return None if lips is None else np.clip(opts.cavity_lip_share * lips, 0, 1).astype(np.float32)
+
+
 def inner_lip_polygon(landmarks_px: np.ndarray) -> np.ndarray:
     """(20, 2) the photo's inner-lip ring in pixels from mediapipe's 478 landmarks."""
     return np.asarray(landmarks_px, np.float64)[list(INNER_LIP)]
@@ -327,7 +395,9 @@ def mouth_open_ratio(landmarks_px: np.ndarray) -> float:
 def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray], camera: "Camera",
                            photo: np.ndarray, landmarks_px: np.ndarray, opts: MouthOptions | None = None
                            ) -> dict[str, int]:
-    """Recolour mouth parts in place from the photo where its mouth is open; returns seen counts.
+    """Recolour mouth parts in place from the photo; returns seen counts (Gaussians that took
+    their own pixel's colour). The cavity takes cavity_color_from_photo (open or closed mouth,
+    unless ``opts.cavity_from_photo`` is off); the other parts change only where the mouth is open.
 
     posed_means: each part's means at the source pose (world, metres); photo (H, W, 3) float32 [0, 1]
     at the camera's resolution; landmarks_px (478, 2) in the same pixels. A Gaussian is seen when it
@@ -340,6 +410,10 @@ def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarra
 
     opts = opts or MouthOptions()
     seen_counts = {p.name: 0 for p in parts}
+    cavity = cavity_color_from_photo(photo, landmarks_px, opts) if opts.cavity_from_photo else None
+    for part in parts:
+        if part.name == "cavity" and cavity is not None:
+            part.gaussians.colors[:] = cavity   # (seen cavity Gaussians take their own pixel below)
     if not parts or mouth_open_ratio(landmarks_px) < opts.open_ratio:
         return seen_counts
     poly = inner_lip_polygon(landmarks_px)

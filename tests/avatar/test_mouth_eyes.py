@@ -8,8 +8,8 @@ import pytest
 
 from backend.avatar.eyes import IRIS, LID_LOOP, EyeOptions, build_eye_parts, photo_eye_colors
 from backend.avatar.interior import mouth_band
-from backend.avatar.mouth import (INNER_LIP, MouthOptions, build_mouth_parts, color_mouth_from_photo,
-                                  mouth_frame, mouth_open_ratio)
+from backend.avatar.mouth import (INNER_LIP, OUTER_LIP, MouthOptions, build_mouth_parts, cavity_color_from_photo,
+                                  color_mouth_from_photo, lip_color, mouth_frame, mouth_open_ratio)
 from backend.avatar.posing import shaped_vertices
 from backend.head.loader import load_head_model
 from backend.render.camera import Camera
@@ -117,13 +117,22 @@ def test_mouth_colours_come_from_an_open_photo_mouth_when_plausible(standin):
     model, rest, skin = standin
     cam = Camera.look_at((0, -0.03, 0.45), (0, -0.03, 0), width=256, height=256, fov_y_deg=20)
     means = lambda parts: [p.gaussians.means for p in parts]  # noqa: E731  (rest = source pose here)
-    # closed: defaults stay
+    # closed: defaults stay, but for the cavity: half the lips' colour (here the skin's, the photo
+    # paints no lips)
     photo, lm = _mouth_photo(model, rest, cam, 0.0, {"top": (0.1, 0.1, 0.9), "bottom": (0.1, 0.1, 0.9)})
     assert mouth_open_ratio(lm) < MouthOptions().open_ratio
     parts = build_mouth_parts(model, rest, skin)
     before = [p.gaussians.colors.copy() for p in parts]
     seen = color_mouth_from_photo(parts, means(parts), cam, photo, lm)
     assert sum(seen.values()) == 0
+    for p, b in zip(parts, before):
+        if p.name == "cavity":
+            np.testing.assert_allclose(p.gaussians.colors, np.tile([0.4, 0.3, 0.25], (len(p), 1)), atol=1e-6)
+        else:
+            np.testing.assert_array_equal(p.gaussians.colors, b)
+    # ... and the default where asked
+    parts = build_mouth_parts(model, rest, skin)
+    color_mouth_from_photo(parts, means(parts), cam, photo, lm, MouthOptions(cavity_from_photo=False))
     for p, b in zip(parts, before):
         np.testing.assert_array_equal(p.gaussians.colors, b)
     # open, a pale tooth colour above and a blue below: teeth take the pale one, nothing takes blue
@@ -141,6 +150,47 @@ def test_mouth_colours_come_from_an_open_photo_mouth_when_plausible(standin):
     for p in parts:
         c = p.gaussians.colors
         assert not np.any((c[:, 2] > 0.6) & (c[:, 0] < 0.3)), p.name  # blue is no mouth colour
+
+
+def _lipped_photo(model, rest, cam: Camera, opening_px: float, lips, top, bottom):
+    """_mouth_photo with the lips (between mediapipe's outer and inner lip rings) painted ``lips``."""
+    from skimage.measure import points_in_poly
+
+    photo, lm = _mouth_photo(model, rest, cam, opening_px, {"top": top, "bottom": bottom})
+    yy, xx = np.mgrid[0:cam.height, 0:cam.width]
+    pix = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
+    ring = (points_in_poly(pix, lm[list(OUTER_LIP)]) & ~points_in_poly(pix, lm[list(INNER_LIP)])).reshape(xx.shape)
+    photo[ring] = lips
+    return photo, lm
+
+
+def test_cavity_colour_follows_the_photo(standin):
+    """The cavity's colour is the photo's (issue 14: d3's clip shows a near-black mouth, d12's a lit
+    one; one default served neither): an open mouth gives the darkest quarter of its opening, a
+    closed one (or an open one whose darkest pixels are no cavity's) half the lips' colour."""
+    model, rest, skin = standin
+    cam = Camera.look_at((0, -0.03, 0.45), (0, -0.03, 0), width=256, height=256, fov_y_deg=20)
+    lips = (0.6, 0.3, 0.28)
+    # closed lips of a known colour: lip_color reads them, the cavity is half of it
+    photo, lm = _lipped_photo(model, rest, cam, 0.0, lips, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9))
+    np.testing.assert_allclose(lip_color(photo, lm), lips, atol=1e-6)
+    np.testing.assert_allclose(cavity_color_from_photo(photo, lm), 0.5 * np.array(lips), atol=1e-6)
+    np.testing.assert_allclose(cavity_color_from_photo(photo, lm, MouthOptions(cavity_lip_share=0.3)),
+                               0.3 * np.array(lips), atol=1e-6)
+    # open, pale teeth above a near-black cavity: the dark half's colour, whatever the lips are
+    dark = (0.15, 0.02, 0.01)
+    photo, lm = _lipped_photo(model, rest, cam, 14.0, lips, (0.9, 0.85, 0.8), dark)
+    assert mouth_open_ratio(lm) > MouthOptions().open_ratio
+    np.testing.assert_allclose(cavity_color_from_photo(photo, lm), dark, atol=0.02)
+    parts = build_mouth_parts(model, rest, skin)
+    color_mouth_from_photo(parts, [p.gaussians.means for p in parts], cam, photo, lm)
+    cav = {p.name: p for p in parts}["cavity"].gaussians.colors
+    assert np.all(np.abs(cav - dark).max(1) < 0.05)   # seen ones sample the dark half too
+    # open, but the opening holds no cavity-like pixel (a blue screen): the lips' share again
+    photo, lm = _lipped_photo(model, rest, cam, 14.0, lips, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9))
+    np.testing.assert_allclose(cavity_color_from_photo(photo, lm), 0.5 * np.array(lips), atol=1e-6)
+    # landmarks off the image (no pixel in the opening nor on the lips): no colour, the default stays
+    assert cavity_color_from_photo(photo, lm + 1000.0) is None
 
 
 def _eye_photo(name: str, iris_rgb, sclera_rgb, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -288,6 +338,45 @@ def test_tongue_out_pushes_the_tongue_out_between_the_lips(standin, splat_avatar
     assert (c1 > 0.5).sum() > 1.3 * (c0 > 0.5).sum()
     rows0, rows1 = np.nonzero(c0 > 0.5)[0], np.nonzero(c1 > 0.5)[0]
     assert rows1.max() > rows0.max() + 2                         # down over the lower teeth and lip
+
+
+def test_open_jaw_shows_the_photos_cavity_shade(standin, splat_avatar):
+    """Rendered from the front with the jaw open 0.25 rad, the opening's cavity pixels take the
+    photo's shade (issue 14: d3's clip shows a near-black mouth, d12's a lit one): half the lips'
+    colour behind closed lips, twice as bright for lips twice as bright, and an open photo mouth's
+    own dark colour; the default colour (cavity_from_photo off) is the same for every photo."""
+    import copy
+
+    from backend.head.params import HeadParams
+
+    model, rest, _ = standin
+    f = mouth_frame(model, rest)
+    pcam = Camera.look_at((0, -0.03, 0.45), (0, -0.03, 0), width=256, height=256, fov_y_deg=20)
+    front = Camera.look_at((0, f.center[1], 0.5), (0, f.center[1], 0), width=160, height=160, fov_y_deg=10)
+    hp = HeadParams.zeros(model)
+    hp.pose[0, 2, 0] = 0.25
+
+    def cavity_pixels(photo, lm, opts=MouthOptions()):
+        av = copy.deepcopy(splat_avatar)
+        mouth = [p for p in av.parts if p.name in ("teeth_upper", "teeth_lower", "gums", "tongue", "cavity")]
+        color_mouth_from_photo(mouth, [p.gaussians.means for p in mouth], pcam, photo, lm, opts)
+        rgb, cover = _render_parts(model, av, hp, front, {"cavity"})
+        m = cover > 0.95
+        assert m.sum() > 50, m.sum()
+        return np.median(rgb[m], 0)
+
+    dim, bright, dark = (0.3, 0.15, 0.14), (0.6, 0.3, 0.28), (0.12, 0.02, 0.01)
+    c_dim = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, dim, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)))
+    c_bright = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, bright, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)))
+    c_dark = cavity_pixels(*_lipped_photo(model, rest, pcam, 14.0, bright, (0.9, 0.85, 0.8), dark))
+    np.testing.assert_allclose(c_dim, 0.5 * np.array(dim), atol=0.02)
+    np.testing.assert_allclose(c_bright, 0.5 * np.array(bright), atol=0.03)
+    np.testing.assert_allclose(c_dark, dark, atol=0.03)
+    off = MouthOptions(cavity_from_photo=False)
+    d1 = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, dim, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)), off)
+    d2 = cavity_pixels(*_lipped_photo(model, rest, pcam, 0.0, bright, (0.1, 0.1, 0.9), (0.1, 0.1, 0.9)), off)
+    np.testing.assert_allclose(d1, d2, atol=1e-6)
+    np.testing.assert_allclose(d1, MouthOptions().cavity_color, atol=0.02)
 
 
 def test_jaw_open_key_moves_the_lower_teeth_and_blink_closes_the_lids(standin, splat_avatar):
