@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..face.mediapipe_face import INNER_CORNER_L, INNER_CORNER_R, INNER_LIP, LOWER_INNER_MID, UPPER_INNER_MID
+from ..face.mediapipe_face import (INNER_CORNER_L, INNER_CORNER_R, INNER_LIP, LOWER_INNER_MID, OUTER_LIP,
+                                   UPPER_INNER_MID)
 from .attributes import frame_from_normals, matrix_to_quat
 from .gaussians import GaussianSet, SkinnedPart
 
@@ -324,24 +325,15 @@ def _plausible(name: str, rgb: np.ndarray) -> np.ndarray:
     return (rgb[:, 0] > 1.3 * rgb[:, 1]) & (luma > 0.2) & (luma < 0.8)  # gums, tongue: clearly red
 
 
-#: mediapipe's outer lip ring (the lips' outline, mouth corners 61 and 291)
-OUTER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
-
-
-def _polygon_pixels(photo: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the pixels of ``photo`` whose centres lie inside ``poly`` (K, 2) px."""
-    from skimage.measure import points_in_poly
+def _polygon_pixels(photo: np.ndarray, *polys: np.ndarray) -> list[np.ndarray]:
+    """[(H, W) bool per polygon]: the pixels of ``photo`` whose centres lie inside each ``poly``
+    (K, 2) px (``imageops.points_in_polygons``, which tests only the polygons' bounding box)."""
+    from .imageops import points_in_polygons
 
     H, W = photo.shape[:2]
-    mask = np.zeros((H, W), bool)
-    x0, y0 = np.clip(np.floor(poly.min(0)).astype(int), 0, [W, H])
-    x1, y1 = np.clip(np.ceil(poly.max(0)).astype(int) + 1, 0, [W, H])
-    if x1 <= x0 or y1 <= y0:
-        return mask
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    pix = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
-    mask[y0:y1, x0:x1] = points_in_poly(pix, poly).reshape(yy.shape)
-    return mask
+    yy, xx = np.mgrid[0:H, 0:W]
+    centres = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
+    return [m.reshape(H, W) for m in points_in_polygons(centres, list(polys))]
 
 
 def lip_color(photo: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray | None:
@@ -349,7 +341,8 @@ def lip_color(photo: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray | None:
     inner one; photo (H, W, 3) float [0, 1], landmarks_px (478, 2) in its pixels), or None when
     the ring covers no pixel."""
     p = np.asarray(landmarks_px, np.float64)[:, :2]
-    ring = _polygon_pixels(photo, p[list(OUTER_LIP)]) & ~_polygon_pixels(photo, p[list(INNER_LIP)])
+    outer, inner = _polygon_pixels(photo, p[list(OUTER_LIP)], p[list(INNER_LIP)])
+    ring = outer & ~inner
     if not ring.any():
         return None
     return np.median(photo[ring], 0).astype(np.float32)
@@ -370,7 +363,7 @@ def cavity_color_from_photo(photo: np.ndarray, landmarks_px: np.ndarray, opts: M
     if mouth_open_ratio(landmarks_px) >= opts.open_ratio:
         poly = inner_lip_polygon(landmarks_px)
         poly = poly.mean(0) + 0.85 * (poly - poly.mean(0))
-        rgb = photo[_polygon_pixels(photo, poly)].astype(np.float64)
+        rgb = photo[_polygon_pixels(photo, poly)[0]].astype(np.float64)
         if len(rgb) >= opts.cavity_min_px:
             luma = rgb @ np.array([0.299, 0.587, 0.114])
             dark = rgb[luma <= np.quantile(luma, opts.cavity_dark_quantile)].mean(0)

@@ -29,6 +29,8 @@ IRIS_CENTERS = (468, 473)       # subject's right iris centre, left iris centre
 INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 INNER_CORNER_R, INNER_CORNER_L = 78, 308
 UPPER_INNER_MID, LOWER_INNER_MID = 13, 14
+# The outer lip ring (the lips' outline from corner 61 over the upper lip to corner 291 and back).
+OUTER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 
 
 @dataclass
