@@ -93,20 +93,15 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(out / "preview.mp4", inputs, what="preview video")
     if args.json:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
-    from ..avatar import load_avatar
     from ..errors import InputError
     from ..motion import load_motion, resample
     from ..preview import render_preview
     from ..progress import tqdm_progress
     from ..stats import write_json
 
-    from ..head.loader import load_model_for_avatar
-    from ..preview.renderer import check_model
+    from ..preview.renderer import load_avatar_and_model
 
-    avatar = load_avatar(args.avatar)
-    model = load_model_for_avatar(args.avatar, avatar.head_model_name, avatar.head_model_path,
-                                  args.head_model)
-    check_model(avatar, model, args.avatar)
+    avatar, model = load_avatar_and_model(args.avatar, args.head_model)
     motion = load_motion(args.motion)
     params = motion.params
     end = params.n_frames - 1 if args.end is None else min(args.end, params.n_frames - 1)

@@ -69,11 +69,9 @@ def hold_for(avatar, video: str, keep: bool | None) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     check_outputs(args)  # first: before the heavy imports and any work
-    from ..avatar import load_avatar
     from ..face.track import TrackOptions, track_video
-    from ..head.loader import load_model_for_avatar
     from ..preview import render_preview
-    from ..preview.renderer import check_model
+    from ..preview.renderer import load_avatar_and_model
     from ..progress import Progress, tqdm_progress
     from ..stats import write_json
 
@@ -82,10 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.render_passes < 0:
         raise SystemExit("--render-passes must be >= 0")
     opts = preview_options(args)
-    avatar = load_avatar(args.avatar)
-    model = load_model_for_avatar(args.avatar, avatar.head_model_name, avatar.head_model_path,
-                                  args.head_model)
-    check_model(avatar, model, args.avatar)
+    avatar, model = load_avatar_and_model(args.avatar, args.head_model)
     hold = hold_for(avatar, args.video, args.keep_identity)
     if args.calibration:
         from ..avatar.calibrate import calibration_for

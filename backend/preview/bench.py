@@ -114,14 +114,10 @@ def per_frame(run: dict[str, Any], n_frames: int) -> dict[str, Any]:
 
 def _load_built(path: str, lod: int):
     """(avatar, head model) of a saved .omgavatar, checked to hold ``lod``."""
-    from ..avatar import load_avatar
     from ..errors import InputError
-    from ..head.loader import load_model_for_avatar
-    from ..preview.renderer import check_model
+    from .renderer import load_avatar_and_model
 
-    avatar = load_avatar(path)
-    model = load_model_for_avatar(path, avatar.head_model_name, avatar.head_model_path)
-    check_model(avatar, model, path)
+    avatar, model = load_avatar_and_model(path)
     if lod not in avatar.lods:
         raise InputError(path, f"has no LOD {lod} (it holds {sorted(avatar.lods)}): pass one with --lod")
     return avatar, model

@@ -71,6 +71,19 @@ def check_model(avatar, model, path=None) -> None:
                                f"{model.n_verts}: rebuild the avatar with this head model")
 
 
+def load_avatar_and_model(path: str | Path, head_model: str | Path | None = None):
+    """(GaussianAvatar, HeadModel) to pose the .omgavatar ``path`` with: the head model the user
+    named (``head_model``) or the avatar's bundled stand-in (``load_model_for_avatar``), checked to
+    fit it (``check_model``). InputError naming the file on any problem."""
+    from ..avatar import load_avatar
+    from ..head.loader import load_model_for_avatar
+
+    avatar = load_avatar(path)
+    model = load_model_for_avatar(path, avatar.head_model_name, avatar.head_model_path, head_model)
+    check_model(avatar, model, path)
+    return avatar, model
+
+
 @dataclass
 class PreviewResult:
     """n_frames written; pngs: their paths; video: the mp4 (or None); seconds: wall time of the
