@@ -6,6 +6,9 @@
 ``python -m backend figures record NAME [--replace] [--note TEXT] -- COMMAND ... --json {json} ...``
     run COMMAND in the repository root and keep its JSON output as ``docs/figures/records/NAME.json``
     with the command, UTC date, git commit and machine (CPU, cores, load average at start and end, GPU).
+``python -m backend figures plots NAME [DIR]``
+    make the evaluation report's PNG plots from the ``eval --json`` record NAME in DIR (default
+    docs/report), for a report page rendered from that record.
 See docs/figures/README.md.
 """
 
@@ -21,7 +24,7 @@ HELP = "re-render the figure pages from their records, or run a command and reco
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 when a committed page differs from its records")
-    sub = parser.add_subparsers(dest="action", metavar="[record]")
+    sub = parser.add_subparsers(dest="action", metavar="[record | plots]")
     rec = sub.add_parser("record", help="run a measuring command and write its figure record",
                          description="run COMMAND (with {json} where its --json path goes) and write "
                                      "docs/figures/records/NAME.json")
@@ -29,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--replace", action="store_true", help="re-measure an existing record")
     rec.add_argument("--note", default="", help="a sentence kept with the record (e.g. why it was re-run)")
     rec.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ... {json} ...")
+    plots = sub.add_parser("plots", help="make an eval record's report plots (PNG)",
+                           description="write the evaluation report's plots of record NAME into DIR")
+    plots.add_argument("name", help="an eval record in docs/figures/records")
+    plots.add_argument("dir", nargs="?", default="docs/report", help="output folder (default docs/report)")
 
 
 def _split_options(tokens: list[str], replace: bool, note: str) -> tuple[bool, str, list[str]]:
@@ -58,5 +65,17 @@ def run(args: argparse.Namespace) -> int:
         replace, note, cmd = _split_options(list(args.cmd), args.replace, args.note)
         path = record_run(args.name, cmd, replace=replace, note=note)
         print(f"wrote {path}; now reference it in a page template and run `python -m backend figures`")
+        return 0
+    if getattr(args, "action", None) == "plots":
+        from pathlib import Path
+
+        from ..eval.report import write_plots
+        from ..eval.results import results_from_dict
+        from ..figures.records import read_record
+        from ..figures.run import REPO_ROOT
+
+        rec = read_record(REPO_ROOT / "docs/figures/records" / f"{args.name}.json")
+        made = write_plots(results_from_dict(rec.figures), Path(args.dir))
+        print("wrote " + ", ".join(f"{args.dir}/{f}" for f in made.values() if f) + f" from record {args.name}")
         return 0
     return main_render(check=args.check)

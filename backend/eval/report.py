@@ -350,18 +350,21 @@ def render_markdown(res: EvalResults, plots: dict[str, str | None], command: str
     return "\n".join(L)
 
 
+def write_plots(res: EvalResults, out_dir: str | Path) -> dict[str, str | None]:
+    """Write the report's PNG plots of ``res`` into ``out_dir``, replacing plots of the same names.
+    Returns {plot: file name, or None where the run has nothing to plot}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {"reconstruction": plot_reconstruction(res, out), "self_reenactment": plot_self_reenactment(res, out),
+            "cross_reenactment": plot_cross(res, out), "speed": plot_speed(res, out)}
+
+
 def write_report(res: EvalResults, out_dir: str | Path, command: str, rerendered: bool = False,
                  baseline: dict | None = None) -> Path:
     """Write ``out_dir/README.md`` and its PNG plots; returns the markdown path. ``baseline``: an
     earlier run's ``summary`` block (with an optional ``_label``) shown beside this run's."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plots = {
-        "reconstruction": plot_reconstruction(res, out),
-        "self_reenactment": plot_self_reenactment(res, out),
-        "cross_reenactment": plot_cross(res, out),
-        "speed": plot_speed(res, out),
-    }
+    plots = write_plots(res, out)
     # a speed-only report from a GPU machine kept beside this one (docs/report/gpu/README.md)
     gpu = "gpu/README.md" if (out / "gpu" / "README.md").is_file() else None
     md = out / "README.md"

@@ -179,3 +179,21 @@ def test_eval_report_puts_another_records_summary_or_baseline_beside_it(tmp_path
             render_all(root)
         assert "d.md.in" in str(err.value) and words in str(err.value)
         (root / "docs/report/d.md.in").unlink()
+
+
+def test_figures_plots_makes_an_eval_records_report_plots(tmp_path: Path, capsys) -> None:
+    """``figures plots NAME DIR``: the report's plots of a committed eval record, the same bytes as
+    the committed docs/report ones made from it; an unknown record is a message naming it."""
+    import argparse
+
+    from backend.commands import figures as cmd
+
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    assert cmd.run(p.parse_args(["plots", "eval_portrait_session17_start", str(tmp_path)])) == 0
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("reconstruction.png", "self_reenactment.png"):
+        assert (tmp_path / name).read_bytes() == (repo / "docs/report" / name).read_bytes(), name
+    with pytest.raises((InputError, OMGError)) as err:
+        cmd.run(p.parse_args(["plots", "no_such_record", str(tmp_path / "x")]))
+    assert "no_such_record" in str(err.value)
