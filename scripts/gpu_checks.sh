@@ -24,9 +24,11 @@ prepare() {
     mkdir -p .gpu
     "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .gpu gsplat==1.5.3 || return 1
-    "$py" -m backend build -o .gpu/build --force --refine-seconds 0 --no-progress > .gpu/build.log 2>&1 \
-        || { tail -5 .gpu/build.log; return 1; }
-    cp .gpu/build/astronaut.omgavatar .gpu/astronaut.omgavatar && rm -rf .gpu/build
+    local tmp
+    tmp=$(mktemp -d)  # the build's other outputs are not carried: they stay in this run's own folder
+    "$py" -m backend build -o "$tmp" --refine-seconds 0 --no-progress > .gpu/build.log 2>&1 \
+        || { tail -5 .gpu/build.log; rm -rf "$tmp"; return 1; }
+    cp "$tmp/astronaut.omgavatar" .gpu/astronaut.omgavatar && rm -rf "$tmp"
     du -sh .gpu
 }
 
