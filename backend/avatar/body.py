@@ -121,6 +121,8 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     zc = float(nj_cam[2]) + opts.behind_neck_m
     rows = np.arange(H)[:, None] + 0.5
     first = int(np.clip(np.ceil(neck_row), 0, H))
+    if regions.body.any():  # a collar reaching above the neck joint's row (regions.collar_to_body) stays whole
+        first = min(first, int(np.flatnonzero(regions.body.any(1))[0]))
     covered = regions.body | (regions.hair & (rows >= regions.chin_row))
     left, right, valid = _row_extents(covered | (regions.head & (rows >= neck_row)), first, opts.smooth_rows)
     front = covered & valid[:, None]

@@ -14,8 +14,10 @@ model. The heuristic, in the 512 crop:
    it covers the chest: long hair reaches the bottom band too, clothes cover the chest. A pixel is
    hair when its Mahalanobis distance to the hair model is the smallest and it is connected to the
    sure hair (strands hang from the head; a dark suit under short hair is not reached).
-4. ``side`` = the other person pixels beside the head above the chin (ears, hats); ``body`` = the
-   rest below the chin; ``hair_texture`` = typical hair-coloured pixels of the hair and of the head
+4. ``side`` = the other person pixels beside the head above the chin (ears, hats), except clothes
+   rising beside the neck (a collar, a hood: nearer a body cluster's colour than skin and hair, and
+   connected to the body below the chin), which are body; ``body`` = the rest below the chin and
+   those collars; ``hair_texture`` = typical hair-coloured pixels of the hair and of the head
    mesh above the brows (hair seen over the scalp), confidently inside the mask: the source of
    colour for the unseen hair.
 """
@@ -48,6 +50,11 @@ class RegionOptions:
     open_px: int = 2
     texture_mask: float = 0.9        # hair texture only from confident mask pixels (no background bleed)
     min_hair_px: int = 40            # fewer sure-hair pixels -> no hair colour model (bald / tight crop)
+    # clothes that rise above the chin beside the neck (a collar, a hood, a scarf) are body, not
+    # head-attached side pixels, when their colour is nearer a body cluster than the skin (and the
+    # hair) and they connect to the body below the chin: at a head turn the collar stays with the
+    # torso instead of turning with the head
+    collar_to_body: bool = True
 
 
 @dataclass
@@ -92,6 +99,22 @@ def _kmeans(pix: np.ndarray, k: int, seed: int = 0, iters: int = 12) -> np.ndarr
     return lab
 
 
+def _collar(photo: np.ndarray, side: np.ndarray, body_below: np.ndarray, cloth_models: list,
+            hair_model: tuple, skin_model: tuple, open_px: int) -> np.ndarray:
+    """(H, W) bool: the ``side`` pixels that are clothes: nearer (Mahalanobis) a body cluster than the
+    skin and the hair, speckle removed, connected to ``body_below`` (the body under the chin)."""
+    from scipy.ndimage import binary_opening, label
+
+    pix = photo[side]
+    d_c = np.min([_maha2(pix, mu, icov) for mu, icov in cloth_models], axis=0)
+    cloth = np.zeros_like(side)
+    cloth[side] = (d_c < _maha2(pix, *skin_model)) & (d_c < _maha2(pix, *hair_model))
+    cloth = binary_opening(cloth, iterations=open_px)
+    lab_img, _ = label(cloth | body_below)
+    keep = np.unique(lab_img[body_below])
+    return cloth & np.isin(lab_img, keep[keep > 0])
+
+
 def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray, landmarks: np.ndarray,
                      opts: RegionOptions | None = None) -> PortraitRegions:
     """Head / hair / body split of the crop.
@@ -121,6 +144,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     column = (cols > lm[:, 0].min() - opts.column_margin * fw) & (cols < lm[:, 0].max() + opts.column_margin * fw)
     face = hull_mask(landmarks, H, W)
     sure_hair = above & (rows < brow_row)
+    cloth_models: list = []              # the body clusters' colour models (mean, inverse covariance)
     hair = np.zeros_like(above)          # no hair above the brows: a bald head or a tight crop
     hair_texture = hair.copy()
     if sure_hair.sum() >= opts.min_hair_px:
@@ -147,6 +171,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
                 if hair_like and share < opts.chest_share:
                     continue  # hair-coloured and not on the chest: long hair, not clothes
                 mu_c, icov_c = _color_model(cp)
+                cloth_models.append((mu_c, icov_c))
                 d_b = np.minimum(d_b, _maha2(pix, mu_c, icov_c))
             cand_hair[cand] = d_h < d_b
         else:  # no body evidence: only skin competes
@@ -172,5 +197,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
         if hair_texture.sum() < opts.min_hair_px:
             hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
     side = above & ~hair
+    if opts.collar_to_body and cloth_models and side.any():
+        side &= ~_collar(photo, side, below & ~hair, cloth_models, (mu_h, icov_h), (mu_s, icov_s), opts.open_px)
     body = free & ~hair & ~side
     return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row)
