@@ -6,9 +6,10 @@
 ``python -m backend figures record NAME [--replace] [--note TEXT] -- COMMAND ... --json {json} ...``
     run COMMAND in the repository root and keep its JSON output as ``docs/figures/records/NAME.json``
     with the command, UTC date, git commit and machine (CPU, cores, load average at start and end, GPU).
-``python -m backend figures plots NAME [DIR]``
+``python -m backend figures plots NAME [DIR] [--replace]``
     make the evaluation report's PNG plots from the ``eval --json`` record NAME in DIR (default
-    docs/report), for a report page rendered from that record.
+    docs/report), for a report page rendered from that record. Plots already in a DIR other than the
+    project's docs/report are kept (the command stops, naming them) unless ``--replace``.
 See docs/figures/README.md.
 """
 
@@ -36,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            description="write the evaluation report's plots of record NAME into DIR")
     plots.add_argument("name", help="an eval record in docs/figures/records")
     plots.add_argument("dir", nargs="?", default="docs/report", help="output folder (default docs/report)")
+    plots.add_argument("--replace", action="store_true",
+                       help="replace plots of the same names already in DIR (docs/report's are always remade)")
 
 
 def _split_options(tokens: list[str], replace: bool, note: str) -> tuple[bool, str, list[str]]:
@@ -58,6 +61,23 @@ def _split_options(tokens: list[str], replace: bool, note: str) -> tuple[bool, s
     return replace, note, cmd
 
 
+def _check_plots_dir(out, report_dir, replace: bool) -> None:
+    """Refuse, before anything is written, to replace plot files in a folder other than the
+    project's own report folder (whose plots the command exists to remake) without ``replace``."""
+    import os
+
+    from ..eval.report import PLOT_FILES
+    from ..output_safety import OutputError, check_output_dir
+
+    check_output_dir(out)
+    if replace or (out.exists() and report_dir.exists() and os.path.samefile(out, report_dir)):
+        return
+    there = [name for name in PLOT_FILES if (out / name).exists()]
+    if there:
+        raise OutputError(out, f"already holds {', '.join(there)}; pass --replace to overwrite them, "
+                               "or choose another folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..figures.run import main_render, record_run
 
@@ -75,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
         from ..figures.run import REPO_ROOT
 
         rec = read_record(REPO_ROOT / "docs/figures/records" / f"{args.name}.json")
-        made = write_plots(results_from_dict(rec.figures), Path(args.dir))
+        out = Path(args.dir)
+        _check_plots_dir(out, REPO_ROOT / "docs/report", args.replace)
+        made = write_plots(results_from_dict(rec.figures), out)
         print("wrote " + ", ".join(f"{args.dir}/{f}" for f in made.values() if f) + f" from record {args.name}")
         return 0
     return main_render(check=args.check)

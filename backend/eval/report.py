@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..output_safety import atomic_write_text
+from ..output_safety import atomic_path, atomic_write_text
 from .results import EvalResults, nanmean, summary
 
 # The paper's VFHQ self-reenactment figures (OMG-Avatar, LOD 2), quoted for reference only.
@@ -45,9 +45,13 @@ def _plt():
     return plt
 
 
+PLOT_FILES = ("reconstruction.png", "self_reenactment.png", "cross_reenactment.png", "speed.png")
+
+
 def _save(fig, path: Path) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
+    with atomic_path(path) as tmp:  # an earlier plot stays whole until the new one is
+        fig.savefig(tmp, dpi=PLOT_DPI)
     _plt().close(fig)
     return path.name
 

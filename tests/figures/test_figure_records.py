@@ -197,3 +197,23 @@ def test_figures_plots_makes_an_eval_records_report_plots(tmp_path: Path, capsys
     with pytest.raises((InputError, OMGError)) as err:
         cmd.run(p.parse_args(["plots", "no_such_record", str(tmp_path / "x")]))
     assert "no_such_record" in str(err.value)
+
+
+def test_figures_plots_keeps_a_folders_own_files_without_replace(tmp_path: Path) -> None:
+    """In a folder other than docs/report, plots of the same names are the user's: the command
+    stops before writing, naming them, and replaces them only with --replace."""
+    import argparse
+
+    from backend.commands import figures as cmd
+
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    mine = tmp_path / "self_reenactment.png"
+    mine.write_bytes(b"my own plot")
+    with pytest.raises(InputError) as err:
+        cmd.run(p.parse_args(["plots", "eval_portrait_session17_start", str(tmp_path)]))
+    assert "self_reenactment.png" in str(err.value) and "--replace" in str(err.value)
+    assert mine.read_bytes() == b"my own plot" and not (tmp_path / "reconstruction.png").exists()
+    assert cmd.run(p.parse_args(["plots", "eval_portrait_session17_start", str(tmp_path), "--replace"])) == 0
+    assert mine.read_bytes().startswith(b"\x89PNG") and (tmp_path / "reconstruction.png").exists()
+    assert not [f for f in tmp_path.iterdir() if ".omg-tmp-" in f.name]
