@@ -7,7 +7,7 @@
 ``prepare`` builds the avatar from the clip's frame 0 and drives it as eval's self-reenactment
 protocol does (backend/eval/protocols/reenactment.py), keeping the avatar (``<clip>.omgavatar``)
 and the photo's observation, the re-fitted track and the cut frames (``<clip>.npz``, plain arrays,
-read without pickle) in ``--work`` (default out/mouth_reenactment; existing files are kept unless
+read without pickle; the torso channel too) in ``--work`` (default out/mouth_reenactment; existing files are kept unless
 ``--force``), so variants of the mouth parts can be scored on the same avatar and driving. ``score`` renders LOD 2 on the open-mouth frames (``--all``: every
 kept frame) and prints per frame PSNR full, SSIM full, AKD, mouth PSNR, the mean colour inside the
 clip's inner-lip hull in clip and render, and the overlap of the two hulls; ``--rebuild-mouth``
@@ -53,7 +53,8 @@ def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None
     np.savez(arrays_file, image512=np.asarray(obs.image512), mask=np.asarray(obs.mask, np.float32),
              landmarks=np.asarray(obs.landmarks, np.float32), valid=real_pixels(tc, build),
              frame_index=np.asarray(idx, np.int64), frames=np.stack([frames[i] for i in idx]),
-             shape=tracked.shape, expr=tracked.expr, pose=tracked.pose, transl=tracked.transl)
+             shape=tracked.shape, expr=tracked.expr, pose=tracked.pose, transl=tracked.transl,
+             **({} if tracked.torso is None else {"torso": tracked.torso}))
 
 
 def _load(work: Path, clip: str):
@@ -64,7 +65,9 @@ def _load(work: Path, clip: str):
 
     avatar, model, a = load_prepared(work, clip)
     obs = SimpleNamespace(image512=a["image512"], mask=a["mask"], landmarks=a["landmarks"])
-    tracked = HeadParams(a["shape"], a["expr"], a["pose"], a["transl"])
+    # the torso channel as eval drives it (files prepared before it was kept have none: the body
+    # then moves with the head's translation alone)
+    tracked = HeadParams(a["shape"], a["expr"], a["pose"], a["transl"], a.get("torso"))
     frames = {int(i): f for i, f in zip(a["frame_index"], a["frames"])}
     return SimpleNamespace(avatar=avatar, model=model, observation=obs), tracked, frames, a["valid"]
 
