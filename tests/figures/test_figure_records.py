@@ -190,7 +190,7 @@ def test_figures_plots_makes_an_eval_records_report_plots(tmp_path: Path, capsys
 
     p = argparse.ArgumentParser()
     cmd.add_arguments(p)
-    assert cmd.run(p.parse_args(["plots", "eval_portrait_session17_start", str(tmp_path)])) == 0
+    assert cmd.run(p.parse_args(["plots", "eval_portrait_session18", str(tmp_path)])) == 0
     repo = Path(__file__).resolve().parents[2]
     for name in ("reconstruction.png", "self_reenactment.png"):
         assert (tmp_path / name).read_bytes() == (repo / "docs/report" / name).read_bytes(), name
