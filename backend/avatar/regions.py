@@ -99,16 +99,17 @@ def _kmeans(pix: np.ndarray, k: int, seed: int = 0, iters: int = 12) -> np.ndarr
     return lab
 
 
-def _collar(photo: np.ndarray, side: np.ndarray, body_below: np.ndarray, cloth_models: list,
-            hair_model: tuple, skin_model: tuple, open_px: int) -> np.ndarray:
-    """(H, W) bool: the ``side`` pixels that are clothes: nearer (Mahalanobis) a body cluster than the
-    skin and the hair, speckle removed, connected to ``body_below`` (the body under the chin)."""
+def _collar(photo: np.ndarray, side: np.ndarray, body_below: np.ndarray, cloth_models: list, rivals: list,
+            open_px: int) -> np.ndarray:
+    """(H, W) bool: the ``side`` pixels that are clothes: nearer (Mahalanobis) a body cluster than
+    every rival colour model (the skin's, the hair's), speckle removed, connected to ``body_below``
+    (the body under the chin). Models are (mean (3,), inverse covariance (3, 3))."""
     from scipy.ndimage import binary_opening, label
 
     pix = photo[side]
     d_c = np.min([_maha2(pix, mu, icov) for mu, icov in cloth_models], axis=0)
     cloth = np.zeros_like(side)
-    cloth[side] = (d_c < _maha2(pix, *skin_model)) & (d_c < _maha2(pix, *hair_model))
+    cloth[side] = d_c < np.min([_maha2(pix, mu, icov) for mu, icov in rivals], axis=0)
     cloth = binary_opening(cloth, iterations=open_px)
     lab_img, _ = label(cloth | body_below)
     keep = np.unique(lab_img[body_below])
@@ -144,17 +145,18 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     column = (cols > lm[:, 0].min() - opts.column_margin * fw) & (cols < lm[:, 0].max() + opts.column_margin * fw)
     face = hull_mask(landmarks, H, W)
     sure_hair = above & (rows < brow_row)
+    band = free & (rows >= H * (1.0 - opts.bottom_band)) & ~column
+    chest = free & column & (rows >= chin_row + opts.chest_offset * fw)
+    sample = band | chest                # sure body: clothes (and long hair)
     cloth_models: list = []              # the body clusters' colour models (mean, inverse covariance)
+    hair_model = None
     hair = np.zeros_like(above)          # no hair above the brows: a bald head or a tight crop
     hair_texture = hair.copy()
     if sure_hair.sum() >= opts.min_hair_px:
-        mu_h, icov_h = _color_model(photo[sure_hair])
+        mu_h, icov_h = hair_model = _color_model(photo[sure_hair])
         mu_s, icov_s = _color_model(photo[face]) if face.sum() > 10 else (mu_h, icov_h)
         cand = free & ~sure_hair
-        band = free & (rows >= H * (1.0 - opts.bottom_band)) & ~column
-        chest = free & column & (rows >= chin_row + opts.chest_offset * fw)
         cand_hair = np.zeros_like(cand)
-        sample = band | chest
         if sample.sum() >= opts.body_clusters * 10 and cand.any():
             spix = photo[sample]
             lab = _kmeans(spix, opts.body_clusters)
@@ -197,7 +199,14 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
         if hair_texture.sum() < opts.min_hair_px:
             hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
     side = above & ~hair
-    if opts.collar_to_body and cloth_models and side.any():
-        side &= ~_collar(photo, side, below & ~hair, cloth_models, (mu_h, icov_h), (mu_s, icov_s), opts.open_px)
+    if opts.collar_to_body and side.any() and face.sum() > 10:
+        if hair_model is None and sample.sum() >= opts.body_clusters * 10:
+            # no hair to tell apart (a bald head): every sure-body cluster is clothes
+            spix = photo[sample]
+            lab = _kmeans(spix, opts.body_clusters)
+            cloth_models = [_color_model(spix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
+        if cloth_models:
+            rivals = [_color_model(photo[face])] + ([hair_model] if hair_model is not None else [])
+            side &= ~_collar(photo, side, below & ~hair, cloth_models, rivals, opts.open_px)
     body = free & ~hair & ~side
     return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row)

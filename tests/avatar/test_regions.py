@@ -81,3 +81,17 @@ def test_a_cloth_coloured_patch_away_from_the_body_stays_side(portrait):
     mask[patch] = 1.0
     r = portrait_regions(photo, mask, head, lm, RegionOptions())
     assert (r.side & patch).sum() / patch.sum() > 0.9
+
+
+def test_a_bald_head_s_collar_is_body_too(portrait):
+    """Without hair there is no hair colour model: every sure-body cluster counts as clothes."""
+    photo, mask, head, lm, collar, ear, hair = portrait
+    photo, mask = photo.copy(), mask.copy()
+    photo[hair & ~head] = (0.3, 0.5, 0.6)
+    mask[hair & ~head] = 0.0
+    r = portrait_regions(photo, mask, head, lm, RegionOptions())
+    assert not r.hair.any()
+    free_collar = collar & ~r.head
+    assert (r.body & free_collar).sum() / free_collar.sum() > 0.9
+    free_ear = ear & ~r.head
+    assert (r.side & free_ear).sum() / free_ear.sum() > 0.9
