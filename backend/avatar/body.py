@@ -141,8 +141,11 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     inside = valid[:, None] & (np.abs(s) < 1.0)
     front_depth = np.where(inside, zc - depth[:, None] * np.sqrt(np.clip(1 - s * s, 0, 1)), np.inf)
 
-    # front Gaussians on a pixel grid over the covered pixels
-    step = max(1.0, float(np.sqrt(area / max(opts.target_count, 1))))
+    # front Gaussians on a pixel grid over the covered pixels; the grid's spacing comes from the
+    # body below the chin, so a collar above it (regions.collar_to_body) adds Gaussians at the same
+    # density instead of thinning the whole torso
+    below_chin = int((front & (rows >= regions.chin_row)).sum())
+    step = max(1.0, float(np.sqrt((below_chin if below_chin > 0 else area) / max(opts.target_count, 1))))
     uu, vv = np.meshgrid(np.arange(step / 2, W, step), np.arange(step / 2, H, step))
     uv = np.stack([uu.ravel(), vv.ravel()], 1)
     iu, iv = np.minimum(uv[:, 0].astype(int), W - 1), np.minimum(uv[:, 1].astype(int), H - 1)
