@@ -150,11 +150,12 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     sample = band | chest                # sure body: clothes (and long hair)
     cloth_models: list = []              # the body clusters' colour models (mean, inverse covariance)
     hair_model = None
+    skin_model = _color_model(photo[face]) if face.sum() > 10 else None
     hair = np.zeros_like(above)          # no hair above the brows: a bald head or a tight crop
     hair_texture = hair.copy()
     if sure_hair.sum() >= opts.min_hair_px:
         mu_h, icov_h = hair_model = _color_model(photo[sure_hair])
-        mu_s, icov_s = _color_model(photo[face]) if face.sum() > 10 else (mu_h, icov_h)
+        mu_s, icov_s = skin_model if skin_model is not None else hair_model
         cand = free & ~sure_hair
         cand_hair = np.zeros_like(cand)
         if sample.sum() >= opts.body_clusters * 10 and cand.any():
@@ -199,14 +200,14 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
         if hair_texture.sum() < opts.min_hair_px:
             hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
     side = above & ~hair
-    if opts.collar_to_body and side.any() and face.sum() > 10:
+    if opts.collar_to_body and side.any() and skin_model is not None:
         if hair_model is None and sample.sum() >= opts.body_clusters * 10:
             # no hair to tell apart (a bald head): every sure-body cluster is clothes
             spix = photo[sample]
             lab = _kmeans(spix, opts.body_clusters)
             cloth_models = [_color_model(spix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
         if cloth_models:
-            rivals = [_color_model(photo[face])] + ([hair_model] if hair_model is not None else [])
+            rivals = [skin_model] + ([hair_model] if hair_model is not None else [])
             side &= ~_collar(photo, side, below & ~hair, cloth_models, rivals, opts.open_px)
     body = free & ~hair & ~side
     return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row)
