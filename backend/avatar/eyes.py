@@ -50,6 +50,8 @@ class EyeOptions:
     max_lid_stretch: float = 1.6    # cap on the expression-stretch enlargement above the eyes (more
                                     # closes a blink better but blurs the open lids: 1.6 costs 0.1 dB)
     photo_weight: float = 0.85      # photo over the drawn eye where the photo sees the eyeball
+    sclera_share: float = 0.35      # a shaded eye's sclera (none above luma 0.35): the brightest this share of the unsaturated
+                                    # pixels in the opening outside the iris
 
 
 @dataclass
@@ -163,9 +165,18 @@ def photo_eye_colors(photo: np.ndarray, landmarks_px: np.ndarray, name: str, opt
     iris = inside & (d > 0.35) & (d < 0.95) & (luma < 0.65)
     if iris.sum() >= 6:
         out["iris"] = np.median(rgb[iris], 0)
-    sclera = inside & (d > 1.25) & (luma > 0.35) & (sat < 0.3)
+    white = inside & (d > 1.25) & (sat < 0.3)
+    sclera = white & (luma > 0.35)
     if sclera.sum() >= 6:
         out["sclera"] = np.median(rgb[sclera], 0)
+    elif white.sum() >= 6:
+        # A shaded eye (d3's frame 0, the white of the eye at luma 0.3) has nothing above that
+        # floor; its white is then the brightest unsaturated share of the opening (lashes and the
+        # lid's shadow are darker). The default white, three times the photo's there, showed as a
+        # crescent beside every turned iris.
+        bright = white & (luma >= np.percentile(luma[white], 100.0 * (1.0 - opts.sclera_share)))
+        if bright.sum() >= 6:
+            out["sclera"] = np.median(rgb[bright], 0)
     return out
 
 

@@ -218,6 +218,15 @@ def test_eye_colours_from_the_photo_and_eyeballs_on_the_eye_joints(standin):
         col = photo_eye_colors(img, lm, name, EyeOptions())
         np.testing.assert_allclose(col["iris"], (0.2, 0.4, 0.7), atol=0.02)
         np.testing.assert_allclose(col["sclera"], (0.9, 0.9, 0.88), atol=0.02)
+        # a shaded eye (d3's frame 0: the white of the eye at luma 0.3, darker than any fixed
+        # floor for "white"), with lashes darkening the opening's edge: still the photo's sclera,
+        # not the default white three times brighter
+        img, lm = _eye_photo(name, (0.12, 0.07, 0.03), (0.36, 0.29, 0.24))
+        yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+        lash = (((xx + 0.5 - 64) / 40) ** 2 + ((yy + 0.5 - 64) / 18) ** 2 > 0.6) & (yy < 64)
+        img[lash & (np.hypot(xx + 0.5 - 64, yy + 0.5 - 64) > 14)] *= 0.3
+        col = photo_eye_colors(img, lm, name, EyeOptions())
+        np.testing.assert_allclose(col["sclera"], (0.36, 0.29, 0.24), atol=0.02)
     # no visible eye (landmarks off the image): defaults
     col = photo_eye_colors(np.zeros((64, 64, 3), np.float32), np.full((478, 2), np.nan), "eye_L", EyeOptions())
     np.testing.assert_allclose(col["iris"], EyeOptions().iris_color)
