@@ -33,13 +33,20 @@ class TorsoOptions:
     below the lower of the two chins, so the chin and jaw never enter it; max_shift: the largest
     shift searched, as a fraction of the frame width; min_pixels: fewer body pixels in the window
     (at work_px) and the frame has no estimate; median_frames: temporal median over this many
-    frames (odd), against the matte's frame-to-frame flicker."""
+    frames (odd), against the matte's frame-to-frame flicker; rise, side_pad: the window also
+    holds the rows from ``rise`` face heights above the lower chin down to the body window, outside
+    the face's columns widened by ``side_pad`` face widths on each side: shoulders that rise beside
+    the jaw (a performer close to a phone) have their outline there, while below the chin the body
+    may fill the frame's whole width and leave no outline to read; the wider columns keep the ears
+    and the hair beside the face out."""
 
     work_px: int = 160
     margin: float = 0.15
     max_shift: float = 0.08
     min_pixels: int = 60
     median_frames: int = 5
+    rise: float = 0.15
+    side_pad: float = 0.35
 
 
 def _resize(mask: np.ndarray, width: int) -> tuple[np.ndarray, float]:
@@ -62,9 +69,14 @@ def _face_rows(landmarks: np.ndarray) -> tuple[float, float, float, float]:
 
 def matte_shift(ref: np.ndarray, cur: np.ndarray, window: np.ndarray, radius: int) -> tuple[float, float]:
     """The (dx, dy) pixels that move ``ref`` (h, w) float onto ``cur``: the integer shift with the
-    least mean absolute difference inside ``window`` (h, w) bool (``cur``'s pixels), refined by a
-    parabola through its neighbours on each axis. One array operation per candidate shift
-    ((2 radius + 1)^2 of them), none per pixel."""
+    least mean absolute difference inside ``window`` (h, w) bool (``cur``'s pixels), then the best
+    half-pixel shift within 2.5 px of it (``ref`` sampled bilinearly), refined by a parabola through
+    its neighbours on each axis. The second search matters where the outline is a shallow slope
+    (shoulders): there a fraction of a pixel up or down is matched nearly as well by a few pixels
+    sideways, and the integer grid alone picked those (6 px off in tests/face/test_torso.py). One
+    array operation per candidate shift ((2 radius + 1)^2 + 121 of them), none per pixel."""
+    from scipy.ndimage import map_coordinates
+
     h, w = ref.shape
     r = int(radius)
     pad = np.pad(ref, r, mode="edge")
@@ -77,23 +89,40 @@ def matte_shift(ref: np.ndarray, cur: np.ndarray, window: np.ndarray, radius: in
             cost[i, j] = np.abs(pad[ys + r - dy, xs + r - dx] - target).mean()
     # a flat cost (a window the body fills wholly, no outline in it) must not pick an arbitrary
     # far shift: a tiny pull towards no shift breaks ties
+    flat = not np.ptp(cost) > 1e-6
     d = np.arange(-r, r + 1, dtype=np.float64)
     cost += 1e-4 * (d[:, None] ** 2 + d[None, :] ** 2) / max(r * r, 1)
     i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    if flat:  # nothing to read: the tie-break's no shift
+        return float(j - r), float(i - r)
+    step = 0.5
+    off = np.arange(-5, 6) * step
+    fine = np.empty((len(off), len(off)), np.float64)
+    for a, v in enumerate(off):
+        for b, u in enumerate(off):
+            dx, dy = j - r + u, i - r + v
+            if abs(dx) > r or abs(dy) > r:
+                fine[a, b] = np.inf
+                continue
+            sampled = map_coordinates(ref, [ys - dy, xs - dx], order=1, mode="nearest")
+            fine[a, b] = np.abs(sampled - target).mean() + 1e-4 * (dx * dx + dy * dy) / max(r * r, 1)
+    a, b = np.unravel_index(int(np.argmin(fine)), fine.shape)
 
     def refine(c_m: float, c_0: float, c_p: float) -> float:
         den = c_m - 2 * c_0 + c_p
-        return 0.0 if den <= 1e-12 else float(np.clip(0.5 * (c_m - c_p) / den, -0.5, 0.5))
+        ok = np.isfinite(den) and den > 1e-12
+        return float(np.clip(0.5 * (c_m - c_p) / den, -0.5, 0.5)) if ok else 0.0
 
-    sx = refine(cost[i, j - 1], cost[i, j], cost[i, j + 1]) if 0 < j < 2 * r else 0.0
-    sy = refine(cost[i - 1, j], cost[i, j], cost[i + 1, j]) if 0 < i < 2 * r else 0.0
-    return float(j - r + sx), float(i - r + sy)
+    n = len(off) - 1
+    sx = refine(fine[a, b - 1], fine[a, b], fine[a, b + 1]) if 0 < b < n else 0.0
+    sy = refine(fine[a - 1, b], fine[a, b], fine[a + 1, b]) if 0 < a < n else 0.0
+    return float(j - r + off[b] + sx * step), float(i - r + off[a] + sy * step)
 
 
 class ShoulderTracker:
     """Feed frames in order (``add(matte, landmarks)``); ``shifts()`` then gives (T, 2) float32 the
     body region's shift in the frame's pixels against the first frame with a face and a body
-    (NaN: no estimate; the median filter and ``torso_channel`` fill those with zero motion)."""
+    (frames with no estimate take their neighbours' estimates: see ``shifts``)."""
 
     def __init__(self, opts: TorsoOptions | None = None) -> None:
         self.opts = opts or TorsoOptions()
@@ -136,28 +165,39 @@ class ShoulderTracker:
     def _window(self, small: np.ndarray, chin: float, face_h: float, left: float, right: float) -> np.ndarray:
         """(h, w) bool at work scale: the rows below chin + margin face heights, outside the face's
         columns [left, right] (frame px): the neck below the face moves with the head, and would
-        pull the body's sideways shift towards the head's."""
+        pull the body's sideways shift towards the head's; and from ``rise`` face heights above the
+        chin, outside those columns widened by ``side_pad`` face widths (the shoulders' rise)."""
         h, w = small.shape
         f = self._ref[1]
-        first = (chin + self.opts.margin * face_h) * f
-        cols = np.arange(w) + 0.5
-        side = (cols < left * f) | (cols > right * f)
-        win = (np.arange(h)[:, None] >= first) & side[None, :]
+        o = self.opts
+        rows = np.arange(h)[:, None]
+        cols = (np.arange(w) + 0.5)[None, :]
+        win = (rows >= (chin + o.margin * face_h) * f) & ((cols < left * f) | (cols > right * f))
+        pad = o.side_pad * (right - left)
+        win |= (rows >= (chin - o.rise * face_h) * f) & ((cols < (left - pad) * f) | (cols > (right + pad) * f))
         real = self._ref[4]
         return win if real is None or real.shape != win.shape else win & real
 
     def shifts(self) -> np.ndarray:
-        """(T, 2) float32 frame px, temporally median-filtered over ``median_frames`` (NaN kept
-        where the frame had no estimate)."""
+        """(T, 2) float32 frame px, temporally median-filtered over ``median_frames``; a frame with
+        no estimate (no face, or no outline in its window) takes the estimates around it,
+        linearly between two and held before the first and after the last: the body has not gone
+        back to where it was in the first frame because one frame could not be read (d12's last
+        fifty frames, the shoulders fixed low, were put back up by zero motion). NaN only when the
+        clip has no estimate at all."""
         s = np.array(self._out, np.float64).reshape(-1, 2)
+        ok = np.isfinite(s[:, 0])
+        idx = np.flatnonzero(ok)
+        if not len(idx):
+            return s.astype(np.float32)
         k = int(self.opts.median_frames)
-        if k > 1 and len(s) > 1:
-            ok = np.isfinite(s[:, 0])
-            idx = np.flatnonzero(ok)
-            if len(idx):
-                from scipy.ndimage import median_filter
+        if k > 1 and len(idx) > 1:
+            from scipy.ndimage import median_filter
 
-                s[idx] = median_filter(s[idx], size=(k, 1), mode="nearest")
+            s[idx] = median_filter(s[idx], size=(k, 1), mode="nearest")
+        t = np.arange(len(s))
+        for a in range(2):
+            s[:, a] = np.interp(t, idx, s[idx, a])
         return s.astype(np.float32)
 
 

@@ -157,7 +157,8 @@ class Track:
     model: head-model name; expr_names: expression component names; source: clip file name;
     smoothing: strength used; seconds: wall time of the tracking; stage_seconds: its split;
     shoulders: (T, 2) float32 the body region's shift in source pixels against the first frame
-    (face/torso.py; NaN: no estimate) or None (not measured), from which params.torso was made.
+    (face/torso.py; a frame with no estimate takes its neighbours', NaN only when no frame had
+    one) or None (not measured), from which params.torso was made.
     """
 
     params: object

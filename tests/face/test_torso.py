@@ -49,15 +49,57 @@ def test_shoulder_tracker_follows_the_body_not_the_head() -> None:
     for dx, dy in moves:
         m, lm = _portrait(480, 640, dx, dy)
         tr.add(m, lm)
-    tr.add(None, None)  # a frame without a face: no estimate
+    tr.add(None, None)  # a frame without a face: no estimate of its own
     s = tr.shifts()
-    assert s.shape == (5, 2) and np.all(np.isnan(s[4]))
+    assert s.shape == (5, 2)
     np.testing.assert_allclose(s[:4], np.array(moves), atol=1.0)
+    # ... it keeps the body where the last estimate put it, not back at the first frame's place
+    np.testing.assert_allclose(s[4], s[3])
+    # between two estimates: linearly between them; none at all: NaN (torso_channel: no motion)
+    tr = ShoulderTracker(TorsoOptions(median_frames=1))
+    for dx in (0.0, 10.0, None, None, 16.0):
+        tr.add(*(_portrait(480, 640, dx, 0.0) if dx is not None else (None, None)))
+    np.testing.assert_allclose(tr.shifts()[:, 0], [0.0, 10.0, 12.0, 14.0, 16.0], atol=1.0)
+    tr = ShoulderTracker()
+    tr.add(None, None)
+    assert np.all(np.isnan(tr.shifts()))
     # the median filter keeps a steady shift and drops a one-frame glitch
     tr = ShoulderTracker(TorsoOptions(median_frames=3))
     for dx in (0.0, 8.0, 8.0, 30.0, 8.0, 8.0):
         tr.add(*_portrait(480, 640, dx, 0.0))
     assert np.allclose(tr.shifts()[1:, 0], 8.0, atol=1.0)
+
+
+def _close_portrait(h: int, w: int, dx: float = 0.0, dy: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A performer close to the camera (d12): below the chin the body fills the frame's whole
+    width, and its outline is the shoulders rising beside the jaw, from the frame's sides (at the
+    chin's row) to the neck; the body moved by (dx, dy) px, the head still."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    head = ((xx - 0.5 * w) / (0.16 * w)) ** 2 + ((yy - 0.35 * h) / (0.2 * h)) ** 2
+    sx, sy = xx - dx, yy - dy
+    top = 0.40 * h + 0.12 * h * np.abs(sx - 0.5 * w) / (0.5 * w)
+    body = np.clip((sy - top) / 2.0 + 0.5, 0, 1)
+    m = np.maximum(np.clip(1.5 - head, 0, 1), body).astype(np.float32)
+    rng = np.random.default_rng(0)
+    lm = np.stack([rng.uniform(0.4, 0.6, 478) * w, rng.uniform(0.25, 0.5, 478) * h], 1).astype(np.float32)
+    return np.clip(m, 0, 1), lm
+
+
+def test_shoulders_rising_beside_the_jaw_are_read() -> None:
+    """Below the chin the close performer's body fills every column: the shift is read from the
+    shoulders' outline beside the jaw (TorsoOptions.rise), where the old window, which started
+    below the chin, found no outline and gave no estimate. The outline there is shallow, so it is
+    the shoulders' drop and rise that it reads (d12's body sinks 20-25 px as the head leans in); a
+    sideways move of a shallow slope changes little and is not asserted."""
+    moves = [(0.0, 0.0), (0.0, 8.0), (0.0, 14.0), (0.0, -5.0)]
+    tr = ShoulderTracker(TorsoOptions(median_frames=1))
+    for dx, dy in moves:
+        tr.add(*_close_portrait(480, 640, dx, dy))
+    np.testing.assert_allclose(tr.shifts(), np.array(moves), atol=1.0)
+    low = ShoulderTracker(TorsoOptions(median_frames=1, rise=-1.0))  # the body window alone
+    for dx, dy in moves:
+        low.add(*_close_portrait(480, 640, dx, dy))
+    assert all(np.isnan(low._out[k][0]) for k in (1, 2, 3))
 
 
 @pytest.fixture(scope="module")
