@@ -50,8 +50,8 @@ class EyeOptions:
     max_lid_stretch: float = 1.6    # cap on the expression-stretch enlargement above the eyes (more
                                     # closes a blink better but blurs the open lids: 1.6 costs 0.1 dB)
     photo_weight: float = 0.85      # photo over the drawn eye where the photo sees the eyeball
-    sclera_share: float = 0.35      # a shaded eye's sclera (none above luma 0.35): the brightest this share of the unsaturated
-                                    # pixels in the opening outside the iris
+    sclera_share: float = 0.35      # a shaded eye's sclera (no pixel above luma 0.35): the brightest
+                                    # this share of the unsaturated pixels in the opening outside the iris
 
 
 @dataclass

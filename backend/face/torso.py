@@ -182,9 +182,9 @@ class ShoulderTracker:
         """(T, 2) float32 frame px, temporally median-filtered over ``median_frames``; a frame with
         no estimate (no face, or no outline in its window) takes the estimates around it,
         linearly between two and held before the first and after the last: the body has not gone
-        back to where it was in the first frame because one frame could not be read (d12's last
-        fifty frames, the shoulders fixed low, were put back up by zero motion). NaN only when the
-        clip has no estimate at all."""
+        back to where it was in the first frame because one frame could not be read (on most of
+        d12's frames from 128 on, the shoulders sunk 20-25 px, zero motion had put them back up).
+        NaN only when the clip has no estimate at all."""
         s = np.array(self._out, np.float64).reshape(-1, 2)
         ok = np.isfinite(s[:, 0])
         idx = np.flatnonzero(ok)

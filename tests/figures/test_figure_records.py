@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -192,8 +193,6 @@ def test_figures_plots_makes_an_eval_records_report_plots(tmp_path: Path, capsys
     cmd.add_arguments(p)
     repo = Path(__file__).resolve().parents[2]
     # the record the committed report is rendered from (its template's eval_report line)
-    import re
-
     name = re.search(r"\{\{eval_report (\w+)", (repo / "docs/report/README.md.in").read_text()).group(1)
     assert cmd.run(p.parse_args(["plots", name, str(tmp_path)])) == 0
     for png in ("reconstruction.png", "self_reenactment.png"):
