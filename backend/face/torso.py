@@ -73,20 +73,28 @@ def matte_shift(ref: np.ndarray, cur: np.ndarray, window: np.ndarray, radius: in
     half-pixel shift within 2.5 px of it (``ref`` sampled bilinearly), refined by a parabola through
     its neighbours on each axis. The second search matters where the outline is a shallow slope
     (shoulders): there a fraction of a pixel up or down is matched nearly as well by a few pixels
-    sideways, and the integer grid alone picked those (6 px off in tests/face/test_torso.py). One
-    array operation per candidate shift ((2 radius + 1)^2 + 121 of them), none per pixel."""
-    from scipy.ndimage import map_coordinates
+    sideways, and the integer grid alone picked those (6 px off in tests/face/test_torso.py). The
+    whole-pixel costs come from one numba call (torso_kernels.mad_cost_grid); the bilinear samples are
+    blends of whole-pixel gathers (at most 49, cached): a few array operations per candidate."""
+    from .torso_kernels import mad_cost_grid
 
-    h, w = ref.shape
     r = int(radius)
-    pad = np.pad(ref, r, mode="edge")
+    m = r + 1                                   # the half-pixel search's far neighbour stays inside
+    pad = np.pad(ref, m, mode="edge")
     ys, xs = np.nonzero(window)
-    cost = np.empty((2 * r + 1, 2 * r + 1), np.float64)
     target = cur[ys, xs]
-    for i, dy in enumerate(range(-r, r + 1)):
-        for j, dx in enumerate(range(-r, r + 1)):
-            # ref shifted by (dx, dy): pixel (y, x) shows ref(y - dy, x - dx)
-            cost[i, j] = np.abs(pad[ys + r - dy, xs + r - dx] - target).mean()
+    gathered: dict[tuple[int, int], np.ndarray] = {}
+
+    def shifted(dx: int, dy: int) -> np.ndarray:
+        """ref shifted by whole pixels (dx, dy) at the window's pixels: pixel (y, x) shows
+        ref(y - dy, x - dx), the edge repeated beyond it."""
+        g = gathered.get((dx, dy))
+        if g is None:
+            g = gathered[(dx, dy)] = pad[ys + m - dy, xs + m - dx]
+        return g
+
+    cost = mad_cost_grid(np.ascontiguousarray(pad, np.float32), ys.astype(np.int64), xs.astype(np.int64),
+                         np.ascontiguousarray(target, np.float32), r, m)
     # a flat cost (a window the body fills wholly, no outline in it) must not pick an arbitrary
     # far shift: a tiny pull towards no shift breaks ties
     flat = not np.ptp(cost) > 1e-6
@@ -97,14 +105,17 @@ def matte_shift(ref: np.ndarray, cur: np.ndarray, window: np.ndarray, radius: in
         return float(j - r), float(i - r)
     step = 0.5
     off = np.arange(-5, 6) * step
-    fine = np.empty((len(off), len(off)), np.float64)
+    fine = np.full((len(off), len(off)), np.inf)
     for a, v in enumerate(off):
         for b, u in enumerate(off):
             dx, dy = j - r + u, i - r + v
             if abs(dx) > r or abs(dy) > r:
-                fine[a, b] = np.inf
                 continue
-            sampled = map_coordinates(ref, [ys - dy, xs - dx], order=1, mode="nearest")
+            x0, y0 = int(np.floor(dx)), int(np.floor(dy))
+            fx, fy = dx - x0, dy - y0
+            row0 = (1 - fx) * shifted(x0, y0) + (fx * shifted(x0 + 1, y0) if fx else 0.0)
+            sampled = row0 if not fy else (1 - fy) * row0 + fy * ((1 - fx) * shifted(x0, y0 + 1)
+                                                                 + (fx * shifted(x0 + 1, y0 + 1) if fx else 0.0))
             fine[a, b] = np.abs(sampled - target).mean() + 1e-4 * (dx * dx + dy * dy) / max(r * r, 1)
     a, b = np.unravel_index(int(np.argmin(fine)), fine.shape)
 

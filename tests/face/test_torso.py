@@ -43,6 +43,26 @@ def test_matte_shift_reads_a_known_shift_to_a_tenth_of_a_pixel() -> None:
     assert matte_shift(full, full, np.ones_like(full, bool), 6) == (0.0, 0.0)
 
 
+def test_the_whole_pixel_cost_kernel_matches_its_numpy_twin() -> None:
+    """torso_kernels.mad_cost_grid (numba) against mad_cost_grid_reference on random soft mattes,
+    windows of any shape (an empty one: NaN), and matte_shift built on it still reads a shift."""
+    from backend.face.torso_kernels import mad_cost_grid, mad_cost_grid_reference
+
+    rng = np.random.default_rng(3)
+    for h, w, r in ((40, 60, 5), (33, 21, 3), (80, 80, 9)):
+        ref = rng.random((h, w), dtype=np.float32)
+        cur = rng.random((h, w), dtype=np.float32)
+        m = r + 1
+        pad = np.pad(ref, m, mode="edge")
+        ys, xs = np.nonzero(rng.random((h, w)) < 0.3)
+        got = mad_cost_grid(pad, ys.astype(np.int64), xs.astype(np.int64), cur[ys, xs], r, m)
+        want = mad_cost_grid_reference(pad, ys, xs, cur[ys, xs], r, m)
+        assert got.shape == (2 * r + 1, 2 * r + 1)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    empty = np.zeros(0, np.int64)
+    assert np.all(np.isnan(mad_cost_grid(pad, empty, empty, np.zeros(0, np.float32), 2, m)))
+
+
 def test_shoulder_tracker_follows_the_body_not_the_head() -> None:
     tr = ShoulderTracker(TorsoOptions(median_frames=1))
     moves = [(0.0, 0.0), (12.0, 0.0), (-8.0, 10.0), (0.0, -6.0)]
@@ -99,7 +119,8 @@ def test_shoulders_rising_beside_the_jaw_are_read() -> None:
     low = ShoulderTracker(TorsoOptions(median_frames=1, rise=-1.0))  # the body window alone
     for dx, dy in moves:
         low.add(*_close_portrait(480, 640, dx, dy))
-    assert all(np.isnan(low._out[k][0]) for k in (1, 2, 3))
+    # no frame but the first has a reading, so every frame holds the first's: no motion at all
+    np.testing.assert_array_equal(low.shifts(), np.zeros((len(moves), 2), np.float32))
 
 
 @pytest.fixture(scope="module")
