@@ -1,6 +1,7 @@
 """Self-reenactment inside the mouth: the clip beside the render in the clip's inner-lip hull.
 
     nice python scripts/mouth_reenactment.py prepare --media /work/shared/media --clip d12 --every 5
+        [--refine-steps 56] [--lens FOCAL DISTANCE]
     nice python scripts/mouth_reenactment.py score --clip d12 [--rebuild-mouth '{"teeth_color": [0.7, 0.5, 0.5]}']
         [--all] [--crops DIR]
 
@@ -36,15 +37,26 @@ from backend.eval.protocols.scoring import FrameScorer  # noqa: E402
 from prepared_clip import claim_prepared_files, load_prepared  # noqa: E402
 
 
-def prepare(media: Path, clip: str, every: int, work: Path, force: bool) -> None:
+def prepare(media: Path, clip: str, every: int, work: Path, force: bool, refine_steps: int = 0,
+            lens: tuple[float, float] | None = None) -> None:
+    """refine_steps > 0: that many refinement steps (as eval --refine-steps: builds that do not
+    depend on the load) instead of the time budget. lens (focal, distance): a diagnostic source
+    camera, fx = focal * 256 px at ``distance`` m (the product's is (12, 2): face/crop.py), set for
+    the whole process (build, tracking, renders)."""
     from backend.avatar.build import build_avatar
     from backend.avatar.fileformat import save_avatar
     from backend.eval.protocols.reconstruction import build_options
 
+    if lens is not None:
+        from backend.face import crop as crop_module
+
+        crop_module.crop_intrinsics.__defaults__ = (crop_module.CROP_SIZE, float(lens[0]))
+        crop_module.crop_viewmat.__defaults__ = (float(lens[1]),)
     avatar_file, arrays_file = claim_prepared_files(work, clip, force)
     opts = ReenactmentOptions(lods=(2,), every=every)
     tc = track_clip(media / "videos" / f"liveportrait_{clip}.mp4", None, opts)
-    build = build_avatar(tc.source_frame, build_options((2,), {}))
+    fixed = {"refine_steps": refine_steps, "refine_seconds": 1e6} if refine_steps > 0 else {}
+    build = build_avatar(tc.source_frame, build_options((2,), fixed))
     tracked, frames = refit_for_avatar(tc, build, opts)
     idx = sorted(frames)
     obs = build.observation
@@ -147,12 +159,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("out/mouth_reenactment"),
                     help="where prepare keeps the avatar, track and frames that score reads")
     ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
+    ap.add_argument("--refine-steps", type=int, default=0, help="prepare: fixed refinement steps (0: time budget)")
+    ap.add_argument("--lens", type=float, nargs=2, default=None, metavar=("FOCAL", "DISTANCE"),
+                    help="prepare: a diagnostic source camera, fx = FOCAL * 256 px at DISTANCE m (product: 12 2)")
     a = ap.parse_args()
     if a.step == "prepare":
         if not (a.media / "videos").is_dir():
             print(f"{a.media}: no videos/ folder (shared media absent), nothing to do")
             return
-        prepare(a.media, a.clip, a.every, a.work, a.force)
+        prepare(a.media, a.clip, a.every, a.work, a.force, a.refine_steps, a.lens)
     else:
         if a.crops is not None:
             a.crops.mkdir(parents=True, exist_ok=True)
