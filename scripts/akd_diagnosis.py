@@ -197,7 +197,7 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
     avatar, model, a = load_prepared(work, clip)
     topts = TrackOptions(**track)
     lm, has_face, fps = a["landmarks"], a["has_face"].astype(bool), float(a["fps"])
-    hold = avatar_hold(avatar.params.shape, avatar.params.pose)
+    hold = avatar_hold(avatar.params.shape, avatar.params.pose, rest_offsets=avatar.vertex_offsets)
     if offsets:
         from backend.avatar.calibrate import landmark_offsets
         hold["calibration"] = landmark_offsets(avatar, model, depth_only=offsets == "depth", **(offset_opts or {}))

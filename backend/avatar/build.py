@@ -34,7 +34,7 @@ from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, 
                          vertex_normals)
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
-from .posing import lbs_numpy, model_lods, posed_set, shaped_vertices
+from .posing import lbs_numpy, model_lods, posed_set, rotate_blended, shaped_vertices
 from .refine import RefineOptions, behind_head_middle, photo_refine_options, refine
 from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
@@ -44,6 +44,7 @@ from .sampling import (SamplingOptions, jaw_edge_stretch, mirror_indices, mouth_
 from .portrait import PortraitOptions, portrait_parts
 from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
+from .landmark_detail import LandmarkDetailOptions, landmark_detail
 from .mouth import MouthOptions
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class BuildOptions:
     portrait: PortraitOptions = field(default_factory=PortraitOptions)   # hair volume and torso
     mouth: MouthOptions = field(default_factory=MouthOptions)
     eyes: EyeOptions = field(default_factory=EyeOptions)
+    detail: LandmarkDetailOptions = field(default_factory=LandmarkDetailOptions)  # geometry onto the paint
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -199,7 +201,8 @@ def head_topology(model: "HeadModel", levels: list[int]) -> dict[int, LevelTopol
 
 def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
                   levels: list[int], opts: BuildOptions,
-                  topology: dict[int, LevelTopology] | None = None) -> dict[int, GaussianSet]:
+                  topology: dict[int, LevelTopology] | None = None,
+                  offsets: np.ndarray | None = None) -> dict[int, GaussianSet]:
     """Head Gaussians at rest for every level: geometry attributes + HPFS/OAFF colours.
 
     LOD 0 is always solved first (directly); its colours, upsampled, start the iterative
@@ -207,23 +210,28 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     sampled here while the ones between run on a second thread (numpy, scipy's sparse products
     and the depth-buffer kernel release the GIL; no parallel numba kernel runs on either thread).
     The result is the same as sampling them one after another (tests/avatar/test_build_threads.py).
-    ``topology``: head_topology(model, levels) when the caller made it already."""
+    ``topology``: head_topology(model, levels) when the caller made it already. ``offsets``: (V, 3)
+    the avatar's ``vertex_offsets`` (landmark_detail): the surface is sampled and shaped where they
+    put it, while the sets' rest means stay the shaped template's (posing adds the offsets)."""
     from concurrent.futures import ThreadPoolExecutor
 
     work = sorted(set(levels) | {0})
     lods = model_lods(model, work)
     rest0 = shaped_vertices(model, params.shape)
-    verts_src, _, _ = lbs_numpy(model, params)
+    verts_src, _, A = lbs_numpy(model, params)
+    if offsets is not None:
+        rest0 = rest0 + offsets
+        verts_src = verts_src + rotate_blended(offsets, model.weights, A[:1])
     face_oval = model.landmarks.points(rest0, model.faces)[list(FACE_OVAL)]
     topology = topology or {}
     head0, coarse = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None, opts,
-                                topology.get(0))
+                                topology.get(0), offsets)
     out: dict[int, GaussianSet] = {0: head0} if 0 in levels else {}
     finer = [l for l in work if l > 0]
 
     def level(l: int) -> GaussianSet:
         return _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask, coarse, opts,
-                           topology.get(l))[0]
+                           topology.get(l), offsets)[0]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-lod") as pool:
         jobs = {l: pool.submit(level, l) for l in finer[:-1]}
@@ -235,12 +243,14 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
 
 def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarray, face_oval: np.ndarray,
                 camera: "Camera", photo: np.ndarray, mask: np.ndarray, coarse: np.ndarray | None,
-                opts: BuildOptions, topo: LevelTopology | None = None) -> tuple[GaussianSet, np.ndarray]:
+                opts: BuildOptions, topo: LevelTopology | None = None,
+                offsets: np.ndarray | None = None) -> tuple[GaussianSet, np.ndarray]:
     """One level of analytic_head -> (its head GaussianSet, its vertex colours (V_l, 3)).
 
     lod: the level's LOD (upsample, faces); rest0 / verts_src (V, 3): the identity's rest and
-    source-posed LOD-0 vertices; coarse (V, 3): LOD 0's colours (None on LOD 0 itself);
-    topo: the level's LevelTopology (made here when None)."""
+    source-posed LOD-0 vertices, ``offsets`` (V, 3) included; coarse (V, 3): LOD 0's colours (None
+    on LOD 0 itself); topo: the level's LevelTopology (made here when None); offsets: the avatar's
+    vertex_offsets, taken back out of the set's rest means (posing adds them)."""
     U, F = lod.upsample, lod.faces
     topo = topo or level_topology(model, lod)
     rest = np.asarray(U @ rest0, np.float32)
@@ -292,16 +302,20 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
                            x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref,
                            laplacian=topo.laplacian)
         quats, scales, opac = attributes.result()
-    return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors
+    means = rest if offsets is None else np.asarray(rest - U @ offsets, np.float32)
+    return GaussianSet(means, quats, scales, opac, sc.colors), sc.colors
 
 
 def analytic_parts(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
-                   landmarks: np.ndarray, opts: BuildOptions) -> list[SkinnedPart]:
+                   landmarks: np.ndarray, opts: BuildOptions, offsets: np.ndarray | None = None) -> list[SkinnedPart]:
     """The portrait beyond the face as skinned parts at rest: "body" (the torso shell) and "hair"
     (the hair volume), built at the source pose (avatar.portrait), then the parts inside the head:
-    the mouth interior and the eyeballs (avatar.interior)."""
+    the mouth interior and the eyeballs (avatar.interior), on the surface the avatar's vertex
+    ``offsets`` (V, 3) give (None: none; the hair and body ignore them: they reach the scalp and
+    neck, where landmark_detail moves nothing)."""
     pp = portrait_parts(model, params, camera, photo, mask, landmarks, opts.portrait)
-    inner = interior_parts(model, params, camera, photo, np.asarray(landmarks, np.float32), opts.mouth, opts.eyes)
+    inner = interior_parts(model, params, camera, photo, np.asarray(landmarks, np.float32), opts.mouth, opts.eyes,
+                           offsets)
     return [SkinnedPart(name, g, w) for name, g, w in pp.parts] + inner
 
 
@@ -466,12 +480,14 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         # that does while they run)
         if preview_kernels is not None:
             preview_preload = preview_kernels()
+        offsets = (landmark_detail(model, params, camera, obs.landmarks, opts.detail).offsets
+                   if opts.detail.enabled else np.zeros((model.n_verts, 3), np.float32))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-parts") as pool:
             parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
-                                    np.array(obs.landmarks, copy=True), opts)
+                                    np.array(obs.landmarks, copy=True), opts, offsets)
             with progress.stage("sampling"):
                 progress.report(0.2, "sampling colours per LOD")
-                heads = analytic_head(model, params, camera, person, mask, levels, opts, topology)
+                heads = analytic_head(model, params, camera, person, mask, levels, opts, topology, offsets)
             with progress.stage("parts"):
                 progress.report(0.4, "building hair, body, mouth and eyes")
                 parts = parts_job.result()
@@ -479,7 +495,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             head_model_name=model.name,
             head_model_path=None if opts.head_model is None else str(Path(opts.head_model).resolve()),
             params=params, camera=camera,
-            vertex_offsets=np.zeros((model.n_verts, 3), np.float32),
+            vertex_offsets=offsets,
             lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
             parts=parts, options=opts.to_json(), method="analytic")
 

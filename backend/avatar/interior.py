@@ -160,13 +160,16 @@ def _channel_shape(joint: str, axis: int, angle: float, joints: np.ndarray, poin
     return (weights[:, j:j + 1] * ((points - joints[j]) @ R.T)).astype(np.float32)
 
 
-def _skin_depth(model: "HeadModel", params: "HeadParams", camera: "Camera") -> np.ndarray:
+def _skin_depth(model: "HeadModel", params: "HeadParams", camera: "Camera",
+                offsets: np.ndarray | None = None) -> np.ndarray:
     """(H, W) float32 camera z (inf = empty) of the head mesh at the source frame without the
-    faces of its eyeballs (all three corners eye-skinned): the skin that hides an eyeball."""
+    faces of its eyeballs (all three corners eye-skinned): the skin that hides an eyeball.
+    offsets: (V, 3) the avatar's vertex_offsets (rest frame) or None."""
     from ..render.depth import rasterize_depth
-    from .posing import lbs_numpy
+    from .posing import lbs_numpy, rotate_blended
 
-    verts = lbs_numpy(model, params.frame(0))[0][0]
+    verts, _, A = lbs_numpy(model, params.frame(0))
+    verts = verts[0] if offsets is None else verts[0] + rotate_blended(offsets, model.weights, A)[0]
     eye = model.weights[:, 3] + model.weights[:, 4] > 0.5
     faces = np.asarray(model.faces)
     return rasterize_depth(verts, faces[~eye[faces].all(1)], camera).depth
@@ -174,16 +177,20 @@ def _skin_depth(model: "HeadModel", params: "HeadParams", camera: "Camera") -> n
 
 def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", photo: np.ndarray | None,
                    landmarks_px: np.ndarray | None, mouth: MouthOptions | None = None,
-                   eyes: EyeOptions | None = None) -> list[SkinnedPart]:
+                   eyes: EyeOptions | None = None, offsets: np.ndarray | None = None) -> list[SkinnedPart]:
     """Mouth and eye parts at rest for the identity ``params.shape``.
 
     photo (H, W, 3) float32 [0, 1] at the camera's resolution and landmarks_px (478, 2) in its
-    pixels colour the parts (None: defaults); ``params`` (T=1) is the photo's fitted frame."""
+    pixels colour the parts (None: defaults); ``params`` (T=1) is the photo's fitted frame;
+    ``offsets`` (V, 3): the avatar's vertex_offsets (landmark_detail): the parts are shaped on the
+    surface they give (the lips, lids and eyeballs where the photo shows them), while the joints
+    they turn about stay the shaped template's, as posing's are."""
     mouth = mouth or MouthOptions()
     eyes = eyes or EyeOptions()
-    rest = shaped_vertices(model, params.shape)
+    base = shaped_vertices(model, params.shape)
+    rest = base if offsets is None else (base + offsets).astype(np.float32)
     skin = ~mouth_band(model, rest) & (model.weights[:, 3] + model.weights[:, 4] < 0.5)
-    joints = model.rest_joints(rest)
+    joints = model.rest_joints(base)
 
     def with_channels(ps: list[SkinnedPart]) -> list[SkinnedPart]:
         for p in ps:
@@ -206,5 +213,5 @@ def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
         centers = [skin_points(model.rest_joints(rest)[[EYE_JOINTS[p.name]]], p.weights[:1], A)[0, 0]
                    for p in eye_parts]
         color_eyes_from_photo(eye_parts, posed, centers, camera, photo, landmarks_px, eyes.photo_weight,
-                              skin_depth=_skin_depth(model, params, camera))
+                              skin_depth=_skin_depth(model, params, camera, offsets))
     return parts + eye_parts

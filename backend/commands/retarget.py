@@ -64,7 +64,7 @@ def hold_for(avatar, video: str, keep: bool | None) -> dict:
 
     built_from = (avatar.options.get("multiview") or {}).get("source")
     return avatar_hold(avatar.params.shape, avatar.params.pose,
-                       keep_identity=keeps_identity(keep, built_from, video))
+                       keep_identity=keeps_identity(keep, built_from, video), rest_offsets=avatar.vertex_offsets)
 
 
 def run(args: argparse.Namespace) -> int:

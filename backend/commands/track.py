@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if avatar.head_model_name != model.name or len(avatar.params.shape) != model.n_shape:
             raise InputError(args.avatar, f"was built on head model '{avatar.head_model_name}', not on "
                                           f"'{model.name}' (pass the same --head-model)")
-        hold = avatar_hold(avatar.params.shape, avatar.params.pose)
+        hold = avatar_hold(avatar.params.shape, avatar.params.pose, rest_offsets=avatar.vertex_offsets)
         if args.calibration:
             from ..avatar.calibrate import calibration_for
 

@@ -278,7 +278,8 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
                                                             render_passes=opts.render_passes,
                                                             render_pass_mode=opts.render_pass_mode,
                                                             render_pass_threshold_px=opts.render_pass_threshold_px),
-                                identity=avatar.params.shape, calibration=cal, reader=reader)
+                                identity=avatar.params.shape, calibration=cal, reader=reader,
+                                rest_offsets=avatar.vertex_offsets)
             seconds["track" if not results else "track_uncalibrated"] = time.perf_counter() - t0
             recovered = params_to_weights(model, track.params.expr, track.params.pose)
             ok = np.asarray(track.has_face, bool)

@@ -144,6 +144,25 @@ class LandmarkModel:
         model.cache[key] = out
         return out
 
+    def with_rest_offsets(self, model, offsets: np.ndarray) -> "LandmarkModel":
+        """A copy whose landmarks carry an avatar's ``vertex_offsets`` (V, 3) metres, rest frame,
+        as avatar.posing poses them: added to the rest template and turned with the blended
+        skinning, the joints left at the model's own (so the tracker fits the head the avatar
+        renders: avatar.landmark_detail). ``model``: the HeadModel this was made from."""
+        from dataclasses import replace
+
+        off = np.asarray(offsets, np.float64)
+        if off.shape != (model.n_verts, 3):
+            raise ValueError(f"rest offsets have shape {off.shape}, expected {(model.n_verts, 3)}")
+        corners = np.asarray(model.faces, np.int64)[model.landmarks.face_idx]   # (L, 3)
+        mixed = np.einsum("lk,lkc->lc", np.asarray(model.landmarks.bary, np.float64), off[corners])
+        t = lambda a, like: torch.as_tensor(a, dtype=like.dtype)  # noqa: E731
+        corner_set = None
+        if self.corners is not None:
+            corner_set = replace(self.corners, template=self.corners.template
+                                 + t(off[corners.reshape(-1)], self.corners.template))
+        return replace(self, template=self.template + t(mixed, self.template), corners=corner_set)
+
     def to_dtype(self, dtype: torch.dtype) -> "LandmarkModel":
         """A copy with every tensor in ``dtype`` (cached; float32 halves the tracking cost)."""
         if self.template.dtype == dtype:

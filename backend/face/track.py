@@ -365,7 +365,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
                     opts: TrackOptions | None = None, progress: Progress | None = None,
                     identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
                     calibration=None, target_offset: np.ndarray | None = None,
-                    fitted_out: np.ndarray | None = None):
+                    fitted_out: np.ndarray | None = None, rest_offsets: np.ndarray | None = None):
     """Fit per-frame parameters to (T, 478, 2) crop-pixel landmarks (rows with has_face False are
     ignored and filled). ``identity``: the head's shape coefficients (e.g. an avatar's) to keep
     instead of fitting one from the clip. ``global_rotation``: (3,) axis-angle the global joint is
@@ -378,6 +378,9 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     reads the avatar's render against the fitted landmarks; NaN entries count as 0).
     ``fitted_out``: a (T, 478, 2) float array filled with the fitted landmark model's projection
     (what this fit put each landmark at, the calibration's basis included; NaN where no face).
+    ``rest_offsets``: (V, 3) metres, the avatar's ``vertex_offsets`` (identity detail its head
+    carries: avatar.landmark_detail), fitted with the identity it belongs to; None = none; ignored
+    with a ``calibration``, whose neutral offsets already measure them.
     Returns (HeadParams, confidence (T,), rmse (T,))."""
     opts = opts or TrackOptions()
     progress = progress or Progress()
@@ -407,6 +410,10 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         # a bounded (ARKit-52) basis is tracked whole: its shapes are not ordered by importance
         full = LandmarkModel.from_model(model, fopts.n_shape if fopts.fit_shape else 0,
                                         None if model.expr_bounds is not None else opts.n_expr)
+        if rest_offsets is not None and calibration is None:
+            # a calibration is measured against the plain model (avatar.calibrate): its neutral
+            # offsets already hold where the avatar's render puts each landmark
+            full = full.with_rest_offsets(model, rest_offsets)
         if calibration is not None:
             full = calibration.apply(full)
         w_np = landmark_weights(full, fopts.contour_weight, fopts.iris_weight)
@@ -649,20 +656,25 @@ def jaw_from_lip_gap(lmm: LandmarkModel, shape: torch.Tensor, landmarks: np.ndar
     return np.clip(obs - lips_only, 0.0, None) / max(per_rad, 1e-6)
 
 
-def avatar_hold(shape: np.ndarray, photo_pose: np.ndarray, keep_identity: bool = True) -> dict:
+def avatar_hold(shape: np.ndarray, photo_pose: np.ndarray, keep_identity: bool = True,
+                rest_offsets: np.ndarray | None = None) -> dict:
     """Keyword arguments for :func:`track_video` / :func:`track_landmarks` that make a clip drive
     a given avatar the way it was built: the one place that decides this for eval's
     self-reenactment and the product (``track --avatar``, ``retarget``, Blender's Retarget Video).
 
     shape: (S,) the avatar's identity coefficients; photo_pose: (5, 3) or (1, 5, 3) axis-angle
     radians, the joints of the photo it was built from (frame 0 of ``avatar.params.pose``).
-    Returns {"identity": shape or None (keep_identity False: fit the clip's own),
-    "global_rotation": (3,) the photo's global joint}. Holding global there keeps the avatar's
+    rest_offsets: (V, 3) the avatar's ``vertex_offsets`` (its identity detail), kept with the
+    identity. Returns {"identity": shape or None (keep_identity False: fit the clip's own),
+    "global_rotation": (3,) the photo's global joint, "rest_offsets": the offsets or None (with
+    the clip's own identity, or when they are all zero)}. Holding global there keeps the avatar's
     shoulders (bound to global) where the photo had them and puts head turns into the neck;
     without it global went to the clip's mean rotation and turned the shoulders away."""
     pose = np.asarray(photo_pose, np.float64).reshape(-1, 5, 3)
+    keep_offsets = keep_identity and rest_offsets is not None and np.any(np.asarray(rest_offsets) != 0)
     return {"identity": np.asarray(shape) if keep_identity else None,
-            "global_rotation": pose[0, JOINT_GLOBAL].copy()}
+            "global_rotation": pose[0, JOINT_GLOBAL].copy(),
+            "rest_offsets": np.asarray(rest_offsets, np.float32) if keep_offsets else None}
 
 
 def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
@@ -674,7 +686,7 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
                 progress: Progress | None = None, start: int = 0, end: int | None = None,
                 identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
-                calibration=None, reader=None) -> Track:
+                calibration=None, reader=None, rest_offsets: np.ndarray | None = None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
 
     identity: (n_shape,) shape coefficients to keep (an avatar's identity, so the rig driven by
@@ -682,6 +694,7 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     global_rotation: (3,) axis-angle the global joint is held near (track_landmarks); to drive an
     avatar pass both through :func:`avatar_hold`.
     calibration: a face.calibration.LandmarkCalibration for ``model`` (see track_landmarks).
+    rest_offsets: (V, 3) the avatar's vertex_offsets, with its identity (track_landmarks).
     reader: renders and reads the driven avatar (face.render_compare.RenderReader, e.g.
     avatar.render_compare.AvatarReader) for ``options.render_passes``; required when those are > 0.
 
@@ -719,7 +732,8 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
         if lm is not None:
             lm_crop[t] = crop.to_crop(lm)
     with progress.stage("fit"):
-        hold = {"identity": identity, "global_rotation": global_rotation, "calibration": calibration}
+        hold = {"identity": identity, "global_rotation": global_rotation, "calibration": calibration,
+                "rest_offsets": rest_offsets}
         if opts.render_passes > 0:
             params, conf, _, _ = track_with_render_passes(model, lm_crop, has_face, camera, video.fps, opts,
                                                           reader, opts.render_passes, progress, crop=crop, **hold)

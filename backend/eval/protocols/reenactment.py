@@ -125,7 +125,8 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
 
     track, crop = clip.track, build.observation.crop
     lm = crop.to_crop(track.crop.to_source(track.landmarks))  # NaN rows (no face) stay NaN
-    hold = avatar_hold(build.avatar.params.shape, build.avatar.params.pose)
+    hold = avatar_hold(build.avatar.params.shape, build.avatar.params.pose,
+                       rest_offsets=build.avatar.vertex_offsets)
     if opts.calibrate:
         from ...avatar.calibrate import calibrate_tracker
         hold["calibration"] = calibrate_tracker(build.avatar, build.model, backend=opts.render_backend)
