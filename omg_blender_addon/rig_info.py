@@ -46,6 +46,9 @@ class RigInfo:
     head_model_refused: str | None = None  # recorded path not opened (head_model_trust): the stand-in is used
     source_pose: np.ndarray | None = None   # (5, 3) axis-angle: the photo's joints (tracking holds global there)
     built_from: str = ""  # the clip (file or folder name) a multi-view build came from; "" = photos / one photo
+    # (V, 3) float32 metres, model frame: the head mesh's basis (the identity with the avatar's
+    # vertex offsets), so a tracker that keeps the rig's identity keeps its offsets too; None = no head mesh
+    head_rest: np.ndarray | None = None
 
     def source_camera(self):
         """The avatar's source camera as a backend Camera, or None when the rig has none."""

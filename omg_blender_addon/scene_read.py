@@ -117,7 +117,21 @@ def read_rig(rig: bpy.types.Object) -> RigInfo:
         lod=int(s.lod), levels=sorted(lod_objects(rig)), head_model_refused=choice.refused,
         source_pose=_floats(rig, "omg_source_pose", (5, 3)),
         built_from=str(rig.get("omg_built_from", "")),
+        head_rest=None if head is None else _head_rest(head),
     )
+
+
+def _head_basis(head: bpy.types.Object) -> np.ndarray:
+    """(V, 3) float32 Blender frame: the head mesh's basis (its shape-key basis, else its vertices)."""
+    hb = head.data.shape_keys.key_blocks[0].data if head.data.shape_keys is not None else head.data.vertices
+    hv = np.empty(len(head.data.vertices) * 3, np.float32)
+    hb.foreach_get("co", hv)
+    return hv.reshape(-1, 3)
+
+
+def _head_rest(head: bpy.types.Object) -> np.ndarray:
+    """(V, 3) float32 model frame: the head mesh's basis."""
+    return np.asarray(points_to_model(_head_basis(head)), np.float32)
 
 
 def _head_model_choice(recorded: str):
@@ -196,14 +210,12 @@ def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
     head = head_object(rig)
     if head is None:
         raise SceneError(f"{rig.name}: the avatar's head mesh is missing")
-    hb = head.data.shape_keys.key_blocks[0].data if head.data.shape_keys is not None else head.data.vertices
-    hv = np.empty(len(head.data.vertices) * 3, np.float32)
-    hb.foreach_get("co", hv)
+    hv = _head_basis(head)
     n_head = int(obj.omg_avatar.n_head)
     if not 0 < n_head <= n:
         raise SceneError(f"{obj.name}: {n} points but {n_head} head Gaussians recorded")
     if "omg_parts" not in obj:  # imported before skinned parts: the rest is the body
-        return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv.reshape(-1, 3), ["body"], [n - n_head])
+        return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv, ["body"], [n - n_head])
     names = [str(x) for x in obj["omg_parts"]]
     counts = [int(x) for x in obj["omg_part_counts"]]
     w = np.asarray(obj["omg_part_weights"], np.float32)
@@ -216,7 +228,7 @@ def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
         raise SceneError(f"{obj.name}: the recorded clamped keys do not match their expressions and starts")
     moved = _part_shape_keys(me, pos.reshape(n, 3), n_head)
     clamped = {k: (e, st, moved.get(k, np.zeros((n - n_head, 3), np.float32))) for k, e, st in zip(keys, exprs, starts)}
-    return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv.reshape(-1, 3), names, counts,
+    return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv, names, counts,
                     w.reshape(n - n_head, len(JOINTS)), _part_shape_keys(me, pos.reshape(n, 3), n_head, set(keys)),
                     clamped)
 

@@ -71,7 +71,7 @@ def retarget_work(req: RetargetRequest):
             req.path, req.is_track_file, req.frame_start, req.frame_end, req.smoothing,
             fps=None if req.match_scene_fps else req.scene_fps, head_model_path=req.info.head_model_path,
             avatar_shape=req.info.shape, avatar_pose=req.info.source_pose,  # the rig's photo pose holds global
-            keep_identity=keep,
+            keep_identity=keep, avatar_head=req.info.head_rest,
         ), progress)
         t1 = time.perf_counter()
         channels = reduce_channels(plan_channels(perf.params, req.info, req.apply, perf.expr_names),

@@ -36,7 +36,10 @@ class PerformanceRequest:
     keep the source's); head_model_path: the head model to track with (None = the stand-in);
     avatar_shape (S,), avatar_pose (5, 3): the avatar the video will drive (its identity and its
     photo's joints), so tracking holds it as the CLI's retarget and the evaluation do
-    (face.track.avatar_hold; the identity only with keep_identity); None = track the clip alone."""
+    (face.track.avatar_hold; the identity only with keep_identity); None = track the clip alone.
+    avatar_head (V, 3) float32 metres, model frame: that avatar's rest head (the rig's head-mesh
+    basis: shaped template + its vertex_offsets), whose offsets are kept with the identity; None =
+    none."""
 
     path: str
     is_track_file: bool = False
@@ -48,6 +51,7 @@ class PerformanceRequest:
     avatar_shape: np.ndarray | None = None
     avatar_pose: np.ndarray | None = None
     keep_identity: bool = False
+    avatar_head: np.ndarray | None = None
 
 
 @dataclass
@@ -68,6 +72,19 @@ class Performance:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _rest_offsets(model, req: PerformanceRequest) -> np.ndarray | None:
+    """(V, 3) the driven avatar's vertex offsets (its rest head less the shaped template), or None
+    without a rest head or when it does not fit ``model`` (another head model's mesh)."""
+    if req.avatar_head is None or req.avatar_shape is None or np.size(req.avatar_shape) == 0:
+        return None
+    head = np.asarray(req.avatar_head, np.float32)
+    if head.shape != (model.n_verts, 3) or np.size(req.avatar_shape) != model.n_shape:
+        return None
+    from ..avatar.posing import shaped_vertices
+
+    return (head - shaped_vertices(model, req.avatar_shape)).astype(np.float32)
+
+
 def load_performance(req: PerformanceRequest, progress: Progress | None = None) -> Performance:
     """Track or read ``req.path`` and prepare its parameters (see :class:`PerformanceRequest`).
     InputError names the file on unreadable input or an empty frame range; honours cancellation."""
@@ -86,7 +103,8 @@ def load_performance(req: PerformanceRequest, progress: Progress | None = None) 
 
         model = load_head_model(req.head_model_path)
         end = None if req.frame_end < 0 else req.frame_end
-        hold = {} if req.avatar_pose is None else avatar_hold(req.avatar_shape, req.avatar_pose, req.keep_identity)
+        hold = {} if req.avatar_pose is None else avatar_hold(req.avatar_shape, req.avatar_pose, req.keep_identity,
+                                                               _rest_offsets(model, req))
         # torso=False: the rig these keys go to has no torso bone, so the per-frame segmentation
         # the torso channel needs would only slow the tracking down
         track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing, torso=False), progress,

@@ -200,6 +200,10 @@ sread = _imp(PKG + ".omg_blender_addon.scene_read")
 back = sread.gaussian_avatar(sread.read_rig(rig), sread.read_lod(rig, 2), model)
 RESULT["read_back_part_shapes"] = {p.name: sorted(p.shapes) for p in back.parts if p.shapes}
 RESULT["read_back_tongue_err"] = float(np.abs(backend.avatar.pose(back, model, params, 2)[0][t2] - exp_t[t2]).max())
+# the rig's head carries the avatar's identity detail (vertex_offsets), and reading the rig for a
+# retarget that keeps its identity hands the tracker that same rest head
+RESULT["avatar_offsets_max"] = float(np.abs(av.vertex_offsets).max())
+RESULT["head_rest_offsets_err"] = float(np.abs(sread.read_rig(rig).head_rest - shaped - av.vertex_offsets).max())
 # the driven LOD keys follow the head's keyed values
 RESULT["driven_value"] = bpy.data.objects["Astro LOD2"].data.shape_keys.key_blocks["jawOpen"].value
 # neck + global motion move the body like the backend (rigid blend of global and neck)
@@ -514,6 +518,8 @@ def test_keyframed_rig_moves_gaussians_like_backend_pose(built) -> None:
     assert r["tongue_out_moves"] > 5e-3
     assert "tongueOut" in r["read_back_part_shapes"]["tongue"] and "jawOpen" in r["read_back_part_shapes"]["teeth_lower"]
     assert r["read_back_tongue_err"] < 1e-5
+    assert r["avatar_offsets_max"] > 1e-4   # the build moved the head onto the photo's landmarks
+    assert r["head_rest_offsets_err"] < 1e-6
     assert r["posing"]["0"]["err"] < 1e-5  # LOD 0: exact, pose correctives included
     assert r["posing"]["0"]["err_no_posedirs"] > 1e-3  # ... and they matter
     assert r["driven_value"] == pytest.approx(0.8, abs=1e-6)
