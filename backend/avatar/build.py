@@ -211,8 +211,8 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     and the depth-buffer kernel release the GIL; no parallel numba kernel runs on either thread).
     The result is the same as sampling them one after another (tests/avatar/test_build_threads.py).
     ``topology``: head_topology(model, levels) when the caller made it already. ``offsets``: (V, 3)
-    the avatar's ``vertex_offsets`` (landmark_detail): the surface is sampled and shaped where they
-    put it, while the sets' rest means stay the shaped template's (posing adds the offsets)."""
+    the avatar's ``vertex_offsets`` (landmark_detail): the surface is sampled, shaped and placed
+    where they put it (a set's rest means are the rest surface, offsets included, as posing's)."""
     from concurrent.futures import ThreadPoolExecutor
 
     work = sorted(set(levels) | {0})
@@ -225,13 +225,13 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     face_oval = model.landmarks.points(rest0, model.faces)[list(FACE_OVAL)]
     topology = topology or {}
     head0, coarse = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None, opts,
-                                topology.get(0), offsets)
+                                topology.get(0))
     out: dict[int, GaussianSet] = {0: head0} if 0 in levels else {}
     finer = [l for l in work if l > 0]
 
     def level(l: int) -> GaussianSet:
         return _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask, coarse, opts,
-                           topology.get(l), offsets)[0]
+                           topology.get(l))[0]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-lod") as pool:
         jobs = {l: pool.submit(level, l) for l in finer[:-1]}
@@ -243,14 +243,12 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
 
 def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarray, face_oval: np.ndarray,
                 camera: "Camera", photo: np.ndarray, mask: np.ndarray, coarse: np.ndarray | None,
-                opts: BuildOptions, topo: LevelTopology | None = None,
-                offsets: np.ndarray | None = None) -> tuple[GaussianSet, np.ndarray]:
+                opts: BuildOptions, topo: LevelTopology | None = None) -> tuple[GaussianSet, np.ndarray]:
     """One level of analytic_head -> (its head GaussianSet, its vertex colours (V_l, 3)).
 
     lod: the level's LOD (upsample, faces); rest0 / verts_src (V, 3): the identity's rest and
-    source-posed LOD-0 vertices, ``offsets`` (V, 3) included; coarse (V, 3): LOD 0's colours (None
-    on LOD 0 itself); topo: the level's LevelTopology (made here when None); offsets: the avatar's
-    vertex_offsets, taken back out of the set's rest means (posing adds them)."""
+    source-posed LOD-0 vertices, the avatar's vertex offsets included; coarse (V, 3): LOD 0's
+    colours (None on LOD 0 itself); topo: the level's LevelTopology (made here when None)."""
     U, F = lod.upsample, lod.faces
     topo = topo or level_topology(model, lod)
     rest = np.asarray(U @ rest0, np.float32)
@@ -302,8 +300,7 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
                            x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref,
                            laplacian=topo.laplacian)
         quats, scales, opac = attributes.result()
-    means = rest if offsets is None else np.asarray(rest - U @ offsets, np.float32)
-    return GaussianSet(means, quats, scales, opac, sc.colors), sc.colors
+    return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors
 
 
 def analytic_parts(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
