@@ -44,7 +44,7 @@ from .sampling import (SamplingOptions, jaw_edge_stretch, mirror_indices, mouth_
 from .portrait import PortraitOptions, portrait_parts
 from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
-from .landmark_detail import LandmarkDetailOptions, landmark_detail
+from .landmark_detail import LandmarkDetailOptions, landmark_detail, prepared_spread
 from .mouth import MouthOptions
 
 if TYPE_CHECKING:
@@ -443,6 +443,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
     # person's colours
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-prep") as prep:
         topology_job = prep.submit(head_topology, model, levels) if opts.method == "analytic" else None
+        if opts.method == "analytic" and opts.detail.enabled:  # the landmark detail's sparse factor
+            prep.submit(prepared_spread, model, opts.detail)
         if prepared is None:
             with progress.stage("detect"):
                 progress.report(0.03, "finding the face")
@@ -477,13 +479,14 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         # that does while they run)
         if preview_kernels is not None:
             preview_preload = preview_kernels()
-        offsets = (landmark_detail(model, params, camera, obs.landmarks, opts.detail).offsets
-                   if opts.detail.enabled else np.zeros((model.n_verts, 3), np.float32))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-parts") as pool:
-            parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
-                                    np.array(obs.landmarks, copy=True), opts, offsets)
             with progress.stage("sampling"):
                 progress.report(0.2, "sampling colours per LOD")
+                # the head mesh onto the photo's landmarks first: the head and the parts are made on it
+                offsets = (landmark_detail(model, params, camera, obs.landmarks, opts.detail).offsets
+                           if opts.detail.enabled else np.zeros((model.n_verts, 3), np.float32))
+                parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
+                                        np.array(obs.landmarks, copy=True), opts, offsets)
                 heads = analytic_head(model, params, camera, person, mask, levels, opts, topology, offsets)
             with progress.stage("parts"):
                 progress.report(0.4, "building hair, body, mouth and eyes")

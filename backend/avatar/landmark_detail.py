@@ -20,7 +20,7 @@ them, decaying to zero away from the face, with each eyeball moved rigidly with 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -96,17 +96,37 @@ def landmark_weights_for_detail(model: "HeadModel", opts: LandmarkDetailOptions)
     return w
 
 
-def spread_offsets(model: "HeadModel", rows: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-                   opts: LandmarkDetailOptions, laplacian: sp.csr_matrix | None = None) -> np.ndarray:
-    """(V, 3) float64 vertex offsets whose landmark mixes meet ``targets`` (n, 3) at landmark
-    ``rows`` (n,) with ``weights`` (n,): argmin_D sum_l w_l |B_l D - t_l|^2 + smoothness |L D|^2 +
-    decay |D|^2 (L the uniform mesh Laplacian), one sparse solve for the three columns."""
+def spread_solver(model: "HeadModel", rows: np.ndarray, weights: np.ndarray,
+                  opts: LandmarkDetailOptions) -> Callable[[np.ndarray], np.ndarray]:
+    """``targets (n, 3) -> (V, 3)`` float64 vertex offsets whose landmark mixes meet the targets at
+    landmark ``rows`` (n,) with ``weights`` (n,): argmin_D sum_l w_l |B_l D - t_l|^2 + smoothness
+    |L D|^2 + decay |D|^2 (L the uniform mesh Laplacian). The normal equations are factored once
+    (sparse LU); each call is one solve for the three columns."""
     B = _embedding_matrix(model, rows)
-    L = _mesh_laplacian(model) if laplacian is None else laplacian
+    L = _mesh_laplacian(model)
     W = sp.diags(np.asarray(weights, np.float64))
-    A = (B.T @ W @ B + opts.smoothness * (L.T @ L) + opts.decay * sp.identity(model.n_verts)).tocsc()
-    rhs = B.T @ (W @ np.asarray(targets, np.float64))
-    return np.asarray(spla.splu(A).solve(rhs), np.float64)
+    lu = spla.splu((B.T @ W @ B + opts.smoothness * (L.T @ L) + opts.decay * sp.identity(model.n_verts)).tocsc())
+    BtW = (B.T @ W).tocsr()
+    return lambda targets: np.asarray(lu.solve(BtW @ np.asarray(targets, np.float64)), np.float64)
+
+
+def spread_offsets(model: "HeadModel", rows: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                   opts: LandmarkDetailOptions) -> np.ndarray:
+    """:func:`spread_solver` for one set of ``targets`` (n, 3) -> (V, 3) float64."""
+    return spread_solver(model, rows, weights, opts)(targets)
+
+
+def prepared_spread(model: "HeadModel", opts: LandmarkDetailOptions) -> Callable[[np.ndarray], np.ndarray]:
+    """The spread solver for every landmark :func:`landmark_weights_for_detail` moves, made once
+    per head model and options (cached on the model): photo-independent, so a build makes it on
+    its preparation thread while the face is detected and fitted."""
+    weights = landmark_weights_for_detail(model, opts)
+    key = ("avatar.landmark_detail", opts.outline_weight, opts.smoothness, opts.decay)
+    cached = model.cache.get(key)
+    if cached is None:
+        rows = np.flatnonzero(weights > 0)
+        cached = model.cache[key] = spread_solver(model, rows, weights[rows], opts)
+    return cached
 
 
 def _eyes_rigid(model: "HeadModel", offsets: np.ndarray) -> None:
@@ -133,12 +153,13 @@ def landmark_detail(model: "HeadModel", params: "HeadParams", camera: "Camera", 
     from .posing import lbs_numpy, rotate_blended
 
     opts = opts or LandmarkDetailOptions()
-    V = model.n_verts
     weights = landmark_weights_for_detail(model, opts)
     obs = np.asarray(landmarks_px, np.float64)[:, :2]
     weights[~np.isfinite(obs).all(1)] = 0.0
     rows = np.flatnonzero(weights > 0)
-    offsets = np.zeros((V, 3), np.float64)
+    offsets = np.zeros((model.n_verts, 3), np.float64)
+    if len(rows) == 0:
+        return LandmarkDetail(offsets.astype(np.float32), float("nan"), float("nan"), np.zeros(len(obs), bool))
     verts, _, A = lbs_numpy(model, params.frame(0))
     verts = verts[0].astype(np.float64)
     faces = np.asarray(model.faces)
@@ -154,17 +175,18 @@ def landmark_detail(model: "HeadModel", params: "HeadParams", camera: "Camera", 
         uv, z = camera.project(pts.astype(np.float32))
         return obs[rows] - uv.astype(np.float64), z.astype(np.float64)
 
-    if len(rows) == 0:
-        return LandmarkDetail(offsets.astype(np.float32), float("nan"), float("nan"), np.zeros(len(obs), bool))
     res, z = residual(offsets)
     before = float(np.linalg.norm(res, axis=1).mean())
     target = np.zeros((len(rows), 3))
-    L = _mesh_laplacian(model)
+    if np.array_equal(rows, np.flatnonzero(landmark_weights_for_detail(model, opts) > 0)):
+        spread = prepared_spread(model, opts)
+    else:  # some landmark unreadable (NaN): a solver of its own
+        spread = spread_solver(model, rows, weights[rows], opts)
     for _ in range(max(1, opts.iterations)):
         # a pixel at depth z is z / f metres in the camera's image plane; to world, then to rest
         d_cam = np.stack([res[:, 0] * z / fx, res[:, 1] * z / fy, np.zeros(len(rows))], 1)
         target = target + np.linalg.solve(Rb, (d_cam @ R)[..., None])[..., 0]
-        offsets = spread_offsets(model, rows, target, weights[rows], opts, L)
+        offsets = spread(target)
         _eyes_rigid(model, offsets)
         norm = np.linalg.norm(offsets, axis=1, keepdims=True)
         offsets *= np.minimum(1.0, opts.max_offset / np.maximum(norm, 1e-12))
