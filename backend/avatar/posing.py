@@ -45,8 +45,7 @@ def model_lods(model: "HeadModel", levels) -> dict[int, "LOD"]:
 
 def shaped_vertices(model: "HeadModel", shape: np.ndarray) -> np.ndarray:
     """(V, 3) float32 template + identity blend shapes (neutral expression, rest pose)."""
-    s = np.asarray(shape, np.float32).reshape(-1)[: model.n_shape]
-    return (model.v_template + np.einsum("vcs,s->vc", model.shapedirs[..., : len(s)], s)).astype(np.float32)
+    return model.shaped(shape)
 
 
 def body_weights(n: int, n_joints: int = 5) -> np.ndarray:

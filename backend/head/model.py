@@ -113,6 +113,12 @@ class HeadModel:
 
         return (0.0, 1.0) if is_arkit(self.expr_names) else None
 
+    def shaped(self, shape: np.ndarray) -> np.ndarray:
+        """(V, 3) float32 metres: the template plus the identity blend shapes of ``shape`` (its
+        first n_shape coefficients; fewer allowed), neutral expression, rest pose."""
+        s = np.asarray(shape, np.float32).reshape(-1)[: self.n_shape]
+        return (self.v_template + np.einsum("vcs,s->vc", self.shapedirs[..., : len(s)], s)).astype(np.float32)
+
     def rest_joints(self, vertices: np.ndarray | None = None) -> np.ndarray:
         """(5, 3) joint positions regressed from ``vertices`` (default: the template)."""
         v = self.v_template if vertices is None else vertices

@@ -80,9 +80,7 @@ def _rest_offsets(model, req: PerformanceRequest) -> np.ndarray | None:
     head = np.asarray(req.avatar_head, np.float32)
     if head.shape != (model.n_verts, 3) or np.size(req.avatar_shape) != model.n_shape:
         return None
-    from ..avatar.posing import shaped_vertices
-
-    return (head - shaped_vertices(model, req.avatar_shape)).astype(np.float32)
+    return (head - model.shaped(req.avatar_shape)).astype(np.float32)
 
 
 def load_performance(req: PerformanceRequest, progress: Progress | None = None) -> Performance:

@@ -236,7 +236,8 @@ def test_self_reenactment_refits_the_clip_in_the_avatars_framing():
     avatar_params = HeadParams(shape, np.zeros((1, model.n_expr), np.float32), pose[:1].astype(np.float32),
                                transl[:1].astype(np.float32))
     build = SimpleNamespace(observation=SimpleNamespace(crop=photo_crop), model=model,
-                            avatar=SimpleNamespace(camera=cam, params=avatar_params))
+                            avatar=SimpleNamespace(camera=cam, params=avatar_params,
+                                                   vertex_offsets=np.zeros((model.n_verts, 3), np.float32)))
     # the jaw coupling (tested in tests/face) trades a little landmark fit for the jaw: off here,
     # where only the framing, identity and shoulder rotation are checked
     params, frames = refit_for_avatar(clip, build, ReenactmentOptions(track={"smoothing": 0.0, "jaw_from_lips": 0.0}))

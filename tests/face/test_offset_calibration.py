@@ -230,6 +230,7 @@ def test_eval_passes_the_offsets_choice_to_self_reenactment_and_refuses_an_unkno
     crop = SimpleNamespace(to_crop=lambda x: x)
     track.crop = SimpleNamespace(to_source=lambda x: x)
     build = SimpleNamespace(observation=SimpleNamespace(crop=crop), model=None,
-                            avatar=SimpleNamespace(params=SimpleNamespace(shape=np.zeros(3), pose=np.zeros((1, 5, 3)))))
+                            avatar=SimpleNamespace(params=SimpleNamespace(shape=np.zeros(3), pose=np.zeros((1, 5, 3))),
+                                                   vertex_offsets=None))
     with pytest.raises(ValueError, match="tracker_offsets"):
         refit_for_avatar(clip, build, ReenactmentOptions(tracker_offsets="sideways"))
