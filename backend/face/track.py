@@ -379,8 +379,9 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     ``fitted_out``: a (T, 478, 2) float array filled with the fitted landmark model's projection
     (what this fit put each landmark at, the calibration's basis included; NaN where no face).
     ``rest_offsets``: (V, 3) metres, the avatar's ``vertex_offsets`` (identity detail its head
-    carries: avatar.landmark_detail), fitted with the identity it belongs to; None = none; ignored
-    with a ``calibration``, whose neutral offsets already measure them.
+    carries: avatar.landmark_detail), fitted with the ``identity`` they belong to; None = none;
+    ignored without an ``identity`` and with a ``calibration``, whose neutral offsets already
+    measure them.
     Returns (HeadParams, confidence (T,), rmse (T,))."""
     opts = opts or TrackOptions()
     progress = progress or Progress()
@@ -410,9 +411,10 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         # a bounded (ARKit-52) basis is tracked whole: its shapes are not ordered by importance
         full = LandmarkModel.from_model(model, fopts.n_shape if fopts.fit_shape else 0,
                                         None if model.expr_bounds is not None else opts.n_expr)
-        if rest_offsets is not None and calibration is None:
-            # a calibration is measured against the plain model (avatar.calibrate): its neutral
-            # offsets already hold where the avatar's render puts each landmark
+        if rest_offsets is not None and identity is not None and calibration is None:
+            # the offsets belong to the identity they were made with (a clip's own identity has
+            # none); a calibration is measured against the plain model (avatar.calibrate): its
+            # neutral offsets already hold where the avatar's render puts each landmark
             full = full.with_rest_offsets(model, rest_offsets)
         if calibration is not None:
             full = calibration.apply(full)

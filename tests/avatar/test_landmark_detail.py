@@ -170,3 +170,25 @@ def test_blender_retarget_request_hands_the_rigs_offsets_to_the_tracker(model):
     assert _rest_offsets(model, PerformanceRequest("clip.mp4", avatar_shape=shape, avatar_pose=pose)) is None
     other = PerformanceRequest("clip.mp4", avatar_shape=shape, avatar_pose=pose, avatar_head=head[:-1])
     assert _rest_offsets(model, other) is None   # another head model's mesh: not this model's offsets
+
+
+def test_tracker_uses_the_offsets_only_with_the_identity_they_belong_to(model):
+    """track_landmarks on the avatar's own landmarks: with the identity and its offsets the fit
+    lands on them; offsets without an identity are ignored (the clip's own identity has none)."""
+    from backend.face.track import TrackOptions, track_landmarks
+
+    cam = source_camera()
+    params = _photo_params(model, 8)
+    rng = np.random.default_rng(8)
+    off = np.zeros((model.n_verts, 3), np.float32)
+    face = model.v_template[:, 2] > np.percentile(model.v_template[:, 2], 70)
+    off[face] = rng.normal(0, 1.5e-3, (face.sum(), 3)).astype(np.float32)
+    lms = _projected_landmarks(model, params, cam, off)[None].astype(np.float32)
+    ok = np.ones(1, bool)
+    opts = TrackOptions(smoothing=0.0)
+    _, _, with_off = track_landmarks(model, lms, ok, cam, 25.0, opts, identity=params.shape, rest_offsets=off)
+    _, _, plain = track_landmarks(model, lms, ok, cam, 25.0, opts, identity=params.shape)
+    _, _, no_id = track_landmarks(model, lms, ok, cam, 25.0, opts, rest_offsets=off)
+    _, _, no_id_plain = track_landmarks(model, lms, ok, cam, 25.0, opts)
+    assert with_off[0] < 0.5 * plain[0], (with_off, plain)
+    assert no_id[0] == pytest.approx(no_id_plain[0])
