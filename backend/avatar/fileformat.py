@@ -233,4 +233,8 @@ def load_avatar(path: str | Path) -> GaussianAvatar:
     for lvl in lods:
         if avatar.lod_offsets[lvl].shape != avatar.lods[lvl].means.shape:
             raise InputError(path, f"corrupt .omgavatar file (LOD {lvl} offsets do not match its Gaussians)")
+    # the tracker fits a clip with the vertex offsets (face.track's rest_offsets): a non-finite one
+    # would turn every fitted frame into NaN
+    if not np.isfinite(avatar.vertex_offsets).all():
+        raise InputError(path, "corrupt .omgavatar file (non-finite vertex offsets)")
     return avatar

@@ -172,6 +172,27 @@ def test_future_version_and_corrupt_files_are_refused(tmp_path):
         load_avatar(tmp_path / "missing.omgavatar")
 
 
+def test_non_finite_vertex_offsets_are_refused(tmp_path):
+    """A file with a valid checksum but NaN vertex offsets (crafted) is refused by name, not
+    tracked into NaN frames."""
+    from safetensors.numpy import save_file
+
+    from backend.avatar.fileformat import _digest, avatar_tensors
+
+    path = save_avatar(random_avatar(np.random.default_rng(5)), tmp_path / "ok.omgavatar")
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(json.loads(raw[8:8 + n])["__metadata__"]["omgavatar"])
+    t = avatar_tensors(load_avatar(path))
+    t["vertex_offsets"] = t["vertex_offsets"].copy()
+    t["vertex_offsets"][3, 1] = np.nan
+    header["sha256"] = _digest(t)
+    bad = tmp_path / "nan.omgavatar"
+    save_file(t, str(bad), metadata={"omgavatar": json.dumps(header)})
+    with pytest.raises(InputError, match="nan.omgavatar.*non-finite vertex offsets"):
+        load_avatar(bad)
+
+
 def test_ply_layout_and_round_trip(tmp_path):
     gs = random_set(500, np.random.default_rng(2))
     path = write_ply(tmp_path / "g.ply", gs)
