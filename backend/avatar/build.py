@@ -133,6 +133,15 @@ def render_source(avatar: GaussianAvatar, model: "HeadModel", lod: int, camera: 
     return np.clip(img, 0.0, 1.0), res.alpha[0].detach().cpu().numpy()
 
 
+def tracker_reading(image512: np.ndarray, readings: int) -> np.ndarray | None:
+    """(478, 2) the photo crop as the tracker reads a clip's frames (FaceAnalyzer.tracker_landmarks),
+    or None without a face there (the detail then takes the photo's own landmarks). Runs on the
+    build's preparation thread while the head model is fitted."""
+    from ..face.analyze import FaceAnalyzer
+
+    return FaceAnalyzer.tracker_landmarks(np.asarray(image512), readings)
+
+
 def _resolve_photo(photo) -> tuple[Any, str]:
     """path | LoadedImage | (H, W, 3) array | None (-> bundled sample) -> (input for analyze, name)."""
     from ..face.image import image_from_array, load_image
@@ -453,14 +462,19 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                     obs = analyzer.analyze(image, refine_mask=False)
         photo512 = to_float(obs.image512)
         person_job = prep.submit(matte_and_person)
+        reading_job = (prep.submit(tracker_reading, obs.image512, opts.detail.readings)
+                       if opts.method == "analytic" and opts.detail.enabled and opts.detail.readings > 0 else None)
         if prepared is None:
             with progress.stage("fit"):
                 progress.report(0.1, "fitting the head model")
                 fit = fit_image(model, obs)
-                # the stage holds the wait for the matte made beside the fit: no time falls between rows
+                # the stage holds the wait for the matte (and the tracker's reading) made beside the
+                # fit: no time falls between rows
                 mask, person, matte_fields = person_job.result()
+                seen = reading_job.result() if reading_job is not None else None
         else:
             mask, person, matte_fields = person_job.result()
+            seen = reading_job.result() if reading_job is not None else None
         topology = topology_job.result() if topology_job is not None else None
     params, camera = fit.params, fit.camera
 
@@ -483,8 +497,10 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             with progress.stage("sampling"):
                 progress.report(0.2, "sampling colours per LOD")
                 # the head mesh onto the photo's landmarks first: the head and the parts are made on it
-                offsets = (landmark_detail(model, params, camera, obs.landmarks, opts.detail).offsets
-                           if opts.detail.enabled else np.zeros((model.n_verts, 3), np.float32))
+                offsets = np.zeros((model.n_verts, 3), np.float32)
+                if opts.detail.enabled:
+                    offsets = landmark_detail(model, params, camera, obs.landmarks if seen is None else seen,
+                                              opts.detail).offsets
                 parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
                                         np.array(obs.landmarks, copy=True), opts, offsets)
                 heads = analytic_head(model, params, camera, person, mask, levels, opts, topology, offsets)

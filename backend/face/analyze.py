@@ -124,6 +124,22 @@ class FaceAnalyzer:
     def close(self) -> None:
         self._mp.close()
 
+    @staticmethod
+    def tracker_landmarks(image: np.ndarray, readings: int = 6) -> np.ndarray | None:
+        """(478, 2) float32 px of ``image`` (H, W, 3) uint8 as the tracker reads a clip's frames:
+        mediapipe's face mesh in video mode, the image read ``readings`` times in a row and the
+        last reading kept, or None when no face is found. In that mode a reading starts from the
+        region the one before left, so a new image needs several to come near its settled place
+        (successive readings of the astronaut move 0.77, 0.41, 0.31, 0.26, 0.28 px, then 0.2-0.3 px
+        on); static readings of the same image lie about 0.9 px away (docs/figures/eval.md). A
+        fresh graph every call (5 ms once the models are loaded), so the reading depends on the
+        image alone, not on what was read before."""
+        with MediapipeFace(static=False) as video:
+            lm = None
+            for _ in range(max(1, int(readings))):
+                lm = video.landmarks(image)
+        return None if lm is None else np.ascontiguousarray(lm[:, :2], np.float32)
+
     def __enter__(self) -> "FaceAnalyzer":
         return self
 

@@ -23,9 +23,10 @@ from backend.progress import Progress
 MIN_PSNR_FACE_LOD2 = 25.0        # dB, source view, inside the landmark hull, before refinement
 MAX_LANDMARK_PX_LOD2 = 3.5       # mean px at 512 between mediapipe on our render and on the photo
 MAX_LANDMARK_PX_YAW = 12.0       # mean px at 512, +/-30 deg yaw: mediapipe vs our model's landmarks
-# mean px at 512, source view: mediapipe on our render vs the model's landmarks with the avatar's
-# vertex offsets (measured 0.90; 1.20 against the model without them: avatar.landmark_detail)
-MAX_LANDMARK_PX_MODEL_SOURCE = 1.05
+# mean px at 512, source view: mediapipe on our render, read as the tracker reads a clip (video mode,
+# settled), vs the model's landmarks with the avatar's vertex offsets (measured 0.98; 1.66 against the
+# model without them: avatar.landmark_detail)
+MAX_LANDMARK_PX_MODEL_SOURCE = 1.2
 
 
 @pytest.fixture(scope="module")
@@ -191,13 +192,17 @@ def test_mediapipe_finds_the_face_in_our_renders(built):
             if yaw == 0.0:  # against the photo's own landmarks
                 d = np.linalg.norm(lm[:, :2] - obs.landmarks, axis=1)
                 assert d.mean() < MAX_LANDMARK_PX_LOD2
-                # the head's geometry sits where its paint is: the model's landmarks with the
-                # avatar's offsets are nearer to what mediapipe reads of the render than without
+                # the head's geometry sits where its paint is: read as the tracker reads a clip
+                # (video mode, settled), the render's landmarks lie nearer the model's with the
+                # avatar's offsets than without them
                 inner = valid.copy()
                 inner[468:] = False
-                near = np.linalg.norm(lm[inner, :2] - cam.project(model_lm)[0][inner], axis=1).mean()
-                plain = np.linalg.norm(lm[inner, :2] - cam.project(plain_lm)[0][inner], axis=1).mean()
-                assert near < MAX_LANDMARK_PX_MODEL_SOURCE and near < plain - 0.15, (near, plain)
+                with MediapipeFace(static=False) as video:
+                    for _ in range(6):
+                        seen = video.landmarks((img * 255).astype(np.uint8))
+                near = np.linalg.norm(seen[inner, :2] - cam.project(model_lm)[0][inner], axis=1).mean()
+                plain = np.linalg.norm(seen[inner, :2] - cam.project(plain_lm)[0][inner], axis=1).mean()
+                assert near < MAX_LANDMARK_PX_MODEL_SOURCE and near < plain - 0.3, (near, plain)
             uv, _ = cam.project(model_lm)  # against where our model says the landmarks are
             d = np.linalg.norm(lm[valid, :2] - uv[valid], axis=1)
             assert d.mean() < MAX_LANDMARK_PX_YAW, (yaw, d.mean())

@@ -192,3 +192,23 @@ def test_tracker_uses_the_offsets_only_with_the_identity_they_belong_to(model):
     _, _, no_id_plain = track_landmarks(model, lms, ok, cam, 25.0, opts)
     assert with_off[0] < 0.5 * plain[0], (with_off, plain)
     assert no_id[0] == pytest.approx(no_id_plain[0])
+
+
+def test_tracker_reading_depends_on_the_image_alone():
+    """The detail's landmarks are the photo crop read as the tracker reads a clip (video mode,
+    six readings from a fresh graph): the same image gives the same reading whatever was read
+    before, and it is not the static reading (about 0.9 px away on real photos)."""
+    from backend.avatar.sample_portrait import sample_photo
+    from backend.face.analyze import FaceAnalyzer, shared_analyzer
+
+    with shared_analyzer() as analyzer:
+        obs = analyzer.analyze(sample_photo(), refine_mask=False)
+    img = np.asarray(obs.image512)
+    first = FaceAnalyzer.tracker_landmarks(img)
+    FaceAnalyzer.tracker_landmarks(np.ascontiguousarray(img[:, ::-1]))   # another image in between
+    again = FaceAnalyzer.tracker_landmarks(img)
+    assert first is not None and first.shape == (478, 2)
+    np.testing.assert_array_equal(first, again)
+    moved = np.linalg.norm(first - obs.landmarks[:, :2], axis=1).mean()
+    assert 0.2 < moved < 3.0, moved
+    assert FaceAnalyzer.tracker_landmarks(np.zeros((512, 512, 3), np.uint8)) is None
