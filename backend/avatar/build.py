@@ -133,15 +133,6 @@ def render_source(avatar: GaussianAvatar, model: "HeadModel", lod: int, camera: 
     return np.clip(img, 0.0, 1.0), res.alpha[0].detach().cpu().numpy()
 
 
-def tracker_reading(image512: np.ndarray, readings: int) -> np.ndarray | None:
-    """(478, 2) the photo crop as the tracker reads a clip's frames (FaceAnalyzer.tracker_landmarks),
-    or None without a face there (the detail then takes the photo's own landmarks). Runs on the
-    build's preparation thread while the head model is fitted."""
-    from ..face.analyze import FaceAnalyzer
-
-    return FaceAnalyzer.tracker_landmarks(np.asarray(image512), readings)
-
-
 def _resolve_photo(photo) -> tuple[Any, str]:
     """path | LoadedImage | (H, W, 3) array | None (-> bundled sample) -> (input for analyze, name)."""
     from ..face.image import image_from_array, load_image
@@ -377,7 +368,7 @@ def build_avatar(photo=None, options: BuildOptions | None = None, progress: Prog
 def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None,
                   reconstruct: Reconstructor | None, prepared: tuple[Any, Any, str] | None) -> BuildResult:
     """build_avatar's body (see there)."""
-    from ..face.analyze import shared_analyzer
+    from ..face.analyze import FaceAnalyzer, shared_analyzer
     from ..face.fit import fit_image
     from ..head.loader import load_head_model
 
@@ -462,7 +453,9 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                     obs = analyzer.analyze(image, refine_mask=False)
         photo512 = to_float(obs.image512)
         person_job = prep.submit(matte_and_person)
-        reading_job = (prep.submit(tracker_reading, obs.image512, opts.detail.readings)
+        # the photo crop as the tracker reads a clip (None without a face there: the detail then
+        # takes the photo's own landmarks)
+        reading_job = (prep.submit(FaceAnalyzer.tracker_landmarks, np.asarray(obs.image512), opts.detail.readings)
                        if opts.method == "analytic" and opts.detail.enabled and opts.detail.readings > 0 else None)
         if prepared is None:
             with progress.stage("fit"):

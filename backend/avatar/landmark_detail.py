@@ -48,11 +48,11 @@ class LandmarkDetailOptions:
     the photo crop read as the tracker reads a clip (mediapipe's video mode, this many readings in
     a row, the last kept: face.analyze.FaceAnalyzer.tracker_landmarks), so the tracker finds the
     avatar's landmarks where it finds a clip's; 0 = the photo's own (static) landmarks, about
-    0.9 px away (self-reenactment PSNR full 23.20 with them, 23.38 with six readings:
-    docs/figures/eval.md). outline_weight: the face outline's share against
-    the inner landmarks' 1. 0 by default: mediapipe places the outline by the silhouette, and
-    moving the outline's vertices moved the visibility boundary the texture synthesis fills behind
-    the ear from (the astronaut at -45 deg: local texture 0.0040 with 0.5, 0.0086 with 0,
+    0.9 px away (self-reenactment PSNR full, with the outline moved too: 23.20 with them, 23.38
+    with six readings; docs/figures/eval.md). outline_weight: the face outline's share against the
+    inner landmarks' 1. 0 by default: mediapipe places the outline by the silhouette, and moving
+    the outline's vertices moved the visibility boundary the texture synthesis fills behind the
+    ear from (the astronaut at -45 deg: local texture 0.0040 with 0.5, 0.0086 with 0,
     tests/avatar/test_synthesis.py's floor 0.006). smoothness: the bi-Laplacian's weight against a landmark's (per squared
     edge-length unit: larger spreads each move over more of the mesh and meets the landmarks less
     closely). decay: the pull of every vertex towards no offset (sets how far from the face the
