@@ -42,9 +42,21 @@ def _threshold_px(text: str) -> float:
     return v
 
 
-def add_render_pass_arguments(p: argparse.ArgumentParser) -> None:
+def _frames(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames >= 1, got {text!r}")
+    return v
+
+
+def add_render_pass_arguments(p: argparse.ArgumentParser, keyframes: bool = False) -> None:
     """--render-pass-mode and --render-pass-threshold, beside --render-passes (track, retarget,
-    eval, bench arkit); :func:`render_pass_options` turns them into TrackOptions fields."""
+    eval, bench arkit), and with ``keyframes`` --render-pass-every (track, retarget: the commands
+    whose passes render the whole clip); :func:`render_pass_options` turns them into TrackOptions
+    fields."""
     p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="full",
                    help="what of the render's offset the render passes fit: full (every landmark's own; the "
                         "default), rigid (one 2-D shift a frame: moves the head, keeps the clip's expression) "
@@ -52,11 +64,16 @@ def add_render_pass_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--render-pass-threshold", type=_threshold_px, default=1.0, metavar="PX",
                    help="rigid / similarity: a frame's shift is shrunk by this many px (at 512), the render "
                         "reading's own noise, so a shift within it moves nothing (default 1)")
+    if keyframes:
+        p.add_argument("--render-pass-every", type=_frames, default=1, metavar="N",
+                       help="render and read every N-th frame only and interpolate the passes' offsets "
+                            "between (default 1: every frame)")
 
 
 def render_pass_options(args: argparse.Namespace) -> dict:
     """TrackOptions keyword arguments from :func:`add_render_pass_arguments`' flags."""
-    return {"render_pass_mode": args.render_pass_mode, "render_pass_threshold_px": args.render_pass_threshold}
+    return {"render_pass_mode": args.render_pass_mode, "render_pass_threshold_px": args.render_pass_threshold,
+            "render_pass_every": getattr(args, "render_pass_every", 1)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

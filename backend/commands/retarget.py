@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="N render-and-compare passes after the fit: render the avatar at the fitted parameters, "
                         "read the renders with face mesh and fit again to the clip's landmarks shifted by what "
                         "the render's reading lies off the fit (needs the avatar's identity kept; default 0)")
-    add_render_pass_arguments(p)
+    add_render_pass_arguments(p, keyframes=True)
     p.add_argument("--start", type=int, default=0, help="first video frame (0-based, default 0)")
     p.add_argument("--end", type=int, default=None, help="last video frame (inclusive, default: the last)")
     add_common(p)

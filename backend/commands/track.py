@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --avatar: N render-and-compare passes after the fit (render the avatar at the "
                              "fitted parameters, read the renders with face mesh, fit again to the clip's "
                              "landmarks shifted by what the render's reading lies off the fit; default 0)")
-    add_render_pass_arguments(parser)
+    add_render_pass_arguments(parser, keyframes=True)
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

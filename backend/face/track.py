@@ -121,6 +121,11 @@ class TrackOptions:
                at 512 (render_compare.soft_threshold): mediapipe reads a render of a fit that is
                already right about 1 px off it (d0 frame 75: AKD 0.85 -> 1.16 px with the whole
                shift), so only what exceeds that moves the target.
+    render_pass_every: the passes render and read every this-many-th frame with a face (and the
+               last) and give the frames between the offset interpolated linearly over time: the
+               offset follows the head's turn, which a clip changes slowly, and each render and
+               reading costs far more than a fit (``track_with_render_passes``). 1 = every frame.
+               Only where the passes choose the frames (``frames`` None: track, retarget).
     fit: the photo-fit settings used for the identity frames (priors, weights, components).
     """
 
@@ -144,6 +149,7 @@ class TrackOptions:
     render_passes: int = 0
     render_pass_mode: str = "full"
     render_pass_threshold_px: float = 1.0
+    render_pass_every: int = 1
     fit: FitOptions = field(default_factory=FitOptions)
 
 
@@ -520,6 +526,8 @@ def check_render_pass_options(opts: TrackOptions) -> None:
     if opts.render_pass_mode not in RENDER_PASS_MODES:
         raise InputError(None, f"render pass mode must be one of {', '.join(RENDER_PASS_MODES)}, "
                                f"got {opts.render_pass_mode!r}")
+    if int(opts.render_pass_every) < 1:
+        raise InputError(None, f"render pass interval must be >= 1 frame, got {opts.render_pass_every}")
     t = opts.render_pass_threshold_px
     if not isinstance(t, (int, float)) or not np.isfinite(t) or t < 0:
         raise InputError(None, f"render pass threshold must be a number of px >= 0, got {t!r}")
@@ -537,7 +545,9 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
     ``render_passes`` is not read here: ``passes`` is; ``render_pass_mode`` and
     ``render_pass_threshold_px`` are); reader: renders and reads HeadParams at
     ``camera`` (face.render_compare.RenderReader); frames: the frame indices that are rendered and re-fitted
-    with their offset (default: every frame with a face; others keep the plain target. The fit of
+    with their offset (default: every frame with a face, or every ``opts.render_pass_every``-th of
+    them with the offsets interpolated between (:func:`keyframes`, :func:`interpolate_offsets`);
+    others keep the plain target. The fit of
     a frame does not depend on the others beyond its warm start, so a caller that uses only some
     frames, like eval's self-reenactment, renders only those; with every frame rendered and
     ``opts.smoothing`` on, the offsets are smoothed over time as the landmarks are); measure_last: render and read the
@@ -563,8 +573,11 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
     progress = progress or Progress()
     T = len(landmarks)
     has_face = np.asarray(has_face, bool)
-    sel = np.flatnonzero(has_face) if frames is None else np.asarray(
+    faced = np.flatnonzero(has_face)
+    sel = faced if frames is None else np.asarray(
         [int(i) for i in frames if 0 <= int(i) < T and has_face[int(i)]], np.int64)
+    if frames is None and opts.render_pass_every > 1 and len(sel) > 2:
+        sel = keyframes(sel, int(opts.render_pass_every))
     obs = np.asarray(landmarks, np.float64)
     fitted = np.full((T, *obs.shape[1:]), np.nan)
     params, conf, rmse = track_landmarks(model, landmarks, has_face, camera, fps, opts, progress,
@@ -593,14 +606,43 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
             offset[sel] = rigid_offsets(offset[sel], fitted[sel], inner, mode, opts.render_pass_threshold_px)
         elif not outline:
             offset[:, list(FACE_OVAL)] = 0.0
-        if frames is None and opts.smoothing > 0 and len(sel) >= 3:
+        if len(sel) < len(faced) and frames is None:     # keyframes: the frames between interpolated
+            keyed = offset[sel].copy()
+            keyed[~np.isfinite(read).all(axis=(1, 2))] = np.nan   # an unread key is no key
+            offset[faced] = interpolate_offsets(sel, keyed, faced)
+        elif frames is None and opts.smoothing > 0 and len(sel) >= 3:
             # every frame rendered: the renders' readings jitter as a clip's do, so the offset is
             # smoothed as the observation was (the same filter and cap), lest the re-fit put back
-            # the jitter the smoothing took out of O
+            # the jitter the smoothing took out of O (between keyframes the line is smooth already)
             offset[sel] = smooth_landmarks(offset[sel], fps, opts.smoothing, opts.smooth_max_px)
         params, conf, rmse = track_landmarks(model, landmarks, has_face, camera, fps, opts, progress,
                                              target_offset=offset, fitted_out=fitted, **hold)
     return params, conf, rmse, stats
+
+
+def keyframes(frames: np.ndarray, every: int) -> np.ndarray:
+    """(K,) int64: every ``every``-th of the sorted frame indices ``frames`` (N,), the first and
+    the last always among them."""
+    frames = np.asarray(frames, np.int64)
+    return np.unique(np.concatenate([frames[::max(1, int(every))], frames[-1:]]))
+
+
+def interpolate_offsets(keys: np.ndarray, key_offsets: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(N, L, 2): per-landmark offsets at ``frames`` (N,) linearly interpolated over the frame index
+    from ``key_offsets`` (K, L, 2) at the sorted ``keys`` (K,), held beyond the first and last key.
+    A key whose reading failed (NaN) is left out."""
+    keys = np.asarray(keys, np.float64)
+    vals = np.asarray(key_offsets, np.float64)
+    ok = np.isfinite(vals).all(axis=(1, 2))
+    if not ok.any():
+        return np.zeros((len(frames), *vals.shape[1:]))
+    keys, vals = keys[ok], vals[ok]
+    x = np.asarray(frames, np.float64)
+    j = np.clip(np.searchsorted(keys, x, side="right") - 1, 0, len(keys) - 1)
+    k = np.minimum(j + 1, len(keys) - 1)
+    span = keys[k] - keys[j]
+    w = np.where(span > 0, np.clip((x - keys[j]) / np.where(span > 0, span, 1.0), 0.0, 1.0), 0.0)
+    return vals[j] * (1 - w)[:, None, None] + vals[k] * w[:, None, None]
 
 
 def _hand_turn_to_neck(state: State, global_rotation: torch.Tensor) -> None:

@@ -148,9 +148,16 @@ def test_render_pass_mode_flags_reach_the_options_and_bad_values_are_refused(cap
     for argv in (["track", "v.mp4", "-o", "t.npz", "--avatar", "a"], ["retarget", "a", "v"], ["eval", "--media", "m"]):
         a = p.parse_args([*argv, "--render-passes", "1", "--render-pass-mode", "rigid",
                           "--render-pass-threshold", "0.5"])
-        assert render_pass_options(a) == {"render_pass_mode": "rigid", "render_pass_threshold_px": 0.5}
+        assert render_pass_options(a) == {"render_pass_mode": "rigid", "render_pass_threshold_px": 0.5,
+                                          "render_pass_every": 1}
         d = p.parse_args(argv)
-        assert render_pass_options(d) == {"render_pass_mode": "full", "render_pass_threshold_px": 1.0}
+        assert render_pass_options(d) == {"render_pass_mode": "full", "render_pass_threshold_px": 1.0,
+                                          "render_pass_every": 1}
+        if argv[0] != "eval":      # eval renders only the frames it scores: no keyframes
+            assert render_pass_options(p.parse_args([*argv, "--render-pass-every", "6"]))["render_pass_every"] == 6
+            with pytest.raises(SystemExit):
+                p.parse_args([*argv, "--render-pass-every", "0"])
+            assert "--render-pass-every" in capsys.readouterr().err
         for bad in (["--render-pass-mode", "shift"], ["--render-pass-threshold", "-1"],
                     ["--render-pass-threshold", "nan"], ["--render-pass-threshold", "px"]):
             with pytest.raises(SystemExit):
