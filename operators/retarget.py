@@ -43,6 +43,7 @@ class RetargetRequest:
     key_tolerance: float = 0.0       # keyframes.reduce_channels (0 = a key on every frame)
     identity: bool | None = None     # track with the rig's identity (True), the clip's (False), or
                                      # None: the rig's when it was built from this clip (motion.keeps_identity)
+    lod: object | None = None        # scene_read.SceneLOD the render pass renders (None: the plain fit)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class RetargetResult:
     seconds: dict[str, float] = field(default_factory=dict)
     frames_without_face: list[int] = field(default_factory=list)
     identity: str = "clip"           # whose identity the tracker used: "avatar" (the rig's) or "clip"
+    render_pass: bool = False        # the head was moved onto the avatar's render (face.track.DRIVING_PASSES)
 
 
 def retarget_work(req: RetargetRequest):
@@ -67,11 +69,22 @@ def retarget_work(req: RetargetRequest):
 
         keep = (not req.is_track_file and req.info.shape.size > 0
                 and keeps_identity(req.identity, req.info.built_from, req.path))
+        render_avatar = None
+        if keep and req.lod is not None:     # the render-and-compare pass renders the rig's own Gaussians
+            from ..backend.head.loader import load_head_model
+            from ..omg_blender_addon.scene_read import gaussian_avatar
+
+            from ..omg_blender_addon.scene_read import SceneError
+
+            try:
+                render_avatar = gaussian_avatar(req.info, req.lod, load_head_model(req.info.head_model_path))
+            except SceneError:      # the scene's Gaussians do not fit the head model: the plain fit
+                render_avatar = None
         perf = load_performance(PerformanceRequest(
             req.path, req.is_track_file, req.frame_start, req.frame_end, req.smoothing,
             fps=None if req.match_scene_fps else req.scene_fps, head_model_path=req.info.head_model_path,
             avatar_shape=req.info.shape, avatar_pose=req.info.source_pose,  # the rig's photo pose holds global
-            keep_identity=keep, avatar_head=req.info.head_rest,
+            keep_identity=keep, avatar_head=req.info.head_rest, render_avatar=render_avatar,
         ), progress)
         t1 = time.perf_counter()
         channels = reduce_channels(plan_channels(perf.params, req.info, req.apply, perf.expr_names),
@@ -83,7 +96,7 @@ def retarget_work(req: RetargetRequest):
             Path(req.track_out).parent.mkdir(parents=True, exist_ok=True)
             perf.track.save(req.track_out)
         return RetargetResult(channels, perf.fps, perf.source_fps, perf.n_source_frames, perf.source, secs,
-                              perf.frames_without_face, "avatar" if keep else "clip")
+                              perf.frames_without_face, "avatar" if keep else "clip", render_avatar is not None)
 
     return work
 
@@ -154,18 +167,29 @@ class _RetargetBase(jobs.FileJobOperator):
         if not (opts.expression or opts.jaw or opts.eyes or opts.neck or opts.global_motion):
             self.report({"ERROR"}, "nothing to apply: enable at least one of expression, jaw, eyes, neck, head motion")
             return None
+        lod = None
+        if self._render_pass():
+            from ..omg_blender_addon.scene_read import read_lod
+
+            try:
+                lod = read_lod(rig, info.lod)
+            except SceneError as exc:   # no Gaussians to render: the plain fit, and say why
+                self.report({"WARNING"}, f"render pass skipped: {exc}")
         self._t0 = time.perf_counter()
         return RetargetRequest(path=path, info=info, frame_start=self.frame_start, frame_end=self.frame_end,
                                smoothing=float(self.smoothing), apply=opts,
                                match_scene_fps=bool(self.match_scene_fps), scene_fps=scene_fps(context.scene),
                                track_out=self._track_out(), is_track_file=self._is_track_file,
-                               key_tolerance=float(self.key_tolerance), identity=self._identity())
+                               key_tolerance=float(self.key_tolerance), identity=self._identity(), lod=lod)
 
     def _track_out(self) -> str | None:
         return None
 
     def _identity(self) -> bool | None:
         return None
+
+    def _render_pass(self) -> bool:
+        return False
 
     def _applied(self, context) -> None:
         """Hook run on the UI thread after the keys are written (subclasses store settings)."""
@@ -203,7 +227,7 @@ class _RetargetBase(jobs.FileJobOperator):
             "actions": stats.actions, "clipped": ch.clipped, "frames_without_face": result.frames_without_face,
             "seconds": {**result.seconds, "keyframes": keying, "total": total},
             "throughput_fps": result.n_source_frames / total if total > 0 else 0.0,
-            "identity": result.identity,
+            "identity": result.identity, "render_pass": result.render_pass,
         }
         context.window_manager[REPORT_KEY] = report
         msg = (f"{rig.name}: {ch.n_frames} frames keyed ({stats.curves} curves) at {result.fps:.3g} fps, "
@@ -213,7 +237,7 @@ class _RetargetBase(jobs.FileJobOperator):
         if ch.clipped:
             msg += f"; {ch.clipped} expression values clipped to the slider range"
         if result.identity == "avatar":
-            msg += "; tracked with the avatar's identity"
+            msg += "; tracked with the avatar's identity" + (" and matched to its render" if result.render_pass else "")
         self.report({"INFO"}, msg)
 
 
@@ -240,8 +264,17 @@ class OMG_AVATAR_OT_retarget_video(_RetargetBase, bpy.types.Operator):
     def _track_out(self) -> str | None:
         return bpy.path.abspath(self.track_path) if self.track_path else None
 
+    render_pass: BoolProperty(
+        name="Match the Avatar's Render", default=True,
+        description="With the avatar's identity: render the avatar at every 6th tracked frame, read it with "
+                    "face mesh and move the head by what the render lies off the clip (head turns land "
+                    "closer; tracking takes about twice as long)")
+
     def _identity(self) -> bool | None:
         return {"AVATAR": True, "CLIP": False}.get(self.identity)
+
+    def _render_pass(self) -> bool:
+        return bool(self.render_pass)
 
 
 class OMG_AVATAR_OT_apply_track(_RetargetBase, bpy.types.Operator):

@@ -65,11 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="self-reenactment: fit the clip with the tracker's landmark offsets to the avatar "
                              "(avatar.calibrate.landmark_offsets: 3 renders + face-mesh readings per clip; "
                              "depth: their depth only); a diagnostic, off by default")
-    parser.add_argument("--render-passes", type=int, default=0, metavar="N",
+    parser.add_argument("--render-passes", type=int, default=1, metavar="N",
                         help="self-reenactment: N render-and-compare passes after the fit (face.render_compare: "
                              "render the avatar at the fitted parameters, read the renders with face mesh, fit "
                              "again to the clip's landmarks shifted by the render's offset; only the scored "
-                             "frames are rendered; default 0)")
+                             "frames are rendered; default 1, as track --avatar and retarget drive an avatar; 0: "
+                             "the plain fit)")
     from .render import add_render_pass_arguments
 
     add_render_pass_arguments(parser)

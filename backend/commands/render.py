@@ -57,23 +57,32 @@ def add_render_pass_arguments(p: argparse.ArgumentParser, keyframes: bool = Fals
     eval, bench arkit), and with ``keyframes`` --render-pass-every (track, retarget: the commands
     whose passes render the whole clip); :func:`render_pass_options` turns them into TrackOptions
     fields."""
-    p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="full",
-                   help="what of the render's offset the render passes fit: full (every landmark's own; the "
-                        "default), rigid (one 2-D shift a frame: moves the head, keeps the clip's expression) "
-                        "or similarity (a shift, rotation and scale in the image)")
+    p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="rigid",
+                   help="what of the render's offset the render passes fit: rigid (one 2-D shift a frame: moves "
+                        "the head, keeps the clip's expression; the default), full (every landmark's own) or "
+                        "similarity (a shift, rotation and scale in the image)")
     p.add_argument("--render-pass-threshold", type=_threshold_px, default=1.0, metavar="PX",
                    help="rigid / similarity: a frame's shift is shrunk by this many px (at 512), the render "
                         "reading's own noise, so a shift within it moves nothing (default 1)")
     if keyframes:
-        p.add_argument("--render-pass-every", type=_frames, default=1, metavar="N",
+        p.add_argument("--render-pass-every", type=_frames, default=6, metavar="N",
                        help="render and read every N-th frame only and interpolate the passes' offsets "
-                            "between (default 1: every frame)")
+                            "between (default 6; 1: every frame)")
 
 
 def render_pass_options(args: argparse.Namespace) -> dict:
     """TrackOptions keyword arguments from :func:`add_render_pass_arguments`' flags."""
     return {"render_pass_mode": args.render_pass_mode, "render_pass_threshold_px": args.render_pass_threshold,
             "render_pass_every": getattr(args, "render_pass_every", 1)}
+
+
+def resolved_passes(requested: int | None, identity_kept: bool) -> int:
+    """--render-passes as given, or by default (None) face.track.DRIVING_PASSES' one pass when the
+    avatar's identity is kept (the passes compare the avatar's render with its own fitted head) and
+    none otherwise."""
+    if requested is not None:
+        return int(requested)
+    return 1 if identity_kept else 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .render import add_common, add_render_pass_arguments, preview_options, render_pass_options
+from .render import add_common, add_render_pass_arguments, preview_options, render_pass_options, resolved_passes
 
 HELP = "avatar + video -> tracked, rendered reenactment video"
 
@@ -26,10 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", default=None, metavar="NPZ",
                    help="calibrate the tracker to the avatar (stand-in avatars): read this file, or when it does "
                         "not exist yet, render the avatar's expressions, calibrate and write it here")
-    p.add_argument("--render-passes", type=int, default=0, metavar="N",
+    p.add_argument("--render-passes", type=int, default=None, metavar="N",
                    help="N render-and-compare passes after the fit: render the avatar at the fitted parameters, "
                         "read the renders with face mesh and fit again to the clip's landmarks shifted by what "
-                        "the render's reading lies off the fit (needs the avatar's identity kept; default 0)")
+                        "the render's reading lies off the fit (needs the avatar's identity kept; default 1 "
+                        "when it is kept, 0 otherwise)")
     add_render_pass_arguments(p, keyframes=True)
     p.add_argument("--start", type=int, default=0, help="first video frame (0-based, default 0)")
     p.add_argument("--end", type=int, default=None, help="last video frame (inclusive, default: the last)")
@@ -77,11 +78,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.smoothing < 0:
         raise SystemExit("--smoothing must be >= 0")
-    if args.render_passes < 0:
+    if args.render_passes is not None and args.render_passes < 0:
         raise SystemExit("--render-passes must be >= 0")
     opts = preview_options(args)
     avatar, model = load_avatar_and_model(args.avatar, args.head_model)
     hold = hold_for(avatar, args.video, args.keep_identity)
+    args.render_passes = resolved_passes(args.render_passes, hold["identity"] is not None)
     if args.calibration:
         from ..avatar.calibrate import calibration_for
 

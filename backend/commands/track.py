@@ -30,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --avatar and no --calibration: fit with the landmark offsets to the avatar "
                              "(3 renders read by face mesh: where the avatar shows each landmark against the "
                              "head model's embedding; depth: their depth only), as eval --tracker-offsets")
-    parser.add_argument("--render-passes", type=int, default=0, metavar="N",
+    parser.add_argument("--render-passes", type=int, default=None, metavar="N",
                         help="with --avatar: N render-and-compare passes after the fit (render the avatar at the "
                              "fitted parameters, read the renders with face mesh, fit again to the clip's "
-                             "landmarks shifted by what the render's reading lies off the fit; default 0)")
+                             "landmarks shifted by what the render's reading lies off the fit; default 1 with "
+                             "--avatar, 0 without)")
     add_render_pass_arguments(parser, keyframes=True)
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of image-sequence folders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,13 +53,14 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, [*inputs, args.output], what="--json file")
     from ..errors import InputError
     from ..face.track import TrackOptions, avatar_hold, track_video
-    from .render import render_pass_options
+    from .render import render_pass_options, resolved_passes
     from ..head.loader import load_head_model
     from ..progress import tqdm_progress
     from ..stats import write_json
 
     if args.smoothing < 0:
         raise InputError(None, f"--smoothing must be >= 0, got {args.smoothing}")
+    args.render_passes = resolved_passes(args.render_passes, bool(args.avatar))
     if args.render_passes < 0:
         raise InputError(None, f"--render-passes must be >= 0, got {args.render_passes}")
     if args.render_passes and not args.avatar:

@@ -34,8 +34,8 @@ class EvalOptions:
     views: int = 8                    # multiview: views picked among the clip's first 60 %
     calibrate: bool = False           # self-reenactment: tracker calibrated to the avatar (--calibrate-tracker)
     tracker_offsets: str = ""         # self-reenactment: the tracker's landmark offsets ("", "full", "depth")
-    render_passes: int = 0            # self-reenactment: the tracker's render-and-compare passes (--render-passes)
-    render_pass_mode: str = "full"    # self-reenactment: what the passes fit (--render-pass-mode; TrackOptions)
+    render_passes: int = 1            # self-reenactment, multi-view: the tracker's render-and-compare passes (--render-passes; face.track.DRIVING_PASSES)
+    render_pass_mode: str = "rigid"   # self-reenactment, multi-view: what the passes fit (--render-pass-mode; TrackOptions)
     render_pass_threshold_px: float = 1.0   # self-reenactment: rigid modes' soft threshold (--render-pass-threshold)
 
 

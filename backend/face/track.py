@@ -153,6 +153,17 @@ class TrackOptions:
     fit: FitOptions = field(default_factory=FitOptions)
 
 
+#: How the product drives an avatar that keeps its identity (track --avatar, retarget, Blender's
+#: Retarget Video, eval's self-reenactment and multi-view protocols): one rigid render-and-compare pass
+#: (the render's mean offset inside the outline, beyond the reading's 1 px noise, moves the head) over
+#: every 6th frame, interpolated between. Measured: self-reenactment AKD 2.26 -> 2.14 px (d3's head
+#: turns 2.42 -> 2.13), PSNR full +0.02 dB, mouth PSNR -0.01 dB; the track of d3 about twice as long
+#: (docs/figures/eval.md, twenty-second session). TrackOptions' own defaults stay the plain fit: the
+#: passes need the avatar to render.
+DRIVING_PASSES = {"render_passes": 1, "render_pass_mode": "rigid", "render_pass_threshold_px": 1.0,
+                  "render_pass_every": 6}
+
+
 @dataclass
 class Track:
     """Tracked parameters of a clip.

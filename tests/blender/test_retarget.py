@@ -170,6 +170,7 @@ for choice, out in (("AUTO", OWN_TRACK), ("CLIP", CLIP_TRACK)):
     m = motion_io.load_motion(out)
     RESULT["identity_" + choice] = {
         "res": res, "report": bpy.context.window_manager["omg_avatar_retarget_report"]["identity"],
+        "render_pass": bool(bpy.context.window_manager["omg_avatar_retarget_report"]["render_pass"]),
         "shape_diff": float(np.abs(m.params.shape - info.shape).max()),
         "jaw": m.params.pose[:, 2, 0].tolist()}
 del rig["omg_built_from"]
@@ -239,11 +240,15 @@ def test_retarget_keeps_the_identity_of_a_rig_built_from_the_clip(child):
     """Retarget Video fits only pose, expression and camera with the rig's identity when the rig was
     built from the clip it is driven by (Identity: Auto; the rig records its clip as omg_built_from),
     and the clip's own identity for a rig built from a photo or with Identity: Clip. With the kept
-    identity the known jaw is still recovered."""
+    identity the tracker also matches the rig's render (the scene's Gaussians rendered and read) and
+    the known jaw is still recovered."""
     r, clip = child
     photo, own, other = r["identity_photo_rig"], r["identity_AUTO"], r["identity_CLIP"]
     assert photo["report"] == "clip" and photo["shape_diff"] > 1e-3, photo
     assert own["res"] == ["FINISHED"] and own["report"] == "avatar", own
+    # with its identity the rig's own Gaussians were rendered and read (the render pass, by default);
+    # with the clip's there is nothing to compare the render with
+    assert own["render_pass"] and not other["render_pass"], (own, other)
     assert own["shape_diff"] == 0.0, own  # the rig's identity exactly (float32 both ways)
     assert other["res"] == ["FINISHED"] and other["report"] == "clip" and other["shape_diff"] > 1e-3, other
     rr = pearson(np.array(own["jaw"]), clip.jaw)

@@ -92,11 +92,35 @@ def test_track_cli_render_passes_change_the_fit(astronaut, preview_assets, tmp_p
     _, _, path = astronaut
     clip = synthetic_clip(preview_assets)
     base = ["track", str(clip.path), "--avatar", str(path), "--smoothing", "0", "--no-progress"]
-    assert main([*base, "-o", str(tmp_path / "plain.npz")]) == 0
-    assert main([*base, "-o", str(tmp_path / "passes.npz"), "--render-passes", "1"]) == 0
+    assert main([*base, "-o", str(tmp_path / "plain.npz"), "--render-passes", "0"]) == 0
+    assert main([*base, "-o", str(tmp_path / "passes.npz"), "--render-passes", "1", "--render-pass-mode", "full",
+                 "--render-pass-every", "1"]) == 0
     plain, passes = Track.load(tmp_path / "plain.npz").params, Track.load(tmp_path / "passes.npz").params
     np.testing.assert_array_equal(plain.shape, passes.shape)          # the avatar's identity, both
     assert np.abs(plain.pose - passes.pose).max() > 1e-4               # the passes moved the fit
+
+
+def test_the_driving_defaults_one_rigid_keyframed_pass_with_the_avatars_identity():
+    """track --avatar and retarget with the avatar's identity drive with face.track.DRIVING_PASSES
+    unless told otherwise; without the identity (or the avatar) there is no pass; eval scores that."""
+    from backend.cli import build_parser
+    from backend.commands.render import render_pass_options, resolved_passes
+    from backend.eval.protocols.reenactment import ReenactmentOptions
+    from backend.eval.run import EvalOptions
+    from backend.face.track import DRIVING_PASSES
+
+    p = build_parser()
+    for argv in (["track", "v.mp4", "-o", "t.npz", "--avatar", "a"], ["retarget", "a", "v"]):
+        a = p.parse_args(argv)
+        assert a.render_passes is None
+        assert {"render_passes": resolved_passes(a.render_passes, True), **render_pass_options(a)} == DRIVING_PASSES
+        assert resolved_passes(a.render_passes, False) == 0
+        assert resolved_passes(p.parse_args([*argv, "--render-passes", "0"]).render_passes, True) == 0
+    e = p.parse_args(["eval", "--media", "m"])
+    assert (e.render_passes, e.render_pass_mode, e.render_pass_threshold) == (1, "rigid", 1.0)
+    for o in (EvalOptions(), ReenactmentOptions()):
+        assert (o.render_passes, o.render_pass_mode, o.render_pass_threshold_px) == (
+            DRIVING_PASSES["render_passes"], DRIVING_PASSES["render_pass_mode"], DRIVING_PASSES["render_pass_threshold_px"])
 
 
 def test_render_passes_without_an_avatar_are_refused(tmp_path, capsys):
@@ -125,7 +149,7 @@ def test_eval_and_bench_parse_render_passes():
 
     p = build_parser()
     assert p.parse_args(["eval", "--media", "m", "--render-passes", "2"]).render_passes == 2
-    assert p.parse_args(["eval", "--media", "m"]).render_passes == 0
+    assert p.parse_args(["eval", "--media", "m"]).render_passes == 1     # as the product drives
     import argparse
 
     bp = argparse.ArgumentParser()
@@ -146,15 +170,16 @@ def test_render_pass_mode_flags_reach_the_options_and_bad_values_are_refused(cap
     assert RENDER_PASS_MODES == MODES
     p = build_parser()
     for argv in (["track", "v.mp4", "-o", "t.npz", "--avatar", "a"], ["retarget", "a", "v"], ["eval", "--media", "m"]):
-        a = p.parse_args([*argv, "--render-passes", "1", "--render-pass-mode", "rigid",
+        every = 1 if argv[0] == "eval" else 6      # eval renders only the frames it scores: no keyframes
+        a = p.parse_args([*argv, "--render-passes", "1", "--render-pass-mode", "full",
                           "--render-pass-threshold", "0.5"])
-        assert render_pass_options(a) == {"render_pass_mode": "rigid", "render_pass_threshold_px": 0.5,
-                                          "render_pass_every": 1}
+        assert render_pass_options(a) == {"render_pass_mode": "full", "render_pass_threshold_px": 0.5,
+                                          "render_pass_every": every}
         d = p.parse_args(argv)
-        assert render_pass_options(d) == {"render_pass_mode": "full", "render_pass_threshold_px": 1.0,
-                                          "render_pass_every": 1}
-        if argv[0] != "eval":      # eval renders only the frames it scores: no keyframes
-            assert render_pass_options(p.parse_args([*argv, "--render-pass-every", "6"]))["render_pass_every"] == 6
+        assert render_pass_options(d) == {"render_pass_mode": "rigid", "render_pass_threshold_px": 1.0,
+                                          "render_pass_every": every}
+        if argv[0] != "eval":
+            assert render_pass_options(p.parse_args([*argv, "--render-pass-every", "3"]))["render_pass_every"] == 3
             with pytest.raises(SystemExit):
                 p.parse_args([*argv, "--render-pass-every", "0"])
             assert "--render-pass-every" in capsys.readouterr().err
@@ -238,9 +263,9 @@ def test_self_reenactment_refit_renders_only_the_kept_frames(astronaut, preview_
     kept = {0: None, 8: None, 16: None}
     tc = SimpleNamespace(track=track, frames=kept, path=None)
     build = SimpleNamespace(avatar=avatar, model=model, observation=SimpleNamespace(crop=track.crop))
-    plain, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,)))
+    plain, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,), render_passes=0))
     assert calls == []
-    passes, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,), render_passes=1))
+    passes, _ = refit_for_avatar(tc, build, ReenactmentOptions(lods=(0,), render_passes=1, render_pass_mode="full"))
     assert [(n, c) for n, c, _ in calls] == [(2, track.crop)]     # frames 8 and 16, frame 0 is the photo
     moved = np.abs(passes.pose - plain.pose).max(axis=(1, 2))
     assert moved[[8, 16]].min() > 1e-4

@@ -46,8 +46,8 @@ class ReenactmentOptions:
     track: dict[str, Any] = field(default_factory=dict)   # TrackOptions overrides
     calibrate: bool = False         # self-reenactment: track with the tracker calibrated to the avatar
     tracker_offsets: str = ""       # self-reenactment: the tracker's landmark offsets to the avatar: "", "full", "depth"
-    render_passes: int = 0          # self-reenactment: render-and-compare passes (face.render_compare) on the kept frames
-    render_pass_mode: str = "full"  # their TrackOptions.render_pass_mode: "full", "rigid", "similarity"
+    render_passes: int = 1          # render-and-compare passes (face.render_compare) on the kept frames, as the product drives (face.track.DRIVING_PASSES)
+    render_pass_mode: str = "rigid"  # their TrackOptions.render_pass_mode: "full", "rigid", "similarity"
     render_pass_threshold_px: float = 1.0   # their TrackOptions.render_pass_threshold_px (rigid modes)
 
 
