@@ -72,9 +72,7 @@ def retarget_work(req: RetargetRequest):
         render_avatar = None
         if keep and req.lod is not None:     # the render-and-compare pass renders the rig's own Gaussians
             from ..backend.head.loader import load_head_model
-            from ..omg_blender_addon.scene_read import gaussian_avatar
-
-            from ..omg_blender_addon.scene_read import SceneError
+            from ..omg_blender_addon.scene_read import SceneError, gaussian_avatar
 
             try:
                 render_avatar = gaussian_avatar(req.info, req.lod, load_head_model(req.info.head_model_path))
