@@ -69,20 +69,23 @@ def retarget_work(req: RetargetRequest):
 
         keep = (not req.is_track_file and req.info.shape.size > 0
                 and keeps_identity(req.identity, req.info.built_from, req.path))
-        render_avatar = None
+        reader = None
         if keep and req.lod is not None:     # the render-and-compare pass renders the rig's own Gaussians
+            from ..backend.avatar.render_compare import AvatarReader
+            from ..backend.errors import InputError
             from ..backend.head.loader import load_head_model
             from ..omg_blender_addon.scene_read import SceneError, gaussian_avatar
 
+            model = load_head_model(req.info.head_model_path)
             try:
-                render_avatar = gaussian_avatar(req.info, req.lod, load_head_model(req.info.head_model_path))
-            except SceneError:      # the scene's Gaussians do not fit the head model: the plain fit
-                render_avatar = None
+                reader = AvatarReader(gaussian_avatar(req.info, req.lod, model), model)
+            except (SceneError, InputError):    # the scene's Gaussians do not fit the head model: the plain fit
+                reader = None
         perf = load_performance(PerformanceRequest(
             req.path, req.is_track_file, req.frame_start, req.frame_end, req.smoothing,
             fps=None if req.match_scene_fps else req.scene_fps, head_model_path=req.info.head_model_path,
             avatar_shape=req.info.shape, avatar_pose=req.info.source_pose,  # the rig's photo pose holds global
-            keep_identity=keep, avatar_head=req.info.head_rest, render_avatar=render_avatar,
+            keep_identity=keep, avatar_head=req.info.head_rest, render_reader=reader,
         ), progress)
         t1 = time.perf_counter()
         channels = reduce_channels(plan_channels(perf.params, req.info, req.apply, perf.expr_names),
@@ -94,7 +97,7 @@ def retarget_work(req: RetargetRequest):
             Path(req.track_out).parent.mkdir(parents=True, exist_ok=True)
             perf.track.save(req.track_out)
         return RetargetResult(channels, perf.fps, perf.source_fps, perf.n_source_frames, perf.source, secs,
-                              perf.frames_without_face, "avatar" if keep else "clip", render_avatar is not None)
+                              perf.frames_without_face, "avatar" if keep else "clip", reader is not None)
 
     return work
 

@@ -37,9 +37,10 @@ class PerformanceRequest:
     avatar_shape (S,), avatar_pose (5, 3): the avatar the video will drive (its identity and its
     photo's joints), so tracking holds it as the CLI's retarget and the evaluation do
     (face.track.avatar_hold; the identity only with keep_identity); None = track the clip alone.
-    render_avatar: that avatar as a GaussianAvatar (Blender: scene_read.gaussian_avatar of the shown
-    LOD): with keep_identity, the tracker's render-and-compare pass renders and reads it as
-    ``track --avatar`` and ``retarget`` do (face.track.DRIVING_PASSES); None = the plain fit.
+    render_reader: renders and reads that avatar (a face.render_compare.RenderReader, e.g.
+    avatar.render_compare.AvatarReader of the rig's Gaussians in Blender): with keep_identity, the
+    tracker's render-and-compare pass uses it as ``track --avatar`` and ``retarget`` do
+    (face.track.DRIVING_PASSES); None = the plain fit.
     avatar_head (V, 3) float32 metres, model frame: that avatar's rest head (the rig's head-mesh
     basis: shaped template + its vertex_offsets), whose offsets are kept with the identity; None =
     none."""
@@ -55,7 +56,7 @@ class PerformanceRequest:
     avatar_pose: np.ndarray | None = None
     keep_identity: bool = False
     avatar_head: np.ndarray | None = None
-    render_avatar: object | None = None
+    render_reader: object | None = None
 
 
 @dataclass
@@ -108,12 +109,10 @@ def load_performance(req: PerformanceRequest, progress: Progress | None = None) 
         hold = {} if req.avatar_pose is None else avatar_hold(req.avatar_shape, req.avatar_pose, req.keep_identity,
                                                                _rest_offsets(model, req))
         passes = {}
-        if req.render_avatar is not None and hold.get("identity") is not None:
+        if req.render_reader is not None and hold.get("identity") is not None:
             # the pass compares the avatar's render with its own fitted head: only with its identity
-            from ..avatar.render_compare import AvatarReader
-
             passes = dict(DRIVING_PASSES)
-            hold["reader"] = AvatarReader(req.render_avatar, model)
+            hold["reader"] = req.render_reader
         # torso=False: the rig these keys go to has no torso bone, so the per-frame segmentation
         # the torso channel needs would only slow the tracking down
         track = track_video(req.path, model, TrackOptions(smoothing=req.smoothing, torso=False, **passes), progress,
