@@ -53,6 +53,7 @@ class OMG_AVATAR_PT_retarget(_OMGPanel, bpy.types.Panel):
         row.prop(s, "apply_global", toggle=True)
         layout.prop(s, "match_scene_fps")
         layout.prop(s, "identity")
+        layout.prop(s, "render_pass")
         layout.prop(s, "save_track")
         sub = layout.column()
         sub.enabled = rig is not None and bool(s.video_path)
@@ -62,6 +63,7 @@ class OMG_AVATAR_PT_retarget(_OMGPanel, bpy.types.Panel):
         op.smoothing = s.smoothing
         op.track_path = s.save_track
         op.identity = s.identity
+        op.render_pass = s.render_pass
         _options(op, s)
         layout.separator()
         layout.prop(s, "track_path")

@@ -164,9 +164,12 @@ RESULT["modes_paths"] = sorted({c[0] for c in curves(rig) if any(x >= 301 for x 
 # 8. (step 3c) the rig built from this clip: Identity Auto keeps the rig's identity, Clip fits the clip's
 info = scene_read.read_rig(rig)
 rig["omg_built_from"] = Path(CLIP).name
-for choice, out in (("AUTO", OWN_TRACK), ("CLIP", CLIP_TRACK)):
-    res = sorted(bpy.ops.omg_avatar.retarget_video(filepath=CLIP, avatar=rig.name, track_path=out, identity=choice,
-                                                   new_take=True))
+RESULT["render_pass_setting"] = bool(scene.omg_avatar_animation.render_pass)   # the panel's, on by default
+for choice, out, render_pass in (("AUTO", OWN_TRACK, True), ("CLIP", CLIP_TRACK, True),
+                                 ("AUTO_PLAIN", OWN_TRACK + ".plain.npz", False)):
+    res = sorted(bpy.ops.omg_avatar.retarget_video(filepath=CLIP, avatar=rig.name, track_path=out,
+                                                   identity=choice.split("_")[0], new_take=True,
+                                                   render_pass=render_pass))
     m = motion_io.load_motion(out)
     RESULT["identity_" + choice] = {
         "res": res, "report": bpy.context.window_manager["omg_avatar_retarget_report"]["identity"],
@@ -249,6 +252,8 @@ def test_retarget_keeps_the_identity_of_a_rig_built_from_the_clip(child):
     # with its identity the rig's own Gaussians were rendered and read (the render pass, by default);
     # with the clip's there is nothing to compare the render with
     assert own["render_pass"] and not other["render_pass"], (own, other)
+    plain = r["identity_AUTO_PLAIN"]           # switched off: the identity kept, no render
+    assert r["render_pass_setting"] and plain["report"] == "avatar" and not plain["render_pass"], plain
     assert own["shape_diff"] == 0.0, own  # the rig's identity exactly (float32 both ways)
     assert other["res"] == ["FINISHED"] and other["report"] == "clip" and other["shape_diff"] > 1e-3, other
     rr = pearson(np.array(own["jaw"]), clip.jaw)
