@@ -169,7 +169,9 @@ class _RetargetBase(jobs.FileJobOperator):
             self.report({"ERROR"}, "nothing to apply: enable at least one of expression, jaw, eyes, neck, head motion")
             return None
         lod = None
-        if self._render_pass():
+        # the worker decides whether the identity is kept (motion.keeps_identity, beside torch); the
+        # LOD is copied here unless it plainly is not (Identity: Clip, or a rig without an identity)
+        if self._render_pass() and self._identity() is not False and info.shape.size > 0:
             from ..omg_blender_addon.scene_read import read_lod
 
             try:

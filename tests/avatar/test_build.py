@@ -170,6 +170,7 @@ def test_no_holes_from_source_and_yaw(built):
 
 
 def test_mediapipe_finds_the_face_in_our_renders(built):
+    from backend.face.analyze import FaceAnalyzer
     from backend.face.mediapipe_face import MediapipeFace
 
     result, _ = built
@@ -197,9 +198,7 @@ def test_mediapipe_finds_the_face_in_our_renders(built):
                 # avatar's offsets than without them
                 inner = valid.copy()
                 inner[468:] = False
-                with MediapipeFace(static=False) as video:
-                    for _ in range(6):
-                        seen = video.landmarks((img * 255).astype(np.uint8))
+                seen = FaceAnalyzer.tracker_landmarks((img * 255).astype(np.uint8))
                 near = np.linalg.norm(seen[inner, :2] - cam.project(model_lm)[0][inner], axis=1).mean()
                 plain = np.linalg.norm(seen[inner, :2] - cam.project(plain_lm)[0][inner], axis=1).mean()
                 assert near < MAX_LANDMARK_PX_MODEL_SOURCE and near < plain - 0.3, (near, plain)

@@ -123,6 +123,33 @@ def test_the_driving_defaults_one_rigid_keyframed_pass_with_the_avatars_identity
             DRIVING_PASSES["render_passes"], DRIVING_PASSES["render_pass_mode"], DRIVING_PASSES["render_pass_threshold_px"])
 
 
+def test_a_performance_with_the_avatars_render_reads_every_6th_frame_only_with_its_identity(astronaut, preview_assets):
+    """motion.load_performance (Blender's Retarget Video) with a render reader: the keyframed rigid
+    pass of face.track.DRIVING_PASSES reads the avatar's render at every 6th frame (and the last)
+    when the identity is kept, and never without it."""
+    from backend.avatar.render_compare import AvatarReader
+    from backend.motion import PerformanceRequest, load_performance
+
+    avatar, model, _ = astronaut
+    clip = synthetic_clip(preview_assets)
+
+    class Counting(AvatarReader):
+        frames: list[int] = []
+
+        def __call__(self, params, camera, progress=None, **kw):
+            self.frames.append(params.n_frames)
+            return super().__call__(params, camera, progress, **kw)
+
+    T = clip.params.n_frames
+    for keep, expected in ((True, [len(range(0, T, 6)) + (0 if (T - 1) % 6 == 0 else 1)]), (False, [])):
+        reader = Counting(avatar, model)
+        reader.frames = []
+        perf = load_performance(PerformanceRequest(str(clip.path), avatar_shape=avatar.params.shape,
+                                                   avatar_pose=avatar.params.pose[0], keep_identity=keep,
+                                                   render_reader=reader))
+        assert perf.params.n_frames == T and reader.frames == expected, (keep, reader.frames)
+
+
 def test_render_passes_without_an_avatar_are_refused(tmp_path, capsys):
     out = tmp_path / "t.npz"
     assert main(["track", str(tmp_path / "clip.mp4"), "-o", str(out), "--render-passes", "1"]) == 1
