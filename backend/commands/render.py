@@ -29,7 +29,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 #: face.render_compare.RENDER_PASS_MODES, written out so that building the parser imports no torch
 #: (tests/preview/test_render_passes.py checks they are the same)
-RENDER_PASS_MODES = ("full", "rigid", "similarity")
+RENDER_PASS_MODES = ("full", "rigid", "similarity", "upper")
 
 
 def _threshold_px(text: str) -> float:
@@ -59,11 +59,14 @@ def add_render_pass_arguments(p: argparse.ArgumentParser, keyframes: bool = Fals
     fields."""
     p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="rigid",
                    help="what of the render's offset the render passes fit: rigid (one 2-D shift a frame: moves "
-                        "the head, keeps the clip's expression; the default), full (every landmark's own) or "
-                        "similarity (a shift, rotation and scale in the image)")
+                        "the head, keeps the clip's expression; the default), upper (that shift, and above the "
+                        "nose each landmark's own offset beyond it: the head's turn and depth as the render reads "
+                        "them, the mouth as the clip's), full (every landmark's own) or similarity (a shift, "
+                        "rotation and scale in the image)")
     p.add_argument("--render-pass-threshold", type=_threshold_px, default=1.0, metavar="PX",
-                   help="rigid / similarity: a frame's shift is shrunk by this many px (at 512), the render "
-                        "reading's own noise, so a shift within it moves nothing (default 1)")
+                   help="rigid / similarity / upper: a frame's shift (and in upper each landmark's own offset) "
+                        "is shrunk by this many px (at 512), the render reading's own noise, so an offset within "
+                        "it moves nothing (default 1)")
     if keyframes:
         p.add_argument("--render-pass-every", type=_frames, default=6, metavar="N",
                        help="render and read every N-th frame only and interpolate the passes' offsets "

@@ -63,8 +63,15 @@ def render_offsets(read: np.ndarray, fitted: np.ndarray) -> np.ndarray:
 
 
 #: TrackOptions.render_pass_mode values: "full" the per-landmark offset (outline kept at the plain
-#: target), "rigid" one 2-D shift a frame, "similarity" one 2-D similarity (shift, rotation, scale)
-RENDER_PASS_MODES = ("full", "rigid", "similarity")
+#: target), "rigid" one 2-D shift a frame, "similarity" one 2-D similarity (shift, rotation, scale),
+#: "upper" the rigid shift plus, above the nose, each landmark's own offset beyond it
+RENDER_PASS_MODES = ("full", "rigid", "similarity", "upper")
+
+#: mediapipe's landmark at the nose's base (below its tip): "upper" mode's own offsets are for the
+#: landmarks above it in the frame's fitted image
+NOSE_BASE = 2
+#: landmarks 468-477 are the irises: they follow the gaze, which the passes leave to the clip's reading
+N_FACE_MESH = 468
 
 
 def soft_threshold(shift: np.ndarray, tau: float) -> np.ndarray:
@@ -118,3 +125,30 @@ def sub_progress(progress: Progress, lo: float, hi: float, k: int) -> Progress:
         progress.report(lo + (hi - lo) * f, f"render pass {k + 1}: {message}")
 
     return Progress(callback=cb, should_cancel=progress.should_cancel)
+
+
+def upper_face_offsets(offset: np.ndarray, fitted: np.ndarray, inner: np.ndarray, threshold_px: float,
+                       cut: int = NOSE_BASE) -> np.ndarray:
+    """(F, L, 2) px: the rigid pass's shift (:func:`rigid_offsets`, "rigid") for every landmark, plus,
+    for the face-mesh landmarks of ``inner`` that lie above the nose's base (image y of the fitted
+    M above landmark ``cut``'s, frame by frame; the irises never), their own offset beyond that
+    shift, soft-thresholded per landmark by ``threshold_px`` (:func:`soft_threshold`: a landmark
+    read within the reading's noise of the shift keeps the shift).
+
+    Why: the eyes, brows, nose and upper cheeks sit on the skull, so where the render reads them
+    apart from one another the head's placement (its turn, depth and scale, which one photo gives
+    no depth for) is off, and the re-fit corrects it landmark by landmark; the mouth, chin and
+    lower cheeks keep the shift only, so the fit keeps the clip's opening (every landmark's own
+    offset moved the mouth's geometry off it: docs/figures/eval.md, "Render-and-compare passes").
+    offset: (F, L, 2) d = R - M (:func:`render_offsets`); fitted: (F, L, 2) M; inner: indices
+    inside the face outline. Rows of ``offset`` that are all 0 (render not read) stay 0."""
+    d = np.asarray(offset, np.float64)
+    m = np.asarray(fitted, np.float64)
+    t = rigid_offsets(d, m, inner, "rigid", threshold_px)
+    face = np.asarray(inner, np.int64)
+    face = face[face < N_FACE_MESH]
+    above = np.zeros(d.shape[:2], bool)
+    with np.errstate(invalid="ignore"):
+        above[:, face] = m[:, face, 1] < m[:, cut:cut + 1, 1]
+    own = soft_threshold(d - t, float(threshold_px))
+    return np.where(above[..., None], t + own, t)

@@ -116,11 +116,16 @@ class TrackOptions:
                one 2-D shift a frame, the offset's mean over the landmarks inside the outline, for
                every landmark (render_compare.rigid_offsets): the pass moves the head, not the
                expression, so the mouth keeps the clip's opening; "similarity" that shift plus a
-               rotation and uniform scale in the image. docs/figures/eval.md has the figures.
-    render_pass_threshold_px: "rigid" / "similarity": the shift is soft-thresholded by this many px
-               at 512 (render_compare.soft_threshold): mediapipe reads a render of a fit that is
-               already right about 1 px off it (d0 frame 75: AKD 0.85 -> 1.16 px with the whole
-               shift), so only what exceeds that moves the target.
+               rotation and uniform scale in the image; "upper" that shift, and for the landmarks
+               above the nose (eyes, brows, nose, upper cheeks: on the skull) each one's own offset
+               beyond it (render_compare.upper_face_offsets): the head's turn, depth and scale are
+               corrected as the render reads them while the mouth keeps the shift only.
+               docs/figures/eval.md has the figures.
+    render_pass_threshold_px: "rigid" / "similarity" / "upper": the shift is soft-thresholded by this
+               many px at 512 (render_compare.soft_threshold), and so is, in "upper", each landmark's
+               own offset beyond it: mediapipe reads a render of a fit that is already right about
+               1 px off it (d0 frame 75: AKD 0.85 -> 1.16 px with the whole shift), so only what
+               exceeds that moves the target.
     render_pass_every: the passes render and read every this-many-th frame with a face (and the
                last) and give the frames between the offset interpolated linearly over time: the
                offset follows the head's turn, which a clip changes slowly, and each render and
@@ -574,7 +579,8 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
     shifted target, RenderCompareStats). Progress: the passes' renders report through ``progress``
     as fractions in ``span`` (the fits as track_landmarks does), and it can cancel between frames."""
     from .mediapipe_face import FACE_OVAL
-    from .render_compare import RenderCompareStats, mean_distance, render_offsets, rigid_offsets, sub_progress
+    from .render_compare import (RenderCompareStats, mean_distance, render_offsets, rigid_offsets, sub_progress,
+                                 upper_face_offsets)
 
     if passes < 0:
         raise InputError(None, f"render passes must be >= 0, got {passes}")
@@ -613,8 +619,10 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
         # replace, not accumulate: d is the whole offset at these parameters, and the re-fit
         # targets O - d from the clip's own reading O
         offset[sel] = render_offsets(read, fitted[sel])
-        if mode != "full":     # one motion a frame, measured inside the outline, for every landmark
+        if mode in ("rigid", "similarity"):   # one motion a frame, measured inside the outline, for every landmark
             offset[sel] = rigid_offsets(offset[sel], fitted[sel], inner, mode, opts.render_pass_threshold_px)
+        elif mode == "upper":   # that shift, and above the nose each landmark's own offset beyond it
+            offset[sel] = upper_face_offsets(offset[sel], fitted[sel], inner, opts.render_pass_threshold_px)
         elif not outline:
             offset[:, list(FACE_OVAL)] = 0.0
         if len(sel) < len(faced) and frames is None:     # keyframes: the frames between interpolated
