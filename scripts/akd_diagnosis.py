@@ -143,6 +143,8 @@ def fit_geometry(model, drive, M: np.ndarray, lm: np.ndarray, idx: list[int], ha
             if key in names:
                 row[key] = float(drive.expr[k, names.index(key)])
         rows.append(row)
+        if dump is not None:
+            dump_frame(dump / f"{clip}_{i:04d}.png", img, tg.full, R, D)
         if show_frames:
             print(f"  {clip} {i:4d} " + " ".join(f"{key} {v:6.2f}" for key, v in row.items() if key != "frame"),
                   flush=True)
@@ -176,6 +178,26 @@ def ssim_regions(img: np.ndarray, alpha: np.ndarray, tg, valid: np.ndarray) -> d
     return out
 
 
+def dump_frame(path: Path, render: np.ndarray, target: np.ndarray, R: np.ndarray, D: np.ndarray) -> None:
+    """``score --dump``: the render (left) beside the frame (right), each with the render's reading R
+    (red) and the frame's D (green) drawn on it, as one PNG."""
+    from PIL import Image, ImageDraw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    panels = []
+    for im in (render, target):
+        pil = Image.fromarray((np.clip(im[..., :3], 0, 1) * 255).astype(np.uint8))
+        draw = ImageDraw.Draw(pil)
+        for pts, colour in ((D, (0, 255, 0)), (R, (255, 0, 0))):
+            for x, y in np.asarray(pts)[:, :2]:
+                draw.point((float(x), float(y)), fill=colour)
+        panels.append(pil)
+    out = Image.new("RGB", (panels[0].width * 2, panels[0].height))
+    out.paste(panels[0], (0, 0))
+    out.paste(panels[1], (panels[0].width, 0))
+    out.save(path)
+
+
 def photo_crop(media: Path, clip: str):
     """The crop the clip's frame-0 build cut (build.observation.crop; face detection and landmarks
     are deterministic), which the render passes' reader widens to the whole video frame."""
@@ -189,7 +211,7 @@ def photo_crop(media: Path, clip: str):
 def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameScorer, offsets: str = "",
           offset_opts: dict | None = None, ssim: bool = False, post_blur: float = 0.0,
           render_passes: int = 0, media: Path = Path("../shared/media"), outline: bool = False,
-          mouth: bool = False, fit_only: bool = False) -> dict:
+          mouth: bool = False, fit_only: bool = False, dump: Path | None = None) -> dict:
     from backend.eval.metrics.landmarks import regions
     from backend.eval.metrics.portrait import mouth_opening
     from backend.face.track import TrackOptions, avatar_hold, smooth_landmarks, track_landmarks
@@ -221,7 +243,9 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
     M = model_landmarks(model, drive, avatar.camera)
     if fit_only:
         return fit_geometry(model, drive, M, lm, idx, has_face, show_frames, clip)
-    lips = regions().lips
+    reg = regions()
+    groups = {"lips": reg.lips, "oval": reg.face_oval, "brows": np.r_[reg.left_brow, reg.right_brow],
+              "eyes": np.r_[reg.left_eye, reg.right_eye], "iris": np.arange(468, 478)}
     rows = []
     renders = render_frames(avatar, model, drive, 2, camera=avatar.camera, with_alpha=True)
     for k, (i, (img, alpha)) in enumerate(zip(idx, renders)):
@@ -255,11 +279,15 @@ def score(clip: str, work: Path, track: dict, show_frames: bool, scorer: FrameSc
             row |= ssim_regions(img, alpha, tg, np.asarray(a["valid"], bool))
         for p in ("akd", "fit", "render", "detect"):
             pair = {"akd": (R, D), "fit": (M[k], O), "render": (R, M[k]), "detect": (O, D)}[p]
-            row[f"{p}_lips"] = _dist(*pair, lips)
+            for name, group in groups.items():
+                row[f"{p}_{name}"] = _dist(*pair, group)
         rows.append(row)
+        if dump is not None:
+            dump_frame(dump / f"{clip}_{i:04d}.png", img, tg.full, R, D)
         if show_frames:
             keys = ("akd", "fit", "render", "detect", "smooth", "shift", "akd_lips", "fit_lips", "render_lips",
-                    "opening", "yaw", "psnr_full", "mouth_psnr")
+                    "akd_oval", "fit_oval", "render_oval", "detect_oval", "akd_brows", "fit_brows", "render_brows",
+                    "akd_iris", "fit_iris", "render_iris", "opening", "yaw", "psnr_full", "mouth_psnr")
             if mouth:
                 keys = ("akd", "akd_lips", "fit_lips", "mouth_psnr", "iou_M", "iou_R", "iou_O", "dy_M", "dy_R",
                         "dy_O", "open_D", "open_O", "open_M", "open_R", "jaw", "Funn", "Lowe", "Uppe", "Puck", "Stre")
@@ -299,6 +327,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("out/akd_diagnosis"))
     ap.add_argument("--force", action="store_true", help="prepare: replace an earlier prepare's files")
     ap.add_argument("--json", type=Path, default=None, help="score: write the per-clip means here")
+    ap.add_argument("--dump", type=Path, default=None,
+                    help="score: save each driving frame's render beside the frame, both readings drawn (PNG)")
     a = ap.parse_args()
     clips = [c for c in a.clips.split(",") if c]
     if a.step == "prepare":
@@ -313,7 +343,7 @@ def main() -> None:
     with FrameScorer(identity=False) as scorer:
         for c in clips:
             out[c] = score(c, a.work, track, a.frames, scorer, a.offsets, json.loads(a.offset_opts), a.ssim, a.post_blur,
-                           a.render_passes, a.media, a.outline, a.mouth, a.fit_only)
+                           a.render_passes, a.media, a.outline, a.mouth, a.fit_only, a.dump)
             print(f"{c}: " + " ".join(f"{k} {v:.3f}" for k, v in out[c].items()), flush=True)
     keys = [k for k in out[clips[0]] if k != "frames"]
     out["mean"] = {k: float(np.nanmean([out[c].get(k, np.nan) for c in clips])) for k in keys}
