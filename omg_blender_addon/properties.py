@@ -155,8 +155,9 @@ class OMGAvatarAnimationSettings(bpy.types.PropertyGroup):
     identity: EnumProperty(name="Identity", default="AUTO", items=IDENTITY_ITEMS,
                            description="Whose face shape the tracker fits the clip with")
     render_pass: BoolProperty(name="Match the Avatar's Render", default=True,
-                              description="With the avatar's identity: move the head by what the avatar's render, "
-                                          "read every 6th frame, lies off the clip (tracking takes about twice as long)")
+                              description="With the avatar's identity: place the head so that the avatar's render, "
+                                          "read every 6th frame, lands on the clip (eyes, brows and nose; the mouth "
+                                          "keeps the clip's shape; tracking takes about twice as long)")
     capture_path: StringProperty(name="Capture", subtype="FILE_PATH", default="",
                                  description="Live Link Face CSV, or a CSV / JSON of ARKit weights per frame")
     capture_mapping: CollectionProperty(type=OMGCaptureMapEntry, name="Capture Mapping",

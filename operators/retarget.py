@@ -270,8 +270,8 @@ class OMG_AVATAR_OT_retarget_video(_RetargetBase, bpy.types.Operator):
     render_pass: BoolProperty(
         name="Match the Avatar's Render", default=True,
         description="With the avatar's identity: render the avatar at every 6th tracked frame, read it with "
-                    "face mesh and move the head by what the render lies off the clip (head turns land "
-                    "closer; tracking takes about twice as long)")
+                    "face mesh and place the head so that the render's eyes, brows and nose land on the clip's "
+                    "(head turns land closer; the mouth keeps the clip's shape; tracking takes about twice as long)")
 
     def _identity(self) -> bool | None:
         return {"AVATAR": True, "CLIP": False}.get(self.identity)

@@ -57,12 +57,12 @@ def add_render_pass_arguments(p: argparse.ArgumentParser, keyframes: bool = Fals
     eval, bench arkit), and with ``keyframes`` --render-pass-every (track, retarget: the commands
     whose passes render the whole clip); :func:`render_pass_options` turns them into TrackOptions
     fields."""
-    p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="rigid",
-                   help="what of the render's offset the render passes fit: rigid (one 2-D shift a frame: moves "
-                        "the head, keeps the clip's expression; the default), upper (that shift, and above the "
-                        "nose each landmark's own offset beyond it: the head's turn and depth as the render reads "
-                        "them, the mouth as the clip's), full (every landmark's own) or similarity (a shift, "
-                        "rotation and scale in the image)")
+    p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="upper",
+                   help="what of the render's offset the render passes fit: upper (one 2-D shift a frame, and "
+                        "above the nose each landmark's own offset beyond it: the head's turn and depth as the "
+                        "render reads them, the mouth as the clip's; the default), rigid (the shift only: moves "
+                        "the head, keeps the clip's expression), full (every landmark's own) or similarity (a "
+                        "shift, rotation and scale in the image)")
     p.add_argument("--render-pass-threshold", type=_threshold_px, default=1.0, metavar="PX",
                    help="rigid / similarity / upper: a frame's shift (and in upper each landmark's own offset) "
                         "is shrunk by this many px (at 512), the render reading's own noise, so an offset within "

@@ -59,7 +59,7 @@ class RoundTripOptions:
     calibrate: bool = True                   # calibrate the tracker to the avatar first
     render_passes: int = 0                   # the tracker's render-and-compare passes (face.render_compare)
     render_pass_mode: str = "full"           # what they fit (TrackOptions.render_pass_mode)
-    render_pass_threshold_px: float = 1.0    # the rigid modes' soft threshold (TrackOptions)
+    render_pass_threshold_px: float = 1.0    # the soft threshold of every mode but "full" (TrackOptions)
 
 
 @dataclass
@@ -335,7 +335,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--render-pass-mode", choices=RENDER_PASS_MODES, default="full",
                    help="what the render passes fit (as track --render-pass-mode)")
     p.add_argument("--render-pass-threshold", type=float, default=1.0, metavar="PX",
-                   help="rigid / similarity: the shift's soft threshold, px at 512 (as track --render-pass-threshold)")
+                   help="rigid / similarity / upper: the soft threshold, px at 512 (as track --render-pass-threshold)")
     p.add_argument("--json", default=None, help="write the figures here")
 
 

@@ -35,8 +35,8 @@ class EvalOptions:
     calibrate: bool = False           # self-reenactment: tracker calibrated to the avatar (--calibrate-tracker)
     tracker_offsets: str = ""         # self-reenactment: the tracker's landmark offsets ("", "full", "depth")
     render_passes: int = 1            # self-reenactment, multi-view: the tracker's render-and-compare passes (--render-passes; face.track.DRIVING_PASSES)
-    render_pass_mode: str = "rigid"   # self-reenactment, multi-view: what the passes fit (--render-pass-mode; TrackOptions)
-    render_pass_threshold_px: float = 1.0   # self-reenactment: rigid modes' soft threshold (--render-pass-threshold)
+    render_pass_mode: str = "upper"   # self-reenactment, multi-view: what the passes fit (--render-pass-mode; TrackOptions)
+    render_pass_threshold_px: float = 1.0   # self-reenactment: the soft threshold of the shift and upper modes (--render-pass-threshold)
 
 
 def utc_now() -> str:

@@ -100,7 +100,7 @@ def test_track_cli_render_passes_change_the_fit(astronaut, preview_assets, tmp_p
     assert np.abs(plain.pose - passes.pose).max() > 1e-4               # the passes moved the fit
 
 
-def test_the_driving_defaults_one_rigid_keyframed_pass_with_the_avatars_identity():
+def test_the_driving_defaults_one_keyframed_upper_face_pass_with_the_avatars_identity():
     """track --avatar and retarget with the avatar's identity drive with face.track.DRIVING_PASSES
     unless told otherwise; without the identity (or the avatar) there is no pass; eval scores that."""
     from backend.cli import build_parser
@@ -117,7 +117,8 @@ def test_the_driving_defaults_one_rigid_keyframed_pass_with_the_avatars_identity
         assert resolved_passes(a.render_passes, False) == 0
         assert resolved_passes(p.parse_args([*argv, "--render-passes", "0"]).render_passes, True) == 0
     e = p.parse_args(["eval", "--media", "m"])
-    assert (e.render_passes, e.render_pass_mode, e.render_pass_threshold) == (1, "rigid", 1.0)
+    assert (e.render_passes, e.render_pass_mode, e.render_pass_threshold) == (1, "upper", 1.0)
+    assert DRIVING_PASSES["render_pass_mode"] == "upper"
     for o in (EvalOptions(), ReenactmentOptions()):
         assert (o.render_passes, o.render_pass_mode, o.render_pass_threshold_px) == (
             DRIVING_PASSES["render_passes"], DRIVING_PASSES["render_pass_mode"], DRIVING_PASSES["render_pass_threshold_px"])
@@ -203,7 +204,7 @@ def test_render_pass_mode_flags_reach_the_options_and_bad_values_are_refused(cap
         assert render_pass_options(a) == {"render_pass_mode": "full", "render_pass_threshold_px": 0.5,
                                           "render_pass_every": every}
         d = p.parse_args(argv)
-        assert render_pass_options(d) == {"render_pass_mode": "rigid", "render_pass_threshold_px": 1.0,
+        assert render_pass_options(d) == {"render_pass_mode": "upper", "render_pass_threshold_px": 1.0,
                                           "render_pass_every": every}
         if argv[0] != "eval":
             assert render_pass_options(p.parse_args([*argv, "--render-pass-every", "3"]))["render_pass_every"] == 3

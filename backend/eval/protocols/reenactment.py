@@ -47,8 +47,8 @@ class ReenactmentOptions:
     calibrate: bool = False         # self-reenactment: track with the tracker calibrated to the avatar
     tracker_offsets: str = ""       # self-reenactment: the tracker's landmark offsets to the avatar: "", "full", "depth"
     render_passes: int = 1          # render-and-compare passes (face.render_compare) on the kept frames, as the product drives (face.track.DRIVING_PASSES)
-    render_pass_mode: str = "rigid"  # their TrackOptions.render_pass_mode: "full", "rigid", "similarity"
-    render_pass_threshold_px: float = 1.0   # their TrackOptions.render_pass_threshold_px (rigid modes)
+    render_pass_mode: str = "upper"  # their TrackOptions.render_pass_mode: "full", "rigid", "similarity", "upper"
+    render_pass_threshold_px: float = 1.0   # their TrackOptions.render_pass_threshold_px (all but "full")
 
 
 @dataclass
