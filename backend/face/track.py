@@ -119,7 +119,9 @@ class TrackOptions:
                rotation and uniform scale in the image; "upper" that shift, and for the landmarks
                above the nose (eyes, brows, nose, upper cheeks: on the skull) each one's own offset
                beyond it (render_compare.upper_face_offsets): the head's turn, depth and scale are
-               corrected as the render reads them while the mouth keeps the shift only.
+               corrected as the render reads them while the mouth keeps the shift only (with a
+               calibration, which already places each landmark where the render is read, the
+               shift only, as "rigid").
                docs/figures/eval.md has the figures.
     render_pass_threshold_px: "rigid" / "similarity" / "upper": the shift is soft-thresholded by this
                many px at 512 (render_compare.soft_threshold), and so is, in "upper", each landmark's
@@ -623,8 +625,14 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
         offset[sel] = render_offsets(read, fitted[sel])
         if mode in ("rigid", "similarity"):   # one motion a frame, measured inside the outline, for every landmark
             offset[sel] = rigid_offsets(offset[sel], fitted[sel], inner, mode, opts.render_pass_threshold_px)
-        elif mode == "upper":   # that shift, and above the nose each landmark's own offset beyond it
+        elif mode == "upper" and hold.get("calibration") is None:
+            # that shift, and above the nose each landmark's own offset beyond it
             offset[sel] = upper_face_offsets(offset[sel], fitted[sel], inner, opts.render_pass_threshold_px)
+        elif mode == "upper":
+            # a calibrated tracker already fits each landmark where mediapipe reads the avatar's
+            # render: the landmarks' own offsets would count that reading twice (a calibrated track
+            # of the avatar's own renders read a smile of 0.38 on an open jaw, 0.22 with the shift only)
+            offset[sel] = rigid_offsets(offset[sel], fitted[sel], inner, "rigid", opts.render_pass_threshold_px)
         elif not outline:
             offset[:, list(FACE_OVAL)] = 0.0
         if len(sel) < len(faced) and frames is None:     # keyframes: the frames between interpolated

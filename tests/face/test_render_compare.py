@@ -474,3 +474,33 @@ def test_the_upper_pass_corrects_the_skull_and_keeps_the_mouths_opening(model):
     mouth = [i for i, n in enumerate(names) if n.startswith(("mouth", "jaw"))]
     moved = {k: np.abs(got[k].expr[:, mouth] - plain.expr[:, mouth]).mean() for k in ("upper", "full")}
     assert moved["upper"] < 0.7 * moved["full"], moved
+
+
+def test_a_calibrated_tracker_gets_the_shift_only_in_the_upper_mode(model):
+    """A calibration already places each landmark where mediapipe reads the avatar's render: with one,
+    the upper pass is the rigid pass (the landmarks' own offsets would count that reading twice)."""
+    lmm = LandmarkModel.from_model(model)
+    obs = _clip(model, lmm, T=4)
+    has = np.ones(len(obs), bool)
+    cam = source_camera()
+    cal = offset_calibration(lmm, np.zeros((lmm.n_landmarks, 3)), tuple(model.expr_names))
+    hold = {**HOLD, "identity": np.zeros(model.n_shape), "calibration": cal}
+    got = {}
+    for mode in ("upper", "rigid"):
+        opts = TrackOptions(smoothing=0.0, render_pass_mode=mode, render_pass_threshold_px=1.0)
+        got[mode], _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, SkullReader(lmm), 1, **hold)
+    np.testing.assert_array_equal(got["upper"].expr, got["rigid"].expr)
+    np.testing.assert_array_equal(got["upper"].pose, got["rigid"].pose)
+    # without the calibration the upper pass does more than the shift
+    del hold["calibration"]
+    opts = TrackOptions(smoothing=0.0, render_pass_mode="upper", render_pass_threshold_px=1.0)
+    free, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, SkullReader(lmm), 1, **hold)
+    rigid, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, replace_mode(opts, "rigid"), SkullReader(lmm),
+                                              1, **hold)
+    assert np.abs(free.transl - rigid.transl).max() > 1e-4
+
+
+def replace_mode(opts: TrackOptions, mode: str) -> TrackOptions:
+    from dataclasses import replace
+
+    return replace(opts, render_pass_mode=mode)
