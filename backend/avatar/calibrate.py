@@ -66,10 +66,70 @@ def calibration_shapes(model: "HeadModel") -> np.ndarray:
     return np.array([n not in joint for n in model.expr_names])
 
 
+#: mixture renders after the single shapes (face.calibration.fit_mixtures: mediapipe does not read a
+#: mixture as the sum of its parts); 0 = none, the default: on the ARKit round trip 240 of them raised the
+#: top-20 shapes at correlation 0.8 or above from 14 to 17 but the MAE over all 52 from 0.049 to 0.058
+#: (the shapes read a little high; docs/figures/arkit.md, twenty-third session). Each holds MIXTURE_ACTIVE
+#: random calibrated shapes (jawOpen and one sideways jaw channel among them) at U(MIXTURE_WEIGHTS), drawn
+#: from MIXTURE_SEED, so a calibration repeats bit for bit
+MIXTURES = 0
+MIXTURE_ACTIVE = (2, 5)
+MIXTURE_WEIGHTS = (0.2, 1.0)
+MIXTURE_SEED = 20_261_205
+#: fit_mixtures' ridge (weight^2 units per shape): 1 gave 12 of the 20 on 120 mixtures, 3 gave 16
+MIXTURE_RIDGE = 3.0
+
+
 #: shapes whose meaning needs others on (ARKit weights): each is rendered over them and read
 #: relative to a render of them alone. mouthClose is "lips together while the jaw is open": alone it
 #: pushes the shut lips into each other, which mediapipe reads as nothing
 BASES: dict[str, dict[str, float]] = {"mouthClose": {"jawOpen": 1.0}}
+
+
+def weights_frame(model: "HeadModel", global_rot: np.ndarray, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """One render's (E,) float32 expression and (5, 3) float32 pose from ARKit-named ``weights``: the
+    joint channels (JOINT_CHANNELS) turn their joint by their angle per unit, every other name is its
+    expression column; the global rotation ``global_rot`` (3,), the rest at rest."""
+    from ..head.arkit_names import JOINT_CHANNELS
+    from ..head.model import JOINT_NAMES
+
+    names = list(model.expr_names)
+    joint = {name: (JOINT_NAMES.index(j), axis, gain) for name, j, axis, gain in JOINT_CHANNELS}
+    expr = np.zeros(model.n_expr, np.float32)
+    pose = np.zeros((len(JOINT_NAMES), 3), np.float32)
+    pose[0] = global_rot
+    for n, w in weights.items():
+        if n in joint:
+            j, axis, gain = joint[n]
+            pose[j, axis] += gain * w
+        else:
+            expr[names.index(n)] += w
+    return expr, pose
+
+
+def mixture_weights(model: "HeadModel", n: int = MIXTURES, seed: int = MIXTURE_SEED) -> list[dict[str, float]]:
+    """``n`` random mixtures of the calibrated shapes, jawOpen and the sideways jaw channels (one at
+    most), each ``MIXTURE_ACTIVE`` shapes at U(``MIXTURE_WEIGHTS``); mouthClose never above jawOpen
+    (ARKit's meaning: lips together while the jaw is open). The eyes' joint channels stay at rest."""
+    names = list(model.expr_names)
+    pool = [names[k] for k in np.flatnonzero(calibration_shapes(model))]
+    pool += [c for c in ("jawOpen", *SIDE_CHANNELS) if c in names]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(int(n)):
+        k = int(rng.integers(MIXTURE_ACTIVE[0], MIXTURE_ACTIVE[1] + 1))
+        chosen = []
+        for i in rng.permutation(len(pool)):
+            if pool[i] in SIDE_CHANNELS and any(c in SIDE_CHANNELS for c in chosen):
+                continue
+            chosen.append(pool[i])
+            if len(chosen) == k:
+                break
+        w = {c: float(rng.uniform(*MIXTURE_WEIGHTS)) for c in chosen}
+        if "mouthClose" in w:
+            w["jawOpen"] = max(w.get("jawOpen", 0.0), w["mouthClose"])
+        out.append(w)
+    return out
 
 
 def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: float):
@@ -78,27 +138,15 @@ def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: flo
     ``weight`` (over its BASES, if any, read against a render of the base alone, appended last).
     Identity, global pose and translation of the avatar's source frame; jaw, eyes and neck at rest
     unless a base turns them (JOINT_CHANNELS)."""
-    from ..head.arkit_names import JOINT_CHANNELS
-    from ..head.model import JOINT_NAMES
     from ..head.params import HeadParams
 
     names = list(model.expr_names)
-    joint = {name: (JOINT_NAMES.index(j), axis, gain) for name, j, axis, gain in JOINT_CHANNELS}
     sel = np.flatnonzero(calibration_shapes(model))
     src = avatar.params.frame(0)
     E = model.n_expr
 
     def frame(weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-        expr = np.zeros(E, np.float32)
-        pose = np.zeros(src.pose.shape[1:], np.float32)
-        pose[0] = src.pose[0, 0]
-        for n, w in weights.items():
-            if n in joint:
-                j, axis, gain = joint[n]
-                pose[j, axis] += gain * w
-            else:
-                expr[names.index(n)] += w
-        return expr, pose
+        return weights_frame(model, src.pose[0, 0], weights)
 
     frames = [frame({})]
     ref = np.full(E, -1)
@@ -120,10 +168,11 @@ def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: flo
 
 
 def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None, weight: float = 1.0,
-                      backend: str = "auto") -> "LandmarkCalibration":
+                      backend: str = "auto", mixtures: int = MIXTURES) -> "LandmarkCalibration":
     """The tracker's calibration to ``avatar`` (see the module doc). lod: None = the avatar's
-    finest; weight: the expression weight rendered. InputError when mediapipe finds no face in
-    the neutral render."""
+    finest; weight: the expression weight rendered; mixtures: renders of random mixtures that
+    correct the single shapes' directions (:func:`mixture_weights`, face.calibration.fit_mixtures;
+    0 = none). InputError when mediapipe finds no face in the neutral render."""
     from ..face.crop import crop_from_landmarks
     from ..face.mediapipe_face import MediapipeFace
     from ..render.watermark import stamp_watermark
@@ -145,6 +194,14 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
         params = HeadParams(params.shape, np.concatenate([params.expr, np.zeros_like(params.expr[:len(turns)])]),
                             np.concatenate([params.pose, jpose]),
                             np.concatenate([params.transl, params.transl[:len(turns)]]))
+    n_before_mix = len(params.expr)
+    mixes = mixture_weights(model, mixtures) if mixtures > 0 else []
+    if mixes:   # the mixtures, appended last
+        mf = [weights_frame(model, params.pose[0, 0], w) for w in mixes]
+        m = len(mf)
+        params = HeadParams(params.shape, np.concatenate([params.expr, np.stack([f[0] for f in mf])]),
+                            np.concatenate([params.pose, np.stack([f[1] for f in mf])]),
+                            np.concatenate([params.transl, np.repeat(params.transl[:1], m, 0)]))
     lod = max(avatar.levels) if lod is None else int(lod)
     if lod not in avatar.lods:
         raise InputError(None, f"the avatar has no LOD {lod} (it has {avatar.levels})")
@@ -175,7 +232,7 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     calibrate = calibration_shapes(model)
     readings = []
     names = list(model.expr_names)
-    for (channel, axis, angle), lm in zip(turns, lms[n_expr_frames:]):
+    for (channel, axis, angle), lm in zip(turns, lms[n_expr_frames:n_before_mix]):
         px = None if lm is None else crop.to_crop(lm[:, :2]).astype(np.float64)
         if channel in SIDE_CHANNELS and channel in names:
             # the channel's own direction (per unit: the render is the channel at weight 1), which
@@ -186,17 +243,22 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
         else:
             readings.append((axis, angle, px))
     side = tuple(n for n in SIDE_CHANNELS if n in names and calibrate[names.index(n)])
-    return lift_readings(model, avatar.params.shape, neutral, shapes, weight, calibrate, readings, side)
+    mixture_readings = [(w, None if lm is None else crop.to_crop(lm[:, :2]).astype(np.float64))
+                        for w, lm in zip(mixes, lms[n_before_mix:])]
+    return lift_readings(model, avatar.params.shape, neutral, shapes, weight, calibrate, readings, side,
+                         mixtures=mixture_readings)
 
 
 def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray, shapes: np.ndarray,
                   weight: float, calibrate: np.ndarray, readings: list, side: tuple[str, ...] = (),
-                  camera=None) -> "LandmarkCalibration":
+                  camera=None, mixtures: list | None = None) -> "LandmarkCalibration":
     """The calibration from mediapipe's readings of the calibration renders (crop pixels of
     ``camera``, default the 512 px source camera): neutral (L, 2) the neutral render's; shapes
     (E, L, 2) each calibrated expression's (NaN rows: not read), at ``weight``; calibrate (E,) bool;
     readings: [(jaw axis, angle rad, (L, 2) px or None)] of the jaw's corrective turns; side: the
-    joint channels calibrated as expressions. The neutral pose is fitted (identity kept, jaw and
+    joint channels calibrated as expressions; mixtures: [(ARKit-named weights, (L, 2) px or None)]
+    of the mixture renders (face.calibration.fit_mixtures corrects the directions with them, after
+    the passes). The neutral pose is fitted (identity kept, jaw and
     eyes free) :data:`PASSES` times, each with the calibration of the pass before, and the readings
     are lifted at that fit's head pose with the jaw and eyes at rest, as the renders have them."""
     from ..face.calibration import JAW, fit_calibration, fit_jaw_correctives
@@ -224,6 +286,28 @@ def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray,
         cal.joint_channels = side
         if readings:
             cal.jawdirs = fit_jaw_correctives(lmm, proj, fit.shape, rest, fit.transl[0], neutral, readings)
+    if mixtures:
+        from ..face.calibration import fit_mixtures
+        from ..head.arkit_names import JOINT_CHANNELS
+
+        names = list(model.expr_names)
+        gain = {n: g for n, j, axis, g in JOINT_CHANNELS if j == "jaw" and axis == 0}
+        expr = np.zeros((len(mixtures), model.n_expr))
+        jaw = np.zeros(len(mixtures))
+        lm = np.full((len(mixtures), len(neutral), 2), np.nan)
+        for i, (w, px) in enumerate(mixtures):
+            for n, v in w.items():   # as the tracker solves them: the jaw opening a joint, the rest columns
+                if n in gain:
+                    jaw[i] += gain[n] * v
+                else:
+                    expr[i, names.index(n)] += v
+            if px is not None:
+                lm[i] = px
+        from ..face.mediapipe_face import FACE_OVAL
+
+        inner = np.setdiff1d(np.arange(len(neutral)), list(FACE_OVAL))
+        cal = fit_mixtures(lmm, proj, cal, fit.shape, rest, fit.transl[0], expr, jaw, lm, calibrate,
+                           ridge=MIXTURE_RIDGE, free_motion=inner)
     return cal
 
 

@@ -57,6 +57,7 @@ class RoundTripOptions:
     shapes: tuple[str, ...] | None = None   # only these shapes move (None: all 52)
     landmarks_only: bool = False             # track the model's projected landmarks, no render
     calibrate: bool = True                   # calibrate the tracker to the avatar first
+    calibration_mixtures: int = 0            # mixture renders in that calibration (avatar.calibrate.MIXTURES)
     render_passes: int = 0                   # the tracker's render-and-compare passes (face.render_compare)
     render_pass_mode: str = "full"           # what they fit (TrackOptions.render_pass_mode)
     render_pass_threshold_px: float = 1.0    # the soft threshold of every mode but "full" (TrackOptions)
@@ -263,7 +264,8 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
             from ..avatar.calibrate import calibrate_tracker
 
             t0 = time.perf_counter()
-            calibration = calibrate_tracker(avatar, model, opts.lod, backend=opts.backend)
+            calibration = calibrate_tracker(avatar, model, opts.lod, backend=opts.backend,
+                                            mixtures=opts.calibration_mixtures)
             seconds["calibrate"] = time.perf_counter() - t0
         results = []
         for cal in ([calibration, None] if calibration is not None else [None]):
@@ -318,6 +320,16 @@ def _landmark_round_trip(avatar, model, opts: RoundTripOptions, truth: np.ndarra
 
 
 # ------------------------------------------------------------------------------------- bench target
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return v
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=RoundTripOptions.frames)
     p.add_argument("--active", type=int, default=RoundTripOptions.active, help="shapes on per key frame")
@@ -327,6 +339,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--photo", default=None, help="portrait to build the avatar from (default: the astronaut)")
     p.add_argument("--no-calibration", action="store_true",
                    help="track the renders only without the tracker's calibration to the avatar")
+    p.add_argument("--calibration-mixtures", type=_count, default=0, metavar="N",
+                   help="the calibration also reads N renders of random mixtures of the shapes and corrects their "
+                        "directions by them (face.calibration.fit_mixtures; default 0: the single shapes only)")
     p.add_argument("--render-passes", type=int, default=0, metavar="N",
                    help="track with N render-and-compare passes (face.render_compare; both the calibrated and "
                         "the uncalibrated track)")
@@ -346,7 +361,8 @@ def run(args: argparse.Namespace) -> int:
     built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
     build_s = time.perf_counter() - t0
     opts = RoundTripOptions(frames=args.frames, active=args.active, hold=args.hold, lod=args.lod, seed=args.seed,
-                            calibrate=not args.no_calibration, render_passes=args.render_passes,
+                            calibrate=not args.no_calibration, calibration_mixtures=args.calibration_mixtures,
+                            render_passes=args.render_passes,
                             render_pass_mode=args.render_pass_mode, render_pass_threshold_px=args.render_pass_threshold)
     res = round_trip(built.avatar, built.model, opts)
     res.seconds["build"] = build_s
@@ -355,7 +371,8 @@ def run(args: argparse.Namespace) -> int:
     fig["landmarks_only"] = {k: lm[k] for k in ("top_min_corr", "top_mean_corr", "top_mae_mean", "mae_all_mean")}
     fig["options"] = {"frames": opts.frames, "active": opts.active, "hold": opts.hold, "lod": opts.lod,
                       "seed": opts.seed, "smoothing": opts.smoothing, "photo": built.photo_name,
-                      "calibrate": opts.calibrate, "render_passes": opts.render_passes,
+                      "calibrate": opts.calibrate, "calibration_mixtures": opts.calibration_mixtures,
+                      "render_passes": opts.render_passes,
                       "render_pass_mode": opts.render_pass_mode, "render_pass_threshold_px": opts.render_pass_threshold_px}
     order = np.argsort(-res.visibility_px, kind="stable")
     ci = {s["name"]: s["corr_ci90"] for s in fig["shapes"]}

@@ -344,3 +344,87 @@ def offset_calibration(lmm: LandmarkModel, offset: np.ndarray, expr_names: tuple
     return LandmarkCalibration(np.asarray(offset, np.float32), dirs, tuple(expr_names)[:E],
                                np.ones(E, np.float32), offset_only=True)
 
+
+
+def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, shape: np.ndarray,
+                 pose: np.ndarray, transl: np.ndarray, expr: np.ndarray, jaw: np.ndarray,
+                 readings: np.ndarray, columns: np.ndarray, ridge: float = 1.0,
+                 lift_ridge: float = 1e-3, free_motion: np.ndarray | None = None) -> LandmarkCalibration:
+    """``cal`` with its expression directions and jaw corrective corrected by renders of mixtures.
+
+    Each calibrated direction is read from its expression alone, but mediapipe does not read a
+    mixture as the sum of its parts (shapes that move one landmark compete for it: two mouth
+    shapes together each read weaker than alone). Over renders of random mixtures, the residual
+    of mediapipe's reading against the calibrated model's prediction is regressed on the mixture
+    weights, per landmark (ridge least squares, one solve for every landmark): the correction
+    per unit of each shape that makes the linear model best explain the mixtures. It is lifted
+    to the rest frame as :func:`fit_calibration` lifts a shape (depth unseen: none).
+
+    lmm, proj, shape (S,), pose (5, 3), transl (3,): the landmark model and the neutral render's
+    fitted head, jaw and eyes at rest (as :func:`fit_calibration` takes them); expr (K, E): each
+    mixture's expression weights as the tracker solves them (joint channels of ``cal`` in their
+    columns); jaw (K,): each mixture's jaw opening (rad about the jaw's x axis); readings (K, L, 2):
+    mediapipe's landmarks on the mixture renders (px; NaN rows: no face, left out); columns (E,)
+    bool: the expressions corrected (the calibrated ones). ridge: weight^2 units per column (the
+    correction is shrunk as if each shape had been seen that many more times at weight 1 with no
+    residual). free_motion: landmark indices on which each mixture's residual is first relieved of
+    its least-squares 2-D similarity (:func:`image_similarity`; the tracker's free head pose would
+    take that part); None = not. Returns a new calibration (``cal`` is not changed)."""
+    S, E = lmm.n_shape, lmm.n_expr
+    expr = np.asarray(expr, np.float64)
+    jaw = np.asarray(jaw, np.float64)
+    readings = np.asarray(readings, np.float64)
+    ok = np.all(np.isfinite(readings.reshape(len(readings), -1)), axis=1)
+    if ok.sum() < 2:
+        return cal
+    expr, jaw, readings = expr[ok], jaw[ok], readings[ok]
+    K = len(expr)
+    f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    lmc = cal.apply(lmm)
+    coeffs = torch.cat([f64(shape)[None, :S].expand(K, S), f64(expr)[:, :E]], 1)
+    poses = f64(pose)[None].repeat(K, 1, 1)
+    poses[:, JAW, 0] += f64(jaw)
+    with torch.inference_mode():
+        pred, _ = proj.project(lmc.points(coeffs, poses, f64(transl)[None].expand(K, 3)))
+    resid = readings - pred.numpy()                                    # (K, L, 2) px
+    if free_motion is not None:
+        # the tracker fits every frame's head pose: what one in-image motion of the whole face
+        # explains of a mixture's residual is the pose's, not the shapes'
+        resid = resid - image_similarity(pred.numpy(), resid, np.asarray(free_motion, np.int64))
+    resid = resid.reshape(K, -1)
+    cols = np.flatnonzero(np.asarray(columns, bool)[:E])
+    X = np.concatenate([expr[:, cols], np.sin(jaw)[:, None]], 1)    # the jaw's part per sin of its angle
+    delta = np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ resid)   # (C + 1, L * 2)
+    delta = delta.reshape(len(cols) + 1, -1, 2)
+    coeffs0 = torch.cat([f64(shape)[None, :S], torch.zeros(1, E, dtype=torch.float64)], 1)
+    _, A = rest_to_pixels(lmc, proj, coeffs0, f64(pose)[None], f64(transl)[None])
+    zero = np.zeros((lmm.n_landmarks, 3))
+    dirs = np.array(cal.exprdirs, np.float64, copy=True)
+    for j, k in enumerate(cols):
+        dirs[:, :, k] += lift(A, delta[j], zero, lift_ridge)
+    jawdirs = np.zeros((lmm.n_landmarks, 3, 9)) if cal.jawdirs is None else np.array(cal.jawdirs, np.float64)
+    per_sin = lift(A, delta[-1], zero, lift_ridge)
+    plus, minus = SIN_ENTRIES[0]
+    jawdirs[:, :, plus] += 0.5 * per_sin
+    jawdirs[:, :, minus] -= 0.5 * per_sin
+    return replace(cal, exprdirs=dirs.astype(np.float32), jawdirs=jawdirs.astype(np.float32))
+
+
+def image_similarity(points: np.ndarray, motion: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(K, L, 2): per frame, the least-squares 2-D similarity motion (shift, rotation, uniform scale
+    about the centroid) of ``points`` (K, L, 2) px that best explains ``motion`` (K, L, 2) px on the
+    landmarks ``idx``, evaluated at every landmark."""
+    p = np.asarray(points, np.float64)
+    d = np.asarray(motion, np.float64)
+    c = p[:, idx].mean(axis=1, keepdims=True)
+    t = d[:, idx].mean(axis=1, keepdims=True)
+    q = p[:, idx] - c
+    e = d[:, idx] - t
+    qq = np.maximum((q * q).sum(axis=(1, 2)), 1e-12)
+    a = (q * e).sum(axis=(1, 2)) / qq                                  # scale - 1
+    b = (q[..., 0] * e[..., 1] - q[..., 1] * e[..., 0]).sum(axis=1) / qq   # rotation
+    r = p - c
+    out = np.broadcast_to(t, p.shape).copy()
+    out[..., 0] += a[:, None] * r[..., 0] - b[:, None] * r[..., 1]
+    out[..., 1] += b[:, None] * r[..., 0] + a[:, None] * r[..., 1]
+    return out

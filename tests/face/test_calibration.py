@@ -422,3 +422,111 @@ def test_a_gaze_read_on_the_neutral_render_goes_into_the_offsets_not_into_every_
     gaze = got.pose[:, JAW + 1:, :]
     assert np.abs(gaze).max() < 0.1 * abs(up), gaze[:, :, 0].round(3)
     assert np.abs(got.expr - w).mean() < 0.03, np.abs(got.expr - w).mean()
+
+
+def _mixtures(E: int, cal_mask: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """(n, E) random mixtures of 2-5 calibrated expressions at U(0.2, 1)."""
+    rng = np.random.default_rng(seed)
+    cols = np.flatnonzero(cal_mask)
+    w = np.zeros((n, E))
+    for t in range(n):
+        k = rng.choice(cols, int(rng.integers(2, 6)), replace=False)
+        w[t, k] = rng.uniform(0.2, 1.0, len(k))
+    return w
+
+
+def test_mixtures_recover_a_known_linear_response_and_the_jaw_corrective(standin):
+    """A calibration whose directions (and jaw corrective) are off by a known amount is corrected
+    by readings of mixtures made with the true response: unseen mixtures then reproject onto the
+    readings."""
+    from backend.avatar.calibrate import calibration_shapes
+    from backend.face.calibration import fit_mixtures
+
+    lmm = LandmarkModel.from_model(standin)
+    E, L = lmm.n_expr, lmm.n_landmarks
+    cal_mask = calibration_shapes(standin)
+    truth = _true_response(lmm)
+    S = lmm.n_shape
+    truth.exprdirs[:, :, ~cal_mask] = lmm.basis[:, :, S:].numpy()[:, :, ~cal_mask]
+    rng = np.random.default_rng(5)
+    jaw_extra = np.zeros((L, 3))
+    jaw_extra[:, 1] = rng.normal(0, 4e-3, L)                  # what the jaw's opening reads beyond the model
+    truth.jawdirs = np.zeros((L, 3, 9), np.float32)
+    truth.jawdirs[:, :, 7] += 0.5 * jaw_extra
+    truth.jawdirs[:, :, 5] -= 0.5 * jaw_extra
+    wrong = LandmarkCalibration(truth.offset, truth.exprdirs.copy(), truth.expr_names, truth.response)
+    wrong.exprdirs[:, :2, cal_mask] += rng.normal(0, 1e-3, (L, 2, int(cal_mask.sum()))).astype(np.float32)
+    seen = truth.apply(lmm)
+    cam = source_camera()
+    proj = Projector(cam.K, cam.viewmat)
+
+    def read(w, jaw):
+        pose = np.zeros((len(w), 5, 3))
+        pose[:, 2, 0] = jaw
+        return _pixels(seen, w, pose)
+
+    w = _mixtures(E, cal_mask, 150, 3)
+    jaw = np.where(np.random.default_rng(4).uniform(size=150) < 0.5, np.random.default_rng(6).uniform(0, 0.3, 150), 0)
+    got = fit_mixtures(lmm, proj, wrong, np.zeros(S), np.zeros((5, 3)), np.zeros(3), w, jaw, read(w, jaw), cal_mask,
+                       ridge=1e-3)
+    test_w = _mixtures(E, cal_mask, 30, 9)
+    test_jaw = np.linspace(0.0, 0.3, 30)
+    obs = read(test_w, test_jaw)
+    pose = np.zeros((30, 5, 3))
+    pose[:, 2, 0] = test_jaw
+    rms = lambda cal: np.sqrt(((_pixels(cal.apply(lmm), test_w, pose) - obs) ** 2).sum(-1).mean())  # noqa: E731
+    assert rms(wrong) > 1.0 and rms(got) < 0.1, (rms(wrong), rms(got))
+    assert wrong.jawdirs is None and got.jawdirs is not None        # the input is not changed
+    bad = read(w, jaw)
+    bad[:] = np.nan                                                 # no mixture read: nothing to correct
+    assert fit_mixtures(lmm, proj, wrong, np.zeros(S), np.zeros((5, 3)), np.zeros(3), w, jaw, bad, cal_mask) is wrong
+
+
+def test_mixtures_correct_a_response_that_under_reads_small_weights_and_tracking_recovers_them_better(standin):
+    """"Mediapipe" under-reads small weights (it reads each expression at w ** 2 of its motion, as
+    a face mesh pulled towards its mean face would): a calibration from single shapes at weight 1
+    reads them at full slope and mispredicts the mixtures of everyday weights; the mixture
+    correction predicts unseen mixtures better and the tracker recovers their weights more closely."""
+    from backend.avatar.calibrate import calibration_shapes
+    from backend.face.calibration import fit_mixtures
+
+    lmm = LandmarkModel.from_model(standin)
+    E, S = lmm.n_expr, lmm.n_shape
+    cal_mask = calibration_shapes(standin)
+    neutral = _pixels(lmm, np.zeros((1, E)))[0]
+    read = lambda w: _pixels(lmm, w ** 2)  # noqa: E731
+    cam = source_camera()
+    proj = Projector(cam.K, cam.viewmat)
+    single = fit_calibration(lmm, proj, np.zeros(S), np.zeros((5, 3)), np.zeros(3), neutral, read(np.eye(E)), 1.0,
+                             tuple(standin.expr_names), cal_mask)
+    w = _mixtures(E, cal_mask, 120, 3)
+    mixed = fit_mixtures(lmm, proj, single, np.zeros(S), np.zeros((5, 3)), np.zeros(3), w, np.zeros(len(w)), read(w),
+                         cal_mask)
+    test_w = _mixtures(E, cal_mask, 24, 11)
+    obs = read(test_w)
+    rms = lambda cal: np.sqrt(((_pixels(cal.apply(lmm), test_w) - obs) ** 2).sum(-1).mean())  # noqa: E731
+    assert rms(mixed) < 0.75 * rms(single), (rms(single), rms(mixed))   # measured 0.91 -> 0.62 px
+    opts = TrackOptions(smoothing=0.0)
+    ident = np.zeros(standin.n_shape, np.float32)
+    err = {}
+    for name, cal in (("single", single), ("mixed", mixed)):
+        got, _, _ = track_landmarks(standin, obs.astype(np.float32), np.ones(len(obs), bool), cam, 25.0, opts,
+                                    identity=ident, calibration=cal)
+        # what the tracker should find is the weight whose linear reading is closest: w ** 2 read
+        # linearly is not w, so compare the reprojection instead
+        err[name] = np.sqrt(((_pixels(cal.apply(lmm), got.expr) - obs) ** 2).sum(-1).mean())
+    assert err["mixed"] < err["single"], err
+
+
+def test_calibration_mixtures_are_reproducible_and_mean_what_arkit_means(standin):
+    from backend.avatar.calibrate import MIXTURE_ACTIVE, SIDE_CHANNELS, calibration_shapes, mixture_weights
+
+    a, b = mixture_weights(standin, 50), mixture_weights(standin, 50)
+    assert a == b and len(a) == 50
+    allowed = {standin.expr_names[k] for k in np.flatnonzero(calibration_shapes(standin))} | {"jawOpen", *SIDE_CHANNELS}
+    for w in a:
+        assert set(w) <= allowed and len([n for n in w if n in SIDE_CHANNELS]) <= 1
+        assert MIXTURE_ACTIVE[0] <= len(w) <= MIXTURE_ACTIVE[1] + 1            # + jawOpen under mouthClose
+        assert w.get("mouthClose", 0.0) <= w.get("jawOpen", 0.0) or "mouthClose" not in w
+        assert all(0.2 <= v <= 1.0 for v in w.values())
+    assert any("mouthClose" in w for w in a) and any("jawOpen" in w for w in a)

@@ -1,0 +1,31 @@
+"""The tracker's calibration with mixture renders (avatar.calibrate, face.calibration.fit_mixtures) on
+a real avatar: the mixtures are rendered and read as the single shapes are, and correct only what they
+may (the calibrated shapes' directions and the jaw's corrective), the same every time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_mixture_renders_correct_the_calibrated_directions_only_and_repeat(astronaut):
+    from backend.avatar.calibrate import calibrate_tracker, calibration_shapes, mixture_weights
+
+    avatar, model, _ = astronaut
+    plain = calibrate_tracker(avatar, model, 0)
+    mixed = calibrate_tracker(avatar, model, 0, mixtures=12)
+    again = calibrate_tracker(avatar, model, 0, mixtures=12)
+    np.testing.assert_array_equal(mixed.exprdirs, again.exprdirs)         # drawn from a fixed seed
+    np.testing.assert_array_equal(mixed.offset, plain.offset)             # the neutral reading is the same
+    names = list(model.expr_names)
+    cal = calibration_shapes(model)
+    for n in mixed.joint_channels:                                         # the sideways jaw is calibrated too
+        cal[names.index(n)] = True
+    np.testing.assert_array_equal(mixed.exprdirs[:, :, ~cal], plain.exprdirs[:, :, ~cal])
+    used = {n for w in mixture_weights(model, 12) for n in w if n in names and cal[names.index(n)]}
+    moved = [n for n in used if np.abs(mixed.exprdirs[:, :, names.index(n)] - plain.exprdirs[:, :, names.index(n)]).max() > 1e-7]
+    assert len(moved) >= 0.8 * len(used), (sorted(used), sorted(moved))
+    assert np.all(np.isfinite(mixed.exprdirs)) and np.all(np.isfinite(mixed.jawdirs))
+    assert np.abs(mixed.jawdirs - plain.jawdirs).max() > 0                 # jawOpen is among the mixtures
+    # the corrections are of the shapes' own size (millimetres per unit), not a blow-up of the ridge solve
+    step = np.abs(mixed.exprdirs - plain.exprdirs).max()
+    assert 0 < step < 0.02, step
