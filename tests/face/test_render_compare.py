@@ -292,13 +292,19 @@ def test_the_rigid_pass_removes_a_known_shift_and_keeps_the_expression(model, mo
     assert moved < np.abs(full.expr - plain.expr).mean() + 1e-6
 
 
-def test_a_shift_within_the_threshold_leaves_the_fit_alone(model):
+def _plain_fit(model, T: int = 5):
+    """(lmm, clip landmarks, has_face, camera, hold, the plain fit) of the stand-in's own clip."""
     lmm = LandmarkModel.from_model(model)
-    obs = _clip(model, lmm, T=5)
+    obs = _clip(model, lmm, T=T)
     has = np.ones(len(obs), bool)
     cam = source_camera()
     hold = {**HOLD, "identity": np.zeros(model.n_shape)}
     plain, _, _ = track_landmarks(model, obs, has, cam, 25.0, TrackOptions(smoothing=0.0), **hold)
+    return lmm, obs, has, cam, hold, plain
+
+
+def test_a_shift_within_the_threshold_leaves_the_fit_alone(model):
+    lmm, obs, has, cam, hold, plain = _plain_fit(model)
     opts = TrackOptions(smoothing=0.0, render_pass_mode="rigid", render_pass_threshold_px=1.0)
     p, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, ShiftedReader(lmm, (0.5, 0.6)), 1,
                                           **hold)
@@ -441,13 +447,8 @@ class SkullReader(FakeReader):
         return out
 
 
-def test_the_upper_pass_corrects_the_skull_and_keeps_the_mouths_opening(model):
-    lmm = LandmarkModel.from_model(model)
-    obs = _clip(model, lmm, T=5)
-    has = np.ones(len(obs), bool)
-    cam = source_camera()
-    hold = {**HOLD, "identity": np.zeros(model.n_shape)}
-    plain, _, _ = track_landmarks(model, obs, has, cam, 25.0, TrackOptions(smoothing=0.0), **hold)
+def test_the_upper_pass_corrects_the_skull_and_moves_the_mouth_less_than_every_landmarks_own(model):
+    lmm, obs, has, cam, hold, plain = _plain_fit(model)
     reader = SkullReader(lmm)
     up = obs[..., 1] < obs[:, 2:3, 1]
     up[:, 468:] = False
