@@ -345,7 +345,6 @@ def offset_calibration(lmm: LandmarkModel, offset: np.ndarray, expr_names: tuple
                                np.ones(E, np.float32), offset_only=True)
 
 
-
 def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, shape: np.ndarray,
                  pose: np.ndarray, transl: np.ndarray, expr: np.ndarray, jaw: np.ndarray,
                  readings: np.ndarray, columns: np.ndarray, ridge: float = 1.0,
@@ -368,8 +367,8 @@ def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, 
     bool: the expressions corrected (the calibrated ones). ridge: weight^2 units per column (the
     correction is shrunk as if each shape had been seen that many more times at weight 1 with no
     residual). free_motion: landmark indices on which each mixture's residual is first relieved of
-    its least-squares 2-D similarity (:func:`image_similarity`; the tracker's free head pose would
-    take that part); None = not. Returns a new calibration (``cal`` is not changed)."""
+    its least-squares 2-D similarity (render_compare.rigid_offsets' "similarity", no threshold; the
+    tracker's free head pose would take that part); None = not. Returns a new calibration (``cal`` is not changed)."""
     S, E = lmm.n_shape, lmm.n_expr
     expr = np.asarray(expr, np.float64)
     jaw = np.asarray(jaw, np.float64)
@@ -390,7 +389,9 @@ def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, 
     if free_motion is not None:
         # the tracker fits every frame's head pose: what one in-image motion of the whole face
         # explains of a mixture's residual is the pose's, not the shapes'
-        resid = resid - image_similarity(pred.numpy(), resid, np.asarray(free_motion, np.int64))
+        from .render_compare import rigid_offsets
+
+        resid = resid - rigid_offsets(resid, pred.numpy(), np.asarray(free_motion, np.int64), "similarity")
     resid = resid.reshape(K, -1)
     cols = np.flatnonzero(np.asarray(columns, bool)[:E])
     X = np.concatenate([expr[:, cols], np.sin(jaw)[:, None]], 1)    # the jaw's part per sin of its angle
@@ -409,22 +410,3 @@ def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, 
     jawdirs[:, :, minus] -= 0.5 * per_sin
     return replace(cal, exprdirs=dirs.astype(np.float32), jawdirs=jawdirs.astype(np.float32))
 
-
-def image_similarity(points: np.ndarray, motion: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """(K, L, 2): per frame, the least-squares 2-D similarity motion (shift, rotation, uniform scale
-    about the centroid) of ``points`` (K, L, 2) px that best explains ``motion`` (K, L, 2) px on the
-    landmarks ``idx``, evaluated at every landmark."""
-    p = np.asarray(points, np.float64)
-    d = np.asarray(motion, np.float64)
-    c = p[:, idx].mean(axis=1, keepdims=True)
-    t = d[:, idx].mean(axis=1, keepdims=True)
-    q = p[:, idx] - c
-    e = d[:, idx] - t
-    qq = np.maximum((q * q).sum(axis=(1, 2)), 1e-12)
-    a = (q * e).sum(axis=(1, 2)) / qq                                  # scale - 1
-    b = (q[..., 0] * e[..., 1] - q[..., 1] * e[..., 0]).sum(axis=1) / qq   # rotation
-    r = p - c
-    out = np.broadcast_to(t, p.shape).copy()
-    out[..., 0] += a[:, None] * r[..., 0] - b[:, None] * r[..., 1]
-    out[..., 1] += b[:, None] * r[..., 0] + a[:, None] * r[..., 1]
-    return out
