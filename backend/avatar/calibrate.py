@@ -16,6 +16,10 @@ own landmark motion. The two sideways turns (:data:`SIDE_CHANNELS`) become expre
 their own, which the tracker solves in place of the jaw's sideways angle (mediapipe reads left and
 right differently: see face.calibration's module doc).
 
+Optionally (``mixtures``, :data:`MIXTURES`; off by default) random mixtures of the shapes are rendered and
+read too, and face.calibration.fit_mixtures corrects the directions by what mediapipe reads of the shapes
+together (docs/figures/arkit.md: more shapes follow the truth, their amplitudes less closely).
+
 It costs a render and two face-mesh runs per calibrated expression, the neutral face, each base and
 the three jaw turns (46 on the stand-in: 30-60 s on two shared CPU cores at LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
 """
@@ -288,6 +292,7 @@ def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray,
             cal.jawdirs = fit_jaw_correctives(lmm, proj, fit.shape, rest, fit.transl[0], neutral, readings)
     if mixtures:
         from ..face.calibration import fit_mixtures
+        from ..face.mediapipe_face import FACE_OVAL
         from ..head.arkit_names import JOINT_CHANNELS
 
         names = list(model.expr_names)
@@ -303,8 +308,6 @@ def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray,
                     expr[i, names.index(n)] += v
             if px is not None:
                 lm[i] = px
-        from ..face.mediapipe_face import FACE_OVAL
-
         inner = np.setdiff1d(np.arange(len(neutral)), list(FACE_OVAL))
         cal = fit_mixtures(lmm, proj, cal, fit.shape, rest, fit.transl[0], expr, jaw, lm, calibrate,
                            ridge=MIXTURE_RIDGE, free_motion=inner)
