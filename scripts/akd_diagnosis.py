@@ -3,7 +3,7 @@
     nice python scripts/akd_diagnosis.py prepare --media /work/shared/media --clips d0,d19,d3,d12 --every 15
     nice python scripts/akd_diagnosis.py score --clips d0,d19,d3,d12 [--track '{"smoothing": 0}'] [--frames]
         [--offsets full [--offset-opts '{"rigid": false, "lips": "inner"}']] [--ssim] [--post-blur 0.7]
-        [--render-passes N [--track '{"render_pass_mode": "rigid"}']]
+        [--render-passes N [--track '{"render_pass_mode": "upper"}']] [--dump DIR]
 
 ``prepare`` does what eval's self-reenactment protocol does up to the fit (backend/eval/protocols/
 reenactment.py): tracks the clip, builds the avatar from frame 0 (LOD 2) and keeps, in ``--work``
@@ -22,8 +22,9 @@ mediapipe landmarks R vs the frame's D, both static-image mediapipe on the 512 c
     detect  |O - D|  the two mediapipe runs on the same real frame (tracking vs static mode);
     smooth  |S - O|  the temporal smoothing's move of the observation (S: what the fit saw);
 
-each as mean 2-D distance (px at 512) over all 478 landmarks and over the lips, with the AKD shift
-(length of the mean offset R - D). ``--ssim`` adds SSIM full's loss over error_split's five regions
+each as mean 2-D distance (px at 512) over all 478 landmarks and over mediapipe's groups (lips, outline,
+brows, eyes, irises), with the AKD shift (length of the mean offset R - D); ``--dump DIR`` saves each
+driving frame's render beside the frame with both readings drawn (R red, D green). ``--ssim`` adds SSIM full's loss over error_split's five regions
 (ssim_<region>, shares of 1 - SSIM) and per region SSIM's factors (<region>_1-l, _1-c, _1-s:
 mean loss in luminance, contrast, structure; <region>_sharp: the render's mean local sigma over
 the target's). ``--post-blur`` blurs each render before scoring (a diagnostic of excess detail). A diagnostic for issue 14, not a benchmark: nothing here gates.
