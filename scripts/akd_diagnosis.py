@@ -339,6 +339,9 @@ def main() -> None:
         for c in clips:
             prepare(a.media, c, a.every, a.work, a.force)
         return
+    if a.dump is not None and a.dump.exists() and any(a.dump.iterdir()):
+        # its PNGs are named by clip and frame: an earlier dump's (or anything else's) would be overwritten
+        raise SystemExit(f"{a.dump}: exists and is not empty; give --dump a new or empty folder")
     track = json.loads(a.track)
     out = {}
     with FrameScorer(identity=False) as scorer:

@@ -590,6 +590,11 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
         raise InputError(None, f"render passes must be >= 0, got {passes}")
     check_render_pass_options(opts)
     mode = opts.render_pass_mode
+    if mode == "upper" and hold.get("calibration") is not None:
+        # a calibrated tracker already fits each landmark where mediapipe reads the avatar's render:
+        # the landmarks' own offsets would count that reading twice (a calibrated track of the
+        # avatar's own renders read a smile of 0.38 on an open jaw, 0.22 with the shift only)
+        mode = "rigid"
     inner = np.setdiff1d(np.arange(landmarks.shape[1]), list(FACE_OVAL))
     progress = progress or Progress()
     T = len(landmarks)
@@ -625,14 +630,8 @@ def track_with_render_passes(model, landmarks: np.ndarray, has_face: np.ndarray,
         offset[sel] = render_offsets(read, fitted[sel])
         if mode in ("rigid", "similarity"):   # one motion a frame, measured inside the outline, for every landmark
             offset[sel] = rigid_offsets(offset[sel], fitted[sel], inner, mode, opts.render_pass_threshold_px)
-        elif mode == "upper" and hold.get("calibration") is None:
-            # that shift, and above the nose each landmark's own offset beyond it
+        elif mode == "upper":   # that shift, and above the nose each landmark's own offset beyond it
             offset[sel] = upper_face_offsets(offset[sel], fitted[sel], inner, opts.render_pass_threshold_px)
-        elif mode == "upper":
-            # a calibrated tracker already fits each landmark where mediapipe reads the avatar's
-            # render: the landmarks' own offsets would count that reading twice (a calibrated track
-            # of the avatar's own renders read a smile of 0.38 on an open jaw, 0.22 with the shift only)
-            offset[sel] = rigid_offsets(offset[sel], fitted[sel], inner, "rigid", opts.render_pass_threshold_px)
         elif not outline:
             offset[:, list(FACE_OVAL)] = 0.0
         if len(sel) < len(faced) and frames is None:     # keyframes: the frames between interpolated

@@ -496,12 +496,6 @@ def test_a_calibrated_tracker_gets_the_shift_only_in_the_upper_mode(model):
     del hold["calibration"]
     opts = TrackOptions(smoothing=0.0, render_pass_mode="upper", render_pass_threshold_px=1.0)
     free, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, SkullReader(lmm), 1, **hold)
-    rigid, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, replace_mode(opts, "rigid"), SkullReader(lmm),
-                                              1, **hold)
+    opts = TrackOptions(smoothing=0.0, render_pass_mode="rigid", render_pass_threshold_px=1.0)
+    rigid, _, _, _ = track_with_render_passes(model, obs, has, cam, 25.0, opts, SkullReader(lmm), 1, **hold)
     assert np.abs(free.transl - rigid.transl).max() > 1e-4
-
-
-def replace_mode(opts: TrackOptions, mode: str) -> TrackOptions:
-    from dataclasses import replace
-
-    return replace(opts, render_pass_mode=mode)
