@@ -16,12 +16,17 @@ own landmark motion. The two sideways turns (:data:`SIDE_CHANNELS`) become expre
 their own, which the tracker solves in place of the jaw's sideways angle (mediapipe reads left and
 right differently: see face.calibration's module doc).
 
-Optionally (``mixtures``, :data:`MIXTURES`; off by default) random mixtures of the shapes are rendered and
-read too, and face.calibration.fit_mixtures corrects the directions by what mediapipe reads of the shapes
-together (docs/figures/arkit.md: more shapes follow the truth, their amplitudes less closely).
+Random mixtures of the shapes (``mixtures``, :data:`MIXTURES`) are rendered and read too:
+face.calibration.fit_mixtures corrects the directions by what mediapipe reads of the shapes together,
+and the mixture readings, tracked with the corrected calibration, give each shape its reading floor
+(face.calibration.reading_floor: the :data:`FLOOR_QUANTILE` percentile of what is read of it on the
+mixtures without it), which the tracker takes off its solved weights (docs/figures/arkit.md, the
+twenty-fourth session: the corrected directions alone read the shapes a little high and absent ones
+above 0; with the floor both correlation and error improve on the round trip).
 
-It costs a render and two face-mesh runs per calibrated expression, the neutral face, each base and
-the three jaw turns (46 on the stand-in: 30-60 s on two shared CPU cores at LOD 2); :func:`calibration_for` keeps it in a file so that happens on first use only.
+It costs a render and two face-mesh runs per calibrated expression, the neutral face, each base, the
+three jaw turns and each mixture (46 + 240 on the stand-in: about 20 s on two CPU cores at LOD 2);
+:func:`calibration_for` keeps it in a file so that happens on first use only.
 """
 
 from __future__ import annotations
@@ -71,12 +76,18 @@ def calibration_shapes(model: "HeadModel") -> np.ndarray:
 
 
 #: mixture renders after the single shapes (face.calibration.fit_mixtures: mediapipe does not read a
-#: mixture as the sum of its parts); 0 = none, the default: on the ARKit round trip 240 of them raised the
-#: top-20 shapes at correlation 0.8 or above from 14 to 17 but the MAE over all 52 from 0.049 to 0.058
-#: (the shapes read a little high; docs/figures/arkit.md, twenty-third session). Each holds MIXTURE_ACTIVE
+#: mixture as the sum of its parts) and for the reading floor; 0 = none (neither). On the ARKit round trip
+#: 240 of them raised the top-20 shapes at correlation 0.8 or above from 14 to 17 but the MAE over all 52
+#: from 0.049 to 0.058 (the shapes read a little high, absent ones above 0; docs/figures/arkit.md,
+#: twenty-third session); with the floor, 18 and 0.043 (twenty-fourth session). Each holds MIXTURE_ACTIVE
 #: random calibrated shapes (jawOpen and one sideways jaw channel among them) at U(MIXTURE_WEIGHTS), drawn
 #: from MIXTURE_SEED, so a calibration repeats bit for bit
-MIXTURES = 0
+MIXTURES = 240
+#: the percentile (of the weights read on mixtures without a shape) that becomes its reading floor:
+#: 90 / 95 / 97 gave 18 / 18 / 18 of the round trip's 20 above 0.8 with MAE over 52 0.045 / 0.043 /
+#: 0.042 against 0.058 without a floor; 100 (the largest) lost shapes (15), so a high percentile
+#: short of the largest reading
+FLOOR_QUANTILE = 95.0
 MIXTURE_ACTIVE = (2, 5)
 MIXTURE_WEIGHTS = (0.2, 1.0)
 MIXTURE_SEED = 20_261_205
@@ -175,8 +186,9 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
                       backend: str = "auto", mixtures: int = MIXTURES) -> "LandmarkCalibration":
     """The tracker's calibration to ``avatar`` (see the module doc). lod: None = the avatar's
     finest; weight: the expression weight rendered; mixtures: renders of random mixtures that
-    correct the single shapes' directions (:func:`mixture_weights`, face.calibration.fit_mixtures;
-    0 = none). InputError when mediapipe finds no face in the neutral render."""
+    correct the single shapes' directions (:func:`mixture_weights`, face.calibration.fit_mixtures)
+    and give each its reading floor (:func:`mixture_floor`); 0 = none (neither). InputError when
+    mediapipe finds no face in the neutral render."""
     from ..face.crop import crop_from_landmarks
     from ..face.mediapipe_face import MediapipeFace
     from ..render.watermark import stamp_watermark
@@ -311,7 +323,30 @@ def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray,
         inner = np.setdiff1d(np.arange(len(neutral)), list(FACE_OVAL))
         cal = fit_mixtures(lmm, proj, cal, fit.shape, rest, fit.transl[0], expr, jaw, lm, calibrate,
                            ridge=MIXTURE_RIDGE, free_motion=inner)
+        cal.floor = mixture_floor(model, identity, cal, cam, expr, lm, calibrate)
     return cal
+
+
+def mixture_floor(model: "HeadModel", identity: np.ndarray, cal: "LandmarkCalibration", camera,
+                  expr: np.ndarray, readings: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(E,) float32 reading floor of ``cal`` (face.calibration.reading_floor at :data:`FLOOR_QUANTILE`):
+    the mixtures' readings (K, L, 2) crop pixels of ``camera`` (NaN rows: no face) tracked as a clip's
+    frames are (identity kept, no smoothing) with ``cal``, each expression column read back before
+    the joint channels fold into their joint, against the mixtures' true (K, E) columns ``expr``
+    (joint channels in their columns); ``columns`` (E,) bool: the shapes that get a floor (the
+    calibrated ones, the sideways jaw's channels among them)."""
+    from ..face.calibration import reading_floor, unfold_joint_channels
+    from ..face.track import TrackOptions, track_landmarks
+
+    ok = np.all(np.isfinite(readings.reshape(len(readings), -1)), axis=1)
+    if not ok.any():
+        return np.zeros(model.n_expr, np.float32)
+    lm = np.where(ok[:, None, None], readings, 0.0).astype(np.float32)
+    fit, _, _ = track_landmarks(model, lm, ok, camera, 25.0, TrackOptions(smoothing=0.0), identity=identity,
+                                calibration=cal)
+    read = unfold_joint_channels(cal, fit.expr, fit.pose, model.expr_names)
+    read[~ok] = np.nan
+    return reading_floor(expr, read, columns, FLOOR_QUANTILE)
 
 
 def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Path,

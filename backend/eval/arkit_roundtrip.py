@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..avatar.calibrate import MIXTURES
 from ..head.arkit_names import ARKIT_NAMES
 
 HELP = "ARKit-52 round trip on the stand-in: render random weights, track the renders, compare"
@@ -57,7 +58,7 @@ class RoundTripOptions:
     shapes: tuple[str, ...] | None = None   # only these shapes move (None: all 52)
     landmarks_only: bool = False             # track the model's projected landmarks, no render
     calibrate: bool = True                   # calibrate the tracker to the avatar first
-    calibration_mixtures: int = 0            # mixture renders in that calibration (avatar.calibrate.MIXTURES)
+    calibration_mixtures: int = MIXTURES     # mixture renders in that calibration (and its reading floor)
     render_passes: int = 0                   # the tracker's render-and-compare passes (face.render_compare)
     render_pass_mode: str = "full"           # what they fit (TrackOptions.render_pass_mode)
     render_pass_threshold_px: float = 1.0    # the soft threshold of every mode but "full" (TrackOptions)
@@ -339,9 +340,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--photo", default=None, help="portrait to build the avatar from (default: the astronaut)")
     p.add_argument("--no-calibration", action="store_true",
                    help="track the renders only without the tracker's calibration to the avatar")
-    p.add_argument("--calibration-mixtures", type=_count, default=0, metavar="N",
-                   help="the calibration also reads N renders of random mixtures of the shapes and corrects their "
-                        "directions by them (face.calibration.fit_mixtures; default 0: the single shapes only)")
+    p.add_argument("--calibration-mixtures", type=_count, default=RoundTripOptions.calibration_mixtures, metavar="N",
+                   help="the calibration also reads N renders of random mixtures of the shapes, corrects their "
+                        "directions by them and takes each shape's reading floor from them (face.calibration."
+                        "fit_mixtures, reading_floor; default %(default)s; 0: the single shapes only, no floor)")
     p.add_argument("--render-passes", type=int, default=0, metavar="N",
                    help="track with N render-and-compare passes (face.render_compare; both the calibrated and "
                         "the uncalibrated track)")

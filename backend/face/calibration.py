@@ -23,6 +23,11 @@ model's own are opposite), so one signed angle cannot explain both. Each side th
 calibrated direction, solved as a weight in [0, 1] with that joint axis held at rest
 (:func:`joint_channel_priors`), and is written back into the joint's angle after the solve
 (:func:`fold_joint_channels`): the tracked parameters keep their usual meaning.
+
+A calibration can also hold a reading floor per expression (``floor``, :func:`reading_floor`): what
+the calibrated tracker reads of a shape on renders that do not show it (mediapipe's crosstalk from
+the shapes that are on). :func:`apply_floor` subtracts it after the solve and rescales the rest to
+[0, 1], so an absent shape reads 0 instead of a small false weight.
 Pure numpy/torch, no bpy.
 """
 
@@ -61,7 +66,10 @@ class LandmarkCalibration:
     offset_only: True when ``exprdirs`` are the model's own (:func:`offset_calibration`): the
     tracker then solves the expression weights as uncalibrated (TrackOptions.projected_bounds);
     joint_channels: names of head.arkit_names.JOINT_CHANNELS whose expression column is solved with
-    its calibrated direction in place of that joint axis (see the module doc; () = none)."""
+    its calibrated direction in place of that joint axis (see the module doc; () = none);
+    floor: (E,) float32 weights in [0, FLOOR_MAX], per expression column (joint channels' columns
+    included), what the tracker reads of that shape where it is absent (:func:`reading_floor`),
+    taken off every solved weight by :func:`apply_floor`; None = none."""
 
     offset: np.ndarray
     exprdirs: np.ndarray
@@ -70,6 +78,7 @@ class LandmarkCalibration:
     jawdirs: np.ndarray | None = None
     offset_only: bool = False
     joint_channels: tuple[str, ...] = ()
+    floor: np.ndarray | None = None
 
     def apply(self, lmm: LandmarkModel) -> LandmarkModel:
         """``lmm`` with the calibrated neutral landmarks and expression directions (its first
@@ -108,12 +117,14 @@ class LandmarkCalibration:
         from ..output_safety import atomic_path
 
         target = Path(path)
-        meta = {"format": CALIBRATION_FORMAT, "version": 3, "expr_names": list(self.expr_names),
+        meta = {"format": CALIBRATION_FORMAT, "version": 4, "expr_names": list(self.expr_names),
                 "offset_only": bool(self.offset_only), "joint_channels": list(self.joint_channels)}
-        jaw = {} if self.jawdirs is None else {"jawdirs": self.jawdirs}
+        extra = {} if self.jawdirs is None else {"jawdirs": self.jawdirs}
+        if self.floor is not None:
+            extra["floor"] = np.asarray(self.floor, np.float32)
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, offset=self.offset, exprdirs=self.exprdirs, response=self.response,
-                     meta=np.array(json.dumps(meta)), **jaw)
+                     meta=np.array(json.dumps(meta)), **extra)
         return target
 
     @staticmethod
@@ -127,10 +138,15 @@ class LandmarkCalibration:
                 if meta.get("format") != CALIBRATION_FORMAT:
                     raise ValueError(f"format is not {CALIBRATION_FORMAT}")
                 jaw = z["jawdirs"].astype(np.float32) if "jawdirs" in z.files else None  # version 1: none
-                return LandmarkCalibration(z["offset"].astype(np.float32), z["exprdirs"].astype(np.float32),
-                                           tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw,
-                                           bool(meta.get("offset_only", False)),
-                                           tuple(meta.get("joint_channels", ())))   # version 2: none
+                floor = z["floor"].astype(np.float32) if "floor" in z.files else None     # version 3: none
+                cal = LandmarkCalibration(z["offset"].astype(np.float32), z["exprdirs"].astype(np.float32),
+                                          tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw,
+                                          bool(meta.get("offset_only", False)),
+                                          tuple(meta.get("joint_channels", ())), floor)   # version 2: none
+            if floor is not None and (floor.shape != (len(cal.expr_names),) or not np.all(np.isfinite(floor))
+                                      or floor.min() < 0.0 or floor.max() > FLOOR_MAX):
+                raise ValueError(f"its reading floor is not {len(cal.expr_names)} weights in [0, {FLOOR_MAX}]")
+            return cal
         except FileNotFoundError:
             raise InputError(path, "calibration file not found") from None
         except (ValueError, KeyError, OSError) as exc:
@@ -183,6 +199,53 @@ def fold_joint_channels(cal: "LandmarkCalibration | None", expr: np.ndarray, pos
         pose[:, joint, axis] += gain * expr[:, col]
         expr[:, col] = 0.0
     return expr, pose
+
+
+#: the largest reading floor kept (a shape read this high where absent would lose most of its range)
+FLOOR_MAX = 0.5
+
+
+def apply_floor(cal: "LandmarkCalibration | None", expr: np.ndarray) -> np.ndarray:
+    """Solved (T, E) expression weights (joint channels' columns still in place) with each column's
+    reading floor f taken off and the rest rescaled: max(w - f, 0) / (1 - f), so a weight at its
+    floor or below reads 0 and 1 stays 1. A copy; unchanged without a calibration floor."""
+    if cal is None or cal.floor is None:
+        return expr
+    E = min(expr.shape[1], len(cal.floor))
+    f = np.clip(np.asarray(cal.floor[:E], np.float64), 0.0, FLOOR_MAX)
+    out = np.array(expr, copy=True)
+    out[:, :E] = (np.maximum(out[:, :E] - f, 0.0) / (1.0 - f)).astype(out.dtype)
+    return out
+
+
+def unfold_joint_channels(cal: "LandmarkCalibration | None", expr: np.ndarray, pose: np.ndarray,
+                          expr_names) -> np.ndarray:
+    """(T, E) expression weights with each joint channel's column read back from its joint's angle
+    (the part of the angle on the channel's side, per its radians per unit): the columns the
+    tracker solved before :func:`fold_joint_channels`. A copy."""
+    expr = np.array(expr, copy=True)
+    for col, joint, axis, gain in joint_channel_columns(cal, expr_names):
+        expr[:, col] = np.maximum(np.asarray(pose)[:, joint, axis] / gain, 0.0)
+    return expr
+
+
+def reading_floor(truth: np.ndarray, read: np.ndarray, columns: np.ndarray, quantile: float,
+                  min_absent: int = 20) -> np.ndarray:
+    """(E,) float32 reading floor from renders of known weights: per column in ``columns`` ((E,)
+    bool), the ``quantile`` (percent) of the weights the tracker read, ``read`` (K, E), on the
+    renders whose true weight, ``truth`` (K, E), is 0 (a shape absent from fewer than
+    ``min_absent`` renders gets none); clipped to [0, FLOOR_MAX], 0 elsewhere. Rows with a
+    non-finite reading are left out."""
+    truth = np.asarray(truth, np.float64)
+    read = np.asarray(read, np.float64)
+    ok = np.all(np.isfinite(read), axis=1)
+    truth, read = truth[ok], read[ok]
+    floor = np.zeros(truth.shape[1], np.float32)
+    for k in np.flatnonzero(np.asarray(columns, bool)[:truth.shape[1]]):
+        absent = truth[:, k] == 0.0
+        if absent.sum() >= min_absent:
+            floor[k] = np.clip(np.percentile(read[absent, k], quantile), 0.0, FLOOR_MAX)
+    return floor
 
 
 def rest_to_pixels(lmm: LandmarkModel, proj: Projector, coeffs: torch.Tensor, pose: torch.Tensor,

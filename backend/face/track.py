@@ -398,7 +398,8 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     held near (e.g. the avatar's photo pose, so its shoulders stay where the photo had them and
     head turns go to the neck); None = the identity frames' mean rotation. ``calibration``: a
     face.calibration.LandmarkCalibration of the model's expression basis to what mediapipe sees
-    (solved with instead of the embedding's own landmark response); None = the embedding's.
+    (solved with instead of the embedding's own landmark response; its reading floor, if any, is
+    taken off the solved weights: face.calibration.apply_floor); None = the embedding's.
     ``target_offset``: (T, 478, 2) px subtracted from the (smoothed) landmarks before the fit, so
     each frame is fitted to ``landmarks - target_offset`` (face.render_compare: where mediapipe
     reads the avatar's render against the fitted landmarks; NaN entries count as 0).
@@ -529,8 +530,9 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     transl = fill_gaps(transl, has_face)
     expr = fill_gaps(expr, has_face)
     if calibration is not None:
-        from .calibration import fold_joint_channels
+        from .calibration import apply_floor, fold_joint_channels
 
+        expr = apply_floor(calibration, expr)
         expr, pose = fold_joint_channels(calibration, expr, pose, model.expr_names)
     st = State(shape, torch.as_tensor(expr), torch.as_tensor(pose), torch.as_tensor(transl))
     params = to_head_params(st, model, full)

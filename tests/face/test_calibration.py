@@ -114,7 +114,12 @@ def test_calibration_file_round_trip_and_bad_file(tmp_path, standin):
     back = LandmarkCalibration.load(path)
     np.testing.assert_array_equal(back.offset, cal.offset)
     np.testing.assert_array_equal(back.exprdirs, cal.exprdirs)
-    assert back.expr_names == cal.expr_names
+    assert back.expr_names == cal.expr_names and back.floor is None
+    cal.floor = np.linspace(0.0, 0.4, lmm.n_expr).astype(np.float32)      # a reading floor is kept too
+    np.testing.assert_array_equal(LandmarkCalibration.load(cal.save(tmp_path / "floor.npz")).floor, cal.floor)
+    cal.floor = np.full(lmm.n_expr, 0.9, np.float32)                       # above FLOOR_MAX: not ours
+    with pytest.raises(InputError, match="high.npz: not a landmark calibration.*reading floor"):
+        LandmarkCalibration.load(cal.save(tmp_path / "high.npz"))
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="bad.npz: not a landmark calibration"):
         LandmarkCalibration.load(tmp_path / "bad.npz")
@@ -530,3 +535,95 @@ def test_calibration_mixtures_are_reproducible_and_mean_what_arkit_means(standin
         assert w.get("mouthClose", 0.0) <= w.get("jawOpen", 0.0) or "mouthClose" not in w
         assert all(0.2 <= v <= 1.0 for v in w.values())
     assert any("mouthClose" in w for w in a) and any("jawOpen" in w for w in a)
+
+
+def test_reading_floor_is_the_quantile_of_what_absent_shapes_read_and_apply_floor_takes_it_off():
+    """reading_floor against a plain per-column reference; apply_floor maps the floor to 0 and 1 to 1."""
+    from backend.face.calibration import FLOOR_MAX, apply_floor, reading_floor
+
+    rng = np.random.default_rng(7)
+    K, E = 300, 6
+    truth = np.where(rng.uniform(size=(K, E)) < 0.4, rng.uniform(0.2, 1.0, (K, E)), 0.0)
+    truth[:290, 4] = 0.3                                  # column 4 absent from only 10 renders
+    read = truth + 0.4 * truth[:, [1, 0, 3, 2, 5, 4]] + rng.normal(0, 0.02, (K, E))   # crosstalk + noise
+    read[:, 5] += 0.8                                     # column 5 reads far above anything we keep
+    read[3] = np.nan                                      # a render without a face
+    columns = np.array([True, True, False, True, True, True])
+    got = reading_floor(truth, read, columns, 95.0)
+    ok = np.isfinite(read).all(1)
+    for k in range(E):
+        absent = ok & (truth[:, k] == 0)
+        want = np.clip(np.percentile(read[absent, k], 95.0), 0, FLOOR_MAX) if columns[k] and absent.sum() >= 20 else 0.0
+        assert got[k] == pytest.approx(want, abs=1e-6), (k, got[k], want)
+    assert got[2] == 0 and got[4] == 0 and got[5] == FLOOR_MAX and 0.2 < got[0] < FLOOR_MAX
+    from dataclasses import replace as dc_replace
+    cal = LandmarkCalibration(np.zeros((1, 3), np.float32), np.zeros((1, 3, 3), np.float32), ("a", "b", "c"),
+                              np.ones(3, np.float32))
+    w = np.array([[0.1, 0.3, 1.0], [0.2, 0.0, 0.6]])
+    assert apply_floor(cal, w) is w                       # no floor: the weights as solved
+    floored = apply_floor(dc_replace(cal, floor=np.array([0.2, 0.2, 0.0], np.float32)), w)
+    np.testing.assert_allclose(floored, [[0.0, 0.125, 1.0], [0.0, 0.0, 0.6]])
+    np.testing.assert_array_equal(w, [[0.1, 0.3, 1.0], [0.2, 0.0, 0.6]])    # not changed in place
+
+
+def test_unfold_reads_the_sideways_jaw_channels_back_from_the_folded_angle(standin):
+    from backend.face.calibration import fold_joint_channels, unfold_joint_channels
+
+    E = standin.n_expr
+    names = list(standin.expr_names)
+    cal = LandmarkCalibration(np.zeros((1, 3), np.float32), np.zeros((1, 3, E), np.float32), tuple(names),
+                              np.ones(E, np.float32), joint_channels=("jawLeft", "jawRight"))
+    expr = np.zeros((3, E))
+    expr[0, names.index("jawLeft")] = 0.4
+    expr[1, names.index("jawRight")] = 0.7
+    expr[:, names.index("mouthPucker")] = 0.5
+    folded, pose = fold_joint_channels(cal, expr, np.zeros((3, 5, 3)), names)
+    assert not folded[:, names.index("jawLeft")].any() and pose[:, 2, 1].any()
+    np.testing.assert_allclose(unfold_joint_channels(cal, folded, pose, names), expr, atol=1e-7)
+
+
+def test_a_reading_floor_from_mixtures_removes_crosstalk_from_tracked_weights(standin):
+    """"Mediapipe" reads mouthSmileLeft as 0.35 of mouthPucker too (crosstalk no linear direction
+    explains, since pucker alone also moves its own landmarks). The floor measured on mixtures read
+    that way (avatar.calibrate.mixture_floor: tracked with the calibration, then reading_floor)
+    is about the crosstalk's size, and tracking unseen mixtures with it reads the smile near 0
+    where it is absent, while a smile alone reads (w - floor) / (1 - floor)."""
+    from backend.avatar.calibrate import calibration_shapes, mixture_floor
+    from dataclasses import replace as dc_replace
+
+    lmm = LandmarkModel.from_model(standin)
+    E = lmm.n_expr
+    names = list(standin.expr_names)
+    cal_mask = calibration_shapes(standin)
+    smile, pucker = names.index("mouthSmileLeft"), names.index("mouthPucker")
+    cal = LandmarkCalibration(np.zeros((lmm.n_landmarks, 3), np.float32), lmm.basis[:, :, lmm.n_shape:].numpy(),
+                              tuple(names), np.ones(E, np.float32))
+
+    def read(w):
+        seen = w.copy()
+        seen[:, smile] += 0.35 * w[:, pucker]
+        return _pixels(lmm, seen)
+
+    w = _mixtures(E, cal_mask, 200, 21)
+    w[::2, pucker] = np.random.default_rng(22).uniform(0.3, 1.0, 100)     # pucker on in half of them
+    w[:, smile] = np.where(w[:, pucker] > 0, 0.0, w[:, smile])           # never both: clean absent rows
+    cam = source_camera()
+    ident = np.zeros(standin.n_shape, np.float32)
+    floor = mixture_floor(standin, ident, cal, cam, w, read(w), cal_mask)
+    assert floor.shape == (E,) and np.all(floor[~cal_mask] == 0)
+    assert 0.2 < floor[smile] < 0.4, floor[smile]                         # 95th percentile of 0.35 x U(0.3, 1)
+    test = _mixtures(E, cal_mask, 40, 23)
+    test[:, smile] = 0.0
+    test[:20, pucker] = np.linspace(0.4, 1.0, 20)
+    test[20:30] = 0.0
+    test[20:30, smile] = 0.8                                              # the smile alone
+    opts = TrackOptions(smoothing=0.0)
+    has = np.ones(len(test), bool)
+    plain, _, _ = track_landmarks(standin, read(test).astype(np.float32), has, cam, 25.0, opts, identity=ident,
+                                  calibration=cal)
+    got, _, _ = track_landmarks(standin, read(test).astype(np.float32), has, cam, 25.0, opts, identity=ident,
+                                calibration=dc_replace(cal, floor=floor))
+    assert plain.expr[:20, smile].mean() > 0.2                            # the crosstalk, read as a smile
+    assert got.expr[:20, smile].mean() < 0.05, got.expr[:20, smile]
+    np.testing.assert_allclose(got.expr[20:30, smile], (0.8 - floor[smile]) / (1 - floor[smile]), atol=0.02)
+    np.testing.assert_allclose(plain.expr[20:30, smile], 0.8, atol=0.02)
