@@ -352,7 +352,8 @@ def mixture_floor(model: "HeadModel", identity: np.ndarray, cal: "LandmarkCalibr
 def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Path,
                     lod: int | None = None) -> "LandmarkCalibration":
     """The calibration kept in ``path``: read when the file exists (InputError when it was made
-    for another expression basis), else computed by :func:`calibrate_tracker` and written there."""
+    for another expression basis; an OMGWarning when it predates the reading floor), else computed
+    by :func:`calibrate_tracker` and written there."""
     from ..face.calibration import LandmarkCalibration
 
     path = Path(path)
@@ -361,6 +362,15 @@ def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Pa
         if tuple(cal.expr_names) != tuple(model.expr_names):
             raise InputError(path, f"calibration of {len(cal.expr_names)} expressions "
                                    f"({', '.join(cal.expr_names[:3])}, ...) is not for head model '{model.name}'")
+        if cal.floor is None and not cal.offset_only:
+            # the user's file: read as it is, never rewritten; say what a new one would add
+            import warnings
+
+            from ..errors import OMGWarning
+
+            warnings.warn(f"{path.name}: made before the calibration read mixtures of the shapes (no reading "
+                          "floor); tracking with it reads absent shapes above 0. Delete it or give another "
+                          "--calibration path to calibrate again", OMGWarning, stacklevel=2)
         return cal
     cal = calibrate_tracker(avatar, model, lod)
     cal.save(path)

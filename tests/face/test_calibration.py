@@ -141,6 +141,29 @@ def test_calibration_file_for_another_basis_is_refused(tmp_path, standin):
         cli_main(["track", str(tmp_path / "clip"), "-o", str(tmp_path / "t.npz"), "--calibration", str(path)])
 
 
+def test_a_kept_calibration_without_a_reading_floor_is_used_with_a_warning(tmp_path, standin):
+    """A calibration file from before the reading floor is the user's: read as it is and never
+    rewritten, with one warning naming it; one with a floor reads silently."""
+    import warnings
+
+    from backend.avatar.calibrate import calibration_for
+    from backend.errors import OMGWarning
+
+    lmm = LandmarkModel.from_model(standin)
+    old = _true_response(lmm)
+    old.expr_names = tuple(standin.expr_names)
+    path = old.save(tmp_path / "old.cal.npz")
+    before = path.read_bytes()
+    with pytest.warns(OMGWarning, match="old.cal.npz: made before the calibration read mixtures"):
+        got = calibration_for(None, standin, path)
+    assert got.floor is None and path.read_bytes() == before
+    old.floor = np.full(lmm.n_expr, 0.1, np.float32)
+    path = old.save(tmp_path / "new.cal.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(calibration_for(None, standin, path).floor, old.floor)
+
+
 def test_calibration_renders_read_mouth_close_over_an_open_jaw(standin):
     """Each calibrated expression is rendered alone, except mouthClose ("lips together while the
     jaw is open"), rendered over jawOpen and read against a render of jawOpen alone; the jaw and eye
