@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import InputError
 
 if TYPE_CHECKING:
+    from ..progress import Progress
     from ..face.calibration import LandmarkCalibration
     from ..head.model import HeadModel
     from .gaussians import GaussianAvatar
@@ -183,12 +184,16 @@ def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: flo
 
 
 def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None, weight: float = 1.0,
-                      backend: str = "auto", mixtures: int = MIXTURES) -> "LandmarkCalibration":
+                      backend: str = "auto", mixtures: int = MIXTURES,
+                      progress: "Progress | None" = None) -> "LandmarkCalibration":
     """The tracker's calibration to ``avatar`` (see the module doc). lod: None = the avatar's
     finest; weight: the expression weight rendered; mixtures: renders of random mixtures that
     correct the single shapes' directions (:func:`mixture_weights`, face.calibration.fit_mixtures)
-    and give each its reading floor (:func:`mixture_floor`); 0 = none (neither). InputError when
-    mediapipe finds no face in the neutral render."""
+    and give each its reading floor (:func:`mixture_floor`); 0 = none (neither). progress: told
+    each render read (the renders and readings are nearly all of the time) and can cancel between
+    them (CancelledError). InputError when mediapipe finds no face in the neutral render."""
+    from ..progress import Progress
+
     from ..face.crop import crop_from_landmarks
     from ..face.mediapipe_face import MediapipeFace
     from ..render.watermark import stamp_watermark
@@ -228,11 +233,14 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     # (per-image detection) readings sit 0.9 px from the video mode's on the same frames: a
     # calibration from them bought the round trip's top-20 mean correlation 0.53 -> 0.58, the
     # settled video-mode one 0.53 -> 0.69 (96 frames, docs/figures/arkit.md)
+    progress = progress or Progress()
+    n_renders = len(params.expr)
     with MediapipeFace(static=False) as mp:
         for img in render_frames(avatar, model, params, lod, background=(0.0, 0.0, 0.0), backend=backend):
             img = stamp_watermark(np.round(img * 255.0).astype(np.uint8))
             mp.landmarks(img)
             lms.append(mp.landmarks(img))
+            progress.report(0.95 * len(lms) / n_renders, f"calibration render {len(lms)}/{n_renders}")
     if lms[0] is None:
         raise InputError(None, "tracker calibration: no face found in the avatar's neutral render")
     size = (avatar.camera.width, avatar.camera.height)
@@ -261,8 +269,11 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
     side = tuple(n for n in SIDE_CHANNELS if n in names and calibrate[names.index(n)])
     mixture_readings = [(w, None if lm is None else crop.to_crop(lm[:, :2]).astype(np.float64))
                         for w, lm in zip(mixes, lms[n_before_mix:])]
-    return lift_readings(model, avatar.params.shape, neutral, shapes, weight, calibrate, readings, side,
-                         mixtures=mixture_readings)
+    progress.report(0.95, "fitting the calibration")
+    cal = lift_readings(model, avatar.params.shape, neutral, shapes, weight, calibrate, readings, side,
+                        mixtures=mixture_readings)
+    progress.report(1.0, "calibrated")
+    return cal
 
 
 def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray, shapes: np.ndarray,
@@ -350,10 +361,11 @@ def mixture_floor(model: "HeadModel", identity: np.ndarray, cal: "LandmarkCalibr
 
 
 def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Path,
-                    lod: int | None = None) -> "LandmarkCalibration":
+                    lod: int | None = None, progress: "Progress | None" = None) -> "LandmarkCalibration":
     """The calibration kept in ``path``: read when the file exists (InputError when it was made
     for another expression basis; an OMGWarning when it predates the reading floor), else computed
-    by :func:`calibrate_tracker` and written there."""
+    by :func:`calibrate_tracker` (``progress`` told and able to cancel, before anything is written) and
+    written there."""
     from ..face.calibration import LandmarkCalibration
 
     path = Path(path)
@@ -372,7 +384,7 @@ def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Pa
                           "floor); tracking with it reads absent shapes above 0. Delete it or give another "
                           "--calibration path to calibrate again", OMGWarning, stacklevel=2)
         return cal
-    cal = calibrate_tracker(avatar, model, lod)
+    cal = calibrate_tracker(avatar, model, lod, progress=progress)
     cal.save(path)
     return cal
 

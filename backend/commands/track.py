@@ -81,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
         if args.calibration:
             from ..avatar.calibrate import calibration_for
 
-            hold["calibration"] = calibration_for(avatar, model, args.calibration)
+            # a bar only while a calibration is made (about 20 s); a kept file is read at once
+            quiet = args.no_progress or Path(args.calibration).exists()
+            cal_bar, close_cal_bar = tqdm_progress("calibrate", enabled=False if quiet else None)
+            try:
+                hold["calibration"] = calibration_for(avatar, model, args.calibration, progress=cal_bar)
+            finally:
+                close_cal_bar()
         elif args.offsets:
             from ..avatar.calibrate import landmark_offsets
 

@@ -35,3 +35,23 @@ def test_mixture_renders_correct_the_calibrated_directions_only_and_repeat(astro
     # the corrections are of the shapes' own size (millimetres per unit), not a blow-up of the ridge solve
     step = np.abs(mixed.exprdirs - plain.exprdirs).max()
     assert 0 < step < 0.02, step
+
+
+def test_calibration_reports_each_render_and_can_be_cancelled(astronaut):
+    """The calibration tells its progress per render read, ends at 1, and stops between renders
+    when asked (CancelledError), before any file could be written."""
+    import pytest
+
+    from backend.avatar.calibrate import calibrate_tracker
+    from backend.errors import CancelledError
+    from backend.progress import Progress
+
+    avatar, model, _ = astronaut
+    seen = []
+    calibrate_tracker(avatar, model, 0, mixtures=0, progress=Progress(callback=lambda f, m: seen.append(f)))
+    assert len(seen) >= 40 and seen[-1] == 1.0 and all(b >= a for a, b in zip(seen, seen[1:]))
+    calls = []
+    stop = Progress(callback=lambda f, m: calls.append(f), should_cancel=lambda: len(calls) >= 5)
+    with pytest.raises(CancelledError):
+        calibrate_tracker(avatar, model, 0, mixtures=0, progress=stop)
+    assert len(calls) == 5

@@ -53,6 +53,31 @@ def test_cli_retarget_then_render(astronaut, preview_assets, tmp_path):
     assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "render" / "preview.mp4"))[0] == 7
 
 
+def test_cli_retarget_reads_a_kept_calibration_and_leaves_it_as_it_was(astronaut, preview_assets, tmp_path, capsys):
+    """``retarget --calibration`` with a kept file (here: the stand-in's own landmark response with a
+    zero reading floor) reads it, tracks with it, writes the preview and never rewrites the file."""
+    from backend.avatar.fileformat import load_avatar
+    from backend.face.calibration import LandmarkCalibration
+    from backend.face.landmark_model import LandmarkModel
+    from backend.head.loader import load_head_model
+
+    _, _, avatar_path = astronaut
+    model = load_head_model(load_avatar(avatar_path).head_model_path)
+    lmm = LandmarkModel.from_model(model)
+    S, E = lmm.n_shape, lmm.n_expr
+    cal = LandmarkCalibration(np.zeros((lmm.n_landmarks, 3), np.float32), lmm.basis[:, :, S:S + E].numpy(),
+                              tuple(model.expr_names), np.ones(E, np.float32), floor=np.zeros(E, np.float32))
+    kept = cal.save(tmp_path / "kept.cal.npz")
+    before = kept.read_bytes()
+    clip = synthetic_clip(preview_assets)
+    out = tmp_path / "cal.mp4"
+    rc = main(["retarget", str(avatar_path), str(clip.path), "-o", str(out), "--lod", "0", "--size", "96",
+               "--backend", "cpu", "--calibration", str(kept), "--json", str(tmp_path / "r.json"), "--no-progress"])
+    assert rc == 0 and out.exists() and kept.read_bytes() == before
+    assert "warning" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["frames"] == clip.params.n_frames
+
+
 def test_cli_errors_name_the_file(astronaut, tmp_path):
     _, _, avatar_path = astronaut
     bad = tmp_path / "bad.npz"
