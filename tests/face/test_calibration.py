@@ -8,6 +8,8 @@ one reading per expression, and the tracker must recover the weights with it and
 
 from __future__ import annotations
 
+from dataclasses import replace as dc_replace
+
 import numpy as np
 import pytest
 import torch
@@ -579,7 +581,6 @@ def test_reading_floor_is_the_quantile_of_what_absent_shapes_read_and_apply_floo
         want = np.clip(np.percentile(read[absent, k], 95.0), 0, FLOOR_MAX) if columns[k] and absent.sum() >= 20 else 0.0
         assert got[k] == pytest.approx(want, abs=1e-6), (k, got[k], want)
     assert got[2] == 0 and got[4] == 0 and got[5] == FLOOR_MAX and 0.2 < got[0] < FLOOR_MAX
-    from dataclasses import replace as dc_replace
     cal = LandmarkCalibration(np.zeros((1, 3), np.float32), np.zeros((1, 3, 3), np.float32), ("a", "b", "c"),
                               np.ones(3, np.float32))
     w = np.array([[0.1, 0.3, 1.0], [0.2, 0.0, 0.6]])
@@ -612,7 +613,6 @@ def test_a_reading_floor_from_mixtures_removes_crosstalk_from_tracked_weights(st
     is about the crosstalk's size, and tracking unseen mixtures with it reads the smile near 0
     where it is absent, while a smile alone reads (w - floor) / (1 - floor)."""
     from backend.avatar.calibrate import calibration_shapes, mixture_floor
-    from dataclasses import replace as dc_replace
 
     lmm = LandmarkModel.from_model(standin)
     E = lmm.n_expr
