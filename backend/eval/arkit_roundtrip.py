@@ -337,6 +337,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hold", type=int, default=RoundTripOptions.hold, help="frames per key")
     p.add_argument("--lod", type=int, default=RoundTripOptions.lod, choices=(0, 1, 2))
     p.add_argument("--seed", type=int, default=RoundTripOptions.seed)
+    p.add_argument("--smoothing", type=float, default=RoundTripOptions.smoothing,
+                   help="the tracker's temporal smoothing (default %(default)s: every frame stands alone; 2 is "
+                        "track's default, for sequences that ease between keys: --hold > 1)")
     p.add_argument("--photo", default=None, help="portrait to build the avatar from (default: the astronaut)")
     p.add_argument("--no-calibration", action="store_true",
                    help="track the renders only without the tracker's calibration to the avatar")
@@ -359,11 +362,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..avatar.build import BuildOptions, build_avatar
 
+    if args.smoothing < 0:
+        raise SystemExit("--smoothing must be >= 0")
     t0 = time.perf_counter()
     built = build_avatar(args.photo, BuildOptions(lods=(args.lod,), refine=False, metrics=False))
     build_s = time.perf_counter() - t0
     opts = RoundTripOptions(frames=args.frames, active=args.active, hold=args.hold, lod=args.lod, seed=args.seed,
-                            calibrate=not args.no_calibration, calibration_mixtures=args.calibration_mixtures,
+                            smoothing=args.smoothing, calibrate=not args.no_calibration, calibration_mixtures=args.calibration_mixtures,
                             render_passes=args.render_passes,
                             render_pass_mode=args.render_pass_mode, render_pass_threshold_px=args.render_pass_threshold)
     res = round_trip(built.avatar, built.model, opts)

@@ -133,3 +133,20 @@ def test_figures_carry_the_intervals():
     for s in fig["shapes"]:
         if s["corr"] is not None and s["corr_ci90"][0] is not None:
             assert s["corr_ci90"][0] - 1e-9 <= s["corr"] <= s["corr_ci90"][1] + 1e-9
+
+
+def test_bench_arguments_default_to_the_product_calibration_and_take_smoothing():
+    """``bench arkit``'s options: the calibration's mixtures as the product's (avatar.calibrate.MIXTURES),
+    no smoothing unless asked (every frame a new key), and a negative smoothing refused before any work."""
+    import argparse
+
+    from backend.avatar.calibrate import MIXTURES
+    from backend.eval.arkit_roundtrip import add_arguments, run
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args([])
+    assert args.calibration_mixtures == MIXTURES == RoundTripOptions().calibration_mixtures
+    assert args.smoothing == 0.0 and p.parse_args(["--hold", "4", "--smoothing", "2"]).smoothing == 2.0
+    with pytest.raises(SystemExit, match="--smoothing must be >= 0"):
+        run(p.parse_args(["--smoothing", "-1"]))
