@@ -88,6 +88,20 @@ def resolved_passes(requested: int | None, identity_kept: bool) -> int:
     return 1 if identity_kept else 0
 
 
+def tracker_calibration(avatar, model, path: str | Path, bar: bool | None):
+    """avatar.calibrate.calibration_for(avatar, model, path) for --calibration (track, retarget),
+    with a "calibrate" progress bar while a calibration is made (about 20 s; ``bar``: tqdm's
+    enabled, None = on a terminal); a kept file is read without one."""
+    from ..avatar.calibrate import calibration_for
+    from ..progress import tqdm_progress
+
+    progress, close = tqdm_progress("calibrate", False if Path(path).exists() else bar)
+    try:
+        return calibration_for(avatar, model, path, progress=progress)
+    finally:
+        close()
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("avatar", help=".omgavatar file (python -m backend build)")
     p.add_argument("motion", help="track .npz (python -m backend track) or a HeadParams .npz")

@@ -85,14 +85,9 @@ def run(args: argparse.Namespace) -> int:
     hold = hold_for(avatar, args.video, args.keep_identity)
     args.render_passes = resolved_passes(args.render_passes, hold["identity"] is not None)
     if args.calibration:
-        from ..avatar.calibrate import calibration_for
+        from .render import tracker_calibration
 
-        # a bar only while a calibration is made (about 20 s); a kept file is read at once
-        cal_bar, close_cal_bar = tqdm_progress("calibrate", False if Path(args.calibration).exists() else args.progress)
-        try:
-            hold["calibration"] = calibration_for(avatar, model, args.calibration, progress=cal_bar)
-        finally:
-            close_cal_bar()
+        hold["calibration"] = tracker_calibration(avatar, model, args.calibration, args.progress)
     if args.render_passes:
         if hold["identity"] is None:
             # the passes compare the avatar's render with the fitted landmarks of the same head: a

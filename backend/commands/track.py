@@ -79,15 +79,10 @@ def run(args: argparse.Namespace) -> int:
                                           f"'{model.name}' (pass the same --head-model)")
         hold = avatar_hold(avatar.params.shape, avatar.params.pose, rest_offsets=avatar.vertex_offsets)
         if args.calibration:
-            from ..avatar.calibrate import calibration_for
+            from .render import tracker_calibration
 
-            # a bar only while a calibration is made (about 20 s); a kept file is read at once
-            quiet = args.no_progress or Path(args.calibration).exists()
-            cal_bar, close_cal_bar = tqdm_progress("calibrate", enabled=False if quiet else None)
-            try:
-                hold["calibration"] = calibration_for(avatar, model, args.calibration, progress=cal_bar)
-            finally:
-                close_cal_bar()
+            hold["calibration"] = tracker_calibration(avatar, model, args.calibration,
+                                                      False if args.no_progress else None)
         elif args.offsets:
             from ..avatar.calibrate import landmark_offsets
 

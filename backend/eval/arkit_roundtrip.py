@@ -78,6 +78,7 @@ class RoundTripResult:
     has_face: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
     uncalibrated: "RoundTripResult | None" = None   # the same frames tracked without calibration
+    floor: np.ndarray | None = None     # (52,) the calibration's reading floor per shape (None: none)
 
     def most_visible(self, k: int = 20) -> list[int]:
         """Indices of the k shapes that move the landmarks most (descending)."""
@@ -107,7 +108,8 @@ class RoundTripResult:
                         "corr": None if not np.isfinite(self.corr[i]) else float(self.corr[i]),
                         "corr_ci90": [fin(lo[i]), fin(hi[i])],
                         "mae": float(self.mae[i]), "visibility_px": float(self.visibility_px[i]),
-                        "frames_moving": int((self.truth[self.has_face, i] > 0).sum())}
+                        "frames_moving": int((self.truth[self.has_face, i] > 0).sum()),
+                        **({"floor": float(self.floor[i])} if self.floor is not None else {})}
                        for r, i in enumerate(self.most_visible(len(ARKIT_NAMES)))],
             "seconds": self.seconds,
             **({"uncalibrated": {k: v for k, v in self.uncalibrated.figures(k).items()
@@ -289,7 +291,7 @@ def round_trip(avatar, model, opts: RoundTripOptions | None = None, workdir: str
             results.append(RoundTripResult(truth=truth, recovered=recovered, visibility_px=vis,
                                            corr=correlation(truth[ok], recovered[ok]),
                                            mae=np.abs(truth[ok] - recovered[ok]).mean(0), has_face=ok,
-                                           seconds=seconds))
+                                           seconds=seconds, floor=None if cal is None else cal.floor))
     if len(results) == 2:
         results[0].uncalibrated = results[1]
     return results[0]

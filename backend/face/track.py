@@ -532,8 +532,17 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     if calibration is not None:
         from .calibration import apply_floor, fold_joint_channels
 
-        expr = apply_floor(calibration, expr)
-        expr, pose = fold_joint_channels(calibration, expr, pose, model.expr_names)
+        floored = apply_floor(calibration, expr)
+        if fitted_out is not None and floored is not expr:
+            # render passes compare the render of what is returned with these: the floored weights'
+            ts_all = np.flatnonzero(has_face)
+            for c0 in range(0, len(ts_all), opts.batch):
+                ts = ts_all[c0: c0 + opts.batch]
+                st_f = State(shape, torch.as_tensor(floored[ts]), torch.as_tensor(pose[ts]),
+                             torch.as_tensor(transl[ts]))
+                uv, _ = proj.project(full.points(st_f.coeffs(), st_f.pose, st_f.transl))
+                fitted_out[ts] = uv.numpy()
+        expr, pose = fold_joint_channels(calibration, floored, pose, model.expr_names)
     st = State(shape, torch.as_tensor(expr), torch.as_tensor(pose), torch.as_tensor(transl))
     params = to_head_params(st, model, full)
     conf = np.where(has_face, 1.0 / (1.0 + (np.nan_to_num(rmse, nan=1e9) / CONFIDENCE_PX) ** 2), 0.0)

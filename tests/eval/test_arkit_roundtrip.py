@@ -91,6 +91,10 @@ def test_round_trip_recovers_the_most_visible_shapes(standin_avatar):
     # shapes that never moved (measured 0.124 vs 0.014)
     assert res.uncalibrated is not None
     assert res.mae[still].mean() < 0.5 * res.uncalibrated.mae[still].mean()
+    # the figures carry the calibration's reading floor per shape: none on the joints (jawOpen), some on
+    # the mouth's calibrated shapes, never above FLOOR_MAX
+    floors = {s["name"]: s["floor"] for s in res.figures()["shapes"]}
+    assert floors["jawOpen"] == 0 and 0 < floors["mouthSmileLeft"] <= 0.5 and max(floors.values()) <= 0.5
     # the ranking of visible shapes puts the jaw first and the subtle rolls last
     order = [ARKIT_NAMES[i] for i in res.most_visible(52)]
     assert order[0] == "jawOpen" and order.index("mouthRollUpper") > 40

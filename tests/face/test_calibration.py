@@ -644,8 +644,15 @@ def test_a_reading_floor_from_mixtures_removes_crosstalk_from_tracked_weights(st
     has = np.ones(len(test), bool)
     plain, _, _ = track_landmarks(standin, read(test).astype(np.float32), has, cam, 25.0, opts, identity=ident,
                                   calibration=cal)
+    fitted = np.full((len(test), lmm.n_landmarks, 2), np.nan)
     got, _, _ = track_landmarks(standin, read(test).astype(np.float32), has, cam, 25.0, opts, identity=ident,
-                                calibration=dc_replace(cal, floor=floor))
+                                calibration=dc_replace(cal, floor=floor), fitted_out=fitted)
+    # what render passes compare with is the landmark model at the weights returned (floored)
+    coeffs = torch.cat([torch.zeros(len(test), lmm.n_shape, dtype=torch.float64),
+                        torch.as_tensor(got.expr, dtype=torch.float64)], 1)
+    uv, _ = Projector(cam.K, cam.viewmat).project(lmm.points(coeffs, torch.as_tensor(got.pose, dtype=torch.float64),
+                                                             torch.as_tensor(got.transl, dtype=torch.float64)))
+    np.testing.assert_allclose(fitted, uv.numpy(), atol=0.05)
     assert plain.expr[:20, smile].mean() > 0.2                            # the crosstalk, read as a smile
     assert got.expr[:20, smile].mean() < 0.05, got.expr[:20, smile]
     np.testing.assert_allclose(got.expr[20:30, smile], (0.8 - floor[smile]) / (1 - floor[smile]), atol=0.02)
