@@ -127,6 +127,13 @@ def test_unusable_outputs_fail_before_any_work(tmp_path, capsys, monkeypatch):
     _fast_fail(["build", str(photo), "-o", str(tmp_path), "--json", str(photo)], "also an input", capsys)
     _fast_fail(["track", str(clip), "-o", str(clip)], "also an input", capsys)
     _fast_fail(["track", str(clip), "-o", str(tmp_path)], "existing folder", capsys)
+    kept = tmp_path / "kept.cal.npz"          # a kept calibration is an input: no output may replace it
+    kept.write_bytes(b"calibration")
+    _fast_fail(["track", str(clip), "-o", str(kept), "--avatar", "a.omgavatar", "--calibration", str(kept)],
+               "also an input", capsys)
+    _fast_fail(["retarget", "avatar.omgavatar", str(clip), "-o", str(tmp_path / "r.mp4"), "--calibration", str(kept),
+                "--json", str(kept)], "also an input", capsys)
+    assert kept.read_bytes() == b"calibration"
     _fast_fail(["render", "a.omgavatar", str(clip), "-o", str(clip)], "existing file", capsys)
     _fast_fail(["export-ply", "a.omgavatar", "-o", str(UNWRITABLE)], "cannot write", capsys)
     _fast_fail(["export-ply", "a.omgavatar", "-o", str(tmp_path), "--name", "../x"], "plain file name",

@@ -43,6 +43,8 @@ def check_outputs(args: argparse.Namespace) -> None:
     from ..output_safety import check_output_dir, check_output_file
 
     inputs = [args.avatar, args.video, args.head_model, args.checkpoint]
+    if args.calibration and Path(args.calibration).exists():
+        inputs.append(args.calibration)   # a kept calibration is read: never written over
     check_output_file(args.output, inputs, suffixes=(".mp4", ".m4v", ".mov"), what="output video")
     if args.frames:
         check_output_dir(args.frames, inputs, what="--frames folder")

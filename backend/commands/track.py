@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..output_safety import check_output_file
 
     inputs = [args.video, args.head_model, args.avatar]  # first: before the heavy imports and any work
+    if args.calibration and Path(args.calibration).exists():
+        inputs.append(args.calibration)   # a kept calibration is read: never written over
     check_output_file(args.output, inputs, what="track file")
     if args.calibration and not args.avatar:
         raise SystemExit("--calibration needs --avatar (the avatar the tracker is calibrated to)")
