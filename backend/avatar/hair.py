@@ -78,6 +78,9 @@ class HairOptions:
     strand_width: float = 0.5       # shell Gaussians' std-dev across the strands / voxel
     strand_length: float = 1.2      # ... and along them (down the head) / voxel
     opacity: float = 0.97
+    # hair seen over the scalp (regions.scalp) is hair, not paint: the hull may stand in front of
+    # the head mesh there, so a head tilted back shows hair above the forehead, not a bald scalp
+    scalp_shell: bool = True
     min_hair_px: int = 60           # fewer hair pixels: no hair part
 
 
@@ -234,8 +237,14 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
 
     depth = np.where(rows_on, uniform_filter1d(depth, 5, mode="nearest"), 0.0)
     depth_front = np.where(rows_on, uniform_filter1d(depth_front, 5, mode="nearest"), 0.0)
+    scalp = regions.scalp if opts.scalp_shell and regions.scalp is not None else np.zeros((H, W), bool)
+    # over the scalp (above the brows) the hair stands the hair's thickness in front of the skull's
+    # own front, not the temples': only voxels seen over scalp hair take this reach (below)
+    brow_y = _chin_height(regions.brow_row, Cinv, camera, zh)
+    scalp_rows = rows_on & (hx > 0) & (ys > brow_y) if scalp.any() else np.zeros(len(ys), bool)
+    front_scalp = np.where(scalp_rows, np.maximum(depth_front, hz + thick), depth_front)
     zmin = float(np.min(np.where(rows_on, cz - depth, np.inf))) - pad
-    zmax = float(np.max(np.where(rows_on, cz + depth_front, -np.inf))) + pad
+    zmax = float(np.max(np.where(rows_on, cz + front_scalp, -np.inf))) + pad
     zs = np.arange(zmin, zmax, vox)
 
     # occupancy on the (ny, nx, nz) grid. The cross-sections below need only the grid's axes
@@ -251,6 +260,9 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     r = np.arange(len(ys))[:, None, None]
     dz = np.where(Z > cz[r], depth_front[r], depth[r])
     ell = ((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + ((Z - cz[r]) / np.maximum(dz, 1e-6)) ** 2 <= 1.0
+    # the scalp's reach: in front of the centre only, in the scalp rows
+    reach = scalp_rows[r] & (Z > cz[r]) & ~ell & (((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + (
+        (Z - cz[r]) / np.maximum(front_scalp[r], 1e-6)) ** 2 <= 1.0)
     if opts.side_depth > 0:
         # behind the skull: its cross-section grown by the back thickness (the same depth as the
         # full ellipse, ``depth``), joined with the silhouette's width near the widest plane
@@ -263,17 +275,20 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
         # against +0.06 dB) but cost AKD 0.10-0.17 px on d3 and d12 (the face's outline as
         # mediapipe reads it beside a thinner temple)
         ell = np.where((hx > 0)[r] & (Z <= cz[r]), ell & (core | puff), ell)
-    cand = ell & rows_on[r]
+    cand = (ell | reach) & rows_on[r]
     iy, ix, iz = np.nonzero(cand)                                     # the candidate voxels, C order
     P = np.stack([xs[ix], ys[iy], zs[iz]], -1)                        # (M, 3) their rest centres
     uv, zc_cam = _project(P, C, camera)
     occ_c = _lookup(S_in, uv, False)
+    # voxels whose strands stay on the scalp's hair (two standard deviations off the forehead's skin)
+    on_scalp = _lookup(binary_erosion(scalp, structure=np.ones((4 * ry + 1, 2 * rx + 1), bool)), uv, False)
+    occ_c &= ~reach[iy, ix, iz] | on_scalp
     # below the chin: only the half behind the neck (hair down the back)
     below_chin = uv[..., 1] > regions.chin_row
     occ_c &= ~(below_chin & (zs[iz] > cz[iy]))
     # carve the face: nothing in front of the head mesh or the ears' plane where the head is seen
     hd = _lookup(head_depth.depth.astype(np.float64), uv, np.inf)
-    in_head = _lookup(regions.head, uv, False)
+    in_head = _lookup(regions.head, uv, False) & ~on_scalp
     occ_c &= ~(in_head & ((zc_cam < hd + vox) | (zs[iz] > opts.face_plane_m)))
     occ = np.zeros(cand.shape, bool)
     occ[iy, ix, iz] = occ_c
@@ -301,7 +316,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
             # flat 1-D pixel indices into the buffer's 1-D view: ufunc.at's fast path (a 2-D index
             # tuple takes the slow one); the same minimum
             np.minimum.at(zflat, iv[ok] * W + iu[ok], s_z[ok])
-    seen_px = regions.hair & np.isfinite(zbuf)
+    seen_px = (regions.hair | scalp) & np.isfinite(zbuf)
     vis = _lookup(seen_px, s_uv, False) & (s_z <= _lookup(zbuf, s_uv, np.inf) + 1.5 * vox)
 
     # colours: photo where seen, else the row-continued hair texture at the front-back mirror
@@ -313,6 +328,9 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     m_uv, _ = _project(mirror, C, camera)
     colors = np.where(vis[:, None], bilinear(tex_v, s_uv.astype(np.float32)),
                       bilinear(tex_v, m_uv.astype(np.float32)))
+    seen_scalp = vis & _lookup(scalp & ~(regions.hair | regions.side), s_uv, False)
+    if seen_scalp.any():  # over the scalp: the photo itself (no background to keep out)
+        colors[seen_scalp] = bilinear(blur(photo, 0.2 * vox * camera.fx / zh), s_uv[seen_scalp].astype(np.float32))
     n_shell = len(sp)
 
     # fine layer: visible hair pixels at the hull's depth (in front of the torso where hair lies on it)
@@ -327,6 +345,8 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     fuv = np.stack([uu.ravel(), vv.ravel()], 1)
     fi, fj = np.minimum(fuv[:, 1].astype(int), H - 1), np.minimum(fuv[:, 0].astype(int), W - 1)
     attached = regions.hair | regions.side                           # ears beside the head ride along
+    # the scalp's hair where the hull stands in front of the head mesh
+    attached = attached | (scalp & (zbuf < head_depth.depth))
     keep = attached[fi, fj] & np.isfinite(zpix[fi, fj])
     fuv, fi, fj = fuv[keep], fi[keep], fj[keep]
     fz = zpix[fi, fj]
@@ -334,6 +354,10 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     f_rest = f_cam @ Cinv[:3, :3].T + Cinv[:3, 3]
     f_col = bilinear(blur(continue_columns(photo, regions.hair_texture | regions.side), opts.color_blur * st),
                      fuv.astype(np.float32))                         # hair/side pixels only: no background
+    # over the scalp no background is near: the photo itself, as the head mesh's paint takes it
+    over_scalp = scalp[fi, fj] & ~(regions.hair | regions.side)[fi, fj]
+    if over_scalp.any():
+        f_col[over_scalp] = bilinear(blur(photo, opts.color_blur * st), fuv[over_scalp].astype(np.float32))
     f_op = np.clip(bilinear(mask.astype(np.float32), fuv.astype(np.float32)), 0, 1) * opts.opacity
 
     # skinning: head above the chin, the torso's neck share below (by the head-frame height)

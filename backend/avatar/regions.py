@@ -63,7 +63,9 @@ class PortraitRegions:
 
     person: portrait mask; head: head mesh + face hull; hair / body: disjoint, outside ``head``;
     nape_row: where hair behind the head ends (halfway from the nose tip to the chin); side: the rest beside the head above the chin
-    (ears, hats: head-attached, coloured from the photo); chin_row, brow_row: landmark rows."""
+    (ears, hats: head-attached, coloured from the photo); chin_row, brow_row: landmark rows;
+    scalp: head pixels above the brows, outside the face hull, whose colour is the hair's (hair seen
+    over the scalp: it has a thickness the bald head model lacks)."""
 
     person: np.ndarray
     head: np.ndarray
@@ -74,6 +76,7 @@ class PortraitRegions:
     chin_row: float
     brow_row: float
     nape_row: float = float("nan")
+    scalp: np.ndarray | None = None
 
 
 def _color_model(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,6 +156,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     skin_model = _color_model(photo[face]) if face.sum() > 10 else None
     hair = np.zeros_like(above)          # no hair above the brows: a bald head or a tight crop
     hair_texture = hair.copy()
+    scalp = hair.copy()
     if sure_hair.sum() >= opts.min_hair_px:
         mu_h, icov_h = hair_model = _color_model(photo[sure_hair])
         mu_s, icov_s = skin_model if skin_model is not None else hair_model
@@ -210,4 +214,4 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
             rivals = [skin_model] + ([hair_model] if hair_model is not None else [])
             side &= ~_collar(photo, side, below & ~hair, cloth_models, rivals, opts.open_px)
     body = free & ~hair & ~side
-    return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row)
+    return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row, scalp)
