@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     blend = out / "avatar.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     import numpy as np
-    from mathutils import Matrix
+    from mathutils import Matrix, Vector
     from PIL import Image
 
     def shot(tag: str) -> tuple[Path, float]:
@@ -153,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     pivot = rig.matrix_world @ rig.data.bones["neck"].head_local
     cam.matrix_world = (Matrix.Translation(pivot) @ Matrix.Rotation(np.radians(-35), 4, "Z")
                         @ Matrix.Translation(-pivot) @ cam.matrix_world)
+    # the fitted camera looks at the face, which lies in front of the neck: orbited, it would frame the
+    # face off to one side, so it turns to the head's middle (its mesh's bounding box), up staying up
+    head_obj = scene_write.head_object(rig)
+    corners = [head_obj.matrix_world @ Vector(c) for c in head_obj.bound_box]
+    aim = sum(corners, Vector()) / len(corners)
+    bpy.context.view_layer.update()
+    loc = cam.matrix_world.translation.copy()
+    cam.matrix_world = Matrix.Translation(loc) @ (aim - loc).to_track_quat("-Z", "Y").to_matrix().to_4x4()
     png_3q, render_3q_s = shot(f"lod{args.render_lod}_threequarter_animated")
 
     # the backend splatter's view of the same avatar: turntable (yaw -60..+60) + open mouth, blink
