@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     head_obj = scene_write.head_object(rig)
     corners = [head_obj.matrix_world @ Vector(c) for c in head_obj.bound_box]
     aim = sum(corners, Vector()) / len(corners)
+    aim.z += 0.15 * (max(c.z for c in corners) - min(c.z for c in corners))  # room for the hair above the head
     bpy.context.view_layer.update()
     loc = cam.matrix_world.translation.copy()
     cam.matrix_world = Matrix.Translation(loc) @ (aim - loc).to_track_quat("-Z", "Y").to_matrix().to_4x4()
