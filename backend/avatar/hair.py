@@ -238,11 +238,13 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     depth = np.where(rows_on, uniform_filter1d(depth, 5, mode="nearest"), 0.0)
     depth_front = np.where(rows_on, uniform_filter1d(depth_front, 5, mode="nearest"), 0.0)
     scalp = regions.scalp if opts.scalp_shell and regions.scalp is not None else np.zeros((H, W), bool)
-    # over the scalp (above the brows) the hair stands the hair's thickness in front of the skull's
-    # own front, not the temples': only voxels seen over scalp hair take this reach (below)
+    # over the scalp (above the brows) the hair lies on the skull's own front, not the temples', the
+    # thinnest shell's depth in front of it (hair lies along the scalp: the silhouette's width beyond
+    # the skull stood out as a visor over the forehead at +-60 deg); only voxels seen over scalp hair
+    # take this reach (below)
     brow_y = _chin_height(regions.brow_row, Cinv, camera, zh)
     scalp_rows = rows_on & (hx > 0) & (ys > brow_y) if scalp.any() else np.zeros(len(ys), bool)
-    front_scalp = np.where(scalp_rows, np.maximum(depth_front, hz + thick), depth_front)
+    front_scalp = np.where(scalp_rows, np.maximum(depth_front, hz + opts.min_thickness_m), depth_front)
     zmin = float(np.min(np.where(rows_on, cz - depth, np.inf))) - pad
     zmax = float(np.max(np.where(rows_on, cz + front_scalp, -np.inf))) + pad
     zs = np.arange(zmin, zmax, vox)

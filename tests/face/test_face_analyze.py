@@ -181,7 +181,9 @@ def test_a_turned_head_is_not_read_as_a_small_face(analyzer, astronaut):
     renders, so the eye distance is bounded loosely and the size is checked against it; the
     seventeenth session's render read 124 -> 74.4, the eighteenth's, whose suit ring beside the neck
     turns with the torso, 124 -> 73.9: the size is bounded with that reading noise in mind, still
-    more than twice the 30 px below which a face is refused)."""
+    more than twice the 30 px below which a face is refused). Turned 55 deg since the twenty-fifth
+    session: its hair over the scalp lies in front of the forehead, and on that render at 60 deg no
+    detector finds the face any more (at 55: 125.9 -> 69.1 px between the eyes, size 125.9 -> 78.7)."""
     from backend.avatar.build import BuildOptions, build_avatar
     from backend.avatar.rendering import render_frames
     from backend.face.mediapipe_face import face_size_px, inter_ocular
@@ -191,7 +193,7 @@ def test_a_turned_head_is_not_read_as_a_small_face(analyzer, astronaut):
     av = built.avatar
     p = av.params.frame(0)
     pose = np.repeat(p.pose, 2, 0).copy()
-    pose[1, 0, 1] += np.radians(60.0)
+    pose[1, 0, 1] += np.radians(55.0)
     params = HeadParams(p.shape, np.repeat(p.expr, 2, 0), pose, np.repeat(p.transl, 2, 0))
     front, turned = (np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)
                      for f in render_frames(av, built.model, params, 2, background=(1.0, 1.0, 1.0), backend="cpu"))
