@@ -213,7 +213,8 @@ class ShoulderTracker:
 
 
 def torso_channel(shifts_src: np.ndarray, crop: "CropInfo", camera: "Camera", model: "HeadModel",
-                  params: "HeadParams", drop_m: float = 0.10, behind_m: float = 0.02) -> np.ndarray:
+                  params: "HeadParams", drop_m: float = 0.10, behind_m: float = 0.02,
+                  reference: "HeadParams | None" = None) -> np.ndarray:
     """(T, 3) float32 metres (model frame): the torso channel for ``params`` (T frames, fitted in
     ``camera``, the 512 crop ``crop`` of the clip) from the body region's shifts (T, 2) in the
     clip's source pixels against its first frame (ShoulderTracker.shifts).
@@ -222,7 +223,12 @@ def torso_channel(shifts_src: np.ndarray, crop: "CropInfo", camera: "Camera", mo
     point (``drop_m`` below and ``behind_m`` behind the first frame's neck joint, in the camera)
     posed by each frame's global transform lands ``d_pred`` pixels from where it was. The channel
     is the rest of the observed shift, ``shift - d_pred``, lifted to metres at that point's depth,
-    in the image plane (the matte says nothing of depth). NaN shifts (no estimate) give zero."""
+    in the image plane (the matte says nothing of depth). NaN shifts (no estimate) give zero.
+
+    ``reference``: the parameters (T=1, same camera) of a photo that shows the clip's first frame,
+    e.g. the avatar built from that very frame: the body is then where that photo had it at the
+    first frame, instead of where the track's own fit of it (its translation, fitted again from the
+    clip's reading) puts the global joint. None: the track's first frame."""
     import torch
 
     from ..head.lbs import HeadModelTensors, lbs
@@ -231,21 +237,28 @@ def torso_channel(shifts_src: np.ndarray, crop: "CropInfo", camera: "Camera", mo
     s = np.asarray(shifts_src, np.float64).reshape(T, 2)
     scale = float(crop.scale)
     obs = np.where(np.isfinite(s), s * scale, np.nan)                        # (T, 2) crop px
-    with torch.no_grad():  # neutral expression: the parts' joints (avatar.posing.part_transforms)
-        out = lbs(HeadModelTensors.from_model(model, "cpu"), torch.as_tensor(params.shape),
-                  torch.zeros_like(torch.as_tensor(params.expr)), torch.as_tensor(params.pose),
-                  torch.as_tensor(params.transl))
-    J, A = out.joints.numpy(), out.transforms.numpy()                        # (T, 5, 3), (T, 5, 4, 4)
+    def joints(p: "HeadParams") -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():  # neutral expression: the parts' joints (avatar.posing.part_transforms)
+            out = lbs(HeadModelTensors.from_model(model, "cpu"), torch.as_tensor(p.shape),
+                      torch.zeros_like(torch.as_tensor(p.expr)), torch.as_tensor(p.pose), torch.as_tensor(p.transl))
+        return out.joints.numpy().astype(np.float64), out.transforms.numpy().astype(np.float64)  # (T, 5, 3), (T, 5, 4, 4)
+
+    J, A = joints(params)
+    J0, A0 = (J[:1], A[:1]) if reference is None else joints(reference)
     R, t = camera.R.astype(np.float64), camera.t.astype(np.float64)
-    neck0 = R @ J[0, 1].astype(np.float64) + t
+    neck0 = R @ J0[0, 1] + t
     p_cam = neck0 + np.array([0.0, drop_m, behind_m])                        # camera: y down, z forward
     p_world = R.T @ (p_cam - t)
-    A = A.astype(np.float64)
-    rest = np.linalg.solve(A[0, 0, :3, :3], p_world - A[0, 0, :3, 3])
+    rest = np.linalg.solve(A0[0, 0, :3, :3], p_world - A0[0, 0, :3, 3])
+
+    def project(c: np.ndarray) -> np.ndarray:  # (..., 3) camera -> (..., 2) crop px
+        return np.stack([c[..., 0] / c[..., 2] * camera.fx + camera.cx, c[..., 1] / c[..., 2] * camera.fy + camera.cy], -1)
+
     posed = np.einsum("tij,j->ti", A[:, 0, :3, :3], rest) + A[:, 0, :3, 3]  # (T, 3) world
     cam = posed @ R.T + t                                                    # (T, 3) camera
-    uv = np.stack([cam[:, 0] / cam[:, 2] * camera.fx + camera.cx, cam[:, 1] / cam[:, 2] * camera.fy + camera.cy], 1)
-    resid = obs - (uv - uv[0])                                               # (T, 2) crop px
+    uv = project(cam)
+    uv_ref = uv[0] if reference is None else project(p_cam)
+    resid = obs - (uv - uv_ref)                                              # (T, 2) crop px
     resid = np.where(np.isfinite(resid), resid, 0.0)
     d_cam = np.stack([resid[:, 0] * cam[:, 2] / camera.fx, resid[:, 1] * cam[:, 2] / camera.fy, np.zeros(T)], 1)
     return (d_cam @ R).astype(np.float32)                                    # R^T d per frame

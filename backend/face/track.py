@@ -832,11 +832,12 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
                  stage_seconds=dict(progress.stage_seconds), shoulders=shoulders)
 
 
-def with_torso_channel(params, shoulders: np.ndarray, crop: CropInfo, camera, model):
+def with_torso_channel(params, shoulders: np.ndarray, crop: CropInfo, camera, model, reference=None):
     """``params`` (HeadParams fitted in ``camera``, the clip's ``crop``) with the torso channel made
-    from ``shoulders`` (T, 2) source px (face/torso.py torso_channel)."""
+    from ``shoulders`` (T, 2) source px (face/torso.py torso_channel); ``reference``: the parameters
+    of a photo of the clip's first frame in the same camera (torso_channel), or None."""
     from ..head.params import HeadParams
     from .torso import torso_channel
 
-    torso = torso_channel(shoulders, crop, camera, model, params)
+    torso = torso_channel(shoulders, crop, camera, model, params, reference=reference)
     return HeadParams(params.shape, params.expr, params.pose, params.transl, torso)

@@ -152,7 +152,10 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
                                        TrackOptions(**opts.track), **hold)
     if getattr(track, "shoulders", None) is not None:  # the torso channel, in the avatar's camera
         from ...face.track import with_torso_channel
-        params = with_torso_channel(params, track.shoulders, crop, build.avatar.camera, build.model)
+        # the clip's frame 0 is the photo the avatar was built from: its body starts where the photo
+        # has it (the track's own fit of frame 0 put the global joint 1.5-2.3 px off on d0 and d19)
+        params = with_torso_channel(params, track.shoulders, crop, build.avatar.camera, build.model,
+                                    reference=build.avatar.params.frame(0))
     frames: dict[int, np.ndarray] = {}
     keep = set(clip.frames)
     if clip.path is not None and keep:
