@@ -42,18 +42,15 @@ FRONT_SHARE = 0.3  # the head mesh's frontmost share of vertices (by rest depth)
 def _front_centre(model, p: HeadParams, camera, front: np.ndarray) -> tuple[np.ndarray, float]:
     """(2,) crop px: the projected mean of the head's front vertices for one frame ``p``; and their
     mean camera depth (metres)."""
-    v = lbs_numpy(model, p)[0][0][front].astype(np.float64)
-    c = v @ camera.R.astype(np.float64).T + camera.t.astype(np.float64)
-    uv = np.stack([c[:, 0] / c[:, 2] * camera.fx + camera.cx, c[:, 1] / c[:, 2] * camera.fy + camera.cy], 1)
-    return uv.mean(0), float(c[:, 2].mean())
+    uv, z = camera.project(lbs_numpy(model, p)[0][0][front])
+    return uv.mean(0, dtype=np.float64), float(z.mean())
 
 
 def pitched(model, p: HeadParams, camera, delta_deg: float, front: np.ndarray) -> HeadParams:
     """One frame ``p`` with the neck pitched by ``delta_deg`` about its x axis, the face's projected
     centre kept (three fixed-point steps, well under 0.1 px) and the body kept by the torso channel."""
     pose = p.pose.astype(np.float64).copy()
-    c, s = np.cos(np.radians(delta_deg)), np.sin(np.radians(delta_deg))
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    rx = axis_angle_to_matrix(np.array([np.radians(delta_deg), 0.0, 0.0]))
     pose[0, 1] = matrix_to_axis_angle(axis_angle_to_matrix(pose[0, 1]) @ rx)
     goal, _ = _front_centre(model, p, camera, front)
     transl = p.transl.astype(np.float64).copy()

@@ -45,9 +45,7 @@ def test_a_pitched_frame_keeps_its_face_and_body_in_place(sweep):
         rel = axis_angle_to_matrix(p.pose[0, 1]).T @ axis_angle_to_matrix(q.pose[0, 1])
         np.testing.assert_allclose(rel, [[1, 0, 0], [0, np.cos(np.radians(delta)), -np.sin(np.radians(delta))],
                                          [0, np.sin(np.radians(delta)), np.cos(np.radians(delta))]], atol=1e-5)
-        v = sweep.lbs_numpy(model, q)[0][0][top].astype(np.float64)
-        c = v @ cam.R.astype(np.float64).T + cam.t.astype(np.float64)
-        top_uv[delta] = c[1] / c[2] * cam.fy + cam.cy
+        top_uv[delta] = cam.project(sweep.lbs_numpy(model, q)[0][0][top][None])[0][0, 1]
     # the top of the head moves against the kept face: tilted back it lies lower in the image
     # than nodded forward (44 px between -8 and +8 deg here), which the flat face barely shows
     assert top_uv[-8.0] - top_uv[8.0] > 20.0, top_uv
