@@ -62,6 +62,11 @@ class HairOptions:
     # head turns (self-reenactment, same driving, 0.35 against 0.7: alpha IoU d12 0.8591 -> 0.8604,
     # d3 0.9080 -> 0.9094; PSNR full d12 18.34 -> 18.36, d3 22.95 -> 22.97 dB)
     back_ratio: float = 0.35
+    # ... but never thinner than this behind the skull: the hull keeps a voxel only where its centre
+    # is inside (up to a voxel short of the boundary) and the head mesh's Gaussians reach about 3 mm
+    # (2 sigma) out of its surface, so at back_ratio * min_thickness_m (4 mm) the bald head showed
+    # through the back of the hair at the nape
+    min_back_m: float = 0.006
     # the silhouette's width beside the skull (curls, puffs above the ears) reaches only this far
     # (times the skull's half-depth) behind the widest plane; elsewhere behind it the hull is the
     # skull's own cross-section grown by the back thickness. A full ellipse of the silhouette's
@@ -98,10 +103,26 @@ def _empty(H: int = 0) -> HairResult:
     return HairResult(GaussianSet(z, np.zeros((0, 4)), z, np.zeros(0), z), np.zeros((0, 5), np.float32), 0)
 
 
+def surface_points(vertices: np.ndarray, faces: np.ndarray, spacing_m: float, max_splits: int = 12) -> np.ndarray:
+    """(M, 3) points on the mesh: the vertices and a barycentric grid on every face, fine enough that
+    most faces (their 95th percentile edge) get a point at least every ``spacing_m`` metres.
+    vertices (V, 3) metres; faces (F, 3) int."""
+    tri = vertices[np.asarray(faces, np.int64)]                       # (F, 3, 3)
+    edges = np.linalg.norm(tri[:, [1, 2, 0]] - tri, axis=-1)
+    n = int(np.clip(np.ceil(np.percentile(edges, 95) / max(spacing_m, 1e-9)), 1, max_splits))
+    i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    keep = i + j <= n
+    bary = np.stack([i[keep], j[keep], n - i[keep] - j[keep]], 1) / n  # (K, 3)
+    return np.concatenate([vertices, np.einsum("kc,fcd->fkd", bary, tri).reshape(-1, 3)])
+
+
 def _skull_profile(rest: np.ndarray, ys: np.ndarray, bin_m: float) -> tuple[np.ndarray, ...]:
     """Per rest height ys (ny,): half-width, half-depth, centre x, centre z of the head mesh
-    (0 half-axes where the mesh has no vertex), and the front (max z) of its sides (vertices more
-    than 0.6 half-widths off the centre: temples and cheeks, not the nose). rest (V, 3)."""
+    (0 half-axes where the mesh has no point), and the front (max z) of its sides (points more
+    than 0.6 half-widths off the centre: temples and cheeks, not the nose). rest (M, 3): points
+    that fill every ``bin_m`` row round the head (surface_points); a mesh's own vertices leave
+    rows of the grid with part of a ring only (the stand-in's vertex rows lie about 3-7 mm apart),
+    whose profile put the hull's back inside the skull (a dark line across the back of the hair)."""
     idx = np.floor((rest[:, 1] - ys[0]) / bin_m + 0.5).astype(int)
     ok = (idx >= 0) & (idx < len(ys))
     idx, r = idx[ok], rest[ok]
@@ -203,7 +224,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     y0, y1 = box_rest[:, 1].min() - pad, box_rest[:, 1].max() + pad
     ys = np.arange(y0, y1, vox)
     xs = np.arange(x0, x1, vox)
-    hx, hz, cx, cz, side_front = _skull_profile(rest, ys, vox)
+    hx, hz, cx, cz, side_front = _skull_profile(surface_points(rest, model.faces, 0.5 * vox), ys, vox)
 
     # frontal slice (z = the skull centre of the row): the silhouette run through the skull axis
     head_cx = float(np.median(rest[:, 0]))
@@ -229,7 +250,8 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     half_w = np.where(rows_on, 0.5 * (right - left + 1) * vox, 0.0)
     mid_x = np.where(rows_on, x0 + 0.5 * (left + right) * vox, head_cx)
     thick = np.maximum(half_w - hx, opts.min_thickness_m)
-    depth = np.where(hx > 0, hz + opts.back_ratio * thick, opts.round_ratio * half_w)
+    back = np.maximum(opts.back_ratio * thick, opts.min_back_m)
+    depth = np.where(hx > 0, hz + back, opts.round_ratio * half_w)
     # in front of the skull's centre the hull reaches the temples/cheeks plus the hair's thickness,
     # not the nose: the silhouette of a head lies about at its widest plane
     depth_front = np.where(hx > 0, np.maximum(side_front - cz, 0.0) + thick, opts.round_ratio * half_w)
@@ -268,7 +290,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     if opts.side_depth > 0:
         # behind the skull: its cross-section grown by the back thickness (the same depth as the
         # full ellipse, ``depth``), joined with the silhouette's width near the widest plane
-        t_b = opts.back_ratio * thick
+        t_b = back
         core = ((X - cx[r]) / np.maximum(hx + t_b, 1e-6)[r]) ** 2 + (
             (Z - cz[r]) / np.maximum(depth, 1e-6)[r]) ** 2 <= 1.0
         puff = ((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + (
