@@ -167,16 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     # the backend splatter's view of the same avatar: turntable (yaw -60..+60) + open mouth, blink
     from omg_avatar.backend.avatar.fileformat import load_avatar
     from omg_avatar.backend.head.loader import load_head_model
-    from omg_avatar.backend.preview.turntable import turntable_strip
+    from omg_avatar.backend.preview.turntable import BACK_YAWS, turntable_strip
 
     saved = load_avatar(out / "avatar.omgavatar")
+    saved_model = load_head_model(saved.head_model_path)
     strip = out / f"turntable_lod{args.render_lod}.png"
-    save_png(strip, turntable_strip(saved, load_head_model(saved.head_model_path), args.render_lod),
+    save_png(strip, turntable_strip(saved, saved_model, args.render_lod),
+             extra_text={"Source": "OMG Avatar demo (backend splatter)"})
+    back = out / f"back_lod{args.render_lod}.png"
+    save_png(back, turntable_strip(saved, saved_model, args.render_lod, yaws=BACK_YAWS, expression=False),
              extra_text={"Source": "OMG Avatar demo (backend splatter)"})
 
     figures = {
         "photo": photo.name,
         "turntable_png": str(strip),
+        "back_png": str(back),
         "refine": not args.no_refine,
         "build_seconds_total": round(build_s, 2),
         "backend_build_seconds": rig.get("omg_build_seconds"),
@@ -202,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rendered LOD {args.render_lod} with {figures['render']['engine']} in {render_s:.1f} s -> {png}")
     print(f"rendered the animated three-quarter view in {render_3q_s:.1f} s -> {png_3q}")
     print(f"turntable (yaw -60..+60) and open-mouth, blinking frame (backend splatter) -> {strip}")
+    print(f"the back of the head (yaw 120, 180, -120; backend splatter) -> {back}")
     return 0
 
 

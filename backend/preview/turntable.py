@@ -1,5 +1,6 @@
 """The avatar at a glance: a turntable strip (head yaw -60, -30, 0, +30, +60 degrees) and one
-open-mouth, blinking frame, rendered by the backend splatter at the source camera."""
+open-mouth, blinking frame, rendered by the backend splatter at the source camera; and the same
+for the back of the head (BACK_YAWS), which no photo shows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from ..head.model import HeadModel
 
 TURNTABLE_YAWS = (-60.0, -30.0, 0.0, 30.0, 60.0)
+BACK_YAWS = (120.0, 180.0, -120.0)
 OPEN_MOUTH_JAW_DEG = 20.0
 
 
@@ -37,15 +39,20 @@ def turntable_params(avatar: "GaussianAvatar", model: "HeadModel", yaws=TURNTABL
 
 
 def turntable_strip(avatar: "GaussianAvatar", model: "HeadModel", lod: int = 2, tile: int = 256,
-                    background=(1.0, 1.0, 1.0), backend: str = "auto") -> np.ndarray:
-    """(tile, 6 * tile, 3) float32 [0, 1]: the five turntable views and the open-mouth, blinking
-    frame side by side (each the 512 source-camera render, resized to ``tile``)."""
+                    background=(1.0, 1.0, 1.0), backend: str = "auto", yaws=TURNTABLE_YAWS,
+                    expression: bool = True) -> np.ndarray:
+    """(tile, n * tile, 3) float32 [0, 1]: the views turned by ``yaws`` (degrees) and, with
+    ``expression``, the open-mouth, blinking frame, side by side (each the 512 source-camera render,
+    resized to ``tile``); n = len(yaws) + expression."""
+    from itertools import islice
+
     from PIL import Image
 
     from ..avatar.rendering import render_frames
 
-    frames = render_frames(avatar, model, turntable_params(avatar, model), lod, background=background,
-                           backend=backend)
+    n = len(yaws) + bool(expression)
+    frames = islice(render_frames(avatar, model, turntable_params(avatar, model, yaws), lod, background=background,
+                                  backend=backend), n)
     tiles = [np.asarray(Image.fromarray((np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8)).resize(
         (tile, tile), Image.LANCZOS), np.float32) / 255.0 for f in frames]
     return np.concatenate(tiles, axis=1)
