@@ -39,7 +39,7 @@ def turntable_params(avatar: "GaussianAvatar", model: "HeadModel", yaws=TURNTABL
 
 
 def turntable_strip(avatar: "GaussianAvatar", model: "HeadModel", lod: int = 2, tile: int = 256,
-                    background=(1.0, 1.0, 1.0), backend: str = "auto", yaws=TURNTABLE_YAWS,
+                    background=(1.0, 1.0, 1.0), backend: str = "auto", yaws: tuple[float, ...] = TURNTABLE_YAWS,
                     expression: bool = True) -> np.ndarray:
     """(tile, n * tile, 3) float32 [0, 1]: the views turned by ``yaws`` (degrees) and, with
     ``expression``, the open-mouth, blinking frame, side by side (each the 512 source-camera render,
