@@ -62,8 +62,9 @@ class HairOptions:
     # head turns (self-reenactment, same driving, 0.35 against 0.7: alpha IoU d12 0.8591 -> 0.8604,
     # d3 0.9080 -> 0.9094; PSNR full d12 18.34 -> 18.36, d3 22.95 -> 22.97 dB)
     back_ratio: float = 0.35
-    # ... but never thinner than this behind the skull: the hull keeps a voxel only where its centre
-    # is inside (up to a voxel short of the boundary) and the head mesh's Gaussians reach about 3 mm
+    # behind the skull the hull always covers the head model's surface grown by this much (the
+    # whole ring of every row, ``surface_points``): the hull keeps a voxel only where its centre is
+    # inside (up to a voxel short of the boundary) and the head mesh's Gaussians reach about 3 mm
     # (2 sigma) out of its surface, so at back_ratio * min_thickness_m (4 mm) the bald head showed
     # through the back of the hair at the nape
     min_back_m: float = 0.006
@@ -224,7 +225,13 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     y0, y1 = box_rest[:, 1].min() - pad, box_rest[:, 1].max() + pad
     ys = np.arange(y0, y1, vox)
     xs = np.arange(x0, x1, vox)
-    hx, hz, cx, cz, side_front = _skull_profile(surface_points(rest, model.faces, 0.5 * vox), ys, vox)
+    hx, hz, cx, cz, side_front = _skull_profile(rest, ys, vox)
+    # the same from the mesh's surface: every row's whole ring (the vertices' rows leave some of the
+    # grid's rows with part of one). Only the cover behind the skull (below) uses it: the hull's
+    # shape keeps the vertices' profile, which the clips' figures and the tracker's reading of the
+    # face beside the hair were measured with (the surface's everywhere cost the turned clips
+    # 0.1 dB and moved the calibrated smile reading on an open jaw, eval page, twenty-seventh session)
+    s_hx, s_hz, s_cx, s_cz, _ = _skull_profile(surface_points(rest, model.faces, 0.5 * vox), ys, vox)
 
     # frontal slice (z = the skull centre of the row): the silhouette run through the skull axis
     head_cx = float(np.median(rest[:, 0]))
@@ -250,8 +257,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     half_w = np.where(rows_on, 0.5 * (right - left + 1) * vox, 0.0)
     mid_x = np.where(rows_on, x0 + 0.5 * (left + right) * vox, head_cx)
     thick = np.maximum(half_w - hx, opts.min_thickness_m)
-    back = np.maximum(opts.back_ratio * thick, opts.min_back_m)
-    depth = np.where(hx > 0, hz + back, opts.round_ratio * half_w)
+    depth = np.where(hx > 0, hz + opts.back_ratio * thick, opts.round_ratio * half_w)
     # in front of the skull's centre the hull reaches the temples/cheeks plus the hair's thickness,
     # not the nose: the silhouette of a head lies about at its widest plane
     depth_front = np.where(hx > 0, np.maximum(side_front - cz, 0.0) + thick, opts.round_ratio * half_w)
@@ -267,7 +273,8 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     brow_y = _chin_height(regions.brow_row, Cinv, camera, zh)
     scalp_rows = rows_on & (hx > 0) & (ys > brow_y) if scalp.any() else np.zeros(len(ys), bool)
     front_scalp = np.where(scalp_rows, np.maximum(depth_front, hz + opts.min_thickness_m), depth_front)
-    zmin = float(np.min(np.where(rows_on, cz - depth, np.inf))) - pad
+    zmin = float(min(np.min(np.where(rows_on, cz - depth, np.inf)),
+                     np.min(np.where(rows_on & (s_hx > 0), s_cz - s_hz - opts.min_back_m, np.inf)))) - pad
     zmax = float(np.max(np.where(rows_on, cz + front_scalp, -np.inf))) + pad
     zs = np.arange(zmin, zmax, vox)
 
@@ -290,7 +297,7 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     if opts.side_depth > 0:
         # behind the skull: its cross-section grown by the back thickness (the same depth as the
         # full ellipse, ``depth``), joined with the silhouette's width near the widest plane
-        t_b = back
+        t_b = opts.back_ratio * thick
         core = ((X - cx[r]) / np.maximum(hx + t_b, 1e-6)[r]) ** 2 + (
             (Z - cz[r]) / np.maximum(depth, 1e-6)[r]) ** 2 <= 1.0
         puff = ((X - mid_x[r]) / np.maximum(half_w[r], 1e-6)) ** 2 + (
@@ -299,7 +306,12 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
         # against +0.06 dB) but cost AKD 0.10-0.17 px on d3 and d12 (the face's outline as
         # mediapipe reads it beside a thinner temple)
         ell = np.where((hx > 0)[r] & (Z <= cz[r]), ell & (core | puff), ell)
-    cand = (ell | reach) & rows_on[r]
+    # behind the skull's centre the hull covers the head's surface grown by min_back_m: where the
+    # vertices' profile saw part of a ring the hull's back fell up to 5 cm inside the skull, a band
+    # of bald head across the back of the hair
+    cover = (s_hx > 0)[r] & (Z <= s_cz[r]) & (((X - s_cx[r]) / np.maximum(s_hx + opts.min_back_m, 1e-6)[r]) ** 2 + (
+        (Z - s_cz[r]) / np.maximum(s_hz + opts.min_back_m, 1e-6)[r]) ** 2 <= 1.0)
+    cand = (ell | reach | cover) & rows_on[r]
     iy, ix, iz = np.nonzero(cand)                                     # the candidate voxels, C order
     P = np.stack([xs[ix], ys[iy], zs[iz]], -1)                        # (M, 3) their rest centres
     uv, zc_cam = _project(P, C, camera)

@@ -852,9 +852,12 @@ def test_what_the_primary_sees_well_keeps_its_colour_through_fusion_and_refineme
     assert np.array_equal(kept.lods[0].colors[held], truth.lods[0].colors[held])
     from backend.avatar.multiview import view_samples
 
-    seen = view_samples(truth, model, views[1], 0, mv.visibility_tol_m, "cpu")[1][:n] > 0.05
+    # what the turned view shows of the head itself: within 5 mm of its rendered depth. Fusion's own
+    # tolerance (1 cm) also reaches the head beneath the hair, which covers the skull 6 mm or more off
+    # it behind the ears (HairOptions.min_back_m) and gives it the hair's colour there, hidden by it
+    seen = view_samples(truth, model, views[1], 0, 0.005, "cpu")[1][:n] > 0.05
     only = free & seen
-    assert only.sum() > 100, "the turned view should show some of what the primary does not"
+    assert only.sum() > 50, "the turned view should show some of what the primary does not"
     err = np.abs(kept.lods[0].colors[only] - other.lods[0].colors[only]).mean(1)
     assert np.median(err) < OTHER_ERR_MAX, f"median error {np.median(err):.3f} where only the turned view sees"
 
