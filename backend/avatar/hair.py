@@ -62,8 +62,8 @@ class HairOptions:
     # head turns (self-reenactment, same driving, 0.35 against 0.7: alpha IoU d12 0.8591 -> 0.8604,
     # d3 0.9080 -> 0.9094; PSNR full d12 18.34 -> 18.36, d3 22.95 -> 22.97 dB)
     back_ratio: float = 0.35
-    # behind the skull the hull always covers the head model's surface grown by this much (the
-    # whole ring of every row, ``surface_points``): the hull keeps a voxel only where its centre is
+    # behind the skull (from half its depth back) the hull covers the head model's surface grown by
+    # this much (every row's whole ring, ``surface_points``): the hull keeps a voxel only where its centre is
     # inside (up to a voxel short of the boundary) and the head mesh's Gaussians reach about 3 mm
     # (2 sigma) out of its surface, so at back_ratio * min_thickness_m (4 mm) the bald head showed
     # through the back of the hair at the nape
@@ -120,10 +120,10 @@ def surface_points(vertices: np.ndarray, faces: np.ndarray, spacing_m: float, ma
 def _skull_profile(rest: np.ndarray, ys: np.ndarray, bin_m: float) -> tuple[np.ndarray, ...]:
     """Per rest height ys (ny,): half-width, half-depth, centre x, centre z of the head mesh
     (0 half-axes where the mesh has no point), and the front (max z) of its sides (points more
-    than 0.6 half-widths off the centre: temples and cheeks, not the nose). rest (M, 3): points
-    that fill every ``bin_m`` row round the head (surface_points); a mesh's own vertices leave
-    rows of the grid with part of a ring only (the stand-in's vertex rows lie about 3-7 mm apart),
-    whose profile put the hull's back inside the skull (a dark line across the back of the hair)."""
+    than 0.6 half-widths off the centre: temples and cheeks, not the nose). rest (M, 3): the mesh's
+    vertices, or surface_points for every row's whole ring (the stand-in's vertex rows lie about
+    3-7 mm apart, so some ``bin_m`` rows hold part of a ring only, and their half-depth and centre
+    are off: the hull's back fell inside the skull there, a line of bald head across the hair)."""
     idx = np.floor((rest[:, 1] - ys[0]) / bin_m + 0.5).astype(int)
     ok = (idx >= 0) & (idx < len(ys))
     idx, r = idx[ok], rest[ok]
