@@ -13,7 +13,9 @@ neck joint's frame, so the hull moves with the head):
   width reaches only ``side_depth`` skull half-depths behind the widest plane; further back the
   cross-section is the skull's own grown by the back thickness, so a turned head's outline hugs
   the skull behind as a real one does. Above the skull (tall hair, buns) the cross-section is
-  ``round_ratio`` as deep as it is wide.
+  ``round_ratio`` as deep as it is wide. From half the skull's depth back the hull also covers the
+  head model's surface grown by ``min_back_m`` (every row's whole ring, taken on the mesh's faces),
+  so no bald head shows through the back of the hair.
 - Rows with hair: from the top of the hair down to the lowest hair row of the central run, and at
   least to the nape (mouth level) behind the ears: short sides still have hair at the back; below
   the chin only the half behind the neck is kept (long hair hangs down the back).
