@@ -9,9 +9,11 @@ photo (skimage's public-domain astronaut) through ``bpy.ops.omg_avatar.build_fro
 fitted camera with the add-on's splat renderer (*Render Splats*, the viewport display's GLSL splats,
 offscreen; ``--engine cycles``: the Geometry Nodes display through Cycles on the CPU) and writes
 ``<out>/render_lod<l>.png``, then opens the jaw and keys a smile and
-renders a three-quarter view (``render_lod<l>_threequarter_animated.png``); both are stamped
-"AI-generated" (backend.render.save_png). Prints the build time, the import time per LOD and the .blend size, and
-writes them to ``<out>/figures.json``.
+renders a three-quarter view (``render_lod<l>_threequarter_animated.png``), then the backend splatter's turntable
+strip (``turntable_lod<l>.png``: yaw -60..+60 and an open-mouth, blinking frame) and the back of the head
+(``back_lod<l>.png``); all are stamped "AI-generated" (backend.render.save_png). Prints the build time, the import
+time per LOD and the .blend size, and writes them to ``<out>/figures.json``. Refuses to start (exit 2) when one of
+those outputs is the photo itself.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 BACKGROUND = (0.02, 0.02, 0.025)  # dark grey behind the avatar (display values)
+
+
+def demo_outputs(out: Path, lod: int, engine: str) -> list[Path]:
+    """The files the demo writes into ``out`` (besides the sample photo it saves there when given none)."""
+    names = ["avatar.omgavatar", "avatar.blend", "figures.json", f"turntable_lod{lod}.png", f"back_lod{lod}.png"]
+    for tag in (f"lod{lod}", f"lod{lod}_threequarter_animated"):
+        names.append(f"render_{tag}.png")
+        if engine == "cycles":
+            names.append(f"render_{tag}_raw.png")
+    return [out / n for n in names]
+
+
+def check_demo_outputs(out: Path, photo: Path | None, lod: int, engine: str) -> None:
+    """Before any work: every output can be written and none of them is the photo (OutputError)."""
+    from backend.output_safety import check_output_file
+
+    for path in demo_outputs(out, lod, engine):
+        check_output_file(path, [photo])
 
 
 def render(bpy, scene, path: Path, samples: int) -> float:
@@ -63,11 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
     parser.add_argument("--render-lod", type=int, default=2)
     args = parser.parse_args(argv)
+    out = args.out.resolve()
+    sys.path.insert(0, str(ROOT))
+    from backend.output_safety import OutputError
+
+    try:  # before any work: a refused run writes nothing
+        check_demo_outputs(out, None if args.photo is None else args.photo.resolve(), args.render_lod, args.engine)
+    except OutputError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
     # The demo imports this checkout as the package ``omg_avatar``; numba's on-disk cache beside the
     # sources would then record that package name and break ``backend`` imports in later pytest runs
     # of the same checkout, so the demo keeps its compiled kernels in a cache folder of its own.
     os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / "build" / "numba-omg_avatar"))
-    out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
     photo = args.photo
