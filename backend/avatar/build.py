@@ -146,6 +146,28 @@ def _resolve_photo(photo) -> tuple[Any, str]:
     return photo, Path(getattr(photo, "path", None) or "photo").stem
 
 
+def padding_continued(photo512: np.ndarray, obs, mask: np.ndarray) -> np.ndarray:
+    """(512, 512, 3) float32: the crop ``photo512`` with its padding below the chin (where the crop
+    reached past the photo's edges, filled there by repeating the edge pixels) continued from the
+    person's real pixels below the chin (texture.continue_padding): a body cut off by the photo's
+    edge is built from its own texture mirrored, not from vertical streaks of its last row. The
+    build samples, refines and measures this image; the head and hair above the chin keep the
+    crop as it is. obs: the FaceObservation (its crop and landmarks); mask (512, 512) the matte."""
+    from ..face.crop import source_coverage
+    from .regions import CHIN
+    from .texture import continue_padding
+
+    real = source_coverage(obs.crop)
+    if real.all():
+        return photo512
+    below = (np.arange(mask.shape[0]) + 0.5 > float(obs.landmarks[CHIN, 1]))[:, None]
+    person = mask >= 0.5
+    source = person & below
+    out = continue_padding(photo512, real, source)
+    # only the person's padding changes: the background's stays as the matte was made on it
+    return np.where((below & ~real & (mask > 0.0))[..., None], out, photo512).astype(np.float32)
+
+
 def _face_metrics(avatar, model, lods, photo, face_mask, backend) -> tuple[dict[int, dict[str, float]], dict[int, float]]:
     out, secs = {}, {}
     for l in lods:
@@ -425,7 +447,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             obs, fit, name = prepared
     from concurrent.futures import ThreadPoolExecutor
 
-    def matte_and_person() -> tuple[np.ndarray, np.ndarray, MatteFields | None]:
+    def matte_and_person() -> tuple[np.ndarray, np.ndarray, MatteFields | None, np.ndarray]:
         # colours are sampled from the person's own colour: at the matte's soft edge the photo
         # mixes in the background, which would ring the avatar with a halo of it (face/matte.py)
         mask = np.asarray(obs.refine_mask(), np.float32)
@@ -433,7 +455,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         if opts.fit_silhouette:  # the silhouette fit's distance fields (it runs alone, at the end)
             fields = MatteFields(mask, SilhouetteOptions())
             fields.pull_fields()
-        return mask, foreground_colors(photo512, mask), fields
+        photo = padding_continued(photo512, obs, mask)
+        return mask, foreground_colors(photo, mask), fields, photo
 
     # a second thread makes what needs only the topology or only the photo: the head sampling's
     # edges, regions and Laplacians per LOD while the face is detected (they need the head model
@@ -463,10 +486,10 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                 fit = fit_image(model, obs)
                 # the stage holds the wait for the matte (and the tracker's reading) made beside the
                 # fit: no time falls between rows
-                mask, person, matte_fields = person_job.result()
+                mask, person, matte_fields, photo512 = person_job.result()
                 seen = reading_job.result() if reading_job is not None else None
         else:
-            mask, person, matte_fields = person_job.result()
+            mask, person, matte_fields, photo512 = person_job.result()
             seen = reading_job.result() if reading_job is not None else None
         topology = topology_job.result() if topology_job is not None else None
     params, camera = fit.params, fit.camera

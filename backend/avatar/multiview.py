@@ -997,7 +997,7 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     from ..face.fit import FitResult
     from ..head.loader import load_head_model
     from ..head.params import HeadParams
-    from .build import BuildOptions, build_avatar
+    from .build import BuildOptions, build_avatar, padding_continued
 
     opts = options or BuildOptions()
     mv = mv or MultiViewOptions()
@@ -1052,7 +1052,10 @@ def build_from_views(inputs: list[str | Path], options: "BuildOptions | None" = 
     spread, skin = person_spreads(model, [o for _, o in analysed], yaw, pitch)
     check_one_person(spread, mv, source, skin)
     seconds["fit"] = time.perf_counter() - t
-    views = [View(label, to_float(o.image512), np.asarray(o.mask, np.float32), params.frame(k), o.camera,
+    # each view's padding (past its frame's edges) continues its own texture, as a single photo's
+    # build does (build.padding_continued): fusion and refinement see no streaks of edge pixels
+    views = [View(label, padding_continued(to_float(o.image512), o, np.asarray(o.mask, np.float32)),
+                  np.asarray(o.mask, np.float32), params.frame(k), o.camera,
                   float(yaw[k]), float(pitch[k]), float(rmse[k]), o)
              for k, (label, o) in enumerate(analysed)]
     primary = int(np.argmin(np.hypot(yaw, pitch)))

@@ -1,4 +1,4 @@
-"""Hair texture continuation: fill an image outside a source region by reflection tiling.
+"""Texture continuation: fill an image outside a source region by reflection tiling.
 
 ``continue_rows``: every pixel outside ``source`` in a row that has source pixels takes the colour
 of the row's source pixels reflected about its nearest source pixel on each side (ping-pong tiling
@@ -8,6 +8,9 @@ some. Texture is copied, never averaged into a smooth diffusion colour.
 ``continue_columns`` does the same down the image's columns. Hair strands run mostly down the
 head, so the hair texture is continued along columns: a gap below the hairline (the face, whose
 back is the back of the head) repeats the strands above it, each column keeping its own strand.
+``continue_padding`` fills the crop's padding (where it reached past the photo's edges) from the
+photo's own pixels: beside the photo along the rows, above and below it down the columns, so a
+body cut off by the photo's edge continues as its texture mirrored, not as its edge row repeated.
 """
 
 from __future__ import annotations
@@ -70,3 +73,29 @@ def continue_rows(image: np.ndarray, source: np.ndarray) -> np.ndarray:
 def continue_columns(image: np.ndarray, source: np.ndarray) -> np.ndarray:
     """``continue_rows`` along columns: image (H, W, C), source (H, W) bool -> (H, W, C) float32."""
     return continue_rows(np.swapaxes(image, 0, 1), source.T).swapaxes(0, 1).copy()
+
+
+def continue_padding(image: np.ndarray, real: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """The crop's padding continued from the photo: image (H, W, C) float32; real (H, W) bool, the
+    pixels cut from the photo (False: padding, face.crop.source_coverage); source (H, W) bool, where
+    texture may come from (only its real pixels count) -> (H, W, C) float32, a copy.
+
+    Padding beside the photo (rows that hold real pixels) continues the row's source pixels
+    (continue_rows); padding above or below it then continues the columns' source pixels in the
+    photo's rows, the side padding just filled included (continue_columns). Only padding pixels
+    whose row (beside) or column (above, below) holds source pixels change: elsewhere a whole
+    row or column would be copied from the nearest one, the streak this replaces."""
+    out = np.array(image, np.float32, copy=True)
+    src = source & real
+    pad = ~real
+    if not pad.any() or not src.any():
+        return out
+    in_rows = real.any(1)[:, None]
+    side = pad & in_rows & src.any(1)[:, None]
+    if side.any():
+        out[side] = continue_rows(out, src)[side]
+    src_rows = source & in_rows & (real | side)
+    ends = pad & ~in_rows & src_rows.any(0)[None, :]
+    if ends.any():
+        out[ends] = continue_columns(out, src_rows)[ends]
+    return out
