@@ -26,7 +26,8 @@ visible hair pixels at their hull depth (pixel detail at the source view; hair l
 sits just in front of the torso). Colours: the photo where the source view sees the Gaussian (hair
 pixels only: the texture image holds no background); the rest (back, sides) samples the
 column-continued hair texture (texture.continue_columns) at the point mirrored front-to-back
-through the skull's centre, so the back repeats the strands seen above the face and beside it.
+through the skull's centre, so the back repeats the strands seen above the face and beside it, over
+the hair's regional mean colour (texture.regional_lowpass: no band of the fringe's brightness).
 Skinning: the neck joint (the head) above the chin, blending over ``shoulder_blend_m`` below it into
 the torso's weights (global with a NECK_FOLLOW share of the neck): hair on the shoulders follows
 neck and shoulders.
@@ -45,7 +46,7 @@ from .imageops import bilinear, blur
 from .posing import NECK_FOLLOW, lbs_numpy, shaped_vertices
 from .regions import PortraitRegions
 from .skinning import NECK, neck_global_weights, to_rest
-from .texture import continue_columns
+from .texture import continue_columns, regional_lowpass
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel
@@ -90,6 +91,10 @@ class HairOptions:
     # the head mesh there, so a head tilted back shows hair above the forehead, not a bald scalp
     scalp_shell: bool = True
     min_hair_px: int = 60           # fewer hair pixels: no hair part
+    # the unseen shell's colour: the continued texture's detail (finer than fill_detail_m) over the
+    # hair's regional mean (a Gaussian of fill_lowpass_m over the hair texture's pixels)
+    fill_lowpass_m: float = 0.022
+    fill_detail_m: float = 0.0045
 
 
 @dataclass
@@ -360,8 +365,13 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     seen_px = (regions.hair | scalp) & np.isfinite(zbuf)
     vis = _lookup(seen_px, s_uv, False) & (s_z <= _lookup(zbuf, s_uv, np.inf) + 1.5 * vox)
 
-    # colours: photo where seen, else the row-continued hair texture at the front-back mirror
-    tex = continue_columns(photo, regions.hair_texture)
+    # colours: photo where seen, else the column-continued hair texture at the front-back mirror,
+    # its low frequencies the hair's regional mean (texture.regional_lowpass): the back's middle
+    # mirrors the face's columns, where the continuation ping-pongs through the fringe alone and
+    # painted a light band of it down the back of the head
+    px_per_m = camera.fx / zh
+    tex = regional_lowpass(continue_columns(photo, regions.hair_texture), photo, regions.hair_texture,
+                           opts.fill_lowpass_m * px_per_m, opts.fill_detail_m * px_per_m)
     tex_v = blur(tex, 0.2 * vox * camera.fx / zh)
     mirror = sp.copy()
     ri = np.clip(np.round((sp[:, 1] - ys[0]) / vox).astype(int), 0, len(ys) - 1)

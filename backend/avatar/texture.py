@@ -8,6 +8,9 @@ some. Texture is copied, never averaged into a smooth diffusion colour.
 ``continue_columns`` does the same down the image's columns. Hair strands run mostly down the
 head, so the hair texture is continued along columns: a gap below the hairline (the face, whose
 back is the back of the head) repeats the strands above it, each column keeping its own strand.
+``regional_lowpass`` keeps a continuation's texture but gives the filled pixels the source's own
+regional mean colour as their low frequencies: a column that ping-pongs through a short, bright run
+(the fringe above a face) would otherwise carry that run's brightness far down the column.
 ``continue_padding`` fills the crop's padding (where it reached past the photo's edges) from the
 photo's own pixels: beside the photo along the rows, above and below it down the columns, so a
 body cut off by the photo's edge continues as its texture mirrored, not as its edge row repeated.
@@ -98,4 +101,28 @@ def continue_padding(image: np.ndarray, real: np.ndarray, source: np.ndarray) ->
     ends = pad & ~in_rows & src_rows.any(0)[None, :]
     if ends.any():
         out[ends] = continue_columns(out, src_rows)[ends]
+    return out
+
+
+def regional_lowpass(filled: np.ndarray, image: np.ndarray, source: np.ndarray, sigma_px: float,
+                     detail_px: float) -> np.ndarray:
+    """``filled`` (H, W, C) float32, a continuation of ``image`` (H, W, C) outside ``source`` (H, W)
+    bool, with its low frequencies outside ``source`` replaced: there each pixel is the source's
+    regional mean (a Gaussian of ``sigma_px`` over the source pixels alone: normalized convolution)
+    plus ``filled``'s own detail (``filled`` minus its blur of ``detail_px``). Source pixels and
+    an empty source are returned as they are; a copy."""
+    from scipy.ndimage import gaussian_filter
+
+    out = np.array(filled, np.float32, copy=True)
+    if not source.any() or source.all():
+        return out
+    w = gaussian_filter(source.astype(np.float64), sigma_px, mode="constant")
+    mean = gaussian_filter(np.where(source[..., None], image, 0.0).astype(np.float64), (sigma_px, sigma_px, 0),
+                           mode="constant") / np.maximum(w, 1e-12)[..., None]
+    far = w < 1e-6   # beyond the Gaussian's reach of any source pixel: the continuation's own low-pass
+    coarse = gaussian_filter(out.astype(np.float64), (sigma_px, sigma_px, 0), mode="nearest")
+    mean[far] = coarse[far]
+    detail = out - gaussian_filter(out.astype(np.float64), (detail_px, detail_px, 0), mode="nearest")
+    fill = ~source
+    out[fill] = (mean + detail)[fill].astype(np.float32)
     return out
