@@ -14,8 +14,9 @@ Gaussians:
 - ring: the rest of each ellipse, its sides and back, at twice the spacing: from where the front
   grid's pixel columns start to stretch over the turning surface (SIDE_STRETCH) round the back,
   a little inside the surface, coloured by continuing the row's texture round the ring (the
-  columns beside each side mirrored, the two blended towards the back), so side views show a whole
-  torso with its texture, not the silhouette's pixels stretched or the background through a gap.
+  flank's columns beside each side mirrored, the two blended towards the back), so side views show
+  a whole torso with its texture, not the silhouette's pixels stretched or the background through
+  a gap, and the back carries the flanks' fabric, not the chest's neckline.
 Colours come only from body pixels: anywhere else (under hair, beside the neck) the nearest body
 pixel's colour is used, so no face or hair colour reaches the body.
 Skinning: the neck joint's share is NECK_FOLLOW at the neck, fading to 0 ``neck_fade_m`` below it
@@ -114,9 +115,12 @@ def _ellipse_frames(phi: np.ndarray, a: np.ndarray, b: np.ndarray, max_tilt: flo
 SIDE_STRETCH = 1.5
 # the ring lies this many of its Gaussians' std-devs inside the surface: the front grid's discs,
 # shrunk and soft at the silhouette, let a ring on the surface through at the source view (the
-# astronaut's body SSIM there 0.867 -> 0.850 at 1, 0.862 at 2, 0.864 at 3; gaps at +-60 deg and
-# behind the same)
+# astronaut's body SSIM there, behind the head, 0.867 without the ring; 0.857 at 1, 0.869 at 2,
+# 0.871 at 3; no gaps at +-60 deg and behind at any of them)
 RING_INSET = 2.0
+# the share of the seen columns, from each side inwards, that the ring's texture continues: the
+# whole row carried a V-neck's skin and the chest's print round to the middle of the back
+RING_SOURCE = 0.25
 
 
 def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float, inset: float,
@@ -126,8 +130,9 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     -SIDE_PHI, at ``spacing`` metres of arc, ``inset`` metres inside the surface (so the front grid
     covers it at the source view and its Gaussians end at the silhouette). Colours: the row's
     ``row_colors`` (W, 3) continued round the ring by reflection (texture.continue_rows' rule along
-    the arc): from each side the columns seen between the two SIDE_PHI points are mirrored, the
-    two blended by distance, so the texture runs on round the sides and the back without streaks.
+    the arc): from each side the outer RING_SOURCE of the columns seen between the two SIDE_PHI
+    points are mirrored back and forth, the two sides blended by distance, so the flanks' texture
+    runs on round the sides and the back without streaks.
     -> points (n, 3), angles phi (n,) (0 = facing the camera, -pi..pi), colours (n, 3)."""
     phi_s = float(np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * a / max(b, 1e-9)))
     # arc length along the ellipse from phi_s round the back to -phi_s (2 pi - phi_s): dense table
@@ -138,10 +143,11 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     s = (np.arange(n) + 0.5) * arc[-1] / n
     phi = np.interp(s, arc, t)
     phi = np.where(phi > np.pi, phi - 2 * np.pi, phi)
-    # the seen columns between the two SIDE_PHI points, and the reflection from each end
+    # the seen columns between the two SIDE_PHI points; each end reflects only the outer
+    # RING_SOURCE of them (the flank's fabric, not the chest's neckline, buttons or print)
     u_r = (xc + a * np.sin(phi_s)) / px_m + cx        # right end (phi_s), image columns
     u_l = (xc - a * np.sin(phi_s)) / px_m + cx        # left end (-phi_s)
-    width = max(u_r - u_l, 1.0)
+    width = max(RING_SOURCE * (u_r - u_l), 1.0)
 
     def reflected(d_px: np.ndarray, start: float, sign: float) -> np.ndarray:
         k = np.mod(d_px, 2 * width)
