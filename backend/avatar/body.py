@@ -126,11 +126,12 @@ RING_SOURCE = 0.25
 def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float, inset: float,
               row_colors: np.ndarray, cx: float, px_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One row of the torso's ring: the ellipse (centre (xc, zc), half-axes a across and b deep,
-    camera metres, at height y) beyond the front grid's reach, from +SIDE_PHI round the back to
-    -SIDE_PHI, at ``spacing`` metres of arc, ``inset`` metres inside the surface (so the front grid
-    covers it at the source view and its Gaussians end at the silhouette). Colours: the row's
+    camera metres, at height y) beyond the front grid's reach, from +phi_s (where a grid column
+    spans SIDE_STRETCH times its width of the surface) round the back to -phi_s, at ``spacing``
+    metres of arc, ``inset`` metres inside the surface (so the front grid covers it at the source
+    view and its Gaussians end at the silhouette). Colours: the row's
     ``row_colors`` (W, 3) continued round the ring by reflection (texture.continue_rows' rule along
-    the arc): from each side the outer RING_SOURCE of the columns seen between the two SIDE_PHI
+    the arc): from each side the outer RING_SOURCE of the columns seen between the two phi_s
     points are mirrored back and forth, the two sides blended by distance, so the flanks' texture
     runs on round the sides and the back without streaks.
     -> points (n, 3), angles phi (n,) (0 = facing the camera, -pi..pi), colours (n, 3)."""
@@ -143,7 +144,7 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     s = (np.arange(n) + 0.5) * arc[-1] / n
     phi = np.interp(s, arc, t)
     phi = np.where(phi > np.pi, phi - 2 * np.pi, phi)
-    # the seen columns between the two SIDE_PHI points; each end reflects only the outer
+    # the seen columns between the two phi_s points; each end reflects only the outer
     # RING_SOURCE of them (the flank's fabric, not the chest's neckline, buttons or print)
     u_r = (xc + a * np.sin(phi_s)) / px_m + cx        # right end (phi_s), image columns
     u_l = (xc - a * np.sin(phi_s)) / px_m + cx        # left end (-phi_s)
@@ -219,7 +220,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
 
     # the ring: the rest of each ellipse (its sides and back), every back_spacing * step rows and
     # metres of arc. The front grid samples the photo's columns, which near the silhouette span
-    # ever more of the surface (1.5x its own spacing from SIDE_PHI on): from there on the ring
+    # ever more of the surface (SIDE_STRETCH times its own width from phi_s on): from there the ring
     # takes over, so a side view shows a whole torso, not the stretched silhouette pixels
     bstep = opts.back_spacing * step
     brow = np.arange(first + bstep / 2, H, bstep)

@@ -267,7 +267,7 @@ def test_the_torso_is_whole_from_the_side_and_behind(astro, yaw):
 
 
 def test_the_torso_ring_continues_the_row_by_reflection():
-    """body._ring_row: points on the inset ellipse from +SIDE_PHI round the back to -SIDE_PHI, the
+    """body._ring_row: points on the inset ellipse from +phi_s round the back to -phi_s, the
     row's colours continued without jumps, mirror-symmetric for a mirror-symmetric row."""
     from backend.avatar.body import SIDE_STRETCH, _ring_row
 
