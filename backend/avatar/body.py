@@ -136,6 +136,7 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     runs on round the sides and the back without streaks.
     -> points (n, 3), angles phi (n,) (0 = facing the camera, -pi..pi), colours (n, 3)."""
     phi_s = float(np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * a / max(b, 1e-9)))
+    inset = min(inset, 0.5 * min(a, b))  # a row narrower than the inset keeps its own ellipse's shape
     # arc length along the ellipse from phi_s round the back to -phi_s (2 pi - phi_s): dense table
     t = np.linspace(phi_s, 2 * np.pi - phi_s, 721)
     ds = np.hypot(a * np.cos(t), b * np.sin(t))

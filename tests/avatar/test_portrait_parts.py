@@ -293,6 +293,10 @@ def test_the_torso_ring_continues_the_row_by_reflection():
     u_r = a * np.sin(phi_s) / px_m + cx
     first = np.argmin(np.abs(phi - phi[phi > 0].min()))
     np.testing.assert_allclose(colors[first], row[int(u_r - 1)], atol=0.05)
+    # a row narrower than the inset (a collar's top row) stays inside its own ellipse, the right way round
+    pts, phi, _ = _ring_row(0.0, 0.0015, 0.04, 0.6, 0.1, 0.002, inset, row.astype(np.float32), cx, px_m)
+    assert np.all(np.sign(pts[:, 0]) == np.sign(np.round(np.sin(phi), 9)))
+    assert np.all((pts[:, 0] / 0.0015) ** 2 + ((pts[:, 2] - 0.6) / 0.04) ** 2 <= 1.0 + 1e-9)
 
 
 def test_body_back_stays_below_the_collar(astro):
