@@ -11,6 +11,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 
 
+def load_script(name: str):
+    """scripts/<name>.py imported as a module (the scripts folder is no package), for tests of a
+    script's functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"omg_script_{name}", ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="session")
 def addon_zip() -> Path:
     """The extension zip for this platform, built once per test session by build_addon.py."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import load_script
 
 from backend.face.crop import CROP_SIZE, crop_intrinsics, crop_viewmat
 from backend.head.loader import load_head_model
@@ -14,15 +14,10 @@ from backend.head.params import HeadParams
 from backend.render.camera import Camera
 from backend.rotations import axis_angle_to_matrix
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pitch_sweep.py"
-
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("pitch_sweep", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pitch_sweep")
 
 
 def test_a_pitched_frame_keeps_its_face_and_body_in_place(sweep):
