@@ -281,6 +281,30 @@ def test_every_arkit_shape_moves_the_face_and_sides_mirror(standin):
     assert f[LI.MOUTH_CORNER_L, 0] < -3e-3 and f[LI.MOUTH_CORNER_R, 0] > 3e-3 and abs(f[LI.CHIN]).max() < 1e-3
 
 
+def test_mouth_close_seals_the_lips_over_the_open_jaw_to_the_corners(standin):
+    """mouthClose means "lips together while the jaw is open": at jawOpen = mouthClose = w (the jaw
+    joint turned w * 0.35 rad, as the default mapping drives it) every inner-lip pair stays within
+    1.2 mm of its rest gap for w up to 0.9, while the jaw alone parts the middle by 15 mm at 0.7.
+    The key used to be minus the jawOpen key: skinning turns it with the jaw, which left the middle
+    3.7 mm open at 0.7 and the outer lip more (a Gaussian across the mouth)."""
+    from backend.face.mediapipe_face import INNER_LIP
+
+    m = standin
+    ring = np.array(INNER_LIP)
+    upper, lower = ring[1:10], ring[19:10:-1]     # the inner ring's upper and lower rows, corner to corner
+
+    def gaps(w: float, close: float) -> np.ndarray:
+        pose = torch.zeros(1, 5, 3)
+        pose[0, 2, 0] = 0.35 * w
+        lm = _lm(m, {"mouthClose": close}, pose)
+        return lm[upper, 1] - lm[lower, 1]
+
+    rest = gaps(0.0, 0.0)
+    assert (gaps(0.7, 0.0)[3:6] - rest[3:6]).min() > 0.015
+    for w in (0.3, 0.6, 0.9):
+        assert np.abs(gaps(w, w) - rest).max() < 1.2e-3, (w, gaps(w, w) - rest)
+
+
 def test_cheek_puff_widens_the_outline_but_landmark_fits_solve_the_front_puff(standin):
     """cheekPuff, rendered, bulges the lower cheeks' outline sideways (what a camera in front can see
     of a puff); an uncalibrated landmark fit solves it with the front cheek's inflation only

@@ -28,6 +28,11 @@ MOUTH_DEPTH = 0.007              # depth of the mouth pocket behind the lips
 # the tracker's "O" (funnel ~1, nothing in the basis lowers the upper lip again) put the upper inner
 # lip 3-9 px above the clip's on d12's open frames (docs/figures/eval.md, "the funnel's upper lip").
 FUNNEL_OPEN = (0.0, 0.006)
+# mouthClose = jawOpen = MOUTH_SEALED_AT: the lower lip lands exactly back on the upper one. A shape key
+# is linear in its weight and the jaw's rotation is not, so the lips can meet exactly at one weight;
+# about it they part (wider jaw) or press (narrower) by (w^2 - w * MOUTH_SEALED_AT) / 2 * theta^2 * r:
+# 0.4 mm at 0.7, -0.5 mm at 0.3, 2 mm at 1 on the lower lip (r 8.5 cm from the jaw's pivot)
+MOUTH_SEALED_AT = 0.6
 PUFF_SIDE = (0.056, -0.020, 0.062)  # cheekPuff's side centre (|x|, y, z metres): the jaw's outline at the mouth
 EYE_LON, EYE_LAT = 16, 12        # eyeball grid per eye: 16 x 12 + 2 = 194 vertices
 EYE_RADIUS = 0.012               # metres
@@ -395,6 +400,19 @@ def _rot_delta(v: np.ndarray, pivot: np.ndarray, axis: int, angle: float) -> np.
     return (v - pivot) @ (R - np.eye(3)).T
 
 
+def _jaw_undo(v: np.ndarray, pivot: np.ndarray) -> np.ndarray:
+    """(V, 3) the offset per unit of jawOpen that the jaw's rotation carries back to rest: skinning
+    rotates a shape key's offset with the jaw, so (at weight w) R(w t)(r + w D) = r wants
+    D = -t A r - (w / 2) t^2 r_perp to second order in the angle t (A: the rotation's generator,
+    r_perp: r in its plane), taken at w = MOUTH_SEALED_AT. The linearised rotation (R(t) - I) r, the
+    jawOpen key, leaves the lower lip 4 mm short of the upper at jawOpen = mouthClose = 0.7."""
+    (angle,) = [a for name, _, _, a in JOINT_CHANNELS if name == "jawOpen"]
+    r = v - pivot
+    tangent = np.stack([np.zeros(len(v)), -r[:, 2], r[:, 1]], 1)   # d/dt of the rotation about +X
+    r_perp = np.stack([np.zeros(len(v)), r[:, 1], r[:, 2]], 1)
+    return -(angle * tangent + 0.5 * MOUTH_SEALED_AT * angle**2 * r_perp)
+
+
 def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     """(V,3,52) expression basis under ARKit's names and order (ARKIT_NAMES); weight 1 = the
     shape's full strength, as an ARKit blendshape (an extreme expression: a smile lifts the mouth
@@ -464,8 +482,12 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     # the jaw juts forward: the jaw's skin slides 4 mm along +Z
     comps["jawForward"] = jaw_w * np.array([0, 0, 0.004]) * head[:, None]
     # mouthClose: the lips meet while the jaw is open (the lower lip undoes jawOpen's opening)
-    g = _gauss(v, mc, (0.03, 0.014, 0.02)) * front * (1 - upper)
-    comps["mouthClose"] = -g[:, None] * comps["jawOpen"] * head[:, None]
+    # the whole lower lip to its corners comes back, fading beyond them over the cheek and below
+    # the lip (a Gaussian round the mouth's middle in x and depth left the corners, 2-3 cm behind
+    # it, a third closed)
+    past_corner = np.maximum(np.abs(x - mc[0]) - corner_half_w, 0.0)
+    g = np.exp(-0.5 * (past_corner / 0.012) ** 2 - 0.5 * ((y - mc[1]) / 0.014) ** 2) * front * (1 - upper)
+    comps["mouthClose"] = g[:, None] * jaw_w * _jaw_undo(v, J[JAW]) * head[:, None]
     g = _gauss(v, mc, (0.028, 0.014, 0.02)) * front
     d = np.zeros_like(v); d[:, 0] = -0.7 * (x - mc[0]) * g; d[:, 2] = 0.010 * g
     add("mouthPucker", d)
