@@ -109,6 +109,8 @@ class LandmarkCalibration:
         corners = moved(lmm.corners, 3) if lmm.corners is not None else None
         out = moved(lmm, 1)
         out.corners = corners
+        if not self.offset_only:
+            out.unobserved_expr = ()
         out.__dict__.pop("_dtype_cache", None)
         return out
 
