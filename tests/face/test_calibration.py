@@ -109,6 +109,34 @@ def test_fit_recovers_a_known_response_and_tracking_with_it_recovers_the_weights
     assert mae_cal < 0.03 and mae_plain > 2 * mae_cal, (mae_cal, mae_plain)
 
 
+def test_a_calibrated_tracker_solves_tongue_out_which_landmark_fits_hold_at_zero(standin):
+    """No landmark sees the tongue, so landmark fits hold tongueOut at 0 (its key only moves the lower
+    lip, which they would take for an opening mouth). A calibration from the avatar's renders holds
+    what mediapipe reads of the avatar's own tongue, so the calibrated tracker solves it; held at 0,
+    the tongue's reading went into other shapes (mouthLeft read 0.3-0.7 on the ARKit round trip's
+    tongue renders, raising its reading floor to 0.4). An offset-only calibration keeps it frozen."""
+    from backend.face.calibration import offset_calibration
+
+    lmm = LandmarkModel.from_model(standin)
+    k = standin.expr_names.index("tongueOut")
+    E = lmm.n_expr
+    assert lmm.unobserved_expr == (k,)
+    truth = dc_replace(_true_response(lmm), expr_names=tuple(standin.expr_names))
+    seen = truth.apply(lmm)
+    assert seen.unobserved_expr == ()
+    offsets = offset_calibration(lmm, np.zeros((lmm.n_landmarks, 3)), tuple(standin.expr_names))
+    assert offsets.apply(lmm).unobserved_expr == (k,)
+    w = np.zeros((2, E))
+    w[1, k] = 0.8
+    obs = _pixels(seen, w).astype(np.float32)
+    cam, ident, opts = source_camera(), np.zeros(standin.n_shape, np.float32), TrackOptions(smoothing=0.0)
+    got, _, _ = track_landmarks(standin, obs, np.ones(2, bool), cam, 25.0, opts, identity=ident, calibration=truth)
+    assert got.expr[1, k] == pytest.approx(0.8, abs=0.05) and got.expr[0, k] < 0.02, got.expr[:, k]
+    plain, _, _ = track_landmarks(standin, obs, np.ones(2, bool), cam, 25.0, opts, identity=ident,
+                                  calibration=offsets)
+    assert np.abs(plain.expr[:, k]).max() < 1e-6
+
+
 def test_calibration_file_round_trip_and_bad_file(tmp_path, standin):
     lmm = LandmarkModel.from_model(standin)
     cal = _true_response(lmm, seed=3)
