@@ -667,3 +667,48 @@ def test_eyeball_bare_outside_the_photos_lids_takes_the_photos_skin(standin):
                 assert g.colors[hidden].mean() > 0.6   # the drawn sclera (light) under the skin
             else:
                 assert np.median(err) > 0.2   # the drawn sclera: what the render showed before
+
+
+def test_the_chin_stays_whole_with_the_lips_shut_over_an_open_jaw():
+    """jawOpen = mouthClose = 0.7 (ARKit's lips together over a dropped jaw): the chin drops away from
+    a lower lip that stays, so the skin between them stretches; its Gaussians grow with that stretch
+    as with the jaw's own, so the chin renders as smooth as at rest instead of in horizontal stripes
+    (mean |vertical second difference| of the grey render between the lower lip and the chin: 0.0027
+    at rest, 0.0141 shut before the growth, 0.0018 with it; LOD 2 astronaut)."""
+    import copy
+
+    import torch
+    from skimage import data
+
+    from backend.avatar.build import BuildOptions, build_avatar
+    from backend.avatar.rendering import render_frames
+    from backend.face.landmark_model import LandmarkModel
+    from backend.face.solver import Projector
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+
+    built = build_avatar(data.astronaut(), BuildOptions(lods=(2,), refine=False, metrics=False))
+    av, model = built.avatar, built.model
+    src = av.params.frame(0)
+    frames = []
+    for w in (0.0, 0.7):
+        p = copy.deepcopy(src)
+        p.pose[0, 2, 0] += 0.35 * w
+        p.expr[0, ARKIT_NAMES.index("mouthClose")] = w
+        frames.append(p)
+    hp = HeadParams(src.shape, np.concatenate([p.expr for p in frames]), np.concatenate([p.pose for p in frames]),
+                    np.concatenate([p.transl for p in frames]))
+    images = list(render_frames(av, model, hp, 2, backend="cpu"))
+    lmm = LandmarkModel.from_model(model, rendered=True).with_rest_offsets(model, av.vertex_offsets)
+    f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    uv, _ = Projector(av.camera.K, av.camera.viewmat).project(
+        lmm.points(f64(np.concatenate([np.repeat(src.shape[None], 2, 0), hp.expr], 1)), f64(hp.pose), f64(hp.transl)))
+    uv = uv.numpy()
+    stripes = []
+    for k, img in enumerate(images):
+        grey = img.mean(-1)
+        lip, chin, half = uv[k, 17], uv[k, 152], abs(uv[k, 61, 0] - uv[k, 291, 0]) / 3  # lower lip, chin, corners
+        region = grey[int(lip[1]) + 4:int(chin[1]) - 6, int(lip[0] - half):int(lip[0] + half)]
+        assert region.shape[0] > 20 and region.shape[1] > 20, region.shape
+        stripes.append(np.abs(region[2:] - 2 * region[1:-1] + region[:-2]).mean())
+    assert stripes[1] < 1.5 * stripes[0], stripes
