@@ -291,12 +291,8 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
             # the mouth parts fill the opening: the band between the lips turns transparent and
             # the lips grow only with their own edges' stretch (not the band's), so an opened
             # jaw shows teeth and cavity instead of lip colour smeared across the gap
-            # the skin also grows with the stretch of the lips shut over the open jaw (ARKit's
-            # mouthClose), where the chin drops away from a lower lip that stays: the rows between
-            # them pulled apart into stripes
-            shut = jaw_edge_stretch(model, rest, U, edges, lips_shut=True)
             lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
-            grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], np.maximum(edge_stretch, shut)[lip]),
+            grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], edge_stretch[lip]),
                                   np.zeros_like(mouth), opts.attributes)
         else:
             grow = capped_stretch(stretch, mouth, opts.attributes)

@@ -99,22 +99,16 @@ def jaw_stretch(model: "HeadModel", rest: np.ndarray, upsample: sp.spmatrix, edg
 
 
 def jaw_edge_stretch(model: "HeadModel", rest: np.ndarray, upsample: sp.spmatrix, edges: np.ndarray,
-                     jaw_deg: float = 20.0, lips_shut: bool = False) -> np.ndarray:
+                     jaw_deg: float = 20.0) -> np.ndarray:
     """(E,) float64 >= 1: how much each edge of ``edges`` (E, 2) stretches when the jaw opens
-    ``jaw_deg`` (see jaw_stretch; per edge, so a subset's stretch is this array's subset).
-    lips_shut: with ARKit's mouthClose at the jaw's opening (the lips stay together, and the skin
-    between the lower lip and the chin stretches instead); a model without mouthClose: the jaw alone."""
+    ``jaw_deg`` (see jaw_stretch; per edge, so a subset's stretch is this array's subset)."""
     import math
 
-    from ..head.arkit_names import JOINT_CHANNELS
     from ..head.params import HeadParams
     from .posing import lbs_numpy
 
     p = HeadParams.zeros(model)
     p.pose[0, 2, 0] = math.radians(jaw_deg)
-    if lips_shut and "mouthClose" in model.expr_names:
-        (per_unit,) = [a for name, _, _, a in JOINT_CHANNELS if name == "jawOpen"]
-        p.expr[0, list(model.expr_names).index("mouthClose")] = math.radians(jaw_deg) / per_unit
     # the template's jaw motion applied to this identity
     opened = rest[: model.n_verts] + (lbs_numpy(model, p)[0][0] - model.v_template)
     opened_l = np.asarray(upsample @ opened, np.float32)
