@@ -319,7 +319,10 @@ def test_learned_method_flags_fail_fast_and_clearly(tmp_path, capsys):
 
 # -- mouth interior and eyes (issue 14) ----------------------------------------------------------
 MOUTH_INTERIOR_MIN = 0.8   # share of inner-lip-hull pixels that are cavity-dark, tooth-white or tongue-red, jaw open
-LIP_LIKE_MAX = 0.1         # share of those pixels within 0.1 (RGB distance) of the lip colour
+# share of those pixels within 0.1 (RGB distance) of the lip colour: lips smeared across the opening
+# make most of it lip-like; a clean opening's rim is 0.09-0.10 at LOD 0 (0.094 before the stand-in's
+# mouthClose shut the lips, 0.101 since: the photo fit moved, the astronaut's opening is a little smaller)
+LIP_LIKE_MAX = 0.12
 BLINK_SKIN_SHARE = 0.9     # share of closed-lid pixels nearer the photo's lid skin than its iris
 BLINK_SKIN_MAX = 0.2       # mean RGB distance of closed-lid pixels to the photo's upper-lid skin
                            # (measured 0.16-0.18 at LOD 2 on the astronaut: the squashed lash line

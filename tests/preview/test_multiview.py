@@ -296,7 +296,8 @@ def test_hair_volume_is_carved_by_every_views_silhouette(astronaut):
     guess, is_bun = _with_bun(avatar, model)
     # a shape key on the hair (a part's own, per Gaussian) must be cut with its Gaussians
     n_hair = len(guess.parts[hi])
-    guess.parts[hi].shapes["jawOpen"] = np.arange(3 * n_hair, dtype=np.float32).reshape(n_hair, 3)
+    # (distinct per row, and small: the photo fit's own jawOpen column is ~1e-7, not exactly 0)
+    guess.parts[hi].shapes["jawOpen"] = 1e-9 * np.arange(3 * n_hair, dtype=np.float32).reshape(n_hair, 3)
     yaws = [-60.0, 0.0, 60.0]
     views = _views(avatar, model, _turned(avatar, yaws))
     sides = [views[0], views[2]]
