@@ -485,7 +485,7 @@ def _expression_basis(v, n, nh, L, eye_c, opening, W, J):
     # mouthClose: the lips meet while the jaw is open (the lower lip undoes jawOpen's opening)
     # the whole lower lip to its corners comes back, fading beyond them over the cheek and below
     # the lip (a Gaussian round the mouth's middle in x and depth left the corners, 2-3 cm behind
-    # it, a third closed)
+    # it, less than half closed)
     past_corner = np.maximum(np.abs(x - mc[0]) - corner_half_w, 0.0)
     g = np.exp(-0.5 * (past_corner / 0.012) ** 2 - 0.5 * ((y - mc[1]) / 0.014) ** 2) * front * (1 - upper)
     comps["mouthClose"] = g[:, None] * jaw_w * _jaw_undo(v, J[JAW]) * head[:, None]
