@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
-from tests.conftest import load_script
 
 from backend.face.crop import CROP_SIZE, crop_intrinsics, crop_viewmat
 from backend.head.loader import load_head_model
 from backend.head.params import HeadParams
 from backend.render.camera import Camera
 from backend.rotations import axis_angle_to_matrix
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
