@@ -254,7 +254,9 @@ def test_a_process_s_first_refinement_matches_its_later_ones() -> None:
     refinement used to load (after an install: compile) the splat's and the SSIM's kernels inside
     its first step: the same refinement run twice in a fresh process differed by 7.5e-3 in colour
     (4 steps of the build's fast path on the astronaut's LOD 0, a 300 s budget). The kernels are now
-    warmed on a tiny scene before the budget starts (refine._warm_kernels): 3.7e-4."""
+    warmed on a tiny scene before the budget starts (refine._warm_kernels): 3.7e-4 on a quiet machine,
+    2.1e-3 with a second test suite running beside it (the step times the schedule reads move with
+    the load), so the limit sits halfway to the unwarmed figure."""
     import os
     import subprocess
     import sys
@@ -266,7 +268,7 @@ def test_a_process_s_first_refinement_matches_its_later_ones() -> None:
                          cwd=root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     diff = float(res.stdout.strip().splitlines()[-1])
-    assert diff < 2e-3, diff
+    assert diff < 3.5e-3, diff
 
 
 def test_the_kernels_are_warmed_once_per_kind_of_refinement(monkeypatch) -> None:
