@@ -182,7 +182,7 @@ def fit_landmarks(model, landmarks: np.ndarray, camera, opts: FitOptions | None 
     state, _ = solve(lmm, proj, state, obs, w, rigid, pri, opts.pose_iterations)
     # 2. everything
     layout = Layout(fit_joints(lmm, opts), lmm.n_expr if opts.fit_expr else 0,
-                    lmm.n_shape if opts.fit_shape else 0, lmm.expr_bounds)
+                    lmm.n_shape if opts.fit_shape else 0, lmm.expr_bounds, coupled=lmm.coupled)
     mu = torch.zeros(1, layout.per_frame, dtype=torch.float64)  # priors pull towards zero ...
     nj = 3 * len(layout.joints)
     mu[0, nj: nj + 3] = state.transl[0]  # ... except translation (weight 0 anyway)

@@ -35,6 +35,7 @@ from ..head.arkit_names import LANDMARK_UNOBSERVED
 from ..rotations import axis_angle_to_matrix_torch, skew_torch
 
 N_JOINTS = 5
+JAW_JOINT = 2  # the head model's joints: global, neck, jaw, eye_L, eye_R (fit.JOINT_JAW)
 FD_STEP = 1e-6  # radians; float64 keeps forward-difference error near 1e-6 relative
 
 
@@ -55,6 +56,39 @@ def right_jacobian(aa: torch.Tensor) -> torch.Tensor:
     _, _, b, c = _so3_coeffs(aa)
     K = skew_torch(aa)
     return torch.eye(3, dtype=aa.dtype) - b * K + c * (K @ K)
+
+
+@dataclass(frozen=True)
+class CoupledBound:
+    """One expression capped by the jaw's opening: ``expr[index] <= expr[base] + max(pose[joint,
+    axis], 0) / per_unit`` (base < 0: no expression term). ARKit's mouthClose closes the lips over an
+    open jaw and is only defined up to jawOpen (the jaw turns ``per_unit`` radians at jawOpen = 1,
+    and its jawOpen shape key, when a calibrated fit solves that instead, adds its weight): above
+    it the lower lip rises past the upper one, which a Live Link Face capture never carries and an
+    ARKit rig renders as lips pressed through each other."""
+
+    index: int
+    base: int
+    joint: int
+    axis: int
+    per_unit: float
+
+    def upper(self, expr: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """(B,) the capped expression's upper bound for expr (B, E), pose (B, J, 3)."""
+        jaw = pose[:, self.joint, self.axis].clamp_min(0.0) / self.per_unit
+        return jaw + expr[:, self.base] if self.base >= 0 else jaw
+
+
+def mouth_close_bound(names: list[str]) -> CoupledBound | None:
+    """mouthClose capped by jawOpen (CoupledBound) for an ARKit expression basis ``names`` (the
+    fitted ones), None when it lacks mouthClose."""
+    from ..head.arkit_names import JOINT_CHANNELS
+
+    if "mouthClose" not in names:
+        return None
+    (angle,) = [a for name, joint, axis, a in JOINT_CHANNELS if name == "jawOpen"]
+    return CoupledBound(index=names.index("mouthClose"), base=names.index("jawOpen") if "jawOpen" in names else -1,
+                        joint=JAW_JOINT, axis=0, per_unit=float(angle))
 
 
 @dataclass
@@ -82,6 +116,7 @@ class LandmarkModel:
     corrective_joints: list[int]  # non-root joints whose pose correctives are not all zero
     expr_bounds: tuple[float, float] | None = None  # HeadModel.expr_bounds: (0, 1) for ARKit-52
     unobserved_expr: tuple[int, ...] = ()  # expressions landmarks cannot see (arkit_names.LANDMARK_UNOBSERVED)
+    coupled: CoupledBound | None = None    # an expression capped by the jaw's opening (mouthClose)
 
     @staticmethod
     def from_model(model, n_shape: int | None = None, n_expr: int | None = None,
@@ -125,6 +160,7 @@ class LandmarkModel:
                       expr_bounds=getattr(model, "expr_bounds", None),
                       unobserved_expr=tuple(i for i, n in enumerate(list(model.expr_names)[:E])
                                             if n in LANDMARK_UNOBSERVED),
+                      coupled=mouth_close_bound(names) if getattr(model, "expr_bounds", None) is not None else None,
                       corrective_joints=[k for k in range(1, N_JOINTS) if np.any(
                           np.asarray(model.posedirs).reshape(-1, N_JOINTS - 1, 9)[:, k - 1] != 0)])
         corner_set = LandmarkModel(

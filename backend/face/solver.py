@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .landmark_model import N_JOINTS, LandmarkModel
+from .landmark_model import N_JOINTS, CoupledBound, LandmarkModel
 
 
 # mediapipe's iris rows (478-point mesh) and the eye contour each is measured against (the 16
@@ -103,13 +103,17 @@ class Layout:
     clipped step is accepted only when it lowers the cost like any other. projected: in
     solve_frames, coefficients on a bound that the gradient pushes outwards are held there and
     the others take the Newton step of the problem with them fixed (projected Newton); False
-    clips the step of the whole system (converges slowly where many weights sit at 0)."""
+    clips the step of the whole system (converges slowly where many weights sit at 0).
+    coupled: an expression capped by the jaw's opening (CoupledBound: mouthClose), applied like the
+    box: every step is clipped under it, and with ``projected`` it is held where it sits on the cap
+    with the gradient pushing it up."""
 
     joints: list[tuple[int, ...]]
     n_expr: int
     n_shape: int
     expr_bounds: tuple[float, float] | None = None
     projected: bool = False   # solve_frames: hold active bounds out of the step (see _hold_active)
+    coupled: CoupledBound | None = None
 
     @property
     def per_frame(self) -> int:
@@ -203,6 +207,11 @@ def _apply(state: State, layout: Layout, d_frame: torch.Tensor, d_shape: torch.T
         if layout.expr_bounds is not None:
             lo, hi = layout.expr_bounds
             new.expr[:, : layout.n_expr].clamp_(lo, hi)
+        c = layout.coupled
+        if c is not None and c.index < layout.n_expr:
+            lo = layout.expr_bounds[0] if layout.expr_bounds is not None else -torch.inf
+            cap = torch.maximum(c.upper(new.expr, new.pose), torch.as_tensor(lo, dtype=new.expr.dtype))
+            new.expr[:, c.index] = torch.minimum(new.expr[:, c.index], cap)
     if d_shape is not None and layout.n_shape:
         new.shape[: layout.n_shape] += d_shape
     return new
@@ -360,22 +369,29 @@ def solve_frames(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.T
     return state, cost
 
 
-def active_bounds(xf: torch.Tensor, g: torch.Tensor, layout: Layout, eps: float = 1e-6) -> torch.Tensor:
+def active_bounds(xf: torch.Tensor, g: torch.Tensor, layout: Layout, eps: float = 1e-6,
+                  coupled_upper: torch.Tensor | None = None) -> torch.Tensor:
     """(..., P) bool: the bounded expression unknowns held at their bound for the next step: on a
-    bound with the gradient pushing out of the box (xf, g (..., P) in layout order). Everything
-    else (joints, translation, interior or returning coefficients) is free."""
+    bound with the gradient pushing out of the box (xf, g (..., P) in layout order), or on the
+    coupled cap (``coupled_upper`` (...,): layout.coupled's bound at this state) with the gradient
+    pushing up. Everything else (joints, translation, interior or returning coefficients) is free."""
     held = torch.zeros_like(xf, dtype=torch.bool)
-    if layout.expr_bounds is None or not layout.n_expr:
+    if not layout.n_expr:
         return held
-    lo, hi = layout.expr_bounds
     e0 = 3 * len(layout.joints) + 3
-    xe, ge = xf[..., e0:e0 + layout.n_expr], g[..., e0:e0 + layout.n_expr]
-    held[..., e0:e0 + layout.n_expr] = ((xe <= lo + eps) & (ge > 0)) | ((xe >= hi - eps) & (ge < 0))
+    if layout.expr_bounds is not None:
+        lo, hi = layout.expr_bounds
+        xe, ge = xf[..., e0:e0 + layout.n_expr], g[..., e0:e0 + layout.n_expr]
+        held[..., e0:e0 + layout.n_expr] = ((xe <= lo + eps) & (ge > 0)) | ((xe >= hi - eps) & (ge < 0))
+    c = layout.coupled
+    if c is not None and coupled_upper is not None and c.index < layout.n_expr:
+        k = e0 + c.index
+        held[..., k] |= (xf[..., k] >= coupled_upper - eps) & (g[..., k] < 0)
     return held
 
 
-def _hold_active(H: torch.Tensor, g: torch.Tensor, xf: torch.Tensor, layout: Layout
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _hold_active(H: torch.Tensor, g: torch.Tensor, xf: torch.Tensor, layout: Layout,
+                 coupled_upper: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Normal equations H (B, P, P), gradient g (B, P) with the active bounds' unknowns taken out
     (projected Newton, Bertsekas 1982): their rows and columns become the identity and their
     gradient 0, so the step leaves them on the bound and the free unknowns get the Newton step of
@@ -383,12 +399,43 @@ def _hold_active(H: torch.Tensor, g: torch.Tensor, xf: torch.Tensor, layout: Lay
     unknowns as if the held ones had gone out of the box: with most of 52 ARKit weights at 0,
     three such steps left the round trip's fit 1.38 px from mediapipe's landmarks where the
     converged fit is 0.8 px (docs/figures/arkit.md)."""
-    held = active_bounds(xf, g, layout)
+    held = active_bounds(xf, g, layout, coupled_upper=coupled_upper)
     if not bool(held.any()):
         return H, g
     free = (~held).to(H.dtype)
     H = H * free[:, :, None] * free[:, None, :] + torch.diag_embed(held.to(H.dtype))
     return H, g * free
+
+
+def coupled_substitution(xf: torch.Tensor, g: torch.Tensor, layout: Layout,
+                         cap: torch.Tensor, eps: float = 1e-6) -> torch.Tensor | None:
+    """(B, P, P) T, or None: on frames where the coupled expression sits on its cap with the
+    gradient pushing it up, the unknowns change to z with the expression's own unknown replaced by
+    its distance below the cap (x-step = T @ z-step; T is the identity elsewhere), so holding that
+    distance at 0 (_hold_active) moves the expression with the jaw that caps it: lips sealed over
+    a jaw that opens or closes in the step. Holding the expression itself instead let each step
+    open the jaw under still lips, which the next sealed again: lips sealed over an open jaw took
+    six steps where this takes four (tests/face/test_mouth_close_cap.py).
+    xf, g (B, P) in layout order, cap (B,) the cap at this state (CoupledBound.upper)."""
+    c = layout.coupled
+    if c is None or c.index >= layout.n_expr:
+        return None
+    e0 = 3 * len(layout.joints) + 3
+    k = e0 + c.index
+    on = (xf[:, k] >= cap - eps) & (g[:, k] < 0)
+    if not bool(on.any()):
+        return None
+    B, P = xf.shape
+    T = torch.eye(P, dtype=xf.dtype).expand(B, P, P).clone()
+    lead = [grp[0] for grp in layout.joints]
+    if c.joint in lead:
+        j = 3 * lead.index(c.joint) + c.axis
+        # d cap / d jaw angle: 1 / per_unit while the jaw is open (the cap's max(., 0) is flat below)
+        opened = (xf[:, j] > 0).to(xf.dtype)
+        T[:, k, j] = torch.where(on, opened / c.per_unit, torch.zeros_like(opened))
+    if 0 <= c.base < layout.n_expr:
+        T[:, k, e0 + c.base] = on.to(xf.dtype)
+    return T
 
 
 def _lm_step(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.Tensor, w: torch.Tensor,
@@ -420,13 +467,22 @@ def _lm_step(lmm: LandmarkModel, proj: Projector, state: State, obs: torch.Tenso
     H = Jt @ Jf + torch.diag_embed(priors.frame_w.expand(B, Pf))
     xf = pack_frame(state, layout)
     g = (Jt @ r[..., None])[..., 0] + priors.frame_w * (xf - priors.frame_mu)
+    T = None
     if layout.projected:
-        H, g = _hold_active(H, g, xf, layout)
+        cap = layout.coupled.upper(state.expr, state.pose) if layout.coupled is not None else None
+        if cap is not None:
+            T = coupled_substitution(xf, g, layout, cap)
+            if T is not None:
+                H = T.transpose(1, 2) @ H @ T
+                g = (T.transpose(1, 2) @ g[..., None])[..., 0]
+        H, g = _hold_active(H, g, xf, layout, cap)
     diag = torch.diagonal(H, dim1=1, dim2=2).clamp_min(1e-9)
     for _attempt in range(2):
         A = H + torch.diag_embed(mu[:, None] * diag)
         Lc, info = torch.linalg.cholesky_ex(A)
         step = -torch.cholesky_solve(g[..., None], Lc)[..., 0]
+        if T is not None:
+            step = (T @ step[..., None])[..., 0]
         step = torch.where((info == 0)[:, None] & torch.isfinite(step), step, torch.zeros_like(step))
         cand = _apply(state, layout, step, None)
         new_cost = frame_costs(lmm, proj, cand, obs, w, layout, priors)

@@ -360,7 +360,7 @@ def fit_identity(lmm: LandmarkModel, proj: Projector, obs: np.ndarray, w: np.nda
                      Priors(torch.zeros(rigid.per_frame, dtype=torch.float64), pack_frame(state, rigid),
                             torch.zeros(0, dtype=torch.float64)), fopts.pose_iterations)
     layout = Layout(fit_joints(lmm, fopts), lmm.n_expr if fopts.fit_expr else 0,
-                    0 if shape is not None else lmm.n_shape, lmm.expr_bounds)
+                    0 if shape is not None else lmm.n_shape, lmm.expr_bounds, coupled=lmm.coupled)
     mu = torch.zeros(K, layout.per_frame, dtype=torch.float64)
     pri = Priors(frame_prior_weights(lmm, layout, fopts), mu,
                  torch.full((layout.n_shape,), fopts.shape_prior, dtype=torch.float64))
@@ -457,7 +457,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         # per-frame tracking on the same landmark model with the shape frozen
         calibrated_basis = calibration is not None and not getattr(calibration, "offset_only", False)
         projected = calibrated_basis if opts.projected_bounds is None else bool(opts.projected_bounds)
-        layout = Layout(fit_joints(full, fopts), full.n_expr, 0, full.expr_bounds, projected)
+        layout = Layout(fit_joints(full, fopts), full.n_expr, 0, full.expr_bounds, projected, full.coupled)
         frame_w = frame_prior_weights(full, layout, _tracking_fit_options(fopts, opts),
                                       global_prior=opts.global_prior)
         if calibration is not None:   # joint channels solved as calibrated expressions (face.calibration)
