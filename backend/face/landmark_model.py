@@ -78,6 +78,18 @@ class CoupledBound:
         jaw = pose[:, self.joint, self.axis].clamp_min(0.0) / self.per_unit
         return jaw + expr[:, self.base] if self.base >= 0 else jaw
 
+    def capped(self, expr: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """(T, E) ``expr`` with the capped column held at or below its cap (pose (T, J, 3)): a copy
+        where that changes anything, else ``expr`` itself. Weights within 1e-6 over it (float32's
+        rounding of a capped weight) count as under."""
+        cap = self.upper(torch.as_tensor(np.asarray(expr, np.float64)), torch.as_tensor(np.asarray(pose, np.float64)))
+        over = np.asarray(expr)[:, self.index] > cap.numpy() + 1e-6
+        if not over.any():
+            return expr
+        out = np.array(expr, copy=True)
+        out[over, self.index] = np.maximum(cap.numpy()[over], 0.0).astype(out.dtype)
+        return out
+
 
 def mouth_close_bound(names: list[str]) -> CoupledBound | None:
     """mouthClose capped by jawOpen (CoupledBound) for an ARKit expression basis ``names`` (the

@@ -529,10 +529,17 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     pose = fill_gaps(pose, has_face)
     transl = fill_gaps(transl, has_face)
     expr = fill_gaps(expr, has_face)
+    if full.coupled is not None:
+        # every fit keeps mouthClose under the jaw; a gap interpolated across a jaw shut past rest
+        # (the cap is flat below 0) and the reading floor, which may take more off the jaw's channel
+        # than off mouthClose, could lift it over
+        expr = full.coupled.capped(expr, pose)
     if calibration is not None:
         from .calibration import apply_floor, fold_joint_channels
 
         floored = apply_floor(calibration, expr)
+        if full.coupled is not None:
+            floored = full.coupled.capped(floored, pose)
         if fitted_out is not None and floored is not expr:
             # render passes compare the render of what is returned with these: the floored weights'
             ts_all = np.flatnonzero(has_face)

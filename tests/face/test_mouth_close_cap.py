@@ -70,6 +70,23 @@ def test_the_stand_ins_landmark_model_caps_mouth_close_at_jaw_open(problem):
     np.testing.assert_allclose(c.upper(expr, pose).numpy(), [0.0, 0.4])
 
 
+def test_capped_weights_are_held_under_the_jaw_and_left_alone_when_they_are(problem):
+    """What the tracker returns passes through CoupledBound.capped last (gaps interpolated across a
+    jaw shut past rest, a reading floor that takes more off the jaw's channel than off mouthClose)."""
+    c = problem["lmm"].coupled
+    E = problem["lmm"].n_expr
+    expr = np.zeros((3, E), np.float32)
+    pose = np.zeros((3, 5, 3), np.float32)
+    expr[:, c.index] = (0.2, 0.5, 0.3)
+    expr[2, c.base] = 0.1                                     # the jaw's key, as a calibrated fit solves it
+    pose[:, JAW_JOINT, 0] = (0.35, 0.07, -0.05)               # cap 1.0, 0.2 and (shut past rest) the key's 0.1
+    out = c.capped(expr, pose)
+    assert out is not expr and out.dtype == expr.dtype
+    np.testing.assert_allclose(out[:, c.index], [0.2, 0.2, 0.1], atol=1e-6)
+    np.testing.assert_array_equal(np.delete(out, c.index, 1), np.delete(expr, c.index, 1))
+    assert c.capped(out, pose) is out                         # nothing over: the same array back
+
+
 def test_coupled_substitution_moves_mouth_close_with_the_jaw_only_where_it_sits_on_the_cap(problem):
     layout = problem["layout"]
     P = layout.per_frame
