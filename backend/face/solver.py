@@ -105,8 +105,9 @@ class Layout:
     the others take the Newton step of the problem with them fixed (projected Newton); False
     clips the step of the whole system (converges slowly where many weights sit at 0).
     coupled: an expression capped by the jaw's opening (CoupledBound: mouthClose), applied like the
-    box: every step is clipped under it, and with ``projected`` it is held where it sits on the cap
-    with the gradient pushing it up."""
+    box: every step is clipped under it, and with ``projected``, where it sits on the cap with the
+    gradient pushing it up, its distance below the cap is held at 0 and it moves with the jaw
+    (coupled_substitution)."""
 
     joints: list[tuple[int, ...]]
     n_expr: int
