@@ -360,10 +360,9 @@ def _warm_kernels(backend: str, moving: bool, views: "list[RefineView]", opts: R
     install compiles the splat's forward and backward and the SSIM kernels (about a minute on the
     2-core development machine), which inside the budget left a fresh install's first build one
     or two steps (d12's frame 0 with a 10 s budget: 49.8 s of refinement). Warm, the step takes
-    milliseconds. It also makes a process's first refinement match its later ones: the schedule
-    reads the wall clock against the budget, and loading the kernels inside the first step moved
-    it (the same 4-step refinement of the astronaut's LOD 0 run twice in a fresh process: colours
-    7.5e-3 apart without the warm-up, 3.7e-4 with it; tests/avatar/test_refine.py)."""
+    milliseconds. It also gives a process's first refinement the budget its later ones get (the
+    same 4-step refinement of the astronaut's LOD 0 run twice in a fresh process: 2.37 / 2.24 s with
+    the warm-up, 4.38 / 2.25 s without it and numba's cache warm; tests/avatar/test_refine.py)."""
     from ..render.camera import Camera
 
     key = (backend, moving, min(len(views), 2), any(v.register for v in views))

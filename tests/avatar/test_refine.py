@@ -232,7 +232,7 @@ def test_the_offset_penalty_eases_from_its_start_weight() -> None:
 
 
 _FIRST_AND_SECOND = """
-import sys
+from dataclasses import replace
 import numpy as np
 from skimage.data import astronaut
 from backend.avatar.build import BuildOptions, build_avatar
@@ -243,20 +243,23 @@ r = build_avatar(astronaut(), BuildOptions(lods=(0,), refine=False, metrics=Fals
 gs = posed_set(r.avatar, r.model, r.avatar.params, 0)
 photo = to_float(r.observation.image512)
 mask = np.asarray(r.observation.mask, np.float32)
-out = [refine(gs, np.zeros(len(gs), bool), photo, mask, r.avatar.camera, photo_refine_options(300.0, 4, "cpu"),
-              portrait=mask).colors for _ in range(2)]
-print(float(np.abs(out[0] - out[1]).max()))
+opts = replace(photo_refine_options(300.0, 4, "cpu"), trace_every=1)
+for _ in range(2):
+    res = refine(gs, np.zeros(len(gs), bool), photo, mask, r.avatar.camera, opts, portrait=mask)
+    print(res.seconds, res.trace[1][1] - res.trace[0][1])
 """
 
 
-def test_a_process_s_first_refinement_matches_its_later_ones() -> None:
-    """The refinement's schedule reads the wall clock against its budget, and a process's first
-    refinement used to load (after an install: compile) the splat's and the SSIM's kernels inside
-    its first step: the same refinement run twice in a fresh process differed by 7.5e-3 in colour
-    (4 steps of the build's fast path on the astronaut's LOD 0, a 300 s budget). The kernels are now
-    warmed on a tiny scene before the budget starts (refine._warm_kernels): 3.7e-4 on a quiet machine,
-    2.1e-3 with a second test suite running beside it (the step times the schedule reads move with
-    the load), so the limit sits halfway to the unwarmed figure."""
+def test_a_process_s_first_refinement_spends_its_budget_like_its_later_ones() -> None:
+    """The refinement's budget is wall time, and a process's first refinement used to load the
+    splat's and the SSIM's kernels inside it (after an install: compile them). The kernels are now
+    warmed on a tiny scene before the budget starts (refine._warm_kernels). The same 4-step
+    refinement of the astronaut's LOD 0 run twice in a fresh process, measured on the development
+    machine (2-core AMD EPYC): 2.37 / 2.24 s (first step 0.29 / 0.28 s); without the warm-up 4.38 /
+    2.25 s with numba's cache warm, 39.0 / 1.5 s with an empty one. The colours of the two runs are
+    not compared: the schedule reads the wall clock from the first step on, and Adam turns the tiny
+    difference in rate into a full step where a gradient is near 0 (3.8e-3 to 1.1e-2 apart, warmed
+    or not, so a colour bound measured the load, not the warm-up)."""
     import os
     import subprocess
     import sys
@@ -267,8 +270,10 @@ def test_a_process_s_first_refinement_matches_its_later_ones() -> None:
     res = subprocess.run([sys.executable, "-c", _FIRST_AND_SECOND], capture_output=True, text=True, env=env,
                          cwd=root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    diff = float(res.stdout.strip().splitlines()[-1])
-    assert diff < 3.5e-3, diff
+    (first, first_step), (second, second_step) = (map(float, line.split()) for line in
+                                                  res.stdout.strip().splitlines()[-2:])
+    assert first < second + 1.0, (first, second)
+    assert first_step < second_step + 0.5, (first_step, second_step)
 
 
 def test_the_kernels_are_warmed_once_per_kind_of_refinement(monkeypatch) -> None:
