@@ -35,7 +35,6 @@ from ..head.arkit_names import LANDMARK_UNOBSERVED
 from ..rotations import axis_angle_to_matrix_torch, skew_torch
 
 N_JOINTS = 5
-JAW_JOINT = 2  # the head model's joints: global, neck, jaw, eye_L, eye_R (fit.JOINT_JAW)
 FD_STEP = 1e-6  # radians; float64 keeps forward-difference error near 1e-6 relative
 
 
@@ -95,12 +94,14 @@ def mouth_close_bound(names: list[str]) -> CoupledBound | None:
     """mouthClose capped by jawOpen (CoupledBound) for an ARKit expression basis ``names`` (the
     fitted ones), None when it lacks mouthClose."""
     from ..head.arkit_names import JOINT_CHANNELS
+    from ..head.model import JOINT_NAMES
 
     if "mouthClose" not in names:
         return None
-    (angle,) = [a for name, joint, axis, a in JOINT_CHANNELS if name == "jawOpen"]
+    # the jaw's turn per unit of jawOpen, as imports and the tracker put it on the joint
+    ((joint, axis, angle),) = [(j, ax, a) for name, j, ax, a in JOINT_CHANNELS if name == "jawOpen"]
     return CoupledBound(index=names.index("mouthClose"), base=names.index("jawOpen") if "jawOpen" in names else -1,
-                        joint=JAW_JOINT, axis=0, per_unit=float(angle))
+                        joint=JOINT_NAMES.index(joint), axis=int(axis), per_unit=float(angle))
 
 
 @dataclass

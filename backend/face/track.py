@@ -529,12 +529,13 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     pose = fill_gaps(pose, has_face)
     transl = fill_gaps(transl, has_face)
     expr = fill_gaps(expr, has_face)
-    if full.coupled is not None:
-        # every fit keeps mouthClose under the jaw; a gap interpolated across a jaw shut past rest
-        # (the cap is flat below 0) and the reading floor, which may take more off the jaw's channel
-        # than off mouthClose, could lift it over
-        expr = full.coupled.capped(expr, pose)
-    if calibration is not None:
+    # every fit keeps mouthClose under the jaw; a gap interpolated across a jaw shut past rest (the
+    # cap is flat below 0) and the reading floor, which may take more off the jaw's channel than off
+    # mouthClose, could lift it over: the weights returned are capped once, after both
+    if calibration is None:
+        if full.coupled is not None:
+            expr = full.coupled.capped(expr, pose)
+    else:
         from .calibration import apply_floor, fold_joint_channels
 
         floored = apply_floor(calibration, expr)

@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from backend.face import source_camera
-from backend.face.landmark_model import JAW_JOINT, LandmarkModel
+from backend.face.landmark_model import LandmarkModel
 from backend.face.solver import Layout, Priors, Projector, State, coupled_substitution, frame_costs, solve_frames
+from backend.head.model import JOINT_NAMES
+
+JAW_JOINT = JOINT_NAMES.index("jaw")
 
 JAW_PRESSED = 0.10          # rad: the jaw of the frame whose lips are pressed past closed
 PRESSED = 0.7               # its mouthClose, above its cap 0.10 / 0.35 = 0.29
