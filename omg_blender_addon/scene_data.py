@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from ..backend.avatar.gaussians import GaussianAvatar
     from ..backend.head.model import HeadModel
 
+# per-point FLOAT attribute of a LOD object: the head's LOD-0 rows' growth allowance (GaussianLODData.grow_allowance)
+GROW_ATTRIBUTE = "omg_grow_allowance"
+
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
     "rot_0", "rot_1", "rot_2", "rot_3",
@@ -63,6 +66,9 @@ class GaussianLODData:
     clamped_exprs: list[str] = field(default_factory=list)
     clamped_starts: list[float] = field(default_factory=list)
     clamped_deltas: np.ndarray | None = None
+    # (V_0,) float32 per-frame growth allowance of the head's LOD-0 rows (backend.avatar.stretch_growth;
+    # 0: the mouth band, whose edges do not count); None: the splats keep their size
+    grow_allowance: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -145,6 +151,7 @@ def clamped_key_name(expr: str, start: float) -> str:
 def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> GaussianLODData:
     """Scene arrays for one LOD of ``avatar`` (rest = the backend's pose at zero expression/pose)."""
     from ..backend.avatar.posing import model_lods, pose
+    from ..backend.avatar.stretch_growth import growth_field
     from ..backend.head.lod import subdivide_attributes
     from ..backend.head.params import HeadParams
 
@@ -182,7 +189,7 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
                            weights=weights, n_head=n_head, part_names=[p.name for p in avatar.parts],
                            part_counts=[len(p) for p in avatar.parts], pose_deltas=pose_deltas,
                            clamped_names=names, clamped_exprs=exprs, clamped_starts=starts,
-                           clamped_deltas=clamped)
+                           clamped_deltas=clamped, grow_allowance=growth_field(avatar, model, level).allowance)
 
 
 def scene_data(avatar: "GaussianAvatar", model: "HeadModel", name: str, levels=None,

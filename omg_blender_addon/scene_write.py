@@ -23,7 +23,9 @@ so building "Avatar" twice gives "Avatar" and "Avatar.001"; nothing is ever over
   splat display (gaussian_display.py). The parts' clamped keys (SkinnedPart.clamped) are shape keys
   after those, each driven by ``max(head - start, 0)`` of its expression's head key (a simple
   expression: no Python either); their expressions and starts are in ``omg_clamped_exprs`` /
-  ``omg_clamped_starts``. Only the rig's current LOD is visible.
+  ``omg_clamped_starts``. The point attribute ``omg_grow_allowance`` holds the head's per-frame
+  splat growth allowance on its LOD-0 rows (backend.avatar.stretch_growth; splat_scene grows the
+  drawn splats with it). Only the rig's current LOD is visible.
 
 Not reproduced exactly (second-order effects, measured in tests/blender/test_build_avatar.py): the
 joints' small shift with expression (LBS regresses joints from the expressive mesh) and, on the
@@ -42,7 +44,7 @@ from mathutils import Matrix
 
 from . import gaussian_display
 from .axes import MODEL_TO_BLENDER
-from .scene_data import ATTRIBUTE_NAMES, AvatarSceneData, GaussianLODData
+from .scene_data import ATTRIBUTE_NAMES, GROW_ATTRIBUTE, AvatarSceneData, GaussianLODData
 
 BONE_LENGTHS = {"global": 0.10, "neck": 0.06, "jaw": 0.05, "eye_L": 0.02, "eye_R": 0.02}
 SLIDER_RANGE = (-3.0, 3.0)  # expression coefficients (FLAME's are ~N(0, 1))
@@ -358,6 +360,10 @@ def create_gaussian_mesh(name: str, positions: np.ndarray, columns: dict[str, np
 def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneData, rig, head_key,
                       created: list) -> bpy.types.Object:
     me = create_gaussian_mesh(name, lod.positions, lod.columns, created)
+    if lod.grow_allowance is not None:  # the splats' per-frame growth (splat_scene), on the head's LOD-0 rows
+        allowance = np.zeros(lod.n, np.float32)
+        allowance[: len(lod.grow_allowance)] = lod.grow_allowance
+        me.attributes.new(GROW_ATTRIBUTE, "FLOAT", "POINT").data.foreach_set("value", allowance)
     obj = _link(coll, name, me, created)
     s = obj.omg_avatar
     s.role, s.rig, s.level = ROLE_GAUSSIANS, rig, lod.level

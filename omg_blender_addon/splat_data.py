@@ -4,7 +4,9 @@ A drawn splat is its world-space centre, a 3x3 factor ``T`` of its world covaria
 its colour and its opacity. At rest ``T = R(q) diag(exp(scale))``. Posed, the point's blended
 skinning rotation turns it: ``T = B M R(q) diag(s)`` with ``B`` the rotation of the normalized
 weighted sum of its joints' quaternions (backend posing's definition, ``posing.blended_quats``) and
-``M`` the object's world matrix (so object scale is kept too).
+``M`` the object's world matrix (so object scale is kept too). An avatar's head splats also grow
+where the frame stretches its skin beyond what they were sized for (``splat_growth``, the backend's
+``avatar.stretch_growth``): ``T`` times the factor.
 
 Colours are the degree-0 SH colour ``clip(0.5 + C0 f_dc, 0, 1)``: display (sRGB) values, exactly what
 the backend splatter composites and writes to PNG without a transfer function.
@@ -13,11 +15,15 @@ the backend splatter composites and writes to PNG without a transfer function.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..backend.rotations import matrix_to_quat, quat_to_matrix
 from ..backend.avatar.ply import gaussians_from_columns
+
+if TYPE_CHECKING:
+    from ..backend.avatar.stretch_growth import GrowthField
 
 COLUMNS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
            "rot_0", "rot_1", "rot_2", "rot_3")
@@ -90,9 +96,26 @@ def blended_matrices(weights: np.ndarray | None, skin: np.ndarray | None, world:
     return np.matmul(B, world.astype(np.float64)).astype(np.float32)
 
 
-def posed_splats(rest: RestSplats, means_world: np.ndarray, blend: np.ndarray) -> SplatData:
-    """SplatData from the rest constants, the deformed world centres (N, 3) and the deformation's
-    linear part ``blend`` (N or 1, 3, 3) in world axes (blended_matrices)."""
+def splat_growth(points: np.ndarray, field: "GrowthField", upsample, n: int) -> np.ndarray:
+    """(n,) float32 >= 1: the scale factor of each of an avatar LOD's ``n`` splats (head, then parts)
+    from its head's posed LOD-0 rows ``points`` (V, 3), object frame (the first V points of every
+    LOD): the backend's per-frame growth (``vertex_growth`` blended by the LOD's ``upsample``
+    (V_l, V)); the parts keep their size."""
+    from ..backend.avatar.stretch_growth import lod_growth, vertex_growth
+
+    g = lod_growth(vertex_growth(points, field), upsample)[0]
+    out = np.ones(n, np.float32)
+    out[: len(g)] = g
+    return out
+
+
+def posed_splats(rest: RestSplats, means_world: np.ndarray, blend: np.ndarray,
+                 growth: np.ndarray | None = None) -> SplatData:
+    """SplatData from the rest constants, the deformed world centres (N, 3), the deformation's
+    linear part ``blend`` (N or 1, 3, 3) in world axes (blended_matrices) and each splat's growth
+    (N,) (splat_growth; None: none)."""
     factors = np.matmul(np.asarray(blend, np.float32), rest.RS)
+    if growth is not None:
+        factors = factors * np.asarray(growth, np.float32)[:, None, None]
     return SplatData(np.ascontiguousarray(means_world, np.float32), np.ascontiguousarray(factors, np.float32),
                      rest.colors, rest.opacity)

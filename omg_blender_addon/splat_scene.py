@@ -5,7 +5,10 @@ use). Orientations follow the rig: each point's covariance factor is multiplied 
 joints' skinning matrices (``pose_bone.matrix @ bone.matrix_local^-1``, weighted by the object's
 vertex groups, the weights the Armature modifier uses), which is the linear part of Blender's
 linear-blend skinning at that point. Expression shape keys move points but do not turn them (as in
-backend posing, whose rotations come from the skinning transforms).
+backend posing, whose rotations come from the skinning transforms). An avatar LOD's head splats grow
+where the frame stretches the skin beyond what they were sized for (splat_data.splat_growth: the
+LOD's ``omg_grow_allowance`` attribute, the rig's head mesh's edges and faces, the evaluated LOD-0
+rows), as backend posing grows its Gaussians.
 
 Per object, the constant data (rest rotation x scale, colours, opacities, skinning weights) is read
 once and cached until the object's mesh changes.
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from .splat_data import COLUMNS, RestSplats, SplatData, blended_matrices, posed_splats, rest_splats
+from .scene_data import GROW_ATTRIBUTE
+from .splat_data import COLUMNS, RestSplats, SplatData, blended_matrices, posed_splats, rest_splats, splat_growth
 
 
 @dataclass
@@ -27,6 +31,7 @@ class _ObjectCache:
     rest: RestSplats
     groups: list[str]          # vertex-group names, column order of ``weights``
     weights: np.ndarray | None  # (N, J) float32, None when the object has no vertex groups
+    growth: tuple | None = None  # (GrowthField, upsample (V_l, V) CSR) of an avatar LOD, else None
 
 
 _CACHE: dict[str, _ObjectCache] = {}
@@ -78,9 +83,40 @@ def _object_cache(obj) -> _ObjectCache:
         me.attributes[name].data.foreach_get("value", a)
         cols[name] = a
     groups, weights = _weights(obj)
-    entry = _ObjectCache(key, rest_splats(cols), groups, weights)
+    entry = _ObjectCache(key, rest_splats(cols), groups, weights, _growth_data(obj))
     _CACHE[obj.name] = entry
     return entry
+
+
+def _growth_data(obj) -> tuple | None:
+    """(GrowthField, the LOD's upsampling (V_l, V)) of an avatar LOD object that stores its growth
+    allowance (GROW_ATTRIBUTE) and whose rig still has its head mesh; else None."""
+    from ..backend.avatar.stretch_growth import GrowthField
+    from ..backend.head.lod import build_lods
+    from .scene_write import head_object
+
+    me = obj.data
+    s = obj.omg_avatar
+    head = head_object(s.rig) if s.rig is not None else None
+    if GROW_ATTRIBUTE not in me.attributes or head is None:
+        return None
+    hm = head.data
+    V = len(hm.vertices)
+    if V > len(me.vertices) or any(len(p.vertices) != 3 for p in hm.polygons):
+        return None
+    faces = np.empty(len(hm.polygons) * 3, np.int32)
+    hm.polygons.foreach_get("vertices", faces)
+    edges = np.empty(len(hm.edges) * 2, np.int32)
+    hm.edges.foreach_get("vertices", edges)
+    allowance = np.empty(len(me.vertices), np.float32)
+    me.attributes[GROW_ATTRIBUTE].data.foreach_get("value", allowance)
+    rest = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", rest)
+    (lod,) = build_lods(faces.reshape(-1, 3).astype(np.int64), V, (int(s.level),))
+    if lod.n_verts > len(me.vertices):
+        return None
+    field = GrowthField.from_allowance(edges.reshape(-1, 2), rest.reshape(-1, 3)[:V], allowance[:V])
+    return field, lod.upsample
 
 
 def forget(name: str | None = None) -> None:
@@ -130,7 +166,13 @@ def object_splats(obj, depsgraph) -> SplatData:
         blend = blended_matrices(None, None, world)
     else:
         blend = blended_matrices(entry.weights[:, skin[0]], skin[1], world)
-    return posed_splats(entry.rest, means, blend)
+    growth = None
+    if entry.growth is not None:
+        field, up = entry.growth
+        mw = np.array(obj.evaluated_get(depsgraph).matrix_world, np.float64)
+        local = (means[: field.n_verts] - mw[:3, 3]) @ np.linalg.inv(mw[:3, :3]).T   # the object frame
+        growth = splat_growth(local, field, up, len(means))
+    return posed_splats(entry.rest, means, blend, growth)
 
 
 def scene_splats(context, objects=None) -> SplatData:

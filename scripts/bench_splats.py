@@ -52,7 +52,8 @@ def backend_render(av, model, params, lod: int, cam, linear_light: bool = False,
         colors = np.where(colors <= 0.04045, colors / 12.92, ((colors + 0.055) / 1.055) ** 2.4).astype(np.float32)
     with torch.no_grad():
         p = TorchPoser(av, model, lod).pose_params(params)
-        img = splat(p.means[0], p.quats[0], rest.scales, rest.opacities, colors, cam,
+        scales = p.scales(torch.as_tensor(rest.scales))
+        img = splat(p.means[0], p.quats[0], scales[0] if scales.dim() == 3 else scales, rest.opacities, colors, cam,
                     background=np.ones(3, np.float32), backend="cpu", eps2d=eps2d).image[0]
     img = img.permute(1, 2, 0).numpy()
     if linear_light:

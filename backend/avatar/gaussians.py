@@ -53,6 +53,11 @@ class GaussianSet:
         """Same attributes at other positions (posing moves positions only, as the paper does)."""
         return GaussianSet(means, self.quats, self.scales, self.opacities, self.colors, self.features)
 
+    def with_scales(self, scales: np.ndarray) -> "GaussianSet":
+        """Same attributes with other scales (N, 3) metres (a posed frame's grown Gaussians)."""
+        return GaussianSet(self.means, self.quats, np.asarray(scales, np.float32), self.opacities, self.colors,
+                           self.features)
+
     @staticmethod
     def concat(sets: list["GaussianSet"]) -> "GaussianSet":
         """Concatenate sets in order; features are kept only when every set has the same width."""

@@ -83,7 +83,7 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
             # kernel here, a fresh install's first build exited before the preload thread had compiled
             # this one, and the second build paid the compile (~15 s)
             posed = TorchPoser(avatar, model, lod, device).pose_params(params)          # 4 frames
-            res = splat(posed.means, posed.quats, rest.scales, rest.opacities, rest.colors,
+            res = splat(posed.means, posed.quats, posed.scales(torch.as_tensor(rest.scales)), rest.opacities, rest.colors,
                         [c for _, c in views.values()], background=np.asarray(PREVIEW_BACKGROUND, np.float32),
                         backend=name, transmittance_stop=1.0 / 255.0,  # as preview frames: within one uint8 level
                         depth=False, simd=True)

@@ -5,6 +5,7 @@ once more in plain loops, ``part_rest_reference``. Rotations: every Gaussian's p
 ``q * q_rest`` with q the normalized weighted blend of the joints' quaternions
 (``posing.blended_quats``; head: the LOD's upsampled skinning weights and the expression-shaped LBS
 transforms; parts: ``posing.pose_parts``, their weights and the neutral-expression transforms).
+Growth (``stretch_growth``): the per-vertex stretch edge by edge in plain loops, ``pose_growth_reference``.
 """
 
 from __future__ import annotations
@@ -68,3 +69,29 @@ def pose_quats_reference(avatar: GaussianAvatar, model: "HeadModel", params: "He
     if avatar.n_parts:
         q = np.concatenate([q, pose_parts(avatar, model, params, rotations=True)[1].astype(np.float64)], 1)
     return q
+
+
+def pose_growth_reference(avatar: GaussianAvatar, model: "HeadModel", params: "HeadParams", lod: int) -> np.ndarray:
+    """(T, N) float64: every Gaussian's growth (stretch_growth) with the stretch found edge by edge
+    in plain loops: for each LOD-0 vertex the largest posed / rest length of its counted edges
+    (float64), divided by its allowance and clipped to [1, cap]; 1 where the allowance is 0 and on
+    the parts; blended to the LOD by its upsampling. Positions: ``posing.pose``'s head rows."""
+    from .posing import model_lods, pose
+    from .stretch_growth import growth_field
+
+    field = growth_field(avatar, model, lod)
+    V = model.n_verts
+    points = pose(avatar, model, params, lod)[:, :V].astype(np.float64)
+    U = model_lods(model, [lod])[lod].upsample
+    out = []
+    for p in points:
+        stretch = [0.0] * V
+        for (a, b), rest in zip(field.edges.tolist(), field.rest_length.tolist()):
+            r = float(np.linalg.norm(p[a] - p[b])) / rest
+            stretch[a], stretch[b] = max(stretch[a], r), max(stretch[b], r)
+        g = np.ones(V)
+        for v in range(V):
+            if field.allowance[v] > 0:
+                g[v] = min(max(stretch[v] / float(field.allowance[v]), 1.0), field.cap)
+        out.append(np.concatenate([U @ g, np.ones(avatar.n_parts)]))
+    return np.stack(out)

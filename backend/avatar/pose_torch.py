@@ -39,10 +39,17 @@ if TYPE_CHECKING:
 
 @dataclass(eq=False)
 class PosedBatch:
-    """means (B, N, 3) float32 metres; quats (B, N, 4) float32 unit w,x,y,z; on the poser's device."""
+    """means (B, N, 3) float32 metres; quats (B, N, 4) float32 unit w,x,y,z; growth (B, N) float32
+    >= 1, each Gaussian's scale factor (avatar.stretch_growth; None: the poser does not grow them);
+    on the poser's device."""
 
     means: torch.Tensor
     quats: torch.Tensor
+    growth: torch.Tensor | None = None
+
+    def scales(self, rest: torch.Tensor) -> torch.Tensor:
+        """The frames' scales from the rest scales (N, 3): (B, N, 3) grown, or ``rest`` itself."""
+        return rest if self.growth is None else rest[None] * self.growth[..., None]
 
 
 def _apply(T: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -69,7 +76,7 @@ class TorchPoser:
     returns a PosedBatch. The identity is always the avatar's own."""
 
     def __init__(self, avatar: GaussianAvatar, model: "HeadModel", lod: int,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", grow: bool = True) -> None:
         from ..head.lbs import HeadModelTensors
         from .posing import model_lods, shaped_vertices
 
@@ -110,6 +117,16 @@ class TorchPoser:
         # rest joints of the neutral-expression shaped mesh: the parts' joint transforms use these
         self.neutral_joints = f32(model.J_regressor @ shaped_vertices(model, avatar.params.shape))  # (J, 3)
         self.n_gaussians = len(rest)
+        # per-frame growth of the head's Gaussians (stretch_growth), measured on its LOD-0 rows
+        self.grow = bool(grow)
+        if self.grow:
+            from .stretch_growth import growth_field
+
+            gf = growth_field(avatar, model, lod)
+            self.growth_edges = torch.as_tensor(gf.edges, device=dev)                   # (E, 2)
+            self.growth_rest = f32(gf.rest_length)                                      # (E,)
+            self.growth_allowance = f32(gf.allowance)                                   # (V,)
+            self.growth_cap = gf.cap
         # on the CPU the per-Gaussian tail runs as numba kernels (pose_kernels); False: the torch
         # twin (other devices always; tests compare the two)
         self.fused_cpu = self.device.type == "cpu"
@@ -163,7 +180,7 @@ class TorchPoser:
         An12 = An[:, :, :3, :].reshape(B, -1, 12)                               # (B, J, 12)
         qn = matrix_to_quat_torch(An[:, :, :3, :3])                             # (B, J, 4)
         if self.fused_cpu:  # the per-Gaussian tail fused in numba (pose_kernels), same maths
-            return self._tail_cpu(base, An12, qn, rest)
+            return self._with_growth(self._tail_cpu(base, An12, qn, rest))
         head, qh = up[..., :3], up[..., 3:7]
         if self.has_offsets:
             head = head + (up[..., 7:].reshape(B, -1, 3, 3) * self.offsets[None, :, None, :]).sum(-1)
@@ -172,7 +189,23 @@ class TorchPoser:
         means = torch.cat([head, parts], 1)
         q = torch.cat([qh, qp], 1)
         quats = quat_multiply_torch(q / q.norm(dim=-1, keepdim=True), self.rest_quats[None])
-        return PosedBatch(means.contiguous(), quats.contiguous())
+        return self._with_growth(PosedBatch(means.contiguous(), quats.contiguous()))
+
+    def _with_growth(self, posed: PosedBatch) -> PosedBatch:
+        """``posed`` with its growth (stretch_growth, from the head's posed LOD-0 rows; the torch
+        twin of posing.pose_growth), or as it is when the poser does not grow Gaussians."""
+        if not self.grow:
+            return posed
+        from .stretch_growth import vertex_growth_torch
+
+        V = self.v_shaped.shape[0]
+        g0 = vertex_growth_torch(posed.means[:, :V], self.growth_edges, self.growth_rest, self.growth_allowance,
+                                 self.growth_cap)                                       # (B, V)
+        g = self.lod.pose(g0[..., None])[..., 0]                                        # (B, V_l)
+        B = g.shape[0]
+        ones = torch.ones(B, self.n_gaussians - self.n_head, dtype=g.dtype, device=g.device)
+        posed.growth = torch.cat([g, ones], 1).contiguous()
+        return posed
 
     def _tail_cpu(self, base: torch.Tensor, An12: torch.Tensor, qn: torch.Tensor, rest: torch.Tensor) -> PosedBatch:
         """The torch tail of ``pose`` (LOD upsampling, head offsets, parts skinning, quaternion

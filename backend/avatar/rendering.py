@@ -25,12 +25,15 @@ def render_frames(
     backend: str = "auto",
     chunk: int = 4,
     with_alpha: bool = False,
+    grow: bool = True,
 ) -> Iterator:
     """Yield one (H, W, 3) float32 [0, 1] image per frame of ``params`` (T frames); with
     ``with_alpha`` an (image, alpha (H, W) float32 [0, 1]) pair per frame.
 
     ``chunk`` frames at a time are posed (positions and Gaussian rotations, pose_torch) on the
     splatter's device and splatted in one call; only the finished images come back to the host.
+    ``grow``: the head's Gaussians grow where a frame stretches the skin beyond what they were sized
+    for (avatar.stretch_growth; False: every Gaussian keeps its rest size, as the paper poses them).
     """
     import torch
 
@@ -41,7 +44,7 @@ def render_frames(
     rest = avatar.rest_set(lod)
     name = select_backend(backend)
     device = torch.device("cuda" if name == "cuda" else "cpu")
-    poser = TorchPoser(avatar, model, lod, device)
+    poser = TorchPoser(avatar, model, lod, device, grow=grow)
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
     scales, opacities, colors = as_t(rest.scales), as_t(rest.opacities), as_t(rest.colors)
     bg = as_t(np.asarray(background, np.float32))
@@ -50,7 +53,7 @@ def render_frames(
             sl = slice(t0, t0 + chunk)
             posed = poser.pose(params.expr[sl], params.pose[sl], params.transl[sl],
                                None if params.torso is None else params.torso[sl])  # (B, N, ...)
-            res = splat(posed.means, posed.quats, scales, opacities, colors, [cam] * posed.means.shape[0],
+            res = splat(posed.means, posed.quats, posed.scales(scales), opacities, colors, [cam] * posed.means.shape[0],
                         background=bg, backend=name)
             imgs = res.image.detach().cpu().numpy().transpose(0, 2, 3, 1)  # (B, H, W, 3)
             alphas = res.alpha.detach().cpu().numpy()                    # (B, H, W)

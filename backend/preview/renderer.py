@@ -272,6 +272,8 @@ class PreviewRenderer:
         t = time.perf_counter()
         with torch.no_grad():
             scales, opacities, features = self._per_frame(posed.means.shape[0])
+            if posed.growth is not None:  # the frames' grown head Gaussians (avatar.stretch_growth)
+                scales = posed.scales(self._scales)
             res = splat(posed.means, posed.quats, scales, opacities, features, cams,
                         background=self._background, backend=self.backend,
                         transmittance_stop=self.options.transmittance_stop, depth=False,

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from backend.avatar.gaussians import ClampedShape, GaussianAvatar, GaussianSet, SkinnedPart
-from backend.avatar.pose_reference import part_rest_reference, pose_means_reference, pose_quats_reference
+from backend.avatar.pose_reference import (part_rest_reference, pose_growth_reference, pose_means_reference,
+                                           pose_quats_reference)
 from backend.avatar.pose_torch import TorchPoser
-from backend.avatar.posing import model_lods, shaped_part_means, shaped_vertices
+from backend.avatar.posing import model_lods, pose_growth, shaped_part_means, shaped_vertices
 from backend.head.loader import load_head_model
 from backend.head.params import HeadParams
 from backend.render.camera import Camera
@@ -156,6 +157,32 @@ def test_torch_posing_is_bit_stable_across_batch_sizes(model, avatar, lod: int) 
                  for i in range(0, 6, b)]
         assert torch.equal(torch.cat([p.means for p in parts]), whole.means), b
         assert torch.equal(torch.cat([p.quats for p in parts]), whole.quats), b
+        assert torch.equal(torch.cat([p.growth for p in parts]), whole.growth), b
+
+
+@pytest.mark.parametrize("lod", (0, 2))
+@pytest.mark.parametrize("torso", (False, True))
+def test_growth_matches_the_plain_reference(model, avatar, lod: int, torso: bool) -> None:
+    """Per-frame growth (stretch_growth) three ways: numpy posing (pose_growth), the torch poser
+    (the numba tail and its torch twin) and the plain per-edge loops of pose_reference. The random
+    expressions stretch the skin well past the build's allowance, so the factors span [1, cap]."""
+    params = _params(model, 3, seed=50 + lod, torso=torso)
+    ref = pose_growth_reference(avatar, model, params, lod)
+    poser = TorchPoser(avatar, model, lod)
+    posed = poser.pose_params(params)
+    fused = posed.growth.numpy()
+    poser.fused_cpu = False
+    twin = poser.pose_params(params).growth.numpy()
+    n_head = len(avatar.lods[lod])
+    assert ref.shape == fused.shape == (3, n_head + avatar.n_parts)
+    assert (ref[:, :n_head] > 1.05).mean() > 0.05 and ref.max() == pytest.approx(poser.growth_cap)
+    np.testing.assert_array_equal(ref[:, n_head:], 1.0)
+    for got in (pose_growth(avatar, model, params, lod), fused, twin):
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+    # a poser that does not grow reports no growth, and its positions are the same
+    plain = TorchPoser(avatar, model, lod, grow=False).pose_params(params)
+    assert plain.growth is None
+    np.testing.assert_array_equal(plain.means.numpy(), posed.means.numpy())
 
 
 @pytest.mark.parametrize("lod", LODS)
@@ -205,4 +232,5 @@ def test_torch_posing_on_cuda_equals_cpu(model, avatar, lod: int) -> None:
     gpu = TorchPoser(avatar, model, lod, "cuda").pose_params(params)
     assert gpu.means.device.type == "cuda"
     np.testing.assert_allclose(gpu.means.cpu().numpy(), cpu.means.numpy(), atol=MEANS_ATOL, rtol=0)
+    np.testing.assert_allclose(gpu.growth.cpu().numpy(), cpu.growth.numpy(), atol=1e-4, rtol=0)
     assert _same_rotation(gpu.quats.cpu().numpy(), cpu.quats.numpy()) < QUATS_ATOL

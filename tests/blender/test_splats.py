@@ -29,6 +29,7 @@ pytestmark = pytest.mark.blender
 SIZE = 192
 MIN_PSNR = 35.0   # dB, offscreen splats vs the backend splatter (issue 18)
 JAW = 0.3         # rad, the keyed jaw opening
+MOUTH_CLOSE = 0.85  # the lips shut over it (ARKit's mouthClose; its cap at this jaw: 0.86)
 YAWS = (-30.0, 30.0)
 ORTHO_LIMIT = 100.0  # the backend has no orthographic camera: it renders from this many times as far
 EEVEE_SIZE = 128
@@ -75,14 +76,25 @@ def render(cam):
 # the source camera and the yawed cameras (backend convention, model frame)
 for tag, cam in CAMERAS.items():
     np.save(OUT + f"/splat_{tag}.npy", render(cam))
-# the jaw keyed open at frame 5 (rest at frame 1)
+# the jaw keyed open at frame 5 (rest at frame 1), the lips shut over it (mouthClose)
 jaw = rig.pose.bones["jaw"]
 jaw.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
 jaw.keyframe_insert("rotation_quaternion", frame=1)
 jaw.rotation_quaternion = tuple(mod("backend.rotations").axis_angle_to_quat(np.array([JAW, 0.0, 0.0])))
 jaw.keyframe_insert("rotation_quaternion", frame=5)
+close = mod("omg_blender_addon.scene_write").head_object(rig).data.shape_keys.key_blocks["mouthClose"]
+close.value = 0.0
+close.keyframe_insert("value", frame=1)
+close.value = MOUTH_CLOSE
+close.keyframe_insert("value", frame=5)
 scene.frame_set(5)
 np.save(OUT + "/splat_jaw.npy", render(CAMERAS["source"]))
+# each drawn splat's growth: its covariance factor's size against its rest one (rotations keep it)
+splat_scene = mod("omg_blender_addon.splat_scene")
+(lod_obj,) = splat_scene.visible_splat_objects(bpy.context)
+drawn = splat_scene.object_splats(lod_obj, bpy.context.evaluated_depsgraph_get())
+RS = splat_scene._object_cache(lod_obj).rest.RS
+np.save(OUT + "/growth_jaw.npy", np.linalg.norm(drawn.factors, axis=(1, 2)) / np.linalg.norm(RS, axis=(1, 2)))
 scene.frame_set(1)
 np.save(OUT + "/splat_rest_again.npy", render(CAMERAS["source"]))
 
@@ -338,6 +350,7 @@ def child(addon_zip, tmp_path_factory):
     import torch
 
     from backend.avatar.pose_torch import TorchPoser
+    from backend.avatar.posing import pose_growth
     from backend.head.params import HeadParams
     from backend.render.camera import Camera
     from backend.render.splat import splat
@@ -373,7 +386,8 @@ def child(addon_zip, tmp_path_factory):
                      **{f"scale_{i}": [float(np.log(COLOR_SCALE))] * 2 for i in range(3)},
                      **{f"rot_{i}": [1.0 if i == 0 else 0.0] * 2 for i in range(4)}}
     script = installed_script(addon_zip, SCRIPT, "import numpy as np\n" + same_standin(), AVATAR=str(avatar_path),
-                              PARAMS=str(tmp / "perf.npz"), OUT=str(tmp), SIZE=SIZE, JAW=JAW, CAMERAS=cameras,
+                              PARAMS=str(tmp / "perf.npz"), OUT=str(tmp), SIZE=SIZE, JAW=JAW, MOUTH_CLOSE=MOUTH_CLOSE,
+                              CAMERAS=cameras,
                               ORTHO_FX=float(src.K[0, 0]) / z0, EEVEE_SIZE=EEVEE_SIZE,
                               EEVEE_SPLATS={"means": EEVEE_MEANS.tolist(), "columns": columns},
                               TINY_SPLATS={"means": TINY_MEANS.tolist(), "columns": tiny_columns},
@@ -389,6 +403,7 @@ def child(addon_zip, tmp_path_factory):
     zero = HeadParams.zeros(model)
     posed = HeadParams.zeros(model)
     posed.pose[0, 2, 0] = JAW
+    posed.expr[0, list(model.expr_names).index("mouthClose")] = MOUTH_CLOSE
     refs = {tag: (zero, cam) for tag, cam in cams.items()}
     refs["jaw"] = (posed, src)
     white = np.ones(3, np.float32)
@@ -396,9 +411,10 @@ def child(addon_zip, tmp_path_factory):
     for tag, (params, cam) in refs.items():
         with torch.no_grad():
             p = poser.pose_params(params)
-            r = splat(p.means[0], p.quats[0], rest.scales, rest.opacities, rest.colors, cam, background=white,
-                      backend="cpu")
+            r = splat(p.means[0], p.quats[0], p.scales(torch.as_tensor(rest.scales))[0], rest.opacities, rest.colors,
+                      cam, background=white, backend="cpu")
         images[tag] = r.image[0].permute(1, 2, 0).numpy()
+    images["growth_jaw"] = pose_growth(avatar, model, posed, 0)[0]
     K, V = (np.array(m) for m in res.result["eevee_cam"])
     r = splat(EEVEE_MEANS, EEVEE_QUATS, EEVEE_SCALES, np.full(4, EEVEE_OPACITY, np.float32), np.zeros((4, 3), np.float32),
               Camera(K, V, EEVEE_SIZE, EEVEE_SIZE), background=white, backend="cpu")
@@ -507,6 +523,21 @@ def test_display_follows_the_rig_in_the_mouth_region(child):
     # and it is the backend's posed render
     assert _psnr(_u8(jaw), _u8(ref["jaw"])) >= MIN_PSNR
     assert _psnr(_u8(jaw), _u8(ref["source"])) < MIN_PSNR - 5
+
+
+def test_display_grows_the_splats_where_the_skin_stretches_as_the_backend_does(child):
+    """The lips shut over the open jaw stretch the chin's skin beyond what its splats were sized for:
+    the drawn splats grow there by the backend posing's factors (avatar.stretch_growth), the rest
+    keep their size."""
+    r, tmp, ref = child
+    got, want = np.load(tmp / "growth_jaw.npy"), ref["growth_jaw"]
+    assert got.shape == want.shape
+    grown = want > 1.05
+    print(f"grown splats: {grown.sum()} of {len(want)}, largest {want.max():.2f}, "
+          f"|Blender - backend| max {np.abs(got - want).max():.4f}")
+    assert grown.sum() > 20 and want.max() > 1.2
+    np.testing.assert_allclose(got, want, atol=0.02)
+    np.testing.assert_allclose(got[~grown], 1.0, atol=0.02)
 
 
 def test_overlapping_splats_swap_order_when_the_view_flips(child):

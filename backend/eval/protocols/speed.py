@@ -62,7 +62,8 @@ def render_speed(avatar: "GaussianAvatar", model: "HeadModel", lods, backends=No
                 posed = poser.pose_params(seq)                          # (T, N, ...) on the device
             with measure(cuda=cuda) as ms, torch.no_grad():
                 for t in range(frames):
-                    res = splat(posed.means[t], posed.quats[t], *args, cam, background=bg, backend=backend)
+                    scales = args[0] if posed.growth is None else args[0] * posed.growth[t][:, None]
+                    res = splat(posed.means[t], posed.quats[t], scales, *args[1:], cam, background=bg, backend=backend)
                     res.image.cpu()
             out.append(RenderTiming(lod=lod, backend=backend, n_gaussians=avatar.counts()[lod]["total"],
                                     width=cam.width, height=cam.height, frames=frames,
