@@ -537,7 +537,9 @@ def test_display_grows_the_splats_where_the_skin_stretches_as_the_backend_does(c
           f"|Blender - backend| max {np.abs(got - want).max():.4f}")
     assert grown.sum() > 20 and want.max() > 1.2
     np.testing.assert_allclose(got, want, atol=0.02)
-    np.testing.assert_allclose(got[~grown], 1.0, atol=0.02)
+    kept = want == 1.0                                   # the parts and the skin the pose does not stretch
+    assert kept.mean() > 0.9
+    np.testing.assert_allclose(got[kept], 1.0, atol=1e-3)
 
 
 def test_overlapping_splats_swap_order_when_the_view_flips(child):
