@@ -6,7 +6,9 @@ What "then" ran, part by part, and how it is reproduced here:
   ``avatar.posing.pose`` (the old arithmetic plus the parts' shape keys). The old loop left every
   Gaussian at its rest rotation; here the rotations are posed too, by the numpy reference twin
   (``avatar.pose_reference.pose_quats_reference``), so that both paths draw the same frames: the
-  reference does the work today's loop does, the old way (its cost is in ``pose_ms``).
+  reference does the work today's loop does, the old way (its cost is in ``pose_ms``); so are the
+  Gaussians' per-frame growth factors (``avatar.posing.pose_growth``, numpy), which today's loop
+  applies too.
 - input checks: boolean tensors per check (``torch.isfinite(x).all()``, ``(scales < 0).any()``, ...).
 - projection: one serial numba loop over every (camera, Gaussian) (``_project_fwd_serial`` with
   the old per-Gaussian body ``_project_one``; today's parallel ``projection.project_fwd`` does the
@@ -188,7 +190,7 @@ def _bin_tiles_sort(means2d, extents, depths, width, height, tile_size):
 
 def legacy_splat_rgb(means, quats, scales, opacities, colors, cameras, background,
                      near: float = 0.01, far: float = 1e10, eps2d: float = 0.3):
-    """The old CPU ``splat`` without gradients: means (B, N, 3), quats (N, 4) or (B, N, 4), scales (N, 3),
+    """The old CPU ``splat`` without gradients: means (B, N, 3), quats (N, 4) or (B, N, 4), scales (N, 3) or (B, N, 3),
     opacities (N,), colors (N, C) torch float32 tensors, cameras: B Cameras of one size,
     background (C,) -> (B, H, W, 3) uint8 numpy frames."""
     import torch
@@ -197,7 +199,7 @@ def legacy_splat_rgb(means, quats, scales, opacities, colors, cameras, backgroun
 
     B = means.shape[0]
     t = {"means": means, "quats": quats if quats.dim() == 3 else quats.expand((B,) + tuple(quats.shape)),
-         "scales": scales.expand((B,) + tuple(scales.shape)),
+         "scales": scales if scales.dim() == 3 else scales.expand((B,) + tuple(scales.shape)),
          "opacities": opacities.expand((B,) + tuple(opacities.shape)),
          "features": colors.expand((B,) + tuple(colors.shape))}
     for name, x in t.items():  # the old checks: one boolean tensor each
@@ -287,6 +289,7 @@ def render_legacy(avatar, model, params, lod: int, size: int, out_dir: Path,
 
     from ..avatar.pose_reference import pose_quats_reference
     from ..avatar.posing import pose as pose_numpy
+    from ..avatar.posing import pose_growth
     from ..head.params import HeadParams
     from ..motion import conform_expr
 
@@ -305,12 +308,14 @@ def render_legacy(avatar, model, params, lod: int, size: int, out_dir: Path,
             sl = slice(t0, min(T, t0 + LEGACY_BATCH))
             sub = HeadParams(params.shape, params.expr[sl], params.pose[sl], params.transl[sl])
             t = time.perf_counter()
-            means = torch.from_numpy(np.ascontiguousarray(pose_numpy(avatar, model, sub, lod), np.float32))
+            posed = np.ascontiguousarray(pose_numpy(avatar, model, sub, lod), np.float32)
+            means = torch.from_numpy(posed)
             quats = torch.from_numpy(pose_quats_reference(avatar, model, sub, lod).astype(np.float32))
+            grown = scales[None] * torch.from_numpy(pose_growth(avatar, model, sub, lod, posed))[..., None]
             secs["pose"] += time.perf_counter() - t
             t = time.perf_counter()
             with torch.no_grad():
-                rgb = legacy_splat_rgb(means, quats, scales, opac, cols, [cam] * means.shape[0], bg)
+                rgb = legacy_splat_rgb(means, quats, grown, opac, cols, [cam] * means.shape[0], bg)
             secs["splat"] += time.perf_counter() - t
             t = time.perf_counter()
             for frame in rgb:
