@@ -113,7 +113,7 @@ def _growth_data(obj) -> tuple | None:
     rest = np.empty(len(me.vertices) * 3, np.float32)
     me.vertices.foreach_get("co", rest)
     (lod,) = build_lods(faces.reshape(-1, 3).astype(np.int64), V, (int(s.level),))
-    if lod.n_verts > len(me.vertices):
+    if lod.n_verts != s.n_head or lod.n_verts > len(me.vertices):  # a head mesh edited since the import
         return None
     field = GrowthField.from_allowance(edges.reshape(-1, 2), rest.reshape(-1, 3)[:V], allowance[:V])
     return field, lod.upsample

@@ -5,7 +5,7 @@ Gaussian for the stretch of a 20 deg jaw opening (``attributes.capped_stretch``,
 own edges) and the upper lids for a blink (``eyes.expression_stretch``), so common motion opens no
 gaps. Beyond that, rows of Gaussians pull apart and the skin breaks into stripes: the lips shut over a
 wide jaw (ARKit's mouthClose with jawOpen: the chin drops away from a lower lip that stays), a jaw
-past 20 deg, a wide smile's corners. Growing them at build time instead blurs the photo's own view.
+past 20 deg, raised brows, a turned neck. Growing them at build time instead blurs the photo's own view.
 
 So each frame: a LOD-0 vertex's stretch ``s`` is the largest length ratio, posed against rest, of
 its counted edges, measured on the head Gaussians themselves (their LOD-0 rows: the head's LOD-0
@@ -46,8 +46,8 @@ class GrowthField:
     """What per-frame growth needs for one avatar at one LOD. V = LOD-0 vertices, E = counted edges.
 
     edges: (E, 2) int64 LOD-0 vertex pairs (the mouth band's left out); rest_length: (E,) float32
-    metres, at the neutral frame; allowance: (V,) float32 >= 1 (0 where a vertex has no counted
-    edge: it never grows); cap: the largest factor."""
+    metres, at the neutral frame; allowance: (V,) float32 >= 1 (0 on the mouth band: its edges are
+    not counted and it never grows); cap: the largest factor."""
 
     edges: np.ndarray
     rest_length: np.ndarray
