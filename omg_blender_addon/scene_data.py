@@ -67,7 +67,7 @@ class GaussianLODData:
     clamped_starts: list[float] = field(default_factory=list)
     clamped_deltas: np.ndarray | None = None
     # (V_0,) float32 per-frame growth allowance of the head's LOD-0 rows (backend.avatar.stretch_growth;
-    # 0: the mouth band, whose edges do not count); None: the splats keep their size
+    # 0: the mouth band and the lids, whose edges do not count); None: the splats keep their size
     grow_allowance: np.ndarray | None = None
 
     @property

@@ -14,7 +14,9 @@ build sized it for and the source frame's own stretch (times GROWTH_SLACK); its 
 scales grow by ``clip(s / a, 1, cap)``, and a finer LOD's Gaussians take their LOD's upsampling
 blend of those factors. At the source frame ``s <= a`` everywhere, so the photo's view is unchanged
 (factor exactly 1). Edges at the mouth band (``sampling.mouth_interior``: transparent Gaussians
-where the lips part) are not counted, so the lips never grow across an opening mouth.
+where the lips part) are not counted, so the lips never grow across an opening mouth; nor are the
+lids' (the build sizes them for a blink itself; grown further, the lash line's dark colours
+spread over the closed lid).
 
 The same field drives the backend's posing (``posing.pose_growth``, ``pose_torch.TorchPoser``) and
 the Blender add-on's splats (the allowance is stored per LOD object, ``omg_grow_allowance``).
@@ -46,8 +48,8 @@ class GrowthField:
     """What per-frame growth needs for one avatar at one LOD. V = LOD-0 vertices, E = counted edges.
 
     edges: (E, 2) int64 LOD-0 vertex pairs (the mouth band's left out); rest_length: (E,) float32
-    metres, at the neutral frame; allowance: (V,) float32 >= 1 (0 on the mouth band: its edges are
-    not counted and it never grows); cap: the largest factor."""
+    metres, at the neutral frame; allowance: (V,) float32 >= 1 (0 on the mouth band and the lids:
+    their edges are not counted and they never grow); cap: the largest factor."""
 
     edges: np.ndarray
     rest_length: np.ndarray
@@ -125,12 +127,14 @@ def vertex_growth_torch(points: "torch.Tensor", edges: "torch.Tensor", rest_leng
 
 def design_allowance(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
     """(V,) float32: the stretch the build sized the head's LOD-0 Gaussians for, by its own rules
-    (build._head_level): >= 1, and 0 on the mouth band (whose edges are not counted).
+    (build._head_level): >= 1, and 0 where they do not grow per frame (their edges are not counted):
+    the mouth band, and the lids with the lid margin (eyes.eyelid_vertices' lids and "around", one
+    edge further), which the build sizes for a blink.
     rest (V, 3): the head's LOD-0 rest positions, metres."""
     import scipy.sparse as sp
 
     from .attributes import AttributeOptions, capped_stretch, unique_edges
-    from .eyes import EyeOptions, expression_stretch, eyelid_vertices
+    from .eyes import EyeOptions, eyelid_vertices
     from .sampling import jaw_edge_stretch, mouth_interior, vertex_max_stretch
 
     V = rest.shape[0]
@@ -141,13 +145,14 @@ def design_allowance(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
     lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
     allowance = capped_stretch(vertex_max_stretch(V, edges[lip], edge_stretch[lip]), np.zeros(V, bool),
                                AttributeOptions())
-    eyes = EyeOptions()
-    _, _, around = eyelid_vertices(model, rest, eye, eyes)
-    if around.any():
-        near = edges[around[edges[:, 0]] | around[edges[:, 1]]]
-        k = np.clip(expression_stretch(model, rest, eye, near), 1.0, eyes.max_lid_stretch)
-        allowance[around] = np.maximum(allowance[around], k[around])
-    allowance[mouth] = 0.0
+    # the lids, sized by the build for a blink (capped at EyeOptions.max_lid_stretch, the lids behind
+    # the eyeball grown further), and the row of lid margin between them: grown further, the lash
+    # line's dark colours spread over the closed lid
+    lids, _, around = eyelid_vertices(model, rest, eye, EyeOptions())
+    lid = lids | around
+    lid[edges[lid[edges[:, 0]], 1]] = True
+    lid[edges[lid[edges[:, 1]], 0]] = True
+    allowance[mouth | lid] = 0.0
     return allowance.astype(np.float32)
 
 
