@@ -3,8 +3,10 @@
 Files are in the head-model frame (as the backend writes them); objects are in Blender's frame, so
 positions and rotations are converted with axes.py on the way in and out.
 Export reads the *evaluated* object at the current frame (shape keys, armature, drivers applied) and
-its world matrix, i.e. the pose you see; rotations/scales/colours/opacities are the stored ones
-(posing moves Gaussian centres only, as in the paper and the backend).
+its world matrix, i.e. the pose you see; rotations/colours/opacities are the stored ones (posing moves
+Gaussian centres, as in the paper and the backend), scales too but where the frame stretches an
+avatar's skin beyond what its head Gaussians were sized for (grown as the splat renderer and the
+backend's posed sets grow them: splat_scene.object_growth).
 """
 
 from __future__ import annotations
@@ -59,8 +61,14 @@ def evaluated_positions(obj: bpy.types.Object, depsgraph) -> np.ndarray:
 
 
 def object_gaussians(obj: bpy.types.Object, depsgraph):
-    """The object's Gaussians as a backend GaussianSet in the model frame, at the evaluated pose."""
-    return scene_gaussians(points_to_model(evaluated_positions(obj, depsgraph)), read_columns(obj.data))
+    """The object's Gaussians as a backend GaussianSet in the model frame, at the evaluated pose
+    (an avatar's head Gaussians grown where the pose stretches the skin, splat_scene.object_growth)."""
+    from .splat_scene import object_growth
+
+    world = evaluated_positions(obj, depsgraph)
+    gs = scene_gaussians(points_to_model(world), read_columns(obj.data))
+    growth = object_growth(obj, world, depsgraph)
+    return gs if growth is None else gs.with_scales(gs.scales * growth[:, None])
 
 
 def export_ply(obj: bpy.types.Object, path: str | Path, depsgraph) -> Path:

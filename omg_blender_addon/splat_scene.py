@@ -166,13 +166,20 @@ def object_splats(obj, depsgraph) -> SplatData:
         blend = blended_matrices(None, None, world)
     else:
         blend = blended_matrices(entry.weights[:, skin[0]], skin[1], world)
-    growth = None
-    if entry.growth is not None:
-        field, up = entry.growth
-        mw = np.array(obj.evaluated_get(depsgraph).matrix_world, np.float64)
-        local = (means[: field.n_verts] - mw[:3, 3]) @ np.linalg.inv(mw[:3, :3]).T   # the object frame
-        growth = splat_growth(local, field, up, len(means))
-    return posed_splats(entry.rest, means, blend, growth)
+    return posed_splats(entry.rest, means, blend, object_growth(obj, means, depsgraph))
+
+
+def object_growth(obj, means_world: np.ndarray, depsgraph) -> np.ndarray | None:
+    """(N,) float32 scale factors of ``obj``'s splats at its evaluated world centres ``means_world``
+    (N, 3) (splat_data.splat_growth), or None for an object that does not grow (an imported .ply,
+    an avatar LOD without its head mesh or stored allowance)."""
+    entry = _object_cache(obj)
+    if entry.growth is None:
+        return None
+    field, up = entry.growth
+    mw = np.array(obj.evaluated_get(depsgraph).matrix_world, np.float64)
+    local = (means_world[: field.n_verts] - mw[:3, 3]) @ np.linalg.inv(mw[:3, :3]).T   # the object frame
+    return splat_growth(local, field, up, len(means_world))
 
 
 def scene_splats(context, objects=None) -> SplatData:

@@ -1,4 +1,6 @@
-"""Posing an avatar: per-frame Gaussian positions (the paper moves only positions).
+"""Posing an avatar: per-frame Gaussian positions (the paper moves only positions), and the head
+Gaussians' per-frame scale factors where a frame stretches the skin beyond what the build sized them
+for (``pose_growth``, avatar.stretch_growth).
 
 Head, per LOD l: LBS of the LOD-0 mesh with the frame's expression/pose -> sparse midpoint
 upsampling to LOD l -> plus the identity offsets (``U_l @ vertex_offsets + lod_offsets``) rotated by
