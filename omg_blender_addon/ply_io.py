@@ -17,6 +17,7 @@ import bpy
 import numpy as np
 
 from .axes import points_to_blender, points_to_model
+from .evaluated import evaluated_positions
 from .scene_data import ATTRIBUTE_NAMES, gaussian_columns, scene_gaussians
 
 
@@ -29,35 +30,6 @@ def read_columns(mesh: bpy.types.Mesh) -> dict[str, np.ndarray]:
         mesh.attributes[key].data.foreach_get("value", a)
         out[key] = a
     return out
-
-
-def evaluated_positions(obj: bpy.types.Object, depsgraph) -> np.ndarray:
-    """(N, 3) float32 world-space Blender positions of ``obj``'s vertices as evaluated now.
-
-    Hidden objects are not in the viewport depsgraph: they are shown for the evaluation and hidden
-    again (their data is unchanged either way)."""
-    was_hidden = obj.hide_viewport
-    if was_hidden:
-        obj.hide_viewport = False
-        depsgraph = bpy.context.evaluated_depsgraph_get()
-        depsgraph.update()
-    try:
-        ev = obj.evaluated_get(depsgraph)
-        me = ev.to_mesh()
-        try:
-            n = len(obj.data.vertices)
-            if len(me.vertices) != n:
-                raise RuntimeError(f"{obj.name}: evaluated mesh has {len(me.vertices)} vertices, expected {n}")
-            co = np.empty(n * 3, np.float32)
-            me.vertices.foreach_get("co", co)
-            mw = np.array(ev.matrix_world, np.float64)
-        finally:
-            ev.to_mesh_clear()
-    finally:
-        if was_hidden:
-            obj.hide_viewport = True
-    co = co.reshape(n, 3).astype(np.float64)
-    return (co @ mw[:3, :3].T + mw[:3, 3]).astype(np.float32)
 
 
 def object_gaussians(obj: bpy.types.Object, depsgraph):

@@ -156,7 +156,7 @@ def skin_matrices(obj, groups: list[str]) -> tuple[list[int], np.ndarray] | None
 
 def object_splats(obj, depsgraph) -> SplatData:
     """``obj``'s splats at the evaluated pose (world frame)."""
-    from .ply_io import evaluated_positions
+    from .evaluated import evaluated_positions
 
     entry = _object_cache(obj)
     means = evaluated_positions(obj, depsgraph)

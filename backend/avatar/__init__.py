@@ -14,7 +14,8 @@ from __future__ import annotations
 from .fileformat import FORMAT_VERSION, load_avatar, read_header, save_avatar
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .ply import read_ply, write_ply
-from .posing import NECK_FOLLOW, pose, posed_set
+from .posed import posed_set
+from .posing import NECK_FOLLOW, pose
 
 
 def build_avatar(photo=None, options=None, progress=None, reconstruct=None):

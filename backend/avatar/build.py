@@ -34,7 +34,8 @@ from .attributes import (AttributeOptions, capped_stretch, geometry_attributes, 
                          vertex_normals)
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import to_float
-from .posing import lbs_numpy, model_lods, posed_set, rotate_blended, shaped_vertices
+from .posed import posed_set
+from .posing import lbs_numpy, model_lods, rotate_blended, shaped_vertices
 from .refine import RefineOptions, behind_head_middle, photo_refine_options, refine
 from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo

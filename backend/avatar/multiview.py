@@ -43,7 +43,8 @@ from ..filekind import is_video
 from ..progress import Progress
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import bilinear, to_float
-from .posing import model_lods, posed_set
+from .posing import model_lods
+from .posed import posed_set
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel

@@ -10,7 +10,8 @@ import numpy as np
 from .expressions import edit_params, preview_expression
 from .gaussians import GaussianAvatar
 from .ply import write_ply
-from .posing import lbs_numpy, posed_set
+from .posed import posed_set
+from .posing import lbs_numpy
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel

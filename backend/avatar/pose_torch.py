@@ -193,7 +193,7 @@ class TorchPoser:
 
     def _with_growth(self, posed: PosedBatch) -> PosedBatch:
         """``posed`` with its growth (stretch_growth, from the head's posed LOD-0 rows; the torch
-        twin of posing.pose_growth), or as it is when the poser does not grow Gaussians."""
+        twin of posed.pose_growth), or as it is when the poser does not grow Gaussians."""
         if not self.grow:
             return posed
         from .stretch_growth import vertex_growth_torch

@@ -311,7 +311,8 @@ def _fit_head(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, l
     """fit_avatar_to_matte of LOD ``l``'s head alone (``A`` (J, 4, 4): the source pose's joint
     transforms) -> (the fitted head set, the LOD's new rest offsets or None when none was
     pulled, (carved, shrunk, pulled) counts). Reads ``avatar``, changes nothing in it."""
-    from .posing import model_lods, posed_set
+    from .posing import model_lods
+    from .posed import posed_set
 
     n = len(avatar.lods[l])
     # the head alone (a head's posing never reads the parts)

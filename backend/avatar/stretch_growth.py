@@ -18,7 +18,7 @@ where the lips part) are not counted, so the lips never grow across an opening m
 lids' (the build sizes them for a blink itself; grown further, the lash line's dark colours
 spread over the closed lid).
 
-The same field drives the backend's posing (``posing.pose_growth``, ``pose_torch.TorchPoser``) and
+The same field drives the backend's posing (``posed.pose_growth``, ``pose_torch.TorchPoser``) and
 the Blender add-on's splats (the allowance is stored per LOD object, ``omg_grow_allowance``).
 """
 

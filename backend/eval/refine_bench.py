@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..face.matte import foreground_colors
     from ..avatar.build import BuildOptions, build_avatar
     from ..avatar.imageops import to_float
-    from ..avatar.posing import posed_set
+    from ..avatar.posed import posed_set
     from ..avatar.refine import RefineOptions, refine
 
     lods = tuple(sorted({int(t) for t in args.lods.split(",") if t.strip()}))
@@ -108,7 +108,8 @@ def _case(photo: str | None, lod: int, backend: str) -> dict[str, Any]:
     from ..avatar.build import BuildOptions, build_avatar
     from ..avatar.imageops import to_float
     from ..avatar.eyes import EyeOptions, eyelid_vertices
-    from ..avatar.posing import model_lods, posed_set, shaped_vertices
+    from ..avatar.posing import model_lods, shaped_vertices
+    from ..avatar.posed import posed_set
     from ..avatar.refine import behind_head_middle
 
     built = build_avatar(photo, BuildOptions(lods=(lod,), refine=False, metrics=False, render_backend=backend))

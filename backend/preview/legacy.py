@@ -7,7 +7,7 @@ What "then" ran, part by part, and how it is reproduced here:
   Gaussian at its rest rotation; here the rotations are posed too, by the numpy reference twin
   (``avatar.pose_reference.pose_quats_reference``), so that both paths draw the same frames: the
   reference does the work today's loop does, the old way (its cost is in ``pose_ms``); so are the
-  Gaussians' per-frame growth factors (``avatar.posing.pose_growth``, numpy), which today's loop
+  Gaussians' per-frame growth factors (``avatar.posed.pose_growth``, numpy), which today's loop
   applies too.
 - input checks: boolean tensors per check (``torch.isfinite(x).all()``, ``(scales < 0).any()``, ...).
 - projection: one serial numba loop over every (camera, Gaussian) (``_project_fwd_serial`` with
@@ -289,7 +289,7 @@ def render_legacy(avatar, model, params, lod: int, size: int, out_dir: Path,
 
     from ..avatar.pose_reference import pose_quats_reference
     from ..avatar.posing import pose as pose_numpy
-    from ..avatar.posing import pose_growth
+    from ..avatar.posed import pose_growth
     from ..head.params import HeadParams
     from ..motion import conform_expr
 

@@ -15,7 +15,8 @@ from backend.avatar.build import BuildOptions, build_avatar, render_source
 from backend.avatar.fileformat import load_avatar, save_avatar
 from backend.avatar.outputs import head_pivot
 from backend.avatar.ply import read_ply, write_ply
-from backend.avatar.posing import NECK_FOLLOW, model_lods, pose, posed_set
+from backend.avatar.posing import NECK_FOLLOW, model_lods, pose
+from backend.avatar.posed import posed_set
 from backend.head.params import HeadParams
 from backend.progress import Progress
 

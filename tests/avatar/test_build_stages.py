@@ -172,7 +172,7 @@ def test_silhouette_fit_of_the_head_alone_with_shared_fields_equals_the_whole_se
     there) and makes the matte's distance fields once: each Gaussian's fit equals the whole set's
     fit with fields of its own."""
     from backend.avatar.gaussians import GaussianSet
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
     from backend.avatar.silhouette import MatteFields, SilhouetteOptions, fit_to_matte
 
     av, model = unfitted.avatar, unfitted.model
@@ -197,7 +197,8 @@ def test_silhouette_fit_of_the_parts_alone_and_on_two_threads_equals_the_whole_s
     each LOD's head and the parts on two threads) the avatar equals the one-thread fit's."""
     import copy
 
-    from backend.avatar.posing import pose_parts, posed_set
+    from backend.avatar.posing import pose_parts
+    from backend.avatar.posed import posed_set
     from backend.avatar.silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte, fit_to_matte
 
     av, model = unfitted.avatar, unfitted.model

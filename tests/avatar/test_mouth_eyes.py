@@ -297,7 +297,7 @@ def splat_avatar(standin):
 
 def _render_parts(model, av, hp, cam, names):
     """(H, W, 3) colour and (H, W) share of the pixel covered by the parts called ``names``."""
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
     from backend.render.splat import splat
 
     gs = posed_set(av, model, hp, 1)
@@ -448,7 +448,8 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
     0.06 rad key alone puts them."""
     import backend.avatar.interior as interior
     from backend.avatar.gaussians import GaussianAvatar
-    from backend.avatar.posing import pose, posed_set
+    from backend.avatar.posing import pose
+    from backend.avatar.posed import posed_set
     from backend.head.arkit_names import ARKIT_NAMES
     from backend.head.params import HeadParams
     from backend.render.splat import splat
@@ -550,7 +551,8 @@ def test_lower_lip_pull_drops_the_interior_only_beyond_the_photos_own(standin, s
     keys in the file)."""
     import backend.avatar.interior as interior
     from backend.avatar.gaussians import GaussianAvatar
-    from backend.avatar.posing import pose, posed_set
+    from backend.avatar.posing import pose
+    from backend.avatar.posed import posed_set
     from backend.head.arkit_names import ARKIT_NAMES
     from backend.head.params import HeadParams
     from backend.render.splat import splat

@@ -12,7 +12,8 @@ from backend.avatar.gaussians import ClampedShape, GaussianAvatar, GaussianSet, 
 from backend.avatar.pose_reference import (part_rest_reference, pose_growth_reference, pose_means_reference,
                                            pose_quats_reference)
 from backend.avatar.pose_torch import TorchPoser
-from backend.avatar.posing import model_lods, pose_growth, shaped_part_means, shaped_vertices
+from backend.avatar.posing import model_lods, shaped_part_means, shaped_vertices
+from backend.avatar.posed import pose_growth
 from backend.head.loader import load_head_model
 from backend.head.params import HeadParams
 from backend.render.camera import Camera

@@ -237,7 +237,7 @@ import numpy as np
 from skimage.data import astronaut
 from backend.avatar.build import BuildOptions, build_avatar
 from backend.avatar.imageops import to_float
-from backend.avatar.posing import posed_set
+from backend.avatar.posed import posed_set
 from backend.avatar.refine import photo_refine_options, refine
 r = build_avatar(astronaut(), BuildOptions(lods=(0,), refine=False, metrics=False))
 gs = posed_set(r.avatar, r.model, r.avatar.params, 0)

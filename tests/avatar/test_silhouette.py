@@ -119,7 +119,7 @@ def test_the_neck_side_has_no_dark_hole_at_60_degrees(astronaut_unfitted):
 
     from scipy.ndimage import distance_transform_edt
 
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
     from backend.avatar.silhouette import fit_avatar_to_matte
     from backend.avatar.rendering import render_frames
     from backend.preview.turntable import turntable_params

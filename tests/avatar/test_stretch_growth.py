@@ -14,7 +14,7 @@ import torch
 
 from backend.avatar.attributes import unique_edges
 from backend.avatar.pose_torch import TorchPoser
-from backend.avatar.posing import pose_growth, posed_set
+from backend.avatar.posed import pose_growth, posed_set
 from backend.avatar.stretch_growth import GrowthField, growth_field, head_base_points, vertex_growth
 from backend.head.arkit_names import ARKIT_NAMES
 from backend.head.params import HeadParams

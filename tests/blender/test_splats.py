@@ -350,7 +350,7 @@ def child(addon_zip, tmp_path_factory):
     import torch
 
     from backend.avatar.pose_torch import TorchPoser
-    from backend.avatar.posing import pose_growth
+    from backend.avatar.posed import pose_growth
     from backend.head.params import HeadParams
     from backend.render.camera import Camera
     from backend.render.splat import splat

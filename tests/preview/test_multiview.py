@@ -44,7 +44,7 @@ def _views(avatar, model, params, size=512):
     skin, and grown Gaussians would widen the neck's outline beyond what the build's own renders of
     the views show, which these tests would read as hair)."""
     from backend.avatar.multiview import View
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
     from backend.render.splat import splat
 
     out = []
@@ -473,7 +473,7 @@ def test_hair_grows_where_the_views_show_more_than_the_one_view_hull(astronaut):
     unchanged, since nothing grows in front of what it shows. Growth against the frontal view alone
     adds nothing (it shows no more than the avatar)."""
     from backend.avatar.multiview import grow_hair
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
     from backend.render.splat import splat
 
     avatar, model, _ = astronaut
@@ -658,7 +658,7 @@ FROZEN_MOVE_MAX = 1e-3   # colour change of Gaussians no view covers
 
 def _psnr_full(avatar, model, view) -> float:
     """PSNR (dB) of ``avatar`` rendered at ``view`` (over black, the whole image) against the view."""
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
     from backend.render.splat import splat
 
     gs = posed_set(avatar, model, view.params, 0)
@@ -694,7 +694,7 @@ def test_refinement_from_two_views_improves_both(astronaut):
     from backend.avatar import multiview
     from backend.avatar.multiview import MultiViewOptions, refine_views
     from backend.avatar.refine import source_coverage
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
 
     model, head, views, start, before = _two_coloured_start(astronaut)
     refined = copy.deepcopy(start)
@@ -731,7 +731,7 @@ def test_refinement_at_half_resolution_improves_both_full_resolution_views(astro
     views closer at full resolution, and the back no view covers keeps its colour."""
     from backend.avatar.multiview import MultiViewOptions, refine_views
     from backend.avatar.refine import source_coverage
-    from backend.avatar.posing import posed_set
+    from backend.avatar.posed import posed_set
 
     model, head, views, start, before = _two_coloured_start(astronaut)
     refined = copy.deepcopy(start)
