@@ -8,8 +8,9 @@ import pytest
 
 from backend.rotations import axis_angle_to_matrix, quat_to_matrix
 from backend.avatar.gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from backend.avatar.posed import posed_set
 from backend.avatar.posing import (body_transforms, body_weights, lbs_numpy, model_lods, pose, pose_parts,
-                                   posed_set, shaped_vertices)
+                                   shaped_vertices)
 from backend.head.loader import load_head_model
 from backend.head.params import HeadParams
 from backend.render.camera import Camera
