@@ -166,14 +166,15 @@ def object_splats(obj, depsgraph) -> SplatData:
         blend = blended_matrices(None, None, world)
     else:
         blend = blended_matrices(entry.weights[:, skin[0]], skin[1], world)
-    return posed_splats(entry.rest, means, blend, object_growth(obj, means, depsgraph))
+    return posed_splats(entry.rest, means, blend, object_growth(obj, means, depsgraph, entry))
 
 
-def object_growth(obj, means_world: np.ndarray, depsgraph) -> np.ndarray | None:
+def object_growth(obj, means_world: np.ndarray, depsgraph, entry: _ObjectCache | None = None) -> np.ndarray | None:
     """(N,) float32 scale factors of ``obj``'s splats at its evaluated world centres ``means_world``
     (N, 3) (splat_data.splat_growth), or None for an object that does not grow (an imported .ply,
-    an avatar LOD without its head mesh or stored allowance)."""
-    entry = _object_cache(obj)
+    an avatar LOD without its head mesh or stored allowance). ``entry``: its cache entry, when the
+    caller already holds it (the draw path reads it once a frame)."""
+    entry = _object_cache(obj) if entry is None else entry
     if entry.growth is None:
         return None
     field, up = entry.growth
