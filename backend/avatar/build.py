@@ -40,8 +40,8 @@ from .refine import RefineOptions, behind_head_middle, photo_refine_options, ref
 from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
-from .sampling import (SamplingOptions, jaw_edge_stretch, mirror_indices, mouth_interior, region_laplacian,
-                       sample_colors, vertex_max_stretch, vertex_regions)
+from .sampling import (SamplingOptions, jaw_edge_stretch, lip_stretch, mirror_indices, mouth_interior,
+                       region_laplacian, sample_colors, vertex_max_stretch, vertex_regions)
 from .portrait import PortraitOptions, portrait_parts
 from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
@@ -292,9 +292,8 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
             # the mouth parts fill the opening: the band between the lips turns transparent and
             # the lips grow only with their own edges' stretch (not the band's), so an opened
             # jaw shows teeth and cavity instead of lip colour smeared across the gap
-            lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
-            grow = capped_stretch(vertex_max_stretch(len(rest), edges[lip], edge_stretch[lip]),
-                                  np.zeros_like(mouth), opts.attributes)
+            grow = capped_stretch(lip_stretch(len(rest), edges, edge_stretch, mouth), np.zeros_like(mouth),
+                                  opts.attributes)
         else:
             grow = capped_stretch(stretch, mouth, opts.attributes)
         quats, scales, opac, _ = geometry_attributes(rest, F, opts.attributes, spacing, grow)

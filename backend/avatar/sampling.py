@@ -128,6 +128,15 @@ def vertex_max_stretch(n: int, edges: np.ndarray, ratio: np.ndarray) -> np.ndarr
     return out.astype(np.float32)
 
 
+def lip_stretch(n: int, edges: np.ndarray, ratio: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """(n,) float32: :func:`vertex_max_stretch` over the ``edges`` (E, 2) that touch no vertex of the
+    mouth band ``mouth`` (n,) bool (:func:`mouth_interior`), ``ratio`` (E,) their stretch: what the
+    lips are sized for when the mouth parts fill the opening (the build's rule, which per-frame growth
+    repeats: stretch_growth.design_allowance), so they never grow across it."""
+    lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
+    return vertex_max_stretch(n, edges[lip], np.asarray(ratio)[lip])
+
+
 def mouth_interior(model: "HeadModel", rest: np.ndarray, stretch: np.ndarray,
                    band_stretch: float = 3.0, grow: float = 1.15, depth_m: float = 0.0005) -> np.ndarray:
     """(V_l,) bool: the mouth opening of the mesh, found two ways (union):

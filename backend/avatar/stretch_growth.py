@@ -135,16 +135,14 @@ def design_allowance(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
 
     from .attributes import AttributeOptions, capped_stretch, unique_edges
     from .eyes import EyeOptions, eyelid_vertices
-    from .sampling import jaw_edge_stretch, mouth_interior, vertex_max_stretch
+    from .sampling import jaw_edge_stretch, lip_stretch, mouth_interior, vertex_max_stretch
 
     V = rest.shape[0]
     eye = sp.identity(V, np.float32, format="csr")
     edges = unique_edges(model.faces)
     edge_stretch = jaw_edge_stretch(model, rest, eye, edges)
     mouth = mouth_interior(model, rest, vertex_max_stretch(V, edges, edge_stretch))
-    lip = ~(mouth[edges[:, 0]] | mouth[edges[:, 1]])
-    allowance = capped_stretch(vertex_max_stretch(V, edges[lip], edge_stretch[lip]), np.zeros(V, bool),
-                               AttributeOptions())
+    allowance = capped_stretch(lip_stretch(V, edges, edge_stretch, mouth), np.zeros(V, bool), AttributeOptions())
     # the lids, sized by the build for a blink (capped at EyeOptions.max_lid_stretch, the lids behind
     # the eyeball grown further), and the row of lid margin between them: grown further, the lash
     # line's dark colours spread over the closed lid
