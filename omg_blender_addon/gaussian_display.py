@@ -39,11 +39,18 @@ sorted composite with more render samples. It reads the instance attributes with
 of type Instancer, which Material Preview, EEVEE and Cycles all support; Splat Scale reaches it as
 an instance attribute too. Node group and material are shared by every Gaussian object and created
 once per file.
+
+An avatar LOD's head Gaussians grow per frame where the pose stretches the skin beyond what they were
+sized for, as the backend poses them and the splat renderer draws them (:func:`_growth`; the LOD
+mesh's edges and attributes written by scene_write._growth_edges); other Gaussian objects keep their
+size (factor 1).
 """
 
 from __future__ import annotations
 
 import bpy
+
+from .scene_data import GROW_ATTRIBUTE, GROW_PARENT_ATTRIBUTES, GROW_REST_ATTRIBUTE, GROW_WEIGHT_ATTRIBUTES
 
 NODE_GROUP_NAME = "OMG Gaussian Splats"
 MATERIAL_NAME = "OMG Gaussian Splat"
@@ -58,11 +65,13 @@ COLOR_ATTRIBUTE = "omg_color"
 ALPHA_ATTRIBUTE = "omg_alpha"
 SIGMA_ATTRIBUTE = "omg_sigmas"  # the ellipsoid's semi-axes in standard deviations (Splat Scale)
 LOCAL_ATTRIBUTE = "omg_local"   # instance-space position on the unit sphere (per instanced vertex)
+GROWTH_BASE_ATTRIBUTE = "omg_grow_base"  # the frame's growth factor of the head's LOD-0 rows (_growth)
+GROWTH_ATTRIBUTE = "omg_growth"          # the frame's growth factor of every Gaussian (1: none)
 DISPLAY_COLORS_PROP = "omg_splat_display_colors"  # scene custom property: 1 = emit display values
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
 SPLAT_SCALE = 3.33  # instance semi-axes in standard deviations: the splatter's footprint (splat_shader.EXTEND)
 MAX_ALPHA = 0.999  # the splatter's alpha clamp (backend.render)
-_VERSION = 7  # bump when the node layout changes: older files get a fresh group
+_VERSION = 8  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -231,6 +240,8 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
             L.new(s, node.inputs[i])
         return node.outputs[0]
 
+    geometry = _growth(ng, gin.outputs["Geometry"], attr, math)
+
     # colour = 0.5 + C0 * f_dc ; alpha = 1 / (1 + exp(-opacity))
     f_dc = combine([attr(f"f_dc_{i}", 300 - 60 * i) for i in range(3)], 300)
     col = N.new("ShaderNodeVectorMath")
@@ -275,7 +286,13 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     sq = N.new("ShaderNodeVectorMath")
     sq.operation = "MULTIPLY"
     sq.location = (-400, -100)
-    sd = combine([math("EXPONENT", attr(f"scale_{i}", -100 - 60 * i), y=-100 - 60 * i) for i in range(3)], -100)
+    sd_rest = combine([math("EXPONENT", attr(f"scale_{i}", -100 - 60 * i), y=-100 - 60 * i) for i in range(3)], -100)
+    grown = N.new("ShaderNodeVectorMath")   # the frame's growth (omg_growth, stored by _growth)
+    grown.operation = "SCALE"
+    grown.location = (-425, -100)
+    L.new(sd_rest, grown.inputs[0])
+    L.new(attr(GROWTH_ATTRIBUTE, -300), grown.inputs["Scale"])
+    sd = grown.outputs[0]
     L.new(sd, sq.inputs[0])
     L.new(sd, sq.inputs[1])
     var = N.new("ShaderNodeVectorMath")
@@ -310,7 +327,7 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     store_a.data_type, store_a.domain = "FLOAT", "POINT"
     store_a.inputs["Name"].default_value = ALPHA_ATTRIBUTE
     store_a.location = (200, 200)
-    L.new(gin.outputs["Geometry"], store_c.inputs["Geometry"])
+    L.new(geometry, store_c.inputs["Geometry"])
     L.new(col.outputs[0], store_c.inputs["Value"])
     L.new(store_c.outputs["Geometry"], store_a.inputs["Geometry"])
     L.new(alpha, store_a.inputs["Value"])
@@ -353,10 +370,82 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     join = N.new("GeometryNodeJoinGeometry")
     join.location = (800, 0)
     L.new(inst.outputs["Instances"], join.inputs[0])
-    L.new(gin.outputs["Geometry"], join.inputs[0])
+    L.new(geometry, join.inputs[0])
     L.new(join.outputs[0], gout.inputs[0])
     gin.location, gout.location = (-1200, 0), (1000, 0)
     return ng
+
+
+def _growth(ng: bpy.types.NodeTree, geometry, attr, math):
+    """The splats' per-frame growth as the backend poses it (backend.avatar.stretch_growth), on an
+    avatar LOD mesh that carries its data (scene_write._growth_edges). Returns the geometry with the
+    point attributes GROWTH_BASE_ATTRIBUTE (the LOD-0 rows' factors) and GROWTH_ATTRIBUTE (every
+    Gaussian's) and without edges (they are not drawn). A LOD-0 row's stretch is the largest length
+    ratio, posed against rest, of its edges (the mesh's only edges are the counted ones): Edges of
+    Vertex sorted by minus the ratio puts the largest first. Its factor is clip(stretch / allowance,
+    1, cap) (Math's Divide gives 0 for an allowance of 0: factor 1, as the backend holds those rows);
+    every Gaussian blends its upsampling parents' factors, 1 + sum_k w_k (g_k - 1), so a weight of 0
+    and a missing attribute (the parts, an imported .ply) leave it at 1."""
+    from ..backend.avatar.stretch_growth import GROWTH_CAP
+
+    N, L = ng.nodes, ng.links
+    ends = N.new("GeometryNodeInputMeshEdgeVertices")
+    ends.location = (-1500, 600)
+    dist = N.new("ShaderNodeVectorMath")
+    dist.operation = "DISTANCE"
+    dist.location = (-1350, 600)
+    L.new(ends.outputs["Position 1"], dist.inputs[0])
+    L.new(ends.outputs["Position 2"], dist.inputs[1])
+    ratio = math("DIVIDE", dist.outputs["Value"], attr(GROW_REST_ATTRIBUTE, 650), x=-1200, y=600)
+    largest_first = N.new("GeometryNodeEdgesOfVertex")
+    largest_first.location = (-1050, 650)
+    L.new(math("MULTIPLY", ratio, -1.0, x=-1100, y=700), largest_first.inputs["Weights"])
+    largest = N.new("GeometryNodeSampleIndex")
+    largest.data_type, largest.domain = "FLOAT", "EDGE"
+    largest.location = (-900, 600)
+    L.new(geometry, largest.inputs["Geometry"])
+    L.new(ratio, largest.inputs["Value"])
+    L.new(largest_first.outputs["Edge Index"], largest.inputs["Index"])
+    has_edges = N.new("FunctionNodeCompare")
+    has_edges.data_type, has_edges.operation = "INT", "GREATER_THAN"
+    has_edges.location = (-900, 750)
+    L.new(largest_first.outputs["Total"], has_edges.inputs[2])
+    has_edges.inputs[3].default_value = 0
+    stretch = math("MULTIPLY", largest.outputs["Value"], has_edges.outputs["Result"], x=-750, y=600)
+    base = math("MINIMUM", math("MAXIMUM", math("DIVIDE", stretch, attr(GROW_ATTRIBUTE, 550), x=-650, y=600),
+                                1.0, x=-550, y=600), float(GROWTH_CAP), x=-450, y=600)
+
+    def store(geo, name: str, value, x: int):
+        node = N.new("GeometryNodeStoreNamedAttribute")
+        node.data_type, node.domain = "FLOAT", "POINT"
+        node.inputs["Name"].default_value = name
+        node.location = (x, 500)
+        L.new(geo, node.inputs["Geometry"])
+        L.new(value, node.inputs["Value"])
+        return node.outputs["Geometry"]
+
+    with_base = store(geometry, GROWTH_BASE_ATTRIBUTE, base, -300)
+    blended = 1.0
+    for k, (pa, wa) in enumerate(zip(GROW_PARENT_ATTRIBUTES, GROW_WEIGHT_ATTRIBUTES)):
+        parent = N.new("GeometryNodeSampleIndex")
+        parent.data_type, parent.domain = "FLOAT", "POINT"
+        parent.location = (-150, 400 - 120 * k)
+        L.new(with_base, parent.inputs["Geometry"])
+        L.new(attr(GROWTH_BASE_ATTRIBUTE, 400 - 120 * k), parent.inputs["Value"])
+        index = N.new("GeometryNodeInputNamedAttribute")
+        index.data_type = "INT"
+        index.inputs["Name"].default_value = pa
+        index.location = (-300, 350 - 120 * k)
+        L.new(index.outputs["Attribute"], parent.inputs["Index"])
+        term = math("MULTIPLY", math("SUBTRACT", parent.outputs["Value"], 1.0, x=0, y=400 - 120 * k),
+                    attr(wa, 330 - 120 * k), x=100, y=400 - 120 * k)
+        blended = math("ADD", blended, term, x=200, y=400 - 120 * k)
+    grown = store(with_base, GROWTH_ATTRIBUTE, blended, 300)
+    no_edges = N.new("GeometryNodeDeleteGeometry")
+    no_edges.domain, no_edges.mode = "EDGE", "EDGE_FACE"
+    no_edges.location = (450, 500)
+    L.new(grown, no_edges.inputs["Geometry"])
+    return no_edges.outputs["Geometry"]
 
 
 def add_display(obj: bpy.types.Object, splat_scale: float = SPLAT_SCALE, created: list | None = None

@@ -34,6 +34,14 @@ if TYPE_CHECKING:
 
 # per-point FLOAT attribute of a LOD object: the head's LOD-0 rows' growth allowance (GaussianLODData.grow_allowance)
 GROW_ATTRIBUTE = "omg_grow_allowance"
+# what the Geometry Nodes display needs to grow the splats per frame as the backend does (gaussian_display):
+# the counted edges among the LOD-0 rows are the LOD mesh's own edges, with their rest lengths (EDGE
+# FLOAT, metres); every Gaussian of the LOD blends the LOD-0 rows' factors by up to GROW_PARENTS
+# (index, weight) pairs of its LOD's upsampling (POINT INT / FLOAT; weight 0: not blended, the parts)
+GROW_REST_ATTRIBUTE = "omg_grow_rest_length"
+GROW_PARENTS = 4
+GROW_PARENT_ATTRIBUTES = tuple(f"omg_grow_parent_{k}" for k in range(GROW_PARENTS))
+GROW_WEIGHT_ATTRIBUTES = tuple(f"omg_grow_weight_{k}" for k in range(GROW_PARENTS))
 
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
@@ -69,6 +77,13 @@ class GaussianLODData:
     # (V_0,) float32 per-frame growth allowance of the head's LOD-0 rows (backend.avatar.stretch_growth;
     # 0: the mouth band and the lids, whose edges do not count); None: the splats keep their size
     grow_allowance: np.ndarray | None = None
+    # the same growth for the Geometry Nodes display: (E, 2) int32 counted LOD-0 edges, (E,) float32 their
+    # rest lengths (metres), (N_l, GROW_PARENTS) int32 / float32 each head Gaussian's upsampling parents
+    # among the LOD-0 rows and their weights (upsample_parents); None: the display keeps their size
+    grow_edges: np.ndarray | None = None
+    grow_rest_length: np.ndarray | None = None
+    grow_parents: np.ndarray | None = None
+    grow_weights: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -148,6 +163,24 @@ def clamped_key_name(expr: str, start: float) -> str:
     return f"{expr} beyond {start:.4f}"
 
 
+def upsample_parents(upsample, k: int = GROW_PARENTS) -> tuple[np.ndarray, np.ndarray] | None:
+    """A LOD's upsampling (V_l, V) sparse matrix as ((V_l, k) int32 parent rows, (V_l, k) float32
+    weights), padded with (0, 0.0); None when a row blends more than ``k`` parents."""
+    import scipy.sparse as sp
+
+    U = sp.csr_matrix(upsample)
+    counts = np.diff(U.indptr)
+    if len(counts) and counts.max() > k:
+        return None
+    rows = np.repeat(np.arange(U.shape[0]), counts)
+    slot = np.arange(U.nnz) - np.repeat(U.indptr[:-1], counts)     # the entry's place in its row
+    parents = np.zeros((U.shape[0], k), np.int32)
+    weights = np.zeros((U.shape[0], k), np.float32)
+    parents[rows, slot] = U.indices
+    weights[rows, slot] = U.data
+    return parents, weights
+
+
 def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> GaussianLODData:
     """Scene arrays for one LOD of ``avatar`` (rest = the backend's pose at zero expression/pose)."""
     from ..backend.avatar.posing import model_lods, pose
@@ -184,12 +217,18 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
     clamped = np.zeros((len(ks), n, 3), np.float32)
     if len(ks):
         clamped[:, n_head:] = points_to_blender(np.moveaxis(basis.dirs[..., ks], 2, 0))
+    grow = growth_field(avatar, model, level)
+    blend = upsample_parents(U)
     return GaussianLODData(level=level, positions=points_to_blender(rest),
                            columns=gaussian_columns(avatar.rest_set(level)), expr_deltas=deltas,
                            weights=weights, n_head=n_head, part_names=[p.name for p in avatar.parts],
                            part_counts=[len(p) for p in avatar.parts], pose_deltas=pose_deltas,
                            clamped_names=names, clamped_exprs=exprs, clamped_starts=starts,
-                           clamped_deltas=clamped, grow_allowance=growth_field(avatar, model, level).allowance)
+                           clamped_deltas=clamped, grow_allowance=grow.allowance,
+                           grow_edges=None if blend is None else grow.edges.astype(np.int32),
+                           grow_rest_length=None if blend is None else grow.rest_length.astype(np.float32),
+                           grow_parents=None if blend is None else blend[0],
+                           grow_weights=None if blend is None else blend[1])
 
 
 def scene_data(avatar: "GaussianAvatar", model: "HeadModel", name: str, levels=None,

@@ -25,7 +25,10 @@ so building "Avatar" twice gives "Avatar" and "Avatar.001"; nothing is ever over
   expression: no Python either); their expressions and starts are in ``omg_clamped_exprs`` /
   ``omg_clamped_starts``. The point attribute ``omg_grow_allowance`` holds the head's per-frame
   splat growth allowance on its LOD-0 rows (backend.avatar.stretch_growth; splat_scene grows the
-  drawn splats with it). Only the rig's current LOD is visible.
+  drawn splats with it); for the Geometry Nodes display to grow them too, the mesh's only edges
+  join those rows where the growth counts them (edge attribute ``omg_grow_rest_length``) and every
+  head Gaussian holds its upsampling parents (``omg_grow_parent_k`` / ``omg_grow_weight_k``). The
+  display's node group removes the edges from what it draws. Only the rig's current LOD is visible.
 
 Not reproduced exactly (second-order effects, measured in tests/blender/test_build_avatar.py): the
 joints' small shift with expression (LBS regresses joints from the expressive mesh) and, on the
@@ -44,7 +47,8 @@ from mathutils import Matrix
 
 from . import gaussian_display
 from .axes import MODEL_TO_BLENDER
-from .scene_data import ATTRIBUTE_NAMES, GROW_ATTRIBUTE, AvatarSceneData, GaussianLODData
+from .scene_data import (ATTRIBUTE_NAMES, GROW_ATTRIBUTE, GROW_PARENT_ATTRIBUTES, GROW_REST_ATTRIBUTE,
+                         GROW_WEIGHT_ATTRIBUTES, AvatarSceneData, GaussianLODData)
 
 BONE_LENGTHS = {"global": 0.10, "neck": 0.06, "jaw": 0.05, "eye_L": 0.02, "eye_R": 0.02}
 SLIDER_RANGE = (-3.0, 3.0)  # expression coefficients (FLAME's are ~N(0, 1))
@@ -364,6 +368,8 @@ def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneDa
         allowance = np.zeros(lod.n, np.float32)
         allowance[: len(lod.grow_allowance)] = lod.grow_allowance
         me.attributes.new(GROW_ATTRIBUTE, "FLOAT", "POINT").data.foreach_set("value", allowance)
+    if lod.grow_allowance is not None and lod.grow_edges is not None:
+        _growth_edges(me, lod)
     obj = _link(coll, name, me, created)
     s = obj.omg_avatar
     s.role, s.rig, s.level = ROLE_GAUSSIANS, rig, lod.level
@@ -390,6 +396,23 @@ def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneDa
     _armature(obj, rig)
     gaussian_display.add_display(obj, created=created)
     return obj
+
+
+def _growth_edges(me: bpy.types.Mesh, lod: GaussianLODData) -> None:
+    """The Geometry Nodes display's growth data on a LOD mesh (gaussian_display): the counted LOD-0
+    edges as the mesh's edges with their rest lengths, and each head Gaussian's upsampling parents."""
+    e = np.ascontiguousarray(lod.grow_edges, np.int32)
+    me.edges.add(len(e))
+    me.edges.foreach_set("vertices", e.ravel())
+    me.update()
+    me.attributes.new(GROW_REST_ATTRIBUTE, "FLOAT", "EDGE").data.foreach_set(
+        "value", np.ascontiguousarray(lod.grow_rest_length, np.float32))
+    n = len(lod.grow_parents)
+    for k, (pa, wa) in enumerate(zip(GROW_PARENT_ATTRIBUTES, GROW_WEIGHT_ATTRIBUTES)):
+        parents, weights = np.zeros(lod.n, np.int32), np.zeros(lod.n, np.float32)
+        parents[:n], weights[:n] = lod.grow_parents[:, k], lod.grow_weights[:, k]
+        me.attributes.new(pa, "INT", "POINT").data.foreach_set("value", parents)
+        me.attributes.new(wa, "FLOAT", "POINT").data.foreach_set("value", weights)
 
 
 def _remove(created: list) -> None:

@@ -134,6 +134,9 @@ for l in (0, 1, 2):
             "groups": [g.name for g in obj.vertex_groups],
             "mods": [m.type for m in obj.modifiers],
             "attrs": sorted(a.name for a in me.attributes if not a.name.startswith(".") and a.name != "position")}
+    ends = np.empty(len(me.edges) * 2, np.int32)
+    me.edges.foreach_get("vertices", ends)
+    info["edge_top"] = int(ends.max()) if len(ends) else -1
     cols = ply_io.read_columns(me)
     rng = {k: [float(v.min()), float(v.max())] for k, v in cols.items()}
     q = np.stack([cols[f"rot_{i}"] for i in range(4)], 1)
@@ -475,7 +478,11 @@ def test_gaussian_lods_counts_attributes_and_drivers(built) -> None:
         assert dict(zip(info["parts"], info["part_counts"])) == r["avatar_parts"]
         assert r["avatar_parts"]["body"] > 1000
         assert info["parts"][-7:] == ["teeth_upper", "teeth_lower", "gums", "tongue", "cavity", "eye_L", "eye_R"]
-        assert info["edges"] == 0 and info["faces"] == 0  # loose vertices = Gaussian centres
+        # loose vertices = Gaussian centres; the only edges join the head's LOD-0 rows (the display's
+        # per-frame growth, gaussian_display._growth)
+        assert info["faces"] == 0 and info["edges"] > 0
+        assert info["edge_top"] < r["avatar_head"]["0"]
+        assert {"omg_grow_allowance", "omg_grow_rest_length", "omg_grow_parent_0", "omg_grow_weight_0"} <= set(info["attrs"])
         assert set(expected_attrs) <= set(info["attrs"]), info["attrs"]
         # the mouth parts' clamped keys (the funnel's and the lower lip's drop beyond the photo's own
         # values) follow the expressions and correctives, driven by max(head - start, 0)

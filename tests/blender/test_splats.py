@@ -95,6 +95,26 @@ splat_scene = mod("omg_blender_addon.splat_scene")
 drawn = splat_scene.object_splats(lod_obj, bpy.context.evaluated_depsgraph_get())
 RS = splat_scene._object_cache(lod_obj).rest.RS
 np.save(OUT + "/growth_jaw.npy", np.linalg.norm(drawn.factors, axis=(1, 2)) / np.linalg.norm(RS, axis=(1, 2)))
+# the Geometry Nodes display (EEVEE/Cycles renders) grows them too: its factor per Gaussian (on the
+# evaluated vertices) and its instances' semi-axes against their rest sizes (no scene camera: no low-pass)
+def read(attributes, name, n):
+    out = np.empty(n, np.float32)
+    attributes[name].data.foreach_get("value", out)
+    return out
+
+shown = lod_obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+np.save(OUT + "/display_growth_jaw.npy", read(shown.data.attributes, "omg_growth", len(shown.data.vertices)))
+RESULT["display_edges"] = len(shown.data.edges)
+RESULT["display_vertices"] = len(shown.data.vertices)
+geometry = shown.evaluated_geometry()      # owns the point cloud below: keep it while reading
+inst = geometry.instances_pointcloud()
+M = np.empty(len(inst.points) * 16, np.float32)
+inst.attributes["instance_transform"].data.foreach_get("value", M)
+semi = np.linalg.norm(M.reshape(-1, 4, 4)[:, :3, :3], axis=2)      # stored column-major: rows are the axes
+rest_sd = np.stack([np.exp(read(inst.attributes, f"scale_{i}", len(inst.points))) for i in range(3)], 1)
+inst_growth = read(inst.attributes, "omg_growth", len(inst.points))
+np.save(OUT + "/display_instances_jaw.npy", np.stack([semi / (rest_sd * mod("omg_blender_addon.gaussian_display").SPLAT_SCALE),
+                                                      np.repeat(inst_growth[:, None], 3, 1)]))
 scene.frame_set(1)
 np.save(OUT + "/splat_rest_again.npy", render(CAMERAS["source"]))
 
@@ -540,6 +560,22 @@ def test_display_grows_the_splats_where_the_skin_stretches_as_the_backend_does(c
     kept = want == 1.0                                   # the parts and the skin the pose does not stretch
     assert kept.mean() > 0.9
     np.testing.assert_allclose(got[kept], 1.0, atol=1e-3)
+
+
+def test_geometry_nodes_display_grows_the_splats_as_the_backend_does(child):
+    """The EEVEE/Cycles display (gaussian_display's node group) grows each Gaussian by the backend's
+    factor at the same pose (the LOD mesh's counted edges, rest lengths and upsampling parents), draws
+    its instances that much larger, and keeps the edges out of the evaluated mesh."""
+    r, tmp, ref = child
+    got, want = np.load(tmp / "display_growth_jaw.npy"), ref["growth_jaw"]
+    assert got.shape == want.shape and r["display_vertices"] == len(want)
+    assert r["display_edges"] == 0
+    print(f"display growth: {(got > 1.05).sum()} grown, |display - backend| max {np.abs(got - want).max():.5f}")
+    assert (want > 1.05).sum() > 20
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    ratio, inst_growth = np.load(tmp / "display_instances_jaw.npy")
+    assert (inst_growth > 1.05).sum() > 20
+    np.testing.assert_allclose(ratio, inst_growth, rtol=1e-4)
 
 
 def test_overlapping_splats_swap_order_when_the_view_flips(child):
