@@ -46,7 +46,7 @@ from .portrait import PortraitOptions, portrait_parts
 from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
 from .landmark_detail import LandmarkDetailOptions, landmark_detail, prepared_spread
-from .mouth import MouthOptions
+from .mouth import MouthOptions, plausible_refined_colors
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -638,7 +638,7 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
         avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest_off).astype(np.float32)
         if l == levels[-1]:
             for part, sl in zip(avatar.parts, avatar.part_slices(l).values()):
-                part.gaussians.colors = res.colors[sl].astype(np.float32)
+                part.gaussians.colors = plausible_refined_colors(part.name, part.gaussians.colors, res.colors[sl])
                 part.gaussians.opacities = res.opacities[sl].astype(np.float32)
         steps[l] = res.steps
     return steps

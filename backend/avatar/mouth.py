@@ -325,6 +325,30 @@ def _plausible(name: str, rgb: np.ndarray) -> np.ndarray:
     return (rgb[:, 0] > 1.3 * rgb[:, 1]) & (luma > 0.2) & (luma < 0.8)  # gums, tongue: clearly red
 
 
+#: the most saturated colour (max - min channel) a mouth part may take from the refinement unless it
+#: had one as saturated before: the photo-sampling rule's limits (``_plausible``); gums and the tongue
+#: are red, so theirs is looser
+REFINED_SATURATION = {"teeth_upper": 0.35, "teeth_lower": 0.35, "gums": 0.6, "tongue": 0.6, "cavity": 0.3}
+
+
+def plausible_refined_colors(name: str, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(N, 3) float32: a mouth part's colours after the refinement, except those more saturated than
+    the part may be (REFINED_SATURATION, or the colour's own saturation before), which keep their
+    colour from before. The refinement fits what the source view shows of the interior through the
+    lips' corners and between the teeth; a Gaussian seen only that way can be pushed to whatever
+    makes up for the layers in front of it (orange, white and red cavity at the corners of the
+    astronaut's smile), which an open mouth then shows. The rest keep the refined colour: the source
+    view's own mouth is painted on them. before / after (N, 3) float [0, 1]; a part not in
+    MOUTH_PARTS keeps ``after``."""
+    after = np.asarray(after, np.float32)
+    if name not in MOUTH_PARTS:
+        return after.copy()
+    before = np.asarray(before, np.float32)
+    sat = lambda c: c.max(1) - c.min(1)  # noqa: E731
+    keep = sat(after) <= np.maximum(REFINED_SATURATION[name], sat(before))
+    return np.where(keep[:, None], after, before).astype(np.float32)
+
+
 def _polygon_pixels(photo: np.ndarray, *polys: np.ndarray) -> list[np.ndarray]:
     """[(H, W) bool per polygon]: the pixels of ``photo`` whose centres lie inside each ``poly``
     (K, 2) px (``imageops.points_in_polygons``, which tests only the polygons' bounding box)."""

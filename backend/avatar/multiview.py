@@ -43,6 +43,7 @@ from ..filekind import is_video
 from ..progress import Progress
 from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import bilinear, to_float
+from .mouth import plausible_refined_colors
 from .posing import model_lods
 from .posed import posed_set
 
@@ -924,7 +925,7 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
         avatar.lods[lod].opacities = res.opacities[:n_head].astype(np.float32)
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
-                part.gaussians.colors = res.colors[sl].astype(np.float32)
+                part.gaussians.colors = plausible_refined_colors(part.name, part.gaussians.colors, res.colors[sl])
                 part.gaussians.opacities = res.opacities[sl].astype(np.float32)
         steps[lod] = res.steps
     return steps

@@ -669,3 +669,27 @@ def test_eyeball_bare_outside_the_photos_lids_takes_the_photos_skin(standin):
                 assert g.colors[hidden].mean() > 0.6   # the drawn sclera (light) under the skin
             else:
                 assert np.median(err) > 0.2   # the drawn sclera: what the render showed before
+
+
+def test_refined_mouth_colours_keep_no_colour_their_part_cannot_have() -> None:
+    """The refinement may push a cavity Gaussian seen only past the lips' corners to orange or red
+    (the astronaut's smile did; an open mouth showed the blobs): a mouth part keeps its refined colour
+    unless it is more saturated than the part may be and than it was, and other parts keep theirs."""
+    from backend.avatar.mouth import REFINED_SATURATION, plausible_refined_colors
+
+    before = np.float32([[0.41, 0.30, 0.28], [0.41, 0.30, 0.28], [0.41, 0.30, 0.28], [0.9, 0.2, 0.1]])
+    after = np.float32([[0.90, 0.39, 0.02],   # orange: saturation 0.88 > 0.3 -> reverted
+                        [0.45, 0.00, 0.00],   # deep red: 0.45 -> reverted
+                        [0.85, 0.80, 0.70],   # teeth-white painted on the cavity: 0.15, kept (the source view's teeth)
+                        [0.95, 0.10, 0.10]])  # 0.85: over the limit and over its own 0.8 before -> reverted
+    got = plausible_refined_colors("cavity", before, after)
+    np.testing.assert_array_equal(got[:2], before[:2])
+    np.testing.assert_array_equal(got[2], after[2])
+    np.testing.assert_array_equal(got[3], before[3])
+    kept = np.float32([[0.92, 0.15, 0.10]])   # 0.82: over the limit, but no more than its 0.85 before -> kept
+    assert plausible_refined_colors("cavity", np.float32([[0.9, 0.1, 0.05]]), kept)[0].tolist() == kept[0].tolist()
+    tongue = np.float32([[0.75, 0.30, 0.30]])  # red, 0.45 <= the tongue's 0.6
+    np.testing.assert_array_equal(plausible_refined_colors("tongue", np.zeros((1, 3)), tongue), tongue)
+    assert REFINED_SATURATION["tongue"] >= 0.45 > REFINED_SATURATION["cavity"]
+    hair = np.float32([[0.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(plausible_refined_colors("hair", np.zeros((1, 3)), hair), hair)
