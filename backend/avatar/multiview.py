@@ -23,9 +23,9 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
   refine    colours and opacities against all views at once (one batched render per step), with
             the single photo's whole-portrait terms (refine.refine_views)
 
-Every stage poses the views with the Gaussians at their rest sizes (``posed_set(..., grow=False)``):
-the per-frame growth of stretched skin (stretch_growth) is for rendering frames; fitting a view's
-colours with its own grown sizes (a per-view scale in the refinement) is not done.
+Every stage poses the views as frames are rendered (``posed_set``): Gaussians where a view's pose
+stretches the skin beyond what the build sized them for grow (stretch_growth), and the refinement
+fits each view at its own sizes (RefineView.scales).
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
     from ..render.splat import splat
     from .attributes import vertex_normals
 
-    gs = posed_set(avatar, model, view.params, lod, grow=False)
+    gs = posed_set(avatar, model, view.params, lod)
     cam = view.camera
     res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, cam, background=np.zeros(3, np.float32),
                 backend=backend)
@@ -397,7 +397,7 @@ def primary_hold(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
 
     if keep_px is None:
         return None
-    cover = source_coverage(posed_set(avatar, model, view.params, lod, grow=False), view.camera, backend).numpy()
+    cover = source_coverage(posed_set(avatar, model, view.params, lod), view.camera, backend).numpy()
     return np.clip(cover / max(float(keep_px), 1e-6), 0.0, 1.0).astype(np.float32)
 
 
@@ -456,10 +456,10 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
     vouched = np.zeros_like(keep)
     if primary is not None:
         pv = views[primary]
-        cover = source_coverage(posed_set(avatar, model, pv.params, lod, grow=False), pv.camera, backend).numpy()
+        cover = source_coverage(posed_set(avatar, model, pv.params, lod), pv.camera, backend).numpy()
         vouched = cover[sl] >= PRIMARY_SEEN_PX
     for v in views:
-        means = posed_set(avatar, model, v.params, lod, grow=False).means[sl]
+        means = posed_set(avatar, model, v.params, lod).means[sl]
         uv, _ = v.camera.project(means)
         ok = np.isfinite(uv).all(1) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < v.camera.width) \
             & (uv[:, 1] < v.camera.height)
@@ -539,7 +539,7 @@ def _view_state(avatar: GaussianAvatar, model: "HeadModel", v: View, lod: int, d
     from .posing import part_transforms
     from .skinning import NECK
 
-    gs = posed_set(avatar, model, v.params, lod, grow=False)
+    gs = posed_set(avatar, model, v.params, lod)
     res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, v.camera,
                 background=np.zeros(3, np.float32), backend=backend)
     alpha = res.alpha[0].detach().cpu().numpy()
@@ -807,7 +807,7 @@ def slide_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pr
     # the primary's head surface (the head mesh's Gaussians, no parts): a Gaussian keeps its side
     lod = min(avatar.levels)
     n_head = len(avatar.lods[lod])
-    gs = posed_set(avatar, model, pv.params, lod, grow=False)
+    gs = posed_set(avatar, model, pv.params, lod)
     res = splat(gs.means[:n_head], gs.quats[:n_head], gs.scales[:n_head], gs.opacities[:n_head],
                 gs.colors[:n_head], cam, background=np.zeros(3, np.float32), backend=backend)
     h_alpha = res.alpha[0].detach().cpu().numpy()
@@ -903,9 +903,9 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
     registered = registration_weights(views, primary, mv.registration_px)
     ones = np.ones(mattes[0].shape, np.float32)
     for lod in avatar.levels:
-        sets = [posed_set(avatar, model, v.params, lod, grow=False) for v in views]
+        sets = [posed_set(avatar, model, v.params, lod) for v in views]
         targets = [RefineView(cam, img, ones, matte, fg, s.means, s.quats,
-                              mv.primary_refine_weight if k == primary else float(registered[k]))
+                              mv.primary_refine_weight if k == primary else float(registered[k]), scales=s.scales)
                    for k, (cam, img, matte, s, fg) in enumerate(zip(cams, images, mattes, sets, fgs))]
         budget = mv.refine_seconds * (mv.views_refine_share if keep_primary else 1.0)
         ropts = RefineOptions(seconds=budget * avatar.counts()[lod]["total"] / total,
@@ -948,7 +948,7 @@ def register_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View]
         return views
     progress = progress or Progress()
     lod = min(avatar.levels)
-    sets = [posed_set(avatar, model, v.params, lod, grow=False) for v in views]
+    sets = [posed_set(avatar, model, v.params, lod) for v in views]
     f = max(int(mv.register_downscale), 1)
 
     def small(a: np.ndarray) -> np.ndarray:
@@ -963,7 +963,8 @@ def register_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View]
         mask = small(v.mask)
         cam = v.camera.resized(mask.shape[1], mask.shape[0])
         targets.append(RefineView(cam, small(v.image), np.ones_like(mask), mask,
-                                  small(foreground_colors(v.image, v.mask)), s.means, s.quats, register=True))
+                                  small(foreground_colors(v.image, v.mask)), s.means, s.quats, register=True,
+                                  scales=s.scales))
     # no SSIM term: its pooled maps cost a quarter of a step here (7 views at 256 px) and the L1
     # and silhouette terms already place the head
     ropts = RefineOptions(seconds=mv.register_seconds, max_steps=mv.register_steps, backend=backend,

@@ -175,8 +175,8 @@ def source_footprint(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     were in front of it (transmittance 1), in pixels: the coverage (source_coverage) it would have
     unoccluded, so coverage / footprint is the share of it that a view shows.
 
-    means (N, 3) | (K, N, 3) world metres, quats (N, 4) | (K, N, 4) wxyz, scales (N, 3) metres,
-    opacities (N,), one camera or K. The splatter's alpha is opacity x exp(-sigma) cut off below
+    means (N, 3) | (K, N, 3) world metres, quats (N, 4) | (K, N, 4) wxyz, scales (N, 3) | (K, N, 3)
+    metres, opacities (N,), one camera or K. The splatter's alpha is opacity x exp(-sigma) cut off below
     1/255, so the integral over the ellipse sigma < ln(255 opacity) is 2 pi sqrt(det cov2d)
     (opacity - 1/255), cov2d with the EWA filter ``eps2d``; the 0.99 cap on alpha and the image's
     borders are left out (a Gaussian partly off the image gets a smaller share). Culled: 0.
@@ -189,7 +189,8 @@ def source_footprint(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     m, q, s, op = (torch.as_tensor(x, dtype=torch.float32) for x in (means, quats, scales, opacities))
     m = (m.expand(K, *m.shape) if m.dim() == 2 else m).contiguous()                   # (K, N, 3)
     q = (q.expand(K, *q.shape) if q.dim() == 2 else q).contiguous()                   # (K, N, 4)
-    s, op = s.expand(K, *s.shape).contiguous(), op.expand(K, len(op)).contiguous()  # (K, N, 3), (K, N)
+    s = (s.expand(K, *s.shape) if s.dim() == 2 else s).contiguous()                   # (K, N, 3)
+    op = op.expand(K, len(op)).contiguous()                                           # (K, N)
     viewmats, Ks = camera_tensors(cams, "cpu")
     with torch.no_grad():
         proj = project_gaussians(m, q, s, viewmats, Ks, cams[0].width, cams[0].height, opacities=op, eps2d=eps2d)
@@ -226,7 +227,9 @@ class RefineView:
     (H, W, 3) float32 [0, 1] or None: the person's own colour (face.matte.foreground_colors); when
     given, the colour target is the render's own alpha (no gradient) times it. weight: this view's
     say in the loss and in the coverage that frees Gaussians (a primary view may weigh more).
-    register: optimise a rigid correction of this view's pose too (RefineResult.view_transforms)."""
+    register: optimise a rigid correction of this view's pose too (RefineResult.view_transforms).
+    scales (N, 3) float32 metres: the Gaussians' sizes in this view (a frame's per-frame growth,
+    posed.posed_set); None: the refined set's own."""
 
     camera: "Camera"
     photo: np.ndarray
@@ -238,6 +241,7 @@ class RefineView:
     weight: float = 1.0
     register: bool = False
     focus: np.ndarray | None = None
+    scales: np.ndarray | None = None
 
 
 @dataclass
@@ -412,15 +416,18 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
     wsum = w.sum().clamp(min=1.0) * 3
     a_target = _stack([v.mask if v.portrait is None else v.portrait for v in views])      # (K, H, W)
     batched = K > 1 or views[0].register  # a view to register: its rigid correction needs the (K, N, 3) path
+    view_scales = [gs.scales if v.scales is None else np.asarray(v.scales, np.float32) for v in views]
     if not batched:  # the single-photo refinement: unbatched render, as it always was
         means0 = torch.from_numpy(gs.means if views[0].means is None else views[0].means)
         quats = torch.from_numpy(gs.quats if views[0].quats is None else views[0].quats)
+        scales = torch.from_numpy(view_scales[0])
         cams = views[0].camera
     else:
         means0 = _stack([gs.means if v.means is None else v.means for v in views])          # (K, N, 3)
         quats = _stack([gs.quats if v.quats is None else v.quats for v in views])          # (K, N, 4)
+        # (K, N, 3) where a view has sizes of its own, else the set's (N, 3) for every view
+        scales = (torch.from_numpy(gs.scales) if all(v.scales is None for v in views) else _stack(view_scales))
         cams = [v.camera for v in views]
-    scales = torch.from_numpy(gs.scales)
     colors = torch.from_numpy(gs.colors.copy()).requires_grad_(True)
     op = np.clip(gs.opacities, 1e-4, 1 - 1e-4)
     op_logit = torch.from_numpy(np.log(op) - np.log1p(-op)).requires_grad_(True)
@@ -459,9 +466,9 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
                 deadline=t0 + SOLVE_SHARE * opts.seconds,
                 fixed=None if fixed is None else torch.from_numpy(fixed))
         stages["solve"] = clock() - tp
-    for v in views if appearance and not solving else ():  # registration alone moves no Gaussian
+    for v, vs in zip(views, view_scales) if appearance and not solving else ():  # registration alone moves none
         c = source_coverage(replace(gs, means=gs.means if v.means is None else v.means,
-                                    quats=gs.quats if v.quats is None else v.quats), v.camera, opts.backend)
+                                    quats=gs.quats if v.quats is None else v.quats, scales=vs), v.camera, opts.backend)
         c = c if v.weight == 1.0 else float(v.weight) * c
         cover = c if cover is None else cover + c
     seen_share = None
@@ -558,18 +565,19 @@ def _refine(gs: GaussianSet, movable: np.ndarray | None, views: "list[RefineView
             pick = [heavy] + [others[(step * (m - 1) + j) % len(others)] for j in range(m - 1)]
             ix = torch.tensor(pick)
             means_s, quats_s, cams_s = means_r[ix], quats_r[ix], [cams[k] for k in pick]
+            scales_s = scales[ix] if scales.dim() == 3 else scales
             target_s, fg_s, w_s, a_s, vw_s = target[ix], use_fg[ix], w[ix], a_target[ix], vw[ix]
             wsum_s = w_s.sum().clamp(min=1.0) * 3
         else:
             means_s, quats_s, cams_s, target_s, fg_s, w_s, wsum_s, a_s, vw_s = full
-            means_s, quats_s = means_r, quats_r
+            means_s, quats_s, scales_s = means_r, quats_r, scales
         if cropped:  # only the Gaussians that may show in the crop: the step's cost follows the crop
             sel = focus.ids
             res = splat(means_s[sel] + offsets[sel] * mov[sel], quats_s[sel], scales[sel],
                         torch.sigmoid(op_logit[sel]), colors[sel], cams_s, background=bg, backend=opts.backend,
                         depth=False)
         else:  # no depth channel: the loss never reads it (the same image and gradients, bit for bit)
-            res = splat(means_s + offsets * mov, quats_s, scales, torch.sigmoid(op_logit), colors, cams_s,
+            res = splat(means_s + offsets * mov, quats_s, scales_s, torch.sigmoid(op_logit), colors, cams_s,
                         background=bg, backend=opts.backend, depth=False)
         img = res.image.cpu() if res.image.device.type != "cpu" else res.image   # (K, 3, H, W)
         alpha = res.alpha.cpu() if res.alpha.device.type != "cpu" else res.alpha   # (K, H, W)

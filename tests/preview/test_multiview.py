@@ -40,16 +40,16 @@ def _turned(avatar, yaws_deg):
 
 def _views(avatar, model, params, size=512):
     """One multiview.View per frame of ``params``: the avatar's render and its alpha as the mask, posed
-    as the multi-view build poses its views (rest-size Gaussians: a neck turned 60 deg stretches the
-    skin, and grown Gaussians would widen the neck's outline beyond what the build's own renders of
-    the views show, which these tests would read as hair)."""
+    as the multi-view build poses its views (with the per-frame growth: a neck turned 60 deg
+    stretches the skin, and views rendered otherwise would show a neck outline the build's own
+    renders of them do not, which these tests would read as hair)."""
     from backend.avatar.multiview import View
     from backend.avatar.posed import posed_set
     from backend.render.splat import splat
 
     out = []
     for t in range(params.n_frames):
-        gs = posed_set(avatar, model, params, 0, frame=t, grow=False)
+        gs = posed_set(avatar, model, params, 0, frame=t)
         res = splat(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, avatar.camera,
                     background=np.zeros(3, np.float32), backend="cpu")
         img = res.image[0].numpy().transpose(1, 2, 0)
