@@ -77,9 +77,10 @@ class GaussianLODData:
     # (V_0,) float32 per-frame growth allowance of the head's LOD-0 rows (backend.avatar.stretch_growth;
     # 0: the mouth band and the lids, whose edges do not count); None: the splats keep their size
     grow_allowance: np.ndarray | None = None
-    # the same growth for the Geometry Nodes display: (E, 2) int32 counted LOD-0 edges, (E,) float32 their
-    # rest lengths (metres), (N_l, GROW_PARENTS) int32 / float32 each head Gaussian's upsampling parents
-    # among the LOD-0 rows and their weights (upsample_parents); None: the display keeps their size
+    # the same growth for the Geometry Nodes display: (E, 2) int32 counted LOD-0 edges, (E,) float32
+    # their rest lengths (metres), (N_l, GROW_PARENTS) int32 / float32 each head Gaussian's upsampling
+    # parents among the LOD-0 rows and their weights (backend.head.lod.upsample_parents); None: the
+    # display keeps their size
     grow_edges: np.ndarray | None = None
     grow_rest_length: np.ndarray | None = None
     grow_parents: np.ndarray | None = None
@@ -163,29 +164,11 @@ def clamped_key_name(expr: str, start: float) -> str:
     return f"{expr} beyond {start:.4f}"
 
 
-def upsample_parents(upsample, k: int = GROW_PARENTS) -> tuple[np.ndarray, np.ndarray] | None:
-    """A LOD's upsampling (V_l, V) sparse matrix as ((V_l, k) int32 parent rows, (V_l, k) float32
-    weights), padded with (0, 0.0); None when a row blends more than ``k`` parents."""
-    import scipy.sparse as sp
-
-    U = sp.csr_matrix(upsample)
-    counts = np.diff(U.indptr)
-    if len(counts) and counts.max() > k:
-        return None
-    rows = np.repeat(np.arange(U.shape[0]), counts)
-    slot = np.arange(U.nnz) - np.repeat(U.indptr[:-1], counts)     # the entry's place in its row
-    parents = np.zeros((U.shape[0], k), np.int32)
-    weights = np.zeros((U.shape[0], k), np.float32)
-    parents[rows, slot] = U.indices
-    weights[rows, slot] = U.data
-    return parents, weights
-
-
 def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> GaussianLODData:
     """Scene arrays for one LOD of ``avatar`` (rest = the backend's pose at zero expression/pose)."""
     from ..backend.avatar.posing import model_lods, pose
     from ..backend.avatar.stretch_growth import growth_field
-    from ..backend.head.lod import subdivide_attributes
+    from ..backend.head.lod import subdivide_attributes, upsample_parents
     from ..backend.head.params import HeadParams
 
     U = model_lods(model, [level])[level].upsample
@@ -218,7 +201,7 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
     if len(ks):
         clamped[:, n_head:] = points_to_blender(np.moveaxis(basis.dirs[..., ks], 2, 0))
     grow = growth_field(avatar, model, level)
-    blend = upsample_parents(U)
+    blend = upsample_parents(U, GROW_PARENTS)
     return GaussianLODData(level=level, positions=points_to_blender(rest),
                            columns=gaussian_columns(avatar.rest_set(level)), expr_deltas=deltas,
                            weights=weights, n_head=n_head, part_names=[p.name for p in avatar.parts],

@@ -120,6 +120,7 @@ class TorchPoser:
         # per-frame growth of the head's Gaussians (stretch_growth), measured on its LOD-0 rows
         self.grow = bool(grow)
         if self.grow:
+            from ..head.lod import upsample_parents
             from .stretch_growth import growth_field
 
             gf = growth_field(avatar, model, lod)
@@ -127,6 +128,9 @@ class TorchPoser:
             self.growth_rest = f32(gf.rest_length)                                      # (E,)
             self.growth_allowance = f32(gf.allowance)                                   # (V,)
             self.growth_cap = gf.cap
+            parents, weights = upsample_parents(U)
+            self.growth_parents = torch.as_tensor(parents.astype(np.int64), device=dev)   # (V_l, k)
+            self.growth_weights = f32(weights)                                          # (V_l, k)
         # on the CPU the per-Gaussian tail runs as numba kernels (pose_kernels); False: the torch
         # twin (other devices always; tests compare the two)
         self.fused_cpu = self.device.type == "cpu"
@@ -201,7 +205,12 @@ class TorchPoser:
         V = self.v_shaped.shape[0]
         g0 = vertex_growth_torch(posed.means[:, :V], self.growth_edges, self.growth_rest, self.growth_allowance,
                                  self.growth_cap)                                       # (B, V)
-        g = self.lod.pose(g0[..., None])[..., 0]                                        # (B, V_l)
+        # the LOD's blend slot by slot (elementwise: the same for any batch of frames, where the
+        # sparse product is not)
+        P, W = self.growth_parents, self.growth_weights
+        g = g0[:, P[:, 0]] * W[:, 0]                                                    # (B, V_l)
+        for k in range(1, P.shape[1]):
+            g = g + g0[:, P[:, k]] * W[:, k]
         B = g.shape[0]
         ones = torch.ones(B, self.n_gaussians - self.n_head, dtype=g.dtype, device=g.device)
         posed.growth = torch.cat([g, ones], 1).contiguous()

@@ -62,6 +62,27 @@ class LOD:
         return out.reshape(-1, B, C).permute(1, 0, 2)
 
 
+def upsample_parents(upsample, k: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """A LOD's upsampling (V_l, V_0) sparse matrix as ((V_l, k) int32 parent rows, (V_l, k) float32
+    weights), each row's entries in order, padded with (0, 0.0); ``k`` None: the widest row's count.
+    None when a row blends more than ``k`` parents. A blend summed over these slots in order is the
+    same for every batch of frames (a sparse product's is not: MKL's kernels round differently with
+    the column count)."""
+    U = sp.csr_matrix(upsample)
+    counts = np.diff(U.indptr)
+    widest = int(counts.max()) if len(counts) else 0
+    k = max(widest, 1) if k is None else int(k)
+    if widest > k:
+        return None
+    rows = np.repeat(np.arange(U.shape[0]), counts)
+    slot = np.arange(U.nnz) - np.repeat(U.indptr[:-1], counts)     # the entry's place in its row
+    parents = np.zeros((U.shape[0], k), np.int32)
+    weights = np.zeros((U.shape[0], k), np.float32)
+    parents[rows, slot] = U.indices
+    weights[rows, slot] = U.data
+    return parents, weights
+
+
 def mesh_edges(faces: np.ndarray) -> np.ndarray:
     """Unique undirected edges (E, 2) int64, each row sorted (a < b), rows lexicographically sorted."""
     f = np.asarray(faces, np.int64)

@@ -194,24 +194,3 @@ def test_scene_columns_decode_with_the_backend_codec(addon) -> None:
     np.testing.assert_allclose(back.opacities, gs.opacities, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(back.scales, gs.scales, rtol=1e-6)
     np.testing.assert_allclose(np.abs((back.quats * gs.quats).sum(1)), 1.0, atol=1e-6)
-
-
-def test_upsample_parents_hold_the_upsampling_exactly(addon) -> None:
-    """The Geometry Nodes display's growth blends each Gaussian's LOD-0 parents by these pairs: they
-    rebuild every LOD's upsampling matrix exactly, and a row with more parents than the display reads
-    gives None (the display then keeps the sizes)."""
-    import scipy.sparse as sp
-
-    from backend.head.lod import build_lods
-
-    _, sd = addon
-    model = load_head_model(None)
-    for level in (0, 1, 2):
-        (lod,) = build_lods(np.asarray(model.faces, np.int64), model.n_verts, (level,))
-        parents, weights = sd.upsample_parents(lod.upsample)
-        assert parents.shape == (lod.n_verts, sd.GROW_PARENTS) and parents.dtype == np.int32
-        rows = np.repeat(np.arange(lod.n_verts), sd.GROW_PARENTS)
-        again = sp.csr_matrix((weights.ravel(), (rows, parents.ravel())), shape=lod.upsample.shape)
-        assert abs(again - sp.csr_matrix(lod.upsample)).max() < 1e-7
-    wide = sp.csr_matrix(np.full((2, sd.GROW_PARENTS + 1), 1.0 / (sd.GROW_PARENTS + 1)))
-    assert sd.upsample_parents(wide) is None

@@ -131,3 +131,25 @@ def test_torch_pose_matches_scipy(standin):
         assert out.shape == (2, lod.n_verts, 3)
         for b in range(2):
             np.testing.assert_allclose(out[b], lod.upsample @ v[b], atol=1e-5)
+
+
+def test_upsample_parents_hold_the_upsampling_exactly() -> None:
+    """(parent, weight) slots per row rebuild every LOD's upsampling exactly (the Blender display's
+    growth blend and the torch poser's, which must not depend on how many frames a batch holds); a
+    row with more parents than the slots gives None."""
+    import scipy.sparse as sp
+
+    from backend.head import load_head_model
+    from backend.head.lod import upsample_parents
+
+    model = load_head_model(None)
+    for level, widest in ((0, 1), (1, 2), (2, 3)):
+        (lod,) = build_lods(np.asarray(model.faces, np.int64), model.n_verts, (level,))
+        for k in (None, 4):
+            parents, weights = upsample_parents(lod.upsample, k)
+            assert parents.shape == (lod.n_verts, widest if k is None else k) and parents.dtype == np.int32
+            rows = np.repeat(np.arange(lod.n_verts), parents.shape[1])
+            again = sp.csr_matrix((weights.ravel(), (rows, parents.ravel())), shape=lod.upsample.shape)
+            assert abs(again - sp.csr_matrix(lod.upsample)).max() < 1e-7
+    wide = sp.csr_matrix(np.full((2, 5), 0.2))
+    assert upsample_parents(wide, 4) is None
