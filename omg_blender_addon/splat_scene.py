@@ -7,8 +7,8 @@ vertex groups, the weights the Armature modifier uses), which is the linear part
 linear-blend skinning at that point. Expression shape keys move points but do not turn them (as in
 backend posing, whose rotations come from the skinning transforms). An avatar LOD's head splats grow
 where the frame stretches the skin beyond what they were sized for (splat_data.splat_growth: the
-LOD's ``omg_grow_allowance`` attribute, the rig's head mesh's edges and faces, the evaluated LOD-0
-rows), as backend posing grows its Gaussians.
+growth data the LOD mesh holds, its counted edges, rest lengths, allowance and upsampling parents,
+and the evaluated LOD-0 rows), as backend posing and the Geometry Nodes display grow them.
 
 Per object, the constant data (rest rotation x scale, colours, opacities, skinning weights) is read
 once and cached until the object's mesh changes.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from .scene_data import GROW_ATTRIBUTE
+from .scene_data import GROW_ATTRIBUTE, GROW_PARENT_ATTRIBUTES, GROW_REST_ATTRIBUTE, GROW_WEIGHT_ATTRIBUTES
 from .splat_data import COLUMNS, RestSplats, SplatData, blended_matrices, posed_splats, rest_splats, splat_growth
 
 
@@ -89,34 +89,40 @@ def _object_cache(obj) -> _ObjectCache:
 
 
 def _growth_data(obj) -> tuple | None:
-    """(GrowthField, the LOD's upsampling (V_l, V)) of an avatar LOD object that stores its growth
-    allowance (GROW_ATTRIBUTE) and whose rig still has its head mesh; else None."""
+    """(GrowthField, the LOD's upsampling (n_head, V) CSR) of an avatar LOD object from what its mesh
+    holds for the growth (scene_write._growth_edges: the counted LOD-0 edges, their rest lengths, the
+    allowance and each head Gaussian's upsampling parents; the Geometry Nodes display reads the
+    same), else None (an imported .ply, an avatar imported before the display grew, an edited mesh)."""
+    import scipy.sparse as sp
+
     from ..backend.avatar.stretch_growth import GrowthField
-    from ..backend.head.lod import build_lods
-    from .scene_write import head_object
 
     me = obj.data
-    s = obj.omg_avatar
-    head = head_object(s.rig) if s.rig is not None else None
-    if GROW_ATTRIBUTE not in me.attributes or head is None:
+    names = (GROW_ATTRIBUTE, GROW_REST_ATTRIBUTE) + GROW_PARENT_ATTRIBUTES + GROW_WEIGHT_ATTRIBUTES
+    if not len(me.edges) or any(name not in me.attributes for name in names):
         return None
-    hm = head.data
-    V = len(hm.vertices)
-    if V > len(me.vertices) or any(len(p.vertices) != 3 for p in hm.polygons):
+    n, n_head, K = len(me.vertices), int(obj.omg_avatar.n_head), len(GROW_PARENT_ATTRIBUTES)
+
+    def read(name: str, dtype, count: int) -> np.ndarray:
+        out = np.empty(count, dtype)
+        me.attributes[name].data.foreach_get("value", out)
+        return out
+
+    edges = np.empty(len(me.edges) * 2, np.int32)
+    me.edges.foreach_get("vertices", edges)
+    allowance = read(GROW_ATTRIBUTE, np.float32, n)
+    parents = np.stack([read(a, np.int32, n) for a in GROW_PARENT_ATTRIBUTES], 1)[:n_head]
+    weights = np.stack([read(a, np.float32, n) for a in GROW_WEIGHT_ATTRIBUTES], 1)[:n_head]
+    if not 0 < n_head <= n or parents.min() < 0:
         return None
-    faces = np.empty(len(hm.polygons) * 3, np.int32)
-    hm.polygons.foreach_get("vertices", faces)
-    edges = np.empty(len(hm.edges) * 2, np.int32)
-    hm.edges.foreach_get("vertices", edges)
-    allowance = np.empty(len(me.vertices), np.float32)
-    me.attributes[GROW_ATTRIBUTE].data.foreach_get("value", allowance)
-    rest = np.empty(len(me.vertices) * 3, np.float32)
-    me.vertices.foreach_get("co", rest)
-    (lod,) = build_lods(faces.reshape(-1, 3).astype(np.int64), V, (int(s.level),))
-    if lod.n_verts != s.n_head or lod.n_verts > len(me.vertices):  # a head mesh edited since the import
+    V = int(parents.max()) + 1        # every LOD-0 row is its own only parent
+    edges = edges.reshape(-1, 2).astype(np.int64)
+    if edges.max() >= V:               # edited since the import
         return None
-    field = GrowthField.from_allowance(edges.reshape(-1, 2), rest.reshape(-1, 3)[:V], allowance[:V])
-    return field, lod.upsample
+    field = GrowthField(edges, read(GROW_REST_ATTRIBUTE, np.float32, len(edges)), allowance[:V])
+    rows = np.repeat(np.arange(n_head), K)
+    up = sp.csr_matrix((weights.ravel(), (rows, parents.ravel())), shape=(n_head, V))
+    return field, up
 
 
 def forget(name: str | None = None) -> None:
@@ -172,7 +178,7 @@ def object_splats(obj, depsgraph) -> SplatData:
 def object_growth(obj, means_world: np.ndarray, depsgraph, entry: _ObjectCache | None = None) -> np.ndarray | None:
     """(N,) float32 scale factors of ``obj``'s splats at its evaluated world centres ``means_world``
     (N, 3) (splat_data.splat_growth), or None for an object that does not grow (an imported .ply,
-    an avatar LOD without its head mesh or stored allowance). ``entry``: its cache entry, when the
+    an avatar LOD without the growth data, _growth_data). ``entry``: its cache entry, when the
     caller already holds it (the draw path reads it once a frame)."""
     entry = _object_cache(obj) if entry is None else entry
     if entry.growth is None:
