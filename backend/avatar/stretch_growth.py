@@ -19,7 +19,8 @@ lids' (the build sizes them for a blink itself; grown further, the lash line's d
 spread over the closed lid).
 
 The same field drives the backend's posing (``posed.pose_growth``, ``pose_torch.TorchPoser``) and
-the Blender add-on's splats (the allowance is stored per LOD object, ``omg_grow_allowance``).
+the Blender add-on's splats and Geometry Nodes display (each LOD object stores its counted edges,
+rest lengths, allowance and upsampling parents: omg_blender_addon.scene_write._growth_edges).
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class GrowthField:
     def from_allowance(all_edges: np.ndarray, rest: np.ndarray, allowance: np.ndarray,
                        cap: float = GROWTH_CAP) -> "GrowthField":
         """The field from every edge of the mesh (E_all, 2), the LOD-0 rest positions (V, 3) and the
-        allowance (V,) (0 marks a vertex whose edges are not counted: the mouth band): how the
-        Blender add-on rebuilds it from what an imported avatar stores."""
+        allowance (V,) (0 marks a vertex whose edges are not counted: the mouth band and the lids):
+        only the edges whose two ends count are kept."""
         allowance = np.asarray(allowance, np.float32)
         e = np.asarray(all_edges, np.int64)
         e = e[(allowance[e[:, 0]] > 0) & (allowance[e[:, 1]] > 0)]

@@ -1,8 +1,8 @@
 """Per-frame growth of the head's Gaussians (backend.avatar.stretch_growth) on the sample astronaut:
 the photo's own frame keeps every size, the lips shut over an open jaw no longer stripe the chin,
-the mouth band never grows the lips across the opening, and the field the Blender add-on rebuilds
-from what an import stores is the backend's. (Growth against its plain per-edge reference, the torch
-poser and batch sizes: tests/avatar/test_pose_torch.py; the add-on's splats: tests/blender/test_splats.py.)"""
+the mouth band never grows the lips across the opening. (Growth against its plain per-edge reference,
+the torch poser and batch sizes: tests/avatar/test_pose_torch.py; the add-on's splats and its Geometry
+Nodes display, from the field an import stores: tests/blender/test_splats.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from backend.avatar.attributes import unique_edges
 from backend.avatar.pose_torch import TorchPoser
 from backend.avatar.posed import pose_growth, posed_set
-from backend.avatar.stretch_growth import GrowthField, growth_field, head_base_points, vertex_growth
+from backend.avatar.stretch_growth import growth_field, head_base_points, vertex_growth
 from backend.head.arkit_names import ARKIT_NAMES
 from backend.head.params import HeadParams
 
@@ -146,17 +146,3 @@ def test_a_blink_grows_nothing_the_build_sized_the_lids_for_it(built):
              / np.linalg.norm(rest[edges[:, 0]] - rest[edges[:, 1]], axis=1))
     assert ratio.max() > 2.0                                          # the premise: a blink stretches the lids
     np.testing.assert_array_equal(pose_growth(av, model, p, LOD), 1.0)
-
-
-def test_the_field_rebuilt_from_the_stored_allowance_is_the_backend_s(built):
-    """The Blender add-on stores only the allowance (0 on the band) and rebuilds the field from the
-    head mesh's edges and its LOD object's rest positions (GrowthField.from_allowance): the same
-    counted edges, rest lengths and factors."""
-    av, model = built.avatar, built.model
-    field = growth_field(av, model, LOD)
-    rest = head_base_points(av, model, HeadParams.zeros(model), LOD)[0]
-    edges = unique_edges(model.faces)
-    again = GrowthField.from_allowance(edges[::-1].copy(), rest, field.allowance)   # any edge order
-    assert {tuple(e) for e in again.edges.tolist()} == {tuple(e) for e in field.edges.tolist()}
-    points = head_base_points(av, model, _shut(av.params.frame(0), 0.8), LOD)
-    np.testing.assert_allclose(vertex_growth(points, again), vertex_growth(points, field), atol=1e-6, rtol=0)
