@@ -105,7 +105,8 @@ class TorchPoser:
         self.part_shape_start = f32(basis.start)                                          # (K,)
         self.part_shape_clamped = torch.as_tensor(basis.clamped, device=dev)              # (K,) bool
         self.has_clamped = bool(basis.clamped.any())
-        self.part_shape_dirs = f32(basis.dirs.reshape(-1, len(basis)))                    # (P*3, K)
+        # explicit rows: a head model none of whose expressions the parts key (FLAME's exp_000...) gives K = 0
+        self.part_shape_dirs = f32(basis.dirs.reshape(len(self.part_rest) * 3, len(basis)))     # (P*3, K)
         shape = np.zeros(model.n_shape, np.float32)
         s = np.asarray(avatar.params.shape, np.float32).reshape(-1)[: model.n_shape]
         shape[: len(s)] = s
