@@ -22,7 +22,7 @@ import numpy as np
 
 from .eyes import EYE_JOINTS, EyeOptions, build_eye_parts, color_eyes_from_photo
 from .gaussians import ClampedShape, SkinnedPart
-from .mouth import MouthOptions, build_mouth_parts, color_mouth_from_photo
+from .mouth import MouthOptions, build_mouth_parts, color_mouth_from_photo, teeth_options_from_photo
 from .posing import part_transforms, shaped_part_means, shaped_vertices, skin_points
 
 if TYPE_CHECKING:
@@ -202,6 +202,9 @@ def interior_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
         A = part_transforms(model, params.frame(0))
         return [skin_points(shaped_part_means([p], model, params.expr[:1]), p.weights, A)[0] for p in ps]
 
+    # the upper row's biting edge from the photo: hidden above the parting line when its open mouth
+    # shows no upper teeth
+    mouth = teeth_options_from_photo(photo, landmarks_px, mouth)
     parts = with_channels(build_mouth_parts(model, rest, skin, mouth))
     if parts and photo is not None and landmarks_px is not None:
         posed = posed_at_source(parts)

@@ -66,12 +66,22 @@ class MouthOptions:
     arch_depth_m: float = 0.030         # how far back the dental arch reaches
     arch_half_angle_deg: float = 75.0
     teeth_height_m: float = 0.010       # visible crown height of each row
-    # the incisors' biting edges above the parting line (negative: below) at rest: a relaxed jaw
-    # holds the teeth 2-4 mm apart (the interocclusal rest gap, "freeway space"), so lips parted
-    # over a nearly closed jaw (d12's pursed "o" frames, where the tracker opens the jaw little)
-    # show the dark gap between the rows, not the upper teeth's edge across the opening
-    upper_edge_m: float = 0.0010
+    # the incisors' biting edges above the parting line (negative: below) at rest. Once the lips
+    # part, a relaxed face shows 1-4 mm of the upper incisors under the upper lip (the incisal
+    # display), the upper row overlapping the lower one in front (a 2-4 mm overbite): with the
+    # upper edge 4 mm below the parting line, d12's talking and smiling frames show the upper teeth
+    # under the upper lip as the clip does (1.0 mm above it, they hid behind the lip and the render
+    # showed the dark cavity there: d12 mouth PSNR 18.15 -> 18.72 dB, the same avatar and driving;
+    # docs/figures/eval.md, "The thirty-third session"). An open photo mouth that shows no upper teeth
+    # under its upper lip (upper_teeth_shown) says this person's stay hidden (d3's dark opening,
+    # 25.8 -> 15.7 dB with them shown): then ``upper_edge_hidden_m``, above the parting line, and a
+    # relaxed jaw's 2-4 mm rest gap between the rows ("freeway space") shows the dark cavity
+    upper_edge_m: float = -0.0040
+    upper_edge_hidden_m: float = 0.0010
     lower_edge_m: float = -0.0015
+    # the photo shows its upper teeth when this share of the top third of its opening (the central
+    # incisors' width) looks like teeth (``_plausible``)
+    teeth_shown_share: float = 0.3
     gum_height_m: float = 0.006
     tongue_rise_m: float = 0.005        # tongue back above its tip (tip at the lower biting edge)
     tongue_depth_dim: float = 0.7       # share of the tongue's colour lost from its tip to its back
@@ -407,6 +417,42 @@ def mouth_open_ratio(landmarks_px: np.ndarray) -> float:
     p = np.asarray(landmarks_px, np.float64)
     width = np.linalg.norm(p[INNER_CORNER_L] - p[INNER_CORNER_R])
     return float(np.linalg.norm(p[LOWER_INNER_MID] - p[UPPER_INNER_MID]) / max(width, 1e-6))
+
+
+def upper_teeth_shown(photo: np.ndarray, landmarks_px: np.ndarray, opts: MouthOptions | None = None
+                      ) -> bool | None:
+    """Whether the photo shows the upper teeth under the upper lip: True / False for an open mouth
+    (mouth_open_ratio >= opts.open_ratio) with at least ``cavity_min_px`` pixels in the top third
+    of its opening (inner-lip hull shrunk 15 % towards its centre, the middle 70 % of its width: the
+    incisors), by whether ``teeth_shown_share`` of them look like teeth; None when the photo cannot
+    tell (a closed mouth, too few pixels). photo (H, W, 3) float [0, 1], landmarks_px (478, 2)."""
+    opts = opts or MouthOptions()
+    if mouth_open_ratio(landmarks_px) < opts.open_ratio:
+        return None
+    p = np.asarray(landmarks_px, np.float64)[:, :2]
+    poly = inner_lip_polygon(p)
+    poly = poly.mean(0) + 0.85 * (poly - poly.mean(0))
+    inside = _polygon_pixels(photo, poly)[0]
+    top, bottom = p[UPPER_INNER_MID, 1], p[LOWER_INNER_MID, 1]
+    cx = 0.5 * (p[INNER_CORNER_L, 0] + p[INNER_CORNER_R, 0])
+    half = 0.5 * abs(p[INNER_CORNER_L, 0] - p[INNER_CORNER_R, 0])
+    yy, xx = np.mgrid[0:photo.shape[0], 0:photo.shape[1]] + 0.5
+    band = inside & (yy < top + (bottom - top) / 3.0) & (np.abs(xx - cx) < 0.7 * half)
+    if band.sum() < opts.cavity_min_px:
+        return None
+    return bool(_plausible("teeth_upper", photo[band].astype(np.float64)).mean() >= opts.teeth_shown_share)
+
+
+def teeth_options_from_photo(photo: np.ndarray | None, landmarks_px: np.ndarray | None,
+                             opts: MouthOptions | None = None) -> MouthOptions:
+    """``opts`` with the upper row's biting edge the photo calls for: ``upper_edge_hidden_m`` when
+    its open mouth shows no upper teeth (upper_teeth_shown False), else ``upper_edge_m``."""
+    import dataclasses
+
+    opts = opts or MouthOptions()
+    if photo is None or landmarks_px is None or upper_teeth_shown(photo, landmarks_px, opts) is not False:
+        return opts
+    return dataclasses.replace(opts, upper_edge_m=opts.upper_edge_hidden_m)
 
 
 def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray], camera: "Camera",

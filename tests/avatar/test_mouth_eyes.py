@@ -63,26 +63,12 @@ def test_mouth_parts_sit_behind_the_lips_inside_the_head(standin):
     assert d.min() > MouthOptions().inside_margin_m * 0.99
 
 
-def test_teeth_rows_leave_a_rest_gap_that_parted_lips_show(standin, splat_avatar):
-    """A relaxed jaw holds the incisors apart: at rest the upper row's biting edge is above the
-    parting line and the lower row's below it (MouthOptions.upper_edge_m / lower_edge_m), so
-    lips parted over the closed jaw (mouthUpperUp + mouthLowerDown, skin keys only) show the
-    cavity at the middle of the opening, not a tooth edge across it (d12's pursed frames drew a
-    white bar there). Rendered from the front: at the parting line's centre the teeth cover
-    under half of each pixel (the rows overlapped there before: the upper row covered it)."""
+def _parted_over_closed_jaw_teeth(model, splat_avatar, f) -> float:
+    """Teeth coverage (share of the pixels) at the parting line's centre, rendered from the front
+    with the lips parted over the closed jaw (mouthUpperUp + mouthLowerDown, skin keys only)."""
     from backend.head.arkit_names import ARKIT_NAMES
     from backend.head.params import HeadParams
 
-    model, rest, skin = standin
-    opts = MouthOptions()
-    assert opts.upper_edge_m - opts.lower_edge_m >= 0.002
-    by = {p.name: p for p in build_mouth_parts(model, rest, skin)}
-    f = mouth_frame(model, rest)
-    for name, edge, sign in (("teeth_upper", opts.upper_edge_m, 1), ("teeth_lower", opts.lower_edge_m, -1)):
-        m = by[name].gaussians.means
-        incisors = np.abs(m[:, 0] - f.center[0]) < 0.2 * f.width
-        nearest = m[incisors, 1].min() if sign > 0 else m[incisors, 1].max()
-        assert abs(nearest - (f.lip_y + edge)) < 0.0005, (name, nearest - f.lip_y)
     hp = HeadParams.zeros(model)
     for k in ("mouthUpperUpLeft", "mouthUpperUpRight", "mouthLowerDownLeft", "mouthLowerDownRight"):
         hp.expr[0, ARKIT_NAMES.index(k)] = 1.0
@@ -90,7 +76,50 @@ def test_teeth_rows_leave_a_rest_gap_that_parted_lips_show(standin, splat_avatar
     _, teeth = _render_parts(model, splat_avatar, hp, cam, {"teeth_upper", "teeth_lower"})
     uv, _ = cam.project(np.array([[f.center[0], f.lip_y, f.front_z]]))
     x, y = int(uv[0, 0]), int(uv[0, 1])
-    assert teeth[y - 1:y + 2, x - 6:x + 7].mean() < 0.5, teeth[y - 1:y + 2, x - 6:x + 7].mean()
+    return float(teeth[y - 1:y + 2, x - 6:x + 7].mean())
+
+
+def _incisor_edges(parts, f) -> dict[str, float]:
+    """Each row's biting edge at the incisors, metres above the parting line."""
+    out = {}
+    for p in parts:
+        if p.name in ("teeth_upper", "teeth_lower"):
+            m = p.gaussians.means
+            incisors = np.abs(m[:, 0] - f.center[0]) < 0.2 * f.width
+            out[p.name] = float((m[incisors, 1].min() if p.name == "teeth_upper" else m[incisors, 1].max()) - f.lip_y)
+    return out
+
+
+def test_upper_teeth_show_under_parted_lips_unless_the_photo_hides_them(standin, splat_avatar):
+    """By default the upper row's biting edge sits 4 mm below the parting line, in front of the
+    lower row's (a relaxed face shows its upper incisors once the lips part, with an overbite):
+    lips parted over the closed jaw (mouthUpperUp + mouthLowerDown, skin keys only) show teeth in
+    the middle of the opening. Where the photo's open mouth shows no upper teeth
+    (MouthOptions.upper_edge_hidden_m) the rows leave a relaxed jaw's rest gap, the upper edge above
+    the parting line: the same lips show the cavity there (d12's pursed frames drew a white bar)."""
+    import dataclasses
+
+    model, rest, skin = standin
+    opts = MouthOptions()
+    f = mouth_frame(model, rest)
+    shown = _incisor_edges(build_mouth_parts(model, rest, skin, opts), f)
+    assert abs(shown["teeth_upper"] - opts.upper_edge_m) < 0.0005 and opts.upper_edge_m <= -0.003, shown
+    assert abs(shown["teeth_lower"] - opts.lower_edge_m) < 0.0005
+    assert shown["teeth_upper"] < shown["teeth_lower"] - 0.002        # 2-3 mm overbite
+    hidden_opts = dataclasses.replace(opts, upper_edge_m=opts.upper_edge_hidden_m)
+    hidden = _incisor_edges(build_mouth_parts(model, rest, skin, hidden_opts), f)
+    assert abs(hidden["teeth_upper"] - opts.upper_edge_hidden_m) < 0.0005 and hidden["teeth_upper"] > 0
+    assert hidden["teeth_upper"] - hidden["teeth_lower"] >= 0.002     # the rest gap
+    # splat_avatar carries the default parts; the second render has them built with the hidden edge
+    # (the stand-in's keys part the lips by about a pixel here: the opening leaves a third of the
+    # centre's pixels; the default teeth fill nearly all of that, 0.30, the hidden edge's 0.07)
+    shown_cover = _parted_over_closed_jaw_teeth(model, splat_avatar, f)
+    from backend.avatar.interior import interior_parts
+
+    hidden_avatar = dataclasses.replace(splat_avatar, parts=interior_parts(
+        model, splat_avatar.params, splat_avatar.camera, None, None, hidden_opts))
+    hidden_cover = _parted_over_closed_jaw_teeth(model, hidden_avatar, f)
+    assert hidden_cover < 0.1 and shown_cover > 3 * hidden_cover, (shown_cover, hidden_cover)
 
 
 def _mouth_photo(model, rest, cam: Camera, opening_px: float, colors: dict[str, tuple]) -> tuple[np.ndarray, np.ndarray]:
@@ -191,6 +220,36 @@ def test_cavity_colour_follows_the_photo(standin):
     np.testing.assert_allclose(cavity_color_from_photo(photo, lm), 0.5 * np.array(lips), atol=1e-6)
     # landmarks off the image (no pixel in the opening nor on the lips): no colour, the default stays
     assert cavity_color_from_photo(photo, lm + 1000.0) is None
+
+
+def test_the_photo_says_whether_the_upper_teeth_show(standin):
+    """upper_teeth_shown reads the top third of the photo's opening: pale teeth there -> True, a
+    dark opening -> False (the upper row then sits above the parting line, hidden), a closed mouth
+    -> None (the default: shown); interior_parts builds the row where the photo says."""
+    from backend.avatar.interior import interior_parts
+    from backend.avatar.mouth import teeth_options_from_photo, upper_teeth_shown
+    from backend.head.params import HeadParams
+
+    model, rest, skin = standin
+    cam = Camera.look_at((0, -0.03, 0.45), (0, -0.03, 0), width=256, height=256, fov_y_deg=20)
+    lips, tooth, dark = (0.6, 0.3, 0.28), (0.9, 0.85, 0.8), (0.15, 0.02, 0.01)
+    opts = MouthOptions()
+    f = mouth_frame(model, rest)
+    params = HeadParams.zeros(model)
+    for top, expected in ((tooth, True), (dark, False)):
+        photo, lm = _lipped_photo(model, rest, cam, 14.0, lips, top, dark)
+        assert upper_teeth_shown(photo, lm) is expected
+        edge = opts.upper_edge_m if expected else opts.upper_edge_hidden_m
+        assert teeth_options_from_photo(photo, lm).upper_edge_m == edge
+        parts = interior_parts(model, params, cam, photo, lm)
+        assert abs(_incisor_edges(parts, f)["teeth_upper"] - edge) < 0.0005
+    photo, lm = _lipped_photo(model, rest, cam, 0.0, lips, tooth, tooth)
+    assert upper_teeth_shown(photo, lm) is None
+    assert teeth_options_from_photo(photo, lm).upper_edge_m == opts.upper_edge_m
+    assert teeth_options_from_photo(None, None) == opts
+    # a thin opening whose top third holds under cavity_min_px pixels cannot tell either
+    photo, lm = _lipped_photo(model, rest, cam, 4.0, lips, dark, dark)
+    assert upper_teeth_shown(photo, lm, MouthOptions(open_ratio=0.01, cavity_min_px=10 ** 6)) is None
 
 
 def _eye_photo(name: str, iris_rgb, sclera_rgb, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -503,8 +562,8 @@ def test_funnel_drops_the_interior_only_beyond_the_photos_own_funnel(standin, sp
 def test_steepest_funnel_drop_keeps_the_interior_inside_the_posed_head(standin, splat_avatar):
     """The parts' funnel key is steepest for a photo fitted with no funnel (0.06 +
     PART_JAW_BEYOND_SOURCE rad per unit, the chin's skin barely moving): driven to a full "o" (with
-    the lower lip pulled down, and again with the jaw open 0.3 rad) every mouth Gaussian still lies
-    behind the posed skin (mouth band, lips and eyeballs aside, as the build measures it at rest;
+    the lower lip pulled down, and again with the jaw open 0.3 rad) every mouth Gaussian it moves
+    still lies behind the posed skin (mouth band, lips and eyeballs aside, as the build measures it at rest;
     the same points pushed 2 cm forward are caught, so the check sees a part poking out), and the
     lower teeth above the chin (0.48 rad: their lowest point 51 mm below the parting line, the
     chin's 57 mm on the stand-in)."""
@@ -530,7 +589,10 @@ def test_steepest_funnel_drop_keeps_the_interior_inside_the_posed_head(standin, 
         nrm = vertex_normals(verts.astype(np.float32), model.faces)
         bound = skin & ~lips
         posed = pose(av, model, hp, 1)[0]
-        pts = np.concatenate([posed[sl[name]] for name in MOUTH_PARTS])
+        # the parts the funnel key moves: the upper row rides the skull (the test above) and, its
+        # edge below the parting line, hangs into the opened mouth, where the nearest skin is no
+        # surface of its own to be behind (checked at rest by the build)
+        pts = np.concatenate([posed[sl[name]] for name in MOUTH_PARTS if name != "teeth_upper"])
         assert _inside(pts, verts[bound], nrm[bound], 0.0).all(), (lower, jaw)
         assert not _inside(pts + [0.0, 0.0, 0.02], verts[bound], nrm[bound], 0.0).all()
         # and the dropped lower teeth stay above the chin (the skin's lowest point in front, within
