@@ -713,6 +713,43 @@ def test_refinement_from_two_views_improves_both(astronaut):
     assert "optim" not in inspect.getsource(multiview)
 
 
+MOUTH_GREEN = (0.1, 0.9, 0.1)
+
+
+def test_multiview_refinement_keeps_mouth_colours_plausible(astronaut, monkeypatch):
+    """The multi-view refinement applies the mouth-colour rule (mouth.plausible_refined_colors) as
+    the photo build's does: views whose open mouth shows a saturated green (the truth's mouth parts
+    painted green) push the start's mouth Gaussians towards it; with the rule none ends above its
+    part's saturation limit, with the rule unhooked many do (measured 2026-12-06: 0 and 243)."""
+    from backend.avatar import multiview
+    from backend.avatar.mouth import MOUTH_PARTS, REFINED_SATURATION
+    from backend.avatar.multiview import MultiViewOptions, refine_views
+
+    avatar, model, _ = astronaut
+    truth = copy.deepcopy(avatar)
+    for p in truth.parts:
+        if p.name in MOUTH_PARTS:
+            p.gaussians.colors[:] = MOUTH_GREEN
+    params = _turned(truth, [-15.0, 15.0])
+    params.pose[:, 2, 0] = 0.25                                   # the jaw open: the interior shows
+    views = _views(truth, model, params)
+
+    def saturated(av) -> int:
+        return sum(int(np.count_nonzero(np.ptp(p.gaussians.colors, axis=1) > REFINED_SATURATION[p.name]))
+                   for p in av.parts if p.name in MOUTH_PARTS)
+
+    def refined() -> int:
+        out = copy.deepcopy(avatar)
+        refine_views(out, model, views, MultiViewOptions(refine_seconds=1e4, refine_steps=REFINE_STEPS),
+                     backend="cpu", primary=0)
+        return saturated(out)
+
+    assert saturated(avatar) == 0
+    assert refined() == 0
+    monkeypatch.setattr(multiview, "plausible_refined_colors", lambda name, before, after: after)
+    assert refined() >= 100
+
+
 def test_downscaled_block_means():
     from backend.avatar.multiview import downscaled
 
