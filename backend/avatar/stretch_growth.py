@@ -26,11 +26,12 @@ rest lengths, allowance and upsampling parents: omg_blender_addon.scene_write._g
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     import torch
 
     from ..head.model import HeadModel
+    from .attributes import AttributeOptions
+    from .eyes import EyeOptions
     from .gaussians import GaussianAvatar
 
 GROWTH_CAP = 2.0      # the most a Gaussian grows beyond its allowance (past it, growth blurs more than gaps show)
@@ -126,11 +129,58 @@ def vertex_growth_torch(points: "torch.Tensor", edges: "torch.Tensor", rest_leng
     return g.clamp(1.0, cap)
 
 
-def design_allowance(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class SizingOptions:
+    """What of a build's options sized the head's Gaussians (build._head_level): the attributes'
+    stretch caps, whether the mouth parts fill the opening (the lips then grow with their own
+    edges' stretch only) and the eyes' lid rules (None: the eyes were off, the lids are skin)."""
+
+    attributes: "AttributeOptions"
+    mouth_enabled: bool = True
+    eyes: "EyeOptions | None" = None
+
+    @staticmethod
+    def of(options: dict | None) -> "SizingOptions":
+        """The sizing options an avatar's stored creation options (GaussianAvatar.options, the
+        build's BuildOptions.to_json()) name; the defaults for what they lack (a learned or an older
+        avatar, a field a later version added)."""
+        from .attributes import AttributeOptions
+        from .eyes import EyeOptions
+
+        options = options if isinstance(options, dict) else {}
+        eyes = _stored(EyeOptions, options.get("eyes"))
+        mouth = options.get("mouth")
+        enabled = mouth.get("enabled", True) if isinstance(mouth, dict) else True
+        return SizingOptions(_stored(AttributeOptions, options.get("attributes")),
+                             enabled if isinstance(enabled, bool) else True, eyes if eyes.enabled else None)
+
+
+def _stored(cls, values) -> Any:
+    """``cls()`` with the fields ``values`` (a dict read from a file header) holds in the kind of the
+    default: a finite number for a number, a bool for a bool; anything else (a hand-edited or
+    crafted header) keeps the default, so no header can break the sizing."""
+    out = cls()
+    if not isinstance(values, dict):
+        return out
+    for f in fields(cls):
+        v, default = values.get(f.name), getattr(out, f.name)
+        if isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        else:
+            ok = False   # tuples (colours): not what sizes the Gaussians
+        if ok:
+            setattr(out, f.name, type(default)(v) if isinstance(default, float) else v)
+    return out
+
+
+def design_allowance(model: "HeadModel", rest: np.ndarray, sizing: SizingOptions | None = None) -> np.ndarray:
     """(V,) float32: the stretch the build sized the head's LOD-0 Gaussians for, by its own rules
-    (build._head_level): >= 1, and 0 where they do not grow per frame (their edges are not counted):
-    the mouth band, and the lids with the lid margin (eyes.eyelid_vertices' lids and "around", one
-    edge further), which the build sizes for a blink.
+    (build._head_level) with ``sizing`` (None: the default build's): >= 1, and 0 where they do not
+    grow per frame (their edges are not counted): the mouth band, and, with the eyes on, the lids
+    with the lid margin (eyes.eyelid_vertices' lids and "around", one edge further), which the build
+    sizes for a blink.
     rest (V, 3): the head's LOD-0 rest positions, metres."""
     import scipy.sparse as sp
 
@@ -138,19 +188,26 @@ def design_allowance(model: "HeadModel", rest: np.ndarray) -> np.ndarray:
     from .eyes import EyeOptions, eyelid_vertices
     from .sampling import jaw_edge_stretch, lip_stretch, mouth_interior, vertex_max_stretch
 
+    sizing = sizing or SizingOptions(AttributeOptions(), True, EyeOptions())
     V = rest.shape[0]
     eye = sp.identity(V, np.float32, format="csr")
     edges = unique_edges(model.faces)
     edge_stretch = jaw_edge_stretch(model, rest, eye, edges)
-    mouth = mouth_interior(model, rest, vertex_max_stretch(V, edges, edge_stretch))
-    allowance = capped_stretch(lip_stretch(V, edges, edge_stretch, mouth), np.zeros(V, bool), AttributeOptions())
-    # the lids, sized by the build for a blink (capped at EyeOptions.max_lid_stretch, the lids behind
-    # the eyeball grown further), and the row of lid margin between them: grown further, the lash
-    # line's dark colours spread over the closed lid
-    lids, _, around = eyelid_vertices(model, rest, eye, EyeOptions())
-    lid = lids | around
-    lid[edges[lid[edges[:, 0]], 1]] = True
-    lid[edges[lid[edges[:, 1]], 0]] = True
+    stretch = vertex_max_stretch(V, edges, edge_stretch)
+    mouth = mouth_interior(model, rest, stretch)
+    if sizing.mouth_enabled:
+        allowance = capped_stretch(lip_stretch(V, edges, edge_stretch, mouth), np.zeros(V, bool), sizing.attributes)
+    else:
+        allowance = capped_stretch(stretch, mouth, sizing.attributes)
+    lid = np.zeros(V, bool)
+    if sizing.eyes is not None:
+        # the lids, sized by the build for a blink (capped at EyeOptions.max_lid_stretch, the lids
+        # behind the eyeball grown further), and the row of lid margin between them: grown further,
+        # the lash line's dark colours spread over the closed lid
+        lids, _, around = eyelid_vertices(model, rest, eye, sizing.eyes)
+        lid = lids | around
+        lid[edges[lid[edges[:, 0]], 1]] = True
+        lid[edges[lid[edges[:, 1]], 0]] = True
     allowance[mouth | lid] = 0.0
     return allowance.astype(np.float32)
 
@@ -189,7 +246,7 @@ def growth_field(avatar: "GaussianAvatar", model: "HeadModel", lod: int, cap: fl
         return hit
     neutral = HeadParams(src.shape, np.zeros_like(src.expr), np.zeros_like(src.pose), np.zeros_like(src.transl))
     rest = head_base_points(avatar, model, neutral, lod)[0]
-    design = design_allowance(model, rest.astype(np.float64))
+    design = design_allowance(model, rest.astype(np.float64), SizingOptions.of(avatar.options))
     field = GrowthField.from_allowance(unique_edges(model.faces), rest, design, cap)
     seen = vertex_stretch(head_base_points(avatar, model, src, lod), field)[0]
     allowance = np.where(design > 0, np.maximum(design, seen) * GROWTH_SLACK, 0.0).astype(np.float32)
@@ -215,5 +272,5 @@ def _field_key(avatar: "GaussianAvatar", lod: int, cap: float) -> bytes:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
-    h.update(f"{int(lod)}|{float(cap)!r}".encode())
+    h.update(f"{int(lod)}|{float(cap)!r}|{SizingOptions.of(avatar.options)!r}".encode())
     return h.digest()

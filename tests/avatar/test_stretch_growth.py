@@ -146,3 +146,39 @@ def test_a_blink_grows_nothing_the_build_sized_the_lids_for_it(built):
              / np.linalg.norm(rest[edges[:, 0]] - rest[edges[:, 1]], axis=1))
     assert ratio.max() > 2.0                                          # the premise: a blink stretches the lids
     np.testing.assert_array_equal(pose_growth(av, model, p, LOD), 1.0)
+
+
+def test_the_allowance_follows_the_build_options_the_avatar_stored(built):
+    """The growth's allowance is what the build sized the Gaussians for with the options it ran
+    with (GaussianAvatar.options, stored in the .omgavatar), not the defaults: a build with a lower
+    stretch cap (attributes.max_stretch) sized the lips' Gaussians for less, so they grow sooner;
+    with the eyes off, the lids were not sized for a blink, so they grow like skin. Options an
+    avatar lacks (a learned or an older one) read as the defaults."""
+    from backend.avatar.attributes import AttributeOptions
+    from backend.avatar.eyes import EyeOptions
+    from backend.avatar.stretch_growth import SizingOptions, design_allowance
+
+    av, model = built.avatar, built.model
+    default = SizingOptions.of(av.options)
+    assert default == SizingOptions(AttributeOptions(), True, EyeOptions()) == SizingOptions.of({})
+    rest = head_base_points(av, model, HeadParams.zeros(model), LOD)[0].astype(np.float64)
+    base = design_allowance(model, rest)
+    np.testing.assert_array_equal(base, design_allowance(model, rest, default))
+    low = copy.deepcopy(av)
+    low.options["attributes"]["max_stretch"] = 1.2
+    assert SizingOptions.of(low.options).attributes.max_stretch == 1.2
+    capped = growth_field(low, model, LOD).allowance
+    before = growth_field(av, model, LOD).allowance
+    over = base > 1.2 * 1.001
+    assert over.sum() > 100                                            # the lips' stretch reaches past 1.2
+    assert np.all(capped[over] < before[over]) and np.all(capped[~over] == before[~over])
+    no_eyes = copy.deepcopy(av)
+    no_eyes.options["eyes"]["enabled"] = False
+    lids_free = design_allowance(model, rest, SizingOptions.of(no_eyes.options))
+    assert ((base == 0) & (lids_free >= 1)).sum() > 20                 # the lid rows count again
+    # a hand-edited or crafted header: each field of the wrong kind keeps its default
+    for bad in ({"attributes": {"max_stretch": "three", "mouth_max_stretch": float("nan")}},
+                {"attributes": {"max_stretch": -2.0}, "eyes": {"enabled": "no"}, "mouth": {"enabled": 0}},
+                {"attributes": [1, 2]}, "not a dict", None):
+        assert SizingOptions.of(bad) == default, bad
+    assert SizingOptions.of({"attributes": {"max_stretch": 2}}).attributes.max_stretch == 2.0
