@@ -157,8 +157,9 @@ class SizingOptions:
 
 def _stored(cls, values) -> Any:
     """``cls()`` with the fields ``values`` (a dict read from a file header) holds in the kind of the
-    default: a finite number for a number, a bool for a bool; anything else (a hand-edited or
-    crafted header) keeps the default, so no header can break the sizing."""
+    default: a finite positive number for a number (every sizing field is one), a bool for a bool;
+    anything else (a hand-edited or crafted header) keeps the default, so no header can break the
+    sizing."""
     out = cls()
     if not isinstance(values, dict):
         return out
