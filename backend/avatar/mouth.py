@@ -30,7 +30,7 @@ ones (keeping the default's shading pattern).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -395,8 +395,7 @@ def cavity_color_from_photo(photo: np.ndarray, landmarks_px: np.ndarray, opts: M
     the opening) is taken as a closed one. None: no lip pixels either."""
     opts = opts or MouthOptions()
     if mouth_open_ratio(landmarks_px) >= opts.open_ratio:
-        poly = inner_lip_polygon(landmarks_px)
-        poly = poly.mean(0) + 0.85 * (poly - poly.mean(0))
+        poly = opening_polygon(landmarks_px)
         rgb = photo[_polygon_pixels(photo, poly)[0]].astype(np.float64)
         if len(rgb) >= opts.cavity_min_px:
             luma = rgb @ np.array([0.299, 0.587, 0.114])
@@ -410,6 +409,13 @@ def cavity_color_from_photo(photo: np.ndarray, landmarks_px: np.ndarray, opts: M
 def inner_lip_polygon(landmarks_px: np.ndarray) -> np.ndarray:
     """(20, 2) the photo's inner-lip ring in pixels from mediapipe's 478 landmarks."""
     return np.asarray(landmarks_px, np.float64)[list(INNER_LIP)]
+
+
+def opening_polygon(landmarks_px: np.ndarray) -> np.ndarray:
+    """(20, 2) pixels: the inner-lip ring shrunk 15 % towards its centre, the opening away from the
+    lips (the fit's opening may not match the photo's exactly)."""
+    poly = inner_lip_polygon(landmarks_px)
+    return poly.mean(0) + 0.85 * (poly - poly.mean(0))
 
 
 def mouth_open_ratio(landmarks_px: np.ndarray) -> float:
@@ -430,9 +436,7 @@ def upper_teeth_shown(photo: np.ndarray, landmarks_px: np.ndarray, opts: MouthOp
     if mouth_open_ratio(landmarks_px) < opts.open_ratio:
         return None
     p = np.asarray(landmarks_px, np.float64)[:, :2]
-    poly = inner_lip_polygon(p)
-    poly = poly.mean(0) + 0.85 * (poly - poly.mean(0))
-    inside = _polygon_pixels(photo, poly)[0]
+    inside = _polygon_pixels(photo, opening_polygon(p))[0]
     top, bottom = p[UPPER_INNER_MID, 1], p[LOWER_INNER_MID, 1]
     cx = 0.5 * (p[INNER_CORNER_L, 0] + p[INNER_CORNER_R, 0])
     half = 0.5 * abs(p[INNER_CORNER_L, 0] - p[INNER_CORNER_R, 0])
@@ -447,12 +451,10 @@ def teeth_options_from_photo(photo: np.ndarray | None, landmarks_px: np.ndarray 
                              opts: MouthOptions | None = None) -> MouthOptions:
     """``opts`` with the upper row's biting edge the photo calls for: ``upper_edge_hidden_m`` when
     its open mouth shows no upper teeth (upper_teeth_shown False), else ``upper_edge_m``."""
-    import dataclasses
-
     opts = opts or MouthOptions()
     if photo is None or landmarks_px is None or upper_teeth_shown(photo, landmarks_px, opts) is not False:
         return opts
-    return dataclasses.replace(opts, upper_edge_m=opts.upper_edge_hidden_m)
+    return replace(opts, upper_edge_m=opts.upper_edge_hidden_m)
 
 
 def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarray], camera: "Camera",
@@ -479,8 +481,7 @@ def color_mouth_from_photo(parts: list[SkinnedPart], posed_means: list[np.ndarra
             part.gaussians.colors[:] = cavity   # (seen cavity Gaussians take their own pixel below)
     if not parts or mouth_open_ratio(landmarks_px) < opts.open_ratio:
         return seen_counts
-    poly = inner_lip_polygon(landmarks_px)
-    poly = poly.mean(0) + 0.85 * (poly - poly.mean(0))
+    poly = opening_polygon(landmarks_px)
     all_means = np.concatenate(posed_means)
     uv, z = camera.project(all_means)
     ok = np.all(np.isfinite(uv), 1) & (z > 0)
