@@ -92,14 +92,21 @@ def _growth_data(obj) -> tuple | None:
     """(GrowthField, the LOD's upsampling (n_head, V) CSR) of an avatar LOD object from what its mesh
     holds for the growth (scene_write._growth_edges: the counted LOD-0 edges, their rest lengths, the
     allowance and each head Gaussian's upsampling parents; the Geometry Nodes display reads the
-    same), else None (an imported .ply, an avatar imported before the display grew, an edited mesh)."""
+    same), else None (an imported .ply, an avatar imported before the display grew, an edited mesh or
+    growth attribute)."""
     import scipy.sparse as sp
 
     from ..backend.avatar.stretch_growth import GrowthField
 
     me = obj.data
-    names = (GROW_ATTRIBUTE, GROW_REST_ATTRIBUTE) + GROW_PARENT_ATTRIBUTES + GROW_WEIGHT_ATTRIBUTES
-    if not len(me.edges) or any(name not in me.attributes for name in names):
+    # (domain, type) as scene_write stores them: an attribute a user converted or re-created in
+    # another kind is not the growth's, and reading it into these buffers would raise in the draw
+    kinds = {GROW_ATTRIBUTE: ("POINT", "FLOAT"), GROW_REST_ATTRIBUTE: ("EDGE", "FLOAT"),
+             **{a: ("POINT", "INT") for a in GROW_PARENT_ATTRIBUTES},
+             **{a: ("POINT", "FLOAT") for a in GROW_WEIGHT_ATTRIBUTES}}
+    if not len(me.edges) or any(name not in me.attributes
+                                or (me.attributes[name].domain, me.attributes[name].data_type) != kind
+                                for name, kind in kinds.items()):
         return None
     n, n_head, K = len(me.vertices), int(obj.omg_avatar.n_head), len(GROW_PARENT_ATTRIBUTES)
 

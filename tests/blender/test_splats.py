@@ -117,6 +117,19 @@ np.save(OUT + "/display_instances_jaw.npy", np.stack([semi / (rest_sd * mod("omg
                                                       np.repeat(inst_growth[:, None], 3, 1)]))
 scene.frame_set(1)
 np.save(OUT + "/splat_rest_again.npy", render(CAMERAS["source"]))
+# a growth attribute a user re-created on another domain: no growth for that object, and no error
+dup = lod_obj.copy()
+dup.data = lod_obj.data.copy()
+allowance = mod("omg_blender_addon.scene_data").GROW_ATTRIBUTE
+dup.data.attributes.remove(dup.data.attributes[allowance])
+dup.data.attributes.new(allowance, "FLOAT", "EDGE")
+try:
+    RESULT["growth_data"] = [splat_scene._growth_data(lod_obj) is not None, splat_scene._growth_data(dup) is None]
+except Exception as exc:  # noqa: BLE001 - what the draw would have raised
+    RESULT["growth_data"] = repr(exc)[:200]
+dup_mesh = dup.data
+bpy.data.objects.remove(dup)
+bpy.data.meshes.remove(dup_mesh)
 
 # sorting on the GPU: red splat at z = +0.05 (model +Z: towards the source camera), blue at -0.05
 q = np.zeros((2, 4), np.float32); q[:, 0] = 1.0
@@ -576,6 +589,7 @@ def test_geometry_nodes_display_grows_the_splats_as_the_backend_does(child):
     ratio, inst_growth = np.load(tmp / "display_instances_jaw.npy")
     assert (inst_growth > 1.05).sum() > 20
     np.testing.assert_allclose(ratio, inst_growth, rtol=1e-4)
+    assert r["growth_data"] == [True, True]      # the import's data read; one on another domain: none, no error
 
 
 def test_overlapping_splats_swap_order_when_the_view_flips(child):
