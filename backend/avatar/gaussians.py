@@ -58,6 +58,11 @@ class GaussianSet:
         return GaussianSet(self.means, self.quats, np.asarray(scales, np.float32), self.opacities, self.colors,
                            self.features)
 
+    def take(self, rows: np.ndarray) -> "GaussianSet":
+        """The Gaussians at ``rows`` ((K,) int indices or (N,) bool mask), in that order."""
+        return GaussianSet(self.means[rows], self.quats[rows], self.scales[rows], self.opacities[rows],
+                           self.colors[rows], None if self.features is None else self.features[rows])
+
     @staticmethod
     def concat(sets: list["GaussianSet"]) -> "GaussianSet":
         """Concatenate sets in order; features are kept only when every set has the same width."""

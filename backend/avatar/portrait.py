@@ -7,14 +7,15 @@ it) and the hair volume (hair.py). Each part is (name, Gaussians at rest, (N, 5)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .body import BodyOptions, build_body
 from .gaussians import GaussianSet
-from .hair import HairOptions, build_hair
+from .hair import HairOptions, build_hair, surface_points
+from .inside_head import inside_rows
 from .posing import lbs_numpy
 from .regions import PortraitRegions, RegionOptions, portrait_regions
 
@@ -29,6 +30,8 @@ class PortraitOptions:
     regions: RegionOptions = field(default_factory=RegionOptions)
     body: BodyOptions = field(default_factory=BodyOptions)
     hair: HairOptions = field(default_factory=HairOptions)
+    outside_head: bool = True         # the torso's and hair's Gaussians inside the head mesh are dropped
+    head_surface_m: float = 0.002     # ... tested against the mesh's surface sampled this finely
 
 
 @dataclass
@@ -57,6 +60,17 @@ def portrait_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
     regions = portrait_regions(photo, mask, db.mask, landmarks, opts.regions)
     body = build_body(photo, mask, regions, camera, joints[0, 1], A, opts.body)
     hair = build_hair(photo, mask, regions, camera, model, params, db, body.front_depth, opts.hair)
+    if opts.outside_head:
+        # the torso's rows pass through the neck, which is no ellipse, and the hair's inner edge
+        # through the head below the ears: the crossings showed on a turned head as loops and dots
+        # of clothing and hair colour drawn on the neck and the jaw (inside_head.py)
+        head_surface = surface_points(model.shaped(params.shape), model.faces, opts.head_surface_m)
+        out = ~inside_rows(body.gaussians.means, head_surface)
+        body = replace(body, gaussians=body.gaussians.take(out), weights=body.weights[out],
+                       n_front=int(out[:body.n_front].sum()))
+        out = ~inside_rows(hair.gaussians.means, head_surface)
+        hair = replace(hair, gaussians=hair.gaussians.take(out), weights=hair.weights[out],
+                       n_fine=int(out[:hair.n_fine].sum()))
     parts = [(name, g, w) for name, g, w in (("body", body.gaussians, body.weights),
                                              ("hair", hair.gaussians, hair.weights)) if len(g)]
     return PortraitParts(parts, regions)
