@@ -17,10 +17,13 @@ through which the dark inside of the body shell showed (issue 14). So a head Gau
 is outside the matte but within ``pull_band_px`` of it is *pulled* inside instead: moved parallel to
 the image plane, at its depth, along its image row (else to the nearest pixel) to a pixel
 ``pull_inset_px`` inside the silhouette, shrunk only as far as its projected extent along the pull
-must fit (not its largest axis: seen edge-on, the neck's sides would shrink to rows of dots), and
-coloured from the photo where it lands (the build passes the person's colours). The source view
-then shows it inside the person with the person's colour; other views see a neck a few
-millimetres narrower, closed. Head Gaussians farther out, and parts, are carved as before.
+must fit (not its largest axis: seen edge-on, the neck's sides would shrink to rows of dots), and,
+where it faces the camera, coloured from the photo where it lands (the build passes the person's
+colours). The source view then shows it inside the person with the person's colour; other views
+see a neck a few millimetres narrower, closed. Most of the sliver is seen edge-on or from behind
+(the jaw's and neck's sides): it keeps its own colour, else a head turned 60 deg showed the hair
+or collar colour it landed on as a patch down the side of the jaw. Head Gaussians farther out,
+and parts, are carved as before.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class SilhouetteOptions:
     carve_head: bool = True      # head-mesh Gaussians are carved too (else only shrunk to min_sigma_px)
     pull_band_px: float = 16.0   # head Gaussians this close outside the matte are pulled inside, not carved
     pull_inset_px: float = 3.0   # ... to a pixel this far inside the silhouette (its colour shows there)
+    pull_color_facing: float = 0.3  # ... and take that colour where they face the camera (cosine above this)
     # Gaussians inside are shrunk only as far as their projected ellipse of ``ellipse_sigmas``
     # std-devs must to lie on the person (marched along ``ellipse_rays`` of its radii), not as far
     # as their largest axis must to fit ``reach_sigmas`` times into the distance to the silhouette:
@@ -328,8 +332,11 @@ def _fit_head(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, l
         H, W = matte.shape
         iu = np.clip(np.asarray(uv[:, 0]).astype(int), 0, W - 1)
         iv = np.clip(np.asarray(uv[:, 1]).astype(int), 0, H - 1)
+        # only where the source view sees the surface (the module's docstring)
+        seen = pulled_head & _facing_camera(gs.means[:n], model_lods(model, [l])[l].faces, avatar.camera,
+                                            o.pull_color_facing)
         head_colors = head.colors.copy()
-        head_colors[pulled_head] = np.asarray(colors, np.float32)[iv[pulled_head], iu[pulled_head]]
+        head_colors[seen] = np.asarray(colors, np.float32)[iv[seen], iu[seen]]
         head.colors = head_colors
     offsets = None
     if pulled_head.any():
@@ -342,6 +349,16 @@ def _fit_head(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, l
         offsets = (avatar.lod_offsets[l] + rest).astype(np.float32)
     counts = (int(fit.carved[:n].sum()), int((fit.scale_factor[:n] < 1).sum()), int(pulled_head.sum()))
     return head, offsets, counts
+
+
+def _facing_camera(verts: np.ndarray, faces: np.ndarray, camera: "Camera", cos_min: float) -> np.ndarray:
+    """(V,) bool: the posed surface ``verts`` (V, 3) metres with ``faces`` (F, 3) faces the camera
+    at each vertex: the cosine between its normal and the direction to the camera exceeds ``cos_min``."""
+    from .attributes import vertex_normals
+
+    n = vertex_normals(np.asarray(verts, np.float32), faces)
+    d = camera.center[None] - verts
+    return (d * n).sum(1) > cos_min * np.linalg.norm(d, axis=1)
 
 
 def _shrink_instead(means: np.ndarray, scales: np.ndarray, fit: SilhouetteFit, camera: "Camera",
