@@ -40,6 +40,7 @@ from .refine import RefineOptions, behind_head_middle, photo_refine_options, ref
 from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
+from .regions import CHIN, NOSE_TIP
 from .sampling import (SamplingOptions, jaw_edge_stretch, lip_stretch, mirror_indices, mouth_interior,
                        region_laplacian, sample_colors, vertex_max_stretch, vertex_regions)
 from .portrait import PortraitOptions, portrait_parts
@@ -245,16 +246,19 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     if offsets is not None:
         rest0 = rest0 + offsets
         verts_src = verts_src + rotate_blended(offsets, model.weights, A[:1])
-    face_oval = model.landmarks.points(rest0, model.faces)[list(FACE_OVAL)]
+    rest_landmarks = model.landmarks.points(rest0, model.faces)
+    face_oval = rest_landmarks[list(FACE_OVAL)]
+    # hair-coloured samples below the nose tip do not feed the unseen skin's fill (below_hair.py)
+    hair_ends_y = (float(rest_landmarks[NOSE_TIP, 1]), float(rest_landmarks[CHIN, 1]))
     topology = topology or {}
     head0, coarse = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None, opts,
-                                topology.get(0))
+                                topology.get(0), hair_ends_y)
     out: dict[int, GaussianSet] = {0: head0} if 0 in levels else {}
     finer = [l for l in work if l > 0]
 
     def level(l: int) -> GaussianSet:
         return _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask, coarse, opts,
-                           topology.get(l))[0]
+                           topology.get(l), hair_ends_y)[0]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-lod") as pool:
         jobs = {l: pool.submit(level, l) for l in finer[:-1]}
@@ -266,12 +270,14 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
 
 def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarray, face_oval: np.ndarray,
                 camera: "Camera", photo: np.ndarray, mask: np.ndarray, coarse: np.ndarray | None,
-                opts: BuildOptions, topo: LevelTopology | None = None) -> tuple[GaussianSet, np.ndarray]:
+                opts: BuildOptions, topo: LevelTopology | None = None,
+                hair_ends_y: tuple[float, float] | None = None) -> tuple[GaussianSet, np.ndarray]:
     """One level of analytic_head -> (its head GaussianSet, its vertex colours (V_l, 3)).
 
     lod: the level's LOD (upsample, faces); rest0 / verts_src (V, 3): the identity's rest and
     source-posed LOD-0 vertices, the avatar's vertex offsets included; coarse (V, 3): LOD 0's
-    colours (None on LOD 0 itself); topo: the level's LevelTopology (made here when None)."""
+    colours (None on LOD 0 itself); topo: the level's LevelTopology (made here when None);
+    hair_ends_y: sample_colors' (the rest-frame nose tip's and chin's heights, metres)."""
     U, F = lod.upsample, lod.faces
     topo = topo or level_topology(model, lod)
     rest = np.asarray(U @ rest0, np.float32)
@@ -320,7 +326,7 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
         sc = sample_colors(posed, F, vertex_normals(posed, F), photo, mask, camera, edges, spacing,
                            topo.regions, mirror_indices(rest, spacing), mouth, opts.sampling,
                            x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref,
-                           laplacian=topo.laplacian)
+                           laplacian=topo.laplacian, hair_ends_y=hair_ends_y)
         quats, scales, opac = attributes.result()
     return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors
 

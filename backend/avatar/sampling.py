@@ -18,7 +18,10 @@ the photo's colour, and the "global feature" for occluded vertices is built from
    region without any data towards that region's fallback colour;
 6. the unseen skin/hair vertices (back, sides, behind the ears) then get texture synthesized from
    the observed ones (synthesis.py: patch-based quilting on an unwrapped head map), with the
-   diffusion colour as the low-frequency base at the visibility boundary (blended seams).
+   diffusion colour as the low-frequency base at the visibility boundary (blended seams);
+7. below the hair (the jaw's sides, behind the ears, the nape) the hair the photo shows over the
+   ears is no data for that fill, which is pulled to the skin's colour there and keeps no
+   synthesized hair texture (below_hair.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..face.mediapipe_face import INNER_LIP
+from .below_hair import BelowHairOptions, hair_coloured_below, skin_band
 from .imageops import bilinear, blurred_samples
 from .synthesis import SynthesisOptions, synthesize_unseen
 
@@ -52,6 +56,7 @@ class SamplingOptions:
     mouth_observed_weight: float = 0.3  # soft-data weight of photo colours in the mouth band
     mouth_weight: float = 0.3           # soft-data weight of the mouth colour where unobserved
     synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    below_hair: BelowHairOptions = field(default_factory=BelowHairOptions)
 
 
 @dataclass
@@ -249,7 +254,8 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
                   opts: SamplingOptions | None = None, x0: np.ndarray | None = None,
                   rest: np.ndarray | None = None, face_oval: np.ndarray | None = None,
                   lids: np.ndarray | None = None, lid_ref: np.ndarray | None = None,
-                  laplacian: sp.csr_matrix | None = None) -> SampledColors:
+                  laplacian: sp.csr_matrix | None = None, hair_ends_y: tuple[float, float] | None = None
+                  ) -> SampledColors:
     """Per-vertex colours of one LOD.
 
     verts (V_l, 3) world at the source pose, faces (F_l, 3), normals (V_l, 3) at the source pose,
@@ -263,6 +269,9 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     (never the iris or lash colours diffusion would carry in).
     laplacian: ``region_laplacian(edges, regions)`` when the caller made it already (it depends on
     the topology alone: a build makes it while the head model is fitted).
+    hair_ends_y (metres, rest frame; with ``rest`` and ``face_oval``): the nose tip's and the chin's
+    heights; below the first, observed vertices with the hair's colour do not feed the fill, and
+    inside below_hair.skin_band they take the fill's colour too (below_hair.py).
     """
     from ..render.depth import vertex_visibility
 
@@ -323,11 +332,34 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     screen = np.full(V, opts.screening)
     fallback[inner] = np.where(observed[inner, None], colors[inner], np.asarray(opts.mouth_color))
     screen[inner] = np.where(observed[inner], opts.mouth_observed_weight, opts.mouth_weight)
+    # the skin below the hair (the jaw's sides, behind the ears) is filled from skin, not from the
+    # hair the photo shows over it (below_hair.py): hair-coloured samples there feed no fill, and
+    # inside the skin band they, and the unseen vertices, are pulled to the skin's colour
+    hairy = np.zeros(V, bool)
+    band = np.zeros(V)
+    if rest is not None and hair_ends_y is not None:
+        bh = hair_coloured_below(colors, observed & (regions == REGION_SKIN) & ~inner, rest, face_oval,
+                                 *hair_ends_y, float(np.median(spacing)), opts.below_hair)
+        hairy = bh.excluded
+        if mirrored.any():  # copies of those colours on the other side
+            hairy[mirrored] = hairy[mirror[mirrored]]
+        if bh.skin is not None:
+            band = np.where((~known | hairy) & (regions == REGION_SKIN) & ~inner & bh.beyond_face,
+                            skin_band(rest[:, 1], *hair_ends_y), 0.0)
+            sel = band > 0
+            fallback[sel] = bh.skin
+            screen[sel] = np.maximum(screen[sel], opts.below_hair.skin_pull * band[sel])
+    data = known & ~hairy
     L = region_laplacian(edges, regions) if laplacian is None else laplacian
-    filled = np.clip(diffuse(colors, known, L, fallback, screen, x0=x0), 0.0, 1.0)
+    filled = np.clip(diffuse(colors, data, L, fallback, screen, x0=x0), 0.0, 1.0)
     synthesized = np.zeros(V, bool)
     if rest is not None and opts.synthesis.enabled:
         synthesized = ~known & (regions == REGION_SKIN) & ~inner
+        smooth = filled
         filled = synthesize_unseen(rest, colors, filled, known & (regions == REGION_SKIN), synthesized,
                                    face_oval, float(np.median(spacing)), opts.synthesis)
+        # the texture is the hair's and the forehead's: skin in the band keeps the smooth fill
+        filled = (band[:, None] * smooth + (1.0 - band[:, None]) * filled).astype(np.float32)
+    keep = hairy & (band == 0)
+    filled[keep] = colors[keep]
     return SampledColors(filled, observed, mirrored, inner, ~known, synthesized)

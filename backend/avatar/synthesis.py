@@ -222,17 +222,24 @@ def synthesize_unseen(rest: np.ndarray, colors: np.ndarray, diffused: np.ndarray
     known_map = obs_hit & ~tgt_hit
     ex_ok = np.ones(hmap.size, bool)
     if face_oval is not None and len(face_oval) >= 3:
-        fm = unwrap_points(face_oval, rest, use, hmap)
-        W = hmap.size[1]
-        fm[:, 0] = np.where(fm[:, 0] > W / 2, fm[:, 0] - W, fm[:, 0])  # the face straddles u = 0
-        c = fm.mean(0)
-        poly = c + opts.face_margin * (fm - c)
-        ex_ok &= ~(polygon_mask(poly, hmap.size) | polygon_mask(poly + [W, 0.0], hmap.size))
+        ex_ok &= ~face_oval_map(face_oval, rest, use, hmap, opts.face_margin)
     detail = detail_layer(obs_map, known_map, opts.detail_sigma, opts.detail_max)
     synth = quilt(detail, known_map, ex_ok, opts)
     blended = smooth_map + synth   # the diffusion colour (continuous at the boundary) + texture
     out[target] = np.clip(bilinear(blended, hmap.uv[target]), 0.0, 1.0)
     return out
+
+
+def face_oval_map(face_oval: np.ndarray, rest: np.ndarray, use: np.ndarray, hmap: HeadMap,
+                  scale: float = 1.0) -> np.ndarray:
+    """(H, W) bool map pixels inside the face oval (K, 3) rest-frame landmarks, scaled by ``scale``
+    about its centre, in ``hmap`` (the unwrap of ``rest`` (V, 3) over ``use`` (V,) bool)."""
+    fm = unwrap_points(face_oval, rest, use, hmap)
+    W = hmap.size[1]
+    fm[:, 0] = np.where(fm[:, 0] > W / 2, fm[:, 0] - W, fm[:, 0])  # the face straddles u = 0
+    c = fm.mean(0)
+    poly = c + scale * (fm - c)
+    return polygon_mask(poly, hmap.size) | polygon_mask(poly + [W, 0.0], hmap.size)
 
 
 def unwrap_points(points: np.ndarray, rest: np.ndarray, use: np.ndarray, hmap: HeadMap) -> np.ndarray:
