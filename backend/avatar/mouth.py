@@ -31,7 +31,7 @@ ones (keeping the default's shading pattern).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -98,6 +98,10 @@ class MouthOptions:
     # (0.12, 0.03, 0.02) where the render showed the default (0.24, 0.10, 0.11), d12's lit one
     # (0.39, 0.20, 0.21); the photos say which (d3's photo: darkest quarter (0.16, 0.01, 0.01);
     # d12's closed lips (0.56, 0.32, 0.30)). docs/figures/eval.md, "the cavity's colour".
+    # the cavity's back wall (_throat): the view through a wide-open mouth ends on it
+    throat: bool = True
+    throat_below_m: float = 0.02        # it reaches this far below the cavity's floor (inside the jaw)
+    throat_stretch: float = 2.0         # its discs' height over their width
     cavity_from_photo: bool = True
     cavity_lip_share: float = 0.5
     cavity_dark_quantile: float = 0.25  # the open photo's darkest share of the opening's pixels
@@ -181,6 +185,31 @@ def _teeth_shading(phi: np.ndarray, a: float, y: np.ndarray, edge_y: float, heig
     k *= 1.0 - 0.45 * (np.abs(phi) / max(np.abs(phi).max(), 1e-6)) ** 1.5
     k *= 1.0 - 0.15 * np.clip(np.abs(y - edge_y) / height, 0, 1)
     return np.asarray(base, np.float32)[None] * k[:, None].astype(np.float32)
+
+
+def _throat(f: MouthFrame, opts: MouthOptions, half_width: float, z: float, y_top: float, y_bot: float,
+            up_w: np.ndarray, jaw_w: np.ndarray, keep: Callable[[np.ndarray], np.ndarray]
+            ) -> tuple[GaussianSet, np.ndarray]:
+    """The back wall of the oral cavity: a sheet of flat discs facing forward at depth ``z``, across
+    the arch (``half_width`` metres either side of the mouth's centre), from ``y_top`` down to
+    ``throat_below_m`` below ``y_bot``, its rows' skinning blended from the head (top) to the jaw
+    (bottom) over the whole height, so an opening jaw stretches it evenly. -> (Gaussians, (N, J)
+    weights). The cavity's volume stays near the rest mouth: the view through a wide-open mouth
+    passed between it and the lips into the head, onto the inside of the back of the head (the
+    nape's colour showed in d3's and d12's open mouths); it ends on this sheet instead."""
+    cs = opts.cavity_spacing_m
+    xs = np.arange(-half_width, half_width + 1e-9, cs) + f.center[0]
+    ys = np.arange(y_bot - opts.throat_below_m, y_top + 1e-9, cs)
+    X, Y = (v.ravel() for v in np.meshgrid(xs, ys, indexing="ij"))
+    pos = np.stack([X, Y, np.full_like(X, z)], 1)
+    pos = pos[keep(pos)]
+    t = np.clip((y_top - pos[:, 1]) / max(y_top - y_bot, 1e-6), 0.0, 1.0)[:, None]
+    w = ((1 - t) * up_w[None] + t * jaw_w[None]).astype(np.float32)
+    n = len(pos)
+    # flat, forward-facing, twice as tall as wide: the jaw stretches the rows apart
+    scales = np.tile([0.75 * cs, opts.throat_stretch * 0.75 * cs, 0.2 * cs], (n, 1)).astype(np.float32)
+    colors = np.tile(opts.cavity_color, (n, 1))   # the cavity's (the photo's shade, color_mouth_from_photo)
+    return GaussianSet(pos, np.tile([1.0, 0, 0, 0], (n, 1)), scales, np.full(n, 0.98, np.float32), colors), w
 
 
 def _inside(points: np.ndarray, surf: np.ndarray, normals: np.ndarray, margin: float) -> np.ndarray:
@@ -304,6 +333,10 @@ def build_mouth_parts(model: "HeadModel", rest: np.ndarray, skin: np.ndarray,
     n = len(pos)
     cav = GaussianSet(pos, np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), 0.75 * cs, np.float32),
                       np.full(n, 0.9, np.float32), np.tile(opts.cavity_color, (n, 1)))
+    if opts.throat:
+        throat, tw = _throat(f, opts, a, z_back - 0.5 * cs, y_top, y_bot, up_w, jaw_w, keep)
+        cav = GaussianSet.concat([cav, throat])
+        w = np.concatenate([w, tw])
     parts.append(SkinnedPart("cavity", cav, w.astype(np.float32)))
     return [p for p in parts if len(p)]
 

@@ -755,3 +755,58 @@ def test_refined_mouth_colours_keep_no_colour_their_part_cannot_have() -> None:
     assert REFINED_SATURATION["tongue"] >= 0.45 > REFINED_SATURATION["cavity"]
     hair = np.float32([[0.0, 1.0, 0.0]])
     np.testing.assert_array_equal(plausible_refined_colors("hair", np.zeros((1, 3)), hair), hair)
+
+
+def test_a_wide_open_mouth_shows_the_throat_not_the_inside_of_the_head(standin, splat_avatar):
+    """The cavity's volume stays near the rest mouth: seen from the front through a mouth opened
+    wide with its lower lip pulled down (d3's frame 315: jaw 0.3 rad, mouthFunnel and both
+    mouthLowerDown at 1), the view passed between it and the lips into the head and ended on the
+    inside of the back of the head (d3's and d12's open mouths showed the nape's colour in bands
+    under the upper lip and over the lower one). The throat, a dark sheet behind the cavity whose
+    rows stretch with the jaw, ends it: the back of the head (painted green here) shows through no
+    pixel of the opening's middle; without the throat it does."""
+    import copy
+
+    from backend.avatar.attributes import unique_edges
+    from backend.avatar.interior import interior_parts
+    from backend.avatar.posing import model_lods
+    from backend.avatar.sampling import jaw_edge_stretch, mouth_interior, vertex_max_stretch
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.head.params import HeadParams
+
+    model, rest, _ = standin
+    f = mouth_frame(model, rest)
+    front = Camera.look_at((0, f.center[1] - 0.01, 0.5), (0, f.center[1] - 0.01, 0), width=160, height=160,
+                           fov_y_deg=10)
+    av = copy.deepcopy(splat_avatar)
+    head = av.lods[1]
+    # the mouth's pocket behind the lips is see-through, as a build makes it (build._head_level)
+    lod = model_lods(model, [1])[1]
+    edges = unique_edges(lod.faces)
+    stretch = vertex_max_stretch(len(head), edges, jaw_edge_stretch(model, head.means, lod.upsample, edges))
+    head.opacities = np.where(mouth_interior(model, head.means, stretch), 0.0, head.opacities).astype(np.float32)
+    back = head.means[:, 2] < f.front_z - 0.05        # the head's back half, far behind the mouth
+    head.colors = np.where(back[:, None], np.array([0.0, 1.0, 0.0], np.float32), head.colors).astype(np.float32)
+    no_throat = copy.deepcopy(av)
+    no_throat.parts = interior_parts(model, HeadParams.zeros(model), av.camera, None, None,
+                                     mouth=MouthOptions(throat=False))
+    hp = HeadParams.zeros(model)
+    hp.pose[0, 2, 0] = 0.3
+    for name in ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight"):
+        hp.expr[0, ARKIT_NAMES.index(name)] = 1.0
+    green, shown = {}, {}
+    for name, a in (("throat", av), ("none", no_throat)):
+        rgb, _ = _render_parts(model, a, hp, front, set())
+        green[name] = (rgb[..., 1] > 0.4) & (rgb[..., 0] < 0.3)
+        shown[name] = rgb
+    # the opening: what is not skin in the throat's render; its middle 70 % of columns (the
+    # corners, past the arch's width, show the head's inside either way)
+    opening = np.abs(shown["throat"] - shown["throat"][5, 5]).max(-1) > 0.15
+    cols = np.flatnonzero(opening.any(0))
+    lo, hi = np.percentile(cols, [15, 85])
+    middle = np.zeros_like(opening)
+    middle[:, int(lo):int(hi) + 1] = True
+    middle &= opening | green["none"]
+    counts = {k: int((g & middle).sum()) for k, g in green.items()}
+    print("green pixels in the opening's middle, with and without the throat:", counts)
+    assert counts["none"] > 30 and counts["throat"] == 0
