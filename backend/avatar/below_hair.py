@@ -14,6 +14,9 @@ the chin: regions.nape_row) observed vertices whose colour is the hair's are lef
 fill's data. Hair and skin are told apart by colour models of the build's own samples: skin from
 the face inside its landmark oval, hair from the head above the oval's top (the scalp, which the
 photo shows as hair). Clothes on the neck (a turtleneck, a collar) are neither, and stay data.
+From the nape to the chin (skin_band) the unseen skin outside the face is also pulled to the skin
+model's colour and keeps no synthesized texture (sampling.sample_colors), and the hair-coloured
+samples there take that fill too; the face's own unseen parts (inner lips, nostrils) keep theirs.
 """
 
 from __future__ import annotations

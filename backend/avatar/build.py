@@ -37,10 +37,10 @@ from .imageops import to_float
 from .posed import posed_set
 from .posing import lbs_numpy, model_lods, rotate_blended, shaped_vertices
 from .refine import RefineOptions, behind_head_middle, photo_refine_options, refine
+from .regions import CHIN, NOSE_TIP
 from .silhouette import MatteFields, SilhouetteOptions, fit_avatar_to_matte
 from .sample_portrait import SAMPLE_NAME, sample_photo
 from .synthesis import FACE_OVAL
-from .regions import CHIN, NOSE_TIP
 from .sampling import (SamplingOptions, jaw_edge_stretch, lip_stretch, mirror_indices, mouth_interior,
                        region_laplacian, sample_colors, vertex_max_stretch, vertex_regions)
 from .portrait import PortraitOptions, portrait_parts
@@ -156,7 +156,6 @@ def padding_continued(photo512: np.ndarray, obs, mask: np.ndarray) -> np.ndarray
     build samples, refines and measures this image; the head and hair above the chin keep the
     crop as it is. obs: the FaceObservation (its crop and landmarks); mask (512, 512) the matte."""
     from ..face.crop import source_coverage
-    from .regions import CHIN
     from .texture import continue_padding
 
     real = source_coverage(obs.crop)

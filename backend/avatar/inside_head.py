@@ -4,7 +4,8 @@ The torso shell (body.py) is an ellipse per image row, fitted to the silhouette;
 its rows' sides and back pass through the head mesh's neck, which is not an ellipse. Inside, they
 are hidden; where the ellipse crosses the neck's surface they poke out, and a head turned 45-60
 deg showed the crossing as a loop of clothing colour drawn on the side of the neck (the hair's
-inner edge does the same below the ear). The build drops the torso's Gaussians inside the neck.
+inner edge does the same below the ear). The build drops the torso's and the hair's Gaussians
+inside the head mesh (portrait.portrait_parts).
 
 The test is per height row of the rest-frame head mesh (its surface sampled densely, as the hair
 hull's profile is): around the row's centre, the surface's largest radius per angle sector; a
