@@ -92,12 +92,10 @@ def hair_coloured_below(colors: np.ndarray, observed: np.ndarray, rest: np.ndarr
         return BelowHair(out, None)
     everywhere = np.ones(len(rest), bool)
     hmap = unwrap(rest, everywhere, pixel_m)
-    inside = face_oval_map(face_oval, rest, everywhere, hmap, opts.face_scale)
     H, W = hmap.size
-    face = inside[np.clip(hmap.uv[:, 1].astype(np.int64), 0, H - 1), np.clip(hmap.uv[:, 0].astype(np.int64), 0, W - 1)]
-    skin = observed & face
-    outer = face_oval_map(face_oval, rest, everywhere, hmap, opts.face_keep)
-    beyond = ~outer[np.clip(hmap.uv[:, 1].astype(np.int64), 0, H - 1), np.clip(hmap.uv[:, 0].astype(np.int64), 0, W - 1)]
+    at = (np.clip(hmap.uv[:, 1].astype(np.int64), 0, H - 1), np.clip(hmap.uv[:, 0].astype(np.int64), 0, W - 1))
+    skin = observed & face_oval_map(face_oval, rest, everywhere, hmap, opts.face_scale)[at]
+    beyond = ~face_oval_map(face_oval, rest, everywhere, hmap, opts.face_keep)[at]
     zone &= beyond
     scalp = observed & (rest[:, 1] > float(face_oval[:, 1].max()))
     if skin.sum() < opts.min_samples or scalp.sum() < opts.min_samples:
