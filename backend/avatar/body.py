@@ -9,7 +9,8 @@ faces the camera: one photo says nothing about the chest's turn, and portraits f
 
 Gaussians:
 - front: a pixel grid over the body pixels (and the pixels where hair covers the body, which are
-  hidden behind the hair at the source view and keep the torso whole when the hair moves), each on
+  hidden behind the hair at the source view and keep the torso whole when the hair moves, and the
+  clothes the photo shows over the head model's neck, which runs on below the collar), each on
   the ellipse's front at its pixel ray, coloured from the photo;
 - ring: the rest of each ellipse, its sides and back, at twice the spacing: from where the front
   grid's pixel columns start to stretch over the turning surface (SIDE_STRETCH) round the back,
@@ -17,8 +18,8 @@ Gaussians:
   flank's columns beside each side mirrored, the two blended towards the back), so side views show
   a whole torso with its texture, not the silhouette's pixels stretched or the background through
   a gap, and the back carries the flanks' fabric, not the chest's neckline.
-Colours come only from body pixels: anywhere else (under hair, beside the neck) the nearest body
-pixel's colour is used, so no face or hair colour reaches the body.
+Colours come only from body pixels (and those clothes over the neck): anywhere else (under hair,
+beside the neck) the nearest such pixel's colour is used, so no face or hair colour reaches the body.
 Skinning: the neck joint's share is NECK_FOLLOW at the neck, fading to 0 ``neck_fade_m`` below it
 (global only): turning the head turns the collar a little and leaves the torso.
 """
@@ -183,7 +184,11 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     first = int(np.clip(np.ceil(neck_row), 0, H))
     if regions.body.any():  # a collar reaching above the neck joint's row (regions.collar_to_body) stays whole
         first = min(first, int(np.flatnonzero(regions.body.any(1))[0]))
-    covered = regions.body | (regions.hair & (rows >= regions.chin_row))
+    # clothes the photo shows over the head model's neck (a shirt's front: the model's neck runs on
+    # below the collar) belong to the torso; painted on the head's neck column they parted from
+    # the torso at every turned view, a flat band of shirt with a seam down each side
+    clothes = regions.body if regions.neck_clothes is None else regions.body | regions.neck_clothes
+    covered = clothes | (regions.hair & (rows >= regions.chin_row))
     left, right, valid = _row_extents(covered | (regions.head & (rows >= neck_row)), first, opts.smooth_rows)
     front = covered & valid[:, None]
     area = int(front.sum())
@@ -202,9 +207,9 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     front_depth = np.where(inside, zc - depth[:, None] * np.sqrt(np.clip(1 - s * s, 0, 1)), np.inf)
 
     # front Gaussians on a pixel grid over the covered pixels; the grid's spacing comes from the
-    # body below the chin, so a collar above it (regions.collar_to_body) adds Gaussians at the same
-    # density instead of thinning the whole torso
-    below_chin = int((front & (rows >= regions.chin_row)).sum())
+    # body below the chin outside the head, so a collar above it (regions.collar_to_body) and the
+    # clothes over the head's neck add Gaussians at the same density instead of thinning the torso
+    below_chin = int((front & (rows >= regions.chin_row) & ~regions.head).sum())
     step = max(1.0, float(np.sqrt((below_chin if below_chin > 0 else area) / max(opts.target_count, 1))))
     uu, vv = np.meshgrid(np.arange(step / 2, W, step), np.arange(step / 2, H, step))
     uv = np.stack([uu.ravel(), vv.ravel()], 1)
@@ -215,7 +220,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     p_front = np.stack([(uv[:, 0] - camera.cx) / camera.fx * z, (uv[:, 1] - camera.cy) / camera.fy * z, z], 1)
     phi_f = np.arcsin(np.clip(s[iv, iu], -1, 1))
     fr_front = _ellipse_frames(phi_f, half[iv], depth[iv], np.radians(opts.max_tilt_deg))
-    colors_img = blur(_fill_from(photo, regions.body), opts.color_blur * step)
+    colors_img = blur(_fill_from(photo, clothes), opts.color_blur * step)
     c_front = bilinear(colors_img, uv.astype(np.float32))
     o_front = np.clip(bilinear(mask.astype(np.float32), uv.astype(np.float32)), 0, 1) * opts.opacity
 

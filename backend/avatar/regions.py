@@ -20,6 +20,9 @@ model. The heuristic, in the 512 crop:
    those collars; ``hair_texture`` = typical hair-coloured pixels of the hair and of the head
    mesh above the brows (hair seen over the scalp), confidently inside the mask: the source of
    colour for the unseen hair.
+5. ``neck_clothes`` = head-mesh pixels below the chin that show clothes by the same colour test
+   as the collars (a shirt's front over the model's neck, which runs on below the collar): the
+   torso carries them, so a turned view shows one shirt, not a band of it on the neck column.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class PortraitRegions:
     nape_row: where hair behind the head ends (halfway from the nose tip to the chin); side: the rest beside the head above the chin
     (ears, hats: head-attached, coloured from the photo); chin_row, brow_row: landmark rows;
     scalp: head pixels above the brows, outside the face hull, whose colour is the hair's (hair seen
-    over the scalp: it has a thickness the bald head model lacks)."""
+    over the scalp: it has a thickness the bald head model lacks); neck_clothes: head pixels below
+    the chin, outside the face hull, whose colour is the clothes' (None: none found)."""
 
     person: np.ndarray
     head: np.ndarray
@@ -77,6 +81,7 @@ class PortraitRegions:
     brow_row: float
     nape_row: float = float("nan")
     scalp: np.ndarray | None = None
+    neck_clothes: np.ndarray | None = None
 
 
 def _color_model(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +209,9 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
         if hair_texture.sum() < opts.min_hair_px:
             hair_texture = (hair | scalp) & (mask >= opts.texture_mask)
     side = above & ~hair
-    if opts.collar_to_body and side.any() and skin_model is not None:
+    neck = person & head & ~face & (rows >= chin_row)
+    neck_clothes = None
+    if opts.collar_to_body and (side.any() or neck.any()) and skin_model is not None:
         if hair_model is None and sample.sum() >= opts.body_clusters * 10:
             # no hair to tell apart (a bald head): every sure-body cluster is clothes
             spix = photo[sample]
@@ -212,6 +219,10 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
             cloth_models = [_color_model(spix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
         if cloth_models:
             rivals = [skin_model] + ([hair_model] if hair_model is not None else [])
-            side &= ~_collar(photo, side, below & ~hair, cloth_models, rivals, opts.open_px)
+            if side.any():
+                side &= ~_collar(photo, side, below & ~hair, cloth_models, rivals, opts.open_px)
+            if neck.any():
+                neck_clothes = _collar(photo, neck, below & ~hair, cloth_models, rivals, opts.open_px)
     body = free & ~hair & ~side
-    return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row, scalp)
+    return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row, scalp,
+                           neck_clothes)

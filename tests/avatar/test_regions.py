@@ -95,3 +95,29 @@ def test_a_bald_head_s_collar_is_body_too(portrait):
     assert (r.body & free_collar).sum() / free_collar.sum() > 0.9
     free_ear = ear & ~r.head
     assert (r.side & free_ear).sum() / free_ear.sum() > 0.9
+
+
+def test_a_shirt_over_the_model_s_neck_is_clothes_and_the_neck_s_skin_is_not(portrait):
+    """The head model's neck runs on below the collar (the fixture's neck box reaches the crop's
+    bottom), so a shirt's front lies over it: those head pixels are ``neck_clothes`` (the torso
+    carries them); the neck's skin above the collar and the face are not."""
+    photo, mask, head, lm, _, _, _ = portrait
+    rows = np.mgrid[0:H, 0:W][0]
+    shirt = head & (rows >= 380)
+    skin_neck = head & (rows >= 356) & (rows < 374)    # between the chin (350) and the collar (380)
+    photo = photo.copy()
+    photo[shirt] = CLOTH
+    r = portrait_regions(photo, mask, head, lm, RegionOptions())
+    assert r.neck_clothes is not None
+    assert (r.neck_clothes & shirt).sum() / shirt.sum() > 0.9
+    assert not (r.neck_clothes & skin_neck).any()
+    assert not (r.neck_clothes & (rows < r.chin_row)).any()
+
+
+def test_a_skin_neck_to_the_crop_s_bottom_carries_no_clothes(portrait):
+    """A bare neck and chest (the fixture as painted: skin down the whole neck box) stay head."""
+    photo, mask, head, lm, _, _, _ = portrait
+    r = portrait_regions(photo, mask, head, lm, RegionOptions())
+    assert r.neck_clothes is None or not r.neck_clothes.any()
+    r = portrait_regions(photo, mask, head, lm, RegionOptions(collar_to_body=False))
+    assert r.neck_clothes is None
