@@ -479,3 +479,26 @@ def test_auto_refinement_is_not_turned_off_by_the_first_compile(tmp_path):
     line = [l for l in out.stdout.splitlines() if l.startswith("REFINED")]
     assert out.returncode == 0 and line, out.stderr[-2000:]
     assert line[0].split()[1] == "True", line[0]
+
+
+def test_the_turned_views_script_codes_each_part(built, tmp_path, monkeypatch):
+    """scripts/turned_views.py: the coded row paints the head grey, the torso green and the hair
+    magenta (each found where the plain row shows that part), and it never overwrites a file."""
+    from tests.conftest import load_script
+
+    tv = load_script("turned_views")
+    result, _ = built
+    pic = tv.turned_views(result.avatar, result.model, (0.0, 30.0))
+    assert pic.shape == (1024, 1024, 3)
+    plain, code = pic[:512], pic[512:]
+    lit = plain.sum(-1) > 0.05                       # the avatar, not the black background
+    assert lit.mean() > 0.2
+    for colour, least in ((tv.PART_CODES["body"], 0.05), (tv.PART_CODES["hair"], 0.05), (tv.HEAD, 0.1)):
+        share = (np.abs(code - np.asarray(colour)).max(-1) < 0.02).sum() / lit.sum()
+        assert share > least, (colour, share)
+    out = tmp_path / "taken.png"
+    out.write_bytes(b"the user's")
+    monkeypatch.setattr("sys.argv", ["turned_views.py", str(out)])
+    with pytest.raises(SystemExit, match="exists"):
+        tv.main()
+    assert out.read_bytes() == b"the user's"
