@@ -58,6 +58,11 @@ class RegionOptions:
     # hair) and they connect to the body below the chin: at a head turn the collar stays with the
     # torso instead of turning with the head
     collar_to_body: bool = True
+    # the chest the head model's neck covers (the head column below the chest line) shows a
+    # shirt front between a jacket's lapels, which the sure-body clusters (outside the head) never
+    # sampled: its pixels farther than this (Mahalanobis) from the skin's colour add clothes
+    # clusters for ``neck_clothes`` (a bare chest is skin, and adds none)
+    chest_not_skin: float = 3.0
 
 
 @dataclass
@@ -122,6 +127,20 @@ def _collar(photo: np.ndarray, side: np.ndarray, body_below: np.ndarray, cloth_m
     lab_img, _ = label(cloth | body_below)
     keep = np.unique(lab_img[body_below])
     return cloth & np.isin(lab_img, keep[keep > 0])
+
+
+def _shirt_models(photo: np.ndarray, chest: np.ndarray, skin_model: tuple, opts: RegionOptions) -> list:
+    """Colour models (mean (3,), inverse covariance (3, 3)) of the clothes on the ``chest`` (H, W)
+    bool pixels: k-means clusters of those farther than ``opts.chest_not_skin`` from ``skin_model``
+    (none when fewer than ten per cluster are left: a bare chest)."""
+    pix = photo[chest]
+    if len(pix) == 0:
+        return []
+    pix = pix[_maha2(pix, *skin_model) > opts.chest_not_skin ** 2]
+    if len(pix) < opts.body_clusters * 10:
+        return []
+    lab = _kmeans(pix, opts.body_clusters)
+    return [_color_model(pix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
 
 
 def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray, landmarks: np.ndarray,
@@ -222,7 +241,9 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
             if side.any():
                 side &= ~_collar(photo, side, below & ~hair, cloth_models, rivals, opts.open_px)
             if neck.any():
-                neck_clothes = _collar(photo, neck, below & ~hair, cloth_models, rivals, opts.open_px)
+                shirt = _shirt_models(photo, person & head & column & (rows >= chin_row + opts.chest_offset * fw) & ~face,
+                                      skin_model, opts)
+                neck_clothes = _collar(photo, neck, below & ~hair, cloth_models + shirt, rivals, opts.open_px)
     body = free & ~hair & ~side
     return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row, scalp,
                            neck_clothes)

@@ -121,3 +121,28 @@ def test_a_skin_neck_to_the_crop_s_bottom_carries_no_clothes(portrait):
     assert r.neck_clothes is None or not r.neck_clothes.any()
     r = portrait_regions(photo, mask, head, lm, RegionOptions(collar_to_body=False))
     assert r.neck_clothes is None
+
+
+def test_a_shirt_and_tie_between_dark_lapels_are_clothes_too(portrait):
+    """A suit's shirt front and tie lie on the model's neck column only: the sure-body clusters
+    (outside the head) see the dark jacket alone. The chest's pixels under the column that are not
+    skin add their own clothes clusters (``RegionOptions.chest_not_skin``), so shirt and tie go to
+    the torso as well; with the option off (an infinite distance) they stayed on the head."""
+    photo, mask, head, lm, collar, _, hair = portrait
+    rows = np.mgrid[0:H, 0:W][0]
+    cols = np.mgrid[0:H, 0:W][1]
+    suit = (0.10, 0.11, 0.16)
+    photo = photo.copy()
+    for m in (_box(70, 442, 380, H) & ~head, collar):
+        photo[m] = suit
+    shirt = head & (rows >= 390)
+    tie = shirt & (np.abs(cols - 256) < 10)
+    photo[shirt] = (0.95, 0.95, 0.96)
+    photo[tie] = (0.15, 0.25, 0.65)
+    r = portrait_regions(photo, mask, head, lm, RegionOptions())
+    assert (r.neck_clothes & shirt & ~tie).sum() / (shirt & ~tie).sum() > 0.9
+    assert (r.neck_clothes & tie).sum() / tie.sum() > 0.8
+    skin_neck = head & (rows >= 356) & (rows < 384)
+    assert not (r.neck_clothes & skin_neck).any()
+    off = portrait_regions(photo, mask, head, lm, RegionOptions(chest_not_skin=np.inf))
+    assert (off.neck_clothes & shirt & ~tie).sum() / (shirt & ~tie).sum() < 0.1
