@@ -10,7 +10,7 @@ faces the camera: one photo says nothing about the chest's turn, and portraits f
 Gaussians:
 - front: a pixel grid over the body pixels (and the pixels where hair covers the body, which are
   hidden behind the hair at the source view and keep the torso whole when the hair moves, and the
-  clothes the photo shows over the head model's neck, which runs on below the collar), each on
+  clothes or bare chest the photo shows over the head model's neck, which runs on below the collar), each on
   the ellipse's front at its pixel ray, coloured from the photo;
 - ring: the rest of each ellipse, its sides and back, at twice the spacing: from where the front
   grid's pixel columns start to stretch over the turning surface (SIDE_STRETCH) round the back,
@@ -18,7 +18,7 @@ Gaussians:
   flank's columns beside each side mirrored, the two blended towards the back), so side views show
   a whole torso with its texture, not the silhouette's pixels stretched or the background through
   a gap, and the back carries the flanks' fabric, not the chest's neckline.
-Colours come only from body pixels (and those clothes over the neck): anywhere else (under hair,
+Colours come only from body pixels (and that chest over the neck): anywhere else (under hair,
 beside the neck) the nearest such pixel's colour is used, so no face or hair colour reaches the body.
 Skinning: the neck joint's share is NECK_FOLLOW at the neck, fading to 0 ``neck_fade_m`` below it
 (global only): turning the head turns the collar a little and leaves the torso.
@@ -185,9 +185,12 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     if regions.body.any():  # a collar reaching above the neck joint's row (regions.collar_to_body) stays whole
         first = min(first, int(np.flatnonzero(regions.body.any(1))[0]))
     # clothes the photo shows over the head model's neck (a shirt's front: the model's neck runs on
-    # below the collar) belong to the torso; painted on the head's neck column they parted from
-    # the torso at every turned view, a flat band of shirt with a seam down each side
-    clothes = regions.body if regions.neck_clothes is None else regions.body | regions.neck_clothes
+    # below the collar), and a bare chest there, belong to the torso; painted on the head's neck
+    # column they parted from the torso at every turned view, a flat band with a seam down each side
+    clothes = regions.body.copy()
+    for on_neck in (regions.neck_clothes, regions.bare_chest):  # the chest the neck column covers
+        if on_neck is not None:
+            clothes |= on_neck
     covered = clothes | (regions.hair & (rows >= regions.chin_row))
     left, right, valid = _row_extents(covered | (regions.head & (rows >= neck_row)), first, opts.smooth_rows)
     front = covered & valid[:, None]

@@ -23,6 +23,8 @@ model. The heuristic, in the 512 crop:
 5. ``neck_clothes`` = head-mesh pixels below the chin that show clothes by the same colour test
    as the collars (a shirt's front over the model's neck, which runs on below the collar): the
    torso carries them, so a turned view shows one shirt, not a band of it on the neck column.
+   ``bare_chest`` = the skin-coloured head pixels of the rows, from the first down, where the body
+   beside the head column is skin too (bare shoulders, a low neckline): the chest, not the neck.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class RegionOptions:
     # sampled: its pixels farther than this (Mahalanobis) from the skin's colour add clothes
     # clusters for ``neck_clothes`` (a bare chest is skin, and adds none)
     chest_not_skin: float = 3.0
+    # a row is the bare chest's when the body pixels within this many pixels beside the head
+    # column, on both sides, are mostly (bare_share) skin-coloured (Mahalanobis <= chest_not_skin)
+    bare_window_px: int = 8
+    bare_share: float = 0.6
 
 
 @dataclass
@@ -74,7 +80,8 @@ class PortraitRegions:
     (ears, hats: head-attached, coloured from the photo); chin_row, brow_row: landmark rows;
     scalp: head pixels above the brows, outside the face hull, whose colour is the hair's (hair seen
     over the scalp: it has a thickness the bald head model lacks); neck_clothes: head pixels below
-    the chin, outside the face hull, whose colour is the clothes' (None: none found)."""
+    the chin, outside the face hull, whose colour is the clothes' (None: none found); bare_chest:
+    skin-coloured head pixels below the chin on rows where the body beside the head is skin (None: none)."""
 
     person: np.ndarray
     head: np.ndarray
@@ -87,6 +94,7 @@ class PortraitRegions:
     nape_row: float = float("nan")
     scalp: np.ndarray | None = None
     neck_clothes: np.ndarray | None = None
+    bare_chest: np.ndarray | None = None
 
 
 def _color_model(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +149,37 @@ def _shirt_models(photo: np.ndarray, chest: np.ndarray, skin_model: tuple, opts:
         return []
     lab = _kmeans(pix, opts.body_clusters)
     return [_color_model(pix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
+
+
+def _bare_chest(photo: np.ndarray, neck: np.ndarray, head: np.ndarray, body: np.ndarray, skin_model: tuple,
+                opts: RegionOptions) -> np.ndarray | None:
+    """(H, W) bool or None: the skin-coloured ``neck`` pixels (head pixels below the chin) on the
+    rows where the ``body`` pixels within ``opts.bare_window_px`` beside the head's left and right
+    edges are at least ``opts.bare_share`` skin-coloured, from the first such row down (the chest
+    continues below it). Beside a neck lie hair, a collar or the background, never body skin."""
+    H, W = head.shape
+    skinlike = np.zeros((H, W), bool)
+    skinlike[body] = _maha2(photo[body], *skin_model) <= opts.chest_not_skin ** 2
+    has = head.any(1)
+    left = np.argmax(head, 1)
+    right = W - 1 - np.argmax(head[:, ::-1], 1)
+    k = opts.bare_window_px
+    cb = np.concatenate([np.zeros((H, 1), np.int64), np.cumsum(body, 1)], 1)        # (H, W + 1)
+    cs = np.concatenate([np.zeros((H, 1), np.int64), np.cumsum(skinlike, 1)], 1)
+    r = np.arange(H)
+
+    def share(a: np.ndarray, b: np.ndarray) -> np.ndarray:   # skin share of the body in columns [a, b)
+        a, b = np.clip(a, 0, W), np.clip(b, 0, W)
+        n = cb[r, b] - cb[r, a]
+        return np.where(n >= k // 2, (cs[r, b] - cs[r, a]) / np.maximum(n, 1), 0.0)
+
+    rows = has & neck.any(1) & (share(left - k, left) >= opts.bare_share) & (share(right + 1, right + 1 + k) >= opts.bare_share)
+    if not rows.any():
+        return None
+    rows[int(np.flatnonzero(rows)[0]):] = True
+    bare = neck & rows[:, None]
+    bare[bare] = _maha2(photo[bare], *skin_model) <= opts.chest_not_skin ** 2
+    return bare if bare.any() else None
 
 
 def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray, landmarks: np.ndarray,
@@ -245,5 +284,6 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
                                       skin_model, opts)
                 neck_clothes = _collar(photo, neck, below & ~hair, cloth_models + shirt, rivals, opts.open_px)
     body = free & ~hair & ~side
+    bare = _bare_chest(photo, neck, head, body, skin_model, opts) if skin_model is not None and neck.any() else None
     return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row, scalp,
-                           neck_clothes)
+                           neck_clothes, bare)

@@ -146,3 +146,20 @@ def test_a_shirt_and_tie_between_dark_lapels_are_clothes_too(portrait):
     assert not (r.neck_clothes & skin_neck).any()
     off = portrait_regions(photo, mask, head, lm, RegionOptions(chest_not_skin=np.inf))
     assert (off.neck_clothes & shirt & ~tie).sum() / (shirt & ~tie).sum() < 0.1
+
+
+def test_a_bare_chest_below_the_neck_is_the_torso_s_and_the_neck_is_not(portrait):
+    """Bare shoulders from row 420 down (a low neckline): the skin on the head model's neck column
+    there is ``bare_chest``, down to the crop's bottom; the neck above, beside which the body is
+    clothes, is not; a clothed body (the fixture as painted) has no bare chest at all."""
+    photo, mask, head, lm, _, _, _ = portrait
+    assert portrait_regions(photo, mask, head, lm, RegionOptions()).bare_chest is None
+    rows = np.mgrid[0:H, 0:W][0]
+    photo = photo.copy()
+    shoulders = _box(70, 442, 420, H) & ~head
+    photo[shoulders] = np.asarray(SKIN) + 0.02 * np.random.default_rng(1).normal(size=(int(shoulders.sum()), 3))
+    r = portrait_regions(photo, mask, head, lm, RegionOptions())
+    assert r.bare_chest is not None
+    chest = head & (rows >= 424)
+    assert (r.bare_chest & chest).sum() / chest.sum() > 0.95
+    assert not (r.bare_chest & (rows < 416)).any()
