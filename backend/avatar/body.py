@@ -211,7 +211,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
 
     # front Gaussians on a pixel grid over the covered pixels; the grid's spacing comes from the
     # body below the chin outside the head, so a collar above it (regions.collar_to_body) and the
-    # clothes over the head's neck add Gaussians at the same density instead of thinning the torso
+    # chest over the head's neck add Gaussians at the same density instead of thinning the torso
     below_chin = int((front & (rows >= regions.chin_row) & ~regions.head).sum())
     step = max(1.0, float(np.sqrt((below_chin if below_chin > 0 else area) / max(opts.target_count, 1))))
     uu, vv = np.meshgrid(np.arange(step / 2, W, step), np.arange(step / 2, H, step))

@@ -173,7 +173,9 @@ def _bare_chest(photo: np.ndarray, neck: np.ndarray, head: np.ndarray, body: np.
         n = cb[r, b] - cb[r, a]
         return np.where(n >= k // 2, (cs[r, b] - cs[r, a]) / np.maximum(n, 1), 0.0)
 
-    rows = has & neck.any(1) & (share(left - k, left) >= opts.bare_share) & (share(right + 1, right + 1 + k) >= opts.bare_share)
+    beside_left = share(left - k, left) >= opts.bare_share
+    beside_right = share(right + 1, right + 1 + k) >= opts.bare_share
+    rows = has & neck.any(1) & beside_left & beside_right
     if not rows.any():
         return None
     rows[int(np.flatnonzero(rows)[0]):] = True
@@ -280,8 +282,8 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
             if side.any():
                 side &= ~_collar(photo, side, below & ~hair, cloth_models, rivals, opts.open_px)
             if neck.any():
-                shirt = _shirt_models(photo, person & head & column & (rows >= chin_row + opts.chest_offset * fw) & ~face,
-                                      skin_model, opts)
+                chest_under_head = person & head & column & (rows >= chin_row + opts.chest_offset * fw) & ~face
+                shirt = _shirt_models(photo, chest_under_head, skin_model, opts)
                 neck_clothes = _collar(photo, neck, below & ~hair, cloth_models + shirt, rivals, opts.open_px)
     body = free & ~hair & ~side
     bare = _bare_chest(photo, neck, head, body, skin_model, opts) if skin_model is not None and neck.any() else None
