@@ -228,7 +228,10 @@ def test_body_colours_come_only_from_body_pixels(astro):
     d = astro
     reg = d["pp"].regions
     marked = d["photo"].copy()
-    clothes = reg.body | reg.neck_clothes                 # the shirt's front over the model's neck too
+    clothes = reg.body.copy()                             # and the chest over the model's neck
+    for on_neck in (reg.neck_clothes, reg.bare_chest):
+        if on_neck is not None:
+            clothes |= on_neck
     marked[~clothes] = (1.0, 0.0, 1.0)  # magenta everywhere that is not clothes (face, hair, background)
     _, joints, _ = lbs_numpy(d["model"], d["fit"].params)
     A = lbs_numpy(d["model"], d["fit"].params)[2][0]
