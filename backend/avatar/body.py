@@ -187,10 +187,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     # clothes the photo shows over the head model's neck (a shirt's front: the model's neck runs on
     # below the collar), and a bare chest there, belong to the torso; painted on the head's neck
     # column they parted from the torso at every turned view, a flat band with a seam down each side
-    clothes = regions.body.copy()
-    for on_neck in (regions.neck_clothes, regions.bare_chest):  # the chest the neck column covers
-        if on_neck is not None:
-            clothes |= on_neck
+    clothes = regions.torso_pixels()
     covered = clothes | (regions.hair & (rows >= regions.chin_row))
     left, right, valid = _row_extents(covered | (regions.head & (rows >= neck_row)), first, opts.smooth_rows)
     front = covered & valid[:, None]

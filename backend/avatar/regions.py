@@ -96,6 +96,15 @@ class PortraitRegions:
     neck_clothes: np.ndarray | None = None
     bare_chest: np.ndarray | None = None
 
+    def torso_pixels(self) -> np.ndarray:
+        """(H, W) bool: the pixels the torso carries: the body, and the clothes and bare chest the
+        photo shows over the head model's neck."""
+        out = self.body.copy()
+        for on_neck in (self.neck_clothes, self.bare_chest):
+            if on_neck is not None:
+                out |= on_neck
+        return out
+
 
 def _color_model(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) colours -> mean (3,), inverse covariance (3, 3) (regularised for flat colours)."""
@@ -137,18 +146,22 @@ def _collar(photo: np.ndarray, side: np.ndarray, body_below: np.ndarray, cloth_m
     return cloth & np.isin(lab_img, keep[keep > 0])
 
 
+def _cluster_models(pix: np.ndarray, k: int) -> list:
+    """(N, 3) colours -> colour models (mean (3,), inverse covariance (3, 3)) of their ``k``
+    k-means clusters, those of at least ten pixels."""
+    lab = _kmeans(pix, k)
+    return [_color_model(pix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
+
+
 def _shirt_models(photo: np.ndarray, chest: np.ndarray, skin_model: tuple, opts: RegionOptions) -> list:
-    """Colour models (mean (3,), inverse covariance (3, 3)) of the clothes on the ``chest`` (H, W)
-    bool pixels: k-means clusters of those farther than ``opts.chest_not_skin`` from ``skin_model``
-    (none when fewer than ten per cluster are left: a bare chest)."""
+    """Colour models of the clothes on the ``chest`` (H, W) bool pixels: the clusters
+    (_cluster_models) of those farther than ``opts.chest_not_skin`` from ``skin_model`` (none when
+    fewer than ten per cluster are left: a bare chest)."""
     pix = photo[chest]
     if len(pix) == 0:
         return []
     pix = pix[_maha2(pix, *skin_model) > opts.chest_not_skin ** 2]
-    if len(pix) < opts.body_clusters * 10:
-        return []
-    lab = _kmeans(pix, opts.body_clusters)
-    return [_color_model(pix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
+    return _cluster_models(pix, opts.body_clusters) if len(pix) >= opts.body_clusters * 10 else []
 
 
 def _bare_chest(photo: np.ndarray, neck: np.ndarray, head: np.ndarray, body: np.ndarray, skin_model: tuple,
@@ -160,7 +173,6 @@ def _bare_chest(photo: np.ndarray, neck: np.ndarray, head: np.ndarray, body: np.
     H, W = head.shape
     skinlike = np.zeros((H, W), bool)
     skinlike[body] = _maha2(photo[body], *skin_model) <= opts.chest_not_skin ** 2
-    has = head.any(1)
     left = np.argmax(head, 1)
     right = W - 1 - np.argmax(head[:, ::-1], 1)
     k = opts.bare_window_px
@@ -175,7 +187,7 @@ def _bare_chest(photo: np.ndarray, neck: np.ndarray, head: np.ndarray, body: np.
 
     beside_left = share(left - k, left) >= opts.bare_share
     beside_right = share(right + 1, right + 1 + k) >= opts.bare_share
-    rows = has & neck.any(1) & beside_left & beside_right
+    rows = neck.any(1) & beside_left & beside_right   # (neck pixels are head pixels: the edges exist)
     if not rows.any():
         return None
     rows[int(np.flatnonzero(rows)[0]):] = True
@@ -274,9 +286,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     if opts.collar_to_body and (side.any() or neck.any()) and skin_model is not None:
         if hair_model is None and sample.sum() >= opts.body_clusters * 10:
             # no hair to tell apart (a bald head): every sure-body cluster is clothes
-            spix = photo[sample]
-            lab = _kmeans(spix, opts.body_clusters)
-            cloth_models = [_color_model(spix[lab == c]) for c in range(int(lab.max()) + 1) if (lab == c).sum() >= 10]
+            cloth_models = _cluster_models(photo[sample], opts.body_clusters)
         if cloth_models:
             rivals = [skin_model] + ([hair_model] if hair_model is not None else [])
             if side.any():
