@@ -642,8 +642,13 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
         rest_off = np.linalg.solve(Rb, res.offsets[:n_head, :, None].astype(np.float64))[..., 0]
         avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest_off).astype(np.float32)
         if l == levels[-1]:
+            share = opts.portrait.hair.refined_share
             for part, sl in zip(avatar.parts, avatar.part_slices(l).values()):
-                part.gaussians.colors = plausible_refined_colors(part.name, part.gaussians.colors, res.colors[sl])
+                before = part.gaussians.colors
+                after = plausible_refined_colors(part.name, before, res.colors[sl])
+                if part.name == "hair":
+                    after = (before + share * (after - before)).astype(np.float32)
+                part.gaussians.colors = after
                 part.gaussians.opacities = res.opacities[sl].astype(np.float32)
         steps[l] = res.steps
     return steps

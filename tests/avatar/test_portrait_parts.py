@@ -715,3 +715,32 @@ def test_the_bald_head_does_not_show_through_the_back_of_the_hair(astro, yaw, ro
     upper = covered & (np.arange(covered.shape[0])[:, None] < rows.min() + rows_share * np.ptp(rows))
     assert upper.sum() > 20000
     assert (share[upper] > 0.3).mean() <= 0.01, (share[upper] > 0.3).mean()
+
+
+def test_smooth_depth_removes_the_voxel_terraces():
+    """hair.smooth_depth (the fine layer's depth map, HairOptions.fine_depth_smooth): a slope the
+    shell's voxels cut into 3 mm terraces comes back as a slope (neighbour steps within 20 % of the
+    slope's own, against 5.75 times it for the terraces; within a third of a terrace of the true
+    plane), only the known pixels count (an
+    unknown far value does not pull the edge), a flat map stays flat, and a pixel with no known
+    pixel near keeps its depth."""
+    from backend.avatar.hair import smooth_depth
+
+    H, W, vox, px_per_vox = 64, 96, 0.003, 4.6
+    x = np.arange(W)[None, :].repeat(H, 0)
+    plane = 2.0 + x / px_per_vox * vox * 0.8                     # 0.8 voxel of depth per voxel across
+    terraced = np.floor((plane - 2.0) / vox) * vox + 2.0
+    known = np.zeros((H, W), bool)
+    known[:, 8:88] = True
+    depth = np.where(known, terraced, 9.0)                       # far values outside the known pixels
+    out = smooth_depth(depth, known, 1.0 * px_per_vox)
+    inner = known & (x >= 16) & (x < 80)
+    slope = 0.8 * vox / px_per_vox                               # metres per pixel
+    assert np.abs(np.diff(terraced, axis=1))[:, 16:79].max() >= 5 * slope
+    assert np.abs(np.diff(out, axis=1))[:, 16:79].max() < 1.2 * slope
+    assert np.abs(out - plane + 0.5 * vox)[inner].max() < vox / 3
+    assert out[known].max() < 2.1                                # the 9 m outside never leaks in
+    assert np.allclose(smooth_depth(np.full((H, W), 2.5), known, 4.6), 2.5)
+    lone = np.zeros((H, W), bool)
+    lone[0, 0] = True
+    assert smooth_depth(depth, lone, 1.0)[H - 1, W - 1] == depth[H - 1, W - 1]
