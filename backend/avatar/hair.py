@@ -90,8 +90,9 @@ class HairOptions:
     # footprints, the shell and the scalp's paint behind it) and overshoots the photo's own colours
     # (57 % of d3's hair Gaussians beyond the colours of the 5x5 pixels around them), a pattern of
     # light and dark that only the source view blends away: turned 9 deg, d3's hair showed braids.
-    # 0.5 against 1 (eval page, thirty-sixth session): self-reenactment PSNR full d3 +0.26, d12
-    # +0.08, d19 +0.03, d0 -0.03 dB, SSIM +0.001 to +0.007; the source view -0.02 to -0.9 dB
+    # 0.5 against 1 with the smoothing above (eval page, thirty-sixth session): self-reenactment PSNR
+    # full +0.15 dB (d3 +0.34, d12 +0.10, d19 -0.03, d0 -0.06), SSIM full +0.005; the source view's
+    # PSNR full -1.0 dB (-0.07 to -2.3 per photo: what it scored as detail was the overshoot)
     refined_share: float = 0.5
     on_body_m: float = 0.012        # hair lying on the torso sits this far in front of it
     shoulder_blend_m: float = 0.08  # below the chin, weights blend to the torso's over this drop
