@@ -123,6 +123,42 @@ def test_shoulders_rising_beside_the_jaw_are_read() -> None:
     np.testing.assert_array_equal(low.shifts(), np.zeros((len(moves), 2), np.float32))
 
 
+def _jaw_gap_portrait(h: int, w: int, dx: float = 0.0, dy: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A performer closer still: the face spans 0.3 frame widths, the shoulders fill every column
+    below the chin and stand above it from 0.245 frame widths off the centre out, so the only
+    background near the chin is a gap beside the jaw, its floor the shoulders' top just above the
+    chin's row and its outer wall their steep rise; the body moved by (dx, dy) px, the head still."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    head = ((xx - 0.5 * w) / (0.15 * w)) ** 2 + ((yy - 0.33 * h) / (0.2 * h)) ** 2
+    sx, sy = xx - dx, yy - dy
+    off = np.abs(sx - 0.5 * w)
+    top = 0.30 * h + 0.22 * h * np.clip((0.245 * w - off) / (0.01 * w), 0, 1)
+    body = np.clip((sy - top) / 2.0 + 0.5, 0, 1)
+    m = np.maximum(np.clip(1.5 - head, 0, 1), body).astype(np.float32)
+    rng = np.random.default_rng(0)
+    lm = np.stack([rng.uniform(0.35, 0.65, 478) * w, rng.uniform(0.15, 0.5, 478) * h], 1).astype(np.float32)
+    return np.clip(m, 0, 1), lm
+
+
+def test_shoulders_beside_the_jaw_are_read_within_a_third_of_a_face_width() -> None:
+    """TorsoOptions.side_pad: the window beside the jaw starts 0.1 face widths beside the face.
+    With 0.35 (before the thirty-sixth session) a performer whose shoulders rise within a third of
+    a face width of the jaw had no outline in the window (all body beside it, all face inside it):
+    no frame had a reading, so the body stayed where it started; d12's reading improved on every
+    clip with the narrower margin (PSNR full d12 +0.15, d19 +0.20 dB)."""
+    moves = [(0.0, 0.0), (0.0, 8.0), (0.0, 12.0), (0.0, -5.0), (3.0, 6.0)]
+    tr = ShoulderTracker(TorsoOptions(median_frames=1))
+    for dx, dy in moves:
+        tr.add(*_jaw_gap_portrait(480, 640, dx, dy))
+    got = tr.shifts()
+    np.testing.assert_allclose(got[:, 1], np.array(moves)[:, 1], atol=1.0)
+    np.testing.assert_allclose(got[:, 0], np.array(moves)[:, 0], atol=1.5)
+    wide = ShoulderTracker(TorsoOptions(median_frames=1, side_pad=0.35))
+    for dx, dy in moves:
+        wide.add(*_jaw_gap_portrait(480, 640, dx, dy))
+    np.testing.assert_array_equal(wide.shifts(), np.zeros((len(moves), 2), np.float32))
+
+
 @pytest.fixture(scope="module")
 def model():
     return load_head_model(None)
