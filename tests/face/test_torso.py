@@ -90,19 +90,27 @@ def test_shoulder_tracker_follows_the_body_not_the_head() -> None:
     assert np.allclose(tr.shifts()[1:, 0], 8.0, atol=1.0)
 
 
+def _shoulder_matte(h: int, w: int, dx: float, dy: float, head_half_w: float, head_y: float, top,
+                    face_x: tuple[float, float], face_y: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A head ellipse (half-width ``head_half_w`` frame widths, centre row ``head_y`` frame heights)
+    over a body below ``top(sx) -> row px`` (its soft outline, the body moved by (dx, dy) px, the
+    head still) -> matte (H, W) float32, and face landmarks (478, 2) spread uniformly over
+    ``face_x`` x ``face_y`` (fractions of the frame)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    head = ((xx - 0.5 * w) / (head_half_w * w)) ** 2 + ((yy - head_y * h) / (0.2 * h)) ** 2
+    body = np.clip((yy - dy - top(xx - dx)) / 2.0 + 0.5, 0, 1)
+    m = np.maximum(np.clip(1.5 - head, 0, 1), body).astype(np.float32)
+    rng = np.random.default_rng(0)
+    lm = np.stack([rng.uniform(*face_x, 478) * w, rng.uniform(*face_y, 478) * h], 1).astype(np.float32)
+    return np.clip(m, 0, 1), lm
+
+
 def _close_portrait(h: int, w: int, dx: float = 0.0, dy: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A performer close to the camera (d12): below the chin the body fills the frame's whole
     width, and its outline is the shoulders rising beside the jaw, from the frame's sides (at the
     chin's row) to the neck; the body moved by (dx, dy) px, the head still."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
-    head = ((xx - 0.5 * w) / (0.16 * w)) ** 2 + ((yy - 0.35 * h) / (0.2 * h)) ** 2
-    sx, sy = xx - dx, yy - dy
-    top = 0.40 * h + 0.12 * h * np.abs(sx - 0.5 * w) / (0.5 * w)
-    body = np.clip((sy - top) / 2.0 + 0.5, 0, 1)
-    m = np.maximum(np.clip(1.5 - head, 0, 1), body).astype(np.float32)
-    rng = np.random.default_rng(0)
-    lm = np.stack([rng.uniform(0.4, 0.6, 478) * w, rng.uniform(0.25, 0.5, 478) * h], 1).astype(np.float32)
-    return np.clip(m, 0, 1), lm
+    return _shoulder_matte(h, w, dx, dy, 0.16, 0.35, lambda sx: 0.40 * h + 0.12 * h * np.abs(sx - 0.5 * w) / (0.5 * w),
+                           (0.4, 0.6), (0.25, 0.5))
 
 
 def test_shoulders_rising_beside_the_jaw_are_read() -> None:
@@ -128,16 +136,9 @@ def _jaw_gap_portrait(h: int, w: int, dx: float = 0.0, dy: float = 0.0) -> tuple
     below the chin and stand above it from 0.245 frame widths off the centre out, so the only
     background near the chin is a gap beside the jaw, its floor the shoulders' top just above the
     chin's row and its outer wall their steep rise; the body moved by (dx, dy) px, the head still."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
-    head = ((xx - 0.5 * w) / (0.15 * w)) ** 2 + ((yy - 0.33 * h) / (0.2 * h)) ** 2
-    sx, sy = xx - dx, yy - dy
-    off = np.abs(sx - 0.5 * w)
-    top = 0.30 * h + 0.22 * h * np.clip((0.245 * w - off) / (0.01 * w), 0, 1)
-    body = np.clip((sy - top) / 2.0 + 0.5, 0, 1)
-    m = np.maximum(np.clip(1.5 - head, 0, 1), body).astype(np.float32)
-    rng = np.random.default_rng(0)
-    lm = np.stack([rng.uniform(0.35, 0.65, 478) * w, rng.uniform(0.15, 0.5, 478) * h], 1).astype(np.float32)
-    return np.clip(m, 0, 1), lm
+    def top(sx):
+        return 0.30 * h + 0.22 * h * np.clip((0.245 * w - np.abs(sx - 0.5 * w)) / (0.01 * w), 0, 1)
+    return _shoulder_matte(h, w, dx, dy, 0.15, 0.33, top, (0.35, 0.65), (0.15, 0.5))
 
 
 def test_shoulders_beside_the_jaw_are_read_within_a_third_of_a_face_width() -> None:
