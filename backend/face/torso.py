@@ -37,8 +37,9 @@ class TorsoOptions:
     holds the rows from ``rise`` face heights above the lower chin down to the body window, outside
     the face's columns widened by ``side_pad`` face widths on each side: shoulders that rise beside
     the jaw (a performer close to a phone) have their outline there, while below the chin the body
-    may fill the frame's whole width and leave no outline to read; the wider columns keep the ears
-    and the hair beside the face out."""
+    may fill the frame's whole width and leave no outline to read; the widening keeps the face's own
+    edge out (since the thirty-sixth session 0.1, not 0.35: a close performer's shoulders rise within
+    a third of a face width of the jaw; long hair beside the neck, d3's, now enters the window)."""
 
     work_px: int = 160
     margin: float = 0.15

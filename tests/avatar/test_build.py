@@ -509,8 +509,9 @@ def test_the_hair_keeps_half_of_the_refinement_s_colour_change():
     layers and overshoots the photo's own colours, a light-and-dark pattern only the source view
     blends away (d3's hair showed braids turned 9 deg). The hair keeps half of its colour change;
     the head and the other parts keep all of theirs. Measured on the astronaut (LOD 2, three steps):
-    the share of hair Gaussians seen at the source view whose colour lies beyond the colours of
-    the 5x5 photo pixels around them (by more than 0.02) falls with it."""
+    the share of hair Gaussians whose centres project into the portrait at the source view and
+    whose colour lies beyond the colours of the 5x5 photo pixels around them (by more than 0.02)
+    falls with it."""
     import copy
 
     from scipy.ndimage import maximum_filter, minimum_filter
