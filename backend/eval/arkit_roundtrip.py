@@ -120,11 +120,13 @@ class RoundTripResult:
 
 def random_weights(opts: RoundTripOptions) -> np.ndarray:
     """(frames, 52) float32 in [0, 1]: key frames every ``hold`` frames with ``active`` random shapes
-    at U(0.3, 1) (never both sides' opposites of one axis: jawLeft+jawRight, eyeLookUp+Down, In+Out
-    of one eye; jawOpen at least mouthClose; both eyes share one gaze), linear in between."""
+    at U(0.3, 1) (never both sides' opposites of one axis: jawLeft+jawRight, mouthLeft+mouthRight,
+    eyeLookUp+Down, In+Out of one eye; jawOpen at least mouthClose; both eyes share one gaze), linear in between."""
     rng = np.random.default_rng(opts.seed)
     n_keys = int(np.ceil(opts.frames / opts.hold)) + 1
-    excl = {"jawLeft": "jawRight", "jawRight": "jawLeft"}
+    # mouthLeft with mouthRight (like jawLeft with jawRight) moves the mouth both ways at once: the
+    # render shows only what is left of the two, so no tracker can read either (a capture reports one)
+    excl = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft"}
     for s in ("Left", "Right"):
         excl[f"eyeLookUp{s}"], excl[f"eyeLookDown{s}"] = f"eyeLookDown{s}", f"eyeLookUp{s}"
         excl[f"eyeLookIn{s}"], excl[f"eyeLookOut{s}"] = f"eyeLookOut{s}", f"eyeLookIn{s}"
