@@ -24,13 +24,19 @@ mixtures without it), which the tracker takes off its solved weights (docs/figur
 twenty-fourth session: the corrected directions alone read the shapes a little high and absent ones
 above 0; with the floor both correlation and error improve on the round trip).
 
+The mixtures are rendered a second time with the jaw open (:func:`open_jaw_mixtures`) and give the
+calibration its open-jaw part (face.calibration.LandmarkCalibration.open_jaw: the same directions
+corrected by those renders, with their own reading floor), which the tracker re-solves the frames it
+first read with the jaw open with.
+
 It costs a render and two face-mesh runs per calibrated expression, the neutral face, each base, the
-three jaw turns and each mixture (46 + 240 on the stand-in: about 20 s on two CPU cores at LOD 2);
+three jaw turns and each mixture, twice (46 + 2 x 240 on the stand-in: about 55 s on two CPU cores at LOD 2);
 :func:`calibration_for` keeps it in a file so that happens on first use only.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +100,13 @@ MIXTURE_WEIGHTS = (0.2, 1.0)
 MIXTURE_SEED = 20_261_205
 #: fit_mixtures' ridge (weight^2 units per shape): 1 gave 12 of the 20 on 120 mixtures, 3 gave 16
 MIXTURE_RIDGE = 3.0
+#: the open-jaw calibration (face.calibration.LandmarkCalibration.open_jaw) reads the same mixtures
+#: again with jawOpen raised to at least U(OPEN_JAW_WEIGHTS), drawn from OPEN_JAW_SEED: mediapipe reads
+#: the sideways jaw and the mouth's shapes differently over an open jaw. On the ARKit round trip's
+#: seeds 0-3 the two calibrations read 20 / 19 / 19 / 20 of the top 20 at 0.8 or above against 20 / 19 /
+#: 18 / 19 with the first alone (the open one alone: 14 / 16 / 18 / 15; docs/figures/arkit.md)
+OPEN_JAW_WEIGHTS = (0.3, 1.0)
+OPEN_JAW_SEED = 11
 
 
 #: shapes whose meaning needs others on (ARKit weights): each is rendered over them and read
@@ -148,6 +161,18 @@ def mixture_weights(model: "HeadModel", n: int = MIXTURES, seed: int = MIXTURE_S
     return out
 
 
+def open_jaw_mixtures(mixes: list[dict[str, float]], seed: int = OPEN_JAW_SEED) -> list[dict[str, float]]:
+    """``mixes`` (:func:`mixture_weights`) with the jaw open: each one's jawOpen raised to at least
+    U(``OPEN_JAW_WEIGHTS``) (drawn from ``seed``, one per mixture; mouthClose stays under it). Copies."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in mixes:
+        w = dict(w)
+        w["jawOpen"] = max(w.get("jawOpen", 0.0), float(rng.uniform(*OPEN_JAW_WEIGHTS)))
+        out.append(w)
+    return out
+
+
 def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: float):
     """HeadParams of the calibration renders and, per expression, the frame it is read against
     ((E,) int, -1: not calibrated). Frame 0 is neutral; then each calibrated expression alone at
@@ -184,12 +209,14 @@ def calibration_params(avatar: "GaussianAvatar", model: "HeadModel", weight: flo
 
 
 def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None, weight: float = 1.0,
-                      backend: str = "auto", mixtures: int = MIXTURES,
+                      backend: str = "auto", mixtures: int = MIXTURES, open_jaw: bool = True,
                       progress: "Progress | None" = None) -> "LandmarkCalibration":
     """The tracker's calibration to ``avatar`` (see the module doc). lod: None = the avatar's
     finest; weight: the expression weight rendered; mixtures: renders of random mixtures that
     correct the single shapes' directions (:func:`mixture_weights`, face.calibration.fit_mixtures)
-    and give each its reading floor (:func:`mixture_floor`); 0 = none (neither). progress: told
+    and give each its reading floor (:func:`mixture_floor`); 0 = none (neither). open_jaw: the
+    mixtures rendered again with the jaw open (:func:`open_jaw_mixtures`) for the calibration's
+    open-jaw part (twice the mixture renders; none without mixtures). progress: told
     each render read (the renders and readings are nearly all of the time) and can cancel between
     them (CancelledError). InputError when mediapipe finds no face in the neutral render."""
     from ..progress import Progress
@@ -217,6 +244,9 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
                             np.concatenate([params.transl, params.transl[:len(turns)]]))
     n_before_mix = len(params.expr)
     mixes = mixture_weights(model, mixtures) if mixtures > 0 else []
+    n_closed = len(mixes)
+    if mixes and open_jaw and "jawOpen" in model.expr_names:   # the open-jaw set after the first
+        mixes = mixes + open_jaw_mixtures(mixes)
     if mixes:   # the mixtures, appended last
         mf = [weights_frame(model, params.pose[0, 0], w) for w in mixes]
         m = len(mf)
@@ -271,21 +301,24 @@ def calibrate_tracker(avatar: "GaussianAvatar", model: "HeadModel", lod: int | N
                         for w, lm in zip(mixes, lms[n_before_mix:])]
     progress.report(0.95, "fitting the calibration")
     cal = lift_readings(model, avatar.params.shape, neutral, shapes, weight, calibrate, readings, side,
-                        mixtures=mixture_readings)
+                        mixtures=mixture_readings[:n_closed], open_mixtures=mixture_readings[n_closed:])
     progress.report(1.0, "calibrated")
     return cal
 
 
 def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray, shapes: np.ndarray,
                   weight: float, calibrate: np.ndarray, readings: list, side: tuple[str, ...] = (),
-                  camera=None, mixtures: list | None = None) -> "LandmarkCalibration":
+                  camera=None, mixtures: list | None = None,
+                  open_mixtures: list | None = None) -> "LandmarkCalibration":
     """The calibration from mediapipe's readings of the calibration renders (crop pixels of
     ``camera``, default the 512 px source camera): neutral (L, 2) the neutral render's; shapes
     (E, L, 2) each calibrated expression's (NaN rows: not read), at ``weight``; calibrate (E,) bool;
     readings: [(jaw axis, angle rad, (L, 2) px or None)] of the jaw's corrective turns; side: the
     joint channels calibrated as expressions; mixtures: [(ARKit-named weights, (L, 2) px or None)]
     of the mixture renders (face.calibration.fit_mixtures corrects the directions with them, after
-    the passes). The neutral pose is fitted (identity kept, jaw and
+    the passes); open_mixtures: the same of the open-jaw mixture renders (:func:`open_jaw_mixtures`),
+    which correct the passes' directions into the calibration's open-jaw part, with its own floor
+    (used only with ``mixtures``). The neutral pose is fitted (identity kept, jaw and
     eyes free) :data:`PASSES` times, each with the calibration of the pass before, and the readings
     are lifted at that fit's head pose with the jaw and eyes at rest, as the renders have them."""
     from ..face.calibration import JAW, fit_calibration, fit_jaw_correctives
@@ -314,28 +347,44 @@ def lift_readings(model: "HeadModel", identity: np.ndarray, neutral: np.ndarray,
         if readings:
             cal.jawdirs = fit_jaw_correctives(lmm, proj, fit.shape, rest, fit.transl[0], neutral, readings)
     if mixtures:
-        from ..face.calibration import fit_mixtures
-        from ..face.mediapipe_face import FACE_OVAL
-        from ..head.arkit_names import JOINT_CHANNELS
-
-        names = list(model.expr_names)
-        gain = {n: g for n, j, axis, g in JOINT_CHANNELS if j == "jaw" and axis == 0}
-        expr = np.zeros((len(mixtures), model.n_expr))
-        jaw = np.zeros(len(mixtures))
-        lm = np.full((len(mixtures), len(neutral), 2), np.nan)
-        for i, (w, px) in enumerate(mixtures):
-            for n, v in w.items():   # as the tracker solves them: the jaw opening a joint, the rest columns
-                if n in gain:
-                    jaw[i] += gain[n] * v
-                else:
-                    expr[i, names.index(n)] += v
-            if px is not None:
-                lm[i] = px
-        inner = np.setdiff1d(np.arange(len(neutral)), list(FACE_OVAL))
-        cal = fit_mixtures(lmm, proj, cal, fit.shape, rest, fit.transl[0], expr, jaw, lm, calibrate,
-                           ridge=MIXTURE_RIDGE, free_motion=inner)
-        cal.floor = mixture_floor(model, identity, cal, cam, expr, lm, calibrate)
+        single = cal
+        cal = _mixture_corrected(model, identity, single, lmm, proj, cam, fit, rest, calibrate, mixtures)
+        if open_mixtures:
+            cal.open_jaw = _mixture_corrected(model, identity, single, lmm, proj, cam, fit, rest, calibrate,
+                                              open_mixtures)
     return cal
+
+
+def _mixture_corrected(model: "HeadModel", identity: np.ndarray, cal: "LandmarkCalibration", lmm, proj, cam,
+                       fit, rest: np.ndarray, calibrate: np.ndarray, mixtures: list) -> "LandmarkCalibration":
+    """``cal`` corrected by the ``mixtures`` [(ARKit-named weights, (L, 2) px or None)]
+    (face.calibration.fit_mixtures at the neutral fit ``fit``, jaw and eyes at rest ``rest``),
+    with its reading floor from them (:func:`mixture_floor`). A new calibration."""
+    from ..face.calibration import fit_mixtures
+    from ..face.mediapipe_face import FACE_OVAL
+    from ..head.arkit_names import JOINT_CHANNELS
+
+    names = list(model.expr_names)
+    gain = {n: g for n, j, axis, g in JOINT_CHANNELS if j == "jaw" and axis == 0}
+    L = cal.offset.shape[0]
+    expr = np.zeros((len(mixtures), model.n_expr))
+    jaw = np.zeros(len(mixtures))
+    lm = np.full((len(mixtures), L, 2), np.nan)
+    for i, (w, px) in enumerate(mixtures):
+        for n, v in w.items():   # as the tracker solves them: the jaw opening a joint, the rest columns
+            if n in gain:
+                jaw[i] += gain[n] * v
+            else:
+                expr[i, names.index(n)] += v
+        if px is not None:
+            lm[i] = px
+    inner = np.setdiff1d(np.arange(L), list(FACE_OVAL))
+    out = fit_mixtures(lmm, proj, cal, fit.shape, rest, fit.transl[0], expr, jaw, lm, calibrate,
+                       ridge=MIXTURE_RIDGE, free_motion=inner)
+    if out is cal:           # fewer than two mixtures read: nothing corrected
+        out = replace(cal)
+    out.floor = mixture_floor(model, identity, out, cam, expr, lm, calibrate)
+    return out
 
 
 def mixture_floor(model: "HeadModel", identity: np.ndarray, cal: "LandmarkCalibration", camera,
@@ -365,7 +414,7 @@ def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Pa
     """The calibration kept in ``path``: read when the file exists (InputError when it was made
     for another expression basis; an OMGWarning when it predates the reading floor), else computed
     by :func:`calibrate_tracker` (``progress`` told and able to cancel, before anything is written) and
-    written there."""
+    written there. A kept file without the open-jaw part is read with an OMGWarning too."""
     from ..face.calibration import LandmarkCalibration
 
     path = Path(path)
@@ -383,6 +432,14 @@ def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Pa
             warnings.warn(f"{path.name}: made before the calibration read mixtures of the shapes (no reading "
                           "floor); tracking with it reads absent shapes above 0. Delete it or give another "
                           "--calibration path to calibrate again", OMGWarning, stacklevel=2)
+        elif cal.open_jaw is None and not cal.offset_only:
+            import warnings
+
+            from ..errors import OMGWarning
+
+            warnings.warn(f"{path.name}: made before the calibration read the shapes over an open jaw (no "
+                          "open-jaw part); tracking with it reads the sideways jaw under an open mouth less well. "
+                          "Delete it or give another --calibration path to calibrate again", OMGWarning, stacklevel=2)
         return cal
     cal = calibrate_tracker(avatar, model, lod, progress=progress)
     cal.save(path)

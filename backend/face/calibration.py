@@ -28,6 +28,13 @@ A calibration can also hold a reading floor per expression (``floor``, :func:`re
 the calibrated tracker reads of a shape on renders that do not show it (mediapipe's crosstalk from
 the shapes that are on). :func:`apply_floor` subtracts it after the solve and rescales the rest to
 [0, 1], so an absent shape reads 0 instead of a small false weight.
+
+A calibration can carry a second one for an open jaw (``open_jaw``, from ``open_jaw_from`` of
+jawOpen up): mediapipe moves the chin and lower lip sideways by about a third of the model's motion
+when the jaw is open, and mixes that reading with the mouth's stretch and funnel, which one linear
+direction read with the jaw shut cannot follow (docs/figures/arkit.md, thirty-seventh session). The
+same directions corrected by mixtures rendered with the jaw open, and their own reading floor, are
+what the tracker re-solves the frames it first read open with (face.track.track_landmarks).
 Pure numpy/torch, no bpy.
 """
 
@@ -44,6 +51,13 @@ from .landmark_model import LandmarkModel
 from .solver import Layout, Projector
 
 CALIBRATION_FORMAT = "omg-landmark-calibration"
+
+#: the largest reading floor kept (a shape read this high where absent would lose most of its range)
+FLOOR_MAX = 0.5
+#: the jawOpen weight from which a frame is re-solved with a calibration's open-jaw part: on the ARKit
+#: round trip's seeds 0-3, 0.2 and 0.3 (and a blend of the two fits over 0.1-0.5) read the same
+#: (docs/figures/arkit.md, thirty-seventh session)
+OPEN_JAW_FROM = 0.2
 
 #: the jaw joint (backend.head.model.JOINT_NAMES) and its pose-corrective slot (joints after the root)
 JAW = 2
@@ -69,7 +83,12 @@ class LandmarkCalibration:
     its calibrated direction in place of that joint axis (see the module doc; () = none);
     floor: (E,) float32 weights in [0, FLOOR_MAX], per expression column (joint channels' columns
     included), what the tracker reads of that shape where it is absent (:func:`reading_floor`),
-    taken off every solved weight by :func:`apply_floor`; None = none."""
+    taken off every solved weight by :func:`apply_floor`; None = none;
+    open_jaw: the calibration for frames read with the jaw open (the module doc): the same offset,
+    response and joint channels, expression directions, jaw correctives and floor of its own, no
+    ``open_jaw`` itself; None = one calibration for every frame; open_jaw_from: the jawOpen weight
+    (the jaw's opening over its radians per unit, as first read) from which a frame is re-solved
+    with ``open_jaw``."""
 
     offset: np.ndarray
     exprdirs: np.ndarray
@@ -79,6 +98,8 @@ class LandmarkCalibration:
     offset_only: bool = False
     joint_channels: tuple[str, ...] = ()
     floor: np.ndarray | None = None
+    open_jaw: "LandmarkCalibration | None" = None
+    open_jaw_from: float = OPEN_JAW_FROM
 
     def apply(self, lmm: LandmarkModel) -> LandmarkModel:
         """``lmm`` with the calibrated neutral landmarks and expression directions (its first
@@ -119,11 +140,18 @@ class LandmarkCalibration:
         from ..output_safety import atomic_path
 
         target = Path(path)
-        meta = {"format": CALIBRATION_FORMAT, "version": 4, "expr_names": list(self.expr_names),
+        meta = {"format": CALIBRATION_FORMAT, "version": 5, "expr_names": list(self.expr_names),
                 "offset_only": bool(self.offset_only), "joint_channels": list(self.joint_channels)}
         extra = {} if self.jawdirs is None else {"jawdirs": self.jawdirs}
         if self.floor is not None:
             extra["floor"] = np.asarray(self.floor, np.float32)
+        if self.open_jaw is not None:
+            meta["open_jaw_from"] = float(self.open_jaw_from)
+            extra["open_exprdirs"] = np.asarray(self.open_jaw.exprdirs, np.float32)
+            if self.open_jaw.jawdirs is not None:
+                extra["open_jawdirs"] = np.asarray(self.open_jaw.jawdirs, np.float32)
+            if self.open_jaw.floor is not None:
+                extra["open_floor"] = np.asarray(self.open_jaw.floor, np.float32)
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, offset=self.offset, exprdirs=self.exprdirs, response=self.response,
                      meta=np.array(json.dumps(meta)), **extra)
@@ -145,14 +173,53 @@ class LandmarkCalibration:
                                           tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw,
                                           bool(meta.get("offset_only", False)),
                                           tuple(meta.get("joint_channels", ())), floor)   # version 2: none
-            if floor is not None and (floor.shape != (len(cal.expr_names),) or not np.all(np.isfinite(floor))
-                                      or floor.min() < 0.0 or floor.max() > FLOOR_MAX):
-                raise ValueError(f"its reading floor is not {len(cal.expr_names)} weights in [0, {FLOOR_MAX}]")
+                if "open_exprdirs" in z.files:                                              # version 4: none
+                    cal.open_jaw = replace(
+                        cal, exprdirs=z["open_exprdirs"].astype(np.float32),
+                        jawdirs=z["open_jawdirs"].astype(np.float32) if "open_jawdirs" in z.files else None,
+                        floor=z["open_floor"].astype(np.float32) if "open_floor" in z.files else None, open_jaw=None)
+                    cal.open_jaw_from = float(meta.get("open_jaw_from", OPEN_JAW_FROM))
+            _check_floor(cal.floor, len(cal.expr_names))
+            if cal.open_jaw is not None:
+                _check_open_jaw(cal)
             return cal
         except FileNotFoundError:
             raise InputError(path, "calibration file not found") from None
-        except (ValueError, KeyError, OSError) as exc:
+        except (ValueError, TypeError, KeyError, OSError) as exc:
             raise InputError(path, f"not a landmark calibration ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _check_floor(floor: np.ndarray | None, n_expr: int, what: str = "its reading floor") -> None:
+    """ValueError unless ``floor`` is None or (n_expr,) finite weights in [0, FLOOR_MAX]."""
+    if floor is not None and (floor.shape != (n_expr,) or not np.all(np.isfinite(floor))
+                              or floor.min() < 0.0 or floor.max() > FLOOR_MAX):
+        raise ValueError(f"{what} is not {n_expr} weights in [0, {FLOOR_MAX}]")
+
+
+def _check_open_jaw(cal: "LandmarkCalibration") -> None:
+    """ValueError unless ``cal.open_jaw`` is shaped like ``cal`` (directions as its own, jaw
+    correctives (L, 3, 9)), finite, with a floor in bounds and ``open_jaw_from`` in (0, 1)."""
+    o = cal.open_jaw
+    if o.exprdirs.shape != cal.exprdirs.shape or not np.all(np.isfinite(o.exprdirs)):
+        raise ValueError(f"its open-jaw directions are not {cal.exprdirs.shape} finite values")
+    if o.jawdirs is not None and (o.jawdirs.shape != (cal.offset.shape[0], 3, 9) or not np.all(np.isfinite(o.jawdirs))):
+        raise ValueError(f"its open-jaw jaw correctives are not {(cal.offset.shape[0], 3, 9)} finite values")
+    _check_floor(o.floor, len(cal.expr_names), "its open-jaw reading floor")
+    if not (np.isfinite(cal.open_jaw_from) and 0.0 < cal.open_jaw_from < 1.0):
+        raise ValueError(f"its open-jaw threshold {cal.open_jaw_from!r} is not a jawOpen weight in (0, 1)")
+
+
+def open_jaw_rows(cal: "LandmarkCalibration | None", opening: np.ndarray) -> np.ndarray:
+    """(T,) bool: the frames whose jaw opening ``opening`` (T,) radians about the jaw's x axis
+    reads a jawOpen weight (head.arkit_names.JOINT_CHANNELS' radians per unit) above
+    ``cal.open_jaw_from``; all False without an open-jaw part."""
+    opening = np.asarray(opening, np.float64)
+    if cal is None or cal.open_jaw is None:
+        return np.zeros(opening.shape, bool)
+    from ..head.arkit_names import JOINT_CHANNELS
+
+    gain = next(g for n, j, axis, g in JOINT_CHANNELS if n == "jawOpen")
+    return opening / gain > cal.open_jaw_from
 
 
 def joint_channel_columns(cal: "LandmarkCalibration | None", expr_names) -> list[tuple[int, int, int, float]]:
@@ -203,8 +270,6 @@ def fold_joint_channels(cal: "LandmarkCalibration | None", expr: np.ndarray, pos
     return expr, pose
 
 
-#: the largest reading floor kept (a shape read this high where absent would lose most of its range)
-FLOOR_MAX = 0.5
 
 
 def apply_floor(cal: "LandmarkCalibration | None", expr: np.ndarray) -> np.ndarray:

@@ -399,7 +399,9 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
     head turns go to the neck); None = the identity frames' mean rotation. ``calibration``: a
     face.calibration.LandmarkCalibration of the model's expression basis to what mediapipe sees
     (solved with instead of the embedding's own landmark response; its reading floor, if any, is
-    taken off the solved weights: face.calibration.apply_floor); None = the embedding's.
+    taken off the solved weights: face.calibration.apply_floor; frames first read with the jaw
+    open past its ``open_jaw_from`` are solved again, from that fit, with its open-jaw part and
+    floored with that part's floor); None = the embedding's.
     ``target_offset``: (T, 478, 2) px subtracted from the (smoothed) landmarks before the fit, so
     each frame is fitted to ``landmarks - target_offset`` (face.render_compare: where mediapipe
     reads the avatar's render against the fitted landmarks; NaN entries count as 0).
@@ -443,6 +445,7 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
             # none); a calibration is measured against the plain model (avatar.calibrate): its
             # neutral offsets already hold where the avatar's render puts each landmark
             full = full.with_rest_offsets(model, rest_offsets)
+        plain = full
         if calibration is not None:
             full = calibration.apply(full)
         w_np = landmark_weights(full, fopts.contour_weight, fopts.iris_weight)
@@ -482,21 +485,16 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         transl = np.zeros((T, 3))
         expr = np.zeros((T, full.n_expr))
         rmse = np.full(T, np.nan)
-        # warm start: the first chunk from the identity fit of the first face frame (pick[0]),
-        # every later chunk from the last frame of the chunk before it
-        warm = State(shape, ident.expr[:1].clone(), ident.pose[:1].clone(), ident.transl[:1].clone())
-        for c0 in range(0, len(idx), opts.batch):
-            progress.report(0.8 + 0.18 * c0 / len(idx), f"fitting {c0 + 1}/{len(idx)}")
-            ts = idx[c0: c0 + opts.batch]
+        f32 = torch.float32
+
+        def fit_chunk(lmm: LandmarkModel, ts: np.ndarray, start: State) -> State:
+            """Frames ``ts`` solved on ``lmm`` from ``start`` (B frames, float32), the wide-open jaw
+            re-solve included; written into pose, transl, expr, rmse (and fitted_out)."""
             B = len(ts)
             obs = torch.as_tensor(landmarks[ts].astype(np.float64))
             wt = wt_all.expand(B, -1)
-            f32 = torch.float32
-            state = State(shape.to(f32), warm.expr.expand(B, -1).to(f32), warm.pose.expand(B, -1, -1).to(f32),
-                          warm.transl.expand(B, -1).to(f32))
             mu = base_mu.expand(B, -1).clone()
-            state, _ = solve_frames(full, proj, state, obs, wt, layout,
-                                    Priors(frame_w, mu, shape[:0]), opts.iterations)
+            state, _ = solve_frames(lmm, proj, start, obs, wt, layout, Priors(frame_w, mu, shape[:0]), opts.iterations)
             if jaw_mu is not None:
                 # wide-open frames whose plain fit left the jaw well short of the opening the
                 # lips show are solved again from there with the jaw pulled open (one-sided: a
@@ -513,19 +511,45 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
                         mu_b[:, head_cols] = pack_frame(sub, layout).to(mu.dtype)[:, head_cols]
                         w_b[:, head_cols] = HOLD_HEAD_WEIGHT
                     mu_b[:, jc] = torch.as_tensor(jaw_mu[ts][need], dtype=mu_b.dtype)
-                    sub, _ = solve_frames(full, proj, sub, obs[sel], wt[sel], layout,
+                    sub, _ = solve_frames(lmm, proj, sub, obs[sel], wt[sel], layout,
                                           Priors(w_b, mu_b, shape[:0]), opts.iterations)
                     state.expr[sel], state.pose[sel], state.transl[sel] = sub.expr, sub.pose, sub.transl
             state = State(shape, state.expr.double(), state.pose.double(), state.transl.double())
             pose[ts] = state.pose.numpy()
             transl[ts] = state.transl.numpy()
             expr[ts] = state.expr.numpy()
-            uv, _ = proj.project(full.points(state.coeffs(), state.pose, state.transl))
+            uv, _ = proj.project(lmm.points(state.coeffs(), state.pose, state.transl))
             d2 = ((uv - obs) ** 2).sum(-1).numpy()  # (B, L)
             if fitted_out is not None:
                 fitted_out[ts] = uv.numpy()
             rmse[ts] = np.sqrt((d2[:, w_np > 0]).mean(1))
+            return state
+
+        # warm start: the first chunk from the identity fit of the first face frame (pick[0]),
+        # every later chunk from the last frame of the chunk before it
+        warm = State(shape, ident.expr[:1].clone(), ident.pose[:1].clone(), ident.transl[:1].clone())
+        for c0 in range(0, len(idx), opts.batch):
+            progress.report(0.8 + 0.18 * c0 / len(idx), f"fitting {c0 + 1}/{len(idx)}")
+            ts = idx[c0: c0 + opts.batch]
+            B = len(ts)
+            start = State(shape.to(f32), warm.expr.expand(B, -1).to(f32), warm.pose.expand(B, -1, -1).to(f32),
+                          warm.transl.expand(B, -1).to(f32))
+            state = fit_chunk(full, ts, start)
             warm = State(shape, state.expr[-1:].clone(), state.pose[-1:].clone(), state.transl[-1:].clone())
+        # frames first read with the jaw open are solved again with the calibration's open-jaw part
+        # (face.calibration's module doc), each from its own first fit
+        open_rows = np.zeros(T, bool)
+        if calibration is not None and getattr(calibration, "open_jaw", None) is not None and JOINT_JAW in lead:
+            from .calibration import open_jaw_rows
+
+            open_rows[idx] = open_jaw_rows(calibration, pose[idx, JOINT_JAW, 0])
+            full_open = calibration.open_jaw.apply(plain)
+            opened = np.flatnonzero(open_rows)
+            for c0 in range(0, len(opened), opts.batch):
+                ts = opened[c0: c0 + opts.batch]
+                start = State(shape.to(f32), torch.as_tensor(expr[ts], dtype=f32), torch.as_tensor(pose[ts], dtype=f32),
+                              torch.as_tensor(transl[ts], dtype=f32))
+                fit_chunk(full_open, ts, start)
     pose = fill_gaps(pose, has_face)
     transl = fill_gaps(transl, has_face)
     expr = fill_gaps(expr, has_face)
@@ -539,17 +563,21 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
         from .calibration import apply_floor, fold_joint_channels
 
         floored = apply_floor(calibration, expr)
+        if open_rows.any():
+            floored = np.array(floored, copy=True)
+            floored[open_rows] = apply_floor(calibration.open_jaw, expr[open_rows])
         if full.coupled is not None:
             floored = full.coupled.capped(floored, pose)
         if fitted_out is not None and floored is not expr:
             # render passes compare the render of what is returned with these: the floored weights'
-            ts_all = np.flatnonzero(has_face)
-            for c0 in range(0, len(ts_all), opts.batch):
-                ts = ts_all[c0: c0 + opts.batch]
-                st_f = State(shape, torch.as_tensor(floored[ts]), torch.as_tensor(pose[ts]),
-                             torch.as_tensor(transl[ts]))
-                uv, _ = proj.project(full.points(st_f.coeffs(), st_f.pose, st_f.transl))
-                fitted_out[ts] = uv.numpy()
+            for rows, lmm in ((has_face & ~open_rows, full), (open_rows, full_open if open_rows.any() else None)):
+                ts_all = np.flatnonzero(rows)
+                for c0 in range(0, len(ts_all), opts.batch):
+                    ts = ts_all[c0: c0 + opts.batch]
+                    st_f = State(shape, torch.as_tensor(floored[ts]), torch.as_tensor(pose[ts]),
+                                 torch.as_tensor(transl[ts]))
+                    uv, _ = proj.project(lmm.points(st_f.coeffs(), st_f.pose, st_f.transl))
+                    fitted_out[ts] = uv.numpy()
         expr, pose = fold_joint_channels(calibration, floored, pose, model.expr_names)
     st = State(shape, torch.as_tensor(expr), torch.as_tensor(pose), torch.as_tensor(transl))
     params = to_head_params(st, model, full)

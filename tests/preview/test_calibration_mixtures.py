@@ -1,6 +1,7 @@
 """The tracker's calibration with mixture renders (avatar.calibrate, face.calibration.fit_mixtures) on
 a real avatar: the mixtures are rendered and read as the single shapes are, and correct only what they
-may (the calibrated shapes' directions and the jaw's corrective), the same every time."""
+may (the calibrated shapes' directions and the jaw's corrective), the same every time; read again
+with the jaw open, they make the calibration's open-jaw part."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def test_mixture_renders_correct_the_calibrated_directions_only_and_repeat(astro
     # the corrections are of the shapes' own size (millimetres per unit), not a blow-up of the ridge solve
     step = np.abs(mixed.exprdirs - plain.exprdirs).max()
     assert 0 < step < 0.02, step
+    # the open-jaw part: the same mixtures read again with the jaw open correct the same directions
+    # otherwise, with a floor of their own; without mixtures there is none
+    assert plain.open_jaw is None and mixed.open_jaw is not None and mixed.open_jaw.open_jaw is None
+    np.testing.assert_array_equal(mixed.open_jaw.exprdirs, again.open_jaw.exprdirs)
+    np.testing.assert_array_equal(mixed.open_jaw.offset, mixed.offset)
+    np.testing.assert_array_equal(mixed.open_jaw.exprdirs[:, :, ~cal], plain.exprdirs[:, :, ~cal])
+    assert np.all(np.isfinite(mixed.open_jaw.exprdirs)) and np.all(np.isfinite(mixed.open_jaw.jawdirs))
+    apart = np.abs(mixed.open_jaw.exprdirs - mixed.exprdirs)[:, :, cal].max(axis=(0, 1))
+    assert (apart > 1e-4).sum() >= 0.8 * len(used) and apart.max() < 0.02, apart
+    assert mixed.open_jaw.floor.shape == (len(names),) and mixed.open_jaw.floor.max() <= 0.5
+    assert np.all(mixed.open_jaw.floor[~cal] == 0)
 
 
 def test_calibration_reports_each_render_and_can_be_cancelled(astronaut):
