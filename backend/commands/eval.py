@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-identity", action="store_true", help="skip the dlib identity metric")
     parser.add_argument("--calibrate-tracker", action="store_true",
                         help="self-reenactment: fit the clip with the tracker calibrated to the avatar "
-                             "(as track --avatar --calibration does; 43 renders + face-mesh readings per clip)")
+                             "(as track --avatar --calibration does; 526 renders + face-mesh readings per clip)")
     parser.add_argument("--tracker-offsets", choices=("full", "depth"), default="",
                         help="self-reenactment: fit the clip with the tracker's landmark offsets to the avatar "
                              "(avatar.calibrate.landmark_offsets: 3 renders + face-mesh readings per clip; "

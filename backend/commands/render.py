@@ -90,7 +90,7 @@ def resolved_passes(requested: int | None, identity_kept: bool) -> int:
 
 def tracker_calibration(avatar, model, path: str | Path, bar: bool | None):
     """avatar.calibrate.calibration_for(avatar, model, path) for --calibration (track, retarget),
-    with a "calibrate" progress bar while a calibration is made (about 20 s; ``bar``: tqdm's
+    with a "calibrate" progress bar while a calibration is made (about 50 s; ``bar``: tqdm's
     enabled, None = on a terminal); a kept file is read without one."""
     from ..avatar.calibrate import calibration_for
     from ..progress import tqdm_progress
