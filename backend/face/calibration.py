@@ -159,34 +159,56 @@ class LandmarkCalibration:
 
     @staticmethod
     def load(path: str | Path) -> "LandmarkCalibration":
-        """Read a calibration written by :meth:`save`; InputError naming the file otherwise."""
+        """Read a calibration written by :meth:`save`; InputError naming the file otherwise (a file
+        that is not a zip, a damaged or oversized member, arrays of the wrong shape, non-finite or
+        out-of-range values)."""
         from ..errors import InputError
 
+        if not Path(path).is_file():
+            raise InputError(path, "calibration file not found")
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                if meta.get("format") != CALIBRATION_FORMAT:
+                if not isinstance(meta, dict) or meta.get("format") != CALIBRATION_FORMAT:
                     raise ValueError(f"format is not {CALIBRATION_FORMAT}")
-                jaw = z["jawdirs"].astype(np.float32) if "jawdirs" in z.files else None  # version 1: none
-                floor = z["floor"].astype(np.float32) if "floor" in z.files else None     # version 3: none
-                cal = LandmarkCalibration(z["offset"].astype(np.float32), z["exprdirs"].astype(np.float32),
-                                          tuple(meta["expr_names"]), z["response"].astype(np.float32), jaw,
-                                          bool(meta.get("offset_only", False)),
-                                          tuple(meta.get("joint_channels", ())), floor)   # version 2: none
-                if "open_exprdirs" in z.files:                                              # version 4: none
-                    cal.open_jaw = replace(
-                        cal, exprdirs=z["open_exprdirs"].astype(np.float32),
-                        jawdirs=z["open_jawdirs"].astype(np.float32) if "open_jawdirs" in z.files else None,
-                        floor=z["open_floor"].astype(np.float32) if "open_floor" in z.files else None, open_jaw=None)
+                names = meta["expr_names"]
+                channels = meta.get("joint_channels", [])                                 # version 2: none
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                        not isinstance(channels, list) or not all(isinstance(n, str) for n in channels):
+                    raise ValueError("its expression and joint channel names are not lists of names")
+                arr = lambda key: np.asarray(z[key], np.float32) if key in z.files else None  # noqa: E731
+                cal = LandmarkCalibration(arr("offset"), arr("exprdirs"), tuple(names), arr("response"),
+                                          arr("jawdirs"), bool(meta.get("offset_only", False)),    # version 1: no jaw
+                                          tuple(channels), arr("floor"))                          # version 3: no floor
+                if cal.offset is None or cal.exprdirs is None or cal.response is None:
+                    raise KeyError("offset, exprdirs and response are required")
+                if "open_exprdirs" in z.files:                                                    # version 4: none
+                    cal.open_jaw = replace(cal, exprdirs=arr("open_exprdirs"), jawdirs=arr("open_jawdirs"),
+                                           floor=arr("open_floor"), open_jaw=None)
                     cal.open_jaw_from = float(meta.get("open_jaw_from", OPEN_JAW_FROM))
-            _check_floor(cal.floor, len(cal.expr_names))
+            _check_layout(cal)
             if cal.open_jaw is not None:
                 _check_open_jaw(cal)
             return cal
-        except FileNotFoundError:
-            raise InputError(path, "calibration file not found") from None
-        except (ValueError, TypeError, KeyError, OSError) as exc:
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zip/npy/json/key/shape/memory problems: all a bad file
             raise InputError(path, f"not a landmark calibration ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _check_layout(cal: "LandmarkCalibration") -> None:
+    """ValueError unless ``cal``'s arrays fit each other (offset (L, 3), exprdirs (L, 3, E) with E
+    its names, response (E,), jaw correctives (L, 3, 9)), are finite, and its floor is in bounds."""
+    L, E = cal.offset.shape[0] if cal.offset.ndim == 2 else -1, len(cal.expr_names)
+    if cal.offset.shape != (L, 3) or L < 1 or cal.exprdirs.shape != (L, 3, E) or cal.response.shape != (E,):
+        raise ValueError(f"its arrays do not fit each other (offset {cal.offset.shape}, directions "
+                         f"{cal.exprdirs.shape}, response {cal.response.shape}, {E} names)")
+    if cal.jawdirs is not None and cal.jawdirs.shape != (L, 3, 9):
+        raise ValueError(f"its jaw correctives are {cal.jawdirs.shape}, not {(L, 3, 9)}")
+    for a in (cal.offset, cal.exprdirs, cal.response, cal.jawdirs):
+        if a is not None and not np.all(np.isfinite(a)):
+            raise ValueError("it holds values that are not finite numbers")
+    _check_floor(cal.floor, E)
 
 
 def _check_floor(floor: np.ndarray | None, n_expr: int, what: str = "its reading floor") -> None:

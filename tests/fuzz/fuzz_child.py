@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 def _loaders():
     from backend.avatar.fileformat import load_avatar
     from backend.avatar.ply import read_ply
+    from backend.face.calibration import LandmarkCalibration
     from backend.face.image import load_image
     from backend.face.video import iter_video
     from backend.head.loader import load_head_model
@@ -36,7 +37,8 @@ def _loaders():
                 raise AssertionError(f"frame {i} has shape {frame.shape}, reader says {reader.size}")
 
     return {"flame_pickle": load_head_model, "npz_head_model": load_head_model,
-            "omgavatar": load_avatar, "ply": read_ply, "track": load_motion, "image": load_image,
+            "omgavatar": load_avatar, "ply": read_ply, "track": load_motion,
+            "calibration": LandmarkCalibration.load, "image": load_image,
             "video": video}
 
 

@@ -37,9 +37,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 REGRESSIONS = HERE / "regressions"
-LOADERS = ("flame_pickle", "npz_head_model", "omgavatar", "ply", "track", "image", "video")
+LOADERS = ("flame_pickle", "npz_head_model", "omgavatar", "ply", "track", "calibration", "image", "video")
 SUFFIX = {"flame_pickle": ".pkl", "npz_head_model": ".npz", "omgavatar": ".omgavatar", "ply": ".ply",
-          "track": ".npz", "image": None, "video": None}
+          "track": ".npz", "calibration": ".npz", "image": None, "video": None}
 MEMORY_LIMIT = 3 << 30  # address space of the child (torch alone maps ~1.5 GB)
 CASE_SECONDS = {"video": 30.0}  # per-case wall limit; others DEFAULT_CASE_SECONDS
 DEFAULT_CASE_SECONDS = 20.0
@@ -214,6 +214,25 @@ def _videos(rng: np.random.Generator, folder: Path) -> list[tuple[str, bytes]]:
     return out
 
 
+def _calibration(rng: np.random.Generator, path: Path) -> bytes:
+    """A tracker calibration (face.calibration.LandmarkCalibration, 8 landmarks, 4 expressions) with
+    every optional part: jaw correctives, joint channels, a reading floor and an open-jaw part."""
+    from dataclasses import replace
+
+    from backend.face.calibration import LandmarkCalibration
+
+    L, E = 8, 4
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    cal = LandmarkCalibration(f32(rng.normal(0, 1e-3, (L, 3))), f32(rng.normal(0, 1e-3, (L, 3, E))),
+                              ("a", "b", "jawLeft", "jawRight"), f32(rng.uniform(0.3, 1.0, E)),
+                              jawdirs=f32(rng.normal(0, 1e-3, (L, 3, 9))), joint_channels=("jawLeft", "jawRight"),
+                              floor=f32(rng.uniform(0.0, 0.3, E)))
+    cal.open_jaw = replace(cal, exprdirs=f32(rng.normal(0, 1e-3, (L, 3, E))), floor=f32(rng.uniform(0.0, 0.3, E)))
+    cal.open_jaw_from = 0.25
+    cal.save(path)
+    return path.read_bytes()
+
+
 def make_seeds(loader: str, rng: np.random.Generator, work: Path) -> list[tuple[str, bytes]]:
     """Valid files for ``loader``: [(suffix, bytes)]."""
     work.mkdir(parents=True, exist_ok=True)
@@ -229,6 +248,8 @@ def make_seeds(loader: str, rng: np.random.Generator, work: Path) -> list[tuple[
         return [(".ply", _ply(rng, work / "b.ply", False)), (".ply", _ply(rng, work / "t.ply", True))]
     if loader == "track":
         return [(".npz", _track(rng, work / "t.npz")), (".npz", _head_params(rng, work / "p.npz"))]
+    if loader == "calibration":
+        return [(".npz", _calibration(rng, work / "c.npz"))]
     if loader == "image":
         return _images(rng)
     if loader == "video":
@@ -564,7 +585,7 @@ def mutate(loader: str, seed: bytes, rnd: random.Random, rng: np.random.Generato
     try:
         if loader == "flame_pickle":
             return mutate_pickle(seed, rnd, rng)
-        if loader in ("npz_head_model", "track"):
+        if loader in ("npz_head_model", "track", "calibration"):
             return mutate_npz(seed, rnd)
         if loader == "omgavatar":
             return mutate_safetensors(seed, rnd)
