@@ -80,6 +80,8 @@ def _bad(path: Path, msg: str) -> InputError:
 def _numbers(path: Path, rows: list[list[str]], cols: list[int], names: list[str], first_line: int) -> np.ndarray:
     """(T, len(cols)) float64 of the given columns; InputError naming line and column on a non-number,
     NaN or a value outside the channel's range."""
+    if not cols:
+        raise _bad(path, "no weight or angle columns (only a time or frame column, or no names)")
     out = np.empty((len(rows), len(cols)), np.float64)
     for r, row in enumerate(rows):
         if len(row) < max(cols) + 1:
@@ -245,6 +247,10 @@ def _read_json(path: Path, text: str, fps: float | None, known: set[str]) -> Cap
         if "weights" in data:
             names = [canonical_name(str(n)) for n in data["names"]]
             rows = [[str(v) for v in row] for row in data["weights"]]
+            short = [i for i, row in enumerate(data["weights"]) if len(row) != len(names)]
+            if short:
+                raise _bad(path, f"frame {short[0]}: {len(data['weights'][short[0]])} weights for "
+                                 f"{len(names)} names")
         else:
             frames = data["frames"]
             names = []

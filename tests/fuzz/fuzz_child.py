@@ -29,6 +29,8 @@ def _loaders():
     from backend.face.video import iter_video
     from backend.head.loader import load_head_model
     from backend.motion import load_motion
+    from backend.motion.arkit import load_mapping
+    from backend.motion.capture import read_capture
 
     def video(path: str) -> None:
         reader = iter_video(path)
@@ -38,7 +40,8 @@ def _loaders():
 
     return {"flame_pickle": load_head_model, "npz_head_model": load_head_model,
             "omgavatar": load_avatar, "ply": read_ply, "track": load_motion,
-            "calibration": LandmarkCalibration.load, "image": load_image,
+            "calibration": LandmarkCalibration.load, "capture": read_capture, "mapping": load_mapping,
+            "image": load_image,
             "video": video}
 
 

@@ -37,9 +37,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 REGRESSIONS = HERE / "regressions"
-LOADERS = ("flame_pickle", "npz_head_model", "omgavatar", "ply", "track", "calibration", "image", "video")
+LOADERS = ("flame_pickle", "npz_head_model", "omgavatar", "ply", "track", "calibration", "capture", "mapping",
+           "image", "video")
 SUFFIX = {"flame_pickle": ".pkl", "npz_head_model": ".npz", "omgavatar": ".omgavatar", "ply": ".ply",
-          "track": ".npz", "calibration": ".npz", "image": None, "video": None}
+          "track": ".npz", "calibration": ".npz", "capture": None, "mapping": ".json", "image": None, "video": None}
 MEMORY_LIMIT = 3 << 30  # address space of the child (torch alone maps ~1.5 GB)
 CASE_SECONDS = {"video": 30.0}  # per-case wall limit; others DEFAULT_CASE_SECONDS
 DEFAULT_CASE_SECONDS = 20.0
@@ -233,6 +234,35 @@ def _calibration(rng: np.random.Generator, path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _captures(rng: np.random.Generator, work: Path) -> list[tuple[str, bytes]]:
+    """Face captures as import-capture reads them: a Live Link Face CSV (written by our exporter), a
+    plain CSV with times, one with frame numbers, one without either, and both JSON layouts."""
+    from backend.head.arkit_names import ARKIT_NAMES
+    from backend.motion.capture import write_llf_csv
+
+    T = 5
+    names = list(ARKIT_NAMES[:6]) + ["HeadYaw"]
+    vals = rng.uniform(0.0, 1.0, (T, len(names)))
+    write_llf_csv(work / "take.csv", vals, names, 30.0, 3600.0)
+    rows = lambda first: "\n".join(",".join(f"{v:.4f}" for v in ([first(t)] if first else []) + list(r))  # noqa: E731
+                                   for t, r in enumerate(vals[:, :6]))
+    head = ",".join(ARKIT_NAMES[:6])
+    weights = json.dumps({"fps": 24, "names": list(ARKIT_NAMES[:6]), "weights": vals[:, :6].round(4).tolist()})
+    frames = json.dumps({"fps": 25, "frames": [dict(zip(ARKIT_NAMES[:6], r.round(4).tolist())) for r in vals[:, :6]]})
+    return [(".csv", (work / "take.csv").read_bytes()),
+            (".csv", f"time,{head}\n{rows(lambda t: t / 30.0)}\n".encode()),
+            (".csv", f"frame,{head}\n{rows(lambda t: float(t))}\n".encode()),
+            (".csv", f"{head}\n{rows(None)}\n".encode()),
+            (".json", weights.encode()), (".json", frames.encode())]
+
+
+def _mapping(work: Path) -> bytes:
+    from backend.motion.arkit import default_mapping, save_mapping
+
+    save_mapping(default_mapping(), work / "map.json")
+    return (work / "map.json").read_bytes()
+
+
 def make_seeds(loader: str, rng: np.random.Generator, work: Path) -> list[tuple[str, bytes]]:
     """Valid files for ``loader``: [(suffix, bytes)]."""
     work.mkdir(parents=True, exist_ok=True)
@@ -250,6 +280,10 @@ def make_seeds(loader: str, rng: np.random.Generator, work: Path) -> list[tuple[
         return [(".npz", _track(rng, work / "t.npz")), (".npz", _head_params(rng, work / "p.npz"))]
     if loader == "calibration":
         return [(".npz", _calibration(rng, work / "c.npz"))]
+    if loader == "capture":
+        return _captures(rng, work)
+    if loader == "mapping":
+        return [(".json", _mapping(work))]
     if loader == "image":
         return _images(rng)
     if loader == "video":
@@ -442,6 +476,63 @@ def mutate_npz(seed: bytes, rnd: random.Random) -> bytes:
     return buf.getvalue()
 
 
+#: cell values a hostile CSV or JSON may hold
+WEIRD_CELLS = ("", "nan", "NaN", "inf", "-inf", "1e309", "-1", "2", "1e-320", "0x10", "abc", "\"", "\x00", "9" * 400,
+               "00:00:00:00.000", "99:99:99:99.999", "-1:00:00:00", "01:02:03:04", "12:00:00:29.999", "1_000",
+               "\u202e1", "\U0001f600", " 0.5 ", "0,5")
+
+
+def mutate_text(seed: bytes, rnd: random.Random) -> bytes:
+    """A CSV or JSON capture/mapping edited as text: lines deleted, duplicated or swapped, cells or
+    header names replaced by hostile values, columns dropped, JSON fields set to odd values."""
+    text = seed.decode("utf-8")
+    if text.lstrip().startswith("{"):
+        data = json.loads(text)
+        for _ in range(rnd.randint(1, 3)):
+            key = rnd.choice(list(data))
+            v = data[key]
+            if isinstance(v, list) and v and rnd.random() < 0.6:
+                i = rnd.randrange(len(v))
+                item = v[i]
+                if isinstance(item, dict) and item:
+                    k = rnd.choice(list(item))
+                    if rnd.random() < 0.3:
+                        del item[k]
+                    else:
+                        item[k] = rnd.choice((_json_weird(rnd), rnd.choice(WEIRD_CELLS)))
+                elif isinstance(item, list) and item:
+                    item[rnd.randrange(len(item))] = rnd.choice((_json_weird(rnd), rnd.choice(WEIRD_CELLS)))
+                else:
+                    v[i] = _json_weird(rnd)
+                if rnd.random() < 0.2:
+                    del v[rnd.randrange(len(v)):]
+            else:
+                data[key] = _json_weird(rnd)
+        return json.dumps(data).encode("utf-8")
+    lines = text.splitlines()
+    for _ in range(rnd.randint(1, 3)):
+        op = rnd.randrange(5)
+        i = rnd.randrange(len(lines))
+        if op == 0:
+            del lines[i]
+        elif op == 1:
+            lines.insert(i, lines[rnd.randrange(len(lines))])
+        elif op == 2:
+            j = rnd.randrange(len(lines))
+            lines[i], lines[j] = lines[j], lines[i]
+        else:
+            cells = lines[i].split(",")
+            c = rnd.randrange(len(cells))
+            if op == 3:
+                cells[c] = rnd.choice(WEIRD_CELLS)
+            else:
+                del cells[c]
+            lines[i] = ",".join(cells)
+        if not lines:
+            break
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def _json_weird(rnd: random.Random) -> object:
     return rnd.choice((None, -1, 2**64, "x", [], {}, [1, "a"], {"a": None}, 1e309, True, "../../etc/passwd"))
 
@@ -591,6 +682,8 @@ def mutate(loader: str, seed: bytes, rnd: random.Random, rng: np.random.Generato
             return mutate_safetensors(seed, rnd)
         if loader == "ply":
             return mutate_ply(seed, rnd)
+        if loader in ("capture", "mapping"):
+            return mutate_text(seed, rnd)
         if loader == "image":
             return mutate_image(seed, rnd)
         if loader == "video":

@@ -278,6 +278,20 @@ def test_bad_csv_gives_one_clear_line(tmp_path, case, pattern):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("text, pattern", [
+    ("time\n0.0\n0.1\n", r"bad.csv: no weight or angle columns"),           # a time column alone
+    ('{"fps": 24, "names": [], "weights": [[0.5]]}', r"bad.csv: frame 0: 1 weights for 0 names"),
+    ('{"fps": 24, "names": ["jawOpen"], "weights": [[0.5], [0.5, 0.2]]}', r"bad.csv: frame 1: 2 weights for 1 names"),
+])
+def test_a_capture_without_weight_columns_or_with_ragged_frames_gives_one_clear_line(tmp_path, text, pattern):
+    """Found by the fuzzer (tests/fuzz, capture): these raised ValueError from max() or were read with
+    a frame's extra weights dropped."""
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(InputError, match=pattern) as exc:
+        read_capture(tmp_path / "bad.csv")
+    assert "\n" not in str(exc.value)
+
+
 def test_export_of_a_flame_take_warns_that_only_joints_are_written(tmp_path, capsys):
     from backend.head.params import HeadParams
     from backend.motion.files import Motion
