@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .state_check import check_state_fits, first_line, load_weights_file
 
 # ImageNet statistics DINOv2 was trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -169,8 +170,13 @@ def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
 def _arch_of(state: dict[str, torch.Tensor]) -> DinoConfig:
     """Infer the architecture from a state dict's shapes (depth from the block count, width from cls_token)."""
     dim = state["cls_token"].shape[-1]
-    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("blocks.")}
+    depth = 1 + max(blocks)
+    if blocks != set(range(depth)):      # a crafted index must not name a deeper network than the file holds
+        raise ValueError(f"blocks {sorted(set(range(depth)) - blocks)[:3]} ... are missing")
     heads = {384: 6, 768: 12, 1024: 16, 1536: 24}.get(dim, max(1, dim // 64))
+    if dim < 1 or dim % heads:
+        raise ValueError(f"width {dim} does not split into {heads} heads")
     grid = int(round(math.sqrt(state["pos_embed"].shape[1] - 1)))
     hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
     return DinoConfig(dim=dim, depth=depth, heads=heads, mlp_ratio=hidden / dim, pretrain_grid=grid)
@@ -179,19 +185,18 @@ def _arch_of(state: dict[str, torch.Tensor]) -> DinoConfig:
 def load_dinov2(path: str | Path, device: str | torch.device = "cpu") -> DinoV2:
     """Load an official DINOv2 checkpoint (register-free ViT-S/14, ViT-B/14, ...) frozen in eval mode.
 
-    Uses ``torch.load(weights_only=True)`` so a malicious pickle cannot run code. Raises InputError
+    Read by model.state_check.load_weights_file (``weights_only``: a malicious pickle cannot run code;
+    no compressed records, no tensors beyond the file's size). Raises InputError
     naming the file when it is missing, not a tensor state dict, or not a DINOv2 ViT.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "DINOv2 checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refused or not a torch file at all
-        raise InputError(path, f"not a loadable PyTorch weights file ({type(exc).__name__}: {exc})") from exc
+    state = load_weights_file(path, "weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # some training checkpoints nest the weights
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
         raise InputError(path, "expected a state dict of tensors (the official DINOv2 *_pretrain.pth file)")
     if any(k.startswith("register_tokens") for k in state):
         raise InputError(path, "DINOv2 with registers (*_reg4_*) is not supported; use the register-free checkpoint")
@@ -201,12 +206,19 @@ def load_dinov2(path: str | Path, device: str | torch.device = "cpu") -> DinoV2:
         raise InputError(path, f"not a DINOv2 ViT checkpoint (missing {', '.join(missing)})")
     if "blocks.0.mlp.w12.weight" in state:
         raise InputError(path, "the SwiGLU ViT-g/14 checkpoint is not supported; use ViT-S/14 or ViT-B/14")
-    model = DinoV2(_arch_of(state))
+    try:
+        cfg = _arch_of(state)
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as exc:
+        raise InputError(path, f"not a DINOv2 ViT checkpoint (its shapes name no architecture: "
+                               f"{type(exc).__name__}: {first_line(exc)})") from None
     if "mask_token" not in state:
-        state = dict(state, mask_token=torch.zeros(1, model.cfg.dim))
+        state = dict(state, mask_token=torch.zeros(1, cfg.dim))
+    # built on the meta device first: a crafted width or depth would allocate without bound
+    check_state_fits(lambda: DinoV2(cfg), state, path, "DINOv2 weights")
+    model = DinoV2(cfg)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise InputError(path, f"DINOv2 weights do not match the architecture: {exc}") from exc
+        raise InputError(path, f"DINOv2 weights do not match the architecture: {first_line(exc)}") from None
     model.requires_grad_(False)
     return model.eval().to(device)

@@ -20,7 +20,7 @@ from ..head.model import HeadModel
 from ..progress import Progress
 from .dinov2 import DinoV2, load_dinov2
 from .omg import OMG, HeadPose, OMGConfig
-from .train import check_head_model, load_checkpoint
+from .train import check_head_model, checkpoint_network, load_checkpoint
 
 
 @dataclass
@@ -49,13 +49,13 @@ def load_learned(checkpoint: str | Path, dinov2: str | Path | None, model: HeadM
     dev = _device(device)
     ck = load_checkpoint(checkpoint)
     check_head_model(ck, model, checkpoint)
-    cfg = OMGConfig.from_dict(ck["config"])
+    cfg, state = checkpoint_network(ck, model, checkpoint)
     dino = load_dinov2(dinov2, dev)
     if dino.cfg.dim != cfg.dino_dim:
         raise InputError(dinov2, f"DINOv2 width {dino.cfg.dim} does not match the checkpoint's {cfg.dino_dim} "
                                  f"(trained with {'ViT-B/14' if cfg.dino_dim == 768 else 'another DINOv2'})")
     net = OMG(cfg, model.faces, model.weights)
-    net.load_state_dict(ck["model"])
+    net.load_state_dict(state)
     return LearnedModel(net.to(dev).eval(), dino, dev, str(checkpoint), str(dinov2))
 
 

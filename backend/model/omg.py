@@ -62,9 +62,50 @@ class OMGConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "OMGConfig":
+        """The configuration a checkpoint stores (:meth:`to_dict`); ValueError/TypeError naming the
+        field when a value is of the wrong kind or outside :data:`CONFIG_LIMITS` (a file's
+        configuration sizes the network built for it: a crafted one must not make it enormous)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"the configuration is a {type(d).__name__}, not a dict")
         known = {f for f in OMGConfig.__dataclass_fields__}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
-        return OMGConfig(**kw)
+        for k, v in kw.items():
+            _check_config_value(k, v)
+        cfg = OMGConfig(**kw)
+        if cfg.dim % cfg.decoder_heads:     # the attention splits the width: the shapes alone do not show it
+            raise ValueError(f"config dim {cfg.dim} does not split into {cfg.decoder_heads} decoder heads")
+        return cfg
+
+
+#: (low, high) of each integer field of a checkpoint's OMGConfig (generous: 4-8x the paper's), and of
+#: each entry of the tuple fields; levels are LODs 0-2
+CONFIG_LIMITS: dict[str, tuple[int, int]] = {
+    "n_verts": (3, 1_000_000), "levels": (0, 2), "dino_dim": (1, 4096), "dino_input": (14, 4096),
+    "local_size": (1, 4096), "dim": (1, 4096), "decoder_layers": (0, 64), "decoder_heads": (1, 256),
+    "mlp_hidden": (1, 16384), "feat_channels": (3, 1024), "shoulder_points": (0, 1_000_000),
+    "shoulder_plane": (1, 1024), "shoulder_hidden": (1, 4096), "unet_channels": (1, 4096)}
+
+
+def _check_config_value(name: str, value: Any) -> None:
+    """ValueError/TypeError unless ``value`` fits field ``name`` of OMGConfig."""
+    default = getattr(OMGConfig(), name)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"config {name} is {value!r}, not true or false")
+        return
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"config {name} is {value!r}, not a finite number")
+        return
+    items = value if isinstance(default, tuple) else (value,)
+    if isinstance(default, tuple) and (not isinstance(value, tuple) or not 1 <= len(value) <= 8):
+        raise ValueError(f"config {name} is not a list of 1 to 8 integers")
+    lo, hi = CONFIG_LIMITS[name]
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"config {name} holds {v!r}, not an integer")
+        if not lo <= v <= hi:
+            raise ValueError(f"config {name} holds {v}, outside [{lo}, {hi}]")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,7 +292,9 @@ def _spmm(S: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class OMG(nn.Module):
     """The OMG avatar network for one head-model topology (``faces``, ``weights``)."""
 
-    def __init__(self, cfg: OMGConfig, faces: np.ndarray, skin_weights: np.ndarray) -> None:
+    def __init__(self, cfg: OMGConfig, faces: np.ndarray, skin_weights: np.ndarray, topology: bool = True) -> None:
+        """topology=False: the learnable parts only, without the subdivision buffers (e.g. built on
+        the meta device to check a checkpoint's shapes: model.state_check)."""
         super().__init__()
         if skin_weights.shape[0] != cfg.n_verts:
             raise ValueError(f"config has {cfg.n_verts} vertices, skinning weights {skin_weights.shape[0]}")
@@ -291,7 +334,8 @@ class OMG(nn.Module):
             if l > 0:
                 nn.init.zeros_(self.refine[str(l)][-1].weight)
                 nn.init.zeros_(self.refine[str(l)][-1].bias)
-        self._init_topology(faces, skin_weights)
+        if topology:
+            self._init_topology(faces, skin_weights)
 
     # -- topology: sparse subdivision matrices (not parameters; rebuilt from the head model) ------
     def _init_topology(self, faces: np.ndarray, skin_weights: np.ndarray) -> None:

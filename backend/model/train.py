@@ -186,7 +186,8 @@ class Trainer:
         """Resume: weights, optimizer, LR schedule, step and RNG states (next steps are identical)."""
         ck = load_checkpoint(path)
         check_head_model(ck, self.head_model, path)
-        self.net.load_state_dict(ck["model"])
+        _, state = checkpoint_network(ck, self.head_model, path)
+        self.net.load_state_dict(state)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.step_count = int(ck["step"])
@@ -214,8 +215,10 @@ def head_model_signature(model: HeadModel) -> dict[str, Any]:
 
 def check_head_model(ck: dict[str, Any], model: HeadModel, path: str | Path) -> None:
     sig = ck.get("head_model", {})
+    sig = sig if isinstance(sig, dict) else {}
     if sig.get("n_verts") != model.n_verts or sig.get("faces_sha1") != head_model_signature(model)["faces_sha1"]:
-        raise InputError(path, f"checkpoint was trained on head model '{sig.get('name')}' ({sig.get('n_verts')} "
+        name, n = (" ".join(str(sig.get(k)).split())[:60] for k in ("name", "n_verts"))
+        raise InputError(path, f"checkpoint was trained on head model '{name}' ({n} "
                                f"vertices), not '{model.name}' ({model.n_verts} vertices)")
 
 
@@ -224,14 +227,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "OMG checkpoint not found")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(path, f"not a loadable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    from .state_check import load_weights_file
+
+    ck = load_weights_file(path, "checkpoint")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise InputError(path, f"not an OMG checkpoint (expected format {CHECKPOINT_FORMAT}); "
                                "a DINOv2 file goes to --dinov2")
     return ck
+
+
+def checkpoint_network(ck: dict[str, Any], model: HeadModel, path: str | Path) -> tuple[OMGConfig, dict]:
+    """The configuration and network weights of a checkpoint read by :func:`load_checkpoint`,
+    checked before any network is built: the configuration's values in bounds
+    (OMGConfig.from_dict), the weights exactly the tensors the network for ``model`` has
+    (model.state_check, built on the meta device). InputError naming ``path`` otherwise."""
+    from .state_check import check_state_fits, first_line
+
+    try:
+        cfg = OMGConfig.from_dict(ck["config"])
+        state = ck["model"]
+        if not isinstance(state, dict):
+            raise TypeError(f"its weights are a {type(state).__name__}, not a dict of tensors")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(path, f"checkpoint configuration unusable ({type(exc).__name__}: {first_line(exc)})") from None
+    check_state_fits(lambda: OMG(cfg, model.faces, model.weights, topology=False), state, path, "OMG weights")
+    return cfg, state
 
 
 def build_network(cfg: OMGConfig, head_model: HeadModel) -> OMG:

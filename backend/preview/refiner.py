@@ -31,13 +31,18 @@ def load_refiner(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
 
     path = Path(checkpoint)
     ck = load_checkpoint(path)  # InputError for missing / non-OMG files
+    from ..model.state_check import check_state_fits, first_line
+
     try:
         cfg = OMGConfig.from_dict(ck["config"])
         state = {k[len("refiner."):]: v for k, v in ck["model"].items() if k.startswith("refiner.")}
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise InputError(path, f"checkpoint has no model configuration ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(path, f"checkpoint has no usable model configuration ({type(exc).__name__}: "
+                               f"{first_line(exc)})") from None
     if not state:
         raise InputError(path, "checkpoint holds no refiner weights (no 'refiner.*' entries)")
+    # on the meta device first: the configuration sizes the network, and a crafted one must not allocate
+    check_state_fits(lambda: UNetRefiner(cfg.feat_channels, tuple(cfg.unet_channels)), state, path, "refiner weights")
     net = UNetRefiner(cfg.feat_channels, tuple(cfg.unet_channels))
     try:
         net.load_state_dict(state)

@@ -28,9 +28,27 @@ def _loaders():
     from backend.face.image import load_image
     from backend.face.video import iter_video
     from backend.head.loader import load_head_model
+    from backend.model.dinov2 import load_dinov2
     from backend.motion import load_motion
+    from backend.preview.refiner import load_refiner
     from backend.motion.arkit import load_mapping
     from backend.motion.capture import read_capture
+
+    tiny_dino: list[str] = []
+
+    def checkpoint(path: str) -> None:
+        """The learned build's loading of a checkpoint, with a DINOv2 file of the width it expects."""
+        import tempfile
+
+        from backend.model.infer import load_learned
+        from fuzzlib import tiny_dino_bytes
+
+        if not tiny_dino:
+            fd, name = tempfile.mkstemp(suffix=".pth")
+            os.write(fd, tiny_dino_bytes())
+            os.close(fd)
+            tiny_dino.append(name)
+        load_learned(path, tiny_dino[0], load_head_model(None), device="cpu")
 
     def video(path: str) -> None:
         reader = iter_video(path)
@@ -41,6 +59,7 @@ def _loaders():
     return {"flame_pickle": load_head_model, "npz_head_model": load_head_model,
             "omgavatar": load_avatar, "ply": read_ply, "track": load_motion,
             "calibration": LandmarkCalibration.load, "capture": read_capture, "mapping": load_mapping,
+            "dinov2": load_dinov2, "checkpoint": checkpoint, "refiner": load_refiner,
             "image": load_image,
             "video": video}
 

@@ -38,9 +38,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 REGRESSIONS = HERE / "regressions"
 LOADERS = ("flame_pickle", "npz_head_model", "omgavatar", "ply", "track", "calibration", "capture", "mapping",
-           "image", "video")
+           "dinov2", "checkpoint", "refiner", "image", "video")
 SUFFIX = {"flame_pickle": ".pkl", "npz_head_model": ".npz", "omgavatar": ".omgavatar", "ply": ".ply",
-          "track": ".npz", "calibration": ".npz", "capture": None, "mapping": ".json", "image": None, "video": None}
+          "track": ".npz", "calibration": ".npz", "capture": None, "mapping": ".json", "dinov2": ".pth",
+          "checkpoint": ".pt", "refiner": ".pt", "image": None, "video": None}
 MEMORY_LIMIT = 3 << 30  # address space of the child (torch alone maps ~1.5 GB)
 CASE_SECONDS = {"video": 30.0}  # per-case wall limit; others DEFAULT_CASE_SECONDS
 DEFAULT_CASE_SECONDS = 20.0
@@ -263,6 +264,45 @@ def _mapping(work: Path) -> bytes:
     return (work / "map.json").read_bytes()
 
 
+#: the DINOv2 layout at toy width (tests/model's SMALL_DINO): the fuzz child's checkpoint loader pairs
+#: every checkpoint with a file of it
+TINY_DINO = dict(dim=64, depth=2, heads=1, pretrain_grid=8)
+
+
+def tiny_dino_bytes(seed: int = 0) -> bytes:
+    """A DINOv2 state dict (model.dinov2's parameter names) of :data:`TINY_DINO`, torch.save'd."""
+    import torch
+
+    from backend.model.dinov2 import DinoConfig, DinoV2
+
+    torch.manual_seed(seed)
+    buf = io.BytesIO()
+    torch.save(DinoV2(DinoConfig(**TINY_DINO)).state_dict(), buf)
+    return buf.getvalue()
+
+
+def _omg_checkpoint() -> bytes:
+    """An OMG checkpoint for the stand-in (format, configuration, head-model signature, weights) at
+    toy widths (tests/model's small_config), as model.train writes one, without the optimizer."""
+    import torch
+
+    from backend.head.loader import load_head_model
+    from backend.model.omg import OMG, OMGConfig
+    from backend.model.train import CHECKPOINT_FORMAT, head_model_signature
+
+    model = load_head_model(None)
+    cfg = OMGConfig(n_verts=model.n_verts, levels=(0, 1), dino_dim=TINY_DINO["dim"], dino_input=112, local_size=48,
+                    dim=16, decoder_heads=2, mlp_hidden=16, shoulder_points=100, shoulder_plane=8,
+                    shoulder_hidden=8, unet_channels=(8, 16))
+    torch.manual_seed(0)
+    net = OMG(cfg, model.faces, model.weights)
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "head_model": head_model_signature(model),
+                "dino": {"dim": TINY_DINO["dim"], "depth": TINY_DINO["depth"]}, "model": net.state_dict(),
+                "step": 3}, buf)
+    return buf.getvalue()
+
+
 def make_seeds(loader: str, rng: np.random.Generator, work: Path) -> list[tuple[str, bytes]]:
     """Valid files for ``loader``: [(suffix, bytes)]."""
     work.mkdir(parents=True, exist_ok=True)
@@ -280,6 +320,14 @@ def make_seeds(loader: str, rng: np.random.Generator, work: Path) -> list[tuple[
         return [(".npz", _track(rng, work / "t.npz")), (".npz", _head_params(rng, work / "p.npz"))]
     if loader == "calibration":
         return [(".npz", _calibration(rng, work / "c.npz"))]
+    if loader == "dinov2":
+        import torch
+
+        nested = io.BytesIO()
+        torch.save({"model": torch.load(io.BytesIO(tiny_dino_bytes(1)), weights_only=True)}, nested)
+        return [(".pth", tiny_dino_bytes()), (".pth", nested.getvalue())]
+    if loader in ("checkpoint", "refiner"):
+        return [(".pt", _omg_checkpoint())]
     if loader == "capture":
         return _captures(rng, work)
     if loader == "mapping":
@@ -533,6 +581,55 @@ def mutate_text(seed: bytes, rnd: random.Random) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+def mutate_torch(seed: bytes, rnd: random.Random) -> bytes:
+    """A torch.save'd dict (state dict or checkpoint) edited as objects and saved again: tensors given
+    other shapes (among them zero-stride views that claim millions of elements in a few bytes), keys
+    removed or added (a block index far beyond the file's), configuration fields set to odd values,
+    the weights or configuration replaced whole."""
+    import torch
+
+    obj = torch.load(io.BytesIO(seed), map_location="cpu", weights_only=True)
+    top = obj
+    state = obj["model"] if isinstance(obj.get("model"), dict) else obj
+    for _ in range(rnd.randint(1, 3)):
+        op = rnd.randrange(7)
+        key = rnd.choice(list(state))
+        if op == 0:
+            del state[key]
+        elif op == 1:
+            t = state[key]
+            shape = list(t.shape) or [1]
+            shape[rnd.randrange(len(shape))] = rnd.choice((0, 1, 2, 7, 1000, 10**6, 10**9))
+            state[key] = torch.zeros(1).expand(*shape) if rnd.random() < 0.5 else torch.zeros(
+                [min(v, 64) for v in shape])
+        elif op == 2:
+            state[key] = rnd.choice((torch.zeros(()), torch.tensor([float("nan")]), torch.zeros(3, dtype=torch.int64),
+                                     torch.zeros(2, dtype=torch.bool), "text", 7, None))
+        elif op == 3:
+            state[rnd.choice(("blocks.99999.attn.qkv.weight", "blocks.-1.norm1.weight", "blocks.x.y", "extra",
+                              "refiner.extra.weight"))] = torch.zeros(1)
+        elif op == 4 and isinstance(top.get("config"), dict):
+            cfg = top["config"]
+            name = rnd.choice(list(cfg))
+            cfg[name] = rnd.choice((_json_weird(rnd), 10**9, -1, 0, [10**6] * 3, list(range(100)), True, 2.5))
+        elif op == 5 and top is not state:
+            top[rnd.choice(list(top))] = _json_weird(rnd)
+        else:
+            t = state[key]
+            if isinstance(t, torch.Tensor) and t.numel():
+                state[key] = t.flatten()[: rnd.randint(0, t.numel() - 1)]
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    if rnd.random() < 0.1:   # the records deflated (torch reads them; a zip bomb is made this way)
+        z = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as o:
+            for n in z.namelist():
+                o.writestr(n, z.read(n))
+        return out.getvalue()
+    return buf.getvalue()
+
+
 def _json_weird(rnd: random.Random) -> object:
     return rnd.choice((None, -1, 2**64, "x", [], {}, [1, "a"], {"a": None}, 1e309, True, "../../etc/passwd"))
 
@@ -684,6 +781,8 @@ def mutate(loader: str, seed: bytes, rnd: random.Random, rng: np.random.Generato
             return mutate_ply(seed, rnd)
         if loader in ("capture", "mapping"):
             return mutate_text(seed, rnd)
+        if loader in ("dinov2", "checkpoint", "refiner"):
+            return mutate_torch(seed, rnd) if rnd.random() < 0.7 else mutate_npz(seed, rnd)
         if loader == "image":
             return mutate_image(seed, rnd)
         if loader == "video":

@@ -24,7 +24,8 @@ import fuzzlib  # noqa: E402
 
 # inputs per loader in CI (about a minute in all on the 2-core CPU; a video case runs ffmpeg)
 CI_COUNTS = {"flame_pickle": 150, "npz_head_model": 120, "omgavatar": 120, "ply": 120, "track": 120,
-             "calibration": 120, "capture": 120, "mapping": 60, "image": 120, "video": 40}
+             "calibration": 120, "capture": 120, "mapping": 60, "dinov2": 60, "checkpoint": 40, "refiner": 40,
+             "image": 120, "video": 40}
 LONG_N = 10_000
 
 
