@@ -35,6 +35,13 @@ def test_a_valid_file_loads_and_what_torch_save_never_writes_is_refused(tmp_path
             out.writestr(n, z.read(n))
     with pytest.raises(InputError, match=r"bomb.pth: not a loadable PyTorch weights file: record .* is compressed"):
         load_weights_file(bomb, "weights file")
+    # a zip whose records need a later zip version than Python reads (zipfile: NotImplementedError)
+    raw = bytearray(ok.read_bytes())
+    cd = raw.find(b"PK\x01\x02")
+    raw[cd + 6:cd + 8] = (128).to_bytes(2, "little")
+    (tmp_path / "version.pth").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"version.pth: not a loadable PyTorch weights file \(not torch.save's zip"):
+        load_weights_file(tmp_path / "version.pth", "weights file")
     # the legacy (pre-1.6) format, and not a torch file at all
     legacy = tmp_path / "legacy.pth"
     torch.save(state, legacy, _use_new_zipfile_serialization=False)
