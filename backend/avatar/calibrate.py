@@ -30,7 +30,7 @@ corrected by those renders, with their own reading floor), which the tracker re-
 first read with the jaw open with.
 
 It costs a render and two face-mesh runs per calibrated expression, the neutral face, each base, the
-three jaw turns and each mixture, twice (46 + 2 x 240 on the stand-in: about 55 s on two CPU cores at LOD 2);
+three jaw turns and each mixture, twice (46 + 2 x 240 on the stand-in: about 50 s on two CPU cores at LOD 2);
 :func:`calibration_for` keeps it in a file so that happens on first use only.
 """
 
@@ -103,8 +103,9 @@ MIXTURE_RIDGE = 3.0
 #: the open-jaw calibration (face.calibration.LandmarkCalibration.open_jaw) reads the same mixtures
 #: again with jawOpen raised to at least U(OPEN_JAW_WEIGHTS), drawn from OPEN_JAW_SEED: mediapipe reads
 #: the sideways jaw and the mouth's shapes differently over an open jaw. On the ARKit round trip's
-#: seeds 0-3 the two calibrations read 20 / 19 / 19 / 20 of the top 20 at 0.8 or above against 20 / 19 /
-#: 18 / 19 with the first alone (the open one alone: 14 / 16 / 18 / 15; docs/figures/arkit.md)
+#: seeds 0-3 the two calibrations read 20 / 19 / 18 / 20 of the top 20 at 0.8 or above against 20 / 19 /
+#: 18 / 19 with the first alone, with a lower MAE on all four (the open one alone: 14 / 16 / 18 / 15;
+#: docs/figures/arkit.md, thirty-eighth session)
 OPEN_JAW_WEIGHTS = (0.3, 1.0)
 OPEN_JAW_SEED = 11
 

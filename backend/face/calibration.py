@@ -193,7 +193,8 @@ class LandmarkCalibration:
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - zip/npy/json/key/shape/memory problems: all a bad file
-            raise InputError(path, f"not a landmark calibration ({type(exc).__name__}: {str(exc)[:100]})") from None
+            raise InputError(path, f"not a landmark calibration ({type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())[:100]})") from None
 
 
 def _check_layout(cal: "LandmarkCalibration") -> None:

@@ -570,7 +570,8 @@ def track_landmarks(model, landmarks: np.ndarray, has_face: np.ndarray, camera, 
             floored = full.coupled.capped(floored, pose)
         if fitted_out is not None and floored is not expr:
             # render passes compare the render of what is returned with these: the floored weights'
-            for rows, lmm in ((has_face & ~open_rows, full), (open_rows, full_open if open_rows.any() else None)):
+            shut = np.asarray(has_face, bool) & ~open_rows
+            for rows, lmm in ((shut, full), (open_rows, full_open if open_rows.any() else None)):
                 ts_all = np.flatnonzero(rows)
                 for c0 in range(0, len(ts_all), opts.batch):
                     ts = ts_all[c0: c0 + opts.batch]
