@@ -44,7 +44,8 @@ def load_weights_file(path: str | Path, what: str) -> Any:
         size = path.stat().st_size
         with zipfile.ZipFile(path) as z:
             packed = [i.filename for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:  # a zip version it cannot read: NotImplementedError
+    # NotImplementedError: a record that needs a later zip version than zipfile reads
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise InputError(path, f"not a loadable PyTorch {what} (not torch.save's zip format: "
                                f"{type(exc).__name__}: {first_line(exc)})") from None
     if packed:

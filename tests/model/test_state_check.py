@@ -76,7 +76,7 @@ def test_dinov2_with_a_crafted_width_or_depth_is_refused_before_anything_is_buil
     try:
         for name, st, pattern in (("wide", wide, r"DINOv2 weights do not match the network: .*wrong shape"),
                                   ("deep", deep, r"its shapes name no architecture: ValueError: blocks \[2, 3, 4\]"),
-                                  ("gap", gap, r"1 tensors missing, 0 unexpected \(missing: blocks.1.mlp.fc2.weight\)")):
+                                  ("gap", gap, r"1 tensors missing, 0 unexpected \(missing: blocks.1.mlp.fc2")):
             with pytest.raises(InputError, match=rf"{name}.pth: .*{pattern}"):
                 load_dinov2(_save(st, tmp_path / f"{name}.pth"))
     finally:
