@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from ..errors import InputError
 from .state_check import check_state_fits, first_line, load_weights_file
 
+#: the deepest DINOv2 a weights file may describe (the largest official one, ViT-g/14, has 40 blocks)
+MAX_DEPTH = 64
+
 # ImageNet statistics DINOv2 was trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -172,6 +175,8 @@ def _arch_of(state: dict[str, torch.Tensor]) -> DinoConfig:
     dim = state["cls_token"].shape[-1]
     blocks = {int(k.split(".")[1]) for k in state if k.startswith("blocks.")}
     depth = 1 + max(blocks)
+    if depth > MAX_DEPTH:                # ViT-g/14 has 40 blocks; even empty ones would take minutes to build
+        raise ValueError(f"{depth} blocks, more than any DINOv2 ({MAX_DEPTH} at most)")
     if blocks != set(range(depth)):      # a crafted index must not name a deeper network than the file holds
         raise ValueError(f"blocks {sorted(set(range(depth)) - blocks)[:3]} ... are missing")
     heads = {384: 6, 768: 12, 1024: 16, 1536: 24}.get(dim, max(1, dim // 64))

@@ -69,13 +69,15 @@ def test_dinov2_with_a_crafted_width_or_depth_is_refused_before_anything_is_buil
     is capped at 8 GiB here: building either would fail to allocate, not raise our error)."""
     state = small_dino.state_dict()
     wide = dict(state, cls_token=torch.zeros(1, 1, 30_016))          # 469 heads; 10.8 GB per block's qkv
-    deep = dict(state, **{"blocks.100000.norm1.weight": torch.zeros(64)})
+    deep = dict(state, **{"blocks.60.norm1.weight": torch.zeros(64)})
+    deeper = dict(state, **{f"blocks.{i}.norm1.weight": torch.zeros(0) for i in range(100_000)})   # 4 MB of keys
     gap = {k: v for k, v in state.items() if k != "blocks.1.mlp.fc2.weight"}
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (min(8 << 30, hard) if hard > 0 else 8 << 30, hard))
     try:
         for name, st, pattern in (("wide", wide, r"DINOv2 weights do not match the network: .*wrong shape"),
                                   ("deep", deep, r"its shapes name no architecture: ValueError: blocks \[2, 3, 4\]"),
+                                  ("deeper", deeper, r"ValueError: 100000 blocks, more than any DINOv2 \(64 at most\)"),
                                   ("gap", gap, r"1 tensors missing, 0 unexpected \(missing: blocks.1.mlp.fc2")):
             with pytest.raises(InputError, match=rf"{name}.pth: .*{pattern}"):
                 load_dinov2(_save(st, tmp_path / f"{name}.pth"))
