@@ -61,6 +61,8 @@ OPEN_JAW_FROM = 0.2
 
 #: the jaw joint (backend.head.model.JOINT_NAMES) and its pose-corrective slot (joints after the root)
 JAW = 2
+#: the eye joints (eye_L, eye_R), which share one gaze corrective (LandmarkCalibration.eyedirs)
+EYES = (3, 4)
 #: per rotation axis of the jaw, the entries (p, m) of the flattened (R - I) that are +sin and -sin
 #: of a rotation about that axis alone: x (opening) R[2,1] = s, R[1,2] = -s; y (sideways)
 #: R[0,2] = s, R[2,0] = -s. A corrective split +D/2, -D/2 over them moves a landmark by D sin(angle)
@@ -88,7 +90,10 @@ class LandmarkCalibration:
     response and joint channels, expression directions, jaw correctives and floor of its own, no
     ``open_jaw`` itself; None = one calibration for every frame; open_jaw_from: the jawOpen weight
     (the jaw's opening over its radians per unit, as first read) from which a frame is re-solved
-    with ``open_jaw``."""
+    with ``open_jaw``; eyedirs: (L, 3, 9) float32 rest-frame metres added to each eye joint's pose
+    correctives: what mediapipe reads of a gaze beyond the model's own landmark motion, on every
+    landmark (its face mesh shifts the mouth and chin with the irises), per eye (a gaze turns both;
+    :func:`fit_mixtures`); None = the model's eye response."""
 
     offset: np.ndarray
     exprdirs: np.ndarray
@@ -100,6 +105,7 @@ class LandmarkCalibration:
     floor: np.ndarray | None = None
     open_jaw: "LandmarkCalibration | None" = None
     open_jaw_from: float = OPEN_JAW_FROM
+    eyedirs: np.ndarray | None = None
 
     def apply(self, lmm: LandmarkModel) -> LandmarkModel:
         """``lmm`` with the calibrated neutral landmarks and expression directions (its first
@@ -115,16 +121,22 @@ class LandmarkCalibration:
         new_dirs = torch.as_tensor(self.exprdirs[:, :, :E], dtype=dt)
         d_dirs = new_dirs - lmm.basis[:, :, S:S + E]      # (L, 3, E) change per landmark
 
-        jaw = None if self.jawdirs is None else torch.as_tensor(self.jawdirs, dtype=dt)
+        added = {}              # joint -> (L, 3, 9) pose correctives added to the model's
+        if self.jawdirs is not None:
+            added[JAW] = torch.as_tensor(self.jawdirs, dtype=dt)
+        if self.eyedirs is not None:
+            for eye in EYES:
+                added[eye] = torch.as_tensor(self.eyedirs, dtype=dt)
 
         def moved(m: LandmarkModel, rep: int) -> LandmarkModel:
             basis = m.basis.clone()
             basis[:, :, S:S + E] += d_dirs.repeat_interleave(rep, 0)
             extra = {}
-            if jaw is not None:     # the jaw's correctives: the jacobian needs the joint listed
+            if added:               # the joints' correctives: the jacobian needs the joints listed
                 posedirs = m.posedirs.clone()
-                posedirs[:, :, JAW - 1] += jaw.repeat_interleave(rep, 0)
-                extra = dict(posedirs=posedirs, corrective_joints=sorted(set(m.corrective_joints) | {JAW}))
+                for joint, d in added.items():
+                    posedirs[:, :, joint - 1] += d.repeat_interleave(rep, 0)
+                extra = dict(posedirs=posedirs, corrective_joints=sorted(set(m.corrective_joints) | set(added)))
             return replace(m, template=m.template + off.repeat_interleave(rep, 0), basis=basis, **extra)
 
         corners = moved(lmm.corners, 3) if lmm.corners is not None else None
@@ -145,6 +157,8 @@ class LandmarkCalibration:
         extra = {} if self.jawdirs is None else {"jawdirs": self.jawdirs}
         if self.floor is not None:
             extra["floor"] = np.asarray(self.floor, np.float32)
+        if self.eyedirs is not None:
+            extra["eyedirs"] = np.asarray(self.eyedirs, np.float32)
         if self.open_jaw is not None:
             meta["open_jaw_from"] = float(self.open_jaw_from)
             extra["open_exprdirs"] = np.asarray(self.open_jaw.exprdirs, np.float32)
@@ -152,6 +166,8 @@ class LandmarkCalibration:
                 extra["open_jawdirs"] = np.asarray(self.open_jaw.jawdirs, np.float32)
             if self.open_jaw.floor is not None:
                 extra["open_floor"] = np.asarray(self.open_jaw.floor, np.float32)
+            if self.open_jaw.eyedirs is not None:
+                extra["open_eyedirs"] = np.asarray(self.open_jaw.eyedirs, np.float32)
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, offset=self.offset, exprdirs=self.exprdirs, response=self.response,
                      meta=np.array(json.dumps(meta)), **extra)
@@ -182,9 +198,10 @@ class LandmarkCalibration:
                                           tuple(channels), arr("floor"))                          # version 3: no floor
                 if cal.offset is None or cal.exprdirs is None or cal.response is None:
                     raise KeyError("offset, exprdirs and response are required")
+                cal.eyedirs = arr("eyedirs")                                                    # version 4: none
                 if "open_exprdirs" in z.files:                                                    # version 4: none
                     cal.open_jaw = replace(cal, exprdirs=arr("open_exprdirs"), jawdirs=arr("open_jawdirs"),
-                                           floor=arr("open_floor"), open_jaw=None)
+                                           floor=arr("open_floor"), eyedirs=arr("open_eyedirs"), open_jaw=None)
                     cal.open_jaw_from = float(meta.get("open_jaw_from", OPEN_JAW_FROM))
             _check_layout(cal)
             if cal.open_jaw is not None:
@@ -204,9 +221,10 @@ def _check_layout(cal: "LandmarkCalibration") -> None:
     if cal.offset.shape != (L, 3) or L < 1 or cal.exprdirs.shape != (L, 3, E) or cal.response.shape != (E,):
         raise ValueError(f"its arrays do not fit each other (offset {cal.offset.shape}, directions "
                          f"{cal.exprdirs.shape}, response {cal.response.shape}, {E} names)")
-    if cal.jawdirs is not None and cal.jawdirs.shape != (L, 3, 9):
-        raise ValueError(f"its jaw correctives are {cal.jawdirs.shape}, not {(L, 3, 9)}")
-    for a in (cal.offset, cal.exprdirs, cal.response, cal.jawdirs):
+    for what, a in (("jaw", cal.jawdirs), ("eye", cal.eyedirs)):
+        if a is not None and a.shape != (L, 3, 9):
+            raise ValueError(f"its {what} correctives are {a.shape}, not {(L, 3, 9)}")
+    for a in (cal.offset, cal.exprdirs, cal.response, cal.jawdirs, cal.eyedirs):
         if a is not None and not np.all(np.isfinite(a)):
             raise ValueError("it holds values that are not finite numbers")
     _check_floor(cal.floor, E)
@@ -221,12 +239,13 @@ def _check_floor(floor: np.ndarray | None, n_expr: int, what: str = "its reading
 
 def _check_open_jaw(cal: "LandmarkCalibration") -> None:
     """ValueError unless ``cal.open_jaw`` is shaped like ``cal`` (directions as its own, jaw
-    correctives (L, 3, 9)), finite, with a floor in bounds and ``open_jaw_from`` in (0, 1)."""
+    and eye correctives (L, 3, 9)), finite, with a floor in bounds and ``open_jaw_from`` in (0, 1)."""
     o = cal.open_jaw
     if o.exprdirs.shape != cal.exprdirs.shape or not np.all(np.isfinite(o.exprdirs)):
         raise ValueError(f"its open-jaw directions are not {cal.exprdirs.shape} finite values")
-    if o.jawdirs is not None and (o.jawdirs.shape != (cal.offset.shape[0], 3, 9) or not np.all(np.isfinite(o.jawdirs))):
-        raise ValueError(f"its open-jaw jaw correctives are not {(cal.offset.shape[0], 3, 9)} finite values")
+    for what, a in (("jaw", o.jawdirs), ("eye", o.eyedirs)):
+        if a is not None and (a.shape != (cal.offset.shape[0], 3, 9) or not np.all(np.isfinite(a))):
+            raise ValueError(f"its open-jaw {what} correctives are not {(cal.offset.shape[0], 3, 9)} finite values")
     _check_floor(o.floor, len(cal.expr_names), "its open-jaw reading floor")
     if not (np.isfinite(cal.open_jaw_from) and 0.0 < cal.open_jaw_from < 1.0):
         raise ValueError(f"its open-jaw threshold {cal.open_jaw_from!r} is not a jawOpen weight in (0, 1)")
@@ -501,7 +520,8 @@ def offset_calibration(lmm: LandmarkModel, offset: np.ndarray, expr_names: tuple
 def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, shape: np.ndarray,
                  pose: np.ndarray, transl: np.ndarray, expr: np.ndarray, jaw: np.ndarray,
                  readings: np.ndarray, columns: np.ndarray, ridge: float = 1.0,
-                 lift_ridge: float = 1e-3, free_motion: np.ndarray | None = None) -> LandmarkCalibration:
+                 lift_ridge: float = 1e-3, free_motion: np.ndarray | None = None,
+                 gaze: np.ndarray | None = None) -> LandmarkCalibration:
     """``cal`` with its expression directions and jaw corrective corrected by renders of mixtures.
 
     Each calibrated direction is read from its expression alone, but mediapipe does not read a
@@ -521,7 +541,11 @@ def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, 
     correction is shrunk as if each shape had been seen that many more times at weight 1 with no
     residual). free_motion: landmark indices on which each mixture's residual is first relieved of
     its least-squares 2-D similarity (render_compare.rigid_offsets' "similarity", no threshold; the
-    tracker's free head pose would take that part); None = not. Returns a new calibration (``cal`` is not changed)."""
+    tracker's free head pose would take that part); None = not. gaze (K, 2): each mixture's eye
+    rotation (rad about the eyes' x and y axes, both eyes alike); with it, what mediapipe reads of
+    a gaze beyond the model's own motion is regressed too, per sin of each angle, and becomes the
+    eyes' corrective (``eyedirs``); None = eyes at rest, no eye corrective. Returns a new
+    calibration (``cal`` is not changed)."""
     S, E = lmm.n_shape, lmm.n_expr
     expr = np.asarray(expr, np.float64)
     jaw = np.asarray(jaw, np.float64)
@@ -529,13 +553,17 @@ def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, 
     ok = np.all(np.isfinite(readings.reshape(len(readings), -1)), axis=1)
     if ok.sum() < 2:
         return cal
-    expr, jaw, readings = expr[ok], jaw[ok], readings[ok]
+    gaze = np.zeros((len(expr), 2)) if gaze is None else np.asarray(gaze, np.float64)
+    use_gaze = bool(np.any(gaze[ok]))
+    expr, jaw, readings, gaze = expr[ok], jaw[ok], readings[ok], gaze[ok]
     K = len(expr)
     f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
     lmc = cal.apply(lmm)
     coeffs = torch.cat([f64(shape)[None, :S].expand(K, S), f64(expr)[:, :E]], 1)
     poses = f64(pose)[None].repeat(K, 1, 1)
     poses[:, JAW, 0] += f64(jaw)
+    for eye in EYES:
+        poses[:, eye, :2] += f64(gaze)
     with torch.inference_mode():
         pred, _ = proj.project(lmc.points(coeffs, poses, f64(transl)[None].expand(K, 3)))
     resid = readings - pred.numpy()                                    # (K, L, 2) px
@@ -547,9 +575,10 @@ def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, 
         resid = resid - rigid_offsets(resid, pred.numpy(), np.asarray(free_motion, np.int64), "similarity")
     resid = resid.reshape(K, -1)
     cols = np.flatnonzero(np.asarray(columns, bool)[:E])
-    X = np.concatenate([expr[:, cols], np.sin(jaw)[:, None]], 1)    # the jaw's part per sin of its angle
-    delta = np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ resid)   # (C + 1, L * 2)
-    delta = delta.reshape(len(cols) + 1, -1, 2)
+    # the jaw's part per sin of its angle; the gaze's per sin of each eye angle
+    X = np.concatenate([expr[:, cols], np.sin(jaw)[:, None]] + ([np.sin(gaze)] if use_gaze else []), 1)
+    delta = np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ resid)   # (C + 1 [+ 2], L * 2)
+    delta = delta.reshape(X.shape[1], -1, 2)
     coeffs0 = torch.cat([f64(shape)[None, :S], torch.zeros(1, E, dtype=torch.float64)], 1)
     _, A = rest_to_pixels(lmc, proj, coeffs0, f64(pose)[None], f64(transl)[None])
     zero = np.zeros((lmm.n_landmarks, 3))
@@ -557,9 +586,19 @@ def fit_mixtures(lmm: LandmarkModel, proj: Projector, cal: LandmarkCalibration, 
     for j, k in enumerate(cols):
         dirs[:, :, k] += lift(A, delta[j], zero, lift_ridge)
     jawdirs = np.zeros((lmm.n_landmarks, 3, 9)) if cal.jawdirs is None else np.array(cal.jawdirs, np.float64)
-    per_sin = lift(A, delta[-1], zero, lift_ridge)
+    per_sin = lift(A, delta[len(cols)], zero, lift_ridge)
     plus, minus = SIN_ENTRIES[0]
     jawdirs[:, :, plus] += 0.5 * per_sin
     jawdirs[:, :, minus] -= 0.5 * per_sin
-    return replace(cal, exprdirs=dirs.astype(np.float32), jawdirs=jawdirs.astype(np.float32))
+    eyedirs = cal.eyedirs
+    if use_gaze:
+        # both eyes turn together: each carries half of what the gaze reads beyond the model
+        eyedirs = np.zeros((lmm.n_landmarks, 3, 9)) if cal.eyedirs is None else np.array(cal.eyedirs, np.float64)
+        for axis in (0, 1):
+            per_sin = lift(A, delta[len(cols) + 1 + axis], zero, lift_ridge)
+            plus, minus = SIN_ENTRIES[axis]
+            eyedirs[:, :, plus] += 0.25 * per_sin
+            eyedirs[:, :, minus] -= 0.25 * per_sin
+        eyedirs = eyedirs.astype(np.float32)
+    return replace(cal, exprdirs=dirs.astype(np.float32), jawdirs=jawdirs.astype(np.float32), eyedirs=eyedirs)
 

@@ -218,7 +218,7 @@ def _videos(rng: np.random.Generator, folder: Path) -> list[tuple[str, bytes]]:
 
 def _calibration(rng: np.random.Generator, path: Path) -> bytes:
     """A tracker calibration (face.calibration.LandmarkCalibration, 8 landmarks, 4 expressions) with
-    every optional part: jaw correctives, joint channels, a reading floor and an open-jaw part."""
+    every optional part: jaw and eye correctives, joint channels, a reading floor and an open-jaw part."""
     from dataclasses import replace
 
     from backend.face.calibration import LandmarkCalibration
@@ -229,7 +229,9 @@ def _calibration(rng: np.random.Generator, path: Path) -> bytes:
                               ("a", "b", "jawLeft", "jawRight"), f32(rng.uniform(0.3, 1.0, E)),
                               jawdirs=f32(rng.normal(0, 1e-3, (L, 3, 9))), joint_channels=("jawLeft", "jawRight"),
                               floor=f32(rng.uniform(0.0, 0.3, E)))
-    cal.open_jaw = replace(cal, exprdirs=f32(rng.normal(0, 1e-3, (L, 3, E))), floor=f32(rng.uniform(0.0, 0.3, E)))
+    cal.eyedirs = f32(rng.normal(0, 1e-3, (L, 3, 9)))
+    cal.open_jaw = replace(cal, exprdirs=f32(rng.normal(0, 1e-3, (L, 3, E))), floor=f32(rng.uniform(0.0, 0.3, E)),
+                           eyedirs=f32(rng.normal(0, 1e-3, (L, 3, 9))))
     cal.open_jaw_from = 0.25
     cal.save(path)
     return path.read_bytes()

@@ -46,6 +46,10 @@ def test_mixture_renders_correct_the_calibrated_directions_only_and_repeat(astro
     apart = np.abs(mixed.open_jaw.exprdirs - mixed.exprdirs)[:, :, cal].max(axis=(0, 1))
     assert (apart > 1e-4).sum() >= 0.8 * len(used) and apart.max() < 0.02, apart
     assert mixed.open_jaw.floor.shape == (len(names),) and mixed.open_jaw.floor.max() <= 0.5
+    # the mixtures' gaze gives the eyes a corrective (millimetres per sin of the angle); none without mixtures
+    assert plain.eyedirs is None and mixed.eyedirs.shape == (len(mixed.offset), 3, 9)
+    assert 1e-5 < np.abs(mixed.eyedirs).max() < 0.02 and np.all(np.isfinite(mixed.eyedirs))
+    np.testing.assert_array_equal(mixed.eyedirs, again.eyedirs)
     assert np.all(mixed.open_jaw.floor[~cal] == 0)
 
 
