@@ -455,7 +455,8 @@ def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Pa
     """The calibration kept in ``path``: read when the file exists (InputError when it was made
     for another expression basis; an OMGWarning when it predates the reading floor), else computed
     by :func:`calibrate_tracker` (``progress`` told and able to cancel, before anything is written) and
-    written there. A kept file without the open-jaw part is read with an OMGWarning too."""
+    written there. A kept file without the open-jaw part or the eye corrective is read with an
+    OMGWarning too."""
     from ..face.calibration import LandmarkCalibration
 
     path = Path(path)
@@ -473,14 +474,15 @@ def calibration_for(avatar: "GaussianAvatar", model: "HeadModel", path: str | Pa
             warnings.warn(f"{path.name}: made before the calibration read mixtures of the shapes (no reading "
                           "floor); tracking with it reads absent shapes above 0. Delete it or give another "
                           "--calibration path to calibrate again", OMGWarning, stacklevel=2)
-        elif cal.open_jaw is None and not cal.offset_only:
+        elif (cal.open_jaw is None or cal.eyedirs is None) and not cal.offset_only:
             import warnings
 
             from ..errors import OMGWarning
 
-            warnings.warn(f"{path.name}: made before the calibration read the shapes over an open jaw (no "
-                          "open-jaw part); tracking with it reads the sideways jaw under an open mouth less well. "
-                          "Delete it or give another --calibration path to calibrate again", OMGWarning, stacklevel=2)
+            warnings.warn(f"{path.name}: made before the calibration read the shapes over an open jaw and with a "
+                          "gaze (no open-jaw part or eye corrective); tracking with it reads the sideways jaw less "
+                          "well. Delete it or give another --calibration path to calibrate again", OMGWarning,
+                          stacklevel=2)
         return cal
     cal = calibrate_tracker(avatar, model, lod, progress=progress)
     cal.save(path)

@@ -172,8 +172,9 @@ def test_calibration_file_for_another_basis_is_refused(tmp_path, standin):
 
 
 def test_a_kept_calibration_without_a_reading_floor_is_used_with_a_warning(tmp_path, standin):
-    """A calibration file from before the reading floor (or before the open-jaw part) is the user's:
-    read as it is and never rewritten, with one warning naming it; one with both reads silently."""
+    """A calibration file from before the reading floor (or before the open-jaw part and the eye
+    corrective) is the user's: read as it is and never rewritten, with one warning naming it; one with
+    all three reads silently."""
     import warnings
 
     from backend.avatar.calibrate import calibration_for
@@ -192,6 +193,9 @@ def test_a_kept_calibration_without_a_reading_floor_is_used_with_a_warning(tmp_p
     with pytest.warns(OMGWarning, match="new.cal.npz: made before the calibration read the shapes over an open jaw"):
         np.testing.assert_array_equal(calibration_for(None, standin, path).floor, old.floor)
     old.open_jaw = dc_replace(old)
+    with pytest.warns(OMGWarning, match="eye corrective"):                 # an open-jaw part, no eye corrective
+        calibration_for(None, standin, old.save(tmp_path / "noeyes.cal.npz"))
+    old.eyedirs = np.zeros((lmm.n_landmarks, 3, 9), np.float32)
     path = old.save(tmp_path / "open.cal.npz")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
