@@ -55,7 +55,10 @@ def test_cli_retarget_then_render(astronaut, preview_assets, tmp_path):
 
 def test_cli_retarget_reads_a_kept_calibration_and_leaves_it_as_it_was(astronaut, preview_assets, tmp_path, capsys):
     """``retarget --calibration`` with a kept file (here: the stand-in's own landmark response with a
-    zero reading floor) reads it, tracks with it, writes the preview and never rewrites the file."""
+    zero reading floor, no eye corrective and the same as its open-jaw part) reads it, tracks with it,
+    writes the preview and never rewrites the file."""
+    from dataclasses import replace as dc_replace
+
     from backend.avatar.fileformat import load_avatar
     from backend.face.calibration import LandmarkCalibration
     from backend.face.landmark_model import LandmarkModel
@@ -66,7 +69,9 @@ def test_cli_retarget_reads_a_kept_calibration_and_leaves_it_as_it_was(astronaut
     lmm = LandmarkModel.from_model(model)
     S, E = lmm.n_shape, lmm.n_expr
     cal = LandmarkCalibration(np.zeros((lmm.n_landmarks, 3), np.float32), lmm.basis[:, :, S:S + E].numpy(),
-                              tuple(model.expr_names), np.ones(E, np.float32), floor=np.zeros(E, np.float32))
+                              tuple(model.expr_names), np.ones(E, np.float32), floor=np.zeros(E, np.float32),
+                              eyedirs=np.zeros((lmm.n_landmarks, 3, 9), np.float32))
+    cal.open_jaw = dc_replace(cal)          # every part a current calibration has: read without a warning
     kept = cal.save(tmp_path / "kept.cal.npz")
     before = kept.read_bytes()
     clip = synthetic_clip(preview_assets)
