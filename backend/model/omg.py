@@ -31,7 +31,7 @@ from ..avatar.shoulders import ShoulderOptions, shoulder_pixels
 from ..head.lbs import HeadModelTensors, lbs
 from ..head.lod import build_lods, subdivide_once
 from ..render.camera import Camera
-from .dinov2 import DinoV2, preprocess
+from .dinov2 import DinoConfig, DinoV2, preprocess
 
 
 @dataclass
@@ -72,8 +72,11 @@ class OMGConfig:
         for k, v in kw.items():
             _check_config_value(k, v)
         cfg = OMGConfig(**kw)
-        if cfg.dim % cfg.decoder_heads:     # the attention splits the width: the shapes alone do not show it
+        # what the shapes alone do not show, and would fail at the first build instead of here:
+        if cfg.dim % cfg.decoder_heads:     # the attention splits the width
             raise ValueError(f"config dim {cfg.dim} does not split into {cfg.decoder_heads} decoder heads")
+        if cfg.dino_input % DinoConfig.patch:   # DINOv2 reads whole patches
+            raise ValueError(f"config dino_input {cfg.dino_input} is not a multiple of {DinoConfig.patch} px")
         return cfg
 
 

@@ -21,6 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 
+#: files a loader wrote for itself, removed when the child ends
+_CLEANUP: list[str] = []
+
+
 def _loaders():
     from backend.avatar.fileformat import load_avatar
     from backend.avatar.ply import read_ply
@@ -34,21 +38,23 @@ def _loaders():
     from backend.motion.arkit import load_mapping
     from backend.motion.capture import read_capture
 
-    tiny_dino: list[str] = []
+    made: dict = {}
 
     def checkpoint(path: str) -> None:
-        """The learned build's loading of a checkpoint, with a DINOv2 file of the width it expects."""
+        """The learned build's loading of a checkpoint, with a DINOv2 file of the width it expects
+        (written once per child, removed before it exits) and the stand-in head model (loaded once)."""
         import tempfile
 
         from backend.model.infer import load_learned
         from fuzzlib import tiny_dino_bytes
 
-        if not tiny_dino:
+        if not made:
             fd, name = tempfile.mkstemp(suffix=".pth")
             os.write(fd, tiny_dino_bytes())
             os.close(fd)
-            tiny_dino.append(name)
-        load_learned(path, tiny_dino[0], load_head_model(None), device="cpu")
+            _CLEANUP.append(name)
+            made.update(dino=name, model=load_head_model(None))
+        load_learned(path, made["dino"], made["model"], device="cpu")
 
     def video(path: str) -> None:
         reader = iter_video(path)
@@ -84,6 +90,8 @@ def main() -> None:
             msg = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-4))
         out.write(f"@@FUZZ END {i} {status} {json.dumps(msg[:4000])}\n")
         out.flush()
+    for name in _CLEANUP:     # os._exit runs no atexit handlers
+        os.unlink(name)
     os._exit(0)  # skip interpreter teardown (torch/ffmpeg threads): the results are out
 
 

@@ -104,6 +104,7 @@ def test_checkpoint_configuration_out_of_bounds_or_weights_that_do_not_fit_are_r
              # within bounds, but not the network these weights are for: refused on the meta device
              "wider": (dict(ck, config=dict(cfg.to_dict(), dim=4096)), r"OMG weights do not match the network"),
              "heads": (dict(ck, config=dict(cfg.to_dict(), decoder_heads=3)), r"dim 32 does not split into 3"),
+             "patch": (dict(ck, config=dict(cfg.to_dict(), dino_input=100)), r"dino_input 100 is not a multiple of 14"),
              "conv": (dict(ck, config=dict(cfg.to_dict(), unet_channels=[8, 0])), r"config unet_channels holds 0")}
     for name, (bad, pattern) in cases.items():
         with pytest.raises(InputError, match=rf"{name}.pt: .*{pattern}"):
