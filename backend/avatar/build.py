@@ -48,6 +48,7 @@ from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
 from .landmark_detail import LandmarkDetailOptions, landmark_detail, prepared_spread
 from .mouth import MouthOptions, plausible_refined_colors
+from .view_colors import ViewColors, source_toward
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -225,7 +226,8 @@ def head_topology(model: "HeadModel", levels: list[int]) -> dict[int, LevelTopol
 def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
                   levels: list[int], opts: BuildOptions,
                   topology: dict[int, LevelTopology] | None = None,
-                  offsets: np.ndarray | None = None) -> dict[int, GaussianSet]:
+                  offsets: np.ndarray | None = None,
+                  sides: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[int, GaussianSet]:
     """Head Gaussians at rest for every level: geometry attributes + HPFS/OAFF colours.
 
     LOD 0 is always solved first (directly); its colours, upsampled, start the iterative
@@ -235,7 +237,9 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     The result is the same as sampling them one after another (tests/avatar/test_build_threads.py).
     ``topology``: head_topology(model, levels) when the caller made it already. ``offsets``: (V, 3)
     the avatar's ``vertex_offsets`` (landmark_detail): the surface is sampled, shaped and placed
-    where they put it (a set's rest means are the rest surface, offsets included, as posing's)."""
+    where they put it (a set's rest means are the rest surface, offsets included, as posing's).
+    ``sides``: when given, filled with {level: (rows (K,) int64, side colours (K, 3) float32)}, the
+    skin each level's photo sees edge-on and its colour seen from elsewhere (sampling.side_fill)."""
     from concurrent.futures import ThreadPoolExecutor
 
     work = sorted(set(levels) | {0})
@@ -250,28 +254,34 @@ def analytic_head(model: "HeadModel", params, camera: "Camera", photo: np.ndarra
     # hair-coloured samples below the nose tip do not feed the unseen skin's fill (below_hair.py)
     hair_ends_y = (float(rest_landmarks[NOSE_TIP, 1]), float(rest_landmarks[CHIN, 1]))
     topology = topology or {}
-    head0, coarse = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None, opts,
-                                topology.get(0), hair_ends_y)
+    head0, coarse, side0 = _head_level(model, lods[0], rest0, verts_src[0], face_oval, camera, photo, mask, None,
+                                       opts, topology.get(0), hair_ends_y)
     out: dict[int, GaussianSet] = {0: head0} if 0 in levels else {}
+    side_out = {0: side0}
     finer = [l for l in work if l > 0]
 
     def level(l: int) -> GaussianSet:
-        return _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask, coarse, opts,
-                           topology.get(l), hair_ends_y)[0]
+        head, _, side_out[l] = _head_level(model, lods[l], rest0, verts_src[0], face_oval, camera, photo, mask,
+                                           coarse, opts, topology.get(l), hair_ends_y)
+        return head
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg-lod") as pool:
         jobs = {l: pool.submit(level, l) for l in finer[:-1]}
         if finer:
             out[finer[-1]] = level(finer[-1])
         out.update({l: j.result() for l, j in jobs.items()})
+    if sides is not None:
+        sides.update({l: side_out[l] for l in out if side_out[l][0] is not None})
     return {l: out[l] for l in sorted(out)}
 
 
 def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarray, face_oval: np.ndarray,
                 camera: "Camera", photo: np.ndarray, mask: np.ndarray, coarse: np.ndarray | None,
                 opts: BuildOptions, topo: LevelTopology | None = None,
-                hair_ends_y: tuple[float, float] | None = None) -> tuple[GaussianSet, np.ndarray]:
-    """One level of analytic_head -> (its head GaussianSet, its vertex colours (V_l, 3)).
+                hair_ends_y: tuple[float, float] | None = None
+                ) -> tuple[GaussianSet, np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]:
+    """One level of analytic_head -> (its head GaussianSet, its vertex colours (V_l, 3), its
+    (side rows, side colours): SampledColors.side_rows / side).
 
     lod: the level's LOD (upsample, faces); rest0 / verts_src (V, 3): the identity's rest and
     source-posed LOD-0 vertices, the avatar's vertex offsets included; coarse (V, 3): LOD 0's
@@ -327,7 +337,7 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
                            x0=x0, rest=rest, face_oval=face_oval, lids=lids, lid_ref=lid_ref,
                            laplacian=topo.laplacian, hair_ends_y=hair_ends_y)
         quats, scales, opac = attributes.result()
-    return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors
+    return GaussianSet(rest, quats, scales, opac, sc.colors), sc.colors, (sc.side_rows, sc.side)
 
 
 def analytic_parts(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
@@ -524,7 +534,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                                               opts.detail).offsets
                 parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
                                         np.array(obs.landmarks, copy=True), opts, offsets)
-                heads = analytic_head(model, params, camera, person, mask, levels, opts, topology, offsets)
+                sides: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+                heads = analytic_head(model, params, camera, person, mask, levels, opts, topology, offsets, sides)
             with progress.stage("parts"):
                 progress.report(0.4, "building hair, body, mouth and eyes")
                 parts = parts_job.result()
@@ -535,6 +546,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             vertex_offsets=offsets,
             lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
             parts=parts, options=opts.to_json(), method="analytic")
+        avatar.lod_views = source_view_colors(avatar, model, sides)
 
     if opts.fit_silhouette:
         # no Gaussian footprint beyond the person: the matte is a one-view visual hull
@@ -595,6 +607,27 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
     seconds["total"] = time.perf_counter() - t_start
     progress.report(1.0, "done")
     return BuildResult(avatar, model, obs, fit, seconds, metrics, steps_run, name)
+
+
+def source_view_colors(avatar: GaussianAvatar, model: "HeadModel",
+                       sides: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, ViewColors]:
+    """{level: ViewColors} from analytic_head's ``sides``: each grazing Gaussian's direction to the
+    source camera in its own frame, from its rotation and place at the avatar's source frame as the
+    renderers pose it (pose_torch)."""
+    import torch
+
+    from .pose_torch import TorchPoser
+
+    out = {}
+    p = avatar.params.frame(0)
+    for l, (rows, side) in sides.items():
+        if l not in avatar.lods or not len(rows):
+            continue
+        with torch.no_grad():
+            posed = TorchPoser(avatar, model, l, "cpu", grow=False).pose(p.expr, p.pose, p.transl)
+        q, m = posed.quats[0].numpy()[rows], posed.means[0].numpy()[rows]
+        out[l] = ViewColors(rows, side, source_toward(q, m, avatar.camera.center))
+    return out
 
 
 def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray, mask: np.ndarray,

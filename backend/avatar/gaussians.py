@@ -14,6 +14,7 @@ import numpy as np
 if TYPE_CHECKING:  # only for annotations: keeps this module importable without torch
     from ..head.params import HeadParams
     from ..render.camera import Camera
+    from .view_colors import ViewColors
 
 
 @dataclass
@@ -181,6 +182,10 @@ class GaussianAvatar:
         rest frame (posing rotates it with the surface, see posing.py).
     parts: SkinnedPart list (body, hair, mouth interior, eyes...), posed after the head in list order.
     options: the creation options (JSON-able), stored in the file header.
+    lod_views: {level: view_colors.ViewColors}: the head Gaussians of that LOD the photo sees
+        edge-on, with the colour they show away from the source view (view_colors.py); levels
+        without an entry have view-independent colours. Entries for levels the avatar lacks are
+        dropped.
     """
 
     head_model_name: str
@@ -193,6 +198,7 @@ class GaussianAvatar:
     parts: list[SkinnedPart]
     options: dict[str, Any] = field(default_factory=dict)
     method: str = "analytic"
+    lod_views: dict[int, "ViewColors"] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.vertex_offsets = np.ascontiguousarray(self.vertex_offsets, dtype=np.float32).reshape(-1, 3)
@@ -207,6 +213,9 @@ class GaussianAvatar:
             raise ValueError(f"part names must be unique, got {names}")
         if len({p.weights.shape[1] for p in self.parts}) > 1:
             raise ValueError("all parts must be skinned to the same joints")
+        self.lod_views = {int(k): v for k, v in dict(self.lod_views).items() if int(k) in self.lods}
+        for lvl, v in self.lod_views.items():
+            v.check(len(self.lods[lvl]))
 
     @property
     def levels(self) -> list[int]:

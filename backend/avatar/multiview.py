@@ -428,6 +428,8 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
         if hold is not None:
             fused = hold[:, None] * rest.colors + (1.0 - hold[:, None]) * fused
         avatar.lods[lod].colors = fused[:n_head].astype(np.float32)
+        # the views saw the sides the photo saw edge-on: the fused colour serves every view
+        avatar.lod_views.pop(lod, None)
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
                 part.gaussians.colors = fused[sl].astype(np.float32)

@@ -38,6 +38,7 @@ def render_frames(
     import torch
 
     from .pose_torch import TorchPoser
+    from .view_colors import colors_for_views
     from ..render.splat import select_backend, splat
 
     cam = avatar.camera if camera is None else camera
@@ -53,7 +54,9 @@ def render_frames(
             sl = slice(t0, t0 + chunk)
             posed = poser.pose(params.expr[sl], params.pose[sl], params.transl[sl],
                                None if params.torso is None else params.torso[sl])  # (B, N, ...)
-            res = splat(posed.means, posed.quats, posed.scales(scales), opacities, colors, [cam] * posed.means.shape[0],
+            b = posed.means.shape[0]
+            feats = colors_for_views(colors, avatar.lod_views.get(lod), posed.quats, posed.means, [cam.center] * b)
+            res = splat(posed.means, posed.quats, posed.scales(scales), opacities, feats, [cam] * b,
                         background=bg, backend=name)
             imgs = res.image.detach().cpu().numpy().transpose(0, 2, 3, 1)  # (B, H, W, 3)
             alphas = res.alpha.detach().cpu().numpy()                    # (B, H, W)

@@ -57,12 +57,18 @@ class SamplingOptions:
     mouth_weight: float = 0.3           # soft-data weight of the mouth colour where unobserved
     synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
     below_hair: BelowHairOptions = field(default_factory=BelowHairOptions)
+    # skin seen at |cos| below this also gets a side colour: the fill as if unseen (view_colors.py)
+    side_cos: float = 0.45
+    side_colors: bool = True
 
 
 @dataclass
 class SampledColors:
     """colors (V_l, 3) float32; observed/mirrored/interior/diffused/synthesized: (V_l,) bool
-    provenance (synthesized vertices are a subset of the diffused ones: texture over the fill)."""
+    provenance (synthesized vertices are a subset of the diffused ones: texture over the fill).
+    side_rows (K,) int64 / side (K, 3) float32: the skin the photo sees edge-on (|cos| <
+    ``SamplingOptions.side_cos``) and its colour seen from elsewhere: the fill of its neighbours,
+    as if the photo had not seen it (view_colors.py); None when not made."""
 
     colors: np.ndarray
     observed: np.ndarray
@@ -70,6 +76,8 @@ class SampledColors:
     interior: np.ndarray
     diffused: np.ndarray
     synthesized: np.ndarray | None = None
+    side_rows: np.ndarray | None = None
+    side: np.ndarray | None = None
 
 
 def vertex_regions(model: "HeadModel", upsample: sp.spmatrix) -> np.ndarray:
@@ -282,7 +290,8 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     inside = np.all(np.isfinite(uv), 1) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
     to_cam = camera.center[None].astype(np.float64) - verts
     to_cam /= np.maximum(np.linalg.norm(to_cam, axis=1, keepdims=True), 1e-12)
-    facing = (to_cam * normals).sum(1) > opts.facing_min
+    cos = (to_cam * normals).sum(1)
+    facing = cos > opts.facing_min
     vis = np.asarray(vertex_visibility(verts, faces, camera), bool)
     uvc = np.where(np.isfinite(uv), uv, 0.0).astype(np.float32)
     in_mask = bilinear(portrait_mask.astype(np.float32), uvc) >= opts.mask_min
@@ -362,4 +371,20 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
         filled = (band[:, None] * smooth + (1.0 - band[:, None]) * filled).astype(np.float32)
     keep = hairy & (band == 0)
     filled[keep] = colors[keep]
-    return SampledColors(filled, observed, mirrored, inner, ~known, synthesized)
+    side_rows = side = None
+    if opts.side_colors:
+        side_rows, side = side_fill(filled, observed & (cos < opts.side_cos) & (regions == REGION_SKIN) & ~inner,
+                                    L, fallback, screen)
+    return SampledColors(filled, observed, mirrored, inner, ~known, synthesized, side_rows, side)
+
+
+def side_fill(colors: np.ndarray, grazing: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,
+              screening: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grazing vertices' colours as if unseen: (K,) int64 rows of ``grazing`` (V,) bool and their
+    (K, 3) float32 harmonic fill from every other vertex's ``colors`` (V, 3) (a direct solve over
+    the band alone; L, fallback and screening as ``diffuse``'s)."""
+    rows = np.flatnonzero(grazing)
+    if not len(rows):
+        return rows.astype(np.int64), np.zeros((0, 3), np.float32)
+    fill = diffuse(colors, ~grazing, L, fallback, screening)
+    return rows.astype(np.int64), np.clip(fill[rows], 0.0, 1.0).astype(np.float32)

@@ -168,6 +168,9 @@ class PreviewRenderer:
         self._opacities, self._features = as_t(rest.opacities), as_t(feats)
         self._background = as_t(background)
         self.n_gaussians = len(rest)
+        # view-dependent colours (avatar.view_colors) apply to colours, not to learned features
+        views = self.avatar.lod_views.get(self.lod) if self.refiner is None else None
+        self._views = views if views is not None and len(views) else None
 
     def _per_frame(self, b: int):
         """scales (b, N, 3), opacities (b, N), features (b, N, C): the rest attributes repeated per
@@ -267,11 +270,15 @@ class PreviewRenderer:
         """Splat one posed batch (+ refiner) -> (H, W, 3) uint8 frames."""
         import torch
 
+        from ..avatar.view_colors import colors_for_views
         from ..render.splat import splat
 
         t = time.perf_counter()
         with torch.no_grad():
             scales, opacities, features = self._per_frame(posed.means.shape[0])
+            if self._views is not None:  # the head's grazing Gaussians seen from each frame's camera
+                features = colors_for_views(self._features, self._views, posed.quats, posed.means,
+                                            [c.center for c in cams])
             if posed.growth is not None:  # the frames' grown head Gaussians (avatar.stretch_growth)
                 scales = posed.scales(self._scales)
             res = splat(posed.means, posed.quats, scales, opacities, features, cams,
