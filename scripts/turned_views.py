@@ -39,7 +39,7 @@ def coded(avatar, level: int):
         for p in avatar.parts]
     lods = dict(avatar.lods)
     lods[level] = dataclasses.replace(g, colors=np.broadcast_to(np.asarray(HEAD, np.float32), g.colors.shape).copy())
-    return dataclasses.replace(avatar, lods=lods, parts=parts)
+    return dataclasses.replace(avatar, lods=lods, parts=parts, lod_views={})  # one colour from every view
 
 
 def turned_views(avatar, model, yaws: tuple[float, ...], level: int = 2, codes: bool = True) -> np.ndarray:

@@ -47,13 +47,15 @@ CLOTHES_FADE = 0.25   # skin_band's fall below the chin, as a share of the nose-
 @dataclass
 class BelowHair:
     """excluded (V,) bool: observed vertices that keep their colour but do not feed the fill;
-    skin (3,) float64 the skin model's mean colour, or None when hair and skin were not told apart;
+    skin (3,) float64 the skin model's mean colour, or None when hair and skin were not told apart
+    (skin_icov: its (3, 3) inverse covariance);
     beyond_face (V,) bool: vertices outside the face oval grown by ``face_keep`` (the face's own
     unseen parts, inner lips and nostrils among them, keep their fill)."""
 
     excluded: np.ndarray
     skin: np.ndarray | None
     beyond_face: np.ndarray | None = None
+    skin_icov: np.ndarray | None = None   # (3, 3) the skin model's inverse covariance (with ``skin``)
 
 
 def skin_band(rest_y: np.ndarray, below_y: float, chin_y: float) -> np.ndarray:
@@ -110,4 +112,4 @@ def hair_coloured_below(colors: np.ndarray, observed: np.ndarray, rest: np.ndarr
     hair = (d_h <= d_s) & (d_h <= opts.hair_max)
     not_skin = (d_s > d_h) | (d_s > opts.skin_max)
     out[z] = np.where(rest[z, 1] >= chin_y, not_skin, hair)
-    return BelowHair(out, mu_s, beyond)
+    return BelowHair(out, mu_s, beyond, ic_s)

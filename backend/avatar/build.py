@@ -48,7 +48,7 @@ from .eyes import EyeOptions, expression_stretch, eyelid_vertices
 from .interior import interior_parts
 from .landmark_detail import LandmarkDetailOptions, landmark_detail, prepared_spread
 from .mouth import MouthOptions, plausible_refined_colors
-from .view_colors import ViewColors, source_toward
+from .view_colors import MAX_GROW, ViewColors, source_toward, view_frames_torch
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -509,6 +509,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
         topology = topology_job.result() if topology_job is not None else None
     params, camera = fit.params, fit.camera
 
+    sides: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # analytic_head's side colours
     if opts.method == "learned":
         with progress.stage("reconstruct"):
             progress.report(0.2, "running the learned network")
@@ -534,7 +535,6 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                                               opts.detail).offsets
                 parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
                                         np.array(obs.landmarks, copy=True), opts, offsets)
-                sides: dict[int, tuple[np.ndarray, np.ndarray]] = {}
                 heads = analytic_head(model, params, camera, person, mask, levels, opts, topology, offsets, sides)
             with progress.stage("parts"):
                 progress.report(0.4, "building hair, body, mouth and eyes")
@@ -546,13 +546,14 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             vertex_offsets=offsets,
             lods=heads, lod_offsets={l: np.zeros((len(g), 3), np.float32) for l, g in heads.items()},
             parts=parts, options=opts.to_json(), method="analytic")
-        avatar.lod_views = source_view_colors(avatar, model, sides)
 
+    shrink: dict[int, np.ndarray] = {}
     if opts.fit_silhouette:
         # no Gaussian footprint beyond the person: the matte is a one-view visual hull
         # on both cores: it runs alone, after the sampling (each LOD's head and the parts apart)
         avatar.options["silhouette_fit"] = fit_avatar_to_matte(avatar, model, mask, levels, SilhouetteOptions(),
-                                                               colors=person, fields=matte_fields, workers=2)
+                                                               colors=person, fields=matte_fields, workers=2,
+                                                               shrink=shrink)
     metrics: dict[int, dict[str, float]] = {l: {} for l in levels}
     render_secs: dict[int, float] = {}
     face_mask = None  # the source-view metrics' face region, made only when they are measured
@@ -599,6 +600,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             for l in levels:
                 metrics[l].update(ref[l])
     avatar.options["refined"] = bool(any(steps_run.values()))
+    # last: the side colours and sizes away from the source view, around the refined colours and places
+    avatar.lod_views = source_views(avatar, model, sides, shrink)
     if preview_preload is not None:
         # done long before in a warm install; in a fresh one it compiles them for the previews, which
         # must not launch their parallel kernels while it runs one (numba's workqueue layer)
@@ -609,24 +612,42 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
     return BuildResult(avatar, model, obs, fit, seconds, metrics, steps_run, name)
 
 
-def source_view_colors(avatar: GaussianAvatar, model: "HeadModel",
-                       sides: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, ViewColors]:
-    """{level: ViewColors} from analytic_head's ``sides``: each grazing Gaussian's direction to the
-    source camera in its own frame, from its rotation and place at the avatar's source frame as the
-    renderers pose it (pose_torch)."""
+def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tuple[np.ndarray, np.ndarray]],
+                 shrink: dict) -> dict[int, ViewColors]:
+    """{level: ViewColors}: the rows of analytic_head's ``sides`` (the skin the photo sees edge-on,
+    with their side colours) and the Gaussians the silhouette fit shrank (``shrink``: {level: (N_l,)
+    head factors, "parts": (n_parts,)}; they grow back by 1 / factor away from the source view and
+    keep their own colour), each with its direction to the source camera in its view frame (the
+    head's or the body's rotation), at the avatar's source frame as the renderers pose it
+    (pose_torch)."""
     import torch
 
     from .pose_torch import TorchPoser
 
     out = {}
     p = avatar.params.frame(0)
-    for l, (rows, side) in sides.items():
-        if l not in avatar.lods or not len(rows):
+    for l in avatar.levels:
+        side = np.array(avatar.rest_set(l).colors, np.float32, copy=True)        # head, then parts
+        n = len(avatar.lods[l])
+        edge = np.zeros(len(side), bool)
+        if l in sides:
+            rows, fill = sides[l]
+            edge[rows] = True
+            side[rows] = fill
+        factor = np.ones(len(side))
+        factor[:n] = shrink.get(l, 1.0)
+        factor[n:] = shrink.get("parts", 1.0)
+        smaller = factor < 1.0
+        rows = np.flatnonzero(edge | smaller)
+        if not len(rows):
             continue
+        poser = TorchPoser(avatar, model, l, "cpu", grow=False)
         with torch.no_grad():
-            posed = TorchPoser(avatar, model, l, "cpu", grow=False).pose(p.expr, p.pose, p.transl)
-        q, m = posed.quats[0].numpy()[rows], posed.means[0].numpy()[rows]
-        out[l] = ViewColors(rows, side, source_toward(q, m, avatar.camera.center))
+            posed = poser.pose(p.expr, p.pose, p.transl)
+            frames = view_frames_torch(posed.joints, poser.global_share(rows))[0].numpy()
+        grow = (1.0 / np.maximum(factor[rows], 1.0 / MAX_GROW)) if smaller.any() else None
+        toward = source_toward(frames, posed.means[0].numpy()[rows], avatar.camera.center)
+        out[l] = ViewColors(rows, side[rows], toward, grow)
     return out
 
 

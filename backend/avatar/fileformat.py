@@ -12,9 +12,9 @@ and, for a part with shape keys (header ``part_shapes``: per part the expression
 keys (SkinnedPart.clamped; header ``part_clamped``: per part [expression name, start] pairs, in
 order) has ``part{i}.clamped`` (N, 3, K) metres per unit beyond the start. Files without them load
 with none (a reader older than them ignores both and poses the part without those keys).
-A LOD whose photo saw some head Gaussians edge-on (GaussianAvatar.lod_views, view_colors.py) has
-``lod{l}.view_rows`` (K,) int64, ``lod{l}.view_side`` (K, 3) and ``lod{l}.view_toward`` (K, 3);
-files without them load with view-independent colours (an older reader ignores them).
+A LOD with view-dependent Gaussians (GaussianAvatar.lod_views, view_colors.py) has
+``lod{l}.view_rows`` (K,) int64, ``lod{l}.view_side`` (K, 3), ``lod{l}.view_toward`` (K, 3) and
+``lod{l}.view_grow`` (K,); files without them load view-independent (an older reader ignores them).
 Version 1 files held one ``shoulders.*`` set instead of parts; they load as the part "body" with
 posing.body_weights, which poses exactly as version 1 posed the shoulders.
 The loader refuses non-avatar files, corrupt files and versions newer than it understands with an
@@ -76,6 +76,8 @@ def avatar_tensors(avatar: GaussianAvatar) -> dict[str, np.ndarray]:
             t[f"lod{lvl}.view_rows"] = np.asarray(view.rows, np.int64)
             t[f"lod{lvl}.view_side"] = np.asarray(view.side, np.float32)
             t[f"lod{lvl}.view_toward"] = np.asarray(view.toward, np.float32)
+            if view.grow is not None:
+                t[f"lod{lvl}.view_grow"] = np.asarray(view.grow, np.float32)
     for i, part in enumerate(avatar.parts):
         t.update(_set_tensors(f"part{i}", part.gaussians))
         t[f"part{i}.weights"] = np.asarray(part.weights, np.float32)
@@ -236,12 +238,15 @@ def load_avatar(path: str | Path) -> GaussianAvatar:
             parts=_read_parts(header, t, gset),
             options=dict(header.get("options") or {}),
             method=str(header.get("method", "analytic")),
-            lod_views={lvl: ViewColors(t[f"lod{lvl}.view_rows"], t[f"lod{lvl}.view_side"], t[f"lod{lvl}.view_toward"])
+            lod_views={lvl: ViewColors(t[f"lod{lvl}.view_rows"], t[f"lod{lvl}.view_side"], t[f"lod{lvl}.view_toward"],
+                                       t.get(f"lod{lvl}.view_grow"))
                        for lvl in lods if f"lod{lvl}.view_rows" in t},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(path, f"corrupt .omgavatar file (missing or malformed entry {exc})") from None
     for lvl in lods:
+        if f"lod{lvl}.view_rows" in t and lvl not in avatar.lod_views:
+            raise InputError(path, f"corrupt .omgavatar file (LOD {lvl} view data index beyond its Gaussians)")
         if avatar.lod_offsets[lvl].shape != avatar.lods[lvl].means.shape:
             raise InputError(path, f"corrupt .omgavatar file (LOD {lvl} offsets do not match its Gaussians)")
     # the tracker fits a clip with the vertex offsets (face.track's rest_offsets): a non-finite one

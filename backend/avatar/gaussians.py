@@ -182,10 +182,11 @@ class GaussianAvatar:
         rest frame (posing rotates it with the surface, see posing.py).
     parts: SkinnedPart list (body, hair, mouth interior, eyes...), posed after the head in list order.
     options: the creation options (JSON-able), stored in the file header.
-    lod_views: {level: view_colors.ViewColors}: the head Gaussians of that LOD the photo sees
-        edge-on, with the colour they show away from the source view (view_colors.py); levels
-        without an entry have view-independent colours. Entries for levels the avatar lacks are
-        dropped.
+    lod_views: {level: view_colors.ViewColors}: the Gaussians of that LOD (head, then parts) whose
+        colour or size away from the source view differs from the source view's (the skin the photo
+        sees edge-on, the Gaussians the silhouette fit shrank; view_colors.py); levels without an
+        entry are view-independent. Entries for levels the avatar lacks, or whose rows reach beyond
+        its Gaussians, are dropped.
     """
 
     head_model_name: str
@@ -213,9 +214,10 @@ class GaussianAvatar:
             raise ValueError(f"part names must be unique, got {names}")
         if len({p.weights.shape[1] for p in self.parts}) > 1:
             raise ValueError("all parts must be skinned to the same joints")
-        self.lod_views = {int(k): v for k, v in dict(self.lod_views).items() if int(k) in self.lods}
-        for lvl, v in self.lod_views.items():
-            v.check(len(self.lods[lvl]))
+        # a copy with other LODs or parts (replace(avatar, parts=[]) poses the head alone) keeps
+        # only the view data that still indexes its Gaussians
+        self.lod_views = {int(k): v for k, v in dict(self.lod_views).items()
+                          if int(k) in self.lods and v.fits(len(self.lods[int(k)]) + self.n_parts)}
 
     @property
     def levels(self) -> list[int]:

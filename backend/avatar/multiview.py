@@ -30,6 +30,7 @@ fits each view at its own sizes (RefineView.scales).
 
 from __future__ import annotations
 
+
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -428,8 +429,11 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
         if hold is not None:
             fused = hold[:, None] * rest.colors + (1.0 - hold[:, None]) * fused
         avatar.lods[lod].colors = fused[:n_head].astype(np.float32)
-        # the views saw the sides the photo saw edge-on: the fused colour serves every view
-        avatar.lod_views.pop(lod, None)
+        # the views saw the sides the photo saw edge-on: the fused colour serves every view (the
+        # silhouette fit's shrink still holds for the primary view alone)
+        view = avatar.lod_views.get(lod)
+        if view is not None:
+            avatar.lod_views[lod] = replace(view, side=avatar.lods[lod].colors[view.rows])
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
                 part.gaussians.colors = fused[sl].astype(np.float32)
@@ -925,6 +929,9 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
         n_head = len(avatar.lods[lod])
         avatar.lods[lod].colors = res.colors[:n_head].astype(np.float32)
         avatar.lods[lod].opacities = res.opacities[:n_head].astype(np.float32)
+        view = avatar.lod_views.get(lod)
+        if view is not None:  # one colour from every view, as fuse_views left it
+            avatar.lod_views[lod] = replace(view, side=avatar.lods[lod].colors[view.rows])
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
                 part.gaussians.colors = plausible_refined_colors(part.name, part.gaussians.colors, res.colors[sl])

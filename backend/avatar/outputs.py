@@ -51,7 +51,7 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
     from ..head.params import HeadParams
     from ..render.splat import select_backend, splat
     from .pose_torch import TorchPoser
-    from .view_colors import colors_for_views
+    from .view_colors import for_views
 
     pivot = head_pivot(avatar, model)
     cam = avatar.camera
@@ -84,11 +84,14 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
             # the preview loop's kernel (8 lanes, no depth), which the build preloads: with the exact
             # kernel here, a fresh install's first build exited before the preload thread had compiled
             # this one, and the second build paid the compile (~15 s)
-            posed = TorchPoser(avatar, model, lod, device).pose_params(params)          # 4 frames
             cams = [c for _, c in views.values()]
-            colors = colors_for_views(torch.as_tensor(rest.colors), avatar.lod_views.get(lod), posed.quats,
-                                      posed.means, [c.center for c in cams])
-            res = splat(posed.means, posed.quats, posed.scales(torch.as_tensor(rest.scales)), rest.opacities, colors,
+            poser = TorchPoser(avatar, model, lod, device)
+            posed = poser.pose_params(params)                                          # 4 frames
+            view = avatar.lod_views.get(lod)
+            colors, sizes = for_views(torch.as_tensor(rest.colors), posed.scales(torch.as_tensor(rest.scales)), view,
+                                      posed.means, posed.joints, None if view is None else poser.global_share(view.rows),
+                                      [c.center for c in cams])
+            res = splat(posed.means, posed.quats, sizes, rest.opacities, colors,
                         cams, background=np.asarray(PREVIEW_BACKGROUND, np.float32),
                         backend=name, transmittance_stop=1.0 / 255.0,  # as preview frames: within one uint8 level
                         depth=False, simd=True)

@@ -41,11 +41,13 @@ if TYPE_CHECKING:
 class PosedBatch:
     """means (B, N, 3) float32 metres; quats (B, N, 4) float32 unit w,x,y,z; growth (B, N) float32
     >= 1, each Gaussian's scale factor (avatar.stretch_growth; None: the poser does not grow them);
-    on the poser's device."""
+    joints (B, J, 4) float32 unit w,x,y,z, each joint's world rotation (global, neck, jaw, eyes; the
+    view-dependent Gaussians' frames, view_colors.py); on the poser's device."""
 
     means: torch.Tensor
     quats: torch.Tensor
     growth: torch.Tensor | None = None
+    joints: torch.Tensor | None = None
 
     def scales(self, rest: torch.Tensor) -> torch.Tensor:
         """The frames' scales from the rest scales (N, 3): (B, N, 3) grown, or ``rest`` itself."""
@@ -185,7 +187,9 @@ class TorchPoser:
         An12 = An[:, :, :3, :].reshape(B, -1, 12)                               # (B, J, 12)
         qn = matrix_to_quat_torch(An[:, :, :3, :3])                             # (B, J, 4)
         if self.fused_cpu:  # the per-Gaussian tail fused in numba (pose_kernels), same maths
-            return self._with_growth(self._tail_cpu(base, An12, qn, rest))
+            posed = self._tail_cpu(base, An12, qn, rest)
+            posed.joints = qn
+            return self._with_growth(posed)
         head, qh = up[..., :3], up[..., 3:7]
         if self.has_offsets:
             head = head + (up[..., 7:].reshape(B, -1, 3, 3) * self.offsets[None, :, None, :]).sum(-1)
@@ -194,7 +198,7 @@ class TorchPoser:
         means = torch.cat([head, parts], 1)
         q = torch.cat([qh, qp], 1)
         quats = quat_multiply_torch(q / q.norm(dim=-1, keepdim=True), self.rest_quats[None])
-        return self._with_growth(PosedBatch(means.contiguous(), quats.contiguous()))
+        return self._with_growth(PosedBatch(means.contiguous(), quats.contiguous(), joints=qn))
 
     def _with_growth(self, posed: PosedBatch) -> PosedBatch:
         """``posed`` with its growth (stretch_growth, from the head's posed LOD-0 rows; the torch
@@ -234,6 +238,17 @@ class TorchPoser:
             parts_tail(An12.contiguous().numpy(), qn.contiguous().numpy(), self.part_weights.numpy(),
                        rest.contiguous().numpy(), rq, self.n_head, m, q)
         return PosedBatch(means, quats)
+
+    def global_share(self, rows: np.ndarray) -> np.ndarray:
+        """(K,) float32 in [0, 1]: the global joint's share of the skinning weights of the LOD's
+        Gaussians ``rows`` (K,) int (head, then parts): the rest (neck, jaw, eyes) is the head's."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty(len(rows), np.float32)
+        head = rows < self.n_head
+        w0 = self.weights[:, 0].cpu().numpy().astype(np.float64)
+        out[head] = self.lod.upsample[rows[head]] @ w0
+        out[~head] = self.part_weights[:, 0].cpu().numpy()[rows[~head] - self.n_head]
+        return np.clip(out, 0.0, 1.0)
 
     def pose_params(self, params: "HeadParams") -> PosedBatch:
         """All frames of ``params`` (its identity is ignored: the avatar's own is used)."""

@@ -38,7 +38,7 @@ def render_frames(
     import torch
 
     from .pose_torch import TorchPoser
-    from .view_colors import colors_for_views
+    from .view_colors import for_views
     from ..render.splat import select_backend, splat
 
     cam = avatar.camera if camera is None else camera
@@ -49,15 +49,17 @@ def render_frames(
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
     scales, opacities, colors = as_t(rest.scales), as_t(rest.opacities), as_t(rest.colors)
     bg = as_t(np.asarray(background, np.float32))
+    view = avatar.lod_views.get(lod)
+    share = None if view is None else poser.global_share(view.rows)
     with torch.no_grad():
         for t0 in range(0, params.n_frames, chunk):
             sl = slice(t0, t0 + chunk)
             posed = poser.pose(params.expr[sl], params.pose[sl], params.transl[sl],
                                None if params.torso is None else params.torso[sl])  # (B, N, ...)
             b = posed.means.shape[0]
-            feats = colors_for_views(colors, avatar.lod_views.get(lod), posed.quats, posed.means, [cam.center] * b)
-            res = splat(posed.means, posed.quats, posed.scales(scales), opacities, feats, [cam] * b,
-                        background=bg, backend=name)
+            feats, sizes = for_views(colors, posed.scales(scales), view, posed.means, posed.joints, share,
+                                     [cam.center] * b)
+            res = splat(posed.means, posed.quats, sizes, opacities, feats, [cam] * b, background=bg, backend=name)
             imgs = res.image.detach().cpu().numpy().transpose(0, 2, 3, 1)  # (B, H, W, 3)
             alphas = res.alpha.detach().cpu().numpy()                    # (B, H, W)
             for img, a in zip(imgs, alphas):

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from ..face.mediapipe_face import INNER_LIP
 from .below_hair import BelowHairOptions, hair_coloured_below, skin_band
 from .imageops import bilinear, blurred_samples
+from .regions import _maha2
 from .synthesis import SynthesisOptions, synthesize_unseen
 
 if TYPE_CHECKING:
@@ -67,8 +68,10 @@ class SampledColors:
     """colors (V_l, 3) float32; observed/mirrored/interior/diffused/synthesized: (V_l,) bool
     provenance (synthesized vertices are a subset of the diffused ones: texture over the fill).
     side_rows (K,) int64 / side (K, 3) float32: the skin the photo sees edge-on (|cos| <
-    ``SamplingOptions.side_cos``) and its colour seen from elsewhere: the fill of its neighbours,
-    as if the photo had not seen it (view_colors.py); None when not made."""
+    ``SamplingOptions.side_cos``) whose sample the skin model does not explain (below_hair's:
+    hair or background mixed in at the face's edge), and its colour seen from elsewhere: the fill
+    of its neighbours, as if the photo had not seen it (view_colors.py); None when not made (no
+    skin model)."""
 
     colors: np.ndarray
     observed: np.ndarray
@@ -346,6 +349,7 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     # inside the skin band they, and the unseen vertices, are pulled to the skin's colour
     hairy = np.zeros(V, bool)
     band = np.zeros(V)
+    bh = None
     if rest is not None and hair_ends_y is not None:
         bh = hair_coloured_below(colors, observed & (regions == REGION_SKIN) & ~inner, rest, face_oval,
                                  *hair_ends_y, float(np.median(spacing)), opts.below_hair)
@@ -372,9 +376,14 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     keep = hairy & (band == 0)
     filled[keep] = colors[keep]
     side_rows = side = None
-    if opts.side_colors:
-        side_rows, side = side_fill(filled, observed & (cos < opts.side_cos) & (regions == REGION_SKIN) & ~inner,
-                                    L, fallback, screen)
+    if opts.side_colors and bh is not None and bh.skin is not None:
+        # only samples the skin model does not explain (the hair's or the background's colour mixed
+        # in at the face's edge): the shading a grazing view shows on skin is the skin's own
+        grazing = observed & (cos < opts.side_cos) & (regions == REGION_SKIN) & ~inner
+        mixed = np.zeros(V, bool)
+        g = np.flatnonzero(grazing)
+        mixed[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) > opts.below_hair.skin_max
+        side_rows, side = side_fill(filled, mixed, L, fallback, screen)
     return SampledColors(filled, observed, mirrored, inner, ~known, synthesized, side_rows, side)
 
 

@@ -238,7 +238,8 @@ def apply_fit(gs: GaussianSet, fit: SilhouetteFit) -> GaussianSet:
 
 def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, levels: list[int],
                         opts: SilhouetteOptions | None = None, colors: np.ndarray | None = None,
-                        fields: MatteFields | None = None, workers: int = 1) -> dict[str, int]:
+                        fields: MatteFields | None = None, workers: int = 1,
+                        shrink: dict[int, np.ndarray] | None = None) -> dict[str, int]:
     """Apply :func:`fit_to_matte` in place to every LOD's head Gaussians and (once, at the finest
     LOD: parts are shared by the LODs) to the parts, at the avatar's source pose. Scales and
     opacities are pose-independent, so the rest-frame sets take them as they are.
@@ -253,6 +254,9 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
     ``workers`` > 1 that many of those fits run at once (numpy, which releases the GIL, and a
     numba kernel without it: a build runs this alone, after the sampling, on its two cores); the
     result is the same for any ``workers`` (tests/avatar/test_build_stages.py).
+    ``shrink``: when given, filled with {level: (N_l,) float32 in (0, 1]}, the factor each head
+    Gaussian's scales took (1 where unchanged; view_colors.ViewColors.grow undoes it away from the
+    source view), and with "parts": (n_parts,) the same for every part's Gaussians (list order).
     Returns counts {"carved": ..., "shrunk": ..., "pulled": ...} over everything changed."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -286,13 +290,17 @@ def fit_avatar_to_matte(avatar: "GaussianAvatar", model: "HeadModel", matte: np.
     else:
         results = [job() for job in jobs]
     carved = shrunk = pulled = 0
-    for l, (head, offsets, counts) in zip(levels, results):
+    for l, (head, offsets, counts, factor) in zip(levels, results):
+        if shrink is not None:
+            shrink[l] = factor
         avatar.lods[l] = head
         if offsets is not None:
             avatar.lod_offsets[l] = offsets
         carved, shrunk, pulled = carved + counts[0], shrunk + counts[1], pulled + counts[2]
     if avatar.parts:
         fit = results[-1]
+        if shrink is not None:
+            shrink["parts"] = fit.scale_factor
         for part, sl in zip(avatar.parts, _part_rows(avatar)):
             part.gaussians = apply_fit(part.gaussians, SilhouetteFit(fit.scale_factor[sl], fit.carved[sl]))
             carved += int(fit.carved[sl].sum())
@@ -311,10 +319,11 @@ def _part_rows(avatar: "GaussianAvatar") -> list[slice]:
 
 def _fit_head(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, l: int, o: SilhouetteOptions,
               colors: np.ndarray | None, fields: MatteFields, A: np.ndarray
-              ) -> tuple[GaussianSet, np.ndarray | None, tuple[int, int, int]]:
+              ) -> tuple[GaussianSet, np.ndarray | None, tuple[int, int, int], np.ndarray]:
     """fit_avatar_to_matte of LOD ``l``'s head alone (``A`` (J, 4, 4): the source pose's joint
     transforms) -> (the fitted head set, the LOD's new rest offsets or None when none was
-    pulled, (carved, shrunk, pulled) counts). Reads ``avatar``, changes nothing in it."""
+    pulled, (carved, shrunk, pulled) counts, the (N_l,) scale factors applied). Reads ``avatar``,
+    changes nothing in it."""
     from .posing import model_lods
     from .posed import posed_set
 
@@ -348,7 +357,7 @@ def _fit_head(avatar: "GaussianAvatar", model: "HeadModel", matte: np.ndarray, l
         rest[rows] = np.linalg.solve(Rb, fit.offsets[rows, :, None].astype(np.float64))[..., 0]
         offsets = (avatar.lod_offsets[l] + rest).astype(np.float32)
     counts = (int(fit.carved[:n].sum()), int((fit.scale_factor[:n] < 1).sum()), int(pulled_head.sum()))
-    return head, offsets, counts
+    return head, offsets, counts, head_fit.scale_factor
 
 
 def _facing_camera(verts: np.ndarray, faces: np.ndarray, camera: "Camera", cos_min: float) -> np.ndarray:

@@ -10,10 +10,18 @@ there cost the source view ~0.5 dB or left the streaks).
 So such a Gaussian carries two colours: its ordinary colour, seen from the source camera's
 direction, and a *side* colour (the smooth fill of its neighbours, as if the photo had not seen
 it), seen once the view has turned away from that direction. ``toward`` is the unit direction
-from the Gaussian to the source camera in the Gaussian's own frame (its rotation's axes), so a
-posed Gaussian's source direction turns with its posed rotation. A view whose direction to the
+from the Gaussian to the source camera in its view frame: the head's rotation (the body's, for
+the Gaussians skinned to the global joint), so a turned head or a moved camera changes the view,
+and an opened jaw or a gaze does not (they turn the Gaussians, not the view). A view whose direction to the
 Gaussian lies within ``NEAR_DEG`` of it shows the ordinary colour, beyond ``FAR_DEG`` the side
 colour, a smoothstep between. Every other Gaussian has one colour.
+
+The same holds for size: the build shrinks the head Gaussians whose footprint reaches over the
+photo's silhouette (silhouette.py: the matte is a one-view hull), which is right for the source
+view only. Turned, those shrunk discs left gaps in the surface by the ears and the jaw, through
+which the hair behind and the background showed as dark and orange streaks (the thirty-ninth
+session's diagnosis). ``grow`` (>= 1) is the shrink undone: a view away from the source direction
+sees the Gaussian at its size before the fit, the same smoothstep between.
 """
 
 from __future__ import annotations
@@ -22,29 +30,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NEAR_DEG = 5.0    # within this angle of the source direction: the photo's colour alone
-FAR_DEG = 20.0    # beyond it: the side colour alone
+NEAR_DEG = 10.0   # within this angle of the source direction: the photo's colour alone
+FAR_DEG = 30.0    # beyond it: the side colour alone
+MAX_GROW = 1e3    # a Gaussian the silhouette fit shrank grows back by at most this (the fit's floor is far above)
 
 
 @dataclass
 class ViewColors:
     """The view-dependent Gaussians of one head LOD.
 
-    rows: (K,) int64 strictly increasing indices into the LOD's head Gaussians.
-    side: (K, 3) float32 RGB in [0, 1], the colour seen away from the source direction.
-    toward: (K, 3) float32 unit vectors, the direction to the source camera in each Gaussian's own
-        frame (the columns of its rest rotation's matrix are that frame's axes).
+    rows: (K,) int64 strictly increasing indices into the LOD's Gaussians (its head, then the
+        parts in list order, as ``GaussianAvatar.rest_set``).
+    side: (K, 3) float32 RGB in [0, 1], the colour seen away from the source direction (a row's
+        own colour where only its size depends on the view).
+    toward: (K, 3) float32 unit vectors, the direction to the source camera in each row's view
+        frame (view_frames_torch: the head's rotation, or the body's for the Gaussians skinned to
+        the global joint), so it turns as the head or the body turns, not as the jaw opens.
+    grow: (K,) float32 >= 1, the factor its scales take away from the source direction (1 where
+        only its colour depends on the view); None: 1 everywhere.
     """
 
     rows: np.ndarray
     side: np.ndarray
     toward: np.ndarray
+    grow: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.rows = np.ascontiguousarray(self.rows, dtype=np.int64).reshape(-1)
         k = len(self.rows)
         self.side = np.ascontiguousarray(self.side, dtype=np.float32).reshape(k, 3)
         self.toward = np.ascontiguousarray(self.toward, dtype=np.float32).reshape(k, 3)
+        if self.grow is not None:
+            self.grow = np.ascontiguousarray(self.grow, dtype=np.float32).reshape(k)
+            if not np.isfinite(self.grow).all() or (k and (self.grow.min() < 1.0 or self.grow.max() > MAX_GROW)):
+                raise ValueError(f"view colours: grow factors must lie in [1, {MAX_GROW:g}]")
         if k and np.any(np.diff(self.rows) <= 0):
             raise ValueError("view colours: rows must be strictly increasing")
         if not (np.isfinite(self.side).all() and np.isfinite(self.toward).all()):
@@ -57,60 +76,78 @@ class ViewColors:
     def __len__(self) -> int:
         return int(len(self.rows))
 
-    def check(self, n: int) -> None:
-        """Raise ValueError unless every row indexes one of ``n`` Gaussians."""
-        if len(self.rows) and (self.rows[0] < 0 or self.rows[-1] >= n):
-            raise ValueError(f"view colours: rows reach beyond the LOD's {n} head Gaussians")
+    def fits(self, n: int) -> bool:
+        """Whether every row indexes one of ``n`` Gaussians (a LOD's head and parts)."""
+        return not len(self.rows) or (self.rows[0] >= 0 and self.rows[-1] < n)
 
 
 def _smoothstep(x):
     return x * x * (3.0 - 2.0 * x)
 
 
-def source_weights(toward_world: np.ndarray, means: np.ndarray, center: np.ndarray) -> np.ndarray:
-    """(..., K) float32 in [0, 1]: how much of the photo's colour a view shows (1 within NEAR_DEG of
-    the source direction, 0 beyond FAR_DEG). toward_world (..., K, 3) the posed source directions,
-    means (..., K, 3) metres, center (..., 3) the view's camera centre, metres."""
-    d = np.asarray(center, np.float32)[..., None, :] - np.asarray(means, np.float32)
-    d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
-    c = (d * toward_world).sum(-1)
-    lo, hi = np.cos(np.radians(FAR_DEG)), np.cos(np.radians(NEAR_DEG))
-    return _smoothstep(np.clip((c - lo) / (hi - lo), 0.0, 1.0)).astype(np.float32)
+def view_frames_torch(joints, share):
+    """(B, K, 4) torch unit w,x,y,z: each row's view frame, the blend of the global joint's and the
+    neck's world rotations (``joints`` (B, J, 4), PosedBatch.joints) with its global ``share`` (K,)
+    (TorchPoser.global_share; the jaw and the eyes count as the neck: opening the jaw or looking
+    aside is no change of view)."""
+    import torch
+
+    s = torch.as_tensor(np.asarray(share, np.float32), device=joints.device)[None, :, None]   # (1, K, 1)
+    q = s * joints[:, None, 0] + (1.0 - s) * joints[:, None, 1]
+    return q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def colors_for_views(colors, view: ViewColors | None, quats, means, centers):
-    """Per-frame colours of a LOD's Gaussians (head first, then anything after it) seen from each
-    frame's camera: torch (B, N, 3), or ``colors`` itself when ``view`` is None or empty.
-
-    colors (N, 3) torch float32; quats (B, N, 4) posed unit w,x,y,z and means (B, N, 3) metres
-    (torch, on the colours' device); centers (B, 3) the cameras' centres, metres."""
+def source_weights_torch(view: ViewColors, means, joints, share, centers):
+    """(B, K) torch float32 in [0, 1]: how much each row's source-view colour and size a frame
+    shows. means (B, N, 3) metres (all the LOD's Gaussians, head first), joints (B, J, 4) and
+    share (K,) as view_frames_torch's; centers (B, 3) the frames' camera centres, metres."""
     import torch
 
     from ..rotations import quat_to_matrix_torch
 
-    if view is None or not len(view):
-        return colors
-    dev = colors.device
+    dev = means.device
     rows = torch.as_tensor(view.rows, device=dev)
-    R = quat_to_matrix_torch(quats[:, rows])                                  # (B, K, 3, 3)
+    R = quat_to_matrix_torch(view_frames_torch(joints, share))               # (B, K, 3, 3)
     tw = torch.einsum("bkij,kj->bki", R, torch.as_tensor(view.toward, device=dev))
     d = torch.as_tensor(np.asarray(centers, np.float32), device=dev)[:, None, :] - means[:, rows]
     d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     lo, hi = float(np.cos(np.radians(FAR_DEG))), float(np.cos(np.radians(NEAR_DEG)))
-    w = _smoothstep(((d * tw).sum(-1) - lo).div(hi - lo).clamp(0.0, 1.0))[..., None]   # (B, K, 1)
-    out = colors.expand(quats.shape[0], -1, -1).clone()
-    side = torch.as_tensor(view.side, device=dev)
-    out[:, rows] = w * colors[rows] + (1.0 - w) * side
-    return out
+    return _smoothstep(((d * tw).sum(-1) - lo).div(hi - lo).clamp(0.0, 1.0))
 
 
-def source_toward(posed_quats: np.ndarray, posed_means: np.ndarray, center: np.ndarray) -> np.ndarray:
+def for_views(colors, scales, view: ViewColors | None, means, joints, share, centers):
+    """Per-frame (colours, scales) of a LOD's Gaussians (head first, then anything after it) seen
+    from each frame's camera: torch (B, N, 3) each, or ``colors`` / ``scales`` themselves when
+    ``view`` is None or empty (or has no grow factors, for the scales).
+
+    colors (N, 3) torch float32; scales (N, 3) or (B, N, 3) torch metres (a frame's grown sizes);
+    means (B, N, 3) metres, joints (B, J, 4) (PosedBatch's) and share (K,) (TorchPoser.global_share
+    of the view's rows); centers (B, 3) the cameras' centres, metres."""
+    import torch
+
+    if view is None or not len(view):
+        return colors, scales
+    dev = colors.device
+    rows = torch.as_tensor(view.rows, device=dev)
+    w = source_weights_torch(view, means, joints, share, centers)[..., None]   # (B, K, 1)
+    B = means.shape[0]
+    out = colors.expand(B, -1, -1).clone()
+    out[:, rows] = w * colors[rows] + (1.0 - w) * torch.as_tensor(view.side, device=dev)
+    if view.grow is None:
+        return out, scales
+    big = scales.expand(B, -1, -1).clone()
+    g = torch.as_tensor(view.grow, device=dev)[None, :, None]
+    big[:, rows] = big[:, rows] * (w + (1.0 - w) * g)
+    return out, big
+
+
+def source_toward(frames: np.ndarray, posed_means: np.ndarray, center: np.ndarray) -> np.ndarray:
     """(K, 3) float32 unit: the direction from each Gaussian to the source camera ``center`` (3,)
-    metres, in the Gaussian's own frame; posed_quats (K, 4) unit w,x,y,z and posed_means (K, 3)
-    metres at the source frame (so toward = R_posed^T (center - mean) / |...|)."""
+    metres, in its view frame; frames (K, 4) unit w,x,y,z the rows' view frames (view_frames_torch)
+    and posed_means (K, 3) metres at the source frame (so toward = R^T (center - mean) / |...|)."""
     from ..rotations import quat_to_matrix
 
-    R = quat_to_matrix(np.asarray(posed_quats, np.float64))                     # (K, 3, 3) local -> world
+    R = quat_to_matrix(np.asarray(frames, np.float64))                      # (K, 3, 3) view frame -> world
     d = np.asarray(center, np.float64)[None] - np.asarray(posed_means, np.float64)
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
     t = np.einsum("kji,kj->ki", R, d)

@@ -168,9 +168,10 @@ class PreviewRenderer:
         self._opacities, self._features = as_t(rest.opacities), as_t(feats)
         self._background = as_t(background)
         self.n_gaussians = len(rest)
-        # view-dependent colours (avatar.view_colors) apply to colours, not to learned features
+        # view-dependent colours and sizes (avatar.view_colors); a refiner's learned features keep theirs
         views = self.avatar.lod_views.get(self.lod) if self.refiner is None else None
         self._views = views if views is not None and len(views) else None
+        self._view_share = None if self._views is None else self.poser.global_share(self._views.rows)
 
     def _per_frame(self, b: int):
         """scales (b, N, 3), opacities (b, N), features (b, N, C): the rest attributes repeated per
@@ -270,17 +271,17 @@ class PreviewRenderer:
         """Splat one posed batch (+ refiner) -> (H, W, 3) uint8 frames."""
         import torch
 
-        from ..avatar.view_colors import colors_for_views
+        from ..avatar.view_colors import for_views
         from ..render.splat import splat
 
         t = time.perf_counter()
         with torch.no_grad():
             scales, opacities, features = self._per_frame(posed.means.shape[0])
-            if self._views is not None:  # the head's grazing Gaussians seen from each frame's camera
-                features = colors_for_views(self._features, self._views, posed.quats, posed.means,
-                                            [c.center for c in cams])
             if posed.growth is not None:  # the frames' grown head Gaussians (avatar.stretch_growth)
                 scales = posed.scales(self._scales)
+            if self._views is not None:  # the head's view-dependent Gaussians seen from each frame's camera
+                features, scales = for_views(self._features, scales, self._views, posed.means, posed.joints,
+                                             self._view_share, [c.center for c in cams])
             res = splat(posed.means, posed.quats, scales, opacities, features, cams,
                         background=self._background, backend=self.backend,
                         transmittance_stop=self.options.transmittance_stop, depth=False,

@@ -1,8 +1,9 @@
-"""View-dependent colours of the head Gaussians the photo sees edge-on (avatar/view_colors.py).
+"""View-dependent colours and sizes (avatar/view_colors.py): the skin the photo sees edge-on with
+the hair or background mixed into its samples, and the Gaussians the silhouette fit shrank.
 
-The torch blend is compared with a plain per-Gaussian reference on random inputs; the build's
-view colours on the astronaut leave the source view as it was and show the side colour once the
-head has turned; the file keeps them and refuses broken ones."""
+The torch blend is compared with a plain per-Gaussian reference on random inputs; on the
+astronaut, the build's view data leave the source view exactly as it was and change a turned
+view; the file keeps them and refuses broken ones."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.view_colors import FAR_DEG, NEAR_DEG, ViewColors, colors_for_views, source_toward
+from backend.avatar.view_colors import FAR_DEG, NEAR_DEG, ViewColors, for_views, source_toward, view_frames_torch
 from backend.rotations import quat_to_matrix
 
 
@@ -21,47 +22,69 @@ def _unit(rng, n):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def _reference(colors, view, quats, means, center):
-    """One frame, one Gaussian at a time: the angle between the view's direction and the posed source
-    direction decides the blend (photo colour within NEAR_DEG, side colour beyond FAR_DEG)."""
-    out = colors.copy()
+def _reference(colors, scales, view, joints, share, means, center):
+    """One frame, one Gaussian at a time: its view frame is the global joint's rotation and the
+    neck's mixed by its global share; the angle between the view's direction and the source
+    direction turned by that frame decides the blend (the source view's colour and size within
+    NEAR_DEG, the side colour and the grown size beyond FAR_DEG, a smoothstep of the cosine between)."""
+    out, big = colors.copy(), scales.copy()
     for k, i in enumerate(view.rows):
-        tw = quat_to_matrix(quats[i]) @ view.toward[k]
-        d = center - means[i]
-        d = d / np.linalg.norm(d)
+        q = share[k] * joints[0] + (1 - share[k]) * joints[1]
+        tw = quat_to_matrix(q / np.linalg.norm(q)) @ view.toward[k]
+        d = (center - means[i]) / np.linalg.norm(center - means[i])
         ang = np.degrees(np.arccos(np.clip(d @ tw, -1.0, 1.0)))
         x = np.clip((np.cos(np.radians(ang)) - np.cos(np.radians(FAR_DEG)))
                     / (np.cos(np.radians(NEAR_DEG)) - np.cos(np.radians(FAR_DEG))), 0.0, 1.0)
         w = x * x * (3 - 2 * x)
         out[i] = w * colors[i] + (1 - w) * view.side[k]
-    return out
+        big[i] = scales[i] * (w + (1 - w) * view.grow[k])
+    return out, big
+
+
+def _random_frames(rng, n, B):
+    q = rng.normal(size=(B, 5, 4))
+    q[:, :, 0] = np.abs(q[:, :, 0]) + 1.0          # joint rotations within 180 deg of the rest pose
+    q /= np.linalg.norm(q, axis=2, keepdims=True)
+    means = rng.normal(scale=0.1, size=(B, n, 3)).astype(np.float32)
+    centers = (rng.normal(scale=0.5, size=(B, 3)) + [0, 0, 1.0]).astype(np.float32)
+    return q, means, centers
 
 
 def test_the_blend_matches_a_plain_reference_on_random_inputs():
     rng = np.random.default_rng(3)
     n, B = 400, 3
     colors = rng.random((n, 3)).astype(np.float32)
+    scales = rng.random((B, n, 3)).astype(np.float32) * 0.01
     rows = np.sort(rng.choice(n, 150, replace=False))
-    view = ViewColors(rows, rng.random((150, 3)), _unit(rng, 150))
-    quats = _unit(rng, n * B).reshape(B, n, 3)
-    quats = np.concatenate([rng.normal(size=(B, n, 1)), quats], 2)
-    quats /= np.linalg.norm(quats, axis=2, keepdims=True)
-    means = rng.normal(scale=0.1, size=(B, n, 3)).astype(np.float32)
-    centers = rng.normal(scale=0.5, size=(B, 3)).astype(np.float32) + [0, 0, 1.0]
-    got = colors_for_views(torch.as_tensor(colors), view, torch.as_tensor(quats, dtype=torch.float32),
-                           torch.as_tensor(means), centers).numpy()
+    view = ViewColors(rows, rng.random((150, 3)), _unit(rng, 150), 1.0 + 3.0 * rng.random(150))
+    joints, means, centers = _random_frames(rng, n, B)
+    share = rng.random(150)
+    share[:50] = 1.0                                 # the body's
+    share[50:100] = 0.0                              # the head's
+    J = torch.as_tensor(joints, dtype=torch.float32)
+    got_c, got_s = for_views(torch.as_tensor(colors), torch.as_tensor(scales), view, torch.as_tensor(means), J, share,
+                             centers)
+    weights = []
     for b in range(B):
-        np.testing.assert_allclose(got[b], _reference(colors, view, quats[b], means[b], centers[b]), atol=2e-5)
+        ref_c, ref_s = _reference(colors, scales[b], view, joints[b], share, means[b], centers[b])
+        np.testing.assert_allclose(got_c[b].numpy(), ref_c, atol=2e-5)
+        np.testing.assert_allclose(got_s[b].numpy(), ref_s, rtol=2e-5, atol=1e-9)
+        weights.append(np.abs(ref_c - colors)[rows].max(1))
+    # the random views cover the whole range: some rows at the photo's colour, some at the side's
+    w = np.concatenate(weights)
+    assert (w < 1e-6).any() and (w > 0.05).any()
     untouched = np.setdiff1d(np.arange(n), rows)
-    np.testing.assert_array_equal(got[:, untouched], np.broadcast_to(colors[untouched], (B, len(untouched), 3)))
-    # the toward directions as made at the source frame point every Gaussian at that camera: weight 1
-    toward = source_toward(quats[0, rows], means[0, rows], centers[0])
-    at_source = colors_for_views(torch.as_tensor(colors), ViewColors(rows, view.side, toward),
-                                 torch.as_tensor(quats[:1], dtype=torch.float32), torch.as_tensor(means[:1]),
-                                 centers[:1]).numpy()[0]
-    np.testing.assert_allclose(at_source, colors, atol=1e-6)
+    np.testing.assert_array_equal(got_c[:, untouched].numpy(), np.broadcast_to(colors[untouched], (B, len(untouched), 3)))
+    np.testing.assert_array_equal(got_s[:, untouched].numpy(), scales[:, untouched])
+    # directions made at the source frame point every Gaussian at that camera: the source's colour and size
+    frames = view_frames_torch(J[:1], share)[0].numpy()
+    toward = source_toward(frames, means[0, rows], centers[0])
+    at_c, at_s = for_views(torch.as_tensor(colors), torch.as_tensor(scales[0]), dataclasses.replace(view, toward=toward),
+                           torch.as_tensor(means[:1]), J[:1], share, centers[:1])
+    np.testing.assert_allclose(at_c[0].numpy(), colors, atol=1e-6)
+    np.testing.assert_allclose(at_s[0].numpy(), scales[0], rtol=1e-6)
     t = torch.as_tensor(colors)
-    assert colors_for_views(t, None, None, None, None) is t    # no view colours: the colours as they are
+    assert for_views(t, None, None, None, None, None, None)[0] is t     # no view data: the colours as they are
 
 
 @pytest.mark.parametrize("bad", [
@@ -69,13 +92,14 @@ def test_the_blend_matches_a_plain_reference_on_random_inputs():
     dict(side=[[0.5, 0.5, 1.5], [0, 0, 0]]),     # outside [0, 1]
     dict(toward=[[0, 0, 2.0], [0, 1, 0]]),       # not unit
     dict(side=[[np.nan, 0, 0], [0, 0, 0]]),      # not finite
+    dict(grow=[1.0, 0.5]),                       # would shrink
+    dict(grow=[1.0, np.inf]),
 ])
-def test_broken_view_colours_are_refused(bad):
-    ok = dict(rows=[1, 2], side=[[0.5, 0.5, 0.5], [0, 0, 0]], toward=[[0, 0, 1.0], [0, 1, 0]])
+def test_broken_view_data_are_refused(bad):
+    ok = dict(rows=[1, 2], side=[[0.5, 0.5, 0.5], [0, 0, 0]], toward=[[0, 0, 1.0], [0, 1, 0]], grow=[1.0, 2.0])
+    assert ViewColors(**ok).fits(3) and not ViewColors(**ok).fits(2)
     with pytest.raises(ValueError):
         ViewColors(**{**ok, **bad})
-    with pytest.raises(ValueError, match="beyond"):
-        ViewColors(**ok).check(2)
 
 
 @pytest.fixture(scope="module")
@@ -85,31 +109,55 @@ def astronaut():
     return build_avatar(None, BuildOptions(lods=(1,), refine=True, refine_seconds=1e4, refine_steps=2))
 
 
-def test_the_build_gives_the_grazing_skin_a_side_colour_the_source_view_never_shows(astronaut, tmp_path):
+def test_the_source_view_is_unchanged_and_a_turned_view_shows_the_side(astronaut, tmp_path):
     from backend.avatar.fileformat import load_avatar, save_avatar
     from backend.avatar.rendering import render_frames
+    from backend.errors import InputError
     from backend.preview.turntable import turntable_params
 
     av, model = astronaut.avatar, astronaut.model
     view = av.lod_views[1]
     n = len(av.lods[1])
-    # a band at the face's sides, a minority of the head, whose side colour differs from the photo's
-    assert 0.02 * n < len(view) < 0.4 * n
-    assert np.abs(view.side - av.lods[1].colors[view.rows]).max(1).mean() > 0.01
+    shrunk = view.grow > 1.0
+    # the silhouette fit shrank head Gaussians and parts' (the hair's, the body's)
+    assert (view.rows[shrunk] < n).sum() > 100 and (view.rows[shrunk] >= n).sum() > 100
+    # parts have no side colour; the head's skin seen edge-on with hair or background in its sample has
+    parts = view.rows >= n
+    np.testing.assert_array_equal(view.side[parts], av.rest_set(1).colors[view.rows[parts]])
+    assert (np.abs(view.side[~parts] - av.lods[1].colors[view.rows[~parts]]).max(1) > 0.02).sum() > 100
     plain = dataclasses.replace(av, lod_views={})
-    both = turntable_params(av, model, (0.0, 35.0))
-    with_views = [np.asarray(f) for f in render_frames(av, model, both, 1)][:2]
-    without = [np.asarray(f) for f in render_frames(plain, model, both, 1)][:2]
-    np.testing.assert_array_equal(with_views[0], without[0])      # the source view: the photo's colours
-    assert np.abs(with_views[1] - without[1]).max() > 0.05       # turned: the side colour shows
+    both = turntable_params(av, model, (0.0, 40.0))
+    with_views = [np.asarray(f) for f in render_frames(av, model, both, 1)]
+    without = [np.asarray(f) for f in render_frames(plain, model, both, 1)]
+    np.testing.assert_array_equal(with_views[0], without[0])      # the source view as it was
+    assert np.abs(with_views[1] - without[1]).max() > 0.1         # turned: the grown Gaussians show
+    # an open jaw and shut eyes at the source view turn Gaussians, not the view: as it was too
+    np.testing.assert_array_equal(with_views[2], without[2])
     # the file keeps them; a file whose rows reach beyond the LOD is refused with the file's name
     back = load_avatar(save_avatar(av, tmp_path / "astro"))
-    np.testing.assert_array_equal(back.lod_views[1].rows, view.rows)
-    np.testing.assert_array_equal(back.lod_views[1].side, view.side)
-    np.testing.assert_array_equal(back.lod_views[1].toward, view.toward)
+    for key in ("rows", "side", "toward", "grow"):
+        np.testing.assert_array_equal(getattr(back.lod_views[1], key), getattr(view, key))
+    big = n + av.n_parts
     broken = dataclasses.replace(av, lod_views={})
-    broken.lod_views = {1: ViewColors(np.array([n]), view.side[:1], view.toward[:1])}   # skips the check
-    from backend.errors import InputError
-
+    broken.lod_views = {1: ViewColors(np.array([big]), view.side[:1], view.toward[:1])}   # past the check
     with pytest.raises(InputError, match="astro_bad"):
         load_avatar(save_avatar(broken, tmp_path / "astro_bad"))
+    # a copy without the parts keeps only the view data that still index its Gaussians
+    assert dataclasses.replace(av, parts=[]).lod_views == {}
+
+
+def test_the_side_colour_replaces_edge_samples_the_skin_model_does_not_explain():
+    """A synthetic head: skin-coloured photo, but a band of hair colour at the face's edge. The
+    grazing samples with the hair's colour get the skin's fill as their side colour; grazing samples
+    of skin colour (the jaw's shading) keep theirs."""
+    from backend.avatar.sampling import side_fill
+    from backend.avatar.sampling import graph_laplacian
+
+    # a strip of 30 vertices in a row: 0-9 facing skin, 10-19 grazing skin, 20-29 grazing hair
+    edges = np.stack([np.arange(29), np.arange(1, 30)], 1)
+    L = graph_laplacian(edges, 30)
+    colors = np.full((30, 3), (0.8, 0.6, 0.5), np.float32)
+    colors[20:] = (0.4, 0.25, 0.1)
+    rows, side = side_fill(colors, np.arange(30) >= 20, L, np.tile(colors[0], (30, 1)), 1e-4)
+    np.testing.assert_array_equal(rows, np.arange(20, 30))
+    np.testing.assert_allclose(side, np.broadcast_to(colors[0], (10, 3)), atol=1e-3)
