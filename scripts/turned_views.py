@@ -1,7 +1,7 @@
 """The sample avatar seen turned: plain, and with each part in a flat code colour (issue 14).
 
     nice python scripts/turned_views.py OUT.png [--yaws -60 -30 0 30 60 180] [--photo P]
-        [--refine-steps 56] [--no-codes] [--avatar A.omgavatar]
+        [--refine-steps 56] [--no-codes] [--avatar A.omgavatar] [--compare-view-data]
 
 Builds the bundled sample (or ``--photo``) at LOD 2 with a fixed number of refinement steps (a
 build that does not depend on the machine's load), or loads ``--avatar``, and renders it with the
@@ -9,7 +9,8 @@ backend splatter at the source pose turned by each yaw (``preview.turntable.turn
 black. The second row paints the head grey, the torso green, the hair magenta and the mouth and
 eye parts blue, which tells which part draws what a turned view shows (the thirty-fourth and
 thirty-fifth sessions traced the suit's loop on the neck and the shirt's band on the neck column
-this way). Run it in two checkouts to compare a change. A diagnostic picture; nothing here gates.
+this way). Run it in two checkouts to compare a change; ``--compare-view-data`` adds the plain views
+without the avatar's view-dependent colours and sizes (view_colors.py) under the first row. A diagnostic picture; nothing here gates.
 Never overwrites an existing OUT.png.
 """
 
@@ -63,6 +64,9 @@ def main() -> None:
     ap.add_argument("--avatar", type=Path, default=None, help="an .omgavatar to render instead of building")
     ap.add_argument("--refine-steps", type=int, default=56)
     ap.add_argument("--no-codes", action="store_true", help="only the plain row")
+    ap.add_argument("--compare-view-data", action="store_true",
+                    help="a second plain row without the avatar's view data (GaussianAvatar.lod_views: the side "
+                         "colours and the silhouette fit's shrink undone away from the source view)")
     a = ap.parse_args()
     if a.out.exists():
         raise SystemExit(f"{a.out}: exists; choose another name (this script never overwrites a file)")
@@ -81,6 +85,11 @@ def main() -> None:
         result = build_avatar(None if a.photo is None else str(a.photo), BuildOptions(lods=(2,), **fixed))
         avatar, model = result.avatar, result.model
     picture = turned_views(avatar, model, tuple(a.yaws), codes=not a.no_codes)
+    if a.compare_view_data:
+        import dataclasses
+
+        plain = turned_views(dataclasses.replace(avatar, lod_views={}), model, tuple(a.yaws), codes=False)
+        picture = np.concatenate([picture[:512], plain, picture[512:]], 0)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((np.clip(picture, 0, 1) * 255 + 0.5).astype(np.uint8)).save(a.out)
     print(f"wrote {a.out} ({picture.shape[1]} x {picture.shape[0]} px, yaws {a.yaws})")

@@ -30,7 +30,6 @@ fits each view at its own sizes (RefineView.scales).
 
 from __future__ import annotations
 
-
 import time
 import warnings
 from dataclasses import dataclass, field, replace

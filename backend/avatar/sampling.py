@@ -58,7 +58,8 @@ class SamplingOptions:
     mouth_weight: float = 0.3           # soft-data weight of the mouth colour where unobserved
     synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
     below_hair: BelowHairOptions = field(default_factory=BelowHairOptions)
-    # skin seen at |cos| below this also gets a side colour: the fill as if unseen (view_colors.py)
+    # skin seen at |cos| below this, its sample unlike the skin model's, also gets a side colour: the
+    # fill of its neighbours as if unseen, shown away from the source view (view_colors.py)
     side_cos: float = 0.45
     side_colors: bool = True
 

@@ -126,6 +126,7 @@ def _camera():
 def _avatar(rng: np.random.Generator, path: Path) -> bytes:
     from backend.avatar.fileformat import save_avatar
     from backend.avatar.gaussians import GaussianAvatar, SkinnedPart
+    from backend.avatar.view_colors import ViewColors
     from backend.head.params import HeadParams
 
     V = 8
@@ -137,6 +138,10 @@ def _avatar(rng: np.random.Generator, path: Path) -> bytes:
                         [SkinnedPart("body", _gaussians(rng, 5), np.tile(np.eye(5, dtype=np.float32)[0], (5, 1))),
                          SkinnedPart("hair", _gaussians(rng, 3), np.full((3, 5), 0.2, np.float32))],
                         {"fuzz": True})
+    # view-dependent rows of LOD 1: two head Gaussians and one of the parts' (avatar/view_colors.py)
+    toward = rng.normal(size=(3, 3))
+    av.lod_views = {1: ViewColors([1, 4, 2 * V + 2], rng.uniform(0, 1, (3, 3)),
+                                  toward / np.linalg.norm(toward, axis=1, keepdims=True), [1.0, 2.0, 1.5])}
     return save_avatar(av, path).read_bytes()
 
 
