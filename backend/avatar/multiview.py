@@ -428,16 +428,22 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
         if hold is not None:
             fused = hold[:, None] * rest.colors + (1.0 - hold[:, None]) * fused
         avatar.lods[lod].colors = fused[:n_head].astype(np.float32)
-        # the views saw the sides the photo saw edge-on: the fused colour serves every view (the
-        # silhouette fit's shrink still holds for the primary view alone)
-        view = avatar.lod_views.get(lod)
-        if view is not None:
-            avatar.lod_views[lod] = replace(view, side=avatar.lods[lod].colors[view.rows])
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
                 part.gaussians.colors = fused[sl].astype(np.float32)
             seen_share = float((wsum > mv.prior_weight).mean())
+    # the views saw the sides the photo saw edge-on: the fused colour serves every view (the
+    # silhouette fit's shrink still holds for the primary view alone)
+    own_view_colors(avatar)
     return {"seen_share": seen_share}
+
+
+def own_view_colors(avatar: GaussianAvatar) -> None:
+    """Every LOD's view data (``avatar.lod_views``) with each row's side colour set to its own
+    colour, in place: after the views recoloured the Gaussians, a colour no longer depends on the
+    view (the grow factors stay)."""
+    for lod, view in list(avatar.lod_views.items()):
+        avatar.lod_views[lod] = replace(view, side=np.clip(avatar.rest_set(lod).colors[view.rows], 0.0, 1.0))
 
 
 def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], dilate_px: int = 6,
@@ -928,14 +934,12 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
         n_head = len(avatar.lods[lod])
         avatar.lods[lod].colors = res.colors[:n_head].astype(np.float32)
         avatar.lods[lod].opacities = res.opacities[:n_head].astype(np.float32)
-        view = avatar.lod_views.get(lod)
-        if view is not None:  # one colour from every view, as fuse_views left it
-            avatar.lod_views[lod] = replace(view, side=avatar.lods[lod].colors[view.rows])
         if lod == finest:
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
                 part.gaussians.colors = plausible_refined_colors(part.name, part.gaussians.colors, res.colors[sl])
                 part.gaussians.opacities = res.opacities[sl].astype(np.float32)
         steps[lod] = res.steps
+    own_view_colors(avatar)   # one colour from every view, as fuse_views left it
     return steps
 
 

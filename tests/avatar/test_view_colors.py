@@ -161,3 +161,17 @@ def test_the_side_colour_replaces_edge_samples_the_skin_model_does_not_explain()
     rows, side = side_fill(colors, np.arange(30) >= 20, L, np.tile(colors[0], (30, 1)), 1e-4)
     np.testing.assert_array_equal(rows, np.arange(20, 30))
     np.testing.assert_allclose(side, np.broadcast_to(colors[0], (10, 3)), atol=1e-3)
+
+
+def test_recoloured_by_views_the_side_colours_are_the_gaussians_own(astronaut):
+    """After multi-view fusion (which recolours head and parts) no colour depends on the view any
+    more; the silhouette fit's grow factors stay."""
+    from backend.avatar.multiview import own_view_colors
+
+    av = dataclasses.replace(astronaut.avatar, lod_views=dict(astronaut.avatar.lod_views))
+    before = av.lod_views[1]
+    own_view_colors(av)
+    after = av.lod_views[1]
+    np.testing.assert_array_equal(after.side, av.rest_set(1).colors[after.rows])
+    np.testing.assert_array_equal(after.grow, before.grow)
+    assert np.abs(before.side - after.side).max() > 0.02
