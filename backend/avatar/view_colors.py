@@ -1,4 +1,5 @@
-"""Colours that depend on the view, for the head Gaussians the photo sees edge-on.
+"""Colours and sizes that depend on the view: the skin the photo sees edge-on, and the Gaussians
+the silhouette fit shrank for the source view.
 
 The photo sees the sides of the face, the jaw's edge and the ears at a grazing angle: a disc there
 covers a sliver of the source view's pixels, and those pixels mix the face's edge with the hair or
@@ -7,21 +8,24 @@ camera, the same disc covers skin, and the photo's edge colours showed as orange
 the cheek's side (the thirty-seventh session's diagnosis; every view-independent colour tried
 there cost the source view ~0.5 dB or left the streaks).
 
-So such a Gaussian carries two colours: its ordinary colour, seen from the source camera's
-direction, and a *side* colour (the smooth fill of its neighbours, as if the photo had not seen
-it), seen once the view has turned away from that direction. ``toward`` is the unit direction
+So such a Gaussian, where its sample is not the skin's colour (below_hair's skin model: the jaw's
+own shading seen edge-on is right from the side too), carries two colours: its ordinary colour,
+seen from the source camera's direction, and a *side* colour (the smooth fill of its neighbours,
+as if the photo had not seen it), seen once the view has turned away from that direction. ``toward`` is the unit direction
 from the Gaussian to the source camera in its view frame: the head's rotation (the body's, for
 the Gaussians skinned to the global joint), so a turned head or a moved camera changes the view,
 and an opened jaw or a gaze does not (they turn the Gaussians, not the view). A view whose direction to the
 Gaussian lies within ``NEAR_DEG`` of it shows the ordinary colour, beyond ``FAR_DEG`` the side
 colour, a smoothstep between. Every other Gaussian has one colour.
 
-The same holds for size: the build shrinks the head Gaussians whose footprint reaches over the
+The same holds for size: the build shrinks the Gaussians (head and parts) whose footprint reaches over the
 photo's silhouette (silhouette.py: the matte is a one-view hull), which is right for the source
 view only. Turned, those shrunk discs left gaps in the surface by the ears and the jaw, through
 which the hair behind and the background showed as dark and orange streaks (the thirty-ninth
 session's diagnosis). ``grow`` (>= 1) is the shrink undone: a view away from the source direction
-sees the Gaussian at its size before the fit, the same smoothstep between.
+sees the Gaussian at its size before the fit, the same smoothstep between. A multi-view build,
+whose colours come from views that saw the sides, keeps the grow factors and sets every side
+colour to the Gaussian's own (multiview.own_view_colors).
 """
 
 from __future__ import annotations
@@ -32,12 +36,12 @@ import numpy as np
 
 NEAR_DEG = 10.0   # within this angle of the source direction: the photo's colour alone
 FAR_DEG = 30.0    # beyond it: the side colour alone
-MAX_GROW = 1e3    # a Gaussian the silhouette fit shrank grows back by at most this (the fit's floor is far above)
+MAX_GROW = 1e3    # the largest grow factor a file may hold (the fit's min_sigma_px floor keeps real ones far below)
 
 
 @dataclass
 class ViewColors:
-    """The view-dependent Gaussians of one head LOD.
+    """The view-dependent Gaussians of one LOD (head and parts).
 
     rows: (K,) int64 strictly increasing indices into the LOD's Gaussians (its head, then the
         parts in list order, as ``GaussianAvatar.rest_set``).
