@@ -88,9 +88,9 @@ def preview_images(avatar: GaussianAvatar, model: "HeadModel", lod: int, backend
             poser = TorchPoser(avatar, model, lod, device)
             posed = poser.pose_params(params)                                          # 4 frames
             view = avatar.lod_views.get(lod)
+            share = None if view is None else poser.global_share(view.rows)
             colors, sizes = for_views(torch.as_tensor(rest.colors), posed.scales(torch.as_tensor(rest.scales)), view,
-                                      posed.means, posed.joints, None if view is None else poser.global_share(view.rows),
-                                      [c.center for c in cams])
+                                      posed.means, posed.joints, share, [c.center for c in cams])
             res = splat(posed.means, posed.quats, sizes, rest.opacities, colors,
                         cams, background=np.asarray(PREVIEW_BACKGROUND, np.float32),
                         backend=name, transmittance_stop=1.0 / 255.0,  # as preview frames: within one uint8 level

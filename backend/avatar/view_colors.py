@@ -11,15 +11,16 @@ there cost the source view ~0.5 dB or left the streaks).
 So such a Gaussian, where its sample is not the skin's colour (below_hair's skin model: the jaw's
 own shading seen edge-on is right from the side too), carries two colours: its ordinary colour,
 seen from the source camera's direction, and a *side* colour (the smooth fill of its neighbours,
-as if the photo had not seen it), seen once the view has turned away from that direction. ``toward`` is the unit direction
-from the Gaussian to the source camera in its view frame: the head's rotation (the body's, for
-the Gaussians skinned to the global joint), so a turned head or a moved camera changes the view,
-and an opened jaw or a gaze does not (they turn the Gaussians, not the view). A view whose direction to the
-Gaussian lies within ``NEAR_DEG`` of it shows the ordinary colour, beyond ``FAR_DEG`` the side
-colour, a smoothstep between. Every other Gaussian has one colour.
+as if the photo had not seen it), seen once the view has turned away from that direction.
+``toward`` is the unit direction from the Gaussian to the source camera in its view frame: the
+head's rotation (the body's, for the Gaussians skinned to the global joint), so a turned head or
+a moved camera changes the view, and an opened jaw or a gaze does not (they turn the Gaussians,
+not the view). A view whose direction to the Gaussian lies within ``NEAR_DEG`` of it shows the
+ordinary colour, beyond ``FAR_DEG`` the side colour, a smoothstep between. Every other Gaussian
+has one colour.
 
-The same holds for size: the build shrinks the Gaussians (head and parts) whose footprint reaches over the
-photo's silhouette (silhouette.py: the matte is a one-view hull), which is right for the source
+The same holds for size: the build shrinks the Gaussians (head and parts) whose footprint reaches
+over the photo's silhouette (silhouette.py: the matte is a one-view hull), which is right for the source
 view only. Turned, those shrunk discs left gaps in the surface by the ears and the jaw, through
 which the hair behind and the background showed as dark and orange streaks (the thirty-ninth
 session's diagnosis). ``grow`` (>= 1) is the shrink undone: a view away from the source direction

@@ -74,13 +74,15 @@ def test_the_blend_matches_a_plain_reference_on_random_inputs():
     w = np.concatenate(weights)
     assert (w < 1e-6).any() and (w > 0.05).any()
     untouched = np.setdiff1d(np.arange(n), rows)
-    np.testing.assert_array_equal(got_c[:, untouched].numpy(), np.broadcast_to(colors[untouched], (B, len(untouched), 3)))
+    np.testing.assert_array_equal(got_c[:, untouched].numpy(),
+                                  np.broadcast_to(colors[untouched], (B, len(untouched), 3)))
     np.testing.assert_array_equal(got_s[:, untouched].numpy(), scales[:, untouched])
     # directions made at the source frame point every Gaussian at that camera: the source's colour and size
     frames = view_frames_torch(J[:1], share)[0].numpy()
     toward = source_toward(frames, means[0, rows], centers[0])
-    at_c, at_s = for_views(torch.as_tensor(colors), torch.as_tensor(scales[0]), dataclasses.replace(view, toward=toward),
-                           torch.as_tensor(means[:1]), J[:1], share, centers[:1])
+    at_c, at_s = for_views(torch.as_tensor(colors), torch.as_tensor(scales[0]),
+                           dataclasses.replace(view, toward=toward), torch.as_tensor(means[:1]), J[:1], share,
+                           centers[:1])
     np.testing.assert_allclose(at_c[0].numpy(), colors, atol=1e-6)
     np.testing.assert_allclose(at_s[0].numpy(), scales[0], rtol=1e-6)
     t = torch.as_tensor(colors)
