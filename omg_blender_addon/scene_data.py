@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .axes import points_to_blender, quats_to_blender, quats_to_model
+from .axes import points_to_blender, points_to_model, quats_to_blender, quats_to_model
 
 if TYPE_CHECKING:
     from ..backend.avatar.gaussians import GaussianAvatar
+    from ..backend.avatar.view_colors import ViewColors
     from ..backend.head.model import HeadModel
 
 # per-point FLOAT attribute of a LOD object: the head's LOD-0 rows' growth allowance (GaussianLODData.grow_allowance)
@@ -42,6 +43,16 @@ GROW_REST_ATTRIBUTE = "omg_grow_rest_length"
 GROW_PARENTS = 4
 GROW_PARENT_ATTRIBUTES = tuple(f"omg_grow_parent_{k}" for k in range(GROW_PARENTS))
 GROW_WEIGHT_ATTRIBUTES = tuple(f"omg_grow_weight_{k}" for k in range(GROW_PARENTS))
+
+# per-point attributes of a LOD object that carries view-dependent Gaussians (GaussianAvatar.lod_views,
+# backend view_colors.py): the display RGB seen away from the source direction (FLOAT_VECTOR), the unit
+# direction to the source camera in the point's view frame (FLOAT_VECTOR, Blender frame; zero on a
+# view-independent point) and the factor its size takes away from that direction (FLOAT, 1 elsewhere)
+VIEW_SIDE_ATTRIBUTE = "omg_view_side"
+VIEW_TOWARD_ATTRIBUTE = "omg_view_toward"
+VIEW_GROW_ATTRIBUTE = "omg_view_grow"
+VIEW_ATTRIBUTES = {VIEW_SIDE_ATTRIBUTE: ("POINT", "FLOAT_VECTOR"), VIEW_TOWARD_ATTRIBUTE: ("POINT", "FLOAT_VECTOR"),
+                   VIEW_GROW_ATTRIBUTE: ("POINT", "FLOAT")}
 
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
@@ -85,6 +96,12 @@ class GaussianLODData:
     grow_rest_length: np.ndarray | None = None
     grow_parents: np.ndarray | None = None
     grow_weights: np.ndarray | None = None
+    # the view-dependent Gaussians as dense per-point columns (view_columns): (N, 3) float32 side
+    # colours, (N, 3) float32 B-frame directions to the source camera (zero: view-independent), (N,)
+    # float32 grow factors; None: every Gaussian looks the same from every side
+    view_side: np.ndarray | None = None
+    view_toward: np.ndarray | None = None
+    view_grow: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -153,6 +170,37 @@ def scene_gaussians(means_model: np.ndarray, columns: dict[str, np.ndarray]):
     return gaussians_from_columns(means_model, cols)
 
 
+def view_columns(view: "ViewColors", colors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A LOD's view data as dense per-point columns (VIEW_ATTRIBUTES): (N, 3) float32 side colours
+    (``colors`` (N, 3) display RGB, the LOD's own, where a point has none), (N, 3) float32 Blender-frame
+    directions to the source camera in each point's view frame (zero on the view-independent points)
+    and (N,) float32 grow factors (1 where none)."""
+    n = len(colors)
+    side = np.array(colors, np.float32).reshape(n, 3)
+    toward = np.zeros((n, 3), np.float32)
+    grow = np.ones(n, np.float32)
+    side[view.rows] = view.side
+    toward[view.rows] = points_to_blender(view.toward)
+    if view.grow is not None:
+        grow[view.rows] = view.grow
+    return side, toward, grow
+
+
+def view_from_columns(side: np.ndarray, toward: np.ndarray, grow: np.ndarray) -> "ViewColors | None":
+    """Inverse of :func:`view_columns`: the backend's ViewColors (model frame) of the points whose
+    direction is not zero, None when none is. ValueError (ViewColors' message) when the columns hold
+    what no view data can (a direction that is not unit, a colour outside [0, 1], a grow factor
+    outside [1, MAX_GROW])."""
+    from ..backend.avatar.view_colors import ViewColors
+
+    toward = np.asarray(toward, np.float32).reshape(-1, 3)
+    rows = np.flatnonzero(np.abs(toward).max(1) > 0.0)
+    if not len(rows):
+        return None
+    side = np.asarray(side, np.float32).reshape(-1, 3)[rows]
+    return ViewColors(rows, side, points_to_model(toward[rows]), np.asarray(grow, np.float32).reshape(-1)[rows])
+
+
 def pose_feature_columns(model: "HeadModel", tol: float = 1e-7) -> list[int]:
     """Indices (0..35) of the posedirs columns that move some vertex by more than ``tol`` metres.
     Column k = 9 (j - 1) + 3 r + c is element (r, c) of R_j - I (backend.head.lbs)."""
@@ -202,8 +250,11 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
         clamped[:, n_head:] = points_to_blender(np.moveaxis(basis.dirs[..., ks], 2, 0))
     grow = growth_field(avatar, model, level)
     blend = upsample_parents(U, GROW_PARENTS)
+    gs = avatar.rest_set(level)
+    view = avatar.lod_views.get(level)
+    views = (None, None, None) if view is None or not len(view) else view_columns(view, gs.colors)
     return GaussianLODData(level=level, positions=points_to_blender(rest),
-                           columns=gaussian_columns(avatar.rest_set(level)), expr_deltas=deltas,
+                           columns=gaussian_columns(gs), expr_deltas=deltas,
                            weights=weights, n_head=n_head, part_names=[p.name for p in avatar.parts],
                            part_counts=[len(p) for p in avatar.parts], pose_deltas=pose_deltas,
                            clamped_names=names, clamped_exprs=exprs, clamped_starts=starts,
@@ -211,7 +262,8 @@ def lod_data(avatar: "GaussianAvatar", model: "HeadModel", level: int) -> Gaussi
                            grow_edges=None if blend is None else grow.edges.astype(np.int32),
                            grow_rest_length=None if blend is None else grow.rest_length.astype(np.float32),
                            grow_parents=None if blend is None else blend[0],
-                           grow_weights=None if blend is None else blend[1])
+                           grow_weights=None if blend is None else blend[1],
+                           view_side=views[0], view_toward=views[1], view_grow=views[2])
 
 
 def scene_data(avatar: "GaussianAvatar", model: "HeadModel", name: str, levels=None,

@@ -15,6 +15,7 @@ Gaussian LOD, and custom properties on the rig (``omg_shape``, ``omg_camera_K``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -22,7 +23,11 @@ import numpy as np
 from ..backend.errors import OMGError
 from .axes import MODEL_TO_BLENDER, points_to_model
 from .rig_info import JOINTS, BoneInfo, RigInfo  # noqa: F401  (re-exported: the rig's plain data)
-from .scene_data import scene_gaussians
+from .scene_data import (VIEW_ATTRIBUTES, VIEW_GROW_ATTRIBUTE, VIEW_SIDE_ATTRIBUTE, VIEW_TOWARD_ATTRIBUTE,
+                         scene_gaussians, view_from_columns)
+
+if TYPE_CHECKING:
+    from ..backend.avatar.view_colors import ViewColors
 
 ATTRS = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
          "rot_0", "rot_1", "rot_2", "rot_3")
@@ -167,6 +172,7 @@ class SceneLOD:
     part_weights: np.ndarray | None = None
     part_shapes: dict[str, np.ndarray] = field(default_factory=dict)
     part_clamped: dict[str, tuple[str, float, np.ndarray]] = field(default_factory=dict)
+    view: "ViewColors | None" = None   # the view-dependent Gaussians (model frame), read_view_columns
 
 
 def _part_shape_keys(me, base: np.ndarray, n_head: int, skip=()) -> dict[str, np.ndarray]:
@@ -184,6 +190,36 @@ def _part_shape_keys(me, base: np.ndarray, n_head: int, skip=()) -> dict[str, np
         if np.abs(d).max(initial=0.0) > 1e-9:
             out[kb.name] = d.copy()
     return out
+
+
+def read_view_columns(me) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(side (N, 3), toward (N, 3), grow (N,)) float32: a LOD mesh's view attributes
+    (scene_data.VIEW_ATTRIBUTES) as stored, or None when one is missing or was converted to another
+    domain or type (an avatar imported before view data, a user's edit)."""
+    n = len(me.vertices)
+    out = []
+    for name in (VIEW_SIDE_ATTRIBUTE, VIEW_TOWARD_ATTRIBUTE, VIEW_GROW_ATTRIBUTE):
+        attr = me.attributes.get(name)
+        if attr is None or (attr.domain, attr.data_type) != VIEW_ATTRIBUTES[name]:
+            return None
+        vector = attr.data_type == "FLOAT_VECTOR"
+        a = np.empty(n * 3 if vector else n, np.float32)
+        attr.data.foreach_get("vector" if vector else "value", a)
+        out.append(a.reshape(n, 3) if vector else a)
+    return out[0], out[1], out[2]
+
+
+def _lod_view(obj) -> "ViewColors | None":
+    """The LOD object's view-dependent Gaussians (model frame), None without view attributes;
+    SceneError naming the object when they hold what no view data can."""
+    cols = read_view_columns(obj.data)
+    if cols is None:
+        return None
+    try:
+        return view_from_columns(*cols)
+    except ValueError as exc:
+        raise SceneError(f"{obj.name}: the view attributes ({VIEW_SIDE_ATTRIBUTE}, {VIEW_TOWARD_ATTRIBUTE}, "
+                         f"{VIEW_GROW_ATTRIBUTE}) were edited: {exc}; remove them or import the avatar again") from None
 
 
 def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
@@ -214,8 +250,9 @@ def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
     n_head = int(obj.omg_avatar.n_head)
     if not 0 < n_head <= n:
         raise SceneError(f"{obj.name}: {n} points but {n_head} head Gaussians recorded")
+    view = _lod_view(obj)
     if "omg_parts" not in obj:  # imported before skinned parts: the rest is the body
-        return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv, ["body"], [n - n_head])
+        return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv, ["body"], [n - n_head], view=view)
     names = [str(x) for x in obj["omg_parts"]]
     counts = [int(x) for x in obj["omg_part_counts"]]
     w = np.asarray(obj["omg_part_weights"], np.float32)
@@ -230,7 +267,7 @@ def read_lod(rig: bpy.types.Object, level: int) -> SceneLOD:
     clamped = {k: (e, st, moved.get(k, np.zeros((n - n_head, 3), np.float32))) for k, e, st in zip(keys, exprs, starts)}
     return SceneLOD(level, pos.reshape(n, 3), cols, n_head, hv, names, counts,
                     w.reshape(n - n_head, len(JOINTS)), _part_shape_keys(me, pos.reshape(n, 3), n_head, set(keys)),
-                    clamped)
+                    clamped, view)
 
 
 def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
@@ -282,6 +319,7 @@ def gaussian_avatar(info: RigInfo, lod: SceneLOD, model):
         params=HeadParams(shape, zeros.expr, zeros.pose, zeros.transl), camera=cam,
         vertex_offsets=offsets, lods={lod.level: gset(h, surface)},
         lod_offsets={lod.level: pos[h] - surface}, parts=parts,
+        lod_views={} if lod.view is None else {lod.level: lod.view},
     )
 
 

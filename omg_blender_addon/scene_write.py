@@ -28,7 +28,10 @@ so building "Avatar" twice gives "Avatar" and "Avatar.001"; nothing is ever over
   drawn splats with it); for the Geometry Nodes display to grow them too, the mesh's only edges
   join those rows where the growth counts them (edge attribute ``omg_grow_rest_length``) and every
   head Gaussian holds its upsampling parents (``omg_grow_parent_k`` / ``omg_grow_weight_k``). The
-  display's node group removes the edges from what it draws. Only the rig's current LOD is visible.
+  display's node group removes the edges from what it draws. A LOD with view-dependent Gaussians
+  (the backend's ``GaussianAvatar.lod_views``) holds them as the point attributes ``omg_view_side``,
+  ``omg_view_toward`` and ``omg_view_grow`` (scene_data.view_columns; the splat display and
+  scene_read use them). Only the rig's current LOD is visible.
 
 Not reproduced exactly (second-order effects, measured in tests/blender/test_build_avatar.py): the
 joints' small shift with expression (LBS regresses joints from the expressive mesh) and, on the
@@ -48,7 +51,8 @@ from mathutils import Matrix
 from . import gaussian_display
 from .axes import MODEL_TO_BLENDER
 from .scene_data import (ATTRIBUTE_NAMES, GROW_ATTRIBUTE, GROW_PARENT_ATTRIBUTES, GROW_REST_ATTRIBUTE,
-                         GROW_WEIGHT_ATTRIBUTES, AvatarSceneData, GaussianLODData)
+                         GROW_WEIGHT_ATTRIBUTES, VIEW_ATTRIBUTES, VIEW_GROW_ATTRIBUTE, VIEW_SIDE_ATTRIBUTE,
+                         VIEW_TOWARD_ATTRIBUTE, AvatarSceneData, GaussianLODData)
 
 BONE_LENGTHS = {"global": 0.10, "neck": 0.06, "jaw": 0.05, "eye_L": 0.02, "eye_R": 0.02}
 SLIDER_RANGE = (-3.0, 3.0)  # expression coefficients (FLAME's are ~N(0, 1))
@@ -370,6 +374,12 @@ def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneDa
         me.attributes.new(GROW_ATTRIBUTE, "FLOAT", "POINT").data.foreach_set("value", allowance)
     if lod.grow_allowance is not None and lod.grow_edges is not None:
         _growth_edges(me, lod)
+    if lod.view_toward is not None:  # the view-dependent Gaussians (splat_scene, scene_read)
+        for attr, values in ((VIEW_SIDE_ATTRIBUTE, lod.view_side), (VIEW_TOWARD_ATTRIBUTE, lod.view_toward),
+                             (VIEW_GROW_ATTRIBUTE, lod.view_grow)):
+            domain, kind = VIEW_ATTRIBUTES[attr]
+            me.attributes.new(attr, kind, domain).data.foreach_set(
+                "vector" if kind == "FLOAT_VECTOR" else "value", np.ascontiguousarray(values, np.float32).ravel())
     obj = _link(coll, name, me, created)
     s = obj.omg_avatar
     s.role, s.rig, s.level = ROLE_GAUSSIANS, rig, lod.level

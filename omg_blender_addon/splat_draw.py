@@ -18,10 +18,11 @@ import bpy
 import numpy as np
 
 from .splat_data import SplatData
-from .splat_shader import EPS2D, NEAR_PLANE, splat_shader
+from .splat_shader import EPS2D, NEAR_PLANE, VERTEX_INPUTS, splat_shader
 from .splat_sort import QUAD_CORNERS, Sorter, depth_order, quad_indices
 
 CV_FROM_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # GL/Blender camera axes (looks down -z) <-> OpenCV
+_LENGTHS = {"FLOAT": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 
 
 @dataclass
@@ -114,6 +115,14 @@ class SplatView:
         view._depth_row = (float(P[2, 2]), float(P[2, 3]))
         return view
 
+    def eye(self) -> np.ndarray:
+        """(3,) float64 world: the camera's centre, metres, or for an orthographic view the unit
+        direction towards the camera (what view-dependent splats are seen from)."""
+        R, t = self.viewmat[:3, :3], self.viewmat[:3, 3]
+        if self.ortho:
+            return -R[2] / np.linalg.norm(R[2])
+        return -np.linalg.solve(R, t)
+
     def uniforms(self) -> tuple[np.ndarray, tuple, tuple]:
         row = getattr(self, "_depth_row", None) or self.depth_row
         return (self.viewmat, (self.fx, self.fy, self.cx, self.cy), (float(self.width), float(self.height), *row))
@@ -129,14 +138,18 @@ class SplatBatch:
         self.n = n
         self.means = data.means
         fmt = gpu.types.GPUVertFormat()
-        for name, k in (("mean", 3), ("t0", 3), ("t1", 3), ("t2", 3), ("rgba", 4), ("corner", 2)):
-            fmt.attr_add(id=name, comp_type="F32", len=k, fetch_mode="FLOAT")
+        for typ, name in VERTEX_INPUTS:
+            fmt.attr_add(id=name, comp_type="F32", len=_LENGTHS[typ], fetch_mode="FLOAT")
         self.vbo = gpu.types.GPUVertBuf(fmt, 4 * n)
         rep = lambda a: np.ascontiguousarray(np.repeat(np.asarray(a, np.float32), 4, axis=0))  # noqa: E731
         self.vbo.attr_fill("mean", rep(data.means))
         for k in range(3):  # mat3(t0, t1, t2): columns of T
             self.vbo.attr_fill(f"t{k}", rep(data.factors[:, :, k]))
         self.vbo.attr_fill("rgba", rep(np.concatenate([data.colors, data.opacity[:, None]], 1)))
+        side, toward, grow = data.view_arrays()
+        self.vbo.attr_fill("side", rep(side))
+        self.vbo.attr_fill("toward", rep(toward))
+        self.vbo.attr_fill("grow", rep(grow))
         self.vbo.attr_fill("corner", np.ascontiguousarray(np.tile(QUAD_CORNERS, (n, 1))))
         self.batch = None
         self.order = None
@@ -170,6 +183,7 @@ class SplatBatch:
         shader.uniform_float("u_near", float(view.near))
         shader.uniform_int("u_linear_target", int(linear_target))
         shader.uniform_int("u_ortho", int(view.ortho))
+        shader.uniform_float("u_eye", tuple(float(x) for x in view.eye()))
         gpu.state.blend_set("ALPHA_PREMULT")
         gpu.state.depth_test_set("LESS_EQUAL")
         gpu.state.depth_mask_set(False)

@@ -8,7 +8,10 @@ linear-blend skinning at that point. Expression shape keys move points but do no
 backend posing, whose rotations come from the skinning transforms). An avatar LOD's head splats grow
 where the frame stretches the skin beyond what they were sized for (splat_data.splat_growth: the
 growth data the LOD mesh holds, its counted edges, rest lengths, allowance and upsampling parents,
-and the evaluated LOD-0 rows), as backend posing and the Geometry Nodes display grow them.
+and the evaluated LOD-0 rows), as backend posing and the Geometry Nodes display grow them. Its
+view-dependent splats (the view attributes, scene_read.read_view_columns) get their direction to the
+source camera turned by their view frame, the global and neck bones' skinning rotations blended by
+their global weight (splat_data.posed_view); the shader blends their colours and sizes per view.
 
 Per object, the constant data (rest rotation x scale, colours, opacities, skinning weights) is read
 once and cached until the object's mesh changes.
@@ -21,8 +24,11 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
+from ..backend.rotations import matrix_to_quat
+from .rig_info import JOINTS
 from .scene_data import GROW_ATTRIBUTE, GROW_PARENT_ATTRIBUTES, GROW_REST_ATTRIBUTE, GROW_WEIGHT_ATTRIBUTES
-from .splat_data import COLUMNS, RestSplats, SplatData, blended_matrices, posed_splats, rest_splats, splat_growth
+from .splat_data import (COLUMNS, RestSplats, RestView, SplatData, blended_matrices, posed_splats, posed_view,
+                         rest_splats, rest_view, splat_growth)
 
 
 @dataclass
@@ -32,6 +38,7 @@ class _ObjectCache:
     groups: list[str]          # vertex-group names, column order of ``weights``
     weights: np.ndarray | None  # (N, J) float32, None when the object has no vertex groups
     growth: tuple | None = None  # (GrowthField, upsample (V_l, V) CSR) of an avatar LOD, else None
+    view: RestView | None = None  # its view-dependent splats, else None
 
 
 _CACHE: dict[str, _ObjectCache] = {}
@@ -83,7 +90,7 @@ def _object_cache(obj) -> _ObjectCache:
         me.attributes[name].data.foreach_get("value", a)
         cols[name] = a
     groups, weights = _weights(obj)
-    entry = _ObjectCache(key, rest_splats(cols), groups, weights, _growth_data(obj))
+    entry = _ObjectCache(key, rest_splats(cols), groups, weights, _growth_data(obj), _view_data(me, groups, weights))
     _CACHE[obj.name] = entry
     return entry
 
@@ -130,6 +137,29 @@ def _growth_data(obj) -> tuple | None:
     rows = np.repeat(np.arange(n_head), K)
     up = sp.csr_matrix((weights.ravel(), (rows, parents.ravel())), shape=(n_head, V))
     return field, up
+
+
+def _view_data(me, groups: list[str], weights: np.ndarray | None) -> RestView | None:
+    """The LOD object's view-dependent splats (splat_data.rest_view), None without view attributes."""
+    from .scene_read import read_view_columns
+
+    cols = read_view_columns(me)
+    if cols is None:
+        return None
+    column = groups.index(JOINTS[0]) if weights is not None and JOINTS[0] in groups else None
+    return rest_view(*cols, weights, column)
+
+
+def _view_rotations(skin: tuple[list[int], np.ndarray] | None, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(q_global, q_neck) (4,) w,x,y,z: the global and neck bones' skinning rotations in world axes
+    (skin_matrices' output), identity for a bone that does not deform the object."""
+    out = []
+    for name in JOINTS[:2]:
+        q = np.array([1.0, 0.0, 0.0, 0.0])
+        if skin is not None and name in groups and groups.index(name) in skin[0]:
+            q = matrix_to_quat(skin[1][skin[0].index(groups.index(name))].astype(np.float64))
+        out.append(q)
+    return out[0], out[1]
 
 
 def forget(name: str | None = None) -> None:
@@ -179,7 +209,10 @@ def object_splats(obj, depsgraph) -> SplatData:
         blend = blended_matrices(None, None, world)
     else:
         blend = blended_matrices(entry.weights[:, skin[0]], skin[1], world)
-    return posed_splats(entry.rest, means, blend, object_growth(obj, means, depsgraph, entry))
+    view = None
+    if entry.view is not None:
+        view = posed_view(entry.view, len(means), *_view_rotations(skin, entry.groups), world)
+    return posed_splats(entry.rest, means, blend, object_growth(obj, means, depsgraph, entry), view)
 
 
 def object_growth(obj, means_world: np.ndarray, depsgraph, entry: _ObjectCache | None = None) -> np.ndarray | None:

@@ -22,13 +22,27 @@ depth test against scene meshes hides splats behind them.
 
 Colours are display (sRGB) values. ``linear_target`` = 1 converts them to linear before blending,
 for framebuffers that encode linear values to sRGB on write (Blender's viewport overlay buffer).
+
+View-dependent splats (splat_data.SplatData's side, toward, grow; ``toward`` zero elsewhere): the
+vertex shader weighs the splat's own colour and size against its side colour and grown size by
+the angle between ``toward`` and its direction to the camera (``u_eye``: the camera centre, or
+for ``u_ortho`` the unit direction towards the camera), the backend's smoothstep between
+``FAR_DEG`` and ``NEAR_DEG`` (splat_data.view_weights is the same in numpy).
 """
 
 from __future__ import annotations
 
+import math
+
+from ..backend.avatar.view_colors import FAR_DEG, NEAR_DEG
+
 EPS2D = 0.3          # px^2, backend.render.splat's default eps2d (EWA low-pass)
 NEAR_PLANE = 0.01    # metres, backend.render.splat's default near_plane
 EXTEND = 3.33        # backend.render.projection.EXTEND
+
+# (GLSL type, name) per vertex, in slot order; SplatBatch fills them (4 vertices per splat)
+VERTEX_INPUTS = (("VEC3", "mean"), ("VEC3", "t0"), ("VEC3", "t1"), ("VEC3", "t2"), ("VEC4", "rgba"),
+                 ("VEC3", "side"), ("VEC3", "toward"), ("FLOAT", "grow"), ("VEC2", "corner"))
 
 _VERTEX = """
 void main()
@@ -43,6 +57,12 @@ void main()
     gl_Position = vec4(0.0, 0.0, 2.0, 1.0); /* outside the clip volume: culled */
     return;
   }
+  float vw = 1.0; /* the share of the source view's colour and size */
+  if (dot(toward, toward) > 0.25) {
+    vec3 d = u_ortho != 0 ? u_eye : u_eye - mean;
+    float x = clamp((dot(normalize(d), normalize(toward)) - VIEW_LO) / (VIEW_HI - VIEW_LO), 0.0, 1.0);
+    vw = x * x * (3.0 - 2.0 * x);
+  }
   float fx = u_intr.x, fy = u_intr.y, cx = u_intr.z, cy = u_intr.w;
   float W = u_frame.x, H = u_frame.y;
   float lim_xp = (W - cx) / fx + 0.3 * (0.5 * W / fx);
@@ -51,7 +71,7 @@ void main()
   float lim_yn = cy / fy + 0.3 * (0.5 * H / fy);
   float txc = tz * clamp(pc.x / tz, -lim_xn, lim_xp);
   float tyc = tz * clamp(pc.y / tz, -lim_yn, lim_yp);
-  mat3 M = mat3(u_view) * mat3(t0, t1, t2); /* camera-frame covariance factor */
+  mat3 M = mat3(u_view) * (mat3(t0, t1, t2) * (vw + (1.0 - vw) * grow)); /* camera-frame covariance factor */
   vec3 j0 = vec3(fx / tz, 0.0, -fx * txc / (tz * tz));
   vec3 j1 = vec3(0.0, fy / tz, -fy * tyc / (tz * tz));
   vec2 mean2d = vec2(fx * pc.x / tz + cx, fy * pc.y / tz + cy);
@@ -79,7 +99,7 @@ void main()
   vec2 p = mean2d + offset;
   v_d = offset;
   v_conic = vec3(c / det, -b / det, a / det);
-  v_color = rgba;
+  v_color = vec4(mix(side, rgba.rgb, vw), op);
   float zn = (u_frame.z * -tz + u_frame.w) / (u_ortho != 0 ? 1.0 : tz);
   gl_Position = vec4(2.0 * p.x / W - 1.0, 1.0 - 2.0 * p.y / H, zn, 1.0);
 }
@@ -122,6 +142,8 @@ def splat_shader():
         info.define("ALPHA_MIN", "(1.0 / 255.0)")
         info.define("MAX_ALPHA", "0.999")
         info.define("EXTEND", repr(float(EXTEND)))
+        info.define("VIEW_LO", repr(float(math.cos(math.radians(FAR_DEG)))))
+        info.define("VIEW_HI", repr(float(math.cos(math.radians(NEAR_DEG)))))
         info.push_constant("MAT4", "u_view")
         info.push_constant("VEC4", "u_intr")
         info.push_constant("VEC4", "u_frame")
@@ -129,8 +151,8 @@ def splat_shader():
         info.push_constant("FLOAT", "u_near")
         info.push_constant("INT", "u_linear_target")
         info.push_constant("INT", "u_ortho")
-        for slot, (typ, name) in enumerate((("VEC3", "mean"), ("VEC3", "t0"), ("VEC3", "t1"), ("VEC3", "t2"),
-                                            ("VEC4", "rgba"), ("VEC2", "corner"))):
+        info.push_constant("VEC3", "u_eye")
+        for slot, (typ, name) in enumerate(VERTEX_INPUTS):
             info.vertex_in(slot, typ, name)
         info.vertex_out(iface)
         info.fragment_out(0, "VEC4", "frag_color")

@@ -39,20 +39,26 @@ def u8(rgb: np.ndarray) -> np.ndarray:
 
 def backend_render(av, model, params, lod: int, cam, linear_light: bool = False, eps2d: float = 0.3) -> np.ndarray:
     """(H, W, 3) float32: the backend splatter's render, posed like its previews (TorchPoser:
-    positions and Gaussian rotations), white background. ``linear_light``: composite linearised
-    colours and encode the result to sRGB (what EEVEE does under the Standard view transform)."""
+    positions and Gaussian rotations, the view-dependent colours and sizes seen from ``cam``),
+    white background. ``linear_light``: composite linearised colours and encode the result to sRGB
+    (what EEVEE does under the Standard view transform)."""
     import torch
 
     from omg_avatar.backend.avatar.pose_torch import TorchPoser
+    from omg_avatar.backend.avatar.view_colors import for_views
     from omg_avatar.backend.render.splat import splat
 
     rest = av.rest_set(lod)
-    colors = np.asarray(rest.colors, np.float32)
-    if linear_light:
-        colors = np.where(colors <= 0.04045, colors / 12.92, ((colors + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    view = av.lod_views.get(lod)
     with torch.no_grad():
-        p = TorchPoser(av, model, lod).pose_params(params)
-        scales = p.scales(torch.as_tensor(rest.scales))
+        poser = TorchPoser(av, model, lod)
+        p = poser.pose_params(params)
+        colors, scales = for_views(torch.as_tensor(rest.colors), p.scales(torch.as_tensor(rest.scales)), view,
+                                   p.means, p.joints, None if view is None else poser.global_share(view.rows),
+                                   [cam.center])
+        colors = colors[0] if colors.dim() == 3 else colors
+        if linear_light:
+            colors = torch.where(colors <= 0.04045, colors / 12.92, ((colors + 0.055) / 1.055) ** 2.4)
         img = splat(p.means[0], p.quats[0], scales[0] if scales.dim() == 3 else scales, rest.opacities, colors, cam,
                     background=np.ones(3, np.float32), backend="cpu", eps2d=eps2d).image[0]
     img = img.permute(1, 2, 0).numpy()

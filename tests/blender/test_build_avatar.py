@@ -203,6 +203,22 @@ sread = _imp(PKG + ".omg_blender_addon.scene_read")
 back = sread.gaussian_avatar(sread.read_rig(rig), sread.read_lod(rig, 2), model)
 RESULT["read_back_part_shapes"] = {p.name: sorted(p.shapes) for p in back.parts if p.shapes}
 RESULT["read_back_tongue_err"] = float(np.abs(backend.avatar.pose(back, model, params, 2)[0][t2] - exp_t[t2]).max())
+# the view-dependent Gaussians come back as the file holds them (previews draw them); a view
+# attribute edited into what no view data holds is named, not drawn or rendered wrongly
+v2, b2 = av.lod_views.get(2), back.lod_views.get(2)
+RESULT["read_back_views"] = {"n": 0 if v2 is None else len(v2), "back": 0 if b2 is None else len(b2)}
+if v2 is not None and b2 is not None and np.array_equal(v2.rows, b2.rows):
+    RESULT["read_back_views"]["err"] = max(float(np.abs(getattr(v2, k) - getattr(b2, k)).max())
+                                           for k in ("side", "toward", "grow"))
+    grow_attr = bpy.data.objects["Astro LOD2"].data.attributes["omg_view_grow"]
+    kept = grow_attr.data[int(b2.rows[0])].value
+    grow_attr.data[int(b2.rows[0])].value = 0.5
+    try:
+        sread.read_lod(rig, 2)
+    except sread.SceneError as exc:
+        RESULT["read_back_views"]["edited"] = str(exc)
+    finally:
+        grow_attr.data[int(b2.rows[0])].value = kept
 # the rig's head carries the avatar's identity detail (vertex_offsets), and reading the rig for a
 # retarget that keeps its identity hands the tracker that same rest head
 RESULT["avatar_offsets_max"] = float(np.abs(av.vertex_offsets).max())
@@ -525,6 +541,9 @@ def test_keyframed_rig_moves_gaussians_like_backend_pose(built) -> None:
     assert r["tongue_out_moves"] > 5e-3
     assert "tongueOut" in r["read_back_part_shapes"]["tongue"] and "jawOpen" in r["read_back_part_shapes"]["teeth_lower"]
     assert r["read_back_tongue_err"] < 1e-5
+    views = r["read_back_views"]
+    assert views["n"] > 1000 and views["back"] == views["n"] and views["err"] < 1e-6, views
+    assert "Astro LOD2" in views["edited"] and "grow factors must lie in [1, 1000]" in views["edited"], views
     assert r["avatar_offsets_max"] > 1e-4   # the build moved the head onto the photo's landmarks
     assert r["head_rest_offsets_err"] < 1e-6
     assert r["posing"]["0"]["err"] < 1e-5  # LOD 0: exact, pose correctives included

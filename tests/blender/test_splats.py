@@ -3,7 +3,9 @@
 The astronaut avatar is put in the scene as "Holdout". Offscreen splat renders (GPUOffScreen on
 Mesa llvmpipe) are compared with the backend splatter's renders of the same avatar, pose and camera:
 the source camera, +/-30 degrees of yaw, and a frame with the jaw keyed open (which must change the
-mouth region); the backend poses like its previews (positions and rotations, TorchPoser). Also: two overlapping splats swap order when the view flips (on the GPU), Render
+mouth region); the backend poses like its previews (positions and rotations, TorchPoser) and blends
+the view-dependent Gaussians' colours and sizes as they do (the turned views must differ from what
+one view's colours and sizes draw). Also: two overlapping splats swap order when the view flips (on the GPU), Render
 Splats writes watermarked frames, every operator that takes an avatar accepts its build name and
 names unknown ones clearly, and the draw handler goes away when the display is turned off and when
 the add-on is disabled.
@@ -123,10 +125,16 @@ dup.data = lod_obj.data.copy()
 allowance = mod("omg_blender_addon.scene_data").GROW_ATTRIBUTE
 dup.data.attributes.remove(dup.data.attributes[allowance])
 dup.data.attributes.new(allowance, "FLOAT", "EDGE")
+view_grow = mod("omg_blender_addon.scene_data").VIEW_GROW_ATTRIBUTE
+dup.data.attributes.remove(dup.data.attributes[view_grow])
+dup.data.attributes.new(view_grow, "FLOAT", "EDGE")
 try:
     RESULT["growth_data"] = [splat_scene._growth_data(lod_obj) is not None, splat_scene._growth_data(dup) is None]
+    RESULT["view_data"] = [splat_scene._object_cache(lod_obj).view is not None,
+                           splat_scene._object_cache(dup).view is None]
 except Exception as exc:  # noqa: BLE001 - what the draw would have raised
-    RESULT["growth_data"] = repr(exc)[:200]
+    RESULT["growth_data"] = RESULT["view_data"] = repr(exc)[:200]
+splat_scene.forget(dup.name)
 dup_mesh = dup.data
 bpy.data.objects.remove(dup)
 bpy.data.meshes.remove(dup_mesh)
@@ -384,6 +392,7 @@ def child(addon_zip, tmp_path_factory):
 
     from backend.avatar.pose_torch import TorchPoser
     from backend.avatar.posed import pose_growth
+    from backend.avatar.view_colors import for_views
     from backend.head.params import HeadParams
     from backend.render.camera import Camera
     from backend.render.splat import splat
@@ -441,12 +450,17 @@ def child(addon_zip, tmp_path_factory):
     refs["jaw"] = (posed, src)
     white = np.ones(3, np.float32)
     images = {}
+    view = avatar.lod_views[0]  # the view-dependent Gaussians: the scene draws them too
+    share = poser.global_share(view.rows)
     for tag, (params, cam) in refs.items():
-        with torch.no_grad():
-            p = poser.pose_params(params)
-            r = splat(p.means[0], p.quats[0], p.scales(torch.as_tensor(rest.scales))[0], rest.opacities, rest.colors,
-                      cam, background=white, backend="cpu")
-        images[tag] = r.image[0].permute(1, 2, 0).numpy()
+        for key, v in ((tag, view), (f"{tag}_one_view", None)):
+            with torch.no_grad():
+                p = poser.pose_params(params)
+                colors, sizes = for_views(torch.as_tensor(rest.colors), p.scales(torch.as_tensor(rest.scales)), v,
+                                          p.means, p.joints, share, [cam.center])
+                r = splat(p.means[0], p.quats[0], sizes[0], rest.opacities, colors[0] if colors.ndim == 3 else colors,
+                          cam, background=white, backend="cpu")
+            images[key] = r.image[0].permute(1, 2, 0).numpy()
     images["growth_jaw"] = pose_growth(avatar, model, posed, 0)[0]
     K, V = (np.array(m) for m in res.result["eevee_cam"])
     r = splat(EEVEE_MEANS, EEVEE_QUATS, EEVEE_SCALES, np.full(4, EEVEE_OPACITY, np.float32), np.zeros((4, 3), np.float32),
@@ -471,12 +485,20 @@ def child(addon_zip, tmp_path_factory):
 
 @pytest.mark.parametrize("tag", ["source", "yaw-30", "yaw30", "jaw"])
 def test_offscreen_splats_match_the_backend_splatter(child, tag):
+    """With the view-dependent Gaussians (side colours and grown sizes away from the photo's
+    direction): the turned views differ from what one view's colours and sizes draw, the source
+    view and the opened jaw (no change of view) do not."""
     r, tmp, ref = child
     got = np.load(tmp / f"splat_{tag}.npy")
     assert got.shape == (SIZE, SIZE, 4)
     p = _psnr(_u8(got[..., :3]), _u8(ref[tag]))
-    print(f"{tag}: PSNR {p:.1f} dB")
+    one = _psnr(_u8(got[..., :3]), _u8(ref[f"{tag}_one_view"]))
+    print(f"{tag}: PSNR {p:.1f} dB (against one view's colours and sizes: {one:.1f} dB)")
     assert p >= MIN_PSNR
+    if tag.startswith("yaw"):
+        assert one < p - 3.0
+    else:
+        assert np.array_equal(_u8(ref[tag]), _u8(ref[f"{tag}_one_view"]))
 
 
 def test_orthographic_views_draw_the_orthographic_limit(child):
@@ -589,6 +611,8 @@ def test_geometry_nodes_display_grows_the_splats_as_the_backend_does(child):
     ratio, inst_growth = np.load(tmp / "display_instances_jaw.npy")
     assert (inst_growth > 1.05).sum() > 20
     np.testing.assert_allclose(ratio, inst_growth, rtol=1e-4)
+    # a view attribute re-created on another domain: drawn view-independent, no error
+    assert r["view_data"] == [True, True]
     assert r["growth_data"] == [True, True]      # the import's data read; one on another domain: none, no error
 
 
