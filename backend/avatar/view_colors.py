@@ -108,16 +108,34 @@ def source_weights_torch(view: ViewColors, means, joints, share, centers):
     share (K,) as view_frames_torch's; centers (B, 3) the frames' camera centres, metres."""
     import torch
 
-    from ..rotations import quat_to_matrix_torch
-
     dev = means.device
     rows = torch.as_tensor(view.rows, device=dev)
-    R = quat_to_matrix_torch(view_frames_torch(joints, share))               # (B, K, 3, 3)
-    tw = torch.einsum("bkij,kj->bki", R, torch.as_tensor(view.toward, device=dev))
+    q = view_frames_torch(joints, share)                                       # (B, K, 4)
+    u, w = q[..., 1:], q[..., :1]
+    t = torch.as_tensor(view.toward, device=dev).expand_as(u)
+    c = torch.linalg.cross(u, t)
+    tw = t + 2.0 * (w * c + torch.linalg.cross(u, c))   # q t q*: no (B, K, 3, 3) matrices per frame
     d = torch.as_tensor(np.asarray(centers, np.float32), device=dev)[:, None, :] - means[:, rows]
-    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    cos = (d * tw).sum(-1) / d.norm(dim=-1).clamp_min(1e-12)
     lo, hi = float(np.cos(np.radians(FAR_DEG))), float(np.cos(np.radians(NEAR_DEG)))
-    return _smoothstep(((d * tw).sum(-1) - lo).div(hi - lo).clamp(0.0, 1.0))
+    return _smoothstep(((cos - lo) / (hi - lo)).clamp(0.0, 1.0))
+
+
+def blend_views_(colors_out, scales_out, view: ViewColors, colors, scales, means, joints, share, centers) -> None:
+    """In place: the view's rows of ``colors_out`` (B, N, 3) and, where it has grow factors, of
+    ``scales_out`` (B, N, 3) set to what each frame's camera sees, from the view-independent
+    ``colors`` (N, 3) and ``scales`` ((N, 3) or (B, N, 3), metres; it may be ``scales_out``
+    itself); every other row is left as it is, so buffers reused from frame to frame stay right.
+    means, joints, share and centers as source_weights_torch's."""
+    import torch
+
+    dev = colors_out.device
+    rows = torch.as_tensor(view.rows, device=dev)
+    w = source_weights_torch(view, means, joints, share, centers)[..., None]   # (B, K, 1)
+    colors_out[:, rows] = torch.lerp(torch.as_tensor(view.side, device=dev), colors[rows], w)
+    if view.grow is not None:
+        g = torch.as_tensor(view.grow, device=dev)[None, :, None]
+        scales_out[:, rows] = scales[..., rows, :] * torch.lerp(g, torch.ones_like(g), w)
 
 
 def for_views(colors, scales, view: ViewColors | None, means, joints, share, centers):
@@ -128,21 +146,12 @@ def for_views(colors, scales, view: ViewColors | None, means, joints, share, cen
     colors (N, 3) torch float32; scales (N, 3) or (B, N, 3) torch metres (a frame's grown sizes);
     means (B, N, 3) metres, joints (B, J, 4) (PosedBatch's) and share (K,) (TorchPoser.global_share
     of the view's rows); centers (B, 3) the cameras' centres, metres."""
-    import torch
-
     if view is None or not len(view):
         return colors, scales
-    dev = colors.device
-    rows = torch.as_tensor(view.rows, device=dev)
-    w = source_weights_torch(view, means, joints, share, centers)[..., None]   # (B, K, 1)
     B = means.shape[0]
     out = colors.expand(B, -1, -1).clone()
-    out[:, rows] = w * colors[rows] + (1.0 - w) * torch.as_tensor(view.side, device=dev)
-    if view.grow is None:
-        return out, scales
-    big = scales.expand(B, -1, -1).clone()
-    g = torch.as_tensor(view.grow, device=dev)[None, :, None]
-    big[:, rows] = big[:, rows] * (w + (1.0 - w) * g)
+    big = scales if view.grow is None else scales.expand(B, -1, -1).clone()
+    blend_views_(out, big, view, colors, scales, means, joints, share, centers)
     return out, big
 
 

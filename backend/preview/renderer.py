@@ -176,11 +176,16 @@ class PreviewRenderer:
     def _per_frame(self, b: int):
         """scales (b, N, 3), opacities (b, N), features (b, N, C): the rest attributes repeated per
         frame once per batch size and kept, so the CPU splatter's kernels, which take one row per
-        frame, do not copy them again on every call."""
+        frame, do not copy them again on every call (the view-dependent rows of the scales and
+        features are rewritten in them per batch, _splat_batch)."""
+        import torch
+
         cache = self.__dict__.setdefault("_per_frame_cache", {})
         if b not in cache:
             cache.clear()  # at most two batch sizes occur (full batches and the last one)
-            cache[b] = tuple(t.expand((b,) + tuple(t.shape)).contiguous()
+            # copies, never views of the rest tensors (expand(1, ...).contiguous() would be one):
+            # _splat_batch writes into them
+            cache[b] = tuple(t.expand((b,) + tuple(t.shape)).clone(memory_format=torch.contiguous_format)
                              for t in (self._scales, self._opacities, self._features))
         return cache[b]
 
@@ -271,17 +276,20 @@ class PreviewRenderer:
         """Splat one posed batch (+ refiner) -> (H, W, 3) uint8 frames."""
         import torch
 
-        from ..avatar.view_colors import for_views
+        from ..avatar.view_colors import blend_views_
         from ..render.splat import splat
 
         t = time.perf_counter()
         with torch.no_grad():
             scales, opacities, features = self._per_frame(posed.means.shape[0])
+            base = self._scales
             if posed.growth is not None:  # the frames' grown head Gaussians (avatar.stretch_growth)
-                scales = posed.scales(self._scales)
-            if self._views is not None:  # the head's view-dependent Gaussians seen from each frame's camera
-                features, scales = for_views(self._features, scales, self._views, posed.means, posed.joints,
-                                             self._view_share, [c.center for c in cams])
+                scales = base = posed.scales(self._scales)
+            if self._views is not None:
+                # the view-dependent Gaussians seen from each frame's camera, written into the kept
+                # per-frame buffers (only their rows change, from the rest values: nothing compounds)
+                blend_views_(features, scales, self._views, self._features, base, posed.means, posed.joints,
+                             self._view_share, [c.center for c in cams])
             res = splat(posed.means, posed.quats, scales, opacities, features, cams,
                         background=self._background, backend=self.backend,
                         transmittance_stop=self.options.transmittance_stop, depth=False,

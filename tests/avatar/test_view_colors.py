@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.view_colors import FAR_DEG, NEAR_DEG, ViewColors, for_views, source_toward, view_frames_torch
+from backend.avatar.view_colors import (FAR_DEG, NEAR_DEG, ViewColors, blend_views_, for_views, source_toward,
+                                       view_frames_torch)
 from backend.rotations import quat_to_matrix
 
 
@@ -89,6 +90,31 @@ def test_the_blend_matches_a_plain_reference_on_random_inputs():
     assert for_views(t, None, None, None, None, None, None)[0] is t     # no view data: the colours as they are
 
 
+def test_the_blend_in_place_reuses_buffers_without_compounding():
+    """The preview loop's per-frame buffers: blended batch after batch in place, they hold what
+    for_views returns for each batch (the rows recomputed from the rest values, the rest kept), for
+    rest scales and for a batch's own grown scales blended onto themselves."""
+    rng = np.random.default_rng(5)
+    n, B, k = 300, 2, 120
+    colors = torch.as_tensor(rng.random((n, 3)), dtype=torch.float32)
+    rest = torch.as_tensor(rng.random((n, 3)) * 0.01, dtype=torch.float32)
+    view = ViewColors(np.sort(rng.choice(n, k, replace=False)), rng.random((k, 3)), _unit(rng, k),
+                      1.0 + 2.0 * rng.random(k))
+    share = rng.random(k)
+    out_c, out_s = colors.expand(B, -1, -1).clone(), rest.expand(B, -1, -1).clone()
+    for _ in range(3):
+        joints, means, centers = _random_frames(rng, n, B)
+        J, M = torch.as_tensor(joints, dtype=torch.float32), torch.as_tensor(means)
+        blend_views_(out_c, out_s, view, colors, rest, M, J, share, centers)
+        ref_c, ref_s = for_views(colors, rest, view, M, J, share, centers)
+        assert torch.equal(out_c, ref_c) and torch.equal(out_s, ref_s)
+        grown = rest * torch.as_tensor(1.0 + rng.random((B, n, 1)), dtype=torch.float32)
+        want = for_views(colors, grown, view, M, J, share, centers)[1]
+        blend_views_(out_c, grown, view, colors, grown, M, J, share, centers)
+        assert torch.equal(grown, want)
+    assert (ref_s != rest).any() and (ref_c != colors).any()   # the frames did turn away from the source
+
+
 @pytest.mark.parametrize("bad", [
     dict(rows=[3, 2]),                           # not increasing
     dict(side=[[0.5, 0.5, 1.5], [0, 0, 0]]),     # outside [0, 1]
@@ -135,6 +161,18 @@ def test_the_source_view_is_unchanged_and_a_turned_view_shows_the_side(astronaut
     assert np.abs(with_views[1] - without[1]).max() > 0.1         # turned: the grown Gaussians show
     # an open jaw and shut eyes at the source view turn Gaussians, not the view: as it was too
     np.testing.assert_array_equal(with_views[2], without[2])
+    # the preview loop draws them the same, one frame a batch and several (its per-frame buffers,
+    # blended in place, never write into the rest values: an earlier frame's blend would compound)
+    from backend.preview.renderer import PreviewOptions, PreviewRenderer
+
+    cam = av.camera
+    want = [(np.clip(f, 0.0, 1.0) * 255.0).round() for f in with_views]
+    for batch in (1, 2):
+        opts = PreviewOptions(lod=1, width=cam.width, height=cam.height, backend="cpu", batch=batch,
+                              background=(0.0, 0.0, 0.0))
+        got = list(PreviewRenderer(av, model, opts).frames(both))
+        diffs = [int(np.abs(g - w).max()) for g, w in zip(got, want)]
+        assert len(got) == len(want) and max(diffs) <= 1, (batch, diffs)   # rounding alone
     # the file keeps them; a file whose rows reach beyond the LOD is refused with the file's name
     back = load_avatar(save_avatar(av, tmp_path / "astro"))
     for key in ("rows", "side", "toward", "grow"):
