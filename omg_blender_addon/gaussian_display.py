@@ -44,13 +44,22 @@ An avatar LOD's head Gaussians grow per frame where the pose stretches the skin 
 sized for, as the backend poses them and the splat renderer draws them (:func:`_growth`; the LOD
 mesh's edges and attributes written by scene_write._growth_edges); other Gaussian objects keep their
 size (factor 1).
+
+An avatar LOD's view-dependent Gaussians (the backend's view_colors.py; the point attributes
+``omg_view_*`` of scene_write) change colour and size with the active camera as the splat renderer
+draws them (:func:`_view_weight`): each one's direction to the source camera is turned by its view
+frame (the global and neck bones' rotations, driven into the modifier by :func:`drive_view_frames`,
+blended by its "global" vertex-group weight) and compared with its direction to the camera; the
+colour mixes towards the side colour and the size grows by the same smoothstep. The share is kept
+as the point attribute ``omg_view_weight`` on the evaluated mesh.
 """
 
 from __future__ import annotations
 
 import bpy
 
-from .scene_data import GROW_ATTRIBUTE, GROW_PARENT_ATTRIBUTES, GROW_REST_ATTRIBUTE, GROW_WEIGHT_ATTRIBUTES
+from .scene_data import (GROW_ATTRIBUTE, GROW_PARENT_ATTRIBUTES, GROW_REST_ATTRIBUTE, GROW_WEIGHT_ATTRIBUTES,
+                         VIEW_GROW_ATTRIBUTE, VIEW_SIDE_ATTRIBUTE, VIEW_TOWARD_ATTRIBUTE)
 
 NODE_GROUP_NAME = "OMG Gaussian Splats"
 MATERIAL_NAME = "OMG Gaussian Splat"
@@ -68,10 +77,14 @@ LOCAL_ATTRIBUTE = "omg_local"   # instance-space position on the unit sphere (pe
 GROWTH_BASE_ATTRIBUTE = "omg_grow_base"  # the frame's growth factor of the head's LOD-0 rows (_growth)
 GROWTH_ATTRIBUTE = "omg_growth"          # the frame's growth factor of every Gaussian (1: none)
 DISPLAY_COLORS_PROP = "omg_splat_display_colors"  # scene custom property: 1 = emit display values
+VIEW_WEIGHT_ATTRIBUTE = "omg_view_weight"  # the share of the source view's colour and size (_view_weight)
+# the global and neck bones' local rotations (w, x, y, z, the model frame: the bones' rest orientation),
+# driven from the rig (drive_view_frames); identity where nothing drives them
+VIEW_FRAME_SOCKETS = tuple(f"{bone} {c}" for bone in ("Global", "Neck") for c in "WXYZ")
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
 SPLAT_SCALE = 3.33  # instance semi-axes in standard deviations: the splatter's footprint (splat_shader.EXTEND)
 MAX_ALPHA = 0.999  # the splatter's alpha clamp (backend.render)
-_VERSION = 8  # bump when the node layout changes: older files get a fresh group
+_VERSION = 9  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -207,6 +220,10 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     opx = iface.new_socket(ORTHO_PIXEL_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
     opx.default_value, opx.min_value = 0.0, 0.0
     opx.description = "Render pixel size of an orthographic scene camera (driven)"
+    for name in VIEW_FRAME_SOCKETS:
+        q = iface.new_socket(name, in_out="INPUT", socket_type="NodeSocketFloat")
+        q.default_value = 1.0 if name.endswith("W") else 0.0
+        q.description = "The rig's bone rotation (quaternion component, driven) that turns the view-dependent Gaussians"
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
 
     N = ng.nodes
@@ -287,11 +304,19 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     sq.operation = "MULTIPLY"
     sq.location = (-400, -100)
     sd_rest = combine([math("EXPONENT", attr(f"scale_{i}", -100 - 60 * i), y=-100 - 60 * i) for i in range(3)], -100)
-    grown = N.new("ShaderNodeVectorMath")   # the frame's growth (omg_growth, stored by _growth)
+    # the view-dependent Gaussians: their share w of the source view's colour and size at this
+    # frame's camera, the side colour and the grown size for the rest (view_colors.py)
+    weight = _view_weight(ng, gin, cam, attr, math)
+    view_grow = math("ADD", weight, math("MULTIPLY", math("SUBTRACT", 1.0, weight, x=-700, y=-400),
+                                         attr(VIEW_GROW_ATTRIBUTE, -420), x=-600, y=-400), x=-500, y=-400)
+    has_grow = math("GREATER_THAN", attr(VIEW_GROW_ATTRIBUTE, -450), 0.0, x=-500, y=-450)  # none (a .ply): 1
+    view_scale = math("ADD", 1.0, math("MULTIPLY", math("SUBTRACT", view_grow, 1.0, x=-450, y=-450), has_grow,
+                                       x=-400, y=-450), x=-350, y=-450)
+    grown = N.new("ShaderNodeVectorMath")   # the frame's growth (omg_growth, stored by _growth) and the view's
     grown.operation = "SCALE"
     grown.location = (-425, -100)
     L.new(sd_rest, grown.inputs[0])
-    L.new(attr(GROWTH_ATTRIBUTE, -300), grown.inputs["Scale"])
+    L.new(math("MULTIPLY", attr(GROWTH_ATTRIBUTE, -300), view_scale, x=-450, y=-300), grown.inputs["Scale"])
     sd = grown.outputs[0]
     L.new(sd, sq.inputs[0])
     L.new(sd, sq.inputs[1])
@@ -327,8 +352,31 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     store_a.data_type, store_a.domain = "FLOAT", "POINT"
     store_a.inputs["Name"].default_value = ALPHA_ATTRIBUTE
     store_a.location = (200, 200)
+    side = N.new("GeometryNodeInputNamedAttribute")
+    side.data_type = "FLOAT_VECTOR"
+    side.inputs["Name"].default_value = VIEW_SIDE_ATTRIBUTE
+    side.location = (-450, 420)
+    diff = N.new("ShaderNodeVectorMath")
+    diff.operation = "SUBTRACT"
+    diff.location = (-250, 300)
+    L.new(col.outputs[0], diff.inputs[0])
+    L.new(side.outputs["Attribute"], diff.inputs[1])
+    seen = N.new("ShaderNodeVectorMath")       # side + w (colour - side)
+    seen.operation = "MULTIPLY_ADD"
+    seen.location = (-150, 300)
+    L.new(diff.outputs[0], seen.inputs[0])
+    L.new(combine([weight] * 3, 350), seen.inputs[1])
+    L.new(side.outputs["Attribute"], seen.inputs[2])
+    # on the centres too (the evaluated mesh keeps it: tests, exports)
+    store_w = N.new("GeometryNodeStoreNamedAttribute")
+    store_w.data_type, store_w.domain = "FLOAT", "POINT"
+    store_w.inputs["Name"].default_value = VIEW_WEIGHT_ATTRIBUTE
+    store_w.location = (-150, 500)
+    L.new(geometry, store_w.inputs["Geometry"])
+    L.new(weight, store_w.inputs["Value"])
+    geometry = store_w.outputs["Geometry"]
     L.new(geometry, store_c.inputs["Geometry"])
-    L.new(col.outputs[0], store_c.inputs["Value"])
+    L.new(seen.outputs["Vector"], store_c.inputs["Value"])
     L.new(store_c.outputs["Geometry"], store_a.inputs["Geometry"])
     L.new(alpha, store_a.inputs["Value"])
 
@@ -374,6 +422,110 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     L.new(join.outputs[0], gout.inputs[0])
     gin.location, gout.location = (-1200, 0), (1000, 0)
     return ng
+
+
+def _view_weight(ng: bpy.types.NodeTree, gin, camera, attr, math):
+    """Each point's share of its source-view colour and size at the active camera (the socket of a
+    float field in [0, 1]; 1 on the points without view data): splat_data.view_weights in nodes.
+    The point's direction to the source camera (VIEW_TOWARD_ATTRIBUTE, the object's frame at rest)
+    is turned by its view frame, the normalized blend of the global bone's and the neck's world
+    rotations by its weight in the "global" vertex group (the rotations are the modifier's driven
+    inputs: the bones' local quaternions in the model frame, so the neck's world rotation is the
+    global's times its own), and compared with its direction to the camera (``camera``: the active
+    camera's Object Info relative to the object; an orthographic camera's own backward axis):
+    smoothstep between FAR_DEG and NEAR_DEG, as the backend blends. Without a scene camera (both
+    driven pixel sizes 0) every Gaussian shows the source view's colour and size."""
+    import math as pymath
+
+    from ..backend.avatar.view_colors import FAR_DEG, NEAR_DEG
+
+    N, L = ng.nodes, ng.links
+
+    def node(kind: str, x: int, y: int, **props):
+        n = N.new(kind)
+        n.location = (x, y)
+        for k, v in props.items():
+            setattr(n, k, v)
+        return n
+
+    def quat(bone: str, y: int):
+        q = node("FunctionNodeQuaternionToRotation", -1700, y)
+        for c in "WXYZ":
+            L.new(gin.outputs[f"{bone} {c}"], q.inputs[c])
+        return q.outputs[0]
+
+    def components(rotation, y: int) -> list:
+        """w, x, y, z of a rotation, on the w >= 0 hemisphere (as the backend's joints)."""
+        q = node("FunctionNodeRotationToQuaternion", -1550, y)
+        L.new(rotation, q.inputs[0])
+        sign = math("SUBTRACT", 1.0, math("MULTIPLY", math("LESS_THAN", q.outputs["W"], 0.0, x=-1450, y=y), 2.0,
+                                          x=-1400, y=y), x=-1350, y=y)
+        return [math("MULTIPLY", q.outputs[c], sign, x=-1300, y=y - 40 * i) for i, c in enumerate("WXYZ")]
+
+    g = quat("Global", -1000)
+    neck = node("FunctionNodeRotateRotation", -1550, -1150, rotation_space="GLOBAL")  # R_global R_neck
+    L.new(quat("Neck", -1150), neck.inputs["Rotation"])
+    L.new(g, neck.inputs["Rotate By"])
+    qg, qn = components(g, -1000), components(neck.outputs[0], -1150)
+    share = attr("global", -1300)  # the vertex group's weight (0 where there is none: the neck's frame)
+    blend = node("FunctionNodeQuaternionToRotation", -1100, -1100)
+    for c, a, b in zip("WXYZ", qg, qn):   # share * global + (1 - share) * neck, normalized by the node
+        L.new(math("ADD", b, math("MULTIPLY", math("SUBTRACT", a, b, x=-1250, y=-1100), share, x=-1200, y=-1100),
+                   x=-1150, y=-1100), blend.inputs[c])
+    # the stored direction is in the Blender frame; the rotations are the model frame's (x, z, -y)
+    toward = node("GeometryNodeInputNamedAttribute", -1700, -1300, data_type="FLOAT_VECTOR")
+    toward.inputs["Name"].default_value = VIEW_TOWARD_ATTRIBUTE
+    t = node("ShaderNodeSeparateXYZ", -1550, -1300)
+    L.new(toward.outputs["Attribute"], t.inputs[0])
+    t_model = node("ShaderNodeCombineXYZ", -1400, -1300)
+    L.new(t.outputs["X"], t_model.inputs["X"])
+    L.new(t.outputs["Z"], t_model.inputs["Y"])
+    L.new(math("MULTIPLY", t.outputs["Y"], -1.0, x=-1450, y=-1350), t_model.inputs["Z"])
+    turned = node("FunctionNodeRotateVector", -1000, -1250)
+    L.new(t_model.outputs[0], turned.inputs["Vector"])
+    L.new(blend.outputs[0], turned.inputs["Rotation"])
+    tm = node("ShaderNodeSeparateXYZ", -900, -1250)
+    L.new(turned.outputs[0], tm.inputs[0])
+    t_scene = node("ShaderNodeCombineXYZ", -800, -1250)   # back to the Blender frame: (x, -z, y)
+    L.new(tm.outputs["X"], t_scene.inputs["X"])
+    L.new(math("MULTIPLY", tm.outputs["Z"], -1.0, x=-850, y=-1300), t_scene.inputs["Y"])
+    L.new(tm.outputs["Y"], t_scene.inputs["Z"])
+    to_cam = node("ShaderNodeVectorMath", -900, -1400, operation="SUBTRACT")
+    L.new(camera.outputs["Location"], to_cam.inputs[0])
+    L.new(node("GeometryNodeInputPosition", -1100, -1450).outputs[0], to_cam.inputs[1])
+    persp = node("ShaderNodeVectorMath", -800, -1400, operation="NORMALIZE")
+    L.new(to_cam.outputs["Vector"], persp.inputs[0])
+    back = node("FunctionNodeRotateVector", -900, -1500)   # an orthographic camera looks along its -Z
+    back.inputs["Vector"].default_value = (0.0, 0.0, 1.0)
+    L.new(camera.outputs["Rotation"], back.inputs["Rotation"])
+    ortho = math("GREATER_THAN", gin.outputs[ORTHO_PIXEL_SOCKET], 0.0, x=-900, y=-1550)
+    swap = node("ShaderNodeVectorMath", -800, -1500, operation="SUBTRACT")
+    L.new(back.outputs[0], swap.inputs[0])
+    L.new(persp.outputs["Vector"], swap.inputs[1])
+    pick = node("ShaderNodeVectorMath", -750, -1450, operation="SCALE")
+    L.new(swap.outputs["Vector"], pick.inputs[0])
+    L.new(ortho, pick.inputs["Scale"])
+    d = node("ShaderNodeVectorMath", -700, -1450, operation="ADD")   # persp + ortho (back - persp)
+    L.new(persp.outputs["Vector"], d.inputs[0])
+    L.new(pick.outputs["Vector"], d.inputs[1])
+    u = node("ShaderNodeVectorMath", -700, -1300, operation="NORMALIZE")
+    L.new(t_scene.outputs[0], u.inputs[0])
+    cos = node("ShaderNodeVectorMath", -600, -1350, operation="DOT_PRODUCT")
+    L.new(d.outputs["Vector"], cos.inputs[0])
+    L.new(u.outputs["Vector"], cos.inputs[1])
+    ramp = node("ShaderNodeMapRange", -500, -1350, data_type="FLOAT", interpolation_type="SMOOTHSTEP", clamp=True)
+    L.new(cos.outputs["Value"], ramp.inputs["Value"])
+    ramp.inputs["From Min"].default_value = pymath.cos(pymath.radians(FAR_DEG))
+    ramp.inputs["From Max"].default_value = pymath.cos(pymath.radians(NEAR_DEG))
+    ramp.inputs["To Min"].default_value = 0.0
+    ramp.inputs["To Max"].default_value = 1.0
+    length = node("ShaderNodeVectorMath", -700, -1200, operation="LENGTH")
+    L.new(toward.outputs["Attribute"], length.inputs[0])
+    plain = math("LESS_THAN", length.outputs["Value"], 0.5, x=-500, y=-1200)   # no direction: view-independent
+    no_camera = math("LESS_THAN", math("ADD", gin.outputs[PIXEL_ANGLE_SOCKET], gin.outputs[ORTHO_PIXEL_SOCKET],
+                                       x=-600, y=-1150), 1e-30, x=-500, y=-1150)
+    return math("MAXIMUM", math("MAXIMUM", ramp.outputs["Result"], plain, x=-400, y=-1250), no_camera,
+                x=-300, y=-1250)
 
 
 def _growth(ng: bpy.types.NodeTree, geometry, attr, math):
@@ -495,3 +647,22 @@ def drive_pixel_size(obj: bpy.types.Object, mod: bpy.types.NodesModifier, scene:
             tgt = var.targets[0]
             tgt.id_type, tgt.id, tgt.data_path = "SCENE", scene, data_path
         drv.expression = expression
+
+
+def drive_view_frames(obj: bpy.types.Object, mod: bpy.types.NodesModifier, rig: bpy.types.Object) -> None:
+    """Drive the modifier's view-frame inputs (VIEW_FRAME_SOCKETS) from ``rig``'s global and neck
+    bones: each one a single-variable driver of the bone's local rotation (quaternion component,
+    local space: what the Armature modifier deforms with; no Python runs), whatever rotation mode
+    the bone is keyed in."""
+    ng = mod.node_group
+    for name in VIEW_FRAME_SOCKETS:
+        bone, comp = name.split()
+        path = f'modifiers["{mod.name}"]["{ng.interface.items_tree[name].identifier}"]'
+        obj.driver_remove(path)
+        drv = obj.driver_add(path).driver
+        drv.type = "AVERAGE"
+        var = drv.variables.new()
+        var.name, var.type = "q", "TRANSFORMS"
+        tgt = var.targets[0]
+        tgt.id, tgt.bone_target = rig, bone.lower()
+        tgt.transform_type, tgt.rotation_mode, tgt.transform_space = f"ROT_{comp}", "QUATERNION", "LOCAL_SPACE"

@@ -404,7 +404,9 @@ def _create_gaussians(coll, name: str, lod: GaussianLODData, data: AvatarSceneDa
         obj["omg_clamped_exprs"] = list(lod.clamped_exprs)
         obj["omg_clamped_starts"] = [float(x) for x in lod.clamped_starts]
     _armature(obj, rig)
-    gaussian_display.add_display(obj, created=created)
+    mod = gaussian_display.add_display(obj, created=created)
+    if lod.view_toward is not None:  # the display turns the view-dependent Gaussians with the rig
+        gaussian_display.drive_view_frames(obj, mod, rig)
     return obj
 
 

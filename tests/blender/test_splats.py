@@ -139,6 +139,73 @@ dup_mesh = dup.data
 bpy.data.objects.remove(dup)
 bpy.data.meshes.remove(dup_mesh)
 
+# the Geometry Nodes display (EEVEE/Cycles) blends the view-dependent Gaussians as the splat
+# renderer does: a scene camera turned away from the photo, the head turned by the global and neck
+# bones and the jaw open; its weights and colours against splat_data's (the shader's numpy twin),
+# its instances' sizes against their attributes (the low-pass off)
+gd = mod("omg_blender_addon.gaussian_display")
+gd_mod = lod_obj.modifiers[gd.MODIFIER_NAME]
+lp_id = gd_mod.node_group.interface.items_tree[gd.LOWPASS_SOCKET].identifier
+gd_mod[lp_id] = 0.0
+view_cam = bpy.data.objects.new("view cam", bpy.data.cameras.new("view cam"))
+scene.collection.objects.link(view_cam)
+scene.camera = view_cam
+view_cam.location = (0.35, -0.45, 0.1)
+view_cam.rotation_euler = (1.5, 0.0, 0.6)
+aa = mod("backend.rotations").axis_angle_to_quat
+rig.pose.bones["global"].rotation_quaternion = tuple(aa(np.array([0.1, 0.3, 0.05])))
+rig.pose.bones["neck"].rotation_quaternion = tuple(aa(np.array([0.0, -0.4, 0.1])))
+scene.frame_set(5)
+# the pixel-size drivers failed while the scene had no camera; the add-on's handler revived them
+# after that update (it saw the new camera), and the next update evaluates them
+bpy.context.view_layer.update()
+dg = bpy.context.evaluated_depsgraph_get()
+shown = lod_obj.evaluated_get(dg)
+nv = len(lod_obj.data.vertices)
+pixel_angle = float(gd_mod[gd_mod.node_group.interface.items_tree[gd.PIXEL_ANGLE_SOCKET].identifier])
+gn_w = read(shown.data.attributes, gd.VIEW_WEIGHT_ATTRIBUTE, len(shown.data.vertices))[:nv]
+drawn = splat_scene.object_splats(lod_obj, dg)
+eye = np.array(view_cam.matrix_world)[:3, 3]
+ref_w = splat_data.view_weights(drawn.toward, drawn.means, eye)
+geometry = shown.evaluated_geometry()
+inst = geometry.instances_pointcloud()
+ni = len(inst.points)
+colors = np.empty(ni * 4, np.float32)
+inst.attributes[gd.COLOR_ATTRIBUTE].data.foreach_get("color", colors)
+M = np.empty(ni * 16, np.float32)
+inst.attributes["instance_transform"].data.foreach_get("value", M)
+semi = np.linalg.norm(M.reshape(-1, 4, 4)[:, :3, :3], axis=2)
+iw = read(inst.attributes, gd.VIEW_WEIGHT_ATTRIBUTE, ni)
+ig = read(inst.attributes, mod("omg_blender_addon.scene_data").VIEW_GROW_ATTRIBUTE, ni)
+want = np.stack([np.exp(read(inst.attributes, f"scale_{i}", ni)) for i in range(3)], 1) * gd.SPLAT_SCALE
+want *= (read(inst.attributes, gd.GROWTH_ATTRIBUTE, ni) * (iw + (1.0 - iw) * ig))[:, None]
+visible = drawn.opacity > gd_mod[gd_mod.node_group.interface.items_tree[gd.MIN_ALPHA_SOCKET].identifier]
+RESULT["gn_view"] = {"rows": int((np.abs(drawn.toward).max(1) > 0).sum()),
+                     "blending": int(((ref_w > 0.01) & (ref_w < 0.99)).sum()), "side": int((ref_w < 0.01).sum()),
+                     "weight_err": float(np.abs(gn_w - ref_w).max()), "instances": [ni, int(visible.sum())],
+                     "color_err": float(np.abs(colors.reshape(-1, 4)[:, :3]
+                                               - splat_data.seen_from(drawn, eye).colors[visible]).max()),
+                     "size_err": float(np.abs(semi / want - 1.0).max()), "grown": int((iw < 0.99).sum()),
+                     "pixel_angle": pixel_angle}
+# an orthographic camera: the direction towards it is its backward axis
+view_cam.data.type = "ORTHO"
+bpy.context.view_layer.update()
+dg = bpy.context.evaluated_depsgraph_get()
+shown = lod_obj.evaluated_get(dg)
+back_axis = np.array(view_cam.matrix_world)[:3, 2]
+ortho_w = splat_data.view_weights(drawn.toward, drawn.means, back_axis / np.linalg.norm(back_axis), ortho=True)
+RESULT["gn_view"]["ortho_weight_err"] = float(np.abs(read(shown.data.attributes, gd.VIEW_WEIGHT_ATTRIBUTE,
+                                                           len(shown.data.vertices))[:nv] - ortho_w).max())
+RESULT["gn_view"]["ortho_differs"] = float(np.abs(ortho_w - ref_w).max())
+rig.pose.bones["global"].rotation_quaternion = rig.pose.bones["neck"].rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+scene.camera = None
+bpy.data.objects.remove(view_cam)
+bpy.context.view_layer.update()   # no scene camera: the source view's colours and sizes everywhere
+shown = lod_obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+RESULT["gn_view"]["no_camera"] = float(read(shown.data.attributes, gd.VIEW_WEIGHT_ATTRIBUTE, nv).min())
+gd_mod[lp_id] = gd.LOWPASS
+scene.frame_set(1)
+
 # sorting on the GPU: red splat at z = +0.05 (model +Z: towards the source camera), blue at -0.05
 q = np.zeros((2, 4), np.float32); q[:, 0] = 1.0
 one = lambda z, rgb: {"f_dc_0": np.float32([(rgb[0] - 0.5) / 0.28209479177387814]),
@@ -616,6 +683,22 @@ def test_geometry_nodes_display_grows_the_splats_as_the_backend_does(child):
     assert r["growth_data"] == [True, True]      # the import's data read; one on another domain: none, no error
 
 
+def test_geometry_nodes_display_blends_the_view_dependent_gaussians_as_the_splat_renderer(child):
+    """EEVEE/Cycles draw the Geometry Nodes display: with a scene camera away from the photo's
+    direction and the head turned by the global and neck bones (drivers feed their rotations to the
+    node group), each Gaussian's share of its source-view colour and size, its colour and its
+    instance's size are the splat renderer's (splat_data.view_weights / seen_from)."""
+    v = child[0]["gn_view"]
+    print(f"Geometry Nodes view blend: {v}")
+    assert v["pixel_angle"] > 0.0, v   # driven from a camera added after the import (camera_drivers)
+    assert v["rows"] > 1000 and v["blending"] > 100 and v["side"] > 1000, v   # the view turned them
+    assert v["weight_err"] < 1e-4 and v["color_err"] < 1e-4, v
+    assert v["instances"][0] == v["instances"][1] and v["grown"] > 100, v
+    assert v["size_err"] < 1e-4, v
+    assert v["ortho_weight_err"] < 1e-4 and v["ortho_differs"] > 0.05, v   # orthographic: its axis, not its centre
+    assert v["no_camera"] == 1.0, v                                         # no scene camera: the photo's view
+
+
 def test_overlapping_splats_swap_order_when_the_view_flips(child):
     r = child[0]
     front, back = np.array(r["pair_front"]), np.array(r["pair_back"])
@@ -661,7 +744,8 @@ def test_draw_handler_goes_away_when_off_and_when_the_addon_is_disabled(child):
     r = child[0]
     assert r["on"] == [True, True]                # handler added, ellipsoids hidden in the viewport
     assert r["off"] == [False, True, True]       # handler removed (removing it again fails), ellipsoids back
-    assert len(r["handlers_on"]) == 3             # depsgraph, frame change, load_post
+    # each: depsgraph, frame change, load_post (the display's redraws; the camera drivers' revival)
+    assert sorted(m.rsplit(".", 1)[1] for m in r["handlers_on"]) == ["camera_drivers"] * 3 + ["splat_viewport"] * 3
     assert r["disabled"] == [True, True, [], True]
 
 
