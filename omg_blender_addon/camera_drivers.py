@@ -20,8 +20,8 @@ _SEEN: dict[int, str | None] = {}   # scene session_uid -> the camera's name whe
 
 
 def refresh(scene: bpy.types.Scene) -> int:
-    """Re-enable and re-tag every driver of the splat modifiers of ``scene``'s objects; returns how
-    many."""
+    """Re-enable and re-tag the invalid drivers of the splat modifiers of ``scene``'s objects (valid
+    ones are left alone); returns how many."""
     count = 0
     for obj in scene.objects:
         mod = obj.modifiers.get(MODIFIER_NAME) if obj.type == "MESH" else None
@@ -29,7 +29,7 @@ def refresh(scene: bpy.types.Scene) -> int:
             continue
         prefix = f'modifiers["{mod.name}"]'
         for fc in obj.animation_data.drivers:
-            if fc.data_path.startswith(prefix):
+            if fc.data_path.startswith(prefix) and not fc.driver.is_valid:
                 fc.driver.is_valid = True
                 fc.driver.expression = fc.driver.expression  # tags the driver for evaluation again
                 count += 1
@@ -38,6 +38,10 @@ def refresh(scene: bpy.types.Scene) -> int:
 
 @bpy.app.handlers.persistent
 def _camera_watch(scene, _depsgraph=None) -> None:
+    # never while a render runs (its frame changes call this too): a render always has a camera,
+    # so its drivers are valid, and the next update after it catches up
+    if bpy.app.is_job_running("RENDER"):
+        return
     camera = scene.camera.name if scene.camera is not None else None
     key = scene.session_uid
     if key in _SEEN and _SEEN[key] == camera:
