@@ -469,7 +469,8 @@ def _view_weight(ng: bpy.types.NodeTree, gin, camera, attr, math):
     qg, qn = components(g, -1000), components(neck.outputs[0], -1150)
     share = attr("global", -1300)  # the vertex group's weight (0 where there is none: the neck's frame)
     blend = node("FunctionNodeQuaternionToRotation", -1100, -1100)
-    for c, a, b in zip("WXYZ", qg, qn):   # share * global + (1 - share) * neck, normalized by the node
+    # share * global + (1 - share) * neck; its length only scales the turned direction, normalized below
+    for c, a, b in zip("WXYZ", qg, qn):
         L.new(math("ADD", b, math("MULTIPLY", math("SUBTRACT", a, b, x=-1250, y=-1100), share, x=-1200, y=-1100),
                    x=-1150, y=-1100), blend.inputs[c])
     # the stored direction is in the Blender frame; the rotations are the model frame's (x, z, -y)
