@@ -9,10 +9,10 @@ from __future__ import annotations
 
 
 def _modules():
-    from . import camera_drivers, preferences, properties, splat_viewport
+    from . import preferences, properties, splat_viewport
     from .. import operators, panels
 
-    return (preferences, properties, splat_viewport, camera_drivers, operators, panels)
+    return (preferences, properties, splat_viewport, operators, panels)
 
 
 def register() -> None:

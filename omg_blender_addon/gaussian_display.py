@@ -12,13 +12,16 @@ The splatter adds 0.3 px^2 to every projected 2D covariance (the EWA low-pass of
 gsplat's "antialiased" opacity compensation), so a Gaussian never draws narrower than about half a
 pixel. That depends on the camera's pixel size, which the material cannot see, so the node group
 does it: every Gaussian's semi-axes become ``sqrt(s^2 + lowpass * px^2)`` in the object's units,
-``px`` = one pixel at the Gaussian's depth from the scene's active camera (``Pixel Angle * depth +
-Ortho Pixel Size``). Adding the same variance along all three axes is the same low-pass after
-projection: the projection's Jacobian J maps the isotropic 3D term to ``sigma^2 J J^T``, 0.3 px^2
-on the image axes (to within the off-axis factor 1 + (x/z)^2 of a pinhole, under 3 % for a portrait).
-Pixel Angle (render pixel size at unit depth, perspective cameras) and Ortho Pixel Size (pixel
-size of orthographic cameras) are driven from the scene camera and render resolution (simple-
-expression drivers: no Python runs), so they follow camera switches, lens and resolution edits.
+``px`` = one pixel at the Gaussian's depth from the scene's active camera. Adding the same variance
+along all three axes is the same low-pass after projection: the projection's Jacobian J maps the
+isotropic 3D term to ``sigma^2 J J^T``, 0.3 px^2 on the image axes (to within the off-axis factor
+1 + (x/z)^2 of a pinhole, under 3 % for a portrait). The pixel's size comes from the active camera's
+Camera Info (its projection matrix holds lens, sensor fit and the render's aspect: one pixel at unit
+depth, or an orthographic camera's pixel, is ``2 / (P[0][0] * width)``) and the render's width in
+pixels (the "Render Width" input, driven from the scene's resolution and percentage: a simple
+expression, no Python runs), so it follows camera switches, lens and resolution edits, and a camera
+added after the import (a driver on the camera's data would fail while the scene has none, and
+Blender does not evaluate a failed driver again).
 
 The material is unlit (emission: the colours are radiance, as in 3DGS) mixed with transparency by
 the Gaussian's projected falloff at each pixel: in instance space (EEVEE and Cycles give every
@@ -67,8 +70,7 @@ MODIFIER_NAME = "OMG Splats"
 SPLAT_SCALE_SOCKET = "Splat Scale"
 MIN_ALPHA_SOCKET = "Min Opacity"
 LOWPASS_SOCKET = "Low-pass"              # px^2 added to each projected covariance (the splatter's eps2d)
-PIXEL_ANGLE_SOCKET = "Pixel Angle"       # render pixel size at unit depth (perspective), driven
-ORTHO_PIXEL_SOCKET = "Ortho Pixel Size"  # render pixel size of an orthographic camera, driven
+RENDER_WIDTH_SOCKET = "Render Width"    # the render's width in pixels (resolution x percentage), driven
 LOWPASS = 0.3  # px^2, backend.render.splat's eps2d
 COLOR_ATTRIBUTE = "omg_color"
 ALPHA_ATTRIBUTE = "omg_alpha"
@@ -84,7 +86,7 @@ VIEW_FRAME_SOCKETS = tuple(f"{bone} {c}" for bone in ("Global", "Neck") for c in
 C0 = 0.28209479177387814  # SH degree-0 basis constant (backend.avatar.ply.C0)
 SPLAT_SCALE = 3.33  # instance semi-axes in standard deviations: the splatter's footprint (splat_shader.EXTEND)
 MAX_ALPHA = 0.999  # the splatter's alpha clamp (backend.render)
-_VERSION = 9  # bump when the node layout changes: older files get a fresh group
+_VERSION = 10  # bump when the node layout changes: older files get a fresh group
 
 
 def splat_material(created: list | None = None) -> bpy.types.Material:
@@ -214,12 +216,9 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     lp = iface.new_socket(LOWPASS_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
     lp.default_value, lp.min_value, lp.max_value = LOWPASS, 0.0, 10.0
     lp.description = "Square pixels added to each Gaussian's footprint, as the splatter's low-pass (0: off)"
-    ang = iface.new_socket(PIXEL_ANGLE_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
-    ang.default_value, ang.min_value = 0.0, 0.0
-    ang.description = "Render pixel size at unit depth of a perspective scene camera (driven)"
-    opx = iface.new_socket(ORTHO_PIXEL_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
-    opx.default_value, opx.min_value = 0.0, 0.0
-    opx.description = "Render pixel size of an orthographic scene camera (driven)"
+    width = iface.new_socket(RENDER_WIDTH_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
+    width.default_value, width.min_value = 1920.0, 1.0
+    width.description = "The render's width in pixels (driven from the scene's resolution)"
     for name in VIEW_FRAME_SOCKETS:
         q = iface.new_socket(name, in_out="INPUT", socket_type="NodeSocketFloat")
         q.default_value = 1.0 if name.endswith("W") else 0.0
@@ -295,8 +294,22 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     unit_len.location = (-700, -700)
     L.new(unit_dir.outputs["Direction"], unit_len.inputs[0])
     depth = math("MAXIMUM", math("MULTIPLY", sep.outputs["Z"], -1.0, y=-600), 0.0, y=-600)  # cameras look along -z
-    px_cam = math("ADD", math("MULTIPLY", depth, gin.outputs[PIXEL_ANGLE_SOCKET], y=-650),
-                  gin.outputs[ORTHO_PIXEL_SOCKET], y=-650)
+    # one render pixel at unit depth (or an orthographic camera's pixel): 2 / (P[0][0] width); no
+    # active camera (Camera Info's focal length 0): no pixel, no low-pass
+    info = N.new("GeometryNodeCameraInfo")
+    info.location = (-1200, -800)
+    L.new(N.new("GeometryNodeInputActiveCamera").outputs[0], info.inputs["Camera"])
+    proj = N.new("FunctionNodeSeparateMatrix")
+    proj.location = (-1050, -800)
+    L.new(info.outputs["Projection Matrix"], proj.inputs[0])
+    has_camera = math("GREATER_THAN", info.outputs["Focal Length"], 0.0, x=-1050, y=-900)
+    unit_px = math("MULTIPLY", math("DIVIDE", 2.0, math("MULTIPLY", proj.outputs["Column 1 Row 1"],
+                                                         gin.outputs[RENDER_WIDTH_SOCKET], x=-950, y=-800),
+                                    x=-900, y=-800), has_camera, x=-850, y=-800)
+    ortho = info.outputs["Is Orthographic"]
+    pixel_angle = math("MULTIPLY", unit_px, math("SUBTRACT", 1.0, ortho, x=-800, y=-850), x=-750, y=-850)
+    ortho_pixel = math("MULTIPLY", unit_px, ortho, x=-750, y=-900)
+    px_cam = math("ADD", math("MULTIPLY", depth, pixel_angle, y=-650), ortho_pixel, y=-650)
     px = math("DIVIDE", px_cam, unit_len.outputs["Value"], y=-700)
     lowpass_var = math("MULTIPLY", math("MULTIPLY", px, px, y=-700), gin.outputs[LOWPASS_SOCKET], y=-700)
     # ellipsoid semi-axes: sqrt(exp(log scale)^2 + low-pass variance) * Splat Scale
@@ -306,7 +319,7 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     sd_rest = combine([math("EXPONENT", attr(f"scale_{i}", -100 - 60 * i), y=-100 - 60 * i) for i in range(3)], -100)
     # the view-dependent Gaussians: their share w of the source view's colour and size at this
     # frame's camera, the side colour and the grown size for the rest (view_colors.py)
-    weight = _view_weight(ng, gin, cam, attr, math)
+    weight = _view_weight(ng, gin, cam, has_camera, ortho, attr, math)
     view_grow = math("ADD", weight, math("MULTIPLY", math("SUBTRACT", 1.0, weight, x=-700, y=-400),
                                          attr(VIEW_GROW_ATTRIBUTE, -420), x=-600, y=-400), x=-500, y=-400)
     has_grow = math("GREATER_THAN", attr(VIEW_GROW_ATTRIBUTE, -450), 0.0, x=-500, y=-450)  # none (a .ply): 1
@@ -424,7 +437,7 @@ def splat_node_group(created: list | None = None) -> bpy.types.NodeTree:
     return ng
 
 
-def _view_weight(ng: bpy.types.NodeTree, gin, camera, attr, math):
+def _view_weight(ng: bpy.types.NodeTree, gin, camera, has_camera, ortho, attr, math):
     """Each point's share of its source-view colour and size at the active camera (the socket of a
     float field in [0, 1]; 1 on the points without view data): splat_data.view_weights in nodes.
     The point's direction to the source camera (VIEW_TOWARD_ATTRIBUTE, the object's frame at rest)
@@ -432,9 +445,9 @@ def _view_weight(ng: bpy.types.NodeTree, gin, camera, attr, math):
     rotations by its weight in the "global" vertex group (the rotations are the modifier's driven
     inputs: the bones' local quaternions in the model frame, so the neck's world rotation is the
     global's times its own), and compared with its direction to the camera (``camera``: the active
-    camera's Object Info relative to the object; an orthographic camera's own backward axis):
-    smoothstep between FAR_DEG and NEAR_DEG, as the backend blends. Without a scene camera (both
-    driven pixel sizes 0) every Gaussian shows the source view's colour and size."""
+    camera's Object Info relative to the object; ``ortho`` 1: an orthographic camera, whose own
+    backward axis it is): smoothstep between FAR_DEG and NEAR_DEG, as the backend blends. Without
+    a scene camera (``has_camera`` 0) every Gaussian shows the source view's colour and size."""
     import math as pymath
 
     from ..backend.avatar.view_colors import FAR_DEG, NEAR_DEG
@@ -499,7 +512,6 @@ def _view_weight(ng: bpy.types.NodeTree, gin, camera, attr, math):
     back = node("FunctionNodeRotateVector", -900, -1500)   # an orthographic camera looks along its -Z
     back.inputs["Vector"].default_value = (0.0, 0.0, 1.0)
     L.new(camera.outputs["Rotation"], back.inputs["Rotation"])
-    ortho = math("GREATER_THAN", gin.outputs[ORTHO_PIXEL_SOCKET], 0.0, x=-900, y=-1550)
     swap = node("ShaderNodeVectorMath", -800, -1500, operation="SUBTRACT")
     L.new(back.outputs[0], swap.inputs[0])
     L.new(persp.outputs["Vector"], swap.inputs[1])
@@ -523,8 +535,7 @@ def _view_weight(ng: bpy.types.NodeTree, gin, camera, attr, math):
     length = node("ShaderNodeVectorMath", -700, -1200, operation="LENGTH")
     L.new(toward.outputs["Attribute"], length.inputs[0])
     plain = math("LESS_THAN", length.outputs["Value"], 0.5, x=-500, y=-1200)   # no direction: view-independent
-    no_camera = math("LESS_THAN", math("ADD", gin.outputs[PIXEL_ANGLE_SOCKET], gin.outputs[ORTHO_PIXEL_SOCKET],
-                                       x=-600, y=-1150), 1e-30, x=-500, y=-1150)
+    no_camera = math("SUBTRACT", 1.0, has_camera, x=-500, y=-1150)
     return math("MAXIMUM", math("MAXIMUM", ramp.outputs["Result"], plain, x=-400, y=-1250), no_camera,
                 x=-300, y=-1250)
 
@@ -612,42 +623,26 @@ def add_display(obj: bpy.types.Object, splat_scale: float = SPLAT_SCALE, created
     mats = obj.data.materials
     if MATERIAL_NAME not in [m.name for m in mats if m is not None]:
         mats.append(splat_material(created))
-    drive_pixel_size(obj, mod)
+    drive_render_width(obj, mod)
     return mod
 
 
-# the render's pixel count along the camera's sensor-fit axis (sensor_fit: AUTO 0, HORIZONTAL 1,
-# VERTICAL 2; AUTO fits the larger side) and the sensor size on that axis; camera type ORTHO is 1.
-# The max() guards keep a scene without a camera (every variable 0) from dividing by zero: 0 then
-_FIT_PIXELS = "max((ry if fit == 2 else (rx if fit == 1 else max(rx, ry))) * pct / 100, 1)"
-_DRIVERS = {
-    PIXEL_ANGLE_SOCKET: f"(0.0 if typ == 1 else (sh if fit == 2 else sw) / max(lens, 1e-6)) / {_FIT_PIXELS}",
-    ORTHO_PIXEL_SOCKET: f"(osc if typ == 1 else 0.0) / {_FIT_PIXELS}",
-}
-_DRIVER_VARS = (("lens", "camera.data.lens"), ("sw", "camera.data.sensor_width"), ("sh", "camera.data.sensor_height"),
-                ("fit", "camera.data.sensor_fit"), ("typ", "camera.data.type"), ("osc", "camera.data.ortho_scale"),
-                ("rx", "render.resolution_x"), ("ry", "render.resolution_y"),
-                ("pct", "render.resolution_percentage"))
-
-
-def drive_pixel_size(obj: bpy.types.Object, mod: bpy.types.NodesModifier, scene: bpy.types.Scene | None = None) -> None:
-    """Drive the modifier's Pixel Angle and Ortho Pixel Size from ``scene``'s camera and render
-    resolution (default: the scene ``obj`` is first linked to). Simple expressions only, so they
-    run without Python (auto-run scripts off) and follow camera switches and lens/resolution edits;
-    with no scene camera both are 0 (no low-pass)."""
+def drive_render_width(obj: bpy.types.Object, mod: bpy.types.NodesModifier, scene: bpy.types.Scene | None = None
+                       ) -> None:
+    """Drive the modifier's Render Width from ``scene``'s resolution and percentage (default: the
+    scene ``obj`` is first linked to): a simple expression of the scene's own render settings, so it
+    runs without Python (auto-run scripts off) and never fails, camera or not."""
     scene = scene or (obj.users_scene[0] if obj.users_scene else bpy.context.scene)
-    ng = mod.node_group
-    for socket, expression in _DRIVERS.items():
-        path = f'modifiers["{mod.name}"]["{ng.interface.items_tree[socket].identifier}"]'
-        obj.driver_remove(path)
-        drv = obj.driver_add(path).driver
-        drv.type = "SCRIPTED"
-        for name, data_path in _DRIVER_VARS:
-            var = drv.variables.new()
-            var.name, var.type = name, "SINGLE_PROP"
-            tgt = var.targets[0]
-            tgt.id_type, tgt.id, tgt.data_path = "SCENE", scene, data_path
-        drv.expression = expression
+    path = f'modifiers["{mod.name}"]["{mod.node_group.interface.items_tree[RENDER_WIDTH_SOCKET].identifier}"]'
+    obj.driver_remove(path)
+    drv = obj.driver_add(path).driver
+    drv.type = "SCRIPTED"
+    for name, data_path in (("rx", "render.resolution_x"), ("pct", "render.resolution_percentage")):
+        var = drv.variables.new()
+        var.name, var.type = name, "SINGLE_PROP"
+        tgt = var.targets[0]
+        tgt.id_type, tgt.id, tgt.data_path = "SCENE", scene, data_path
+    drv.expression = "max(rx * pct / 100, 1)"
 
 
 def drive_view_frames(obj: bpy.types.Object, mod: bpy.types.NodesModifier, rig: bpy.types.Object) -> None:

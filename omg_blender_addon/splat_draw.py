@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 
 from .splat_data import SplatData
-from .splat_shader import EPS2D, NEAR_PLANE, VERTEX_INPUTS, splat_shader
+from .splat_shader import NEAR_PLANE, VERTEX_INPUTS, splat_shader
 from .splat_sort import QUAD_CORNERS, Sorter, depth_order, quad_indices
 
 CV_FROM_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # GL/Blender camera axes (looks down -z) <-> OpenCV
@@ -179,11 +179,9 @@ class SplatBatch:
         shader.uniform_float("u_view", Matrix(V.tolist()))
         shader.uniform_float("u_intr", intr)
         shader.uniform_float("u_frame", frame)
-        shader.uniform_float("u_eps2d", EPS2D)
-        shader.uniform_float("u_near", float(view.near))
         shader.uniform_int("u_linear_target", int(linear_target))
         shader.uniform_int("u_ortho", int(view.ortho))
-        shader.uniform_float("u_eye", tuple(float(x) for x in view.eye()))
+        shader.uniform_float("u_eye_near", (*(float(x) for x in view.eye()), float(view.near)))
         gpu.state.blend_set("ALPHA_PREMULT")
         gpu.state.depth_test_set("LESS_EQUAL")
         gpu.state.depth_mask_set(False)

@@ -25,7 +25,7 @@ for framebuffers that encode linear values to sRGB on write (Blender's viewport 
 
 View-dependent splats (splat_data.SplatData's side, toward, grow; ``toward`` zero elsewhere): the
 vertex shader weighs the splat's own colour and size against its side colour and grown size by
-the angle between ``toward`` and its direction to the camera (``u_eye``: the camera centre, or
+the angle between ``toward`` and its direction to the camera (``u_eye_near.xyz``: the camera centre, or
 for ``u_ortho`` the unit direction towards the camera), the backend's smoothstep between
 ``FAR_DEG`` and ``NEAR_DEG`` (splat_data.view_weights is the same in numpy).
 """
@@ -53,13 +53,13 @@ void main()
   vec4 pc = u_view * vec4(mean, 1.0);
   float tz = pc.z;
   float op = rgba.a;
-  if (!(tz > u_near) || op < ALPHA_MIN) {
+  if (!(tz > u_eye_near.w) || op < ALPHA_MIN) {
     gl_Position = vec4(0.0, 0.0, 2.0, 1.0); /* outside the clip volume: culled */
     return;
   }
   float vw = 1.0; /* the share of the source view's colour and size */
   if (dot(toward, toward) > 0.25) {
-    vec3 d = u_ortho != 0 ? u_eye : u_eye - mean;
+    vec3 d = u_ortho != 0 ? u_eye_near.xyz : u_eye_near.xyz - mean;
     float x = clamp((dot(normalize(d), normalize(toward)) - VIEW_LO) / (VIEW_HI - VIEW_LO), 0.0, 1.0);
     vw = x * x * (3.0 - 2.0 * x);
   }
@@ -86,9 +86,9 @@ void main()
   float b = dot(u, w);
   float c0 = dot(w, w);
   vec3 m = cross(u, w);
-  float det = dot(m, m) + u_eps2d * (a0 + c0) + u_eps2d * u_eps2d;
-  float a = a0 + u_eps2d;
-  float c = c0 + u_eps2d;
+  float det = dot(m, m) + EPS2D_PX2 * (a0 + c0) + EPS2D_PX2 * EPS2D_PX2;
+  float a = a0 + EPS2D_PX2;
+  float c = c0 + EPS2D_PX2;
   if (!(det > 0.0)) {
     gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
     return;
@@ -142,16 +142,17 @@ def splat_shader():
         info.define("ALPHA_MIN", "(1.0 / 255.0)")
         info.define("MAX_ALPHA", "0.999")
         info.define("EXTEND", repr(float(EXTEND)))
+        info.define("EPS2D_PX2", repr(float(EPS2D)))
         info.define("VIEW_LO", repr(float(math.cos(math.radians(FAR_DEG)))))
         info.define("VIEW_HI", repr(float(math.cos(math.radians(NEAR_DEG)))))
         info.push_constant("MAT4", "u_view")
         info.push_constant("VEC4", "u_intr")
         info.push_constant("VEC4", "u_frame")
-        info.push_constant("FLOAT", "u_eps2d")
-        info.push_constant("FLOAT", "u_near")
+        # xyz: the camera's centre (or an orthographic camera's backward axis), w: the near plane,
+        # metres; packed so the push constants stay within the 128 bytes every GPU backend has
+        info.push_constant("VEC4", "u_eye_near")
         info.push_constant("INT", "u_linear_target")
         info.push_constant("INT", "u_ortho")
-        info.push_constant("VEC3", "u_eye")
         for slot, (typ, name) in enumerate(VERTEX_INPUTS):
             info.vertex_in(slot, typ, name)
         info.vertex_out(iface)

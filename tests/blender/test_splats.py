@@ -147,6 +147,7 @@ gd = mod("omg_blender_addon.gaussian_display")
 gd_mod = lod_obj.modifiers[gd.MODIFIER_NAME]
 lp_id = gd_mod.node_group.interface.items_tree[gd.LOWPASS_SOCKET].identifier
 gd_mod[lp_id] = 0.0
+lod_obj.update_tag()  # an ID property set from Python tags nothing
 view_cam = bpy.data.objects.new("view cam", bpy.data.cameras.new("view cam"))
 scene.collection.objects.link(view_cam)
 scene.camera = view_cam
@@ -156,13 +157,9 @@ aa = mod("backend.rotations").axis_angle_to_quat
 rig.pose.bones["global"].rotation_quaternion = tuple(aa(np.array([0.1, 0.3, 0.05])))
 rig.pose.bones["neck"].rotation_quaternion = tuple(aa(np.array([0.0, -0.4, 0.1])))
 scene.frame_set(5)
-# the pixel-size drivers failed while the scene had no camera; the add-on's handler revived them
-# after that update (it saw the new camera), and the next update evaluates them
-bpy.context.view_layer.update()
 dg = bpy.context.evaluated_depsgraph_get()
 shown = lod_obj.evaluated_get(dg)
 nv = len(lod_obj.data.vertices)
-pixel_angle = float(gd_mod[gd_mod.node_group.interface.items_tree[gd.PIXEL_ANGLE_SOCKET].identifier])
 gn_w = read(shown.data.attributes, gd.VIEW_WEIGHT_ATTRIBUTE, len(shown.data.vertices))[:nv]
 drawn = splat_scene.object_splats(lod_obj, dg)
 eye = np.array(view_cam.matrix_world)[:3, 3]
@@ -185,8 +182,30 @@ RESULT["gn_view"] = {"rows": int((np.abs(drawn.toward).max(1) > 0).sum()),
                      "weight_err": float(np.abs(gn_w - ref_w).max()), "instances": [ni, int(visible.sum())],
                      "color_err": float(np.abs(colors.reshape(-1, 4)[:, :3]
                                                - splat_data.seen_from(drawn, eye).colors[visible]).max()),
-                     "size_err": float(np.abs(semi / want - 1.0).max()), "grown": int((iw < 0.99).sum()),
-                     "pixel_angle": pixel_angle}
+                     "size_err": float(np.abs(semi / want - 1.0).max()), "grown": int((iw < 0.99).sum())}
+# the low-pass at this camera, added after the import (its pixel size from Camera Info and the
+# render's width): every semi-axis k sqrt(s^2 + 0.3 px^2), px one render pixel at its depth
+gd_mod[lp_id] = gd.LOWPASS
+lod_obj.update_tag()
+bpy.context.view_layer.update()
+dg = bpy.context.evaluated_depsgraph_get()
+geometry = lod_obj.evaluated_get(dg).evaluated_geometry()   # owns the point cloud below: keep it while reading
+inst = geometry.instances_pointcloud()
+M = np.empty(len(inst.points) * 16, np.float32)
+inst.attributes["instance_transform"].data.foreach_get("value", M)
+M = M.reshape(-1, 4, 4)
+rx = scene.render.resolution_x * scene.render.resolution_percentage // 100
+ry = scene.render.resolution_y * scene.render.resolution_percentage // 100
+P = np.array(view_cam.calc_matrix_camera(dg, x=rx, y=ry))
+world = np.array(lod_obj.matrix_world) @ np.concatenate([M[:, 3, :3], np.ones((len(M), 1))], 1).T
+depth = -(np.linalg.inv(np.array(view_cam.matrix_world)) @ world)[2]
+px = depth * 2.0 / (P[0, 0] * rx)
+want_lp = gd.SPLAT_SCALE * np.sqrt((semi / gd.SPLAT_SCALE) ** 2 + gd.LOWPASS * px[:, None] ** 2)
+got_lp = np.linalg.norm(M[:, :3, :3], axis=2)
+RESULT["gn_view"]["lowpass_err"] = float(np.abs(got_lp / want_lp - 1.0).max())
+RESULT["gn_view"]["lowpass_grew"] = float((got_lp / semi).max())
+gd_mod[lp_id] = 0.0
+lod_obj.update_tag()
 # an orthographic camera: the direction towards it is its backward axis
 view_cam.data.type = "ORTHO"
 bpy.context.view_layer.update()
@@ -204,6 +223,7 @@ bpy.context.view_layer.update()   # no scene camera: the source view's colours a
 shown = lod_obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
 RESULT["gn_view"]["no_camera"] = float(read(shown.data.attributes, gd.VIEW_WEIGHT_ATTRIBUTE, nv).min())
 gd_mod[lp_id] = gd.LOWPASS
+lod_obj.update_tag()
 scene.frame_set(1)
 
 # sorting on the GPU: red splat at z = +0.05 (model +Z: towards the source camera), blue at -0.05
@@ -687,10 +707,12 @@ def test_geometry_nodes_display_blends_the_view_dependent_gaussians_as_the_splat
     """EEVEE/Cycles draw the Geometry Nodes display: with a scene camera away from the photo's
     direction and the head turned by the global and neck bones (drivers feed their rotations to the
     node group), each Gaussian's share of its source-view colour and size, its colour and its
-    instance's size are the splat renderer's (splat_data.view_weights / seen_from)."""
+    instance's size are the splat renderer's (splat_data.view_weights / seen_from). The camera was
+    added after the import: the low-pass still follows it."""
     v = child[0]["gn_view"]
     print(f"Geometry Nodes view blend: {v}")
-    assert v["pixel_angle"] > 0.0, v   # driven from a camera added after the import (camera_drivers)
+    # the low-pass at a camera added after the import: the splatter's 0.3 px^2 at the instance's depth
+    assert v["lowpass_err"] < 1e-3 and v["lowpass_grew"] > 1.01, v
     assert v["rows"] > 1000 and v["blending"] > 100 and v["side"] > 1000, v   # the view turned them
     assert v["weight_err"] < 1e-4 and v["color_err"] < 1e-4, v
     assert v["instances"][0] == v["instances"][1] and v["grown"] > 100, v
@@ -744,8 +766,7 @@ def test_draw_handler_goes_away_when_off_and_when_the_addon_is_disabled(child):
     r = child[0]
     assert r["on"] == [True, True]                # handler added, ellipsoids hidden in the viewport
     assert r["off"] == [False, True, True]       # handler removed (removing it again fails), ellipsoids back
-    # each: depsgraph, frame change, load_post (the display's redraws; the camera drivers' revival)
-    assert sorted(m.rsplit(".", 1)[1] for m in r["handlers_on"]) == ["camera_drivers"] * 3 + ["splat_viewport"] * 3
+    assert len(r["handlers_on"]) == 3             # depsgraph, frame change, load_post
     assert r["disabled"] == [True, True, [], True]
 
 
