@@ -84,7 +84,14 @@ class MouthOptions:
     teeth_shown_share: float = 0.3
     gum_height_m: float = 0.006
     tongue_rise_m: float = 0.005        # tongue back above its tip (tip at the lower biting edge)
-    tongue_depth_dim: float = 0.7       # share of the tongue's colour lost from its tip to its back
+    # share of the tongue's colour lost from its tip to its back. A closed-mouth photo shows no
+    # tongue, so this default is what a driven open mouth shows: at 0.7 the tongue d12's wide
+    # frames show lit (0.45, 0.25, 0.29 inside the clip's inner-lip hull where the render draws the
+    # tongue) rendered at (0.31, 0.18, 0.19); d12 mouth PSNR over its 7 open frames 0.7: 18.53,
+    # 0.5: 19.11, 0.4: 19.22, 0.35: 19.21, 0.2: 18.94, 0: 18.17 dB (the tip too bright then); d3's
+    # four open frames (its photo's mouth is open) read the same to 0.01 dB (docs/figures/eval.md,
+    # "The forty-first session")
+    tongue_depth_dim: float = 0.4
     tongue_out_m: float = 0.022         # tongueOut = 1: how far the tip slides forward (the back 40 %)
     spacing_m: float = 0.0009           # Gaussian spacing on teeth, gums and tongue
     cavity_spacing_m: float = 0.003     # grid spacing of the cavity volume
