@@ -20,13 +20,19 @@ Gaussians:
   a gap, and the back carries the flanks' fabric, not the chest's neckline.
 Colours come only from body pixels (and that chest over the neck): anywhere else (under hair,
 beside the neck) the nearest such pixel's colour is used, so no face or hair colour reaches the body.
+Side colours (view_colors.py): the front grid's columns beyond SIDE_VIEW_DEG round the ellipse are
+the photo's pixels at the silhouette, seen at a grazing angle (the fabric's edge shading, the matte's
+blur): turned towards the camera they spread into vertical streaks. Those Gaussians also carry the
+texture the ring continues (the same reflection, measured from SIDE_VIEW_DEG inwards), shown once the
+view has turned away from the photo's; the ring continues from there too, so it no longer mirrors
+the grazing band round the back.
 Skinning: the neck joint's share is NECK_FOLLOW at the neck, fading to 0 ``neck_fade_m`` below it
 (global only): turning the head turns the collar a little and leaves the torso.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,6 +76,18 @@ class BodyResult:
     weights: np.ndarray
     front_depth: np.ndarray
     n_front: int
+    # the front Gaussians whose look depends on the view: (K,) int64 rows into ``gaussians`` and their
+    # (K, 3) float32 side colours (view_colors.ViewColors.side), seen away from the source view
+    side_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    side_colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+
+    def take(self, keep: np.ndarray) -> "BodyResult":
+        """The result with only the ``keep`` (N,) bool Gaussians (the side rows renumbered)."""
+        new_index = np.cumsum(keep) - 1
+        ok = keep[self.side_rows]
+        return BodyResult(self.gaussians.take(keep), self.weights[keep], self.front_depth,
+                          int(keep[: self.n_front].sum()), new_index[self.side_rows[ok]].astype(np.int64),
+                          self.side_colors[ok])
 
 
 def _row_extents(sil: np.ndarray, first_row: int, smooth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,6 +142,35 @@ RING_INSET = 2.0
 RING_SOURCE = 0.25
 
 
+# the front grid's columns beyond this angle round the ellipse (0 = facing the camera) carry side
+# colours, and the texture the ring and they continue is taken from inside it: a column there spans
+# 1.6 times its width of the surface or more (the ring takes over at 1.5 times its own spacing,
+# SIDE_STRETCH, about 66 deg on a torso half as deep as wide)
+SIDE_VIEW_DEG = 50.0
+
+
+def _arc(a: np.ndarray, b: np.ndarray, phi0: np.ndarray, phi1: np.ndarray, n: int = 33) -> np.ndarray:
+    """Arc length (metres) along ellipses x = a sin(phi), z = -b cos(phi) from phi0 to phi1 (all
+    broadcast to one shape), by the trapezoid rule over ``n`` points."""
+    a, b, phi0, phi1 = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (a, b, phi0, phi1)))
+    t = phi0[..., None] + (phi1 - phi0)[..., None] * np.linspace(0.0, 1.0, n)
+    ds = np.hypot(a[..., None] * np.cos(t), b[..., None] * np.sin(t))
+    return (0.5 * (ds[..., 1:] + ds[..., :-1]) * np.diff(t, axis=-1)).sum(-1)
+
+
+def _mirrored(img: np.ndarray, rows: np.ndarray, start_u: np.ndarray, inward: np.ndarray, d_px: np.ndarray,
+              width: np.ndarray) -> np.ndarray:
+    """(n, 3) float32: the texture continued by reflection (texture.continue_rows' rule along the arc):
+    ``d_px`` (n,) pixels beyond column ``start_u`` of image row ``rows`` of ``img`` (H, W, 3), taken
+    back and forth through the ``width`` (n,) pixels of columns from ``start_u`` towards ``inward``
+    (+1: rightwards, -1: leftwards)."""
+    w = np.maximum(np.asarray(width, np.float64), 1.0)
+    k = np.mod(d_px, 2 * w)
+    k = np.where(k < w, k, 2 * w - k)            # ping-pong through the seen columns
+    uv = np.stack([start_u + inward * k, np.asarray(rows, np.float64) + 0.5], 1).astype(np.float32)
+    return bilinear(img, uv)
+
+
 def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float, inset: float,
               row_colors: np.ndarray, cx: float, px_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One row of the torso's ring: the ellipse (centre (xc, zc), half-axes a across and b deep,
@@ -132,9 +179,10 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     metres of arc, ``inset`` metres inside the surface (so the front grid covers it at the source
     view and its Gaussians end at the silhouette). Colours: the row's
     ``row_colors`` (W, 3) continued round the ring by reflection (texture.continue_rows' rule along
-    the arc): from each side the outer RING_SOURCE of the columns seen between the two phi_s
-    points are mirrored back and forth, the two sides blended by distance, so the flanks' texture
-    runs on round the sides and the back without streaks.
+    the arc): from each side the outer RING_SOURCE of the columns seen between the two SIDE_VIEW_DEG
+    points are mirrored back and forth from there (the grazing band beyond it is the front grid's,
+    whose side colours continue the same way), the two sides blended by distance, so the flanks'
+    texture runs on round the sides and the back without streaks.
     -> points (n, 3), angles phi (n,) (0 = facing the camera, -pi..pi), colours (n, 3)."""
     phi_s = float(np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * a / max(b, 1e-9)))
     inset = min(inset, 0.5 * min(a, b))  # a row narrower than the inset keeps its own ellipse's shape
@@ -146,22 +194,20 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     s = (np.arange(n) + 0.5) * arc[-1] / n
     phi = np.interp(s, arc, t)
     phi = np.where(phi > np.pi, phi - 2 * np.pi, phi)
-    # the seen columns between the two phi_s points; each end reflects only the outer
-    # RING_SOURCE of them (the flank's fabric, not the chest's neckline, buttons or print)
-    u_r = (xc + a * np.sin(phi_s)) / px_m + cx        # right end (phi_s), image columns
-    u_l = (xc - a * np.sin(phi_s)) / px_m + cx        # left end (-phi_s)
-    width = max(RING_SOURCE * (u_r - u_l), 1.0)
-
-    def reflected(d_px: np.ndarray, start: float, sign: float) -> np.ndarray:
-        k = np.mod(d_px, 2 * width)
-        k = np.where(k < width, k, 2 * width - k)        # ping-pong through the seen columns
-        uv = np.stack([start + sign * k, np.full(len(k), 0.5)], 1)
-        return bilinear(row_colors[None], uv)
-
-    d_r = s / px_m                                    # from the right end, inwards (to the left)
-    d_l = (arc[-1] - s) / px_m                        # from the left end, inwards (to the right)
-    w_r = (d_l / np.maximum(d_l + d_r, 1e-9))[:, None]
-    colors = w_r * reflected(d_r, u_r, -1.0) + (1 - w_r) * reflected(d_l, u_l, 1.0)
+    # the columns seen between the two SIDE_VIEW_DEG points; each end reflects only the outer
+    # RING_SOURCE of them (the flank's fabric, not the chest's neckline, buttons or print), from
+    # that point on: the grazing band up to phi_s counts as continued texture too
+    phi_v = min(np.radians(SIDE_VIEW_DEG), phi_s)
+    u_r = (xc + a * np.sin(phi_v)) / px_m + cx        # right end (phi_v), image columns
+    u_l = (xc - a * np.sin(phi_v)) / px_m + cx        # left end (-phi_v)
+    width = np.full(n, max(RING_SOURCE * (u_r - u_l), 1.0))
+    band = float(_arc(a, b, phi_v, phi_s)) / px_m     # the grazing band's arc, pixels
+    row0 = np.zeros(n)
+    d_r = band + s / px_m                             # from the right end, inwards (to the left)
+    d_l = band + (arc[-1] - s) / px_m                 # from the left end, inwards (to the right)
+    w_r = (1.0 - s / max(arc[-1], 1e-12))[:, None]  # each end's own texture where the band's side colours meet it
+    colors = (w_r * _mirrored(row_colors[None], row0, np.full(n, u_r), np.full(n, -1.0), d_r, width)
+              + (1 - w_r) * _mirrored(row_colors[None], row0, np.full(n, u_l), np.full(n, 1.0), d_l, width))
     pts = np.stack([xc + (a - inset) * np.sin(phi), np.full(n, y), zc - (b - inset) * np.cos(phi)], 1)
     return pts, phi, colors.astype(np.float32)
 
@@ -222,6 +268,16 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     fr_front = _ellipse_frames(phi_f, half[iv], depth[iv], np.radians(opts.max_tilt_deg))
     colors_img = blur(_fill_from(photo, clothes), opts.color_blur * step)
     c_front = bilinear(colors_img, uv.astype(np.float32))
+    # the grazing columns' side colours: the row's texture continued from SIDE_VIEW_DEG outwards by
+    # reflection, as the ring continues it (each side from its own end, over the arc beyond it)
+    phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * half[iv] / np.maximum(depth[iv], 1e-9))
+    phi_v = np.minimum(np.radians(SIDE_VIEW_DEG), phi_s)
+    side_rows = np.flatnonzero(np.abs(phi_f) > phi_v)
+    r_s, sign = iv[side_rows], np.sign(phi_f[side_rows])
+    reach = half[r_s] * np.sin(phi_v[side_rows]) / px_m                  # centre to the end, pixels
+    u_end = xc[r_s] / px_m + camera.cx + sign * reach
+    beyond = _arc(half[r_s], depth[r_s], phi_v[side_rows], np.abs(phi_f[side_rows])) / px_m
+    side_colors = _mirrored(colors_img, r_s, u_end, -sign, beyond, RING_SOURCE * 2.0 * reach)
     o_front = np.clip(bilinear(mask.astype(np.float32), uv.astype(np.float32)), 0, 1) * opts.opacity
 
     # the ring: the rest of each ellipse (its sides and back), every back_spacing * step rows and
@@ -271,7 +327,8 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     opac = np.concatenate([o_front, np.full(len(p_back), opts.opacity, np.float32)])
     colors = np.clip(np.concatenate([c_front, c_back]), 0.0, 1.0)
     return BodyResult(GaussianSet(rest, quats, scales, opac, colors), weights,
-                      front_depth.astype(np.float32), len(p_front))
+                      front_depth.astype(np.float32), len(p_front), side_rows.astype(np.int64),
+                      np.clip(side_colors, 0.0, 1.0).astype(np.float32))
 
 
 def _empty() -> GaussianSet:

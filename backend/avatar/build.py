@@ -341,13 +341,17 @@ def _head_level(model: "HeadModel", lod, rest0: np.ndarray, verts_src: np.ndarra
 
 
 def analytic_parts(model: "HeadModel", params, camera: "Camera", photo: np.ndarray, mask: np.ndarray,
-                   landmarks: np.ndarray, opts: BuildOptions, offsets: np.ndarray | None = None) -> list[SkinnedPart]:
+                   landmarks: np.ndarray, opts: BuildOptions, offsets: np.ndarray | None = None,
+                   sides: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[SkinnedPart]:
     """The portrait beyond the face as skinned parts at rest: "body" (the torso shell) and "hair"
     (the hair volume), built at the source pose (avatar.portrait), then the parts inside the head:
     the mouth interior and the eyeballs (avatar.interior), on the surface the avatar's vertex
     ``offsets`` (V, 3) give (None: none; the hair and body ignore them: they reach the scalp and
-    neck, where landmark_detail moves nothing)."""
+    neck, where landmark_detail moves nothing). ``sides``: when given, filled with
+    PortraitParts.sides (per part name: rows into its Gaussians and their side colours)."""
     pp = portrait_parts(model, params, camera, photo, mask, landmarks, opts.portrait)
+    if sides is not None:
+        sides.update(pp.sides)
     inner = interior_parts(model, params, camera, photo, np.asarray(landmarks, np.float32), opts.mouth, opts.eyes,
                            offsets)
     return [SkinnedPart(name, g, w) for name, g, w in pp.parts] + inner
@@ -510,13 +514,15 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
     params, camera = fit.params, fit.camera
 
     sides: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # analytic_head's side colours
+    part_sides: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # analytic_parts'
     if opts.method == "learned":
         with progress.stage("reconstruct"):
             progress.report(0.2, "running the learned network")
             avatar = _learned_avatar(reconstruct, model, obs, fit, levels, opts, progress)
         with progress.stage("parts"):
             progress.report(0.4, "building hair, body, mouth and eyes")
-            with_portrait_parts(avatar, analytic_parts(model, params, camera, person, mask, obs.landmarks, opts))
+            with_portrait_parts(avatar, analytic_parts(model, params, camera, person, mask, obs.landmarks, opts,
+                                                       sides=part_sides))
     else:
         # the parts need nothing the head sampling computes: they are built on a second thread
         # meanwhile, from their own copies of the images (numpy, torch and the depth-buffer kernel
@@ -534,7 +540,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                     offsets = landmark_detail(model, params, camera, obs.landmarks if seen is None else seen,
                                               opts.detail).offsets
                 parts_job = pool.submit(analytic_parts, model, params, camera, person.copy(), mask.copy(),
-                                        np.array(obs.landmarks, copy=True), opts, offsets)
+                                        np.array(obs.landmarks, copy=True), opts, offsets, part_sides)
                 heads = analytic_head(model, params, camera, person, mask, levels, opts, topology, offsets, sides)
             with progress.stage("parts"):
                 progress.report(0.4, "building hair, body, mouth and eyes")
@@ -601,7 +607,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                 metrics[l].update(ref[l])
     avatar.options["refined"] = bool(any(steps_run.values()))
     # last: the side colours and sizes away from the source view, around the refined colours and places
-    avatar.lod_views = source_views(avatar, model, sides, shrink)
+    avatar.lod_views = source_views(avatar, model, sides, shrink, part_sides)
     if preview_preload is not None:
         # done long before in a warm install; in a fresh one it compiles them for the previews, which
         # must not launch their parallel kernels while it runs one (numba's workqueue layer)
@@ -613,13 +619,15 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
 
 
 def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tuple[np.ndarray, np.ndarray]],
-                 shrink: dict) -> dict[int, ViewColors]:
+                 shrink: dict, part_sides: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+                 ) -> dict[int, ViewColors]:
     """{level: ViewColors}: the rows of analytic_head's ``sides`` (the skin the photo sees edge-on,
-    with their side colours) and the Gaussians the silhouette fit shrank (``shrink``: {level: (N_l,)
-    head factors, "parts": (n_parts,)}; they grow back by 1 / factor away from the source view and
-    keep their own colour), each with its direction to the source camera in its view frame (the
-    head's or the body's rotation), at the avatar's source frame as the renderers pose it
-    (pose_torch)."""
+    with their side colours), of ``part_sides`` ({part name: (rows into that part, side colours)}:
+    the torso's grazing columns, analytic_parts) and the Gaussians the silhouette fit shrank
+    (``shrink``: {level: (N_l,) head factors, "parts": (n_parts,)}; they grow back by 1 / factor
+    away from the source view and keep their own colour), each with its direction to the source
+    camera in its view frame (the head's or the body's rotation), at the avatar's source frame as
+    the renderers pose it (pose_torch)."""
     import torch
 
     from .pose_torch import TorchPoser
@@ -634,6 +642,13 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
             rows, fill = sides[l]
             edge[rows] = True
             side[rows] = fill
+        slices = avatar.part_slices(l)
+        for name, (rows, fill) in (part_sides or {}).items():
+            sl = slices.get(name)
+            if sl is None:
+                continue
+            edge[sl.start + rows] = True
+            side[sl.start + rows] = fill
         factor = np.ones(len(side))
         factor[:n] = shrink.get(l, 1.0)
         factor[n:] = shrink.get("parts", 1.0)

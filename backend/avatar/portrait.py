@@ -37,10 +37,13 @@ class PortraitOptions:
 @dataclass
 class PortraitParts:
     """parts: [(name, GaussianSet at rest, weights (N, 5) float32)] in the order "body", "hair"
-    (empty ones left out); regions: the pixel split they were built from."""
+    (empty ones left out); regions: the pixel split they were built from; sides: {part name: (rows
+    (K,) int64 into its Gaussians, side colours (K, 3) float32)}, the Gaussians whose colour away
+    from the source view differs (view_colors.py; the torso's grazing columns, body.py)."""
 
     parts: list[tuple[str, GaussianSet, np.ndarray]]
     regions: PortraitRegions
+    sides: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def portrait_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", photo: np.ndarray,
@@ -65,12 +68,11 @@ def portrait_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
         # through the head below the ears: the crossings showed on a turned head as loops and dots
         # of clothing and hair colour drawn on the neck and the jaw (inside_head.py)
         head_surface = surface_points(model.shaped(params.shape), model.faces, opts.head_surface_m)
-        out = ~inside_rows(body.gaussians.means, head_surface)
-        body = replace(body, gaussians=body.gaussians.take(out), weights=body.weights[out],
-                       n_front=int(out[:body.n_front].sum()))
+        body = body.take(~inside_rows(body.gaussians.means, head_surface))
         out = ~inside_rows(hair.gaussians.means, head_surface)
         hair = replace(hair, gaussians=hair.gaussians.take(out), weights=hair.weights[out],
                        n_fine=int(out[:hair.n_fine].sum()))
     parts = [(name, g, w) for name, g, w in (("body", body.gaussians, body.weights),
                                              ("hair", hair.gaussians, hair.weights)) if len(g)]
-    return PortraitParts(parts, regions)
+    sides = {"body": (body.side_rows, body.side_colors)} if len(body.gaussians) and len(body.side_rows) else {}
+    return PortraitParts(parts, regions, sides)
