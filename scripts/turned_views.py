@@ -6,7 +6,7 @@
 Builds the bundled sample (or ``--photo``) at LOD 2 with a fixed number of refinement steps (a
 build that does not depend on the machine's load), or loads ``--avatar``, and renders it with the
 backend splatter at the source pose turned by each yaw (``preview.turntable.turntable_params``) on
-black. The second row paints the head grey, the torso green, the hair magenta and the mouth and
+black (the picture stamped "AI-generated"). The second row paints the head grey, the torso green, the hair magenta and the mouth and
 eye parts blue, which tells which part draws what a turned view shows (the thirty-fourth and
 thirty-fifth sessions traced the suit's loop on the neck and the shirt's band on the neck column
 this way). Run it in two checkouts to compare a change; ``--compare-view-data`` adds the plain views
@@ -91,7 +91,9 @@ def main() -> None:
         plain = turned_views(dataclasses.replace(avatar, lod_views={}), model, tuple(a.yaws), codes=False)
         picture = np.concatenate([picture[:512], plain, picture[512:]], 0)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(picture, 0, 1) * 255 + 0.5).astype(np.uint8)).save(a.out)
+    from backend.render.watermark import stamp_watermark
+
+    Image.fromarray(stamp_watermark((np.clip(picture, 0, 1) * 255 + 0.5).astype(np.uint8))).save(a.out)
     print(f"wrote {a.out} ({picture.shape[1]} x {picture.shape[0]} px, yaws {a.yaws})")
 
 
