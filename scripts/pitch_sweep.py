@@ -27,42 +27,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backend.avatar.posing import lbs_numpy  # noqa: E402
 from backend.avatar.rendering import render_frames  # noqa: E402
 from backend.eval.protocols.reenactment import drive_params  # noqa: E402
 from backend.eval.protocols.scoring import FrameScorer  # noqa: E402
 from backend.head.params import HeadParams  # noqa: E402
+from backend.face.pitch_pass import PitchPassOptions, pitched  # noqa: E402
 from backend.image_metrics import ssim as ssim_of  # noqa: E402
-from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # noqa: E402
 from mouth_reenactment import _load  # noqa: E402
 
-FRONT_SHARE = 0.3  # the head mesh's frontmost share of vertices (by rest depth): the face kept in place
-
-
-def _front_centre(model, p: HeadParams, camera, front: np.ndarray) -> tuple[np.ndarray, float]:
-    """(2,) crop px: the projected mean of the head's front vertices for one frame ``p``; and their
-    mean camera depth (metres)."""
-    uv, z = camera.project(lbs_numpy(model, p)[0][0][front])
-    return uv.mean(0, dtype=np.float64), float(z.mean())
-
-
-def pitched(model, p: HeadParams, camera, delta_deg: float, front: np.ndarray) -> HeadParams:
-    """One frame ``p`` with the neck pitched by ``delta_deg`` about its x axis, the face's projected
-    centre kept (three fixed-point steps, well under 0.1 px) and the body kept by the torso channel."""
-    pose = p.pose.astype(np.float64).copy()
-    rx = axis_angle_to_matrix(np.array([np.radians(delta_deg), 0.0, 0.0]))
-    pose[0, 1] = matrix_to_axis_angle(axis_angle_to_matrix(pose[0, 1]) @ rx)
-    goal, _ = _front_centre(model, p, camera, front)
-    transl = p.transl.astype(np.float64).copy()
-    torso = np.zeros((1, 3)) if p.torso is None else p.torso.astype(np.float64).copy()
-    R = camera.R.astype(np.float64)
-    for _ in range(3):
-        q = HeadParams(p.shape, p.expr, pose.astype(np.float32), transl.astype(np.float32), torso.astype(np.float32))
-        uv, z = _front_centre(model, q, camera, front)
-        du = goal - uv
-        step = R.T @ np.array([du[0] * z / camera.fx, du[1] * z / camera.fy, 0.0])
-        transl, torso = transl + step, torso - step
-    return HeadParams(p.shape, p.expr, pose.astype(np.float32), transl.astype(np.float32), torso.astype(np.float32))
+FRONT_SHARE = PitchPassOptions.front_share  # the head mesh's frontmost share of vertices: the face kept in place
 
 
 def main() -> None:

@@ -99,3 +99,28 @@ class AvatarReader:
                     out[i] = lm[:, :2] if crop is None else crop.to_crop(lm[:, :2] / s)
                 progress.report((i + 1) / F, f"render and read {i + 1}/{F}")
         return out
+
+
+class AvatarAlpha:
+    """Renders ``avatar``'s alpha for face.pitch_pass (an AlphaRenderer): called with (HeadParams
+    (F frames), Camera) it returns (F, H, W) float32 in [0, 1] in the camera's image. LOD ``lod``,
+    default the avatar's coarsest: the outline is the hair's and the body's, the same parts at
+    every LOD, and the coarsest head draws it at a fraction of the finest one's cost."""
+
+    def __init__(self, avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None,
+                 backend: str = "auto", chunk: int = READ_CHUNK) -> None:
+        lod = min(avatar.levels) if lod is None else int(lod)
+        if lod not in avatar.lods:
+            raise InputError(None, f"the avatar has no LOD {lod} (it has {avatar.levels})")
+        if avatar.head_model_name != model.name:
+            raise InputError(None, f"the avatar was built on head model '{avatar.head_model_name}', "
+                                   f"not on '{model.name}'")
+        self.avatar, self.model, self.lod = avatar, model, lod
+        self.backend, self.chunk = backend, max(int(chunk), 1)
+
+    def __call__(self, params: "HeadParams", camera) -> np.ndarray:
+        from .rendering import render_frames
+
+        return np.stack([np.asarray(a, np.float32) for _, a in render_frames(
+            self.avatar, self.model, params, self.lod, camera=camera, backend=self.backend, chunk=self.chunk,
+            with_alpha=True)])

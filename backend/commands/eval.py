@@ -71,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "again to the clip's landmarks shifted by the render's offset; only the scored "
                              "frames are rendered; default 1, as track --avatar and retarget drive an avatar; 0: "
                              "the plain fit)")
+    parser.add_argument("--outline-pass", action="store_true",
+                        help="self-reenactment, multi-view: take each scored frame's neck pitch from its outline "
+                             "(face.pitch_pass, as track --avatar --outline-pass drives; off by default: it raises "
+                             "PSNR and SSIM full and costs AKD and mouth PSNR, docs/figures/eval.md)")
     from .render import add_render_pass_arguments
 
     add_render_pass_arguments(parser)
@@ -187,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
                        build=build, identity=not args.no_identity,
                        protocols=protocols, views=args.views, calibrate=args.calibrate_tracker,
                        tracker_offsets=args.tracker_offsets, render_passes=args.render_passes,
-                       render_pass_mode=args.render_pass_mode, render_pass_threshold_px=args.render_pass_threshold)
+                       render_pass_mode=args.render_pass_mode, render_pass_threshold_px=args.render_pass_threshold,
+                       outline_pass=args.outline_pass)
     progress, close = tqdm_progress("eval")
     try:
         res = run_eval(media, opts, log=lambda m: print(m, file=sys.stderr), progress=progress)

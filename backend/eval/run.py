@@ -37,6 +37,7 @@ class EvalOptions:
     render_passes: int = 1            # self-reenactment, multi-view: the tracker's render-and-compare passes (--render-passes; face.track.DRIVING_PASSES)
     render_pass_mode: str = "upper"   # self-reenactment, multi-view: what the passes fit (--render-pass-mode; TrackOptions)
     render_pass_threshold_px: float = 1.0   # self-reenactment: the soft threshold of the shift and upper modes (--render-pass-threshold)
+    outline_pass: bool = False        # self-reenactment, multi-view: the neck's pitch from each frame's outline (--outline-pass; face.pitch_pass)
 
 
 def utc_now() -> str:
@@ -80,7 +81,8 @@ def run_eval(media: MediaSet, opts: EvalOptions, log: Log = print,
                                   build=opts.build, track=opts.track, calibrate=opts.calibrate,
                                   tracker_offsets=opts.tracker_offsets, render_passes=opts.render_passes,
                                   render_pass_mode=opts.render_pass_mode,
-                                  render_pass_threshold_px=opts.render_pass_threshold_px)
+                                  render_pass_threshold_px=opts.render_pass_threshold_px,
+                                  outline_pass=opts.outline_pass)
     want = set(opts.protocols)
     n_steps = len(media.photos) + 2 * len(media.videos) + 1
     step = 0

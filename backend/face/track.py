@@ -132,7 +132,8 @@ class TrackOptions:
                last) and give the frames between the offset interpolated linearly over time: the
                offset follows the head's turn, which a clip changes slowly, and each render and
                reading costs far more than a fit (``track_with_render_passes``). 1 = every frame.
-               Only where the passes choose the frames (``frames`` None: track, retarget).
+               Only where the passes choose the frames (``frames`` None: track, retarget). The
+               outline pass (track_video's ``outline``) renders the same keyframes.
     fit: the photo-fit settings used for the identity frames (priors, weights, components).
     """
 
@@ -293,12 +294,18 @@ class Track:
 
 # ---- pass 1: landmarks ------------------------------------------------------------------------
 
+#: the longer side of the portrait mattes kept for the outline pass (face.pitch_pass), pixels
+OUTLINE_MATTE_PX = 256
+
+
 def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress, start: int = 0, end: int | None = None,
-                      settle: bool = False):
+                      settle: bool = False, mattes: list | None = None):
     """Decode frames ``start..end`` (inclusive; None = to the end) and run face mesh on each:
     (reader, list of (478, 2) source px | None, (T, 2) float32 shoulder shifts in source px or None
     without ``opts.torso``). Decoding stops after ``end``. settle: each frame read twice, the
-    second reading kept (TrackOptions.settle)."""
+    second reading kept (TrackOptions.settle). ``mattes``: when a list, each frame's portrait matte
+    is appended to it, (h, w) uint8 (255 = person) over the whole frame with its longer side at most
+    OUTLINE_MATTE_PX (None where the frame has no face)."""
     from .torso import ShoulderTracker
 
     reader = iter_video(path, opts.sequence_fps)
@@ -318,10 +325,12 @@ def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress, start:
             if settle:
                 lm = mp.landmarks(small)
             out.append(None if lm is None else lm[:, :2] / s)
+            matte = mp.segment(small) if lm is not None and (shoulders is not None or mattes is not None) else None
             if shoulders is not None:  # matte and landmarks at mediapipe's scale s (one per clip)
-                shoulders.add(mp.segment(small) if lm is not None else None,
-                              None if lm is None else lm[:, :2])
+                shoulders.add(matte, None if lm is None else lm[:, :2])
                 shoulder_scale = s
+            if mattes is not None:
+                mattes.append(None if matte is None else _small_matte(matte))
             if len(out) % 4 == 1:
                 progress.report(0.8 * min(len(out) / n_est, 1.0), f"landmarks {len(out)}/{n_est}")
     if not out:
@@ -330,6 +339,32 @@ def _stream_landmarks(path: Path, opts: TrackOptions, progress: Progress, start:
     if shoulders is None:
         return reader, out, None
     return reader, out, shoulders.shifts() / shoulder_scale  # measured at mediapipe's scale
+
+
+def _small_matte(matte: np.ndarray) -> np.ndarray:
+    """(h, w) uint8 of a (H, W) float [0, 1] matte, its longer side at most OUTLINE_MATTE_PX."""
+    import cv2
+
+    H, W = matte.shape
+    f = min(1.0, OUTLINE_MATTE_PX / float(max(H, W)))
+    if f < 1.0:
+        matte = cv2.resize(matte, (max(1, round(W * f)), max(1, round(H * f))), interpolation=cv2.INTER_AREA)
+    return np.round(np.clip(matte, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def matte_in_crop(matte: np.ndarray, source_size: tuple[int, int], crop: CropInfo) -> np.ndarray:
+    """(crop.size, crop.size) float32 [0, 1]: a frame's matte (h, w) over the whole source frame of
+    ``source_size`` (W, H) px, at any scale, cut by ``crop`` (zero past the frame's edge)."""
+    import cv2
+
+    h, w = matte.shape
+    f = w / float(source_size[0])
+    k = crop.side * f / crop.size           # matte px per crop px
+    c = 0.5 * k - 0.5                       # pixel centres: (x + 0.5) crop px -> (u + 0.5) matte px
+    M = np.array([[k, 0.0, crop.x0 * f + c], [0.0, k, crop.y0 * f + c]], np.float64)
+    m = np.asarray(matte, np.float32) / (255.0 if matte.dtype == np.uint8 else 1.0)
+    return cv2.warpAffine(m, M, (crop.size, crop.size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
 def _fixed_crop(landmarks: list[np.ndarray | None], size: tuple[int, int]) -> CropInfo:
@@ -806,7 +841,7 @@ def _tracking_fit_options(fopts: FitOptions, opts: TrackOptions) -> FitOptions:
 def track_video(path: str | Path, model=None, options: TrackOptions | None = None,
                 progress: Progress | None = None, start: int = 0, end: int | None = None,
                 identity: np.ndarray | None = None, global_rotation: np.ndarray | None = None,
-                calibration=None, reader=None, rest_offsets: np.ndarray | None = None) -> Track:
+                calibration=None, reader=None, rest_offsets: np.ndarray | None = None, outline=None) -> Track:
     """Track the face in a clip (file or image-sequence folder). ``model`` None = the stand-in.
 
     identity: (n_shape,) shape coefficients to keep (an avatar's identity, so the rig driven by
@@ -817,6 +852,9 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     rest_offsets: (V, 3) the avatar's vertex_offsets, with its identity (track_landmarks).
     reader: renders and reads the driven avatar (face.render_compare.RenderReader, e.g.
     avatar.render_compare.AvatarReader) for ``options.render_passes``; required when those are > 0.
+    outline: renders the driven avatar's alpha (face.pitch_pass.AlphaRenderer, e.g.
+    avatar.render_compare.AvatarAlpha): when given, each frame's neck pitch is then taken from its
+    outline (face.pitch_pass.silhouette_pitch), for a clip of the person the avatar was built from.
 
     start, end: the source frame range to track (0-based, inclusive; end None = to the end).
     progress: receives fractions in [0, 1] and can cancel (CancelledError) between frames.
@@ -840,7 +878,8 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
     with progress.stage("decode+landmarks"):
         calibrated_basis = calibration is not None and not getattr(calibration, "offset_only", False)
         settle = calibrated_basis if opts.settle is None else bool(opts.settle)
-        video, lms, shoulders = _stream_landmarks(path, opts, progress, start, end, settle)
+        mattes = [] if outline is not None else None
+        video, lms, shoulders = _stream_landmarks(path, opts, progress, start, end, settle, mattes)
     has_face = np.array([lm is not None for lm in lms])
     if not has_face.any():
         raise InputError(path, f"no face found in any of the {len(lms)} frames"
@@ -861,6 +900,21 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
             params, conf, _ = track_landmarks(model, lm_crop, has_face, camera, video.fps, opts, progress, **hold)
         if shoulders is not None:
             params = with_torso_channel(params, shoulders, crop, camera, model)
+    if outline is not None:
+        from .pitch_pass import keyframe_offsets, silhouette_pitch, with_offsets
+
+        with progress.stage("outline"):
+            # every render_pass_every-th frame with a face is rendered, as the render passes do; the
+            # offsets taken there carry to the frames between
+            frames = np.flatnonzero(has_face)
+            keys = frames[:: max(int(opts.render_pass_every), 1)]
+            if keys[-1] != frames[-1]:
+                keys = np.append(keys, frames[-1])
+            cut = [matte_in_crop(mattes[t], video.size, crop) for t in keys]
+            with np.errstate(all="ignore"):
+                chins = np.nanmax(lm_crop[keys, :, 1], axis=1)
+            _, stats = silhouette_pitch(model, params, camera, keys, cut, chins, outline, progress=progress)
+            params = with_offsets(model, params, camera, frames, keyframe_offsets(frames, keys, stats.offsets_deg))
     progress.report(1.0, "done")
     return Track(params=params, fps=video.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,
                  camera=camera, crop=crop, model=model.name, expr_names=list(model.expr_names),

@@ -49,6 +49,7 @@ class ReenactmentOptions:
     render_passes: int = 1          # render-and-compare passes (face.render_compare) on the kept frames, as the product drives (face.track.DRIVING_PASSES)
     render_pass_mode: str = "upper"  # their TrackOptions.render_pass_mode: "full", "rigid", "similarity", "upper"
     render_pass_threshold_px: float = 1.0   # their TrackOptions.render_pass_threshold_px (all but "full")
+    outline_pass: bool = False      # self-reenactment: the neck's pitch from each frame's outline (face.pitch_pass; track --avatar --outline-pass)
 
 
 @dataclass
@@ -167,7 +168,32 @@ def refit_for_avatar(clip: TrackedClip, build: Any, opts: ReenactmentOptions) ->
                 break
     else:  # no path: keep the track's crops (same frames, the track's framing)
         frames = dict(clip.frames)
+    if opts.outline_pass and clip.path is not None:
+        params = outline_pass(build, params, lm, frames, opts)
     return params, frames
+
+
+def outline_pass(build: Any, params: "HeadParams", landmarks: np.ndarray, frames: dict[int, np.ndarray],
+                 opts: ReenactmentOptions) -> "HeadParams":
+    """The kept frames' neck pitch from their outlines (face.pitch_pass.silhouette_pitch: the
+    clip is of the person the avatar was built from), each frame's portrait matte read by the
+    tracker's segmenter from its crop in the avatar's framing, its chin the lowest of its
+    ``landmarks`` (T, 478, 2) avatar-crop px; frame 0 (the photo itself) keeps the fit's."""
+    from ...avatar.render_compare import AvatarAlpha
+    from ...face.mediapipe_face import MediapipeFace
+    from ...face.pitch_pass import silhouette_pitch
+
+    kept = np.array(sorted(i for i in frames if i > 0), np.int64)
+    if not len(kept):
+        return params
+    with MediapipeFace(static=True) as mp:
+        mattes = [mp.segment(np.ascontiguousarray(frames[int(i)])) for i in kept]
+    with np.errstate(all="ignore"):
+        chins = np.array([np.nanmax(landmarks[int(i), :, 1]) if np.isfinite(landmarks[int(i)]).any() else np.nan
+                          for i in kept])
+    out, _ = silhouette_pitch(build.model, params, build.avatar.camera, kept, mattes, chins,
+                              AvatarAlpha(build.avatar, build.model, backend=opts.render_backend))
+    return out
 
 
 def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int],
