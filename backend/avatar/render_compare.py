@@ -28,6 +28,18 @@ if TYPE_CHECKING:
 READ_CHUNK = 8
 
 
+def _checked_lod(avatar: "GaussianAvatar", model: "HeadModel", lod: int) -> int:
+    """``lod`` as an int, after checking that ``avatar`` has it and was built on ``model``
+    (InputError naming what differs)."""
+    lod = int(lod)
+    if lod not in avatar.lods:
+        raise InputError(None, f"the avatar has no LOD {lod} (it has {avatar.levels})")
+    if avatar.head_model_name != model.name:
+        raise InputError(None, f"the avatar was built on head model '{avatar.head_model_name}', "
+                               f"not on '{model.name}'")
+    return lod
+
+
 class AvatarReader:
     """Renders ``avatar`` (LOD ``lod``, default its finest) and reads the renders (module doc).
 
@@ -38,13 +50,8 @@ class AvatarReader:
     def __init__(self, avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None,
                  backend: str = "auto", chunk: int = READ_CHUNK,
                  background: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
-        lod = max(avatar.levels) if lod is None else int(lod)
-        if lod not in avatar.lods:
-            raise InputError(None, f"the avatar has no LOD {lod} (it has {avatar.levels})")
-        if avatar.head_model_name != model.name:
-            raise InputError(None, f"the avatar was built on head model '{avatar.head_model_name}', "
-                                   f"not on '{model.name}'")
-        self.avatar, self.model, self.lod = avatar, model, lod
+        self.avatar, self.model = avatar, model
+        self.lod = _checked_lod(avatar, model, max(avatar.levels) if lod is None else lod)
         self.backend, self.chunk, self.background = backend, max(int(chunk), 1), background
 
     def render(self, params: "HeadParams", camera) -> "np.ndarray":
@@ -109,13 +116,8 @@ class AvatarAlpha:
 
     def __init__(self, avatar: "GaussianAvatar", model: "HeadModel", lod: int | None = None,
                  backend: str = "auto", chunk: int = READ_CHUNK) -> None:
-        lod = min(avatar.levels) if lod is None else int(lod)
-        if lod not in avatar.lods:
-            raise InputError(None, f"the avatar has no LOD {lod} (it has {avatar.levels})")
-        if avatar.head_model_name != model.name:
-            raise InputError(None, f"the avatar was built on head model '{avatar.head_model_name}', "
-                                   f"not on '{model.name}'")
-        self.avatar, self.model, self.lod = avatar, model, lod
+        self.avatar, self.model = avatar, model
+        self.lod = _checked_lod(avatar, model, min(avatar.levels) if lod is None else lod)
         self.backend, self.chunk = backend, max(int(chunk), 1)
 
     def __call__(self, params: "HeadParams", camera) -> np.ndarray:
