@@ -31,7 +31,7 @@ from backend.avatar.rendering import render_frames  # noqa: E402
 from backend.eval.protocols.reenactment import drive_params  # noqa: E402
 from backend.eval.protocols.scoring import FrameScorer  # noqa: E402
 from backend.head.params import HeadParams  # noqa: E402
-from backend.face.pitch_pass import PitchPassOptions, pitched  # noqa: E402
+from backend.face.pitch_pass import PitchPassOptions, front_vertices, pitched  # noqa: E402
 from backend.image_metrics import ssim as ssim_of  # noqa: E402
 from mouth_reenactment import _load  # noqa: E402
 
@@ -54,8 +54,7 @@ def main() -> None:
     build, tracked, frames, valid = _load(a.work, a.clip)
     av, model = build.avatar, build.model
     v = np.ones((512, 512), bool) if valid is None else np.asarray(valid, bool)
-    rest_z = np.asarray(model.v_template)[:, 2]
-    front = rest_z > np.quantile(rest_z, 1.0 - FRONT_SHARE)
+    front = front_vertices(model, FRONT_SHARE)
     idx = sorted(i for i in frames if i > 0)
     driven = drive_params(av.params, tracked, idx, relative_translation=False)
     ssim = np.zeros((len(idx), len(deltas)))

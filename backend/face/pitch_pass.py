@@ -55,9 +55,9 @@ class PitchPassOptions:
 
 @dataclass
 class PitchPassStats:
-    """What the pass did, per frame it looked at: frames (F,) int64; offsets_deg (F,) the offset
-    taken (between the candidates: the peak of the outline's IoU through the best candidate and its
-    neighbours); iou_track / iou_taken (F,) the outline's IoU above the chin at the track's pitch
+    """What the pass found, per frame it looked at: frames (F,) int64; offsets_deg (F,) the neck-pitch
+    offset to apply (with_offsets; between the candidates: the peak of the outline's IoU through the
+    best candidate and its neighbours; 0: keep the track's); iou_track / iou_taken (F,) the outline's IoU above the chin at the track's pitch
     and at the best candidate (NaN where the frame had no matte or no chin)."""
 
     frames: np.ndarray
@@ -152,13 +152,12 @@ def _vertex(deltas: list[float], iou: np.ndarray, best: int) -> float:
 
 def silhouette_pitch(model: "HeadModel", params: "HeadParams", camera: "Camera", frames: np.ndarray,
                      mattes: list[np.ndarray | None], chins: np.ndarray, render_alpha: AlphaRenderer,
-                     opts: PitchPassOptions | None = None, progress: Progress | None = None
-                     ) -> tuple["HeadParams", PitchPassStats]:
-    """``params`` (T frames, in ``camera``'s image) with the neck's pitch of frames ``frames`` (F,)
-    taken from their outlines (module doc). mattes: F portrait mattes (H, W) float in [0, 1] of
-    those frames in the camera's image, at any resolution (None: the frame keeps its pitch); chins
-    (F,) the chin's row in the camera's image (px; NaN: the frame keeps its pitch). Other frames and
-    channels are returned as they were. Progress reports fractions of the pass and can cancel
+                     opts: PitchPassOptions | None = None, progress: Progress | None = None) -> PitchPassStats:
+    """The neck-pitch offsets of frames ``frames`` (F,) of ``params`` (T frames, in ``camera``'s
+    image) that their outlines call for (module doc; apply them with :func:`with_offsets`). mattes:
+    F portrait mattes (H, W) float in [0, 1] of those frames in the camera's image, at any
+    resolution (None: the frame keeps its pitch, offset 0); chins (F,) the chin's row in the
+    camera's image (px; NaN: offset 0). Progress reports fractions of the pass and can cancel
     between frames (CancelledError)."""
     from ..head.params import HeadParams
 
@@ -175,8 +174,6 @@ def silhouette_pitch(model: "HeadModel", params: "HeadParams", camera: "Camera",
     w, h = max(1, round(camera.width * s)), max(1, round(camera.height * s))
     work = camera.resized(w, h)
     front = front_vertices(model, opts.front_share)
-    pose, transl = params.pose.copy(), params.transl.copy()
-    torso = np.zeros_like(params.transl) if params.torso is None else params.torso.copy()
     taken = np.zeros(len(frames))
     iou0, iou1 = np.full(len(frames), np.nan), np.full(len(frames), np.nan)
     for n, (t, matte, chin) in enumerate(zip(frames, mattes, np.asarray(chins, np.float64))):
@@ -197,18 +194,11 @@ def silhouette_pitch(model: "HeadModel", params: "HeadParams", camera: "Camera",
         iou0[n] = iou[k0]
         if iou[best] < iou[k0] + opts.min_gain:
             best = k0
-        iou1[n], taken[n] = iou[best], deltas[best]
-        q = ps[best]
-        if best != k0:
-            d = _vertex(deltas, iou, best)
-            if d != deltas[best]:   # between the candidates: the parabola's peak through the best and its neighbours
-                q, taken[n] = pitched(model, p, camera, d, front), d
-        pose[t], transl[t] = q.pose[0], q.transl[0]
-        torso[t] = np.zeros(3, np.float32) if q.torso is None else q.torso[0]
+        iou1[n] = iou[best]
+        # between the candidates: the parabola's peak through the best and its neighbours
+        taken[n] = _vertex(deltas, iou, best) if best != k0 else 0.0
     progress.report(1.0, "outline pass done")
-    out = HeadParams(params.shape, params.expr, pose, transl,
-                     torso if params.torso is not None or np.any(torso) else None)
-    return out, PitchPassStats(frames, taken, iou0, iou1)
+    return PitchPassStats(frames, taken, iou0, iou1)
 
 
 def with_offsets(model: "HeadModel", params: "HeadParams", camera: "Camera", frames: np.ndarray,

@@ -914,7 +914,7 @@ def track_video(path: str | Path, model=None, options: TrackOptions | None = Non
             with np.errstate(all="ignore"):
                 chins = np.nanmax(lm_crop[keys, :, 1], axis=1)
             sub = Progress(callback=lambda f, m: progress.report(0.98 + 0.02 * f, m), should_cancel=progress.should_cancel)
-            _, stats = silhouette_pitch(model, params, camera, keys, cut, chins, outline, progress=sub)
+            stats = silhouette_pitch(model, params, camera, keys, cut, chins, outline, progress=sub)
             params = with_offsets(model, params, camera, frames, keyframe_offsets(frames, keys, stats.offsets_deg))
     progress.report(1.0, "done")
     return Track(params=params, fps=video.fps, confidence=conf, has_face=has_face, landmarks=lm_crop,

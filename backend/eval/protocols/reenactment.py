@@ -181,7 +181,7 @@ def outline_pass(build: Any, params: "HeadParams", landmarks: np.ndarray, frames
     ``landmarks`` (T, 478, 2) avatar-crop px; frame 0 (the photo itself) keeps the fit's."""
     from ...avatar.render_compare import AvatarAlpha
     from ...face.mediapipe_face import MediapipeFace
-    from ...face.pitch_pass import silhouette_pitch
+    from ...face.pitch_pass import silhouette_pitch, with_offsets
 
     kept = np.array(sorted(i for i in frames if i > 0), np.int64)
     if not len(kept):
@@ -191,9 +191,9 @@ def outline_pass(build: Any, params: "HeadParams", landmarks: np.ndarray, frames
     with np.errstate(all="ignore"):
         chins = np.array([np.nanmax(landmarks[int(i), :, 1]) if np.isfinite(landmarks[int(i)]).any() else np.nan
                           for i in kept])
-    out, _ = silhouette_pitch(build.model, params, build.avatar.camera, kept, mattes, chins,
-                              AvatarAlpha(build.avatar, build.model, backend=opts.render_backend))
-    return out
+    stats = silhouette_pitch(build.model, params, build.avatar.camera, kept, mattes, chins,
+                             AvatarAlpha(build.avatar, build.model, backend=opts.render_backend))
+    return with_offsets(build.model, params, build.avatar.camera, kept, stats.offsets_deg)
 
 
 def drive_params(source: "HeadParams", driving: "HeadParams", indices: list[int],
