@@ -17,7 +17,11 @@ Gaussians:
   a little inside the surface, coloured by continuing the row's texture round the ring (the
   flank's columns beside each side mirrored, the two blended towards the back), so side views show
   a whole torso with its texture, not the silhouette's pixels stretched or the background through
-  a gap, and the back carries the flanks' fabric, not the chest's neckline.
+  a gap, and the back carries the flanks' fabric, not the chest's neckline. The texture it
+  continues is the clothes' interior: their outline's rim (the matte's soft edge, which mixes in
+  the background) is filled from inside (RIM_PX), and away from the source view the ring shows
+  the colours it is built with (PortraitParts.sides): at the outline the photo refinement paints
+  it with that edge.
 Colours come only from body pixels (and that chest over the neck): anywhere else (under hair,
 beside the neck) the nearest such pixel's colour is used, so no face or hair colour reaches the body.
 Side colours (view_colors.py): the front grid's columns beyond SIDE_VIEW_DEG round the ellipse are
@@ -81,6 +85,16 @@ class BodyResult:
     side_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     side_colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
 
+    def view_sides(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (K,) int64 increasing, colours (K, 3) float32): what a view away from the source one
+        shows instead of the refined colours (view_colors.py): the grazing columns' side colours,
+        then the ring (rows n_front..N) with the colours it is built with. The ring is hidden at
+        the source view but at the outline, where the photo refinement paints it with the matte's
+        soft edge; turned, that edge's background showed along the shoulders' top."""
+        ring = np.arange(self.n_front, len(self.gaussians), dtype=np.int64)
+        return (np.concatenate([self.side_rows, ring]),
+                np.concatenate([self.side_colors, self.gaussians.colors[ring]]).astype(np.float32))
+
     def take(self, keep: np.ndarray) -> "BodyResult":
         """The result with only the ``keep`` (N,) bool Gaussians (the side rows renumbered)."""
         new_index = np.cumsum(keep) - 1
@@ -115,6 +129,23 @@ def _fill_from(photo: np.ndarray, source: np.ndarray) -> np.ndarray:
     return photo[iy, ix]
 
 
+def _inner_fill(photo: np.ndarray, source: np.ndarray, rim_px: int, sigma_px: float) -> np.ndarray:
+    """(H, W, 3) float32: ``photo`` inside ``source`` eroded by ``rim_px`` pixels, and elsewhere (the
+    rim and everything outside) the nearest such inner pixel's colour low-passed by ``sigma_px``. A
+    portrait matte's edge is soft: its outermost pixels mix in the background (d12's orange cabinet
+    over the sweater's shoulders); the nearest-pixel fill alone repeats one pixel along its line
+    to the boundary (stripes across a turned flank), the low-pass keeps only the interior's shade.
+    Falls back to ``_fill_from(photo, source)`` when the erosion leaves nothing."""
+    from scipy.ndimage import binary_erosion
+
+    # the crop's own border is no outline (a torso cut off by the frame runs on beyond it)
+    inner = binary_erosion(source, iterations=rim_px, border_value=1) if rim_px > 0 else source
+    if not inner.any():
+        return _fill_from(photo, source)
+    smooth = blur(_fill_from(photo, inner), sigma_px)
+    return np.where(inner[..., None], photo, smooth).astype(np.float32)
+
+
 def _ellipse_frames(phi: np.ndarray, a: np.ndarray, b: np.ndarray, max_tilt: float | None) -> np.ndarray:
     """Camera-frame (N, 3, 3) Gaussian frames on the ellipse (columns: tangent, up, normal)."""
     n = np.stack([np.sin(phi) / a, np.zeros_like(phi), -np.cos(phi) / b], 1)
@@ -140,6 +171,14 @@ RING_INSET = 2.0
 # the share of the seen columns, from each side inwards, that the ring's texture continues: the
 # whole row carried a V-neck's skin and the chest's print round to the middle of the back
 RING_SOURCE = 0.25
+
+
+# the texture the ring continues is taken this many pixels (at the 512 crop) inside the clothes'
+# outline: on the short rows of the shoulders' top the continued columns are all outline, whose
+# soft matte edge mixed in the background (a beige-orange ridge along d12's shoulders at +-30-45
+# deg); RIM_BLUR_PX low-passes what fills the rim and beyond from inside
+RIM_PX = 3
+RIM_BLUR_PX = 3.0
 
 
 # the front grid's columns beyond this angle round the ellipse (0 = facing the camera) carry side
@@ -268,6 +307,12 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     fr_front = _ellipse_frames(phi_f, half[iv], depth[iv], np.radians(opts.max_tilt_deg))
     colors_img = blur(_fill_from(photo, clothes), opts.color_blur * step)
     c_front = bilinear(colors_img, uv.astype(np.float32))
+    # what the ring continues: the same, but the outline's rim filled from inside (the side colours
+    # keep the rim: its fill, constant along the normal to the outline, reads as vertical stripes on
+    # the flanks' top rows, which the side colours show; the ring's top rows lie behind them)
+    scale = W / 512.0
+    continued_img = blur(_inner_fill(photo, clothes, max(int(round(RIM_PX * scale)), 1), RIM_BLUR_PX * scale),
+                         opts.color_blur * step)
     # the grazing columns' side colours: the row's texture continued from SIDE_VIEW_DEG outwards by
     # reflection, as the ring continues it (each side from its own end, over the arc beyond it)
     phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * half[iv] / np.maximum(depth[iv], 1e-9))
@@ -290,7 +335,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     # nearest body pixel's colour, a band of clothing round the back of the neck up to the neck
     # joint (the dark strip behind the astronaut's neck at +60 deg yaw); the head's neck is there
     brow = brow[front.any(1)[np.minimum(brow.astype(int), H - 1)]]
-    ring_img = blur(colors_img, 0.5 * bstep)  # the ring's spacing is twice the front's: a half-step low-pass
+    ring_img = blur(continued_img, 0.5 * bstep)  # the ring's spacing is twice the front's: a half-step low-pass
     sb = opts.coverage * bstep * px_m
     pts, phis, rr, cols = [], [], [], []
     for v in brow:  # one row of the ellipse at a time: a few dozen rows

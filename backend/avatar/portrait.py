@@ -39,7 +39,8 @@ class PortraitParts:
     """parts: [(name, GaussianSet at rest, weights (N, 5) float32)] in the order "body", "hair"
     (empty ones left out); regions: the pixel split they were built from; sides: {part name: (rows
     (K,) int64 into its Gaussians, side colours (K, 3) float32)}, the Gaussians whose colour away
-    from the source view differs (view_colors.py; the torso's grazing columns, body.py)."""
+    from the source view differs (view_colors.py): the torso's grazing columns, and its ring with
+    the colours it is built with (BodyResult.view_sides)."""
 
     parts: list[tuple[str, GaussianSet, np.ndarray]]
     regions: PortraitRegions
@@ -74,5 +75,5 @@ def portrait_parts(model: "HeadModel", params: "HeadParams", camera: "Camera", p
                        n_fine=int(out[:hair.n_fine].sum()))
     parts = [(name, g, w) for name, g, w in (("body", body.gaussians, body.weights),
                                              ("hair", hair.gaussians, hair.weights)) if len(g)]
-    sides = {"body": (body.side_rows, body.side_colors)} if len(body.gaussians) and len(body.side_rows) else {}
+    sides = {"body": body.view_sides()} if len(body.gaussians) else {}
     return PortraitParts(parts, regions, sides)
