@@ -173,10 +173,11 @@ RING_INSET = 2.0
 RING_SOURCE = 0.25
 
 
-# the texture the ring continues is taken this many pixels (at the 512 crop) inside the clothes'
-# outline: on the short rows of the shoulders' top the continued columns are all outline, whose
-# soft matte edge mixed in the background (a beige-orange ridge along d12's shoulders at +-30-45
-# deg); RIM_BLUR_PX low-passes what fills the rim and beyond from inside
+# the texture the ring and the side colours continue is taken this many pixels (at the 512 crop)
+# inside the clothes' outline: on the short rows of the shoulders' top the continued columns are
+# all outline, whose soft matte edge mixed in the background (a beige-orange ridge along d12's
+# shoulders at +-30-45 deg, brown stripes from its wall; the turtleneck's rim by the sample's neck
+# a patch of skin colour); RIM_BLUR_PX low-passes what fills the rim and beyond from inside
 RIM_PX = 3
 RIM_BLUR_PX = 3.0
 
@@ -307,9 +308,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     fr_front = _ellipse_frames(phi_f, half[iv], depth[iv], np.radians(opts.max_tilt_deg))
     colors_img = blur(_fill_from(photo, clothes), opts.color_blur * step)
     c_front = bilinear(colors_img, uv.astype(np.float32))
-    # what the ring continues: the same, but the outline's rim filled from inside (the side colours
-    # keep the rim: its fill, constant along the normal to the outline, reads as vertical stripes on
-    # the flanks' top rows, which the side colours show; the ring's top rows lie behind them)
+    # what the ring and the side colours continue: the same, but the outline's rim filled from inside
     scale = W / 512.0
     continued_img = blur(_inner_fill(photo, clothes, max(int(round(RIM_PX * scale)), 1), RIM_BLUR_PX * scale),
                          opts.color_blur * step)
@@ -322,7 +321,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     reach = half[r_s] * np.sin(phi_v[side_rows]) / px_m                  # centre to the end, pixels
     u_end = xc[r_s] / px_m + camera.cx + sign * reach
     beyond = _arc(half[r_s], depth[r_s], phi_v[side_rows], np.abs(phi_f[side_rows])) / px_m
-    side_colors = _mirrored(colors_img, r_s, u_end, -sign, beyond, RING_SOURCE * 2.0 * reach)
+    side_colors = _mirrored(continued_img, r_s, u_end, -sign, beyond, RING_SOURCE * 2.0 * reach)
     o_front = np.clip(bilinear(mask.astype(np.float32), uv.astype(np.float32)), 0, 1) * opts.opacity
 
     # the ring: the rest of each ellipse (its sides and back), every back_spacing * step rows and

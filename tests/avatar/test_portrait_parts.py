@@ -326,8 +326,10 @@ def test_the_torsos_grazing_columns_show_fabric_once_turned(astro, yaw):
     silhouette (the fabric's edge shading, the matte's blur); turned towards the camera they spread
     into vertical streaks (the sweater's side on d12, the suit's on the sample). Their side colours
     (PortraitParts.sides, the texture continued from inside, which a turned view shows) are less
-    streaky there: on the astronaut the mean horizontal over vertical step in the band 1.38-2.08 with
-    the photo's colours, 1.01-1.60 with the side colours."""
+    streaky there: on the astronaut the mean horizontal over vertical step in the band 1.37-2.08 with
+    the photo's colours, 1.01-1.76 with the side colours (1.01-1.60 while they continued the clothes'
+    outline too: at +30/+45 deg the turtleneck's rim by the neck then drew a flat patch of skin
+    colour, which the step ratio counted as smooth)."""
     from backend.avatar.posing import lbs_numpy
 
     d = astro
@@ -347,7 +349,7 @@ def test_the_torsos_grazing_columns_show_fabric_once_turned(astro, yaw):
              for gg in (g, sided, mark)]
     band = shown[2][0][..., 0] > 0.5
     own, continued = (_streakiness(img, alpha, band) for img, alpha in shown[:2])
-    assert continued < 0.8 * own, (own, continued)
+    assert continued < 0.9 * own, (own, continued)
 
 
 def test_the_body_result_keeps_its_side_rows_when_gaussians_are_dropped(astro):
@@ -374,7 +376,8 @@ def test_the_torsos_ring_continues_the_clothes_interior_not_their_outline(astro)
     background (d12's orange cabinet made a beige-orange ridge along the shoulders at +-30-45 deg).
     With the clothes' outermost 2 px painted a green the photo lacks, no ring Gaussian turns green
     (their rim is filled from inside, body.RIM_PX), while the front grid, which the source view
-    shows, keeps the photo's rim. Measured: 0 of 6,827 ring Gaussians green (a 1 px rim fill: 1,696);
+    shows, keeps the photo's rim; neither do the grazing columns' side colours, which continue the
+    same texture. Measured: 0 of 6,827 ring Gaussians green (a 1 px rim fill: 1,696), 0 side colours;
     the front grid 2.9 %."""
     from scipy.ndimage import binary_erosion
 
@@ -396,6 +399,7 @@ def test_the_torsos_ring_continues_the_clothes_interior_not_their_outline(astro)
 
     ring = green(c[body.n_front:])
     assert len(ring) > 1000 and ring.sum() == 0, ring.sum()
+    assert len(body.side_colors) > 1000 and green(body.side_colors).sum() == 0
     assert green(c[:body.n_front]).mean() > 0.005
 
 
