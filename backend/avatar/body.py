@@ -130,7 +130,7 @@ def _fill_from(photo: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def _inner_fill(photo: np.ndarray, source: np.ndarray, rim_px: int, sigma_px: float) -> np.ndarray:
-    """(H, W, 3) float32: ``photo`` inside ``source`` eroded by ``rim_px`` pixels, and elsewhere (the
+    """(H, W, 3) float32: ``photo`` inside ``source`` eroded by ``rim_px`` (>= 1) pixels, and elsewhere (the
     rim and everything outside) the nearest such inner pixel's colour low-passed by ``sigma_px``. A
     portrait matte's edge is soft: its outermost pixels mix in the background (d12's orange cabinet
     over the sweater's shoulders); the nearest-pixel fill alone repeats one pixel along its line
@@ -139,7 +139,7 @@ def _inner_fill(photo: np.ndarray, source: np.ndarray, rim_px: int, sigma_px: fl
     from scipy.ndimage import binary_erosion
 
     # the crop's own border is no outline (a torso cut off by the frame runs on beyond it)
-    inner = binary_erosion(source, iterations=rim_px, border_value=1) if rim_px > 0 else source
+    inner = binary_erosion(source, iterations=max(int(rim_px), 1), border_value=1)
     if not inner.any():
         return _fill_from(photo, source)
     smooth = blur(_fill_from(photo, inner), sigma_px)
@@ -310,7 +310,7 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     c_front = bilinear(colors_img, uv.astype(np.float32))
     # what the ring and the side colours continue: the same, but the outline's rim filled from inside
     scale = W / 512.0
-    continued_img = blur(_inner_fill(photo, clothes, max(int(round(RIM_PX * scale)), 1), RIM_BLUR_PX * scale),
+    continued_img = blur(_inner_fill(photo, clothes, round(RIM_PX * scale), RIM_BLUR_PX * scale),
                          opts.color_blur * step)
     # the grazing columns' side colours: the row's texture continued from SIDE_VIEW_DEG outwards by
     # reflection, as the ring continues it (each side from its own end, over the arc beyond it)

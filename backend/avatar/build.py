@@ -623,7 +623,7 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
                  ) -> dict[int, ViewColors]:
     """{level: ViewColors}: the rows of analytic_head's ``sides`` (the skin the photo sees edge-on,
     with their side colours), of ``part_sides`` ({part name: (rows into that part, side colours)}:
-    the torso's grazing columns, analytic_parts) and the Gaussians the silhouette fit shrank
+    the torso's grazing columns and ring, analytic_parts; the rows whose colour it equals left out) and the Gaussians the silhouette fit shrank
     (``shrink``: {level: (N_l,) head factors, "parts": (n_parts,)}; they grow back by 1 / factor
     away from the source view and keep their own colour), each with its direction to the source
     camera in its view frame (the head's or the body's rotation), at the avatar's source frame as
@@ -647,8 +647,12 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
             sl = slices.get(name)
             if sl is None:
                 continue
-            edge[sl.start + rows] = True
-            side[sl.start + rows] = fill
+            # only where the colour differs: the torso's ring keeps its built colour unless the
+            # refinement repainted it (its outline; the rest of it no view saw)
+            rows = sl.start + np.asarray(rows, np.int64)
+            differs = np.any(side[rows] != fill, axis=1)
+            edge[rows[differs]] = True
+            side[rows[differs]] = fill[differs]
         factor = np.ones(len(side))
         factor[:n] = shrink.get(l, 1.0)
         factor[n:] = shrink.get("parts", 1.0)
