@@ -21,7 +21,10 @@ the photo's colour, and the "global feature" for occluded vertices is built from
    diffusion colour as the low-frequency base at the visibility boundary (blended seams);
 7. below the hair (the jaw's sides, behind the ears, the nape) the hair the photo shows over the
    ears is no data for that fill, which is pulled to the skin's colour there and keeps no
-   synthesized hair texture (below_hair.py).
+   synthesized hair texture (below_hair.py);
+8. the fill (5, 7) works on albedo: the photo's light, fitted on the skin it shows per colour
+   channel (skin_shading.py), divides the data and multiplies the filled vertices back at their
+   own normals, so unseen skin that faces away from the light is darker and warmer.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..face.mediapipe_face import INNER_LIP
 from .below_hair import BelowHairOptions, hair_coloured_below, skin_band
 from .imageops import bilinear, blurred_samples
 from .regions import _maha2
+from .skin_shading import ShadingOptions, fit_skin_shading
 from .synthesis import SynthesisOptions, synthesize_unseen
 
 if TYPE_CHECKING:
@@ -57,6 +61,7 @@ class SamplingOptions:
     mouth_observed_weight: float = 0.3  # soft-data weight of photo colours in the mouth band
     mouth_weight: float = 0.3           # soft-data weight of the mouth colour where unobserved
     synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    shading: ShadingOptions = field(default_factory=ShadingOptions)
     below_hair: BelowHairOptions = field(default_factory=BelowHairOptions)
     # skin seen at |cos| below this, its sample unlike the skin model's, also gets a side colour: the
     # fill of its neighbours as if unseen, shown away from the source view (view_colors.py)
@@ -365,7 +370,17 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
             screen[sel] = np.maximum(screen[sel], opts.below_hair.skin_pull * band[sel])
     data = known & ~hairy
     L = region_laplacian(edges, regions) if laplacian is None else laplacian
-    filled = np.clip(diffuse(colors, data, L, fallback, screen, x0=x0), 0.0, 1.0)
+    # the fill works on albedo: unseen skin takes the photo's shading at its own normal (skin_shading.py)
+    shade = np.ones((V, 3))
+    if opts.shading.enabled and bh is not None and bh.skin is not None:
+        skin = (regions == REGION_SKIN) & ~inner
+        lit = data & skin & (_maha2(colors.astype(np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max)
+        model = fit_skin_shading(normals[lit], colors[lit], opts.shading)
+        if model is not None:
+            shade[skin] = model(normals[skin])
+    filled = np.clip(diffuse(colors / shade, data, L, fallback, screen,
+                             x0=None if x0 is None else x0 / shade) * shade, 0.0, 1.0)
+    filled[data] = colors[data]   # the data exactly, not divided and multiplied back
     synthesized = np.zeros(V, bool)
     if rest is not None and opts.synthesis.enabled:
         synthesized = ~known & (regions == REGION_SKIN) & ~inner
@@ -384,17 +399,21 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
         mixed = np.zeros(V, bool)
         g = np.flatnonzero(grazing)
         mixed[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) > opts.below_hair.skin_max
-        side_rows, side = side_fill(filled, mixed, L, fallback, screen)
+        side_rows, side = side_fill(filled, mixed, L, fallback, screen, shade)
     return SampledColors(filled, observed, mirrored, inner, ~known, synthesized, side_rows, side)
 
 
 def side_fill(colors: np.ndarray, grazing: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,
-              screening: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+              screening: float | np.ndarray, shade: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The grazing vertices' colours as if unseen: (K,) int64 rows of ``grazing`` (V,) bool and their
     (K, 3) float32 harmonic fill from every other vertex's ``colors`` (V, 3) (a direct solve over
-    the band alone; L, fallback and screening as ``diffuse``'s)."""
+    the band alone; L, fallback and screening as ``diffuse``'s). ``shade`` (V, 3) relative brightness
+    per channel (skin_shading.py): the fill is of colour / shade (albedo), multiplied back."""
     rows = np.flatnonzero(grazing)
     if not len(rows):
         return rows.astype(np.int64), np.zeros((0, 3), np.float32)
-    fill = diffuse(colors, ~grazing, L, fallback, screening)
+    if shade is None:
+        fill = diffuse(colors, ~grazing, L, fallback, screening)
+    else:
+        fill = diffuse(colors / shade, ~grazing, L, fallback, screening) * shade
     return rows.astype(np.int64), np.clip(fill[rows], 0.0, 1.0).astype(np.float32)

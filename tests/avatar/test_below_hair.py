@@ -94,6 +94,7 @@ def test_the_astronauts_jaw_side_and_neck_are_filled_with_skin():
     def regions_colour(enabled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         opts = BuildOptions(lods=(0,))
         opts.sampling.below_hair = BelowHairOptions(enabled=enabled)
+        opts.sampling.shading.enabled = False   # the fill's source, unshaded (test_skin_shading.py shades it)
         head = analytic_head(model, fit.params, fit.camera, photo, mask, [0], opts)[0]
         x, y, z = head.means.T
         jaw = (np.abs(x) > 0.045) & (z > -0.02) & (z < 0.04) & (y < -0.03) & (y > -0.08)

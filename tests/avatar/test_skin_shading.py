@@ -1,0 +1,108 @@
+"""The photo's shading on skin carried into the unseen skin (skin_shading.py, sampling.sample_colors)."""
+
+import numpy as np
+import pytest
+
+from backend.avatar.skin_shading import ShadingOptions, fit_skin_shading
+
+
+def _facing_normals(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 3) unit normals a frontal photo sees (z towards the camera, cos > 0.15)."""
+    v = rng.normal(size=(4 * n, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v[v[:, 2] > 0.15][:n]
+
+
+def test_the_fit_recovers_a_known_light_per_channel_despite_outliers():
+    """Skin lit by a known first-order light per channel (blue falling off fastest), 2 % noise and
+    15 % stray samples (hair, lashes: dark): the robust fit finds each channel's coefficients
+    within 0.03 of the truth, in units of the channel's median; plain least squares on the same
+    samples misses by more than 0.05."""
+    rng = np.random.default_rng(3)
+    n = _facing_normals(rng, 6000)
+    albedo = np.array([0.8, 0.62, 0.5])
+    true = np.array([[0.7, 0.68, 0.55],      # a0 per channel
+                     [-0.15, -0.17, -0.2],   # a . n: x
+                     [0.05, 0.05, 0.08],     # y
+                     [0.45, 0.47, 0.65]])    # z
+    shade = true[0][None] + n @ true[1:]
+    colors = albedo * shade * (1.0 + 0.02 * rng.normal(size=shade.shape))
+    stray = rng.random(len(n)) < 0.15
+    colors[stray] = rng.uniform(0.02, 0.2, size=(stray.sum(), 3))
+    fit = fit_skin_shading(n, colors)
+    assert fit is not None
+    med = np.median(colors, 0)
+    expected = true * (albedo / med)[None]      # the fit is relative to each channel's median
+    assert np.abs(fit.coef - expected).max() < 0.03
+    X = np.concatenate([np.ones((len(n), 1)), n], 1)
+    plain = np.linalg.lstsq(X, colors / med, rcond=None)[0]
+    assert np.abs(plain - expected).max() > 0.05
+    # evaluated anywhere, the shading stays inside the range of the skin it explains (5th-95th
+    # percentile per channel; the stray samples set no floor)
+    inliers = ~stray & np.all(np.abs(colors / med - shade * (albedo / med)) < 0.1, 1)
+    lo, hi = np.percentile((colors / med)[inliers], [5, 95], axis=0)
+    assert np.abs(fit.low - lo).max() < 0.02 and np.abs(fit.high - hi).max() < 0.02
+    s = fit(-_facing_normals(rng, 500))
+    assert np.all(s >= fit.low - 1e-12) and np.all(s <= fit.high + 1e-12)
+    np.testing.assert_allclose(fit(np.array([[0.0, 0.0, -1.0]]))[0], fit.low)   # facing away: the floor
+
+
+def test_the_fit_declines_what_it_cannot_measure():
+    rng = np.random.default_rng(0)
+    n = _facing_normals(rng, 1000)
+    colors = np.full((1000, 3), 0.5)
+    assert fit_skin_shading(n[:50], colors[:50]) is None                            # too few samples
+    assert fit_skin_shading(np.tile([[0.0, 0.0, 1.0]], (1000, 1)), colors) is None   # one facing only
+    assert fit_skin_shading(n, np.zeros((1000, 3))) is None                          # black
+    flat = fit_skin_shading(n, colors)                                               # unlit: flat
+    assert flat is not None and np.allclose(flat(-n), 1.0)
+
+
+@pytest.fixture(scope="module")
+def astronaut_fit():
+    from skimage.data import astronaut
+
+    from backend.avatar.imageops import to_float
+    from backend.face.analyze import FaceAnalyzer
+    from backend.face.fit import fit_image
+    from backend.head.loader import load_head_model
+
+    model = load_head_model(None)
+    with FaceAnalyzer() as an:
+        obs = an.analyze(astronaut())
+    fit = fit_image(model, obs)
+    return model, fit, to_float(obs.image512), np.asarray(obs.mask, np.float32)
+
+
+def test_the_astronauts_unseen_neck_is_shaded_and_her_face_unchanged(astronaut_fit):
+    """The astronaut's neck behind the jaw and her nape, which her photo does not show, were the skin
+    model's flat colour, about as bright as her cheeks (medians at LOD 0: (0.75, 0.63, 0.54) and
+    (0.68, 0.57, 0.49), cheeks (0.84, 0.70, 0.59)); shaded by the photo's light at their normals
+    they are darker and warmer ((0.56, 0.45, 0.33) and (0.50, 0.41, 0.29): red kept 0.75 and 0.73,
+    blue 0.62 and 0.59), and not black. The seen face keeps its colours exactly."""
+    from backend.avatar.build import BuildOptions, analytic_head
+
+    model, fit, photo, mask = astronaut_fit
+
+    def head_colors(enabled: bool):
+        opts = BuildOptions(lods=(0,))
+        opts.sampling.shading = ShadingOptions(enabled=enabled)
+        head = analytic_head(model, fit.params, fit.camera, photo, mask, [0], opts)[0]
+        return head.means, head.colors
+
+    means, shaded = head_colors(True)
+    _, flat = head_colors(False)
+    x, y, z = means.T
+    behind_jaw = (np.abs(x) > 0.045) & (z < 0.0) & (z > -0.04) & (y < -0.05) & (y > -0.10)
+    nape = (z < -0.03) & (y < -0.06) & (y > -0.10)
+    # above the mouth: the lips' inner band is soft data (sampling.py), which its shaded neighbours move
+    cheeks = (np.abs(x) < 0.045) & (np.abs(x) > 0.02) & (z > 0.05) & (y > -0.02) & (y < 0.02)
+    assert behind_jaw.sum() > 50 and nape.sum() > 50 and cheeks.sum() > 50
+    cheek = np.median(shaded[cheeks], 0)
+    np.testing.assert_array_equal(shaded[cheeks], flat[cheeks])      # the seen face as it was
+    for name, region in (("behind the jaw", behind_jaw), ("nape", nape)):
+        before, after = np.median(flat[region], 0), np.median(shaded[region], 0)
+        assert np.abs(before - cheek).max() < 0.2                      # the flat fill: near the cheeks' colour
+        ratio = after / before
+        assert np.all(ratio < 0.85) and np.all(ratio > 0.4), name       # darker, not black
+        assert ratio[2] < ratio[0] - 0.05, name                        # warmer: blue falls most
