@@ -63,10 +63,15 @@ class SamplingOptions:
     synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
     shading: ShadingOptions = field(default_factory=ShadingOptions)
     below_hair: BelowHairOptions = field(default_factory=BelowHairOptions)
-    # skin seen at |cos| below this, its sample unlike the skin model's, also gets a side colour: the
-    # fill of its neighbours as if unseen, shown away from the source view (view_colors.py)
+    # skin seen at |cos| below this also gets a side colour: the shaded fill of its neighbours as if
+    # unseen, shown away from the source view (view_colors.py); a grazing sample smears one pixel
+    # over a strip of surface that a turn shows face-on
     side_cos: float = 0.45
     side_colors: bool = True
+    # False: only the grazing samples the skin model does not explain (hair or background mixed in
+    # at the face's edge), as before the fill was shaded (skin_shading.py), when the skin-coloured
+    # samples held the only shading the sides had
+    side_skin: bool = True
 
 
 @dataclass
@@ -74,10 +79,9 @@ class SampledColors:
     """colors (V_l, 3) float32; observed/mirrored/interior/diffused/synthesized: (V_l,) bool
     provenance (synthesized vertices are a subset of the diffused ones: texture over the fill).
     side_rows (K,) int64 / side (K, 3) float32: the skin the photo sees edge-on (|cos| <
-    ``SamplingOptions.side_cos``) whose sample the skin model does not explain (below_hair's:
-    hair or background mixed in at the face's edge), and its colour seen from elsewhere: the fill
-    of its neighbours, as if the photo had not seen it (view_colors.py); None when not made (no
-    skin model)."""
+    ``SamplingOptions.side_cos``; with ``side_skin`` False only where the skin model does not
+    explain its sample), and its colour seen from elsewhere: the shaded fill of its neighbours, as
+    if the photo had not seen it (view_colors.py); None when not made (no skin model)."""
 
     colors: np.ndarray
     observed: np.ndarray
@@ -393,13 +397,11 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     filled[keep] = colors[keep]
     side_rows = side = None
     if opts.side_colors and bh is not None and bh.skin is not None:
-        # only samples the skin model does not explain (the hair's or the background's colour mixed
-        # in at the face's edge): the shading a grazing view shows on skin is the skin's own
         grazing = observed & (cos < opts.side_cos) & (regions == REGION_SKIN) & ~inner
-        mixed = np.zeros(V, bool)
-        g = np.flatnonzero(grazing)
-        mixed[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) > opts.below_hair.skin_max
-        side_rows, side = side_fill(filled, mixed, L, fallback, screen, shade)
+        if not opts.side_skin:  # only samples the skin model does not explain
+            g = np.flatnonzero(grazing)
+            grazing[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) > opts.below_hair.skin_max
+        side_rows, side = side_fill(filled, grazing, L, fallback, screen, shade)
     return SampledColors(filled, observed, mirrored, inner, ~known, synthesized, side_rows, side)
 
 

@@ -8,10 +8,13 @@ camera, the same disc covers skin, and the photo's edge colours showed as orange
 the cheek's side (the thirty-seventh session's diagnosis; every view-independent colour tried
 there cost the source view ~0.5 dB or left the streaks).
 
-So such a Gaussian, where its sample is not the skin's colour (below_hair's skin model: the jaw's
-own shading seen edge-on is right from the side too), carries two colours: its ordinary colour,
-seen from the source camera's direction, and a *side* colour (the smooth fill of its neighbours,
-as if the photo had not seen it), seen once the view has turned away from that direction.
+So such a Gaussian carries two colours: its ordinary colour, seen from the source camera's
+direction, and a *side* colour (the smooth fill of its neighbours, as if the photo had not seen
+it, shaded by the photo's light at its normal: skin_shading.py), seen once the view has turned
+away from that direction. Until the fill was shaded (the forty-third session) only the samples
+the skin model does not explain had one (the jaw's shading seen edge-on was the only shading the
+sides had); skin-coloured grazing samples smear a pixel over a strip just the same, which a turn
+of 45-60 deg showed as streaks along the jaw and by the ear (``SamplingOptions.side_skin``).
 ``toward`` is the unit direction from the Gaussian to the source camera in its view frame: the
 head's rotation (the body's, for the Gaussians skinned to the global joint), so a turned head or
 a moved camera changes the view, and an opened jaw or a gaze does not (they turn the Gaussians,
