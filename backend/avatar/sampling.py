@@ -24,7 +24,8 @@ the photo's colour, and the "global feature" for occluded vertices is built from
    synthesized hair texture (below_hair.py);
 8. the fill (5, 7) works on albedo: the photo's light, fitted on the skin it shows per colour
    channel (skin_shading.py), divides the data and multiplies the filled vertices back at their
-   own normals, so unseen skin that faces away from the light is darker and warmer.
+   own normals, so unseen skin that faces away from the light is darker and warmer; it only
+   darkens, red least (shaded_diffuse).
 """
 
 from __future__ import annotations
@@ -240,6 +241,28 @@ def diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fallback: n
     return out.astype(np.float32)
 
 
+def shaded_diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,
+                   screening: float | np.ndarray, shade: np.ndarray | None, x0: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """``diffuse`` of albedo: ``values`` (V, 3) RGB divided by ``shade`` (V, 3) relative brightness
+    per channel (skin_shading.py; None: plain ``diffuse``), filled, and multiplied back, as a ratio
+    to the plain fill that only darkens, and darkens red least and blue most (skin's shadows are
+    warm: light scattered under it comes out red). A fit the photo's own shadows confound (a fringe
+    over the forehead makes skin facing down look brighter) gave photo 15's neck a lilac-white,
+    then, capped per channel alone, a grey-blue; capped and ordered, such a fit darkens all three
+    channels alike or nothing. Known rows keep ``values`` exactly."""
+    if shade is None:
+        return diffuse(values, known, L, fallback, screening, x0=x0)
+    plain = diffuse(values, known, L, fallback, screening, x0=x0).astype(np.float64)
+    lit = diffuse(values / shade, known, L, fallback, screening, x0=None if x0 is None else x0 / shade) * shade
+    ratio = np.minimum(lit / np.maximum(plain, 1e-6), 1.0)
+    ratio[:, 1] = np.minimum(ratio[:, 1], ratio[:, 0])
+    ratio[:, 2] = np.minimum(ratio[:, 2], ratio[:, 1])
+    out = (plain * ratio).astype(np.float32)
+    out[known] = values[known]
+    return out
+
+
 def _pcg(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray, iters: int, rtol: float = 1e-6) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients, column by column of b (n, C) (A is SPD).
 
@@ -375,16 +398,15 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     data = known & ~hairy
     L = region_laplacian(edges, regions) if laplacian is None else laplacian
     # the fill works on albedo: unseen skin takes the photo's shading at its own normal (skin_shading.py)
-    shade = np.ones((V, 3))
+    shade = None
     if opts.shading.enabled and bh is not None and bh.skin is not None:
         skin = (regions == REGION_SKIN) & ~inner
         lit = data & skin & (_maha2(colors.astype(np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max)
         model = fit_skin_shading(normals[lit], colors[lit], opts.shading)
         if model is not None:
+            shade = np.ones((V, 3))
             shade[skin] = model(normals[skin])
-    filled = np.clip(diffuse(colors / shade, data, L, fallback, screen,
-                             x0=None if x0 is None else x0 / shade) * shade, 0.0, 1.0)
-    filled[data] = colors[data]   # the data exactly, not divided and multiplied back
+    filled = np.clip(shaded_diffuse(colors, data, L, fallback, screen, shade, x0=x0), 0.0, 1.0)
     synthesized = np.zeros(V, bool)
     if rest is not None and opts.synthesis.enabled:
         synthesized = ~known & (regions == REGION_SKIN) & ~inner
@@ -409,13 +431,9 @@ def side_fill(colors: np.ndarray, grazing: np.ndarray, L: sp.csr_matrix, fallbac
               screening: float | np.ndarray, shade: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The grazing vertices' colours as if unseen: (K,) int64 rows of ``grazing`` (V,) bool and their
     (K, 3) float32 harmonic fill from every other vertex's ``colors`` (V, 3) (a direct solve over
-    the band alone; L, fallback and screening as ``diffuse``'s). ``shade`` (V, 3) relative brightness
-    per channel (skin_shading.py): the fill is of colour / shade (albedo), multiplied back."""
+    the band alone; L, fallback and screening as ``diffuse``'s; ``shade`` as ``shaded_diffuse``'s)."""
     rows = np.flatnonzero(grazing)
     if not len(rows):
         return rows.astype(np.int64), np.zeros((0, 3), np.float32)
-    if shade is None:
-        fill = diffuse(colors, ~grazing, L, fallback, screening)
-    else:
-        fill = diffuse(colors / shade, ~grazing, L, fallback, screening) * shade
+    fill = shaded_diffuse(colors, ~grazing, L, fallback, screening, shade)
     return rows.astype(np.int64), np.clip(fill[rows], 0.0, 1.0).astype(np.float32)

@@ -19,8 +19,11 @@ own colours exactly.
 
 A linear model extrapolated to normals the photo never saw (the back of the neck) can fall to
 black; the shading is kept inside the observed skin's own brightness range (its 5th to 95th
-percentile over the samples the fit explains, per channel): unseen skin is never darker than the
-darker skin the photo shows.
+percentile over the samples the fit explains, per channel, and the floor at least 0.45 of their
+median): unseen skin is never darker than the darker skin the photo shows. And it only darkens
+(sampling.shaded_diffuse): the photo's own shadows confound the fit (a fringe shading the forehead
+makes skin that faces down look brighter), and a fill brighter than the seen skin it continues is
+the one error a viewer reads as a light that is not there.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import numpy as np
 class ShadingOptions:
     enabled: bool = True
     low_percentile: float = 5.0     # the shading's floor: this percentile of the skin samples' brightness
+    min_low: float = 0.45           # ... and never below this share of their median: a beard or a
+    #                                 shadow the skin model takes for skin sets no near-black floor
     high_percentile: float = 95.0   # ... and its ceiling
     min_samples: int = 200          # fewer skin samples: no fit, the fill stays as it was
     min_spread: float = 0.1         # the samples' normals must span this much (the smallest singular
@@ -85,4 +90,5 @@ def fit_skin_shading(normals: np.ndarray, colors: np.ndarray, opts: ShadingOptio
             w = np.minimum(1.0, opts.huber_k * sigma / np.maximum(res, 1e-12))
         # the range of the skin the fit explains: a stray dark sample (a lash, a strand) sets no floor
         low[ch], high[ch] = np.percentile(r[w >= 1.0, ch], [opts.low_percentile, opts.high_percentile])
+    low = np.minimum(np.maximum(low, opts.min_low), high)
     return SkinShading(coef, low, high)

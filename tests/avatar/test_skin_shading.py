@@ -58,6 +58,33 @@ def test_the_fit_declines_what_it_cannot_measure():
     assert flat is not None and np.allclose(flat(-n), 1.0)
 
 
+@pytest.mark.parametrize("unseen_shade, ratio", [
+    ((0.9, 0.8, 0.6), (0.9, 0.8, 0.6)),    # a warm darkening, as fitted: as it is
+    ((1.5, 1.4, 1.6), (1.0, 1.0, 1.0)),    # brighter than the seen skin it continues: none
+    ((0.6, 0.8, 0.9), (0.6, 0.6, 0.6)),    # blue kept more than red: all three darken alike
+    ((0.7, 1.2, 0.5), (0.7, 0.7, 0.5)),
+])
+def test_the_shaded_fill_only_darkens_and_keeps_skins_shadows_warm(unseen_shade, ratio):
+    """sampling.shaded_diffuse on a strip of 30 vertices, the first 10 seen: the unseen ones take
+    the plain fill times the shading's ratio, capped at 1 and ordered red >= green >= blue; the
+    seen ones keep their colours exactly."""
+    from backend.avatar.sampling import diffuse, graph_laplacian, shaded_diffuse
+
+    edges = np.stack([np.arange(29), np.arange(1, 30)], 1)
+    L = graph_laplacian(edges, 30)
+    colors = np.zeros((30, 3), np.float32)
+    colors[:10] = np.linspace([0.7, 0.5, 0.4], [0.8, 0.62, 0.5], 10)
+    known = np.arange(30) < 10
+    shade = np.ones((30, 3))
+    shade[~known] = unseen_shade
+    fallback = np.tile(colors[9], (30, 1)).astype(np.float64)
+    plain = diffuse(colors, known, L, fallback, 1e-4)
+    out = shaded_diffuse(colors, known, L, fallback, 1e-4, shade)
+    np.testing.assert_array_equal(out[known], colors[known])
+    np.testing.assert_allclose(out[~known], plain[~known] * np.asarray(ratio), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(shaded_diffuse(colors, known, L, fallback, 1e-4, None), plain)
+
+
 @pytest.fixture(scope="module")
 def astronaut_fit():
     from skimage.data import astronaut
