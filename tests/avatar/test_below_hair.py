@@ -72,24 +72,14 @@ def test_skin_band_runs_from_the_nose_to_below_the_chin():
     np.testing.assert_allclose(skin_band(y, nose, chin), [0, 0, 0.5, 1, 1, 1, 0.5, 0], atol=1e-9)
 
 
-def test_the_astronauts_jaw_side_and_neck_are_filled_with_skin():
+def test_the_astronauts_jaw_side_and_neck_are_filled_with_skin(astronaut_fit):
     """The astronaut's hair hangs over her ears: the fill below them had the hair's colour (the
     jaw's side (0.61, 0.52, 0.42) and the back of the neck (0.32, 0.27, 0.21) at LOD 0 against the
     cheeks' (0.80, 0.65, 0.55)); it is the skin's now (0.78, 0.65, 0.55 and 0.69, 0.57, 0.49)."""
-    from skimage.data import astronaut
-
     from backend.avatar.below_hair import BelowHairOptions
     from backend.avatar.build import BuildOptions, analytic_head
-    from backend.avatar.imageops import to_float
-    from backend.face.analyze import FaceAnalyzer
-    from backend.face.fit import fit_image
-    from backend.head.loader import load_head_model
 
-    model = load_head_model(None)
-    with FaceAnalyzer() as an:
-        obs = an.analyze(astronaut())
-    fit = fit_image(model, obs)
-    photo, mask = to_float(obs.image512), np.asarray(obs.mask, np.float32)
+    model, fit, photo, mask = astronaut_fit
 
     def regions_colour(enabled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         opts = BuildOptions(lods=(0,))

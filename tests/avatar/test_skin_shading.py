@@ -85,22 +85,6 @@ def test_the_shaded_fill_only_darkens_and_keeps_skins_shadows_warm(unseen_shade,
     np.testing.assert_array_equal(shaded_diffuse(colors, known, L, fallback, 1e-4, None), plain)
 
 
-@pytest.fixture(scope="module")
-def astronaut_fit():
-    from skimage.data import astronaut
-
-    from backend.avatar.imageops import to_float
-    from backend.face.analyze import FaceAnalyzer
-    from backend.face.fit import fit_image
-    from backend.head.loader import load_head_model
-
-    model = load_head_model(None)
-    with FaceAnalyzer() as an:
-        obs = an.analyze(astronaut())
-    fit = fit_image(model, obs)
-    return model, fit, to_float(obs.image512), np.asarray(obs.mask, np.float32)
-
-
 def test_the_astronauts_unseen_neck_is_shaded_and_her_face_unchanged(astronaut_fit):
     """The astronaut's neck behind the jaw and her nape, which her photo does not show, were the skin
     model's flat colour, about as bright as her cheeks (medians at LOD 0: (0.75, 0.63, 0.54) and
