@@ -10,8 +10,8 @@ normal measures the light: a first-order spherical-harmonic fit (Ramamoorthi and
 first two bands), brightness = a0 + a . n per colour channel, robust to freckles, shadows and stray
 samples. Per channel, because skin darkens unevenly: on the sample the blue channel falls off
 half again as fast as the red one with the facing (light scattered under the skin comes out red),
-so the shaded neck is a warm brown, not a grey beige. The fill
-then works on albedo: the observed colours are divided by the fit's shading at their normals,
+so the shaded neck is a warm brown, not a grey beige. The fill then works on albedo: the
+observed colours are divided by the fit's shading at their normals,
 diffused, and multiplied back by the shading at the unseen vertices' normals, so a neck that
 faces away from the light is darker than the cheek that faces it, and the seam at the visibility
 boundary stays blended (the shading is smooth in the normal). The observed vertices keep their
@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 
 @dataclass
 class ShadingOptions:
