@@ -9,7 +9,8 @@ the photo's colour, and the "global feature" for occluded vertices is built from
    background-contaminated), it lies inside the image and inside the portrait mask;
 2. observed vertices take the bilinear colour of the photo prefiltered to the LOD's projected
    vertex spacing (no aliasing at coarse LODs);
-3. unobserved vertices whose mirror vertex (x -> -x on the rest mesh) is observed copy it;
+3. unobserved vertices whose mirror vertex (x -> -x on the rest mesh) is observed copy it (the
+   skin's copies shaded for their own side, step 8);
 4. mouth-pocket vertices (inside the inner lip ring, behind the lips) are pinned to a dark mouth
    colour, so neither skin nor the photo's teeth smear into the mouth when the jaw opens;
 5. every remaining vertex is filled by harmonic diffusion over the mesh graph (sparse Laplacian
@@ -255,12 +256,18 @@ def shaded_diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fall
         return diffuse(values, known, L, fallback, screening, x0=x0)
     plain = diffuse(values, known, L, fallback, screening, x0=x0).astype(np.float64)
     lit = diffuse(values / shade, known, L, fallback, screening, x0=None if x0 is None else x0 / shade) * shade
-    ratio = np.minimum(lit / np.maximum(plain, 1e-6), 1.0)
-    ratio[:, 1] = np.minimum(ratio[:, 1], ratio[:, 0])
-    ratio[:, 2] = np.minimum(ratio[:, 2], ratio[:, 1])
-    out = (plain * ratio).astype(np.float32)
+    out = (plain * darkening(lit / np.maximum(plain, 1e-6))).astype(np.float32)
     out[known] = values[known]
     return out
+
+
+def darkening(ratio: np.ndarray) -> np.ndarray:
+    """(N, 3) RGB brightness ratios made a skin shadow: capped at 1 and ordered red >= green >= blue
+    (shaded_diffuse says why)."""
+    r = np.minimum(np.asarray(ratio, np.float64), 1.0)
+    r[:, 1] = np.minimum(r[:, 1], r[:, 0])
+    r[:, 2] = np.minimum(r[:, 2], r[:, 1])
+    return r
 
 
 def _pcg(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray, iters: int, rtol: float = 1e-6) -> np.ndarray:
@@ -401,11 +408,17 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     shade = None
     if opts.shading.enabled and bh is not None and bh.skin is not None:
         skin = (regions == REGION_SKIN) & ~inner
-        lit = data & skin & (_maha2(colors.astype(np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max)
+        # the photo's own samples only: a mirrored copy's colour belongs to its mirror's normal
+        lit = observed & ~hairy & skin & (
+            _maha2(colors.astype(np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max)
         model = fit_skin_shading(normals[lit], colors[lit], opts.shading)
         if model is not None:
             shade = np.ones((V, 3))
             shade[skin] = model(normals[skin])
+            # a mirrored copy carries the other side's light: shaded for its own side (darker only)
+            m = np.flatnonzero(mirrored & skin)
+            if len(m):
+                colors[m] = (colors[m] * darkening(shade[m] / shade[mirror[m]])).astype(np.float32)
     filled = np.clip(shaded_diffuse(colors, data, L, fallback, screen, shade, x0=x0), 0.0, 1.0)
     synthesized = np.zeros(V, bool)
     if rest is not None and opts.synthesis.enabled:

@@ -15,7 +15,10 @@ observed colours are divided by the fit's shading at their normals,
 diffused, and multiplied back by the shading at the unseen vertices' normals, so a neck that
 faces away from the light is darker than the cheek that faces it, and the seam at the visibility
 boundary stays blended (the shading is smooth in the normal). The observed vertices keep their
-own colours exactly.
+own colours exactly; the unseen skin that copies its mirror's colour (sampling.py, step 3) takes
+the light's ratio between the two normals, since the copy is lit for the other side (turned 60
+deg, the astronaut's jaw underside showed a bright patch of her lit side's skin). The fit reads
+the photo's own samples only, not those copies.
 
 A linear model extrapolated to normals the photo never saw (the back of the neck) can fall to
 black; the shading is kept inside the observed skin's own brightness range (its 5th to 95th
