@@ -26,13 +26,13 @@ the photo's colour, and the "global feature" for occluded vertices is built from
 8. the fill (5, 7) works on albedo: the photo's light, fitted on the skin it shows per colour
    channel (skin_shading.py), divides the data and multiplies the filled vertices back at their
    own normals, so unseen skin that faces away from the light is darker and warmer; it only
-   darkens, red least (shaded_diffuse).
+   darkens, red least, and only where the fill is skin-coloured (shaded_diffuse).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -243,20 +243,26 @@ def diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fallback: n
 
 
 def shaded_diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,
-                   screening: float | np.ndarray, shade: np.ndarray | None, x0: np.ndarray | None = None
-                   ) -> np.ndarray:
+                   screening: float | np.ndarray, shade: np.ndarray | None, x0: np.ndarray | None = None,
+                   skin_like: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """``diffuse`` of albedo: ``values`` (V, 3) RGB divided by ``shade`` (V, 3) relative brightness
     per channel (skin_shading.py; None: plain ``diffuse``), filled, and multiplied back, as a ratio
     to the plain fill that only darkens, and darkens red least and blue most (skin's shadows are
     warm: light scattered under it comes out red). A fit the photo's own shadows confound (a fringe
     over the forehead makes skin facing down look brighter) gave photo 15's neck a lilac-white,
     then, capped per channel alone, a grey-blue; capped and ordered, such a fit darkens all three
-    channels alike or nothing. Known rows keep ``values`` exactly."""
+    channels alike or nothing. ``skin_like``: (N, 3) colours -> (N,) bool; only the rows whose plain
+    fill it accepts are shaded (the hair the fill carries over the scalp and behind the ears is no
+    skin: shaded, its synthesized texture clipped at black and lost a fifth of its contrast).
+    Known rows keep ``values`` exactly."""
     if shade is None:
         return diffuse(values, known, L, fallback, screening, x0=x0)
     plain = diffuse(values, known, L, fallback, screening, x0=x0).astype(np.float64)
     lit = diffuse(values / shade, known, L, fallback, screening, x0=None if x0 is None else x0 / shade) * shade
-    out = (plain * darkening(lit / np.maximum(plain, 1e-6))).astype(np.float32)
+    ratio = darkening(lit / np.maximum(plain, 1e-6))
+    if skin_like is not None:
+        ratio[~skin_like(plain)] = 1.0
+    out = (plain * ratio).astype(np.float32)
     out[known] = values[known]
     return out
 
@@ -405,21 +411,27 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     data = known & ~hairy
     L = region_laplacian(edges, regions) if laplacian is None else laplacian
     # the fill works on albedo: unseen skin takes the photo's shading at its own normal (skin_shading.py)
-    shade = None
+    shade = skin_like = None
     if opts.shading.enabled and bh is not None and bh.skin is not None:
         skin = (regions == REGION_SKIN) & ~inner
+
+        def skin_like(c: np.ndarray) -> np.ndarray:
+            return _maha2(np.asarray(c, np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max
+
         # the photo's own samples only: a mirrored copy's colour belongs to its mirror's normal
-        lit = observed & ~hairy & skin & (
-            _maha2(colors.astype(np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max)
+        lit = observed & ~hairy & skin & skin_like(colors)
         model = fit_skin_shading(normals[lit], colors[lit], opts.shading)
-        if model is not None:
+        if model is None:
+            skin_like = None
+        else:
             shade = np.ones((V, 3))
             shade[skin] = model(normals[skin])
-            # a mirrored copy carries the other side's light: shaded for its own side (darker only)
+            # a mirrored copy of skin carries the other side's light: shaded for its own side (darker only)
             m = np.flatnonzero(mirrored & skin)
+            m = m[skin_like(colors[m])]
             if len(m):
                 colors[m] = (colors[m] * darkening(shade[m] / shade[mirror[m]])).astype(np.float32)
-    filled = np.clip(shaded_diffuse(colors, data, L, fallback, screen, shade, x0=x0), 0.0, 1.0)
+    filled = np.clip(shaded_diffuse(colors, data, L, fallback, screen, shade, x0=x0, skin_like=skin_like), 0.0, 1.0)
     synthesized = np.zeros(V, bool)
     if rest is not None and opts.synthesis.enabled:
         synthesized = ~known & (regions == REGION_SKIN) & ~inner
@@ -436,17 +448,19 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
         if not opts.side_skin:  # only samples the skin model does not explain
             g = np.flatnonzero(grazing)
             grazing[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) > opts.below_hair.skin_max
-        side_rows, side = side_fill(filled, grazing, L, fallback, screen, shade)
+        side_rows, side = side_fill(filled, grazing, L, fallback, screen, shade, skin_like)
     return SampledColors(filled, observed, mirrored, inner, ~known, synthesized, side_rows, side)
 
 
 def side_fill(colors: np.ndarray, grazing: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,
-              screening: float | np.ndarray, shade: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              screening: float | np.ndarray, shade: np.ndarray | None = None,
+              skin_like: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The grazing vertices' colours as if unseen: (K,) int64 rows of ``grazing`` (V,) bool and their
     (K, 3) float32 harmonic fill from every other vertex's ``colors`` (V, 3) (a direct solve over
-    the band alone; L, fallback and screening as ``diffuse``'s; ``shade`` as ``shaded_diffuse``'s)."""
+    the band alone; L, fallback and screening as ``diffuse``'s; ``shade`` and ``skin_like`` as
+    ``shaded_diffuse``'s)."""
     rows = np.flatnonzero(grazing)
     if not len(rows):
         return rows.astype(np.int64), np.zeros((0, 3), np.float32)
-    fill = shaded_diffuse(colors, ~grazing, L, fallback, screening, shade)
+    fill = shaded_diffuse(colors, ~grazing, L, fallback, screening, shade, skin_like=skin_like)
     return rows.astype(np.int64), np.clip(fill[rows], 0.0, 1.0).astype(np.float32)

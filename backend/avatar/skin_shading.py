@@ -26,7 +26,9 @@ percentile over the samples the fit explains, per channel, and the floor at leas
 median): unseen skin is never darker than the darker skin the photo shows. And it only darkens
 (sampling.shaded_diffuse): the photo's own shadows confound the fit (a fringe shading the forehead
 makes skin that faces down look brighter), and a fill brighter than the seen skin it continues is
-the one error a viewer reads as a light that is not there.
+the one error a viewer reads as a light that is not there. Only fill that is skin-coloured (the
+skin model's) is shaded: hair the fill carries over the scalp and behind the ears keeps its
+colour, whose synthesized texture a darker base clipped at black.
 """
 
 from __future__ import annotations

@@ -85,12 +85,36 @@ def test_the_shaded_fill_only_darkens_and_keeps_skins_shadows_warm(unseen_shade,
     np.testing.assert_array_equal(shaded_diffuse(colors, known, L, fallback, 1e-4, None), plain)
 
 
+def test_the_shaded_fill_leaves_what_is_not_skin_alone():
+    """Hair the fill carries over the scalp and behind the ears is no skin: rows whose plain fill
+    the skin predicate refuses keep it (shaded, dark hair's synthesized texture was clipped at black
+    and lost a fifth of its contrast behind the astronaut's ear, tests/avatar/test_synthesis.py)."""
+    from backend.avatar.sampling import diffuse, graph_laplacian, shaded_diffuse
+
+    edges = np.stack([np.arange(29), np.arange(1, 30)], 1)
+    L = graph_laplacian(edges, 30)
+    colors = np.zeros((30, 3), np.float32)
+    colors[:5] = (0.8, 0.6, 0.5)           # skin at one end, hair at the other
+    colors[25:] = (0.2, 0.12, 0.05)
+    known = (np.arange(30) < 5) | (np.arange(30) >= 25)
+    shade = np.full((30, 3), 0.7)
+    shade[known] = 1.0
+    fallback = np.tile(colors[0], (30, 1)).astype(np.float64)
+    plain = diffuse(colors, known, L, fallback, 1e-4)
+    skin = lambda c: c[:, 0] > 0.5         # noqa: E731  the lighter half of the strip
+    out = shaded_diffuse(colors, known, L, fallback, 1e-4, shade, skin_like=skin)
+    took = ~known & skin(plain)
+    assert took.sum() >= 5 and (~known & ~skin(plain)).sum() >= 5
+    np.testing.assert_array_equal(out[~known & ~skin(plain)], plain[~known & ~skin(plain)])
+    assert np.all(out[took] < plain[took])
+
+
 def test_the_astronauts_unseen_neck_is_shaded_and_her_face_unchanged(astronaut_fit):
     """The astronaut's neck behind the jaw and her nape, which her photo does not show, were the skin
     model's flat colour, about as bright as her cheeks (medians at LOD 0: (0.75, 0.63, 0.54) and
     (0.68, 0.57, 0.49), cheeks (0.84, 0.70, 0.59)); shaded by the photo's light at their normals
-    they are darker and warmer ((0.56, 0.45, 0.33) and (0.50, 0.41, 0.29): red kept 0.75 and 0.73,
-    blue 0.62 and 0.59), and not black. The seen face keeps its colours exactly."""
+    they are darker and warmer ((0.56, 0.45, 0.32) and (0.50, 0.40, 0.28): red kept 0.74 and 0.72,
+    blue 0.59 and 0.58), and not black. The seen face keeps its colours exactly."""
     from backend.avatar.build import BuildOptions, analytic_head
 
     model, fit, photo, mask = astronaut_fit
