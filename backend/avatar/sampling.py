@@ -257,8 +257,10 @@ def shaded_diffuse(values: np.ndarray, known: np.ndarray, L: sp.csr_matrix, fall
     Known rows keep ``values`` exactly."""
     if shade is None:
         return diffuse(values, known, L, fallback, screening, x0=x0)
-    plain = diffuse(values, known, L, fallback, screening, x0=x0).astype(np.float64)
-    lit = diffuse(values / shade, known, L, fallback, screening, x0=None if x0 is None else x0 / shade) * shade
+    # both fills in one solve (six columns): one factorization of the same system, not two
+    both = diffuse(np.concatenate([values, values / shade], 1), known, L, np.concatenate([fallback, fallback], 1),
+                   screening, x0=None if x0 is None else np.concatenate([x0, x0 / shade], 1)).astype(np.float64)
+    plain, lit = both[:, :3], both[:, 3:] * shade
     ratio = darkening(lit / np.maximum(plain, 1e-6))
     if skin_like is not None:
         ratio[~skin_like(plain)] = 1.0
