@@ -160,6 +160,13 @@ class SkinnedPart:
     def __len__(self) -> int:
         return len(self.gaussians)
 
+    def take(self, rows: np.ndarray) -> "SkinnedPart":
+        """The part with only the Gaussians at ``rows`` ((K,) int indices or (N,) bool mask), in
+        that order: their weights and shape keys (linear and clamped) with them."""
+        return SkinnedPart(self.name, self.gaussians.take(rows), self.weights[rows],
+                           {k: d[rows] for k, d in self.shapes.items()},
+                           {k: ClampedShape(c.start, c.delta[rows]) for k, c in self.clamped.items()})
+
     @staticmethod
     def rigid(name: str, gaussians: GaussianSet, joint_weights, n_joints: int = 5) -> "SkinnedPart":
         """A part whose every Gaussian has the same weights: ``joint_weights`` {joint index: weight}."""
@@ -267,6 +274,37 @@ class GaussianAvatar:
         n = self.n_parts
         return {lvl: {"head": len(g), "parts": n, "total": len(g) + n}
                 for lvl, g in sorted(self.lods.items())}
+
+    def replace_part(self, name: str, part: SkinnedPart, kept: np.ndarray | None = None) -> None:
+        """Put ``part`` in place of the part called ``name``, in place, with the view data in step.
+
+        kept: (N_old,) bool, which of the old part's Gaussians ``part`` keeps: they are its first
+        rows, in their old order, and any rows after them are new (view-independent). None: every
+        old Gaussian is kept. Every LOD's ``lod_views`` rows are renumbered (rows of dropped
+        Gaussians go, the rows of the parts after it shift), so a grow factor or side colour never
+        lands on another Gaussian."""
+        i = next((k for k, p in enumerate(self.parts) if p.name == name), None)
+        if i is None:
+            raise KeyError(f"no part called '{name}'")
+        n_old = len(self.parts[i])
+        kept = np.ones(n_old, bool) if kept is None else np.asarray(kept, bool).reshape(-1)
+        if len(kept) != n_old:
+            raise ValueError(f"part '{name}': kept has {len(kept)} entries for its {n_old} Gaussians")
+        n_kept = int(kept.sum())
+        if len(part) < n_kept:
+            raise ValueError(f"part '{name}': the new part has {len(part)} Gaussians, fewer than the "
+                             f"{n_kept} kept")
+        for lod, view in list(self.lod_views.items()):
+            start = self.part_slices(lod)[name].start
+            total = len(self.lods[lod]) + self.n_parts
+            if not view.fits(total):
+                raise ValueError(f"LOD {lod}'s view data do not index this avatar's {total} Gaussians")
+            new_index = np.arange(total, dtype=np.int64)
+            local = np.cumsum(kept) - 1
+            new_index[start:start + n_old] = np.where(kept, start + local, -1)
+            new_index[start + n_old:] += len(part) - n_old
+            self.lod_views[lod] = view.renumbered(new_index)
+        self.parts[i] = part
 
     def rest_set(self, lod: int) -> GaussianSet:
         """Head (rest positions + offsets) followed by every part in list order: the order pose()

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import InputError, OMGWarning
 from ..filekind import is_video
 from ..progress import Progress
-from .gaussians import GaussianAvatar, GaussianSet, SkinnedPart
+from .gaussians import ClampedShape, GaussianAvatar, GaussianSet, SkinnedPart
 from .imageops import bilinear, to_float
 from .mouth import plausible_refined_colors
 from .posing import model_lods
@@ -478,13 +478,7 @@ def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], di
         inside = bilinear(wide, np.where(ok[:, None], uv, 0.0)) >= 0.5
         keep &= ~ok | inside
     keep |= vouched
-    i = names.index("hair")
-    part = avatar.parts[i]
-    g = part.gaussians
-    avatar.parts[i] = SkinnedPart(part.name, GaussianSet(
-        g.means[keep], g.quats[keep], g.scales[keep], g.opacities[keep], g.colors[keep],
-        None if g.features is None else g.features[keep]), part.weights[keep],
-        {name: d[keep] for name, d in part.shapes.items()})
+    avatar.replace_part("hair", avatar.part("hair").take(keep), kept=keep)
     return int((~keep).sum())
 
 
@@ -673,7 +667,7 @@ def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pri
     found = head_bound_hair(avatar)
     if found is None or len(views) < 2:
         return 0
-    hi, hair, bound = found
+    _, hair, bound = found
     # a box around the hair already bound to the head, widened by reach_m (above it: tall hair);
     # a view that does not frame a sample cannot rule it out, and far from the head few views do
     box_lo = hair.gaussians.means[bound].min(0) - np.array([o.reach_m, 0.0, o.reach_m])
@@ -747,11 +741,14 @@ def grow_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], pri
     weights = np.zeros((n, hair.weights.shape[1]), np.float32)
     weights[:, NECK] = 1.0
     shapes = {name: np.concatenate([d, np.zeros((n, 3), np.float32)]) for name, d in hair.shapes.items()}
-    avatar.parts[hi] = SkinnedPart(hair.name, GaussianSet(
+    clamped = {name: ClampedShape(c.start, np.concatenate([c.delta, np.zeros((n, 3), np.float32)]))
+               for name, c in hair.clamped.items()}
+    # the grown Gaussians follow the old ones: the view data keeps its rows, the later parts' shift
+    avatar.replace_part(hair.name, SkinnedPart(hair.name, GaussianSet(
         np.concatenate([g.means, means]), np.concatenate([g.quats, np.tile(np.float32([1, 0, 0, 0]), (n, 1))]),
         np.concatenate([g.scales, np.repeat(sigma[:, None], 3, 1)]).astype(np.float32),
         np.concatenate([g.opacities, np.full(n, o.opacity, np.float32)]),
-        np.concatenate([g.colors, colors]), features), np.concatenate([hair.weights, weights]), shapes)
+        np.concatenate([g.colors, colors]), features), np.concatenate([hair.weights, weights]), shapes, clamped))
     return n
 
 

@@ -84,6 +84,15 @@ class ViewColors:
     def __len__(self) -> int:
         return int(len(self.rows))
 
+    def renumbered(self, new_index: np.ndarray) -> "ViewColors":
+        """The same data with row r moved to ``new_index[r]`` ((N,) int64 over the LOD's Gaussians,
+        increasing where >= 0; -1: that Gaussian is gone, and its row with it)."""
+        new_index = np.asarray(new_index, np.int64)
+        to = new_index[self.rows]
+        keep = to >= 0
+        return ViewColors(to[keep], self.side[keep], self.toward[keep],
+                          None if self.grow is None else self.grow[keep])
+
     def fits(self, n: int) -> bool:
         """Whether every row indexes one of ``n`` Gaussians (a LOD's head and parts)."""
         return not len(self.rows) or (self.rows[0] >= 0 and self.rows[-1] < n)

@@ -257,7 +257,8 @@ def test_carving_removes_hair_outside_every_silhouette(astronaut):
     g = GaussianSet(means, np.tile([1, 0, 0, 0], (2, 1)), np.full((2, 3), 0.004), np.ones(2), np.full((2, 3), 0.3))
     w = np.zeros((2, model.weights.shape[1]), np.float32)
     w[:, 1] = 1.0
-    av.parts = [p for p in av.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)]
+    # (replace: a copy whose view data no longer index its Gaussians drops them)
+    av = dataclasses.replace(av, parts=[p for p in av.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)])
     views = _views(avatar, model, _turned(avatar, [0.0]))
     uv, _ = views[0].camera.project(means)
     assert (uv[1] >= 0).all() and (uv[1] < 512).all(), "the test point must be framed by the view"
@@ -267,7 +268,7 @@ def test_carving_removes_hair_outside_every_silhouette(astronaut):
     # the primary view vouches for hair it shows itself: the same stray Gaussian, outside the
     # silhouette but drawn in the primary view's render, stays when that view is the primary
     kept = copy.deepcopy(avatar)
-    kept.parts = [p for p in kept.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)]
+    kept = dataclasses.replace(kept, parts=[p for p in kept.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)])
     assert carve_hair(kept, model, views, primary=0, backend="cpu") == 0
     assert len([p for p in kept.parts if p.name == "hair"][0]) == 2
 
@@ -321,6 +322,65 @@ def test_hair_volume_is_carved_by_every_views_silhouette(astronaut):
     assert real_all > 0.99, f"the real hair must stay: kept {real_all:.3f}"
     for a, b in zip(xor_front, xor_all):
         assert b < 0.25 * a, f"silhouettes at +/-60 deg differ by {xor_front} px (front) vs {xor_all} px (all views)"
+
+
+def _tagged_views(av, rng):
+    """Give ``av``'s LOD 0 view data on every third of its Gaussians from the hair on (hair, the
+    parts after it) and on some of the head's, each row's side colour, toward and grow factor its
+    own random values; returns {the Gaussian's rest position as bytes: its (side, grow)}."""
+    from backend.avatar.view_colors import ViewColors
+
+    rest = av.rest_set(0).means
+    start = av.part_slices(0)["hair"].start
+    rows = np.concatenate([np.arange(0, start, 997), np.arange(start, len(rest), 3)])
+    assert len({rest[r].tobytes() for r in rows}) == len(rows), "the tagged Gaussians must lie apart"
+    toward = rng.normal(size=(len(rows), 3))
+    av.lod_views = {0: ViewColors(rows, rng.uniform(0, 1, (len(rows), 3)),
+                                  toward / np.linalg.norm(toward, axis=1, keepdims=True),
+                                  rng.uniform(1, 10, len(rows)))}
+    v = av.lod_views[0]
+    return {rest[r].tobytes(): (v.side[k], v.grow[k]) for k, r in enumerate(rows)}
+
+
+def _views_follow(av, tags) -> int:
+    """Assert every view row of ``av``'s LOD 0 carries the data ``tags`` gave its Gaussian; returns
+    how many of ``tags``' Gaussians are still there (their rows all carried)."""
+    rest = av.rest_set(0).means
+    v = av.lod_views[0]
+    assert v.fits(len(rest))
+    for k, r in enumerate(v.rows):
+        side, grow = tags[rest[r].tobytes()]
+        np.testing.assert_array_equal(v.side[k], side)
+        assert v.grow[k] == grow
+    present = sum(m.tobytes() in tags for m in rest)
+    assert present == len(v.rows), "a tagged Gaussian that stays keeps its row"
+    return present
+
+
+def test_carving_and_growing_keep_each_gaussians_view_data(astronaut):
+    """carve_hair takes hair Gaussians out and grow_hair adds some, and the parts after the hair
+    move: every row of the view data (a side colour and a grow factor per Gaussian, view_colors.py)
+    must move with its Gaussian. Left at their old indices the rows fell on other Gaussians: on the
+    synthetic turn-around of scripts/multiview_figure.py a 9.7x grow factor landed on a hair
+    Gaussian at the back of the head, a blurred brown disc as wide as the head at +-60 deg."""
+    from backend.avatar.multiview import carve_hair, grow_hair
+
+    avatar, model, _ = astronaut
+    rng = np.random.default_rng(3)
+    guess, is_bun = _with_bun(avatar, model)
+    tags = _tagged_views(guess, rng)
+    n_tagged = len(guess.lod_views[0])
+    yaws = [-60.0, 0.0, 60.0]
+    removed = carve_hair(guess, model, _views(avatar, model, _turned(avatar, yaws)))
+    assert removed > 0.5 * is_bun.sum()
+    assert n_tagged - removed // 3 - 2 <= _views_follow(guess, tags) < n_tagged
+
+    truth, _ = _with_bun(avatar, model)
+    grown = copy.deepcopy(avatar)
+    tags = _tagged_views(grown, rng)
+    n_tagged = len(grown.lod_views[0])
+    assert grow_hair(grown, model, _views(truth, model, _turned(truth, yaws)), primary=1, backend="cpu") > 50
+    assert _views_follow(grown, tags) == n_tagged   # the new Gaussians carry no view data
 
 
 SLIDE_PUSH_M = 0.03      # the guessed hair's depth error along the frontal view's rays (metres)
@@ -413,13 +473,13 @@ def _with_bun(avatar, model, textured=False):
     nearest = int(np.argmin(np.linalg.norm(g.means - centre, axis=1)))
     n = len(ball)
     out = copy.deepcopy(avatar)
-    out.parts[hi] = SkinnedPart("hair", GaussianSet(
+    out.replace_part("hair", SkinnedPart("hair", GaussianSet(
         np.concatenate([g.means, ball]), np.concatenate([g.quats, np.tile([1, 0, 0, 0], (n, 1)).astype(np.float32)]),
         np.concatenate([g.scales, np.full((n, 3), 0.004, np.float32)]), np.concatenate([g.opacities, np.ones(n, np.float32)]),
         np.concatenate([g.colors, _bun_colours(ball - centre) if textured
                         else np.full((n, 3), 0.2, np.float32)]),
         None if g.features is None else np.concatenate([g.features, np.repeat(g.features[nearest:nearest + 1], n, 0)])),
-        np.concatenate([hair.weights, np.repeat(hair.weights[nearest:nearest + 1], n, 0)]))
+        np.concatenate([hair.weights, np.repeat(hair.weights[nearest:nearest + 1], n, 0)])))
     return out, np.arange(len(g) + n) >= len(g)
 
 
