@@ -13,7 +13,10 @@ Stages (timed in ``BuildResult.seconds`` beside the single-photo build's own):
             (primary_hold), so the source frame is the single photo's
   fuse      the paper's occlusion-aware fusion applied to views: every Gaussian takes its colour
             from the views that see it, weighted by visibility (rendered depth), facing angle and
-            sampling resolution; what no view saw keeps the single-photo completion
+            sampling resolution (a part Gaussian: its disc's normal, part_facing); what no view
+            saw keeps the single-photo completion. A Gaussian with view data (view_colors.py:
+            seen edge-on from the source) takes as its side colour what the other views show of
+            it (side_from_views), which a turned frame shows instead of the outline's smear
   slide     (opt-in, MultiViewOptions.slide; before fusion) hair bound to the head moves along
             the primary view's rays to the depth the other views' silhouettes hold (slide_hair)
   carve     hair Gaussians outside any view's portrait silhouette are removed (a visual hull)
@@ -46,6 +49,7 @@ from .imageops import bilinear, to_float
 from .mouth import plausible_refined_colors
 from .posing import model_lods
 from .posed import posed_set
+from .view_colors import ViewColors
 
 if TYPE_CHECKING:
     from ..head.model import HeadModel
@@ -60,6 +64,10 @@ SKIN_LANDMARKS = (50, 280, 117, 346, 151, 108, 337, 6, 199)
 SKIN_PATCH_PX = 5
 # a hair Gaussian covering this many pixels of the primary view is never carved (carve_hair)
 PRIMARY_SEEN_PX = 0.5
+
+
+FLAT_RATIO = 0.5      # a part Gaussian whose smallest scale is below this share of its largest is a disc
+ROUND_FACING = 0.5    # view_samples' facing of a round part Gaussian (no surface to face the view)
 
 
 class FewerViewsWarning(OMGWarning):
@@ -184,6 +192,17 @@ class View:
     observation: Any = field(default=None, repr=False)
     registered_deg: float = 0.0   # register_views: the camera correction's rotation (degrees)
     registered_mm: float = 0.0    # ... and how far it moved the head's centroid (millimetres)
+
+    def real(self) -> np.ndarray:
+        """(H, W) float32: 1 where the crop holds the frame's own pixels, 0 in its padding (where
+        the crop reached past the frame's edges and the build continued the texture: an invented
+        colour, which fusion and refinement must not take from a view); ones without an
+        observation."""
+        if self.observation is None or getattr(self.observation, "crop", None) is None:
+            return np.ones(self.mask.shape, np.float32)
+        from ..face.crop import source_coverage
+
+        return source_coverage(self.observation.crop).astype(np.float32)
 
 
 def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
@@ -356,9 +375,9 @@ def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
                  backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Colours (N, 3) float32 the view shows at every Gaussian of ``rest_set(lod)`` and their
     weights (N,) float32 = seen x facing^2 x (sampling resolution relative to the view's head)^2 x
-    portrait mask. Seen: in the image, where the render is opaque (alpha > 0.5) and no more than
+    portrait mask x the frame's own pixels (View.real: none from the padding). Seen: in the image, where the render is opaque (alpha > 0.5) and no more than
     ``tol_m`` behind the rendered (expected) depth. Facing: the posed head surface's normal against
-    the direction to the camera (parts, having no surface, count 0.5)."""
+    the direction to the camera (a part Gaussian: part_facing)."""
     from ..render.splat import splat
     from .attributes import vertex_normals
 
@@ -382,10 +401,34 @@ def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
     to_cam = eye[None] - gs.means[:n_head]
     to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True)
     facing[:n_head] = np.clip((normals * to_cam).sum(1), 0.0, 1.0)
+    facing[n_head:] = part_facing(gs.quats[n_head:], gs.scales[n_head:], eye[None] - gs.means[n_head:])
     zref = float(np.median(z[:n_head][np.isfinite(z[:n_head])]))
     resolution = np.clip(zref / np.maximum(z, 1e-6), 0.0, 4.0)
-    w = seen * facing ** 2 * resolution ** 2 * bilinear(view.mask, uvc)
+    w = seen * facing ** 2 * resolution ** 2 * bilinear(view.mask, uvc) * bilinear(view.real(), uvc)
     return bilinear(view.image, uvc), np.where(ok, w, 0.0).astype(np.float32)
+
+
+def part_facing(quats: np.ndarray, scales: np.ndarray, to_cam: np.ndarray) -> np.ndarray:
+    """(P,) float32 in [0, 1]: how squarely a view sees each part Gaussian. A flat one (a disc: its
+    smallest scale below ``FLAT_RATIO`` of its largest, as the torso's and the hair's fine layer's
+    are) faces the view by |cos| between its disc's normal (the smallest scale's axis, from the
+    posed ``quats`` (P, 4) w,x,y,z) and ``to_cam`` (P, 3, towards the camera, any length); a round
+    one has no surface and counts ``ROUND_FACING``. Seen edge-on, a disc's pixel is the outline's
+    mix with the background, which averaged over views as fully as a frontal one's paled the torso's
+    sides (the synthetic turn-around, -60 deg: a white band down the back of the neck)."""
+    from ..rotations import quat_to_matrix
+
+    out = np.full(len(quats), ROUND_FACING, np.float32)
+    if not len(quats):
+        return out
+    scales = np.abs(np.asarray(scales, np.float64))
+    flat = scales.min(1) < FLAT_RATIO * scales.max(1)
+    R = quat_to_matrix(np.asarray(quats, np.float64)[flat])                  # (F, 3, 3), columns = axes
+    normal = R[np.arange(len(R)), :, np.argmin(scales[flat], axis=1)]
+    d = np.asarray(to_cam, np.float64)[flat]
+    cos = np.abs((normal * d).sum(1)) / np.maximum(np.linalg.norm(d, axis=1), 1e-12)
+    out[flat] = cos.astype(np.float32)
+    return out
 
 
 def primary_hold(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: int, keep_px: float | None,
@@ -412,16 +455,22 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
     finest = max(avatar.levels)
     seen_share = 0.0
     registered = registration_weights(views, primary, mv.registration_px)
+    others: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for lod in avatar.levels:
         hold = None if primary is None or not keep_primary else primary_hold(
             avatar, model, views[primary], lod, mv.primary_keep_px, backend)
         acc = np.zeros((avatar.counts()[lod]["total"], 3), np.float64)
         wsum = np.zeros(len(acc), np.float64)
+        acc_o, w_o = np.zeros_like(acc), np.zeros_like(wsum)
         for k, v in enumerate(views):
             c, w = view_samples(avatar, model, v, lod, mv.visibility_tol_m, backend)
             w = w * (mv.primary_weight if k == primary else registered[k])
             acc += w[:, None] * c
             wsum += w
+            if k != primary:
+                acc_o += w[:, None] * c
+                w_o += w
+        others[lod] = (acc_o / np.maximum(w_o, 1e-12)[:, None], w_o)
         n_head = len(avatar.lods[lod])
         rest = avatar.rest_set(lod)
         fused = (acc + mv.prior_weight * rest.colors) / (wsum + mv.prior_weight)[:, None]
@@ -432,18 +481,37 @@ def fuse_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], mv
             for part, sl in zip(avatar.parts, avatar.part_slices(lod).values()):
                 part.gaussians.colors = fused[sl].astype(np.float32)
             seen_share = float((wsum > mv.prior_weight).mean())
-    # the views saw the sides the photo saw edge-on: the fused colour serves every view (the
-    # silhouette fit's shrink still holds for the primary view alone)
-    own_view_colors(avatar)
+    fn = len(avatar.lods[finest])
+    for lod, view in list(avatar.lod_views.items()):
+        col, w = others[lod]
+        n_head = len(avatar.lods[lod])
+        # the parts took their colours from the finest LOD's views: so do their side colours
+        col = np.concatenate([col[:n_head], others[finest][0][fn:]])
+        w = np.concatenate([w[:n_head], others[finest][1][fn:]])
+        avatar.lod_views[lod] = side_from_views(view, col, w, mv.prior_weight)
     return {"seen_share": seen_share}
 
 
-def own_view_colors(avatar: GaussianAvatar) -> None:
-    """Every LOD's view data (``avatar.lod_views``) with each row's side colour set to its own
-    colour, in place: after the views recoloured the Gaussians, a colour no longer depends on the
-    view (the grow factors stay)."""
+def side_from_views(view: ViewColors, colors: np.ndarray, weights: np.ndarray, prior: float) -> ViewColors:
+    """``view`` with each row's side colour taken from what the views other than the primary show
+    of its Gaussian: ``colors`` (N, 3) their weighted mean and ``weights`` (N,) their summed weight
+    (view_samples' seen x facing^2 x ..., over the LOD's Gaussians), blended with the row's own side
+    colour (the single photo's fill) by weight / (weight + ``prior``). A side colour is what a view
+    turned away from the source direction shows: the primary sees such a Gaussian edge-on (a
+    pixel of the outline smeared over it), a turned view squarely. Grow factors stay."""
+    w = np.asarray(weights, np.float64)[view.rows]
+    share = (w / (w + max(float(prior), 1e-12)))[:, None]
+    side = share * np.asarray(colors, np.float64)[view.rows] + (1.0 - share) * view.side
+    return replace(view, side=np.clip(side, 0.0, 1.0).astype(np.float32))
+
+
+def shift_view_colors(avatar: GaussianAvatar, before: dict[int, np.ndarray]) -> None:
+    """In place: every LOD's side colours moved by what a refinement changed in their Gaussians'
+    own colours (``before``: {lod: (N, 3) rest_set(lod).colors before it}), so a side colour keeps
+    its difference from the colour the source direction shows."""
     for lod, view in list(avatar.lod_views.items()):
-        avatar.lod_views[lod] = replace(view, side=np.clip(avatar.rest_set(lod).colors[view.rows], 0.0, 1.0))
+        delta = avatar.rest_set(lod).colors[view.rows] - before[lod][view.rows]
+        avatar.lod_views[lod] = replace(view, side=np.clip(view.side + delta, 0.0, 1.0).astype(np.float32))
 
 
 def carve_hair(avatar: GaussianAvatar, model: "HeadModel", views: list[View], dilate_px: int = 6,
@@ -909,12 +977,16 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
     mattes = [downscaled(v.mask, f) for v in views]
     cams = [v.camera.resized(m.shape[1], m.shape[0]) if f > 1 else v.camera for v, m in zip(views, mattes)]
     registered = registration_weights(views, primary, mv.registration_px)
+    # the colour loss counts a view's own pixels only; the primary's padding is continued as its
+    # single-photo build refines it (build.padding_continued)
     ones = np.ones(mattes[0].shape, np.float32)
+    weights = [ones if k == primary else downscaled(v.real(), f) for k, v in enumerate(views)]
+    before = {lod: avatar.rest_set(lod).colors.copy() for lod in avatar.lod_views}
     for lod in avatar.levels:
         sets = [posed_set(avatar, model, v.params, lod) for v in views]
-        targets = [RefineView(cam, img, ones, matte, fg, s.means, s.quats,
+        targets = [RefineView(cam, img, wmask, matte, fg, s.means, s.quats,
                               mv.primary_refine_weight if k == primary else float(registered[k]), scales=s.scales)
-                   for k, (cam, img, matte, s, fg) in enumerate(zip(cams, images, mattes, sets, fgs))]
+                   for k, (cam, img, wmask, matte, s, fg) in enumerate(zip(cams, images, weights, mattes, sets, fgs))]
         budget = mv.refine_seconds * (mv.views_refine_share if keep_primary else 1.0)
         ropts = RefineOptions(seconds=budget * avatar.counts()[lod]["total"] / total,
                               max_steps=mv.refine_steps, backend=backend,
@@ -936,7 +1008,7 @@ def refine_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View], 
                 part.gaussians.colors = plausible_refined_colors(part.name, part.gaussians.colors, res.colors[sl])
                 part.gaussians.opacities = res.opacities[sl].astype(np.float32)
         steps[lod] = res.steps
-    own_view_colors(avatar)   # one colour from every view, as fuse_views left it
+    shift_view_colors(avatar, before)
     return steps
 
 
@@ -971,7 +1043,7 @@ def register_views(avatar: GaussianAvatar, model: "HeadModel", views: list[View]
         v, s = views[k], sets[k]
         mask = small(v.mask)
         cam = v.camera.resized(mask.shape[1], mask.shape[0])
-        targets.append(RefineView(cam, small(v.image), np.ones_like(mask), mask,
+        targets.append(RefineView(cam, small(v.image), small(v.real()), mask,
                                   small(foreground_colors(v.image, v.mask)), s.means, s.quats, register=True,
                                   scales=s.scales))
     # no SSIM term: its pooled maps cost a quarter of a step here (7 views at 256 px) and the L1

@@ -212,15 +212,33 @@ def test_the_side_colour_replaces_edge_samples_the_skin_model_does_not_explain()
     np.testing.assert_allclose(side, np.broadcast_to(colors[0], (10, 3)), atol=1e-3)
 
 
-def test_recoloured_by_views_the_side_colours_are_the_gaussians_own(astronaut):
-    """After multi-view fusion (which recolours head and parts) no colour depends on the view any
-    more; the silhouette fit's grow factors stay."""
-    from backend.avatar.multiview import own_view_colors
+def test_recoloured_by_views_the_side_colours_are_what_the_other_views_show(astronaut):
+    """Multi-view fusion: a row's side colour becomes what the views other than the primary show
+    of its Gaussian, as far as they saw it (weight / (weight + prior)); rows no other view saw keep
+    the single photo's side colour; grow factors stay. A refinement afterwards moves each side
+    colour by what it changed in the Gaussian's own colour."""
+    from backend.avatar.multiview import shift_view_colors, side_from_views
 
     av = dataclasses.replace(astronaut.avatar, lod_views=dict(astronaut.avatar.lod_views))
     before = av.lod_views[1]
-    own_view_colors(av)
-    after = av.lod_views[1]
-    np.testing.assert_array_equal(after.side, av.rest_set(1).colors[after.rows])
+    n = len(av.rest_set(1))
+    rng = np.random.default_rng(5)
+    colors = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+    weights = np.zeros(n, np.float32)
+    seen = before.rows[::2]
+    weights[seen] = 1e6
+    weights[before.rows[1::4]] = 0.05                       # seen as much as the prior: half each
+    after = side_from_views(before, colors, weights, prior=0.05)
+    np.testing.assert_array_equal(after.rows, before.rows)
     np.testing.assert_array_equal(after.grow, before.grow)
-    assert np.abs(before.side - after.side).max() > 0.02
+    np.testing.assert_allclose(after.side[::2], colors[seen], atol=1e-5)
+    np.testing.assert_allclose(after.side[1::4], 0.5 * (colors[before.rows[1::4]] + before.side[1::4]), atol=1e-5)
+    np.testing.assert_array_equal(after.side[3::4], before.side[3::4])
+    av.lod_views[1] = after
+    old = {1: av.rest_set(1).colors.copy(), **{l: av.rest_set(l).colors.copy() for l in av.lod_views if l != 1}}
+    av.lods[1].colors = np.clip(av.lods[1].colors - 0.1, 0, 1)
+    shift_view_colors(av, old)
+    head = after.rows < len(av.lods[1])
+    delta = av.rest_set(1).colors[after.rows] - old[1][after.rows]
+    np.testing.assert_allclose(av.lod_views[1].side, np.clip(after.side + delta, 0, 1), atol=1e-6)
+    assert (delta[head] < -0.05).mean() > 0.5 and np.abs(delta[~head]).max() == 0.0

@@ -142,6 +142,36 @@ def test_fusion_recovers_both_halves(astronaut):
     assert max(e1) > UNSEEN_ERR_MIN, f"one view cannot show both halves, got errors {e1}"
 
 
+def test_part_facing_matches_a_plain_reference_on_random_discs():
+    """A flat part Gaussian (a disc) faces a view by |cos| between its normal (the smallest scale's
+    axis) and the direction to the camera; a round one counts ROUND_FACING."""
+    from backend.avatar.multiview import FLAT_RATIO, ROUND_FACING, part_facing
+    from backend.rotations import quat_to_matrix
+
+    rng = np.random.default_rng(7)
+    n = 300
+    q = rng.normal(size=(n, 4)).astype(np.float32)
+    s = rng.uniform(0.001, 0.01, (n, 3)).astype(np.float32)
+    thin = np.arange(0, n, 3)
+    s[thin, rng.integers(0, 3, len(thin))] *= 0.05            # every third one thin along a random axis
+    d = rng.normal(size=(n, 3)).astype(np.float32)
+    got = part_facing(q, s, d)
+    for i in range(n):
+        if s[i].min() < FLAT_RATIO * s[i].max():
+            normal = quat_to_matrix(q[i])[:, int(np.argmin(s[i]))]
+            want = abs(float(normal @ d[i])) / float(np.linalg.norm(d[i]))
+        else:
+            want = ROUND_FACING
+        assert got[i] == pytest.approx(want, abs=1e-5)
+    assert (got[::3] != ROUND_FACING).all()
+    # a disc in the image plane faces the camera square on; turned 90 deg it is edge-on
+    flat = np.float32([[0.01, 0.01, 0.001]])
+    assert part_facing(np.float32([[1, 0, 0, 0]]), flat, np.float32([[0, 0, -2]]))[0] == pytest.approx(1.0)
+    edge = np.float32([[np.cos(np.pi / 4), np.sin(np.pi / 4), 0, 0]])   # 90 deg about x
+    assert part_facing(edge, flat, np.float32([[0, 0, -2]]))[0] == pytest.approx(0.0, abs=1e-6)
+    assert len(part_facing(np.zeros((0, 4)), np.zeros((0, 3)), np.zeros((0, 3)))) == 0
+
+
 def test_registration_weights():
     """A view's say falls with its landmark error above the primary's (or the best view's)."""
     from backend.avatar.multiview import View, registration_weights
