@@ -121,9 +121,13 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     the -60 deg view, fitted 13 deg short of its yaw at 6.6 px against the primary's 1.2, put the
     multi-view build 1.1 dB behind the single photo at -60 deg);
     register_seconds / register_steps: the budget of register_views, which runs before fusion
-    when the build refines (0 = views stay where the landmark fit put them: the default, since on
-    the shared clips d3 and d12 at 814f6db it moved the views 1-5 deg but cost held-out PSNR full
-    0.07 dB, 23.21 -> 23.14, at 2-7 s more per build; 6 s is the budget measured); register_downscale:
+    when the build refines (0 = views stay where the landmark fit put them). On by default since
+    the forty-fourth session: the landmark fit turns the synthetic turn-around's views 10-15 %
+    short of their yaw (-51 deg for -60, +43 for +50), and 5 s of registration (3.5 and 4.5 deg
+    of correction there) cut the head's squared error at -60 / +60 deg from 1031 / 1807 to 760 /
+    1290 for 5.6 s more (35 s against the single photo's 13 s); on the shared clips, which turn
+    less, it moved the views 1-5 deg at 814f6db for no gain (held-out PSNR full 23.21 -> 23.14 dB
+    with a 6 s budget); register_downscale:
     it matches the views at 1/this of their resolution (a step costs that squared less: more
     steps in the budget; a head turned by a degree still moves several pixels at 256)."""
 
@@ -141,7 +145,7 @@ anchor frame 2.7 dB, 30x 0.2 dB), the others fill what it sees poorly;
     refine_steps: int = 200
     refine_views_per_step: int | None = 3
     refine_downscale: int = 1
-    register_seconds: float = 0.0
+    register_seconds: float = 5.0
     register_steps: int = 40
     register_downscale: int = 2
     skin_spread: float = 0.015
