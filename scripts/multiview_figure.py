@@ -12,7 +12,10 @@ single-photo rebuild, the multi-view rebuild; columns: yaw -60, 0, +60 (each ava
 source camera, its own source pose turned). Stamped "AI-generated" (backend.render.save_png).
 
 Also prints each rebuild's PSNR against the known head's frames at the shown yaws (cut by the
-rebuild's crop) and the mean colour error (0..1, RGB mean absolute) of the painted Gaussians
+rebuild's crop), the same over the pixels the painted stripes show (the only colours the frontal
+frame cannot tell: the rest of the known head is what the single-photo build itself synthesizes from
+that frame, view-dependent colours included, which a single-photo rebuild repeats by construction)
+and the mean colour error (0..1, RGB mean absolute) of the painted Gaussians
 against the known paint (``--json``: a figures file for ``python -m backend figures record``).
 """
 
@@ -83,16 +86,39 @@ def paint_error(rebuilt, model, truth_colors: np.ndarray, painted: np.ndarray) -
     return float(np.abs(c[painted] - truth_colors[painted]).mean())
 
 
-def shown_psnr(result, renders: list[np.ndarray], frames: list[np.ndarray]) -> list[float]:
+def painted_masks(truth, model, painted: np.ndarray) -> list[np.ndarray]:
+    """(512, 512) bool per SHOWN yaw, in the known head's frames: the pixels whose colour the
+    painted Gaussians give more than half of (the known head rendered with them white and all
+    else black, without view data)."""
+    import dataclasses
+
+    head = truth.lods[LOD]
+    white = dataclasses.replace(head, colors=np.repeat(painted[:, None], 3, 1).astype(np.float32))
+    parts = [dataclasses.replace(p, gaussians=dataclasses.replace(
+        p.gaussians, colors=np.zeros_like(p.gaussians.colors))) for p in truth.parts]
+    coded = dataclasses.replace(truth, lods={**truth.lods, LOD: white}, parts=parts, lod_views={})
+    return [r[..., 0] > 0.5 for r in render(coded, model, SHOWN, background=(0.0, 0.0, 0.0))]
+
+
+def shown_psnr(result, renders: list[np.ndarray], frames: list[np.ndarray],
+               masks: list[np.ndarray] | None = None) -> list[float]:
     """PSNR (dB) of a rebuild's renders at SHOWN yaws against the known head's turn-around frames
-    at those yaws, cut by the rebuild's own crop (its renders are in that framing)."""
+    at those yaws, cut by the rebuild's own crop (its renders are in that framing); with ``masks``
+    (painted_masks, in the frames' framing) over those pixels only (NaN where none is left)."""
     from backend.face.crop import apply_crop
 
     out = []
-    for yaw, img in zip(SHOWN, renders):
+    for k, (yaw, img) in enumerate(zip(SHOWN, renders)):
         frame = (np.clip(frames[YAWS.index(yaw)], 0, 1) * 255 + 0.5).astype(np.uint8)
         target = apply_crop(frame, result.observation.crop).astype(np.float64) / 255.0
-        mse = float(np.mean((np.clip(img, 0, 1).astype(np.float64) - target) ** 2))
+        err = (np.clip(img, 0, 1).astype(np.float64) - target) ** 2
+        if masks is not None:
+            keep = apply_crop(masks[k].astype(np.uint8) * 255, result.observation.crop) > 127
+            if not keep.any():
+                out.append(float("nan"))
+                continue
+            err = err[keep]
+        mse = float(np.mean(err))
         out.append(10.0 * np.log10(1.0 / max(mse, 1e-12)))
     return out
 
@@ -152,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         multi_res = build_from_views([folder], opts, mv)  # the same refinement budget, over all views
     single, multi = single_res.avatar, multi_res.avatar
     rows = [render(a, model, SHOWN) for a in (truth, single, multi)]
-    psnr = {key: shown_psnr(res, row, frames) for key, res, row in (("single", single_res, rows[1]),
-                                                                    ("multi", multi_res, rows[2]))}
+    masks = painted_masks(truth, model, painted)
+    builds = (("single", single_res, rows[1]), ("multi", multi_res, rows[2]))
+    psnr = {key: shown_psnr(res, row, frames) for key, res, row in builds}
+    psnr_painted = {key: shown_psnr(res, row, frames, masks) for key, res, row in builds}
     img = grid(rows, ["known avatar", "single photo (yaw 0)", f"multi-view ({len(multi.options['views'])} views)"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.out, img)
@@ -162,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         "painted_gaussians": int(painted.sum()),
         "views": multi.options["views"],
         "psnr_single": psnr["single"], "psnr_multi": psnr["multi"],   # per shown yaw
+        # the same over the pixels the painted stripes show in the known head's frames
+        "psnr_painted_single": psnr_painted["single"], "psnr_painted_multi": psnr_painted["multi"],
+        "painted_px": [int(m.sum()) for m in masks],
         "paint_error_single": paint_error(single, model, truth_colors, painted),
         "paint_error_multi": paint_error(multi, model, truth_colors, painted),
         "seen_share": multi.options["multiview"]["seen_share"],
@@ -172,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print("PSNR vs the known head's frames at yaw " + ", ".join(f"{y:+.0f}" for y in SHOWN) + ": single photo "
           + ", ".join(f"{p:.2f}" for p in psnr["single"]) + " dB; multi-view " + ", ".join(f"{p:.2f}" for p in psnr["multi"]))
+    print("PSNR over the painted stripes' pixels at yaw " + ", ".join(f"{y:+.0f}" for y in SHOWN) + ": single photo "
+          + ", ".join(f"{p:.2f}" for p in psnr_painted["single"]) + " dB; multi-view "
+          + ", ".join(f"{p:.2f}" for p in psnr_painted["multi"]) + f" ({figures['painted_px']} px)")
     print(f"painted sides: mean colour error single photo {figures['paint_error_single']:.3f}, "
           f"multi-view {figures['paint_error_multi']:.3f} ({figures['painted_gaussians']} Gaussians)")
     print(f"figure -> {args.out}")
