@@ -142,6 +142,39 @@ def test_fusion_recovers_both_halves(astronaut):
     assert max(e1) > UNSEEN_ERR_MIN, f"one view cannot show both halves, got errors {e1}"
 
 
+def test_fusion_gives_edge_on_gaussians_the_turned_views_colour_as_their_side_colour(astronaut):
+    """The Gaussians the source view sees edge-on (the rows of the view data) show their side colour
+    once turned. After fusion that is what the views other than the primary show of them: here the
+    primary (frontal) view shows the whole person green, as a photo's outline smears one colour
+    over the sides, and the views at +/-40 deg show the halves' true colours. The colour the primary
+    direction shows stays the primary's (it weighs 30x); the side colour is the turned views'."""
+    from backend.avatar.multiview import MultiViewOptions, fuse_views, view_samples
+
+    avatar, model, _ = astronaut
+    truth = copy.deepcopy(avatar)
+    head = truth.lods[0]
+    left, right = head.means[:, 0] > 0.02, head.means[:, 0] < -0.02
+    head.colors[left] = (0.9, 0.2, 0.1)
+    head.colors[right] = (0.1, 0.3, 0.9)
+    views = _views(truth, model, _turned(truth, [0.0, -40.0, 40.0]))
+    green = np.float32([0.1, 0.8, 0.2])
+    views[0] = dataclasses.replace(views[0], image=np.where(views[0].mask[..., None] > 0.0, green, views[0].image))
+    rows = truth.lod_views[0].rows
+    tol = MultiViewOptions().visibility_tol_m
+    side_seen = sum(view_samples(truth, model, v, 0, tol, "cpu")[1] for v in views[1:])[rows] > 0.05
+    half = (left | right)[np.minimum(rows, len(head) - 1)] & (rows < len(head))
+    pick = side_seen & half
+    assert pick.sum() > 100, f"the turned views must see edge-on rows of both halves, {pick.sum()} seen"
+    fused = copy.deepcopy(truth)
+    fuse_views(fused, model, views, MultiViewOptions(), backend="cpu", primary=0)
+    true = head.colors[rows[pick]]
+    side_err = np.abs(fused.lod_views[0].side[pick] - true).mean(1)
+    own_err = np.abs(fused.lods[0].colors[rows[pick]] - true).mean(1)
+    print("side", np.median(side_err), "own", np.median(own_err), pick.sum())
+    assert np.median(side_err) < FUSED_ERR_MAX, f"side colours {np.median(side_err):.3f} off the turned views'"
+    assert np.median(own_err) > 0.2, "the primary direction's colour must stay the primary's"
+
+
 def test_part_facing_matches_a_plain_reference_on_random_discs():
     """A flat part Gaussian (a disc) faces a view by |cos| between its normal (the smallest scale's
     axis) and the direction to the camera; a round one counts ROUND_FACING."""
