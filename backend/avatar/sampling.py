@@ -74,6 +74,11 @@ class SamplingOptions:
     # at the face's edge), as before the fill was shaded (skin_shading.py), when the skin-coloured
     # samples held the only shading the sides had
     side_skin: bool = True
+    # False: grazing samples the skin model does not explain above the nose tip (the scalp's and the
+    # temples' hair, seen edge-on at the head's top and sides) keep their own colour turned: their
+    # side fill is a smooth patch where the hair's texture was (a flat pale wedge over the crown of
+    # the sample at +30 deg); below it the fill still replaces the jaw edge's mix of skin and hair
+    side_hair: bool = False
 
 
 @dataclass
@@ -450,6 +455,9 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
         if not opts.side_skin:  # only samples the skin model does not explain
             g = np.flatnonzero(grazing)
             grazing[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) > opts.below_hair.skin_max
+        if not opts.side_hair and rest is not None and hair_ends_y is not None:
+            g = np.flatnonzero(grazing & (rest[:, 1] > hair_ends_y[0]))
+            grazing[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max
         side_rows, side = side_fill(filled, grazing, L, fallback, screen, shade, skin_like)
     return SampledColors(filled, observed, mirrored, inner, ~known, synthesized, side_rows, side)
 
