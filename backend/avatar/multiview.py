@@ -379,8 +379,9 @@ def view_samples(avatar: GaussianAvatar, model: "HeadModel", view: View, lod: in
                  backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Colours (N, 3) float32 the view shows at every Gaussian of ``rest_set(lod)`` and their
     weights (N,) float32 = seen x facing^2 x (sampling resolution relative to the view's head)^2 x
-    portrait mask x the frame's own pixels (View.real: none from the padding). Seen: in the image, where the render is opaque (alpha > 0.5) and no more than
-    ``tol_m`` behind the rendered (expected) depth. Facing: the posed head surface's normal against
+    portrait mask x the frame's own pixels (View.real: none from the padding). Seen: in the image,
+    where the render is opaque (alpha > 0.5) and no more than ``tol_m`` behind the rendered
+    (expected) depth. Facing: the posed head surface's normal against
     the direction to the camera (a part Gaussian: part_facing)."""
     from ..render.splat import splat
     from .attributes import vertex_normals

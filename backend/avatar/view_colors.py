@@ -27,9 +27,13 @@ over the photo's silhouette (silhouette.py: the matte is a one-view hull), which
 view only. Turned, those shrunk discs left gaps in the surface by the ears and the jaw, through
 which the hair behind and the background showed as dark and orange streaks (the thirty-ninth
 session's diagnosis). ``grow`` (>= 1) is the shrink undone: a view away from the source direction
-sees the Gaussian at its size before the fit, the same smoothstep between. A multi-view build,
-whose colours come from views that saw the sides, keeps the grow factors and sets every side
-colour to the Gaussian's own (multiview.own_view_colors).
+sees the Gaussian at its size before the fit, the same smoothstep between. A multi-view build
+keeps the grow factors and takes each side colour from what the views other than the primary
+show of its Gaussian (multiview.side_from_views; the single photo's fill where none saw it).
+
+The hair the photo sees edge-on above the nose tip (the crown, the temples) has no side colour
+(sampling.SamplingOptions.side_hair): its smear is the hair's own texture, and the fill was a
+flat patch over the crown.
 """
 
 from __future__ import annotations
