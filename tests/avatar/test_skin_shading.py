@@ -143,13 +143,27 @@ def test_the_astronauts_unseen_neck_is_shaded_and_her_face_unchanged(astronaut_f
         assert ratio[2] < ratio[0] - 0.05, name                        # warmer: blue falls most
 
 
+def _neighbour_steps(model, subset, rows, side, colors) -> tuple[int, float, float]:
+    """Over the LOD 0 edges between two vertices of ``subset`` (rows with view data: ``rows`` (K,)
+    and their ``side`` colours (K, 3)): the edge count, the mean RGB-summed step between the
+    neighbours' side colours and between their own ``colors`` (V, 3)."""
+    from backend.avatar.build import head_topology
+
+    at = np.full(len(colors), -1)
+    at[rows] = np.arange(len(rows))
+    e = head_topology(model, [0])[0].edges
+    e = e[np.isin(e[:, 0], subset) & np.isin(e[:, 1], subset)]
+    side_step = np.abs(side[at[e[:, 0]]] - side[at[e[:, 1]]]).sum(1).mean()
+    return len(e), float(side_step), float(np.abs(colors[e[:, 0]] - colors[e[:, 1]]).sum(1).mean())
+
+
 def test_all_the_skin_seen_edge_on_shows_the_shaded_fill_when_turned(astronaut_fit):
     """With the fill shaded, every skin sample the photo sees edge-on (|cos| < side_cos) carries a
     side colour, not only those the skin model does not explain: a grazing sample smears one pixel
     over a strip that a turn shows face-on (the astronaut's jaw underside and cheek by the ear at
     +-60 deg). At LOD 0: 287 rows before, 910 now (a superset, the source view's colours the same);
     between neighbouring added rows the side colours step 0.06 (sum over RGB), the samples 0.10."""
-    from backend.avatar.build import BuildOptions, analytic_head, head_topology
+    from backend.avatar.build import BuildOptions, analytic_head
 
     model, fit, photo, mask = astronaut_fit
     got = {}
@@ -164,13 +178,8 @@ def test_all_the_skin_seen_edge_on_shows_the_shaded_fill_when_turned(astronaut_f
     np.testing.assert_array_equal(c0, c1)
     assert np.isin(rows0, rows1).all() and len(rows1) > 2 * len(rows0) > 400
     added = np.setdiff1d(rows1, rows0)
-    at = np.full(len(c1), -1)
-    at[rows1] = np.arange(len(rows1))
-    e = head_topology(model, [0])[0].edges
-    e = e[np.isin(e[:, 0], added) & np.isin(e[:, 1], added)]
-    assert len(e) > 500
-    side_step = np.abs(side1[at[e[:, 0]]] - side1[at[e[:, 1]]]).sum(1).mean()
-    sample_step = np.abs(c1[e[:, 0]] - c1[e[:, 1]]).sum(1).mean()
+    n_edges, side_step, sample_step = _neighbour_steps(model, added, rows1, side1, c1)
+    assert n_edges > 500
     assert side_step < 0.7 * sample_step
 
 
@@ -180,7 +189,7 @@ def test_hair_seen_edge_on_above_the_nose_keeps_its_texture_when_turned(astronau
     showed a flat pale wedge where the photo's strands were. With ``side_hair`` off (the default)
     those rows, hair-coloured (not skin-like) and above the nose tip, keep their own colour turned;
     the jaw edge's rows below it keep theirs, and the source view's colours stay the same."""
-    from backend.avatar.build import BuildOptions, analytic_head, head_topology
+    from backend.avatar.build import BuildOptions, analytic_head
 
     model, fit, photo, mask = astronaut_fit
     got = {}
@@ -197,13 +206,8 @@ def test_hair_seen_edge_on_above_the_nose_keeps_its_texture_when_turned(astronau
     assert len(dropped) > 100, f"{len(dropped)} hair rows dropped"
     # all above the rows the jaw keeps: the top of the head and the temples
     assert np.percentile(means[dropped, 1], 5) > np.median(means[rows0, 1])
-    at = np.full(len(c1), -1)
-    at[rows1] = np.arange(len(rows1))
-    e = head_topology(model, [0])[0].edges
-    e = e[np.isin(e[:, 0], dropped) & np.isin(e[:, 1], dropped)]
-    assert len(e) > 100
-    side_step = np.abs(side1[at[e[:, 0]]] - side1[at[e[:, 1]]]).sum(1).mean()
-    sample_step = np.abs(c1[e[:, 0]] - c1[e[:, 1]]).sum(1).mean()
+    n_edges, side_step, sample_step = _neighbour_steps(model, dropped, rows1, side1, c1)
+    assert n_edges > 100
     # measured at LOD 0: 0.072 between neighbouring fills against 0.088 between their samples
     assert side_step < 0.9 * sample_step, "the side fill there was smoother than the strands it hid"
 
