@@ -417,25 +417,21 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
             screen[sel] = np.maximum(screen[sel], opts.below_hair.skin_pull * band[sel])
     data = known & ~hairy
     L = region_laplacian(edges, regions) if laplacian is None else laplacian
+    is_skin = _skin_test(bh, opts.below_hair.skin_max)
     # the fill works on albedo: unseen skin takes the photo's shading at its own normal (skin_shading.py)
     shade = skin_like = None
-    if opts.shading.enabled and bh is not None and bh.skin is not None:
+    if opts.shading.enabled and is_skin is not None:
         skin = (regions == REGION_SKIN) & ~inner
-
-        def skin_like(c: np.ndarray) -> np.ndarray:
-            return _maha2(np.asarray(c, np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max
-
         # the photo's own samples only: a mirrored copy's colour belongs to its mirror's normal
-        lit = observed & ~hairy & skin & skin_like(colors)
+        lit = observed & ~hairy & skin & is_skin(colors)
         model = fit_skin_shading(normals[lit], colors[lit], opts.shading)
-        if model is None:
-            skin_like = None
-        else:
+        if model is not None:
+            skin_like = is_skin
             shade = np.ones((V, 3))
             shade[skin] = model(normals[skin])
             # a mirrored copy of skin carries the other side's light: shaded for its own side (darker only)
             m = np.flatnonzero(mirrored & skin)
-            m = m[skin_like(colors[m])]
+            m = m[is_skin(colors[m])]
             if len(m):
                 colors[m] = (colors[m] * darkening(shade[m] / shade[mirror[m]])).astype(np.float32)
     filled = np.clip(shaded_diffuse(colors, data, L, fallback, screen, shade, x0=x0, skin_like=skin_like), 0.0, 1.0)
@@ -450,16 +446,24 @@ def sample_colors(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, pho
     keep = hairy & (band == 0)
     filled[keep] = colors[keep]
     side_rows = side = None
-    if opts.side_colors and bh is not None and bh.skin is not None:
+    if opts.side_colors and is_skin is not None:   # (bh exists: so do rest and hair_ends_y)
         grazing = observed & (cos < opts.side_cos) & (regions == REGION_SKIN) & ~inner
         if not opts.side_skin:  # only samples the skin model does not explain
             g = np.flatnonzero(grazing)
-            grazing[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) > opts.below_hair.skin_max
-        if not opts.side_hair and rest is not None and hair_ends_y is not None:
+            grazing[g] = ~is_skin(colors[g])
+        if not opts.side_hair:  # above the nose tip, only the skin-coloured ones
             g = np.flatnonzero(grazing & (rest[:, 1] > hair_ends_y[0]))
-            grazing[g] = _maha2(colors[g].astype(np.float64), bh.skin, bh.skin_icov) <= opts.below_hair.skin_max
+            grazing[g] = is_skin(colors[g])
         side_rows, side = side_fill(filled, grazing, L, fallback, screen, shade, skin_like)
     return SampledColors(filled, observed, mirrored, inner, ~known, synthesized, side_rows, side)
+
+
+def _skin_test(bh, skin_max: float) -> Callable[[np.ndarray], np.ndarray] | None:
+    """(N, 3) colours -> (N,) bool: the colours the skin model of ``bh`` (below_hair.BelowHair)
+    explains; None without a skin model."""
+    if bh is None or bh.skin is None:
+        return None
+    return lambda c: _maha2(np.asarray(c, np.float64), bh.skin, bh.skin_icov) <= skin_max
 
 
 def side_fill(colors: np.ndarray, grazing: np.ndarray, L: sp.csr_matrix, fallback: np.ndarray,

@@ -7,6 +7,7 @@ view; the file keeps them and refuses broken ones."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -219,7 +220,7 @@ def test_recoloured_by_views_the_side_colours_are_what_the_other_views_show(astr
     colour by what it changed in the Gaussian's own colour."""
     from backend.avatar.multiview import shift_view_colors, side_from_views
 
-    av = dataclasses.replace(astronaut.avatar, lod_views=dict(astronaut.avatar.lod_views))
+    av = copy.deepcopy(astronaut.avatar)   # its colours change below: the fixture is shared
     before = av.lod_views[1]
     n = len(av.rest_set(1))
     rng = np.random.default_rng(5)
@@ -235,7 +236,7 @@ def test_recoloured_by_views_the_side_colours_are_what_the_other_views_show(astr
     np.testing.assert_allclose(after.side[1::4], 0.5 * (colors[before.rows[1::4]] + before.side[1::4]), atol=1e-5)
     np.testing.assert_array_equal(after.side[3::4], before.side[3::4])
     av.lod_views[1] = after
-    old = {1: av.rest_set(1).colors.copy(), **{l: av.rest_set(l).colors.copy() for l in av.lod_views if l != 1}}
+    old = {lvl: av.rest_set(lvl).colors.copy() for lvl in av.lod_views}
     av.lods[1].colors = np.clip(av.lods[1].colors - 0.1, 0, 1)
     shift_view_colors(av, old)
     head = after.rows < len(av.lods[1])
