@@ -320,8 +320,9 @@ def test_carving_removes_hair_outside_every_silhouette(astronaut):
     g = GaussianSet(means, np.tile([1, 0, 0, 0], (2, 1)), np.full((2, 3), 0.004), np.ones(2), np.full((2, 3), 0.3))
     w = np.zeros((2, model.weights.shape[1]), np.float32)
     w[:, 1] = 1.0
-    # (replace: a copy whose view data no longer index its Gaussians drops them)
-    av = dataclasses.replace(av, parts=[p for p in av.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)])
+    # the hair swapped for two Gaussians: the view data, which indexed the old parts, go with it
+    av = dataclasses.replace(av, parts=[p for p in av.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)],
+                             lod_views={})
     views = _views(avatar, model, _turned(avatar, [0.0]))
     uv, _ = views[0].camera.project(means)
     assert (uv[1] >= 0).all() and (uv[1] < 512).all(), "the test point must be framed by the view"
@@ -331,7 +332,8 @@ def test_carving_removes_hair_outside_every_silhouette(astronaut):
     # the primary view vouches for hair it shows itself: the same stray Gaussian, outside the
     # silhouette but drawn in the primary view's render, stays when that view is the primary
     kept = copy.deepcopy(avatar)
-    kept = dataclasses.replace(kept, parts=[p for p in kept.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)])
+    kept = dataclasses.replace(kept, parts=[p for p in kept.parts if p.name != "hair"] + [SkinnedPart("hair", g, w)],
+                               lod_views={})
     assert carve_hair(kept, model, views, primary=0, backend="cpu") == 0
     assert len([p for p in kept.parts if p.name == "hair"][0]) == 2
 
