@@ -41,6 +41,7 @@ SHOWN = (-60.0, 0.0, 60.0)                                    # the figure's col
 LOD = 2
 SIDE_NX = 0.55          # a head Gaussian is on a side when its surface normal's |x| exceeds this
 STRIPE_M = 0.012        # stripe height (metres, rest frame)
+FRAME_MARK_CORNER = "top-left"  # where the turn-around's frames carry the watermark (background there)
 PAINT = {+1: ((0.85, 0.15, 0.1), (0.95, 0.85, 0.2)), -1: ((0.1, 0.25, 0.9), (0.2, 0.85, 0.9))}
 
 
@@ -173,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="omg_turnaround_") as tmp:
         folder = Path(tmp) / "turnaround"
         folder.mkdir()
-        for i, f in enumerate(frames):  # the clip the rebuilds see (watermarked like every render)
-            save_png(folder / f"frame_{i:02d}.png", f)
+        for i, f in enumerate(frames):  # the clip the rebuilds see, watermarked like every render
+            # in the corner the head leaves empty: bottom-right, the rebuilds fused the mark into the torso
+            save_png(folder / f"frame_{i:02d}.png", f, corner=FRAME_MARK_CORNER)
         front = folder / f"frame_{YAWS.index(0.0):02d}.png"
         single_res = build_avatar(front, opts)
         # the mixture-of-people check runs as in any build (one known head must pass it)
