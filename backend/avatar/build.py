@@ -83,6 +83,9 @@ class BuildOptions:
     mouth: MouthOptions = field(default_factory=MouthOptions)
     eyes: EyeOptions = field(default_factory=EyeOptions)
     detail: LandmarkDetailOptions = field(default_factory=LandmarkDetailOptions)  # geometry onto the paint
+    # the share of the photo refinement's colour change a head Gaussian keeps seen from a turned view
+    # (view_colors.py: beyond FAR_DEG of the source direction; the source view keeps all of it)
+    turned_refined_share: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -596,7 +599,9 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             render_source(avatar, model, lod, backend=opts.render_backend)
             per_g = min(per_g, (time.perf_counter() - t0) / avatar.counts()[lod]["total"])
             do_refine = fast_enough(per_g)
+    unrefined: dict[int, np.ndarray] = {}
     if do_refine and opts.refine_seconds > 0 and opts.refine_steps > 0:
+        unrefined = {l: avatar.lods[l].colors.copy() for l in levels}
         with progress.stage("refine"):
             steps_run = refine_avatar(avatar, model, photo512, mask, levels, opts, progress, face_mask)
         if opts.metrics:
@@ -607,7 +612,7 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                 metrics[l].update(ref[l])
     avatar.options["refined"] = bool(any(steps_run.values()))
     # last: the side colours and sizes away from the source view, around the refined colours and places
-    avatar.lod_views = source_views(avatar, model, sides, shrink, part_sides)
+    avatar.lod_views = source_views(avatar, model, sides, shrink, part_sides, unrefined, opts.turned_refined_share)
     if preview_preload is not None:
         # done long before in a warm install; in a fresh one it compiles them for the previews, which
         # must not launch their parallel kernels while it runs one (numba's workqueue layer)
@@ -618,8 +623,14 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
     return BuildResult(avatar, model, obs, fit, seconds, metrics, steps_run, name)
 
 
+# a head Gaussian whose turned colour differs from its refined one by less than this (RGB, 0..1) in
+# every channel keeps one colour: no view data for changes no one can see
+TURNED_MIN_CHANGE = 0.02
+
+
 def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tuple[np.ndarray, np.ndarray]],
-                 shrink: dict, part_sides: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+                 shrink: dict, part_sides: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                 unrefined: dict[int, np.ndarray] | None = None, refined_share: float = 1.0
                  ) -> dict[int, ViewColors]:
     """{level: ViewColors}: the rows of analytic_head's ``sides`` (the skin the photo sees edge-on,
     with their side colours), of ``part_sides`` ({part name: (rows into that part, side colours)}:
@@ -627,7 +638,10 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
     (``shrink``: {level: (N_l,) head factors, "parts": (n_parts,)}; they grow back by 1 / factor
     away from the source view and keep their own colour), each with its direction to the source
     camera in its view frame (the head's or the body's rotation), at the avatar's source frame as
-    the renderers pose it (pose_torch)."""
+    the renderers pose it (pose_torch). ``unrefined``: {level: (N_l, 3) head colours before the
+    photo refinement}: the head Gaussians whose refined colour differs from ``before +
+    refined_share * (refined - before)`` by more than TURNED_MIN_CHANGE take that as their side
+    colour (the edge-on skin's fill wins where both apply)."""
     import torch
 
     from .pose_torch import TorchPoser
@@ -638,6 +652,16 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
         side = np.array(avatar.rest_set(l).colors, np.float32, copy=True)        # head, then parts
         n = len(avatar.lods[l])
         edge = np.zeros(len(side), bool)
+        if unrefined and l in unrefined and refined_share < 1.0:
+            # the refinement fits one view through overlapping footprints: seen turned, its change
+            # showed as streaks along the jaw, the cheeks' sides and the neck, so a turn takes back
+            # all but its share (the face's refined detail too: with it kept, the hull's edge
+            # still streaked and the clips' figures were a little lower, docs/figures/eval.md)
+            before = unrefined[l]
+            turned = before + refined_share * (side[:n] - before)
+            moved = np.abs(turned - side[:n]).max(1) > TURNED_MIN_CHANGE
+            edge[:n] = moved
+            side[:n][moved] = turned[moved]
         if l in sides:
             rows, fill = sides[l]
             edge[rows] = True

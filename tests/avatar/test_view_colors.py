@@ -196,6 +196,38 @@ def test_the_source_view_is_unchanged_and_a_turned_view_shows_the_side(astronaut
     assert dataclasses.replace(av, parts=[]).lod_views == {}
 
 
+def test_a_turned_view_takes_back_the_refinement_s_colour_change(astronaut):
+    """The photo refinement fits the source view through overlapping footprints; seen turned, its
+    colour change showed as streaks along the jaw. Every head Gaussian that it changed by more
+    than TURNED_MIN_CHANGE is view data whose side colour is its colour before the refinement
+    (``turned_refined_share`` 0; the skin seen edge-on keeps its fill instead), so a turned view
+    of the refined head draws the unrefined colours, and the source view the refined ones."""
+    from backend.avatar.build import TURNED_MIN_CHANGE, BuildOptions, build_avatar
+    from backend.avatar.rendering import render_frames
+    from backend.preview.turntable import turntable_params
+
+    av, model = astronaut.avatar, astronaut.model
+    assert BuildOptions().turned_refined_share == 0.0
+    unrefined = build_avatar(None, BuildOptions(lods=(1,), refine=False)).avatar   # the same samples
+    before, after = unrefined.lods[1].colors, av.lods[1].colors
+    changed = np.flatnonzero(np.abs(after - before).max(1) > TURNED_MIN_CHANGE)
+    view = av.lod_views[1]
+    assert len(changed) > 2000 and np.isin(changed, view.rows).all()
+    at = np.searchsorted(view.rows, changed)
+    took_back = np.all(view.side[at] == before[changed], axis=1)
+    assert took_back.mean() > 0.6       # the rest (27 %): skin seen edge-on, whose side colour is its fill
+    # rendered turned 40 deg, the head is the unrefined build's where the refinement changed it;
+    # the source view is the refined one's
+    both = turntable_params(av, model, (0.0, 40.0))
+    plain = dataclasses.replace(av, lod_views={})
+    views, refined, raw = ([np.asarray(f) for f in render_frames(a, model, both, 1)] for a in (av, plain, unrefined))
+    head = np.abs(refined[1] - raw[1]).max(-1) > 0.05     # where refined and unrefined differ turned
+    err_views = np.abs(views[1] - raw[1])[head].mean()
+    err_plain = np.abs(refined[1] - raw[1])[head].mean()
+    assert head.sum() > 500 and err_views < 0.5 * err_plain, (head.sum(), err_views, err_plain)
+    np.testing.assert_array_equal(views[0], refined[0])
+
+
 def test_the_side_colour_replaces_edge_samples_the_skin_model_does_not_explain():
     """A synthetic head: skin-coloured photo, but a band of hair colour at the face's edge. The
     grazing samples with the hair's colour get the skin's fill as their side colour; grazing samples
