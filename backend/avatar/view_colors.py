@@ -34,6 +34,14 @@ show of its Gaussian (multiview.side_from_views; the single photo's fill where n
 The hair the photo sees edge-on above the nose tip (the crown, the temples) has no side colour
 (sampling.SamplingOptions.side_hair): its smear is the hair's own texture, and the fill was a
 flat patch over the crown.
+
+The photo refinement (refine.py) fits the source view through the head's overlapping footprints,
+which a turn pulls apart: its colour change, right from the source direction, drew grey and white
+streaks along the jaw, the cheeks' sides and the neck at 45 deg. So every head Gaussian it changed
+(by more than build.TURNED_MIN_CHANGE) is view data too, whose side colour is its colour before
+the refinement (``BuildOptions.turned_refined_share`` of the change kept, 0 by default; the skin
+seen edge-on keeps its fill). A multi-view build then takes those side colours from its other
+views, as every other row's.
 """
 
 from __future__ import annotations
