@@ -86,6 +86,9 @@ class BuildOptions:
     # the share of the photo refinement's colour change a head Gaussian keeps seen from a turned view
     # (view_colors.py: beyond FAR_DEG of the source direction; the source view keeps all of it)
     turned_refined_share: float = 0.0
+    # the parts whose Gaussians take back the refinement's colour change the same way (the hair keeps
+    # only HairOptions.refined_share of it at the source view: overlapping layers fitted as one)
+    turned_refined_parts: tuple[str, ...] = ("hair",)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -600,8 +603,11 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
             per_g = min(per_g, (time.perf_counter() - t0) / avatar.counts()[lod]["total"])
             do_refine = fast_enough(per_g)
     unrefined: dict[int, np.ndarray] = {}
+    unrefined_parts: dict[str, np.ndarray] = {}
     if do_refine and opts.refine_seconds > 0 and opts.refine_steps > 0:
         unrefined = {l: avatar.lods[l].colors.copy() for l in levels}
+        unrefined_parts = {p.name: p.gaussians.colors.copy() for p in avatar.parts
+                           if p.name in opts.turned_refined_parts}
         with progress.stage("refine"):
             steps_run = refine_avatar(avatar, model, photo512, mask, levels, opts, progress, face_mask)
         if opts.metrics:
@@ -612,7 +618,8 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
                 metrics[l].update(ref[l])
     avatar.options["refined"] = bool(any(steps_run.values()))
     # last: the side colours and sizes away from the source view, around the refined colours and places
-    avatar.lod_views = source_views(avatar, model, sides, shrink, part_sides, unrefined, opts.turned_refined_share)
+    avatar.lod_views = source_views(avatar, model, sides, shrink, part_sides, unrefined, opts.turned_refined_share,
+                                    unrefined_parts)
     if preview_preload is not None:
         # done long before in a warm install; in a fresh one it compiles them for the previews, which
         # must not launch their parallel kernels while it runs one (numba's workqueue layer)
@@ -630,8 +637,8 @@ TURNED_MIN_CHANGE = 0.02
 
 def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tuple[np.ndarray, np.ndarray]],
                  shrink: dict, part_sides: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                 unrefined: dict[int, np.ndarray] | None = None, refined_share: float = 1.0
-                 ) -> dict[int, ViewColors]:
+                 unrefined: dict[int, np.ndarray] | None = None, refined_share: float = 1.0,
+                 unrefined_parts: dict[str, np.ndarray] | None = None) -> dict[int, ViewColors]:
     """{level: ViewColors}: the rows of analytic_head's ``sides`` (the skin the photo sees edge-on,
     with their side colours), of ``part_sides`` ({part name: (rows into that part, side colours)}:
     the torso's grazing columns and ring, analytic_parts; the rows whose colour it equals left out) and the Gaussians the silhouette fit shrank
@@ -641,7 +648,8 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
     the renderers pose it (pose_torch). ``unrefined``: {level: (N_l, 3) head colours before the
     photo refinement}: the head Gaussians whose refined colour differs from ``before +
     refined_share * (refined - before)`` by more than TURNED_MIN_CHANGE take that as their side
-    colour (the edge-on skin's fill wins where both apply)."""
+    colour (the edge-on skin's fill wins where both apply); so do the Gaussians of the parts in
+    ``unrefined_parts`` ({part name: (n, 3) its colours before the refinement})."""
     import torch
 
     from .pose_torch import TorchPoser
@@ -667,6 +675,14 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
             edge[rows] = True
             side[rows] = fill
         slices = avatar.part_slices(l)
+        for name, before in (unrefined_parts or {}).items():
+            sl = slices.get(name)
+            if sl is None or refined_share >= 1.0 or len(before) != sl.stop - sl.start:
+                continue
+            turned = before + refined_share * (side[sl] - before)
+            moved = np.abs(turned - side[sl]).max(1) > TURNED_MIN_CHANGE
+            edge[sl] |= moved
+            side[sl][moved] = turned[moved]
         for name, (rows, fill) in (part_sides or {}).items():
             sl = slices.get(name)
             if sl is None:

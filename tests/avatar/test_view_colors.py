@@ -151,12 +151,17 @@ def test_the_source_view_is_unchanged_and_a_turned_view_shows_the_side(astronaut
     # the silhouette fit shrank head Gaussians and parts' (the hair's, the body's)
     assert (view.rows[shrunk] < n).sum() > 100 and (view.rows[shrunk] >= n).sum() > 100
     # the head's skin seen edge-on with hair or background in its sample has a side colour, and so have
-    # the torso's grazing columns (body.py: the fabric continued from inside); no other part has one
+    # the torso's grazing columns (body.py: the fabric continued from inside) and the hair the
+    # refinement recoloured (the test below); no other part has one
     parts = view.rows >= n
-    body = av.part_slices(1)["body"]
+    body, hair = av.part_slices(1)["body"], av.part_slices(1)["hair"]
     in_body = (view.rows >= body.start) & (view.rows < body.stop)
+    in_hair = (view.rows >= hair.start) & (view.rows < hair.stop)
     own = av.rest_set(1).colors[view.rows]
-    np.testing.assert_array_equal(view.side[parts & ~in_body], own[parts & ~in_body])
+    assert in_hair.sum() > 100 and not (parts & ~in_body & ~in_hair).any()   # none of the mouth's and eyes'
+    # the hair's rows the refinement left alone are there for their size (grown back) alone
+    same = in_hair & np.all(view.side == own, axis=1)
+    assert np.all(view.grow[same] > 1.0)
     assert (np.abs(view.side[in_body] - own[in_body]).max(1) > 0.02).sum() > 100
     # a torso row is view data only where it looks different away from the source view: its colour
     # there differs (the grazing columns; the ring where the refinement repainted it) or it grows
@@ -198,8 +203,8 @@ def test_the_source_view_is_unchanged_and_a_turned_view_shows_the_side(astronaut
 
 def test_a_turned_view_takes_back_the_refinement_s_colour_change(astronaut):
     """The photo refinement fits the source view through overlapping footprints; seen turned, its
-    colour change showed as streaks along the jaw. Every head Gaussian that it changed by more
-    than TURNED_MIN_CHANGE is view data whose side colour is its colour before the refinement
+    colour change showed as streaks along the jaw. Every head and hair Gaussian that it changed by
+    more than TURNED_MIN_CHANGE is view data whose side colour is its colour before the refinement
     (``turned_refined_share`` 0; the skin seen edge-on keeps its fill instead), so a turned view
     of the refined head draws the unrefined colours, and the source view the refined ones."""
     from backend.avatar.build import TURNED_MIN_CHANGE, BuildOptions, build_avatar
@@ -207,7 +212,7 @@ def test_a_turned_view_takes_back_the_refinement_s_colour_change(astronaut):
     from backend.preview.turntable import turntable_params
 
     av, model = astronaut.avatar, astronaut.model
-    assert BuildOptions().turned_refined_share == 0.0
+    assert BuildOptions().turned_refined_share == 0.0 and BuildOptions().turned_refined_parts == ("hair",)
     unrefined = build_avatar(None, BuildOptions(lods=(1,), refine=False)).avatar   # the same samples
     before, after = unrefined.lods[1].colors, av.lods[1].colors
     changed = np.flatnonzero(np.abs(after - before).max(1) > TURNED_MIN_CHANGE)
@@ -216,6 +221,14 @@ def test_a_turned_view_takes_back_the_refinement_s_colour_change(astronaut):
     at = np.searchsorted(view.rows, changed)
     took_back = np.all(view.side[at] == before[changed], axis=1)
     assert took_back.mean() > 0.6       # the rest (27 %): skin seen edge-on, whose side colour is its fill
+    # the hair (which keeps half the change at the source view) takes it back the same way
+    hair = av.part_slices(1)["hair"]
+    hair_before = next(p for p in unrefined.parts if p.name == "hair").gaussians.colors
+    recoloured = hair.start + np.flatnonzero(
+        np.abs(av.rest_set(1).colors[hair] - hair_before).max(1) > TURNED_MIN_CHANGE)
+    assert len(recoloured) > 500 and np.isin(recoloured, view.rows).all()
+    np.testing.assert_array_equal(view.side[np.searchsorted(view.rows, recoloured)],
+                                  hair_before[recoloured - hair.start])
     # rendered turned 40 deg, the head is the unrefined build's where the refinement changed it;
     # the source view is the refined one's
     both = turntable_params(av, model, (0.0, 40.0))
