@@ -635,6 +635,16 @@ def _build_avatar(photo, options: BuildOptions | None, progress: Progress | None
 TURNED_MIN_CHANGE = 0.02
 
 
+def _take_back(colors: np.ndarray, before: np.ndarray, share: float) -> np.ndarray:
+    """In place: each row of ``colors`` (n, 3) (refined) set to ``before + share * (colors - before)``
+    where that differs from it by more than TURNED_MIN_CHANGE; ``before`` (n, 3) the colours before
+    the refinement. Returns the (n,) bool rows set."""
+    turned = before + share * (colors - before)
+    moved = np.abs(turned - colors).max(1) > TURNED_MIN_CHANGE
+    colors[moved] = turned[moved]
+    return moved
+
+
 def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tuple[np.ndarray, np.ndarray]],
                  shrink: dict, part_sides: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
                  unrefined: dict[int, np.ndarray] | None = None, refined_share: float = 1.0,
@@ -665,11 +675,7 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
             # showed as streaks along the jaw, the cheeks' sides and the neck, so a turn takes back
             # all but its share (the face's refined detail too: with it kept, the hull's edge
             # still streaked and the clips' figures were a little lower, docs/figures/eval.md)
-            before = unrefined[l]
-            turned = before + refined_share * (side[:n] - before)
-            moved = np.abs(turned - side[:n]).max(1) > TURNED_MIN_CHANGE
-            edge[:n] = moved
-            side[:n][moved] = turned[moved]
+            edge[:n] = _take_back(side[:n], unrefined[l], refined_share)
         if l in sides:
             rows, fill = sides[l]
             edge[rows] = True
@@ -677,12 +683,8 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
         slices = avatar.part_slices(l)
         for name, before in (unrefined_parts or {}).items():
             sl = slices.get(name)
-            if sl is None or refined_share >= 1.0 or len(before) != sl.stop - sl.start:
-                continue
-            turned = before + refined_share * (side[sl] - before)
-            moved = np.abs(turned - side[sl]).max(1) > TURNED_MIN_CHANGE
-            edge[sl] |= moved
-            side[sl][moved] = turned[moved]
+            if sl is not None and refined_share < 1.0 and len(before) == sl.stop - sl.start:
+                edge[sl] |= _take_back(side[sl], before, refined_share)
         for name, (rows, fill) in (part_sides or {}).items():
             sl = slices.get(name)
             if sl is None:

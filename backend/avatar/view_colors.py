@@ -40,8 +40,9 @@ which a turn pulls apart: its colour change, right from the source direction, dr
 streaks along the jaw, the cheeks' sides and the neck at 45 deg. So every head Gaussian it changed
 (by more than build.TURNED_MIN_CHANGE) is view data too, whose side colour is its colour before
 the refinement (``BuildOptions.turned_refined_share`` of the change kept, 0 by default; the skin
-seen edge-on keeps its fill). A multi-view build then takes those side colours from its other
-views, as every other row's.
+seen edge-on keeps its fill), and so is every such Gaussian of the parts in
+``BuildOptions.turned_refined_parts`` (the hair, which keeps half the change at the source view). A
+multi-view build then takes those side colours from its other views, as every other row's.
 """
 
 from __future__ import annotations
