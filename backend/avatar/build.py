@@ -638,7 +638,7 @@ TURNED_MIN_CHANGE = 0.02
 def _take_back(colors: np.ndarray, before: np.ndarray, share: float) -> np.ndarray:
     """In place: each row of ``colors`` (n, 3) (refined) set to ``before + share * (colors - before)``
     where that differs from it by more than TURNED_MIN_CHANGE; ``before`` (n, 3) the colours before
-    the refinement. Returns the (n,) bool rows set."""
+    the refinement (share 1 sets none). Returns the (n,) bool rows set."""
     turned = before + share * (colors - before)
     moved = np.abs(turned - colors).max(1) > TURNED_MIN_CHANGE
     colors[moved] = turned[moved]
@@ -647,7 +647,7 @@ def _take_back(colors: np.ndarray, before: np.ndarray, share: float) -> np.ndarr
 
 def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tuple[np.ndarray, np.ndarray]],
                  shrink: dict, part_sides: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                 unrefined: dict[int, np.ndarray] | None = None, refined_share: float = 1.0,
+                 unrefined: dict[int, np.ndarray] | None = None, turned_share: float = 1.0,
                  unrefined_parts: dict[str, np.ndarray] | None = None) -> dict[int, ViewColors]:
     """{level: ViewColors}: the rows of analytic_head's ``sides`` (the skin the photo sees edge-on,
     with their side colours), of ``part_sides`` ({part name: (rows into that part, side colours)}:
@@ -657,7 +657,7 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
     camera in its view frame (the head's or the body's rotation), at the avatar's source frame as
     the renderers pose it (pose_torch). ``unrefined``: {level: (N_l, 3) head colours before the
     photo refinement}: the head Gaussians whose refined colour differs from ``before +
-    refined_share * (refined - before)`` by more than TURNED_MIN_CHANGE take that as their side
+    turned_share * (refined - before)`` by more than TURNED_MIN_CHANGE take that as their side
     colour (the edge-on skin's fill wins where both apply); so do the Gaussians of the parts in
     ``unrefined_parts`` ({part name: (n, 3) its colours before the refinement})."""
     import torch
@@ -670,12 +670,12 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
         side = np.array(avatar.rest_set(l).colors, np.float32, copy=True)        # head, then parts
         n = len(avatar.lods[l])
         edge = np.zeros(len(side), bool)
-        if unrefined and l in unrefined and refined_share < 1.0:
+        if l in (unrefined or {}):
             # the refinement fits one view through overlapping footprints: seen turned, its change
             # showed as streaks along the jaw, the cheeks' sides and the neck, so a turn takes back
             # all but its share (the face's refined detail too: with it kept, the hull's edge
             # still streaked and the clips' figures were a little lower, docs/figures/eval.md)
-            edge[:n] = _take_back(side[:n], unrefined[l], refined_share)
+            edge[:n] = _take_back(side[:n], unrefined[l], turned_share)
         if l in sides:
             rows, fill = sides[l]
             edge[rows] = True
@@ -683,8 +683,8 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
         slices = avatar.part_slices(l)
         for name, before in (unrefined_parts or {}).items():
             sl = slices.get(name)
-            if sl is not None and refined_share < 1.0 and len(before) == sl.stop - sl.start:
-                edge[sl] |= _take_back(side[sl], before, refined_share)
+            if sl is not None:
+                edge[sl] |= _take_back(side[sl], before, turned_share)
         for name, (rows, fill) in (part_sides or {}).items():
             sl = slices.get(name)
             if sl is None:
