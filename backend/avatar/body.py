@@ -14,10 +14,11 @@ Gaussians:
   the ellipse's front at its pixel ray, coloured from the photo;
 - ring: the rest of each ellipse, its sides and back, at twice the spacing: from where the front
   grid's pixel columns start to stretch over the turning surface (SIDE_STRETCH) round the back,
-  a little inside the surface, coloured by continuing the row's texture round the ring (the
-  flank's columns beside each side mirrored, the two blended towards the back), so side views show
-  a whole torso with its texture, not the silhouette's pixels stretched or the background through
-  a gap, and the back carries the flanks' fabric, not the chest's neckline. The texture it
+  a little inside the surface, coloured by continuing each side's clothes round the ring
+  (torso_texture.py: the flank's band of columns beside each side, level and quilted, the two sides
+  cross-faded at the back), so side views show a whole torso with its texture, not the silhouette's
+  pixels stretched or the background through a gap, and the back carries the flanks' fabric, not
+  the chest's neckline. The texture it
   continues is the clothes' interior: their outline's rim (the matte's soft edge, which mixes in
   the background) is filled from inside (RIM_PX), and away from the source view the ring shows
   the colours it is built with (PortraitParts.sides): at the outline the photo refinement paints
@@ -27,8 +28,8 @@ beside the neck) the nearest such pixel's colour is used, so no face or hair col
 Side colours (view_colors.py): the front grid's columns beyond SIDE_VIEW_DEG round the ellipse are
 the photo's pixels at the silhouette, seen at a grazing angle (the fabric's edge shading, the matte's
 blur): turned towards the camera they spread into vertical streaks. Those Gaussians also carry the
-texture the ring continues (the same reflection, measured from SIDE_VIEW_DEG inwards), shown once the
-view has turned away from the photo's; the ring continues from there too, so it no longer mirrors
+texture the ring continues (the same side's continuation, from SIDE_VIEW_DEG outwards), shown once the
+view has turned away from the photo's; the ring continues from there too, so it does not repeat
 the grazing band round the back.
 Skinning: the neck joint's share is NECK_FOLLOW at the neck, fading to 0 ``neck_fade_m`` below it
 (global only): turning the head turns the collar a little and leaves the torso.
@@ -36,6 +37,7 @@ Skinning: the neck joint's share is NECK_FOLLOW at the neck, fading to 0 ``neck_
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,7 @@ from .imageops import bilinear, blur
 from .posing import NECK_FOLLOW
 from .regions import PortraitRegions
 from .skinning import neck_global_weights, quats_to_rest, to_rest
+from .torso_texture import SideMap, side_map
 
 if TYPE_CHECKING:
     from ..render.camera import Camera
@@ -198,32 +201,24 @@ def _arc(a: np.ndarray, b: np.ndarray, phi0: np.ndarray, phi1: np.ndarray, n: in
     return (0.5 * (ds[..., 1:] + ds[..., :-1]) * np.diff(t, axis=-1)).sum(-1)
 
 
-def _mirrored(img: np.ndarray, rows: np.ndarray, start_u: np.ndarray, inward: np.ndarray, d_px: np.ndarray,
-              width: np.ndarray) -> np.ndarray:
-    """(n, 3) float32: the texture continued by reflection (texture.continue_rows' rule along the arc):
-    ``d_px`` (n,) pixels beyond column ``start_u`` of image row ``rows`` of ``img`` (H, W, 3), taken
-    back and forth through the ``width`` (n,) pixels of columns from ``start_u`` towards ``inward``
-    (+1: rightwards, -1: leftwards)."""
-    w = np.maximum(np.asarray(width, np.float64), 1.0)
-    k = np.mod(d_px, 2 * w)
-    k = np.where(k < w, k, 2 * w - k)            # ping-pong through the seen columns
-    uv = np.stack([start_u + inward * k, np.asarray(rows, np.float64) + 0.5], 1).astype(np.float32)
-    return bilinear(img, uv)
+# the two sides' continuations (torso_texture.py) meet at the back of each ring row, cross-faded over
+# this share of the ring's arc either side of its middle (each side's map reaches that far)
+BACK_BLEND = 0.25
 
 
-def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float, inset: float,
-              row_colors: np.ndarray, cx: float, px_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float,
+              inset: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One row of the torso's ring: the ellipse (centre (xc, zc), half-axes a across and b deep,
     camera metres, at height y) beyond the front grid's reach, from +phi_s (where a grid column
     spans SIDE_STRETCH times its width of the surface) round the back to -phi_s, at ``spacing``
     metres of arc, ``inset`` metres inside the surface (so the front grid covers it at the source
-    view and its Gaussians end at the silhouette). Colours: the row's
-    ``row_colors`` (W, 3) continued round the ring by reflection (texture.continue_rows' rule along
-    the arc): from each side the outer RING_SOURCE of the columns seen between the two SIDE_VIEW_DEG
-    points are mirrored back and forth from there (the grazing band beyond it is the front grid's,
-    whose side colours continue the same way), the two sides blended by distance, so the flanks'
-    texture runs on round the sides and the back without streaks.
-    -> points (n, 3), angles phi (n,) (0 = facing the camera, -pi..pi), colours (n, 3)."""
+    view and its Gaussians end at the silhouette). Where its colours come from: each point lies
+    ``beyond`` metres of arc past the right side's SIDE_VIEW_DEG point (+phi_v, where the photo's
+    texture stops being trusted: the grazing band up to phi_s is the front grid's, continued the
+    same way) and past the left one's, and takes the right side's continuation with weight w_r (1
+    up to BACK_BLEND of the arc before the back's middle, 0 as far after it).
+    -> points (n, 3), angles phi (n,) (0 = facing the camera, -pi..pi), arcs beyond the right and the
+    left end (n,) metres, w_r (n,)."""
     phi_s = float(np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * a / max(b, 1e-9)))
     inset = min(inset, 0.5 * min(a, b))  # a row narrower than the inset keeps its own ellipse's shape
     # arc length along the ellipse from phi_s round the back to -phi_s (2 pi - phi_s): dense table
@@ -234,22 +229,30 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     s = (np.arange(n) + 0.5) * arc[-1] / n
     phi = np.interp(s, arc, t)
     phi = np.where(phi > np.pi, phi - 2 * np.pi, phi)
-    # the columns seen between the two SIDE_VIEW_DEG points; each end reflects only the outer
-    # RING_SOURCE of them (the flank's fabric, not the chest's neckline, buttons or print), from
-    # that point on: the grazing band up to phi_s counts as continued texture too
-    phi_v = min(np.radians(SIDE_VIEW_DEG), phi_s)
-    u_r = (xc + a * np.sin(phi_v)) / px_m + cx        # right end (phi_v), image columns
-    u_l = (xc - a * np.sin(phi_v)) / px_m + cx        # left end (-phi_v)
-    width = np.full(n, max(RING_SOURCE * (u_r - u_l), 1.0))
-    band = float(_arc(a, b, phi_v, phi_s)) / px_m     # the grazing band's arc, pixels
-    row0 = np.zeros(n)
-    d_r = band + s / px_m                             # from the right end, inwards (to the left)
-    d_l = band + (arc[-1] - s) / px_m                 # from the left end, inwards (to the right)
-    w_r = (1.0 - s / max(arc[-1], 1e-12))[:, None]  # each end's own texture where the band's side colours meet it
-    colors = (w_r * _mirrored(row_colors[None], row0, np.full(n, u_r), np.full(n, -1.0), d_r, width)
-              + (1 - w_r) * _mirrored(row_colors[None], row0, np.full(n, u_l), np.full(n, 1.0), d_l, width))
+    band = float(_arc(a, b, min(np.radians(SIDE_VIEW_DEG), phi_s), phi_s))
+    half_blend = max(BACK_BLEND * arc[-1], 1e-12)
+    x = np.clip((s - 0.5 * arc[-1] + half_blend) / (2 * half_blend), 0.0, 1.0)
+    w_r = 1.0 - x * x * (3 - 2 * x)                                # smoothstep across the back's middle
     pts = np.stack([xc + (a - inset) * np.sin(phi), np.full(n, y), zc - (b - inset) * np.cos(phi)], 1)
-    return pts, phi, colors.astype(np.float32)
+    return pts, phi, band + s, band + (arc[-1] - s), w_r
+
+
+def _side_maps(img: np.ndarray, rows_ok: np.ndarray, xc: np.ndarray, half: np.ndarray, depth: np.ndarray,
+               cx: float, px_m: float, first: float, pitch: float) -> tuple[SideMap, SideMap]:
+    """The right and the left side's continuations (torso_texture.side_map) of the clothes ``img``
+    (H, W, 3) on the ``rows_ok`` (H,) rows of the torso, whose ellipses have centres ``xc``, half-widths
+    ``half`` and depths ``depth`` (H,) camera metres: each from its SIDE_VIEW_DEG point outwards,
+    continuing the outer RING_SOURCE of the row's seen columns, as far round as the ring takes
+    it (past the back's middle by BACK_BLEND of the ring's arc)."""
+    a, b = np.maximum(half, 1e-6), np.maximum(depth, 1e-6)
+    phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * a / b)
+    phi_v = np.minimum(np.radians(SIDE_VIEW_DEG), phi_s)
+    end = a * np.sin(phi_v) / px_m                                   # (H,) centre to the end point, pixels
+    width = np.maximum(RING_SOURCE * 2.0 * end, 1.0)
+    reach = (_arc(a, b, phi_v, phi_s) + (0.5 + BACK_BLEND) * _arc(a, b, phi_s, 2 * np.pi - phi_s)) / px_m
+    centre = xc / px_m + cx
+    return tuple(side_map(img, rows_ok, centre + side * end, side, width, reach, first, pitch)
+                 for side in (1.0, -1.0))
 
 
 def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, camera: "Camera",
@@ -312,16 +315,16 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     scale = W / 512.0
     continued_img = blur(_inner_fill(photo, clothes, round(RIM_PX * scale), RIM_BLUR_PX * scale),
                          opts.color_blur * step)
-    # the grazing columns' side colours: the row's texture continued from SIDE_VIEW_DEG outwards by
-    # reflection, as the ring continues it (each side from its own end, over the arc beyond it)
+    # each side's clothes continued beyond its SIDE_VIEW_DEG point (torso_texture.py), one map a side
+    maps = _side_maps(continued_img, front.any(1), xc, half, depth, camera.cx, px_m, float(first), step)
+    # the grazing columns' side colours: their side's continuation over the arc beyond its end
     phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * half[iv] / np.maximum(depth[iv], 1e-9))
     phi_v = np.minimum(np.radians(SIDE_VIEW_DEG), phi_s)
     side_rows = np.flatnonzero(np.abs(phi_f) > phi_v)
-    r_s, sign = iv[side_rows], np.sign(phi_f[side_rows])
-    reach = half[r_s] * np.sin(phi_v[side_rows]) / px_m                  # centre to the end, pixels
-    u_end = xc[r_s] / px_m + camera.cx + sign * reach
+    r_s, right = iv[side_rows], phi_f[side_rows] > 0
     beyond = _arc(half[r_s], depth[r_s], phi_v[side_rows], np.abs(phi_f[side_rows])) / px_m
-    side_colors = _mirrored(continued_img, r_s, u_end, -sign, beyond, RING_SOURCE * 2.0 * reach)
+    side_colors = np.where(right[:, None], maps[0].sample(uv[side_rows, 1], beyond),
+                           maps[1].sample(uv[side_rows, 1], beyond))
     o_front = np.clip(bilinear(mask.astype(np.float32), uv.astype(np.float32)), 0, 1) * opts.opacity
 
     # the ring: the rest of each ellipse (its sides and back), every back_spacing * step rows and
@@ -334,20 +337,17 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     # nearest body pixel's colour, a band of clothing round the back of the neck up to the neck
     # joint (the dark strip behind the astronaut's neck at +60 deg yaw); the head's neck is there
     brow = brow[front.any(1)[np.minimum(brow.astype(int), H - 1)]]
-    ring_img = blur(continued_img, 0.5 * bstep)  # the ring's spacing is twice the front's: a half-step low-pass
+    # the ring's spacing is twice the front's: its maps low-passed by half a ring step
+    ring_maps = [dataclasses.replace(m, colors=blur(m.colors, 0.5 * opts.back_spacing)) for m in maps]
     sb = opts.coverage * bstep * px_m
-    pts, phis, rr, cols = [], [], [], []
-    for v in brow:  # one row of the ellipse at a time: a few dozen rows
-        r = min(int(v), H - 1)
-        p, phi, c = _ring_row(xc[r], half[r], depth[r], zc, (v - camera.cy) / camera.fy * zc, bstep * px_m,
-                              RING_INSET * sb, ring_img[r], camera.cx, px_m)
-        pts.append(p)
-        phis.append(phi)
-        rr.append(np.full(len(phi), r))
-        cols.append(c)
-    if pts:
-        p_back, phi_b, r_b, c_back = (np.concatenate(pts), np.concatenate(phis), np.concatenate(rr),
-                                      np.concatenate(cols))
+    ring = [_ring_row(xc[r], half[r], depth[r], zc, (v - camera.cy) / camera.fy * zc, bstep * px_m, RING_INSET * sb)
+            for v, r in zip(brow, np.minimum(brow.astype(int), H - 1))]  # one row of the ellipse at a time
+    if ring:
+        p_back, phi_b, d_r, d_l, w_r = (np.concatenate(part) for part in zip(*ring))
+        v_b = np.repeat(brow, [len(row[1]) for row in ring])
+        r_b = np.minimum(v_b.astype(int), H - 1)
+        w_r = w_r[:, None]
+        c_back = w_r * ring_maps[0].sample(v_b, d_r / px_m) + (1 - w_r) * ring_maps[1].sample(v_b, d_l / px_m)
     else:
         p_back, phi_b, r_b, c_back = np.zeros((0, 3)), np.zeros(0), np.zeros(0, int), np.zeros((0, 3))
     fr_back = _ellipse_frames(phi_b, half[r_b], depth[r_b], None)

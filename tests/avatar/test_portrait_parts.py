@@ -268,43 +268,37 @@ def test_the_torso_is_whole_from_the_side_and_behind(astro, yaw):
     assert _torso_gap_share(alpha, int(astro["pp"].regions.chin_row) + 20) <= 0.005
 
 
-def test_the_torso_ring_continues_the_row_by_reflection():
-    """body._ring_row: points on the inset ellipse from +phi_s round the back to -phi_s, the
-    row's colours continued without jumps, mirror-symmetric for a mirror-symmetric row, taken
-    from inside SIDE_VIEW_DEG (the grazing band between it and phi_s counts as continued)."""
-    from backend.avatar.body import RING_SOURCE, SIDE_STRETCH, SIDE_VIEW_DEG, _arc, _ring_row
+def test_the_torso_ring_s_points_and_where_their_colours_come_from():
+    """body._ring_row: points on the inset ellipse from +phi_s round the back to -phi_s, each with
+    its arc beyond the right and the left side's SIDE_VIEW_DEG point (where the sides' continuations,
+    torso_texture.py, start; the grazing band up to phi_s counts as continued) and the right side's
+    weight: 1 on the right half up to BACK_BLEND of the arc before the back's middle, 0 as far after
+    it, a smooth cross-fade between (mirror-symmetric)."""
+    from backend.avatar.body import BACK_BLEND, SIDE_STRETCH, SIDE_VIEW_DEG, _arc, _ring_row
 
-    W, px_m, cx = 200, 0.001, 100.0
-    u = np.arange(W) + 0.5
-    row = np.stack([np.abs(u - cx) / 100.0, 0.5 + 0.5 * np.cos((u - cx) / 7.0), np.full(W, 0.3)], 1)
     a, b, inset = 0.08, 0.04, 0.002
-    pts, phi, colors = _ring_row(0.0, a, b, 0.6, 0.1, 0.002, inset, row.astype(np.float32), cx, px_m)
+    pts, phi, d_r, d_l, w_r = _ring_row(0.0, a, b, 0.6, 0.1, 0.002, inset)
     phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1) * a / b)
     assert np.all(np.abs(phi) >= phi_s - 1e-6)
     np.testing.assert_allclose(((pts[:, 0] / (a - inset)) ** 2 + ((pts[:, 2] - 0.6) / (b - inset)) ** 2), 1.0,
                                atol=1e-6)
     np.testing.assert_allclose(pts[:, 1], 0.1)
-    # mirror symmetry: the point at -phi has the colour of the point at +phi
-    wrapped = np.angle(np.exp(1j * (phi[:, None] + phi[None, :])))   # phi_i + phi_j round the circle
-    mirror = np.argmin(np.abs(wrapped), 1)
-    assert np.abs(wrapped[np.arange(len(phi)), mirror]).max() < 1e-6
-    np.testing.assert_allclose(colors, colors[mirror], atol=1e-3)
-    # no jumps: neighbours along the ring differ by about what the row's own neighbours do
-    step = np.abs(np.diff(colors, axis=0)).max()
-    assert step <= 3 * np.abs(np.diff(row, axis=0)).max() * (0.002 / px_m)
-    # next to the side, the ring mirrors the columns inside SIDE_VIEW_DEG, as far in from it as the
-    # arc from it round to the ring's first point (plain ping-pong through the outer RING_SOURCE)
     phi_v = np.radians(SIDE_VIEW_DEG)
-    u_v = a * np.sin(phi_v) / px_m + cx
-    width = RING_SOURCE * 2 * a * np.sin(phi_v) / px_m
+    band = float(_arc(a, b, phi_v, phi_s))
+    ring = float(_arc(a, b, phi_s, 2 * np.pi - phi_s))
+    # the arcs beyond each end: measured along the ellipse from its SIDE_VIEW_DEG point
     first = np.argmin(np.abs(phi - phi[phi > 0].min()))
-    d = float(_arc(a, b, phi_v, phi[first])) / px_m
-    k = d % (2 * width)
-    k = k if k < width else 2 * width - k
-    want = np.array([np.interp(u_v - k, u, row[:, c]) for c in range(3)])
-    np.testing.assert_allclose(colors[first], want, atol=0.01)
+    np.testing.assert_allclose(d_r[first], _arc(a, b, phi_v, phi[first]), rtol=1e-3)
+    np.testing.assert_allclose(d_r + d_l, 2 * band + ring, rtol=1e-3)   # two arc rules, the same arc
+    assert np.all(np.diff(d_r) > 0)
+    # the right side's weight
+    s = d_r - band
+    assert np.all(w_r[s < (0.5 - BACK_BLEND) * ring] == 1.0) and np.all(w_r[s > (0.5 + BACK_BLEND) * ring] == 0.0)
+    assert np.all(np.diff(w_r) <= 0)
+    mirror = np.argmin(np.abs(np.angle(np.exp(1j * (phi[:, None] + phi[None, :])))), 1)
+    np.testing.assert_allclose(w_r + w_r[mirror], 1.0, atol=1e-6)
     # a row narrower than the inset (a collar's top row) stays inside its own ellipse, the right way round
-    pts, phi, _ = _ring_row(0.0, 0.0015, 0.04, 0.6, 0.1, 0.002, inset, row.astype(np.float32), cx, px_m)
+    pts, phi, *_ = _ring_row(0.0, 0.0015, 0.04, 0.6, 0.1, 0.002, inset)
     assert np.all(np.sign(pts[:, 0]) == np.sign(np.round(np.sin(phi), 9)))
     assert np.all((pts[:, 0] / 0.0015) ** 2 + ((pts[:, 2] - 0.6) / 0.04) ** 2 <= 1.0 + 1e-9)
 
@@ -326,10 +320,11 @@ def test_the_torsos_grazing_columns_show_fabric_once_turned(astro, yaw):
     silhouette (the fabric's edge shading, the matte's blur); turned towards the camera they spread
     into vertical streaks (the sweater's side on d12, the suit's on the sample). Their side colours
     (PortraitParts.sides, the texture continued from inside, which a turned view shows) are less
-    streaky there: on the astronaut the mean horizontal over vertical step in the band 1.37-2.08 with
-    the photo's colours, 1.01-1.76 with the side colours (1.01-1.60 while they continued the clothes'
-    outline too: at +30/+45 deg the turtleneck's rim by the neck then drew a flat patch of skin
-    colour, which the step ratio counted as smooth)."""
+    streaky there: on the astronaut the mean horizontal over vertical step in the band 1.40-2.09 with
+    the photo's colours, 0.91-1.33 with the side colours (the side's continuation, torso_texture.py;
+    1.01-1.76 while they reflected the band, 1.01-1.60 while that continued the clothes' outline too:
+    at +30/+45 deg the turtleneck's rim by the neck then drew a flat patch of skin colour, which the
+    step ratio counted as smooth)."""
     from backend.avatar.posing import lbs_numpy
 
     d = astro
