@@ -92,11 +92,16 @@ def side_map(img: np.ndarray, rows_ok: np.ndarray, u_end: np.ndarray, outward: f
     pitch = max(float(pitch), 1e-3)
     n_rows = max(int(np.ceil((H - first) / pitch)), 1)
     y = first + (np.arange(n_rows) + 0.5) * pitch
+    # a map row is the torso's where any image row it spans is (a pitch over 1 px skips rows), and
+    # reads that row's band where its centre row is not the torso's
+    lo = np.clip(np.floor(first + np.arange(n_rows) * pitch).astype(np.int64), 0, H - 1)
+    hi = np.maximum(np.ceil(first + (np.arange(n_rows) + 1) * pitch).astype(np.int64), lo + 1)
+    torso = np.flatnonzero(rows_ok)
+    nxt = torso[np.minimum(np.searchsorted(torso, lo), max(len(torso) - 1, 0))] if len(torso) else lo
+    ok = (nxt >= lo) & (nxt < hi) if len(torso) else np.zeros(n_rows, bool)
     r = np.clip(y.astype(np.int64), 0, H - 1)
-    # a map row is the torso's where any image row it spans is (a pitch over 1 px skips rows)
-    spanned = np.concatenate([[0], np.cumsum(rows_ok)])
-    lo = np.clip(np.floor(first + np.arange(n_rows) * pitch).astype(np.int64), 0, H)
-    ok = spanned[np.clip(np.maximum(np.ceil(first + (np.arange(n_rows) + 1) * pitch).astype(np.int64), lo + 1), 0, H)] > spanned[lo]
+    moved = ok & ~rows_ok[r]
+    r, y = np.where(moved, nxt, r), np.where(moved, nxt + 0.5, y)
     if not ok.any():  # no torso row: nothing samples the map
         return SideMap(np.zeros((n_rows, 1, 3), np.float32), float(first), pitch, 0)
     w_map = np.where(ok, width[r] / pitch, 0.0)                    # (R,) band width, map pixels

@@ -71,3 +71,23 @@ def test_a_level_stripe_runs_on_level_and_the_grain_is_kept():
     assert abs(light.mean() - 0.75) < 0.05, light.mean()
     band_grain = img[40:90, int(U_END - WIDTH) + 5:int(U_END), 0].std()
     assert light.std() > 0.5 * band_grain, (light.std(), band_grain)
+
+
+def test_a_one_row_torso_and_odd_shapes_still_give_colours():
+    """A torso of one image row (a collar's top) on a map whose rows span 3 image rows reads that
+    row's band; random shapes, bands off the image and empty rows give finite colours in [0, 1]."""
+    img = np.full((30, 40, 3), 0.2, np.float32)
+    img[12, :20] = 0.6
+    one = np.zeros(30, bool)
+    one[12] = True                                             # not the centre row of the map's first row
+    m = side_map(img, one, np.full(30, 20.0), 1.0, np.full(30, 8.0), np.full(30, 20.0), 12.0, 3.0)
+    np.testing.assert_allclose(m.sample(np.array([12.5]), np.array([5.0])), [[0.6, 0.6, 0.6]], atol=1e-5)
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(4, 80, 2))
+        rows = rng.random(h) < rng.random()
+        m = side_map(rng.random((h, w, 3)).astype(np.float32), rows, rng.uniform(-10, w + 10, h),
+                     float(rng.choice([-1.0, 1.0])), rng.uniform(0, 40, h), rng.uniform(0, 150, h),
+                     float(rng.integers(0, h)), float(rng.uniform(0.5, 5.0)))
+        c = m.sample(rng.uniform(0, h, 40), rng.uniform(-20, 200, 40))
+        assert np.isfinite(c).all() and c.min() >= 0.0 and c.max() <= 1.0
