@@ -866,23 +866,3 @@ def test_smooth_depth_removes_the_voxel_terraces():
     lone = np.zeros((H, W), bool)
     lone[0, 0] = True
     assert smooth_depth(depth, lone, 1.0)[H - 1, W - 1] == depth[H - 1, W - 1]
-
-
-@pytest.mark.parametrize("yaw", [0.0, 30.0, -30.0, 45.0])
-def test_a_fringe_over_the_forehead_is_hair_not_paint(astro, yaw):
-    """The fringe over the sample's forehead lies inside the face hull, and its light strands are
-    nearer the skin's colour than the hair's mean; regions.scalp left it out (43 % of the head
-    model's pixels above the brows were scalp), so it was paint on the bald head model, which a turn
-    ended in a sharp arc across the hair at the skull's outline. Now (the face hull included, the
-    skin model from below the brows, the scalp closed over its strands: 79 %) the hair part stands
-    in front of it: above the brows, of the pixels the hair part covers, the head model draws over
-    0.11 / 0.07 / 0.09 / 0.04 at yaw 0 / +30 / -30 / +45 deg (0.43 / 0.33 / 0.36 / 0.26 before)."""
-    d = astro
-    r = d["pp"].regions
-    rows = np.arange(r.head.shape[0])[:, None]
-    above = r.person & r.head & (rows < r.brow_row)
-    assert r.scalp[above].mean() >= 0.7
-    head_share, hair_alpha = _head_show_through(d, yaw)
-    covered = (hair_alpha > 0.5) & (rows < r.brow_row - 5)
-    assert covered.sum() > 20000
-    assert (head_share[covered] > 0.5).mean() <= 0.15
