@@ -201,6 +201,14 @@ def _arc(a: np.ndarray, b: np.ndarray, phi0: np.ndarray, phi1: np.ndarray, n: in
     return (0.5 * (ds[..., 1:] + ds[..., :-1]) * np.diff(t, axis=-1)).sum(-1)
 
 
+def _side_angles(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """(phi_s, phi_v) for ellipses of half-width ``a`` and depth ``b`` (metres, scalars or arrays):
+    where the ring takes over from the front grid (SIDE_STRETCH) and where the photo's texture stops
+    being trusted (SIDE_VIEW_DEG, never beyond phi_s), radians round the ellipse from facing the camera."""
+    phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * np.asarray(a, np.float64) / np.maximum(b, 1e-9))
+    return phi_s, np.minimum(np.radians(SIDE_VIEW_DEG), phi_s)
+
+
 # the two sides' continuations (torso_texture.py) meet at the back of each ring row, cross-faded over
 # this share of the ring's arc either side of its middle (each side's map reaches that far)
 BACK_BLEND = 0.25
@@ -219,7 +227,7 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     up to BACK_BLEND of the arc before the back's middle, 0 as far after it).
     -> points (n, 3), angles phi (n,) (0 = facing the camera, -pi..pi), arcs beyond the right and the
     left end (n,) metres, w_r (n,)."""
-    phi_s = float(np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * a / max(b, 1e-9)))
+    phi_s, phi_v = (float(v) for v in _side_angles(a, b))
     inset = min(inset, 0.5 * min(a, b))  # a row narrower than the inset keeps its own ellipse's shape
     # arc length along the ellipse from phi_s round the back to -phi_s (2 pi - phi_s): dense table
     t = np.linspace(phi_s, 2 * np.pi - phi_s, 721)
@@ -229,7 +237,7 @@ def _ring_row(xc: float, a: float, b: float, zc: float, y: float, spacing: float
     s = (np.arange(n) + 0.5) * arc[-1] / n
     phi = np.interp(s, arc, t)
     phi = np.where(phi > np.pi, phi - 2 * np.pi, phi)
-    band = float(_arc(a, b, min(np.radians(SIDE_VIEW_DEG), phi_s), phi_s))
+    band = float(_arc(a, b, phi_v, phi_s))
     half_blend = max(BACK_BLEND * arc[-1], 1e-12)
     x = np.clip((s - 0.5 * arc[-1] + half_blend) / (2 * half_blend), 0.0, 1.0)
     w_r = 1.0 - x * x * (3 - 2 * x)                                # smoothstep across the back's middle
@@ -245,8 +253,7 @@ def _side_maps(img: np.ndarray, rows_ok: np.ndarray, xc: np.ndarray, half: np.nd
     continuing the outer RING_SOURCE of the row's seen columns, as far round as the ring takes
     it (past the back's middle by BACK_BLEND of the ring's arc)."""
     a, b = np.maximum(half, 1e-6), np.maximum(depth, 1e-6)
-    phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * a / b)
-    phi_v = np.minimum(np.radians(SIDE_VIEW_DEG), phi_s)
+    phi_s, phi_v = _side_angles(a, b)
     end = a * np.sin(phi_v) / px_m                                   # (H,) centre to the end point, pixels
     width = np.maximum(RING_SOURCE * 2.0 * end, 1.0)
     reach = (_arc(a, b, phi_v, phi_s) + (0.5 + BACK_BLEND) * _arc(a, b, phi_s, 2 * np.pi - phi_s)) / px_m
@@ -318,13 +325,13 @@ def build_body(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     # each side's clothes continued beyond its SIDE_VIEW_DEG point (torso_texture.py), one map a side
     maps = _side_maps(continued_img, front.any(1), xc, half, depth, camera.cx, px_m, float(first), step)
     # the grazing columns' side colours: their side's continuation over the arc beyond its end
-    phi_s = np.arctan(np.sqrt(SIDE_STRETCH ** 2 - 1.0) * half[iv] / np.maximum(depth[iv], 1e-9))
-    phi_v = np.minimum(np.radians(SIDE_VIEW_DEG), phi_s)
+    _, phi_v = _side_angles(half[iv], depth[iv])
     side_rows = np.flatnonzero(np.abs(phi_f) > phi_v)
     r_s, right = iv[side_rows], phi_f[side_rows] > 0
     beyond = _arc(half[r_s], depth[r_s], phi_v[side_rows], np.abs(phi_f[side_rows])) / px_m
-    side_colors = np.where(right[:, None], maps[0].sample(uv[side_rows, 1], beyond),
-                           maps[1].sample(uv[side_rows, 1], beyond))
+    side_colors = np.zeros((len(side_rows), 3), np.float32)
+    for on_side, continued in ((right, maps[0]), (~right, maps[1])):
+        side_colors[on_side] = continued.sample(uv[side_rows[on_side], 1], beyond[on_side])
     o_front = np.clip(bilinear(mask.astype(np.float32), uv.astype(np.float32)), 0, 1) * opts.opacity
 
     # the ring: the rest of each ellipse (its sides and back), every back_spacing * step rows and
