@@ -8,7 +8,9 @@ frames wanted the head tilted back 4-12 deg further than the track had it; the l
 it. The avatar's outline is the person's own when the clip shows the person it was built from
 (eval's self-reenactment; ``track --avatar``, which holds that avatar's identity): each frame's
 neck is pitched by the candidate offset whose render matches the frame's portrait matte best
-above the chin (intersection over union of the render's alpha and the matte), the face's
+above the chin (intersection over union of the render's alpha and the matte, the alpha cut at
+the level that holds as many pixels as the matte at the track's pitch: a Gaussian render's soft
+rim reaches 1-2 px past a segmenter's outline, which read as a head to be tilted back), the face's
 projected centre kept by the translation and the body by the torso channel (``pitched``), so only
 what the pitch moves changes. A frame keeps the track's pitch unless a candidate beats it by
 ``min_gain``: hair that moves on its own changes the outline by less than a tilt does (d3).
@@ -45,12 +47,15 @@ class PitchPassOptions:
     negative tilts the head back; 0 is the track's own); min_gain: the IoU a candidate must add
     over the track's pitch to be taken; work_px: the side of the image the outlines are compared
     in (the camera's image scaled to it); front_share: the head mesh's frontmost share of vertices
-    (by rest depth) whose projected centre stays where the track put it."""
+    (by rest depth) whose projected centre stays where the track put it; max_level: the highest
+    alpha level the outlines are compared at (matched_level: a render's soft rim reaches past the
+    outline a segmenter draws; 0.5 compares at alpha 0.5 always)."""
 
     deltas_deg: tuple[float, ...] = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0)
     min_gain: float = 0.005
     work_px: int = 256
     front_share: float = 0.3
+    max_level: float = 0.95
 
 
 @dataclass
@@ -110,14 +115,25 @@ def pitched(model: "HeadModel", p: "HeadParams", camera: "Camera", delta_deg: fl
     return HeadParams(p.shape, p.expr, pose.astype(np.float32), transl.astype(np.float32), torso.astype(np.float32))
 
 
-def outline_iou(alpha: np.ndarray, matte: np.ndarray, chin_row: float) -> float:
-    """IoU of ``alpha`` > 0.5 and ``matte`` > 0.5 ((H, W) each, the same image) over the rows above
+def outline_iou(alpha: np.ndarray, matte: np.ndarray, chin_row: float, level: float = 0.5) -> float:
+    """IoU of ``alpha`` > ``level`` and ``matte`` > 0.5 ((H, W) each, the same image) over the rows above
     ``chin_row`` (px in that image): the head, hair and neck's outline, not the body's. NaN when
     neither holds a pixel there."""
     rows = int(np.clip(np.ceil(chin_row), 0, alpha.shape[0]))
-    a, m = np.asarray(alpha)[:rows] > 0.5, np.asarray(matte)[:rows] > 0.5
+    a, m = np.asarray(alpha)[:rows] > level, np.asarray(matte)[:rows] > 0.5
     union = np.count_nonzero(a | m)
     return float(np.count_nonzero(a & m) / union) if union else float("nan")
+
+
+def matched_level(alpha: np.ndarray, matte: np.ndarray, chin_row: float, max_level: float = 0.95) -> float:
+    """The alpha level in [0.5, ``max_level``] at which ``alpha`` holds as many pixels above
+    ``chin_row`` as ``matte`` > 0.5 does (0.5 when the alpha is the smaller already)."""
+    rows = int(np.clip(np.ceil(chin_row), 0, alpha.shape[0]))
+    a = np.asarray(alpha)[:rows].ravel()
+    n = np.count_nonzero(np.asarray(matte)[:rows] > 0.5)
+    if n == 0 or np.count_nonzero(a > 0.5) <= n:
+        return 0.5
+    return float(np.clip(np.sort(a)[::-1][n], 0.5, max_level))   # n pixels above it
 
 
 def _resized(mask: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -187,7 +203,9 @@ def silhouette_pitch(model: "HeadModel", params: "HeadParams", camera: "Camera",
                           np.concatenate([q.transl for q in ps]), np.concatenate(tor))
         alphas = np.asarray(render_alpha(both, work))
         m = _resized(matte, h, w)
-        iou = np.array([outline_iou(a, m, chin * h / camera.height) for a in alphas])
+        cr = chin * h / camera.height
+        level = matched_level(alphas[k0], m, cr, opts.max_level)
+        iou = np.array([outline_iou(a, m, cr, level) for a in alphas])
         if not np.isfinite(iou[k0]):
             continue
         best = int(np.nanargmax(iou))

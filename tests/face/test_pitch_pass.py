@@ -10,7 +10,7 @@ import pytest
 
 from backend.face.crop import CROP_SIZE, CropInfo, crop_intrinsics, crop_viewmat
 from backend.face.pitch_pass import (PitchPassOptions, _front_centre, front_vertices, keyframe_offsets,
-                                     outline_iou, pitched, silhouette_pitch, with_offsets)
+                                     matched_level, outline_iou, pitched, silhouette_pitch, with_offsets)
 from backend.face.track import matte_in_crop
 from backend.head.loader import load_head_model
 from backend.head.params import HeadParams
@@ -113,6 +113,57 @@ def test_the_pass_takes_the_tilt_the_outline_shows_and_keeps_the_rest(model, cam
     assert kept.offsets_deg[0] == 0.0
     with pytest.raises(ValueError, match="mattes"):
         silhouette_pitch(model, track, cam, frames, mattes[:2], np.full(4, chin), render)
+
+
+def test_a_render_s_soft_rim_does_not_tilt_the_pass(model, cam):
+    """A Gaussian render's alpha fades out past the outline a segmenter draws (on the synthetic clip of
+    the astronaut avatar the segmenter's matte of each frame lay 1-2 px inside the render's alpha >
+    0.5 all round, thickest over the hair): the pass pitched the head back to shrink the hair's top
+    into the matte. It compares the outlines at the alpha level that holds as many pixels above the
+    chin as the matte at the track's pitch (matched_level). Here the renderer's alpha is the head
+    mesh grown by 3 px and blurred by 2 px: the truth [-6, 4, 0] comes back within 1 deg; compared
+    at alpha 0.5 (max_level 0.5) the pass took -8 deg for all three frames."""
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    head = _head_alpha(model)
+
+    def soft(params: HeadParams, camera: Camera) -> np.ndarray:
+        return np.stack([gaussian_filter(binary_dilation(a > 0.5, iterations=3).astype(np.float32), 2.0)
+                         for a in head(params, camera)])
+
+    front = front_vertices(model, PitchPassOptions.front_share)
+    base = _frame(model)
+    T = 3
+    track = HeadParams(base.shape, np.repeat(base.expr, T, 0), np.repeat(base.pose, T, 0),
+                       np.repeat(base.transl, T, 0), np.repeat(base.torso, T, 0))
+    truth = [-6.0, 4.0, 0.0]
+    mattes = [head(pitched(model, base, cam, d, front), cam)[0] if d else head(base, cam)[0] for d in truth]
+    from backend.avatar.posing import lbs_numpy
+
+    chin_point = model.landmarks.points(lbs_numpy(model, base)[0][0], model.faces)[[152]]
+    chin = float(cam.project(chin_point)[0][0, 1])
+    frames = np.arange(3)
+    matched = silhouette_pitch(model, track, cam, frames, mattes, np.full(3, chin), soft, PitchPassOptions(work_px=256))
+    plain = silhouette_pitch(model, track, cam, frames, mattes, np.full(3, chin), soft,
+                             PitchPassOptions(work_px=256, max_level=0.5))
+    print("matched", matched.offsets_deg, "at 0.5", plain.offsets_deg)
+    np.testing.assert_allclose(matched.offsets_deg, truth, atol=1.0)
+    assert np.abs(plain.offsets_deg - truth).max() > 2.0
+
+
+def test_matched_level_holds_the_matte_s_pixel_count():
+    """matched_level: the alpha level whose pixels above the chin number the matte's, within
+    [0.5, max_level]; 0.5 when the alpha is no larger than the matte or the matte is empty."""
+    rng = np.random.default_rng(3)
+    alpha = rng.random((40, 30)).astype(np.float32)
+    matte = np.zeros((40, 30), np.float32)
+    matte[:20, :10] = 1.0                                   # 200 px above row 20
+    level = matched_level(alpha, matte, 20.0, max_level=0.99)
+    assert 0.5 < level < 0.99
+    assert np.count_nonzero(alpha[:20] > level) == 200
+    assert matched_level(alpha, matte, 20.0, max_level=0.6) == pytest.approx(0.6)
+    assert matched_level(np.zeros((40, 30)), matte, 20.0) == 0.5      # the alpha is the smaller
+    assert matched_level(alpha, np.zeros((40, 30)), 20.0) == 0.5      # no matte
 
 
 def test_outline_iou_counts_only_the_rows_above_the_chin():
