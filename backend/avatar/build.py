@@ -712,12 +712,28 @@ def source_views(avatar: GaussianAvatar, model: "HeadModel", sides: dict[int, tu
     return out
 
 
+def hair_over_head(means: np.ndarray, verts: np.ndarray, faces: np.ndarray, camera: "Camera",
+                   reach_m: float) -> np.ndarray:
+    """(N,) bool: which of the hair Gaussians ``means`` (N, 3) world metres at the source pose lie
+    over the head mesh (``verts`` (V, 3) at that pose) as ``camera`` sees it, at most ``reach_m`` in
+    front of its surface: hair over the scalp and a fringe, which take the place of the mesh's paint."""
+    from ..render.depth import rasterize_depth
+
+    db = rasterize_depth(verts, faces, camera)
+    uv, z = camera.project(np.asarray(means, np.float32))
+    ok = np.isfinite(uv).all(1)
+    j = np.clip(np.nan_to_num(uv[:, 0]).astype(int), 0, camera.width - 1)
+    i = np.clip(np.nan_to_num(uv[:, 1]).astype(int), 0, camera.height - 1)
+    hd = db.depth[i, j]
+    return ok & np.isfinite(hd) & (z < hd) & (z > hd - reach_m)
+
+
 def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray, mask: np.ndarray,
                   levels: list[int], opts: BuildOptions, progress: Progress,
                   face: np.ndarray | None = None) -> dict[int, int]:
     """Refine every LOD in place (colours, opacities, small offsets); the parts take the finest
     LOD's refined appearance (they stay where they are). Returns steps run per LOD."""
-    _, _, A = lbs_numpy(model, avatar.params)
+    verts, _, A = lbs_numpy(model, avatar.params)
     foreground = foreground_colors(photo, mask)
     steps: dict[int, int] = {}
     # the budget is split in proportion to the Gaussian counts (a step costs about that much)
@@ -757,11 +773,14 @@ def refine_avatar(avatar: GaussianAvatar, model: "HeadModel", photo: np.ndarray,
         rest_off = np.linalg.solve(Rb, res.offsets[:n_head, :, None].astype(np.float64))[..., 0]
         avatar.lod_offsets[l] = (avatar.lod_offsets[l] + rest_off).astype(np.float32)
         if l == levels[-1]:
-            share = opts.portrait.hair.refined_share
+            hair_opts = opts.portrait.hair
             for part, sl in zip(avatar.parts, avatar.part_slices(l).values()):
                 before = part.gaussians.colors
                 after = plausible_refined_colors(part.name, before, res.colors[sl])
                 if part.name == "hair":
+                    share = np.where(hair_over_head(gs.means[sl], verts[0], model.faces, avatar.camera,
+                                                    hair_opts.over_head_m),
+                                     hair_opts.scalp_refined_share, hair_opts.refined_share)[:, None]
                     after = (before + share * (after - before)).astype(np.float32)
                 part.gaussians.colors = after
                 part.gaussians.opacities = res.opacities[sl].astype(np.float32)

@@ -94,6 +94,13 @@ class HairOptions:
     # full +0.15 dB (d3 +0.34, d12 +0.10, d19 -0.03, d0 -0.06), SSIM full +0.005; the source view's
     # PSNR full -1.0 dB (-0.07 to -2.3 per photo: what it scored as detail was the overshoot)
     refined_share: float = 0.5
+    # ... but all of it in front of the head mesh at the source view, up to over_head_m
+    # (build.hair_over_head): the scalp's and a fringe's hair lies on the skull and takes the place of
+    # the mesh's paint, which kept all (with half, photo 18's highlighted quiff lost 0.8 dB at the
+    # source view once the scalp's light strands were hair; self-reenactment PSNR full -0.013 dB,
+    # SSIM full -0.001 with all)
+    scalp_refined_share: float = 1.0
+    over_head_m: float = 0.06
     on_body_m: float = 0.012        # hair lying on the torso sits this far in front of it
     shoulder_blend_m: float = 0.08  # below the chin, weights blend to the torso's over this drop
     coverage: float = 0.75          # std-dev / spacing (fine layer)
@@ -104,6 +111,7 @@ class HairOptions:
     # hair seen over the scalp (regions.scalp) is hair, not paint: the hull may stand in front of
     # the head mesh there, so a head tilted back shows hair above the forehead, not a bald scalp
     scalp_shell: bool = True
+    fringe_m: float = 0.005         # a fringe over the forehead lies on it: its hair this far in front at most
     min_hair_px: int = 60           # fewer hair pixels: no hair part
     # the unseen shell's colour: the continued texture's detail (finer than fill_detail_m) over the
     # hair's regional mean (a Gaussian of fill_lowpass_m over the hair texture's pixels)
@@ -343,11 +351,14 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     # voxels whose strands stay on the scalp's hair (two standard deviations off the forehead's skin)
     on_scalp = _lookup(binary_erosion(scalp, structure=np.ones((4 * ry + 1, 2 * rx + 1), bool)), uv, False)
     occ_c &= ~reach[iy, ix, iz] | on_scalp
+    hd = _lookup(head_depth.depth.astype(np.float64), uv, np.inf)
+    if regions.fringe is not None and opts.scalp_shell:
+        on_fringe = _lookup(regions.fringe, uv, False)
+        occ_c &= ~(on_fringe & (zc_cam < hd - opts.fringe_m))
     # below the chin: only the half behind the neck (hair down the back)
     below_chin = uv[..., 1] > regions.chin_row
     occ_c &= ~(below_chin & (zs[iz] > cz[iy]))
     # carve the face: nothing in front of the head mesh or the ears' plane where the head is seen
-    hd = _lookup(head_depth.depth.astype(np.float64), uv, np.inf)
     in_head = _lookup(regions.head, uv, False) & ~on_scalp
     occ_c &= ~(in_head & ((zc_cam < hd + vox) | (zs[iz] > opts.face_plane_m)))
     occ = np.zeros(cand.shape, bool)

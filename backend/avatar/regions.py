@@ -52,6 +52,8 @@ class RegionOptions:
     chest_share: float = 0.2         # ... and are hair only when under this share of the chest (else: clothes)
     chest_offset: float = 0.3        # chest = head column from this * face width below the chin
     scalp_hair: float = 2.5          # head pixels above the brows within this distance are hair texture
+    scalp_in_face: bool = True       # ... inside the face hull too (a fringe over the forehead)
+    scalp_close_px: int = 4          # the scalp's hair closed by this many pixels, its holes filled
     open_px: int = 2
     texture_mask: float = 0.9        # hair texture only from confident mask pixels (no background bleed)
     min_hair_px: int = 40            # fewer sure-hair pixels -> no hair colour model (bald / tight crop)
@@ -78,10 +80,12 @@ class PortraitRegions:
     person: portrait mask; head: head mesh + face hull; hair / body: disjoint, outside ``head``;
     nape_row: where hair behind the head ends (halfway from the nose tip to the chin); side: the rest beside the head above the chin
     (ears, hats: head-attached, coloured from the photo); chin_row, brow_row: landmark rows;
-    scalp: head pixels above the brows, outside the face hull, whose colour is the hair's (hair seen
-    over the scalp: it has a thickness the bald head model lacks); neck_clothes: head pixels below
-    the chin, outside the face hull, whose colour is the clothes' (None: none found); bare_chest:
-    skin-coloured head pixels below the chin on rows where the body beside the head is skin (None: none)."""
+    scalp: head pixels above the brows (the face hull's too: a fringe), whose colour is the hair's,
+    closed over light strands (hair seen over the scalp: it has a thickness the bald head model
+    lacks); fringe: the scalp's pixels inside the face hull (hair lying on the forehead; None
+    where the regions were made without it); neck_clothes: head pixels below the chin, outside the face hull, whose colour is the
+    clothes' (None: none found); bare_chest: skin-coloured head pixels below the chin on rows where
+    the body beside the head is skin (None: none)."""
 
     person: np.ndarray
     head: np.ndarray
@@ -95,6 +99,7 @@ class PortraitRegions:
     scalp: np.ndarray | None = None
     neck_clothes: np.ndarray | None = None
     bare_chest: np.ndarray | None = None
+    fringe: np.ndarray | None = None
 
     def torso_pixels(self) -> np.ndarray:
         """(H, W) bool: the pixels the torso carries: the body, and the clothes and bare chest the
@@ -203,7 +208,7 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     photo (H, W, 3) float32 [0, 1]; mask (H, W) float32 portrait mask; head_mask (H, W) bool head
     mesh coverage at the source view; landmarks (478, 2) float32 crop pixels.
     """
-    from scipy.ndimage import binary_dilation, binary_opening, label
+    from scipy.ndimage import binary_closing, binary_dilation, binary_fill_holes, binary_opening, label
 
     opts = opts or RegionOptions()
     H, W = mask.shape
@@ -230,7 +235,11 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     sample = band | chest                # sure body: clothes (and long hair)
     cloth_models: list = []              # the body clusters' colour models (mean, inverse covariance)
     hair_model = None
-    skin_model = _color_model(photo[face]) if face.sum() > 10 else None
+    # the skin's colour from the face below the brows: above them a fringe often covers the forehead,
+    # and a skin model that had learnt it called the fringe skin (the sample's: 58 % of the head
+    # pixels above her brows were left as paint on the bald head model)
+    skin_px = face & (rows > brow_row)
+    skin_model = _color_model(photo[skin_px]) if skin_px.sum() > 10 else None
     hair = np.zeros_like(above)          # no hair above the brows: a bald head or a tight crop
     hair_texture = hair.copy()
     scalp = hair.copy()
@@ -265,13 +274,22 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
         lab_img, _ = label(sure_hair | cand_hair)
         keep = np.unique(lab_img[sure_hair])
         hair = sure_hair | (cand_hair & np.isin(lab_img, keep[keep > 0]))
-        scalp = person & head & (rows < brow_row) & ~face
+        # the head model's pixels above the brows that show hair, the face hull's too (a fringe over
+        # the forehead is hair, not paint on the skull: turned, its paint ended at the skull's outline
+        # in a sharp arc across the hair), closed over its light strands and highlights (nearer the
+        # skin's colour than the hair's mean: a scalp mask full of holes lost them to the hull's
+        # two-sigma erosion, hair.py)
+        scalp = person & head & (rows < brow_row) & (~face | opts.scalp_in_face)
         if scalp.any():
             s = np.zeros_like(scalp)
             sp = photo[scalp]
             dh = _maha2(sp, mu_h, icov_h)
             s[scalp] = (dh < opts.scalp_hair ** 2) & (dh < _maha2(sp, mu_s, icov_s))
-            scalp = s
+            if opts.scalp_close_px > 0:
+                # holes count with the hair around the head model too: a highlight at the crown
+                # reaches the model's outline, and left open it stayed a bald patch
+                s = binary_fill_holes(binary_closing(s | hair, iterations=opts.scalp_close_px))
+            scalp = s & scalp
         # texture source: confident, typical hair only (no ears, background bleed or highlights
         # from the classification's fringe)
         typical = np.zeros_like(hair)
@@ -298,4 +316,4 @@ def portrait_regions(photo: np.ndarray, mask: np.ndarray, head_mask: np.ndarray,
     body = free & ~hair & ~side
     bare = _bare_chest(photo, neck, head, body, skin_model, opts) if skin_model is not None and neck.any() else None
     return PortraitRegions(person, head, hair, body, hair_texture, side, chin_row, brow_row, nape_row, scalp,
-                           neck_clothes, bare)
+                           neck_clothes, bare, scalp & face)

@@ -504,6 +504,20 @@ def test_the_turned_views_script_codes_each_part(built, tmp_path, monkeypatch):
     assert out.read_bytes() == b"the user's"
 
 
+def test_hair_over_head_takes_the_hair_in_front_of_the_mesh_within_reach():
+    """build.hair_over_head on a square of two triangles 1 m in front of the camera: points over it
+    1 cm and 5 cm in front, within a 2 cm reach, behind it, and beside it."""
+    from backend.avatar.build import hair_over_head
+    from backend.render.camera import Camera
+
+    cam = Camera.look_at((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), width=64, height=64, fov_y_deg=30.0)
+    verts = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.1, 0.1, 1.0], [-0.1, 0.1, 1.0]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    pts = np.array([[0.0, 0.0, 0.99], [0.02, 0.01, 0.95], [0.0, 0.0, 1.01], [0.5, 0.0, 0.99]], np.float32)
+    np.testing.assert_array_equal(hair_over_head(pts, verts, faces, cam, 0.02), [True, False, False, False])
+    np.testing.assert_array_equal(hair_over_head(pts, verts, faces, cam, 0.1), [True, True, False, False])
+
+
 def test_the_hair_keeps_half_of_the_refinement_s_colour_change():
     """HairOptions.refined_share: the refinement fits the source view through the hair's overlapping
     layers and overshoots the photo's own colours, a light-and-dark pattern only the source view
@@ -511,7 +525,8 @@ def test_the_hair_keeps_half_of_the_refinement_s_colour_change():
     the head and the other parts keep all of theirs. Measured on the astronaut (LOD 2, three steps):
     the share of hair Gaussians whose centres project into the portrait at the source view and
     whose colour lies beyond the colours of the 5x5 photo pixels around them (by more than 0.02)
-    falls with it."""
+    falls with it. The hair over the head mesh (build.hair_over_head: the scalp's and the fringe's,
+    which lie on the skull as the mesh's paint did) keeps all of it (scalp_refined_share)."""
     import copy
 
     from scipy.ndimage import maximum_filter, minimum_filter
@@ -522,9 +537,17 @@ def test_the_hair_keeps_half_of_the_refinement_s_colour_change():
     from backend.avatar.portrait import PortraitOptions
     from backend.face.matte import foreground_colors
 
+    from backend.avatar.build import hair_over_head
+    from backend.avatar.posing import lbs_numpy
+
     raw = build_avatar(None, BuildOptions(lods=(2,), refine=False))
     photo = to_float(raw.observation.image512)
     mask = np.asarray(raw.observation.mask, np.float32)
+    src = posed_set(raw.avatar, raw.model, raw.avatar.params, 2).means[raw.avatar.part_slices(2)["hair"]]
+    over = hair_over_head(src, lbs_numpy(raw.model, raw.avatar.params)[0][0], raw.model.faces, raw.avatar.camera,
+                          HairOptions().over_head_m)
+    print(f"hair over the head mesh: {over.sum()} of {len(over)}")
+    assert 0.05 * len(over) < over.sum() < 0.5 * len(over)
     refined = {}
     for share in (1.0, 0.5):
         av = copy.deepcopy(raw.avatar)
@@ -540,8 +563,9 @@ def test_the_hair_keeps_half_of_the_refinement_s_colour_change():
     # normalised step can turn that into a few 1e-4 on a Gaussian whose gradient is near zero (5 of
     # 50,289 entries, at most 3.8e-4, in one suite run of the thirty-eighth session): all but a few
     # entries halve exactly, none is far off
-    off = np.abs(half - 0.5 * full)
+    off = np.abs(half - np.where(over[:, None], 1.0, 0.5) * full)
     assert (off > 1e-4).mean() < 5e-4 and off.max() < 2e-3, ((off > 1e-4).sum(), off.max())
+    assert np.abs(full[over]).mean() > 0.01                 # ... and the hair over the head mesh
     for name in parts[1.0]:
         if name != "hair":
             np.testing.assert_allclose(parts[0.5][name].colors, parts[1.0][name].colors, atol=1e-5)
@@ -559,7 +583,7 @@ def test_the_hair_keeps_half_of_the_refinement_s_colour_change():
         u = np.clip((pc[:, 0] / pc[:, 2] * cam.fx + cam.cx).astype(int), 0, 511)
         v = np.clip((pc[:, 1] / pc[:, 2] * cam.fy + cam.cy).astype(int), 0, 511)
         c = gs.colors[sl]
-        seen = mask[v, u] > 0.5
+        seen = (mask[v, u] > 0.5) & ~over
         out = ((c < lo[v, u] - 0.02) | (c > hi[v, u] + 0.02)).any(1)
         return float(out[seen].mean())
 

@@ -169,8 +169,10 @@ def test_fusion_gives_edge_on_gaussians_the_turned_views_colour_as_their_side_co
     fuse_views(fused, model, views, MultiViewOptions(), backend="cpu", primary=0)
     true = head.colors[rows[pick]]
     side_err = np.abs(fused.lod_views[0].side[pick] - true).mean(1)
-    own_err = np.abs(fused.lods[0].colors[rows[pick]] - true).mean(1)
-    print("side", np.median(side_err), "own", np.median(own_err), pick.sum())
+    # the primary's own colour, where the primary sees the Gaussian (a fringe's hair hides some)
+    primary_seen = (view_samples(truth, model, views[0], 0, tol, "cpu")[1][rows] > 0.05)[pick]
+    own_err = np.abs(fused.lods[0].colors[rows[pick]] - true).mean(1)[primary_seen]
+    print("side", np.median(side_err), "own", np.median(own_err), pick.sum(), primary_seen.sum())
     assert np.median(side_err) < FUSED_ERR_MAX, f"side colours {np.median(side_err):.3f} off the turned views'"
     assert np.median(own_err) > 0.2, "the primary direction's colour must stay the primary's"
 
