@@ -73,6 +73,20 @@ def _head_alpha(model):
     return render
 
 
+def _tilted_mattes(model, cam, render, truth: list[float], T: int):
+    """(track, mattes, chin): a track of T copies of the reference frame, the mattes ``render`` draws of
+    it tilted by each of ``truth`` (deg), and mediapipe's chin's row in ``cam``'s image."""
+    from backend.avatar.posing import lbs_numpy
+
+    front = front_vertices(model, PitchPassOptions.front_share)
+    base = _frame(model)
+    track = HeadParams(base.shape, np.repeat(base.expr, T, 0), np.repeat(base.pose, T, 0),
+                       np.repeat(base.transl, T, 0), np.repeat(base.torso, T, 0))
+    mattes = [render(pitched(model, base, cam, d, front), cam)[0] if d else render(base, cam)[0] for d in truth]
+    chin_point = model.landmarks.points(lbs_numpy(model, base)[0][0], model.faces)[[152]]   # mediapipe's chin
+    return track, mattes, float(cam.project(chin_point)[0][0, 1])
+
+
 def test_the_pass_takes_the_tilt_the_outline_shows_and_keeps_the_rest(model, cam):
     """Three frames of one track: the first's matte is the head tilted back 6 deg further than the
     track has it, the second's nodded 4 deg forward, the third's is the track's own; a fourth frame
@@ -81,17 +95,9 @@ def test_the_pass_takes_the_tilt_the_outline_shows_and_keeps_the_rest(model, cam
     render = _head_alpha(model)
     front = front_vertices(model, PitchPassOptions.front_share)
     base = _frame(model)
-    T = 6
-    track = HeadParams(base.shape, np.repeat(base.expr, T, 0), np.repeat(base.pose, T, 0),
-                       np.repeat(base.transl, T, 0), np.repeat(base.torso, T, 0))
-    truth = [-6.0, 4.0, 0.0]
-    mattes = [render(pitched(model, base, cam, d, front), cam)[0] if d else render(base, cam)[0] for d in truth]
+    track, mattes, chin = _tilted_mattes(model, cam, render, [-6.0, 4.0, 0.0], 6)
     mattes.append(None)
     frames = np.array([1, 2, 3, 4])
-    from backend.avatar.posing import lbs_numpy
-
-    chin_point = model.landmarks.points(lbs_numpy(model, base)[0][0], model.faces)[[152]]   # mediapipe's chin
-    chin = float(cam.project(chin_point)[0][0, 1])
     stats = silhouette_pitch(model, track, cam, frames, mattes, np.full(4, chin), render,
                              PitchPassOptions(work_px=256))
     out = with_offsets(model, track, cam, frames, stats.offsets_deg)
@@ -131,17 +137,8 @@ def test_a_render_s_soft_rim_does_not_tilt_the_pass(model, cam):
         return np.stack([gaussian_filter(binary_dilation(a > 0.5, iterations=3).astype(np.float32), 2.0)
                          for a in head(params, camera)])
 
-    front = front_vertices(model, PitchPassOptions.front_share)
-    base = _frame(model)
-    T = 3
-    track = HeadParams(base.shape, np.repeat(base.expr, T, 0), np.repeat(base.pose, T, 0),
-                       np.repeat(base.transl, T, 0), np.repeat(base.torso, T, 0))
     truth = [-6.0, 4.0, 0.0]
-    mattes = [head(pitched(model, base, cam, d, front), cam)[0] if d else head(base, cam)[0] for d in truth]
-    from backend.avatar.posing import lbs_numpy
-
-    chin_point = model.landmarks.points(lbs_numpy(model, base)[0][0], model.faces)[[152]]
-    chin = float(cam.project(chin_point)[0][0, 1])
+    track, mattes, chin = _tilted_mattes(model, cam, head, truth, 3)
     frames = np.arange(3)
     matched = silhouette_pitch(model, track, cam, frames, mattes, np.full(3, chin), soft, PitchPassOptions(work_px=256))
     plain = silhouette_pitch(model, track, cam, frames, mattes, np.full(3, chin), soft,
