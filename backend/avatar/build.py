@@ -721,7 +721,8 @@ def hair_over_head(means: np.ndarray, verts: np.ndarray, faces: np.ndarray, came
 
     db = rasterize_depth(verts, faces, camera)
     uv, z = camera.project(np.asarray(means, np.float32))
-    ok = np.isfinite(uv).all(1)
+    with np.errstate(invalid="ignore"):
+        ok = (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
     j = np.clip(np.nan_to_num(uv[:, 0]).astype(int), 0, camera.width - 1)
     i = np.clip(np.nan_to_num(uv[:, 1]).astype(int), 0, camera.height - 1)
     hd = db.depth[i, j]

@@ -83,9 +83,9 @@ class PortraitRegions:
     scalp: head pixels above the brows (the face hull's too: a fringe), whose colour is the hair's,
     closed over light strands (hair seen over the scalp: it has a thickness the bald head model
     lacks); fringe: the scalp's pixels inside the face hull (hair lying on the forehead; None
-    where the regions were made without it); neck_clothes: head pixels below the chin, outside the face hull, whose colour is the
-    clothes' (None: none found); bare_chest: skin-coloured head pixels below the chin on rows where
-    the body beside the head is skin (None: none)."""
+    where the regions were made without it); neck_clothes: head pixels below the chin, outside the
+    face hull, whose colour is the clothes' (None: none found); bare_chest: skin-coloured head pixels
+    below the chin on rows where the body beside the head is skin (None: none)."""
 
     person: np.ndarray
     head: np.ndarray

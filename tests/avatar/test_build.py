@@ -506,7 +506,8 @@ def test_the_turned_views_script_codes_each_part(built, tmp_path, monkeypatch):
 
 def test_hair_over_head_takes_the_hair_in_front_of_the_mesh_within_reach():
     """build.hair_over_head on a square of two triangles 1 m in front of the camera: points over it
-    1 cm and 5 cm in front, within a 2 cm reach, behind it, and beside it."""
+    1 cm and 5 cm in front, within a 2 cm reach, behind it, beside it, and outside the image (its
+    pixel would clip to the border)."""
     from backend.avatar.build import hair_over_head
     from backend.render.camera import Camera
 
@@ -516,6 +517,10 @@ def test_hair_over_head_takes_the_hair_in_front_of_the_mesh_within_reach():
     pts = np.array([[0.0, 0.0, 0.99], [0.02, 0.01, 0.95], [0.0, 0.0, 1.01], [0.5, 0.0, 0.99]], np.float32)
     np.testing.assert_array_equal(hair_over_head(pts, verts, faces, cam, 0.02), [True, False, False, False])
     np.testing.assert_array_equal(hair_over_head(pts, verts, faces, cam, 0.1), [True, True, False, False])
+    # a square reaching the image's left edge: a point beyond the edge is not over it
+    wide = verts * np.float32([[30.0, 1.0, 1.0]])
+    edge = np.array([[0.0, 0.0, 0.99], [-1.0, 0.0, 0.99]], np.float32)
+    np.testing.assert_array_equal(hair_over_head(edge, wide, faces, cam, 0.02), [True, False])
 
 
 def test_the_hair_keeps_half_of_the_refinement_s_colour_change():
