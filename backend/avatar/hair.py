@@ -268,7 +268,10 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     front_pts = np.stack([gx, gy, np.broadcast_to(cz[:, None], gx.shape)], -1)
     uv_f, _ = _project(front_pts, C, camera)
     S = _lookup(S_img, uv_f, False)
-    hair_f = _lookup(regions.hair, uv_f, False)
+    # the scalp's hair counts too: a photo cut at the top of the head shows no hair beyond the head
+    # model in its top rows, and those rows had no hull (photo 17's crown stayed paint)
+    scalp_hair = regions.scalp if opts.scalp_shell and regions.scalp is not None else False
+    hair_f = _lookup(regions.hair | scalp_hair, uv_f, False)
     c_idx = np.full(len(ys), int(np.clip(np.searchsorted(xs, head_cx), 0, len(xs) - 1)))
     left, right, on = _central_runs(S, c_idx)
     col = np.arange(len(xs))[None]
@@ -348,8 +351,10 @@ def build_hair(photo: np.ndarray, mask: np.ndarray, regions: PortraitRegions, ca
     P = np.stack([xs[ix], ys[iy], zs[iz]], -1)                        # (M, 3) their rest centres
     uv, zc_cam = _project(P, C, camera)
     occ_c = _lookup(S_in, uv, False)
-    # voxels whose strands stay on the scalp's hair (two standard deviations off the forehead's skin)
-    on_scalp = _lookup(binary_erosion(scalp, structure=np.ones((4 * ry + 1, 2 * rx + 1), bool)), uv, False)
+    # voxels whose strands stay on the scalp's hair (two standard deviations off the forehead's skin;
+    # the background beyond the scalp's top edge is no skin: a photo cut at the top of the head)
+    on_scalp = _lookup(binary_erosion(scalp | ~regions.person, structure=np.ones((4 * ry + 1, 2 * rx + 1), bool))
+                       & scalp, uv, False)
     occ_c &= ~reach[iy, ix, iz] | on_scalp
     hd = _lookup(head_depth.depth.astype(np.float64), uv, np.inf)
     if regions.fringe is not None and opts.scalp_shell:

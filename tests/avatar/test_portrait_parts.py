@@ -907,3 +907,33 @@ def test_a_fringe_lies_on_the_forehead(astro):
     assert len(gap) > 500
     assert np.median(gap) > -0.002
     assert np.median(gap) < 0.003 and np.percentile(gap, 95) < 0.009
+
+
+def test_a_photo_cut_at_the_top_of_the_head_keeps_hair_over_the_scalp(astro):
+    """The hair hull takes its rows from the silhouette's rows that hold hair; a photo cut at the top of
+    the head shows no hair beyond the head model there (photo 17 of the shared media), only over it
+    (regions.scalp), and those rows had no hull: the crown stayed paint on the bald model. The scalp's
+    hair counts now, and the scalp's edge against the background needs no margin (the margin keeps
+    strands off the forehead's skin). The astronaut with the hair beyond the head model matted out
+    above the middle row of her scalp (its pixels black, the mask 0; the hair below keeps the hair's
+    colour model): over the scalp left above that row (patchy: her crown's highlights are not hair-
+    coloured) the hair part stands in front of the mesh at 0.28 of the pixels, at none before (0.24
+    with the margin kept; 1.00 over the same pixels of the whole photo)."""
+    from backend.avatar.portrait import portrait_parts
+
+    d = astro
+    r = d["pp"].regions
+    rows = np.arange(r.head.shape[0])[:, None]
+    mid = np.median(np.nonzero(r.scalp)[0])
+    cut = (r.hair | r.side) & (rows < mid)
+    photo, mask = d["photo"].copy(), d["mask"].copy()
+    photo[cut] = 0.0
+    mask[cut] = 0.0
+    pp = portrait_parts(d["model"], d["fit"].params, d["fit"].camera, photo, mask, d["obs"].landmarks)
+    assert not (pp.regions.hair & (rows < mid - 5)).any()
+    top = pp.regions.scalp & (rows < mid)
+    assert top.sum() > 2000
+    gap = _scalp_hair_depth_gap(d, pp, top)
+    whole = _scalp_hair_depth_gap(d, d["pp"], top)
+    print(f"hair in front over the scalp above the cut: {np.mean(gap > 0):.2f} (the whole photo: {np.mean(whole > 0):.2f})")
+    assert np.mean(gap > 0) >= 0.2
